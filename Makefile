@@ -1,0 +1,162 @@
+# ftk: a fine-tuning toolkit in C.
+#
+#   make            build lib/libftk.a-style archives and every program into $(O)/bin
+#   make check      build and run every test (unit suites with check, CLI cases)
+#   make check SAN=1   the same under AddressSanitizer + UBSan (in $(O)/san)
+#   make demo       run the whole pipeline on the bundled samples
+#   make deps       install the Debian/Ubuntu packages the build needs
+#   make install PREFIX=/usr/local
+#   make fuzz       build and run the libFuzzer targets (clang)
+#
+# Layout: every part of the pipeline is a folder.  In each folder, cmd_<verb>.c
+# is a program (it exports cmd_<verb>) and every other .c goes into that part's
+# static library.  Nothing needs to be listed here by hand: adding a file is
+# enough.  O=DIR builds out of tree (objects, archives, bin/), which lets several
+# builds of the same tree run at once.
+
+O ?= .
+SAN ?=
+WERROR ?=
+PREFIX ?= /usr/local
+
+ifeq ($(SAN),1)
+  B := $(O)/build-san
+  BIN := $(O)/build-san/bin
+  SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+else
+  B := $(O)/build
+  BIN := $(O)/bin
+  SANFLAGS :=
+endif
+
+CC ?= cc
+OPT ?= -O2
+PKGS := libcjson libzstd libpcre2-8 libutf8proc libcurl libxxhash
+CFLAGS_PKG := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LIBS_PKG := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+BLAS_CFLAGS := $(shell pkg-config --cflags openblas 2>/dev/null)
+BLAS_LIBS := $(shell pkg-config --libs openblas 2>/dev/null || echo -lopenblas)
+MHD_LIBS := $(shell pkg-config --libs libmicrohttpd 2>/dev/null || echo -lmicrohttpd)
+CURSES_LIBS := $(shell pkg-config --libs ncursesw 2>/dev/null || echo -lncursesw)
+CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
+CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lrt -lm)
+
+WARN := -Wall -Wextra -Wno-unused-parameter -Wshadow=local -Wvla
+ifeq ($(WERROR),1)
+  WARN += -Werror
+endif
+CFLAGS ?= $(OPT) -g
+ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(SANFLAGS) -pthread \
+  -I. -Ilib $(CFLAGS_PKG) $(BLAS_CFLAGS)
+LDLIBS := $(LIBS_PKG) $(BLAS_LIBS) $(MHD_LIBS) $(CURSES_LIBS) -lm -pthread -ldl
+
+# Parts, in link order (a part may only use the ones after it).
+PARTS := prep ledger review eval trainer judges cli lib
+LIBNAME_lib := libftk
+libname = $(if $(LIBNAME_$(1)),$(LIBNAME_$(1)),libftk$(1))
+archive = $(B)/$(1)/$(call libname,$(1)).a
+
+SRC_all := $(foreach p,$(PARTS),$(wildcard $(p)/*.c))
+CMD_SRC := $(foreach f,$(SRC_all),$(if $(filter cmd_%,$(notdir $(f))),$(f)))
+VERBS := $(sort $(patsubst cmd_%,%,$(basename $(notdir $(CMD_SRC)))))
+LIB_SRC = $(filter-out $(1)/cmd_%.c cli/ftk.c cli/verb_main.c,$(wildcard $(1)/*.c))
+ARCHIVES := $(foreach p,$(PARTS),$(if $(call LIB_SRC,$(p)),$(call archive,$(p))))
+CMD_OBJ := $(patsubst %.c,$(B)/%.o,$(CMD_SRC))
+
+PROGRAMS := $(BIN)/ftk $(addprefix $(BIN)/ftk-,$(VERBS))
+
+# CUDA: built whenever nvcc is found (see trainer/).
+NVCC ?= $(shell command -v nvcc 2>/dev/null)
+
+.PHONY: all check check-run unit cli deps demo demo-run install fuzz clean
+all: $(PROGRAMS)
+
+$(B)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
+
+define ARCHIVE_RULE
+$(call archive,$(1)): $(patsubst %.c,$(B)/%.o,$(call LIB_SRC,$(1)))
+	@mkdir -p $$(dir $$@)
+	@rm -f $$@
+	ar rcs $$@ $$^
+endef
+$(foreach p,$(PARTS),$(if $(call LIB_SRC,$(p)),$(eval $(call ARCHIVE_RULE,$(p)))))
+
+# The built-in table of `ftk`, made from the cmd_*.c files' summary lines.
+# verbs.list changes only when the set of commands does, so the table is
+# regenerated when a command is added or removed.
+$(shell mkdir -p $(B)/cli && (echo $(CMD_SRC) | cmp -s - $(B)/cli/verbs.list || echo $(CMD_SRC) > $(B)/cli/verbs.list))
+$(B)/cli/builtins.c: $(CMD_SRC) cli/gen-builtins.sh $(B)/cli/verbs.list
+	@mkdir -p $(dir $@)
+	sh cli/gen-builtins.sh $(CMD_SRC) > $@.tmp && mv $@.tmp $@
+
+$(B)/cli/builtins.o: $(B)/cli/builtins.c
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(BIN)/ftk: $(B)/cli/ftk.o $(B)/cli/builtins.o $(CMD_OBJ) $(ARCHIVES)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $(B)/cli/ftk.o $(B)/cli/builtins.o $(CMD_OBJ) $(ARCHIVES) $(LDLIBS)
+
+# One small program per verb: verb_main.c calls cmd_<verb>.
+$(B)/cli/main_%.o: cli/verb_main.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -DFTK_VERB=$* -DFTK_CMD=cmd_$* -c $< -o $@
+
+define VERB_RULE
+$(BIN)/ftk-$(1): $(B)/cli/main_$(1).o $(patsubst %.c,$(B)/%.o,$(2)) $(ARCHIVES)
+	@mkdir -p $$(dir $$@)
+	$(CC) $(ALL_CFLAGS) -o $$@ $$(filter %.o,$$^) $(ARCHIVES) $(LDLIBS)
+endef
+$(foreach f,$(CMD_SRC),$(eval $(call VERB_RULE,$(patsubst cmd_%,%,$(basename $(notdir $(f)))),$(f))))
+
+# ---------------------------------------------------------------- tests
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+UNIT_BIN := $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRC))
+
+$(B)/tests/%: tests/unit/%.c tests/unit/testutil.h $(ARCHIVES)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(CHECK_CFLAGS) -Itests/unit -o $@ $< $(ARCHIVES) $(CHECK_LIBS) $(LDLIBS)
+
+unit: $(UNIT_BIN)
+cli: $(PROGRAMS)
+
+# `make check` first makes sure the packages are there (a no-op when they are),
+# then re-reads this Makefile so pkg-config sees them.
+# T=name runs only the unit suites and CLI cases whose names contain it.
+check:
+	@sh tools/deps.sh --quiet $(DEB_PKGS)
+	@$(MAKE) --no-print-directory check-run
+
+check-run: $(PROGRAMS) $(UNIT_BIN)
+	@FTK_BIN=$(abspath $(BIN)) FTK_BUILD=$(abspath $(B)) SAN=$(SAN) T=$(T) \
+	  sh tests/run.sh $(abspath $(UNIT_BIN))
+
+# ---------------------------------------------------------------- other
+DEB_PKGS := build-essential pkg-config libcjson-dev libzstd-dev zstd libxxhash-dev \
+  libpcre2-dev libutf8proc-dev libcurl4-openssl-dev check libsubunit-dev \
+  libopenblas-dev libmicrohttpd-dev libncurses-dev openmpi-bin libopenmpi-dev \
+  jq tmux python3 clang
+deps:
+	@sh tools/deps.sh $(DEB_PKGS)
+
+demo:
+	@sh tools/deps.sh --quiet $(DEB_PKGS)
+	@$(MAKE) --no-print-directory demo-run
+
+demo-run: all
+	@FTK_BIN=$(abspath $(BIN)) sh tools/demo.sh
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1
+	install -m 755 $(PROGRAMS) $(DESTDIR)$(PREFIX)/bin/
+	@if ls docs/man/*.1 >/dev/null 2>&1; then install -m 644 docs/man/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/; fi
+
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+fuzz:
+	@FUZZ_SECONDS=$(or $(FUZZ_SECONDS),60) sh tests/fuzz/run.sh $(FUZZ_SRC)
+
+clean:
+	rm -rf $(O)/build $(O)/build-san $(O)/bin
+
+-include $(shell find $(B) -name '*.d' 2>/dev/null)

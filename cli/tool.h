@@ -1,0 +1,210 @@
+/*
+ * tool.h: what every ftk program shares.
+ *
+ * lib/ never prints or exits; this is the layer that does, for the programs.
+ * It gives each tool the same conventions (DESIGN.md, "Commands"):
+ *
+ *   - the common options -o, --rejects, --stats, --ledger (or FTK_LEDGER),
+ *     --run, -q, --help, --version, parsed by ftk_tool_opt() inside the
+ *     tool's own getopt_long loop (FTK_TOOL_LONGOPTS, FTK_TOOL_SHORTOPTS);
+ *   - input from file arguments or stdin, line by line, zstd detected, with
+ *     invalid UTF-8 and invalid JSON turned into rejects (ftk_tool_next,
+ *     ftk_tool_parse);
+ *   - output of records as their original bytes (ftk_tool_emit);
+ *   - rejects as {"file","line","tool","reason",...,"record"|"raw"} lines;
+ *   - a progress line on stderr only when stderr is a terminal;
+ *   - one closing summary line on stderr, the same as JSON in --stats, and one
+ *     ledger entry; ftk_tool_finish() returns the exit code.
+ *
+ * A typical tool:
+ *
+ *	struct ftk_tool t;
+ *	ftk_tool_init(&t, "ftk-frob", usage);
+ *	while ((c = getopt_long(argc, argv, FTK_TOOL_SHORTOPTS "x:", opts, NULL)) != -1) {
+ *		if (ftk_tool_opt(&t, c, optarg)) continue;
+ *		switch (c) { case 'x': ...; break; default: ftk_tool_usage_error(&t, NULL); }
+ *	}
+ *	ftk_tool_start(&t, argc - optind, argv + optind);
+ *	while (ftk_tool_next(&t, &line)) {
+ *		cJSON *rec = ftk_tool_parse(&t, &line);   // rejects bad lines itself
+ *		if (!rec) continue;
+ *		if (bad) ftk_tool_reject(&t, &line, "too-long", NULL); else ftk_tool_emit(&t, &line);
+ *		cJSON_Delete(rec);
+ *	}
+ *	return ftk_tool_finish(&t);
+ *
+ * Exit codes, the same for every command: 0 success, 1 data problems or a
+ * runtime failure, 2 bad usage.
+ */
+#ifndef FTK_TOOL_H
+#define FTK_TOOL_H
+
+#include <getopt.h>
+#include <stdint.h>
+#include <cjson/cJSON.h>
+#include "lib/err.h"
+#include "lib/stream.h"
+#include "lib/strbuf.h"
+
+#define FTK_VERSION "0.1.0"
+
+enum {
+	FTK_EXIT_OK = 0,
+	FTK_EXIT_DATA = 1,
+	FTK_EXIT_USAGE = 2,
+};
+
+/* Long-only option codes of the common options. */
+enum {
+	FTK_OPT_REJECTS = 0x1000,
+	FTK_OPT_STATS,
+	FTK_OPT_LEDGER,
+	FTK_OPT_RUN,
+	FTK_OPT_VERSION,
+	FTK_OPT_FIRST_FREE = 0x1100,	/* tools number their own long-only options from here */
+};
+
+#define FTK_TOOL_SHORTOPTS "o:qh"
+#define FTK_TOOL_LONGOPTS                                          \
+	{ "output", required_argument, NULL, 'o' },                \
+	{ "quiet", no_argument, NULL, 'q' },                       \
+	{ "help", no_argument, NULL, 'h' },                        \
+	{ "rejects", required_argument, NULL, FTK_OPT_REJECTS },   \
+	{ "stats", required_argument, NULL, FTK_OPT_STATS },       \
+	{ "ledger", required_argument, NULL, FTK_OPT_LEDGER },     \
+	{ "run", required_argument, NULL, FTK_OPT_RUN },           \
+	{ "version", no_argument, NULL, FTK_OPT_VERSION }
+
+/* Text for --help, after a tool's own options. */
+#define FTK_TOOL_COMMON_HELP                                                         \
+	"Common options:\n"                                                          \
+	"  -o, --output FILE    write records to FILE (.zst compresses) instead of stdout\n" \
+	"      --rejects FILE   write every dropped record there, with its reason\n"  \
+	"      --stats FILE     write the closing summary as JSON\n"                 \
+	"      --ledger FILE    append a ledger entry for this run (default $FTK_LEDGER)\n" \
+	"      --run NAME       the run name for the ledger (default $FTK_RUN)\n"     \
+	"  -q, --quiet          no summary line on stderr\n"                        \
+	"  -h, --help           show this help\n"                                   \
+	"      --version        show the version\n"                                 \
+	"Exit status: 0 success, 1 data problems or failure, 2 bad usage.\n"
+
+struct ftk_count {
+	char *key;
+	uint64_t n;
+};
+
+struct ftk_tool {
+	const char *name;	/* "ftk-validate" */
+	const char *usage;	/* full --help text */
+	const char *stage;	/* ledger stage, "prep" by default */
+
+	/* common options */
+	const char *out_path;
+	const char *rejects_path;
+	const char *stats_path;
+	const char *ledger_path;
+	const char *run;
+	int quiet;
+
+	/* inputs */
+	char **inputs;
+	int n_inputs;
+	int cur_input;
+	struct ftk_reader *reader;
+	uint64_t bytes_done;	/* bytes of inputs already closed */
+	int64_t bytes_total;	/* sum of input sizes, -1 when unknown */
+
+	/* outputs */
+	struct ftk_writer *out;
+	struct ftk_writer *rejects;
+
+	/* counts */
+	uint64_t n_in, n_out, n_rejected;
+	struct ftk_count *reasons;	/* rejected records by reason */
+	size_t n_reasons, alloc_reasons;
+	struct ftk_count *counts;	/* any other counters the tool keeps */
+	size_t n_counts, alloc_counts;
+	cJSON *extra_stats;		/* tool-specific fields for --stats (owned) */
+
+	int failed;		/* a runtime error happened: exit 1 */
+	int fail_on_reject;	/* exit 1 when any record was rejected (ftk-validate) */
+	double t_start, t_progress;
+	int progress_shown;
+	int is_tty;
+	struct strbuf scratch;
+};
+
+void ftk_tool_init(struct ftk_tool *t, const char *name, const char *usage);
+
+/*
+ * Handle a common option from getopt_long.  Returns 1 when c was one (or
+ * exits for --help / --version), 0 when the tool must handle it.
+ */
+int ftk_tool_opt(struct ftk_tool *t, int c, const char *arg);
+
+/* "ftk-x: <msg>", a hint to run --help, exit 2.  msg may be NULL. */
+void ftk_tool_usage_error(struct ftk_tool *t, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3), noreturn));
+
+/*
+ * Set the input files (none means stdin) and open the outputs.  Dies with
+ * exit 1 when an output cannot be opened.
+ */
+void ftk_tool_start(struct ftk_tool *t, int n_inputs, char **inputs);
+
+/*
+ * Next input line across all inputs.  Returns 1 and fills *line, or 0 at the
+ * end.  A line with invalid UTF-8 is rejected here ("invalid-utf8", with the
+ * byte offset) and skipped.  Empty lines (whitespace only) are skipped and
+ * counted as "blank" in counts, not as records.  A read error (missing file,
+ * truncated zstd) is reported, sets the exit code to 1, and moves on to the
+ * next file.  Counts n_in.
+ */
+int ftk_tool_next(struct ftk_tool *t, struct ftk_line *line);
+
+/*
+ * Parse the line as a JSON object.  Returns the tree (caller frees) or NULL
+ * after rejecting the line ("invalid-json" or "not-an-object", with a message
+ * that gives the column).
+ */
+cJSON *ftk_tool_parse(struct ftk_tool *t, const struct ftk_line *line);
+
+/* Write the line's original bytes to the output.  Counts n_out. */
+void ftk_tool_emit(struct ftk_tool *t, const struct ftk_line *line);
+/* Write new bytes (a changed or converted record, no newline) as one output line. */
+void ftk_tool_emit_raw(struct ftk_tool *t, const char *data, size_t len);
+
+/*
+ * Drop a record: count it under reason and write it to --rejects as
+ * {"file","line","tool","reason",<extra members>,"record":<original>}; a line
+ * that is not valid JSON goes in "raw" as a string (invalid UTF-8 replaced by
+ * U+FFFD, and the exact bytes in "raw_base64").  extra may be NULL; it is
+ * consumed.  Extra members named "error"/"errors" hold the messages.
+ */
+void ftk_tool_reject(struct ftk_tool *t, const struct ftk_line *line, const char *reason,
+		     cJSON *extra);
+
+/* Add n to a named counter (shown in the summary and --stats "counts"). */
+void ftk_tool_count(struct ftk_tool *t, const char *key, uint64_t n);
+
+/* Report a data error about a place: "ftk-x: file:line: field: msg" on stderr. */
+void ftk_tool_error_at(struct ftk_tool *t, const struct ftk_error *e);
+
+/*
+ * Print the closing summary, write --stats and the ledger entry, close the
+ * outputs.  Returns the exit code: 1 if a runtime error happened, or if
+ * anything was rejected and t->fail_on_reject is set; else 0.
+ */
+int ftk_tool_finish(struct ftk_tool *t);
+
+/* Free everything; ftk_tool_finish calls it. */
+void ftk_tool_release(struct ftk_tool *t);
+
+/* Print "ftk-x: msg" to stderr.  error() returns -1, die() exits 1. */
+int error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+void warning(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* The program name used by error/die/warning ("ftk-validate"). */
+extern const char *ftk_progname;
+
+#endif

@@ -1,0 +1,11 @@
+/*
+ * verb_main.c: the main() of every ftk-<verb> program.  Compiled once per
+ * verb with -DFTK_CMD=cmd_<verb>, so each program is a small main over the
+ * command function that `ftk <verb>` also calls.
+ */
+int FTK_CMD(int argc, char **argv);
+
+int main(int argc, char **argv)
+{
+	return FTK_CMD(argc, argv);
+}

@@ -1,0 +1,208 @@
+/*
+ * json.c: cJSON with the checks hostile input needs and places in errors.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "json.h"
+
+int ftk_json_parse(const char *s, size_t len, cJSON **out, struct ftk_error *err)
+{
+	const char *end = NULL;
+	size_t i;
+	*out = NULL;
+	/* cJSON stops quietly at its nesting limit; measure depth first to say so */
+	int depth = 0, in_str = 0;
+	for (i = 0; i < len; i++) {
+		char c = s[i];
+		if (in_str) {
+			if (c == '\\')
+				i++;
+			else if (c == '"')
+				in_str = 0;
+		} else if (c == '"') {
+			in_str = 1;
+		} else if (c == '[' || c == '{') {
+			if (++depth > CJSON_NESTING_LIMIT) {
+				ftk_error_msg(err, FTK_EDATA, "nesting deeper than %d levels",
+					      CJSON_NESTING_LIMIT);
+				if (err)
+					err->offset = (long)i;
+				return FTK_EDATA;
+			}
+		} else if (c == ']' || c == '}') {
+			depth--;
+		}
+	}
+	cJSON *v = cJSON_ParseWithLengthOpts(s, len, &end, 0);
+	if (!v) {
+		long off = end ? (long)(end - s) : -1;
+		if (!end) {
+			const char *e = cJSON_GetErrorPtr();
+			if (e && e >= s && e <= s + len)
+				off = (long)(e - s);
+		}
+		if (len == 0 || strspn(s, " \t\r\n") == len)
+			ftk_error_msg(err, FTK_EDATA, "empty line where a JSON value was expected");
+		else if (off >= 0 && (size_t)off >= len)
+			ftk_error_msg(err, FTK_EDATA, "invalid JSON: unexpected end of line");
+		else
+			ftk_error_msg(err, FTK_EDATA, "invalid JSON at column %ld", off + 1);
+		if (err)
+			err->offset = off;
+		return FTK_EDATA;
+	}
+	/* cJSON does not require that only whitespace follows the value */
+	size_t used = (size_t)(end - s);
+	while (used < len && (s[used] == ' ' || s[used] == '\t' || s[used] == '\r' || s[used] == '\n'))
+		used++;
+	if (used < len) {
+		cJSON_Delete(v);
+		ftk_error_msg(err, FTK_EDATA, "invalid JSON: trailing characters at column %zu",
+			      used + 1);
+		if (err)
+			err->offset = (long)used;
+		return FTK_EDATA;
+	}
+	*out = v;
+	return 0;
+}
+
+const char *ftk_json_type_name(const cJSON *v)
+{
+	if (!v)
+		return "missing";
+	switch (v->type & 0xFF) {
+	case cJSON_False:
+	case cJSON_True: return "boolean";
+	case cJSON_NULL: return "null";
+	case cJSON_Number: return "number";
+	case cJSON_String: return "string";
+	case cJSON_Array: return "array";
+	case cJSON_Object: return "object";
+	case cJSON_Raw: return "raw";
+	}
+	return "invalid";
+}
+
+int ftk_json_parse_object(const char *s, size_t len, cJSON **out, struct ftk_error *err)
+{
+	int rc = ftk_json_parse(s, len, out, err);
+	if (rc < 0)
+		return rc;
+	if (!cJSON_IsObject(*out)) {
+		ftk_error_msg(err, FTK_EDATA, "not a JSON object: %s", ftk_json_type_name(*out));
+		cJSON_Delete(*out);
+		*out = NULL;
+		return FTK_EDATA;
+	}
+	return 0;
+}
+
+void ftk_json_path_key(char *buf, size_t n, const char *path, const char *key)
+{
+	if (path && *path)
+		snprintf(buf, n, "%s.%s", path, key);
+	else
+		snprintf(buf, n, "%s", key);
+}
+
+void ftk_json_path_index(char *buf, size_t n, const char *path, int i)
+{
+	snprintf(buf, n, "%s[%d]", path ? path : "", i);
+}
+
+static int cmp(const void *x, const void *y)
+{
+	return strcmp(*(const char *const *)x, *(const char *const *)y);
+}
+
+static int dup_walk(const cJSON *v, char *path, size_t n)
+{
+	if (cJSON_IsObject(v)) {
+		const cJSON *a, *b;
+		size_t base = strlen(path);
+		int count = 0;
+		for (a = v->child; a; a = a->next)
+			count++;
+		/* small objects: quadratic is faster than hashing */
+		for (a = v->child; a; a = a->next) {
+			if (count <= 64) {
+				for (b = v->child; b != a; b = b->next) {
+					if (a->string && b->string && !strcmp(a->string, b->string)) {
+						char tmp[512];
+						ftk_json_path_key(tmp, sizeof(tmp), path, a->string);
+						snprintf(path, n, "%s", tmp);
+						return 1;
+					}
+				}
+			}
+		}
+		if (count > 64) {
+			/* sort pointers to names and look at neighbours */
+			const char **names = xmalloc((size_t)count * sizeof(*names));
+			int i = 0;
+			for (a = v->child; a; a = a->next)
+				names[i++] = a->string ? a->string : "";
+
+			qsort(names, (size_t)count, sizeof(*names), cmp);
+			for (i = 1; i < count; i++) {
+				if (!strcmp(names[i], names[i - 1])) {
+					char tmp[512];
+					ftk_json_path_key(tmp, sizeof(tmp), path, names[i]);
+					snprintf(path, n, "%s", tmp);
+					free(names);
+					return 1;
+				}
+			}
+			free(names);
+		}
+		for (a = v->child; a; a = a->next) {
+			char saved[512];
+			snprintf(saved, sizeof(saved), "%s", path);
+			ftk_json_path_key(path, n, saved, a->string ? a->string : "");
+			if (dup_walk(a, path, n))
+				return 1;
+			path[base] = '\0';
+		}
+	} else if (cJSON_IsArray(v)) {
+		const cJSON *a;
+		size_t base = strlen(path);
+		int i = 0;
+		for (a = v->child; a; a = a->next, i++) {
+			char saved[512];
+			snprintf(saved, sizeof(saved), "%s", path);
+			ftk_json_path_index(path, n, saved, i);
+			if (dup_walk(a, path, n))
+				return 1;
+			path[base] = '\0';
+		}
+	}
+	return 0;
+}
+
+
+int ftk_json_find_duplicate_key(const cJSON *v, char *path, size_t n)
+{
+	if (!n)
+		return 0;
+	path[0] = '\0';
+	return dup_walk(v, path, n);
+}
+
+const char *ftk_json_get_str(const cJSON *obj, const char *key)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+	return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+void ftk_json_print(struct strbuf *sb, const cJSON *v)
+{
+	char *s = cJSON_PrintUnformatted(v);
+	if (!s) {
+		fprintf(stderr, "fatal: out of memory printing JSON\n");
+		abort();
+	}
+	strbuf_addstr(sb, s);
+	cJSON_free(s);
+}

@@ -1,0 +1,57 @@
+/*
+ * json.h: JSON helpers over cJSON.
+ *
+ * Parsing is cJSON's, wrapped so that a failure says where (the byte offset,
+ * turned into a column by the caller's place) and so that the limits hostile
+ * input needs are enforced: nesting depth (cJSON's own limit of 1000) and
+ * duplicate keys, which cJSON accepts silently.
+ *
+ * Ownership rule for the whole API: a cJSON tree returned by a function here
+ * belongs to the caller, who frees it with cJSON_Delete().  Strings returned
+ * from ftk_json_get_str() are borrowed from the tree.
+ *
+ * Never re-serialize a record a tool passes through unchanged: cJSON turns
+ * integers past 2^53 into doubles and may reorder nothing but still rewrites
+ * spacing and escapes.  Write the original line instead.
+ */
+#ifndef FTK_JSON_H
+#define FTK_JSON_H
+
+#include <cjson/cJSON.h>
+#include "err.h"
+#include "strbuf.h"
+
+/*
+ * Parse s[0..len) as one JSON value.  On success *out is the tree (caller
+ * frees).  On failure returns FTK_EDATA with err->offset set to the byte where
+ * parsing stopped and a message ("invalid JSON", "trailing characters after
+ * the value", "nesting deeper than 1000 levels").
+ */
+int ftk_json_parse(const char *s, size_t len, cJSON **out, struct ftk_error *err);
+
+/* Like ftk_json_parse, but the value must be an object ("not a JSON object: array"). */
+int ftk_json_parse_object(const char *s, size_t len, cJSON **out, struct ftk_error *err);
+
+/*
+ * Find the first object in the tree with a repeated key.  Returns 1 and
+ * writes the field path of the second occurrence ("messages[0].role") into
+ * path (size n), or 0 when every key is unique.
+ */
+int ftk_json_find_duplicate_key(const cJSON *v, char *path, size_t n);
+
+/* The type's name as a user reads it: "string", "number", "object", ... */
+const char *ftk_json_type_name(const cJSON *v);
+
+/* Object member's string value, or NULL when missing or not a string. Borrowed. */
+const char *ftk_json_get_str(const cJSON *obj, const char *key);
+
+/* Append cJSON's compact rendering of v to sb. */
+void ftk_json_print(struct strbuf *sb, const cJSON *v);
+
+/*
+ * Append path + "." + key or path + "[i]" to make field paths.  buf has size n.
+ */
+void ftk_json_path_key(char *buf, size_t n, const char *path, const char *key);
+void ftk_json_path_index(char *buf, size_t n, const char *path, int i);
+
+#endif

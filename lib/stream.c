@@ -1,0 +1,534 @@
+/*
+ * stream.c: line readers and record writers over plain files, pipes and
+ * Zstandard.
+ *
+ * The reader keeps one growable buffer of decoded bytes.  A line that lies
+ * wholly in the buffer is handed out in place (its '\n' overwritten by a NUL),
+ * so the common case copies nothing.  When no newline is left, the partial
+ * line is moved to the front and the buffer refilled, doubling it when the
+ * partial line already fills it: a line of any length works, at the cost of
+ * holding that one line in memory.
+ *
+ * Zstandard is detected from the first four bytes (28 B5 2F FD), which the
+ * reader peeks before deciding, so it works on pipes.  Concatenated frames are
+ * read one after another.  End of file while ZSTD_decompressStream still
+ * expects input means the frame was cut short: FTK_ETRUNC.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zstd.h>
+#include "stream.h"
+
+#define READ_CHUNK (1u << 20)
+
+struct ftk_reader {
+	int fd;
+	int own_fd;
+	char *name;
+	/* decoded bytes: buf[pos..end) not yet returned */
+	char *buf;
+	size_t cap, pos, end;
+	/* zstd */
+	ZSTD_DCtx *dctx;
+	char *zin;
+	size_t zin_cap, zin_pos, zin_len;
+	size_t zret;		/* last ZSTD_decompressStream result: 0 = frame done */
+	int zstd;
+	int started;		/* detection done */
+	int eof;		/* underlying file exhausted */
+	int failed;
+	long lineno;
+	uint64_t bytes_in;
+	int64_t size;
+};
+
+long ftk_utf8_check(const char *str, size_t len)
+{
+	const unsigned char *s = (const unsigned char *)str;
+	size_t i = 0;
+	while (i < len) {
+		/* ASCII fast path, 8 bytes at a time */
+		while (i + 8 <= len) {
+			uint64_t w;
+			memcpy(&w, s + i, 8);
+			if (w & 0x8080808080808080ull)
+				break;
+			i += 8;
+		}
+		if (i >= len)
+			break;
+		unsigned c = s[i];
+		if (c < 0x80) {
+			i++;
+			continue;
+		}
+		size_t n = len - i;
+		if (c >= 0xC2 && c <= 0xDF) {
+			if (n < 2 || (s[i + 1] & 0xC0) != 0x80)
+				return (long)i;
+			i += 2;
+		} else if (c >= 0xE0 && c <= 0xEF) {
+			if (n < 3 || (s[i + 1] & 0xC0) != 0x80 || (s[i + 2] & 0xC0) != 0x80)
+				return (long)i;
+			if ((c == 0xE0 && s[i + 1] < 0xA0) || (c == 0xED && s[i + 1] >= 0xA0))
+				return (long)i;
+			i += 3;
+		} else if (c >= 0xF0 && c <= 0xF4) {
+			if (n < 4 || (s[i + 1] & 0xC0) != 0x80 || (s[i + 2] & 0xC0) != 0x80 ||
+			    (s[i + 3] & 0xC0) != 0x80)
+				return (long)i;
+			if ((c == 0xF0 && s[i + 1] < 0x90) || (c == 0xF4 && s[i + 1] >= 0x90))
+				return (long)i;
+			i += 4;
+		} else {
+			return (long)i;
+		}
+	}
+	return -1;
+}
+
+static int reader_new(struct ftk_reader **out, int fd, int own, const char *name)
+{
+	struct ftk_reader *r = xcalloc(1, sizeof(*r));
+	struct stat st;
+	r->fd = fd;
+	r->own_fd = own;
+	r->name = xstrdup(name);
+	r->cap = READ_CHUNK;
+	r->buf = xmalloc(r->cap + 1);
+	r->size = -1;
+	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode))
+		r->size = st.st_size;
+	*out = r;
+	return 0;
+}
+
+int ftk_reader_open(struct ftk_reader **out, const char *path, struct ftk_error *err)
+{
+	*out = NULL;
+	if (!strcmp(path, "-"))
+		return reader_new(out, 0, 0, "-");
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return ftk_error_set(err, FTK_EIO, path, 0, NULL, "cannot open '%s': %s", path,
+				     strerror(errno));
+	struct stat st;
+	if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+		close(fd);
+		return ftk_error_set(err, FTK_EIO, path, 0, NULL, "cannot read '%s': Is a directory",
+				     path);
+	}
+	return reader_new(out, fd, 1, path);
+}
+
+int ftk_reader_open_fp(struct ftk_reader **out, FILE *fp, const char *name,
+		       struct ftk_error *err)
+{
+	(void)err;
+	fflush(fp);
+	return reader_new(out, fileno(fp), 0, name);
+}
+
+static ssize_t read_some(struct ftk_reader *r, char *dst, size_t n)
+{
+	for (;;) {
+		ssize_t k = read(r->fd, dst, n);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k > 0)
+			r->bytes_in += (uint64_t)k;
+		return k;
+	}
+}
+
+static int io_error(struct ftk_reader *r, struct ftk_error *err)
+{
+	r->failed = 1;
+	return ftk_error_set(err, FTK_EIO, r->name, r->lineno, NULL, "cannot read '%s': %s",
+			     r->name, strerror(errno));
+}
+
+/*
+ * Decide plain or zstd from the first bytes.  Whatever was read goes to the
+ * zstd input buffer or straight into the decoded buffer.
+ */
+static int detect(struct ftk_reader *r, struct ftk_error *err)
+{
+	unsigned char head[8];
+	size_t got = 0;
+	r->started = 1;
+	while (got < 4) {
+		ssize_t k = read_some(r, (char *)head + got, 4 - got);
+		if (k < 0)
+			return io_error(r, err);
+		if (k == 0)
+			break;
+		got += (size_t)k;
+	}
+	if (got == 4 && head[0] == 0x28 && head[1] == 0xB5 && head[2] == 0x2F && head[3] == 0xFD) {
+		r->zstd = 1;
+		r->dctx = ZSTD_createDCtx();
+		if (!r->dctx) {
+			fprintf(stderr, "fatal: out of memory creating a zstd context\n");
+			abort();
+		}
+		r->zin_cap = ZSTD_DStreamInSize();
+		if (r->zin_cap < 4)
+			r->zin_cap = 4;
+		r->zin = xmalloc(r->zin_cap);
+		memcpy(r->zin, head, 4);
+		r->zin_len = 4;
+		r->zret = 1;
+	} else {
+		memcpy(r->buf + r->end, head, got);
+		r->end += got;
+		if (got < 4)
+			r->eof = 1;
+	}
+	return 0;
+}
+
+/* Add decoded bytes at buf[end..cap).  Returns bytes added, 0 at EOF, or an error. */
+static ssize_t fill(struct ftk_reader *r, struct ftk_error *err)
+{
+	if (r->eof)
+		return 0;
+	if (!r->zstd) {
+		ssize_t k = read_some(r, r->buf + r->end, r->cap - r->end);
+		if (k < 0)
+			return io_error(r, err);
+		if (k == 0)
+			r->eof = 1;
+		r->end += (size_t)k;
+		return k;
+	}
+	for (;;) {
+		if (r->zin_pos == r->zin_len) {
+			ssize_t k = read_some(r, r->zin, r->zin_cap);
+			if (k < 0)
+				return io_error(r, err);
+			if (k == 0) {
+				r->eof = 1;
+				if (r->zret != 0) {
+					r->failed = 1;
+					return ftk_error_set(err, FTK_ETRUNC, r->name, r->lineno + 1, NULL,
+							     "truncated zstd frame: the file ends in the middle of compressed data");
+				}
+				return 0;
+			}
+			r->zin_pos = 0;
+			r->zin_len = (size_t)k;
+		}
+		ZSTD_inBuffer in = { r->zin, r->zin_len, r->zin_pos };
+		ZSTD_outBuffer out = { r->buf + r->end, r->cap - r->end, 0 };
+		size_t ret = ZSTD_decompressStream(r->dctx, &out, &in);
+		r->zin_pos = in.pos;
+		if (ZSTD_isError(ret)) {
+			r->failed = 1;
+			return ftk_error_set(err, FTK_EDATA, r->name, r->lineno + 1, NULL,
+					     "corrupt zstd data: %s", ZSTD_getErrorName(ret));
+		}
+		r->zret = ret;
+		r->end += out.pos;
+		if (out.pos > 0)
+			return (ssize_t)out.pos;
+		if (out.pos == out.size)
+			return 0; /* cannot happen: caller guarantees room */
+	}
+}
+
+int ftk_reader_next(struct ftk_reader *r, struct ftk_line *line, struct ftk_error *err)
+{
+	if (r->failed)
+		return 0;
+	if (!r->started) {
+		int rc = detect(r, err);
+		if (rc < 0)
+			return rc;
+	}
+	size_t scan = r->pos;
+	for (;;) {
+		char *nl = memchr(r->buf + scan, '\n', r->end - scan);
+		if (nl || (r->eof && r->end > r->pos)) {
+			char *start = r->buf + r->pos;
+			size_t len = nl ? (size_t)(nl - start) : r->end - r->pos;
+			r->pos = nl ? (size_t)(nl - r->buf) + 1 : r->end;
+			r->lineno++;
+			line->had_cr = 0;
+			if (len && start[len - 1] == '\r') {
+				len--;
+				line->had_cr = 1;
+			}
+			start[len] = '\0';	/* buf has one spare byte past cap */
+			if (r->lineno == 1 && len >= 3 && (unsigned char)start[0] == 0xEF &&
+			    (unsigned char)start[1] == 0xBB && (unsigned char)start[2] == 0xBF) {
+				start += 3;
+				len -= 3;
+			}
+			line->data = start;
+			line->len = len;
+			line->lineno = r->lineno;
+			line->file = r->name;
+			line->utf8_error = ftk_utf8_check(start, len);
+			return 1;
+		}
+		if (r->eof)
+			return 0;
+		/* no full line: make room, then read more */
+		if (r->pos > 0) {
+			memmove(r->buf, r->buf + r->pos, r->end - r->pos);
+			r->end -= r->pos;
+			r->pos = 0;
+		}
+		scan = r->end;
+		if (r->end == r->cap) {
+			r->cap *= 2;
+			r->buf = xrealloc(r->buf, r->cap + 1);
+		}
+		ssize_t k = fill(r, err);
+		if (k < 0)
+			return (int)k;
+	}
+}
+
+uint64_t ftk_reader_bytes_in(const struct ftk_reader *r)
+{
+	return r->bytes_in;
+}
+
+int64_t ftk_reader_size(const struct ftk_reader *r)
+{
+	return r->size;
+}
+
+int ftk_reader_is_zstd(const struct ftk_reader *r)
+{
+	return r->zstd;
+}
+
+void ftk_reader_close(struct ftk_reader *r)
+{
+	if (!r)
+		return;
+	if (r->own_fd)
+		close(r->fd);
+	ZSTD_freeDCtx(r->dctx);
+	free(r->zin);
+	free(r->buf);
+	free(r->name);
+	free(r);
+}
+
+int ftk_read_all(const char *path, char **data, size_t *len, struct ftk_error *err)
+{
+	struct ftk_reader *r;
+	int rc = ftk_reader_open(&r, path, err);
+	*data = NULL;
+	*len = 0;
+	if (rc < 0)
+		return rc;
+	rc = detect(r, err);
+	while (rc >= 0) {
+		if (r->end == r->cap) {
+			r->cap *= 2;
+			r->buf = xrealloc(r->buf, r->cap + 1);
+		}
+		ssize_t k = fill(r, err);
+		if (k < 0)
+			rc = (int)k;
+		if (k <= 0)
+			break;
+	}
+	if (rc < 0) {
+		ftk_reader_close(r);
+		return rc;
+	}
+	r->buf[r->end] = '\0';
+	*data = r->buf;
+	*len = r->end;
+	r->buf = NULL;
+	ftk_reader_close(r);
+	return 0;
+}
+
+/* ------------------------------------------------------------------ writer */
+
+#define WBUF (1u << 18)
+
+struct ftk_writer {
+	int fd;
+	int is_file;
+	char *path, *tmp;
+	char *buf;
+	size_t len;
+	ZSTD_CCtx *cctx;
+	char *zout;
+	size_t zout_cap;
+	int err;		/* errno of the first failure, sticky */
+};
+
+static int write_all(struct ftk_writer *w, const char *p, size_t n)
+{
+	while (n) {
+		ssize_t k = write(w->fd, p, n);
+		if (k < 0) {
+			if (errno == EINTR)
+				continue;
+			w->err = errno;
+			return FTK_EIO;
+		}
+		p += k;
+		n -= (size_t)k;
+	}
+	return 0;
+}
+
+static int zstd_push(struct ftk_writer *w, const char *p, size_t n, ZSTD_EndDirective mode)
+{
+	ZSTD_inBuffer in = { p, n, 0 };
+	for (;;) {
+		ZSTD_outBuffer out = { w->zout, w->zout_cap, 0 };
+		size_t rem = ZSTD_compressStream2(w->cctx, &out, &in, mode);
+		if (ZSTD_isError(rem)) {
+			w->err = EIO;
+			return FTK_EIO;
+		}
+		if (out.pos && write_all(w, w->zout, out.pos))
+			return FTK_EIO;
+		if (mode == ZSTD_e_continue ? in.pos == in.size : rem == 0)
+			return 0;
+	}
+}
+
+static int drain(struct ftk_writer *w, ZSTD_EndDirective mode)
+{
+	int rc;
+	if (w->err)
+		return FTK_EIO;
+	if (w->cctx)
+		rc = zstd_push(w, w->buf, w->len, mode);
+	else
+		rc = write_all(w, w->buf, w->len);
+	w->len = 0;
+	return rc;
+}
+
+int ftk_writer_open(struct ftk_writer **out, const char *path, int level,
+		    struct ftk_error *err)
+{
+	struct ftk_writer *w = xcalloc(1, sizeof(*w));
+	*out = NULL;
+	w->buf = xmalloc(WBUF);
+	if (!path || !strcmp(path, "-")) {
+		w->fd = 1;
+	} else {
+		size_t n = strlen(path);
+		w->path = xstrdup(path);
+		w->tmp = xmalloc(n + 32);
+		snprintf(w->tmp, n + 32, "%s.tmp.%ld", path, (long)getpid());
+		w->fd = open(w->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		if (w->fd < 0) {
+			int e = errno;
+			ftk_error_set(err, FTK_EIO, path, 0, NULL, "cannot create '%s': %s", path,
+				      strerror(e));
+			free(w->path);
+			free(w->tmp);
+			free(w->buf);
+			free(w);
+			return FTK_EIO;
+		}
+		w->is_file = 1;
+		if (n > 4 && !strcmp(path + n - 4, ".zst")) {
+			w->cctx = ZSTD_createCCtx();
+			ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_compressionLevel,
+					       level ? level : ZSTD_CLEVEL_DEFAULT);
+			ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_checksumFlag, 1);
+			w->zout_cap = ZSTD_CStreamOutSize();
+			w->zout = xmalloc(w->zout_cap);
+		}
+	}
+	*out = w;
+	return 0;
+}
+
+int ftk_writer_write(struct ftk_writer *w, const void *data, size_t len)
+{
+	if (w->err)
+		return FTK_EIO;
+	if (w->len + len > WBUF) {
+		if (drain(w, ZSTD_e_continue))
+			return FTK_EIO;
+		if (len > WBUF) {
+			if (w->cctx)
+				return zstd_push(w, data, len, ZSTD_e_continue);
+			return write_all(w, data, len);
+		}
+	}
+	memcpy(w->buf + w->len, data, len);
+	w->len += len;
+	return 0;
+}
+
+int ftk_writer_line(struct ftk_writer *w, const void *data, size_t len)
+{
+	if (ftk_writer_write(w, data, len))
+		return FTK_EIO;
+	return ftk_writer_write(w, "\n", 1);
+}
+
+int ftk_writer_flush(struct ftk_writer *w)
+{
+	return drain(w, w->cctx ? ZSTD_e_flush : ZSTD_e_continue);
+}
+
+static void writer_free(struct ftk_writer *w)
+{
+	ZSTD_freeCCtx(w->cctx);
+	free(w->zout);
+	free(w->buf);
+	free(w->path);
+	free(w->tmp);
+	free(w);
+}
+
+int ftk_writer_close(struct ftk_writer *w, struct ftk_error *err)
+{
+	int rc;
+	if (!w)
+		return 0;
+	rc = drain(w, w->cctx ? ZSTD_e_end : ZSTD_e_continue);
+	if (w->is_file) {
+		if (!rc && fsync(w->fd) < 0 && errno != EINVAL)
+			w->err = errno, rc = FTK_EIO;
+		if (close(w->fd) < 0 && !rc)
+			w->err = errno, rc = FTK_EIO;
+		if (!rc && rename(w->tmp, w->path) < 0)
+			w->err = errno, rc = FTK_EIO;
+		if (rc)
+			unlink(w->tmp);
+	}
+	if (rc || w->err) {
+		const char *name = w->path ? w->path : "standard output";
+		rc = ftk_error_set(err, FTK_EIO, w->path, 0, NULL, "cannot write '%s': %s", name,
+				   strerror(w->err ? w->err : EIO));
+	}
+	writer_free(w);
+	return rc;
+}
+
+void ftk_writer_abort(struct ftk_writer *w)
+{
+	if (!w)
+		return;
+	if (w->is_file) {
+		close(w->fd);
+		unlink(w->tmp);
+	} else {
+		drain(w, ZSTD_e_continue);
+	}
+	writer_free(w);
+}
