@@ -45,6 +45,9 @@ int ftk_format_parse(const char *name);
  */
 int ftk_content_text(const cJSON *content, struct strbuf *out);
 
+/* A message's role ("role", or ShareGPT's "from"), borrowed; NULL when absent. */
+const char *ftk_json_role(const cJSON *msg);
+
 /*
  * Append the record's text to out: message contents joined by "\n" (only
  * messages with this role when role is not NULL; tool-call arguments
