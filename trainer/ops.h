@@ -1,0 +1,230 @@
+/*
+ * ops.h: the per-element and per-row arithmetic of the trainer, as static
+ * inline functions that both the C compiler and nvcc compile.
+ *
+ * The CPU backend calls these in its loops; the CUDA kernels call the same
+ * functions from device code (FTK_HD marks them __host__ __device__ under
+ * nvcc), so the unit tests that check the CPU backend also check the
+ * arithmetic the GPU runs.  Nothing here allocates, loops over more than one
+ * row, or knows about threads: that is the backend's business.
+ *
+ * Plain C: no VLAs, no library calls but expf/logf/sqrtf/cosf/sinf (which
+ * CUDA provides under the same names), float arithmetic unless noted.
+ */
+#ifndef FTK_TRAINER_OPS_H
+#define FTK_TRAINER_OPS_H
+
+#include <math.h>
+#include <stdint.h>
+
+#ifdef __CUDACC__
+#define FTK_HD __host__ __device__ __forceinline__
+#else
+#define FTK_HD static inline
+#endif
+
+/* ---------------------------------------------------------------- NF4 */
+
+/*
+ * Decode element i of an NF4 tensor: code table value of its nibble (even i
+ * high nibble) times its block's recovered absmax.  code: the 16 NF4 values.
+ */
+FTK_HD float ftk_nf4_decode(const uint8_t *packed, const float *absmax, const float *code,
+			    size_t i)
+{
+	uint8_t byte = packed[i >> 1];
+	int c = (i & 1) ? (byte & 0x0f) : (byte >> 4);
+	return code[c] * absmax[i / 64];
+}
+
+/* Recovered absmax of block i: dynmap[q] * nested[i/256] + offset, float32 each step. */
+FTK_HD float ftk_nf4_absmax(const uint8_t *qabsmax, const float *nested, const float *dynmap,
+			    float offset, size_t i)
+{
+	float v = dynmap[qabsmax[i]] * nested[i / 256];
+	return v + offset;
+}
+
+/* ---------------------------------------------------------------- RMSNorm */
+
+/* out = x * rstd * w over C; returns rstd = 1/sqrt(mean(x^2) + eps). */
+FTK_HD float ftk_rmsnorm_row(float *out, const float *x, const float *w, int C, float eps)
+{
+	float ss = 0.0f;
+	for (int i = 0; i < C; i++)
+		ss += x[i] * x[i];
+	float rstd = 1.0f / sqrtf(ss / (float)C + eps);
+	for (int i = 0; i < C; i++)
+		out[i] = x[i] * rstd * w[i];
+	return rstd;
+}
+
+/*
+ * Backward of one row: dx += rstd * (w*dy - x * rstd^2 * mean(w*dy*x)).
+ */
+FTK_HD void ftk_rmsnorm_row_bwd(float *dx, const float *dy, const float *x, const float *w,
+				float rstd, int C)
+{
+	float dot = 0.0f;
+	for (int i = 0; i < C; i++)
+		dot += w[i] * dy[i] * x[i];
+	float k = dot * rstd * rstd / (float)C;
+	for (int i = 0; i < C; i++)
+		dx[i] += rstd * (w[i] * dy[i] - x[i] * k);
+}
+
+/* ---------------------------------------------------------------- RoPE */
+
+/*
+ * Rotate one head (hd values) in HF's rotate_half layout: for j < hd/2 the
+ * pair (x[j], x[j + hd/2]) turns by angle pos * inv_freq[j]; sign -1 turns
+ * back (the backward pass of a rotation is its inverse).
+ */
+FTK_HD void ftk_rope_head(float *x, int pos, const float *inv_freq, int hd, int sign)
+{
+	int h = hd / 2;
+	for (int j = 0; j < h; j++) {
+		float a = (float)pos * inv_freq[j];
+		float c = cosf(a), s = sinf(a) * (float)sign;
+		float x0 = x[j], x1 = x[j + h];
+		x[j] = x0 * c - x1 * s;
+		x[j + h] = x1 * c + x0 * s;
+	}
+}
+
+/*
+ * inv_freq[j] for j < hd/2: theta^(-2j/hd), with Llama 3's rope_scaling when
+ * factor > 0 (low/high frequency factors, original context length): long
+ * wavelengths divided by factor, short ones kept, a smooth blend between.
+ * Computed in double then rounded, as HF does in float32 from a float64-ish
+ * power; callers compute this once per model.
+ */
+FTK_HD float ftk_rope_inv_freq(int j, int hd, float theta, float factor, float low_ff,
+			       float high_ff, int orig_max)
+{
+	double inv = 1.0 / pow((double)theta, (double)(2 * j) / (double)hd);
+	if (factor > 0.0f) {
+		double low_wl = (double)orig_max / low_ff;
+		double high_wl = (double)orig_max / high_ff;
+		double wl = 2.0 * M_PI / inv;
+		if (wl > low_wl) {
+			inv = inv / factor;
+		} else if (wl >= high_wl) {
+			double smooth = ((double)orig_max / wl - low_ff) / (high_ff - low_ff);
+			inv = (1.0 - smooth) * inv / factor + smooth * inv;
+		}
+	}
+	return (float)inv;
+}
+
+/* ---------------------------------------------------------------- softmax */
+
+/* In place over n values: x = softmax(x).  Returns the max (for logsumexp). */
+FTK_HD float ftk_softmax_row(float *x, int n)
+{
+	float mx = -INFINITY;
+	for (int i = 0; i < n; i++)
+		mx = x[i] > mx ? x[i] : mx;
+	float sum = 0.0f;
+	for (int i = 0; i < n; i++) {
+		x[i] = expf(x[i] - mx);
+		sum += x[i];
+	}
+	float inv = 1.0f / sum;
+	for (int i = 0; i < n; i++)
+		x[i] *= inv;
+	return mx;
+}
+
+/* Softmax backward over one row: dx = p * (dp - sum(p * dp)). */
+FTK_HD void ftk_softmax_row_bwd(float *dx, const float *p, const float *dp, int n)
+{
+	float dot = 0.0f;
+	for (int i = 0; i < n; i++)
+		dot += p[i] * dp[i];
+	for (int i = 0; i < n; i++)
+		dx[i] = p[i] * (dp[i] - dot);
+}
+
+/* ---------------------------------------------------------------- SwiGLU */
+
+FTK_HD float ftk_silu(float x)
+{
+	return x / (1.0f + expf(-x));
+}
+
+/* out = silu(g) * u */
+FTK_HD float ftk_swiglu(float g, float u)
+{
+	return ftk_silu(g) * u;
+}
+
+/* d/dg and d/du of silu(g) * u times dout. */
+FTK_HD void ftk_swiglu_bwd(float g, float u, float dout, float *dg, float *du)
+{
+	float sig = 1.0f / (1.0f + expf(-g));
+	*du = dout * g * sig;
+	*dg = dout * u * sig * (1.0f + g * (1.0f - sig));
+}
+
+/* ---------------------------------------------------------------- cross-entropy */
+
+/*
+ * Cross-entropy of one row of logits (V) against target: returns
+ * -log softmax(x)[target] (computed with the log-sum-exp in double for the
+ * sum).  When grad_scale != 0, x becomes grad_scale * (softmax(x) - onehot).
+ */
+FTK_HD float ftk_xent_row(float *x, int V, int target, float grad_scale)
+{
+	float mx = -INFINITY;
+	for (int i = 0; i < V; i++)
+		mx = x[i] > mx ? x[i] : mx;
+	double sum = 0.0;
+	for (int i = 0; i < V; i++)
+		sum += (double)expf(x[i] - mx);
+	float lse = mx + (float)log(sum);
+	float loss = lse - x[target];
+	if (grad_scale != 0.0f) {
+		for (int i = 0; i < V; i++)
+			x[i] = grad_scale * expf(x[i] - lse);
+		x[target] -= grad_scale;
+	}
+	return loss;
+}
+
+/* ---------------------------------------------------------------- AdamW */
+
+/*
+ * One AdamW update of one parameter (decoupled weight decay, bias-corrected
+ * moments, as torch.optim.AdamW): bc1 = 1 - beta1^t, bc2 = 1 - beta2^t.
+ */
+FTK_HD void ftk_adamw(float *p, float *m, float *v, float g, float lr, float beta1, float beta2,
+		      float eps, float wd, float bc1, float bc2)
+{
+	*p -= lr * wd * *p;
+	*m = beta1 * *m + (1.0f - beta1) * g;
+	*v = beta2 * *v + (1.0f - beta2) * g * g;
+	float mhat = *m / bc1, vhat = *v / bc2;
+	*p -= lr * mhat / (sqrtf(vhat) + eps);
+}
+
+/* ---------------------------------------------------------------- dropout */
+
+/* A 64-bit mix (splitmix64's finaliser): the dropout masks' hash. */
+FTK_HD uint64_t ftk_mix64(uint64_t z)
+{
+	z += 0x9e3779b97f4a7c15ull;
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+/* Keep element i of stream s with probability 1 - p (p in [0, 1)). */
+FTK_HD int ftk_dropout_keep(uint64_t stream, uint64_t i, float p)
+{
+	uint64_t h = ftk_mix64(stream ^ ftk_mix64(i));
+	double u = (double)(h >> 11) * (1.0 / 9007199254740992.0);
+	return u >= (double)p;
+}
+
+#endif
