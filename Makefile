@@ -31,7 +31,7 @@ endif
 
 CC ?= cc
 OPT ?= -O2
-PKGS := libcjson libzstd libpcre2-8 libutf8proc libcurl libxxhash
+PKGS := libcjson libzstd libpcre2-8 libutf8proc libcurl libxxhash libcrypto
 CFLAGS_PKG := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LIBS_PKG := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 BLAS_CFLAGS := $(shell pkg-config --cflags openblas 2>/dev/null)
@@ -134,7 +134,7 @@ check-run: $(PROGRAMS) $(UNIT_BIN)
 
 # ---------------------------------------------------------------- other
 DEB_PKGS := build-essential pkg-config libcjson-dev libzstd-dev zstd libxxhash-dev \
-  libpcre2-dev libutf8proc-dev libcurl4-openssl-dev check libsubunit-dev \
+  libpcre2-dev libutf8proc-dev libcurl4-openssl-dev libssl-dev check libsubunit-dev \
   libopenblas-dev libmicrohttpd-dev libncurses-dev openmpi-bin libopenmpi-dev \
   jq tmux python3 clang
 deps:
