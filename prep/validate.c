@@ -348,11 +348,15 @@ static long check_messages(const cJSON *msgs, const char *path, const cJSON *too
 	return total;
 }
 
-/* Control characters other than tab, newline and carriage return. */
+/*
+ * Control characters other than tab, newline, carriage return and form feed
+ * (a page break, common in text extracted from documents and harmless to
+ * tokenizers: LLaMA-Factory's own DPO sample has one).
+ */
 static int has_control(const char *s, size_t *at)
 {
 	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-		if ((*p < 0x20 && *p != '\t' && *p != '\n' && *p != '\r') || *p == 0x7f) {
+		if ((*p < 0x20 && *p != '\t' && *p != '\n' && *p != '\r' && *p != '\f') || *p == 0x7f) {
 			*at = (size_t)(p - (const unsigned char *)s);
 			return *p;
 		}
