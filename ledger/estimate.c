@@ -1,0 +1,271 @@
+/*
+ * estimate.c: what a training run will cost, before it runs (see cost.h).
+ *
+ * The arithmetic is the usual one for transformers: a forward pass costs two
+ * FLOPs (a multiply and an add) per weight that multiplies an activation, per
+ * token; the backward pass costs twice that, once for the gradient with
+ * respect to the inputs and once for the gradient with respect to the
+ * weights.  Hence 6·N·D for full training over D tokens.
+ *
+ * LoRA and QLoRA freeze the base weights.  The forward pass is unchanged
+ * (2·N·D), and the backward pass still has to carry gradients through every
+ * frozen layer to reach the adapters below it (2·N·D), but it computes no
+ * weight gradients for them.  The adapters are ordinary trainable weights,
+ * 6·N_lora·D, which is small next to the rest (well under 1% at the usual
+ * ranks).  In total 4·N·D + 6·N_lora·D: two thirds of full training.  QLoRA's
+ * dequantization of the NF4 weights and activation recomputation (gradient
+ * checkpointing) cost real time but few counted FLOPs; they show up in the
+ * MFU, which is why a calibrated MFU beats a guessed one.
+ *
+ * N here counts the weights that multiply activations: the projections, the
+ * MLP and the output head (even when tied, the head is a matmul).  The
+ * embedding lookup, the norms and the biases do no matmul work.  Attention
+ * scores (QKᵀ and the weighted sum of V) add about 4·layers·seq·dim FLOPs per
+ * token forward; for fine-tuning sequences (a few thousand tokens) on models
+ * of a few billion parameters that is a few percent, and it is left out and
+ * said so in the printed assumptions.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include "ledger/cost.h"
+#include "lib/json.h"
+#include "lib/stream.h"
+
+static int get_int(const cJSON *o, const char *key, long long dflt, long long *out,
+		   const char *file, struct ftk_error *err)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+	if (!v || cJSON_IsNull(v)) {
+		if (dflt < 0)
+			return ftk_error_set(err, FTK_EDATA, file, 0, key, "missing");
+		*out = dflt;
+		return 0;
+	}
+	if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || v->valuedouble < 1 ||
+	    v->valuedouble > 1e12)
+		return ftk_error_set(err, FTK_EDATA, file, 0, key, "expected a positive integer, found %s",
+				     cJSON_IsNumber(v) ? "another number" : ftk_json_type_name(v));
+	*out = (long long)v->valuedouble;
+	return 0;
+}
+
+void ftk_model_shape_count(struct ftk_model_shape *m)
+{
+	long long d = m->dim, q = m->heads * m->head_dim, kv = m->kv_heads * m->head_dim;
+	long long attn = d * q + 2 * d * kv + q * d;
+	long long mlp = 3 * d * m->hidden;
+	long long layer = attn + mlp + 2 * d;
+	if (m->qkv_bias)
+		layer += q + 2 * kv;
+	if (m->o_bias)
+		layer += d;
+	if (m->mlp_bias)
+		layer += 2 * m->hidden + d;
+	if (m->qk_norm)
+		layer += 2 * m->head_dim;
+	m->n_embed = m->vocab * d;
+	m->n_params = m->n_embed + m->layers * layer + d + (m->tied ? 0 : m->vocab * d);
+	m->n_matmul = m->layers * (attn + mlp) + m->vocab * d;
+}
+
+int ftk_model_shape_load(const char *path, struct ftk_model_shape *m, struct ftk_error *err)
+{
+	char file[4096];
+	struct stat st;
+	memset(m, 0, sizeof(*m));
+	if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+		snprintf(file, sizeof(file), "%s/config.json", path);
+	else
+		snprintf(file, sizeof(file), "%s", path);
+	char *data;
+	size_t len;
+	if (stat(file, &st) < 0)
+		return ftk_error_set(err, FTK_ENOTFOUND, file, 0, NULL, "no model config at '%s'", file);
+	int rc = ftk_read_all(file, &data, &len, err);
+	if (rc < 0)
+		return rc;
+	cJSON *o;
+	rc = ftk_json_parse_object(data, len, &o, err);
+	free(data);
+	if (rc < 0) {
+		ftk_error_place(err, file, 0);
+		return rc;
+	}
+	const char *mt = ftk_json_get_str(o, "model_type");
+	rc = FTK_EDATA;
+	if (!mt) {
+		ftk_error_set(err, rc, file, 0, "model_type", "missing");
+		goto out;
+	}
+	snprintf(m->model_type, sizeof(m->model_type), "%s", mt);
+	if (!strcmp(mt, "qwen2"))
+		m->qkv_bias = 1;
+	else if (!strcmp(mt, "qwen3"))
+		m->qk_norm = 1;
+	else if (strcmp(mt, "llama") && strcmp(mt, "mistral")) {
+		rc = ftk_error_set(err, FTK_EUNSUPPORTED, file, 0, "model_type",
+				   "'%s' is not a Llama-shaped family this estimate knows (llama, "
+				   "mistral, qwen2, qwen3)", mt);
+		goto out;
+	}
+	if (cJSON_GetObjectItemCaseSensitive(o, "num_local_experts") ||
+	    cJSON_GetObjectItemCaseSensitive(o, "num_experts")) {
+		rc = ftk_error_set(err, FTK_EUNSUPPORTED, file, 0, "num_experts",
+				   "mixture-of-experts models are not estimated");
+		goto out;
+	}
+	if (get_int(o, "vocab_size", -1, &m->vocab, file, err) < 0 ||
+	    get_int(o, "hidden_size", -1, &m->dim, file, err) < 0 ||
+	    get_int(o, "intermediate_size", -1, &m->hidden, file, err) < 0 ||
+	    get_int(o, "num_hidden_layers", -1, &m->layers, file, err) < 0 ||
+	    get_int(o, "num_attention_heads", -1, &m->heads, file, err) < 0 ||
+	    get_int(o, "num_key_value_heads", m->heads, &m->kv_heads, file, err) < 0)
+		goto out;
+	if (m->dim % m->heads && !cJSON_GetObjectItemCaseSensitive(o, "head_dim")) {
+		ftk_error_set(err, rc, file, 0, "num_attention_heads",
+			      "%lld heads do not divide hidden_size %lld", m->heads, m->dim);
+		goto out;
+	}
+	if (get_int(o, "head_dim", m->dim / m->heads, &m->head_dim, file, err) < 0)
+		goto out;
+	if (m->heads % m->kv_heads) {
+		ftk_error_set(err, rc, file, 0, "num_key_value_heads",
+			      "%lld key/value heads do not divide %lld heads", m->kv_heads, m->heads);
+		goto out;
+	}
+	/* the transformers default for these families is an untied head */
+	m->tied = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "tie_word_embeddings"));
+	if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "attention_bias")))
+		m->qkv_bias = m->o_bias = 1;	/* Llama's attention_bias covers q, k, v and o */
+	m->mlp_bias = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "mlp_bias"));
+	ftk_model_shape_count(m);
+	rc = 0;
+out:
+	cJSON_Delete(o);
+	return rc;
+}
+
+long long ftk_model_lora_params(const struct ftk_model_shape *m, int rank, const char *targets)
+{
+	long long d = m->dim, q = m->heads * m->head_dim, kv = m->kv_heads * m->head_dim;
+	struct { const char *name; long long in, out; } mods[] = {
+		{ "q_proj", d, q }, { "k_proj", d, kv }, { "v_proj", d, kv }, { "o_proj", q, d },
+		{ "gate_proj", d, m->hidden }, { "up_proj", d, m->hidden }, { "down_proj", m->hidden, d },
+	};
+	long long per_layer = 0;
+	if (!strcmp(targets, "all-linear")) {
+		for (size_t i = 0; i < FTK_ARRAY_SIZE(mods); i++)
+			per_layer += (mods[i].in + mods[i].out) * rank;
+		return per_layer * m->layers;
+	}
+	const char *p = targets;
+	while (*p) {
+		size_t n = strcspn(p, ",");
+		size_t i;
+		for (i = 0; i < FTK_ARRAY_SIZE(mods); i++)
+			if (strlen(mods[i].name) == n && !strncmp(p, mods[i].name, n))
+				break;
+		if (i == FTK_ARRAY_SIZE(mods))
+			return -1;
+		per_layer += (mods[i].in + mods[i].out) * rank;
+		p += n;
+		if (*p == ',')
+			p++;
+	}
+	return per_layer * m->layers;
+}
+
+double ftk_train_flops(const struct ftk_model_shape *m, long long n_lora, double tokens, int full)
+{
+	double n = (double)m->n_matmul;
+	if (full)
+		return 6.0 * n * tokens;
+	return 4.0 * n * tokens + 6.0 * (double)n_lora * tokens;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+static double num(const cJSON *o, const char *key)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+	return cJSON_IsNumber(v) ? v->valuedouble : NAN;
+}
+
+int ftk_calibrate_tps(const char *run_dir, double *tps, int *steps, struct ftk_error *err)
+{
+	char file[4096];
+	struct stat st;
+	if (stat(run_dir, &st) == 0 && S_ISDIR(st.st_mode))
+		snprintf(file, sizeof(file), "%s/metrics.jsonl", run_dir);
+	else
+		snprintf(file, sizeof(file), "%s", run_dir);
+	if (stat(file, &st) < 0)
+		return ftk_error_set(err, FTK_ENOTFOUND, file, 0, NULL, "no metrics at '%s'", file);
+	struct ftk_reader *r;
+	struct ftk_line line;
+	int rc = ftk_reader_open(&r, file, err);
+	if (rc < 0)
+		return rc;
+	double *v = NULL, prev_elapsed = 0;
+	size_t n = 0, alloc = 0;
+	long bad = 0, first_bad = 0;
+	while ((rc = ftk_reader_next(r, &line, err)) > 0) {
+		cJSON *o;
+		if (line.len == 0)
+			continue;
+		if (ftk_json_parse_object(line.data, line.len, &o, NULL) < 0) {
+			/* a run killed mid-line leaves a torn last line: not a reason to refuse */
+			if (!bad++)
+				first_bad = line.lineno;
+			continue;
+		}
+		double x = num(o, "tokens_per_s");
+		if (isnan(x)) {
+			double tok = num(o, "tokens"), dt = num(o, "step_s"), el = num(o, "elapsed");
+			if (isnan(dt) && !isnan(el)) {
+				dt = el - prev_elapsed;
+				prev_elapsed = el;
+			}
+			if (!isnan(tok) && !isnan(dt) && dt > 0)
+				x = tok / dt;
+		}
+		cJSON_Delete(o);
+		if (isnan(x) || x <= 0)
+			continue;
+		FTK_ALLOC_GROW(v, n + 1, alloc);
+		v[n++] = x;
+	}
+	ftk_reader_close(r);
+	if (rc < 0) {
+		free(v);
+		return rc;
+	}
+	if (!n) {
+		free(v);
+		if (bad)
+			return ftk_error_set(err, FTK_EDATA, file, first_bad, NULL,
+					     "no step with tokens_per_s, or tokens and elapsed (%ld invalid lines)",
+					     bad);
+		return ftk_error_set(err, FTK_EDATA, file, 0, NULL,
+				     "no step with tokens_per_s, or tokens and elapsed");
+	}
+	double *s = v;
+	size_t k = n;
+	if (k > 2) {	/* the first step pays for warm-up (allocation, caches) */
+		s++;
+		k--;
+	}
+	qsort(s, k, sizeof(*s), cmp_double);
+	*tps = k % 2 ? s[k / 2] : (s[k / 2 - 1] + s[k / 2]) / 2;
+	*steps = (int)k;
+	free(v);
+	return 0;
+}
