@@ -1,0 +1,1147 @@
+/*
+ * cmd_dedupe.c: ftk-dedupe, exact and near-duplicate removal.
+ * summary: remove exact and near-duplicate records, saying which record each duplicates
+ *
+ * The program is a driver over prep/dedupe.h.  Its passes:
+ *
+ *   sign     every input line is read through the common tool layer (bad
+ *            UTF-8 and bad JSON go to the rejects there), parsed and signed
+ *            by -j worker threads in batches, and handed back in input order;
+ *   resolve  the engine finds the duplicates (near mode, and exact mode
+ *            when the survivor is not simply the first);
+ *   apply    a second read of the inputs writes the survivors as their
+ *            original bytes and the duplicates to the rejects.  Nothing but
+ *            band hashes and a few numbers per record is held between the
+ *            passes; standard input is spooled to a temporary file so that
+ *            it can be read twice.
+ *
+ * Exact mode keeping the first record needs no second pass: a table of
+ * 128-bit hashes decides each record as it arrives.
+ *
+ * The sharded mode runs the passes as separate commands: --signatures
+ * (sign one shard into a file), --merge (resolve all signature files into
+ * the list of records to remove), --apply LIST (filter a shard).
+ */
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <fcntl.h>
+#include <xxhash.h>
+#include "cli/tool.h"
+#include "lib/json.h"
+#include "lib/normalize.h"
+#include "dedupe.h"
+#include "minhash.h"
+
+static const char usage[] =
+	"usage: ftk-dedupe [options] [FILE...]\n"
+	"       ftk-dedupe --signatures -o SIGFILE [options] SHARD...\n"
+	"       ftk-dedupe --merge [-o LIST] [--clusters FILE] SIGFILE...\n"
+	"       ftk-dedupe --apply LIST [options] SHARD...\n"
+	"Remove duplicate records.  Several FILEs are deduplicated together; the\n"
+	"survivors go out in input order as their original bytes, and each removed\n"
+	"record goes to --rejects with \"of\" (the file and line of the kept record)\n"
+	"and its similarity to it.\n"
+	"\n"
+	"What is compared:\n"
+	"      --key SPEC        comma-separated items joined by newlines: @text (the\n"
+	"                        record's text, default), @user, @assistant, @system,\n"
+	"                        or field paths (instruction, messages[0].content)\n"
+	"      --normalize LIST  nfc,case,punct,space (default all), or none\n"
+	"Modes:\n"
+	"      --mode exact|near exact: XXH3-128 of the normalized key (default);\n"
+	"                        near: MinHash of word n-gram shingles with LSH\n"
+	"      --ngram N         words per shingle (default 5)\n"
+	"      --threshold J     Jaccard similarity that makes a near-duplicate\n"
+	"                        (default 0.8); also chooses bands and rows unless\n"
+	"                        they are given\n"
+	"      --bands B, --rows R  LSH banding (default 14 x 8, as datatrove)\n"
+	"      --fast            verify candidates by the signature estimate instead\n"
+	"                        of the true Jaccard of the shingle sets\n"
+	"      --seed N          hash seed (default 1)\n"
+	"Which record survives, and reports:\n"
+	"      --keep first|longest|FIELD  the first in input order (default), the\n"
+	"                        longest key, or the largest number in FIELD\n"
+	"      --clusters FILE   write each cluster (kept and removed) as a JSON line\n"
+	"      --source-field F  count drops per value of field F (e.g. meta.source)\n"
+	"      --against FILE    remove records that duplicate a record of FILE (the\n"
+	"                        reference set is not deduplicated nor written, and\n"
+	"                        the inputs are not deduplicated among themselves)\n"
+	"Resources:\n"
+	"  -j, --threads N       threads that sign records (default: all cores)\n"
+	"      --mem-cap SIZE    band hashes held in memory before spilling to\n"
+	"                        temporary files (default 4G; K, M, G suffixes)\n"
+	"Sharded mode:\n"
+	"      --signatures      write the inputs' signatures to -o FILE\n"
+	"      --merge           read signature files, write the list of records to\n"
+	"                        remove (JSON lines) to -o\n"
+	"      --apply LIST      filter the inputs by a list from --merge\n"
+	"\n" FTK_TOOL_COMMON_HELP;
+
+enum {
+	OPT_KEY = FTK_OPT_FIRST_FREE,
+	OPT_NORMALIZE,
+	OPT_MODE,
+	OPT_NGRAM,
+	OPT_THRESHOLD,
+	OPT_BANDS,
+	OPT_ROWS,
+	OPT_FAST,
+	OPT_SEED,
+	OPT_KEEP,
+	OPT_CLUSTERS,
+	OPT_SOURCE,
+	OPT_AGAINST,
+	OPT_MEMCAP,
+	OPT_SIGNATURES,
+	OPT_MERGE,
+	OPT_APPLY,
+};
+
+/* Drop counts for one file or one source value. */
+struct tally {
+	char *name;
+	uint64_t in, dropped;
+};
+
+struct tallies {
+	struct tally *v;
+	size_t n, alloc;
+	uint32_t *tab;
+	size_t tab_size;
+};
+
+static struct tally *tally_get(struct tallies *ts, const char *name, size_t len)
+{
+	if (ts->n * 2 >= ts->tab_size) {
+		size_t ns = ts->tab_size ? ts->tab_size * 2 : 64;
+		free(ts->tab);
+		ts->tab = xmalloc(sizeof(uint32_t) * ns);
+		for (size_t i = 0; i < ns; i++)
+			ts->tab[i] = UINT32_MAX;
+		for (size_t i = 0; i < ts->n; i++) {
+			size_t h = XXH3_64bits(ts->v[i].name, strlen(ts->v[i].name)) & (ns - 1);
+			while (ts->tab[h] != UINT32_MAX)
+				h = (h + 1) & (ns - 1);
+			ts->tab[h] = (uint32_t)i;
+		}
+		ts->tab_size = ns;
+	}
+	size_t h = XXH3_64bits(name, len) & (ts->tab_size - 1);
+	while (ts->tab[h] != UINT32_MAX) {
+		struct tally *t = &ts->v[ts->tab[h]];
+		if (strlen(t->name) == len && !memcmp(t->name, name, len))
+			return t;
+		h = (h + 1) & (ts->tab_size - 1);
+	}
+	FTK_ALLOC_GROW(ts->v, ts->n + 1, ts->alloc);
+	ts->v[ts->n] = (struct tally){ xstrndup(name, len), 0, 0 };
+	ts->tab[h] = (uint32_t)ts->n;
+	return &ts->v[ts->n++];
+}
+
+static void tallies_release(struct tallies *ts)
+{
+	for (size_t i = 0; i < ts->n; i++)
+		free(ts->v[i].name);
+	free(ts->v);
+	free(ts->tab);
+}
+
+/* One line of a batch, and what a worker made of it. */
+struct item {
+	struct ftk_line line;
+	size_t off;		/* data offset in the batch buffer */
+	int input;		/* input index */
+	int parsed;		/* 1 a JSON object, 0 not (the main thread rejects it) */
+	struct ftk_dd_sig sig;
+};
+
+struct ctx {
+	struct ftk_tool t;
+	struct ftk_dd_params p;
+	struct ftk_dd_key *key;
+	struct ftk_minhash mh;
+	int threads;
+	double threshold;
+	enum ftk_dd_keep keep;
+	const char *clusters_path;
+	const char *against;
+	int against_mode;
+	size_t mem_cap;
+	int sharded;		/* 0, OPT_SIGNATURES, OPT_MERGE, OPT_APPLY */
+	const char *apply_list;
+
+	/* batches */
+	struct item *items;
+	size_t n_items, cap_items;
+	struct strbuf buf;
+	struct ftk_dd_signer *signers;
+
+	/* stdin spooled to a temporary file, or -1 */
+	int spool_fd;
+
+	/* counts */
+	struct tallies by_file, by_source;
+	uint64_t no_key;
+
+	/* the general path */
+	struct ftk_dd_index *ix;
+	FILE *sigtmp;
+	uint64_t sigoff;
+	uint32_t *input_file_ix;	/* input index -> index file id */
+	uint32_t against_file_ix;
+
+	/* exact streaming */
+	struct xslot *tab;
+	size_t tab_size, tab_n;
+	char **tab_files;	/* file names by number: inputs, then the reference */
+};
+
+struct xslot {
+	uint64_t lo, hi;
+	uint32_t file, line;	/* file UINT32_MAX: empty */
+};
+
+/* ---------------------------------------------------------------- options */
+
+static size_t parse_size(struct ftk_tool *t, const char *s)
+{
+	char *end;
+	errno = 0;
+	double v = strtod(s, &end);
+	if (errno || end == s || v < 0)
+		ftk_tool_usage_error(t, "bad size '%s'", s);
+	switch (*end) {
+	case 'k': case 'K': v *= 1024; end++; break;
+	case 'm': case 'M': v *= 1024 * 1024; end++; break;
+	case 'g': case 'G': v *= 1024.0 * 1024 * 1024; end++; break;
+	case 0: break;
+	default: ftk_tool_usage_error(t, "bad size '%s'", s);
+	}
+	if (*end == 'B' || *end == 'b')
+		end++;
+	if (*end)
+		ftk_tool_usage_error(t, "bad size '%s'", s);
+	return (size_t)v;
+}
+
+static long parse_int(struct ftk_tool *t, const char *opt, const char *s, long lo, long hi)
+{
+	char *end;
+	errno = 0;
+	long v = strtol(s, &end, 10);
+	if (errno || end == s || *end || v < lo || v > hi)
+		ftk_tool_usage_error(t, "%s must be an integer from %ld to %ld, not '%s'", opt, lo, hi, s);
+	return v;
+}
+
+/* ---------------------------------------------------------------- signing in batches */
+
+struct job {
+	struct ctx *c;
+	size_t lo, hi;
+	struct ftk_dd_signer *s;
+};
+
+static void *work(void *arg)
+{
+	struct job *j = arg;
+	for (size_t i = j->lo; i < j->hi; i++) {
+		struct item *it = &j->c->items[i];
+		cJSON *rec = NULL;
+		it->parsed = ftk_json_parse_object(it->line.data, it->line.len, &rec, NULL) == 0;
+		it->sig.status = 0;
+		if (it->parsed)
+			ftk_dd_sign(j->s, rec, &it->sig);
+		cJSON_Delete(rec);
+	}
+	return NULL;
+}
+
+static void sign_batch(struct ctx *c)
+{
+	size_t n = c->n_items;
+	int nt = c->threads;
+	if (n < 64 || nt < 2)
+		nt = 1;
+	for (size_t i = 0; i < n; i++)
+		c->items[i].line.data = c->buf.buf + c->items[i].off;
+	struct job jobs[64];
+	pthread_t tid[64];
+	for (int k = 0; k < nt; k++)
+		jobs[k] = (struct job){ c, n * k / nt, n * (k + 1) / nt, &c->signers[k] };
+	for (int k = 1; k < nt; k++)
+		if (pthread_create(&tid[k], NULL, work, &jobs[k]))
+			die("cannot start a thread: %s", strerror(errno));
+	work(&jobs[0]);
+	for (int k = 1; k < nt; k++)
+		pthread_join(tid[k], NULL);
+}
+
+typedef int (*next_fn)(struct ctx *c, struct ftk_line *line, int *input);
+typedef void (*item_fn)(struct ctx *c, struct item *it);
+
+#define BATCH 4096
+#define BATCH_BYTES (8u << 20)
+
+/* Read all lines from next, sign them in batches, hand each to fn in order. */
+static void sign_all(struct ctx *c, next_fn next, item_fn fn)
+{
+	struct ftk_line line;
+	int input;
+	int more = 1;
+	while (more) {
+		c->n_items = 0;
+		strbuf_reset(&c->buf);
+		while (c->n_items < BATCH && c->buf.len < BATCH_BYTES) {
+			if (!next(c, &line, &input)) {
+				more = 0;
+				break;
+			}
+			if (c->n_items == c->cap_items) {
+				size_t na = c->cap_items ? c->cap_items * 2 : 256;
+				c->items = xrealloc(c->items, sizeof(*c->items) * na);
+				for (size_t i = c->cap_items; i < na; i++)
+					ftk_dd_sig_init(&c->items[i].sig, ftk_dd_nbands(&c->p));
+				c->cap_items = na;
+			}
+			struct item *it = &c->items[c->n_items++];
+			it->line = line;
+			/* the reader (and its copy of the name) may be closed before the batch is handled */
+			it->line.file = input >= 0 ? c->t.inputs[input] : c->against;
+			it->off = c->buf.len;
+			it->input = input;
+			strbuf_add(&c->buf, line.data, line.len);
+			strbuf_addch(&c->buf, 0);
+		}
+		if (!c->n_items)
+			break;
+		sign_batch(c);
+		for (size_t i = 0; i < c->n_items; i++)
+			fn(c, &c->items[i]);
+	}
+}
+
+static int next_input(struct ctx *c, struct ftk_line *line, int *input)
+{
+	if (!ftk_tool_next(&c->t, line))
+		return 0;
+	*input = c->t.cur_input;
+	return 1;
+}
+
+/* The reference set (--against): read directly, problems are warnings. */
+static struct ftk_reader *ref_reader;
+
+static int next_ref(struct ctx *c, struct ftk_line *line, int *input)
+{
+	struct ftk_error err;
+	for (;;) {
+		ftk_error_clear(&err);
+		int rc = ftk_reader_next(ref_reader, line, &err);
+		if (rc < 0) {
+			char b[1200];
+			die("%s", ftk_error_format(&err, b, sizeof(b)));
+		}
+		if (rc == 0)
+			return 0;
+		if (strspn(line->data, " \t\r") == line->len)
+			continue;
+		if (line->utf8_error >= 0) {
+			warning("%s:%ld: invalid UTF-8 in the reference set, line skipped", line->file,
+				line->lineno);
+			continue;
+		}
+		*input = -1;
+		return 1;
+	}
+}
+
+static void open_ref(struct ctx *c)
+{
+	struct ftk_error err;
+	if (ftk_reader_open(&ref_reader, c->against, &err) < 0)
+		die("%s", err.msg);
+}
+
+/* A signed item that is not a record: reject (inputs) or warn (reference). */
+static int item_ok(struct ctx *c, struct item *it)
+{
+	if (!it->parsed) {
+		if (it->input >= 0) {
+			cJSON *v = ftk_tool_parse(&c->t, &it->line);
+			cJSON_Delete(v);
+		} else {
+			warning("%s:%ld: not a JSON object in the reference set, line skipped",
+				it->line.file, it->line.lineno);
+		}
+		return 0;
+	}
+	if (it->input >= 0) {
+		struct tally *f = &c->by_file.v[it->input];
+		f->in++;
+		if (c->p.source_field)
+			tally_get(&c->by_source, it->sig.source.buf, it->sig.source.len)->in++;
+	}
+	if (!it->sig.status) {
+		if (it->input >= 0)
+			c->no_key++;
+		return 0;
+	}
+	return 1;
+}
+
+static void count_drop(struct ctx *c, int input, const char *src, size_t srclen)
+{
+	c->by_file.v[input].dropped++;
+	if (c->p.source_field)
+		tally_get(&c->by_source, src, srclen)->dropped++;
+}
+
+static cJSON *of_json(const char *file, uint32_t line, double sim)
+{
+	cJSON *x = cJSON_CreateObject();
+	cJSON *of = cJSON_AddObjectToObject(x, "of");
+	cJSON_AddStringToObject(of, "file", file);
+	cJSON_AddNumberToObject(of, "line", line);
+	cJSON_AddNumberToObject(x, "similarity", round(sim * 1e4) / 1e4);
+	return x;
+}
+
+/* ---------------------------------------------------------------- exact, first survives */
+
+static struct xslot *xfind(struct ctx *c, uint64_t lo, uint64_t hi)
+{
+	size_t mask = c->tab_size - 1;
+	size_t h = (size_t)lo & mask;
+	while (c->tab[h].file != UINT32_MAX) {
+		if (c->tab[h].lo == lo && c->tab[h].hi == hi)
+			return &c->tab[h];
+		h = (h + 1) & mask;
+	}
+	return &c->tab[h];
+}
+
+static void xgrow(struct ctx *c)
+{
+	size_t old = c->tab_size;
+	struct xslot *ot = c->tab;
+	c->tab_size = old ? old * 2 : 1 << 16;
+	c->tab = xmalloc(sizeof(*c->tab) * c->tab_size);
+	for (size_t i = 0; i < c->tab_size; i++)
+		c->tab[i].file = UINT32_MAX;
+	for (size_t i = 0; i < old; i++)
+		if (ot[i].file != UINT32_MAX)
+			*xfind(c, ot[i].lo, ot[i].hi) = ot[i];
+	free(ot);
+}
+
+static void exact_item(struct ctx *c, struct item *it)
+{
+	if (!item_ok(c, it)) {
+		if (it->parsed && it->input >= 0)
+			ftk_tool_emit(&c->t, &it->line);
+		return;
+	}
+	if ((c->tab_n + 1) * 10 > c->tab_size * 7)
+		xgrow(c);
+	struct xslot *s = xfind(c, it->sig.band[0], it->sig.band[1]);
+	uint32_t file = it->input >= 0 ? (uint32_t)it->input : (uint32_t)c->t.n_inputs;
+	if (it->input < 0) {	/* a reference record */
+		if (s->file == UINT32_MAX) {
+			*s = (struct xslot){ it->sig.band[0], it->sig.band[1], file, (uint32_t)it->line.lineno };
+			c->tab_n++;
+		}
+		return;
+	}
+	if (s->file != UINT32_MAX) {
+		ftk_tool_reject(&c->t, &it->line, "duplicate",
+				of_json(c->tab_files[s->file], s->line, 1.0));
+		count_drop(c, it->input, it->sig.source.buf, it->sig.source.len);
+		return;
+	}
+	if (!c->against_mode) {
+		*s = (struct xslot){ it->sig.band[0], it->sig.band[1], file, (uint32_t)it->line.lineno };
+		c->tab_n++;
+	}
+	ftk_tool_emit(&c->t, &it->line);
+}
+
+/* ---------------------------------------------------------------- the general path */
+
+static void index_item(struct ctx *c, struct item *it)
+{
+	struct ftk_error err;
+	if (!item_ok(c, it))
+		return;
+	int ref = it->input < 0;
+	uint32_t fix = ref ? c->against_file_ix : c->input_file_ix[it->input];
+	uint32_t src = c->p.source_field
+			       ? ftk_dd_index_source(c->ix, it->sig.source.buf, it->sig.source.len)
+			       : UINT32_MAX;
+	double metric = c->keep == FTK_DD_KEEP_FIELD ? it->sig.field : it->sig.len;
+	if (it->line.lineno > UINT32_MAX)
+		die("%s:%ld: line number too large", it->line.file, it->line.lineno);
+	int64_t id = ftk_dd_index_add(c->ix, fix, (uint32_t)it->line.lineno, metric, src, ref,
+				      it->sig.band, fileno(c->sigtmp), c->sigoff);
+	if (id < 0)
+		die("too many records (at most %u)", UINT32_MAX - 1);
+	if (ftk_dd_sigfile_write(c->sigtmp, &c->p, fix, (uint32_t)it->line.lineno, &it->sig, &err) < 0)
+		die("%s", err.msg);
+	c->sigoff += sizeof(struct ftk_dd_sighdr) + sizeof(uint64_t) * ftk_dd_nbands(&c->p) +
+		     (it->sig.source.len + 7) / 8 * 8 + sizeof(uint64_t) * it->sig.payload.n;
+}
+
+static void signatures_item(struct ctx *c, struct item *it)
+{
+	struct ftk_error err;
+	if (!item_ok(c, it))
+		return;
+	if (it->line.lineno > UINT32_MAX)
+		die("%s:%ld: line number too large", it->line.file, it->line.lineno);
+	if (ftk_dd_sigfile_write(c->sigtmp, &c->p, (uint32_t)it->input, (uint32_t)it->line.lineno,
+				 &it->sig, &err) < 0)
+		die("%s", err.msg);
+	ftk_tool_count(&c->t, "signed", 1);
+}
+
+/* A reader over input i for the second pass (standard input from its spool). */
+static int reopen_input(struct ctx *c, int i, struct ftk_reader **r, FILE **fpp)
+{
+	struct ftk_error err;
+	const char *name = c->t.inputs[i];
+	*fpp = NULL;
+	if (!strcmp(name, "-")) {
+		if (c->spool_fd < 0 || lseek(c->spool_fd, 0, SEEK_SET) < 0)
+			return error("cannot read standard input again");
+		FILE *fp = fdopen(dup(c->spool_fd), "rb");
+		if (!fp)
+			return error("cannot read standard input again");
+		if (ftk_reader_open_fp(r, fp, "-", &err) < 0) {
+			fclose(fp);
+			return error("cannot read standard input again");
+		}
+		*fpp = fp;	/* the reader does not close it */
+		return 0;
+	}
+	if (ftk_reader_open(r, name, &err) < 0)
+		return error("%s", err.msg);
+	return 0;
+}
+
+static int is_blank(const struct ftk_line *l)
+{
+	return strspn(l->data, " \t\r") >= l->len;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* Write the clusters of a resolved index. */
+static void write_clusters(struct ctx *c)
+{
+	struct ftk_error err;
+	struct ftk_writer *w;
+	struct ftk_dd_index *ix = c->ix;
+	uint32_t n = ftk_dd_index_count(ix);
+	if (ftk_writer_open(&w, c->clusters_path, 0, &err) < 0) {
+		error("%s", err.msg);
+		c->t.failed = 1;
+		return;
+	}
+	/* members of each survivor, in id order: sort (of, id) */
+	uint64_t *v = NULL;
+	size_t nv = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		uint32_t of = ftk_dd_index_of(ix, i, NULL);
+		if (of != UINT32_MAX) {
+			v = xrealloc(v, sizeof(*v) * (nv + 1));
+			v[nv++] = (uint64_t)of << 32 | i;
+		}
+	}
+	qsort(v, nv, sizeof(*v), cmp_u64);
+	struct strbuf sb = STRBUF_INIT;
+	for (size_t i = 0; i < nv;) {
+		uint32_t of = (uint32_t)(v[i] >> 32);
+		const char *f;
+		uint32_t line;
+		ftk_dd_index_place(ix, of, &f, &line, NULL);
+		strbuf_reset(&sb);
+		strbuf_addstr(&sb, "{\"kept\":{\"file\":");
+		strbuf_add_json_str(&sb, f, strlen(f));
+		strbuf_addf(&sb, ",\"line\":%u}%s,\"removed\":[", line,
+			    ftk_dd_index_is_ref(ix, of) ? ",\"reference\":true" : "");
+		size_t j = i;
+		for (; j < nv && (uint32_t)(v[j] >> 32) == of; j++) {
+			double s;
+			uint32_t id = (uint32_t)v[j];
+			ftk_dd_index_of(ix, id, &s);
+			ftk_dd_index_place(ix, id, &f, &line, NULL);
+			strbuf_addf(&sb, "%s{\"file\":", j > i ? "," : "");
+			strbuf_add_json_str(&sb, f, strlen(f));
+			strbuf_addf(&sb, ",\"line\":%u,\"similarity\":%.4g}", line, round(s * 1e4) / 1e4);
+		}
+		strbuf_addf(&sb, "],\"size\":%zu}", j - i + 1);
+		ftk_writer_line(w, sb.buf, sb.len);
+		i = j;
+	}
+	strbuf_release(&sb);
+	free(v);
+	if (ftk_writer_close(w, &err) < 0) {
+		error("%s", err.msg);
+		c->t.failed = 1;
+	}
+}
+
+static void resolve(struct ctx *c)
+{
+	struct ftk_error err;
+	struct ftk_dd_stats st;
+	ftk_error_clear(&err);
+	if (ftk_dd_index_resolve(c->ix, c->threshold, c->keep, c->against_mode, &st, &err) < 0)
+		die("%s", err.msg);
+	if (c->p.near) {
+		ftk_tool_count(&c->t, "candidate-pairs", st.candidates);
+		ftk_tool_count(&c->t, "verified-pairs", st.verified);
+	}
+	if (!c->against_mode)
+		ftk_tool_count(&c->t, "clusters", st.clusters);
+	if (c->t.extra_stats) {
+		cJSON *d = cJSON_AddObjectToObject(c->t.extra_stats, "dedupe");
+		cJSON_AddNumberToObject(d, "candidates", (double)st.candidates);
+		cJSON_AddNumberToObject(d, "verified", (double)st.verified);
+		cJSON_AddNumberToObject(d, "clusters", (double)st.clusters);
+		cJSON_AddNumberToObject(d, "removed", (double)st.removed);
+	}
+}
+
+/* The second pass of the single run: emit survivors, reject duplicates. */
+static void apply_index(struct ctx *c)
+{
+	struct ftk_dd_index *ix = c->ix;
+	uint32_t n = ftk_dd_index_count(ix), next = 0;
+	const char *reason = c->p.near ? "near-duplicate" : "duplicate";
+	while (next < n && ftk_dd_index_is_ref(ix, next))
+		next++;
+	for (int i = 0; i < c->t.n_inputs; i++) {
+		struct ftk_reader *r = NULL;
+		FILE *fp = NULL;
+		struct ftk_error err;
+		struct ftk_line line;
+		int rc;
+		if (reopen_input(c, i, &r, &fp) < 0) {
+			c->t.failed = 1;
+			continue;
+		}
+		while ((rc = ftk_reader_next(r, &line, &err)) > 0) {
+			const char *f;
+			uint32_t ln, fi;
+			if (next < n) {
+				ftk_dd_index_place(ix, next, &f, &ln, &fi);
+				if (fi == c->input_file_ix[i] && ln == line.lineno) {
+					double s;
+					uint32_t of = ftk_dd_index_of(ix, next, &s);
+					if (of == UINT32_MAX) {
+						ftk_tool_emit(&c->t, &line);
+					} else {
+						const char *src = ftk_dd_index_source_name(ix, next);
+						uint32_t ol;
+						ftk_dd_index_place(ix, of, &f, &ol, NULL);
+						ftk_tool_reject(&c->t, &line, reason, of_json(f, ol, s));
+						count_drop(c, i, src ? src : "", src ? strlen(src) : 0);
+					}
+					next++;
+					continue;
+				}
+			}
+			/* not indexed: blank or bad (already handled) or without a key (kept) */
+			if (is_blank(&line) || line.utf8_error >= 0)
+				continue;
+			cJSON *v = NULL;
+			if (ftk_json_parse_object(line.data, line.len, &v, NULL) == 0)
+				ftk_tool_emit(&c->t, &line);
+			cJSON_Delete(v);
+		}
+		if (rc < 0) {
+			char b[1200];
+			error("%s", ftk_error_format(&err, b, sizeof(b)));
+			c->t.failed = 1;
+		}
+		ftk_reader_close(r);
+		if (fp)
+			fclose(fp);
+	}
+}
+
+/* Spool standard input to a temporary file that stands in for it. */
+static void spool_stdin(struct ctx *c)
+{
+	char path[] = "/tmp/ftk-dedupe-stdin.XXXXXX";
+	const char *tmpdir = getenv("TMPDIR");
+	char buf[1 << 16];
+	int fd;
+	if (tmpdir && *tmpdir) {
+		char p2[4096];
+		snprintf(p2, sizeof(p2), "%s/ftk-dedupe-stdin.XXXXXX", tmpdir);
+		fd = mkstemp(p2);
+		if (fd >= 0)
+			unlink(p2);
+	} else {
+		fd = mkstemp(path);
+		if (fd >= 0)
+			unlink(path);
+	}
+	if (fd < 0)
+		die("cannot create a temporary file for standard input: %s", strerror(errno));
+	for (;;) {
+		ssize_t r = read(0, buf, sizeof(buf));
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			die("cannot read standard input: %s", strerror(errno));
+		if (r == 0)
+			break;
+		for (ssize_t o = 0; o < r;) {
+			ssize_t w = write(fd, buf + o, (size_t)(r - o));
+			if (w < 0)
+				die("cannot spool standard input: %s", strerror(errno));
+			o += w;
+		}
+	}
+	if (lseek(fd, 0, SEEK_SET) < 0 || dup2(fd, 0) < 0)
+		die("cannot spool standard input: %s", strerror(errno));
+	c->spool_fd = fd;
+}
+
+static FILE *temp_file(void)
+{
+	FILE *f = tmpfile();
+	if (!f)
+		die("cannot create a temporary file: %s", strerror(errno));
+	return f;
+}
+
+/* ---------------------------------------------------------------- sharded: merge, apply */
+
+static void merge(struct ctx *c)
+{
+	struct ftk_error err;
+	int n = c->t.n_inputs;
+	int *fds = xmalloc(sizeof(int) * (n ? n : 1));
+	if (n == 0 || (n == 1 && !strcmp(c->t.inputs[0], "-")))
+		ftk_tool_usage_error(&c->t, "--merge needs signature files");
+	for (int i = 0; i < n; i++) {
+		fds[i] = open(c->t.inputs[i], O_RDONLY);
+		if (fds[i] < 0)
+			die("cannot open '%s': %s", c->t.inputs[i], strerror(errno));
+		if (i == 0) {
+			if (ftk_dd_sigfile_params(fds[0], c->t.inputs[0], &c->p, &err) < 0) {
+				char b[1200];
+				die("%s", ftk_error_format(&err, b, sizeof(b)));
+			}
+			if (c->p.keep_field && c->keep != FTK_DD_KEEP_FIELD)
+				warning("signatures hold field '%s' for --keep, but --keep is not it",
+					c->p.keep_field);
+			if (c->keep == FTK_DD_KEEP_FIELD && !c->p.keep_field)
+				die("--keep FIELD needs signatures made with the same --keep");
+			c->ix = ftk_dd_index_new(&c->p, c->mem_cap);
+		}
+		ftk_error_clear(&err);
+		int64_t k = ftk_dd_index_load(c->ix, fds[i], c->t.inputs[i], &err);
+		if (k < 0) {
+			char b[1200];
+			die("%s", ftk_error_format(&err, b, sizeof(b)));
+		}
+		c->t.n_in += (uint64_t)k;
+	}
+	resolve(c);
+	uint32_t nr = ftk_dd_index_count(c->ix);
+	const char *reason = c->p.near ? "near-duplicate" : "duplicate";
+	struct strbuf sb = STRBUF_INIT;
+	for (uint32_t i = 0; i < nr; i++) {
+		double s;
+		uint32_t of = ftk_dd_index_of(c->ix, i, &s);
+		if (of == UINT32_MAX)
+			continue;
+		const char *f, *of_f;
+		uint32_t line, of_line;
+		ftk_dd_index_place(c->ix, i, &f, &line, NULL);
+		ftk_dd_index_place(c->ix, of, &of_f, &of_line, NULL);
+		strbuf_reset(&sb);
+		strbuf_addstr(&sb, "{\"file\":");
+		strbuf_add_json_str(&sb, f, strlen(f));
+		strbuf_addf(&sb, ",\"line\":%u,\"reason\":\"%s\",\"of\":{\"file\":", line, reason);
+		strbuf_add_json_str(&sb, of_f, strlen(of_f));
+		strbuf_addf(&sb, ",\"line\":%u},\"similarity\":%.4g}", of_line, round(s * 1e4) / 1e4);
+		ftk_tool_emit_raw(&c->t, sb.buf, sb.len);
+	}
+	strbuf_release(&sb);
+	ftk_tool_count(&c->t, "to-remove", c->t.n_out);
+	if (c->clusters_path)
+		write_clusters(c);
+	ftk_dd_index_free(c->ix);
+	c->ix = NULL;
+	for (int i = 0; i < n; i++)
+		close(fds[i]);
+	free(fds);
+}
+
+struct listent {
+	char *file;
+	long line;
+	char *reason;
+	cJSON *extra;
+};
+
+static int cmp_listent(const void *a, const void *b)
+{
+	const struct listent *x = a, *y = b;
+	int r = strcmp(x->file, y->file);
+	if (r)
+		return r;
+	return x->line < y->line ? -1 : x->line > y->line;
+}
+
+static void apply_list(struct ctx *c)
+{
+	struct ftk_reader *r;
+	struct ftk_error err;
+	struct ftk_line line;
+	struct listent *v = NULL;
+	size_t n = 0, alloc = 0;
+	int rc;
+	if (ftk_reader_open(&r, c->apply_list, &err) < 0)
+		die("%s", err.msg);
+	while ((rc = ftk_reader_next(r, &line, &err)) > 0) {
+		cJSON *o = NULL;
+		if (is_blank(&line))
+			continue;
+		if (ftk_json_parse_object(line.data, line.len, &o, &err) < 0)
+			die("%s:%ld: %s", c->apply_list, line.lineno, err.msg);
+		const char *f = ftk_json_get_str(o, "file");
+		cJSON *ln = cJSON_GetObjectItem(o, "line");
+		if (!f || !cJSON_IsNumber(ln))
+			die("%s:%ld: a list entry needs \"file\" and \"line\"", c->apply_list, line.lineno);
+		FTK_ALLOC_GROW(v, n + 1, alloc);
+		const char *reason = ftk_json_get_str(o, "reason");
+		v[n].file = xstrdup(f);
+		v[n].line = (long)ln->valuedouble;
+		v[n].reason = xstrdup(reason ? reason : "duplicate");
+		v[n].extra = cJSON_CreateObject();
+		cJSON *of = cJSON_GetObjectItem(o, "of"), *sim = cJSON_GetObjectItem(o, "similarity");
+		if (of)
+			cJSON_AddItemToObject(v[n].extra, "of", cJSON_Duplicate(of, 1));
+		if (sim)
+			cJSON_AddItemToObject(v[n].extra, "similarity", cJSON_Duplicate(sim, 1));
+		n++;
+		cJSON_Delete(o);
+	}
+	if (rc < 0) {
+		char b[1200];
+		die("%s", ftk_error_format(&err, b, sizeof(b)));
+	}
+	ftk_reader_close(r);
+	qsort(v, n, sizeof(*v), cmp_listent);
+	while (ftk_tool_next(&c->t, &line)) {
+		cJSON *rec = ftk_tool_parse(&c->t, &line);
+		if (!rec)
+			continue;
+		cJSON_Delete(rec);
+		struct listent key = { (char *)line.file, line.lineno, NULL, NULL };
+		struct listent *e = bsearch(&key, v, n, sizeof(*v), cmp_listent);
+		c->by_file.v[c->t.cur_input].in++;
+		if (e && e->extra) {
+			ftk_tool_reject(&c->t, &line, e->reason, e->extra);
+			e->extra = NULL;
+			c->by_file.v[c->t.cur_input].dropped++;
+		} else {
+			ftk_tool_emit(&c->t, &line);
+		}
+	}
+	for (size_t i = 0; i < n; i++) {
+		free(v[i].file);
+		free(v[i].reason);
+		cJSON_Delete(v[i].extra);
+	}
+	free(v);
+}
+
+/* ---------------------------------------------------------------- summary */
+
+static void report_tallies(struct ctx *c, struct tallies *ts, const char *what, int list)
+{
+	cJSON *o = NULL;
+	if (c->t.extra_stats)
+		o = cJSON_AddObjectToObject(c->t.extra_stats, what);
+	for (size_t i = 0; i < ts->n; i++) {
+		struct tally *t = &ts->v[i];
+		if (o) {
+			cJSON *e = cJSON_AddObjectToObject(o, t->name);
+			cJSON_AddNumberToObject(e, "in", (double)t->in);
+			cJSON_AddNumberToObject(e, "dropped", (double)t->dropped);
+		}
+		if (list && !c->t.quiet)
+			fprintf(stderr, "%s: %s '%s': %llu of %llu removed\n", c->t.name,
+				!strcmp(what, "by_file") ? "file" : "source", t->name,
+				(unsigned long long)t->dropped, (unsigned long long)t->in);
+		if (t->in && t->dropped * 2 > t->in)
+			warning("%s '%s' lost more than half its records (%llu of %llu)",
+				!strcmp(what, "by_file") ? "file" : "source", t->name,
+				(unsigned long long)t->dropped, (unsigned long long)t->in);
+	}
+}
+
+/* ---------------------------------------------------------------- main */
+
+int cmd_dedupe(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		FTK_TOOL_LONGOPTS,
+		{ "key", required_argument, NULL, OPT_KEY },
+		{ "normalize", required_argument, NULL, OPT_NORMALIZE },
+		{ "mode", required_argument, NULL, OPT_MODE },
+		{ "ngram", required_argument, NULL, OPT_NGRAM },
+		{ "threshold", required_argument, NULL, OPT_THRESHOLD },
+		{ "bands", required_argument, NULL, OPT_BANDS },
+		{ "rows", required_argument, NULL, OPT_ROWS },
+		{ "fast", no_argument, NULL, OPT_FAST },
+		{ "seed", required_argument, NULL, OPT_SEED },
+		{ "keep", required_argument, NULL, OPT_KEEP },
+		{ "clusters", required_argument, NULL, OPT_CLUSTERS },
+		{ "source-field", required_argument, NULL, OPT_SOURCE },
+		{ "against", required_argument, NULL, OPT_AGAINST },
+		{ "threads", required_argument, NULL, 'j' },
+		{ "mem-cap", required_argument, NULL, OPT_MEMCAP },
+		{ "signatures", no_argument, NULL, OPT_SIGNATURES },
+		{ "merge", no_argument, NULL, OPT_MERGE },
+		{ "apply", required_argument, NULL, OPT_APPLY },
+		{ 0 },
+	};
+	static struct ctx cx;
+	struct ctx *c = &cx;
+	struct ftk_error err;
+	int opt, bands = 0, rows = 0, have_threshold = 0;
+	const char *norm = "all";
+
+	memset(c, 0, sizeof(*c));
+	ftk_tool_init(&c->t, "ftk-dedupe", usage);
+	c->p.ngram = 5;
+	c->p.seed = 1;
+	c->p.key = "@text";
+	c->threshold = 0.8;
+	c->mem_cap = (size_t)4 << 30;
+	c->spool_fd = -1;
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	c->threads = ncpu > 0 ? (int)(ncpu > 64 ? 64 : ncpu) : 1;
+
+	while ((opt = getopt_long(argc, argv, FTK_TOOL_SHORTOPTS "j:", opts, NULL)) != -1) {
+		if (ftk_tool_opt(&c->t, opt, optarg))
+			continue;
+		switch (opt) {
+		case OPT_KEY: c->p.key = optarg; break;
+		case OPT_NORMALIZE: norm = optarg; break;
+		case OPT_MODE:
+			if (!strcmp(optarg, "exact"))
+				c->p.near = 0;
+			else if (!strcmp(optarg, "near"))
+				c->p.near = 1;
+			else
+				ftk_tool_usage_error(&c->t, "unknown mode '%s' (exact or near)", optarg);
+			break;
+		case OPT_NGRAM: c->p.ngram = (int)parse_int(&c->t, "--ngram", optarg, 1, 1000); break;
+		case OPT_THRESHOLD: {
+			char *end;
+			c->threshold = strtod(optarg, &end);
+			if (*end || end == optarg || !(c->threshold > 0 && c->threshold < 1))
+				ftk_tool_usage_error(&c->t, "--threshold must be a number between 0 and 1, not '%s'", optarg);
+			have_threshold = 1;
+			break;
+		}
+		case OPT_BANDS: bands = (int)parse_int(&c->t, "--bands", optarg, 1, FTK_MINHASH_MAX_PERM); break;
+		case OPT_ROWS: rows = (int)parse_int(&c->t, "--rows", optarg, 1, FTK_MINHASH_MAX_PERM); break;
+		case OPT_FAST: c->p.fast = 1; break;
+		case OPT_SEED: {
+			char *end;
+			errno = 0;
+			c->p.seed = strtoull(optarg, &end, 10);
+			if (errno || *end || end == optarg)
+				ftk_tool_usage_error(&c->t, "--seed must be a non-negative integer, not '%s'", optarg);
+			break;
+		}
+		case OPT_KEEP:
+			if (!strcmp(optarg, "first")) {
+				c->keep = FTK_DD_KEEP_FIRST;
+			} else if (!strcmp(optarg, "longest")) {
+				c->keep = FTK_DD_KEEP_LONGEST;
+			} else {
+				c->keep = FTK_DD_KEEP_FIELD;
+				c->p.keep_field = optarg;
+			}
+			break;
+		case OPT_CLUSTERS: c->clusters_path = optarg; break;
+		case OPT_SOURCE: c->p.source_field = optarg; break;
+		case OPT_AGAINST: c->against = optarg; c->against_mode = 1; break;
+		case 'j': c->threads = (int)parse_int(&c->t, "-j", optarg, 1, 64); break;
+		case OPT_MEMCAP: c->mem_cap = parse_size(&c->t, optarg); break;
+		case OPT_SIGNATURES:
+		case OPT_MERGE:
+			if (c->sharded && c->sharded != opt)
+				ftk_tool_usage_error(&c->t, "--signatures, --merge and --apply exclude each other");
+			c->sharded = opt;
+			break;
+		case OPT_APPLY:
+			if (c->sharded && c->sharded != opt)
+				ftk_tool_usage_error(&c->t, "--signatures, --merge and --apply exclude each other");
+			c->sharded = opt;
+			c->apply_list = optarg;
+			break;
+		default:
+			ftk_tool_usage_error(&c->t, NULL);
+		}
+	}
+	if (ftk_normalize_parse(norm, &c->p.norm, &err) < 0)
+		ftk_tool_usage_error(&c->t, "%s", err.msg);
+	if (ftk_dd_key_parse(c->p.key, &c->key, &err) < 0)
+		ftk_tool_usage_error(&c->t, "%s", err.msg);
+	if (!c->p.near && (bands || rows || c->p.fast || have_threshold))
+		ftk_tool_usage_error(&c->t, "--threshold, --bands, --rows and --fast need --mode near");
+	if (c->p.near) {
+		c->p.bands = 14;
+		c->p.rows = 8;
+		if (have_threshold && !bands && !rows &&
+		    ftk_minhash_lsh_params(c->threshold, 112, &c->p.bands, &c->p.rows, &err) < 0)
+			ftk_tool_usage_error(&c->t, "%s", err.msg);
+		if (bands)
+			c->p.bands = bands;
+		if (rows)
+			c->p.rows = rows;
+		if (ftk_minhash_init(&c->mh, c->p.ngram, c->p.bands, c->p.rows, c->p.seed, &err) < 0)
+			ftk_tool_usage_error(&c->t, "%s", err.msg);
+	}
+	if (c->sharded && c->against)
+		ftk_tool_usage_error(&c->t, "--against does not combine with the sharded mode");
+	if (c->sharded == OPT_SIGNATURES && (!c->t.out_path || !strcmp(c->t.out_path, "-")))
+		ftk_tool_usage_error(&c->t, "--signatures needs -o FILE");
+	if (c->sharded == OPT_SIGNATURES && strlen(c->t.out_path) > 4 &&
+	    !strcmp(c->t.out_path + strlen(c->t.out_path) - 4, ".zst"))
+		ftk_tool_usage_error(&c->t, "signature files cannot be compressed");
+	if (c->sharded == OPT_SIGNATURES && c->clusters_path)
+		ftk_tool_usage_error(&c->t, "--clusters belongs to --merge");
+
+	int n_inputs = argc - optind;
+	char **inputs = argv + optind;
+	if (c->sharded == OPT_SIGNATURES) {
+		/* the signatures go to -o; the tool's output stays closed */
+		const char *sigpath = c->t.out_path;
+		c->t.out_path = NULL;
+		ftk_tool_start(&c->t, n_inputs, inputs);
+		c->sigtmp = fopen(sigpath, "wb");
+		if (!c->sigtmp)
+			die("cannot open '%s': %s", sigpath, strerror(errno));
+		if (ftk_dd_sigfile_header(c->sigtmp, &c->p, c->t.inputs, c->t.n_inputs, &err) < 0)
+			die("%s", err.msg);
+	} else {
+		ftk_tool_start(&c->t, n_inputs, inputs);
+	}
+	if (c->t.stats_path && !c->t.extra_stats)
+		c->t.extra_stats = cJSON_CreateObject();
+	for (int i = 0; i < c->t.n_inputs; i++) {
+		for (int j = 0; j < i; j++)
+			if (!strcmp(c->t.inputs[i], c->t.inputs[j]))
+				ftk_tool_usage_error(&c->t, "input '%s' is given twice", c->t.inputs[i]);
+		tally_get(&c->by_file, c->t.inputs[i], strlen(c->t.inputs[i]));
+	}
+
+	if (c->sharded == OPT_MERGE) {
+		merge(c);
+		goto finish;
+	}
+	if (c->sharded == OPT_APPLY) {
+		apply_list(c);
+		goto finish;
+	}
+
+	c->signers = xcalloc(c->threads, sizeof(*c->signers));
+	for (int k = 0; k < c->threads; k++)
+		ftk_dd_signer_init(&c->signers[k], &c->p, c->key, c->p.near ? &c->mh : NULL);
+	strbuf_init(&c->buf, 0);
+
+	if (c->sharded == OPT_SIGNATURES) {
+		sign_all(c, next_input, signatures_item);
+		if (fclose(c->sigtmp) != 0) {
+			error("cannot write signatures: %s", strerror(errno));
+			c->t.failed = 1;
+		}
+		c->sigtmp = NULL;
+	} else if (!c->p.near && c->keep == FTK_DD_KEEP_FIRST && !c->clusters_path) {
+		/* exact, first survives: one streaming pass */
+		c->tab_files = xmalloc(sizeof(char *) * (c->t.n_inputs + 1));
+		for (int i = 0; i < c->t.n_inputs; i++)
+			c->tab_files[i] = c->t.inputs[i];
+		c->tab_files[c->t.n_inputs] = (char *)c->against;
+		xgrow(c);
+		if (c->against) {
+			open_ref(c);
+			sign_all(c, next_ref, exact_item);
+			ftk_reader_close(ref_reader);
+		}
+		sign_all(c, next_input, exact_item);
+		free(c->tab);
+		free(c->tab_files);
+	} else {
+		for (int i = 0; i < c->t.n_inputs; i++)
+			if (!strcmp(c->t.inputs[i], "-"))
+				spool_stdin(c);
+		c->ix = ftk_dd_index_new(&c->p, c->mem_cap);
+		c->sigtmp = temp_file();
+		c->input_file_ix = xmalloc(sizeof(uint32_t) * c->t.n_inputs);
+		if (c->against) {
+			c->against_file_ix = ftk_dd_index_file(c->ix, c->against);
+			open_ref(c);
+			sign_all(c, next_ref, index_item);
+			ftk_reader_close(ref_reader);
+		}
+		for (int i = 0; i < c->t.n_inputs; i++)
+			c->input_file_ix[i] = ftk_dd_index_file(c->ix, c->t.inputs[i]);
+		sign_all(c, next_input, index_item);
+		if (fflush(c->sigtmp) != 0)
+			die("cannot write temporary signatures: %s", strerror(errno));
+		resolve(c);
+		apply_index(c);
+		if (c->clusters_path)
+			write_clusters(c);
+		fclose(c->sigtmp);
+		ftk_dd_index_free(c->ix);
+		free(c->input_file_ix);
+	}
+	if (c->no_key)
+		ftk_tool_count(&c->t, "no-key (kept)", c->no_key);
+	for (int k = 0; k < c->threads; k++)
+		ftk_dd_signer_release(&c->signers[k]);
+	free(c->signers);
+	for (size_t i = 0; i < c->cap_items; i++)
+		ftk_dd_sig_release(&c->items[i].sig);
+	free(c->items);
+	strbuf_release(&c->buf);
+finish:
+	if (c->sharded != OPT_MERGE && c->sharded != OPT_SIGNATURES)
+		report_tallies(c, &c->by_file, "by_file", c->t.n_inputs > 1);
+	if (c->p.source_field && c->sharded != OPT_SIGNATURES)
+		report_tallies(c, &c->by_source, "by_source", 1);
+	tallies_release(&c->by_file);
+	tallies_release(&c->by_source);
+	ftk_dd_key_free(c->key);
+	ftk_minhash_release(&c->mh);
+	if (c->spool_fd >= 0)
+		close(c->spool_fd);
+	return ftk_tool_finish(&c->t);
+}

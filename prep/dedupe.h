@@ -1,0 +1,215 @@
+/*
+ * dedupe.h: the engine behind ftk-dedupe, shared by the single run and the
+ * sharded mode (--signatures / --merge / --apply).
+ *
+ * A dedupe has three steps, and the sharded mode runs them as separate
+ * programs:
+ *
+ *   sign     each record -> its key text (normalized) -> either a 128-bit
+ *            XXH3 hash (exact mode) or, in near mode, its band hashes plus a
+ *            payload for verification (the sorted shingle set, or the whole
+ *            MinHash signature with --fast).  Written to a signature file.
+ *   resolve  all band hashes in memory (the payloads stay on disk and are
+ *            read back only for candidate pairs), candidates from equal band
+ *            hashes, verification, union-find clusters, one survivor per
+ *            cluster.  The result: for every record, kept or "removed, a
+ *            duplicate of record X with similarity s".
+ *   apply    a pass over the inputs that writes the survivors as their
+ *            original bytes and the removed records to --rejects.
+ *
+ * The single run writes its signature file to a temporary file and calls
+ * the same resolve, so the sharded run and the single run cannot disagree:
+ * given the same records in the same order they make the same decisions.
+ *
+ * Signature file: the line "FTKSIG1", a JSON line with the parameters and
+ * the input file names, then one binary record per signed record (native
+ * byte order: written and read on machines of one architecture):
+ *	struct ftk_dd_sighdr, bands x uint64 (exact: 2, the 128-bit hash),
+ *	the source name padded to 8 bytes, payload_n x uint64.
+ *
+ * Memory: resolve keeps, per record, its metadata (40 bytes) and its band
+ * hashes (12 bytes a band: 168 bytes with 14 bands).  When the band hashes
+ * pass the memory cap they are spilled to one temporary file per band and
+ * read back one band at a time while candidates are collected.
+ */
+#ifndef FTK_DEDUPE_H
+#define FTK_DEDUPE_H
+
+#include <stdint.h>
+#include <stdio.h>
+#include <cjson/cJSON.h>
+#include "lib/err.h"
+#include "lib/normalize.h"
+#include "lib/strbuf.h"
+#include "minhash.h"
+
+/* ---------------------------------------------------------------- keys */
+
+/*
+ * A key: a comma-separated list of items, each "@text" (the record's text,
+ * lib/record.h), "@user", "@assistant", "@system" (that role's text), or a
+ * field path ("instruction", "meta.source", "messages[0].content",
+ * "messages[-1].content").  The key text is the items' values joined by
+ * "\n"; items missing from a record contribute nothing, so one key can serve
+ * several formats ("@user" is the first user turn of a one-turn chat and
+ * instruction + input of an Alpaca record).
+ */
+struct ftk_dd_key;
+
+/* Parse spec.  Returns 0 and a new key (free with ftk_dd_key_free), or FTK_EUSAGE. */
+int ftk_dd_key_parse(const char *spec, struct ftk_dd_key **out, struct ftk_error *err);
+void ftk_dd_key_free(struct ftk_dd_key *k);
+
+/*
+ * Append the key text of rec to out.  Returns the number of items that gave
+ * text (0: the record has nothing for this key).
+ */
+int ftk_dd_key_text(const struct ftk_dd_key *k, const cJSON *rec, struct strbuf *out);
+
+/*
+ * Resolve a field path in rec.  Returns the value (borrowed) or NULL.
+ */
+const cJSON *ftk_dd_path(const cJSON *rec, const char *path);
+
+/* ---------------------------------------------------------------- signing */
+
+enum ftk_dd_keep { FTK_DD_KEEP_FIRST, FTK_DD_KEEP_LONGEST, FTK_DD_KEEP_FIELD };
+
+struct ftk_dd_params {
+	int near;		/* 0 exact, 1 near */
+	int fast;		/* near: verify by signature estimate */
+	int ngram, bands, rows;
+	uint64_t seed;
+	unsigned norm;		/* FTK_NORM_* */
+	const char *key;	/* key spec, "@text" by default */
+	const char *keep_field;	/* --keep FIELD, or NULL */
+	const char *source_field;	/* --source-field, or NULL */
+};
+
+/* Everything one worker needs to sign records; one per thread. */
+struct ftk_dd_signer {
+	const struct ftk_dd_params *p;
+	const struct ftk_dd_key *key;
+	const struct ftk_minhash *mh;
+	struct strbuf raw, norm;
+	struct ftk_words words;
+	struct ftk_u64vec shingles;
+	uint64_t *sig;		/* (k) */
+};
+
+/* The signature of one record. */
+struct ftk_dd_sig {
+	int status;		/* 1 signed, 0 no key text */
+	double len;		/* key length in bytes (for --keep longest) */
+	double field;		/* --keep FIELD value, -HUGE_VAL when missing */
+	uint64_t *band;		/* (ftk_dd_nbands) bands (near) or the 128-bit hash (exact) */
+	struct strbuf source;	/* --source-field value ("" when none) */
+	struct ftk_u64vec payload;	/* near: shingles, or signature with --fast */
+};
+
+void ftk_dd_signer_init(struct ftk_dd_signer *s, const struct ftk_dd_params *p,
+			const struct ftk_dd_key *key, const struct ftk_minhash *mh);
+void ftk_dd_signer_release(struct ftk_dd_signer *s);
+/* nbands: ftk_dd_nbands() of the parameters. */
+void ftk_dd_sig_init(struct ftk_dd_sig *g, int nbands);
+void ftk_dd_sig_release(struct ftk_dd_sig *g);
+
+/*
+ * Sign one parsed record into *g.  Returns 1 when signed, 0 when the
+ * record has no key text (g->status 0).
+ */
+int ftk_dd_sign(struct ftk_dd_signer *s, const cJSON *rec, struct ftk_dd_sig *g);
+
+/* Number of band values a signature carries: bands (near) or 2 (exact). */
+int ftk_dd_nbands(const struct ftk_dd_params *p);
+
+/* ---------------------------------------------------------------- signature files */
+
+struct ftk_dd_sighdr {
+	uint32_t file, line;
+	double len, field;
+	uint32_t src_len, payload_n;
+};
+
+/*
+ * Write the file header: magic and the parameters as a JSON line, with the
+ * input names.  Returns 0 or FTK_EIO.
+ */
+int ftk_dd_sigfile_header(FILE *f, const struct ftk_dd_params *p, char **files, int n_files,
+			  struct ftk_error *err);
+/* Append one record's signature.  Returns 0 or FTK_EIO. */
+int ftk_dd_sigfile_write(FILE *f, const struct ftk_dd_params *p, uint32_t file, uint32_t line,
+			 const struct ftk_dd_sig *g, struct ftk_error *err);
+
+/* ---------------------------------------------------------------- resolve */
+
+struct ftk_dd_index;
+
+/*
+ * A new, empty index for records signed with p.  mem_cap: bytes of band
+ * hashes to hold before spilling to temporary files (0: never spill).
+ */
+struct ftk_dd_index *ftk_dd_index_new(const struct ftk_dd_params *p, size_t mem_cap);
+void ftk_dd_index_free(struct ftk_dd_index *x);
+
+/* Add a file name; returns its index (an existing name returns its old index). */
+uint32_t ftk_dd_index_file(struct ftk_dd_index *x, const char *name);
+/* Add a source name; returns its index. */
+uint32_t ftk_dd_index_source(struct ftk_dd_index *x, const char *name, size_t len);
+
+/*
+ * Add one record: file and line, keep metric, source, whether it belongs to
+ * the reference set (--against), its bands, and where its signature record
+ * starts in sigfile (an open, readable file; borrowed, must outlive resolve).
+ * Returns the record's id (ids count up from 0 in the order of adding), or
+ * FTK_ELIMIT past 2^32 - 2 records.
+ */
+int64_t ftk_dd_index_add(struct ftk_dd_index *x, uint32_t file, uint32_t line, double metric,
+			 uint32_t source, int ref, const uint64_t *band, int sigfd, uint64_t off);
+
+/*
+ * Read a signature file (from its header on) into the index: its files, its
+ * records.  The parameters in the file must equal x's (FTK_EMISMATCH
+ * otherwise).  fd stays open (the index reads payloads from it later).
+ * Returns the number of records, or a negative code.
+ */
+int64_t ftk_dd_index_load(struct ftk_dd_index *x, int fd, const char *name,
+			  struct ftk_error *err);
+
+/*
+ * Read only the header of a signature file into *p (strings are allocated
+ * and leaked for the process's life: a few per run).  Returns 0 or a code.
+ */
+int ftk_dd_sigfile_params(int fd, const char *name, struct ftk_dd_params *p,
+			  struct ftk_error *err);
+
+struct ftk_dd_stats {
+	uint64_t candidates, verified, clusters, removed;
+};
+
+/*
+ * Find the duplicates.  threshold: the similarity at which a candidate pair
+ * counts.  against: only pairs of a reference and a non-reference record
+ * count, and a non-reference record that matches one is removed as that
+ * reference's duplicate; otherwise clusters form and keep picks the
+ * survivor.  threads: for verification.  Returns 0 or FTK_EIO.
+ */
+int ftk_dd_index_resolve(struct ftk_dd_index *x, double threshold, enum ftk_dd_keep keep,
+			 int against, struct ftk_dd_stats *st, struct ftk_error *err);
+
+/* Records in the index. */
+uint32_t ftk_dd_index_count(const struct ftk_dd_index *x);
+
+/* After resolve: the record it duplicates (UINT32_MAX when kept), and the similarity. */
+uint32_t ftk_dd_index_of(const struct ftk_dd_index *x, uint32_t id, double *similarity);
+/* A record's place. */
+void ftk_dd_index_place(const struct ftk_dd_index *x, uint32_t id, const char **file,
+			uint32_t *line, uint32_t *file_index);
+/* A record's source name, or NULL without one. */
+const char *ftk_dd_index_source_name(const struct ftk_dd_index *x, uint32_t id);
+int ftk_dd_index_is_ref(const struct ftk_dd_index *x, uint32_t id);
+/* File names, in index order. */
+uint32_t ftk_dd_index_nfiles(const struct ftk_dd_index *x);
+const char *ftk_dd_index_file_name(const struct ftk_dd_index *x, uint32_t i);
+
+#endif
