@@ -139,8 +139,8 @@ size_t ftk_model_lora_count(const struct ftk_model *m);
 const struct ftk_lora_tensor *ftk_model_lora_tensor(const struct ftk_model *m, size_t i);
 /* Find a LoRA tensor by its PEFT name (NULL when absent). */
 const struct ftk_lora_tensor *ftk_model_lora_find(const struct ftk_model *m, const char *name);
-float *ftk_model_lora_params(struct ftk_model *m, size_t *n);	/* n floats */
-float *ftk_model_lora_grads(struct ftk_model *m, size_t *n);	/* n floats, same layout */
+float *ftk_model_lora_flat(struct ftk_model *m, size_t *n);	/* n floats */
+float *ftk_model_lora_grad_flat(struct ftk_model *m, size_t *n);	/* n floats, same layout */
 void ftk_model_zero_grad(struct ftk_model *m);
 
 /* Dropout generator state (two integers), to save with a checkpoint. */

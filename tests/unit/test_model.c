@@ -1,0 +1,265 @@
+/*
+ * test_model.c: the model against references we did not write.
+ *
+ * stories260K (datasets/models/stories260K): logits at two positions and the
+ * mean loss against reference.json (float64 PyTorch), greedy generation for
+ * 256 positions against llama2.c's golden text, byte for byte, and the LoRA
+ * gradients (layer 0 q_proj and v_proj, rank 4, alpha 8) against PyTorch
+ * autograd.  Each check prints its largest difference and its tolerance.
+ */
+#include <math.h>
+#include <string.h>
+#include "testutil.h"
+#include "lib/json.h"
+#include "lib/strbuf.h"
+#include "trainer/generate.h"
+#include "trainer/model.h"
+#include "trainer/safetensors.h"
+
+#define S260 "datasets/models/stories260K"
+
+static cJSON *load_json(const char *rel)
+{
+	struct strbuf sb = STRBUF_INIT;
+	ck_assert_int_eq(strbuf_read_file(&sb, src_path(rel)), 0);
+	cJSON *j = NULL;
+	ck_assert_int_eq(ftk_json_parse(sb.buf, sb.len, &j, NULL), 0);
+	strbuf_release(&sb);
+	return j;
+}
+
+static struct ftk_model *load_model(enum ftk_quant q)
+{
+	struct ftk_model *m = NULL;
+	struct ftk_error e;
+	struct ftk_load_opts o = { q, NULL, 1, 0 };
+	int rc = ftk_model_load(&m, src_path(S260), &o, &e);
+	if (rc < 0)
+		ck_abort_msg("load: %s", e.msg);
+	return m;
+}
+
+static double max_abs_diff(const float *a, const cJSON *ref, int n, double *ref_max)
+{
+	double d = 0.0, rm = 0.0;
+	ck_assert_int_eq(cJSON_GetArraySize(ref), n);
+	for (int i = 0; i < n; i++) {
+		double r = cJSON_GetArrayItem(ref, i)->valuedouble;
+		double x = fabs(a[i] - r);
+		d = x > d ? x : d;
+		rm = fabs(r) > rm ? fabs(r) : rm;
+	}
+	if (ref_max)
+		*ref_max = rm;
+	return d;
+}
+
+START_TEST(stories_logits_and_loss)
+{
+	cJSON *ref = load_json(S260 "/reference.json");
+	cJSON *tok = cJSON_GetObjectItem(ref, "tokens");
+	int T = cJSON_GetArraySize(tok);
+	uint32_t ids[64];
+	for (int i = 0; i < T; i++)
+		ids[i] = (uint32_t)cJSON_GetArrayItem(tok, i)->valueint;
+	struct ftk_model *m = load_model(FTK_QUANT_NONE);
+	int V = ftk_model_config(m)->vocab_size;
+	float *logits = malloc((size_t)T * V * sizeof(float));
+	struct ftk_batch b = { 1, T, ids, NULL, NULL };
+	double loss;
+	long n;
+	ck_assert_int_eq(ftk_model_forward(m, &b, logits, &loss, &n, NULL), 0);
+	ck_assert_int_eq(n, T - 1);
+	double d0 = max_abs_diff(logits, cJSON_GetObjectItem(ref, "logits_pos0"), V, NULL);
+	double d1 = max_abs_diff(logits + (size_t)(T - 1) * V, cJSON_GetObjectItem(ref, "logits_last"), V, NULL);
+	double want = cJSON_GetObjectItem(ref, "loss")->valuedouble;
+	double dl = fabs(loss / n - want);
+	printf("stories260K logits: max |diff| pos0 %.3g, last %.3g; loss %.9f vs %.9f (|diff| %.3g); tolerance 1e-4\n",
+	       d0, d1, loss / n, want, dl);
+	ck_assert(d0 < 1e-4 && d1 < 1e-4 && dl < 1e-4);
+	free(logits);
+	ftk_model_free(m);
+	cJSON_Delete(ref);
+}
+END_TEST
+
+/* Decode ids with tokenizer.json's rules for this model (byte fallback, ▁ as space, strip one leading space). */
+static void decode_pieces(const cJSON *tokjson, const uint32_t *ids, int n, struct strbuf *out)
+{
+	const cJSON *vocab = cJSON_GetObjectItem(cJSON_GetObjectItem(tokjson, "model"), "vocab");
+	const char *pieces[512] = { 0 };
+	const cJSON *it;
+	cJSON_ArrayForEach(it, vocab) {
+		if (it->valueint >= 0 && it->valueint < 512)
+			pieces[it->valueint] = it->string;
+	}
+	for (int i = 0; i < n; i++) {
+		const char *p = pieces[ids[i]];
+		ck_assert_ptr_nonnull(p);
+		unsigned byte;
+		if (strlen(p) == 6 && sscanf(p, "<0x%02X>", &byte) == 1) {
+			strbuf_addch(out, (int)byte);
+			continue;
+		}
+		for (; *p; p++) {
+			if (!strncmp(p, "\xe2\x96\x81", 3)) {
+				strbuf_addch(out, ' ');
+				p += 2;
+			} else {
+				strbuf_addch(out, *p);
+			}
+		}
+	}
+	if (out->len && out->buf[0] == ' ') {
+		memmove(out->buf, out->buf + 1, out->len);
+		out->len--;
+	}
+}
+
+static void greedy_check(enum ftk_quant q)
+{
+	cJSON *ref = load_json(S260 "/reference.json");
+	cJSON *tokj = load_json(S260 "/tokenizer.json");
+	cJSON *gids = cJSON_GetObjectItem(ref, "greedy_ids_n256");
+	struct ftk_model *m = load_model(q);
+	struct ftk_gen_opts o;
+	ftk_gen_opts_default(&o);
+	o.max_tokens = 256;
+	int no_eos = -1;
+	o.eos = &no_eos;
+	o.n_eos = 1;
+	uint32_t bos = 1, out[300];
+	int n = 0;
+	enum ftk_gen_stop why;
+	ck_assert_int_eq(ftk_generate(m, &bos, 1, &o, out, 300, &n, &why, NULL), 0);
+	ck_assert_int_eq(n, 256);
+	int first_diff = -1;
+	for (int i = 0; i < n && first_diff < 0; i++)
+		if ((int)out[i] != cJSON_GetArrayItem(gids, i + 1)->valueint)
+			first_diff = i;
+	struct strbuf text = STRBUF_INIT, want = STRBUF_INIT;
+	decode_pieces(tokj, out, n, &text);
+	ck_assert_int_eq(strbuf_read_file(&want, src_path(S260 "/expected_greedy_n256.txt")), 0);
+	ck_assert(want.len > 0 && want.buf[want.len - 1] == '\n');
+	want.len--;
+	printf("greedy (%s): first differing id %d; text %zu bytes vs golden %zu\n",
+	       q == FTK_QUANT_NONE ? "f32" : "nf4", first_diff, text.len, want.len);
+	if (q == FTK_QUANT_NONE) {
+		ck_assert_int_eq(first_diff, -1);
+		ck_assert_uint_eq(text.len, want.len);
+		ck_assert(!memcmp(text.buf, want.buf, want.len));
+	}
+	strbuf_release(&text);
+	strbuf_release(&want);
+	ftk_model_free(m);
+	cJSON_Delete(ref);
+	cJSON_Delete(tokj);
+}
+
+START_TEST(stories_greedy_256)
+{
+	greedy_check(FTK_QUANT_NONE);
+}
+END_TEST
+
+static void set_tensor(struct ftk_model *m, const char *name, const cJSON *vals)
+{
+	const struct ftk_lora_tensor *t = ftk_model_lora_find(m, name);
+	ck_assert_msg(t != NULL, "no %s", name);
+	const cJSON *row;
+	int i = 0;
+	cJSON_ArrayForEach(row, vals) {
+		const cJSON *v;
+		cJSON_ArrayForEach(v, row) t->data[i++] = (float)v->valuedouble;
+	}
+	ck_assert_int_eq(i, t->rows * t->cols);
+}
+
+static double rel_diff(const struct ftk_lora_tensor *t, const cJSON *ref)
+{
+	double d = 0.0, rm = 0.0;
+	const cJSON *row, *v;
+	int i = 0;
+	cJSON_ArrayForEach(row, ref) {
+		cJSON_ArrayForEach(v, row) {
+			double x = fabs(t->grad[i] - v->valuedouble);
+			d = x > d ? x : d;
+			rm = fabs(v->valuedouble) > rm ? fabs(v->valuedouble) : rm;
+			i++;
+		}
+	}
+	ck_assert_int_eq(i, t->rows * t->cols);
+	return d / rm;
+}
+
+static void lora_check(int checkpointing)
+{
+	cJSON *ref = load_json(S260 "/reference.json");
+	cJSON *lr = cJSON_GetObjectItem(ref, "lora");
+	cJSON *tok = cJSON_GetObjectItem(ref, "tokens");
+	int T = cJSON_GetArraySize(tok);
+	uint32_t ids[64];
+	for (int i = 0; i < T; i++)
+		ids[i] = (uint32_t)cJSON_GetArrayItem(tok, i)->valueint;
+	struct ftk_model *m = load_model(FTK_QUANT_NONE);
+	ftk_model_set_checkpointing(m, checkpointing);
+	struct ftk_lora_opts lo = { (1u << FTK_LORA_Q) | (1u << FTK_LORA_V), 4, 8.0f, 0, 0.0f, 1 };
+	ck_assert_int_eq(ftk_model_lora_init(m, &lo, NULL), 0);
+	size_t np;
+	float *p = ftk_model_lora_flat(m, &np);
+	memset(p, 0, np * sizeof(float));	/* the reference has LoRA on layer 0 only */
+	set_tensor(m, "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight", cJSON_GetObjectItem(lr, "A_q"));
+	set_tensor(m, "base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight", cJSON_GetObjectItem(lr, "B_q"));
+	set_tensor(m, "base_model.model.model.layers.0.self_attn.v_proj.lora_A.weight", cJSON_GetObjectItem(lr, "A_v"));
+	set_tensor(m, "base_model.model.model.layers.0.self_attn.v_proj.lora_B.weight", cJSON_GetObjectItem(lr, "B_v"));
+	struct ftk_batch b = { 1, T, ids, NULL, NULL };
+	long nt = ftk_batch_count_targets(&b);
+	ck_assert_int_eq(nt, T - 1);
+	double loss;
+	ftk_model_zero_grad(m);
+	ck_assert_int_eq(ftk_model_forward_backward(m, &b, (double)nt, &loss, NULL, NULL), 0);
+	double want = cJSON_GetObjectItem(lr, "loss_with_lora")->valuedouble;
+	const char *names[4] = { "q_proj.lora_A", "q_proj.lora_B", "v_proj.lora_A", "v_proj.lora_B" };
+	const char *refs[4] = { "dA_q", "dB_q", "dA_v", "dB_v" };
+	double worst = 0.0;
+	for (int i = 0; i < 4; i++) {
+		char nm[128];
+		snprintf(nm, sizeof(nm), "base_model.model.model.layers.0.self_attn.%s.weight", names[i]);
+		double r = rel_diff(ftk_model_lora_find(m, nm), cJSON_GetObjectItem(lr, refs[i]));
+		printf("LoRA grad %s (checkpointing %d): max |diff| / max |ref| = %.3g (tolerance 1e-4)\n",
+		       refs[i], checkpointing, r);
+		worst = r > worst ? r : worst;
+	}
+	printf("loss with LoRA %.9f vs %.9f\n", loss / nt, want);
+	ck_assert(fabs(loss / nt - want) < 1e-4);
+	ck_assert(worst < 1e-4);
+	ftk_model_free(m);
+	cJSON_Delete(ref);
+}
+
+START_TEST(stories_lora_grads)
+{
+	lora_check(0);
+}
+END_TEST
+
+START_TEST(stories_lora_grads_checkpointed)
+{
+	lora_check(1);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+	Suite *s = suite_create("model");
+	TCase *tc = tcase_create("stories260K");
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, stories_logits_and_loss);
+	tcase_add_test(tc, stories_greedy_256);
+	tcase_add_test(tc, stories_lora_grads);
+	tcase_add_test(tc, stories_lora_grads_checkpointed);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+FTK_TEST_MAIN(suite)

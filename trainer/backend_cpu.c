@@ -1,0 +1,559 @@
+/*
+ * backend_cpu.c: the reference backend.  OpenBLAS for matrix products,
+ * ops.h's per-row arithmetic in plain loops, and a few threads for the rest.
+ *
+ * Threads.  OpenBLAS brings its own threads, which pay off only on large
+ * products: on these machines a rank-16 LoRA product runs three times faster
+ * on one thread than on two.  So gemm() uses OpenBLAS's threads when every
+ * side of the product is large, and one thread otherwise; the per-row ops
+ * and the attention heads are spread over our own short-lived pthreads
+ * (par_run), each of which calls OpenBLAS in single-threaded mode.  Thread
+ * creation costs tens of microseconds, far below the work it splits, and
+ * keeps the code free of a pool's state.
+ *
+ * NF4 weights are never dequantized whole: linear_fwd and linear_bwd_inp
+ * decode a tile of rows (up to 1M values) in parallel into a scratch buffer
+ * and run one sgemm per tile.  For one or a few rows (generation) a fused
+ * dequantize-and-dot loop is used instead.
+ */
+#include "trainer/backend.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "lib/err.h"
+#include "trainer/ops.h"
+
+static int n_threads = 1;
+
+static void cpu_set_threads(int n)
+{
+	if (n <= 0) {
+		long c = sysconf(_SC_NPROCESSORS_ONLN);
+		n = c > 0 ? (int)c : 1;
+	}
+	n_threads = n;
+	openblas_set_num_threads(n);
+}
+
+/* ---------------------------------------------------------------- threads */
+
+struct par {
+	void (*fn)(void *ctx, int task);
+	void *ctx;
+	int n_tasks;
+	int next;	/* atomic */
+};
+
+static void *par_worker(void *arg)
+{
+	struct par *p = arg;
+	int t;
+	while ((t = __atomic_fetch_add(&p->next, 1, __ATOMIC_RELAXED)) < p->n_tasks)
+		p->fn(p->ctx, t);
+	return NULL;
+}
+
+/* Run fn(ctx, 0..n_tasks-1) on up to n_threads threads; OpenBLAS single-threaded inside. */
+static void par_run(int n_tasks, void (*fn)(void *ctx, int task), void *ctx)
+{
+	int nt = n_threads < n_tasks ? n_threads : n_tasks;
+	struct par p = { fn, ctx, n_tasks, 0 };
+	if (nt <= 1) {
+		for (int t = 0; t < n_tasks; t++)
+			fn(ctx, t);
+		return;
+	}
+	openblas_set_num_threads(1);
+	pthread_t th[64];
+	if (nt > 64)
+		nt = 64;
+	int started = 0;
+	for (int i = 0; i < nt - 1; i++)
+		if (!pthread_create(&th[started], NULL, par_worker, &p))
+			started++;
+	par_worker(&p);
+	for (int i = 0; i < started; i++)
+		pthread_join(th[i], NULL);
+	openblas_set_num_threads(n_threads);
+}
+
+/* Split [0, n) into chunks for par_run: task t covers [t*n/k, (t+1)*n/k). */
+#define CHUNKS(n) ((n) < 2 ? 1 : n_threads * 4 < (int)(n) ? n_threads * 4 : (int)(n))
+#define RANGE(t, k, n, s, e)                          \
+	size_t s = (size_t)(t) * (size_t)(n) / (size_t)(k); \
+	size_t e = (size_t)((t) + 1) * (size_t)(n) / (size_t)(k)
+
+/* ---------------------------------------------------------------- memory */
+
+static void *cpu_alloc(size_t n)
+{
+	void *p = NULL;
+	if (posix_memalign(&p, 64, n ? n : 64))
+		return xcalloc(1, n);	/* alignment is only a speed-up; xcalloc aborts on OOM */
+	memset(p, 0, n);
+	return p;
+}
+
+static void cpu_free(void *p)
+{
+	free(p);
+}
+
+static void cpu_copy(void *dst, const void *src, size_t n)
+{
+	memcpy(dst, src, n);
+}
+
+static void cpu_zero(void *p, size_t n)
+{
+	memset(p, 0, n);
+}
+
+static void cpu_weight_prepare(struct ftk_weight *w)
+{
+	(void)w;
+}
+
+/* ---------------------------------------------------------------- gemm */
+
+static void cpu_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
+		     const float *B, int ldb, float beta, float *C, int ldc)
+{
+	int small = M < 96 || N < 96 || K < 96;
+	if (small && n_threads > 1)
+		openblas_set_num_threads(1);
+	cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M,
+		    N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+	if (small && n_threads > 1)
+		openblas_set_num_threads(n_threads);
+}
+
+/* ---------------------------------------------------------------- linear */
+
+#define TILE_ELEMS (1u << 20)
+
+struct deq_ctx {
+	const struct ftk_nf4 *q;
+	size_t start, count;
+	float *out;
+	int k;
+};
+
+static void deq_task(void *vctx, int t)
+{
+	struct deq_ctx *c = vctx;
+	RANGE(t, c->k, c->count, s, e);
+	ftk_nf4_dequant(c->q, c->start + s, e - s, c->out + s);
+}
+
+static void dequant_par(const struct ftk_nf4 *q, size_t start, size_t count, float *out)
+{
+	struct deq_ctx c = { q, start, count, out, 0 };
+	c.k = count < 65536 ? 1 : n_threads;
+	par_run(c.k, deq_task, &c);
+}
+
+static __thread float *tile_buf;
+static __thread size_t tile_cap;
+
+static float *tile_get(size_t n)
+{
+	if (n > tile_cap) {
+		free(tile_buf);
+		tile_buf = xmalloc(n * sizeof(float));
+		tile_cap = n;
+	}
+	return tile_buf;
+}
+
+struct gemv_ctx {
+	float *out;
+	const float *inp;
+	const struct ftk_weight *w;
+	const float *bias;
+	int M, k;
+};
+
+/* Fused NF4 dequantize-and-dot for a few rows (generation). */
+static void gemv_task(void *vctx, int t)
+{
+	struct gemv_ctx *c = vctx;
+	int N = c->w->rows, K = c->w->cols;
+	RANGE(t, c->k, N, s, e);
+	const struct ftk_nf4 *q = &c->w->nf4;
+	for (size_t n = s; n < e; n++) {
+		for (int m = 0; m < c->M; m++) {
+			const float *x = c->inp + (size_t)m * K;
+			float acc = 0.0f;
+			size_t base = n * (size_t)K;
+			for (int k = 0; k < K; k++)
+				acc += x[k] * ftk_nf4_decode(q->packed, q->absmax, ftk_nf4_code, base + k);
+			c->out[(size_t)m * N + n] = acc + (c->bias ? c->bias[n] : 0.0f);
+		}
+	}
+}
+
+static void cpu_add_bias(float *out, const float *bias, int M, int N)
+{
+	for (int m = 0; m < M; m++)
+		for (int n = 0; n < N; n++)
+			out[(size_t)m * N + n] += bias[n];
+}
+
+static void cpu_linear_fwd(float *out, const float *inp, const struct ftk_weight *w,
+			   const float *bias, int M)
+{
+	int N = w->rows, K = w->cols;
+	if (w->quant == FTK_QUANT_NONE) {
+		cpu_gemm(0, 1, M, N, K, 1.0f, inp, K, w->f32, K, 0.0f, out, N);
+	} else if (M <= 4) {
+		struct gemv_ctx c = { out, inp, w, bias, M, CHUNKS(N) };
+		par_run(c.k, gemv_task, &c);
+		return;
+	} else {
+		int R = (int)(TILE_ELEMS / (size_t)K);
+		if (R < 1)
+			R = 1;
+		if (R > N)
+			R = N;
+		float *tile = tile_get((size_t)R * K);
+		for (int r0 = 0; r0 < N; r0 += R) {
+			int r = N - r0 < R ? N - r0 : R;
+			dequant_par(&w->nf4, (size_t)r0 * K, (size_t)r * K, tile);
+			cpu_gemm(0, 1, M, r, K, 1.0f, inp, K, tile, K, 0.0f, out + r0, N);
+		}
+	}
+	if (bias)
+		cpu_add_bias(out, bias, M, N);
+}
+
+static void cpu_linear_bwd_inp(float *dinp, const float *dout, const struct ftk_weight *w, int M)
+{
+	int N = w->rows, K = w->cols;
+	if (w->quant == FTK_QUANT_NONE) {
+		cpu_gemm(0, 0, M, K, N, 1.0f, dout, N, w->f32, K, 1.0f, dinp, K);
+		return;
+	}
+	int R = (int)(TILE_ELEMS / (size_t)K);
+	if (R < 1)
+		R = 1;
+	if (R > N)
+		R = N;
+	float *tile = tile_get((size_t)R * K);
+	for (int r0 = 0; r0 < N; r0 += R) {
+		int r = N - r0 < R ? N - r0 : R;
+		dequant_par(&w->nf4, (size_t)r0 * K, (size_t)r * K, tile);
+		/* dinp (M, K) += dout[:, r0:r0+r] (M, r) @ tile (r, K) */
+		cpu_gemm(0, 0, M, K, r, 1.0f, dout + r0, N, tile, K, 1.0f, dinp, K);
+	}
+}
+
+/* ---------------------------------------------------------------- rmsnorm */
+
+struct rms_ctx {
+	float *out, *rstd, *dinp;
+	const float *inp, *weight, *dout, *crstd;
+	int M, C, k;
+	float eps;
+};
+
+static void rms_fwd_task(void *vctx, int t)
+{
+	struct rms_ctx *c = vctx;
+	RANGE(t, c->k, c->M, s, e);
+	for (size_t m = s; m < e; m++) {
+		float r = ftk_rmsnorm_row(c->out + m * c->C, c->inp + m * c->C, c->weight, c->C, c->eps);
+		if (c->rstd)
+			c->rstd[m] = r;
+	}
+}
+
+static void cpu_rmsnorm_fwd(float *out, float *rstd, const float *inp, const float *weight, int M,
+			    int C, float eps)
+{
+	struct rms_ctx c = { .out = out, .rstd = rstd, .inp = inp, .weight = weight, .M = M, .C = C,
+			     .eps = eps };
+	c.k = (size_t)M * C < 32768 ? 1 : CHUNKS(M);
+	par_run(c.k, rms_fwd_task, &c);
+}
+
+static void rms_bwd_task(void *vctx, int t)
+{
+	struct rms_ctx *c = vctx;
+	RANGE(t, c->k, c->M, s, e);
+	for (size_t m = s; m < e; m++)
+		ftk_rmsnorm_row_bwd(c->dinp + m * c->C, c->dout + m * c->C, c->inp + m * c->C,
+				    c->weight, c->crstd[m], c->C);
+}
+
+static void cpu_rmsnorm_bwd(float *dinp, const float *dout, const float *inp, const float *weight,
+			    const float *rstd, int M, int C)
+{
+	struct rms_ctx c = { .dinp = dinp, .dout = dout, .inp = inp, .weight = weight, .crstd = rstd,
+			     .M = M, .C = C };
+	c.k = (size_t)M * C < 32768 ? 1 : CHUNKS(M);
+	par_run(c.k, rms_bwd_task, &c);
+}
+
+/* ---------------------------------------------------------------- rope */
+
+static void cpu_rope(float *x, const int32_t *pos, const float *inv_freq, int M, int nh, int hd,
+		     int sign)
+{
+	for (int m = 0; m < M; m++)
+		for (int h = 0; h < nh; h++)
+			ftk_rope_head(x + ((size_t)m * nh + h) * hd, pos[m], inv_freq, hd, sign);
+}
+
+/* ---------------------------------------------------------------- attention */
+
+struct attn_ctx {
+	float *out, *att, *dq, *dk, *dv;
+	const float *q, *k, *v, *dout, *catt;
+	const int32_t *doc;
+	int B, T, NH, NKV, hd;
+	float *scratch;	/* per task (T, T) for backward */
+};
+
+/* Task = (b, kv head): handles the q heads of that group, so dk/dv have one writer. */
+static void attn_fwd_task(void *vctx, int task)
+{
+	struct attn_ctx *c = vctx;
+	int T = c->T, NH = c->NH, NKV = c->NKV, hd = c->hd, g = NH / NKV;
+	int b = task / NKV, kh = task % NKV;
+	float scale = 1.0f / sqrtf((float)hd);
+	const float *K = c->k + ((size_t)b * T * NKV + kh) * hd;	/* (T, hd) stride NKV*hd */
+	const float *V = c->v + ((size_t)b * T * NKV + kh) * hd;
+	const int32_t *doc = c->doc + (size_t)b * T;
+	for (int h = kh * g; h < (kh + 1) * g; h++) {
+		const float *Q = c->q + ((size_t)b * T * NH + h) * hd;
+		float *P = c->att + ((size_t)b * NH + h) * T * T;	/* (T, T) */
+		float *O = c->out + ((size_t)b * T * NH + h) * hd;
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, scale, Q, NH * hd, K,
+			    NKV * hd, 0.0f, P, T);
+		for (int t = 0; t < T; t++) {
+			float *row = P + (size_t)t * T;
+			int s0 = t;
+			while (s0 > 0 && doc[s0 - 1] == doc[t])
+				s0--;
+			for (int s = 0; s < s0; s++)
+				row[s] = 0.0f;
+			ftk_softmax_row(row + s0, t - s0 + 1);
+			for (int s = t + 1; s < T; s++)
+				row[s] = 0.0f;
+		}
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.0f, P, T, V,
+			    NKV * hd, 0.0f, O, NH * hd);
+	}
+}
+
+static void cpu_attn_fwd(float *out, float *att, const float *q, const float *k, const float *v,
+			 const int32_t *doc, int B, int T, int NH, int NKV, int hd)
+{
+	struct attn_ctx c = { .out = out, .att = att, .q = q, .k = k, .v = v, .doc = doc, .B = B,
+			      .T = T, .NH = NH, .NKV = NKV, .hd = hd };
+	par_run(B * NKV, attn_fwd_task, &c);
+}
+
+static void attn_bwd_task(void *vctx, int task)
+{
+	struct attn_ctx *c = vctx;
+	int T = c->T, NH = c->NH, NKV = c->NKV, hd = c->hd, g = NH / NKV;
+	int b = task / NKV, kh = task % NKV;
+	float scale = 1.0f / sqrtf((float)hd);
+	const float *K = c->k + ((size_t)b * T * NKV + kh) * hd;
+	const float *V = c->v + ((size_t)b * T * NKV + kh) * hd;
+	float *dK = c->dk + ((size_t)b * T * NKV + kh) * hd;
+	float *dV = c->dv + ((size_t)b * T * NKV + kh) * hd;
+	float *dP = xmalloc((size_t)T * T * sizeof(float));
+	for (int t = 0; t < T; t++) {
+		memset(dK + (size_t)t * NKV * hd, 0, hd * sizeof(float));
+		memset(dV + (size_t)t * NKV * hd, 0, hd * sizeof(float));
+	}
+	for (int h = kh * g; h < (kh + 1) * g; h++) {
+		const float *Q = c->q + ((size_t)b * T * NH + h) * hd;
+		const float *dO = c->dout + ((size_t)b * T * NH + h) * hd;
+		const float *P = c->catt + ((size_t)b * NH + h) * T * T;
+		float *dQ = c->dq + ((size_t)b * T * NH + h) * hd;
+		/* dV += P^T dO ; dP = dO V^T */
+		cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, 1.0f, P, T, dO, NH * hd,
+			    1.0f, dV, NKV * hd);
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, 1.0f, dO, NH * hd, V,
+			    NKV * hd, 0.0f, dP, T);
+		/* dS = softmax backward, row by row over the causal part (zeros elsewhere in P) */
+		for (int t = 0; t < T; t++) {
+			float *row = dP + (size_t)t * T;
+			ftk_softmax_row_bwd(row, P + (size_t)t * T, row, t + 1);
+			for (int s = t + 1; s < T; s++)
+				row[s] = 0.0f;
+		}
+		/* dQ = scale dS K ; dK += scale dS^T Q */
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, scale, dP, T, K,
+			    NKV * hd, 0.0f, dQ, NH * hd);
+		cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, scale, dP, T, Q, NH * hd,
+			    1.0f, dK, NKV * hd);
+	}
+	free(dP);
+}
+
+static void cpu_attn_bwd(float *dq, float *dk, float *dv, const float *dout, const float *att,
+			 const float *q, const float *k, const float *v, int B, int T, int NH,
+			 int NKV, int hd)
+{
+	struct attn_ctx c = { .dq = dq, .dk = dk, .dv = dv, .dout = dout, .catt = att, .q = q,
+			      .k = k, .v = v, .B = B, .T = T, .NH = NH, .NKV = NKV, .hd = hd };
+	par_run(B * NKV, attn_bwd_task, &c);
+}
+
+static void cpu_attn_decode(float *out, const float *q, const float *kc, const float *vc, int n,
+			    int NH, int NKV, int hd, float *scratch)
+{
+	int g = NH / NKV;
+	float scale = 1.0f / sqrtf((float)hd);
+	for (int h = 0; h < NH; h++) {
+		int kh = h / g;
+		const float *qh = q + (size_t)h * hd;
+		for (int s = 0; s < n; s++) {
+			const float *kr = kc + ((size_t)s * NKV + kh) * hd;
+			float d = 0.0f;
+			for (int i = 0; i < hd; i++)
+				d += qh[i] * kr[i];
+			scratch[s] = d * scale;
+		}
+		ftk_softmax_row(scratch, n);
+		float *o = out + (size_t)h * hd;
+		memset(o, 0, hd * sizeof(float));
+		for (int s = 0; s < n; s++) {
+			const float *vr = vc + ((size_t)s * NKV + kh) * hd;
+			for (int i = 0; i < hd; i++)
+				o[i] += scratch[s] * vr[i];
+		}
+	}
+}
+
+/* ---------------------------------------------------------------- elementwise */
+
+struct ew_ctx {
+	float *a, *b;
+	const float *x, *y, *z;
+	const uint8_t *keep;
+	float scale;
+	size_t n;
+	int k;
+};
+
+static void swiglu_fwd_task(void *vctx, int t)
+{
+	struct ew_ctx *c = vctx;
+	RANGE(t, c->k, c->n, s, e);
+	for (size_t i = s; i < e; i++)
+		c->a[i] = ftk_swiglu(c->x[i], c->y[i]);
+}
+
+static void cpu_swiglu_fwd(float *out, const float *gate, const float *up, size_t n)
+{
+	struct ew_ctx c = { .a = out, .x = gate, .y = up, .n = n, .k = n < 65536 ? 1 : n_threads };
+	par_run(c.k, swiglu_fwd_task, &c);
+}
+
+static void swiglu_bwd_task(void *vctx, int t)
+{
+	struct ew_ctx *c = vctx;
+	RANGE(t, c->k, c->n, s, e);
+	for (size_t i = s; i < e; i++)
+		ftk_swiglu_bwd(c->x[i], c->y[i], c->z[i], &c->a[i], &c->b[i]);
+}
+
+static void cpu_swiglu_bwd(float *dgate, float *dup, const float *dout, const float *gate,
+			   const float *up, size_t n)
+{
+	struct ew_ctx c = { .a = dgate, .b = dup, .x = gate, .y = up, .z = dout, .n = n,
+			    .k = n < 65536 ? 1 : n_threads };
+	par_run(c.k, swiglu_bwd_task, &c);
+}
+
+struct xent_ctx {
+	float *loss, *logits;
+	const int32_t *target;
+	int M, V, k;
+	float gs;
+};
+
+static void xent_task(void *vctx, int t)
+{
+	struct xent_ctx *c = vctx;
+	RANGE(t, c->k, c->M, s, e);
+	for (size_t m = s; m < e; m++) {
+		float *row = c->logits + m * (size_t)c->V;
+		if (c->target[m] < 0) {
+			c->loss[m] = 0.0f;
+			if (c->gs != 0.0f)
+				memset(row, 0, (size_t)c->V * sizeof(float));
+			continue;
+		}
+		c->loss[m] = ftk_xent_row(row, c->V, c->target[m], c->gs);
+	}
+}
+
+static void cpu_xent(float *loss, float *logits, const int32_t *target, int M, int V, float gs)
+{
+	struct xent_ctx c = { loss, logits, target, M, V, (size_t)M * V < 65536 ? 1 : CHUNKS(M), gs };
+	par_run(c.k, xent_task, &c);
+}
+
+static void cpu_add(float *y, const float *x, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		y[i] += x[i];
+}
+
+static void cpu_dropout(float *y, const float *x, const uint8_t *keep, float scale, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		y[i] = keep[i] ? x[i] * scale : 0.0f;
+}
+
+static void cpu_embed(float *out, const float *table, const uint32_t *ids, int M, int C)
+{
+	for (int m = 0; m < M; m++)
+		memcpy(out + (size_t)m * C, table + (size_t)ids[m] * C, (size_t)C * sizeof(float));
+}
+
+const struct ftk_backend ftk_backend_cpu = {
+	/* .name = */ "cpu",
+	/* .alloc = */ cpu_alloc,
+	/* .free = */ cpu_free,
+	/* .upload = */ cpu_copy,
+	/* .download = */ cpu_copy,
+	/* .zero = */ cpu_zero,
+	/* .weight_prepare = */ cpu_weight_prepare,
+	/* .weight_release = */ cpu_weight_prepare,
+	/* .set_threads = */ cpu_set_threads,
+	/* .gemm = */ cpu_gemm,
+	/* .linear_fwd = */ cpu_linear_fwd,
+	/* .linear_bwd_inp = */ cpu_linear_bwd_inp,
+	/* .rmsnorm_fwd = */ cpu_rmsnorm_fwd,
+	/* .rmsnorm_bwd = */ cpu_rmsnorm_bwd,
+	/* .rope = */ cpu_rope,
+	/* .attn_fwd = */ cpu_attn_fwd,
+	/* .attn_bwd = */ cpu_attn_bwd,
+	/* .attn_decode = */ cpu_attn_decode,
+	/* .swiglu_fwd = */ cpu_swiglu_fwd,
+	/* .swiglu_bwd = */ cpu_swiglu_bwd,
+	/* .xent = */ cpu_xent,
+	/* .add = */ cpu_add,
+	/* .dropout = */ cpu_dropout,
+	/* .embed = */ cpu_embed,
+	/* .add_bias = */ cpu_add_bias,
+};
+
+const struct ftk_backend *ftk_backend_get(const char *name)
+{
+	if (!name || !strcmp(name, "cpu"))
+		return &ftk_backend_cpu;
+	return NULL;
+}
