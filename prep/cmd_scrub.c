@@ -1,0 +1,256 @@
+/*
+ * cmd_scrub.c: ftk-scrub, mask personal data and secrets in string values.
+ * summary: mask PII and secrets (e-mail, phone, IP, cards, IBAN, keys, tokens)
+ *
+ * Only string values are looked at (object keys are field names), and only
+ * the fields asked for (--field, --skip-field).  A found span is replaced by
+ * a typed placeholder ("<EMAIL>") or, with --pseudonymize SALT, by a keyed
+ * hash of its value ("<EMAIL_3f9a0c12d4e5>"), the same for the same value in
+ * every record and every run with that salt.
+ *
+ * The record is edited in its own bytes (prep/fields.h): a string that
+ * changed is re-escaped in place and every other byte, numbers included, is
+ * copied as it was, so a record stays valid JSON and a large integer id is
+ * not rounded through a double.  An unchanged record is written as its
+ * original line.
+ *
+ * --report changes nothing: it writes one line per span found, for a person
+ * to review, instead of the records.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "cli/tool.h"
+#include "prep/fields.h"
+#include "prep/pii.h"
+
+static const char usage[] =
+	"usage: ftk-scrub [options] [FILE...]\n"
+	"Mask personal data and secrets found in string values.\n"
+	"\n"
+	"      --types LIST          kinds to look for, comma-separated (default all):\n"
+	"                            EMAIL PHONE IPV4 IPV6 CREDIT_CARD IBAN SSN PRIVATE_KEY\n"
+	"                            JWT AWS_KEY GITHUB_TOKEN SLACK_TOKEN URL_CREDENTIALS\n"
+	"      --field PATTERN       look only in these fields (repeatable), e.g.\n"
+	"                            messages[*].content; default every string value\n"
+	"      --skip-field PATTERN  never look in these fields (repeatable)\n"
+	"      --private-ip          also mask private, loopback and link-local addresses\n"
+	"      --pseudonymize SALT   replace with <TYPE_hash> tokens (HMAC-SHA256 with SALT)\n"
+	"                            instead of <TYPE>; the same value gets the same token\n"
+	"      --report              change nothing: write one JSON line per span found\n"
+	"                            (file, line, field, type, byte offsets, text, context)\n"
+	"\n"
+	FTK_TOOL_COMMON_HELP;
+
+enum {
+	OPT_TYPES = FTK_OPT_FIRST_FREE,
+	OPT_FIELD,
+	OPT_SKIP_FIELD,
+	OPT_PRIVATE_IP,
+	OPT_PSEUDO,
+	OPT_REPORT,
+};
+
+struct scrub {
+	struct ftk_tool *t;
+	struct ftk_pii *pii;
+	char **fields, **skip;
+	size_t n_fields, n_skip, alloc_fields, alloc_skip;
+	const char *salt;
+	int report;
+	const struct ftk_line *line;
+	uint64_t found[FTK_PII_NTYPES];
+	struct strbuf rep;
+};
+
+static int wanted(const struct scrub *sc, const char *path)
+{
+	for (size_t i = 0; i < sc->n_skip; i++)
+		if (ftk_field_match(sc->skip[i], path))
+			return 0;
+	if (!sc->n_fields)
+		return 1;
+	for (size_t i = 0; i < sc->n_fields; i++)
+		if (ftk_field_match(sc->fields[i], path))
+			return 1;
+	return 0;
+}
+
+/* Up to max bytes of context on one side, cut at a UTF-8 boundary. */
+static void context(const char *s, size_t n, size_t st, size_t en, struct strbuf *out)
+{
+	size_t a = st > 40 ? st - 40 : 0, b = en + 40 < n ? en + 40 : n;
+	while (a > 0 && ((unsigned char)s[a] & 0xC0) == 0x80)
+		a--;
+	while (b < n && ((unsigned char)s[b] & 0xC0) == 0x80)
+		b++;
+	strbuf_add(out, s + a, b - a);
+}
+
+static void report_span(struct scrub *sc, const char *path, const char *val, size_t len,
+			const struct ftk_pii_span *sp)
+{
+	struct strbuf *r = &sc->rep, ctx = STRBUF_INIT;
+	strbuf_reset(r);
+	strbuf_addstr(r, "{\"file\":");
+	strbuf_add_json_str(r, sc->line->file, strlen(sc->line->file));
+	strbuf_addf(r, ",\"line\":%ld,\"field\":", sc->line->lineno);
+	strbuf_add_json_str(r, path, strlen(path));
+	strbuf_addf(r, ",\"type\":\"%s\",\"start\":%zu,\"end\":%zu,\"text\":",
+		    ftk_pii_type_name(sp->type), sp->start, sp->end);
+	strbuf_add_json_str(r, val + sp->start, sp->end - sp->start);
+	strbuf_addstr(r, ",\"context\":");
+	context(val, len, sp->start, sp->end, &ctx);
+	strbuf_add_json_str(r, ctx.buf, ctx.len);
+	strbuf_addch(r, '}');
+	ftk_tool_emit_raw(sc->t, r->buf, r->len);
+	strbuf_release(&ctx);
+}
+
+static int visit(void *ctx, const char *path, const char *val, size_t len, struct strbuf *repl)
+{
+	struct scrub *sc = ctx;
+	const struct ftk_pii_span *sp;
+	if (!wanted(sc, path))
+		return 0;
+	size_t n = ftk_pii_find(sc->pii, val, len, &sp);
+	if (!n)
+		return 0;
+	size_t at = 0;
+	for (size_t i = 0; i < n; i++) {
+		sc->found[sp[i].type]++;
+		if (sc->report) {
+			report_span(sc, path, val, len, &sp[i]);
+			continue;
+		}
+		strbuf_add(repl, val + at, sp[i].start - at);
+		if (sc->salt)
+			ftk_pii_pseudonym(sc->salt, sp[i].type, val + sp[i].start,
+					  sp[i].end - sp[i].start, repl);
+		else
+			strbuf_addf(repl, "<%s>", ftk_pii_type_name(sp[i].type));
+		at = sp[i].end;
+	}
+	if (sc->report)
+		return 0;
+	strbuf_add(repl, val + at, len - at);
+	return 1;
+}
+
+static unsigned parse_types(struct ftk_tool *t, const char *arg)
+{
+	unsigned mask = 0;
+	char *dup = xstrdup(arg), *save = NULL;
+	for (char *tok = strtok_r(dup, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		int ty = ftk_pii_type_parse(tok);
+		if (ty < 0) {
+			free(dup);
+			ftk_tool_usage_error(t, "unknown type '%s' for --types", tok);
+		}
+		mask |= 1u << ty;
+	}
+	free(dup);
+	if (!mask)
+		ftk_tool_usage_error(t, "--types wants at least one type");
+	return mask;
+}
+
+int cmd_scrub(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		FTK_TOOL_LONGOPTS,
+		{ "types", required_argument, NULL, OPT_TYPES },
+		{ "field", required_argument, NULL, OPT_FIELD },
+		{ "skip-field", required_argument, NULL, OPT_SKIP_FIELD },
+		{ "private-ip", no_argument, NULL, OPT_PRIVATE_IP },
+		{ "pseudonymize", required_argument, NULL, OPT_PSEUDO },
+		{ "report", no_argument, NULL, OPT_REPORT },
+		{ 0 },
+	};
+	struct ftk_tool t;
+	struct ftk_line line;
+	struct scrub sc;
+	struct ftk_pii_opts po = { 0, 0 };
+	struct ftk_error err;
+	struct strbuf out = STRBUF_INIT;
+	int c;
+
+	memset(&sc, 0, sizeof(sc));
+	sc.t = &t;
+	strbuf_init(&sc.rep, 0);
+	ftk_tool_init(&t, "ftk-scrub", usage);
+	optind = 1;
+	while ((c = getopt_long(argc, argv, FTK_TOOL_SHORTOPTS, opts, NULL)) != -1) {
+		if (ftk_tool_opt(&t, c, optarg))
+			continue;
+		switch (c) {
+		case OPT_TYPES: po.types = parse_types(&t, optarg); break;
+		case OPT_FIELD:
+			FTK_ALLOC_GROW(sc.fields, sc.n_fields + 1, sc.alloc_fields);
+			sc.fields[sc.n_fields++] = optarg;
+			break;
+		case OPT_SKIP_FIELD:
+			FTK_ALLOC_GROW(sc.skip, sc.n_skip + 1, sc.alloc_skip);
+			sc.skip[sc.n_skip++] = optarg;
+			break;
+		case OPT_PRIVATE_IP: po.private_ip = 1; break;
+		case OPT_PSEUDO:
+			if (!*optarg)
+				ftk_tool_usage_error(&t, "--pseudonymize wants a non-empty salt");
+			sc.salt = optarg;
+			break;
+		case OPT_REPORT: sc.report = 1; break;
+		default: ftk_tool_usage_error(&t, NULL);
+		}
+	}
+	if (sc.report && sc.salt)
+		ftk_tool_usage_error(&t, "--report changes nothing: --pseudonymize has no use with it");
+	if (ftk_pii_new(&sc.pii, &po, &err) < 0)
+		die("%s", err.msg);
+
+	ftk_tool_start(&t, argc - optind, argv + optind);
+	uint64_t changed = 0;
+	while (ftk_tool_next(&t, &line)) {
+		cJSON *rec = ftk_tool_parse(&t, &line);
+		if (!rec)
+			continue;
+		cJSON_Delete(rec);
+		sc.line = &line;
+		strbuf_reset(&out);
+		uint64_t before = 0, after = 0;
+		for (int i = 0; i < FTK_PII_NTYPES; i++)
+			before += sc.found[i];
+		int rc = ftk_fields_walk(line.data, line.len, visit, &sc, sc.report ? NULL : &out,
+					 &err);
+		if (rc < 0) {
+			/* the line parsed as JSON, so this is a bug; keep the record out */
+			cJSON *x = cJSON_CreateObject();
+			cJSON_AddStringToObject(x, "error", err.msg);
+			ftk_tool_reject(&t, &line, "unreadable", x);
+			continue;
+		}
+		for (int i = 0; i < FTK_PII_NTYPES; i++)
+			after += sc.found[i];
+		changed += after > before;
+		if (sc.report)
+			continue;
+		if (rc > 0) {
+			ftk_tool_emit_raw(&t, out.buf, out.len);
+		} else {
+			ftk_tool_emit(&t, &line);
+		}
+	}
+	if (sc.report)
+		t.n_out = 0; /* the output is the report, not records */
+	ftk_tool_count(&t, sc.report ? "records-with-pii" : "records-changed", changed);
+	for (int i = 0; i < FTK_PII_NTYPES; i++)
+		if (sc.found[i])
+			ftk_tool_count(&t, ftk_pii_type_name(i), sc.found[i]);
+	int ret = ftk_tool_finish(&t);
+	ftk_pii_free(sc.pii);
+	free(sc.fields);
+	free(sc.skip);
+	strbuf_release(&out);
+	strbuf_release(&sc.rep);
+	return ret;
+}
