@@ -243,6 +243,7 @@ cJSON *ftk_tool_parse(struct ftk_tool *t, const struct ftk_line *line)
 	if (ftk_json_parse_object(line->data, line->len, &v, &err) < 0) {
 		cJSON *x = cJSON_CreateObject();
 		cJSON_AddStringToObject(x, "error", err.msg);
+		snprintf(t->last_error, sizeof(t->last_error), "%s", err.msg);
 		ftk_tool_reject(t, line, strstr(err.msg, "not a JSON object") ? "not-an-object"
 									: "invalid-json", x);
 		return NULL;

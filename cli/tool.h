@@ -126,6 +126,7 @@ struct ftk_tool {
 	size_t n_counts, alloc_counts;
 	cJSON *extra_stats;		/* tool-specific fields for --stats (owned) */
 
+	char last_error[800];	/* why ftk_tool_parse rejected the last line */
 	int failed;		/* a runtime error happened: exit 1 */
 	int fail_on_reject;	/* exit 1 when any record was rejected (ftk-validate) */
 	double t_start, t_progress;

@@ -100,7 +100,7 @@ int cmd_validate(int argc, char **argv)
 		cJSON *rec = ftk_tool_parse(&t, &line);
 		if (!rec) {
 			if (shown < show) {
-				error("%s:%ld: not a valid JSON object", line.file, line.lineno);
+				error("%s:%ld: %s", line.file, line.lineno, t.last_error);
 				shown++;
 			}
 			continue;
