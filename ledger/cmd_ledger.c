@@ -198,7 +198,7 @@ static double parse_num(const char *opt, const char *arg, double lo)
 static double parse_time_opt(const char *opt, const char *arg)
 {
 	double t;
-	if (ftk_time_parse(arg, &t) < 0)
+	if (ftk_cost_time_parse(arg, &t) < 0)
 		USAGE("--%s: expected a date or time such as 2026-11-23 or 2026-11-23T13:00:00Z, "
 		      "found '%s'", opt, arg);
 	return t;
@@ -374,7 +374,7 @@ static int append_human(const char *lp, const struct ftk_rates *R, double ts, do
 	if (!have_rate) {
 		const char *name = who ? who : "default";
 		const struct ftk_rate *r = ftk_rates_find(R, FTK_RATE_PERSON, name, ts);
-		ftk_date_format(ts, day, sizeof(day));
+		ftk_cost_date_format(ts, day, sizeof(day));
 		if (!r && who && (r = ftk_rates_find(R, FTK_RATE_PERSON, "default", ts)))
 			warning("no rate for person '%s' on %s: using the person 'default'", who, day);
 		if (r) {
@@ -412,7 +412,7 @@ static void check_stage(const char *stage)
 {
 	if (!stage)
 		USAGE("--stage is required (prep, train, eval, review or serve)");
-	if (ftk_ledger_stage_index(stage) < 0)
+	if (ftk_cost_stage_index(stage) < 0)
 		USAGE("--stage: unknown stage '%s' (prep, train, eval, review or serve)", stage);
 }
 
@@ -523,8 +523,8 @@ static int cmd_stop(int argc, char **argv)
 	double start;
 	const char *stage = NULL;
 	if (ftk_json_parse_object(sb.buf, sb.len, &t, NULL) < 0 ||
-	    ftk_time_parse(ftk_json_get_str(t, "start"), &start) < 0 ||
-	    ftk_ledger_stage_index(stage = ftk_json_get_str(t, "stage")) < 0) {
+	    ftk_cost_time_parse(ftk_json_get_str(t, "start"), &start) < 0 ||
+	    ftk_cost_stage_index(stage = ftk_json_get_str(t, "stage")) < 0) {
 		cJSON_Delete(t);
 		strbuf_release(&sb);
 		opts_release(&o);
@@ -580,7 +580,7 @@ static int cmd_append(int argc, char **argv)
 		}
 		int rc;
 		while ((rc = ftk_reader_next(r, &line, &err)) > 0) {
-			struct ftk_ledger_entry e;
+			struct ftk_cost_entry e;
 			if (strspn(line.data, " \t\r") == line.len)
 				continue;
 			if (line.utf8_error >= 0) {
@@ -589,7 +589,7 @@ static int cmd_append(int argc, char **argv)
 				bad++;
 				continue;
 			}
-			if (ftk_ledger_entry_parse(line.data, line.len, &e, &err) < 0) {
+			if (ftk_cost_entry_parse(line.data, line.len, &e, &err) < 0) {
 				ftk_error_place(&err, files[i], line.lineno);
 				error("%s", ftk_error_format(&err, m, sizeof(m)));
 				bad++;
@@ -681,7 +681,7 @@ static int cmd_rates(int argc, char **argv)
 	cJSON_AddStringToObject(row, "type", o.type);
 	cJSON_AddStringToObject(row, "name", o.name);
 	if (!o.from)
-		ftk_date_format(ftk_now(), day, sizeof(day));
+		ftk_cost_date_format(ftk_now(), day, sizeof(day));
 	cJSON_AddStringToObject(row, "from", o.from ? o.from : day);
 	if (!isnan(o.uph))
 		cJSON_AddNumberToObject(row, "usd_per_hour", o.uph);
@@ -746,15 +746,15 @@ struct agg {
 struct named_agg {
 	const char *name;
 	struct agg a;
-	struct agg by[FTK_N_STAGES][FTK_N_KINDS];
+	struct agg by[FTK_COST_N_STAGES][FTK_COST_N_KINDS];
 };
 
-static void agg_add(struct agg *a, const struct ftk_ledger_entry *e, double usd, int priced)
+static void agg_add(struct agg *a, const struct ftk_cost_entry *e, double usd, int priced)
 {
 	a->n++;
-	if (!strcmp(ftk_ledger_kinds[e->kind], "human"))
+	if (!strcmp(ftk_cost_kinds[e->kind], "human"))
 		a->human_h += e->hours;
-	else if (!strcmp(ftk_ledger_kinds[e->kind], "compute"))
+	else if (!strcmp(ftk_cost_kinds[e->kind], "compute"))
 		a->device_h += e->hours * e->gpus;
 	a->api_tok += e->tokens_in + e->tokens_out;
 	a->usd += usd;
@@ -762,14 +762,20 @@ static void agg_add(struct agg *a, const struct ftk_ledger_entry *e, double usd,
 		a->unpriced++;
 }
 
+/* Sums of many small doubles: round away the last bits, which only make noise in JSON. */
+static double tidy(double x)
+{
+	return round(x * 1e6) / 1e6;
+}
+
 static cJSON *agg_json(const struct agg *a)
 {
 	cJSON *o = cJSON_CreateObject();
 	cJSON_AddNumberToObject(o, "entries", (double)a->n);
-	cJSON_AddNumberToObject(o, "human_hours", a->human_h);
-	cJSON_AddNumberToObject(o, "device_hours", a->device_h);
+	cJSON_AddNumberToObject(o, "human_hours", tidy(a->human_h));
+	cJSON_AddNumberToObject(o, "device_hours", tidy(a->device_h));
 	cJSON_AddNumberToObject(o, "api_tokens", a->api_tok);
-	cJSON_AddNumberToObject(o, "usd", a->usd);
+	cJSON_AddNumberToObject(o, "usd", tidy(a->usd));
 	cJSON_AddNumberToObject(o, "unpriced", (double)a->unpriced);
 	return o;
 }
@@ -790,7 +796,7 @@ static void agg_header(const char *what)
 struct totals {
 	struct named_agg *runs;
 	size_t n_runs, alloc_runs;
-	struct agg stage[FTK_N_STAGES], kind[FTK_N_KINDS], total;
+	struct agg stage[FTK_COST_N_STAGES], kind[FTK_COST_N_KINDS], total;
 	double first_ts, last_ts;
 };
 
@@ -820,7 +826,7 @@ static int run_selected(const struct opts *o, const char *run)
  * Load the ledger, report its bad lines on stderr, and total the entries the
  * filters keep.  Returns the number of bad lines.
  */
-static int load_totals(const struct opts *o, const struct ftk_rates *R, struct ftk_ledger *L,
+static int load_totals(const struct opts *o, const struct ftk_rates *R, struct ftk_cost_ledger *L,
 		       struct totals *T, int warn_unpriced)
 {
 	struct ftk_error err;
@@ -829,13 +835,13 @@ static int load_totals(const struct opts *o, const struct ftk_rates *R, struct f
 	memset(T, 0, sizeof(*T));
 	T->first_ts = INFINITY;
 	T->last_ts = -INFINITY;
-	int bad = ftk_ledger_load(lp, L, &err);
+	int bad = ftk_cost_ledger_load(lp, L, &err);
 	if (bad < 0)
 		die("%s", ftk_error_format(&err, m, sizeof(m)));
 	for (size_t i = 0; i < L->n_bad; i++)
 		error("%s:%ld: skipped: %s", lp, L->bad[i].line, L->bad[i].msg);
 	for (size_t i = 0; i < L->n; i++) {
-		const struct ftk_ledger_entry *e = &L->e[i];
+		const struct ftk_cost_entry *e = &L->e[i];
 		if (e->ts < o->since || e->ts >= o->until || !run_selected(o, e->run))
 			continue;
 		double usd = e->usd;
@@ -1087,7 +1093,7 @@ static int cmd_report(int argc, char **argv)
 	static const int ok[] = { O_JSON, O_SINCE, O_UNTIL, O_RUN, O_EVAL, O_BASELINE, O_METRIC, 0 };
 	struct opts o;
 	struct ftk_rates R;
-	struct ftk_ledger L = { 0 };
+	struct ftk_cost_ledger L = { 0 };
 	struct totals T;
 	opts_init(&o);
 	parse_opts("report", argc, argv, ok, &o);
@@ -1118,23 +1124,23 @@ static int cmd_report(int argc, char **argv)
 		for (size_t i = 0; i < T.n_runs; i++) {
 			cJSON *a = agg_json(&T.runs[i].a);
 			cJSON *bs = cJSON_AddObjectToObject(a, "by_stage_kind");
-			for (int s = 0; s < FTK_N_STAGES; s++)
-				for (int k = 0; k < FTK_N_KINDS; k++) {
+			for (int s = 0; s < FTK_COST_N_STAGES; s++)
+				for (int k = 0; k < FTK_COST_N_KINDS; k++) {
 					char key[32];
 					if (!T.runs[i].by[s][k].n)
 						continue;
-					snprintf(key, sizeof(key), "%s/%s", ftk_ledger_stages[s],
-						 ftk_ledger_kinds[k]);
+					snprintf(key, sizeof(key), "%s/%s", ftk_cost_stages[s],
+						 ftk_cost_kinds[k]);
 					cJSON_AddItemToObject(bs, key, agg_json(&T.runs[i].by[s][k]));
 				}
 			cJSON_AddItemToObject(br, T.runs[i].name, a);
 		}
 		cJSON *bst = cJSON_AddObjectToObject(j, "by_stage");
-		for (int s = 0; s < FTK_N_STAGES; s++)
-			cJSON_AddItemToObject(bst, ftk_ledger_stages[s], agg_json(&T.stage[s]));
+		for (int s = 0; s < FTK_COST_N_STAGES; s++)
+			cJSON_AddItemToObject(bst, ftk_cost_stages[s], agg_json(&T.stage[s]));
 		cJSON *bk = cJSON_AddObjectToObject(j, "by_kind");
-		for (int k = 0; k < FTK_N_KINDS; k++)
-			cJSON_AddItemToObject(bk, ftk_ledger_kinds[k], agg_json(&T.kind[k]));
+		for (int k = 0; k < FTK_COST_N_KINDS; k++)
+			cJSON_AddItemToObject(bk, ftk_cost_kinds[k], agg_json(&T.kind[k]));
 		if (o.n_evals)
 			rc = quality_section(&o, &T, j);
 		char *s = cJSON_Print(j);
@@ -1151,12 +1157,12 @@ static int cmd_report(int argc, char **argv)
 			agg_row(run_label(T.runs[i].name), &T.runs[i].a);
 		printf("\n");
 		agg_header("by stage");
-		for (int s = 0; s < FTK_N_STAGES; s++)
-			agg_row(ftk_ledger_stages[s], &T.stage[s]);
+		for (int s = 0; s < FTK_COST_N_STAGES; s++)
+			agg_row(ftk_cost_stages[s], &T.stage[s]);
 		printf("\n");
 		agg_header("by kind");
-		for (int k = 0; k < FTK_N_KINDS; k++)
-			agg_row(ftk_ledger_kinds[k], &T.kind[k]);
+		for (int k = 0; k < FTK_COST_N_KINDS; k++)
+			agg_row(ftk_cost_kinds[k], &T.kind[k]);
 		printf("\n");
 		agg_row("total", &T.total);
 		if (T.total.unpriced)
@@ -1166,7 +1172,7 @@ static int cmd_report(int argc, char **argv)
 			rc = quality_section(&o, &T, NULL);
 	}
 	totals_release(&T);
-	ftk_ledger_release(&L);
+	ftk_cost_ledger_release(&L);
 	ftk_rates_release(&R);
 	opts_release(&o);
 	return rc < 0 || bad ? FTK_EXIT_DATA : 0;
@@ -1179,7 +1185,7 @@ static int cmd_diff(int argc, char **argv)
 	static const int ok[] = { O_JSON, 0 };
 	struct opts o;
 	struct ftk_rates R;
-	struct ftk_ledger L = { 0 };
+	struct ftk_cost_ledger L = { 0 };
 	struct totals T;
 	opts_init(&o);
 	parse_opts("diff", argc, argv, ok, &o);
@@ -1200,12 +1206,12 @@ static int cmd_diff(int argc, char **argv)
 	struct strbuf dev[2] = { STRBUF_INIT, STRBUF_INIT };
 	double tokens[2] = { 0, 0 };
 	for (size_t i = 0; rc == 0 && i < L.n; i++) {
-		const struct ftk_ledger_entry *e = &L.e[i];
+		const struct ftk_cost_entry *e = &L.e[i];
 		for (int w = 0; w < 2; w++) {
 			if (strcmp(e->run, o.args[w]))
 				continue;
 			tokens[w] += e->tokens;
-			if (e->device && strcmp(ftk_ledger_stages[e->stage], "prep")) {
+			if (e->device && strcmp(ftk_cost_stages[e->stage], "prep")) {
 				char d[128];
 				snprintf(d, sizeof(d), "%s%s x%g", dev[w].len ? ", " : "", e->device, e->gpus);
 				if (!strstr(dev[w].buf, d + (dev[w].len ? 2 : 0)))
@@ -1218,14 +1224,14 @@ static int cmd_diff(int argc, char **argv)
 		cJSON_AddStringToObject(j, "a", o.args[0]);
 		cJSON_AddStringToObject(j, "b", o.args[1]);
 		cJSON *rows = cJSON_AddArrayToObject(j, "rows");
-		for (int s = 0; s < FTK_N_STAGES; s++)
-			for (int k = 0; k < FTK_N_KINDS; k++) {
+		for (int s = 0; s < FTK_COST_N_STAGES; s++)
+			for (int k = 0; k < FTK_COST_N_KINDS; k++) {
 				const struct agg *x = &ab[0]->by[s][k], *y = &ab[1]->by[s][k];
 				if (!x->n && !y->n)
 					continue;
 				cJSON *r = cJSON_CreateObject();
-				cJSON_AddStringToObject(r, "stage", ftk_ledger_stages[s]);
-				cJSON_AddStringToObject(r, "kind", ftk_ledger_kinds[k]);
+				cJSON_AddStringToObject(r, "stage", ftk_cost_stages[s]);
+				cJSON_AddStringToObject(r, "kind", ftk_cost_kinds[k]);
 				cJSON_AddItemToObject(r, "a", agg_json(x));
 				cJSON_AddItemToObject(r, "b", agg_json(y));
 				cJSON_AddNumberToObject(r, "usd_change", y->usd - x->usd);
@@ -1244,13 +1250,13 @@ static int cmd_diff(int argc, char **argv)
 		printf("%-15s %21s %21s %21s\n", "", o.args[0], o.args[1], "change");
 		printf("%-15s %10s %10s %10s %10s %10s %10s\n", "stage/kind", "hours", "usd", "hours",
 		       "usd", "hours", "usd");
-		for (int s = 0; s < FTK_N_STAGES; s++)
-			for (int k = 0; k < FTK_N_KINDS; k++) {
+		for (int s = 0; s < FTK_COST_N_STAGES; s++)
+			for (int k = 0; k < FTK_COST_N_KINDS; k++) {
 				const struct agg *x = &ab[0]->by[s][k], *y = &ab[1]->by[s][k];
 				char key[32];
 				if (!x->n && !y->n)
 					continue;
-				snprintf(key, sizeof(key), "%s/%s", ftk_ledger_stages[s], ftk_ledger_kinds[k]);
+				snprintf(key, sizeof(key), "%s/%s", ftk_cost_stages[s], ftk_cost_kinds[k]);
 				double hx = x->human_h + x->device_h, hy = y->human_h + y->device_h;
 				printf("%-15s %10.2f %10.2f %10.2f %10.2f %+10.2f %+10.2f\n", key, hx, x->usd, hy,
 				       y->usd, hy - hx, y->usd - x->usd);
@@ -1268,7 +1274,7 @@ static int cmd_diff(int argc, char **argv)
 	strbuf_release(&dev[0]);
 	strbuf_release(&dev[1]);
 	totals_release(&T);
-	ftk_ledger_release(&L);
+	ftk_cost_ledger_release(&L);
 	ftk_rates_release(&R);
 	opts_release(&o);
 	return rc < 0 || bad ? FTK_EXIT_DATA : 0;
@@ -1323,7 +1329,7 @@ static int cmd_estimate(int argc, char **argv)
 				  O_TARGETS, O_DEVICE, O_GPUS, O_MFU, O_CALIB, O_JSON, O_AT, 0 };
 	struct opts o;
 	struct ftk_rates R;
-	struct ftk_model_shape M;
+	struct ftk_cost_model M;
 	struct ftk_error err;
 	char m[2048];
 	opts_init(&o);
@@ -1347,9 +1353,9 @@ static int cmd_estimate(int argc, char **argv)
 	double gpus = isnan(o.gpus) ? 1 : o.gpus;
 	int rank = o.rank ? o.rank : 16;
 	const char *targets = o.targets ? o.targets : "all-linear";
-	if (ftk_model_shape_load(o.model, &M, &err) < 0)
+	if (ftk_cost_model_load(o.model, &M, &err) < 0)
 		die("%s", ftk_error_format(&err, m, sizeof(m)));
-	long long n_lora = full ? 0 : ftk_model_lora_params(&M, rank, targets);
+	long long n_lora = full ? 0 : ftk_cost_lora_params(&M, rank, targets);
 	if (n_lora < 0)
 		USAGE("--targets: unknown module in '%s' (q_proj, k_proj, v_proj, o_proj, gate_proj, "
 		      "up_proj, down_proj or all-linear)", targets);
@@ -1358,20 +1364,20 @@ static int cmd_estimate(int argc, char **argv)
 	const struct ftk_rate *dev = ftk_rates_find(&R, FTK_RATE_DEVICE, o.device, when);
 	if (!dev) {
 		char day[16];
-		ftk_date_format(when, day, sizeof(day));
+		ftk_cost_date_format(when, day, sizeof(day));
 		error("no rate for device '%s' on %s in %s: add one with 'ftk-ledger rates add "
 		      "--type device'", o.device, day, rates_label(&R));
 		ftk_rates_release(&R);
 		return FTK_EXIT_DATA;
 	}
 	double D = tokens * epochs;
-	double flops = ftk_train_flops(&M, n_lora, D, full);
+	double flops = ftk_cost_train_flops(&M, n_lora, D, full);
 	double flops_per_token = flops / D;
 	double seconds, mfu = NAN, tps = NAN, implied_mfu = NAN;
 	int steps = 0;
 	const char *mfu_src;
 	if (o.calibrate) {
-		if (ftk_calibrate_tps(o.calibrate, &tps, &steps, &err) < 0)
+		if (ftk_cost_calibrate_tps(o.calibrate, &tps, &steps, &err) < 0)
 			die("%s", ftk_error_format(&err, m, sizeof(m)));
 		seconds = D / tps;	/* tokens/s of the smoke run, on the same devices */
 		if (!isnan(dev->peak_flops))
@@ -1483,7 +1489,7 @@ static int cmd_tco(int argc, char **argv)
 				  O_JSON, O_AT, 0 };
 	struct opts o;
 	struct ftk_rates R;
-	struct ftk_ledger L = { 0 };
+	struct ftk_cost_ledger L = { 0 };
 	struct totals T;
 	opts_init(&o);
 	parse_opts("tco", argc, argv, ok, &o);
@@ -1531,8 +1537,8 @@ static int cmd_tco(int argc, char **argv)
 		double span = 0;
 		for (size_t i = 0; i < L.n; i++) {
 			static double lo, hi;
-			const struct ftk_ledger_entry *e = &L.e[i];
-			if (strcmp(ftk_ledger_stages[e->stage], "serve") || !run_selected(&o, e->run))
+			const struct ftk_cost_entry *e = &L.e[i];
+			if (strcmp(ftk_cost_stages[e->stage], "serve") || !run_selected(&o, e->run))
 				continue;
 			if (span == 0)
 				lo = hi = e->ts;
@@ -1580,7 +1586,7 @@ static int cmd_tco(int argc, char **argv)
 	}
 	if (have_ledger) {
 		totals_release(&T);
-		ftk_ledger_release(&L);
+		ftk_cost_ledger_release(&L);
 	}
 	ftk_rates_release(&R);
 	opts_release(&o);

@@ -4,7 +4,7 @@
  * lib/ledger.h writes the ledger (one line per event, appended under a lock);
  * this is the reading side that ftk-ledger is built on.  Three pieces:
  *
- *   Ledger.  ftk_ledger_load() reads every line.  A line that is not a
+ *   Ledger.  ftk_cost_ledger_load() reads every line.  A line that is not a
  *   well-formed entry (a half-written line after a power cut, a hand edit gone
  *   wrong, a stage or kind nobody knows) is never merged with its neighbours
  *   and never silently dropped: it goes into the problem list with its line
@@ -24,7 +24,7 @@
  *   of a full or a LoRA/QLoRA fine-tune from it (see estimate.c for the
  *   formulas and what they leave out).
  *
- * Ownership: a struct ftk_ledger or struct ftk_rates owns everything it
+ * Ownership: a struct ftk_cost_ledger or struct ftk_rates owns everything it
  * points to (including each entry's cJSON tree) until its _release().
  * Strings inside entries and rows are borrowed from those trees.
  */
@@ -42,23 +42,23 @@
  * "2026-11-23T15:00:00+02:00" or "2026-11-23 13:00" (no zone: UTC) into Unix
  * seconds.  Returns 0, or FTK_EDATA when s is none of these.
  */
-int ftk_time_parse(const char *s, double *out);
+int ftk_cost_time_parse(const char *s, double *out);
 
 /* "2026-11-23" for t into buf (at least 11 bytes). */
-void ftk_date_format(double t, char *buf, size_t n);
+void ftk_cost_date_format(double t, char *buf, size_t n);
 
 /* ------------------------------------------------------------ ledger */
 
-#define FTK_N_STAGES 5
-#define FTK_N_KINDS 3
-extern const char *const ftk_ledger_stages[FTK_N_STAGES];	/* prep train eval review serve */
-extern const char *const ftk_ledger_kinds[FTK_N_KINDS];	/* human compute api */
+#define FTK_COST_N_STAGES 5
+#define FTK_COST_N_KINDS 3
+extern const char *const ftk_cost_stages[FTK_COST_N_STAGES];	/* prep train eval review serve */
+extern const char *const ftk_cost_kinds[FTK_COST_N_KINDS];	/* human compute api */
 
-/* Index of s in ftk_ledger_stages / ftk_ledger_kinds, or -1. */
-int ftk_ledger_stage_index(const char *s);
-int ftk_ledger_kind_index(const char *s);
+/* Index of s in ftk_cost_stages / ftk_cost_kinds, or -1. */
+int ftk_cost_stage_index(const char *s);
+int ftk_cost_kind_index(const char *s);
 
-struct ftk_ledger_entry {
+struct ftk_cost_entry {
 	long line;		/* 1-based line in the ledger file */
 	cJSON *json;		/* the whole entry, owned by the ledger */
 	double ts;		/* Unix seconds */
@@ -72,15 +72,15 @@ struct ftk_ledger_entry {
 	double tokens_in, tokens_out;	/* API tokens, 0 when absent */
 };
 
-struct ftk_ledger_problem {
+struct ftk_cost_problem {
 	long line;
 	char msg[512];
 };
 
-struct ftk_ledger {
-	struct ftk_ledger_entry *e;
+struct ftk_cost_ledger {
+	struct ftk_cost_entry *e;
 	size_t n, alloc;
-	struct ftk_ledger_problem *bad;
+	struct ftk_cost_problem *bad;
 	size_t n_bad, alloc_bad;
 	int unterminated;	/* the file does not end in a newline */
 };
@@ -91,7 +91,7 @@ struct ftk_ledger {
  * FTK_EDATA with err's field and message saying what is wrong (invalid JSON,
  * a missing "ts", an unknown stage, a negative "hours", ...).
  */
-int ftk_ledger_entry_parse(const char *s, size_t len, struct ftk_ledger_entry *out,
+int ftk_cost_entry_parse(const char *s, size_t len, struct ftk_cost_entry *out,
 			   struct ftk_error *err);
 
 /*
@@ -100,10 +100,10 @@ int ftk_ledger_entry_parse(const char *s, size_t len, struct ftk_ledger_entry *o
  * blank lines are neither).  Returns the number of problems (0 or more), or
  * FTK_ENOTFOUND / FTK_EIO when the file cannot be read, with err filled.
  */
-int ftk_ledger_load(const char *path, struct ftk_ledger *L, struct ftk_error *err);
+int ftk_cost_ledger_load(const char *path, struct ftk_cost_ledger *L, struct ftk_error *err);
 
 /* Free everything *L owns and zero it.  NULL allowed. */
-void ftk_ledger_release(struct ftk_ledger *L);
+void ftk_cost_ledger_release(struct ftk_cost_ledger *L);
 
 /* ------------------------------------------------------------ rates */
 
@@ -164,12 +164,12 @@ const char *ftk_rate_type_name(enum ftk_rate_type type);
  * ("model" or "api" names it).  Returns 0 and sets *usd, or FTK_ENOTFOUND
  * with a message naming the missing row.
  */
-int ftk_rates_price_entry(const struct ftk_rates *R, const struct ftk_ledger_entry *e,
+int ftk_rates_price_entry(const struct ftk_rates *R, const struct ftk_cost_entry *e,
 			  double *usd, struct ftk_error *err);
 
 /* ------------------------------------------------------------ estimate */
 
-struct ftk_model_shape {
+struct ftk_cost_model {
 	char model_type[32];
 	long long vocab, dim, hidden, layers, heads, kv_heads, head_dim;
 	int tied, qkv_bias, o_bias, mlp_bias, qk_norm;
@@ -187,17 +187,17 @@ struct ftk_model_shape {
  * ill-typed field, named in err), or FTK_EUNSUPPORTED (a mixture of experts
  * or an unknown model_type).
  */
-int ftk_model_shape_load(const char *path, struct ftk_model_shape *m, struct ftk_error *err);
+int ftk_cost_model_load(const char *path, struct ftk_cost_model *m, struct ftk_error *err);
 
 /* Count from the fields already in *m (vocab .. qk_norm); fills n_params, n_embed, n_matmul. */
-void ftk_model_shape_count(struct ftk_model_shape *m);
+void ftk_cost_model_count(struct ftk_cost_model *m);
 
 /*
  * LoRA parameters at rank r on the modules named in targets, a comma list of
  * q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj or "all-linear".
  * Returns the count, or -1 when a name is unknown.
  */
-long long ftk_model_lora_params(const struct ftk_model_shape *m, int rank, const char *targets);
+long long ftk_cost_lora_params(const struct ftk_cost_model *m, int rank, const char *targets);
 
 /*
  * Training FLOPs for D tokens: full fine-tuning 6·N·D; LoRA/QLoRA
@@ -205,7 +205,7 @@ long long ftk_model_lora_params(const struct ftk_model_shape *m, int rank, const
  * weights computes input gradients only, 2·N·D, and the adapters cost a
  * forward 2·N_lora·D and a backward 4·N_lora·D).  N is n_matmul.
  */
-double ftk_train_flops(const struct ftk_model_shape *m, long long n_lora, double tokens, int full);
+double ftk_cost_train_flops(const struct ftk_cost_model *m, long long n_lora, double tokens, int full);
 
 /*
  * Tokens per second a run achieved, from run_dir/metrics.jsonl (or the file
@@ -215,6 +215,6 @@ double ftk_train_flops(const struct ftk_model_shape *m, long long n_lora, double
  * more than two.  Returns 0 and sets *tps and *steps, or FTK_ENOTFOUND /
  * FTK_EDATA (no usable line; bad lines are named in err).
  */
-int ftk_calibrate_tps(const char *run_dir, double *tps, int *steps, struct ftk_error *err);
+int ftk_cost_calibrate_tps(const char *run_dir, double *tps, int *steps, struct ftk_error *err);
 
 #endif

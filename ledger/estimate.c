@@ -53,7 +53,7 @@ static int get_int(const cJSON *o, const char *key, long long dflt, long long *o
 	return 0;
 }
 
-void ftk_model_shape_count(struct ftk_model_shape *m)
+void ftk_cost_model_count(struct ftk_cost_model *m)
 {
 	long long d = m->dim, q = m->heads * m->head_dim, kv = m->kv_heads * m->head_dim;
 	long long attn = d * q + 2 * d * kv + q * d;
@@ -72,7 +72,7 @@ void ftk_model_shape_count(struct ftk_model_shape *m)
 	m->n_matmul = m->layers * (attn + mlp) + m->vocab * d;
 }
 
-int ftk_model_shape_load(const char *path, struct ftk_model_shape *m, struct ftk_error *err)
+int ftk_cost_model_load(const char *path, struct ftk_cost_model *m, struct ftk_error *err)
 {
 	char file[4096];
 	struct stat st;
@@ -142,14 +142,14 @@ int ftk_model_shape_load(const char *path, struct ftk_model_shape *m, struct ftk
 	if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "attention_bias")))
 		m->qkv_bias = m->o_bias = 1;	/* Llama's attention_bias covers q, k, v and o */
 	m->mlp_bias = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "mlp_bias"));
-	ftk_model_shape_count(m);
+	ftk_cost_model_count(m);
 	rc = 0;
 out:
 	cJSON_Delete(o);
 	return rc;
 }
 
-long long ftk_model_lora_params(const struct ftk_model_shape *m, int rank, const char *targets)
+long long ftk_cost_lora_params(const struct ftk_cost_model *m, int rank, const char *targets)
 {
 	long long d = m->dim, q = m->heads * m->head_dim, kv = m->kv_heads * m->head_dim;
 	struct { const char *name; long long in, out; } mods[] = {
@@ -179,7 +179,7 @@ long long ftk_model_lora_params(const struct ftk_model_shape *m, int rank, const
 	return per_layer * m->layers;
 }
 
-double ftk_train_flops(const struct ftk_model_shape *m, long long n_lora, double tokens, int full)
+double ftk_cost_train_flops(const struct ftk_cost_model *m, long long n_lora, double tokens, int full)
 {
 	double n = (double)m->n_matmul;
 	if (full)
@@ -199,7 +199,7 @@ static double num(const cJSON *o, const char *key)
 	return cJSON_IsNumber(v) ? v->valuedouble : NAN;
 }
 
-int ftk_calibrate_tps(const char *run_dir, double *tps, int *steps, struct ftk_error *err)
+int ftk_cost_calibrate_tps(const char *run_dir, double *tps, int *steps, struct ftk_error *err)
 {
 	char file[4096];
 	struct stat st;

@@ -97,7 +97,7 @@ int ftk_rate_parse(const char *s, size_t len, struct ftk_rate *out, struct ftk_e
 		ftk_error_set(err, rc, NULL, 0, "from", "missing (the date the price applies from)");
 		goto fail;
 	}
-	if (ftk_time_parse(from, &out->from) < 0) {
+	if (ftk_cost_time_parse(from, &out->from) < 0) {
 		ftk_error_set(err, rc, NULL, 0, "from", "not a date: '%s'", from);
 		goto fail;
 	}
@@ -216,14 +216,14 @@ const struct ftk_rate *ftk_rates_find(const struct ftk_rates *R, enum ftk_rate_t
 	return best;
 }
 
-int ftk_rates_price_entry(const struct ftk_rates *R, const struct ftk_ledger_entry *e,
+int ftk_rates_price_entry(const struct ftk_rates *R, const struct ftk_cost_entry *e,
 			  double *usd, struct ftk_error *err)
 {
 	const struct ftk_rate *r;
 	char day[16];
-	ftk_date_format(e->ts, day, sizeof(day));
+	ftk_cost_date_format(e->ts, day, sizeof(day));
 	*usd = 0;
-	if (!strcmp(ftk_ledger_kinds[e->kind], "human")) {
+	if (!strcmp(ftk_cost_kinds[e->kind], "human")) {
 		const char *who = e->who ? e->who : "default";
 		r = ftk_rates_find(R, FTK_RATE_PERSON, who, e->ts);
 		if (!r)
@@ -233,7 +233,7 @@ int ftk_rates_price_entry(const struct ftk_rates *R, const struct ftk_ledger_ent
 		*usd = e->hours * r->usd_per_hour;
 		return 0;
 	}
-	if (!strcmp(ftk_ledger_kinds[e->kind], "compute")) {
+	if (!strcmp(ftk_cost_kinds[e->kind], "compute")) {
 		if (!e->device)
 			return ftk_error_msg(err, FTK_ENOTFOUND, "compute entry names no device");
 		if (!(r = ftk_rates_find(R, FTK_RATE_DEVICE, e->device, e->ts)))

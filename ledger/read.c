@@ -26,21 +26,21 @@
 #include "lib/json.h"
 #include "lib/stream.h"
 
-const char *const ftk_ledger_stages[FTK_N_STAGES] = { "prep", "train", "eval", "review", "serve" };
-const char *const ftk_ledger_kinds[FTK_N_KINDS] = { "human", "compute", "api" };
+const char *const ftk_cost_stages[FTK_COST_N_STAGES] = { "prep", "train", "eval", "review", "serve" };
+const char *const ftk_cost_kinds[FTK_COST_N_KINDS] = { "human", "compute", "api" };
 
-int ftk_ledger_stage_index(const char *s)
+int ftk_cost_stage_index(const char *s)
 {
-	for (int i = 0; s && i < FTK_N_STAGES; i++)
-		if (!strcmp(s, ftk_ledger_stages[i]))
+	for (int i = 0; s && i < FTK_COST_N_STAGES; i++)
+		if (!strcmp(s, ftk_cost_stages[i]))
 			return i;
 	return -1;
 }
 
-int ftk_ledger_kind_index(const char *s)
+int ftk_cost_kind_index(const char *s)
 {
-	for (int i = 0; s && i < FTK_N_KINDS; i++)
-		if (!strcmp(s, ftk_ledger_kinds[i]))
+	for (int i = 0; s && i < FTK_COST_N_KINDS; i++)
+		if (!strcmp(s, ftk_cost_kinds[i]))
 			return i;
 	return -1;
 }
@@ -60,7 +60,7 @@ static int digits(const char **p, int n, int *out)
 	return 0;
 }
 
-int ftk_time_parse(const char *s, double *out)
+int ftk_cost_time_parse(const char *s, double *out)
 {
 	int Y, M, D, h = 0, m = 0, sec = 0;
 	double frac = 0;
@@ -122,7 +122,7 @@ int ftk_time_parse(const char *s, double *out)
 	return 0;
 }
 
-void ftk_date_format(double t, char *buf, size_t n)
+void ftk_cost_date_format(double t, char *buf, size_t n)
 {
 	time_t s = (time_t)floor(t);
 	struct tm tm;
@@ -164,7 +164,7 @@ static int str_field(const cJSON *o, const char *key, const char **out, struct f
 	return 0;
 }
 
-int ftk_ledger_entry_parse(const char *s, size_t len, struct ftk_ledger_entry *out,
+int ftk_cost_entry_parse(const char *s, size_t len, struct ftk_cost_entry *out,
 			   struct ftk_error *err)
 {
 	cJSON *o;
@@ -185,17 +185,17 @@ int ftk_ledger_entry_parse(const char *s, size_t len, struct ftk_ledger_entry *o
 		ftk_error_set(err, FTK_EDATA, NULL, 0, "ts", "missing");
 		goto fail;
 	}
-	if (ftk_time_parse(ts, &out->ts) < 0) {
+	if (ftk_cost_time_parse(ts, &out->ts) < 0) {
 		ftk_error_set(err, FTK_EDATA, NULL, 0, "ts", "not a date and time: '%s'", ts);
 		goto fail;
 	}
-	if (!stage || (out->stage = ftk_ledger_stage_index(stage)) < 0) {
+	if (!stage || (out->stage = ftk_cost_stage_index(stage)) < 0) {
 		ftk_error_set(err, FTK_EDATA, NULL, 0, "stage",
 			      stage ? "unknown stage '%s' (prep, train, eval, review, serve)"
 				    : "missing%s", stage ? stage : "");
 		goto fail;
 	}
-	if (!kind || (out->kind = ftk_ledger_kind_index(kind)) < 0) {
+	if (!kind || (out->kind = ftk_cost_kind_index(kind)) < 0) {
 		ftk_error_set(err, FTK_EDATA, NULL, 0, "kind",
 			      kind ? "unknown kind '%s' (human, compute, api)" : "missing%s",
 			      kind ? kind : "");
@@ -220,10 +220,10 @@ fail:
 	return rc;
 }
 
-static void add_problem(struct ftk_ledger *L, long line, const char *msg)
+static void add_problem(struct ftk_cost_ledger *L, long line, const char *msg)
 {
 	FTK_ALLOC_GROW(L->bad, L->n_bad + 1, L->alloc_bad);
-	struct ftk_ledger_problem *p = &L->bad[L->n_bad++];
+	struct ftk_cost_problem *p = &L->bad[L->n_bad++];
 	p->line = line;
 	snprintf(p->msg, sizeof(p->msg), "%s", msg);
 }
@@ -242,7 +242,7 @@ static int ends_unterminated(const char *path)
 	return c != '\n';
 }
 
-int ftk_ledger_load(const char *path, struct ftk_ledger *L, struct ftk_error *err)
+int ftk_cost_ledger_load(const char *path, struct ftk_cost_ledger *L, struct ftk_error *err)
 {
 	struct ftk_reader *r;
 	struct ftk_line line;
@@ -255,7 +255,7 @@ int ftk_ledger_load(const char *path, struct ftk_ledger *L, struct ftk_error *er
 	L->unterminated = ends_unterminated(path);
 	long last = 0;
 	while ((rc = ftk_reader_next(r, &line, err)) > 0) {
-		struct ftk_ledger_entry e;
+		struct ftk_cost_entry e;
 		struct ftk_error pe;
 		char msg[1100];
 		last = line.lineno;
@@ -267,7 +267,7 @@ int ftk_ledger_load(const char *path, struct ftk_ledger *L, struct ftk_error *er
 			add_problem(L, line.lineno, msg);
 			continue;
 		}
-		if (ftk_ledger_entry_parse(line.data, line.len, &e, &pe) < 0) {
+		if (ftk_cost_entry_parse(line.data, line.len, &e, &pe) < 0) {
 			if (pe.field[0])
 				snprintf(msg, sizeof(msg), "%s: %s", pe.field, pe.msg);
 			else
@@ -286,14 +286,14 @@ int ftk_ledger_load(const char *path, struct ftk_ledger *L, struct ftk_error *er
 	}
 	/* say why the last line is bad when it was cut short */
 	if (L->unterminated && L->n_bad && L->bad[L->n_bad - 1].line == last) {
-		struct ftk_ledger_problem *p = &L->bad[L->n_bad - 1];
+		struct ftk_cost_problem *p = &L->bad[L->n_bad - 1];
 		size_t k = strlen(p->msg);
 		snprintf(p->msg + k, sizeof(p->msg) - k, " (the last line has no newline: a write was cut short)");
 	}
 	return (int)L->n_bad;
 }
 
-void ftk_ledger_release(struct ftk_ledger *L)
+void ftk_cost_ledger_release(struct ftk_cost_ledger *L)
 {
 	if (!L)
 		return;

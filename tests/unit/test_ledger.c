@@ -28,35 +28,35 @@ static void write_file(const char *path, const char *s)
 START_TEST(time_parsing)
 {
 	double t;
-	ck_assert_int_eq(ftk_time_parse("2026-11-23T13:00:00Z", &t), 0);
+	ck_assert_int_eq(ftk_cost_time_parse("2026-11-23T13:00:00Z", &t), 0);
 	ck_assert_double_eq(t, 1795438800.0);	/* date -u -d 2026-11-23T13:00:00Z +%s */
-	ck_assert_int_eq(ftk_time_parse("2026-11-23T15:00:00+02:00", &t), 0);
+	ck_assert_int_eq(ftk_cost_time_parse("2026-11-23T15:00:00+02:00", &t), 0);
 	ck_assert_double_eq(t, 1795438800.0);
-	ck_assert_int_eq(ftk_time_parse("2026-11-23", &t), 0);
+	ck_assert_int_eq(ftk_cost_time_parse("2026-11-23", &t), 0);
 	ck_assert_double_eq(t, 1795392000.0);
-	ck_assert_int_eq(ftk_time_parse("2026-11-23T13:00:00.25Z", &t), 0);
+	ck_assert_int_eq(ftk_cost_time_parse("2026-11-23T13:00:00.25Z", &t), 0);
 	ck_assert_double_eq_tol(t, 1795438800.25, 1e-6);
-	ck_assert_int_eq(ftk_time_parse("2026-02-31", &t), FTK_EDATA);
-	ck_assert_int_eq(ftk_time_parse("2026-11-23T25:00:00Z", &t), FTK_EDATA);
-	ck_assert_int_eq(ftk_time_parse("2026-11-23T13:00:00Zjunk", &t), FTK_EDATA);
-	ck_assert_int_eq(ftk_time_parse("yesterday", &t), FTK_EDATA);
+	ck_assert_int_eq(ftk_cost_time_parse("2026-02-31", &t), FTK_EDATA);
+	ck_assert_int_eq(ftk_cost_time_parse("2026-11-23T25:00:00Z", &t), FTK_EDATA);
+	ck_assert_int_eq(ftk_cost_time_parse("2026-11-23T13:00:00Zjunk", &t), FTK_EDATA);
+	ck_assert_int_eq(ftk_cost_time_parse("yesterday", &t), FTK_EDATA);
 	char buf[16];
-	ftk_date_format(1795438800.0, buf, sizeof(buf));
+	ftk_cost_date_format(1795438800.0, buf, sizeof(buf));
 	ck_assert_str_eq(buf, "2026-11-23");
 }
 END_TEST
 
 START_TEST(entry_fields_checked)
 {
-	struct ftk_ledger_entry e;
+	struct ftk_cost_entry e;
 	struct ftk_error err;
 	const char *good = "{\"ts\":\"2026-11-23T13:00:00Z\",\"run\":\"r\",\"stage\":\"train\","
 			   "\"kind\":\"compute\",\"device\":\"A100-80GB\",\"gpus\":2,\"hours\":5,"
 			   "\"tokens\":41000000,\"extra\":{\"kept\":true}}";
-	ck_assert_int_eq(ftk_ledger_entry_parse(good, strlen(good), &e, &err), 0);
+	ck_assert_int_eq(ftk_cost_entry_parse(good, strlen(good), &e, &err), 0);
 	ck_assert_str_eq(e.run, "r");
-	ck_assert_str_eq(ftk_ledger_stages[e.stage], "train");
-	ck_assert_str_eq(ftk_ledger_kinds[e.kind], "compute");
+	ck_assert_str_eq(ftk_cost_stages[e.stage], "train");
+	ck_assert_str_eq(ftk_cost_kinds[e.kind], "compute");
 	ck_assert_double_eq(e.gpus, 2);
 	ck_assert_double_eq(e.hours, 5);
 	ck_assert(isnan(e.usd));
@@ -80,7 +80,7 @@ START_TEST(entry_fields_checked)
 	};
 	for (size_t i = 0; i < FTK_ARRAY_SIZE(bad); i++) {
 		ftk_error_clear(&err);
-		ck_assert_int_eq(ftk_ledger_entry_parse(bad[i].line, strlen(bad[i].line), &e, &err),
+		ck_assert_int_eq(ftk_cost_entry_parse(bad[i].line, strlen(bad[i].line), &e, &err),
 				 FTK_EDATA);
 		ck_assert_str_eq(err.field, bad[i].field);
 		ck_assert_str_eq(err.msg, bad[i].msg);
@@ -96,15 +96,15 @@ START_TEST(torn_last_line_then_append)
 		   "{\"ts\":\"2026-11-20\",\"run\":\"a\",\"stage\":\"prep\",\"kind\":\"human\",\"hours\":1,\"usd\":50}\n"
 		   "{\"ts\":\"2026-11-21\",\"run\":\"a\",\"stage\":\"train\",\"kind\":\"compute\",\"hours\":2,\"usd\":7}\n"
 		   "{\"ts\":\"2026-11-22\",\"run\":\"a\",\"stage\":\"ev");
-	struct ftk_ledger L = { 0 };
+	struct ftk_cost_ledger L = { 0 };
 	struct ftk_error err;
-	ck_assert_int_eq(ftk_ledger_load("l.jsonl", &L, &err), 1);
+	ck_assert_int_eq(ftk_cost_ledger_load("l.jsonl", &L, &err), 1);
 	ck_assert_uint_eq(L.n, 2);
 	ck_assert_int_eq(L.unterminated, 1);
 	ck_assert_int_eq(L.bad[0].line, 3);
 	ck_assert_str_eq(L.bad[0].msg, "invalid JSON at column 39 (the last line has no "
 				       "newline: a write was cut short)");
-	ftk_ledger_release(&L);
+	ftk_cost_ledger_release(&L);
 
 	/* the next append, through lib/ledger.h, starts on a fresh line */
 	cJSON *e = ftk_ledger_entry_new("b", "eval", "api");
@@ -119,7 +119,7 @@ START_TEST(torn_last_line_then_append)
 	ck_assert_int_eq(all.buf[all.len - 1], '\n');
 	strbuf_release(&all);
 
-	ck_assert_int_eq(ftk_ledger_load("l.jsonl", &L, &err), 1);
+	ck_assert_int_eq(ftk_cost_ledger_load("l.jsonl", &L, &err), 1);
 	ck_assert_uint_eq(L.n, 3);
 	ck_assert_int_eq(L.unterminated, 0);
 	ck_assert_int_eq(L.bad[0].line, 3);
@@ -127,15 +127,15 @@ START_TEST(torn_last_line_then_append)
 	ck_assert_str_eq(L.e[2].run, "b");
 	ck_assert_int_eq(L.e[2].line, 4);
 	ck_assert_double_eq(L.e[2].usd, 1.25);
-	ftk_ledger_release(&L);
+	ftk_cost_ledger_release(&L);
 
 	/* a good file stays free of problems, and blank lines are neither */
 	write_file("g.jsonl", "{\"ts\":\"2026-11-20\",\"stage\":\"serve\",\"kind\":\"compute\"}\n\n");
-	ck_assert_int_eq(ftk_ledger_load("g.jsonl", &L, &err), 0);
+	ck_assert_int_eq(ftk_cost_ledger_load("g.jsonl", &L, &err), 0);
 	ck_assert_uint_eq(L.n, 1);
 	ck_assert_str_eq(L.e[0].run, "");
-	ftk_ledger_release(&L);
-	ck_assert_int_eq(ftk_ledger_load("missing.jsonl", &L, &err), FTK_ENOTFOUND);
+	ftk_cost_ledger_release(&L);
+	ck_assert_int_eq(ftk_cost_ledger_load("missing.jsonl", &L, &err), FTK_ENOTFOUND);
 	ck_assert_str_eq(err.msg, "no ledger at 'missing.jsonl'");
 }
 END_TEST
@@ -164,8 +164,8 @@ START_TEST(parallel_appends_through_lib)
 		ck_assert_int_gt(wait(&st), 0);
 		ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 	}
-	struct ftk_ledger L = { 0 };
-	ck_assert_int_eq(ftk_ledger_load("par.jsonl", &L, NULL), 0);
+	struct ftk_cost_ledger L = { 0 };
+	ck_assert_int_eq(ftk_cost_ledger_load("par.jsonl", &L, NULL), 0);
 	ck_assert_uint_eq(L.n, PROCS * EACH);
 	int seen[PROCS][EACH];
 	memset(seen, 0, sizeof(seen));
@@ -177,7 +177,7 @@ START_TEST(parallel_appends_through_lib)
 	for (int p = 0; p < PROCS; p++)
 		for (int i = 0; i < EACH; i++)
 			ck_assert_int_eq(seen[p][i], 1);
-	ftk_ledger_release(&L);
+	ftk_cost_ledger_release(&L);
 }
 END_TEST
 
@@ -195,11 +195,11 @@ START_TEST(rates_apply_from_their_date)
 	double t;
 	ck_assert_int_eq(ftk_rates_load("r.jsonl", &R, &err), 0);
 	ck_assert_uint_eq(R.n, 6);
-	ftk_time_parse("2026-03-01", &t);
+	ftk_cost_time_parse("2026-03-01", &t);
 	ck_assert_double_eq(ftk_rates_find(&R, FTK_RATE_PERSON, "alice", t)->usd_per_hour, 50);
-	ftk_time_parse("2026-06-01", &t);	/* inclusive; the later of two same-day rows wins */
+	ftk_cost_time_parse("2026-06-01", &t);	/* inclusive; the later of two same-day rows wins */
 	ck_assert_double_eq(ftk_rates_find(&R, FTK_RATE_PERSON, "ALICE", t)->usd_per_hour, 85);
-	ftk_time_parse("2025-12-31T23:59:59Z", &t);
+	ftk_cost_time_parse("2025-12-31T23:59:59Z", &t);
 	ck_assert_ptr_null(ftk_rates_find(&R, FTK_RATE_PERSON, "alice", t));
 	ck_assert_ptr_null(ftk_rates_find(&R, FTK_RATE_DEVICE, "alice", 2e9));
 
@@ -214,9 +214,9 @@ START_TEST(rates_apply_from_their_date)
 	};
 	const double want[] = { 100, 170, 80, 36.7, 2.0, -1 };
 	for (size_t i = 0; i < FTK_ARRAY_SIZE(lines); i++) {
-		struct ftk_ledger_entry e;
+		struct ftk_cost_entry e;
 		double usd;
-		ck_assert_int_eq(ftk_ledger_entry_parse(lines[i], strlen(lines[i]), &e, &err), 0);
+		ck_assert_int_eq(ftk_cost_entry_parse(lines[i], strlen(lines[i]), &e, &err), 0);
 		if (want[i] < 0) {
 			ck_assert_int_eq(ftk_rates_price_entry(&R, &e, &usd, &err), FTK_ENOTFOUND);
 			ck_assert_str_eq(err.msg, "no rate for device 'TPU' on 2026-07-01");
@@ -290,9 +290,9 @@ static long long safetensors_count(const char *path)
 
 START_TEST(param_counts_match_the_weights)
 {
-	struct ftk_model_shape m;
+	struct ftk_cost_model m;
 	struct ftk_error err;
-	ck_assert_int_eq(ftk_model_shape_load(src_path("datasets/models/stories260K"), &m, &err), 0);
+	ck_assert_int_eq(ftk_cost_model_load(src_path("datasets/models/stories260K"), &m, &err), 0);
 	long long ref = safetensors_count(src_path("datasets/models/stories260K/model.safetensors"));
 	printf("stories260K: config %lld, safetensors %lld\n", m.n_params, ref);
 	ck_assert_int_eq(m.n_params, ref);
@@ -304,18 +304,18 @@ START_TEST(param_counts_match_the_weights)
 		{ "tests/fixtures/ledger/qwen3-0.6b.config.json", 596049920LL },
 	};
 	for (size_t i = 0; i < FTK_ARRAY_SIZE(pub); i++) {
-		ck_assert_int_eq(ftk_model_shape_load(src_path(pub[i].cfg), &m, &err), 0);
+		ck_assert_int_eq(ftk_cost_model_load(src_path(pub[i].cfg), &m, &err), 0);
 		ck_assert_int_eq(m.n_params, pub[i].want);
 	}
 	/* the matmul count of stories260K: 5 layers of attention and MLP, plus the (tied) head */
-	ck_assert_int_eq(ftk_model_shape_load(src_path("datasets/models/stories260K/config.json"), &m,
+	ck_assert_int_eq(ftk_cost_model_load(src_path("datasets/models/stories260K/config.json"), &m,
 					      &err), 0);
 	ck_assert_int_eq(m.n_matmul, 5 * (64 * 64 * 2 + 2 * 64 * 32 + 3 * 64 * 172) + 512 * 64);
 
 	write_file("moe.json", "{\"model_type\":\"mixtral\",\"num_local_experts\":8}");
-	ck_assert_int_eq(ftk_model_shape_load("moe.json", &m, &err), FTK_EUNSUPPORTED);
+	ck_assert_int_eq(ftk_cost_model_load("moe.json", &m, &err), FTK_EUNSUPPORTED);
 	write_file("bad.json", "{\"model_type\":\"llama\",\"vocab_size\":512,\"hidden_size\":\"64\"}");
-	ck_assert_int_eq(ftk_model_shape_load("bad.json", &m, &err), FTK_EDATA);
+	ck_assert_int_eq(ftk_cost_model_load("bad.json", &m, &err), FTK_EDATA);
 	char msg[2048];
 	ck_assert_str_eq(ftk_error_format(&err, msg, sizeof(msg)),
 			 "bad.json: hidden_size: expected a positive integer, found string");
@@ -324,16 +324,16 @@ END_TEST
 
 START_TEST(lora_and_flops)
 {
-	struct ftk_model_shape m;
-	ck_assert_int_eq(ftk_model_shape_load(src_path("datasets/models/stories260K"), &m, NULL), 0);
+	struct ftk_cost_model m;
+	ck_assert_int_eq(ftk_cost_model_load(src_path("datasets/models/stories260K"), &m, NULL), 0);
 	/* r·(in+out) per adapted matrix, per layer */
 	long long per_layer = 16 * ((64 + 64) + (64 + 32) + (64 + 32) + (64 + 64) + 3 * (64 + 172));
-	ck_assert_int_eq(ftk_model_lora_params(&m, 16, "all-linear"), 5 * per_layer);
-	ck_assert_int_eq(ftk_model_lora_params(&m, 8, "q_proj,v_proj"), 5 * 8 * (128 + 96));
-	ck_assert_int_eq(ftk_model_lora_params(&m, 8, "q_proj,w_proj"), -1);
+	ck_assert_int_eq(ftk_cost_lora_params(&m, 16, "all-linear"), 5 * per_layer);
+	ck_assert_int_eq(ftk_cost_lora_params(&m, 8, "q_proj,v_proj"), 5 * 8 * (128 + 96));
+	ck_assert_int_eq(ftk_cost_lora_params(&m, 8, "q_proj,w_proj"), -1);
 	double D = 1e6, N = (double)m.n_matmul, NL = (double)(5 * per_layer);
-	ck_assert_double_eq_tol(ftk_train_flops(&m, 0, D, 1), 6 * N * D, 1);
-	ck_assert_double_eq_tol(ftk_train_flops(&m, 5 * per_layer, D, 0), 4 * N * D + 6 * NL * D, 1);
+	ck_assert_double_eq_tol(ftk_cost_train_flops(&m, 0, D, 1), 6 * N * D, 1);
+	ck_assert_double_eq_tol(ftk_cost_train_flops(&m, 5 * per_layer, D, 0), 4 * N * D + 6 * NL * D, 1);
 }
 END_TEST
 
@@ -347,17 +347,17 @@ START_TEST(calibration_from_metrics)
 	double tps;
 	int steps;
 	struct ftk_error err;
-	ck_assert_int_eq(ftk_calibrate_tps("run", &tps, &steps, &err), 0);
+	ck_assert_int_eq(ftk_cost_calibrate_tps("run", &tps, &steps, &err), 0);
 	ck_assert_double_eq(tps, 1000);
 	ck_assert_int_eq(steps, 3);
 	/* tokens per step over cumulative elapsed seconds */
 	write_file("m2.jsonl", "{\"step\":1,\"tokens\":512,\"elapsed\":2.0}\n{\"step\":2,\"tokens\":512,\"elapsed\":2.5}\n"
 			       "{\"step\":3,\"tokens\":512,\"elapsed\":3.0}\n{\"step\":4,\"tokens\":512,\"elapsed\":3.25}\n");
-	ck_assert_int_eq(ftk_calibrate_tps("m2.jsonl", &tps, &steps, &err), 0);
+	ck_assert_int_eq(ftk_cost_calibrate_tps("m2.jsonl", &tps, &steps, &err), 0);
 	ck_assert_double_eq(tps, 1024);	/* median of 1024, 1024, 2048 */
 	write_file("m3.jsonl", "{\"step\":1,\"loss\":2.5}\n");
-	ck_assert_int_eq(ftk_calibrate_tps("m3.jsonl", &tps, &steps, &err), FTK_EDATA);
-	ck_assert_int_eq(ftk_calibrate_tps("nothing", &tps, &steps, &err), FTK_ENOTFOUND);
+	ck_assert_int_eq(ftk_cost_calibrate_tps("m3.jsonl", &tps, &steps, &err), FTK_EDATA);
+	ck_assert_int_eq(ftk_cost_calibrate_tps("nothing", &tps, &steps, &err), FTK_ENOTFOUND);
 }
 END_TEST
 
