@@ -181,14 +181,14 @@ double ftk_minhash_candidate_prob(double s, int bands, int rows)
 	return 1.0 - pow(1.0 - pow(s, rows), bands);
 }
 
-/* Area under f over [lo, hi] by the midpoint rule. */
-static double area(double lo, double hi, int bands, int rows, int above)
+/* Area under the S-curve over [lo, hi] by the midpoint rule. */
+static double area(double lo, double hi, int bands, int rows)
 {
 	const int steps = 200;
 	double h = (hi - lo) / steps, sum = 0;
 	for (int i = 0; i < steps; i++) {
 		double p = ftk_minhash_candidate_prob(lo + (i + 0.5) * h, bands, rows);
-		sum += above ? 1.0 - p : p;
+		sum += p;
 	}
 	return sum * h;
 }
@@ -200,13 +200,15 @@ int ftk_minhash_lsh_params(double threshold, int k, int *bands, int *rows,
 		return ftk_error_msg(err, FTK_EUSAGE, "threshold must be between 0 and 1, not %g",
 				     threshold);
 	double best = INFINITY;
+	*bands = k;
+	*rows = 1;
 	for (int b = 1; b <= k; b++) {
 		for (int r = 1; b * r <= k; r++) {
-			double fp = area(0, threshold, b, r, 0);
-			double fn = area(threshold, 1, b, r, 1);
-			double cost = 0.1 * fp + 0.9 * fn;
-			if (cost < best) {
-				best = cost;
+			if (ftk_minhash_candidate_prob(threshold, b, r) < 0.9)
+				continue;
+			double fp = area(0, threshold, b, r);
+			if (fp < best) {
+				best = fp;
 				*bands = b;
 				*rows = r;
 			}

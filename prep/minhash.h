@@ -87,11 +87,12 @@ double ftk_minhash_estimate(const uint64_t *s1, const uint64_t *s2, int k);
 double ftk_minhash_jaccard(const uint64_t *a, size_t na, const uint64_t *b, size_t nb);
 
 /*
- * Choose bands and rows (bands * rows <= k) for a Jaccard threshold: the
- * pair that minimizes the weighted area of false positives below the
- * threshold and false negatives above it under the S-curve (false
- * negatives weigh 0.9, since verification removes false positives but
- * nothing recovers a missed pair).  Returns 0, or FTK_EUSAGE when the
+ * Choose bands and rows (bands * rows <= k) for a Jaccard threshold: among
+ * the pairs that make a pair of exactly the threshold's similarity a
+ * candidate with probability at least 0.9 (recall matters most: nothing
+ * recovers a missed pair, while verification removes false candidates),
+ * the one with the least false-positive area under the S-curve below the
+ * threshold (the fewest candidates to verify).  Returns 0, or FTK_EUSAGE when the
  * threshold is not in (0, 1).
  */
 int ftk_minhash_lsh_params(double threshold, int k, int *bands, int *rows,
