@@ -1,0 +1,562 @@
+/*
+ * test_grad.c: every backward op against central finite differences.
+ *
+ * Each op check builds a scalar L = sum_i w_i * f(x)_i with random weights
+ * w (accumulated in double), gets dL/dx from the backward op with dout = w,
+ * and compares it with (L(x + h e_j) - L(x - h e_j)) / 2h for every input
+ * element j.  The ops compute in float32, so h is 1e-2 and the tolerance is
+ * relative to the largest gradient; a wrong formula misses by O(1).  Each
+ * check prints its maximum difference and tolerance.
+ *
+ * The whole model is then checked the same way on small random models
+ * (Llama with GQA and an untied head; Qwen2 biases; Qwen3 q/k norms) with
+ * LoRA on all seven projections, dropout, document masks and a loss mask,
+ * through ftk_model_forward_backward itself (the dropout generator state is
+ * reset before each evaluation so every evaluation sees the same masks).
+ * Last, the properties the trainer relies on: micro-batches with a shared
+ * normaliser add up to the full batch, gradient checkpointing changes
+ * nothing, and packed documents do not see each other.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include "testutil.h"
+#include "trainer/backend.h"
+#include "trainer/generate.h"
+#include "trainer/model.h"
+#include "trainer/ops.h"
+#include "trainer/safetensors.h"
+
+static const struct ftk_backend *be = &ftk_backend_cpu;
+static uint64_t rng[4];
+
+static float frand(void)
+{
+	return (float)(2.0 * ftk_rng_uniform(rng) - 1.0);
+}
+
+static float *rnd(size_t n, float scale)
+{
+	float *x = malloc(n * sizeof(float));
+	for (size_t i = 0; i < n; i++)
+		x[i] = frand() * scale;
+	return x;
+}
+
+static double dot(const float *w, const float *y, size_t n)
+{
+	double s = 0;
+	for (size_t i = 0; i < n; i++)
+		s += (double)w[i] * y[i];
+	return s;
+}
+
+/* Compare analytic grad g with FD of loss() over x[0..n); returns max |diff| / max |g|. */
+static double fd_check(const char *what, float *x, size_t n, const float *g, double (*loss)(void *),
+		       void *ctx, float h, double tol)
+{
+	double md = 0, mg = 0;
+	for (size_t j = 0; j < n; j++) {
+		float x0 = x[j];
+		x[j] = x0 + h;
+		double lp = loss(ctx);
+		x[j] = x0 - h;
+		double lm = loss(ctx);
+		x[j] = x0;
+		double fd = (lp - lm) / (2.0 * h);
+		double d = fabs(fd - g[j]);
+		md = d > md ? d : md;
+		mg = fabs(g[j]) > mg ? fabs(g[j]) : mg;
+	}
+	double rel = md / (mg > 0 ? mg : 1);
+	printf("%-36s max |fd - grad| = %.3g, max |grad| = %.3g, relative %.3g (tolerance %.0e)\n", what,
+	       md, mg, rel, tol);
+	ck_assert_msg(rel < tol, "%s: relative difference %g exceeds %g", what, rel, tol);
+	ck_assert(mg > 0);
+	return rel;
+}
+
+/* ---------------------------------------------------------------- rmsnorm */
+
+struct rms_t {
+	int M, C;
+	float *x, *w, *wout, *y, *rstd;
+};
+
+static double rms_loss(void *v)
+{
+	struct rms_t *t = v;
+	be->rmsnorm_fwd(t->y, t->rstd, t->x, t->w, t->M, t->C, 1e-5f);
+	return dot(t->wout, t->y, (size_t)t->M * t->C);
+}
+
+START_TEST(grad_rmsnorm)
+{
+	ftk_rng_seed(rng, 1);
+	struct rms_t t = { 3, 7, rnd(21, 1), rnd(7, 1), rnd(21, 1), rnd(21, 1), rnd(3, 1) };
+	rms_loss(&t);
+	float *dx = calloc(21, sizeof(float));
+	be->rmsnorm_bwd(dx, t.wout, t.x, t.w, t.rstd, t.M, t.C);
+	fd_check("rmsnorm", t.x, 21, dx, rms_loss, &t, 1e-2f, 1e-3);
+	free(t.x), free(t.w), free(t.wout), free(t.y), free(t.rstd), free(dx);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- rope */
+
+struct rope_t {
+	int M, nh, hd;
+	float *x, *y, *wout, *inv;
+	int32_t *pos;
+};
+
+static double rope_loss(void *v)
+{
+	struct rope_t *t = v;
+	size_t n = (size_t)t->M * t->nh * t->hd;
+	memcpy(t->y, t->x, n * sizeof(float));
+	be->rope(t->y, t->pos, t->inv, t->M, t->nh, t->hd, 1);
+	return dot(t->wout, t->y, n);
+}
+
+START_TEST(grad_rope)
+{
+	ftk_rng_seed(rng, 2);
+	int M = 4, nh = 2, hd = 8, n = M * nh * hd;
+	float inv[4];
+	for (int j = 0; j < hd / 2; j++)
+		inv[j] = ftk_rope_inv_freq(j, hd, 10000.0f, 0, 0, 0, 0);
+	int32_t pos[4] = { 0, 1, 5, 17 };
+	struct rope_t t = { M, nh, hd, rnd(n, 1), rnd(n, 1), rnd(n, 1), inv, pos };
+	float *dx = malloc(n * sizeof(float));
+	memcpy(dx, t.wout, n * sizeof(float));
+	be->rope(dx, pos, inv, M, nh, hd, -1);
+	fd_check("rope (HF rotate_half)", t.x, n, dx, rope_loss, &t, 1e-2f, 1e-3);
+	free(t.x), free(t.y), free(t.wout), free(dx);
+}
+END_TEST
+
+START_TEST(rope_llama3_scaling)
+{
+	/* Llama 3.1's rope_scaling: factor 8, low 1, high 4, original 8192,
+	 * theta 500000, head_dim 128; values from transformers'
+	 * _compute_llama3_parameters evaluated in float64 */
+	float f0 = ftk_rope_inv_freq(0, 128, 500000.0f, 8.0f, 1.0f, 4.0f, 8192);
+	float f63 = ftk_rope_inv_freq(63, 128, 500000.0f, 8.0f, 1.0f, 4.0f, 8192);
+	/* j = 0: wavelength 2 pi < 2048: kept; j = 63: wavelength far above 8192: divided by 8 */
+	ck_assert_float_eq_tol(f0, 1.0f, 1e-7f);
+	double raw63 = 1.0 / pow(500000.0, 126.0 / 128.0);
+	ck_assert_float_eq_tol(f63, (float)(raw63 / 8.0), 1e-12f);
+	/* j = 32: wavelength 4443, between 8192/4 and 8192: the smooth blend */
+	float f32 = ftk_rope_inv_freq(32, 128, 500000.0f, 8.0f, 1.0f, 4.0f, 8192);
+	double raw32 = 1.0 / pow(500000.0, 64.0 / 128.0);
+	double wl = 2 * M_PI / raw32;
+	double smooth = (8192.0 / wl - 1.0) / 3.0;
+	printf("llama3 rope: j=32 wavelength %.1f, smooth %.4f\n", wl, smooth);
+	ck_assert(wl > 2048 && wl < 8192);
+	ck_assert_float_eq_tol(f32, (float)((1 - smooth) * raw32 / 8 + smooth * raw32), 1e-9f);
+	ck_assert(f32 < raw32 && f32 > raw32 / 8);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- attention */
+
+struct att_t {
+	int B, T, NH, NKV, hd;
+	float *q, *k, *v, *out, *att, *wout;
+	int32_t *doc;
+};
+
+static double att_loss(void *vv)
+{
+	struct att_t *t = vv;
+	be->attn_fwd(t->out, t->att, t->q, t->k, t->v, t->doc, t->B, t->T, t->NH, t->NKV, t->hd);
+	return dot(t->wout, t->out, (size_t)t->B * t->T * t->NH * t->hd);
+}
+
+START_TEST(grad_attention_gqa_docs)
+{
+	ftk_rng_seed(rng, 3);
+	int B = 2, T = 5, NH = 4, NKV = 2, hd = 4;
+	size_t nq = (size_t)B * T * NH * hd, nk = (size_t)B * T * NKV * hd;
+	int32_t doc[10] = { 0, 0, 1, 1, 1, 7, 7, 7, 7, 7 };
+	struct att_t t = { B, T, NH, NKV, hd, rnd(nq, 1), rnd(nk, 1), rnd(nk, 1), rnd(nq, 1),
+			   rnd((size_t)B * NH * T * T, 1), rnd(nq, 1), doc };
+	att_loss(&t);
+	float *dq = calloc(nq, 4), *dk = calloc(nk, 4), *dv = calloc(nk, 4);
+	be->attn_bwd(dq, dk, dv, t.wout, t.att, t.q, t.k, t.v, B, T, NH, NKV, hd);
+	fd_check("attention dq", t.q, nq, dq, att_loss, &t, 1e-2f, 1e-3);
+	fd_check("attention dk", t.k, nk, dk, att_loss, &t, 1e-2f, 1e-3);
+	fd_check("attention dv", t.v, nk, dv, att_loss, &t, 1e-2f, 1e-3);
+	/* the document mask: position 2 starts a new document, so its output is v[2]'s row */
+	for (int h = 0; h < NH; h++)
+		for (int i = 0; i < hd; i++)
+			ck_assert_float_eq_tol(t.out[(2 * NH + h) * hd + i],
+					       t.v[(2 * NKV + h / 2) * hd + i], 1e-6f);
+	free(t.q), free(t.k), free(t.v), free(t.out), free(t.att), free(t.wout);
+	free(dq), free(dk), free(dv);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- swiglu, xent, linear */
+
+struct sw_t {
+	size_t n;
+	float *g, *u, *y, *wout;
+};
+
+static double sw_loss(void *v)
+{
+	struct sw_t *t = v;
+	be->swiglu_fwd(t->y, t->g, t->u, t->n);
+	return dot(t->wout, t->y, t->n);
+}
+
+START_TEST(grad_swiglu)
+{
+	ftk_rng_seed(rng, 4);
+	size_t n = 40;
+	struct sw_t t = { n, rnd(n, 3), rnd(n, 1), rnd(n, 1), rnd(n, 1) };
+	float *dg = malloc(n * 4), *du = malloc(n * 4);
+	be->swiglu_bwd(dg, du, t.wout, t.g, t.u, n);
+	fd_check("swiglu d/dgate", t.g, n, dg, sw_loss, &t, 1e-2f, 1e-3);
+	fd_check("swiglu d/dup", t.u, n, du, sw_loss, &t, 1e-2f, 1e-3);
+	free(t.g), free(t.u), free(t.y), free(t.wout), free(dg), free(du);
+}
+END_TEST
+
+struct xe_t {
+	int M, V;
+	float *x, *tmp, *loss;
+	int32_t *target;
+};
+
+static double xe_loss(void *v)
+{
+	struct xe_t *t = v;
+	memcpy(t->tmp, t->x, (size_t)t->M * t->V * 4);
+	be->xent(t->loss, t->tmp, t->target, t->M, t->V, 0.0f);
+	double s = 0;
+	for (int m = 0; m < t->M; m++)
+		s += t->loss[m];
+	return s;
+}
+
+START_TEST(grad_cross_entropy)
+{
+	ftk_rng_seed(rng, 5);
+	int M = 3, V = 11;
+	int32_t target[3] = { 4, -1, 10 };
+	struct xe_t t = { M, V, rnd((size_t)M * V, 3), rnd((size_t)M * V, 1), rnd(M, 1), target };
+	float *g = malloc((size_t)M * V * 4);
+	memcpy(g, t.x, (size_t)M * V * 4);
+	be->xent(t.loss, g, target, M, V, 1.0f);
+	ck_assert_float_eq(t.loss[1], 0.0f);
+	fd_check("cross-entropy", t.x, (size_t)M * V, g, xe_loss, &t, 1e-2f, 1e-3);
+	free(t.x), free(t.tmp), free(t.loss), free(g);
+}
+END_TEST
+
+struct lin_t {
+	int M;
+	struct ftk_weight *w;
+	float *x, *y, *wout;
+};
+
+static double lin_loss(void *v)
+{
+	struct lin_t *t = v;
+	be->linear_fwd(t->y, t->x, t->w, NULL, t->M);
+	return dot(t->wout, t->y, (size_t)t->M * t->w->rows);
+}
+
+static void lin_case(enum ftk_quant q, int M)
+{
+	int N = 24, K = 128;
+	struct ftk_weight w = { N, K, q, NULL, { 0 }, NULL };
+	float *wf = rnd((size_t)N * K, 1);
+	if (q == FTK_QUANT_NONE)
+		w.f32 = wf;
+	else
+		ftk_nf4_quantize(&w.nf4, wf, (size_t)N * K, NULL);
+	struct lin_t t = { M, &w, rnd((size_t)M * K, 1), rnd((size_t)M * N, 1), rnd((size_t)M * N, 1) };
+	float *dx = calloc((size_t)M * K, 4);
+	be->linear_bwd_inp(dx, t.wout, &w, M);
+	char what[64];
+	snprintf(what, sizeof(what), "linear %s M=%d", q ? "nf4" : "f32", M);
+	fd_check(what, t.x, (size_t)M * K, dx, lin_loss, &t, 1e-2f, 1e-3);
+	ftk_nf4_free(&w.nf4);
+	free(wf), free(t.x), free(t.y), free(t.wout), free(dx);
+}
+
+START_TEST(grad_linear)
+{
+	ftk_rng_seed(rng, 6);
+	lin_case(FTK_QUANT_NONE, 5);
+	lin_case(FTK_QUANT_NF4, 5);	/* tiled dequantize + sgemm */
+	lin_case(FTK_QUANT_NF4, 2);	/* fused decode loop for few rows */
+}
+END_TEST
+
+/* ---------------------------------------------------------------- whole model */
+
+/* Write a random model directory: config.json and model.safetensors (our writer). */
+static void make_model(const char *dir, const char *arch, int tied)
+{
+	mkdir(dir, 0755);
+	int C = 16, H = 24, L = 2, NH = 4, NKV = 2, hd = 4, V = 19;
+	char path[512];
+	snprintf(path, sizeof(path), "%s/config.json", dir);
+	FILE *f = fopen(path, "w");
+	fprintf(f, "{\"model_type\":\"%s\",\"hidden_size\":%d,\"intermediate_size\":%d,"
+		   "\"num_hidden_layers\":%d,\"num_attention_heads\":%d,\"num_key_value_heads\":%d,"
+		   "\"head_dim\":%d,\"vocab_size\":%d,\"max_position_embeddings\":64,"
+		   "\"rms_norm_eps\":1e-6,\"rope_theta\":10000.0,\"tie_word_embeddings\":%s,"
+		   "\"hidden_act\":\"silu\",\"eos_token_id\":2,\"bos_token_id\":1}\n",
+		arch, C, H, L, NH, NKV, hd, V, tied ? "true" : "false");
+	fclose(f);
+	struct ftk_st_writer *w = ftk_st_writer_new();
+	float *bufs[64];
+	int nb = 0;
+#define ADD(name, r, c)                                                            \
+	do {                                                                       \
+		int64_t sh[2] = { r, c };                                          \
+		bufs[nb] = rnd((size_t)(r) * ((c) ? (c) : 1), 0.5f);               \
+		ftk_st_writer_add(w, name, FTK_F32, (c) ? 2 : 1, sh, bufs[nb]);    \
+		nb++;                                                              \
+	} while (0)
+	ADD("model.embed_tokens.weight", V, C);
+	ADD("model.norm.weight", C, 0);
+	if (!tied)
+		ADD("lm_head.weight", V, C);
+	char n[128];
+	for (int l = 0; l < L; l++) {
+		const char *p[] = { "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+				    "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj" };
+		int rows[] = { NH * hd, NKV * hd, NKV * hd, C, H, H, C };
+		int cols[] = { C, C, C, NH * hd, C, C, H };
+		for (int t = 0; t < 7; t++) {
+			snprintf(n, sizeof(n), "model.layers.%d.%s.weight", l, p[t]);
+			ADD(n, rows[t], cols[t]);
+			if (t < 3 && !strcmp(arch, "qwen2")) {
+				snprintf(n, sizeof(n), "model.layers.%d.%s.bias", l, p[t]);
+				ADD(n, rows[t], 0);
+			}
+		}
+		snprintf(n, sizeof(n), "model.layers.%d.input_layernorm.weight", l);
+		ADD(n, C, 0);
+		snprintf(n, sizeof(n), "model.layers.%d.post_attention_layernorm.weight", l);
+		ADD(n, C, 0);
+		if (!strcmp(arch, "qwen3")) {
+			snprintf(n, sizeof(n), "model.layers.%d.self_attn.q_norm.weight", l);
+			ADD(n, hd, 0);
+			snprintf(n, sizeof(n), "model.layers.%d.self_attn.k_norm.weight", l);
+			ADD(n, hd, 0);
+		}
+	}
+#undef ADD
+	snprintf(path, sizeof(path), "%s/model.safetensors", dir);
+	ck_assert_int_eq(ftk_st_writer_save(w, path, NULL), 0);
+	ftk_st_writer_free(w);
+	for (int i = 0; i < nb; i++)
+		free(bufs[i]);
+}
+
+struct mdl_t {
+	struct ftk_model *m;
+	struct ftk_batch *b;
+	struct ftk_model_rng r;
+	double norm;
+};
+
+static double mdl_loss(void *v)
+{
+	struct mdl_t *t = v;
+	double loss;
+	ftk_model_rng_set(t->m, &t->r);
+	ck_assert_int_eq(ftk_model_forward_backward(t->m, t->b, t->norm, &loss, NULL, NULL), 0);
+	return loss / t->norm;
+}
+
+/* batch: B=2, T=6, two documents in row 0, a loss mask with holes */
+static const uint32_t b_ids[12] = { 1, 5, 6, 7, 1, 9, 1, 3, 4, 18, 11, 12 };
+static const uint8_t b_mask[12] = { 0, 1, 1, 0, 0, 1, 0, 0, 1, 1, 1, 1 };
+static const uint32_t b_doc[12] = { 0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0 };
+
+static void model_fd(const char *arch, int tied, enum ftk_quant q, float dropout, int ckpt)
+{
+	ftk_rng_seed(rng, 7);
+	make_model("m", arch, tied);
+	struct ftk_model *m;
+	struct ftk_error e;
+	struct ftk_load_opts lo = { q, NULL, 1, 0 };
+	if (ftk_model_load(&m, "m", &lo, &e) < 0)
+		ck_abort_msg("%s", e.msg);
+	ftk_model_set_checkpointing(m, ckpt);
+	struct ftk_lora_opts o = { FTK_LORA_ALL, 2, 4.0f, 1, dropout, 42 };
+	ck_assert_int_eq(ftk_model_lora_init(m, &o, NULL), 0);
+	size_t n;
+	float *p = ftk_model_lora_flat(m, &n);
+	for (size_t i = 0; i < n; i++)
+		p[i] = frand() * 0.3f;	/* B non-zero so every path carries gradient */
+	struct ftk_batch b = { 2, 6, b_ids, b_mask, b_doc };
+	long nt = ftk_batch_count_targets(&b);
+	ck_assert_int_eq(nt, 7);	/* row 0: 1, 2, 5 (4 starts document 1 and is masked); row 1: 8..11 */
+	struct mdl_t t = { m, &b, { 99, 5 }, (double)nt };
+	ftk_model_zero_grad(m);
+	mdl_loss(&t);
+	float *g = malloc(n * sizeof(float));
+	memcpy(g, ftk_model_lora_grad_flat(m, NULL), n * sizeof(float));
+	/* every LoRA parameter, checked one at a time */
+	char what[96];
+	snprintf(what, sizeof(what), "model %s%s%s%s", arch, tied ? " tied" : "", q ? " nf4" : "",
+		 dropout > 0 ? " dropout" : "");
+	if (ckpt)
+		strcat(what, " ckpt");
+	fd_check(what, p, n, g, mdl_loss, &t, 1e-2f, 5e-3);
+	free(g);
+	ftk_model_free(m);
+}
+
+START_TEST(grad_model_llama)
+{
+	model_fd("llama", 0, FTK_QUANT_NONE, 0.0f, 0);
+}
+END_TEST
+
+START_TEST(grad_model_qwen2_nf4_dropout)
+{
+	model_fd("qwen2", 1, FTK_QUANT_NF4, 0.25f, 0);
+}
+END_TEST
+
+START_TEST(grad_model_qwen3_ckpt_dropout)
+{
+	model_fd("qwen3", 0, FTK_QUANT_NONE, 0.25f, 1);
+}
+END_TEST
+
+static struct ftk_model *small_model(const char *arch, int ckpt, float dropout)
+{
+	ftk_rng_seed(rng, 8);
+	make_model("m", arch, 0);
+	struct ftk_model *m;
+	struct ftk_load_opts lo = { FTK_QUANT_NONE, NULL, 1, 0 };
+	ck_assert_int_eq(ftk_model_load(&m, "m", &lo, NULL), 0);
+	ftk_model_set_checkpointing(m, ckpt);
+	struct ftk_lora_opts o = { FTK_LORA_ALL, 3, 6.0f, 0, dropout, 5 };
+	ck_assert_int_eq(ftk_model_lora_init(m, &o, NULL), 0);
+	size_t n;
+	float *p = ftk_model_lora_flat(m, &n);
+	for (size_t i = 0; i < n; i++)
+		p[i] = frand() * 0.3f;
+	return m;
+}
+
+START_TEST(accumulation_equals_full_batch)
+{
+	struct ftk_model *m = small_model("llama", 0, 0.0f);
+	size_t n;
+	struct ftk_batch full = { 2, 6, b_ids, b_mask, b_doc };
+	struct ftk_batch h0 = { 1, 6, b_ids, b_mask, b_doc };
+	struct ftk_batch h1 = { 1, 6, b_ids + 6, b_mask + 6, b_doc + 6 };
+	long nt = ftk_batch_count_targets(&full);
+	ck_assert_int_eq(nt, ftk_batch_count_targets(&h0) + ftk_batch_count_targets(&h1));
+	double l_full, l0, l1;
+	ftk_model_zero_grad(m);
+	ck_assert_int_eq(ftk_model_forward_backward(m, &full, (double)nt, &l_full, NULL, NULL), 0);
+	float *g = ftk_model_lora_grad_flat(m, &n);
+	float *gf = malloc(n * 4);
+	memcpy(gf, g, n * 4);
+	ftk_model_zero_grad(m);
+	ck_assert_int_eq(ftk_model_forward_backward(m, &h0, (double)nt, &l0, NULL, NULL), 0);
+	ck_assert_int_eq(ftk_model_forward_backward(m, &h1, (double)nt, &l1, NULL, NULL), 0);
+	double md = 0, mg = 0;
+	for (size_t i = 0; i < n; i++) {
+		md = fmax(md, fabs(g[i] - gf[i]));
+		mg = fmax(mg, fabs(gf[i]));
+	}
+	printf("accumulation: loss %.7f vs %.7f, max |grad diff| %.3g of %.3g (tolerance 1e-5 relative)\n",
+	       l_full, l0 + l1, md, mg);
+	ck_assert(fabs(l_full - (l0 + l1)) < 1e-4);
+	ck_assert(md < 1e-5 * mg);
+	free(gf);
+	ftk_model_free(m);
+}
+END_TEST
+
+START_TEST(checkpointing_changes_nothing)
+{
+	float *g[2];
+	size_t n = 0;
+	double loss[2];
+	for (int c = 0; c < 2; c++) {
+		struct ftk_model *m = small_model("qwen3", c, 0.3f);
+		struct ftk_batch b = { 2, 6, b_ids, b_mask, b_doc };
+		ftk_model_zero_grad(m);
+		ck_assert_int_eq(ftk_model_forward_backward(m, &b, 6.0, &loss[c], NULL, NULL), 0);
+		float *gg = ftk_model_lora_grad_flat(m, &n);
+		g[c] = malloc(n * 4);
+		memcpy(g[c], gg, n * 4);
+		ftk_model_free(m);
+	}
+	ck_assert(loss[0] == loss[1]);
+	ck_assert(!memcmp(g[0], g[1], n * 4));
+	printf("checkpointing: identical loss %.7f and %zu identical gradients (dropout 0.3)\n", loss[0], n);
+	free(g[0]), free(g[1]);
+}
+END_TEST
+
+START_TEST(packed_documents_are_independent)
+{
+	struct ftk_model *m = small_model("llama", 0, 0.0f);
+	int V = ftk_model_config(m)->vocab_size;
+	/* row: doc A (3 tokens) then doc B (3 tokens); B alone must give the same logits */
+	uint32_t ids[6] = { 1, 5, 6, 1, 9, 10 };
+	uint32_t doc[6] = { 0, 0, 0, 1, 1, 1 };
+	float *lp = malloc(6 * V * 4), *lb = malloc(3 * V * 4);
+	struct ftk_batch packed = { 1, 6, ids, NULL, doc };
+	struct ftk_batch alone = { 1, 3, ids + 3, NULL, NULL };
+	ck_assert_int_eq(ftk_model_forward(m, &packed, lp, NULL, NULL, NULL), 0);
+	ck_assert_int_eq(ftk_model_forward(m, &alone, lb, NULL, NULL, NULL), 0);
+	double md = 0;
+	for (int i = 0; i < 3 * V; i++)
+		md = fmax(md, fabs(lp[3 * V + i] - lb[i]));
+	printf("packing: max |logit diff| between packed and alone %.3g (tolerance 1e-5)\n", md);
+	ck_assert(md < 1e-5);
+	/* and without the document ids they differ */
+	struct ftk_batch nodoc = { 1, 6, ids, NULL, NULL };
+	ck_assert_int_eq(ftk_model_forward(m, &nodoc, lp, NULL, NULL, NULL), 0);
+	md = 0;
+	for (int i = 0; i < 3 * V; i++)
+		md = fmax(md, fabs(lp[3 * V + i] - lb[i]));
+	ck_assert(md > 1e-3);
+	free(lp), free(lb);
+	ftk_model_free(m);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+	Suite *s = suite_create("grad");
+	TCase *tc = tcase_create("ops");
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, grad_rmsnorm);
+	tcase_add_test(tc, grad_rope);
+	tcase_add_test(tc, rope_llama3_scaling);
+	tcase_add_test(tc, grad_attention_gqa_docs);
+	tcase_add_test(tc, grad_swiglu);
+	tcase_add_test(tc, grad_cross_entropy);
+	tcase_add_test(tc, grad_linear);
+	tcase_add_test(tc, grad_model_llama);
+	tcase_add_test(tc, grad_model_qwen2_nf4_dropout);
+	tcase_add_test(tc, grad_model_qwen3_ckpt_dropout);
+	tcase_add_test(tc, accumulation_equals_full_batch);
+	tcase_add_test(tc, checkpointing_changes_nothing);
+	tcase_add_test(tc, packed_documents_are_independent);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+FTK_TEST_MAIN(suite)
