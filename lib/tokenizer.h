@@ -48,14 +48,17 @@ struct ftk_tokenizer;
  * made only by the normalizer or post-processor, such as a prepended "▁" or
  * an added BOS, has start == end).  Ownership: the struct owns its arrays;
  * ftk_tokens_release() frees them.  Encode functions reset n to 0 and reuse
- * the arrays, so one struct can serve many calls.
+ * the arrays, so one struct can serve many calls: keep one per thread and
+ * reuse it, because it also holds a cache that makes repeated words cheap.
+ * One ftk_tokens may be used with several tokenizers (the cache notices).
  */
 struct ftk_tokens {
 	uint32_t *ids;
 	uint32_t *start, *end;	/* NULL unless offsets were asked for */
 	size_t n, alloc, alloc_off;
+	void *ws;		/* private: scratch space and a cache of pre-token ids */
 };
-#define FTK_TOKENS_INIT { NULL, NULL, NULL, 0, 0, 0 }
+#define FTK_TOKENS_INIT { NULL, NULL, NULL, 0, 0, 0, NULL }
 void ftk_tokens_release(struct ftk_tokens *t);
 
 /* Flags for ftk_tokenizer_encode. */

@@ -1,0 +1,303 @@
+/*
+ * test_tokenizer.c: token ids against transformers.js, which ftk did not write.
+ *
+ * tests/fixtures/tokref/texts.jsonl.zst (made by tools/ref/gen-tokref.mjs)
+ * holds strings sampled from every dataset under datasets/ plus hard strings,
+ * each with the ids transformers.js gives for the Qwen3, Llama 3, "llama2"
+ * (Mistral-7B's vocabulary, see the report) and stories260K tokenizers; for
+ * the hard strings also the ids with special tokens added and the decoded
+ * text.  Every id must match.  The stories260K tokenizer must also give the
+ * ids of the golden text (datasets/models/stories260K/reference.json).
+ */
+#include <string.h>
+#include <time.h>
+#include "testutil.h"
+#include "lib/json.h"
+#include "lib/stream.h"
+#include "lib/tokenizer.h"
+
+static const char *const NAMES[] = { "qwen3", "llama3", "llama2", "stories260K" };
+static const char *const DIRS[] = { "tests/fixtures/tokenizers/qwen3", "tests/fixtures/tokenizers/llama3",
+				    "tests/fixtures/tokenizers/llama2", "datasets/models/stories260K" };
+
+static struct ftk_tokenizer *load(int k)
+{
+	struct ftk_tokenizer *t = NULL;
+	struct ftk_error e;
+	char buf[1200];
+	int rc = ftk_tokenizer_load(&t, src_path(DIRS[k]), &e);
+	ck_assert_msg(rc == 0, "load %s: %s", NAMES[k], ftk_error_format(&e, buf, sizeof(buf)));
+	return t;
+}
+
+static int same_ids(const cJSON *arr, const struct ftk_tokens *tk)
+{
+	if ((size_t)cJSON_GetArraySize(arr) != tk->n) return 0;
+	size_t i = 0;
+	const cJSON *x;
+	cJSON_ArrayForEach(x, arr) if ((uint32_t)x->valuedouble != tk->ids[i++]) return 0;
+	return 1;
+}
+
+static void print_ids(const char *what, const cJSON *arr, const struct ftk_tokens *tk)
+{
+	fprintf(stderr, "  %s want:", what);
+	const cJSON *x;
+	cJSON_ArrayForEach(x, arr) fprintf(stderr, " %d", x->valueint);
+	fprintf(stderr, "\n  %s got: ", what);
+	for (size_t i = 0; i < tk->n; i++) fprintf(stderr, " %u", tk->ids[i]);
+	fprintf(stderr, "\n");
+}
+
+/* Compare every fixture row for tokenizer k; returns the number of mismatches. */
+static int check_texts(int k, int *n_rows, int *n_hard)
+{
+	struct ftk_tokenizer *t = load(k);
+	struct ftk_reader *r;
+	struct ftk_error e;
+	struct ftk_line line;
+	struct ftk_tokens tk = FTK_TOKENS_INIT;
+	int bad = 0;
+	ck_assert_int_eq(ftk_reader_open(&r, src_path("tests/fixtures/tokref/texts.jsonl.zst"), &e), 0);
+	while (ftk_reader_next(r, &line, &e) > 0) {
+		cJSON *row = cJSON_ParseWithLength(line.data, line.len);
+		ck_assert_ptr_nonnull(row);
+		const cJSON *text = cJSON_GetObjectItem(row, "text");
+		const char *src = ftk_json_get_str(row, "src");
+		size_t tl = strlen(text->valuestring);
+		const cJSON *want = cJSON_GetObjectItem(cJSON_GetObjectItem(row, "ids"), NAMES[k]);
+		struct strbuf sb = STRBUF_INIT;
+		strbuf_add(&sb, text->valuestring, tl);	/* the fixture holds no U+0000 */
+		ftk_tokenizer_encode(t, sb.buf, sb.len, 0, &tk, NULL);
+		(*n_rows)++;
+		if (!same_ids(want, &tk)) {
+			if (bad < 5) { fprintf(stderr, "%s: %s: ids differ\n", NAMES[k], src); print_ids("plain", want, &tk); }
+			bad++;
+		}
+		const cJSON *wadd = cJSON_GetObjectItem(cJSON_GetObjectItem(row, "ids_add"), NAMES[k]);
+		if (wadd) {
+			(*n_hard)++;
+			ftk_tokenizer_encode(t, sb.buf, sb.len, FTK_TOK_ADD_SPECIAL, &tk, NULL);
+			if (!same_ids(wadd, &tk)) {
+				if (bad < 5) { fprintf(stderr, "%s: %s: ids with special tokens differ\n", NAMES[k], src); print_ids("add", wadd, &tk); }
+				bad++;
+			}
+			const char *wdec = ftk_json_get_str(cJSON_GetObjectItem(row, "decoded"), NAMES[k]);
+			struct strbuf d = STRBUF_INIT;
+			uint32_t *ids = xmalloc((cJSON_GetArraySize(want) + 1) * 4);
+			int n = 0;
+			const cJSON *x;
+			cJSON_ArrayForEach(x, want) ids[n++] = (uint32_t)x->valuedouble;
+			ftk_tokenizer_decode(t, ids, n, 0, &d, NULL);
+			/* transformers.js decodes bytes with TextDecoder, which drops a
+			 * leading U+FEFF; Hugging Face's Rust and Python keep it, and so do we */
+			int bom = sb.len >= 3 && !memcmp(sb.buf, "\xef\xbb\xbf", 3);
+			if (wdec && !bom && (strlen(wdec) != d.len || memcmp(wdec, d.buf, d.len))) {
+				if (bad < 5) fprintf(stderr, "%s: %s: decode differs: want '%s' got '%s'\n", NAMES[k], src, wdec, d.buf);
+				bad++;
+			}
+			free(ids);
+			strbuf_release(&d);
+		}
+		strbuf_release(&sb);
+		cJSON_Delete(row);
+	}
+	ftk_reader_close(r);
+	ftk_tokens_release(&tk);
+	ftk_tokenizer_free(t);
+	return bad;
+}
+
+#define TEXT_TEST(name, k)                                                              \
+	START_TEST(name)                                                                \
+	{                                                                               \
+		int rows = 0, hard = 0;                                                 \
+		int bad = check_texts(k, &rows, &hard);                                 \
+		fprintf(stderr, "%s: %d texts (%d hard), %d mismatches\n", NAMES[k], rows, hard, bad); \
+		ck_assert_int_gt(rows, 3000);                                           \
+		ck_assert_int_gt(hard, 50);                                             \
+		ck_assert_int_eq(bad, 0);                                               \
+	}                                                                               \
+	END_TEST
+TEXT_TEST(test_qwen3_ids, 0)
+TEXT_TEST(test_llama3_ids, 1)
+TEXT_TEST(test_llama2_ids, 2)
+TEXT_TEST(test_stories_ids, 3)
+
+/* The golden text's ids: reference.json tokens = BOS + the first 32 ids of
+ * the greedy text, which is also llama2.c's encoding of it. */
+START_TEST(test_stories_golden)
+{
+	struct ftk_tokenizer *t = load(3);
+	char *data, *golden;
+	size_t len, glen;
+	cJSON *ref;
+	struct ftk_tokens tk = FTK_TOKENS_INIT;
+	ck_assert_int_eq(ftk_read_all(src_path("datasets/models/stories260K/reference.json"), &data, &len, NULL), 0);
+	ck_assert_int_eq(ftk_json_parse(data, len, &ref, NULL), 0);
+	ck_assert_int_eq(ftk_read_all(src_path("datasets/models/stories260K/expected_greedy_n256.txt"), &golden, &glen, NULL), 0);
+	const cJSON *want = cJSON_GetObjectItem(ref, "tokens");
+	int nw = cJSON_GetArraySize(want);
+	ck_assert_int_eq(nw, 33);
+	/* the golden text, decoded from ids, begins with the text of ids 1..32;
+	 * encoding the whole text with BOS must reproduce those 33 ids first */
+	while (glen && golden[glen - 1] == '\n') glen--;
+	ck_assert_int_gt(ftk_tokenizer_encode(t, golden, glen, FTK_TOK_ADD_SPECIAL, &tk, NULL), 33);
+	for (int i = 0; i < nw; i++)
+		ck_assert_uint_eq(tk.ids[i], (uint32_t)cJSON_GetArrayItem(want, i)->valuedouble);
+	/* and the greedy ids decode to the golden text */
+	const cJSON *greedy = cJSON_GetObjectItem(ref, "greedy_ids_n256");
+	uint32_t ids[300];
+	int n = 0;
+	const cJSON *x;
+	cJSON_ArrayForEach(x, greedy) ids[n++] = (uint32_t)x->valuedouble;
+	struct strbuf d = STRBUF_INIT;
+	ck_assert_int_eq(ftk_tokenizer_decode(t, ids, n, 1, &d, NULL), 0);
+	ck_assert_uint_eq(d.len, glen);
+	ck_assert(!memcmp(d.buf, golden, glen));
+	/* streaming decode gives the same text */
+	struct ftk_detok dt;
+	struct strbuf s = STRBUF_INIT;
+	ftk_detok_init(&dt, t, 1);
+	for (int i = 0; i < n; i++) ck_assert_int_eq(ftk_detok_push(&dt, ids[i], &s, NULL), 0);
+	ftk_detok_finish(&dt, &s);
+	ck_assert_str_eq(s.buf, d.buf);
+	ftk_detok_release(&dt);
+	strbuf_release(&s);
+	strbuf_release(&d);
+	free(data);
+	free(golden);
+	cJSON_Delete(ref);
+	ftk_tokens_release(&tk);
+	ftk_tokenizer_free(t);
+}
+END_TEST
+
+START_TEST(test_accessors)
+{
+	struct ftk_tokenizer *q = load(0), *l2 = load(2), *l3 = load(1);
+	ck_assert_uint_eq(ftk_tokenizer_vocab_size(q), 151669);
+	ck_assert_uint_eq(ftk_tokenizer_vocab_size(l3), 128256);
+	ck_assert_uint_eq(ftk_tokenizer_vocab_size(l2), 32000);
+	ck_assert_int_eq(ftk_tokenizer_token_id(q, "<|im_end|>"), 151645);
+	ck_assert_int_eq(ftk_tokenizer_eos_id(q), 151645);
+	ck_assert_int_eq(ftk_tokenizer_bos_id(q), -1);
+	ck_assert_int_eq(ftk_tokenizer_bos_id(l3), 128000);
+	ck_assert_int_eq(ftk_tokenizer_bos_id(l2), 1);
+	ck_assert_int_eq(ftk_tokenizer_eos_id(l2), 2);
+	ck_assert(ftk_tokenizer_adds_bos(l2));
+	ck_assert(!ftk_tokenizer_adds_bos(q));
+	ck_assert(ftk_tokenizer_is_special(q, 151645));
+	ck_assert(!ftk_tokenizer_is_special(q, 100));
+	ck_assert_ptr_nonnull(ftk_tokenizer_chat_template(q));
+	ck_assert_ptr_null(ftk_tokenizer_chat_template(l2));
+	ck_assert_str_eq(ftk_tokenizer_special_str(l2, "unk"), "<unk>");
+	ck_assert_int_eq(strlen(ftk_tokenizer_hash(q)), 32);
+	ck_assert_str_ne(ftk_tokenizer_hash(q), ftk_tokenizer_hash(l3));
+	/* special text is plain text when asked */
+	struct ftk_tokens tk = FTK_TOKENS_INIT;
+	ck_assert_int_eq(ftk_tokenizer_encode(q, "<|im_end|>", 10, 0, &tk, NULL), 1);
+	ck_assert_int_gt(ftk_tokenizer_encode(q, "<|im_end|>", 10, FTK_TOK_SPLIT_NO_SPECIAL, &tk, NULL), 1);
+	/* out-of-range id */
+	uint32_t bad = 999999;
+	struct strbuf sb = STRBUF_INIT;
+	struct ftk_error e;
+	ck_assert_int_eq(ftk_tokenizer_decode(q, &bad, 1, 0, &sb, &e), FTK_ENOTFOUND);
+	ck_assert_uint_eq(sb.len, 0);
+	ftk_tokens_release(&tk);
+	ftk_tokenizer_free(q);
+	ftk_tokenizer_free(l2);
+	ftk_tokenizer_free(l3);
+}
+END_TEST
+
+/* Offsets cover the input exactly once for a byte-level and an SP model. */
+START_TEST(test_offsets)
+{
+	const char *s = "Hello  world\n\n<|im_end|> 123 café e\xcc\x81 世界 <s> x";
+	for (int k = 0; k < 4; k++) {
+		struct ftk_tokenizer *t = load(k);
+		struct ftk_tokens a = FTK_TOKENS_INIT, b = FTK_TOKENS_INIT;
+		long n = ftk_tokenizer_encode(t, s, strlen(s), FTK_TOK_OFFSETS, &a, NULL);
+		ck_assert_int_eq(ftk_tokenizer_encode(t, s, strlen(s), 0, &b, NULL), n);
+		ck_assert(!memcmp(a.ids, b.ids, n * 4));
+		uint32_t prev = 0;
+		for (long i = 0; i < n; i++) {
+			ck_assert_uint_le(a.start[i], a.end[i]);
+			ck_assert_uint_ge(a.start[i], prev);	/* monotone, no overlap */
+			prev = a.end[i] > prev ? a.end[i] : prev;
+		}
+		ck_assert_uint_eq(prev, strlen(s));
+		ftk_tokens_release(&a);
+		ftk_tokens_release(&b);
+		ftk_tokenizer_free(t);
+	}
+}
+END_TEST
+
+START_TEST(test_errors)
+{
+	struct ftk_tokenizer *t = NULL;
+	struct ftk_error e;
+	FILE *f = fopen("tokenizer.json", "w");
+	fputs("{\"model\":{\"type\":\"Unigram\",\"vocab\":[]}}", f);
+	fclose(f);
+	ck_assert_int_eq(ftk_tokenizer_load(&t, ".", &e), FTK_EUNSUPPORTED);
+	ck_assert_msg(strstr(e.msg, "Unigram"), "%s", e.msg);
+	f = fopen("tokenizer.json", "w");
+	fputs("{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]},\"normalizer\":{\"type\":\"Precompiled\"}}", f);
+	fclose(f);
+	ck_assert_int_eq(ftk_tokenizer_load(&t, "tokenizer.json", &e), FTK_EUNSUPPORTED);
+	ck_assert_msg(strstr(e.msg, "normalizer 'Precompiled'"), "%s", e.msg);
+	ck_assert_str_eq(e.file, "tokenizer.json");
+	ck_assert_int_eq(ftk_tokenizer_load(&t, "nonexistent-dir", &e), FTK_ENOTFOUND);
+	ck_assert_ptr_null(t);
+}
+END_TEST
+
+/* No quadratic merge loop: a 4 MB single pre-token (SentencePiece models
+ * have no pre-tokenizer) must take well under the quadratic time.  The
+ * bound is loose on purpose (20 s); bench/tokenize.sh measures speed. */
+START_TEST(test_long_pretoken)
+{
+	struct ftk_tokenizer *t = load(2);
+	size_t n = 4 << 20;
+	char *s = xmalloc(n);
+	const char *words = "the quick brown fox jumps over the lazy dog and ";
+	for (size_t i = 0; i < n; i++) s[i] = words[i % strlen(words)];
+	struct ftk_tokens tk = FTK_TOKENS_INIT;
+	time_t t0 = time(NULL);
+	long k = ftk_tokenizer_encode(t, s, n, 0, &tk, NULL);
+	ck_assert_int_gt(k, (long)(n / 10));
+	ck_assert_int_lt(time(NULL) - t0, 20);
+	/* and the same ids as encoding its pieces: every word is whole */
+	struct strbuf d = STRBUF_INIT;
+	ftk_tokenizer_decode(t, tk.ids, tk.n, 0, &d, NULL);
+	ck_assert_uint_eq(d.len, n);
+	ck_assert(!memcmp(d.buf, s, n));
+	strbuf_release(&d);
+	free(s);
+	ftk_tokens_release(&tk);
+	ftk_tokenizer_free(t);
+}
+END_TEST
+
+static Suite *make_suite(void)
+{
+	Suite *s = suite_create("tokenizer");
+	TCase *tc = tcase_create("core");
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, test_qwen3_ids);
+	tcase_add_test(tc, test_llama3_ids);
+	tcase_add_test(tc, test_llama2_ids);
+	tcase_add_test(tc, test_stories_ids);
+	tcase_add_test(tc, test_stories_golden);
+	tcase_add_test(tc, test_accessors);
+	tcase_add_test(tc, test_offsets);
+	tcase_add_test(tc, test_errors);
+	tcase_add_test(tc, test_long_pretoken);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+FTK_TEST_MAIN(make_suite)
