@@ -611,7 +611,8 @@ static int cmd_append(int argc, char **argv)
 	}
 	opts_release(&o);
 	if (bad)
-		error("appended %ld entries; %d lines were not entries and were left out", added, bad);
+		error("appended %ld, left out %d line%s that %s not ledger entries", added, bad,
+		      bad == 1 ? "" : "s", bad == 1 ? "was" : "were");
 	return bad ? FTK_EXIT_DATA : 0;
 }
 
@@ -872,6 +873,7 @@ static int load_totals(const struct opts *o, const struct ftk_rates *R, struct f
 struct metric {
 	char *name;
 	double mean, se, n;
+	char kind[16];		/* ftk-eval's "semantic" or "surface", "" when not given */
 };
 
 struct summary {
@@ -887,9 +889,11 @@ static const cJSON *metric_obj_ok(const cJSON *v)
 }
 
 /*
- * Read an eval summary.  Accepted: {"metrics": {NAME: {"mean", "se", "n", ...}}}
- * or the same map at the top level.  A metric object without "se" gets one
- * from "ci95" ([lo, hi]) when present.
+ * Read an eval summary.  Accepted: ftk-eval's summary.json, {"metrics": {NAME:
+ * {"mean", "se", "n", "lo", "hi", ...}}}, or the simple form {NAME: {"mean",
+ * "se", "n"}}.  A metric whose "se" is missing or null gets one from its 95%
+ * interval ("lo" and "hi", or "ci95": [lo, hi]) as (hi - lo) / 3.92, which is
+ * exact for a normal interval and close for a Wilson one.
  */
 static int load_summary(const char *run, const char *path, struct summary *s)
 {
@@ -918,15 +922,21 @@ static int load_summary(const char *run, const char *path, struct summary *s)
 		const cJSON *se = cJSON_GetObjectItemCaseSensitive(v, "se");
 		const cJSON *n = cJSON_GetObjectItemCaseSensitive(v, "n");
 		const cJSON *ci = cJSON_GetObjectItemCaseSensitive(v, "ci95");
+		const cJSON *lo = cJSON_GetObjectItemCaseSensitive(v, "lo");
+		const cJSON *hi = cJSON_GetObjectItemCaseSensitive(v, "hi");
 		struct metric x = { xstrdup(v->string),
 				    cJSON_GetObjectItemCaseSensitive(v, "mean")->valuedouble, NAN,
-				    cJSON_IsNumber(n) ? n->valuedouble : NAN };
+				    cJSON_IsNumber(n) ? n->valuedouble : NAN, "" };
 		if (cJSON_IsNumber(se))
 			x.se = se->valuedouble;
 		else if (cJSON_GetArraySize(ci) == 2 && cJSON_IsNumber(cJSON_GetArrayItem(ci, 0)) &&
 			 cJSON_IsNumber(cJSON_GetArrayItem(ci, 1)))
 			x.se = (cJSON_GetArrayItem(ci, 1)->valuedouble -
 				cJSON_GetArrayItem(ci, 0)->valuedouble) / (2 * 1.959964);
+		else if (cJSON_IsNumber(lo) && cJSON_IsNumber(hi))
+			x.se = (hi->valuedouble - lo->valuedouble) / (2 * 1.959964);
+		const char *kind = ftk_json_get_str(v, "kind");
+		snprintf(x.kind, sizeof(x.kind), "%s", kind ? kind : "");
 		s->m = xrealloc(s->m, (s->n + 1) * sizeof(*s->m));
 		s->m[s->n++] = x;
 	}
@@ -998,10 +1008,11 @@ static int quality_section(const struct opts *o, struct totals *T, cJSON *json)
 		}
 		double point = unit ? 0.01 : 1;
 		if (!json) {
-			printf("\ncost per quality point: %s (a point is %s; baseline '%s')\n", name,
+			printf("\ncost per quality point: %s%s%s%s (a point is %s; baseline '%s')\n", name,
+			       b->kind[0] ? " (" : "", b->kind, b->kind[0] ? ")" : "",
 			       unit ? "0.01, one percentage point" : "1 unit of the metric", S[base].run);
-			printf("  %-20s %9s %8s %6s %20s %12s %12s\n", "run", "mean", "se", "n",
-			       "gain (95% CI) pts", "usd", "usd/point");
+			printf("  %-20s %9s %8s %6s %24s %12s %12s\n", "run", "mean", "se", "n",
+			       "gain [95% CI] points", "usd", "usd/point");
 		}
 		for (size_t i = 0; i < o->n_evals; i++) {
 			const struct metric *x = summary_metric(&S[i], name);
@@ -1020,6 +1031,8 @@ static int quality_section(const struct opts *o, struct totals *T, cJSON *json)
 				cJSON_AddStringToObject(e, "metric", name);
 				cJSON_AddStringToObject(e, "run", S[i].run);
 				cJSON_AddStringToObject(e, "baseline", S[base].run);
+				if (b->kind[0])
+					cJSON_AddStringToObject(e, "kind", b->kind);
 				cJSON_AddNumberToObject(e, "mean", x->mean);
 				if (!isnan(x->se))
 					cJSON_AddNumberToObject(e, "se", x->se);
@@ -1062,7 +1075,7 @@ static int quality_section(const struct opts *o, struct totals *T, cJSON *json)
 			else
 				snprintf(pp, sizeof(pp), "%.2f%s", per,
 					 have_se && gain - half <= 0 ? " (ns)" : "");
-			printf("  %-20s %9.4f %8s %6s %20s %12.2f %12s%s\n", S[i].run, x->mean, se, n, g,
+			printf("  %-20s %9.4f %8s %6s %24s %12.2f %12s%s\n", S[i].run, x->mean, se, n, g,
 			       usd, pp, r ? "" : "  (not in the ledger)");
 		}
 	}

@@ -248,7 +248,7 @@ int ftk_cost_ledger_load(const char *path, struct ftk_cost_ledger *L, struct ftk
 	struct ftk_line line;
 	struct stat st;
 	if (stat(path, &st) < 0)
-		return ftk_error_set(err, FTK_ENOTFOUND, path, 0, NULL, "no ledger at '%s'", path);
+		return ftk_error_msg(err, FTK_ENOTFOUND, "no ledger at '%s'", path);
 	int rc = ftk_reader_open(&r, path, err);
 	if (rc < 0)
 		return rc;
