@@ -76,8 +76,8 @@ static const struct pattern patterns[] = {
 	  "(?![A-Za-z0-9_-])" },
 	{ FTK_PII_URL_CREDENTIALS, CK_URL, 1, "://", 0,
 	  "(?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]{1,20}://"
-	  "([^\\s/?#@:\"'<>]+:[^\\s/?#@\"'<>]+)@[A-Za-z0-9.\\[\\]:_-]+" },
-	{ FTK_PII_GITHUB_TOKEN, CK_NONE, 0, "gh", 0,
+	  "([^\\s/?#@:\"'<>]*:[^\\s/?#@\"'<>]+)@[A-Za-z0-9.\\[\\]:_-]+" },
+	{ FTK_PII_GITHUB_TOKEN, CK_NONE, 0, "_", 0,
 	  "(?<![A-Za-z0-9_])(?:gh[pousr]_[A-Za-z0-9]{36,76}|github_pat_[A-Za-z0-9]{22}_[A-Za-z0-9]{59})"
 	  "(?![A-Za-z0-9_])" },
 	{ FTK_PII_SLACK_TOKEN, CK_NONE, 0, "x", 0,
@@ -95,25 +95,25 @@ static const struct pattern patterns[] = {
 	{ FTK_PII_IBAN, CK_IBAN, 0, NULL, 0,
 	  "(?<![A-Za-z0-9])[A-Z]{2}[0-9]{2}(?:[ ]?[A-Z0-9]){11,30}(?![A-Za-z0-9])" },
 	{ FTK_PII_CREDIT_CARD, CK_CARD, 0, NULL, 0,
-	  "(?<![0-9A-Za-z.,-])(?:[0-9]{4}([ -]?)[0-9]{4}\\1[0-9]{4}\\1[0-9]{1,7}"
+	  "(?<![0-9A-Za-z.-])(?:[0-9]{4}([ -]?)[0-9]{4}\\1[0-9]{4}\\1[0-9]{1,7}"
 	  "|3[47][0-9]{2}([ -]?)[0-9]{6}\\2[0-9]{5}"
 	  "|3(?:0[0-5]|[689][0-9])[0-9]([ -]?)[0-9]{6}\\3[0-9]{4})"
-	  "(?![0-9A-Za-z]|[.,-][0-9])" },
+	  "(?![0-9A-Za-z]|[.-][0-9])" },
 	{ FTK_PII_IPV6, CK_IPV6, 0, ":", 0,
 	  "(?<![A-Za-z0-9_:.])(?:[0-9A-Fa-f]{1,4}:|::?)(?:[0-9A-Fa-f]{0,4}:){1,7}"
 	  "(?:(?:[0-9]{1,3}\\.){3}[0-9]{1,3}|[0-9A-Fa-f]{1,4})?(?:%[A-Za-z0-9]{1,15})?"
 	  "(?![A-Za-z0-9_:]|\\.[0-9])" },
 	{ FTK_PII_SSN, CK_SSN, 0, NULL, 0,
-	  "(?<![0-9A-Za-z.,-])[0-9]{3}([- ])[0-9]{2}\\1[0-9]{4}(?![0-9A-Za-z]|[.,-][0-9])" },
+	  "(?<![0-9A-Za-z.-])(?<![0-9][ -])[0-9]{3}([- ])[0-9]{2}\\1[0-9]{4}(?![0-9A-Za-z]|[.-][0-9])" },
 	{ FTK_PII_SSN, CK_SSN, 1, NULL, 0,
 	  "(?i:\\bssn|social security(?: number| no\\.?)?)[\\s:#.]{1,4}([0-9]{9})(?![0-9A-Za-z])" },
 	{ FTK_PII_IPV4, CK_IPV4, 0, ".", 0,
 	  "(?<![A-Za-z0-9_.-])(?:(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\\.){3}"
 	  "(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])(?![A-Za-z0-9_]|\\.[0-9])" },
 	{ FTK_PII_PHONE, CK_PHONE, 0, NULL, 0,
-	  "(?<![0-9A-Za-z+_./-])(?:"
+	  "(?<![0-9A-Za-z+_./-])(?<![0-9][ .-])(?:"
 	  /* international: +CC then groups */
-	  "\\+[1-9][0-9]{0,2}(?:[ .-]?\\(0\\))?(?:[ .-]?\\(?[0-9]{1,5}\\)?){1,2}(?:[ .-][0-9]{2,5}){0,4}"
+	  "\\+[1-9][0-9]{0,2}(?:[ .-]?\\(0\\))?(?:[ .-]?\\(?[0-9]{1,4}\\)?)?(?:[ .-]?[0-9]{2,8}){1,5}"
 	  "|(?:\\+?1[ .-]?)?(?:\\([2-9][0-9]{2}\\)[ .-]?|[2-9][0-9]{2}[ .-])[2-9][0-9]{2}[ .-][0-9]{4}"
 	  "|00[1-9][0-9]{0,2}(?:[ .-][0-9]{1,5}){2,5}"
 	  "|\\(?0[1-9][0-9]{0,4}\\)?(?:[ -][0-9]{2,8}){1,4}"
@@ -335,6 +335,22 @@ static int ipv4_private(const unsigned char a[4])
 	       (a[0] == 100 && (a[1] & 0xC0) == 64) || a[0] >= 224;
 }
 
+/*
+ * Is s[st] inside an IBAN-like code ("NL09 PLIY 0305 8931 35", one whose
+ * check failed)?  Then the digits there are not a phone or card number.
+ */
+static int iban_tail(const char *s, size_t st)
+{
+	size_t b = st;
+	while (b > 0 && st - b < 34 && (isupper((unsigned char)s[b - 1]) ||
+					isdigit((unsigned char)s[b - 1]) || s[b - 1] == ' '))
+		b--;
+	while (b < st && s[b] == ' ')
+		b++;
+	return st - b >= 4 && isupper((unsigned char)s[b]) && isupper((unsigned char)s[b + 1]) &&
+	       isdigit((unsigned char)s[b + 2]) && isdigit((unsigned char)s[b + 3]);
+}
+
 static int check_ipv4(const struct ftk_pii *p, const char *s, size_t st, size_t en)
 {
 	char buf[20];
@@ -383,8 +399,11 @@ static int check_ipv6(const struct ftk_pii *p, const char *s, size_t st, size_t 
 	return 1;
 }
 
-static int check_email(const char *s, size_t st, size_t en)
+static int check_email(const char *s, size_t n, size_t st, size_t en)
 {
+	/* git@github.com:org/repo.git is an SSH remote, not an address */
+	if (en + 1 < n && s[en] == ':' && (isalnum((unsigned char)s[en + 1]) || s[en + 1] == '~'))
+		return 0;
 	static const char *const not_tld[] = { "png", "jpg", "jpeg", "gif", "svg", "webp", "ico",
 					       "bmp", "tif", "tiff", "js", "css", "map" };
 	const char *dot = s + en;
@@ -414,8 +433,7 @@ static int check_phone(const char *s, size_t st, size_t en, int labelled)
 		return 0;
 	if (!labelled && labelled_other(s, st))
 		return 0;
-	/* a date or time written with dots or dashes ("2023.10.11 12:30") is not a phone */
-	return 1;
+	return !iban_tail(s, st);
 }
 
 static int check_card(const char *s, size_t st, size_t en)
@@ -426,7 +444,7 @@ static int check_card(const char *s, size_t st, size_t en)
 		return 0;
 	if (!card_brand_ok(d, nd) || !ftk_pii_luhn(d, nd))
 		return 0;
-	return !labelled_other(s, st);
+	return !labelled_other(s, st) && !iban_tail(s, st);
 }
 
 static int check_ssn(const char *s, size_t st, size_t en)
@@ -561,7 +579,7 @@ size_t ftk_pii_find(struct ftk_pii *p, const char *s, size_t n, const struct ftk
 			switch (pt->check) {
 			case CK_NONE: break;
 			case CK_URL: break;
-			case CK_EMAIL: ok = check_email(s, st, en); break;
+			case CK_EMAIL: ok = check_email(s, n, st, en); break;
 			case CK_PHONE: ok = check_phone(s, st, en, 0); break;
 			case CK_DIGITS_LABEL: ok = check_phone(s, st, en, 1); break;
 			case CK_IPV4: ok = check_ipv4(p, s, st, en); break;
