@@ -1,0 +1,54 @@
+/*
+ * toolcall.h: function calls read out of a model's answer, for the toolcall
+ * judge and its tests.
+ *
+ * A model says which functions it calls in one of three ways: the OpenAI
+ * "tool_calls" field; JSON in its text ({"name": "f", "arguments": {...}},
+ * a list of those, Hermes-style <tool_call> blocks, a ```json fence); or
+ * Python call syntax in its text, as BFCL prompts ask
+ * ("[f(a=1, b='x'), g(c=[1, 2])]").  All three come out as the same list of
+ * calls.  Arguments are cJSON objects; because cJSON stores every number as
+ * a double, the parser remembers which numbers were written as floats
+ * ("5.0", "1e3") so that BFCL's type rules (5.0 is not an integer) hold.
+ */
+#ifndef FTK_JUDGES_TOOLCALL_H
+#define FTK_JUDGES_TOOLCALL_H
+
+#include <cjson/cJSON.h>
+#include "judges/judge.h"
+
+struct ftk_call {
+	char *name;		/* function name (owned) */
+	cJSON *args;		/* an object (owned) */
+	const cJSON **floats;	/* number nodes inside args written as floats */
+	size_t nfloats, floats_alloc;
+	int positional;		/* how many positional (unnamed) arguments it had */
+};
+
+struct ftk_calls {
+	struct ftk_call *v;
+	size_t n, alloc;
+	const char *source;	/* "tool_calls", "json", "python" or "none" (static) */
+};
+
+/*
+ * Read the calls in out: the tool_calls field when it holds any, else JSON in
+ * the text, else Python calls in the text.  tool_names (may be NULL, n
+ * names) helps find Python calls inside prose: only those names are looked
+ * for there.  Returns 0 (calls->n may be 0: no call found), or FTK_EDATA
+ * when tool_calls is malformed (err says which field).  Free with
+ * ftk_calls_release.
+ */
+int ftk_calls_extract(const struct ftk_judge_output *out, const char *const *tool_names,
+		      size_t ntools, struct ftk_calls *calls, struct ftk_error *err);
+
+/*
+ * Parse Python call syntax: one call, a list of calls, or calls separated by
+ * newlines, commas or semicolons, the whole of s.  Returns 0 with the calls
+ * appended, FTK_EDATA (err->offset where it stopped) otherwise.
+ */
+int ftk_calls_parse_python(const char *s, struct ftk_calls *calls, struct ftk_error *err);
+
+void ftk_calls_release(struct ftk_calls *calls);
+
+#endif

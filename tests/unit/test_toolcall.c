@@ -1,0 +1,653 @@
+/*
+ * test_toolcall.c: the toolcall judge against BFCL's own accepted answers.
+ *
+ * Every question of BFCL v4 simple_python (400) and multiple (200), with each
+ * accepted answer rendered as a model output, must be judged correct: as
+ * Python call syntax (the way BFCL prompts ask) and as OpenAI tool_calls,
+ * once with the first accepted value of each parameter and once with the
+ * last value and every optional parameter left out.  Then each question is
+ * perturbed (wrong function name, wrong value, wrong type, a required
+ * parameter dropped, an unknown parameter added) and must be judged wrong
+ * with the matching failure kind; pairs of questions make parallel cases
+ * that pass in either order and fail with a call dropped.
+ */
+#include <math.h>
+#include <string.h>
+#include "testutil.h"
+#include "judges/judge.h"
+#include "judges/toolcall.h"
+#include "lib/json.h"
+#include "lib/strbuf.h"
+
+/* ------------------------------------------------------------ fixtures */
+
+struct bfcl {
+	cJSON **q, **a;	/* questions and their answers, by line */
+	size_t n;
+};
+
+static cJSON **read_jsonl(const char *rel, size_t *n)
+{
+	struct strbuf sb = STRBUF_INIT;
+	ck_assert_int_eq(strbuf_read_file(&sb, src_path(rel)), 0);
+	cJSON **v = NULL;
+	size_t k = 0, alloc = 0;
+	char *save = NULL;
+	for (char *line = strtok_r(sb.buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		cJSON *o = NULL;
+		ck_assert_int_eq(ftk_json_parse(line, strlen(line), &o, NULL), 0);
+		FTK_ALLOC_GROW(v, k + 1, alloc);
+		v[k++] = o;
+	}
+	strbuf_release(&sb);
+	*n = k;
+	return v;
+}
+
+static void load(struct bfcl *b, const char *name)
+{
+	char q[256], a[256];
+	size_t nq, na;
+	snprintf(q, sizeof(q), "datasets/bfcl/%s", name);
+	snprintf(a, sizeof(a), "datasets/bfcl/possible_answer/%s", name);
+	b->q = read_jsonl(q, &nq);
+	b->a = read_jsonl(a, &na);
+	ck_assert_uint_eq(nq, na);
+	for (size_t i = 0; i < nq; i++)
+		ck_assert_str_eq(ftk_json_get_str(b->q[i], "id"), ftk_json_get_str(b->a[i], "id"));
+	b->n = nq;
+}
+
+static void unload(struct bfcl *b)
+{
+	for (size_t i = 0; i < b->n; i++) {
+		cJSON_Delete(b->q[i]);
+		cJSON_Delete(b->a[i]);
+	}
+	free(b->q);
+	free(b->a);
+}
+
+/* A case record from a BFCL question and its ground truth (caller frees). */
+static cJSON *make_case(const cJSON *q, const cJSON *a)
+{
+	cJSON *c = cJSON_CreateObject();
+	cJSON_AddStringToObject(c, "id", ftk_json_get_str(q, "id"));
+	cJSON_AddItemToObject(c, "tools",
+			      cJSON_Duplicate(cJSON_GetObjectItem(q, "function"), 1));
+	cJSON *e = cJSON_AddObjectToObject(c, "expected");
+	cJSON_AddItemToObject(e, "tool_calls",
+			      cJSON_Duplicate(cJSON_GetObjectItem(a, "ground_truth"), 1));
+	return c;
+}
+
+static const cJSON *tool_params(const cJSON *kase, const char *fname, const char *what)
+{
+	const cJSON *t;
+	cJSON_ArrayForEach(t, cJSON_GetObjectItem(kase, "tools"))
+		if (!strcmp(ftk_json_get_str(t, "name"), fname))
+			return cJSON_GetObjectItem(cJSON_GetObjectItem(t, "parameters"), what);
+	return NULL;
+}
+
+static const cJSON *tool_props(const cJSON *kase, const char *fname)
+{
+	return tool_params(kase, fname, "properties");
+}
+
+static const cJSON *tool_req(const cJSON *kase, const char *fname)
+{
+	return tool_params(kase, fname, "required");
+}
+
+/* ------------------------------------------------------------ rendering */
+
+/* Python's repr of a JSON value; float_type writes integral numbers as "5.0". */
+static void py_repr(struct strbuf *sb, const cJSON *v, int float_type)
+{
+	if (cJSON_IsString(v)) {
+		strbuf_addch(sb, '\'');
+		for (const char *s = v->valuestring; *s; s++) {
+			if (*s == '\'' || *s == '\\')
+				strbuf_addch(sb, '\\');
+			if (*s == '\n')
+				strbuf_addstr(sb, "\\n");
+			else
+				strbuf_addch(sb, *s);
+		}
+		strbuf_addch(sb, '\'');
+	} else if (cJSON_IsBool(v)) {
+		strbuf_addstr(sb, cJSON_IsTrue(v) ? "True" : "False");
+	} else if (cJSON_IsNull(v)) {
+		strbuf_addstr(sb, "None");
+	} else if (cJSON_IsNumber(v)) {
+		double d = v->valuedouble;
+		if (d == floor(d) && fabs(d) < 1e15)
+			strbuf_addf(sb, float_type ? "%.1f" : "%.0f", d);
+		else
+			strbuf_addf(sb, "%.17g", d);
+	} else if (cJSON_IsArray(v)) {
+		strbuf_addch(sb, '[');
+		const cJSON *e;
+		int first = 1;
+		cJSON_ArrayForEach(e, v) {
+			if (!first)
+				strbuf_addstr(sb, ", ");
+			py_repr(sb, e, float_type);
+			first = 0;
+		}
+		strbuf_addch(sb, ']');
+	} else if (cJSON_IsObject(v)) {
+		strbuf_addch(sb, '{');
+		const cJSON *e;
+		int first = 1;
+		cJSON_ArrayForEach(e, v) {
+			if (!first)
+				strbuf_addstr(sb, ", ");
+			strbuf_addf(sb, "'%s': ", e->string);
+			py_repr(sb, e, 0);
+			first = 0;
+		}
+		strbuf_addch(sb, '}');
+	}
+}
+
+/*
+ * One call rendered from the ground truth: {name, args} with, for each
+ * parameter, the first (pick 0) or last (pick 1) accepted value that is not
+ * ""; pick 1 also leaves out every parameter that may be omitted.
+ * An accepted dict answer is itself {key: [accepted]}: take its first values.
+ */
+static cJSON *choose(const cJSON *v)
+{
+	if (cJSON_IsObject(v)) {
+		cJSON *o = cJSON_CreateObject();
+		const cJSON *e;
+		cJSON_ArrayForEach(e, v) {
+			const cJSON *x = NULL, *a;
+			cJSON_ArrayForEach(a, e) if (!(cJSON_IsString(a) && !a->valuestring[0])) {
+				x = a;
+				break;
+			}
+			if (x)
+				cJSON_AddItemToObject(o, e->string, choose(x));
+		}
+		return o;
+	}
+	if (cJSON_IsArray(v)) {
+		cJSON *o = cJSON_CreateArray();
+		const cJSON *e;
+		cJSON_ArrayForEach(e, v) cJSON_AddItemToArray(o, choose(e));
+		return o;
+	}
+	return cJSON_Duplicate(v, 1);
+}
+
+static cJSON *render_args(const cJSON *gt_call, int pick, const cJSON *required)
+{
+	cJSON *args = cJSON_CreateObject();
+	const cJSON *p;
+	cJSON_ArrayForEach(p, gt_call->child) {
+		const cJSON *val = NULL, *a;
+		int optional = 0;
+		cJSON_ArrayForEach(a, p) {
+			if (cJSON_IsString(a) && !a->valuestring[0]) {
+				optional = 1;
+				continue;
+			}
+			if (!val || pick == 1)
+				val = a;
+		}
+		int req = 0;
+		const cJSON *r;
+		cJSON_ArrayForEach(r, required) req |= !strcmp(r->valuestring, p->string);
+		if (!val || (pick == 1 && optional && !req))
+			continue;
+		cJSON_AddItemToObject(args, p->string, choose(val));
+	}
+	return args;
+}
+
+static void python_call(struct strbuf *sb, const char *name, const cJSON *args,
+			const cJSON *props)
+{
+	strbuf_addf(sb, "%s(", name);
+	const cJSON *e;
+	int first = 1;
+	cJSON_ArrayForEach(e, args) {
+		const cJSON *prop = props ? cJSON_GetObjectItem(props, e->string) : NULL;
+		const char *t = ftk_json_get_str(prop, "type");
+		if (!first)
+			strbuf_addstr(sb, ", ");
+		strbuf_addf(sb, "%s=", e->string);
+		py_repr(sb, e, t && !strcmp(t, "float"));
+		first = 0;
+	}
+	strbuf_addch(sb, ')');
+}
+
+static cJSON *openai_call(const char *name, const cJSON *args)
+{
+	cJSON *c = cJSON_CreateObject();
+	cJSON_AddStringToObject(c, "type", "function");
+	cJSON *f = cJSON_AddObjectToObject(c, "function");
+	cJSON_AddStringToObject(f, "name", name);
+	char *s = cJSON_PrintUnformatted(args);
+	cJSON_AddStringToObject(f, "arguments", s);
+	free(s);
+	return c;
+}
+
+/* -------------------------------------------------------------- judging */
+
+struct verdict {
+	int correct;
+	char kind[64];
+	char reason[512];
+};
+
+static struct verdict judge(struct ftk_judge *j, const cJSON *kase, const char *text,
+			    const cJSON *tool_calls)
+{
+	struct ftk_judge_output out = { text, tool_calls, "stop" };
+	struct ftk_judge_result r;
+	struct ftk_error e;
+	struct verdict v = { 0, "", "" };
+	ftk_judge_result_init(&r);
+	int rc = ftk_judge_score(j, kase, &out, &r, &e);
+	ck_assert_msg(rc == 0, "%s: %s", ftk_json_get_str(kase, "id"), e.msg);
+	const struct ftk_metric *m = ftk_judge_find_metric(&r, "toolcall.correct");
+	ck_assert_ptr_nonnull(m);
+	ck_assert_int_eq(r.primary >= 0, 1);
+	v.correct = m->value == 1;
+	if (r.nfailures) {
+		snprintf(v.kind, sizeof(v.kind), "%s", r.failures[0].kind);
+		snprintf(v.reason, sizeof(v.reason), "%s", r.failures[0].reason);
+	}
+	ck_assert_int_eq(v.correct, r.nfailures == 0);
+	ftk_judge_result_release(&r);
+	return v;
+}
+
+static struct ftk_judge *new_judge(const char *settings)
+{
+	struct ftk_judge *j;
+	struct ftk_error e;
+	cJSON *s = settings ? cJSON_Parse(settings) : NULL;
+	ck_assert_msg(ftk_judge_create(&j, "toolcall", s, NULL, &e) == 0, "%s", e.msg);
+	cJSON_Delete(s);
+	return j;
+}
+
+static void accepted_all(const char *file)
+{
+	struct bfcl b;
+	load(&b, file);
+	struct ftk_judge *j = new_judge(NULL);
+	size_t judged = 0;
+	for (size_t i = 0; i < b.n; i++) {
+		cJSON *kase = make_case(b.q[i], b.a[i]);
+		const cJSON *gt = cJSON_GetObjectItem(b.a[i], "ground_truth");
+		for (int pick = 0; pick < 2; pick++) {
+			struct strbuf py = STRBUF_INIT;
+			cJSON *tc = cJSON_CreateArray();
+			const cJSON *call;
+			strbuf_addch(&py, '[');
+			cJSON_ArrayForEach(call, gt) {
+				const char *name = call->child->string;
+				cJSON *args = render_args(call, pick, tool_req(kase, name));
+				if (py.len > 1)
+					strbuf_addstr(&py, ", ");
+				python_call(&py, name, args, tool_props(kase, name));
+				cJSON_AddItemToArray(tc, openai_call(name, args));
+				cJSON_Delete(args);
+			}
+			strbuf_addch(&py, ']');
+			struct verdict v = judge(j, kase, py.buf, NULL);
+			ck_assert_msg(v.correct, "%s (python, pick %d) %s judged wrong: %s: %s",
+				      ftk_json_get_str(kase, "id"), pick, py.buf, v.kind, v.reason);
+			v = judge(j, kase, NULL, tc);
+			ck_assert_msg(v.correct, "%s (tool_calls, pick %d) judged wrong: %s: %s",
+				      ftk_json_get_str(kase, "id"), pick, v.kind, v.reason);
+			judged += 2;
+			strbuf_release(&py);
+			cJSON_Delete(tc);
+		}
+		cJSON_Delete(kase);
+	}
+	printf("%s: %zu accepted renderings of %zu questions judged correct\n", file, judged, b.n);
+	ftk_judge_destroy(j);
+	unload(&b);
+}
+
+START_TEST(bfcl_simple_accepted)
+{
+	accepted_all("BFCL_v4_simple_python.json");
+}
+END_TEST
+
+START_TEST(bfcl_multiple_accepted)
+{
+	accepted_all("BFCL_v4_multiple.json");
+}
+END_TEST
+
+/* ---------------------------------------------------------- perturbations */
+
+static int in_answers(const cJSON *answers, const cJSON *v)
+{
+	const cJSON *a;
+	cJSON_ArrayForEach(a, answers) if (cJSON_Compare(a, v, 1)) return 1;
+	return 0;
+}
+
+/* Judge args (python syntax) and check the verdict is wrong with kind. */
+static void expect_wrong(struct ftk_judge *j, const cJSON *kase, const char *name,
+			 const cJSON *args, const char *kind, size_t *count)
+{
+	struct strbuf py = STRBUF_INIT;
+	python_call(&py, name, args, tool_props(kase, name));
+	struct verdict v = judge(j, kase, py.buf, NULL);
+	ck_assert_msg(!v.correct, "%s: perturbed call %s judged correct", ftk_json_get_str(kase, "id"),
+		      py.buf);
+	ck_assert_msg(!strcmp(v.kind, kind), "%s: %s: kind %s, expected %s (%s)",
+		      ftk_json_get_str(kase, "id"), py.buf, v.kind, kind, v.reason);
+	/* and the same as OpenAI tool_calls */
+	cJSON *tc = cJSON_CreateArray();
+	cJSON_AddItemToArray(tc, openai_call(name, args));
+	v = judge(j, kase, NULL, tc);
+	ck_assert_msg(!v.correct && !strcmp(v.kind, kind) ? 1 :
+		      /* JSON cannot say 5.0 is a float: an int-for-float swap is invisible */
+		      !strcmp(kind, "type_error:integer"),
+		      "%s: tool_calls %s: kind %s, expected %s", ftk_json_get_str(kase, "id"), py.buf,
+		      v.kind, kind);
+	cJSON_Delete(tc);
+	strbuf_release(&py);
+	(*count)++;
+}
+
+static void perturb_all(const char *file)
+{
+	struct bfcl b;
+	load(&b, file);
+	struct ftk_judge *j = new_judge(NULL);
+	size_t n_func = 0, n_value = 0, n_type = 0, n_missing = 0, n_extra = 0;
+	for (size_t i = 0; i < b.n; i++) {
+		cJSON *kase = make_case(b.q[i], b.a[i]);
+		const cJSON *gt_call = cJSON_GetObjectItem(b.a[i], "ground_truth")->child;
+		const char *name = gt_call->child->string;
+		const cJSON *props = tool_props(kase, name);
+		const cJSON *tool = NULL, *t;
+		cJSON_ArrayForEach(t, cJSON_GetObjectItem(kase, "tools"))
+			if (!strcmp(ftk_json_get_str(t, "name"), name))
+				tool = t;
+		cJSON *args = render_args(gt_call, 0, NULL);
+
+		/* wrong function */
+		char other[300];
+		snprintf(other, sizeof(other), "%s_v2", name);
+		expect_wrong(j, kase, other, args, "wrong_function", &n_func);
+
+		/* extra parameter */
+		cJSON *x = cJSON_Duplicate(args, 1);
+		cJSON_AddNumberToObject(x, "zz_not_a_param", 1);
+		expect_wrong(j, kase, name, x, "unexpected_param", &n_extra);
+		cJSON_Delete(x);
+
+		/* missing required */
+		const cJSON *req = cJSON_GetObjectItem(cJSON_GetObjectItem(tool, "parameters"), "required");
+		if (cJSON_GetArraySize(req) > 0 &&
+		    cJSON_GetObjectItem(args, cJSON_GetArrayItem(req, 0)->valuestring)) {
+			x = cJSON_Duplicate(args, 1);
+			cJSON_DeleteItemFromObject(x, cJSON_GetArrayItem(req, 0)->valuestring);
+			expect_wrong(j, kase, name, x, "missing_required", &n_missing);
+			cJSON_Delete(x);
+		}
+
+		/* wrong value and wrong type, on the first scalar parameter that allows it */
+		int did_value = 0, did_type = 0;
+		const cJSON *a;
+		cJSON_ArrayForEach(a, args) {
+			const cJSON *prop = cJSON_GetObjectItem(props, a->string);
+			const char *type = ftk_json_get_str(prop, "type");
+			const cJSON *answers = cJSON_GetObjectItem(gt_call->child, a->string);
+			if (!type || cJSON_IsNull(a))
+				continue;
+			cJSON *bad = NULL, *badtype = NULL;
+			char vkind[64], tkind[64];
+			snprintf(vkind, sizeof(vkind), "value_error:%s", type);
+			snprintf(tkind, sizeof(tkind), "type_error:%s", type);
+			if (!strcmp(type, "string") && cJSON_IsString(a)) {
+				struct strbuf sb = STRBUF_INIT;
+				strbuf_addf(&sb, "%s zq", a->valuestring);
+				bad = cJSON_CreateString(sb.buf);
+				strbuf_release(&sb);
+				badtype = cJSON_CreateNumber(12345);
+			} else if (!strcmp(type, "integer") && cJSON_IsNumber(a)) {
+				bad = cJSON_CreateNumber(a->valuedouble + 1000);
+				badtype = cJSON_CreateNumber(a->valuedouble + 0.5);
+			} else if (!strcmp(type, "float") && cJSON_IsNumber(a)) {
+				bad = cJSON_CreateNumber(a->valuedouble + 1000.25);
+				badtype = cJSON_CreateString("not a number");
+			} else if (!strcmp(type, "boolean") && cJSON_IsBool(a)) {
+				bad = cJSON_CreateBool(!cJSON_IsTrue(a));
+				badtype = cJSON_CreateString("yes");
+			}
+			if (bad && !did_value && !in_answers(answers, bad)) {
+				x = cJSON_Duplicate(args, 1);
+				cJSON_ReplaceItemInObject(x, a->string, bad);
+				bad = NULL;
+				expect_wrong(j, kase, name, x, vkind, &n_value);
+				cJSON_Delete(x);
+				did_value = 1;
+			}
+			if (badtype && !did_type) {
+				x = cJSON_Duplicate(args, 1);
+				cJSON_ReplaceItemInObject(x, a->string, badtype);
+				badtype = NULL;
+				expect_wrong(j, kase, name, x, tkind, &n_type);
+				cJSON_Delete(x);
+				did_type = 1;
+			}
+			cJSON_Delete(bad);
+			cJSON_Delete(badtype);
+		}
+		cJSON_Delete(args);
+		cJSON_Delete(kase);
+	}
+	printf("%s: wrong_function %zu, unexpected_param %zu, missing_required %zu, value_error %zu, type_error %zu\n",
+	       file, n_func, n_extra, n_missing, n_value, n_type);
+	ck_assert_uint_eq(n_func, b.n);
+	ck_assert_uint_ge(n_value, b.n * 9 / 10);
+	ck_assert_uint_ge(n_type, b.n * 9 / 10);
+	ck_assert_uint_ge(n_missing, b.n * 9 / 10);
+	ftk_judge_destroy(j);
+	unload(&b);
+}
+
+START_TEST(bfcl_simple_perturbed)
+{
+	perturb_all("BFCL_v4_simple_python.json");
+}
+END_TEST
+
+START_TEST(bfcl_multiple_perturbed)
+{
+	perturb_all("BFCL_v4_multiple.json");
+}
+END_TEST
+
+/* Pairs of simple questions as parallel cases: any order passes, a dropped call fails. */
+START_TEST(bfcl_parallel_pairs)
+{
+	struct bfcl b;
+	load(&b, "BFCL_v4_simple_python.json");
+	struct ftk_judge *j = new_judge(NULL);
+	struct ftk_judge *js = new_judge("{\"order\":\"strict\"}");
+	size_t pairs = 0;
+	for (size_t i = 0; i + 1 < b.n; i += 2) {
+		const char *n1 = cJSON_GetObjectItem(b.a[i], "ground_truth")->child->child->string;
+		const char *n2 = cJSON_GetObjectItem(b.a[i + 1], "ground_truth")->child->child->string;
+		if (!strcmp(n1, n2))
+			continue;	/* same tool twice: its schema would be declared twice */
+		cJSON *kase = make_case(b.q[i], b.a[i]);
+		cJSON *tools = cJSON_GetObjectItem(kase, "tools");
+		cJSON *gt = cJSON_GetObjectItem(cJSON_GetObjectItem(kase, "expected"), "tool_calls");
+		const cJSON *t;
+		cJSON_ArrayForEach(t, cJSON_GetObjectItem(b.q[i + 1], "function"))
+			cJSON_AddItemToArray(tools, cJSON_Duplicate(t, 1));
+		cJSON_AddItemToArray(gt, cJSON_Duplicate(cJSON_GetObjectItem(b.a[i + 1], "ground_truth")->child, 1));
+		cJSON *a1 = render_args(gt->child, 0, NULL), *a2 = render_args(gt->child->next, 0, NULL);
+		struct strbuf fwd = STRBUF_INIT, rev = STRBUF_INIT, one = STRBUF_INIT;
+		strbuf_addch(&fwd, '[');
+		python_call(&fwd, n1, a1, tool_props(kase, n1));
+		strbuf_addstr(&fwd, ", ");
+		python_call(&fwd, n2, a2, tool_props(kase, n2));
+		strbuf_addch(&fwd, ']');
+		strbuf_addch(&rev, '[');
+		python_call(&rev, n2, a2, tool_props(kase, n2));
+		strbuf_addstr(&rev, ", ");
+		python_call(&rev, n1, a1, tool_props(kase, n1));
+		strbuf_addch(&rev, ']');
+		python_call(&one, n2, a2, tool_props(kase, n2));
+		struct verdict v = judge(j, kase, fwd.buf, NULL);
+		ck_assert_msg(v.correct, "%s: %s: %s", fwd.buf, v.kind, v.reason);
+		v = judge(j, kase, rev.buf, NULL);
+		ck_assert_msg(v.correct, "%s: %s: %s", rev.buf, v.kind, v.reason);
+		v = judge(js, kase, fwd.buf, NULL);
+		ck_assert_msg(v.correct, "strict %s: %s", fwd.buf, v.kind);
+		v = judge(js, kase, rev.buf, NULL);
+		ck_assert_msg(!v.correct, "strict order accepted %s", rev.buf);
+		v = judge(j, kase, one.buf, NULL);
+		ck_assert_msg(!v.correct && !strcmp(v.kind, "wrong_count"), "dropped call: %s %s",
+			      one.buf, v.kind);
+		strbuf_release(&fwd);
+		strbuf_release(&rev);
+		strbuf_release(&one);
+		cJSON_Delete(a1);
+		cJSON_Delete(a2);
+		cJSON_Delete(kase);
+		pairs++;
+	}
+	printf("parallel: %zu pairs pass in both orders and fail with a call dropped\n", pairs);
+	ck_assert_uint_ge(pairs, 150);
+	ftk_judge_destroy(j);
+	ftk_judge_destroy(js);
+	unload(&b);
+}
+END_TEST
+
+/* ------------------------------------------------------------- the parser */
+
+START_TEST(python_syntax)
+{
+	struct ftk_calls c = { 0 };
+	struct ftk_error e;
+	ck_assert_int_eq(ftk_calls_parse_python(
+		"[a.b(x=1, y=2.0, s='it\\'s', t=\"q\", l=[1, (2, 3)], d={'k': None}, f=True), c()]",
+		&c, &e), 0);
+	ck_assert_uint_eq(c.n, 2);
+	ck_assert_str_eq(c.v[0].name, "a.b");
+	ck_assert_str_eq(c.v[1].name, "c");
+	char *s = cJSON_PrintUnformatted(c.v[0].args);
+	ck_assert_str_eq(s, "{\"x\":1,\"y\":2,\"s\":\"it's\",\"t\":\"q\",\"l\":[1,[2,3]],\"d\":{\"k\":null},\"f\":true}");
+	free(s);
+	ck_assert_uint_eq(c.v[0].nfloats, 1);	/* 2.0 */
+	ck_assert_ptr_eq(c.v[0].floats[0], cJSON_GetObjectItem(c.v[0].args, "y"));
+	ftk_calls_release(&c);
+	ck_assert_int_eq(ftk_calls_parse_python("f(x=1", &c, &e), FTK_EDATA);
+	ck_assert_uint_eq(c.n, 0);
+	ck_assert_int_eq(ftk_calls_parse_python("f(x=1) and then", &c, &e), FTK_EDATA);
+	ck_assert_int_eq(ftk_calls_parse_python("f(1, y=2)", &c, &e), 0);
+	ck_assert_int_eq(c.v[0].positional, 1);
+	ftk_calls_release(&c);
+}
+END_TEST
+
+START_TEST(extract_forms)
+{
+	struct ftk_calls c;
+	struct ftk_error e;
+	const char *names[] = { "get_weather" };
+	struct ftk_judge_output o = { "Sure. <tool_call>{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\", \"t\": 1.0}}</tool_call>",
+				      NULL, NULL };
+	ck_assert_int_eq(ftk_calls_extract(&o, names, 1, &c, &e), 0);
+	ck_assert_str_eq(c.source, "json");
+	ck_assert_uint_eq(c.n, 1);
+	ck_assert_str_eq(ftk_json_get_str(c.v[0].args, "city"), "Paris");
+	ck_assert_uint_eq(c.v[0].nfloats, 1);
+	ftk_calls_release(&c);
+	o.text = "I will call get_weather(city=\"Oslo\") now.";
+	ck_assert_int_eq(ftk_calls_extract(&o, names, 1, &c, &e), 0);
+	ck_assert_str_eq(c.source, "python");
+	ck_assert_uint_eq(c.n, 1);
+	ftk_calls_release(&c);
+	o.text = "```python\nget_weather(city='Rome')\n```";
+	ck_assert_int_eq(ftk_calls_extract(&o, names, 1, &c, &e), 0);
+	ck_assert_uint_eq(c.n, 1);
+	ftk_calls_release(&c);
+	o.text = "The weather is nice.";
+	ck_assert_int_eq(ftk_calls_extract(&o, names, 1, &c, &e), 0);
+	ck_assert_uint_eq(c.n, 0);
+	ck_assert_str_eq(c.source, "none");
+	ftk_calls_release(&c);
+	cJSON *bad = cJSON_Parse("[{\"function\":{}}]");
+	o.tool_calls = bad;
+	ck_assert_int_eq(ftk_calls_extract(&o, names, 1, &c, &e), FTK_EDATA);
+	ck_assert_str_eq(e.field, "tool_calls[0].function");
+	cJSON_Delete(bad);
+}
+END_TEST
+
+/* Schema validation beyond BFCL: an enum the accepted answers do not cover. */
+START_TEST(schema_checked)
+{
+	cJSON *kase = cJSON_Parse(
+		"{\"id\":\"s1\",\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"set\","
+		"\"parameters\":{\"type\":\"object\",\"properties\":{\"mode\":{\"type\":\"string\","
+		"\"enum\":[\"on\",\"off\"]}},\"required\":[\"mode\"]}}}],"
+		"\"expected\":{\"tool_calls\":[{\"set\":{\"mode\":[\"on\",\"auto\"]}}]}}");
+	struct ftk_judge *j = new_judge("{\"schema\":\"require\"}");
+	struct verdict v = judge(j, kase, "set(mode='on')", NULL);
+	ck_assert(v.correct);
+	v = judge(j, kase, "set(mode='auto')", NULL);
+	ck_assert(!v.correct);
+	ck_assert_str_eq(v.kind, "schema:enum");
+	ftk_judge_destroy(j);
+	j = new_judge("{\"schema\":\"report\"}");
+	v = judge(j, kase, "set(mode='auto')", NULL);
+	ck_assert(v.correct);
+	ftk_judge_destroy(j);
+	/* OpenAI-form expectations: exact values */
+	cJSON_ReplaceItemInObject(cJSON_GetObjectItem(kase, "expected"), "tool_calls",
+				  cJSON_Parse("[{\"type\":\"function\",\"function\":{\"name\":\"set\",\"arguments\":\"{\\\"mode\\\":\\\"off\\\"}\"}}]"));
+	j = new_judge(NULL);
+	v = judge(j, kase, "set(mode='OFF')", NULL);	/* BFCL standardization: case-blind */
+	ck_assert(v.correct);
+	v = judge(j, kase, "set(mode='on')", NULL);
+	ck_assert_str_eq(v.kind, "value_error:string");
+	v = judge(j, kase, "", NULL);
+	ck_assert_str_eq(v.kind, "no_call");
+	ftk_judge_destroy(j);
+	cJSON_Delete(kase);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+	Suite *s = suite_create("toolcall");
+	TCase *t = tcase_create("bfcl");
+	tcase_set_timeout(t, 120);
+	tcase_add_test(t, bfcl_simple_accepted);
+	tcase_add_test(t, bfcl_multiple_accepted);
+	tcase_add_test(t, bfcl_simple_perturbed);
+	tcase_add_test(t, bfcl_multiple_perturbed);
+	tcase_add_test(t, bfcl_parallel_pairs);
+	tcase_add_test(t, python_syntax);
+	tcase_add_test(t, extract_forms);
+	tcase_add_test(t, schema_checked);
+	suite_add_tcase(s, t);
+	return s;
+}
+
+FTK_TEST_MAIN(suite)
