@@ -15,9 +15,9 @@ times in a row.  A request body may also carry its own script as a top-level
 "ok", or "status:NNN"), applied by the count of earlier requests with the same
 body; the unit tests of lib/http use that.
 
-Answers: --answers FILE (JSONL of {"match": "<text in the last user message>",
-"content": "...", "tool_calls": [...], "finish_reason": "..."}); the first entry
-whose match is a substring of the last user message wins.  Without a match the
+Answers: --answers FILE (JSONL of {"equals": "<the last user message>" or
+"match": "<text in it>", "content": "...", "tool_calls": [...],
+"finish_reason": "..."}); the first entry that fits the last user message wins.  Without a match the
 reply is "echo: <last user message>".
 
 Every request is logged to --log as one JSON line ({"n", "body_sha", "seen",
@@ -100,7 +100,7 @@ def answer(req):
     msg = {"role": "assistant", "content": "echo: " + q}
     finish = "stop"
     for a in ANSWERS:
-        if a.get("match", "") in q:
+        if ("equals" in a and a["equals"] == q) or ("equals" not in a and a.get("match", "") in q):
             msg = {"role": "assistant", "content": a.get("content")}
             if a.get("tool_calls"):
                 msg["tool_calls"] = a["tool_calls"]

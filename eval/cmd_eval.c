@@ -1,0 +1,509 @@
+/*
+ * cmd_eval.c: ftk-eval, the program over eval/run.h.
+ * summary: run an eval suite against a model, score it with judges, compare runs
+ *
+ *   ftk-eval run SUITE -o RUN_DIR (--outputs FILE | --endpoint URL --model NAME) [options]
+ *   ftk-eval summary RUN_DIR [--json]
+ *   ftk-eval compare RUN_A RUN_B [--alpha P] [--json]
+ *   ftk-eval judges
+ *
+ * The table on standard output is the data of this command (the scores);
+ * progress and the closing line go to standard error.  compare exits 1 when
+ * a semantic metric got significantly worse, so that a training script can
+ * stop on it.  Spend: the model's tokens this invocation (cache hits and
+ * resumed cases cost nothing) times the prices given or found in a rates
+ * file, appended to the ledger as one api entry (stage eval).
+ */
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "cli/tool.h"
+#include "eval/run.h"
+#include "eval/suite.h"
+#include "judges/judge.h"
+#include "ledger/cost.h"
+#include "lib/ledger.h"
+
+static const char usage_run[] =
+	"usage: ftk-eval run SUITE -o RUN_DIR BACKEND [options]\n"
+	"       ftk-eval summary RUN_DIR [--json]\n"
+	"       ftk-eval compare RUN_A RUN_B [--alpha P] [--json]\n"
+	"       ftk-eval judges\n"
+	"\n"
+	"Run an eval suite, score every answer with the suite's judges, and report\n"
+	"each metric with its standard error and 95% interval.  RUN_DIR receives\n"
+	"results.jsonl (one line per case and sample, appended as they finish),\n"
+	"summary.json and run.json; running again into the same RUN_DIR resumes,\n"
+	"asking only for what has no result yet (errored cases are asked again).\n"
+	"\n"
+	"Backends (one):\n"
+	"      --outputs FILE       score answers that exist (an outputs JSONL or a\n"
+	"                           results.jsonl); never queries a model\n"
+	"      --endpoint URL       an OpenAI-compatible server (base URL, .../v1, or\n"
+	"                           the full .../chat/completions URL)\n"
+	"      --model NAME         the model name sent to the endpoint\n"
+	"      --model-dir DIR      a local model (not available in this build)\n"
+	"      --adapter DIR        a PEFT adapter for --model-dir\n"
+	"Run options:\n"
+	"  -j, --jobs N             requests in flight (default 4)\n"
+	"      --samples K          K independent samples per case (default 1)\n"
+	"      --limit N            only the first N cases\n"
+	"      --api-key-env VAR    send the key held in environment variable VAR\n"
+	"      --timeout S          seconds per attempt (default 120)\n"
+	"      --retries N          attempts per request, first included (default 6)\n"
+	"      --retry-base S       first backoff wait before jitter (default 1)\n"
+	"      --retry-max-wait S   cap on one wait, Retry-After included (default 60)\n"
+	"      --cache DIR          response cache (default $FTK_CACHE_DIR/eval or\n"
+	"                           ~/.cache/ftk/eval)\n"
+	"      --no-cache           neither read nor write the cache\n"
+	"      --judge-endpoint URL server for model-graded judges (default --endpoint)\n"
+	"      --judge-api-key-env VAR  its key (default --api-key-env)\n"
+	"      --usd-per-mtok-in X  price of a million prompt tokens\n"
+	"      --usd-per-mtok-out Y price of a million completion tokens\n"
+	"      --rates FILE         take the model's prices from an ftk-ledger rates file\n"
+	"      --json               print summary.json instead of the table\n"
+	"Compare options:\n"
+	"      --alpha P            significance level (default 0.05)\n"
+	FTK_TOOL_COMMON_HELP
+	"ftk-eval compare exits 1 when a semantic metric is significantly worse in\n"
+	"RUN_B; ftk-eval run exits 1 when some cases could not be scored.\n";
+
+enum {
+	OPT_OUTPUTS = FTK_OPT_FIRST_FREE,
+	OPT_ENDPOINT,
+	OPT_MODEL,
+	OPT_MODEL_DIR,
+	OPT_ADAPTER,
+	OPT_SAMPLES,
+	OPT_LIMIT,
+	OPT_API_KEY_ENV,
+	OPT_TIMEOUT,
+	OPT_RETRIES,
+	OPT_RETRY_BASE,
+	OPT_RETRY_MAX,
+	OPT_CACHE,
+	OPT_NO_CACHE,
+	OPT_JUDGE_ENDPOINT,
+	OPT_JUDGE_KEY,
+	OPT_USD_IN,
+	OPT_USD_OUT,
+	OPT_RATES,
+	OPT_JSON,
+	OPT_ALPHA,
+};
+
+static const struct option long_opts[] = {
+	FTK_TOOL_LONGOPTS,
+	{ "outputs", required_argument, NULL, OPT_OUTPUTS },
+	{ "endpoint", required_argument, NULL, OPT_ENDPOINT },
+	{ "model", required_argument, NULL, OPT_MODEL },
+	{ "model-dir", required_argument, NULL, OPT_MODEL_DIR },
+	{ "adapter", required_argument, NULL, OPT_ADAPTER },
+	{ "jobs", required_argument, NULL, 'j' },
+	{ "samples", required_argument, NULL, OPT_SAMPLES },
+	{ "limit", required_argument, NULL, OPT_LIMIT },
+	{ "api-key-env", required_argument, NULL, OPT_API_KEY_ENV },
+	{ "timeout", required_argument, NULL, OPT_TIMEOUT },
+	{ "retries", required_argument, NULL, OPT_RETRIES },
+	{ "retry-base", required_argument, NULL, OPT_RETRY_BASE },
+	{ "retry-max-wait", required_argument, NULL, OPT_RETRY_MAX },
+	{ "cache", required_argument, NULL, OPT_CACHE },
+	{ "no-cache", no_argument, NULL, OPT_NO_CACHE },
+	{ "judge-endpoint", required_argument, NULL, OPT_JUDGE_ENDPOINT },
+	{ "judge-api-key-env", required_argument, NULL, OPT_JUDGE_KEY },
+	{ "usd-per-mtok-in", required_argument, NULL, OPT_USD_IN },
+	{ "usd-per-mtok-out", required_argument, NULL, OPT_USD_OUT },
+	{ "rates", required_argument, NULL, OPT_RATES },
+	{ "json", no_argument, NULL, OPT_JSON },
+	{ "alpha", required_argument, NULL, OPT_ALPHA },
+	{ NULL, 0, NULL, 0 },
+};
+
+static struct ftk_tool tool;
+
+static double num_arg(const char *opt, const char *s, double lo, double hi)
+{
+	char *end;
+	double v = strtod(s, &end);
+	if (end == s || *end || isnan(v) || v < lo || v > hi)
+		ftk_tool_usage_error(&tool, "%s: '%s' is not a number in [%g, %g]", opt, s, lo, hi);
+	return v;
+}
+
+static double jnum(const cJSON *o, const char *k)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+	return cJSON_IsNumber(v) ? v->valuedouble : NAN;
+}
+
+static void fmt_num(char *buf, size_t n, double v, int sign)
+{
+	if (isnan(v))
+		snprintf(buf, n, "-");
+	else
+		snprintf(buf, n, sign ? "%+.3f" : "%.3f", v);
+}
+
+static int metric_width(const cJSON *metrics)
+{
+	int w = 6;
+	const cJSON *m;
+	cJSON_ArrayForEach(m, metrics)
+		if ((int)strlen(m->string) > w)
+			w = (int)strlen(m->string);
+	return w;
+}
+
+static void print_summary_table(const cJSON *sum, const char *title)
+{
+	printf("%s: %.0f results, %.0f scored, %.0f errors (not scored)", title,
+	       jnum(sum, "results"), jnum(sum, "scored"), jnum(sum, "errors"));
+	if (jnum(sum, "judge_errors") > 0)
+		printf(", %.0f judge errors", jnum(sum, "judge_errors"));
+	printf("\n");
+	const cJSON *metrics = cJSON_GetObjectItemCaseSensitive(sum, "metrics");
+	int w = metric_width(metrics);
+	printf("%-*s  %-8s  %5s  %6s  %6s  %s\n", w, "metric", "kind", "n", "mean", "se",
+	       "95% interval");
+	const cJSON *m;
+	cJSON_ArrayForEach(m, metrics)
+	{
+		char mean[32], se[32], lo[32], hi[32], iv[80], note[160] = "";
+		fmt_num(mean, sizeof(mean), jnum(m, "mean"), 0);
+		fmt_num(se, sizeof(se), jnum(m, "se"), 0);
+		fmt_num(lo, sizeof(lo), jnum(m, "lo"), 0);
+		fmt_num(hi, sizeof(hi), jnum(m, "hi"), 0);
+		snprintf(iv, sizeof(iv), "[%s, %s]", lo, hi);
+		const char *kind = cJSON_GetStringValue(cJSON_GetObjectItem(m, "kind"));
+		const char *twin = cJSON_GetStringValue(cJSON_GetObjectItem(m, "twin"));
+		const char *interval = cJSON_GetStringValue(cJSON_GetObjectItem(m, "interval"));
+		if (twin)
+			snprintf(note, sizeof(note), "%s; surface twin of %s", interval ? interval : "", twin);
+		else
+			snprintf(note, sizeof(note), "%s", interval ? interval : "");
+		if (cJSON_IsTrue(cJSON_GetObjectItem(m, "clustered")))
+			snprintf(note + strlen(note), sizeof(note) - strlen(note), "; %.0f clusters",
+				 jnum(m, "n_clusters"));
+		printf("%-*s  %-8s  %5.0f  %6s  %6s  %-16s  %s\n", w, m->string, kind ? kind : "",
+		       jnum(m, "n"), mean, se, iv, note);
+	}
+	const cJSON *flags = cJSON_GetObjectItemCaseSensitive(sum, "flags");
+	printf("flagged for review: %.0f", jnum(sum, "flagged"));
+	const cJSON *f;
+	int first = 1;
+	cJSON_ArrayForEach(f, flags)
+	{
+		printf("%s%s %.0f", first ? " (" : ", ", f->string, f->valuedouble);
+		first = 0;
+	}
+	printf("%s\n", first ? "" : ")");
+}
+
+static void print_json(const cJSON *v)
+{
+	char *s = cJSON_Print(v);
+	puts(s);
+	cJSON_free(s);
+}
+
+static int load_results(const char *run, cJSON **out)
+{
+	struct ftk_error e;
+	ftk_error_clear(&e);
+	long bad = 0;
+	int rc = ftk_eval_results_load(run, out, &bad, &e);
+	if (rc < 0) {
+		char buf[1400];
+		error("%s", ftk_error_format(&e, buf, sizeof(buf)));
+		return rc;
+	}
+	if (bad)
+		warning("%s: %ld unreadable lines skipped (a torn last line of a killed run?)", run, bad);
+	return 0;
+}
+
+static int do_summary(int argc, char **argv, int json)
+{
+	if (argc != 1)
+		ftk_tool_usage_error(&tool, "summary takes one run directory");
+	cJSON *res;
+	if (load_results(argv[0], &res) < 0)
+		return FTK_EXIT_DATA;
+	cJSON *sum = ftk_eval_summarize(res);
+	if (json)
+		print_json(sum);
+	else
+		print_summary_table(sum, argv[0]);
+	cJSON_Delete(sum);
+	cJSON_Delete(res);
+	return FTK_EXIT_OK;
+}
+
+static int do_compare(int argc, char **argv, int json, double alpha)
+{
+	if (argc != 2)
+		ftk_tool_usage_error(&tool, "compare takes two runs (directories or results.jsonl)");
+	cJSON *a, *b;
+	if (load_results(argv[0], &a) < 0)
+		return FTK_EXIT_DATA;
+	if (load_results(argv[1], &b) < 0) {
+		cJSON_Delete(a);
+		return FTK_EXIT_DATA;
+	}
+	cJSON *cmp = ftk_eval_compare(a, b, alpha);
+	cJSON_AddStringToObject(cmp, "a", argv[0]);
+	cJSON_AddStringToObject(cmp, "b", argv[1]);
+	cJSON_AddNumberToObject(cmp, "alpha", alpha);
+	const cJSON *reg = cJSON_GetObjectItemCaseSensitive(cmp, "regressed");
+	int n_reg = cJSON_GetArraySize(reg);
+	if (json) {
+		print_json(cmp);
+	} else {
+		const cJSON *metrics = cJSON_GetObjectItemCaseSensitive(cmp, "metrics");
+		printf("A: %s\nB: %s\n", argv[0], argv[1]);
+		if (jnum(cmp, "only_a") > 0 || jnum(cmp, "only_b") > 0)
+			printf("unpaired cases (errored or missing in the other run): %.0f only in A, %.0f only in B\n",
+			       jnum(cmp, "only_a"), jnum(cmp, "only_b"));
+		int w = metric_width(metrics);
+		printf("%-*s  %-8s  %5s  %6s  %6s  %7s  %6s  %-18s  %-8s  %s\n", w, "metric", "kind", "n",
+		       "A", "B", "B-A", "se", "95% interval", "p", "test");
+		const cJSON *m;
+		cJSON_ArrayForEach(m, metrics)
+		{
+			char ma[32], mb[32], d[32], se[32], lo[32], hi[32], iv[80], p[32], test[96];
+			fmt_num(ma, sizeof(ma), jnum(m, "mean_a"), 0);
+			fmt_num(mb, sizeof(mb), jnum(m, "mean_b"), 0);
+			fmt_num(d, sizeof(d), jnum(m, "diff"), 1);
+			fmt_num(se, sizeof(se), jnum(m, "se"), 0);
+			fmt_num(lo, sizeof(lo), jnum(m, "lo"), 1);
+			fmt_num(hi, sizeof(hi), jnum(m, "hi"), 1);
+			snprintf(iv, sizeof(iv), "[%s, %s]", lo, hi);
+			double pv = jnum(m, "p");
+			if (isnan(pv))
+				snprintf(p, sizeof(p), "-");
+			else
+				snprintf(p, sizeof(p), pv < 0.0001 ? "%.1e" : "%.4f", pv);
+			const char *t = cJSON_GetStringValue(cJSON_GetObjectItem(m, "test"));
+			if (!isnan(jnum(m, "pass_to_fail")))
+				snprintf(test, sizeof(test), "%s (%.0f pass->fail, %.0f fail->pass)", t,
+					 jnum(m, "pass_to_fail"), jnum(m, "fail_to_pass"));
+			else
+				snprintf(test, sizeof(test), "%s", t ? t : "");
+			const char *kind = cJSON_GetStringValue(cJSON_GetObjectItem(m, "kind"));
+			const char *mark = cJSON_IsTrue(cJSON_GetObjectItem(m, "regressed")) ? "  REGRESSED"
+					   : cJSON_IsTrue(cJSON_GetObjectItem(m, "significant"))
+						   ? (jnum(m, "diff") > 0 ? "  improved"
+									  : "  lower (surface check only)")
+						   : "";
+			printf("%-*s  %-8s  %5.0f  %6s  %6s  %7s  %6s  %-18s  %-8s  %s%s\n", w, m->string,
+			       kind ? kind : "", jnum(m, "n"), ma, mb, d, se, iv, p, test, mark);
+		}
+		if (n_reg)
+			printf("%d metric%s regressed significantly (p < %g)\n", n_reg, n_reg > 1 ? "s" : "",
+			       alpha);
+	}
+	cJSON_Delete(cmp);
+	cJSON_Delete(a);
+	cJSON_Delete(b);
+	return n_reg ? FTK_EXIT_DATA : FTK_EXIT_OK;
+}
+
+static int do_judges(void)
+{
+	const struct ftk_judge_ops *j;
+	for (size_t i = 0; (j = ftk_judge_registry(i)); i++)
+		printf("%-10s %s\n", j->name, j->summary ? j->summary : "");
+	return FTK_EXIT_OK;
+}
+
+struct prices {
+	double in, out;
+	int have;
+	const char *source;
+};
+
+static void find_prices(struct prices *p, const char *rates_path, const char *model)
+{
+	if (p->have || !rates_path || !model)
+		return;
+	struct ftk_rates R;
+	memset(&R, 0, sizeof(R));
+	struct ftk_error e;
+	ftk_error_clear(&e);
+	if (ftk_rates_load(rates_path, &R, &e) < 0) {
+		char buf[1400];
+		die("%s", ftk_error_format(&e, buf, sizeof(buf)));
+	}
+	const struct ftk_rate *r = ftk_rates_find(&R, FTK_RATE_API, model, ftk_now());
+	if (!r || isnan(r->usd_per_mtok_in) || isnan(r->usd_per_mtok_out)) {
+		warning("%s: no api prices for model '%s': spend not priced", rates_path, model);
+	} else {
+		p->in = r->usd_per_mtok_in;
+		p->out = r->usd_per_mtok_out;
+		p->have = 1;
+		p->source = "rates";
+	}
+	ftk_rates_release(&R);
+}
+
+static void ledger_entry(const struct ftk_eval_run_opts *o, const struct ftk_eval_run_stats *st,
+			 const struct prices *p, const char *suite_name)
+{
+	const char *path = ftk_ledger_path(tool.ledger_path);
+	if (!path)
+		return;
+	int api = o->backend == FTK_EVAL_ENDPOINT;
+	cJSON *e = ftk_ledger_entry_new(tool.run, "eval", api ? "api" : "compute");
+	cJSON_AddStringToObject(e, "tool", "ftk-eval");
+	if (api) {
+		cJSON_AddStringToObject(e, "model", o->model);
+		cJSON_AddNumberToObject(e, "tokens_in", (double)st->prompt_tokens);
+		cJSON_AddNumberToObject(e, "tokens_out", (double)st->completion_tokens);
+		if (p->have)
+			cJSON_AddNumberToObject(e, "usd",
+						round(((double)st->prompt_tokens * p->in +
+						       (double)st->completion_tokens * p->out) / 1e6 * 1e6) / 1e6);
+	} else {
+		cJSON_AddStringToObject(e, "device", "cpu");
+		cJSON_AddNumberToObject(e, "usd", 0);
+	}
+	cJSON_AddNumberToObject(e, "hours", st->seconds / 3600);
+	cJSON_AddStringToObject(e, "suite", suite_name);
+	cJSON_AddNumberToObject(e, "requests", (double)st->asked);
+	cJSON_AddNumberToObject(e, "cache_hits", (double)st->cache_hits);
+	if (st->judge_calls) {
+		cJSON_AddNumberToObject(e, "judge_tokens_in", (double)st->judge_prompt_tokens);
+		cJSON_AddNumberToObject(e, "judge_tokens_out", (double)st->judge_completion_tokens);
+	}
+	struct ftk_error err;
+	if (ftk_ledger_append_entry(path, e, &err) < 0) {
+		char buf[1400];
+		error("%s", ftk_error_format(&err, buf, sizeof(buf)));
+	}
+	cJSON_Delete(e);
+}
+
+static int do_run(int argc, char **argv, struct ftk_eval_run_opts *o, struct prices *p,
+		  const char *rates, int json)
+{
+	if (argc != 1)
+		ftk_tool_usage_error(&tool, "run takes one suite file");
+	o->suite_path = argv[0];
+	o->run_dir = tool.out_path;
+	if (!o->run_dir)
+		ftk_tool_usage_error(&tool, "run needs -o RUN_DIR");
+	int nb = !!o->outputs_path + !!o->endpoint + !!o->model_dir;
+	if (nb != 1)
+		ftk_tool_usage_error(&tool, "give one backend: --outputs, --endpoint or --model-dir");
+	o->backend = o->outputs_path ? FTK_EVAL_OUTPUTS : o->endpoint ? FTK_EVAL_ENDPOINT : FTK_EVAL_LOCAL;
+	if (o->endpoint && !o->model)
+		ftk_tool_usage_error(&tool, "--endpoint needs --model");
+	if (o->adapter_dir && !o->model_dir)
+		ftk_tool_usage_error(&tool, "--adapter needs --model-dir");
+	if (o->backend == FTK_EVAL_ENDPOINT)
+		find_prices(p, rates, o->model);
+	o->progress = !tool.quiet && isatty(2);
+
+	struct ftk_eval_run_stats st;
+	struct ftk_error e;
+	ftk_error_clear(&e);
+	int rc = ftk_eval_run(o, &st, &e);
+	if (rc < 0) {
+		char buf[1400];
+		error("%s", ftk_error_format(&e, buf, sizeof(buf)));
+		return rc == FTK_EUSAGE ? FTK_EXIT_USAGE : FTK_EXIT_DATA;
+	}
+	cJSON *res;
+	if (load_results(o->run_dir, &res) < 0)
+		return FTK_EXIT_DATA;
+	cJSON *sum = ftk_eval_summarize(res);
+	cJSON_Delete(res);
+	const char *name = o->suite_path;
+	if (json)
+		print_json(sum);
+	else
+		print_summary_table(sum, o->run_dir);
+	double errors = jnum(sum, "errors");
+	if (!tool.quiet) {
+		fprintf(stderr, "ftk-eval: %ld results: %ld resumed, %ld from the model, %ld from the cache, %ld errors",
+			st.units, st.resumed, st.asked, st.cache_hits, (long)errors);
+		if (o->backend == FTK_EVAL_ENDPOINT) {
+			fprintf(stderr, "; %ld+%ld tokens", st.prompt_tokens, st.completion_tokens);
+			if (p->have)
+				fprintf(stderr, ", $%.4f", ((double)st.prompt_tokens * p->in +
+							   (double)st.completion_tokens * p->out) / 1e6);
+		}
+		fputc('\n', stderr);
+	}
+	ledger_entry(o, &st, p, name);
+	cJSON_Delete(sum);
+	if (errors > 0) {
+		if (!tool.quiet)
+			fprintf(stderr, "ftk-eval: %.0f results are errors (never scored): run the same command again to retry them\n",
+				errors);
+		return FTK_EXIT_DATA;
+	}
+	return FTK_EXIT_OK;
+}
+
+int cmd_eval(int argc, char **argv)
+{
+	ftk_tool_init(&tool, "ftk-eval", usage_run);
+	tool.stage = "eval";
+	struct ftk_eval_run_opts o;
+	ftk_eval_run_opts_init(&o);
+	struct prices p = { 0, 0, 0, NULL };
+	int have_in = 0, have_out = 0, json = 0;
+	const char *rates = NULL;
+	double alpha = 0.05;
+	int c;
+	while ((c = getopt_long(argc, argv, FTK_TOOL_SHORTOPTS "j:", long_opts, NULL)) != -1) {
+		if (ftk_tool_opt(&tool, c, optarg))
+			continue;
+		switch (c) {
+		case OPT_OUTPUTS: o.outputs_path = optarg; break;
+		case OPT_ENDPOINT: o.endpoint = optarg; break;
+		case OPT_MODEL: o.model = optarg; break;
+		case OPT_MODEL_DIR: o.model_dir = optarg; break;
+		case OPT_ADAPTER: o.adapter_dir = optarg; break;
+		case 'j': o.jobs = (int)num_arg("--jobs", optarg, 1, 1024); break;
+		case OPT_SAMPLES: o.samples = (int)num_arg("--samples", optarg, 1, 10000); break;
+		case OPT_LIMIT: o.limit = (long)num_arg("--limit", optarg, 1, 1e12); break;
+		case OPT_API_KEY_ENV: o.api_key_env = optarg; break;
+		case OPT_TIMEOUT: o.timeout_s = num_arg("--timeout", optarg, 0.001, 1e6); break;
+		case OPT_RETRIES: o.max_attempts = (int)num_arg("--retries", optarg, 1, 100); break;
+		case OPT_RETRY_BASE: o.retry_base_s = num_arg("--retry-base", optarg, 0, 3600); break;
+		case OPT_RETRY_MAX: o.retry_max_wait_s = num_arg("--retry-max-wait", optarg, 0.001, 86400); break;
+		case OPT_CACHE: o.cache_dir = optarg; break;
+		case OPT_NO_CACHE: o.no_cache = 1; break;
+		case OPT_JUDGE_ENDPOINT: o.judge_endpoint = optarg; break;
+		case OPT_JUDGE_KEY: o.judge_api_key_env = optarg; break;
+		case OPT_USD_IN: p.in = num_arg("--usd-per-mtok-in", optarg, 0, 1e9); have_in = 1; break;
+		case OPT_USD_OUT: p.out = num_arg("--usd-per-mtok-out", optarg, 0, 1e9); have_out = 1; break;
+		case OPT_RATES: rates = optarg; break;
+		case OPT_JSON: json = 1; break;
+		case OPT_ALPHA: alpha = num_arg("--alpha", optarg, 1e-12, 0.5); break;
+		default: ftk_tool_usage_error(&tool, NULL);
+		}
+	}
+	if (have_in != have_out)
+		ftk_tool_usage_error(&tool, "give both --usd-per-mtok-in and --usd-per-mtok-out");
+	p.have = have_in && have_out;
+	if (optind >= argc)
+		ftk_tool_usage_error(&tool, "no subcommand: run, summary, compare or judges");
+	const char *sub = argv[optind++];
+	int rest = argc - optind;
+	char **rargv = argv + optind;
+	if (!strcmp(sub, "run"))
+		return do_run(rest, rargv, &o, &p, rates, json);
+	if (!strcmp(sub, "summary"))
+		return do_summary(rest, rargv, json);
+	if (!strcmp(sub, "compare"))
+		return do_compare(rest, rargv, json, alpha);
+	if (!strcmp(sub, "judges"))
+		return do_judges();
+	ftk_tool_usage_error(&tool, "unknown subcommand '%s': run, summary, compare or judges", sub);
+}

@@ -1,0 +1,333 @@
+/*
+ * suite.c: loading an eval suite and checking its cases (see suite.h).
+ *
+ * Everything the runner relies on is checked here, up front, before a single
+ * request is sent: it is cheaper to learn about a duplicate id or a message
+ * without a role now than after an hour of API calls.  What only a judge
+ * understands (the shape of "expected" for a tool call) is left to the judge,
+ * which reports it per case without stopping the run.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "lib/json.h"
+#include "lib/stream.h"
+#include "lib/strbuf.h"
+#include "suite.h"
+
+static char *dir_join(const char *suite_path, const char *rel)
+{
+	if (rel[0] == '/')
+		return xstrdup(rel);
+	const char *slash = strrchr(suite_path, '/');
+	if (!slash)
+		return xstrdup(rel);
+	struct strbuf sb = STRBUF_INIT;
+	strbuf_add(&sb, suite_path, (size_t)(slash - suite_path) + 1);
+	strbuf_addstr(&sb, rel);
+	return strbuf_detach(&sb, NULL);
+}
+
+static char *base_name(const char *path)
+{
+	const char *b = strrchr(path, '/');
+	b = b ? b + 1 : path;
+	size_t n = strlen(b);
+	if (n > 5 && !strcmp(b + n - 5, ".json"))
+		n -= 5;
+	return xstrndup(b, n);
+}
+
+static int parse_judges(struct ftk_eval_suite *s, const cJSON *arr, struct ftk_error *err)
+{
+	if (!cJSON_IsArray(arr) || cJSON_GetArraySize(arr) == 0)
+		return ftk_error_set(err, FTK_EDATA, s->path, 0, "judges",
+				     arr ? "must be a non-empty array" : "missing: a suite names at least one judge");
+	s->n_judges = (size_t)cJSON_GetArraySize(arr);
+	s->judges = xcalloc(s->n_judges, sizeof(*s->judges));
+	size_t i = 0;
+	const cJSON *j;
+	cJSON_ArrayForEach(j, arr)
+	{
+		char field[64];
+		struct ftk_eval_judge_spec *sp = &s->judges[i];
+		snprintf(field, sizeof(field), "judges[%zu]", i);
+		i++;
+		if (cJSON_IsString(j)) {
+			sp->kind = xstrdup(j->valuestring);
+			continue;
+		}
+		if (!cJSON_IsObject(j))
+			return ftk_error_set(err, FTK_EDATA, s->path, 0, field,
+					     "must be a judge name or an object, not %s",
+					     ftk_json_type_name(j));
+		const char *kind = ftk_json_get_str(j, "judge");
+		if (!kind || !*kind) {
+			strncat(field, ".judge", sizeof(field) - strlen(field) - 1);
+			return ftk_error_set(err, FTK_EDATA, s->path, 0, field,
+					     "missing: the judge's name (\"toolcall\", \"match\", ...)");
+		}
+		sp->kind = xstrdup(kind);
+		const cJSON *st = cJSON_GetObjectItemCaseSensitive(j, "settings");
+		if (st && !cJSON_IsObject(st) && !cJSON_IsNull(st)) {
+			strncat(field, ".settings", sizeof(field) - strlen(field) - 1);
+			return ftk_error_set(err, FTK_EDATA, s->path, 0, field,
+					     "must be an object, not %s", ftk_json_type_name(st));
+		}
+		for (const cJSON *m = j->child; m; m = m->next)
+			if (strcmp(m->string, "judge") && strcmp(m->string, "settings") &&
+			    strcmp(m->string, "label")) {
+				char f2[128];
+				snprintf(f2, sizeof(f2), "%s.%s", field, m->string);
+				return ftk_error_set(err, FTK_EDATA, s->path, 0, f2,
+						     "unknown member: a judge entry holds \"judge\", \"label\" and \"settings\"");
+			}
+		sp->settings = cJSON_IsObject(st) ? cJSON_Duplicate(st, 1) : NULL;
+		const char *label = ftk_json_get_str(j, "label");
+		if (!label && sp->settings)
+			label = ftk_json_get_str(sp->settings, "label");
+		if (label) {
+			sp->label = xstrdup(label);
+			if (!sp->settings)
+				sp->settings = cJSON_CreateObject();
+			if (!cJSON_GetObjectItemCaseSensitive(sp->settings, "label"))
+				cJSON_AddStringToObject(sp->settings, "label", label);
+		}
+	}
+	/* two judges with one label would write the same metric names */
+	for (size_t a = 0; a < s->n_judges; a++)
+		for (size_t b = a + 1; b < s->n_judges; b++) {
+			const char *la = s->judges[a].label ? s->judges[a].label : s->judges[a].kind;
+			const char *lb = s->judges[b].label ? s->judges[b].label : s->judges[b].kind;
+			if (!strcmp(la, lb)) {
+				char field[64];
+				snprintf(field, sizeof(field), "judges[%zu]", b);
+				return ftk_error_set(err, FTK_EDATA, s->path, 0, field,
+						     "a second judge labelled '%s': give one a \"label\"", lb);
+			}
+		}
+	return 0;
+}
+
+static const struct ftk_eval_suite *sort_suite;
+static int cmp_id(const void *a, const void *b)
+{
+	return strcmp(sort_suite->cases[*(const size_t *)a].id,
+		      sort_suite->cases[*(const size_t *)b].id);
+}
+
+static int check_case(struct ftk_eval_suite *s, struct ftk_eval_case *c, cJSON *rec,
+		      const char *file, long line, struct ftk_error *err)
+{
+	const cJSON *id = cJSON_GetObjectItemCaseSensitive(rec, "id");
+	if (cJSON_IsString(id) && id->valuestring[0])
+		c->id = xstrdup(id->valuestring);
+	else if (cJSON_IsNumber(id) && id->valuedouble == (double)(long long)id->valuedouble) {
+		char buf[32];
+		snprintf(buf, sizeof(buf), "%lld", (long long)id->valuedouble);
+		c->id = xstrdup(buf);
+	} else
+		return ftk_error_set(err, FTK_EDATA, file, line, "id",
+				     id ? "must be a non-empty string or an integer, not %s"
+					: "missing: every case needs an id%s",
+				     id ? ftk_json_type_name(id) : "");
+	const cJSON *msgs = cJSON_GetObjectItemCaseSensitive(rec, "messages");
+	if (!cJSON_IsArray(msgs) || cJSON_GetArraySize(msgs) == 0)
+		return ftk_error_set(err, FTK_EDATA, file, line, "messages",
+				     msgs ? "must be a non-empty array of messages"
+					  : "missing: the prompt's messages");
+	int k = 0;
+	const cJSON *m;
+	cJSON_ArrayForEach(m, msgs)
+	{
+		char field[64];
+		snprintf(field, sizeof(field), "messages[%d]", k);
+		if (!cJSON_IsObject(m))
+			return ftk_error_set(err, FTK_EDATA, file, line, field,
+					     "must be an object, not %s", ftk_json_type_name(m));
+		if (!ftk_json_get_str(m, "role")) {
+			strncat(field, ".role", sizeof(field) - strlen(field) - 1);
+			return ftk_error_set(err, FTK_EDATA, file, line, field,
+					     "missing or not a string");
+		}
+		k++;
+	}
+	c->messages = msgs;
+	const cJSON *cl = cJSON_GetObjectItemCaseSensitive(rec, "cluster");
+	if (cJSON_IsString(cl))
+		c->cluster = xstrdup(cl->valuestring);
+	else if (cJSON_IsNumber(cl)) {
+		char buf[64];
+		snprintf(buf, sizeof(buf), "%.17g", cl->valuedouble);
+		c->cluster = xstrdup(buf);
+	} else if (cl && !cJSON_IsNull(cl))
+		return ftk_error_set(err, FTK_EDATA, file, line, "cluster",
+				     "must be a string or a number, not %s", ftk_json_type_name(cl));
+	const cJSON *tools = cJSON_GetObjectItemCaseSensitive(rec, "tools");
+	if (tools && !cJSON_IsArray(tools) && !cJSON_IsNull(tools))
+		return ftk_error_set(err, FTK_EDATA, file, line, "tools",
+				     "must be an array of tools, not %s", ftk_json_type_name(tools));
+	c->tools = cJSON_IsArray(tools) ? tools : NULL;
+	c->line = line;
+	c->rec = rec;
+	(void)s;
+	return 0;
+}
+
+static int load_cases(struct ftk_eval_suite *s, struct ftk_error *err)
+{
+	struct ftk_reader *r;
+	int rc = ftk_reader_open(&r, s->cases_path, err);
+	if (rc < 0) {
+		if (err && !err->file[0])
+			ftk_error_place(err, s->path, 0);
+		return rc;
+	}
+	size_t alloc = 0;
+	struct ftk_line line;
+	while ((rc = ftk_reader_next(r, &line, err)) == 1) {
+		size_t sp = 0;
+		while (sp < line.len && (line.data[sp] == ' ' || line.data[sp] == '\t' || line.data[sp] == '\r'))
+			sp++;
+		if (sp == line.len)
+			continue;
+		if (line.utf8_error >= 0) {
+			rc = ftk_error_set(err, FTK_EUTF8, s->cases_path, line.lineno, NULL,
+					   "invalid UTF-8 at byte %ld", line.utf8_error);
+			break;
+		}
+		cJSON *rec;
+		rc = ftk_json_parse_object(line.data, line.len, &rec, err);
+		if (rc < 0) {
+			ftk_error_place(err, s->cases_path, line.lineno);
+			break;
+		}
+		FTK_ALLOC_GROW(s->cases, s->n_cases + 1, alloc);
+		struct ftk_eval_case *c = &s->cases[s->n_cases];
+		memset(c, 0, sizeof(*c));
+		s->n_cases++;
+		rc = check_case(s, c, rec, s->cases_path, line.lineno, err);
+		if (rc < 0) {
+			if (!c->rec)
+				cJSON_Delete(rec);
+			break;
+		}
+	}
+	ftk_reader_close(r);
+	if (rc < 0)
+		return rc;
+	if (s->n_cases == 0)
+		return ftk_error_set(err, FTK_EDATA, s->cases_path, 0, NULL, "no cases");
+	s->by_id = xmalloc(s->n_cases * sizeof(*s->by_id));
+	for (size_t i = 0; i < s->n_cases; i++)
+		s->by_id[i] = i;
+	sort_suite = s;
+	qsort(s->by_id, s->n_cases, sizeof(*s->by_id), cmp_id);
+	for (size_t i = 1; i < s->n_cases; i++) {
+		const struct ftk_eval_case *a = &s->cases[s->by_id[i - 1]], *b = &s->cases[s->by_id[i]];
+		if (!strcmp(a->id, b->id)) {
+			const struct ftk_eval_case *later = a->line > b->line ? a : b;
+			const struct ftk_eval_case *first = a->line > b->line ? b : a;
+			return ftk_error_set(err, FTK_EDATA, s->cases_path, later->line, "id",
+					     "duplicate id '%s' (first on line %ld)", later->id,
+					     first->line);
+		}
+	}
+	return 0;
+}
+
+int ftk_eval_suite_load(struct ftk_eval_suite **out, const char *path, struct ftk_error *err)
+{
+	*out = NULL;
+	char *data;
+	size_t len;
+	int rc = ftk_read_all(path, &data, &len, err);
+	if (rc < 0)
+		return rc;
+	cJSON *root;
+	rc = ftk_json_parse_object(data, len, &root, err);
+	free(data);
+	if (rc < 0) {
+		ftk_error_place(err, path, 0);
+		return rc;
+	}
+	struct ftk_eval_suite *s = xcalloc(1, sizeof(*s));
+	s->path = xstrdup(path);
+	const char *name = ftk_json_get_str(root, "name");
+	s->name = name && *name ? xstrdup(name) : base_name(path);
+	const char *cases = ftk_json_get_str(root, "cases");
+	const cJSON *gen = cJSON_GetObjectItemCaseSensitive(root, "generation");
+	if (!cases || !*cases) {
+		rc = ftk_error_set(err, FTK_EDATA, path, 0, "cases",
+				   "missing: the path of the cases JSONL file, relative to the suite");
+		goto fail;
+	}
+	s->cases_path = dir_join(path, cases);
+	if (gen && !cJSON_IsObject(gen)) {
+		rc = ftk_error_set(err, FTK_EDATA, path, 0, "generation", "must be an object, not %s",
+				   ftk_json_type_name(gen));
+		goto fail;
+	}
+	s->generation = gen ? cJSON_Duplicate(gen, 1) : cJSON_CreateObject();
+	for (const char *const *k = (const char *const[]){ "model", "messages", "tools", "n", "stream", NULL }; *k; k++)
+		if (cJSON_GetObjectItemCaseSensitive(s->generation, *k)) {
+			char field[64];
+			snprintf(field, sizeof(field), "generation.%s", *k);
+			rc = ftk_error_set(err, FTK_EDATA, path, 0, field,
+					   "is set by ftk-eval itself, not by the suite");
+			goto fail;
+		}
+	rc = parse_judges(s, cJSON_GetObjectItemCaseSensitive(root, "judges"), err);
+	if (rc < 0)
+		goto fail;
+	rc = load_cases(s, err);
+	if (rc < 0)
+		goto fail;
+	cJSON_Delete(root);
+	*out = s;
+	return 0;
+fail:
+	cJSON_Delete(root);
+	ftk_eval_suite_free(s);
+	return rc;
+}
+
+long ftk_eval_suite_find(const struct ftk_eval_suite *s, const char *id)
+{
+	size_t lo = 0, hi = s->n_cases;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		int c = strcmp(s->cases[s->by_id[mid]].id, id);
+		if (c == 0)
+			return (long)s->by_id[mid];
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return -1;
+}
+
+void ftk_eval_suite_free(struct ftk_eval_suite *s)
+{
+	if (!s)
+		return;
+	for (size_t i = 0; i < s->n_judges; i++) {
+		free(s->judges[i].kind);
+		free(s->judges[i].label);
+		cJSON_Delete(s->judges[i].settings);
+	}
+	free(s->judges);
+	for (size_t i = 0; i < s->n_cases; i++) {
+		free(s->cases[i].id);
+		free(s->cases[i].cluster);
+		cJSON_Delete(s->cases[i].rec);
+	}
+	free(s->cases);
+	free(s->by_id);
+	free(s->path);
+	free(s->name);
+	free(s->cases_path);
+	cJSON_Delete(s->generation);
+	free(s);
+}
