@@ -12,7 +12,9 @@
 #include "testutil.h"
 #include "lib/json.h"
 #include "lib/strbuf.h"
+#include "trainer/adapter.h"
 #include "trainer/generate.h"
+#include "trainer/merge.h"
 #include "trainer/model.h"
 #include "trainer/safetensors.h"
 
@@ -249,6 +251,64 @@ START_TEST(stories_lora_grads_checkpointed)
 }
 END_TEST
 
+/* Merged model (quant none) == base (as trained) + adapter, for both bases and two dtypes. */
+static void merge_case(enum ftk_quant q, enum ftk_dtype dt, double tol)
+{
+	cJSON *ref = load_json(S260 "/reference.json");
+	cJSON *tok = cJSON_GetObjectItem(ref, "tokens");
+	int T = cJSON_GetArraySize(tok);
+	uint32_t ids[64];
+	for (int i = 0; i < T; i++)
+		ids[i] = (uint32_t)cJSON_GetArrayItem(tok, i)->valueint;
+	struct ftk_error e;
+	struct ftk_merge_opts mo = { src_path(S260), src_path("tests/fixtures/stories260K-lora"), "merged", q, dt };
+	int nm = 0;
+	if (ftk_merge(&mo, &nm, &e) < 0)
+		ck_abort_msg("merge: %s", e.msg);
+	ck_assert_int_eq(nm, 15);
+	struct ftk_model *base = load_model(q), *merged = NULL;
+	struct ftk_adapter *ad;
+	ck_assert_int_eq(ftk_adapter_load(src_path("tests/fixtures/stories260K-lora"), &ad, NULL), 0);
+	ck_assert_int_eq(ftk_adapter_apply(base, ad, NULL, NULL), 0);
+	struct ftk_load_opts lo = { FTK_QUANT_NONE, NULL, 1, 0 };
+	ck_assert_int_eq(ftk_model_load(&merged, "merged", &lo, NULL), 0);
+	int V = 512;
+	float *la = malloc((size_t)T * V * 4), *lb = malloc((size_t)T * V * 4), *l0 = malloc((size_t)T * V * 4);
+	struct ftk_batch b = { 1, T, ids, NULL, NULL };
+	ck_assert_int_eq(ftk_model_forward(base, &b, la, NULL, NULL, NULL), 0);
+	ck_assert_int_eq(ftk_model_forward(merged, &b, lb, NULL, NULL, NULL), 0);
+	struct ftk_model *plain = load_model(FTK_QUANT_NONE);
+	ck_assert_int_eq(ftk_model_forward(plain, &b, l0, NULL, NULL, NULL), 0);
+	double md = 0, effect = 0;
+	for (int i = 0; i < T * V; i++) {
+		md = fmax(md, fabs(la[i] - lb[i]));
+		effect = fmax(effect, fabs(la[i] - l0[i]));
+	}
+	printf("merge (%s base, %s): max |logit diff| merged vs base+adapter %.3g (tolerance %.0e); the adapter moves logits by up to %.3g\n",
+	       q == FTK_QUANT_NF4 ? "nf4" : "f32", ftk_dtype_name(dt), md, tol, effect);
+	ck_assert(md < tol);
+	ck_assert(effect > 10 * tol);
+	free(la), free(lb), free(l0);
+	ftk_adapter_free(ad);
+	ftk_model_free(base);
+	ftk_model_free(merged);
+	ftk_model_free(plain);
+	cJSON_Delete(ref);
+}
+
+START_TEST(merge_equals_adapter)
+{
+	merge_case(FTK_QUANT_NONE, FTK_F32, 1e-4);
+	merge_case(FTK_QUANT_NF4, FTK_F32, 1e-4);
+}
+END_TEST
+
+START_TEST(merge_bf16)
+{
+	merge_case(FTK_QUANT_NF4, FTK_BF16, 1.0);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("model");
@@ -258,6 +318,8 @@ static Suite *suite(void)
 	tcase_add_test(tc, stories_greedy_256);
 	tcase_add_test(tc, stories_lora_grads);
 	tcase_add_test(tc, stories_lora_grads_checkpointed);
+	tcase_add_test(tc, merge_equals_adapter);
+	tcase_add_test(tc, merge_bf16);
 	suite_add_tcase(s, tc);
 	return s;
 }
