@@ -615,6 +615,8 @@ static void resolve(struct ctx *c)
 	}
 	if (!c->against_mode)
 		ftk_tool_count(&c->t, "clusters", st.clusters);
+	if (st.spilled)
+		ftk_tool_count(&c->t, "spilled-to-disk", st.spilled);
 	if (c->t.extra_stats) {
 		cJSON *d = cJSON_AddObjectToObject(c->t.extra_stats, "dedupe");
 		cJSON_AddNumberToObject(d, "candidates", (double)st.candidates);

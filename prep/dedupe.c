@@ -610,7 +610,7 @@ int64_t ftk_dd_index_load(struct ftk_dd_index *x, int fd, const char *name,
 	if (!cJSON_Compare(mine, o, 1)) {
 		char *a = cJSON_PrintUnformatted(o), *b = cJSON_PrintUnformatted(mine);
 		ftk_error_set(err, FTK_EMISMATCH, name, 0, NULL,
-			      "signed with other parameters: %s, not %s", a, b);
+			      "signed with other parameters than the first signature file: %s, not %s", a, b);
 		cJSON_free(a);
 		cJSON_free(b);
 		cJSON_Delete(o);
@@ -793,6 +793,7 @@ int ftk_dd_index_resolve(struct ftk_dd_index *x, double threshold, enum ftk_dd_k
 	struct ftk_u64vec pa = { 0 }, pb = { 0 };
 	int rc = 0;
 	memset(st, 0, sizeof(*st));
+	st->spilled = x->spilled[0];
 
 	/* 1. candidates */
 	for (int b = 0; b < x->nb; b++) {

@@ -185,6 +185,7 @@ int ftk_dd_sigfile_params(int fd, const char *name, struct ftk_dd_params *p,
 
 struct ftk_dd_stats {
 	uint64_t candidates, verified, clusters, removed;
+	uint64_t spilled;	/* records whose band hashes went to disk */
 };
 
 /*
