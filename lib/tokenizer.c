@@ -124,6 +124,7 @@ struct ftk_tokenizer {
 	size_t merge_mask;
 	int byte_level;
 	int byte_fallback, fuse_unk, ignore_merges;
+	int sp_split;		/* SentencePiece style: words can be merged one by one (see load) */
 	long unk_id;
 	uint32_t byte_id[256];	/* byte-level: id of each single byte; SP: id of <0xXX> */
 	int has_byte_id[256];
@@ -816,6 +817,24 @@ int ftk_tokenizer_load(struct ftk_tokenizer **out, const char *path, struct ftk_
 		}
 	}
 
+	/*
+	 * A SentencePiece-style model has no pre-tokenizer, so a whole document
+	 * would be one pre-token.  When no vocabulary entry holds "▁" after a
+	 * character that is not "▁", no merge can cross the start of a "▁" run
+	 * that follows such a character, so BPE on the pieces cut there gives the
+	 * same ids as BPE on the whole text, and the pieces can be cached.
+	 */
+	if (!t->byte_level && !t->pre) {
+		t->sp_split = 1;
+		for (uint32_t i = 0; i < maxid && t->sp_split; i++) {
+			const char *v = t->vocab[i].raw;
+			if (!v) continue;
+			size_t k = 0, n = t->vocab[i].rlen;
+			while (k + 3 <= n && !memcmp(v + k, "\xe2\x96\x81", 3)) k += 3;
+			if (k < n && memmem(v + k, n - k, "\xe2\x96\x81", 3)) t->sp_split = 0;
+		}
+	}
+
 	/* merges */
 	{
 		size_t nm = cJSON_GetArraySize(merges), cap = 16;
@@ -1043,7 +1062,53 @@ static size_t utf8_len_at(const char *s, size_t n, size_t i)
 	return k > 0 ? (size_t)k : 1;
 }
 
-static int unicode_norm(struct ws *w, int type, int offs)
+/* Normalize s[p..q) (one region) into s2 at *o.  With offsets, align by runs
+ * that start at a character of combining class 0; when those runs do not
+ * reproduce the region's normalization, the region is one range. */
+static void norm_region(struct ws *w, utf8proc_option_t opt, size_t p0, size_t q0, size_t *o, int offs)
+{
+	utf8proc_uint8_t *res = NULL;
+	utf8proc_ssize_t rl = utf8proc_map((const uint8_t *)w->s + p0, (utf8proc_ssize_t)(q0 - p0), &res, opt);
+	if (rl < 0) {	/* invalid UTF-8: left as it is */
+		free(res);
+		for (size_t i = p0; i < q0; i++) put2(w, o, w->s + i, 1, offs, offs ? w->a[i] : 0, offs ? w->b[i] : 0);
+		return;
+	}
+	if ((size_t)rl == q0 - p0 && !memcmp(res, w->s + p0, rl)) {
+		if (offs) for (size_t i = p0; i < q0; i++) put2(w, o, w->s + i, 1, 1, w->a[i], w->b[i]);
+		else put2(w, o, w->s + p0, q0 - p0, 0, 0, 0);
+		free(res);
+		return;
+	}
+	if (!offs) { put2(w, o, (char *)res, rl, 0, 0, 0); free(res); return; }
+	size_t start = *o, p = p0;
+	while (p < q0) {
+		size_t q = p + utf8_len_at(w->s, q0, p);
+		while (q < q0) {
+			utf8proc_int32_t cp;
+			utf8proc_iterate((const uint8_t *)w->s + q, q0 - q, &cp);
+			if (utf8proc_get_property(cp)->combining_class == 0) break;
+			q += utf8_len_at(w->s, q0, q);
+		}
+		utf8proc_uint8_t *r2 = NULL;
+		utf8proc_ssize_t l2 = utf8proc_map((const uint8_t *)w->s + p, (utf8proc_ssize_t)(q - p), &r2, opt);
+		if (l2 < 0) { free(r2); *o = start; break; }
+		put2(w, o, (char *)r2, l2, 1, w->a[p], w->b[q - 1]);
+		free(r2);
+		p = q;
+	}
+	if (*o - start != (size_t)rl || memcmp(w->s2 + start, res, rl)) {
+		*o = start;
+		put2(w, o, (char *)res, rl, 1, w->a[p0], w->b[q0 - 1]);
+	}
+	free(res);
+}
+
+/* Unicode normalization, region by region: no canonical or compatibility
+ * composition has an ASCII character as its second part, so the text can be
+ * cut before every ASCII byte, and only the regions holding non-ASCII
+ * characters (with the character before them) need utf8proc. */
+static void unicode_norm(struct ws *w, int type, int offs)
 {
 	utf8proc_option_t opt = UTF8PROC_STABLE;
 	switch (type) {
@@ -1052,46 +1117,24 @@ static int unicode_norm(struct ws *w, int type, int offs)
 	case NORM_NFD: opt |= UTF8PROC_DECOMPOSE; break;
 	default: opt |= UTF8PROC_DECOMPOSE | UTF8PROC_COMPAT; break;
 	}
-	/* fast path: pure ASCII is unchanged by every normalization form */
-	size_t i;
-	for (i = 0; i < w->slen; i++) if ((unsigned char)w->s[i] >= 0x80) break;
-	if (i == w->slen) return 0;
-	utf8proc_uint8_t *res = NULL;
-	utf8proc_ssize_t rl = utf8proc_map((const uint8_t *)w->s, (utf8proc_ssize_t)w->slen, &res, opt);
-	if (rl < 0) return 0;	/* invalid UTF-8: left as it is */
-	if ((size_t)rl == w->slen && !memcmp(res, w->s, w->slen)) { free(res); return 0; }
-	size_t o = 0;
-	if (!offs) {
-		put2(w, &o, (char *)res, rl, 0, 0, 0);
-		free(res);
-		swap_s(w, o);
-		return 0;
+	size_t i = 0, o = 0, n = w->slen;
+	while (i < n && (unsigned char)w->s[i] < 0x80) i++;
+	if (i == n) return;	/* pure ASCII: every form leaves it as it is */
+	size_t done = 0;
+	while (i < n) {
+		/* a region: the ASCII character before the first non-ASCII byte, up to the next ASCII byte */
+		size_t r0 = i > done ? i - 1 : i, r1 = i;
+		while (r1 < n && (unsigned char)w->s[r1] >= 0x80) r1++;
+		if (offs) for (size_t k = done; k < r0; k++) put2(w, &o, w->s + k, 1, 1, w->a[k], w->b[k]);
+		else put2(w, &o, w->s + done, r0 - done, 0, 0, 0);
+		norm_region(w, opt, r0, r1, &o, offs);
+		done = r1;
+		i = r1;
+		while (i < n && (unsigned char)w->s[i] < 0x80) i++;
 	}
-	/* align by runs that start at a character of combining class 0 */
-	size_t p = 0;
-	while (p < w->slen) {
-		size_t q = p + utf8_len_at(w->s, w->slen, p);
-		while (q < w->slen) {
-			utf8proc_int32_t cp;
-			utf8proc_iterate((const uint8_t *)w->s + q, w->slen - q, &cp);
-			if (utf8proc_get_property(cp)->combining_class == 0) break;
-			q += utf8_len_at(w->s, w->slen, q);
-		}
-		utf8proc_uint8_t *r2 = NULL;
-		utf8proc_ssize_t l2 = utf8proc_map((const uint8_t *)w->s + p, (utf8proc_ssize_t)(q - p), &r2, opt);
-		if (l2 < 0) { free(r2); o = 0; break; }
-		put2(w, &o, (char *)r2, l2, 1, w->a[p], w->b[q - 1]);
-		free(r2);
-		p = q;
-	}
-	if (o != (size_t)rl || memcmp(w->s2, res, rl)) {
-		uint32_t ra = w->slen ? w->a[0] : 0, rb = w->slen ? w->b[w->slen - 1] : 0;
-		o = 0;
-		put2(w, &o, (char *)res, rl, 1, ra, rb);
-	}
-	free(res);
+	if (offs) for (size_t k = done; k < n; k++) put2(w, &o, w->s + k, 1, 1, w->a[k], w->b[k]);
+	else put2(w, &o, w->s + done, n - done, 0, 0, 0);
 	swap_s(w, o);
-	return 0;
 }
 
 static void apply_norm(struct ws *w, const struct norm *n, int offs)
@@ -1486,13 +1529,6 @@ static int encode_piece(struct ws *w, const struct ftk_tokenizer *t, uint32_t of
 			int offs, struct ftk_tokens *out)
 {
 	const char *p = w->s + off;
-	if (t->ignore_merges) {
-		long id = strmap_get(&t->by_raw, t->vocab, 1, p, len);
-		if (id >= 0) {
-			emit(out, offs, (uint32_t)id, offs ? w->a[off] : 0, offs ? w->b[off + len - 1] : 0);
-			return 0;
-		}
-	}
 	struct cache_ent *ce = NULL;
 	uint64_t h = 0;
 	if (!offs && len <= CACHE_MAX_KEY) {
@@ -1502,19 +1538,30 @@ static int encode_piece(struct ws *w, const struct ftk_tokenizer *t, uint32_t of
 			ce = &w->ce[i];
 			if (!ce->h) break;
 			if (ce->h == h && ce->klen == len && !memcmp(w->kpool + ce->koff, p, len)) {
-				for (uint32_t j = 0; j < ce->ilen; j++) emit(out, 0, w->ipool[ce->ioff + j], 0, 0);
+				if (out->n + ce->ilen > out->alloc) {
+					size_t na = (out->n + ce->ilen) * 2 + 256;
+					out->ids = xrealloc(out->ids, na * sizeof(uint32_t));
+					out->alloc = na;
+				}
+				memcpy(out->ids + out->n, w->ipool + ce->ioff, ce->ilen * sizeof(uint32_t));
+				out->n += ce->ilen;
 				return 0;
 			}
 			i = (i + 1) & (((size_t)1 << CACHE_BITS) - 1);
 		}
 	}
-	long k = bpe(w, t, p, len);
-	if (k < 0) return FTK_EUTF8;
 	size_t first = out->n;
-	for (long i = 0; i >= 0 && k; i = w->sy[i].next) {
-		struct sym *s = &w->sy[i];
-		emit(out, offs, s->id, offs ? w->a[off + s->start] : 0, offs ? w->b[off + s->start + s->len - 1] : 0);
-		if (s->next < 0) break;
+	long id = t->ignore_merges ? strmap_get(&t->by_raw, t->vocab, 1, p, len) : -1;
+	if (id >= 0) {
+		emit(out, offs, (uint32_t)id, offs ? w->a[off] : 0, offs ? w->b[off + len - 1] : 0);
+	} else {
+		long k = bpe(w, t, p, len);
+		if (k < 0) return FTK_EUTF8;
+		for (long i = 0; i >= 0 && k; i = w->sy[i].next) {
+			struct sym *s = &w->sy[i];
+			emit(out, offs, s->id, offs ? w->a[off + s->start] : 0, offs ? w->b[off + s->start + s->len - 1] : 0);
+			if (s->next < 0) break;
+		}
 	}
 	if (ce) {
 		if (w->ce_n * 10 > ((size_t)7 << CACHE_BITS)) { cache_clear(w); return 0; }
@@ -1558,6 +1605,20 @@ static int encode_segment(struct ws *w, const struct ftk_tokenizer *t, const cha
 		w->npc = 1;
 	}
 	if (t->pre) apply_pre(w, t->pre, seg_first, offs);
+	if (t->sp_split && w->npc) {
+		w->npc2 = 0;
+		for (size_t i = 0; i < w->npc; i++) {
+			uint32_t off = w->pc[i].off, end = off + w->pc[i].len, st = off;
+			for (uint32_t k = off + 1; k + 3 <= end; k++)
+				if (!memcmp(w->s + k, "\xe2\x96\x81", 3) &&
+				    (k < off + 3 || memcmp(w->s + k - 3, "\xe2\x96\x81", 3))) {
+					pc2_push(w, st, k - st);
+					st = k;
+				}
+			pc2_push(w, st, end - st);
+		}
+		pc_swap(w);
+	}
 	for (size_t i = 0; i < w->npc; i++) {
 		int rc = encode_piece(w, t, w->pc[i].off, w->pc[i].len, offs, out);
 		if (rc) return rc;
