@@ -72,7 +72,8 @@ static const char usage[] =
 	"      --baseline RUN   the run gains are measured against (default the first --eval)\n"
 	"      --metric NAME    the quality metric (default every metric all summaries share)\n"
 	"estimate:\n"
-	"      --tokens N | --token-stats FILE   tokens per epoch (FILE: ftk-tokenize --stats)\n"
+	"      --tokens N | --token-stats FILE   tokens per epoch (FILE: ftk-tokenize --stats,\n"
+	"                       or a shard directory or its manifest.json)\n"
 	"      --epochs E       passes over the data (default 1)\n"
 	"      --model DIR      the model's directory or config.json\n"
 	"      --method qlora|lora|full   (default qlora)\n"
@@ -1295,14 +1296,22 @@ static int cmd_diff(int argc, char **argv)
 
 /* ------------------------------------------------------------ estimate */
 
-/* Tokens from an ftk-tokenize --stats file: "tokens", or counts.tokens. */
-static double stats_tokens(const char *path)
+/*
+ * Tokens from an ftk-tokenize --stats file or a shard manifest.json: "tokens",
+ * or counts.tokens.  A directory means its manifest.json.
+ */
+static double stats_tokens(const char *arg)
 {
 	char *data;
 	size_t len;
 	struct ftk_error err;
-	char m[2048];
+	char m[2048], path[4096];
 	cJSON *o;
+	struct stat st;
+	if (stat(arg, &st) == 0 && S_ISDIR(st.st_mode))
+		snprintf(path, sizeof(path), "%s/manifest.json", arg);
+	else
+		snprintf(path, sizeof(path), "%s", arg);
 	if (ftk_read_all(path, &data, &len, &err) < 0)
 		die("%s", ftk_error_format(&err, m, sizeof(m)));
 	int rc = ftk_json_parse_object(data, len, &o, &err);

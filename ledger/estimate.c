@@ -214,7 +214,7 @@ int ftk_cost_calibrate_tps(const char *run_dir, double *tps, int *steps, struct 
 	int rc = ftk_reader_open(&r, file, err);
 	if (rc < 0)
 		return rc;
-	double *v = NULL, prev_elapsed = 0;
+	double *v = NULL, prev_elapsed = 0, prev_tokens = 0;
 	size_t n = 0, alloc = 0;
 	long bad = 0, first_bad = 0;
 	while ((rc = ftk_reader_next(r, &line, err)) > 0) {
@@ -228,14 +228,12 @@ int ftk_cost_calibrate_tps(const char *run_dir, double *tps, int *steps, struct 
 			continue;
 		}
 		double x = num(o, "tokens_per_s");
-		if (isnan(x)) {
-			double tok = num(o, "tokens"), dt = num(o, "step_s"), el = num(o, "elapsed");
-			if (isnan(dt) && !isnan(el)) {
-				dt = el - prev_elapsed;
-				prev_elapsed = el;
-			}
-			if (!isnan(tok) && !isnan(dt) && dt > 0)
-				x = tok / dt;
+		double tok = num(o, "tokens"), el = num(o, "elapsed");
+		if (isnan(x) && !isnan(tok) && !isnan(el) && el > prev_elapsed)
+			x = (tok - prev_tokens) / (el - prev_elapsed);
+		if (!isnan(tok) && !isnan(el)) {
+			prev_tokens = tok;
+			prev_elapsed = el;
 		}
 		cJSON_Delete(o);
 		if (isnan(x) || x <= 0)

@@ -307,6 +307,11 @@ START_TEST(param_counts_match_the_weights)
 		ck_assert_int_eq(ftk_cost_model_load(src_path(pub[i].cfg), &m, &err), 0);
 		ck_assert_int_eq(m.n_params, pub[i].want);
 	}
+	/* PEFT's print_trainable_parameters() for Llama 3 8B, r=16 on all linear layers:
+	 * "trainable params: 41,943,040 || all params: 8,072,204,288" */
+	ck_assert_int_eq(ftk_cost_model_load(src_path(pub[0].cfg), &m, &err), 0);
+	ck_assert_int_eq(ftk_cost_lora_params(&m, 16, "all-linear"), 41943040LL);
+	ck_assert_int_eq(m.n_params + ftk_cost_lora_params(&m, 16, "all-linear"), 8072204288LL);
 	/* the matmul count of stories260K: 5 layers of attention and MLP, plus the (tied) head */
 	ck_assert_int_eq(ftk_cost_model_load(src_path("datasets/models/stories260K/config.json"), &m,
 					      &err), 0);
@@ -350,9 +355,9 @@ START_TEST(calibration_from_metrics)
 	ck_assert_int_eq(ftk_cost_calibrate_tps("run", &tps, &steps, &err), 0);
 	ck_assert_double_eq(tps, 1000);
 	ck_assert_int_eq(steps, 3);
-	/* tokens per step over cumulative elapsed seconds */
-	write_file("m2.jsonl", "{\"step\":1,\"tokens\":512,\"elapsed\":2.0}\n{\"step\":2,\"tokens\":512,\"elapsed\":2.5}\n"
-			       "{\"step\":3,\"tokens\":512,\"elapsed\":3.0}\n{\"step\":4,\"tokens\":512,\"elapsed\":3.25}\n");
+	/* cumulative tokens over cumulative elapsed seconds, as ftk-train writes them */
+	write_file("m2.jsonl", "{\"step\":1,\"tokens\":512,\"elapsed\":2.0}\n{\"step\":2,\"tokens\":1024,\"elapsed\":2.5}\n"
+			       "{\"step\":3,\"tokens\":1536,\"elapsed\":3.0}\n{\"step\":4,\"tokens\":2048,\"elapsed\":3.25}\n");
 	ck_assert_int_eq(ftk_cost_calibrate_tps("m2.jsonl", &tps, &steps, &err), 0);
 	ck_assert_double_eq(tps, 1024);	/* median of 1024, 1024, 2048 */
 	write_file("m3.jsonl", "{\"step\":1,\"loss\":2.5}\n");
