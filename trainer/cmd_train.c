@@ -1,0 +1,361 @@
+/*
+ * cmd_train.c: ftk-train, QLoRA fine-tuning on token shards.
+ * summary: fine-tune a model with LoRA/QLoRA on token shards (SFT or DPO)
+ *
+ * A small main over ftk_train_run() (train.h): it parses the options, saves
+ * them as RUN/train_config.json (so that `--resume RUN` needs nothing else),
+ * installs the signal handlers, prints progress when stderr is a terminal,
+ * and appends one ledger entry for the compute this invocation used.
+ *
+ * SIGINT, SIGTERM and SIGHUP only set a flag: the loop finishes the step it
+ * is in, writes a checkpoint, and the program exits 0 saying how to resume.
+ * The handler is installed with SA_RESETHAND, so a second Ctrl-C kills the
+ * process at once (the last checkpoint is still intact).
+ */
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/tool.h"
+#include "lib/ledger.h"
+#include "lib/strbuf.h"
+#include "trainer/train.h"
+
+static const char usage[] =
+	"usage: ftk-train --model DIR --data SHARD_DIR --out RUN_DIR [options]\n"
+	"       ftk-train --resume RUN_DIR\n"
+	"\n"
+	"Fine-tune a Hugging Face model directory with LoRA adapters (QLoRA: the base\n"
+	"quantized to NF4) on token shards from ftk-tokenize.  The run directory gets\n"
+	"train_config.json, metrics.jsonl, checkpoints/step-N/ with checkpoints/latest,\n"
+	"and the final PEFT adapter in adapter/.\n"
+	"\n"
+	"Run:\n"
+	"      --model DIR          the base model (config.json, model.safetensors, tokenizer.json)\n"
+	"      --data DIR           training shards (their tokenizer must be the model's)\n"
+	"      --val DIR            validation shards (default: none)\n"
+	"      --out DIR            the run directory (must not hold a run yet)\n"
+	"      --resume DIR         continue the run in DIR from its latest checkpoint, with\n"
+	"                           its saved options; no other training option is allowed\n"
+	"      --init-adapter DIR   start from this PEFT adapter (its rank, alpha, targets)\n"
+	"      --objective OBJ      sft or dpo (default sft); dpo needs preference shards\n"
+	"      --beta X             DPO beta (default 0.1)\n"
+	"LoRA:\n"
+	"      --quant Q            nf4 or none (default nf4)\n"
+	"      --targets LIST       q,k,v,o,gate,up,down, attn, mlp or all (default all)\n"
+	"      --rank N             LoRA rank r (default 8)\n"
+	"      --alpha X            lora_alpha (default 16)\n"
+	"      --rslora             scale by alpha/sqrt(r) instead of alpha/r\n"
+	"      --dropout P          LoRA dropout (default 0)\n"
+	"Optimizer:\n"
+	"      --lr X               peak learning rate (default 2e-4)\n"
+	"      --schedule S         constant, linear or cosine (default cosine)\n"
+	"      --warmup N           linear warmup steps (default 0)\n"
+	"      --min-lr-ratio X     floor of linear/cosine decay, fraction of --lr (default 0)\n"
+	"      --beta1 X            AdamW beta1 (default 0.9)\n"
+	"      --beta2 X            AdamW beta2 (default 0.999)\n"
+	"      --eps X              AdamW eps (default 1e-8)\n"
+	"      --weight-decay X     decoupled weight decay (default 0)\n"
+	"      --max-grad-norm X    clip gradients to this global norm, 0 for none (default 1)\n"
+	"Batches and length:\n"
+	"      --batch N            rows per micro-batch; pairs for dpo (default 4)\n"
+	"      --grad-accum N       micro-batches per optimizer step (default 1)\n"
+	"      --seq-len N          tokens per row; sequences are packed (default 512)\n"
+	"      --epochs N           passes over the data (default 1)\n"
+	"      --max-steps N        stop after N optimizer steps instead (default 0: epochs)\n"
+	"      --eval-every N       validation loss every N steps and at the end (default 0:\n"
+	"                           at the end only)\n"
+	"      --ckpt-every N       checkpoint every N steps (default 0: at the end and on a\n"
+	"                           signal only)\n"
+	"      --keep K             checkpoints kept, 0 for all (default 3)\n"
+	"      --seed N             seed of LoRA init, data order and dropout (default 42)\n"
+	"      --threads N          CPU threads, 0 for all cores (default 0); a resumed run\n"
+	"                           is bit-exact when it uses the same number\n"
+	"      --checkpoint-activations  recompute each layer in the backward pass to save\n"
+	"                           memory\n"
+	"Cost:\n"
+	"      --usd-per-hour X     machine price for the ledger entry (default 0)\n"
+	"Common options:\n"
+	"      --ledger FILE        append a ledger entry for this run (default $FTK_LEDGER)\n"
+	"      --run NAME           the run name for the ledger (default $FTK_RUN)\n"
+	"  -q, --quiet              no summary line on stderr\n"
+	"  -h, --help               show this help\n"
+	"      --version            show the version\n"
+	"\n"
+	"SIGINT, SIGTERM and SIGHUP save a checkpoint at the next step boundary and exit 0.\n"
+	"Exit status: 0 success (or stopped by a signal with a checkpoint saved), 1 data\n"
+	"problems or failure, 2 bad usage.\n";
+
+enum {
+	OPT_MODEL = FTK_OPT_FIRST_FREE, OPT_DATA, OPT_VAL, OPT_OUT, OPT_RESUME, OPT_INIT,
+	OPT_OBJECTIVE, OPT_BETA, OPT_QUANT, OPT_TARGETS, OPT_RANK, OPT_ALPHA, OPT_RSLORA,
+	OPT_DROPOUT, OPT_LR, OPT_SCHEDULE, OPT_WARMUP, OPT_MIN_LR, OPT_BETA1, OPT_BETA2,
+	OPT_EPS, OPT_WD, OPT_CLIP, OPT_BATCH, OPT_ACCUM, OPT_SEQ, OPT_EPOCHS, OPT_MAX_STEPS,
+	OPT_EVAL_EVERY, OPT_CKPT_EVERY, OPT_KEEP, OPT_SEED, OPT_THREADS, OPT_CKPT_ACT,
+	OPT_USD,
+};
+
+static volatile sig_atomic_t stop_flag;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	stop_flag = 1;
+}
+
+static double parse_num(struct ftk_tool *t, const char *opt, const char *s, double lo, double hi)
+{
+	char *end;
+	errno = 0;
+	double v = strtod(s, &end);
+	if (!*s || *end || errno || !(v >= lo && v <= hi))
+		ftk_tool_usage_error(t, "%s needs a number in [%g, %g], not '%s'", opt, lo, hi, s);
+	return v;
+}
+
+static long parse_int(struct ftk_tool *t, const char *opt, const char *s, long lo, long hi)
+{
+	char *end;
+	errno = 0;
+	long v = strtol(s, &end, 10);
+	if (!*s || *end || errno || v < lo || v > hi)
+		ftk_tool_usage_error(t, "%s needs an integer in [%ld, %ld], not '%s'", opt, lo, hi, s);
+	return v;
+}
+
+/* An absolute path, so that --resume works from any directory. */
+static void set_path(struct ftk_tool *t, char *dst, const char *opt, const char *arg)
+{
+	char buf[PATH_MAX];
+	if (!realpath(arg, buf))
+		die("%s '%s': %s", opt, arg, strerror(errno));
+	if (strlen(buf) >= FTK_TRAIN_PATH)
+		ftk_tool_usage_error(t, "%s: path too long", opt);
+	strcpy(dst, buf);
+}
+
+static void progress(void *ctx, const char *line)
+{
+	(void)ctx;
+	fprintf(stderr, "\r\033[K%s", line);
+}
+
+int cmd_train(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "quiet", no_argument, NULL, 'q' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "ledger", required_argument, NULL, FTK_OPT_LEDGER },
+		{ "run", required_argument, NULL, FTK_OPT_RUN },
+		{ "version", no_argument, NULL, FTK_OPT_VERSION },
+		{ "model", required_argument, NULL, OPT_MODEL },
+		{ "data", required_argument, NULL, OPT_DATA },
+		{ "val", required_argument, NULL, OPT_VAL },
+		{ "out", required_argument, NULL, OPT_OUT },
+		{ "resume", required_argument, NULL, OPT_RESUME },
+		{ "init-adapter", required_argument, NULL, OPT_INIT },
+		{ "objective", required_argument, NULL, OPT_OBJECTIVE },
+		{ "beta", required_argument, NULL, OPT_BETA },
+		{ "quant", required_argument, NULL, OPT_QUANT },
+		{ "targets", required_argument, NULL, OPT_TARGETS },
+		{ "rank", required_argument, NULL, OPT_RANK },
+		{ "alpha", required_argument, NULL, OPT_ALPHA },
+		{ "rslora", no_argument, NULL, OPT_RSLORA },
+		{ "dropout", required_argument, NULL, OPT_DROPOUT },
+		{ "lr", required_argument, NULL, OPT_LR },
+		{ "schedule", required_argument, NULL, OPT_SCHEDULE },
+		{ "warmup", required_argument, NULL, OPT_WARMUP },
+		{ "min-lr-ratio", required_argument, NULL, OPT_MIN_LR },
+		{ "beta1", required_argument, NULL, OPT_BETA1 },
+		{ "beta2", required_argument, NULL, OPT_BETA2 },
+		{ "eps", required_argument, NULL, OPT_EPS },
+		{ "weight-decay", required_argument, NULL, OPT_WD },
+		{ "max-grad-norm", required_argument, NULL, OPT_CLIP },
+		{ "batch", required_argument, NULL, OPT_BATCH },
+		{ "grad-accum", required_argument, NULL, OPT_ACCUM },
+		{ "seq-len", required_argument, NULL, OPT_SEQ },
+		{ "epochs", required_argument, NULL, OPT_EPOCHS },
+		{ "max-steps", required_argument, NULL, OPT_MAX_STEPS },
+		{ "eval-every", required_argument, NULL, OPT_EVAL_EVERY },
+		{ "ckpt-every", required_argument, NULL, OPT_CKPT_EVERY },
+		{ "keep", required_argument, NULL, OPT_KEEP },
+		{ "seed", required_argument, NULL, OPT_SEED },
+		{ "threads", required_argument, NULL, OPT_THREADS },
+		{ "checkpoint-activations", no_argument, NULL, OPT_CKPT_ACT },
+		{ "usd-per-hour", required_argument, NULL, OPT_USD },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct ftk_tool t;
+	struct ftk_train_opts o;
+	struct ftk_error err;
+	const char *resume = NULL;
+	double usd_per_hour = 0;
+	int n_train_opts = 0, c;
+
+	ftk_tool_init(&t, "ftk-train", usage);
+	t.stage = "train";
+	ftk_train_opts_default(&o);
+	while ((c = getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
+		if (ftk_tool_opt(&t, c, optarg))
+			continue;
+		n_train_opts += c != OPT_RESUME && c != OPT_USD;
+		switch (c) {
+		case OPT_MODEL: set_path(&t, o.model, "--model", optarg); break;
+		case OPT_DATA: set_path(&t, o.data, "--data", optarg); break;
+		case OPT_VAL: set_path(&t, o.val, "--val", optarg); break;
+		case OPT_INIT: set_path(&t, o.init_adapter, "--init-adapter", optarg); break;
+		case OPT_OUT:
+			if (strlen(optarg) >= FTK_TRAIN_PATH)
+				ftk_tool_usage_error(&t, "--out: path too long");
+			strcpy(o.out, optarg);
+			break;
+		case OPT_RESUME: resume = optarg; break;
+		case OPT_OBJECTIVE:
+			if (!strcmp(optarg, "sft"))
+				o.objective = FTK_OBJ_SFT;
+			else if (!strcmp(optarg, "dpo"))
+				o.objective = FTK_OBJ_DPO;
+			else
+				ftk_tool_usage_error(&t, "--objective must be sft or dpo, not '%s'", optarg);
+			break;
+		case OPT_BETA: o.beta = parse_num(&t, "--beta", optarg, 1e-9, 1e6); break;
+		case OPT_QUANT:
+			if (!strcmp(optarg, "nf4"))
+				o.quant = FTK_QUANT_NF4;
+			else if (!strcmp(optarg, "none"))
+				o.quant = FTK_QUANT_NONE;
+			else
+				ftk_tool_usage_error(&t, "--quant must be nf4 or none, not '%s'", optarg);
+			break;
+		case OPT_TARGETS:
+			if (ftk_lora_parse_targets(optarg, &o.lora.targets, &err) < 0)
+				ftk_tool_usage_error(&t, "--targets: %s", err.msg);
+			break;
+		case OPT_RANK: o.lora.rank = (int)parse_int(&t, "--rank", optarg, 1, 65536); break;
+		case OPT_ALPHA: o.lora.alpha = (float)parse_num(&t, "--alpha", optarg, -1e9, 1e9); break;
+		case OPT_RSLORA: o.lora.rslora = 1; break;
+		case OPT_DROPOUT:
+			o.lora.dropout = (float)parse_num(&t, "--dropout", optarg, 0, 0.999);
+			break;
+		case OPT_LR: o.lr = parse_num(&t, "--lr", optarg, 1e-12, 1e3); break;
+		case OPT_SCHEDULE:
+			if (ftk_sched_parse(optarg, &o.sched.kind, &err) < 0)
+				ftk_tool_usage_error(&t, "--schedule: %s", err.msg);
+			break;
+		case OPT_WARMUP: o.sched.warmup = parse_int(&t, "--warmup", optarg, 0, LONG_MAX); break;
+		case OPT_MIN_LR: o.sched.min_ratio = parse_num(&t, "--min-lr-ratio", optarg, 0, 1); break;
+		case OPT_BETA1: o.adamw.beta1 = parse_num(&t, "--beta1", optarg, 0, 0.999999999); break;
+		case OPT_BETA2: o.adamw.beta2 = parse_num(&t, "--beta2", optarg, 0, 0.999999999); break;
+		case OPT_EPS: o.adamw.eps = parse_num(&t, "--eps", optarg, 1e-30, 1); break;
+		case OPT_WD: o.adamw.weight_decay = parse_num(&t, "--weight-decay", optarg, 0, 1e3); break;
+		case OPT_CLIP: o.max_grad_norm = parse_num(&t, "--max-grad-norm", optarg, 0, 1e30); break;
+		case OPT_BATCH: o.batch = (int)parse_int(&t, "--batch", optarg, 1, 1 << 20); break;
+		case OPT_ACCUM: o.grad_accum = (int)parse_int(&t, "--grad-accum", optarg, 1, 1 << 20); break;
+		case OPT_SEQ: o.seq_len = (int)parse_int(&t, "--seq-len", optarg, 2, 1 << 24); break;
+		case OPT_EPOCHS: o.epochs = (int)parse_int(&t, "--epochs", optarg, 1, 1 << 20); break;
+		case OPT_MAX_STEPS: o.max_steps = parse_int(&t, "--max-steps", optarg, 0, LONG_MAX); break;
+		case OPT_EVAL_EVERY: o.eval_every = parse_int(&t, "--eval-every", optarg, 0, LONG_MAX); break;
+		case OPT_CKPT_EVERY: o.ckpt_every = parse_int(&t, "--ckpt-every", optarg, 0, LONG_MAX); break;
+		case OPT_KEEP: o.keep = (int)parse_int(&t, "--keep", optarg, 0, 1 << 20); break;
+		case OPT_SEED:
+			o.seed = (uint64_t)parse_int(&t, "--seed", optarg, 0, (1L << 53) - 1);
+			break;
+		case OPT_THREADS: o.threads = (int)parse_int(&t, "--threads", optarg, 0, 4096); break;
+		case OPT_CKPT_ACT: o.checkpoint_activations = 1; break;
+		case OPT_USD: usd_per_hour = parse_num(&t, "--usd-per-hour", optarg, 0, 1e9); break;
+		default: ftk_tool_usage_error(&t, NULL);
+		}
+	}
+	if (optind < argc)
+		ftk_tool_usage_error(&t, "unexpected argument '%s'", argv[optind]);
+
+	if (resume) {
+		if (n_train_opts)
+			ftk_tool_usage_error(&t, "--resume continues with the options saved in "
+						 "'%s/train_config.json'; give no other training option",
+					     resume);
+		struct strbuf sb = STRBUF_INIT, path = STRBUF_INIT;
+		strbuf_addf(&path, "%s/train_config.json", resume);
+		int rc = strbuf_read_file(&sb, path.buf);
+		if (rc < 0)
+			die("cannot read '%s': %s (is '%s' a run directory?)", path.buf, strerror(-rc),
+			    resume);
+		if (ftk_train_opts_parse(sb.buf, sb.len, path.buf, &o, &err) < 0) {
+			char buf[1400];
+			die("%s", ftk_error_format(&err, buf, sizeof(buf)));
+		}
+		strbuf_release(&sb);
+		strbuf_release(&path);
+		if (strlen(resume) >= FTK_TRAIN_PATH)
+			ftk_tool_usage_error(&t, "--resume: path too long");
+		strcpy(o.out, resume);
+	} else {
+		if (!o.model[0] || !o.data[0] || !o.out[0])
+			ftk_tool_usage_error(&t, "--model, --data and --out are required (or --resume)");
+		if (ftk_train_opts_check(&o, &err) < 0)
+			ftk_tool_usage_error(&t, "%s", err.msg);
+	}
+
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sa.sa_flags = SA_RESETHAND;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	o.stop = &stop_flag;
+	if (t.is_tty && !t.quiet)
+		o.on_step = progress;
+
+	struct ftk_train_result res;
+	int rc = ftk_train_run(&o, resume != NULL, &res, &err);
+	if (o.on_step)
+		fputc('\n', stderr);
+	int exit_code = FTK_EXIT_OK;
+	if (rc < 0) {
+		char buf[1400];
+		error("%s", ftk_error_format(&err, buf, sizeof(buf)));
+		exit_code = rc == FTK_EUSAGE ? FTK_EXIT_USAGE : FTK_EXIT_DATA;
+	} else if (res.interrupted) {
+		fprintf(stderr,
+			"ftk-train: stopped at step %ld of %ld; checkpoint saved; continue with: "
+			"ftk-train --resume %s\n",
+			res.steps, res.total_steps, o.out);
+	} else if (!t.quiet) {
+		fprintf(stderr, "ftk-train: %ld steps (%s step %ld), loss %.4f", res.steps,
+			res.resumed ? "resumed at" : "from", res.start_step, res.last_loss);
+		if (!isnan(res.last_val_loss))
+			fprintf(stderr, ", val loss %.4f -> %.4f", res.first_val_loss,
+				res.last_val_loss);
+		fprintf(stderr, "; adapter in %s/adapter\n", o.out);
+	}
+
+	const char *lp = ftk_ledger_path(t.ledger_path);
+	if (lp) {
+		double hours = res.seconds / 3600.0;
+		cJSON *e = ftk_ledger_entry_new(t.run, "train", "compute");
+		cJSON_AddStringToObject(e, "tool", "ftk-train");
+		cJSON_AddNumberToObject(e, "hours", hours);
+		cJSON_AddStringToObject(e, "device", res.device);
+		cJSON_AddNumberToObject(e, "threads", res.threads);
+		cJSON_AddNumberToObject(e, "rate_usd_per_hour", usd_per_hour);
+		cJSON_AddNumberToObject(e, "usd", hours * usd_per_hour);
+		cJSON_AddNumberToObject(e, "tokens", (double)res.tokens);
+		cJSON_AddNumberToObject(e, "steps", (double)(res.steps - res.start_step));
+		cJSON_AddStringToObject(e, "out", o.out);
+		cJSON_AddStringToObject(e, "status", rc < 0 ? "failed"
+						    : res.interrupted ? "interrupted" : "finished");
+		if (ftk_ledger_append_entry(lp, e, &err) < 0) {
+			error("%s", err.msg);
+			exit_code = FTK_EXIT_DATA;
+		}
+		cJSON_Delete(e);
+	}
+	return exit_code;
+}

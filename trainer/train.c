@@ -1,0 +1,864 @@
+/*
+ * train.c: the training loop (see train.h for what one step is).
+ *
+ * Exact resume is the design constraint that shapes this file.  Everything a
+ * step depends on is either a pure function of the options (data order,
+ * schedule) or saved in the checkpoint (LoRA weights as float32, AdamW
+ * moments and step, the dropout generator's two integers, the data
+ * position).  metrics.jsonl is fsynced before every checkpoint and the
+ * checkpoint records its length; on resume the file is cut back to that
+ * length, so lines written after the checkpoint by a killed process are
+ * replaced by the same lines recomputed.  Only tokens_per_s and elapsed
+ * differ between an interrupted run and an uninterrupted one.
+ *
+ * DPO (Rafailov et al. 2023): for a pair with policy losses Lc, Lr (summed
+ * token cross-entropy of chosen and rejected, i.e. minus their
+ * log-probabilities) and the same under the frozen reference Rc, Rr,
+ *     z = beta * ((Rc - Lc) - (Rr - Lr)),   loss = -log sigmoid(z),
+ * and d loss / d Lc = beta * sigmoid(-z) = -d loss / d Lr.  The reference is
+ * the model the run starts from, which for a fresh LoRA (B = 0) is the base
+ * itself; its losses are computed once before training from the freshly
+ * initialised model and kept in memory (on resume, recomputed the same way
+ * before the checkpoint is loaded).  model.h gives the gradient of
+ * (loss sum / norm) with norm > 0, so a pair's weighted gradient is two
+ * backward passes, the rejected one subtracted through a scratch copy of the
+ * gradients.  Starting from an existing adapter would make "the reference"
+ * ambiguous (the adapted model or the base?), which is why --init-adapter
+ * with DPO is refused: merge first, and the merged model is the reference.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "trainer/adapter.h"
+#include "trainer/checkpoint.h"
+#include "trainer/data.h"
+#include "trainer/train.h"
+#include "lib/json.h"
+#include "lib/ledger.h"
+#include "lib/strbuf.h"
+
+void ftk_train_opts_default(struct ftk_train_opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->quant = FTK_QUANT_NF4;
+	o->lora.targets = FTK_LORA_ALL;
+	o->lora.rank = 8;
+	o->lora.alpha = 16;
+	o->lora.dropout = 0;
+	o->objective = FTK_OBJ_SFT;
+	o->beta = 0.1;
+	o->lr = 2e-4;
+	o->sched.kind = FTK_SCHED_COSINE;
+	struct ftk_adamw_opts ad = FTK_ADAMW_DEFAULTS;
+	o->adamw = ad;
+	o->max_grad_norm = 1.0;
+	o->batch = 4;
+	o->grad_accum = 1;
+	o->seq_len = 512;
+	o->epochs = 1;
+	o->keep = 3;
+	o->seed = 42;
+}
+
+static void targets_str(unsigned mask, char *buf, size_t n)
+{
+	static const char *const names[] = { "q", "k", "v", "o", "gate", "up", "down" };
+	size_t len = 0;
+	buf[0] = 0;
+	for (int t = 0; t < FTK_LORA_N_TARGETS; t++)
+		if (mask & (1u << t))
+			len += (size_t)snprintf(buf + len, len < n ? n - len : 0, "%s%s",
+						len ? "," : "", names[t]);
+}
+
+char *ftk_train_opts_json(const struct ftk_train_opts *o)
+{
+	char tg[64];
+	cJSON *j = cJSON_CreateObject();
+	cJSON_AddStringToObject(j, "model", o->model);
+	cJSON_AddStringToObject(j, "data", o->data);
+	cJSON_AddStringToObject(j, "val", o->val);
+	cJSON_AddStringToObject(j, "init_adapter", o->init_adapter);
+	cJSON_AddStringToObject(j, "objective", o->objective == FTK_OBJ_DPO ? "dpo" : "sft");
+	cJSON_AddNumberToObject(j, "beta", o->beta);
+	cJSON_AddStringToObject(j, "quant", o->quant == FTK_QUANT_NF4 ? "nf4" : "none");
+	targets_str(o->lora.targets, tg, sizeof(tg));
+	cJSON_AddStringToObject(j, "targets", tg);
+	cJSON_AddNumberToObject(j, "rank", o->lora.rank);
+	cJSON_AddNumberToObject(j, "alpha", o->lora.alpha);
+	cJSON_AddBoolToObject(j, "rslora", o->lora.rslora);
+	cJSON_AddNumberToObject(j, "dropout", o->lora.dropout);
+	cJSON_AddNumberToObject(j, "lr", o->lr);
+	cJSON_AddStringToObject(j, "schedule", ftk_sched_name(o->sched.kind));
+	cJSON_AddNumberToObject(j, "warmup", (double)o->sched.warmup);
+	cJSON_AddNumberToObject(j, "min_lr_ratio", o->sched.min_ratio);
+	cJSON_AddNumberToObject(j, "beta1", o->adamw.beta1);
+	cJSON_AddNumberToObject(j, "beta2", o->adamw.beta2);
+	cJSON_AddNumberToObject(j, "eps", o->adamw.eps);
+	cJSON_AddNumberToObject(j, "weight_decay", o->adamw.weight_decay);
+	cJSON_AddNumberToObject(j, "max_grad_norm", o->max_grad_norm);
+	cJSON_AddNumberToObject(j, "batch", o->batch);
+	cJSON_AddNumberToObject(j, "grad_accum", o->grad_accum);
+	cJSON_AddNumberToObject(j, "seq_len", o->seq_len);
+	cJSON_AddNumberToObject(j, "epochs", o->epochs);
+	cJSON_AddNumberToObject(j, "max_steps", (double)o->max_steps);
+	cJSON_AddNumberToObject(j, "eval_every", (double)o->eval_every);
+	cJSON_AddNumberToObject(j, "ckpt_every", (double)o->ckpt_every);
+	cJSON_AddNumberToObject(j, "keep", o->keep);
+	cJSON_AddNumberToObject(j, "seed", (double)o->seed);
+	cJSON_AddNumberToObject(j, "threads", o->threads);
+	cJSON_AddBoolToObject(j, "checkpoint_activations", o->checkpoint_activations);
+	char *s = cJSON_Print(j);
+	cJSON_Delete(j);
+	size_t n = strlen(s);
+	char *out = xmalloc(n + 2);
+	memcpy(out, s, n);
+	out[n] = '\n';
+	out[n + 1] = 0;
+	free(s);
+	return out;
+}
+
+static int get_num(const cJSON *j, const char *key, double lo, double hi, double *v,
+		   const char *path, struct ftk_error *err)
+{
+	const cJSON *x = cJSON_GetObjectItemCaseSensitive(j, key);
+	if (!x)
+		return 0;	/* absent: keep the default */
+	if (!cJSON_IsNumber(x) || x->valuedouble < lo || x->valuedouble > hi)
+		return ftk_error_set(err, FTK_EDATA, path, 0, key, "must be a number in [%g, %g]", lo,
+				     hi);
+	*v = x->valuedouble;
+	return 0;
+}
+
+static int get_str(const cJSON *j, const char *key, char *dst, size_t n, const char *path,
+		   struct ftk_error *err)
+{
+	const cJSON *x = cJSON_GetObjectItemCaseSensitive(j, key);
+	if (!x)
+		return 0;
+	if (!cJSON_IsString(x) || strlen(x->valuestring) >= n)
+		return ftk_error_set(err, FTK_EDATA, path, 0, key, "must be a string");
+	strcpy(dst, x->valuestring);
+	return 0;
+}
+
+int ftk_train_opts_parse(const char *text, size_t len, const char *path,
+			 struct ftk_train_opts *o, struct ftk_error *err)
+{
+	cJSON *j;
+	int rc = ftk_json_parse_object(text, len, &j, err);
+	if (rc < 0) {
+		ftk_error_place(err, path, 0);
+		return rc;
+	}
+	char buf[64];
+	double v;
+#define STR(key, dst) \
+	if ((rc = get_str(j, key, dst, sizeof(dst), path, err)) < 0) goto out
+#define NUM(key, lo, hi, dst)                                                  \
+	do {                                                                   \
+		v = (double)(dst);                                             \
+		if ((rc = get_num(j, key, lo, hi, &v, path, err)) < 0) goto out; \
+		dst = v;                                                       \
+	} while (0)
+	STR("model", o->model);
+	STR("data", o->data);
+	STR("val", o->val);
+	STR("init_adapter", o->init_adapter);
+	buf[0] = 0;
+	STR("objective", buf);
+	if (buf[0]) {
+		if (strcmp(buf, "sft") && strcmp(buf, "dpo")) {
+			rc = ftk_error_set(err, FTK_EDATA, path, 0, "objective", "must be sft or dpo");
+			goto out;
+		}
+		o->objective = strcmp(buf, "dpo") ? FTK_OBJ_SFT : FTK_OBJ_DPO;
+	}
+	NUM("beta", 0, 1e6, o->beta);
+	buf[0] = 0;
+	STR("quant", buf);
+	if (buf[0]) {
+		if (strcmp(buf, "nf4") && strcmp(buf, "none")) {
+			rc = ftk_error_set(err, FTK_EDATA, path, 0, "quant", "must be nf4 or none");
+			goto out;
+		}
+		o->quant = strcmp(buf, "nf4") ? FTK_QUANT_NONE : FTK_QUANT_NF4;
+	}
+	buf[0] = 0;
+	STR("targets", buf);
+	if (buf[0] && (rc = ftk_lora_parse_targets(buf, &o->lora.targets, err)) < 0) {
+		ftk_error_set(err, rc, path, 0, "targets", "%s", err ? err->msg : "bad targets");
+		goto out;
+	}
+	NUM("rank", 1, 65536, o->lora.rank);
+	NUM("alpha", -1e9, 1e9, o->lora.alpha);
+	const cJSON *b = cJSON_GetObjectItemCaseSensitive(j, "rslora");
+	if (b)
+		o->lora.rslora = cJSON_IsTrue(b);
+	NUM("dropout", 0, 0.999999, o->lora.dropout);
+	NUM("lr", 0, 1e3, o->lr);
+	buf[0] = 0;
+	STR("schedule", buf);
+	if (buf[0] && (rc = ftk_sched_parse(buf, &o->sched.kind, err)) < 0) {
+		ftk_error_place(err, path, 0);
+		goto out;
+	}
+	NUM("warmup", 0, 1e15, o->sched.warmup);
+	NUM("min_lr_ratio", 0, 1, o->sched.min_ratio);
+	NUM("beta1", 0, 1, o->adamw.beta1);
+	NUM("beta2", 0, 1, o->adamw.beta2);
+	NUM("eps", 0, 1, o->adamw.eps);
+	NUM("weight_decay", 0, 1e3, o->adamw.weight_decay);
+	NUM("max_grad_norm", 0, 1e30, o->max_grad_norm);
+	NUM("batch", 1, 1 << 20, o->batch);
+	NUM("grad_accum", 1, 1 << 20, o->grad_accum);
+	NUM("seq_len", 2, 1 << 24, o->seq_len);
+	NUM("epochs", 1, 1 << 20, o->epochs);
+	NUM("max_steps", 0, 1e15, o->max_steps);
+	NUM("eval_every", 0, 1e15, o->eval_every);
+	NUM("ckpt_every", 0, 1e15, o->ckpt_every);
+	NUM("keep", 0, 1 << 20, o->keep);
+	NUM("seed", 0, 9007199254740992.0, o->seed);
+	NUM("threads", 0, 4096, o->threads);
+	b = cJSON_GetObjectItemCaseSensitive(j, "checkpoint_activations");
+	if (b)
+		o->checkpoint_activations = cJSON_IsTrue(b);
+#undef STR
+#undef NUM
+	rc = 0;
+out:
+	cJSON_Delete(j);
+	return rc;
+}
+
+int ftk_train_opts_check(const struct ftk_train_opts *o, struct ftk_error *err)
+{
+	if (!o->model[0])
+		return ftk_error_msg(err, FTK_EUSAGE, "--model is required");
+	if (!o->data[0])
+		return ftk_error_msg(err, FTK_EUSAGE, "--data is required");
+	if (!o->out[0])
+		return ftk_error_msg(err, FTK_EUSAGE, "--out is required");
+	if (o->objective == FTK_OBJ_DPO && o->init_adapter[0])
+		return ftk_error_msg(err, FTK_EUSAGE,
+				     "DPO cannot start from an unmerged adapter ('%s'): the reference "
+				     "model would be ambiguous; merge it first (ftk-merge --model M "
+				     "--adapter A --out MERGED) and train DPO on the merged model",
+				     o->init_adapter);
+	if (o->lora.rank < 1)
+		return ftk_error_msg(err, FTK_EUSAGE, "--rank must be at least 1");
+	if (!(o->lora.dropout >= 0 && o->lora.dropout < 1))
+		return ftk_error_msg(err, FTK_EUSAGE, "--dropout must be in [0, 1)");
+	if (!(o->lr > 0))
+		return ftk_error_msg(err, FTK_EUSAGE, "--lr must be positive");
+	if (o->batch < 1 || o->grad_accum < 1 || o->seq_len < 2 || o->epochs < 1)
+		return ftk_error_msg(err, FTK_EUSAGE,
+				     "--batch, --grad-accum and --epochs must be at least 1, "
+				     "--seq-len at least 2");
+	if (o->max_steps < 0 || o->eval_every < 0 || o->ckpt_every < 0 || o->keep < 0 ||
+	    o->sched.warmup < 0)
+		return ftk_error_msg(err, FTK_EUSAGE, "step counts must not be negative");
+	if (o->seed >= (1ULL << 53))
+		return ftk_error_msg(err, FTK_EUSAGE, "--seed must be below 2^53");
+	if (o->objective == FTK_OBJ_DPO && !(o->beta > 0))
+		return ftk_error_msg(err, FTK_EUSAGE, "--beta must be positive");
+	return 0;
+}
+
+/* ---------------------------------------------------------------- the run */
+
+struct run {
+	const struct ftk_train_opts *o;
+	struct ftk_model *m;
+	struct ftk_data *train, *val;
+	struct ftk_data_batch *mb;	/* grad_accum micro-batches */
+	struct ftk_adamw opt;
+	struct ftk_sched sched;
+	float *params, *grads, *scratch;
+	size_t n;
+	double *ref_train, *ref_val;	/* DPO reference losses by sequence index */
+	int metrics_fd;
+	char *config_json;
+	long step, total;
+	uint64_t tokens_total;		/* over the whole run, resumed parts included */
+	double elapsed_before;		/* seconds of earlier invocations */
+	double t0;
+	double first_val;
+};
+
+static int open_metrics(struct run *r, off_t keep_bytes, struct ftk_error *err)
+{
+	struct strbuf p = STRBUF_INIT;
+	strbuf_addf(&p, "%s/metrics.jsonl", r->o->out);
+	r->metrics_fd = open(p.buf, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+	int rc = 0;
+	if (r->metrics_fd < 0 || ftruncate(r->metrics_fd, keep_bytes) < 0 ||
+	    lseek(r->metrics_fd, 0, SEEK_END) < 0)
+		rc = ftk_error_set(err, FTK_EIO, p.buf, 0, NULL, "cannot open: %s", strerror(errno));
+	strbuf_release(&p);
+	return rc;
+}
+
+static int write_metrics(struct run *r, const struct strbuf *line, struct ftk_error *err)
+{
+	size_t off = 0;
+	while (off < line->len) {
+		ssize_t w = write(r->metrics_fd, line->buf + off, line->len - off);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return ftk_error_set(err, FTK_EIO, "metrics.jsonl", 0, NULL, "cannot write: %s",
+					     strerror(errno));
+		off += (size_t)w;
+	}
+	if (r->o->on_step) {
+		struct strbuf s = STRBUF_INIT;
+		strbuf_add(&s, line->buf, line->len - 1);
+		r->o->on_step(r->o->on_step_ctx, s.buf);
+		strbuf_release(&s);
+	}
+	return 0;
+}
+
+/* Loss of one row (forward only) as a batch of one. */
+static int row_loss(struct ftk_model *m, const struct ftk_data_batch *db, int row, double *loss,
+		    struct ftk_error *err)
+{
+	size_t off = (size_t)row * db->T;
+	struct ftk_batch b = { 1, db->T, db->ids + off, db->mask + off, db->doc + off };
+	long nt;
+	return ftk_model_forward(m, &b, NULL, loss, &nt, err);
+}
+
+/* The DPO reference losses of every sequence in d, from the model as it is now. */
+static int dpo_reference(struct run *r, struct ftk_data *d, double **out, struct ftk_error *err)
+{
+	struct ftk_data_pos saved;
+	ftk_data_get_pos(d, &saved);
+	const struct ftk_shard_info *info = ftk_data_info(d);
+	double *ref = xcalloc(info->sequences + 2, sizeof(double));
+	struct ftk_data_batch db;
+	ftk_data_batch_init(&db, d);
+	/* one pass in file order, whatever the stream's mode */
+	struct ftk_data_pos start = { 0, 0 };
+	ftk_data_set_pos(d, &start);
+	int rc = 0;
+	for (uint64_t u = 0; u < ftk_data_units(d);) {
+		int rows = ftk_data_next(d, &db);
+		if (rows <= 0)
+			break;
+		for (int i = 0; i < rows; i++) {
+			double l;
+			if ((rc = row_loss(r->m, &db, i, &l, err)) < 0)
+				goto out;
+			ref[db.seq[i]] = l;
+		}
+		u += (uint64_t)rows / 2;
+	}
+out:
+	ftk_data_batch_release(&db);
+	ftk_data_set_pos(d, &saved);
+	if (rc < 0) {
+		free(ref);
+		return rc;
+	}
+	*out = ref;
+	return 0;
+}
+
+static double softplus(double x)
+{
+	return x > 0 ? x + log1p(exp(-x)) : log1p(exp(x));
+}
+
+static double sigmoid(double x)
+{
+	return x >= 0 ? 1.0 / (1.0 + exp(-x)) : exp(x) / (1.0 + exp(x));
+}
+
+/* DPO loss and margin sign of one pair from the four losses. */
+static double dpo_pair(double beta, double lc, double lr, double rc, double rr, double *z)
+{
+	*z = beta * ((rc - lc) - (rr - lr));
+	return softplus(-*z);
+}
+
+static int eval_val(struct run *r, double *val_loss, long *val_n, struct ftk_error *err)
+{
+	struct ftk_data_batch db;
+	ftk_data_batch_init(&db, r->val);
+	ftk_data_rewind(r->val);
+	double sum = 0;
+	long n = 0;
+	int rc = 0, rows;
+	while ((rows = ftk_data_next(r->val, &db)) > 0) {
+		if (r->o->objective == FTK_OBJ_DPO) {
+			for (int i = 0; i + 1 < rows; i += 2) {
+				double lc, lr, z;
+				if ((rc = row_loss(r->m, &db, i, &lc, err)) < 0 ||
+				    (rc = row_loss(r->m, &db, i + 1, &lr, err)) < 0)
+					goto out;
+				sum += dpo_pair(r->o->beta, lc, lr, r->ref_val[db.seq[i]],
+						r->ref_val[db.seq[i + 1]], &z);
+				n++;
+			}
+		} else {
+			double ls;
+			long nt;
+			if ((rc = ftk_model_forward(r->m, &db.b, NULL, &ls, &nt, err)) < 0)
+				goto out;
+			sum += ls;
+			n += nt;
+		}
+	}
+	*val_loss = n ? sum / (double)n : NAN;
+	*val_n = n;
+out:
+	ftk_data_batch_release(&db);
+	return rc;
+}
+
+/* One SFT step's forward/backward over the micro-batches: loss sum and targets. */
+static int sft_grads(struct run *r, double *loss_sum, long *targets, struct ftk_error *err)
+{
+	long norm = 0;
+	for (int k = 0; k < r->o->grad_accum; k++)
+		norm += r->mb[k].targets;
+	*loss_sum = 0;
+	*targets = norm;
+	for (int k = 0; k < r->o->grad_accum; k++) {
+		double ls;
+		long nt;
+		int rc = ftk_model_forward_backward(r->m, &r->mb[k].b, (double)norm, &ls, &nt, err);
+		if (rc < 0)
+			return rc;
+		*loss_sum += ls;
+	}
+	return 0;
+}
+
+/* One DPO step: loss sum over pairs, pair count in *targets, margin accuracy. */
+static int dpo_grads(struct run *r, double *loss_sum, long *pairs, double *acc,
+		     struct ftk_error *err)
+{
+	long P = 0, right = 0;
+	for (int k = 0; k < r->o->grad_accum; k++)
+		P += r->mb[k].b.B / 2;
+	*loss_sum = 0;
+	*pairs = P;
+	for (int k = 0; k < r->o->grad_accum; k++) {
+		struct ftk_data_batch *db = &r->mb[k];
+		for (int i = 0; i + 1 < db->b.B; i += 2) {
+			double lc, lr, z, ls;
+			long nt;
+			int rc;
+			if ((rc = row_loss(r->m, db, i, &lc, err)) < 0 ||
+			    (rc = row_loss(r->m, db, i + 1, &lr, err)) < 0)
+				return rc;
+			*loss_sum += dpo_pair(r->o->beta, lc, lr, r->ref_train[db->seq[i]],
+					      r->ref_train[db->seq[i + 1]], &z);
+			right += z > 0;
+			double w = r->o->beta * sigmoid(-z);
+			if (!(w > 0))
+				continue;
+			size_t off = (size_t)i * db->T;
+			struct ftk_batch bc = { 1, db->T, db->ids + off, db->mask + off, db->doc + off };
+			struct ftk_batch br = { 1, db->T, db->ids + off + db->T, db->mask + off + db->T,
+						db->doc + off + db->T };
+			double norm = (double)P / w;
+			/* grads += w/P * d Lc */
+			if ((rc = ftk_model_forward_backward(r->m, &bc, norm, &ls, &nt, err)) < 0)
+				return rc;
+			/* grads -= w/P * d Lr, through a scratch copy */
+			memcpy(r->scratch, r->grads, r->n * sizeof(float));
+			ftk_model_zero_grad(r->m);
+			if ((rc = ftk_model_forward_backward(r->m, &br, norm, &ls, &nt, err)) < 0)
+				return rc;
+			for (size_t j = 0; j < r->n; j++)
+				r->grads[j] = r->scratch[j] - r->grads[j];
+		}
+	}
+	*acc = P ? (double)right / (double)P : 0;
+	return 0;
+}
+
+static void add_state(struct run *r, cJSON *st)
+{
+	struct ftk_data_pos pos;
+	struct ftk_model_rng rng;
+	char buf[32];
+	ftk_data_get_pos(r->train, &pos);
+	ftk_model_rng_get(r->m, &rng);
+	cJSON_AddNumberToObject(st, "step", (double)r->step);
+	cJSON_AddNumberToObject(st, "total_steps", (double)r->total);
+	snprintf(buf, sizeof(buf), "%llu", (unsigned long long)pos.epoch);
+	cJSON_AddStringToObject(st, "data_epoch", buf);
+	snprintf(buf, sizeof(buf), "%llu", (unsigned long long)pos.cursor);
+	cJSON_AddStringToObject(st, "data_cursor", buf);
+	snprintf(buf, sizeof(buf), "%llu", (unsigned long long)rng.seed);
+	cJSON_AddStringToObject(st, "rng_seed", buf);
+	snprintf(buf, sizeof(buf), "%llu", (unsigned long long)rng.counter);
+	cJSON_AddStringToObject(st, "rng_counter", buf);
+	cJSON_AddNumberToObject(st, "optimizer_step", (double)r->opt.t);
+	off_t bytes = lseek(r->metrics_fd, 0, SEEK_END);
+	cJSON_AddNumberToObject(st, "metrics_bytes", (double)bytes);
+	snprintf(buf, sizeof(buf), "%llu", (unsigned long long)r->tokens_total);
+	cJSON_AddStringToObject(st, "tokens", buf);
+	cJSON_AddNumberToObject(st, "elapsed", r->elapsed_before + (ftk_now() - r->t0));
+	if (isnan(r->first_val))
+		cJSON_AddNullToObject(st, "first_val_loss");
+	else
+		cJSON_AddNumberToObject(st, "first_val_loss", r->first_val);
+}
+
+static int save_ckpt(struct run *r, struct ftk_error *err)
+{
+	if (fsync(r->metrics_fd) < 0)
+		return ftk_error_set(err, FTK_EIO, "metrics.jsonl", 0, NULL, "cannot fsync: %s",
+				     strerror(errno));
+	cJSON *st = cJSON_CreateObject();
+	add_state(r, st);
+	int rc = ftk_ckpt_save(r->o->out, r->step, r->m, r->o->model, &r->opt, st, r->config_json,
+			       r->o->keep, err);
+	cJSON_Delete(st);
+	return rc;
+}
+
+static uint64_t state_u64(const cJSON *st, const char *key, int *bad)
+{
+	const cJSON *x = cJSON_GetObjectItemCaseSensitive(st, key);
+	if (!cJSON_IsString(x)) {
+		*bad = 1;
+		return 0;
+	}
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(x->valuestring, &end, 10);
+	if (*end || errno)
+		*bad = 1;
+	return v;
+}
+
+static double state_num(const cJSON *st, const char *key, int *bad)
+{
+	const cJSON *x = cJSON_GetObjectItemCaseSensitive(st, key);
+	if (!cJSON_IsNumber(x)) {
+		*bad = 1;
+		return 0;
+	}
+	return x->valuedouble;
+}
+
+static int restore(struct run *r, const char *ckpt, struct ftk_error *err)
+{
+	cJSON *st;
+	int rc = ftk_ckpt_load(ckpt, r->m, &r->o->lora, &r->opt, &st, err);
+	if (rc < 0)
+		return rc;
+	int bad = 0;
+	struct ftk_data_pos pos;
+	struct ftk_model_rng rng;
+	r->step = (long)state_num(st, "step", &bad);
+	pos.epoch = state_u64(st, "data_epoch", &bad);
+	pos.cursor = state_u64(st, "data_cursor", &bad);
+	rng.seed = state_u64(st, "rng_seed", &bad);
+	rng.counter = state_u64(st, "rng_counter", &bad);
+	double mb = state_num(st, "metrics_bytes", &bad);
+	r->tokens_total = state_u64(st, "tokens", &bad);
+	r->elapsed_before = state_num(st, "elapsed", &bad);
+	const cJSON *fv = cJSON_GetObjectItemCaseSensitive(st, "first_val_loss");
+	r->first_val = cJSON_IsNumber(fv) ? fv->valuedouble : NAN;
+	cJSON_Delete(st);
+	if (bad || pos.cursor > ftk_data_units(r->train) || r->step < 0)
+		return ftk_error_set(err, FTK_EDATA, ckpt, 0, "state.json",
+				     "checkpoint state is incomplete or does not fit these shards");
+	ftk_data_set_pos(r->train, &pos);
+	ftk_model_rng_set(r->m, &rng);
+	/* the metrics file must still hold what the checkpoint saw */
+	struct strbuf p = STRBUF_INIT;
+	strbuf_addf(&p, "%s/metrics.jsonl", r->o->out);
+	struct stat sb;
+	if (stat(p.buf, &sb) < 0 || (double)sb.st_size < mb) {
+		rc = ftk_error_set(err, FTK_EDATA, p.buf, 0, NULL,
+				   "shorter than the checkpoint recorded (%.0f bytes): was it edited?",
+				   mb);
+		strbuf_release(&p);
+		return rc;
+	}
+	strbuf_release(&p);
+	return open_metrics(r, (off_t)mb, err);
+}
+
+static int mkdir_p(const char *dir, struct ftk_error *err)
+{
+	struct strbuf sb = STRBUF_INIT;
+	strbuf_addstr(&sb, dir);
+	for (char *p = sb.buf + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = 0;
+		if (mkdir(sb.buf, 0777) < 0 && errno != EEXIST)
+			break;
+		*p = '/';
+	}
+	int rc = 0;
+	if (mkdir(dir, 0777) < 0 && errno != EEXIST)
+		rc = ftk_error_set(err, FTK_EIO, dir, 0, NULL, "cannot create directory: %s",
+				   strerror(errno));
+	strbuf_release(&sb);
+	return rc;
+}
+
+static void release(struct run *r)
+{
+	if (r->mb) {
+		for (int k = 0; k < r->o->grad_accum; k++)
+			ftk_data_batch_release(&r->mb[k]);
+		free(r->mb);
+	}
+	ftk_data_free(r->train);
+	ftk_data_free(r->val);
+	ftk_adamw_release(&r->opt);
+	ftk_model_free(r->m);
+	if (r->metrics_fd >= 0)
+		close(r->metrics_fd);
+	free(r->config_json);
+	free(r->scratch);
+	free(r->ref_train);
+	free(r->ref_val);
+}
+
+int ftk_train_run(const struct ftk_train_opts *o, int resume, struct ftk_train_result *res,
+		  struct ftk_error *err)
+{
+	struct run R, *r = &R;
+	struct strbuf p = STRBUF_INIT;
+	char ckpt[FTK_TRAIN_PATH + 64];
+	int rc;
+
+	memset(r, 0, sizeof(*r));
+	memset(res, 0, sizeof(*res));
+	res->first_val_loss = res->last_val_loss = NAN;
+	r->o = o;
+	r->metrics_fd = -1;
+	r->first_val = NAN;
+	r->t0 = ftk_now();
+	if ((rc = ftk_train_opts_check(o, err)) < 0)
+		return rc;
+
+	/* the run directory */
+	strbuf_addf(&p, "%s/train_config.json", o->out);
+	struct stat sb;
+	if (!resume && (stat(p.buf, &sb) == 0)) {
+		rc = ftk_error_set(err, FTK_EUSAGE, o->out, 0, NULL,
+				   "already holds a run: continue it with --resume, or choose "
+				   "another --out");
+		goto out;
+	}
+	if ((rc = mkdir_p(o->out, err)) < 0)
+		goto out;
+	r->config_json = ftk_train_opts_json(o);
+	if (!resume &&
+	    (rc = ftk_write_file_atomic(p.buf, r->config_json, strlen(r->config_json), err)) < 0)
+		goto out;
+
+	/* the model and its LoRA */
+	struct ftk_load_opts lo = { o->quant, NULL, o->threads, o->seq_len };
+	if ((rc = ftk_model_load(&r->m, o->model, &lo, err)) < 0)
+		goto out;
+	ftk_model_set_checkpointing(r->m, o->checkpoint_activations);
+	const struct ftk_model_config *cfg = ftk_model_config(r->m);
+	struct ftk_lora_opts lora = o->lora;
+	lora.seed = o->seed;
+	if (o->init_adapter[0]) {
+		struct ftk_adapter *a;
+		if ((rc = ftk_adapter_load(o->init_adapter, &a, err)) < 0)
+			goto out;
+		rc = ftk_adapter_apply(r->m, a, &lora, err);
+		ftk_adapter_free(a);
+		if (rc < 0)
+			goto out;
+	} else if ((rc = ftk_model_lora_init(r->m, &lora, err)) < 0) {
+		goto out;
+	}
+	ftk_model_lora_flat(r->m, &r->n);
+
+	/* the data */
+	strbuf_reset(&p);
+	strbuf_addf(&p, "%s/tokenizer.json", o->model);
+	int kind = o->objective == FTK_OBJ_DPO ? FTK_SHARD_PREFERENCE : FTK_SHARD_SFT;
+	struct ftk_data_opts dop = { o->data, p.buf, (uint32_t)cfg->vocab_size, kind,
+				     o->seq_len, o->batch, o->seed, 1 };
+	if ((rc = ftk_data_open(&r->train, &dop, err)) < 0)
+		goto out;
+	if (o->val[0]) {
+		dop.dir = o->val;
+		dop.shuffle = 0;
+		if ((rc = ftk_data_open(&r->val, &dop, err)) < 0)
+			goto out;
+	}
+	r->mb = xcalloc((size_t)o->grad_accum, sizeof(*r->mb));
+	for (int k = 0; k < o->grad_accum; k++)
+		ftk_data_batch_init(&r->mb[k], r->train);
+
+	/* the schedule */
+	uint64_t per_step = (uint64_t)o->batch * (uint64_t)o->grad_accum;
+	uint64_t per_epoch = o->objective == FTK_OBJ_DPO ? ftk_data_units(r->train)
+							 : ftk_data_rows_per_epoch(r->train);
+	uint64_t steps_epoch = (per_epoch + per_step - 1) / per_step;
+	r->total = o->max_steps > 0 ? o->max_steps : (long)(steps_epoch * (uint64_t)o->epochs);
+	r->sched = o->sched;
+	r->sched.lr = o->lr;
+	r->sched.total = r->total;
+	if ((rc = ftk_adamw_init(&r->opt, r->n, &o->adamw, err)) < 0)
+		goto out;
+
+	/* DPO's reference: the model as initialised, before any checkpoint is loaded */
+	if (o->objective == FTK_OBJ_DPO) {
+		r->scratch = xmalloc(r->n * sizeof(float) + 1);
+		if ((rc = dpo_reference(r, r->train, &r->ref_train, err)) < 0)
+			goto out;
+		if (r->val && (rc = dpo_reference(r, r->val, &r->ref_val, err)) < 0)
+			goto out;
+	}
+
+	/* where to start */
+	long have = resume ? ftk_ckpt_latest(o->out, ckpt, sizeof(ckpt), err) : FTK_ENOTFOUND;
+	if (have >= 0) {
+		if ((rc = restore(r, ckpt, err)) < 0)
+			goto out;
+		res->resumed = 1;
+	} else if (have != FTK_ENOTFOUND) {
+		rc = (int)have;
+		goto out;
+	} else if ((rc = open_metrics(r, 0, err)) < 0) {
+		goto out;
+	}
+	ftk_error_clear(err);
+	/* only now: loading a checkpoint re-creates the model's LoRA arrays */
+	r->params = ftk_model_lora_flat(r->m, &r->n);
+	r->grads = ftk_model_lora_grad_flat(r->m, &r->n);
+	res->start_step = r->step;
+	res->total_steps = r->total;
+
+	struct strbuf line = STRBUF_INIT;
+	/* the starting point's validation loss, the baseline the run is judged by */
+	if (r->val && r->step == 0) {
+		double vl;
+		long vn;
+		if ((rc = eval_val(r, &vl, &vn, err)) < 0) {
+			strbuf_release(&line);
+			goto out;
+		}
+		r->first_val = vl;
+		strbuf_addf(&line, "{\"step\":0,\"val_loss\":%.9g,\"val_%s\":%ld}\n", vl,
+			    o->objective == FTK_OBJ_DPO ? "pairs" : "targets", vn);
+		if ((rc = write_metrics(r, &line, err)) < 0) {
+			strbuf_release(&line);
+			goto out;
+		}
+	}
+	while (r->step < r->total) {
+		double t_step = ftk_now(), loss_sum = 0, acc = 0;
+		long targets = 0;
+		uint64_t step_tokens = 0;
+		for (int k = 0; k < o->grad_accum; k++) {
+			ftk_data_next(r->train, &r->mb[k]);
+			step_tokens += (uint64_t)r->mb[k].tokens;
+		}
+		ftk_model_zero_grad(r->m);
+		if (o->objective == FTK_OBJ_DPO)
+			rc = dpo_grads(r, &loss_sum, &targets, &acc, err);
+		else
+			rc = sft_grads(r, &loss_sum, &targets, err);
+		if (rc == 0 && o->reduce)
+			rc = o->reduce(o->reduce_ctx, r->grads, r->n, &loss_sum, &targets, err);
+		if (rc < 0) {
+			strbuf_release(&line);
+			goto out;
+		}
+		double gnorm = ftk_clip_grad_norm(r->grads, r->n, o->max_grad_norm);
+		double lr = ftk_sched_lr(&r->sched, r->step);
+		ftk_adamw_step(&r->opt, r->params, r->grads, lr);
+		r->step++;
+		r->tokens_total += step_tokens;
+		res->tokens += step_tokens;
+		res->last_loss = targets ? loss_sum / (double)targets : NAN;
+
+		double now = ftk_now();
+		struct ftk_data_pos pos;
+		ftk_data_get_pos(r->train, &pos);
+		strbuf_reset(&line);
+		strbuf_addf(&line, "{\"step\":%ld,\"epoch\":%.4f,\"loss\":%.9g,", r->step,
+			    (double)pos.epoch + (double)pos.cursor / (double)ftk_data_units(r->train),
+			    res->last_loss);
+		if (o->objective == FTK_OBJ_DPO)
+			strbuf_addf(&line, "\"reward_accuracy\":%.4f,", acc);
+		strbuf_addf(&line,
+			    "\"lr\":%.9g,\"grad_norm\":%.9g,\"tokens\":%llu,\"tokens_per_s\":%.1f,"
+			    "\"elapsed\":%.3f}\n",
+			    lr, gnorm, (unsigned long long)r->tokens_total,
+			    (double)step_tokens / fmax(now - t_step, 1e-9),
+			    r->elapsed_before + (now - r->t0));
+		if ((rc = write_metrics(r, &line, err)) < 0) {
+			strbuf_release(&line);
+			goto out;
+		}
+		if (r->val && ((o->eval_every > 0 && r->step % o->eval_every == 0) ||
+			       r->step == r->total)) {
+			double vl;
+			long vn;
+			if ((rc = eval_val(r, &vl, &vn, err)) < 0) {
+				strbuf_release(&line);
+				goto out;
+			}
+			if (isnan(r->first_val))
+				r->first_val = vl;
+			res->last_val_loss = vl;
+			strbuf_reset(&line);
+			strbuf_addf(&line, "{\"step\":%ld,\"val_loss\":%.9g,\"val_%s\":%ld}\n", r->step,
+				    vl, o->objective == FTK_OBJ_DPO ? "pairs" : "targets", vn);
+			if ((rc = write_metrics(r, &line, err)) < 0) {
+				strbuf_release(&line);
+				goto out;
+			}
+		}
+		int stopping = o->stop && *o->stop;
+		if ((o->ckpt_every > 0 && r->step % o->ckpt_every == 0) || r->step == r->total ||
+		    stopping) {
+			if ((rc = save_ckpt(r, err)) < 0) {
+				strbuf_release(&line);
+				goto out;
+			}
+		}
+		if (stopping && r->step < r->total) {
+			res->interrupted = 1;
+			break;
+		}
+	}
+	strbuf_release(&line);
+	if (!res->interrupted) {
+		strbuf_reset(&p);
+		strbuf_addf(&p, "%s/adapter", o->out);
+		if ((rc = ftk_adapter_save_model(r->m, o->model, p.buf, err)) < 0)
+			goto out;
+	}
+	res->steps = r->step;
+	res->first_val_loss = r->first_val;
+	rc = 0;
+out:
+	res->seconds = ftk_now() - r->t0;
+	res->threads = o->threads > 0 ? o->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
+	snprintf(res->device, sizeof(res->device), "cpu");
+	release(r);
+	strbuf_release(&p);
+	return rc;
+}

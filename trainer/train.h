@@ -1,0 +1,125 @@
+/*
+ * train.h: the training loop as a library call.
+ *
+ * ftk_train_run() is all of ftk-train except option parsing, messages and
+ * the ledger: it loads the model and the shards, creates or restores the
+ * LoRA, optimizer and data position, runs optimizer steps, writes
+ * metrics.jsonl, checkpoints and the final adapter, and returns what it did.
+ *
+ * One optimizer step:
+ *   1. draw grad_accum micro-batches and count their targets (the loss
+ *      normaliser of the whole step, so accumulation equals one big batch);
+ *   2. zero the gradients; forward/backward each micro-batch (model.h);
+ *   3. opts->reduce (NULL on one process; the data-parallel all-reduce of
+ *      issue 9 plugs in here and sums gradients, loss and targets);
+ *   4. clip to the global norm; AdamW with the schedule's learning rate;
+ *   5. append the metrics line; evaluate; checkpoint; check the stop flag.
+ *
+ * Every step is deterministic given (options, seed, threads): the data order
+ * is a function of the seed, the dropout generator's state is saved, the
+ * optimizer's sums run in index order.  Resuming from a checkpoint therefore
+ * reproduces the uninterrupted run bit for bit, metrics included (apart from
+ * the wall-clock fields tokens_per_s and elapsed).
+ *
+ * Stopping: when *opts->stop becomes non-zero (a signal handler sets it),
+ * the loop finishes the step it is in, saves a checkpoint and returns with
+ * result->interrupted set.
+ */
+#ifndef FTK_TRAINER_TRAIN_H
+#define FTK_TRAINER_TRAIN_H
+
+#include <limits.h>
+#include <signal.h>
+#include <stdint.h>
+#include <cjson/cJSON.h>
+#include "lib/err.h"
+#include "trainer/backend.h"
+#include "trainer/model.h"
+#include "trainer/optim.h"
+
+enum ftk_objective { FTK_OBJ_SFT = 0, FTK_OBJ_DPO = 1 };
+
+#define FTK_TRAIN_PATH 4096
+
+struct ftk_train_opts {
+	char model[FTK_TRAIN_PATH];	/* --model DIR */
+	char data[FTK_TRAIN_PATH];	/* --data SHARD_DIR */
+	char val[FTK_TRAIN_PATH];	/* --val SHARD_DIR, "" for none */
+	char out[FTK_TRAIN_PATH];	/* --out RUN_DIR */
+	char init_adapter[FTK_TRAIN_PATH];	/* --init-adapter DIR, "" for none */
+	enum ftk_quant quant;		/* nf4 */
+	struct ftk_lora_opts lora;	/* targets all, rank 8, alpha 16, rslora 0, dropout 0, seed */
+	enum ftk_objective objective;	/* sft */
+	double beta;			/* DPO beta, 0.1 */
+	double lr;			/* 2e-4 */
+	struct ftk_sched sched;		/* kind cosine, warmup 0, min_ratio 0 (lr/total filled in) */
+	struct ftk_adamw_opts adamw;	/* 0.9, 0.999, 1e-8, 0 */
+	double max_grad_norm;		/* 1.0; 0 disables */
+	int batch;			/* rows (or pairs) per micro-batch, 4 */
+	int grad_accum;			/* micro-batches per optimizer step, 1 */
+	int seq_len;			/* 512 */
+	int epochs;			/* 1 (ignored when max_steps > 0) */
+	long max_steps;			/* 0: from epochs */
+	long eval_every;		/* 0: only at the end */
+	long ckpt_every;		/* 0: only when stopping */
+	int keep;			/* checkpoints kept, 3 */
+	uint64_t seed;			/* 42 */
+	int threads;			/* 0: all cores */
+	int checkpoint_activations;	/* 0 */
+
+	/* not saved in train_config.json */
+	volatile sig_atomic_t *stop;	/* set non-zero to stop at the next step boundary */
+	/*
+	 * Data-parallel hook (issue 9): called after the micro-batches' backward
+	 * passes with the local gradients (n floats), summed loss and target
+	 * count; it must leave the global sums in all three.  NULL: one process.
+	 */
+	int (*reduce)(void *ctx, float *grads, size_t n, double *loss_sum, long *targets,
+		      struct ftk_error *err);
+	void *reduce_ctx;
+	/* Progress for the program to print (NULL: none).  line is one metrics line. */
+	void (*on_step)(void *ctx, const char *line);
+	void *on_step_ctx;
+};
+
+/* Fill *o with the defaults listed above. */
+void ftk_train_opts_default(struct ftk_train_opts *o);
+
+/* The saved options (train_config.json) as JSON text; caller frees. */
+char *ftk_train_opts_json(const struct ftk_train_opts *o);
+/*
+ * Read train_config.json text into *o (over the defaults).  Returns 0 or
+ * FTK_EDATA naming the field (path is used in the message).
+ */
+int ftk_train_opts_parse(const char *text, size_t len, const char *path,
+			 struct ftk_train_opts *o, struct ftk_error *err);
+
+/* Check option values before anything is loaded.  0 or FTK_EUSAGE. */
+int ftk_train_opts_check(const struct ftk_train_opts *o, struct ftk_error *err);
+
+struct ftk_train_result {
+	long start_step;	/* step the run (re)started at */
+	long steps;		/* optimizer steps completed in total */
+	long total_steps;	/* the run's planned length */
+	int interrupted;	/* stopped by *stop before the end */
+	int resumed;		/* continued from a checkpoint */
+	double last_loss;
+	double first_val_loss, last_val_loss;	/* NAN without --val */
+	uint64_t tokens;	/* tokens processed by this call */
+	double seconds;		/* wall time of this call */
+	int threads;
+	char device[32];
+};
+
+/*
+ * Run (resume = 0: a new run into o->out, which must not hold one yet;
+ * resume = 1: continue o->out from its latest checkpoint, or from the start
+ * when it has none).  Returns 0 and fills *res (interrupted or finished), or
+ * an error: from loading the model, the adapter, the shards (a tokenizer
+ * mismatch is FTK_EMISMATCH), FTK_EUSAGE for a refused combination (DPO from
+ * an unmerged adapter), FTK_EIO writing the run directory.
+ */
+int ftk_train_run(const struct ftk_train_opts *o, int resume, struct ftk_train_result *res,
+		  struct ftk_error *err);
+
+#endif
