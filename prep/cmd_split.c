@@ -1,0 +1,225 @@
+/*
+ * cmd_split.c: ftk-split, train/validation/test files by a hash of a key.
+ * summary: split records into train/validation/test by a hash of a key or group
+ *
+ * A record's split depends only on its key and the seed: the key's 64-bit
+ * xxHash (XXH3, seeded) is turned into a number u in [0, 1) and u falls into
+ * one of the ratio intervals.  Nothing depends on the other records, on
+ * their order or on the machine, so the same record lands in the same split
+ * on every run, and adding records never moves the ones already there.
+ *
+ * The key is the record's line by default (so exact duplicates stay
+ * together), a field with --key, or a group field with --group: every record
+ * of a group (a conversation id, a source document, a user) then lands in
+ * the same split, and a group cannot leak from train into test.  A string
+ * key is hashed as its decoded text (so "\u00e9" and "é" agree); other
+ * values as their JSON text.  A record without the group field is rejected:
+ * it cannot be placed with its group.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <xxhash.h>
+#include "cli/tool.h"
+#include "prep/fields.h"
+
+static const char usage[] =
+	"usage: ftk-split [options] [FILE...]\n"
+	"Write each record to one of several files, chosen by a hash of its key.\n"
+	"\n"
+	"      --ratios LIST      fractions that sum to 1 (default 0.9,0.05,0.05)\n"
+	"      --names LIST       file names for the splits (default train,validation,test;\n"
+	"                         train,test for two ratios; split0,split1,... otherwise)\n"
+	"      --seed N           hash seed (default 0): another seed, another split\n"
+	"      --key FIELD        hash this field instead of the whole record\n"
+	"      --group FIELD      keep records with the same FIELD value in one split\n"
+	"                         (records without it are rejected)\n"
+	"      --outdir DIR       where to write NAME.jsonl (default .)\n"
+	"      --suffix SUF       file suffix (default .jsonl; .jsonl.zst compresses)\n"
+	"\n"
+	FTK_TOOL_COMMON_HELP
+	"(-o is not used: each split has its own file.)\n";
+
+enum {
+	OPT_RATIOS = FTK_OPT_FIRST_FREE,
+	OPT_NAMES,
+	OPT_SEED,
+	OPT_KEY,
+	OPT_GROUP,
+	OPT_OUTDIR,
+	OPT_SUFFIX,
+};
+
+#define MAX_SPLITS 16
+
+static int split_list(char *s, char **out, int max)
+{
+	int n = 0;
+	char *save = NULL;
+	for (char *tok = strtok_r(s, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		if (n == max)
+			return -1;
+		out[n++] = tok;
+	}
+	return n;
+}
+
+int cmd_split(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		FTK_TOOL_LONGOPTS,
+		{ "ratios", required_argument, NULL, OPT_RATIOS },
+		{ "names", required_argument, NULL, OPT_NAMES },
+		{ "seed", required_argument, NULL, OPT_SEED },
+		{ "key", required_argument, NULL, OPT_KEY },
+		{ "group", required_argument, NULL, OPT_GROUP },
+		{ "outdir", required_argument, NULL, OPT_OUTDIR },
+		{ "suffix", required_argument, NULL, OPT_SUFFIX },
+		{ 0 },
+	};
+	struct ftk_tool t;
+	struct ftk_line line;
+	struct ftk_error err;
+	char *ratios_arg = NULL, *names_arg = NULL;
+	const char *key = NULL, *outdir = ".", *suffix = ".jsonl";
+	int group = 0, c;
+	uint64_t seed = 0;
+
+	ftk_tool_init(&t, "ftk-split", usage);
+	optind = 1;
+	while ((c = getopt_long(argc, argv, FTK_TOOL_SHORTOPTS, opts, NULL)) != -1) {
+		if (ftk_tool_opt(&t, c, optarg))
+			continue;
+		switch (c) {
+		case OPT_RATIOS: ratios_arg = optarg; break;
+		case OPT_NAMES: names_arg = optarg; break;
+		case OPT_SEED: {
+			char *end;
+			errno = 0;
+			seed = strtoull(optarg, &end, 10);
+			if (*end || end == optarg || errno || optarg[0] == '-')
+				ftk_tool_usage_error(&t, "--seed wants a non-negative integer, got '%s'",
+						     optarg);
+			break;
+		}
+		case OPT_KEY:
+		case OPT_GROUP:
+			if (key)
+				ftk_tool_usage_error(&t, "give one of --key and --group, once");
+			key = optarg;
+			group = c == OPT_GROUP;
+			break;
+		case OPT_OUTDIR: outdir = optarg; break;
+		case OPT_SUFFIX: suffix = optarg; break;
+		default: ftk_tool_usage_error(&t, NULL);
+		}
+	}
+	if (t.out_path)
+		ftk_tool_usage_error(&t, "-o has no use here: each split has its own file (--outdir)");
+
+	char *rbuf = xstrdup(ratios_arg ? ratios_arg : "0.9,0.05,0.05");
+	char *nbuf = names_arg ? xstrdup(names_arg) : NULL;
+	char *rstr[MAX_SPLITS], *names[MAX_SPLITS];
+	char defname[MAX_SPLITS][16];
+	double ratio[MAX_SPLITS], cum[MAX_SPLITS], sum = 0;
+	int n = split_list(rbuf, rstr, MAX_SPLITS);
+	if (n < 1)
+		ftk_tool_usage_error(&t, "--ratios wants 1 to %d numbers", MAX_SPLITS);
+	for (int i = 0; i < n; i++) {
+		char *end;
+		ratio[i] = strtod(rstr[i], &end);
+		if (*end || end == rstr[i] || !(ratio[i] >= 0) || ratio[i] > 1)
+			ftk_tool_usage_error(&t, "bad ratio '%s': want a number in [0, 1]", rstr[i]);
+		sum += ratio[i];
+		cum[i] = sum;
+	}
+	if (fabs(sum - 1.0) > 1e-6)
+		ftk_tool_usage_error(&t, "--ratios must sum to 1, not %g", sum);
+	cum[n - 1] = 1.0;
+	if (nbuf) {
+		if (split_list(nbuf, names, MAX_SPLITS) != n)
+			ftk_tool_usage_error(&t, "--names wants %d names, one per ratio", n);
+		for (int i = 0; i < n; i++)
+			for (int j = 0; j < i; j++)
+				if (!strcmp(names[i], names[j]))
+					ftk_tool_usage_error(&t, "split name '%s' given twice", names[i]);
+	} else {
+		static const char *const three[] = { "train", "validation", "test" };
+		static const char *const two[] = { "train", "test" };
+		for (int i = 0; i < n; i++) {
+			snprintf(defname[i], sizeof(defname[i]), "%s",
+				 n == 3 ? three[i] : n == 2 ? two[i] : "");
+			if (n != 2 && n != 3)
+				snprintf(defname[i], sizeof(defname[i]), "split%d", i);
+			names[i] = defname[i];
+		}
+	}
+
+	struct ftk_writer *w[MAX_SPLITS];
+	uint64_t counts[MAX_SPLITS] = { 0 };
+	struct strbuf path = STRBUF_INIT, kbuf = STRBUF_INIT;
+	if (mkdir(outdir, 0777) < 0 && errno != EEXIST)
+		die("cannot create '%s': %s", outdir, strerror(errno));
+	for (int i = 0; i < n; i++) {
+		strbuf_reset(&path);
+		strbuf_addf(&path, "%s/%s%s", outdir, names[i], suffix);
+		if (ftk_writer_open(&w[i], path.buf, 0, &err) < 0)
+			die("%s", err.msg);
+	}
+
+	ftk_tool_start(&t, argc - optind, argv + optind);
+	while (ftk_tool_next(&t, &line)) {
+		cJSON *rec = ftk_tool_parse(&t, &line);
+		if (!rec)
+			continue;
+		cJSON_Delete(rec);
+		const char *k = line.data;
+		size_t kn = line.len;
+		if (key) {
+			const char *raw;
+			size_t rn;
+			int rc = ftk_fields_get_raw(line.data, line.len, key, &raw, &rn, &err);
+			if (rc <= 0) {
+				cJSON *x = cJSON_CreateObject();
+				char msg[400];
+				snprintf(msg, sizeof(msg), "no field '%s' to split by", key);
+				cJSON_AddStringToObject(x, "error", msg);
+				ftk_tool_reject(&t, &line, group ? "missing-group" : "missing-key", x);
+				continue;
+			}
+			k = raw;
+			kn = rn;
+			if (rn >= 2 && raw[0] == '"') {
+				strbuf_reset(&kbuf);
+				if (ftk_json_unescape(raw, rn, &kbuf) == 0) {
+					k = kbuf.buf;
+					kn = kbuf.len;
+				}
+			}
+		}
+		uint64_t h = XXH3_64bits_withSeed(k, kn, seed);
+		double u = (double)(h >> 11) * 0x1.0p-53;
+		int s = 0;
+		while (s < n - 1 && u >= cum[s])
+			s++;
+		if (ftk_writer_line(w[s], line.data, line.len) < 0)
+			t.failed = 1;
+		counts[s]++;
+		t.n_out++;
+	}
+	for (int i = 0; i < n; i++) {
+		if (ftk_writer_close(w[i], &err) < 0) {
+			error("%s", err.msg);
+			t.failed = 1;
+		}
+		ftk_tool_count(&t, names[i], counts[i]);
+	}
+	strbuf_release(&path);
+	strbuf_release(&kbuf);
+	free(rbuf);
+	free(nbuf);
+	return ftk_tool_finish(&t);
+}
