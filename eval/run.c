@@ -892,6 +892,12 @@ int ftk_eval_run(const struct ftk_eval_run_opts *o, struct ftk_eval_run_stats *s
 				     "the local model backend (--model-dir) is not built yet: serve the model with an OpenAI-compatible server and use --endpoint");
 	if (o->backend < FTK_EVAL_OUTPUTS || o->backend > FTK_EVAL_LOCAL)
 		return ftk_error_msg(err, FTK_EUSAGE, "no backend: give --outputs, --endpoint or --model-dir");
+	if (o->backend == FTK_EVAL_ENDPOINT && o->api_key_env && *o->api_key_env) {
+		const char *key = getenv(o->api_key_env);
+		if (!key || !*key)	/* before anything is written */
+			return ftk_error_msg(err, FTK_EUSAGE, "environment variable '%s' is not set",
+					     o->api_key_env);
+	}
 	rc = ftk_eval_suite_load(&c.suite, o->suite_path, err);
 	if (rc < 0)
 		return rc;
