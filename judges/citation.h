@@ -1,0 +1,47 @@
+/*
+ * citation.h: the parts of the citation judge that tests and other tools
+ * use on their own: reading citation markers out of a sentence, and the
+ * offline entailment test.
+ */
+#ifndef FTK_JUDGES_CITATION_H
+#define FTK_JUDGES_CITATION_H
+
+#include <stddef.h>
+#include <cjson/cJSON.h>
+#include "lib/strbuf.h"
+
+/*
+ * Find the citation markers in s and append s without them to clean
+ * (spacing before punctuation tidied: "in 1990 [1]." -> "in 1990.").
+ * Styles: [1]  [1, 2]  [1,2]  [1][2]  [1-3]  [^1] (Markdown footnotes)
+ * 【1】  [Doc 1] / [Document 1] / [Source 1]  and superscript digits ¹²³.
+ * Writes the cited numbers, in order of appearance, duplicates removed,
+ * into *nums (caller frees; NULL when none) and returns how many.
+ * A range [a-b] with b - a > 20 is read as its two ends only.
+ */
+size_t ftk_citation_markers(const char *s, int **nums, struct strbuf *clean);
+
+/* The settings of the offline entailment test. */
+struct ftk_entail_opts {
+	double min_coverage;	/* fraction of the claim's content words the premise
+				   must hold (default 0.6) */
+	int check_negation;	/* a negation on one side only refutes (default 1) */
+};
+
+void ftk_entail_opts_init(struct ftk_entail_opts *o);
+
+/*
+ * Does premise entail claim, judged offline?  The claim's content words
+ * (stop words dropped, Porter stems, morphological variants such as
+ * Colombia/Colombian allowed) must be covered by the premise's words to at
+ * least min_coverage; every number, and every capitalized word that is not a
+ * function word (a name, or the sentence's subject), must appear in the premise; and the sentence
+ * of the premise that best matches the claim must not differ from it in
+ * negation.  Returns 1 or 0.  When why is not NULL, adds to it "coverage"
+ * (a number), "missing" (the content words not found) and, when one decided
+ * it, "missing_critical" and "negation".
+ */
+int ftk_entail_offline(const char *premise, const char *claim, const struct ftk_entail_opts *o,
+		       cJSON *why);
+
+#endif
