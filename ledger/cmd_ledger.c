@@ -1556,9 +1556,8 @@ static int cmd_tco(int argc, char **argv)
 		serve_src = "--serve-usd-month";
 	} else {
 		/* the ledger's serving spend, spread over the months it covers */
-		double span = 0;
+		double span = 0, lo = 0, hi = 0;
 		for (size_t i = 0; i < L.n; i++) {
-			static double lo, hi;
 			const struct ftk_cost_entry *e = &L.e[i];
 			if (strcmp(ftk_cost_stages[e->stage], "serve") || !run_selected(&o, e->run))
 				continue;
