@@ -1178,6 +1178,15 @@ cJSON *ftk_eval_summarize(const cJSON *results)
 		struct metric_acc *a = &ms.m[i];
 		struct ftk_stat_summary s;
 		ftk_stats_summarize(a->x, use_clusters ? a->cl : NULL, a->n, &s);
+		/* judges' metrics live in [0, 1]: a t interval is cut to it */
+		int bounded = 1;
+		for (size_t k = 0; k < a->n; k++)
+			if (a->x[k] < 0 || a->x[k] > 1)
+				bounded = 0;
+		if (bounded && s.lo < 0)
+			s.lo = 0;
+		if (bounded && s.hi > 1)
+			s.hi = 1;
 		cJSON *m = cJSON_AddObjectToObject(metrics, a->name);
 		cJSON_AddStringToObject(m, "kind", a->kind);
 		if (a->twin)

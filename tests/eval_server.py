@@ -17,7 +17,8 @@ body; the unit tests of lib/http use that.
 
 Answers: --answers FILE (JSONL of {"equals": "<the last user message>" or
 "match": "<text in it>", "content": "...", "tool_calls": [...],
-"finish_reason": "..."}); the first entry that fits the last user message wins.  Without a match the
+"finish_reason": "..."}); the first entry that fits the last user message wins.
+"contents": [...] instead of "content" picks one by the request's "seed".  Without a match the
 reply is "echo: <last user message>".
 
 Every request is logged to --log as one JSON line ({"n", "body_sha", "seen",
@@ -101,7 +102,10 @@ def answer(req):
     finish = "stop"
     for a in ANSWERS:
         if ("equals" in a and a["equals"] == q) or ("equals" not in a and a.get("match", "") in q):
-            msg = {"role": "assistant", "content": a.get("content")}
+            content = a.get("content")
+            if isinstance(a.get("contents"), list):  # one per request seed, to make votes differ
+                content = a["contents"][int(req.get("seed") or 0) % len(a["contents"])]
+            msg = {"role": "assistant", "content": content}
             if a.get("tool_calls"):
                 msg["tool_calls"] = a["tool_calls"]
             finish = a.get("finish_reason", "tool_calls" if a.get("tool_calls") else "stop")
