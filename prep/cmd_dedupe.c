@@ -568,7 +568,8 @@ static void write_clusters(struct ctx *c)
 			v[nv++] = (uint64_t)of << 32 | i;
 		}
 	}
-	qsort(v, nv, sizeof(*v), cmp_u64);
+	if (nv)
+		qsort(v, nv, sizeof(*v), cmp_u64);
 	struct strbuf sb = STRBUF_INIT;
 	for (size_t i = 0; i < nv;) {
 		uint32_t of = (uint32_t)(v[i] >> 32);
@@ -852,14 +853,15 @@ static void apply_list(struct ctx *c)
 		die("%s", ftk_error_format(&err, b, sizeof(b)));
 	}
 	ftk_reader_close(r);
-	qsort(v, n, sizeof(*v), cmp_listent);
+	if (n)
+		qsort(v, n, sizeof(*v), cmp_listent);
 	while (ftk_tool_next(&c->t, &line)) {
 		cJSON *rec = ftk_tool_parse(&c->t, &line);
 		if (!rec)
 			continue;
 		cJSON_Delete(rec);
 		struct listent key = { (char *)line.file, line.lineno, NULL, NULL };
-		struct listent *e = bsearch(&key, v, n, sizeof(*v), cmp_listent);
+		struct listent *e = n ? bsearch(&key, v, n, sizeof(*v), cmp_listent) : NULL;
 		c->by_file.v[c->t.cur_input].in++;
 		if (e && e->extra) {
 			ftk_tool_reject(&c->t, &line, e->reason, e->extra);

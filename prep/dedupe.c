@@ -330,9 +330,9 @@ int ftk_dd_sigfile_write(FILE *f, const struct ftk_dd_params *p, uint32_t file, 
 	size_t pad = (8 - g->source.len % 8) % 8;
 	int nb = ftk_dd_nbands(p);
 	if (fwrite(&h, sizeof(h), 1, f) != 1 || fwrite(g->band, sizeof(uint64_t), nb, f) != (size_t)nb ||
-	    fwrite(g->source.buf, 1, g->source.len, f) != g->source.len ||
-	    fwrite(zeros, 1, pad, f) != pad ||
-	    fwrite(g->payload.v, sizeof(uint64_t), g->payload.n, f) != g->payload.n)
+	    (g->source.len && fwrite(g->source.buf, 1, g->source.len, f) != g->source.len) ||
+	    (pad && fwrite(zeros, 1, pad, f) != pad) ||
+	    (g->payload.n && fwrite(g->payload.v, sizeof(uint64_t), g->payload.n, f) != g->payload.n))
 		return ftk_error_msg(err, FTK_EIO, "cannot write signatures: %s", strerror(errno));
 	return 0;
 }
@@ -770,7 +770,8 @@ static unsigned char *load_band(struct ftk_dd_index *x, int b, size_t *n)
 		fclose(x->spill[b]);
 		x->spill[b] = NULL;
 	}
-	memcpy(a + x->spilled[b] * x->esize, x->band[b], x->band_n * x->esize);
+	if (x->band_n)
+		memcpy(a + x->spilled[b] * x->esize, x->band[b], x->band_n * x->esize);
 	free(x->band[b]);
 	x->band[b] = NULL;
 	*n = total;
@@ -837,7 +838,8 @@ int ftk_dd_index_resolve(struct ftk_dd_index *x, double threshold, enum ftk_dd_k
 	x->band_n = x->band_alloc = 0;
 
 	/* 2. distinct pairs */
-	qsort(pairs, np, sizeof(*pairs), cmp_pair);
+	if (np)
+		qsort(pairs, np, sizeof(*pairs), cmp_pair);
 	size_t k = 0;
 	for (size_t i = 0; i < np; i++)
 		if (!k || pairs[i].a != pairs[k - 1].a || pairs[i].b != pairs[k - 1].b)

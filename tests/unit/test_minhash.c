@@ -84,7 +84,8 @@ START_TEST(shingles_match_naive)
 		size_t got = ftk_minhash_shingles(&ws, n, 7, &sh);
 		size_t exp = naive_shingles(text, n, 7, want);
 		ck_assert_uint_eq(got, exp);
-		ck_assert_int_eq(memcmp(sh.v, want, got * sizeof(uint64_t)), 0);
+		if (got)
+			ck_assert_int_eq(memcmp(sh.v, want, got * sizeof(uint64_t)), 0);
 	}
 	ftk_words_release(&ws);
 	ftk_u64vec_release(&sh);
