@@ -401,6 +401,9 @@ static int check_ipv6(const struct ftk_pii *p, const char *s, size_t st, size_t 
 
 static int check_email(const char *s, size_t n, size_t st, size_t en)
 {
+	/* scheme://user@host is a URL's user name, not an address */
+	if (st >= 3 && !memcmp(s + st - 3, "://", 3))
+		return 0;
 	/* git@github.com:org/repo.git is an SSH remote, not an address */
 	if (en + 1 < n && s[en] == ':' && (isalnum((unsigned char)s[en + 1]) || s[en + 1] == '~'))
 		return 0;
