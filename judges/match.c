@@ -18,9 +18,10 @@
  *               the expected letter
  *
  * Metrics: "correct" (semantic, pass/fail, the verdict) and "exact" (surface:
- * the trimmed output is byte-identical to an accepted answer, twin of
- * "correct"), so a report shows how much a strict string test would have
- * missed.  Detail: {"mode", "extracted", "matched"}.
+ * the trimmed output is byte-identical to an accepted answer), so a report
+ * shows how much a strict string test would have missed.  "exact" names no
+ * twin on purpose: it disagrees with "correct" on nearly every case, and a
+ * flag on each would bury the flags worth reading.  Detail: {"mode", "extracted", "matched"}.
  */
 #include <ctype.h>
 #include <math.h>
@@ -265,7 +266,9 @@ static int score(void *state, const cJSON *kase, const struct ftk_judge_output *
 	}
 	static const char *const names[] = { "exact", "normalized", "contains", "numeric", "choice" };
 	res->primary = (int)ftk_judge_add_metric(res, "correct", correct, FTK_METRIC_SEMANTIC, 1, NULL);
-	ftk_judge_add_metric(res, "exact", exact, FTK_METRIC_SURFACE, 1, "correct");
+	/* no twin: exact and normalized disagree on nearly every case ("Paris."),
+	   and a flag on each would bury the ones worth reading */
+	ftk_judge_add_metric(res, "exact", exact, FTK_METRIC_SURFACE, 1, NULL);
 	cJSON_AddStringToObject(res->detail, "mode", names[m->mode]);
 	if ((m->mode == M_NUMERIC && !have_x) || (m->mode == M_CHOICE && !letter))
 		cJSON_AddNullToObject(res->detail, "extracted");

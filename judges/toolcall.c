@@ -45,9 +45,12 @@
  * verdict follows BFCL.  "schema": "require" makes a violation fail the case
  * ("schema:<keyword>"); "off" skips the check.
  *
- * Metrics: "correct" (semantic, the verdict) and "schema_valid" (surface,
- * twin of "correct": every call names a declared tool with arguments that
- * satisfy its schema, whatever their values).  Detail: {"source",
+ * Metrics: "correct" (semantic, the verdict) and "schema_valid" (surface:
+ * every call names a declared tool with arguments that satisfy its schema,
+ * whatever their values).  It names no twin: a well-formed call with a wrong
+ * value is the commonest failure, and a flag on each would bury the rest;
+ * the opposite case, a BFCL-correct call that breaks the schema, is flagged
+ * as "schema_violation".  Detail: {"source",
  * "calls":[{"name","arguments","matched":index|null,"kind","reason"}]}.
  *
  * The expected calls come from the case's "expected.tool_calls": BFCL's
@@ -1460,7 +1463,7 @@ static int score(void *state, const cJSON *kase, const struct ftk_judge_output *
 		cJSON_AddItemToArray(dc, o);
 	}
 	res->primary = (int)ftk_judge_add_metric(res, "correct", correct, FTK_METRIC_SEMANTIC, 1, NULL);
-	ftk_judge_add_metric(res, "schema_valid", schema_valid, FTK_METRIC_SURFACE, 1, "correct");
+	ftk_judge_add_metric(res, "schema_valid", schema_valid, FTK_METRIC_SURFACE, 1, NULL);
 	if (!correct)
 		ftk_judge_add_failure(res, first.kind[0] ? first.kind : "wrong_call", "%s",
 				      first.reason[0] ? first.reason : "the calls do not match");
