@@ -182,7 +182,8 @@ int ftk_ckpt_save(const char *run_dir, long step, const struct ftk_model *m,
 	int rc = 0;
 
 	strbuf_addf(&ck, "%s/checkpoints", run_dir);
-	if (mkdir(ck.buf, 0777) < 0 && errno != EEXIST) {
+	if ((mkdir(run_dir, 0777) < 0 && errno != EEXIST) ||
+	    (mkdir(ck.buf, 0777) < 0 && errno != EEXIST)) {
 		rc = ftk_error_set(err, FTK_EIO, ck.buf, 0, NULL, "cannot create directory: %s",
 				   strerror(errno));
 		goto out;
