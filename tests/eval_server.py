@@ -51,6 +51,7 @@ def parse_args():
     p.add_argument("--max-faults", type=int, default=2)
     p.add_argument("--sleep", type=float, default=2.0, help="seconds a timeout fault sleeps")
     p.add_argument("--retry-after", default="1")
+    p.add_argument("--delay", type=float, default=0.0, help="seconds every answer waits")
     p.add_argument("--require-key-env")
     p.add_argument("--idle", type=float, default=20.0)
     p.add_argument("--lifetime", type=float, default=120.0)
@@ -161,6 +162,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 LOG.write(json.dumps({"n": COUNT[0], "body_sha": sha, "seen": seen,
                                       "fault": fault, "auth": auth, "tag": tag}) + "\n")
                 LOG.flush()
+        if ARGS.delay > 0:
+            time.sleep(ARGS.delay)
         if KEY is not None and not auth:
             self.send_json(401, {"error": {"message": "bad key"}})
             return
