@@ -1476,8 +1476,9 @@ static int cmd_estimate(int argc, char **argv)
 		       "included, goes through the model)\n", a, epochs, d);
 		printf("  FLOPs          %s = %.3g\n", formula, flops);
 		if (o.calibrate) {
-			printf("  speed          %.4g tokens/s, the median of %d steps of %s (first step "
-			       "left out as warm-up), on the same devices\n", tps, steps, o.calibrate);
+			printf("  speed          %.4g tokens/s over %d steps of the smoke run %s (its "
+			       "first step left out as warm-up), on the same devices\n", tps, steps,
+			       o.calibrate);
 			if (!isnan(implied_mfu))
 				printf("  implied MFU    %.3g of %s's peak %g TFLOP/s x %g\n", implied_mfu,
 				       dev->name, dev->peak_flops / 1e12, gpus);

@@ -209,10 +209,12 @@ double ftk_cost_train_flops(const struct ftk_cost_model *m, long long n_lora, do
 
 /*
  * Tokens per second a run achieved, from run_dir/metrics.jsonl (or the file
- * itself), as ftk-train writes it: the median over steps of "tokens_per_s",
- * or, for lines without it, of the change in the cumulative "tokens" over the
- * change in the cumulative "elapsed" seconds since the previous line.  The
- * first step (warm-up) is left out when there are more than two.  Returns 0 and sets *tps and *steps, or FTK_ENOTFOUND /
+ * itself), as ftk-train writes it.  With the cumulative "tokens" and
+ * "elapsed" (seconds) on two lines or more: the tokens trained between the
+ * end of the first step (warm-up) and the end of the last, over the seconds
+ * between them, which counts everything a step costs besides its matmuls
+ * (data, metrics, checkpoints).  Otherwise the median of "tokens_per_s", the
+ * first step left out when there are more than two.  Returns 0 and sets *tps and *steps, or FTK_ENOTFOUND /
  * FTK_EDATA (no usable line; bad lines are named in err).
  */
 int ftk_cost_calibrate_tps(const char *run_dir, double *tps, int *steps, struct ftk_error *err);

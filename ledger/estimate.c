@@ -214,9 +214,10 @@ int ftk_cost_calibrate_tps(const char *run_dir, double *tps, int *steps, struct 
 	int rc = ftk_reader_open(&r, file, err);
 	if (rc < 0)
 		return rc;
-	double *v = NULL, prev_elapsed = 0, prev_tokens = 0;
+	double *v = NULL;
 	size_t n = 0, alloc = 0;
-	long bad = 0, first_bad = 0;
+	long bad = 0, first_bad = 0, n_cum = 0;
+	double tok0 = NAN, el0 = NAN, tok1 = NAN, el1 = NAN;
 	while ((rc = ftk_reader_next(r, &line, err)) > 0) {
 		cJSON *o;
 		if (line.len == 0)
@@ -227,15 +228,16 @@ int ftk_cost_calibrate_tps(const char *run_dir, double *tps, int *steps, struct 
 				first_bad = line.lineno;
 			continue;
 		}
-		double x = num(o, "tokens_per_s");
-		double tok = num(o, "tokens"), el = num(o, "elapsed");
-		if (isnan(x) && !isnan(tok) && !isnan(el) && el > prev_elapsed)
-			x = (tok - prev_tokens) / (el - prev_elapsed);
-		if (!isnan(tok) && !isnan(el)) {
-			prev_tokens = tok;
-			prev_elapsed = el;
-		}
+		double x = num(o, "tokens_per_s"), tok = num(o, "tokens"), el = num(o, "elapsed");
 		cJSON_Delete(o);
+		if (!isnan(tok) && !isnan(el) && (isnan(el1) || (el > el1 && tok >= tok1))) {
+			if (n_cum++ == 0) {
+				tok0 = tok;
+				el0 = el;
+			}
+			tok1 = tok;
+			el1 = el;
+		}
 		if (isnan(x) || x <= 0)
 			continue;
 		FTK_ALLOC_GROW(v, n + 1, alloc);
@@ -246,14 +248,21 @@ int ftk_cost_calibrate_tps(const char *run_dir, double *tps, int *steps, struct 
 		free(v);
 		return rc;
 	}
+	if (n_cum >= 2) {
+		/* from the end of the first step (warm-up) to the end of the last */
+		*tps = (tok1 - tok0) / (el1 - el0);
+		*steps = (int)n_cum - 1;
+		free(v);
+		return 0;
+	}
 	if (!n) {
 		free(v);
 		if (bad)
 			return ftk_error_set(err, FTK_EDATA, file, first_bad, NULL,
-					     "no step with tokens_per_s, or tokens and elapsed (%ld invalid lines)",
+					     "no steps with tokens_per_s, or tokens and elapsed (%ld invalid lines)",
 					     bad);
 		return ftk_error_set(err, FTK_EDATA, file, 0, NULL,
-				     "no step with tokens_per_s, or tokens and elapsed");
+				     "no steps with tokens_per_s, or tokens and elapsed");
 	}
 	double *s = v;
 	size_t k = n;

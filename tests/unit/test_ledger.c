@@ -359,7 +359,15 @@ START_TEST(calibration_from_metrics)
 	write_file("m2.jsonl", "{\"step\":1,\"tokens\":512,\"elapsed\":2.0}\n{\"step\":2,\"tokens\":1024,\"elapsed\":2.5}\n"
 			       "{\"step\":3,\"tokens\":1536,\"elapsed\":3.0}\n{\"step\":4,\"tokens\":2048,\"elapsed\":3.25}\n");
 	ck_assert_int_eq(ftk_cost_calibrate_tps("m2.jsonl", &tps, &steps, &err), 0);
-	ck_assert_double_eq(tps, 1024);	/* median of 1024, 1024, 2048 */
+	ck_assert_double_eq(tps, 1228.8);	/* (2048 - 512) / (3.25 - 2.0): step 1 left out */
+	ck_assert_int_eq(steps, 3);
+	/* the cumulative figures win over the steps' own tokens_per_s, which miss
+	 * the time between steps */
+	write_file("m4.jsonl", "{\"step\":1,\"tokens\":100,\"tokens_per_s\":50,\"elapsed\":2}\n"
+			       "{\"step\":2,\"tokens\":200,\"tokens_per_s\":200,\"elapsed\":3}\n"
+			       "{\"step\":3,\"tokens\":300,\"tokens_per_s\":200,\"elapsed\":4}\n");
+	ck_assert_int_eq(ftk_cost_calibrate_tps("m4.jsonl", &tps, &steps, &err), 0);
+	ck_assert_double_eq(tps, 100);
 	write_file("m3.jsonl", "{\"step\":1,\"loss\":2.5}\n");
 	ck_assert_int_eq(ftk_cost_calibrate_tps("m3.jsonl", &tps, &steps, &err), FTK_EDATA);
 	ck_assert_int_eq(ftk_cost_calibrate_tps("nothing", &tps, &steps, &err), FTK_ENOTFOUND);
