@@ -395,7 +395,8 @@ int ftk_tool_finish(struct ftk_tool *t)
 	}
 	t->rejects = NULL;
 
-	qsort(t->reasons, t->n_reasons, sizeof(*t->reasons), cmp_count);
+	if (t->n_reasons)
+		qsort(t->reasons, t->n_reasons, sizeof(*t->reasons), cmp_count);
 	if (!t->quiet) {
 		struct strbuf *sb = &t->scratch;
 		strbuf_reset(sb);
