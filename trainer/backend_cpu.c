@@ -46,12 +46,17 @@ struct par {
 	void *ctx;
 	int n_tasks;
 	int next;	/* atomic */
+	int workers;	/* atomic: hands out worker numbers */
 };
+
+/* The number (0 .. n_threads-1) of the par_run worker running the current task. */
+static __thread int worker_id;
 
 static void *par_worker(void *arg)
 {
 	struct par *p = arg;
 	int t;
+	worker_id = __atomic_fetch_add(&p->workers, 1, __ATOMIC_RELAXED);
 	while ((t = __atomic_fetch_add(&p->next, 1, __ATOMIC_RELAXED)) < p->n_tasks)
 		p->fn(p->ctx, t);
 	return NULL;
@@ -61,8 +66,9 @@ static void *par_worker(void *arg)
 static void par_run(int n_tasks, void (*fn)(void *ctx, int task), void *ctx)
 {
 	int nt = n_threads < n_tasks ? n_threads : n_tasks;
-	struct par p = { fn, ctx, n_tasks, 0 };
+	struct par p = { fn, ctx, n_tasks, 0, 0 };
 	if (nt <= 1) {
+		worker_id = 0;
 		for (int t = 0; t < n_tasks; t++)
 			fn(ctx, t);
 		return;
@@ -78,6 +84,7 @@ static void par_run(int n_tasks, void (*fn)(void *ctx, int task), void *ctx)
 	par_worker(&p);
 	for (int i = 0; i < started; i++)
 		pthread_join(th[i], NULL);
+	worker_id = 0;
 	openblas_set_num_threads(n_threads);
 }
 
@@ -369,7 +376,7 @@ static void attn_bwd_task(void *vctx, int task)
 	const float *V = c->v + ((size_t)b * T * NKV + kh) * hd;
 	float *dK = c->dk + ((size_t)b * T * NKV + kh) * hd;
 	float *dV = c->dv + ((size_t)b * T * NKV + kh) * hd;
-	float *dP = xmalloc((size_t)T * T * sizeof(float));
+	float *dP = c->scratch + (size_t)worker_id * T * T;	/* (T, T) this worker's */
 	for (int t = 0; t < T; t++) {
 		memset(dK + (size_t)t * NKV * hd, 0, hd * sizeof(float));
 		memset(dV + (size_t)t * NKV * hd, 0, hd * sizeof(float));
@@ -397,15 +404,25 @@ static void attn_bwd_task(void *vctx, int task)
 		cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, scale, dP, T, Q, NH * hd,
 			    1.0f, dK, NKV * hd);
 	}
-	free(dP);
 }
 
 static void cpu_attn_bwd(float *dq, float *dk, float *dv, const float *dout, const float *att,
 			 const float *q, const float *k, const float *v, int B, int T, int NH,
 			 int NKV, int hd)
 {
+	/* one (T, T) scratch per worker, kept between calls (grown, never
+	 * shrunk) and per calling thread, so two trainers in one process do not share it */
+	static __thread float *scratch;
+	static __thread size_t scratch_n;
+	size_t need = (size_t)(n_threads < 64 ? n_threads : 64) * T * T;
+	if (need > scratch_n) {
+		free(scratch);
+		scratch = xmalloc(need * sizeof(float));
+		scratch_n = need;
+	}
 	struct attn_ctx c = { .dq = dq, .dk = dk, .dv = dv, .dout = dout, .catt = att, .q = q,
-			      .k = k, .v = v, .B = B, .T = T, .NH = NH, .NKV = NKV, .hd = hd };
+			      .k = k, .v = v, .B = B, .T = T, .NH = NH, .NKV = NKV, .hd = hd,
+			      .scratch = scratch };
 	par_run(B * NKV, attn_bwd_task, &c);
 }
 

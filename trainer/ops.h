@@ -179,17 +179,24 @@ FTK_HD float ftk_xent_row(float *x, int V, int target, float grad_scale)
 	float mx = -INFINITY;
 	for (int i = 0; i < V; i++)
 		mx = x[i] > mx ? x[i] : mx;
-	double sum = 0.0;
-	for (int i = 0; i < V; i++)
-		sum += (double)expf(x[i] - mx);
-	float lse = mx + (float)log(sum);
-	float loss = lse - x[target];
-	if (grad_scale != 0.0f) {
+	float xt = x[target];
+	if (grad_scale == 0.0f) {
+		double sum = 0.0;
 		for (int i = 0; i < V; i++)
-			x[i] = grad_scale * expf(x[i] - lse);
-		x[target] -= grad_scale;
+			sum += (double)expf(x[i] - mx);
+		return mx + (float)log(sum) - xt;
 	}
-	return loss;
+	/* one exp per element: keep exp(x - max) in x, then scale by 1/sum */
+	double sum = 0.0;
+	for (int i = 0; i < V; i++) {
+		x[i] = expf(x[i] - mx);
+		sum += (double)x[i];
+	}
+	float k = grad_scale / (float)sum;
+	for (int i = 0; i < V; i++)
+		x[i] *= k;
+	x[target] -= grad_scale;
+	return mx + (float)log(sum) - xt;
 }
 
 /* ---------------------------------------------------------------- AdamW */
