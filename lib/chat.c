@@ -1,0 +1,290 @@
+/*
+ * chat.c: rendering records through the model's chat template, and the loss
+ * mask derived from the render.
+ *
+ * The render is transformers.js's apply_chat_template (see chat.h).  The
+ * assistant spans come from the Jinja interpreter's iteration reports: the
+ * messages array is "tracked", so every iteration of a for loop over one of
+ * its elements reports where its output went, and the fields content,
+ * reasoning_content and tool_calls are "tainted", so the report also says
+ * where the first byte taken from the message itself landed.  The role
+ * header that precedes it (<|im_start|>assistant\n, the Llama 3 header) is
+ * never learned; the content, the tool calls and the end-of-turn token are.
+ *
+ * The mask is then a matter of offsets: the render is encoded with byte
+ * offsets, and a token is learned when its bytes lie inside a span.  A token
+ * that straddles a span boundary means the template and the tokenizer
+ * disagree about where a turn starts or ends; such a record is refused
+ * rather than trained on with a mask that is off by a token.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+#include "chat.h"
+#include "jinja.h"
+#include "json.h"
+#include "record.h"
+
+struct ftk_chat {
+	const struct ftk_tokenizer *tok;
+	struct ftk_jinja *tpl;
+	char name[64];
+	cJSON *specials;	/* {"bos_token": "<s>", ...} */
+	char *gen_prompt;	/* what add_generation_prompt adds, "" when nothing or unknown */
+};
+
+static const char *const TAINT_KEYS[] = { "content", "reasoning_content", "tool_calls", "thinking", NULL };
+
+void ftk_render_release(struct ftk_render *r)
+{
+	if (!r) return;
+	strbuf_release(&r->text);
+	free(r->spans);
+	r->spans = NULL;
+	r->n_spans = r->alloc_spans = 0;
+}
+
+int ftk_train_on_parse(const char *s)
+{
+	if (!strcmp(s, "assistant")) return FTK_TRAIN_ASSISTANT;
+	if (!strcmp(s, "all")) return FTK_TRAIN_ALL;
+	if (!strcmp(s, "last")) return FTK_TRAIN_LAST;
+	return -1;
+}
+
+int ftk_chat_open(struct ftk_chat **out, const struct ftk_tokenizer *tok, const char *template_src,
+		  const char *name, struct ftk_error *err)
+{
+	*out = NULL;
+	const char *src = template_src ? template_src : ftk_tokenizer_chat_template(tok);
+	if (!src)
+		return ftk_error_msg(err, FTK_ENOTFOUND, "the tokenizer in '%s' has no chat_template (give one with --template)",
+				     ftk_tokenizer_dir(tok));
+	struct ftk_chat *c = xcalloc(1, sizeof(*c));
+	c->tok = tok;
+	int rc = ftk_jinja_parse(&c->tpl, src, strlen(src), err);
+	if (rc) {
+		if (err) {
+			char m[sizeof(err->msg)];
+			snprintf(m, sizeof(m), "chat template line %ld: %.700s", err->line, err->msg);
+			snprintf(err->msg, sizeof(err->msg), "%s", m);
+			err->line = 0;
+		}
+		free(c);
+		return rc;
+	}
+	if (name) {
+		snprintf(c->name, sizeof(c->name), "%s", name);
+	} else {
+		const char *dir = ftk_tokenizer_dir(tok);
+		const char *base = strrchr(dir, '/');
+		base = base && base[1] ? base + 1 : dir;
+		snprintf(c->name, sizeof(c->name), "%.50s-%08x", base, (unsigned)(XXH64(src, strlen(src), 0) >> 32));
+	}
+	/* the special-token variables transformers.js passes */
+	static const char *const keys[] = { "bos_token", "eos_token", "unk_token", "sep_token", "pad_token",
+					    "cls_token", "mask_token", NULL };
+	c->specials = cJSON_CreateObject();
+	const cJSON *cfg = ftk_tokenizer_config(tok);
+	for (int i = 0; keys[i]; i++) {
+		const cJSON *v = cJSON_GetObjectItemCaseSensitive(cfg, keys[i]);
+		const char *s = cJSON_IsString(v) ? v->valuestring : ftk_json_get_str(v, "content");
+		if (s && *s) cJSON_AddStringToObject(c->specials, keys[i], s);
+	}
+	/*
+	 * The generation prompt (what add_generation_prompt appends, such as
+	 * "<|im_start|>assistant\n"): an assistant turn whose output starts with
+	 * it is learned from right after it, so that everything the model would
+	 * generate at inference (Qwen3's <think> block included) is learned.
+	 */
+	c->gen_prompt = xstrdup("");
+	cJSON *probe = cJSON_Parse("[{\"role\":\"user\",\"content\":\"x\"}]");
+	struct ftk_render a = FTK_RENDER_INIT, b = FTK_RENDER_INIT;
+	if (!ftk_chat_render(c, probe, NULL, 0, &a, NULL) && !ftk_chat_render(c, probe, NULL, 1, &b, NULL) &&
+	    b.text.len > a.text.len && !memcmp(a.text.buf, b.text.buf, a.text.len)) {
+		free(c->gen_prompt);
+		c->gen_prompt = xstrndup(b.text.buf + a.text.len, b.text.len - a.text.len);
+	}
+	ftk_render_release(&a);
+	ftk_render_release(&b);
+	cJSON_Delete(probe);
+	*out = c;
+	return 0;
+}
+
+void ftk_chat_free(struct ftk_chat *c)
+{
+	if (!c) return;
+	ftk_jinja_free(c->tpl);
+	cJSON_Delete(c->specials);
+	free(c->gen_prompt);
+	free(c);
+}
+
+const char *ftk_chat_name(const struct ftk_chat *c) { return c->name; }
+
+static int is_trailing_ws(char ch) { return ch == ' ' || ch == '\n' || ch == '\t' || ch == '\r'; }
+
+int ftk_chat_render(const struct ftk_chat *c, const cJSON *messages, const cJSON *tools,
+		    int add_generation_prompt, struct ftk_render *out, struct ftk_error *err)
+{
+	strbuf_reset(&out->text);
+	out->n_spans = 0;
+	if (!cJSON_IsArray(messages))
+		return ftk_error_set(err, FTK_EDATA, NULL, 0, "messages", "not an array");
+	cJSON *vars = cJSON_CreateObject();
+	cJSON *mref = cJSON_CreateArrayReference(messages->child);
+	cJSON_AddItemToObject(vars, "messages", mref);
+	cJSON_AddBoolToObject(vars, "add_generation_prompt", add_generation_prompt);
+	if (tools && !cJSON_IsNull(tools))
+		cJSON_AddItemToObject(vars, "tools", cJSON_IsArray(tools) ? cJSON_CreateArrayReference(tools->child)
+									  : cJSON_CreateObjectReference(tools->child));
+	else
+		cJSON_AddNullToObject(vars, "tools");
+	cJSON_AddNullToObject(vars, "documents");
+	const cJSON *sp;
+	cJSON_ArrayForEach(sp, c->specials) cJSON_AddStringToObject(vars, sp->string, sp->valuestring);
+
+	struct ftk_jinja_opts opts = { 0 };
+	opts.track = mref;
+	opts.taint_keys = TAINT_KEYS;
+	int rc = ftk_jinja_render(c->tpl, vars, &opts, &out->text, err);
+	cJSON_Delete(vars);
+	if (rc) {
+		if (err) {
+			char m[sizeof(err->msg)];
+			snprintf(m, sizeof(m), "chat template line %ld: %.700s", err->line, err->msg);
+			snprintf(err->msg, sizeof(err->msg), "%s", m);
+			err->line = 0;
+		}
+		free(opts.iters);
+		return rc;
+	}
+	/* per assistant message, its largest iteration (a template may loop over
+	 * the messages more than once, e.g. Qwen3 reversed to find the last query) */
+	int nm = cJSON_GetArraySize(messages);
+	long *best = xmalloc((nm + 1) * sizeof(*best));
+	for (int i = 0; i < nm; i++) best[i] = -1;
+	for (size_t k = 0; k < opts.n_iters; k++) {
+		const struct ftk_jinja_iter *it = &opts.iters[k];
+		if (it->end <= it->start) continue;
+		long b = best[it->index];
+		if (b < 0 || it->end - it->start > opts.iters[b].end - opts.iters[b].start) best[it->index] = (long)k;
+	}
+	for (int i = 0; i < nm; i++) {
+		const char *role = ftk_json_get_str(cJSON_GetArrayItem(messages, i), "role");
+		if (best[i] < 0 || !role || strcmp(role, "assistant")) continue;
+		const struct ftk_jinja_iter *it = &opts.iters[best[i]];
+		size_t s = it->first_taint >= 0 ? (size_t)it->first_taint : it->start, e = it->end;
+		size_t gl = strlen(c->gen_prompt);
+		if (gl && it->end - it->start >= gl && !memcmp(out->text.buf + it->start, c->gen_prompt, gl))
+			s = it->start + gl;
+		else
+			while (s > it->start && out->text.buf[s - 1] == ' ') s--;
+		while (e > s && is_trailing_ws(out->text.buf[e - 1])) e--;
+		if (e <= s) continue;
+		FTK_ALLOC_GROW(out->spans, out->n_spans + 1, out->alloc_spans);
+		out->spans[out->n_spans++] = (struct ftk_span){ s, e, i };
+	}
+	free(best);
+	free(opts.iters);
+	/* text order (insertion sort: a handful of spans) */
+	for (size_t i = 1; i < out->n_spans; i++)
+		for (size_t j = i; j > 0 && out->spans[j - 1].start > out->spans[j].start; j--) {
+			struct ftk_span t = out->spans[j - 1];
+			out->spans[j - 1] = out->spans[j];
+			out->spans[j] = t;
+		}
+	return 0;
+}
+
+long ftk_chat_encode(const struct ftk_chat *c, const struct ftk_render *r, enum ftk_train_on policy,
+		     struct ftk_tokens *toks, uint8_t **mask, size_t *mask_alloc, const char **reason,
+		     struct ftk_error *err)
+{
+	*reason = NULL;
+	long n = ftk_tokenizer_encode(c->tok, r->text.buf, r->text.len, FTK_TOK_OFFSETS, toks, err);
+	if (n < 0) { *reason = "encode-failed"; return n; }
+	if ((size_t)n + 1 > *mask_alloc) {
+		*mask_alloc = (size_t)n + 64;
+		*mask = xrealloc(*mask, *mask_alloc);
+	}
+	uint8_t *m = *mask;
+	memset(m, policy == FTK_TRAIN_ALL, (size_t)n);
+	long bos = ftk_tokenizer_bos_id(c->tok);
+	if (bos >= 0 && n >= 2 && toks->ids[0] == (uint32_t)bos && toks->ids[1] == (uint32_t)bos) {
+		*reason = "double-bos";
+		return ftk_error_msg(err, FTK_EDATA, "the token ids start with two BOS tokens (%ld): the template writes one and "
+				     "something added another", bos);
+	}
+	if (policy == FTK_TRAIN_ALL) return n;
+	size_t first = 0, last = r->n_spans;
+	if (policy == FTK_TRAIN_LAST && r->n_spans) first = r->n_spans - 1;
+	size_t k = first;
+	long learned = 0;
+	for (long i = 0; i < n; i++) {
+		size_t ts = toks->start[i], te = toks->end[i];
+		while (k < last && r->spans[k].end <= ts) k++;
+		if (k >= last) break;
+		const struct ftk_span *sp = &r->spans[k];
+		if (ts == te) {	/* a token the normalizer made: it belongs where it sits */
+			if (ts >= sp->start && ts < sp->end) { m[i] = 1; learned++; }
+			continue;
+		}
+		if (te <= sp->start) continue;
+		if (ts >= sp->start && te <= sp->end) { m[i] = 1; learned++; continue; }
+		/* straddles a boundary */
+		*reason = "mask-splits-token";
+		return ftk_error_msg(err, FTK_EDATA,
+				     "token %ld (id %u, bytes %zu..%zu of the render) straddles the boundary of assistant turn "
+				     "messages[%d] (bytes %zu..%zu): the mask cannot follow the turn exactly",
+				     i, toks->ids[i], ts, te, sp->message, sp->start, sp->end);
+	}
+	if (!learned) {
+		*reason = "empty-mask";
+		return ftk_error_msg(err, FTK_EDATA, "%s", r->n_spans ? "no token falls inside an assistant turn"
+								  : "the render has no assistant turn to learn");
+	}
+	return n;
+}
+
+const cJSON *ftk_chat_messages(const cJSON *rec, int *owned)
+{
+	*owned = 0;
+	const cJSON *msgs = cJSON_GetObjectItemCaseSensitive(rec, "messages");
+	if (cJSON_IsArray(msgs)) {
+		/* content given as a list of parts becomes its text, as the canonical format has it */
+		const cJSON *m;
+		int parts = 0;
+		cJSON_ArrayForEach(m, msgs) if (cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(m, "content"))) parts = 1;
+		if (!parts) return msgs;
+		cJSON *copy = cJSON_Duplicate(msgs, 1);
+		cJSON *cm;
+		cJSON_ArrayForEach(cm, copy) {
+			cJSON *ct = cJSON_GetObjectItemCaseSensitive(cm, "content");
+			if (!cJSON_IsArray(ct)) continue;
+			struct strbuf sb = STRBUF_INIT;
+			ftk_content_text(ct, &sb);
+			cJSON_ReplaceItemInObjectCaseSensitive(cm, "content", cJSON_CreateString(sb.buf));
+			strbuf_release(&sb);
+		}
+		*owned = 1;
+		return copy;
+	}
+	const char *p = ftk_json_get_str(rec, "prompt"), *comp = ftk_json_get_str(rec, "completion");
+	if (p && comp) {
+		cJSON *a = cJSON_CreateArray();
+		cJSON *u = cJSON_CreateObject(), *as = cJSON_CreateObject();
+		cJSON_AddStringToObject(u, "role", "user");
+		cJSON_AddStringToObject(u, "content", p);
+		cJSON_AddStringToObject(as, "role", "assistant");
+		cJSON_AddStringToObject(as, "content", comp);
+		cJSON_AddItemToArray(a, u);
+		cJSON_AddItemToArray(a, as);
+		*owned = 1;
+		return a;
+	}
+	return NULL;
+}
