@@ -30,8 +30,10 @@
 #include "lib/http.h"
 #include "lib/json.h"
 #include "lib/ledger.h"
+#include "lib/record.h"
 #include "lib/stream.h"
 #include "lib/strbuf.h"
+#include "trainer/infer.h"
 #include "run.h"
 #include "stats.h"
 
@@ -728,6 +730,100 @@ static int run_endpoint(struct ctx *c, struct ftk_error *err)
 	return rc;
 }
 
+/*
+ * The local backend: the trainer's inference engine (trainer/infer.h), one
+ * request at a time (an engine holds one KV cache).  Generation settings
+ * map to the sampler: temperature, top_p, top_k, seed (+ sample index),
+ * max_tokens, stop.  A model whose tokenizer has no chat template (the tiny
+ * stories260K) is given the last user message as raw text.  Nothing is
+ * cached: the run's own results.jsonl is what makes a re-run free.
+ */
+static double gen_num(const cJSON *g, const char *k, double dflt)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(g, k);
+	return cJSON_IsNumber(v) ? v->valuedouble : dflt;
+}
+
+static int run_local(struct ctx *c, struct ftk_error *err)
+{
+	struct ftk_infer_opts io = { c->o->model_dir, c->o->adapter_dir, 0, 0 };
+	struct ftk_infer *eng;
+	int rc = ftk_infer_open(&eng, &io, err);
+	if (rc < 0)
+		return rc;
+	const cJSON *g = c->suite->generation;
+	struct ftk_gen_opts go;
+	ftk_gen_opts_default(&go);
+	go.temperature = (float)gen_num(g, "temperature", go.temperature);
+	go.top_p = (float)gen_num(g, "top_p", go.top_p);
+	go.top_k = (int)gen_num(g, "top_k", go.top_k);
+	go.max_tokens = (int)gen_num(g, "max_tokens", go.max_tokens);
+	double seed = gen_num(g, "seed", 0);
+	const char *stop[16];
+	int n_stop = 0;
+	const cJSON *st = cJSON_GetObjectItemCaseSensitive(g, "stop");
+	if (cJSON_IsString(st))
+		stop[n_stop++] = st->valuestring;
+	else if (cJSON_IsArray(st)) {
+		const cJSON *x;
+		cJSON_ArrayForEach(x, st)
+			if (cJSON_IsString(x) && n_stop < 16)
+				stop[n_stop++] = x->valuestring;
+	}
+	int chat = ftk_infer_has_chat(eng);
+	for (long u = 0; u < c->n_units && rc == 0; u++) {
+		if (c->done[u])
+			continue;
+		const struct ftk_eval_case *k = &c->suite->cases[u / c->K];
+		go.seed = (uint64_t)(seed + (double)(u % c->K));
+		struct ftk_infer_result res = FTK_INFER_RESULT_INIT;
+		struct ftk_error ie;
+		ftk_error_clear(&ie);
+		double t0 = ftk_now();
+		int irc;
+		if (chat) {
+			irc = ftk_infer_chat(eng, k->messages, k->tools, &go, stop, n_stop, NULL, NULL,
+					     &res, &ie);
+		} else {
+			struct strbuf prompt = STRBUF_INIT;
+			const cJSON *m;
+			cJSON_ArrayForEach(m, k->messages)
+			{
+				const char *role = ftk_json_get_str(m, "role");
+				if (role && !strcmp(role, "user")) {
+					strbuf_reset(&prompt);
+					ftk_content_text(cJSON_GetObjectItemCaseSensitive(m, "content"), &prompt);
+				}
+			}
+			irc = ftk_infer_text(eng, prompt.buf, &go, stop, n_stop, NULL, NULL, &res, &ie);
+			strbuf_release(&prompt);
+		}
+		struct answer a;
+		memset(&a, 0, sizeof(a));
+		strbuf_init(&a.text_buf, 0);
+		a.latency_s = ftk_now() - t0;
+		a.attempts = 1;
+		char msg[1100];
+		if (irc < 0) {
+			/* a prompt past the context, a template the engine cannot render */
+			snprintf(msg, sizeof(msg), "local model: %s", ie.msg);
+			a.error = msg;
+		} else {
+			strbuf_addstr(&a.text_buf, res.text.buf);
+			a.text = a.text_buf.buf;
+			a.finish_reason = res.finish_reason;
+			a.prompt_tokens = res.prompt_tokens;
+			a.completion_tokens = res.completion_tokens;
+			c->st->asked++;
+		}
+		rc = finish_unit(c, u, &a, err);
+		strbuf_release(&a.text_buf);
+		ftk_infer_result_release(&res);
+	}
+	ftk_infer_free(eng);
+	return rc;
+}
+
 /* ------------------------------------------------------------ run.json */
 
 static cJSON *run_identity(const struct ftk_eval_run_opts *o, const struct ftk_eval_suite *s)
@@ -887,9 +983,8 @@ int ftk_eval_run(const struct ftk_eval_run_opts *o, struct ftk_eval_run_stats *s
 		return ftk_error_msg(err, FTK_EUSAGE, "--endpoint needs --model");
 	if (o->backend == FTK_EVAL_OUTPUTS && !o->outputs_path)
 		return ftk_error_msg(err, FTK_EUSAGE, "no outputs file");
-	if (o->backend == FTK_EVAL_LOCAL)
-		return ftk_error_msg(err, FTK_EUNSUPPORTED,
-				     "the local model backend (--model-dir) is not built yet: serve the model with an OpenAI-compatible server and use --endpoint");
+	if (o->backend == FTK_EVAL_LOCAL && !o->model_dir)
+		return ftk_error_msg(err, FTK_EUSAGE, "no model directory");
 	if (o->backend < FTK_EVAL_OUTPUTS || o->backend > FTK_EVAL_LOCAL)
 		return ftk_error_msg(err, FTK_EUSAGE, "no backend: give --outputs, --endpoint or --model-dir");
 	if (o->backend == FTK_EVAL_ENDPOINT && o->api_key_env && *o->api_key_env) {
@@ -1002,6 +1097,8 @@ int ftk_eval_run(const struct ftk_eval_run_opts *o, struct ftk_eval_run_stats *s
 
 	if (o->backend == FTK_EVAL_OUTPUTS)
 		rc = run_outputs(&c, err);
+	else if (o->backend == FTK_EVAL_LOCAL)
+		rc = run_local(&c, err);
 	else
 		rc = run_endpoint(&c, err);
 	if (rc < 0)
