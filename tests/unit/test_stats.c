@@ -14,6 +14,7 @@
 #include "testutil.h"
 #include "lib/err.h"
 #include "lib/stream.h"
+#include "eval/run.h"
 #include "eval/stats.h"
 
 static cJSON *ref;
@@ -213,6 +214,63 @@ START_TEST(edge_cases)
 }
 END_TEST
 
+/*
+ * The same reference numbers, reached through ftk-eval's summary of a
+ * results array: the clustered binary fixture and the clustered continuous
+ * one become two metrics of one run (cluster names as strings, an errored
+ * line that must be left out), so the cluster bookkeeping of run.c is
+ * checked against numpy as well.
+ */
+START_TEST(run_summary_matches_numpy)
+{
+	const cJSON *sums = cJSON_GetObjectItem(ref, "summaries");
+	const cJSON *bin = cJSON_GetArrayItem(sums, 4), *cont = cJSON_GetArrayItem(sums, 6);
+	ck_assert(cJSON_IsArray(cJSON_GetObjectItem(bin, "cluster")));
+	ck_assert(cJSON_IsArray(cJSON_GetObjectItem(cont, "cluster")));
+	cJSON *results = cJSON_CreateArray();
+	const cJSON *pairs[2] = { bin, cont };
+	const char *names[2] = { "j.pass", "j.score" };
+	for (int m = 0; m < 2; m++) {
+		const cJSON *x = cJSON_GetObjectItem(pairs[m], "x");
+		const cJSON *g = cJSON_GetObjectItem(pairs[m], "cluster");
+		for (int i = 0; i < cJSON_GetArraySize(x); i++) {
+			cJSON *r = cJSON_CreateObject();
+			char id[32], cl[32];
+			snprintf(id, sizeof(id), "m%d-case%d", m, i);
+			snprintf(cl, sizeof(cl), "group-%d-%d", m, (int)cJSON_GetArrayItem(g, i)->valuedouble);
+			cJSON_AddStringToObject(r, "id", id);
+			cJSON_AddNumberToObject(r, "sample", 0);
+			cJSON_AddStringToObject(r, "cluster", cl);
+			cJSON *sc = cJSON_AddObjectToObject(r, "scores");
+			cJSON_AddNumberToObject(sc, names[m], cJSON_GetArrayItem(x, i)->valuedouble);
+			cJSON_AddItemToArray(results, r);
+		}
+	}
+	cJSON *e = cJSON_CreateObject();
+	cJSON_AddStringToObject(e, "id", "down");
+	cJSON_AddStringToObject(e, "error", "HTTP 503 (gave up after 6 attempts)");
+	cJSON_AddItemToArray(results, e);
+	cJSON *sum = ftk_eval_summarize(results);
+	ck_assert_int_eq((int)num(sum, "errors"), 1);
+	ck_assert_int_eq((int)num(sum, "scored"), cJSON_GetArraySize(results) - 1);
+	maxdiff = 0;
+	for (int m = 0; m < 2; m++) {
+		const cJSON *got = cJSON_GetObjectItem(cJSON_GetObjectItem(sum, "metrics"), names[m]);
+		ck_assert_ptr_nonnull(got);
+		ck_assert_int_eq((int)num(got, "n"), (int)num(pairs[m], "n"));
+		ck_assert_int_eq((int)num(got, "n_clusters"), (int)num(pairs[m], "n_clusters"));
+		ck_assert(cJSON_IsTrue(cJSON_GetObjectItem(got, "clustered")));
+		close_to(num(got, "mean"), num(pairs[m], "mean"), 1e-12, names[m]);
+		close_to(num(got, "se"), num(pairs[m], "se"), 1e-10, names[m]);
+		close_to(num(got, "lo"), fmax(0, num(pairs[m], "lo")), 1e-8, names[m]);
+		close_to(num(got, "hi"), fmin(1, num(pairs[m], "hi")), 1e-8, names[m]);
+	}
+	printf("run summary: max relative difference %.3g\n", maxdiff);
+	cJSON_Delete(sum);
+	cJSON_Delete(results);
+}
+END_TEST
+
 static Suite *stats_suite(void)
 {
 	Suite *s = suite_create("stats");
@@ -224,6 +282,7 @@ static Suite *stats_suite(void)
 	tcase_add_test(tc, mcnemar_matches_exact_sums);
 	tcase_add_test(tc, paired_matches_numpy);
 	tcase_add_test(tc, edge_cases);
+	tcase_add_test(tc, run_summary_matches_numpy);
 	suite_add_tcase(s, tc);
 	return s;
 }
