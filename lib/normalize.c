@@ -129,10 +129,48 @@ static int has_non_ascii(const char *s, size_t len)
 	return 0;
 }
 
+/*
+ * NFC of s into a new buffer, composing only around non-ASCII bytes: an
+ * ASCII character is a starter that nothing before it composes with, so
+ * each run of non-ASCII bytes, together with the one ASCII character before
+ * it (a combining mark may compose with it), is a segment that can be
+ * normalized alone.  Most text is ASCII with a few curly quotes; this keeps
+ * it from paying utf8proc's price on every character.
+ */
+static int nfc(const char *s, size_t len, struct strbuf *out)
+{
+	size_t i = 0;
+	while (i < len) {
+		size_t j = i;
+		while (j < len && (unsigned char)s[j] < 0x80)
+			j++;
+		if (j == len) {
+			strbuf_add(out, s + i, j - i);
+			break;
+		}
+		/* s[j] starts a non-ASCII run; keep the ASCII character before it with it */
+		size_t seg = j > i ? j - 1 : j;
+		strbuf_add(out, s + i, seg - i);
+		size_t k = j;
+		while (k < len && (unsigned char)s[k] >= 0x80)
+			k++;
+		utf8proc_uint8_t *dst = NULL;
+		utf8proc_ssize_t n = utf8proc_map((const utf8proc_uint8_t *)s + seg,
+						  (utf8proc_ssize_t)(k - seg), &dst,
+						  UTF8PROC_STABLE | UTF8PROC_COMPOSE);
+		if (n < 0)
+			return (int)n;
+		strbuf_add(out, dst, (size_t)n);
+		free(dst);
+		i = k;
+	}
+	return 0;
+}
+
 int ftk_normalize(const char *s, size_t len, unsigned flags, struct strbuf *out,
 		  struct ftk_error *err)
 {
-	utf8proc_uint8_t *composed = NULL;
+	struct strbuf composed = STRBUF_INIT;
 	const unsigned char *p = (const unsigned char *)s, *end;
 	int pending_space = 0;
 	size_t start = out->len;
@@ -142,20 +180,45 @@ int ftk_normalize(const char *s, size_t len, unsigned flags, struct strbuf *out,
 	if (bad >= 0)
 		return ftk_error_msg(err, FTK_EUTF8, "invalid UTF-8 at byte %ld", bad + 1);
 	if ((flags & FTK_NORM_NFC) && has_non_ascii(s, len)) {
-		utf8proc_ssize_t n = utf8proc_map((const utf8proc_uint8_t *)s, (utf8proc_ssize_t)len,
-						  &composed, UTF8PROC_STABLE | UTF8PROC_COMPOSE);
-		if (n < 0)
+		int rc = nfc(s, len, &composed);
+		if (rc < 0) {
+			strbuf_release(&composed);
 			return ftk_error_msg(err, FTK_EUTF8, "cannot normalize text: %s",
-					     utf8proc_errmsg(n));
-		p = composed;
-		len = (size_t)n;
+					     utf8proc_errmsg(rc));
+		}
+		p = (const unsigned char *)composed.buf;
+		len = composed.len;
 	}
 	end = p + len;
-	strbuf_grow(out, len);
+	/* lower-casing may turn a 2-byte character into 3 bytes: room for twice the input */
+	strbuf_grow(out, 2 * len + 4);
+	unsigned char *o = (unsigned char *)out->buf + out->len;
+	const unsigned char *o0 = (const unsigned char *)out->buf + start;
+	const int lower = flags & FTK_NORM_CASE, punct = flags & FTK_NORM_PUNCT,
+		  space = flags & FTK_NORM_SPACE;
+	/* ASCII under these flags: the byte to write, or 0 for a separator */
+	unsigned char fast[128];
+	for (int c = 0; c < 128; c++) {
+		int cls = ascii_class[c];
+		if (cls == C_PUNCT && !punct)
+			cls = C_WORD;
+		fast[c] = cls != C_WORD ? 0 : lower && c >= 'A' && c <= 'Z' ? (unsigned char)(c + 32)
+									    : (unsigned char)c;
+	}
 	while (p < end) {
 		utf8proc_int32_t cp;
 		int cls;
 		const unsigned char *cstart = p;
+		if (*p < 0x80 && fast[*p]) {
+			/* a run of ASCII word characters, the common case */
+			if (pending_space && o > o0)
+				*o++ = ' ';
+			pending_space = 0;
+			do
+				*o++ = fast[*p++];
+			while (p < end && *p < 0x80 && fast[*p]);
+			continue;
+		}
 		if (*p < 0x80) {
 			cp = *p++;
 			cls = ascii_class[cp];
@@ -168,33 +231,31 @@ int ftk_normalize(const char *s, size_t len, unsigned flags, struct strbuf *out,
 			p += k;
 			cls = cp_class(cp);
 		}
-		if (cls == C_PUNCT && !(flags & FTK_NORM_PUNCT))
+		if (cls == C_PUNCT && !punct)
 			cls = C_WORD;
 		if (cls != C_WORD) {
-			if (flags & FTK_NORM_SPACE)
+			if (space) {
 				pending_space = 1;
-			else if (cls == C_PUNCT)
-				strbuf_addch(out, ' ');	/* removed punctuation still separates words */
-			else
-				strbuf_add(out, cstart, p - cstart);
+			} else if (cls == C_PUNCT) {
+				*o++ = ' ';	/* removed punctuation still separates words */
+			} else {
+				memcpy(o, cstart, (size_t)(p - cstart));
+				o += p - cstart;
+			}
 			continue;
 		}
-		if (pending_space && out->len > start)
-			strbuf_addch(out, ' ');
+		if (pending_space && o > o0)
+			*o++ = ' ';
 		pending_space = 0;
-		if (flags & FTK_NORM_CASE) {
-			if (cp < 128) {
-				strbuf_addch(out, cp >= 'A' && cp <= 'Z' ? cp + 32 : cp);
-			} else {
-				utf8proc_uint8_t enc[4];
-				utf8proc_ssize_t k = utf8proc_encode_char(utf8proc_tolower(cp), enc);
-				strbuf_add(out, enc, (size_t)k);
-			}
+		if (lower) {
+			o += utf8proc_encode_char(utf8proc_tolower(cp), o);
 		} else {
-			strbuf_add(out, cstart, p - cstart);
+			memcpy(o, cstart, (size_t)(p - cstart));
+			o += p - cstart;
 		}
 	}
-	free(composed);
+	strbuf_setlen(out, (size_t)(o - (unsigned char *)out->buf));
+	strbuf_release(&composed);
 	return 0;
 }
 
@@ -213,51 +274,62 @@ void ftk_words_release(struct ftk_words *ws)
 	memset(ws, 0, sizeof(*ws));
 }
 
+/* Is the character at p (before end) white space?  *k gets its length. */
+static int space_at(const unsigned char *p, const unsigned char *end, size_t *k)
+{
+	if (*p < 0x80) {
+		*k = 1;
+		return ascii_class[*p] == C_SPACE;
+	}
+	utf8proc_int32_t cp;
+	utf8proc_ssize_t n = utf8proc_iterate(p, end - p, &cp);
+	if (n <= 0) {
+		*k = 1;
+		return 0;	/* invalid bytes count as word characters */
+	}
+	*k = (size_t)n;
+	return cp_class(cp) == C_SPACE;
+}
+
 size_t ftk_words_split(struct ftk_words *ws, const char *s, size_t len)
 {
 	const unsigned char *p = (const unsigned char *)s, *end = p + len;
-	const unsigned char *wstart = NULL;
+	size_t k;
 
 	ascii_init();
 	ws->n = 0;
 	strbuf_reset(&ws->joined);
 	strbuf_grow(&ws->joined, len + 1);
+	char *o = ws->joined.buf;	/* the joined form is never longer than the text */
 	for (;;) {
-		int space = 1;
-		const unsigned char *cstart = p;
-		if (p < end) {
+		while (p < end && space_at(p, end, &k))
+			p += k;
+		if (p >= end)
+			break;
+		const unsigned char *w = p;
+		while (p < end) {
 			if (*p < 0x80) {
-				space = ascii_class[*p] == C_SPACE;
+				if (ascii_class[*p] == C_SPACE)
+					break;
 				p++;
+			} else if (space_at(p, end, &k)) {
+				break;
 			} else {
-				utf8proc_int32_t cp;
-				utf8proc_ssize_t k = utf8proc_iterate(p, end - p, &cp);
-				if (k <= 0) {
-					k = 1;
-					space = 0;
-				} else {
-					space = cp_class(cp) == C_SPACE;
-				}
 				p += k;
 			}
 		}
-		if (!space && !wstart)
-			wstart = cstart;
-		if (space && wstart) {
-			size_t wl = (size_t)(cstart - wstart);
-			if (ws->joined.len + wl + 1 > UINT32_MAX)
-				break;
-			if (ws->n)
-				strbuf_addch(&ws->joined, ' ');
-			FTK_ALLOC_GROW(ws->w, ws->n + 1, ws->alloc);
-			ws->w[ws->n].off = (uint32_t)ws->joined.len;
-			ws->w[ws->n].len = (uint32_t)wl;
-			strbuf_add(&ws->joined, wstart, wl);
-			ws->n++;
-			wstart = NULL;
-		}
-		if (cstart >= end)
+		size_t wl = (size_t)(p - w), off = (size_t)(o - ws->joined.buf) + (ws->n ? 1 : 0);
+		if (off + wl > UINT32_MAX)
 			break;
+		if (ws->n)
+			*o++ = ' ';
+		FTK_ALLOC_GROW(ws->w, ws->n + 1, ws->alloc);
+		ws->w[ws->n].off = (uint32_t)off;
+		ws->w[ws->n].len = (uint32_t)wl;
+		memcpy(o, w, wl);
+		o += wl;
+		ws->n++;
 	}
+	strbuf_setlen(&ws->joined, (size_t)(o - ws->joined.buf));
 	return ws->n;
 }

@@ -740,7 +740,11 @@ static int load_payload(struct ftk_dd_index *x, uint32_t id, struct ftk_u64vec *
 		       (h.src_len + 7) / 8 * 8;
 	FTK_ALLOC_GROW(out->v, h.payload_n ? h.payload_n : 1, out->alloc);
 	out->n = h.payload_n;
-	return read_full(m->fd, out->v, sizeof(uint64_t) * h.payload_n, off);
+	if (read_full(m->fd, out->v, sizeof(uint64_t) * h.payload_n, off) < 0)
+		return -1;
+	if (x->p.near && !x->p.fast)
+		ftk_minhash_set(out);	/* shingles are stored in text order */
+	return 0;
 }
 
 static double similarity(struct ftk_dd_index *x, const struct ftk_u64vec *a,

@@ -7,7 +7,7 @@
  *
  *   sign     each record -> its key text (normalized) -> either a 128-bit
  *            XXH3 hash (exact mode) or, in near mode, its band hashes plus a
- *            payload for verification (the sorted shingle set, or the whole
+ *            payload for verification (the shingle hashes, or the whole
  *            MinHash signature with --fast).  Written to a signature file.
  *   resolve  all band hashes in memory (the payloads stay on disk and are
  *            read back only for candidate pairs), candidates from equal band

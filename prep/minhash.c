@@ -35,9 +35,14 @@ int ftk_minhash_init(struct ftk_minhash *m, int ngram, int bands, int rows, uint
 	m->rows = rows;
 	m->k = bands * rows;
 	m->seed = seed;
-	m->a = xmalloc(sizeof(uint64_t) * m->k);
-	m->b = xmalloc(sizeof(uint64_t) * m->k);
+	size_t padded = ((size_t)m->k + 7) / 8 * 8;	/* whole vectors of eight */
+	m->a = aligned_alloc(64, sizeof(uint64_t) * padded);
+	m->b = aligned_alloc(64, sizeof(uint64_t) * padded);
+	if (!m->a || !m->b)
+		abort();
 	uint64_t st = seed;
+	for (size_t i = m->k; i < padded; i++)
+		m->a[i] = m->b[i] = 0;
 	for (int i = 0; i < m->k; i++) {
 		m->a[i] = splitmix64(&st) | 1;
 		m->b[i] = splitmix64(&st);
@@ -68,33 +73,44 @@ uint64_t ftk_minhash_shingle_hash(const char *s, size_t len, uint64_t seed)
 	return XXH3_64bits_withSeed(s, len, seed);
 }
 
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-	return x < y ? -1 : x > y;
-}
-
-/* LSD radix sort on 64-bit keys, 16 bits a pass; tmp has room for n. */
+/* LSD radix sort of 64-bit keys, a byte a pass; tmp has room for n. */
 static void radix_u64(uint64_t *v, uint64_t *tmp, size_t n)
 {
-	static const int bits = 16;
-	size_t *count = xcalloc((size_t)1 << bits, sizeof(size_t));
-	for (int pass = 0; pass < 4; pass++) {
-		int sh = pass * bits;
-		memset(count, 0, sizeof(size_t) << bits);
+	size_t count[256];
+	uint64_t *src = v, *dst = tmp;
+	for (int sh = 0; sh < 64; sh += 8) {
+		memset(count, 0, sizeof(count));
 		for (size_t i = 0; i < n; i++)
-			count[(v[i] >> sh) & 0xffff]++;
+			count[(src[i] >> sh) & 0xff]++;
 		size_t sum = 0;
-		for (size_t i = 0; i < ((size_t)1 << bits); i++) {
+		for (int i = 0; i < 256; i++) {
 			size_t c = count[i];
 			count[i] = sum;
 			sum += c;
 		}
 		for (size_t i = 0; i < n; i++)
-			tmp[count[(v[i] >> sh) & 0xffff]++] = v[i];
-		memcpy(v, tmp, n * sizeof(*v));
+			dst[count[(src[i] >> sh) & 0xff]++] = src[i];
+		uint64_t *t = src;
+		src = dst;
+		dst = t;
 	}
-	free(count);
+	/* eight passes: the result is back in v */
+}
+
+/* Sort v[0..n) using v[n..2n) as scratch. */
+static void sort_u64(uint64_t *v, size_t n)
+{
+	if (n <= 32) {
+		for (size_t i = 1; i < n; i++) {
+			uint64_t x = v[i];
+			size_t j = i;
+			for (; j > 0 && v[j - 1] > x; j--)
+				v[j] = v[j - 1];
+			v[j] = x;
+		}
+		return;
+	}
+	radix_u64(v, v + n, n);
 }
 
 size_t ftk_minhash_shingles(const struct ftk_words *ws, int ngram, uint64_t seed,
@@ -105,41 +121,56 @@ size_t ftk_minhash_shingles(const struct ftk_words *ws, int ngram, uint64_t seed
 		return 0;
 	size_t ns = ws->n >= (size_t)ngram ? ws->n - ngram + 1 : 1;
 	size_t last = ws->n >= (size_t)ngram ? (size_t)ngram - 1 : ws->n - 1;
-	FTK_ALLOC_GROW(out->v, ns, out->alloc);
+	FTK_ALLOC_GROW(out->v, 2 * ns, out->alloc);	/* the upper half is scratch for ftk_minhash_set */
 	for (size_t i = 0; i < ns; i++) {
 		const struct ftk_word *a = &ws->w[i], *z = &ws->w[i + last];
 		out->v[i] = ftk_minhash_shingle_hash(ws->joined.buf + a->off,
 						     z->off + z->len - a->off, seed);
 	}
-	if (ns > 4096) {
-		uint64_t *tmp = xmalloc(ns * sizeof(uint64_t));
-		radix_u64(out->v, tmp, ns);
-		free(tmp);
-	} else {
-		qsort(out->v, ns, sizeof(uint64_t), cmp_u64);
-	}
+	out->n = ns;
+	return ns;
+}
+
+size_t ftk_minhash_set(struct ftk_u64vec *v)
+{
+	if (!v->n)
+		return 0;
+	FTK_ALLOC_GROW(v->v, 2 * v->n, v->alloc);
+	sort_u64(v->v, v->n);
 	size_t k = 1;
-	for (size_t i = 1; i < ns; i++)
-		if (out->v[i] != out->v[k - 1])
-			out->v[k++] = out->v[i];
-	out->n = k;
+	for (size_t i = 1; i < v->n; i++)
+		if (v->v[i] != v->v[k - 1])
+			v->v[k++] = v->v[i];
+	v->n = k;
 	return k;
 }
 
+/*
+ * Eight hash functions at a time as one vector; with AVX-512 a vector is one
+ * register, and the clone for it (chosen at load time) does eight multiply-
+ * adds and unsigned minimums per instruction.  a and b are padded to a
+ * multiple of eight and 64-byte aligned (ftk_minhash_init).
+ */
+typedef uint64_t v8u __attribute__((vector_size(64)));
+
+__attribute__((target_clones("arch=x86-64-v4", "default")))
 void ftk_minhash_signature(const struct ftk_minhash *m, const uint64_t *sh, size_t n,
 			   uint64_t *sig)
 {
-	const int k = m->k;
-	const uint64_t *restrict a = m->a, *restrict b = m->b;
-	for (int i = 0; i < k; i++)
-		sig[i] = UINT64_MAX;
+	const int nv = (m->k + 7) / 8;
+	const v8u *a = (const v8u *)m->a, *b = (const v8u *)m->b;
+	v8u acc[FTK_MINHASH_MAX_PERM / 8];
+	for (int i = 0; i < nv; i++)
+		acc[i] = (v8u){ 0 } - 1;
 	for (size_t j = 0; j < n; j++) {
 		const uint64_t x = sh[j];
-		for (int i = 0; i < k; i++) {
-			uint64_t v = a[i] * x + b[i];
-			sig[i] = v < sig[i] ? v : sig[i];
+		for (int i = 0; i < nv; i++) {
+			v8u v = a[i] * x + b[i];
+			v8u lt = (v8u)(v < acc[i]);	/* all ones where v is smaller */
+			acc[i] = (v & lt) | (acc[i] & ~lt);
 		}
 	}
+	memcpy(sig, acc, sizeof(uint64_t) * m->k);
 }
 
 void ftk_minhash_bands(const struct ftk_minhash *m, const uint64_t *sig, uint64_t *band)

@@ -60,12 +60,16 @@ struct ftk_u64vec {
 void ftk_u64vec_release(struct ftk_u64vec *v);
 
 /*
- * The shingle set of a text already split into words: out is reset and gets
- * the sorted, distinct 64-bit shingle hashes.  Returns their number (0 only
- * for a text without words).
+ * The shingles of a text already split into words: out is reset and gets
+ * their 64-bit hashes in text order, repeats included (the signature does
+ * not care, and sorting every record's shingles would cost more than
+ * hashing them).  Returns their number (0 only for a text without words).
  */
 size_t ftk_minhash_shingles(const struct ftk_words *ws, int ngram, uint64_t seed,
 			    struct ftk_u64vec *out);
+
+/* Make v a set: sort and drop repeats in place.  Returns the new size. */
+size_t ftk_minhash_set(struct ftk_u64vec *v);
 
 /* The hash of one string as a shingle (what ftk_minhash_shingles uses). */
 uint64_t ftk_minhash_shingle_hash(const char *s, size_t len, uint64_t seed);
@@ -83,7 +87,7 @@ void ftk_minhash_bands(const struct ftk_minhash *m, const uint64_t *sig, uint64_
 /* The signature estimate of Jaccard: the fraction of equal positions of k. */
 double ftk_minhash_estimate(const uint64_t *s1, const uint64_t *s2, int k);
 
-/* True Jaccard of two sorted distinct sets; 1.0 when both are empty. */
+/* True Jaccard of two sorted distinct sets (ftk_minhash_set); 1.0 when both are empty. */
 double ftk_minhash_jaccard(const uint64_t *a, size_t na, const uint64_t *b, size_t nb);
 
 /*
