@@ -684,16 +684,23 @@ static struct node *parse_filter_chain(struct parser *P, struct node *e)
 	return e;
 }
 
-static struct node *parse_unary(struct parser *P)
+/* Unary minus and plus bind tighter than filters and tests: -3|abs is 3. */
+static struct node *parse_unary(struct parser *P);
+static struct node *parse_sign(struct parser *P)
 {
 	if (is_op(peek(P), "-") || is_op(peek(P), "+")) {
 		int neg = is_op(peek(P), "-");
 		next(P);
 		struct node *n = mk(P, neg ? N_NEG : N_POS);
-		n->a = parse_unary(P);
+		n->a = parse_sign(P);
 		return n;
 	}
-	struct node *e = parse_postfix(P);
+	return parse_postfix(P);
+}
+
+static struct node *parse_unary(struct parser *P)
+{
+	struct node *e = parse_sign(P);
 	e = parse_filter_chain(P, e);
 	while (is_name(peek(P), "is")) {
 		next(P);
@@ -1017,7 +1024,9 @@ static int parse_body(struct parser *P, struct nvec *out, const char *const *end
 		if (t->t == T_END) {
 			if (ends) {
 				char m[64];
-				snprintf(m, sizeof(m), "missing '{%% %s %%}'", ends[0]);
+				int k = 0;
+				while (ends[k + 1]) k++;	/* the closing tag is the last one */
+				snprintf(m, sizeof(m), "missing '{%% %s %%}'", ends[k]);
 				pfail(P, FTK_EDATA, "%s", m, strlen(m));
 			}
 			return -1;
@@ -1034,6 +1043,7 @@ static int parse_body(struct parser *P, struct nvec *out, const char *const *end
 			next(P);
 			struct node *n = mk(P, N_OUT);
 			n->a = parse_expr(P);
+			if (peek(P)->t == T_END) pfail(P, FTK_EDATA, "%s", "unexpected end of template: '}}' missing", 40);
 			if (peek(P)->t != T_CLOSE_EXPR) pfail(P, FTK_EDATA, "unexpected '%s' in expression", peek(P)->s, peek(P)->n);
 			next(P);
 			nv_push(P, out, n);
