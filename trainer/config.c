@@ -79,7 +79,7 @@ int ftk_config_load(const char *path, struct ftk_model_config *cfg, struct ftk_e
 	if (r < 0) {
 		strbuf_release(&sb);
 		return ftk_error_set(err, r == -ENOENT ? FTK_ENOTFOUND : FTK_EIO, file, 0, NULL,
-				     "cannot read '%s': %s", file, strerror(-r));
+				     "cannot read: %s", strerror(-r));
 	}
 	cJSON *o = NULL;
 	struct ftk_error je;

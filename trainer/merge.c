@@ -47,7 +47,7 @@ static int copy_file(const char *from, const char *to, struct ftk_error *err)
 	}
 	if (r < 0) {
 		strbuf_release(&sb);
-		return ftk_error_set(err, FTK_EIO, from, 0, NULL, "cannot read '%s': %s", from, strerror(-r));
+		return ftk_error_set(err, FTK_EIO, from, 0, NULL, "cannot read: %s", strerror(-r));
 	}
 	FILE *f = fopen(to, "wb");
 	int bad = !f || fwrite(sb.buf, 1, sb.len, f) != sb.len;
@@ -55,7 +55,7 @@ static int copy_file(const char *from, const char *to, struct ftk_error *err)
 		bad = 1;
 	strbuf_release(&sb);
 	if (bad)
-		return ftk_error_set(err, FTK_EIO, to, 0, NULL, "cannot write '%s': %s", to, strerror(errno));
+		return ftk_error_set(err, FTK_EIO, to, 0, NULL, "cannot write: %s", strerror(errno));
 	return 1;
 }
 
@@ -68,7 +68,7 @@ static int write_config(const struct ftk_merge_opts *o, struct ftk_error *err)
 	int r = strbuf_read_file(&sb, from);
 	if (r < 0) {
 		strbuf_release(&sb);
-		return ftk_error_set(err, FTK_EIO, from, 0, NULL, "cannot read '%s': %s", from, strerror(-r));
+		return ftk_error_set(err, FTK_EIO, from, 0, NULL, "cannot read: %s", strerror(-r));
 	}
 	cJSON *cfg;
 	struct ftk_error je;
@@ -89,7 +89,7 @@ static int write_config(const struct ftk_merge_opts *o, struct ftk_error *err)
 		bad = 1;
 	free(txt);
 	if (bad)
-		return ftk_error_set(err, FTK_EIO, to, 0, NULL, "cannot write '%s': %s", to, strerror(errno));
+		return ftk_error_set(err, FTK_EIO, to, 0, NULL, "cannot write: %s", strerror(errno));
 	return 0;
 }
 
@@ -117,8 +117,7 @@ int ftk_merge(const struct ftk_merge_opts *o, int *n_merged, struct ftk_error *e
 	if ((rc = ftk_st_open_dir(&st, o->model_dir, err)) < 0)
 		goto out;
 	if (mkdir(o->out_dir, 0755) < 0 && errno != EEXIST) {
-		rc = ftk_error_set(err, FTK_EIO, o->out_dir, 0, NULL, "cannot create '%s': %s", o->out_dir,
-				   strerror(errno));
+		rc = ftk_error_set(err, FTK_EIO, o->out_dir, 0, NULL, "cannot create: %s", strerror(errno));
 		goto out;
 	}
 	const struct ftk_lora_opts *lopt = ftk_model_lora_opts(m);

@@ -70,12 +70,12 @@ static int st_add_file(struct ftk_st *st, const char *path, struct ftk_error *er
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return ftk_error_set(err, errno == ENOENT ? FTK_ENOTFOUND : FTK_EIO, path, 0, NULL,
-				     "cannot open '%s': %s", path, strerror(errno));
+				     "cannot open: %s", strerror(errno));
 	struct stat sb;
 	if (fstat(fd, &sb) < 0) {
 		int e = errno;
 		close(fd);
-		return ftk_error_set(err, FTK_EIO, path, 0, NULL, "cannot stat '%s': %s", path, strerror(e));
+		return ftk_error_set(err, FTK_EIO, path, 0, NULL, "cannot stat: %s", strerror(e));
 	}
 	size_t size = (size_t)sb.st_size;
 	if (size < 8) {
@@ -87,7 +87,7 @@ static int st_add_file(struct ftk_st *st, const char *path, struct ftk_error *er
 	int e = errno;
 	close(fd);
 	if (base == MAP_FAILED)
-		return ftk_error_set(err, FTK_EIO, path, 0, NULL, "cannot map '%s': %s", path, strerror(e));
+		return ftk_error_set(err, FTK_EIO, path, 0, NULL, "cannot map: %s", strerror(e));
 	st->maps = xrealloc(st->maps, (st->n_maps + 1) * sizeof(*st->maps));
 	struct st_map *mp = &st->maps[st->n_maps++];
 	mp->path = xstrdup(path);
@@ -210,7 +210,7 @@ int ftk_st_open_dir(struct ftk_st **out, const char *dir, struct ftk_error *err)
 	}
 	if (r < 0) {
 		strbuf_release(&sb);
-		return ftk_error_set(err, FTK_EIO, path, 0, NULL, "cannot read '%s': %s", path, strerror(-r));
+		return ftk_error_set(err, FTK_EIO, path, 0, NULL, "cannot read: %s", strerror(-r));
 	}
 	cJSON *idx;
 	struct ftk_error je;
@@ -546,8 +546,7 @@ int ftk_st_writer_save(struct ftk_st_writer *w, const char *path, struct ftk_err
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0) {
 		strbuf_release(&h);
-		return ftk_error_set(err, FTK_EIO, path, 0, NULL, "cannot create '%s': %s", tmp,
-				     strerror(errno));
+		return ftk_error_set(err, FTK_EIO, path, 0, NULL, "cannot create: %s", strerror(errno));
 	}
 	uint8_t len8[8];
 	for (int i = 0; i < 8; i++)
@@ -560,7 +559,7 @@ int ftk_st_writer_save(struct ftk_st_writer *w, const char *path, struct ftk_err
 		int e = errno;
 		close(fd);
 		unlink(tmp);
-		return ftk_error_set(err, FTK_EIO, path, 0, NULL, "cannot write '%s': %s", tmp, strerror(e));
+		return ftk_error_set(err, FTK_EIO, path, 0, NULL, "cannot write: %s", strerror(e));
 	}
 	close(fd);
 	if (rename(tmp, path) < 0) {
