@@ -129,6 +129,8 @@ START_TEST(json_judge)
 	run_json(s, "{\"name\":\"Ada\",\"age\":36}", 1, 1, NULL);
 	run_json(s, "Here you go:\n```json\n{\"name\": \"Ada\"}\n```\nAnything else?", 1, 1, NULL);
 	run_json(s, "Sure! {\"name\": \"Ada\", \"age\": 36} is the record.", 1, 1, NULL);
+	/* braces in the prose before a fence: the fence is what counts */
+	run_json(s, "Use {braces} like this:\n```json\n{\"name\": \"Ada\"}\n```", 1, 1, NULL);
 	run_json(s, "{\"age\":36}", 0, 1, "schema:required");
 	run_json(s, "{\"name\":\"Ada\",\"age\":\"36\"}", 0, 1, "schema:type");
 	run_json(s, "{\"name\":\"Ada\",\"name\":\"Bob\"}", 0, 1, "duplicate_key");

@@ -100,6 +100,9 @@ START_TEST(choice)
 	ck_assert_double_eq(CORRECT(s, c, "the answer is b"), 0);
 	ck_assert_double_eq(CORRECT(s, c, "the answer is c"), 1);
 	ck_assert_double_eq(CORRECT(s, c, "no letter here"), 0);
+	/* the last stated answer wins: models correct themselves */
+	ck_assert_double_eq(CORRECT(s, c, "The answer is A. Wait, no: the answer is C."), 1);
+	ck_assert_double_eq(CORRECT(s, c, "The answer is C. Wait, no: the answer is A."), 0);
 }
 END_TEST
 

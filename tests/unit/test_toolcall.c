@@ -332,6 +332,131 @@ START_TEST(bfcl_multiple_accepted)
 }
 END_TEST
 
+/*
+ * BFCL's string standardization: every accepted answer with its string
+ * arguments upper-cased and their spaces turned into "_" and "-" is still
+ * correct; with a letter changed it is not.
+ */
+static void restyle(cJSON *args, const cJSON *props, int mode)
+{
+	cJSON *a;
+	cJSON_ArrayForEach(a, args) {
+		const char *t = ftk_json_get_str(cJSON_GetObjectItem(props, a->string), "type");
+		if (!t || strcmp(t, "string") || !cJSON_IsString(a) || !a->valuestring[0])
+			continue;
+		char *v = strdup(a->valuestring);
+		for (char *c = v; *c; c++) {
+			if (mode == 0 && *c == ' ')
+				*c = (c - v) % 2 ? '_' : '-';
+			else if (mode == 0 && *c >= 'a' && *c <= 'z')
+				*c = (char)(*c - 32);
+		}
+		if (mode == 1) {	/* change one letter */
+			for (char *c = v; *c; c++)
+				if ((*c >= 'a' && *c <= 'y') || (*c >= 'A' && *c <= 'Y')) {
+					(*c)++;
+					break;
+				}
+		}
+		cJSON_SetValuestring(a, v);
+		free(v);
+	}
+}
+
+START_TEST(bfcl_string_standardization)
+{
+	static const char *const files[] = { "BFCL_v4_simple_python.json", "BFCL_v4_multiple.json" };
+	struct ftk_judge *j = new_judge(NULL);
+	size_t restyled = 0, changed = 0;
+	for (int f = 0; f < 2; f++) {
+		struct bfcl b;
+		load(&b, files[f]);
+		for (size_t i = 0; i < b.n; i++) {
+			cJSON *kase = make_case(b.q[i], b.a[i]);
+			const cJSON *gt = cJSON_GetObjectItem(b.a[i], "ground_truth")->child;
+			const char *name = gt->child->string;
+			const cJSON *props = tool_props(kase, name);
+			cJSON *args = render_args(gt, 0, NULL);
+			cJSON *orig = cJSON_Duplicate(args, 1);
+			restyle(args, props, 0);
+			if (!cJSON_Compare(args, orig, 1)) {
+				struct strbuf py = STRBUF_INIT;
+				python_call(&py, name, args, props);
+				struct verdict v = judge(j, kase, py.buf, NULL);
+				ck_assert_msg(v.correct, "%s: %s: %s", ftk_json_get_str(kase, "id"), py.buf, v.reason);
+				strbuf_release(&py);
+				restyled++;
+			}
+			cJSON_Delete(args);
+			args = cJSON_Duplicate(orig, 1);
+			restyle(args, props, 1);
+			if (!cJSON_Compare(args, orig, 1)) {
+				struct strbuf py = STRBUF_INIT;
+				python_call(&py, name, args, props);
+				struct verdict v = judge(j, kase, py.buf, NULL);
+				/* a changed letter may land on another accepted value: rare, allowed */
+				if (!v.correct) {
+					ck_assert_str_eq(v.kind, "value_error:string");
+					changed++;
+				}
+				strbuf_release(&py);
+			}
+			cJSON_Delete(args);
+			cJSON_Delete(orig);
+			cJSON_Delete(kase);
+		}
+		unload(&b);
+	}
+	printf("standardization: %zu restyled answers accepted, %zu with a changed letter refused\n",
+	       restyled, changed);
+	ck_assert_uint_ge(restyled, 400);
+	ck_assert_uint_ge(changed, 400);
+	ftk_judge_destroy(j);
+}
+END_TEST
+
+/* BFCL's type rules that rendering from the answers cannot reach. */
+START_TEST(bfcl_type_rules)
+{
+	cJSON *kase = cJSON_Parse(
+		"{\"id\":\"t\",\"tools\":[{\"name\":\"f\",\"parameters\":{\"type\":\"dict\",\"properties\":{"
+		"\"x\":{\"type\":\"float\"},\"n\":{\"type\":\"integer\"},"
+		"\"v\":{\"type\":\"array\",\"items\":{\"type\":\"float\"}},"
+		"\"s\":{\"type\":\"string\"}},\"required\":[\"x\"]}}],"
+		"\"expected\":{\"tool_calls\":[{\"f\":{\"x\":[2.5,3],\"n\":[\"\",4],\"v\":[\"\",[1.5,2]],"
+		"\"s\":[\"\",\"my_var\"]}}]}}");
+	struct ftk_judge *j = new_judge(NULL);
+	struct verdict v = judge(j, kase, "f(x=3)", NULL);	/* an int for a float */
+	ck_assert_msg(v.correct, "%s", v.reason);
+	v = judge(j, kase, "f(x=3.0, n=4)", NULL);
+	ck_assert_msg(v.correct, "%s", v.reason);
+	v = judge(j, kase, "f(x=3.0, n=4.0)", NULL);	/* 4.0 is not an integer */
+	ck_assert_str_eq(v.kind, "type_error:integer");
+	v = judge(j, kase, "f(x='3')", NULL);
+	ck_assert_str_eq(v.kind, "type_error:float");
+	v = judge(j, kase, "f(x=2.5, v=[1.5, 2])", NULL);
+	ck_assert_msg(v.correct, "%s", v.reason);
+	/* BFCL checks item types against each accepted list, and "" (optional)
+	   counts as a pass there: the item type error shows as a value error */
+	v = judge(j, kase, "f(x=2.5, v=[1.5, 'a'])", NULL);
+	ck_assert_str_eq(v.kind, "value_error:list");
+	v = judge(j, kase, "f(x=2.5, v=[2, 1.5])", NULL);	/* lists keep their order */
+	ck_assert_str_eq(v.kind, "value_error:list");
+	v = judge(j, kase, "f(x=2.5, s=my_var)", NULL);	/* a bare name is kept as a string */
+	ck_assert_msg(v.correct, "%s", v.reason);
+	v = judge(j, kase, "f(x=2.5, 4)", NULL);
+	ck_assert_str_eq(v.kind, "positional_arg");
+	cJSON *e = cJSON_GetObjectItem(kase, "expected");
+	cJSON_ReplaceItemInObject(e, "tool_calls", cJSON_Parse("[{\"f\":{\"x\":[2.5],\"v\":[[1.5,2]]}}]"));
+	v = judge(j, kase, "f(x=2.5, v=[1.5, 'a'])", NULL);
+	ck_assert_str_eq(v.kind, "type_error:nested");
+	v = judge(j, kase, "f(x=2.5)", NULL);
+	ck_assert_str_eq(v.kind, "missing_optional");
+	ftk_judge_destroy(j);
+	cJSON_Delete(kase);
+}
+END_TEST
+
 /* ---------------------------------------------------------- perturbations */
 
 static int in_answers(const cJSON *answers, const cJSON *v)
@@ -643,6 +768,8 @@ static Suite *suite(void)
 	tcase_add_test(t, bfcl_simple_perturbed);
 	tcase_add_test(t, bfcl_multiple_perturbed);
 	tcase_add_test(t, bfcl_parallel_pairs);
+	tcase_add_test(t, bfcl_string_standardization);
+	tcase_add_test(t, bfcl_type_rules);
 	tcase_add_test(t, python_syntax);
 	tcase_add_test(t, extract_forms);
 	tcase_add_test(t, schema_checked);
