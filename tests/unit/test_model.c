@@ -309,6 +309,91 @@ START_TEST(merge_bf16)
 }
 END_TEST
 
+/*
+ * Tiny random Llama 3 (rope_scaling llama3, GQA, untied head), Qwen2 (q/k/v
+ * biases) and Qwen3 (q/k norms) models against PyTorch float64
+ * (tests/fixtures/tiny-models/make.py): logits on a packed batch with two
+ * documents in one row, then loss and every LoRA gradient with a loss mask.
+ */
+static void tiny_case(const char *name)
+{
+	cJSON *ref = load_json("tests/fixtures/tiny-models/reference.json");
+	cJSON *mr = cJSON_GetObjectItem(cJSON_GetObjectItem(ref, "models"), name);
+	ck_assert_ptr_nonnull(mr);
+	uint32_t ids[16], doc[16];
+	uint8_t mask[16];
+	for (int b = 0; b < 2; b++)
+		for (int t = 0; t < 8; t++) {
+			ids[b * 8 + t] = (uint32_t)cJSON_GetArrayItem(cJSON_GetArrayItem(cJSON_GetObjectItem(ref, "ids"), b), t)->valueint;
+			doc[b * 8 + t] = (uint32_t)cJSON_GetArrayItem(cJSON_GetArrayItem(cJSON_GetObjectItem(ref, "doc"), b), t)->valueint;
+			mask[b * 8 + t] = (uint8_t)cJSON_GetArrayItem(cJSON_GetArrayItem(cJSON_GetObjectItem(ref, "mask"), b), t)->valueint;
+		}
+	char dir[256];
+	snprintf(dir, sizeof(dir), "tests/fixtures/tiny-models/%s", name);
+	struct ftk_model *m;
+	struct ftk_error e;
+	struct ftk_load_opts lo = { FTK_QUANT_NONE, NULL, 1, 0 };
+	if (ftk_model_load(&m, src_path(dir), &lo, &e) < 0)
+		ck_abort_msg("%s", e.msg);
+	int V = ftk_model_config(m)->vocab_size;
+	float logits[16 * 19];
+	ck_assert_int_eq(V, 19);
+	struct ftk_batch b = { 2, 8, ids, mask, doc };
+	ck_assert_int_eq(ftk_model_forward(m, &b, logits, NULL, NULL, NULL), 0);
+	double md = 0;
+	cJSON *lg = cJSON_GetObjectItem(mr, "logits");
+	for (int i = 0; i < 16; i++)
+		for (int v = 0; v < V; v++) {
+			double r = cJSON_GetArrayItem(cJSON_GetArrayItem(cJSON_GetArrayItem(lg, i / 8), i % 8), v)->valuedouble;
+			md = fmax(md, fabs(r - logits[i * V + v]));
+		}
+	struct ftk_lora_opts o = { FTK_LORA_ALL, 2, 4.0f, 0, 0.0f, 1 };
+	ck_assert_int_eq(ftk_model_lora_init(m, &o, NULL), 0);
+	cJSON *lr = cJSON_GetObjectItem(mr, "lora");
+	const cJSON *it;
+	int n_set = 0;
+	cJSON_ArrayForEach(it, lr) {
+		set_tensor(m, it->string, cJSON_GetObjectItem(it, "value"));
+		n_set++;
+	}
+	ck_assert_int_eq(n_set, (int)ftk_model_lora_count(m));
+	long nt = ftk_batch_count_targets(&b);
+	ck_assert_int_eq(nt, cJSON_GetObjectItem(mr, "n_targets")->valueint);
+	double loss;
+	ftk_model_zero_grad(m);
+	ck_assert_int_eq(ftk_model_forward_backward(m, &b, (double)nt, &loss, NULL, NULL), 0);
+	double want = cJSON_GetObjectItem(mr, "loss_with_lora")->valuedouble, worst = 0;
+	cJSON_ArrayForEach(it, lr) {
+		double r = rel_diff(ftk_model_lora_find(m, it->string), cJSON_GetObjectItem(it, "grad"));
+		worst = fmax(worst, r);
+	}
+	printf("tiny %s vs PyTorch: max |logit diff| %.3g (tolerance 1e-4); loss %.8f vs %.8f; worst LoRA grad max|diff|/max|ref| %.3g over %d tensors (tolerance 1e-4)\n",
+	       name, md, loss / nt, want, worst, n_set);
+	ck_assert(md < 1e-4);
+	ck_assert(fabs(loss / nt - want) < 1e-4);
+	ck_assert(worst < 1e-4);
+	ftk_model_free(m);
+	cJSON_Delete(ref);
+}
+
+START_TEST(tiny_llama3_rope_scaling)
+{
+	tiny_case("llama3");
+}
+END_TEST
+
+START_TEST(tiny_qwen2_bias)
+{
+	tiny_case("qwen2");
+}
+END_TEST
+
+START_TEST(tiny_qwen3_qk_norm)
+{
+	tiny_case("qwen3");
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("model");
@@ -320,6 +405,9 @@ static Suite *suite(void)
 	tcase_add_test(tc, stories_lora_grads_checkpointed);
 	tcase_add_test(tc, merge_equals_adapter);
 	tcase_add_test(tc, merge_bf16);
+	tcase_add_test(tc, tiny_llama3_rope_scaling);
+	tcase_add_test(tc, tiny_qwen2_bias);
+	tcase_add_test(tc, tiny_qwen3_qk_norm);
 	suite_add_tcase(s, tc);
 	return s;
 }
