@@ -9,6 +9,7 @@
  */
 #include <math.h>
 #include <string.h>
+#include <sys/stat.h>
 #include "testutil.h"
 #include "lib/json.h"
 #include "lib/strbuf.h"
@@ -394,6 +395,226 @@ START_TEST(tiny_qwen3_qk_norm)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- safetensors, config */
+
+START_TEST(half_floats_exact)
+{
+	/* every non-NaN half converts to float and back unchanged */
+	for (uint32_t h = 0; h < 65536; h++) {
+		if ((h & 0x7c00) == 0x7c00 && (h & 0x3ff))
+			continue;
+		ck_assert_uint_eq(ftk_f32_to_f16(ftk_f16_to_f32((uint16_t)h)), h);
+	}
+	ck_assert(ftk_f16_to_f32(0x3c00) == 1.0f);
+	ck_assert(ftk_f16_to_f32(0x0001) == ldexpf(1.0f, -24));
+	ck_assert(ftk_f16_to_f32(0x7bff) == 65504.0f);
+	ck_assert(ftk_f16_to_f32(0xc000) == -2.0f);
+	/* bf16: round to nearest, ties to even */
+	ck_assert_uint_eq(ftk_f32_to_bf16(1.0f + ldexpf(1.0f, -8)), 0x3f80);
+	ck_assert_uint_eq(ftk_f32_to_bf16(1.0f + 3 * ldexpf(1.0f, -8)), 0x3f82);
+	ck_assert(ftk_bf16_to_f32(0x3f82) == 1.015625f);
+}
+END_TEST
+
+static void copy_file(const char *from, const char *to)
+{
+	struct strbuf sb = STRBUF_INIT;
+	ck_assert_int_eq(strbuf_read_file(&sb, from), 0);
+	FILE *f = fopen(to, "wb");
+	ck_assert_uint_eq(fwrite(sb.buf, 1, sb.len, f), sb.len);
+	fclose(f);
+	strbuf_release(&sb);
+}
+
+START_TEST(sharded_model_equals_single_file)
+{
+	/* split stories260K into two shards (BF16 and F32) with an index */
+	struct ftk_st *st;
+	ck_assert_int_eq(ftk_st_open_dir(&st, src_path(S260), NULL), 0);
+	mkdir("sh", 0755);
+	copy_file(src_path(S260 "/config.json"), "sh/config.json");
+	struct ftk_st_writer *w[2] = { ftk_st_writer_new(), ftk_st_writer_new() };
+	struct strbuf idx = STRBUF_INIT;
+	strbuf_addstr(&idx, "{\"metadata\":{},\"weight_map\":{");
+	uint16_t *bf[64];
+	size_t n = ftk_st_count(st);
+	ck_assert_uint_le(n, 64);
+	for (size_t i = 0; i < n; i++) {
+		const struct ftk_st_tensor *t = ftk_st_at(st, i);
+		int k = i % 2;
+		bf[i] = NULL;
+		if (k) {
+			bf[i] = malloc((size_t)t->numel * 2);
+			const float *f = t->data;
+			for (int64_t j = 0; j < t->numel; j++)
+				bf[i][j] = ftk_f32_to_bf16(f[j]);
+			ftk_st_writer_add(w[k], t->name, FTK_BF16, t->ndim, t->shape, bf[i]);
+		} else {
+			ftk_st_writer_add(w[k], t->name, FTK_F32, t->ndim, t->shape, t->data);
+		}
+		strbuf_addf(&idx, "%s\"%s\":\"model-0000%d-of-00002.safetensors\"", i ? "," : "", t->name, k + 1);
+	}
+	strbuf_addstr(&idx, "}}");
+	ck_assert_int_eq(ftk_st_writer_save(w[0], "sh/model-00001-of-00002.safetensors", NULL), 0);
+	ck_assert_int_eq(ftk_st_writer_save(w[1], "sh/model-00002-of-00002.safetensors", NULL), 0);
+	FILE *f = fopen("sh/model.safetensors.index.json", "w");
+	fputs(idx.buf, f);
+	fclose(f);
+	struct ftk_st *sh;
+	ck_assert_int_eq(ftk_st_open_dir(&sh, "sh", NULL), 0);
+	ck_assert_uint_eq(ftk_st_count(sh), n);
+	/* every tensor reads back as the original (BF16 ones as rounded) */
+	for (size_t i = 0; i < n; i++) {
+		const struct ftk_st_tensor *a = ftk_st_at(st, i), *b = ftk_st_find(sh, a->name);
+		ck_assert_ptr_nonnull(b);
+		float *x = malloc((size_t)b->numel * 4);
+		ck_assert_int_eq(ftk_st_to_f32(b, x, NULL), 0);
+		const float *o = a->data;
+		for (int64_t j = 0; j < a->numel; j++)
+			ck_assert(x[j] == (bf[i] ? ftk_bf16_to_f32(ftk_f32_to_bf16(o[j])) : o[j]));
+		free(x);
+	}
+	/* and the model loads from it */
+	struct ftk_model *m;
+	struct ftk_load_opts lo = { FTK_QUANT_NONE, NULL, 1, 0 };
+	ck_assert_int_eq(ftk_model_load(&m, "sh", &lo, NULL), 0);
+	ftk_model_free(m);
+	/* an index naming a tensor its shard lacks */
+	f = fopen("sh/model.safetensors.index.json", "w");
+	fputs("{\"weight_map\":{\"extra\":\"model-00001-of-00002.safetensors\"}}", f);
+	fclose(f);
+	struct ftk_error e;
+	struct ftk_st *sh2 = NULL;
+	ck_assert_int_eq(ftk_st_open_dir(&sh2, "sh", &e), FTK_ENOTFOUND);
+	ck_assert_str_eq(e.msg, "tensor 'extra' is not in shard 'model-00001-of-00002.safetensors'");
+	for (size_t i = 0; i < n; i++)
+		free(bf[i]);
+	strbuf_release(&idx);
+	ftk_st_writer_free(w[0]);
+	ftk_st_writer_free(w[1]);
+	ftk_st_close(sh);
+	ftk_st_close(st);
+}
+END_TEST
+
+static void write_bytes(const char *path, const void *p, size_t n)
+{
+	FILE *f = fopen(path, "wb");
+	ck_assert_uint_eq(fwrite(p, 1, n, f), n);
+	fclose(f);
+}
+
+START_TEST(safetensors_bad_files)
+{
+	struct ftk_st *st;
+	struct ftk_error e;
+	write_bytes("short.safetensors", "abc", 3);
+	ck_assert_int_eq(ftk_st_open(&st, "short.safetensors", &e), FTK_EDATA);
+	ck_assert_str_eq(e.msg, "not a safetensors file: 3 bytes, too short for a header");
+	/* a header claiming more data than the file holds */
+	const char h[] = "{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}";
+	char buf[256];
+	uint64_t hl = sizeof(h) - 1;
+	memcpy(buf, &hl, 8);
+	memcpy(buf + 8, h, hl);
+	memset(buf + 8 + hl, 0, 8);
+	write_bytes("trunc.safetensors", buf, 8 + hl + 8);
+	ck_assert_int_eq(ftk_st_open(&st, "trunc.safetensors", &e), FTK_EDATA);
+	ck_assert_str_eq(e.field, "a");
+	ck_assert_str_eq(e.msg, "tensor 'a' has a bad shape or data_offsets [0, 16] outside the 8 data bytes");
+	/* shape and byte count that disagree */
+	const char h2[] = "{\"b\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,8]}}";
+	hl = sizeof(h2) - 1;
+	memcpy(buf, &hl, 8);
+	memcpy(buf + 8, h2, hl);
+	memset(buf + 8 + hl, 0, 8);
+	write_bytes("shape.safetensors", buf, 8 + hl + 8);
+	ck_assert_int_eq(ftk_st_open(&st, "shape.safetensors", &e), FTK_EDATA);
+	ck_assert_str_eq(e.msg, "tensor 'b' holds 8 bytes, but F32 of 3 elements needs 12");
+	/* header length past the end */
+	hl = 1000;
+	memcpy(buf, &hl, 8);
+	write_bytes("len.safetensors", buf, 40);
+	ck_assert_int_eq(ftk_st_open(&st, "len.safetensors", &e), FTK_EDATA);
+	ck_assert_int_eq(ftk_st_open(&st, "missing.safetensors", &e), FTK_ENOTFOUND);
+}
+END_TEST
+
+static int config_err(const char *json, struct ftk_error *e)
+{
+	write_bytes("config.json", json, strlen(json));
+	struct ftk_model_config c;
+	return ftk_config_load(".", &c, e);
+}
+
+#define BASE "\"hidden_size\":64,\"intermediate_size\":172,\"num_hidden_layers\":2,\"vocab_size\":512"
+
+START_TEST(config_families_and_errors)
+{
+	struct ftk_model_config c;
+	struct ftk_error e;
+	/* Llama 3.1: rope scaling, eos list, untied */
+	ck_assert_int_eq(config_err("{\"model_type\":\"llama\"," BASE ",\"num_attention_heads\":8,"
+				    "\"num_key_value_heads\":2,\"rope_theta\":500000.0,\"tie_word_embeddings\":false,"
+				    "\"rope_scaling\":{\"factor\":8.0,\"low_freq_factor\":1.0,\"high_freq_factor\":4.0,"
+				    "\"original_max_position_embeddings\":8192,\"rope_type\":\"llama3\"},"
+				    "\"eos_token_id\":[128001,128008,128009],\"bos_token_id\":128000}", &e), 0);
+	ck_assert_int_eq(ftk_config_load("config.json", &c, NULL), 0);
+	ck_assert_int_eq(c.rope_llama3, 1);
+	ck_assert_int_eq(c.rope_orig_max_pos, 8192);
+	ck_assert_int_eq(c.n_eos, 3);
+	ck_assert_int_eq(c.eos_ids[2], 128009);
+	ck_assert_int_eq(c.head_dim, 8);
+	ck_assert_int_eq(c.tie_embeddings, 0);
+	/* Qwen2 always has q/k/v biases; Qwen3 has q/k norms and an explicit head_dim */
+	ck_assert_int_eq(config_err("{\"model_type\":\"qwen2\"," BASE ",\"num_attention_heads\":8}", &e), 0);
+	ftk_config_load(".", &c, NULL);
+	ck_assert(c.qkv_bias && !c.qk_norm && c.n_kv_heads == 8 && c.tie_embeddings);
+	ck_assert_int_eq(config_err("{\"model_type\":\"qwen3\"," BASE ",\"num_attention_heads\":8,\"head_dim\":16}", &e), 0);
+	ftk_config_load(".", &c, NULL);
+	ck_assert(c.qk_norm && !c.qkv_bias && c.head_dim == 16);
+	ck_assert_int_eq(config_err("{\"model_type\":\"mistral\"," BASE ",\"num_attention_heads\":8,\"sliding_window\":4096}", &e), 0);
+	/* errors, each naming the field */
+	ck_assert_int_eq(config_err("{\"model_type\":\"gemma\"}", &e), FTK_EUNSUPPORTED);
+	ck_assert_str_eq(e.msg, "unsupported architecture 'gemma' (supported: llama, mistral, qwen2, qwen3)");
+	ck_assert_int_eq(config_err("{\"model_type\":\"llama\",\"hidden_size\":64}", &e), FTK_EDATA);
+	ck_assert_str_eq(e.msg, "missing field 'intermediate_size'");
+	ck_assert_int_eq(config_err("{\"model_type\":\"llama\"," BASE ",\"num_attention_heads\":8,\"num_key_value_heads\":3}", &e), FTK_EDATA);
+	ck_assert_str_eq(e.field, "num_key_value_heads");
+	ck_assert_int_eq(config_err("{\"model_type\":\"llama\"," BASE ",\"num_attention_heads\":8,\"rope_scaling\":{\"rope_type\":\"yarn\",\"factor\":4}}", &e), FTK_EUNSUPPORTED);
+	ck_assert_str_eq(e.msg, "unsupported RoPE scaling 'yarn' (supported: llama3, default)");
+	ck_assert_int_eq(config_err("{\"model_type\":\"llama\"," BASE ",\"num_attention_heads\":8,\"hidden_act\":\"gelu\"}", &e), FTK_EUNSUPPORTED);
+	ck_assert_int_eq(config_err("{\"model_type\":\"llama\"," BASE ",\"num_attention_heads\":\"8\"}", &e), FTK_EDATA);
+	ck_assert_str_eq(e.msg, "field 'num_attention_heads' must be a non-negative integer");
+	ck_assert_int_eq(config_err("{\"model_type\":", &e), FTK_EDATA);
+	ck_assert_str_eq(e.file, "./config.json");
+}
+END_TEST
+
+START_TEST(missing_tensor_before_allocation)
+{
+	/* stories260K without one layer norm */
+	struct ftk_st *st;
+	ck_assert_int_eq(ftk_st_open_dir(&st, src_path(S260), NULL), 0);
+	mkdir("mt", 0755);
+	copy_file(src_path(S260 "/config.json"), "mt/config.json");
+	struct ftk_st_writer *w = ftk_st_writer_new();
+	for (size_t i = 0; i < ftk_st_count(st); i++) {
+		const struct ftk_st_tensor *t = ftk_st_at(st, i);
+		if (strcmp(t->name, "model.layers.3.post_attention_layernorm.weight"))
+			ftk_st_writer_add(w, t->name, t->dtype, t->ndim, t->shape, t->data);
+	}
+	ck_assert_int_eq(ftk_st_writer_save(w, "mt/model.safetensors", NULL), 0);
+	ftk_st_writer_free(w);
+	ftk_st_close(st);
+	struct ftk_model *m;
+	struct ftk_error e;
+	ck_assert_int_eq(ftk_model_load(&m, "mt", NULL, &e), FTK_ENOTFOUND);
+	ck_assert_str_eq(e.msg, "missing tensor 'model.layers.3.post_attention_layernorm.weight'");
+	ck_assert_str_eq(e.file, "mt/model.safetensors");
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("model");
@@ -409,6 +630,13 @@ static Suite *suite(void)
 	tcase_add_test(tc, tiny_qwen2_bias);
 	tcase_add_test(tc, tiny_qwen3_qk_norm);
 	suite_add_tcase(s, tc);
+	TCase *tf = tcase_create("files");
+	tcase_add_test(tf, half_floats_exact);
+	tcase_add_test(tf, sharded_model_equals_single_file);
+	tcase_add_test(tf, safetensors_bad_files);
+	tcase_add_test(tf, config_families_and_errors);
+	tcase_add_test(tf, missing_tensor_before_allocation);
+	suite_add_tcase(s, tf);
 	return s;
 }
 
