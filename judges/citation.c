@@ -26,7 +26,7 @@
  *
  * Entailment is pluggable.  "offline" (the default) is ftk_entail_offline():
  * content-word coverage with stems, names and numbers that must appear, and
- * negation mismatch; it needs nothing but the text and is deterministic.
+ * negation mismatch scoped to the word a negation applies to; it needs nothing but the text and is deterministic.
  * "llm" asks a judge model for {"entailed": true|false, "reason": ...}
  * through the env's chat function, cached on disk by jmodel_ask.  Within one
  * case every (premise, claim) verdict is remembered, since precision asks
@@ -241,6 +241,27 @@ static int is_negation_at(const struct ftk_word *w, size_t n, size_t i)
 	return 1;
 }
 
+/*
+ * The word a negation at i applies to: the next content word within three
+ * words ("did not win", "no longer exists", "never been to"), or -1.
+ */
+static long negated_word(const struct ftk_word *w, size_t n, size_t i)
+{
+	for (size_t k = i + 1; k < n && k <= i + 3; k++)
+		if (!(w[k].flags & (FTK_WORD_STOP | FTK_WORD_NEGATION)))
+			return (long)k;
+	return -1;
+}
+
+/* Is word k of w inside a negation's scope? */
+static int negated_at(const struct ftk_word *w, size_t n, size_t k)
+{
+	for (size_t i = k >= 3 ? k - 3 : 0; i < k; i++)
+		if (is_negation_at(w, n, i) && negated_word(w, n, i) == (long)k)
+			return 1;
+	return 0;
+}
+
 int ftk_entail_offline(const char *premise, const char *claim, const struct ftk_entail_opts *o,
 		       cJSON *why)
 {
@@ -252,40 +273,45 @@ int ftk_entail_offline(const char *premise, const char *claim, const struct ftk_
 	struct ftk_word *cw, *pw;
 	size_t nc = ftk_text_words(claim, &cw);
 	size_t np = ftk_text_words(premise, &pw);
-	size_t *ss, *se;
-	size_t nsent = ftk_text_sentences(premise, &ss, &se);
-	size_t *hits = xcalloc(nsent + 1, sizeof(*hits));
 	size_t content = 0, covered = 0;
-	int missing_critical = 0, claim_neg = 0;
+	int missing_critical = 0;
+	const char *neg_word = NULL;
+	int neg_claim_side = 0;
 	cJSON *missing = why ? cJSON_CreateArray() : NULL;
 	cJSON *crit = why ? cJSON_CreateArray() : NULL;
 	for (size_t i = 0; i < nc; i++) {
-		if (is_negation_at(cw, nc, i))
-			claim_neg = 1;
 		const struct ftk_word *w = &cw[i];
 		int number = (w->flags & FTK_WORD_NUMBER) || has_digit(w->text);
 		/* a capitalized word that is not a function word names something, and
 		   the first word of a sentence is usually its subject: both must be
 		   in the source */
 		int name = (w->flags & FTK_WORD_CAPITAL) && !(w->flags & FTK_WORD_STOP);
-		if ((w->flags & FTK_WORD_STOP) || (!number && strlen(w->text) < 2))
+		if ((w->flags & FTK_WORD_STOP) || (w->flags & FTK_WORD_NEGATION) ||
+		    (!number && strlen(w->text) < 2))
 			continue;
 		content++;
-		int found = 0;
+		int found = 0, plain = 0, negated = 0;
 		for (size_t k = 0; k < np; k++) {
 			if (!word_match(w, &pw[k]))
 				continue;
-			if (!found)
-				covered++;
 			found = 1;
-			/* which premise sentence holds it */
-			for (size_t s = 0; s < nsent; s++)
-				if (pw[k].start >= ss[s] && pw[k].end <= se[s]) {
-					hits[s]++;
-					break;
-				}
+			if (negated_at(pw, np, k))
+				negated = 1;
+			else
+				plain = 1;
 		}
-		if (!found) {
+		if (found) {
+			covered++;
+			/* negation, scoped to the word it applies to: the claim denies
+			   what the source asserts, or the source denies what the claim
+			   asserts */
+			int cneg = negated_at(cw, nc, i);
+			if (o->check_negation && !neg_word &&
+			    ((cneg && !negated) || (!cneg && negated && !plain))) {
+				neg_word = w->text;
+				neg_claim_side = cneg;
+			}
+		} else {
 			if (missing)
 				cJSON_AddItemToArray(missing, cJSON_CreateString(w->text));
 			if (number || name) {
@@ -296,19 +322,7 @@ int ftk_entail_offline(const char *premise, const char *claim, const struct ftk_
 		}
 	}
 	double coverage = content ? (double)covered / (double)content : 0;
-	/* negation: compare with the premise sentence that matches the claim best */
-	int neg_mismatch = 0;
-	if (o->check_negation && nsent) {
-		size_t best = 0;
-		for (size_t s = 1; s < nsent; s++)
-			if (hits[s] > hits[best])
-				best = s;
-		int prem_neg = 0;
-		for (size_t k = 0; k < np; k++)
-			if (pw[k].start >= ss[best] && pw[k].end <= se[best] && is_negation_at(pw, np, k))
-				prem_neg = 1;
-		neg_mismatch = prem_neg != claim_neg;
-	}
+	int neg_mismatch = neg_word != NULL;
 	int ok = content > 0 && coverage >= o->min_coverage && !missing_critical && !neg_mismatch;
 	if (why) {
 		cJSON_AddNumberToObject(why, "coverage", coverage);
@@ -317,14 +331,14 @@ int ftk_entail_offline(const char *premise, const char *claim, const struct ftk_
 			cJSON_AddItemToObject(why, "missing_critical", crit);
 		else
 			cJSON_Delete(crit);
-		if (neg_mismatch)
-			cJSON_AddStringToObject(why, "negation",
-						claim_neg ? "the claim is negated, its best-matching source sentence is not"
-							  : "the best-matching source sentence is negated, the claim is not");
+		if (neg_mismatch) {
+			char b[160];
+			snprintf(b, sizeof(b), neg_claim_side ? "the claim denies '%s', the source asserts it"
+							      : "the source denies '%s', the claim asserts it",
+				 neg_word);
+			cJSON_AddStringToObject(why, "negation", b);
+		}
 	}
-	free(hits);
-	free(ss);
-	free(se);
 	ftk_words_free(cw, nc);
 	ftk_words_free(pw, np);
 	return ok;

@@ -8,7 +8,8 @@
  * the documents they cite; the same answers with every citation moved to
  * another document (n -> n mod 5 + 1), or past the document list, must not.
  * The fractions are printed; the thresholds below leave a margin under what
- * was measured and are explained where they are asserted.
+ * was measured (92% of 50 sentences supported as cited, 9.5% once shifted;
+ * see docs/judges.md for the sentences it misses and why).
  */
 #include <string.h>
 #include "testutil.h"
@@ -115,6 +116,14 @@ START_TEST(entailment_offline)
 	ck_assert_int_eq(ftk_entail_offline(p, "Cherrapunji receives an average annual rainfall of 11,872 millimetres.", NULL, NULL), 0);
 	/* negation on one side only */
 	ck_assert_int_eq(ftk_entail_offline(p, "Mawsynram does not receive an annual rainfall of 11,872 millimetres.", NULL, NULL), 0);
+	/* the source denies what the claim asserts */
+	ck_assert_int_eq(ftk_entail_offline(p, "Mawsynram is the capital of Meghalaya.", NULL, NULL), 0);
+	/* a negation elsewhere in the source, about another word, does not refute */
+	ck_assert_int_eq(ftk_entail_offline("His first novel was written in 1923, but not published until 1961.",
+					    "His first novel was written in 1923.", NULL, NULL), 1);
+	/* a title that starts with "No" is not a denial */
+	ck_assert_int_eq(ftk_entail_offline("Nevil Shute wrote No Highway in 1948.", "Nevil Shute wrote No Highway.",
+					    NULL, NULL), 1);
 	/* inflection and nationality variants */
 	ck_assert_int_eq(ftk_entail_offline(p, "The Indian town Mawsynram receives 11,872 millimetres of rain annually.", NULL, NULL), 1);
 	/* nothing in common */
@@ -280,7 +289,7 @@ START_TEST(alce_demonstrations)
 	       "to other documents; mean precision %.2f; %zu/%.0f answers citing past the list flagged, recall 0 in %zu\n",
 	       n_sent, 100 * fo, 100 * fs, prec_orig / n_ans, fabricated_answers, n_ans, past_recall_zero);
 	/* Thresholds: see docs/judges.md for the measured numbers. */
-	ck_assert_msg(fo >= 0.75, "only %.1f%% of the demonstration sentences supported", 100 * fo);
+	ck_assert_msg(fo >= 0.85, "only %.1f%% of the demonstration sentences supported", 100 * fo);
 	ck_assert_msg(fs <= 0.15, "%.1f%% of the shifted citations still judged supported", 100 * fs);
 	ck_assert_uint_eq(fabricated_answers, (size_t)n_ans);
 	ck_assert_uint_eq(past_recall_zero, (size_t)n_ans);
