@@ -1,0 +1,501 @@
+/*
+ * cmd_tokenize.c: ftk-tokenize, token ids, counts and training shards.
+ * summary: token ids, counts and training shards with the model's own tokenizer and chat template
+ *
+ * One pass over the records with a Hugging Face tokenizer (lib/tokenizer.h)
+ * and, for chats, the model's chat template (lib/chat.h):
+ *
+ *   --ids      adds "ids" (the text's ids, or the rendered chat's with --chat)
+ *   --decode   adds "text" from "ids"
+ *   --count    adds "n_tokens"; the totals are in the summary and --stats
+ *   --shards   writes token shards with loss masks for the trainer (lib/shard.h)
+ *
+ * A record that cannot be tokenized as asked is never dropped silently: it
+ * goes to --rejects with the reason (no-text, template-error, empty-mask,
+ * mask-splits-token, double-bos, too-long, ...) and the message.
+ *
+ * Threads (-j) work on batches of records; results are written in input
+ * order by the main thread, which alone touches the outputs, so the output
+ * is the same whatever -j is.  Records passed through are their original
+ * bytes with the new member spliced in before the closing brace.
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "cli/tool.h"
+#include "lib/chat.h"
+#include "lib/json.h"
+#include "lib/shard.h"
+#include "lib/tokenizer.h"
+
+static const char usage[] =
+	"usage: ftk-tokenize --tokenizer DIR (--ids | --decode | --count | --shards DIR) [options] [FILE...]\n"
+	"Tokenize records with a Hugging Face tokenizer.json and the model's chat template.\n"
+	"\n"
+	"      --tokenizer PATH    model directory (tokenizer.json, tokenizer_config.json) or a tokenizer.json\n"
+	"      --ids               add \"ids\": the token ids of the record's text (or rendered chat)\n"
+	"      --decode            add \"text\": the decoded \"ids\" of the record\n"
+	"      --count             add \"n_tokens\" (totals in the summary and --stats)\n"
+	"      --shards DIR        write token shards and manifest.json for ftk-train\n"
+	"      --chat              tokenize the record's messages rendered through the chat template\n"
+	"                          (the default for --shards when a record has messages)\n"
+	"      --field NAME        the text field without --chat (default text)\n"
+	"      --add-special       add the tokenizer's special tokens (BOS...) to plain text\n"
+	"      --template FILE     use this chat template instead of tokenizer_config.json's\n"
+	"      --template-name S   the template's name in shard headers (default derived)\n"
+	"      --train-on WHAT     loss mask for chats: assistant (default), last, all\n"
+	"      --max-tokens N      records longer than N tokens are dropped or truncated\n"
+	"      --overflow HOW      drop (default, to --rejects) or truncate\n"
+	"      --tokens-per-shard N  start a new shard after N tokens (default 100000000)\n"
+	"  -j, --threads N         tokenize with N threads (output order is input order)\n"
+	"\n"
+	"Reject reasons: invalid-json, no-text, no-messages, no-ids, bad-ids, template-error,\n"
+	"empty-mask, mask-splits-token, double-bos, encode-failed, too-long.\n"
+	"\n"
+	FTK_TOOL_COMMON_HELP;
+
+enum {
+	OPT_TOKENIZER = FTK_OPT_FIRST_FREE,
+	OPT_IDS,
+	OPT_DECODE,
+	OPT_COUNT,
+	OPT_SHARDS,
+	OPT_CHAT,
+	OPT_FIELD,
+	OPT_ADD_SPECIAL,
+	OPT_TEMPLATE,
+	OPT_TEMPLATE_NAME,
+	OPT_TRAIN_ON,
+	OPT_MAX_TOKENS,
+	OPT_OVERFLOW,
+	OPT_TOKENS_PER_SHARD,
+};
+
+struct conf {
+	const struct ftk_tokenizer *tok;
+	const struct ftk_chat *chat;
+	int ids, decode, count, shards, chat_mode, add_special, truncate;
+	const char *field;
+	enum ftk_train_on train_on;
+	long max_tokens;
+};
+
+/* One record of a batch and what became of it. */
+struct item {
+	struct ftk_line line;	/* data owned */
+	int status;		/* 0 emit out, 1 reject, 2 re-parse in the main thread (bad JSON) */
+	const char *reason;
+	char *msg;
+	struct strbuf out;	/* the output line when it changed */
+	int changed;
+	uint32_t *ids;		/* shard sequence (owned) */
+	uint8_t *mask;
+	uint32_t n;
+	long n_tokens;
+	int truncated;
+	int to_shard;
+};
+
+struct worker {
+	const struct conf *cf;
+	struct item *items;
+	size_t from, to;
+	struct ftk_tokens tk;
+	struct ftk_render r;
+	uint8_t *mask;
+	size_t mask_alloc;
+	pthread_t th;
+};
+
+static void fail_item(struct item *it, const char *reason, const char *msg)
+{
+	it->status = 1;
+	it->reason = reason;
+	free(it->msg);
+	it->msg = msg ? xstrdup(msg) : NULL;
+}
+
+/* Splice ,"key":value before the closing brace of the original line; when the
+ * record already has key, replace it through cJSON instead (rare). */
+static void splice(struct item *it, cJSON *rec, const char *key, const char *json_value)
+{
+	const char *src = it->changed ? it->out.buf : it->line.data;
+	size_t len = it->changed ? it->out.len : it->line.len;
+	struct strbuf sb = STRBUF_INIT;
+	if (cJSON_GetObjectItemCaseSensitive(rec, key)) {
+		cJSON *copy = NULL;
+		ftk_json_parse(src, len, &copy, NULL);
+		cJSON_ReplaceItemInObjectCaseSensitive(copy, key, cJSON_Parse(json_value));
+		char *p = cJSON_PrintUnformatted(copy);
+		strbuf_addstr(&sb, p);
+		cJSON_free(p);
+		cJSON_Delete(copy);
+	} else {
+		size_t e = len;
+		while (e > 0 && src[e - 1] != '}') e--;
+		size_t b = e - 1, k = 1;
+		while (k < b && (src[k] == ' ' || src[k] == '\t' || src[k] == '\r' || src[k] == '\n')) k++;
+		int empty = src[0] == '{' && k == b;
+		strbuf_add(&sb, src, b);
+		while (sb.len && (sb.buf[sb.len - 1] == ' ' || sb.buf[sb.len - 1] == '\t')) strbuf_setlen(&sb, sb.len - 1);
+		if (!empty) strbuf_addch(&sb, ',');
+		strbuf_addf(&sb, "\"%s\":%s}", key, json_value);
+	}
+	strbuf_release(&it->out);
+	it->out = sb;
+	it->changed = 1;
+}
+
+static void add_ids_json(struct strbuf *sb, const uint32_t *ids, size_t n)
+{
+	strbuf_addch(sb, '[');
+	for (size_t i = 0; i < n; i++) strbuf_addf(sb, i ? ",%u" : "%u", ids[i]);
+	strbuf_addch(sb, ']');
+}
+
+static void process(struct worker *w, struct item *it)
+{
+	const struct conf *cf = w->cf;
+	struct ftk_error e;
+	cJSON *rec = NULL;
+	ftk_error_clear(&e);
+	if (ftk_json_parse_object(it->line.data, it->line.len, &rec, &e)) { it->status = 2; return; }
+
+	if (cf->decode) {
+		const cJSON *ids = cJSON_GetObjectItemCaseSensitive(rec, "ids");
+		if (!cJSON_IsArray(ids)) { fail_item(it, "no-ids", "the record has no \"ids\" array to decode"); goto done; }
+		size_t n = cJSON_GetArraySize(ids), k = 0;
+		uint32_t *v = xmalloc((n + 1) * sizeof(*v));
+		const cJSON *x;
+		cJSON_ArrayForEach(x, ids) {
+			if (!cJSON_IsNumber(x) || x->valuedouble < 0 || x->valuedouble > 4294967295.0 || x->valuedouble != (double)(uint32_t)x->valuedouble) {
+				free(v);
+				fail_item(it, "bad-ids", "\"ids\" must hold non-negative integers");
+				goto done;
+			}
+			v[k++] = (uint32_t)x->valuedouble;
+		}
+		struct strbuf text = STRBUF_INIT, js = STRBUF_INIT;
+		if (ftk_tokenizer_decode(cf->tok, v, n, 0, &text, &e) < 0) {
+			fail_item(it, "bad-ids", e.msg);
+		} else {
+			strbuf_add_json_str(&js, text.buf, text.len);
+			splice(it, rec, "text", js.buf);
+		}
+		free(v);
+		strbuf_release(&text);
+		strbuf_release(&js);
+		goto done;
+	}
+
+	int chat = cf->chat_mode || (cf->shards && cJSON_GetObjectItemCaseSensitive(rec, "messages"));
+	long n;
+	const uint8_t *mask = NULL;
+	if (chat) {
+		int owned;
+		const cJSON *msgs = ftk_chat_messages(rec, &owned);
+		if (!msgs) { fail_item(it, "no-messages", "the record has no messages (nor prompt and completion) to render"); goto done; }
+		int rc = ftk_chat_render(cf->chat, msgs, cJSON_GetObjectItemCaseSensitive(rec, "tools"), 0, &w->r, &e);
+		if (owned) cJSON_Delete((cJSON *)msgs);
+		if (rc) { fail_item(it, "template-error", e.msg); goto done; }
+		const char *reason;
+		n = ftk_chat_encode(cf->chat, &w->r, cf->train_on, &w->tk, &w->mask, &w->mask_alloc, &reason, &e);
+		if (n < 0) { fail_item(it, reason, e.msg); goto done; }
+		mask = w->mask;
+	} else {
+		const cJSON *text = cJSON_GetObjectItemCaseSensitive(rec, cf->field);
+		if (!cJSON_IsString(text)) {
+			char m[300];
+			snprintf(m, sizeof(m), "the record has no string \"%s\" (use --chat for messages)", cf->field);
+			fail_item(it, "no-text", m);
+			goto done;
+		}
+		n = ftk_tokenizer_encode(cf->tok, text->valuestring, strlen(text->valuestring),
+					 cf->add_special ? FTK_TOK_ADD_SPECIAL : 0, &w->tk, &e);
+		if (n < 0) { fail_item(it, "encode-failed", e.msg); goto done; }
+	}
+	if (cf->max_tokens > 0 && n > cf->max_tokens) {
+		if (!cf->truncate) {
+			char m[200];
+			snprintf(m, sizeof(m), "%ld tokens, more than --max-tokens %ld", n, cf->max_tokens);
+			fail_item(it, "too-long", m);
+			it->n_tokens = n;
+			goto done;
+		}
+		n = cf->max_tokens;
+		it->truncated = 1;
+		if (mask && chat && cf->train_on != FTK_TRAIN_ALL) {
+			long learned = 0;
+			for (long i = 0; i < n; i++) learned += mask[i];
+			if (!learned) {
+				fail_item(it, "empty-mask", "no assistant token is left after truncation to --max-tokens");
+				goto done;
+			}
+		}
+	}
+	it->n_tokens = n;
+	if (cf->ids) {
+		struct strbuf js = STRBUF_INIT;
+		add_ids_json(&js, w->tk.ids, (size_t)n);
+		splice(it, rec, "ids", js.buf);
+		strbuf_release(&js);
+	}
+	if (cf->count) {
+		char b[32];
+		snprintf(b, sizeof(b), "%ld", n);
+		splice(it, rec, "n_tokens", b);
+	}
+	if (cf->shards) {
+		it->to_shard = 1;
+		it->n = (uint32_t)n;
+		it->ids = xmalloc((n + 1) * sizeof(uint32_t));
+		it->mask = xmalloc(n + 1);
+		memcpy(it->ids, w->tk.ids, n * sizeof(uint32_t));
+		if (mask) memcpy(it->mask, mask, n);
+		else memset(it->mask, 1, n);
+	}
+done:
+	cJSON_Delete(rec);
+}
+
+static void *worker_run(void *arg)
+{
+	struct worker *w = arg;
+	for (size_t i = w->from; i < w->to; i++) process(w, &w->items[i]);
+	return NULL;
+}
+
+static long parse_long(struct ftk_tool *t, const char *opt, const char *s, long min)
+{
+	char *end;
+	long v = strtol(s, &end, 10);
+	if (!*s || *end || v < min) ftk_tool_usage_error(t, "%s wants an integer >= %ld, got '%s'", opt, min, s);
+	return v;
+}
+
+int cmd_tokenize(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		FTK_TOOL_LONGOPTS,
+		{ "tokenizer", required_argument, NULL, OPT_TOKENIZER },
+		{ "ids", no_argument, NULL, OPT_IDS },
+		{ "decode", no_argument, NULL, OPT_DECODE },
+		{ "count", no_argument, NULL, OPT_COUNT },
+		{ "shards", required_argument, NULL, OPT_SHARDS },
+		{ "chat", no_argument, NULL, OPT_CHAT },
+		{ "field", required_argument, NULL, OPT_FIELD },
+		{ "add-special", no_argument, NULL, OPT_ADD_SPECIAL },
+		{ "template", required_argument, NULL, OPT_TEMPLATE },
+		{ "template-name", required_argument, NULL, OPT_TEMPLATE_NAME },
+		{ "train-on", required_argument, NULL, OPT_TRAIN_ON },
+		{ "max-tokens", required_argument, NULL, OPT_MAX_TOKENS },
+		{ "overflow", required_argument, NULL, OPT_OVERFLOW },
+		{ "tokens-per-shard", required_argument, NULL, OPT_TOKENS_PER_SHARD },
+		{ "threads", required_argument, NULL, 'j' },
+		{ 0 },
+	};
+	struct ftk_tool t;
+	struct conf cf;
+	struct ftk_error err;
+	const char *tok_path = NULL, *shard_dir = NULL, *tpl_file = NULL, *tpl_name = NULL;
+	long threads = 1, tokens_per_shard = 100000000;
+	int c;
+
+	memset(&cf, 0, sizeof(cf));
+	cf.field = "text";
+	ftk_tool_init(&t, "ftk-tokenize", usage);
+	optind = 1;
+	while ((c = getopt_long(argc, argv, FTK_TOOL_SHORTOPTS "j:", opts, NULL)) != -1) {
+		if (ftk_tool_opt(&t, c, optarg))
+			continue;
+		switch (c) {
+		case OPT_TOKENIZER: tok_path = optarg; break;
+		case OPT_IDS: cf.ids = 1; break;
+		case OPT_DECODE: cf.decode = 1; break;
+		case OPT_COUNT: cf.count = 1; break;
+		case OPT_SHARDS: shard_dir = optarg; cf.shards = 1; break;
+		case OPT_CHAT: cf.chat_mode = 1; break;
+		case OPT_FIELD: cf.field = optarg; break;
+		case OPT_ADD_SPECIAL: cf.add_special = 1; break;
+		case OPT_TEMPLATE: tpl_file = optarg; break;
+		case OPT_TEMPLATE_NAME: tpl_name = optarg; break;
+		case OPT_TRAIN_ON: {
+			int v = ftk_train_on_parse(optarg);
+			if (v < 0) ftk_tool_usage_error(&t, "--train-on wants all, assistant or last, got '%s'", optarg);
+			cf.train_on = (enum ftk_train_on)v;
+			break;
+		}
+		case OPT_MAX_TOKENS: cf.max_tokens = parse_long(&t, "--max-tokens", optarg, 1); break;
+		case OPT_OVERFLOW:
+			if (!strcmp(optarg, "truncate")) cf.truncate = 1;
+			else if (!strcmp(optarg, "drop")) cf.truncate = 0;
+			else ftk_tool_usage_error(&t, "--overflow wants drop or truncate, got '%s'", optarg);
+			break;
+		case OPT_TOKENS_PER_SHARD: tokens_per_shard = parse_long(&t, "--tokens-per-shard", optarg, 1); break;
+		case 'j': threads = parse_long(&t, "-j", optarg, 1); break;
+		default: ftk_tool_usage_error(&t, NULL);
+		}
+	}
+	if (!tok_path) ftk_tool_usage_error(&t, "--tokenizer is required");
+	if (!cf.ids && !cf.decode && !cf.count && !cf.shards)
+		ftk_tool_usage_error(&t, "say what to do: --ids, --decode, --count or --shards DIR");
+	if (cf.decode && (cf.ids || cf.count || cf.shards || cf.chat_mode))
+		ftk_tool_usage_error(&t, "--decode goes alone (not with --ids, --count, --shards or --chat)");
+	if (threads > 256) threads = 256;
+
+	struct ftk_tokenizer *tok;
+	if (ftk_tokenizer_load(&tok, tok_path, &err) < 0) {
+		char b[1200];
+		error("%s", ftk_error_format(&err, b, sizeof(b)));
+		return err.code == FTK_EUNSUPPORTED || err.code == FTK_EDATA || err.code == FTK_ENOTFOUND ? FTK_EXIT_DATA : FTK_EXIT_DATA;
+	}
+	cf.tok = tok;
+	struct ftk_chat *chat = NULL;
+	int need_chat = cf.chat_mode || cf.shards;
+	if (need_chat) {
+		char *src = NULL;
+		size_t sl;
+		if (tpl_file && ftk_read_all(tpl_file, &src, &sl, &err) < 0) {
+			error("cannot read template '%s': %s", tpl_file, err.msg);
+			ftk_tokenizer_free(tok);
+			return FTK_EXIT_DATA;
+		}
+		int rc = (src || ftk_tokenizer_chat_template(tok)) ? ftk_chat_open(&chat, tok, src, tpl_name, &err) : FTK_ENOTFOUND;
+		free(src);
+		if (rc < 0 && (cf.chat_mode || rc != FTK_ENOTFOUND)) {
+			if (rc == FTK_ENOTFOUND) error("'%s' has no chat_template: give one with --template FILE", tok_path);
+			else error("%s%s%s", tpl_file ? tpl_file : "chat_template", ": ", err.msg);
+			ftk_tokenizer_free(tok);
+			return FTK_EXIT_DATA;
+		}
+		cf.chat = chat;
+	}
+
+	struct ftk_shard_writer *sw = NULL;
+	if (cf.shards) {
+		struct ftk_shard_info info;
+		memset(&info, 0, sizeof(info));
+		info.kind = FTK_SHARD_SFT;
+		info.vocab_size = ftk_tokenizer_vocab_size(tok);
+		char tj[4096];
+		if (strlen(tok_path) > 5 && !strcmp(tok_path + strlen(tok_path) - 5, ".json")) snprintf(tj, sizeof(tj), "%s", tok_path);
+		else snprintf(tj, sizeof(tj), "%s/tokenizer.json", tok_path);
+		if (ftk_file_hash(tj, info.tokenizer_hash, &err) < 0) {
+			error("%s", err.msg);
+			ftk_chat_free(chat);
+			ftk_tokenizer_free(tok);
+			return FTK_EXIT_DATA;
+		}
+		snprintf(info.template_name, sizeof(info.template_name), "%s", chat ? ftk_chat_name(chat) : "raw");
+		if (ftk_shard_writer_open(&sw, shard_dir, &info, (uint64_t)tokens_per_shard, &err) < 0) {
+			error("%s", err.msg);
+			ftk_chat_free(chat);
+			ftk_tokenizer_free(tok);
+			return FTK_EXIT_DATA;
+		}
+	}
+
+	ftk_tool_start(&t, argc - optind, argv + optind);
+	int emit_records = cf.ids || cf.count || cf.decode;
+	size_t batch = threads > 1 ? 2048 : 256;
+	struct item *items = xcalloc(batch, sizeof(*items));
+	struct worker *ws = xcalloc(threads, sizeof(*ws));
+	for (long k = 0; k < threads; k++) {
+		ws[k].cf = &cf;
+		ws[k].items = items;
+		ws[k].tk = (struct ftk_tokens)FTK_TOKENS_INIT;
+		ws[k].r = (struct ftk_render)FTK_RENDER_INIT;
+	}
+	uint64_t tokens = 0, masked = 0, truncated = 0;
+	long lo = 0, hi = 0;	/* shortest and longest sequence */
+	char *cur_file = NULL;
+	struct ftk_line line;
+	int eof = 0;
+	while (!eof) {
+		size_t n = 0;
+		while (n < batch) {
+			if (!ftk_tool_next(&t, &line)) { eof = 1; break; }
+			struct item *it = &items[n++];
+			memset(it, 0, sizeof(*it));
+			it->line = line;
+			it->line.data = xstrndup(line.data, line.len);
+			if (!cur_file || strcmp(cur_file, line.file)) { free(cur_file); cur_file = xstrdup(line.file); }
+			it->line.file = xstrdup(cur_file);
+			strbuf_init(&it->out, 0);
+		}
+		if (!n) break;
+		long nt = threads < (long)n ? threads : (long)n;
+		size_t per = (n + nt - 1) / nt;
+		for (long k = 0; k < nt; k++) {
+			ws[k].from = k * per;
+			ws[k].to = (k + 1) * per < n ? (k + 1) * per : n;
+		}
+		if (nt == 1) worker_run(&ws[0]);
+		else {
+			for (long k = 0; k < nt; k++) pthread_create(&ws[k].th, NULL, worker_run, &ws[k]);
+			for (long k = 0; k < nt; k++) pthread_join(ws[k].th, NULL);
+		}
+		for (size_t i = 0; i < n; i++) {
+			struct item *it = &items[i];
+			if (it->status == 2) {
+				cJSON *rec = ftk_tool_parse(&t, &it->line);	/* rejects it with the usual message */
+				cJSON_Delete(rec);
+			} else if (it->status == 1) {
+				cJSON *extra = cJSON_CreateObject();
+				if (it->msg) cJSON_AddStringToObject(extra, "error", it->msg);
+				if (it->n_tokens) cJSON_AddNumberToObject(extra, "n_tokens", (double)it->n_tokens);
+				ftk_tool_reject(&t, &it->line, it->reason, extra);
+			} else {
+				tokens += (uint64_t)it->n_tokens;
+				if (it->truncated) truncated++;
+				if (!lo || it->n_tokens < lo) lo = it->n_tokens;
+				if (it->n_tokens > hi) hi = it->n_tokens;
+				if (it->to_shard) {
+					for (uint32_t k = 0; k < it->n; k++) masked += it->mask[k];
+					if (ftk_shard_write(sw, it->ids, it->mask, it->n, &err) < 0) {
+						error("%s", err.msg);
+						t.failed = 1;
+						eof = 1;
+					}
+				}
+				if (emit_records) {
+					if (it->changed) ftk_tool_emit_raw(&t, it->out.buf, it->out.len);
+					else ftk_tool_emit(&t, &it->line);
+				} else {
+					t.n_out++;
+				}
+			}
+			free(it->line.data);
+			free((char *)it->line.file);
+			free(it->msg);
+			free(it->ids);
+			free(it->mask);
+			strbuf_release(&it->out);
+		}
+	}
+	free(cur_file);
+	for (long k = 0; k < threads; k++) {
+		ftk_tokens_release(&ws[k].tk);
+		ftk_render_release(&ws[k].r);
+		free(ws[k].mask);
+	}
+	free(ws);
+	free(items);
+	if (sw && ftk_shard_writer_close(sw, &err) < 0) {
+		error("%s", err.msg);
+		t.failed = 1;
+	}
+	ftk_tool_count(&t, "tokens", tokens);
+	if (cf.shards) ftk_tool_count(&t, "masked_tokens", masked);
+	if (truncated) ftk_tool_count(&t, "truncated", truncated);
+	t.extra_stats = cJSON_CreateObject();
+	cJSON_AddNumberToObject(t.extra_stats, "tokens", (double)tokens);
+	cJSON_AddNumberToObject(t.extra_stats, "min_tokens", (double)lo);
+	cJSON_AddNumberToObject(t.extra_stats, "max_tokens", (double)hi);
+	cJSON_AddStringToObject(t.extra_stats, "tokenizer_hash", ftk_tokenizer_hash(tok));
+	if (chat) cJSON_AddStringToObject(t.extra_stats, "template", ftk_chat_name(chat));
+	ftk_chat_free(chat);
+	ftk_tokenizer_free(tok);
+	return ftk_tool_finish(&t);
+}
