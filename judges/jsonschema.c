@@ -115,8 +115,8 @@ static int check_pattern(const char *pat, const char *s, const char *path, const
 {
 	int ecode;
 	PCRE2_SIZE eoff;
-	pcre2_code *re = pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED, PCRE2_UTF, &ecode,
-				       &eoff, NULL);
+	pcre2_code *re = pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED,
+				       PCRE2_UTF | PCRE2_MATCH_INVALID_UTF, &ecode, &eoff, NULL);
 	if (!re) {
 		PCRE2_UCHAR buf[160];
 		pcre2_get_error_message(ecode, buf, sizeof(buf));

@@ -13,6 +13,9 @@
  * multiline, "s" dot-all, "x" extended), "expect" ("match", the default, or
  * "no_match" for patterns that must not appear), "twin" (a metric name such
  * as "match.correct").  Metric: "match" (surface, pass/fail, the verdict).
+ * Text that is not valid UTF-8 is matched anyway (PCRE2_MATCH_INVALID_UTF:
+ * a broken sequence matches nothing), so a garbled output is scored, not an
+ * error.
  * Detail: {"pattern", "matched_text"}.
  */
 #define PCRE2_CODE_UNIT_WIDTH 8
@@ -33,8 +36,8 @@ static int compile(const char *pat, uint32_t opts, pcre2_code **out, const char 
 {
 	int ec;
 	PCRE2_SIZE off;
-	*out = pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED, opts | PCRE2_UTF, &ec, &off,
-			     NULL);
+	*out = pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED,
+			     opts | PCRE2_UTF | PCRE2_MATCH_INVALID_UTF, &ec, &off, NULL);
 	if (*out)
 		return 0;
 	PCRE2_UCHAR buf[160];

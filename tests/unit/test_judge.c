@@ -213,6 +213,92 @@ START_TEST(labels)
 }
 END_TEST
 
+/*
+ * Hostile inputs: real outputs mutated byte by byte (flips, cuts, inserted
+ * brackets, quotes, markers, invalid UTF-8) go through every offline judge.
+ * Each must return 0 (a score) without crashing or leaking; under SAN=1 this
+ * is where memory errors in the parsers would show.
+ */
+static unsigned long rng_state = 88172645463325252UL;
+static unsigned long rnd(void)
+{
+	rng_state ^= rng_state << 13;
+	rng_state ^= rng_state >> 7;
+	rng_state ^= rng_state << 17;
+	return rng_state;
+}
+
+START_TEST(hostile_inputs)
+{
+	static const char *const seeds[] = {
+		"[calculate_area(base=10, height=5.0, unit='cm', tags=[1, (2, 3)], d={'k': None})]",
+		"<tool_call>{\"name\": \"f\", \"arguments\": {\"x\": [1, 2.5e3, \"\\u00e9\"]}}</tool_call>",
+		"Mawsynram, India has 11,872 mm of rain [1][2]. Dr. Smith said \"no.\" [3-4] It is 3.5 km\xc2\xb9.",
+		"```json\n{\"name\": \"Ada\", \"age\": 36, \"tags\": [\"a\"]}\n```",
+		"The answer is (C). Answer: D",
+	};
+	static const char inserts[] = "[](){}\"',.=:\\\n0123456789^-\xe2\x80\x9c\xc2\xb9\xff";
+	const char *judges[] = { "toolcall", "citation", "json", "match", "regex" };
+	const char *settings[] = { NULL, NULL, "{\"schema\":{\"type\":\"object\",\"required\":[\"name\"]}}",
+				   "{\"mode\":\"choice\"}", "{\"pattern\":\"\\\\[\\\\d+\\\\]\"}" };
+	cJSON *kase = cJSON_Parse(
+		"{\"id\":\"h\",\"tools\":[{\"name\":\"calculate_area\",\"parameters\":{\"type\":\"dict\","
+		"\"properties\":{\"base\":{\"type\":\"integer\"},\"height\":{\"type\":\"float\"}},\"required\":[\"base\"]}}],"
+		"\"expected\":{\"answer\":\"C\",\"tool_calls\":[{\"calculate_area\":{\"base\":[10],\"height\":[5.0]}}]},"
+		"\"sources\":[\"Mawsynram in India gets 11,872 mm of rain.\",{\"title\":\"T\",\"text\":\"Dr. Smith said no.\"}]}");
+	struct ftk_judge *j[5];
+	struct ftk_error e;
+	for (int k = 0; k < 5; k++) {
+		cJSON *s = settings[k] ? cJSON_Parse(settings[k]) : NULL;
+		ck_assert_msg(ftk_judge_create(&j[k], judges[k], s, NULL, &e) == 0, "%s: %s", judges[k], e.msg);
+		cJSON_Delete(s);
+	}
+	size_t runs = 0;
+	for (size_t sd = 0; sd < sizeof(seeds) / sizeof(seeds[0]); sd++) {
+		for (int it = 0; it < 1000; it++) {
+			char buf[512];
+			size_t n = strlen(seeds[sd]);
+			memcpy(buf, seeds[sd], n + 1);
+			int muts = 1 + (int)(rnd() % 4);
+			for (int m = 0; m < muts && n > 0; m++) {
+				size_t at = rnd() % n;
+				switch (rnd() % 3) {
+				case 0:	/* replace */
+					buf[at] = inserts[rnd() % (sizeof(inserts) - 1)];
+					break;
+				case 1:	/* cut */
+					buf[at] = 0;
+					n = at;
+					break;
+				default:	/* insert */
+					if (n + 2 < sizeof(buf)) {
+						memmove(buf + at + 1, buf + at, n - at + 1);
+						buf[at] = inserts[rnd() % (sizeof(inserts) - 1)];
+						n++;
+					}
+				}
+			}
+			for (int k = 0; k < 5; k++) {
+				struct ftk_judge_output out = { buf, NULL, "stop" };
+				struct ftk_judge_result r;
+				ftk_judge_result_init(&r);
+				int rc = ftk_judge_score(j[k], kase, &out, &r, &e);
+				ck_assert_msg(rc == 0, "%s on '%s': %d %s", judges[k], buf, rc, e.msg);
+				cJSON *js = ftk_judge_result_to_json(&r);
+				ck_assert_ptr_nonnull(js);
+				cJSON_Delete(js);
+				ftk_judge_result_release(&r);
+				runs++;
+			}
+		}
+	}
+	ck_assert_uint_eq(runs, 5 * 1000 * 5);
+	for (int k = 0; k < 5; k++)
+		ftk_judge_destroy(j[k]);
+	cJSON_Delete(kase);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("judge");
@@ -221,6 +307,8 @@ static Suite *suite(void)
 	tcase_add_test(t, citation_llm_entailment);
 	tcase_add_test(t, case_flags);
 	tcase_add_test(t, labels);
+	tcase_add_test(t, hostile_inputs);
+	tcase_set_timeout(t, 60);
 	suite_add_tcase(s, t);
 	return s;
 }
