@@ -42,7 +42,7 @@ static const char usage[] =
 	"      --gopher                Gopher quality and repetition rules\n"
 	"      --c4                    C4 (TensorFlow Datasets) cleaning rules\n"
 	"      --fineweb               FineWeb's own rules\n"
-	"      --rule NAME             switch a rule (or set, or prefix*) on\n"
+	"      --rule NAME             switch a rule (a set, or a pattern like 'gopher.*gram') on\n"
 	"      --no-rule NAME          switch it off\n"
 	"      --threshold NAME=BOUND  change a bound: NUMBER, or LO:HI\n"
 	"      --list-rules            print the rules and their bounds, and exit\n"

@@ -143,10 +143,8 @@ static unsigned parse_types(struct ftk_tool *t, const char *arg)
 	char *dup = xstrdup(arg), *save = NULL;
 	for (char *tok = strtok_r(dup, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
 		int ty = ftk_pii_type_parse(tok);
-		if (ty < 0) {
-			free(dup);
-			ftk_tool_usage_error(t, "unknown type '%s' for --types", tok);
-		}
+		if (ty < 0)
+			ftk_tool_usage_error(t, "unknown type '%s' for --types", tok); /* exits */
 		mask |= 1u << ty;
 	}
 	free(dup);

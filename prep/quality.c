@@ -9,6 +9,7 @@
  * collision can only make two different n-grams look alike, with a
  * probability far below anything the thresholds can see.
  */
+#include <fnmatch.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -143,8 +144,8 @@ int ftk_quality_enable(struct ftk_quality *q, const char *spec, int on, struct f
 	for (int i = 0; i < R_COUNT; i++) {
 		const char *r = rules[i].name;
 		int m;
-		if (n && spec[n - 1] == '*')
-			m = !strncmp(r, spec, n - 1);
+		if (strpbrk(spec, "*?["))
+			m = !fnmatch(spec, r, 0);
 		else
 			m = !strcmp(r, spec) || (!strncmp(r, spec, n) && r[n] == '.');
 		if (m) {

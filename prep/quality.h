@@ -72,7 +72,7 @@ void ftk_quality_free(struct ftk_quality *q);
 
 /*
  * Switch rules on (on=1) or off (on=0).  spec is a set ("gopher", "c4",
- * "fineweb"), a rule name, or a prefix ending in '*' ("gopher.dup_*").
+ * "fineweb"), a rule name, or a shell pattern ("gopher.dup_*", "gopher.*gram").
  * Returns the number of rules it named (> 0) or FTK_ENOTFOUND with err filled.
  */
 int ftk_quality_enable(struct ftk_quality *q, const char *spec, int on, struct ftk_error *err);
