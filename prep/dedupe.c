@@ -356,6 +356,18 @@ struct __attribute__((packed)) xent {	/* an exact-mode entry */
 	uint32_t id;
 };
 
+/*
+ * Band entries are kept in fixed chunks rather than one array grown by
+ * realloc: no slack of a growth factor and no copy at each growth, which
+ * would both count against the bytes per record.
+ */
+#define CHUNK_MAX 16384
+#define CHUNK (x->chunk)
+struct chunks {
+	unsigned char **c;
+	size_t n, alloc;
+};
+
 struct ftk_dd_index {
 	struct ftk_dd_params p;
 	int nb;			/* band arrays: bands (near) or 1 (exact) */
@@ -367,8 +379,9 @@ struct ftk_dd_index {
 	uint32_t n_files, alloc_files;
 	char **sources;
 	uint32_t n_sources, alloc_sources;
-	unsigned char **band;	/* (nb) entry arrays */
-	size_t band_n, band_alloc;	/* entries in memory per band */
+	struct chunks *band;	/* (nb) entries in memory, in chunks of CHUNK */
+	size_t band_n;		/* entries in memory per band */
+	size_t chunk;		/* entries per chunk: CHUNK_MAX, less under a small memory cap */
 	FILE **spill;		/* (nb) spill files, NULL until needed */
 	uint64_t *spilled;	/* (nb) entries spilled */
 	uint32_t *of;		/* after resolve */
@@ -385,6 +398,9 @@ struct ftk_dd_index *ftk_dd_index_new(const struct ftk_dd_params *p, size_t mem_
 	x->nb = p->near ? p->bands : 1;
 	x->esize = p->near ? sizeof(struct bent) : sizeof(struct xent);
 	x->mem_cap = mem_cap;
+	x->chunk = CHUNK_MAX;
+	if (mem_cap && mem_cap / (x->esize * x->nb) < CHUNK_MAX)
+		x->chunk = mem_cap / (x->esize * x->nb) > 16 ? mem_cap / (x->esize * x->nb) : 16;
 	x->band = xcalloc(x->nb, sizeof(*x->band));
 	x->spill = xcalloc(x->nb, sizeof(*x->spill));
 	x->spilled = xcalloc(x->nb, sizeof(*x->spilled));
@@ -396,7 +412,9 @@ void ftk_dd_index_free(struct ftk_dd_index *x)
 	if (!x)
 		return;
 	for (int b = 0; b < x->nb; b++) {
-		free(x->band[b]);
+		for (size_t c = 0; c < x->band[b].n; c++)
+			free(x->band[b].c[c]);
+		free(x->band[b].c);
 		if (x->spill[b])
 			fclose(x->spill[b]);
 	}
@@ -456,18 +474,29 @@ uint32_t ftk_dd_index_source(struct ftk_dd_index *x, const char *name, size_t le
 	return x->n_sources++;
 }
 
+static void free_chunks(struct chunks *ch)
+{
+	for (size_t c = 0; c < ch->n; c++)
+		free(ch->c[c]);
+	free(ch->c);
+	memset(ch, 0, sizeof(*ch));
+}
+
 static int spill_all(struct ftk_dd_index *x)
 {
 	for (int b = 0; b < x->nb; b++) {
+		struct chunks *ch = &x->band[b];
 		if (!x->spill[b] && !(x->spill[b] = tmpfile()))
 			return -1;
-		if (fwrite(x->band[b], x->esize, x->band_n, x->spill[b]) != x->band_n)
-			return -1;
+		for (size_t c = 0; c < ch->n; c++) {
+			size_t k = c + 1 < ch->n ? CHUNK : x->band_n - c * CHUNK;
+			if (fwrite(ch->c[c], x->esize, k, x->spill[b]) != k)
+				return -1;
+		}
 		x->spilled[b] += x->band_n;
-		free(x->band[b]);
-		x->band[b] = NULL;
+		free_chunks(ch);
 	}
-	x->band_n = x->band_alloc = 0;
+	x->band_n = 0;
 	return 0;
 }
 
@@ -479,21 +508,21 @@ int64_t ftk_dd_index_add(struct ftk_dd_index *x, uint32_t file, uint32_t line, d
 	FTK_ALLOC_GROW(x->m, x->n + 1, x->alloc);
 	uint32_t id = (uint32_t)x->n++;
 	x->m[id] = (struct meta){ off, metric, line, file, source, sigfd, (uint8_t)(ref != 0) };
-	if (x->band_n == x->band_alloc) {
-		size_t na = x->band_alloc ? x->band_alloc + x->band_alloc / 2 : 1024;
-		if (x->mem_cap && (uint64_t)na * x->esize * x->nb > x->mem_cap && x->band_n) {
+	if (x->band_n % CHUNK == 0) {
+		if (x->mem_cap && x->band_n && (uint64_t)(x->band_n + CHUNK) * x->esize * x->nb > x->mem_cap) {
+			/* the next chunk would pass the cap: everything so far goes to disk */
 			if (spill_all(x) < 0)
 				return FTK_EIO;
-			na = x->mem_cap / (x->esize * x->nb);
-			if (na < 1024)
-				na = 1024;
 		}
-		for (int b = 0; b < x->nb; b++)
-			x->band[b] = xrealloc(x->band[b], na * x->esize);
-		x->band_alloc = na;
+		for (int b = 0; b < x->nb; b++) {
+			struct chunks *ch = &x->band[b];
+			FTK_ALLOC_GROW(ch->c, ch->n + 1, ch->alloc);
+			ch->c[ch->n++] = xmalloc(CHUNK * x->esize);
+		}
 	}
+	size_t c = x->band_n / CHUNK, at = x->band_n % CHUNK;
 	for (int b = 0; b < x->nb; b++) {
-		unsigned char *e = x->band[b] + x->band_n * x->esize;
+		unsigned char *e = x->band[b].c[c] + at * x->esize;
 		if (x->p.near) {
 			struct bent be = { band[b], id };
 			memcpy(e, &be, sizeof(be));
@@ -774,20 +803,34 @@ static unsigned char *load_band(struct ftk_dd_index *x, int b, size_t *n)
 		fclose(x->spill[b]);
 		x->spill[b] = NULL;
 	}
-	if (x->band_n)
-		memcpy(a + x->spilled[b] * x->esize, x->band[b], x->band_n * x->esize);
-	free(x->band[b]);
-	x->band[b] = NULL;
+	struct chunks *ch = &x->band[b];
+	for (size_t c = 0; c < ch->n; c++) {
+		size_t k = c + 1 < ch->n ? CHUNK : x->band_n - c * CHUNK;
+		memcpy(a + (x->spilled[b] + c * CHUNK) * x->esize, ch->c[c], k * x->esize);
+		free(ch->c[c]);	/* as it is copied, so the band is never held twice */
+		ch->c[c] = NULL;
+	}
+	free_chunks(ch);
 	*n = total;
 	return a;
 }
 
-static int better(const struct meta *m, uint32_t i, uint32_t j, enum ftk_dd_keep keep)
+/* qsort has no context argument: resolve sets these before sorting */
+static struct ftk_uf *sort_ctx_uf;
+static struct ftk_dd_index *sort_ctx_x;
+static enum ftk_dd_keep sort_ctx_keep;
+
+/* Cluster by cluster (by root), and in each the best survivor first. */
+static int cmp_keep_order(const void *p, const void *q)
 {
-	/* is i a better survivor than j? */
-	if (keep != FTK_DD_KEEP_FIRST && m[i].metric != m[j].metric)
-		return m[i].metric > m[j].metric;
-	return i < j;
+	uint32_t i = *(const uint32_t *)p, j = *(const uint32_t *)q;
+	uint32_t ri = ftk_uf_find(sort_ctx_uf, i), rj = ftk_uf_find(sort_ctx_uf, j);
+	if (ri != rj)
+		return ri < rj ? -1 : 1;
+	const struct meta *m = sort_ctx_x->m;
+	if (sort_ctx_keep != FTK_DD_KEEP_FIRST && m[i].metric != m[j].metric)
+		return m[i].metric > m[j].metric ? -1 : 1;
+	return i < j ? -1 : i > j;
 }
 
 int ftk_dd_index_resolve(struct ftk_dd_index *x, double threshold, enum ftk_dd_keep keep,
@@ -839,7 +882,7 @@ int ftk_dd_index_resolve(struct ftk_dd_index *x, double threshold, enum ftk_dd_k
 		}
 		free(a);
 	}
-	x->band_n = x->band_alloc = 0;
+	x->band_n = 0;
 
 	/* 2. distinct pairs */
 	if (np)
@@ -896,52 +939,98 @@ int ftk_dd_index_resolve(struct ftk_dd_index *x, double threshold, enum ftk_dd_k
 			st->removed += x->of[i] != UINT32_MAX;
 		goto done;
 	}
-	/* survivors: best[root] */
-	uint32_t *best = xmalloc(sizeof(uint32_t) * (x->n ? x->n : 1));
-	for (size_t i = 0; i < x->n; i++)
-		best[i] = UINT32_MAX;
-	for (uint32_t i = 0; i < x->n; i++) {
-		uint32_t r = ftk_uf_find(&uf, i);
-		if (uf.size[r] < 2)
-			continue;
-		if (best[r] == UINT32_MAX)
-			st->clusters++;
-		if (best[r] == UINT32_MAX || better(x->m, i, best[r], keep))
-			best[r] = i;
-	}
-	loaded = UINT32_MAX;
-	for (uint32_t i = 0; i < x->n; i++) {
-		uint32_t r = ftk_uf_find(&uf, i);
-		if (uf.size[r] < 2 || best[r] == i)
-			continue;
-		double s = 1.0;
-		if (x->p.near) {
-			if (best[r] != loaded) {
-				if (load_payload(x, best[r], &pa) < 0) {
-					free(best);
-					goto ioerr;
+	/*
+	 * Survivors.  Union-find makes clusters transitive: A ~ B and B ~ C
+	 * put A and C together even when A and C are not similar.  So each
+	 * cluster is walked in keep order (the best survivor first) and a
+	 * member is removed only when it reaches the threshold with a record
+	 * already kept from that cluster; otherwise it is kept too.  A removed
+	 * record is therefore always similar enough to the record named in its
+	 * "of".  Exact clusters are identical throughout: the first one kept
+	 * covers them all.
+	 */
+	uint32_t *ord = xmalloc(sizeof(uint32_t) * (x->n ? x->n : 1));
+	size_t no = 0;
+	for (uint32_t i = 0; i < x->n; i++)
+		if (uf.size[ftk_uf_find(&uf, i)] >= 2)
+			ord[no++] = i;
+	sort_ctx_uf = &uf;
+	sort_ctx_x = x;
+	sort_ctx_keep = keep;
+	if (no)
+		qsort(ord, no, sizeof(*ord), cmp_keep_order);
+	struct ftk_u64vec *kept = NULL;	/* payloads of the records kept so far in this cluster */
+	uint32_t *kept_id = NULL;
+	size_t nkept = 0, akept = 0;
+	for (size_t s0 = 0; s0 < no;) {
+		uint32_t root = ftk_uf_find(&uf, ord[s0]);
+		size_t e0 = s0;
+		while (e0 < no && ftk_uf_find(&uf, ord[e0]) == root)
+			e0++;
+		st->clusters++;
+		nkept = 0;
+		for (size_t q = s0; q < e0; q++) {
+			uint32_t id = ord[q];
+			if (!x->p.near) {
+				if (q > s0) {
+					x->of[id] = ord[s0];
+					x->sim[id] = 1.0f;
+					st->removed++;
 				}
-				loaded = best[r];
+				continue;
 			}
-			if (load_payload(x, i, &pb) < 0) {
-				free(best);
-				goto ioerr;
+			if (load_payload(x, id, &pb) < 0)
+				goto ioerr_kept;
+			double bs = -1;
+			uint32_t bid = UINT32_MAX;
+			for (size_t u = 0; u < nkept; u++) {
+				double sv = similarity(x, &kept[u], &pb);
+				if (sv >= threshold) {
+					bs = sv;
+					bid = kept_id[u];
+					break;
+				}
 			}
-			s = similarity(x, &pa, &pb);
+			if (bid != UINT32_MAX) {
+				x->of[id] = bid;
+				x->sim[id] = (float)bs;
+				st->removed++;
+				continue;
+			}
+			if (nkept == akept) {
+				size_t na = akept ? akept * 2 : 8;
+				kept = xrealloc(kept, sizeof(*kept) * na);
+				kept_id = xrealloc(kept_id, sizeof(*kept_id) * na);
+				memset(kept + akept, 0, sizeof(*kept) * (na - akept));
+				akept = na;
+			}
+			struct ftk_u64vec t = kept[nkept];
+			kept[nkept] = pb;
+			pb = t;
+			kept_id[nkept++] = id;
 		}
-		x->of[i] = best[r];
-		x->sim[i] = (float)s;
-		st->removed++;
+		s0 = e0;
 	}
-	free(best);
+	for (size_t u = 0; u < akept; u++)
+		ftk_u64vec_release(&kept[u]);
+	free(kept);
+	free(kept_id);
+	free(ord);
 done:
 	ftk_uf_release(&uf);
 	ftk_u64vec_release(&pa);
 	ftk_u64vec_release(&pb);
 	return rc;
+ioerr_kept:
+	for (size_t u = 0; u < akept; u++)
+		ftk_u64vec_release(&kept[u]);
+	free(kept);
+	free(kept_id);
+	free(ord);
 ioerr:
 	rc = ftk_error_msg(err, FTK_EIO, "cannot read signatures back: %s", strerror(errno));
 	free(pairs);
+	pairs = NULL;
 	goto done;
 }
 
