@@ -2,9 +2,11 @@
 # Does ftk-ledger estimate, calibrated by a 20-step smoke run, predict the
 # wall time of a full CPU training run?  Target (issue 8): within 25%.
 #
-#   1. token shards for the model: ftk-tokenize --shards when this build has
-#      it, else synthetic shards written here (random ids: the time of a step
-#      does not depend on which ids it sees, only on how many);
+#   1. token shards for the model: ftk-tokenize --shards of the first
+#      $RECORDS (default 50) records of datasets/llama_factory/c4_demo.jsonl
+#      when this build has it, else synthetic shards written here (random ids:
+#      the time of a step does not depend on which ids it sees, only on how
+#      many);
 #   2. a smoke run: ftk-train --max-steps $SMOKE_STEPS (default 20);
 #   3. ftk-ledger estimate --calibrate SMOKE --token-stats SHARDS --epochs E
 #      --device cpu, which prints the predicted seconds;
@@ -14,7 +16,7 @@
 #
 # Environment: FTK_BIN (default bin), MODEL (default the bundled stories260K),
 # SHARDS (an existing shard directory: skips step 1), EPOCHS (default 2),
-# SEQS (synthetic sequences, default 400), SMOKE_STEPS (20), THREADS (0: all
+# RECORDS (50), SEQS (synthetic sequences, default 400), SMOKE_STEPS (20), THREADS (0: all
 # cores), TRAIN_ARGS (more ftk-train options for both runs, e.g. "--batch 8").
 set -e
 cd "$(dirname "$0")/.."
@@ -22,6 +24,7 @@ BIN=${FTK_BIN:-bin}
 MODEL=${MODEL:-datasets/models/stories260K}
 EPOCHS=${EPOCHS:-2}
 SEQS=${SEQS:-400}
+RECORDS=${RECORDS:-50}
 SMOKE_STEPS=${SMOKE_STEPS:-20}
 THREADS=${THREADS:-0}
 work=${TMPDIR:-/tmp}/ftk-bench-ledger-estimate
@@ -40,9 +43,10 @@ if [ -n "$SHARDS" ]; then
 	how="given: $SHARDS"
 elif [ -x "$BIN/ftk-tokenize" ] && "$BIN/ftk-tokenize" --help 2>&1 | grep -q -- '--shards'; then
 	shards=$work/shards
-	"$BIN/ftk-tokenize" -q --model "$MODEL" --shards "$shards" \
-		datasets/llama_factory/c4_demo.jsonl > /dev/null
-	how="ftk-tokenize of datasets/llama_factory/c4_demo.jsonl"
+	head -n "$RECORDS" datasets/llama_factory/c4_demo.jsonl > "$work/c4.jsonl"
+	"$BIN/ftk-tokenize" -q --tokenizer "$MODEL" --add-special --shards "$shards" \
+		"$work/c4.jsonl" > /dev/null
+	how="ftk-tokenize of the first $RECORDS records of datasets/llama_factory/c4_demo.jsonl"
 else
 	# lib/shard.h's layout: a 256-byte header, then (u32 len, u32 ids, u8 mask)
 	# per sequence, zstd-compressed; manifest.json written last.
