@@ -536,11 +536,51 @@ START_TEST(data_refuses_other_tokenizer)
 }
 END_TEST
 
+/*
+ * The CLI cases train on committed shards (tests/fixtures/trainer/shards-task)
+ * so that they do not depend on ftk-tokenize.  They are this file's task
+ * texts; this test checks that they still are, and FTK_WRITE_FIXTURES=1
+ * rewrites them (FTK_WRITE_FIXTURES=1 make check T=test_train).
+ */
+START_TEST(fixture_shards_are_the_task)
+{
+	enter("fixture_shards_are_the_task");
+	const char *dirs[2] = { "train", "val" };
+	int from[2] = { 0, 40 }, n[2] = { 40, 8 };
+	int write = getenv("FTK_WRITE_FIXTURES") && !strcmp(getenv("FTK_WRITE_FIXTURES"), "1");
+	for (int k = 0; k < 2; k++) {
+		char **t = task_texts(from[k], n[k]);
+		struct strbuf fix = STRBUF_INIT;
+		strbuf_addf(&fix, "tests/fixtures/trainer/shards-task/%s", dirs[k]);
+		make_shards(write ? src_path(fix.buf) : dirs[k], (const char *const *)t, n[k],
+			    FTK_SHARD_SFT);
+		free_texts(t, n[k]);
+		struct ftk_shard_info ia, ib;
+		uint32_t *ida, *idb;
+		uint8_t *ma, *mb;
+		uint64_t *oa, *ob, na, nb;
+		struct ftk_error e;
+		ck_assert_msg(ftk_shard_load_all(src_path(fix.buf), &ia, &ida, &ma, &oa, &na, &e) == 0,
+			      "%s", e.msg);
+		ck_assert_int_eq(ftk_shard_load_all(write ? src_path(fix.buf) : dirs[k], &ib, &idb, &mb,
+						    &ob, &nb, &e), 0);
+		ck_assert_uint_eq(na, nb);
+		ck_assert_str_eq(ia.tokenizer_hash, ib.tokenizer_hash);
+		ck_assert_mem_eq(oa, ob, (na + 1) * sizeof(uint64_t));
+		ck_assert_mem_eq(ida, idb, oa[na] * sizeof(uint32_t));
+		ck_assert_mem_eq(ma, mb, oa[na]);
+		free(ida), free(idb), free(ma), free(mb), free(oa), free(ob);
+		strbuf_release(&fix);
+	}
+}
+END_TEST
+
 static Suite *train_suite(void)
 {
 	Suite *s = suite_create("train");
 	TCase *tc = tcase_create("core");
 	tcase_set_timeout(tc, 300);
+	tcase_add_test(tc, fixture_shards_are_the_task);
 	tcase_add_test(tc, data_packs_documents);
 	tcase_add_test(tc, data_shuffle_is_a_function_of_seed_and_position);
 	tcase_add_test(tc, data_refuses_other_tokenizer);
