@@ -511,10 +511,10 @@ static cJSON *from_preference(struct conv *c, const cJSON *rec)
 		cJSON_AddItemToObject(out, "rejected", b);
 	} else {
 		const cJSON *p = get(rec, "prompt");
-		if (!p && get(rec, "conversations"))
-			return from_sharegpt(c, rec);
-		if (!p && get(rec, "instruction"))
-			return from_alpaca(c, rec);
+		if (!p && (get(rec, "conversations") || get(rec, "instruction"))) {
+			cJSON_Delete(out);
+			return get(rec, "conversations") ? from_sharegpt(c, rec) : from_alpaca(c, rec);
+		}
 		if (!p) {
 			fail(c, "missing-prompt", "a preference record needs a prompt");
 			cJSON_Delete(out);
