@@ -489,7 +489,7 @@ int cmd_tokenize(int argc, char **argv)
 	ftk_tool_count(&t, "tokens", tokens);
 	if (cf.shards) ftk_tool_count(&t, "masked_tokens", masked);
 	if (truncated) ftk_tool_count(&t, "truncated", truncated);
-	t.extra_stats = cJSON_CreateObject();
+	if (!t.extra_stats) t.extra_stats = cJSON_CreateObject();
 	cJSON_AddNumberToObject(t.extra_stats, "tokens", (double)tokens);
 	cJSON_AddNumberToObject(t.extra_stats, "min_tokens", (double)lo);
 	cJSON_AddNumberToObject(t.extra_stats, "max_tokens", (double)hi);
