@@ -52,9 +52,10 @@ static double sgemm_rate(int M, int N, int K)
  * Floating-point operations of one training step, counting multiply-adds as
  * two: each frozen projection (N, K) costs 2MNK forward and 2MNK for the
  * input gradient (no weight gradient); LoRA 2Mr(K+N) forward and 4Mr(K+N)
- * backward; attention's four T x T products per head (QK^T and PV forward,
+ * backward; attention's T x T products per head (QK^T and PV forward,
  * dP, dQ, dK, dV backward: six in all) over the full square, as PyTorch
- * computes them; the head 2MVC forward and 2MVC backward.
+ * computes them; the head 2MVC forward and 2MVC backward; less the input
+ * gradient of layer 0's q, k, v, which neither ftk nor PyTorch computes.
  */
 static double flops(const struct ftk_model_config *c, int B, int T, int r)
 {
@@ -66,6 +67,9 @@ static double flops(const struct ftk_model_config *c, int B, int T, int r)
 		f += 4 * M * NK[t][0] * NK[t][1] + 6 * M * r * (NK[t][0] + NK[t][1]);
 	f += 6 * 2.0 * B * c->n_heads * (double)T * T * c->head_dim;
 	f *= c->n_layers;
+	/* layer 0's q, k, v need no input gradient (the embedding is frozen) */
+	for (int t = 0; t < 3; t++)
+		f -= 2 * M * NK[t][0] * NK[t][1] + 2 * M * r * NK[t][1];
 	f += 4 * M * c->vocab_size * C;
 	return f;
 }

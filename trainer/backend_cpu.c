@@ -127,15 +127,60 @@ static void cpu_weight_prepare(struct ftk_weight *w)
 
 /* ---------------------------------------------------------------- gemm */
 
+struct gemm_ctx {
+	int ta, tb, M, N, K, lda, ldb, ldc, k, by_rows;
+	float alpha, beta;
+	const float *A, *B;
+	float *C;
+};
+
+/* One slice of C: a block of rows (op(A)'s rows) or of columns (op(B)'s columns). */
+static void gemm_task(void *vctx, int t)
+{
+	struct gemm_ctx *c = vctx;
+	const float *A = c->A, *B = c->B;
+	float *C = c->C;
+	int M = c->M, N = c->N;
+	if (c->by_rows) {
+		RANGE(t, c->k, c->M, s, e);
+		A += c->ta ? s : s * (size_t)c->lda;
+		C += s * (size_t)c->ldc;
+		M = (int)(e - s);
+	} else {
+		RANGE(t, c->k, c->N, s, e);
+		B += c->tb ? s * (size_t)c->ldb : s;
+		C += s;
+		N = (int)(e - s);
+	}
+	if (M > 0 && N > 0)
+		cblas_sgemm(CblasRowMajor, c->ta ? CblasTrans : CblasNoTrans,
+			    c->tb ? CblasTrans : CblasNoTrans, M, N, c->K, c->alpha, A, c->lda, B,
+			    c->ldb, c->beta, C, c->ldc);
+}
+
+/*
+ * Large products use OpenBLAS's own threads.  Thin ones (a LoRA rank on one
+ * side) run badly on them, so they are cut into one slice of C per thread
+ * along its longer side, each slice a single-threaded sgemm.
+ */
 static void cpu_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
 		     const float *B, int ldb, float beta, float *C, int ldc)
 {
 	int small = M < 96 || N < 96 || K < 96;
-	if (small && n_threads > 1)
+	if (!small || n_threads == 1) {
+		cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans,
+			    tb ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda, B, ldb, beta, C,
+			    ldc);
+		return;
+	}
+	struct gemm_ctx c = { ta, tb, M, N, K, lda, ldb, ldc, 1, M >= N, alpha, beta, A, B, C };
+	double work = 2.0 * M * N * K;
+	int longer = M >= N ? M : N;
+	c.k = work < 4e6 || longer < 64 ? 1 : n_threads;
+	if (c.k == 1)
 		openblas_set_num_threads(1);
-	cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M,
-		    N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-	if (small && n_threads > 1)
+	par_run(c.k, gemm_task, &c);
+	if (c.k == 1)
 		openblas_set_num_threads(n_threads);
 }
 

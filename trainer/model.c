@@ -672,12 +672,16 @@ static void proj_fwd(struct ftk_model *m, int l, int t, const float *X, float *Y
 	be->gemm(0, 1, M, s->out, r, m->scaling, U, r, s->B, r, 1.0f, Y, s->out);
 }
 
-/* dX (M, in) += backward of proj_fwd given dY (M, out); LoRA grads accumulate. */
+/*
+ * dX (M, in) += backward of proj_fwd given dY (M, out); LoRA grads accumulate.
+ * dX NULL: the input gradient is not wanted, only the LoRA gradients.
+ */
 static void proj_bwd(struct ftk_model *m, int l, int t, const float *X, const float *dY, float *dX,
 		     int M, struct acts *a)
 {
 	const struct ftk_backend *be = m->be;
-	be->linear_bwd_inp(dX, dY, &m->layers[l].w[t], M);
+	if (dX)
+		be->linear_bwd_inp(dX, dY, &m->layers[l].w[t], M);
 	struct lora_slot *s = m->has_lora ? &m->slots[l * NT + t] : NULL;
 	if (!s || !s->on)
 		return;
@@ -688,6 +692,8 @@ static void proj_bwd(struct ftk_model *m, int l, int t, const float *X, const fl
 	be->gemm(1, 0, s->out, r, M, m->scaling, dY, s->out, a->lu[t], r, 1.0f, s->dB, r);
 	be->gemm(0, 0, M, r, s->out, m->scaling, dY, s->out, s->B, r, 0.0f, m->du, r);
 	be->gemm(1, 0, r, s->in, M, 1.0f, m->du, r, Xd, s->in, 1.0f, s->dA, s->in);
+	if (!dX)
+		return;
 	if (!drop) {
 		be->gemm(0, 0, M, s->in, r, 1.0f, m->du, r, s->A, s->in, 1.0f, dX, s->in);
 	} else {
@@ -768,11 +774,16 @@ static void layer_bwd(struct ftk_model *m, int l, const float *x, struct acts *a
 		be->rmsnorm_bwd(dkraw, m->dk, a->kraw, lw->kn, a->rstdk, M * NKV, hd);
 		dk = dkraw;
 	}
-	be->zero(m->dln, (size_t)M * C * sizeof(float));
-	proj_bwd(m, l, FTK_LORA_Q, a->ln1, dq, m->dln, M, a);
-	proj_bwd(m, l, FTK_LORA_K, a->ln1, dk, m->dln, M, a);
-	proj_bwd(m, l, FTK_LORA_V, a->ln1, m->dv, m->dln, M, a);
-	be->rmsnorm_bwd(m->dres, m->dln, x, lw->ln1, a->rstd1, M, C);
+	/* layer 0's input is the frozen embedding: its gradient is never used, so
+	 * only the LoRA gradients of q, k, v are computed there (dX = NULL) */
+	float *dln = l > 0 ? m->dln : NULL;
+	if (dln)
+		be->zero(dln, (size_t)M * C * sizeof(float));
+	proj_bwd(m, l, FTK_LORA_Q, a->ln1, dq, dln, M, a);
+	proj_bwd(m, l, FTK_LORA_K, a->ln1, dk, dln, M, a);
+	proj_bwd(m, l, FTK_LORA_V, a->ln1, m->dv, dln, M, a);
+	if (dln)
+		be->rmsnorm_bwd(m->dres, dln, x, lw->ln1, a->rstd1, M, C);
 }
 
 /* ---------------------------------------------------------------- batches */

@@ -217,7 +217,24 @@ void ftk_nf4_quantize(struct ftk_nf4 *q, const float *w, size_t n, const float *
 
 void ftk_nf4_dequant(const struct ftk_nf4 *q, size_t start, size_t count, float *out)
 {
-	for (size_t i = 0; i < count; i++)
+	size_t i = 0;
+	/* up to an even, block-aligned start element by element (ops.h's decode) */
+	while (i < count && ((start + i) % FTK_NF4_BLOCK || (start + i) & 1)) {
+		out[i] = ftk_nf4_decode(q->packed, q->absmax, ftk_nf4_code, start + i);
+		i++;
+	}
+	/* whole blocks: one scale, two codes per byte */
+	for (; i + FTK_NF4_BLOCK <= count; i += FTK_NF4_BLOCK) {
+		size_t e = start + i;
+		float am = q->absmax[e / FTK_NF4_BLOCK];
+		const uint8_t *p = q->packed + e / 2;
+		float *o = out + i;
+		for (int k = 0; k < FTK_NF4_BLOCK / 2; k++) {
+			o[2 * k] = ftk_nf4_code[p[k] >> 4] * am;
+			o[2 * k + 1] = ftk_nf4_code[p[k] & 15] * am;
+		}
+	}
+	for (; i < count; i++)
 		out[i] = ftk_nf4_decode(q->packed, q->absmax, ftk_nf4_code, start + i);
 }
 

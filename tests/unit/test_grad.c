@@ -537,6 +537,65 @@ START_TEST(packed_documents_are_independent)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- threaded products */
+
+/* C = alpha op(A) op(B) + beta C in double, as the reference for gemm. */
+static void naive_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
+		       const float *B, int ldb, float beta, float *C, int ldc)
+{
+	for (int i = 0; i < M; i++)
+		for (int j = 0; j < N; j++) {
+			double s = 0;
+			for (int k = 0; k < K; k++)
+				s += (double)(ta ? A[k * lda + i] : A[i * lda + k]) *
+				     (tb ? B[j * ldb + k] : B[k * ldb + j]);
+			C[i * ldc + j] = (float)(alpha * s + beta * C[i * ldc + j]);
+		}
+}
+
+START_TEST(gemm_thin_products_threaded)
+{
+	/* the LoRA shapes, which the CPU backend slices over its own threads */
+	ftk_rng_seed(rng, 9);
+	be->set_threads(2);
+	int shapes[3][3] = { { 1024, 16, 512 }, { 16, 512, 1024 }, { 600, 8, 300 } };
+	double worst = 0;
+	for (int sh = 0; sh < 3; sh++)
+		for (int ta = 0; ta < 2; ta++)
+			for (int tb = 0; tb < 2; tb++) {
+				int M = shapes[sh][0], N = shapes[sh][1], K = shapes[sh][2];
+				float *A = rnd((size_t)M * K, 1), *B = rnd((size_t)K * N, 1);
+				float *C = rnd((size_t)M * N, 1), *R = malloc((size_t)M * N * 4);
+				memcpy(R, C, (size_t)M * N * 4);
+				int lda = ta ? M : K, ldb = tb ? K : N;
+				be->gemm(ta, tb, M, N, K, 0.5f, A, lda, B, ldb, 1.0f, C, N);
+				naive_gemm(ta, tb, M, N, K, 0.5f, A, lda, B, ldb, 1.0f, R, N);
+				for (size_t i = 0; i < (size_t)M * N; i++)
+					worst = fmax(worst, fabs(C[i] - R[i]));
+				free(A), free(B), free(C), free(R);
+			}
+	/* an NF4 linear large enough to dequantize on both threads */
+	int N = 256, K = 512, M = 40;
+	float *wf = rnd((size_t)N * K, 1), *x = rnd((size_t)M * K, 1), *y = malloc((size_t)M * N * 4);
+	float *wd = malloc((size_t)N * K * 4), *yr = calloc((size_t)M * N, 4);
+	struct ftk_weight w = { N, K, FTK_QUANT_NF4, NULL, { 0 }, NULL };
+	ftk_nf4_quantize(&w.nf4, wf, (size_t)N * K, NULL);
+	ftk_nf4_dequant(&w.nf4, 0, (size_t)N * K, wd);
+	for (size_t i = 0; i < (size_t)N * K; i++)	/* the fast dequantizer equals ops.h's decode */
+		ck_assert(wd[i] == ftk_nf4_decode(w.nf4.packed, w.nf4.absmax, ftk_nf4_code, i));
+	be->linear_fwd(y, x, &w, NULL, M);
+	naive_gemm(0, 1, M, N, K, 1.0f, x, K, wd, K, 0.0f, yr, N);
+	double wl = 0;
+	for (size_t i = 0; i < (size_t)M * N; i++)
+		wl = fmax(wl, fabs(y[i] - yr[i]));
+	be->set_threads(1);
+	printf("threaded gemm vs double loops: max |diff| %.3g; NF4 linear %.3g (tolerance 1e-4)\n", worst, wl);
+	ck_assert(worst < 1e-4 && wl < 1e-4);
+	ftk_nf4_free(&w.nf4);
+	free(wf), free(x), free(y), free(wd), free(yr);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("grad");
@@ -555,6 +614,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, accumulation_equals_full_batch);
 	tcase_add_test(tc, checkpointing_changes_nothing);
 	tcase_add_test(tc, packed_documents_are_independent);
+	tcase_add_test(tc, gemm_thin_products_threaded);
 	suite_add_tcase(s, tc);
 	return s;
 }
