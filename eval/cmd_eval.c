@@ -417,9 +417,21 @@ static int do_run(int argc, char **argv, struct ftk_eval_run_opts *o, struct pri
 		error("%s", ftk_error_format(&e, buf, sizeof(buf)));
 		return rc == FTK_EUSAGE ? FTK_EXIT_USAGE : FTK_EXIT_DATA;
 	}
+	if (st.outputs_skipped)
+		warning("%s: %ld lines without an \"id\" skipped", o->outputs_path, st.outputs_skipped);
 	cJSON *res;
 	if (load_results(o->run_dir, &res) < 0)
 		return FTK_EXIT_DATA;
+	/* a judge that could not score a case is a data problem with a place */
+	long n_jerr = 0;
+	const cJSON *r, *je;
+	cJSON_ArrayForEach(r, res)
+		cJSON_ArrayForEach(je, cJSON_GetObjectItemCaseSensitive(r, "judge_errors"))
+			if (n_jerr++ < 10)
+				error("judge '%s': %s", cJSON_GetStringValue(cJSON_GetObjectItem(je, "judge")),
+				      cJSON_GetStringValue(cJSON_GetObjectItem(je, "reason")));
+	if (n_jerr > 10)
+		error("%ld more judge errors (results.jsonl, \"judge_errors\")", n_jerr - 10);
 	cJSON *sum = ftk_eval_summarize(res);
 	cJSON_Delete(res);
 	const char *name = o->suite_path;
@@ -441,6 +453,8 @@ static int do_run(int argc, char **argv, struct ftk_eval_run_opts *o, struct pri
 	}
 	ledger_entry(o, &st, p, name);
 	cJSON_Delete(sum);
+	if (n_jerr > 0)
+		return FTK_EXIT_DATA;
 	if (errors > 0) {
 		if (!tool.quiet)
 			fprintf(stderr, "ftk-eval: %.0f results are errors (never scored): run the same command again to retry them\n",

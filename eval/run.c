@@ -547,11 +547,11 @@ static int finish_unit(struct ctx *c, long unit, struct answer *a, struct ftk_er
 			if (rc < 0) {
 				if (!jerr)
 					jerr = cJSON_AddArrayToObject(line, "judge_errors");
-				char msg[1100];
-				add_note(jerr, ftk_strerror(rc),
-					 je.field[0] ? (snprintf(msg, sizeof(msg), "%s: %s", je.field, je.msg), msg)
-						     : je.msg,
-					 c->labels[j]);
+				/* the place of the case, so that a person can fix it */
+				char msg[1600];
+				snprintf(msg, sizeof(msg), "%s:%ld: %s%s%s", c->suite->cases_path, k->line,
+					 je.field, je.field[0] ? ": " : "", je.msg);
+				add_note(jerr, ftk_strerror(rc), msg, c->labels[j]);
 				c->st->judge_errors++;
 				continue;
 			}
@@ -593,9 +593,7 @@ static int run_outputs(struct ctx *c, struct ftk_error *err)
 	int rc = ftk_eval_results_load(c->o->outputs_path, &outs, &bad, err);
 	if (rc < 0)
 		return rc;
-	if (bad)
-		fprintf(stderr, "ftk-eval: %s: %ld lines without an \"id\" skipped\n",
-			c->o->outputs_path, bad);
+	c->st->outputs_skipped = bad;
 	struct smap by_key = { 0 };
 	long i = 0;
 	const cJSON *o;

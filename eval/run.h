@@ -82,6 +82,7 @@ struct ftk_eval_run_stats {
 	long prompt_tokens, completion_tokens;		/* the model, this invocation, cache hits excluded */
 	long judge_prompt_tokens, judge_completion_tokens;
 	long judge_calls;
+	long outputs_skipped;		/* --outputs lines without an "id" (unreadable) */
 	double seconds;
 };
 
