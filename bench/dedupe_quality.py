@@ -88,7 +88,7 @@ with tempfile.TemporaryDirectory() as d:
     cmd = [os.path.join(args.bin, 'ftk-dedupe'), '-q', '--mode', 'near', '--threshold', str(J),
            '--clusters', os.path.join(d, 'c.jsonl'), '--rejects', os.path.join(d, 'r.jsonl'), path]
     if args.fast:
-        cmd.insert(3, '--fast')
+        cmd.insert(2, '--fast')
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     clusters = [json.loads(l) for l in open(os.path.join(d, 'c.jsonl'))]
     rejects = [json.loads(l) for l in open(os.path.join(d, 'r.jsonl'))]

@@ -36,6 +36,7 @@ static const char usage[] =
 	"\n"
 	"  -e, --eval FILE       eval cases (JSONL: id, messages, expected.answer),\n"
 	"                        or any JSONL with text; may be given more than once\n"
+	"      --against FILE    the same as --eval\n"
 	"      --ngram N         words per n-gram (default 13)\n"
 	"      --key SPEC        what of a training record to check (default @text;\n"
 	"                        see ftk-dedupe --key)\n"
@@ -205,6 +206,7 @@ int cmd_decontam(int argc, char **argv)
 	static const struct option opts[] = {
 		FTK_TOOL_LONGOPTS,
 		{ "eval", required_argument, NULL, 'e' },
+		{ "against", required_argument, NULL, 'e' },
 		{ "ngram", required_argument, NULL, OPT_NGRAM },
 		{ "key", required_argument, NULL, OPT_KEY },
 		{ "normalize", required_argument, NULL, OPT_NORMALIZE },

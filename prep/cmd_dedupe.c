@@ -56,6 +56,7 @@ static const char usage[] =
 	"Modes:\n"
 	"      --mode exact|near exact: XXH3-128 of the normalized key (default);\n"
 	"                        near: MinHash of word n-gram shingles with LSH\n"
+	"      --near            the same as --mode near\n"
 	"      --ngram N         words per shingle (default 5)\n"
 	"      --threshold J     Jaccard similarity that makes a near-duplicate\n"
 	"                        (default 0.8); also chooses bands and rows unless\n"
@@ -101,6 +102,7 @@ enum {
 	OPT_SIGNATURES,
 	OPT_MERGE,
 	OPT_APPLY,
+	OPT_NEAR,
 };
 
 /* Drop counts for one file or one source value. */
@@ -928,6 +930,7 @@ int cmd_dedupe(int argc, char **argv)
 		{ "signatures", no_argument, NULL, OPT_SIGNATURES },
 		{ "merge", no_argument, NULL, OPT_MERGE },
 		{ "apply", required_argument, NULL, OPT_APPLY },
+		{ "near", no_argument, NULL, OPT_NEAR },
 		{ 0 },
 	};
 	static struct ctx cx;
@@ -961,6 +964,7 @@ int cmd_dedupe(int argc, char **argv)
 			else
 				ftk_tool_usage_error(&c->t, "unknown mode '%s' (exact or near)", optarg);
 			break;
+		case OPT_NEAR: c->p.near = 1; break;
 		case OPT_NGRAM: c->p.ngram = (int)parse_int(&c->t, "--ngram", optarg, 1, 1000); break;
 		case OPT_THRESHOLD: {
 			char *end;
