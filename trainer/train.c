@@ -432,6 +432,11 @@ static int sft_grads(struct run *r, double *loss_sum, long *targets, struct ftk_
 	long norm = 0;
 	for (int k = 0; k < r->o->grad_accum; k++)
 		norm += r->mb[k].targets;
+	if (r->o->reduce_count) {
+		int rc = r->o->reduce_count(r->o->reduce_ctx, &norm, err);
+		if (rc < 0)
+			return rc;
+	}
 	*loss_sum = 0;
 	*targets = norm;
 	for (int k = 0; k < r->o->grad_accum; k++) {
@@ -449,9 +454,15 @@ static int sft_grads(struct run *r, double *loss_sum, long *targets, struct ftk_
 static int dpo_grads(struct run *r, double *loss_sum, long *pairs, double *acc,
 		     struct ftk_error *err)
 {
-	long P = 0, right = 0;
+	long P = 0, right = 0, local = 0;
 	for (int k = 0; k < r->o->grad_accum; k++)
-		P += r->mb[k].b.B / 2;
+		local += r->mb[k].b.B / 2;
+	P = local;
+	if (r->o->reduce_count) {
+		int rc = r->o->reduce_count(r->o->reduce_ctx, &P, err);
+		if (rc < 0)
+			return rc;
+	}
 	*loss_sum = 0;
 	*pairs = P;
 	for (int k = 0; k < r->o->grad_accum; k++) {
@@ -486,7 +497,7 @@ static int dpo_grads(struct run *r, double *loss_sum, long *pairs, double *acc,
 				r->grads[j] = r->scratch[j] - r->grads[j];
 		}
 	}
-	*acc = P ? (double)right / (double)P : 0;
+	*acc = local ? (double)right / (double)local : 0;	/* this rank's pairs */
 	return 0;
 }
 
@@ -779,8 +790,8 @@ int ftk_train_run(const struct ftk_train_opts *o, int resume, struct ftk_train_r
 			rc = dpo_grads(r, &loss_sum, &targets, &acc, err);
 		else
 			rc = sft_grads(r, &loss_sum, &targets, err);
-		if (rc == 0 && o->reduce)
-			rc = o->reduce(o->reduce_ctx, r->grads, r->n, &loss_sum, &targets, err);
+		if (rc == 0 && o->reduce_grads)
+			rc = o->reduce_grads(o->reduce_ctx, r->grads, r->n, &loss_sum, err);
 		if (rc < 0) {
 			strbuf_release(&line);
 			goto out;

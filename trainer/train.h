@@ -10,8 +10,9 @@
  *   1. draw grad_accum micro-batches and count their targets (the loss
  *      normaliser of the whole step, so accumulation equals one big batch);
  *   2. zero the gradients; forward/backward each micro-batch (model.h);
- *   3. opts->reduce (NULL on one process; the data-parallel all-reduce of
- *      issue 9 plugs in here and sums gradients, loss and targets);
+ *   3. opts->reduce_count / reduce_grads (NULL on one process; the
+ *      data-parallel all-reduce of issue 9 plugs in here: the target count
+ *      before the backward passes, gradients and loss after them);
  *   4. clip to the global norm; AdamW with the schedule's learning rate;
  *   5. append the metrics line; evaluate; checkpoint; check the stop flag.
  *
@@ -70,12 +71,17 @@ struct ftk_train_opts {
 	/* not saved in train_config.json */
 	volatile sig_atomic_t *stop;	/* set non-zero to stop at the next step boundary */
 	/*
-	 * Data-parallel hook (issue 9): called after the micro-batches' backward
-	 * passes with the local gradients (n floats), summed loss and target
-	 * count; it must leave the global sums in all three.  NULL: one process.
+	 * Data-parallel hooks (issue 9); NULL on one process.  Each rank draws
+	 * its own micro-batches; reduce_count is called with the rank's target
+	 * count (pairs for DPO) before any backward pass and must leave the sum
+	 * over ranks (the loss normaliser of the global batch); reduce_grads is
+	 * called after the backward passes with the rank's gradients (n floats)
+	 * and loss sum and must leave the sums over ranks in both.  Clipping and
+	 * AdamW then run identically on every rank.
 	 */
-	int (*reduce)(void *ctx, float *grads, size_t n, double *loss_sum, long *targets,
-		      struct ftk_error *err);
+	int (*reduce_count)(void *ctx, long *count, struct ftk_error *err);
+	int (*reduce_grads)(void *ctx, float *grads, size_t n, double *loss_sum,
+			    struct ftk_error *err);
 	void *reduce_ctx;
 	/* Progress for the program to print (NULL: none).  line is one metrics line. */
 	void (*on_step)(void *ctx, const char *line);

@@ -170,7 +170,7 @@ static void first_difference(const char *a, const char *b)
 		}
 		a++, b++;
 	}
-	ck_assert_msg(*a == *b, "metrics differ at line %d:\n  uninterrupted: %.200s\n  resumed:       %.200s",
+	ck_assert_msg(*a == *b, "metrics differ at line %d:\n  reference: %.200s\n  this run:  %.200s",
 		      line, la, lb);
 }
 
@@ -537,6 +537,61 @@ START_TEST(data_refuses_other_tokenizer)
 END_TEST
 
 /*
+ * The data-parallel hooks (issue 9), played by one process as two identical
+ * ranks: the summed target count doubles, the summed gradients and loss
+ * double, and the run must be bit for bit the single-process run.
+ */
+static int twice_count(void *ctx, long *n, struct ftk_error *err)
+{
+	(*(int *)ctx)++;
+	*n *= 2;
+	return 0;
+}
+
+static int twice_grads(void *ctx, float *g, size_t n, double *loss, struct ftk_error *err)
+{
+	for (size_t i = 0; i < n; i++)
+		g[i] *= 2.0f;
+	*loss *= 2;
+	return 0;
+}
+
+START_TEST(reduce_hooks_two_identical_ranks)
+{
+	enter("reduce_hooks_two_identical_ranks");
+	char **tr = task_texts(0, 12);
+	make_shards("train-shards", (const char *const *)tr, 12, FTK_SHARD_SFT);
+	free_texts(tr, 12);
+	struct ftk_train_opts o;
+	struct ftk_train_result r;
+	struct ftk_error e;
+	base_opts(&o, "single");
+	o.max_steps = 6;
+	o.lora.dropout = 0.1f;
+	ck_assert_msg(ftk_train_run(&o, 0, &r, &e) == 0, "%s", e.msg);
+	int calls = 0;
+	base_opts(&o, "ranks");
+	o.max_steps = 6;
+	o.lora.dropout = 0.1f;
+	o.reduce_count = twice_count;
+	o.reduce_grads = twice_grads;
+	o.reduce_ctx = &calls;
+	ck_assert_msg(ftk_train_run(&o, 0, &r, &e) == 0, "%s", e.msg);
+	ck_assert_int_eq(calls, 6);
+	struct strbuf a = STRBUF_INIT, b = STRBUF_INIT;
+	metrics_canon("single/metrics.jsonl", &a);
+	metrics_canon("ranks/metrics.jsonl", &b);
+	first_difference(a.buf, b.buf);
+	read_all("single/adapter/adapter_model.safetensors", &a);
+	read_all("ranks/adapter/adapter_model.safetensors", &b);
+	ck_assert_uint_eq(a.len, b.len);
+	ck_assert_msg(!memcmp(a.buf, b.buf, a.len), "adapters differ");
+	strbuf_release(&a);
+	strbuf_release(&b);
+}
+END_TEST
+
+/*
  * The CLI cases train on committed shards (tests/fixtures/trainer/shards-task)
  * so that they do not depend on ftk-tokenize.  They are this file's task
  * texts; this test checks that they still are, and FTK_WRITE_FIXTURES=1
@@ -586,6 +641,7 @@ static Suite *train_suite(void)
 	tcase_add_test(tc, data_refuses_other_tokenizer);
 	tcase_add_test(tc, finetune_learns_the_task);
 	tcase_add_test(tc, grad_accum_equals_big_batch);
+	tcase_add_test(tc, reduce_hooks_two_identical_ranks);
 	tcase_add_test(tc, refuses_existing_run_and_dpo_from_adapter);
 	tcase_add_test(tc, dpo_prefers_chosen);
 	tcase_add_test(tc, sigkill_resume_is_exact);
