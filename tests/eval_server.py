@@ -12,7 +12,7 @@ many times that same body was seen before, so a run is reproducible and a
 retried request can succeed: a body is never faulted more than --max-faults
 times in a row.  A request body may also carry its own script as a top-level
 "faults" list ("timeout", "429", "500", "503", "malformed", "drop", "partial",
-"ok", or "status:NNN"), applied by the count of earlier requests with the same
+"slow" (answered after 0.3 s), "ok", or "status:NNN"), applied by the count of earlier requests with the same
 body; the unit tests of lib/http use that.
 
 Answers: --answers FILE (JSONL of {"equals": "<the last user message>" or
@@ -22,7 +22,8 @@ Answers: --answers FILE (JSONL of {"equals": "<the last user message>" or
 reply is "echo: <last user message>".
 
 Every request is logged to --log as one JSON line ({"n", "body_sha", "seen",
-"fault", "auth", "tag"}, tag being the body's own "tag" member if any), so tests count what was asked server-side.  "auth" is
+"fault", "auth", "tag", "inflight"}, tag being the body's own "tag" member if
+any, inflight the number of requests being answered when it arrived), so tests count what was asked server-side.  "auth" is
 whether the Authorization header matched --require-key-env's value (the key
 itself is never logged).
 
@@ -63,6 +64,7 @@ LOCK = threading.Lock()
 SEEN = {}
 COUNT = [0]
 LAST = [time.monotonic()]
+INFLIGHT = [0]
 START = time.monotonic()
 ANSWERS = []
 if ARGS.answers:
@@ -141,6 +143,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def do_POST(self):
+        with LOCK:
+            INFLIGHT[0] += 1
+            inflight = INFLIGHT[0]
+        try:
+            self.answer_post(inflight)
+        finally:
+            with LOCK:
+                INFLIGHT[0] -= 1
+
+    def answer_post(self, inflight):
         n = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(n)
         try:
@@ -160,7 +172,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if LOG:
                 tag = req.get("tag") if isinstance(req, dict) else None
                 LOG.write(json.dumps({"n": COUNT[0], "body_sha": sha, "seen": seen,
-                                      "fault": fault, "auth": auth, "tag": tag}) + "\n")
+                                      "fault": fault, "auth": auth, "tag": tag,
+                                      "inflight": inflight}) + "\n")
                 LOG.flush()
         if ARGS.delay > 0:
             time.sleep(ARGS.delay)
@@ -172,6 +185,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return
         if fault == "timeout":
             time.sleep(ARGS.sleep)
+        elif fault == "slow":  # answered, after 0.3 s
+            time.sleep(0.3)
         elif fault == "429":
             self.send_json(429, {"error": {"message": "slow down"}},
                            [("Retry-After", ARGS.retry_after)])

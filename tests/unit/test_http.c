@@ -307,6 +307,54 @@ START_TEST(many_in_flight)
 }
 END_TEST
 
+/* The most requests the server saw being answered at once (its log). */
+static int server_max_inflight(const struct server *s, const char *tag)
+{
+	char path[128], line[512], want[128];
+	snprintf(path, sizeof(path), "%s/log", s->dir);
+	snprintf(want, sizeof(want), "\"tag\": \"%s\"", tag);
+	FILE *f = fopen(path, "r");
+	int mx = -1;
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f)) {
+		const char *p = strstr(line, "\"inflight\": ");
+		if (strstr(line, want) && p && atoi(p + 12) > mx)
+			mx = atoi(p + 12);
+	}
+	fclose(f);
+	return mx;
+}
+
+START_TEST(in_flight_limit_is_kept)
+{
+	/* 12 slow requests (the server holds each 0.3 s) at most 3 at a time */
+	struct ftk_http_opts o = fast_opts();
+	o.max_in_flight = 3;
+	o.timeout_s = 10;
+	struct ftk_http_client *c;
+	struct ftk_error e;
+	ck_assert_int_eq(ftk_http_client_new(&c, &o, &e), 0);
+	for (long i = 0; i < 12; i++) {
+		char body[128];
+		snprintf(body, sizeof(body), "{\"faults\":[\"slow\"],\"tag\":\"window\",\"i\":%ld}", i);
+		ck_assert_int_eq(ftk_http_submit(c, srv.url, body, strlen(body), NULL, &e), 0);
+	}
+	struct ftk_http_result r;
+	int got = 0;
+	while (ftk_http_next(c, &r, &e) == 1) {
+		ck_assert_msg(r.code == 0, "error: %s", r.error);
+		got++;
+		ftk_http_result_release(&r);
+	}
+	ftk_http_client_free(c);
+	ck_assert_int_eq(got, 12);
+	ck_assert_int_eq(server_count(&srv, "window"), 12);
+	/* never more than 3 at once, and the window was used (not one by one) */
+	ck_assert_int_eq(server_max_inflight(&srv, "window"), 3);
+}
+END_TEST
+
 START_TEST(connection_refused_is_retried_then_fails)
 {
 	/* a port nobody listens on: bind, read the port, close */
@@ -393,6 +441,7 @@ static Suite *http_suite(void)
 	tcase_add_test(net, gives_up_after_max_attempts);
 	tcase_add_test(net, honours_retry_after);
 	tcase_add_test(net, many_in_flight);
+	tcase_add_test(net, in_flight_limit_is_kept);
 	tcase_add_test(net, connection_refused_is_retried_then_fails);
 	tcase_add_test(net, api_key_from_environment_never_leaks);
 	suite_add_tcase(s, net);
