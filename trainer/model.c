@@ -109,7 +109,9 @@ struct ftk_model {
 	float *dh1, *dh2, *dh3;		/* (M, max(H, NH*hd)) */
 	float *dk, *dv;			/* (M, NKV*hd) */
 	float *du, *dx;			/* (M, r), (M, max in) */
-	float *logits, *loss;		/* (CH, V), (CH) */
+	float *logits, *loss;		/* (ch, V), (ch) */
+	int ch;				/* rows of logits computed at a time */
+	int ch_user;			/* ftk_model_set_head_chunk's rows, 0: automatic */
 	void *scratch_mem;
 
 	/* KV cache */
@@ -118,7 +120,14 @@ struct ftk_model {
 	int kv_pos;
 };
 
-#define CH 64	/* rows of logits computed at a time */
+/* Rows of logits at a time: about 16 MiB of them, at least 64 rows. */
+static int head_chunk(int V, int M)
+{
+	int ch = (1 << 22) / V;
+	if (ch < 64)
+		ch = 64;
+	return ch < M ? ch : M;
+}
 
 const char *ftk_lora_target_name(enum ftk_lora_target t)
 {
@@ -525,6 +534,12 @@ void ftk_model_rng_set(struct ftk_model *m, const struct ftk_model_rng *r)
 	m->rng = *r;
 }
 
+void ftk_model_set_head_chunk(struct ftk_model *m, int rows)
+{
+	m->ch_user = rows > 0 ? rows : 0;
+	free_acts(m);
+}
+
 void ftk_model_set_checkpointing(struct ftk_model *m, int on)
 {
 	if (!!on != m->checkpointing)
@@ -619,8 +634,8 @@ static void ensure_buffers(struct ftk_model *m, int B, int T)
 		(size_t)M * kv * 2,	/* dk, dv */
 		(size_t)M * r,		/* du */
 		(size_t)M * wide,	/* dx */
-		(size_t)CH * c->vocab_size,	/* logits */
-		(size_t)CH,		/* loss */
+		(size_t)head_chunk(c->vocab_size, M) * c->vocab_size,	/* logits */
+		(size_t)head_chunk(c->vocab_size, M),			/* loss */
 	};
 	for (size_t i = 0; i < FTK_ARRAY_SIZE(sizes); i++)
 		n += sizes[i];
@@ -640,6 +655,7 @@ static void ensure_buffers(struct ftk_model *m, int B, int T)
 	m->cap_M = M;
 	m->cap_T = T;
 	m->cap_saved = saved;
+	m->ch = m->ch_user > 0 && m->ch_user < M ? m->ch_user : head_chunk(c->vocab_size, M);
 }
 
 /* ---------------------------------------------------------------- projections */
@@ -845,7 +861,7 @@ static long prepare(struct ftk_model *m, const struct ftk_batch *b)
 }
 
 /*
- * Head and loss over all M rows in chunks of CH.  grad_scale != 0: writes
+ * Head and loss over all M rows in chunks of m->ch.  grad_scale != 0: writes
  * d(lnf) into m->dln (M, C).  logits_out: copies the logits there (M, V).
  */
 static double head_loss(struct ftk_model *m, int M, float grad_scale, float *logits_out)
@@ -853,13 +869,14 @@ static double head_loss(struct ftk_model *m, int M, float grad_scale, float *log
 	const struct ftk_backend *be = m->be;
 	int V = m->cfg.vocab_size, C = m->cfg.dim;
 	double sum = 0.0;
+	int CH = m->ch;
+	float *lh = xmalloc((size_t)CH * sizeof(float));
 	for (int r0 = 0; r0 < M; r0 += CH) {
 		int n = M - r0 < CH ? M - r0 : CH;
 		be->linear_fwd(m->logits, m->lnf + (size_t)r0 * C, &m->head, NULL, n);
 		if (logits_out)
 			be->download(logits_out + (size_t)r0 * V, m->logits, (size_t)n * V * sizeof(float));
 		be->xent(m->loss, m->logits, m->target + r0, n, V, grad_scale);
-		float lh[CH];
 		be->download(lh, m->loss, (size_t)n * sizeof(float));
 		for (int i = 0; i < n; i++)
 			sum += lh[i];
@@ -868,6 +885,7 @@ static double head_loss(struct ftk_model *m, int M, float grad_scale, float *log
 			be->linear_bwd_inp(m->dln + (size_t)r0 * C, m->logits, &m->head, n);
 		}
 	}
+	free(lh);
 	return sum;
 }
 

@@ -163,6 +163,13 @@ struct ftk_batch {
 /* Number of positions whose loss counts (the normaliser of one batch). */
 long ftk_batch_count_targets(const struct ftk_batch *b);
 
+/*
+ * Rows of logits held at once (head and cross-entropy run chunk by chunk):
+ * 0 (the default) picks about 16 MiB of logits, at least 64 rows.  Smaller
+ * saves memory for large vocabularies; the results do not depend on it.
+ */
+void ftk_model_set_head_chunk(struct ftk_model *m, int rows);
+
 /* Gradient checkpointing per layer: 1 on, 0 off (the default). */
 void ftk_model_set_checkpointing(struct ftk_model *m, int on);
 

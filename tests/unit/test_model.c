@@ -80,6 +80,14 @@ START_TEST(stories_logits_and_loss)
 	printf("stories260K logits: max |diff| pos0 %.3g, last %.3g; loss %.9f vs %.9f (|diff| %.3g); tolerance 1e-4\n",
 	       d0, d1, loss / n, want, dl);
 	ck_assert(d0 < 1e-4 && d1 < 1e-4 && dl < 1e-4);
+	/* the same with the head run in chunks of 7 rows: identical numbers */
+	float *l7 = malloc((size_t)T * V * sizeof(float));
+	double loss7;
+	ftk_model_set_head_chunk(m, 7);
+	ck_assert_int_eq(ftk_model_forward(m, &b, l7, &loss7, NULL, NULL), 0);
+	ck_assert(!memcmp(l7, logits, (size_t)T * V * sizeof(float)));
+	ck_assert(loss7 == loss);
+	free(l7);
 	free(logits);
 	ftk_model_free(m);
 	cJSON_Delete(ref);
@@ -206,6 +214,8 @@ static void lora_check(int checkpointing)
 		ids[i] = (uint32_t)cJSON_GetArrayItem(tok, i)->valueint;
 	struct ftk_model *m = load_model(FTK_QUANT_NONE);
 	ftk_model_set_checkpointing(m, checkpointing);
+	if (checkpointing)
+		ftk_model_set_head_chunk(m, 5);	/* and the head in 7 chunks */
 	struct ftk_lora_opts lo = { (1u << FTK_LORA_Q) | (1u << FTK_LORA_V), 4, 8.0f, 0, 0.0f, 1 };
 	ck_assert_int_eq(ftk_model_lora_init(m, &lo, NULL), 0);
 	size_t np;
