@@ -31,6 +31,54 @@ static struct ftk_model *load_model(void)
 	return m;
 }
 
+/* Largest |ftk logit - fixture logit| with the adapter in dir; *moved: largest change from the base. */
+static double logits_vs_fixture(const char *dir, const char *fixture, double *moved,
+				const char **torch_version)
+{
+	struct ftk_error e;
+	struct ftk_adapter *a;
+	ck_assert_msg(ftk_adapter_load(dir, &a, &e) == 0, "%s", e.msg);
+	struct ftk_model *m = load_model(), *base = load_model();
+	ck_assert_msg(ftk_adapter_apply(m, a, NULL, &e) == 0, "%s", e.msg);
+	struct strbuf sb = STRBUF_INIT;
+	ck_assert_int_eq(strbuf_read_file(&sb, fixture), 0);
+	cJSON *j = cJSON_Parse(sb.buf);
+	ck_assert_ptr_nonnull(j);
+	static char version[64];
+	snprintf(version, sizeof(version), "%s", cJSON_GetObjectItem(j, "torch")->valuestring);
+	*torch_version = version;
+	ck_assert_double_eq_tol(cJSON_GetObjectItem(j, "scaling")->valuedouble,
+				ftk_adapter_scaling(a), 1e-6);
+	const cJSON *ids = cJSON_GetObjectItem(j, "ids"), *logits = cJSON_GetObjectItem(j, "logits");
+	int T = cJSON_GetArraySize(ids), V = 512;
+	uint32_t tok[64];
+	for (int t = 0; t < T; t++)
+		tok[t] = (uint32_t)cJSON_GetArrayItem(ids, t)->valueint;
+	float *out = calloc((size_t)T * V, sizeof(float)), *out0 = calloc((size_t)T * V, sizeof(float));
+	struct ftk_batch b = { 1, T, tok, NULL, NULL };
+	double loss, worst = 0;
+	long n;
+	ck_assert_msg(ftk_model_forward(m, &b, out, &loss, &n, &e) == 0, "%s", e.msg);
+	ck_assert_int_eq(ftk_model_forward(base, &b, out0, &loss, &n, &e), 0);
+	*moved = 0;
+	for (int t = 0; t < T; t++) {
+		const cJSON *row = cJSON_GetArrayItem(logits, t);
+		for (int v = 0; v < V; v++) {
+			size_t i = (size_t)t * V + v;
+			worst = fmax(worst, fabs(out[i] - cJSON_GetArrayItem(row, v)->valuedouble));
+			*moved = fmax(*moved, fabs(out0[i] - out[i]));
+		}
+	}
+	free(out);
+	free(out0);
+	cJSON_Delete(j);
+	strbuf_release(&sb);
+	ftk_model_free(base);
+	ftk_model_free(m);
+	ftk_adapter_free(a);
+	return worst;
+}
+
 START_TEST(peft_adapter_gives_torch_logits)
 {
 	struct ftk_error e;
@@ -47,49 +95,34 @@ START_TEST(peft_adapter_gives_torch_logits)
 	ck_assert_str_eq(a->base_model, "stories260K");
 	ck_assert_float_eq(ftk_adapter_scaling(a), 2.0f);
 
-	struct ftk_model *m = load_model();
-	ck_assert_msg(ftk_adapter_apply(m, a, NULL, &e) == 0, "%s", e.msg);
-
-	struct strbuf sb = STRBUF_INIT;
-	ck_assert_int_eq(strbuf_read_file(&sb, src_path("tests/fixtures/trainer/adapter_logits.json")), 0);
-	cJSON *j = cJSON_Parse(sb.buf);
-	ck_assert_ptr_nonnull(j);
-	const cJSON *ids = cJSON_GetObjectItem(j, "ids"), *logits = cJSON_GetObjectItem(j, "logits");
-	int T = cJSON_GetArraySize(ids), V = 512;
-	uint32_t tok[64];
-	for (int t = 0; t < T; t++)
-		tok[t] = (uint32_t)cJSON_GetArrayItem(ids, t)->valueint;
-	float *out = calloc((size_t)T * V, sizeof(float));
-	struct ftk_batch b = { 1, T, tok, NULL, NULL };
-	double loss;
-	long n;
-	ck_assert_msg(ftk_model_forward(m, &b, out, &loss, &n, &e) == 0, "%s", e.msg);
-	double worst = 0, moved = 0;
-	for (int t = 0; t < T; t++) {
-		const cJSON *row = cJSON_GetArrayItem(logits, t);
-		for (int v = 0; v < V; v++) {
-			double want = cJSON_GetArrayItem(row, v)->valuedouble;
-			worst = fmax(worst, fabs(out[(size_t)t * V + v] - want));
-		}
-	}
-	/* and the adapter must matter: the base model's logits are far from these */
-	struct ftk_model *base = load_model();
-	float *out0 = calloc((size_t)T * V, sizeof(float));
-	ck_assert_int_eq(ftk_model_forward(base, &b, out0, &loss, &n, &e), 0);
-	for (size_t i = 0; i < (size_t)T * V; i++)
-		moved = fmax(moved, fabs(out0[i] - out[i]));
-	printf("adapter logits vs torch %s: max abs diff %.3g (tolerance 1e-4); the adapter "
-	       "moves logits by up to %.3g\n",
-	       cJSON_GetObjectItem(j, "torch")->valuestring, worst, moved);
+	ftk_adapter_free(a);
+	double moved;
+	const char *tv;
+	double worst = logits_vs_fixture(src_path(FIXTURE),
+					 src_path("tests/fixtures/trainer/adapter_logits.json"), &moved, &tv);
+	printf("PEFT adapter: logits vs torch %s: max abs diff %.3g (tolerance 1e-4); the adapter "
+	       "moves logits by up to %.3g\n", tv, worst, moved);
 	ck_assert_double_le(worst, 1e-4);
 	ck_assert_double_gt(moved, 0.1);
-	free(out);
-	free(out0);
-	cJSON_Delete(j);
-	strbuf_release(&sb);
-	ftk_model_free(base);
-	ftk_model_free(m);
-	ftk_adapter_free(a);
+}
+END_TEST
+
+/*
+ * The other direction: an adapter ftk-train wrote, read by the reference
+ * script's own safetensors reader (names, shapes, config keys asserted
+ * there), gives the same logits in PyTorch as in ftk.
+ */
+START_TEST(ftk_adapter_gives_torch_logits)
+{
+	double moved;
+	const char *tv;
+	double worst = logits_vs_fixture(src_path("tests/fixtures/trainer/ftk-adapter-stories260K"),
+					 src_path("tests/fixtures/trainer/ftk_adapter_logits.json"),
+					 &moved, &tv);
+	printf("ftk-written adapter (rsLoRA): logits vs torch %s: max abs diff %.3g (tolerance "
+	       "1e-4); moves logits by up to %.3g\n", tv, worst, moved);
+	ck_assert_double_le(worst, 1e-4);
+	ck_assert_double_gt(moved, 0.1);
 }
 END_TEST
 
@@ -284,6 +317,7 @@ static Suite *adapter_suite(void)
 	Suite *s = suite_create("adapter");
 	TCase *tc = tcase_create("core");
 	tcase_add_test(tc, peft_adapter_gives_torch_logits);
+	tcase_add_test(tc, ftk_adapter_gives_torch_logits);
 	tcase_add_test(tc, save_round_trip_with_peft_names_and_keys);
 	tcase_add_test(tc, refuses_what_it_cannot_apply);
 	tcase_add_test(tc, rslora_scaling);
