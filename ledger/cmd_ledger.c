@@ -79,6 +79,8 @@ static const char usage[] =
 	"      --method qlora|lora|full   (default qlora)\n"
 	"      --rank R         LoRA rank (default 16)\n"
 	"      --targets LIST   LoRA modules, e.g. q_proj,v_proj (default all-linear)\n"
+	"      --seq-len T      sequences longer than T are cut, as ftk-train does (default\n"
+	"                       the --calibrate run's, else none); counted exactly from shards\n"
 	"      --device NAME    a device row of the rates (e.g. A100-80GB, cpu)\n"
 	"      --gpus K         devices in the run (default 1)\n"
 	"      --mfu M          model FLOPs utilization (default the device row's mfu)\n"
@@ -109,6 +111,7 @@ enum {
 	O_PEAK, O_MFU, O_MIN, O_MOUT, O_SOURCE, O_TOKENS, O_TSTATS, O_EPOCHS, O_MODEL, O_METHOD,
 	O_RANK, O_TARGETS, O_DEVICE, O_GPUS, O_CALIB, O_MONTHS, O_DATA_USD, O_TRAIN_USD,
 	O_RETRAIN_EVERY, O_RETRAIN_USD, O_SERVE_USD, O_SERVE_DEV, O_SERVE_GPUS, O_SERVE_HPD,
+	O_SEQ,
 };
 
 static const struct option all_opts[] = {
@@ -156,6 +159,7 @@ static const struct option all_opts[] = {
 	{ "serve-device", required_argument, NULL, O_SERVE_DEV },
 	{ "serve-gpus", required_argument, NULL, O_SERVE_GPUS },
 	{ "serve-hours-per-day", required_argument, NULL, O_SERVE_HPD },
+	{ "seq-len", required_argument, NULL, O_SEQ },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -177,6 +181,7 @@ struct opts {
 	double tokens, epochs, gpus;
 	const char *token_stats, *model, *method, *targets, *device, *calibrate;
 	int rank;
+	long seq_len;
 	double months, data_usd, train_usd, retrain_every, retrain_usd;
 	double serve_usd, serve_gpus, serve_hpd;
 	const char *serve_device;
@@ -274,6 +279,7 @@ static void parse_opts(const char *cmd, int argc, char **argv, const int *allowe
 		case O_MODEL: o->model = optarg; break;
 		case O_METHOD: o->method = optarg; break;
 		case O_RANK: o->rank = (int)parse_num(n, optarg, 1); break;
+		case O_SEQ: o->seq_len = (long)parse_num(n, optarg, 1); break;
 		case O_TARGETS: o->targets = optarg; break;
 		case O_DEVICE: o->device = optarg; break;
 		case O_GPUS: o->gpus = parse_num(n, optarg, 1); break;
@@ -1332,6 +1338,52 @@ static double stats_tokens(const char *arg)
 	return t;
 }
 
+/*
+ * What a smoke run was trained with, from RUN_DIR/train_config.json (written
+ * by ftk-train): seq_len, rank and targets.  Fields it lacks stay as they are.
+ */
+static void read_train_config(const char *run_dir, long *seq_len, int *rank, char *targets,
+			      size_t n)
+{
+	char path[4096], *data;
+	size_t len;
+	cJSON *o;
+	snprintf(path, sizeof(path), "%s/train_config.json", run_dir);
+	if (ftk_read_all(path, &data, &len, NULL) < 0)
+		return;
+	int rc = ftk_json_parse_object(data, len, &o, NULL);
+	free(data);
+	if (rc < 0)
+		return;
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, "seq_len");
+	if (cJSON_IsNumber(v) && v->valuedouble >= 1)
+		*seq_len = (long)v->valuedouble;
+	v = cJSON_GetObjectItemCaseSensitive(o, "rank");
+	if (cJSON_IsNumber(v) && v->valuedouble >= 1)
+		*rank = (int)v->valuedouble;
+	const char *t = ftk_json_get_str(o, "targets");
+	if (t && *t)
+		snprintf(targets, n, "%s", t);
+	cJSON_Delete(o);
+}
+
+/* The shard directory that path names (the directory, or its manifest.json), or 0. */
+static int shard_dir_of(const char *path, char *dir, size_t n)
+{
+	struct stat st;
+	char m[4200];
+	if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+		snprintf(dir, n, "%s", path);
+	} else {
+		size_t k = strlen(path);
+		if (k < 13 || strcmp(path + k - 13, "manifest.json") || (k > 13 && path[k - 14] != '/'))
+			return 0;
+		snprintf(dir, n, "%.*s", (int)(k > 13 ? k - 14 : 1), k > 13 ? path : ".");
+	}
+	snprintf(m, sizeof(m), "%s/manifest.json", dir);
+	return stat(m, &st) == 0 && S_ISREG(st.st_mode);
+}
+
 static void thousands(char *buf, size_t n, double v)
 {
 	char raw[64];
@@ -1347,7 +1399,7 @@ static void thousands(char *buf, size_t n, double v)
 
 static int cmd_estimate(int argc, char **argv)
 {
-	static const int ok[] = { O_TOKENS, O_TSTATS, O_EPOCHS, O_MODEL, O_METHOD, O_RANK,
+	static const int ok[] = { O_TOKENS, O_TSTATS, O_EPOCHS, O_MODEL, O_METHOD, O_RANK, O_SEQ,
 				  O_TARGETS, O_DEVICE, O_GPUS, O_MFU, O_CALIB, O_JSON, O_AT, 0 };
 	struct opts o;
 	struct ftk_rates R;
@@ -1370,11 +1422,28 @@ static int cmd_estimate(int argc, char **argv)
 		USAGE("--method: expected qlora, lora or full, found '%s'", method);
 	if (!isnan(o.mfu) && (o.mfu <= 0 || o.mfu > 1))
 		USAGE("--mfu: must be in (0, 1]");
-	double tokens = o.token_stats ? stats_tokens(o.token_stats) : o.tokens;
 	double epochs = isnan(o.epochs) ? 1 : o.epochs;
 	double gpus = isnan(o.gpus) ? 1 : o.gpus;
-	int rank = o.rank ? o.rank : 16;
-	const char *targets = o.targets ? o.targets : "all-linear";
+	int rank = 16;
+	long seq_len = 0;
+	char targets[256] = "all-linear", shard_dir[4096];
+	if (o.calibrate)	/* estimate the run the smoke run rehearsed */
+		read_train_config(o.calibrate, &seq_len, &rank, targets, sizeof(targets));
+	if (o.rank)
+		rank = o.rank;
+	if (o.seq_len)
+		seq_len = o.seq_len;
+	if (o.targets)
+		snprintf(targets, sizeof(targets), "%s", o.targets);
+	double tokens, tokens_all = NAN;
+	long n_cut = -1;	/* -1: unknown */
+	if (o.token_stats && shard_dir_of(o.token_stats, shard_dir, sizeof(shard_dir))) {
+		if (ftk_cost_shard_tokens(shard_dir, seq_len, &tokens_all, &tokens, &n_cut, &err) < 0)
+			die("%s", ftk_error_format(&err, m, sizeof(m)));
+	} else {
+		tokens = o.token_stats ? stats_tokens(o.token_stats) : o.tokens;
+		n_cut = seq_len > 0 ? -1 : 0;
+	}
 	if (ftk_cost_model_load(o.model, &M, &err) < 0)
 		die("%s", ftk_error_format(&err, m, sizeof(m)));
 	long long n_lora = full ? 0 : ftk_cost_lora_params(&M, rank, targets);
@@ -1427,6 +1496,12 @@ static int cmd_estimate(int argc, char **argv)
 		cJSON_AddNumberToObject(j, "matmul_params", (double)M.n_matmul);
 		cJSON_AddNumberToObject(j, "lora_params", (double)n_lora);
 		cJSON_AddNumberToObject(j, "tokens_per_epoch", tokens);
+		if (!isnan(tokens_all))
+			cJSON_AddNumberToObject(j, "tokens_per_epoch_before_cut", tokens_all);
+		if (seq_len > 0)
+			cJSON_AddNumberToObject(j, "seq_len", (double)seq_len);
+		if (n_cut >= 0)
+			cJSON_AddNumberToObject(j, "sequences_cut", (double)n_cut);
 		cJSON_AddNumberToObject(j, "epochs", epochs);
 		cJSON_AddNumberToObject(j, "tokens", D);
 		cJSON_AddStringToObject(j, "formula", formula);
@@ -1474,6 +1549,15 @@ static int cmd_estimate(int argc, char **argv)
 		thousands(d, sizeof(d), D);
 		printf("  tokens         %s per epoch x %g epochs = D = %s (every token, prompt "
 		       "included, goes through the model)\n", a, epochs, d);
+		if (seq_len > 0 && n_cut >= 0 && !isnan(tokens_all)) {
+			thousands(b, sizeof(b), tokens_all);
+			printf("  cut            sequences longer than %ld tokens are cut, as ftk-train "
+			       "does: %ld cut, %s of %s tokens kept\n", seq_len, n_cut, a, b);
+		} else if (seq_len > 0) {
+			printf("  cut            sequences longer than %ld tokens are cut by ftk-train; "
+			       "a token count cannot say how many: give --token-stats the shard "
+			       "directory\n", seq_len);
+		}
 		printf("  FLOPs          %s = %.3g\n", formula, flops);
 		if (o.calibrate) {
 			printf("  speed          %.4g tokens/s over %d steps of the smoke run %s (its "

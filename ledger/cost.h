@@ -194,10 +194,20 @@ void ftk_cost_model_count(struct ftk_cost_model *m);
 
 /*
  * LoRA parameters at rank r on the modules named in targets, a comma list of
- * q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj or "all-linear".
+ * q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj, their ftk-train
+ * short names (q,k,v,o,gate,up,down), attn, mlp, all or all-linear.
  * Returns the count, or -1 when a name is unknown.
  */
 long long ftk_cost_lora_params(const struct ftk_cost_model *m, int rank, const char *targets);
+
+/*
+ * Count the tokens of a shard directory (lib/shard.h) as ftk-train will see
+ * them: *tokens is every token, *kept the tokens left when each sequence
+ * longer than seq_len is cut to seq_len (seq_len <= 0: none is cut), *n_cut
+ * how many were cut.  Returns 0, or the shard reader's error.
+ */
+int ftk_cost_shard_tokens(const char *dir, long seq_len, double *tokens, double *kept,
+			  long *n_cut, struct ftk_error *err);
 
 /*
  * Training FLOPs for D tokens: full fine-tuning 6·N·D; LoRA/QLoRA

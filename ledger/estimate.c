@@ -33,6 +33,7 @@
 #include <sys/stat.h>
 #include "ledger/cost.h"
 #include "lib/json.h"
+#include "lib/shard.h"
 #include "lib/stream.h"
 
 static int get_int(const cJSON *o, const char *key, long long dflt, long long *out,
@@ -152,31 +153,63 @@ out:
 long long ftk_cost_lora_params(const struct ftk_cost_model *m, int rank, const char *targets)
 {
 	long long d = m->dim, q = m->heads * m->head_dim, kv = m->kv_heads * m->head_dim;
-	struct { const char *name; long long in, out; } mods[] = {
-		{ "q_proj", d, q }, { "k_proj", d, kv }, { "v_proj", d, kv }, { "o_proj", q, d },
-		{ "gate_proj", d, m->hidden }, { "up_proj", d, m->hidden }, { "down_proj", m->hidden, d },
+	struct { const char *name, *short_name; long long in, out; } mods[] = {
+		{ "q_proj", "q", d, q }, { "k_proj", "k", d, kv }, { "v_proj", "v", d, kv },
+		{ "o_proj", "o", q, d }, { "gate_proj", "gate", d, m->hidden },
+		{ "up_proj", "up", d, m->hidden }, { "down_proj", "down", m->hidden, d },
 	};
-	long long per_layer = 0;
-	if (!strcmp(targets, "all-linear")) {
-		for (size_t i = 0; i < FTK_ARRAY_SIZE(mods); i++)
-			per_layer += (mods[i].in + mods[i].out) * rank;
-		return per_layer * m->layers;
-	}
+	unsigned used = 0;	/* a module named twice is adapted once */
 	const char *p = targets;
 	while (*p) {
 		size_t n = strcspn(p, ",");
 		size_t i;
-		for (i = 0; i < FTK_ARRAY_SIZE(mods); i++)
-			if (strlen(mods[i].name) == n && !strncmp(p, mods[i].name, n))
-				break;
-		if (i == FTK_ARRAY_SIZE(mods))
+		unsigned add = 0;
+#define IS(w) (strlen(w) == n && !strncmp(p, w, n))
+		if (IS("all-linear") || IS("all"))
+			add = 0x7f;
+		else if (IS("attn"))
+			add = 0x0f;
+		else if (IS("mlp"))
+			add = 0x70;
+		for (i = 0; !add && i < FTK_ARRAY_SIZE(mods); i++)
+			if (IS(mods[i].name) || IS(mods[i].short_name))
+				add = 1u << i;
+#undef IS
+		if (!add)
 			return -1;
-		per_layer += (mods[i].in + mods[i].out) * rank;
+		used |= add;
 		p += n;
 		if (*p == ',')
 			p++;
 	}
+	long long per_layer = 0;
+	for (size_t i = 0; i < FTK_ARRAY_SIZE(mods); i++)
+		if (used & (1u << i))
+			per_layer += (mods[i].in + mods[i].out) * rank;
 	return per_layer * m->layers;
+}
+
+int ftk_cost_shard_tokens(const char *dir, long seq_len, double *tokens, double *kept,
+			  long *n_cut, struct ftk_error *err)
+{
+	struct ftk_shard_reader *r;
+	struct ftk_seq seq;
+	int rc = ftk_shard_open(&r, dir, err);
+	if (rc < 0)
+		return rc;
+	*tokens = *kept = 0;
+	*n_cut = 0;
+	while ((rc = ftk_shard_next(r, &seq, err)) > 0) {
+		*tokens += seq.len;
+		if (seq_len > 0 && seq.len > (uint32_t)seq_len) {
+			*kept += (double)seq_len;
+			(*n_cut)++;
+		} else {
+			*kept += seq.len;
+		}
+	}
+	ftk_shard_close(r);
+	return rc < 0 ? rc : 0;
 }
 
 double ftk_cost_train_flops(const struct ftk_cost_model *m, long long n_lora, double tokens, int full)

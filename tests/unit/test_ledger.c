@@ -13,6 +13,7 @@
 #include "ledger/cost.h"
 #include "lib/json.h"
 #include "lib/ledger.h"
+#include "lib/shard.h"
 #include "lib/stream.h"
 #include "lib/strbuf.h"
 
@@ -336,9 +337,48 @@ START_TEST(lora_and_flops)
 	ck_assert_int_eq(ftk_cost_lora_params(&m, 16, "all-linear"), 5 * per_layer);
 	ck_assert_int_eq(ftk_cost_lora_params(&m, 8, "q_proj,v_proj"), 5 * 8 * (128 + 96));
 	ck_assert_int_eq(ftk_cost_lora_params(&m, 8, "q_proj,w_proj"), -1);
+	/* ftk-train's short names and groups name the same modules, each adapted once */
+	ck_assert_int_eq(ftk_cost_lora_params(&m, 16, "q,k,v,o,gate,up,down"), 5 * per_layer);
+	ck_assert_int_eq(ftk_cost_lora_params(&m, 16, "attn,mlp"), 5 * per_layer);
+	ck_assert_int_eq(ftk_cost_lora_params(&m, 8, "q,q_proj,v"), 5 * 8 * (128 + 96));
 	double D = 1e6, N = (double)m.n_matmul, NL = (double)(5 * per_layer);
 	ck_assert_double_eq_tol(ftk_cost_train_flops(&m, 0, D, 1), 6 * N * D, 1);
 	ck_assert_double_eq_tol(ftk_cost_train_flops(&m, 5 * per_layer, D, 0), 4 * N * D + 6 * NL * D, 1);
+}
+END_TEST
+
+/* Tokens as ftk-train will see them: sequences longer than seq_len are cut. */
+START_TEST(shard_tokens_after_cut)
+{
+	struct ftk_shard_info info;
+	struct ftk_shard_writer *w;
+	struct ftk_error err;
+	memset(&info, 0, sizeof(info));
+	info.kind = FTK_SHARD_SFT;
+	info.vocab_size = 512;
+	memcpy(info.tokenizer_hash, "0123456789abcdef0123456789abcdef", 33);
+	snprintf(info.template_name, sizeof(info.template_name), "raw");
+	ck_assert_int_eq(ftk_shard_writer_open(&w, "sh", &info, 0, &err), 0);
+	static uint32_t ids[700];
+	static uint8_t mask[700];
+	for (int i = 0; i < 700; i++) {
+		ids[i] = 3 + i % 500;
+		mask[i] = 1;
+	}
+	const uint32_t lens[] = { 10, 600, 512, 700 };
+	for (size_t i = 0; i < FTK_ARRAY_SIZE(lens); i++)
+		ck_assert_int_eq(ftk_shard_write(w, ids, mask, lens[i], &err), 0);
+	ck_assert_int_eq(ftk_shard_writer_close(w, &err), 0);
+	double all, kept;
+	long cut;
+	ck_assert_int_eq(ftk_cost_shard_tokens("sh", 512, &all, &kept, &cut, &err), 0);
+	ck_assert_double_eq(all, 1822);
+	ck_assert_double_eq(kept, 10 + 512 + 512 + 512);
+	ck_assert_int_eq(cut, 2);
+	ck_assert_int_eq(ftk_cost_shard_tokens("sh", 0, &all, &kept, &cut, &err), 0);
+	ck_assert_double_eq(kept, 1822);
+	ck_assert_int_eq(cut, 0);
+	ck_assert_int_lt(ftk_cost_shard_tokens("nope", 512, &all, &kept, &cut, &err), 0);
 }
 END_TEST
 
@@ -387,6 +427,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, builtin_examples_parse_and_say_so);
 	tcase_add_test(tc, param_counts_match_the_weights);
 	tcase_add_test(tc, lora_and_flops);
+	tcase_add_test(tc, shard_tokens_after_cut);
 	tcase_add_test(tc, calibration_from_metrics);
 	suite_add_tcase(s, tc);
 	return s;
