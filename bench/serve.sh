@@ -33,6 +33,6 @@ done
 # in-process baseline: the same prompt 200 times through ftk-generate
 yes "$(echo "$BODY" | jq -c '{messages}')" | head -n 200 > "$work/prompts.jsonl"
 s=$(date +%s.%N)
-"$BIN/ftk-generate" -q --model $M --max-tokens 64 < "$work/prompts.jsonl" > /dev/null
+"$BIN/ftk-generate" -q --model $M --quant none --max-tokens 64 < "$work/prompts.jsonl" > /dev/null
 e=$(date +%s.%N)
 echo "ftk-generate in-process, one thread: $(echo "200 * $ntok / ($e - $s)" | bc) tokens/s"
