@@ -136,7 +136,7 @@ const char *ftk_lora_target_name(enum ftk_lora_target t)
 
 int ftk_lora_parse_targets(const char *s, unsigned *mask, struct ftk_error *err)
 {
-	*mask = 0;
+	unsigned m = 0;
 	if (!strcmp(s, "all")) {
 		*mask = FTK_LORA_ALL;
 		return 0;
@@ -153,13 +153,14 @@ int ftk_lora_parse_targets(const char *s, unsigned *mask, struct ftk_error *err)
 			return ftk_error_msg(err, FTK_EUSAGE,
 					     "unknown LoRA target '%.*s' (use q,k,v,o,gate,up,down or all)",
 					     (int)n, p);
-		*mask |= 1u << found;
+		m |= 1u << found;
 		p += n;
 		if (*p == ',')
 			p++;
 	}
-	if (!*mask)
+	if (!m)
 		return ftk_error_msg(err, FTK_EUSAGE, "no LoRA targets in '%s'", s);
+	*mask = m;
 	return 0;
 }
 

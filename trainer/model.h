@@ -92,7 +92,7 @@ const char *ftk_lora_target_name(enum ftk_lora_target t);
 /*
  * Parse a --targets list: comma-separated q,k,v,o,gate,up,down (or the PEFT
  * names q_proj, ...), or "all".  Returns 0 and a bit mask (1 << target), or
- * FTK_EUSAGE naming the unknown entry.
+ * FTK_EUSAGE naming the unknown entry (*mask is then left unchanged).
  */
 int ftk_lora_parse_targets(const char *s, unsigned *mask, struct ftk_error *err);
 

@@ -625,6 +625,135 @@ START_TEST(missing_tensor_before_allocation)
 }
 END_TEST
 
+START_TEST(lora_init_like_peft)
+{
+	struct ftk_model *m = load_model(FTK_QUANT_NF4);
+	unsigned tg;
+	ck_assert_int_eq(ftk_lora_parse_targets("q,v_proj,down", &tg, NULL), 0);
+	ck_assert_uint_eq(tg, (1u << FTK_LORA_Q) | (1u << FTK_LORA_V) | (1u << FTK_LORA_DOWN));
+	struct ftk_error e;
+	ck_assert_int_eq(ftk_lora_parse_targets("q,attn", &tg, &e), FTK_EUSAGE);
+	ck_assert_str_eq(e.msg, "unknown LoRA target 'attn' (use q,k,v,o,gate,up,down or all)");
+	struct ftk_lora_opts o = { tg, 8, 16.0f, 1, 0.05f, 42 };
+	ck_assert_float_eq_tol(ftk_lora_scaling(&o), 16.0f / sqrtf(8.0f), 1e-6f);
+	ck_assert_int_eq(ftk_model_lora_init(m, &o, NULL), 0);
+	ck_assert_uint_eq(ftk_model_lora_count(m), 5 * 3 * 2);
+	const struct ftk_lora_tensor *t = ftk_model_lora_tensor(m, 4);
+	ck_assert_str_eq(t->name, "base_model.model.model.layers.0.mlp.down_proj.lora_A.weight");
+	ck_assert(t->rows == 8 && t->cols == 172 && !t->is_b);
+	size_t n;
+	float *p = ftk_model_lora_flat(m, &n);
+	float *first = malloc(n * 4);
+	memcpy(first, p, n * 4);
+	double var = 0;
+	long na = 0;
+	for (size_t i = 0; i < ftk_model_lora_count(m); i++) {
+		t = ftk_model_lora_tensor(m, i);
+		ck_assert_ptr_eq(t->data, p + t->offset);
+		float bound = 1.0f / sqrtf((float)t->cols);
+		for (int k = 0; k < t->rows * t->cols; k++) {
+			if (t->is_b) {
+				ck_assert(t->data[k] == 0.0f);	/* B starts at zero */
+			} else {
+				ck_assert(fabsf(t->data[k]) <= bound);
+				var += (double)t->data[k] * t->data[k] / ((double)bound * bound);
+				na++;
+			}
+		}
+	}
+	/* uniform on [-b, b] has variance b^2 / 3 */
+	printf("LoRA A init: variance / bound^2 = %.4f over %ld values (uniform: 0.3333)\n", var / na, na);
+	ck_assert(fabs(var / na - 1.0 / 3.0) < 0.02);
+	/* same seed: same values; another seed: others */
+	ck_assert_int_eq(ftk_model_lora_init(m, &o, NULL), 0);
+	p = ftk_model_lora_flat(m, &n);
+	ck_assert(!memcmp(first, p, n * 4));
+	o.seed = 43;
+	ck_assert_int_eq(ftk_model_lora_init(m, &o, NULL), 0);
+	p = ftk_model_lora_flat(m, &n);
+	ck_assert(memcmp(first, p, n * 4));
+	struct ftk_model_rng r;
+	ftk_model_rng_get(m, &r);
+	ck_assert(r.seed == 43 && r.counter == 0);
+	o.rank = 0;
+	ck_assert_int_eq(ftk_model_lora_init(m, &o, &e), FTK_EUSAGE);
+	free(first);
+	ftk_model_free(m);
+}
+END_TEST
+
+START_TEST(sampler_rules)
+{
+	float base[6] = { 1.0f, 3.0f, 2.9f, -1.0f, 0.5f, 3.0f };
+	float l[6];
+	struct ftk_gen_opts o;
+	ftk_gen_opts_default(&o);
+	uint64_t rng[4];
+	ftk_rng_seed(rng, 1);
+	memcpy(l, base, sizeof(l));
+	ck_assert_uint_eq(ftk_sample(l, 6, &o, rng), 1);	/* greedy: lowest id on ties */
+	/* top-k 2 at a high temperature: only ids 1 and 5 ever come out */
+	o.temperature = 5.0f;
+	o.top_k = 2;
+	int seen[6] = { 0 };
+	for (int i = 0; i < 2000; i++) {
+		memcpy(l, base, sizeof(l));
+		seen[ftk_sample(l, 6, &o, rng)]++;
+	}
+	ck_assert(seen[1] > 800 && seen[5] > 800 && seen[0] + seen[2] + seen[3] + seen[4] == 0);
+	/* top-p: temperature 1, p = 0.5 keeps the two most likely tokens (0.34 + 0.34 > 0.5) */
+	o.temperature = 1.0f;
+	o.top_k = 0;
+	o.top_p = 0.5f;
+	memset(seen, 0, sizeof(seen));
+	for (int i = 0; i < 2000; i++) {
+		memcpy(l, base, sizeof(l));
+		seen[ftk_sample(l, 6, &o, rng)]++;
+	}
+	ck_assert(seen[1] > 800 && seen[5] > 800 && seen[2] == 0);
+	/* no cut: the frequencies follow softmax (id 3 has p = 0.0109) */
+	o.top_p = 1.0f;
+	memset(seen, 0, sizeof(seen));
+	for (int i = 0; i < 20000; i++) {
+		memcpy(l, base, sizeof(l));
+		seen[ftk_sample(l, 6, &o, rng)]++;
+	}
+	double z = 0;
+	for (int i = 0; i < 6; i++)
+		z += exp(base[i]);
+	printf("sampling: id 2 drawn %.4f of the time, softmax says %.4f\n", seen[2] / 20000.0, exp(2.9) / z);
+	ck_assert(fabs(seen[2] / 20000.0 - exp(2.9) / z) < 0.015);
+	ck_assert(seen[3] > 100 && seen[3] < 350);
+}
+END_TEST
+
+START_TEST(kv_cache_equals_full_forward)
+{
+	/* decoding token by token (NF4: the fused few-row path) gives the full forward's logits */
+	struct ftk_model *m = load_model(FTK_QUANT_NF4);
+	uint32_t ids[20] = { 1, 403, 407, 261, 378, 430, 261, 439, 300, 263, 1, 5, 6, 7, 8, 9, 10, 11, 12, 13 };
+	float *full = malloc(20 * 512 * 4), step[512];
+	struct ftk_batch b = { 1, 20, ids, NULL, NULL };
+	ck_assert_int_eq(ftk_model_forward(m, &b, full, NULL, NULL, NULL), 0);
+	double md = 0;
+	ck_assert_int_eq(ftk_model_decode(m, ids, 6, 0, step, NULL), 0);	/* a prompt of 6 */
+	for (int v = 0; v < 512; v++)
+		md = fmax(md, fabs(step[v] - full[5 * 512 + v]));
+	for (int t = 6; t < 20; t++) {
+		ck_assert_int_eq(ftk_model_decode(m, ids + t, 1, t, step, NULL), 0);
+		for (int v = 0; v < 512; v++)
+			md = fmax(md, fabs(step[v] - full[t * 512 + v]));
+	}
+	printf("KV-cache decoding vs full forward: max |logit diff| %.3g (tolerance 1e-4)\n", md);
+	ck_assert(md < 1e-4);
+	struct ftk_error e;
+	ck_assert_int_eq(ftk_model_decode(m, ids, 1, 25, step, &e), FTK_EUSAGE);
+	ck_assert_str_eq(e.msg, "decoding at position 25, but only 20 are cached");
+	free(full);
+	ftk_model_free(m);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("model");
@@ -646,6 +775,9 @@ static Suite *suite(void)
 	tcase_add_test(tf, safetensors_bad_files);
 	tcase_add_test(tf, config_families_and_errors);
 	tcase_add_test(tf, missing_tensor_before_allocation);
+	tcase_add_test(tf, lora_init_like_peft);
+	tcase_add_test(tf, sampler_rules);
+	tcase_add_test(tf, kv_cache_equals_full_forward);
 	suite_add_tcase(s, tf);
 	return s;
 }
