@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -662,12 +663,119 @@ struct pending {
 	char *body;
 };
 
+/*
+ * Answers go from the transfer loop to a scoring thread through this queue,
+ * so that a slow judge (a judge model's k votes) never stalls the transfers
+ * in flight: the loop keeps driving libcurl while the scorer works, and a
+ * model answer that arrived is never timed out because nobody read it.  The
+ * scorer is the only writer of results.jsonl and of the scoring counters.
+ */
+struct work {
+	struct work *next;
+	long unit;
+	char *body;		/* the chat completion, or NULL with error */
+	char *error;
+	double latency_s;
+	int attempts;
+	int cached;
+};
+
+struct score_queue {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct work *head, *tail;
+	int closed;
+	int rc;			/* the scorer's first failure */
+	struct ftk_error err;
+	struct ctx *c;
+};
+
+static void queue_push(struct score_queue *q, struct work *w)
+{
+	pthread_mutex_lock(&q->mu);
+	if (q->tail)
+		q->tail->next = w;
+	else
+		q->head = w;
+	q->tail = w;
+	pthread_cond_signal(&q->cv);
+	pthread_mutex_unlock(&q->mu);
+}
+
+static int queue_failed(struct score_queue *q)
+{
+	pthread_mutex_lock(&q->mu);
+	int rc = q->rc;
+	pthread_mutex_unlock(&q->mu);
+	return rc;
+}
+
+static void *scorer(void *arg)
+{
+	struct score_queue *q = arg;
+	for (;;) {
+		pthread_mutex_lock(&q->mu);
+		while (!q->head && !q->closed)
+			pthread_cond_wait(&q->cv, &q->mu);
+		struct work *w = q->head;
+		if (w) {
+			q->head = w->next;
+			if (!q->head)
+				q->tail = NULL;
+		}
+		int failed = q->rc < 0;
+		pthread_mutex_unlock(&q->mu);
+		if (!w)
+			break;
+		if (!failed) {
+			struct answer a;
+			memset(&a, 0, sizeof(a));
+			strbuf_init(&a.text_buf, 0);
+			a.latency_s = w->latency_s;
+			a.attempts = w->attempts;
+			a.cached = w->cached;
+			cJSON *resp = NULL;
+			if (w->body) {
+				resp = cJSON_Parse(w->body);
+				answer_from_chat(&a, resp);	/* validated by chat_valid */
+			} else {
+				a.error = w->error;
+			}
+			struct ftk_error e;
+			ftk_error_clear(&e);
+			int rc = finish_unit(q->c, w->unit, &a, &e);
+			cJSON_Delete(resp);
+			strbuf_release(&a.text_buf);
+			if (rc < 0) {
+				pthread_mutex_lock(&q->mu);
+				q->rc = rc;
+				q->err = e;
+				pthread_mutex_unlock(&q->mu);
+			}
+		}
+		free(w->body);
+		free(w->error);
+		free(w);
+	}
+	return NULL;
+}
+
 static int run_endpoint(struct ctx *c, struct ftk_error *err)
 {
 	struct ftk_http_client *cl;
 	int rc = ftk_http_client_new(&cl, &c->http, err);
 	if (rc < 0)
 		return rc;
+	struct score_queue q;
+	memset(&q, 0, sizeof(q));
+	pthread_mutex_init(&q.mu, NULL);
+	pthread_cond_init(&q.cv, NULL);
+	q.c = c;
+	pthread_t th;
+	if (pthread_create(&th, NULL, scorer, &q) != 0) {
+		ftk_http_client_free(cl);
+		return ftk_error_msg(err, FTK_EIO, "cannot start the scoring thread");
+	}
 	struct pending *pend = xcalloc((size_t)c->n_units, sizeof(*pend));
 	for (long u = 0; u < c->n_units && rc == 0; u++) {
 		if (c->done[u])
@@ -676,17 +784,12 @@ static int run_endpoint(struct ctx *c, struct ftk_error *err)
 		char *body = request_body(c, k, u % c->K);
 		char *hit = c->o->no_cache ? NULL : cache_get(c, body, u % c->K);
 		if (hit) {
-			cJSON *resp = cJSON_Parse(hit);
-			struct answer a;
-			memset(&a, 0, sizeof(a));
-			strbuf_init(&a.text_buf, 0);
-			answer_from_chat(&a, resp);
-			a.cached = 1;
+			struct work *w = xcalloc(1, sizeof(*w));
+			w->unit = u;
+			w->body = hit;
+			w->cached = 1;
 			c->st->cache_hits++;
-			rc = finish_unit(c, u, &a, err);
-			strbuf_release(&a.text_buf);
-			cJSON_Delete(resp);
-			free(hit);
+			queue_push(&q, w);
 			free(body);
 			continue;
 		}
@@ -695,32 +798,41 @@ static int run_endpoint(struct ctx *c, struct ftk_error *err)
 		rc = ftk_http_submit(cl, c->chat_url, body, strlen(body), &pend[u], err);
 	}
 	struct ftk_http_result res;
-	while (rc == 0 && (rc = ftk_http_next(cl, &res, err)) == 1) {
+	while (rc == 0 && queue_failed(&q) == 0 && (rc = ftk_http_next(cl, &res, err)) == 1) {
 		struct pending *p = res.tag;
-		struct answer a;
-		memset(&a, 0, sizeof(a));
-		strbuf_init(&a.text_buf, 0);
-		a.latency_s = res.seconds;
-		a.attempts = res.attempts;
+		struct work *w = xcalloc(1, sizeof(*w));
+		w->unit = p->unit;
+		w->latency_s = res.seconds;
+		w->attempts = res.attempts;
 		c->st->asked++;
-		cJSON *resp = NULL;
 		if (res.code == 0) {
-			resp = cJSON_ParseWithLength(res.body, res.body_len);
-			answer_from_chat(&a, resp);	/* validated by chat_valid */
 			if (!c->o->no_cache)
 				cache_put(c, p->body, p->unit % c->K, res.body, res.body_len);
+			w->body = res.body;	/* NUL-terminated by lib/http */
+			res.body = NULL;
 		} else {
-			a.error = res.error;
+			w->error = xstrdup(res.error);
 		}
-		rc = finish_unit(c, p->unit, &a, err);
-		cJSON_Delete(resp);
-		strbuf_release(&a.text_buf);
+		queue_push(&q, w);
 		ftk_http_result_release(&res);
 		free(p->body);
 		p->body = NULL;
-	}
-	if (rc == 0 || rc == 1)
 		rc = 0;
+	}
+	if (rc == 1)
+		rc = 0;
+	pthread_mutex_lock(&q.mu);
+	q.closed = 1;
+	pthread_cond_signal(&q.cv);
+	pthread_mutex_unlock(&q.mu);
+	pthread_join(th, NULL);
+	if (rc == 0 && q.rc < 0) {
+		rc = q.rc;
+		if (err)
+			*err = q.err;
+	}
+	pthread_mutex_destroy(&q.mu);
+	pthread_cond_destroy(&q.cv);
 	for (long u = 0; u < c->n_units; u++)
 		free(pend[u].body);
 	free(pend);

@@ -18,7 +18,8 @@ body; the unit tests of lib/http use that.
 Answers: --answers FILE (JSONL of {"equals": "<the last user message>" or
 "match": "<text in it>", "content": "...", "tool_calls": [...],
 "finish_reason": "..."}); the first entry that fits the last user message wins.
-"contents": [...] instead of "content" picks one by the request's "seed".  Without a match the
+"contents": [...] instead of "content" picks one by the request's "seed";
+"delay": S makes that answer take S seconds.  Without a match the
 reply is "echo: <last user message>".
 
 Every request is logged to --log as one JSON line ({"n", "body_sha", "seen",
@@ -105,6 +106,8 @@ def answer(req):
     finish = "stop"
     for a in ANSWERS:
         if ("equals" in a and a["equals"] == q) or ("equals" not in a and a.get("match", "") in q):
+            if a.get("delay"):
+                time.sleep(float(a["delay"]))
             content = a.get("content")
             if isinstance(a.get("contents"), list):  # one per request seed, to make votes differ
                 content = a["contents"][int(req.get("seed") or 0) % len(a["contents"])]
@@ -229,6 +232,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 class Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 128  # the default 5 drops connects from -j 8 clients
 
     def handle_error(self, request, client_address):
         pass  # a client that timed out and left is expected here
