@@ -2,14 +2,15 @@
  * backend_cpu.c: the reference backend.  OpenBLAS for matrix products,
  * ops.h's per-row arithmetic in plain loops, and a few threads for the rest.
  *
- * Threads.  OpenBLAS brings its own threads, which pay off only on large
- * products: on these machines a rank-16 LoRA product runs three times faster
- * on one thread than on two.  So gemm() uses OpenBLAS's threads when every
- * side of the product is large, and one thread otherwise; the per-row ops
- * and the attention heads are spread over our own short-lived pthreads
- * (par_run), each of which calls OpenBLAS in single-threaded mode.  Thread
- * creation costs tens of microseconds, far below the work it splits, and
- * keeps the code free of a pool's state.
+ * Threads.  OpenBLAS is kept single-threaded and all parallel work runs on
+ * our own short-lived pthreads (par_run): a matrix product is cut into one
+ * slice of its output per thread, the attention heads and the per-row ops
+ * are spread the same way.  OpenBLAS's own threads spin between calls,
+ * burning the second core while the first does element-wise work, and run
+ * thin products (a LoRA rank on one side) about three times slower on two
+ * threads than on one; slicing avoids both.  Thread creation costs tens of
+ * microseconds, far below the work it splits, and keeps the code free of a
+ * pool's state.
  *
  * NF4 weights are never dequantized whole: linear_fwd and linear_bwd_inp
  * decode a tile of rows (up to 1M values) in parallel into a scratch buffer
@@ -36,7 +37,7 @@ static void cpu_set_threads(int n)
 		n = c > 0 ? (int)c : 1;
 	}
 	n_threads = n;
-	openblas_set_num_threads(n);
+	openblas_set_num_threads(1);	/* every product is sliced over our threads */
 }
 
 /* ---------------------------------------------------------------- threads */
@@ -73,7 +74,6 @@ static void par_run(int n_tasks, void (*fn)(void *ctx, int task), void *ctx)
 			fn(ctx, t);
 		return;
 	}
-	openblas_set_num_threads(1);
 	pthread_t th[64];
 	if (nt > 64)
 		nt = 64;
@@ -85,7 +85,6 @@ static void par_run(int n_tasks, void (*fn)(void *ctx, int task), void *ctx)
 	for (int i = 0; i < started; i++)
 		pthread_join(th[i], NULL);
 	worker_id = 0;
-	openblas_set_num_threads(n_threads);
 }
 
 /* Split [0, n) into chunks for par_run: task t covers [t*n/k, (t+1)*n/k). */
@@ -159,29 +158,20 @@ static void gemm_task(void *vctx, int t)
 }
 
 /*
- * Large products use OpenBLAS's own threads.  Thin ones (a LoRA rank on one
- * side) run badly on them, so they are cut into one slice of C per thread
- * along its longer side, each slice a single-threaded sgemm.
+ * OpenBLAS runs single-threaded; a product big enough to share is cut into
+ * one slice of C per thread along its longer side, each slice an ordinary
+ * sgemm.  OpenBLAS's own threads spin (sched_yield) between calls, which
+ * burns the other core while ours do element-wise work, and they run thin
+ * products (a LoRA rank on one side) three times slower than one thread.
  */
 static void cpu_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
 		     const float *B, int ldb, float beta, float *C, int ldc)
 {
-	int small = M < 96 || N < 96 || K < 96;
-	if (!small || n_threads == 1) {
-		cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans,
-			    tb ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda, B, ldb, beta, C,
-			    ldc);
-		return;
-	}
 	struct gemm_ctx c = { ta, tb, M, N, K, lda, ldb, ldc, 1, M >= N, alpha, beta, A, B, C };
 	double work = 2.0 * M * N * K;
 	int longer = M >= N ? M : N;
-	c.k = work < 4e6 || longer < 64 ? 1 : n_threads;
-	if (c.k == 1)
-		openblas_set_num_threads(1);
+	c.k = n_threads == 1 || work < 4e6 || longer < 64 ? 1 : n_threads;
 	par_run(c.k, gemm_task, &c);
-	if (c.k == 1)
-		openblas_set_num_threads(n_threads);
 }
 
 /* ---------------------------------------------------------------- linear */
