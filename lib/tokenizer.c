@@ -1262,7 +1262,9 @@ static void split_piece(struct ws *w, pcre2_code *re, int behavior, int invert, 
 		sp[n].s = (S); sp[n].e = (E); sp[n].m = (M); n++; \
 	} } while (0)
 	while (pos < len) {
-		int rc = pcre2_match(re, (PCRE2_SPTR)s, len, pos, PCRE2_NO_UTF_CHECK, w->md, w->mctx);
+		int rc = pcre2_jit_match(re, (PCRE2_SPTR)s, len, pos, PCRE2_NO_UTF_CHECK, w->md, w->mctx);
+		if (rc == PCRE2_ERROR_JIT_BADOPTION)	/* no JIT on this machine: the interpreter */
+			rc = pcre2_match(re, (PCRE2_SPTR)s, len, pos, PCRE2_NO_UTF_CHECK, w->md, w->mctx);
 		if (rc < 0) break;
 		PCRE2_SIZE *ov = pcre2_get_ovector_pointer(w->md);
 		size_t ms = ov[0], me = ov[1];
