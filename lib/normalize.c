@@ -7,6 +7,7 @@
  * NFC composition runs first, over the whole text, and only when the text
  * holds a non-ASCII byte: pure ASCII is already in NFC.
  */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <utf8proc.h>
@@ -17,12 +18,10 @@ enum { C_WORD = 0, C_SPACE = 1, C_PUNCT = 2 };
 
 /* Class of an ASCII byte: white space and control characters, punctuation and symbols, the rest. */
 static unsigned char ascii_class[128];
-static int ascii_ready;
+static pthread_once_t ascii_once = PTHREAD_ONCE_INIT;
 
-static void ascii_init(void)
+static void ascii_fill(void)
 {
-	if (ascii_ready)
-		return;
 	for (int c = 0; c < 128; c++) {
 		if (c < 0x20 || c == ' ' || c == 0x7f)
 			ascii_class[c] = C_SPACE;
@@ -32,7 +31,12 @@ static void ascii_init(void)
 		else
 			ascii_class[c] = C_WORD;
 	}
-	ascii_ready = 1;
+}
+
+/* Threads sign records in parallel: fill the table exactly once. */
+static void ascii_init(void)
+{
+	pthread_once(&ascii_once, ascii_fill);
 }
 
 static int cp_class(utf8proc_int32_t cp)
@@ -167,8 +171,28 @@ static int nfc(const char *s, size_t len, struct strbuf *out)
 	return 0;
 }
 
-int ftk_normalize(const char *s, size_t len, unsigned flags, struct strbuf *out,
-		  struct ftk_error *err)
+/*
+ * Open a word at the output position (ws may be NULL).  With the space step
+ * every separator is one ' ' written just before the next word, so words
+ * can be recorded as they are written.
+ */
+#define WORD_START()                                                                \
+	do {                                                                        \
+		if (ws) {                                                           \
+			FTK_ALLOC_GROW(ws->w, ws->n + 1, ws->alloc);                \
+			ws->w[ws->n].off = (uint32_t)(o - o0);                      \
+			ws->w[ws->n].len = 0;                                       \
+			ws->n++;                                                    \
+		}                                                                   \
+	} while (0)
+#define WORD_END()                                                                  \
+	do {                                                                        \
+		if (ws && ws->n)                                                    \
+			ws->w[ws->n - 1].len = (uint32_t)((o - o0) - ws->w[ws->n - 1].off); \
+	} while (0)
+
+static int normalize(const char *s, size_t len, unsigned flags, struct strbuf *out,
+		     struct ftk_words *ws, struct ftk_error *err)
 {
 	struct strbuf composed = STRBUF_INIT;
 	const unsigned char *p = (const unsigned char *)s, *end;
@@ -211,8 +235,13 @@ int ftk_normalize(const char *s, size_t len, unsigned flags, struct strbuf *out,
 		const unsigned char *cstart = p;
 		if (*p < 0x80 && fast[*p]) {
 			/* a run of ASCII word characters, the common case */
-			if (pending_space && o > o0)
+			if (pending_space && o > o0) {
+				WORD_END();
 				*o++ = ' ';
+				WORD_START();
+			} else if (o == o0) {
+				WORD_START();
+			}
 			pending_space = 0;
 			do
 				*o++ = fast[*p++];
@@ -244,8 +273,13 @@ int ftk_normalize(const char *s, size_t len, unsigned flags, struct strbuf *out,
 			}
 			continue;
 		}
-		if (pending_space && o > o0)
+		if (pending_space && o > o0) {
+			WORD_END();
 			*o++ = ' ';
+			WORD_START();
+		} else if (o == o0) {
+			WORD_START();
+		}
 		pending_space = 0;
 		if (lower) {
 			o += utf8proc_encode_char(utf8proc_tolower(cp), o);
@@ -254,9 +288,35 @@ int ftk_normalize(const char *s, size_t len, unsigned flags, struct strbuf *out,
 			o += p - cstart;
 		}
 	}
+	WORD_END();
 	strbuf_setlen(out, (size_t)(o - (unsigned char *)out->buf));
 	strbuf_release(&composed);
 	return 0;
+}
+
+int ftk_normalize(const char *s, size_t len, unsigned flags, struct strbuf *out,
+		  struct ftk_error *err)
+{
+	return normalize(s, len, flags, out, NULL, err);
+}
+
+long ftk_normalize_words(const char *s, size_t len, unsigned flags, struct ftk_words *ws,
+			 struct ftk_error *err)
+{
+	ws->n = 0;
+	strbuf_reset(&ws->joined);
+	if (!(flags & FTK_NORM_SPACE)) {
+		struct strbuf tmp = STRBUF_INIT;
+		int rc = normalize(s, len, flags, &tmp, NULL, err);
+		if (rc == 0)
+			ftk_words_split(ws, tmp.buf, tmp.len);
+		strbuf_release(&tmp);
+		return rc < 0 ? rc : (long)ws->n;
+	}
+	if (len > UINT32_MAX / 2)
+		return ftk_error_msg(err, FTK_ELIMIT, "text of %zu bytes is too long to split", len);
+	int rc = normalize(s, len, flags, &ws->joined, ws, err);
+	return rc < 0 ? rc : (long)ws->n;
 }
 
 void ftk_words_init(struct ftk_words *ws)

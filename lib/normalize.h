@@ -85,4 +85,15 @@ void ftk_words_release(struct ftk_words *ws);
  */
 size_t ftk_words_split(struct ftk_words *ws, const char *s, size_t len);
 
+/*
+ * Normalize s[0..len) and split the result into words in one pass:
+ * ws->joined gets the normalized text and ws->w its words, the same as
+ * ftk_normalize() followed by ftk_words_split() (faster when flags include
+ * FTK_NORM_SPACE, which makes the normalized text the joined form itself).
+ * Returns the number of words, FTK_EUTF8 for invalid UTF-8, or FTK_ELIMIT
+ * for a text over 2 GiB.
+ */
+long ftk_normalize_words(const char *s, size_t len, unsigned flags, struct ftk_words *ws,
+			 struct ftk_error *err);
+
 #endif

@@ -119,10 +119,9 @@ static void insert(struct decon *d, uint64_t h, uint32_t cs)
 /* Normalize text and split it into words (d->ws). */
 static size_t words_of(struct decon *d, const char *s, size_t len)
 {
-	strbuf_reset(&d->nb);
-	if (ftk_normalize(s, len, d->norm, &d->nb, NULL) < 0)
-		strbuf_add(&d->nb, s, len);
-	return ftk_words_split(&d->ws, d->nb.buf, d->nb.len);
+	if (ftk_normalize_words(s, len, d->norm, &d->ws, NULL) < 0)
+		ftk_words_split(&d->ws, s, len);
+	return d->ws.n;
 }
 
 static uint64_t gram_hash(const struct ftk_words *ws, size_t i, int n)

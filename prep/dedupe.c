@@ -226,6 +226,8 @@ void ftk_dd_sig_release(struct ftk_dd_sig *g)
 	g->band = NULL;
 }
 
+static int near_sig(struct ftk_dd_signer *s, struct ftk_dd_sig *g);
+
 int ftk_dd_sign(struct ftk_dd_signer *s, const cJSON *rec, struct ftk_dd_sig *g)
 {
 	const struct ftk_dd_params *p = s->p;
@@ -248,21 +250,29 @@ int ftk_dd_sign(struct ftk_dd_signer *s, const cJSON *rec, struct ftk_dd_sig *g)
 	if (ftk_dd_key_text(s->key, rec, &s->raw) <= 0)
 		return 0;
 	g->len = (double)s->raw.len;
-	/* cJSON strings are valid UTF-8 after the reader's check */
+	if (p->near) {
+		/* cJSON strings are valid UTF-8 after the reader's check */
+		if (ftk_normalize_words(s->raw.buf, s->raw.len, p->norm, &s->words, NULL) < 0)
+			ftk_words_split(&s->words, s->raw.buf, s->raw.len);
+		if (!ftk_minhash_shingles(&s->words, p->ngram, p->seed, &s->shingles))
+			return 0;
+		return near_sig(s, g);
+	}
 	if (ftk_normalize(s->raw.buf, s->raw.len, p->norm, &s->norm, NULL) < 0)
 		strbuf_add(&s->norm, s->raw.buf, s->raw.len);
-	if (!p->near) {
-		if (!s->norm.len)
-			return 0;
-		XXH128_hash_t h = XXH3_128bits(s->norm.buf, s->norm.len);
-		g->band[0] = h.low64;
-		g->band[1] = h.high64;
-		g->status = 1;
-		return 1;
-	}
-	ftk_words_split(&s->words, s->norm.buf, s->norm.len);
-	if (!ftk_minhash_shingles(&s->words, p->ngram, p->seed, &s->shingles))
+	if (!s->norm.len)
 		return 0;
+	XXH128_hash_t h = XXH3_128bits(s->norm.buf, s->norm.len);
+	g->band[0] = h.low64;
+	g->band[1] = h.high64;
+	g->status = 1;
+	return 1;
+}
+
+/* The near-mode half of signing: signature, bands, payload. */
+static int near_sig(struct ftk_dd_signer *s, struct ftk_dd_sig *g)
+{
+	const struct ftk_dd_params *p = s->p;
 	ftk_minhash_signature(s->mh, s->shingles.v, s->shingles.n, s->sig);
 	ftk_minhash_bands(s->mh, s->sig, g->band);
 	if (p->fast) {

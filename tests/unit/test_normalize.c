@@ -103,6 +103,41 @@ START_TEST(words)
 }
 END_TEST
 
+/* normalize-and-split in one pass equals ftk_normalize then ftk_words_split */
+START_TEST(words_in_one_pass)
+{
+	static const char *parts[] = { "Hello", ",", " ", "  ", "\t", "WORLD", "e\xCC\x81", "\xC3\x89t\xC3\xA9",
+				       "\xE2\x80\x9C", "quote\xE2\x80\x9D", "\xC2\xA0", "\xE3\x80\x80", "x", "!", "\n",
+				       "\xE4\xBD\xA0\xE5\xA5\xBD", "a.b", "" };
+	const unsigned flagsets[] = { FTK_NORM_ALL, FTK_NORM_SPACE, FTK_NORM_SPACE | FTK_NORM_PUNCT,
+				      FTK_NORM_CASE, 0, FTK_NORM_NFC | FTK_NORM_SPACE };
+	struct ftk_words a, b;
+	struct strbuf sb = STRBUF_INIT;
+	unsigned seed = 1;
+	ftk_words_init(&a);
+	ftk_words_init(&b);
+	for (int t = 0; t < 3000; t++) {
+		char text[512] = "";
+		int np = (int)((seed = seed * 1103515245u + 12345u) >> 16) % 12;
+		for (int i = 0; i < np; i++)
+			strcat(text, parts[((seed = seed * 1103515245u + 12345u) >> 16) % FTK_ARRAY_SIZE(parts)]);
+		unsigned f = flagsets[t % FTK_ARRAY_SIZE(flagsets)];
+		strbuf_reset(&sb);
+		ck_assert_int_eq(ftk_normalize(text, strlen(text), f, &sb, NULL), 0);
+		ftk_words_split(&b, sb.buf, sb.len);
+		ck_assert_int_eq(ftk_normalize_words(text, strlen(text), f, &a, NULL), (long)b.n);
+		ck_assert_str_eq(a.joined.buf, b.joined.buf);
+		for (size_t i = 0; i < a.n; i++) {
+			ck_assert_uint_eq(a.w[i].off, b.w[i].off);
+			ck_assert_uint_eq(a.w[i].len, b.w[i].len);
+		}
+	}
+	ftk_words_release(&a);
+	ftk_words_release(&b);
+	strbuf_release(&sb);
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
 	Suite *s = suite_create("normalize");
@@ -113,6 +148,7 @@ static Suite *make_suite(void)
 	tcase_add_test(tc, unicode_case_punct_space);
 	tcase_add_test(tc, invalid_utf8);
 	tcase_add_test(tc, words);
+	tcase_add_test(tc, words_in_one_pass);
 	suite_add_tcase(s, tc);
 	return s;
 }
