@@ -285,7 +285,8 @@ static void table_dist(struct strbuf *sb, const char *name, const struct dist *d
 
 static void table_counter(struct strbuf *sb, const char *name, struct counter *c, uint64_t of)
 {
-	qsort(c->c, c->n, sizeof(*c->c), cmp_count);
+	if (c->n)
+		qsort(c->c, c->n, sizeof(*c->c), cmp_count);
 	strbuf_addf(sb, "%-14s", name);
 	for (size_t i = 0; i < c->n; i++) {
 		strbuf_addf(sb, "%s%s ", i ? "  " : " ", c->c[i].key);
@@ -322,7 +323,8 @@ static cJSON *json_dist(const struct dist *d)
 
 static cJSON *json_counter(struct counter *c)
 {
-	qsort(c->c, c->n, sizeof(*c->c), cmp_count);
+	if (c->n)
+		qsort(c->c, c->n, sizeof(*c->c), cmp_count);
 	cJSON *o = cJSON_CreateObject();
 	for (size_t i = 0; i < c->n; i++)
 		cJSON_AddNumberToObject(o, c->c[i].key, (double)c->c[i].n);
@@ -331,9 +333,10 @@ static cJSON *json_counter(struct counter *c)
 
 static void report(struct stats *st, int json, struct strbuf *sb)
 {
-	qsort(st->chars.v, st->chars.n, sizeof(uint32_t), cmp_u32);
-	qsort(st->tokens.v, st->tokens.n, sizeof(uint32_t), cmp_u32);
-	qsort(st->turns.v, st->turns.n, sizeof(uint32_t), cmp_u32);
+	struct dist *ds[] = { &st->chars, &st->tokens, &st->turns };
+	for (size_t i = 0; i < FTK_ARRAY_SIZE(ds); i++)
+		if (ds[i]->n) /* qsort must not get NULL, even for no elements */
+			qsort(ds[i]->v, ds[i]->n, sizeof(uint32_t), cmp_u32);
 	double distinct = ftk_hll_estimate(&st->hll);
 	uint64_t texts = st->with_text;
 	if (distinct > (double)texts)

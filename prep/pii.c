@@ -600,6 +600,9 @@ size_t ftk_pii_find(struct ftk_pii *p, const char *s, size_t n, const struct ftk
 				at++;
 		}
 	}
+	*spans = p->out;
+	if (!p->n_cand)
+		return 0;
 	/* settle overlaps: by priority, then length */
 	qsort(p->cand, p->n_cand, sizeof(*p->cand), cmp_prio);
 	FTK_ALLOC_GROW(p->out, p->n_cand, p->alloc_out);
