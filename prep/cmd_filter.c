@@ -22,6 +22,7 @@
 #include <string.h>
 #include "cli/tool.h"
 #include "lib/record.h"
+#include "lib/tokenizer.h"
 #include "prep/fields.h"
 #include "prep/quality.h"
 
@@ -38,6 +39,9 @@ static const char usage[] =
 	"      --role ROLE             check only the content of ROLE's messages\n"
 	"      --min-chars N, --max-chars N   bounds in characters (code points)\n"
 	"      --min-words N, --max-words N   bounds in words (runs of non-space)\n"
+	"      --min-tokens N, --max-tokens N bounds in tokens of --tokenizer\n"
+	"      --tokenizer PATH        a model directory or tokenizer.json (no special\n"
+	"                              tokens are added: the text's own tokens)\n"
 	"Quality rules (published thresholds; see --list-rules):\n"
 	"      --gopher                Gopher quality and repetition rules\n"
 	"      --c4                    C4 (TensorFlow Datasets) cleaning rules\n"
@@ -57,6 +61,9 @@ enum {
 	OPT_MAX_CHARS,
 	OPT_MIN_WORDS,
 	OPT_MAX_WORDS,
+	OPT_MIN_TOKENS,
+	OPT_MAX_TOKENS,
+	OPT_TOKENIZER,
 	OPT_GOPHER,
 	OPT_C4,
 	OPT_FINEWEB,
@@ -79,7 +86,9 @@ struct filter {
 	struct field_re *res;
 	size_t n_res, alloc_res;
 	const char *role;
-	double min_chars, max_chars, min_words, max_words;
+	double min_chars, max_chars, min_words, max_words, min_tokens, max_tokens;
+	struct ftk_tokenizer *tok;
+	struct ftk_tokens ids;
 	struct ftk_quality *q;
 	int need_text;
 	struct strbuf text, detail;
@@ -247,6 +256,18 @@ static int check_text(struct filter *f, const struct ftk_line *line)
 				f->max_words))
 			return 1;
 	}
+	if (f->tok && (!isnan(f->min_tokens) || !isnan(f->max_tokens))) {
+		struct ftk_error err;
+		long nt = ftk_tokenizer_encode(f->tok, s, n, 0, &f->ids, &err);
+		if (nt < 0) {
+			cJSON *x = cJSON_CreateObject();
+			cJSON_AddStringToObject(x, "error", err.msg);
+			ftk_tool_reject(f->t, line, "untokenizable", x);
+			return 1;
+		}
+		if (check_bound(f, line, "length.tokens", (double)nt, f->min_tokens, f->max_tokens))
+			return 1;
+	}
 	if (ftk_quality_enabled(f->q)) {
 		const struct ftk_quality_fail *fails;
 		int nf = ftk_quality_check(f->q, s, n, &fails);
@@ -301,6 +322,9 @@ int cmd_filter(int argc, char **argv)
 		{ "max-chars", required_argument, NULL, OPT_MAX_CHARS },
 		{ "min-words", required_argument, NULL, OPT_MIN_WORDS },
 		{ "max-words", required_argument, NULL, OPT_MAX_WORDS },
+		{ "min-tokens", required_argument, NULL, OPT_MIN_TOKENS },
+		{ "max-tokens", required_argument, NULL, OPT_MAX_TOKENS },
+		{ "tokenizer", required_argument, NULL, OPT_TOKENIZER },
 		{ "gopher", no_argument, NULL, OPT_GOPHER },
 		{ "c4", no_argument, NULL, OPT_C4 },
 		{ "fineweb", no_argument, NULL, OPT_FINEWEB },
@@ -318,7 +342,8 @@ int cmd_filter(int argc, char **argv)
 
 	memset(&f, 0, sizeof(f));
 	f.t = &t;
-	f.min_chars = f.max_chars = f.min_words = f.max_words = NAN;
+	f.min_chars = f.max_chars = f.min_words = f.max_words = f.min_tokens = f.max_tokens = NAN;
+	const char *tok_path = NULL;
 	f.q = ftk_quality_new();
 	strbuf_init(&f.text, 0);
 	strbuf_init(&f.detail, 0);
@@ -335,6 +360,9 @@ int cmd_filter(int argc, char **argv)
 		case OPT_MAX_CHARS: f.max_chars = parse_count(&t, "--max-chars", optarg); break;
 		case OPT_MIN_WORDS: f.min_words = parse_count(&t, "--min-words", optarg); break;
 		case OPT_MAX_WORDS: f.max_words = parse_count(&t, "--max-words", optarg); break;
+		case OPT_MIN_TOKENS: f.min_tokens = parse_count(&t, "--min-tokens", optarg); break;
+		case OPT_MAX_TOKENS: f.max_tokens = parse_count(&t, "--max-tokens", optarg); break;
+		case OPT_TOKENIZER: tok_path = optarg; break;
 		case OPT_GOPHER: ftk_quality_enable(f.q, "gopher", 1, NULL); break;
 		case OPT_C4: ftk_quality_enable(f.q, "c4", 1, NULL); break;
 		case OPT_FINEWEB: ftk_quality_enable(f.q, "fineweb", 1, NULL); break;
@@ -362,8 +390,15 @@ int cmd_filter(int argc, char **argv)
 			ftk_tool_usage_error(&t, NULL);
 		}
 	}
+	if ((!isnan(f.min_tokens) || !isnan(f.max_tokens)) && !tok_path)
+		ftk_tool_usage_error(&t, "--min-tokens and --max-tokens need --tokenizer");
+	if (tok_path && ftk_tokenizer_load(&f.tok, tok_path, &err) < 0) {
+		char buf[1400];
+		die("cannot load tokenizer: %s", ftk_error_format(&err, buf, sizeof(buf)));
+	}
 	if (!isnan(f.min_chars) || !isnan(f.max_chars) || !isnan(f.min_words) ||
-	    !isnan(f.max_words) || ftk_quality_enabled(f.q))
+	    !isnan(f.max_words) || !isnan(f.min_tokens) || !isnan(f.max_tokens) ||
+	    ftk_quality_enabled(f.q))
 		f.need_text = 1;
 
 	ftk_tool_start(&t, argc - optind, argv + optind);
@@ -397,6 +432,8 @@ int cmd_filter(int argc, char **argv)
 	}
 	free(f.res);
 	ftk_quality_free(f.q);
+	ftk_tokenizer_free(f.tok);
+	ftk_tokens_release(&f.ids);
 	strbuf_release(&f.text);
 	strbuf_release(&f.detail);
 	return rc;
