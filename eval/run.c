@@ -10,9 +10,11 @@
  * run through a flaky server scores what a clean run scores.
  *
  * The endpoint backend queues every pending request on one lib/http client
- * (which keeps -j of them in flight and retries) and handles answers as they
- * complete, so the results file grows in completion order; the final
- * compaction puts it back in suite order.
+ * (which keeps -j of them in flight and retries) and hands answers, as they
+ * complete, to a scoring thread (struct score_queue), so that judges that
+ * take their time (a judge model's votes) never stop the transfers; the
+ * results file grows in completion order, and the final compaction puts it
+ * back in suite order.
  *
  * Lookups by (id, sample) and by cluster name use a small open-addressing
  * hash table of strings (struct smap), since cJSON objects are linear lists.
