@@ -674,14 +674,21 @@ int ftk_train_run(const struct ftk_train_opts *o, int resume, struct ftk_train_r
 				   "another --out");
 		goto out;
 	}
-	if ((rc = mkdir_p(o->out, err)) < 0)
-		goto out;
 	r->config_json = ftk_train_opts_json(o);
-	if (!resume &&
-	    (rc = ftk_write_file_atomic(p.buf, r->config_json, strlen(r->config_json), err)) < 0)
-		goto out;
 
-	/* the model and its LoRA */
+	/* the model and its LoRA; an adapter directory given as the model is the
+	 * unmerged-adapter case, said plainly rather than as a missing config */
+	strbuf_reset(&p);
+	strbuf_addf(&p, "%s/adapter_config.json", o->model);
+	if (stat(p.buf, &sb) == 0) {
+		rc = ftk_error_set(err, FTK_EUSAGE, o->model, 0, NULL,
+				   "this is a LoRA adapter, not a model: merge it into its base "
+				   "first (ftk-merge --model BASE --adapter %s --out MERGED), or use "
+				   "--model BASE --init-adapter %s%s",
+				   o->model, o->model,
+				   o->objective == FTK_OBJ_DPO ? " (not for DPO)" : "");
+		goto out;
+	}
 	struct ftk_load_opts lo = { o->quant, NULL, o->threads, o->seq_len };
 	if ((rc = ftk_model_load(&r->m, o->model, &lo, err)) < 0)
 		goto out;
@@ -730,6 +737,16 @@ int ftk_train_run(const struct ftk_train_opts *o, int resume, struct ftk_train_r
 	r->sched.lr = o->lr;
 	r->sched.total = r->total;
 	if ((rc = ftk_adamw_init(&r->opt, r->n, &o->adamw, err)) < 0)
+		goto out;
+
+	/* everything loaded: only now does the run directory get its config, so
+	 * a run refused above leaves nothing that looks like a run */
+	if ((rc = mkdir_p(o->out, err)) < 0)
+		goto out;
+	strbuf_reset(&p);
+	strbuf_addf(&p, "%s/train_config.json", o->out);
+	if (!resume &&
+	    (rc = ftk_write_file_atomic(p.buf, r->config_json, strlen(r->config_json), err)) < 0)
 		goto out;
 
 	/* DPO's reference: the model as initialised, before any checkpoint is loaded */
