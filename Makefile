@@ -38,6 +38,7 @@ BLAS_CFLAGS := $(shell pkg-config --cflags openblas 2>/dev/null)
 BLAS_LIBS := $(shell pkg-config --libs openblas 2>/dev/null || echo -lopenblas)
 MHD_LIBS := $(shell pkg-config --libs libmicrohttpd 2>/dev/null || echo -lmicrohttpd)
 CURSES_LIBS := $(shell pkg-config --libs ncursesw 2>/dev/null || echo -lncursesw)
+STEMMER_LIBS := -lstemmer
 CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
 CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lrt -lm)
 
@@ -48,7 +49,7 @@ endif
 CFLAGS ?= $(OPT) -g
 ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(SANFLAGS) -pthread \
   -I. -Ilib $(CFLAGS_PKG) $(BLAS_CFLAGS)
-LDLIBS := $(LIBS_PKG) $(BLAS_LIBS) $(MHD_LIBS) $(CURSES_LIBS) -lm -pthread -ldl
+LDLIBS := $(LIBS_PKG) $(BLAS_LIBS) $(MHD_LIBS) $(CURSES_LIBS) $(STEMMER_LIBS) -lm -pthread -ldl
 
 # Parts, in link order (a part may only use the ones after it).
 PARTS := prep ledger review eval trainer judges cli lib
@@ -136,7 +137,7 @@ check-run: $(PROGRAMS) $(UNIT_BIN)
 DEB_PKGS := build-essential pkg-config libcjson-dev libzstd-dev zstd libxxhash-dev \
   libpcre2-dev libutf8proc-dev libcurl4-openssl-dev libssl-dev check libsubunit-dev \
   libopenblas-dev libmicrohttpd-dev libncurses-dev openmpi-bin libopenmpi-dev \
-  jq tmux python3 clang bc curl
+  jq tmux python3 clang bc curl libstemmer-dev
 deps:
 	@sh tools/deps.sh $(DEB_PKGS)
 

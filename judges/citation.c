@@ -25,7 +25,7 @@
  *   - a passage is "Title: <title>\n<text>", as ALCE formats documents.
  *
  * Entailment is pluggable.  "offline" (the default) is ftk_entail_offline():
- * content-word coverage with stems, names and numbers that must appear, and
+ * content-word coverage with Snowball stems, names and numbers that must appear, and
  * negation mismatch scoped to the word a negation applies to; it needs nothing but the text and is deterministic.
  * "llm" asks a judge model for {"entailed": true|false, "reason": ...}
  * through the env's chat function, cached on disk by jmodel_ask.  Within one
@@ -227,7 +227,7 @@ static int word_match(const struct ftk_word *a, const struct ftk_word *b)
 	size_t la = strlen(a->stem), lb = strlen(b->stem);
 	size_t m = la < lb ? la : lb, d = la > lb ? la - lb : lb - la;
 	/* Colombia/Colombian, India/Indian, Japan/Japanese: a shared stem of
-	   at least 4 letters, differing by a short suffix Porter leaves alone */
+	   at least 4 letters, differing by a short suffix the stemmer leaves alone */
 	return m >= 4 && d <= 3 && !strncmp(a->stem, b->stem, m) && !has_digit(a->stem);
 }
 

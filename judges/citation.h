@@ -32,7 +32,7 @@ void ftk_entail_opts_init(struct ftk_entail_opts *o);
 
 /*
  * Does premise entail claim, judged offline?  The claim's content words
- * (stop words dropped, Porter stems, morphological variants such as
+ * (stop words dropped, Snowball English stems, morphological variants such as
  * Colombia/Colombian allowed) must be covered by the premise's words to at
  * least min_coverage; every number, and every capitalized word that is not a
  * function word (a name, or the sentence's subject), must appear in the premise; and the sentence

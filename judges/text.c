@@ -5,13 +5,12 @@
  * utf8proc) with inner apostrophes kept ("don't") and, for numbers, inner
  * '.' and ',' kept when a digit follows ("3.5", "1,200").  Each word is
  * case-folded with accents stripped (NFKC, so "Pokémon" meets "Pokemon"),
- * stemmed with Porter's algorithm when it is ASCII, and tagged: number,
- * capitalized, stop word, negation.
+ * stemmed, and tagged: number, capitalized, stop word, negation.
  *
- * The stemmer is Porter's 1980 algorithm (steps 1a to 5b, with the
- * "bli"->"ble" and "logi"->"log" refinements he published later), written
- * from the paper's rules.  It over-stems on purpose: "relational" and
- * "relate" share "relat", which is what a coverage test wants.
+ * Stemming is Snowball's English stemmer (Porter2, from Debian's
+ * libstemmer), which conflates inflections ("rains", "raining", "rained")
+ * and most derivations ("relational", "relate"), which is what a coverage
+ * test wants.
  *
  * Sentences.  Splitting errs on the side of not splitting: a missed boundary
  * makes one longer sentence that needs the union of its citations, a false
@@ -21,6 +20,7 @@
  * inside an open quote or bracket.
  */
 #include <ctype.h>
+#include <libstemmer.h>
 #include <stdlib.h>
 #include <string.h>
 #include <utf8proc.h>
@@ -190,229 +190,30 @@ int ftk_text_last_number(const char *s, double *v)
 	return found;
 }
 
-/* ----------------------------------------------------------------- Porter */
+/* --------------------------------------------------------------- stemming */
 
-struct porter {
-	char *b;
-	int k, j;	/* b[0..k] is the word; j marks a suffix start */
-};
-
-static int cons(const struct porter *z, int i)
+/* Stem one case-folded UTF-8 word with stemmer into out. */
+static void stem_with(struct sb_stemmer *st, const char *word, struct strbuf *out)
 {
-	switch (z->b[i]) {
-	case 'a': case 'e': case 'i': case 'o': case 'u':
-		return 0;
-	case 'y':
-		return i == 0 ? 1 : !cons(z, i - 1);
-	default:
-		return 1;
-	}
-}
-
-/* The number of VC sequences in b[0..j]. */
-static int measure(const struct porter *z)
-{
-	int n = 0, i = 0;
-	for (;;) {
-		if (i > z->j)
-			return n;
-		if (!cons(z, i))
-			break;
-		i++;
-	}
-	i++;
-	for (;;) {
-		for (;;) {
-			if (i > z->j)
-				return n;
-			if (cons(z, i))
-				break;
-			i++;
-		}
-		i++;
-		n++;
-		for (;;) {
-			if (i > z->j)
-				return n;
-			if (!cons(z, i))
-				break;
-			i++;
-		}
-		i++;
-	}
-}
-
-static int vowel_in_stem(const struct porter *z)
-{
-	for (int i = 0; i <= z->j; i++)
-		if (!cons(z, i))
-			return 1;
-	return 0;
-}
-
-static int double_cons(const struct porter *z, int i)
-{
-	return i >= 1 && z->b[i] == z->b[i - 1] && cons(z, i);
-}
-
-/* cvc at i, the last c not w, x or y: "hop", "-ing" restores the e. */
-static int cvc(const struct porter *z, int i)
-{
-	if (i < 2 || !cons(z, i) || cons(z, i - 1) || !cons(z, i - 2))
-		return 0;
-	return z->b[i] != 'w' && z->b[i] != 'x' && z->b[i] != 'y';
-}
-
-static int ends(struct porter *z, const char *s)
-{
-	int len = (int)strlen(s);
-	if (len > z->k + 1 || memcmp(z->b + z->k - len + 1, s, (size_t)len))
-		return 0;
-	z->j = z->k - len;
-	return 1;
-}
-
-/* Replace b[j+1..k] with s (the buffer has room: suffixes only shrink or grow by 1). */
-static void setto(struct porter *z, const char *s)
-{
-	int len = (int)strlen(s);
-	memcpy(z->b + z->j + 1, s, (size_t)len);
-	z->k = z->j + len;
-}
-
-static void r(struct porter *z, const char *s)
-{
-	if (measure(z) > 0)
-		setto(z, s);
-}
-
-static void step1ab(struct porter *z)
-{
-	if (z->b[z->k] == 's') {
-		if (ends(z, "sses"))
-			z->k -= 2;
-		else if (ends(z, "ies"))
-			setto(z, "i");
-		else if (z->k >= 1 && z->b[z->k - 1] != 's')
-			z->k--;
-	}
-	if (ends(z, "eed")) {
-		if (measure(z) > 0)
-			z->k--;
-	} else if ((ends(z, "ed") || ends(z, "ing")) && vowel_in_stem(z)) {
-		z->k = z->j;
-		if (ends(z, "at"))
-			setto(z, "ate");
-		else if (ends(z, "bl"))
-			setto(z, "ble");
-		else if (ends(z, "iz"))
-			setto(z, "ize");
-		else if (double_cons(z, z->k)) {
-			char c = z->b[z->k];
-			if (c != 'l' && c != 's' && c != 'z')
-				z->k--;
-		} else {
-			z->j = z->k;
-			if (measure(z) == 1 && cvc(z, z->k))
-				setto(z, "e");
-		}
-	}
-}
-
-static void step1c(struct porter *z)
-{
-	if (ends(z, "y") && vowel_in_stem(z))
-		z->b[z->k] = 'i';
-}
-
-static void step2(struct porter *z)
-{
-	static const char *const t[][2] = {
-		{ "ational", "ate" }, { "tional", "tion" }, { "enci", "ence" }, { "anci", "ance" },
-		{ "izer", "ize" }, { "bli", "ble" }, { "alli", "al" }, { "entli", "ent" },
-		{ "eli", "e" }, { "ousli", "ous" }, { "ization", "ize" }, { "ation", "ate" },
-		{ "ator", "ate" }, { "alism", "al" }, { "iveness", "ive" }, { "fulness", "ful" },
-		{ "ousness", "ous" }, { "aliti", "al" }, { "iviti", "ive" }, { "biliti", "ble" },
-		{ "logi", "log" },
-	};
-	if (z->k < 1)
-		return;
-	for (size_t i = 0; i < FTK_ARRAY_SIZE(t); i++)
-		if (ends(z, t[i][0])) {
-			r(z, t[i][1]);
-			return;
-		}
-}
-
-static void step3(struct porter *z)
-{
-	static const char *const t[][2] = {
-		{ "icate", "ic" }, { "ative", "" }, { "alize", "al" }, { "iciti", "ic" },
-		{ "ical", "ic" }, { "ful", "" }, { "ness", "" },
-	};
-	for (size_t i = 0; i < FTK_ARRAY_SIZE(t); i++)
-		if (ends(z, t[i][0])) {
-			r(z, t[i][1]);
-			return;
-		}
-}
-
-static void step4(struct porter *z)
-{
-	static const char *const t[] = {
-		"al", "ance", "ence", "er", "ic", "able", "ible", "ant", "ement", "ment", "ent",
-		"ion", "ou", "ism", "ate", "iti", "ous", "ive", "ize",
-	};
-	for (size_t i = 0; i < FTK_ARRAY_SIZE(t); i++) {
-		if (!ends(z, t[i]))
-			continue;
-		if (!strcmp(t[i], "ion") && !(z->j >= 0 && (z->b[z->j] == 's' || z->b[z->j] == 't')))
-			return;
-		if (measure(z) > 1)
-			z->k = z->j;
+	size_t n = strlen(word);
+	const sb_symbol *r = st ? sb_stemmer_stem(st, (const sb_symbol *)word, (int)n) : NULL;
+	if (!r) {	/* out of memory inside libstemmer: keep the word */
+		strbuf_add(out, word, n);
 		return;
 	}
+	strbuf_add(out, r, (size_t)sb_stemmer_length(st));
 }
 
-static void step5(struct porter *z)
+static struct sb_stemmer *new_stemmer(void)
 {
-	z->j = z->k;
-	if (z->b[z->k] == 'e') {
-		int a = measure(z);
-		if (a > 1 || (a == 1 && !cvc(z, z->k - 1)))
-			z->k--;
-	}
-	if (z->b[z->k] == 'l' && double_cons(z, z->k) && measure(z) > 1)
-		z->k--;
+	return sb_stemmer_new("english", "UTF_8");
 }
 
 void ftk_text_stem(const char *word, struct strbuf *out)
 {
-	size_t n = strlen(word);
-	if (n <= 2) {
-		strbuf_add(out, word, n);
-		return;
-	}
-	for (size_t i = 0; i < n; i++)
-		if (!islower((unsigned char)word[i])) {
-			strbuf_add(out, word, n);
-			return;
-		}
-	struct porter z;
-	z.b = xmalloc(n + 2);
-	memcpy(z.b, word, n + 1);
-	z.k = (int)n - 1;
-	z.j = 0;
-	step1ab(&z);
-	if (z.k > 0) {
-		step1c(&z);
-		step2(&z);
-		step3(&z);
-		step4(&z);
-		step5(&z);
-	}
-	strbuf_add(out, z.b, (size_t)z.k + 1);
-	free(z.b);
+	struct sb_stemmer *st = new_stemmer();
+	stem_with(st, word, out);
+	sb_stemmer_delete(st);
 }
 
 /* ------------------------------------------------------------------ words */
@@ -461,6 +262,7 @@ void ftk_words_free(struct ftk_word *w, size_t n)
 
 size_t ftk_text_words(const char *s, struct ftk_word **out)
 {
+	struct sb_stemmer *stemmer = new_stemmer();
 	struct ftk_word *v = NULL;
 	size_t n = 0, alloc = 0, i = 0, len = strlen(s);
 	while (i < len) {
@@ -521,7 +323,7 @@ size_t ftk_text_words(const char *s, struct ftk_word **out)
 				strbuf_add(&base, f.buf, (size_t)(ap - f.buf));
 			else
 				strbuf_add(&base, f.buf, f.len);
-			ftk_text_stem(base.buf, &st);
+			stem_with(stemmer, base.buf, &st);
 			if (in_list(base.buf, stop_words, FTK_ARRAY_SIZE(stop_words)))
 				flags |= FTK_WORD_STOP;
 			if (in_list(base.buf, negations, FTK_ARRAY_SIZE(negations)))
@@ -539,6 +341,7 @@ size_t ftk_text_words(const char *s, struct ftk_word **out)
 		v[n].end = i;
 		n++;
 	}
+	sb_stemmer_delete(stemmer);
 	*out = v;
 	return n;
 }

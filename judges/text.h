@@ -42,7 +42,7 @@ enum {
 
 struct ftk_word {
 	char *text;		/* case-folded surface form (owned) */
-	char *stem;		/* Porter stem of text; numbers keep their digits (owned) */
+	char *stem;		/* Snowball English stem of text; numbers keep their digits (owned) */
 	int flags;
 	size_t start, end;	/* byte range in the source text */
 };
@@ -55,7 +55,7 @@ struct ftk_word {
 size_t ftk_text_words(const char *s, struct ftk_word **out);
 void ftk_words_free(struct ftk_word *w, size_t n);
 
-/* Porter's (1980) stemmer on one lower-case ASCII word, into out. */
+/* Snowball's English (Porter2) stem of one case-folded UTF-8 word, into out. */
 void ftk_text_stem(const char *word, struct strbuf *out);
 
 /*
