@@ -441,8 +441,12 @@ static int do_run(int argc, char **argv, struct ftk_eval_run_opts *o, struct pri
 		print_summary_table(sum, o->run_dir);
 	double errors = jnum(sum, "errors");
 	if (!tool.quiet) {
-		fprintf(stderr, "ftk-eval: %ld results: %ld resumed, %ld from the model, %ld from the cache, %ld errors",
-			st.units, st.resumed, st.asked, st.cache_hits, (long)errors);
+		if (o->backend == FTK_EVAL_OUTPUTS)
+			fprintf(stderr, "ftk-eval: %ld results: %ld resumed, %ld scored from '%s', %ld errors",
+				st.units, st.resumed, st.units - st.resumed, o->outputs_path, (long)errors);
+		else
+			fprintf(stderr, "ftk-eval: %ld results: %ld resumed, %ld from the model, %ld from the cache, %ld errors",
+				st.units, st.resumed, st.asked, st.cache_hits, (long)errors);
 		if (o->backend == FTK_EVAL_ENDPOINT) {
 			fprintf(stderr, "; %ld+%ld tokens", st.prompt_tokens, st.completion_tokens);
 			if (p->have)
