@@ -434,7 +434,7 @@ static int do_run(int argc, char **argv, struct ftk_eval_run_opts *o, struct pri
 		error("%ld more judge errors (results.jsonl, \"judge_errors\")", n_jerr - 10);
 	cJSON *sum = ftk_eval_summarize(res);
 	cJSON_Delete(res);
-	const char *name = o->suite_path;
+	const char *name = st.suite[0] ? st.suite : o->suite_path;
 	if (json)
 		print_json(sum);
 	else

@@ -1108,6 +1108,7 @@ int ftk_eval_run(const struct ftk_eval_run_opts *o, struct ftk_eval_run_stats *s
 	rc = ftk_eval_suite_load(&c.suite, o->suite_path, err);
 	if (rc < 0)
 		return rc;
+	snprintf(st->suite, sizeof(st->suite), "%s", c.suite->name);
 	c.K = o->samples > 0 ? o->samples : 1;
 	size_t n_cases = c.suite->n_cases;
 	if (o->limit > 0 && (size_t)o->limit < n_cases)

@@ -83,6 +83,7 @@ struct ftk_eval_run_stats {
 	long judge_prompt_tokens, judge_completion_tokens;
 	long judge_calls;
 	long outputs_skipped;		/* --outputs lines without an "id" (unreadable) */
+	char suite[128];		/* the suite's name, once loaded */
 	double seconds;
 };
 
