@@ -440,7 +440,7 @@ static void finished(struct ftk_http_client *c, struct req *r, CURLcode rc)
 				finish_done(c, r, 0);
 				return;
 			}
-		} else if (status == 429 || status >= 500) {
+		} else if (status == 408 || status == 429 || status >= 500) {
 			retry = 1;
 			if (status == 429)
 				r->res.retries_429++;

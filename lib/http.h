@@ -19,13 +19,14 @@
  *
  * Retries.  A request is retried, up to max_attempts attempts in all, after a
  * timeout, a connection error (refused, reset, dropped mid-response, nothing
- * received), HTTP 429, HTTP 5xx, or a 2xx body the validator rejects (a
+ * received), HTTP 408, 429, 5xx, or a 2xx body the validator rejects (a
  * server that answered garbage).  The wait before attempt k+1 is exponential
  * with jitter: base * 2^(k-1), capped at max_wait, times a random factor in
  * [0.5, 1).  A Retry-After header (seconds or an HTTP date) on a 429 or 503
- * replaces the computed wait when it is longer, capped at max_wait.  Other
- * 4xx answers (400, 401, 404...) are final at once: asking again will not
- * change them.
+ * replaces the computed wait when it is longer, capped at max_wait.  408
+ * (the server timed the request out) is retried like a timeout, counted
+ * with the 5xx.  Other 4xx answers (400, 401, 404...) are final at once:
+ * asking again will not change them.
  *
  * The API key.  The caller names an environment variable (api_key_env); its
  * value is read when the client is made and sent as "Authorization: Bearer
@@ -75,7 +76,7 @@ struct ftk_http_result {
 	char *body;		/* the last body received (NUL-terminated), or NULL; owned */
 	size_t body_len;
 	int attempts;		/* attempts made, >= 1 */
-	int retries_429, retries_5xx, retries_timeout, retries_conn, retries_invalid;
+	int retries_429, retries_5xx, retries_timeout, retries_conn, retries_invalid; /* 5xx counts 408 */
 	double seconds;		/* from the first attempt's start to the final answer */
 	char error[256];	/* why it failed ("" on success): "HTTP 401: ...", "timeout after 3 attempts" */
 };

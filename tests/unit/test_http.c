@@ -237,6 +237,17 @@ START_TEST(validator_rejects_malformed_json)
 }
 END_TEST
 
+START_TEST(request_timeout_408_is_retried)
+{
+	struct ftk_http_opts o = fast_opts();
+	struct ftk_http_result r = post(&o, "{\"faults\":[\"status:408\"],\"x\":9}");
+	ck_assert_msg(r.code == 0, "error: %s", r.error);
+	ck_assert_int_eq(r.attempts, 2);
+	ck_assert_int_eq(r.retries_5xx, 1);
+	ftk_http_result_release(&r);
+}
+END_TEST
+
 START_TEST(client_error_is_final)
 {
 	struct ftk_http_opts o = fast_opts();
@@ -440,6 +451,7 @@ static Suite *http_suite(void)
 	tcase_add_test(net, retries_timeout);
 	tcase_add_test(net, validator_rejects_malformed_json);
 	tcase_add_test(net, client_error_is_final);
+	tcase_add_test(net, request_timeout_408_is_retried);
 	tcase_add_test(net, gives_up_after_max_attempts);
 	tcase_add_test(net, honours_retry_after);
 	tcase_add_test(net, many_in_flight);
