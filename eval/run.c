@@ -264,7 +264,8 @@ void ftk_eval_run_opts_init(struct ftk_eval_run_opts *o)
 static char *chat_url(const char *endpoint)
 {
 	struct strbuf sb = STRBUF_INIT;
-	strbuf_addstr(&sb, endpoint);
+	const char *query = strchr(endpoint, '?');	/* kept at the end */
+	strbuf_add(&sb, endpoint, query ? (size_t)(query - endpoint) : strlen(endpoint));
 	while (sb.len && sb.buf[sb.len - 1] == '/')
 		strbuf_setlen(&sb, sb.len - 1);
 	size_t n = sb.len;
@@ -274,6 +275,8 @@ static char *chat_url(const char *endpoint)
 		strbuf_addstr(&sb, "/chat/completions");
 	else
 		strbuf_addstr(&sb, "/v1/chat/completions");
+	if (query)
+		strbuf_addstr(&sb, query);
 	return strbuf_detach(&sb, NULL);
 }
 
@@ -949,6 +952,11 @@ static cJSON *run_identity(const struct ftk_eval_run_opts *o, const struct ftk_e
 		char *q = strchr(u, '?');	/* a query string may hold a key: keep it out */
 		if (q)
 			*q = 0;
+		char *scheme = strstr(u, "://");	/* and so may user:password@ */
+		char *at = scheme ? strchr(scheme + 3, '@') : NULL;
+		char *slash = scheme ? strchr(scheme + 3, '/') : NULL;
+		if (at && (!slash || at < slash))
+			memmove(scheme + 3, at + 1, strlen(at + 1) + 1);
 		cJSON_AddStringToObject(id, "endpoint", u);
 		free(u);
 		cJSON_AddStringToObject(id, "model", o->model ? o->model : "");
