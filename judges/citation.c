@@ -22,7 +22,8 @@
  *     irrelevant; a citation is irrelevant when it alone does not entail the
  *     sentence and the sentence's other citations still do.  An answer with
  *     no citations has precision 0, as in ALCE;
- *   - a passage is "Title: <title>\n<text>", as ALCE formats documents.
+ *   - a passage is "Title: <title>\n<text>", as ALCE formats documents;
+ *   - Markdown footnote definitions ("[^1]: ...") are not sentences.
  *
  * Entailment is pluggable.  "offline" (the default) is ftk_entail_offline():
  * content-word coverage with Snowball stems, names and numbers that must appear, and
@@ -540,6 +541,33 @@ static size_t split_units(const char *t, int list, struct unit **out)
 	return n;
 }
 
+/*
+ * The answer without Markdown footnote definitions ("[^1]: Source title"):
+ * they say where a marker points, they are not claims.  Caller frees.
+ */
+static char *strip_footnote_defs(const char *t)
+{
+	struct strbuf sb = STRBUF_INIT;
+	for (const char *line = t; *line;) {
+		const char *e = strchr(line, '\n');
+		size_t len = e ? (size_t)(e - line + 1) : strlen(line);
+		const char *p = line;
+		while (*p == ' ' || *p == '\t')
+			p++;
+		int def = 0;
+		if (p[0] == '[' && p[1] == '^' && isdigit((unsigned char)p[2])) {
+			p += 2;
+			while (isdigit((unsigned char)*p))
+				p++;
+			def = p[0] == ']' && p[1] == ':';
+		}
+		if (!def)
+			strbuf_add(&sb, line, len);
+		line += len;
+	}
+	return strbuf_detach(&sb, NULL);
+}
+
 static int has_words(const char *s)
 {
 	for (; *s; s++)
@@ -569,7 +597,9 @@ static int score(void *state, const cJSON *kase, const struct ftk_judge_output *
 		}
 	}
 	struct unit *units;
-	size_t nu = split_units(jtext_answer(out), c->list, &units);
+	char *answer = strip_footnote_defs(jtext_answer(out));
+	size_t nu = split_units(answer, c->list, &units);
+	free(answer);
 	const char *question = c->list ? question_of(kase) : NULL;
 	struct memo mm = { 0 };
 	cJSON *dsent = cJSON_CreateArray();

@@ -211,6 +211,10 @@ START_TEST(alce_precision_definition)
 	s = judge_text(j, kase, "The Eiffel Tower was completed in 1889.");
 	ck_assert_double_eq(s.recall, 0);
 	ck_assert_double_eq(s.marker_rate, 0);
+	/* footnote style, with the definitions at the end: they are not claims */
+	s = judge_text(j, kase, "The Eiffel Tower in Paris was completed in 1889[^1].\n\n[^1]: Eiffel Tower\n[^2]: Bagels\n");
+	ck_assert_uint_eq(s.sentences, 1);
+	ck_assert_double_eq(s.recall, 1);
 	/* past the list */
 	s = judge_text(j, kase, "The Eiffel Tower was completed in 1889 [7].");
 	ck_assert_double_eq(s.recall, 0);
