@@ -335,8 +335,8 @@ static int parse_norm(struct norm *n, const cJSON *j, const char *file, const ch
 		n->blen = strlen(c);
 	} else if (!strcmp(ty, "Strip")) {
 		n->type = NORM_STRIP;
-		n->left = jbool(j, "left", 1);
-		n->right = jbool(j, "right", 1);
+		n->left = jbool(j, "strip_left", 1);
+		n->right = jbool(j, "strip_right", 1);
 	} else if (!strcmp(ty, "Sequence")) {
 		const cJSON *arr = cJSON_GetObjectItemCaseSensitive(j, "normalizers");
 		n->type = NORM_SEQ;

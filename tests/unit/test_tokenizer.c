@@ -10,6 +10,7 @@
  * ids of the golden text (datasets/models/stories260K/reference.json).
  */
 #include <string.h>
+#include <sys/stat.h>
 #include "testutil.h"
 #include "lib/json.h"
 #include "lib/stream.h"
@@ -281,6 +282,126 @@ START_TEST(test_long_pretoken)
 }
 END_TEST
 
+/* Components the four tokenizers do not use, on patched copies of them
+ * (tests/fixtures/tokref/synthetic.jsonl.zst, tools/ref/gen-synthetic.mjs). */
+static void write_file(const char *path, const char *data, size_t len)
+{
+	FILE *f = fopen(path, "wb");
+	ck_assert_ptr_nonnull(f);
+	ck_assert_uint_eq(fwrite(data, 1, len, f), len);
+	fclose(f);
+}
+
+START_TEST(test_synthetic)
+{
+	struct ftk_reader *r;
+	struct ftk_line line;
+	struct ftk_error e;
+	int variants = 0, bad = 0, texts = 0;
+	ck_assert_int_eq(ftk_reader_open(&r, src_path("tests/fixtures/tokref/synthetic.jsonl.zst"), &e), 0);
+	while (ftk_reader_next(r, &line, &e) > 0) {
+		cJSON *row = cJSON_ParseWithLength(line.data, line.len);
+		const char *name = ftk_json_get_str(row, "name"), *base = ftk_json_get_str(row, "base");
+		char path[600], *data;
+		size_t len;
+		cJSON *tj;
+		snprintf(path, sizeof(path), "%s/tokenizer.json", base);
+		ck_assert_int_eq(ftk_read_all(src_path(path), &data, &len, NULL), 0);
+		ck_assert_int_eq(ftk_json_parse(data, len, &tj, NULL), 0);
+		free(data);
+		cJSON *p;
+		cJSON_ArrayForEach(p, cJSON_GetObjectItem(row, "patch")) {
+			if (!strcmp(p->string, "model")) {
+				cJSON *m;
+				cJSON_ArrayForEach(m, p)
+					cJSON_ReplaceItemInObject(cJSON_GetObjectItem(tj, "model"), m->string, cJSON_Duplicate(m, 1));
+			} else {
+				cJSON_ReplaceItemInObject(tj, p->string, cJSON_Duplicate(p, 1));
+			}
+		}
+		cJSON_ArrayForEach(p, cJSON_GetObjectItem(row, "added")) {
+			cJSON *at = cJSON_GetObjectItem(tj, "added_tokens"), *x;
+			int i = 0;
+			cJSON_ArrayForEach(x, at) {
+				if (cJSON_GetObjectItem(x, "id")->valueint == cJSON_GetObjectItem(p, "id")->valueint) break;
+				i++;
+			}
+			cJSON_ReplaceItemInArray(at, i, cJSON_Duplicate(p, 1));
+		}
+		mkdir(name, 0777);
+		snprintf(path, sizeof(path), "%s/tokenizer.json", name);
+		char *out = cJSON_PrintUnformatted(tj);
+		write_file(path, out, strlen(out));
+		cJSON_free(out);
+		cJSON_Delete(tj);
+		snprintf(path, sizeof(path), "%s/tokenizer_config.json", base);
+		ck_assert_int_eq(ftk_read_all(src_path(path), &data, &len, NULL), 0);
+		snprintf(path, sizeof(path), "%s/tokenizer_config.json", name);
+		write_file(path, data, len);
+		free(data);
+
+		struct ftk_tokenizer *t;
+		char buf[1200];
+		ck_assert_msg(ftk_tokenizer_load(&t, name, &e) == 0, "%s: %s", name, ftk_error_format(&e, buf, sizeof(buf)));
+		struct ftk_tokens tk = FTK_TOKENS_INIT;
+		const cJSON *tx = cJSON_GetObjectItem(row, "texts");
+		for (int i = 0; i < cJSON_GetArraySize(tx); i++) {
+			const char *s = cJSON_GetArrayItem(tx, i)->valuestring;
+			for (int add = 0; add < 2; add++) {
+				const cJSON *want = cJSON_GetArrayItem(cJSON_GetObjectItem(row, add ? "ids_add" : "ids"), i);
+				ftk_tokenizer_encode(t, s, strlen(s), add ? FTK_TOK_ADD_SPECIAL : 0, &tk, NULL);
+				if (!same_ids(want, &tk)) {
+					if (bad < 8) { fprintf(stderr, "%s: '%s'%s\n", name, s, add ? " (special tokens added)" : ""); print_ids("ids", want, &tk); }
+					bad++;
+				}
+			}
+			texts++;
+		}
+		ftk_tokens_release(&tk);
+		ftk_tokenizer_free(t);
+		cJSON_Delete(row);
+		variants++;
+	}
+	ftk_reader_close(r);
+	fprintf(stderr, "synthetic: %d variants, %d texts, %d mismatches\n", variants, texts, bad);
+	ck_assert_int_ge(variants, 9);
+	ck_assert_int_eq(bad, 0);
+}
+END_TEST
+
+/* single_word, which tokenizers.js ignores, so there is no reference run:
+ * the expectation is the Rust library's documented rule (the added token
+ * matches only where it is not part of a longer word). */
+START_TEST(test_single_word)
+{
+	char *data;
+	size_t len;
+	cJSON *tj;
+	ck_assert_int_eq(ftk_read_all(src_path("tests/fixtures/tokenizers/llama3/tokenizer.json"), &data, &len, NULL), 0);
+	ck_assert_int_eq(ftk_json_parse(data, len, &tj, NULL), 0);
+	free(data);
+	cJSON *at = cJSON_GetObjectItem(tj, "added_tokens");
+	cJSON_ReplaceItemInArray(at, 3, cJSON_Parse("{\"id\":128003,\"content\":\"zz\",\"single_word\":true,\"lstrip\":false,"
+						  "\"rstrip\":false,\"normalized\":false,\"special\":false}"));
+	char *out = cJSON_PrintUnformatted(tj);
+	write_file("sw.json", out, strlen(out));
+	cJSON_free(out);
+	cJSON_Delete(tj);
+	struct ftk_tokenizer *t;
+	ck_assert_int_eq(ftk_tokenizer_load(&t, "sw.json", NULL), 0);
+	struct ftk_tokens tk = FTK_TOKENS_INIT;
+	const char *cases[][2] = { { "zz", "1" }, { "a zz b", "1" }, { "xzz", "0" }, { "zzx", "0" }, { "zz.", "1" }, { "_zz", "0" } };
+	for (size_t i = 0; i < FTK_ARRAY_SIZE(cases); i++) {
+		ftk_tokenizer_encode(t, cases[i][0], strlen(cases[i][0]), 0, &tk, NULL);
+		int found = 0;
+		for (size_t k = 0; k < tk.n; k++) found |= tk.ids[k] == 128003;
+		ck_assert_msg(found == (cases[i][1][0] == '1'), "'%s'", cases[i][0]);
+	}
+	ftk_tokens_release(&tk);
+	ftk_tokenizer_free(t);
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
 	Suite *s = suite_create("tokenizer");
@@ -295,6 +416,8 @@ static Suite *make_suite(void)
 	tcase_add_test(tc, test_offsets);
 	tcase_add_test(tc, test_errors);
 	tcase_add_test(tc, test_long_pretoken);
+	tcase_add_test(tc, test_synthetic);
+	tcase_add_test(tc, test_single_word);
 	suite_add_tcase(s, tc);
 	return s;
 }
