@@ -89,6 +89,9 @@ struct ftk_quality {
 	struct word *words;
 	size_t n_words, alloc_words;
 	uint64_t *grams;	/* hashes of non-symbol cores, in order */
+	uint64_t *prefix;	/* prefix[i] = polynomial hash of grams[0..i) */
+	unsigned char *rep;	/* rep[i]: the k-gram at i occurs more than once */
+	size_t alloc_rep;
 	uint32_t *gram_chars;
 	size_t n_grams, alloc_grams;
 	struct line *lines, *paras;
@@ -121,6 +124,8 @@ void ftk_quality_free(struct ftk_quality *q)
 		return;
 	free(q->words);
 	free(q->grams);
+	free(q->prefix);
+	free(q->rep);
 	free(q->gram_chars);
 	free(q->lines);
 	free(q->paras);
@@ -350,8 +355,12 @@ static void split_words(struct ftk_quality *q, const char *text, size_t len)
 		w->core_chars = w->symbol ? 0 : core_chars;
 		w->h = w->symbol ? 0 : hash_lower(text + core_s, core_e - core_s);
 		if (!w->symbol) {
-			FTK_ALLOC_GROW(q->grams, q->n_grams + 1, q->alloc_grams);
-			q->gram_chars = xrealloc(q->gram_chars, q->alloc_grams * sizeof(uint32_t));
+			if (q->n_grams + 1 > q->alloc_grams) {
+				FTK_ALLOC_GROW(q->grams, q->n_grams + 1, q->alloc_grams);
+				q->gram_chars = xrealloc(q->gram_chars,
+							 q->alloc_grams * sizeof(uint32_t));
+				q->prefix = xrealloc(q->prefix, (q->alloc_grams + 1) * sizeof(uint64_t));
+			}
 			q->grams[q->n_grams] = w->h;
 			q->gram_chars[q->n_grams] = w->core_chars;
 			q->n_grams++;
@@ -434,7 +443,7 @@ static void tab_reset(struct ftk_quality *q, size_t n)
 /* Count key (never 0); returns the count after adding. want is the size used. */
 static uint32_t tab_add(struct ftk_quality *q, size_t want, uint64_t key, uint32_t **slot)
 {
-	size_t mask = want - 1, i = (size_t)(key ^ key >> 29) & mask;
+	size_t mask = want - 1, i = (size_t)((key * 0x9E3779B97F4A7C15ull) >> 32) & mask;
 	for (;;) {
 		if (q->tab_key[i] == key) {
 			*slot = &q->tab_cnt[i];
@@ -479,26 +488,102 @@ static void dup_units(struct ftk_quality *q, const struct line *u, size_t n, dou
 	*char_frac = total_chars ? (double)dup_chars / (double)total_chars : 0;
 }
 
-static uint64_t gram_hash(const uint64_t *h, int n)
+/*
+ * n-gram hashes in O(1) each: with prefix[i] = sum of grams[k] * P^(i-1-k)
+ * over k < i (mod 2^64), the n-gram at i hashes to prefix[i+n] -
+ * prefix[i] * P^n.  The word hashes are XXH3 values, so the sum is as good as
+ * a hash of the n words; a final multiply spreads it for the table.
+ */
+#define GRAM_P 0x100000001B3ull
+
+static void build_prefix(struct ftk_quality *q)
 {
-	uint64_t x = 0x9E3779B97F4A7C15ull * (uint64_t)n;
-	for (int k = 0; k < n; k++) {
-		x ^= h[k] + 0x9E3779B97F4A7C15ull + (x << 6) + (x >> 2);
-		x *= 0xFF51AFD7ED558CCDull;
-	}
+	q->prefix[0] = 0;
+	for (size_t i = 0; i < q->n_grams; i++)
+		q->prefix[i + 1] = q->prefix[i] * GRAM_P + q->grams[i];
+}
+
+static uint64_t gram_hash(const struct ftk_quality *q, size_t i, int n, uint64_t pn)
+{
+	uint64_t x = (q->prefix[i + (size_t)n] - q->prefix[i] * pn) * 0x9E3779B97F4A7C15ull;
+	x ^= x >> 32;
 	return x ? x : 1;
 }
 
-static double top_ngram(struct ftk_quality *q, int n, size_t total_chars)
+static uint64_t pow_p(int n)
+{
+	uint64_t r = 1;
+	while (n-- > 0)
+		r *= GRAM_P;
+	return r;
+}
+
+/*
+ * Most natural text repeats few n-grams, and an n-gram can only occur twice
+ * if the k-gram it starts with does (k < n).  So the 2-gram counts (which
+ * top_2gram needs anyway) mark the positions where a 3- or 4-gram may
+ * repeat, and one count of 5-grams marks those where a 5- to 10-gram may:
+ * the larger n-grams are only hashed and looked up at marked positions, and
+ * an unmarked position is an n-gram that occurs once, which is what every
+ * measure below assumes of it.  rep is NULL for "every position".
+ */
+static void count_all(struct ftk_quality *q, int n, size_t *want)
+{
+	size_t m = q->n_grams - (size_t)n + 1;
+	uint64_t pn = pow_p(n);
+	uint32_t *slot;
+	*want = tab_want(m);
+	tab_reset(q, m);
+	for (size_t i = 0; i < m; i++)
+		tab_add(q, *want, gram_hash(q, i, n, pn), &slot);
+}
+
+static uint32_t tab_get(const struct ftk_quality *q, size_t want, uint64_t key)
+{
+	size_t mask = want - 1, i = (size_t)((key * 0x9E3779B97F4A7C15ull) >> 32) & mask;
+	for (;;) {
+		if (q->tab_key[i] == key)
+			return q->tab_cnt[i];
+		if (!q->tab_key[i])
+			return 0;
+		i = (i + 1) & mask;
+	}
+}
+
+/* After count_all(n): mark the positions whose n-gram occurs more than once. */
+static size_t mark_repeats(struct ftk_quality *q, int n, size_t want)
+{
+	size_t m = q->n_grams - (size_t)n + 1, marked = 0;
+	uint64_t pn = pow_p(n);
+	if (q->alloc_rep < q->n_grams) {
+		free(q->rep);
+		q->alloc_rep = q->alloc_grams;
+		q->rep = xmalloc(q->alloc_rep);
+	}
+	memset(q->rep, 0, q->n_grams);
+	for (size_t i = 0; i < m; i++) {
+		q->rep[i] = tab_get(q, want, gram_hash(q, i, n, pn)) > 1;
+		marked += q->rep[i];
+	}
+	return marked;
+}
+
+static double top_ngram(struct ftk_quality *q, int n, size_t total_chars,
+			const unsigned char *rep, size_t marked)
 {
 	if (q->n_grams < (size_t)n || !total_chars)
 		return 0;
-	size_t m = q->n_grams - (size_t)n + 1, want = tab_want(m);
+	size_t m = q->n_grams - (size_t)n + 1, want = tab_want(rep ? marked : m);
+	uint64_t pn = pow_p(n);
 	uint32_t best = 0, *slot;
 	size_t best_chars = 0;
-	tab_reset(q, m);
+	if (rep && !marked)
+		return 0;
+	tab_reset(q, rep ? marked : m);
 	for (size_t i = 0; i < m; i++) {
-		uint32_t c = tab_add(q, want, gram_hash(q->grams + i, n), &slot);
+		if (rep && !rep[i])
+			continue;
+		uint32_t c = tab_add(q, want, gram_hash(q, i, n, pn), &slot);
 		size_t ch = 0;
 		if (c < best || c < 2)
 			continue;
@@ -517,15 +602,17 @@ static double top_ngram(struct ftk_quality *q, int n, size_t total_chars)
  * before counts its characters and the scan jumps past it (so no character
  * counts twice); the first occurrence does not count.
  */
-static double dup_ngram(struct ftk_quality *q, int n, size_t total_chars)
+static double dup_ngram(struct ftk_quality *q, int n, size_t total_chars,
+			const unsigned char *rep, size_t marked)
 {
-	if (q->n_grams < (size_t)n || !total_chars)
+	if (q->n_grams < (size_t)n || !total_chars || (rep && !marked))
 		return 0;
-	size_t m = q->n_grams - (size_t)n + 1, want = tab_want(m), chars = 0;
+	size_t m = q->n_grams - (size_t)n + 1, want = tab_want(rep ? marked : m), chars = 0;
+	uint64_t pn = pow_p(n);
 	uint32_t *slot;
-	tab_reset(q, m);
+	tab_reset(q, rep ? marked : m);
 	for (size_t i = 0; i < m;) {
-		if (tab_add(q, want, gram_hash(q->grams + i, n), &slot) > 1) {
+		if ((!rep || rep[i]) && tab_add(q, want, gram_hash(q, i, n, pn), &slot) > 1) {
 			for (int k = 0; k < n; k++)
 				chars += q->gram_chars[i + (size_t)k];
 			i += (size_t)n;
@@ -756,12 +843,32 @@ static void measure(struct ftk_quality *q, const char *text, size_t len)
 		q->value[R_DUP_PARAS] = f;
 		q->value[R_DUP_PARA_CHARS] = cf;
 	}
-	for (int n = 2; n <= 4; n++)
-		if (q->on[R_TOP2 + n - 2])
-			q->value[R_TOP2 + n - 2] = top_ngram(q, n, core_chars);
-	for (int n = 5; n <= 10; n++)
-		if (q->on[R_DUP5 + n - 5])
-			q->value[R_DUP5 + n - 5] = dup_ngram(q, n, core_chars);
+	if (q->n_grams && any_on(q, R_TOP2, R_DUP10))
+		build_prefix(q);
+	if (any_on(q, R_TOP2, R_TOP4) && q->n_grams >= 2 && core_chars) {
+		size_t want, marked;
+		/* top_ngram(2) leaves every 2-gram counted in the table */
+		q->value[R_TOP2] = top_ngram(q, 2, core_chars, NULL, 0);
+		want = tab_want(q->n_grams - 1);
+		marked = mark_repeats(q, 2, want);
+		for (int n = 3; n <= 4; n++)
+			q->value[R_TOP2 + n - 2] = top_ngram(q, n, core_chars, q->rep, marked);
+	} else if (any_on(q, R_TOP2, R_TOP4)) {
+		q->value[R_TOP2] = q->value[R_TOP3] = q->value[R_TOP4] = 0;
+	}
+	if (any_on(q, R_DUP5, R_DUP10)) {
+		size_t want, marked = 0;
+		if (q->n_grams >= 5) {
+			count_all(q, 5, &want);
+			marked = mark_repeats(q, 5, want);
+		}
+		for (int n = 5; n <= 10; n++)
+			q->value[R_DUP5 + n - 5] = q->n_grams >= 5 ?
+				dup_ngram(q, n, core_chars, q->rep, marked) : 0;
+	}
+	for (int r = R_TOP2; r <= R_DUP10; r++)
+		if (!q->on[r])
+			q->value[r] = NAN;
 	if (any_on(q, R_C4_PUNCT, R_C4_SENTENCES))
 		c4_measure(q, text, len);
 	if (any_on(q, R_FW_PUNCT, R_FW_NEWLINES)) {
