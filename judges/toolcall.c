@@ -1118,6 +1118,22 @@ static int check_call(const struct ftk_call *c, const char *want, const cJSON *a
 			nested = declared(prop_type(items));
 		}
 		int is_var = 0;
+		if (want_t == VT_NONE) {
+			/* no declared type (no tool, or a schema without "type"): compare
+			   as the accepted answers' type, without a type check */
+			enum vt at = answers_type(acc);
+			if ((at == VT_STR && cJSON_IsString(a)) || (at == VT_LIST && cJSON_IsArray(a)) ||
+			    (at == VT_DICT && cJSON_IsObject(a))) {
+				int ok = at == VT_STR ? string_ok(a->valuestring, acc)
+					 : at == VT_LIST ? list_ok(a, acc) : dict_ok(a, acc, vd);
+				if (!ok && at != VT_DICT)
+					return bad(vd, at == VT_STR ? "value_error:string" : "value_error:list",
+						   "parameter '%s' is not an accepted value", a->string);
+				if (!ok)
+					return 0;
+				continue;
+			}
+		}
 		if (want_t != VT_NONE && !type_ok(a, c, acc, want_t, nested, &is_var)) {
 			char kind[64];
 			if (vtype(a, c) == want_t || (want_t == VT_FLOAT && vtype(a, c) == VT_INT))
@@ -1241,10 +1257,10 @@ static int read_tools(const cJSON *kase, struct tool **out, size_t *n, struct ft
 	const cJSON *t;
 	*out = xcalloc((size_t)cJSON_GetArraySize(tools) + 1, sizeof(**out));
 	cJSON_ArrayForEach(t, tools) {
+		/* the OpenAI form wraps the function; the loop variable must stay the list item */
 		const cJSON *fn = cJSON_GetObjectItemCaseSensitive(t, "function");
-		if (cJSON_IsObject(fn))
-			t = fn;
-		const char *name = ftk_json_get_str(t, "name");
+		const cJSON *def = cJSON_IsObject(fn) ? fn : t;
+		const char *name = ftk_json_get_str(def, "name");
 		if (!name) {
 			char f[64];
 			snprintf(f, sizeof(f), "tools[%d].name", i);
@@ -1254,7 +1270,7 @@ static int read_tools(const cJSON *kase, struct tool **out, size_t *n, struct ft
 					     "case '%s': a tool needs a name", jcase_id(kase));
 		}
 		(*out)[*n].name = name;
-		(*out)[*n].params = cJSON_GetObjectItemCaseSensitive(t, "parameters");
+		(*out)[*n].params = cJSON_GetObjectItemCaseSensitive(def, "parameters");
 		(*n)++;
 		i++;
 	}
