@@ -5,7 +5,7 @@
 // LIB: tiktoken-cl100k, tiktoken-o200k, or transformers (TOKENIZER_DIR is
 // the model directory).  FILE holds JSON lines {"text": ...}; each text is
 // encoded once, single-threaded.  Prints one JSON line: bytes (UTF-8 bytes of
-// the texts), tokens, seconds (encoding only, loading excluded).
+// the texts), tokens, seconds and cpu_seconds (encoding only, loading excluded).
 import fs from 'fs';
 import path from 'path';
 
@@ -27,7 +27,10 @@ if (lib.startsWith('tiktoken')) {
 	throw new Error(`unknown library ${lib}`);
 }
 const t0 = process.hrtime.bigint();
+const c0 = process.cpuUsage();
 let tokens = 0;
 for (const t of texts) tokens += encode(t);
 const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
-console.log(JSON.stringify({ lib, bytes, tokens, seconds }));
+const c1 = process.cpuUsage(c0);
+const cpu_seconds = (c1.user + c1.system) / 1e6;
+console.log(JSON.stringify({ lib, bytes, tokens, seconds, cpu_seconds }));
