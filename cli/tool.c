@@ -447,8 +447,8 @@ int ftk_tool_finish(struct ftk_tool *t)
 		cJSON *e = ftk_ledger_entry_new(t->run, t->stage, "compute");
 		cJSON_AddStringToObject(e, "tool", t->name);
 		cJSON_AddNumberToObject(e, "hours", el / 3600.0);
+		/* no "usd": ftk-ledger prices it by the rates row in force on its date */
 		cJSON_AddStringToObject(e, "device", "cpu");
-		cJSON_AddNumberToObject(e, "usd", 0.0);
 		cJSON_AddNumberToObject(e, "records_in", (double)t->n_in);
 		cJSON_AddNumberToObject(e, "records_out", (double)t->n_out);
 		cJSON_AddNumberToObject(e, "records_rejected", (double)t->n_rejected);
