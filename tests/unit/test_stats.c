@@ -271,6 +271,57 @@ START_TEST(run_summary_matches_numpy)
 }
 END_TEST
 
+/* The clustered paired fixture, through ftk-eval's comparison of two runs. */
+START_TEST(run_compare_matches_numpy)
+{
+	const cJSON *pr = cJSON_GetArrayItem(cJSON_GetObjectItem(ref, "paired"), 1);
+	const cJSON *g = cJSON_GetObjectItem(pr, "cluster");
+	ck_assert(cJSON_IsArray(g));
+	cJSON *runs[2];
+	const char *sides[2] = { "a", "b" };
+	for (int r = 0; r < 2; r++) {
+		runs[r] = cJSON_CreateArray();
+		const cJSON *x = cJSON_GetObjectItem(pr, sides[r]);
+		/* B lists its cases in reverse order: pairing is by id, not position */
+		for (int k = 0; k < cJSON_GetArraySize(x); k++) {
+			int i = r ? cJSON_GetArraySize(x) - 1 - k : k;
+			cJSON *o = cJSON_CreateObject();
+			char id[32], cl[32];
+			snprintf(id, sizeof(id), "case-%d", i);
+			snprintf(cl, sizeof(cl), "c%d", (int)cJSON_GetArrayItem(g, i)->valuedouble);
+			cJSON_AddStringToObject(o, "id", id);
+			cJSON_AddStringToObject(o, "cluster", cl);
+			cJSON *sc = cJSON_AddObjectToObject(o, "scores");
+			cJSON_AddNumberToObject(sc, "j.score", cJSON_GetArrayItem(x, i)->valuedouble);
+			cJSON_AddItemToArray(runs[r], o);
+		}
+	}
+	/* a case only A has is not paired */
+	cJSON *extra = cJSON_CreateObject();
+	cJSON_AddStringToObject(extra, "id", "only-a");
+	cJSON_AddItemToObject(extra, "scores", cJSON_Parse("{\"j.score\": 1}"));
+	cJSON_AddItemToArray(runs[0], extra);
+	cJSON *cmp = ftk_eval_compare(runs[0], runs[1], 0.05);
+	const cJSON *m = cJSON_GetObjectItem(cJSON_GetObjectItem(cmp, "metrics"), "j.score");
+	ck_assert_ptr_nonnull(m);
+	ck_assert_int_eq((int)num(cmp, "only_a"), 1);
+	ck_assert_int_eq((int)num(m, "n"), cJSON_GetArraySize(cJSON_GetObjectItem(pr, "a")));
+	ck_assert_str_eq(cJSON_GetObjectItem(m, "test")->valuestring, "paired-t");
+	maxdiff = 0;
+	close_to(num(m, "diff"), num(pr, "diff"), 1e-12, "compare diff");
+	close_to(num(m, "se"), num(pr, "se"), 1e-10, "compare se");
+	close_to(num(m, "lo"), num(pr, "lo"), 1e-8, "compare lo");
+	close_to(num(m, "hi"), num(pr, "hi"), 1e-8, "compare hi");
+	close_to(num(m, "p"), num(pr, "p"), 1e-8, "compare p");
+	ck_assert_int_eq(cJSON_IsTrue(cJSON_GetObjectItem(m, "regressed")),
+			 num(pr, "diff") < 0 && num(pr, "p") < 0.05);
+	printf("run compare: max relative difference %.3g\n", maxdiff);
+	cJSON_Delete(cmp);
+	cJSON_Delete(runs[0]);
+	cJSON_Delete(runs[1]);
+}
+END_TEST
+
 static Suite *stats_suite(void)
 {
 	Suite *s = suite_create("stats");
@@ -283,6 +334,7 @@ static Suite *stats_suite(void)
 	tcase_add_test(tc, paired_matches_numpy);
 	tcase_add_test(tc, edge_cases);
 	tcase_add_test(tc, run_summary_matches_numpy);
+	tcase_add_test(tc, run_compare_matches_numpy);
 	suite_add_tcase(s, tc);
 	return s;
 }
