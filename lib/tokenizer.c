@@ -1911,6 +1911,14 @@ static int ends_incomplete(const struct strbuf *sb)
 	return sb->len >= 3 && !memcmp(sb->buf + sb->len - 3, "\xef\xbf\xbd", 3);
 }
 
+/*
+ * The text of ids[prefix..read) was printed last time.  Decoding the window
+ * ids[prefix..n) and printing what it adds keeps every decoder rule that
+ * looks at neighbours (byte fallback groups, "strip the first space": the
+ * window starts one token back, so both decodes strip alike), and costs
+ * O(window) per token instead of O(sequence).  Text ending in U+FFFD waits:
+ * its UTF-8 character is not complete yet.
+ */
 int ftk_detok_push(struct ftk_detok *d, uint32_t id, struct strbuf *out, struct ftk_error *err)
 {
 	if (id >= d->tok->n_vocab || !d->tok->vocab[id].str)
@@ -1918,13 +1926,12 @@ int ftk_detok_push(struct ftk_detok *d, uint32_t id, struct strbuf *out, struct 
 				     d->tok->n_vocab);
 	FTK_ALLOC_GROW(d->ids, d->n + 1, d->alloc);
 	d->ids[d->n++] = id;
-	/* decode from the start so that whole-sequence decoder rules hold:
-	 * the text for ids[0..read) is already out; emit the new suffix */
 	struct strbuf prev = STRBUF_INIT, cur = STRBUF_INIT;
-	ftk_tokenizer_decode(d->tok, d->ids, d->read, d->skip_special, &prev, NULL);
-	ftk_tokenizer_decode(d->tok, d->ids, d->n, d->skip_special, &cur, NULL);
+	ftk_tokenizer_decode(d->tok, d->ids + d->prefix, d->read - d->prefix, d->skip_special, &prev, NULL);
+	ftk_tokenizer_decode(d->tok, d->ids + d->prefix, d->n - d->prefix, d->skip_special, &cur, NULL);
 	if (cur.len > prev.len && !memcmp(cur.buf, prev.buf, prev.len) && !ends_incomplete(&cur)) {
 		strbuf_add(out, cur.buf + prev.len, cur.len - prev.len);
+		d->prefix = d->read;
 		d->read = d->n;
 	}
 	strbuf_release(&prev);
@@ -1935,10 +1942,10 @@ int ftk_detok_push(struct ftk_detok *d, uint32_t id, struct strbuf *out, struct 
 void ftk_detok_finish(struct ftk_detok *d, struct strbuf *out)
 {
 	struct strbuf prev = STRBUF_INIT, cur = STRBUF_INIT;
-	ftk_tokenizer_decode(d->tok, d->ids, d->read, d->skip_special, &prev, NULL);
-	ftk_tokenizer_decode(d->tok, d->ids, d->n, d->skip_special, &cur, NULL);
-	if (cur.len > prev.len) strbuf_add(out, cur.buf + prev.len, cur.len - prev.len);
-	d->read = d->n;
+	ftk_tokenizer_decode(d->tok, d->ids + d->prefix, d->read - d->prefix, d->skip_special, &prev, NULL);
+	ftk_tokenizer_decode(d->tok, d->ids + d->prefix, d->n - d->prefix, d->skip_special, &cur, NULL);
+	if (cur.len > prev.len && !memcmp(cur.buf, prev.buf, prev.len)) strbuf_add(out, cur.buf + prev.len, cur.len - prev.len);
+	d->prefix = d->read = d->n;
 	strbuf_release(&prev);
 	strbuf_release(&cur);
 }

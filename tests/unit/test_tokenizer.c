@@ -96,6 +96,18 @@ static int check_texts(int k, int *n_rows, int *n_hard)
 				if (bad < 5) fprintf(stderr, "%s: %s: decode differs: want '%s' got '%s'\n", NAMES[k], src, wdec, d.buf);
 				bad++;
 			}
+			/* streaming decode, one id at a time, gives the same text */
+			struct ftk_detok dt;
+			struct strbuf st = STRBUF_INIT;
+			ftk_detok_init(&dt, t, 0);
+			for (int i = 0; i < n; i++) ftk_detok_push(&dt, ids[i], &st, NULL);
+			ftk_detok_finish(&dt, &st);
+			if (st.len != d.len || memcmp(st.buf, d.buf, d.len)) {
+				if (bad < 5) fprintf(stderr, "%s: %s: streaming decode '%s' differs from '%s'\n", NAMES[k], src, st.buf, d.buf);
+				bad++;
+			}
+			ftk_detok_release(&dt);
+			strbuf_release(&st);
 			free(ids);
 			strbuf_release(&d);
 		}
