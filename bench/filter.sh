@@ -39,24 +39,35 @@ while size < mb * 1000000:
 PYEOF
 fi
 bytes=$(wc -c < "$data")
-now() { date +%s.%N; }
-run() { # name, command...
-	name=$1; shift
-	t0=$(now); "$@" > /dev/null; t1=$(now)
-	echo "$name $t0 $t1"
-}
 echo "input: $data, $bytes bytes, $(wc -l < "$data") records"
+echo "(the machine is shared: CPU seconds are steadier than wall seconds; both shown)"
+tmp=$(mktemp -d /tmp/ftk-bench.XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+cat "$data" > /dev/null # into the page cache for everyone
+run() { # label, command...
+	label=$1; shift
+	# not /dev/null: GNU grep stops at the first match when its output is /dev/null
+	/usr/bin/time -f "%e %U %S" -o "$tmp/t" "$@" > "$tmp/out" || true
+	echo "$label|$(cat "$tmp/t")"
+}
 {
-	run grep grep -cP '[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}' "$data"
-	run filter "$BIN/ftk-filter" -q --gopher "$data"
-	run scrub "$BIN/ftk-scrub" -q "$data"
-} | awk -v b="$bytes" '
-	{ s[$1] = $3 - $2; order[n++] = $1 }
+	run "grep -cP e-mail pattern" grep -cP \
+		'[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}' "$data"
+	run "grep -cP phone pattern" grep -cP \
+		'(?<![0-9])(?:\+?1[ .-]?)?\(?[2-9][0-9]{2}\)?[ .-][2-9][0-9]{2}[ .-][0-9]{4}(?![0-9])' "$data"
+	run "ftk-filter --gopher" "$BIN/ftk-filter" -q --gopher "$data"
+	run "ftk-scrub" "$BIN/ftk-scrub" -q "$data"
+} | awk -F'|' -v b="$bytes" 'BEGIN { n = 0 }
+	{ split($2, t, " "); lab[n] = $1; wall[n] = t[1]; cpu[n] = t[2] + t[3]; n++ }
 	END {
+		printf "%-26s %8s %9s %8s %9s   %s\n", "", "wall s", "MB/s", "cpu s", "MB/s", "cpu-time ratio to each grep -P"
 		for (i = 0; i < n; i++) {
-			k = order[i]
-			printf "%-34s %7.2f s %8.1f MB/s   %.2fx grep -P\n", \
-				(k == "grep" ? "grep -cP (e-mail pattern)" : k == "filter" ? "ftk-filter --gopher" : "ftk-scrub (all detectors)"), \
-				s[k], b / s[k] / 1e6, s["grep"] / s[k]
+			c = cpu[i] > 0.005 ? cpu[i] : 0.005
+			w = wall[i] > 0.005 ? wall[i] : 0.005
+			r = ""
+			if (i >= 2)
+				r = sprintf("%.3fx e-mail grep, %.3fx phone grep", \
+					(cpu[0] > 0.005 ? cpu[0] : 0.005) / c, (cpu[1] > 0.005 ? cpu[1] : 0.005) / c)
+			printf "%-26s %8.2f %9.1f %8.2f %9.1f   %s\n", lab[i], wall[i], b / w / 1e6, cpu[i], b / c / 1e6, r
 		}
 	}'

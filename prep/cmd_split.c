@@ -38,6 +38,7 @@ static const char usage[] =
 	"      --group FIELD      keep records with the same FIELD value in one split\n"
 	"                         (records without it are rejected)\n"
 	"      --outdir DIR       where to write NAME.jsonl (default .)\n"
+	"      --prefix P         name the files P.NAME.jsonl (P may hold a directory)\n"
 	"      --suffix SUF       file suffix (default .jsonl; .jsonl.zst compresses)\n"
 	"\n"
 	FTK_TOOL_COMMON_HELP
@@ -51,6 +52,7 @@ enum {
 	OPT_GROUP,
 	OPT_OUTDIR,
 	OPT_SUFFIX,
+	OPT_PREFIX,
 };
 
 #define MAX_SPLITS 16
@@ -78,13 +80,14 @@ int cmd_split(int argc, char **argv)
 		{ "group", required_argument, NULL, OPT_GROUP },
 		{ "outdir", required_argument, NULL, OPT_OUTDIR },
 		{ "suffix", required_argument, NULL, OPT_SUFFIX },
+		{ "prefix", required_argument, NULL, OPT_PREFIX },
 		{ 0 },
 	};
 	struct ftk_tool t;
 	struct ftk_line line;
 	struct ftk_error err;
 	char *ratios_arg = NULL, *names_arg = NULL;
-	const char *key = NULL, *outdir = ".", *suffix = ".jsonl";
+	const char *key = NULL, *outdir = ".", *suffix = ".jsonl", *prefix = NULL;
 	int group = 0, c;
 	uint64_t seed = 0;
 
@@ -114,6 +117,7 @@ int cmd_split(int argc, char **argv)
 			break;
 		case OPT_OUTDIR: outdir = optarg; break;
 		case OPT_SUFFIX: suffix = optarg; break;
+		case OPT_PREFIX: prefix = optarg; break;
 		default: ftk_tool_usage_error(&t, NULL);
 		}
 	}
@@ -165,7 +169,12 @@ int cmd_split(int argc, char **argv)
 		die("cannot create '%s': %s", outdir, strerror(errno));
 	for (int i = 0; i < n; i++) {
 		strbuf_reset(&path);
-		strbuf_addf(&path, "%s/%s%s", outdir, names[i], suffix);
+		if (prefix && prefix[0] == '/')
+			strbuf_addf(&path, "%s.%s%s", prefix, names[i], suffix);
+		else if (prefix)
+			strbuf_addf(&path, "%s/%s.%s%s", outdir, prefix, names[i], suffix);
+		else
+			strbuf_addf(&path, "%s/%s%s", outdir, names[i], suffix);
 		if (ftk_writer_open(&w[i], path.buf, 0, &err) < 0)
 			die("%s", err.msg);
 	}
