@@ -28,6 +28,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -216,10 +217,8 @@ static inline const struct merge_ent *merge_get(const struct ftk_tokenizer *t, u
 static uint32_t b2u[256];	/* byte -> code point */
 static int16_t u2b[324];	/* code point (< 324) -> byte, -1 */
 
-static void bytes_to_unicode_init(void)
+static void bytes_to_unicode_fill(void)
 {
-	static int done;
-	if (done) return;
 	int n = 0;
 	for (int i = 0; i < 324; i++) u2b[i] = -1;
 	for (int b = 0; b < 256; b++) {
@@ -229,7 +228,12 @@ static void bytes_to_unicode_init(void)
 			b2u[b] = 256 + n++;
 		u2b[b2u[b]] = b;
 	}
-	done = 1;
+}
+
+static void bytes_to_unicode_init(void)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	pthread_once(&once, bytes_to_unicode_fill);
 }
 
 /* Decode a byte-level string into raw bytes.  -1 when a character is outside the alphabet. */

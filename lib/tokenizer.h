@@ -29,7 +29,14 @@
  * normalizer and pre-tokenizer run on each piece of text between added
  * tokens separately (so Llama 2's Prepend("▁") applies after every special
  * token, as in HF's legacy mode); special tokens are added only by the
- * post-processor, only when FTK_TOK_ADD_SPECIAL is given.
+ * post-processor, only when FTK_TOK_ADD_SPECIAL is given; single_word
+ * added tokens match only outside longer words (tokenizers.js ignores the
+ * flag; the Rust library does not).
+ *
+ * Known limits: added tokens marked "normalized": true are matched on the
+ * raw text, before the normalizer (none of the Llama, Mistral or Qwen
+ * tokenizers has one); model types other than BPE (WordPiece, Unigram,
+ * WordLevel) and the components not listed above are refused at load.
  */
 #ifndef FTK_TOKENIZER_H
 #define FTK_TOKENIZER_H
