@@ -21,6 +21,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "cli/tool.h"
+#include "eval/reviews.h"
 #include "eval/run.h"
 #include "eval/suite.h"
 #include "judges/judge.h"
@@ -29,7 +30,7 @@
 
 static const char usage_run[] =
 	"usage: ftk-eval run SUITE -o RUN_DIR BACKEND [options]\n"
-	"       ftk-eval summary RUN_DIR [--json]\n"
+	"       ftk-eval summary RUN_DIR [--reviews FILE] [--json]\n"
 	"       ftk-eval compare RUN_A RUN_B [--alpha P] [--json]\n"
 	"       ftk-eval judges\n"
 	"\n"
@@ -66,6 +67,10 @@ static const char usage_run[] =
 	"      --usd-per-mtok-out Y price of a million completion tokens\n"
 	"      --rates FILE         take the model's prices from an ftk-ledger rates file\n"
 	"      --json               print summary.json instead of the table\n"
+	"Summary options:\n"
+	"      --reviews FILE       fold people's verdicts (ftk-review) into the results\n"
+	"                           and report judge-versus-human agreement (default\n"
+	"                           RUN_DIR/reviews.jsonl when it exists)\n"
 	"Compare options:\n"
 	"      --alpha P            significance level (default 0.05)\n"
 	FTK_TOOL_COMMON_HELP
@@ -94,6 +99,7 @@ enum {
 	OPT_RATES,
 	OPT_JSON,
 	OPT_ALPHA,
+	OPT_REVIEWS,
 };
 
 static const struct option long_opts[] = {
@@ -120,6 +126,7 @@ static const struct option long_opts[] = {
 	{ "rates", required_argument, NULL, OPT_RATES },
 	{ "json", no_argument, NULL, OPT_JSON },
 	{ "alpha", required_argument, NULL, OPT_ALPHA },
+	{ "reviews", required_argument, NULL, OPT_REVIEWS },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -226,7 +233,9 @@ static int load_results(const char *run, cJSON **out)
 	return 0;
 }
 
-static int do_summary(int argc, char **argv, int json)
+static int fold_reviews(const char *run, const char *path, cJSON *res, cJSON **ag);
+
+static int do_summary(int argc, char **argv, int json, const char *reviews)
 {
 	if (argc != 1)
 		ftk_tool_usage_error(&tool, "summary takes one run directory");
@@ -234,13 +243,55 @@ static int do_summary(int argc, char **argv, int json)
 	if (load_results(argv[0], &res) < 0)
 		return FTK_EXIT_DATA;
 	cJSON *sum = ftk_eval_summarize(res);
+	cJSON *ag = NULL;
+	if (fold_reviews(argv[0], reviews, res, &ag) < 0) {
+		cJSON_Delete(sum);
+		cJSON_Delete(res);
+		return FTK_EXIT_DATA;
+	}
+	if (ag)
+		cJSON_AddItemToObject(sum, "reviews", ag);
 	if (json)
 		print_json(sum);
 	else
 		print_summary_table(sum, argv[0]);
+	if (ag && !json)
+		ftk_reviews_print(stdout, ag);
 	cJSON_Delete(sum);
 	cJSON_Delete(res);
 	return FTK_EXIT_OK;
+}
+
+/*
+ * People's verdicts (eval/reviews.h): --reviews FILE, else RUN/reviews.jsonl
+ * when the run directory has one.  *ag gets the agreement object, or stays
+ * NULL when there are no reviews.  A given file that cannot be read is an
+ * error; unreadable lines are reported and skipped.
+ */
+static int fold_reviews(const char *run, const char *path, cJSON *res, cJSON **ag)
+{
+	char def[4096];
+	*ag = NULL;
+	if (!path) {
+		snprintf(def, sizeof(def), "%s/reviews.jsonl", run);
+		if (access(def, F_OK) != 0)
+			return 0;
+		path = def;
+	}
+	struct ftk_error e;
+	ftk_error_clear(&e);
+	long bad = 0;
+	cJSON *rv;
+	char buf[1400];
+	if (ftk_reviews_load(path, &rv, &bad, &e) < 0)
+		return error("%s", ftk_error_format(&e, buf, sizeof(buf)));
+	if (bad)
+		warning("%s (%ld unreadable review lines skipped)", ftk_error_format(&e, buf, sizeof(buf)),
+			bad);
+	ftk_reviews_fold(res, rv);
+	*ag = ftk_reviews_agreement(res);
+	cJSON_Delete(rv);
+	return 0;
 }
 
 static int do_compare(int argc, char **argv, int json, double alpha)
@@ -476,7 +527,7 @@ int cmd_eval(int argc, char **argv)
 	ftk_eval_run_opts_init(&o);
 	struct prices p = { 0, 0, 0, NULL };
 	int have_in = 0, have_out = 0, json = 0;
-	const char *rates = NULL;
+	const char *rates = NULL, *reviews = NULL;
 	double alpha = 0.05;
 	int c;
 	while ((c = getopt_long(argc, argv, FTK_TOOL_SHORTOPTS "j:", long_opts, NULL)) != -1) {
@@ -505,6 +556,7 @@ int cmd_eval(int argc, char **argv)
 		case OPT_RATES: rates = optarg; break;
 		case OPT_JSON: json = 1; break;
 		case OPT_ALPHA: alpha = num_arg("--alpha", optarg, 1e-12, 0.5); break;
+		case OPT_REVIEWS: reviews = optarg; break;
 		default: ftk_tool_usage_error(&tool, NULL);
 		}
 	}
@@ -519,7 +571,7 @@ int cmd_eval(int argc, char **argv)
 	if (!strcmp(sub, "run"))
 		return do_run(rest, rargv, &o, &p, rates, json);
 	if (!strcmp(sub, "summary"))
-		return do_summary(rest, rargv, json);
+		return do_summary(rest, rargv, json, reviews);
 	if (!strcmp(sub, "compare"))
 		return do_compare(rest, rargv, json, alpha);
 	if (!strcmp(sub, "judges"))
