@@ -210,6 +210,18 @@ START_TEST(test_accessors)
 	struct ftk_tokens tk = FTK_TOKENS_INIT;
 	ck_assert_int_eq(ftk_tokenizer_encode(q, "<|im_end|>", 10, 0, &tk, NULL), 1);
 	ck_assert_int_gt(ftk_tokenizer_encode(q, "<|im_end|>", 10, FTK_TOK_SPLIT_NO_SPECIAL, &tk, NULL), 1);
+	/* invalid UTF-8 goes through byte level and byte fallback, and decodes to U+FFFD */
+	{
+		const char bad8[] = "\xff\xfe ok \xc3";
+		struct ftk_tokenizer *tt[2] = { l3, l2 };
+		for (int k = 0; k < 2; k++) {
+			ck_assert_int_gt(ftk_tokenizer_encode(tt[k], bad8, sizeof(bad8) - 1, 0, &tk, NULL), 3);
+			struct strbuf d = STRBUF_INIT;
+			ck_assert_int_eq(ftk_tokenizer_decode(tt[k], tk.ids, tk.n, 0, &d, NULL), 0);
+			ck_assert_str_eq(d.buf, "\xef\xbf\xbd\xef\xbf\xbd ok \xef\xbf\xbd");
+			strbuf_release(&d);
+		}
+	}
 	/* out-of-range id */
 	uint32_t bad = 999999;
 	struct strbuf sb = STRBUF_INIT;
