@@ -81,15 +81,27 @@ static void destroy(void *state)
 	free(l);
 }
 
-/* The conversation as "role: content" lines. */
+/* The conversation as "role: content" lines; content parts give their text. */
 static void render_messages(const cJSON *msgs, struct strbuf *sb)
 {
 	const cJSON *m;
 	cJSON_ArrayForEach(m, msgs) {
 		const char *role = ftk_json_get_str(m, "role");
-		const char *content = ftk_json_get_str(m, "content");
-		if (role && content)
-			strbuf_addf(sb, "%s: %s\n", role, content);
+		const cJSON *content = cJSON_GetObjectItemCaseSensitive(m, "content");
+		if (!role)
+			continue;
+		if (cJSON_IsString(content)) {
+			strbuf_addf(sb, "%s: %s\n", role, content->valuestring);
+		} else if (cJSON_IsArray(content)) {
+			strbuf_addf(sb, "%s:", role);
+			const cJSON *part;
+			cJSON_ArrayForEach(part, content) {
+				const char *t = ftk_json_get_str(part, "text");
+				if (t)
+					strbuf_addf(sb, " %s", t);
+			}
+			strbuf_addch(sb, '\n');
+		}
 	}
 }
 

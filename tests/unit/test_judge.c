@@ -53,7 +53,8 @@ static int fake_chat(void *ctx, const cJSON *req, cJSON **resp, struct ftk_error
 }
 
 static const char *kase_json =
-	"{\"id\":\"q1\",\"messages\":[{\"role\":\"user\",\"content\":\"Explain tides.\"}],"
+	"{\"id\":\"q1\",\"messages\":[{\"role\":\"system\",\"content\":[{\"type\":\"text\",\"text\":\"Be brief.\"}]},"
+	"{\"role\":\"user\",\"content\":\"Explain tides.\"}],"
 	"\"rubric\":\"Mentions the Moon's gravity.\"}";
 
 static void score_llm(struct ftk_judge *j, const cJSON *kase, struct ftk_judge_result *r)
@@ -87,6 +88,7 @@ START_TEST(llm_votes_cache_usage)
 	ck_assert_int_eq(f.calls, 3);
 	ck_assert_ptr_nonnull(strstr(f.last_user, "Mentions the Moon's gravity."));
 	ck_assert_ptr_nonnull(strstr(f.last_user, "The Moon pulls the oceans."));
+	ck_assert_ptr_nonnull(strstr(f.last_user, "system: Be brief.\nuser: Explain tides."));
 	ck_assert_double_eq(ftk_judge_find_metric(&r, "llm.pass")->value, 1);
 	ck_assert_double_eq_tol(ftk_judge_find_metric(&r, "llm.score")->value, (0.9 + 0.9 + 0.2) / 3, 1e-12);
 	ck_assert_double_eq_tol(ftk_judge_find_metric(&r, "llm.agreement")->value, 2.0 / 3, 1e-12);

@@ -753,6 +753,14 @@ START_TEST(schema_checked)
 	ck_assert_str_eq(v.kind, "value_error:string");
 	v = judge(j, kase, "", NULL);
 	ck_assert_str_eq(v.kind, "no_call");
+	/* without tools, values compare as the answers' type (strings standardized) */
+	cJSON_DeleteItemFromObject(kase, "tools");
+	v = judge(j, kase, "set(mode='Off')", NULL);
+	ck_assert_msg(v.correct, "%s", v.reason);
+	v = judge(j, kase, "set(mode='on')", NULL);
+	ck_assert_str_eq(v.kind, "value_error:string");
+	v = judge(j, kase, "set(mode='off', x=1)", NULL);
+	ck_assert_str_eq(v.kind, "unexpected_param");
 	ftk_judge_destroy(j);
 	cJSON_Delete(kase);
 }
