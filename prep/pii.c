@@ -61,8 +61,8 @@ struct pattern {
 	int type;
 	enum check check;
 	int group;		/* capture group that is the span (0: whole match) */
-	const char *prefilter;	/* a string that must occur (NULL: none) */
-	int prefilter_ci;	/* compare the prefilter case-insensitively */
+	const char *prefilter;	/* strings one of which must occur, '|' between (NULL: none) */
+	int prefilter_ci;	/* 1: compare the prefilter case-insensitively; 2: has_aws_prefix */
 	const char *re;
 };
 
@@ -77,16 +77,16 @@ static const struct pattern patterns[] = {
 	{ FTK_PII_URL_CREDENTIALS, CK_URL, 1, "://", 0,
 	  "(?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]{1,20}://"
 	  "([^\\s/?#@:\"'<>]*:[^\\s/?#@\"'<>]+)@[A-Za-z0-9.\\[\\]:_-]+" },
-	{ FTK_PII_GITHUB_TOKEN, CK_NONE, 0, "_", 0,
+	{ FTK_PII_GITHUB_TOKEN, CK_NONE, 0, "gh|hub_pat_", 0,
 	  "(?<![A-Za-z0-9_])(?:gh[pousr]_[A-Za-z0-9]{36,76}|github_pat_[A-Za-z0-9]{22}_[A-Za-z0-9]{59})"
 	  "(?![A-Za-z0-9_])" },
-	{ FTK_PII_SLACK_TOKEN, CK_NONE, 0, "x", 0,
+	{ FTK_PII_SLACK_TOKEN, CK_NONE, 0, "xox|xapp-", 0,
 	  "(?<![A-Za-z0-9-])(?:xox[abposre]-[0-9]{6,15}-[A-Za-z0-9-]{8,250}[A-Za-z0-9]"
 	  "|xapp-[0-9]-[A-Z0-9]{6,15}-[0-9]{6,15}-[a-f0-9]{20,80})(?![A-Za-z0-9-])" },
-	{ FTK_PII_AWS_KEY, CK_NONE, 0, "A", 0,
+	{ FTK_PII_AWS_KEY, CK_NONE, 0, NULL, 2, /* has_aws_prefix */
 	  "(?<![A-Za-z0-9])(?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AIPA|ANPA|ANVA|APKA|AROA|ASCA)"
 	  "[A-Z2-7]{16}(?![A-Za-z0-9])" },
-	{ FTK_PII_AWS_KEY, CK_NONE, 1, "secret", 1,
+	{ FTK_PII_AWS_KEY, CK_NONE, 1, "ecret|ECRET", 0,
 	  "(?i:aws[A-Za-z_ .-]{0,20}secret[A-Za-z_ .-]{0,20}?)[\\s\"':=]{1,6}"
 	  "([A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])" },
 	{ FTK_PII_EMAIL, CK_EMAIL, 0, "@", 0,
@@ -105,8 +105,8 @@ static const struct pattern patterns[] = {
 	  "(?![A-Za-z0-9_:]|\\.[0-9])" },
 	{ FTK_PII_SSN, CK_SSN, 0, NULL, 0,
 	  "(?<![0-9A-Za-z.-])(?<![0-9][ -])[0-9]{3}([- ])[0-9]{2}\\1[0-9]{4}(?![0-9A-Za-z]|[.-][0-9])" },
-	{ FTK_PII_SSN, CK_SSN, 1, NULL, 0,
-	  "(?i:\\bssn|social security(?: number| no\\.?)?)[\\s:#.]{1,4}([0-9]{9})(?![0-9A-Za-z])" },
+	{ FTK_PII_SSN, CK_SSN, 1, "ssn|SSN|Ssn|ocial|OCIAL", 0,
+	  "(?<![A-Za-z0-9_])(?i:ssn|social security(?: number| no\\.?)?)[\\s:#.]{1,4}([0-9]{9})(?![0-9A-Za-z])" },
 	{ FTK_PII_IPV4, CK_IPV4, 0, ".", 0,
 	  "(?<![A-Za-z0-9_.-])(?:(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\\.){3}"
 	  "(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])(?![A-Za-z0-9_]|\\.[0-9])" },
@@ -119,7 +119,7 @@ static const struct pattern patterns[] = {
 	  "|\\(?0[1-9][0-9]{0,4}\\)?(?:[ -][0-9]{2,8}){1,4}"
 	  ")(?![0-9A-Za-z_]|[.-][0-9])" },
 	{ FTK_PII_PHONE, CK_DIGITS_LABEL, 1, NULL, 0,
-	  "(?i:\\b(?:phone|tel|telephone|mobile|cell|fax|call|whatsapp|sms))[\\s.:#]{1,4}"
+	  "(?<![A-Za-z0-9_])(?i:phone|tel|telephone|mobile|cell|fax|call|whatsapp|sms)[\\s.:#]{1,4}"
 	  "((?:\\+|00)?[0-9](?:[ .-]?[0-9]){6,14})(?![0-9A-Za-z])" },
 };
 #define N_PATTERNS FTK_ARRAY_SIZE(patterns)
@@ -523,15 +523,47 @@ static int check_iban(const char *s, size_t st, size_t *en)
 	return 1;
 }
 
-static int has_str(const char *s, size_t n, const char *pat, int ci)
+/* Does one of the '|'-separated strings in pats occur in s[0..n)? */
+static int has_str(const char *s, size_t n, const char *pats, int ci)
 {
-	size_t m = strlen(pat);
-	if (!ci)
-		return memmem(s, n, pat, m) != NULL;
-	for (size_t i = 0; i + m <= n; i++)
-		if (!strncasecmp(s + i, pat, m))
-			return 1;
+	while (*pats) {
+		const char *bar = strchr(pats, '|');
+		size_t m = bar ? (size_t)(bar - pats) : strlen(pats);
+		if (!ci) {
+			if (memmem(s, n, pats, m))
+				return 1;
+		} else {
+			for (size_t i = 0; i + m <= n; i++)
+				if (!strncasecmp(s + i, pats, m))
+					return 1;
+		}
+		if (!bar)
+			break;
+		pats = bar + 1;
+	}
 	return 0;
+}
+
+/* One memchr pass for the AWS key id prefixes, instead of twelve memmem. */
+static int has_aws_prefix(const char *s, size_t n)
+{
+	static const char pre[][4] = { "KIA", "SIA", "BIA", "CCA", "GPA", "IDA", "IPA", "NPA",
+					"NVA", "PKA", "ROA", "SCA" };
+	const char *p = s, *end = s + n;
+	while (end - p >= 20 && (p = memchr(p, 'A', (size_t)(end - p - 19)))) {
+		for (size_t k = 0; k < FTK_ARRAY_SIZE(pre); k++)
+			if (p[1] == pre[k][0] && p[2] == pre[k][1] && p[3] == pre[k][2])
+				return 1;
+		p++;
+	}
+	return 0;
+}
+
+/* The kinds that are made of digits: none can be in a text without one. */
+static int needs_digit(int type)
+{
+	return type == FTK_PII_PHONE || type == FTK_PII_IPV4 || type == FTK_PII_CREDIT_CARD ||
+	       type == FTK_PII_IBAN || type == FTK_PII_SSN;
 }
 
 static void add_cand(struct ftk_pii *p, size_t st, size_t en, int type)
@@ -563,9 +595,14 @@ static int cmp_start(const void *a, const void *b)
 size_t ftk_pii_find(struct ftk_pii *p, const char *s, size_t n, const struct ftk_pii_span **spans)
 {
 	p->n_cand = 0;
+	int digit = 0;
+	for (size_t i = 0; i < n && !digit; i++)
+		digit = s[i] >= '0' && s[i] <= '9';
 	for (size_t pi = 0; pi < N_PATTERNS; pi++) {
 		const struct pattern *pt = &patterns[pi];
-		if (!p->re[pi])
+		if (!p->re[pi] || (!digit && needs_digit(pt->type)))
+			continue;
+		if (pt->prefilter_ci == 2 && !has_aws_prefix(s, n))
 			continue;
 		if (pt->prefilter && !has_str(s, n, pt->prefilter, pt->prefilter_ci))
 			continue;
