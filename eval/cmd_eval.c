@@ -14,6 +14,7 @@
  * resumed cases cost nothing) times the prices given or found in a rates
  * file, appended to the ledger as one api entry (stage eval).
  */
+#include <errno.h>
 #include <getopt.h>
 #include <math.h>
 #include <stdio.h>
@@ -491,6 +492,25 @@ static int do_run(int argc, char **argv, struct ftk_eval_run_opts *o, struct pri
 	else
 		print_summary_table(sum, o->run_dir);
 	double errors = jnum(sum, "errors");
+	if (tool.stats_path) {
+		/* --stats: the summary and this invocation's counts, as JSON */
+		cJSON *js = cJSON_Duplicate(sum, 1);
+		cJSON *inv = cJSON_AddObjectToObject(js, "invocation");
+		cJSON_AddNumberToObject(inv, "units", (double)st.units);
+		cJSON_AddNumberToObject(inv, "resumed", (double)st.resumed);
+		cJSON_AddNumberToObject(inv, "asked", (double)st.asked);
+		cJSON_AddNumberToObject(inv, "cache_hits", (double)st.cache_hits);
+		cJSON_AddNumberToObject(inv, "prompt_tokens", (double)st.prompt_tokens);
+		cJSON_AddNumberToObject(inv, "completion_tokens", (double)st.completion_tokens);
+		cJSON_AddNumberToObject(inv, "judge_calls", (double)st.judge_calls);
+		cJSON_AddNumberToObject(inv, "seconds", st.seconds);
+		char *text = cJSON_Print(js);
+		FILE *f = fopen(tool.stats_path, "w");
+		if (!f || fprintf(f, "%s\n", text) < 0 || fclose(f) != 0)
+			error("cannot write '%s': %s", tool.stats_path, strerror(errno));
+		cJSON_free(text);
+		cJSON_Delete(js);
+	}
 	if (!tool.quiet) {
 		if (o->backend == FTK_EVAL_OUTPUTS)
 			fprintf(stderr, "ftk-eval: %ld results: %ld resumed, %ld scored from '%s', %ld errors",
