@@ -450,7 +450,44 @@ static int sft_grads(struct run *r, double *loss_sum, long *targets, struct ftk_
 	return 0;
 }
 
-/* One DPO step: loss sum over pairs, pair count in *targets, margin accuracy. */
+int ftk_dpo_pairs(struct ftk_model *m, const struct ftk_batch *b, const double *ref, double beta,
+		  double norm, float *scratch, double *loss_sum, long *right, struct ftk_error *err)
+{
+	size_t n;
+	float *grads = ftk_model_lora_grad_flat(m, &n);
+	size_t T = (size_t)b->T;
+	for (int i = 0; i + 1 < b->B; i += 2) {
+		struct ftk_batch bc = { 1, b->T, b->ids + i * T, b->mask ? b->mask + i * T : NULL,
+					b->doc ? b->doc + i * T : NULL };
+		struct ftk_batch br = { 1, b->T, b->ids + (i + 1) * T,
+					b->mask ? b->mask + (i + 1) * T : NULL,
+					b->doc ? b->doc + (i + 1) * T : NULL };
+		double lc, lr, z, ls;
+		long nt;
+		int rc;
+		if ((rc = ftk_model_forward(m, &bc, NULL, &lc, &nt, err)) < 0 ||
+		    (rc = ftk_model_forward(m, &br, NULL, &lr, &nt, err)) < 0)
+			return rc;
+		*loss_sum += dpo_pair(beta, lc, lr, ref[i], ref[i + 1], &z);
+		*right += z > 0;
+		double w = beta * sigmoid(-z);
+		if (!(w > 0))
+			continue;
+		/* grads += w/norm * d Lc */
+		if ((rc = ftk_model_forward_backward(m, &bc, norm / w, &ls, &nt, err)) < 0)
+			return rc;
+		/* grads -= w/norm * d Lr, through a scratch copy */
+		memcpy(scratch, grads, n * sizeof(float));
+		ftk_model_zero_grad(m);
+		if ((rc = ftk_model_forward_backward(m, &br, norm / w, &ls, &nt, err)) < 0)
+			return rc;
+		for (size_t j = 0; j < n; j++)
+			grads[j] = scratch[j] - grads[j];
+	}
+	return 0;
+}
+
+/* One DPO step: loss sum over pairs, pair count in *pairs, margin accuracy. */
 static int dpo_grads(struct run *r, double *loss_sum, long *pairs, double *acc,
 		     struct ftk_error *err)
 {
@@ -465,40 +502,18 @@ static int dpo_grads(struct run *r, double *loss_sum, long *pairs, double *acc,
 	}
 	*loss_sum = 0;
 	*pairs = P;
-	for (int k = 0; k < r->o->grad_accum; k++) {
+	double *ref = xmalloc((size_t)r->mb[0].rows * sizeof(double));
+	int rc = 0;
+	for (int k = 0; k < r->o->grad_accum && rc == 0; k++) {
 		struct ftk_data_batch *db = &r->mb[k];
-		for (int i = 0; i + 1 < db->b.B; i += 2) {
-			double lc, lr, z, ls;
-			long nt;
-			int rc;
-			if ((rc = row_loss(r->m, db, i, &lc, err)) < 0 ||
-			    (rc = row_loss(r->m, db, i + 1, &lr, err)) < 0)
-				return rc;
-			*loss_sum += dpo_pair(r->o->beta, lc, lr, r->ref_train[db->seq[i]],
-					      r->ref_train[db->seq[i + 1]], &z);
-			right += z > 0;
-			double w = r->o->beta * sigmoid(-z);
-			if (!(w > 0))
-				continue;
-			size_t off = (size_t)i * db->T;
-			struct ftk_batch bc = { 1, db->T, db->ids + off, db->mask + off, db->doc + off };
-			struct ftk_batch br = { 1, db->T, db->ids + off + db->T, db->mask + off + db->T,
-						db->doc + off + db->T };
-			double norm = (double)P / w;
-			/* grads += w/P * d Lc */
-			if ((rc = ftk_model_forward_backward(r->m, &bc, norm, &ls, &nt, err)) < 0)
-				return rc;
-			/* grads -= w/P * d Lr, through a scratch copy */
-			memcpy(r->scratch, r->grads, r->n * sizeof(float));
-			ftk_model_zero_grad(r->m);
-			if ((rc = ftk_model_forward_backward(r->m, &br, norm, &ls, &nt, err)) < 0)
-				return rc;
-			for (size_t j = 0; j < r->n; j++)
-				r->grads[j] = r->scratch[j] - r->grads[j];
-		}
+		for (int i = 0; i < db->b.B; i++)
+			ref[i] = r->ref_train[db->seq[i]];
+		rc = ftk_dpo_pairs(r->m, &db->b, ref, r->o->beta, (double)P, r->scratch, loss_sum,
+				   &right, err);
 	}
+	free(ref);
 	*acc = local ? (double)right / (double)local : 0;	/* this rank's pairs */
-	return 0;
+	return rc;
 }
 
 static void add_state(struct run *r, cJSON *st)

@@ -128,4 +128,17 @@ struct ftk_train_result {
 int ftk_train_run(const struct ftk_train_opts *o, int resume, struct ftk_train_result *res,
 		  struct ftk_error *err);
 
+/*
+ * DPO on one micro-batch of pairs: rows 2i (chosen) and 2i+1 (rejected) of
+ * b, ref[row] the frozen reference's summed token loss of each row.  Adds
+ * d(sum over pairs of -log sigmoid(z) / norm)/dparam to the model's LoRA
+ * gradients, z = beta ((ref_c - L_c) - (ref_r - L_r)), L the rows' summed
+ * token losses now; norm is the number of pairs in the whole step.
+ * scratch holds as many floats as the LoRA parameters.  *loss_sum gets the
+ * pairs' losses added and *right the pairs with z > 0.  Returns 0 or the
+ * model's error.
+ */
+int ftk_dpo_pairs(struct ftk_model *m, const struct ftk_batch *b, const double *ref, double beta,
+		  double norm, float *scratch, double *loss_sum, long *right, struct ftk_error *err);
+
 #endif

@@ -26,6 +26,7 @@
 #include "trainer/data.h"
 #include "trainer/generate.h"
 #include "trainer/train.h"
+#include "lib/tokenizer.h"
 
 /* Work in a fresh directory of its own (the suite's tests share a cwd). */
 static void enter(const char *name)
@@ -410,6 +411,112 @@ START_TEST(dpo_prefers_chosen)
 }
 END_TEST
 
+/* The DPO objective of rows (pairs) by forward passes only. */
+static double dpo_value(struct ftk_model *m, const uint32_t *ids, const uint8_t *mask,
+			const uint32_t *doc, int rows, int T, const double *ref, double beta,
+			double norm)
+{
+	double f = 0, L[8];
+	for (int i = 0; i < rows; i++) {
+		struct ftk_batch b = { 1, T, ids + i * T, mask + i * T, doc + i * T };
+		long nt;
+		ck_assert_int_eq(ftk_model_forward(m, &b, NULL, &L[i], &nt, NULL), 0);
+	}
+	for (int i = 0; i < rows; i += 2) {
+		double z = beta * ((ref[i] - L[i]) - (ref[i + 1] - L[i + 1]));
+		f += (z > 0 ? log1p(exp(-z)) : -z + log1p(exp(z))) / norm;
+	}
+	return f;
+}
+
+/*
+ * ftk_dpo_pairs' gradient against central finite differences of the DPO
+ * objective along the gradient's own direction (the derivative there is the
+ * gradient's norm).
+ */
+START_TEST(dpo_gradient_matches_finite_differences)
+{
+	enter("dpo_gradient_matches_finite_differences");
+	struct ftk_model *m;
+	struct ftk_error e;
+	struct ftk_load_opts lo = { FTK_QUANT_NONE, NULL, 1, 0 };
+	ck_assert_int_eq(ftk_model_load(&m, src_path(STORIES), &lo, &e), 0);
+	struct ftk_lora_opts lora = { FTK_LORA_ALL, 4, 8, 0, 0, 1 };
+	ck_assert_int_eq(ftk_model_lora_init(m, &lora, &e), 0);
+	for (size_t i = 0; i < ftk_model_lora_count(m); i++) {
+		const struct ftk_lora_tensor *t = ftk_model_lora_tensor(m, i);
+		if (t->is_b)
+			for (int k = 0; k < t->rows * t->cols; k++)
+				t->data[k] = 0.05f * (float)sin(k * 0.7 + (double)i);
+	}
+	/* two pairs, one story per row */
+	enum { T = 32, ROWS = 4 };
+	char **good = task_texts(0, 2);
+	const char *texts[ROWS] = { good[0], "Once upon a time, there was a cat named Lily. The cat hated to run.",
+				    good[1], "Once upon a time, there was a dog named Tom. The dog was sad." };
+	struct ftk_tokenizer *tok;
+	struct ftk_tokens tk = FTK_TOKENS_INIT;
+	ck_assert_int_eq(ftk_tokenizer_load(&tok, src_path(STORIES "/tokenizer.json"), &e), 0);
+	uint32_t ids[ROWS * T], doc[ROWS * T];
+	uint8_t mask[ROWS * T];
+	for (int r = 0; r < ROWS; r++) {
+		long k = ftk_tokenizer_encode(tok, texts[r], strlen(texts[r]), FTK_TOK_ADD_SPECIAL, &tk, &e);
+		ck_assert(k > 1 && k <= T);
+		for (int t = 0; t < T; t++) {
+			ids[r * T + t] = t < k ? tk.ids[t] : 0;
+			mask[r * T + t] = t > 0 && t < k;
+			doc[r * T + t] = t < k ? 0 : 1;
+		}
+	}
+	ftk_tokens_release(&tk);
+	ftk_tokenizer_free(tok);
+	free_texts(good, 2);
+
+	/* references away from the current losses, so that z is not 0 */
+	double ref[ROWS], beta = 0.7, norm = 2;
+	for (int r = 0; r < ROWS; r++) {
+		struct ftk_batch b = { 1, T, ids + r * T, mask + r * T, doc + r * T };
+		long nt;
+		ck_assert_int_eq(ftk_model_forward(m, &b, NULL, &ref[r], &nt, &e), 0);
+	}
+	ref[0] += 0.5, ref[1] -= 0.3, ref[2] -= 0.2, ref[3] += 0.4;
+
+	size_t n;
+	float *p = ftk_model_lora_flat(m, &n);
+	float *g = ftk_model_lora_grad_flat(m, &n);
+	float *scratch = malloc(n * sizeof(float)), *d = malloc(n * sizeof(float));
+	float *p0 = malloc(n * sizeof(float));
+	ftk_model_zero_grad(m);
+	struct ftk_batch b = { ROWS, T, ids, mask, doc };
+	double loss = 0;
+	long right = 0;
+	ck_assert_int_eq(ftk_dpo_pairs(m, &b, ref, beta, norm, scratch, &loss, &right, &e), 0);
+	double gn = 0;
+	for (size_t i = 0; i < n; i++)
+		gn += (double)g[i] * g[i];
+	gn = sqrt(gn);
+	for (size_t i = 0; i < n; i++)
+		d[i] = (float)(g[i] / gn);
+	memcpy(p0, p, n * sizeof(float));
+	double f0 = dpo_value(m, ids, mask, doc, ROWS, T, ref, beta, norm);
+	double eps = 1e-2, fp, fm;
+	for (size_t i = 0; i < n; i++)
+		p[i] = p0[i] + (float)eps * d[i];
+	fp = dpo_value(m, ids, mask, doc, ROWS, T, ref, beta, norm);
+	for (size_t i = 0; i < n; i++)
+		p[i] = p0[i] - (float)eps * d[i];
+	fm = dpo_value(m, ids, mask, doc, ROWS, T, ref, beta, norm);
+	double fd = (fp - fm) / (2 * eps);
+	printf("dpo gradient: loss %.6f (from the step %.6f), |g| %.6g, finite difference %.6g, "
+	       "rel diff %.3g (tolerance 1e-2)\n", f0, loss / norm, gn, fd, fabs(fd - gn) / gn);
+	ck_assert_double_eq_tol(f0, loss / norm, 1e-9);
+	ck_assert_double_gt(gn, 1e-3);
+	ck_assert_double_le(fabs(fd - gn) / gn, 1e-2);
+	free(scratch), free(d), free(p0);
+	ftk_model_free(m);
+}
+END_TEST
+
 /* ---------------------------------------------------------------- data */
 
 static void write_ids(const char *dir, const uint32_t *lens, int n, int kind, const char *tj)
@@ -644,6 +751,7 @@ static Suite *train_suite(void)
 	tcase_add_test(tc, reduce_hooks_two_identical_ranks);
 	tcase_add_test(tc, refuses_existing_run_and_dpo_from_adapter);
 	tcase_add_test(tc, dpo_prefers_chosen);
+	tcase_add_test(tc, dpo_gradient_matches_finite_differences);
 	tcase_add_test(tc, sigkill_resume_is_exact);
 	tcase_add_test(tc, sigterm_saves_and_resume_is_exact);
 	suite_add_tcase(s, tc);
