@@ -17,7 +17,8 @@
  * boundary makes a fragment with no citation of its own.  So a period ends a
  * sentence only when whitespace and a plausible sentence start follow, and
  * never inside a number, after a known abbreviation or a single initial, or
- * inside an open quote or bracket.
+ * inside an open quote or bracket.  The full-width terminators of Chinese and
+ * Japanese (。！？) end a sentence without a space after them.
  */
 #include <ctype.h>
 #include <libstemmer.h>
@@ -442,6 +443,14 @@ size_t ftk_text_sentences(const char *s, size_t **starts, size_t **ends)
 			depth--;
 		else if (c == '"')
 			dquote = !dquote;
+		if (c == 0x3002 || c == 0xFF01 || c == 0xFF1F) {
+			/* 。！？ end a sentence with no space after them (Chinese, Japanese) */
+			size_t j = skip_markers(s, i + cl);
+			EMIT(begin, j);
+			begin = j;
+			i = j;
+			continue;
+		}
 		if (c != '.' && c != '!' && c != '?') {
 			i += cl;
 			continue;

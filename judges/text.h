@@ -64,7 +64,8 @@ void ftk_text_stem(const char *word, struct strbuf *out);
  * whitespace and something that can start a sentence, or at a blank line.  Not
  * an end: a period inside a number (3.5), after a known abbreviation (e.g.,
  * Dr., U.S., Jan.), after a single capital initial (J. R. R. Tolkien), or
- * inside quotes or brackets.  Fills *starts and *ends (byte offsets, caller
+ * inside quotes or brackets.  。！？ end a sentence with no space needed.
+ * Fills *starts and *ends (byte offsets, caller
  * frees both) and returns the count; blank sentences are skipped.
  */
 size_t ftk_text_sentences(const char *s, size_t **starts, size_t **ends);

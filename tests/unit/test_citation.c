@@ -80,6 +80,9 @@ START_TEST(sentence_splitting)
 	sentences_are("See e.g. the list. Done.", 2, "See e.g. the list.");
 	sentences_are("First point\n\nSecond point", 2, "First point");
 	sentences_are("", 0, NULL);
+	/* 东京是日本的首都[1]。它很大[2]。 */
+	sentences_are("\xe4\xb8\x9c\xe4\xba\xac\xe6\x98\xaf[1]\xe3\x80\x82\xe5\xae\x83\xe5\xbe\x88\xe5\xa4\xa7[2]\xe3\x80\x82",
+		      2, "\xe4\xb8\x9c\xe4\xba\xac\xe6\x98\xaf[1]\xe3\x80\x82");
 }
 END_TEST
 
