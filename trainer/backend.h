@@ -2,9 +2,12 @@
  * backend.h: the operations the model is made of, as a table of function
  * pointers (ggml's pattern), so a CUDA backend can sit beside the CPU one.
  *
- * model.c never touches activation memory itself: it allocates buffers with
- * be->alloc, fills them with be->upload, and runs every step of the forward
- * and backward pass through an op below.  The CPU backend (backend_cpu.c) is
+ * model.c never touches backend memory itself: it allocates buffers with
+ * be->alloc, fills them with be->upload (token ids, positions, document ids
+ * and targets are prepared on the host and uploaded), and runs every step
+ * of the forward and backward pass through an op below.  The exceptions are
+ * the LoRA parameters and gradients, which live in be->alloc_shared memory
+ * that host code (the optimizer, adapter files) reads and writes in place.  The CPU backend (backend_cpu.c) is
  * the reference: plain loops over the per-element and per-row arithmetic of
  * ops.h, OpenBLAS for matrix products, a small thread pool for the rest.  A
  * CUDA backend implements the same table over device pointers, using the
@@ -48,6 +51,13 @@ struct ftk_backend {
 	void (*free)(void *p);
 	void (*upload)(void *dst, const void *src, size_t bytes);	/* host -> backend */
 	void (*download)(void *dst, const void *src, size_t bytes);	/* backend -> host */
+	void (*copy)(void *dst, const void *src, size_t bytes);	/* backend -> backend */
+	/*
+	 * Memory that both the host and the backend address directly (CUDA:
+	 * managed memory), zeroed: the LoRA parameters and gradients, which the
+	 * optimizer, checkpoints and adapter files read and write in place.
+	 */
+	void *(*alloc_shared)(size_t bytes);
 	void (*zero)(void *p, size_t bytes);
 	/* Prepare a weight for this backend (CUDA uploads the NF4 bytes). */
 	void (*weight_prepare)(struct ftk_weight *w);
@@ -123,7 +133,9 @@ struct ftk_backend {
 	void (*add)(float *y, const float *x, size_t n);
 	/* y (n) = x * scale where keep says so (dropout mask bits), else 0 */
 	void (*dropout)(float *y, const float *x, const uint8_t *keep, float scale, size_t n);
-	/* out (M, C) = table[ids[m]] rows (table is (V, C)) */
+	/* keep (n) = ftk_dropout_keep(stream, i, p) for each i (ops.h), so every backend draws the same masks */
+	void (*dropout_mask)(uint8_t *keep, uint64_t stream, float p, size_t n);
+	/* out (M, C) = table[ids[m]] rows (table is (V, C)); ids in backend memory */
 	void (*embed)(float *out, const float *table, const uint32_t *ids, int M, int C);
 	/* out (M, N) += bias (N) broadcast; db (N) += column sums of dout (unused when frozen) */
 	void (*add_bias)(float *out, const float *bias, int M, int N);

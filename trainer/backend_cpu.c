@@ -589,6 +589,12 @@ static void cpu_dropout(float *y, const float *x, const uint8_t *keep, float sca
 		y[i] = keep[i] ? x[i] * scale : 0.0f;
 }
 
+static void cpu_dropout_mask(uint8_t *keep, uint64_t stream, float p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		keep[i] = (uint8_t)ftk_dropout_keep(stream, i, p);
+}
+
 static void cpu_embed(float *out, const float *table, const uint32_t *ids, int M, int C)
 {
 	for (int m = 0; m < M; m++)
@@ -601,6 +607,8 @@ const struct ftk_backend ftk_backend_cpu = {
 	/* .free = */ cpu_free,
 	/* .upload = */ cpu_copy,
 	/* .download = */ cpu_copy,
+	/* .copy = */ cpu_copy,
+	/* .alloc_shared = */ cpu_alloc,
 	/* .zero = */ cpu_zero,
 	/* .weight_prepare = */ cpu_weight_prepare,
 	/* .weight_release = */ cpu_weight_prepare,
@@ -619,6 +627,7 @@ const struct ftk_backend ftk_backend_cpu = {
 	/* .xent = */ cpu_xent,
 	/* .add = */ cpu_add,
 	/* .dropout = */ cpu_dropout,
+	/* .dropout_mask = */ cpu_dropout_mask,
 	/* .embed = */ cpu_embed,
 	/* .add_bias = */ cpu_add_bias,
 };

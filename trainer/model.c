@@ -83,7 +83,7 @@ struct ftk_model {
 	float *norm_f;		/* (C) */
 	struct ftk_weight head;	/* (V, C), f32; points at embed when tied */
 	struct layer_w *layers;	/* (L) */
-	float *inv_freq;	/* (hd/2) */
+	float *inv_freq;	/* (hd/2) backend memory */
 
 	/* LoRA */
 	int has_lora;
@@ -103,7 +103,9 @@ struct ftk_model {
 	float *res;			/* (L+1, M, C) */
 	float *lnf;			/* (M, C) */
 	float *rstdf;			/* (M) */
-	int32_t *pos, *doc, *target;	/* (M) */
+	int32_t *pos, *doc, *target;	/* (M) each, backend memory */
+	uint32_t *ids;			/* (M) backend copy of the batch's token ids */
+	int32_t *h_idx;			/* (4, M) host: pos, doc, target, ids, uploaded per batch */
 	/* backward scratch */
 	float *dres, *dln, *tmp;	/* (M, C), (M, C), (M, max(C, H, NH*hd)) */
 	float *dh1, *dh2, *dh3;		/* (M, max(H, NH*hd)) */
@@ -316,12 +318,14 @@ int ftk_model_load(struct ftk_model **out, const char *dir, const struct ftk_loa
 	if (cfg.tie_embeddings)
 		m->head.f32 = m->embed;
 
-	m->inv_freq = xmalloc((size_t)(hd / 2) * sizeof(float));
+	float *inv = xmalloc((size_t)(hd / 2) * sizeof(float));
 	for (int j = 0; j < hd / 2; j++)
-		m->inv_freq[j] = ftk_rope_inv_freq(j, hd, cfg.rope_theta,
-						   cfg.rope_llama3 ? cfg.rope_factor : 0.0f,
-						   cfg.rope_low_freq, cfg.rope_high_freq,
-						   cfg.rope_orig_max_pos);
+		inv[j] = ftk_rope_inv_freq(j, hd, cfg.rope_theta,
+					   cfg.rope_llama3 ? cfg.rope_factor : 0.0f, cfg.rope_low_freq,
+					   cfg.rope_high_freq, cfg.rope_orig_max_pos);
+	m->inv_freq = m->be->alloc((size_t)(hd / 2) * sizeof(float));
+	m->be->upload(m->inv_freq, inv, (size_t)(hd / 2) * sizeof(float));
+	free(inv);
 	free(tens);
 	free(ws);
 	ftk_st_close(st);
@@ -369,7 +373,8 @@ void ftk_model_free(struct ftk_model *m)
 	m->be->free(m->dec_scratch);
 	free(m->slots);
 	free(m->lt);
-	free(m->inv_freq);
+	m->be->free(m->inv_freq);
+	free(m->h_idx);
 	free(m->dir);
 	free(m);
 }
@@ -436,8 +441,8 @@ int ftk_model_lora_init(struct ftk_model *m, const struct ftk_lora_opts *o, stru
 			nlt += 2;
 		}
 	m->n_lora = n;
-	m->lora_mem = m->be->alloc(n * sizeof(float));
-	m->grad_mem = m->be->alloc(n * sizeof(float));
+	m->lora_mem = m->be->alloc_shared(n * sizeof(float));
+	m->grad_mem = m->be->alloc_shared(n * sizeof(float));
 	m->lt = xcalloc(nlt, sizeof(*m->lt));
 	m->n_lt = nlt;
 	uint64_t rng[4];
@@ -627,7 +632,7 @@ static void ensure_buffers(struct ftk_model *m, int B, int T)
 	size_t sizes[] = {
 		(size_t)M * C,		/* lnf */
 		(size_t)M,		/* rstdf */
-		(size_t)M * 3,		/* pos, doc, target (int32) */
+		(size_t)M * 4,		/* pos, doc, target, ids (32-bit each) */
 		(size_t)M * C,		/* dres */
 		(size_t)M * C,		/* dln */
 		(size_t)M * wide,	/* tmp */
@@ -643,7 +648,10 @@ static void ensure_buffers(struct ftk_model *m, int B, int T)
 	float *p = m->scratch_mem = m->be->alloc(n * sizeof(float));
 	m->lnf = p, p += sizes[0];
 	m->rstdf = p, p += sizes[1];
-	m->pos = (int32_t *)p, m->doc = m->pos + M, m->target = m->doc + M, p += sizes[2];
+	m->pos = (int32_t *)p, m->doc = m->pos + M, m->target = m->doc + M;
+	m->ids = (uint32_t *)(m->target + M), p += sizes[2];
+	free(m->h_idx);
+	m->h_idx = xcalloc((size_t)4 * M, sizeof(int32_t));
 	m->dres = p, p += sizes[3];
 	m->dln = p, p += sizes[4];
 	m->tmp = p, p += sizes[5];
@@ -678,10 +686,8 @@ static void proj_fwd(struct ftk_model *m, int l, int t, const float *X, float *Y
 		size_t n = (size_t)M * s->in;
 		uint64_t stream = ftk_mix64(m->rng.seed ^ ftk_mix64(m->rng.counter * 1000003u +
 								    (uint64_t)(l * NT + t)));
-		uint8_t *keep = a->keep[t];
-		for (size_t i = 0; i < n; i++)
-			keep[i] = (uint8_t)ftk_dropout_keep(stream, i, m->lo.dropout);
-		be->dropout(a->lx[t], X, keep, 1.0f / (1.0f - m->lo.dropout), n);
+		be->dropout_mask(a->keep[t], stream, m->lo.dropout, n);
+		be->dropout(a->lx[t], X, a->keep[t], 1.0f / (1.0f - m->lo.dropout), n);
 		Xd = a->lx[t];
 	}
 	float *U = a->lu[t];
@@ -745,14 +751,14 @@ static void layer_fwd(struct ftk_model *m, int l, const float *x, float *xout, s
 	be->rope(a->k, m->pos, m->inv_freq, M, NKV, hd, 1);
 	be->attn_fwd(a->atty, a->att, a->q, a->k, a->v, m->doc, B, T, NH, NKV, hd);
 	proj_fwd(m, l, FTK_LORA_O, a->atty, m->tmp, M, a, train);
-	memcpy(a->xmid, x, (size_t)M * C * sizeof(float));
+	be->copy(a->xmid, x, (size_t)M * C * sizeof(float));
 	be->add(a->xmid, m->tmp, (size_t)M * C);
 	be->rmsnorm_fwd(a->ln2, a->rstd2, a->xmid, lw->ln2, M, C, c->norm_eps);
 	proj_fwd(m, l, FTK_LORA_GATE, a->ln2, a->gate, M, a, train);
 	proj_fwd(m, l, FTK_LORA_UP, a->ln2, a->up, M, a, train);
 	be->swiglu_fwd(a->act, a->gate, a->up, (size_t)M * H);
 	proj_fwd(m, l, FTK_LORA_DOWN, a->act, m->tmp, M, a, train);
-	memcpy(xout, a->xmid, (size_t)M * C * sizeof(float));
+	be->copy(xout, a->xmid, (size_t)M * C * sizeof(float));
 	be->add(xout, m->tmp, (size_t)M * C);
 }
 
@@ -834,10 +840,14 @@ static int check_batch(struct ftk_model *m, const struct ftk_batch *b, struct ft
 	return 0;
 }
 
-/* Positions, document ids and targets for the batch; returns the target count. */
+/*
+ * Positions, document ids, targets and token ids for the batch, made on the
+ * host and uploaded to the backend; returns the target count.
+ */
 static long prepare(struct ftk_model *m, const struct ftk_batch *b)
 {
-	int T = b->T;
+	int T = b->T, M = b->B * b->T;
+	int32_t *pos = m->h_idx, *doc = pos + M, *target = doc + M;
 	long n = 0;
 	for (int i = 0; i < b->B; i++) {
 		int start = 0;
@@ -846,18 +856,22 @@ static long prepare(struct ftk_model *m, const struct ftk_batch *b)
 			uint32_t d = b->doc ? b->doc[j] : 0;
 			if (t > 0 && b->doc && d != b->doc[j - 1])
 				start = t;
-			m->pos[j] = t - start;
-			m->doc[j] = (int32_t)d;
-			m->target[j] = -1;
+			pos[j] = t - start;
+			doc[j] = (int32_t)d;
+			target[j] = -1;
 			if (t + 1 < T) {
 				int same = !b->doc || b->doc[j + 1] == d;
 				if (same && (!b->mask || b->mask[j + 1])) {
-					m->target[j] = (int32_t)b->ids[j + 1];
+					target[j] = (int32_t)b->ids[j + 1];
 					n++;
 				}
 			}
 		}
 	}
+	m->be->upload(m->pos, pos, (size_t)M * sizeof(int32_t));
+	m->be->upload(m->doc, doc, (size_t)M * sizeof(int32_t));
+	m->be->upload(m->target, target, (size_t)M * sizeof(int32_t));
+	m->be->upload(m->ids, b->ids, (size_t)M * sizeof(uint32_t));
 	return n;
 }
 
@@ -894,7 +908,7 @@ static void forward_layers(struct ftk_model *m, const struct ftk_batch *b, int t
 {
 	const struct ftk_backend *be = m->be;
 	int M = b->B * b->T, C = m->cfg.dim;
-	be->embed(m->res, m->embed, b->ids, M, C);
+	be->embed(m->res, m->embed, m->ids, M, C);
 	for (int l = 0; l < m->cfg.n_layers; l++) {
 		struct acts *a = &m->acts[m->cap_saved == 1 ? 0 : l];
 		layer_fwd(m, l, m->res + (size_t)l * M * C, m->res + (size_t)(l + 1) * M * C, a, b->B,
@@ -984,12 +998,13 @@ int ftk_model_decode(struct ftk_model *m, const uint32_t *ids, int n, int pos, f
 	/* a (B=1, T=n) activation set with no attention matrix */
 	ensure_buffers(m, 1, n);
 	struct acts *a = &m->acts[0];
-	for (int i = 0; i < n; i++) {
-		m->pos[i] = pos + i;
-		m->doc[i] = 0;
-	}
+	int32_t *hp = m->h_idx;
+	for (int i = 0; i < n; i++)
+		hp[i] = pos + i;
+	be->upload(m->pos, hp, (size_t)n * sizeof(int32_t));
+	be->upload(m->ids, ids, (size_t)n * sizeof(uint32_t));
 	float *x = m->res, *scratch = m->dec_scratch;
-	be->embed(x, m->embed, ids, n, C);
+	be->embed(x, m->embed, m->ids, n, C);
 	for (int l = 0; l < L; l++) {
 		struct layer_w *lw = &m->layers[l];
 		float *kc = m->kc + (size_t)l * m->max_seq * kv, *vc = m->vc + (size_t)l * m->max_seq * kv;
@@ -1004,8 +1019,8 @@ int ftk_model_decode(struct ftk_model *m, const uint32_t *ids, int n, int pos, f
 		}
 		be->rope(a->q, m->pos, m->inv_freq, n, NH, hd, 1);
 		be->rope(a->k, m->pos, m->inv_freq, n, NKV, hd, 1);
-		be->upload(kc + (size_t)pos * kv, a->k, (size_t)n * kv * sizeof(float));
-		be->upload(vc + (size_t)pos * kv, a->v, (size_t)n * kv * sizeof(float));
+		be->copy(kc + (size_t)pos * kv, a->k, (size_t)n * kv * sizeof(float));
+		be->copy(vc + (size_t)pos * kv, a->v, (size_t)n * kv * sizeof(float));
 		for (int i = 0; i < n; i++)
 			be->attn_decode(a->atty + (size_t)i * q, a->q + (size_t)i * q, kc, vc, pos + i + 1,
 					NH, NKV, hd, scratch);
