@@ -14,7 +14,7 @@
  *   endpoint  an OpenAI-compatible /v1/chat/completions server, through
  *             lib/http (N in flight, timeouts, retries), tools passed through;
  *   local     a model directory (and an adapter) run with the trainer's
- *             generation code (see run.c for what is supported).
+ *             inference engine, -j engines on their own threads.
  *
  * Results.  A line (docs/formats.md, "Eval results") holds id, sample,
  * cluster, output, tool_calls, finish_reason, usage, latency_s, cached, and
@@ -54,7 +54,7 @@ struct ftk_eval_run_opts {
 	const char *api_key_env;	/* variable holding the key, or NULL */
 	const char *model_dir;		/* FTK_EVAL_LOCAL */
 	const char *adapter_dir;	/* FTK_EVAL_LOCAL, may be NULL */
-	int jobs;			/* requests in flight, <= 0: 4 */
+	int jobs;			/* requests in flight (<= 0: 4), or local engines (<= 0: 1) */
 	int samples;			/* <= 0: 1 */
 	long limit;			/* only the first N cases; <= 0: all */
 	double timeout_s;		/* per attempt; <= 0: 120 */
@@ -68,7 +68,7 @@ struct ftk_eval_run_opts {
 	int progress;			/* print progress to stderr (a terminal) */
 };
 
-/* Defaults for every field (zeroes and NULLs, samples 1, jobs 4). */
+/* Defaults for every field (zeroes and NULLs, samples 1, jobs 0: the backend's default). */
 void ftk_eval_run_opts_init(struct ftk_eval_run_opts *o);
 
 struct ftk_eval_run_stats {
