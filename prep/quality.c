@@ -11,6 +11,7 @@
  */
 #include <fnmatch.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -107,8 +108,12 @@ const struct ftk_quality_rule *ftk_quality_rules(size_t *n)
 	return rules;
 }
 
+static void ascii_class_init(void);
+
 struct ftk_quality *ftk_quality_new(void)
 {
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	pthread_once(&once, ascii_class_init);
 	struct ftk_quality *q = xcalloc(1, sizeof(*q));
 	for (int i = 0; i < R_COUNT; i++) {
 		q->lo[i] = rules[i].lo;
@@ -310,6 +315,16 @@ static uint64_t hash_lower(const char *s, size_t n)
 	return h ? h : 1;
 }
 
+enum { AC_OTHER, AC_SPACE, AC_PUNCT, AC_LETTER };
+static unsigned char ascii_class[128];
+
+static void ascii_class_init(void)
+{
+	for (int c = 0; c < 128; c++)
+		ascii_class[c] = is_space(c) ? AC_SPACE : is_punct_or_symbol(c) ? AC_PUNCT
+				: is_letter(c) ? AC_LETTER : AC_OTHER;
+}
+
 static void split_words(struct ftk_quality *q, const char *text, size_t len)
 {
 	const unsigned char *s = (const unsigned char *)text;
@@ -327,6 +342,25 @@ static void split_words(struct ftk_quality *q, const char *text, size_t len)
 		uint32_t chars = 0, core_chars = 0, pending = 0;
 		int alpha = 0;
 		while (i < len) {
+			if (s[i] < 0x80) {
+				/* ASCII, most of most text: one table lookup */
+				unsigned char cl = ascii_class[s[i]];
+				if (cl == AC_SPACE)
+					break;
+				chars++;
+				if (cl == AC_PUNCT) {
+					pending += core_s != (size_t)-1;
+				} else {
+					if (core_s == (size_t)-1)
+						core_s = i;
+					core_e = i + 1;
+					core_chars += pending + 1;
+					pending = 0;
+					alpha |= cl == AC_LETTER;
+				}
+				i++;
+				continue;
+			}
 			k = cp_at(s, len, i, &c);
 			if (is_space(c))
 				break;
