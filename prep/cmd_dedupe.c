@@ -290,7 +290,7 @@ typedef int (*next_fn)(struct ctx *c, struct ftk_line *line, int *input);
 typedef void (*item_fn)(struct ctx *c, struct item *it);
 
 #define BATCH 4096
-#define BATCH_BYTES (8u << 20)
+#define BATCH_BYTES (2u << 20)	/* with the payloads, a few MB resident per batch */
 
 /* Read all lines from next, sign them in batches, hand each to fn in order. */
 static void sign_all(struct ctx *c, next_fn next, item_fn fn)
@@ -735,6 +735,21 @@ static FILE *temp_file(void)
 	return f;
 }
 
+/* Free the batch buffers and the signers' scratch (safe to call twice). */
+static void release_batches(struct ctx *c)
+{
+	for (int k = 0; c->signers && k < c->threads; k++)
+		ftk_dd_signer_release(&c->signers[k]);
+	free(c->signers);
+	c->signers = NULL;
+	for (size_t i = 0; i < c->cap_items; i++)
+		ftk_dd_sig_release(&c->items[i].sig);
+	free(c->items);
+	c->items = NULL;
+	c->cap_items = c->n_items = 0;
+	strbuf_release(&c->buf);
+}
+
 /* ---------------------------------------------------------------- sharded: merge, apply */
 
 static void merge(struct ctx *c)
@@ -1123,6 +1138,7 @@ int cmd_dedupe(int argc, char **argv)
 		sign_all(c, next_input, index_item);
 		if (fflush(c->sigtmp) != 0)
 			die("cannot write temporary signatures: %s", strerror(errno));
+		release_batches(c);	/* before resolve, the memory peak */
 		resolve(c);
 		apply_index(c);
 		if (c->clusters_path)
@@ -1133,13 +1149,7 @@ int cmd_dedupe(int argc, char **argv)
 	}
 	if (c->no_key)
 		ftk_tool_count(&c->t, "no-key (kept)", c->no_key);
-	for (int k = 0; k < c->threads; k++)
-		ftk_dd_signer_release(&c->signers[k]);
-	free(c->signers);
-	for (size_t i = 0; i < c->cap_items; i++)
-		ftk_dd_sig_release(&c->items[i].sig);
-	free(c->items);
-	strbuf_release(&c->buf);
+	release_batches(c);
 finish:
 	if (c->sharded != OPT_MERGE && c->sharded != OPT_SIGNATURES)
 		report_tallies(c, &c->by_file, "by_file", c->t.n_inputs > 1);
