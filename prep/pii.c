@@ -128,6 +128,8 @@ struct ftk_pii {
 	struct ftk_pii_opts opts;
 	pcre2_code *re[N_PATTERNS];
 	pcre2_match_data *md[N_PATTERNS];
+	pcre2_jit_stack *jit_stack;	/* room for long texts (the default is 32 KiB) */
+	pcre2_match_context *mctx;
 	struct ftk_pii_span *cand, *out;
 	size_t n_cand, alloc_cand, alloc_out;
 };
@@ -155,6 +157,10 @@ int ftk_pii_new(struct ftk_pii **out, const struct ftk_pii_opts *opts, struct ft
 		pcre2_jit_compile(p->re[i], PCRE2_JIT_COMPLETE);
 		p->md[i] = pcre2_match_data_create_from_pattern(p->re[i], NULL);
 	}
+	p->jit_stack = pcre2_jit_stack_create(32 * 1024, 8 * 1024 * 1024, NULL);
+	p->mctx = pcre2_match_context_create(NULL);
+	if (p->jit_stack && p->mctx)
+		pcre2_jit_stack_assign(p->mctx, NULL, p->jit_stack);
 	*out = p;
 	return 0;
 }
@@ -167,6 +173,8 @@ void ftk_pii_free(struct ftk_pii *p)
 		pcre2_match_data_free(p->md[i]);
 		pcre2_code_free(p->re[i]);
 	}
+	pcre2_match_context_free(p->mctx);
+	pcre2_jit_stack_free(p->jit_stack);
 	free(p->cand);
 	free(p->out);
 	free(p);
@@ -609,7 +617,7 @@ size_t ftk_pii_find(struct ftk_pii *p, const char *s, size_t n, const struct ftk
 		PCRE2_SIZE at = 0;
 		while (at <= n) {
 			int rc = pcre2_match(p->re[pi], (PCRE2_SPTR)s, n, at, PCRE2_NO_UTF_CHECK,
-					     p->md[pi], NULL);
+					     p->md[pi], p->mctx);
 			if (rc < 0)
 				break;
 			PCRE2_SIZE *ov = pcre2_get_ovector_pointer(p->md[pi]);
