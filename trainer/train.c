@@ -280,6 +280,8 @@ struct run {
 	struct ftk_model *m;
 	struct ftk_data *train, *val;
 	struct ftk_data_batch *mb;	/* grad_accum micro-batches */
+	struct ftk_data_batch discard;	/* other ranks' micro-batches */
+	int world, writer;		/* process count; 1 on rank 0 (the one that writes) */
 	struct ftk_adamw opt;
 	struct ftk_sched sched;
 	float *params, *grads, *scratch;
@@ -310,6 +312,8 @@ static int open_metrics(struct run *r, off_t keep_bytes, struct ftk_error *err)
 static int write_metrics(struct run *r, const struct strbuf *line, struct ftk_error *err)
 {
 	size_t off = 0;
+	if (!r->writer)
+		return 0;
 	while (off < line->len) {
 		ssize_t w = write(r->metrics_fd, line->buf + off, line->len - off);
 		if (w < 0 && errno == EINTR)
@@ -547,6 +551,8 @@ static void add_state(struct run *r, cJSON *st)
 
 static int save_ckpt(struct run *r, struct ftk_error *err)
 {
+	if (!r->writer)
+		return 0;
 	if (fsync(r->metrics_fd) < 0)
 		return ftk_error_set(err, FTK_EIO, "metrics.jsonl", 0, NULL, "cannot fsync: %s",
 				     strerror(errno));
@@ -608,6 +614,8 @@ static int restore(struct run *r, const char *ckpt, struct ftk_error *err)
 				     "checkpoint state is incomplete or does not fit these shards");
 	ftk_data_set_pos(r->train, &pos);
 	ftk_model_rng_set(r->m, &rng);
+	if (!r->writer)
+		return 0;
 	/* the metrics file must still hold what the checkpoint saw */
 	struct strbuf p = STRBUF_INIT;
 	strbuf_addf(&p, "%s/metrics.jsonl", r->o->out);
@@ -650,6 +658,8 @@ static void release(struct run *r)
 			ftk_data_batch_release(&r->mb[k]);
 		free(r->mb);
 	}
+	if (r->discard.ids)
+		ftk_data_batch_release(&r->discard);
 	ftk_data_free(r->train);
 	ftk_data_free(r->val);
 	ftk_adamw_release(&r->opt);
@@ -675,6 +685,8 @@ int ftk_train_run(const struct ftk_train_opts *o, int resume, struct ftk_train_r
 	res->first_val_loss = res->last_val_loss = NAN;
 	r->o = o;
 	r->metrics_fd = -1;
+	r->world = o->world > 1 ? o->world : 1;
+	r->writer = o->rank == 0;
 	r->first_val = NAN;
 	r->t0 = ftk_now();
 	if ((rc = ftk_train_opts_check(o, err)) < 0)
@@ -741,9 +753,11 @@ int ftk_train_run(const struct ftk_train_opts *o, int resume, struct ftk_train_r
 	r->mb = xcalloc((size_t)o->grad_accum, sizeof(*r->mb));
 	for (int k = 0; k < o->grad_accum; k++)
 		ftk_data_batch_init(&r->mb[k], r->train);
+	if (r->world > 1)
+		ftk_data_batch_init(&r->discard, r->train);
 
 	/* the schedule */
-	uint64_t per_step = (uint64_t)o->batch * (uint64_t)o->grad_accum;
+	uint64_t per_step = (uint64_t)o->batch * (uint64_t)o->grad_accum * (uint64_t)r->world;
 	uint64_t per_epoch = o->objective == FTK_OBJ_DPO ? ftk_data_units(r->train)
 							 : ftk_data_rows_per_epoch(r->train);
 	uint64_t steps_epoch = (per_epoch + per_step - 1) / per_step;
@@ -756,11 +770,11 @@ int ftk_train_run(const struct ftk_train_opts *o, int resume, struct ftk_train_r
 
 	/* everything loaded: only now does the run directory get its config, so
 	 * a run refused above leaves nothing that looks like a run */
-	if ((rc = mkdir_p(o->out, err)) < 0)
+	if (r->writer && (rc = mkdir_p(o->out, err)) < 0)
 		goto out;
 	strbuf_reset(&p);
 	strbuf_addf(&p, "%s/train_config.json", o->out);
-	if (!resume &&
+	if (!resume && r->writer &&
 	    (rc = ftk_write_file_atomic(p.buf, r->config_json, strlen(r->config_json), err)) < 0)
 		goto out;
 
@@ -782,7 +796,7 @@ int ftk_train_run(const struct ftk_train_opts *o, int resume, struct ftk_train_r
 	} else if (have != FTK_ENOTFOUND) {
 		rc = (int)have;
 		goto out;
-	} else if ((rc = open_metrics(r, 0, err)) < 0) {
+	} else if (r->writer && (rc = open_metrics(r, 0, err)) < 0) {
 		goto out;
 	}
 	ftk_error_clear(err);
@@ -794,7 +808,7 @@ int ftk_train_run(const struct ftk_train_opts *o, int resume, struct ftk_train_r
 
 	struct strbuf line = STRBUF_INIT;
 	/* the starting point's validation loss, the baseline the run is judged by */
-	if (r->val && r->step == 0) {
+	if (r->val && r->writer && r->step == 0) {
 		double vl;
 		long vn;
 		if ((rc = eval_val(r, &vl, &vn, err)) < 0) {
@@ -813,9 +827,13 @@ int ftk_train_run(const struct ftk_train_opts *o, int resume, struct ftk_train_r
 		double t_step = ftk_now(), loss_sum = 0, acc = 0;
 		long targets = 0;
 		uint64_t step_tokens = 0;
-		for (int k = 0; k < o->grad_accum; k++) {
-			ftk_data_next(r->train, &r->mb[k]);
-			step_tokens += (uint64_t)r->mb[k].tokens;
+		uint64_t own_tokens = 0;
+		for (int k = 0; k < o->grad_accum * r->world; k++) {
+			int mine = k % r->world == o->rank;
+			struct ftk_data_batch *db = mine ? &r->mb[k / r->world] : &r->discard;
+			ftk_data_next(r->train, db);
+			step_tokens += (uint64_t)db->tokens;
+			own_tokens += mine ? (uint64_t)db->tokens : 0;
 		}
 		ftk_model_zero_grad(r->m);
 		if (o->objective == FTK_OBJ_DPO)
@@ -833,7 +851,7 @@ int ftk_train_run(const struct ftk_train_opts *o, int resume, struct ftk_train_r
 		ftk_adamw_step(&r->opt, r->params, r->grads, lr);
 		r->step++;
 		r->tokens_total += step_tokens;
-		res->tokens += step_tokens;
+		res->tokens += own_tokens;
 		res->last_loss = targets ? loss_sum / (double)targets : NAN;
 
 		double now = ftk_now();
@@ -855,7 +873,7 @@ int ftk_train_run(const struct ftk_train_opts *o, int resume, struct ftk_train_r
 			strbuf_release(&line);
 			goto out;
 		}
-		if (r->val && ((o->eval_every > 0 && r->step % o->eval_every == 0) ||
+		if (r->val && r->writer && ((o->eval_every > 0 && r->step % o->eval_every == 0) ||
 			       r->step == r->total)) {
 			double vl;
 			long vn;
@@ -888,7 +906,7 @@ int ftk_train_run(const struct ftk_train_opts *o, int resume, struct ftk_train_r
 		}
 	}
 	strbuf_release(&line);
-	if (!res->interrupted) {
+	if (!res->interrupted && r->writer) {
 		strbuf_reset(&p);
 		strbuf_addf(&p, "%s/adapter", o->out);
 		if ((rc = ftk_adapter_save_model(r->m, o->model, p.buf, err)) < 0)

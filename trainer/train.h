@@ -79,6 +79,10 @@ struct ftk_train_opts {
 	 * and loss sum and must leave the sums over ranks in both.  Clipping and
 	 * AdamW then run identically on every rank.
 	 */
+	int rank, world;	/* this process and the process count (0, 1 by default):
+				 * every rank draws the same global stream of world x
+				 * grad_accum micro-batches per step and keeps those with
+				 * index % world == rank; only rank 0 writes anything */
 	int (*reduce_count)(void *ctx, long *count, struct ftk_error *err);
 	int (*reduce_grads)(void *ctx, float *grads, size_t n, double *loss_sum,
 			    struct ftk_error *err);
@@ -111,7 +115,7 @@ struct ftk_train_result {
 	int resumed;		/* continued from a checkpoint */
 	double last_loss;
 	double first_val_loss, last_val_loss;	/* NAN without --val */
-	uint64_t tokens;	/* tokens processed by this call */
+	uint64_t tokens;	/* tokens this process trained on in this call */
 	double seconds;		/* wall time of this call */
 	int threads;
 	char device[32];

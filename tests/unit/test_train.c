@@ -15,6 +15,7 @@
 #include <math.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -698,6 +699,137 @@ START_TEST(reduce_hooks_two_identical_ranks)
 }
 END_TEST
 
+/* A two-process all-reduce over a socketpair: rank 0 sends first, rank 1
+ * receives first (no deadlock on full buffers), and both add in rank order so
+ * that the ranks hold the same bits. */
+struct pair_ctx {
+	int fd, rank;
+};
+
+static void xfer(int fd, void *buf, size_t n, int send)
+{
+	char *p = buf;
+	while (n) {
+		ssize_t k = send ? write(fd, p, n) : read(fd, p, n);
+		ck_assert_int_gt(k, 0);
+		p += k;
+		n -= (size_t)k;
+	}
+}
+
+static void exchange(struct pair_ctx *c, void *mine, void *theirs, size_t n)
+{
+	if (c->rank == 0) {
+		xfer(c->fd, mine, n, 1);
+		xfer(c->fd, theirs, n, 0);
+	} else {
+		xfer(c->fd, theirs, n, 0);
+		xfer(c->fd, mine, n, 1);
+	}
+}
+
+static int pair_count(void *ctx, long *n, struct ftk_error *err)
+{
+	long other;
+	exchange(ctx, n, &other, sizeof(long));
+	*n += other;
+	return 0;
+}
+
+static int pair_grads(void *ctx, float *g, size_t n, double *loss, struct ftk_error *err)
+{
+	struct pair_ctx *c = ctx;
+	float *other = malloc(n * sizeof(float));
+	double ol;
+	exchange(c, g, other, n * sizeof(float));
+	exchange(c, loss, &ol, sizeof(double));
+	for (size_t i = 0; i < n; i++)
+		g[i] = c->rank == 0 ? g[i] + other[i] : other[i] + g[i];
+	*loss = c->rank == 0 ? *loss + ol : ol + *loss;
+	free(other);
+	return 0;
+}
+
+/*
+ * Data parallel over two processes (the CPU path issue 9 builds on): batch 2
+ * on each of two ranks gives the losses of batch 4 on one process, within
+ * rounding (the gradient sums run in another order), and only rank 0 writes.
+ */
+START_TEST(two_ranks_equal_one_process)
+{
+	enter("two_ranks_equal_one_process");
+	char **tr = task_texts(0, 16);
+	make_shards("train-shards", (const char *const *)tr, 16, FTK_SHARD_SFT);
+	free_texts(tr, 16);
+	int sv[2];
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	pid_t pids[2];
+	for (int rank = 0; rank < 2; rank++) {
+		pids[rank] = fork();
+		ck_assert_int_ge(pids[rank], 0);
+		if (pids[rank] == 0) {
+			struct pair_ctx c = { sv[rank], rank };
+			struct ftk_train_opts o;
+			struct ftk_train_result r;
+			struct ftk_error e;
+			base_opts(&o, rank == 0 ? "ranks" : "rank1-out");
+			o.batch = 2;
+			o.seq_len = 32;
+			o.max_steps = 6;
+			o.rank = rank;
+			o.world = 2;
+			o.reduce_count = pair_count;
+			o.reduce_grads = pair_grads;
+			o.reduce_ctx = &c;
+			_exit(ftk_train_run(&o, 0, &r, &e) == 0 ? 0 : 1);
+		}
+	}
+	for (int rank = 0; rank < 2; rank++) {
+		int st;
+		ck_assert_int_eq(waitpid(pids[rank], &st, 0), pids[rank]);
+		ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "rank %d failed", rank);
+	}
+	struct stat sb;
+	ck_assert_int_ne(stat("rank1-out", &sb), 0);
+	struct ftk_train_opts o;
+	struct ftk_train_result r;
+	struct ftk_error e;
+	base_opts(&o, "single");
+	o.seq_len = 32;
+	o.max_steps = 6;
+	ck_assert_msg(ftk_train_run(&o, 0, &r, &e) == 0, "%s", e.msg);
+	struct strbuf a = STRBUF_INIT, b = STRBUF_INIT;
+	read_all("single/metrics.jsonl", &a);
+	read_all("ranks/metrics.jsonl", &b);
+	char *sa = NULL, *sb2 = NULL;
+	char *la = strtok_r(a.buf, "\n", &sa), *lb = strtok_r(b.buf, "\n", &sb2);
+	double worst_loss = 0, worst_norm = 0;
+	int lines = 0;
+	for (; la && lb; la = strtok_r(NULL, "\n", &sa), lb = strtok_r(NULL, "\n", &sb2), lines++) {
+		cJSON *ja = cJSON_Parse(la), *jb = cJSON_Parse(lb);
+		double x = cJSON_GetObjectItem(ja, "loss")->valuedouble;
+		double y = cJSON_GetObjectItem(jb, "loss")->valuedouble;
+		worst_loss = fmax(worst_loss, fabs(x - y) / x);
+		x = cJSON_GetObjectItem(ja, "grad_norm")->valuedouble;
+		y = cJSON_GetObjectItem(jb, "grad_norm")->valuedouble;
+		worst_norm = fmax(worst_norm, fabs(x - y) / x);
+		ck_assert_int_eq(cJSON_GetObjectItem(ja, "tokens")->valueint,
+				 cJSON_GetObjectItem(jb, "tokens")->valueint);
+		cJSON_Delete(ja);
+		cJSON_Delete(jb);
+	}
+	printf("two ranks vs one process: %d steps, max rel diff loss %.3g, grad norm %.3g "
+	       "(tolerance 1e-4)\n", lines, worst_loss, worst_norm);
+	ck_assert_int_eq(lines, 6);
+	ck_assert_ptr_null(la);
+	ck_assert_ptr_null(lb);
+	ck_assert_double_le(worst_loss, 1e-4);
+	ck_assert_double_le(worst_norm, 1e-4);
+	strbuf_release(&a);
+	strbuf_release(&b);
+}
+END_TEST
+
 /*
  * The CLI cases train on committed shards (tests/fixtures/trainer/shards-task)
  * so that they do not depend on ftk-tokenize.  They are this file's task
@@ -749,6 +881,7 @@ static Suite *train_suite(void)
 	tcase_add_test(tc, finetune_learns_the_task);
 	tcase_add_test(tc, grad_accum_equals_big_batch);
 	tcase_add_test(tc, reduce_hooks_two_identical_ranks);
+	tcase_add_test(tc, two_ranks_equal_one_process);
 	tcase_add_test(tc, refuses_existing_run_and_dpo_from_adapter);
 	tcase_add_test(tc, dpo_prefers_chosen);
 	tcase_add_test(tc, dpo_gradient_matches_finite_differences);
