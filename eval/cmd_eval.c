@@ -74,7 +74,16 @@ static const char usage_run[] =
 	"                           RUN_DIR/reviews.jsonl when it exists)\n"
 	"Compare options:\n"
 	"      --alpha P            significance level (default 0.05)\n"
-	FTK_TOOL_COMMON_HELP
+	"Common options:\n"
+	"  -o, --output RUN_DIR     the run directory (run)\n"
+	"      --stats FILE         write the summary and this invocation's counts as JSON\n"
+	"      --ledger FILE        append the run's ledger entry (default $FTK_LEDGER)\n"
+	"      --run NAME           the run name for the ledger (default $FTK_RUN)\n"
+	"      --rejects FILE       accepted for uniformity; ftk-eval drops no records\n"
+	"  -q, --quiet              no closing line on stderr\n"
+	"  -h, --help               show this help\n"
+	"      --version            show the version\n"
+	"Exit status: 0 success, 1 data problems or failure, 2 bad usage.\n"
 	"ftk-eval compare exits 1 when a semantic metric is significantly worse in\n"
 	"RUN_B; ftk-eval run exits 1 when some cases could not be scored.\n";
 
