@@ -659,8 +659,36 @@ static double dup_ngram(struct ftk_quality *q, int n, size_t total_chars,
 
 /* ------------------------------------------------------------ C4 */
 
+/*
+ * Does the line end in . ? ! or " (not "...") once trailing citation marks
+ * ("[1]", "[edit]", "[citation needed]") are removed, as the reference
+ * removes them?
+ */
 static int c4_end_mark(const char *s, size_t n)
 {
+	for (;;) {
+		while (n > 0 && is_hspace(s[n - 1]))
+			n--;
+		if (n == 0 || s[n - 1] != ']')
+			break;
+		size_t o = n - 1;
+		while (o > 0 && s[o - 1] != '[' && n - o < 20)
+			o--;
+		if (o == 0 || s[o - 1] != '[')
+			break;
+		const char *in = s + o;
+		size_t m = n - 1 - o, k = 0;
+		while (k < m && in[k] >= '0' && in[k] <= '9')
+			k++;
+		if (k != m && !(m == 4 && !memcmp(in, "edit", 4)) &&
+		    !(m == 15 && !memcmp(in, "citation needed", 15)))
+			break;
+		n = o - 1;
+	}
+	if (n == 0)
+		return 0;
+	if (n >= 3 && !memcmp(s + n - 3, "...", 3))
+		return 0;
 	char c = s[n - 1];
 	return c == '.' || c == '?' || c == '!' || c == '"';
 }
@@ -695,7 +723,7 @@ static size_t count_sentences(const char *s, size_t n)
 			j++;
 		while (j < n && (s[j] == '"' || s[j] == '\'' || s[j] == ')'))
 			j++;
-		if (j == n || is_hspace(s[j]))
+		if (j == n || is_hspace(s[j]) || s[j] == '[') /* "end.[1]": a citation follows */
 			c++;
 		i = j - 1;
 	}
@@ -710,10 +738,6 @@ static void c4_measure(struct ftk_quality *q, const char *text, size_t len)
 	for (size_t li = 0; li < q->n_lines; li++) {
 		const char *s = text + q->lines[li].start;
 		size_t n = q->lines[li].len;
-		if (q->on[R_C4_PUNCT] && !c4_end_mark(s, n)) {
-			removed[R_C4_PUNCT]++;
-			continue;
-		}
 		size_t words = 0, longest = 0, i = 0;
 		while (i < n) {
 			while (i < n && (is_hspace(s[i])))
@@ -728,12 +752,17 @@ static void c4_measure(struct ftk_quality *q, const char *text, size_t len)
 					longest = wc;
 			}
 		}
-		if (q->on[R_C4_MIN_WORDS] && (double)words < q->lo[R_C4_MIN_WORDS]) {
-			removed[R_C4_MIN_WORDS]++;
-			continue;
-		}
+		/* the reference's order: long word, end mark, short line */
 		if (q->on[R_C4_MAX_WORD] && (double)longest > q->hi[R_C4_MAX_WORD]) {
 			removed[R_C4_MAX_WORD]++;
+			continue;
+		}
+		if (q->on[R_C4_PUNCT] && !c4_end_mark(s, n)) {
+			removed[R_C4_PUNCT]++;
+			continue;
+		}
+		if (q->on[R_C4_MIN_WORDS] && (double)words < q->lo[R_C4_MIN_WORDS]) {
+			removed[R_C4_MIN_WORDS]++;
 			continue;
 		}
 		if (contains_ci(s, n, "lorem ipsum"))

@@ -20,9 +20,10 @@
  *              word.
  *
  * ftk-filter drops records and never edits them, so C4's line rules are
- * evaluated the way the reference applies them (in its order: punctuation,
- * words per line, word length, lorem ipsum, javascript, curly bracket,
- * policy) and the record is rejected when the page the reference would
+ * evaluated the way the reference applies them (in its order: word length,
+ * end mark, words per line, lorem ipsum, javascript, curly bracket, policy;
+ * a line ending in "..." has no end mark, and trailing citation marks such
+ * as "[1]" or "[edit]" are ignored) and the record is rejected when the page the reference would
  * produce has fewer than 3 sentences (c4.sentences) or would be dropped
  * (c4.lorem_ipsum, c4.curly_bracket).  The line rules themselves
  * (c4.terminal_punct, c4.min_words_per_line, c4.max_word_length,

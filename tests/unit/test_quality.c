@@ -291,6 +291,22 @@ START_TEST(c4_rules)
 	ck_assert_double_eq(ftk_quality_value(q, "c4.max_word_length"), 3);
 	strbuf_release(&big);
 
+	/* end marks as the reference reads them: citations dropped, "..." is none */
+	static const char cites[] =
+		"The harbour was built in the year 1820.[1]\n"
+		"It was rebuilt after a great storm in 1901. [edit]\n"
+		"Ships still use it every single day.[citation needed]\n";
+	ck_assert_int_eq(ftk_quality_check(q, cites, strlen(cites), NULL), 0);
+	ck_assert_double_eq(ftk_quality_value(q, "c4.terminal_punct"), 0);
+	static const char dots[] =
+		"The harbour was built in the year 1820...\n"
+		"It was rebuilt after a great storm in 1901.\n"
+		"Ships still use it every single day [note]\n"
+		"The town is quiet and the sea is calm.\n";
+	ck_assert_int_eq(ftk_quality_check(q, dots, strlen(dots), NULL), 1);
+	ck_assert_double_eq(ftk_quality_value(q, "c4.terminal_punct"), 2);
+	ck_assert_double_eq(ftk_quality_value(q, "c4.sentences"), 2);
+
 	/* page-level rules, only in kept lines */
 	char *lorem = repeat(good, 1, "Lorem ipsum dolor sit amet, consectetur adipiscing elit.\n");
 	ck_assert_int_eq(ftk_quality_check(q, lorem, strlen(lorem), &f), 1);
