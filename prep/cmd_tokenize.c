@@ -45,12 +45,14 @@ static const char usage[] =
 	"      --template FILE     use this chat template instead of tokenizer_config.json's\n"
 	"      --template-name S   the template's name in shard headers (default derived)\n"
 	"      --train-on WHAT     loss mask for chats: assistant (default), last, all\n"
+	"      --preference        preference shards for DPO: per record prompt+chosen, then\n"
+	"                          prompt+rejected, each learned on its answer only\n"
 	"      --max-tokens N      records longer than N tokens are dropped or truncated\n"
 	"      --overflow HOW      drop (default, to --rejects) or truncate\n"
 	"      --tokens-per-shard N  start a new shard after N tokens (default 100000000)\n"
 	"  -j, --threads N         tokenize with N threads (output order is input order)\n"
 	"\n"
-	"Reject reasons: invalid-json, no-text, no-messages, no-ids, bad-ids, template-error,\n"
+	"Reject reasons: invalid-json, no-text, no-messages, not-preference, no-ids, bad-ids, template-error,\n"
 	"empty-mask, mask-splits-token, double-bos, encode-failed, too-long.\n"
 	"\n"
 	FTK_TOOL_COMMON_HELP;
@@ -70,12 +72,13 @@ enum {
 	OPT_MAX_TOKENS,
 	OPT_OVERFLOW,
 	OPT_TOKENS_PER_SHARD,
+	OPT_PREFERENCE,
 };
 
 struct conf {
 	const struct ftk_tokenizer *tok;
 	const struct ftk_chat *chat;
-	int ids, decode, count, shards, chat_mode, add_special, truncate;
+	int ids, decode, count, shards, chat_mode, add_special, truncate, preference;
 	const char *field;
 	enum ftk_train_on train_on;
 	long max_tokens;
@@ -92,6 +95,9 @@ struct item {
 	uint32_t *ids;		/* shard sequence (owned) */
 	uint8_t *mask;
 	uint32_t n;
+	uint32_t *ids2;		/* preference: the rejected sequence (ids/mask: the chosen one) */
+	uint8_t *mask2;
+	uint32_t n2;
 	long n_tokens;
 	int truncated;
 	int to_shard;
@@ -154,6 +160,95 @@ static void add_ids_json(struct strbuf *sb, const uint32_t *ids, size_t n)
 	strbuf_addch(sb, ']');
 }
 
+/* A preference side (chosen or rejected) as messages: a list, or a string
+ * that becomes one turn of role.  Returns a new array or NULL. */
+static cJSON *side_messages(const cJSON *v, const char *role)
+{
+	if (cJSON_IsArray(v)) return cJSON_Duplicate(v, 1);
+	if (!cJSON_IsString(v)) return NULL;
+	cJSON *a = cJSON_CreateArray(), *m = cJSON_CreateObject();
+	cJSON_AddStringToObject(m, "role", role);
+	cJSON_AddStringToObject(m, "content", v->valuestring);
+	cJSON_AddItemToArray(a, m);
+	return a;
+}
+
+/*
+ * One side of a preference pair: prompt + answer rendered together, learned
+ * only on the answer's assistant turns.  Fills ids, mask and n (owned) or
+ * fails the item.  Returns 0 or -1.
+ */
+static int preference_side(struct worker *w, struct item *it, const cJSON *rec, const cJSON *prompt, int n_prompt,
+			   const char *side, uint32_t **ids, uint8_t **mask, uint32_t *n)
+{
+	const struct conf *cf = w->cf;
+	struct ftk_error e;
+	cJSON *ans = side_messages(cJSON_GetObjectItemCaseSensitive(rec, side), "assistant");
+	if (!ans) {
+		char m[200];
+		snprintf(m, sizeof(m), "\"%s\" is missing or neither a message list nor a string", side);
+		fail_item(it, "not-preference", m);
+		return -1;
+	}
+	cJSON *all = cJSON_Duplicate(prompt, 1), *x;
+	while ((x = cJSON_DetachItemFromArray(ans, 0))) cJSON_AddItemToArray(all, x);
+	cJSON_Delete(ans);
+	int rc = ftk_chat_render(cf->chat, all, cJSON_GetObjectItemCaseSensitive(rec, "tools"), 0, &w->r, &e);
+	cJSON_Delete(all);
+	if (rc) { fail_item(it, "template-error", e.msg); return -1; }
+	/* learn the answer only: drop the prompt's assistant turns */
+	size_t k = 0;
+	for (size_t i = 0; i < w->r.n_spans; i++)
+		if (w->r.spans[i].message >= n_prompt) w->r.spans[k++] = w->r.spans[i];
+	w->r.n_spans = k;
+	const char *reason;
+	long len = ftk_chat_encode(cf->chat, &w->r, cf->train_on == FTK_TRAIN_ALL ? FTK_TRAIN_ALL : FTK_TRAIN_ASSISTANT,
+				   &w->tk, &w->mask, &w->mask_alloc, &reason, &e);
+	if (len < 0) { fail_item(it, reason, e.msg); return -1; }
+	if (cf->max_tokens > 0 && len > cf->max_tokens) {
+		if (!cf->truncate) {
+			char m[200];
+			snprintf(m, sizeof(m), "%s: %ld tokens, more than --max-tokens %ld", side, len, cf->max_tokens);
+			fail_item(it, "too-long", m);
+			return -1;
+		}
+		len = cf->max_tokens;
+		it->truncated = 1;
+		long learned = 0;
+		for (long i = 0; i < len; i++) learned += w->mask[i];
+		if (!learned) {
+			fail_item(it, "empty-mask", "no answer token is left after truncation to --max-tokens");
+			return -1;
+		}
+	}
+	*n = (uint32_t)len;
+	*ids = xmalloc((len + 1) * sizeof(uint32_t));
+	*mask = xmalloc(len + 1);
+	memcpy(*ids, w->tk.ids, len * sizeof(uint32_t));
+	memcpy(*mask, w->mask, len);
+	it->n_tokens += len;
+	return 0;
+}
+
+static void process_preference(struct worker *w, struct item *it, const cJSON *rec)
+{
+	const cJSON *p = cJSON_GetObjectItemCaseSensitive(rec, "prompt");
+	if (!cJSON_GetObjectItemCaseSensitive(rec, "chosen") || !cJSON_GetObjectItemCaseSensitive(rec, "rejected")) {
+		fail_item(it, "not-preference", "a preference record needs \"chosen\" and \"rejected\"");
+		return;
+	}
+	cJSON *prompt = p ? side_messages(p, "user") : cJSON_CreateArray();
+	if (!prompt) {
+		fail_item(it, "not-preference", "\"prompt\" is neither a message list nor a string");
+		return;
+	}
+	int np = cJSON_GetArraySize(prompt);
+	if (!preference_side(w, it, rec, prompt, np, "chosen", &it->ids, &it->mask, &it->n) &&
+	    !preference_side(w, it, rec, prompt, np, "rejected", &it->ids2, &it->mask2, &it->n2))
+		it->to_shard = 1;
+	cJSON_Delete(prompt);
+}
+
 static void process(struct worker *w, struct item *it)
 {
 	const struct conf *cf = w->cf;
@@ -162,6 +257,10 @@ static void process(struct worker *w, struct item *it)
 	ftk_error_clear(&e);
 	if (ftk_json_parse_object(it->line.data, it->line.len, &rec, &e)) { it->status = 2; return; }
 
+	if (cf->preference) {
+		process_preference(w, it, rec);
+		goto done;
+	}
 	if (cf->decode) {
 		const cJSON *ids = cJSON_GetObjectItemCaseSensitive(rec, "ids");
 		if (!cJSON_IsArray(ids)) { fail_item(it, "no-ids", "the record has no \"ids\" array to decode"); goto done; }
@@ -292,6 +391,7 @@ int cmd_tokenize(int argc, char **argv)
 		{ "max-tokens", required_argument, NULL, OPT_MAX_TOKENS },
 		{ "overflow", required_argument, NULL, OPT_OVERFLOW },
 		{ "tokens-per-shard", required_argument, NULL, OPT_TOKENS_PER_SHARD },
+		{ "preference", no_argument, NULL, OPT_PREFERENCE },
 		{ "threads", required_argument, NULL, 'j' },
 		{ 0 },
 	};
@@ -333,6 +433,7 @@ int cmd_tokenize(int argc, char **argv)
 			else ftk_tool_usage_error(&t, "--overflow wants drop or truncate, got '%s'", optarg);
 			break;
 		case OPT_TOKENS_PER_SHARD: tokens_per_shard = parse_long(&t, "--tokens-per-shard", optarg, 1); break;
+		case OPT_PREFERENCE: cf.preference = 1; break;
 		case 'j': threads = parse_long(&t, "-j", optarg, 1); break;
 		default: ftk_tool_usage_error(&t, NULL);
 		}
@@ -342,6 +443,8 @@ int cmd_tokenize(int argc, char **argv)
 		ftk_tool_usage_error(&t, "say what to do: --ids, --decode, --count or --shards DIR");
 	if (cf.decode && (cf.ids || cf.count || cf.shards || cf.chat_mode))
 		ftk_tool_usage_error(&t, "--decode goes alone (not with --ids, --count, --shards or --chat)");
+	if (cf.preference && (!cf.shards || cf.ids || cf.count))
+		ftk_tool_usage_error(&t, "--preference writes preference shards: use it with --shards DIR only");
 	if (threads > 256) threads = 256;
 
 	struct ftk_tokenizer *tok;
@@ -376,7 +479,7 @@ int cmd_tokenize(int argc, char **argv)
 	if (cf.shards) {
 		struct ftk_shard_info info;
 		memset(&info, 0, sizeof(info));
-		info.kind = FTK_SHARD_SFT;
+		info.kind = cf.preference ? FTK_SHARD_PREFERENCE : FTK_SHARD_SFT;
 		info.vocab_size = ftk_tokenizer_vocab_size(tok);
 		char tj[4096];
 		if (strlen(tok_path) > 5 && !strcmp(tok_path + strlen(tok_path) - 5, ".json")) snprintf(tj, sizeof(tj), "%s", tok_path);
@@ -453,7 +556,9 @@ int cmd_tokenize(int argc, char **argv)
 				if (it->n_tokens > hi) hi = it->n_tokens;
 				if (it->to_shard) {
 					for (uint32_t k = 0; k < it->n; k++) masked += it->mask[k];
-					if (ftk_shard_write(sw, it->ids, it->mask, it->n, &err) < 0) {
+					for (uint32_t k = 0; k < it->n2; k++) masked += it->mask2[k];
+					if (ftk_shard_write(sw, it->ids, it->mask, it->n, &err) < 0 ||
+					    (it->ids2 && ftk_shard_write(sw, it->ids2, it->mask2, it->n2, &err) < 0)) {
 						error("%s", err.msg);
 						t.failed = 1;
 						eof = 1;
@@ -471,6 +576,8 @@ int cmd_tokenize(int argc, char **argv)
 			free(it->msg);
 			free(it->ids);
 			free(it->mask);
+			free(it->ids2);
+			free(it->mask2);
 			strbuf_release(&it->out);
 		}
 	}
