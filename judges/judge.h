@@ -160,9 +160,9 @@ struct ftk_judge_ops {
 	int (*create)(void **state, const cJSON *settings, const struct ftk_judge_env *env,
 		      struct ftk_error *err);
 	/*
-	 * Score one case.  result is initialised by the caller and metric names
-	 * are already prefixed for the judge by the wrapper (the judge passes
-	 * bare names such as "recall").  A malformed case (missing "sources",
+	 * Score one case.  result is initialised by the caller; the judge
+	 * appends metrics under bare names ("recall") and the wrapper prefixes
+	 * them (and their twins) with the label afterwards.  A malformed case (missing "sources",
 	 * bad "expected") returns FTK_EDATA with err's field set; a failed
 	 * judge-model request returns FTK_ENET.  A wrong answer is not an error.
 	 */

@@ -32,10 +32,11 @@ struct ftk_calls {
 };
 
 /*
- * Read the calls in out: the tool_calls field when it holds any, else JSON in
- * the text, else Python calls in the text.  tool_names (may be NULL, n
- * names) helps find Python calls inside prose: only those names are looked
- * for there.  Returns 0 (calls->n may be 0: no call found), or FTK_EDATA
+ * Read the calls in out: the tool_calls field when it holds any; else the
+ * whole text (or its first ``` fence) as Python calls; else JSON values in
+ * the text that hold calls; else Python calls to the named tools inside
+ * prose.  tool_names (may be NULL, ntools names) are the only names looked
+ * for in prose (any name when there are none).  Returns 0 (calls->n may be 0: no call found), or FTK_EDATA
  * when tool_calls is malformed (err says which field).  Free with
  * ftk_calls_release.
  */
