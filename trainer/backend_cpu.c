@@ -176,40 +176,94 @@ static void cpu_gemm(int ta, int tb, int M, int N, int K, float alpha, const flo
 
 /* ---------------------------------------------------------------- linear */
 
-#define TILE_ELEMS (1u << 20)
+#define TILE_ELEMS ((size_t)1 << 20)	/* floats of dequantized weight per worker at a time */
 
-struct deq_ctx {
-	const struct ftk_nf4 *q;
-	size_t start, count;
-	float *out;
-	int k;
+/*
+ * NF4 products.  Each worker dequantizes only the part of W its slice of the
+ * output needs, in tiles of at most TILE_ELEMS floats, and multiplies it at
+ * once while it is in its cache: forward slices W by rows (output columns),
+ * the input gradient by 64-aligned column ranges (so it decodes whole
+ * blocks).  The tiles belong to the calling thread, one per worker, kept
+ * between calls.
+ */
+struct nf4_lin_ctx {
+	const struct ftk_weight *w;
+	const float *x;		/* inp (M, K) forward, dout (M, N) backward */
+	float *y;		/* out (M, N) forward, dinp (M, K) backward */
+	float **tiles;
+	size_t tile_elems;
+	int M, k;
 };
 
-static void deq_task(void *vctx, int t)
+static __thread float *lin_tiles[64];
+static __thread size_t lin_cap[64];
+
+static float **worker_tiles(int k, size_t elems)
 {
-	struct deq_ctx *c = vctx;
-	RANGE(t, c->k, c->count, s, e);
-	ftk_nf4_dequant(c->q, c->start + s, e - s, c->out + s);
+	for (int i = 0; i < k; i++)
+		if (lin_cap[i] < elems) {
+			free(lin_tiles[i]);
+			lin_tiles[i] = xmalloc(elems * sizeof(float));
+			lin_cap[i] = elems;
+		}
+	return lin_tiles;
 }
 
-static void dequant_par(const struct ftk_nf4 *q, size_t start, size_t count, float *out)
+static void nf4_fwd_task(void *vctx, int t)
 {
-	struct deq_ctx c = { q, start, count, out, 0 };
-	c.k = count < 65536 ? 1 : n_threads;
-	par_run(c.k, deq_task, &c);
-}
-
-static __thread float *tile_buf;
-static __thread size_t tile_cap;
-
-static float *tile_get(size_t n)
-{
-	if (n > tile_cap) {
-		free(tile_buf);
-		tile_buf = xmalloc(n * sizeof(float));
-		tile_cap = n;
+	struct nf4_lin_ctx *c = vctx;
+	int N = c->w->rows, K = c->w->cols;
+	RANGE(t, c->k, N, s, e);
+	float *tile = c->tiles[worker_id];
+	size_t R = c->tile_elems / (size_t)K;
+	if (R < 1)
+		R = 1;
+	for (size_t r0 = s; r0 < e; r0 += R) {
+		size_t r = e - r0 < R ? e - r0 : R;
+		ftk_nf4_dequant(&c->w->nf4, r0 * K, r * K, tile);
+		/* out[:, r0:r0+r] (M, r) = inp (M, K) @ tile^T (K, r) */
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, c->M, (int)r, K, 1.0f, c->x, K,
+			    tile, K, 0.0f, c->y + r0, N);
 	}
-	return tile_buf;
+}
+
+static void nf4_bwd_task(void *vctx, int t)
+{
+	struct nf4_lin_ctx *c = vctx;
+	int N = c->w->rows, K = c->w->cols;
+	size_t nb = ((size_t)K + 63) / 64;
+	size_t s = (size_t)t * nb / c->k * 64, e = (size_t)(t + 1) * nb / c->k * 64;
+	if (e > (size_t)K)
+		e = (size_t)K;
+	if (s >= e)
+		return;
+	size_t width = e - s;
+	float *tile = c->tiles[worker_id];
+	size_t R = c->tile_elems / width;
+	if (R < 1)
+		R = 1;
+	for (size_t r0 = 0; r0 < (size_t)N; r0 += R) {
+		size_t r = (size_t)N - r0 < R ? (size_t)N - r0 : R;
+		for (size_t i = 0; i < r; i++)
+			ftk_nf4_dequant(&c->w->nf4, (r0 + i) * K + s, width, tile + i * width);
+		/* dinp[:, s:e] (M, width) += dout[:, r0:r0+r] (M, r) @ tile (r, width) */
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, c->M, (int)width, (int)r, 1.0f,
+			    c->x + r0, N, tile, (int)width, 1.0f, c->y + s, K);
+	}
+}
+
+static void nf4_linear(float *y, const float *x, const struct ftk_weight *w, int M, int bwd)
+{
+	size_t NK = (size_t)w->rows * w->cols;
+	struct nf4_lin_ctx c = { w, x, y, NULL, NK < TILE_ELEMS ? NK : TILE_ELEMS, M, 1 };
+	double work = 2.0 * M * (double)NK;
+	c.k = n_threads > 1 && work >= 4e6 ? n_threads : 1;
+	if (bwd && c.k > (w->cols + 63) / 64)
+		c.k = (w->cols + 63) / 64;
+	if (c.k > 64)
+		c.k = 64;
+	c.tiles = worker_tiles(c.k, c.tile_elems);
+	par_run(c.k, bwd ? nf4_bwd_task : nf4_fwd_task, &c);
 }
 
 struct gemv_ctx {
@@ -257,17 +311,7 @@ static void cpu_linear_fwd(float *out, const float *inp, const struct ftk_weight
 		par_run(c.k, gemv_task, &c);
 		return;
 	} else {
-		int R = (int)(TILE_ELEMS / (size_t)K);
-		if (R < 1)
-			R = 1;
-		if (R > N)
-			R = N;
-		float *tile = tile_get((size_t)R * K);
-		for (int r0 = 0; r0 < N; r0 += R) {
-			int r = N - r0 < R ? N - r0 : R;
-			dequant_par(&w->nf4, (size_t)r0 * K, (size_t)r * K, tile);
-			cpu_gemm(0, 1, M, r, K, 1.0f, inp, K, tile, K, 0.0f, out + r0, N);
-		}
+		nf4_linear(out, inp, w, M, 0);
 	}
 	if (bias)
 		cpu_add_bias(out, bias, M, N);
@@ -276,22 +320,10 @@ static void cpu_linear_fwd(float *out, const float *inp, const struct ftk_weight
 static void cpu_linear_bwd_inp(float *dinp, const float *dout, const struct ftk_weight *w, int M)
 {
 	int N = w->rows, K = w->cols;
-	if (w->quant == FTK_QUANT_NONE) {
+	if (w->quant == FTK_QUANT_NONE)
 		cpu_gemm(0, 0, M, K, N, 1.0f, dout, N, w->f32, K, 1.0f, dinp, K);
-		return;
-	}
-	int R = (int)(TILE_ELEMS / (size_t)K);
-	if (R < 1)
-		R = 1;
-	if (R > N)
-		R = N;
-	float *tile = tile_get((size_t)R * K);
-	for (int r0 = 0; r0 < N; r0 += R) {
-		int r = N - r0 < R ? N - r0 : R;
-		dequant_par(&w->nf4, (size_t)r0 * K, (size_t)r * K, tile);
-		/* dinp (M, K) += dout[:, r0:r0+r] (M, r) @ tile (r, K) */
-		cpu_gemm(0, 0, M, K, r, 1.0f, dout + r0, N, tile, K, 1.0f, dinp, K);
-	}
+	else
+		nf4_linear(dinp, dout, w, M, 1);
 }
 
 /* ---------------------------------------------------------------- rmsnorm */

@@ -607,10 +607,32 @@ START_TEST(gemm_thin_products_threaded)
 	double wl = 0;
 	for (size_t i = 0; i < (size_t)M * N; i++)
 		wl = fmax(wl, fabs(y[i] - yr[i]));
-	be->set_threads(1);
-	printf("threaded gemm vs double loops: max |diff| %.3g; NF4 linear %.3g (tolerance 1e-4)\n", worst, wl);
-	ck_assert(worst < 1e-4 && wl < 1e-4);
+	/* its input gradient, and both directions with K = 200 (blocks straddle rows) */
+	float *dx = calloc((size_t)M * K, 4), *dxr = calloc((size_t)M * K, 4);
+	be->linear_bwd_inp(dx, yr, &w, M);
+	naive_gemm(0, 0, M, K, N, 1.0f, yr, N, wd, K, 0.0f, dxr, K);
+	for (size_t i = 0; i < (size_t)M * K; i++)
+		wl = fmax(wl, fabs(dx[i] - dxr[i]) / (1.0 + fabs(dxr[i])));
 	ftk_nf4_free(&w.nf4);
+	int K2 = 200;
+	struct ftk_weight w2 = { N, K2, FTK_QUANT_NF4, NULL, { 0 }, NULL };
+	ftk_nf4_quantize(&w2.nf4, wf, (size_t)N * K2, NULL);
+	ftk_nf4_dequant(&w2.nf4, 0, (size_t)N * K2, wd);
+	be->linear_fwd(y, x, &w2, NULL, M);
+	naive_gemm(0, 1, M, N, K2, 1.0f, x, K2, wd, K2, 0.0f, yr, N);
+	for (size_t i = 0; i < (size_t)M * N; i++)
+		wl = fmax(wl, fabs(y[i] - yr[i]));
+	memset(dx, 0, (size_t)M * K * 4);
+	memset(dxr, 0, (size_t)M * K * 4);
+	be->linear_bwd_inp(dx, yr, &w2, M);
+	naive_gemm(0, 0, M, K2, N, 1.0f, yr, N, wd, K2, 0.0f, dxr, K2);
+	for (size_t i = 0; i < (size_t)M * K2; i++)
+		wl = fmax(wl, fabs(dx[i] - dxr[i]) / (1.0 + fabs(dxr[i])));
+	ftk_nf4_free(&w2.nf4);
+	free(dx), free(dxr);
+	be->set_threads(1);
+	printf("threaded gemm vs double loops: max |diff| %.3g; NF4 linear forward and input gradient %.3g (relative to 1 + |value|; tolerance 1e-4)\n", worst, wl);
+	ck_assert(worst < 1e-4 && wl < 1e-4);
 	free(wf), free(x), free(y), free(wd), free(yr);
 }
 END_TEST
