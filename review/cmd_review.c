@@ -855,12 +855,14 @@ int cmd_review(int argc, char **argv)
 	}
 	int rc = FTK_EXIT_OK;
 	if (!u.n) {
-		fprintf(stderr, "ftk-review: %s: no %s to review\n", u.run.dir,
-			filter ? "case matches the filter" : all ? "results" : "flagged case (--all shows every case)");
+		fprintf(stderr, "ftk-review: %s: %s\n", u.run.dir,
+			filter ? "no case matches the filter"
+			: all  ? "no results to review"
+			       : "no flagged case to review (--all shows every case)");
 		goto out;
 	}
 	if (!isatty(0) || !isatty(1)) {
-		error("ftk-review is a full-screen program: run it in a terminal");
+		error("not a terminal: ftk-review is a full-screen program");
 		rc = FTK_EXIT_USAGE;
 		goto out;
 	}
