@@ -313,6 +313,12 @@ static void process(struct worker *w, struct item *it)
 		n = ftk_tokenizer_encode(cf->tok, text->valuestring, strlen(text->valuestring),
 					 cf->add_special ? FTK_TOK_ADD_SPECIAL : 0, &w->tk, &e);
 		if (n < 0) { fail_item(it, "encode-failed", e.msg); goto done; }
+		long bos = ftk_tokenizer_bos_id(cf->tok);
+		if (bos >= 0 && n >= 2 && w->tk.ids[0] == (uint32_t)bos && w->tk.ids[1] == (uint32_t)bos) {
+			fail_item(it, "double-bos", "the ids start with two BOS tokens: the text begins with the BOS text "
+						    "and --add-special added another");
+			goto done;
+		}
 	}
 	if (cf->max_tokens > 0 && n > cf->max_tokens) {
 		if (!cf->truncate) {
