@@ -233,6 +233,29 @@ static int normalize(const char *s, size_t len, unsigned flags, struct strbuf *o
 		utf8proc_int32_t cp;
 		int cls;
 		const unsigned char *cstart = p;
+		if (space && !ws && *p < 0x80) {
+			/*
+			 * Runs of ASCII with space collapsing and no words to record
+			 * (exact keys): branch-free, since word boundaries every few
+			 * bytes would mispredict.  A space is written (and kept)
+			 * before a word character that follows a separator once
+			 * something has been written; the byte itself is written and
+			 * kept when it is a word character.
+			 */
+			unsigned started = o > o0, pend = (unsigned)pending_space;
+			do {
+				unsigned char m = fast[*p++];
+				unsigned w = m != 0;
+				*o = ' ';
+				o += w & pend & started;
+				*o = m;
+				o += w;
+				started |= w;
+				pend = !w;
+			} while (p < end && *p < 0x80);
+			pending_space = (int)pend;
+			continue;
+		}
 		if (*p < 0x80 && fast[*p]) {
 			/* a run of ASCII word characters, the common case */
 			if (pending_space && o > o0) {
