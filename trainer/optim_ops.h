@@ -4,7 +4,7 @@
  *
  * Everything here is static inline, uses only float and double arithmetic
  * and sqrtf, and touches one element at a time, so nvcc compiles the same
- * expressions into a kernel body (`FTK_HD` adds __host__ __device__ there)
+ * expressions into a kernel body (`FTK_OPT_HD` adds __host__ __device__ there)
  * and the CPU tests exercise the arithmetic the GPU runs.
  *
  * The AdamW update is PyTorch's torch.optim.AdamW (1.13, foreach=False),
@@ -25,9 +25,9 @@
 #include <math.h>
 
 #ifdef __CUDACC__
-#define FTK_HD __host__ __device__
+#define FTK_OPT_HD __host__ __device__
 #else
-#define FTK_HD
+#define FTK_OPT_HD
 #endif
 
 /* Per-step constants of the update, computed once on the host. */
@@ -41,7 +41,7 @@ struct ftk_adamw_consts {
 };
 
 /* One element: w, m, v updated in place from gradient g. */
-static inline FTK_HD void ftk_adamw_update(float *w, float *m, float *v, float g,
+static inline FTK_OPT_HD void ftk_adamw_update(float *w, float *m, float *v, float g,
 					   const struct ftk_adamw_consts *c)
 {
 	float wi = *w * c->decay;
@@ -54,7 +54,7 @@ static inline FTK_HD void ftk_adamw_update(float *w, float *m, float *v, float g
 }
 
 /* One element of gradient clipping: g * scale. */
-static inline FTK_HD float ftk_clip_scale(float g, float scale)
+static inline FTK_OPT_HD float ftk_clip_scale(float g, float scale)
 {
 	return g * scale;
 }
