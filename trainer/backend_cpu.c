@@ -161,16 +161,24 @@ static void gemm_task(void *vctx, int t)
  * OpenBLAS runs single-threaded; a product big enough to share is cut into
  * one slice of C per thread along its longer side, each slice an ordinary
  * sgemm.  OpenBLAS's own threads spin (sched_yield) between calls, which
- * burns the other core while ours do element-wise work, and they run thin
- * products (a LoRA rank on one side) three times slower than one thread.
+ * burns the other core while ours do element-wise work.
  */
 static void cpu_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
 		     const float *B, int ldb, float beta, float *C, int ldc)
 {
 	struct gemm_ctx c = { ta, tb, M, N, K, lda, ldb, ldc, 1, M >= N, alpha, beta, A, B, C };
 	double work = 2.0 * M * N * K;
-	int longer = M >= N ? M : N;
-	c.k = n_threads == 1 || work < 4e6 || longer < 64 ? 1 : n_threads;
+	int thin = M < 64 || N < 64 || K < 64;
+	/* thin products (a LoRA rank on one side) stay on one thread, as do
+	 * small ones: their slices would cost more in thread start-up and
+	 * waiting than they save (BENCH.md) */
+	c.k = n_threads == 1 || work < 4e6 || (thin && work < 2e8) ? 1 : n_threads;
+	if (c.k == 1) {
+		cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans,
+			    tb ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda, B, ldb, beta, C,
+			    ldc);
+		return;
+	}
 	par_run(c.k, gemm_task, &c);
 }
 
