@@ -538,6 +538,8 @@ static void add_state(struct run *r, cJSON *st)
 	snprintf(buf, sizeof(buf), "%llu", (unsigned long long)rng.counter);
 	cJSON_AddStringToObject(st, "rng_counter", buf);
 	cJSON_AddNumberToObject(st, "optimizer_step", (double)r->opt.t);
+	snprintf(buf, sizeof(buf), "%llu", (unsigned long long)ftk_data_units(r->train));
+	cJSON_AddStringToObject(st, "data_units", buf);
 	off_t bytes = lseek(r->metrics_fd, 0, SEEK_END);
 	cJSON_AddNumberToObject(st, "metrics_bytes", (double)bytes);
 	snprintf(buf, sizeof(buf), "%llu", (unsigned long long)r->tokens_total);
@@ -604,14 +606,21 @@ static int restore(struct run *r, const char *ckpt, struct ftk_error *err)
 	rng.seed = state_u64(st, "rng_seed", &bad);
 	rng.counter = state_u64(st, "rng_counter", &bad);
 	double mb = state_num(st, "metrics_bytes", &bad);
+	uint64_t units = state_u64(st, "data_units", &bad);
 	r->tokens_total = state_u64(st, "tokens", &bad);
 	r->elapsed_before = state_num(st, "elapsed", &bad);
 	const cJSON *fv = cJSON_GetObjectItemCaseSensitive(st, "first_val_loss");
 	r->first_val = cJSON_IsNumber(fv) ? fv->valuedouble : NAN;
 	cJSON_Delete(st);
-	if (bad || pos.cursor > ftk_data_units(r->train) || r->step < 0)
+	if (bad || r->step < 0)
 		return ftk_error_set(err, FTK_EDATA, ckpt, 0, "state.json",
-				     "checkpoint state is incomplete or does not fit these shards");
+				     "checkpoint state is incomplete");
+	if (units != ftk_data_units(r->train) || pos.cursor > units)
+		return ftk_error_set(err, FTK_EMISMATCH, ckpt, 0, "state.json",
+				     "the checkpoint was made with %llu training sequences, '%s' now "
+				     "has %llu: the shards changed, so the run cannot continue exactly",
+				     (unsigned long long)units, r->o->data,
+				     (unsigned long long)ftk_data_units(r->train));
 	ftk_data_set_pos(r->train, &pos);
 	ftk_model_rng_set(r->m, &rng);
 	if (!r->writer)

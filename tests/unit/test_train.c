@@ -318,6 +318,51 @@ START_TEST(sigterm_saves_and_resume_is_exact)
 }
 END_TEST
 
+/*
+ * A run killed before its first checkpoint starts again from step 0 on
+ * --resume, replacing whatever metrics lines the dead process left; a
+ * checkpoint made from other shards is refused.
+ */
+START_TEST(resume_without_checkpoint_and_changed_shards)
+{
+	enter("resume_without_checkpoint_and_changed_shards");
+	char **tr = task_texts(0, 12);
+	make_shards("train-shards", (const char *const *)tr, 12, FTK_SHARD_SFT);
+	struct ftk_train_opts o;
+	struct ftk_train_result r;
+	struct ftk_error e;
+	base_opts(&o, "run-a");
+	o.max_steps = 4;
+	ck_assert_msg(ftk_train_run(&o, 0, &r, &e) == 0, "%s", e.msg);
+	/* run-b: a config and the half-written metrics of a process that died early */
+	ck_assert_int_eq(mkdir("run-b", 0777), 0);
+	char *cfg = ftk_train_opts_json(&o);
+	FILE *f = fopen("run-b/train_config.json", "w");
+	fputs(cfg, f);
+	fclose(f);
+	free(cfg);
+	f = fopen("run-b/metrics.jsonl", "w");
+	fputs("{\"step\":1,\"loss\":9.9}\n{\"step\":2,\"lo", f);
+	fclose(f);
+	base_opts(&o, "run-b");
+	o.max_steps = 4;
+	ck_assert_msg(ftk_train_run(&o, 1, &r, &e) == 0, "%s", e.msg);
+	ck_assert_int_eq(r.resumed, 0);
+	ck_assert_int_eq(r.steps, 4);
+	struct strbuf a = STRBUF_INIT, b = STRBUF_INIT;
+	metrics_canon("run-a/metrics.jsonl", &a);
+	metrics_canon("run-b/metrics.jsonl", &b);
+	first_difference(a.buf, b.buf);
+	/* now the shards change under a run that has a checkpoint */
+	make_shards("train-shards", (const char *const *)tr, 10, FTK_SHARD_SFT);
+	free_texts(tr, 12);
+	ck_assert_int_eq(ftk_train_run(&o, 1, &r, &e), FTK_EMISMATCH);
+	ck_assert_ptr_nonnull(strstr(e.msg, "the checkpoint was made with 12 training sequences"));
+	strbuf_release(&a);
+	strbuf_release(&b);
+}
+END_TEST
+
 /* One step of batch 4 equals one step of 2 micro-batches of 2. */
 START_TEST(grad_accum_equals_big_batch)
 {
@@ -894,6 +939,7 @@ static Suite *train_suite(void)
 	tcase_add_test(tc, data_refuses_other_tokenizer);
 	tcase_add_test(tc, finetune_learns_the_task);
 	tcase_add_test(tc, grad_accum_equals_big_batch);
+	tcase_add_test(tc, resume_without_checkpoint_and_changed_shards);
 	tcase_add_test(tc, reduce_hooks_two_identical_ranks);
 	tcase_add_test(tc, two_ranks_equal_one_process);
 	tcase_add_test(tc, refuses_existing_run_and_dpo_from_adapter);
