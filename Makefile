@@ -67,10 +67,40 @@ CMD_OBJ := $(patsubst %.c,$(B)/%.o,$(CMD_SRC))
 PROGRAMS := $(BIN)/ftk $(addprefix $(BIN)/ftk-,$(VERBS))
 
 # CUDA: built whenever nvcc is found (see trainer/).
-NVCC ?= $(shell command -v nvcc 2>/dev/null)
+NVCC ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
+# The CUDA backend is a shared object the programs dlopen for --device cuda
+# (trainer/device.c), so no program links cudart and all run without a GPU.
+# tests/unit/ops_shared.cu compiles ops.h and optim_ops.h as device code.
+ifneq ($(NVCC),)
+  CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
+  NVCC_ARCH := -gencode arch=compute_80,code=sm_80 -gencode arch=compute_89,code=sm_89 \
+    -gencode arch=compute_90,code=[sm_90,compute_90]
+  NVCC_FLAGS := -O2 -std=c++17 -I. -Ilib $(NVCC_ARCH) -Werror all-warnings \
+    -Xcompiler -fPIC,-Wall,-Wextra,-Wno-unused-parameter,-Werror
+  CUDA_OBJS := $(B)/trainer/libftkcuda.so $(B)/tests/ops_shared_cu.o
+else
+  CUDA_OBJS :=
+  $(info ftk: nvcc not found: the CUDA backend (libftkcuda.so) is left out; --device cuda will say so)
+endif
+# OpenMPI for the data-parallel layer (trainer/dist.c); without it only one process.
+MPI_CFLAGS := $(shell mpicc --showme:compile 2>/dev/null)
+MPI_LIBS := $(shell mpicc --showme:link 2>/dev/null)
+ifneq ($(MPI_LIBS),)
+  ALL_CFLAGS += -DFTK_HAVE_MPI $(MPI_CFLAGS)
+  LDLIBS += $(MPI_LIBS)
+endif
 
-.PHONY: all check check-run unit cli deps demo demo-run install fuzz clean
-all: $(PROGRAMS)
+.PHONY: all check check-run check-gpu unit cli deps demo demo-run install fuzz clean
+all: $(PROGRAMS) $(CUDA_OBJS)
+
+$(B)/trainer/libftkcuda.so: trainer/backend_cuda.cu trainer/backend.h trainer/ops.h \
+  trainer/optim_ops.h trainer/nf4.h
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCC_FLAGS) -shared -o $@ $< -L$(CUDA_HOME)/lib64 -lcublas -lcudart
+
+$(B)/tests/ops_shared_cu.o: tests/unit/ops_shared.cu trainer/ops.h trainer/optim_ops.h
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCC_FLAGS) -c -o $@ $<
 
 $(B)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -129,9 +159,13 @@ check:
 	@sh tools/deps.sh --quiet $(DEB_PKGS)
 	@$(MAKE) --no-print-directory check-run
 
-check-run: $(PROGRAMS) $(UNIT_BIN)
+check-run: $(PROGRAMS) $(UNIT_BIN) $(CUDA_OBJS)
 	@FTK_BIN=$(abspath $(BIN)) FTK_BUILD=$(abspath $(B)) SAN=$(SAN) T=$(T) \
 	  sh tests/run.sh $(abspath $(UNIT_BIN))
+
+# The CUDA selftest: every CUDA op and a QLoRA step against the CPU backend.
+check-gpu: $(PROGRAMS) $(CUDA_OBJS)
+	@$(BIN)/ftk-train --selftest
 
 # ---------------------------------------------------------------- other
 DEB_PKGS := build-essential pkg-config libcjson-dev libzstd-dev zstd libxxhash-dev \
