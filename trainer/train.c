@@ -704,7 +704,7 @@ int ftk_train_run(const struct ftk_train_opts *o, int resume, struct ftk_train_r
 	/* the run directory */
 	strbuf_addf(&p, "%s/train_config.json", o->out);
 	struct stat sb;
-	if (!resume && (stat(p.buf, &sb) == 0)) {
+	if (!resume && r->writer && (stat(p.buf, &sb) == 0)) {
 		rc = ftk_error_set(err, FTK_EUSAGE, o->out, 0, NULL,
 				   "already holds a run: continue it with --resume, or choose "
 				   "another --out");
@@ -725,7 +725,7 @@ int ftk_train_run(const struct ftk_train_opts *o, int resume, struct ftk_train_r
 				   o->objective == FTK_OBJ_DPO ? " (not for DPO)" : "");
 		goto out;
 	}
-	struct ftk_load_opts lo = { o->quant, NULL, o->threads, o->seq_len };
+	struct ftk_load_opts lo = { o->quant, o->backend, o->threads, o->seq_len };
 	if ((rc = ftk_model_load(&r->m, o->model, &lo, err)) < 0)
 		goto out;
 	ftk_model_set_checkpointing(r->m, o->checkpoint_activations);
@@ -927,7 +927,7 @@ int ftk_train_run(const struct ftk_train_opts *o, int resume, struct ftk_train_r
 out:
 	res->seconds = ftk_now() - r->t0;
 	res->threads = o->threads > 0 ? o->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
-	snprintf(res->device, sizeof(res->device), "cpu");
+	snprintf(res->device, sizeof(res->device), "%s", o->backend ? o->backend->name : "cpu");
 	release(r);
 	strbuf_release(&p);
 	return rc;

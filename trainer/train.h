@@ -87,6 +87,8 @@ struct ftk_train_opts {
 	int (*reduce_grads)(void *ctx, float *grads, size_t n, double *loss_sum,
 			    struct ftk_error *err);
 	void *reduce_ctx;
+	/* The compute backend (--device; issue 9); NULL: the CPU backend. */
+	const struct ftk_backend *backend;
 	/* Progress for the program to print (NULL: none).  line is one metrics line. */
 	void (*on_step)(void *ctx, const char *line);
 	void *on_step_ctx;
