@@ -214,6 +214,7 @@ static void train_args(char **argv, const char *out)
 	argv[i++] = "2";
 	argv[i++] = "--threads";
 	argv[i++] = "2";
+	argv[i++] = "--checkpoint-activations";
 	argv[i++] = "-q";
 	argv[i] = NULL;
 }
