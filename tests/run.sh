@@ -12,6 +12,9 @@
 #   expected.rc   its exit status             (missing: 0)
 #   nosan         present when the case is too slow under sanitizers (skipped
 #                 with SAN=1, and said so)
+#   requires      a shell script; when it exits non-zero the case is skipped
+#                 and its first line (a "# needs ..." comment) is printed: for
+#                 cases that need OpenMPI or a GPU
 # Set UPDATE=1 to write the expected files from what the commands did (then
 # read every diff before committing it).
 #
@@ -69,6 +72,11 @@ for c in "$SRC"/tests/cli/*/; do
 	matches "$name" || continue
 	if [ "$SAN" = 1 ] && [ -f "$c/nosan" ]; then
 		echo "SKIP cli/$name (too slow under sanitizers: $(cat "$c/nosan"))"
+		skip=$((skip + 1))
+		continue
+	fi
+	if [ -f "$c/requires" ] && ! sh "$c/requires" >/dev/null 2>&1; then
+		echo "SKIP cli/$name ($(head -n 1 "$c/requires" | sed 's/^# *//'))"
 		skip=$((skip + 1))
 		continue
 	fi
