@@ -364,6 +364,41 @@ START_TEST(resume_without_checkpoint_and_changed_shards)
 }
 END_TEST
 
+/* --epochs: the run is as many steps as the epochs' rows need, and ends near epoch N. */
+START_TEST(epochs_set_the_length)
+{
+	enter("epochs_set_the_length");
+	char **tr = task_texts(0, 12);
+	make_shards("train-shards", (const char *const *)tr, 12, FTK_SHARD_SFT);
+	free_texts(tr, 12);
+	struct ftk_data *d;
+	struct ftk_error e;
+	char tj[4096];
+	snprintf(tj, sizeof(tj), "%s", src_path(STORIES "/tokenizer.json"));
+	struct ftk_data_opts dop = { "train-shards", tj, 512, FTK_SHARD_SFT, 64, 2, 42, 1 };
+	ck_assert_int_eq(ftk_data_open(&d, &dop, &e), 0);
+	long rows = (long)ftk_data_rows_per_epoch(d);
+	ftk_data_free(d);
+	struct ftk_train_opts o;
+	struct ftk_train_result r;
+	base_opts(&o, "run");
+	o.batch = 2;
+	o.epochs = 3;
+	ck_assert_msg(ftk_train_run(&o, 0, &r, &e) == 0, "%s", e.msg);
+	printf("epochs: %ld rows per epoch, batch 2, 3 epochs -> %ld steps\n", rows, r.total_steps);
+	ck_assert_int_eq(r.total_steps, 3 * ((rows + 1) / 2));
+	ck_assert_int_eq(r.steps, r.total_steps);
+	struct strbuf sb = STRBUF_INIT;
+	read_all("run/metrics.jsonl", &sb);
+	const char *last = strrchr(sb.buf, '{');
+	cJSON *j = cJSON_Parse(last);
+	double ep = cJSON_GetObjectItem(j, "epoch")->valuedouble;
+	ck_assert_msg(ep > 2.7 && ep < 3.3, "ended at epoch %g", ep);
+	cJSON_Delete(j);
+	strbuf_release(&sb);
+}
+END_TEST
+
 /* One step of batch 4 equals one step of 2 micro-batches of 2. */
 START_TEST(grad_accum_equals_big_batch)
 {
@@ -940,6 +975,7 @@ static Suite *train_suite(void)
 	tcase_add_test(tc, data_refuses_other_tokenizer);
 	tcase_add_test(tc, finetune_learns_the_task);
 	tcase_add_test(tc, grad_accum_equals_big_batch);
+	tcase_add_test(tc, epochs_set_the_length);
 	tcase_add_test(tc, resume_without_checkpoint_and_changed_shards);
 	tcase_add_test(tc, reduce_hooks_two_identical_ranks);
 	tcase_add_test(tc, two_ranks_equal_one_process);
