@@ -22,6 +22,14 @@
 #include "trainer/model.h"
 #include "trainer/ops.h"
 
+static double cpu_seconds(void)
+{
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6 + ru.ru_stime.tv_sec +
+	       ru.ru_stime.tv_usec * 1e-6;
+}
+
 static double now(void)
 {
 	struct timespec ts;
@@ -184,10 +192,11 @@ int main(int argc, char **argv)
 	size_t n;
 	float *p = ftk_model_lora_flat(m, &n), *g = ftk_model_lora_grad_flat(m, NULL);
 	float *mom = calloc(n, 4), *var = calloc(n, 4);
-	double loss = 0, t0 = 0;
+	double loss = 0, t0 = 0, c0 = 0;
 	for (int s = 0; s <= steps; s++) {
 		if (s == 1) {
 			t0 = now();
+			c0 = cpu_seconds();
 			memset(t_op, 0, sizeof(t_op));
 		}
 		ftk_model_zero_grad(m);
@@ -199,13 +208,13 @@ int main(int argc, char **argv)
 		for (size_t i = 0; i < n; i++)
 			ftk_adamw(&p[i], &mom[i], &var[i], g[i], 1e-4f, 0.9f, 0.999f, 1e-8f, 0.01f, bc1, bc2);
 	}
-	double dt = (now() - t0) / steps;
+	double dt = (now() - t0) / steps, dc = (cpu_seconds() - c0) / steps;
 	double f = flops(c, B, T, r);
 	struct rusage ru;
 	getrusage(RUSAGE_SELF, &ru);
-	printf("ftk tokens_per_s=%.1f step_s=%.4f loss=%.4f gflop_per_step=%.1f gflops=%.1f peak_rss_mb=%.0f params=%lld\n",
-	       B * T / dt, dt, loss / nt, f / 1e9, f / dt / 1e9, ru.ru_maxrss / 1024.0,
-	       ftk_config_n_params(c));
+	printf("ftk tokens_per_s=%.1f step_s=%.4f cpu_s=%.4f tokens_per_cpu_s=%.1f loss=%.4f gflop_per_step=%.1f gflops=%.1f peak_rss_mb=%.0f params=%lld\n",
+	       B * T / dt, dt, dc, B * T / dc, loss / nt, f / 1e9, f / dt / 1e9,
+	       ru.ru_maxrss / 1024.0, ftk_config_n_params(c));
 	if (profile)
 		for (int i = 0; i < 8; i++)
 			fprintf(stderr, "  %-14s %.3f s/step\n", op_names[i], t_op[i] / steps);

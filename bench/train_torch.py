@@ -4,7 +4,7 @@
 # on all seven projections, frozen float32 base, AdamW on the LoRA weights,
 # timed over whole steps (forward, backward, optimizer).
 #   OPENBLAS_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE train_torch.py MODEL_DIR THREADS B T RANK STEPS
-# Prints one line: "torch tokens_per_s=... step_s=... loss=... peak_rss_mb=...".
+# Prints one line: "torch tokens_per_s=... step_s=... cpu_s=... tokens_per_cpu_s=... loss=... peak_rss_mb=...".
 import json, math, os, resource, struct, sys, time
 import numpy as np
 import torch
@@ -77,9 +77,10 @@ def step(ids):
 g = torch.Generator().manual_seed(1)
 ids = torch.randint(0, V, (B, T), generator=g)
 step(ids)  # warm-up
-t0 = time.perf_counter()
+t0, c0 = time.perf_counter(), time.process_time()
 for _ in range(steps):
     loss = step(ids)
 dt = (time.perf_counter() - t0) / steps
+dc = (time.process_time() - c0) / steps
 rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(f"torch tokens_per_s={B * T / dt:.1f} step_s={dt:.4f} loss={loss:.4f} peak_rss_mb={rss:.0f}")
+print(f"torch tokens_per_s={B * T / dt:.1f} step_s={dt:.4f} cpu_s={dc:.4f} tokens_per_cpu_s={B * T / dc:.1f} loss={loss:.4f} peak_rss_mb={rss:.0f}")
