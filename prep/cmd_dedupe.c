@@ -729,7 +729,7 @@ static void spool_stdin(struct ctx *c)
 
 static FILE *temp_file(void)
 {
-	FILE *f = tmpfile();
+	FILE *f = ftk_dd_tmpfile();
 	if (!f)
 		die("cannot create a temporary file: %s", strerror(errno));
 	return f;

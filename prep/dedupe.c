@@ -484,6 +484,21 @@ uint32_t ftk_dd_index_source(struct ftk_dd_index *x, const char *name, size_t le
 	return x->n_sources++;
 }
 
+FILE *ftk_dd_tmpfile(void)
+{
+	const char *dir = getenv("TMPDIR");
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/ftk-dedupe.XXXXXX", dir && *dir ? dir : "/tmp");
+	int fd = mkstemp(path);
+	if (fd < 0)
+		return NULL;
+	unlink(path);
+	FILE *f = fdopen(fd, "w+b");
+	if (!f)
+		close(fd);
+	return f;
+}
+
 static void free_chunks(struct chunks *ch)
 {
 	for (size_t c = 0; c < ch->n; c++)
@@ -496,7 +511,7 @@ static int spill_all(struct ftk_dd_index *x)
 {
 	for (int b = 0; b < x->nb; b++) {
 		struct chunks *ch = &x->band[b];
-		if (!x->spill[b] && !(x->spill[b] = tmpfile()))
+		if (!x->spill[b] && !(x->spill[b] = ftk_dd_tmpfile()))
 			return -1;
 		for (size_t c = 0; c < ch->n; c++) {
 			size_t k = c + 1 < ch->n ? CHUNK : x->band_n - c * CHUNK;

@@ -141,6 +141,12 @@ int ftk_dd_sigfile_header(FILE *f, const struct ftk_dd_params *p, char **files, 
 int ftk_dd_sigfile_write(FILE *f, const struct ftk_dd_params *p, uint32_t file, uint32_t line,
 			 const struct ftk_dd_sig *g, struct ftk_error *err);
 
+/*
+ * A temporary file, already unlinked, in $TMPDIR (or /tmp), open for
+ * reading and writing.  Returns NULL with errno set on failure.
+ */
+FILE *ftk_dd_tmpfile(void);
+
 /* ---------------------------------------------------------------- resolve */
 
 struct ftk_dd_index;
