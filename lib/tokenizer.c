@@ -139,6 +139,7 @@ struct ftk_tokenizer {
 	struct added *added;
 	size_t n_added;
 	uint8_t added_first[256];	/* 1 when some added token starts with this byte */
+	int added_one_first;		/* the only first byte when all share one (Llama 3: '<'), else -1 */
 	uint8_t *is_special;	/* by id */
 
 	cJSON *config;
@@ -806,6 +807,12 @@ int ftk_tokenizer_load(struct ftk_tokenizer **out, const char *path, struct ftk_
 		}
 	}
 
+	{
+		int nb = 0, last = -1;
+		for (int b = 0; b < 256; b++)
+			if (t->added_first[b]) { nb++; last = b; }
+		t->added_one_first = nb == 1 ? last : -1;
+	}
 	const char *unk = jstr(model, "unk_token");
 	if (unk) t->unk_id = lookup_str(t, unk, strlen(unk));
 	for (int b = 0; b < 256; b++) {
@@ -1656,7 +1663,13 @@ static const struct added *next_added(const struct ftk_tokenizer *t, const char 
 				      int no_special, size_t *ms, size_t *me)
 {
 	for (size_t i = pos; i < n; i++) {
-		if (!t->added_first[(uint8_t)s[i]]) continue;
+		if (t->added_one_first >= 0) {	/* memchr is much faster than a byte loop */
+			const char *p = memchr(s + i, t->added_one_first, n - i);
+			if (!p) break;
+			i = (size_t)(p - s);
+		} else if (!t->added_first[(uint8_t)s[i]]) {
+			continue;
+		}
 		const struct added *best = NULL;
 		for (size_t k = 0; k < t->n_added; k++) {
 			const struct added *a = &t->added[k];
