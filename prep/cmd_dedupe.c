@@ -787,11 +787,26 @@ static void merge(struct ctx *c)
 	uint32_t nr = ftk_dd_index_count(c->ix);
 	const char *reason = c->p.near ? "near-duplicate" : "duplicate";
 	struct strbuf sb = STRBUF_INIT;
+	/* the counts per shard file and source, as a single run would give them */
+	tallies_release(&c->by_file);
+	memset(&c->by_file, 0, sizeof(c->by_file));
+	for (uint32_t i = 0; i < ftk_dd_index_nfiles(c->ix); i++) {
+		const char *f = ftk_dd_index_file_name(c->ix, i);
+		tally_get(&c->by_file, f, strlen(f));
+	}
 	for (uint32_t i = 0; i < nr; i++) {
 		double s;
-		uint32_t of = ftk_dd_index_of(c->ix, i, &s);
+		uint32_t of = ftk_dd_index_of(c->ix, i, &s), fi;
+		const char *src = ftk_dd_index_source_name(c->ix, i);
+		ftk_dd_index_place(c->ix, i, NULL, NULL, &fi);
+		c->by_file.v[fi].in++;
+		if (src)
+			tally_get(&c->by_source, src, strlen(src))->in++;
 		if (of == UINT32_MAX)
 			continue;
+		c->by_file.v[fi].dropped++;
+		if (src)
+			tally_get(&c->by_source, src, strlen(src))->dropped++;
 		const char *f, *of_f;
 		uint32_t line, of_line;
 		ftk_dd_index_place(c->ix, i, &f, &line, NULL);
@@ -1151,7 +1166,9 @@ int cmd_dedupe(int argc, char **argv)
 		ftk_tool_count(&c->t, "no-key (kept)", c->no_key);
 	release_batches(c);
 finish:
-	if (c->sharded != OPT_MERGE && c->sharded != OPT_SIGNATURES)
+	if (c->sharded == OPT_MERGE)
+		report_tallies(c, &c->by_file, "by_file", c->by_file.n > 1);
+	else if (c->sharded != OPT_SIGNATURES)
 		report_tallies(c, &c->by_file, "by_file", c->t.n_inputs > 1);
 	if (c->p.source_field && c->sharded != OPT_SIGNATURES)
 		report_tallies(c, &c->by_source, "by_source", 1);
