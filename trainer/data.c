@@ -109,6 +109,24 @@ static int has_target(const struct ftk_data *d, uint64_t s)
 	return 0;
 }
 
+/*
+ * Do chosen and rejected of pair p still differ once cut to T?  A pair whose
+ * answers differ only after the cut (a long prompt) is the same sequence
+ * twice: its DPO loss is log 2 and its gradient exactly zero, so it would
+ * only cost time and hide that --seq-len is too short.
+ */
+static int pair_differs(const struct ftk_data *d, uint64_t p)
+{
+	uint64_t a = 2 * p, b = 2 * p + 1, T = (uint64_t)d->o.seq_len;
+	uint64_t la = seq_len(d, a), lb = seq_len(d, b);
+	la = la < T ? la : T;
+	lb = lb < T ? lb : T;
+	if (la != lb)
+		return 1;
+	return memcmp(d->ids + d->off[a], d->ids + d->off[b], la * sizeof(uint32_t)) ||
+	       memcmp(d->mask + d->off[a], d->mask + d->off[b], la);
+}
+
 int ftk_data_open(struct ftk_data **out, const struct ftk_data_opts *o, struct ftk_error *err)
 {
 	*out = NULL;
@@ -166,7 +184,7 @@ int ftk_data_open(struct ftk_data **out, const struct ftk_data_opts *o, struct f
 			goto fail;
 		}
 		for (uint64_t p = 0; p < d->n_seqs / 2; p++) {
-			if (has_target(d, 2 * p) && has_target(d, 2 * p + 1))
+			if (has_target(d, 2 * p) && has_target(d, 2 * p + 1) && pair_differs(d, p))
 				d->units[d->n_units++] = p;
 			else
 				d->skipped++;
@@ -183,8 +201,15 @@ int ftk_data_open(struct ftk_data **out, const struct ftk_data_opts *o, struct f
 		}
 	}
 	if (!d->n_units) {
-		rc = ftk_error_set(err, FTK_EDATA, o->dir, 0, NULL,
-				   "no sequence has a token to learn (every loss mask is 0)");
+		if (o->kind == FTK_SHARD_PREFERENCE)
+			rc = ftk_error_set(err, FTK_EDATA, o->dir, 0, NULL,
+					   "no preference pair has a token to learn in which chosen "
+					   "and rejected differ within the first %d tokens: raise "
+					   "--seq-len", o->seq_len);
+		else
+			rc = ftk_error_set(err, FTK_EDATA, o->dir, 0, NULL,
+					   "no sequence has a token to learn within the first %d "
+					   "tokens (every loss mask is 0 there)", o->seq_len);
 		goto fail;
 	}
 	d->perm = xmalloc(d->n_units * sizeof(uint64_t));

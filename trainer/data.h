@@ -29,7 +29,9 @@
  *
  * Preference data (DPO) comes in pairs (chosen, rejected: sequences 2i and
  * 2i+1).  Pairs are shuffled as units and never packed: a batch of B pairs is
- * 2B rows, chosen then rejected, one sequence per row.
+ * 2B rows, chosen then rejected, one sequence per row.  A pair whose two
+ * sequences are identical once cut to seq_len (the answers lie past the cut)
+ * teaches nothing and is skipped (and counted).
  */
 #ifndef FTK_TRAINER_DATA_H
 #define FTK_TRAINER_DATA_H
@@ -89,7 +91,8 @@ const struct ftk_shard_info *ftk_data_info(const struct ftk_data *d);
 uint64_t ftk_data_units(const struct ftk_data *d);
 /* Rows that one epoch packs into (epoch 0's order; other epochs differ by a row or so). */
 uint64_t ftk_data_rows_per_epoch(const struct ftk_data *d);
-/* Sequences cut to seq_len, and sequences skipped for having no target. */
+/* Sequences cut to seq_len, and sequences (pairs) skipped for having no target
+ * (or, for pairs, no difference) within seq_len. */
 uint64_t ftk_data_truncated(const struct ftk_data *d);
 uint64_t ftk_data_skipped(const struct ftk_data *d);
 

@@ -759,6 +759,8 @@ int ftk_train_run(const struct ftk_train_opts *o, int resume, struct ftk_train_r
 		if ((rc = ftk_data_open(&r->val, &dop, err)) < 0)
 			goto out;
 	}
+	res->truncated = ftk_data_truncated(r->train);
+	res->skipped = ftk_data_skipped(r->train);
 	r->mb = xcalloc((size_t)o->grad_accum, sizeof(*r->mb));
 	for (int k = 0; k < o->grad_accum; k++)
 		ftk_data_batch_init(&r->mb[k], r->train);

@@ -118,6 +118,8 @@ struct ftk_train_result {
 	double last_loss;
 	double first_val_loss, last_val_loss;	/* NAN without --val */
 	uint64_t tokens;	/* tokens this process trained on in this call */
+	uint64_t truncated;	/* training sequences cut to --seq-len */
+	uint64_t skipped;	/* training sequences (pairs) with nothing to learn within it */
 	double seconds;		/* wall time of this call */
 	int threads;
 	char device[32];

@@ -716,6 +716,46 @@ START_TEST(data_shuffle_is_a_function_of_seed_and_position)
 }
 END_TEST
 
+/* A pair whose answers differ only past --seq-len teaches nothing: skipped. */
+START_TEST(data_skips_pairs_equal_within_seq_len)
+{
+	enter("data_skips_pairs_equal_within_seq_len");
+	const char *tj = src_path(STORIES "/tokenizer.json");
+	struct ftk_shard_info info;
+	struct ftk_error e;
+	memset(&info, 0, sizeof(info));
+	info.kind = FTK_SHARD_PREFERENCE;
+	info.vocab_size = 512;
+	ck_assert_int_eq(ftk_file_hash(tj, info.tokenizer_hash, &e), 0);
+	struct ftk_shard_writer *w;
+	ck_assert_int_eq(ftk_shard_writer_open(&w, "p", &info, 0, &e), 0);
+	/* pair 0 differs at token 3, pair 1 only at token 9 */
+	uint32_t c0[6] = { 1, 5, 6, 7, 8, 9 }, r0[6] = { 1, 5, 6, 17, 18, 19 };
+	uint32_t c1[10] = { 1, 5, 6, 7, 8, 9, 10, 11, 12, 13 }, r1[10] = { 1, 5, 6, 7, 8, 9, 10, 11, 12, 99 };
+	uint8_t m[10] = { 0, 1, 1, 1, 1, 1, 1, 1, 1, 1 };
+	ck_assert_int_eq(ftk_shard_write(w, c0, m, 6, &e), 0);
+	ck_assert_int_eq(ftk_shard_write(w, r0, m, 6, &e), 0);
+	ck_assert_int_eq(ftk_shard_write(w, c1, m, 10, &e), 0);
+	ck_assert_int_eq(ftk_shard_write(w, r1, m, 10, &e), 0);
+	ck_assert_int_eq(ftk_shard_writer_close(w, &e), 0);
+	struct ftk_data *d;
+	struct ftk_data_opts o = { "p", tj, 512, FTK_SHARD_PREFERENCE, 8, 1, 1, 0 };
+	ck_assert_int_eq(ftk_data_open(&d, &o, &e), 0);
+	ck_assert_uint_eq(ftk_data_units(d), 1);
+	ck_assert_uint_eq(ftk_data_skipped(d), 1);
+	ck_assert_uint_eq(ftk_data_truncated(d), 2);
+	ftk_data_free(d);
+	o.seq_len = 10;
+	ck_assert_int_eq(ftk_data_open(&d, &o, &e), 0);
+	ck_assert_uint_eq(ftk_data_units(d), 2);
+	ftk_data_free(d);
+	o.seq_len = 3;
+	ck_assert_int_eq(ftk_data_open(&d, &o, &e), FTK_EDATA);
+	ck_assert_str_eq(e.msg, "no preference pair has a token to learn in which chosen and "
+				"rejected differ within the first 3 tokens: raise --seq-len");
+}
+END_TEST
+
 START_TEST(data_refuses_other_tokenizer)
 {
 	enter("data_refuses_other_tokenizer");
@@ -973,6 +1013,7 @@ static Suite *train_suite(void)
 	tcase_add_test(tc, data_packs_documents);
 	tcase_add_test(tc, data_shuffle_is_a_function_of_seed_and_position);
 	tcase_add_test(tc, data_refuses_other_tokenizer);
+	tcase_add_test(tc, data_skips_pairs_equal_within_seq_len);
 	tcase_add_test(tc, finetune_learns_the_task);
 	tcase_add_test(tc, grad_accum_equals_big_batch);
 	tcase_add_test(tc, epochs_set_the_length);
