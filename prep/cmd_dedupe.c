@@ -171,6 +171,7 @@ struct ctx {
 	struct ftk_minhash mh;
 	int threads;
 	double threshold;
+	int threshold_given;
 	enum ftk_dd_keep keep;
 	const char *clusters_path;
 	const char *against;
@@ -764,15 +765,16 @@ static void merge(struct ctx *c)
 		if (fds[i] < 0)
 			die("cannot open '%s': %s", c->t.inputs[i], strerror(errno));
 		if (i == 0) {
+			/* the signing parameters come from the files; --keep and --threshold from here */
+			const char *want_field = c->keep == FTK_DD_KEEP_FIELD ? c->p.keep_field : NULL;
 			if (ftk_dd_sigfile_params(fds[0], c->t.inputs[0], &c->p, &err) < 0) {
 				char b[1200];
 				die("%s", ftk_error_format(&err, b, sizeof(b)));
 			}
-			if (c->p.keep_field && c->keep != FTK_DD_KEEP_FIELD)
-				warning("signatures hold field '%s' for --keep, but --keep is not it",
-					c->p.keep_field);
-			if (c->keep == FTK_DD_KEEP_FIELD && !c->p.keep_field)
-				die("--keep FIELD needs signatures made with the same --keep");
+			if (want_field && (!c->p.keep_field || strcmp(want_field, c->p.keep_field)))
+				die("--keep %s needs signatures made with --keep %s", want_field, want_field);
+			if (!c->p.near && c->threshold_given)
+				ftk_tool_usage_error(&c->t, "--threshold needs signatures made with --mode near");
 			c->ix = ftk_dd_index_new(&c->p, c->mem_cap);
 		}
 		ftk_error_clear(&err);
@@ -1050,7 +1052,8 @@ int cmd_dedupe(int argc, char **argv)
 		ftk_tool_usage_error(&c->t, "%s", err.msg);
 	if (ftk_dd_key_parse(c->p.key, &c->key, &err) < 0)
 		ftk_tool_usage_error(&c->t, "%s", err.msg);
-	if (!c->p.near && (bands || rows || c->p.fast || have_threshold))
+	c->threshold_given = have_threshold;
+	if (!c->p.near && c->sharded != OPT_MERGE && (bands || rows || c->p.fast || have_threshold))
 		ftk_tool_usage_error(&c->t, "--threshold, --bands, --rows and --fast need --mode near");
 	if (c->p.near) {
 		c->p.bands = 14;
