@@ -31,7 +31,7 @@ struct ftk_chat {
 	const struct ftk_tokenizer *tok;
 	struct ftk_jinja *tpl;
 	char name[64];
-	cJSON *specials;	/* {"bos_token": "<s>", ...} */
+	cJSON *specials;	/* {"bos_token": "<s>", ...} and ftk_chat_set_var's variables */
 	char *gen_prompt;	/* what add_generation_prompt adds, "" when nothing or unknown */
 };
 
@@ -125,6 +125,21 @@ void ftk_chat_free(struct ftk_chat *c)
 
 const char *ftk_chat_name(const struct ftk_chat *c) { return c->name; }
 
+int ftk_chat_set_var(struct ftk_chat *c, const char *name, cJSON *value, struct ftk_error *err)
+{
+	static const char *const reserved[] = { "messages", "tools", "documents", "add_generation_prompt", NULL };
+	for (int i = 0; reserved[i]; i++)
+		if (!strcmp(name, reserved[i])) {
+			cJSON_Delete(value);
+			return ftk_error_msg(err, FTK_EUSAGE, "'%s' is set by the renderer, not by a template variable", name);
+		}
+	if (cJSON_GetObjectItemCaseSensitive(c->specials, name))
+		cJSON_ReplaceItemInObjectCaseSensitive(c->specials, name, value);
+	else
+		cJSON_AddItemToObject(c->specials, name, value);
+	return 0;
+}
+
 static int is_trailing_ws(char ch) { return ch == ' ' || ch == '\n' || ch == '\t' || ch == '\r'; }
 
 int ftk_chat_render(const struct ftk_chat *c, const cJSON *messages, const cJSON *tools,
@@ -145,7 +160,7 @@ int ftk_chat_render(const struct ftk_chat *c, const cJSON *messages, const cJSON
 		cJSON_AddNullToObject(vars, "tools");
 	cJSON_AddNullToObject(vars, "documents");
 	const cJSON *sp;
-	cJSON_ArrayForEach(sp, c->specials) cJSON_AddStringToObject(vars, sp->string, sp->valuestring);
+	cJSON_ArrayForEach(sp, c->specials) cJSON_AddItemToObject(vars, sp->string, cJSON_Duplicate(sp, 1));
 
 	struct ftk_jinja_opts opts = { 0 };
 	opts.track = mref;

@@ -64,6 +64,14 @@ int ftk_chat_open(struct ftk_chat **out, const struct ftk_tokenizer *tok,
 		  const char *template_src, const char *name, struct ftk_error *err);
 void ftk_chat_free(struct ftk_chat *c);
 
+/*
+ * Pass one more variable to the template on every render, as keyword
+ * arguments to apply_chat_template do (Qwen3's enable_thinking, a
+ * date_string...).  value is consumed.  Returns 0, or FTK_EUSAGE for a name
+ * the renderer sets itself (messages, tools, documents, add_generation_prompt).
+ */
+int ftk_chat_set_var(struct ftk_chat *c, const char *name, cJSON *value, struct ftk_error *err);
+
 /* The template's name (at most 63 bytes).  Borrowed. */
 const char *ftk_chat_name(const struct ftk_chat *c);
 

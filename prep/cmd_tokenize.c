@@ -44,6 +44,7 @@ static const char usage[] =
 	"      --add-special       add the tokenizer's special tokens (BOS...) to plain text\n"
 	"      --template FILE     use this chat template instead of tokenizer_config.json's\n"
 	"      --template-name S   the template's name in shard headers (default derived)\n"
+	"      --template-var NAME=JSON  one more template variable (enable_thinking=false)\n"
 	"      --train-on WHAT     loss mask for chats: assistant (default), last, all\n"
 	"      --preference        preference shards for DPO: per record prompt+chosen, then\n"
 	"                          prompt+rejected, each learned on its answer only\n"
@@ -73,6 +74,7 @@ enum {
 	OPT_OVERFLOW,
 	OPT_TOKENS_PER_SHARD,
 	OPT_PREFERENCE,
+	OPT_TEMPLATE_VAR,
 };
 
 struct conf {
@@ -299,7 +301,9 @@ static void process(struct worker *w, struct item *it)
 		if (owned) cJSON_Delete((cJSON *)msgs);
 		if (rc) { fail_item(it, "template-error", e.msg); goto done; }
 		const char *reason;
-		n = ftk_chat_encode(cf->chat, &w->r, cf->train_on, &w->tk, &w->mask, &w->mask_alloc, &reason, &e);
+		/* the mask matters for shards; ids and counts only refuse a double BOS */
+		n = ftk_chat_encode(cf->chat, &w->r, cf->shards ? cf->train_on : FTK_TRAIN_ALL, &w->tk, &w->mask,
+				    &w->mask_alloc, &reason, &e);
 		if (n < 0) { fail_item(it, reason, e.msg); goto done; }
 		mask = w->mask;
 	} else {
@@ -398,6 +402,7 @@ int cmd_tokenize(int argc, char **argv)
 		{ "overflow", required_argument, NULL, OPT_OVERFLOW },
 		{ "tokens-per-shard", required_argument, NULL, OPT_TOKENS_PER_SHARD },
 		{ "preference", no_argument, NULL, OPT_PREFERENCE },
+		{ "template-var", required_argument, NULL, OPT_TEMPLATE_VAR },
 		{ "threads", required_argument, NULL, 'j' },
 		{ 0 },
 	};
@@ -406,6 +411,8 @@ int cmd_tokenize(int argc, char **argv)
 	struct ftk_error err;
 	const char *tok_path = NULL, *shard_dir = NULL, *tpl_file = NULL, *tpl_name = NULL;
 	long threads = 1, tokens_per_shard = 100000000;
+	const char **tvars = NULL;
+	size_t n_tvars = 0, alloc_tvars = 0;
 	int c;
 
 	memset(&cf, 0, sizeof(cf));
@@ -440,6 +447,12 @@ int cmd_tokenize(int argc, char **argv)
 			break;
 		case OPT_TOKENS_PER_SHARD: tokens_per_shard = parse_long(&t, "--tokens-per-shard", optarg, 1); break;
 		case OPT_PREFERENCE: cf.preference = 1; break;
+		case OPT_TEMPLATE_VAR:
+			if (!strchr(optarg, '=') || optarg[0] == '=')
+				ftk_tool_usage_error(&t, "--template-var wants NAME=JSON, got '%s'", optarg);
+			FTK_ALLOC_GROW(tvars, n_tvars + 1, alloc_tvars);
+			tvars[n_tvars++] = optarg;
+			break;
 		case 'j': threads = parse_long(&t, "-j", optarg, 1); break;
 		default: ftk_tool_usage_error(&t, NULL);
 		}
@@ -478,8 +491,20 @@ int cmd_tokenize(int argc, char **argv)
 			ftk_tokenizer_free(tok);
 			return FTK_EXIT_DATA;
 		}
+		for (size_t i = 0; chat && i < n_tvars; i++) {
+			const char *eq = strchr(tvars[i], '=');
+			char *name = xstrndup(tvars[i], (size_t)(eq - tvars[i]));
+			cJSON *v = cJSON_Parse(eq + 1);
+			if (!v) v = cJSON_CreateString(eq + 1);	/* a bare word is a string */
+			if (ftk_chat_set_var(chat, name, v, &err) < 0) {
+				free(name);
+				ftk_tool_usage_error(&t, "--template-var: %s", err.msg);
+			}
+			free(name);
+		}
 		cf.chat = chat;
 	}
+	free(tvars);
 
 	struct ftk_shard_writer *sw = NULL;
 	if (cf.shards) {

@@ -316,6 +316,28 @@ START_TEST(test_mask_flags)
 }
 END_TEST
 
+/* Extra template variables: Qwen3's enable_thinking=false closes the think
+ * block in the generation prompt (the template's own text). */
+START_TEST(test_template_var)
+{
+	struct ftk_tokenizer *tok;
+	struct ftk_chat *c = open_chat(0, &tok);
+	cJSON *m = cJSON_Parse("[{\"role\":\"user\",\"content\":\"Hi\"}]");
+	struct ftk_render r = FTK_RENDER_INIT;
+	ck_assert_int_eq(ftk_chat_render(c, m, NULL, 1, &r, NULL), 0);
+	ck_assert_str_eq(r.text.buf, "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
+	ck_assert_int_eq(ftk_chat_set_var(c, "enable_thinking", cJSON_CreateFalse(), NULL), 0);
+	ck_assert_int_eq(ftk_chat_render(c, m, NULL, 1, &r, NULL), 0);
+	ck_assert_str_eq(r.text.buf, "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n");
+	struct ftk_error e;
+	ck_assert_int_eq(ftk_chat_set_var(c, "messages", cJSON_CreateArray(), &e), FTK_EUSAGE);
+	ftk_render_release(&r);
+	cJSON_Delete(m);
+	ftk_chat_free(c);
+	ftk_tokenizer_free(tok);
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
 	Suite *s = suite_create("chat");
@@ -329,6 +351,7 @@ static Suite *make_suite(void)
 	tcase_add_test(tc, test_stories_readme);
 	tcase_add_test(tc, test_qwen3_mask_turns);
 	tcase_add_test(tc, test_mask_flags);
+	tcase_add_test(tc, test_template_var);
 	suite_add_tcase(s, tc);
 	return s;
 }
