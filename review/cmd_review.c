@@ -407,6 +407,13 @@ static void build_body(struct ui *u)
 				     : "(give --suite FILE to see the prompt and sources)", COLOR_PAIR(C_DIM));
 	}
 
+	const cJSON *exp = cJSON_GetObjectItemCaseSensitive(it->rec, "expected");
+	if (exp) {
+		add_head(u, "Expected");
+		char *e = cJSON_PrintUnformatted(exp);
+		add_text(u, "", e, 0);
+		cJSON_free(e);
+	}
 	if (it->rec)
 		build_sources(u, it, det);
 	add_line(u, "", 0);
