@@ -110,6 +110,16 @@ void ftk_tool_usage_error(struct ftk_tool *t, const char *fmt, ...)
 	exit(FTK_EXIT_USAGE);
 }
 
+long ftk_tool_parse_long(struct ftk_tool *t, const char *opt, const char *s, long lo, long hi)
+{
+	char *end;
+	errno = 0;
+	long v = strtol(s, &end, 10);
+	if (!*s || *end || errno || v < lo || v > hi)
+		ftk_tool_usage_error(t, "%s needs an integer from %ld to %ld, not '%s'", opt, lo, hi, s);
+	return v;
+}
+
 void ftk_tool_start(struct ftk_tool *t, int n_inputs, char **inputs)
 {
 	static char *stdin_only[] = { "-" };

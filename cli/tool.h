@@ -185,6 +185,12 @@ void ftk_tool_emit_raw(struct ftk_tool *t, const char *data, size_t len);
 void ftk_tool_reject(struct ftk_tool *t, const struct ftk_line *line, const char *reason,
 		     cJSON *extra);
 
+/*
+ * Parse an integer option value in [lo, hi], or exit 2 with
+ * "ftk-x: OPT needs an integer from LO to HI, not 'S'".
+ */
+long ftk_tool_parse_long(struct ftk_tool *t, const char *opt, const char *s, long lo, long hi);
+
 /* Add n to a named counter (shown in the summary and --stats "counts"). */
 void ftk_tool_count(struct ftk_tool *t, const char *key, uint64_t n);
 

@@ -9,6 +9,7 @@
  * the errors by kind.  The exit status is 1 when any record is invalid, so
  * `ftk validate data.jsonl >/dev/null && train` works as a gate.
  */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,15 +41,6 @@ enum {
 	OPT_MAX_CHARS,
 	OPT_SHOW,
 };
-
-static long parse_count(struct ftk_tool *t, const char *opt, const char *s)
-{
-	char *end;
-	long v = strtol(s, &end, 10);
-	if (!*s || *end || v < 0)
-		ftk_tool_usage_error(t, "%s needs a non-negative integer, not '%s'", opt, s);
-	return v;
-}
 
 int cmd_validate(int argc, char **argv)
 {
@@ -90,8 +82,8 @@ int cmd_validate(int argc, char **argv)
 		case OPT_ANY_ORDER: vo.order = 0; break;
 		case OPT_ANY_LAST: vo.last_assistant = 0; break;
 		case OPT_NO_PARTS: vo.allow_parts = 0; break;
-		case OPT_MAX_CHARS: vo.max_chars = parse_count(&t, "--max-chars", optarg); break;
-		case OPT_SHOW: show = parse_count(&t, "--show", optarg); break;
+		case OPT_MAX_CHARS: vo.max_chars = ftk_tool_parse_long(&t, "--max-chars", optarg, 0, LONG_MAX); break;
+		case OPT_SHOW: show = ftk_tool_parse_long(&t, "--show", optarg, 0, LONG_MAX); break;
 		default: ftk_tool_usage_error(&t, NULL);
 		}
 	}

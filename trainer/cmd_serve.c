@@ -712,15 +712,6 @@ static void on_signal(int sig)
 	got_signal = sig;
 }
 
-static long parse_int(struct ftk_tool *t, const char *opt, const char *s, long lo, long hi)
-{
-	char *end;
-	long v = strtol(s, &end, 10);
-	if (!*s || *end || v < lo || v > hi)
-		ftk_tool_usage_error(t, "%s needs an integer from %ld to %ld, not '%s'", opt, lo, hi, s);
-	return v;
-}
-
 int cmd_serve(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -769,17 +760,17 @@ int cmd_serve(int argc, char **argv)
 			break;
 		}
 		case OPT_HOST: host = optarg; break;
-		case OPT_PORT: port = parse_int(&t, "--port", optarg, 0, 65535); break;
+		case OPT_PORT: port = ftk_tool_parse_long(&t, "--port", optarg, 0, 65535); break;
 		case OPT_PORT_FILE: port_file = optarg; break;
-		case OPT_WORKERS: S.n_workers = (int)parse_int(&t, "--workers", optarg, 1, 64); break;
-		case OPT_QUEUE: S.queue_max = (int)parse_int(&t, "--queue", optarg, 1, 100000); break;
+		case OPT_WORKERS: S.n_workers = (int)ftk_tool_parse_long(&t, "--workers", optarg, 1, 64); break;
+		case OPT_QUEUE: S.queue_max = (int)ftk_tool_parse_long(&t, "--queue", optarg, 1, 100000); break;
 		case OPT_QUANT:
 			if (!strcmp(optarg, "nf4"))
 				S.quant_nf4 = 1;
 			else if (strcmp(optarg, "none"))
 				ftk_tool_usage_error(&t, "--quant is nf4 or none, not '%s'", optarg);
 			break;
-		case OPT_CTX: S.ctx = (int)parse_int(&t, "--ctx", optarg, 1, 1 << 20); break;
+		case OPT_CTX: S.ctx = (int)ftk_tool_parse_long(&t, "--ctx", optarg, 1, 1 << 20); break;
 		case OPT_API_KEY_ENV: {
 			const char *k = getenv(optarg);
 			if (!k || !*k)
