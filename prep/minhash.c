@@ -153,7 +153,13 @@ size_t ftk_minhash_set(struct ftk_u64vec *v)
  */
 typedef uint64_t v8u __attribute__((vector_size(64)));
 
-__attribute__((target_clones("arch=x86-64-v4", "default")))
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define SIGNATURE_CLONES __attribute__((target_clones("arch=x86-64-v4", "default")))
+#else
+#define SIGNATURE_CLONES
+#endif
+
+SIGNATURE_CLONES
 void ftk_minhash_signature(const struct ftk_minhash *m, const uint64_t *sh, size_t n,
 			   uint64_t *sig)
 {
