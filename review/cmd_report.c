@@ -971,6 +971,9 @@ static void write_text(struct strbuf *sb, const char *title, const struct costs 
 					if (!b || !x)
 						continue;
 					double gain = (jnum(x, "mean") - jnum(b, "mean")) * 100;
+					double sa = jnum(b, "se"), sx = jnum(x, "se");
+					double half = 1.959964 *
+						      sqrt((isnan(sa) ? 0 : sa * sa) + (isnan(sx) ? 0 : sx * sx)) * 100;
 					double cost = run_cost(C, runs[i].name, &whole);
 					char cs[32], pp[32];
 					fusd(cs, sizeof(cs), cost);
@@ -978,8 +981,9 @@ static void write_text(struct strbuf *sb, const char *title, const struct costs 
 						fusd(pp, sizeof(pp), cost / gain);
 					else
 						snprintf(pp, sizeof(pp), "no gain");
-					strbuf_addf(sb, "  %s %s: gain %+.1f points, cost %s, per point %s\n", names[k],
-						    runs[i].name, gain, cs, pp);
+					strbuf_addf(sb, "  %s %s: gain %+.1f points [%+.1f, %+.1f]%s, cost %s, per point %s\n",
+						    names[k], runs[i].name, gain, gain - half, gain + half,
+						    gain - half > 0 || gain + half < 0 ? "" : " (ns)", cs, pp);
 				}
 			}
 		}
