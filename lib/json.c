@@ -6,14 +6,15 @@
 #include <string.h>
 #include "json.h"
 
-int ftk_json_parse(const char *s, size_t len, cJSON **out, struct ftk_error *err)
+/*
+ * Byte offset where nesting first goes deeper than cJSON's limit, or -1.
+ * Only called after a failed parse, to say why (cJSON fails quietly there),
+ * so that valid input does not pay for a second pass over every byte.
+ */
+static long too_deep_at(const char *s, size_t len)
 {
-	const char *end = NULL;
-	size_t i;
-	*out = NULL;
-	/* cJSON stops quietly at its nesting limit; measure depth first to say so */
 	int depth = 0, in_str = 0;
-	for (i = 0; i < len; i++) {
+	for (size_t i = 0; i < len; i++) {
 		char c = s[i];
 		if (in_str) {
 			if (c == '\\')
@@ -23,19 +24,28 @@ int ftk_json_parse(const char *s, size_t len, cJSON **out, struct ftk_error *err
 		} else if (c == '"') {
 			in_str = 1;
 		} else if (c == '[' || c == '{') {
-			if (++depth > CJSON_NESTING_LIMIT) {
-				ftk_error_msg(err, FTK_EDATA, "nesting deeper than %d levels",
-					      CJSON_NESTING_LIMIT);
-				if (err)
-					err->offset = (long)i;
-				return FTK_EDATA;
-			}
+			if (++depth > CJSON_NESTING_LIMIT)
+				return (long)i;
 		} else if (c == ']' || c == '}') {
 			depth--;
 		}
 	}
+	return -1;
+}
+
+int ftk_json_parse(const char *s, size_t len, cJSON **out, struct ftk_error *err)
+{
+	const char *end = NULL;
+	*out = NULL;
 	cJSON *v = cJSON_ParseWithLengthOpts(s, len, &end, 0);
 	if (!v) {
+		long deep = too_deep_at(s, len);
+		if (deep >= 0) {
+			ftk_error_msg(err, FTK_EDATA, "nesting deeper than %d levels", CJSON_NESTING_LIMIT);
+			if (err)
+				err->offset = deep;
+			return FTK_EDATA;
+		}
 		long off = end ? (long)(end - s) : -1;
 		if (!end) {
 			const char *e = cJSON_GetErrorPtr();
