@@ -241,6 +241,20 @@ int ftk_dist_start(struct ftk_dist **out, const char *transport, const char *dev
 	return rc;
 }
 
+void ftk_dist_abort(struct ftk_dist *d, int code)
+{
+	fflush(stdout);
+	fflush(stderr);
+#ifdef FTK_HAVE_MPI
+	int inited = 0;
+	if (d && d->world > 1 && MPI_Initialized(&inited) == MPI_SUCCESS && inited)
+		MPI_Abort(MPI_COMM_WORLD, code);
+#else
+	(void)d;
+#endif
+	exit(code);
+}
+
 void ftk_dist_end(struct ftk_dist *d)
 {
 	if (!d)

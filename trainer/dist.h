@@ -45,6 +45,12 @@ struct ftk_dist;
  */
 int ftk_dist_start(struct ftk_dist **out, const char *transport, const char *device,
 		   struct ftk_error *err);
+/*
+ * End every process of the job with status code (MPI_Abort; exit on one
+ * process).  A rank that fails alone must call this: the others would wait
+ * in their next collective for ever.
+ */
+void ftk_dist_abort(struct ftk_dist *d, int code);
 /* Finish (MPI_Finalize when it was started); NULL is fine. */
 void ftk_dist_end(struct ftk_dist *d);
 
