@@ -24,6 +24,8 @@
 #include "cli/tool.h"
 #include "lib/ledger.h"
 #include "lib/strbuf.h"
+#include "trainer/device.h"
+#include "trainer/dist.h"
 #include "trainer/train.h"
 
 static const char usage[] =
@@ -78,6 +80,10 @@ static const char usage[] =
 	"                           is bit-exact when it uses the same number\n"
 	"      --checkpoint-activations  recompute each layer in the backward pass to save\n"
 	"                           memory\n"
+	"Devices and processes (docs/gpu.md):\n"
+	"      --device D           cpu or cuda (default cpu); cuda loads libftkcuda.so\n"
+	"      --dist T             auto, none, mpi or nccl (default auto: mpi under mpirun,\n"
+	"                           nccl with --device cuda); see docs/gpu.md for launching\n"
 	"Cost:\n"
 	"      --usd-per-hour X     machine price for the ledger entry (default 0)\n"
 	"Common options:\n"
@@ -97,7 +103,7 @@ enum {
 	OPT_DROPOUT, OPT_LR, OPT_SCHEDULE, OPT_WARMUP, OPT_MIN_LR, OPT_BETA1, OPT_BETA2,
 	OPT_EPS, OPT_WD, OPT_CLIP, OPT_BATCH, OPT_ACCUM, OPT_SEQ, OPT_EPOCHS, OPT_MAX_STEPS,
 	OPT_EVAL_EVERY, OPT_CKPT_EVERY, OPT_KEEP, OPT_SEED, OPT_THREADS, OPT_CKPT_ACT,
-	OPT_USD,
+	OPT_USD, OPT_DEVICE, OPT_DIST,
 };
 
 static volatile sig_atomic_t stop_flag;
@@ -188,12 +194,14 @@ int cmd_train(int argc, char **argv)
 		{ "threads", required_argument, NULL, OPT_THREADS },
 		{ "checkpoint-activations", no_argument, NULL, OPT_CKPT_ACT },
 		{ "usd-per-hour", required_argument, NULL, OPT_USD },
+		{ "device", required_argument, NULL, OPT_DEVICE },
+		{ "dist", required_argument, NULL, OPT_DIST },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct ftk_tool t;
 	struct ftk_train_opts o;
 	struct ftk_error err;
-	const char *resume = NULL;
+	const char *resume = NULL, *device = "cpu", *dist_mode = "auto";
 	double usd_per_hour = 0;
 	int n_train_opts = 0, c;
 
@@ -203,7 +211,7 @@ int cmd_train(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
 		if (ftk_tool_opt(&t, c, optarg))
 			continue;
-		n_train_opts += c != OPT_RESUME && c != OPT_USD;
+		n_train_opts += c != OPT_RESUME && c != OPT_USD && c != OPT_DEVICE && c != OPT_DIST;
 		switch (c) {
 		case OPT_MODEL: set_path(&t, o.model, "--model", optarg); break;
 		case OPT_DATA: set_path(&t, o.data, "--data", optarg); break;
@@ -268,6 +276,12 @@ int cmd_train(int argc, char **argv)
 		case OPT_THREADS: o.threads = (int)parse_int(&t, "--threads", optarg, 0, 4096); break;
 		case OPT_CKPT_ACT: o.checkpoint_activations = 1; break;
 		case OPT_USD: usd_per_hour = parse_num(&t, "--usd-per-hour", optarg, 0, 1e9); break;
+		case OPT_DEVICE:
+			if (strcmp(optarg, "cpu") && strcmp(optarg, "cuda"))
+				ftk_tool_usage_error(&t, "--device must be cpu or cuda, not '%s'", optarg);
+			device = optarg;
+			break;
+		case OPT_DIST: dist_mode = optarg; break;
 		default: ftk_tool_usage_error(&t, NULL);
 		}
 	}
@@ -313,6 +327,21 @@ int cmd_train(int argc, char **argv)
 	if (t.is_tty && !t.quiet)
 		o.on_step = progress;
 
+	/* data parallelism and the device (issue 9): only rank 0 prints and logs */
+	struct ftk_dist *dist = NULL;
+	if (ftk_dist_start(&dist, dist_mode, device, &err) < 0 ||
+	    ftk_device_backend(device, ftk_dist_local_rank(dist), &o.backend, &err) < 0) {
+		char buf[1400];
+		error("%s", ftk_error_format(&err, buf, sizeof(buf)));
+		ftk_dist_end(dist);
+		return err.code == FTK_EUSAGE ? FTK_EXIT_USAGE : FTK_EXIT_DATA;
+	}
+	ftk_dist_attach(dist, &o);
+	if (o.rank != 0) {
+		t.quiet = 1;
+		o.on_step = NULL;
+	}
+
 	struct ftk_train_result res;
 	int rc = ftk_train_run(&o, resume != NULL, &res, &err);
 	if (o.on_step)
@@ -322,6 +351,8 @@ int cmd_train(int argc, char **argv)
 		char buf[1400];
 		error("%s", ftk_error_format(&err, buf, sizeof(buf)));
 		exit_code = rc == FTK_EUSAGE ? FTK_EXIT_USAGE : FTK_EXIT_DATA;
+		if (o.world > 1)	/* the other ranks would wait for this one for ever */
+			ftk_dist_abort(dist, exit_code);
 	} else if (res.interrupted) {
 		fprintf(stderr,
 			"ftk-train: stopped at step %ld of %ld; checkpoint saved; continue with: "
@@ -336,7 +367,7 @@ int cmd_train(int argc, char **argv)
 		fprintf(stderr, "; adapter in %s/adapter\n", o.out);
 	}
 
-	const char *lp = ftk_ledger_path(t.ledger_path);
+	const char *lp = o.rank == 0 ? ftk_ledger_path(t.ledger_path) : NULL;
 	if (lp) {
 		double hours = res.seconds / 3600.0;
 		cJSON *e = ftk_ledger_entry_new(t.run, "train", "compute");
@@ -357,5 +388,6 @@ int cmd_train(int argc, char **argv)
 		}
 		cJSON_Delete(e);
 	}
+	ftk_dist_end(dist);
 	return exit_code;
 }
