@@ -64,7 +64,9 @@ while [ $r -lt "$ROUNDS" ]; do
 done
 peak=$("$work/train_step" --sgemm "$THREADS")
 sg=$(field "$peak" gflops_1024x1536x512)
+sg1=$(field "$("$work/train_step" --sgemm 1)" gflops_1024x1536x512)
 gf=$(field "$line_ftk" gflops)
+gfc=$(echo "$(field "$line_ftk" gflop_per_step) $(field "$line_ftk" cpu_s)" | awk '{printf "%.1f", $1 / $2}')
 echo "model: $(field "$line_ftk" params) parameters, batch ${B}x${T}, LoRA rank $RANK on q,k,v,o,gate,up,down, $THREADS threads, best of $ROUNDS x $STEPS steps"
 echo "ftk QLoRA (NF4 base)   $best_ftk tokens/s   peak RSS $(field "$line_ftk" peak_rss_mb) MB"
 echo "ftk LoRA (f32 base)    $best_f32 tokens/s"
@@ -72,3 +74,4 @@ echo "PyTorch (f32 base)     $best_py tokens/s   peak RSS $(field "$line_py" pea
 echo "ratio ftk/PyTorch      $(echo "$best_ftk $best_py" | awk '{printf "%.2f", $1 / $2}')x (target >= 1.5)"
 echo "per CPU-second         ftk $cpu_ftk, PyTorch $cpu_py tokens: $(echo "$cpu_ftk $cpu_py" | awk '{printf "%.2f", $1 / $2}')x (less sensitive to other load on the machine)"
 echo "ftk arithmetic         $gf GFLOP/s of $(field "$line_ftk" gflop_per_step) GFLOP/step; sgemm here $sg GFLOP/s (1024x1536x512, $THREADS threads): $(echo "$gf $sg" | awk '{printf "%.0f", 100 * $1 / $2}')% (target >= 50%)"
+echo "per CPU-second         ftk $gfc GFLOP; one-thread sgemm $sg1 GFLOP/s: $(echo "$gfc $sg1" | awk '{printf "%.0f", 100 * $1 / $2}')%"

@@ -383,12 +383,29 @@ static void cpu_rmsnorm_bwd(float *dinp, const float *dout, const float *inp, co
 
 /* ---------------------------------------------------------------- rope */
 
+struct rope_ctx {
+	float *x;
+	const int32_t *pos;
+	const float *inv_freq;
+	int M, nh, hd, sign, k;
+};
+
+static void rope_task(void *vctx, int t)
+{
+	struct rope_ctx *c = vctx;
+	RANGE(t, c->k, c->M, s, e);
+	for (size_t m = s; m < e; m++)
+		for (int h = 0; h < c->nh; h++)
+			ftk_rope_head(c->x + (m * c->nh + h) * c->hd, c->pos[m], c->inv_freq, c->hd,
+				      c->sign);
+}
+
 static void cpu_rope(float *x, const int32_t *pos, const float *inv_freq, int M, int nh, int hd,
 		     int sign)
 {
-	for (int m = 0; m < M; m++)
-		for (int h = 0; h < nh; h++)
-			ftk_rope_head(x + ((size_t)m * nh + h) * hd, pos[m], inv_freq, hd, sign);
+	struct rope_ctx c = { x, pos, inv_freq, M, nh, hd, sign, 1 };
+	c.k = (size_t)M * nh * hd < 65536 ? 1 : n_threads;
+	par_run(c.k, rope_task, &c);
 }
 
 /* ---------------------------------------------------------------- attention */
@@ -617,10 +634,18 @@ static void cpu_xent(float *loss, float *logits, const int32_t *target, int M, i
 	par_run(c.k, xent_task, &c);
 }
 
+static void add_task(void *vctx, int t)
+{
+	struct ew_ctx *c = vctx;
+	RANGE(t, c->k, c->n, s, e);
+	for (size_t i = s; i < e; i++)
+		c->a[i] += c->x[i];
+}
+
 static void cpu_add(float *y, const float *x, size_t n)
 {
-	for (size_t i = 0; i < n; i++)
-		y[i] += x[i];
+	struct ew_ctx c = { .a = y, .x = x, .n = n, .k = n < 262144 ? 1 : n_threads };
+	par_run(c.k, add_task, &c);
 }
 
 static void cpu_dropout(float *y, const float *x, const uint8_t *keep, float scale, size_t n)

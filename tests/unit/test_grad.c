@@ -637,6 +637,46 @@ START_TEST(gemm_thin_products_threaded)
 }
 END_TEST
 
+START_TEST(two_threads_equal_one)
+{
+	/* stories260K, 8 x 128 tokens: large enough that every op splits over threads */
+	static uint32_t ids[8 * 128];
+	ftk_rng_seed(rng, 10);
+	for (int i = 0; i < 8 * 128; i++)
+		ids[i] = 3 + (uint32_t)(ftk_rng_uniform(rng) * 500);
+	struct ftk_batch b = { 8, 128, ids, NULL, NULL };
+	float *g[2];
+	double loss[2];
+	size_t n = 0;
+	for (int th = 1; th <= 2; th++) {
+		struct ftk_model *m;
+		struct ftk_load_opts lo = { FTK_QUANT_NF4, NULL, th, 0 };
+		ck_assert_int_eq(ftk_model_load(&m, src_path("datasets/models/stories260K"), &lo, NULL), 0);
+		struct ftk_lora_opts o = { FTK_LORA_ALL, 4, 8.0f, 0, 0.1f, 3 };
+		ck_assert_int_eq(ftk_model_lora_init(m, &o, NULL), 0);
+		float *p = ftk_model_lora_flat(m, &n);
+		for (size_t i = 0; i < n; i++)
+			p[i] = 0.05f * (float)((i * 7919) % 13) - 0.3f;
+		ftk_model_zero_grad(m);
+		ck_assert_int_eq(ftk_model_forward_backward(m, &b, 1000.0, &loss[th - 1], NULL, NULL), 0);
+		g[th - 1] = malloc(n * 4);
+		memcpy(g[th - 1], ftk_model_lora_grad_flat(m, NULL), n * 4);
+		ftk_model_free(m);
+	}
+	double md = 0, mg = 0;
+	for (size_t i = 0; i < n; i++) {
+		md = fmax(md, fabs(g[0][i] - g[1][i]));
+		mg = fmax(mg, fabs(g[0][i]));
+	}
+	printf("1 vs 2 threads (stories260K NF4, 8x128, dropout): loss %.6f vs %.6f, max |grad diff| %.3g of %.3g (tolerance 1e-5 relative)\n",
+	       loss[0], loss[1], md, mg);
+	ck_assert(fabs(loss[0] - loss[1]) < 1e-6 * fabs(loss[0]));
+	ck_assert(md < 1e-5 * mg);
+	free(g[0]), free(g[1]);
+	ftk_backend_cpu.set_threads(1);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("grad");
@@ -656,6 +696,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, checkpointing_changes_nothing);
 	tcase_add_test(tc, packed_documents_are_independent);
 	tcase_add_test(tc, gemm_thin_products_threaded);
+	tcase_add_test(tc, two_threads_equal_one);
 	suite_add_tcase(s, tc);
 	return s;
 }
