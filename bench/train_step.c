@@ -136,10 +136,15 @@ static void p_sb(float *dg, float *du, const float *d, const float *g, const flo
 {
 	WRAP(7, ftk_backend_cpu.swiglu_bwd(dg, du, d, g, u, n));
 }
+static void p_gb(int n, const struct ftk_gemm_args *g)
+{
+	WRAP(0, ftk_backend_cpu.gemm_batch(n, g));
+}
 static const struct ftk_backend *profiling_backend(void)
 {
 	prof = ftk_backend_cpu;
 	prof.gemm = p_gemm;
+	prof.gemm_batch = p_gb;
 	prof.linear_fwd = p_lf;
 	prof.linear_bwd_inp = p_lb;
 	prof.attn_fwd = p_af;

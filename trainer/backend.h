@@ -43,6 +43,19 @@ struct ftk_weight {
 	void *dev;		/* a backend's own representation (CUDA), NULL on CPU */
 };
 
+/* One product of gemm_batch: C = alpha op(A) op(B) + beta C as in gemm. */
+struct ftk_gemm_args {
+	int ta, tb, M, N, K;
+	float alpha;
+	const float *A;
+	int lda;
+	const float *B;
+	int ldb;
+	float beta;
+	float *C;
+	int ldc;
+};
+
 struct ftk_backend {
 	const char *name;	/* "cpu", "cuda" */
 
@@ -139,6 +152,14 @@ struct ftk_backend {
 	void (*embed)(float *out, const float *table, const uint32_t *ids, int M, int C);
 	/* out (M, N) += bias (N) broadcast; db (N) += column sums of dout (unused when frozen) */
 	void (*add_bias)(float *out, const float *bias, int M, int N);
+
+	/*
+	 * Independent dense products, in any order or at once (their outputs
+	 * must not overlap): the CPU backend runs each on one thread, side by
+	 * side.  May be NULL; the model then calls gemm for each.  Last in the
+	 * table so that tables written before it need not mention it.
+	 */
+	void (*gemm_batch)(int n, const struct ftk_gemm_args *g);
 };
 
 /* The reference CPU backend (OpenBLAS + threads). */

@@ -666,6 +666,24 @@ static void cpu_embed(float *out, const float *table, const uint32_t *ids, int M
 		memcpy(out + (size_t)m * C, table + (size_t)ids[m] * C, (size_t)C * sizeof(float));
 }
 
+struct gbatch_ctx {
+	const struct ftk_gemm_args *g;
+};
+
+static void gbatch_task(void *vctx, int t)
+{
+	const struct ftk_gemm_args *a = ((struct gbatch_ctx *)vctx)->g + t;
+	cblas_sgemm(CblasRowMajor, a->ta ? CblasTrans : CblasNoTrans,
+		    a->tb ? CblasTrans : CblasNoTrans, a->M, a->N, a->K, a->alpha, a->A, a->lda, a->B,
+		    a->ldb, a->beta, a->C, a->ldc);
+}
+
+static void cpu_gemm_batch(int n, const struct ftk_gemm_args *g)
+{
+	struct gbatch_ctx c = { g };
+	par_run(n, gbatch_task, &c);
+}
+
 const struct ftk_backend ftk_backend_cpu = {
 	/* .name = */ "cpu",
 	/* .alloc = */ cpu_alloc,
@@ -695,6 +713,7 @@ const struct ftk_backend ftk_backend_cpu = {
 	/* .dropout_mask = */ cpu_dropout_mask,
 	/* .embed = */ cpu_embed,
 	/* .add_bias = */ cpu_add_bias,
+	/* .gemm_batch = */ cpu_gemm_batch,
 };
 
 const struct ftk_backend *ftk_backend_get(const char *name)

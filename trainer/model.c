@@ -695,6 +695,18 @@ static void proj_fwd(struct ftk_model *m, int l, int t, const float *X, float *Y
 	be->gemm(0, 1, M, s->out, r, m->scaling, U, r, s->B, r, 1.0f, Y, s->out);
 }
 
+/* Run n independent products: together when the backend can, else one by one. */
+static void lora_gemms(const struct ftk_backend *be, int n, const struct ftk_gemm_args *g)
+{
+	if (be->gemm_batch && n > 1) {
+		be->gemm_batch(n, g);
+		return;
+	}
+	for (int i = 0; i < n; i++)
+		be->gemm(g[i].ta, g[i].tb, g[i].M, g[i].N, g[i].K, g[i].alpha, g[i].A, g[i].lda,
+			 g[i].B, g[i].ldb, g[i].beta, g[i].C, g[i].ldc);
+}
+
 /*
  * dX (M, in) += backward of proj_fwd given dY (M, out); LoRA grads accumulate.
  * dX NULL: the input gradient is not wanted, only the LoRA gradients.
@@ -711,17 +723,25 @@ static void proj_bwd(struct ftk_model *m, int l, int t, const float *X, const fl
 	int r = m->lo.rank;
 	int drop = m->lo.dropout > 0.0f;
 	const float *Xd = drop ? a->lx[t] : X;
-	/* dB (out, r) += s dY^T U ; dU (M, r) = s dY B ; dA (r, in) += dU^T Xd */
-	be->gemm(1, 0, s->out, r, M, m->scaling, dY, s->out, a->lu[t], r, 1.0f, s->dB, r);
-	be->gemm(0, 0, M, r, s->out, m->scaling, dY, s->out, s->B, r, 0.0f, m->du, r);
-	be->gemm(1, 0, r, s->in, M, 1.0f, m->du, r, Xd, s->in, 1.0f, s->dA, s->in);
-	if (!dX)
-		return;
-	if (!drop) {
-		be->gemm(0, 0, M, s->in, r, 1.0f, m->du, r, s->A, s->in, 1.0f, dX, s->in);
-	} else {
+	/*
+	 * Two rounds of two independent products (side by side where the
+	 * backend can): dB (out, r) += s dY^T U and dU (M, r) = s dY B; then
+	 * dA (r, in) += dU^T Xd and the input gradient dU A (into dX, or into
+	 * scratch to be masked when there is dropout).
+	 */
+	struct ftk_gemm_args g[2] = {
+		{ 1, 0, s->out, r, M, m->scaling, dY, s->out, a->lu[t], r, 1.0f, s->dB, r },
+		{ 0, 0, M, r, s->out, m->scaling, dY, s->out, s->B, r, 0.0f, m->du, r },
+	};
+	lora_gemms(be, 2, g);
+	struct ftk_gemm_args h[2] = {
+		{ 1, 0, r, s->in, M, 1.0f, m->du, r, Xd, s->in, 1.0f, s->dA, s->in },
+		{ 0, 0, M, s->in, r, 1.0f, m->du, r, s->A, s->in, drop ? 0.0f : 1.0f,
+		  drop ? m->dx : dX, s->in },
+	};
+	lora_gemms(be, dX ? 2 : 1, h);
+	if (dX && drop) {
 		size_t n = (size_t)M * s->in;
-		be->gemm(0, 0, M, s->in, r, 1.0f, m->du, r, s->A, s->in, 0.0f, m->dx, s->in);
 		be->dropout(m->dx, m->dx, a->keep[t], 1.0f / (1.0f - m->lo.dropout), n);
 		be->add(dX, m->dx, n);
 	}
