@@ -238,6 +238,14 @@ static void cu_gemm(int ta, int tb, int M, int N, int K, float alpha, const floa
 	sync_if_shared(C);
 }
 
+/* Independent products: one cuBLAS call each, in order, on the default stream. */
+static void cu_gemm_batch(int n, const struct ftk_gemm_args *g)
+{
+	for (int i = 0; i < n; i++)
+		cu_gemm(g[i].ta, g[i].tb, g[i].M, g[i].N, g[i].K, g[i].alpha, g[i].A, g[i].lda, g[i].B,
+			g[i].ldb, g[i].beta, g[i].C, g[i].ldc);
+}
+
 /* ---------------------------------------------------------------- NF4 linear */
 
 __global__ void k_nf4_dequant(float *out, const uint8_t *packed, const float *absmax,
@@ -716,6 +724,7 @@ static const struct ftk_backend cuda_table = {
 	/* .dropout_mask = */ cu_dropout_mask,
 	/* .embed = */ cu_embed,
 	/* .add_bias = */ cu_add_bias,
+	/* .gemm_batch = */ cu_gemm_batch,
 };
 
 /* ---------------------------------------------------------------- exports (device.h) */

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "trainer/nf4.h"
+#include "trainer/plan.h"
 
 static void *try_open(const char *path, char *last, size_t cap)
 {
@@ -76,6 +77,24 @@ int ftk_cuda_load(struct ftk_cuda_api *api, struct ftk_error *err)
 	return 0;
 }
 
+static struct ftk_cuda_api g_api;
+static int g_api_loaded;
+
+size_t ftk_device_free_bytes(const char *name)
+{
+	if (!name || !strcmp(name, "cpu"))
+		return ftk_plan_host_available();
+	struct ftk_error e;
+	if (!g_api_loaded && ftk_cuda_load(&g_api, &e) < 0)
+		return 0;
+	g_api_loaded = 1;
+	char why[256];
+	size_t fb = 0, tb = 0;
+	if (g_api.probe(why, sizeof(why)) <= 0 || g_api.mem(&fb, &tb) < 0)
+		return 0;
+	return fb;
+}
+
 int ftk_device_backend(const char *name, int local_rank, const struct ftk_backend **be,
 		       struct ftk_error *err)
 {
@@ -86,17 +105,20 @@ int ftk_device_backend(const char *name, int local_rank, const struct ftk_backen
 	if (strcmp(name, "cuda") != 0)
 		return ftk_error_msg(err, FTK_EUSAGE, "--device must be cpu or cuda, not '%s'",
 				     name);
-	static struct ftk_cuda_api api;
-	int rc = ftk_cuda_load(&api, err);
-	if (rc < 0)
-		return rc;
+	struct ftk_cuda_api *a = &g_api;
+	if (!g_api_loaded) {
+		int rc = ftk_cuda_load(a, err);
+		if (rc < 0)
+			return rc;
+		g_api_loaded = 1;
+	}
 	char why[512] = "";
-	int n = api.probe(why, sizeof(why));
+	int n = a->probe(why, sizeof(why));
 	if (n <= 0)
 		return ftk_error_msg(err, FTK_EUNSUPPORTED, "no usable CUDA device: %s", why);
-	if (api.set_device(local_rank % n) < 0)
+	if (a->set_device(local_rank % n) < 0)
 		return ftk_error_msg(err, FTK_EUNSUPPORTED, "cannot select CUDA device %d",
 				     local_rank % n);
-	*be = api.backend(ftk_nf4_code);
+	*be = a->backend(ftk_nf4_code);
 	return 0;
 }

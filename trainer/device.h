@@ -47,4 +47,11 @@ int ftk_cuda_load(struct ftk_cuda_api *api, struct ftk_error *err);
 int ftk_device_backend(const char *name, int local_rank, const struct ftk_backend **be,
 		       struct ftk_error *err);
 
+/*
+ * Memory free for a run on device name: "cpu" MemAvailable, "cuda" the
+ * free memory of the selected GPU (0 when CUDA cannot be loaded).  0 means
+ * unknown.
+ */
+size_t ftk_device_free_bytes(const char *name);
+
 #endif

@@ -1,0 +1,309 @@
+/*
+ * plan.c: the memory plan of a run (plan.h), computed from config.json and
+ * the options by following, term by term, what the trainer allocates:
+ *
+ *   base     model.c's float32 arena (embeddings, norms, an untied head,
+ *            biases; the projections too with --quant none) plus one NF4
+ *            tensor per projection (nf4.h's ftk_nf4_bytes: codes, quantized
+ *            scales, nested scales and the cached float scales);
+ *   LoRA     A (r, in) and B (out, r) per target and layer, float32, and
+ *            as many floats again for the gradients, twice for AdamW;
+ *   acts     model.c's acts_layout per saved layer (all layers, or one with
+ *            --checkpoint-activations, which recomputes the rest), each
+ *            array rounded up to 64 bytes as the layout does;
+ *   work     the residual stream (L + 1 layers), the per-step scratch
+ *            (model.c's ensure_buffers list, with its logits chunk), the
+ *            backend's own scratch (CPU: a T x T attention-gradient buffer
+ *            and an NF4 tile per thread; CUDA: the (B, NH, T, T) score
+ *            gradients and one 16M-value NF4 tile), and the micro-batches;
+ *   runtime  on CUDA a fixed reserve for the context, cuBLAS workspace and
+ *            NCCL buffers (an estimate, said so in the table).
+ *
+ * On the CPU the loading phase has its own peak: the safetensors files are
+ * mapped and read whole, beside the arena and one float32 tensor being
+ * converted; the peak is the larger of the two phases.
+ */
+#include "trainer/plan.h"
+
+#include <dirent.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/stat.h>
+#include "lib/strbuf.h"
+#include "trainer/nf4.h"
+
+#define MIB (1024.0 * 1024.0)
+#define CUDA_RESERVE ((size_t)1 << 30)	/* context + cuBLAS + NCCL, an estimate */
+
+static size_t al64(size_t b)
+{
+	return (b + 63) & ~(size_t)63;
+}
+
+/* Projection t's (out, in), as model.c's ftk_model_base_shape. */
+static void shape(const struct ftk_model_config *c, int t, size_t *out, size_t *in)
+{
+	size_t C = c->dim, H = c->hidden_dim, q = (size_t)c->n_heads * c->head_dim,
+	       kv = (size_t)c->n_kv_heads * c->head_dim;
+	switch (t) {
+	case 0: *out = q, *in = C; break;
+	case 1: case 2: *out = kv, *in = C; break;
+	case 3: *out = C, *in = q; break;
+	case 4: case 5: *out = H, *in = C; break;
+	default: *out = C, *in = H; break;
+	}
+}
+
+static size_t acts_bytes(const struct ftk_model_config *c, const struct ftk_train_opts *o,
+			 size_t B, size_t T)
+{
+	size_t M = B * T, C = c->dim, H = c->hidden_dim, q = (size_t)c->n_heads * c->head_dim,
+	       kv = (size_t)c->n_kv_heads * c->head_dim, r = (size_t)o->lora.rank, f = sizeof(float);
+	size_t b = al64(M * C * f) + al64(M * f);
+	if (c->qk_norm)
+		b += al64(M * q * f) + al64(M * kv * f) + al64(M * c->n_heads * f) +
+		     al64(M * c->n_kv_heads * f);
+	b += al64(M * q * f) + 2 * al64(M * kv * f);
+	b += al64(B * c->n_heads * T * T * f);
+	b += al64(M * q * f) + 2 * al64(M * C * f) + al64(M * f) + 3 * al64(M * H * f);
+	for (int t = 0; t < 7; t++) {
+		if (!(o->lora.targets & (1u << t)))
+			continue;
+		size_t out, in;
+		shape(c, t, &out, &in);
+		b += al64(M * r * f);
+		if (o->lora.dropout > 0.0f)
+			b += al64(M * in * f) + al64(M * in);
+	}
+	return b;
+}
+
+int ftk_plan_make(struct ftk_plan *p, const struct ftk_model_config *c,
+		  const struct ftk_train_opts *o, const char *device, int world, int threads,
+		  size_t file_bytes, struct ftk_error *err)
+{
+	memset(p, 0, sizeof(*p));
+	if (!(o->lora.targets & 0x7f))
+		return ftk_error_msg(err, FTK_EUSAGE, "no LoRA target");
+	int cuda = device && !strcmp(device, "cuda");
+	p->device = cuda ? "cuda" : "cpu";
+	p->world = world < 1 ? 1 : world;
+	if (threads < 1)
+		threads = 1;
+	if (threads > 64)
+		threads = 64;
+	p->threads = threads;
+	size_t L = c->n_layers, C = c->dim, V = c->vocab_size, hd = c->head_dim,
+	       H = c->hidden_dim, f = sizeof(float), r = (size_t)o->lora.rank;
+	size_t q = (size_t)c->n_heads * hd, kv = (size_t)c->n_kv_heads * hd;
+
+	/* base */
+	size_t floats = V * C + C + (c->tie_embeddings ? 0 : V * C), nf4 = 0, nk_max = 0, n_lora = 0;
+	long long n_base = (long long)(V * C + C + (c->tie_embeddings ? 0 : V * C));
+	for (size_t l = 0; l < L; l++) {
+		floats += 2 * C + (c->qkv_bias ? q + 2 * kv : 0) + (c->qk_norm ? 2 * hd : 0);
+		for (int t = 0; t < 7; t++) {
+			size_t out, in;
+			shape(c, t, &out, &in);
+			n_base += (long long)(out * in);
+			if (o->quant == FTK_QUANT_NONE)
+				floats += out * in;
+			else
+				nf4 += ftk_nf4_bytes(out * in);
+			if (out * in > nk_max)
+				nk_max = out * in;
+			if (o->lora.targets & (1u << t))
+				n_lora += r * (in + out);
+		}
+	}
+	p->n_base = n_base;
+	p->n_lora = n_lora;
+	p->item[FTK_PLAN_BASE] = floats * f + nf4;
+	p->item[FTK_PLAN_LORA] = n_lora * f;
+	p->item[FTK_PLAN_GRADS] = n_lora * f;
+	p->item[FTK_PLAN_OPTIM] = 2 * n_lora * f;
+
+	/* activations: rows per micro-batch (DPO: chosen and rejected) */
+	size_t B = (size_t)o->batch * (o->objective == FTK_OBJ_DPO ? 2 : 1), T = (size_t)o->seq_len;
+	size_t M = B * T;
+	p->acts_full = L * acts_bytes(c, o, B, T);
+	p->acts_ckpt = acts_bytes(c, o, B, T);
+	p->item[FTK_PLAN_ACTS] = o->checkpoint_activations ? p->acts_ckpt : p->acts_full;
+
+	/* work buffers (model.c's ensure_buffers) */
+	size_t wide = C > H ? C : H;
+	wide = wide > q ? wide : q;
+	size_t chunk = (size_t)(1 << 22) / V;
+	chunk = chunk < 64 ? 64 : chunk;
+	chunk = chunk < M ? chunk : M;
+	size_t scratch = M * C + M + 4 * M + 2 * M * C + 5 * M * wide + 2 * M * kv + M * r +
+			 chunk * V + chunk;
+	size_t work = (L + 1) * M * C * f + scratch * f + 4 * M * sizeof(int32_t);
+	/* the backend's scratch */
+	size_t tile = o->quant == FTK_QUANT_NONE ? 0 : nk_max;
+	if (cuda) {
+		work += B * c->n_heads * T * T * f;
+		work += (tile < ((size_t)1 << 24) ? tile : ((size_t)1 << 24)) * f;
+	} else {
+		work += (size_t)threads * T * T * f;
+		work += (size_t)threads * (tile < ((size_t)1 << 20) ? tile : ((size_t)1 << 20)) * f;
+	}
+	/* micro-batches: ids, mask, doc per position, grad_accum of them (and one to discard) */
+	work += (size_t)(o->grad_accum + (p->world > 1)) * M * 9;
+	if (o->objective == FTK_OBJ_DPO)
+		work += n_lora * f;	/* the pairs' scratch gradient */
+	p->item[FTK_PLAN_WORK] = work;
+	p->item[FTK_PLAN_RUNTIME] = cuda ? CUDA_RESERVE : 0;
+
+	size_t train = 0;
+	for (int i = 0; i < FTK_PLAN_N; i++)
+		train += p->item[i];
+	/* loading: the arena, NF4 tensors done so far, the mapped file, one tensor in float32 */
+	p->load_peak = p->item[FTK_PLAN_BASE] + file_bytes + nk_max * f;
+	p->total = train;
+	if (!cuda && p->load_peak > p->total)
+		p->total = p->load_peak;
+	return 0;
+}
+
+/* Bytes of the model directory's *.safetensors files. */
+static size_t st_bytes(const char *dir)
+{
+	size_t sum = 0;
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	if (!d)
+		return 0;
+	while ((e = readdir(d))) {
+		size_t n = strlen(e->d_name);
+		if (n < 12 || strcmp(e->d_name + n - 12, ".safetensors"))
+			continue;
+		struct strbuf pth = STRBUF_INIT;
+		struct stat sb;
+		strbuf_addf(&pth, "%s/%s", dir, e->d_name);
+		if (stat(pth.buf, &sb) == 0)
+			sum += (size_t)sb.st_size;
+		strbuf_release(&pth);
+	}
+	closedir(d);
+	return sum;
+}
+
+int ftk_plan_for_dir(struct ftk_plan *p, const struct ftk_train_opts *o, const char *device,
+		     int world, int threads, struct ftk_error *err)
+{
+	struct ftk_model_config cfg;
+	int rc = ftk_config_load(o->model, &cfg, err);
+	if (rc < 0)
+		return rc;
+	return ftk_plan_make(p, &cfg, o, device, world, threads, st_bytes(o->model), err);
+}
+
+static void row(FILE *out, const char *what, size_t b)
+{
+	fprintf(out, "  %-44s %10.1f MiB  %14zu\n", what, (double)b / MIB, b);
+}
+
+void ftk_plan_print(const struct ftk_plan *p, const struct ftk_train_opts *o, size_t available,
+		    FILE *out)
+{
+	fprintf(out, "memory plan: %s, %d process%s (per process; data parallel keeps a full copy "
+		     "on each)\n",
+		p->device, p->world, p->world == 1 ? "" : "es");
+	fprintf(out, "  %lld base parameters (%s), %zu LoRA parameters (rank %d), "
+		     "micro-batch %d x %d tokens, global batch %d rows\n",
+		p->n_base, o->quant == FTK_QUANT_NONE ? "float32" : "NF4", p->n_lora, o->lora.rank,
+		o->batch, o->seq_len, o->batch * o->grad_accum * p->world);
+	fprintf(out, "  %-44s %14s  %14s\n", "", "", "bytes");
+	row(out, o->quant == FTK_QUANT_NONE ? "base weights (float32)"
+					    : "base weights (NF4 projections, float32 rest)",
+	    p->item[FTK_PLAN_BASE]);
+	row(out, "LoRA weights (float32 master)", p->item[FTK_PLAN_LORA]);
+	row(out, "LoRA gradients (float32)", p->item[FTK_PLAN_GRADS]);
+	row(out, "AdamW state (m, v float32)", p->item[FTK_PLAN_OPTIM]);
+	row(out, o->checkpoint_activations ? "activations (checkpointed: one layer)"
+					   : "activations (all layers saved)",
+	    p->item[FTK_PLAN_ACTS]);
+	row(out, "work buffers (residuals, logits, scratch)", p->item[FTK_PLAN_WORK]);
+	if (p->item[FTK_PLAN_RUNTIME])
+		row(out, "CUDA context, cuBLAS, NCCL (estimate)", p->item[FTK_PLAN_RUNTIME]);
+	if (!strcmp(p->device, "cpu"))
+		row(out, "loading peak (mapped file + one tensor)", p->load_peak);
+	row(out, "total per process (peak)", p->total);
+	fprintf(out, "  activations: %.1f MiB saving every layer, %.1f MiB with "
+		     "--checkpoint-activations\n",
+		(double)p->acts_full / MIB, (double)p->acts_ckpt / MIB);
+	if (available)
+		fprintf(out, "  available: %.1f MiB: %s\n", (double)available / MIB,
+			p->total <= available ? "fits" : "DOES NOT FIT");
+	else
+		fprintf(out, "  available: unknown (give --device-memory GIB to check)\n");
+}
+
+int ftk_plan_fits(const struct ftk_plan *p, const struct ftk_train_opts *o, size_t available,
+		  struct ftk_error *err)
+{
+	if (!available || p->total <= available)
+		return 0;
+	struct ftk_model_config cfgv, *cfg = &cfgv;
+	size_t file_bytes = st_bytes(o->model);
+	if (ftk_config_load(o->model, cfg, err) < 0)
+		return err->code;
+	struct ftk_train_opts t = *o;
+	struct ftk_plan q;
+	struct ftk_error e2;
+	struct strbuf hint = STRBUF_INIT;
+	/* the changes, cheapest first: checkpointing, then shorter rows, then smaller batches */
+	if (!o->checkpoint_activations) {
+		t.checkpoint_activations = 1;
+		if (ftk_plan_make(&q, cfg, &t, p->device, p->world, p->threads, file_bytes, &e2) == 0 &&
+		    q.total <= available)
+			strbuf_addf(&hint, "add --checkpoint-activations (%.1f MiB)",
+				    (double)q.total / MIB);
+	}
+	if (!hint.len) {
+		t.checkpoint_activations = 1;
+		for (int s = o->seq_len / 2; s >= 16 && !hint.len; s /= 2) {
+			t.seq_len = s;
+			if (ftk_plan_make(&q, cfg, &t, p->device, p->world, p->threads, file_bytes, &e2) == 0 &&
+			    q.total <= available)
+				strbuf_addf(&hint, "use --checkpoint-activations with --seq-len %d "
+						   "(%.1f MiB)",
+					    s, (double)q.total / MIB);
+		}
+	}
+	if (!hint.len) {
+		t.seq_len = o->seq_len;
+		for (int b = o->batch / 2; b >= 1 && !hint.len; b /= 2) {
+			t.batch = b;
+			if (ftk_plan_make(&q, cfg, &t, p->device, p->world, p->threads, file_bytes, &e2) == 0 &&
+			    q.total <= available)
+				strbuf_addf(&hint, "use --checkpoint-activations with --batch %d and "
+						   "--grad-accum %d (%.1f MiB)",
+					    b, o->grad_accum * (o->batch / b), (double)q.total / MIB);
+		}
+	}
+	if (!hint.len)
+		strbuf_addf(&hint, "use a device with more memory (the base weights alone need "
+				   "%.1f MiB)",
+			    (double)p->item[FTK_PLAN_BASE] / MIB);
+	int rc = ftk_error_msg(err, FTK_ELIMIT,
+			       "the run needs %.1f MiB per process but %.1f MiB are available: %s",
+			       (double)p->total / MIB, (double)available / MIB, hint.buf);
+	strbuf_release(&hint);
+	return rc;
+}
+
+size_t ftk_plan_host_available(void)
+{
+	FILE *f = fopen("/proc/meminfo", "r");
+	char line[256];
+	size_t kb = 0;
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "MemAvailable: %zu kB", &kb) == 1)
+			break;
+	fclose(f);
+	return kb * 1024;
+}
