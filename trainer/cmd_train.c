@@ -26,6 +26,8 @@
 #include "lib/strbuf.h"
 #include "trainer/device.h"
 #include "trainer/dist.h"
+#include "trainer/plan.h"
+#include "trainer/selftest.h"
 #include "trainer/train.h"
 
 static const char usage[] =
@@ -84,6 +86,16 @@ static const char usage[] =
 	"      --device D           cpu or cuda (default cpu); cuda loads libftkcuda.so\n"
 	"      --dist T             auto, none, mpi or nccl (default auto: mpi under mpirun,\n"
 	"                           nccl with --device cuda); see docs/gpu.md for launching\n"
+	"      --plan               print the memory the run needs per process (from\n"
+	"                           config.json and the options, nothing loaded) and exit:\n"
+	"                           0 when it fits, 1 when it does not (saying what to change)\n"
+	"      --gpus N             processes (GPUs) the plan is for (default: this job's)\n"
+	"      --device-memory GIB  memory of one device for the plan and the check every\n"
+	"                           run makes before loading (default: what is free now)\n"
+	"      --selftest           run every backend op and one QLoRA step on --device\n"
+	"                           (default cuda) and on the CPU and print the largest\n"
+	"                           difference per op; exit 0 all within tolerance, 1 not,\n"
+	"                           77 when there is no usable GPU (nothing was checked)\n"
 	"Cost:\n"
 	"      --usd-per-hour X     machine price for the ledger entry (default 0)\n"
 	"Common options:\n"
@@ -103,7 +115,7 @@ enum {
 	OPT_DROPOUT, OPT_LR, OPT_SCHEDULE, OPT_WARMUP, OPT_MIN_LR, OPT_BETA1, OPT_BETA2,
 	OPT_EPS, OPT_WD, OPT_CLIP, OPT_BATCH, OPT_ACCUM, OPT_SEQ, OPT_EPOCHS, OPT_MAX_STEPS,
 	OPT_EVAL_EVERY, OPT_CKPT_EVERY, OPT_KEEP, OPT_SEED, OPT_THREADS, OPT_CKPT_ACT,
-	OPT_USD, OPT_DEVICE, OPT_DIST,
+	OPT_USD, OPT_DEVICE, OPT_DIST, OPT_PLAN, OPT_GPUS, OPT_DEVMEM, OPT_SELFTEST,
 };
 
 static volatile sig_atomic_t stop_flag;
@@ -196,12 +208,18 @@ int cmd_train(int argc, char **argv)
 		{ "usd-per-hour", required_argument, NULL, OPT_USD },
 		{ "device", required_argument, NULL, OPT_DEVICE },
 		{ "dist", required_argument, NULL, OPT_DIST },
+		{ "plan", no_argument, NULL, OPT_PLAN },
+		{ "gpus", required_argument, NULL, OPT_GPUS },
+		{ "device-memory", required_argument, NULL, OPT_DEVMEM },
+		{ "selftest", no_argument, NULL, OPT_SELFTEST },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct ftk_tool t;
 	struct ftk_train_opts o;
 	struct ftk_error err;
-	const char *resume = NULL, *device = "cpu", *dist_mode = "auto";
+	const char *resume = NULL, *device = NULL, *dist_mode = "auto";
+	int plan_only = 0, gpus = 0, selftest = 0;
+	double devmem_gib = 0;
 	double usd_per_hour = 0;
 	int n_train_opts = 0, c;
 
@@ -211,7 +229,8 @@ int cmd_train(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
 		if (ftk_tool_opt(&t, c, optarg))
 			continue;
-		n_train_opts += c != OPT_RESUME && c != OPT_USD && c != OPT_DEVICE && c != OPT_DIST;
+		n_train_opts += c != OPT_RESUME && c != OPT_USD && c != OPT_DEVICE && c != OPT_DIST &&
+				c != OPT_PLAN && c != OPT_GPUS && c != OPT_DEVMEM && c != OPT_SELFTEST;
 		switch (c) {
 		case OPT_MODEL: set_path(&t, o.model, "--model", optarg); break;
 		case OPT_DATA: set_path(&t, o.data, "--data", optarg); break;
@@ -282,11 +301,20 @@ int cmd_train(int argc, char **argv)
 			device = optarg;
 			break;
 		case OPT_DIST: dist_mode = optarg; break;
+		case OPT_PLAN: plan_only = 1; break;
+		case OPT_GPUS: gpus = (int)parse_int(&t, "--gpus", optarg, 1, 65536); break;
+		case OPT_DEVMEM: devmem_gib = parse_num(&t, "--device-memory", optarg, 1e-6, 1e6); break;
+		case OPT_SELFTEST: selftest = 1; break;
 		default: ftk_tool_usage_error(&t, NULL);
 		}
 	}
 	if (optind < argc)
 		ftk_tool_usage_error(&t, "unexpected argument '%s'", argv[optind]);
+	if (selftest)	/* issue 9: the first thing to run on a GPU machine */
+		return ftk_selftest_main(device ? device : "cuda", o.model[0] ? o.model : NULL,
+					 stdout);
+	if (!device)
+		device = "cpu";
 
 	if (resume) {
 		if (n_train_opts)
@@ -309,7 +337,7 @@ int cmd_train(int argc, char **argv)
 			ftk_tool_usage_error(&t, "--resume: path too long");
 		strcpy(o.out, resume);
 	} else {
-		if (!o.model[0] || !o.data[0] || !o.out[0])
+		if (!o.model[0] || (!plan_only && (!o.data[0] || !o.out[0])))
 			ftk_tool_usage_error(&t, "--model, --data and --out are required (or --resume)");
 		if (ftk_train_opts_check(&o, &err) < 0)
 			ftk_tool_usage_error(&t, "%s", err.msg);
@@ -327,6 +355,24 @@ int cmd_train(int argc, char **argv)
 	if (t.is_tty && !t.quiet)
 		o.on_step = progress;
 
+	/* the memory plan (issue 9): printed with --plan, checked before every run */
+	struct ftk_plan plan;
+	int plan_threads = o.threads > 0 ? o.threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
+	if (plan_only) {
+		size_t avail = devmem_gib > 0 ? (size_t)(devmem_gib * 1073741824.0)
+					      : ftk_device_free_bytes(device);
+		if (ftk_plan_for_dir(&plan, &o, device, gpus ? gpus : 1, plan_threads, &err) < 0) {
+			char buf[1400];
+			die("%s", ftk_error_format(&err, buf, sizeof(buf)));
+		}
+		ftk_plan_print(&plan, &o, avail, stdout);
+		if (ftk_plan_fits(&plan, &o, avail, &err) < 0) {
+			error("%s", err.msg);
+			return FTK_EXIT_DATA;
+		}
+		return FTK_EXIT_OK;
+	}
+
 	/* data parallelism and the device (issue 9): only rank 0 prints and logs */
 	struct ftk_dist *dist = NULL;
 	if (ftk_dist_start(&dist, dist_mode, device, &err) < 0 ||
@@ -337,6 +383,18 @@ int cmd_train(int argc, char **argv)
 		return err.code == FTK_EUSAGE ? FTK_EXIT_USAGE : FTK_EXIT_DATA;
 	}
 	ftk_dist_attach(dist, &o);
+	{
+		size_t avail = devmem_gib > 0 ? (size_t)(devmem_gib * 1073741824.0)
+					      : ftk_device_free_bytes(device);
+		if (ftk_plan_for_dir(&plan, &o, device, o.world, plan_threads, &err) == 0 &&
+		    ftk_plan_fits(&plan, &o, avail, &err) < 0) {
+			error("%s (ftk-train --plan shows the whole plan)", err.msg);
+			if (o.world > 1)
+				ftk_dist_abort(dist, FTK_EXIT_DATA);
+			ftk_dist_end(dist);
+			return FTK_EXIT_DATA;
+		}
+	}
 	if (o.rank != 0) {
 		t.quiet = 1;
 		o.on_step = NULL;
