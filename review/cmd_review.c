@@ -18,8 +18,9 @@
  * reviewer's whole current decision on the case, so a quit, a kill or a
  * crash loses nothing, and a new session starts at this reviewer's first
  * undecided case.  The session's active time (the gaps between key presses,
- * idle gaps over five minutes left out) goes to the ledger as one human
- * entry, stage review, at the end, on SIGTERM and SIGHUP too.
+ * idle gaps over five minutes left out) goes to the ledger as human entries,
+ * stage review: one each time ten minutes of it have gathered, and the rest
+ * at the end (q, SIGTERM, SIGHUP), so a kill -9 loses at most ten minutes.
  *
  * The screen is rebuilt from the data on every resize; nothing is laid out
  * for a fixed size, and 80x24 is what the tests drive it in (tmux).
@@ -114,7 +115,16 @@ struct ui {
 	long decided;		/* decisions written this session */
 	char search[256];
 	int write_failed;
+	const char *ledger;	/* the ledger path, or NULL */
+	const char *ledger_run;	/* the run for its entries, or NULL ($FTK_RUN) */
+	size_t ev_logged;	/* events before this one are in the ledger already */
+	long decided_logged;	/* decisions already counted in the ledger */
+	int n_entries;		/* ledger entries written by this session */
+	double flush_s;		/* FTK_REVIEW_FLUSH_S, or $FTK_REVIEW_FLUSH_S */
 };
+
+/* While a session runs, its time goes to the ledger each time this much active time has gathered. */
+#define FTK_REVIEW_FLUSH_S 600.0
 
 static volatile sig_atomic_t stop_signal;
 
@@ -767,26 +777,46 @@ static void load_decisions(struct ui *u)
 	cJSON_Delete(latest);
 }
 
-static void ledger_time(struct ui *u, const char *ledger, const char *run)
+/*
+ * Append the active time gathered since the last entry to the ledger: at the
+ * end (final), or once FTK_REVIEW_FLUSH_S of it has gathered, so that a
+ * session killed outright loses at most that much.  Returns 0, or -1 with
+ * the message in u->status (final: printed) when the append failed.
+ */
+static int ledger_flush(struct ui *u, int final)
 {
-	event(u);
-	double secs = ftk_review_active_seconds(u->ev, u->nev, FTK_REVIEW_IDLE_S);
-	const char *path = ftk_ledger_path(ledger);
-	if (!path)
-		return;
-	cJSON *e = ftk_ledger_entry_new(run, "review", "human");
+	if (!u->ledger || u->nev < 1)
+		return 0;
+	size_t from = u->ev_logged;
+	double secs = ftk_review_active_seconds(u->ev + from, u->nev - from, FTK_REVIEW_IDLE_S);
+	long dec = u->decided - u->decided_logged;
+	if (!final && secs < u->flush_s)
+		return 0;
+	if (final && u->n_entries && secs <= 0 && dec == 0)
+		return 0;
+	cJSON *e = ftk_ledger_entry_new(u->ledger_run, "review", "human");
 	cJSON_AddStringToObject(e, "tool", "ftk-review");
 	cJSON_AddStringToObject(e, "who", u->reviewer);
 	cJSON_AddNumberToObject(e, "hours", secs / 3600);
 	cJSON_AddStringToObject(e, "eval_run", u->run.name);
-	cJSON_AddNumberToObject(e, "decisions", (double)u->decided);
+	cJSON_AddNumberToObject(e, "decisions", (double)dec);
 	struct ftk_error err;
 	ftk_error_clear(&err);
-	if (ftk_ledger_append_entry(path, e, &err) < 0) {
-		char b[1400];
-		error("%s", ftk_error_format(&err, b, sizeof(b)));
-	}
+	int rc = ftk_ledger_append_entry(u->ledger, e, &err);
 	cJSON_Delete(e);
+	if (rc < 0) {
+		char b[1400];
+		if (final)
+			error("%s", ftk_error_format(&err, b, sizeof(b)));
+		else
+			snprintf(u->status, sizeof(u->status), "ledger NOT written: %s",
+				 ftk_error_format(&err, b, sizeof(b)));
+		return -1;
+	}
+	u->ev_logged = u->nev - 1;	/* the last event opens the next stretch */
+	u->decided_logged = u->decided;
+	u->n_entries++;
+	return 0;
 }
 
 int cmd_review(int argc, char **argv)
@@ -823,6 +853,19 @@ int cmd_review(int argc, char **argv)
 	static struct ui u;
 	memset(&u, 0, sizeof(u));
 	u.reviewer = reviewer;
+	u.ledger = ftk_ledger_path(ledger);
+	u.ledger_run = run;
+	u.flush_s = FTK_REVIEW_FLUSH_S;
+	const char *fs = getenv("FTK_REVIEW_FLUSH_S");
+	if (fs && *fs) {
+		char *end;
+		double v = strtod(fs, &end);
+		if (*end || !(v > 0)) {
+			error("FTK_REVIEW_FLUSH_S: '%s' is not a positive number of seconds", fs);
+			return FTK_EXIT_USAGE;
+		}
+		u.flush_s = v;
+	}
 	struct ftk_error e;
 	ftk_error_clear(&e);
 	char b[1400];
@@ -912,6 +955,7 @@ int cmd_review(int argc, char **argv)
 		if (k == ERR)
 			continue;
 		event(&u);
+		ledger_flush(&u, 0);
 		int rows = LINES - 2;
 		if (k == KEY_CODE_YES) {
 			u.status[0] = 0;
@@ -957,7 +1001,8 @@ quit:
 	if (stop_signal)
 		fprintf(stderr, "ftk-review: stopped by signal %d; every decision was already saved\n",
 			(int)stop_signal);
-	ledger_time(&u, ledger, run);
+	event(&u);
+	ledger_flush(&u, 1);
 	fprintf(stderr, "ftk-review: %s: %ld decisions this session; %ld of %zu cases decided by %s; %.1f minutes active\n",
 		u.run.reviews_path, u.decided, n_decided(&u), u.n, u.reviewer,
 		ftk_review_active_seconds(u.ev, u.nev, FTK_REVIEW_IDLE_S) / 60);

@@ -8,6 +8,7 @@
 #                       print the screen and fail the case
 #   rv_keys KEYS...     tmux send-keys
 #   rv_screen           the screen now
+#   rv_crash            SIGKILL the ftk-review in the pane
 RV_T="tmux -L ftk-review-test-$$ -f /dev/null"
 trap '$RV_T kill-server 2>/dev/null' EXIT
 
@@ -16,14 +17,26 @@ rv_setup() {
 		--outputs "$SRC/datasets/suites/alce-demos.answers.jsonl" -o run -q >/dev/null
 }
 
+# Each start gets a new session ($RV_S) and only then ends the previous one:
+# a server left without sessions exits, and a new-session racing with that
+# exit fails ("server exited unexpectedly").
+RV_N=0
+RV_S=
 rv_start() {
-	$RV_T -u new-session -d -x 80 -y 24 -s rv \
+	rv_old=$RV_S
+	RV_N=$((RV_N + 1))
+	RV_S=rv$RV_N
+	$RV_T -u new-session -d -x 80 -y 24 -s "$RV_S" \
 		"$*; rc=\$?; stty sane; printf '\\r\\nEXITED rc=%s\\r\\n' \$rc; sleep 60"
+	[ -z "$rv_old" ] || $RV_T kill-session -t "$rv_old"
 }
 
-rv_screen() { $RV_T capture-pane -p -t rv; }
+rv_screen() { $RV_T capture-pane -p -t "$RV_S"; }
 
-rv_keys() { $RV_T send-keys -t rv "$@"; }
+rv_keys() { $RV_T send-keys -t "$RV_S" "$@"; }
+
+# SIGKILL the program running in the pane (a crash)
+rv_crash() { pkill -KILL -P "$($RV_T list-panes -t "$RV_S" -F '#{pane_pid}')" ftk-review; }
 
 rv_wait() {
 	i=0
