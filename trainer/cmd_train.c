@@ -339,6 +339,10 @@ int cmd_train(int argc, char **argv)
 	} else {
 		if (!o.model[0] || (!plan_only && (!o.data[0] || !o.out[0])))
 			ftk_tool_usage_error(&t, "--model, --data and --out are required (or --resume)");
+		if (plan_only && !o.data[0])	/* the plan reads no data */
+			strcpy(o.data, ".");
+		if (plan_only && !o.out[0])
+			strcpy(o.out, ".");
 		if (ftk_train_opts_check(&o, &err) < 0)
 			ftk_tool_usage_error(&t, "%s", err.msg);
 	}
