@@ -171,7 +171,7 @@ check-gpu: $(PROGRAMS) $(CUDA_OBJS)
 DEB_PKGS := build-essential pkg-config libcjson-dev libzstd-dev zstd libxxhash-dev \
   libpcre2-dev libutf8proc-dev libcurl4-openssl-dev libssl-dev check libsubunit-dev \
   libopenblas-dev libmicrohttpd-dev libncurses-dev openmpi-bin libopenmpi-dev \
-  jq tmux python3 clang bc curl libstemmer-dev chromium
+  jq tmux python3 clang bc curl libstemmer-dev chromium time
 deps:
 	@sh tools/deps.sh $(DEB_PKGS)
 
