@@ -1,0 +1,198 @@
+/*
+ * test_ops_shared.c: trainer/ops.h and trainer/optim_ops.h, the arithmetic
+ * the CPU backend and the CUDA kernels share, compiled here by the C
+ * compiler, against PyTorch (tests/fixtures/trainer/ops_shared_ref.json,
+ * made by tools/ref/ops_shared_ref.py with torch 1.13: autograd for the
+ * backward passes, F.cross_entropy, HF's rotate_half RoPE, torch.optim.AdamW).
+ * The Makefile compiles the same headers as device code with nvcc
+ * (tests/unit/ops_shared.cu) whenever nvcc is present, so the functions
+ * checked here are the ones the kernels run.
+ */
+#include <check.h>
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdlib.h>
+#include "lib/strbuf.h"
+#include "testutil.h"
+#include "trainer/ops.h"
+#include "trainer/optim_ops.h"
+
+static cJSON *ref;
+
+static void load_ref(void)
+{
+	struct strbuf sb = STRBUF_INIT;
+	ck_assert_int_ge(strbuf_read_file(&sb, src_path("tests/fixtures/trainer/ops_shared_ref.json")), 0);
+	ref = cJSON_Parse(sb.buf);
+	ck_assert_ptr_nonnull(ref);
+	strbuf_release(&sb);
+}
+
+/* The fixture's inputs: s * sin(a * i + b), rounded to float as torch does. */
+static void vec(float *x, int n, double a, double b, double s)
+{
+	for (int i = 0; i < n; i++)
+		x[i] = (float)(s * sin(a * i + b));
+}
+
+static const cJSON *get(const char *op, const char *key)
+{
+	const cJSON *o = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(ref, op), key);
+	ck_assert_msg(o != NULL, "%s.%s missing from the fixture", op, key);
+	return o;
+}
+
+/* Every x[i] within tol (relative to the largest reference value) of the fixture's list. */
+static void near_list(const char *op, const char *key, const float *x, int n, double tol)
+{
+	const cJSON *a = get(op, key);
+	ck_assert_int_eq(cJSON_GetArraySize(a), n);
+	double mx = 0, worst = 0;
+	for (int i = 0; i < n; i++)
+		mx = fmax(mx, fabs(cJSON_GetArrayItem(a, i)->valuedouble));
+	for (int i = 0; i < n; i++)
+		worst = fmax(worst, fabs(x[i] - cJSON_GetArrayItem(a, i)->valuedouble));
+	ck_assert_msg(worst <= tol * mx, "%s.%s: off by %g (max %g)", op, key, worst, mx);
+}
+
+static void near_num(const char *op, const char *key, double x, double tol)
+{
+	double r = get(op, key)->valuedouble;
+	ck_assert_msg(fabs(x - r) <= tol * fabs(r), "%s.%s: %.9g vs torch %.9g", op, key, x, r);
+}
+
+START_TEST(rmsnorm_matches_torch)
+{
+	load_ref();
+	float x[16], w[16], dy[16], y[16], dx[16] = { 0 };
+	vec(x, 16, 0.7, 0.3, 2.0), vec(w, 16, 1.3, 0.1, 1.0), vec(dy, 16, 0.9, 0.5, 1.0);
+	float rstd = ftk_rmsnorm_row(y, x, w, 16, 1e-5f);
+	near_list("rmsnorm", "y", y, 16, 1e-6);
+	near_num("rmsnorm", "rstd", rstd, 1e-6);
+	ftk_rmsnorm_row_bwd(dx, dy, x, w, rstd, 16);
+	near_list("rmsnorm", "dx", dx, 16, 1e-5);
+	cJSON_Delete(ref);
+}
+END_TEST
+
+START_TEST(softmax_matches_torch)
+{
+	load_ref();
+	float s[10], dp[10], dx[10];
+	vec(s, 10, 0.5, 0.2, 3.0), vec(dp, 10, 1.1, 0.4, 1.0);
+	ftk_softmax_row(s, 10);
+	near_list("softmax", "p", s, 10, 1e-6);
+	ftk_softmax_row_bwd(dx, s, dp, 10);
+	near_list("softmax", "dx", dx, 10, 1e-5);
+	cJSON_Delete(ref);
+}
+END_TEST
+
+START_TEST(swiglu_matches_torch)
+{
+	load_ref();
+	float g[12], u[12], d[12], o[12], dg[12], du[12];
+	vec(g, 12, 0.8, 0.1, 4.0), vec(u, 12, 0.6, 0.7, 2.0), vec(d, 12, 1.7, 0.2, 1.0);
+	for (int i = 0; i < 12; i++) {
+		o[i] = ftk_swiglu(g[i], u[i]);
+		ftk_swiglu_bwd(g[i], u[i], d[i], &dg[i], &du[i]);
+	}
+	near_list("swiglu", "out", o, 12, 1e-6);
+	near_list("swiglu", "dg", dg, 12, 1e-5);
+	near_list("swiglu", "du", du, 12, 1e-6);
+	cJSON_Delete(ref);
+}
+END_TEST
+
+START_TEST(xent_matches_torch)
+{
+	load_ref();
+	float l[12], l2[12];
+	vec(l, 12, 0.9, 0.3, 5.0);
+	for (int i = 0; i < 12; i++)
+		l2[i] = l[i];
+	near_num("xent", "loss", ftk_xent_row(l, 12, 5, 0.0f), 1e-6);
+	near_num("xent", "loss", ftk_xent_row(l2, 12, 5, 1.0f), 1e-6);
+	near_list("xent", "grad", l2, 12, 1e-6);
+	cJSON_Delete(ref);
+}
+END_TEST
+
+START_TEST(rope_matches_hf)
+{
+	load_ref();
+	float inv[4], q[8];
+	for (int j = 0; j < 4; j++)
+		inv[j] = ftk_rope_inv_freq(j, 8, 10000.0f, 0, 0, 0, 0);
+	near_list("rope", "inv_freq", inv, 4, 1e-7);
+	vec(q, 8, 0.4, 0.9, 1.0);
+	ftk_rope_head(q, 5, inv, 8, 1);
+	near_list("rope", "q", q, 8, 1e-6);
+	/* the backward rotation undoes the forward one */
+	float q0[8];
+	vec(q0, 8, 0.4, 0.9, 1.0);
+	ftk_rope_head(q, 5, inv, 8, -1);
+	for (int i = 0; i < 8; i++)
+		ck_assert_float_eq_tol(q[i], q0[i], 1e-6);
+	cJSON_Delete(ref);
+}
+END_TEST
+
+START_TEST(adamw_both_headers_match_torch)
+{
+	load_ref();
+	float p[6], g[6], m[6] = { 0 }, v[6] = { 0 }, p2[6], m2[6] = { 0 }, v2[6] = { 0 };
+	vec(p, 6, 0.3, 0.2, 1.0), vec(g, 6, 1.9, 0.6, 0.5);
+	for (int i = 0; i < 6; i++)
+		p2[i] = p[i];
+	double lr = 1e-2, b1 = 0.9, b2 = 0.999, wd = 0.1;
+	/* ops.h's form */
+	for (int i = 0; i < 6; i++)
+		ftk_adamw(&p[i], &m[i], &v[i], g[i], (float)lr, (float)b1, (float)b2, 1e-8f, (float)wd,
+			  (float)(1 - b1), (float)(1 - b2));
+	/* ops.h's form forms 1 - beta2 in float (0.999f rounds up), so v is 1.3e-5 off
+	 * torch's; the trainer and the CUDA kernel use optim_ops.h's, exact below */
+	near_list("adamw", "p", p, 6, 1e-6);
+	near_list("adamw", "m", m, 6, 1e-6);
+	near_list("adamw", "v", v, 6, 2e-5);
+	/* optim_ops.h's form (the trainer's optimizer and the CUDA kernel) */
+	struct ftk_adamw_consts c = { (float)b1, (float)(1 - b1), (float)b2, (float)(1 - b2), 1e-8f,
+				      (float)(1 - lr * wd), (float)(-lr / (1 - b1)),
+				      (float)sqrt(1 - b2) };
+	for (int i = 0; i < 6; i++)
+		ftk_adamw_update(&p2[i], &m2[i], &v2[i], g[i], &c);
+	near_list("adamw", "p", p2, 6, 1e-6);
+	near_list("adamw", "m", m2, 6, 1e-6);
+	near_list("adamw", "v", v2, 6, 1e-6);
+	cJSON_Delete(ref);
+}
+END_TEST
+
+START_TEST(dropout_keep_rate)
+{
+	/* the mask hash keeps close to 1 - p of the elements and is a pure function */
+	long kept = 0;
+	for (uint64_t i = 0; i < 100000; i++)
+		kept += ftk_dropout_keep(42, i, 0.25f);
+	ck_assert_int_gt(kept, 74000);
+	ck_assert_int_lt(kept, 76000);
+	ck_assert_int_eq(ftk_dropout_keep(42, 7, 0.25f), ftk_dropout_keep(42, 7, 0.25f));
+}
+END_TEST
+
+static Suite *ops_shared_suite(void)
+{
+	Suite *s = suite_create("ops_shared");
+	TCase *tc = tcase_create("core");
+	tcase_add_test(tc, rmsnorm_matches_torch);
+	tcase_add_test(tc, softmax_matches_torch);
+	tcase_add_test(tc, swiglu_matches_torch);
+	tcase_add_test(tc, xent_matches_torch);
+	tcase_add_test(tc, rope_matches_hf);
+	tcase_add_test(tc, adamw_both_headers_match_torch);
+	tcase_add_test(tc, dropout_keep_rate);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+FTK_TEST_MAIN(ops_shared_suite)
