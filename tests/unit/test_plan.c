@@ -1,0 +1,158 @@
+/*
+ * test_plan.c: the memory plan (trainer/plan.h).  Its terms are checked
+ * against a configuration counted by hand and against what model.c really
+ * allocates for stories260K (base bytes, LoRA parameter count); the whole
+ * plan against measured peak memory is tests/cli/train-plan.
+ */
+#include <check.h>
+#include <string.h>
+#include "testutil.h"
+#include "trainer/model.h"
+#include "trainer/nf4.h"
+#include "trainer/plan.h"
+
+static void tiny(struct ftk_model_config *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->dim = 8, c->hidden_dim = 16, c->n_layers = 2, c->n_heads = 2, c->n_kv_heads = 1;
+	c->head_dim = 4, c->vocab_size = 10, c->max_pos = 64, c->tie_embeddings = 1;
+}
+
+static void opts(struct ftk_train_opts *o)
+{
+	ftk_train_opts_default(o);
+	o->lora.targets = FTK_LORA_ALL;
+	o->lora.rank = 2;
+	o->batch = 2;
+	o->seq_len = 16;
+}
+
+START_TEST(counted_by_hand)
+{
+	struct ftk_model_config c;
+	struct ftk_train_opts o;
+	struct ftk_plan p;
+	struct ftk_error err;
+	tiny(&c);
+	opts(&o);
+	ck_assert_int_eq(ftk_plan_make(&p, &c, &o, "cpu", 1, 1, 0, &err), 0);
+	/* r (in + out) per target: q 16, k 12, v 12, o 16, gate 24, up 24, down 24 = 128;
+	 * times rank 2 and 2 layers */
+	ck_assert_uint_eq(p.n_lora, 512);
+	ck_assert_uint_eq(p.item[FTK_PLAN_LORA], 512 * 4);
+	ck_assert_uint_eq(p.item[FTK_PLAN_GRADS], 512 * 4);
+	ck_assert_uint_eq(p.item[FTK_PLAN_OPTIM], 2 * 512 * 4);
+	/* base: tied embedding 80 + final norm 8 + 2 norms of 8 per layer, float32; the
+	 * projections NF4: q 64, k 32, v 32, o 64, gate 128, up 128, down 128 values */
+	size_t nf4 = 0;
+	size_t sizes[7] = { 64, 32, 32, 64, 128, 128, 128 };
+	for (int i = 0; i < 7; i++)
+		nf4 += 2 * ftk_nf4_bytes(sizes[i]);
+	ck_assert_uint_eq(p.item[FTK_PLAN_BASE], (80 + 8 + 2 * 16) * 4 + nf4);
+	ck_assert_int_eq(p.n_base, 80 + 8 + 2 * 576);
+	/* checkpointing keeps one layer's activations instead of all */
+	ck_assert_uint_eq(p.acts_full, 2 * p.acts_ckpt);
+	ck_assert_uint_eq(p.item[FTK_PLAN_ACTS], p.acts_full);
+	ck_assert_uint_eq(p.item[FTK_PLAN_RUNTIME], 0);
+	/* --quant none keeps the projections in float32 */
+	o.quant = FTK_QUANT_NONE;
+	struct ftk_plan f;
+	ck_assert_int_eq(ftk_plan_make(&f, &c, &o, "cpu", 1, 1, 0, &err), 0);
+	ck_assert_uint_eq(f.item[FTK_PLAN_BASE], (80 + 8 + 2 * 16 + 2 * 576) * 4);
+}
+END_TEST
+
+START_TEST(scaling)
+{
+	struct ftk_model_config c;
+	struct ftk_train_opts o;
+	struct ftk_plan a, b, g, w4;
+	struct ftk_error err;
+	tiny(&c);
+	opts(&o);
+	ck_assert_int_eq(ftk_plan_make(&a, &c, &o, "cpu", 1, 1, 0, &err), 0);
+	o.seq_len = 32;
+	ck_assert_int_eq(ftk_plan_make(&b, &c, &o, "cpu", 1, 1, 0, &err), 0);
+	/* attention probabilities grow with T^2: doubling T more than doubles activations */
+	ck_assert_uint_gt(b.acts_full, 2 * a.acts_full);
+	ck_assert_uint_eq(b.item[FTK_PLAN_LORA], a.item[FTK_PLAN_LORA]);
+	o.seq_len = 16;
+	o.checkpoint_activations = 1;
+	ck_assert_int_eq(ftk_plan_make(&g, &c, &o, "cuda", 1, 1, 0, &err), 0);
+	ck_assert_uint_eq(g.item[FTK_PLAN_ACTS], a.acts_ckpt);
+	ck_assert_uint_gt(g.item[FTK_PLAN_RUNTIME], 0);
+	/* data parallel: a full copy per process, so per-process memory barely moves */
+	ck_assert_int_eq(ftk_plan_make(&w4, &c, &o, "cuda", 4, 1, 0, &err), 0);
+	ck_assert_uint_eq(w4.item[FTK_PLAN_ACTS], g.item[FTK_PLAN_ACTS]);
+	ck_assert_uint_eq(w4.item[FTK_PLAN_BASE], g.item[FTK_PLAN_BASE]);
+	/* no target: refused */
+	o.lora.targets = 0;
+	ck_assert_int_eq(ftk_plan_make(&g, &c, &o, "cpu", 1, 1, 0, &err), FTK_EUSAGE);
+}
+END_TEST
+
+/* The plan's base bytes and LoRA count are what model.c allocates for a real model. */
+START_TEST(matches_the_loaded_model)
+{
+	const char *dir = src_path("datasets/models/stories260K");
+	for (int q = 0; q < 2; q++) {
+		struct ftk_train_opts o;
+		struct ftk_plan p;
+		struct ftk_error err;
+		struct ftk_model *m;
+		opts(&o);
+		o.quant = q ? FTK_QUANT_NONE : FTK_QUANT_NF4;
+		o.lora.rank = 4;
+		strcpy(o.model, dir);
+		ck_assert_int_eq(ftk_plan_for_dir(&p, &o, "cpu", 1, 1, &err), 0);
+		struct ftk_load_opts lo = { o.quant, NULL, 1, 64 };
+		ck_assert_int_eq(ftk_model_load(&m, dir, &lo, &err), 0);
+		ck_assert_uint_eq(p.item[FTK_PLAN_BASE], ftk_model_base_bytes(m));
+		struct ftk_lora_opts lora = o.lora;
+		ck_assert_int_eq(ftk_model_lora_init(m, &lora, &err), 0);
+		size_t n = 0;
+		ftk_model_lora_flat(m, &n);
+		ck_assert_uint_eq(p.n_lora, n);
+		ftk_model_free(m);
+	}
+}
+END_TEST
+
+START_TEST(refusal_names_the_change)
+{
+	struct ftk_train_opts o;
+	struct ftk_plan p, c;
+	struct ftk_error err;
+	opts(&o);
+	o.batch = 8;
+	o.seq_len = 256;
+	strcpy(o.model, src_path("datasets/models/stories260K"));
+	ck_assert_int_eq(ftk_plan_for_dir(&p, &o, "cpu", 1, 1, &err), 0);
+	ck_assert_int_eq(ftk_plan_fits(&p, &o, p.total, &err), 0);
+	ck_assert_int_eq(ftk_plan_fits(&p, &o, 0, &err), 0);	/* unknown: not refused */
+	ck_assert_int_eq(ftk_plan_fits(&p, &o, p.total - 1, &err), FTK_ELIMIT);
+	ck_assert_ptr_nonnull(strstr(err.msg, "add --checkpoint-activations"));
+	/* below even the checkpointed plan: a shorter sequence is named */
+	o.checkpoint_activations = 1;
+	ck_assert_int_eq(ftk_plan_for_dir(&c, &o, "cpu", 1, 1, &err), 0);
+	ck_assert_int_eq(ftk_plan_fits(&c, &o, c.total - 1, &err), FTK_ELIMIT);
+	ck_assert_ptr_nonnull(strstr(err.msg, "--seq-len 128"));
+	/* below the base weights: nothing but more memory helps */
+	ck_assert_int_eq(ftk_plan_fits(&c, &o, 1000, &err), FTK_ELIMIT);
+	ck_assert_ptr_nonnull(strstr(err.msg, "more memory"));
+}
+END_TEST
+
+static Suite *plan_suite(void)
+{
+	Suite *s = suite_create("plan");
+	TCase *tc = tcase_create("core");
+	tcase_add_test(tc, counted_by_hand);
+	tcase_add_test(tc, scaling);
+	tcase_add_test(tc, matches_the_loaded_model);
+	tcase_add_test(tc, refusal_names_the_change);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+FTK_TEST_MAIN(plan_suite)
