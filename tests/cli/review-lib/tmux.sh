@@ -9,7 +9,8 @@
 #   rv_keys KEYS...     tmux send-keys
 #   rv_screen           the screen now
 #   rv_crash            SIGKILL the ftk-review in the pane
-RV_T="tmux -L ftk-review-test-$$ -f /dev/null"
+# the server's socket lives in the case's temporary folder, removed with it
+RV_T="tmux -S $PWD/tmux.sock -f /dev/null"
 trap '$RV_T kill-server 2>/dev/null' EXIT
 
 rv_setup() {
