@@ -409,6 +409,11 @@ int cmd_train(int argc, char **argv)
 	if (o.on_step)
 		fputc('\n', stderr);
 	int exit_code = FTK_EXIT_OK;
+	if (rc == 0 && !t.quiet && (res.truncated || res.skipped))
+		warning("%llu training sequences were cut to --seq-len %d and %llu were skipped "
+			"(nothing to learn within it)",
+			(unsigned long long)res.truncated, o.seq_len,
+			(unsigned long long)res.skipped);
 	if (rc < 0) {
 		char buf[1400];
 		error("%s", ftk_error_format(&err, buf, sizeof(buf)));
