@@ -2364,6 +2364,9 @@ static struct val *eval(struct ctx *c, struct node *n, struct scope *s)
 	case N_SLICE: return do_slice(c, eval(c, n->a, s), n, s);
 	case N_CALL: {
 		struct val *fn = eval(c, n->a, s);
+		if (fn->t == V_UNDEF && (n->a->t == N_ATTR || n->a->t == N_NAME))	/* name what is missing */
+			rfail(c, FTK_EUNSUPPORTED, "unsupported %s '%.*s' (not a function here)",
+			      n->a->t == N_ATTR ? "method" : "function", (int)n->a->sl, n->a->s);
 		struct val **args;
 		size_t na;
 		struct dict *kw;

@@ -3,27 +3,32 @@
  * transformers.js (@huggingface/jinja) renders it.
  *
  * Covered: {{ }}, {% %}, {# #}, whitespace control (-, and trim_blocks /
- * lstrip_blocks as transformers sets them), if/elif/else, for/else with
- * loop.index, index0, revindex, revindex0, first, last, length, previtem,
- * nextitem, cycle(); set (also of namespace attributes and block set),
- * namespace(), macro and call, filter blocks; expressions with and/or/not,
- * comparisons, in / not in, is / is not tests, + - * / // % **, ~, the
- * ternary if-else, literals (strings, numbers, lists, dicts, true/false/none
- * in both spellings), attribute and item access, slices with negative
- * indexes and steps; tests defined, undefined, none, string, number,
- * integer, float, boolean, true, false, mapping, iterable, sequence, odd,
- * even, divisibleby, eq/ne/lt/gt...; filters length/count, tojson, trim,
- * upper, lower, title, capitalize, first, last, join, default/d, string,
- * int, float, list, items, keys, values, reverse, sort, unique, replace,
- * indent, map(attribute=), select/reject/selectattr/rejectattr, abs, round,
- * safe, e/escape; string methods startswith, endswith, split, rsplit, strip,
- * lstrip, rstrip, upper, lower, title, replace, find, count, format-free
- * join; dict methods get, items, keys, values; list append/pop/index;
+ * lstrip_blocks as transformers sets them; {% generation %} markers are
+ * dropped as transformers.js drops them), if/elif/else, for/else with a loop
+ * filter (for x in xs if cond), tuple targets, break/continue and loop.index,
+ * index0, revindex, revindex0, first, last, length, previtem, nextitem; set
+ * (names, tuples, namespace attributes, block set), namespace(), macro with
+ * defaults and keyword arguments; expressions with and/or/not, comparisons,
+ * in / not in, is / is not tests, + - * / // % **, ~, the ternary if-else,
+ * literals (strings with escapes, numbers, lists, tuples, dicts,
+ * true/false/none in both spellings), attribute and item access, slices with
+ * negative indexes and steps; tests defined, undefined, none, string,
+ * number, integer, boolean, true, false, mapping, iterable, sequence, odd,
+ * even, callable, lower, upper, equalto/eq, in; filters length/count, tojson
+ * (indent, ensure_ascii, sort_keys, separators), trim, upper, lower, title,
+ * capitalize, first, last, join, default/d, string, int, float, list, items,
+ * keys, values, reverse, sort (reverse, case_sensitive, attribute), unique,
+ * replace, indent, map(attribute=), selectattr, rejectattr, abs, bool, safe;
+ * string methods startswith, endswith, split, strip, lstrip, rstrip, upper,
+ * lower, title, capitalize, replace; dict methods get, items, keys, values;
  * raise_exception, range, strftime_now.
  *
  * Anything else gives FTK_EUNSUPPORTED with a message naming the feature
- * ("unsupported filter 'wordwrap'") at parse time or when it is reached, never
- * a wrong render.
+ * ("unsupported filter 'wordwrap'", "unsupported statement 'call'",
+ * "unsupported string method 'zfill'") at parse time or when it is reached,
+ * never a wrong render.  Not there: call and filter blocks, include, import,
+ * extends, raw, recursive loops, loop.cycle, list methods (append...), the
+ * divisibleby test, the round and escape filters.
  *
  * Values follow JavaScript where transformers.js does (numbers print as
  * JavaScript prints them, tojson separators ", " and ": " as Python's

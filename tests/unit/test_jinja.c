@@ -84,6 +84,9 @@ START_TEST(test_unsupported_named)
 	expect_error("{{ x.zfill(5) }}", FTK_EUNSUPPORTED, "unsupported string method 'zfill'");
 	expect_error("{% for a in l recursive %}{% endfor %}", FTK_EUNSUPPORTED, "recursive for loop");
 	expect_error("{{ l|map('upper')|join }}", FTK_EUNSUPPORTED, "map() without attribute=");
+	expect_error("{% for a in l %}{{ loop.cycle('x', 'y') }}{% endfor %}", FTK_EUNSUPPORTED, "unsupported method 'cycle'");
+	expect_error("{{ l.append(2) }}", FTK_EUNSUPPORTED, "unsupported method 'append'");
+	expect_error("{{ lipsum(2) }}", FTK_EUNSUPPORTED, "unsupported function 'lipsum'");
 }
 END_TEST
 
