@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "cli/tool.h"
+#include "eval/train_eval.h"
 #include "lib/ledger.h"
 #include "lib/strbuf.h"
 #include "trainer/device.h"
@@ -96,6 +97,11 @@ static const char usage[] =
 	"                           (default cuda) and on the CPU and print the largest\n"
 	"                           difference per op; exit 0 all within tolerance, 1 not,\n"
 	"                           77 when there is no usable GPU (nothing was checked)\n"
+	"Evals after every checkpoint:\n"
+	"      --eval SUITE         run this eval suite on the base model once and on every\n"
+	"                           checkpoint (RUN/evals/), compare each with the base, and\n"
+	"                           put the metrics in metrics.jsonl; allowed with --resume\n"
+	"      --eval-limit N       only the suite's first N cases\n"
 	"Cost:\n"
 	"      --usd-per-hour X     machine price for the ledger entry (default 0)\n"
 	"Common options:\n"
@@ -116,6 +122,7 @@ enum {
 	OPT_EPS, OPT_WD, OPT_CLIP, OPT_BATCH, OPT_ACCUM, OPT_SEQ, OPT_EPOCHS, OPT_MAX_STEPS,
 	OPT_EVAL_EVERY, OPT_CKPT_EVERY, OPT_KEEP, OPT_SEED, OPT_THREADS, OPT_CKPT_ACT,
 	OPT_USD, OPT_DEVICE, OPT_DIST, OPT_PLAN, OPT_GPUS, OPT_DEVMEM, OPT_SELFTEST,
+	OPT_EVAL_SUITE, OPT_EVAL_LIMIT,
 };
 
 static volatile sig_atomic_t stop_flag;
@@ -212,6 +219,8 @@ int cmd_train(int argc, char **argv)
 		{ "gpus", required_argument, NULL, OPT_GPUS },
 		{ "device-memory", required_argument, NULL, OPT_DEVMEM },
 		{ "selftest", no_argument, NULL, OPT_SELFTEST },
+		{ "eval", required_argument, NULL, OPT_EVAL_SUITE },
+		{ "eval-limit", required_argument, NULL, OPT_EVAL_LIMIT },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct ftk_tool t;
@@ -222,6 +231,8 @@ int cmd_train(int argc, char **argv)
 	double devmem_gib = 0;
 	double usd_per_hour = 0;
 	int n_train_opts = 0, c;
+	char eval_suite[FTK_TRAIN_PATH] = "";
+	long eval_limit = 0;
 
 	ftk_tool_init(&t, "ftk-train", usage);
 	t.stage = "train";
@@ -230,9 +241,12 @@ int cmd_train(int argc, char **argv)
 		if (ftk_tool_opt(&t, c, optarg))
 			continue;
 		n_train_opts += c != OPT_RESUME && c != OPT_USD && c != OPT_DEVICE && c != OPT_DIST &&
-				c != OPT_PLAN && c != OPT_GPUS && c != OPT_DEVMEM && c != OPT_SELFTEST;
+				c != OPT_PLAN && c != OPT_GPUS && c != OPT_DEVMEM && c != OPT_SELFTEST &&
+				c != OPT_EVAL_SUITE && c != OPT_EVAL_LIMIT;
 		switch (c) {
 		case OPT_MODEL: set_path(&t, o.model, "--model", optarg); break;
+		case OPT_EVAL_SUITE: set_path(&t, eval_suite, "--eval", optarg); break;
+		case OPT_EVAL_LIMIT: eval_limit = ftk_tool_parse_long(&t, "--eval-limit", optarg, 1, LONG_MAX); break;
 		case OPT_DATA: set_path(&t, o.data, "--data", optarg); break;
 		case OPT_VAL: set_path(&t, o.val, "--val", optarg); break;
 		case OPT_INIT: set_path(&t, o.init_adapter, "--init-adapter", optarg); break;
@@ -402,6 +416,20 @@ int cmd_train(int argc, char **argv)
 	if (o.rank != 0) {
 		t.quiet = 1;
 		o.on_step = NULL;
+	}
+	/* evals after every checkpoint (eval/train_eval.h), on rank 0 */
+	struct ftk_train_eval te;
+	memset(&te, 0, sizeof(te));
+	if (eval_suite[0] && o.rank == 0) {
+		te.suite = eval_suite;
+		te.model_dir = o.model;
+		te.run_dir = o.out;
+		te.ledger = t.ledger_path;
+		te.run_name = t.run;
+		te.limit = eval_limit;
+		te.quiet = t.quiet;
+		o.on_checkpoint = ftk_train_eval_checkpoint;
+		o.on_checkpoint_ctx = &te;
 	}
 
 	struct ftk_train_result res;

@@ -910,6 +910,18 @@ int ftk_train_run(const struct ftk_train_opts *o, int resume, struct ftk_train_r
 				strbuf_release(&line);
 				goto out;
 			}
+			if (o->on_checkpoint && r->writer) {
+				strbuf_reset(&p);
+				strbuf_addf(&p, "%s/checkpoints/step-%ld", o->out, r->step);
+				strbuf_reset(&line);
+				if ((rc = o->on_checkpoint(o->on_checkpoint_ctx, r->step, p.buf, &line,
+							   err)) < 0 ||
+				    (line.len && (strbuf_addch(&line, '\n'),
+						  (rc = write_metrics(r, &line, err)) < 0))) {
+					strbuf_release(&line);
+					goto out;
+				}
+			}
 		}
 		if (stopping && r->step < r->total) {
 			res->interrupted = 1;

@@ -34,6 +34,7 @@
 #include <stdint.h>
 #include <cjson/cJSON.h>
 #include "lib/err.h"
+#include "lib/strbuf.h"
 #include "trainer/backend.h"
 #include "trainer/model.h"
 #include "trainer/optim.h"
@@ -92,6 +93,15 @@ struct ftk_train_opts {
 	/* Progress for the program to print (NULL: none).  line is one metrics line. */
 	void (*on_step)(void *ctx, const char *line);
 	void *on_step_ctx;
+	/*
+	 * Called on rank 0 after each checkpoint is written, with the checkpoint
+	 * directory (which holds the adapter); it may append one JSON object (no
+	 * newline) to line, which goes into metrics.jsonl.  ftk-train --eval uses
+	 * it (eval/train_eval.h).  A negative return stops the run with err.
+	 */
+	int (*on_checkpoint)(void *ctx, long step, const char *adapter_dir, struct strbuf *line,
+			     struct ftk_error *err);
+	void *on_checkpoint_ctx;
 };
 
 /* Fill *o with the defaults listed above. */
