@@ -9,7 +9,7 @@
 #     before training; the eval suite asks about (name, object) pairs never
 #     seen together in training and judges the calls by BFCL's rules.
 #  3. ftk-train (QLoRA: NF4 base, LoRA on every projection) with checkpoints,
-#     then ftk-merge.
+#     evaluated against the suite at each checkpoint (--eval), then ftk-merge.
 #  4. ftk-eval on the base and on the fine-tuned model, and ftk-eval compare.
 #  5. ftk-report (HTML) and the cost table from ftk-ledger, with the time a
 #     person spent on the data logged beside the machine's.
@@ -61,8 +61,11 @@ say "3. ftk-train: QLoRA on CPU, checkpoints every 50 steps"
 if [ "$DEMO_QUICK" = 1 ]; then steps="--max-steps 60"; else steps="--epochs 4"; fi
 ftk train --model "$M" --data "$P/shards-train" --val "$P/shards-val" --out "$OUT/run" \
 	--seq-len 256 --batch 8 --rank 16 --alpha 32 --lr 5e-3 --warmup 20 $steps \
-	--eval-every 50 --ckpt-every 50 --keep 2 --threads 2 --usd-per-hour 0.10
+	--eval-every 50 --ckpt-every 50 --keep 2 --threads 2 --usd-per-hour 0.10 \
+	--eval "$D/calls_suite.json" --eval-limit 20
+echo "  the run's loss and quality curves (metrics.jsonl; the eval at each checkpoint is on 20 cases):"
 jq -r 'select(.val_loss) | "  step \(.step): validation loss \(.val_loss)"' "$OUT/run/metrics.jsonl"
+jq -r 'select(.eval) | "  step \(.step): toolcall.correct \(.eval.metrics["toolcall.correct"].mean) (base \(.eval.metrics["toolcall.correct"].base))\(if (.eval.regressed | length) > 0 then ", REGRESSED" else "" end)"' "$OUT/run/metrics.jsonl"
 ftk merge --model "$M" --adapter "$OUT/run/adapter" --out "$OUT/merged"
 
 say "4. the fine-tuned model on the same suite, and the paired comparison"
