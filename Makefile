@@ -30,6 +30,8 @@ else
 endif
 
 CC ?= cc
+# `make check` and `make demo` build with every core unless told otherwise (-j wins).
+NPROC ?= $(shell nproc 2>/dev/null || echo 2)
 OPT ?= -O2
 PKGS := libcjson libzstd libpcre2-8 libutf8proc libcurl libxxhash libcrypto
 CFLAGS_PKG := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -157,7 +159,7 @@ cli: $(PROGRAMS)
 # T=name runs only the unit suites and CLI cases whose names contain it.
 check:
 	@sh tools/deps.sh --quiet $(DEB_PKGS)
-	@$(MAKE) --no-print-directory check-run
+	@$(MAKE) --no-print-directory -j$(NPROC) check-run
 
 check-run: $(PROGRAMS) $(UNIT_BIN) $(CUDA_OBJS)
 	@FTK_BIN=$(abspath $(BIN)) FTK_BUILD=$(abspath $(B)) SAN=$(SAN) T=$(T) \
@@ -177,7 +179,7 @@ deps:
 
 demo:
 	@sh tools/deps.sh --quiet $(DEB_PKGS)
-	@$(MAKE) --no-print-directory demo-run
+	@$(MAKE) --no-print-directory -j$(NPROC) demo-run
 
 demo-run: all
 	@FTK_BIN=$(abspath $(BIN)) sh tools/demo.sh
