@@ -32,6 +32,7 @@ endif
 CC ?= cc
 # `make check` and `make demo` build with every core unless told otherwise (-j wins).
 NPROC ?= $(shell nproc 2>/dev/null || echo 2)
+PAR = $(if $(filter -j%,$(MAKEFLAGS)),,-j$(NPROC))
 OPT ?= -O2
 PKGS := libcjson libzstd libpcre2-8 libutf8proc libcurl libxxhash libcrypto
 CFLAGS_PKG := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -159,7 +160,7 @@ cli: $(PROGRAMS)
 # T=name runs only the unit suites and CLI cases whose names contain it.
 check:
 	@sh tools/deps.sh --quiet $(DEB_PKGS)
-	@$(MAKE) --no-print-directory -j$(NPROC) check-run
+	@$(MAKE) --no-print-directory $(PAR) check-run
 
 check-run: $(PROGRAMS) $(UNIT_BIN) $(CUDA_OBJS)
 	@FTK_BIN=$(abspath $(BIN)) FTK_BUILD=$(abspath $(B)) SAN=$(SAN) T=$(T) \
@@ -179,7 +180,7 @@ deps:
 
 demo:
 	@sh tools/deps.sh --quiet $(DEB_PKGS)
-	@$(MAKE) --no-print-directory -j$(NPROC) demo-run
+	@$(MAKE) --no-print-directory $(PAR) demo-run
 
 demo-run: all
 	@FTK_BIN=$(abspath $(BIN)) sh tools/demo.sh
