@@ -99,7 +99,7 @@ all: $(PROGRAMS) $(CUDA_OBJS)
 $(B)/trainer/libftkcuda.so: trainer/backend_cuda.cu trainer/backend.h trainer/ops.h \
   trainer/optim_ops.h trainer/nf4.h
 	@mkdir -p $(dir $@)
-	$(NVCC) $(NVCC_FLAGS) -shared -o $@ $< -L$(CUDA_HOME)/lib64 -lcublas -lcudart
+	$(NVCC) $(NVCC_FLAGS) -shared -cudart shared -o $@ $< -L$(CUDA_HOME)/lib64 -lcublas
 
 $(B)/tests/ops_shared_cu.o: tests/unit/ops_shared.cu trainer/ops.h trainer/optim_ops.h
 	@mkdir -p $(dir $@)

@@ -49,6 +49,8 @@ struct nccl_api {
 	int (*malloc_managed)(void **p, size_t n, unsigned flags);
 	int (*sync)(void);
 	int (*cuda_free)(void *p);
+	int (*set_device)(int dev);
+	int (*device_count)(int *n);
 	void *comm;
 	void *scratch;	/* 64 bytes of managed memory for scalars */
 };
@@ -177,9 +179,17 @@ static int start_nccl(struct ftk_dist *d, struct ftk_error *err)
 	*(void **)&n->malloc_managed = dlsym(c, "cudaMallocManaged");
 	*(void **)&n->sync = dlsym(c, "cudaDeviceSynchronize");
 	*(void **)&n->cuda_free = dlsym(c, "cudaFree");
+	*(void **)&n->set_device = dlsym(c, "cudaSetDevice");
+	*(void **)&n->device_count = dlsym(c, "cudaGetDeviceCount");
 	if (!n->get_id || !n->init_rank || !n->all_reduce || !n->error_string || !n->destroy ||
-	    !n->malloc_managed || !n->sync || !n->cuda_free)
+	    !n->malloc_managed || !n->sync || !n->cuda_free || !n->set_device || !n->device_count)
 		return ftk_error_msg(err, FTK_EUNSUPPORTED, "nccl: missing entry points");
+	/* the communicator belongs to the GPU current now: this process's one (the CUDA
+	 * backend, built with the shared cudart, sees the same choice) */
+	int ndev = 0;
+	if (n->device_count(&ndev) != 0 || ndev < 1 || n->set_device(d->local_rank % ndev) != 0)
+		return ftk_error_msg(err, FTK_EUNSUPPORTED, "nccl: no usable CUDA device for rank %d",
+				     d->rank);
 
 	struct nccl_id_s id;
 	memset(&id, 0, sizeof(id));
@@ -231,6 +241,9 @@ int ftk_dist_start(struct ftk_dist **out, const char *transport, const char *dev
 		return ftk_error_msg(err, FTK_EUSAGE, "--dist must be auto, none, mpi or nccl, not '%s'",
 				     transport);
 	}
+	if (d->t == T_NCCL && !cuda)
+		return ftk_error_msg(err, FTK_EUSAGE, "--dist nccl needs --device cuda (on the CPU "
+				     "use --dist mpi)");
 	if (d->t == T_MPI)
 		rc = start_mpi(d, err);
 	else if (d->t == T_NCCL) {
