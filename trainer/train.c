@@ -105,6 +105,7 @@ char *ftk_train_opts_json(const struct ftk_train_opts *o)
 	cJSON_AddNumberToObject(j, "max_grad_norm", o->max_grad_norm);
 	cJSON_AddNumberToObject(j, "batch", o->batch);
 	cJSON_AddNumberToObject(j, "grad_accum", o->grad_accum);
+	cJSON_AddNumberToObject(j, "world", o->world > 1 ? o->world : 1);
 	cJSON_AddNumberToObject(j, "seq_len", o->seq_len);
 	cJSON_AddNumberToObject(j, "epochs", o->epochs);
 	cJSON_AddNumberToObject(j, "max_steps", (double)o->max_steps);
@@ -220,6 +221,7 @@ int ftk_train_opts_parse(const char *text, size_t len, const char *path,
 	NUM("max_grad_norm", 0, 1e30, o->max_grad_norm);
 	NUM("batch", 1, 1 << 20, o->batch);
 	NUM("grad_accum", 1, 1 << 20, o->grad_accum);
+	NUM("world", 0, 1 << 20, o->world);	/* processes of the saved run (issue 9) */
 	NUM("seq_len", 2, 1 << 24, o->seq_len);
 	NUM("epochs", 1, 1 << 20, o->epochs);
 	NUM("max_steps", 0, 1e15, o->max_steps);
