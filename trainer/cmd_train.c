@@ -400,7 +400,22 @@ int cmd_train(int argc, char **argv)
 		ftk_dist_end(dist);
 		return err.code == FTK_EUSAGE ? FTK_EXIT_USAGE : FTK_EXIT_DATA;
 	}
+	int saved_world = o.world > 1 ? o.world : 1;	/* from train_config.json on --resume */
 	ftk_dist_attach(dist, &o);
+	if (resume && saved_world != (o.world > 1 ? o.world : 1)) {
+		/* the same global batch on another process count: micro-batches per process change */
+		long global = (long)o.grad_accum * saved_world, w = o.world > 1 ? o.world : 1;
+		if (global % w) {
+			error("'%s' was trained on %d processes with --grad-accum %d: resume it on a "
+			      "process count that divides %ld",
+			      resume, saved_world, o.grad_accum, global);
+			if (o.world > 1)
+				ftk_dist_abort(dist, FTK_EXIT_USAGE);
+			ftk_dist_end(dist);
+			return FTK_EXIT_USAGE;
+		}
+		o.grad_accum = (int)(global / w);
+	}
 	{
 		size_t avail = devmem_gib > 0 ? (size_t)(devmem_gib * 1073741824.0)
 					      : ftk_device_free_bytes(device);
