@@ -1080,7 +1080,14 @@ static cJSON *run_identity(const struct ftk_eval_run_opts *o, const struct ftk_e
 	return id;
 }
 
-static int check_run_json(const char *dir, cJSON *id, struct ftk_error *err)
+/*
+ * A new run.json is the identity plus "suite_path" (absolute), so that
+ * ftk-review can find the cases' prompts and sources without being told.
+ * suite_path is not part of the identity: a resume from another directory
+ * names the same suite by another relative path.
+ */
+static int check_run_json(const char *dir, cJSON *id, const char *suite_path,
+			  struct ftk_error *err)
 {
 	struct strbuf p = STRBUF_INIT, data = STRBUF_INIT;
 	strbuf_addf(&p, "%s/run.json", dir);
@@ -1105,7 +1112,13 @@ static int check_run_json(const char *dir, cJSON *id, struct ftk_error *err)
 			cJSON_Delete(old);
 		}
 	} else {
-		char *s = cJSON_Print(id);
+		cJSON *w = cJSON_Duplicate(id, 1);
+		char *abs = suite_path ? realpath(suite_path, NULL) : NULL;
+		if (suite_path)
+			cJSON_AddStringToObject(w, "suite_path", abs ? abs : suite_path);
+		free(abs);
+		char *s = cJSON_Print(w);
+		cJSON_Delete(w);
 		FILE *f = fopen(p.buf, "w");
 		if (!f || fputs(s, f) < 0 || fputc('\n', f) < 0)
 			rc = ftk_error_set(err, FTK_EIO, p.buf, 0, NULL, "cannot write: %s", strerror(errno));
@@ -1284,7 +1297,7 @@ int ftk_eval_run(const struct ftk_eval_run_opts *o, struct ftk_eval_run_stats *s
 	if (rc < 0)
 		goto out;
 	cJSON *ident = run_identity(o, c.suite);
-	rc = check_run_json(o->run_dir, ident, err);
+	rc = check_run_json(o->run_dir, ident, o->suite_path, err);
 	cJSON_Delete(ident);
 	if (rc < 0)
 		goto out;

@@ -53,6 +53,7 @@ static const char usage[] =
 	"\n"
 	"Options:\n"
 	"      --suite FILE      the eval suite, to show each case's prompt and sources\n"
+	"                        (default: the one run.json names, if it is still there)\n"
 	"                        (the run's results do not hold them)\n"
 	"      --all             every case, not only the flagged ones\n"
 	"      --filter WORD     only cases whose id, flag, failure or failing judge\n"
@@ -876,6 +877,11 @@ int cmd_review(int argc, char **argv)
 	if (u.run.bad_reviews)
 		warning("%s (%ld unreadable review lines skipped)", ftk_error_format(&e, b, sizeof(b)),
 			u.run.bad_reviews);
+	/* without --suite, the suite the run was made from (run.json's suite_path) */
+	const char *recorded = cJSON_GetStringValue(
+		cJSON_GetObjectItemCaseSensitive(u.run.runinfo, "suite_path"));
+	if (!suite_path && recorded && access(recorded, R_OK) == 0)
+		suite_path = recorded;
 	if (suite_path && ftk_eval_suite_load(&u.suite, suite_path, &e) < 0) {
 		error("%s", ftk_error_format(&e, b, sizeof(b)));
 		ftk_review_run_release(&u.run);
