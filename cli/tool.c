@@ -120,6 +120,17 @@ long ftk_tool_parse_long(struct ftk_tool *t, const char *opt, const char *s, lon
 	return v;
 }
 
+double ftk_tool_parse_double(struct ftk_tool *t, const char *opt, const char *s, double lo,
+			     double hi)
+{
+	char *end;
+	errno = 0;
+	double v = strtod(s, &end);
+	if (!*s || *end || errno || !(v >= lo && v <= hi))
+		ftk_tool_usage_error(t, "%s needs a number from %g to %g, not '%s'", opt, lo, hi, s);
+	return v;
+}
+
 void ftk_tool_start(struct ftk_tool *t, int n_inputs, char **inputs)
 {
 	static char *stdin_only[] = { "-" };

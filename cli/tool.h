@@ -190,6 +190,9 @@ void ftk_tool_reject(struct ftk_tool *t, const struct ftk_line *line, const char
  * "ftk-x: OPT needs an integer from LO to HI, not 'S'".
  */
 long ftk_tool_parse_long(struct ftk_tool *t, const char *opt, const char *s, long lo, long hi);
+/* The same for a number in [lo, hi] ("OPT needs a number from LO to HI, not 'S'"). */
+double ftk_tool_parse_double(struct ftk_tool *t, const char *opt, const char *s, double lo,
+			     double hi);
 
 /* Add n to a named counter (shown in the summary and --stats "counts"). */
 void ftk_tool_count(struct ftk_tool *t, const char *key, uint64_t n);

@@ -142,15 +142,6 @@ static const struct option long_opts[] = {
 
 static struct ftk_tool tool;
 
-static double num_arg(const char *opt, const char *s, double lo, double hi)
-{
-	char *end;
-	double v = strtod(s, &end);
-	if (end == s || *end || isnan(v) || v < lo || v > hi)
-		ftk_tool_usage_error(&tool, "%s: '%s' is not a number in [%g, %g]", opt, s, lo, hi);
-	return v;
-}
-
 static double jnum(const cJSON *o, const char *k)
 {
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
@@ -568,23 +559,23 @@ int cmd_eval(int argc, char **argv)
 		case OPT_MODEL: o.model = optarg; break;
 		case OPT_MODEL_DIR: o.model_dir = optarg; break;
 		case OPT_ADAPTER: o.adapter_dir = optarg; break;
-		case 'j': o.jobs = (int)num_arg("--jobs", optarg, 1, 1024); break;
-		case OPT_SAMPLES: o.samples = (int)num_arg("--samples", optarg, 1, 10000); break;
-		case OPT_LIMIT: o.limit = (long)num_arg("--limit", optarg, 1, 1e12); break;
+		case 'j': o.jobs = (int)ftk_tool_parse_long(&tool, "--jobs", optarg, 1, 1024); break;
+		case OPT_SAMPLES: o.samples = (int)ftk_tool_parse_long(&tool, "--samples", optarg, 1, 10000); break;
+		case OPT_LIMIT: o.limit = (long)ftk_tool_parse_long(&tool, "--limit", optarg, 1, 1000000000000L); break;
 		case OPT_API_KEY_ENV: o.api_key_env = optarg; break;
-		case OPT_TIMEOUT: o.timeout_s = num_arg("--timeout", optarg, 0.001, 1e6); break;
-		case OPT_RETRIES: o.max_attempts = (int)num_arg("--retries", optarg, 1, 100); break;
-		case OPT_RETRY_BASE: o.retry_base_s = num_arg("--retry-base", optarg, 0, 3600); break;
-		case OPT_RETRY_MAX: o.retry_max_wait_s = num_arg("--retry-max-wait", optarg, 0.001, 86400); break;
+		case OPT_TIMEOUT: o.timeout_s = ftk_tool_parse_double(&tool, "--timeout", optarg, 0.001, 1e6); break;
+		case OPT_RETRIES: o.max_attempts = (int)ftk_tool_parse_long(&tool, "--retries", optarg, 1, 100); break;
+		case OPT_RETRY_BASE: o.retry_base_s = ftk_tool_parse_double(&tool, "--retry-base", optarg, 0, 3600); break;
+		case OPT_RETRY_MAX: o.retry_max_wait_s = ftk_tool_parse_double(&tool, "--retry-max-wait", optarg, 0.001, 86400); break;
 		case OPT_CACHE: o.cache_dir = optarg; break;
 		case OPT_NO_CACHE: o.no_cache = 1; break;
 		case OPT_JUDGE_ENDPOINT: o.judge_endpoint = optarg; break;
 		case OPT_JUDGE_KEY: o.judge_api_key_env = optarg; break;
-		case OPT_USD_IN: p.in = num_arg("--usd-per-mtok-in", optarg, 0, 1e9); have_in = 1; break;
-		case OPT_USD_OUT: p.out = num_arg("--usd-per-mtok-out", optarg, 0, 1e9); have_out = 1; break;
+		case OPT_USD_IN: p.in = ftk_tool_parse_double(&tool, "--usd-per-mtok-in", optarg, 0, 1e9); have_in = 1; break;
+		case OPT_USD_OUT: p.out = ftk_tool_parse_double(&tool, "--usd-per-mtok-out", optarg, 0, 1e9); have_out = 1; break;
 		case OPT_RATES: rates = optarg; break;
 		case OPT_JSON: json = 1; break;
-		case OPT_ALPHA: alpha = num_arg("--alpha", optarg, 1e-12, 0.5); break;
+		case OPT_ALPHA: alpha = ftk_tool_parse_double(&tool, "--alpha", optarg, 1e-12, 0.5); break;
 		case OPT_REVIEWS: reviews = optarg; break;
 		default: ftk_tool_usage_error(&tool, NULL);
 		}

@@ -232,14 +232,9 @@ int cmd_decontam(int argc, char **argv)
 				ftk_tool_usage_error(&d->t, "too many --eval files");
 			evals[n_evals++] = optarg;
 			break;
-		case OPT_NGRAM: {
-			char *end;
-			long v = strtol(optarg, &end, 10);
-			if (*end || end == optarg || v < 1 || v > 1000)
-				ftk_tool_usage_error(&d->t, "--ngram must be an integer from 1 to 1000, not '%s'", optarg);
-			d->ngram = (int)v;
+		case OPT_NGRAM:
+			d->ngram = (int)ftk_tool_parse_long(&d->t, "--ngram", optarg, 1, 1000);
 			break;
-		}
 		case OPT_KEY: key = optarg; break;
 		case OPT_NORMALIZE: norm = optarg; break;
 		case OPT_REPORT: d->report = 1; break;

@@ -234,16 +234,6 @@ static size_t parse_size(struct ftk_tool *t, const char *s)
 	return (size_t)v;
 }
 
-static long parse_int(struct ftk_tool *t, const char *opt, const char *s, long lo, long hi)
-{
-	char *end;
-	errno = 0;
-	long v = strtol(s, &end, 10);
-	if (errno || end == s || *end || v < lo || v > hi)
-		ftk_tool_usage_error(t, "%s must be an integer from %ld to %ld, not '%s'", opt, lo, hi, s);
-	return v;
-}
-
 /* ---------------------------------------------------------------- signing in batches */
 
 struct job {
@@ -1000,7 +990,7 @@ int cmd_dedupe(int argc, char **argv)
 				ftk_tool_usage_error(&c->t, "unknown mode '%s' (exact or near)", optarg);
 			break;
 		case OPT_NEAR: c->p.near = 1; break;
-		case OPT_NGRAM: c->p.ngram = (int)parse_int(&c->t, "--ngram", optarg, 1, 1000); break;
+		case OPT_NGRAM: c->p.ngram = (int)ftk_tool_parse_long(&c->t, "--ngram", optarg, 1, 1000); break;
 		case OPT_THRESHOLD: {
 			char *end;
 			c->threshold = strtod(optarg, &end);
@@ -1009,8 +999,8 @@ int cmd_dedupe(int argc, char **argv)
 			have_threshold = 1;
 			break;
 		}
-		case OPT_BANDS: bands = (int)parse_int(&c->t, "--bands", optarg, 1, FTK_MINHASH_MAX_PERM); break;
-		case OPT_ROWS: rows = (int)parse_int(&c->t, "--rows", optarg, 1, FTK_MINHASH_MAX_PERM); break;
+		case OPT_BANDS: bands = (int)ftk_tool_parse_long(&c->t, "--bands", optarg, 1, FTK_MINHASH_MAX_PERM); break;
+		case OPT_ROWS: rows = (int)ftk_tool_parse_long(&c->t, "--rows", optarg, 1, FTK_MINHASH_MAX_PERM); break;
 		case OPT_FAST: c->p.fast = 1; break;
 		case OPT_SEED: {
 			char *end;
@@ -1033,7 +1023,7 @@ int cmd_dedupe(int argc, char **argv)
 		case OPT_CLUSTERS: c->clusters_path = optarg; break;
 		case OPT_SOURCE: c->p.source_field = optarg; break;
 		case OPT_AGAINST: c->against = optarg; c->against_mode = 1; break;
-		case 'j': c->threads = (int)parse_int(&c->t, "-j", optarg, 1, 64); break;
+		case 'j': c->threads = (int)ftk_tool_parse_long(&c->t, "-j", optarg, 1, 64); break;
 		case OPT_MEMCAP: c->mem_cap = parse_size(&c->t, optarg); break;
 		case OPT_SIGNATURES:
 		case OPT_MERGE:

@@ -20,6 +20,7 @@
  * bytes with the new member spliced in before the closing brace.
  */
 #include <pthread.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -375,14 +376,6 @@ static void *worker_run(void *arg)
 	return NULL;
 }
 
-static long parse_long(struct ftk_tool *t, const char *opt, const char *s, long min)
-{
-	char *end;
-	long v = strtol(s, &end, 10);
-	if (!*s || *end || v < min) ftk_tool_usage_error(t, "%s wants an integer >= %ld, got '%s'", opt, min, s);
-	return v;
-}
-
 int cmd_tokenize(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -439,13 +432,13 @@ int cmd_tokenize(int argc, char **argv)
 			cf.train_on = (enum ftk_train_on)v;
 			break;
 		}
-		case OPT_MAX_TOKENS: cf.max_tokens = parse_long(&t, "--max-tokens", optarg, 1); break;
+		case OPT_MAX_TOKENS: cf.max_tokens = ftk_tool_parse_long(&t, "--max-tokens", optarg, 1, LONG_MAX); break;
 		case OPT_OVERFLOW:
 			if (!strcmp(optarg, "truncate")) cf.truncate = 1;
 			else if (!strcmp(optarg, "drop")) cf.truncate = 0;
 			else ftk_tool_usage_error(&t, "--overflow wants drop or truncate, got '%s'", optarg);
 			break;
-		case OPT_TOKENS_PER_SHARD: tokens_per_shard = parse_long(&t, "--tokens-per-shard", optarg, 1); break;
+		case OPT_TOKENS_PER_SHARD: tokens_per_shard = ftk_tool_parse_long(&t, "--tokens-per-shard", optarg, 1, LONG_MAX); break;
 		case OPT_PREFERENCE: cf.preference = 1; break;
 		case OPT_TEMPLATE_VAR:
 			if (!strchr(optarg, '=') || optarg[0] == '=')
@@ -453,7 +446,7 @@ int cmd_tokenize(int argc, char **argv)
 			FTK_ALLOC_GROW(tvars, n_tvars + 1, alloc_tvars);
 			tvars[n_tvars++] = optarg;
 			break;
-		case 'j': threads = parse_long(&t, "-j", optarg, 1); break;
+		case 'j': threads = ftk_tool_parse_long(&t, "-j", optarg, 1, LONG_MAX); break;
 		default: ftk_tool_usage_error(&t, NULL);
 		}
 	}

@@ -16,6 +16,7 @@
  * its KV cache, the adapter applied, the tokenizer and the chat template.
  */
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,17 +54,6 @@ enum {
 	OPT_SEED,
 	OPT_MAX_SEQ,
 };
-
-static double parse_num(struct ftk_tool *t, const char *opt, const char *s, double lo, double hi,
-			int integer)
-{
-	char *end;
-	double v = strtod(s, &end);
-	if (!*s || *end || v < lo || v > hi || (integer && v != (double)(long long)v))
-		ftk_tool_usage_error(t, "%s needs %s in [%g, %g], not '%s'", opt,
-				     integer ? "an integer" : "a number", lo, hi, s);
-	return v;
-}
 
 /* The record's bytes with the new members spliced in before its closing brace. */
 static void emit_with_output(struct ftk_tool *t, const struct ftk_line *line,
@@ -129,12 +119,12 @@ int cmd_generate(int argc, char **argv)
 			else
 				ftk_tool_usage_error(&t, "--quant must be nf4 or none, not '%s'", optarg);
 			break;
-		case OPT_MAX_TOKENS: g.max_tokens = (int)parse_num(&t, "--max-tokens", optarg, 0, 1e7, 1); break;
-		case OPT_TEMPERATURE: g.temperature = (float)parse_num(&t, "--temperature", optarg, 0, 100, 0); break;
-		case OPT_TOP_K: g.top_k = (int)parse_num(&t, "--top-k", optarg, 0, 1e9, 1); break;
-		case OPT_TOP_P: g.top_p = (float)parse_num(&t, "--top-p", optarg, 1e-6, 1, 0); break;
-		case OPT_SEED: g.seed = (uint64_t)parse_num(&t, "--seed", optarg, 0, 9007199254740992.0, 1); break;
-		case OPT_MAX_SEQ: io.max_seq = (int)parse_num(&t, "--max-seq", optarg, 1, 1e7, 1); break;
+		case OPT_MAX_TOKENS: g.max_tokens = (int)ftk_tool_parse_long(&t, "--max-tokens", optarg, 0, 10000000); break;
+		case OPT_TEMPERATURE: g.temperature = (float)ftk_tool_parse_double(&t, "--temperature", optarg, 0, 100); break;
+		case OPT_TOP_K: g.top_k = (int)ftk_tool_parse_long(&t, "--top-k", optarg, 0, 1000000000); break;
+		case OPT_TOP_P: g.top_p = (float)ftk_tool_parse_double(&t, "--top-p", optarg, 1e-6, 1); break;
+		case OPT_SEED: g.seed = (uint64_t)ftk_tool_parse_long(&t, "--seed", optarg, 0, LONG_MAX); break;
+		case OPT_MAX_SEQ: io.max_seq = (int)ftk_tool_parse_long(&t, "--max-seq", optarg, 1, 10000000); break;
 		default: ftk_tool_usage_error(&t, NULL);
 		}
 	}

@@ -133,26 +133,6 @@ static void on_signal(int sig)
 	stop_flag = 1;
 }
 
-static double parse_num(struct ftk_tool *t, const char *opt, const char *s, double lo, double hi)
-{
-	char *end;
-	errno = 0;
-	double v = strtod(s, &end);
-	if (!*s || *end || errno || !(v >= lo && v <= hi))
-		ftk_tool_usage_error(t, "%s needs a number in [%g, %g], not '%s'", opt, lo, hi, s);
-	return v;
-}
-
-static long parse_int(struct ftk_tool *t, const char *opt, const char *s, long lo, long hi)
-{
-	char *end;
-	errno = 0;
-	long v = strtol(s, &end, 10);
-	if (!*s || *end || errno || v < lo || v > hi)
-		ftk_tool_usage_error(t, "%s needs an integer in [%ld, %ld], not '%s'", opt, lo, hi, s);
-	return v;
-}
-
 /* An absolute path, so that --resume works from any directory. */
 static void set_path(struct ftk_tool *t, char *dst, const char *opt, const char *arg)
 {
@@ -264,7 +244,7 @@ int cmd_train(int argc, char **argv)
 			else
 				ftk_tool_usage_error(&t, "--objective must be sft or dpo, not '%s'", optarg);
 			break;
-		case OPT_BETA: o.beta = parse_num(&t, "--beta", optarg, 1e-9, 1e6); break;
+		case OPT_BETA: o.beta = ftk_tool_parse_double(&t, "--beta", optarg, 1e-9, 1e6); break;
 		case OPT_QUANT:
 			if (!strcmp(optarg, "nf4"))
 				o.quant = FTK_QUANT_NF4;
@@ -277,38 +257,38 @@ int cmd_train(int argc, char **argv)
 			if (ftk_lora_parse_targets(optarg, &o.lora.targets, &err) < 0)
 				ftk_tool_usage_error(&t, "--targets: %s", err.msg);
 			break;
-		case OPT_RANK: o.lora.rank = (int)parse_int(&t, "--rank", optarg, 1, 65536); break;
-		case OPT_ALPHA: o.lora.alpha = (float)parse_num(&t, "--alpha", optarg, -1e9, 1e9); break;
+		case OPT_RANK: o.lora.rank = (int)ftk_tool_parse_long(&t, "--rank", optarg, 1, 65536); break;
+		case OPT_ALPHA: o.lora.alpha = (float)ftk_tool_parse_double(&t, "--alpha", optarg, -1e9, 1e9); break;
 		case OPT_RSLORA: o.lora.rslora = 1; break;
 		case OPT_DROPOUT:
-			o.lora.dropout = (float)parse_num(&t, "--dropout", optarg, 0, 0.999);
+			o.lora.dropout = (float)ftk_tool_parse_double(&t, "--dropout", optarg, 0, 0.999);
 			break;
-		case OPT_LR: o.lr = parse_num(&t, "--lr", optarg, 1e-12, 1e3); break;
+		case OPT_LR: o.lr = ftk_tool_parse_double(&t, "--lr", optarg, 1e-12, 1e3); break;
 		case OPT_SCHEDULE:
 			if (ftk_sched_parse(optarg, &o.sched.kind, &err) < 0)
 				ftk_tool_usage_error(&t, "--schedule: %s", err.msg);
 			break;
-		case OPT_WARMUP: o.sched.warmup = parse_int(&t, "--warmup", optarg, 0, LONG_MAX); break;
-		case OPT_MIN_LR: o.sched.min_ratio = parse_num(&t, "--min-lr-ratio", optarg, 0, 1); break;
-		case OPT_BETA1: o.adamw.beta1 = parse_num(&t, "--beta1", optarg, 0, 0.999999999); break;
-		case OPT_BETA2: o.adamw.beta2 = parse_num(&t, "--beta2", optarg, 0, 0.999999999); break;
-		case OPT_EPS: o.adamw.eps = parse_num(&t, "--eps", optarg, 1e-30, 1); break;
-		case OPT_WD: o.adamw.weight_decay = parse_num(&t, "--weight-decay", optarg, 0, 1e3); break;
-		case OPT_CLIP: o.max_grad_norm = parse_num(&t, "--max-grad-norm", optarg, 0, 1e30); break;
-		case OPT_BATCH: o.batch = (int)parse_int(&t, "--batch", optarg, 1, 1 << 20); break;
-		case OPT_ACCUM: o.grad_accum = (int)parse_int(&t, "--grad-accum", optarg, 1, 1 << 20); break;
-		case OPT_SEQ: o.seq_len = (int)parse_int(&t, "--seq-len", optarg, 2, 1 << 24); break;
-		case OPT_EPOCHS: o.epochs = (int)parse_int(&t, "--epochs", optarg, 1, 1 << 20); break;
-		case OPT_MAX_STEPS: o.max_steps = parse_int(&t, "--max-steps", optarg, 0, LONG_MAX); break;
-		case OPT_EVAL_EVERY: o.eval_every = parse_int(&t, "--eval-every", optarg, 0, LONG_MAX); break;
-		case OPT_CKPT_EVERY: o.ckpt_every = parse_int(&t, "--ckpt-every", optarg, 0, LONG_MAX); break;
-		case OPT_KEEP: o.keep = (int)parse_int(&t, "--keep", optarg, 0, 1 << 20); break;
+		case OPT_WARMUP: o.sched.warmup = ftk_tool_parse_long(&t, "--warmup", optarg, 0, LONG_MAX); break;
+		case OPT_MIN_LR: o.sched.min_ratio = ftk_tool_parse_double(&t, "--min-lr-ratio", optarg, 0, 1); break;
+		case OPT_BETA1: o.adamw.beta1 = ftk_tool_parse_double(&t, "--beta1", optarg, 0, 0.999999999); break;
+		case OPT_BETA2: o.adamw.beta2 = ftk_tool_parse_double(&t, "--beta2", optarg, 0, 0.999999999); break;
+		case OPT_EPS: o.adamw.eps = ftk_tool_parse_double(&t, "--eps", optarg, 1e-30, 1); break;
+		case OPT_WD: o.adamw.weight_decay = ftk_tool_parse_double(&t, "--weight-decay", optarg, 0, 1e3); break;
+		case OPT_CLIP: o.max_grad_norm = ftk_tool_parse_double(&t, "--max-grad-norm", optarg, 0, 1e30); break;
+		case OPT_BATCH: o.batch = (int)ftk_tool_parse_long(&t, "--batch", optarg, 1, 1 << 20); break;
+		case OPT_ACCUM: o.grad_accum = (int)ftk_tool_parse_long(&t, "--grad-accum", optarg, 1, 1 << 20); break;
+		case OPT_SEQ: o.seq_len = (int)ftk_tool_parse_long(&t, "--seq-len", optarg, 2, 1 << 24); break;
+		case OPT_EPOCHS: o.epochs = (int)ftk_tool_parse_long(&t, "--epochs", optarg, 1, 1 << 20); break;
+		case OPT_MAX_STEPS: o.max_steps = ftk_tool_parse_long(&t, "--max-steps", optarg, 0, LONG_MAX); break;
+		case OPT_EVAL_EVERY: o.eval_every = ftk_tool_parse_long(&t, "--eval-every", optarg, 0, LONG_MAX); break;
+		case OPT_CKPT_EVERY: o.ckpt_every = ftk_tool_parse_long(&t, "--ckpt-every", optarg, 0, LONG_MAX); break;
+		case OPT_KEEP: o.keep = (int)ftk_tool_parse_long(&t, "--keep", optarg, 0, 1 << 20); break;
 		case OPT_SEED:
-			o.seed = (uint64_t)parse_int(&t, "--seed", optarg, 0, (1L << 53) - 1);
+			o.seed = (uint64_t)ftk_tool_parse_long(&t, "--seed", optarg, 0, (1L << 53) - 1);
 			break;
-		case OPT_THREADS: o.threads = (int)parse_int(&t, "--threads", optarg, 0, 4096); break;
+		case OPT_THREADS: o.threads = (int)ftk_tool_parse_long(&t, "--threads", optarg, 0, 4096); break;
 		case OPT_CKPT_ACT: o.checkpoint_activations = 1; break;
-		case OPT_USD: usd_per_hour = parse_num(&t, "--usd-per-hour", optarg, 0, 1e9); break;
+		case OPT_USD: usd_per_hour = ftk_tool_parse_double(&t, "--usd-per-hour", optarg, 0, 1e9); break;
 		case OPT_DEVICE:
 			if (strcmp(optarg, "cpu") && strcmp(optarg, "cuda"))
 				ftk_tool_usage_error(&t, "--device must be cpu or cuda, not '%s'", optarg);
@@ -316,8 +296,8 @@ int cmd_train(int argc, char **argv)
 			break;
 		case OPT_DIST: dist_mode = optarg; break;
 		case OPT_PLAN: plan_only = 1; break;
-		case OPT_GPUS: gpus = (int)parse_int(&t, "--gpus", optarg, 1, 65536); break;
-		case OPT_DEVMEM: devmem_gib = parse_num(&t, "--device-memory", optarg, 1e-6, 1e6); break;
+		case OPT_GPUS: gpus = (int)ftk_tool_parse_long(&t, "--gpus", optarg, 1, 65536); break;
+		case OPT_DEVMEM: devmem_gib = ftk_tool_parse_double(&t, "--device-memory", optarg, 1e-6, 1e6); break;
 		case OPT_SELFTEST: selftest = 1; break;
 		default: ftk_tool_usage_error(&t, NULL);
 		}
