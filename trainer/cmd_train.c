@@ -444,10 +444,11 @@ int cmd_train(int argc, char **argv)
 		if (o.world > 1)	/* the other ranks would wait for this one for ever */
 			ftk_dist_abort(dist, exit_code);
 	} else if (res.interrupted) {
-		fprintf(stderr,
-			"ftk-train: stopped at step %ld of %ld; checkpoint saved; continue with: "
-			"ftk-train --resume %s\n",
-			res.steps, res.total_steps, o.out);
+		if (o.rank == 0)	/* every rank stopped at this step; one says so */
+			fprintf(stderr,
+				"ftk-train: stopped at step %ld of %ld; checkpoint saved; continue "
+				"with: ftk-train --resume %s\n",
+				res.steps, res.total_steps, o.out);
 	} else if (!t.quiet) {
 		fprintf(stderr, "ftk-train: %ld steps (%s step %ld), loss %.4f", res.steps,
 			res.resumed ? "resumed at" : "from", res.start_step, res.last_loss);

@@ -399,6 +399,11 @@ static int hook_grads(void *ctx, float *grads, size_t n, double *loss_sum, struc
 	return rc;
 }
 
+static int hook_max(void *ctx, int *flag, struct ftk_error *err)
+{
+	return ftk_dist_max_int(ctx, flag, err);
+}
+
 void ftk_dist_attach(struct ftk_dist *d, struct ftk_train_opts *o)
 {
 	o->rank = ftk_dist_rank(d);
@@ -406,6 +411,7 @@ void ftk_dist_attach(struct ftk_dist *d, struct ftk_train_opts *o)
 	if (o->world > 1) {
 		o->reduce_count = hook_count;
 		o->reduce_grads = hook_grads;
+		o->reduce_max = hook_max;
 		o->reduce_ctx = d;
 	}
 }

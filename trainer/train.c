@@ -518,7 +518,10 @@ static int dpo_grads(struct run *r, double *loss_sum, long *pairs, double *acc,
 				   &right, err);
 	}
 	free(ref);
-	*acc = local ? (double)right / (double)local : 0;	/* this rank's pairs */
+	/* the accuracy of the global batch: every rank's right answers over P */
+	if (rc == 0 && r->o->reduce_count)
+		rc = r->o->reduce_count(r->o->reduce_ctx, &right, err);
+	*acc = P ? (double)right / (double)P : 0;
 	return rc;
 }
 
@@ -906,6 +909,10 @@ int ftk_train_run(const struct ftk_train_opts *o, int resume, struct ftk_train_r
 			}
 		}
 		int stopping = o->stop && *o->stop;
+		if (o->reduce_max && (rc = o->reduce_max(o->reduce_ctx, &stopping, err)) < 0) {
+			strbuf_release(&line);
+			goto out;
+		}
 		if ((o->ckpt_every > 0 && r->step % o->ckpt_every == 0) || r->step == r->total ||
 		    stopping) {
 			if ((rc = save_ckpt(r, err)) < 0) {

@@ -87,6 +87,14 @@ struct ftk_train_opts {
 	int (*reduce_count)(void *ctx, long *count, struct ftk_error *err);
 	int (*reduce_grads)(void *ctx, float *grads, size_t n, double *loss_sum,
 			    struct ftk_error *err);
+	/*
+	 * Called once per step on every rank with this rank's stop flag (0 or
+	 * 1); must leave the maximum over ranks, so that a signal that reached
+	 * one rank a step before the others still stops them all at the same
+	 * step (a rank that left alone would leave the rest waiting in their
+	 * next all-reduce).  NULL on one process.
+	 */
+	int (*reduce_max)(void *ctx, int *flag, struct ftk_error *err);
 	void *reduce_ctx;
 	/* The compute backend (--device; issue 9); NULL: the CPU backend. */
 	const struct ftk_backend *backend;
