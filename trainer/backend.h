@@ -31,6 +31,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "trainer/nf4.h"
+#include "trainer/optim_ops.h"
 
 enum ftk_quant { FTK_QUANT_NONE = 0, FTK_QUANT_NF4 = 1 };
 
@@ -160,6 +161,21 @@ struct ftk_backend {
 	 * table so that tables written before it need not mention it.
 	 */
 	void (*gemm_batch)(int n, const struct ftk_gemm_args *g);
+
+	/*
+	 * The optimizer over the flat LoRA arrays (alloc_shared memory), so
+	 * that clipping and AdamW run where the gradients are and the host
+	 * never walks them (on CUDA that would move every page of managed
+	 * memory to the host and back each step).  sumsq returns the sum of
+	 * x[i]^2 accumulated in double; scale does x[i] *= s; adamw applies
+	 * optim_ops.h's ftk_adamw_update to each i.  All three finish before
+	 * they return.  May be NULL: optim.c then runs optim_ops.h's host
+	 * loops over the shared memory.
+	 */
+	double (*sumsq)(const float *x, size_t n);
+	void (*scale)(float *x, float s, size_t n);
+	void (*adamw)(float *w, float *m, float *v, const float *g, size_t n,
+		      const struct ftk_adamw_consts *c);
 };
 
 /* The reference CPU backend (OpenBLAS + threads). */

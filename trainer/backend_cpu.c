@@ -714,6 +714,9 @@ const struct ftk_backend ftk_backend_cpu = {
 	/* .embed = */ cpu_embed,
 	/* .add_bias = */ cpu_add_bias,
 	/* .gemm_batch = */ cpu_gemm_batch,
+	/* .sumsq = */ ftk_sumsq_array,
+	/* .scale = */ ftk_scale_array,
+	/* .adamw = */ ftk_adamw_array,
 };
 
 const struct ftk_backend *ftk_backend_get(const char *name)

@@ -35,11 +35,12 @@
  *               query row (dP, softmax backward, dQ) and one per key row
  *               (dK, dV summed over the query heads of its group), so no
  *               atomics are needed.  No flash-attention kernel yet.
- *   optimizer   ftk_cuda_adamw (optim_ops.h's ftk_adamw_update per element)
- *               and ftk_cuda_sumsq (the global gradient norm's sum of
- *               squares, a block reduction in double) are exported for the
- *               selftest and the dev/cuda harness; the trainer still runs
- *               AdamW on the host over managed memory.
+ *   optimizer   the table's adamw (optim_ops.h's ftk_adamw_update per
+ *               element), sumsq (the global gradient norm's sum of squares,
+ *               a block reduction in double) and scale (clipping), so the
+ *               trainer clips and steps on the GPU over the managed LoRA
+ *               arrays; adamw and sumsq are also exported as
+ *               ftk_cuda_adamw / ftk_cuda_sumsq for the dev/cuda harness.
  *
  * Nothing here has run on a GPU in the session that wrote it: it compiles
  * with -Werror for sm_80, sm_89 and sm_90, and `ftk-train --selftest` on a
@@ -695,6 +696,43 @@ __global__ void k_sumsq(double *out, const float *g, size_t n)
 		out[blockIdx.x] = part[0];
 }
 
+__global__ void k_scale(float *x, float s, size_t n)
+{
+	size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+	if (i < n)
+		x[i] = ftk_clip_scale(x[i], s);
+}
+
+/* The optimizer entries: the LoRA arrays are managed memory, so each waits for its kernel. */
+static double cu_sumsq(const float *x, size_t n)
+{
+	enum { NB = 256 };
+	double *d, h[NB], s = 0;
+	CK(cudaMalloc((void **)&d, NB * sizeof(double)));
+	k_sumsq<<<NB, THREADS>>>(d, x, n);
+	CK(cudaGetLastError());
+	CK(cudaMemcpy(h, d, sizeof(h), cudaMemcpyDeviceToHost));
+	CK(cudaFree(d));
+	for (int i = 0; i < NB; i++)
+		s += h[i];
+	return s;
+}
+
+static void cu_scale(float *x, float s, size_t n)
+{
+	k_scale<<<blocks_for(n), THREADS>>>(x, s, n);
+	CK(cudaGetLastError());
+	CK(cudaDeviceSynchronize());
+}
+
+static void cu_adamw(float *w, float *m, float *v, const float *g, size_t n,
+		     const struct ftk_adamw_consts *c)
+{
+	k_adamw<<<blocks_for(n), THREADS>>>(w, m, v, g, n, *c);
+	CK(cudaGetLastError());
+	CK(cudaDeviceSynchronize());
+}
+
 static const struct ftk_backend cuda_table = {
 	/* .name = */ "cuda",
 	/* .alloc = */ cu_alloc,
@@ -725,6 +763,9 @@ static const struct ftk_backend cuda_table = {
 	/* .embed = */ cu_embed,
 	/* .add_bias = */ cu_add_bias,
 	/* .gemm_batch = */ cu_gemm_batch,
+	/* .sumsq = */ cu_sumsq,
+	/* .scale = */ cu_scale,
+	/* .adamw = */ cu_adamw,
 };
 
 /* ---------------------------------------------------------------- exports (device.h) */
@@ -782,23 +823,13 @@ __attribute__((visibility("default"))) void ftk_cuda_adamw(float *w, float *m, f
 							   const float *g, size_t n,
 							   const struct ftk_adamw_consts *c)
 {
-	k_adamw<<<blocks_for(n), THREADS>>>(w, m, v, g, n, *c);
-	CK(cudaGetLastError());
-	CK(cudaDeviceSynchronize());
+	cu_adamw(w, m, v, g, n, c);
 }
 
 /* Sum of squares of n device floats, accumulated in double (the global grad norm squared). */
 __attribute__((visibility("default"))) double ftk_cuda_sumsq(const float *g, size_t n)
 {
-	enum { NB = 256 };
-	double *d, h[NB], s = 0;
-	CK(cudaMalloc((void **)&d, NB * sizeof(double)));
-	k_sumsq<<<NB, THREADS>>>(d, g, n);
-	CK(cudaMemcpy(h, d, sizeof(h), cudaMemcpyDeviceToHost));
-	CK(cudaFree(d));
-	for (int i = 0; i < NB; i++)
-		s += h[i];
-	return s;
+	return cu_sumsq(g, n);
 }
 
 }

@@ -13,12 +13,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "trainer/backend.h"
 #include "trainer/optim.h"
 #include "trainer/optim_ops.h"
 #include "trainer/safetensors.h"
 
 int ftk_adamw_init(struct ftk_adamw *opt, size_t n, const struct ftk_adamw_opts *o,
 		   struct ftk_error *err)
+{
+	return ftk_adamw_init_on(opt, n, o, NULL, err);
+}
+
+int ftk_adamw_init_on(struct ftk_adamw *opt, size_t n, const struct ftk_adamw_opts *o,
+		      const struct ftk_backend *be, struct ftk_error *err)
 {
 	memset(opt, 0, sizeof(*opt));
 	if (!(o->beta1 >= 0 && o->beta1 < 1) || !(o->beta2 >= 0 && o->beta2 < 1))
@@ -31,8 +38,14 @@ int ftk_adamw_init(struct ftk_adamw *opt, size_t n, const struct ftk_adamw_opts 
 				     o->weight_decay);
 	opt->o = *o;
 	opt->n = n;
-	opt->m = xcalloc(n ? n : 1, sizeof(float));
-	opt->v = xcalloc(n ? n : 1, sizeof(float));
+	if (be && be->adamw && be->alloc_shared) {
+		opt->be = be;
+		opt->m = be->alloc_shared((n ? n : 1) * sizeof(float));
+		opt->v = be->alloc_shared((n ? n : 1) * sizeof(float));
+	} else {
+		opt->m = xcalloc(n ? n : 1, sizeof(float));
+		opt->v = xcalloc(n ? n : 1, sizeof(float));
+	}
 	return 0;
 }
 
@@ -40,8 +53,13 @@ void ftk_adamw_release(struct ftk_adamw *opt)
 {
 	if (!opt)
 		return;
-	free(opt->m);
-	free(opt->v);
+	if (opt->be) {
+		opt->be->free(opt->m);
+		opt->be->free(opt->v);
+	} else {
+		free(opt->m);
+		free(opt->v);
+	}
 	opt->m = opt->v = NULL;
 }
 
@@ -60,27 +78,33 @@ void ftk_adamw_step(struct ftk_adamw *opt, float *params, const float *grads, do
 		.neg_step_size = (float)(-(lr / bc1)),
 		.bc2_sqrt = (float)sqrt(bc2),
 	};
-	for (size_t i = 0; i < opt->n; i++)
-		ftk_adamw_update(&params[i], &opt->m[i], &opt->v[i], grads[i], &c);
+	if (opt->be)
+		opt->be->adamw(params, opt->m, opt->v, grads, opt->n, &c);
+	else
+		ftk_adamw_array(params, opt->m, opt->v, grads, opt->n, &c);
 }
 
 double ftk_grad_norm(const float *g, size_t n)
 {
-	double s = 0;
-	for (size_t i = 0; i < n; i++)
-		s += (double)g[i] * g[i];
-	return sqrt(s);
+	return sqrt(ftk_sumsq_array(g, n));
 }
 
 double ftk_clip_grad_norm(float *g, size_t n, double max_norm)
 {
-	double norm = ftk_grad_norm(g, n);
+	return ftk_clip_grad_norm_on(NULL, g, n, max_norm);
+}
+
+double ftk_clip_grad_norm_on(const struct ftk_backend *be, float *g, size_t n, double max_norm)
+{
+	int dev = be && be->sumsq && be->scale;
+	double norm = sqrt(dev ? be->sumsq(g, n) : ftk_sumsq_array(g, n));
 	if (max_norm > 0) {
 		double coef = max_norm / (norm + 1e-6);
 		if (coef < 1.0) {
-			float s = (float)coef;
-			for (size_t i = 0; i < n; i++)
-				g[i] = ftk_clip_scale(g[i], s);
+			if (dev)
+				be->scale(g, (float)coef, n);
+			else
+				ftk_scale_array(g, (float)coef, n);
 		}
 	}
 	return norm;

@@ -33,8 +33,11 @@ struct ftk_adamw_opts {
 /* PyTorch's defaults apart from weight decay (0 here, as PEFT recipes use). */
 #define FTK_ADAMW_DEFAULTS { 0.9, 0.999, 1e-8, 0.0 }
 
+struct ftk_backend;
+
 struct ftk_adamw {
 	struct ftk_adamw_opts o;
+	const struct ftk_backend *be;	/* where m and v live and the update runs; NULL: host */
 	size_t n;
 	float *m;	/* (n) first moment, exp_avg */
 	float *v;	/* (n) second moment, exp_avg_sq */
@@ -48,6 +51,15 @@ struct ftk_adamw {
  */
 int ftk_adamw_init(struct ftk_adamw *opt, size_t n, const struct ftk_adamw_opts *o,
 		   struct ftk_error *err);
+/*
+ * The same, with the moments in be's shared memory and each step run by
+ * be->adamw (issue 9: on CUDA the update runs on the GPU where the LoRA
+ * parameters and gradients are).  be NULL, or a backend without adamw, is
+ * ftk_adamw_init.  The moments stay addressable from the host, so save and
+ * load work unchanged.
+ */
+int ftk_adamw_init_on(struct ftk_adamw *opt, size_t n, const struct ftk_adamw_opts *o,
+		      const struct ftk_backend *be, struct ftk_error *err);
 void ftk_adamw_release(struct ftk_adamw *opt);
 
 /*
@@ -80,6 +92,8 @@ double ftk_grad_norm(const float *g, size_t n);
  * clipping.
  */
 double ftk_clip_grad_norm(float *g, size_t n, double max_norm);
+/* The same with be's sumsq and scale where it has them (be may be NULL). */
+double ftk_clip_grad_norm_on(const struct ftk_backend *be, float *g, size_t n, double max_norm);
 
 /* ---------------------------------------------------------------- schedules */
 

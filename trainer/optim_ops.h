@@ -23,6 +23,7 @@
 #define FTK_TRAINER_OPTIM_OPS_H
 
 #include <math.h>
+#include <stddef.h>
 
 #ifdef __CUDACC__
 #define FTK_OPT_HD __host__ __device__
@@ -58,5 +59,33 @@ static inline FTK_OPT_HD float ftk_clip_scale(float g, float scale)
 {
 	return g * scale;
 }
+
+#ifndef __CUDACC__
+/*
+ * The host loops over n elements, in index order (the CPU backend's
+ * optimizer entries and optim.c's fallback): the sum of squares is a
+ * sequential sum in double, so it is the same bit for bit on every run.
+ */
+static inline double ftk_sumsq_array(const float *g, size_t n)
+{
+	double s = 0;
+	for (size_t i = 0; i < n; i++)
+		s += (double)g[i] * g[i];
+	return s;
+}
+
+static inline void ftk_scale_array(float *g, float scale, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		g[i] = ftk_clip_scale(g[i], scale);
+}
+
+static inline void ftk_adamw_array(float *w, float *m, float *v, const float *g, size_t n,
+				   const struct ftk_adamw_consts *c)
+{
+	for (size_t i = 0; i < n; i++)
+		ftk_adamw_update(&w[i], &m[i], &v[i], g[i], c);
+}
+#endif
 
 #endif

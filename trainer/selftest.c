@@ -397,8 +397,11 @@ int ftk_selftest_ops(const struct ftk_backend *dev, FILE *out)
 	return fails;
 }
 
-/* The optimizer kernels (CUDA only): AdamW and the gradient norm's sum of squares. */
-static int t_optim(const struct ftk_cuda_api *api, const struct ftk_backend *dev, FILE *out)
+/*
+ * The optimizer entries (sumsq, scale, adamw) over shared memory, as the
+ * trainer calls them, against optim_ops.h's host loops.
+ */
+static int t_optim(const struct ftk_backend *dev, FILE *out)
 {
 	size_t n = 4099;
 	float *w = host_rand(n, 1), *m = host_rand(n, 0.1f), *v = host_rand(n, 0.1f);
@@ -407,24 +410,24 @@ static int t_optim(const struct ftk_cuda_api *api, const struct ftk_backend *dev
 		v[i] = fabsf(v[i]);
 	struct ftk_adamw_consts c = { 0.9f, 0.1f, 0.999f, 0.001f, 1e-8f, 1.0f - 1e-3f * 0.01f,
 				      -1e-3f / 0.1f, sqrtf(0.001f) };
-	float *dw = dev->alloc(n * 4), *dm = dev->alloc(n * 4), *dv = dev->alloc(n * 4);
-	float *dg = dev->alloc(n * 4);
-	dev->upload(dw, w, n * 4), dev->upload(dm, m, n * 4), dev->upload(dv, v, n * 4);
-	dev->upload(dg, g, n * 4);
-	api->adamw(dw, dm, dv, dg, n, &c);
-	double ss = 0;
-	for (size_t i = 0; i < n; i++) {
-		ftk_adamw_update(&w[i], &m[i], &v[i], g[i], &c);
-		ss += (double)g[i] * (double)g[i];
-	}
+	float *dw = dev->alloc_shared(n * 4), *dm = dev->alloc_shared(n * 4);
+	float *dv = dev->alloc_shared(n * 4), *dg = dev->alloc_shared(n * 4);
+	memcpy(dw, w, n * 4), memcpy(dm, m, n * 4), memcpy(dv, v, n * 4), memcpy(dg, g, n * 4);
+	dev->adamw(dw, dm, dv, dg, n, &c);
+	ftk_adamw_array(w, m, v, g, n, &c);
 	struct diff d = { 0, 0 };
 	cmp_f(dev, &d, w, dw, n);
 	cmp_f(dev, &d, m, dm, n);
 	cmp_f(dev, &d, v, dv, n);
 	int fails = report(out, "adamw", &d, TOL_EW);
-	double s2 = api->sumsq(dg, n);
+	double ss = ftk_sumsq_array(g, n), s2 = dev->sumsq(dg, n);
 	struct diff e = { fabs(s2 - ss), ss };
 	fails += report(out, "grad norm (sum sq)", &e, 1e-12);
+	dev->scale(dg, 0.37f, n);
+	ftk_scale_array(g, 0.37f, n);
+	struct diff f = { 0, 0 };
+	cmp_f(dev, &f, g, dg, n);
+	fails += report(out, "clip (scale)", &f, TOL_EW);
 	dev->free(dw), dev->free(dm), dev->free(dv), dev->free(dg);
 	free(w), free(m), free(v), free(g);
 	return fails;
@@ -496,7 +499,6 @@ int ftk_selftest_main(const char *device, const char *model_dir, FILE *out)
 {
 	const struct ftk_backend *dev = NULL;
 	struct ftk_error err;
-	struct ftk_cuda_api api;
 	int cuda = strcmp(device, "cpu") != 0;
 	if (ftk_device_backend(device, 0, &dev, &err) < 0) {
 		if (err.code == FTK_EUSAGE) {
@@ -513,8 +515,6 @@ int ftk_selftest_main(const char *device, const char *model_dir, FILE *out)
 		fprintf(out, "note: --device cpu compares the CPU backend with itself (a check of "
 			     "this harness, not of a GPU)\n");
 	int fails = ftk_selftest_ops(dev, out);
-	if (cuda && ftk_cuda_load(&api, &err) == 0)
-		fails += t_optim(&api, dev, out);
 	struct stat sb;
 	const char *md = model_dir ? model_dir : "datasets/models/stories260K";
 	if (stat(md, &sb) == 0) {
@@ -528,6 +528,10 @@ int ftk_selftest_main(const char *device, const char *model_dir, FILE *out)
 	} else {
 		fprintf(out, "qlora step: NOT RUN (no model at '%s': give --model DIR)\n", md);
 		fails++;
+	}
+	if (dev->adamw && dev->sumsq && dev->scale) {
+		fprintf(out, "optimizer: %s against the host loops\n", dev->name);
+		fails += t_optim(dev, out);
 	}
 	fprintf(out, "%s: %d check%s beyond tolerance\n", fails ? "FAIL" : "PASS", fails,
 		fails == 1 ? "" : "s");

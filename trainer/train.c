@@ -781,7 +781,7 @@ int ftk_train_run(const struct ftk_train_opts *o, int resume, struct ftk_train_r
 	r->sched = o->sched;
 	r->sched.lr = o->lr;
 	r->sched.total = r->total;
-	if ((rc = ftk_adamw_init(&r->opt, r->n, &o->adamw, err)) < 0)
+	if ((rc = ftk_adamw_init_on(&r->opt, r->n, &o->adamw, o->backend, err)) < 0)
 		goto out;
 
 	/* everything loaded: only now does the run directory get its config, so
@@ -862,7 +862,7 @@ int ftk_train_run(const struct ftk_train_opts *o, int resume, struct ftk_train_r
 			strbuf_release(&line);
 			goto out;
 		}
-		double gnorm = ftk_clip_grad_norm(r->grads, r->n, o->max_grad_norm);
+		double gnorm = ftk_clip_grad_norm_on(o->backend, r->grads, r->n, o->max_grad_norm);
 		double lr = ftk_sched_lr(&r->sched, r->step);
 		ftk_adamw_step(&r->opt, r->params, r->grads, lr);
 		r->step++;

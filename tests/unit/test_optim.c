@@ -14,6 +14,7 @@
 #include <cjson/cJSON.h>
 #include "testutil.h"
 #include "lib/strbuf.h"
+#include "trainer/backend.h"
 #include "trainer/optim.h"
 
 static cJSON *load_fixture(void)
@@ -107,6 +108,81 @@ END_TEST
  * f(w) = sum_i a_i (w_i - c_i)^2 / 2 with a spread of curvatures; AdamW with
  * warmup, cosine decay and clipping must land near c.
  */
+/*
+ * A backend's optimizer entries (issue 9: on CUDA they run on the GPU) are
+ * what a step calls when the optimizer is set up on it: the entries below
+ * count their calls and use the shared loops, and a run of clipped steps
+ * through them must equal the host path bit for bit, with every entry used
+ * (a step that silently fell back to the host would leave a count at 0).
+ */
+static int n_sumsq, n_scale, n_adamw, n_alloc;
+
+static double count_sumsq(const float *x, size_t n)
+{
+	n_sumsq++;
+	return ftk_sumsq_array(x, n);
+}
+
+static void count_scale(float *x, float s, size_t n)
+{
+	n_scale++;
+	ftk_scale_array(x, s, n);
+}
+
+static void count_adamw(float *w, float *m, float *v, const float *g, size_t n,
+			const struct ftk_adamw_consts *c)
+{
+	n_adamw++;
+	ftk_adamw_array(w, m, v, g, n, c);
+}
+
+static void *count_alloc(size_t bytes)
+{
+	n_alloc++;
+	return ftk_backend_cpu.alloc_shared(bytes);
+}
+
+START_TEST(backend_entries_run_the_step)
+{
+	enum { N = 37 };
+	struct ftk_backend be = ftk_backend_cpu;
+	be.sumsq = count_sumsq, be.scale = count_scale, be.adamw = count_adamw;
+	be.alloc_shared = count_alloc;
+	float w1[N], w2[N], g1[N], g2[N];
+	for (int i = 0; i < N; i++)
+		w1[i] = w2[i] = (float)cos(i * 0.3);
+	struct ftk_adamw_opts o = { 0.9, 0.99, 1e-8, 0.01 };
+	struct ftk_adamw a, b;
+	ck_assert_int_eq(ftk_adamw_init_on(&a, N, &o, &be, NULL), 0);
+	ck_assert_int_eq(ftk_adamw_init(&b, N, &o, NULL), 0);
+	ck_assert_int_eq(n_alloc, 2);
+	for (int step = 0; step < 5; step++) {
+		for (int i = 0; i < N; i++)
+			g1[i] = g2[i] = (float)sin(i * 1.3 + step) * 4.0f;
+		double n1 = ftk_clip_grad_norm_on(&be, g1, N, 1.0);
+		double n2 = ftk_clip_grad_norm(g2, N, 1.0);
+		ck_assert(n1 == n2);
+		ftk_adamw_step(&a, w1, g1, 0.01);
+		ftk_adamw_step(&b, w2, g2, 0.01);
+	}
+	ck_assert_int_eq(memcmp(w1, w2, sizeof(w1)), 0);
+	ck_assert_int_eq(memcmp(a.m, b.m, N * sizeof(float)), 0);
+	ck_assert_int_eq(memcmp(a.v, b.v, N * sizeof(float)), 0);
+	ck_assert_int_eq(n_sumsq, 5);
+	ck_assert_int_eq(n_scale, 5);	/* every step's norm is above 1 */
+	ck_assert_int_eq(n_adamw, 5);
+	/* a backend without the entries is the host path */
+	struct ftk_backend none = ftk_backend_cpu;
+	none.adamw = NULL;
+	struct ftk_adamw c;
+	ck_assert_int_eq(ftk_adamw_init_on(&c, N, &o, &none, NULL), 0);
+	ck_assert_ptr_null(c.be);
+	ftk_adamw_release(&a);
+	ftk_adamw_release(&b);
+	ftk_adamw_release(&c);
+}
+END_TEST
+
 START_TEST(quadratic_converges)
 {
 	enum { N = 50 };
@@ -238,6 +314,7 @@ static Suite *optim_suite(void)
 	TCase *tc = tcase_create("core");
 	tcase_add_test(tc, adamw_matches_torch);
 	tcase_add_test(tc, quadratic_converges);
+	tcase_add_test(tc, backend_entries_run_the_step);
 	tcase_add_test(tc, weight_decay_alone_shrinks);
 	tcase_add_test(tc, clip_by_global_norm);
 	tcase_add_test(tc, schedules);
