@@ -389,6 +389,11 @@ const char *ftk_model_dir(const struct ftk_model *m)
 	return m->dir;
 }
 
+const struct ftk_backend *ftk_model_backend(const struct ftk_model *m)
+{
+	return m->be;
+}
+
 size_t ftk_model_base_bytes(const struct ftk_model *m)
 {
 	size_t n = m->base_floats * sizeof(float);

@@ -74,6 +74,8 @@ void ftk_model_free(struct ftk_model *m);
 
 const struct ftk_model_config *ftk_model_config(const struct ftk_model *m);
 const char *ftk_model_dir(const struct ftk_model *m);	/* borrowed */
+/* The backend the model computes on (never NULL). */
+const struct ftk_backend *ftk_model_backend(const struct ftk_model *m);
 /* Bytes of the base weights as loaded (NF4 or float32). */
 size_t ftk_model_base_bytes(const struct ftk_model *m);
 

@@ -461,6 +461,7 @@ int ftk_dpo_pairs(struct ftk_model *m, const struct ftk_batch *b, const double *
 {
 	size_t n;
 	float *grads = ftk_model_lora_grad_flat(m, &n);
+	const struct ftk_backend *be = ftk_model_backend(m);
 	size_t T = (size_t)b->T;
 	for (int i = 0; i + 1 < b->B; i += 2) {
 		struct ftk_batch bc = { 1, b->T, b->ids + i * T, b->mask ? b->mask + i * T : NULL,
@@ -482,13 +483,19 @@ int ftk_dpo_pairs(struct ftk_model *m, const struct ftk_batch *b, const double *
 		/* grads += w/norm * d Lc */
 		if ((rc = ftk_model_forward_backward(m, &bc, norm / w, &ls, &nt, err)) < 0)
 			return rc;
-		/* grads -= w/norm * d Lr, through a scratch copy */
-		memcpy(scratch, grads, n * sizeof(float));
+		/* grads -= w/norm * d Lr, through a scratch copy, on the backend
+		 * (scratch - g is exactly -g + scratch) */
+		be->copy(scratch, grads, n * sizeof(float));
 		ftk_model_zero_grad(m);
 		if ((rc = ftk_model_forward_backward(m, &br, norm / w, &ls, &nt, err)) < 0)
 			return rc;
-		for (size_t j = 0; j < n; j++)
-			grads[j] = scratch[j] - grads[j];
+		if (be->scale) {
+			be->scale(grads, -1.0f, n);
+			be->add(grads, scratch, n);
+		} else {
+			for (size_t j = 0; j < n; j++)
+				grads[j] = scratch[j] - grads[j];
+		}
 	}
 	return 0;
 }
@@ -677,11 +684,12 @@ static void release(struct run *r)
 	ftk_data_free(r->train);
 	ftk_data_free(r->val);
 	ftk_adamw_release(&r->opt);
+	if (r->scratch)
+		ftk_model_backend(r->m)->free(r->scratch);
 	ftk_model_free(r->m);
 	if (r->metrics_fd >= 0)
 		close(r->metrics_fd);
 	free(r->config_json);
-	free(r->scratch);
 	free(r->ref_train);
 	free(r->ref_val);
 }
@@ -796,7 +804,7 @@ int ftk_train_run(const struct ftk_train_opts *o, int resume, struct ftk_train_r
 
 	/* DPO's reference: the model as initialised, before any checkpoint is loaded */
 	if (o->objective == FTK_OBJ_DPO) {
-		r->scratch = xmalloc(r->n * sizeof(float) + 1);
+		r->scratch = ftk_model_backend(r->m)->alloc(r->n * sizeof(float) + 1);
 		if ((rc = dpo_reference(r, r->train, &r->ref_train, err)) < 0)
 			goto out;
 		if (r->val && (rc = dpo_reference(r, r->val, &r->ref_val, err)) < 0)

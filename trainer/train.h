@@ -160,7 +160,8 @@ int ftk_train_run(const struct ftk_train_opts *o, int resume, struct ftk_train_r
  * d(sum over pairs of -log sigmoid(z) / norm)/dparam to the model's LoRA
  * gradients, z = beta ((ref_c - L_c) - (ref_r - L_r)), L the rows' summed
  * token losses now; norm is the number of pairs in the whole step.
- * scratch holds as many floats as the LoRA parameters.  *loss_sum gets the
+ * scratch is backend memory (the model's backend) for as many floats as the
+ * LoRA parameters.  *loss_sum gets the
  * pairs' losses added and *right the pairs with z > 0.  Returns 0 or the
  * model's error.
  */
