@@ -25,9 +25,11 @@
  *               buffer with ftk_nf4_decode and hand it to cuBLAS.  This is
  *               "dequantize to tiles feeding cuBLAS", not a fused
  *               dequantize-inside-the-GEMM kernel.
- *   per row     RMSNorm, RoPE, cross-entropy: one thread per row (or head)
- *               calling the ops.h row function.  Correct first; a block per
- *               row with a tree reduction is the obvious next step.
+ *   per row     RMSNorm, RoPE: one thread per row (or head) calling the
+ *               ops.h row function; correct first, a warp per row is the
+ *               next step (dev/cuda/rmsnorm_forward.cu has one).
+ *               Cross-entropy: one block per row over the vocabulary, the
+ *               threads' strided parts combined in shared memory (k_xent).
  *   attention   forward: one fused kernel per (batch, head, query) that
  *               forms the scores against the causal, document-masked keys,
  *               applies ftk_softmax_row and multiplies by V, saving the
@@ -594,25 +596,57 @@ static void cu_swiglu_bwd(float *dgate, float *dup, const float *dout, const flo
 	sync_if_shared(dgate);
 }
 
+/*
+ * One block per row (a row is a whole vocabulary, 32k to 152k logits): each
+ * thread takes a strided share through ops.h's ftk_xent_part_* pieces, and
+ * the block combines the partial maxima (exact in any order) and the
+ * partial sums (double) in shared memory.  The first version gave each row
+ * one thread, which left the GPU nearly idle for a few thousand rows.
+ */
+enum { XENT_THREADS = 256 };
+
 __global__ void k_xent(float *loss, float *logits, const int32_t *target, int M, int V, float gs)
 {
-	int m = blockIdx.x * blockDim.x + threadIdx.x;
-	if (m >= M)
-		return;
+	__shared__ float smax[XENT_THREADS];
+	__shared__ double ssum[XENT_THREADS];
+	int m = blockIdx.x, tid = threadIdx.x, nt = blockDim.x;
 	float *row = logits + (size_t)m * V;
-	if (target[m] < 0) {
-		loss[m] = 0.0f;
+	int t = target[m];
+	if (t < 0) {
 		if (gs != 0.0f)
-			for (int i = 0; i < V; i++)
+			for (int i = tid; i < V; i += nt)
 				row[i] = 0.0f;
+		if (tid == 0)
+			loss[m] = 0.0f;
 		return;
 	}
-	loss[m] = ftk_xent_row(row, V, target[m], gs);
+	smax[tid] = ftk_xent_part_max(row, V, tid, nt);
+	__syncthreads();
+	for (int s = nt / 2; s > 0; s >>= 1) {
+		if (tid < s && smax[tid + s] > smax[tid])
+			smax[tid] = smax[tid + s];
+		__syncthreads();
+	}
+	float mx = smax[0], xt = row[t];
+	__syncthreads();	/* everyone has read x[target] before it is overwritten */
+	ssum[tid] = ftk_xent_part_sum(row, V, mx, tid, nt, gs != 0.0f);
+	__syncthreads();
+	for (int s = nt / 2; s > 0; s >>= 1) {
+		if (tid < s)
+			ssum[tid] += ssum[tid + s];
+		__syncthreads();
+	}
+	double sum = ssum[0];
+	if (gs != 0.0f)
+		ftk_xent_part_grad(row, V, t, sum, gs, tid, nt);
+	if (tid == 0)
+		loss[m] = ftk_xent_loss(mx, sum, xt);
 }
 
 static void cu_xent(float *loss, float *logits, const int32_t *target, int M, int V, float gs)
 {
-	k_xent<<<blocks_for((size_t)M), THREADS>>>(loss, logits, target, M, V, gs);
+	if (M > 0)
+		k_xent<<<M, XENT_THREADS>>>(loss, logits, target, M, V, gs);
 	sync_if_shared(loss);
 }
 

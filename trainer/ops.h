@@ -170,33 +170,70 @@ FTK_HD void ftk_swiglu_bwd(float g, float u, float dout, float *dg, float *du)
 /* ---------------------------------------------------------------- cross-entropy */
 
 /*
+ * Cross-entropy in pieces, so that one thread (the CPU, start 0 stride 1)
+ * or a block of threads (CUDA: thread t takes elements t, t + stride, ...,
+ * and the block combines the partial maxima and sums) run the same
+ * arithmetic:
+ *
+ *     mx  = max over the row              ftk_xent_part_max, then the max of the parts
+ *     sum = sum of exp(x - mx), in double ftk_xent_part_sum, then the sum of the parts
+ *     loss = mx + log(sum) - x[target]    ftk_xent_loss
+ *     x = grad_scale * (exp(x - mx) / sum - onehot)
+ *
+ * part_sum with keep != 0 leaves exp(x - mx) in x for the gradient, which
+ * ftk_xent_part_grad then scales by grad_scale / sum.
+ */
+FTK_HD float ftk_xent_part_max(const float *x, int V, int start, int stride)
+{
+	float mx = -INFINITY;
+	for (int i = start; i < V; i += stride)
+		mx = x[i] > mx ? x[i] : mx;
+	return mx;
+}
+
+FTK_HD double ftk_xent_part_sum(float *x, int V, float mx, int start, int stride, int keep)
+{
+	double sum = 0.0;
+	for (int i = start; i < V; i += stride) {
+		float e = expf(x[i] - mx);
+		if (keep)
+			x[i] = e;
+		sum += (double)e;
+	}
+	return sum;
+}
+
+FTK_HD float ftk_xent_loss(float mx, double sum, float xt)
+{
+	return mx + (float)log(sum) - xt;
+}
+
+/* x holds exp(x - mx) (part_sum with keep): scale it into the gradient. */
+FTK_HD void ftk_xent_part_grad(float *x, int V, int target, double sum, float grad_scale,
+			       int start, int stride)
+{
+	float k = grad_scale / (float)sum;
+	for (int i = start; i < V; i += stride) {
+		x[i] *= k;
+		if (i == target)
+			x[i] -= grad_scale;
+	}
+}
+
+/*
  * Cross-entropy of one row of logits (V) against target: returns
  * -log softmax(x)[target] (computed with the log-sum-exp in double for the
  * sum).  When grad_scale != 0, x becomes grad_scale * (softmax(x) - onehot).
+ * One exp per element: the gradient pass reuses the exps part_sum kept.
  */
 FTK_HD float ftk_xent_row(float *x, int V, int target, float grad_scale)
 {
-	float mx = -INFINITY;
-	for (int i = 0; i < V; i++)
-		mx = x[i] > mx ? x[i] : mx;
+	float mx = ftk_xent_part_max(x, V, 0, 1);
 	float xt = x[target];
-	if (grad_scale == 0.0f) {
-		double sum = 0.0;
-		for (int i = 0; i < V; i++)
-			sum += (double)expf(x[i] - mx);
-		return mx + (float)log(sum) - xt;
-	}
-	/* one exp per element: keep exp(x - max) in x, then scale by 1/sum */
-	double sum = 0.0;
-	for (int i = 0; i < V; i++) {
-		x[i] = expf(x[i] - mx);
-		sum += (double)x[i];
-	}
-	float k = grad_scale / (float)sum;
-	for (int i = 0; i < V; i++)
-		x[i] *= k;
-	x[target] -= grad_scale;
-	return mx + (float)log(sum) - xt;
+	double sum = ftk_xent_part_sum(x, V, mx, 0, 1, grad_scale != 0.0f);
+	if (grad_scale != 0.0f)
+		ftk_xent_part_grad(x, V, target, sum, grad_scale, 0, 1);
+	return ftk_xent_loss(mx, sum, xt);
 }
 
 /* ---------------------------------------------------------------- AdamW */

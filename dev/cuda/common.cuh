@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#ifndef CK	/* a program that includes backend_cuda.cu first uses the backend's */
 #define CK(call)                                                                        \
 	do {                                                                            \
 		cudaError_t e_ = (call);                                                \
@@ -19,6 +20,7 @@
 			exit(1);                                                        \
 		}                                                                       \
 	} while (0)
+#endif
 
 static inline float *rand_host(size_t n, float scale, unsigned seed)
 {

@@ -118,6 +118,59 @@ START_TEST(xent_matches_torch)
 }
 END_TEST
 
+/*
+ * The CUDA cross-entropy kernel runs a block of threads over one row: thread
+ * t takes elements t, t + nt, ..., and the block combines the parts with a
+ * tree in shared memory.  Emulate that here with the same ops.h pieces and
+ * the kernel's tree order (nt a power of two, as XENT_THREADS is), on a
+ * row longer than the block with its maximum and target in awkward places:
+ * loss and gradient must match the one-thread row function to rounding.
+ */
+START_TEST(xent_block_parts_match_row)
+{
+	enum { V = 1000 + 37 };
+	static float x[V], a[V], b[V];
+	uint64_t z = 7;
+	for (int i = 0; i < V; i++) {
+		z = ftk_mix64(z + (uint64_t)i);
+		x[i] = (float)((z >> 40) & 0xffff) / 4096.0f - 8.0f;
+	}
+	x[V - 1] = 120.0f;	/* the maximum, in the last thread's last element: exp(x - max)
+				 * overflows unless every part saw it */
+	int target = 517;
+	for (int nt = 1; nt <= 256; nt *= 4) {
+		float smax[256];
+		double ssum[256];
+		memcpy(a, x, sizeof(x));
+		memcpy(b, x, sizeof(x));
+		float want = ftk_xent_row(a, V, target, 0.5f);
+		for (int t = 0; t < nt; t++)
+			smax[t] = ftk_xent_part_max(b, V, t, nt);
+		for (int s = nt / 2; s > 0; s >>= 1)
+			for (int t = 0; t < s; t++)
+				if (smax[t + s] > smax[t])
+					smax[t] = smax[t + s];
+		float mx = smax[0], xt = b[target];
+		for (int t = 0; t < nt; t++)
+			ssum[t] = ftk_xent_part_sum(b, V, mx, t, nt, 1);
+		for (int s = nt / 2; s > 0; s >>= 1)
+			for (int t = 0; t < s; t++)
+				ssum[t] += ssum[t + s];
+		for (int t = 0; t < nt; t++)
+			ftk_xent_part_grad(b, V, target, ssum[0], 0.5f, t, nt);
+		float got = ftk_xent_loss(mx, ssum[0], xt);
+		double worst = 0;
+		for (int i = 0; i < V; i++)
+			worst = fmax(worst, fabs((double)a[i] - b[i]));
+		printf("xent block of %3d: loss %.9g vs row %.9g, max grad diff %.2e\n", nt, got, want,
+		       worst);
+		ck_assert_float_eq_tol(got, want, 1e-6f * fabsf(want));
+		ck_assert_double_le(worst, 1e-9);
+		ck_assert(b[target] < 0);	/* the onehot was subtracted once, where it belongs */
+	}
+}
+END_TEST
+
 START_TEST(rope_matches_hf)
 {
 	load_ref();
@@ -188,6 +241,7 @@ static Suite *ops_shared_suite(void)
 	tcase_add_test(tc, softmax_matches_torch);
 	tcase_add_test(tc, swiglu_matches_torch);
 	tcase_add_test(tc, xent_matches_torch);
+	tcase_add_test(tc, xent_block_parts_match_row);
 	tcase_add_test(tc, rope_matches_hf);
 	tcase_add_test(tc, adamw_both_headers_match_torch);
 	tcase_add_test(tc, dropout_keep_rate);
