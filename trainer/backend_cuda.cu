@@ -25,9 +25,8 @@
  *               buffer with ftk_nf4_decode and hand it to cuBLAS.  This is
  *               "dequantize to tiles feeding cuBLAS", not a fused
  *               dequantize-inside-the-GEMM kernel.
- *   per row     RMSNorm, RoPE: one thread per row (or head) calling the
- *               ops.h row function; correct first, a warp per row is the
- *               next step (dev/cuda/rmsnorm_forward.cu has one).
+ *   per row     RMSNorm: one warp per row through ops.h's ftk_rmsnorm_part_*
+ *               pieces.  RoPE: one thread per head (ftk_rope_head).
  *               Cross-entropy: one block per row over the vocabulary, the
  *               threads' strided parts combined in shared memory (k_xent).
  *   attention   forward: one fused kernel per (batch, head, query) that
@@ -332,38 +331,63 @@ static void cu_linear_bwd_inp(float *dinp, const float *dout, const struct ftk_w
 
 /* ---------------------------------------------------------------- rmsnorm, rope */
 
+/*
+ * RMSNorm: one warp per row, lane l over elements l, l + 32, ... (so a
+ * warp reads 32 consecutive floats at a time) through ops.h's
+ * ftk_rmsnorm_part_* pieces, the lanes' sums combined with xor shuffles
+ * (every lane ends with the row's sum).
+ */
+__device__ __forceinline__ float warp_sum(float v)
+{
+	for (int o = 16; o > 0; o >>= 1)
+		v += __shfl_xor_sync(0xffffffffu, v, o);
+	return v;
+}
+
+enum { ROWS_PER_BLOCK = THREADS / 32 };
+
 __global__ void k_rmsnorm_fwd(float *out, float *rstd, const float *inp, const float *weight,
 			      int M, int C, float eps)
 {
-	int m = blockIdx.x * blockDim.x + threadIdx.x;
+	int m = blockIdx.x * ROWS_PER_BLOCK + threadIdx.x / 32, lane = threadIdx.x % 32;
 	if (m >= M)
-		return;
-	float r = ftk_rmsnorm_row(out + (size_t)m * C, inp + (size_t)m * C, weight, C, eps);
-	if (rstd)
+		return;	/* a whole warp leaves together: m is the same for its lanes */
+	const float *x = inp + (size_t)m * C;
+	float r = ftk_rmsnorm_rstd(warp_sum(ftk_rmsnorm_part_ss(x, C, lane, 32)), C, eps);
+	ftk_rmsnorm_part_out(out + (size_t)m * C, x, weight, r, C, lane, 32);
+	if (rstd && lane == 0)
 		rstd[m] = r;
+}
+
+static unsigned row_blocks(int M)
+{
+	return (unsigned)((M + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK);
 }
 
 static void cu_rmsnorm_fwd(float *out, float *rstd, const float *inp, const float *weight, int M,
 			   int C, float eps)
 {
-	k_rmsnorm_fwd<<<blocks_for((size_t)M), THREADS>>>(out, rstd, inp, weight, M, C, eps);
+	if (M > 0)
+		k_rmsnorm_fwd<<<row_blocks(M), THREADS>>>(out, rstd, inp, weight, M, C, eps);
 	sync_if_shared(out);
 }
 
 __global__ void k_rmsnorm_bwd(float *dinp, const float *dout, const float *inp,
 			      const float *weight, const float *rstd, int M, int C)
 {
-	int m = blockIdx.x * blockDim.x + threadIdx.x;
+	int m = blockIdx.x * ROWS_PER_BLOCK + threadIdx.x / 32, lane = threadIdx.x % 32;
 	if (m >= M)
 		return;
-	ftk_rmsnorm_row_bwd(dinp + (size_t)m * C, dout + (size_t)m * C, inp + (size_t)m * C, weight,
-			    rstd[m], C);
+	const float *dy = dout + (size_t)m * C, *x = inp + (size_t)m * C;
+	float dot = warp_sum(ftk_rmsnorm_part_dot(dy, x, weight, C, lane, 32));
+	ftk_rmsnorm_part_dx(dinp + (size_t)m * C, dy, x, weight, rstd[m], dot, C, lane, 32);
 }
 
 static void cu_rmsnorm_bwd(float *dinp, const float *dout, const float *inp, const float *weight,
 			   const float *rstd, int M, int C)
 {
-	k_rmsnorm_bwd<<<blocks_for((size_t)M), THREADS>>>(dinp, dout, inp, weight, rstd, M, C);
+	if (M > 0)
+		k_rmsnorm_bwd<<<row_blocks(M), THREADS>>>(dinp, dout, inp, weight, rstd, M, C);
 	sync_if_shared(dinp);
 }
 

@@ -47,15 +47,55 @@ FTK_HD float ftk_nf4_absmax(const uint8_t *qabsmax, const float *nested, const f
 
 /* ---------------------------------------------------------------- RMSNorm */
 
+/*
+ * RMSNorm in pieces, as for cross-entropy below: the CPU runs each piece
+ * over the whole row (start 0, stride 1); a CUDA warp runs lane l over
+ * elements l, l + 32, ... and sums the lanes' parts with shuffles.
+ */
+FTK_HD float ftk_rmsnorm_part_ss(const float *x, int C, int start, int stride)
+{
+	float ss = 0.0f;
+	for (int i = start; i < C; i += stride)
+		ss += x[i] * x[i];
+	return ss;
+}
+
+FTK_HD float ftk_rmsnorm_rstd(float ss, int C, float eps)
+{
+	return 1.0f / sqrtf(ss / (float)C + eps);
+}
+
+FTK_HD void ftk_rmsnorm_part_out(float *out, const float *x, const float *w, float rstd, int C,
+				 int start, int stride)
+{
+	for (int i = start; i < C; i += stride)
+		out[i] = x[i] * rstd * w[i];
+}
+
+/* The backward's dot product: sum of w * dy * x over the part. */
+FTK_HD float ftk_rmsnorm_part_dot(const float *dy, const float *x, const float *w, int C,
+				  int start, int stride)
+{
+	float dot = 0.0f;
+	for (int i = start; i < C; i += stride)
+		dot += w[i] * dy[i] * x[i];
+	return dot;
+}
+
+/* dx += rstd * (w*dy - x * rstd^2 * dot / C) over the part, dot the whole row's. */
+FTK_HD void ftk_rmsnorm_part_dx(float *dx, const float *dy, const float *x, const float *w,
+				float rstd, float dot, int C, int start, int stride)
+{
+	float k = dot * rstd * rstd / (float)C;
+	for (int i = start; i < C; i += stride)
+		dx[i] += rstd * (w[i] * dy[i] - x[i] * k);
+}
+
 /* out = x * rstd * w over C; returns rstd = 1/sqrt(mean(x^2) + eps). */
 FTK_HD float ftk_rmsnorm_row(float *out, const float *x, const float *w, int C, float eps)
 {
-	float ss = 0.0f;
-	for (int i = 0; i < C; i++)
-		ss += x[i] * x[i];
-	float rstd = 1.0f / sqrtf(ss / (float)C + eps);
-	for (int i = 0; i < C; i++)
-		out[i] = x[i] * rstd * w[i];
+	float rstd = ftk_rmsnorm_rstd(ftk_rmsnorm_part_ss(x, C, 0, 1), C, eps);
+	ftk_rmsnorm_part_out(out, x, w, rstd, C, 0, 1);
 	return rstd;
 }
 
@@ -65,12 +105,7 @@ FTK_HD float ftk_rmsnorm_row(float *out, const float *x, const float *w, int C, 
 FTK_HD void ftk_rmsnorm_row_bwd(float *dx, const float *dy, const float *x, const float *w,
 				float rstd, int C)
 {
-	float dot = 0.0f;
-	for (int i = 0; i < C; i++)
-		dot += w[i] * dy[i] * x[i];
-	float k = dot * rstd * rstd / (float)C;
-	for (int i = 0; i < C; i++)
-		dx[i] += rstd * (w[i] * dy[i] - x[i] * k);
+	ftk_rmsnorm_part_dx(dx, dy, x, w, rstd, ftk_rmsnorm_part_dot(dy, x, w, C, 0, 1), C, 0, 1);
 }
 
 /* ---------------------------------------------------------------- RoPE */

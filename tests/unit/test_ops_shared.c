@@ -118,6 +118,71 @@ START_TEST(xent_matches_torch)
 }
 END_TEST
 
+/* A warp's xor-shuffle sum, as backend_cuda.cu's warp_sum: every lane ends with the total. */
+static float warp_sum_emulated(float *part)
+{
+	float next[32];
+	for (int o = 16; o > 0; o >>= 1) {
+		for (int l = 0; l < 32; l++)
+			next[l] = part[l] + part[l ^ o];
+		memcpy(part, next, sizeof(next));
+	}
+	for (int l = 1; l < 32; l++)
+		ck_assert(part[l] == part[0]);
+	return part[0];
+}
+
+/*
+ * The CUDA RMSNorm kernels run a warp per row (lane l over l, l + 32, ...):
+ * emulated here with the same ops.h pieces and the shuffle order, for rows
+ * shorter than a warp, not a multiple of it, and long; forward and backward
+ * must match the row functions to float rounding (the sums are added in
+ * another order).
+ */
+START_TEST(rmsnorm_warp_parts_match_row)
+{
+	static const int Cs[] = { 5, 128, 1000, 4096 };
+	static float x[4096], w[4096], dy[4096], o1[4096], o2[4096], d1[4096], d2[4096];
+	uint64_t z = 11;
+	for (int i = 0; i < 4096; i++) {
+		z = ftk_mix64(z + (uint64_t)i);
+		x[i] = (float)((z >> 40) & 0xffff) / 16384.0f - 2.0f;
+		w[i] = 0.5f + (float)((z >> 20) & 0xff) / 256.0f;
+		dy[i] = (float)((z >> 8) & 0xfff) / 2048.0f - 1.0f;
+	}
+	for (size_t c = 0; c < sizeof(Cs) / sizeof(Cs[0]); c++) {
+		int C = Cs[c];
+		float part[32];
+		float r1 = ftk_rmsnorm_row(o1, x, w, C, 1e-5f);
+		for (int l = 0; l < 32; l++)
+			part[l] = ftk_rmsnorm_part_ss(x, C, l, 32);
+		float r2 = ftk_rmsnorm_rstd(warp_sum_emulated(part), C, 1e-5f);
+		for (int l = 0; l < 32; l++)
+			ftk_rmsnorm_part_out(o2, x, w, r2, C, l, 32);
+		memset(d1, 0, sizeof(d1));
+		memset(d2, 0, sizeof(d2));
+		ftk_rmsnorm_row_bwd(d1, dy, x, w, r1, C);
+		for (int l = 0; l < 32; l++)
+			part[l] = ftk_rmsnorm_part_dot(dy, x, w, C, l, 32);
+		float dot = warp_sum_emulated(part);
+		for (int l = 0; l < 32; l++)
+			ftk_rmsnorm_part_dx(d2, dy, x, w, r2, dot, C, l, 32);
+		double wo = 0, wd = 0, so = 0, sd = 0;
+		for (int i = 0; i < C; i++) {
+			wo = fmax(wo, fabs((double)o1[i] - o2[i]));
+			wd = fmax(wd, fabs((double)d1[i] - d2[i]));
+			so = fmax(so, fabs((double)o1[i]));
+			sd = fmax(sd, fabs((double)d1[i]));
+		}
+		printf("rmsnorm warp, C %4d: rstd %.8g vs %.8g, out %.2e, dx %.2e (relative)\n", C, r2,
+		       r1, wo / so, wd / sd);
+		ck_assert_float_eq_tol(r2, r1, 1e-6f * r1);
+		ck_assert_double_le(wo / so, 1e-6);
+		ck_assert_double_le(wd / sd, 1e-5);
+	}
+}
+END_TEST
+
 /*
  * The CUDA cross-entropy kernel runs a block of threads over one row: thread
  * t takes elements t, t + nt, ..., and the block combines the parts with a
@@ -238,6 +303,7 @@ static Suite *ops_shared_suite(void)
 	Suite *s = suite_create("ops_shared");
 	TCase *tc = tcase_create("core");
 	tcase_add_test(tc, rmsnorm_matches_torch);
+	tcase_add_test(tc, rmsnorm_warp_parts_match_row);
 	tcase_add_test(tc, softmax_matches_torch);
 	tcase_add_test(tc, swiglu_matches_torch);
 	tcase_add_test(tc, xent_matches_torch);
