@@ -26,7 +26,7 @@
  *               "dequantize to tiles feeding cuBLAS", not a fused
  *               dequantize-inside-the-GEMM kernel.
  *   per row     RMSNorm: one warp per row through ops.h's ftk_rmsnorm_part_*
- *               pieces.  RoPE: one thread per head (ftk_rope_head).
+ *               pieces.  RoPE: one thread per rotated pair (ftk_rope_pair).
  *               Cross-entropy: one block per row over the vocabulary, the
  *               threads' strided parts combined in shared memory (k_xent).
  *   attention   forward: one fused kernel per (batch, head, query) that
@@ -391,19 +391,22 @@ static void cu_rmsnorm_bwd(float *dinp, const float *dout, const float *inp, con
 	sync_if_shared(dinp);
 }
 
+/* One thread per rotated pair: a warp covers 32 consecutive pairs of a head. */
 __global__ void k_rope(float *x, const int32_t *pos, const float *inv_freq, int M, int nh, int hd,
 		       int sign)
 {
 	size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-	if (i >= (size_t)M * nh)
+	int h = hd / 2;
+	if (i >= (size_t)M * nh * h)
 		return;
-	ftk_rope_head(x + i * hd, pos[i / nh], inv_freq, hd, sign);
+	size_t head = i / h;
+	ftk_rope_pair(x + head * hd, (int)(i % h), h, pos[head / nh], inv_freq, sign);
 }
 
 static void cu_rope(float *x, const int32_t *pos, const float *inv_freq, int M, int nh, int hd,
 		    int sign)
 {
-	k_rope<<<blocks_for((size_t)M * nh), THREADS>>>(x, pos, inv_freq, M, nh, hd, sign);
+	k_rope<<<blocks_for((size_t)M * nh * (hd / 2)), THREADS>>>(x, pos, inv_freq, M, nh, hd, sign);
 	sync_if_shared(x);
 }
 

@@ -115,16 +115,20 @@ FTK_HD void ftk_rmsnorm_row_bwd(float *dx, const float *dy, const float *x, cons
  * pair (x[j], x[j + hd/2]) turns by angle pos * inv_freq[j]; sign -1 turns
  * back (the backward pass of a rotation is its inverse).
  */
+/* One pair j < h = hd/2 of a head: what a CUDA thread does (consecutive threads, consecutive j). */
+FTK_HD void ftk_rope_pair(float *x, int j, int h, int pos, const float *inv_freq, int sign)
+{
+	float a = (float)pos * inv_freq[j];
+	float c = cosf(a), s = sinf(a) * (float)sign;
+	float x0 = x[j], x1 = x[j + h];
+	x[j] = x0 * c - x1 * s;
+	x[j + h] = x1 * c + x0 * s;
+}
+
 FTK_HD void ftk_rope_head(float *x, int pos, const float *inv_freq, int hd, int sign)
 {
-	int h = hd / 2;
-	for (int j = 0; j < h; j++) {
-		float a = (float)pos * inv_freq[j];
-		float c = cosf(a), s = sinf(a) * (float)sign;
-		float x0 = x[j], x1 = x[j + h];
-		x[j] = x0 * c - x1 * s;
-		x[j + h] = x1 * c + x0 * s;
-	}
+	for (int j = 0; j < hd / 2; j++)
+		ftk_rope_pair(x, j, hd / 2, pos, inv_freq, sign);
 }
 
 /*
