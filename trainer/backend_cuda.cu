@@ -263,10 +263,11 @@ static void cu_gemm_batch(int n, const struct ftk_gemm_args *g)
  *   cublas  forward and backward-input by cuBLAS on dequantized fp32 tiles.
  * Why auto is what it is, untimed (no GPU where this was written): at M <= 8
  * the product is bound by reading W, and the GEMV reads 4 bits per weight
- * where the tile path writes and reads 32 bits twice; at training sizes the
- * product is bound by arithmetic, where cuBLAS's tuned kernels (and tensor
- * cores under FTK_CUDA_BF16=1) should beat a plain 64 x 64 SIMT tile, and
- * the tile's 64 MiB scratch is small beside the activations.
+ * where the tile path also writes 32 bits per weight and reads them back
+ * (17 times the traffic); at training sizes the product is bound by
+ * arithmetic, where cuBLAS's tuned kernels (and tensor cores under
+ * FTK_CUDA_BF16=1) should beat a plain 64 x 64 SIMT tile, and the tile's
+ * 64 MiB scratch is small beside the activations.
  */
 enum nf4_path { NF4_AUTO, NF4_GEMV, NF4_FUSED, NF4_CUBLAS };
 

@@ -35,8 +35,8 @@
  *   two 64-element blocks, so the scale is one cached load per block), and
  *   accumulates against all M input rows; the 32 lane sums are then added
  *   with a butterfly of warp shuffles and lane 0 writes the M outputs.  The
- *   weight is read once, 4 bits per value: this path moves 1/16 of the
- *   bytes of "dequantize to an fp32 tile, then multiply".
+ *   weight is read once, 4 bits per value, where dequantizing to an fp32
+ *   tile first also writes 32 bits per value and reads them back.
  *
  *   Tiled GEMM, for training sizes, with the decode fused into the B
  *   operand's load.  A block of FTK_NF4_THREADS threads owns a
