@@ -27,6 +27,7 @@
 #include "testutil.h"
 #include "lib/json.h"
 #include "lib/strbuf.h"
+#include "trainer/backend.h"
 #include "trainer/nf4.h"
 #include "trainer/nf4_kernels.h"
 
@@ -360,6 +361,47 @@ START_TEST(bitsandbytes_weights)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- the CPU backend */
+
+/*
+ * The CPU backend's NF4 forward at the sizes generation uses (its fused
+ * loop at M = 1, tiles above) on two threads, against dequantize-then-sgemm:
+ * K = 172 (rows start inside a scale block), 45 (odd), 256.
+ */
+START_TEST(cpu_backend_few_rows)
+{
+	static const int Ks[] = { 172, 45, 256 };
+	int N = 97, fails = 0;
+	ftk_backend_cpu.set_threads(2);
+	for (size_t s = 0; s < sizeof(Ks) / sizeof(Ks[0]); s++) {
+		int K = Ks[s];
+		float *W = rand_buf((size_t)N * K, 0.1f), *deq = malloc((size_t)N * K * 4);
+		struct ftk_weight w = { N, K, FTK_QUANT_NF4, NULL, { 0 }, NULL };
+		ftk_nf4_quantize(&w.nf4, W, (size_t)N * K, NULL);
+		ftk_nf4_dequant(&w.nf4, 0, (size_t)N * K, deq);
+		for (int M = 1; M <= 4; M++) {
+			float *x = rand_buf((size_t)M * K, 1), *bias = rand_buf((size_t)N, 0.5f);
+			float *got = malloc((size_t)M * N * 4), *ref = malloc((size_t)M * N * 4);
+			for (int m = 0; m < M; m++)
+				memcpy(ref + (size_t)m * N, bias, (size_t)N * 4);
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, x, K, deq, K,
+				    1.0f, ref, N);
+			for (size_t i = 0; i < (size_t)M * N; i++)
+				got[i] = NAN;
+			ftk_backend_cpu.linear_fwd(got, x, &w, bias, M);
+			char what[64];
+			snprintf(what, sizeof(what), "cpu linear_fwd W %dx%d M=%d", N, K, M);
+			fails += rel_diff(what, got, ref, (size_t)M * N) > TOL;
+			free(x), free(bias), free(got), free(ref);
+		}
+		ftk_nf4_free(&w.nf4);
+		free(W), free(deq);
+	}
+	ftk_backend_cpu.set_threads(1);
+	ck_assert_int_eq(fails, 0);
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
 	Suite *s = suite_create("nf4_kernels");
@@ -367,6 +409,7 @@ static Suite *make_suite(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, odd_shapes_against_sgemm);
 	tcase_add_test(tc, bitsandbytes_weights);
+	tcase_add_test(tc, cpu_backend_few_rows);
 	suite_add_tcase(s, tc);
 	return s;
 }
