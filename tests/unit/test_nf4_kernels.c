@@ -20,6 +20,9 @@
  * packed bytes and recovered scales fed to the kernels): one-hot inputs
  * make every kernel output a single weight, which must equal bitsandbytes'
  * value bit for bit.
+ *
+ * Last, the CPU backend's own NF4 forward at generation sizes (M = 1 to 4)
+ * against the same dequantize-then-sgemm.
  */
 #include <cblas.h>
 #include <math.h>
