@@ -153,6 +153,8 @@ $(B)/tests/%: tests/unit/%.c tests/unit/testutil.h $(ARCHIVES)
 	$(CC) $(ALL_CFLAGS) $(CHECK_CFLAGS) -Itests/unit -o $@ $< $(ARCHIVES) $(CHECK_LIBS) $(LDLIBS)
 
 unit: $(UNIT_BIN)
+# the fused NF4 kernels' bodies, compiled into both
+$(B)/trainer/libftkcuda.so $(B)/tests/test_nf4_kernels: trainer/nf4_kernels.h
 cli: $(PROGRAMS)
 
 # `make check` first makes sure the packages are there (a no-op when they are),

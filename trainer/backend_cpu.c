@@ -14,7 +14,7 @@
  *
  * NF4 weights are never dequantized whole: linear_fwd and linear_bwd_inp
  * decode a tile of rows (up to 1M values) in parallel into a scratch buffer
- * and run one sgemm per tile.  For one or a few rows (generation) a fused
+ * and run one sgemm per tile.  For one row (generation) a fused
  * dequantize-and-dot loop is used instead.
  */
 #include "trainer/backend.h"
@@ -282,22 +282,40 @@ struct gemv_ctx {
 	int M, k;
 };
 
-/* Fused NF4 dequantize-and-dot for a few rows (generation). */
+/*
+ * Fused NF4 dequantize-and-dot for one input row (generation; it takes up
+ * to 4): each 64-value scale block of a row of W is decoded once into a
+ * buffer on the stack and dotted with every input row.  The loop before it
+ * decoded every weight inside the dot, once per input row, and served
+ * M <= 4; bench/nf4_gemv.sh measures both against tiles + sgemm.
+ */
 static void gemv_task(void *vctx, int t)
 {
 	struct gemv_ctx *c = vctx;
 	int N = c->w->rows, K = c->w->cols;
 	RANGE(t, c->k, N, s, e);
 	const struct ftk_nf4 *q = &c->w->nf4;
+	float buf[FTK_NF4_BLOCK];
 	for (size_t n = s; n < e; n++) {
-		for (int m = 0; m < c->M; m++) {
-			const float *x = c->inp + (size_t)m * K;
-			float acc = 0.0f;
-			size_t base = n * (size_t)K;
-			for (int k = 0; k < K; k++)
-				acc += x[k] * ftk_nf4_decode(q->packed, q->absmax, ftk_nf4_code, base + k);
-			c->out[(size_t)m * N + n] = acc + (c->bias ? c->bias[n] : 0.0f);
+		float acc[4] = { 0.0f, 0.0f, 0.0f, 0.0f };
+		size_t base = n * (size_t)K;
+		for (int k0 = 0; k0 < K;) {
+			/* up to the next block boundary of the flattened weight */
+			int len = FTK_NF4_BLOCK - (int)((base + (size_t)k0) % FTK_NF4_BLOCK);
+			if (len > K - k0)
+				len = K - k0;
+			ftk_nf4_dequant(q, base + (size_t)k0, (size_t)len, buf);
+			for (int m = 0; m < c->M; m++) {
+				const float *x = c->inp + (size_t)m * K + k0;
+				float dot = 0.0f;
+				for (int i = 0; i < len; i++)
+					dot += x[i] * buf[i];
+				acc[m] += dot;
+			}
+			k0 += len;
 		}
+		for (int m = 0; m < c->M; m++)
+			c->out[(size_t)m * N + n] = acc[m] + (c->bias ? c->bias[n] : 0.0f);
 	}
 }
 
@@ -314,7 +332,7 @@ static void cpu_linear_fwd(float *out, const float *inp, const struct ftk_weight
 	int N = w->rows, K = w->cols;
 	if (w->quant == FTK_QUANT_NONE) {
 		cpu_gemm(0, 1, M, N, K, 1.0f, inp, K, w->f32, K, 0.0f, out, N);
-	} else if (M <= 4) {
+	} else if (M == 1) {	/* tiles + sgemm are faster from M = 2 (bench/nf4_gemv.sh) */
 		struct gemv_ctx c = { out, inp, w, bias, M, CHUNKS(N) };
 		par_run(c.k, gemv_task, &c);
 		return;

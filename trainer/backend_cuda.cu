@@ -22,9 +22,10 @@
  *   NF4         weight_prepare uploads the packed codes and the recovered
  *               per-block scales; linear_fwd / linear_bwd_inp dequantize a
  *               tile of W rows (at most 16M values) into an fp32 device
- *               buffer with ftk_nf4_decode and hand it to cuBLAS.  This is
- *               "dequantize to tiles feeding cuBLAS", not a fused
- *               dequantize-inside-the-GEMM kernel.
+ *               buffer with ftk_nf4_decode and hand it to cuBLAS; or, as
+ *               FTK_CUDA_NF4 and M choose, a GEMV kernel (M <= 8, the
+ *               default there) or a tiled GEMM that decodes NF4 into
+ *               shared memory in its operand load (nf4_kernels.h).
  *   per row     RMSNorm: one warp per row through ops.h's ftk_rmsnorm_part_*
  *               pieces.  RoPE: one thread per rotated pair (ftk_rope_pair).
  *               Cross-entropy: one block per row over the vocabulary, the
@@ -58,6 +59,7 @@ extern "C" {
 }
 #include "trainer/ops.h"
 #include "trainer/optim_ops.h"
+#include "trainer/nf4_kernels.h"
 
 #define CK(call)                                                                           \
 	do {                                                                               \
@@ -248,6 +250,167 @@ static void cu_gemm_batch(int n, const struct ftk_gemm_args *g)
 			g[i].ldb, g[i].beta, g[i].C, g[i].ldc);
 }
 
+/* ---------------------------------------------------------------- NF4 fused kernels */
+
+/*
+ * The fused NF4 products (their bodies and design: nf4_kernels.h).  Which
+ * path an NF4 linear layer takes is FTK_CUDA_NF4, read at every call so the
+ * selftest can force each one:
+ *   auto    (default) forward: the GEMV kernel for M <= 8, cuBLAS on fp32
+ *           tiles above; backward-input: cuBLAS on fp32 tiles.
+ *   gemv    forward by the GEMV kernel at every M (8 input rows per launch);
+ *           backward-input as auto.
+ *   fused   forward and backward-input by the tiled GEMM with the decode in
+ *           its operand load, at every M.
+ *   cublas  forward and backward-input by cuBLAS on dequantized fp32 tiles.
+ * Why auto is what it is, untimed (no GPU where this was written): at M <= 8
+ * the product is bound by reading W, and the GEMV reads 4 bits per weight
+ * where the tile path also writes 32 bits per weight and reads them back
+ * (17 times the traffic); at training sizes the product is bound by
+ * arithmetic, where cuBLAS's tuned kernels (and tensor cores under
+ * FTK_CUDA_BF16=1) should beat a plain 64 x 64 SIMT tile, and the tile's
+ * 64 MiB scratch is small beside the activations.
+ */
+enum nf4_path { NF4_AUTO, NF4_GEMV, NF4_FUSED, NF4_CUBLAS };
+
+static enum nf4_path nf4_path_env(void)
+{
+	static int warned;
+	const char *s = getenv("FTK_CUDA_NF4");
+	if (!s || !*s || !strcmp(s, "auto"))
+		return NF4_AUTO;
+	if (!strcmp(s, "gemv"))
+		return NF4_GEMV;
+	if (!strcmp(s, "fused"))
+		return NF4_FUSED;
+	if (!strcmp(s, "cublas"))
+		return NF4_CUBLAS;
+	if (!warned)
+		fprintf(stderr, "ftk cuda: FTK_CUDA_NF4='%s' is not auto, gemv, fused or cublas; "
+				"using auto\n", s);
+	warned = 1;
+	return NF4_AUTO;
+}
+
+/* One warp per output row n = blockIdx.x * WARPS + warp; lane partials, then shuffles. */
+__global__ void __launch_bounds__(FTK_NF4_GEMV_WARPS * FTK_NF4_WARP)
+k_nf4_gemv(float *out, const float *x, const float *bias, struct ftk_nf4_view w, int M)
+{
+	__shared__ float code[16];
+	if (threadIdx.x < 16)
+		code[threadIdx.x] = d_nf4_code[threadIdx.x];
+	__syncthreads();
+	w.code = code;
+	int n = blockIdx.x * FTK_NF4_GEMV_WARPS + threadIdx.x / FTK_NF4_WARP;
+	int lane = threadIdx.x % FTK_NF4_WARP;
+	if (n >= w.N)
+		return;		/* the whole warp: n is the same for its 32 lanes */
+	float acc[FTK_NF4_GEMV_MAXM];
+	ftk_nf4_gemv_lane(&w, x, M, n, lane, acc);
+	for (int off = FTK_NF4_WARP / 2; off > 0; off /= 2)
+		for (int m = 0; m < FTK_NF4_GEMV_MAXM; m++)
+			acc[m] += __shfl_xor_sync(0xffffffffu, acc[m], off);
+	if (lane == 0)
+		ftk_nf4_gemv_store(out, bias, M, w.N, n, acc);
+}
+
+/* out (M, N) = x (M, K) @ W^T + bias; block (blockIdx.y, blockIdx.x) = (m tile, n tile). */
+__global__ void __launch_bounds__(FTK_NF4_THREADS)
+k_nf4_mm_fwd(float *out, const float *x, const float *bias, struct ftk_nf4_view w, int M)
+{
+	__shared__ float As[FTK_NF4_AS_FLOATS], Bs[FTK_NF4_BS_FLOATS], code[16];
+	if (threadIdx.x < 16)
+		code[threadIdx.x] = d_nf4_code[threadIdx.x];
+	__syncthreads();
+	w.code = code;
+	float acc[FTK_NF4_ACC];
+	for (int i = 0; i < FTK_NF4_ACC; i++)
+		acc[i] = 0.0f;
+	for (int k0 = 0; k0 < w.K; k0 += FTK_NF4_TK) {
+		ftk_nf4_fwd_load(&w, x, M, blockIdx.y, blockIdx.x, k0, As, Bs, threadIdx.x);
+		__syncthreads();
+		ftk_nf4_tile_acc(As, Bs, acc, threadIdx.x);
+		__syncthreads();
+	}
+	ftk_nf4_fwd_store(out, bias, M, w.N, blockIdx.y, blockIdx.x, acc, threadIdx.x);
+}
+
+/* dinp (M, K) += dout (M, N) @ W; block (blockIdx.y, blockIdx.x) = (m tile, k tile). */
+__global__ void __launch_bounds__(FTK_NF4_THREADS)
+k_nf4_mm_bwd(float *dinp, const float *dout, struct ftk_nf4_view w, int M)
+{
+	__shared__ float As[FTK_NF4_AS_FLOATS], Bs[FTK_NF4_BS_FLOATS], code[16];
+	if (threadIdx.x < 16)
+		code[threadIdx.x] = d_nf4_code[threadIdx.x];
+	__syncthreads();
+	w.code = code;
+	float acc[FTK_NF4_ACC];
+	for (int i = 0; i < FTK_NF4_ACC; i++)
+		acc[i] = 0.0f;
+	for (int n0 = 0; n0 < w.N; n0 += FTK_NF4_TK) {
+		ftk_nf4_bwd_load(&w, dout, M, blockIdx.y, blockIdx.x, n0, As, Bs, threadIdx.x);
+		__syncthreads();
+		ftk_nf4_tile_acc(As, Bs, acc, threadIdx.x);
+		__syncthreads();
+	}
+	ftk_nf4_bwd_store(dinp, M, w.K, blockIdx.y, blockIdx.x, acc, threadIdx.x);
+}
+
+static struct ftk_nf4_view nf4_view(const struct ftk_weight *w)
+{
+	const struct dev_nf4 *d = (const struct dev_nf4 *)w->dev;
+	struct ftk_nf4_view v = { d->packed, d->absmax, NULL, w->rows, w->cols };
+	return v;	/* code: each kernel points it at its shared copy of d_nf4_code */
+}
+
+/*
+ * out (M, N) = inp (M, K) @ W^T + bias by a fused kernel when FTK_CUDA_NF4
+ * (and M) say so.  Returns 1 when done, 0 when the caller's cuBLAS tile
+ * path is to do it (nothing was launched).
+ */
+static int nf4_fused_fwd(float *out, const float *inp, const struct ftk_weight *w,
+			 const float *bias, int M)
+{
+	enum nf4_path p = nf4_path_env();
+	if (p == NF4_AUTO)
+		p = M <= FTK_NF4_GEMV_MAXM ? NF4_GEMV : NF4_CUBLAS;
+	unsigned m_tiles = (unsigned)((M + FTK_NF4_TM - 1) / FTK_NF4_TM);
+	if (p == NF4_CUBLAS || M <= 0 || (p == NF4_FUSED && m_tiles > 65535))
+		return 0;
+	struct ftk_nf4_view v = nf4_view(w);
+	int N = w->rows, K = w->cols;
+	if (p == NF4_GEMV) {
+		unsigned nb = (unsigned)((N + FTK_NF4_GEMV_WARPS - 1) / FTK_NF4_GEMV_WARPS);
+		for (int m0 = 0; m0 < M; m0 += FTK_NF4_GEMV_MAXM) {
+			int mc = M - m0 < FTK_NF4_GEMV_MAXM ? M - m0 : FTK_NF4_GEMV_MAXM;
+			k_nf4_gemv<<<nb, FTK_NF4_GEMV_WARPS * FTK_NF4_WARP>>>(
+				out + (size_t)m0 * N, inp + (size_t)m0 * K, bias, v, mc);
+		}
+	} else {
+		dim3 grid((unsigned)((N + FTK_NF4_TN - 1) / FTK_NF4_TN), m_tiles);
+		k_nf4_mm_fwd<<<grid, FTK_NF4_THREADS>>>(out, inp, bias, v, M);
+	}
+	sync_if_shared(out);
+	return 1;
+}
+
+/*
+ * dinp (M, K) += dout (M, N) @ W by the fused tiled kernel when
+ * FTK_CUDA_NF4=fused.  Returns 1 when done, 0 for the cuBLAS tile path.
+ * There is no GEMV backward: M <= 8 in linear_bwd_inp means a training
+ * micro-batch of at most 8 tokens, and generation has no backward pass.
+ */
+static int nf4_fused_bwd(float *dinp, const float *dout, const struct ftk_weight *w, int M)
+{
+	unsigned m_tiles = (unsigned)((M + FTK_NF4_TM - 1) / FTK_NF4_TM);
+	if (nf4_path_env() != NF4_FUSED || M <= 0 || m_tiles > 65535)
+		return 0;
+	dim3 grid((unsigned)((w->cols + FTK_NF4_TN - 1) / FTK_NF4_TN), m_tiles);
+	k_nf4_mm_bwd<<<grid, FTK_NF4_THREADS>>>(dinp, dout, nf4_view(w), M);
+	sync_if_shared(dinp);
+	return 1;
+}
+
 /* ---------------------------------------------------------------- NF4 linear */
 
 __global__ void k_nf4_dequant(float *out, const uint8_t *packed, const float *absmax,
@@ -301,6 +464,8 @@ static void cu_linear_fwd(float *out, const float *inp, const struct ftk_weight 
 	if (w->quant == FTK_QUANT_NONE) {
 		cu_gemm(0, 1, M, N, K, 1.0f, inp, K, w->f32, K, 0.0f, out, N);
 	} else {
+		if (nf4_fused_fwd(out, inp, w, bias, M))
+			return;	/* bias added in the kernel */
 		size_t R = tile_rows(w);
 		for (size_t r0 = 0; r0 < (size_t)N; r0 += R) {
 			size_t r = (size_t)N - r0 < R ? (size_t)N - r0 : R;
@@ -320,6 +485,8 @@ static void cu_linear_bwd_inp(float *dinp, const float *dout, const struct ftk_w
 		cu_gemm(0, 0, M, K, N, 1.0f, dout, N, w->f32, K, 1.0f, dinp, K);
 		return;
 	}
+	if (nf4_fused_bwd(dinp, dout, w, M))
+		return;
 	size_t R = tile_rows(w);
 	for (size_t r0 = 0; r0 < (size_t)N; r0 += R) {
 		size_t r = (size_t)N - r0 < R ? (size_t)N - r0 : R;

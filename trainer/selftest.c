@@ -164,7 +164,7 @@ static int t_linear(const struct ftk_backend *dev, FILE *out)
 	ftk_backend_cpu.weight_prepare(&wc);
 	dev->weight_prepare(&wd);
 	struct pair bb = both(dev, bias, (size_t)N * 4);
-	int Ms[2] = { 9, 3 };	/* tiles + sgemm, and the CPU's few-rows path */
+	int Ms[2] = { 9, 3 };	/* CUDA by default: cuBLAS tiles, and the NF4 GEMV */
 	for (int i = 0; i < 2; i++) {
 		int M = Ms[i];
 		float *X = host_rand((size_t)M * K, 1), *dY = host_rand((size_t)M * N, 1);
@@ -205,6 +205,70 @@ static int t_linear(const struct ftk_backend *dev, FILE *out)
 	ftk_nf4_free(&wc.nf4);
 	drop(dev, &bb);
 	free(W), free(bias);
+	return fails;
+}
+
+/*
+ * The CUDA backend's NF4 paths, each forced with FTK_CUDA_NF4 (other
+ * backends ignore it): the GEMV kernel at M = 1 and 8, the tiled GEMM with
+ * the decode fused into its operand load, forward and backward-input, at
+ * M = 67.  W (150, 172): N and K not multiples of the tiles, and K not of
+ * 64, so rows start inside a scale block.  FTK_CUDA_NF4 is restored after,
+ * and so is the random stream, so that the checks after these see the
+ * inputs they saw before these lines were added.
+ */
+static int t_linear_paths(const struct ftk_backend *dev, FILE *out)
+{
+	static const struct {
+		const char *path, *name;
+		int M, bwd;
+	} cases[] = {
+		{ "gemv", "nf4 gemv fwd M=1", 1, 0 },
+		{ "gemv", "nf4 gemv fwd M=8", 8, 0 },
+		{ "fused", "nf4 fused fwd M=67", 67, 0 },
+		{ "fused", "nf4 fused bwd_inp M=67", 67, 1 },
+	};
+	int N = 150, K = 172, fails = 0;
+	uint64_t rng_was = rng;
+	const char *was = getenv("FTK_CUDA_NF4");
+	char *saved = was ? xstrdup(was) : NULL;
+	float *W = host_rand((size_t)N * K, 0.1f), *bias = host_rand((size_t)N, 0.5f);
+	struct ftk_weight wc = { N, K, FTK_QUANT_NF4, NULL, { 0 }, NULL };
+	ftk_nf4_quantize(&wc.nf4, W, (size_t)N * K, NULL);
+	struct ftk_weight wd = wc;
+	ftk_backend_cpu.weight_prepare(&wc);
+	dev->weight_prepare(&wd);
+	struct pair bb = both(dev, bias, (size_t)N * 4);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int M = cases[i].M;
+		size_t ny = (size_t)M * (cases[i].bwd ? K : N), nx = (size_t)M * (cases[i].bwd ? N : K);
+		float *X = host_rand(nx, 1), *Y = host_rand(ny, 1);
+		struct pair x = both(dev, X, nx * 4), y = both(dev, Y, ny * 4);
+		setenv("FTK_CUDA_NF4", cases[i].path, 1);
+		if (cases[i].bwd) {
+			ftk_backend_cpu.linear_bwd_inp(y.c, x.c, &wc, M);
+			dev->linear_bwd_inp(y.d, x.d, &wd, M);
+		} else {
+			ftk_backend_cpu.linear_fwd(y.c, x.c, &wc, bb.c, M);
+			dev->linear_fwd(y.d, x.d, &wd, bb.d, M);
+		}
+		struct diff d = { 0, 0 };
+		cmp_f(dev, &d, y.c, y.d, ny);
+		fails += report(out, cases[i].name, &d, TOL_MM);
+		drop(dev, &x), drop(dev, &y);
+		free(X), free(Y);
+	}
+	if (saved)
+		setenv("FTK_CUDA_NF4", saved, 1);
+	else
+		unsetenv("FTK_CUDA_NF4");
+	free(saved);
+	if (dev->weight_release)
+		dev->weight_release(&wd);
+	ftk_nf4_free(&wc.nf4);
+	drop(dev, &bb);
+	free(W), free(bias);
+	rng = rng_was;
 	return fails;
 }
 
@@ -394,6 +458,7 @@ int ftk_selftest_ops(const struct ftk_backend *dev, FILE *out)
 	fprintf(out, "ops: %s against cpu\n", dev->name);
 	int fails = t_gemm(dev, out) + t_linear(dev, out) + t_rows(dev, out) + t_attn(dev, out) +
 		    t_elementwise(dev, out);
+	fails += t_linear_paths(dev, out);
 	return fails;
 }
 

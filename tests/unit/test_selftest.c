@@ -74,6 +74,43 @@ START_TEST(a_faulty_op_fails_alone)
 }
 END_TEST
 
+/* A backend whose linear_fwd is wrong only on the path FTK_CUDA_NF4=gemv asks for. */
+static void bad_gemv_linear_fwd(float *out, const float *inp, const struct ftk_weight *w,
+				const float *bias, int M)
+{
+	ftk_backend_cpu.linear_fwd(out, inp, w, bias, M);
+	const char *p = getenv("FTK_CUDA_NF4");
+	if (p && !strcmp(p, "gemv"))
+		out[0] += 1.0f;
+}
+
+START_TEST(each_forced_nf4_path_is_checked)
+{
+	struct ftk_backend bad = ftk_backend_cpu;
+	char *t;
+	bad.name = "faulty";
+	bad.linear_fwd = bad_gemv_linear_fwd;
+	unsetenv("FTK_CUDA_NF4");
+	/* exactly the two GEMV lines fail: the selftest set the variable for them alone */
+	ck_assert_int_eq(run(&bad, &t), 2);
+	const char *names[] = { "nf4 gemv fwd M=1 ", "nf4 gemv fwd M=8 " };
+	for (int i = 0; i < 2; i++) {
+		char *line = strstr(t, names[i]);
+		ck_assert_ptr_nonnull(line);
+		ck_assert_int_eq(strncmp(strchr(line, '\n') - 4, "FAIL", 4), 0);
+	}
+	ck_assert_ptr_nonnull(strstr(t, "nf4 fused fwd M=67"));
+	ck_assert_ptr_nonnull(strstr(t, "nf4 fused bwd_inp M=67"));
+	free(t);
+	/* and put it back as it was */
+	ck_assert_ptr_null(getenv("FTK_CUDA_NF4"));
+	setenv("FTK_CUDA_NF4", "cublas", 1);
+	ck_assert_int_eq(run(&bad, &t), 2);
+	ck_assert_str_eq(getenv("FTK_CUDA_NF4"), "cublas");
+	free(t);
+}
+END_TEST
+
 START_TEST(qlora_step_catches_a_faulty_backend)
 {
 	struct ftk_backend bad = ftk_backend_cpu;
@@ -103,6 +140,7 @@ static Suite *selftest_suite(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, cpu_against_itself_is_exact);
 	tcase_add_test(tc, a_faulty_op_fails_alone);
+	tcase_add_test(tc, each_forced_nf4_path_is_checked);
 	tcase_add_test(tc, qlora_step_catches_a_faulty_backend);
 	suite_add_tcase(s, tc);
 	return s;
