@@ -62,8 +62,10 @@ FTK_HD float ftk_nf4_absmax(const uint8_t *qabsmax, const float *nested, const f
  * tested first (the addition could carry it into Inf) and becomes the
  * canonical quiet NaN 0x7fc0; PyTorch's vectorised CPU conversion writes
  * 0xffff instead: both are NaN, and no arithmetic depends on the payload.
+ * (safetensors.c's ftk_f32_to_bf16, for writing files, keeps a NaN's sign
+ * and payload; the two agree on every other value.)
  */
-FTK_HD uint16_t ftk_bf16_from_f32(float x)
+FTK_HD uint16_t ftk_bf16_rne(float x)
 {
 	union {
 		float f;
@@ -76,7 +78,7 @@ FTK_HD uint16_t ftk_bf16_from_f32(float x)
 }
 
 /* bf16 bits -> float32: exact (the low 16 bits become zero). */
-FTK_HD float ftk_bf16_to_f32(uint16_t h)
+FTK_HD float ftk_bf16_float(uint16_t h)
 {
 	union {
 		float f;
@@ -89,7 +91,7 @@ FTK_HD float ftk_bf16_to_f32(uint16_t h)
 /* x rounded to the nearest bf16, as a float32. */
 FTK_HD float ftk_bf16_round(float x)
 {
-	return ftk_bf16_to_f32(ftk_bf16_from_f32(x));
+	return ftk_bf16_float(ftk_bf16_rne(x));
 }
 
 /* ---------------------------------------------------------------- RMSNorm */
