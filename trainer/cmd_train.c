@@ -320,6 +320,10 @@ int cmd_train(int argc, char **argv)
 					precision_given ? o.precision : -1, stdout);
 	if (!device)
 		device = "cpu";
+	/* the old CUDA-only switch, kept as an alias for a new run's --precision bf16 */
+	const char *bf_env = getenv("FTK_CUDA_BF16");
+	if (!precision_given && !resume && !strcmp(device, "cuda") && bf_env && !strcmp(bf_env, "1"))
+		o.precision = FTK_PREC_BF16;
 
 	if (resume) {
 		if (n_train_opts)
