@@ -16,6 +16,11 @@
  * decode a tile of rows (up to 1M values) in parallel into a scratch buffer
  * and run one sgemm per tile.  For one or a few rows (generation) a fused
  * dequantize-and-dot loop is used instead.
+ *
+ * Under set_precision(FTK_PREC_BF16) the products go through the bf16
+ * functions at the end of the file instead: operands rounded to bf16 into
+ * scratch, then the same sgemm, the exact reference for the CUDA backend's
+ * bf16 tensor-core products.
  */
 #include "trainer/backend.h"
 
