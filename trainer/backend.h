@@ -35,6 +35,17 @@
 
 enum ftk_quant { FTK_QUANT_NONE = 0, FTK_QUANT_NF4 = 1 };
 
+/*
+ * How matrix products compute (set_precision).  FTK_PREC_BF16: every
+ * product of gemm, gemm_batch, linear_fwd and linear_bwd_inp takes its two
+ * operands rounded to bfloat16 (ftk_bf16_round, ops.h; NF4 weights after
+ * dequantization) and accumulates in float32 into a float32 output, as
+ * PyTorch's autocast runs a linear layer.  Everything else (norms, RoPE,
+ * attention, softmax, SwiGLU, cross-entropy, the optimizer) and every
+ * buffer stays float32 under both.
+ */
+enum ftk_precision { FTK_PREC_FP32 = 0, FTK_PREC_BF16 = 1 };
+
 /* A frozen base weight (N, K), full precision or NF4. */
 struct ftk_weight {
 	int rows, cols;		/* N = out_features, K = in_features */
@@ -176,6 +187,18 @@ struct ftk_backend {
 	void (*scale)(float *x, float s, size_t n);
 	void (*adamw)(float *w, float *m, float *v, const float *g, size_t n,
 		      const struct ftk_adamw_consts *c);
+
+	/*
+	 * Precision of the matrix products from now on (enum ftk_precision),
+	 * for every later call in this process: a mode, like set_threads,
+	 * because it is a property of the whole run and every product must
+	 * follow it, and a flag per call would change the signature of gemm
+	 * and both linear ops.  The model sets it when it loads
+	 * (ftk_load_opts.precision).  Returns 0, or -1 when the backend cannot
+	 * compute that way (the mode is then unchanged).  May be NULL: the
+	 * backend computes in fp32 only, and the model refuses bf16.
+	 */
+	int (*set_precision)(int precision);
 };
 
 /* The reference CPU backend (OpenBLAS + threads). */

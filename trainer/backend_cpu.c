@@ -16,6 +16,11 @@
  * decode a tile of rows (up to 1M values) in parallel into a scratch buffer
  * and run one sgemm per tile.  For one row (generation) a fused
  * dequantize-and-dot loop is used instead.
+ *
+ * Under set_precision(FTK_PREC_BF16) the products go through the bf16
+ * functions at the end of the file instead: operands rounded to bf16 into
+ * scratch, then the same sgemm, the exact reference for the CUDA backend's
+ * bf16 tensor-core products.
  */
 #include "trainer/backend.h"
 
@@ -29,6 +34,14 @@
 #include "trainer/ops.h"
 
 static int n_threads = 1;
+static int precision;	/* enum ftk_precision, from set_precision */
+
+/* bf16 products (the end of this file): operands rounded to bf16, then sgemm */
+static void bf16_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
+		      const float *B, int ldb, float beta, float *C, int ldc);
+static void bf16_gemm_batch(int n, const struct ftk_gemm_args *g);
+static void bf16_linear(float *y, const float *x, const struct ftk_weight *w, const float *bias,
+			int M, int bwd);
 
 static void cpu_set_threads(int n)
 {
@@ -166,6 +179,10 @@ static void gemm_task(void *vctx, int t)
 static void cpu_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
 		     const float *B, int ldb, float beta, float *C, int ldc)
 {
+	if (precision == FTK_PREC_BF16) {
+		bf16_gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+		return;
+	}
 	struct gemm_ctx c = { ta, tb, M, N, K, lda, ldb, ldc, 1, M >= N, alpha, beta, A, B, C };
 	double work = 2.0 * M * N * K;
 	int thin = M < 64 || N < 64 || K < 64;
@@ -329,6 +346,10 @@ static void cpu_add_bias(float *out, const float *bias, int M, int N)
 static void cpu_linear_fwd(float *out, const float *inp, const struct ftk_weight *w,
 			   const float *bias, int M)
 {
+	if (precision == FTK_PREC_BF16) {
+		bf16_linear(out, inp, w, bias, M, 0);
+		return;
+	}
 	int N = w->rows, K = w->cols;
 	if (w->quant == FTK_QUANT_NONE) {
 		cpu_gemm(0, 1, M, N, K, 1.0f, inp, K, w->f32, K, 0.0f, out, N);
@@ -345,6 +366,10 @@ static void cpu_linear_fwd(float *out, const float *inp, const struct ftk_weight
 
 static void cpu_linear_bwd_inp(float *dinp, const float *dout, const struct ftk_weight *w, int M)
 {
+	if (precision == FTK_PREC_BF16) {
+		bf16_linear(dinp, dout, w, NULL, M, 1);
+		return;
+	}
 	int N = w->rows, K = w->cols;
 	if (w->quant == FTK_QUANT_NONE)
 		cpu_gemm(0, 0, M, K, N, 1.0f, dout, N, w->f32, K, 1.0f, dinp, K);
@@ -698,8 +723,165 @@ static void gbatch_task(void *vctx, int t)
 
 static void cpu_gemm_batch(int n, const struct ftk_gemm_args *g)
 {
+	if (precision == FTK_PREC_BF16) {
+		bf16_gemm_batch(n, g);
+		return;
+	}
 	struct gbatch_ctx c = { g };
 	par_run(n, gbatch_task, &c);
+}
+
+/* ---------------------------------------------------------------- bf16 */
+
+/*
+ * --precision bf16, emulated exactly: the reference the CUDA backend's real
+ * bf16 products are checked against.  Each operand of a product is rounded
+ * to bf16 (ops.h's ftk_bf16_round, the function the CUDA conversion kernels
+ * call) into float scratch, then the ordinary float32 sgemm runs on the
+ * rounded values.  The product of two bf16 values is exact in float32 (8 +
+ * 8 significant bits), so this is what a bf16 GEMM with float32
+ * accumulation computes, up to the order of the additions.  Weights are
+ * rounded tile by tile as linear_fwd dequantizes them (NF4: the decoded
+ * float32 value, then rounded; float32 weights such as the head: copied,
+ * then rounded), so no rounded copy of a whole weight is ever kept.  The
+ * output and any accumulation into it (beta, the += of linear_bwd_inp)
+ * stay float32, and so do biases.
+ */
+
+static __thread float *bf_buf[2];	/* the two rounded operands, calling thread's */
+static __thread size_t bf_cap[2];
+
+static float *bf_scratch(int i, size_t n)
+{
+	if (bf_cap[i] < n) {
+		free(bf_buf[i]);
+		bf_buf[i] = xmalloc(n * sizeof(float));
+		bf_cap[i] = n;
+	}
+	return bf_buf[i];
+}
+
+/* dst (rows, cols), packed = src's rows (stride ld) rounded to bf16. */
+static void bf16_rows(float *dst, const float *src, int rows, int cols, int ld)
+{
+	for (int r = 0; r < rows; r++)
+		for (int c = 0; c < cols; c++)
+			dst[(size_t)r * cols + c] = ftk_bf16_round(src[(size_t)r * ld + c]);
+}
+
+static void bf16_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
+		      const float *B, int ldb, float beta, float *C, int ldc)
+{
+	if (M <= 0 || N <= 0)
+		return;
+	/* as stored: A is (ta ? K : M) rows of (ta ? M : K), B (tb ? N : K) of (tb ? K : N) */
+	int ar = ta ? K : M, ac = ta ? M : K, br = tb ? N : K, bc = tb ? K : N;
+	float *a = bf_scratch(0, (size_t)ar * ac + 1), *b = bf_scratch(1, (size_t)br * bc + 1);
+	bf16_rows(a, A, ar, ac, lda);
+	bf16_rows(b, B, br, bc, ldb);
+	lda = ac > 0 ? ac : 1;
+	ldb = bc > 0 ? bc : 1;
+	/* the same slicing as cpu_gemm */
+	struct gemm_ctx c = { ta, tb, M, N, K, lda, ldb, ldc, 1, M >= N, alpha, beta, a, b, C };
+	double work = 2.0 * M * N * K;
+	int thin = M < 64 || N < 64 || K < 64;
+	c.k = n_threads == 1 || work < 4e6 || (thin && work < 2e8) ? 1 : n_threads;
+	par_run(c.k, gemm_task, &c);
+}
+
+/* One after another: each product's rounded operands use the same scratch. */
+static void bf16_gemm_batch(int n, const struct ftk_gemm_args *g)
+{
+	for (int i = 0; i < n; i++)
+		bf16_gemm(g[i].ta, g[i].tb, g[i].M, g[i].N, g[i].K, g[i].alpha, g[i].A, g[i].lda,
+			  g[i].B, g[i].ldb, g[i].beta, g[i].C, g[i].ldc);
+}
+
+/* tile = elements [start, start + n) of W (row-major), rounded to bf16 */
+static void bf16_weight(const struct ftk_weight *w, size_t start, size_t n, float *tile)
+{
+	if (w->quant == FTK_QUANT_NF4)
+		ftk_nf4_dequant(&w->nf4, start, n, tile);
+	else
+		memcpy(tile, w->f32 + start, n * sizeof(float));
+	for (size_t i = 0; i < n; i++)
+		tile[i] = ftk_bf16_round(tile[i]);
+}
+
+/* As nf4_fwd_task / nf4_bwd_task, with bf16_weight filling the tiles. */
+static void bf16_fwd_task(void *vctx, int t)
+{
+	struct nf4_lin_ctx *c = vctx;
+	int N = c->w->rows, K = c->w->cols;
+	RANGE(t, c->k, N, s, e);
+	float *tile = c->tiles[worker_id];
+	size_t R = c->tile_elems / (size_t)K;
+	if (R < 1)
+		R = 1;
+	for (size_t r0 = s; r0 < e; r0 += R) {
+		size_t r = e - r0 < R ? e - r0 : R;
+		bf16_weight(c->w, r0 * K, r * K, tile);
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, c->M, (int)r, K, 1.0f, c->x, K,
+			    tile, K, 0.0f, c->y + r0, N);
+	}
+}
+
+static void bf16_bwd_task(void *vctx, int t)
+{
+	struct nf4_lin_ctx *c = vctx;
+	int N = c->w->rows, K = c->w->cols;
+	size_t nb = ((size_t)K + 63) / 64;
+	size_t s = (size_t)t * nb / c->k * 64, e = (size_t)(t + 1) * nb / c->k * 64;
+	if (e > (size_t)K)
+		e = (size_t)K;
+	if (s >= e)
+		return;
+	size_t width = e - s;
+	float *tile = c->tiles[worker_id];
+	size_t R = c->tile_elems / width;
+	if (R < 1)
+		R = 1;
+	for (size_t r0 = 0; r0 < (size_t)N; r0 += R) {
+		size_t r = (size_t)N - r0 < R ? (size_t)N - r0 : R;
+		for (size_t i = 0; i < r; i++)
+			bf16_weight(c->w, (r0 + i) * K + s, width, tile + i * width);
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, c->M, (int)width, (int)r, 1.0f,
+			    c->x + r0, N, tile, (int)width, 1.0f, c->y + s, K);
+	}
+}
+
+/*
+ * Forward: y (M, N) = bf16(x) (M, K) @ bf16(W)^T + bias; backward (bwd):
+ * y (M, K) += bf16(x) (M, N) @ bf16(W).  NF4 and float32 weights alike.
+ */
+static void bf16_linear(float *y, const float *x, const struct ftk_weight *w, const float *bias,
+			int M, int bwd)
+{
+	int N = w->rows, K = w->cols, in = bwd ? N : K;
+	if (M <= 0)
+		return;
+	float *xr = bf_scratch(0, (size_t)M * in);
+	bf16_rows(xr, x, M, in, in);
+	size_t NK = (size_t)N * K;
+	struct nf4_lin_ctx c = { w, xr, y, NULL, NK < TILE_ELEMS ? NK : TILE_ELEMS, M, 1 };
+	double work = 2.0 * M * (double)NK;
+	c.k = n_threads > 1 && work >= 4e6 ? n_threads : 1;
+	if (bwd && c.k > (K + 63) / 64)
+		c.k = (K + 63) / 64;
+	if (c.k > 64)
+		c.k = 64;
+	c.tiles = worker_tiles(c.k, c.tile_elems);
+	par_run(c.k, bwd ? bf16_bwd_task : bf16_fwd_task, &c);
+	if (bias)
+		cpu_add_bias(y, bias, M, N);
+}
+
+static int cpu_set_precision(int p)
+{
+	if (p != FTK_PREC_FP32 && p != FTK_PREC_BF16)
+		return -1;
+	precision = p;
+	return 0;
 }
 
 const struct ftk_backend ftk_backend_cpu = {
@@ -735,6 +917,7 @@ const struct ftk_backend ftk_backend_cpu = {
 	/* .sumsq = */ ftk_sumsq_array,
 	/* .scale = */ ftk_scale_array,
 	/* .adamw = */ ftk_adamw_array,
+	/* .set_precision = */ cpu_set_precision,
 };
 
 const struct ftk_backend *ftk_backend_get(const char *name)

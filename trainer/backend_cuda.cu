@@ -16,9 +16,13 @@
  *               synchronises before returning, so the host never reads a
  *               gradient a kernel is still writing.
  *   products    cuBLAS, fp32 inputs and fp32 accumulation (cublasGemmEx).
- *               FTK_CUDA_BF16=1 lets cuBLAS use bf16 tensor cores with
- *               fp32 accumulation (CUBLAS_COMPUTE_32F_FAST_16BF); the
- *               selftest tolerances are for the default fp32 path.
+ *               Under set_precision(FTK_PREC_BF16) (--precision bf16) the
+ *               two operands are converted to bf16 by a kernel calling
+ *               ops.h's ftk_bf16_rne, NF4 weights are dequantized straight
+ *               into bf16 tiles (half the tile memory), and cublasGemmEx
+ *               runs CUDA_R_16BF inputs, CUDA_R_32F output,
+ *               CUBLAS_COMPUTE_32F: the CPU backend emulates exactly this
+ *               and the selftest compares the two.
  *   NF4         weight_prepare uploads the packed codes and the recovered
  *               per-block scales; linear_fwd / linear_bwd_inp dequantize a
  *               tile of W rows (at most 16M values) into an fp32 device
@@ -92,7 +96,7 @@ __constant__ float d_nf4_code[16];
 static cublasHandle_t g_blas;
 static int g_ready;
 static float g_code[16];	/* the NF4 code table, given by the loader (nf4.c owns it) */
-static int g_bf16;		/* FTK_CUDA_BF16=1: bf16 tensor cores, fp32 accumulation */
+static int g_prec;		/* enum ftk_precision (set_precision) */
 static float *g_tile;		/* NF4 dequantization tile */
 static size_t g_tile_cap;
 static float *g_dscore;		/* attention backward scratch (B, NH, T, T) */
@@ -111,8 +115,6 @@ static void init_once(void)
 	if (g_ready)
 		return;
 	CKB(cublasCreate(&g_blas));
-	const char *bf = getenv("FTK_CUDA_BF16");
-	g_bf16 = bf && !strcmp(bf, "1");
 	CK(cudaMemcpyToSymbol(d_nf4_code, g_code, sizeof(float) * 16));
 	g_ready = 1;
 }
@@ -222,6 +224,13 @@ static void cu_set_threads(int n)
 	(void)n;
 }
 
+/* bf16 products (after the fp32 ones): operands converted, then cuBLAS */
+static void bf16_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
+		      const float *B, int ldb, float beta, float *C, int ldc);
+static void bf16_linear(float *y, const float *x, const struct ftk_weight *w, const float *bias,
+			int M, int bwd);
+static void cu_add_bias(float *out, const float *bias, int M, int N);
+
 /* ---------------------------------------------------------------- gemm */
 
 /*
@@ -234,11 +243,13 @@ static void cu_gemm(int ta, int tb, int M, int N, int K, float alpha, const floa
 	init_once();
 	if (M <= 0 || N <= 0)
 		return;
+	if (g_prec == FTK_PREC_BF16) {
+		bf16_gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+		return;
+	}
 	CKB(cublasGemmEx(g_blas, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N, N,
 			 M, K, &alpha, B, CUDA_R_32F, ldb, A, CUDA_R_32F, lda, &beta, C,
-			 CUDA_R_32F, ldc,
-			 g_bf16 ? CUBLAS_COMPUTE_32F_FAST_16BF : CUBLAS_COMPUTE_32F,
-			 CUBLAS_GEMM_DEFAULT));
+			 CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 	sync_if_shared(C);
 }
 
@@ -460,6 +471,10 @@ static void cu_add_bias(float *out, const float *bias, int M, int N)
 static void cu_linear_fwd(float *out, const float *inp, const struct ftk_weight *w,
 			  const float *bias, int M)
 {
+	if (g_prec == FTK_PREC_BF16) {
+		bf16_linear(out, inp, w, bias, M, 0);
+		return;
+	}
 	int N = w->rows, K = w->cols;
 	if (w->quant == FTK_QUANT_NONE) {
 		cu_gemm(0, 1, M, N, K, 1.0f, inp, K, w->f32, K, 0.0f, out, N);
@@ -480,6 +495,10 @@ static void cu_linear_fwd(float *out, const float *inp, const struct ftk_weight 
 
 static void cu_linear_bwd_inp(float *dinp, const float *dout, const struct ftk_weight *w, int M)
 {
+	if (g_prec == FTK_PREC_BF16) {
+		bf16_linear(dinp, dout, w, NULL, M, 1);
+		return;
+	}
 	int N = w->rows, K = w->cols;
 	if (w->quant == FTK_QUANT_NONE) {
 		cu_gemm(0, 0, M, K, N, 1.0f, dout, N, w->f32, K, 1.0f, dinp, K);
@@ -961,6 +980,130 @@ static void cu_adamw(float *w, float *m, float *v, const float *g, size_t n,
 	CK(cudaDeviceSynchronize());
 }
 
+/* ---------------------------------------------------------------- bf16 */
+
+/*
+ * --precision bf16.  Operands live here as uint16_t holding the bits
+ * ftk_bf16_rne (ops.h) produces, which is __nv_bfloat16's layout, so the
+ * rounding is the CPU emulation's to the bit; cuBLAS reads them as
+ * CUDA_R_16BF, multiplies (exactly: a bf16 product fits in fp32) and adds
+ * in fp32 (CUBLAS_COMPUTE_32F) into an fp32 C.  Activations stay fp32 in
+ * memory: each product converts its activation operand into g_bf[0] (and
+ * a LoRA weight or second activation into g_bf[1]) just before the call.
+ * NF4 weights are decoded straight into bf16 tiles (g_tile16, at most
+ * TILE_ELEMS values: 32 MiB instead of the fp32 tile's 64 MiB); a float32
+ * weight (the head, --quant none) is converted tile by tile the same way.
+ */
+static uint16_t *g_bf[2];	/* converted operands */
+static size_t g_bf_cap[2];
+static uint16_t *g_tile16;	/* bf16 weight tile */
+static size_t g_tile16_cap;
+
+static uint16_t *bf_buf(uint16_t **p, size_t *cap, size_t n)
+{
+	if (n > *cap) {
+		if (*p)
+			CK(cudaFree(*p));
+		CK(cudaMalloc((void **)p, (n ? n : 1) * sizeof(uint16_t)));
+		*cap = n;
+	}
+	return *p;
+}
+
+/* dst (rows, cols), packed = src's rows (stride ld) rounded to bf16 */
+__global__ void k_to_bf16(uint16_t *dst, const float *src, int rows, int cols, int ld)
+{
+	size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+	if (i < (size_t)rows * cols)
+		dst[i] = ftk_bf16_rne(src[i / cols * (size_t)ld + i % cols]);
+}
+
+static void to_bf16(uint16_t *dst, const float *src, int rows, int cols, int ld)
+{
+	size_t n = (size_t)rows * cols;
+	if (n)
+		k_to_bf16<<<blocks_for(n), THREADS>>>(dst, src, rows, cols, ld);
+}
+
+__global__ void k_nf4_dequant_bf16(uint16_t *out, const uint8_t *packed, const float *absmax,
+				   size_t start, size_t count)
+{
+	size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+	if (i < count)
+		out[i] = ftk_bf16_rne(ftk_nf4_decode(packed, absmax, d_nf4_code, start + i));
+}
+
+/* Rows [r0, r0 + r) of W (N, K) as bf16, NF4 or float32. */
+static uint16_t *bf16_tile(const struct ftk_weight *w, size_t r0, size_t r)
+{
+	size_t n = r * (size_t)w->cols;
+	uint16_t *t = bf_buf(&g_tile16, &g_tile16_cap, n);
+	if (w->quant == FTK_QUANT_NF4) {
+		const struct dev_nf4 *d = (const struct dev_nf4 *)w->dev;
+		k_nf4_dequant_bf16<<<blocks_for(n), THREADS>>>(t, d->packed, d->absmax,
+							       r0 * w->cols, n);
+	} else {
+		to_bf16(t, w->f32 + r0 * w->cols, (int)r, w->cols, w->cols);
+	}
+	return t;
+}
+
+/* Row-major C (M, N) = alpha op(A) op(B) + beta C over bf16 operands (see cu_gemm). */
+static void gemm_bf16_raw(int ta, int tb, int M, int N, int K, float alpha, const uint16_t *A,
+			  int lda, const uint16_t *B, int ldb, float beta, float *C, int ldc)
+{
+	CKB(cublasGemmEx(g_blas, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N, N,
+			 M, K, &alpha, B, CUDA_R_16BF, ldb, A, CUDA_R_16BF, lda, &beta, C,
+			 CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+	sync_if_shared(C);
+}
+
+static void bf16_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
+		      const float *B, int ldb, float beta, float *C, int ldc)
+{
+	/* as stored: A is (ta ? K : M) rows of (ta ? M : K), B (tb ? N : K) of (tb ? K : N) */
+	int ar = ta ? K : M, ac = ta ? M : K, br = tb ? N : K, bc = tb ? K : N;
+	uint16_t *a = bf_buf(&g_bf[0], &g_bf_cap[0], (size_t)ar * ac);
+	uint16_t *b = bf_buf(&g_bf[1], &g_bf_cap[1], (size_t)br * bc);
+	to_bf16(a, A, ar, ac, lda);
+	to_bf16(b, B, br, bc, ldb);
+	gemm_bf16_raw(ta, tb, M, N, K, alpha, a, ac > 0 ? ac : 1, b, bc > 0 ? bc : 1, beta, C, ldc);
+}
+
+/*
+ * Forward: y (M, N) = bf16(x) (M, K) @ bf16(W)^T + bias; backward (bwd):
+ * y (M, K) += bf16(x) (M, N) @ bf16(W).
+ */
+static void bf16_linear(float *y, const float *x, const struct ftk_weight *w, const float *bias,
+			int M, int bwd)
+{
+	init_once();
+	int N = w->rows, K = w->cols, in = bwd ? N : K;
+	if (M <= 0)
+		return;
+	uint16_t *xb = bf_buf(&g_bf[0], &g_bf_cap[0], (size_t)M * in);
+	to_bf16(xb, x, M, in, in);
+	size_t R = tile_rows(w);
+	for (size_t r0 = 0; r0 < (size_t)N; r0 += R) {
+		size_t r = (size_t)N - r0 < R ? (size_t)N - r0 : R;
+		uint16_t *tile = bf16_tile(w, r0, r);
+		if (bwd)	/* y (M, K) += x[:, r0:r0+r] (M, r) @ tile (r, K) */
+			gemm_bf16_raw(0, 0, M, K, (int)r, 1.0f, xb + r0, N, tile, K, 1.0f, y, K);
+		else		/* y[:, r0:r0+r] (M, r) = x (M, K) @ tile^T */
+			gemm_bf16_raw(0, 1, M, (int)r, K, 1.0f, xb, K, tile, K, 0.0f, y + r0, N);
+	}
+	if (bias)
+		cu_add_bias(y, bias, M, N);
+}
+
+static int cu_set_precision(int p)
+{
+	if (p != FTK_PREC_FP32 && p != FTK_PREC_BF16)
+		return -1;
+	g_prec = p;
+	return 0;
+}
+
 static const struct ftk_backend cuda_table = {
 	/* .name = */ "cuda",
 	/* .alloc = */ cu_alloc,
@@ -994,6 +1137,7 @@ static const struct ftk_backend cuda_table = {
 	/* .sumsq = */ cu_sumsq,
 	/* .scale = */ cu_scale,
 	/* .adamw = */ cu_adamw,
+	/* .set_precision = */ cu_set_precision,
 };
 
 /* ---------------------------------------------------------------- exports (device.h) */

@@ -83,6 +83,10 @@ static const char usage[] =
 	"                           is bit-exact when it uses the same number\n"
 	"      --checkpoint-activations  recompute each layer in the backward pass to save\n"
 	"                           memory\n"
+	"      --precision P        fp32 or bf16 (default fp32): bf16 rounds the two operands\n"
+	"                           of every matrix product to bfloat16 and accumulates in\n"
+	"                           fp32; LoRA weights, gradients and AdamW stay fp32; with\n"
+	"                           --selftest, check only that precision's lines\n"
 	"Devices and processes (docs/gpu.md):\n"
 	"      --device D           cpu or cuda (default cpu); cuda loads libftkcuda.so\n"
 	"      --dist T             auto, none, mpi or nccl (default auto: mpi under mpirun,\n"
@@ -122,7 +126,7 @@ enum {
 	OPT_EPS, OPT_WD, OPT_CLIP, OPT_BATCH, OPT_ACCUM, OPT_SEQ, OPT_EPOCHS, OPT_MAX_STEPS,
 	OPT_EVAL_EVERY, OPT_CKPT_EVERY, OPT_KEEP, OPT_SEED, OPT_THREADS, OPT_CKPT_ACT,
 	OPT_USD, OPT_DEVICE, OPT_DIST, OPT_PLAN, OPT_GPUS, OPT_DEVMEM, OPT_SELFTEST,
-	OPT_EVAL_SUITE, OPT_EVAL_LIMIT,
+	OPT_EVAL_SUITE, OPT_EVAL_LIMIT, OPT_PRECISION,
 };
 
 static volatile sig_atomic_t stop_flag;
@@ -201,13 +205,14 @@ int cmd_train(int argc, char **argv)
 		{ "selftest", no_argument, NULL, OPT_SELFTEST },
 		{ "eval", required_argument, NULL, OPT_EVAL_SUITE },
 		{ "eval-limit", required_argument, NULL, OPT_EVAL_LIMIT },
+		{ "precision", required_argument, NULL, OPT_PRECISION },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct ftk_tool t;
 	struct ftk_train_opts o;
 	struct ftk_error err;
 	const char *resume = NULL, *device = NULL, *dist_mode = "auto";
-	int plan_only = 0, gpus = 0, selftest = 0;
+	int plan_only = 0, gpus = 0, selftest = 0, precision_given = 0;
 	double devmem_gib = 0;
 	double usd_per_hour = 0;
 	int n_train_opts = 0, c;
@@ -288,6 +293,12 @@ int cmd_train(int argc, char **argv)
 			break;
 		case OPT_THREADS: o.threads = (int)ftk_tool_parse_long(&t, "--threads", optarg, 0, 4096); break;
 		case OPT_CKPT_ACT: o.checkpoint_activations = 1; break;
+		case OPT_PRECISION:
+			if (ftk_precision_parse(optarg) < 0)
+				ftk_tool_usage_error(&t, "--precision must be fp32 or bf16, not '%s'", optarg);
+			o.precision = ftk_precision_parse(optarg);
+			precision_given = 1;
+			break;
 		case OPT_USD: usd_per_hour = ftk_tool_parse_double(&t, "--usd-per-hour", optarg, 0, 1e9); break;
 		case OPT_DEVICE:
 			if (strcmp(optarg, "cpu") && strcmp(optarg, "cuda"))
@@ -305,10 +316,14 @@ int cmd_train(int argc, char **argv)
 	if (optind < argc)
 		ftk_tool_usage_error(&t, "unexpected argument '%s'", argv[optind]);
 	if (selftest)	/* issue 9: the first thing to run on a GPU machine */
-		return ftk_selftest_main(device ? device : "cuda", o.model[0] ? o.model : NULL,
-					 stdout);
+		return ftk_selftest_run(device ? device : "cuda", o.model[0] ? o.model : NULL,
+					precision_given ? o.precision : -1, stdout);
 	if (!device)
 		device = "cpu";
+	/* the old CUDA-only switch, kept as an alias for a new run's --precision bf16 */
+	const char *bf_env = getenv("FTK_CUDA_BF16");
+	if (!precision_given && !resume && !strcmp(device, "cuda") && bf_env && !strcmp(bf_env, "1"))
+		o.precision = FTK_PREC_BF16;
 
 	if (resume) {
 		if (n_train_opts)

@@ -558,6 +558,34 @@ void ftk_model_set_checkpointing(struct ftk_model *m, int on)
 	m->checkpointing = !!on;
 }
 
+int ftk_model_set_precision(struct ftk_model *m, int precision, struct ftk_error *err)
+{
+	const char *name = ftk_precision_name(precision);
+	if (!name)
+		return ftk_error_msg(err, FTK_EUSAGE, "unknown precision %d", precision);
+	if (!m->be->set_precision) {
+		if (precision == FTK_PREC_FP32)
+			return 0;
+		return ftk_error_msg(err, FTK_EUNSUPPORTED,
+				     "the %s backend computes in fp32 only, not %s", m->be->name,
+				     name);
+	}
+	if (m->be->set_precision(precision) < 0)
+		return ftk_error_msg(err, FTK_EUNSUPPORTED, "the %s backend cannot compute in %s",
+				     m->be->name, name);
+	return 0;
+}
+
+const char *ftk_precision_name(int precision)
+{
+	return precision == FTK_PREC_FP32 ? "fp32" : precision == FTK_PREC_BF16 ? "bf16" : NULL;
+}
+
+int ftk_precision_parse(const char *s)
+{
+	return !strcmp(s, "fp32") ? FTK_PREC_FP32 : !strcmp(s, "bf16") ? FTK_PREC_BF16 : -1;
+}
+
 /* ---------------------------------------------------------------- buffers */
 
 static int max3(int a, int b, int c)

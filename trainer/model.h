@@ -176,6 +176,21 @@ void ftk_model_set_head_chunk(struct ftk_model *m, int rows);
 void ftk_model_set_checkpointing(struct ftk_model *m, int on);
 
 /*
+ * Precision of the matrix products (enum ftk_precision, backend.h): fp32
+ * (the default) or bf16 operands with fp32 accumulation.  Weights, LoRA
+ * parameters, gradients and activations stay float32 either way.  It is the
+ * backend's mode (set_precision), so it holds for every model on that
+ * backend in this process.  Returns 0, or FTK_EUNSUPPORTED when the
+ * backend cannot compute that way.
+ */
+int ftk_model_set_precision(struct ftk_model *m, int precision, struct ftk_error *err);
+
+/* "fp32" or "bf16"; NULL for anything else. */
+const char *ftk_precision_name(int precision);
+/* The precision named s ("fp32", "bf16"), or -1. */
+int ftk_precision_parse(const char *s);
+
+/*
  * One training micro-step: forward, loss, backward.  Adds to the LoRA
  * gradients (call ftk_model_zero_grad() at the start of an optimizer step)
  * d(loss_sum / norm).  *loss_sum gets the summed loss of this batch (natural

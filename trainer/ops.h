@@ -45,6 +45,55 @@ FTK_HD float ftk_nf4_absmax(const uint8_t *qabsmax, const float *nested, const f
 	return v + offset;
 }
 
+/* ---------------------------------------------------------------- bf16 */
+
+/*
+ * bfloat16 is the top half of a float32: sign, the same 8-bit exponent and 7
+ * mantissa bits.  Under --precision bf16 every matrix product takes its
+ * operands rounded to bf16 and accumulates in float32; these three
+ * functions are that rounding, shared by the CPU emulation and the CUDA
+ * conversion kernels so both round identically.
+ *
+ * float32 -> bf16 rounds to nearest, ties to even, on the bit pattern:
+ * adding 0x7fff plus the kept half's lowest bit and dropping the low 16
+ * bits rounds subnormals correctly too, carries into the exponent when the
+ * mantissa overflows, and turns values at or beyond bf16's largest finite
+ * value plus half an ulp into Inf, as PyTorch's conversion does.  NaN is
+ * tested first (the addition could carry it into Inf) and becomes the
+ * canonical quiet NaN 0x7fc0; PyTorch's vectorised CPU conversion writes
+ * 0xffff instead: both are NaN, and no arithmetic depends on the payload.
+ * (safetensors.c's ftk_f32_to_bf16, for writing files, keeps a NaN's sign
+ * and payload; the two agree on every other value.)
+ */
+FTK_HD uint16_t ftk_bf16_rne(float x)
+{
+	union {
+		float f;
+		uint32_t u;
+	} v;
+	v.f = x;
+	if ((v.u & 0x7fffffffu) > 0x7f800000u)
+		return 0x7fc0;
+	return (uint16_t)((v.u + 0x7fffu + ((v.u >> 16) & 1u)) >> 16);
+}
+
+/* bf16 bits -> float32: exact (the low 16 bits become zero). */
+FTK_HD float ftk_bf16_float(uint16_t h)
+{
+	union {
+		float f;
+		uint32_t u;
+	} v;
+	v.u = (uint32_t)h << 16;
+	return v.f;
+}
+
+/* x rounded to the nearest bf16, as a float32. */
+FTK_HD float ftk_bf16_round(float x)
+{
+	return ftk_bf16_float(ftk_bf16_rne(x));
+}
+
 /* ---------------------------------------------------------------- RMSNorm */
 
 /*

@@ -16,6 +16,10 @@
  *            backend's own scratch (CPU: a T x T attention-gradient buffer
  *            and an NF4 tile per thread; CUDA: the (B, NH, T, T) score
  *            gradients and one 16M-value NF4 tile), and the micro-batches;
+ *            under --precision bf16 the tiles cover float32 weights too,
+ *            CUDA's are bf16 (2 bytes a value, half the fp32 tile), and the
+ *            converted operands of one product are added (bf16 on CUDA,
+ *            rounded floats on the CPU); activations stay float32;
  *   runtime  on CUDA a fixed reserve for the context, cuBLAS workspace and
  *            NCCL buffers (an estimate, said so in the table).
  *
@@ -141,12 +145,20 @@ int ftk_plan_make(struct ftk_plan *p, const struct ftk_model_config *c,
 	size_t work = (L + 1) * M * C * f + scratch * f + 4 * M * sizeof(int32_t);
 	/* the backend's scratch */
 	size_t tile = o->quant == FTK_QUANT_NONE ? 0 : nk_max;
+	/* bf16: every weight is tiled, float32 ones (the head) too; the tiles
+	 * are bf16 on CUDA; the two converted operands of a product beside them */
+	int bf16 = o->precision == FTK_PREC_BF16;
+	size_t ops = bf16 ? (M * wide > chunk * V ? M * wide : chunk * V) + M * wide : 0;
+	if (bf16)
+		tile = nk_max > V * C ? nk_max : V * C;
 	if (cuda) {
 		work += B * c->n_heads * T * T * f;
-		work += (tile < ((size_t)1 << 24) ? tile : ((size_t)1 << 24)) * f;
+		work += (tile < ((size_t)1 << 24) ? tile : ((size_t)1 << 24)) * (bf16 ? 2 : f);
+		work += ops * 2;
 	} else {
 		work += (size_t)threads * T * T * f;
 		work += (size_t)threads * (tile < ((size_t)1 << 20) ? tile : ((size_t)1 << 20)) * f;
+		work += ops * f;
 	}
 	/* micro-batches: ids, mask, doc per position, grad_accum of them (and one to discard) */
 	work += (size_t)(o->grad_accum + (p->world > 1)) * M * 9;
@@ -230,6 +242,10 @@ void ftk_plan_print(const struct ftk_plan *p, const struct ftk_train_opts *o, si
 	if (!strcmp(p->device, "cpu"))
 		row(out, "loading peak (mapped file + one tensor)", p->load_peak);
 	row(out, "total per process (peak)", p->total);
+	if (o->precision == FTK_PREC_BF16)
+		fprintf(out, "  precision bf16: products take bf16 operands (converted per product%s); "
+			     "activations, LoRA weights, gradients and AdamW stay float32\n",
+			strcmp(p->device, "cuda") ? "" : ", bf16 weight tiles");
 	fprintf(out, "  activations: %.1f MiB saving every layer, %.1f MiB with "
 		     "--checkpoint-activations\n",
 		(double)p->acts_full / MIB, (double)p->acts_ckpt / MIB);

@@ -14,8 +14,24 @@
  * sqrtf differ from glibc's by an ulp or two, never more); products and
  * attention 1e-4 relative (cuBLAS sums in another order); the QLoRA step's
  * loss 1e-4 and gradients 1e-3 relative to their largest value (a whole
- * network of such sums).  FTK_CUDA_BF16=1 (bf16 tensor cores) needs looser
- * tolerances and is not what this checks.
+ * network of such sums).
+ *
+ * bf16 (--precision bf16): the same products with both backends switched
+ * to bf16 operands (set_precision), against each other.  Both round every
+ * operand with ops.h's ftk_bf16_rne and a product of two bf16 values is
+ * exact in fp32, so the only difference left is again the order of the
+ * fp32 additions: the product tolerance stays 1e-4.  A backend that
+ * ignored the setting and multiplied fp32 values would be off by bf16's
+ * rounding, about 4e-3 relative, and fail.  In the QLoRA step every
+ * product's output is rounded again as the next product's input, so an
+ * fp32 difference of one ulp occasionally moves a value across a bf16
+ * rounding boundary (a 2^-8 relative jump of one element); the step's
+ * tolerances, 1e-3 for the loss and 1e-2 for the gradients, allow for
+ * that: test_selftest.c perturbs every product of a CPU table by up to 8
+ * fp32 ulps (2^-21 relative), which moves the bf16 step's loss by 1.1e-4
+ * and its gradients by 1.8e-3 (the fp32 step's by 8e-8 and 1.4e-6).  The
+ * step is therefore no test of whether bf16 is applied (fp32 products
+ * differ from bf16 ones there by only 5e-5 and 5e-3); the op lines are.
  *
  * With --device cpu the CPU backend is compared with itself: every
  * difference must be exactly 0, which checks the harness, not a GPU
@@ -77,11 +93,15 @@ static void cmp_f(const struct ftk_backend *dev, struct diff *d, const float *cp
 	free(h);
 }
 
+static const char *suffix = "";	/* after each op's name: " bf16" in the bf16 lines */
+
 static int report(FILE *out, const char *op, const struct diff *d, double tol)
 {
 	double rel = d->ref > 0 ? d->abs / d->ref : d->abs;
 	int ok = rel <= tol;
-	fprintf(out, "  %-22s max_abs %.3e  max_rel %.3e  tol %.0e  %s\n", op, d->abs, rel, tol,
+	char name[64];
+	snprintf(name, sizeof(name), "%s%s", op, suffix);
+	fprintf(out, "  %-22s max_abs %.3e  max_rel %.3e  tol %.0e  %s\n", name, d->abs, rel, tol,
 		ok ? "ok" : "FAIL");
 	return !ok;
 }
@@ -452,6 +472,39 @@ static int t_elementwise(const struct ftk_backend *dev, FILE *out)
 	return fails;
 }
 
+/* Both backends to precision p; 0, or -1 when dev cannot (said on out). */
+static int set_both(const struct ftk_backend *dev, int p, FILE *out)
+{
+	ftk_backend_cpu.set_precision(p);
+	if (!dev->set_precision || dev->set_precision(p) < 0) {
+		fprintf(out, "  %-22s the %s backend has no %s mode  FAIL\n", "set_precision",
+			dev->name, ftk_precision_name(p));
+		return -1;
+	}
+	return 0;
+}
+
+int ftk_selftest_ops_bf16(const struct ftk_backend *dev, FILE *out)
+{
+	uint64_t saved = rng;	/* the QLoRA step after it draws what it drew before */
+	rng = 0x9e3779b97f4a7c15ull;
+	fprintf(out, "ops bf16: %s against cpu (operands rounded to bf16, fp32 accumulation)\n",
+		dev->name);
+	if (set_both(dev, FTK_PREC_BF16, out) < 0) {
+		ftk_backend_cpu.set_precision(FTK_PREC_FP32);
+		rng = saved;
+		return 1;
+	}
+	/* the fp32 lines' inputs and shapes, under the bf16 mode */
+	suffix = " bf16";
+	int fails = t_gemm(dev, out) + t_linear(dev, out);
+	suffix = "";
+	rng = saved;
+	ftk_backend_cpu.set_precision(FTK_PREC_FP32);
+	dev->set_precision(FTK_PREC_FP32);
+	return fails;
+}
+
 int ftk_selftest_ops(const struct ftk_backend *dev, FILE *out)
 {
 	rng = 0x9e3779b97f4a7c15ull;
@@ -498,9 +551,30 @@ static int t_optim(const struct ftk_backend *dev, FILE *out)
 	return fails;
 }
 
+static int step_at(const struct ftk_backend *dev, const char *model_dir, int prec, FILE *out,
+		   struct ftk_error *err);
+
 int ftk_selftest_step(const struct ftk_backend *dev, const char *model_dir, FILE *out,
 		      struct ftk_error *err)
 {
+	return step_at(dev, model_dir, FTK_PREC_FP32, out, err);
+}
+
+int ftk_selftest_step_bf16(const struct ftk_backend *dev, const char *model_dir, FILE *out,
+			   struct ftk_error *err)
+{
+	int rc = step_at(dev, model_dir, FTK_PREC_BF16, out, err);
+	ftk_backend_cpu.set_precision(FTK_PREC_FP32);
+	if (dev->set_precision)
+		dev->set_precision(FTK_PREC_FP32);
+	return rc;
+}
+
+static int step_at(const struct ftk_backend *dev, const char *model_dir, int prec, FILE *out,
+		   struct ftk_error *err)
+{
+	int bf = prec == FTK_PREC_BF16;
+	double tol_loss = bf ? 1e-3 : 1e-4, tol_grad = bf ? 1e-2 : 1e-3;
 	struct ftk_model *mc = NULL, *md = NULL;
 	struct ftk_load_opts lc = { FTK_QUANT_NF4, &ftk_backend_cpu, 1, 64 };
 	struct ftk_load_opts ld = { FTK_QUANT_NF4, dev, 1, 64 };
@@ -508,6 +582,10 @@ int ftk_selftest_step(const struct ftk_backend *dev, const char *model_dir, FILE
 	int rc = ftk_model_load(&mc, model_dir, &lc, err);
 	if (rc == 0)
 		rc = ftk_model_load(&md, model_dir, &ld, err);
+	if (rc == 0)
+		rc = ftk_model_set_precision(mc, prec, err);
+	if (rc == 0)
+		rc = ftk_model_set_precision(md, prec, err);
 	if (rc == 0)
 		rc = ftk_model_lora_init(mc, &lo, err);
 	if (rc == 0)
@@ -538,12 +616,12 @@ int ftk_selftest_step(const struct ftk_backend *dev, const char *model_dir, FILE
 		rc = ftk_model_forward_backward(md, &b, norm, &lsd, &ntd, err);
 	int fails = 0;
 	if (rc == 0) {
-		fprintf(out, "qlora step: %s against cpu (NF4 base, LoRA rank 4 on all targets, "
+		fprintf(out, "qlora step%s: %s against cpu (NF4 base, LoRA rank 4 on all targets, "
 			     "%d x %d tokens, two documents per row)\n",
-			dev->name, Bn, T);
+			bf ? " bf16" : "", dev->name, Bn, T);
 		struct diff d = { fabs(lsd - lsc), fabs(lsc) };
 		fprintf(out, "  loss cpu %.7f  %s %.7f\n", lsc / norm, dev->name, lsd / norm);
-		fails += report(out, "loss", &d, 1e-4);
+		fails += report(out, "loss", &d, tol_loss);
 		float *gc = ftk_model_lora_grad_flat(mc, &n), *gd = ftk_model_lora_grad_flat(md, &n2);
 		struct diff g = { 0, 0 };
 		for (size_t i = 0; i < n; i++) {
@@ -551,7 +629,7 @@ int ftk_selftest_step(const struct ftk_backend *dev, const char *model_dir, FILE
 			g.abs = a > g.abs || isnan(a) ? (isnan(a) ? INFINITY : a) : g.abs;
 			g.ref = fabs((double)gc[i]) > g.ref ? fabs((double)gc[i]) : g.ref;
 		}
-		fails += report(out, "LoRA gradients", &g, 1e-3);
+		fails += report(out, "LoRA gradients", &g, tol_grad);
 	}
 	free(ids);
 	free(docs);
@@ -562,6 +640,12 @@ int ftk_selftest_step(const struct ftk_backend *dev, const char *model_dir, FILE
 
 int ftk_selftest_main(const char *device, const char *model_dir, FILE *out)
 {
+	return ftk_selftest_run(device, model_dir, -1, out);
+}
+
+int ftk_selftest_run(const char *device, const char *model_dir, int precision, FILE *out)
+{
+	int fp32 = precision != FTK_PREC_BF16, bf16 = precision != FTK_PREC_FP32;
 	const struct ftk_backend *dev = NULL;
 	struct ftk_error err;
 	int cuda = strcmp(device, "cpu") != 0;
@@ -579,22 +663,31 @@ int ftk_selftest_main(const char *device, const char *model_dir, FILE *out)
 	if (!cuda)
 		fprintf(out, "note: --device cpu compares the CPU backend with itself (a check of "
 			     "this harness, not of a GPU)\n");
-	int fails = ftk_selftest_ops(dev, out);
+	int fails = 0;
+	if (fp32)
+		fails += ftk_selftest_ops(dev, out);
+	if (bf16)
+		fails += ftk_selftest_ops_bf16(dev, out);
 	struct stat sb;
 	const char *md = model_dir ? model_dir : "datasets/models/stories260K";
 	if (stat(md, &sb) == 0) {
-		int rc = ftk_selftest_step(dev, md, out, &err);
-		if (rc < 0) {
-			fprintf(out, "qlora step: %s: %s\n", md, err.msg);
-			fails++;
-		} else {
-			fails += rc;
+		for (int p = 0; p < 2; p++) {
+			if (!(p ? bf16 : fp32))
+				continue;
+			int rc = p ? ftk_selftest_step_bf16(dev, md, out, &err)
+				   : ftk_selftest_step(dev, md, out, &err);
+			if (rc < 0) {
+				fprintf(out, "qlora step%s: %s: %s\n", p ? " bf16" : "", md, err.msg);
+				fails++;
+			} else {
+				fails += rc;
+			}
 		}
 	} else {
 		fprintf(out, "qlora step: NOT RUN (no model at '%s': give --model DIR)\n", md);
 		fails++;
 	}
-	if (dev->adamw && dev->sumsq && dev->scale) {
+	if (fp32 && dev->adamw && dev->sumsq && dev->scale) {
 		fprintf(out, "optimizer: %s against the host loops\n", dev->name);
 		fails += t_optim(dev, out);
 	}

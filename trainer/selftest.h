@@ -41,4 +41,21 @@ int ftk_selftest_step(const struct ftk_backend *dev, const char *model_dir, FILE
  */
 int ftk_selftest_main(const char *device, const char *model_dir, FILE *out);
 
+/*
+ * As ftk_selftest_main, for one precision (enum ftk_precision: only the
+ * fp32 lines, or only the bf16 ones) or both (precision -1, what
+ * ftk_selftest_main runs).
+ */
+int ftk_selftest_run(const char *device, const char *model_dir, int precision, FILE *out);
+
+/*
+ * The bf16 lines: gemm, gemm_batch and the linear ops with both backends
+ * set to FTK_PREC_BF16 (set back to fp32 after), and the QLoRA step the
+ * same way.  Return as ftk_selftest_ops / ftk_selftest_step; a backend
+ * without a bf16 mode counts as one failure.
+ */
+int ftk_selftest_ops_bf16(const struct ftk_backend *dev, FILE *out);
+int ftk_selftest_step_bf16(const struct ftk_backend *dev, const char *model_dir, FILE *out,
+			   struct ftk_error *err);
+
 #endif

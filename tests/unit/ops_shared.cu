@@ -30,4 +30,5 @@ __global__ void ftk_ops_shared_check(float *x, const uint8_t *packed, const floa
 	out[4] += p + ftk_nf4_decode(packed, absmax, code, threadIdx.x) +
 		  ftk_nf4_absmax(packed, absmax, code, 0.5f, 0);
 	out[5] += (float)ftk_dropout_keep(7, threadIdx.x, 0.1f) + (float)(ftk_mix64(1) & 1);
+	out[6] += ftk_bf16_round(x[4]) + ftk_bf16_float(ftk_bf16_rne(x[5]));
 }

@@ -11,6 +11,7 @@
 #include <check.h>
 #include <cjson/cJSON.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include "lib/strbuf.h"
 #include "testutil.h"
@@ -298,6 +299,55 @@ START_TEST(dropout_keep_rate)
 }
 END_TEST
 
+/*
+ * ftk_bf16_rne against torch's float32 -> bfloat16 conversion, bit for
+ * bit, on tools/ref/bf16_ref.py's fixture (ties, subnormals, overflow, Inf,
+ * NaN, random).  NaN inputs must give a NaN (torch writes 0xffff, ops.h
+ * 0x7fc0: the payload is not part of the contract).  Also: bf16 -> float is
+ * exact, and rounding is idempotent.
+ */
+START_TEST(bf16_matches_torch)
+{
+	FILE *f = fopen(src_path("tests/fixtures/trainer/bf16_ref.txt"), "r");
+	ck_assert_ptr_nonnull(f);
+	unsigned in, want;
+	int n = 0, nan = 0, inf = 0, sub = 0;
+	while (fscanf(f, "%x %x", &in, &want) == 2) {
+		union {
+			uint32_t u;
+			float f;
+		} v = { in };
+		uint16_t got = ftk_bf16_rne(v.f);
+		if (isnan(v.f)) {
+			ck_assert_msg((got & 0x7f80) == 0x7f80 && (got & 0x7f), "%08x: %04x is not NaN",
+				      in, got);
+			ck_assert_msg((want & 0x7f80) == 0x7f80 && (want & 0x7f), "fixture %08x", in);
+			nan++;
+		} else {
+			ck_assert_msg(got == want, "%08x (%g): got %04x, torch %04x", in, (double)v.f,
+				      got, want);
+			inf += isinf(ftk_bf16_float(got)) != 0;	/* glibc: -1 for -Inf */
+			sub += fpclassify(v.f) == FP_SUBNORMAL;
+		}
+		union {
+			float f;
+			uint32_t u;
+		} b = { ftk_bf16_float(got) };
+		ck_assert_uint_eq(b.u, (uint32_t)got << 16);
+		if (!isnan(b.f))
+			ck_assert_uint_eq(ftk_bf16_rne(b.f), got);
+		n++;
+	}
+	fclose(f);
+	ck_assert_int_ge(n, 1200);
+	ck_assert_int_ge(nan, 8);
+	ck_assert_int_ge(inf, 5);	/* two Inf in, three overflows */
+	ck_assert_int_ge(sub, 8);
+	ck_assert_float_eq(ftk_bf16_round(1.00390625f), 1.0f);		/* tie, even kept half: stays */
+	ck_assert_float_eq(ftk_bf16_round(1.01171875f), 1.015625f);	/* tie, odd: up */
+}
+END_TEST
+
 static Suite *ops_shared_suite(void)
 {
 	Suite *s = suite_create("ops_shared");
@@ -311,6 +361,7 @@ static Suite *ops_shared_suite(void)
 	tcase_add_test(tc, rope_matches_hf);
 	tcase_add_test(tc, adamw_both_headers_match_torch);
 	tcase_add_test(tc, dropout_keep_rate);
+	tcase_add_test(tc, bf16_matches_torch);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -143,11 +143,41 @@ START_TEST(refusal_names_the_change)
 }
 END_TEST
 
+/*
+ * --precision bf16, counted by hand on the tiny config (M = 32 rows, the
+ * widest projection side 16, a logits chunk of 32 x 10): the two converted
+ * operands of one product take max(32 x 16, 32 x 10) + 32 x 16 = 1024
+ * values, 2 bytes each on CUDA and 4 (rounded floats) on the CPU; CUDA's
+ * weight tile (the largest weight, gate's 128 values) shrinks from 4 to 2
+ * bytes a value.  Activations do not change.
+ */
+START_TEST(bf16_by_hand)
+{
+	struct ftk_model_config c;
+	struct ftk_train_opts o;
+	struct ftk_plan f, b;
+	struct ftk_error err;
+	tiny(&c);
+	opts(&o);
+	for (int cuda = 0; cuda < 2; cuda++) {
+		const char *dev = cuda ? "cuda" : "cpu";
+		o.precision = FTK_PREC_FP32;
+		ck_assert_int_eq(ftk_plan_make(&f, &c, &o, dev, 1, 1, 0, &err), 0);
+		o.precision = FTK_PREC_BF16;
+		ck_assert_int_eq(ftk_plan_make(&b, &c, &o, dev, 1, 1, 0, &err), 0);
+		size_t want = cuda ? 1024 * 2 - 128 * 2 : 1024 * 4;
+		ck_assert_uint_eq(b.item[FTK_PLAN_WORK] - f.item[FTK_PLAN_WORK], want);
+		ck_assert_uint_eq(b.item[FTK_PLAN_ACTS], f.item[FTK_PLAN_ACTS]);
+	}
+}
+END_TEST
+
 static Suite *plan_suite(void)
 {
 	Suite *s = suite_create("plan");
 	TCase *tc = tcase_create("core");
 	tcase_add_test(tc, counted_by_hand);
+	tcase_add_test(tc, bf16_by_hand);
 	tcase_add_test(tc, scaling);
 	tcase_add_test(tc, matches_the_loaded_model);
 	tcase_add_test(tc, refusal_names_the_change);

@@ -6,6 +6,7 @@
  * itself must show zero everywhere.
  */
 #include <check.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -133,6 +134,152 @@ START_TEST(qlora_step_catches_a_faulty_backend)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- bf16 */
+
+/*
+ * Stand-ins for a GPU's bf16 products.  fp32_*: a backend that accepts
+ * set_precision(bf16) but multiplies fp32 values anyway (the CPU's own ops
+ * run with the CPU switched to fp32 for the call).  ulps_*: the CPU's bf16
+ * ops with every output element moved by up to ulps_by relative, a
+ * stand-in for cuBLAS adding in another order.
+ */
+static float ulps_by;
+static uint64_t ulps_rng = 1;
+
+static void nudge(float *c, int M, int N, int ldc)
+{
+	for (int i = 0; i < M; i++)
+		for (int j = 0; j < N; j++) {
+			ulps_rng = ulps_rng * 6364136223846793005ull + 1442695040888963407ull;
+			double u = (double)(ulps_rng >> 11) / 9007199254740992.0 * 2.0 - 1.0;
+			c[(size_t)i * ldc + j] *= (float)(1.0 + ulps_by * u);
+		}
+}
+
+static void fp32_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
+		      const float *B, int ldb, float beta, float *C, int ldc)
+{
+	ftk_backend_cpu.set_precision(FTK_PREC_FP32);
+	ftk_backend_cpu.gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+	ftk_backend_cpu.set_precision(FTK_PREC_BF16);
+}
+
+static void fp32_linear_fwd(float *out, const float *inp, const struct ftk_weight *w,
+			    const float *bias, int M)
+{
+	ftk_backend_cpu.set_precision(FTK_PREC_FP32);
+	ftk_backend_cpu.linear_fwd(out, inp, w, bias, M);
+	ftk_backend_cpu.set_precision(FTK_PREC_BF16);
+}
+
+static void fp32_linear_bwd_inp(float *dinp, const float *dout, const struct ftk_weight *w, int M)
+{
+	ftk_backend_cpu.set_precision(FTK_PREC_FP32);
+	ftk_backend_cpu.linear_bwd_inp(dinp, dout, w, M);
+	ftk_backend_cpu.set_precision(FTK_PREC_BF16);
+}
+
+static void ulps_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
+		      const float *B, int ldb, float beta, float *C, int ldc)
+{
+	ftk_backend_cpu.gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+	nudge(C, M, N, ldc);
+}
+
+static void ulps_linear_fwd(float *out, const float *inp, const struct ftk_weight *w,
+			    const float *bias, int M)
+{
+	ftk_backend_cpu.linear_fwd(out, inp, w, bias, M);
+	nudge(out, M, w->rows, w->rows);
+}
+
+static void ulps_linear_bwd_inp(float *dinp, const float *dout, const struct ftk_weight *w, int M)
+{
+	ftk_backend_cpu.linear_bwd_inp(dinp, dout, w, M);
+	nudge(dinp, M, w->cols, w->cols);
+}
+
+/* A bf16 line's relative difference, from "<name> ... max_rel X" in t. */
+static double max_rel_of(const char *t, const char *name)
+{
+	const char *l = strstr(t, name);
+	ck_assert_msg(l != NULL, "no line '%s' in:\n%s", name, t);
+	const char *r = strstr(l, "max_rel ");
+	ck_assert_ptr_nonnull(r);
+	return atof(r + 8);
+}
+
+START_TEST(bf16_lines_catch_fp32_products)
+{
+	struct ftk_backend bad = ftk_backend_cpu;
+	char *t;
+	size_t len;
+	bad.name = "fp32-only";
+	bad.gemm = fp32_gemm;
+	bad.gemm_batch = NULL;
+	FILE *f = open_memstream(&t, &len);
+	int fails = ftk_selftest_ops_bf16(&bad, f);
+	fclose(f);
+	printf("%s", t);
+	/* the four gemm lines and gemm_batch (gemm when NULL) fail; linear ops are the CPU's */
+	ck_assert_int_eq(fails, 5);
+	ck_assert(max_rel_of(t, "gemm NN bf16") > 1e-3);
+	ck_assert(max_rel_of(t, "linear_fwd nf4 bf16") == 0.0);
+	free(t);
+	/*
+	 * fp32 everywhere: every op line fails.  (The QLoRA step alone could
+	 * not tell: on this batch fp32 products are 5e-5 off the bf16 loss and
+	 * 5e-3 off its gradients, while addition-order noise alone moves them
+	 * by up to 1e-4 and 2e-3, see below; the op lines separate the two by
+	 * a factor of a thousand.)
+	 */
+	bad.linear_fwd = fp32_linear_fwd;
+	bad.linear_bwd_inp = fp32_linear_bwd_inp;
+	f = open_memstream(&t, &len);
+	ck_assert_int_eq(ftk_selftest_ops_bf16(&bad, f), 10);
+	fclose(f);
+	free(t);
+	/* no bf16 mode at all: one failure, said */
+	bad.set_precision = NULL;
+	f = open_memstream(&t, &len);
+	ck_assert_int_eq(ftk_selftest_ops_bf16(&bad, f), 1);
+	fclose(f);
+	ck_assert_ptr_nonnull(strstr(t, "has no bf16 mode  FAIL"));
+	free(t);
+}
+END_TEST
+
+/*
+ * The bf16 step's tolerances against fp32 addition-order noise: every
+ * product output of the "device" moved by up to 2^-21 relative (8 fp32
+ * ulps, more than cuBLAS's reordering of these short sums gives) must pass
+ * both the op lines (1e-4) and the step (1e-3 loss, 1e-2 gradients), and
+ * the margin is printed.  The same noise with fp32 products in the step
+ * stays within the fp32 tolerances, for comparison.
+ */
+START_TEST(bf16_tolerances_cover_reordering)
+{
+	struct ftk_backend noisy = ftk_backend_cpu;
+	struct ftk_error err;
+	char *t;
+	size_t len;
+	noisy.name = "noisy";
+	noisy.gemm = ulps_gemm;
+	noisy.gemm_batch = NULL;
+	noisy.linear_fwd = ulps_linear_fwd;
+	noisy.linear_bwd_inp = ulps_linear_bwd_inp;
+	ulps_by = ldexpf(1.0f, -21);
+	FILE *f = open_memstream(&t, &len);
+	int fails = ftk_selftest_ops_bf16(&noisy, f);
+	fails += ftk_selftest_step_bf16(&noisy, src_path("datasets/models/stories260K"), f, &err);
+	fails += ftk_selftest_step(&noisy, src_path("datasets/models/stories260K"), f, &err);
+	fclose(f);
+	printf("%s", t);
+	ck_assert_int_eq(fails, 0);
+	free(t);
+}
+END_TEST
+
 static Suite *selftest_suite(void)
 {
 	Suite *s = suite_create("selftest");
@@ -142,6 +289,8 @@ static Suite *selftest_suite(void)
 	tcase_add_test(tc, a_faulty_op_fails_alone);
 	tcase_add_test(tc, each_forced_nf4_path_is_checked);
 	tcase_add_test(tc, qlora_step_catches_a_faulty_backend);
+	tcase_add_test(tc, bf16_lines_catch_fp32_products);
+	tcase_add_test(tc, bf16_tolerances_cover_reordering);
 	suite_add_tcase(s, tc);
 	return s;
 }
