@@ -97,7 +97,7 @@ endif
 all: $(PROGRAMS) $(CUDA_OBJS)
 
 $(B)/trainer/libftkcuda.so: trainer/backend_cuda.cu trainer/backend.h trainer/ops.h \
-  trainer/optim_ops.h trainer/nf4.h
+  trainer/optim_ops.h trainer/nf4.h trainer/flash_kernels.h
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCC_FLAGS) -shared -cudart shared -o $@ $< -L$(CUDA_HOME)/lib64 -lcublas
 
