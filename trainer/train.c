@@ -115,6 +115,7 @@ char *ftk_train_opts_json(const struct ftk_train_opts *o)
 	cJSON_AddNumberToObject(j, "seed", (double)o->seed);
 	cJSON_AddNumberToObject(j, "threads", o->threads);
 	cJSON_AddBoolToObject(j, "checkpoint_activations", o->checkpoint_activations);
+	cJSON_AddStringToObject(j, "attention", ftk_attention_name(o->attention));
 	char *s = cJSON_Print(j);
 	cJSON_Delete(j);
 	size_t n = strlen(s);
@@ -233,6 +234,12 @@ int ftk_train_opts_parse(const char *text, size_t len, const char *path,
 	b = cJSON_GetObjectItemCaseSensitive(j, "checkpoint_activations");
 	if (b)
 		o->checkpoint_activations = cJSON_IsTrue(b);
+	buf[0] = 0;
+	STR("attention", buf);	/* absent in runs from before --attention: auto */
+	if (buf[0] && (rc = ftk_attention_parse(buf, &o->attention, err)) < 0) {
+		rc = ftk_error_set(err, FTK_EDATA, path, 0, "attention", "must be auto, full or flash");
+		goto out;
+	}
 #undef STR
 #undef NUM
 	rc = 0;
@@ -731,6 +738,8 @@ int ftk_train_run(const struct ftk_train_opts *o, int resume, struct ftk_train_r
 	if ((rc = ftk_model_load(&r->m, o->model, &lo, err)) < 0)
 		goto out;
 	ftk_model_set_checkpointing(r->m, o->checkpoint_activations);
+	if ((rc = ftk_model_set_attention(r->m, o->attention, err)) < 0)
+		goto out;
 	const struct ftk_model_config *cfg = ftk_model_config(r->m);
 	struct ftk_lora_opts lora = o->lora;
 	lora.seed = o->seed;

@@ -68,6 +68,7 @@ struct ftk_train_opts {
 	uint64_t seed;			/* 42 */
 	int threads;			/* 0: all cores */
 	int checkpoint_activations;	/* 0 */
+	enum ftk_attention attention;	/* auto (model.h: flash when the T x T probabilities are large) */
 
 	/* not saved in train_config.json */
 	volatile sig_atomic_t *stop;	/* set non-zero to stop at the next step boundary */
