@@ -34,7 +34,11 @@
  *               probabilities for backward.  Backward: one kernel per
  *               query row (dP, softmax backward, dQ) and one per key row
  *               (dK, dV summed over the query heads of its group), so no
- *               atomics are needed.  No flash-attention kernel yet.
+ *               atomics are needed.  Flash attention (attn_fwd_flash /
+ *               attn_bwd_flash): tiles of 64 query or key rows per block,
+ *               K/V or Q/dout tiles in shared memory, the online softmax
+ *               of ops.h per thread, only the log-sum-exp saved; the
+ *               kernel bodies are flash_kernels.h's phase functions.
  *   optimizer   ftk_cuda_adamw (optim_ops.h's ftk_adamw_update per element)
  *               and ftk_cuda_sumsq (the global gradient norm's sum of
  *               squares, a block reduction in double) are exported for the
