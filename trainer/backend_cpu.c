@@ -567,14 +567,16 @@ static void cpu_attn_decode(float *out, const float *q, const float *kc, const f
 /*
  * Flash attention on the CPU: the same tasks as above (b, kv head), but no
  * (T, T) buffer.  A block of FLASH_BQ query rows meets the keys in tiles of
- * FLASH_BK: one sgemm gives the tile's scores, then ops.h's online-softmax
- * update folds each row's unmasked keys into its running max, sum and
- * output.  Backward recomputes the same score tiles, turns them into p and
+ * FLASH_BK: one sgemm gives the tile's scores, ops.h's online-softmax
+ * rescale turns each row's visible scores into probabilities and rescales
+ * its running sum and output, and a second sgemm adds P V to the outputs
+ * (the two halves of ftk_flash_row_update, which the CUDA kernels call
+ * per row).  Backward recomputes the same score tiles, turns them into p and
  * ds with ftk_flash_p / ftk_flash_ds and accumulates dQ, dK, dV with three
  * sgemms per tile.  Per task: the run starts (T ints) and a few tiles.
  */
 #define FLASH_BQ 64
-#define FLASH_BK 64
+#define FLASH_BK 128	/* plan.c counts these tiles */
 
 struct flash_ctx {
 	float *out, *lse, *dq, *dk, *dv;
@@ -613,17 +615,27 @@ static void flash_fwd_task(void *vctx, int task)
 			for (int i = 0; i < nr; i++)
 				ftk_flash_row_init(&mx[i], &l[i], acc + (size_t)i * hd, hd);
 			for (int k0 = start[r0]; k0 < r1; k0 += FLASH_BK) {
-				int k1 = k0 + FLASH_BK < r1 ? k0 + FLASH_BK : r1;
-				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nr, k1 - k0, hd,
-					    scale, Q + r0 * ldq, (int)ldq, K + k0 * ldk, (int)ldk, 0.0f,
-					    S, FLASH_BK);
+				int k1 = k0 + FLASH_BK < r1 ? k0 + FLASH_BK : r1, nk = k1 - k0;
+				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nr, nk, hd, scale,
+					    Q + r0 * ldq, (int)ldq, K + k0 * ldk, (int)ldk, 0.0f, S,
+					    FLASH_BK);
+				/* each row's visible scores become p (ops.h), the rest 0 */
 				for (int i = 0; i < nr; i++) {
 					int t = r0 + i;
 					int lo = start[t] > k0 ? start[t] : k0, hi = t + 1 < k1 ? t + 1 : k1;
-					ftk_flash_row_update(&mx[i], &l[i], acc + (size_t)i * hd,
-							     S + (size_t)i * FLASH_BK + (lo - k0),
-							     V + lo * ldk, ldk, hi - lo, hd);
+					float *row = S + (size_t)i * FLASH_BK;
+					if (hi <= lo) {
+						memset(row, 0, nk * sizeof(float));
+						continue;
+					}
+					ftk_flash_row_rescale(&mx[i], &l[i], acc + (size_t)i * hd,
+							      row + (lo - k0), hi - lo, hd);
+					memset(row, 0, (lo - k0) * sizeof(float));
+					memset(row + (hi - k0), 0, (k1 - hi) * sizeof(float));
 				}
+				/* acc += P V over the tile (the second half of the update) */
+				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nr, hd, nk, 1.0f,
+					    S, FLASH_BK, V + k0 * ldk, (int)ldk, 1.0f, acc, hd);
 			}
 			for (int i = 0; i < nr; i++)
 				lse[r0 + i] = ftk_flash_row_finish(O + (r0 + i) * ldq,

@@ -203,12 +203,13 @@ FTK_HD void ftk_flash_row_init(float *mx, float *l, float *acc, int hd)
 }
 
 /*
- * Fold n keys into a row: s (n) their scores (already scaled by
- * 1/sqrt(hd)), v the first key's value row (hd floats), the next ldv floats
- * on.  n <= 0 leaves the row as it is.
+ * The first half of an update: n scores s (already scaled by 1/sqrt(hd))
+ * become p = exp(s - mx') in place, mx' the new running max; l and acc (hd)
+ * are rescaled to mx' and l gains sum p.  The caller then adds sum_j p_j v_j
+ * to acc (ftk_flash_row_accum, or a matrix product for a block of rows).
+ * n <= 0 leaves the row as it is.
  */
-FTK_HD void ftk_flash_row_update(float *mx, float *l, float *acc, const float *s, const float *v,
-				 size_t ldv, int n, int hd)
+FTK_HD void ftk_flash_row_rescale(float *mx, float *l, float *acc, float *s, int n, int hd)
 {
 	if (n <= 0)
 		return;
@@ -220,14 +221,34 @@ FTK_HD void ftk_flash_row_update(float *mx, float *l, float *acc, const float *s
 	for (int i = 0; i < hd; i++)
 		acc[i] *= c;
 	for (int j = 0; j < n; j++) {
-		float p = expf(s[j] - m);
-		const float *vr = v + (size_t)j * ldv;
-		sum += p;
-		for (int i = 0; i < hd; i++)
-			acc[i] += p * vr[i];
+		s[j] = expf(s[j] - m);
+		sum += s[j];
 	}
 	*mx = m;
 	*l = sum;
+}
+
+/* The second half: acc (hd) += sum_j p[j] v_j, v the first value row, the next ldv floats on. */
+FTK_HD void ftk_flash_row_accum(float *acc, const float *p, const float *v, size_t ldv, int n,
+				int hd)
+{
+	for (int j = 0; j < n; j++) {
+		const float *vr = v + (size_t)j * ldv;
+		for (int i = 0; i < hd; i++)
+			acc[i] += p[j] * vr[i];
+	}
+}
+
+/*
+ * Fold n keys into a row: s (n) their scores (overwritten with their
+ * unnormalised probabilities), v the first key's value row (hd floats),
+ * the next ldv floats on.  n <= 0 leaves the row as it is.
+ */
+FTK_HD void ftk_flash_row_update(float *mx, float *l, float *acc, float *s, const float *v,
+				 size_t ldv, int n, int hd)
+{
+	ftk_flash_row_rescale(mx, l, acc, s, n, hd);
+	ftk_flash_row_accum(acc, s, v, ldv, n, hd);
 }
 
 /* Finish a row: out (hd) = acc / l; returns the row's log-sum-exp mx + log l. */

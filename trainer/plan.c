@@ -20,7 +20,7 @@
  *            and an NF4 tile per thread; CUDA: the (B, NH, T, T) score
  *            gradients and one 16M-value NF4 tile; with flash attention
  *            instead of the T x T buffers, per CPU thread T document starts
- *            and two 64 x 64 tiles, on CUDA one float per query row), and
+ *            and two 64 x 128 tiles, on CUDA one float per query row), and
  *            the micro-batches;
  *   runtime  on CUDA a fixed reserve for the context, cuBLAS workspace and
  *            NCCL buffers (an estimate, said so in the table).
@@ -154,8 +154,9 @@ int ftk_plan_make(struct ftk_plan *p, const struct ftk_model_config *c,
 		work += p->flash ? B * c->n_heads * T * f : B * c->n_heads * T * T * f;
 		work += (tile < ((size_t)1 << 24) ? tile : ((size_t)1 << 24)) * f;
 	} else {
-		/* flash: backend_cpu.c's per-task starts, two FLASH_BQ x FLASH_BK tiles or one and the outputs */
-		work += (size_t)threads * (p->flash ? T * sizeof(int) + (2 * 64 * 64 + 64 * hd) * f
+		/* flash: backend_cpu.c's per-task starts, two FLASH_BQ x FLASH_BK (64 x 128)
+		 * tiles (backward) or one and FLASH_BQ output rows (forward): at most both */
+		work += (size_t)threads * (p->flash ? T * sizeof(int) + (2 * 64 * 128 + 64 * hd) * f
 						    : T * T * f);
 		work += (size_t)threads * (tile < ((size_t)1 << 20) ? tile : ((size_t)1 << 20)) * f;
 	}

@@ -111,9 +111,9 @@ START_TEST(flash_attention_terms)
 	ck_assert_uint_eq(fl.att_flash, 256);
 	ck_assert_uint_eq(full.acts_full - fl.acts_full, 2 * (4096 - 256));
 	ck_assert_uint_eq(full.acts_ckpt - fl.acts_ckpt, 4096 - 256);
-	/* CPU scratch per thread: a T x T gradient (1024 bytes), or T starts, two 64 x 64
+	/* CPU scratch per thread: a T x T gradient (1024 bytes), or T starts, two 64 x 128
 	 * tiles and 64 rows of hd */
-	ck_assert_uint_eq(full.item[FTK_PLAN_WORK] + (16 * 4 + (2 * 64 * 64 + 64 * 4) * 4),
+	ck_assert_uint_eq(full.item[FTK_PLAN_WORK] + (16 * 4 + (2 * 64 * 128 + 64 * 4) * 4),
 			  fl.item[FTK_PLAN_WORK] + 16 * 16 * 4);
 	/* CUDA: the (B, NH, T, T) score gradients become one D per row */
 	o.attention = FTK_ATTN_FULL;
