@@ -10,7 +10,9 @@
  *     the same layout; struct ftk_lora_tensor entries point into them;
  *   - activations: one block per saved layer (struct acts, all offsets from
  *     one allocation), the residual stream res (L+1, M, C), and one block of
- *     scratch buffers for the backward pass.
+ *     scratch buffers for the backward pass.  Attention saves its (B, NH,
+ *     T, T) probabilities, or with flash attention (--attention, issue 9)
+ *     only each query row's log-sum-exp (B, NH, T).
  * M = B*T rows everywhere; shapes are written beside each pointer.
  *
  * The forward of one layer is one function (layer_fwd) used three ways:
