@@ -97,7 +97,7 @@ endif
 all: $(PROGRAMS) $(CUDA_OBJS)
 
 $(B)/trainer/libftkcuda.so: trainer/backend_cuda.cu trainer/backend.h trainer/ops.h \
-  trainer/optim_ops.h trainer/nf4.h
+  trainer/optim_ops.h trainer/nf4.h trainer/flash_kernels.h
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCC_FLAGS) -shared -cudart shared -o $@ $< -L$(CUDA_HOME)/lib64 -lcublas
 
@@ -151,6 +151,8 @@ UNIT_BIN := $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRC))
 $(B)/tests/%: tests/unit/%.c tests/unit/testutil.h $(ARCHIVES)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(CHECK_CFLAGS) -Itests/unit -o $@ $< $(ARCHIVES) $(CHECK_LIBS) $(LDLIBS)
+# test_flash runs the kernel bodies of this header, which no archive depends on
+$(B)/tests/test_flash: trainer/flash_kernels.h
 
 unit: $(UNIT_BIN)
 # the fused NF4 kernels' bodies, compiled into both

@@ -7,7 +7,8 @@
  *       LoRA weights) on one fixed random batch after one warm-up step and
  *       prints tokens/s, seconds per step, the loss, the step's floating-point
  *       operations (counted from the shapes, see flops()), GFLOP/s and the
- *       peak resident memory.
+ *       peak resident memory.  FTK_BENCH_ATTENTION=auto|full|flash picks
+ *       the attention path (model.h; default auto).
  *   train_step --sgemm THREADS
  *       OpenBLAS sgemm's rate on the model's largest product shape
  *       (1024x1536x512, as x.W^T) and on 2048^3, best of 5 each.
@@ -183,6 +184,12 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	ftk_model_set_checkpointing(m, argc > 8 && !strcmp(argv[8], "ckpt"));
+	const char *att = getenv("FTK_BENCH_ATTENTION");
+	enum ftk_attention am = FTK_ATTN_AUTO;
+	if (att && (ftk_attention_parse(att, &am, &e) < 0 || ftk_model_set_attention(m, am, &e) < 0)) {
+		fprintf(stderr, "train_step: %s\n", e.msg);
+		return 2;
+	}
 	struct ftk_lora_opts o = { FTK_LORA_ALL, r, 2.0f * r, 0, 0.0f, 1 };
 	if (ftk_model_lora_init(m, &o, &e) < 0)
 		return 1;

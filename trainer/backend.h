@@ -199,7 +199,32 @@ struct ftk_backend {
 	 * backend computes in fp32 only, and the model refuses bf16.
 	 */
 	int (*set_precision)(int precision);
+
+	/*
+	 * Flash attention: the same attention as attn_fwd (causal, document
+	 * masks, GQA with NKV dividing NH) computed tile by tile with an online
+	 * softmax (ops.h), so no (T, T) buffer exists: out (B, T, NH, hd) =;
+	 * lse (B, NH, T) = each query row's log-sum-exp of its scaled scores,
+	 * all the backward pass keeps.  Extra memory O(T) per thread (CPU) or
+	 * per block (CUDA).  head_dim at most FTK_FLASH_MAX_HD (256).  May be
+	 * NULL (a table that predates it): the model then uses attn_fwd/attn_bwd
+	 * and refuses --attention flash.
+	 */
+	void (*attn_fwd_flash)(float *out, float *lse, const float *q, const float *k,
+			       const float *v, const int32_t *doc, int B, int T, int NH, int NKV,
+			       int hd);
+	/*
+	 * dq = ; dk, dv = (overwritten), from dout, the forward's out and lse,
+	 * recomputing the probabilities tile by tile.  Shapes as attn_fwd_flash.
+	 * NULL exactly when attn_fwd_flash is.
+	 */
+	void (*attn_bwd_flash)(float *dq, float *dk, float *dv, const float *dout, const float *out,
+			       const float *lse, const float *q, const float *k, const float *v,
+			       const int32_t *doc, int B, int T, int NH, int NKV, int hd);
 };
+
+/* The largest head_dim the flash attention ops take. */
+#define FTK_FLASH_MAX_HD 256
 
 /* The reference CPU backend (OpenBLAS + threads). */
 extern const struct ftk_backend ftk_backend_cpu;

@@ -607,6 +607,177 @@ static void cpu_attn_decode(float *out, const float *q, const float *kc, const f
 	}
 }
 
+/*
+ * Flash attention on the CPU: the same tasks as above (b, kv head), but no
+ * (T, T) buffer.  A block of FLASH_BQ query rows meets the keys in tiles of
+ * FLASH_BK: one sgemm gives the tile's scores, ops.h's online-softmax
+ * rescale turns each row's visible scores into probabilities and rescales
+ * its running sum and output, and a second sgemm adds P V to the outputs
+ * (the two halves of ftk_flash_row_update, which the CUDA kernels call
+ * per row).  Backward recomputes the same score tiles, turns them into p and
+ * ds with ftk_flash_p / ftk_flash_ds and accumulates dQ, dK, dV with three
+ * sgemms per tile.  Per task: the run starts (T ints) and a few tiles.
+ */
+#define FLASH_BQ 64
+#define FLASH_BK 128	/* plan.c counts these tiles */
+
+struct flash_ctx {
+	float *out, *lse, *dq, *dk, *dv;
+	const float *q, *k, *v, *dout, *cout, *clse;
+	const int32_t *doc;
+	int B, T, NH, NKV, hd;
+};
+
+/* start[t] = the first key of query t (ftk_doc_start), for one row of doc. */
+static void flash_starts(int *start, const int32_t *doc, int T)
+{
+	for (int t = 0; t < T; t++)
+		start[t] = t > 0 && doc[t] == doc[t - 1] ? start[t - 1] : t;
+}
+
+static void flash_fwd_task(void *vctx, int task)
+{
+	struct flash_ctx *c = vctx;
+	int T = c->T, NH = c->NH, NKV = c->NKV, hd = c->hd, g = NH / NKV;
+	int b = task / NKV, kh = task % NKV;
+	size_t ldq = (size_t)NH * hd, ldk = (size_t)NKV * hd;
+	float scale = 1.0f / sqrtf((float)hd);
+	const float *K = c->k + ((size_t)b * T * NKV + kh) * hd;	/* (T, hd) stride ldk */
+	const float *V = c->v + ((size_t)b * T * NKV + kh) * hd;
+	int *start = xmalloc((size_t)T * sizeof(int));
+	float *S = xmalloc((size_t)FLASH_BQ * FLASH_BK * sizeof(float));	/* scores */
+	float *acc = xmalloc((size_t)FLASH_BQ * hd * sizeof(float));
+	float mx[FLASH_BQ], l[FLASH_BQ];
+	flash_starts(start, c->doc + (size_t)b * T, T);
+	for (int h = kh * g; h < (kh + 1) * g; h++) {
+		const float *Q = c->q + ((size_t)b * T * NH + h) * hd;
+		float *O = c->out + ((size_t)b * T * NH + h) * hd;
+		float *lse = c->lse + ((size_t)b * NH + h) * T;
+		for (int r0 = 0; r0 < T; r0 += FLASH_BQ) {
+			int r1 = r0 + FLASH_BQ < T ? r0 + FLASH_BQ : T, nr = r1 - r0;
+			for (int i = 0; i < nr; i++)
+				ftk_flash_row_init(&mx[i], &l[i], acc + (size_t)i * hd, hd);
+			for (int k0 = start[r0]; k0 < r1; k0 += FLASH_BK) {
+				int k1 = k0 + FLASH_BK < r1 ? k0 + FLASH_BK : r1, nk = k1 - k0;
+				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nr, nk, hd, scale,
+					    Q + r0 * ldq, (int)ldq, K + k0 * ldk, (int)ldk, 0.0f, S,
+					    FLASH_BK);
+				/* each row's visible scores become p (ops.h), the rest 0 */
+				for (int i = 0; i < nr; i++) {
+					int t = r0 + i;
+					int lo = start[t] > k0 ? start[t] : k0, hi = t + 1 < k1 ? t + 1 : k1;
+					float *row = S + (size_t)i * FLASH_BK;
+					if (hi <= lo) {
+						memset(row, 0, nk * sizeof(float));
+						continue;
+					}
+					ftk_flash_row_rescale(&mx[i], &l[i], acc + (size_t)i * hd,
+							      row + (lo - k0), hi - lo, hd);
+					memset(row, 0, (lo - k0) * sizeof(float));
+					memset(row + (hi - k0), 0, (k1 - hi) * sizeof(float));
+				}
+				/* acc += P V over the tile (the second half of the update) */
+				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nr, hd, nk, 1.0f,
+					    S, FLASH_BK, V + k0 * ldk, (int)ldk, 1.0f, acc, hd);
+			}
+			for (int i = 0; i < nr; i++)
+				lse[r0 + i] = ftk_flash_row_finish(O + (r0 + i) * ldq,
+								   acc + (size_t)i * hd, mx[i], l[i], hd);
+		}
+	}
+	free(acc);
+	free(S);
+	free(start);
+}
+
+static void cpu_attn_fwd_flash(float *out, float *lse, const float *q, const float *k,
+			       const float *v, const int32_t *doc, int B, int T, int NH, int NKV,
+			       int hd)
+{
+	struct flash_ctx c = { .out = out, .lse = lse, .q = q, .k = k, .v = v, .doc = doc, .B = B,
+			       .T = T, .NH = NH, .NKV = NKV, .hd = hd };
+	par_run(B * NKV, flash_fwd_task, &c);
+}
+
+static void flash_bwd_task(void *vctx, int task)
+{
+	struct flash_ctx *c = vctx;
+	int T = c->T, NH = c->NH, NKV = c->NKV, hd = c->hd, g = NH / NKV;
+	int b = task / NKV, kh = task % NKV;
+	size_t ldq = (size_t)NH * hd, ldk = (size_t)NKV * hd;
+	float scale = 1.0f / sqrtf((float)hd);
+	const float *K = c->k + ((size_t)b * T * NKV + kh) * hd;
+	const float *V = c->v + ((size_t)b * T * NKV + kh) * hd;
+	float *dK = c->dk + ((size_t)b * T * NKV + kh) * hd;
+	float *dV = c->dv + ((size_t)b * T * NKV + kh) * hd;
+	int *start = xmalloc((size_t)T * sizeof(int));
+	float *P = xmalloc((size_t)FLASH_BQ * FLASH_BK * sizeof(float));	/* scores, then p */
+	float *dS = xmalloc((size_t)FLASH_BQ * FLASH_BK * sizeof(float));	/* dp, then ds */
+	float D[FLASH_BQ];
+	flash_starts(start, c->doc + (size_t)b * T, T);
+	for (int t = 0; t < T; t++) {
+		memset(dK + t * ldk, 0, hd * sizeof(float));
+		memset(dV + t * ldk, 0, hd * sizeof(float));
+	}
+	for (int h = kh * g; h < (kh + 1) * g; h++) {
+		size_t row0 = ((size_t)b * T * NH + h) * hd;
+		const float *Q = c->q + row0, *dO = c->dout + row0, *O = c->cout + row0;
+		const float *lse = c->clse + ((size_t)b * NH + h) * T;
+		float *dQ = c->dq + row0;
+		for (int r0 = 0; r0 < T; r0 += FLASH_BQ) {
+			int r1 = r0 + FLASH_BQ < T ? r0 + FLASH_BQ : T, nr = r1 - r0;
+			const float *Qb = Q + r0 * ldq, *dOb = dO + r0 * ldq;
+			for (int i = 0; i < nr; i++) {
+				D[i] = ftk_dot(dO + (r0 + i) * ldq, O + (r0 + i) * ldq, hd);
+				memset(dQ + (r0 + i) * ldq, 0, hd * sizeof(float));
+			}
+			for (int k0 = start[r0]; k0 < r1; k0 += FLASH_BK) {
+				int k1 = k0 + FLASH_BK < r1 ? k0 + FLASH_BK : r1, nk = k1 - k0;
+				/* P = scale Q K^T ; dS = dO V^T over the tile */
+				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nr, nk, hd, scale,
+					    Qb, (int)ldq, K + k0 * ldk, (int)ldk, 0.0f, P, FLASH_BK);
+				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nr, nk, hd, 1.0f,
+					    dOb, (int)ldq, V + k0 * ldk, (int)ldk, 0.0f, dS, FLASH_BK);
+				for (int i = 0; i < nr; i++) {
+					int t = r0 + i;
+					float *pr = P + (size_t)i * FLASH_BK, *dr = dS + (size_t)i * FLASH_BK;
+					for (int j = 0; j < nk; j++) {
+						int s = k0 + j;
+						if (s < start[t] || s > t) {
+							pr[j] = dr[j] = 0.0f;
+							continue;
+						}
+						pr[j] = ftk_flash_p(pr[j], lse[t]);
+						dr[j] = ftk_flash_ds(pr[j], dr[j], D[i]);
+					}
+				}
+				/* dV += P^T dO ; dK += scale dS^T Q ; dQ += scale dS K */
+				cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, hd, nr, 1.0f, P,
+					    FLASH_BK, dOb, (int)ldq, 1.0f, dV + k0 * ldk, (int)ldk);
+				cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, hd, nr, scale, dS,
+					    FLASH_BK, Qb, (int)ldq, 1.0f, dK + k0 * ldk, (int)ldk);
+				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nr, hd, nk, scale,
+					    dS, FLASH_BK, K + k0 * ldk, (int)ldk, 1.0f, dQ + r0 * ldq,
+					    (int)ldq);
+			}
+		}
+	}
+	free(dS);
+	free(P);
+	free(start);
+}
+
+static void cpu_attn_bwd_flash(float *dq, float *dk, float *dv, const float *dout,
+			       const float *out, const float *lse, const float *q, const float *k,
+			       const float *v, const int32_t *doc, int B, int T, int NH, int NKV,
+			       int hd)
+{
+	struct flash_ctx c = { .dq = dq, .dk = dk, .dv = dv, .dout = dout, .cout = out,
+			       .clse = lse, .q = q, .k = k, .v = v, .doc = doc, .B = B, .T = T,
+			       .NH = NH, .NKV = NKV, .hd = hd };
+	par_run(B * NKV, flash_bwd_task, &c);
+}
+
 /* ---------------------------------------------------------------- elementwise */
 
 struct ew_ctx {
@@ -918,6 +1089,8 @@ const struct ftk_backend ftk_backend_cpu = {
 	/* .scale = */ ftk_scale_array,
 	/* .adamw = */ ftk_adamw_array,
 	/* .set_precision = */ cpu_set_precision,
+	/* .attn_fwd_flash = */ cpu_attn_fwd_flash,
+	/* .attn_bwd_flash = */ cpu_attn_bwd_flash,
 };
 
 const struct ftk_backend *ftk_backend_get(const char *name)

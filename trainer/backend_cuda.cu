@@ -40,7 +40,11 @@
  *               probabilities for backward.  Backward: one kernel per
  *               query row (dP, softmax backward, dQ) and one per key row
  *               (dK, dV summed over the query heads of its group), so no
- *               atomics are needed.  No flash-attention kernel yet.
+ *               atomics are needed.  Flash attention (attn_fwd_flash /
+ *               attn_bwd_flash): tiles of 64 query or key rows per block,
+ *               K/V or Q/dout tiles in shared memory, the online softmax
+ *               of ops.h per thread, only the log-sum-exp saved; the
+ *               kernel bodies are flash_kernels.h's phase functions.
  *   optimizer   the table's adamw (optim_ops.h's ftk_adamw_update per
  *               element), sumsq (the global gradient norm's sum of squares,
  *               a block reduction in double) and scale (clipping), so the
@@ -62,6 +66,7 @@ extern "C" {
 #include "trainer/backend.h"
 }
 #include "trainer/ops.h"
+#include "trainer/flash_kernels.h"
 #include "trainer/optim_ops.h"
 #include "trainer/nf4_kernels.h"
 
@@ -101,6 +106,8 @@ static float *g_tile;		/* NF4 dequantization tile */
 static size_t g_tile_cap;
 static float *g_dscore;		/* attention backward scratch (B, NH, T, T) */
 static size_t g_dscore_cap;
+static float *g_flash_D;	/* flash backward: D = dout . out per row (B, NH, T) */
+static size_t g_flash_D_cap;
 
 /* Managed allocations, so ops that write into one can synchronise. */
 struct range {
@@ -732,6 +739,107 @@ static void cu_attn_bwd(float *dq, float *dk, float *dv, const float *dout, cons
 	sync_if_shared(dq);
 }
 
+/*
+ * Flash attention (flash_kernels.h holds the kernel bodies as phase
+ * functions, which tests/unit/test_flash.c runs on the host): a block of
+ * FTK_FLASH_ROWS threads per tile of query rows (forward, dQ) or key rows
+ * (dK, dV); K/V or Q/dout tiles go through dynamic shared memory.  The
+ * loops' bounds are the block's, so every barrier is reached by all threads.
+ */
+static_assert(FTK_FLASH_HD_MAX == FTK_FLASH_MAX_HD, "flash head_dim limits differ");
+
+__global__ void k_flash_fwd(struct ftk_flash_dims d, float *out, float *lse, const float *q,
+			    const float *k, const float *v, const int32_t *doc)
+{
+	extern __shared__ float sm[];
+	struct ftk_flash_fwd_thread st;
+	int blk = (int)blockIdx.x, tid = (int)threadIdx.x, kb, ke;
+	ftk_flash_fwd_begin(&d, blk, tid, sm, &st, q, doc);
+	__syncthreads();
+	ftk_flash_q_keys(&d, blk, sm, &kb, &ke);
+	for (int k0 = kb; k0 < ke; k0 += d.tile) {
+		ftk_flash_load_kv(&d, blk, tid, (int)blockDim.x, k0, ke, sm, k, v);
+		__syncthreads();
+		ftk_flash_fwd_update(&d, tid, k0, ke, sm, &st);
+		__syncthreads();
+	}
+	ftk_flash_fwd_end(&d, blk, &st, out, lse);
+}
+
+__global__ void k_flash_dq(struct ftk_flash_dims d, float *dq, float *Dbuf, const float *dout,
+			   const float *out, const float *lse, const float *q, const float *k,
+			   const float *v, const int32_t *doc)
+{
+	extern __shared__ float sm[];
+	struct ftk_flash_dq_thread st;
+	int blk = (int)blockIdx.x, tid = (int)threadIdx.x, kb, ke;
+	ftk_flash_dq_begin(&d, blk, tid, sm, &st, q, dout, out, lse, Dbuf, doc);
+	__syncthreads();
+	ftk_flash_q_keys(&d, blk, sm, &kb, &ke);
+	for (int k0 = kb; k0 < ke; k0 += d.tile) {
+		ftk_flash_load_kv(&d, blk, tid, (int)blockDim.x, k0, ke, sm, k, v);
+		__syncthreads();
+		ftk_flash_dq_update(&d, tid, k0, ke, sm, &st);
+		__syncthreads();
+	}
+	ftk_flash_dq_end(&d, blk, &st, dq);
+}
+
+__global__ void k_flash_dkv(struct ftk_flash_dims d, float *dk, float *dv, const float *Dbuf,
+			    const float *dout, const float *lse, const float *q, const float *k,
+			    const float *v, const int32_t *doc)
+{
+	extern __shared__ float sm[];
+	struct ftk_flash_kv_thread st;
+	int blk = (int)blockIdx.x, tid = (int)threadIdx.x, qb, qe, b, kh, s0;
+	ftk_flash_kv_begin(&d, blk, tid, sm, &st, k, v, doc);
+	__syncthreads();
+	ftk_flash_kv_queries(&d, blk, sm, &qb, &qe);
+	ftk_flash_kvblock(&d, blk, &b, &kh, &s0);
+	int g = d.NH / d.NKV;
+	for (int h = kh * g; h < (kh + 1) * g; h++)
+		for (int q0 = qb; q0 < qe; q0 += d.tile) {
+			ftk_flash_load_qo(&d, blk, tid, (int)blockDim.x, h, q0, qe, sm, q, dout, lse,
+					  Dbuf);
+			__syncthreads();
+			ftk_flash_kv_update(&d, tid, q0, qe, sm, &st);
+			__syncthreads();
+		}
+	ftk_flash_kv_end(&d, blk, &st, dk, dv);
+}
+
+static void cu_attn_fwd_flash(float *out, float *lse, const float *q, const float *k,
+			      const float *v, const int32_t *doc, int B, int T, int NH, int NKV,
+			      int hd)
+{
+	struct ftk_flash_dims d = ftk_flash_dims_make(B, T, NH, NKV, hd);
+	size_t smem = ftk_flash_smem_floats(&d) * sizeof(float);
+	k_flash_fwd<<<(unsigned)ftk_flash_q_blocks(&d), FTK_FLASH_ROWS, smem>>>(d, out, lse, q, k,
+									    v, doc);
+	sync_if_shared(out);
+}
+
+static void cu_attn_bwd_flash(float *dq, float *dk, float *dv, const float *dout,
+			      const float *out, const float *lse, const float *q, const float *k,
+			      const float *v, const int32_t *doc, int B, int T, int NH, int NKV,
+			      int hd)
+{
+	size_t need = (size_t)B * NH * T;
+	if (need > g_flash_D_cap) {
+		if (g_flash_D)
+			CK(cudaFree(g_flash_D));
+		CK(cudaMalloc((void **)&g_flash_D, need * sizeof(float)));
+		g_flash_D_cap = need;
+	}
+	struct ftk_flash_dims d = ftk_flash_dims_make(B, T, NH, NKV, hd);
+	size_t smem = ftk_flash_smem_floats(&d) * sizeof(float);
+	k_flash_dq<<<(unsigned)ftk_flash_q_blocks(&d), FTK_FLASH_ROWS, smem>>>(
+		d, dq, g_flash_D, dout, out, lse, q, k, v, doc);
+	k_flash_dkv<<<(unsigned)ftk_flash_kv_blocks(&d), FTK_FLASH_ROWS, smem>>>(
+		d, dk, dv, g_flash_D, dout, lse, q, k, v, doc);
+	sync_if_shared(dq);
+}
+
 /* Generation: one block per query head, scores in the caller's scratch row per head. */
 __global__ void k_attn_decode_scores(float *sc, const float *q, const float *kc, int n, int h,
 				     int NH, int NKV, int hd)
@@ -1138,6 +1246,8 @@ static const struct ftk_backend cuda_table = {
 	/* .scale = */ cu_scale,
 	/* .adamw = */ cu_adamw,
 	/* .set_precision = */ cu_set_precision,
+	/* .attn_fwd_flash = */ cu_attn_fwd_flash,
+	/* .attn_bwd_flash = */ cu_attn_bwd_flash,
 };
 
 /* ---------------------------------------------------------------- exports (device.h) */

@@ -87,6 +87,11 @@ static const char usage[] =
 	"                           of every matrix product to bfloat16 and accumulates in\n"
 	"                           fp32; LoRA weights, gradients and AdamW stay fp32; with\n"
 	"                           --selftest, check only that precision's lines\n"
+	"      --attention A        auto, full or flash (default auto): flash keeps one\n"
+	"                           log-sum-exp per query instead of the T x T softmax\n"
+	"                           probabilities and recomputes them in the backward\n"
+	"                           pass; auto uses flash when one layer's probabilities\n"
+	"                           would exceed 64 MiB\n"
 	"Devices and processes (docs/gpu.md):\n"
 	"      --device D           cpu or cuda (default cpu); cuda loads libftkcuda.so\n"
 	"      --dist T             auto, none, mpi or nccl (default auto: mpi under mpirun,\n"
@@ -126,7 +131,7 @@ enum {
 	OPT_EPS, OPT_WD, OPT_CLIP, OPT_BATCH, OPT_ACCUM, OPT_SEQ, OPT_EPOCHS, OPT_MAX_STEPS,
 	OPT_EVAL_EVERY, OPT_CKPT_EVERY, OPT_KEEP, OPT_SEED, OPT_THREADS, OPT_CKPT_ACT,
 	OPT_USD, OPT_DEVICE, OPT_DIST, OPT_PLAN, OPT_GPUS, OPT_DEVMEM, OPT_SELFTEST,
-	OPT_EVAL_SUITE, OPT_EVAL_LIMIT, OPT_PRECISION,
+	OPT_EVAL_SUITE, OPT_EVAL_LIMIT, OPT_PRECISION, OPT_ATTENTION,
 };
 
 static volatile sig_atomic_t stop_flag;
@@ -196,6 +201,7 @@ int cmd_train(int argc, char **argv)
 		{ "seed", required_argument, NULL, OPT_SEED },
 		{ "threads", required_argument, NULL, OPT_THREADS },
 		{ "checkpoint-activations", no_argument, NULL, OPT_CKPT_ACT },
+		{ "attention", required_argument, NULL, OPT_ATTENTION },
 		{ "usd-per-hour", required_argument, NULL, OPT_USD },
 		{ "device", required_argument, NULL, OPT_DEVICE },
 		{ "dist", required_argument, NULL, OPT_DIST },
@@ -298,6 +304,11 @@ int cmd_train(int argc, char **argv)
 				ftk_tool_usage_error(&t, "--precision must be fp32 or bf16, not '%s'", optarg);
 			o.precision = ftk_precision_parse(optarg);
 			precision_given = 1;
+			break;
+		case OPT_ATTENTION:
+			if (ftk_attention_parse(optarg, &o.attention, &err) < 0)
+				ftk_tool_usage_error(&t, "--attention must be auto, full or flash, not '%s'",
+						     optarg);
 			break;
 		case OPT_USD: usd_per_hour = ftk_tool_parse_double(&t, "--usd-per-hour", optarg, 0, 1e9); break;
 		case OPT_DEVICE:

@@ -10,7 +10,9 @@
  *     the same layout; struct ftk_lora_tensor entries point into them;
  *   - activations: one block per saved layer (struct acts, all offsets from
  *     one allocation), the residual stream res (L+1, M, C), and one block of
- *     scratch buffers for the backward pass.
+ *     scratch buffers for the backward pass.  Attention saves its (B, NH,
+ *     T, T) probabilities, or with flash attention (--attention, issue 9)
+ *     only each query row's log-sum-exp (B, NH, T).
  * M = B*T rows everywhere; shapes are written beside each pointer.
  *
  * The forward of one layer is one function (layer_fwd) used three ways:
@@ -57,7 +59,8 @@ struct acts {
 	float *qraw, *kraw;	/* (M, NH*hd), (M, NKV*hd) before the q/k norm (Qwen3 only) */
 	float *rstdq, *rstdk;	/* (M*NH), (M*NKV) (Qwen3 only) */
 	float *q, *k, *v;	/* (M, NH*hd), (M, NKV*hd) x2, after RoPE */
-	float *att;		/* (B, NH, T, T) softmax probabilities */
+	float *att;		/* (B, NH, T, T) softmax probabilities (full attention) */
+	float *lse;		/* (B, NH, T) row log-sum-exps (flash attention), else NULL */
 	float *atty;		/* (M, NH*hd) attention output, o_proj input */
 	float *xmid;		/* (M, C) residual after attention */
 	float *ln2;		/* (M, C) */
@@ -98,6 +101,8 @@ struct ftk_model {
 
 	/* activations for the current shape */
 	int checkpointing;
+	enum ftk_attention attention;	/* --attention */
+	int flash;			/* the current buffers hold lse, not att */
 	int cap_M, cap_T, cap_saved;	/* allocated for M rows, T columns of att, saved layers */
 	struct acts *acts;		/* (cap_saved) */
 	float *res;			/* (L+1, M, C) */
@@ -586,6 +591,50 @@ int ftk_precision_parse(const char *s)
 	return !strcmp(s, "fp32") ? FTK_PREC_FP32 : !strcmp(s, "bf16") ? FTK_PREC_BF16 : -1;
 }
 
+const char *ftk_attention_name(enum ftk_attention a)
+{
+	return a == FTK_ATTN_FULL ? "full" : a == FTK_ATTN_FLASH ? "flash" : "auto";
+}
+
+int ftk_attention_parse(const char *s, enum ftk_attention *a, struct ftk_error *err)
+{
+	for (int i = FTK_ATTN_AUTO; i <= FTK_ATTN_FLASH; i++)
+		if (!strcmp(s, ftk_attention_name((enum ftk_attention)i))) {
+			*a = (enum ftk_attention)i;
+			return 0;
+		}
+	return ftk_error_msg(err, FTK_EUSAGE, "attention must be auto, full or flash, not '%s'", s);
+}
+
+int ftk_attention_flash(enum ftk_attention a, int B, int T, int NH, int hd)
+{
+	if (hd > FTK_FLASH_MAX_HD || a == FTK_ATTN_FULL)
+		return 0;
+	if (a == FTK_ATTN_FLASH)
+		return 1;
+	return (double)B * NH * T * T * sizeof(float) > (double)FTK_ATTN_AUTO_BYTES;
+}
+
+int ftk_model_set_attention(struct ftk_model *m, enum ftk_attention a, struct ftk_error *err)
+{
+	if (a == FTK_ATTN_FLASH && (!m->be->attn_fwd_flash || !m->be->attn_bwd_flash))
+		return ftk_error_msg(err, FTK_EUSAGE, "the %s backend has no flash attention",
+				     m->be->name);
+	if (a == FTK_ATTN_FLASH && m->cfg.head_dim > FTK_FLASH_MAX_HD)
+		return ftk_error_msg(err, FTK_EUSAGE,
+				     "flash attention takes head_dim up to %d, the model has %d",
+				     FTK_FLASH_MAX_HD, m->cfg.head_dim);
+	m->attention = a;
+	return 0;
+}
+
+/* Whether the forward and backward of B rows of T positions run flash attention. */
+static int use_flash(const struct ftk_model *m, int B, int T)
+{
+	return m->be->attn_fwd_flash && m->be->attn_bwd_flash &&
+	       ftk_attention_flash(m->attention, B, T, m->cfg.n_heads, m->cfg.head_dim);
+}
+
 /* ---------------------------------------------------------------- buffers */
 
 static int max3(int a, int b, int c)
@@ -618,7 +667,10 @@ static size_t acts_layout(const struct ftk_model *m, struct acts *a, char *mem, 
 	TAKE(a->q, M * q, float);
 	TAKE(a->k, M * kv, float);
 	TAKE(a->v, M * kv, float);
-	TAKE(a->att, (size_t)B * c->n_heads * T * T, float);
+	if (m->flash)
+		TAKE(a->lse, (size_t)B * c->n_heads * T, float);
+	else
+		TAKE(a->att, (size_t)B * c->n_heads * T * T, float);
 	TAKE(a->atty, M * q, float);
 	TAKE(a->xmid, M * C, float);
 	TAKE(a->ln2, M * C, float);
@@ -646,9 +698,12 @@ static void ensure_buffers(struct ftk_model *m, int B, int T)
 {
 	int M = B * T;
 	int saved = m->checkpointing ? 1 : m->cfg.n_layers;
-	if (M <= m->cap_M && T <= m->cap_T && B * T * T <= m->cap_M * m->cap_T && saved == m->cap_saved)
+	int flash = use_flash(m, B, T);
+	if (M <= m->cap_M && T <= m->cap_T && B * T * T <= m->cap_M * m->cap_T &&
+	    saved == m->cap_saved && flash == m->flash)
 		return;
 	free_acts(m);
+	m->flash = flash;
 	const struct ftk_model_config *c = &m->cfg;
 	int C = c->dim, H = c->hidden_dim, q = c->n_heads * c->head_dim,
 	    kv = c->n_kv_heads * c->head_dim, r = m->has_lora ? m->lo.rank : 1;
@@ -802,7 +857,10 @@ static void layer_fwd(struct ftk_model *m, int l, const float *x, float *xout, s
 	}
 	be->rope(a->q, m->pos, m->inv_freq, M, NH, hd, 1);
 	be->rope(a->k, m->pos, m->inv_freq, M, NKV, hd, 1);
-	be->attn_fwd(a->atty, a->att, a->q, a->k, a->v, m->doc, B, T, NH, NKV, hd);
+	if (m->flash)
+		be->attn_fwd_flash(a->atty, a->lse, a->q, a->k, a->v, m->doc, B, T, NH, NKV, hd);
+	else
+		be->attn_fwd(a->atty, a->att, a->q, a->k, a->v, m->doc, B, T, NH, NKV, hd);
 	proj_fwd(m, l, FTK_LORA_O, a->atty, m->tmp, M, a, train);
 	be->copy(a->xmid, x, (size_t)M * C * sizeof(float));
 	be->add(a->xmid, m->tmp, (size_t)M * C);
@@ -837,7 +895,11 @@ static void layer_bwd(struct ftk_model *m, int l, const float *x, struct acts *a
 	float *datty = m->dh1, *dq = m->dh2, *dqraw = m->dh3;
 	be->zero(datty, (size_t)M * q * sizeof(float));
 	proj_bwd(m, l, FTK_LORA_O, a->atty, m->dres, datty, M, a);
-	be->attn_bwd(dq, m->dk, m->dv, datty, a->att, a->q, a->k, a->v, B, T, NH, NKV, hd);
+	if (m->flash)
+		be->attn_bwd_flash(dq, m->dk, m->dv, datty, a->atty, a->lse, a->q, a->k, a->v, m->doc,
+				   B, T, NH, NKV, hd);
+	else
+		be->attn_bwd(dq, m->dk, m->dv, datty, a->att, a->q, a->k, a->v, B, T, NH, NKV, hd);
 	be->rope(dq, m->pos, m->inv_freq, M, NH, hd, -1);
 	be->rope(m->dk, m->pos, m->inv_freq, M, NKV, hd, -1);
 	float *dk = m->dk;

@@ -191,6 +191,40 @@ const char *ftk_precision_name(int precision);
 int ftk_precision_parse(const char *s);
 
 /*
+ * How attention keeps what its backward pass needs (--attention, issue 9).
+ * FULL saves each layer's softmax probabilities (B, NH, T, T): memory
+ * O(T^2) per head.  FLASH saves only each query row's log-sum-exp (B, NH,
+ * T) and recomputes the probabilities tile by tile in the backward pass
+ * (backend.h's attn_fwd_flash / attn_bwd_flash): memory O(T), about one
+ * more Q K^T product of work.  AUTO (the default) uses FLASH when one
+ * layer's probabilities, B x NH x T x T floats, would take more than
+ * FTK_ATTN_AUTO_BYTES (64 MiB: e.g. one row with 32 heads from T 725 on,
+ * 8 rows with 8 heads from T 513 on), and FULL below, where they are small and
+ * the saved probabilities spare the backward pass a recomputation.  Both
+ * give the same numbers up to float rounding (about 1e-7 relative).
+ */
+enum ftk_attention { FTK_ATTN_AUTO = 0, FTK_ATTN_FULL = 1, FTK_ATTN_FLASH = 2 };
+#define FTK_ATTN_AUTO_BYTES ((size_t)64 << 20)
+
+/* "auto", "full", "flash". */
+const char *ftk_attention_name(enum ftk_attention a);
+/* Parse one of those names into *a: 0, or FTK_EUSAGE with a message. */
+int ftk_attention_parse(const char *s, enum ftk_attention *a, struct ftk_error *err);
+/*
+ * Whether mode a runs flash attention for micro-batches of B rows of T
+ * positions with NH heads of head_dim hd: FLASH yes, FULL no, AUTO by the
+ * size rule above; never when hd > FTK_FLASH_MAX_HD (the model refuses
+ * FLASH then).  The memory plan uses the same rule.
+ */
+int ftk_attention_flash(enum ftk_attention a, int B, int T, int NH, int hd);
+/*
+ * Choose the attention path (FTK_ATTN_AUTO until called).  Returns 0, or
+ * FTK_EUSAGE for FLASH when the backend has no flash ops or head_dim is
+ * beyond FTK_FLASH_MAX_HD (AUTO then falls back to FULL silently).
+ */
+int ftk_model_set_attention(struct ftk_model *m, enum ftk_attention a, struct ftk_error *err);
+
+/*
  * One training micro-step: forward, loss, backward.  Adds to the LoRA
  * gradients (call ftk_model_zero_grad() at the start of an optimizer step)
  * d(loss_sum / norm).  *loss_sum gets the summed loss of this batch (natural

@@ -234,6 +234,132 @@ FTK_HD void ftk_softmax_row_bwd(float *dx, const float *p, const float *dp, int 
 		dx[i] = p[i] * (dp[i] - dot);
 }
 
+/* ---------------------------------------------------------------- flash attention */
+
+/*
+ * The arithmetic of memory-efficient ("flash") attention, one query row at
+ * a time (FlashAttention, Dao et al. 2022; the online softmax of Milakov and
+ * Gimelshein 2018).  A row keeps a running maximum mx of the scores seen so
+ * far, the running sum l of exp(score - mx) and acc = sum exp(score - mx) v
+ * over the keys seen; a new tile of keys raises mx when it must and rescales
+ * l and acc by exp(old mx - new mx).  At the end out = acc / l and the row's
+ * log-sum-exp lse = mx + log l is all the backward pass keeps: it
+ * recomputes p = exp(score - lse) tile by tile and, with D = dout . out,
+ * ds = p (dp - D), where dp = dout . v (the softmax backward, since
+ * sum_j p_j dp_j = dout . sum_j p_j v_j = dout . out).
+ *
+ * The mask is the trainer's: query t attends to keys [ftk_doc_start(t), t],
+ * the run of equal document ids that ends at t; key s is attended by
+ * queries [s, ftk_doc_end(s)).  Callers pass each row only its keys, so no
+ * score is ever -inf and a row's first update sees at least one key.
+ */
+
+/* a . b over n floats */
+FTK_HD float ftk_dot(const float *a, const float *b, int n)
+{
+	float d = 0.0f;
+	for (int i = 0; i < n; i++)
+		d += a[i] * b[i];
+	return d;
+}
+
+/* First key of query t: the start of the run of equal doc ids ending at t. */
+FTK_HD int ftk_doc_start(const int32_t *doc, int t)
+{
+	int s = t;
+	while (s > 0 && doc[s - 1] == doc[t])
+		s--;
+	return s;
+}
+
+/* One past the last query that attends key s (of T): the end of s's run. */
+FTK_HD int ftk_doc_end(const int32_t *doc, int T, int s)
+{
+	int e = s + 1;
+	while (e < T && doc[e] == doc[s])
+		e++;
+	return e;
+}
+
+/* Start a row: nothing seen (mx = -inf, l = 0, acc (hd) = 0). */
+FTK_HD void ftk_flash_row_init(float *mx, float *l, float *acc, int hd)
+{
+	*mx = -INFINITY;
+	*l = 0.0f;
+	for (int i = 0; i < hd; i++)
+		acc[i] = 0.0f;
+}
+
+/*
+ * The first half of an update: n scores s (already scaled by 1/sqrt(hd))
+ * become p = exp(s - mx') in place, mx' the new running max; l and acc (hd)
+ * are rescaled to mx' and l gains sum p.  The caller then adds sum_j p_j v_j
+ * to acc (ftk_flash_row_accum, or a matrix product for a block of rows).
+ * n <= 0 leaves the row as it is.
+ */
+FTK_HD void ftk_flash_row_rescale(float *mx, float *l, float *acc, float *s, int n, int hd)
+{
+	if (n <= 0)
+		return;
+	float m = *mx;
+	for (int j = 0; j < n; j++)
+		m = s[j] > m ? s[j] : m;
+	float c = expf(*mx - m);	/* 0 on the first update (mx = -inf, m finite) */
+	float sum = *l * c;
+	for (int i = 0; i < hd; i++)
+		acc[i] *= c;
+	for (int j = 0; j < n; j++) {
+		s[j] = expf(s[j] - m);
+		sum += s[j];
+	}
+	*mx = m;
+	*l = sum;
+}
+
+/* The second half: acc (hd) += sum_j p[j] v_j, v the first value row, the next ldv floats on. */
+FTK_HD void ftk_flash_row_accum(float *acc, const float *p, const float *v, size_t ldv, int n,
+				int hd)
+{
+	for (int j = 0; j < n; j++) {
+		const float *vr = v + (size_t)j * ldv;
+		for (int i = 0; i < hd; i++)
+			acc[i] += p[j] * vr[i];
+	}
+}
+
+/*
+ * Fold n keys into a row: s (n) their scores (overwritten with their
+ * unnormalised probabilities), v the first key's value row (hd floats),
+ * the next ldv floats on.  n <= 0 leaves the row as it is.
+ */
+FTK_HD void ftk_flash_row_update(float *mx, float *l, float *acc, float *s, const float *v,
+				 size_t ldv, int n, int hd)
+{
+	ftk_flash_row_rescale(mx, l, acc, s, n, hd);
+	ftk_flash_row_accum(acc, s, v, ldv, n, hd);
+}
+
+/* Finish a row: out (hd) = acc / l; returns the row's log-sum-exp mx + log l. */
+FTK_HD float ftk_flash_row_finish(float *out, const float *acc, float mx, float l, int hd)
+{
+	float inv = 1.0f / l;
+	for (int i = 0; i < hd; i++)
+		out[i] = acc[i] * inv;
+	return mx + logf(l);
+}
+
+/* Backward: the probability of a (scaled) score s in a row with log-sum-exp lse. */
+FTK_HD float ftk_flash_p(float s, float lse)
+{
+	return expf(s - lse);
+}
+
+/* Backward: d(score) = p (dp - D), dp = dout . v, D = dout . out of the row. */
+FTK_HD float ftk_flash_ds(float p, float dp, float D)
+{
+	return p * (dp - D);
+}
+
 /* ---------------------------------------------------------------- SwiGLU */
 
 FTK_HD float ftk_silu(float x)

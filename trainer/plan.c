@@ -10,12 +10,18 @@
  *            as many floats again for the gradients, twice for AdamW;
  *   acts     model.c's acts_layout per saved layer (all layers, or one with
  *            --checkpoint-activations, which recomputes the rest), each
- *            array rounded up to 64 bytes as the layout does;
+ *            array rounded up to 64 bytes as the layout does; attention
+ *            keeps (B, NH, T, T) probabilities, or with flash attention
+ *            (--attention, chosen by model.h's ftk_attention_flash) (B, NH,
+ *            T) log-sum-exps;
  *   work     the residual stream (L + 1 layers), the per-step scratch
  *            (model.c's ensure_buffers list, with its logits chunk), the
  *            backend's own scratch (CPU: a T x T attention-gradient buffer
  *            and an NF4 tile per thread; CUDA: the (B, NH, T, T) score
- *            gradients and one 16M-value NF4 tile), and the micro-batches;
+ *            gradients and one 16M-value NF4 tile; with flash attention
+ *            instead of the T x T buffers, per CPU thread T document starts
+ *            and two 64 x 128 tiles, on CUDA one float per query row), and
+ *            the micro-batches;
  *            under --precision bf16 the tiles cover float32 weights too,
  *            CUDA's are bf16 (2 bytes a value, half the fp32 tile), and the
  *            converted operands of one product are added (bf16 on CUDA,
@@ -59,7 +65,7 @@ static void shape(const struct ftk_model_config *c, int t, size_t *out, size_t *
 }
 
 static size_t acts_bytes(const struct ftk_model_config *c, const struct ftk_train_opts *o,
-			 size_t B, size_t T)
+			 size_t B, size_t T, int flash)
 {
 	size_t M = B * T, C = c->dim, H = c->hidden_dim, q = (size_t)c->n_heads * c->head_dim,
 	       kv = (size_t)c->n_kv_heads * c->head_dim, r = (size_t)o->lora.rank, f = sizeof(float);
@@ -68,7 +74,7 @@ static size_t acts_bytes(const struct ftk_model_config *c, const struct ftk_trai
 		b += al64(M * q * f) + al64(M * kv * f) + al64(M * c->n_heads * f) +
 		     al64(M * c->n_kv_heads * f);
 	b += al64(M * q * f) + 2 * al64(M * kv * f);
-	b += al64(B * c->n_heads * T * T * f);
+	b += flash ? al64(B * c->n_heads * T * f) : al64(B * c->n_heads * T * T * f);
 	b += al64(M * q * f) + 2 * al64(M * C * f) + al64(M * f) + 3 * al64(M * H * f);
 	for (int t = 0; t < 7; t++) {
 		if (!(o->lora.targets & (1u << t)))
@@ -130,8 +136,11 @@ int ftk_plan_make(struct ftk_plan *p, const struct ftk_model_config *c,
 	/* activations: rows per micro-batch (DPO: chosen and rejected) */
 	size_t B = (size_t)o->batch * (o->objective == FTK_OBJ_DPO ? 2 : 1), T = (size_t)o->seq_len;
 	size_t M = B * T;
-	p->acts_full = L * acts_bytes(c, o, B, T);
-	p->acts_ckpt = acts_bytes(c, o, B, T);
+	p->flash = ftk_attention_flash(o->attention, (int)B, (int)T, c->n_heads, c->head_dim);
+	p->att_full = al64(B * c->n_heads * T * T * f);
+	p->att_flash = al64(B * c->n_heads * T * f);
+	p->acts_full = L * acts_bytes(c, o, B, T, p->flash);
+	p->acts_ckpt = acts_bytes(c, o, B, T, p->flash);
 	p->item[FTK_PLAN_ACTS] = o->checkpoint_activations ? p->acts_ckpt : p->acts_full;
 
 	/* work buffers (model.c's ensure_buffers) */
@@ -152,11 +161,14 @@ int ftk_plan_make(struct ftk_plan *p, const struct ftk_model_config *c,
 	if (bf16)
 		tile = nk_max > V * C ? nk_max : V * C;
 	if (cuda) {
-		work += B * c->n_heads * T * T * f;
+		work += p->flash ? B * c->n_heads * T * f : B * c->n_heads * T * T * f;
 		work += (tile < ((size_t)1 << 24) ? tile : ((size_t)1 << 24)) * (bf16 ? 2 : f);
 		work += ops * 2;
 	} else {
-		work += (size_t)threads * T * T * f;
+		/* flash: backend_cpu.c's per-task starts, two FLASH_BQ x FLASH_BK (64 x 128)
+		 * tiles (backward) or one and FLASH_BQ output rows (forward): at most both */
+		work += (size_t)threads * (p->flash ? T * sizeof(int) + (2 * 64 * 128 + 64 * hd) * f
+						    : T * T * f);
 		work += (size_t)threads * (tile < ((size_t)1 << 20) ? tile : ((size_t)1 << 20)) * f;
 		work += ops * f;
 	}
@@ -249,6 +261,12 @@ void ftk_plan_print(const struct ftk_plan *p, const struct ftk_train_opts *o, si
 	fprintf(out, "  activations: %.1f MiB saving every layer, %.1f MiB with "
 		     "--checkpoint-activations\n",
 		(double)p->acts_full / MIB, (double)p->acts_ckpt / MIB);
+	fprintf(out, "  attention: %s%s, per saved layer %.1f MiB of %s (%s: %.1f MiB)\n",
+		p->flash ? "flash" : "full", o->attention == FTK_ATTN_AUTO ? " (auto)" : "",
+		(double)(p->flash ? p->att_flash : p->att_full) / MIB,
+		p->flash ? "log-sum-exps" : "T x T probabilities",
+		p->flash ? "full" : "--attention flash",
+		(double)(p->flash ? p->att_full : p->att_flash) / MIB);
 	if (available)
 		fprintf(out, "  available: %.1f MiB: %s\n", (double)available / MIB,
 			p->total <= available ? "fits" : "DOES NOT FIT");
@@ -269,13 +287,35 @@ int ftk_plan_fits(const struct ftk_plan *p, const struct ftk_train_opts *o, size
 	struct ftk_plan q;
 	struct ftk_error e2;
 	struct strbuf hint = STRBUF_INIT;
-	/* the changes, cheapest first: checkpointing, then shorter rows, then smaller batches */
-	if (!o->checkpoint_activations) {
+	/*
+	 * The changes, cheapest first: flash attention (one more Q K^T product
+	 * in the backward pass), checkpointing (a whole layer's forward again),
+	 * both, then shorter rows, then smaller batches.
+	 */
+	int can_flash = !p->flash && cfg->head_dim <= FTK_FLASH_MAX_HD;
+	if (can_flash) {
+		t.attention = FTK_ATTN_FLASH;
+		if (ftk_plan_make(&q, cfg, &t, p->device, p->world, p->threads, file_bytes, &e2) == 0 &&
+		    q.total <= available)
+			strbuf_addf(&hint, "use --attention flash (%.1f MiB)", (double)q.total / MIB);
+		t.attention = o->attention;
+	}
+	if (!hint.len && !o->checkpoint_activations) {
 		t.checkpoint_activations = 1;
 		if (ftk_plan_make(&q, cfg, &t, p->device, p->world, p->threads, file_bytes, &e2) == 0 &&
 		    q.total <= available)
 			strbuf_addf(&hint, "add --checkpoint-activations (%.1f MiB)",
 				    (double)q.total / MIB);
+	}
+	if (!hint.len && can_flash) {
+		t.checkpoint_activations = 1;
+		t.attention = FTK_ATTN_FLASH;
+		if (ftk_plan_make(&q, cfg, &t, p->device, p->world, p->threads, file_bytes, &e2) == 0 &&
+		    q.total <= available)
+			strbuf_addf(&hint, "use --attention flash with --checkpoint-activations "
+					   "(%.1f MiB)",
+				    (double)q.total / MIB);
+		t.attention = o->attention;
 	}
 	if (!hint.len) {
 		t.checkpoint_activations = 1;

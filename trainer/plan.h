@@ -39,6 +39,8 @@ struct ftk_plan {
 	size_t total;			/* peak bytes per process on the device */
 	size_t n_lora;			/* LoRA parameters */
 	long long n_base;		/* base parameters */
+	int flash;			/* the run uses flash attention (--attention, model.h's rule) */
+	size_t att_full, att_flash;	/* per saved layer: T x T probabilities, or log-sum-exps */
 };
 
 /*
@@ -61,8 +63,9 @@ void ftk_plan_print(const struct ftk_plan *p, const struct ftk_train_opts *o, si
 
 /*
  * When the plan does not fit in available bytes: FTK_ELIMIT with a message
- * naming what to change (--checkpoint-activations, a --seq-len or --batch
- * that fits, more memory).  0 when it fits or available is 0.
+ * naming what to change, cheapest first (--attention flash,
+ * --checkpoint-activations, both, a --seq-len or --batch that fits, more
+ * memory).  0 when it fits or available is 0.
  */
 int ftk_plan_fits(const struct ftk_plan *p, const struct ftk_train_opts *o, size_t available,
 		  struct ftk_error *err);

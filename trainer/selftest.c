@@ -8,7 +8,8 @@
  * reference value are printed.  Shapes are small and odd on purpose (37,
  * 45, 70 ...) so that tails and partial tiles are exercised; attention
  * runs with two documents packed in one row, grouped-query heads, and
- * rows whose target is -1 appear in the cross-entropy.
+ * rows whose target is -1 appear in the cross-entropy.  Flash attention
+ * (issue 9) is compared with the CPU's flash ops at head_dim 16 and 256.
  *
  * Tolerances: element-wise and per-row ops 1e-5 relative (CUDA's expf and
  * sqrtf differ from glibc's by an ulp or two, never more); products and
@@ -382,6 +383,64 @@ static int t_attn(const struct ftk_backend *dev, FILE *out)
 	return fails;
 }
 
+/*
+ * Flash attention (attn_fwd_flash / attn_bwd_flash) against the CPU flash
+ * ops: several documents per row, GQA, T = 150 (two full 64-row blocks and
+ * a partial one) at head_dim 16, and T = 70 at head_dim 256 (16-row tiles).
+ */
+static int t_attn_flash(const struct ftk_backend *dev, FILE *out)
+{
+	static const int shapes[2][5] = { { 2, 150, 4, 2, 16 }, { 1, 70, 2, 1, 256 } };
+	int fails = 0;
+	if (!dev->attn_fwd_flash || !dev->attn_bwd_flash) {
+		fprintf(out, "  flash attention        not in this backend's table  FAIL\n");
+		return 1;
+	}
+	for (int si = 0; si < 2; si++) {
+		int B = shapes[si][0], T = shapes[si][1], NH = shapes[si][2], NKV = shapes[si][3],
+		    hd = shapes[si][4];
+		size_t nq = (size_t)B * T * NH * hd, nk = (size_t)B * T * NKV * hd, nl = (size_t)B * NH * T;
+		float *Q = host_rand(nq, 2), *K = host_rand(nk, 2), *V = host_rand(nk, 1);
+		float *dO = host_rand(nq, 1), *zero = xcalloc(nq, sizeof(float));
+		int32_t *doc = xmalloc((size_t)B * T * sizeof(int32_t));
+		for (int b = 0; b < B; b++)	/* documents of 40 positions, the last shorter */
+			for (int t = 0; t < T; t++)
+				doc[b * T + t] = t / (40 + 7 * b);
+		struct pair q = both(dev, Q, nq * 4), k = both(dev, K, nk * 4), v = both(dev, V, nk * 4);
+		struct pair dd = both(dev, doc, (size_t)B * T * 4), o = both(dev, zero, nq * 4);
+		struct pair l = both(dev, zero, nl * 4), dout = both(dev, dO, nq * 4);
+		struct pair dq = both(dev, zero, nq * 4), dk = both(dev, zero, nk * 4);
+		struct pair dv = both(dev, zero, nk * 4);
+		ftk_backend_cpu.attn_fwd_flash(o.c, l.c, q.c, k.c, v.c, dd.c, B, T, NH, NKV, hd);
+		dev->attn_fwd_flash(o.d, l.d, q.d, k.d, v.d, dd.d, B, T, NH, NKV, hd);
+		struct diff d = { 0, 0 }, e = { 0, 0 }, g = { 0, 0 };
+		char name[32];
+		cmp_f(dev, &d, o.c, o.d, nq);
+		cmp_f(dev, &e, l.c, l.d, nl);
+		snprintf(name, sizeof(name), "flash fwd out hd=%d", hd);
+		fails += report(out, name, &d, TOL_MM);
+		snprintf(name, sizeof(name), "flash fwd lse hd=%d", hd);
+		fails += report(out, name, &e, TOL_MM);
+		/* both backward passes from the CPU's forward, so only the backward differs */
+		dev->upload(o.d, o.c, nq * 4);
+		dev->upload(l.d, l.c, nl * 4);
+		ftk_backend_cpu.attn_bwd_flash(dq.c, dk.c, dv.c, dout.c, o.c, l.c, q.c, k.c, v.c, dd.c,
+					       B, T, NH, NKV, hd);
+		dev->attn_bwd_flash(dq.d, dk.d, dv.d, dout.d, o.d, l.d, q.d, k.d, v.d, dd.d, B, T, NH,
+				    NKV, hd);
+		cmp_f(dev, &g, dq.c, dq.d, nq);
+		cmp_f(dev, &g, dk.c, dk.d, nk);
+		cmp_f(dev, &g, dv.c, dv.d, nk);
+		snprintf(name, sizeof(name), "flash bwd dqkv hd=%d", hd);
+		fails += report(out, name, &g, TOL_MM);
+		struct pair *all[] = { &q, &k, &v, &dd, &o, &l, &dout, &dq, &dk, &dv };
+		for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+			drop(dev, all[i]);
+		free(Q), free(K), free(V), free(dO), free(zero), free(doc);
+	}
+	return fails;
+}
+
 static int t_elementwise(const struct ftk_backend *dev, FILE *out)
 {
 	int fails = 0;
@@ -512,6 +571,9 @@ int ftk_selftest_ops(const struct ftk_backend *dev, FILE *out)
 	int fails = t_gemm(dev, out) + t_linear(dev, out) + t_rows(dev, out) + t_attn(dev, out) +
 		    t_elementwise(dev, out);
 	fails += t_linear_paths(dev, out);
+	uint64_t keep = rng;	/* the QLoRA step's inputs stay those of tables without flash */
+	fails += t_attn_flash(dev, out);
+	rng = keep;
 	return fails;
 }
 

@@ -116,6 +116,7 @@ char *ftk_train_opts_json(const struct ftk_train_opts *o)
 	cJSON_AddNumberToObject(j, "threads", o->threads);
 	cJSON_AddBoolToObject(j, "checkpoint_activations", o->checkpoint_activations);
 	cJSON_AddStringToObject(j, "precision", ftk_precision_name(o->precision));
+	cJSON_AddStringToObject(j, "attention", ftk_attention_name(o->attention));
 	char *s = cJSON_Print(j);
 	cJSON_Delete(j);
 	size_t n = strlen(s);
@@ -242,6 +243,11 @@ int ftk_train_opts_parse(const char *text, size_t len, const char *path,
 			goto out;
 		}
 		o->precision = ftk_precision_parse(buf);
+	}
+	STR("attention", buf);	/* absent in runs from before --attention: auto */
+	if (buf[0] && (rc = ftk_attention_parse(buf, &o->attention, err)) < 0) {
+		rc = ftk_error_set(err, FTK_EDATA, path, 0, "attention", "must be auto, full or flash");
+		goto out;
 	}
 #undef STR
 #undef NUM
@@ -753,6 +759,8 @@ int ftk_train_run(const struct ftk_train_opts *o, int resume, struct ftk_train_r
 		goto out;
 	ftk_model_set_checkpointing(r->m, o->checkpoint_activations);
 	if ((rc = ftk_model_set_precision(r->m, o->precision, err)) < 0)
+		goto out;
+	if ((rc = ftk_model_set_attention(r->m, o->attention, err)) < 0)
 		goto out;
 	const struct ftk_model_config *cfg = ftk_model_config(r->m);
 	struct ftk_lora_opts lora = o->lora;

@@ -69,6 +69,7 @@ struct ftk_train_opts {
 	int threads;			/* 0: all cores */
 	int checkpoint_activations;	/* 0 */
 	int precision;			/* enum ftk_precision of the products: fp32 */
+	enum ftk_attention attention;	/* auto (model.h: flash when the T x T probabilities are large) */
 
 	/* not saved in train_config.json */
 	volatile sig_atomic_t *stop;	/* set non-zero to stop at the next step boundary */

@@ -527,6 +527,56 @@ START_TEST(checkpointing_changes_nothing)
 }
 END_TEST
 
+/*
+ * Flash attention (--attention flash) against the saved probabilities, through the
+ * whole model: loss, every LoRA gradient and the evaluation logits, for each
+ * architecture (GQA, Qwen2 biases, Qwen3 q/k norms), with and without checkpointing,
+ * with dropout and two documents in a row.
+ */
+START_TEST(flash_attention_matches_full)
+{
+	const char *arch[3] = { "llama", "qwen2", "qwen3" };
+	for (int a = 0; a < 3; a++)
+		for (int ck = 0; ck < 2; ck++) {
+			float *g[2], *lg[2];
+			size_t n = 0;
+			double loss[2];
+			int V = 0;
+			for (int f = 0; f < 2; f++) {
+				struct ftk_model *m = small_model(arch[a], ck, 0.3f);
+				ck_assert_int_eq(ftk_model_set_attention(m, f ? FTK_ATTN_FLASH : FTK_ATTN_FULL,
+									 NULL), 0);
+				struct ftk_batch b = { 2, 6, b_ids, b_mask, b_doc };
+				ftk_model_zero_grad(m);
+				ck_assert_int_eq(ftk_model_forward_backward(m, &b, 6.0, &loss[f], NULL, NULL), 0);
+				float *gg = ftk_model_lora_grad_flat(m, &n);
+				g[f] = malloc(n * 4);
+				memcpy(g[f], gg, n * 4);
+				V = ftk_model_config(m)->vocab_size;
+				lg[f] = malloc((size_t)12 * V * 4);
+				ck_assert_int_eq(ftk_model_forward(m, &b, lg[f], NULL, NULL, NULL), 0);
+				ftk_model_free(m);
+			}
+			double md = 0, mg = 0, ml = 0, mlv = 0;
+			for (size_t i = 0; i < n; i++) {
+				md = fmax(md, fabs(g[0][i] - g[1][i]));
+				mg = fmax(mg, fabs(g[0][i]));
+			}
+			for (int i = 0; i < 12 * V; i++) {
+				ml = fmax(ml, fabs(lg[0][i] - lg[1][i]));
+				mlv = fmax(mlv, fabs(lg[0][i]));
+			}
+			double rl = fabs(loss[0] - loss[1]) / fabs(loss[0]);
+			printf("flash vs full, %s%s: loss %.2g, gradients %.2g, logits %.2g relative "
+			       "(tolerance 3e-6)\n",
+			       arch[a], ck ? " checkpointed" : "", rl, md / mg, ml / mlv);
+			ck_assert(rl < 3e-6 && md / mg < 3e-6 && ml / mlv < 3e-6);
+			ck_assert(mg > 0);
+			free(g[0]), free(g[1]), free(lg[0]), free(lg[1]);
+		}
+}
+END_TEST
+
 START_TEST(packed_documents_are_independent)
 {
 	struct ftk_model *m = small_model("llama", 0, 0.0f);
@@ -694,6 +744,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, grad_model_qwen3_ckpt_dropout);
 	tcase_add_test(tc, accumulation_equals_full_batch);
 	tcase_add_test(tc, checkpointing_changes_nothing);
+	tcase_add_test(tc, flash_attention_matches_full);
 	tcase_add_test(tc, packed_documents_are_independent);
 	tcase_add_test(tc, gemm_thin_products_threaded);
 	tcase_add_test(tc, two_threads_equal_one);

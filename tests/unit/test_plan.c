@@ -91,6 +91,54 @@ START_TEST(scaling)
 }
 END_TEST
 
+/* Flash attention: (B, NH, T) log-sum-exps instead of (B, NH, T, T) probabilities per layer. */
+START_TEST(flash_attention_terms)
+{
+	struct ftk_model_config c;
+	struct ftk_train_opts o;
+	struct ftk_plan full, fl, cf, cu;
+	struct ftk_error err;
+	tiny(&c);
+	opts(&o);
+	o.attention = FTK_ATTN_FULL;
+	ck_assert_int_eq(ftk_plan_make(&full, &c, &o, "cpu", 1, 1, 0, &err), 0);
+	o.attention = FTK_ATTN_FLASH;
+	ck_assert_int_eq(ftk_plan_make(&fl, &c, &o, "cpu", 1, 1, 0, &err), 0);
+	ck_assert_int_eq(full.flash, 0);
+	ck_assert_int_eq(fl.flash, 1);
+	/* B 2, NH 2, T 16: 2 * 2 * 16 * 16 floats = 4096 bytes against 2 * 2 * 16 = 256 */
+	ck_assert_uint_eq(full.att_full, 4096);
+	ck_assert_uint_eq(fl.att_flash, 256);
+	ck_assert_uint_eq(full.acts_full - fl.acts_full, 2 * (4096 - 256));
+	ck_assert_uint_eq(full.acts_ckpt - fl.acts_ckpt, 4096 - 256);
+	/* CPU scratch per thread: a T x T gradient (1024 bytes), or T starts, two 64 x 128
+	 * tiles and 64 rows of hd */
+	ck_assert_uint_eq(full.item[FTK_PLAN_WORK] + (16 * 4 + (2 * 64 * 128 + 64 * 4) * 4),
+			  fl.item[FTK_PLAN_WORK] + 16 * 16 * 4);
+	/* CUDA: the (B, NH, T, T) score gradients become one D per row */
+	o.attention = FTK_ATTN_FULL;
+	ck_assert_int_eq(ftk_plan_make(&cf, &c, &o, "cuda", 1, 1, 0, &err), 0);
+	o.attention = FTK_ATTN_FLASH;
+	ck_assert_int_eq(ftk_plan_make(&cu, &c, &o, "cuda", 1, 1, 0, &err), 0);
+	ck_assert_uint_eq(cf.item[FTK_PLAN_WORK] - cu.item[FTK_PLAN_WORK], 4096 - 256);
+	/* flash activations grow linearly with T */
+	o.seq_len = 32;
+	struct ftk_plan fl2;
+	ck_assert_int_eq(ftk_plan_make(&fl2, &c, &o, "cpu", 1, 1, 0, &err), 0);
+	ck_assert_uint_eq(fl2.acts_full, 2 * fl.acts_full);
+	/* auto: flash from 64 MiB of probabilities per layer, never beyond head_dim 256 */
+	ck_assert_int_eq(ftk_attention_flash(FTK_ATTN_AUTO, 1, 2048, 32, 128), 1);	/* 512 MiB */
+	ck_assert_int_eq(ftk_attention_flash(FTK_ATTN_AUTO, 1, 1024, 16, 128), 0);	/* 64 MiB */
+	ck_assert_int_eq(ftk_attention_flash(FTK_ATTN_AUTO, 1, 1448, 8, 128), 0);	/* 64.0 MiB */
+	ck_assert_int_eq(ftk_attention_flash(FTK_ATTN_AUTO, 1, 1449, 8, 128), 1);
+	ck_assert_int_eq(ftk_attention_flash(FTK_ATTN_AUTO, 8, 256, 8, 8), 0);	/* 16 MiB */
+	ck_assert_int_eq(ftk_attention_flash(FTK_ATTN_FULL, 8, 8192, 32, 128), 0);
+	ck_assert_int_eq(ftk_attention_flash(FTK_ATTN_FLASH, 1, 16, 2, 4), 1);
+	ck_assert_int_eq(ftk_attention_flash(FTK_ATTN_FLASH, 1, 16, 2, 512), 0);
+	ck_assert_int_eq(ftk_attention_flash(FTK_ATTN_AUTO, 8, 8192, 32, 512), 0);
+}
+END_TEST
+
 /* The plan's base bytes and LoRA count are what model.c allocates for a real model. */
 START_TEST(matches_the_loaded_model)
 {
@@ -131,9 +179,29 @@ START_TEST(refusal_names_the_change)
 	ck_assert_int_eq(ftk_plan_fits(&p, &o, p.total, &err), 0);
 	ck_assert_int_eq(ftk_plan_fits(&p, &o, 0, &err), 0);	/* unknown: not refused */
 	ck_assert_int_eq(ftk_plan_fits(&p, &o, p.total - 1, &err), FTK_ELIMIT);
+	/* auto keeps the (small) probabilities at 8 x 256; flash is the cheapest change */
+	ck_assert_int_eq(p.flash, 0);
+	ck_assert_ptr_nonnull(strstr(err.msg, "use --attention flash ("));
+	/* already flash: checkpointing is named */
+	struct ftk_plan fl, ck, both;
+	o.attention = FTK_ATTN_FLASH;
+	ck_assert_int_eq(ftk_plan_for_dir(&fl, &o, "cpu", 1, 1, &err), 0);
+	ck_assert_int_eq(fl.flash, 1);
+	ck_assert_int_eq(ftk_plan_fits(&fl, &o, fl.total - 1, &err), FTK_ELIMIT);
 	ck_assert_ptr_nonnull(strstr(err.msg, "add --checkpoint-activations"));
-	/* below even the checkpointed plan: a shorter sequence is named */
+	/* neither alone fits but both together do: both are named */
 	o.checkpoint_activations = 1;
+	ck_assert_int_eq(ftk_plan_for_dir(&both, &o, "cpu", 1, 1, &err), 0);
+	o.attention = FTK_ATTN_FULL;
+	ck_assert_int_eq(ftk_plan_for_dir(&ck, &o, "cpu", 1, 1, &err), 0);
+	o.checkpoint_activations = 0;
+	ck_assert_uint_lt(both.total, ck.total);
+	ck_assert_uint_lt(both.total, fl.total);
+	ck_assert_int_eq(ftk_plan_fits(&p, &o, both.total, &err), FTK_ELIMIT);
+	ck_assert_ptr_nonnull(strstr(err.msg, "use --attention flash with --checkpoint-activations"));
+	/* below even the checkpointed flash plan: a shorter sequence is named */
+	o.checkpoint_activations = 1;
+	o.attention = FTK_ATTN_FLASH;
 	ck_assert_int_eq(ftk_plan_for_dir(&c, &o, "cpu", 1, 1, &err), 0);
 	ck_assert_int_eq(ftk_plan_fits(&c, &o, c.total - 1, &err), FTK_ELIMIT);
 	ck_assert_ptr_nonnull(strstr(err.msg, "--seq-len 128"));
@@ -178,6 +246,7 @@ static Suite *plan_suite(void)
 	TCase *tc = tcase_create("core");
 	tcase_add_test(tc, counted_by_hand);
 	tcase_add_test(tc, bf16_by_hand);
+	tcase_add_test(tc, flash_attention_terms);
 	tcase_add_test(tc, scaling);
 	tcase_add_test(tc, matches_the_loaded_model);
 	tcase_add_test(tc, refusal_names_the_change);

@@ -30,6 +30,15 @@ static void bad_attn_bwd(float *dq, float *dk, float *dv, const float *dout, con
 	memset(dv, 0, sizeof(float) * hd);	/* forgets the first key's value gradient */
 }
 
+static void bad_attn_bwd_flash(float *dq, float *dk, float *dv, const float *dout,
+			       const float *out, const float *lse, const float *q, const float *k,
+			       const float *v, const int32_t *doc, int B, int T, int NH, int NKV,
+			       int hd)
+{
+	ftk_backend_cpu.attn_bwd_flash(dq, dk, dv, dout, out, lse, q, k, v, doc, B, T, NH, NKV, hd);
+	memset(dk + (size_t)(T - 1) * NKV * hd, 0, sizeof(float) * hd);	/* the last key's dk */
+}
+
 static int run(const struct ftk_backend *be, char **text)
 {
 	size_t len;
@@ -108,6 +117,30 @@ START_TEST(each_forced_nf4_path_is_checked)
 	setenv("FTK_CUDA_NF4", "cublas", 1);
 	ck_assert_int_eq(run(&bad, &t), 2);
 	ck_assert_str_eq(getenv("FTK_CUDA_NF4"), "cublas");
+	free(t);
+}
+END_TEST
+
+/* A faulty flash backward fails its two lines (head_dim 16 and 256) and nothing else. */
+START_TEST(a_faulty_flash_op_fails_its_lines)
+{
+	struct ftk_backend bad = ftk_backend_cpu;
+	char *t;
+	bad.name = "faulty";
+	bad.attn_bwd_flash = bad_attn_bwd_flash;
+	ck_assert_int_eq(run(&bad, &t), 2);
+	const char *want[] = { "flash bwd dqkv hd=16 ", "flash bwd dqkv hd=256" };
+	for (int i = 0; i < 2; i++) {
+		char *line = strstr(t, want[i]);
+		ck_assert_ptr_nonnull(line);
+		ck_assert_int_eq(strncmp(strchr(line, '\n') - 4, "FAIL", 4), 0);
+	}
+	ck_assert_int_eq(strncmp(strchr(strstr(t, "flash fwd lse hd=256"), '\n') - 2, "ok", 2), 0);
+	free(t);
+	/* a table without flash ops fails one line saying so */
+	bad.attn_bwd_flash = NULL;
+	ck_assert_int_eq(run(&bad, &t), 1);
+	ck_assert_ptr_nonnull(strstr(t, "flash attention        not in this backend's table  FAIL"));
 	free(t);
 }
 END_TEST
@@ -288,6 +321,7 @@ static Suite *selftest_suite(void)
 	tcase_add_test(tc, cpu_against_itself_is_exact);
 	tcase_add_test(tc, a_faulty_op_fails_alone);
 	tcase_add_test(tc, each_forced_nf4_path_is_checked);
+	tcase_add_test(tc, a_faulty_flash_op_fails_its_lines);
 	tcase_add_test(tc, qlora_step_catches_a_faulty_backend);
 	tcase_add_test(tc, bf16_lines_catch_fp32_products);
 	tcase_add_test(tc, bf16_tolerances_cover_reordering);
