@@ -213,6 +213,8 @@ static void cpu_gemm(int ta, int tb, int M, int N, int K, float alpha, const flo
  */
 struct nf4_lin_ctx {
 	const struct ftk_weight *w;
+	/* fills tile with weights [start, start + n) of w (NF4 decoded; bf16: rounded) */
+	void (*load)(const struct ftk_weight *w, size_t start, size_t n, float *tile);
 	const float *x;		/* inp (M, K) forward, dout (M, N) backward */
 	float *y;		/* out (M, N) forward, dinp (M, K) backward */
 	float **tiles;
@@ -234,7 +236,7 @@ static float **worker_tiles(int k, size_t elems)
 	return lin_tiles;
 }
 
-static void nf4_fwd_task(void *vctx, int t)
+static void tiled_fwd_task(void *vctx, int t)
 {
 	struct nf4_lin_ctx *c = vctx;
 	int N = c->w->rows, K = c->w->cols;
@@ -245,14 +247,14 @@ static void nf4_fwd_task(void *vctx, int t)
 		R = 1;
 	for (size_t r0 = s; r0 < e; r0 += R) {
 		size_t r = e - r0 < R ? e - r0 : R;
-		ftk_nf4_dequant(&c->w->nf4, r0 * K, r * K, tile);
+		c->load(c->w, r0 * K, r * K, tile);
 		/* out[:, r0:r0+r] (M, r) = inp (M, K) @ tile^T (K, r) */
 		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, c->M, (int)r, K, 1.0f, c->x, K,
 			    tile, K, 0.0f, c->y + r0, N);
 	}
 }
 
-static void nf4_bwd_task(void *vctx, int t)
+static void tiled_bwd_task(void *vctx, int t)
 {
 	struct nf4_lin_ctx *c = vctx;
 	int N = c->w->rows, K = c->w->cols;
@@ -270,17 +272,24 @@ static void nf4_bwd_task(void *vctx, int t)
 	for (size_t r0 = 0; r0 < (size_t)N; r0 += R) {
 		size_t r = (size_t)N - r0 < R ? (size_t)N - r0 : R;
 		for (size_t i = 0; i < r; i++)
-			ftk_nf4_dequant(&c->w->nf4, (r0 + i) * K + s, width, tile + i * width);
+			c->load(c->w, (r0 + i) * K + s, width, tile + i * width);
 		/* dinp[:, s:e] (M, width) += dout[:, r0:r0+r] (M, r) @ tile (r, width) */
 		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, c->M, (int)width, (int)r, 1.0f,
 			    c->x + r0, N, tile, (int)width, 1.0f, c->y + s, K);
 	}
 }
 
-static void nf4_linear(float *y, const float *x, const struct ftk_weight *w, int M, int bwd)
+static void nf4_load(const struct ftk_weight *w, size_t start, size_t n, float *tile)
+{
+	ftk_nf4_dequant(&w->nf4, start, n, tile);
+}
+
+/* y = x @ W^T (forward) or y += x @ W (bwd), W loaded tile by tile by load. */
+static void tiled_linear(float *y, const float *x, const struct ftk_weight *w, int M, int bwd,
+			 void (*load)(const struct ftk_weight *, size_t, size_t, float *))
 {
 	size_t NK = (size_t)w->rows * w->cols;
-	struct nf4_lin_ctx c = { w, x, y, NULL, NK < TILE_ELEMS ? NK : TILE_ELEMS, M, 1 };
+	struct nf4_lin_ctx c = { w, load, x, y, NULL, NK < TILE_ELEMS ? NK : TILE_ELEMS, M, 1 };
 	double work = 2.0 * M * (double)NK;
 	c.k = n_threads > 1 && work >= 4e6 ? n_threads : 1;
 	if (bwd && c.k > (w->cols + 63) / 64)
@@ -288,7 +297,7 @@ static void nf4_linear(float *y, const float *x, const struct ftk_weight *w, int
 	if (c.k > 64)
 		c.k = 64;
 	c.tiles = worker_tiles(c.k, c.tile_elems);
-	par_run(c.k, bwd ? nf4_bwd_task : nf4_fwd_task, &c);
+	par_run(c.k, bwd ? tiled_bwd_task : tiled_fwd_task, &c);
 }
 
 struct gemv_ctx {
@@ -358,7 +367,7 @@ static void cpu_linear_fwd(float *out, const float *inp, const struct ftk_weight
 		par_run(c.k, gemv_task, &c);
 		return;
 	} else {
-		nf4_linear(out, inp, w, M, 0);
+		tiled_linear(out, inp, w, M, 0, nf4_load);
 	}
 	if (bias)
 		cpu_add_bias(out, bias, M, N);
@@ -374,7 +383,7 @@ static void cpu_linear_bwd_inp(float *dinp, const float *dout, const struct ftk_
 	if (w->quant == FTK_QUANT_NONE)
 		cpu_gemm(0, 0, M, K, N, 1.0f, dout, N, w->f32, K, 1.0f, dinp, K);
 	else
-		nf4_linear(dinp, dout, w, M, 1);
+		tiled_linear(dinp, dout, w, M, 1, nf4_load);
 }
 
 /* ---------------------------------------------------------------- rmsnorm */
@@ -979,52 +988,6 @@ static void bf16_weight(const struct ftk_weight *w, size_t start, size_t n, floa
 		tile[i] = ftk_bf16_round(tile[i]);
 }
 
-/* As nf4_fwd_task / nf4_bwd_task, with bf16_weight filling the tiles. */
-static void bf16_fwd_task(void *vctx, int t)
-{
-	struct nf4_lin_ctx *c = vctx;
-	int N = c->w->rows, K = c->w->cols;
-	RANGE(t, c->k, N, s, e);
-	float *tile = c->tiles[worker_id];
-	size_t R = c->tile_elems / (size_t)K;
-	if (R < 1)
-		R = 1;
-	for (size_t r0 = s; r0 < e; r0 += R) {
-		size_t r = e - r0 < R ? e - r0 : R;
-		bf16_weight(c->w, r0 * K, r * K, tile);
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, c->M, (int)r, K, 1.0f, c->x, K,
-			    tile, K, 0.0f, c->y + r0, N);
-	}
-}
-
-static void bf16_bwd_task(void *vctx, int t)
-{
-	struct nf4_lin_ctx *c = vctx;
-	int N = c->w->rows, K = c->w->cols;
-	size_t nb = ((size_t)K + 63) / 64;
-	size_t s = (size_t)t * nb / c->k * 64, e = (size_t)(t + 1) * nb / c->k * 64;
-	if (e > (size_t)K)
-		e = (size_t)K;
-	if (s >= e)
-		return;
-	size_t width = e - s;
-	float *tile = c->tiles[worker_id];
-	size_t R = c->tile_elems / width;
-	if (R < 1)
-		R = 1;
-	for (size_t r0 = 0; r0 < (size_t)N; r0 += R) {
-		size_t r = (size_t)N - r0 < R ? (size_t)N - r0 : R;
-		for (size_t i = 0; i < r; i++)
-			bf16_weight(c->w, (r0 + i) * K + s, width, tile + i * width);
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, c->M, (int)width, (int)r, 1.0f,
-			    c->x + r0, N, tile, (int)width, 1.0f, c->y + s, K);
-	}
-}
-
-/*
- * Forward: y (M, N) = bf16(x) (M, K) @ bf16(W)^T + bias; backward (bwd):
- * y (M, K) += bf16(x) (M, N) @ bf16(W).  NF4 and float32 weights alike.
- */
 static void bf16_linear(float *y, const float *x, const struct ftk_weight *w, const float *bias,
 			int M, int bwd)
 {
@@ -1033,16 +996,7 @@ static void bf16_linear(float *y, const float *x, const struct ftk_weight *w, co
 		return;
 	float *xr = bf_scratch(0, (size_t)M * in);
 	bf16_rows(xr, x, M, in, in);
-	size_t NK = (size_t)N * K;
-	struct nf4_lin_ctx c = { w, xr, y, NULL, NK < TILE_ELEMS ? NK : TILE_ELEMS, M, 1 };
-	double work = 2.0 * M * (double)NK;
-	c.k = n_threads > 1 && work >= 4e6 ? n_threads : 1;
-	if (bwd && c.k > (K + 63) / 64)
-		c.k = (K + 63) / 64;
-	if (c.k > 64)
-		c.k = 64;
-	c.tiles = worker_tiles(c.k, c.tile_elems);
-	par_run(c.k, bwd ? bf16_bwd_task : bf16_fwd_task, &c);
+	tiled_linear(y, xr, w, M, bwd, bf16_weight);
 	if (bias)
 		cpu_add_bias(y, bias, M, N);
 }
