@@ -178,15 +178,28 @@ FTK_HD void ftk_flash_fwd_begin(const struct ftk_flash_dims *d, int blk, int tid
 	ftk_flash_row_init(&st->mx, &st->l, st->acc, d->hd);
 }
 
+/*
+ * The keys of the tile at k0 (ending at ke) that query row t of thread tid
+ * sees: from its document's start (the starts phase 1 put in shared
+ * memory) to t itself, as [*lo, *hi) (empty when *hi <= *lo).
+ */
+FTK_HD void ftk_flash_visible(const struct ftk_flash_dims *d, int tid, int k0, int ke,
+			      const float *sm, int t, int *lo, int *hi)
+{
+	int k1 = k0 + d->tile < ke ? k0 + d->tile : ke;
+	int start = FTK_FLASH_SIDX(d, (float *)sm)[tid];
+	*lo = start > k0 ? start : k0;
+	*hi = t + 1 < k1 ? t + 1 : k1;
+}
+
 /* Phase 2 (per tile, after the load and a barrier): fold the tile's visible keys into the row. */
 FTK_HD void ftk_flash_fwd_update(const struct ftk_flash_dims *d, int tid, int k0, int ke,
 				 const float *sm, struct ftk_flash_fwd_thread *st)
 {
 	if (st->t < 0)
 		return;
-	int hd = d->hd, k1 = k0 + d->tile < ke ? k0 + d->tile : ke;
-	int start = FTK_FLASH_SIDX(d, (float *)sm)[tid];
-	int lo = start > k0 ? start : k0, hi = st->t + 1 < k1 ? st->t + 1 : k1;
+	int hd = d->hd, lo, hi;
+	ftk_flash_visible(d, tid, k0, ke, sm, st->t, &lo, &hi);
 	if (hi <= lo)
 		return;
 	const float *sk = FTK_FLASH_SA(d, sm), *sv = FTK_FLASH_SB(d, sm);
@@ -248,9 +261,8 @@ FTK_HD void ftk_flash_dq_update(const struct ftk_flash_dims *d, int tid, int k0,
 {
 	if (st->t < 0)
 		return;
-	int hd = d->hd, k1 = k0 + d->tile < ke ? k0 + d->tile : ke;
-	int start = FTK_FLASH_SIDX(d, (float *)sm)[tid];
-	int lo = start > k0 ? start : k0, hi = st->t + 1 < k1 ? st->t + 1 : k1;
+	int hd = d->hd, lo, hi;
+	ftk_flash_visible(d, tid, k0, ke, sm, st->t, &lo, &hi);
 	const float *sk = FTK_FLASH_SA(d, sm), *sv = FTK_FLASH_SB(d, sm);
 	for (int s = lo; s < hi; s++) {
 		const float *kr = sk + (size_t)(s - k0) * hd, *vr = sv + (size_t)(s - k0) * hd;
