@@ -613,27 +613,38 @@ static int t_optim(const struct ftk_backend *dev, FILE *out)
 	return fails;
 }
 
-static int step_at(const struct ftk_backend *dev, const char *model_dir, int prec, FILE *out,
-		   struct ftk_error *err);
+static int step_at(const struct ftk_backend *dev, const char *model_dir, int prec, int flash,
+		   FILE *out, struct ftk_error *err);
 
 int ftk_selftest_step(const struct ftk_backend *dev, const char *model_dir, FILE *out,
 		      struct ftk_error *err)
 {
-	return step_at(dev, model_dir, FTK_PREC_FP32, out, err);
+	return step_at(dev, model_dir, FTK_PREC_FP32, 0, out, err);
 }
 
 int ftk_selftest_step_bf16(const struct ftk_backend *dev, const char *model_dir, FILE *out,
 			   struct ftk_error *err)
 {
-	int rc = step_at(dev, model_dir, FTK_PREC_BF16, out, err);
+	int rc = step_at(dev, model_dir, FTK_PREC_BF16, 0, out, err);
 	ftk_backend_cpu.set_precision(FTK_PREC_FP32);
 	if (dev->set_precision)
 		dev->set_precision(FTK_PREC_FP32);
 	return rc;
 }
 
-static int step_at(const struct ftk_backend *dev, const char *model_dir, int prec, FILE *out,
-		   struct ftk_error *err)
+int ftk_selftest_step_flash(const struct ftk_backend *dev, const char *model_dir, FILE *out,
+			    struct ftk_error *err)
+{
+	/* its own inputs, whichever steps ran before it */
+	uint64_t keep = rng;
+	rng = 0x2545f4914f6cdd1dull;
+	int rc = step_at(dev, model_dir, FTK_PREC_FP32, 1, out, err);
+	rng = keep;
+	return rc;
+}
+
+static int step_at(const struct ftk_backend *dev, const char *model_dir, int prec, int flash,
+		   FILE *out, struct ftk_error *err)
 {
 	int bf = prec == FTK_PREC_BF16;
 	double tol_loss = bf ? 1e-3 : 1e-4, tol_grad = bf ? 1e-2 : 1e-3;
@@ -648,6 +659,10 @@ static int step_at(const struct ftk_backend *dev, const char *model_dir, int pre
 		rc = ftk_model_set_precision(mc, prec, err);
 	if (rc == 0)
 		rc = ftk_model_set_precision(md, prec, err);
+	if (rc == 0 && flash)
+		rc = ftk_model_set_attention(mc, FTK_ATTN_FLASH, err);
+	if (rc == 0 && flash)
+		rc = ftk_model_set_attention(md, FTK_ATTN_FLASH, err);
 	if (rc == 0)
 		rc = ftk_model_lora_init(mc, &lo, err);
 	if (rc == 0)
@@ -680,7 +695,7 @@ static int step_at(const struct ftk_backend *dev, const char *model_dir, int pre
 	if (rc == 0) {
 		fprintf(out, "qlora step%s: %s against cpu (NF4 base, LoRA rank 4 on all targets, "
 			     "%d x %d tokens, two documents per row)\n",
-			bf ? " bf16" : "", dev->name, Bn, T);
+			bf ? " bf16" : flash ? " flash" : "", dev->name, Bn, T);
 		struct diff d = { fabs(lsd - lsc), fabs(lsc) };
 		fprintf(out, "  loss cpu %.7f  %s %.7f\n", lsc / norm, dev->name, lsd / norm);
 		fails += report(out, "loss", &d, tol_loss);
@@ -733,13 +748,15 @@ int ftk_selftest_run(const char *device, const char *model_dir, int precision, F
 	struct stat sb;
 	const char *md = model_dir ? model_dir : "datasets/models/stories260K";
 	if (stat(md, &sb) == 0) {
-		for (int p = 0; p < 2; p++) {
-			if (!(p ? bf16 : fp32))
+		for (int p = 0; p < 3; p++) {
+			if (!(p == 1 ? bf16 : fp32))
 				continue;
-			int rc = p ? ftk_selftest_step_bf16(dev, md, out, &err)
-				   : ftk_selftest_step(dev, md, out, &err);
+			int rc = p == 1 ? ftk_selftest_step_bf16(dev, md, out, &err)
+				: p == 2 ? ftk_selftest_step_flash(dev, md, out, &err)
+					 : ftk_selftest_step(dev, md, out, &err);
 			if (rc < 0) {
-				fprintf(out, "qlora step%s: %s: %s\n", p ? " bf16" : "", md, err.msg);
+				fprintf(out, "qlora step%s: %s: %s\n",
+					p == 1 ? " bf16" : p == 2 ? " flash" : "", md, err.msg);
 				fails++;
 			} else {
 				fails += rc;

@@ -57,5 +57,13 @@ int ftk_selftest_run(const char *device, const char *model_dir, int precision, F
 int ftk_selftest_ops_bf16(const struct ftk_backend *dev, FILE *out);
 int ftk_selftest_step_bf16(const struct ftk_backend *dev, const char *model_dir, FILE *out,
 			   struct ftk_error *err);
+/*
+ * The fp32 step again with --attention flash on both backends (the flash
+ * ops through the whole model: forward, backward, GQA, two documents per
+ * row), on inputs of its own so its numbers do not depend on which steps
+ * ran before.  Return as ftk_selftest_step.
+ */
+int ftk_selftest_step_flash(const struct ftk_backend *dev, const char *model_dir, FILE *out,
+			    struct ftk_error *err);
 
 #endif

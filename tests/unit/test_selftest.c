@@ -167,6 +167,45 @@ START_TEST(qlora_step_catches_a_faulty_backend)
 }
 END_TEST
 
+/* A flash backward whose dv misses a factor of 2 (a plausible kernel slip). */
+static void half_dv_attn_bwd_flash(float *dq, float *dk, float *dv, const float *dout,
+				   const float *out, const float *lse, const float *q,
+				   const float *k, const float *v, const int32_t *doc, int B, int T,
+				   int NH, int NKV, int hd)
+{
+	ftk_backend_cpu.attn_bwd_flash(dq, dk, dv, dout, out, lse, q, k, v, doc, B, T, NH, NKV, hd);
+	for (size_t i = 0; i < (size_t)B * T * NKV * hd; i++)
+		dv[i] *= 0.5f;
+}
+
+/*
+ * The flash step runs the flash ops through the whole model: a faulty flash
+ * backward fails it, while the fp32 step, which takes the (T, T) path at
+ * this size, cannot see the fault at all.
+ */
+START_TEST(flash_step_catches_a_faulty_flash_backward)
+{
+	struct ftk_backend bad = ftk_backend_cpu;
+	struct ftk_error err;
+	char *t;
+	size_t len;
+	bad.name = "faulty";
+	bad.attn_bwd_flash = half_dv_attn_bwd_flash;
+	FILE *f = open_memstream(&t, &len);
+	int rc = ftk_selftest_step_flash(&bad, src_path("datasets/models/stories260K"), f, &err);
+	fclose(f);
+	ck_assert_int_eq(rc, 1);	/* the loss agrees, the gradients do not */
+	ck_assert_ptr_nonnull(strstr(t, "qlora step flash"));
+	ck_assert_int_eq(strncmp(strchr(strstr(t, "LoRA gradients"), '\n') - 4, "FAIL", 4), 0);
+	free(t);
+	f = open_memstream(&t, &len);
+	rc = ftk_selftest_step(&bad, src_path("datasets/models/stories260K"), f, &err);
+	fclose(f);
+	ck_assert_int_eq(rc, 0);
+	free(t);
+}
+END_TEST
+
 /* ---------------------------------------------------------------- bf16 */
 
 /*
@@ -322,6 +361,7 @@ static Suite *selftest_suite(void)
 	tcase_add_test(tc, a_faulty_op_fails_alone);
 	tcase_add_test(tc, each_forced_nf4_path_is_checked);
 	tcase_add_test(tc, a_faulty_flash_op_fails_its_lines);
+	tcase_add_test(tc, flash_step_catches_a_faulty_flash_backward);
 	tcase_add_test(tc, qlora_step_catches_a_faulty_backend);
 	tcase_add_test(tc, bf16_lines_catch_fp32_products);
 	tcase_add_test(tc, bf16_tolerances_cover_reordering);
