@@ -981,7 +981,7 @@ static int run_local(struct ctx *c, struct ftk_error *err)
 	struct local_job J;
 	memset(&J, 0, sizeof(J));
 	J.c = c;
-	J.io = (struct ftk_infer_opts){ c->o->model_dir, c->o->adapter_dir, 0, 0 };
+	J.io = (struct ftk_infer_opts){ c->o->model_dir, c->o->adapter_dir, 0, 0, NULL };
 	const cJSON *g = c->suite->generation;
 	ftk_gen_opts_default(&J.go);
 	J.go.temperature = (float)gen_num(g, "temperature", J.go.temperature);

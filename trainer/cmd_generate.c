@@ -40,6 +40,7 @@ static const char usage[] =
 	"      --top-p P          sample within probability mass P (default 1: all)\n"
 	"      --seed N           the sampling seed (default 0); each record restarts from it\n"
 	"      --max-seq N        the context to allocate (default: the model's)\n"
+	"      --device D         cpu (default) or cuda (the CUDA backend, docs/gpu.md)\n"
 	"\n" FTK_TOOL_COMMON_HELP;
 
 enum {
@@ -53,6 +54,7 @@ enum {
 	OPT_TOP_P,
 	OPT_SEED,
 	OPT_MAX_SEQ,
+	OPT_DEVICE,
 };
 
 /* The record's bytes with the new members spliced in before its closing brace. */
@@ -93,10 +95,11 @@ int cmd_generate(int argc, char **argv)
 		{ "top-p", required_argument, NULL, OPT_TOP_P },
 		{ "seed", required_argument, NULL, OPT_SEED },
 		{ "max-seq", required_argument, NULL, OPT_MAX_SEQ },
+		{ "device", required_argument, NULL, OPT_DEVICE },
 		{ 0 }
 	};
 	struct ftk_tool t;
-	struct ftk_infer_opts io = { NULL, NULL, 1, 0 };
+	struct ftk_infer_opts io = { NULL, NULL, 1, 0, NULL };
 	struct ftk_gen_opts g;
 	int raw = 0, c;
 	ftk_gen_opts_default(&g);
@@ -125,6 +128,11 @@ int cmd_generate(int argc, char **argv)
 		case OPT_TOP_P: g.top_p = (float)ftk_tool_parse_double(&t, "--top-p", optarg, 1e-6, 1); break;
 		case OPT_SEED: g.seed = (uint64_t)ftk_tool_parse_long(&t, "--seed", optarg, 0, LONG_MAX); break;
 		case OPT_MAX_SEQ: io.max_seq = (int)ftk_tool_parse_long(&t, "--max-seq", optarg, 1, 10000000); break;
+		case OPT_DEVICE:
+			if (strcmp(optarg, "cpu") && strcmp(optarg, "cuda"))
+				ftk_tool_usage_error(&t, "--device must be cpu or cuda, not '%s'", optarg);
+			io.device = optarg;
+			break;
 		default: ftk_tool_usage_error(&t, NULL);
 		}
 	}

@@ -806,7 +806,8 @@ int cmd_serve(int argc, char **argv)
 	for (int w = 0; w < S.n_workers; w++) {
 		S.engines[w] = xcalloc((size_t)S.n_models, sizeof(**S.engines));
 		for (int i = 0; i < S.n_models; i++) {
-			struct ftk_infer_opts io = { S.model_dir, S.models[i].adapter, S.quant_nf4, S.ctx };
+			struct ftk_infer_opts io = { S.model_dir, S.models[i].adapter, S.quant_nf4, S.ctx,
+						     NULL };
 			if (ftk_infer_open(&S.engines[w][i], &io, &err) < 0) {
 				char buf[1200];
 				die("cannot load '%s'%s%s: %s", S.model_dir, S.models[i].adapter ? " with " : "",

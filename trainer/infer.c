@@ -17,6 +17,7 @@
 #include "lib/chat.h"
 #include "lib/tokenizer.h"
 #include "trainer/adapter.h"
+#include "trainer/device.h"
 #include "trainer/infer.h"
 #include "trainer/model.h"
 
@@ -44,6 +45,8 @@ int ftk_infer_open(struct ftk_infer **out, const struct ftk_infer_opts *o, struc
 	lo.quant = o->quant_nf4 ? FTK_QUANT_NF4 : FTK_QUANT_NONE;
 	lo.threads = 1;
 	lo.max_seq = o->max_seq;
+	if (o->device && (rc = ftk_device_backend(o->device, 0, &lo.backend, err)) < 0)
+		goto fail;
 	if ((rc = ftk_model_load(&e->model, o->model_dir, &lo, err)) < 0)
 		goto fail;
 	if (o->adapter_dir) {

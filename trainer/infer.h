@@ -29,6 +29,7 @@ struct ftk_infer_opts {
 	const char *adapter_dir;	/* PEFT adapter directory, or NULL */
 	int quant_nf4;		/* 1: quantize the base to NF4 as training does */
 	int max_seq;		/* 0: the model's context */
+	const char *device;	/* "cpu" (or NULL) or "cuda" (trainer/device.h) */
 };
 
 /*
