@@ -193,8 +193,8 @@ struct ftk_backend {
 	 * for every later call in this process: a mode, like set_threads,
 	 * because it is a property of the whole run and every product must
 	 * follow it, and a flag per call would change the signature of gemm
-	 * and both linear ops.  The model sets it when it loads
-	 * (ftk_load_opts.precision).  Returns 0, or -1 when the backend cannot
+	 * and both linear ops.  The model sets it (ftk_model_set_precision,
+	 * which ftk-train calls after loading).  Returns 0, or -1 when the backend cannot
 	 * compute that way (the mode is then unchanged).  May be NULL: the
 	 * backend computes in fp32 only, and the model refuses bf16.
 	 */
