@@ -128,35 +128,59 @@ static int ranks_from_env(struct ftk_dist *d, struct ftk_error *err)
 }
 
 /*
- * The shared-file rendezvous: rank 0 writes the id to path.tmp and renames
- * it into place (so a reader never sees half an id); the others poll for
- * up to 10 minutes.  The file must be new for each run (remove it after).
+ * The shared-file rendezvous (dist.h).  The file holds the id's bytes and
+ * then the job key, so a file left by an earlier job is told apart: a
+ * reader takes only a file of exactly n + strlen(key) bytes ending in its
+ * own key.  Rank 0 writes it to a temporary name and renames it into
+ * place, so no reader ever sees half of it.
  */
-static int id_via_file(struct ftk_dist *d, const char *path, char *id, struct ftk_error *err)
+int ftk_dist_file_id(const char *path, int rank, const char *key, char *id, size_t n,
+		     int timeout_ms, struct ftk_error *err)
 {
-	if (d->rank == 0) {
+	size_t kl = key ? strlen(key) : 0;
+	if (rank == 0) {
 		char tmp[4200];
 		snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid());
 		int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-		if (fd < 0 || write(fd, id, 128) != 128 || fsync(fd) < 0 || close(fd) < 0 ||
-		    rename(tmp, path) < 0)
-			return ftk_error_set(err, FTK_EIO, path, 0, NULL, "writing NCCL id: %s",
-					     strerror(errno));
+		int ok = fd >= 0 && write(fd, id, n) == (ssize_t)n &&
+			 (kl == 0 || write(fd, key, kl) == (ssize_t)kl) && fsync(fd) == 0;
+		if (fd >= 0 && close(fd) < 0)
+			ok = 0;
+		if (!ok || rename(tmp, path) < 0) {
+			int e = errno;
+			unlink(tmp);
+			return ftk_error_set(err, FTK_EIO, path, 0, NULL, "writing the NCCL id: %s",
+					     strerror(e));
+		}
 		return 0;
 	}
-	for (int tries = 0; tries < 6000; tries++) {
+	char *buf = xmalloc(n + kl + 1);
+	int stale = 0;
+	for (int waited = 0;; waited += 100) {
 		int fd = open(path, O_RDONLY);
 		if (fd >= 0) {
-			ssize_t n = read(fd, id, 128);
+			ssize_t got = read(fd, buf, n + kl + 1);
 			close(fd);
-			if (n == 128)
+			if (got == (ssize_t)(n + kl) && !memcmp(buf + n, key ? key : "", kl)) {
+				memcpy(id, buf, n);
+				free(buf);
 				return 0;
+			}
+			stale = 1;
 		}
+		if (waited >= timeout_ms)
+			break;
 		struct timespec ts = { 0, 100 * 1000 * 1000 };
 		nanosleep(&ts, NULL);
 	}
-	return ftk_error_set(err, FTK_ENET, path, 0, NULL,
-			     "no NCCL id from rank 0 after 10 minutes");
+	free(buf);
+	if (stale)
+		return ftk_error_set(err, FTK_ENET, path, 0, NULL,
+				     "holds no NCCL id for this job (key '%s') after %d s: left by "
+				     "another run? use a new path for each job",
+				     key ? key : "", timeout_ms / 1000);
+	return ftk_error_set(err, FTK_ENET, path, 0, NULL, "no NCCL id from rank 0 after %d s",
+			     timeout_ms / 1000);
 }
 
 static int start_nccl(struct ftk_dist *d, struct ftk_error *err)
@@ -207,7 +231,8 @@ static int start_nccl(struct ftk_dist *d, struct ftk_error *err)
 			return ftk_error_msg(err, FTK_EUSAGE,
 					     "nccl without mpirun needs FTK_DIST_FILE, a path on a "
 					     "file system every process sees");
-		if ((rc = id_via_file(d, f, id.b, err)) < 0)
+		if ((rc = ftk_dist_file_id(f, d->rank, env("FTK_DIST_JOB", "SLURM_JOB_ID"), id.b,
+					   sizeof(id.b), 10 * 60 * 1000, err)) < 0)
 			return rc;
 	}
 	if ((rc = n->init_rank(&n->comm, d->world, id, d->rank)) != 0)

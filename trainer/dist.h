@@ -66,6 +66,20 @@ int ftk_dist_sum_f64(struct ftk_dist *d, double *x, size_t n, struct ftk_error *
 int ftk_dist_max_int(struct ftk_dist *d, int *x, struct ftk_error *err);
 
 /*
+ * The NCCL id's rendezvous through a file on a shared file system, for
+ * launchers without MPI (FTK_DIST_FILE).  Rank 0 writes id (n bytes)
+ * followed by key to path, atomically (a temporary file renamed into
+ * place); every other rank waits up to timeout_ms for a file that holds n
+ * bytes and then exactly key, and copies the id.  key (FTK_DIST_JOB, else
+ * Slurm's SLURM_JOB_ID; NULL or "" for none) tells a file left by an
+ * earlier job from this job's.  Returns 0, FTK_EIO (rank 0 could not write
+ * it) or FTK_ENET (timed out; the message says whether a file of another
+ * job was there).
+ */
+int ftk_dist_file_id(const char *path, int rank, const char *key, char *id, size_t n,
+		     int timeout_ms, struct ftk_error *err);
+
+/*
  * Set o->rank, o->world and the reduce hooks (reduce_count, reduce_grads,
  * reduce_ctx) so ftk_train_run() trains data-parallel over d.  With world 1
  * the hooks stay NULL.
