@@ -108,6 +108,54 @@ START_TEST(rank_0_reports_a_path_it_cannot_write)
 }
 END_TEST
 
+/*
+ * Starting NCCL without mpirun: the rank variables are checked before
+ * anything is loaded, and a machine without NCCL or a GPU says which.
+ */
+START_TEST(nccl_start_checks_the_rank_variables)
+{
+	struct ftk_dist *d;
+	struct ftk_error e;
+	unsetenv("OMPI_COMM_WORLD_SIZE");
+	unsetenv("PMIX_RANK");
+	unsetenv("SLURM_PROCID");
+	unsetenv("SLURM_NTASKS");
+	unsetenv("FTK_RANK");
+	unsetenv("FTK_WORLD_SIZE");
+	ck_assert_int_eq(ftk_dist_start(&d, "nccl", "cuda", &e), FTK_EUSAGE);
+	ck_assert_ptr_nonnull(strstr(e.msg, "needs FTK_RANK and FTK_WORLD_SIZE"));
+	ftk_dist_end(d);
+	setenv("FTK_RANK", "3", 1);
+	setenv("FTK_WORLD_SIZE", "2", 1);
+	ck_assert_int_eq(ftk_dist_start(&d, "nccl", "cuda", &e), FTK_EUSAGE);
+	ck_assert_str_eq(e.msg, "rank 3 is not in a world of 2");
+	ftk_dist_end(d);
+	/* Slurm's names serve when ftk's are not set */
+	unsetenv("FTK_RANK");
+	unsetenv("FTK_WORLD_SIZE");
+	setenv("SLURM_PROCID", "1", 1);
+	setenv("SLURM_NTASKS", "1", 1);
+	ck_assert_int_eq(ftk_dist_start(&d, "nccl", "cuda", &e), FTK_EUSAGE);
+	ck_assert_str_eq(e.msg, "rank 1 is not in a world of 1");
+	ftk_dist_end(d);
+	/* valid ranks: what stops it is NCCL or the GPU missing (here), or on a
+	 * GPU machine the missing FTK_DIST_FILE */
+	setenv("SLURM_PROCID", "0", 1);
+	setenv("SLURM_NTASKS", "2", 1);
+	unsetenv("FTK_DIST_FILE");
+	int rc = ftk_dist_start(&d, "nccl", "cuda", &e);
+	if (rc == FTK_EUNSUPPORTED)
+		ck_assert_ptr_nonnull(strstr(e.msg, "nccl: "));
+	else
+		ck_assert_ptr_nonnull(strstr(e.msg, "needs FTK_DIST_FILE"));
+	ftk_dist_end(d);
+	/* and nccl is for GPUs */
+	ck_assert_int_eq(ftk_dist_start(&d, "nccl", "cpu", &e), FTK_EUSAGE);
+	ck_assert_ptr_nonnull(strstr(e.msg, "--dist nccl needs --device cuda"));
+	ftk_dist_end(d);
+}
+END_TEST
+
 static Suite *dist_suite(void)
 {
 	Suite *s = suite_create("dist");
@@ -116,6 +164,7 @@ static Suite *dist_suite(void)
 	tcase_add_test(tc, readers_wait_for_rank_0);
 	tcase_add_test(tc, a_file_from_another_job_is_not_taken);
 	tcase_add_test(tc, rank_0_reports_a_path_it_cannot_write);
+	tcase_add_test(tc, nccl_start_checks_the_rank_variables);
 	suite_add_tcase(s, tc);
 	return s;
 }
