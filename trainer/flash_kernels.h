@@ -153,6 +153,21 @@ FTK_HD void ftk_flash_load_kv(const struct ftk_flash_dims *d, int blk, int tid, 
 	}
 }
 
+/*
+ * The start of a query block's phase 1: block blk's batch row and head in
+ * *b, *h; thread 0 writes the rows' document starts into sm; returns the
+ * query row of thread tid, or -1 for a thread past T.
+ */
+FTK_HD int ftk_flash_row_begin(const struct ftk_flash_dims *d, int blk, int tid, float *sm,
+			       const int32_t *doc, int *b, int *h)
+{
+	int r0;
+	ftk_flash_qblock(d, blk, b, h, &r0);
+	if (tid == 0)
+		ftk_flash_q_starts(d, *b, r0, sm, doc);
+	return r0 + tid < d->T ? r0 + tid : -1;
+}
+
 /* ------------------------------------------------------------ forward */
 
 struct ftk_flash_fwd_thread {
@@ -165,11 +180,8 @@ struct ftk_flash_fwd_thread {
 FTK_HD void ftk_flash_fwd_begin(const struct ftk_flash_dims *d, int blk, int tid, float *sm,
 				struct ftk_flash_fwd_thread *st, const float *q, const int32_t *doc)
 {
-	int b, h, r0;
-	ftk_flash_qblock(d, blk, &b, &h, &r0);
-	if (tid == 0)
-		ftk_flash_q_starts(d, b, r0, sm, doc);
-	st->t = r0 + tid < d->T ? r0 + tid : -1;
+	int b, h;
+	st->t = ftk_flash_row_begin(d, blk, tid, sm, doc, &b, &h);
 	if (st->t < 0)
 		return;
 	const float *Q = q + (((size_t)b * d->T + st->t) * d->NH + h) * d->hd;
@@ -236,11 +248,8 @@ FTK_HD void ftk_flash_dq_begin(const struct ftk_flash_dims *d, int blk, int tid,
 			       struct ftk_flash_dq_thread *st, const float *q, const float *dout,
 			       const float *out, const float *lse, float *Dbuf, const int32_t *doc)
 {
-	int b, h, r0;
-	ftk_flash_qblock(d, blk, &b, &h, &r0);
-	if (tid == 0)
-		ftk_flash_q_starts(d, b, r0, sm, doc);
-	st->t = r0 + tid < d->T ? r0 + tid : -1;
+	int b, h;
+	st->t = ftk_flash_row_begin(d, blk, tid, sm, doc, &b, &h);
 	if (st->t < 0)
 		return;
 	size_t row = (((size_t)b * d->T + st->t) * d->NH + h) * d->hd;
