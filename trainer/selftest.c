@@ -127,6 +127,39 @@ static void drop(const struct ftk_backend *dev, struct pair *p)
 	dev->free(p->d);
 }
 
+/*
+ * A random NF4 weight (N, K) prepared on the CPU and on dev, and a bias
+ * (N) on both; W keeps the float32 values it was quantized from.
+ */
+struct nf4_pair {
+	struct ftk_weight c, d;
+	float *W, *bias_h;
+	struct pair bias;
+};
+
+static struct nf4_pair nf4_pair_make(const struct ftk_backend *dev, int N, int K)
+{
+	struct nf4_pair p;
+	p.W = host_rand((size_t)N * K, 0.1f);
+	p.bias_h = host_rand((size_t)N, 0.5f);
+	struct ftk_weight w = { N, K, FTK_QUANT_NF4, NULL, { 0 }, NULL };
+	ftk_nf4_quantize(&w.nf4, p.W, (size_t)N * K, NULL);
+	p.c = p.d = w;
+	ftk_backend_cpu.weight_prepare(&p.c);
+	dev->weight_prepare(&p.d);
+	p.bias = both(dev, p.bias_h, (size_t)N * 4);
+	return p;
+}
+
+static void nf4_pair_drop(const struct ftk_backend *dev, struct nf4_pair *p)
+{
+	if (dev->weight_release)
+		dev->weight_release(&p->d);
+	ftk_nf4_free(&p->c.nf4);
+	drop(dev, &p->bias);
+	free(p->W), free(p->bias_h);
+}
+
 static int t_gemm(const struct ftk_backend *dev, FILE *out)
 {
 	int M = 37, N = 45, K = 70, fails = 0;
@@ -178,13 +211,7 @@ static int t_gemm(const struct ftk_backend *dev, FILE *out)
 static int t_linear(const struct ftk_backend *dev, FILE *out)
 {
 	int N = 128, K = 192, fails = 0;
-	float *W = host_rand((size_t)N * K, 0.1f), *bias = host_rand((size_t)N, 0.5f);
-	struct ftk_weight wc = { N, K, FTK_QUANT_NF4, NULL, { 0 }, NULL };
-	ftk_nf4_quantize(&wc.nf4, W, (size_t)N * K, NULL);
-	struct ftk_weight wd = wc;
-	ftk_backend_cpu.weight_prepare(&wc);
-	dev->weight_prepare(&wd);
-	struct pair bb = both(dev, bias, (size_t)N * 4);
+	struct nf4_pair w = nf4_pair_make(dev, N, K);
 	int Ms[2] = { 9, 3 };	/* CUDA by default: cuBLAS tiles, and the NF4 GEMV */
 	for (int i = 0; i < 2; i++) {
 		int M = Ms[i];
@@ -192,13 +219,13 @@ static int t_linear(const struct ftk_backend *dev, FILE *out)
 		float *dX = host_rand((size_t)M * K, 1);
 		struct pair x = both(dev, X, (size_t)M * K * 4), y = both(dev, dY, (size_t)M * N * 4);
 		struct pair o = both(dev, dY, (size_t)M * N * 4), dx = both(dev, dX, (size_t)M * K * 4);
-		ftk_backend_cpu.linear_fwd(o.c, x.c, &wc, bb.c, M);
-		dev->linear_fwd(o.d, x.d, &wd, bb.d, M);
+		ftk_backend_cpu.linear_fwd(o.c, x.c, &w.c, w.bias.c, M);
+		dev->linear_fwd(o.d, x.d, &w.d, w.bias.d, M);
 		struct diff d = { 0, 0 };
 		cmp_f(dev, &d, o.c, o.d, (size_t)M * N);
 		fails += report(out, i ? "linear_fwd nf4 M=3" : "linear_fwd nf4", &d, TOL_MM);
-		ftk_backend_cpu.linear_bwd_inp(dx.c, y.c, &wc, M);
-		dev->linear_bwd_inp(dx.d, y.d, &wd, M);
+		ftk_backend_cpu.linear_bwd_inp(dx.c, y.c, &w.c, M);
+		dev->linear_bwd_inp(dx.d, y.d, &w.d, M);
 		struct diff e = { 0, 0 };
 		cmp_f(dev, &e, dx.c, dx.d, (size_t)M * K);
 		fails += report(out, i ? "linear_bwd_inp nf4 M=3" : "linear_bwd_inp nf4", &e, TOL_MM);
@@ -208,7 +235,7 @@ static int t_linear(const struct ftk_backend *dev, FILE *out)
 	/* float32 weights (--quant none) */
 	{
 		int M = 11;
-		struct pair wf = both(dev, W, (size_t)N * K * 4);
+		struct pair wf = both(dev, w.W, (size_t)N * K * 4);
 		struct ftk_weight fc = { N, K, FTK_QUANT_NONE, wf.c, { 0 }, NULL };
 		struct ftk_weight fd = { N, K, FTK_QUANT_NONE, wf.d, { 0 }, NULL };
 		float *X = host_rand((size_t)M * K, 1), *O = host_rand((size_t)M * N, 1);
@@ -221,11 +248,7 @@ static int t_linear(const struct ftk_backend *dev, FILE *out)
 		drop(dev, &x), drop(dev, &o), drop(dev, &wf);
 		free(X), free(O);
 	}
-	if (dev->weight_release)
-		dev->weight_release(&wd);
-	ftk_nf4_free(&wc.nf4);
-	drop(dev, &bb);
-	free(W), free(bias);
+	nf4_pair_drop(dev, &w);
 	return fails;
 }
 
@@ -253,13 +276,7 @@ static int t_linear_paths(const struct ftk_backend *dev, FILE *out)
 	uint64_t rng_was = rng;
 	const char *was = getenv("FTK_CUDA_NF4");
 	char *saved = was ? xstrdup(was) : NULL;
-	float *W = host_rand((size_t)N * K, 0.1f), *bias = host_rand((size_t)N, 0.5f);
-	struct ftk_weight wc = { N, K, FTK_QUANT_NF4, NULL, { 0 }, NULL };
-	ftk_nf4_quantize(&wc.nf4, W, (size_t)N * K, NULL);
-	struct ftk_weight wd = wc;
-	ftk_backend_cpu.weight_prepare(&wc);
-	dev->weight_prepare(&wd);
-	struct pair bb = both(dev, bias, (size_t)N * 4);
+	struct nf4_pair w = nf4_pair_make(dev, N, K);
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		int M = cases[i].M;
 		size_t ny = (size_t)M * (cases[i].bwd ? K : N), nx = (size_t)M * (cases[i].bwd ? N : K);
@@ -267,11 +284,11 @@ static int t_linear_paths(const struct ftk_backend *dev, FILE *out)
 		struct pair x = both(dev, X, nx * 4), y = both(dev, Y, ny * 4);
 		setenv("FTK_CUDA_NF4", cases[i].path, 1);
 		if (cases[i].bwd) {
-			ftk_backend_cpu.linear_bwd_inp(y.c, x.c, &wc, M);
-			dev->linear_bwd_inp(y.d, x.d, &wd, M);
+			ftk_backend_cpu.linear_bwd_inp(y.c, x.c, &w.c, M);
+			dev->linear_bwd_inp(y.d, x.d, &w.d, M);
 		} else {
-			ftk_backend_cpu.linear_fwd(y.c, x.c, &wc, bb.c, M);
-			dev->linear_fwd(y.d, x.d, &wd, bb.d, M);
+			ftk_backend_cpu.linear_fwd(y.c, x.c, &w.c, w.bias.c, M);
+			dev->linear_fwd(y.d, x.d, &w.d, w.bias.d, M);
 		}
 		struct diff d = { 0, 0 };
 		cmp_f(dev, &d, y.c, y.d, ny);
@@ -284,11 +301,7 @@ static int t_linear_paths(const struct ftk_backend *dev, FILE *out)
 	else
 		unsetenv("FTK_CUDA_NF4");
 	free(saved);
-	if (dev->weight_release)
-		dev->weight_release(&wd);
-	ftk_nf4_free(&wc.nf4);
-	drop(dev, &bb);
-	free(W), free(bias);
+	nf4_pair_drop(dev, &w);
 	rng = rng_was;
 	return fails;
 }
