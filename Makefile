@@ -148,11 +148,12 @@ $(foreach f,$(CMD_SRC),$(eval $(call VERB_RULE,$(patsubst cmd_%,%,$(basename $(n
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRC))
 
-$(B)/tests/%: tests/unit/%.c tests/unit/testutil.h $(ARCHIVES)
+$(B)/tests/%: tests/unit/%.c $(wildcard tests/unit/*.h) $(ARCHIVES)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(CHECK_CFLAGS) -Itests/unit -o $@ $< $(ARCHIVES) $(CHECK_LIBS) $(LDLIBS)
 # test_flash runs the kernel bodies of this header, which no archive depends on
 $(B)/tests/test_flash: trainer/flash_kernels.h
+$(B)/tests/test_nf4_kernels: trainer/nf4_kernels.h
 
 unit: $(UNIT_BIN)
 # the fused NF4 kernels' bodies, compiled into both

@@ -13,33 +13,12 @@
 #include <math.h>
 #include <string.h>
 #include "testutil.h"
+#include "nf4_ref.h"
 #include "lib/json.h"
 #include "lib/strbuf.h"
 #include "trainer/nf4.h"
 #include "trainer/ops.h"
 #include "trainer/safetensors.h"
-
-static cJSON *load_ref(void)
-{
-	struct strbuf sb = STRBUF_INIT;
-	ck_assert_int_eq(strbuf_read_file(&sb, src_path("datasets/models/stories260K/nf4_reference.json")), 0);
-	cJSON *j = NULL;
-	ck_assert_int_eq(ftk_json_parse(sb.buf, sb.len, &j, NULL), 0);
-	strbuf_release(&sb);
-	return j;
-}
-
-static size_t hex_bytes(const char *hex, uint8_t *out, size_t cap)
-{
-	size_t n = strlen(hex) / 2;
-	ck_assert_uint_le(n, cap);
-	for (size_t i = 0; i < n; i++) {
-		unsigned v;
-		ck_assert_int_eq(sscanf(hex + 2 * i, "%2x", &v), 1);
-		out[i] = (uint8_t)v;
-	}
-	return n;
-}
 
 static int float_arr_eq(const float *got, const cJSON *ref, size_t n, const char *what)
 {
@@ -59,7 +38,7 @@ static int float_arr_eq(const float *got, const cJSON *ref, size_t n, const char
 
 START_TEST(bitsandbytes_reference)
 {
-	cJSON *ref = load_ref();
+	cJSON *ref = nf4_ref_load();
 	struct ftk_st *st;
 	ck_assert_int_eq(ftk_st_open(&st, src_path("datasets/models/stories260K/model.safetensors"), NULL), 0);
 	const cJSON *t;
@@ -84,11 +63,11 @@ START_TEST(bitsandbytes_reference)
 		ftk_nf4_quantize(&q, x, n, &off);
 		printf("%s (%zu elements, %zu blocks)\n", name, n, q.n_blocks);
 		uint8_t *want = malloc(n);
-		size_t np = hex_bytes(ftk_json_get_str(t, "packed_hex"), want, n);
+		size_t np = nf4_ref_hex(ftk_json_get_str(t, "packed_hex"), want, n);
 		ck_assert_uint_eq(np, (n + 1) / 2);
 		int packed_ok = !memcmp(want, q.packed, np);
 		printf("  %-22s %zu bytes %s\n", "packed", np, packed_ok ? "equal" : "DIFFER");
-		size_t na = hex_bytes(ftk_json_get_str(dq, "quantized_absmax_hex"), want, n);
+		size_t na = nf4_ref_hex(ftk_json_get_str(dq, "quantized_absmax_hex"), want, n);
 		ck_assert_uint_eq(na, q.n_blocks);
 		int qa_ok = !memcmp(want, q.qabsmax, na);
 		printf("  %-22s %zu bytes %s\n", "quantized absmax", na, qa_ok ? "equal" : "DIFFER");

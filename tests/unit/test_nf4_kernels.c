@@ -28,6 +28,7 @@
 #include <math.h>
 #include <string.h>
 #include "testutil.h"
+#include "nf4_ref.h"
 #include "lib/json.h"
 #include "lib/strbuf.h"
 #include "trainer/backend.h"
@@ -269,18 +270,6 @@ END_TEST
 
 /* ---------------------------------------------------------------- bitsandbytes */
 
-static size_t hex_bytes(const char *hex, uint8_t *out, size_t cap)
-{
-	size_t n = strlen(hex) / 2;
-	ck_assert_uint_le(n, cap);
-	for (size_t i = 0; i < n; i++) {
-		unsigned v;
-		ck_assert_int_eq(sscanf(hex + 2 * i, "%2x", &v), 1);
-		out[i] = (uint8_t)v;
-	}
-	return n;
-}
-
 static void floats_of(const cJSON *a, float *out, size_t n)
 {
 	ck_assert_int_eq(cJSON_GetArraySize(a), (int)n);
@@ -299,11 +288,7 @@ static size_t n_unequal(const float *got, const float *want, size_t n)
 
 START_TEST(bitsandbytes_weights)
 {
-	struct strbuf sb = STRBUF_INIT;
-	ck_assert_int_eq(strbuf_read_file(&sb, src_path("datasets/models/stories260K/nf4_reference.json")), 0);
-	cJSON *ref = NULL;
-	ck_assert_int_eq(ftk_json_parse(sb.buf, sb.len, &ref, NULL), 0);
-	strbuf_release(&sb);
+	cJSON *ref = nf4_ref_load();
 	const cJSON *t;
 	int fails = 0, seen = 0;
 	cJSON_ArrayForEach(t, cJSON_GetObjectItem(ref, "tensors")) {
@@ -312,7 +297,7 @@ START_TEST(bitsandbytes_weights)
 		size_t n = (size_t)N * K, nb = (n + 63) / 64;
 		uint8_t *packed = malloc((n + 1) / 2);
 		float *absmax = malloc(nb * 4), *deq = malloc(n * 4), *code = malloc(16 * 4);
-		ck_assert_uint_eq(hex_bytes(ftk_json_get_str(t, "packed_hex"), packed, (n + 1) / 2),
+		ck_assert_uint_eq(nf4_ref_hex(ftk_json_get_str(t, "packed_hex"), packed, (n + 1) / 2),
 				  (n + 1) / 2);
 		floats_of(cJSON_GetObjectItem(t, "absmax_recovered"), absmax, nb);
 		floats_of(cJSON_GetObjectItem(t, "dequantized"), deq, n);
