@@ -21,18 +21,8 @@ B=${B:-1}
 T=${T:-2048}
 RANK=${RANK:-16}
 TORCH=${TORCH:-1}
-O=${FTK_O:-/tmp/ftk-bench-build}
-work=${TMPDIR:-/tmp}/ftk-bench-train
-PY=/usr/bin/python3
-mkdir -p "$work"
-make -s O="$O" -j2 "$O/build/trainer/libftktrainer.a" "$O/build/lib/libftk.a" >/dev/null 2>&1
-cc -O2 -std=c11 -D_GNU_SOURCE -I. -Ilib $(pkg-config --cflags libcjson openblas) \
-	-o "$work/train_step" bench/train_step.c "$O/build/trainer/libftktrainer.a" \
-	"$O/build/lib/libftk.a" $(pkg-config --libs libcjson openblas libzstd libxxhash) -lm -pthread
-[ -f "$work/model/model.safetensors" ] || $PY bench/train_model.py "$work/model" >/dev/null
-export OPENBLAS_NUM_THREADS=$THREADS OMP_WAIT_POLICY=PASSIVE
+. bench/train_setup.sh
 
-field() { echo "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"; }
 echo "one QLoRA step, $B x $T tokens, rank $RANK, $THREADS threads"
 full=$(FTK_BENCH_ATTENTION=full "$work/train_step" "$work/model" "$THREADS" "$B" "$T" "$RANK" 1 nf4)
 echo "  full:  $full" >&2

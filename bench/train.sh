@@ -30,18 +30,8 @@ T=${T:-256}
 RANK=${RANK:-16}
 STEPS=${STEPS:-3}
 ROUNDS=${ROUNDS:-2}
-O=${FTK_O:-/tmp/ftk-bench-build}
-work=${TMPDIR:-/tmp}/ftk-bench-train
-PY=/usr/bin/python3
-mkdir -p "$work"
-make -s O="$O" -j2 "$O/build/trainer/libftktrainer.a" "$O/build/lib/libftk.a" >/dev/null 2>&1
-cc -O2 -std=c11 -D_GNU_SOURCE -I. -Ilib $(pkg-config --cflags libcjson openblas) \
-	-o "$work/train_step" bench/train_step.c "$O/build/trainer/libftktrainer.a" \
-	"$O/build/lib/libftk.a" $(pkg-config --libs libcjson openblas libzstd libxxhash) -lm -pthread
-[ -f "$work/model/model.safetensors" ] || $PY bench/train_model.py "$work/model" >/dev/null
-export OPENBLAS_NUM_THREADS=$THREADS OMP_WAIT_POLICY=PASSIVE
+. bench/train_setup.sh
 
-field() { echo "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"; }
 max() { echo "$1 $2" | awk '{print ($1 > $2) ? $1 : $2}'; }
 best_ftk="" best_f32="" best_py="" line_ftk="" line_py="" cpu_ftk="" cpu_py="" sg="" sg1=""
 r=0
