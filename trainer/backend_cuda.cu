@@ -332,9 +332,14 @@ k_nf4_gemv(float *out, const float *x, const float *bias, struct ftk_nf4_view w,
 		ftk_nf4_gemv_store(out, bias, M, w.N, n, acc);
 }
 
-/* out (M, N) = x (M, K) @ W^T + bias; block (blockIdx.y, blockIdx.x) = (m tile, n tile). */
+/*
+ * The fused GEMM, one kernel for both directions (nf4_kernels.h's phases):
+ *   BWD 0: y = out (M, N) = x (M, K) @ W^T + bias; block = (m tile, n tile)
+ *   BWD 1: y = dinp (M, K) += x = dout (M, N) @ W; block = (m tile, k tile)
+ */
+template <int BWD>
 __global__ void __launch_bounds__(FTK_NF4_THREADS)
-k_nf4_mm_fwd(float *out, const float *x, const float *bias, struct ftk_nf4_view w, int M)
+k_nf4_mm(float *y, const float *x, const float *bias, struct ftk_nf4_view w, int M)
 {
 	__shared__ float As[FTK_NF4_AS_FLOATS], Bs[FTK_NF4_BS_FLOATS], code[16];
 	if (threadIdx.x < 16)
@@ -344,34 +349,20 @@ k_nf4_mm_fwd(float *out, const float *x, const float *bias, struct ftk_nf4_view 
 	float acc[FTK_NF4_ACC];
 	for (int i = 0; i < FTK_NF4_ACC; i++)
 		acc[i] = 0.0f;
-	for (int k0 = 0; k0 < w.K; k0 += FTK_NF4_TK) {
-		ftk_nf4_fwd_load(&w, x, M, blockIdx.y, blockIdx.x, k0, As, Bs, threadIdx.x);
+	int depth = BWD ? w.N : w.K;	/* the reduction's length */
+	for (int r0 = 0; r0 < depth; r0 += FTK_NF4_TK) {
+		if (BWD)
+			ftk_nf4_bwd_load(&w, x, M, blockIdx.y, blockIdx.x, r0, As, Bs, threadIdx.x);
+		else
+			ftk_nf4_fwd_load(&w, x, M, blockIdx.y, blockIdx.x, r0, As, Bs, threadIdx.x);
 		__syncthreads();
 		ftk_nf4_tile_acc(As, Bs, acc, threadIdx.x);
 		__syncthreads();
 	}
-	ftk_nf4_fwd_store(out, bias, M, w.N, blockIdx.y, blockIdx.x, acc, threadIdx.x);
-}
-
-/* dinp (M, K) += dout (M, N) @ W; block (blockIdx.y, blockIdx.x) = (m tile, k tile). */
-__global__ void __launch_bounds__(FTK_NF4_THREADS)
-k_nf4_mm_bwd(float *dinp, const float *dout, struct ftk_nf4_view w, int M)
-{
-	__shared__ float As[FTK_NF4_AS_FLOATS], Bs[FTK_NF4_BS_FLOATS], code[16];
-	if (threadIdx.x < 16)
-		code[threadIdx.x] = d_nf4_code[threadIdx.x];
-	__syncthreads();
-	w.code = code;
-	float acc[FTK_NF4_ACC];
-	for (int i = 0; i < FTK_NF4_ACC; i++)
-		acc[i] = 0.0f;
-	for (int n0 = 0; n0 < w.N; n0 += FTK_NF4_TK) {
-		ftk_nf4_bwd_load(&w, dout, M, blockIdx.y, blockIdx.x, n0, As, Bs, threadIdx.x);
-		__syncthreads();
-		ftk_nf4_tile_acc(As, Bs, acc, threadIdx.x);
-		__syncthreads();
-	}
-	ftk_nf4_bwd_store(dinp, M, w.K, blockIdx.y, blockIdx.x, acc, threadIdx.x);
+	if (BWD)
+		ftk_nf4_bwd_store(y, M, w.K, blockIdx.y, blockIdx.x, acc, threadIdx.x);
+	else
+		ftk_nf4_fwd_store(y, bias, M, w.N, blockIdx.y, blockIdx.x, acc, threadIdx.x);
 }
 
 static struct ftk_nf4_view nf4_view(const struct ftk_weight *w)
@@ -406,7 +397,7 @@ static int nf4_fused_fwd(float *out, const float *inp, const struct ftk_weight *
 		}
 	} else {
 		dim3 grid((unsigned)((N + FTK_NF4_TN - 1) / FTK_NF4_TN), m_tiles);
-		k_nf4_mm_fwd<<<grid, FTK_NF4_THREADS>>>(out, inp, bias, v, M);
+		k_nf4_mm<0><<<grid, FTK_NF4_THREADS>>>(out, inp, bias, v, M);
 	}
 	sync_if_shared(out);
 	return 1;
@@ -424,7 +415,7 @@ static int nf4_fused_bwd(float *dinp, const float *dout, const struct ftk_weight
 	if (nf4_path_env() != NF4_FUSED || M <= 0 || m_tiles > 65535)
 		return 0;
 	dim3 grid((unsigned)((w->cols + FTK_NF4_TN - 1) / FTK_NF4_TN), m_tiles);
-	k_nf4_mm_bwd<<<grid, FTK_NF4_THREADS>>>(dinp, dout, nf4_view(w), M);
+	k_nf4_mm<1><<<grid, FTK_NF4_THREADS>>>(dinp, dout, NULL, nf4_view(w), M);
 	sync_if_shared(dinp);
 	return 1;
 }
