@@ -183,7 +183,7 @@ check:
 	@$(MAKE) --no-print-directory $(PAR) check-run
 
 check-run: $(PROGRAMS) $(UNIT_BIN) $(CUDA_OBJS)
-	@FTK_BIN=$(abspath $(BIN)) FTK_BUILD=$(abspath $(B)) SAN=$(SAN) T=$(T) \
+	@FTK_BIN=$(abspath $(BIN)) FTK_BUILD=$(abspath $(B)) SAN=$(SAN) T='$(T)' \
 	  sh tests/run.sh $(abspath $(UNIT_BIN))
 
 # The CUDA selftest: every CUDA op and a QLoRA step against the CPU backend.

@@ -19,7 +19,8 @@
 # Set UPDATE=1 to write the expected files from what the commands did (then
 # read every diff before committing it).
 #
-# T=word limits the run to suites and cases whose names contain word.
+# T=word limits the run to suites and cases whose names contain word;
+# T="w1 w2" to those containing any of the words.
 # J=N runs N at once (default: the number of cores; J=1 runs them in turn).
 # Every suite and case has its own temporary directory and uses ephemeral
 # ports, so they do not see each other.
@@ -128,7 +129,13 @@ trap 'rm -rf "$TESTROOT"; exit 1' INT TERM
 trap 'rm -rf "$TESTROOT"' EXIT
 J=${J:-$(nproc 2>/dev/null || echo 2)}
 
-matches() { [ -z "$T" ] || case "$1" in *"$T"*) return 0 ;; *) return 1 ;; esac; }
+matches() {
+	[ -z "$T" ] && return 0
+	for w in $T; do
+		case "$1" in *"$w"*) return 0 ;; esac
+	done
+	return 1
+}
 
 list="$TESTROOT/list"
 : >"$list"
