@@ -349,17 +349,3 @@ int ftk_plan_fits(const struct ftk_plan *p, const struct ftk_train_opts *o, size
 	strbuf_release(&hint);
 	return rc;
 }
-
-size_t ftk_plan_host_available(void)
-{
-	FILE *f = fopen("/proc/meminfo", "r");
-	char line[256];
-	size_t kb = 0;
-	if (!f)
-		return 0;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "MemAvailable: %zu kB", &kb) == 1)
-			break;
-	fclose(f);
-	return kb * 1024;
-}

@@ -70,7 +70,4 @@ void ftk_plan_print(const struct ftk_plan *p, const struct ftk_train_opts *o, si
 int ftk_plan_fits(const struct ftk_plan *p, const struct ftk_train_opts *o, size_t available,
 		  struct ftk_error *err);
 
-/* Bytes available on this machine for a CPU run (MemAvailable), 0 when unknown. */
-size_t ftk_plan_host_available(void);
-
 #endif
