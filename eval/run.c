@@ -36,7 +36,7 @@
 #include "lib/record.h"
 #include "lib/stream.h"
 #include "lib/strbuf.h"
-#include "trainer/infer.h"
+#include "model/infer.h"
 #include "run.h"
 #include "stats.h"
 
@@ -846,7 +846,7 @@ static int run_endpoint(struct ctx *c, struct ftk_error *err)
 }
 
 /*
- * The local backend: the trainer's inference engine (trainer/infer.h), one
+ * The local backend: the trainer's inference engine (model/infer.h), one
  * request at a time (an engine holds one KV cache).  Generation settings
  * map to the sampler: temperature, top_p, top_k, seed (+ sample index),
  * max_tokens, stop.  A model whose tokenizer has no chat template (the tiny

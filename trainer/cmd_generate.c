@@ -21,7 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "cli/tool.h"
-#include "trainer/infer.h"
+#include "model/infer.h"
 
 static const char usage[] =
 	"usage: ftk-generate --model DIR [--adapter DIR] [options] [FILE...]\n"

@@ -40,7 +40,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include "lib/strbuf.h"
-#include "trainer/nf4.h"
+#include "model/nf4.h"
 
 #define MIB (1024.0 * 1024.0)
 #define CUDA_RESERVE ((size_t)1 << 30)	/* context + cuBLAS + NCCL, an estimate */

@@ -15,7 +15,7 @@
 
 #include <stdio.h>
 #include "lib/err.h"
-#include "trainer/config.h"
+#include "model/config.h"
 #include "trainer/train.h"
 
 enum ftk_plan_item {

@@ -6,7 +6,7 @@
  * missing or an object built against another table fails here with
  * dlerror's text rather than later in the middle of a step.
  */
-#include "trainer/device.h"
+#include "model/device.h"
 
 #include <dlfcn.h>
 #include <limits.h>
@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include "trainer/nf4.h"
+#include "model/nf4.h"
 
 static void *try_open(const char *path, char *last, size_t cap)
 {
@@ -28,8 +28,8 @@ static void *try_open(const char *path, char *last, size_t cap)
 
 int ftk_cuda_load(struct ftk_cuda_api *api, struct ftk_error *err)
 {
-	static const char *rel[] = { "libftkcuda.so", "../build/trainer/libftkcuda.so",
-				     "../trainer/libftkcuda.so", "../lib/ftk/libftkcuda.so" };
+	static const char *rel[] = { "libftkcuda.so", "../build/model/libftkcuda.so",
+				     "../model/libftkcuda.so", "../lib/ftk/libftkcuda.so" };
 	char exe[PATH_MAX], dir[PATH_MAX], path[PATH_MAX + 64], last[1024] = "";
 	void *h = NULL;
 	memset(api, 0, sizeof(*api));
