@@ -55,7 +55,7 @@ ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(SANFLAGS) -pthread \
 LDLIBS := $(LIBS_PKG) $(BLAS_LIBS) $(MHD_LIBS) $(CURSES_LIBS) $(STEMMER_LIBS) -lm -pthread -ldl
 
 # Parts, in link order (a part may only use the ones after it).
-PARTS := prep ledger review trainer eval judges model cli lib
+PARTS := prep ledger review eval serve trainer judges model cli lib
 LIBNAME_lib := libftk
 libname = $(if $(LIBNAME_$(1)),$(LIBNAME_$(1)),libftk$(1))
 archive = $(B)/$(1)/$(call libname,$(1)).a
