@@ -43,12 +43,12 @@
  * and accumulators of FTK_FLASH_HD_MAX floats) lives in registers and
  * local memory.
  */
-#ifndef FTK_TRAINER_FLASH_KERNELS_H
-#define FTK_TRAINER_FLASH_KERNELS_H
+#ifndef FTK_MODEL_FLASH_KERNELS_H
+#define FTK_MODEL_FLASH_KERNELS_H
 
 #include <stddef.h>
 #include <stdint.h>
-#include "trainer/ops.h"
+#include "model/ops.h"
 
 #define FTK_FLASH_ROWS 64	/* threads per block: query rows, or key rows */
 #define FTK_FLASH_TILE_MAX 64	/* rows per shared-memory tile, at most */

@@ -1,6 +1,6 @@
 /*
  * backend_cuda.cu: the CUDA backend (issue 9), built into its own shared
- * object, build/trainer/libftkcuda.so, which trainer/device.c opens with
+ * object, build/model/libftkcuda.so, which model/device.c opens with
  * dlopen only when `--device cuda` (or --selftest) asks for it.  The ftk
  * programs therefore never link cudart: they start and run the CPU path on
  * a machine with no GPU, no driver and no CUDA libraries at all.
@@ -63,12 +63,12 @@
 #include <string.h>
 
 extern "C" {
-#include "trainer/backend.h"
+#include "model/backend.h"
 }
-#include "trainer/ops.h"
-#include "trainer/flash_kernels.h"
-#include "trainer/optim_ops.h"
-#include "trainer/nf4_kernels.h"
+#include "model/ops.h"
+#include "model/flash_kernels.h"
+#include "model/optim_ops.h"
+#include "model/nf4_kernels.h"
 
 #define CK(call)                                                                           \
 	do {                                                                               \

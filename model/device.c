@@ -6,7 +6,7 @@
  * missing or an object built against another table fails here with
  * dlerror's text rather than later in the middle of a step.
  */
-#include "trainer/device.h"
+#include "model/device.h"
 
 #include <dlfcn.h>
 #include <limits.h>
@@ -14,8 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include "trainer/nf4.h"
-#include "trainer/plan.h"
+#include "model/nf4.h"
 
 static void *try_open(const char *path, char *last, size_t cap)
 {
@@ -29,8 +28,8 @@ static void *try_open(const char *path, char *last, size_t cap)
 
 int ftk_cuda_load(struct ftk_cuda_api *api, struct ftk_error *err)
 {
-	static const char *rel[] = { "libftkcuda.so", "../build/trainer/libftkcuda.so",
-				     "../trainer/libftkcuda.so", "../lib/ftk/libftkcuda.so" };
+	static const char *rel[] = { "libftkcuda.so", "../build/model/libftkcuda.so",
+				     "../model/libftkcuda.so", "../lib/ftk/libftkcuda.so" };
 	char exe[PATH_MAX], dir[PATH_MAX], path[PATH_MAX + 64], last[1024] = "";
 	void *h = NULL;
 	memset(api, 0, sizeof(*api));
@@ -80,10 +79,25 @@ int ftk_cuda_load(struct ftk_cuda_api *api, struct ftk_error *err)
 static struct ftk_cuda_api g_api;
 static int g_api_loaded;
 
+/* Bytes available on this machine for a CPU run (MemAvailable), 0 when unknown. */
+static size_t host_available(void)
+{
+	FILE *f = fopen("/proc/meminfo", "r");
+	char line[256];
+	size_t kb = 0;
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "MemAvailable: %zu kB", &kb) == 1)
+			break;
+	fclose(f);
+	return kb * 1024;
+}
+
 size_t ftk_device_free_bytes(const char *name)
 {
 	if (!name || !strcmp(name, "cpu"))
-		return ftk_plan_host_available();
+		return host_available();
 	struct ftk_error e;
 	if (!g_api_loaded && ftk_cuda_load(&g_api, &e) < 0)
 		return 0;

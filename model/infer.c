@@ -16,10 +16,10 @@
 #include <string.h>
 #include "lib/chat.h"
 #include "lib/tokenizer.h"
-#include "trainer/adapter.h"
-#include "trainer/device.h"
-#include "trainer/infer.h"
-#include "trainer/model.h"
+#include "model/adapter.h"
+#include "model/device.h"
+#include "model/infer.h"
+#include "model/model.h"
 
 struct ftk_infer {
 	struct ftk_model *model;

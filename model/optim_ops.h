@@ -19,8 +19,8 @@
  *
  * with bc1 = 1 - beta1^t and bc2 = 1 - beta2^t for step t = 1, 2, ....
  */
-#ifndef FTK_TRAINER_OPTIM_OPS_H
-#define FTK_TRAINER_OPTIM_OPS_H
+#ifndef FTK_MODEL_OPTIM_OPS_H
+#define FTK_MODEL_OPTIM_OPS_H
 
 #include <math.h>
 #include <stddef.h>

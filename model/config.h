@@ -16,8 +16,8 @@
  * refused here, before a byte of weights is read, with a message naming the
  * file and the field.
  */
-#ifndef FTK_TRAINER_CONFIG_H
-#define FTK_TRAINER_CONFIG_H
+#ifndef FTK_MODEL_CONFIG_H
+#define FTK_MODEL_CONFIG_H
 
 #include "lib/err.h"
 

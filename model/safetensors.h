@@ -20,8 +20,8 @@
  * order.  The write goes to a temporary file in the same directory which is
  * fsynced and renamed, so a crash leaves either the old file or the new one.
  */
-#ifndef FTK_TRAINER_SAFETENSORS_H
-#define FTK_TRAINER_SAFETENSORS_H
+#ifndef FTK_MODEL_SAFETENSORS_H
+#define FTK_MODEL_SAFETENSORS_H
 
 #include <stddef.h>
 #include <stdint.h>

@@ -11,7 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 #include "cli/tool.h"
-#include "trainer/merge.h"
+#include "model/merge.h"
 
 static const char usage[] =
 	"usage: ftk-merge --model DIR --adapter DIR -o OUT_DIR [options]\n"

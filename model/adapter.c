@@ -6,7 +6,7 @@
  * with only keys that PEFT releases from 0.10 on accept: older releases pass
  * every key to LoraConfig(**kwargs) and fail on one they do not know, so
  * newer-only keys (peft_version, lora_bias, ...) are left out.  The tensors
- * go through trainer/safetensors.h with metadata {"format":"pt"}, which is
+ * go through model/safetensors.h with metadata {"format":"pt"}, which is
  * what PEFT writes and what safetensors' torch loader expects.
  *
  * Reading: the config is read strictly where a field changes the arithmetic
@@ -28,8 +28,8 @@
 #include <unistd.h>
 #include <cjson/cJSON.h>
 
-#include "trainer/adapter.h"
-#include "trainer/safetensors.h"
+#include "model/adapter.h"
+#include "model/safetensors.h"
 #include "lib/json.h"
 #include "lib/strbuf.h"
 

@@ -39,17 +39,17 @@
  * (tests/cli/selftest-nogpu; tests/unit/test_selftest.c plants a faulty
  * op and watches it fail).
  */
-#include "trainer/selftest.h"
+#include "model/selftest.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include "trainer/device.h"
-#include "trainer/model.h"
-#include "trainer/nf4.h"
-#include "trainer/ops.h"
-#include "trainer/optim_ops.h"
+#include "model/device.h"
+#include "model/model.h"
+#include "model/nf4.h"
+#include "model/ops.h"
+#include "model/optim_ops.h"
 
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
 

@@ -11,8 +11,8 @@
  * Plain C: no VLAs, no library calls but expf/logf/sqrtf/cosf/sinf (which
  * CUDA provides under the same names), float arithmetic unless noted.
  */
-#ifndef FTK_TRAINER_OPS_H
-#define FTK_TRAINER_OPS_H
+#ifndef FTK_MODEL_OPS_H
+#define FTK_MODEL_OPS_H
 
 #include <math.h>
 #include <stdint.h>

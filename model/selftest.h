@@ -5,12 +5,12 @@
  * printed and checked against a tolerance.  It is the first thing to run
  * on a GPU machine (docs/gpu.md).
  */
-#ifndef FTK_TRAINER_SELFTEST_H
-#define FTK_TRAINER_SELFTEST_H
+#ifndef FTK_MODEL_SELFTEST_H
+#define FTK_MODEL_SELFTEST_H
 
 #include <stdio.h>
 #include "lib/err.h"
-#include "trainer/backend.h"
+#include "model/backend.h"
 
 /* Exit status of --selftest when there is no usable GPU: nothing was checked. */
 #define FTK_SELFTEST_NO_GPU 77

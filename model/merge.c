@@ -6,7 +6,7 @@
  * shapes are checked the same way); the merged weights are then computed per
  * projection with one sgemm: W (out, in) += scaling * B (out, r) @ A (r, in).
  */
-#include "trainer/merge.h"
+#include "model/merge.h"
 
 #include <cblas.h>
 #include <errno.h>
@@ -17,8 +17,8 @@
 #include <cjson/cJSON.h>
 #include "lib/json.h"
 #include "lib/strbuf.h"
-#include "trainer/adapter.h"
-#include "trainer/model.h"
+#include "model/adapter.h"
+#include "model/model.h"
 
 /* Which projection (layer, target) a tensor name is, or -1. */
 static int parse_proj(const char *name, int *layer)

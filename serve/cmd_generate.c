@@ -12,7 +12,7 @@
  * of the context).  A record that has no prompt of the expected kind, or
  * whose prompt does not fit the context, goes to --rejects with the reason.
  *
- * The work is done by the inference engine (trainer/infer.h): the model with
+ * The work is done by the inference engine (model/infer.h): the model with
  * its KV cache, the adapter applied, the tokenizer and the chat template.
  */
 #include <getopt.h>
@@ -21,7 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "cli/tool.h"
-#include "trainer/infer.h"
+#include "model/infer.h"
 
 static const char usage[] =
 	"usage: ftk-generate --model DIR [--adapter DIR] [options] [FILE...]\n"

@@ -25,13 +25,13 @@
  *   - Ops do not fail: shapes are checked once by the model, and out of
  *     memory in alloc aborts.
  */
-#ifndef FTK_TRAINER_BACKEND_H
-#define FTK_TRAINER_BACKEND_H
+#ifndef FTK_MODEL_BACKEND_H
+#define FTK_MODEL_BACKEND_H
 
 #include <stddef.h>
 #include <stdint.h>
-#include "trainer/nf4.h"
-#include "trainer/optim_ops.h"
+#include "model/nf4.h"
+#include "model/optim_ops.h"
 
 enum ftk_quant { FTK_QUANT_NONE = 0, FTK_QUANT_NF4 = 1 };
 

@@ -58,12 +58,12 @@
  * Plain C as in ops.h: no VLAs, no library calls; loops with constant trip
  * counts so nvcc keeps the accumulators in registers.
  */
-#ifndef FTK_TRAINER_NF4_KERNELS_H
-#define FTK_TRAINER_NF4_KERNELS_H
+#ifndef FTK_MODEL_NF4_KERNELS_H
+#define FTK_MODEL_NF4_KERNELS_H
 
 #include <stddef.h>
 #include <stdint.h>
-#include "trainer/ops.h"
+#include "model/ops.h"
 
 /* An NF4 weight W (N, K) as the kernels read it (all borrowed). */
 struct ftk_nf4_view {

@@ -8,13 +8,13 @@
  * entries and counts the midpoints strictly below the value, which is what
  * torch.bucketize(right=False) does, so a value on a midpoint goes low.
  */
-#include "trainer/nf4.h"
+#include "model/nf4.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include "lib/err.h"
-#include "trainer/ops.h"
+#include "model/ops.h"
 
 /* bitsandbytes get_4bit_type("nf4"), as stored in nf4_reference.json. */
 const float ftk_nf4_code[16] = {

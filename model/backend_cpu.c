@@ -22,7 +22,7 @@
  * scratch, then the same sgemm, the exact reference for the CUDA backend's
  * bf16 tensor-core products.
  */
-#include "trainer/backend.h"
+#include "model/backend.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -31,7 +31,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "lib/err.h"
-#include "trainer/ops.h"
+#include "model/ops.h"
 
 static int n_threads = 1;
 static int precision;	/* enum ftk_precision, from set_precision */

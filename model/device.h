@@ -6,16 +6,16 @@
  * program asks for it, so no ftk binary links cudart, cuBLAS or NCCL and
  * every one of them runs on a machine without a GPU or a driver.  Where the
  * object is looked for, in order: $FTK_CUDA_LIB; next to the program;
- * ../build/trainer/ and ../trainer/ from the program's directory (the
+ * ../build/model/ and ../model/ from the program's directory (the
  * build tree: O/bin and O/build-san/bin); ../lib/ftk/ (an install).
  */
-#ifndef FTK_TRAINER_DEVICE_H
-#define FTK_TRAINER_DEVICE_H
+#ifndef FTK_MODEL_DEVICE_H
+#define FTK_MODEL_DEVICE_H
 
 #include <stddef.h>
 #include "lib/err.h"
-#include "trainer/backend.h"
-#include "trainer/optim_ops.h"
+#include "model/backend.h"
+#include "model/optim_ops.h"
 
 /* The entry points libftkcuda.so exports (backend_cuda.cu). */
 struct ftk_cuda_api {

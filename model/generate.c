@@ -5,7 +5,7 @@
  * then top-k, then top-p) so a seeded run here and there differ only by the
  * random stream, not by the rule.
  */
-#include "trainer/generate.h"
+#include "model/generate.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -11,12 +11,12 @@
  * Generation stops at an end-of-sequence id (not included in the output),
  * after max_tokens new tokens, or when the model's context is full.
  */
-#ifndef FTK_TRAINER_GENERATE_H
-#define FTK_TRAINER_GENERATE_H
+#ifndef FTK_MODEL_GENERATE_H
+#define FTK_MODEL_GENERATE_H
 
 #include <stdint.h>
 #include "lib/err.h"
-#include "trainer/model.h"
+#include "model/model.h"
 
 struct ftk_gen_opts {
 	float temperature;	/* 0: greedy */

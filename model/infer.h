@@ -14,13 +14,13 @@
  * request at a time.  A server that answers several at once opens one engine
  * per worker; they share nothing mutable.
  */
-#ifndef FTK_TRAINER_INFER_H
-#define FTK_TRAINER_INFER_H
+#ifndef FTK_MODEL_INFER_H
+#define FTK_MODEL_INFER_H
 
 #include <cjson/cJSON.h>
 #include "lib/err.h"
 #include "lib/strbuf.h"
-#include "trainer/generate.h"
+#include "model/generate.h"
 
 struct ftk_infer;
 
@@ -29,7 +29,7 @@ struct ftk_infer_opts {
 	const char *adapter_dir;	/* PEFT adapter directory, or NULL */
 	int quant_nf4;		/* 1: quantize the base to NF4 as training does */
 	int max_seq;		/* 0: the model's context */
-	const char *device;	/* "cpu" (or NULL) or "cuda" (trainer/device.h) */
+	const char *device;	/* "cpu" (or NULL) or "cuda" (model/device.h) */
 };
 
 /*

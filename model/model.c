@@ -22,15 +22,15 @@
  * Only LoRA parameters receive gradients; everything else is frozen, but
  * gradients flow through it to earlier layers.
  */
-#include "trainer/model.h"
+#include "model/model.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "trainer/generate.h"
-#include "trainer/ops.h"
-#include "trainer/safetensors.h"
+#include "model/generate.h"
+#include "model/ops.h"
+#include "model/safetensors.h"
 
 enum { NT = FTK_LORA_N_TARGETS };
 

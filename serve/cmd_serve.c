@@ -34,7 +34,7 @@
 #include <unistd.h>
 #include "cli/tool.h"
 #include "lib/json.h"
-#include "trainer/infer.h"
+#include "model/infer.h"
 
 static const char usage[] =
 	"usage: ftk-serve --model DIR [options]\n"

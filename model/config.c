@@ -9,7 +9,7 @@
  * rope_theta 10000, rms_norm_eps 1e-6, tie_word_embeddings true as
  * PretrainedConfig's default).
  */
-#include "trainer/config.h"
+#include "model/config.h"
 
 #include <errno.h>
 #include <stdio.h>

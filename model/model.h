@@ -42,14 +42,14 @@
  *
  * Errors are values (lib/err.h); nothing here prints.
  */
-#ifndef FTK_TRAINER_MODEL_H
-#define FTK_TRAINER_MODEL_H
+#ifndef FTK_MODEL_MODEL_H
+#define FTK_MODEL_MODEL_H
 
 #include <stddef.h>
 #include <stdint.h>
 #include "lib/err.h"
-#include "trainer/backend.h"
-#include "trainer/config.h"
+#include "model/backend.h"
+#include "model/config.h"
 
 struct ftk_model;
 

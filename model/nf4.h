@@ -25,8 +25,8 @@
  * The decode arithmetic itself lives in ops.h (ftk_nf4_decode) so that the
  * CUDA kernels run the very same expression.
  */
-#ifndef FTK_TRAINER_NF4_H
-#define FTK_TRAINER_NF4_H
+#ifndef FTK_MODEL_NF4_H
+#define FTK_MODEL_NF4_H
 
 #include <stddef.h>
 #include <stdint.h>

@@ -8,7 +8,7 @@
  * The writer sorts its entries by name and writes header and data through
  * one temporary file that is fsynced and renamed.
  */
-#include "trainer/safetensors.h"
+#include "model/safetensors.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -24,13 +24,13 @@
  *   ftk_adapter_apply()     a loaded adapter -> a model's LoRA parameters;
  *   ftk_adapter_save_model() a model's LoRA parameters -> a directory.
  */
-#ifndef FTK_TRAINER_ADAPTER_H
-#define FTK_TRAINER_ADAPTER_H
+#ifndef FTK_MODEL_ADAPTER_H
+#define FTK_MODEL_ADAPTER_H
 
 #include <stddef.h>
 #include <stdint.h>
 #include "lib/err.h"
-#include "trainer/model.h"
+#include "model/model.h"
 
 /* One lora_A or lora_B matrix of a loaded adapter. */
 struct ftk_adapter_tensor {

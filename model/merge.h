@@ -16,12 +16,12 @@
  * (one safetensors file, no shards), so merging needs about the model's
  * size in the output dtype plus the loaded base.
  */
-#ifndef FTK_TRAINER_MERGE_H
-#define FTK_TRAINER_MERGE_H
+#ifndef FTK_MODEL_MERGE_H
+#define FTK_MODEL_MERGE_H
 
 #include "lib/err.h"
-#include "trainer/backend.h"
-#include "trainer/safetensors.h"
+#include "model/backend.h"
+#include "model/safetensors.h"
 
 struct ftk_merge_opts {
 	const char *model_dir;
