@@ -28,6 +28,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include "model/blas.h"
 #include "model/generate.h"
 #include "model/ops.h"
 #include "model/safetensors.h"
@@ -223,8 +225,13 @@ int ftk_model_load(struct ftk_model **out, const char *dir, const struct ftk_loa
 	if (!opts)
 		opts = &defo;
 	*out = NULL;
+	/* a BLAS that computes wrong would train wrong silently (model/blas.h) */
+	int rc = ftk_blas_check(opts->threads > 0 ? opts->threads
+						  : (int)sysconf(_SC_NPROCESSORS_ONLN), err);
+	if (rc < 0)
+		return rc;
 	struct ftk_model_config cfg;
-	int rc = ftk_config_load(dir, &cfg, err);
+	rc = ftk_config_load(dir, &cfg, err);
 	if (rc < 0)
 		return rc;
 	struct ftk_st *st;
