@@ -728,17 +728,17 @@ START_TEST(sampler_rules)
 	float l[6];
 	struct ftk_gen_opts o;
 	ftk_gen_opts_default(&o);
-	uint64_t rng[4];
-	ftk_rng_seed(rng, 1);
+	struct ftk_rng rng;
+	ftk_rng_seed(&rng, 1);
 	memcpy(l, base, sizeof(l));
-	ck_assert_uint_eq(ftk_sample(l, 6, &o, rng), 1);	/* greedy: lowest id on ties */
+	ck_assert_uint_eq(ftk_sample(l, 6, &o, &rng), 1);	/* greedy: lowest id on ties */
 	/* top-k 2 at a high temperature: only ids 1 and 5 ever come out */
 	o.temperature = 5.0f;
 	o.top_k = 2;
 	int seen[6] = { 0 };
 	for (int i = 0; i < 2000; i++) {
 		memcpy(l, base, sizeof(l));
-		seen[ftk_sample(l, 6, &o, rng)]++;
+		seen[ftk_sample(l, 6, &o, &rng)]++;
 	}
 	ck_assert(seen[1] > 800 && seen[5] > 800 && seen[0] + seen[2] + seen[3] + seen[4] == 0);
 	/* top-p: temperature 1, p = 0.5 keeps the two most likely tokens (0.34 + 0.34 > 0.5) */
@@ -748,7 +748,7 @@ START_TEST(sampler_rules)
 	memset(seen, 0, sizeof(seen));
 	for (int i = 0; i < 2000; i++) {
 		memcpy(l, base, sizeof(l));
-		seen[ftk_sample(l, 6, &o, rng)]++;
+		seen[ftk_sample(l, 6, &o, &rng)]++;
 	}
 	ck_assert(seen[1] > 800 && seen[5] > 800 && seen[2] == 0);
 	/* no cut: the frequencies follow softmax (id 3 has p = 0.0109) */
@@ -756,7 +756,7 @@ START_TEST(sampler_rules)
 	memset(seen, 0, sizeof(seen));
 	for (int i = 0; i < 20000; i++) {
 		memcpy(l, base, sizeof(l));
-		seen[ftk_sample(l, 6, &o, rng)]++;
+		seen[ftk_sample(l, 6, &o, &rng)]++;
 	}
 	double z = 0;
 	for (int i = 0; i < 6; i++)
