@@ -31,7 +31,6 @@
  * whole ledger, and the page says so.
  */
 #include <getopt.h>
-#include <libgen.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -109,9 +108,10 @@ struct costs {
 	int examples;		/* some price came from an example rate */
 };
 
-static int category(const struct ftk_cost_entry *e)
+/* The report's cost category of an entry's stage and kind. */
+static int category(int stage, int kind)
 {
-	const char *st = ftk_cost_stages[e->stage], *k = ftk_cost_kinds[e->kind];
+	const char *st = ftk_cost_stages[stage], *k = ftk_cost_kinds[kind];
 	if (!strcmp(st, "prep"))
 		return strcmp(k, "human") ? CAT_PREP_COMPUTE : CAT_PREP_PEOPLE;
 	if (!strcmp(st, "review"))
@@ -123,6 +123,7 @@ static int category(const struct ftk_cost_entry *e)
 	return CAT_OTHER;
 }
 
+/* The ledger's totals (ledger/cost.h, as ftk-ledger makes them), folded into the categories. */
 static int load_costs(struct costs *C, const char *ledger, const char *rates_path)
 {
 	memset(C, 0, sizeof(*C));
@@ -140,55 +141,38 @@ static int load_costs(struct costs *C, const char *ledger, const char *rates_pat
 		warning("%s:%ld: skipped: %s", ledger, L.bad[i].line, L.bad[i].msg);
 	C->bad_lines = (long)L.n_bad;
 	char rbuf[4096];
-	if (!rates_path)
-		rates_path = getenv("FTK_RATES");
-	if (!rates_path) {
-		char *copy = xstrdup(ledger);
-		snprintf(rbuf, sizeof(rbuf), "%s/rates.jsonl", dirname(copy));
-		free(copy);
-		if (access(rbuf, F_OK) == 0)
-			rates_path = rbuf;
-	}
+	rates_path = ftk_cost_rates_path(rates_path, ledger, rbuf, sizeof(rbuf), 1);
 	struct ftk_rates R;
 	memset(&R, 0, sizeof(R));
 	if (ftk_rates_load(rates_path, &R, &e) < 0) {
 		ftk_cost_ledger_release(&L);
 		return error("%s", ftk_error_format(&e, b, sizeof(b)));
 	}
+	struct ftk_cost_totals T;
+	ftk_cost_totals_compute(&T, &L, &R, NULL, NULL, NULL);
 	C->have = 1;
 	C->path = xstrdup(ledger);
-	for (size_t i = 0; i < L.n; i++) {
-		const struct ftk_cost_entry *x = &L.e[i];
-		double usd = x->usd;
-		if (isnan(usd)) {
-			struct ftk_error pe;
-			if (ftk_rates_price_entry(&R, x, &usd, &pe) < 0) {
-				usd = 0;
-				C->unpriced++;
-			} else if (!R.path) {
-				C->examples = 1;
+	C->entries = T.total.n;
+	C->unpriced = T.total.unpriced;
+	C->examples = T.total.example_priced > 0;
+	C->total = T.total.usd;
+	C->r = xcalloc(T.n_runs ? T.n_runs : 1, sizeof(*C->r));
+	C->n = C->alloc = T.n_runs;
+	for (size_t j = 0; j < T.n_runs; j++) {
+		struct cost_run *r = &C->r[j];
+		r->name = xstrdup(T.runs[j].name);
+		r->total = T.runs[j].a.usd;
+		for (int st = 0; st < FTK_COST_N_STAGES; st++)
+			for (int k = 0; k < FTK_COST_N_KINDS; k++) {
+				const struct ftk_cost_agg *a = &T.runs[j].by[st][k];
+				int c = category(st, k);
+				r->usd[c] += a->usd;
+				r->hours[c] += a->hours;
+				C->usd[c] += a->usd;
+				C->hours[c] += a->hours;
 			}
-		}
-		int c = category(x);
-		double hours = x->hours * (x->kind == ftk_cost_kind_index("compute") ? x->gpus : 1);
-		struct cost_run *r = NULL;
-		for (size_t j = 0; j < C->n; j++)
-			if (!strcmp(C->r[j].name, x->run))
-				r = &C->r[j];
-		if (!r) {
-			FTK_ALLOC_GROW(C->r, C->n + 1, C->alloc);
-			r = &C->r[C->n++];
-			memset(r, 0, sizeof(*r));
-			r->name = xstrdup(x->run);
-		}
-		r->usd[c] += usd;
-		r->hours[c] += hours;
-		r->total += usd;
-		C->usd[c] += usd;
-		C->hours[c] += hours;
-		C->total += usd;
-		C->entries++;
 	}
+	ftk_cost_totals_release(&T);
 	ftk_rates_release(&R);
 	ftk_cost_ledger_release(&L);
 	return 0;
