@@ -357,12 +357,14 @@ static const struct ftk_option *find_short(const struct ftk_option *opts, int c)
 	return NULL;
 }
 
+/* 0: no subcommands; 1: one is required; 2: optional */
 static int has_subcommands(const struct ftk_option *opts)
 {
+	int r = 0;
 	for (const struct ftk_option *o = opts; o->kind != FTK_OPTION_END; o++)
 		if (o->kind == FTK_OPTION_SUBCOMMAND)
-			return 1;
-	return 0;
+			r = o->flags & FTK_OPTF_SUB_OPTIONAL ? 2 : r ? r : 1;
+	return r;
 }
 
 /* Store the subcommand named word; a usage error when there is none. */
@@ -477,7 +479,7 @@ subcommand_at_i:
 			apply(o, NULL, name, prog, opts, usage);
 		}
 	}
-	if (subs) {
+	if (subs == 1) {
 		char list[512];
 		list_subcommands(opts, list, sizeof(list));
 		ftk_usage_error("a command is required (%s)", list);

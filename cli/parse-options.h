@@ -38,7 +38,9 @@
  * Subcommands (FTK_OPT_SUBCOMMAND) stop the parse at the first argument:
  * it must name one (else a usage error with "did you mean"), the function is
  * stored in the target, and the returned argv starts at the subcommand's
- * word, ready for the subcommand's own table and its own --help.
+ * word, ready for the subcommand's own table and its own --help.  When the
+ * subcommands are optional (FTK_OPT_SUBCOMMAND_OPTIONAL) and no argument is
+ * given, the target stays as it was and the parse returns 0.
  */
 #ifndef FTK_PARSE_OPTIONS_H
 #define FTK_PARSE_OPTIONS_H
@@ -69,6 +71,7 @@ enum ftk_option_kind {
 enum {
 	FTK_OPTF_NOARG = 1,	/* a callback that takes no argument */
 	FTK_OPTF_HIDDEN = 2,	/* parsed, but not in --help nor completion */
+	FTK_OPTF_SUB_OPTIONAL = 4,	/* on a subcommand row: the command runs without one too */
 };
 
 struct ftk_option;
@@ -132,6 +135,10 @@ void ftk_strlist_release(struct ftk_strlist *l);
 	  .help = (h), .flags = FTK_OPTF_NOARG }
 #define FTK_OPT_SUBCOMMAND(name, v, f, h) \
 	{ .kind = FTK_OPTION_SUBCOMMAND, .long_name = (name), .value = (v), .fn = (f), .help = (h) }
+/* a subcommand the command may also run without (`rates` shows, `rates add` adds) */
+#define FTK_OPT_SUBCOMMAND_OPTIONAL(name, v, f, h)                                        \
+	{ .kind = FTK_OPTION_SUBCOMMAND, .long_name = (name), .value = (v), .fn = (f), .help = (h), \
+	  .flags = FTK_OPTF_SUB_OPTIONAL }
 #define FTK_OPT_HELP() { .kind = FTK_OPTION_HELP, .short_name = 'h', .long_name = "help", \
 			 .help = "show this help" }
 #define FTK_OPT_VERSION() { .kind = FTK_OPTION_VERSION, .long_name = "version", \

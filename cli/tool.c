@@ -136,6 +136,14 @@ void ftk_tool_start(struct ftk_tool *t, int n_inputs, char **inputs)
 	t->inputs = inputs;
 	t->n_inputs = n_inputs;
 	t->cur_input = -1;
+	/* a person who typed the command without a file would otherwise wait on a silent tool */
+	for (int i = 0; i < n_inputs; i++) {
+		if (!strcmp(inputs[i], "-") && isatty(0)) {
+			fprintf(stderr, "%s: reading records from the terminal (Ctrl-D ends; give a file "
+					"or pipe)\n", t->name);
+			break;
+		}
+	}
 	if (ftk_writer_open(&t->out, t->out_path, 0, &err) < 0)
 		die("%s", err.msg);
 	if (t->rejects_path && ftk_writer_open(&t->rejects, t->rejects_path, 0, &err) < 0)
