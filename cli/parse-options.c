@@ -157,7 +157,7 @@ static int is_option(const struct ftk_option *o)
 static int takes_arg(const struct ftk_option *o)
 {
 	switch (o->kind) {
-	case FTK_OPTION_INT: case FTK_OPTION_LONG: case FTK_OPTION_DOUBLE:
+	case FTK_OPTION_INT: case FTK_OPTION_LONG: case FTK_OPTION_DOUBLE: case FTK_OPTION_UINT64:
 	case FTK_OPTION_STRING: case FTK_OPTION_STRING_LIST: case FTK_OPTION_CHOICE:
 		return 1;
 	case FTK_OPTION_CALLBACK:
@@ -300,6 +300,15 @@ static void apply(const struct ftk_option *o, const char *arg, const char *name,
 	case FTK_OPTION_DOUBLE:
 		*(double *)o->value = ftk_opt_parse_number(name, arg, o->dlo, o->dhi);
 		break;
+	case FTK_OPTION_UINT64: {
+		char *end;
+		errno = 0;
+		unsigned long long v = strtoull(arg, &end, 10);
+		if (!*arg || *end || errno || arg[strspn(arg, " \t")] == '-')
+			ftk_usage_error("%s needs an integer of at least 0, not '%s'", name, arg);
+		*(uint64_t *)o->value = v;
+		break;
+	}
 	case FTK_OPTION_STRING:
 		*(const char **)o->value = arg;
 		break;

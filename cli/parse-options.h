@@ -59,6 +59,7 @@ enum ftk_option_kind {
 	FTK_OPTION_INT,		/* int *, range [ilo, ihi] */
 	FTK_OPTION_LONG,	/* long *, range [ilo, ihi] */
 	FTK_OPTION_DOUBLE,	/* double *, range [dlo, dhi] */
+	FTK_OPTION_UINT64,	/* uint64_t *: any integer from 0 to 2^64-1 (seeds) */
 	FTK_OPTION_STRING,	/* const char **: the argument, borrowed from argv */
 	FTK_OPTION_STRING_LIST,	/* struct ftk_strlist *: every value, in order */
 	FTK_OPTION_CHOICE,	/* int *: index of the argument in choices "a|b|c" */
@@ -118,6 +119,8 @@ void ftk_strlist_release(struct ftk_strlist *l);
 #define FTK_OPT_DOUBLE(s, l, v, a, lo, hi, h)                                                  \
 	{ .kind = FTK_OPTION_DOUBLE, .short_name = (s), .long_name = (l), .value = (v), .argh = (a), \
 	  .help = (h), .dlo = (lo), .dhi = (hi) }
+#define FTK_OPT_UINT64(s, l, v, a, h) \
+	{ .kind = FTK_OPTION_UINT64, .short_name = (s), .long_name = (l), .value = (v), .argh = (a), .help = (h) }
 #define FTK_OPT_STRING(s, l, v, a, h) \
 	{ .kind = FTK_OPTION_STRING, .short_name = (s), .long_name = (l), .value = (v), .argh = (a), .help = (h) }
 #define FTK_OPT_STRING_LIST(s, l, v, a, h)                                                       \
