@@ -88,7 +88,7 @@ int main(int argc, char **argv)
 		size_t nn = 0, idx[8];
 		for (const struct ftk_builtin *b = ftk_builtins; b->name && nn < FTK_ARRAY_SIZE(names); b++)
 			names[nn++] = b->name;
-		size_t k = ftk_similar(verb, names, nn, idx, FTK_ARRAY_SIZE(idx));
+		size_t k = ftk_similar(verb, names, nn, idx, FTK_ARRAY_SIZE(idx), FTK_SIMILAR_COMMANDS);
 		fprintf(stderr, "ftk: '%s' is not an ftk command", verb);
 		for (size_t i = 0; i < k; i++)
 			fprintf(stderr, "%s'%s'", i ? ", " : k > 1 ? "; did you mean one of " : "; did you mean ",

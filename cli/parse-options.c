@@ -23,8 +23,6 @@
 #include "cli/tool.h"
 
 #define HELP_COLUMN 23
-/* git help.c: a name further than this from every candidate gets no suggestion */
-#define SIMILARITY_FLOOR 7
 
 static const char *cur_prog;	/* the command being parsed, for the usage hint */
 
@@ -126,9 +124,10 @@ int ftk_levenshtein(const char *s1, const char *s2, int w, int s, int a, int d)
 	return dist;
 }
 
-size_t ftk_similar(const char *word, const char *const *names, size_t n, size_t *out, size_t max)
+size_t ftk_similar(const char *word, const char *const *names, size_t n, size_t *out, size_t max,
+		   int floor)
 {
-	int best = SIMILARITY_FLOOR;
+	int best = floor;
 	size_t k = 0;
 	size_t wl = strlen(word);
 	if (!wl)
@@ -272,7 +271,7 @@ static const char *suggest(const char *word, const struct ftk_option *opts, int 
 	const char *names[256];
 	size_t idx[8];
 	size_t n = names_of(opts, subs, names, FTK_ARRAY_SIZE(names));
-	size_t k = ftk_similar(word, names, n, idx, FTK_ARRAY_SIZE(idx));
+	size_t k = ftk_similar(word, names, n, idx, FTK_ARRAY_SIZE(idx), FTK_SIMILAR_OPTIONS);
 	buf[0] = '\0';
 	if (!k)
 		return buf;

@@ -197,10 +197,15 @@ int ftk_opt_parse_choice(const char *name, const char *s, const char *choices);
 int ftk_levenshtein(const char *s1, const char *s2, int w, int s, int a, int d);
 
 /*
- * The candidates most like word, as git's help.c picks them (a candidate
- * that word starts is nearest; none when the nearest is too far): writes up
- * to max indexes into names to out and returns how many.
+ * The candidates most like word, as git's help.c picks them: a candidate
+ * that word begins is nearest (0), else 1 + the distance with git's weights
+ * (a swap 0, a substitution 2, an insertion 1, a deletion 3); the nearest
+ * are offered when nearer than floor (git: 7 for commands).  Writes up to
+ * max indexes into names to out and returns how many.
  */
-size_t ftk_similar(const char *word, const char *const *names, size_t n, size_t *out, size_t max);
+#define FTK_SIMILAR_COMMANDS 7	/* git help.c's SIMILARITY_FLOOR, for verbs */
+#define FTK_SIMILAR_OPTIONS 4	/* options and subcommands: a slip, not a guess */
+size_t ftk_similar(const char *word, const char *const *names, size_t n, size_t *out, size_t max,
+		   int floor);
 
 #endif

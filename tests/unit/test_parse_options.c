@@ -208,6 +208,9 @@ START_TEST(did_you_mean)
 	EXPECT(r, 2, ERR("unknown option '--verbse'; did you mean '--verbose'?"));
 	run(parse_and_print, &r, "--quiat", NULL);
 	EXPECT(r, 2, ERR("unknown option '--quiat'; did you mean '--quiet'?"));
+	/* two letters wrong is a guess, not a slip */
+	run(parse_and_print, &r, "--qoiat", NULL);
+	EXPECT(r, 2, ERR("unknown option '--qoiat'"));
 	/* nothing near */
 	run(parse_and_print, &r, "--xyzzy-plugh", NULL);
 	EXPECT(r, 2, ERR("unknown option '--xyzzy-plugh'"));
@@ -309,17 +312,22 @@ START_TEST(distances_as_git)
 	const char *verbs[] = { "convert", "decontam", "dedupe", "filter", "sample", "scrub",
 				"split", "stats", "tokenize", "train", "validate" };
 	size_t idx[8];
-	size_t k = ftk_similar("dedup", verbs, FTK_ARRAY_SIZE(verbs), idx, 8);
+	size_t k = ftk_similar("dedup", verbs, FTK_ARRAY_SIZE(verbs), idx, 8, FTK_SIMILAR_COMMANDS);
 	ck_assert_uint_eq(k, 1);
 	ck_assert_str_eq(verbs[idx[0]], "dedupe");
-	k = ftk_similar("spilt", verbs, FTK_ARRAY_SIZE(verbs), idx, 8);
+	k = ftk_similar("spilt", verbs, FTK_ARRAY_SIZE(verbs), idx, 8, FTK_SIMILAR_COMMANDS);
 	ck_assert_uint_eq(k, 1);
 	ck_assert_str_eq(verbs[idx[0]], "split");
 	/* "s" begins four verbs: all are offered */
-	k = ftk_similar("s", verbs, FTK_ARRAY_SIZE(verbs), idx, 8);
+	k = ftk_similar("s", verbs, FTK_ARRAY_SIZE(verbs), idx, 8, FTK_SIMILAR_COMMANDS);
 	ck_assert_uint_eq(k, 4);
-	k = ftk_similar("kubernetes", verbs, FTK_ARRAY_SIZE(verbs), idx, 8);
+	k = ftk_similar("kubernetes", verbs, FTK_ARRAY_SIZE(verbs), idx, 8, FTK_SIMILAR_COMMANDS);
 	ck_assert_uint_eq(k, 0);
+	/* options and subcommands take a slip only: two substitutions are a guess */
+	const char *opts[] = { "roles", "format", "show" };
+	ck_assert_uint_eq(ftk_similar("bogus", opts, 3, idx, 8, FTK_SIMILAR_COMMANDS), 1);
+	ck_assert_uint_eq(ftk_similar("bogus", opts, 3, idx, 8, FTK_SIMILAR_OPTIONS), 0);
+	ck_assert_uint_eq(ftk_similar("rolse", opts, 3, idx, 8, FTK_SIMILAR_OPTIONS), 1);
 }
 END_TEST
 
