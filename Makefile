@@ -6,7 +6,7 @@
 #   make check SAN=1   the same under AddressSanitizer + UBSan (in $(O)/san)
 #   make demo       run the whole pipeline on the bundled samples
 #   make deps       install the Debian/Ubuntu packages the build needs
-#   make install PREFIX=/usr/local
+#   make install PREFIX=/usr/local   (programs, man pages, bash and zsh completion)
 #   make fuzz       build and run the libFuzzer targets (clang)
 #
 # Layout: every part of the pipeline is a folder.  In each folder, cmd_<verb>.c
@@ -205,9 +205,20 @@ demo:
 demo-run: all
 	@FTK_BIN=$(abspath $(BIN)) sh tools/demo.sh
 
+# Shell completion, made from the programs' own option tables (cli/completion.c).
+COMPLETIONS := $(B)/completion/ftk.bash $(B)/completion/_ftk
+$(B)/completion/ftk.bash: $(BIN)/ftk
+	@mkdir -p $(dir $@)
+	$(BIN)/ftk --completion bash > $@.tmp && mv $@.tmp $@
+$(B)/completion/_ftk: $(BIN)/ftk
+	@mkdir -p $(dir $@)
+	$(BIN)/ftk --completion zsh > $@.tmp && mv $@.tmp $@
+
 # The CUDA backend goes where the programs look for it (model/device.c:
 # ../lib/ftk/ beside bin/), when this build has it (see CUDA above).
-install: all
+BASHCOMPDIR = $(PREFIX)/share/bash-completion/completions
+ZSHCOMPDIR = $(PREFIX)/share/zsh/site-functions
+install: all $(COMPLETIONS)
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1
 	install -m 755 $(PROGRAMS) $(DESTDIR)$(PREFIX)/bin/
 	@if ls docs/man/*.1 >/dev/null 2>&1; then install -m 644 docs/man/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/; fi
@@ -216,6 +227,11 @@ install: all
 	  install -d $(DESTDIR)$(PREFIX)/lib/ftk && \
 	  install -m 755 $(B)/model/libftkcuda.so $(DESTDIR)$(PREFIX)/lib/ftk/; \
 	else echo "install: no CUDA backend in this build (make cuda, or CUDA=1, builds it)"; fi
+	install -d $(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(ZSHCOMPDIR)
+	install -m 644 $(B)/completion/ftk.bash $(DESTDIR)$(BASHCOMPDIR)/ftk
+	@# bash-completion loads a command's file by its name: ftk-<verb> shares ftk's
+	for v in $(VERBS); do ln -sf ftk $(DESTDIR)$(BASHCOMPDIR)/ftk-$$v; done
+	install -m 644 $(B)/completion/_ftk $(DESTDIR)$(ZSHCOMPDIR)/_ftk
 
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 fuzz:
