@@ -68,6 +68,8 @@ static const char usage_run[] =
 	"      --usd-per-mtok-out Y price of a million completion tokens\n"
 	"      --rates FILE         take the model's prices from an ftk-ledger rates file\n"
 	"      --json               print summary.json instead of the table\n"
+	"      --allow-bad-cases    exit 0 even when the suite has defective cases\n"
+	"                           (they are excluded from every metric either way)\n"
 	"Summary options:\n"
 	"      --reviews FILE       fold people's verdicts (ftk-review) into the results\n"
 	"                           and report judge-versus-human agreement (default\n"
@@ -110,6 +112,7 @@ enum {
 	OPT_JSON,
 	OPT_ALPHA,
 	OPT_REVIEWS,
+	OPT_ALLOW_BAD_CASES,
 };
 
 static const struct option long_opts[] = {
@@ -137,6 +140,7 @@ static const struct option long_opts[] = {
 	{ "json", no_argument, NULL, OPT_JSON },
 	{ "alpha", required_argument, NULL, OPT_ALPHA },
 	{ "reviews", required_argument, NULL, OPT_REVIEWS },
+	{ "allow-bad-cases", no_argument, NULL, OPT_ALLOW_BAD_CASES },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -168,8 +172,21 @@ static int metric_width(const cJSON *metrics)
 
 static void print_summary_table(const cJSON *sum, const char *title)
 {
-	printf("%s: %.0f results, %.0f scored, %.0f errors (not scored)", title,
+	printf("%s: %.0f results, %.0f scored, %.0f without an answer (not scored)", title,
 	       jnum(sum, "results"), jnum(sum, "scored"), jnum(sum, "errors"));
+	if (jnum(sum, "defective") > 0) {
+		printf(", %.0f defective answers (scored wrong:", jnum(sum, "defective"));
+		const cJSON *d;
+		int first = 1;
+		cJSON_ArrayForEach(d, cJSON_GetObjectItemCaseSensitive(sum, "defects"))
+		{
+			printf("%s%s %.0f", first ? " " : ", ", d->string, d->valuedouble);
+			first = 0;
+		}
+		printf(")");
+	}
+	if (jnum(sum, "bad_cases") > 0)
+		printf(", %.0f results of defective cases (excluded)", jnum(sum, "bad_cases"));
 	if (jnum(sum, "judge_errors") > 0)
 		printf(", %.0f judge errors", jnum(sum, "judge_errors"));
 	printf("\n");
@@ -440,7 +457,7 @@ static void ledger_entry(const struct ftk_eval_run_opts *o, const struct ftk_eva
 }
 
 static int do_run(int argc, char **argv, struct ftk_eval_run_opts *o, struct prices *p,
-		  const char *rates, int json)
+		  const char *rates, int json, int allow_bad)
 {
 	if (argc != 1)
 		ftk_tool_usage_error(&tool, "run takes one suite file");
@@ -474,7 +491,7 @@ static int do_run(int argc, char **argv, struct ftk_eval_run_opts *o, struct pri
 	cJSON *res;
 	if (load_results(o->run_dir, &res) < 0)
 		return FTK_EXIT_DATA;
-	/* a judge that could not score a case is a data problem with a place */
+	/* a judge that could not work (its model down) */
 	long n_jerr = 0;
 	const cJSON *r, *je;
 	cJSON_ArrayForEach(r, res)
@@ -486,6 +503,24 @@ static int do_run(int argc, char **argv, struct ftk_eval_run_opts *o, struct pri
 		error("%ld more judge errors (results.jsonl, \"judge_errors\")", n_jerr - 10);
 	cJSON *sum = ftk_eval_summarize(res);
 	cJSON_Delete(res);
+	/* a broken case is the suite's problem, with its place */
+	double n_bad = jnum(sum, "bad_cases");
+	long shown = 0;
+	cJSON_ArrayForEach(je, cJSON_GetObjectItemCaseSensitive(sum, "bad_case_list"))
+	{
+		const char *field = cJSON_GetStringValue(cJSON_GetObjectItem(je, "field"));
+		if (shown++ >= 10)
+			break;
+		char msg[2400];
+		snprintf(msg, sizeof(msg), "%s: %s%s%s (judge '%s')",
+			 cJSON_GetStringValue(cJSON_GetObjectItem(je, "where")), field ? field : "",
+			 field ? ": " : "", cJSON_GetStringValue(cJSON_GetObjectItem(je, "message")),
+			 cJSON_GetStringValue(cJSON_GetObjectItem(je, "judge")));
+		if (allow_bad)
+			warning("%s", msg);
+		else
+			error("%s", msg);
+	}
 	const char *name = st.suite[0] ? st.suite : o->suite_path;
 	if (json)
 		print_json(sum);
@@ -528,6 +563,11 @@ static int do_run(int argc, char **argv, struct ftk_eval_run_opts *o, struct pri
 	}
 	ledger_entry(o, &st, p, name);
 	cJSON_Delete(sum);
+	if (n_bad > 0 && !allow_bad) {
+		error("%.0f results of defective cases were excluded from every metric: fix the suite, or pass --allow-bad-cases",
+		      n_bad);
+		return FTK_EXIT_DATA;
+	}
 	if (n_jerr > 0)
 		return FTK_EXIT_DATA;
 	if (errors > 0) {
@@ -546,7 +586,7 @@ int cmd_eval(int argc, char **argv)
 	struct ftk_eval_run_opts o;
 	ftk_eval_run_opts_init(&o);
 	struct prices p = { 0, 0, 0, NULL };
-	int have_in = 0, have_out = 0, json = 0;
+	int have_in = 0, have_out = 0, json = 0, allow_bad = 0;
 	const char *rates = NULL, *reviews = NULL;
 	double alpha = 0.05;
 	int c;
@@ -577,6 +617,7 @@ int cmd_eval(int argc, char **argv)
 		case OPT_JSON: json = 1; break;
 		case OPT_ALPHA: alpha = ftk_tool_parse_double(&tool, "--alpha", optarg, 1e-12, 0.5); break;
 		case OPT_REVIEWS: reviews = optarg; break;
+		case OPT_ALLOW_BAD_CASES: allow_bad = 1; break;
 		default: ftk_tool_usage_error(&tool, NULL);
 		}
 	}
@@ -589,7 +630,7 @@ int cmd_eval(int argc, char **argv)
 	int rest = argc - optind;
 	char **rargv = argv + optind;
 	if (!strcmp(sub, "run"))
-		return do_run(rest, rargv, &o, &p, rates, json);
+		return do_run(rest, rargv, &o, &p, rates, json, allow_bad);
 	if (!strcmp(sub, "summary"))
 		return do_summary(rest, rargv, json, reviews);
 	if (!strcmp(sub, "compare"))

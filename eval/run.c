@@ -36,39 +36,6 @@ void ftk_eval_run_opts_init(struct ftk_eval_run_opts *o)
 	o->retry_base_s = -1;
 }
 
-void answer_from_message(struct answer *a, const cJSON *msg)
-{
-	const cJSON *content = cJSON_GetObjectItemCaseSensitive(msg, "content");
-	strbuf_reset(&a->text_buf);
-	if (cJSON_IsString(content)) {
-		strbuf_addstr(&a->text_buf, content->valuestring);
-		a->text = a->text_buf.buf;
-	} else if (cJSON_IsArray(content)) {
-		const cJSON *p;
-		cJSON_ArrayForEach(p, content)
-		{
-			const char *t = ftk_json_get_str(p, "text");
-			if (t)
-				strbuf_addstr(&a->text_buf, t);
-		}
-		a->text = a->text_buf.buf;
-	}
-	const cJSON *tc = cJSON_GetObjectItemCaseSensitive(msg, "tool_calls");
-	if (cJSON_IsArray(tc) && cJSON_GetArraySize(tc) > 0)
-		a->tool_calls = tc;
-}
-
-/* Read a chat completion (validated) into *a; borrowed from resp. */
-void answer_from_chat(struct answer *a, const cJSON *resp)
-{
-	const cJSON *c0 = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(resp, "choices"), 0);
-	answer_from_message(a, cJSON_GetObjectItemCaseSensitive(c0, "message"));
-	a->finish_reason = ftk_json_get_str(c0, "finish_reason");
-	const cJSON *u = cJSON_GetObjectItemCaseSensitive(resp, "usage");
-	a->prompt_tokens = json_long(u, "prompt_tokens", -1);
-	a->completion_tokens = json_long(u, "completion_tokens", -1);
-}
-
 static void add_note(cJSON *arr, const char *kind, const char *reason, const char *judge)
 {
 	cJSON *f = cJSON_CreateObject();
@@ -91,8 +58,113 @@ static void progress(struct ctx *c)
 		fputc('\n', stderr);
 }
 
+/*
+ * A judge's verdict on a defective answer: every metric 0, not passed, the
+ * defect the first failure.  So a defective answer counts, as wrong, in
+ * every denominator, whatever the judge made of what was there.
+ */
+static void defeat(cJSON *jres, struct ftk_judge_result *res, const cJSON *defects)
+{
+	for (size_t m = 0; m < res->nmetrics; m++)
+		res->metrics[m].value = 0;
+	if (cJSON_GetObjectItemCaseSensitive(jres, "pass"))
+		cJSON_ReplaceItemInObjectCaseSensitive(jres, "pass", cJSON_CreateFalse());
+	cJSON *jm;
+	cJSON_ArrayForEach(jm, cJSON_GetObjectItemCaseSensitive(jres, "metrics"))
+		cJSON_ReplaceItemInObjectCaseSensitive(jm, "value", cJSON_CreateNumber(0));
+	cJSON *f = cJSON_GetObjectItemCaseSensitive(jres, "failures");
+	if (!f)
+		f = cJSON_AddArrayToObject(jres, "failures");
+	cJSON_InsertItemInArray(f, 0, cJSON_Duplicate(cJSON_GetArrayItem(defects, 0), 1));
+}
+
+/*
+ * Run every judge on a (well- or ill-formed) answer and add "judges",
+ * "scores", "flags", and when they apply "defects" (a defective answer:
+ * scored wrong), "bad_case" (a judge found the case itself broken: no
+ * scores, excluded from every metric) and "judge_errors" (a judge could not
+ * work: its metrics are missing) to line.
+ */
+static void judge_answer(struct ctx *c, const struct ftk_eval_case *k, const struct answer *a,
+			 cJSON *line)
+{
+	cJSON *defects = answer_defects(a);
+	if (defects)
+		cJSON_AddItemToObject(line, "defects", defects);
+	struct ftk_judge_output out = { a->text, a->tool_calls, a->finish_reason };
+	struct ftk_judge_result *res = xcalloc(c->n_judges, sizeof(*res));
+	const struct ftk_judge_result **ok = xcalloc(c->n_judges, sizeof(*ok));
+	cJSON *judges = cJSON_AddObjectToObject(line, "judges");
+	cJSON *scores = cJSON_AddObjectToObject(line, "scores");
+	cJSON *jerr = NULL, *badcase = NULL;
+	cJSON *flags = cJSON_CreateArray();
+	for (size_t j = 0; j < c->n_judges; j++) {
+		struct ftk_error je;
+		ftk_error_clear(&je);
+		ftk_judge_result_init(&res[j]);
+		int rc = ftk_judge_score(c->judges[j], k->rec, &out, &res[j], &je);
+		c->st->judge_prompt_tokens += res[j].usage.prompt_tokens;
+		c->st->judge_completion_tokens += res[j].usage.completion_tokens;
+		c->st->judge_calls += res[j].usage.calls;
+		if (rc == FTK_EDATA) {
+			/* the case is broken: its place, so that a person can fix it */
+			if (!badcase)
+				badcase = cJSON_AddArrayToObject(line, "bad_case");
+			cJSON *b = cJSON_CreateObject();
+			char where[1100];
+			snprintf(where, sizeof(where), "%s:%ld", c->suite->cases_path, k->line);
+			cJSON_AddStringToObject(b, "judge", c->labels[j]);
+			cJSON_AddStringToObject(b, "where", where);
+			if (je.field[0])
+				cJSON_AddStringToObject(b, "field", je.field);
+			cJSON_AddStringToObject(b, "message", je.msg);
+			cJSON_AddItemToArray(badcase, b);
+			continue;
+		}
+		if (rc < 0) {
+			/* the judge could not work (its model is down): not the case's fault */
+			if (!jerr)
+				jerr = cJSON_AddArrayToObject(line, "judge_errors");
+			add_note(jerr, ftk_strerror(rc), je.msg, c->labels[j]);
+			c->st->judge_errors++;
+			continue;
+		}
+		cJSON *jres;
+		if (defects) {
+			for (size_t m = 0; m < res[j].nmetrics; m++)
+				res[j].metrics[m].value = 0;
+			jres = ftk_judge_result_to_json(&res[j]);
+			defeat(jres, &res[j], defects);
+		} else {
+			jres = ftk_judge_result_to_json(&res[j]);
+		}
+		ok[j] = &res[j];
+		cJSON_AddItemToObject(judges, c->labels[j], jres);
+		for (size_t m = 0; m < res[j].nmetrics; m++)
+			cJSON_AddNumberToObject(scores, res[j].metrics[m].name, res[j].metrics[m].value);
+		for (size_t f = 0; f < res[j].nflags; f++)
+			add_note(flags, res[j].flags[f].kind, res[j].flags[f].reason, c->labels[j]);
+	}
+	struct ftk_judge_result cf;
+	ftk_judge_result_init(&cf);
+	ftk_judge_case_flags(&out, ok, c->labels, c->n_judges, &cf);
+	for (size_t f = 0; f < cf.nflags; f++)
+		add_note(flags, cf.flags[f].kind, cf.flags[f].reason, NULL);
+	ftk_judge_result_release(&cf);
+	cJSON_AddItemToObject(line, "flags", flags);
+	if (badcase) {
+		/* excluded from every metric: no scores at all */
+		cJSON_DeleteItemFromObjectCaseSensitive(line, "scores");
+		c->st->bad_cases++;
+	}
+	for (size_t j = 0; j < c->n_judges; j++)
+		ftk_judge_result_release(&res[j]);
+	free(res);
+	free(ok);
+}
+
 /* Score one unit's answer and append its result line. */
-int eval_finish_unit(struct ctx *c, long unit, struct answer *a, struct ftk_error *err)
+int eval_finish_unit(struct ctx *c, long unit, const struct answer *a, struct ftk_error *err)
 {
 	const struct ftk_eval_case *k = &c->suite->cases[unit / c->K];
 	long sample = unit % c->K;
@@ -133,50 +205,7 @@ int eval_finish_unit(struct ctx *c, long unit, struct answer *a, struct ftk_erro
 				c->st->completion_tokens += a->completion_tokens;
 		}
 
-		struct ftk_judge_output out = { a->text, a->tool_calls, a->finish_reason };
-		struct ftk_judge_result *res = xcalloc(c->n_judges, sizeof(*res));
-		const struct ftk_judge_result **ok = xcalloc(c->n_judges, sizeof(*ok));
-		cJSON *judges = cJSON_AddObjectToObject(line, "judges");
-		cJSON *scores = cJSON_AddObjectToObject(line, "scores");
-		cJSON *jerr = NULL;
-		cJSON *flags = cJSON_CreateArray();
-		for (size_t j = 0; j < c->n_judges; j++) {
-			struct ftk_error je;
-			ftk_error_clear(&je);
-			ftk_judge_result_init(&res[j]);
-			int rc = ftk_judge_score(c->judges[j], k->rec, &out, &res[j], &je);
-			c->st->judge_prompt_tokens += res[j].usage.prompt_tokens;
-			c->st->judge_completion_tokens += res[j].usage.completion_tokens;
-			c->st->judge_calls += res[j].usage.calls;
-			if (rc < 0) {
-				if (!jerr)
-					jerr = cJSON_AddArrayToObject(line, "judge_errors");
-				/* the place of the case, so that a person can fix it */
-				char msg[1600];
-				snprintf(msg, sizeof(msg), "%s:%ld: %s%s%s", c->suite->cases_path, k->line,
-					 je.field, je.field[0] ? ": " : "", je.msg);
-				add_note(jerr, ftk_strerror(rc), msg, c->labels[j]);
-				c->st->judge_errors++;
-				continue;
-			}
-			ok[j] = &res[j];
-			cJSON_AddItemToObject(judges, c->labels[j], ftk_judge_result_to_json(&res[j]));
-			for (size_t m = 0; m < res[j].nmetrics; m++)
-				cJSON_AddNumberToObject(scores, res[j].metrics[m].name, res[j].metrics[m].value);
-			for (size_t f = 0; f < res[j].nflags; f++)
-				add_note(flags, res[j].flags[f].kind, res[j].flags[f].reason, c->labels[j]);
-		}
-		struct ftk_judge_result cf;
-		ftk_judge_result_init(&cf);
-		ftk_judge_case_flags(&out, ok, c->labels, c->n_judges, &cf);
-		for (size_t f = 0; f < cf.nflags; f++)
-			add_note(flags, cf.flags[f].kind, cf.flags[f].reason, NULL);
-		ftk_judge_result_release(&cf);
-		cJSON_AddItemToObject(line, "flags", flags);
-		for (size_t j = 0; j < c->n_judges; j++)
-			ftk_judge_result_release(&res[j]);
-		free(res);
-		free(ok);
+		judge_answer(c, k, a, line);
 		c->st->scored++;
 		c->done[unit] = 1;
 	}
@@ -227,14 +256,14 @@ void *score_thread(void *arg)
 			break;
 		if (!failed) {
 			struct answer a;
-			memset(&a, 0, sizeof(a));
-			strbuf_init(&a.text_buf, 0);
+			answer_init(&a);
 			a.latency_s = w->latency_s;
 			a.attempts = w->attempts;
 			a.cached = w->cached;
 			cJSON *resp = NULL;
 			if (w->body) {
 				resp = cJSON_Parse(w->body);
+				a.invalid_utf8 = answer_repair_utf8(resp);
 				answer_from_chat(&a, resp);	/* validated by endpoint_chat_valid */
 			} else {
 				a.error = w->error;
@@ -243,7 +272,7 @@ void *score_thread(void *arg)
 			ftk_error_clear(&e);
 			int rc = eval_finish_unit(q->c, w->unit, &a, &e);
 			cJSON_Delete(resp);
-			strbuf_release(&a.text_buf);
+			answer_release(&a);
 			if (rc < 0) {
 				pthread_mutex_lock(&q->mu);
 				q->rc = rc;

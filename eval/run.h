@@ -78,7 +78,8 @@ struct ftk_eval_run_stats {
 	long cache_hits;
 	long errors;			/* pairs that ended in an error this time */
 	long scored;
-	long judge_errors;		/* judge calls that failed (bad case data, judge model down) */
+	long judge_errors;		/* judge calls that failed (the judge model down) */
+	long bad_cases;			/* pairs whose case a judge found broken (excluded) */
 	long prompt_tokens, completion_tokens;		/* the model, this invocation, cache hits excluded */
 	long judge_prompt_tokens, judge_completion_tokens;
 	long judge_calls;

@@ -87,29 +87,48 @@ struct ctx {
 	long finished;
 };
 
-/* One answer to one unit, whatever the backend; strings borrowed. */
+/* One answer to one unit, whatever the backend; strings borrowed (answer.c). */
 struct answer {
 	const char *text;		/* NULL: none */
-	const cJSON *tool_calls;	/* NULL: none */
+	const cJSON *tool_calls;	/* as the answer gave them (a list, or anything
+					   else when defective); NULL: none */
 	const char *finish_reason;
 	long prompt_tokens, completion_tokens;	/* -1 unknown */
 	double latency_s;
 	int attempts;
 	int cached;
-	const char *error;		/* non-NULL: the model could not be reached */
+	long invalid_utf8;		/* strings repaired by answer_repair_utf8 */
+	const char *error;		/* non-NULL: no answer (the model could not be reached) */
 	struct strbuf text_buf;
 };
 
+/* An empty answer (tokens unknown); release with answer_release. */
+void answer_init(struct answer *a);
+void answer_release(struct answer *a);
+/*
+ * Repair every string (values and keys) of v, its siblings after it and
+ * their children that is not valid UTF-8, in place (U+FFFD per bad byte).
+ * Returns how many strings were repaired.
+ */
+long answer_repair_utf8(cJSON *v);
 /* Fill a's text and tool calls from a chat message object (borrowed). */
 void answer_from_message(struct answer *a, const cJSON *msg);
 /* Read a chat completion (validated) into *a; borrowed from resp. */
 void answer_from_chat(struct answer *a, const cJSON *resp);
+/* Set a->tool_calls from a "tool_calls" value: NULL for absent, null or []. */
+void answer_set_tool_calls(struct answer *a, const cJSON *tc);
+/*
+ * What makes the answer defective, as a list of {"kind","reason"}
+ * (kinds "invalid_utf8", "malformed_call", "empty_output"), or NULL when
+ * it is well-formed.  Caller frees.
+ */
+cJSON *answer_defects(const struct answer *a);
 
 /*
  * Score one unit's answer, append its result line, count it in c->st.
  * Returns 0, or FTK_EIO when the line cannot be appended.
  */
-int eval_finish_unit(struct ctx *c, long unit, struct answer *a, struct ftk_error *err);
+int eval_finish_unit(struct ctx *c, long unit, const struct answer *a, struct ftk_error *err);
 
 /*
  * Answers go from the transfer loop to a scoring thread through this queue,
