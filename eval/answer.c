@@ -88,6 +88,33 @@ void answer_from_message(struct answer *a, const cJSON *msg)
 	answer_set_tool_calls(a, cJSON_GetObjectItemCaseSensitive(msg, "tool_calls"));
 }
 
+void answer_from_result(struct answer *a, const cJSON *line)
+{
+	const char *out = ftk_json_get_str(line, "output");
+	if (out) {
+		strbuf_addstr(&a->text_buf, out);
+		a->text = a->text_buf.buf;
+	}
+	answer_set_tool_calls(a, cJSON_GetObjectItemCaseSensitive(line, "tool_calls"));
+	a->finish_reason = ftk_json_get_str(line, "finish_reason");
+	const cJSON *u = cJSON_GetObjectItemCaseSensitive(line, "usage");
+	a->prompt_tokens = json_long(u, "prompt_tokens", -1);
+	a->completion_tokens = json_long(u, "completion_tokens", -1);
+	const cJSON *l = cJSON_GetObjectItemCaseSensitive(line, "latency_s");
+	a->latency_s = cJSON_IsNumber(l) ? l->valuedouble : 0;
+	a->attempts = (int)json_long(line, "attempts", 0);
+	a->cached = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(line, "cached"));
+	a->rescored = 1;
+	/* the bytes that were repaired are gone: the stored defect says so */
+	const cJSON *d;
+	cJSON_ArrayForEach(d, cJSON_GetObjectItemCaseSensitive(line, "defects"))
+	{
+		const char *kind = ftk_json_get_str(d, "kind");
+		if (kind && !strcmp(kind, "invalid_utf8"))
+			a->invalid_utf8 = 1;
+	}
+}
+
 void answer_set_tool_calls(struct answer *a, const cJSON *tc)
 {
 	/* an empty list is no calls; anything else but null is kept, right or not */

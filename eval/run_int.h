@@ -98,6 +98,7 @@ struct answer {
 	int attempts;
 	int cached;
 	long invalid_utf8;		/* strings repaired by answer_repair_utf8 */
+	int rescored;			/* read back from a stored result: nothing spent now */
 	const char *error;		/* non-NULL: no answer (the model could not be reached) */
 	struct strbuf text_buf;
 };
@@ -115,6 +116,8 @@ long answer_repair_utf8(cJSON *v);
 void answer_from_message(struct answer *a, const cJSON *msg);
 /* Read a chat completion (validated) into *a; borrowed from resp. */
 void answer_from_chat(struct answer *a, const cJSON *resp);
+/* Read a stored result line's answer back (a rescore); borrowed from line. */
+void answer_from_result(struct answer *a, const cJSON *line);
 /* Set a->tool_calls from a "tool_calls" value: NULL for absent, null or []. */
 void answer_set_tool_calls(struct answer *a, const cJSON *tc);
 /*
@@ -181,6 +184,30 @@ int endpoint_chat_valid(const char *body, size_t len, void *ctx);
 int endpoint_judge_chat(void *vctx, const cJSON *request, cJSON **response, struct ftk_error *err);
 /* The default reply cache directory from the environment, or NULL.  Caller frees. */
 char *endpoint_cache_dir(void);
+
+/* ------------------------------------------------------------ identity.c */
+
+/*
+ * The identity of a run (what its scores depend on; see identity.c).  With
+ * model_from (a stored run.json), the model side is copied from it instead
+ * of being taken from o.  Caller frees.
+ */
+cJSON *run_identity(const struct ftk_eval_run_opts *o, const struct ftk_eval_suite *s,
+		    const cJSON *model_from);
+/*
+ * Describe where identity now differs from old into out ("judges[0].settings.mode
+ * ("fuzzy", now "exact"), ..."); *model is set when a model-side member differs.
+ * Returns how many leaves differ (0: the same run).
+ */
+int identity_diff(const cJSON *old, const cJSON *now, struct strbuf *out, int *model);
+/* 1 when member (a top-level identity key) describes the model side. */
+int identity_is_model_side(const char *member);
+/* The hash of what the model is shown for case k (messages, tools), as 32 hex digits. */
+void prompt_hash(const struct ftk_eval_case *k, char out[33]);
+/* Read dir/run.json: 0, FTK_ENOTFOUND (none), or FTK_EDATA. Caller frees *out. */
+int run_json_read(const char *dir, cJSON **out, struct ftk_error *err);
+/* Write dir/run.json (atomically): the identity plus the absolute suite_path. */
+int run_json_write(const char *dir, const cJSON *id, const char *suite_path, struct ftk_error *err);
 
 /* ------------------------------------------------------------ results.c */
 
