@@ -186,6 +186,13 @@ static double jnum(const cJSON *o, const char *k)
 	return cJSON_IsNumber(v) ? v->valuedouble : NAN;
 }
 
+/* A count a summary may lack (written before it was counted): 0. */
+static double count(const cJSON *o, const char *k)
+{
+	double v = jnum(o, k);
+	return isnan(v) ? 0 : v;
+}
+
 static const cJSON *metric(size_t i, const char *name)
 {
 	return cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(runs[i].summary, "metrics"),
@@ -786,7 +793,8 @@ static void write_html(struct strbuf *sb, const char *title, const struct costs 
 		    FTK_VERSION, ts, n_runs > 1 ? " &middot; <a href=\"#trend\">trend</a>" : "");
 
 	strbuf_addstr(sb, "<h2 id=\"runs\">Runs</h2><table><tr><th>run</th><th>suite</th><th>model</th>"
-			  "<th>results</th><th>scored</th><th>errors</th><th>flagged</th><th>reviewed</th></tr>");
+			  "<th>results</th><th>scored</th><th>defective answers</th><th>no answer</th>"
+			  "<th>defective cases</th><th>flagged</th><th>reviewed</th></tr>");
 	for (size_t i = 0; i < n_runs; i++) {
 		const cJSON *ri = runs[i].runinfo, *s = runs[i].summary;
 		const char *model = jstr(ri, "model") ? jstr(ri, "model")
@@ -807,8 +815,10 @@ static void write_html(struct strbuf *sb, const char *title, const struct costs 
 			esc(sb, jstr(ri, "adapter"));
 		}
 		strbuf_addf(sb, "</td><td class=\"num\">%.0f</td><td class=\"num\">%.0f</td><td class=\"num\">%.0f</td>"
+			    "<td class=\"num\">%.0f</td><td class=\"num\">%.0f</td>"
 			    "<td class=\"num\">%.0f</td><td class=\"num\">%ld</td></tr>",
-			    jnum(s, "results"), jnum(s, "scored"), jnum(s, "errors"), jnum(s, "flagged"), reviewed);
+			    jnum(s, "results"), jnum(s, "scored"), count(s, "defective"), jnum(s, "errors"),
+			    count(s, "bad_cases"), jnum(s, "flagged"), reviewed);
 	}
 	strbuf_addstr(sb, "</table>\n");
 
@@ -847,9 +857,10 @@ static void write_text(struct strbuf *sb, const char *title, const struct costs 
 	strbuf_addf(sb, "%s\n\nRuns\n", title);
 	for (size_t i = 0; i < n_runs; i++) {
 		const cJSON *s = runs[i].summary;
-		strbuf_addf(sb, "  %s: suite %s, %.0f results, %.0f scored, %.0f errors, %.0f flagged\n", runs[i].name,
+		strbuf_addf(sb, "  %s: suite %s, %.0f results, %.0f scored (%.0f defective answers), %.0f without an answer, "
+			    "%.0f of defective cases, %.0f flagged\n", runs[i].name,
 			    runs[i].suite ? runs[i].suite : "-", jnum(s, "results"), jnum(s, "scored"),
-			    jnum(s, "errors"), jnum(s, "flagged"));
+			    count(s, "defective"), jnum(s, "errors"), count(s, "bad_cases"), jnum(s, "flagged"));
 	}
 	strbuf_addstr(sb, "\nMetrics (mean [95% interval] n); a surface metric is listed under its semantic twin\n");
 	for (size_t k = 0; k < n_names; k++) {
