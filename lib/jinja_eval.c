@@ -61,6 +61,8 @@ struct scope {
 
 enum { FLOW_NONE, FLOW_BREAK, FLOW_CONTINUE };
 
+struct scratch { void *p; int is_sb; };
+
 struct ctx {
 	struct arena ar;
 	struct ftk_error *err;
@@ -73,9 +75,13 @@ struct ctx {
 	long cur_iter;			/* index into opts->iters of the innermost tracked iteration, -1 */
 	int line;
 	int flow;
-	int depth;
-	struct strbuf **tmp;		/* temporary buffers to free */
-	size_t ntmp, captmp;
+	unsigned depth, max_depth;	/* evaluator recursion and its limit */
+	size_t steps, max_steps;	/* units of work done and the limit */
+	size_t max_output;		/* bytes in any string built, the output included */
+	size_t mem_limit;		/* the memory limit beyond the variables, for the message */
+	size_t var_bytes;		/* the size of the variables, which widens the last two */
+	struct scratch *scr;		/* scratch memory to free (see scr_push) */
+	size_t nscr, capscr;
 };
 
 static struct val V_UNDEF_S = { V_UNDEF, 0, { 0 } }, V_NONE_S = { V_NONE, 0, { 0 } };
@@ -91,6 +97,88 @@ static void rfail(struct ctx *c, int code, const char *fmt, ...)
 	va_end(ap);
 	ftk_error_set(c->err, code, NULL, c->line, NULL, "%s", buf);
 	longjmp(c->jb, 1);
+}
+
+/*
+ * The limits.  Each failure names its limit, so that a template that hits
+ * one says which and a caller can tell a hostile template from a broken one.
+ */
+static void tick(struct ctx *c, size_t k)
+{
+	c->steps += k;
+	if (c->steps > c->max_steps)
+		rfail(c, FTK_ELIMIT, "render took more than %zu steps (the iteration limit)", c->max_steps);
+}
+
+static void enter(struct ctx *c)
+{
+	if (++c->depth > c->max_depth)
+		rfail(c, FTK_ELIMIT, "render nested deeper than %u levels (the evaluator's depth limit)", c->max_depth);
+}
+
+/* A string of len bytes is about to get more. */
+static void check_size(struct ctx *c, size_t len, size_t more)
+{
+	if (more > c->max_output || len > c->max_output - more)
+		rfail(c, FTK_ELIMIT, "render built a string over %zu bytes (the output size limit)", c->max_output);
+	tick(c, more >> 6);
+}
+
+static void mem_over(void *ctx)
+{
+	struct ctx *c = ctx;
+	rfail(c, FTK_ELIMIT, "render used more than %zu bytes of memory (the memory limit)", c->mem_limit);
+}
+
+/* Scratch memory outside the arena (bytes) counts against the memory limit too. */
+static void check_scratch(struct ctx *c, size_t bytes)
+{
+	if (c->ar.limit && (bytes > c->ar.limit || c->ar.total > c->ar.limit - bytes)) mem_over(c);
+}
+
+/*
+ * Scratch memory (string buffers and arrays outside the arena) is
+ * registered with the render, so that an error's longjmp, which skips the
+ * frees on the way out, leaks nothing: the render frees what is still
+ * registered.
+ */
+static void scr_push(struct ctx *c, void *p, int is_sb)
+{
+	FTK_ALLOC_GROW(c->scr, c->nscr + 1, c->capscr);
+	c->scr[c->nscr++] = (struct scratch){ p, is_sb };
+}
+
+static struct strbuf *sb_new(struct ctx *c)
+{
+	struct strbuf *sb = xmalloc(sizeof(*sb));
+	strbuf_init(sb, 0);
+	scr_push(c, sb, 1);
+	return sb;
+}
+
+static void *scr_alloc(struct ctx *c, size_t bytes)
+{
+	check_scratch(c, bytes);
+	void *p = xmalloc(bytes);
+	scr_push(c, p, 0);
+	return p;
+}
+
+static void scr_release(struct scratch *x)
+{
+	if (x->is_sb) strbuf_release(x->p);
+	free(x->p);
+}
+
+/* Free one registered block (the newest are searched first). */
+static void scr_free(struct ctx *c, void *p)
+{
+	for (size_t i = c->nscr; i > 0; i--)
+		if (c->scr[i - 1].p == p) {
+			scr_release(&c->scr[i - 1]);
+			c->scr[i - 1] = c->scr[--c->nscr];
+			return;
+		}
 }
 
 static struct val *mkval(struct ctx *c, enum vt t)
@@ -112,6 +200,7 @@ static struct val *mknum(struct ctx *c, double d, int is_float)
 
 static struct val *mkstr(struct ctx *c, const char *s, size_t n, long toff)
 {
+	tick(c, 1 + (n >> 6));
 	struct val *v = mkval(c, V_STR);
 	v->u.str.s = astrndup(&c->ar, s, n);
 	v->u.str.n = n;
@@ -120,10 +209,11 @@ static struct val *mkstr(struct ctx *c, const char *s, size_t n, long toff)
 	return v;
 }
 
+/* A string made from a scratch buffer, which is freed. */
 static struct val *mkstr_sb(struct ctx *c, struct strbuf *sb, long toff)
 {
 	struct val *v = mkstr(c, sb->buf, sb->len, toff);
-	strbuf_release(sb);
+	scr_free(c, sb);
 	return v;
 }
 
@@ -136,6 +226,7 @@ static struct list *mklist(struct ctx *c)
 
 static void list_push(struct ctx *c, struct list *l, struct val *x)
 {
+	tick(c, 1);
 	if (l->n == l->cap) {
 		size_t nc = l->cap ? l->cap * 2 : 8;
 		struct val **nv = aalloc(&c->ar, nc * sizeof(*nv));
@@ -160,8 +251,10 @@ static struct dict *mkdict(struct ctx *c)
 	return d;
 }
 
-static long dict_find(const struct dict *d, const char *k, size_t kl)
+/* c NULL: not counted (keyword arguments, which the template text bounds) */
+static long dict_find(struct ctx *c, const struct dict *d, const char *k, size_t kl)
 {
+	if (c) tick(c, 1 + (d->n >> 3));
 	for (size_t i = 0; i < d->n; i++)
 		if (d->kl[i] == kl && !memcmp(d->k[i], k, kl)) return (long)i;
 	return -1;
@@ -169,7 +262,7 @@ static long dict_find(const struct dict *d, const char *k, size_t kl)
 
 static void dict_set(struct ctx *c, struct dict *d, const char *k, size_t kl, struct val *v)
 {
-	long i = dict_find(d, k, kl);
+	long i = dict_find(c, d, k, kl);
 	if (i >= 0) { d->v[i] = v; return; }
 	if (d->n == d->cap) {
 		size_t nc = d->cap ? d->cap * 2 : 8;
@@ -189,9 +282,9 @@ static void dict_set(struct ctx *c, struct dict *d, const char *k, size_t kl, st
 	d->n++;
 }
 
-static struct val *dict_get(const struct dict *d, const char *k, size_t kl)
+static struct val *dict_get(struct ctx *c, const struct dict *d, const char *k, size_t kl)
 {
-	long i = dict_find(d, k, kl);
+	long i = dict_find(c, d, k, kl);
 	return i >= 0 ? d->v[i] : NULL;
 }
 
@@ -199,6 +292,8 @@ static struct val *dict_get(const struct dict *d, const char *k, size_t kl)
 static struct val *from_json(struct ctx *c, const cJSON *j, int taint)
 {
 	struct val *v;
+	enter(c);
+	c->var_bytes += sizeof(*v) + (cJSON_IsString(j) ? strlen(j->valuestring) : 0);
 	if (cJSON_IsString(j)) {
 		v = mkstr(c, j->valuestring, strlen(j->valuestring), taint ? 0 : -1);
 	} else if (cJSON_IsNumber(j)) {
@@ -222,6 +317,7 @@ static struct val *from_json(struct ctx *c, const cJSON *j, int taint)
 		v = mkval(c, V_UNDEF);
 	}
 	v->taint = taint;
+	c->depth--;
 	return v;
 }
 
@@ -362,7 +458,16 @@ static void json_str(struct strbuf *sb, const char *s, size_t n, int ascii)
 
 struct json_opts { int indent; int ascii; int sort; const char *isep, *ksep; int undef_null; };
 
+static void to_json_r(struct ctx *c, struct strbuf *sb, const struct val *v, const struct json_opts *o, int depth);
+
 static void to_json(struct ctx *c, struct strbuf *sb, const struct val *v, const struct json_opts *o, int depth)
+{
+	enter(c);
+	to_json_r(c, sb, v, o, depth);
+	c->depth--;
+}
+
+static void to_json_r(struct ctx *c, struct strbuf *sb, const struct val *v, const struct json_opts *o, int depth)
 {
 	switch (v->t) {
 	case V_NONE: strbuf_addstr(sb, "null"); return;
@@ -371,7 +476,10 @@ static void to_json(struct ctx *c, struct strbuf *sb, const struct val *v, const
 	case V_INT: case V_FLOAT:
 		if (!isfinite(v->u.num)) strbuf_addstr(sb, "null"); else js_number(sb, v->u.num);
 		return;
-	case V_STR: json_str(sb, v->u.str.s, v->u.str.n, o->ascii); return;
+	case V_STR:
+		check_size(c, sb->len, 6 * v->u.str.n + 2);	/* at most \\u00XX per byte */
+		json_str(sb, v->u.str.s, v->u.str.n, o->ascii);
+		return;
 	case V_LIST: case V_DICT: case V_NS: case V_KW: {
 		int is_list = v->t == V_LIST;
 		size_t n = is_list ? v->u.list->n : v->u.dict->n;
@@ -379,7 +487,8 @@ static void to_json(struct ctx *c, struct strbuf *sb, const struct val *v, const
 		strbuf_addch(sb, open);
 		size_t *order = NULL;
 		if (!is_list && o->sort && n) {
-			order = xmalloc(n * sizeof(*order));
+			tick(c, n / 2 * n);	/* the insertion sort's comparisons, at most */
+			order = scr_alloc(c, n * sizeof(*order));
 			for (size_t i = 0; i < n; i++) order[i] = i;
 			for (size_t i = 1; i < n; i++)	/* insertion sort by key bytes */
 				for (size_t j = i; j > 0; j--) {
@@ -391,6 +500,8 @@ static void to_json(struct ctx *c, struct strbuf *sb, const struct val *v, const
 				}
 		}
 		for (size_t i = 0; i < n; i++) {
+			check_size(c, sb->len, strlen(o->isep) + strlen(o->ksep) + 1 +
+				   (o->indent > 0 ? (size_t)o->indent * (size_t)(depth + 1) : 0));
 			if (i) strbuf_addstr(sb, o->isep);
 			if (o->indent > 0) {
 				strbuf_addch(sb, '\n');
@@ -400,12 +511,14 @@ static void to_json(struct ctx *c, struct strbuf *sb, const struct val *v, const
 				to_json(c, sb, v->u.list->v[i], o, depth + 1);
 			} else {
 				size_t k = order ? order[i] : i;
+				check_size(c, sb->len, 6 * v->u.dict->kl[k] + 2);
 				json_str(sb, v->u.dict->k[k], v->u.dict->kl[k], o->ascii);
 				strbuf_addstr(sb, o->ksep);
 				to_json(c, sb, v->u.dict->v[k], o, depth + 1);
 			}
 		}
-		free(order);
+		scr_free(c, order);
+		check_size(c, sb->len, 2 + (o->indent > 0 ? (size_t)o->indent * (size_t)depth : 0));
 		if (o->indent > 0 && n) {
 			strbuf_addch(sb, '\n');
 			for (int k = 0; k < o->indent * depth; k++) strbuf_addch(sb, ' ');
@@ -438,7 +551,17 @@ static void to_text(struct ctx *c, struct strbuf *sb, const struct val *v)
 }
 
 /* The raw JavaScript value's toString (used by + and ~ concatenation). */
+static void to_raw_text_r(struct ctx *c, struct strbuf *sb, const struct val *v);
+
 static void to_raw_text(struct ctx *c, struct strbuf *sb, const struct val *v)
+{
+	enter(c);
+	to_raw_text_r(c, sb, v);
+	c->depth--;
+	check_size(c, sb->len, 0);
+}
+
+static void to_raw_text_r(struct ctx *c, struct strbuf *sb, const struct val *v)
 {
 	switch (v->t) {
 	case V_INT: case V_FLOAT: js_number(sb, v->u.num); return;
@@ -461,6 +584,7 @@ static void to_raw_text(struct ctx *c, struct strbuf *sb, const struct val *v)
 
 static void emit_str(struct ctx *c, const char *s, size_t n, long toff)
 {
+	check_size(c, c->out->len, n);
 	if (c->out == c->main && toff >= 0 && c->cur_iter >= 0) {
 		struct ftk_jinja_iter *it = &c->opts->iters[c->cur_iter];
 		if (it->first_taint < 0) it->first_taint = (long)(c->out->len + toff);
@@ -471,22 +595,10 @@ static void emit_str(struct ctx *c, const char *s, size_t n, long toff)
 static void emit_val(struct ctx *c, const struct val *v)
 {
 	if (v->t == V_STR) { emit_str(c, v->u.str.s, v->u.str.n, v->u.str.toff); return; }
-	struct strbuf sb = STRBUF_INIT;
-	to_text(c, &sb, v);
-	emit_str(c, sb.buf, sb.len, v->taint ? 0 : -1);
-	strbuf_release(&sb);
-}
-
-static struct strbuf *tmpbuf(struct ctx *c)
-{
-	struct strbuf *sb = xmalloc(sizeof(*sb));
-	strbuf_init(sb, 0);
-	if (c->ntmp == c->captmp) {
-		c->captmp = c->captmp ? c->captmp * 2 : 8;
-		c->tmp = xrealloc(c->tmp, c->captmp * sizeof(*c->tmp));
-	}
-	c->tmp[c->ntmp++] = sb;
-	return sb;
+	struct strbuf *sb = sb_new(c);
+	to_text(c, sb, v);
+	emit_str(c, sb->buf, sb->len, v->taint ? 0 : -1);
+	scr_free(c, sb);
 }
 
 /* ---- evaluation */
@@ -553,16 +665,17 @@ static int is_num(const struct val *v) { return v->t == V_INT || v->t == V_FLOAT
 
 static struct val *concat(struct ctx *c, struct val *a, struct val *b)
 {
-	struct strbuf sb = STRBUF_INIT;
-	to_raw_text(c, &sb, a);
-	size_t al = sb.len;
-	to_raw_text(c, &sb, b);
+	struct strbuf *sb = sb_new(c);
+	if (a->t == V_STR && b->t == V_STR) check_size(c, a->u.str.n, b->u.str.n);
+	to_raw_text(c, sb, a);
+	size_t al = sb->len;
+	to_raw_text(c, sb, b);
 	long toff = -1;
 	if (a->t == V_STR && a->u.str.toff >= 0) toff = a->u.str.toff;
 	else if (a->t != V_STR && a->taint) toff = 0;
 	else if (b->t == V_STR && b->u.str.toff >= 0) toff = (long)al + b->u.str.toff;
 	else if (b->t != V_STR && b->taint) toff = (long)al;
-	return mkstr_sb(c, &sb, toff);
+	return mkstr_sb(c, sb, toff);
 }
 
 static struct val *binop(struct ctx *c, const char *op, struct val *a, struct val *b)
@@ -609,11 +722,12 @@ static struct val *binop(struct ctx *c, const char *op, struct val *a, struct va
 	}
 	if ((a->t == V_STR || b->t == V_STR) && !strcmp(op, "+")) return concat(c, a, b);
 	if (a->t == V_STR && b->t == V_STR && (in || notin)) {
+		tick(c, b->u.str.n >> 6);
 		int m = a->u.str.n == 0 || memmem(b->u.str.s, b->u.str.n, a->u.str.s, a->u.str.n) != NULL;
 		return mkbool(in ? m : !m);
 	}
 	if (a->t == V_STR && (b->t == V_DICT || b->t == V_KW) && (in || notin)) {
-		int m = dict_find(b->u.dict, a->u.str.s, a->u.str.n) >= 0;
+		int m = dict_find(c, b->u.dict, a->u.str.s, a->u.str.n) >= 0;
 		return mkbool(in ? m : !m);
 	}
 	rfail(c, FTK_EDATA, "unknown operator \"%s\" between %s and %s", op, type_name(a), type_name(b));
@@ -663,7 +777,7 @@ static size_t cp_len(const char *s, size_t n)
 
 static struct val *kwarg(struct dict *kw, const char *k)
 {
-	return kw ? dict_get(kw, k, strlen(k)) : NULL;
+	return kw ? dict_get(NULL, kw, k, strlen(k)) : NULL;
 }
 
 static struct val *str_method(struct ctx *c, struct val *self, const char *m, struct val **args, size_t na, struct dict *kw)
@@ -671,26 +785,27 @@ static struct val *str_method(struct ctx *c, struct val *self, const char *m, st
 	const char *s = self->u.str.s;
 	size_t n = self->u.str.n, a, b;
 	long t0 = self->u.str.toff >= 0 ? 0 : -1;
+	tick(c, n >> 6);
 	if (!strcmp(m, "strip") || !strcmp(m, "lstrip") || !strcmp(m, "rstrip")) {
 		js_trim(s, n, m[0] != 'r', m[0] != 'l', &a, &b);
 		return str_sub(c, self, a, b);
 	}
 	if (!strcmp(m, "upper") || !strcmp(m, "lower")) {
-		struct strbuf sb = STRBUF_INIT;
-		case_map(&sb, s, n, m[0] == 'u');
-		return mkstr_sb(c, &sb, t0);
+		struct strbuf *sb = sb_new(c);
+		case_map(sb, s, n, m[0] == 'u');
+		return mkstr_sb(c, sb, t0);
 	}
 	if (!strcmp(m, "title") || !strcmp(m, "capitalize")) {
-		struct strbuf sb = STRBUF_INIT;
+		struct strbuf *sb = sb_new(c);
 		int start = 1;
 		for (size_t i = 0; i < n; i++) {
 			unsigned char ch = (unsigned char)s[i];
 			int w = isalnum(ch) || ch == '_';
-			if (m[0] == 't') strbuf_addch(&sb, start && w ? toupper(ch) : ch);
-			else strbuf_addch(&sb, i == 0 ? toupper(ch) : ch);
+			if (m[0] == 't') strbuf_addch(sb, start && w ? toupper(ch) : ch);
+			else strbuf_addch(sb, i == 0 ? toupper(ch) : ch);
 			start = !w;
 		}
-		return mkstr_sb(c, &sb, t0);
+		return mkstr_sb(c, sb, t0);
 	}
 	if (!strcmp(m, "startswith") || !strcmp(m, "endswith")) {
 		if (!na) rfail(c, FTK_EDATA, "%s() requires at least one argument", m);
@@ -741,19 +856,21 @@ static struct val *str_method(struct ctx *c, struct val *self, const char *m, st
 		double count = cnt && cnt->t == V_INT ? cnt->u.num : -1;
 		const char *old = args[0]->u.str.s, *nw = args[1]->u.str.s;
 		size_t ol = args[0]->u.str.n, nl = args[1]->u.str.n;
-		struct strbuf sb = STRBUF_INIT;
+		struct strbuf *sb = sb_new(c);
 		size_t i = 0;
 		double done = 0;
 		if (!ol) rfail(c, FTK_EUNSUPPORTED, "unsupported %s", "replace() with an empty old string");
 		while (i <= n) {
 			const char *hit = (count < 0 || done < count) ? memmem(s + i, n - i, old, ol) : NULL;
-			if (!hit) { strbuf_add(&sb, s + i, n - i); break; }
-			strbuf_add(&sb, s + i, hit - (s + i));
-			strbuf_add(&sb, nw, nl);
+			if (!hit) { check_size(c, sb->len, n - i); strbuf_add(sb, s + i, n - i); break; }
+			check_size(c, sb->len, (size_t)(hit - (s + i)) + nl);
+			tick(c, 1);
+			strbuf_add(sb, s + i, hit - (s + i));
+			strbuf_add(sb, nw, nl);
 			i = hit - s + ol;
 			done++;
 		}
-		return mkstr_sb(c, &sb, t0);
+		return mkstr_sb(c, sb, t0);
 	}
 	rfail(c, FTK_EUNSUPPORTED, "unsupported string method '%s'", m);
 }
@@ -765,7 +882,7 @@ static struct val *member(struct ctx *c, struct val *o, struct val *prop)
 {
 	if (o->t == V_DICT || o->t == V_NS || o->t == V_KW) {
 		if (prop->t != V_STR) rfail(c, FTK_EDATA, "cannot access property with non-string: got %s", type_name(prop));
-		struct val *v = dict_get(o->u.dict, prop->u.str.s, prop->u.str.n);
+		struct val *v = dict_get(c, o->u.dict, prop->u.str.s, prop->u.str.n);
 		if (v) return v;
 		if (o->t == V_DICT) {
 			static const char *const bi[] = { "get", "items", "keys", "values", NULL };
@@ -840,7 +957,7 @@ static struct val *do_slice(struct ctx *c, struct val *o, struct node *n, struct
 	if (o->t == V_LIST) len = o->u.list->n;
 	else {
 		len = cp_len(o->u.str.s, o->u.str.n);
-		cpo = xmalloc((len + 1) * sizeof(*cpo));
+		cpo = scr_alloc(c, (len + 1) * sizeof(*cpo));
 		size_t p = 0;
 		for (size_t k = 0; k < len; k++) { cpo[k] = p; p += ftk_jinja_utf8_len(o->u.str.s + p, o->u.str.n - p); }
 		cpo[len] = o->u.str.n;
@@ -860,12 +977,12 @@ static struct val *do_slice(struct ctx *c, struct val *o, struct node *n, struct
 		r = mklistval(c, l);
 		r->taint = o->taint;
 	} else {
-		struct strbuf sb = STRBUF_INIT;
+		struct strbuf *sb = sb_new(c);
 		for (long i = start; step > 0 ? i < stop : i > stop; i += step)
-			strbuf_add(&sb, o->u.str.s + cpo[i], cpo[i + 1] - cpo[i]);
-		r = mkstr_sb(c, &sb, o->u.str.toff >= 0 ? 0 : -1);
+			strbuf_add(sb, o->u.str.s + cpo[i], cpo[i + 1] - cpo[i]);
+		r = mkstr_sb(c, sb, o->u.str.toff >= 0 ? 0 : -1);
 	}
-	free(cpo);
+	scr_free(c, cpo);
 	return r;
 }
 
@@ -891,10 +1008,10 @@ static int run_test(struct ctx *c, const char *name, struct val *v, struct val *
 	}
 	if (T("lower") || T("upper")) {
 		if (v->t != V_STR) return 0;
-		struct strbuf sb = STRBUF_INIT;
-		case_map(&sb, v->u.str.s, v->u.str.n, name[0] == 'u');
-		int r = sb.len == v->u.str.n && !memcmp(sb.buf, v->u.str.s, sb.len);
-		strbuf_release(&sb);
+		struct strbuf *sb = sb_new(c);
+		case_map(sb, v->u.str.s, v->u.str.n, name[0] == 'u');
+		int r = sb->len == v->u.str.n && !memcmp(sb->buf, v->u.str.s, sb->len);
+		scr_free(c, sb);
 		return r;
 	}
 	if (T("equalto") || T("eq")) return na ? strict_eq(v, args[0]) : v->t == V_UNDEF;
@@ -980,9 +1097,9 @@ static struct val *apply_filter(struct ctx *c, struct node *f, struct val *v, st
 			o.isep = sep->u.list->v[0]->u.str.s;
 			o.ksep = sep->u.list->v[1]->u.str.s;
 		}
-		struct strbuf sb = STRBUF_INIT;
-		to_json(c, &sb, v, &o, 0);
-		return mkstr_sb(c, &sb, t0);
+		struct strbuf *sb = sb_new(c);
+		to_json(c, sb, v, &o, 0);
+		return mkstr_sb(c, sb, t0);
 	}
 	if (F("default") || F("d")) {
 		struct val *dv = na > 0 ? args[0] : mkstr(c, "", 0, -1);
@@ -994,27 +1111,29 @@ static struct val *apply_filter(struct ctx *c, struct node *f, struct val *v, st
 		struct val *sep = na > 0 ? args[0] : kwarg(kw, "separator");
 		const char *sp = sep && sep->t == V_STR ? sep->u.str.s : "";
 		size_t sl = sep && sep->t == V_STR ? sep->u.str.n : 0;
-		struct strbuf sb = STRBUF_INIT;
+		struct strbuf *sb = sb_new(c);
 		if (v->t == V_LIST) {
 			struct val *ma = kwarg(kw, "attribute");
 			for (size_t i = 0; i < v->u.list->n; i++) {
-				if (i) strbuf_add(&sb, sp, sl);
+				check_size(c, sb->len, sl + 1);
+				if (i) strbuf_add(sb, sp, sl);
 				struct val *x = v->u.list->v[i];
 				if (ma && ma->t == V_STR) x = attr_path(c, x, ma->u.str.s);
 				if (x->t == V_NONE || x->t == V_UNDEF) continue;
-				if (x->t == V_DICT) strbuf_addstr(&sb, "[object Map]");
-				else to_raw_text(c, &sb, x);
+				if (x->t == V_DICT) strbuf_addstr(sb, "[object Map]");
+				else to_raw_text(c, sb, x);
 			}
 		} else if (v->t == V_STR) {
 			size_t p = 0;
 			while (p < v->u.str.n) {
 				size_t k = ftk_jinja_utf8_len(v->u.str.s + p, v->u.str.n - p);
-				if (p) strbuf_add(&sb, sp, sl);
-				strbuf_add(&sb, v->u.str.s + p, k);
+				check_size(c, sb->len, sl + k);
+				if (p) strbuf_add(sb, sp, sl);
+				strbuf_add(sb, v->u.str.s + p, k);
 				p += k;
 			}
 		} else rfail(c, FTK_EDATA, "cannot apply filter \"join\" to type: %s", type_name(v));
-		return mkstr_sb(c, &sb, t0);
+		return mkstr_sb(c, sb, t0);
 	}
 	if (F("length") || F("count")) {
 		if (v->t == V_LIST) return mknum(c, (double)v->u.list->n, 0);
@@ -1032,14 +1151,14 @@ static struct val *apply_filter(struct ctx *c, struct node *f, struct val *v, st
 	}
 	if (F("string")) {
 		if (v->t == V_STR) return v;
-		struct strbuf sb = STRBUF_INIT;
-		if (v->t == V_BOOL) strbuf_addstr(&sb, v->u.b ? "true" : "false");
+		struct strbuf *sb = sb_new(c);
+		if (v->t == V_BOOL) strbuf_addstr(sb, v->u.b ? "true" : "false");
 		else if (v->t == V_LIST || v->t == V_DICT) {
 			struct json_opts o = { 0, 0, 0, ", ", ": ", 0 };
-			to_json(c, &sb, v, &o, 0);
-		} else if (is_num(v)) to_text(c, &sb, v);
+			to_json(c, sb, v, &o, 0);
+		} else if (is_num(v)) to_text(c, sb, v);
 		else rfail(c, FTK_EDATA, "cannot apply filter \"string\" to type: %s", type_name(v));
-		return mkstr_sb(c, &sb, t0);
+		return mkstr_sb(c, sb, t0);
 	}
 	if (F("int") || F("float")) {
 		int fl = name[0] == 'f';
@@ -1085,7 +1204,7 @@ static struct val *apply_filter(struct ctx *c, struct node *f, struct val *v, st
 		struct val *first = na > 1 ? args[1] : kwarg(kw, "first");
 		struct val *blank = na > 2 ? args[2] : kwarg(kw, "blank");
 		int width = w && w->t == V_INT ? (int)w->u.num : 4;
-		struct strbuf sb = STRBUF_INIT;
+		struct strbuf *sb = sb_new(c);
 		size_t i = 0, lineno = 0;
 		const char *str = v->u.str.s;
 		size_t n = v->u.str.n;
@@ -1093,14 +1212,15 @@ static struct val *apply_filter(struct ctx *c, struct node *f, struct val *v, st
 			const char *nl = memchr(str + i, '\n', n - i);
 			size_t e = nl ? (size_t)(nl - str) : n;
 			int skip = (lineno == 0 && !(first && truthy(first))) || (e == i && !(blank && truthy(blank)));
-			if (!skip) for (int k = 0; k < width; k++) strbuf_addch(&sb, ' ');
-			strbuf_add(&sb, str + i, e - i);
+			check_size(c, sb->len, (skip || width < 0 ? 0 : (size_t)width) + e - i + 1);
+			if (!skip) for (int k = 0; k < width; k++) strbuf_addch(sb, ' ');
+			strbuf_add(sb, str + i, e - i);
 			if (!nl) break;
-			strbuf_addch(&sb, '\n');
+			strbuf_addch(sb, '\n');
 			i = e + 1;
 			lineno++;
 		}
-		return mkstr_sb(c, &sb, t0);
+		return mkstr_sb(c, sb, t0);
 	}
 	if (v->t != V_LIST) rfail(c, FTK_EDATA, "cannot apply filter \"%s\" to type: %s", name, type_name(v));
 	struct list *src = v->u.list;
@@ -1116,6 +1236,7 @@ static struct val *apply_filter(struct ctx *c, struct node *f, struct val *v, st
 		struct list *l = mklist(c);
 		for (size_t i = 0; i < src->n; i++) {
 			int seen = 0;
+			tick(c, l->n);
 			for (size_t k = 0; k < l->n && !seen; k++) seen = strict_eq(l->v[k], src->v[i]);
 			if (!seen) list_push(c, l, src->v[i]);
 		}
@@ -1129,6 +1250,7 @@ static struct val *apply_filter(struct ctx *c, struct node *f, struct val *v, st
 		for (size_t i = 0; i < src->n; i++) list_push(c, l, src->v[i]);
 		for (size_t i = 1; i < l->n; i++)	/* stable insertion sort */
 			for (size_t j = i; j > 0; j--) {
+				tick(c, 1);
 				struct val *a = l->v[j - 1], *b = l->v[j];
 				struct val *ka = at && at->t == V_STR ? attr_path(c, a, at->u.str.s) : a;
 				struct val *kb = at && at->t == V_STR ? attr_path(c, b, at->u.str.s) : b;
@@ -1163,7 +1285,7 @@ static struct val *apply_filter(struct ctx *c, struct node *f, struct val *v, st
 		for (size_t i = 0; i < src->n; i++) {
 			struct val *it = src->v[i];
 			if (it->t != V_DICT && it->t != V_NS) rfail(c, FTK_EDATA, "`%s` can only be applied to array of objects", name);
-			struct val *a = dict_get(it->u.dict, args[0]->u.str.s, args[0]->u.str.n);
+			struct val *a = dict_get(c, it->u.dict, args[0]->u.str.s, args[0]->u.str.n);
 			/* a JavaScript truthiness check on the raw value guards the test */
 			int present = a && !(a->t == V_UNDEF || a->t == V_NONE);
 			int r = present ? (tname[0] ? run_test(c, tname, a, args + 2, na > 2 ? 1 : 0) : truthy(a)) : 0;
@@ -1184,6 +1306,14 @@ static struct val *g_range(struct ctx *c, struct val **a, size_t n)
 	else if (n >= 2 && is_num(a[0]) && is_num(a[1])) { start = a[0]->u.num; stop = a[1]->u.num; if (n > 2 && is_num(a[2])) step = a[2]->u.num; }
 	else rfail(c, FTK_EDATA, "%s", "range() needs integer arguments");
 	if (step == 0) rfail(c, FTK_EDATA, "%s", "range() step must not be zero");
+	/* refuse up front what the iteration limit would stop anyway, and a
+	 * range whose step is lost in its start's rounding (JavaScript's
+	 * range(1e17, 1e17 + 10) never ends) */
+	double count = ceil((stop - start) / step);
+	if (count > 0 && start + step == start)
+		rfail(c, FTK_ELIMIT, "range() would never end: its step is lost in the rounding of %.17g (the iteration limit)", start);
+	if (count > (double)(c->max_steps - c->steps))
+		rfail(c, FTK_ELIMIT, "range() of %.17g items goes past %zu steps (the iteration limit)", count, c->max_steps);
 	struct list *l = mklist(c);
 	for (double i = start; step > 0 ? i < stop : i > stop; i += step) list_push(c, l, mknum(c, i, 0));
 	return mklistval(c, l);
@@ -1223,19 +1353,19 @@ static struct val *call_macro(struct ctx *c, struct func *f, struct val **args, 
 	for (size_t i = 0; i < m->nkids2; i++) {
 		struct node *p = m->kids2[i];
 		struct val *v = i < na ? args[i] : NULL;
-		if (!v && kw) v = dict_get(kw, p->s, p->sl);
+		if (!v && kw) v = dict_get(NULL, kw, p->s, p->sl);
 		scope_set(c, s, p->s, p->sl, v ? v : &V_UNDEF_S);
 	}
 	for (size_t i = 0; i < m->nkids2; i++) {
 		struct node *p = m->kids2[i];
-		if ((i >= na && !(kw && dict_get(kw, p->s, p->sl))) && p->a) scope_set(c, s, p->s, p->sl, eval(c, p->a, s));
+		if ((i >= na && !(kw && dict_get(NULL, kw, p->s, p->sl))) && p->a) scope_set(c, s, p->s, p->sl, eval(c, p->a, s));
 	}
-	struct strbuf *saved = c->out, *buf = tmpbuf(c);
+	struct strbuf *saved = c->out, *buf = sb_new(c);
 	c->out = buf;
 	exec_body(c, m->kids, m->nkids, s);
 	c->out = saved;
 	c->flow = FLOW_NONE;
-	return mkstr(c, buf->buf, buf->len, -1);
+	return mkstr_sb(c, buf, -1);
 }
 
 static struct val *call_value(struct ctx *c, struct val *fn, struct val **args, size_t na, struct dict *kw)
@@ -1248,7 +1378,7 @@ static struct val *call_value(struct ctx *c, struct val *fn, struct val **args, 
 		struct dict *d = f->self->u.dict;
 		if (!strcmp(f->name, "get")) {
 			if (!na || args[0]->t != V_STR) rfail(c, FTK_EDATA, "%s", "get() needs a string key");
-			struct val *v = dict_get(d, args[0]->u.str.s, args[0]->u.str.n);
+			struct val *v = dict_get(c, d, args[0]->u.str.s, args[0]->u.str.n);
 			return v ? v : na > 1 ? args[1] : &V_NONE_S;
 		}
 		struct val tmp = *f->self;
@@ -1262,17 +1392,28 @@ static struct val *call_value(struct ctx *c, struct val *fn, struct val **args, 
 	if (!strcmp(f->name, "strftime_now")) return g_strftime(c, args, na);
 	if (!strcmp(f->name, "namespace")) return g_namespace(c, args, na, kw);
 	if (!strcmp(f->name, "raise_exception")) {
-		struct strbuf sb = STRBUF_INIT;
-		for (size_t i = 0; i < na; i++) { if (i) strbuf_addch(&sb, ','); to_raw_text(c, &sb, args[i]); }
+		struct strbuf *sb = sb_new(c);
+		for (size_t i = 0; i < na; i++) { if (i) strbuf_addch(sb, ','); to_raw_text(c, sb, args[i]); }
 		char msg[600];
-		snprintf(msg, sizeof(msg), "%s", sb.buf);
-		strbuf_release(&sb);
+		snprintf(msg, sizeof(msg), "%s", sb->buf);
+		scr_free(c, sb);
 		rfail(c, FTK_EDATA, "%s", msg);
 	}
 	rfail(c, FTK_EUNSUPPORTED, "unsupported function '%s'", f->name);
 }
 
+static struct val *eval_node(struct ctx *c, struct node *n, struct scope *s);
+
 static struct val *eval(struct ctx *c, struct node *n, struct scope *s)
+{
+	enter(c);
+	tick(c, 1);
+	struct val *v = eval_node(c, n, s);
+	c->depth--;
+	return v;
+}
+
+static struct val *eval_node(struct ctx *c, struct node *n, struct scope *s)
 {
 	c->line = n->line;
 	switch (n->t) {
@@ -1419,6 +1560,7 @@ static void exec_for(struct ctx *c, struct node *n, struct scope *outer)
 	size_t N = items->n;
 	int any = 0;
 	for (size_t i = 0; i < N; i++) {
+		tick(c, 1);
 		struct val *loop = mkval(c, V_DICT);
 		loop->u.dict = mkdict(c);
 		dict_set(c, loop->u.dict, "index", 5, mknum(c, (double)i + 1, 0));
@@ -1454,9 +1596,10 @@ static void exec_for(struct ctx *c, struct node *n, struct scope *outer)
 
 static void exec_body(struct ctx *c, struct node **kids, size_t nk, struct scope *s)
 {
-	if (++c->depth > 200) rfail(c, FTK_ELIMIT, "%s", "template nesting deeper than 200 levels");
+	enter(c);
 	for (size_t i = 0; i < nk && c->flow == FLOW_NONE; i++) {
 		struct node *n = kids[i];
+		tick(c, 1);
 		c->line = n->line;
 		switch (n->t) {
 		case N_TEXT: emit_str(c, n->s, n->sl, -1); break;
@@ -1469,11 +1612,11 @@ static void exec_body(struct ctx *c, struct node **kids, size_t nk, struct scope
 		case N_SET:
 			if (n->a) assign(c, n->b, eval(c, n->a, s), s);
 			else {
-				struct strbuf *saved = c->out, *buf = tmpbuf(c);
+				struct strbuf *saved = c->out, *buf = sb_new(c);
 				c->out = buf;
 				exec_body(c, n->kids, n->nkids, s);
 				c->out = saved;
-				assign(c, n->b, mkstr(c, buf->buf, buf->len, -1), s);
+				assign(c, n->b, mkstr_sb(c, buf, -1), s);
 			}
 			break;
 		case N_MACRO: {
@@ -1494,6 +1637,9 @@ static void exec_body(struct ctx *c, struct node **kids, size_t nk, struct scope
 	c->depth--;
 }
 
+static size_t sat_add(size_t a, size_t b) { return a > SIZE_MAX - b ? SIZE_MAX : a + b; }
+static size_t sat_mul(size_t a, size_t b) { return b && a > SIZE_MAX / b ? SIZE_MAX : a * b; }
+
 static struct val *mkbuiltin(struct ctx *c, const char *name)
 {
 	struct val *f = mkval(c, V_FUNC);
@@ -1513,6 +1659,16 @@ int ftk_jinja_render(const struct ftk_jinja *t, const cJSON *vars, struct ftk_ji
 	c->opts = opts;
 	c->cur_iter = -1;
 	if (opts) opts->n_iters = 0;
+	const struct ftk_jinja_limits *lim = opts ? opts->limits : NULL;
+	c->max_depth = lim && lim->max_depth ? lim->max_depth : FTK_JINJA_MAX_DEPTH;
+	c->max_steps = lim && lim->max_steps ? lim->max_steps : FTK_JINJA_MAX_STEPS;
+	/* the variables load under the fixed limits; their size then widens them */
+	size_t max_output = lim && lim->max_output ? lim->max_output : FTK_JINJA_MAX_OUTPUT;
+	size_t max_memory = lim && lim->max_memory ? lim->max_memory : FTK_JINJA_MAX_MEMORY;
+	c->max_output = max_output;
+	c->mem_limit = c->ar.limit = max_memory;
+	c->ar.over = mem_over;
+	c->ar.ctx = c;
 	if (setjmp(c->jb)) {
 		rc = err ? err->code : FTK_EDATA;
 		if (!rc) rc = FTK_EDATA;
@@ -1554,11 +1710,14 @@ int ftk_jinja_render(const struct ftk_jinja *t, const cJSON *vars, struct ftk_ji
 		}
 		scope_set(c, g, it->string, strlen(it->string), v);
 	}
+	c->max_output = sat_add(max_output, sat_mul(FTK_JINJA_OUTPUT_PER_BYTE, c->var_bytes));
+	c->mem_limit = sat_add(max_memory, sat_mul(FTK_JINJA_MEMORY_PER_BYTE, c->var_bytes));
+	c->ar.limit = sat_add(c->ar.total, c->mem_limit);
 	struct scope *top = scope_new(c, g);
 	exec_body(c, t->root->kids, t->root->nkids, top);
 done:
-	for (size_t i = 0; i < c->ntmp; i++) { strbuf_release(c->tmp[i]); free(c->tmp[i]); }
-	free(c->tmp);
+	for (size_t i = 0; i < c->nscr; i++) scr_release(&c->scr[i]);
+	free(c->scr);
 	arena_free(&c->ar);
 	free(c);
 	return rc;

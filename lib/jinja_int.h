@@ -23,13 +23,25 @@
 /* ------------------------------------------------------------ arena */
 
 struct arena_blk { struct arena_blk *next; size_t used, cap; char data[]; };
-struct arena { struct arena_blk *head; };
+/*
+ * total counts the bytes of every block taken.  When limit is set, a block
+ * that would take total past it calls over(ctx) instead, which must not
+ * return (the evaluator longjmps out with its memory-limit error).
+ */
+struct arena {
+	struct arena_blk *head;
+	size_t total, limit;
+	void (*over)(void *ctx);
+	void *ctx;
+};
 
 static inline void *aalloc(struct arena *a, size_t n)
 {
 	n = (n + 15) & ~(size_t)15;
 	if (!a->head || a->head->used + n > a->head->cap) {
 		size_t cap = n > 65536 ? n : 65536;
+		if (a->limit && (cap > a->limit || a->total > a->limit - cap)) a->over(a->ctx);
+		a->total += cap;
 		struct arena_blk *b = xmalloc(sizeof(*b) + cap);
 		b->next = a->head;
 		b->used = 0;

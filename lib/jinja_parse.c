@@ -20,6 +20,7 @@ struct parser {
 	struct arena *ar;
 	struct ftk_error *err;
 	jmp_buf *jb;
+	int depth;		/* recursion, against FTK_JINJA_MAX_NESTING */
 };
 
 static const struct tok *peek(struct parser *P) { return &P->L->v[P->p]; }
@@ -42,6 +43,20 @@ static void pfail(struct parser *P, int code, const char *fmt, const char *a, si
 	ftk_error_set(P->err, code, NULL, peek(P)->line, NULL, fmt, buf);
 	longjmp(*P->jb, 1);
 }
+
+static void nest_fail(struct ftk_error *err, int line, jmp_buf *jb)
+{
+	ftk_error_set(err, FTK_ELIMIT, NULL, line, NULL, "template nested deeper than %d levels (the parser's depth limit)",
+		      FTK_JINJA_MAX_NESTING);
+	longjmp(*jb, 1);
+}
+
+/* Around each recursive descent: parse_expr, parse_sign, parse_not, parse_stmt. */
+static void enter(struct parser *P)
+{
+	if (++P->depth > FTK_JINJA_MAX_NESTING) nest_fail(P->err, peek(P)->line, P->jb);
+}
+static void leave(struct parser *P) { P->depth--; }
 
 static int is_op(const struct tok *t, const char *op)
 {
@@ -305,7 +320,9 @@ static struct node *parse_sign(struct parser *P)
 		int neg = is_op(peek(P), "-");
 		next(P);
 		struct node *n = mk(P, neg ? N_NEG : N_POS);
+		enter(P);
 		n->a = parse_sign(P);
+		leave(P);
 		return n;
 	}
 	return parse_postfix(P);
@@ -406,7 +423,9 @@ static struct node *parse_not(struct parser *P)
 	if (is_name(peek(P), "not")) {
 		next(P);
 		struct node *n = mk(P, N_NOT);
+		enter(P);
 		n->a = parse_not(P);
+		leave(P);
 		return n;
 	}
 	return parse_cmp(P);
@@ -438,7 +457,17 @@ static struct node *parse_or(struct parser *P)
 	return e;
 }
 
+static struct node *parse_expr_r(struct parser *P);
+
 static struct node *parse_expr(struct parser *P)
+{
+	enter(P);
+	struct node *e = parse_expr_r(P);
+	leave(P);
+	return e;
+}
+
+static struct node *parse_expr_r(struct parser *P)
 {
 	struct node *e = parse_or(P);
 	while (is_name(peek(P), "if")) {
@@ -479,7 +508,17 @@ static struct node *parse_target(struct parser *P)
 	return e;
 }
 
+static struct node *parse_stmt_r(struct parser *P);
+
 static struct node *parse_stmt(struct parser *P)
+{
+	enter(P);
+	struct node *n = parse_stmt_r(P);
+	leave(P);
+	return n;
+}
+
+static struct node *parse_stmt_r(struct parser *P)
 {
 	const struct tok *t = next(P);	/* the keyword */
 	if (t->t != T_NAME) pfail(P, FTK_EDATA, "%s", "expected a statement name after '{%'", 36);
@@ -678,6 +717,23 @@ static int parse_body(struct parser *P, struct nvec *out, const char *const *end
 	}
 }
 
+/*
+ * The tree's depth, checked once it is built: chains the parser reads with
+ * loops (a.b.c..., x|f|g..., 1+1+1...) are as deep as they are long.  The
+ * walk stops at the limit, so its own recursion is bounded.
+ */
+static void check_depth(struct parser *P, const struct node *n, int d)
+{
+	if (!n) return;
+	if (d > FTK_JINJA_MAX_NESTING) nest_fail(P->err, n->line, P->jb);
+	check_depth(P, n->a, d + 1);
+	check_depth(P, n->b, d + 1);
+	check_depth(P, n->c, d + 1);
+	check_depth(P, n->d, d + 1);
+	for (size_t i = 0; i < n->nkids; i++) check_depth(P, n->kids[i], d + 1);
+	for (size_t i = 0; i < n->nkids2; i++) check_depth(P, n->kids2[i], d + 1);
+}
+
 int ftk_jinja_parse(struct ftk_jinja **out, const char *src, size_t len, struct ftk_error *err)
 {
 	struct ftk_jinja *J = xcalloc(1, sizeof(*J));
@@ -695,9 +751,10 @@ int ftk_jinja_parse(struct ftk_jinja **out, const char *src, size_t len, struct 
 		return err ? err->code : FTK_EDATA;
 	}
 	ftk_jinja_lex(&L, text, pl);
-	struct parser P = { &L, 0, &J->ar, err, &L.jb };
+	struct parser P = { &L, 0, &J->ar, err, &L.jb, 0 };
 	struct nvec body = { 0 };
 	parse_body(&P, &body, NULL);
+	for (size_t i = 0; i < body.n; i++) check_depth(&P, body.v[i], 1);
 	J->root = aalloc(&J->ar, sizeof(struct node));
 	memset(J->root, 0, sizeof(struct node));
 	J->root->kids = body.v;
