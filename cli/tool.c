@@ -8,6 +8,7 @@
  * ftk_tool_count and say so in their summary.
  */
 #include <errno.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "cli/tool.h"
+#include "lib/cleanup.h"
 #include "lib/json.h"
 #include "lib/ledger.h"
 
@@ -54,6 +56,39 @@ void warning(const char *fmt, ...)
 	va_end(ap);
 }
 
+static void on_fatal_signal(int sig)
+{
+	ftk_cleanup_run();
+	/* SA_RESETHAND restored the default action: die of the same signal */
+	raise(sig);
+}
+
+static void cleanup_at_exit(void)
+{
+	ftk_cleanup_run();
+}
+
+void ftk_tool_cleanup_install(void)
+{
+	static int done;
+	static const int sigs[] = { SIGINT, SIGTERM, SIGPIPE, SIGHUP };
+	if (done)
+		return;
+	done = 1;
+	atexit(cleanup_at_exit);
+	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
+		struct sigaction old, sa;
+		/* a signal the caller chose to ignore (nohup, a shell's &) stays ignored */
+		if (sigaction(sigs[i], NULL, &old) < 0 || old.sa_handler != SIG_DFL)
+			continue;
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_handler = on_fatal_signal;
+		sa.sa_flags = SA_RESETHAND;
+		sigemptyset(&sa.sa_mask);
+		sigaction(sigs[i], &sa, NULL);
+	}
+}
+
 static double mono_now(void)
 {
 	struct timespec ts;
@@ -72,6 +107,7 @@ void ftk_tool_init(struct ftk_tool *t, const char *name, const char *usage)
 	t->t_start = mono_now();
 	t->is_tty = isatty(2);
 	strbuf_init(&t->scratch, 0);
+	ftk_tool_cleanup_install();
 }
 
 int ftk_tool_opt(struct ftk_tool *t, int c, const char *arg)

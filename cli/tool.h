@@ -210,6 +210,16 @@ int ftk_tool_finish(struct ftk_tool *t);
 /* Free everything; ftk_tool_finish calls it. */
 void ftk_tool_release(struct ftk_tool *t);
 
+/*
+ * Remove registered temporaries (lib/cleanup.h) when the program is killed by
+ * SIGINT, SIGTERM, SIGPIPE or SIGHUP (then die of that signal as before) and
+ * when it exits, die() included.  A signal that is ignored on entry stays
+ * ignored.  Idempotent; every program's main and ftk_tool_init call it, and a
+ * program that installs its own handler afterwards (ftk-train's graceful
+ * stop) replaces it for that signal.
+ */
+void ftk_tool_cleanup_install(void);
+
 /* Print "ftk-x: msg" to stderr.  error() returns -1, die() exits 1. */
 int error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
