@@ -80,7 +80,8 @@ enum {
 
 struct conf {
 	const struct ftk_tokenizer *tok;
-	const struct ftk_chat *chat;
+	const struct ftk_chat *chat;	/* NULL when the tokenizer has none and no --template */
+	const char *tok_path;
 	int ids, decode, count, shards, chat_mode, add_special, truncate, preference;
 	const char *field;
 	enum ftk_train_on train_on;
@@ -123,6 +124,18 @@ static void fail_item(struct item *it, const char *reason, const char *msg)
 	it->reason = reason;
 	free(it->msg);
 	it->msg = msg ? xstrdup(msg) : NULL;
+}
+
+/* A chat to render and no template to render it with: the same words as
+ * --chat gives at the start.  Returns 1 (and fails the item) when so. */
+static int no_template(const struct conf *cf, struct item *it)
+{
+	char m[1200];
+	if (cf->chat)
+		return 0;
+	snprintf(m, sizeof(m), "'%s' has no chat_template: give one with --template FILE", cf->tok_path);
+	fail_item(it, "no-chat-template", m);
+	return 1;
 }
 
 /* Splice ,"key":value before the closing brace of the original line; when the
@@ -191,6 +204,10 @@ static int preference_side(struct worker *w, struct item *it, const cJSON *rec, 
 		char m[200];
 		snprintf(m, sizeof(m), "\"%s\" is missing or neither a message list nor a string", side);
 		fail_item(it, "not-preference", m);
+		return -1;
+	}
+	if (no_template(cf, it)) {
+		cJSON_Delete(ans);
 		return -1;
 	}
 	cJSON *all = cJSON_Duplicate(prompt, 1), *x;
@@ -298,6 +315,10 @@ static void process(struct worker *w, struct item *it)
 		int owned;
 		const cJSON *msgs = ftk_chat_messages(rec, &owned);
 		if (!msgs) { fail_item(it, "no-messages", "the record has no messages (nor prompt and completion) to render"); goto done; }
+		if (no_template(cf, it)) {
+			if (owned) cJSON_Delete((cJSON *)msgs);
+			goto done;
+		}
 		int rc = ftk_chat_render(cf->chat, msgs, cJSON_GetObjectItemCaseSensitive(rec, "tools"), 0, &w->r, &e);
 		if (owned) cJSON_Delete((cJSON *)msgs);
 		if (rc) { fail_item(it, "template-error", e.msg); goto done; }
@@ -466,6 +487,7 @@ int cmd_tokenize(int argc, char **argv)
 		return err.code == FTK_EUNSUPPORTED || err.code == FTK_EDATA || err.code == FTK_ENOTFOUND ? FTK_EXIT_DATA : FTK_EXIT_DATA;
 	}
 	cf.tok = tok;
+	cf.tok_path = tok_path;
 	struct ftk_chat *chat = NULL;
 	int need_chat = cf.chat_mode || cf.shards;
 	if (need_chat) {
@@ -535,6 +557,7 @@ int cmd_tokenize(int argc, char **argv)
 		ws[k].r = (struct ftk_render)FTK_RENDER_INIT;
 	}
 	uint64_t tokens = 0, masked = 0, truncated = 0;
+	int told_no_template = 0;
 	long lo = 0, hi = 0;	/* shortest and longest sequence */
 	char *cur_file = NULL;
 	struct ftk_line line;
@@ -569,6 +592,8 @@ int cmd_tokenize(int argc, char **argv)
 				cJSON *rec = ftk_tool_parse(&t, &it->line);	/* rejects it with the usual message */
 				cJSON_Delete(rec);
 			} else if (it->status == 1) {
+				if (!strcmp(it->reason, "no-chat-template") && !told_no_template++)
+					error("%s:%ld: a chat record, but %s", it->line.file, it->line.lineno, it->msg);
 				cJSON *extra = cJSON_CreateObject();
 				if (it->msg) cJSON_AddStringToObject(extra, "error", it->msg);
 				if (it->n_tokens) cJSON_AddNumberToObject(extra, "n_tokens", (double)it->n_tokens);
