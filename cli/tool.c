@@ -292,6 +292,56 @@ int ftk_tool_next(struct ftk_tool *t, struct ftk_line *line)
 	}
 }
 
+void ftk_tool_hint(struct ftk_tool *t, const char *fmt, ...)
+{
+	va_list ap;
+	if (t->hint[0])
+		return;
+	va_start(ap, fmt);
+	vsnprintf(t->hint, sizeof(t->hint), fmt, ap);
+	va_end(ap);
+}
+
+/*
+ * A first line that does not parse as an object may be the start of a file in
+ * another shape: a JSON array ("[" or "[{...},...]") or one pretty-printed
+ * object ("{" alone on its line).  Say what reads it.
+ */
+static void hint_shape(struct ftk_tool *t, const struct ftk_line *line)
+{
+	const char *s = line->data, *e = line->data + line->len;
+	if (line->lineno > 1 || t->hint[0])
+		return;
+	while (s < e && (*s == ' ' || *s == '\t' || *s == '\r'))
+		s++;
+	while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r'))
+		e--;
+	const char *f = line->file;
+	int is_stdin = !strcmp(f, "-");
+	if (s < e && *s == '[') {
+		if (!strcmp(t->name, "ftk-convert"))
+			return;		/* it reads arrays: the array was malformed */
+		if (is_stdin)
+			ftk_tool_hint(t, "the input looks like a JSON array, not JSON Lines (one record "
+					 "per line): put 'ftk convert' first, it reads arrays");
+		else
+			ftk_tool_hint(t, "'%s' looks like a JSON array, not JSON Lines (one record per "
+					 "line): run 'ftk convert %s' first, it reads arrays", f, f);
+	} else if (e - s == 1 && *s == '{') {
+		if (is_stdin)
+			ftk_tool_hint(t, "the input looks like pretty-printed JSON (a record over several "
+					 "lines), not JSON Lines (one record per line): pipe it through "
+					 "'jq -c .' first");
+		else {
+			size_t n = strlen(f);
+			int json = n > 5 && !strcmp(f + n - 5, ".json");
+			ftk_tool_hint(t, "'%s' looks like pretty-printed JSON (a record over several "
+					 "lines), not JSON Lines (one record per line): rewrite it with "
+					 "'jq -c . %s > %.*s.jsonl'", f, f, (int)(json ? n - 5 : n), f);
+		}
+	}
+}
+
 cJSON *ftk_tool_parse(struct ftk_tool *t, const struct ftk_line *line)
 {
 	struct ftk_error err;
@@ -303,6 +353,7 @@ cJSON *ftk_tool_parse(struct ftk_tool *t, const struct ftk_line *line)
 		snprintf(t->last_error, sizeof(t->last_error), "%s", err.msg);
 		ftk_tool_reject(t, line, strstr(err.msg, "not a JSON object") ? "not-an-object"
 									: "invalid-json", x);
+		hint_shape(t, line);
 		return NULL;
 	}
 	return v;
@@ -470,6 +521,11 @@ int ftk_tool_finish(struct ftk_tool *t)
 				    (unsigned long long)t->counts[i].n);
 		fprintf(stderr, "%s\n", sb->buf);
 	}
+	if (t->hint[0])
+		fprintf(stderr, "%s: hint: %s\n", t->name, t->hint);
+	/* records were read and none passed: whatever the tool, that is not success */
+	if (t->n_in && t->n_rejected >= t->n_in)
+		t->failed = 1;
 
 	cJSON *st = cJSON_CreateObject();
 	cJSON_AddStringToObject(st, "tool", t->name);

@@ -105,6 +105,7 @@ struct item {
 	long n_tokens;
 	int truncated;
 	int to_shard;
+	int chat_as_text;	/* a chat record met a text-only mode (no --chat) */
 };
 
 struct worker {
@@ -334,6 +335,10 @@ static void process(struct worker *w, struct item *it)
 			char m[300];
 			snprintf(m, sizeof(m), "the record has no string \"%s\" (use --chat for messages)", cf->field);
 			fail_item(it, "no-text", m);
+			int owned;
+			const cJSON *msgs = ftk_chat_messages(rec, &owned);
+			it->chat_as_text = msgs != NULL;
+			if (owned) cJSON_Delete((cJSON *)msgs);
 			goto done;
 		}
 		n = ftk_tokenizer_encode(cf->tok, text->valuestring, strlen(text->valuestring),
@@ -594,6 +599,10 @@ int cmd_tokenize(int argc, char **argv)
 			} else if (it->status == 1) {
 				if (!strcmp(it->reason, "no-chat-template") && !told_no_template++)
 					error("%s:%ld: a chat record, but %s", it->line.file, it->line.lineno, it->msg);
+				if (it->chat_as_text)
+					ftk_tool_hint(&t, "%s:%ld holds a chat (messages), and without --chat only "
+						      "\"%s\" is read: add --chat to render chats through the "
+						      "template", it->line.file, it->line.lineno, cf.field);
 				cJSON *extra = cJSON_CreateObject();
 				if (it->msg) cJSON_AddStringToObject(extra, "error", it->msg);
 				if (it->n_tokens) cJSON_AddNumberToObject(extra, "n_tokens", (double)it->n_tokens);
