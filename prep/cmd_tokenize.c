@@ -562,7 +562,8 @@ int cmd_tokenize(int argc, char **argv)
 		ws[k].r = (struct ftk_render)FTK_RENDER_INIT;
 	}
 	uint64_t tokens = 0, masked = 0, truncated = 0;
-	int told_no_template = 0;
+	int told_no_template = 0, write_failed = 0;
+	uint64_t not_written = 0;	/* read, tokenized, and lost to a write error */
 	long lo = 0, hi = 0;	/* shortest and longest sequence */
 	char *cur_file = NULL;
 	struct ftk_line line;
@@ -608,20 +609,29 @@ int cmd_tokenize(int argc, char **argv)
 				if (it->n_tokens) cJSON_AddNumberToObject(extra, "n_tokens", (double)it->n_tokens);
 				ftk_tool_reject(&t, &it->line, it->reason, extra);
 			} else {
-				tokens += (uint64_t)it->n_tokens;
-				if (it->truncated) truncated++;
-				if (!lo || it->n_tokens < lo) lo = it->n_tokens;
-				if (it->n_tokens > hi) hi = it->n_tokens;
+				if (it->to_shard && write_failed) {
+					/* the disk is full (or the like): said once; the rest
+					 * of the batch is read but not written, and counted so */
+					not_written++;
+					goto next;
+				}
 				if (it->to_shard) {
-					for (uint32_t k = 0; k < it->n; k++) masked += it->mask[k];
-					for (uint32_t k = 0; k < it->n2; k++) masked += it->mask2[k];
 					if (ftk_shard_write(sw, it->ids, it->mask, it->n, &err) < 0 ||
 					    (it->ids2 && ftk_shard_write(sw, it->ids2, it->mask2, it->n2, &err) < 0)) {
 						error("%s", err.msg);
 						t.failed = 1;
 						eof = 1;
+						write_failed = 1;
+						not_written++;
+						goto next;
 					}
+					for (uint32_t k = 0; k < it->n; k++) masked += it->mask[k];
+					for (uint32_t k = 0; k < it->n2; k++) masked += it->mask2[k];
 				}
+				tokens += (uint64_t)it->n_tokens;
+				if (it->truncated) truncated++;
+				if (!lo || it->n_tokens < lo) lo = it->n_tokens;
+				if (it->n_tokens > hi) hi = it->n_tokens;
 				if (emit_records) {
 					if (it->changed) ftk_tool_emit_raw(&t, it->out.buf, it->out.len);
 					else ftk_tool_emit(&t, &it->line);
@@ -629,6 +639,7 @@ int cmd_tokenize(int argc, char **argv)
 					t.n_out++;
 				}
 			}
+		next:
 			free(it->line.data);
 			free((char *)it->line.file);
 			free(it->msg);
@@ -648,12 +659,20 @@ int cmd_tokenize(int argc, char **argv)
 	free(ws);
 	free(items);
 	if (sw && ftk_shard_writer_close(sw, &err) < 0) {
-		error("%s", err.msg);
+		if (!write_failed)	/* else said once already */
+			error("%s", err.msg);
 		t.failed = 1;
+		write_failed = 1;
+	}
+	if (write_failed && !emit_records) {
+		/* no manifest: none of the shards is usable, so nothing went out */
+		not_written += t.n_out;
+		t.n_out = 0;
 	}
 	ftk_tool_count(&t, "tokens", tokens);
 	if (cf.shards) ftk_tool_count(&t, "masked_tokens", masked);
 	if (truncated) ftk_tool_count(&t, "truncated", truncated);
+	if (not_written) ftk_tool_count(&t, "not-written", not_written);
 	if (!t.extra_stats) t.extra_stats = cJSON_CreateObject();
 	cJSON_AddNumberToObject(t.extra_stats, "tokens", (double)tokens);
 	cJSON_AddNumberToObject(t.extra_stats, "min_tokens", (double)lo);
