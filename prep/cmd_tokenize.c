@@ -49,7 +49,9 @@ static const char usage[] =
 	"      --train-on WHAT     loss mask for chats: assistant (default), last, all\n"
 	"      --preference        preference shards for DPO: per record prompt+chosen, then\n"
 	"                          prompt+rejected, each learned on its answer only\n"
-	"      --max-tokens N      records longer than N tokens are dropped or truncated\n"
+	"      --max-tokens N      records longer than N tokens are dropped or truncated; without\n"
+	"                          it, records past the model's model_max_length are counted\n"
+	"                          (training will cut them), with a warning above 5% of tokens\n"
 	"      --overflow HOW      drop (default, to --rejects) or truncate\n"
 	"      --tokens-per-shard N  start a new shard after N tokens (default 100000000)\n"
 	"  -j, --threads N         tokenize with N threads (output order is input order)\n"
@@ -106,6 +108,7 @@ struct item {
 	int truncated;
 	int to_shard;
 	int chat_as_text;	/* a chat record met a text-only mode (no --chat) */
+	long cut;		/* tokens dropped by --overflow truncate */
 };
 
 struct worker {
@@ -233,6 +236,7 @@ static int preference_side(struct worker *w, struct item *it, const cJSON *rec, 
 			fail_item(it, "too-long", m);
 			return -1;
 		}
+		it->cut += len - cf->max_tokens;
 		len = cf->max_tokens;
 		it->truncated = 1;
 		long learned = 0;
@@ -268,6 +272,34 @@ static void process_preference(struct worker *w, struct item *it, const cJSON *r
 	    !preference_side(w, it, rec, prompt, np, "rejected", &it->ids2, &it->mask2, &it->n2))
 		it->to_shard = 1;
 	cJSON_Delete(prompt);
+}
+
+/*
+ * The model's context length from tokenizer_config.json's model_max_length
+ * (Hugging Face writes 1e30 when it has none: ignored).  0 when unknown.
+ */
+static long model_context(const char *tok_path)
+{
+	struct strbuf p = STRBUF_INIT, sb = STRBUF_INIT;
+	size_t n = strlen(tok_path);
+	if (n > 5 && !strcmp(tok_path + n - 5, ".json")) {
+		const char *slash = strrchr(tok_path, '/');
+		strbuf_addf(&p, "%.*s/tokenizer_config.json", slash ? (int)(slash - tok_path) : 1,
+			    slash ? tok_path : ".");
+	} else {
+		strbuf_addf(&p, "%s/tokenizer_config.json", tok_path);
+	}
+	long ctx = 0;
+	cJSON *o = NULL;
+	if (strbuf_read_file(&sb, p.buf) >= 0 && ftk_json_parse_object(sb.buf, sb.len, &o, NULL) == 0) {
+		const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, "model_max_length");
+		if (cJSON_IsNumber(v) && v->valuedouble >= 1 && v->valuedouble <= 1e8)
+			ctx = (long)v->valuedouble;
+	}
+	cJSON_Delete(o);
+	strbuf_release(&p);
+	strbuf_release(&sb);
+	return ctx;
 }
 
 static void process(struct worker *w, struct item *it)
@@ -359,6 +391,7 @@ static void process(struct worker *w, struct item *it)
 			it->n_tokens = n;
 			goto done;
 		}
+		it->cut += n - cf->max_tokens;
 		n = cf->max_tokens;
 		it->truncated = 1;
 		if (mask && chat && cf->train_on != FTK_TRAIN_ALL) {
@@ -563,6 +596,10 @@ int cmd_tokenize(int argc, char **argv)
 	}
 	uint64_t tokens = 0, masked = 0, truncated = 0;
 	int told_no_template = 0, write_failed = 0;
+	/* the length training will cut at: --max-tokens, else the model's own */
+	long ctx_limit = cf.max_tokens > 0 ? cf.max_tokens : model_context(tok_path);
+	const char *ctx_source = cf.max_tokens > 0 ? "--max-tokens" : "model_max_length";
+	uint64_t over_records = 0, over_tokens = 0;
 	uint64_t not_written = 0;	/* read, tokenized, and lost to a write error */
 	long lo = 0, hi = 0;	/* shortest and longest sequence */
 	char *cur_file = NULL;
@@ -630,6 +667,22 @@ int cmd_tokenize(int argc, char **argv)
 				}
 				tokens += (uint64_t)it->n_tokens;
 				if (it->truncated) truncated++;
+				if (cf.max_tokens > 0) {
+					/* cut here, by --overflow truncate */
+					over_records += it->cut > 0;
+					over_tokens += (uint64_t)it->cut;
+				} else if (ctx_limit > 0) {
+					/* what training at the model's length will cut */
+					long side[2] = { it->to_shard ? (long)it->n : it->n_tokens,
+							 it->to_shard ? (long)it->n2 : 0 };
+					int over = 0;
+					for (int k = 0; k < 2; k++)
+						if (side[k] > ctx_limit) {
+							over = 1;
+							over_tokens += (uint64_t)(side[k] - ctx_limit);
+						}
+					over_records += over;
+				}
 				if (!lo || it->n_tokens < lo) lo = it->n_tokens;
 				if (it->n_tokens > hi) hi = it->n_tokens;
 				if (emit_records) {
@@ -673,10 +726,40 @@ int cmd_tokenize(int argc, char **argv)
 	if (cf.shards) ftk_tool_count(&t, "masked_tokens", masked);
 	if (truncated) ftk_tool_count(&t, "truncated", truncated);
 	if (not_written) ftk_tool_count(&t, "not-written", not_written);
+	/* tokens before any cut: those kept plus those cut (or to be cut) */
+	uint64_t all_tokens = cf.max_tokens > 0 ? tokens + over_tokens : tokens;
+	if (over_records) {
+		ftk_tool_count(&t, cf.max_tokens > 0 ? "tokens-truncated" : "tokens-past-context", over_tokens);
+		if (cf.max_tokens <= 0) ftk_tool_count(&t, "records-past-context", over_records);
+	}
+	if (ctx_limit > 0 && all_tokens && over_tokens * 20 > all_tokens) {
+		uint64_t n_ok = t.n_in - t.n_rejected;
+		if (cf.max_tokens > 0)
+			warning("%llu of %llu records were longer than --max-tokens %ld and were cut "
+				"there: %.0f%% of all the tokens are gone",
+				(unsigned long long)over_records, (unsigned long long)n_ok, ctx_limit,
+				100.0 * (double)over_tokens / (double)all_tokens);
+		else
+			warning("%llu of %llu records are longer than the model's %ld tokens "
+				"(model_max_length); training will cut them there and lose %.0f%% of "
+				"the tokens (longest %ld): split or filter them (--max-tokens %ld), "
+				"or train with a longer --seq-len if the model allows it",
+				(unsigned long long)over_records, (unsigned long long)n_ok, ctx_limit,
+				100.0 * (double)over_tokens / (double)all_tokens, hi, ctx_limit);
+	}
 	if (!t.extra_stats) t.extra_stats = cJSON_CreateObject();
 	cJSON_AddNumberToObject(t.extra_stats, "tokens", (double)tokens);
 	cJSON_AddNumberToObject(t.extra_stats, "min_tokens", (double)lo);
 	cJSON_AddNumberToObject(t.extra_stats, "max_tokens", (double)hi);
+	if (ctx_limit > 0) {
+		cJSON *cx = cJSON_AddObjectToObject(t.extra_stats, "context");
+		cJSON_AddNumberToObject(cx, "limit", (double)ctx_limit);
+		cJSON_AddStringToObject(cx, "from", ctx_source);
+		cJSON_AddNumberToObject(cx, "records_over", (double)over_records);
+		cJSON_AddNumberToObject(cx, "tokens_over", (double)over_tokens);
+		cJSON_AddNumberToObject(cx, "tokens_over_fraction",
+					all_tokens ? (double)over_tokens / (double)all_tokens : 0.0);
+	}
 	cJSON_AddStringToObject(t.extra_stats, "tokenizer_hash", ftk_tokenizer_hash(tok));
 	if (chat) cJSON_AddStringToObject(t.extra_stats, "template", ftk_chat_name(chat));
 	ftk_chat_free(chat);
