@@ -35,7 +35,7 @@ CC ?= cc
 NPROC ?= $(shell nproc 2>/dev/null || echo 2)
 PAR = $(if $(filter -j%,$(MAKEFLAGS)),,-j$(NPROC))
 OPT ?= -O2
-PKGS := libcjson libzstd libpcre2-8 libutf8proc libcurl libxxhash libcrypto
+PKGS := libcjson libzstd libpcre2-8 libutf8proc libcurl libxxhash libcrypto yaml-0.1
 CFLAGS_PKG := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LIBS_PKG := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 BLAS_CFLAGS := $(shell pkg-config --cflags openblas 2>/dev/null)
@@ -191,7 +191,7 @@ check-gpu: $(PROGRAMS) $(CUDA_OBJS)
 	@$(BIN)/ftk-train --selftest
 
 # ---------------------------------------------------------------- other
-DEB_PKGS := build-essential pkg-config libcjson-dev libzstd-dev zstd libxxhash-dev \
+DEB_PKGS := build-essential pkg-config libcjson-dev libyaml-dev libzstd-dev zstd libxxhash-dev \
   libpcre2-dev libutf8proc-dev libcurl4-openssl-dev libssl-dev check libsubunit-dev \
   libopenblas-dev libmicrohttpd-dev libncurses-dev openmpi-bin libopenmpi-dev \
   jq tmux python3 clang bc curl libstemmer-dev chromium time

@@ -28,6 +28,7 @@ static void usage(FILE *fp)
 
 int main(int argc, char **argv)
 {
+	ftk_tool_cleanup_install();
 	if (argc < 2) {
 		usage(stderr);
 		return FTK_EXIT_USAGE;

@@ -147,6 +147,7 @@ struct ftk_tool {
 	cJSON *extra_stats;		/* tool-specific fields for --stats (owned) */
 
 	char last_error[800];	/* why ftk_tool_parse rejected the last line */
+	char hint[600];		/* what to run instead, said after the summary */
 	int failed;		/* a runtime error happened: exit 1 */
 	int fail_on_reject;	/* exit 1 when any record was rejected (ftk-validate) */
 	double t_start, t_progress;
@@ -215,6 +216,13 @@ long ftk_tool_parse_long(struct ftk_tool *t, const char *opt, const char *s, lon
 double ftk_tool_parse_double(struct ftk_tool *t, const char *opt, const char *s, double lo,
 			     double hi);
 
+/*
+ * Say what to run instead, once, after the closing summary ("ftk-x: hint:
+ * ..."): the first hint given wins.  ftk_tool_parse gives one itself when an
+ * input looks like a JSON array or pretty-printed JSON.
+ */
+void ftk_tool_hint(struct ftk_tool *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 /* Add n to a named counter (shown in the summary and --stats "counts"). */
 void ftk_tool_count(struct ftk_tool *t, const char *key, uint64_t n);
 
@@ -223,13 +231,24 @@ void ftk_tool_error_at(struct ftk_tool *t, const struct ftk_error *e);
 
 /*
  * Print the closing summary, write --stats and the ledger entry, close the
- * outputs.  Returns the exit code: 1 if a runtime error happened, or if
- * anything was rejected and t->fail_on_reject is set; else 0.
+ * outputs.  Returns the exit code: 1 if a runtime error happened, if records
+ * were read and every one was rejected (nothing passed), or if anything was
+ * rejected and t->fail_on_reject is set; else 0.
  */
 int ftk_tool_finish(struct ftk_tool *t);
 
 /* Free everything; ftk_tool_finish calls it. */
 void ftk_tool_release(struct ftk_tool *t);
+
+/*
+ * Remove registered temporaries (lib/cleanup.h) when the program is killed by
+ * SIGINT, SIGTERM, SIGPIPE or SIGHUP (then die of that signal as before) and
+ * when it exits, die() included.  A signal that is ignored on entry stays
+ * ignored.  Idempotent; every program's main and ftk_tool_init call it, and a
+ * program that installs its own handler afterwards (ftk-train's graceful
+ * stop) replaces it for that signal.
+ */
+void ftk_tool_cleanup_install(void);
 
 /* Print "ftk-x: msg" to stderr.  error() returns -1, die() exits 1. */
 int error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -36,6 +36,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "cli/tool.h"
+#include "lib/stream.h"
 #include "eval/reviews.h"
 #include "ledger/cost.h"
 #include "lib/ledger.h"
@@ -1016,31 +1017,18 @@ static int extra_reviews(const char *path)
 	return 0;
 }
 
+/* Through lib/stream's writer: a temporary renamed over a regular file, a
+ * device or pipe written through, the temporary removed if we are killed. */
 static int write_out(const char *path, const struct strbuf *sb)
 {
-	if (!path || !strcmp(path, "-")) {
-		if (fwrite(sb->buf, 1, sb->len, stdout) != sb->len || fflush(stdout))
-			return error("cannot write the report to standard output");
-		return 0;
-	}
-	struct strbuf tmp = STRBUF_INIT;
-	strbuf_addf(&tmp, "%s.tmp.%d", path, (int)getpid());
-	FILE *f = fopen(tmp.buf, "w");
-	int rc = 0;
-	if (!f) {
-		rc = error("cannot create '%s': %m", tmp.buf);
-	} else {
-		if (fwrite(sb->buf, 1, sb->len, f) != sb->len)
-			rc = error("cannot write '%s': %m", tmp.buf);
-		if (fclose(f) && !rc)
-			rc = error("cannot write '%s': %m", tmp.buf);
-		if (!rc && rename(tmp.buf, path))
-			rc = error("cannot rename '%s' to '%s': %m", tmp.buf, path);
-		if (rc)
-			unlink(tmp.buf);
-	}
-	strbuf_release(&tmp);
-	return rc;
+	struct ftk_writer *w;
+	struct ftk_error err;
+	if (ftk_writer_open(&w, path, 0, &err) < 0)
+		return error("%s", err.msg);
+	ftk_writer_write(w, sb->buf, sb->len);
+	if (ftk_writer_close(w, &err) < 0)
+		return error("%s", err.msg);
+	return 0;
 }
 
 int cmd_report(int argc, char **argv)
