@@ -99,7 +99,8 @@ all: $(PROGRAMS) $(CUDA_OBJS)
 $(B)/trainer/libftkcuda.so: trainer/backend_cuda.cu trainer/backend.h trainer/ops.h \
   trainer/optim_ops.h trainer/nf4.h trainer/flash_kernels.h
 	@mkdir -p $(dir $@)
-	$(NVCC) $(NVCC_FLAGS) -shared -cudart shared -o $@ $< -L$(CUDA_HOME)/lib64 -lcublas
+	$(NVCC) $(NVCC_FLAGS) -shared -cudart shared -o $@ $< -L$(CUDA_HOME)/lib64 -lcublas \
+	  -Xlinker -rpath,$(CUDA_HOME)/lib64 -Xlinker -rpath,'$$ORIGIN'
 
 $(B)/tests/ops_shared_cu.o: tests/unit/ops_shared.cu trainer/ops.h trainer/optim_ops.h
 	@mkdir -p $(dir $@)

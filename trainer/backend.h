@@ -223,6 +223,14 @@ struct ftk_backend {
 			       const int32_t *doc, int B, int T, int NH, int NKV, int hd);
 };
 
+/*
+ * The CUDA backend's ABI version: libftkcuda.so's ftk_cuda_abi() returns
+ * it with sizeof(struct ftk_backend), and device.c refuses an object whose
+ * pair differs.  Raise it whenever an exported entry point's signature or
+ * the meaning of a table entry changes (a new entry changes the size).
+ */
+#define FTK_CUDA_ABI 2
+
 /* The largest head_dim the flash attention ops take. */
 #define FTK_FLASH_MAX_HD 256
 

@@ -49,8 +49,7 @@
  *               element), sumsq (the global gradient norm's sum of squares,
  *               a block reduction in double) and scale (clipping), so the
  *               trainer clips and steps on the GPU over the managed LoRA
- *               arrays; adamw and sumsq are also exported as
- *               ftk_cuda_adamw / ftk_cuda_sumsq for the dev/cuda harness.
+ *               arrays.
  *
  * Nothing here has run on a GPU in the session that wrote it: it compiles
  * with -Werror for sm_80, sm_89 and sm_90, and `ftk-train --selftest` on a
@@ -1291,18 +1290,22 @@ ftk_cuda_backend(const float *nf4_code)
 	return &cuda_table;
 }
 
-/* AdamW over n device (or managed) floats with optim_ops.h's update. */
-__attribute__((visibility("default"))) void ftk_cuda_adamw(float *w, float *m, float *v,
-							   const float *g, size_t n,
-							   const struct ftk_adamw_consts *c)
+/* The ABI this object was built for (device.c refuses a mismatch): FTK_CUDA_ABI and the table's size. */
+__attribute__((visibility("default"))) unsigned ftk_cuda_abi(size_t *table_bytes)
 {
-	cu_adamw(w, m, v, g, n, c);
+	*table_bytes = sizeof(struct ftk_backend);
+	return FTK_CUDA_ABI;
 }
 
-/* Sum of squares of n device floats, accumulated in double (the global grad norm squared). */
-__attribute__((visibility("default"))) double ftk_cuda_sumsq(const float *g, size_t n)
+/* Wait for every queued kernel: 0, or -1 when one failed, with cudart's words in why. */
+__attribute__((visibility("default"))) int ftk_cuda_sync(char *why, size_t cap)
 {
-	return cu_sumsq(g, n);
+	cudaError_t e = cudaDeviceSynchronize();
+	if (e != cudaSuccess) {
+		snprintf(why, cap, "%s", cudaGetErrorString(e));
+		return -1;
+	}
+	return 0;
 }
 
 }
