@@ -25,10 +25,10 @@
 #include "eval/train_eval.h"
 #include "lib/ledger.h"
 #include "lib/strbuf.h"
-#include "trainer/device.h"
+#include "model/device.h"
 #include "trainer/dist.h"
 #include "trainer/plan.h"
-#include "trainer/selftest.h"
+#include "model/selftest.h"
 #include "trainer/train.h"
 
 static const char usage[] =

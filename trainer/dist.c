@@ -32,7 +32,7 @@
 #include <sys/stat.h>
 #include "lib/err.h"
 #include "lib/strbuf.h"
-#include "trainer/device.h"
+#include "model/device.h"
 #include "trainer/train.h"
 
 #ifdef FTK_HAVE_MPI

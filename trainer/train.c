@@ -35,7 +35,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "trainer/adapter.h"
+#include "model/adapter.h"
 #include "trainer/checkpoint.h"
 #include "trainer/data.h"
 #include "trainer/train.h"

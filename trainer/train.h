@@ -35,8 +35,8 @@
 #include <cjson/cJSON.h>
 #include "lib/err.h"
 #include "lib/strbuf.h"
-#include "trainer/backend.h"
-#include "trainer/model.h"
+#include "model/backend.h"
+#include "model/model.h"
 #include "trainer/optim.h"
 
 enum ftk_objective { FTK_OBJ_SFT = 0, FTK_OBJ_DPO = 1 };

@@ -17,7 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "testutil.h"
-#include "trainer/device.h"
+#include "model/device.h"
 
 /* A stand-in libftkcuda.so: abi_line is the body of ftk_cuda_abi (or "" for none). */
 static void build_fake(const char *so, const char *abi_line, const char *extra_ld)
