@@ -114,7 +114,8 @@ cuda: $(CUDA_OBJS)
 $(B)/model/libftkcuda.so: model/backend_cuda.cu model/backend.h model/ops.h \
   model/optim_ops.h model/nf4.h model/flash_kernels.h
 	@mkdir -p $(dir $@)
-	$(NVCC) $(NVCC_FLAGS) -shared -cudart shared -o $@ $< -L$(CUDA_HOME)/lib64 -lcublas
+	$(NVCC) $(NVCC_FLAGS) -shared -cudart shared -o $@ $< -L$(CUDA_HOME)/lib64 -lcublas \
+	  -Xlinker -rpath,$(CUDA_HOME)/lib64 -Xlinker -rpath,'$$ORIGIN'
 
 $(B)/tests/ops_shared_cu.o: tests/unit/ops_shared.cu model/ops.h model/optim_ops.h
 	@mkdir -p $(dir $@)
@@ -186,9 +187,17 @@ check-run: $(PROGRAMS) $(UNIT_BIN) $(CUDA_OBJS)
 	@FTK_BIN=$(abspath $(BIN)) FTK_BUILD=$(abspath $(B)) SAN=$(SAN) T='$(T)' \
 	  sh tests/run.sh $(abspath $(UNIT_BIN))
 
-# The CUDA selftest: every CUDA op and a QLoRA step against the CPU backend.
+# The CUDA selftest: every CUDA op and a QLoRA step against the CPU backend,
+# then the dev/cuda programs' validation (FTK_DEV_QUICK: small sizes, no timing)
+# built for the GPU at hand.
+DEV_CUDA_ARCH ?= -arch=native
+DEV_CUDA_PROGS := rmsnorm_forward nf4_dequant adamw crossentropy nf4_matmul attention rows
 check-gpu: $(PROGRAMS) $(CUDA_OBJS)
 	@$(BIN)/ftk-train --selftest
+	@$(MAKE) --no-print-directory -C dev/cuda O=$(abspath $(B))/dev-cuda ARCH="$(DEV_CUDA_ARCH)"
+	@fail=0; for p in $(DEV_CUDA_PROGS); do echo "== dev/cuda/$$p (quick)"; \
+	  FTK_DEV_QUICK=1 $(abspath $(B))/dev-cuda/$$p || fail=1; done; \
+	  if [ $$fail = 0 ]; then echo "dev/cuda: PASS"; else echo "dev/cuda: FAIL"; exit 1; fi
 
 # ---------------------------------------------------------------- other
 DEB_PKGS := build-essential pkg-config libcjson-dev libyaml-dev libzstd-dev zstd libxxhash-dev \
