@@ -338,10 +338,8 @@ static int next_ref(struct ctx *c, struct ftk_line *line, int *input)
 	for (;;) {
 		ftk_error_clear(&err);
 		int rc = ftk_reader_next(ref_reader, line, &err);
-		if (rc < 0) {
-			char b[1200];
-			die("%s", ftk_error_format(&err, b, sizeof(b)));
-		}
+		if (rc < 0)
+			die_at(&err);
 		if (rc == 0)
 			return 0;
 		if (strspn(line->data, " \t\r") == line->len)
@@ -671,8 +669,7 @@ static void apply_index(struct ctx *c)
 			cJSON_Delete(v);
 		}
 		if (rc < 0) {
-			char b[1200];
-			error("%s", ftk_error_format(&err, b, sizeof(b)));
+			error_at(&err);
 			c->t.failed = 1;
 		}
 		ftk_reader_close(r);
@@ -760,10 +757,8 @@ static void merge(struct ctx *c)
 		if (i == 0) {
 			/* the signing parameters come from the files; --keep and --threshold from here */
 			const char *want_field = c->keep == FTK_DD_KEEP_FIELD ? c->p.keep_field : NULL;
-			if (ftk_dd_sigfile_params(fds[0], c->t.inputs[0], &c->p, &err) < 0) {
-				char b[1200];
-				die("%s", ftk_error_format(&err, b, sizeof(b)));
-			}
+			if (ftk_dd_sigfile_params(fds[0], c->t.inputs[0], &c->p, &err) < 0)
+				die_at(&err);
 			if (want_field && (!c->p.keep_field || strcmp(want_field, c->p.keep_field)))
 				die("--keep %s needs signatures made with --keep %s", want_field, want_field);
 			if (!c->p.near && c->threshold_given)
@@ -772,10 +767,8 @@ static void merge(struct ctx *c)
 		}
 		ftk_error_clear(&err);
 		int64_t k = ftk_dd_index_load(c->ix, fds[i], c->t.inputs[i], &err);
-		if (k < 0) {
-			char b[1200];
-			die("%s", ftk_error_format(&err, b, sizeof(b)));
-		}
+		if (k < 0)
+			die_at(&err);
 		c->t.n_in += (uint64_t)k;
 	}
 	resolve(c);
@@ -875,10 +868,8 @@ static void apply_list(struct ctx *c)
 		n++;
 		cJSON_Delete(o);
 	}
-	if (rc < 0) {
-		char b[1200];
-		die("%s", ftk_error_format(&err, b, sizeof(b)));
-	}
+	if (rc < 0)
+		die_at(&err);
 	ftk_reader_close(r);
 	if (n)
 		qsort(v, n, sizeof(*v), cmp_listent);
