@@ -1,6 +1,6 @@
 /*
  * backend_local.c: the local backend, a model directory run in-process with
- * the trainer's inference engine (model/infer.h), one request at a time
+ * the model runtime's inference engine (model/infer.h), one request at a time
  * per engine (an engine holds one KV cache).  Generation settings map to the
  * sampler: temperature, top_p, top_k, seed (+ sample index), max_tokens,
  * stop.  A model whose tokenizer has no chat template (the tiny stories260K)
