@@ -252,8 +252,7 @@ static int load_results(const char *run, cJSON **out)
 	long bad = 0;
 	int rc = ftk_eval_results_load(run, out, &bad, &e);
 	if (rc < 0) {
-		char buf[1400];
-		error("%s", ftk_error_format(&e, buf, sizeof(buf)));
+		error_at(&e);
 		return rc;
 	}
 	if (bad)
@@ -310,11 +309,10 @@ static int fold_reviews(const char *run, const char *path, cJSON *res, cJSON **a
 	ftk_error_clear(&e);
 	long bad = 0;
 	cJSON *rv;
-	char buf[1400];
 	if (ftk_reviews_load(path, &rv, &bad, &e) < 0)
-		return error("%s", ftk_error_format(&e, buf, sizeof(buf)));
+		return error_at(&e);
 	if (bad)
-		warning("%s (%ld unreadable review lines skipped)", ftk_error_format(&e, buf, sizeof(buf)),
+		warning("%s (%ld unreadable review lines skipped)", FTK_ERROR_TEXT(&e),
 			bad);
 	ftk_reviews_fold(res, rv);
 	*ag = ftk_reviews_agreement(res);
@@ -475,10 +473,8 @@ static void find_prices(struct prices *p, const char *rates_path, const char *mo
 	memset(&R, 0, sizeof(R));
 	struct ftk_error e;
 	ftk_error_clear(&e);
-	if (ftk_rates_load(rates_path, &R, &e) < 0) {
-		char buf[1400];
-		die("%s", ftk_error_format(&e, buf, sizeof(buf)));
-	}
+	if (ftk_rates_load(rates_path, &R, &e) < 0)
+		die_at(&e);
 	const struct ftk_rate *r = ftk_rates_find(&R, FTK_RATE_API, model, ftk_now());
 	if (!r || isnan(r->usd_per_mtok_in) || isnan(r->usd_per_mtok_out)) {
 		warning("%s: no api prices for model '%s': spend not priced", rates_path, model);
@@ -521,10 +517,8 @@ static void ledger_entry(const struct ftk_eval_run_opts *o, const struct ftk_eva
 		cJSON_AddNumberToObject(e, "judge_tokens_out", (double)st->judge_completion_tokens);
 	}
 	struct ftk_error err;
-	if (ftk_ledger_append_entry(path, e, &err) < 0) {
-		char buf[1400];
-		error("%s", ftk_error_format(&err, buf, sizeof(buf)));
-	}
+	if (ftk_ledger_append_entry(path, e, &err) < 0)
+		error_at(&err);
 	cJSON_Delete(e);
 }
 
@@ -575,8 +569,7 @@ static int run_and_report(struct ftk_eval_run_opts *o, struct prices *p, int jso
 	ftk_error_clear(&e);
 	int rc = ftk_eval_run(o, &st, &e);
 	if (rc < 0) {
-		char buf[1400];
-		error("%s", ftk_error_format(&e, buf, sizeof(buf)));
+		error_at(&e);
 		return rc == FTK_EUSAGE ? FTK_EXIT_USAGE : FTK_EXIT_DATA;
 	}
 	if (st.outputs_skipped)

@@ -809,10 +809,9 @@ int cmd_serve(int argc, char **argv)
 			struct ftk_infer_opts io = { S.model_dir, S.models[i].adapter, S.quant_nf4, S.ctx,
 						     NULL };
 			if (ftk_infer_open(&S.engines[w][i], &io, &err) < 0) {
-				char buf[1200];
 				die("cannot load '%s'%s%s: %s", S.model_dir, S.models[i].adapter ? " with " : "",
 				    S.models[i].adapter ? S.models[i].adapter : "",
-				    ftk_error_format(&err, buf, sizeof(buf)));
+				    FTK_ERROR_TEXT(&err));
 			}
 		}
 	}
