@@ -23,6 +23,7 @@
 #include "lib/http.h"
 #include "lib/json.h"
 #include "lib/ledger.h"
+#include "lib/openai.h"
 #include "lib/record.h"
 #include "lib/stream.h"
 #include "lib/strbuf.h"
@@ -264,10 +265,21 @@ void *score_thread(void *arg)
 			a.attempts = w->attempts;
 			a.cached = w->cached;
 			cJSON *resp = NULL;
-			if (w->body) {
+			if (w->local) {
+				if (ftk_utf8_check(w->text, strlen(w->text)) >= 0) {
+					strbuf_add_utf8(&a.text_buf, w->text, strlen(w->text));
+					a.invalid_utf8 = 1;
+				} else {
+					strbuf_addstr(&a.text_buf, w->text);
+				}
+				a.text = a.text_buf.buf;
+				a.finish_reason = w->finish_reason;
+				a.prompt_tokens = w->prompt_tokens;
+				a.completion_tokens = w->completion_tokens;
+			} else if (w->body) {
 				resp = cJSON_Parse(w->body);
 				a.invalid_utf8 = answer_repair_utf8(resp);
-				answer_from_chat(&a, resp);	/* validated by endpoint_chat_valid */
+				answer_from_chat(&a, resp);	/* validated by ftk_openai_chat_valid */
 			} else {
 				a.error = w->error;
 			}
@@ -284,6 +296,7 @@ void *score_thread(void *arg)
 			}
 		}
 		free(w->body);
+		free(w->text);
 		free(w->error);
 		free(w);
 	}
@@ -407,10 +420,10 @@ checked:
 	cJSON *ident = NULL;
 
 	if (o->backend == FTK_EVAL_ENDPOINT)
-		c.chat_url = endpoint_chat_url(o->endpoint);
+		c.chat_url = ftk_openai_chat_url(o->endpoint);
 	const char *jep = o->judge_endpoint ? o->judge_endpoint : o->endpoint;
 	if (jep)
-		c.judge_url = endpoint_chat_url(jep);
+		c.judge_url = ftk_openai_chat_url(jep);
 	ftk_http_opts_init(&c.http);
 	c.http.max_in_flight = o->jobs > 0 ? o->jobs : 4;
 	if (o->timeout_s > 0)
@@ -422,7 +435,7 @@ checked:
 	if (o->retry_max_wait_s > 0)
 		c.http.max_wait_s = o->retry_max_wait_s;
 	c.http.api_key_env = o->api_key_env;
-	c.http.validate = endpoint_chat_valid;
+	c.http.validate = ftk_openai_chat_valid;
 	c.judge_http = c.http;
 	c.judge_http.max_in_flight = 1;
 	c.judge_http.api_key_env = o->judge_api_key_env ? o->judge_api_key_env : o->api_key_env;
@@ -430,7 +443,7 @@ checked:
 		c.cache_dir = o->cache_dir ? xstrdup(o->cache_dir) : endpoint_cache_dir();
 
 	/* judges */
-	struct ftk_judge_env env = { endpoint_judge_chat, &c, c.cache_dir };
+	struct ftk_judge_env env = { endpoint_judge_chat, &c, c.cache_dir, c.judge_url };
 	c.n_judges = c.suite->n_judges;
 	c.judges = xcalloc(c.n_judges, sizeof(*c.judges));
 	c.labels = xcalloc(c.n_judges, sizeof(*c.labels));

@@ -143,7 +143,11 @@ int eval_finish_unit(struct ctx *c, long unit, const struct answer *a, struct ft
 struct work {
 	struct work *next;
 	long unit;
-	char *body;		/* the chat completion, or NULL with error */
+	char *body;		/* endpoint: the chat completion, or NULL with error */
+	int local;		/* local: the answer itself, below */
+	char *text;
+	const char *finish_reason;	/* static */
+	long prompt_tokens, completion_tokens;
 	char *error;
 	double latency_s;
 	int attempts;
@@ -176,10 +180,6 @@ int eval_run_endpoint(struct ctx *c, struct ftk_error *err);
 /* Generate with local engines for every unit not done. */
 int eval_run_local(struct ctx *c, struct ftk_error *err);
 
-/* The .../chat/completions URL of an endpoint given as a base URL.  Caller frees. */
-char *endpoint_chat_url(const char *endpoint);
-/* lib/http's validate callback: 0 when body is a chat completion with a message. */
-int endpoint_chat_valid(const char *body, size_t len, void *ctx);
 /* The judges' door to a judge model (struct ftk_judge_env.chat); vctx is the ctx. */
 int endpoint_judge_chat(void *vctx, const cJSON *request, cJSON **response, struct ftk_error *err);
 /* The default reply cache directory from the environment, or NULL.  Caller frees. */
