@@ -27,6 +27,7 @@
 #include "eval/suite.h"
 #include "judges/judge.h"
 #include "ledger/cost.h"
+#include "lib/json.h"
 #include "lib/ledger.h"
 
 static const char usage_run[] =
@@ -93,7 +94,8 @@ static const char usage_run[] =
 	"      --version            show the version\n"
 	"Exit status: 0 success, 1 data problems or failure, 2 bad usage.\n"
 	"ftk-eval compare exits 1 when a semantic metric is significantly worse in\n"
-	"RUN_B; ftk-eval run exits 1 when some cases could not be scored.\n";
+	"RUN_B, and 2 when the runs are of different suites (no case in common);\n"
+	"ftk-eval run exits 1 when some cases could not be scored.\n";
 
 enum {
 	OPT_OUTPUTS = FTK_OPT_FIRST_FREE,
@@ -320,16 +322,78 @@ static int fold_reviews(const char *run, const char *path, cJSON *res, cJSON **a
 	return 0;
 }
 
+/* The suite a run directory (or the folder of a results file) was run on,
+ * from its run.json; NULL when there is none.  Caller frees. */
+static char *run_suite(const char *run)
+{
+	struct strbuf p = STRBUF_INIT, sb = STRBUF_INIT;
+	const char *slash = strrchr(run, '/');
+	size_t n = strlen(run);
+	if (n > 6 && !strcmp(run + n - 6, ".jsonl"))
+		strbuf_addf(&p, "%.*s/run.json", slash ? (int)(slash - run) : 1, slash ? run : ".");
+	else
+		strbuf_addf(&p, "%s/run.json", run);
+	char *name = NULL;
+	cJSON *o = NULL;
+	if (strbuf_read_file(&sb, p.buf) >= 0 && ftk_json_parse_object(sb.buf, sb.len, &o, NULL) == 0) {
+		const char *v = ftk_json_get_str(o, "suite");
+		if (v)
+			name = xstrdup(v);
+	}
+	cJSON_Delete(o);
+	strbuf_release(&p);
+	strbuf_release(&sb);
+	return name;
+}
+
+/* Cases of a whose id is in b too. */
+static long paired_cases(const cJSON *a, const cJSON *b)
+{
+	long n = 0;
+	const cJSON *x, *y;
+	cJSON_ArrayForEach(x, a) {
+		const char *id = ftk_json_get_str(x, "id");
+		if (!id)
+			continue;
+		cJSON_ArrayForEach(y, b) {
+			const char *id2 = ftk_json_get_str(y, "id");
+			if (id2 && !strcmp(id, id2)) {
+				n++;
+				break;
+			}
+		}
+	}
+	return n;
+}
+
 static int do_compare(int argc, char **argv, int json, double alpha)
 {
 	if (argc != 2)
 		ftk_tool_usage_error(&tool, "compare takes two runs (directories or results.jsonl)");
+	/* a paired comparison needs the same cases on both sides */
+	char *sa = run_suite(argv[0]), *sb = run_suite(argv[1]);
+	if (sa && sb && strcmp(sa, sb)) {
+		error("'%s' ran suite '%s' and '%s' ran suite '%s': compare two runs of the same suite",
+		      argv[0], sa, argv[1], sb);
+		free(sa);
+		free(sb);
+		return FTK_EXIT_USAGE;
+	}
+	free(sa);
+	free(sb);
 	cJSON *a, *b;
 	if (load_results(argv[0], &a) < 0)
 		return FTK_EXIT_DATA;
 	if (load_results(argv[1], &b) < 0) {
 		cJSON_Delete(a);
 		return FTK_EXIT_DATA;
+	}
+	if (cJSON_GetArraySize(a) && cJSON_GetArraySize(b) && !paired_cases(a, b)) {
+		error("no case id of '%s' is in '%s': compare two runs of the same suite", argv[0],
+		      argv[1]);
+		cJSON_Delete(a);
+		cJSON_Delete(b);
+		return FTK_EXIT_USAGE;
 	}
 	cJSON *cmp = ftk_eval_compare(a, b, alpha);
 	cJSON_AddStringToObject(cmp, "a", argv[0]);
