@@ -530,6 +530,15 @@ static void ledger_entry(const struct ftk_eval_run_opts *o, const struct ftk_eva
 
 static int run_and_report(struct ftk_eval_run_opts *o, struct prices *p, int json, int allow_bad);
 
+/* Progress on a terminal: one line, rewritten. */
+static void show_progress(void *ctx, long done, long total, long errors)
+{
+	(void)ctx;
+	fprintf(stderr, "\rftk-eval: %ld/%ld done, %ld errors ", done, total, errors);
+	if (done >= total)
+		fputc('\n', stderr);
+}
+
 static int do_run(int argc, char **argv, struct ftk_eval_run_opts *o, struct prices *p,
 		  const char *rates, int json, int allow_bad)
 {
@@ -569,7 +578,8 @@ static int do_rescore(int argc, char **argv, struct ftk_eval_run_opts *o, struct
 static int run_and_report(struct ftk_eval_run_opts *o, struct prices *p, int json, int allow_bad)
 {
 	int incomplete = 0;
-	o->progress = !tool.quiet && isatty(2);
+	if (!tool.quiet && isatty(2))
+		o->on_progress = show_progress;
 	struct ftk_eval_run_stats st;
 	struct ftk_error e;
 	ftk_error_clear(&e);

@@ -51,12 +51,9 @@ static void add_note(cJSON *arr, const char *kind, const char *reason, const cha
 static void progress(struct ctx *c)
 {
 	c->finished++;
-	if (!c->o->progress)
-		return;
-	fprintf(stderr, "\rftk-eval: %ld/%ld done, %ld errors ", c->finished + c->st->resumed,
-		c->n_units, c->st->errors);
-	if (c->finished + c->st->resumed >= c->n_units)
-		fputc('\n', stderr);
+	if (c->o->on_progress)
+		c->o->on_progress(c->o->progress_ctx, c->finished + c->st->resumed, c->n_units,
+				  c->st->errors);
 }
 
 /*

@@ -65,7 +65,10 @@ struct ftk_eval_run_opts {
 	int no_cache;
 	const char *judge_endpoint;	/* for model-graded judges; NULL: endpoint */
 	const char *judge_api_key_env;	/* NULL: api_key_env */
-	int progress;			/* print progress to stderr (a terminal) */
+	/* called after each result (from the scoring thread): done of total
+	   (resumed included), errors this invocation; NULL: nothing */
+	void (*on_progress)(void *ctx, long done, long total, long errors);
+	void *progress_ctx;
 	int rescore;			/* judge the stored outputs again (a suite or judges
 					   that differ from run.json's are then accepted) */
 	int rescore_only;		/* ftk eval rescore: no backend; the model side, the
