@@ -101,6 +101,7 @@ static void *local_worker(void *arg)
 			struct strbuf m = STRBUF_INIT;
 			strbuf_addf(&m, "local model: %s", ie.msg);
 			w->error = strbuf_detach(&m, NULL);
+			w->error_kind = xstrdup("local_model");
 		} else {
 			/* handed over as it is: no JSON for the scorer to parse back */
 			w->text = strbuf_detach(&res.text, NULL);

@@ -50,6 +50,7 @@ int eval_run_outputs(struct ctx *c, struct ftk_error *err)
 		if (at < 0) {
 			snprintf(msg, sizeof(msg), "no output for this case in '%s'", c->o->outputs_path);
 			a.error = msg;
+			a.error_kind = "no_output";
 		} else {
 			cJSON *line = cJSON_GetArrayItem(outs, (int)at);
 			a.invalid_utf8 = answer_repair_utf8(line->child);
@@ -67,6 +68,8 @@ int eval_run_outputs(struct ctx *c, struct ftk_error *err)
 			const cJSON *ch = cJSON_GetObjectItemCaseSensitive(o, "choices");
 			if (e) {
 				a.error = e;
+				a.error_kind = ftk_json_get_str(o, "error_kind");
+				a.transient = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "transient"));
 			} else if (cJSON_IsArray(ch)) {
 				answer_from_chat(&a, o);	/* a whole chat completion */
 			} else if (cJSON_IsObject(msgobj)) {

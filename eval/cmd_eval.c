@@ -630,6 +630,13 @@ static int run_and_report(struct ftk_eval_run_opts *o, struct prices *p, int jso
 	else
 		print_summary_table(sum, o->run_dir);
 	double errors = jnum(sum, "errors");
+	/* the causes of the errors, for the last words */
+	double transient = jnum(sum, "transient_errors");
+	char causes[512] = "";
+	const cJSON *ec;
+	cJSON_ArrayForEach(ec, cJSON_GetObjectItemCaseSensitive(sum, "errors_by_cause"))
+		snprintf(causes + strlen(causes), sizeof(causes) - strlen(causes), "%s%s %.0f",
+			 causes[0] ? ", " : "", ec->string, ec->valuedouble);
 	if (tool.stats_path) {
 		/* --stats: the summary and this invocation's counts, as JSON */
 		cJSON *js = cJSON_Duplicate(sum, 1);
@@ -684,9 +691,16 @@ static int run_and_report(struct ftk_eval_run_opts *o, struct prices *p, int jso
 	if (n_jerr > 0 || incomplete)
 		return FTK_EXIT_DATA;
 	if (errors > 0) {
-		if (!tool.quiet)
-			fprintf(stderr, "ftk-eval: %.0f results are errors (never scored): run the same command again to retry them\n",
-				errors);
+		if (!tool.quiet) {
+			fprintf(stderr, "ftk-eval: %.0f results have no answer (never scored; %s)\n", errors,
+				causes);
+			if (transient > 0)
+				fprintf(stderr, "ftk-eval: %.0f of them failed for a passing reason: run the same command again to retry them\n",
+					transient);
+			if (errors - transient > 0)
+				fprintf(stderr, "ftk-eval: %.0f of them failed for good (the same request would fail again): see \"error\" in results.jsonl\n",
+					errors - transient);
+		}
 		return FTK_EXIT_DATA;
 	}
 	return FTK_EXIT_OK;

@@ -177,6 +177,8 @@ int eval_finish_unit(struct ctx *c, long unit, const struct answer *a, struct ft
 	if (a->error) {
 		cJSON_AddNullToObject(line, "output");
 		cJSON_AddStringToObject(line, "error", a->error);
+		cJSON_AddStringToObject(line, "error_kind", a->error_kind ? a->error_kind : "other");
+		cJSON_AddBoolToObject(line, "transient", a->transient);
 		if (a->attempts)
 			cJSON_AddNumberToObject(line, "attempts", a->attempts);
 		cJSON_AddNumberToObject(line, "latency_s", round(a->latency_s * 1000) / 1000);
@@ -279,6 +281,8 @@ void *score_thread(void *arg)
 				answer_from_chat(&a, resp);	/* validated by ftk_openai_chat_valid */
 			} else {
 				a.error = w->error;
+				a.error_kind = w->error_kind;
+				a.transient = w->transient;
 			}
 			struct ftk_error e;
 			ftk_error_clear(&e);
@@ -295,6 +299,7 @@ void *score_thread(void *arg)
 		free(w->body);
 		free(w->text);
 		free(w->error);
+		free(w->error_kind);
 		free(w);
 	}
 	return NULL;
@@ -336,6 +341,7 @@ static int take_stored(struct ctx *c, const cJSON *prev, size_t n_cases, struct 
 				answer_init(&a);
 				a.rescored = 1;
 				a.error = "the stored output answered a prompt that has changed since";
+				a.error_kind = "stale_output";
 				int rc = eval_finish_unit(c, unit, &a, err);
 				answer_release(&a);
 				if (rc < 0)

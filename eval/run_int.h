@@ -100,6 +100,8 @@ struct answer {
 	long invalid_utf8;		/* strings repaired by answer_repair_utf8 */
 	int rescored;			/* read back from a stored result: nothing spent now */
 	const char *error;		/* non-NULL: no answer (the model could not be reached) */
+	const char *error_kind;		/* its cause: "http_400", "timeout", "local_model"... */
+	int transient;			/* asking again may help */
 	struct strbuf text_buf;
 };
 
@@ -149,6 +151,8 @@ struct work {
 	const char *finish_reason;	/* static */
 	long prompt_tokens, completion_tokens;
 	char *error;
+	char *error_kind;	/* with error: its cause ("http_400", "timeout"...) */
+	int transient;		/* with error: asking again may help */
 	double latency_s;
 	int attempts;
 	int cached;
