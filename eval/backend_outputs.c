@@ -20,6 +20,22 @@
 #include "lib/strbuf.h"
 #include "run_int.h"
 
+int outputs_samples(const char *path, const struct ftk_eval_suite *s, int *K, struct ftk_error *err)
+{
+	cJSON *outs;
+	int rc = ftk_eval_results_load(path, &outs, NULL, err);
+	if (rc < 0)
+		return rc;
+	long most = 0;
+	const cJSON *o;
+	cJSON_ArrayForEach(o, outs)
+		if (ftk_eval_suite_find(s, ftk_json_get_str(o, "id")) >= 0 && json_long(o, "sample", 0) + 1 > most)
+			most = json_long(o, "sample", 0) + 1;
+	cJSON_Delete(outs);
+	*K = most > 0 ? (int)(most < 10000 ? most : 10000) : 1;
+	return 0;
+}
+
 int eval_run_outputs(struct ctx *c, struct ftk_error *err)
 {
 	cJSON *outs;

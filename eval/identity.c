@@ -70,7 +70,7 @@ void prompt_hash(const struct ftk_eval_case *k, char out[33])
 	XXH3_freeState(st);
 }
 
-cJSON *run_identity(const struct ftk_eval_run_opts *o, const struct ftk_eval_suite *s,
+cJSON *run_identity(const struct ftk_eval_run_opts *o, const struct ftk_eval_suite *s, int K,
 		    const cJSON *model_from)
 {
 	cJSON *id = cJSON_CreateObject();
@@ -122,7 +122,7 @@ cJSON *run_identity(const struct ftk_eval_run_opts *o, const struct ftk_eval_sui
 	} else {
 		cJSON_AddStringToObject(id, "outputs", o->outputs_path);
 	}
-	cJSON_AddNumberToObject(id, "samples", o->samples > 0 ? o->samples : 1);
+	cJSON_AddNumberToObject(id, "samples", K);
 	cJSON_AddItemToObject(id, "generation", cJSON_Duplicate(s->generation, 1));
 	return id;
 }

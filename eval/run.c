@@ -33,7 +33,7 @@ void ftk_eval_run_opts_init(struct ftk_eval_run_opts *o)
 {
 	memset(o, 0, sizeof(*o));
 	o->jobs = 0;	/* 4 requests for an endpoint, 1 engine for a local model */
-	o->samples = 1;
+	o->samples = 0;
 	o->retry_base_s = -1;
 }
 
@@ -412,6 +412,14 @@ checked:
 	}
 	snprintf(st->suite, sizeof(st->suite), "%s", c.suite->name);
 	c.K = o->samples > 0 ? o->samples : 1;
+	if (o->backend == FTK_EVAL_OUTPUTS && o->samples <= 0 && !o->rescore_only) {
+		rc = outputs_samples(o->outputs_path, c.suite, &c.K, err);
+		if (rc < 0) {
+			ftk_eval_suite_free(c.suite);
+			cJSON_Delete(old);
+			return rc;
+		}
+	}
 	if (o->rescore_only)
 		c.K = (int)json_long(old, "samples", 1) > 0 ? (int)json_long(old, "samples", 1) : 1;
 	size_t n_cases = c.suite->n_cases;
@@ -481,7 +489,7 @@ checked:
 		if (rc < 0)
 			goto out;
 	}
-	ident = run_identity(o, c.suite, o->rescore_only ? old : NULL);
+	ident = run_identity(o, c.suite, c.K, o->rescore_only ? old : NULL);
 	int new_identity = !old;
 	if (old) {
 		struct strbuf d = STRBUF_INIT;

@@ -177,6 +177,11 @@ void *score_thread(void *arg);
 
 /* ------------------------------------------------------------ backends */
 
+/*
+ * The samples per case an outputs file holds: the most lines of one case
+ * in the suite (1 when none).  0 or the reader's error.
+ */
+int outputs_samples(const char *path, const struct ftk_eval_suite *s, int *K, struct ftk_error *err);
 /* Score the answers of opts->outputs_path for every unit not done. */
 int eval_run_outputs(struct ctx *c, struct ftk_error *err);
 /* Ask an OpenAI-compatible endpoint for every unit not done (cache first). */
@@ -196,7 +201,7 @@ char *endpoint_cache_dir(void);
  * model_from (a stored run.json), the model side is copied from it instead
  * of being taken from o.  Caller frees.
  */
-cJSON *run_identity(const struct ftk_eval_run_opts *o, const struct ftk_eval_suite *s,
+cJSON *run_identity(const struct ftk_eval_run_opts *o, const struct ftk_eval_suite *s, int K,
 		    const cJSON *model_from);
 /*
  * Describe where identity now differs from old into out ("judges[0].settings.mode
