@@ -57,7 +57,8 @@ static const char usage_run[] =
 	"      --adapter DIR        a PEFT adapter for --model-dir\n"
 	"Run options:\n"
 	"  -j, --jobs N             requests in flight (default 4), or local engines\n"
-	"      --samples K          K independent samples per case (default 1)\n"
+	"      --samples K          K independent samples per case (default 1; with\n"
+	"                           --outputs, as many as the file holds for a case)\n"
 	"      --limit N            only the first N cases\n"
 	"      --api-key-env VAR    send the key held in environment variable VAR\n"
 	"      --timeout S          seconds per attempt (default 120)\n"
@@ -524,6 +525,15 @@ static void ledger_entry(const struct ftk_eval_run_opts *o, const struct ftk_eva
 
 static int run_and_report(struct ftk_eval_run_opts *o, struct prices *p, int json, int allow_bad);
 
+/* Progress on a terminal: one line, rewritten. */
+static void show_progress(void *ctx, long done, long total, long errors)
+{
+	(void)ctx;
+	fprintf(stderr, "\rftk-eval: %ld/%ld done, %ld errors ", done, total, errors);
+	if (done >= total)
+		fputc('\n', stderr);
+}
+
 static int do_run(int argc, char **argv, struct ftk_eval_run_opts *o, struct prices *p,
 		  const char *rates, int json, int allow_bad)
 {
@@ -563,7 +573,8 @@ static int do_rescore(int argc, char **argv, struct ftk_eval_run_opts *o, struct
 static int run_and_report(struct ftk_eval_run_opts *o, struct prices *p, int json, int allow_bad)
 {
 	int incomplete = 0;
-	o->progress = !tool.quiet && isatty(2);
+	if (!tool.quiet && isatty(2))
+		o->on_progress = show_progress;
 	struct ftk_eval_run_stats st;
 	struct ftk_error e;
 	ftk_error_clear(&e);
@@ -613,6 +624,13 @@ static int run_and_report(struct ftk_eval_run_opts *o, struct prices *p, int jso
 	else
 		print_summary_table(sum, o->run_dir);
 	double errors = jnum(sum, "errors");
+	/* the causes of the errors, for the last words */
+	double transient = jnum(sum, "transient_errors");
+	char causes[512] = "";
+	const cJSON *ec;
+	cJSON_ArrayForEach(ec, cJSON_GetObjectItemCaseSensitive(sum, "errors_by_cause"))
+		snprintf(causes + strlen(causes), sizeof(causes) - strlen(causes), "%s%s %.0f",
+			 causes[0] ? ", " : "", ec->string, ec->valuedouble);
 	if (tool.stats_path) {
 		/* --stats: the summary and this invocation's counts, as JSON */
 		cJSON *js = cJSON_Duplicate(sum, 1);
@@ -667,9 +685,16 @@ static int run_and_report(struct ftk_eval_run_opts *o, struct prices *p, int jso
 	if (n_jerr > 0 || incomplete)
 		return FTK_EXIT_DATA;
 	if (errors > 0) {
-		if (!tool.quiet)
-			fprintf(stderr, "ftk-eval: %.0f results are errors (never scored): run the same command again to retry them\n",
-				errors);
+		if (!tool.quiet) {
+			fprintf(stderr, "ftk-eval: %.0f results have no answer (never scored; %s)\n", errors,
+				causes);
+			if (transient > 0)
+				fprintf(stderr, "ftk-eval: %.0f of them failed for a passing reason: run the same command again to retry them\n",
+					transient);
+			if (errors - transient > 0)
+				fprintf(stderr, "ftk-eval: %.0f of them failed for good (the same request would fail again): see \"error\" in results.jsonl\n",
+					errors - transient);
+		}
 		return FTK_EXIT_DATA;
 	}
 	return FTK_EXIT_OK;
