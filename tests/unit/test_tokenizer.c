@@ -323,6 +323,13 @@ START_TEST(test_hostile_files)
 	expect_refused(BPE("{\"a\":0}") ",\"normalizer\":{\"type\":\"Replace\",\"pattern\":{\"Regex\":\"x*\"},"
 		       "\"content\":\"" "0123456789012345678901234567890123456789012345678901234567890123456789\"}}",
 		       "normalizer", "times longer");
+	/* the fuzzer's first find (tests/fuzz/fuzz_tokenizer.c): stories260K's file with a vocabulary
+	 * key copied, so two entries "a" share id 412; before, the first one's string leaked */
+	struct ftk_tokenizer *t = NULL;
+	struct ftk_error fe = { 0 };
+	ck_assert_int_eq(ftk_tokenizer_load(&t, src_path("tests/fixtures/fuzz/tokenizer-leak-dup-id.json"), &fe), FTK_EDATA);
+	ck_assert_str_eq(fe.field, "model.vocab");
+	ck_assert_msg(strstr(fe.msg, "id 412 is given to both 'a' and 'a'"), "%s", fe.msg);
 	/* what real tokenizers do still loads: Llama 2's ' ' to U+2581 (3-fold), ids with a few holes */
 	struct ftk_error e = { 0 };
 	ck_assert_int_eq(load_json(BPE("{\"a\":0,\"b\":5}") ",\"added_tokens\":[{\"id\":9,\"content\":\"<x>\"}],"
