@@ -848,10 +848,35 @@ __global__ void k_attn_decode_scores(float *sc, const float *q, const float *kc,
 	sc[s] = d * (1.0f / sqrtf((float)hd));
 }
 
-__global__ void k_softmax_one(float *x, int n)
+/*
+ * One block over the row of scores (it was one thread: a serial pass over
+ * up to the whole context per head and token): ops.h's ftk_softmax_part_*
+ * pieces with a start and a stride, the parts' maxima and sums combined by
+ * a tree in shared memory (test_ops_shared emulates this order).
+ */
+enum { SOFTMAX_THREADS = 256 };
+
+__global__ void __launch_bounds__(SOFTMAX_THREADS) k_softmax_block(float *x, int n)
 {
-	if (blockIdx.x == 0 && threadIdx.x == 0)
-		ftk_softmax_row(x, n);
+	__shared__ float red[SOFTMAX_THREADS];
+	int tid = threadIdx.x, nt = blockDim.x;
+	red[tid] = ftk_softmax_part_max(x, n, tid, nt);
+	__syncthreads();
+	for (int s = nt / 2; s > 0; s >>= 1) {
+		if (tid < s && red[tid + s] > red[tid])
+			red[tid] = red[tid + s];
+		__syncthreads();
+	}
+	float mx = red[0];
+	__syncthreads();	/* everyone has read the maximum before red is reused */
+	red[tid] = ftk_softmax_part_exp(x, n, mx, tid, nt);
+	__syncthreads();
+	for (int s = nt / 2; s > 0; s >>= 1) {
+		if (tid < s)
+			red[tid] += red[tid + s];
+		__syncthreads();
+	}
+	ftk_softmax_part_scale(x, n, 1.0f / red[0], tid, nt);
 }
 
 __global__ void k_attn_decode_out(float *out, const float *sc, const float *vc, int n, int h,
@@ -873,7 +898,7 @@ static void cu_attn_decode(float *out, const float *q, const float *kc, const fl
 	for (int h = 0; h < NH; h++) {
 		k_attn_decode_scores<<<blocks_for((size_t)n), THREADS>>>(scratch, q, kc, n, h, NH,
 									 NKV, hd);
-		k_softmax_one<<<1, 1>>>(scratch, n);
+		k_softmax_block<<<1, SOFTMAX_THREADS>>>(scratch, n);
 		k_attn_decode_out<<<blocks_for((size_t)hd), THREADS>>>(out, scratch, vc, n, h, NH,
 								       NKV, hd);
 	}
