@@ -242,9 +242,12 @@ static void cu_gemm(int ta, int tb, int M, int N, int K, float alpha, const floa
 		bf16_gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 		return;
 	}
+	/* --precision tf32: the same call, tensor cores allowed to round the operands to TF32 */
+	cublasComputeType_t ct = g_prec == FTK_PREC_TF32 ? CUBLAS_COMPUTE_32F_FAST_TF32
+							 : CUBLAS_COMPUTE_32F;
 	CKB(cublasGemmEx(g_blas, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N, N,
 			 M, K, &alpha, B, CUDA_R_32F, ldb, A, CUDA_R_32F, lda, &beta, C,
-			 CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+			 CUDA_R_32F, ldc, ct, CUBLAS_GEMM_DEFAULT));
 	launched();
 }
 
@@ -1249,7 +1252,7 @@ static void bf16_linear(float *y, const float *x, const struct ftk_weight *w, co
 
 static int cu_set_precision(int p)
 {
-	if (p != FTK_PREC_FP32 && p != FTK_PREC_BF16)
+	if (p != FTK_PREC_FP32 && p != FTK_PREC_BF16 && p != FTK_PREC_TF32)
 		return -1;
 	g_prec = p;
 	return 0;

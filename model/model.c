@@ -601,12 +601,18 @@ int ftk_model_set_precision(struct ftk_model *m, int precision, struct ftk_error
 
 const char *ftk_precision_name(int precision)
 {
-	return precision == FTK_PREC_FP32 ? "fp32" : precision == FTK_PREC_BF16 ? "bf16" : NULL;
+	return precision == FTK_PREC_FP32   ? "fp32"
+	       : precision == FTK_PREC_BF16 ? "bf16"
+	       : precision == FTK_PREC_TF32 ? "tf32"
+					    : NULL;
 }
 
 int ftk_precision_parse(const char *s)
 {
-	return !strcmp(s, "fp32") ? FTK_PREC_FP32 : !strcmp(s, "bf16") ? FTK_PREC_BF16 : -1;
+	return !strcmp(s, "fp32")   ? FTK_PREC_FP32
+	       : !strcmp(s, "bf16") ? FTK_PREC_BF16
+	       : !strcmp(s, "tf32") ? FTK_PREC_TF32
+				    : -1;
 }
 
 const char *ftk_attention_name(enum ftk_attention a)

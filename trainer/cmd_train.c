@@ -83,10 +83,12 @@ static const char usage[] =
 	"                           is bit-exact when it uses the same number\n"
 	"      --checkpoint-activations  recompute each layer in the backward pass to save\n"
 	"                           memory\n"
-	"      --precision P        fp32 or bf16 (default fp32): bf16 rounds the two operands\n"
-	"                           of every matrix product to bfloat16 and accumulates in\n"
-	"                           fp32; LoRA weights, gradients and AdamW stay fp32; with\n"
-	"                           --selftest, check only that precision's lines\n"
+	"      --precision P        fp32, bf16 or tf32 (default fp32): bf16 rounds the two\n"
+	"                           operands of every matrix product to bfloat16 and\n"
+	"                           accumulates in fp32; tf32 (CUDA only) lets cuBLAS use\n"
+	"                           TF32 tensor cores for fp32 products; LoRA weights,\n"
+	"                           gradients and AdamW stay fp32; with --selftest, check\n"
+	"                           only that precision's lines\n"
 	"      --attention A        auto, full or flash (default auto): flash keeps one\n"
 	"                           log-sum-exp per query instead of the T x T softmax\n"
 	"                           probabilities and recomputes them in the backward\n"
@@ -301,7 +303,8 @@ int cmd_train(int argc, char **argv)
 		case OPT_CKPT_ACT: o.checkpoint_activations = 1; break;
 		case OPT_PRECISION:
 			if (ftk_precision_parse(optarg) < 0)
-				ftk_tool_usage_error(&t, "--precision must be fp32 or bf16, not '%s'", optarg);
+				ftk_tool_usage_error(&t, "--precision must be fp32, bf16 or tf32, not '%s'",
+						     optarg);
 			o.precision = ftk_precision_parse(optarg);
 			precision_given = 1;
 			break;
