@@ -245,7 +245,7 @@ struct ftk_backend {
  * pair differs.  Raise it whenever an exported entry point's signature or
  * the meaning of a table entry changes (a new entry changes the size).
  */
-#define FTK_CUDA_ABI 3
+#define FTK_CUDA_ABI 4
 
 /* The largest head_dim the flash attention ops take. */
 #define FTK_FLASH_MAX_HD 256

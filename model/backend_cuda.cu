@@ -1354,6 +1354,29 @@ __attribute__((visibility("default"))) unsigned ftk_cuda_abi(size_t *table_bytes
 	return FTK_CUDA_ABI;
 }
 
+/*
+ * The local memory the driver reserves for the flash kernels: the largest
+ * per-thread local size of the three (cudaFuncGetAttributes; their row
+ * state lives there) times the threads the current GPU holds at once
+ * (SMs x max threads per SM).  0, or -1 when the GPU cannot be asked.
+ */
+__attribute__((visibility("default"))) int ftk_cuda_local_reserve(size_t *bytes)
+{
+	cudaFuncAttributes a[3];
+	int dev = 0;
+	cudaDeviceProp p;
+	if (cudaFuncGetAttributes(&a[0], k_flash_fwd) != cudaSuccess ||
+	    cudaFuncGetAttributes(&a[1], k_flash_dq) != cudaSuccess ||
+	    cudaFuncGetAttributes(&a[2], k_flash_dkv) != cudaSuccess ||
+	    cudaGetDevice(&dev) != cudaSuccess || cudaGetDeviceProperties(&p, dev) != cudaSuccess)
+		return -1;
+	size_t local = 0;
+	for (int i = 0; i < 3; i++)
+		local = a[i].localSizeBytes > local ? a[i].localSizeBytes : local;
+	*bytes = local * (size_t)p.multiProcessorCount * (size_t)p.maxThreadsPerMultiProcessor;
+	return 0;
+}
+
 /* Wait for every queued kernel: 0, or -1 when one failed, with cudart's words in why. */
 __attribute__((visibility("default"))) int ftk_cuda_sync(char *why, size_t cap)
 {

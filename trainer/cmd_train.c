@@ -161,6 +161,14 @@ static void progress(void *ctx, const char *line)
 	fprintf(stderr, "\r\033[K%s", line);
 }
 
+/* On CUDA, the flash kernels' local memory as this GPU reports it (else the plan's estimate). */
+static void plan_local(struct ftk_plan *plan, const char *device)
+{
+	size_t lb;
+	if (device && !strcmp(device, "cuda") && ftk_device_local_reserve(&lb) == 0)
+		ftk_plan_set_local(plan, lb);
+}
+
 int cmd_train(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -392,6 +400,7 @@ int cmd_train(int argc, char **argv)
 			char buf[1400];
 			die("%s", ftk_error_format(&err, buf, sizeof(buf)));
 		}
+		plan_local(&plan, device);
 		ftk_plan_print(&plan, &o, avail, stdout);
 		if (ftk_plan_fits(&plan, &o, avail, &err) < 0) {
 			error("%s", err.msg);
@@ -428,8 +437,10 @@ int cmd_train(int argc, char **argv)
 	{
 		size_t avail = devmem_gib > 0 ? (size_t)(devmem_gib * 1073741824.0)
 					      : ftk_device_free_bytes(device);
-		if (ftk_plan_for_dir(&plan, &o, device, o.world, plan_threads, &err) == 0 &&
-		    ftk_plan_fits(&plan, &o, avail, &err) < 0) {
+		int prc = ftk_plan_for_dir(&plan, &o, device, o.world, plan_threads, &err);
+		if (prc == 0)
+			plan_local(&plan, device);
+		if (prc == 0 && ftk_plan_fits(&plan, &o, avail, &err) < 0) {
 			error("%s (ftk-train --plan shows the whole plan)", err.msg);
 			if (o.world > 1)
 				ftk_dist_abort(dist, FTK_EXIT_DATA);
