@@ -6,7 +6,7 @@
 #   make check SAN=1   the same under AddressSanitizer + UBSan (in $(O)/san)
 #   make demo       run the whole pipeline on the bundled samples
 #   make deps       install the Debian/Ubuntu packages the build needs
-#   make install PREFIX=/usr/local
+#   make install PREFIX=/usr/local   (programs, man pages, bash and zsh completion)
 #   make fuzz       build and run the libFuzzer targets (clang)
 #
 # Layout: every part of the pipeline is a folder.  In each folder, cmd_<verb>.c
@@ -35,7 +35,7 @@ CC ?= cc
 NPROC ?= $(shell nproc 2>/dev/null || echo 2)
 PAR = $(if $(filter -j%,$(MAKEFLAGS)),,-j$(NPROC))
 OPT ?= -O2
-PKGS := libcjson libzstd libpcre2-8 libutf8proc libcurl libxxhash libcrypto
+PKGS := libcjson libzstd libpcre2-8 libutf8proc libcurl libxxhash libcrypto yaml-0.1
 CFLAGS_PKG := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LIBS_PKG := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 BLAS_CFLAGS := $(shell pkg-config --cflags openblas 2>/dev/null)
@@ -206,7 +206,7 @@ check-gpu-full:
 	@OUT="$${OUT:-$(abspath gpu-out)}" sh tools/gpu-check.sh
 
 # ---------------------------------------------------------------- other
-DEB_PKGS := build-essential pkg-config libcjson-dev libzstd-dev zstd libxxhash-dev \
+DEB_PKGS := build-essential pkg-config libcjson-dev libyaml-dev libzstd-dev zstd libxxhash-dev \
   libpcre2-dev libutf8proc-dev libcurl4-openssl-dev libssl-dev check libsubunit-dev \
   libopenblas-dev libmicrohttpd-dev libncurses-dev openmpi-bin libopenmpi-dev \
   jq tmux python3 clang bc curl libstemmer-dev chromium time
@@ -220,9 +220,20 @@ demo:
 demo-run: all
 	@FTK_BIN=$(abspath $(BIN)) sh tools/demo.sh
 
+# Shell completion, made from the programs' own option tables (cli/completion.c).
+COMPLETIONS := $(B)/completion/ftk.bash $(B)/completion/_ftk
+$(B)/completion/ftk.bash: $(BIN)/ftk
+	@mkdir -p $(dir $@)
+	$(BIN)/ftk --completion bash > $@.tmp && mv $@.tmp $@
+$(B)/completion/_ftk: $(BIN)/ftk
+	@mkdir -p $(dir $@)
+	$(BIN)/ftk --completion zsh > $@.tmp && mv $@.tmp $@
+
 # The CUDA backend goes where the programs look for it (model/device.c:
 # ../lib/ftk/ beside bin/), when this build has it (see CUDA above).
-install: all
+BASHCOMPDIR = $(PREFIX)/share/bash-completion/completions
+ZSHCOMPDIR = $(PREFIX)/share/zsh/site-functions
+install: all $(COMPLETIONS)
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1
 	install -m 755 $(PROGRAMS) $(DESTDIR)$(PREFIX)/bin/
 	@if ls docs/man/*.1 >/dev/null 2>&1; then install -m 644 docs/man/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/; fi
@@ -231,6 +242,11 @@ install: all
 	  install -d $(DESTDIR)$(PREFIX)/lib/ftk && \
 	  install -m 755 $(B)/model/libftkcuda.so $(DESTDIR)$(PREFIX)/lib/ftk/; \
 	else echo "install: no CUDA backend in this build (make cuda, or CUDA=1, builds it)"; fi
+	install -d $(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(ZSHCOMPDIR)
+	install -m 644 $(B)/completion/ftk.bash $(DESTDIR)$(BASHCOMPDIR)/ftk
+	@# bash-completion loads a command's file by its name: ftk-<verb> shares ftk's
+	for v in $(VERBS); do ln -sf ftk $(DESTDIR)$(BASHCOMPDIR)/ftk-$$v; done
+	install -m 644 $(B)/completion/_ftk $(DESTDIR)$(ZSHCOMPDIR)/_ftk
 
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 fuzz:

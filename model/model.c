@@ -30,8 +30,8 @@
 #include <string.h>
 #include <unistd.h>
 #include "model/blas.h"
-#include "model/generate.h"
 #include "model/ops.h"
+#include "model/rng.h"
 #include "model/safetensors.h"
 
 enum { NT = FTK_LORA_N_TARGETS };
@@ -469,8 +469,8 @@ int ftk_model_lora_init(struct ftk_model *m, const struct ftk_lora_opts *o, stru
 	m->grad_mem = m->be->alloc_shared(n * sizeof(float));
 	m->lt = xcalloc(nlt, sizeof(*m->lt));
 	m->n_lt = nlt;
-	uint64_t rng[4];
-	ftk_rng_seed(rng, o->seed);
+	struct ftk_rng rng;
+	ftk_rng_seed(&rng, o->seed);
 	size_t off = 0, k = 0;
 	for (int l = 0; l < L; l++)
 		for (int t = 0; t < NT; t++) {
@@ -495,7 +495,7 @@ int ftk_model_lora_init(struct ftk_model *m, const struct ftk_lora_opts *o, stru
 					/* kaiming_uniform_(a=sqrt(5)): bound = 1/sqrt(fan_in) */
 					float bound = 1.0f / sqrtf((float)s->in);
 					for (int i = 0; i < x->rows * x->cols; i++)
-						x->data[i] = (float)((2.0 * ftk_rng_uniform(rng) - 1.0) * bound);
+						x->data[i] = (float)((2.0 * ftk_rng_uniform(&rng) - 1.0) * bound);
 					s->A = x->data;
 					s->dA = x->grad;
 				} else {
