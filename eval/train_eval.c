@@ -110,21 +110,23 @@ int ftk_train_eval_checkpoint(void *ctx, long step, const char *adapter_dir, str
 		te->n_regressed++;
 	ftk_json_print(line, o);
 
-	if (!te->quiet) {
-		fprintf(stderr, "\nftk-train: step %ld eval (%s):", step, rel);
+	if (te->report) {
+		struct strbuf say = STRBUF_INIT;
+		strbuf_addf(&say, "step %ld eval (%s):", step, rel);
 		cJSON_ArrayForEach(m, ms) {
 			const cJSON *k = cJSON_GetObjectItemCaseSensitive(m, "kind");
 			const cJSON *mean = cJSON_GetObjectItemCaseSensitive(m, "mean");
 			const cJSON *d = cJSON_GetObjectItemCaseSensitive(m, "diff");
 			if (!cJSON_IsString(k) || strcmp(k->valuestring, "semantic") || !cJSON_IsNumber(mean))
 				continue;
-			fprintf(stderr, " %s %.3f", m->string, mean->valuedouble);
+			strbuf_addf(&say, " %s %.3f", m->string, mean->valuedouble);
 			if (cJSON_IsNumber(d))
-				fprintf(stderr, " (%+.3f vs base)", d->valuedouble);
+				strbuf_addf(&say, " (%+.3f vs base)", d->valuedouble);
 		}
 		if (cJSON_GetArraySize(reg) > 0)
-			fprintf(stderr, "; REGRESSED against the base");
-		fputc('\n', stderr);
+			strbuf_addstr(&say, "; REGRESSED against the base");
+		te->report(te->report_ctx, say.buf);
+		strbuf_release(&say);
 	}
 	cJSON_Delete(o);
 	rc = 0;

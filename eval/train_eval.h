@@ -31,7 +31,10 @@ struct ftk_train_eval {
 	const char *ledger;	/* ledger path or NULL */
 	const char *run_name;	/* ledger run name or NULL */
 	long limit;		/* only the first N cases (<= 0: all) */
-	int quiet;
+	/* given each evaluation's one-line summary for people
+	   ("step 20 eval (evals/step-20): toolcall.correct 0.500 (+0.100 vs base)"); NULL: none */
+	void (*report)(void *ctx, const char *line);
+	void *report_ctx;
 	int n_regressed;	/* filled: checkpoints with a regression so far */
 };
 

@@ -156,6 +156,13 @@ static void set_path(struct ftk_tool *t, char *dst, const char *opt, const char 
 	strcpy(dst, buf);
 }
 
+/* ftk-train --eval: each checkpoint's eval, one line. */
+static void eval_report(void *ctx, const char *line)
+{
+	(void)ctx;
+	fprintf(stderr, "\nftk-train: %s\n", line);
+}
+
 static void progress(void *ctx, const char *line)
 {
 	(void)ctx;
@@ -475,7 +482,8 @@ int cmd_train(int argc, char **argv)
 		te.ledger = t.ledger_path;
 		te.run_name = t.run;
 		te.limit = eval_limit;
-		te.quiet = t.quiet;
+		if (!t.quiet)
+			te.report = eval_report;
 		o.on_checkpoint = ftk_train_eval_checkpoint;
 		o.on_checkpoint_ctx = &te;
 	}
