@@ -158,7 +158,10 @@ static int run(struct ftk_infer *e, const uint32_t *prompt, int n_prompt,
 	if (n_prompt >= e->ctx)
 		return ftk_error_msg(err, FTK_ELIMIT, "the prompt is %d tokens, the context %d", n_prompt,
 				     e->ctx);
-	if ((rc = ftk_model_decode(e->model, prompt, n_prompt, 0, e->logits, err)) < 0)
+	/* the cache this request can need: its prompt and max_tokens, within the context */
+	long want = (long)n_prompt + (g->max_tokens > 0 ? g->max_tokens : 0);
+	if ((rc = ftk_model_kv_reserve(e->model, want < e->ctx ? (int)want : e->ctx, err)) < 0 ||
+	    (rc = ftk_model_decode(e->model, prompt, n_prompt, 0, e->logits, err)) < 0)
 		return rc;
 	if (fn && fn(NULL, 0, ctx)) {
 		res->finish_reason = "stop";

@@ -84,10 +84,12 @@ static const char usage[] =
 	"                           kernel: it says so)\n"
 	"      --checkpoint-activations  recompute each layer in the backward pass to save\n"
 	"                           memory\n"
-	"      --precision P        fp32 or bf16 (default fp32): bf16 rounds the two operands\n"
-	"                           of every matrix product to bfloat16 and accumulates in\n"
-	"                           fp32; LoRA weights, gradients and AdamW stay fp32; with\n"
-	"                           --selftest, check only that precision's lines\n"
+	"      --precision P        fp32, bf16 or tf32 (default fp32): bf16 rounds the two\n"
+	"                           operands of every matrix product to bfloat16 and\n"
+	"                           accumulates in fp32; tf32 (CUDA only) lets cuBLAS use\n"
+	"                           TF32 tensor cores for fp32 products; LoRA weights,\n"
+	"                           gradients and AdamW stay fp32; with --selftest, check\n"
+	"                           only that precision's lines\n"
 	"      --attention A        auto, full or flash (default auto): flash keeps one\n"
 	"                           log-sum-exp per query instead of the T x T softmax\n"
 	"                           probabilities and recomputes them in the backward\n"
@@ -165,6 +167,14 @@ static void progress(void *ctx, const char *line)
 {
 	(void)ctx;
 	fprintf(stderr, "\r\033[K%s", line);
+}
+
+/* On CUDA, the flash kernels' local memory as this GPU reports it (else the plan's estimate). */
+static void plan_local(struct ftk_plan *plan, const char *device)
+{
+	size_t lb;
+	if (device && !strcmp(device, "cuda") && ftk_device_local_reserve(&lb) == 0)
+		ftk_plan_set_local(plan, lb);
 }
 
 static void note(void *ctx, const char *msg)
@@ -318,7 +328,8 @@ int cmd_train(int argc, char **argv)
 		case OPT_CKPT_ACT: o.checkpoint_activations = 1; break;
 		case OPT_PRECISION:
 			if (ftk_precision_parse(optarg) < 0)
-				ftk_tool_usage_error(&t, "--precision must be fp32 or bf16, not '%s'", optarg);
+				ftk_tool_usage_error(&t, "--precision must be fp32, bf16 or tf32, not '%s'",
+						     optarg);
 			o.precision = ftk_precision_parse(optarg);
 			precision_given = 1;
 			break;
@@ -409,6 +420,7 @@ int cmd_train(int argc, char **argv)
 			char buf[1400];
 			die("%s", ftk_error_format(&err, buf, sizeof(buf)));
 		}
+		plan_local(&plan, device);
 		ftk_plan_print(&plan, &o, avail, stdout);
 		if (ftk_plan_fits(&plan, &o, avail, &err) < 0) {
 			error("%s", err.msg);
@@ -445,8 +457,10 @@ int cmd_train(int argc, char **argv)
 	{
 		size_t avail = devmem_gib > 0 ? (size_t)(devmem_gib * 1073741824.0)
 					      : ftk_device_free_bytes(device);
-		if (ftk_plan_for_dir(&plan, &o, device, o.world, plan_threads, &err) == 0 &&
-		    ftk_plan_fits(&plan, &o, avail, &err) < 0) {
+		int prc = ftk_plan_for_dir(&plan, &o, device, o.world, plan_threads, &err);
+		if (prc == 0)
+			plan_local(&plan, device);
+		if (prc == 0 && ftk_plan_fits(&plan, &o, avail, &err) < 0) {
 			error("%s (ftk-train --plan shows the whole plan)", err.msg);
 			if (o.world > 1)
 				ftk_dist_abort(dist, FTK_EXIT_DATA);
