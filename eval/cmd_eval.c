@@ -6,6 +6,7 @@
  *   ftk-eval summary RUN_DIR [--json]
  *   ftk-eval compare RUN_A RUN_B [--alpha P] [--json]
  *   ftk-eval judges
+ *   ftk-eval import FORMAT FILE -o SUITE [--num-fewshot K] [--fewshot-split FILE]
  *
  * The table on standard output is the data of this command (the scores);
  * progress and the closing line go to standard error.  compare exits 1 when
@@ -22,6 +23,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "cli/tool.h"
+#include "eval/import.h"
 #include "eval/reviews.h"
 #include "eval/run.h"
 #include "eval/suite.h"
@@ -34,6 +36,7 @@ static const char usage_run[] =
 	"       ftk-eval summary RUN_DIR [--reviews FILE] [--json]\n"
 	"       ftk-eval compare RUN_A RUN_B [--alpha P] [--json]\n"
 	"       ftk-eval judges\n"
+	"       ftk-eval import FORMAT FILE -o SUITE [--num-fewshot K] [options]\n"
 	"\n"
 	"Run an eval suite, score every answer with the suite's judges, and report\n"
 	"each metric with its standard error and 95% interval.  RUN_DIR receives\n"
@@ -72,6 +75,13 @@ static const char usage_run[] =
 	"      --reviews FILE       fold people's verdicts (ftk-review) into the results\n"
 	"                           and report judge-versus-human agreement (default\n"
 	"                           RUN_DIR/reviews.jsonl when it exists)\n"
+	"Import options (FORMAT: gsm8k, arc, hellaswag, mmlu, truthfulqa_mc1,\n"
+	"truthfulqa_mc2; the prompt is lm-evaluation-harness's default template):\n"
+	"      --num-fewshot K      K examples before each question (default 0)\n"
+	"      --fewshot-split FILE draw them from FILE (same format; default: FILE,\n"
+	"                           never the question itself)\n"
+	"      --fewshot-seed N     the seed of that choice (default 1234)\n"
+	"      --name NAME          the suite's name (default the task's)\n"
 	"Compare options:\n"
 	"      --alpha P            significance level (default 0.05)\n"
 	"Common options:\n"
@@ -110,6 +120,10 @@ enum {
 	OPT_JSON,
 	OPT_ALPHA,
 	OPT_REVIEWS,
+	OPT_NUM_FEWSHOT,
+	OPT_FEWSHOT_SPLIT,
+	OPT_FEWSHOT_SEED,
+	OPT_NAME,
 };
 
 static const struct option long_opts[] = {
@@ -137,6 +151,10 @@ static const struct option long_opts[] = {
 	{ "json", no_argument, NULL, OPT_JSON },
 	{ "alpha", required_argument, NULL, OPT_ALPHA },
 	{ "reviews", required_argument, NULL, OPT_REVIEWS },
+	{ "num-fewshot", required_argument, NULL, OPT_NUM_FEWSHOT },
+	{ "fewshot-split", required_argument, NULL, OPT_FEWSHOT_SPLIT },
+	{ "fewshot-seed", required_argument, NULL, OPT_FEWSHOT_SEED },
+	{ "name", required_argument, NULL, OPT_NAME },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -539,6 +557,30 @@ static int do_run(int argc, char **argv, struct ftk_eval_run_opts *o, struct pri
 	return FTK_EXIT_OK;
 }
 
+static int do_import(int argc, char **argv, struct ftk_eval_import_opts *io, long limit)
+{
+	if (argc != 2)
+		ftk_tool_usage_error(&tool, "import takes a format and a file");
+	io->format = argv[0];
+	io->input = argv[1];
+	io->suite_path = tool.out_path;
+	io->limit = limit;
+	if (!io->suite_path)
+		ftk_tool_usage_error(&tool, "import needs -o SUITE");
+	struct ftk_error e;
+	ftk_error_clear(&e);
+	long n = ftk_eval_import(io, &e);
+	if (n < 0) {
+		char buf[1400];
+		error("%s", ftk_error_format(&e, buf, sizeof(buf)));
+		return n == FTK_EUSAGE ? FTK_EXIT_USAGE : FTK_EXIT_DATA;
+	}
+	if (!tool.quiet)
+		fprintf(stderr, "ftk-eval: %ld cases from '%s' (%s, %d-shot) into '%s'\n", n, io->input,
+			io->format, io->num_fewshot, io->suite_path);
+	return FTK_EXIT_OK;
+}
+
 int cmd_eval(int argc, char **argv)
 {
 	ftk_tool_init(&tool, "ftk-eval", usage_run);
@@ -549,6 +591,8 @@ int cmd_eval(int argc, char **argv)
 	int have_in = 0, have_out = 0, json = 0;
 	const char *rates = NULL, *reviews = NULL;
 	double alpha = 0.05;
+	struct ftk_eval_import_opts io;
+	ftk_eval_import_opts_init(&io);
 	int c;
 	while ((c = getopt_long(argc, argv, FTK_TOOL_SHORTOPTS "j:", long_opts, NULL)) != -1) {
 		if (ftk_tool_opt(&tool, c, optarg))
@@ -577,6 +621,10 @@ int cmd_eval(int argc, char **argv)
 		case OPT_JSON: json = 1; break;
 		case OPT_ALPHA: alpha = ftk_tool_parse_double(&tool, "--alpha", optarg, 1e-12, 0.5); break;
 		case OPT_REVIEWS: reviews = optarg; break;
+		case OPT_NUM_FEWSHOT: io.num_fewshot = (int)ftk_tool_parse_long(&tool, "--num-fewshot", optarg, 0, 1000); break;
+		case OPT_FEWSHOT_SPLIT: io.fewshot_split = optarg; break;
+		case OPT_FEWSHOT_SEED: io.seed = (uint64_t)ftk_tool_parse_long(&tool, "--fewshot-seed", optarg, 0, 4000000000000000000L); break;
+		case OPT_NAME: io.name = optarg; break;
 		default: ftk_tool_usage_error(&tool, NULL);
 		}
 	}
@@ -584,7 +632,7 @@ int cmd_eval(int argc, char **argv)
 		ftk_tool_usage_error(&tool, "give both --usd-per-mtok-in and --usd-per-mtok-out");
 	p.have = have_in && have_out;
 	if (optind >= argc)
-		ftk_tool_usage_error(&tool, "no subcommand: run, summary, compare or judges");
+		ftk_tool_usage_error(&tool, "no subcommand: run, summary, compare, judges or import");
 	const char *sub = argv[optind++];
 	int rest = argc - optind;
 	char **rargv = argv + optind;
@@ -596,5 +644,7 @@ int cmd_eval(int argc, char **argv)
 		return do_compare(rest, rargv, json, alpha);
 	if (!strcmp(sub, "judges"))
 		return do_judges();
-	ftk_tool_usage_error(&tool, "unknown subcommand '%s': run, summary, compare or judges", sub);
+	if (!strcmp(sub, "import"))
+		return do_import(rest, rargv, &io, o.limit);
+	ftk_tool_usage_error(&tool, "unknown subcommand '%s': run, summary, compare, judges or import", sub);
 }

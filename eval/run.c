@@ -37,6 +37,7 @@
 #include "lib/stream.h"
 #include "lib/strbuf.h"
 #include "trainer/infer.h"
+#include "loglik.h"
 #include "run.h"
 #include "stats.h"
 
@@ -1238,6 +1239,11 @@ int ftk_eval_run(const struct ftk_eval_run_opts *o, struct ftk_eval_run_stats *s
 	if (rc < 0)
 		return rc;
 	snprintf(st->suite, sizeof(st->suite), "%s", c.suite->name);
+	if (c.suite->output_type != FTK_EVAL_GENERATE) {	/* scored by log-likelihood: eval/loglik.c */
+		rc = ftk_eval_loglik_run(o, c.suite, st, err);
+		ftk_eval_suite_free(c.suite);
+		return rc;
+	}
 	c.K = o->samples > 0 ? o->samples : 1;
 	size_t n_cases = c.suite->n_cases;
 	if (o->limit > 0 && (size_t)o->limit < n_cases)

@@ -12,6 +12,7 @@
  * start of a stop string is held back until the next token decides, so a
  * streaming client never receives part of a stop string.
  */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include "lib/chat.h"
@@ -31,6 +32,12 @@ struct ftk_infer {
 	float *logits;		/* (V) */
 	int vocab;
 	struct ftk_tokens toks;
+	/* ftk_infer_score's context, read into the KV cache: its ids and the
+	 * logits after its last token; n_cached 0 when the cache holds
+	 * something else (a generation ran since) */
+	uint32_t *cached;
+	int n_cached;
+	float *ctx_logits;	/* (V) */
 };
 
 int ftk_infer_open(struct ftk_infer **out, const struct ftk_infer_opts *o, struct ftk_error *err)
@@ -75,6 +82,8 @@ int ftk_infer_open(struct ftk_infer **out, const struct ftk_infer_opts *o, struc
 	if (tid >= 0 && !have && e->n_eos < FTK_MAX_EOS + 1)
 		e->eos[e->n_eos++] = (int)tid;
 	e->logits = xmalloc((size_t)e->vocab * sizeof(float));
+	e->ctx_logits = xmalloc((size_t)e->vocab * sizeof(float));
+	e->cached = xmalloc((size_t)e->ctx * sizeof(*e->cached));
 	*out = e;
 	return 0;
 fail:
@@ -91,6 +100,8 @@ void ftk_infer_free(struct ftk_infer *e)
 	ftk_model_free(e->model);
 	ftk_tokens_release(&e->toks);
 	free(e->logits);
+	free(e->ctx_logits);
+	free(e->cached);
 	free(e);
 }
 
@@ -158,6 +169,7 @@ static int run(struct ftk_infer *e, const uint32_t *prompt, int n_prompt,
 	if (n_prompt >= e->ctx)
 		return ftk_error_msg(err, FTK_ELIMIT, "the prompt is %d tokens, the context %d", n_prompt,
 				     e->ctx);
+	e->n_cached = 0;	/* the cache is about to hold this prompt */
 	if ((rc = ftk_model_decode(e->model, prompt, n_prompt, 0, e->logits, err)) < 0)
 		return rc;
 	if (fn && fn(NULL, 0, ctx)) {
@@ -252,4 +264,64 @@ int ftk_infer_text(struct ftk_infer *e, const char *prompt, const struct ftk_gen
 	if (n == 0)
 		return ftk_error_msg(err, FTK_EUSAGE, "the prompt is empty");
 	return run(e, e->toks.ids, (int)n, g, stop, n_stop, fn, ctx, res, err);
+}
+
+const struct ftk_tokenizer *ftk_infer_tokenizer(const struct ftk_infer *e)
+{
+	return e->tok;
+}
+
+/*
+ * log_softmax(logits)[t] in double, and the argmax (lowest id on ties).
+ * Float32 logits summed in double: the only rounding left is the model's.
+ */
+static double log_prob(const float *logits, int V, uint32_t t, uint32_t *argmax)
+{
+	int best = 0;
+	for (int i = 1; i < V; i++)
+		if (logits[i] > logits[best])
+			best = i;
+	double mx = logits[best], sum = 0;
+	for (int i = 0; i < V; i++)
+		sum += exp((double)logits[i] - mx);
+	if (argmax)
+		*argmax = (uint32_t)best;
+	return (double)logits[t] - mx - log(sum);
+}
+
+int ftk_infer_score(struct ftk_infer *e, const uint32_t *ids, int n, int n_ctx, double *lp,
+		    uint32_t *top_id, double *top_lp, struct ftk_error *err)
+{
+	int rc;
+	if (n_ctx < 1 || n_ctx > n)
+		return ftk_error_msg(err, FTK_EUSAGE, "scoring needs a context of at least one token");
+	if (n - 1 > e->ctx)
+		return ftk_error_msg(err, FTK_ELIMIT, "%d tokens to score, the context is %d", n, e->ctx);
+	for (int i = 0; i < n; i++)
+		if (ids[i] >= (uint32_t)e->vocab)
+			return ftk_error_msg(err, FTK_EUSAGE, "token id %u outside the vocabulary", ids[i]);
+	if (e->n_cached != n_ctx || memcmp(e->cached, ids, (size_t)n_ctx * sizeof(*ids))) {
+		e->n_cached = 0;
+		if ((rc = ftk_model_decode(e->model, ids, n_ctx, 0, e->ctx_logits, err)) < 0)
+			return rc;
+		memcpy(e->cached, ids, (size_t)n_ctx * sizeof(*ids));
+		e->n_cached = n_ctx;
+	}
+	const float *lg = e->ctx_logits;
+	for (int j = n_ctx; j < n; j++) {
+		uint32_t am;
+		lp[j - n_ctx] = log_prob(lg, e->vocab, ids[j], &am);
+		if (top_id)
+			top_id[j - n_ctx] = am;
+		if (top_lp)
+			top_lp[j - n_ctx] = log_prob(lg, e->vocab, am, NULL);
+		if (j + 1 < n) {	/* the next position's logits; the context stays cached */
+			if ((rc = ftk_model_decode(e->model, &ids[j], 1, j, e->logits, err)) < 0) {
+				e->n_cached = 0;
+				return rc;
+			}
+			lg = e->logits;
+		}
+	}
+	return 0;
 }

@@ -20,6 +20,7 @@
 #include <cjson/cJSON.h>
 #include "lib/err.h"
 #include "lib/strbuf.h"
+#include "lib/tokenizer.h"
 #include "trainer/generate.h"
 
 struct ftk_infer;
@@ -81,5 +82,22 @@ int ftk_infer_chat(struct ftk_infer *e, const cJSON *messages, const cJSON *tool
 int ftk_infer_text(struct ftk_infer *e, const char *prompt, const struct ftk_gen_opts *g,
 		   const char *const *stop, int n_stop, ftk_infer_piece_fn fn, void *ctx,
 		   struct ftk_infer_result *res, struct ftk_error *err);
+
+/* The engine's tokenizer (borrowed, lives as long as the engine). */
+const struct ftk_tokenizer *ftk_infer_tokenizer(const struct ftk_infer *e);
+
+/*
+ * Score tokens: for j in [n_ctx, n), lp[j - n_ctx] = log p(ids[j] | ids[0..j)),
+ * natural log, computed in double from the model's float logits.  top_id and
+ * top_lp (may be NULL) get the most likely token at each of those positions
+ * and its log-probability (greedy iff top_id[k] == ids[n_ctx + k]).  The
+ * context ids[0..n_ctx) is read once into the KV cache and kept: a next call
+ * with the same context (the other choices of a multiple-choice question)
+ * reads only its own continuation.  n_ctx >= 1 (the first token is never
+ * scored: give a BOS).  Returns 0, FTK_ELIMIT (n - 1 over the context),
+ * FTK_EUSAGE (bad id, no context).
+ */
+int ftk_infer_score(struct ftk_infer *e, const uint32_t *ids, int n, int n_ctx, double *lp,
+		    uint32_t *top_id, double *top_lp, struct ftk_error *err);
 
 #endif
