@@ -632,16 +632,18 @@ long ftk_eval_import(const struct ftk_eval_import_opts *o, struct ftk_error *err
 	long rc = read_docs(o->format, o->input, o->limit, &docs, err);
 	if (rc < 0)
 		goto out;
-	if (o->num_fewshot > 0 && o->fewshot_split) {
-		if ((rc = read_docs(o->format, o->fewshot_split, 0, &shots, err)) < 0)
+	/* the split is the whole file, whatever --limit keeps of the input */
+	if (o->num_fewshot > 0 && (o->fewshot_split || o->limit > 0)) {
+		const char *sp = o->fewshot_split ? o->fewshot_split : o->input;
+		if ((rc = read_docs(o->format, sp, 0, &shots, err)) < 0)
 			goto out;
 		split = &shots;
 	}
-	if (o->num_fewshot > 0 && (size_t)o->num_fewshot >= split->n + (split == &shots)) {
+	if (o->num_fewshot > 0 && (size_t)o->num_fewshot >= split->n + (o->fewshot_split != NULL)) {
 		rc = ftk_error_msg(err, FTK_EUSAGE,
 				   "%d few-shot examples asked for, but the split '%s' has %zu other documents",
 				   o->num_fewshot, o->fewshot_split ? o->fewshot_split : o->input,
-				   split->n - (split == &docs));
+				   split->n - (o->fewshot_split == NULL));
 		goto out;
 	}
 	char *cases = cases_path_for(o->suite_path);
