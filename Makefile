@@ -1,6 +1,7 @@
 # ftk: a fine-tuning toolkit in C.
 #
 #   make            build lib/libftk.a-style archives and every program into $(O)/bin
+#   make cuda       the CUDA backend too (make builds it only where a GPU is visible)
 #   make check      build and run every test (unit suites with check, CLI cases)
 #   make check SAN=1   the same under AddressSanitizer + UBSan (in $(O)/san)
 #   make demo       run the whole pipeline on the bundled samples
@@ -85,6 +86,19 @@ else
   CUDA_OBJS :=
   $(info ftk: nvcc not found: the CUDA backend (libftkcuda.so) is left out; --device cuda will say so)
 endif
+# nvcc takes minutes for three architectures, so `make` (and `make demo`)
+# build the backend only where it can run: CUDA=auto (the default) when a GPU
+# is visible, CUDA=1 always (where nvcc is), CUDA=0 never.  `make cuda` builds
+# it, and `make check` always does where nvcc is, so it keeps compiling.
+CUDA ?= auto
+ifeq ($(CUDA),auto)
+  GPU_VISIBLE := $(shell nvidia-smi -L >/dev/null 2>&1 && echo 1)
+  ALL_CUDA := $(if $(GPU_VISIBLE),$(CUDA_OBJS))
+else ifeq ($(CUDA),1)
+  ALL_CUDA := $(CUDA_OBJS)
+else
+  ALL_CUDA :=
+endif
 # OpenMPI for the data-parallel layer (trainer/dist.c); without it only one process.
 MPI_CFLAGS := $(shell mpicc --showme:compile 2>/dev/null)
 MPI_LIBS := $(shell mpicc --showme:link 2>/dev/null)
@@ -93,8 +107,9 @@ ifneq ($(MPI_LIBS),)
   LDLIBS += $(MPI_LIBS)
 endif
 
-.PHONY: all check check-run check-gpu unit cli deps demo demo-run install fuzz clean
-all: $(PROGRAMS) $(CUDA_OBJS)
+.PHONY: all cuda check check-run check-gpu unit cli deps demo demo-run install fuzz clean
+all: $(PROGRAMS) $(ALL_CUDA)
+cuda: $(CUDA_OBJS)
 
 $(B)/trainer/libftkcuda.so: trainer/backend_cuda.cu trainer/backend.h trainer/ops.h \
   trainer/optim_ops.h trainer/nf4.h trainer/flash_kernels.h
@@ -168,7 +183,7 @@ check:
 	@$(MAKE) --no-print-directory $(PAR) check-run
 
 check-run: $(PROGRAMS) $(UNIT_BIN) $(CUDA_OBJS)
-	@FTK_BIN=$(abspath $(BIN)) FTK_BUILD=$(abspath $(B)) SAN=$(SAN) T=$(T) \
+	@FTK_BIN=$(abspath $(BIN)) FTK_BUILD=$(abspath $(B)) SAN=$(SAN) T='$(T)' \
 	  sh tests/run.sh $(abspath $(UNIT_BIN))
 
 # The CUDA selftest: every CUDA op and a QLoRA step against the CPU backend.
@@ -190,10 +205,17 @@ demo:
 demo-run: all
 	@FTK_BIN=$(abspath $(BIN)) sh tools/demo.sh
 
+# The CUDA backend goes where the programs look for it (model/device.c:
+# ../lib/ftk/ beside bin/), when this build has it (see CUDA above).
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1
 	install -m 755 $(PROGRAMS) $(DESTDIR)$(PREFIX)/bin/
 	@if ls docs/man/*.1 >/dev/null 2>&1; then install -m 644 docs/man/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/; fi
+	@if [ -f $(B)/trainer/libftkcuda.so ]; then \
+	  echo "install -m 755 $(B)/trainer/libftkcuda.so $(DESTDIR)$(PREFIX)/lib/ftk/"; \
+	  install -d $(DESTDIR)$(PREFIX)/lib/ftk && \
+	  install -m 755 $(B)/trainer/libftkcuda.so $(DESTDIR)$(PREFIX)/lib/ftk/; \
+	else echo "install: no CUDA backend in this build (make cuda, or CUDA=1, builds it)"; fi
 
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 fuzz:
