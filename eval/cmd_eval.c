@@ -28,6 +28,7 @@
 #include "eval/run.h"
 #include "eval/suite.h"
 #include "judges/judge.h"
+#include "lib/json.h"
 #include "ledger/cost.h"
 #include "lib/ledger.h"
 
@@ -184,6 +185,49 @@ static int metric_width(const cJSON *metrics)
 	return w;
 }
 
+/*
+ * Method sensitivity: each pair of methods that scored the same cases, side
+ * by side, the paired difference and its interval, and the cases they
+ * disagree on (the first ten; summary.json has them all).
+ */
+static void print_methods(const cJSON *sum)
+{
+	const cJSON *ms = cJSON_GetObjectItemCaseSensitive(sum, "methods");
+	if (!cJSON_GetArraySize(ms))
+		return;
+	printf("methods compared (same cases, paired):%s\n",
+	       cJSON_IsTrue(cJSON_GetObjectItem(sum, "method_sensitive")) ? " METHOD SENSITIVE" : "");
+	const cJSON *e;
+	cJSON_ArrayForEach(e, ms)
+	{
+		char ma[32], mb[32], d[32], lo[32], hi[32];
+		fmt_num(ma, sizeof(ma), jnum(e, "mean_a"), 0);
+		fmt_num(mb, sizeof(mb), jnum(e, "mean_b"), 0);
+		fmt_num(d, sizeof(d), jnum(e, "diff"), 1);
+		fmt_num(lo, sizeof(lo), jnum(e, "lo"), 1);
+		fmt_num(hi, sizeof(hi), jnum(e, "hi"), 1);
+		const cJSON *dis = cJSON_GetObjectItem(e, "disagree");
+		printf("  %s %s vs %s %s: diff %s [%s, %s], %s p=%.3g, %d of %.0f cases disagree%s\n",
+		       ftk_json_get_str(e, "a"), ma, ftk_json_get_str(e, "b"), mb, d, lo, hi,
+		       ftk_json_get_str(e, "test"), jnum(e, "p"), cJSON_GetArraySize(dis), jnum(e, "n"),
+		       cJSON_IsTrue(cJSON_GetObjectItem(e, "method_sensitive")) ? "  method_sensitive" : "");
+		if (cJSON_GetArraySize(dis)) {
+			printf("    disagree:");
+			int k = 0;
+			const cJSON *x;
+			cJSON_ArrayForEach(x, dis)
+			{
+				if (k++ == 10) {
+					printf(" ... (%d more)", cJSON_GetArraySize(dis) - 10);
+					break;
+				}
+				printf(" %s", x->valuestring);
+			}
+			printf("\n");
+		}
+	}
+}
+
 static void print_summary_table(const cJSON *sum, const char *title)
 {
 	printf("%s: %.0f results, %.0f scored, %.0f errors (not scored)", title,
@@ -227,6 +271,7 @@ static void print_summary_table(const cJSON *sum, const char *title)
 		first = 0;
 	}
 	printf("%s\n", first ? "" : ")");
+	print_methods(sum);
 }
 
 static void print_json(const cJSON *v)

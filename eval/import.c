@@ -51,7 +51,8 @@ struct task {
 };
 
 static const struct task tasks[] = {
-	{ "gsm8k", "gsm8k", "generate_until", "Question: {{question}}\nAnswer:", "exact_match" },
+	{ "gsm8k", "gsm8k", "generate_until", "Question: {{question}}\nAnswer:",
+	  "strict.exact_match,flexible.exact_match" },
 	{ "arc", "arc_challenge", "multiple_choice", "Question: {{question}}\nAnswer:", "acc,acc_norm" },
 	{ "hellaswag", "hellaswag", "multiple_choice",
 	  "{{preprocess(activity_label + ': ' + ctx_a + ' ' + ctx_b.capitalize())}}", "acc,acc_norm" },
@@ -720,7 +721,19 @@ long ftk_eval_import(const struct ftk_eval_import_opts *o, struct ftk_error *err
 		cJSON_AddItemToArray(stop, cJSON_CreateString("</s>"));
 		cJSON_AddItemToArray(stop, cJSON_CreateString("<|im_end|>"));
 	}
-	cJSON_AddArrayToObject(s, "judges");
+	cJSON *judges = cJSON_AddArrayToObject(s, "judges");
+	if (!strcmp(t->output_type, "generate_until")) {
+		/* the harness's two GSM8K extractions, compared as methods of one answer */
+		for (int k = 0; k < 2; k++) {
+			cJSON *j = cJSON_CreateObject();
+			cJSON_AddStringToObject(j, "judge", "extract");
+			cJSON_AddStringToObject(j, "label", k ? "flexible" : "strict");
+			cJSON *st = cJSON_AddObjectToObject(j, "settings");
+			cJSON_AddStringToObject(st, "method", k ? "flexible" : "strict");
+			cJSON_AddStringToObject(st, "compare_as", "answer");
+			cJSON_AddItemToArray(judges, j);
+		}
+	}
 	char *st = cJSON_Print(s);
 	cJSON_Delete(s);
 	size_t sl = strlen(st);

@@ -27,6 +27,7 @@
 #include <cjson/cJSON.h>
 #include "testutil.h"
 #include "eval/import.h"
+#include "judges/judge.h"
 #include "eval/loglik.h"
 #include "eval/run.h"
 #include "eval/suite.h"
@@ -376,6 +377,48 @@ START_TEST(run_scores_match_reference)
 }
 END_TEST
 
+/* strict and flexible extraction and exact_match equal the harness's Python (re, findall) */
+START_TEST(extract_matches_harness)
+{
+	cJSON *ref = load("tests/fixtures/eval/harness_docs.json");
+	const char *methods[] = { "strict", "flexible" };
+	int k = 0;
+	for (int m = 0; m < 2; m++) {
+		cJSON *set = cJSON_CreateObject();
+		cJSON_AddStringToObject(set, "method", methods[m]);
+		struct ftk_judge *j;
+		struct ftk_error err;
+		ck_assert_int_eq(ftk_judge_create(&j, "extract", set, NULL, &err), 0);
+		const cJSON *x;
+		cJSON_ArrayForEach(x, cJSON_GetObjectItem(ref, "extract"))
+		{
+			cJSON *kase = cJSON_CreateObject();
+			cJSON_AddStringToObject(kase, "id", "x");
+			cJSON_AddStringToObject(cJSON_AddObjectToObject(kase, "expected"), "answer",
+						cJSON_GetObjectItem(x, "gold")->valuestring);
+			struct ftk_judge_output out = { cJSON_GetObjectItem(x, "text")->valuestring, NULL, "stop" };
+			struct ftk_judge_result r;
+			ftk_judge_result_init(&r);
+			ck_assert_int_eq(ftk_judge_score(j, kase, &out, &r, &err), 0);
+			const char *got = ftk_json_get_str(r.detail, "extracted");
+			const char *want = cJSON_GetObjectItem(x, methods[m])->valuestring;
+			ck_assert_str_eq(got ? got : "[invalid]", want);
+			char key[32];
+			snprintf(key, sizeof(key), "%s_pass", methods[m]);
+			ck_assert_msg(r.metrics[0].value == cJSON_GetObjectItem(x, key)->valuedouble,
+				      "%s on '%s': %g", methods[m], out.text, r.metrics[0].value);
+			ftk_judge_result_release(&r);
+			cJSON_Delete(kase);
+			k++;
+		}
+		ftk_judge_destroy(j);
+		cJSON_Delete(set);
+	}
+	ck_assert_int_eq(k, 16);
+	cJSON_Delete(ref);
+}
+END_TEST
+
 static Suite *loglik_suite(void)
 {
 	Suite *s = suite_create("loglik");
@@ -389,6 +432,7 @@ static Suite *loglik_suite(void)
 	tcase_add_test(t, fewshot_seeded_and_never_self);
 	tcase_add_test(t, import_bad_record_names_line_and_field);
 	tcase_add_test(t, run_scores_match_reference);
+	tcase_add_test(t, extract_matches_harness);
 	suite_add_tcase(s, t);
 	return s;
 }

@@ -90,7 +90,43 @@ def docs():
     tricky = ["  a   b  ", "How to x [title] Do y [step] z", "[header] a [unclosed b",
               "x [a\nb] y", "[a][b]c", "\u00a0caf\u00e9 [x]  .", "\u00e9cole ELSE"]
     out["preprocess"] = [[t, hs_pre(t)] for t in tricky]
+    out["extract"] = extract_cases()
     out["capitalize"] = [[t, t.capitalize()] for t in tricky]
+    return out
+
+
+def regex_filter(pattern, group_select, text):  # lm-eval filters/extraction.py RegexFilter
+    m = re.compile(pattern).findall(text)
+    if not m:
+        return "[invalid]"
+    m = m[group_select]
+    if isinstance(m, tuple):
+        m = [x for x in m if x]
+        m = m[0] if m else "[invalid]"
+    return m.strip()
+
+
+def exact_match(pred, gold):  # HF evaluate exact_match as gsm8k.yaml configures it
+    for r in [",", "\\$", "(?s).*#### ", "\\.$"]:
+        pred, gold = re.sub(r, "", pred), re.sub(r, "", gold)
+    return int(pred.lower() == gold.lower())
+
+
+def extract_cases():
+    texts = [("Natalia sold 48/2 = 24 clips.\n#### 72", "72"),
+             ("She makes 9 * 2 = $18 every day.", "18"),
+             ("#### 1,000 and then 7", "1000"),
+             ("The answer is 3.5.", "3.5"),
+             ("#### -4\n#### 5", "-4"),
+             ("no numbers here", "5"),
+             ("I think 12 or maybe 13.", "12"),
+             ("It costs $1,250.", "1250")]
+    out = []
+    for t, gold in texts:
+        s = regex_filter("#### (\\-?[0-9\\.\\,]+)", 0, t)
+        f = regex_filter("(-?[$0-9.,]{2,})|(-?[0-9]+)", -1, t)
+        out.append({"text": t, "gold": gold, "strict": s, "flexible": f,
+                    "strict_pass": exact_match(s, gold), "flexible_pass": exact_match(f, gold)})
     return out
 
 
