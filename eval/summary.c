@@ -443,6 +443,10 @@ static cJSON *methods(const cJSON *results, double alpha, int *sensitive)
 				pv = mc.p;
 				test = mc.method[0] == 'e' ? "mcnemar-exact" : "mcnemar-chi2";
 			}
+			if (p.lo < -1)	/* both lie in [0, 1] for judges' metrics: so does the difference */
+				p.lo = -1;
+			if (p.hi > 1)
+				p.hi = 1;
 			int sig = n > 0 && !isnan(pv) && pv < alpha;
 			*sensitive |= sig;
 			cJSON *e = cJSON_CreateObject();
