@@ -19,9 +19,9 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
-#include "trainer/generate.h"
-#include "trainer/model.h"
-#include "trainer/ops.h"
+#include "model/generate.h"
+#include "model/model.h"
+#include "model/ops.h"
 
 static double cpu_seconds(void)
 {

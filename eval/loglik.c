@@ -20,7 +20,7 @@
 #include "lib/ledger.h"
 #include "lib/stream.h"
 #include "lib/strbuf.h"
-#include "trainer/infer.h"
+#include "model/infer.h"
 
 static int is_ws(char c)
 {

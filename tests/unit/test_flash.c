@@ -11,7 +11,7 @@
  *   2. Both against PyTorch 1.13 (tests/fixtures/trainer/flash_attn_ref.json
  *      from tools/ref/flash_attn_ref.py: the masked softmax attention
  *      written out, autograd for the gradients).
- *   3. The CUDA kernels' bodies (trainer/flash_kernels.h) emulated on the
+ *   3. The CUDA kernels' bodies (model/flash_kernels.h) emulated on the
  *      host: every block, every phase run for every thread number between
  *      the barriers, shared memory a malloc of exactly the launch's size
  *      (AddressSanitizer under SAN=1), the threads once in order and once
@@ -28,10 +28,10 @@
 #include <string.h>
 #include "lib/strbuf.h"
 #include "testutil.h"
-#include "trainer/backend.h"
-#include "trainer/flash_kernels.h"
-#include "trainer/generate.h"
-#include "trainer/ops.h"
+#include "model/backend.h"
+#include "model/flash_kernels.h"
+#include "model/generate.h"
+#include "model/ops.h"
 
 static const struct ftk_backend *be = &ftk_backend_cpu;
 static uint64_t rng[4];

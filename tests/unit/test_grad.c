@@ -22,11 +22,11 @@
 #include <string.h>
 #include <sys/stat.h>
 #include "testutil.h"
-#include "trainer/backend.h"
-#include "trainer/generate.h"
-#include "trainer/model.h"
-#include "trainer/ops.h"
-#include "trainer/safetensors.h"
+#include "model/backend.h"
+#include "model/generate.h"
+#include "model/model.h"
+#include "model/ops.h"
+#include "model/safetensors.h"
 
 static const struct ftk_backend *be = &ftk_backend_cpu;
 static uint64_t rng[4];

@@ -35,7 +35,7 @@
 #include "lib/json.h"
 #include "lib/stream.h"
 #include "lib/tokenizer.h"
-#include "trainer/infer.h"
+#include "model/infer.h"
 
 #define TOL 1e-4
 

@@ -13,11 +13,11 @@
 #include "testutil.h"
 #include "lib/json.h"
 #include "lib/strbuf.h"
-#include "trainer/adapter.h"
-#include "trainer/generate.h"
-#include "trainer/merge.h"
-#include "trainer/model.h"
-#include "trainer/safetensors.h"
+#include "model/adapter.h"
+#include "model/generate.h"
+#include "model/merge.h"
+#include "model/model.h"
+#include "model/safetensors.h"
 
 #define S260 "datasets/models/stories260K"
 
