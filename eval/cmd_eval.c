@@ -54,6 +54,9 @@ static const char usage_run[] =
 	"      --model-dir DIR      a local Hugging Face model, run with ftk's own\n"
 	"                           inference engine (-j engines, default 1)\n"
 	"      --adapter DIR        a PEFT adapter for --model-dir\n"
+	"      --tokenizer DIR      with --endpoint, for log-likelihood suites: the\n"
+	"                           model's tokenizer (scored through /v1/completions\n"
+	"                           with echo and logprobs)\n"
 	"Run options:\n"
 	"  -j, --jobs N             requests in flight (default 4), or local engines\n"
 	"      --samples K          K independent samples per case (default 1)\n"
@@ -125,6 +128,7 @@ enum {
 	OPT_FEWSHOT_SPLIT,
 	OPT_FEWSHOT_SEED,
 	OPT_NAME,
+	OPT_TOKENIZER,
 };
 
 static const struct option long_opts[] = {
@@ -156,6 +160,7 @@ static const struct option long_opts[] = {
 	{ "fewshot-split", required_argument, NULL, OPT_FEWSHOT_SPLIT },
 	{ "fewshot-seed", required_argument, NULL, OPT_FEWSHOT_SEED },
 	{ "name", required_argument, NULL, OPT_NAME },
+	{ "tokenizer", required_argument, NULL, OPT_TOKENIZER },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -670,6 +675,7 @@ int cmd_eval(int argc, char **argv)
 		case OPT_FEWSHOT_SPLIT: io.fewshot_split = optarg; break;
 		case OPT_FEWSHOT_SEED: io.seed = (uint64_t)ftk_tool_parse_long(&tool, "--fewshot-seed", optarg, 0, 4000000000000000000L); break;
 		case OPT_NAME: io.name = optarg; break;
+		case OPT_TOKENIZER: o.tokenizer_dir = optarg; break;
 		default: ftk_tool_usage_error(&tool, NULL);
 		}
 	}

@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include "eval/loglik.h"
 #include <errno.h>
+#include "lib/http.h"
 #include "lib/json.h"
 #include "lib/ledger.h"
 #include "lib/stream.h"
@@ -219,6 +220,7 @@ struct lrun {
 	pthread_mutex_t mu;
 	int failed;
 	struct ftk_error err;	/* the first failure */
+	struct remote *remote;	/* the endpoint backend, or NULL (local) */
 };
 
 struct lworker {
@@ -244,7 +246,114 @@ static void keep_metrics(const struct ftk_eval_suite *s, cJSON *scores)
 	}
 }
 
-static cJSON *score_case(struct ftk_infer *e, const struct ftk_eval_suite *s,
+/* ------------------------------------------------------------ the endpoint backend */
+
+struct remote {
+	const struct ftk_tokenizer *tok;	/* shared, read-only */
+	int max_len;
+	char *url;			/* .../v1/completions */
+	const char *model;
+	struct ftk_http_opts http;
+};
+
+static char *completions_url(const char *ep)
+{
+	struct strbuf sb = STRBUF_INIT;
+	size_t n = strlen(ep);
+	while (n && ep[n - 1] == '/')
+		n--;
+	strbuf_add(&sb, ep, n);
+	if (n >= 12 && !strncmp(ep + n - 12, "/completions", 12))
+		;
+	else if (n >= 3 && !strncmp(ep + n - 3, "/v1", 3))
+		strbuf_addstr(&sb, "/completions");
+	else
+		strbuf_addstr(&sb, "/v1/completions");
+	return strbuf_detach(&sb, NULL);
+}
+
+/*
+ * One (context, continuation) through /v1/completions: the same ids as the
+ * local backend, sent as a token-id prompt with echo, logprobs 1 and
+ * max_tokens 0 (lm-evaluation-harness's local-completions request, with
+ * max_tokens 0 instead of its 1 so nothing is generated); the sum of
+ * token_logprobs past the context, greedy when each is the largest of its
+ * top_logprobs.
+ */
+static int ftk_loglik_remote(struct remote *r, const char *context, const char *cont,
+			     struct ftk_loglik *out, struct ftk_error *err)
+{
+	uint32_t *ids;
+	int n, n_ctx;
+	int rc = ftk_loglik_encode(r->tok, context, cont, r->max_len, &ids, &n, &n_ctx, err);
+	if (rc < 0)
+		return rc;
+	cJSON *req = cJSON_CreateObject();
+	cJSON_AddStringToObject(req, "model", r->model);
+	cJSON *p = cJSON_AddArrayToObject(req, "prompt");
+	for (int i = 0; i < n; i++)
+		cJSON_AddItemToArray(p, cJSON_CreateNumber(ids[i]));
+	cJSON_AddBoolToObject(req, "echo", 1);
+	cJSON_AddNumberToObject(req, "logprobs", 1);
+	cJSON_AddNumberToObject(req, "max_tokens", 0);
+	cJSON_AddNumberToObject(req, "temperature", 0);
+	struct strbuf body = STRBUF_INIT;
+	ftk_json_print(&body, req);
+	cJSON_Delete(req);
+	struct ftk_http_result hr;
+	memset(&hr, 0, sizeof(hr));
+	rc = ftk_http_post(&r->http, r->url, body.buf, body.len, &hr, err);
+	strbuf_release(&body);
+	if (rc == 0 && hr.code < 0)
+		rc = ftk_error_msg(err, FTK_ENET, "%s: %s", r->url, hr.error);
+	cJSON *resp = NULL;
+	if (rc == 0 && !(resp = cJSON_ParseWithLength(hr.body, hr.body_len)))
+		rc = ftk_error_msg(err, FTK_ENET, "%s: the reply is not JSON", r->url);
+	if (rc == 0) {
+		const cJSON *lp = cJSON_GetObjectItemCaseSensitive(
+			cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(resp, "choices"), 0), "logprobs");
+		const cJSON *tl = cJSON_GetObjectItemCaseSensitive(lp, "token_logprobs");
+		const cJSON *tp = cJSON_GetObjectItemCaseSensitive(lp, "top_logprobs");
+		if (cJSON_GetArraySize(tl) < n)
+			rc = ftk_error_msg(err, FTK_ENET,
+					   "%s: the reply has %d token_logprobs for a %d-token prompt (echo and logprobs supported?)",
+					   r->url, cJSON_GetArraySize(tl), n);
+		out->ll = 0;
+		out->greedy = 1;
+		out->n_tokens = n - n_ctx;
+		for (int j = n_ctx; rc == 0 && j < n; j++) {
+			const cJSON *v = cJSON_GetArrayItem(tl, j);
+			if (!cJSON_IsNumber(v)) {
+				rc = ftk_error_msg(err, FTK_ENET, "%s: token_logprobs[%d] is not a number", r->url, j);
+				break;
+			}
+			out->ll += v->valuedouble;
+			const cJSON *x;
+			cJSON_ArrayForEach(x, cJSON_GetArrayItem(tp, j))
+				if (cJSON_IsNumber(x) && x->valuedouble > v->valuedouble)
+					out->greedy = 0;
+		}
+	}
+	cJSON_Delete(resp);
+	ftk_http_result_release(&hr);
+	free(ids);
+	return rc;
+}
+
+/* The scorer a worker uses: a local engine, or the endpoint. */
+struct scorer {
+	struct ftk_infer *e;
+	struct remote *r;
+};
+
+static int score_one(struct scorer *sc, const char *context, const char *cont, struct ftk_loglik *out,
+		     struct ftk_error *err)
+{
+	return sc->e ? ftk_loglik_local(sc->e, context, cont, out, err)
+		     : ftk_loglik_remote(sc->r, context, cont, out, err);
+}
+
+static cJSON *score_case(struct scorer *sc, const struct ftk_eval_suite *s,
 			 const struct ftk_eval_case *c, struct ftk_error *err)
 {
 	cJSON *out = cJSON_CreateObject();
@@ -257,7 +366,9 @@ static cJSON *score_case(struct ftk_infer *e, const struct ftk_eval_suite *s,
 	if (s->output_type == FTK_EVAL_ROLLING) {
 		double ll;
 		long nt;
-		rc = ftk_loglik_rolling_local(e, c->text, &ll, &nt, err);
+		rc = sc->e ? ftk_loglik_rolling_local(sc->e, c->text, &ll, &nt, err)
+			   : ftk_error_msg(err, FTK_EUNSUPPORTED,
+					   "rolling log-likelihood runs with --model-dir only");
 		if (rc == 0) {
 			long bytes = (long)strlen(c->text), words = 0;
 			for (const char *p = c->text; *p;) {	/* the harness: len(re.split(r"\s+", doc)) */
@@ -281,7 +392,7 @@ static cJSON *score_case(struct ftk_infer *e, const struct ftk_eval_suite *s,
 			struct strbuf cont = STRBUF_INIT;
 			strbuf_addch(&cont, ' ');	/* the harness's target_delimiter */
 			strbuf_addstr(&cont, cJSON_GetArrayItem(c->choices, i)->valuestring);
-			rc = ftk_loglik_local(e, c->context, cont.buf, &ll[i], err);
+			rc = score_one(sc, c->context, cont.buf, &ll[i], err);
 			strbuf_release(&cont);
 			if (rc == 0) {
 				cJSON *x = cJSON_CreateObject();
@@ -312,15 +423,36 @@ static cJSON *score_case(struct ftk_infer *e, const struct ftk_eval_suite *s,
 	return out;
 }
 
+/* The model's context from DIR/config.json (max_position_embeddings), else 2048. */
+static int context_of(const char *dir)
+{
+	struct strbuf p = STRBUF_INIT;
+	strbuf_addf(&p, "%s/config.json", dir);
+	char *data;
+	size_t len;
+	int ctx = 2048;
+	if (ftk_read_all(p.buf, &data, &len, NULL) == 0) {
+		cJSON *c = cJSON_ParseWithLength(data, len);
+		const cJSON *m = cJSON_GetObjectItemCaseSensitive(c, "max_position_embeddings");
+		if (cJSON_IsNumber(m) && m->valuedouble >= 2)
+			ctx = (int)m->valuedouble;
+		cJSON_Delete(c);
+		free(data);
+	}
+	strbuf_release(&p);
+	return ctx;
+}
+
 static void *lworker_main(void *arg)
 {
 	struct lworker *w = arg;
 	struct lrun *r = w->r;
 	struct ftk_infer_opts io = { r->o->model_dir, r->o->adapter_dir, 0, 0, NULL };
-	struct ftk_infer *e;
+	struct ftk_infer *e = NULL;
 	struct ftk_error err;
 	ftk_error_clear(&err);
-	if (ftk_infer_open(&e, &io, &err) < 0) {
+	struct scorer sc = { NULL, r->remote };
+	if (!r->remote && ftk_infer_open(&e, &io, &err) < 0) {
 		pthread_mutex_lock(&r->mu);
 		if (!r->failed++)
 			r->err = err;
@@ -329,7 +461,8 @@ static void *lworker_main(void *arg)
 	}
 	for (size_t i = (size_t)w->w; i < r->n_cases; i += (size_t)r->jobs) {
 		ftk_error_clear(&err);
-		r->res[i] = score_case(e, r->s, &r->s->cases[i], &err);
+		sc.e = e;
+		r->res[i] = score_case(&sc, r->s, &r->s->cases[i], &err);
 	}
 	ftk_infer_free(e);
 	return NULL;
@@ -355,9 +488,14 @@ static int write_file(const char *dir, const char *name, const char *text, struc
 int ftk_eval_loglik_run(const struct ftk_eval_run_opts *o, const struct ftk_eval_suite *s,
 			struct ftk_eval_run_stats *st, struct ftk_error *err)
 {
-	if (o->backend != FTK_EVAL_LOCAL)
+	if (o->backend != FTK_EVAL_LOCAL && o->backend != FTK_EVAL_ENDPOINT)
 		return ftk_error_msg(err, FTK_EUNSUPPORTED,
-				     "suite '%s' is scored by log-likelihood: give --model-dir", s->name);
+				     "suite '%s' is scored by log-likelihood: give --model-dir or --endpoint",
+				     s->name);
+	if (o->backend == FTK_EVAL_ENDPOINT && !o->tokenizer_dir)
+		return ftk_error_msg(err, FTK_EUSAGE,
+				     "suite '%s' is scored by log-likelihood: --endpoint needs --tokenizer DIR "
+				     "(the model's tokenizer, to split context and continuation)", s->name);
 	if (o->samples > 1)
 		return ftk_error_msg(err, FTK_EUSAGE,
 				     "log-likelihood scoring is deterministic: --samples does not apply");
@@ -373,6 +511,32 @@ int ftk_eval_loglik_run(const struct ftk_eval_run_opts *o, const struct ftk_eval
 	if ((size_t)r.jobs > r.n_cases)
 		r.jobs = (int)r.n_cases;
 	r.res = xcalloc(r.n_cases, sizeof(*r.res));
+	struct remote rem;
+	struct ftk_tokenizer *tok = NULL;
+	memset(&rem, 0, sizeof(rem));
+	if (o->backend == FTK_EVAL_ENDPOINT) {
+		int trc = ftk_tokenizer_load(&tok, o->tokenizer_dir, err);
+		if (trc < 0) {
+			free(r.res);
+			return trc;
+		}
+		rem.tok = tok;
+		rem.max_len = context_of(o->tokenizer_dir);
+		rem.url = completions_url(o->endpoint);
+		rem.model = o->model;
+		ftk_http_opts_init(&rem.http);
+		rem.http.max_in_flight = 1;
+		if (o->timeout_s > 0)
+			rem.http.timeout_s = o->timeout_s;
+		if (o->max_attempts > 0)
+			rem.http.max_attempts = o->max_attempts;
+		if (o->retry_base_s >= 0)
+			rem.http.backoff_base_s = o->retry_base_s;
+		if (o->retry_max_wait_s > 0)
+			rem.http.max_wait_s = o->retry_max_wait_s;
+		rem.http.api_key_env = o->api_key_env;
+		r.remote = &rem;
+	}
 	pthread_mutex_init(&r.mu, NULL);
 	struct lworker *ws = xcalloc((size_t)r.jobs, sizeof(*ws));
 	for (int w = 0; w < r.jobs; w++) {
@@ -412,8 +576,15 @@ int ftk_eval_loglik_run(const struct ftk_eval_run_opts *o, const struct ftk_eval
 	cJSON_AddStringToObject(ident, "suite", s->name);
 	cJSON_AddStringToObject(ident, "output_type",
 				s->output_type == FTK_EVAL_ROLLING ? "loglikelihood_rolling" : "multiple_choice");
-	cJSON_AddStringToObject(ident, "backend", "local");
-	cJSON_AddStringToObject(ident, "model_dir", o->model_dir);
+	if (r.remote) {
+		cJSON_AddStringToObject(ident, "backend", "endpoint");
+		cJSON_AddStringToObject(ident, "endpoint", rem.url);
+		cJSON_AddStringToObject(ident, "model", o->model);
+		cJSON_AddStringToObject(ident, "tokenizer", o->tokenizer_dir);
+	} else {
+		cJSON_AddStringToObject(ident, "backend", "local");
+		cJSON_AddStringToObject(ident, "model_dir", o->model_dir);
+	}
 	if (o->adapter_dir)
 		cJSON_AddStringToObject(ident, "adapter", o->adapter_dir);
 	char *id_s = cJSON_Print(ident);
@@ -457,6 +628,8 @@ out:
 	for (size_t i = 0; i < r.n_cases; i++)
 		cJSON_Delete(r.res[i]);
 	free(r.res);
+	free(rem.url);
+	ftk_tokenizer_free(tok);
 	snprintf(st->suite, sizeof(st->suite), "%s", s->name);
 	st->seconds = ftk_now() - t0;
 	return rc;

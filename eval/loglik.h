@@ -85,8 +85,10 @@ void ftk_loglik_mc_scores(const struct ftk_loglik *ll, const cJSON *choices, int
 /*
  * Run a multiple_choice or loglikelihood_rolling suite (ftk_eval_run hands
  * such suites here): results.jsonl with each case's per-choice scores and
- * metrics, run.json, summary.json.  Local backend only for now.  Returns 0
- * or a negative code as ftk_eval_run.
+ * metrics, run.json, summary.json.  Backends: local (--model-dir), or an
+ * OpenAI-compatible /v1/completions server that implements echo and
+ * logprobs (--endpoint, with --tokenizer for the ids; multiple choice
+ * only).  Returns 0 or a negative code as ftk_eval_run.
  */
 int ftk_eval_loglik_run(const struct ftk_eval_run_opts *o, const struct ftk_eval_suite *s,
 			struct ftk_eval_run_stats *st, struct ftk_error *err);

@@ -118,6 +118,9 @@ int ftk_infer_has_chat(const struct ftk_infer *e)
 void ftk_infer_result_release(struct ftk_infer_result *r)
 {
 	strbuf_release(&r->text);
+	free(r->tokens);
+	r->tokens = NULL;
+	r->n_tokens = r->alloc_tokens = 0;
 }
 
 /* The earliest stop string in text[from..], as an offset, or -1. */
@@ -152,6 +155,8 @@ static size_t held_back(const struct strbuf *text, const char *const *stop, int 
 	return keep;
 }
 
+static double log_prob(const float *logits, int V, uint32_t t, uint32_t *argmax);
+
 static int run(struct ftk_infer *e, const uint32_t *prompt, int n_prompt,
 	       const struct ftk_gen_opts *g, const char *const *stop, int n_stop,
 	       ftk_infer_piece_fn fn, void *ctx, struct ftk_infer_result *res, struct ftk_error *err)
@@ -161,6 +166,7 @@ static int run(struct ftk_infer *e, const uint32_t *prompt, int n_prompt,
 	size_t emitted = 0;
 	int rc, pos = n_prompt, cancelled = 0;
 	strbuf_reset(&res->text);
+	res->n_tokens = 0;
 	res->prompt_tokens = n_prompt;
 	res->completion_tokens = 0;
 	res->finish_reason = "length";
@@ -181,7 +187,18 @@ static int run(struct ftk_infer *e, const uint32_t *prompt, int n_prompt,
 	const int *eos = g->eos ? g->eos : e->eos;
 	int n_eos = g->eos ? g->n_eos : e->n_eos;
 	for (int i = 0; i < g->max_tokens; i++) {
+		struct ftk_infer_token rec;
+		if (res->logprobs >= 0) {	/* before sampling, which rewrites the logits */
+			rec.n_top = res->logprobs < FTK_INFER_MAX_TOP ? res->logprobs : FTK_INFER_MAX_TOP;
+			ftk_infer_top(e->logits, e->vocab, rec.n_top, rec.top_id, rec.top_logprob);
+			memcpy(e->ctx_logits, e->logits, (size_t)e->vocab * sizeof(float));
+			e->n_cached = 0;	/* ctx_logits is scratch here */
+		}
 		uint32_t t = ftk_sample(e->logits, e->vocab, g, rng);
+		if (res->logprobs >= 0) {
+			rec.id = t;
+			rec.logprob = log_prob(e->ctx_logits, e->vocab, t, NULL);
+		}
 		int is_eos = 0;
 		for (int k = 0; k < n_eos; k++)
 			is_eos |= (uint32_t)eos[k] == t;
@@ -193,6 +210,10 @@ static int run(struct ftk_infer *e, const uint32_t *prompt, int n_prompt,
 		if ((rc = ftk_detok_push(&dt, t, &res->text, err)) < 0)
 			goto out;
 		res->completion_tokens++;
+		if (res->logprobs >= 0) {
+			FTK_ALLOC_GROW(res->tokens, (size_t)res->n_tokens + 1, res->alloc_tokens);
+			res->tokens[res->n_tokens++] = rec;
+		}
 		long at = n_stop ? find_stop(&res->text, before, stop, n_stop) : -1;
 		if (at >= 0) {
 			strbuf_setlen(&res->text, (size_t)at);
@@ -324,4 +345,39 @@ int ftk_infer_score(struct ftk_infer *e, const uint32_t *ids, int n, int n_ctx, 
 		}
 	}
 	return 0;
+}
+
+void ftk_infer_top(const float *logits, int V, int k, uint32_t *top_id, double *top_lp)
+{
+	int n = 0;
+	for (int i = 0; i < V && k > 0; i++) {
+		/* insertion into the sorted top list (k <= 20: cheaper than a heap) */
+		if (n == k && logits[i] <= logits[top_id[n - 1]])
+			continue;
+		int at = n < k ? n++ : k - 1;
+		while (at > 0 && logits[top_id[at - 1]] < logits[i]) {
+			top_id[at] = top_id[at - 1];
+			at--;
+		}
+		top_id[at] = (uint32_t)i;
+	}
+	for (int j = 0; j < n; j++)
+		top_lp[j] = log_prob(logits, V, top_id[j], NULL);
+}
+
+int ftk_infer_ids(struct ftk_infer *e, const uint32_t *ids, int n, const struct ftk_gen_opts *g,
+		  const char *const *stop, int n_stop, ftk_infer_piece_fn fn, void *ctx,
+		  struct ftk_infer_result *res, struct ftk_error *err)
+{
+	for (int i = 0; i < n; i++)
+		if (ids[i] >= (uint32_t)e->vocab)
+			return ftk_error_msg(err, FTK_EUSAGE, "token id %u outside the vocabulary (%d)", ids[i],
+					     e->vocab);
+	return run(e, ids, n, g, stop, n_stop, fn, ctx, res, err);
+}
+
+long ftk_infer_encode_prompt(struct ftk_infer *e, const char *prompt, struct ftk_tokens *out,
+			     struct ftk_error *err)
+{
+	return ftk_tokenizer_encode(e->tok, prompt, strlen(prompt), FTK_TOK_ADD_SPECIAL, out, err);
 }

@@ -17,6 +17,17 @@
  * cancelled; the worker's token callback sees it and stops, freeing the
  * worker for the next job.
  *
+ * Log-probabilities, in OpenAI's shapes: /v1/completions takes "logprobs"
+ * (0-20 alternatives per token) and "echo" (the prompt comes back before the
+ * completion, with its tokens' log-probabilities, the first null), and a
+ * prompt given as an array of token ids (used as given); "max_tokens": 0
+ * with echo scores the prompt without generating, which is how
+ * lm-evaluation-harness's local-completions backend asks for a
+ * log-likelihood.  Chat completions take "logprobs": true and
+ * "top_logprobs" (0-20) for the generated tokens.  An echoed prompt
+ * token's top_logprobs hold the most likely token and the prompt's own;
+ * logprobs are not streamed (a streamed request asking for them gets 400).
+ *
  * Errors follow OpenAI's shape: {"error":{"message","type","param","code"}}
  * with 400 for malformed or invalid requests (including a prompt longer than
  * the context: code context_length_exceeded), 401 for a missing or wrong API
@@ -86,6 +97,11 @@ struct job {
 	struct ftk_gen_opts g;
 	const char *stop[MAX_STOP];
 	int n_stop;
+	int logprobs;			/* alternatives per token; -1: no logprobs */
+	int echo;			/* completions: the prompt comes back first */
+	int zero_tokens;		/* completions: max_tokens 0 (with echo) */
+	uint32_t *prompt_ids;		/* completions given token ids (owned), else NULL */
+	int n_prompt_ids;
 	char id[48];
 	long created;
 
@@ -140,6 +156,7 @@ static void job_unref(struct job *j)
 	if (left)
 		return;
 	cJSON_Delete(j->req);
+	free(j->prompt_ids);
 	strbuf_release(&j->out);
 	pthread_mutex_destroy(&j->mu);
 	pthread_cond_destroy(&j->cv);
@@ -232,6 +249,131 @@ static int on_piece(const char *text, size_t len, void *vctx)
 	return cancelled;
 }
 
+/* One token's text as the tokenizer decodes it alone (special tokens kept). */
+static void token_text(struct ftk_infer *e, uint32_t id, struct strbuf *sb)
+{
+	strbuf_reset(sb);
+	if (ftk_tokenizer_decode(ftk_infer_tokenizer(e), &id, 1, 0, sb, NULL) < 0 || !sb->buf)
+		strbuf_addstr(sb, "");
+}
+
+/* {"token","logprob","bytes"} as chat completions give them. */
+static cJSON *chat_lp(struct ftk_infer *e, uint32_t id, double lp, struct strbuf *sb)
+{
+	token_text(e, id, sb);
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "token", sb->buf);
+	cJSON_AddNumberToObject(o, "logprob", lp);
+	cJSON *b = cJSON_AddArrayToObject(o, "bytes");
+	for (size_t k = 0; k < sb->len; k++)
+		cJSON_AddItemToArray(b, cJSON_CreateNumber((unsigned char)sb->buf[k]));
+	return o;
+}
+
+static cJSON *chat_logprobs(struct ftk_infer *e, const struct ftk_infer_result *res)
+{
+	struct strbuf sb = STRBUF_INIT;
+	cJSON *o = cJSON_CreateObject();
+	cJSON *content = cJSON_AddArrayToObject(o, "content");
+	for (int t = 0; t < res->n_tokens; t++) {
+		const struct ftk_infer_token *k = &res->tokens[t];
+		cJSON *x = chat_lp(e, k->id, k->logprob, &sb);
+		cJSON *top = cJSON_AddArrayToObject(x, "top_logprobs");
+		for (int q = 0; q < k->n_top; q++)
+			cJSON_AddItemToArray(top, chat_lp(e, k->top_id[q], k->top_logprob[q], &sb));
+		cJSON_AddItemToArray(content, x);
+	}
+	strbuf_release(&sb);
+	return o;
+}
+
+/*
+ * The completions "logprobs" object: tokens, token_logprobs, top_logprobs
+ * (token text -> log-probability) and text_offset, over the echoed prompt
+ * (when echo) and the generated tokens.
+ */
+static int completion_logprobs(struct ftk_infer *e, const uint32_t *ids, int n, int echo,
+			       const struct ftk_infer_result *res, size_t gen_offset, cJSON **out,
+			       struct ftk_error *err)
+{
+	struct strbuf sb = STRBUF_INIT;
+	cJSON *o = cJSON_CreateObject();
+	cJSON *toks = cJSON_AddArrayToObject(o, "tokens");
+	cJSON *tlp = cJSON_AddArrayToObject(o, "token_logprobs");
+	cJSON *top = cJSON_AddArrayToObject(o, "top_logprobs");
+	cJSON *off = cJSON_AddArrayToObject(o, "text_offset");
+	size_t at = 0;
+	int rc = 0;
+	/* token texts from one streaming decode of prompt + completion, so that
+	 * spaces land where a whole decode puts them */
+	struct ftk_detok dt;
+	ftk_detok_init(&dt, ftk_infer_tokenizer(e), 0);
+	struct strbuf piece = STRBUF_INIT;
+	if (echo && n > 0) {
+		double *lp = xmalloc((size_t)n * sizeof(*lp));
+		double *tl = xmalloc((size_t)n * sizeof(*tl));
+		uint32_t *ti = xmalloc((size_t)n * sizeof(*ti));
+		if (n > 1)
+			rc = ftk_infer_score(e, ids, n, 1, lp, ti, tl, err);
+		for (int i = 0; rc == 0 && i < n; i++) {
+			strbuf_reset(&piece);
+			ftk_detok_push(&dt, ids[i], &piece, NULL);
+			token_text(e, ids[i], &sb);
+			cJSON_AddItemToArray(toks, cJSON_CreateString(piece.buf ? piece.buf : ""));
+			cJSON_AddItemToArray(off, cJSON_CreateNumber((double)at));
+			at += piece.len;
+			if (i == 0) {
+				cJSON_AddItemToArray(tlp, cJSON_CreateNull());
+				cJSON_AddItemToArray(top, cJSON_CreateNull());
+				continue;
+			}
+			cJSON_AddItemToArray(tlp, cJSON_CreateNumber(lp[i - 1]));
+			cJSON *d = cJSON_CreateObject();
+			struct strbuf tb = STRBUF_INIT;
+			token_text(e, ti[i - 1], &tb);
+			cJSON_AddNumberToObject(d, tb.buf, tl[i - 1]);
+			if (ti[i - 1] != ids[i] && !cJSON_GetObjectItemCaseSensitive(d, sb.buf))
+				cJSON_AddNumberToObject(d, sb.buf, lp[i - 1]);
+			strbuf_release(&tb);
+			cJSON_AddItemToArray(top, d);
+		}
+		free(lp);
+		free(tl);
+		free(ti);
+	}
+	if (!echo) {	/* the completion's first token continues the prompt's text */
+		for (int i = 0; i < n; i++)
+			ftk_detok_push(&dt, ids[i], &piece, NULL);
+		at = 0;
+	}
+	(void)gen_offset;
+	for (int t = 0; rc == 0 && t < res->n_tokens; t++) {
+		const struct ftk_infer_token *k = &res->tokens[t];
+		strbuf_reset(&piece);
+		ftk_detok_push(&dt, k->id, &piece, NULL);
+		cJSON_AddItemToArray(toks, cJSON_CreateString(piece.buf ? piece.buf : ""));
+		cJSON_AddItemToArray(off, cJSON_CreateNumber((double)at));
+		at += piece.len;
+		cJSON_AddItemToArray(tlp, cJSON_CreateNumber(k->logprob));
+		cJSON *d = cJSON_CreateObject();
+		for (int q = 0; q < k->n_top; q++) {
+			token_text(e, k->top_id[q], &sb);
+			if (!cJSON_GetObjectItemCaseSensitive(d, sb.buf))
+				cJSON_AddNumberToObject(d, sb.buf, k->top_logprob[q]);
+		}
+		cJSON_AddItemToArray(top, d);
+	}
+	strbuf_release(&sb);
+	strbuf_release(&piece);
+	ftk_detok_release(&dt);
+	if (rc < 0) {
+		cJSON_Delete(o);
+		return rc;
+	}
+	*out = o;
+	return 0;
+}
+
 static void run_job(struct ftk_infer *e, struct job *j)
 {
 	struct ftk_infer_result res = FTK_INFER_RESULT_INIT;
@@ -251,12 +393,56 @@ static void run_job(struct ftk_infer *e, struct job *j)
 		if (g.max_tokens <= 0 || g.max_tokens > room)
 			g.max_tokens = room;
 		ftk_error_clear(&err);
+		res.logprobs = j->echo && j->logprobs < 0 ? 0 : j->logprobs;	/* echo needs the ids */
+		struct ftk_tokens pt = FTK_TOKENS_INIT;
+		const uint32_t *ids = j->prompt_ids;
+		int n_ids = j->n_prompt_ids;
+		cJSON *lpo = NULL;
 		if (j->chat)
 			rc = ftk_infer_chat(e, msgs, tools, &g, j->stop, j->n_stop, on_piece, &pc,
 					    &res, &err);
-		else
-			rc = ftk_infer_text(e, prompt, &g, j->stop, j->n_stop, on_piece, &pc, &res,
-					    &err);
+		else {
+			if (!ids) {
+				long np = ftk_infer_encode_prompt(e, prompt, &pt, &err);
+				rc = np < 0 ? (int)np : 0;
+				if (np == 0)
+					rc = ftk_error_msg(&err, FTK_EUSAGE, "the prompt is empty");
+				ids = pt.ids;
+				n_ids = (int)np;
+			}
+			/* scoring only (max_tokens 0) never reads the last id: it may be ctx + 1 long */
+			if (rc == 0 && n_ids > ftk_infer_context(e) + j->zero_tokens)
+				rc = ftk_error_msg(&err, FTK_ELIMIT, "the prompt is %d tokens, the context %d",
+						   n_ids, ftk_infer_context(e));
+			if (rc == 0 && j->zero_tokens) {	/* echo only: score the prompt */
+				strbuf_reset(&res.text);
+				res.n_tokens = 0;
+				res.prompt_tokens = n_ids;
+				res.completion_tokens = 0;
+				res.finish_reason = "length";
+			} else if (rc == 0)
+				rc = ftk_infer_ids(e, ids, n_ids, &g, j->stop, j->n_stop, on_piece, &pc, &res,
+						   &err);
+			if (rc == 0 && j->logprobs >= 0)
+				rc = completion_logprobs(e, ids, n_ids, j->echo, &res, 0, &lpo, &err);
+			if (rc == 0 && j->zero_tokens)	/* accepted: only now, so an error still has its body */
+				on_piece(NULL, 0, &pc);
+			if (rc == 0 && j->echo) {
+				/* the prompt's text and the completion's, decoded together */
+				struct strbuf full = STRBUF_INIT;
+				uint32_t *all = xmalloc(((size_t)n_ids + (size_t)res.n_tokens + 1) * sizeof(*all));
+				memcpy(all, ids, (size_t)n_ids * sizeof(*all));
+				for (int t = 0; t < res.n_tokens; t++)
+					all[n_ids + t] = res.tokens[t].id;
+				ftk_tokenizer_decode(ftk_infer_tokenizer(e), all, (size_t)n_ids + (size_t)res.n_tokens,
+						     1, &full, NULL);
+				free(all);
+				strbuf_reset(&res.text);
+				strbuf_add(&res.text, full.buf ? full.buf : "", full.len);
+				strbuf_release(&full);
+			}
+		}
+		ftk_tokens_release(&pt);
 		pthread_mutex_lock(&j->mu);
 		if (rc < 0) {
 			j->status = rc == FTK_ELIMIT || rc == FTK_EDATA || rc == FTK_EUSAGE ? 400 : 500;
@@ -275,13 +461,20 @@ static void run_job(struct ftk_infer *e, struct job *j)
 			if (j->chat) {
 				cJSON *m = cJSON_AddObjectToObject(c, "message");
 				cJSON_AddStringToObject(m, "role", "assistant");
-				cJSON_AddStringToObject(m, "content", res.text.buf);
+				cJSON_AddStringToObject(m, "content", res.text.buf ? res.text.buf : "");
+				if (j->logprobs >= 0)
+					cJSON_AddItemToObject(c, "logprobs", chat_logprobs(e, &res));
 			} else {
-				cJSON_AddStringToObject(c, "text", res.text.buf);
+				cJSON_AddStringToObject(c, "text", res.text.buf ? res.text.buf : "");
+				if (lpo) {
+					cJSON_AddItemToObject(c, "logprobs", lpo);
+					lpo = NULL;
+				}
 			}
 			cJSON_AddStringToObject(c, "finish_reason", res.finish_reason);
 			cJSON_AddItemToArray(choices, c);
 		}
+		cJSON_Delete(lpo);
 		j->started = 1;
 		pthread_cond_broadcast(&j->cv);
 		int cancelled = j->cancelled;
@@ -474,9 +667,24 @@ static int parse_request(struct job *j, const char **msg, const char **param, co
 			}
 		}
 	} else if (!ftk_json_get_str(r, "prompt")) {
-		*msg = "you must provide a string prompt";
-		*param = "prompt";
-		return -1;
+		/* a prompt of token ids: [1, 2, 3] (or [[1, 2, 3]], one prompt) */
+		const cJSON *p = cJSON_GetObjectItemCaseSensitive(r, "prompt");
+		if (cJSON_IsArray(p) && cJSON_GetArraySize(p) == 1 && cJSON_IsArray(p->child))
+			p = p->child;
+		int n = cJSON_GetArraySize(p), ok = cJSON_IsArray(p) && n > 0;
+		const cJSON *x;
+		cJSON_ArrayForEach(x, p)
+			ok &= cJSON_IsNumber(x) && x->valuedouble >= 0 && x->valuedouble < 4294967296.0 &&
+			      x->valuedouble == (double)(uint32_t)x->valuedouble;
+		if (!ok) {
+			*msg = "you must provide a prompt: a string or an array of token ids";
+			*param = "prompt";
+			return -1;
+		}
+		j->prompt_ids = xmalloc((size_t)n * sizeof(*j->prompt_ids));
+		j->n_prompt_ids = 0;
+		cJSON_ArrayForEach(x, p)
+			j->prompt_ids[j->n_prompt_ids++] = (uint32_t)x->valuedouble;
 	}
 	ftk_gen_opts_default(&j->g);
 	j->g.temperature = 1.0f;	/* OpenAI's default */
@@ -501,7 +709,7 @@ static int parse_request(struct job *j, const char **msg, const char **param, co
 		switch (nums[i].kind) {
 		case 0: bad = d < 0 || d > 2; j->g.temperature = (float)d; break;
 		case 1: bad = d <= 0 || d > 1; j->g.top_p = (float)d; break;
-		case 2: bad = d < 1 || d > 1e6; j->g.max_tokens = (int)d; break;
+		case 2: bad = d < (j->chat ? 1 : 0) || d > 1e6; j->g.max_tokens = (int)d; break;
 		case 3: j->g.seed = (uint64_t)(int64_t)d; break;
 		case 4: bad = d < 1 || d > 16; j->n = (int)d; break;
 		case 5: bad = d < 0; j->g.top_k = (int)d; break;
@@ -533,6 +741,62 @@ static int parse_request(struct job *j, const char **msg, const char **param, co
 	}
 	const cJSON *st = cJSON_GetObjectItemCaseSensitive(r, "stream");
 	j->stream = cJSON_IsTrue(st);
+	j->logprobs = -1;
+	const cJSON *lp = cJSON_GetObjectItemCaseSensitive(r, "logprobs");
+	const cJSON *tlp = cJSON_GetObjectItemCaseSensitive(r, "top_logprobs");
+	const cJSON *echo = cJSON_GetObjectItemCaseSensitive(r, "echo");
+	if (j->chat) {
+		if (lp && !cJSON_IsBool(lp) && !cJSON_IsNull(lp)) {
+			*msg = "logprobs must be a boolean";
+			*param = "logprobs";
+			return -1;
+		}
+		if (tlp && !cJSON_IsNull(tlp) &&
+		    (!cJSON_IsNumber(tlp) || tlp->valuedouble < 0 || tlp->valuedouble > FTK_INFER_MAX_TOP ||
+		     tlp->valuedouble != (int)tlp->valuedouble)) {
+			*msg = "top_logprobs must be an integer from 0 to 20";
+			*param = "top_logprobs";
+			return -1;
+		}
+		if (cJSON_IsNumber(tlp) && !cJSON_IsTrue(lp)) {
+			*msg = "top_logprobs needs logprobs: true";
+			*param = "top_logprobs";
+			return -1;
+		}
+		if (cJSON_IsTrue(lp))
+			j->logprobs = cJSON_IsNumber(tlp) ? (int)tlp->valuedouble : 0;
+	} else {
+		if (lp && !cJSON_IsNull(lp) &&
+		    (!cJSON_IsNumber(lp) || lp->valuedouble < 0 || lp->valuedouble > FTK_INFER_MAX_TOP ||
+		     lp->valuedouble != (int)lp->valuedouble)) {
+			*msg = "logprobs must be an integer from 0 to 20";
+			*param = "logprobs";
+			return -1;
+		}
+		if (cJSON_IsNumber(lp))
+			j->logprobs = (int)lp->valuedouble;
+		if (echo && !cJSON_IsBool(echo) && !cJSON_IsNull(echo)) {
+			*msg = "echo must be a boolean";
+			*param = "echo";
+			return -1;
+		}
+		j->echo = cJSON_IsTrue(echo);
+	}
+	if (j->logprobs >= 0 && j->stream) {
+		*msg = "logprobs are not streamed: ask without stream";
+		*param = "logprobs";
+		return -1;
+	}
+	const cJSON *mt = cJSON_GetObjectItemCaseSensitive(r, "max_tokens");
+	if (cJSON_IsNumber(mt) && mt->valuedouble == 0) {
+		if (!j->echo) {
+			*msg = "max_tokens 0 needs echo: true (the prompt's log-probabilities)";
+			*param = "max_tokens";
+			return -1;
+		}
+		j->g.max_tokens = 0;
+		j->zero_tokens = 1;
+	}
 	return 0;
 }
 
