@@ -28,6 +28,16 @@
  * token's top_logprobs hold the most likely token and the prompt's own;
  * logprobs are not streamed (a streamed request asking for them gets 400).
  *
+ * Tool calls.  When a chat request has tools, the model's text is read for
+ * calls in the served template's format (lib/toolparse.h: Hermes/Qwen
+ * <tool_call>, Llama 3 JSON, Mistral [TOOL_CALLS]; --tool-parser names one
+ * when the template does not say): found calls become message.tool_calls
+ * with finish_reason "tool_calls", as vLLM's tool parsers give them.  A
+ * stream holds back text from where a call may begin, then sends each call as
+ * tool_calls deltas (the name first, then the arguments).  A request with
+ * tools for a template that does not render them gets a "warnings" entry in
+ * the response and a line in the log.
+ *
  * Errors follow OpenAI's shape: {"error":{"message","type","param","code"}}
  * with 400 for malformed or invalid requests (including a prompt longer than
  * the context: code context_length_exceeded), 401 for a missing or wrong API
@@ -45,6 +55,7 @@
 #include <unistd.h>
 #include "cli/tool.h"
 #include "lib/json.h"
+#include "lib/toolparse.h"
 #include "model/infer.h"
 
 static const char usage[] =
@@ -67,6 +78,9 @@ static const char usage[] =
 	"      --queue N            requests waiting at most (default 64); more get 503\n"
 	"      --quant nf4|none     quantize the base as in training (default none)\n"
 	"      --ctx N              context length (default: the model's)\n"
+	"      --tool-parser FMT    read tool calls in the model's text as hermes (Qwen),\n"
+	"                           llama3_json or mistral, or none (default: the chat\n"
+	"                           template's format)\n"
 	"      --api-key-env NAME   require 'Authorization: Bearer <key>' where the key is\n"
 	"                           in that environment variable\n"
 	"  -q, --quiet              no access log\n"
@@ -77,7 +91,7 @@ static const char usage[] =
 
 enum {
 	OPT_MODEL = FTK_OPT_FIRST_FREE, OPT_NAME, OPT_ADAPTER, OPT_HOST, OPT_PORT, OPT_PORT_FILE,
-	OPT_WORKERS, OPT_QUEUE, OPT_QUANT, OPT_CTX, OPT_API_KEY_ENV,
+	OPT_WORKERS, OPT_QUEUE, OPT_QUANT, OPT_CTX, OPT_API_KEY_ENV, OPT_TOOL_PARSER,
 };
 
 #define MAX_MODELS 16
@@ -100,6 +114,8 @@ struct job {
 	int logprobs;			/* alternatives per token; -1: no logprobs */
 	int echo;			/* completions: the prompt comes back first */
 	int zero_tokens;		/* completions: max_tokens 0 (with echo) */
+	int toolfmt;			/* chat with tools: the calls' format (lib/toolparse.h), else 0 */
+	char *warning;			/* for the response's "warnings", or NULL (owned) */
 	uint32_t *prompt_ids;		/* completions given token ids (owned), else NULL */
 	int n_prompt_ids;
 	char id[48];
@@ -129,6 +145,8 @@ struct server {
 	struct ftk_infer ***engines;	/* [worker][model] */
 	const char *api_key;
 	int quiet;
+	int toolfmt;			/* --tool-parser, or the template's; -1: not given */
+	int template_has_tools;		/* the chat template reads "tools" */
 
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
@@ -157,6 +175,7 @@ static void job_unref(struct job *j)
 		return;
 	cJSON_Delete(j->req);
 	free(j->prompt_ids);
+	free(j->warning);
 	strbuf_release(&j->out);
 	pthread_mutex_destroy(&j->mu);
 	pthread_cond_destroy(&j->cv);
@@ -187,7 +206,31 @@ static void error_body(struct strbuf *sb, const char *msg, const char *type, con
 struct piece_ctx {
 	struct job *j;
 	int index;
+	struct strbuf acc;	/* tool calls in a stream: the text so far */
+	size_t shown;		/* of which this much was sent as content */
 };
+
+/* One chunk with an arbitrary delta (consumed) for choice index. */
+static void sse_delta(struct job *j, int index, cJSON *delta, const char *finish)
+{
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "id", j->id);
+	cJSON_AddStringToObject(o, "object", "chat.completion.chunk");
+	cJSON_AddNumberToObject(o, "created", (double)j->created);
+	cJSON_AddStringToObject(o, "model", S.models[j->model].name);
+	cJSON *c = cJSON_CreateObject();
+	cJSON_AddNumberToObject(c, "index", index);
+	cJSON_AddItemToObject(c, "delta", delta);
+	if (finish)
+		cJSON_AddStringToObject(c, "finish_reason", finish);
+	else
+		cJSON_AddNullToObject(c, "finish_reason");
+	cJSON_AddItemToArray(cJSON_AddArrayToObject(o, "choices"), c);
+	strbuf_addstr(&j->out, "data: ");
+	ftk_json_print(&j->out, o);
+	strbuf_addstr(&j->out, "\n\n");
+	cJSON_Delete(o);
+}
 
 static void sse_chunk(struct job *j, int index, const char *content, size_t len,
 		      const char *finish, int role)
@@ -226,6 +269,8 @@ static void sse_chunk(struct job *j, int index, const char *content, size_t len,
  * disconnect in the middle of a stream from a model as fast as stories260K.
  */
 static long token_delay_ms;
+/* FTK_TEST_SERVE_REPLY: every chat answer is this text (tests of tool-call parsing) */
+static const char *test_reply;
 
 static int on_piece(const char *text, size_t len, void *vctx)
 {
@@ -241,6 +286,15 @@ static int on_piece(const char *text, size_t len, void *vctx)
 			sse_chunk(j, pc->index, j->chat ? "" : NULL, 0, NULL, j->chat);
 		j->started = 1;
 		pthread_cond_broadcast(&j->cv);
+	} else if (!cancelled && j->stream && j->toolfmt) {
+		/* hold back whatever may be the start of a tool call */
+		strbuf_add(&pc->acc, text, len);
+		size_t vis = ftk_toolparse_visible(j->toolfmt, pc->acc.buf, pc->acc.len);
+		if (vis > pc->shown) {
+			sse_chunk(j, pc->index, pc->acc.buf + pc->shown, vis - pc->shown, NULL, 0);
+			pc->shown = vis;
+			pthread_cond_broadcast(&j->cv);
+		}
 	} else if (!cancelled && j->stream) {
 		sse_chunk(j, pc->index, text, len, NULL, 0);
 		pthread_cond_broadcast(&j->cv);
@@ -386,7 +440,7 @@ static void run_job(struct ftk_infer *e, struct job *j)
 	if (tools && !cJSON_IsArray(tools))
 		tools = NULL;
 	for (int i = 0; i < j->n && rc == 0; i++) {
-		struct piece_ctx pc = { j, i };
+		struct piece_ctx pc = { j, i, STRBUF_INIT, 0 };
 		struct ftk_gen_opts g = j->g;
 		g.seed = j->g.seed + (uint64_t)i;
 		int room = ftk_infer_context(e);
@@ -398,7 +452,17 @@ static void run_job(struct ftk_infer *e, struct job *j)
 		const uint32_t *ids = j->prompt_ids;
 		int n_ids = j->n_prompt_ids;
 		cJSON *lpo = NULL;
-		if (j->chat)
+		if (j->chat && test_reply) {
+			/* FTK_TEST_SERVE_REPLY: a canned answer in 3-byte pieces, for the tool-call tests */
+			strbuf_reset(&res.text);
+			strbuf_addstr(&res.text, test_reply);
+			res.prompt_tokens = 1;
+			res.completion_tokens = (int)(strlen(test_reply) + 2) / 3;
+			res.finish_reason = "stop";
+			on_piece(NULL, 0, &pc);
+			for (size_t at = 0; at < res.text.len; at += 3)
+				on_piece(test_reply + at, res.text.len - at < 3 ? res.text.len - at : 3, &pc);
+		} else if (j->chat)
 			rc = ftk_infer_chat(e, msgs, tools, &g, j->stop, j->n_stop, on_piece, &pc,
 					    &res, &err);
 		else {
@@ -454,14 +518,64 @@ static void run_job(struct ftk_infer *e, struct job *j)
 		} else {
 			j->prompt_tokens = res.prompt_tokens;
 			j->completion_tokens += res.completion_tokens;
+			cJSON *calls = NULL;
+			char *content = NULL;
+			char idp[80];
+			snprintf(idp, sizeof(idp), "call_%s_%d_", j->id + (strncmp(j->id, "chatcmpl-", 9) ? 0 : 9), i);
+			const char *finish = res.finish_reason;
+			if (j->toolfmt && ftk_toolparse(j->toolfmt, res.text.buf ? res.text.buf : "", idp, &calls,
+							&content) > 0)
+				finish = "tool_calls";
+			if (j->stream && calls) {
+				/* the held-back content before the calls, then each call: name, then arguments */
+				size_t clen = content ? strlen(content) : 0;
+				if (clen > pc.shown)
+					sse_chunk(j, i, content + pc.shown, clen - pc.shown, NULL, 0);
+				int k = 0;
+				const cJSON *call;
+				cJSON_ArrayForEach(call, calls)
+				{
+					const cJSON *fn = cJSON_GetObjectItemCaseSensitive(call, "function");
+					cJSON *d = cJSON_CreateObject(), *tc = cJSON_AddArrayToObject(d, "tool_calls");
+					cJSON *x = cJSON_CreateObject();
+					cJSON_AddNumberToObject(x, "index", k);
+					cJSON_AddStringToObject(x, "id", ftk_json_get_str(call, "id"));
+					cJSON_AddStringToObject(x, "type", "function");
+					cJSON *f = cJSON_AddObjectToObject(x, "function");
+					cJSON_AddStringToObject(f, "name", ftk_json_get_str(fn, "name"));
+					cJSON_AddStringToObject(f, "arguments", "");
+					cJSON_AddItemToArray(tc, x);
+					sse_delta(j, i, d, NULL);
+					d = cJSON_CreateObject();
+					tc = cJSON_AddArrayToObject(d, "tool_calls");
+					x = cJSON_CreateObject();
+					cJSON_AddNumberToObject(x, "index", k);
+					f = cJSON_AddObjectToObject(x, "function");
+					cJSON_AddStringToObject(f, "arguments", ftk_json_get_str(fn, "arguments"));
+					cJSON_AddItemToArray(tc, x);
+					sse_delta(j, i, d, NULL);
+					k++;
+				}
+			} else if (j->stream && j->toolfmt && pc.acc.len > pc.shown) {
+				/* no call after all: the held-back text is content */
+				sse_chunk(j, i, pc.acc.buf + pc.shown, pc.acc.len - pc.shown, NULL, 0);
+			}
 			if (j->stream)
-				sse_chunk(j, i, NULL, 0, res.finish_reason, 0);
+				sse_chunk(j, i, NULL, 0, finish, 0);
 			cJSON *c = cJSON_CreateObject();
 			cJSON_AddNumberToObject(c, "index", i);
 			if (j->chat) {
 				cJSON *m = cJSON_AddObjectToObject(c, "message");
 				cJSON_AddStringToObject(m, "role", "assistant");
-				cJSON_AddStringToObject(m, "content", res.text.buf ? res.text.buf : "");
+				if (calls && !content)
+					cJSON_AddNullToObject(m, "content");
+				else
+					cJSON_AddStringToObject(m, "content",
+								calls ? content : res.text.buf ? res.text.buf : "");
+				if (calls) {
+					cJSON_AddItemToObject(m, "tool_calls", calls);
+					calls = NULL;
+				}
 				if (j->logprobs >= 0)
 					cJSON_AddItemToObject(c, "logprobs", chat_logprobs(e, &res));
 			} else {
@@ -471,10 +585,13 @@ static void run_job(struct ftk_infer *e, struct job *j)
 					lpo = NULL;
 				}
 			}
-			cJSON_AddStringToObject(c, "finish_reason", res.finish_reason);
+			cJSON_AddStringToObject(c, "finish_reason", finish);
 			cJSON_AddItemToArray(choices, c);
+			cJSON_Delete(calls);
+			free(content);
 		}
 		cJSON_Delete(lpo);
+		strbuf_release(&pc.acc);
 		j->started = 1;
 		pthread_cond_broadcast(&j->cv);
 		int cancelled = j->cancelled;
@@ -491,6 +608,8 @@ static void run_job(struct ftk_infer *e, struct job *j)
 		cJSON_AddStringToObject(o, "model", S.models[j->model].name);
 		cJSON_AddItemToObject(o, "choices", choices);
 		choices = NULL;
+		if (j->warning)
+			cJSON_AddItemToArray(cJSON_AddArrayToObject(o, "warnings"), cJSON_CreateString(j->warning));
 		cJSON *u = cJSON_AddObjectToObject(o, "usage");
 		cJSON_AddNumberToObject(u, "prompt_tokens", j->prompt_tokens);
 		cJSON_AddNumberToObject(u, "completion_tokens", j->completion_tokens);
@@ -741,6 +860,16 @@ static int parse_request(struct job *j, const char **msg, const char **param, co
 	}
 	const cJSON *st = cJSON_GetObjectItemCaseSensitive(r, "stream");
 	j->stream = cJSON_IsTrue(st);
+	const cJSON *tools = cJSON_GetObjectItemCaseSensitive(r, "tools");
+	if (j->chat && cJSON_IsArray(tools) && tools->child) {
+		if (!S.template_has_tools) {
+			j->warning = xstrdup("the model's chat template does not render tools: the model "
+					     "was not shown them");
+			if (!S.quiet)
+				fprintf(stderr, "ftk-serve: %s: %s\n", j->id[0] ? j->id : "request", j->warning);
+		}
+		j->toolfmt = S.toolfmt > 0 ? S.toolfmt : 0;
+	}
 	j->logprobs = -1;
 	const cJSON *lp = cJSON_GetObjectItemCaseSensitive(r, "logprobs");
 	const cJSON *tlp = cJSON_GetObjectItemCaseSensitive(r, "top_logprobs");
@@ -993,6 +1122,7 @@ int cmd_serve(int argc, char **argv)
 		{ "quant", required_argument, NULL, OPT_QUANT },
 		{ "ctx", required_argument, NULL, OPT_CTX },
 		{ "api-key-env", required_argument, NULL, OPT_API_KEY_ENV },
+		{ "tool-parser", required_argument, NULL, OPT_TOOL_PARSER },
 		{ 0 }
 	};
 	struct ftk_tool t;
@@ -1003,6 +1133,7 @@ int cmd_serve(int argc, char **argv)
 	ftk_tool_init(&t, "ftk-serve", usage);
 	memset(&S, 0, sizeof(S));
 	S.n_workers = 1;
+	S.toolfmt = -1;
 	S.queue_max = 64;
 	S.n_models = 1;	/* slot 0 is the base */
 	optind = 1;
@@ -1035,6 +1166,12 @@ int cmd_serve(int argc, char **argv)
 				ftk_tool_usage_error(&t, "--quant is nf4 or none, not '%s'", optarg);
 			break;
 		case OPT_CTX: S.ctx = (int)ftk_tool_parse_long(&t, "--ctx", optarg, 1, 1 << 20); break;
+		case OPT_TOOL_PARSER:
+			S.toolfmt = ftk_toolfmt_by_name(optarg);
+			if (S.toolfmt < 0)
+				ftk_tool_usage_error(&t, "--tool-parser is hermes, llama3_json, mistral or none, not '%s'",
+						     optarg);
+			break;
 		case OPT_API_KEY_ENV: {
 			const char *k = getenv(optarg);
 			if (!k || !*k)
@@ -1066,6 +1203,7 @@ int cmd_serve(int argc, char **argv)
 
 	const char *delay = getenv("FTK_TEST_TOKEN_DELAY_MS");
 	token_delay_ms = delay ? atol(delay) : 0;
+	test_reply = getenv("FTK_TEST_SERVE_REPLY");
 	S.engines = xcalloc((size_t)S.n_workers, sizeof(*S.engines));
 	for (int w = 0; w < S.n_workers; w++) {
 		S.engines[w] = xcalloc((size_t)S.n_models, sizeof(**S.engines));
@@ -1079,6 +1217,12 @@ int cmd_serve(int argc, char **argv)
 				    ftk_error_format(&err, buf, sizeof(buf)));
 			}
 		}
+	}
+	{	/* the template's tool-call format, unless --tool-parser named one */
+		const char *tmpl = ftk_tokenizer_chat_template(ftk_infer_tokenizer(S.engines[0][0]));
+		if (S.toolfmt < 0)
+			S.toolfmt = ftk_toolfmt_from_template(tmpl);
+		S.template_has_tools = tmpl && strstr(tmpl, "tools") != NULL;
 	}
 	pthread_mutex_init(&S.mu, NULL);
 	pthread_cond_init(&S.cv, NULL);
