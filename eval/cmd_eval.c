@@ -63,7 +63,8 @@ static const char usage_run[] =
 	"                           with echo and logprobs)\n"
 	"Run options:\n"
 	"  -j, --jobs N             requests in flight (default 4), or local engines\n"
-	"      --samples K          K independent samples per case (default 1)\n"
+	"      --samples K          K independent samples per case (default 1; with\n"
+	"                           --outputs, as many as the file holds for a case)\n"
 	"      --limit N            only the first N cases\n"
 	"      --api-key-env VAR    send the key held in environment variable VAR\n"
 	"      --timeout S          seconds per attempt (default 120)\n"
@@ -319,8 +320,7 @@ static int load_results(const char *run, cJSON **out)
 	long bad = 0;
 	int rc = ftk_eval_results_load(run, out, &bad, &e);
 	if (rc < 0) {
-		char buf[1400];
-		error("%s", ftk_error_format(&e, buf, sizeof(buf)));
+		error_at(&e);
 		return rc;
 	}
 	if (bad)
@@ -377,11 +377,10 @@ static int fold_reviews(const char *run, const char *path, cJSON *res, cJSON **a
 	ftk_error_clear(&e);
 	long bad = 0;
 	cJSON *rv;
-	char buf[1400];
 	if (ftk_reviews_load(path, &rv, &bad, &e) < 0)
-		return error("%s", ftk_error_format(&e, buf, sizeof(buf)));
+		return error_at(&e);
 	if (bad)
-		warning("%s (%ld unreadable review lines skipped)", ftk_error_format(&e, buf, sizeof(buf)),
+		warning("%s (%ld unreadable review lines skipped)", FTK_ERROR_TEXT(&e),
 			bad);
 	ftk_reviews_fold(res, rv);
 	*ag = ftk_reviews_agreement(res);
@@ -542,10 +541,8 @@ static void find_prices(struct prices *p, const char *rates_path, const char *mo
 	memset(&R, 0, sizeof(R));
 	struct ftk_error e;
 	ftk_error_clear(&e);
-	if (ftk_rates_load(rates_path, &R, &e) < 0) {
-		char buf[1400];
-		die("%s", ftk_error_format(&e, buf, sizeof(buf)));
-	}
+	if (ftk_rates_load(rates_path, &R, &e) < 0)
+		die_at(&e);
 	const struct ftk_rate *r = ftk_rates_find(&R, FTK_RATE_API, model, ftk_now());
 	if (!r || isnan(r->usd_per_mtok_in) || isnan(r->usd_per_mtok_out)) {
 		warning("%s: no api prices for model '%s': spend not priced", rates_path, model);
@@ -588,14 +585,21 @@ static void ledger_entry(const struct ftk_eval_run_opts *o, const struct ftk_eva
 		cJSON_AddNumberToObject(e, "judge_tokens_out", (double)st->judge_completion_tokens);
 	}
 	struct ftk_error err;
-	if (ftk_ledger_append_entry(path, e, &err) < 0) {
-		char buf[1400];
-		error("%s", ftk_error_format(&err, buf, sizeof(buf)));
-	}
+	if (ftk_ledger_append_entry(path, e, &err) < 0)
+		error_at(&err);
 	cJSON_Delete(e);
 }
 
 static int run_and_report(struct ftk_eval_run_opts *o, struct prices *p, int json, int allow_bad);
+
+/* Progress on a terminal: one line, rewritten. */
+static void show_progress(void *ctx, long done, long total, long errors)
+{
+	(void)ctx;
+	fprintf(stderr, "\rftk-eval: %ld/%ld done, %ld errors ", done, total, errors);
+	if (done >= total)
+		fputc('\n', stderr);
+}
 
 static int do_run(int argc, char **argv, struct ftk_eval_run_opts *o, struct prices *p,
 		  const char *rates, int json, int allow_bad)
@@ -636,14 +640,14 @@ static int do_rescore(int argc, char **argv, struct ftk_eval_run_opts *o, struct
 static int run_and_report(struct ftk_eval_run_opts *o, struct prices *p, int json, int allow_bad)
 {
 	int incomplete = 0;
-	o->progress = !tool.quiet && isatty(2);
+	if (!tool.quiet && isatty(2))
+		o->on_progress = show_progress;
 	struct ftk_eval_run_stats st;
 	struct ftk_error e;
 	ftk_error_clear(&e);
 	int rc = ftk_eval_run(o, &st, &e);
 	if (rc < 0) {
-		char buf[1400];
-		error("%s", ftk_error_format(&e, buf, sizeof(buf)));
+		error_at(&e);
 		return rc == FTK_EUSAGE ? FTK_EXIT_USAGE : FTK_EXIT_DATA;
 	}
 	if (st.outputs_skipped)
@@ -687,6 +691,13 @@ static int run_and_report(struct ftk_eval_run_opts *o, struct prices *p, int jso
 	else
 		print_summary_table(sum, o->run_dir);
 	double errors = jnum(sum, "errors");
+	/* the causes of the errors, for the last words */
+	double transient = jnum(sum, "transient_errors");
+	char causes[512] = "";
+	const cJSON *ec;
+	cJSON_ArrayForEach(ec, cJSON_GetObjectItemCaseSensitive(sum, "errors_by_cause"))
+		snprintf(causes + strlen(causes), sizeof(causes) - strlen(causes), "%s%s %.0f",
+			 causes[0] ? ", " : "", ec->string, ec->valuedouble);
 	if (tool.stats_path) {
 		/* --stats: the summary and this invocation's counts, as JSON */
 		cJSON *js = cJSON_Duplicate(sum, 1);
@@ -741,9 +752,16 @@ static int run_and_report(struct ftk_eval_run_opts *o, struct prices *p, int jso
 	if (n_jerr > 0 || incomplete)
 		return FTK_EXIT_DATA;
 	if (errors > 0) {
-		if (!tool.quiet)
-			fprintf(stderr, "ftk-eval: %.0f results are errors (never scored): run the same command again to retry them\n",
-				errors);
+		if (!tool.quiet) {
+			fprintf(stderr, "ftk-eval: %.0f results have no answer (never scored; %s)\n", errors,
+				causes);
+			if (transient > 0)
+				fprintf(stderr, "ftk-eval: %.0f of them failed for a passing reason: run the same command again to retry them\n",
+					transient);
+			if (errors - transient > 0)
+				fprintf(stderr, "ftk-eval: %.0f of them failed for good (the same request would fail again): see \"error\" in results.jsonl\n",
+					errors - transient);
+		}
 		return FTK_EXIT_DATA;
 	}
 	return FTK_EXIT_OK;

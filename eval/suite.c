@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "lib/json.h"
+#include "lib/openai.h"
 #include "lib/stream.h"
 #include "lib/strbuf.h"
 #include "lib/yamljson.h"
@@ -431,6 +432,16 @@ int ftk_eval_suite_load(struct ftk_eval_suite **out, const char *path, struct ft
 			goto fail;
 		}
 		s->metrics = cJSON_Duplicate(mets, 1);
+	}
+	/* the settings every backend reads (lib/openai.h), checked now, not mid-run */
+	struct ftk_openai_gen g;
+	memset(&g, 0, sizeof(g));
+	struct ftk_error ge;
+	if (ftk_openai_gen_read(s->generation, &g, &ge) < 0) {
+		char field[300];
+		snprintf(field, sizeof(field), "generation.%.200s", ge.field);
+		rc = ftk_error_set(err, FTK_EDATA, path, 0, field, "%s", ge.msg);
+		goto fail;
 	}
 	rc = parse_judges(s, cJSON_GetObjectItemCaseSensitive(root, "judges"), err);
 	if (rc < 0)

@@ -129,6 +129,8 @@ cJSON *ftk_eval_summarize(const cJSON *results)
 {
 	struct metric_set ms = { 0 };
 	struct smap ids = { 0 }, clusters = { 0 }, flags = { 0 }, dkinds = { 0 }, badids = { 0 };
+	struct smap causes = { 0 };
+	long transient = 0;
 	long n = 0, errors = 0, judge_errors = 0, flagged = 0, max_sample = 0, ptok = 0, ctok = 0;
 	long defective = 0, bad = 0;
 	int any_cluster = 0;
@@ -153,6 +155,7 @@ cJSON *ftk_eval_summarize(const cJSON *results)
 	cJSON *flag_counts = cJSON_CreateObject();
 	cJSON *defect_counts = cJSON_CreateObject();
 	cJSON *bad_list = cJSON_CreateArray();
+	cJSON *cause_counts = cJSON_CreateObject();
 	cJSON_ArrayForEach(r, results)
 	{
 		n++;
@@ -160,6 +163,9 @@ cJSON *ftk_eval_summarize(const cJSON *results)
 		smap_intern(&ids, id ? id : "");
 		if (cJSON_GetObjectItemCaseSensitive(r, "error")) {
 			errors++;
+			const char *cause = ftk_json_get_str(r, "error_kind");
+			count_kind(&causes, cause_counts, cause ? cause : "other");
+			transient += cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "transient"));
 			continue;
 		}
 		const cJSON *u = cJSON_GetObjectItemCaseSensitive(r, "usage");
@@ -214,6 +220,8 @@ cJSON *ftk_eval_summarize(const cJSON *results)
 	cJSON_AddNumberToObject(out, "samples", (double)(max_sample + 1));
 	cJSON_AddNumberToObject(out, "scored", (double)(n - errors - bad));
 	cJSON_AddNumberToObject(out, "errors", (double)errors);
+	cJSON_AddItemToObject(out, "errors_by_cause", cause_counts);
+	cJSON_AddNumberToObject(out, "transient_errors", (double)transient);
 	cJSON_AddNumberToObject(out, "defective", (double)defective);
 	cJSON_AddItemToObject(out, "defects", defect_counts);
 	cJSON_AddNumberToObject(out, "bad_cases", (double)bad);
@@ -266,6 +274,7 @@ cJSON *ftk_eval_summarize(const cJSON *results)
 	smap_free(&flags);
 	smap_free(&dkinds);
 	smap_free(&badids);
+	smap_free(&causes);
 	return out;
 }
 

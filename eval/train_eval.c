@@ -180,6 +180,7 @@ int ftk_train_eval_checkpoint(void *ctx, long step, const char *adapter_dir, str
 	/* against the best checkpoint so far */
 	cJSON *vs_best = te->best_results ? ftk_eval_compare(te->best_results, cur, 0.05) : NULL;
 	const cJSON *reg_best = cJSON_GetObjectItemCaseSensitive(vs_best, "regressed");
+	int n_reg_best = cJSON_GetArraySize(reg_best);	/* vs_best is freed before the report */
 	if (vs_best) {
 		cJSON *b = cJSON_AddObjectToObject(ev, "vs_best");
 		cJSON_AddNumberToObject(b, "step", (double)te->best_step);
@@ -233,23 +234,25 @@ int ftk_train_eval_checkpoint(void *ctx, long step, const char *adapter_dir, str
 	cJSON_Delete(vs_best);
 	ftk_json_print(line, o);
 
-	if (!te->quiet) {
-		fprintf(stderr, "\nftk-train: step %ld eval (%s):", step, rel);
+	if (te->report) {
+		struct strbuf say = STRBUF_INIT;
+		strbuf_addf(&say, "step %ld eval (%s):", step, rel);
 		cJSON_ArrayForEach(m, ms) {
 			const cJSON *k = cJSON_GetObjectItemCaseSensitive(m, "kind");
 			const cJSON *mean = cJSON_GetObjectItemCaseSensitive(m, "mean");
 			const cJSON *d = cJSON_GetObjectItemCaseSensitive(m, "diff");
 			if (!cJSON_IsString(k) || strcmp(k->valuestring, "semantic") || !cJSON_IsNumber(mean))
 				continue;
-			fprintf(stderr, " %s %.3f", m->string, mean->valuedouble);
+			strbuf_addf(&say, " %s %.3f", m->string, mean->valuedouble);
 			if (cJSON_IsNumber(d))
-				fprintf(stderr, " (%+.3f vs base)", d->valuedouble);
+				strbuf_addf(&say, " (%+.3f vs base)", d->valuedouble);
 		}
 		if (cJSON_GetArraySize(reg) > 0)
-			fprintf(stderr, "; REGRESSED against the base");
-		if (cJSON_GetArraySize(reg_best) > 0)
-			fprintf(stderr, "; REGRESSED against step %ld", te->best_step);
-		fputc('\n', stderr);
+			strbuf_addstr(&say, "; REGRESSED against the base");
+		if (n_reg_best > 0)
+			strbuf_addf(&say, "; REGRESSED against step %ld", te->best_step);
+		te->report(te->report_ctx, say.buf);
+		strbuf_release(&say);
 	}
 	cJSON_Delete(o);
 	rc = 0;

@@ -45,11 +45,14 @@ struct ftk_train_eval {
 	const char *ledger;	/* ledger path or NULL */
 	const char *run_name;	/* ledger run name or NULL */
 	long limit;		/* only the first N cases (<= 0: all) */
-	int quiet;
 	const char *base_adapter;	/* the base's adapter (--init-adapter), or NULL */
 	int stop_on_regression;
 	const char *keep_best;	/* metric name, or NULL */
 	volatile sig_atomic_t *stop;	/* set to 1 to end the run (stop_on_regression) */
+	/* given each evaluation's one-line summary for people
+	   ("step 20 eval (evals/step-20): toolcall.correct 0.500 (+0.100 vs base)"); NULL: none */
+	void (*report)(void *ctx, const char *line);
+	void *report_ctx;
 	int n_regressed;	/* filled: checkpoints with a regression so far */
 	long stopped_at;	/* filled: the step whose regression stopped the run, 0: none */
 	char stop_reason[256];	/* filled: which metric, against what */

@@ -58,7 +58,9 @@
 /* The model's answer to one case. */
 struct ftk_judge_output {
 	const char *text;		/* the assistant text; NULL or "" when none */
-	const cJSON *tool_calls;	/* OpenAI "tool_calls" array, or NULL */
+	const cJSON *tool_calls;	/* OpenAI "tool_calls" as the model gave them:
+					   an array, or (a defective answer) any JSON;
+					   NULL: none */
 	const char *finish_reason;	/* "stop", "length", "tool_calls", or NULL */
 };
 
@@ -78,6 +80,9 @@ struct ftk_judge_env {
 	void *chat_ctx;			/* passed to chat */
 	const char *cache_dir;		/* where model-graded judges cache replies;
 					   NULL: settings "cache" or no cache */
+	const char *endpoint;		/* where chat sends requests (a URL, or any
+					   name): part of the reply cache's key, so
+					   that another server's reply is never reused */
 };
 
 /* ----------------------------------------------------------------- results */

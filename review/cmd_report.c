@@ -109,10 +109,9 @@ static int load_costs(struct costs *C, const char *ledger, const char *rates_pat
 	memset(&L, 0, sizeof(L));
 	struct ftk_error e;
 	ftk_error_clear(&e);
-	char b[1400];
 	int rc = ftk_cost_ledger_load(ledger, &L, &e);
 	if (rc < 0)
-		return error("%s", ftk_error_format(&e, b, sizeof(b)));
+		return error_at(&e);
 	for (size_t i = 0; i < L.n_bad; i++)
 		warning("%s:%ld: skipped: %s", ledger, L.bad[i].line, L.bad[i].msg);
 	C->bad_lines = (long)L.n_bad;
@@ -122,7 +121,7 @@ static int load_costs(struct costs *C, const char *ledger, const char *rates_pat
 	memset(&R, 0, sizeof(R));
 	if (ftk_rates_load(rates_path, &R, &e) < 0) {
 		ftk_cost_ledger_release(&L);
-		return error("%s", ftk_error_format(&e, b, sizeof(b)));
+		return error_at(&e);
 	}
 	struct ftk_cost_totals T;
 	ftk_cost_totals_compute(&T, &L, &R, NULL, NULL, NULL);
@@ -1084,11 +1083,10 @@ static int extra_reviews(const char *path)
 	long bad = 0;
 	struct ftk_error e;
 	ftk_error_clear(&e);
-	char b[1400];
 	if (ftk_reviews_load(path, &rv, &bad, &e) < 0)
-		return error("%s", ftk_error_format(&e, b, sizeof(b)));
+		return error_at(&e);
 	if (bad)
-		warning("%s (%ld unreadable review lines skipped)", ftk_error_format(&e, b, sizeof(b)), bad);
+		warning("%s (%ld unreadable review lines skipped)", FTK_ERROR_TEXT(&e), bad);
 	for (size_t i = 0; i < n_runs; i++) {
 		const cJSON *d;
 		cJSON_ArrayForEach(d, rv)
@@ -1151,19 +1149,18 @@ int cmd_report(int argc, char **argv)
 	struct costs C;
 	memset(&C, 0, sizeof(C));
 	struct strbuf sb = STRBUF_INIT;
-	char b[1400];
 	for (size_t i = 0; i < n_runs; i++) {
 		struct ftk_error e;
 		ftk_error_clear(&e);
 		if (ftk_review_run_load(&runs[i], argv[i], NULL, &e) < 0) {
-			error("%s", ftk_error_format(&e, b, sizeof(b)));
+			error_at(&e);
 			rc = FTK_EXIT_DATA;
 			goto out;
 		}
 		if (runs[i].bad_results)
 			warning("%s: %ld unreadable result lines skipped", runs[i].dir, runs[i].bad_results);
 		if (runs[i].bad_reviews)
-			warning("%s (%ld unreadable review lines skipped)", ftk_error_format(&e, b, sizeof(b)),
+			warning("%s (%ld unreadable review lines skipped)", FTK_ERROR_TEXT(&e),
 				runs[i].bad_reviews);
 	}
 	for (size_t k = 0; k < reviews.n; k++)

@@ -56,7 +56,9 @@
 #include "cli/tool.h"
 #include "lib/json.h"
 #include "lib/toolparse.h"
+#include "lib/openai.h"
 #include "model/infer.h"
+#include "model/generate.h"
 
 static const char usage[] =
 	"usage: ftk-serve --model DIR [options]\n"
@@ -95,7 +97,7 @@ enum {
 };
 
 #define MAX_MODELS 16
-#define MAX_STOP 4
+#define MAX_STOP FTK_OPENAI_MAX_STOP
 
 struct served {
 	char *name;
@@ -805,61 +807,32 @@ static int parse_request(struct job *j, const char **msg, const char **param, co
 		cJSON_ArrayForEach(x, p)
 			j->prompt_ids[j->n_prompt_ids++] = (uint32_t)x->valuedouble;
 	}
-	ftk_gen_opts_default(&j->g);
-	j->g.temperature = 1.0f;	/* OpenAI's default */
-	j->g.max_tokens = 0;
-	j->n = 1;
-	struct { const char *k; int kind; } nums[] = {
-		{ "temperature", 0 }, { "top_p", 1 }, { "max_tokens", 2 },
-		{ "max_completion_tokens", 2 }, { "seed", 3 }, { "n", 4 }, { "top_k", 5 },
-	};
-	for (size_t i = 0; i < FTK_ARRAY_SIZE(nums); i++) {
-		const cJSON *v = cJSON_GetObjectItemCaseSensitive(r, nums[i].k);
-		if (!v || cJSON_IsNull(v))
-			continue;
-		if (!cJSON_IsNumber(v)) {
-			snprintf(buf, sizeof(buf), "%s must be a number", nums[i].k);
-			*msg = buf;
-			*param = nums[i].k;
-			return -1;
-		}
-		double d = v->valuedouble;
-		int bad = 0;
-		switch (nums[i].kind) {
-		case 0: bad = d < 0 || d > 2; j->g.temperature = (float)d; break;
-		case 1: bad = d <= 0 || d > 1; j->g.top_p = (float)d; break;
-		case 2: bad = d < (j->chat ? 1 : 0) || d > 1e6; j->g.max_tokens = (int)d; break;
-		case 3: j->g.seed = (uint64_t)(int64_t)d; break;
-		case 4: bad = d < 1 || d > 16; j->n = (int)d; break;
-		case 5: bad = d < 0; j->g.top_k = (int)d; break;
-		}
-		if (bad) {
-			snprintf(buf, sizeof(buf), "%s is out of range", nums[i].k);
-			*msg = buf;
-			*param = nums[i].k;
-			return -1;
-		}
-	}
-	const cJSON *stop = cJSON_GetObjectItemCaseSensitive(r, "stop");
-	if (cJSON_IsString(stop)) {
-		j->stop[j->n_stop++] = stop->valuestring;
-	} else if (cJSON_IsArray(stop)) {
-		const cJSON *s;
-		cJSON_ArrayForEach(s, stop) {
-			if (!cJSON_IsString(s) || j->n_stop == MAX_STOP) {
-				*msg = "stop must be a string or up to 4 strings";
-				*param = "stop";
-				return -1;
-			}
-			j->stop[j->n_stop++] = s->valuestring;
-		}
-	} else if (stop && !cJSON_IsNull(stop)) {
-		*msg = "stop must be a string or up to 4 strings";
-		*param = "stop";
+	/* OpenAI's defaults: temperature 1, max_tokens up to the room left */
+	struct ftk_openai_gen g = { .temperature = 1, .top_p = 1, .top_k = 0, .max_tokens = 0, .n = 1 };
+	struct ftk_error e;
+	/* completions with echo may ask for 0 new tokens (score the prompt): read it as 1, checked below */
+	cJSON *mt0 = cJSON_GetObjectItemCaseSensitive(r, "max_tokens");
+	int zero = !j->chat && cJSON_IsNumber(mt0) && mt0->valuedouble == 0;
+	if (zero)
+		cJSON_SetNumberValue(mt0, 1);
+	int grc = ftk_openai_gen_read(r, &g, &e);
+	if (zero)
+		cJSON_SetNumberValue(mt0, 0);
+	if (grc < 0) {
+		static char field[64];
+		snprintf(buf, sizeof(buf), "%.200s", e.msg);
+		snprintf(field, sizeof(field), "%.60s", e.field);
+		*msg = buf;
+		*param = field;
 		return -1;
 	}
-	const cJSON *st = cJSON_GetObjectItemCaseSensitive(r, "stream");
-	j->stream = cJSON_IsTrue(st);
+	ftk_gen_opts_default(&j->g);
+	ftk_gen_opts_from_openai(&j->g, &g);
+	j->n = g.n;
+	j->n_stop = g.n_stop;
+	for (int i = 0; i < g.n_stop; i++)
+		j->stop[i] = g.stop[i];
+	j->stream = g.stream;
 	const cJSON *tools = cJSON_GetObjectItemCaseSensitive(r, "tools");
 	if (j->chat && cJSON_IsArray(tools) && tools->child) {
 		if (!S.template_has_tools) {
@@ -1211,10 +1184,9 @@ int cmd_serve(int argc, char **argv)
 			struct ftk_infer_opts io = { S.model_dir, S.models[i].adapter, S.quant_nf4, S.ctx,
 						     NULL };
 			if (ftk_infer_open(&S.engines[w][i], &io, &err) < 0) {
-				char buf[1200];
 				die("cannot load '%s'%s%s: %s", S.model_dir, S.models[i].adapter ? " with " : "",
 				    S.models[i].adapter ? S.models[i].adapter : "",
-				    ftk_error_format(&err, buf, sizeof(buf)));
+				    FTK_ERROR_TEXT(&err));
 			}
 		}
 	}

@@ -161,6 +161,13 @@ static void set_path(struct ftk_tool *t, char *dst, const char *opt, const char 
 	strcpy(dst, buf);
 }
 
+/* ftk-train --eval: each checkpoint's eval, one line. */
+static void eval_report(void *ctx, const char *line)
+{
+	(void)ctx;
+	fprintf(stderr, "\nftk-train: %s\n", line);
+}
+
 static void progress(void *ctx, const char *line)
 {
 	(void)ctx;
@@ -548,11 +555,12 @@ int cmd_train(int argc, char **argv)
 		te.ledger = t.ledger_path;
 		te.run_name = t.run;
 		te.limit = eval_limit;
-		te.quiet = t.quiet;
 		te.base_adapter = o.init_adapter[0] ? o.init_adapter : NULL;
 		te.stop_on_regression = stop_on_regression;
 		te.keep_best = keep_best;
 		te.stop = &stop_flag;
+		if (!t.quiet)
+			te.report = eval_report;
 		o.on_checkpoint = ftk_train_eval_checkpoint;
 		o.on_checkpoint_ctx = &te;
 	}
