@@ -27,6 +27,7 @@
 #include "lib/record.h"
 #include "lib/stream.h"
 #include "lib/strbuf.h"
+#include "loglik.h"
 #include "run_int.h"
 
 void ftk_eval_run_opts_init(struct ftk_eval_run_opts *o)
@@ -411,6 +412,11 @@ checked:
 		return rc;
 	}
 	snprintf(st->suite, sizeof(st->suite), "%s", c.suite->name);
+	if (c.suite->output_type != FTK_EVAL_GENERATE) {	/* scored by log-likelihood: eval/loglik.c */
+		rc = ftk_eval_loglik_run(o, c.suite, st, err);
+		ftk_eval_suite_free(c.suite);
+		return rc;
+	}
 	c.K = o->samples > 0 ? o->samples : 1;
 	if (o->backend == FTK_EVAL_OUTPUTS && o->samples <= 0 && !o->rescore_only) {
 		rc = outputs_samples(o->outputs_path, c.suite, &c.K, err);

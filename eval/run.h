@@ -54,6 +54,7 @@ struct ftk_eval_run_opts {
 	const char *api_key_env;	/* variable holding the key, or NULL */
 	const char *model_dir;		/* FTK_EVAL_LOCAL */
 	const char *adapter_dir;	/* FTK_EVAL_LOCAL, may be NULL */
+	const char *tokenizer_dir;	/* FTK_EVAL_ENDPOINT with log-likelihood suites: the model's tokenizer */
 	int jobs;			/* requests in flight (<= 0: 4), or local engines (<= 0: 1) */
 	int samples;			/* <= 0: 1, or with outputs as many as the file holds
 					   for a case */

@@ -79,7 +79,7 @@ int jset_known(const cJSON *settings, const char *const *known, struct ftk_error
 	if (!settings)
 		return 0;
 	cJSON_ArrayForEach(e, settings) {
-		int ok = !strcmp(e->string, "label");
+		int ok = !strcmp(e->string, "label") || !strcmp(e->string, "compare_as");
 		for (size_t i = 0; !ok && known[i]; i++)
 			ok = !strcmp(e->string, known[i]);
 		if (!ok) {

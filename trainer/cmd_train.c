@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/stat.h>
 
 #include "cli/tool.h"
 #include "eval/train_eval.h"
@@ -114,6 +115,12 @@ static const char usage[] =
 	"                           checkpoint (RUN/evals/), compare each with the base, and\n"
 	"                           put the metrics in metrics.jsonl; allowed with --resume\n"
 	"      --eval-limit N       only the suite's first N cases\n"
+	"      --stop-on-regression end the run (its checkpoint kept, exit status 3) when a\n"
+	"                           semantic metric of --eval falls significantly below the\n"
+	"                           base's (the --init-adapter when given) or the best\n"
+	"                           checkpoint's so far (the paired test of ftk eval compare)\n"
+	"      --keep-best METRIC   RUN/adapter is the checkpoint with the highest METRIC\n"
+	"                           of --eval (RUN/best.json says which)\n"
 	"Cost:\n"
 	"      --usd-per-hour X     machine price for the ledger entry (default 0)\n"
 	"Common options:\n"
@@ -125,7 +132,7 @@ static const char usage[] =
 	"\n"
 	"SIGINT, SIGTERM and SIGHUP save a checkpoint at the next step boundary and exit 0.\n"
 	"Exit status: 0 success (or stopped by a signal with a checkpoint saved), 1 data\n"
-	"problems or failure, 2 bad usage.\n";
+	"problems or failure, 2 bad usage, 3 stopped by --stop-on-regression.\n";
 
 enum {
 	OPT_MODEL = FTK_OPT_FIRST_FREE, OPT_DATA, OPT_VAL, OPT_OUT, OPT_RESUME, OPT_INIT,
@@ -134,7 +141,7 @@ enum {
 	OPT_EPS, OPT_WD, OPT_CLIP, OPT_BATCH, OPT_ACCUM, OPT_SEQ, OPT_EPOCHS, OPT_MAX_STEPS,
 	OPT_EVAL_EVERY, OPT_CKPT_EVERY, OPT_KEEP, OPT_SEED, OPT_THREADS, OPT_CKPT_ACT,
 	OPT_USD, OPT_DEVICE, OPT_DIST, OPT_PLAN, OPT_GPUS, OPT_DEVMEM, OPT_SELFTEST,
-	OPT_EVAL_SUITE, OPT_EVAL_LIMIT, OPT_PRECISION, OPT_ATTENTION,
+	OPT_EVAL_SUITE, OPT_EVAL_LIMIT, OPT_STOP_ON_REGRESSION, OPT_KEEP_BEST, OPT_PRECISION, OPT_ATTENTION,
 };
 
 static volatile sig_atomic_t stop_flag;
@@ -181,6 +188,76 @@ static void note(void *ctx, const char *msg)
 {
 	(void)ctx;
 	fprintf(stderr, "ftk-train: note: %s\n", msg);
+}
+
+/* --stop-on-regression ended the run: the checkpoints are kept */
+#define FTK_EXIT_REGRESSION 3
+
+static int copy_file(const char *from, const char *to)
+{
+	char *data;
+	size_t len;
+	struct ftk_error e;
+	if (ftk_read_all(from, &data, &len, &e) < 0)
+		return error("cannot read '%s': %s", from, e.msg);
+	char tmp[4400];
+	snprintf(tmp, sizeof(tmp), "%s.tmp", to);
+	FILE *f = fopen(tmp, "wb");
+	int ok = f && fwrite(data, 1, len, f) == len;
+	if (f && fclose(f) != 0)
+		ok = 0;
+	free(data);
+	if (!ok || rename(tmp, to) < 0) {
+		unlink(tmp);
+		return error("cannot write '%s': %s", to, strerror(errno));
+	}
+	return 0;
+}
+
+/*
+ * --keep-best: RUN/adapter becomes the best checkpoint's adapter, and
+ * RUN/best.json says which ({"metric","step","value","checkpoint"}).
+ */
+static int keep_best_adapter(const struct ftk_train_eval *te, const char *metric, const char *out)
+{
+	if (!te->best_step) {
+		warning("--keep-best %s: no checkpoint had it; %s/adapter is left as it is", metric, out);
+		return 0;
+	}
+	char dir[FTK_TRAIN_PATH + 16], from[4400], to[4300];
+	snprintf(dir, sizeof(dir), "%s/adapter", out);
+	if (mkdir(dir, 0777) < 0 && errno != EEXIST)
+		return error("cannot create '%s': %s", dir, strerror(errno));
+	static const char *const files[] = { "adapter_config.json", "adapter_model.safetensors" };
+	for (size_t i = 0; i < FTK_ARRAY_SIZE(files); i++) {
+		snprintf(from, sizeof(from), "%s/%s", te->best_dir, files[i]);
+		snprintf(to, sizeof(to), "%s/%s", dir, files[i]);
+		if (copy_file(from, to) < 0)
+			return -1;
+	}
+	cJSON *b = cJSON_CreateObject();
+	cJSON_AddStringToObject(b, "metric", metric);
+	cJSON_AddNumberToObject(b, "step", (double)te->best_step);
+	cJSON_AddNumberToObject(b, "value", te->best_value);
+	char rel[64];
+	snprintf(rel, sizeof(rel), "checkpoints/step-%ld", te->best_step);
+	cJSON_AddStringToObject(b, "checkpoint", rel);
+	char *txt = cJSON_PrintUnformatted(b);
+	cJSON_Delete(b);
+	snprintf(to, sizeof(to), "%s/best.json", out);
+	FILE *f = fopen(to, "w");
+	int ok = f && fprintf(f, "%s\n", txt) > 0;
+	if (f && fclose(f) != 0)
+		ok = 0;
+	cJSON_free(txt);
+	if (!ok)
+		return error("cannot write '%s': %s", to, strerror(errno));
+	fprintf(stderr, "ftk-train: %s/adapter is step %ld's, the best by %s (%.3f)\n", out,
+		te->best_step, metric, te->best_value);
+	if (te->base_value_known && te->best_value < te->base_value)
+		warning("every checkpoint scored below the base on %s (%.3f < %.3f)", metric,
+			te->best_value, te->base_value);
+	return 0;
 }
 
 int cmd_train(int argc, char **argv)
@@ -235,6 +312,8 @@ int cmd_train(int argc, char **argv)
 		{ "selftest", no_argument, NULL, OPT_SELFTEST },
 		{ "eval", required_argument, NULL, OPT_EVAL_SUITE },
 		{ "eval-limit", required_argument, NULL, OPT_EVAL_LIMIT },
+		{ "stop-on-regression", no_argument, NULL, OPT_STOP_ON_REGRESSION },
+		{ "keep-best", required_argument, NULL, OPT_KEEP_BEST },
 		{ "precision", required_argument, NULL, OPT_PRECISION },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -248,6 +327,8 @@ int cmd_train(int argc, char **argv)
 	int n_train_opts = 0, c, threads = -1;
 	char eval_suite[FTK_TRAIN_PATH] = "";
 	long eval_limit = 0;
+	int stop_on_regression = 0;
+	const char *keep_best = NULL;
 
 	ftk_tool_init(&t, "ftk-train", usage);
 	t.stage = "train";
@@ -257,11 +338,14 @@ int cmd_train(int argc, char **argv)
 			continue;
 		n_train_opts += c != OPT_RESUME && c != OPT_USD && c != OPT_DEVICE && c != OPT_DIST &&
 				c != OPT_PLAN && c != OPT_GPUS && c != OPT_DEVMEM && c != OPT_SELFTEST &&
-				c != OPT_EVAL_SUITE && c != OPT_EVAL_LIMIT && c != OPT_THREADS;
+				c != OPT_EVAL_SUITE && c != OPT_EVAL_LIMIT && c != OPT_THREADS &&
+				c != OPT_STOP_ON_REGRESSION && c != OPT_KEEP_BEST;
 		switch (c) {
 		case OPT_MODEL: set_path(&t, o.model, "--model", optarg); break;
 		case OPT_EVAL_SUITE: set_path(&t, eval_suite, "--eval", optarg); break;
 		case OPT_EVAL_LIMIT: eval_limit = ftk_tool_parse_long(&t, "--eval-limit", optarg, 1, LONG_MAX); break;
+		case OPT_STOP_ON_REGRESSION: stop_on_regression = 1; break;
+		case OPT_KEEP_BEST: keep_best = optarg; break;
 		case OPT_DATA: set_path(&t, o.data, "--data", optarg); break;
 		case OPT_VAL: set_path(&t, o.val, "--val", optarg); break;
 		case OPT_INIT: set_path(&t, o.init_adapter, "--init-adapter", optarg); break;
@@ -475,6 +559,9 @@ int cmd_train(int argc, char **argv)
 	/* evals after every checkpoint (eval/train_eval.h), on rank 0 */
 	struct ftk_train_eval te;
 	memset(&te, 0, sizeof(te));
+	if ((stop_on_regression || keep_best) && !eval_suite[0])
+		ftk_tool_usage_error(&t, "%s needs --eval SUITE",
+				     stop_on_regression ? "--stop-on-regression" : "--keep-best");
 	if (eval_suite[0] && o.rank == 0) {
 		te.suite = eval_suite;
 		te.model_dir = o.model;
@@ -482,6 +569,10 @@ int cmd_train(int argc, char **argv)
 		te.ledger = t.ledger_path;
 		te.run_name = t.run;
 		te.limit = eval_limit;
+		te.base_adapter = o.init_adapter[0] ? o.init_adapter : NULL;
+		te.stop_on_regression = stop_on_regression;
+		te.keep_best = keep_best;
+		te.stop = &stop_flag;
 		if (!t.quiet)
 			te.report = eval_report;
 		o.on_checkpoint = ftk_train_eval_checkpoint;
@@ -504,6 +595,10 @@ int cmd_train(int argc, char **argv)
 		exit_code = rc == FTK_EUSAGE ? FTK_EXIT_USAGE : FTK_EXIT_DATA;
 		if (o.world > 1)	/* the other ranks would wait for this one for ever */
 			ftk_dist_abort(dist, exit_code);
+	} else if (res.interrupted && te.stopped_at) {
+		fprintf(stderr, "ftk-train: stopped at step %ld: %s; checkpoints kept in %s/checkpoints\n",
+			res.steps, te.stop_reason, o.out);
+		exit_code = FTK_EXIT_REGRESSION;
 	} else if (res.interrupted) {
 		if (o.rank == 0)	/* every rank stopped at this step; one says so */
 			fprintf(stderr,
@@ -518,6 +613,10 @@ int cmd_train(int argc, char **argv)
 				res.last_val_loss);
 		fprintf(stderr, "; adapter in %s/adapter\n", o.out);
 	}
+
+	if (rc == 0 && keep_best && o.rank == 0 && keep_best_adapter(&te, keep_best, o.out) < 0)
+		exit_code = FTK_EXIT_DATA;
+	ftk_train_eval_release(&te);
 
 	const char *lp = o.rank == 0 ? ftk_ledger_path(t.ledger_path) : NULL;
 	if (lp) {
