@@ -166,10 +166,66 @@ static void set_path(struct ftk_tool *t, char *dst, const char *opt, const char 
 	strcpy(dst, buf);
 }
 
+/*
+ * On a terminal, one line a person can read, rewritten in place: step N of
+ * M, epoch, loss, learning rate, tokens/s, ETA and the last eval score (like
+ * the prep tools' progress line).  metrics.jsonl keeps the JSON lines for
+ * pipes and files.
+ */
+struct progress_state {
+	char eval[96];		/* "toolcall.correct 0.45" from the last eval line */
+	double val_loss;
+};
+
+static void fmt_secs(char *buf, size_t n, double s)
+{
+	if (!(s >= 0) || s > 1e7)
+		snprintf(buf, n, "?");
+	else if (s >= 3600)
+		snprintf(buf, n, "%dh%02dm", (int)(s / 3600), (int)(s / 60) % 60);
+	else if (s >= 60)
+		snprintf(buf, n, "%dm%02ds", (int)(s / 60), (int)s % 60);
+	else
+		snprintf(buf, n, "%.0fs", s);
+}
+
 static void progress(void *ctx, const char *line)
 {
-	(void)ctx;
-	fprintf(stderr, "\r\033[K%s", line);
+	struct progress_state *ps = ctx;
+	cJSON *o = cJSON_Parse(line);
+	if (!o)
+		return;
+	const cJSON *ev = cJSON_GetObjectItemCaseSensitive(o, "eval");
+	const cJSON *vl = cJSON_GetObjectItemCaseSensitive(o, "val_loss");
+	if (cJSON_IsNumber(vl))
+		ps->val_loss = vl->valuedouble;
+	if (cJSON_IsObject(ev)) {
+		const cJSON *ms = cJSON_GetObjectItemCaseSensitive(ev, "metrics");
+		const cJSON *m = ms ? ms->child : NULL;
+		const cJSON *mean = m ? cJSON_GetObjectItemCaseSensitive(m, "mean") : NULL;
+		if (m && cJSON_IsNumber(mean))
+			snprintf(ps->eval, sizeof(ps->eval), "%.60s %.3f", m->string, mean->valuedouble);
+	}
+	const cJSON *loss = cJSON_GetObjectItemCaseSensitive(o, "loss");
+	if (cJSON_IsNumber(loss)) {
+		double step = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(o, "step"));
+		double of = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(o, "of"));
+		double epoch = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(o, "epoch"));
+		double lr = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(o, "lr"));
+		double tps = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(o, "tokens_per_s"));
+		double el = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(o, "elapsed"));
+		char eta[32], tail[160] = "";
+		fmt_secs(eta, sizeof(eta), step > 0 ? (of - step) * el / step : -1);
+		if (!isnan(ps->val_loss))
+			snprintf(tail, sizeof(tail), ", val %.4f", ps->val_loss);
+		if (ps->eval[0])
+			snprintf(tail + strlen(tail), sizeof(tail) - strlen(tail), ", eval %s", ps->eval);
+		fprintf(stderr, "\r\033[Kftk-train: step %.0f/%.0f (%.0f%%), epoch %.2f, loss %.4f, "
+				"lr %.2e, %.0f tok/s, ETA %s%s",
+			step, of, of > 0 ? 100 * step / of : 0, epoch, loss->valuedouble, lr, tps, eta,
+			tail);
+	}
+	cJSON_Delete(o);
 }
 
 /*
@@ -610,8 +666,11 @@ int cmd_train(int argc, char **argv)
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);
 	o.stop = &stop_flag;
-	if (t.is_tty && !t.quiet)
+	struct progress_state ps = { "", NAN };
+	if (t.is_tty && !t.quiet) {
 		o.on_step = progress;
+		o.on_step_ctx = &ps;
+	}
 
 	/* the memory plan (issue 9): printed with --plan, checked before every run */
 	struct ftk_plan plan;

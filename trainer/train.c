@@ -343,8 +343,10 @@ static int write_metrics(struct run *r, const struct strbuf *line, struct ftk_er
 		off += (size_t)w;
 	}
 	if (r->o->on_step) {
+		/* the line as written, with the run's step count for a progress display */
 		struct strbuf s = STRBUF_INIT;
-		strbuf_add(&s, line->buf, line->len - 1);
+		strbuf_add(&s, line->buf, line->len - 2);
+		strbuf_addf(&s, ",\"of\":%ld}", r->total);
 		r->o->on_step(r->o->on_step_ctx, s.buf);
 		strbuf_release(&s);
 	}
