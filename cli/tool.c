@@ -136,35 +136,29 @@ int ftk_tool_opt(struct ftk_tool *t, int c, const char *arg)
 
 void ftk_tool_usage_error(struct ftk_tool *t, const char *fmt, ...)
 {
+	(void)t;
 	if (fmt) {
+		char msg[4096];
 		va_list ap;
 		va_start(ap, fmt);
-		vreport("", fmt, ap);
+		vsnprintf(msg, sizeof(msg), fmt, ap);
 		va_end(ap);
+		ftk_usage_error("%s", msg);
 	}
-	fprintf(stderr, "Try '%s --help' for more information.\n", t->name);
-	exit(FTK_EXIT_USAGE);
+	ftk_usage_error(NULL);
 }
 
 long ftk_tool_parse_long(struct ftk_tool *t, const char *opt, const char *s, long lo, long hi)
 {
-	char *end;
-	errno = 0;
-	long v = strtol(s, &end, 10);
-	if (!*s || *end || errno || v < lo || v > hi)
-		ftk_tool_usage_error(t, "%s needs an integer from %ld to %ld, not '%s'", opt, lo, hi, s);
-	return v;
+	(void)t;
+	return (long)ftk_opt_parse_integer(opt, s, lo, hi);
 }
 
 double ftk_tool_parse_double(struct ftk_tool *t, const char *opt, const char *s, double lo,
 			     double hi)
 {
-	char *end;
-	errno = 0;
-	double v = strtod(s, &end);
-	if (!*s || *end || errno || !(v >= lo && v <= hi))
-		ftk_tool_usage_error(t, "%s needs a number from %g to %g, not '%s'", opt, lo, hi, s);
-	return v;
+	(void)t;
+	return ftk_opt_parse_number(opt, s, lo, hi);
 }
 
 void ftk_tool_start(struct ftk_tool *t, int n_inputs, char **inputs)
@@ -178,6 +172,14 @@ void ftk_tool_start(struct ftk_tool *t, int n_inputs, char **inputs)
 	t->inputs = inputs;
 	t->n_inputs = n_inputs;
 	t->cur_input = -1;
+	/* a person who typed the command without a file would otherwise wait on a silent tool */
+	for (int i = 0; i < n_inputs; i++) {
+		if (!strcmp(inputs[i], "-") && isatty(0)) {
+			fprintf(stderr, "%s: reading records from the terminal (Ctrl-D ends; give a file "
+					"or pipe)\n", t->name);
+			break;
+		}
+	}
 	if (ftk_writer_open(&t->out, t->out_path, 0, &err) < 0)
 		die("%s", err.msg);
 	if (t->rejects_path && ftk_writer_open(&t->rejects, t->rejects_path, 0, &err) < 0)

@@ -45,6 +45,7 @@
 #include "lib/err.h"
 #include "lib/stream.h"
 #include "lib/strbuf.h"
+#include "cli/parse-options.h"
 
 #define FTK_VERSION "0.1.0"
 
@@ -87,6 +88,25 @@ enum {
 	"  -h, --help           show this help\n"                                   \
 	"      --version        show the version\n"                                 \
 	"Exit status: 0 success, 1 data problems or failure, 2 bad usage.\n"
+
+/*
+ * The common options as rows of a parse-options table (cli/parse-options.h),
+ * with their help; t is the struct ftk_tool they fill.  Put them last in a
+ * tool's table, before FTK_OPT_END().
+ */
+#define FTK_EXIT_STATUS_HELP "Exit status: 0 success, 1 data problems or failure, 2 bad usage.\n"
+#define FTK_OPT_TOOL_COMMON(t)                                                                  \
+	FTK_OPT_GROUP("Common options"),                                                        \
+	FTK_OPT_STRING('o', "output", &(t)->out_path, "FILE",                                   \
+		       "write records to FILE (.zst compresses) instead of stdout"),           \
+	FTK_OPT_STRING(0, "rejects", &(t)->rejects_path, "FILE",                                \
+		       "write every dropped record there, with its reason"),                   \
+	FTK_OPT_STRING(0, "stats", &(t)->stats_path, "FILE", "write the closing summary as JSON"), \
+	FTK_OPT_STRING(0, "ledger", &(t)->ledger_path, "FILE",                                  \
+		       "append a ledger entry for this run (default $FTK_LEDGER)"),            \
+	FTK_OPT_STRING(0, "run", &(t)->run, "NAME", "the run name for the ledger (default $FTK_RUN)"), \
+	FTK_OPT_FLAG('q', "quiet", &(t)->quiet, "no summary line on stderr"),                   \
+	FTK_OPT_HELP(), FTK_OPT_VERSION(), FTK_OPT_TEXT(FTK_EXIT_STATUS_HELP)
 
 struct ftk_count {
 	char *key;
@@ -144,7 +164,7 @@ void ftk_tool_init(struct ftk_tool *t, const char *name, const char *usage);
  */
 int ftk_tool_opt(struct ftk_tool *t, int c, const char *arg);
 
-/* "ftk-x: <msg>", a hint to run --help, exit 2.  msg may be NULL. */
+/* "ftk-x: <msg>", a hint to run --help, exit 2.  msg may be NULL (ftk_usage_error). */
 void ftk_tool_usage_error(struct ftk_tool *t, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3), noreturn));
 
@@ -188,7 +208,8 @@ void ftk_tool_reject(struct ftk_tool *t, const struct ftk_line *line, const char
 
 /*
  * Parse an integer option value in [lo, hi], or exit 2 with
- * "ftk-x: OPT needs an integer from LO to HI, not 'S'".
+ * "ftk-x: OPT needs an integer from LO to HI, not 'S'" (the wording of
+ * ftk_opt_parse_integer in cli/parse-options.h, which it calls).
  */
 long ftk_tool_parse_long(struct ftk_tool *t, const char *opt, const char *s, long lo, long hi);
 /* The same for a number in [lo, hi] ("OPT needs a number from LO to HI, not 'S'"). */

@@ -446,8 +446,10 @@ int ftk_shard_load_all(const char *dir, struct ftk_shard_info *info, uint32_t **
 		FTK_ALLOC_GROW(I, want, cap_t);
 		if (cap_m != cap_t)
 			M = xrealloc(M, cap_t);
-		memcpy(I + nt, s.ids, (size_t)s.len * 4);
-		memcpy(M + nt, s.mask, s.len);
+		if (s.len) {	/* a zero-length sequence may come with NULL ids (memcpy's arguments must not be NULL) */
+			memcpy(I + nt, s.ids, (size_t)s.len * 4);
+			memcpy(M + nt, s.mask, s.len);
+		}
 		nt = want;
 		FTK_ALLOC_GROW(O, ns + 2, cap_s);
 		O[++ns] = nt;

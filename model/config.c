@@ -4,16 +4,18 @@
  * The rule is to refuse rather than guess: a field we depend on that is
  * missing or has the wrong type, an architecture whose arithmetic we do not
  * implement, a head layout that does not divide, all stop here with the
- * file and the field named.  Optional fields get HF's defaults
- * (num_key_value_heads = num_attention_heads, head_dim = hidden/heads,
- * rope_theta 10000, rms_norm_eps 1e-6, tie_word_embeddings true as
- * PretrainedConfig's default).
+ * file and the field named.  Optional fields get transformers' defaults
+ * (num_key_value_heads = num_attention_heads, head_dim = hidden/heads
+ * except Qwen3's 128, rope_theta 10000, rms_norm_eps 1e-6,
+ * tie_word_embeddings false: LlamaConfig, MistralConfig, Qwen2Config and
+ * Qwen3Config each override PretrainedConfig's true with false).
  */
 #include "model/config.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <cjson/cJSON.h>
 #include "lib/json.h"
 #include "lib/strbuf.h"
@@ -59,6 +61,29 @@ static int get_bool(const cJSON *o, const char *key, int *out, const char *file,
 	return 1;
 }
 
+/*
+ * The families, from transformers' configuration_<family>.py: Qwen2's
+ * attention has q/k/v biases always and no attention_bias field; Llama's and
+ * Qwen3's attention_bias puts a bias on q/k/v and o_proj; Mistral's
+ * attention has no biases.  Every one defaults tie_word_embeddings to false;
+ * Qwen3Config alone defaults head_dim to 128.
+ */
+static const struct ftk_arch_info archs[] = {
+	/* model_type  qkv_bias  attention_bias  qk_norm  tie_default  head_dim_default */
+	{ "llama", 0, 1, 0, 0, 0 },
+	{ "mistral", 0, 0, 0, 0, 0 },
+	{ "qwen2", 1, 0, 0, 0, 0 },
+	{ "qwen3", 0, 1, 1, 0, 128 },
+};
+
+const struct ftk_arch_info *ftk_arch_find(const char *model_type)
+{
+	for (size_t i = 0; i < FTK_ARRAY_SIZE(archs); i++)
+		if (!strcmp(archs[i].model_type, model_type))
+			return &archs[i];
+	return NULL;
+}
+
 #define TRY(x)                       \
 	do {                         \
 		if ((rc = (x)) < 0)  \
@@ -69,7 +94,9 @@ int ftk_config_load(const char *path, struct ftk_model_config *cfg, struct ftk_e
 {
 	char file[4096];
 	size_t pl = strlen(path);
-	if (pl >= 5 && !strcmp(path + pl - 5, ".json"))
+	struct stat st;
+	int is_file = stat(path, &st) == 0 && !S_ISDIR(st.st_mode);
+	if (is_file || (pl >= 5 && !strcmp(path + pl - 5, ".json")))
 		snprintf(file, sizeof(file), "%s", path);
 	else
 		snprintf(file, sizeof(file), "%s/config.json", path);
@@ -110,18 +137,22 @@ int ftk_config_load(const char *path, struct ftk_model_config *cfg, struct ftk_e
 		goto out;
 	}
 	snprintf(cfg->model_type, sizeof(cfg->model_type), "%s", mt);
-	if (!strcmp(mt, "llama"))
-		cfg->arch = FTK_ARCH_LLAMA;
-	else if (!strcmp(mt, "mistral"))
-		cfg->arch = FTK_ARCH_MISTRAL;
-	else if (!strcmp(mt, "qwen2"))
-		cfg->arch = FTK_ARCH_QWEN2;
-	else if (!strcmp(mt, "qwen3"))
-		cfg->arch = FTK_ARCH_QWEN3;
-	else {
+	cfg->arch = ftk_arch_find(mt);
+	if (!cfg->arch) {
+		struct strbuf names = STRBUF_INIT;
+		for (size_t i = 0; i < FTK_ARRAY_SIZE(archs); i++)
+			strbuf_addf(&names, "%s%s", i ? ", " : "", archs[i].model_type);
 		rc = ftk_error_set(err, FTK_EUNSUPPORTED, file, 0, "model_type",
-				   "unsupported architecture '%s' (supported: llama, mistral, qwen2, qwen3)",
-				   mt);
+				   "unsupported architecture '%s' (supported: %s)", mt, names.buf);
+		strbuf_release(&names);
+		goto out;
+	}
+	const char *moe = "num_local_experts";	/* Mixtral's name; Qwen-MoE's is num_experts */
+	if (!cJSON_GetObjectItemCaseSensitive(o, moe))
+		moe = "num_experts";
+	if (cJSON_GetObjectItemCaseSensitive(o, moe)) {
+		rc = ftk_error_set(err, FTK_EUNSUPPORTED, file, 0, moe,
+				   "mixture-of-experts models are not supported");
 		goto out;
 	}
 	const char *act = ftk_json_get_str(o, "hidden_act");
@@ -151,9 +182,10 @@ int ftk_config_load(const char *path, struct ftk_model_config *cfg, struct ftk_e
 				   cfg->n_heads, cfg->n_kv_heads);
 		goto out;
 	}
-	cfg->head_dim = cfg->dim / cfg->n_heads;
+	cfg->head_dim = cfg->arch->head_dim_default ? cfg->arch->head_dim_default
+						    : cfg->dim / cfg->n_heads;
 	TRY(get_int(o, "head_dim", &cfg->head_dim, 0, file, err));
-	if (rc == 0 && cfg->dim % cfg->n_heads) {
+	if (rc == 0 && !cfg->arch->head_dim_default && cfg->dim % cfg->n_heads) {
 		rc = ftk_error_set(err, FTK_EDATA, file, 0, "hidden_size",
 				   "hidden_size %d is not a multiple of num_attention_heads %d", cfg->dim,
 				   cfg->n_heads);
@@ -168,13 +200,19 @@ int ftk_config_load(const char *path, struct ftk_model_config *cfg, struct ftk_e
 	TRY(get_float(o, "rms_norm_eps", &cfg->norm_eps, file, err));
 	cfg->rope_theta = 10000.0f;
 	TRY(get_float(o, "rope_theta", &cfg->rope_theta, file, err));
-	cfg->tie_embeddings = 1;
+	cfg->tie_embeddings = cfg->arch->tie_default;
 	TRY(get_bool(o, "tie_word_embeddings", &cfg->tie_embeddings, file, err));
-	cfg->qkv_bias = cfg->arch == FTK_ARCH_QWEN2;
-	TRY(get_bool(o, "attention_bias", &cfg->qkv_bias, file, err));
-	if (cfg->arch == FTK_ARCH_QWEN2)
-		cfg->qkv_bias = 1;	/* Qwen2 always has q/k/v biases */
-	cfg->qk_norm = cfg->arch == FTK_ARCH_QWEN3;
+	cfg->qkv_bias = cfg->arch->qkv_bias;
+	int attention_bias = 0;
+	if (cfg->arch->attention_bias)
+		TRY(get_bool(o, "attention_bias", &attention_bias, file, err));
+	if (attention_bias) {
+		/* q/k/v and o_proj: the model has no o_proj bias, and dropping it would be silent */
+		rc = ftk_error_set(err, FTK_EUNSUPPORTED, file, 0, "attention_bias",
+				   "attention_bias true (an o_proj bias) is not supported");
+		goto out;
+	}
+	cfg->qk_norm = cfg->arch->qk_norm;
 	int mlp_bias = 0;
 	TRY(get_bool(o, "mlp_bias", &mlp_bias, file, err));
 	if (mlp_bias) {

@@ -11,43 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static uint64_t splitmix(uint64_t *x)
-{
-	uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
-
-void ftk_rng_seed(uint64_t rng[4], uint64_t seed)
-{
-	uint64_t x = seed;
-	for (int i = 0; i < 4; i++)
-		rng[i] = splitmix(&x);
-}
-
-static uint64_t rotl(uint64_t x, int k)
-{
-	return (x << k) | (x >> (64 - k));
-}
-
-static uint64_t xoshiro(uint64_t s[4])
-{
-	uint64_t r = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
-	s[2] ^= s[0];
-	s[3] ^= s[1];
-	s[1] ^= s[2];
-	s[0] ^= s[3];
-	s[2] ^= t;
-	s[3] = rotl(s[3], 45);
-	return r;
-}
-
-double ftk_rng_uniform(uint64_t rng[4])
-{
-	return (double)(xoshiro(rng) >> 11) * (1.0 / 9007199254740992.0);
-}
-
 void ftk_gen_opts_default(struct ftk_gen_opts *o)
 {
 	memset(o, 0, sizeof(*o));
@@ -68,7 +31,7 @@ static int cmp_cand(const void *a, const void *b)
 	return x->id < y->id ? -1 : x->id > y->id;
 }
 
-uint32_t ftk_sample(float *logits, int V, const struct ftk_gen_opts *o, uint64_t rng[4])
+uint32_t ftk_sample(float *logits, int V, const struct ftk_gen_opts *o, struct ftk_rng *rng)
 {
 	if (o->temperature <= 0.0f) {
 		int best = 0;
@@ -142,15 +105,15 @@ int ftk_generate(struct ftk_model *m, const uint32_t *prompt, int n_prompt,
 		free(logits);
 		return rc;
 	}
-	uint64_t rng[4];
-	ftk_rng_seed(rng, o->seed);
+	struct ftk_rng rng;
+	ftk_rng_seed(&rng, o->seed);
 	const int *eos = o->eos ? o->eos : c->eos_ids;
 	int n_eos = o->eos ? o->n_eos : c->n_eos;
 	int pos = n_prompt;
 	enum ftk_gen_stop why = FTK_STOP_LENGTH;
 	int limit = o->max_tokens < cap ? o->max_tokens : cap;
 	while (*n_out < limit) {
-		uint32_t tok = ftk_sample(logits, V, o, rng);
+		uint32_t tok = ftk_sample(logits, V, o, &rng);
 		int is_eos = 0;
 		for (int i = 0; i < n_eos; i++)
 			is_eos |= (int)tok == eos[i];

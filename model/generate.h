@@ -7,7 +7,7 @@
  * are divided by the temperature, cut to the top-k (k > 0), softmaxed, cut
  * to the smallest set whose probability reaches top-p (p < 1, the most
  * likely token always kept), renormalised and drawn with a seeded
- * xoshiro256** generator, so the same seed gives the same text.
+ * xoshiro256** generator (rng.h), so the same seed gives the same text.
  * Generation stops at an end-of-sequence id (not included in the output),
  * after max_tokens new tokens, or when the model's context is full.
  */
@@ -17,6 +17,7 @@
 #include <stdint.h>
 #include "lib/err.h"
 #include "model/model.h"
+#include "model/rng.h"
 
 struct ftk_gen_opts {
 	float temperature;	/* 0: greedy */
@@ -45,13 +46,9 @@ int ftk_generate(struct ftk_model *m, const uint32_t *prompt, int n_prompt,
 
 /*
  * Pick the next token from logits (V floats, modified in place) with the
- * options' sampling rule and the state rng (4 words, advanced).  Exposed for
+ * options' sampling rule and the generator rng (advanced).  Exposed for
  * tests.
  */
-uint32_t ftk_sample(float *logits, int V, const struct ftk_gen_opts *o, uint64_t rng[4]);
-/* Seed a xoshiro256** state from one integer (splitmix64). */
-void ftk_rng_seed(uint64_t rng[4], uint64_t seed);
-/* Uniform double in [0, 1). */
-double ftk_rng_uniform(uint64_t rng[4]);
+uint32_t ftk_sample(float *logits, int V, const struct ftk_gen_opts *o, struct ftk_rng *rng);
 
 #endif

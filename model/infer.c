@@ -146,7 +146,7 @@ static int run(struct ftk_infer *e, const uint32_t *prompt, int n_prompt,
 	       ftk_infer_piece_fn fn, void *ctx, struct ftk_infer_result *res, struct ftk_error *err)
 {
 	struct ftk_detok dt;
-	uint64_t rng[4];
+	struct ftk_rng rng;
 	size_t emitted = 0;
 	int rc, pos = n_prompt, cancelled = 0;
 	strbuf_reset(&res->text);
@@ -164,12 +164,12 @@ static int run(struct ftk_infer *e, const uint32_t *prompt, int n_prompt,
 		res->finish_reason = "stop";
 		return 0;
 	}
-	ftk_rng_seed(rng, g->seed);
+	ftk_rng_seed(&rng, g->seed);
 	ftk_detok_init(&dt, e->tok, 1);
 	const int *eos = g->eos ? g->eos : e->eos;
 	int n_eos = g->eos ? g->n_eos : e->n_eos;
 	for (int i = 0; i < g->max_tokens; i++) {
-		uint32_t t = ftk_sample(e->logits, e->vocab, g, rng);
+		uint32_t t = ftk_sample(e->logits, e->vocab, g, &rng);
 		int is_eos = 0;
 		for (int k = 0; k < n_eos; k++)
 			is_eos |= (uint32_t)eos[k] == t;

@@ -86,8 +86,9 @@ static const char usage[] =
 	"                           signal only)\n"
 	"      --keep K             checkpoints kept, 0 for all (default 3)\n"
 	"      --seed N             seed of LoRA init, data order and dropout (default 42)\n"
-	"      --threads N          CPU threads, 0 for all cores (default 0); a resumed run\n"
-	"                           is bit-exact when it uses the same number\n"
+	"      --threads N          CPU threads, 0 for all cores (default 0); --resume may\n"
+	"                           change it (bit-exact only with the same number and BLAS\n"
+	"                           kernel: it says so)\n"
 	"      --checkpoint-activations  recompute each layer in the backward pass to save\n"
 	"                           memory\n"
 	"      --precision P        fp32 or bf16 (default fp32): bf16 rounds the two operands\n"
@@ -431,6 +432,12 @@ static int dry_run(struct ftk_train_opts *o, const char *device, int threads, si
 	return fits && rc <= 0 ? FTK_EXIT_OK : FTK_EXIT_DATA;
 }
 
+static void note(void *ctx, const char *msg)
+{
+	(void)ctx;
+	fprintf(stderr, "ftk-train: note: %s\n", msg);
+}
+
 int cmd_train(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -495,7 +502,7 @@ int cmd_train(int argc, char **argv)
 	int plan_only = 0, gpus = 0, selftest = 0, precision_given = 0;
 	double devmem_gib = 0;
 	double usd_per_hour = 0;
-	int n_train_opts = 0, c;
+	int n_train_opts = 0, c, threads = -1;
 	char eval_suite[FTK_TRAIN_PATH] = "";
 	long eval_limit = 0;
 
@@ -509,8 +516,8 @@ int cmd_train(int argc, char **argv)
 			continue;
 		n_train_opts += c != OPT_RESUME && c != OPT_USD && c != OPT_DEVICE && c != OPT_DIST &&
 				c != OPT_PLAN && c != OPT_GPUS && c != OPT_DEVMEM && c != OPT_SELFTEST &&
-				c != OPT_EVAL_SUITE && c != OPT_EVAL_LIMIT && c != OPT_CONFIG &&
-				c != OPT_DRY_RUN;
+				c != OPT_EVAL_SUITE && c != OPT_EVAL_LIMIT && c != OPT_THREADS &&
+				c != OPT_CONFIG && c != OPT_DRY_RUN;
 		switch (c) {
 		case OPT_CONFIG: break;	/* read by expand_config */
 		case OPT_DRY_RUN: dry = 1; break;
@@ -576,7 +583,10 @@ int cmd_train(int argc, char **argv)
 		case OPT_SEED:
 			o.seed = (uint64_t)ftk_tool_parse_long(&t, "--seed", optarg, 0, (1L << 53) - 1);
 			break;
-		case OPT_THREADS: o.threads = (int)ftk_tool_parse_long(&t, "--threads", optarg, 0, 4096); break;
+		case OPT_THREADS:	/* how to compute, not what: --resume may change it */
+			threads = (int)ftk_tool_parse_long(&t, "--threads", optarg, 0, 4096);
+			o.threads = threads;
+			break;
 		case OPT_CKPT_ACT: o.checkpoint_activations = 1; break;
 		case OPT_PRECISION:
 			if (ftk_precision_parse(optarg) < 0)
@@ -632,6 +642,8 @@ int cmd_train(int argc, char **argv)
 		}
 		strbuf_release(&sb);
 		strbuf_release(&path);
+		if (threads >= 0)
+			o.threads = threads;
 		if (strlen(resume) >= FTK_TRAIN_PATH)
 			ftk_tool_usage_error(&t, "--resume: path too long");
 		strcpy(o.out, resume);
@@ -666,6 +678,7 @@ int cmd_train(int argc, char **argv)
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);
 	o.stop = &stop_flag;
+	o.on_note = note;	/* even with -q: it says what a resumed run is */
 	struct progress_state ps = { "", NAN };
 	if (t.is_tty && !t.quiet) {
 		o.on_step = progress;

@@ -105,6 +105,13 @@ struct ftk_train_opts {
 	void (*on_step)(void *ctx, const char *line);
 	void *on_step_ctx;
 	/*
+	 * A note for the person running it (NULL: none), e.g. that a resume runs
+	 * under another BLAS kernel or thread count than its checkpoint, so it
+	 * will not be bit-identical.  The run goes on.
+	 */
+	void (*on_note)(void *ctx, const char *msg);
+	void *on_note_ctx;
+	/*
 	 * Called on rank 0 after each checkpoint is written, with the checkpoint
 	 * directory (which holds the adapter); it may append one JSON object (no
 	 * newline) to line, which goes into metrics.jsonl.  ftk-train --eval uses
