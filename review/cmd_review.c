@@ -490,6 +490,7 @@ static void help(void)
 		"ftk-review keys",
 		"",
 		"p  pass          f  fail          u  unsure",
+		"   (each saved at once; then on to the next undecided case)",
 		"n  add or edit a note on this case",
 		"right, l, ]   next case     left, h, [   previous",
 		"Tab  next case you have not decided",
@@ -657,6 +658,23 @@ static int next_undecided(struct ui *u, size_t from)
 	return 0;
 }
 
+/*
+ * A verdict key: record it, then go on to the next undecided case (after
+ * this one, wrapping), as a reviewer working through a queue expects.  When
+ * the save failed, stay, so the message is seen on the case it is about;
+ * when every case is decided, stay and say so.
+ */
+static void decide(struct ui *u, const char *verdict)
+{
+	mark(u, verdict);
+	if (u->write_failed)
+		return;
+	char saved[sizeof(u->status)];
+	snprintf(saved, sizeof(saved), "%s", u->status);
+	if (!next_undecided(u, u->cur + 1))
+		snprintf(u->status, sizeof(u->status), "%.200s; every case is decided", saved);
+}
+
 static int item_has(const struct item *it, const char *q)
 {
 	if (strcasestr(it->id, q))
@@ -809,7 +827,8 @@ int cmd_review(int argc, char **argv)
 		FTK_OPT_HELP(),
 		FTK_OPT_VERSION(),
 		FTK_OPT_TEXT("\n"
-			     "Keys: p pass, f fail, u unsure, n note, right/l next case, left/h previous,\n"
+			     "Keys: p pass, f fail, u unsure (each then moves to the next undecided case),\n"
+			     "n note, right/l next case, left/h previous,\n"
 			     "Tab next undecided, up/down/PgUp/PgDn/space scroll, / search, ? help, q quit.\n"
 			     "Exit status: 0 success, 1 the run cannot be read, 2 bad usage.\n"),
 		FTK_OPT_END(),
@@ -953,9 +972,9 @@ int cmd_review(int argc, char **argv)
 			u.status[0] = 0;
 		switch (ch) {
 		case 'q': case 3: goto quit;
-		case 'p': mark(&u, "pass"); break;
-		case 'f': mark(&u, "fail"); break;
-		case 'u': mark(&u, "unsure"); break;
+		case 'p': decide(&u, "pass"); break;
+		case 'f': decide(&u, "fail"); break;
+		case 'u': decide(&u, "unsure"); break;
 		case 'n': do_note(&u); break;
 		case 'l': case ']': go(&u, u.cur + 1); break;
 		case 'h': case '[': if (u.cur) go(&u, u.cur - 1); break;

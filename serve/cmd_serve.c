@@ -78,7 +78,8 @@ static const char usage[] =
 	"      --workers N          requests answered at once (default 1); each worker\n"
 	"                           holds its own copy of the model\n"
 	"      --queue N            requests waiting at most (default 64); more get 503\n"
-	"      --quant nf4|none     quantize the base as in training (default none)\n"
+	"      --quant nf4|none     the base as QLoRA trained on it, NF4 (default, as ftk\n"
+	"                           train and ftk generate), or none (full precision)\n"
 	"      --ctx N              context length (default: the model's)\n"
 	"      --tool-parser FMT    read tool calls in the model's text as hermes (Qwen),\n"
 	"                           llama3_json or mistral, or none (default: the chat\n"
@@ -1078,6 +1079,29 @@ static void on_signal(int sig)
 	got_signal = sig;
 }
 
+/*
+ * An adapter made by ftk train sits in a run directory whose
+ * train_config.json says how the base was held while it learned ("quant").
+ * Served over a base held differently, its answers are not the ones its
+ * evals measured: say so.  An adapter from elsewhere has no such file.
+ */
+static void warn_quant_mismatch(const char *name, const char *adapter, int nf4)
+{
+	struct strbuf p = STRBUF_INIT, sb = STRBUF_INIT;
+	strbuf_addf(&p, "%s/../train_config.json", adapter);
+	cJSON *o = NULL;
+	if (strbuf_read_file(&sb, p.buf) >= 0 && ftk_json_parse_object(sb.buf, sb.len, &o, NULL) == 0) {
+		const char *q = ftk_json_get_str(o, "quant");
+		if (q && strcmp(q, nf4 ? "nf4" : "none"))
+			warning("adapter '%s' was trained on a base held as %s and is served over "
+				"--quant %s: its answers will differ from the trained model's; "
+				"serve with --quant %s", name, q, nf4 ? "nf4" : "none", q);
+	}
+	cJSON_Delete(o);
+	strbuf_release(&p);
+	strbuf_release(&sb);
+}
+
 int cmd_serve(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -1109,6 +1133,7 @@ int cmd_serve(int argc, char **argv)
 	S.toolfmt = -1;
 	S.queue_max = 64;
 	S.n_models = 1;	/* slot 0 is the base */
+	S.quant_nf4 = 1;	/* serve what was trained: the NF4 base */
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
 		switch (c) {
@@ -1135,7 +1160,9 @@ int cmd_serve(int argc, char **argv)
 		case OPT_QUANT:
 			if (!strcmp(optarg, "nf4"))
 				S.quant_nf4 = 1;
-			else if (strcmp(optarg, "none"))
+			else if (!strcmp(optarg, "none"))
+				S.quant_nf4 = 0;
+			else
 				ftk_tool_usage_error(&t, "--quant is nf4 or none, not '%s'", optarg);
 			break;
 		case OPT_CTX: S.ctx = (int)ftk_tool_parse_long(&t, "--ctx", optarg, 1, 1 << 20); break;
@@ -1173,6 +1200,9 @@ int cmd_serve(int argc, char **argv)
 	for (int i = 1; i < S.n_models; i++)
 		if (find_model(S.models[i].name) != i)
 			ftk_tool_usage_error(&t, "the name '%s' is used twice", S.models[i].name);
+
+	for (int i = 1; i < S.n_models; i++)
+		warn_quant_mismatch(S.models[i].name, S.models[i].adapter, S.quant_nf4);
 
 	const char *delay = getenv("FTK_TEST_TOKEN_DELAY_MS");
 	token_delay_ms = delay ? atol(delay) : 0;

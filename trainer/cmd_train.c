@@ -16,17 +16,23 @@
 #include <limits.h>
 #include <math.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <sys/stat.h>
 
 #include "cli/tool.h"
 #include "eval/train_eval.h"
+#include "lib/json.h"
 #include "lib/ledger.h"
+#include "lib/stream.h"
 #include "lib/strbuf.h"
+#include "lib/yamljson.h"
 #include "model/device.h"
+#include "trainer/data.h"
 #include "trainer/dist.h"
 #include "trainer/plan.h"
 #include "model/selftest.h"
@@ -38,7 +44,8 @@ static const char usage[] =
 	"\n"
 	"Fine-tune a Hugging Face model directory with LoRA adapters (QLoRA: the base\n"
 	"quantized to NF4) on token shards from ftk-tokenize.  The run directory gets\n"
-	"train_config.json, metrics.jsonl, checkpoints/step-N/ with checkpoints/latest,\n"
+	"train_config.json (and the same as train_config.yaml), metrics.jsonl,\n"
+	"checkpoints/step-N/ with checkpoints/latest,\n"
 	"and the final PEFT adapter in adapter/.\n"
 	"\n"
 	"Run:\n"
@@ -110,6 +117,12 @@ static const char usage[] =
 	"                           (default cuda) and on the CPU and print the largest\n"
 	"                           difference per op; exit 0 all within tolerance, 1 not,\n"
 	"                           77 when there is no usable GPU (nothing was checked)\n"
+	"Config and rehearsal:\n"
+	"      --config FILE        read options from a YAML (or JSON) file: every option\n"
+	"                           above is a key (seq_len or seq-len), a flag is true or\n"
+	"                           false, a list is a comma list; the command line wins\n"
+	"      --dry-run            print the plan, the data (sequences, tokens, what\n"
+	"                           --seq-len cuts) and the cost estimate, and exit\n"
 	"Evals after every checkpoint:\n"
 	"      --eval SUITE         run this eval suite on the base model once and on every\n"
 	"                           checkpoint (RUN/evals/), compare each with the base, and\n"
@@ -142,6 +155,7 @@ enum {
 	OPT_EVAL_EVERY, OPT_CKPT_EVERY, OPT_KEEP, OPT_SEED, OPT_THREADS, OPT_CKPT_ACT,
 	OPT_USD, OPT_DEVICE, OPT_DIST, OPT_PLAN, OPT_GPUS, OPT_DEVMEM, OPT_SELFTEST,
 	OPT_EVAL_SUITE, OPT_EVAL_LIMIT, OPT_STOP_ON_REGRESSION, OPT_KEEP_BEST, OPT_PRECISION, OPT_ATTENTION,
+	OPT_CONFIG, OPT_DRY_RUN,
 };
 
 static volatile sig_atomic_t stop_flag;
@@ -170,10 +184,269 @@ static void eval_report(void *ctx, const char *line)
 	fprintf(stderr, "\nftk-train: %s\n", line);
 }
 
+/*
+ * On a terminal, one line a person can read, rewritten in place: step N of
+ * M, epoch, loss, learning rate, tokens/s, ETA and the last eval score (like
+ * the prep tools' progress line).  metrics.jsonl keeps the JSON lines for
+ * pipes and files.
+ */
+struct progress_state {
+	char eval[96];		/* "toolcall.correct 0.45" from the last eval line */
+	double val_loss;
+};
+
+static void fmt_secs(char *buf, size_t n, double s)
+{
+	if (!(s >= 0) || s > 1e7)
+		snprintf(buf, n, "?");
+	else if (s >= 3600)
+		snprintf(buf, n, "%dh%02dm", (int)(s / 3600), (int)(s / 60) % 60);
+	else if (s >= 60)
+		snprintf(buf, n, "%dm%02ds", (int)(s / 60), (int)s % 60);
+	else
+		snprintf(buf, n, "%.0fs", s);
+}
+
 static void progress(void *ctx, const char *line)
 {
-	(void)ctx;
-	fprintf(stderr, "\r\033[K%s", line);
+	struct progress_state *ps = ctx;
+	cJSON *o = cJSON_Parse(line);
+	if (!o)
+		return;
+	const cJSON *ev = cJSON_GetObjectItemCaseSensitive(o, "eval");
+	const cJSON *vl = cJSON_GetObjectItemCaseSensitive(o, "val_loss");
+	if (cJSON_IsNumber(vl))
+		ps->val_loss = vl->valuedouble;
+	if (cJSON_IsObject(ev)) {
+		const cJSON *ms = cJSON_GetObjectItemCaseSensitive(ev, "metrics");
+		const cJSON *m = ms ? ms->child : NULL;
+		const cJSON *mean = m ? cJSON_GetObjectItemCaseSensitive(m, "mean") : NULL;
+		if (m && cJSON_IsNumber(mean))
+			snprintf(ps->eval, sizeof(ps->eval), "%.60s %.3f", m->string, mean->valuedouble);
+	}
+	const cJSON *loss = cJSON_GetObjectItemCaseSensitive(o, "loss");
+	if (cJSON_IsNumber(loss)) {
+		double step = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(o, "step"));
+		double of = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(o, "of"));
+		double epoch = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(o, "epoch"));
+		double lr = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(o, "lr"));
+		double tps = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(o, "tokens_per_s"));
+		double el = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(o, "elapsed"));
+		char eta[32], tail[160] = "";
+		fmt_secs(eta, sizeof(eta), step > 0 ? (of - step) * el / step : -1);
+		if (!isnan(ps->val_loss))
+			snprintf(tail, sizeof(tail), ", val %.4f", ps->val_loss);
+		if (ps->eval[0])
+			snprintf(tail + strlen(tail), sizeof(tail) - strlen(tail), ", eval %s", ps->eval);
+		fprintf(stderr, "\r\033[Kftk-train: step %.0f/%.0f (%.0f%%), epoch %.2f, loss %.4f, "
+				"lr %.2e, %.0f tok/s, ETA %s%s",
+			step, of, of > 0 ? 100 * step / of : 0, epoch, loss->valuedouble, lr, tps, eta,
+			tail);
+	}
+	cJSON_Delete(o);
+}
+
+/*
+ * --config FILE: the file's keys become options placed before the command
+ * line's, so the command line wins (getopt keeps the last value).  A key is
+ * an option's long name, with _ for - allowed (seq_len: 512, as axolotl and
+ * LLaMA-Factory write them); true gives a flag, false leaves it out; a list
+ * is joined with commas (targets: [q, v]).  An unknown key is an error that
+ * names the file and the key.  The new argv is allocated (never freed: it
+ * lives as long as the program).
+ */
+static char **expand_config(struct ftk_tool *t, const struct option *opts, int *argc, char **argv)
+{
+	const char *file = NULL;
+	for (int i = 1; i < *argc; i++) {
+		if (!strcmp(argv[i], "--"))
+			break;
+		if (!strcmp(argv[i], "--config") && i + 1 < *argc)
+			file = argv[i + 1];
+		else if (!strncmp(argv[i], "--config=", 9))
+			file = argv[i] + 9;
+	}
+	if (!file)
+		return argv;
+	char *data;
+	size_t len;
+	struct ftk_error err;
+	cJSON *root = NULL;
+	if (ftk_read_all(file, &data, &len, &err) < 0)
+		die("--config: %s", err.msg);
+	if (ftk_yaml_parse(data, len, file, &root, &err) < 0) {
+		char buf[1400];
+		free(data);
+		ftk_tool_usage_error(t, "--config: %s", ftk_error_format(&err, buf, sizeof(buf)));
+	}
+	free(data);
+	if (!cJSON_IsObject(root))
+		ftk_tool_usage_error(t, "--config: '%s' must be a mapping of option: value", file);
+	char **av = xcalloc((size_t)*argc + 2 * (size_t)cJSON_GetArraySize(root) + 1, sizeof(*av));
+	int n = 0;
+	av[n++] = argv[0];
+	const cJSON *m;
+	cJSON_ArrayForEach(m, root) {
+		char name[128];
+		snprintf(name, sizeof(name), "%s", m->string);
+		for (char *q = name; *q; q++)
+			if (*q == '_')
+				*q = '-';
+		const struct option *op = NULL;
+		for (const struct option *x = opts; x->name; x++)
+			if (!strcmp(x->name, name))
+				op = x;
+		if (!op || !strcmp(name, "config") || !strcmp(name, "help") || !strcmp(name, "version"))
+			ftk_tool_usage_error(t, "--config: %s: '%s' is not an ftk train option "
+						"(see ftk train --help)", file, m->string);
+		struct strbuf arg = STRBUF_INIT;
+		if (op->has_arg == no_argument) {
+			if (!cJSON_IsBool(m))
+				ftk_tool_usage_error(t, "--config: %s: '%s' is a flag: true or false",
+						     file, m->string);
+			if (cJSON_IsFalse(m))
+				continue;
+		} else if (cJSON_IsString(m)) {
+			strbuf_addstr(&arg, m->valuestring);
+		} else if (cJSON_IsNumber(m)) {
+			strbuf_addf(&arg, "%.17g", m->valuedouble);
+		} else if (cJSON_IsArray(m)) {
+			const cJSON *x;
+			cJSON_ArrayForEach(x, m) {
+				if (arg.len)
+					strbuf_addch(&arg, ',');
+				if (cJSON_IsString(x))
+					strbuf_addstr(&arg, x->valuestring);
+				else if (cJSON_IsNumber(x))
+					strbuf_addf(&arg, "%.17g", x->valuedouble);
+			}
+		} else {
+			ftk_tool_usage_error(t, "--config: %s: '%s' needs a value, not %s", file,
+					     m->string, ftk_json_type_name(m));
+		}
+		char *opt = xmalloc(strlen(name) + 3);
+		sprintf(opt, "--%s", name);
+		av[n++] = opt;
+		if (op->has_arg != no_argument)
+			av[n++] = strbuf_detach(&arg, NULL);
+		else
+			strbuf_release(&arg);
+	}
+	cJSON_Delete(root);
+	for (int i = 1; i < *argc; i++)
+		av[n++] = argv[i];
+	av[n] = NULL;
+	*argc = n;
+	return av;
+}
+
+/*
+ * ftk-ledger estimate for this run (it lives in another program): beside
+ * this executable first, then on PATH.  Returns its exit status, or -1 when
+ * it could not be run.
+ */
+static int run_estimate(const struct ftk_train_opts *o, const char *device, double epochs)
+{
+	char self[PATH_MAX], prog[PATH_MAX + 16];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	snprintf(prog, sizeof(prog), "ftk-ledger");
+	if (n > 0) {
+		self[n] = '\0';
+		char *slash = strrchr(self, '/');
+		if (slash) {
+			*slash = '\0';
+			snprintf(prog, sizeof(prog), "%s/ftk-ledger", self);
+			if (access(prog, X_OK) != 0)
+				snprintf(prog, sizeof(prog), "ftk-ledger");
+		}
+	}
+	char seq[32], rank[32], ep[64], targets[128] = "";
+	for (int k = 0; k < FTK_LORA_N_TARGETS; k++)
+		if (o->lora.targets & (1u << k))
+			snprintf(targets + strlen(targets), sizeof(targets) - strlen(targets), "%s%s",
+				 targets[0] ? "," : "", ftk_lora_target_name((enum ftk_lora_target)k));
+	if (o->lora.targets == FTK_LORA_ALL)
+		snprintf(targets, sizeof(targets), "all-linear");
+	snprintf(seq, sizeof(seq), "%d", o->seq_len);
+	snprintf(rank, sizeof(rank), "%d", o->lora.rank);
+	snprintf(ep, sizeof(ep), "%.6g", epochs);
+	char *av[] = { prog, "estimate", "--model", (char *)o->model, "--token-stats", (char *)o->data,
+		       "--seq-len", seq, "--rank", rank, "--epochs", ep, "--device", (char *)device,
+		       "--targets", targets, NULL };
+	fflush(stdout);
+	pid_t pid;
+	if (posix_spawnp(&pid, prog, NULL, NULL, av, environ) != 0)
+		return -1;
+	int st;
+	if (waitpid(pid, &st, 0) < 0)
+		return -1;
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/*
+ * --dry-run: what the run would do, without doing it: the memory plan, the
+ * data as training will see it, and the cost.  Returns the exit code.
+ */
+static int dry_run(struct ftk_train_opts *o, const char *device, int threads, size_t avail)
+{
+	struct ftk_error err;
+	struct ftk_plan plan;
+	char buf[1400];
+	printf("plan:\n");
+	if (ftk_plan_for_dir(&plan, o, device, 1, threads, &err) < 0) {
+		error("%s", ftk_error_format(&err, buf, sizeof(buf)));
+		return FTK_EXIT_DATA;
+	}
+	ftk_plan_print(&plan, o, avail, stdout);
+	int fits = ftk_plan_fits(&plan, o, avail, &err) == 0;
+	if (!fits)
+		printf("  does not fit: %s\n", err.msg);
+	struct strbuf tj = STRBUF_INIT;
+	strbuf_addf(&tj, "%s/tokenizer.json", o->model);
+	int kind = o->objective == FTK_OBJ_DPO ? FTK_SHARD_PREFERENCE : FTK_SHARD_SFT;
+	const char *dirs[2] = { o->data, o->val[0] ? o->val : NULL };
+	double epochs = o->epochs;
+	for (int k = 0; k < 2 && dirs[k]; k++) {
+		struct ftk_data_opts dop = { dirs[k], tj.buf, 0, kind, o->seq_len, o->batch, o->seed,
+					     k == 0 };
+		struct ftk_data *d;
+		if (ftk_data_open(&d, &dop, &err) < 0) {
+			error("%s", ftk_error_format(&err, buf, sizeof(buf)));
+			strbuf_release(&tj);
+			return FTK_EXIT_DATA;
+		}
+		const struct ftk_shard_info *in = ftk_data_info(d);
+		uint64_t rows = ftk_data_rows_per_epoch(d);
+		printf("%s data: %s\n", k ? "validation" : "training", dirs[k]);
+		printf("  sequences      %llu (%llu tokens, %llu to learn)\n",
+		       (unsigned long long)in->sequences, (unsigned long long)in->tokens,
+		       (unsigned long long)in->masked_tokens);
+		printf("  cut at --seq-len %d: %llu sequences; skipped (nothing to learn within it): %llu\n",
+		       o->seq_len, (unsigned long long)ftk_data_truncated(d),
+		       (unsigned long long)ftk_data_skipped(d));
+		if (k == 0) {
+			long per_step = (long)o->batch * o->grad_accum;
+			long steps_epoch = (long)((rows + (uint64_t)per_step - 1) / (uint64_t)per_step);
+			long steps = o->max_steps > 0 ? o->max_steps : steps_epoch * o->epochs;
+			if (o->max_steps > 0 && steps_epoch > 0)
+				epochs = (double)o->max_steps / (double)steps_epoch;
+			printf("  rows of %d     %llu per epoch; %ld per step (--batch %d x --grad-accum %d)\n",
+			       o->seq_len, (unsigned long long)rows, per_step, o->batch, o->grad_accum);
+			printf("  steps          %ld (%s)\n", steps,
+			       o->max_steps > 0 ? "--max-steps" : "--epochs x steps per epoch");
+		}
+		ftk_data_free(d);
+	}
+	strbuf_release(&tj);
+	printf("cost:\n");
+	int rc = strcmp(device, "cpu") ? -2 : run_estimate(o, device, epochs);
+	if (rc == -2)
+		printf("  ftk ledger estimate --device NAME (your GPU's rates row) --model %s "
+		       "--token-stats %s --seq-len %d --rank %d --epochs %.6g\n",
+		       o->model, o->data, o->seq_len, o->lora.rank, epochs);
+	else if (rc < 0)
+		warning("cannot run ftk-ledger for the cost estimate");
+	return fits && rc <= 0 ? FTK_EXIT_OK : FTK_EXIT_DATA;
 }
 
 /* On CUDA, the flash kernels' local memory as this GPU reports it (else the plan's estimate). */
@@ -315,6 +588,8 @@ int cmd_train(int argc, char **argv)
 		{ "stop-on-regression", no_argument, NULL, OPT_STOP_ON_REGRESSION },
 		{ "keep-best", required_argument, NULL, OPT_KEEP_BEST },
 		{ "precision", required_argument, NULL, OPT_PRECISION },
+		{ "config", required_argument, NULL, OPT_CONFIG },
+		{ "dry-run", no_argument, NULL, OPT_DRY_RUN },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct ftk_tool t;
@@ -333,14 +608,19 @@ int cmd_train(int argc, char **argv)
 	ftk_tool_init(&t, "ftk-train", usage);
 	t.stage = "train";
 	ftk_train_opts_default(&o);
+	argv = expand_config(&t, opts, &argc, argv);
+	int dry = 0;
 	while ((c = getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
 		if (ftk_tool_opt(&t, c, optarg))
 			continue;
 		n_train_opts += c != OPT_RESUME && c != OPT_USD && c != OPT_DEVICE && c != OPT_DIST &&
 				c != OPT_PLAN && c != OPT_GPUS && c != OPT_DEVMEM && c != OPT_SELFTEST &&
 				c != OPT_EVAL_SUITE && c != OPT_EVAL_LIMIT && c != OPT_THREADS &&
-				c != OPT_STOP_ON_REGRESSION && c != OPT_KEEP_BEST;
+				c != OPT_STOP_ON_REGRESSION && c != OPT_KEEP_BEST && c != OPT_CONFIG &&
+				c != OPT_DRY_RUN;
 		switch (c) {
+		case OPT_CONFIG: break;	/* read by expand_config */
+		case OPT_DRY_RUN: dry = 1; break;
 		case OPT_MODEL: set_path(&t, o.model, "--model", optarg); break;
 		case OPT_EVAL_SUITE: set_path(&t, eval_suite, "--eval", optarg); break;
 		case OPT_EVAL_LIMIT: eval_limit = ftk_tool_parse_long(&t, "--eval-limit", optarg, 1, LONG_MAX); break;
@@ -471,6 +751,8 @@ int cmd_train(int argc, char **argv)
 			ftk_tool_usage_error(&t, "--resume: path too long");
 		strcpy(o.out, resume);
 	} else {
+		if (dry && !o.out[0])	/* a rehearsal writes nothing */
+			strcpy(o.out, ".");
 		if (!o.model[0] || (!plan_only && (!o.data[0] || !o.out[0])))
 			ftk_tool_usage_error(&t, "--model, --data and --out are required (or --resume)");
 		if (plan_only && !o.data[0])	/* the plan reads no data */
@@ -479,6 +761,15 @@ int cmd_train(int argc, char **argv)
 			strcpy(o.out, ".");
 		if (ftk_train_opts_check(&o, &err) < 0)
 			ftk_tool_usage_error(&t, "%s", err.msg);
+	}
+
+	if (dry) {
+		if (resume)
+			ftk_tool_usage_error(&t, "--dry-run is for a new run, not --resume");
+		int th = o.threads > 0 ? o.threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
+		size_t avail = devmem_gib > 0 ? (size_t)(devmem_gib * 1073741824.0)
+					      : ftk_device_free_bytes(device);
+		return dry_run(&o, device, th, avail);
 	}
 
 	struct sigaction sa;
@@ -491,8 +782,11 @@ int cmd_train(int argc, char **argv)
 	sigaction(SIGHUP, &sa, NULL);
 	o.stop = &stop_flag;
 	o.on_note = note;	/* even with -q: it says what a resumed run is */
-	if (t.is_tty && !t.quiet)
+	struct progress_state ps = { "", NAN };
+	if (t.is_tty && !t.quiet) {
 		o.on_step = progress;
+		o.on_step_ctx = &ps;
+	}
 
 	/* the memory plan (issue 9): printed with --plan, checked before every run */
 	struct ftk_plan plan;
