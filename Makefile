@@ -107,7 +107,7 @@ ifneq ($(MPI_LIBS),)
   LDLIBS += $(MPI_LIBS)
 endif
 
-.PHONY: all cuda check check-run check-gpu unit cli deps demo demo-run install fuzz clean
+.PHONY: all cuda check check-run check-gpu check-gpu-full unit cli deps demo demo-run install fuzz clean
 all: $(PROGRAMS) $(ALL_CUDA)
 cuda: $(CUDA_OBJS)
 
@@ -198,6 +198,12 @@ check-gpu: $(PROGRAMS) $(CUDA_OBJS)
 	@fail=0; for p in $(DEV_CUDA_PROGS); do echo "== dev/cuda/$$p (quick)"; \
 	  FTK_DEV_QUICK=1 $(abspath $(B))/dev-cuda/$$p || fail=1; done; \
 	  if [ $$fail = 0 ]; then echo "dev/cuda: PASS"; else echo "dev/cuda: FAIL"; exit 1; fi
+
+# The first run on a GPU machine, one command: build, check-gpu, training
+# against the CPU, timings and the plan against nvidia-smi, all into OUT
+# (default gpu-out/; docs/gpu.md "One command for a first GPU").
+check-gpu-full:
+	@OUT="$${OUT:-$(abspath gpu-out)}" sh tools/gpu-check.sh
 
 # ---------------------------------------------------------------- other
 DEB_PKGS := build-essential pkg-config libcjson-dev libyaml-dev libzstd-dev zstd libxxhash-dev \

@@ -616,8 +616,7 @@ static void save(struct ui *u, struct item *it)
 	struct ftk_error e;
 	ftk_error_clear(&e);
 	if (ftk_ledger_append_entry(u->run.reviews_path, o, &e) < 0) {
-		char b[1400];
-		snprintf(u->status, sizeof(u->status), "NOT SAVED: %s", ftk_error_format(&e, b, sizeof(b)));
+		snprintf(u->status, sizeof(u->status), "NOT SAVED: %s", FTK_ERROR_TEXT(&e));
 		u->write_failed = 1;
 	} else {
 		u->decided++;
@@ -792,12 +791,11 @@ static int ledger_flush(struct ui *u, int final)
 	int rc = ftk_ledger_append_entry(u->ledger, e, &err);
 	cJSON_Delete(e);
 	if (rc < 0) {
-		char b[1400];
 		if (final)
-			error("%s", ftk_error_format(&err, b, sizeof(b)));
+			error_at(&err);
 		else
 			snprintf(u->status, sizeof(u->status), "ledger NOT written: %s",
-				 ftk_error_format(&err, b, sizeof(b)));
+				 FTK_ERROR_TEXT(&err));
 		return -1;
 	}
 	u->ev_logged = u->nev - 1;	/* the last event opens the next stretch */
@@ -862,13 +860,12 @@ int cmd_review(int argc, char **argv)
 	}
 	struct ftk_error e;
 	ftk_error_clear(&e);
-	char b[1400];
 	if (ftk_review_run_load(&u.run, argv[0], reviews, &e) < 0) {
-		error("%s", ftk_error_format(&e, b, sizeof(b)));
+		error_at(&e);
 		return FTK_EXIT_DATA;
 	}
 	if (u.run.bad_reviews)
-		warning("%s (%ld unreadable review lines skipped)", ftk_error_format(&e, b, sizeof(b)),
+		warning("%s (%ld unreadable review lines skipped)", FTK_ERROR_TEXT(&e),
 			u.run.bad_reviews);
 	/* without --suite, the suite the run was made from (run.json's suite_path) */
 	const char *recorded = cJSON_GetStringValue(
@@ -876,7 +873,7 @@ int cmd_review(int argc, char **argv)
 	if (!suite_path && recorded && access(recorded, R_OK) == 0)
 		suite_path = recorded;
 	if (suite_path && ftk_eval_suite_load(&u.suite, suite_path, &e) < 0) {
-		error("%s", ftk_error_format(&e, b, sizeof(b)));
+		error_at(&e);
 		ftk_review_run_release(&u.run);
 		return FTK_EXIT_DATA;
 	}

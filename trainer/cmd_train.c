@@ -22,6 +22,7 @@
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <sys/stat.h>
 
 #include "cli/tool.h"
 #include "eval/train_eval.h"
@@ -91,10 +92,12 @@ static const char usage[] =
 	"                           kernel: it says so)\n"
 	"      --checkpoint-activations  recompute each layer in the backward pass to save\n"
 	"                           memory\n"
-	"      --precision P        fp32 or bf16 (default fp32): bf16 rounds the two operands\n"
-	"                           of every matrix product to bfloat16 and accumulates in\n"
-	"                           fp32; LoRA weights, gradients and AdamW stay fp32; with\n"
-	"                           --selftest, check only that precision's lines\n"
+	"      --precision P        fp32, bf16 or tf32 (default fp32): bf16 rounds the two\n"
+	"                           operands of every matrix product to bfloat16 and\n"
+	"                           accumulates in fp32; tf32 (CUDA only) lets cuBLAS use\n"
+	"                           TF32 tensor cores for fp32 products; LoRA weights,\n"
+	"                           gradients and AdamW stay fp32; with --selftest, check\n"
+	"                           only that precision's lines\n"
 	"      --attention A        auto, full or flash (default auto): flash keeps one\n"
 	"                           log-sum-exp per query instead of the T x T softmax\n"
 	"                           probabilities and recomputes them in the backward\n"
@@ -125,6 +128,12 @@ static const char usage[] =
 	"                           checkpoint (RUN/evals/), compare each with the base, and\n"
 	"                           put the metrics in metrics.jsonl; allowed with --resume\n"
 	"      --eval-limit N       only the suite's first N cases\n"
+	"      --stop-on-regression end the run (its checkpoint kept, exit status 3) when a\n"
+	"                           semantic metric of --eval falls significantly below the\n"
+	"                           base's (the --init-adapter when given) or the best\n"
+	"                           checkpoint's so far (the paired test of ftk eval compare)\n"
+	"      --keep-best METRIC   RUN/adapter is the checkpoint with the highest METRIC\n"
+	"                           of --eval (RUN/best.json says which)\n"
 	"Cost:\n"
 	"      --usd-per-hour X     machine price for the ledger entry (default 0)\n"
 	"Common options:\n"
@@ -136,7 +145,7 @@ static const char usage[] =
 	"\n"
 	"SIGINT, SIGTERM and SIGHUP save a checkpoint at the next step boundary and exit 0.\n"
 	"Exit status: 0 success (or stopped by a signal with a checkpoint saved), 1 data\n"
-	"problems or failure, 2 bad usage.\n";
+	"problems or failure, 2 bad usage, 3 stopped by --stop-on-regression.\n";
 
 enum {
 	OPT_MODEL = FTK_OPT_FIRST_FREE, OPT_DATA, OPT_VAL, OPT_OUT, OPT_RESUME, OPT_INIT,
@@ -145,7 +154,8 @@ enum {
 	OPT_EPS, OPT_WD, OPT_CLIP, OPT_BATCH, OPT_ACCUM, OPT_SEQ, OPT_EPOCHS, OPT_MAX_STEPS,
 	OPT_EVAL_EVERY, OPT_CKPT_EVERY, OPT_KEEP, OPT_SEED, OPT_THREADS, OPT_CKPT_ACT,
 	OPT_USD, OPT_DEVICE, OPT_DIST, OPT_PLAN, OPT_GPUS, OPT_DEVMEM, OPT_SELFTEST,
-	OPT_EVAL_SUITE, OPT_EVAL_LIMIT, OPT_PRECISION, OPT_ATTENTION, OPT_CONFIG, OPT_DRY_RUN,
+	OPT_EVAL_SUITE, OPT_EVAL_LIMIT, OPT_STOP_ON_REGRESSION, OPT_KEEP_BEST, OPT_PRECISION, OPT_ATTENTION,
+	OPT_CONFIG, OPT_DRY_RUN,
 };
 
 static volatile sig_atomic_t stop_flag;
@@ -165,6 +175,13 @@ static void set_path(struct ftk_tool *t, char *dst, const char *opt, const char 
 	if (strlen(buf) >= FTK_TRAIN_PATH)
 		ftk_tool_usage_error(t, "%s: path too long", opt);
 	strcpy(dst, buf);
+}
+
+/* ftk-train --eval: each checkpoint's eval, one line. */
+static void eval_report(void *ctx, const char *line)
+{
+	(void)ctx;
+	fprintf(stderr, "\nftk-train: %s\n", line);
 }
 
 /*
@@ -435,10 +452,88 @@ static int dry_run(struct ftk_train_opts *o, const char *device, int threads, si
 	return fits && rc <= 0 ? FTK_EXIT_OK : FTK_EXIT_DATA;
 }
 
+/* On CUDA, the flash kernels' local memory as this GPU reports it (else the plan's estimate). */
+static void plan_local(struct ftk_plan *plan, const char *device)
+{
+	size_t lb;
+	if (device && !strcmp(device, "cuda") && ftk_device_local_reserve(&lb) == 0)
+		ftk_plan_set_local(plan, lb);
+}
+
 static void note(void *ctx, const char *msg)
 {
 	(void)ctx;
 	fprintf(stderr, "ftk-train: note: %s\n", msg);
+}
+
+/* --stop-on-regression ended the run: the checkpoints are kept */
+#define FTK_EXIT_REGRESSION 3
+
+static int copy_file(const char *from, const char *to)
+{
+	char *data;
+	size_t len;
+	struct ftk_error e;
+	if (ftk_read_all(from, &data, &len, &e) < 0)
+		return error("cannot read '%s': %s", from, e.msg);
+	char tmp[4400];
+	snprintf(tmp, sizeof(tmp), "%s.tmp", to);
+	FILE *f = fopen(tmp, "wb");
+	int ok = f && fwrite(data, 1, len, f) == len;
+	if (f && fclose(f) != 0)
+		ok = 0;
+	free(data);
+	if (!ok || rename(tmp, to) < 0) {
+		unlink(tmp);
+		return error("cannot write '%s': %s", to, strerror(errno));
+	}
+	return 0;
+}
+
+/*
+ * --keep-best: RUN/adapter becomes the best checkpoint's adapter, and
+ * RUN/best.json says which ({"metric","step","value","checkpoint"}).
+ */
+static int keep_best_adapter(const struct ftk_train_eval *te, const char *metric, const char *out)
+{
+	if (!te->best_step) {
+		warning("--keep-best %s: no checkpoint had it; %s/adapter is left as it is", metric, out);
+		return 0;
+	}
+	char dir[FTK_TRAIN_PATH + 16], from[4400], to[4300];
+	snprintf(dir, sizeof(dir), "%s/adapter", out);
+	if (mkdir(dir, 0777) < 0 && errno != EEXIST)
+		return error("cannot create '%s': %s", dir, strerror(errno));
+	static const char *const files[] = { "adapter_config.json", "adapter_model.safetensors" };
+	for (size_t i = 0; i < FTK_ARRAY_SIZE(files); i++) {
+		snprintf(from, sizeof(from), "%s/%s", te->best_dir, files[i]);
+		snprintf(to, sizeof(to), "%s/%s", dir, files[i]);
+		if (copy_file(from, to) < 0)
+			return -1;
+	}
+	cJSON *b = cJSON_CreateObject();
+	cJSON_AddStringToObject(b, "metric", metric);
+	cJSON_AddNumberToObject(b, "step", (double)te->best_step);
+	cJSON_AddNumberToObject(b, "value", te->best_value);
+	char rel[64];
+	snprintf(rel, sizeof(rel), "checkpoints/step-%ld", te->best_step);
+	cJSON_AddStringToObject(b, "checkpoint", rel);
+	char *txt = cJSON_PrintUnformatted(b);
+	cJSON_Delete(b);
+	snprintf(to, sizeof(to), "%s/best.json", out);
+	FILE *f = fopen(to, "w");
+	int ok = f && fprintf(f, "%s\n", txt) > 0;
+	if (f && fclose(f) != 0)
+		ok = 0;
+	cJSON_free(txt);
+	if (!ok)
+		return error("cannot write '%s': %s", to, strerror(errno));
+	fprintf(stderr, "ftk-train: %s/adapter is step %ld's, the best by %s (%.3f)\n", out,
+		te->best_step, metric, te->best_value);
+	if (te->base_value_known && te->best_value < te->base_value)
+		warning("every checkpoint scored below the base on %s (%.3f < %.3f)", metric,
+			te->best_value, te->base_value);
+	return 0;
 }
 
 int cmd_train(int argc, char **argv)
@@ -493,6 +588,8 @@ int cmd_train(int argc, char **argv)
 		{ "selftest", no_argument, NULL, OPT_SELFTEST },
 		{ "eval", required_argument, NULL, OPT_EVAL_SUITE },
 		{ "eval-limit", required_argument, NULL, OPT_EVAL_LIMIT },
+		{ "stop-on-regression", no_argument, NULL, OPT_STOP_ON_REGRESSION },
+		{ "keep-best", required_argument, NULL, OPT_KEEP_BEST },
 		{ "precision", required_argument, NULL, OPT_PRECISION },
 		{ "config", required_argument, NULL, OPT_CONFIG },
 		{ "dry-run", no_argument, NULL, OPT_DRY_RUN },
@@ -508,6 +605,8 @@ int cmd_train(int argc, char **argv)
 	int n_train_opts = 0, c, threads = -1;
 	char eval_suite[FTK_TRAIN_PATH] = "";
 	long eval_limit = 0;
+	int stop_on_regression = 0;
+	const char *keep_best = NULL;
 
 	ftk_tool_init(&t, "ftk-train", usage);
 	t.stage = "train";
@@ -520,13 +619,16 @@ int cmd_train(int argc, char **argv)
 		n_train_opts += c != OPT_RESUME && c != OPT_USD && c != OPT_DEVICE && c != OPT_DIST &&
 				c != OPT_PLAN && c != OPT_GPUS && c != OPT_DEVMEM && c != OPT_SELFTEST &&
 				c != OPT_EVAL_SUITE && c != OPT_EVAL_LIMIT && c != OPT_THREADS &&
-				c != OPT_CONFIG && c != OPT_DRY_RUN;
+				c != OPT_STOP_ON_REGRESSION && c != OPT_KEEP_BEST && c != OPT_CONFIG &&
+				c != OPT_DRY_RUN;
 		switch (c) {
 		case OPT_CONFIG: break;	/* read by expand_config */
 		case OPT_DRY_RUN: dry = 1; break;
 		case OPT_MODEL: set_path(&t, o.model, "--model", optarg); break;
 		case OPT_EVAL_SUITE: set_path(&t, eval_suite, "--eval", optarg); break;
 		case OPT_EVAL_LIMIT: eval_limit = ftk_tool_parse_long(&t, "--eval-limit", optarg, 1, LONG_MAX); break;
+		case OPT_STOP_ON_REGRESSION: stop_on_regression = 1; break;
+		case OPT_KEEP_BEST: keep_best = optarg; break;
 		case OPT_DATA: set_path(&t, o.data, "--data", optarg); break;
 		case OPT_VAL: set_path(&t, o.val, "--val", optarg); break;
 		case OPT_INIT: set_path(&t, o.init_adapter, "--init-adapter", optarg); break;
@@ -593,7 +695,8 @@ int cmd_train(int argc, char **argv)
 		case OPT_CKPT_ACT: o.checkpoint_activations = 1; break;
 		case OPT_PRECISION:
 			if (ftk_precision_parse(optarg) < 0)
-				ftk_tool_usage_error(&t, "--precision must be fp32 or bf16, not '%s'", optarg);
+				ftk_tool_usage_error(&t, "--precision must be fp32, bf16 or tf32, not '%s'",
+						     optarg);
 			o.precision = ftk_precision_parse(optarg);
 			precision_given = 1;
 			break;
@@ -698,6 +801,7 @@ int cmd_train(int argc, char **argv)
 			char buf[1400];
 			die("%s", ftk_error_format(&err, buf, sizeof(buf)));
 		}
+		plan_local(&plan, device);
 		ftk_plan_print(&plan, &o, avail, stdout);
 		if (ftk_plan_fits(&plan, &o, avail, &err) < 0) {
 			error("%s", err.msg);
@@ -734,8 +838,10 @@ int cmd_train(int argc, char **argv)
 	{
 		size_t avail = devmem_gib > 0 ? (size_t)(devmem_gib * 1073741824.0)
 					      : ftk_device_free_bytes(device);
-		if (ftk_plan_for_dir(&plan, &o, device, o.world, plan_threads, &err) == 0 &&
-		    ftk_plan_fits(&plan, &o, avail, &err) < 0) {
+		int prc = ftk_plan_for_dir(&plan, &o, device, o.world, plan_threads, &err);
+		if (prc == 0)
+			plan_local(&plan, device);
+		if (prc == 0 && ftk_plan_fits(&plan, &o, avail, &err) < 0) {
 			error("%s (ftk-train --plan shows the whole plan)", err.msg);
 			if (o.world > 1)
 				ftk_dist_abort(dist, FTK_EXIT_DATA);
@@ -750,6 +856,9 @@ int cmd_train(int argc, char **argv)
 	/* evals after every checkpoint (eval/train_eval.h), on rank 0 */
 	struct ftk_train_eval te;
 	memset(&te, 0, sizeof(te));
+	if ((stop_on_regression || keep_best) && !eval_suite[0])
+		ftk_tool_usage_error(&t, "%s needs --eval SUITE",
+				     stop_on_regression ? "--stop-on-regression" : "--keep-best");
 	if (eval_suite[0] && o.rank == 0) {
 		te.suite = eval_suite;
 		te.model_dir = o.model;
@@ -757,7 +866,12 @@ int cmd_train(int argc, char **argv)
 		te.ledger = t.ledger_path;
 		te.run_name = t.run;
 		te.limit = eval_limit;
-		te.quiet = t.quiet;
+		te.base_adapter = o.init_adapter[0] ? o.init_adapter : NULL;
+		te.stop_on_regression = stop_on_regression;
+		te.keep_best = keep_best;
+		te.stop = &stop_flag;
+		if (!t.quiet)
+			te.report = eval_report;
 		o.on_checkpoint = ftk_train_eval_checkpoint;
 		o.on_checkpoint_ctx = &te;
 	}
@@ -778,6 +892,10 @@ int cmd_train(int argc, char **argv)
 		exit_code = rc == FTK_EUSAGE ? FTK_EXIT_USAGE : FTK_EXIT_DATA;
 		if (o.world > 1)	/* the other ranks would wait for this one for ever */
 			ftk_dist_abort(dist, exit_code);
+	} else if (res.interrupted && te.stopped_at) {
+		fprintf(stderr, "ftk-train: stopped at step %ld: %s; checkpoints kept in %s/checkpoints\n",
+			res.steps, te.stop_reason, o.out);
+		exit_code = FTK_EXIT_REGRESSION;
 	} else if (res.interrupted) {
 		if (o.rank == 0)	/* every rank stopped at this step; one says so */
 			fprintf(stderr,
@@ -792,6 +910,10 @@ int cmd_train(int argc, char **argv)
 				res.last_val_loss);
 		fprintf(stderr, "; adapter in %s/adapter\n", o.out);
 	}
+
+	if (rc == 0 && keep_best && o.rank == 0 && keep_best_adapter(&te, keep_best, o.out) < 0)
+		exit_code = FTK_EXIT_DATA;
+	ftk_train_eval_release(&te);
 
 	const char *lp = o.rank == 0 ? ftk_ledger_path(t.ledger_path) : NULL;
 	if (lp) {
