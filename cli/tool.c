@@ -75,7 +75,7 @@ static void on_fatal_signal(int sig)
 
 static void cleanup_at_exit(void)
 {
-	ftk_cleanup_run();
+	ftk_cleanup_run_at_exit();
 }
 
 void ftk_tool_cleanup_install(void)

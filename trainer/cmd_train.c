@@ -252,9 +252,11 @@ static void progress(void *ctx, const char *line)
  * an option's long name, with _ for - allowed (seq_len: 512, as axolotl and
  * LLaMA-Factory write them); true gives a flag, false leaves it out; a list
  * is joined with commas (targets: [q, v]).  An unknown key is an error that
- * names the file and the key.  The new argv is allocated (never freed: it
- * lives as long as the program).
+ * names the file and the key.  The new argv is allocated and kept in
+ * config_argv: it lives as long as the program.
  */
+static char **volatile config_argv;	/* volatile: the store is kept, so LSan sees it */
+
 static char **expand_config(struct ftk_tool *t, const struct option *opts, int *argc, char **argv)
 {
 	const char *file = NULL;
@@ -337,6 +339,7 @@ static char **expand_config(struct ftk_tool *t, const struct option *opts, int *
 		av[n++] = argv[i];
 	av[n] = NULL;
 	*argc = n;
+	config_argv = av;
 	return av;
 }
 
