@@ -326,21 +326,16 @@ static int parse_hellaswag(const cJSON *rec, long idx, struct doc *d, const char
 	py_capitalize(&raw, cb);
 	d->query = ftk_eval_hellaswag_preprocess(raw.buf);
 	strbuf_release(&raw);
+	rc = ftk_json_all_strings(end, "endings", file, line, err);
+	if (rc < 0)
+		return rc;
 	d->choices = cJSON_CreateArray();
-	int i = 0;
 	const cJSON *e;
 	cJSON_ArrayForEach(e, end)
 	{
-		if (!cJSON_IsString(e)) {
-			char field[32];
-			snprintf(field, sizeof(field), "endings[%d]", i);
-			return ftk_error_set(err, FTK_EDATA, file, line, field, "must be a string, not %s",
-					     ftk_json_type_name(e));
-		}
 		char *p = ftk_eval_hellaswag_preprocess(e->valuestring);
 		cJSON_AddItemToArray(d->choices, cJSON_CreateString(p));
 		free(p);
-		i++;
 	}
 	d->answer = (int)answer;
 	const cJSON *ind = cJSON_GetObjectItemCaseSensitive(rec, "ind");
@@ -361,15 +356,10 @@ static int parse_mmlu(const cJSON *rec, long idx, struct doc *d, const char *fil
 		if (!cJSON_IsArray(ch) || cJSON_GetArraySize(ch) != 4)
 			return ftk_error_set(err, FTK_EDATA, file, line, "choices",
 					     "must be an array of four strings");
-		for (int i = 0; i < 4; i++) {
-			const cJSON *c = cJSON_GetArrayItem(ch, i);
-			if (!cJSON_IsString(c)) {
-				char field[32];
-				snprintf(field, sizeof(field), "choices[%d]", i);
-				return ftk_error_set(err, FTK_EDATA, file, line, field, "must be a string");
-			}
-			opt[i] = c->valuestring;
-		}
+		if ((rc = ftk_json_all_strings(ch, "choices", file, line, err)) < 0)
+			return rc;
+		for (int i = 0; i < 4; i++)
+			opt[i] = cJSON_GetArrayItem(ch, i)->valuestring;
 	} else {	/* the authors' CSV columns: A, B, C, D */
 		for (int i = 0; i < 4; i++) {
 			char key[2] = { (char)('A' + i), 0 };

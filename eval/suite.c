@@ -140,18 +140,11 @@ static int check_loglik_case(struct ftk_eval_suite *s, struct ftk_eval_case *c, 
 	if (!cJSON_IsArray(ch) || cJSON_GetArraySize(ch) < 1)
 		return ftk_error_set(err, FTK_EDATA, file, line, "choices",
 				     "must be a non-empty array of strings");
-	int n = 0;
+	int rc = ftk_json_all_strings(ch, "choices", file, line, err);
+	if (rc < 0)
+		return rc;
+	int n = cJSON_GetArraySize(ch);
 	const cJSON *x;
-	cJSON_ArrayForEach(x, ch)
-	{
-		if (!cJSON_IsString(x)) {
-			char field[32];
-			snprintf(field, sizeof(field), "choices[%d]", n);
-			return ftk_error_set(err, FTK_EDATA, file, line, field,
-					     "must be a string, not %s", ftk_json_type_name(x));
-		}
-		n++;
-	}
 	c->choices = ch;
 	const cJSON *a = cJSON_GetObjectItemCaseSensitive(rec, "answer");
 	if (!cJSON_IsNumber(a) || a->valuedouble != (double)(int)a->valuedouble || a->valuedouble < 0 ||

@@ -314,6 +314,16 @@ START_TEST(import_bad_record_names_line_and_field)
 	ck_assert_int_eq(err.line, 2);
 	ck_assert_str_eq(err.field, "answer");
 	ck_assert_int_ne(access("bad.json", F_OK), 0);	/* nothing written */
+	/* an ending that is not a string is named by its index and type */
+	f = fopen("bad.jsonl", "w");
+	fputs("{\"activity_label\":\"A\",\"ctx_a\":\"x\",\"ctx_b\":\"y\","
+	      "\"endings\":[\"a\",\"b\",7,\"d\"],\"label\":\"0\"}\n", f);
+	fclose(f);
+	o.format = "hellaswag";
+	ck_assert_int_eq(ftk_eval_import(&o, &err), FTK_EDATA);
+	ck_assert_int_eq(err.line, 1);
+	ck_assert_str_eq(err.field, "endings[2]");
+	ck_assert_str_eq(err.msg, "must be a string, not number");
 }
 END_TEST
 
