@@ -77,7 +77,13 @@ NVCC ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/de
 # (model/device.c), so no program links cudart and all run without a GPU.
 # tests/unit/ops_shared.cu compiles ops.h and optim_ops.h as device code.
 ifneq ($(NVCC),)
-  CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
+  # nvcc may be a wrapper script outside its toolkit (/usr/local/bin/nvcc
+  # exec'ing /usr/local/cuda-13.0/bin/nvcc), so ask nvcc where its toolkit is
+  # rather than cutting its path.
+  ifeq ($(origin CUDA_HOME),undefined)
+  CUDA_HOME := $(shell $(NVCC) --dryrun -x cu -c /dev/null -o /dev/null 2>&1 | \
+    sed -n 's|^\#\$$ TOP=\(.*\)/bin/\.\.$$|\1|p')
+  endif
   NVCC_ARCH := -gencode arch=compute_80,code=sm_80 -gencode arch=compute_89,code=sm_89 \
     -gencode arch=compute_90,code=[sm_90,compute_90]
   NVCC_FLAGS := -O2 -std=c++17 -I. -Ilib $(NVCC_ARCH) -Werror all-warnings \
