@@ -1,7 +1,8 @@
 #!/bin/sh
 # Run every test: the unit suites given as arguments (check, fork mode) and
-# every CLI case under tests/cli/.  Prints one line per suite or case and a
-# closing "N passed, N failed" line; exits 1 when anything failed.
+# every CLI case under tests/cli/.  Prints one line per suite or case, in that
+# order whatever order they finish in, and a closing "N passed, N failed" line;
+# exits 1 when anything failed.
 #
 # A CLI case is a folder tests/cli/<name>/ holding:
 #   cmd           a shell script, run by sh in a fresh temporary directory with
@@ -19,6 +20,9 @@
 # read every diff before committing it).
 #
 # T=word limits the run to suites and cases whose names contain word.
+# J=N runs N at once (default: the number of cores; J=1 runs them in turn).
+# Every suite and case has its own temporary directory and uses ephemeral
+# ports, so they do not see each other.
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 export SRC
 export FIX="$SRC/tests/fixtures"
@@ -32,20 +36,13 @@ if [ "$SAN" = 1 ]; then
 	export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:halt_on_error=1
 	export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 fi
-pass=0
-fail=0
-skip=0
-failed_names=""
-tmproot=$(mktemp -d "${TMPDIR:-/tmp}/ftk-test.XXXXXX")
-trap 'rm -rf "$tmproot"' EXIT INT TERM
 
-matches() { [ -z "$T" ] || case "$1" in *"$T"*) return 0 ;; *) return 1 ;; esac; }
-
-for u in "$@"; do
-	name=$(basename "$u")
-	matches "$name" || continue
-	out="$tmproot/$name.log"
-	if (cd "$tmproot" && timeout 900 "$u") >"$out" 2>&1; then
+# ---- one suite or case: "run.sh --one unit|cli PATH RES" writes RES.txt (the
+# lines to print) and RES.res ("passed failed skipped"), then RES.done.
+run_unit() {	# $1 the suite binary, $2 result prefix
+	name=$(basename "$1")
+	out="$2.log"
+	if (cd "$tmpdir" && timeout 900 "$1") >"$out" 2>&1; then
 		res=ok
 	else
 		res=FAIL
@@ -56,35 +53,36 @@ for u in "$@"; do
 	nf=$(( $(echo "$f" | awk '{print $1+$2}') + 0 ))
 	n=${n:-0}
 	if [ $res = ok ] && [ "$n" -gt 0 ] && [ $nf = 0 ]; then
-		pass=$((pass + n))
-		echo "PASS unit/$name ($n checks)"
+		echo "PASS unit/$name ($n checks)" >"$2.txt"
+		echo "$n 0 0" >"$2.res"
 	else
-		[ "$n" -gt 0 ] && pass=$((pass + n - nf))
+		p=0
+		[ "$n" -gt 0 ] && p=$((n - nf))
 		[ $nf -gt 0 ] || nf=1
-		fail=$((fail + nf))
-		failed_names="$failed_names unit/$name"
-		echo "FAIL unit/$name"
-		grep -vE '^Running suite' "$out" | tail -n 40 | sed 's/^/    /'
+		{
+			echo "FAIL unit/$name"
+			grep -vE '^Running suite' "$out" | tail -n 40 | sed 's/^/    /'
+		} >"$2.txt"
+		echo "$p $nf 0" >"$2.res"
 	fi
-done
+}
 
-for c in "$SRC"/tests/cli/*/; do
-	[ -f "$c/cmd" ] || continue
+run_cli() {	# $1 the case folder, $2 result prefix
+	c=${1%/}
 	name=$(basename "$c")
-	matches "$name" || continue
 	if [ "$SAN" = 1 ] && [ -f "$c/nosan" ]; then
-		echo "SKIP cli/$name (too slow under sanitizers: $(cat "$c/nosan"))"
-		skip=$((skip + 1))
-		continue
+		echo "SKIP cli/$name (too slow under sanitizers: $(cat "$c/nosan"))" >"$2.txt"
+		echo "0 0 1" >"$2.res"
+		return
 	fi
 	if [ -f "$c/requires" ] && ! sh "$c/requires" >/dev/null 2>&1; then
-		echo "SKIP cli/$name ($(head -n 1 "$c/requires" | sed 's/^# *//'))"
-		skip=$((skip + 1))
-		continue
+		echo "SKIP cli/$name ($(head -n 1 "$c/requires" | sed 's/^# *//'))" >"$2.txt"
+		echo "0 0 1" >"$2.res"
+		return
 	fi
-	work="$tmproot/cli-$name"
+	work="$tmpdir/cli-$name"
 	mkdir -p "$work"
-	CASE=${c%/}
+	CASE=$c
 	export CASE
 	(cd "$work" && timeout 900 sh "$CASE/cmd") >"$work.out" 2>"$work.err" </dev/null
 	rc=$?
@@ -102,16 +100,77 @@ for c in "$SRC"/tests/cli/*/; do
 	cmp -s "$eo" "$work.out" || ok=0
 	cmp -s "$ee" "$work.err" || ok=0
 	if [ $ok = 1 ]; then
-		pass=$((pass + 1))
-		echo "PASS cli/$name"
+		echo "PASS cli/$name" >"$2.txt"
+		echo "1 0 0" >"$2.res"
 	else
-		fail=$((fail + 1))
-		failed_names="$failed_names cli/$name"
-		echo "FAIL cli/$name (exit $rc, expected $exp_rc)"
-		diff -u "$eo" "$work.out" | head -n 30 | sed 's/^/    out: /'
-		diff -u "$ee" "$work.err" | head -n 30 | sed 's/^/    err: /'
+		{
+			echo "FAIL cli/$name (exit $rc, expected $exp_rc)"
+			diff -u "$eo" "$work.out" | head -n 30 | sed 's/^/    out: /'
+			diff -u "$ee" "$work.err" | head -n 30 | sed 's/^/    err: /'
+		} >"$2.txt"
+		echo "0 1 0" >"$2.res"
 	fi
+}
+
+if [ "$1" = --one ]; then
+	tmpdir=$(mktemp -d "$TESTROOT/t.XXXXXX")
+	case "$2" in
+	unit) run_unit "$3" "$4" ;;
+	*) run_cli "$3" "$4" ;;
+	esac
+	rm -rf "$tmpdir"
+	: >"$4.done"
+	exit 0
+fi
+
+# ---- the whole run
+TESTROOT=$(mktemp -d "${TMPDIR:-/tmp}/ftk-test.XXXXXX")
+export TESTROOT
+trap 'rm -rf "$TESTROOT"; exit 1' INT TERM
+trap 'rm -rf "$TESTROOT"' EXIT
+J=${J:-$(nproc 2>/dev/null || echo 2)}
+
+matches() { [ -z "$T" ] || case "$1" in *"$T"*) return 0 ;; *) return 1 ;; esac; }
+
+list="$TESTROOT/list"
+: >"$list"
+i=0
+for u in "$@"; do
+	matches "$(basename "$u")" || continue
+	i=$((i + 1))
+	echo "unit $u $TESTROOT/$(printf %04d $i)" >>"$list"
 done
+for c in "$SRC"/tests/cli/*/; do
+	[ -f "$c/cmd" ] || continue
+	matches "$(basename "$c")" || continue
+	i=$((i + 1))
+	echo "cli $c $TESTROOT/$(printf %04d $i)" >>"$list"
+done
+total=$i
+
+xargs -P "$J" -L 1 sh "$0" --one <"$list" &
+runner=$!
+
+pass=0
+fail=0
+skip=0
+failed_names=""
+k=0
+while [ $k -lt $total ]; do
+	k=$((k + 1))
+	r="$TESTROOT/$(printf %04d $k)"
+	while [ ! -f "$r.done" ]; do
+		kill -0 $runner 2>/dev/null || [ -f "$r.done" ] || { echo "run.sh: the runner died" >&2; exit 1; }
+		sleep 0.1
+	done
+	cat "$r.txt"
+	read -r p f s <"$r.res"
+	pass=$((pass + p))
+	fail=$((fail + f))
+	skip=$((skip + s))
+	[ "$f" -gt 0 ] && failed_names="$failed_names $(head -n 1 "$r.txt" | awk '{print $2}')"
+done
+wait $runner
 
 if [ -n "$failed_names" ]; then
 	echo "failed:$failed_names"

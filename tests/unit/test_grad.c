@@ -687,43 +687,82 @@ START_TEST(gemm_thin_products_threaded)
 }
 END_TEST
 
-START_TEST(two_threads_equal_one)
+/* One QLoRA forward/backward of stories260K; g gets the LoRA gradients (n floats,
+ * caller frees).  eps != 0 scales every LoRA weight by 1 +- eps first. */
+static double lora_step(int threads, float eps, float **g, size_t *n)
 {
-	/* stories260K, 8 x 128 tokens: large enough that every op splits over threads */
-	static uint32_t ids[8 * 128];
+	static uint32_t ids[8 * 128];	/* 8 x 128 tokens: every op splits over threads */
 	ftk_rng_seed(rng, 10);
 	for (int i = 0; i < 8 * 128; i++)
 		ids[i] = 3 + (uint32_t)(ftk_rng_uniform(rng) * 500);
 	struct ftk_batch b = { 8, 128, ids, NULL, NULL };
-	float *g[2];
-	double loss[2];
-	size_t n = 0;
-	for (int th = 1; th <= 2; th++) {
-		struct ftk_model *m;
-		struct ftk_load_opts lo = { FTK_QUANT_NF4, NULL, th, 0 };
-		ck_assert_int_eq(ftk_model_load(&m, src_path("datasets/models/stories260K"), &lo, NULL), 0);
-		struct ftk_lora_opts o = { FTK_LORA_ALL, 4, 8.0f, 0, 0.1f, 3 };
-		ck_assert_int_eq(ftk_model_lora_init(m, &o, NULL), 0);
-		float *p = ftk_model_lora_flat(m, &n);
-		for (size_t i = 0; i < n; i++)
-			p[i] = 0.05f * (float)((i * 7919) % 13) - 0.3f;
-		ftk_model_zero_grad(m);
-		ck_assert_int_eq(ftk_model_forward_backward(m, &b, 1000.0, &loss[th - 1], NULL, NULL), 0);
-		g[th - 1] = malloc(n * 4);
-		memcpy(g[th - 1], ftk_model_lora_grad_flat(m, NULL), n * 4);
-		ftk_model_free(m);
+	struct ftk_model *m;
+	struct ftk_load_opts lo = { FTK_QUANT_NF4, NULL, threads, 0 };
+	ck_assert_int_eq(ftk_model_load(&m, src_path("datasets/models/stories260K"), &lo, NULL), 0);
+	struct ftk_lora_opts o = { FTK_LORA_ALL, 4, 8.0f, 0, 0.1f, 3 };
+	ck_assert_int_eq(ftk_model_lora_init(m, &o, NULL), 0);
+	float *p = ftk_model_lora_flat(m, n);
+	for (size_t i = 0; i < *n; i++) {
+		p[i] = 0.015f * (float)((i * 7919) % 13) - 0.09f;
+		p[i] *= 1.0f + (i % 2 ? eps : -eps);
 	}
-	double md = 0, mg = 0;
-	for (size_t i = 0; i < n; i++) {
-		md = fmax(md, fabs(g[0][i] - g[1][i]));
-		mg = fmax(mg, fabs(g[0][i]));
-	}
-	printf("1 vs 2 threads (stories260K NF4, 8x128, dropout): loss %.6f vs %.6f, max |grad diff| %.3g of %.3g (tolerance 1e-5 relative)\n",
-	       loss[0], loss[1], md, mg);
-	ck_assert(fabs(loss[0] - loss[1]) < 1e-6 * fabs(loss[0]));
-	ck_assert(md < 1e-5 * mg);
-	free(g[0]), free(g[1]);
+	ftk_model_zero_grad(m);
+	double loss;
+	ck_assert_int_eq(ftk_model_forward_backward(m, &b, 1000.0, &loss, NULL, NULL), 0);
+	*g = malloc(*n * 4);
+	memcpy(*g, ftk_model_lora_grad_flat(m, NULL), *n * 4);
+	ftk_model_free(m);
 	ftk_backend_cpu.set_threads(1);
+	return loss;
+}
+
+/* ||a - b|| / ||a||, and the largest |a - b| relative to the largest |a| */
+static double rel_norm(const float *a, const float *b, size_t n, double *rel_max)
+{
+	double dn = 0, an = 0, md = 0, ma = 0;
+	for (size_t i = 0; i < n; i++) {
+		double d = (double)a[i] - b[i];
+		dn += d * d, an += (double)a[i] * a[i];
+		md = fmax(md, fabs(d)), ma = fmax(ma, fabs(a[i]));
+	}
+	*rel_max = md / ma;
+	return sqrt(dn / an);
+}
+
+START_TEST(two_threads_equal_one)
+{
+	/*
+	 * Threads split every product into slices, and OpenBLAS's kernels may round
+	 * a slice's elements differently from the whole (its Haswell sgemm does, its
+	 * SkylakeX one does not), so 1 and 2 threads agree to fp32 rounding, not bit
+	 * for bit.  How far rounding can move the gradients depends on the input's
+	 * conditioning, so the test measures it: the same step with every LoRA
+	 * weight moved by one ulp (eps 2^-23 relative) shows how much an
+	 * ulp-sized change anywhere reaches the gradients.  The weights are chosen
+	 * so that this is small (about 3e-7: an amplification of ~5 over fp32's
+	 * 6e-8); the earlier weights, 3.3x larger, saturated attention so that one
+	 * ulp moved the gradients by 5e-3, and no tolerance could tell a threading
+	 * bug from rounding there.  A wrong slice (a row missed or done twice)
+	 * moves whole rows of a product: 1e-2 or more.  So: the input must be
+	 * well conditioned (sensitivity < 1e-6), and 2 threads must agree with 1
+	 * within 1e-5 (norm-wise and at the largest element), 10x the allowed
+	 * sensitivity; the loss, a sum in double of per-token terms, within 1e-6.
+	 */
+	float *g1, *g2, *gp;
+	size_t n;
+	double l1 = lora_step(1, 0, &g1, &n);
+	double l2 = lora_step(2, 0, &g2, &n);
+	lora_step(1, 0x1p-23f, &gp, &n);
+	double m12, mp;
+	double d12 = rel_norm(g1, g2, n, &m12);
+	double dp = rel_norm(g1, gp, n, &mp);
+	printf("1 vs 2 threads (stories260K NF4, 8x128, dropout): loss %.6f vs %.6f; "
+	       "gradients %.3g norm-wise, %.3g at the largest (tolerance 1e-5); "
+	       "one-ulp sensitivity %.3g (must be < 1e-6)\n", l1, l2, d12, m12, dp);
+	ck_assert(dp < 1e-6);
+	ck_assert(fabs(l1 - l2) < 1e-6 * fabs(l1));
+	ck_assert(d12 < 1e-5 && m12 < 1e-5);
+	free(g1), free(g2), free(gp);
 }
 END_TEST
 

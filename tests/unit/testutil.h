@@ -25,6 +25,9 @@ static inline const char *src_path(const char *rel)
 #define FTK_TEST_MAIN(make_suite)                                   \
 	int main(void)                                              \
 	{                                                           \
+		/* a failing check's figures, printed just before its  \
+		 * assertion, must reach the log before the fork dies */ \
+		setvbuf(stdout, NULL, _IOLBF, 0);                   \
 		SRunner *sr = srunner_create(make_suite());         \
 		srunner_set_fork_status(sr, CK_FORK);               \
 		srunner_run_all(sr, CK_NORMAL);                     \
