@@ -3,6 +3,7 @@
  * summary: run an eval suite against a model, score it with judges, compare runs
  *
  *   ftk-eval run SUITE -o RUN_DIR (--outputs FILE | --endpoint URL --model NAME) [options]
+ *   ftk-eval merge SHARD_RUN_DIR... -o RUN_DIR
  *   ftk-eval summary RUN_DIR [--json]
  *   ftk-eval compare RUN_A RUN_B [--alpha P] [--json]
  *   ftk-eval judges
@@ -31,6 +32,7 @@
 
 static const char usage_run[] =
 	"usage: ftk-eval run SUITE -o RUN_DIR BACKEND [options]\n"
+	"       ftk-eval merge SHARD_RUN_DIR... -o RUN_DIR [--json]\n"
 	"       ftk-eval summary RUN_DIR [--reviews FILE] [--json]\n"
 	"       ftk-eval compare RUN_A RUN_B [--alpha P] [--json]\n"
 	"       ftk-eval judges\n"
@@ -54,6 +56,8 @@ static const char usage_run[] =
 	"  -j, --jobs N             requests in flight (default 4), or local engines\n"
 	"      --samples K          K independent samples per case (default 1)\n"
 	"      --limit N            only the first N cases\n"
+	"      --shard I/N          only slice I (0..N-1) of N contiguous slices of the\n"
+	"                           cases; `ftk-eval merge` joins the N runs into one\n"
 	"      --api-key-env VAR    send the key held in environment variable VAR\n"
 	"      --timeout S          seconds per attempt (default 120)\n"
 	"      --retries N          attempts per request, first included (default 6)\n"
@@ -68,6 +72,8 @@ static const char usage_run[] =
 	"      --usd-per-mtok-out Y price of a million completion tokens\n"
 	"      --rates FILE         take the model's prices from an ftk-ledger rates file\n"
 	"      --json               print summary.json instead of the table\n"
+	"Merge: the shard runs of one suite (any order, all N) into a new RUN_DIR\n"
+	"whose results, summary and run.json are those of one unsharded run.\n"
 	"Summary options:\n"
 	"      --reviews FILE       fold people's verdicts (ftk-review) into the results\n"
 	"                           and report judge-versus-human agreement (default\n"
@@ -110,6 +116,7 @@ enum {
 	OPT_JSON,
 	OPT_ALPHA,
 	OPT_REVIEWS,
+	OPT_SHARD,
 };
 
 static const struct option long_opts[] = {
@@ -122,6 +129,7 @@ static const struct option long_opts[] = {
 	{ "jobs", required_argument, NULL, 'j' },
 	{ "samples", required_argument, NULL, OPT_SAMPLES },
 	{ "limit", required_argument, NULL, OPT_LIMIT },
+	{ "shard", required_argument, NULL, OPT_SHARD },
 	{ "api-key-env", required_argument, NULL, OPT_API_KEY_ENV },
 	{ "timeout", required_argument, NULL, OPT_TIMEOUT },
 	{ "retries", required_argument, NULL, OPT_RETRIES },
@@ -293,6 +301,37 @@ static int fold_reviews(const char *run, const char *path, cJSON *res, cJSON **a
 	*ag = ftk_reviews_agreement(res);
 	cJSON_Delete(rv);
 	return 0;
+}
+
+/* The shard runs of a sharded eval into one run directory (run.h, ftk_eval_merge). */
+static int do_merge(int argc, char **argv, int json)
+{
+	if (argc < 1)
+		ftk_tool_usage_error(&tool, "merge takes the shard run directories");
+	if (!tool.out_path)
+		ftk_tool_usage_error(&tool, "merge needs -o RUN_DIR");
+	struct ftk_error e;
+	ftk_error_clear(&e);
+	long n = 0;
+	if (ftk_eval_merge((const char *const *)argv, argc, tool.out_path, &n, &e) < 0) {
+		char buf[1400];
+		error("%s", ftk_error_format(&e, buf, sizeof(buf)));
+		return FTK_EXIT_DATA;
+	}
+	cJSON *res;
+	if (load_results(tool.out_path, &res) < 0)
+		return FTK_EXIT_DATA;
+	cJSON *sum = ftk_eval_summarize(res);
+	cJSON_Delete(res);
+	if (json)
+		print_json(sum);
+	else
+		print_summary_table(sum, tool.out_path);
+	cJSON_Delete(sum);
+	if (!tool.quiet)
+		fprintf(stderr, "ftk-eval: %d shards merged into '%s': %ld results\n", argc,
+			tool.out_path, n);
+	return FTK_EXIT_OK;
 }
 
 static int do_compare(int argc, char **argv, int json, double alpha)
@@ -577,6 +616,16 @@ int cmd_eval(int argc, char **argv)
 		case OPT_JSON: json = 1; break;
 		case OPT_ALPHA: alpha = ftk_tool_parse_double(&tool, "--alpha", optarg, 1e-12, 0.5); break;
 		case OPT_REVIEWS: reviews = optarg; break;
+		case OPT_SHARD: {
+			long i, n;
+			char tail;
+			if (sscanf(optarg, "%ld/%ld%c", &i, &n, &tail) != 2 || n < 1 || n > 1000000 ||
+			    i < 0 || i >= n)
+				ftk_tool_usage_error(&tool, "--shard wants I/N with 0 <= I < N, got '%s'", optarg);
+			o.shard_index = (int)i;
+			o.shard_count = (int)n;
+			break;
+		}
 		default: ftk_tool_usage_error(&tool, NULL);
 		}
 	}
@@ -584,7 +633,7 @@ int cmd_eval(int argc, char **argv)
 		ftk_tool_usage_error(&tool, "give both --usd-per-mtok-in and --usd-per-mtok-out");
 	p.have = have_in && have_out;
 	if (optind >= argc)
-		ftk_tool_usage_error(&tool, "no subcommand: run, summary, compare or judges");
+		ftk_tool_usage_error(&tool, "no subcommand: run, merge, summary, compare or judges");
 	const char *sub = argv[optind++];
 	int rest = argc - optind;
 	char **rargv = argv + optind;
@@ -592,9 +641,11 @@ int cmd_eval(int argc, char **argv)
 		return do_run(rest, rargv, &o, &p, rates, json);
 	if (!strcmp(sub, "summary"))
 		return do_summary(rest, rargv, json, reviews);
+	if (!strcmp(sub, "merge"))
+		return do_merge(rest, rargv, json);
 	if (!strcmp(sub, "compare"))
 		return do_compare(rest, rargv, json, alpha);
 	if (!strcmp(sub, "judges"))
 		return do_judges();
-	ftk_tool_usage_error(&tool, "unknown subcommand '%s': run, summary, compare or judges", sub);
+	ftk_tool_usage_error(&tool, "unknown subcommand '%s': run, merge, summary, compare or judges", sub);
 }

@@ -86,8 +86,8 @@ static void progress(struct ctx *c)
 	if (!c->o->progress)
 		return;
 	fprintf(stderr, "\rftk-eval: %ld/%ld done, %ld errors ", c->finished + c->st->resumed,
-		c->n_units, c->st->errors);
-	if (c->finished + c->st->resumed >= c->n_units)
+		c->n_units - c->n_outside, c->st->errors);
+	if (c->finished + c->st->resumed >= c->n_units - c->n_outside)
 		fputc('\n', stderr);
 }
 
@@ -260,7 +260,8 @@ void *score_thread(void *arg)
 
 /* ------------------------------------------------------------ run.json */
 
-static cJSON *run_identity(const struct ftk_eval_run_opts *o, const struct ftk_eval_suite *s)
+static cJSON *run_identity(const struct ftk_eval_run_opts *o, const struct ftk_eval_suite *s,
+			   long first_case, long n_cases)
 {
 	cJSON *id = cJSON_CreateObject();
 	cJSON_AddStringToObject(id, "suite", s->name);
@@ -288,6 +289,13 @@ static cJSON *run_identity(const struct ftk_eval_run_opts *o, const struct ftk_e
 	}
 	cJSON_AddNumberToObject(id, "samples", o->samples > 0 ? o->samples : 1);
 	cJSON_AddItemToObject(id, "generation", cJSON_Duplicate(s->generation, 1));
+	if (o->shard_count > 0) {	/* last: ftk_eval_merge drops it to get the whole run's */
+		cJSON *sh = cJSON_AddObjectToObject(id, "shard");
+		cJSON_AddNumberToObject(sh, "index", o->shard_index);
+		cJSON_AddNumberToObject(sh, "of", o->shard_count);
+		cJSON_AddNumberToObject(sh, "first_case", (double)first_case);
+		cJSON_AddNumberToObject(sh, "cases", (double)n_cases);
+	}
 	return id;
 }
 
@@ -378,8 +386,24 @@ int ftk_eval_run(const struct ftk_eval_run_opts *o, struct ftk_eval_run_stats *s
 	if (o->limit > 0 && (size_t)o->limit < n_cases)
 		n_cases = (size_t)o->limit;
 	c.n_units = (long)n_cases * c.K;
-	st->units = c.n_units;
 	c.done = xcalloc((size_t)c.n_units + 1, 1);
+	/* a shard: the other shards' units count as done, so no backend asks for them */
+	long lo = 0, hi = (long)n_cases;
+	if (o->shard_count > 0) {
+		if (o->shard_index < 0 || o->shard_index >= o->shard_count) {
+			free(c.done);
+			ftk_eval_suite_free(c.suite);
+			return ftk_error_msg(err, FTK_EUSAGE, "shard %d of %d does not exist",
+					     o->shard_index, o->shard_count);
+		}
+		lo = (long)(n_cases * (size_t)o->shard_index / (size_t)o->shard_count);
+		hi = (long)(n_cases * (size_t)(o->shard_index + 1) / (size_t)o->shard_count);
+		for (long u = 0; u < c.n_units; u++)
+			if (u < lo * c.K || u >= hi * c.K)
+				c.done[u] = 1;
+		c.n_outside = c.n_units - (hi - lo) * c.K;
+	}
+	st->units = c.n_units - c.n_outside;
 
 	if (o->backend == FTK_EVAL_ENDPOINT)
 		c.chat_url = endpoint_chat_url(o->endpoint);
@@ -431,7 +455,7 @@ int ftk_eval_run(const struct ftk_eval_run_opts *o, struct ftk_eval_run_stats *s
 	rc = eval_mkdir_p(o->run_dir, err);
 	if (rc < 0)
 		goto out;
-	cJSON *ident = run_identity(o, c.suite);
+	cJSON *ident = run_identity(o, c.suite, lo, hi - lo);
 	rc = check_run_json(o->run_dir, ident, o->suite_path, err);
 	cJSON_Delete(ident);
 	if (rc < 0)
@@ -456,7 +480,7 @@ int ftk_eval_run(const struct ftk_eval_run_opts *o, struct ftk_eval_run_stats *s
 	{
 		long k = ftk_eval_suite_find(c.suite, ftk_json_get_str(r, "id"));
 		long s = json_long(r, "sample", 0);
-		if (k < 0 || (size_t)k >= n_cases || s < 0 || s >= c.K)
+		if (k < lo || k >= hi || s < 0 || s >= c.K)
 			continue;
 		if (!cJSON_GetObjectItemCaseSensitive(r, "error")) {
 			c.done[k * c.K + s] = 1;

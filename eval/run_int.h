@@ -76,6 +76,7 @@ struct ctx {
 	size_t n_judges;
 	int K;
 	long n_units;
+	long n_outside;			/* units of other shards (marked done) */
 	unsigned char *done;		/* per unit: 1 when it has a good result */
 	struct appender app;
 	struct ftk_eval_run_stats *st;
