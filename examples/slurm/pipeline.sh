@@ -23,7 +23,8 @@
 #   FTK_RUN            the run's name in the ledger (default the work folder's)
 #   FTK_SBATCH_ARGS    more sbatch options for every job (--partition, --account)
 # The job ids go to $FTK_WORK/jobs.env (split=ID, prep=ID, ...) and standard
-# output; each job's log to $FTK_WORK/logs/.  ftk must be on PATH on the
+# output; each job's log to $FTK_WORK/logs/; the settings to
+# $FTK_WORK/pipeline.env (resubmit.sh reads them).  ftk must be on PATH on the
 # nodes.  docs/scale.md explains every stage and how to recover from a failure.
 set -euo pipefail
 : "${FTK_WORK:?}" "${FTK_INPUT:?}" "${FTK_MODEL:?}" "${FTK_SUITE:?}"
@@ -33,6 +34,8 @@ export FTK_LEDGER=${FTK_LEDGER:-$FTK_WORK/ledger.jsonl} FTK_RUN=${FTK_RUN:-$(bas
 export FTK_WORK FTK_INPUT FTK_MODEL FTK_SUITE
 mkdir -p "$FTK_WORK/logs"
 : > "$FTK_WORK/jobs.env"
+# the settings, for resubmit.sh
+export -p | grep -E '^declare -x FTK_[A-Z_]+=' > "$FTK_WORK/pipeline.env"
 last=
 # submit NAME [sbatch options] SCRIPT: after the previous stage succeeded
 submit() {
