@@ -1,6 +1,7 @@
 # ftk: a fine-tuning toolkit in C.
 #
 #   make            build lib/libftk.a-style archives and every program into $(O)/bin
+#   make cuda       the CUDA backend too (make builds it only where a GPU is visible)
 #   make check      build and run every test (unit suites with check, CLI cases)
 #   make check SAN=1   the same under AddressSanitizer + UBSan (in $(O)/san)
 #   make demo       run the whole pipeline on the bundled samples
@@ -55,7 +56,7 @@ ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(SANFLAGS) -pthread \
 LDLIBS := $(LIBS_PKG) $(BLAS_LIBS) $(MHD_LIBS) $(CURSES_LIBS) $(STEMMER_LIBS) -lm -pthread -ldl
 
 # Parts, in link order (a part may only use the ones after it).
-PARTS := prep ledger review eval trainer judges cli lib
+PARTS := prep ledger review eval serve trainer judges model cli lib
 LIBNAME_lib := libftk
 libname = $(if $(LIBNAME_$(1)),$(LIBNAME_$(1)),libftk$(1))
 archive = $(B)/$(1)/$(call libname,$(1)).a
@@ -69,10 +70,10 @@ CMD_OBJ := $(patsubst %.c,$(B)/%.o,$(CMD_SRC))
 
 PROGRAMS := $(BIN)/ftk $(addprefix $(BIN)/ftk-,$(VERBS))
 
-# CUDA: built whenever nvcc is found (see trainer/).
+# CUDA: built whenever nvcc is found (see model/).
 NVCC ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
 # The CUDA backend is a shared object the programs dlopen for --device cuda
-# (trainer/device.c), so no program links cudart and all run without a GPU.
+# (model/device.c), so no program links cudart and all run without a GPU.
 # tests/unit/ops_shared.cu compiles ops.h and optim_ops.h as device code.
 ifneq ($(NVCC),)
   CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
@@ -80,10 +81,23 @@ ifneq ($(NVCC),)
     -gencode arch=compute_90,code=[sm_90,compute_90]
   NVCC_FLAGS := -O2 -std=c++17 -I. -Ilib $(NVCC_ARCH) -Werror all-warnings \
     -Xcompiler -fPIC,-Wall,-Wextra,-Wno-unused-parameter,-Werror
-  CUDA_OBJS := $(B)/trainer/libftkcuda.so $(B)/tests/ops_shared_cu.o
+  CUDA_OBJS := $(B)/model/libftkcuda.so $(B)/tests/ops_shared_cu.o
 else
   CUDA_OBJS :=
   $(info ftk: nvcc not found: the CUDA backend (libftkcuda.so) is left out; --device cuda will say so)
+endif
+# nvcc takes minutes for three architectures, so `make` (and `make demo`)
+# build the backend only where it can run: CUDA=auto (the default) when a GPU
+# is visible, CUDA=1 always (where nvcc is), CUDA=0 never.  `make cuda` builds
+# it, and `make check` always does where nvcc is, so it keeps compiling.
+CUDA ?= auto
+ifeq ($(CUDA),auto)
+  GPU_VISIBLE := $(shell nvidia-smi -L >/dev/null 2>&1 && echo 1)
+  ALL_CUDA := $(if $(GPU_VISIBLE),$(CUDA_OBJS))
+else ifeq ($(CUDA),1)
+  ALL_CUDA := $(CUDA_OBJS)
+else
+  ALL_CUDA :=
 endif
 # OpenMPI for the data-parallel layer (trainer/dist.c); without it only one process.
 MPI_CFLAGS := $(shell mpicc --showme:compile 2>/dev/null)
@@ -93,15 +107,16 @@ ifneq ($(MPI_LIBS),)
   LDLIBS += $(MPI_LIBS)
 endif
 
-.PHONY: all check check-run check-gpu unit cli deps demo demo-run install fuzz clean
-all: $(PROGRAMS) $(CUDA_OBJS)
+.PHONY: all cuda check check-run check-gpu unit cli deps demo demo-run install fuzz clean
+all: $(PROGRAMS) $(ALL_CUDA)
+cuda: $(CUDA_OBJS)
 
-$(B)/trainer/libftkcuda.so: trainer/backend_cuda.cu trainer/backend.h trainer/ops.h \
-  trainer/optim_ops.h trainer/nf4.h trainer/flash_kernels.h
+$(B)/model/libftkcuda.so: model/backend_cuda.cu model/backend.h model/ops.h \
+  model/optim_ops.h model/nf4.h model/flash_kernels.h
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCC_FLAGS) -shared -cudart shared -o $@ $< -L$(CUDA_HOME)/lib64 -lcublas
 
-$(B)/tests/ops_shared_cu.o: tests/unit/ops_shared.cu trainer/ops.h trainer/optim_ops.h
+$(B)/tests/ops_shared_cu.o: tests/unit/ops_shared.cu model/ops.h model/optim_ops.h
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCC_FLAGS) -c -o $@ $<
 
@@ -152,12 +167,12 @@ $(B)/tests/%: tests/unit/%.c $(wildcard tests/unit/*.h) $(ARCHIVES)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(CHECK_CFLAGS) -Itests/unit -o $@ $< $(ARCHIVES) $(CHECK_LIBS) $(LDLIBS)
 # test_flash runs the kernel bodies of this header, which no archive depends on
-$(B)/tests/test_flash: trainer/flash_kernels.h
-$(B)/tests/test_nf4_kernels: trainer/nf4_kernels.h
+$(B)/tests/test_flash: model/flash_kernels.h
+$(B)/tests/test_nf4_kernels: model/nf4_kernels.h
 
 unit: $(UNIT_BIN)
 # the fused NF4 kernels' bodies, compiled into both
-$(B)/trainer/libftkcuda.so $(B)/tests/test_nf4_kernels: trainer/nf4_kernels.h
+$(B)/model/libftkcuda.so $(B)/tests/test_nf4_kernels: model/nf4_kernels.h
 cli: $(PROGRAMS)
 
 # `make check` first makes sure the packages are there (a no-op when they are),
@@ -168,7 +183,7 @@ check:
 	@$(MAKE) --no-print-directory $(PAR) check-run
 
 check-run: $(PROGRAMS) $(UNIT_BIN) $(CUDA_OBJS)
-	@FTK_BIN=$(abspath $(BIN)) FTK_BUILD=$(abspath $(B)) SAN=$(SAN) T=$(T) \
+	@FTK_BIN=$(abspath $(BIN)) FTK_BUILD=$(abspath $(B)) SAN=$(SAN) T='$(T)' \
 	  sh tests/run.sh $(abspath $(UNIT_BIN))
 
 # The CUDA selftest: every CUDA op and a QLoRA step against the CPU backend.
@@ -193,10 +208,17 @@ demo:
 demo-run: all
 	@FTK_BIN=$(abspath $(BIN)) sh tools/demo.sh
 
+# The CUDA backend goes where the programs look for it (model/device.c:
+# ../lib/ftk/ beside bin/), when this build has it (see CUDA above).
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1
 	install -m 755 $(PROGRAMS) $(DESTDIR)$(PREFIX)/bin/
 	@if ls docs/man/*.1 >/dev/null 2>&1; then install -m 644 docs/man/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/; fi
+	@if [ -f $(B)/model/libftkcuda.so ]; then \
+	  echo "install -m 755 $(B)/model/libftkcuda.so $(DESTDIR)$(PREFIX)/lib/ftk/"; \
+	  install -d $(DESTDIR)$(PREFIX)/lib/ftk && \
+	  install -m 755 $(B)/model/libftkcuda.so $(DESTDIR)$(PREFIX)/lib/ftk/; \
+	else echo "install: no CUDA backend in this build (make cuda, or CUDA=1, builds it)"; fi
 
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 fuzz:

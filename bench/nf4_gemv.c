@@ -24,9 +24,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
-#include "trainer/backend.h"
-#include "trainer/nf4.h"
-#include "trainer/ops.h"
+#include "model/backend.h"
+#include "model/nf4.h"
+#include "model/ops.h"
 
 static double now(void)
 {

@@ -15,9 +15,9 @@ ROUNDS=${ROUNDS:-5}
 O=${FTK_O:-/tmp/ftk-bench-build}
 work=${TMPDIR:-/tmp}/ftk-bench-nf4
 mkdir -p "$work"
-make -s O="$O" -j2 "$O/build/trainer/libftktrainer.a" "$O/build/lib/libftk.a" >/dev/null 2>&1
+make -s O="$O" -j2 "$O/build/model/libftkmodel.a" "$O/build/lib/libftk.a" >/dev/null 2>&1
 cc -O2 -std=c11 -D_GNU_SOURCE -I. -Ilib $(pkg-config --cflags libcjson openblas) \
-	-o "$work/nf4_gemv" bench/nf4_gemv.c "$O/build/trainer/libftktrainer.a" \
+	-o "$work/nf4_gemv" bench/nf4_gemv.c "$O/build/model/libftkmodel.a" \
 	"$O/build/lib/libftk.a" $(pkg-config --libs libcjson openblas libzstd libxxhash) -lm -pthread
 export OPENBLAS_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE
 "$work/nf4_gemv" 2048 2048 "$ROUNDS"

@@ -19,9 +19,9 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
-#include "trainer/generate.h"
-#include "trainer/model.h"
-#include "trainer/ops.h"
+#include "model/model.h"
+#include "model/ops.h"
+#include "model/rng.h"
 
 static double cpu_seconds(void)
 {
@@ -195,10 +195,10 @@ int main(int argc, char **argv)
 		return 1;
 	const struct ftk_model_config *c = ftk_model_config(m);
 	uint32_t *ids = malloc((size_t)B * T * 4);
-	uint64_t rng[4];
-	ftk_rng_seed(rng, 1);
+	struct ftk_rng rng;
+	ftk_rng_seed(&rng, 1);
 	for (int i = 0; i < B * T; i++)
-		ids[i] = (uint32_t)(ftk_rng_uniform(rng) * c->vocab_size);
+		ids[i] = (uint32_t)(ftk_rng_uniform(&rng) * c->vocab_size);
 	struct ftk_batch b = { B, T, ids, NULL, NULL };
 	long nt = ftk_batch_count_targets(&b);
 	size_t n;

@@ -1,6 +1,6 @@
 /*
  * backend_local.c: the local backend, a model directory run in-process with
- * the trainer's inference engine (trainer/infer.h), one request at a time
+ * the model runtime's inference engine (model/infer.h), one request at a time
  * per engine (an engine holds one KV cache).  Generation settings map to the
  * sampler: temperature, top_p, top_k, seed (+ sample index), max_tokens,
  * stop.  A model whose tokenizer has no chat template (the tiny stories260K)
@@ -20,7 +20,7 @@
 #include "lib/ledger.h"
 #include "lib/record.h"
 #include "lib/strbuf.h"
-#include "trainer/infer.h"
+#include "model/infer.h"
 #include "run_int.h"
 
 static double gen_num(const cJSON *g, const char *k, double dflt)

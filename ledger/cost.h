@@ -172,25 +172,24 @@ int ftk_rates_price_entry(const struct ftk_rates *R, const struct ftk_cost_entry
 struct ftk_cost_model {
 	char model_type[32];
 	long long vocab, dim, hidden, layers, heads, kv_heads, head_dim;
-	int tied, qkv_bias, o_bias, mlp_bias, qk_norm;
+	int tied, qkv_bias, qk_norm;
 	long long n_params;	/* every parameter, a tied embedding counted once */
 	long long n_embed;	/* the input embedding */
 	long long n_matmul;	/* weights that multiply activations: the linear layers and the head */
 };
 
 /*
- * Read a Hugging Face config.json (path names the file or its directory) and
- * count the parameters of the Llama-shaped decoder it describes: embedding,
- * per layer q/k/v/o (with GQA, biases where the family has them, Qwen3's
- * q_norm/k_norm), the SwiGLU MLP and two RMSNorms, the final norm and the
- * head (none when tied).  Returns 0, FTK_ENOTFOUND, FTK_EDATA (a missing or
- * ill-typed field, named in err), or FTK_EUNSUPPORTED (a mixture of experts
- * or an unknown model_type).
+ * Read a Hugging Face config.json (path names the file or its directory)
+ * with the model's own loader (ftk_config_load: the same families, defaults
+ * and refusals as ftk-train) and count the parameters of the Llama-shaped
+ * decoder it describes: embedding, per layer q/k/v/o (with GQA, biases where
+ * the family has them, Qwen3's q_norm/k_norm), the SwiGLU MLP and two
+ * RMSNorms, the final norm and the head (none when tied).  Returns 0 or
+ * ftk_config_load's error: FTK_ENOTFOUND, FTK_EDATA (a missing or ill-typed
+ * field, named in err), FTK_EUNSUPPORTED (a model_type, mixture of experts
+ * or bias ftk-train does not implement).
  */
 int ftk_cost_model_load(const char *path, struct ftk_cost_model *m, struct ftk_error *err);
-
-/* Count from the fields already in *m (vocab .. qk_norm); fills n_params, n_embed, n_matmul. */
-void ftk_cost_model_count(struct ftk_cost_model *m);
 
 /*
  * LoRA parameters at rank r on the modules named in targets, a comma list of

@@ -35,119 +35,31 @@
 #include "lib/json.h"
 #include "lib/shard.h"
 #include "lib/stream.h"
-
-static int get_int(const cJSON *o, const char *key, long long dflt, long long *out,
-		   const char *file, struct ftk_error *err)
-{
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-	if (!v || cJSON_IsNull(v)) {
-		if (dflt < 0)
-			return ftk_error_set(err, FTK_EDATA, file, 0, key, "missing");
-		*out = dflt;
-		return 0;
-	}
-	if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || v->valuedouble < 1 ||
-	    v->valuedouble > 1e12)
-		return ftk_error_set(err, FTK_EDATA, file, 0, key, "expected a positive integer, found %s",
-				     cJSON_IsNumber(v) ? "another number" : ftk_json_type_name(v));
-	*out = (long long)v->valuedouble;
-	return 0;
-}
-
-void ftk_cost_model_count(struct ftk_cost_model *m)
-{
-	long long d = m->dim, q = m->heads * m->head_dim, kv = m->kv_heads * m->head_dim;
-	long long attn = d * q + 2 * d * kv + q * d;
-	long long mlp = 3 * d * m->hidden;
-	long long layer = attn + mlp + 2 * d;
-	if (m->qkv_bias)
-		layer += q + 2 * kv;
-	if (m->o_bias)
-		layer += d;
-	if (m->mlp_bias)
-		layer += 2 * m->hidden + d;
-	if (m->qk_norm)
-		layer += 2 * m->head_dim;
-	m->n_embed = m->vocab * d;
-	m->n_params = m->n_embed + m->layers * layer + d + (m->tied ? 0 : m->vocab * d);
-	m->n_matmul = m->layers * (attn + mlp) + m->vocab * d;
-}
+#include "model/config.h"
 
 int ftk_cost_model_load(const char *path, struct ftk_cost_model *m, struct ftk_error *err)
 {
-	char file[4096];
-	struct stat st;
+	struct ftk_model_config c;
 	memset(m, 0, sizeof(*m));
-	if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
-		snprintf(file, sizeof(file), "%s/config.json", path);
-	else
-		snprintf(file, sizeof(file), "%s", path);
-	char *data;
-	size_t len;
-	if (stat(file, &st) < 0)
-		return ftk_error_set(err, FTK_ENOTFOUND, file, 0, NULL, "no model config at '%s'", file);
-	int rc = ftk_read_all(file, &data, &len, err);
+	int rc = ftk_config_load(path, &c, err);
 	if (rc < 0)
 		return rc;
-	cJSON *o;
-	rc = ftk_json_parse_object(data, len, &o, err);
-	free(data);
-	if (rc < 0) {
-		ftk_error_place(err, file, 0);
-		return rc;
-	}
-	const char *mt = ftk_json_get_str(o, "model_type");
-	rc = FTK_EDATA;
-	if (!mt) {
-		ftk_error_set(err, rc, file, 0, "model_type", "missing");
-		goto out;
-	}
-	snprintf(m->model_type, sizeof(m->model_type), "%s", mt);
-	if (!strcmp(mt, "qwen2"))
-		m->qkv_bias = 1;
-	else if (!strcmp(mt, "qwen3"))
-		m->qk_norm = 1;
-	else if (strcmp(mt, "llama") && strcmp(mt, "mistral")) {
-		rc = ftk_error_set(err, FTK_EUNSUPPORTED, file, 0, "model_type",
-				   "'%s' is not a Llama-shaped family this estimate knows (llama, "
-				   "mistral, qwen2, qwen3)", mt);
-		goto out;
-	}
-	if (cJSON_GetObjectItemCaseSensitive(o, "num_local_experts") ||
-	    cJSON_GetObjectItemCaseSensitive(o, "num_experts")) {
-		rc = ftk_error_set(err, FTK_EUNSUPPORTED, file, 0, "num_experts",
-				   "mixture-of-experts models are not estimated");
-		goto out;
-	}
-	if (get_int(o, "vocab_size", -1, &m->vocab, file, err) < 0 ||
-	    get_int(o, "hidden_size", -1, &m->dim, file, err) < 0 ||
-	    get_int(o, "intermediate_size", -1, &m->hidden, file, err) < 0 ||
-	    get_int(o, "num_hidden_layers", -1, &m->layers, file, err) < 0 ||
-	    get_int(o, "num_attention_heads", -1, &m->heads, file, err) < 0 ||
-	    get_int(o, "num_key_value_heads", m->heads, &m->kv_heads, file, err) < 0)
-		goto out;
-	if (m->dim % m->heads && !cJSON_GetObjectItemCaseSensitive(o, "head_dim")) {
-		ftk_error_set(err, rc, file, 0, "num_attention_heads",
-			      "%lld heads do not divide hidden_size %lld", m->heads, m->dim);
-		goto out;
-	}
-	if (get_int(o, "head_dim", m->dim / m->heads, &m->head_dim, file, err) < 0)
-		goto out;
-	if (m->heads % m->kv_heads) {
-		ftk_error_set(err, rc, file, 0, "num_key_value_heads",
-			      "%lld key/value heads do not divide %lld heads", m->kv_heads, m->heads);
-		goto out;
-	}
-	/* the transformers default for these families is an untied head */
-	m->tied = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "tie_word_embeddings"));
-	if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "attention_bias")))
-		m->qkv_bias = m->o_bias = 1;	/* Llama's attention_bias covers q, k, v and o */
-	m->mlp_bias = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "mlp_bias"));
-	ftk_cost_model_count(m);
-	rc = 0;
-out:
-	cJSON_Delete(o);
-	return rc;
+	snprintf(m->model_type, sizeof(m->model_type), "%s", c.model_type);
+	m->vocab = c.vocab_size;
+	m->dim = c.dim;
+	m->hidden = c.hidden_dim;
+	m->layers = c.n_layers;
+	m->heads = c.n_heads;
+	m->kv_heads = c.n_kv_heads;
+	m->head_dim = c.head_dim;
+	m->tied = c.tie_embeddings;
+	m->qkv_bias = c.qkv_bias;
+	m->qk_norm = c.qk_norm;
+	long long d = m->dim, q = m->heads * m->head_dim, kv = m->kv_heads * m->head_dim;
+	m->n_params = ftk_config_n_params(&c);
+	m->n_embed = m->vocab * d;
+	m->n_matmul = m->layers * (d * q + 2 * d * kv + q * d + 3 * d * m->hidden) + m->vocab * d;
+	return 0;
 }
 
 long long ftk_cost_lora_params(const struct ftk_cost_model *m, int rank, const char *targets)

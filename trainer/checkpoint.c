@@ -14,7 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "trainer/adapter.h"
+#include "model/adapter.h"
 #include "trainer/checkpoint.h"
 #include "lib/json.h"
 #include "lib/strbuf.h"

@@ -30,7 +30,7 @@
 
 #include <cjson/cJSON.h>
 #include "lib/err.h"
-#include "trainer/model.h"
+#include "model/model.h"
 #include "trainer/optim.h"
 
 /*

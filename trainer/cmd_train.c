@@ -25,10 +25,10 @@
 #include "eval/train_eval.h"
 #include "lib/ledger.h"
 #include "lib/strbuf.h"
-#include "trainer/device.h"
+#include "model/device.h"
 #include "trainer/dist.h"
 #include "trainer/plan.h"
-#include "trainer/selftest.h"
+#include "model/selftest.h"
 #include "trainer/train.h"
 
 static const char usage[] =
@@ -79,8 +79,9 @@ static const char usage[] =
 	"                           signal only)\n"
 	"      --keep K             checkpoints kept, 0 for all (default 3)\n"
 	"      --seed N             seed of LoRA init, data order and dropout (default 42)\n"
-	"      --threads N          CPU threads, 0 for all cores (default 0); a resumed run\n"
-	"                           is bit-exact when it uses the same number\n"
+	"      --threads N          CPU threads, 0 for all cores (default 0); --resume may\n"
+	"                           change it (bit-exact only with the same number and BLAS\n"
+	"                           kernel: it says so)\n"
 	"      --checkpoint-activations  recompute each layer in the backward pass to save\n"
 	"                           memory\n"
 	"      --precision P        fp32 or bf16 (default fp32): bf16 rounds the two operands\n"
@@ -159,6 +160,12 @@ static void progress(void *ctx, const char *line)
 	fprintf(stderr, "\r\033[K%s", line);
 }
 
+static void note(void *ctx, const char *msg)
+{
+	(void)ctx;
+	fprintf(stderr, "ftk-train: note: %s\n", msg);
+}
+
 int cmd_train(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -221,7 +228,7 @@ int cmd_train(int argc, char **argv)
 	int plan_only = 0, gpus = 0, selftest = 0, precision_given = 0;
 	double devmem_gib = 0;
 	double usd_per_hour = 0;
-	int n_train_opts = 0, c;
+	int n_train_opts = 0, c, threads = -1;
 	char eval_suite[FTK_TRAIN_PATH] = "";
 	long eval_limit = 0;
 
@@ -233,7 +240,7 @@ int cmd_train(int argc, char **argv)
 			continue;
 		n_train_opts += c != OPT_RESUME && c != OPT_USD && c != OPT_DEVICE && c != OPT_DIST &&
 				c != OPT_PLAN && c != OPT_GPUS && c != OPT_DEVMEM && c != OPT_SELFTEST &&
-				c != OPT_EVAL_SUITE && c != OPT_EVAL_LIMIT;
+				c != OPT_EVAL_SUITE && c != OPT_EVAL_LIMIT && c != OPT_THREADS;
 		switch (c) {
 		case OPT_MODEL: set_path(&t, o.model, "--model", optarg); break;
 		case OPT_EVAL_SUITE: set_path(&t, eval_suite, "--eval", optarg); break;
@@ -297,7 +304,10 @@ int cmd_train(int argc, char **argv)
 		case OPT_SEED:
 			o.seed = (uint64_t)ftk_tool_parse_long(&t, "--seed", optarg, 0, (1L << 53) - 1);
 			break;
-		case OPT_THREADS: o.threads = (int)ftk_tool_parse_long(&t, "--threads", optarg, 0, 4096); break;
+		case OPT_THREADS:	/* how to compute, not what: --resume may change it */
+			threads = (int)ftk_tool_parse_long(&t, "--threads", optarg, 0, 4096);
+			o.threads = threads;
+			break;
 		case OPT_CKPT_ACT: o.checkpoint_activations = 1; break;
 		case OPT_PRECISION:
 			if (ftk_precision_parse(optarg) < 0)
@@ -353,6 +363,8 @@ int cmd_train(int argc, char **argv)
 		}
 		strbuf_release(&sb);
 		strbuf_release(&path);
+		if (threads >= 0)
+			o.threads = threads;
 		if (strlen(resume) >= FTK_TRAIN_PATH)
 			ftk_tool_usage_error(&t, "--resume: path too long");
 		strcpy(o.out, resume);
@@ -376,6 +388,7 @@ int cmd_train(int argc, char **argv)
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);
 	o.stop = &stop_flag;
+	o.on_note = note;	/* even with -q: it says what a resumed run is */
 	if (t.is_tty && !t.quiet)
 		o.on_step = progress;
 

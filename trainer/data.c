@@ -1,16 +1,17 @@
 /*
  * data.c: token shards to training batches (see data.h for the contract).
  *
- * The shuffle uses its own small generator (splitmix64 to seed xoshiro256**,
- * Blackman and Vigna's public-domain algorithms) so that the order of every
- * epoch is a pure function of (seed, epoch) on every platform, and an
- * unbiased bounded draw (Lemire's multiply-and-reject) for Fisher-Yates.
+ * The shuffle draws from model/rng.h (xoshiro256** seeded by splitmix64
+ * from (seed, epoch)) so that the order of every epoch is a pure function
+ * of (seed, epoch) on every platform, with an unbiased bounded draw
+ * (ftk_rng_below) for Fisher-Yates.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "trainer/data.h"
+#include "model/rng.h"
 
 struct ftk_data {
 	struct ftk_data_opts o;
@@ -30,45 +31,6 @@ struct ftk_data {
 
 /* ---------------------------------------------------------------- order */
 
-struct xoshiro {
-	uint64_t s[4];
-};
-
-static uint64_t splitmix64(uint64_t *x)
-{
-	uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-	return z ^ (z >> 31);
-}
-
-static uint64_t rotl(uint64_t x, int k)
-{
-	return (x << k) | (x >> (64 - k));
-}
-
-static uint64_t xo_next(struct xoshiro *r)
-{
-	uint64_t *s = r->s, result = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
-	s[2] ^= s[0];
-	s[3] ^= s[1];
-	s[1] ^= s[2];
-	s[0] ^= s[3];
-	s[2] ^= t;
-	s[3] = rotl(s[3], 45);
-	return result;
-}
-
-static uint64_t xo_below(struct xoshiro *r, uint64_t n)
-{
-	uint64_t threshold = (0 - n) % n;
-	for (;;) {
-		__uint128_t m = (__uint128_t)xo_next(r) * n;
-		if ((uint64_t)m >= threshold)
-			return (uint64_t)(m >> 64);
-	}
-}
-
 static void make_perm(struct ftk_data *d, uint64_t epoch)
 {
 	for (uint64_t i = 0; i < d->n_units; i++)
@@ -76,13 +38,11 @@ static void make_perm(struct ftk_data *d, uint64_t epoch)
 	d->perm_epoch = epoch;
 	if (!d->o.shuffle)
 		return;
-	struct xoshiro r;
+	struct ftk_rng r;
 	uint64_t x = d->o.seed ^ 0x6a09e667f3bcc908ULL;
-	x = splitmix64(&x) ^ (epoch + 1) * 0x9e3779b97f4a7c15ULL;
-	for (int i = 0; i < 4; i++)
-		r.s[i] = splitmix64(&x);
+	ftk_rng_seed(&r, ftk_splitmix64(&x) ^ (epoch + 1) * 0x9e3779b97f4a7c15ULL);
 	for (uint64_t i = d->n_units; i > 1; i--) {
-		uint64_t j = xo_below(&r, i);
+		uint64_t j = ftk_rng_below(&r, i);
 		uint64_t t = d->perm[i - 1];
 		d->perm[i - 1] = d->perm[j];
 		d->perm[j] = t;

@@ -40,7 +40,7 @@
 #include <stdint.h>
 #include "lib/err.h"
 #include "lib/shard.h"
-#include "trainer/model.h"
+#include "model/model.h"
 
 struct ftk_data_opts {
 	const char *dir;		/* the shard directory */

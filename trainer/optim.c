@@ -13,10 +13,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "trainer/backend.h"
+#include "model/backend.h"
 #include "trainer/optim.h"
-#include "trainer/optim_ops.h"
-#include "trainer/safetensors.h"
+#include "model/optim_ops.h"
+#include "model/safetensors.h"
 
 int ftk_adamw_init(struct ftk_adamw *opt, size_t n, const struct ftk_adamw_opts *o,
 		   struct ftk_error *err)

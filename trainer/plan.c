@@ -40,7 +40,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include "lib/strbuf.h"
-#include "trainer/nf4.h"
+#include "model/nf4.h"
 
 #define MIB (1024.0 * 1024.0)
 #define CUDA_RESERVE ((size_t)1 << 30)	/* context + cuBLAS + NCCL, an estimate */
@@ -348,18 +348,4 @@ int ftk_plan_fits(const struct ftk_plan *p, const struct ftk_train_opts *o, size
 			       (double)p->total / MIB, (double)available / MIB, hint.buf);
 	strbuf_release(&hint);
 	return rc;
-}
-
-size_t ftk_plan_host_available(void)
-{
-	FILE *f = fopen("/proc/meminfo", "r");
-	char line[256];
-	size_t kb = 0;
-	if (!f)
-		return 0;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "MemAvailable: %zu kB", &kb) == 1)
-			break;
-	fclose(f);
-	return kb * 1024;
 }

@@ -15,7 +15,7 @@
 
 #include <stdio.h>
 #include "lib/err.h"
-#include "trainer/config.h"
+#include "model/config.h"
 #include "trainer/train.h"
 
 enum ftk_plan_item {
@@ -69,8 +69,5 @@ void ftk_plan_print(const struct ftk_plan *p, const struct ftk_train_opts *o, si
  */
 int ftk_plan_fits(const struct ftk_plan *p, const struct ftk_train_opts *o, size_t available,
 		  struct ftk_error *err);
-
-/* Bytes available on this machine for a CPU run (MemAvailable), 0 when unknown. */
-size_t ftk_plan_host_available(void);
 
 #endif

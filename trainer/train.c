@@ -35,7 +35,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "trainer/adapter.h"
+#include "model/blas.h"
+#include "model/adapter.h"
 #include "trainer/checkpoint.h"
 #include "trainer/data.h"
 #include "trainer/train.h"
@@ -548,6 +549,11 @@ static int dpo_grads(struct run *r, double *loss_sum, long *pairs, double *acc,
 	return rc;
 }
 
+static int run_threads(const struct ftk_train_opts *o)
+{
+	return o->threads > 0 ? o->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
+}
+
 static void add_state(struct run *r, cJSON *st)
 {
 	struct ftk_data_pos pos;
@@ -573,6 +579,14 @@ static void add_state(struct run *r, cJSON *st)
 	snprintf(buf, sizeof(buf), "%llu", (unsigned long long)r->tokens_total);
 	cJSON_AddStringToObject(st, "tokens", buf);
 	cJSON_AddNumberToObject(st, "elapsed", r->elapsed_before + (ftk_now() - r->t0));
+	/* what the numbers were computed with: exact resume holds under the same */
+	struct ftk_blas_id bi;
+	ftk_blas_identify(&bi);
+	cJSON *c = cJSON_AddObjectToObject(st, "compute");
+	cJSON_AddStringToObject(c, "device", r->o->backend ? r->o->backend->name : "cpu");
+	cJSON_AddStringToObject(c, "blas", bi.library);
+	cJSON_AddStringToObject(c, "blas_core", bi.core);
+	cJSON_AddNumberToObject(c, "threads", run_threads(r->o));
 	if (isnan(r->first_val))
 		cJSON_AddNullToObject(st, "first_val_loss");
 	else
@@ -619,6 +633,55 @@ static double state_num(const cJSON *st, const char *key, int *bad)
 	return x->valuedouble;
 }
 
+/*
+ * Exact resume means: the same binary, device, BLAS kernel family and thread
+ * count give the numbers the uninterrupted run would have given, bit for bit.
+ * Another kernel or thread count rounds the products differently (model/blas.h),
+ * so the continuation is a correct run but not that one: say so, and go on.
+ */
+static void compute_note(struct run *r, const cJSON *was)
+{
+	if (!r->o->on_note || !r->writer)
+		return;
+	struct strbuf sb = STRBUF_INIT;
+	if (!cJSON_IsObject(was)) {
+		strbuf_addstr(&sb, "the checkpoint does not record the BLAS kernel and thread "
+				   "count it was computed with (an older ftk), so this continuation "
+				   "may not be bit-identical to an uninterrupted run");
+		r->o->on_note(r->o->on_note_ctx, sb.buf);
+		strbuf_release(&sb);
+		return;
+	}
+	struct ftk_blas_id bi;
+	ftk_blas_identify(&bi);
+	const char *dev = r->o->backend ? r->o->backend->name : "cpu";
+	const cJSON *d = cJSON_GetObjectItemCaseSensitive(was, "device");
+	const cJSON *b = cJSON_GetObjectItemCaseSensitive(was, "blas");
+	const cJSON *k = cJSON_GetObjectItemCaseSensitive(was, "blas_core");
+	const cJSON *t = cJSON_GetObjectItemCaseSensitive(was, "threads");
+	if (cJSON_IsString(d) && strcmp(d->valuestring, dev))
+		strbuf_addf(&sb, "%sdevice %s, now %s", sb.len ? "; " : "", d->valuestring, dev);
+	if (cJSON_IsString(k) && strcmp(k->valuestring, bi.core))	/* the usual case */
+		strbuf_addf(&sb, "%sBLAS kernels %s, now %s", sb.len ? "; " : "", k->valuestring,
+			    bi.core);
+	else if (cJSON_IsString(b) && strcmp(b->valuestring, bi.library))
+		strbuf_addf(&sb, "%sBLAS '%s', now '%s'", sb.len ? "; " : "", b->valuestring,
+			    bi.library);
+	int tw = cJSON_IsNumber(t) ? (int)t->valuedouble : 0, tn = run_threads(r->o);
+	if (cJSON_IsNumber(t) && tw != tn)
+		strbuf_addf(&sb, "%s%d thread%s, now %d", sb.len ? "; " : "", tw, tw == 1 ? "" : "s",
+			    tn);
+	if (sb.len) {
+		struct strbuf msg = STRBUF_INIT;
+		strbuf_addf(&msg, "the checkpoint was computed with %s: the continuation is "
+				  "correct but not bit-identical to an uninterrupted run",
+			    sb.buf);
+		r->o->on_note(r->o->on_note_ctx, msg.buf);
+		strbuf_release(&msg);
+	}
+	strbuf_release(&sb);
+}
+
 static int restore(struct run *r, const char *ckpt, struct ftk_error *err)
 {
 	cJSON *st;
@@ -639,6 +702,7 @@ static int restore(struct run *r, const char *ckpt, struct ftk_error *err)
 	r->elapsed_before = state_num(st, "elapsed", &bad);
 	const cJSON *fv = cJSON_GetObjectItemCaseSensitive(st, "first_val_loss");
 	r->first_val = cJSON_IsNumber(fv) ? fv->valuedouble : NAN;
+	compute_note(r, cJSON_GetObjectItemCaseSensitive(st, "compute"));
 	cJSON_Delete(st);
 	if (bad || r->step < 0)
 		return ftk_error_set(err, FTK_EDATA, ckpt, 0, "state.json",
@@ -977,7 +1041,7 @@ int ftk_train_run(const struct ftk_train_opts *o, int resume, struct ftk_train_r
 	rc = 0;
 out:
 	res->seconds = ftk_now() - r->t0;
-	res->threads = o->threads > 0 ? o->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
+	res->threads = run_threads(o);
 	snprintf(res->device, sizeof(res->device), "%s", o->backend ? o->backend->name : "cpu");
 	release(r);
 	strbuf_release(&p);

@@ -35,8 +35,8 @@
 #include <cjson/cJSON.h>
 #include "lib/err.h"
 #include "lib/strbuf.h"
-#include "trainer/backend.h"
-#include "trainer/model.h"
+#include "model/backend.h"
+#include "model/model.h"
 #include "trainer/optim.h"
 
 enum ftk_objective { FTK_OBJ_SFT = 0, FTK_OBJ_DPO = 1 };
@@ -103,6 +103,13 @@ struct ftk_train_opts {
 	/* Progress for the program to print (NULL: none).  line is one metrics line. */
 	void (*on_step)(void *ctx, const char *line);
 	void *on_step_ctx;
+	/*
+	 * A note for the person running it (NULL: none), e.g. that a resume runs
+	 * under another BLAS kernel or thread count than its checkpoint, so it
+	 * will not be bit-identical.  The run goes on.
+	 */
+	void (*on_note)(void *ctx, const char *msg);
+	void *on_note_ctx;
 	/*
 	 * Called on rank 0 after each checkpoint is written, with the checkpoint
 	 * directory (which holds the adapter); it may append one JSON object (no

@@ -4,7 +4,7 @@
  * parameters.
  */
 #include "common.cuh"
-#include "trainer/optim_ops.h"
+#include "model/optim_ops.h"
 
 __global__ void adamw_v1(float *w, float *m, float *v, const float *g, size_t n,
 			 struct ftk_adamw_consts c)

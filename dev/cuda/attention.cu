@@ -9,7 +9,7 @@
  * the backward pass.
  * Build: make -C dev/cuda; run: ./attention [T ...]  (default 512 2048 4096)
  */
-#include "trainer/backend_cuda.cu"
+#include "model/backend_cuda.cu"
 #include "common.cuh"
 
 /* out row (b, t, h) on the host: softmax of the scaled scores over t's document, times V. */

@@ -7,7 +7,7 @@
  *       this times exactly what ships
  * Build: make -C dev/cuda; run: ./crossentropy
  */
-#include "trainer/backend_cuda.cu"
+#include "model/backend_cuda.cu"
 #include "common.cuh"
 
 __global__ void xent_v1(float *loss, float *logits, const int32_t *target, int M, int V, float gs)

@@ -4,7 +4,7 @@
  * decoding a 4096 x 4096 weight.
  */
 #include "common.cuh"
-#include "trainer/ops.h"
+#include "model/ops.h"
 
 __constant__ float d_code[16];
 
@@ -17,7 +17,7 @@ __global__ void nf4_v1(float *out, const uint8_t *packed, const float *absmax, s
 
 int main(void)
 {
-	/* the NF4 code values (bitsandbytes), as in trainer/nf4.c */
+	/* the NF4 code values (bitsandbytes), as in model/nf4.c */
 	static const float code[16] = { -1.0f, -0.6961928f, -0.52507305f, -0.3949175f,
 		-0.28444138f, -0.18477343f, -0.091050036f, 0.0f, 0.0795803f, 0.1609302f,
 		0.2461123f, 0.33791524f, 0.44070983f, 0.562617f, 0.72295684f, 1.0f };

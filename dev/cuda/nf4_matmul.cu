@@ -12,7 +12,7 @@
  * Build: make -C dev/cuda; run: ./nf4_matmul [N K]   (default 4096 4096;
  * try 14336 4096 for a Llama 3 8B MLP projection)
  */
-#include "trainer/backend_cuda.cu"
+#include "model/backend_cuda.cu"
 #include "common.cuh"
 
 static float host_decode(const uint8_t *packed, const float *absmax, const float *code, size_t i)

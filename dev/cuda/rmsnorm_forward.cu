@@ -6,7 +6,7 @@
  * Build: make -C dev/cuda rmsnorm_forward; run: ./rmsnorm_forward
  */
 #include "common.cuh"
-#include "trainer/ops.h"
+#include "model/ops.h"
 
 __global__ void rmsnorm_v1(float *out, float *rstd, const float *x, const float *w, int M, int C,
 			   float eps)

@@ -7,7 +7,7 @@
  *   swiglu       thread per element                  against ftk_swiglu / ftk_swiglu_bwd
  * Build: make -C dev/cuda; run: ./rows
  */
-#include "trainer/backend_cuda.cu"
+#include "model/backend_cuda.cu"
 #include "common.cuh"
 
 int main(void)

@@ -7,8 +7,8 @@
  * results on the host.
  */
 #include <stdint.h>
-#include "trainer/ops.h"
-#include "trainer/optim_ops.h"
+#include "model/ops.h"
+#include "model/optim_ops.h"
 
 __global__ void ftk_ops_shared_check(float *x, const uint8_t *packed, const float *absmax,
 				     const float *code, const int32_t *target, float *out)

@@ -16,8 +16,8 @@
 #include <cjson/cJSON.h>
 #include "testutil.h"
 #include "lib/strbuf.h"
-#include "trainer/adapter.h"
-#include "trainer/safetensors.h"
+#include "model/adapter.h"
+#include "model/safetensors.h"
 
 #define STORIES "datasets/models/stories260K"
 #define FIXTURE "tests/fixtures/trainer/peft-stories260K"

@@ -37,10 +37,10 @@
 #include <cjson/cJSON.h>
 #include "testutil.h"
 #include "lib/strbuf.h"
-#include "trainer/model.h"
-#include "trainer/nf4.h"
-#include "trainer/ops.h"
-#include "trainer/safetensors.h"
+#include "model/model.h"
+#include "model/nf4.h"
+#include "model/ops.h"
+#include "model/safetensors.h"
 
 #define S260 "datasets/models/stories260K"
 #define REF "tests/fixtures/trainer/bf16_lora_ref.safetensors"

@@ -11,7 +11,7 @@
  *   2. Both against PyTorch 1.13 (tests/fixtures/trainer/flash_attn_ref.json
  *      from tools/ref/flash_attn_ref.py: the masked softmax attention
  *      written out, autograd for the gradients).
- *   3. The CUDA kernels' bodies (trainer/flash_kernels.h) emulated on the
+ *   3. The CUDA kernels' bodies (model/flash_kernels.h) emulated on the
  *      host: every block, every phase run for every thread number between
  *      the barriers, shared memory a malloc of exactly the launch's size
  *      (AddressSanitizer under SAN=1), the threads once in order and once
@@ -26,21 +26,22 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include "lib/err.h"
 #include "lib/strbuf.h"
 #include "testutil.h"
-#include "trainer/backend.h"
-#include "trainer/flash_kernels.h"
-#include "trainer/generate.h"
-#include "trainer/ops.h"
+#include "model/backend.h"
+#include "model/flash_kernels.h"
+#include "model/ops.h"
+#include "model/rng.h"
 
 static const struct ftk_backend *be = &ftk_backend_cpu;
-static uint64_t rng[4];
+static struct ftk_rng rng;
 
 static float *rnd(size_t n, float scale)
 {
 	float *x = malloc(n * sizeof(float));
 	for (size_t i = 0; i < n; i++)
-		x[i] = (float)((2.0 * ftk_rng_uniform(rng) - 1.0) * scale);
+		x[i] = (float)((2.0 * ftk_rng_uniform(&rng) - 1.0) * scale);
 	return x;
 }
 
@@ -70,11 +71,11 @@ static int32_t *make_docs(int B, int T)
 {
 	int32_t *doc = malloc((size_t)B * T * sizeof(int32_t));
 	for (int b = 0; b < B; b++) {
-		int id = 0, left = 1 + (int)(ftk_rng_uniform(rng) * T / 2);
+		int id = 0, left = 1 + (int)(ftk_rng_uniform(&rng) * T / 2);
 		for (int t = 0; t < T; t++) {
 			if (left-- == 0) {
 				id = b % 2 ? !id : id + 1;
-				left = 1 + (int)(ftk_rng_uniform(rng) * T / 2);
+				left = 1 + (int)(ftk_rng_uniform(&rng) * T / 2);
 			}
 			doc[(size_t)b * T + t] = id;
 		}
@@ -91,7 +92,7 @@ struct inputs {
 
 static void inputs_make(struct inputs *in, struct shape s, uint64_t seed)
 {
-	ftk_rng_seed(rng, seed);
+	ftk_rng_seed(&rng, seed);
 	in->s = s;
 	in->nq = (size_t)s.B * s.T * s.NH * s.hd;
 	in->nk = (size_t)s.B * s.T * s.NKV * s.hd;

@@ -22,18 +22,18 @@
 #include <string.h>
 #include <sys/stat.h>
 #include "testutil.h"
-#include "trainer/backend.h"
-#include "trainer/generate.h"
-#include "trainer/model.h"
-#include "trainer/ops.h"
-#include "trainer/safetensors.h"
+#include "model/backend.h"
+#include "model/model.h"
+#include "model/ops.h"
+#include "model/rng.h"
+#include "model/safetensors.h"
 
 static const struct ftk_backend *be = &ftk_backend_cpu;
-static uint64_t rng[4];
+static struct ftk_rng rng;
 
 static float frand(void)
 {
-	return (float)(2.0 * ftk_rng_uniform(rng) - 1.0);
+	return (float)(2.0 * ftk_rng_uniform(&rng) - 1.0);
 }
 
 static float *rnd(size_t n, float scale)
@@ -93,7 +93,7 @@ static double rms_loss(void *v)
 
 START_TEST(grad_rmsnorm)
 {
-	ftk_rng_seed(rng, 1);
+	ftk_rng_seed(&rng, 1);
 	struct rms_t t = { 3, 7, rnd(21, 1), rnd(7, 1), rnd(21, 1), rnd(21, 1), rnd(3, 1) };
 	rms_loss(&t);
 	float *dx = calloc(21, sizeof(float));
@@ -122,7 +122,7 @@ static double rope_loss(void *v)
 
 START_TEST(grad_rope)
 {
-	ftk_rng_seed(rng, 2);
+	ftk_rng_seed(&rng, 2);
 	int M = 4, nh = 2, hd = 8, n = M * nh * hd;
 	float inv[4];
 	for (int j = 0; j < hd / 2; j++)
@@ -206,7 +206,7 @@ static void att_case(int B, int T, const int32_t *doc, const char *what)
 
 START_TEST(grad_attention_gqa_docs)
 {
-	ftk_rng_seed(rng, 3);
+	ftk_rng_seed(&rng, 3);
 	int32_t doc[10] = { 0, 0, 1, 1, 1, 7, 7, 7, 7, 7 };
 	att_case(2, 5, doc, "attention");
 	/* longer than the 64-row blocks the CPU backend cuts the products into,
@@ -234,7 +234,7 @@ static double sw_loss(void *v)
 
 START_TEST(grad_swiglu)
 {
-	ftk_rng_seed(rng, 4);
+	ftk_rng_seed(&rng, 4);
 	size_t n = 40;
 	struct sw_t t = { n, rnd(n, 3), rnd(n, 1), rnd(n, 1), rnd(n, 1) };
 	float *dg = malloc(n * 4), *du = malloc(n * 4);
@@ -264,7 +264,7 @@ static double xe_loss(void *v)
 
 START_TEST(grad_cross_entropy)
 {
-	ftk_rng_seed(rng, 5);
+	ftk_rng_seed(&rng, 5);
 	int M = 3, V = 11;
 	int32_t target[3] = { 4, -1, 10 };
 	struct xe_t t = { M, V, rnd((size_t)M * V, 3), rnd((size_t)M * V, 1), rnd(M, 1), target };
@@ -311,7 +311,7 @@ static void lin_case(enum ftk_quant q, int M)
 
 START_TEST(grad_linear)
 {
-	ftk_rng_seed(rng, 6);
+	ftk_rng_seed(&rng, 6);
 	lin_case(FTK_QUANT_NONE, 5);
 	lin_case(FTK_QUANT_NF4, 5);	/* tiled dequantize + sgemm */
 	lin_case(FTK_QUANT_NF4, 2);	/* fused decode loop for few rows */
@@ -405,7 +405,7 @@ static const uint32_t b_doc[12] = { 0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0 };
 
 static void model_fd(const char *arch, int tied, enum ftk_quant q, float dropout, int ckpt)
 {
-	ftk_rng_seed(rng, 7);
+	ftk_rng_seed(&rng, 7);
 	make_model("m", arch, tied);
 	struct ftk_model *m;
 	struct ftk_error e;
@@ -458,7 +458,7 @@ END_TEST
 
 static struct ftk_model *small_model(const char *arch, int ckpt, float dropout)
 {
-	ftk_rng_seed(rng, 8);
+	ftk_rng_seed(&rng, 8);
 	make_model("m", arch, 0);
 	struct ftk_model *m;
 	struct ftk_load_opts lo = { FTK_QUANT_NONE, NULL, 1, 0 };
@@ -625,7 +625,7 @@ static void naive_gemm(int ta, int tb, int M, int N, int K, float alpha, const f
 START_TEST(gemm_thin_products_threaded)
 {
 	/* a LoRA shape (one thread) and shapes the CPU backend slices over two threads */
-	ftk_rng_seed(rng, 9);
+	ftk_rng_seed(&rng, 9);
 	be->set_threads(2);
 	int shapes[3][3] = { { 1024, 16, 512 }, { 4096, 64, 1024 }, { 600, 300, 200 } };
 	double worst = 0;
@@ -692,9 +692,9 @@ END_TEST
 static double lora_step(int threads, float eps, float **g, size_t *n)
 {
 	static uint32_t ids[8 * 128];	/* 8 x 128 tokens: every op splits over threads */
-	ftk_rng_seed(rng, 10);
+	ftk_rng_seed(&rng, 10);
 	for (int i = 0; i < 8 * 128; i++)
-		ids[i] = 3 + (uint32_t)(ftk_rng_uniform(rng) * 500);
+		ids[i] = 3 + (uint32_t)(ftk_rng_uniform(&rng) * 500);
 	struct ftk_batch b = { 8, 128, ids, NULL, NULL };
 	struct ftk_model *m;
 	struct ftk_load_opts lo = { FTK_QUANT_NF4, NULL, threads, 0 };

@@ -16,6 +16,7 @@
 #include "lib/shard.h"
 #include "lib/stream.h"
 #include "lib/strbuf.h"
+#include "model/config.h"
 
 static void write_file(const char *path, const char *s)
 {
@@ -352,13 +353,23 @@ START_TEST(param_counts_match_the_weights)
 					      &err), 0);
 	ck_assert_int_eq(m.n_matmul, 5 * (64 * 64 * 2 + 2 * 64 * 32 + 3 * 64 * 172) + 512 * 64);
 
+	/* no tie_word_embeddings: untied, as transformers' Qwen2Config and ftk-train read it */
+	write_file("untied.json", "{\"model_type\":\"qwen2\",\"vocab_size\":512,\"hidden_size\":64,"
+				  "\"intermediate_size\":172,\"num_hidden_layers\":2,\"num_attention_heads\":8}");
+	struct ftk_model_config cfg;
+	ck_assert_int_eq(ftk_config_load("untied.json", &cfg, &err), 0);
+	ck_assert_int_eq(ftk_cost_model_load("untied.json", &m, &err), 0);
+	ck_assert(!m.tied && !cfg.tie_embeddings);
+	ck_assert_int_eq(m.n_params, ftk_config_n_params(&cfg));
+	/* embedding + untied head + final norm + 2 layers of (q,k,v,o with q/k/v biases, MLP, 2 norms) */
+	ck_assert_int_eq(m.n_params, 2 * 512 * 64 + 64 + 2 * (4 * 64 * 64 + 3 * 64 + 3 * 64 * 172 + 2 * 64));
 	write_file("moe.json", "{\"model_type\":\"mixtral\",\"num_local_experts\":8}");
 	ck_assert_int_eq(ftk_cost_model_load("moe.json", &m, &err), FTK_EUNSUPPORTED);
 	write_file("bad.json", "{\"model_type\":\"llama\",\"vocab_size\":512,\"hidden_size\":\"64\"}");
 	ck_assert_int_eq(ftk_cost_model_load("bad.json", &m, &err), FTK_EDATA);
 	char msg[2048];
 	ck_assert_str_eq(ftk_error_format(&err, msg, sizeof(msg)),
-			 "bad.json: hidden_size: expected a positive integer, found string");
+			 "bad.json: hidden_size: field 'hidden_size' must be a non-negative integer");
 }
 END_TEST
 

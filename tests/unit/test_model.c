@@ -13,11 +13,11 @@
 #include "testutil.h"
 #include "lib/json.h"
 #include "lib/strbuf.h"
-#include "trainer/adapter.h"
-#include "trainer/generate.h"
-#include "trainer/merge.h"
-#include "trainer/model.h"
-#include "trainer/safetensors.h"
+#include "model/adapter.h"
+#include "model/generate.h"
+#include "model/merge.h"
+#include "model/model.h"
+#include "model/safetensors.h"
 
 #define S260 "datasets/models/stories260K"
 
@@ -619,7 +619,7 @@ START_TEST(config_families_and_errors)
 	/* Qwen2 always has q/k/v biases; Qwen3 has q/k norms and an explicit head_dim */
 	ck_assert_int_eq(config_err("{\"model_type\":\"qwen2\"," BASE ",\"num_attention_heads\":8}", &e), 0);
 	ftk_config_load(".", &c, NULL);
-	ck_assert(c.qkv_bias && !c.qk_norm && c.n_kv_heads == 8 && c.tie_embeddings);
+	ck_assert(c.qkv_bias && !c.qk_norm && c.n_kv_heads == 8 && !c.tie_embeddings);
 	ck_assert_int_eq(config_err("{\"model_type\":\"qwen3\"," BASE ",\"num_attention_heads\":8,\"head_dim\":16}", &e), 0);
 	ftk_config_load(".", &c, NULL);
 	ck_assert(c.qk_norm && !c.qkv_bias && c.head_dim == 16);
@@ -638,6 +638,64 @@ START_TEST(config_families_and_errors)
 	ck_assert_str_eq(e.msg, "field 'num_attention_heads' must be a non-negative integer");
 	ck_assert_int_eq(config_err("{\"model_type\":", &e), FTK_EDATA);
 	ck_assert_str_eq(e.file, "./config.json");
+}
+END_TEST
+
+/*
+ * What a config.json that leaves a field out means, per family, as
+ * transformers reads it (src/transformers/models/<family>/configuration_<family>.py,
+ * read at huggingface/transformers 008e574): LlamaConfig, MistralConfig,
+ * Qwen2Config and Qwen3Config all default tie_word_embeddings to False
+ * (overriding PretrainedConfig's True), Qwen3Config alone defaults head_dim
+ * to 128 (the others hidden_size // num_attention_heads), and Llama's and
+ * Qwen3's attention_bias puts a bias on q/k/v and o_proj, which the model
+ * does not implement, so it is refused rather than dropped.  The ledger's
+ * estimate reads configs with the same loader, so both count the same
+ * parameters (test_ledger checks published counts).
+ */
+START_TEST(config_defaults_are_transformers)
+{
+	static const struct { const char *type; int head_dim; } fam[] = {
+		{ "llama", 8 }, { "mistral", 8 }, { "qwen2", 8 }, { "qwen3", 128 },
+	};
+	struct ftk_model_config c;
+	struct ftk_error e;
+	char json[512];
+	for (size_t i = 0; i < FTK_ARRAY_SIZE(fam); i++) {
+		snprintf(json, sizeof(json), "{\"model_type\":\"%s\"," BASE ",\"num_attention_heads\":8}",
+			 fam[i].type);
+		ck_assert_int_eq(config_err(json, &e), 0);
+		ck_assert_int_eq(ftk_config_load(".", &c, NULL), 0);
+		ck_assert_msg(!c.tie_embeddings, "%s: untied when tie_word_embeddings is absent", fam[i].type);
+		ck_assert_int_eq(c.head_dim, fam[i].head_dim);
+		ck_assert_str_eq(c.arch->model_type, fam[i].type);
+		/* an explicit value wins over the default */
+		snprintf(json, sizeof(json), "{\"model_type\":\"%s\"," BASE ",\"num_attention_heads\":8,"
+			 "\"tie_word_embeddings\":true,\"head_dim\":16}", fam[i].type);
+		ck_assert_int_eq(config_err(json, &e), 0);
+		ck_assert_int_eq(ftk_config_load(".", &c, NULL), 0);
+		ck_assert(c.tie_embeddings && c.head_dim == 16);
+	}
+	/* attention_bias: refused where it means an o_proj bias, ignored where the family has none */
+	ck_assert_int_eq(config_err("{\"model_type\":\"llama\"," BASE ",\"num_attention_heads\":8,"
+				    "\"attention_bias\":true}", &e), FTK_EUNSUPPORTED);
+	ck_assert_str_eq(e.field, "attention_bias");
+	ck_assert_int_eq(config_err("{\"model_type\":\"qwen3\"," BASE ",\"num_attention_heads\":8,"
+				    "\"attention_bias\":false}", &e), 0);
+	ck_assert_int_eq(config_err("{\"model_type\":\"mistral\"," BASE ",\"num_attention_heads\":8,"
+				    "\"attention_bias\":true}", &e), 0);
+	ck_assert_int_eq(ftk_config_load(".", &c, NULL), 0);
+	ck_assert(!c.qkv_bias);
+	/* experts are refused by name */
+	ck_assert_int_eq(config_err("{\"model_type\":\"qwen2\"," BASE ",\"num_attention_heads\":8,"
+				    "\"num_experts\":60}", &e), FTK_EUNSUPPORTED);
+	ck_assert_str_eq(e.field, "num_experts");
+	/* a config file under another name */
+	write_bytes("my-config", "{\"model_type\":\"llama\"," BASE ",\"num_attention_heads\":8}",
+		    strlen("{\"model_type\":\"llama\"," BASE ",\"num_attention_heads\":8}"));
+	ck_assert_int_eq(ftk_config_load("my-config", &c, &e), 0);
+	ck_assert_int_eq(ftk_config_load("nowhere", &c, &e), FTK_ENOTFOUND);
+	ck_assert_str_eq(e.file, "nowhere/config.json");
 }
 END_TEST
 
@@ -728,17 +786,17 @@ START_TEST(sampler_rules)
 	float l[6];
 	struct ftk_gen_opts o;
 	ftk_gen_opts_default(&o);
-	uint64_t rng[4];
-	ftk_rng_seed(rng, 1);
+	struct ftk_rng rng;
+	ftk_rng_seed(&rng, 1);
 	memcpy(l, base, sizeof(l));
-	ck_assert_uint_eq(ftk_sample(l, 6, &o, rng), 1);	/* greedy: lowest id on ties */
+	ck_assert_uint_eq(ftk_sample(l, 6, &o, &rng), 1);	/* greedy: lowest id on ties */
 	/* top-k 2 at a high temperature: only ids 1 and 5 ever come out */
 	o.temperature = 5.0f;
 	o.top_k = 2;
 	int seen[6] = { 0 };
 	for (int i = 0; i < 2000; i++) {
 		memcpy(l, base, sizeof(l));
-		seen[ftk_sample(l, 6, &o, rng)]++;
+		seen[ftk_sample(l, 6, &o, &rng)]++;
 	}
 	ck_assert(seen[1] > 800 && seen[5] > 800 && seen[0] + seen[2] + seen[3] + seen[4] == 0);
 	/* top-p: temperature 1, p = 0.5 keeps the two most likely tokens (0.34 + 0.34 > 0.5) */
@@ -748,7 +806,7 @@ START_TEST(sampler_rules)
 	memset(seen, 0, sizeof(seen));
 	for (int i = 0; i < 2000; i++) {
 		memcpy(l, base, sizeof(l));
-		seen[ftk_sample(l, 6, &o, rng)]++;
+		seen[ftk_sample(l, 6, &o, &rng)]++;
 	}
 	ck_assert(seen[1] > 800 && seen[5] > 800 && seen[2] == 0);
 	/* no cut: the frequencies follow softmax (id 3 has p = 0.0109) */
@@ -756,7 +814,7 @@ START_TEST(sampler_rules)
 	memset(seen, 0, sizeof(seen));
 	for (int i = 0; i < 20000; i++) {
 		memcpy(l, base, sizeof(l));
-		seen[ftk_sample(l, 6, &o, rng)]++;
+		seen[ftk_sample(l, 6, &o, &rng)]++;
 	}
 	double z = 0;
 	for (int i = 0; i < 6; i++)
@@ -814,6 +872,7 @@ static Suite *suite(void)
 	tcase_add_test(tf, sharded_model_equals_single_file);
 	tcase_add_test(tf, safetensors_bad_files);
 	tcase_add_test(tf, config_families_and_errors);
+	tcase_add_test(tf, config_defaults_are_transformers);
 	tcase_add_test(tf, missing_tensor_before_allocation);
 	tcase_add_test(tf, lora_init_like_peft);
 	tcase_add_test(tf, sampler_rules);

@@ -16,9 +16,9 @@
 #include "nf4_ref.h"
 #include "lib/json.h"
 #include "lib/strbuf.h"
-#include "trainer/nf4.h"
-#include "trainer/ops.h"
-#include "trainer/safetensors.h"
+#include "model/nf4.h"
+#include "model/ops.h"
+#include "model/safetensors.h"
 
 static int float_arr_eq(const float *got, const cJSON *ref, size_t n, const char *what)
 {

@@ -1,7 +1,7 @@
 /*
  * test_nf4_kernels.c: the CUDA backend's fused NF4 kernels run on the CPU.
  *
- * trainer/nf4_kernels.h holds each kernel's body as per-thread phase
+ * model/nf4_kernels.h holds each kernel's body as per-thread phase
  * functions; backend_cuda.cu calls them with blockIdx/threadIdx and puts
  * the barriers (or warp shuffles) between them.  Here an emulator runs
  * every phase for every thread id of every block in order, which is a
@@ -31,9 +31,9 @@
 #include "nf4_ref.h"
 #include "lib/json.h"
 #include "lib/strbuf.h"
-#include "trainer/backend.h"
-#include "trainer/nf4.h"
-#include "trainer/nf4_kernels.h"
+#include "model/backend.h"
+#include "model/nf4.h"
+#include "model/nf4_kernels.h"
 
 static uint64_t rng = 12345;
 

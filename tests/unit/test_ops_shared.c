@@ -1,5 +1,5 @@
 /*
- * test_ops_shared.c: trainer/ops.h and trainer/optim_ops.h, the arithmetic
+ * test_ops_shared.c: model/ops.h and model/optim_ops.h, the arithmetic
  * the CPU backend and the CUDA kernels share, compiled here by the C
  * compiler, against PyTorch (tests/fixtures/trainer/ops_shared_ref.json,
  * made by tools/ref/ops_shared_ref.py with torch 1.13: autograd for the
@@ -15,8 +15,8 @@
 #include <stdlib.h>
 #include "lib/strbuf.h"
 #include "testutil.h"
-#include "trainer/ops.h"
-#include "trainer/optim_ops.h"
+#include "model/ops.h"
+#include "model/optim_ops.h"
 
 static cJSON *ref;
 

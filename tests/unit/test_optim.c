@@ -14,7 +14,7 @@
 #include <cjson/cJSON.h>
 #include "testutil.h"
 #include "lib/strbuf.h"
-#include "trainer/backend.h"
+#include "model/backend.h"
 #include "trainer/optim.h"
 
 static cJSON *load_fixture(void)

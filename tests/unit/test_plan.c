@@ -7,8 +7,8 @@
 #include <check.h>
 #include <string.h>
 #include "testutil.h"
-#include "trainer/model.h"
-#include "trainer/nf4.h"
+#include "model/model.h"
+#include "model/nf4.h"
 #include "trainer/plan.h"
 
 static void tiny(struct ftk_model_config *c)

@@ -1,5 +1,5 @@
 /*
- * test_selftest.c: the selftest harness (trainer/selftest.h) catches a
+ * test_selftest.c: the selftest harness (model/selftest.h) catches a
  * faulty backend.  A copy of the CPU table with one op perturbed stands in
  * for a GPU backend: a perturbation beyond tolerance must fail exactly that
  * op and name it; one far inside tolerance must pass; the CPU against
@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "testutil.h"
-#include "trainer/selftest.h"
+#include "model/selftest.h"
 
 static float bias_by;
 

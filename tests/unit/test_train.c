@@ -22,10 +22,10 @@
 #include <unistd.h>
 #include <cjson/cJSON.h>
 #include "train_helpers.h"
-#include "trainer/adapter.h"
+#include "model/adapter.h"
 #include "trainer/checkpoint.h"
 #include "trainer/data.h"
-#include "trainer/generate.h"
+#include "model/generate.h"
 #include "trainer/train.h"
 #include "lib/tokenizer.h"
 

@@ -3,7 +3,7 @@
 # packed-document masks and grouped-query heads (NKV < NH), the masked
 # softmax written out (torch 1.13 has no scaled_dot_product_attention),
 # autograd for dq, dk, dv of sum(out * dout), and each query row's
-# log-sum-exp.  Shapes as trainer/backend.h: q (B, T, NH, hd), k, v
+# log-sum-exp.  Shapes as model/backend.h: q (B, T, NH, hd), k, v
 # (B, T, NKV, hd).  A query attends to the earlier-or-equal positions of the
 # run of equal document ids it is in; row 1 reuses id 0 after id 1, which
 # starts a new document.  Inputs are s * sin(a * i + b) over the flat

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 # PyTorch references for tests/unit/test_ops_shared.c: the per-row arithmetic
-# of trainer/ops.h (RMSNorm, softmax and its backward, SiLU/SwiGLU and their
+# of model/ops.h (RMSNorm, softmax and its backward, SiLU/SwiGLU and their
 # gradients, cross-entropy with its gradient, HF rotate_half RoPE, one
 # AdamW step) on fixed inputs, computed by torch (float32; autograd for the
 # backward passes).  Regenerate with:

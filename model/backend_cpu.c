@@ -1,0 +1,1055 @@
+/*
+ * backend_cpu.c: the reference backend.  OpenBLAS for matrix products,
+ * ops.h's per-row arithmetic in plain loops, and a few threads for the rest.
+ *
+ * Threads.  OpenBLAS is kept single-threaded and all parallel work runs on
+ * our own short-lived pthreads (par_run): a matrix product is cut into one
+ * slice of its output per thread, the attention heads and the per-row ops
+ * are spread the same way.  OpenBLAS's own threads spin between calls,
+ * burning the second core while the first does element-wise work, and run
+ * thin products (a LoRA rank on one side) about three times slower on two
+ * threads than on one; slicing avoids both.  Thread creation costs tens of
+ * microseconds, far below the work it splits, and keeps the code free of a
+ * pool's state.
+ *
+ * NF4 weights are never dequantized whole: linear_fwd and linear_bwd_inp
+ * decode a tile of rows (up to 1M values) in parallel into a scratch buffer
+ * and run one sgemm per tile.  For one row (generation) a fused
+ * dequantize-and-dot loop is used instead.
+ *
+ * Under set_precision(FTK_PREC_BF16) the products go through the bf16
+ * functions at the end of the file instead: operands rounded to bf16 into
+ * scratch, then the same sgemm, the exact reference for the CUDA backend's
+ * bf16 tensor-core products.
+ */
+#include "model/backend.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "lib/err.h"
+#include "model/ops.h"
+
+static int n_threads = 1;
+static int precision;	/* enum ftk_precision, from set_precision */
+
+/* bf16 products (the end of this file): operands rounded to bf16, then sgemm */
+static void bf16_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
+		      const float *B, int ldb, float beta, float *C, int ldc);
+static void bf16_gemm_batch(int n, const struct ftk_gemm_args *g);
+static void bf16_linear(float *y, const float *x, const struct ftk_weight *w, const float *bias,
+			int M, int bwd);
+
+static void cpu_set_threads(int n)
+{
+	if (n <= 0) {
+		long c = sysconf(_SC_NPROCESSORS_ONLN);
+		n = c > 0 ? (int)c : 1;
+	}
+	n_threads = n;
+	openblas_set_num_threads(1);	/* every product is sliced over our threads */
+}
+
+/* ---------------------------------------------------------------- threads */
+
+struct par {
+	void (*fn)(void *ctx, int task);
+	void *ctx;
+	int n_tasks;
+	int next;	/* atomic */
+	int workers;	/* atomic: hands out worker numbers */
+};
+
+/* The number (0 .. n_threads-1) of the par_run worker running the current task. */
+static __thread int worker_id;
+
+static void *par_worker(void *arg)
+{
+	struct par *p = arg;
+	int t;
+	worker_id = __atomic_fetch_add(&p->workers, 1, __ATOMIC_RELAXED);
+	while ((t = __atomic_fetch_add(&p->next, 1, __ATOMIC_RELAXED)) < p->n_tasks)
+		p->fn(p->ctx, t);
+	return NULL;
+}
+
+/* Run fn(ctx, 0..n_tasks-1) on up to n_threads threads; OpenBLAS single-threaded inside. */
+static void par_run(int n_tasks, void (*fn)(void *ctx, int task), void *ctx)
+{
+	int nt = n_threads < n_tasks ? n_threads : n_tasks;
+	struct par p = { fn, ctx, n_tasks, 0, 0 };
+	if (nt <= 1) {
+		worker_id = 0;
+		for (int t = 0; t < n_tasks; t++)
+			fn(ctx, t);
+		return;
+	}
+	pthread_t th[64];
+	if (nt > 64)
+		nt = 64;
+	int started = 0;
+	for (int i = 0; i < nt - 1; i++)
+		if (!pthread_create(&th[started], NULL, par_worker, &p))
+			started++;
+	par_worker(&p);
+	for (int i = 0; i < started; i++)
+		pthread_join(th[i], NULL);
+	worker_id = 0;
+}
+
+/* Split [0, n) into chunks for par_run: task t covers [t*n/k, (t+1)*n/k). */
+#define CHUNKS(n) ((n) < 2 ? 1 : n_threads * 4 < (int)(n) ? n_threads * 4 : (int)(n))
+#define RANGE(t, k, n, s, e)                          \
+	size_t s = (size_t)(t) * (size_t)(n) / (size_t)(k); \
+	size_t e = (size_t)((t) + 1) * (size_t)(n) / (size_t)(k)
+
+/* ---------------------------------------------------------------- memory */
+
+static void *cpu_alloc(size_t n)
+{
+	void *p = NULL;
+	if (posix_memalign(&p, 64, n ? n : 64))
+		return xcalloc(1, n);	/* alignment is only a speed-up; xcalloc aborts on OOM */
+	memset(p, 0, n);
+	return p;
+}
+
+static void cpu_free(void *p)
+{
+	free(p);
+}
+
+static void cpu_copy(void *dst, const void *src, size_t n)
+{
+	memcpy(dst, src, n);
+}
+
+static void cpu_zero(void *p, size_t n)
+{
+	memset(p, 0, n);
+}
+
+static void cpu_weight_prepare(struct ftk_weight *w)
+{
+	(void)w;
+}
+
+/* ---------------------------------------------------------------- gemm */
+
+struct gemm_ctx {
+	int ta, tb, M, N, K, lda, ldb, ldc, k, by_rows;
+	float alpha, beta;
+	const float *A, *B;
+	float *C;
+};
+
+/* One slice of C: a block of rows (op(A)'s rows) or of columns (op(B)'s columns). */
+static void gemm_task(void *vctx, int t)
+{
+	struct gemm_ctx *c = vctx;
+	const float *A = c->A, *B = c->B;
+	float *C = c->C;
+	int M = c->M, N = c->N;
+	if (c->by_rows) {
+		RANGE(t, c->k, c->M, s, e);
+		A += c->ta ? s : s * (size_t)c->lda;
+		C += s * (size_t)c->ldc;
+		M = (int)(e - s);
+	} else {
+		RANGE(t, c->k, c->N, s, e);
+		B += c->tb ? s * (size_t)c->ldb : s;
+		C += s;
+		N = (int)(e - s);
+	}
+	if (M > 0 && N > 0)
+		cblas_sgemm(CblasRowMajor, c->ta ? CblasTrans : CblasNoTrans,
+			    c->tb ? CblasTrans : CblasNoTrans, M, N, c->K, c->alpha, A, c->lda, B,
+			    c->ldb, c->beta, C, c->ldc);
+}
+
+/*
+ * OpenBLAS runs single-threaded; a product big enough to share is cut into
+ * one slice of C per thread along its longer side, each slice an ordinary
+ * sgemm.  OpenBLAS's own threads spin (sched_yield) between calls, which
+ * burns the other core while ours do element-wise work.
+ */
+static void cpu_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
+		     const float *B, int ldb, float beta, float *C, int ldc)
+{
+	if (precision == FTK_PREC_BF16) {
+		bf16_gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+		return;
+	}
+	struct gemm_ctx c = { ta, tb, M, N, K, lda, ldb, ldc, 1, M >= N, alpha, beta, A, B, C };
+	double work = 2.0 * M * N * K;
+	int thin = M < 64 || N < 64 || K < 64;
+	/* thin products (a LoRA rank on one side) stay on one thread, as do
+	 * small ones: their slices would cost more in thread start-up and
+	 * waiting than they save (BENCH.md) */
+	c.k = n_threads == 1 || work < 4e6 || (thin && work < 2e8) ? 1 : n_threads;
+	if (c.k == 1) {
+		cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans,
+			    tb ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda, B, ldb, beta, C,
+			    ldc);
+		return;
+	}
+	par_run(c.k, gemm_task, &c);
+}
+
+/* ---------------------------------------------------------------- linear */
+
+#define TILE_ELEMS ((size_t)1 << 20)	/* floats of dequantized weight per worker at a time */
+
+/*
+ * NF4 products.  Each worker dequantizes only the part of W its slice of the
+ * output needs, in tiles of at most TILE_ELEMS floats, and multiplies it at
+ * once while it is in its cache: forward slices W by rows (output columns),
+ * the input gradient by 64-aligned column ranges (so it decodes whole
+ * blocks).  The tiles belong to the calling thread, one per worker, kept
+ * between calls.
+ */
+struct nf4_lin_ctx {
+	const struct ftk_weight *w;
+	/* fills tile with weights [start, start + n) of w (NF4 decoded; bf16: rounded) */
+	void (*load)(const struct ftk_weight *w, size_t start, size_t n, float *tile);
+	const float *x;		/* inp (M, K) forward, dout (M, N) backward */
+	float *y;		/* out (M, N) forward, dinp (M, K) backward */
+	float **tiles;
+	size_t tile_elems;
+	int M, k;
+};
+
+static __thread float *lin_tiles[64];
+static __thread size_t lin_cap[64];
+
+static float **worker_tiles(int k, size_t elems)
+{
+	for (int i = 0; i < k; i++)
+		if (lin_cap[i] < elems) {
+			free(lin_tiles[i]);
+			lin_tiles[i] = xmalloc(elems * sizeof(float));
+			lin_cap[i] = elems;
+		}
+	return lin_tiles;
+}
+
+static void tiled_fwd_task(void *vctx, int t)
+{
+	struct nf4_lin_ctx *c = vctx;
+	int N = c->w->rows, K = c->w->cols;
+	RANGE(t, c->k, N, s, e);
+	float *tile = c->tiles[worker_id];
+	size_t R = c->tile_elems / (size_t)K;
+	if (R < 1)
+		R = 1;
+	for (size_t r0 = s; r0 < e; r0 += R) {
+		size_t r = e - r0 < R ? e - r0 : R;
+		c->load(c->w, r0 * K, r * K, tile);
+		/* out[:, r0:r0+r] (M, r) = inp (M, K) @ tile^T (K, r) */
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, c->M, (int)r, K, 1.0f, c->x, K,
+			    tile, K, 0.0f, c->y + r0, N);
+	}
+}
+
+static void tiled_bwd_task(void *vctx, int t)
+{
+	struct nf4_lin_ctx *c = vctx;
+	int N = c->w->rows, K = c->w->cols;
+	size_t nb = ((size_t)K + 63) / 64;
+	size_t s = (size_t)t * nb / c->k * 64, e = (size_t)(t + 1) * nb / c->k * 64;
+	if (e > (size_t)K)
+		e = (size_t)K;
+	if (s >= e)
+		return;
+	size_t width = e - s;
+	float *tile = c->tiles[worker_id];
+	size_t R = c->tile_elems / width;
+	if (R < 1)
+		R = 1;
+	for (size_t r0 = 0; r0 < (size_t)N; r0 += R) {
+		size_t r = (size_t)N - r0 < R ? (size_t)N - r0 : R;
+		for (size_t i = 0; i < r; i++)
+			c->load(c->w, (r0 + i) * K + s, width, tile + i * width);
+		/* dinp[:, s:e] (M, width) += dout[:, r0:r0+r] (M, r) @ tile (r, width) */
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, c->M, (int)width, (int)r, 1.0f,
+			    c->x + r0, N, tile, (int)width, 1.0f, c->y + s, K);
+	}
+}
+
+static void nf4_load(const struct ftk_weight *w, size_t start, size_t n, float *tile)
+{
+	ftk_nf4_dequant(&w->nf4, start, n, tile);
+}
+
+/* y = x @ W^T (forward) or y += x @ W (bwd), W loaded tile by tile by load. */
+static void tiled_linear(float *y, const float *x, const struct ftk_weight *w, int M, int bwd,
+			 void (*load)(const struct ftk_weight *, size_t, size_t, float *))
+{
+	size_t NK = (size_t)w->rows * w->cols;
+	struct nf4_lin_ctx c = { w, load, x, y, NULL, NK < TILE_ELEMS ? NK : TILE_ELEMS, M, 1 };
+	double work = 2.0 * M * (double)NK;
+	c.k = n_threads > 1 && work >= 4e6 ? n_threads : 1;
+	if (bwd && c.k > (w->cols + 63) / 64)
+		c.k = (w->cols + 63) / 64;
+	if (c.k > 64)
+		c.k = 64;
+	c.tiles = worker_tiles(c.k, c.tile_elems);
+	par_run(c.k, bwd ? tiled_bwd_task : tiled_fwd_task, &c);
+}
+
+struct gemv_ctx {
+	float *out;
+	const float *inp;
+	const struct ftk_weight *w;
+	const float *bias;
+	int M, k;
+};
+
+/*
+ * Fused NF4 dequantize-and-dot for one input row (generation; it takes up
+ * to 4): each 64-value scale block of a row of W is decoded once into a
+ * buffer on the stack and dotted with every input row.  The loop before it
+ * decoded every weight inside the dot, once per input row, and served
+ * M <= 4; bench/nf4_gemv.sh measures both against tiles + sgemm.
+ */
+static void gemv_task(void *vctx, int t)
+{
+	struct gemv_ctx *c = vctx;
+	int N = c->w->rows, K = c->w->cols;
+	RANGE(t, c->k, N, s, e);
+	const struct ftk_nf4 *q = &c->w->nf4;
+	float buf[FTK_NF4_BLOCK];
+	for (size_t n = s; n < e; n++) {
+		float acc[4] = { 0.0f, 0.0f, 0.0f, 0.0f };
+		size_t base = n * (size_t)K;
+		for (int k0 = 0; k0 < K;) {
+			/* up to the next block boundary of the flattened weight */
+			int len = FTK_NF4_BLOCK - (int)((base + (size_t)k0) % FTK_NF4_BLOCK);
+			if (len > K - k0)
+				len = K - k0;
+			ftk_nf4_dequant(q, base + (size_t)k0, (size_t)len, buf);
+			for (int m = 0; m < c->M; m++) {
+				const float *x = c->inp + (size_t)m * K + k0;
+				float dot = 0.0f;
+				for (int i = 0; i < len; i++)
+					dot += x[i] * buf[i];
+				acc[m] += dot;
+			}
+			k0 += len;
+		}
+		for (int m = 0; m < c->M; m++)
+			c->out[(size_t)m * N + n] = acc[m] + (c->bias ? c->bias[n] : 0.0f);
+	}
+}
+
+static void cpu_add_bias(float *out, const float *bias, int M, int N)
+{
+	for (int m = 0; m < M; m++)
+		for (int n = 0; n < N; n++)
+			out[(size_t)m * N + n] += bias[n];
+}
+
+static void cpu_linear_fwd(float *out, const float *inp, const struct ftk_weight *w,
+			   const float *bias, int M)
+{
+	if (precision == FTK_PREC_BF16) {
+		bf16_linear(out, inp, w, bias, M, 0);
+		return;
+	}
+	int N = w->rows, K = w->cols;
+	if (w->quant == FTK_QUANT_NONE) {
+		cpu_gemm(0, 1, M, N, K, 1.0f, inp, K, w->f32, K, 0.0f, out, N);
+	} else if (M == 1) {	/* tiles + sgemm are faster from M = 2 (bench/nf4_gemv.sh) */
+		struct gemv_ctx c = { out, inp, w, bias, M, CHUNKS(N) };
+		par_run(c.k, gemv_task, &c);
+		return;
+	} else {
+		tiled_linear(out, inp, w, M, 0, nf4_load);
+	}
+	if (bias)
+		cpu_add_bias(out, bias, M, N);
+}
+
+static void cpu_linear_bwd_inp(float *dinp, const float *dout, const struct ftk_weight *w, int M)
+{
+	if (precision == FTK_PREC_BF16) {
+		bf16_linear(dinp, dout, w, NULL, M, 1);
+		return;
+	}
+	int N = w->rows, K = w->cols;
+	if (w->quant == FTK_QUANT_NONE)
+		cpu_gemm(0, 0, M, K, N, 1.0f, dout, N, w->f32, K, 1.0f, dinp, K);
+	else
+		tiled_linear(dinp, dout, w, M, 1, nf4_load);
+}
+
+/* ---------------------------------------------------------------- rmsnorm */
+
+struct rms_ctx {
+	float *out, *rstd, *dinp;
+	const float *inp, *weight, *dout, *crstd;
+	int M, C, k;
+	float eps;
+};
+
+static void rms_fwd_task(void *vctx, int t)
+{
+	struct rms_ctx *c = vctx;
+	RANGE(t, c->k, c->M, s, e);
+	for (size_t m = s; m < e; m++) {
+		float r = ftk_rmsnorm_row(c->out + m * c->C, c->inp + m * c->C, c->weight, c->C, c->eps);
+		if (c->rstd)
+			c->rstd[m] = r;
+	}
+}
+
+static void cpu_rmsnorm_fwd(float *out, float *rstd, const float *inp, const float *weight, int M,
+			    int C, float eps)
+{
+	struct rms_ctx c = { .out = out, .rstd = rstd, .inp = inp, .weight = weight, .M = M, .C = C,
+			     .eps = eps };
+	c.k = (size_t)M * C < 32768 ? 1 : CHUNKS(M);
+	par_run(c.k, rms_fwd_task, &c);
+}
+
+static void rms_bwd_task(void *vctx, int t)
+{
+	struct rms_ctx *c = vctx;
+	RANGE(t, c->k, c->M, s, e);
+	for (size_t m = s; m < e; m++)
+		ftk_rmsnorm_row_bwd(c->dinp + m * c->C, c->dout + m * c->C, c->inp + m * c->C,
+				    c->weight, c->crstd[m], c->C);
+}
+
+static void cpu_rmsnorm_bwd(float *dinp, const float *dout, const float *inp, const float *weight,
+			    const float *rstd, int M, int C)
+{
+	struct rms_ctx c = { .dinp = dinp, .dout = dout, .inp = inp, .weight = weight, .crstd = rstd,
+			     .M = M, .C = C };
+	c.k = (size_t)M * C < 32768 ? 1 : CHUNKS(M);
+	par_run(c.k, rms_bwd_task, &c);
+}
+
+/* ---------------------------------------------------------------- rope */
+
+struct rope_ctx {
+	float *x;
+	const int32_t *pos;
+	const float *inv_freq;
+	int M, nh, hd, sign, k;
+};
+
+static void rope_task(void *vctx, int t)
+{
+	struct rope_ctx *c = vctx;
+	RANGE(t, c->k, c->M, s, e);
+	for (size_t m = s; m < e; m++)
+		for (int h = 0; h < c->nh; h++)
+			ftk_rope_head(c->x + (m * c->nh + h) * c->hd, c->pos[m], c->inv_freq, c->hd,
+				      c->sign);
+}
+
+static void cpu_rope(float *x, const int32_t *pos, const float *inv_freq, int M, int nh, int hd,
+		     int sign)
+{
+	struct rope_ctx c = { x, pos, inv_freq, M, nh, hd, sign, 1 };
+	c.k = (size_t)M * nh * hd < 65536 ? 1 : n_threads;
+	par_run(c.k, rope_task, &c);
+}
+
+/* ---------------------------------------------------------------- attention */
+
+struct attn_ctx {
+	float *out, *att, *dq, *dk, *dv;
+	const float *q, *k, *v, *dout, *catt;
+	const int32_t *doc;
+	int B, T, NH, NKV, hd;
+	float *scratch;	/* per task (T, T) for backward */
+};
+
+/*
+ * Task = (b, kv head): handles the q heads of that group, so dk/dv have one
+ * writer.  Causality: rows [r0, r1) of a T x T product only need columns
+ * [0, r1), so every product is done in row blocks of ATT_BLOCK and skips the
+ * upper triangle (about 40% of the work at T = 256).
+ */
+#define ATT_BLOCK 64
+
+static void attn_fwd_task(void *vctx, int task)
+{
+	struct attn_ctx *c = vctx;
+	int T = c->T, NH = c->NH, NKV = c->NKV, hd = c->hd, g = NH / NKV;
+	int b = task / NKV, kh = task % NKV;
+	float scale = 1.0f / sqrtf((float)hd);
+	const float *K = c->k + ((size_t)b * T * NKV + kh) * hd;	/* (T, hd) stride NKV*hd */
+	const float *V = c->v + ((size_t)b * T * NKV + kh) * hd;
+	const int32_t *doc = c->doc + (size_t)b * T;
+	for (int h = kh * g; h < (kh + 1) * g; h++) {
+		const float *Q = c->q + ((size_t)b * T * NH + h) * hd;
+		float *P = c->att + ((size_t)b * NH + h) * T * T;	/* (T, T) */
+		float *O = c->out + ((size_t)b * T * NH + h) * hd;
+		for (int r0 = 0; r0 < T; r0 += ATT_BLOCK) {
+			int r1 = r0 + ATT_BLOCK < T ? r0 + ATT_BLOCK : T, nr = r1 - r0;
+			/* P[r0:r1, 0:r1] = scale Q[r0:r1] K[0:r1]^T */
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nr, r1, hd, scale,
+				    Q + (size_t)r0 * NH * hd, NH * hd, K, NKV * hd, 0.0f,
+				    P + (size_t)r0 * T, T);
+			for (int t = r0; t < r1; t++) {
+				float *row = P + (size_t)t * T;
+				int s0 = t;
+				while (s0 > 0 && doc[s0 - 1] == doc[t])
+					s0--;
+				for (int s = 0; s < s0; s++)
+					row[s] = 0.0f;
+				ftk_softmax_row(row + s0, t - s0 + 1);
+				for (int s = t + 1; s < T; s++)
+					row[s] = 0.0f;
+			}
+			/* O[r0:r1] = P[r0:r1, 0:r1] V[0:r1] */
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nr, hd, r1, 1.0f,
+				    P + (size_t)r0 * T, T, V, NKV * hd, 0.0f, O + (size_t)r0 * NH * hd,
+				    NH * hd);
+		}
+	}
+}
+
+static void cpu_attn_fwd(float *out, float *att, const float *q, const float *k, const float *v,
+			 const int32_t *doc, int B, int T, int NH, int NKV, int hd)
+{
+	struct attn_ctx c = { .out = out, .att = att, .q = q, .k = k, .v = v, .doc = doc, .B = B,
+			      .T = T, .NH = NH, .NKV = NKV, .hd = hd };
+	par_run(B * NKV, attn_fwd_task, &c);
+}
+
+static void attn_bwd_task(void *vctx, int task)
+{
+	struct attn_ctx *c = vctx;
+	int T = c->T, NH = c->NH, NKV = c->NKV, hd = c->hd, g = NH / NKV;
+	int b = task / NKV, kh = task % NKV;
+	float scale = 1.0f / sqrtf((float)hd);
+	const float *K = c->k + ((size_t)b * T * NKV + kh) * hd;
+	const float *V = c->v + ((size_t)b * T * NKV + kh) * hd;
+	float *dK = c->dk + ((size_t)b * T * NKV + kh) * hd;
+	float *dV = c->dv + ((size_t)b * T * NKV + kh) * hd;
+	float *dP = c->scratch + (size_t)worker_id * T * T;	/* (T, T) this worker's */
+	for (int t = 0; t < T; t++) {
+		memset(dK + (size_t)t * NKV * hd, 0, hd * sizeof(float));
+		memset(dV + (size_t)t * NKV * hd, 0, hd * sizeof(float));
+	}
+	for (int h = kh * g; h < (kh + 1) * g; h++) {
+		const float *Q = c->q + ((size_t)b * T * NH + h) * hd;
+		const float *dO = c->dout + ((size_t)b * T * NH + h) * hd;
+		const float *P = c->catt + ((size_t)b * NH + h) * T * T;
+		float *dQ = c->dq + ((size_t)b * T * NH + h) * hd;
+		for (int r0 = 0; r0 < T; r0 += ATT_BLOCK) {
+			int r1 = r0 + ATT_BLOCK < T ? r0 + ATT_BLOCK : T, nr = r1 - r0;
+			const float *Pb = P + (size_t)r0 * T, *dOb = dO + (size_t)r0 * NH * hd;
+			const float *Qb = Q + (size_t)r0 * NH * hd;
+			float *dPb = dP + (size_t)r0 * T;
+			/* dV[0:r1] += P[r0:r1, 0:r1]^T dO[r0:r1] ; dP[r0:r1, 0:r1] = dO[r0:r1] V[0:r1]^T */
+			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r1, hd, nr, 1.0f, Pb, T,
+				    dOb, NH * hd, 1.0f, dV, NKV * hd);
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nr, r1, hd, 1.0f, dOb,
+				    NH * hd, V, NKV * hd, 0.0f, dPb, T);
+			/* dS = softmax backward over each row's causal part (P is 0 elsewhere) */
+			for (int t = r0; t < r1; t++) {
+				float *row = dP + (size_t)t * T;
+				ftk_softmax_row_bwd(row, P + (size_t)t * T, row, t + 1);
+				for (int s = t + 1; s < r1; s++)
+					row[s] = 0.0f;
+			}
+			/* dQ[r0:r1] = scale dS[r0:r1, 0:r1] K[0:r1] ; dK[0:r1] += scale dS^T Q[r0:r1] */
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nr, hd, r1, scale, dPb, T,
+				    K, NKV * hd, 0.0f, dQ + (size_t)r0 * NH * hd, NH * hd);
+			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r1, hd, nr, scale, dPb, T,
+				    Qb, NH * hd, 1.0f, dK, NKV * hd);
+		}
+	}
+}
+
+static void cpu_attn_bwd(float *dq, float *dk, float *dv, const float *dout, const float *att,
+			 const float *q, const float *k, const float *v, int B, int T, int NH,
+			 int NKV, int hd)
+{
+	/* one (T, T) scratch per worker, kept between calls (grown, never
+	 * shrunk) and per calling thread, so two trainers in one process do not share it */
+	static __thread float *scratch;
+	static __thread size_t scratch_n;
+	size_t need = (size_t)(n_threads < 64 ? n_threads : 64) * T * T;
+	if (need > scratch_n) {
+		free(scratch);
+		scratch = xmalloc(need * sizeof(float));
+		scratch_n = need;
+	}
+	struct attn_ctx c = { .dq = dq, .dk = dk, .dv = dv, .dout = dout, .catt = att, .q = q,
+			      .k = k, .v = v, .B = B, .T = T, .NH = NH, .NKV = NKV, .hd = hd,
+			      .scratch = scratch };
+	par_run(B * NKV, attn_bwd_task, &c);
+}
+
+static void cpu_attn_decode(float *out, const float *q, const float *kc, const float *vc, int n,
+			    int NH, int NKV, int hd, float *scratch)
+{
+	int g = NH / NKV;
+	float scale = 1.0f / sqrtf((float)hd);
+	for (int h = 0; h < NH; h++) {
+		int kh = h / g;
+		const float *qh = q + (size_t)h * hd;
+		for (int s = 0; s < n; s++) {
+			const float *kr = kc + ((size_t)s * NKV + kh) * hd;
+			float d = 0.0f;
+			for (int i = 0; i < hd; i++)
+				d += qh[i] * kr[i];
+			scratch[s] = d * scale;
+		}
+		ftk_softmax_row(scratch, n);
+		float *o = out + (size_t)h * hd;
+		memset(o, 0, hd * sizeof(float));
+		for (int s = 0; s < n; s++) {
+			const float *vr = vc + ((size_t)s * NKV + kh) * hd;
+			for (int i = 0; i < hd; i++)
+				o[i] += scratch[s] * vr[i];
+		}
+	}
+}
+
+/*
+ * Flash attention on the CPU: the same tasks as above (b, kv head), but no
+ * (T, T) buffer.  A block of FLASH_BQ query rows meets the keys in tiles of
+ * FLASH_BK: one sgemm gives the tile's scores, ops.h's online-softmax
+ * rescale turns each row's visible scores into probabilities and rescales
+ * its running sum and output, and a second sgemm adds P V to the outputs
+ * (the two halves of ftk_flash_row_update, which the CUDA kernels call
+ * per row).  Backward recomputes the same score tiles, turns them into p and
+ * ds with ftk_flash_p / ftk_flash_ds and accumulates dQ, dK, dV with three
+ * sgemms per tile.  Per task: the run starts (T ints) and a few tiles.
+ */
+#define FLASH_BQ 64
+#define FLASH_BK 128	/* plan.c counts these tiles */
+
+struct flash_ctx {
+	float *out, *lse, *dq, *dk, *dv;
+	const float *q, *k, *v, *dout, *cout, *clse;
+	const int32_t *doc;
+	int B, T, NH, NKV, hd;
+};
+
+/* start[t] = the first key of query t (ftk_doc_start), for one row of doc. */
+static void flash_starts(int *start, const int32_t *doc, int T)
+{
+	for (int t = 0; t < T; t++)
+		start[t] = t > 0 && doc[t] == doc[t - 1] ? start[t - 1] : t;
+}
+
+static void flash_fwd_task(void *vctx, int task)
+{
+	struct flash_ctx *c = vctx;
+	int T = c->T, NH = c->NH, NKV = c->NKV, hd = c->hd, g = NH / NKV;
+	int b = task / NKV, kh = task % NKV;
+	size_t ldq = (size_t)NH * hd, ldk = (size_t)NKV * hd;
+	float scale = 1.0f / sqrtf((float)hd);
+	const float *K = c->k + ((size_t)b * T * NKV + kh) * hd;	/* (T, hd) stride ldk */
+	const float *V = c->v + ((size_t)b * T * NKV + kh) * hd;
+	int *start = xmalloc((size_t)T * sizeof(int));
+	float *S = xmalloc((size_t)FLASH_BQ * FLASH_BK * sizeof(float));	/* scores */
+	float *acc = xmalloc((size_t)FLASH_BQ * hd * sizeof(float));
+	float mx[FLASH_BQ], l[FLASH_BQ];
+	flash_starts(start, c->doc + (size_t)b * T, T);
+	for (int h = kh * g; h < (kh + 1) * g; h++) {
+		const float *Q = c->q + ((size_t)b * T * NH + h) * hd;
+		float *O = c->out + ((size_t)b * T * NH + h) * hd;
+		float *lse = c->lse + ((size_t)b * NH + h) * T;
+		for (int r0 = 0; r0 < T; r0 += FLASH_BQ) {
+			int r1 = r0 + FLASH_BQ < T ? r0 + FLASH_BQ : T, nr = r1 - r0;
+			for (int i = 0; i < nr; i++)
+				ftk_flash_row_init(&mx[i], &l[i], acc + (size_t)i * hd, hd);
+			for (int k0 = start[r0]; k0 < r1; k0 += FLASH_BK) {
+				int k1 = k0 + FLASH_BK < r1 ? k0 + FLASH_BK : r1, nk = k1 - k0;
+				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nr, nk, hd, scale,
+					    Q + r0 * ldq, (int)ldq, K + k0 * ldk, (int)ldk, 0.0f, S,
+					    FLASH_BK);
+				/* each row's visible scores become p (ops.h), the rest 0 */
+				for (int i = 0; i < nr; i++) {
+					int t = r0 + i;
+					int lo = start[t] > k0 ? start[t] : k0, hi = t + 1 < k1 ? t + 1 : k1;
+					float *row = S + (size_t)i * FLASH_BK;
+					if (hi <= lo) {
+						memset(row, 0, nk * sizeof(float));
+						continue;
+					}
+					ftk_flash_row_rescale(&mx[i], &l[i], acc + (size_t)i * hd,
+							      row + (lo - k0), hi - lo, hd);
+					memset(row, 0, (lo - k0) * sizeof(float));
+					memset(row + (hi - k0), 0, (k1 - hi) * sizeof(float));
+				}
+				/* acc += P V over the tile (the second half of the update) */
+				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nr, hd, nk, 1.0f,
+					    S, FLASH_BK, V + k0 * ldk, (int)ldk, 1.0f, acc, hd);
+			}
+			for (int i = 0; i < nr; i++)
+				lse[r0 + i] = ftk_flash_row_finish(O + (r0 + i) * ldq,
+								   acc + (size_t)i * hd, mx[i], l[i], hd);
+		}
+	}
+	free(acc);
+	free(S);
+	free(start);
+}
+
+static void cpu_attn_fwd_flash(float *out, float *lse, const float *q, const float *k,
+			       const float *v, const int32_t *doc, int B, int T, int NH, int NKV,
+			       int hd)
+{
+	struct flash_ctx c = { .out = out, .lse = lse, .q = q, .k = k, .v = v, .doc = doc, .B = B,
+			       .T = T, .NH = NH, .NKV = NKV, .hd = hd };
+	par_run(B * NKV, flash_fwd_task, &c);
+}
+
+static void flash_bwd_task(void *vctx, int task)
+{
+	struct flash_ctx *c = vctx;
+	int T = c->T, NH = c->NH, NKV = c->NKV, hd = c->hd, g = NH / NKV;
+	int b = task / NKV, kh = task % NKV;
+	size_t ldq = (size_t)NH * hd, ldk = (size_t)NKV * hd;
+	float scale = 1.0f / sqrtf((float)hd);
+	const float *K = c->k + ((size_t)b * T * NKV + kh) * hd;
+	const float *V = c->v + ((size_t)b * T * NKV + kh) * hd;
+	float *dK = c->dk + ((size_t)b * T * NKV + kh) * hd;
+	float *dV = c->dv + ((size_t)b * T * NKV + kh) * hd;
+	int *start = xmalloc((size_t)T * sizeof(int));
+	float *P = xmalloc((size_t)FLASH_BQ * FLASH_BK * sizeof(float));	/* scores, then p */
+	float *dS = xmalloc((size_t)FLASH_BQ * FLASH_BK * sizeof(float));	/* dp, then ds */
+	float D[FLASH_BQ];
+	flash_starts(start, c->doc + (size_t)b * T, T);
+	for (int t = 0; t < T; t++) {
+		memset(dK + t * ldk, 0, hd * sizeof(float));
+		memset(dV + t * ldk, 0, hd * sizeof(float));
+	}
+	for (int h = kh * g; h < (kh + 1) * g; h++) {
+		size_t row0 = ((size_t)b * T * NH + h) * hd;
+		const float *Q = c->q + row0, *dO = c->dout + row0, *O = c->cout + row0;
+		const float *lse = c->clse + ((size_t)b * NH + h) * T;
+		float *dQ = c->dq + row0;
+		for (int r0 = 0; r0 < T; r0 += FLASH_BQ) {
+			int r1 = r0 + FLASH_BQ < T ? r0 + FLASH_BQ : T, nr = r1 - r0;
+			const float *Qb = Q + r0 * ldq, *dOb = dO + r0 * ldq;
+			for (int i = 0; i < nr; i++) {
+				D[i] = ftk_dot(dO + (r0 + i) * ldq, O + (r0 + i) * ldq, hd);
+				memset(dQ + (r0 + i) * ldq, 0, hd * sizeof(float));
+			}
+			for (int k0 = start[r0]; k0 < r1; k0 += FLASH_BK) {
+				int k1 = k0 + FLASH_BK < r1 ? k0 + FLASH_BK : r1, nk = k1 - k0;
+				/* P = scale Q K^T ; dS = dO V^T over the tile */
+				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nr, nk, hd, scale,
+					    Qb, (int)ldq, K + k0 * ldk, (int)ldk, 0.0f, P, FLASH_BK);
+				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nr, nk, hd, 1.0f,
+					    dOb, (int)ldq, V + k0 * ldk, (int)ldk, 0.0f, dS, FLASH_BK);
+				for (int i = 0; i < nr; i++) {
+					int t = r0 + i;
+					float *pr = P + (size_t)i * FLASH_BK, *dr = dS + (size_t)i * FLASH_BK;
+					for (int j = 0; j < nk; j++) {
+						int s = k0 + j;
+						if (s < start[t] || s > t) {
+							pr[j] = dr[j] = 0.0f;
+							continue;
+						}
+						pr[j] = ftk_flash_p(pr[j], lse[t]);
+						dr[j] = ftk_flash_ds(pr[j], dr[j], D[i]);
+					}
+				}
+				/* dV += P^T dO ; dK += scale dS^T Q ; dQ += scale dS K */
+				cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, hd, nr, 1.0f, P,
+					    FLASH_BK, dOb, (int)ldq, 1.0f, dV + k0 * ldk, (int)ldk);
+				cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, hd, nr, scale, dS,
+					    FLASH_BK, Qb, (int)ldq, 1.0f, dK + k0 * ldk, (int)ldk);
+				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nr, hd, nk, scale,
+					    dS, FLASH_BK, K + k0 * ldk, (int)ldk, 1.0f, dQ + r0 * ldq,
+					    (int)ldq);
+			}
+		}
+	}
+	free(dS);
+	free(P);
+	free(start);
+}
+
+static void cpu_attn_bwd_flash(float *dq, float *dk, float *dv, const float *dout,
+			       const float *out, const float *lse, const float *q, const float *k,
+			       const float *v, const int32_t *doc, int B, int T, int NH, int NKV,
+			       int hd)
+{
+	struct flash_ctx c = { .dq = dq, .dk = dk, .dv = dv, .dout = dout, .cout = out,
+			       .clse = lse, .q = q, .k = k, .v = v, .doc = doc, .B = B, .T = T,
+			       .NH = NH, .NKV = NKV, .hd = hd };
+	par_run(B * NKV, flash_bwd_task, &c);
+}
+
+/* ---------------------------------------------------------------- elementwise */
+
+struct ew_ctx {
+	float *a, *b;
+	const float *x, *y, *z;
+	const uint8_t *keep;
+	float scale;
+	size_t n;
+	int k;
+};
+
+static void swiglu_fwd_task(void *vctx, int t)
+{
+	struct ew_ctx *c = vctx;
+	RANGE(t, c->k, c->n, s, e);
+	for (size_t i = s; i < e; i++)
+		c->a[i] = ftk_swiglu(c->x[i], c->y[i]);
+}
+
+static void cpu_swiglu_fwd(float *out, const float *gate, const float *up, size_t n)
+{
+	struct ew_ctx c = { .a = out, .x = gate, .y = up, .n = n, .k = n < 65536 ? 1 : n_threads };
+	par_run(c.k, swiglu_fwd_task, &c);
+}
+
+static void swiglu_bwd_task(void *vctx, int t)
+{
+	struct ew_ctx *c = vctx;
+	RANGE(t, c->k, c->n, s, e);
+	for (size_t i = s; i < e; i++)
+		ftk_swiglu_bwd(c->x[i], c->y[i], c->z[i], &c->a[i], &c->b[i]);
+}
+
+static void cpu_swiglu_bwd(float *dgate, float *dup, const float *dout, const float *gate,
+			   const float *up, size_t n)
+{
+	struct ew_ctx c = { .a = dgate, .b = dup, .x = gate, .y = up, .z = dout, .n = n,
+			    .k = n < 65536 ? 1 : n_threads };
+	par_run(c.k, swiglu_bwd_task, &c);
+}
+
+struct xent_ctx {
+	float *loss, *logits;
+	const int32_t *target;
+	int M, V, k;
+	float gs;
+};
+
+static void xent_task(void *vctx, int t)
+{
+	struct xent_ctx *c = vctx;
+	RANGE(t, c->k, c->M, s, e);
+	for (size_t m = s; m < e; m++) {
+		float *row = c->logits + m * (size_t)c->V;
+		if (c->target[m] < 0) {
+			c->loss[m] = 0.0f;
+			if (c->gs != 0.0f)
+				memset(row, 0, (size_t)c->V * sizeof(float));
+			continue;
+		}
+		c->loss[m] = ftk_xent_row(row, c->V, c->target[m], c->gs);
+	}
+}
+
+static void cpu_xent(float *loss, float *logits, const int32_t *target, int M, int V, float gs)
+{
+	struct xent_ctx c = { loss, logits, target, M, V, (size_t)M * V < 65536 ? 1 : CHUNKS(M), gs };
+	par_run(c.k, xent_task, &c);
+}
+
+static void add_task(void *vctx, int t)
+{
+	struct ew_ctx *c = vctx;
+	RANGE(t, c->k, c->n, s, e);
+	for (size_t i = s; i < e; i++)
+		c->a[i] += c->x[i];
+}
+
+static void cpu_add(float *y, const float *x, size_t n)
+{
+	struct ew_ctx c = { .a = y, .x = x, .n = n, .k = n < 262144 ? 1 : n_threads };
+	par_run(c.k, add_task, &c);
+}
+
+static void cpu_dropout(float *y, const float *x, const uint8_t *keep, float scale, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		y[i] = keep[i] ? x[i] * scale : 0.0f;
+}
+
+static void cpu_dropout_mask(uint8_t *keep, uint64_t stream, float p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		keep[i] = (uint8_t)ftk_dropout_keep(stream, i, p);
+}
+
+static void cpu_embed(float *out, const float *table, const uint32_t *ids, int M, int C)
+{
+	for (int m = 0; m < M; m++)
+		memcpy(out + (size_t)m * C, table + (size_t)ids[m] * C, (size_t)C * sizeof(float));
+}
+
+struct gbatch_ctx {
+	const struct ftk_gemm_args *g;
+};
+
+static void gbatch_task(void *vctx, int t)
+{
+	const struct ftk_gemm_args *a = ((struct gbatch_ctx *)vctx)->g + t;
+	cblas_sgemm(CblasRowMajor, a->ta ? CblasTrans : CblasNoTrans,
+		    a->tb ? CblasTrans : CblasNoTrans, a->M, a->N, a->K, a->alpha, a->A, a->lda, a->B,
+		    a->ldb, a->beta, a->C, a->ldc);
+}
+
+static void cpu_gemm_batch(int n, const struct ftk_gemm_args *g)
+{
+	if (precision == FTK_PREC_BF16) {
+		bf16_gemm_batch(n, g);
+		return;
+	}
+	struct gbatch_ctx c = { g };
+	par_run(n, gbatch_task, &c);
+}
+
+/* ---------------------------------------------------------------- bf16 */
+
+/*
+ * --precision bf16, emulated exactly: the reference the CUDA backend's real
+ * bf16 products are checked against.  Each operand of a product is rounded
+ * to bf16 (ops.h's ftk_bf16_round, the function the CUDA conversion kernels
+ * call) into float scratch, then the ordinary float32 sgemm runs on the
+ * rounded values.  The product of two bf16 values is exact in float32 (8 +
+ * 8 significant bits), so this is what a bf16 GEMM with float32
+ * accumulation computes, up to the order of the additions.  Weights are
+ * rounded tile by tile as linear_fwd dequantizes them (NF4: the decoded
+ * float32 value, then rounded; float32 weights such as the head: copied,
+ * then rounded), so no rounded copy of a whole weight is ever kept.  The
+ * output and any accumulation into it (beta, the += of linear_bwd_inp)
+ * stay float32, and so do biases.
+ */
+
+static __thread float *bf_buf[2];	/* the two rounded operands, calling thread's */
+static __thread size_t bf_cap[2];
+
+static float *bf_scratch(int i, size_t n)
+{
+	if (bf_cap[i] < n) {
+		free(bf_buf[i]);
+		bf_buf[i] = xmalloc(n * sizeof(float));
+		bf_cap[i] = n;
+	}
+	return bf_buf[i];
+}
+
+/* dst (rows, cols), packed = src's rows (stride ld) rounded to bf16. */
+static void bf16_rows(float *dst, const float *src, int rows, int cols, int ld)
+{
+	for (int r = 0; r < rows; r++)
+		for (int c = 0; c < cols; c++)
+			dst[(size_t)r * cols + c] = ftk_bf16_round(src[(size_t)r * ld + c]);
+}
+
+static void bf16_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
+		      const float *B, int ldb, float beta, float *C, int ldc)
+{
+	if (M <= 0 || N <= 0)
+		return;
+	/* as stored: A is (ta ? K : M) rows of (ta ? M : K), B (tb ? N : K) of (tb ? K : N) */
+	int ar = ta ? K : M, ac = ta ? M : K, br = tb ? N : K, bc = tb ? K : N;
+	float *a = bf_scratch(0, (size_t)ar * ac + 1), *b = bf_scratch(1, (size_t)br * bc + 1);
+	bf16_rows(a, A, ar, ac, lda);
+	bf16_rows(b, B, br, bc, ldb);
+	lda = ac > 0 ? ac : 1;
+	ldb = bc > 0 ? bc : 1;
+	/* the same slicing as cpu_gemm */
+	struct gemm_ctx c = { ta, tb, M, N, K, lda, ldb, ldc, 1, M >= N, alpha, beta, a, b, C };
+	double work = 2.0 * M * N * K;
+	int thin = M < 64 || N < 64 || K < 64;
+	c.k = n_threads == 1 || work < 4e6 || (thin && work < 2e8) ? 1 : n_threads;
+	par_run(c.k, gemm_task, &c);
+}
+
+/* One after another: each product's rounded operands use the same scratch. */
+static void bf16_gemm_batch(int n, const struct ftk_gemm_args *g)
+{
+	for (int i = 0; i < n; i++)
+		bf16_gemm(g[i].ta, g[i].tb, g[i].M, g[i].N, g[i].K, g[i].alpha, g[i].A, g[i].lda,
+			  g[i].B, g[i].ldb, g[i].beta, g[i].C, g[i].ldc);
+}
+
+/* tile = elements [start, start + n) of W (row-major), rounded to bf16 */
+static void bf16_weight(const struct ftk_weight *w, size_t start, size_t n, float *tile)
+{
+	if (w->quant == FTK_QUANT_NF4)
+		ftk_nf4_dequant(&w->nf4, start, n, tile);
+	else
+		memcpy(tile, w->f32 + start, n * sizeof(float));
+	for (size_t i = 0; i < n; i++)
+		tile[i] = ftk_bf16_round(tile[i]);
+}
+
+static void bf16_linear(float *y, const float *x, const struct ftk_weight *w, const float *bias,
+			int M, int bwd)
+{
+	int N = w->rows, K = w->cols, in = bwd ? N : K;
+	if (M <= 0)
+		return;
+	float *xr = bf_scratch(0, (size_t)M * in);
+	bf16_rows(xr, x, M, in, in);
+	tiled_linear(y, xr, w, M, bwd, bf16_weight);
+	if (bias)
+		cpu_add_bias(y, bias, M, N);
+}
+
+static int cpu_set_precision(int p)
+{
+	if (p != FTK_PREC_FP32 && p != FTK_PREC_BF16)
+		return -1;
+	precision = p;
+	return 0;
+}
+
+const struct ftk_backend ftk_backend_cpu = {
+	/* .name = */ "cpu",
+	/* .alloc = */ cpu_alloc,
+	/* .free = */ cpu_free,
+	/* .upload = */ cpu_copy,
+	/* .download = */ cpu_copy,
+	/* .copy = */ cpu_copy,
+	/* .alloc_shared = */ cpu_alloc,
+	/* .zero = */ cpu_zero,
+	/* .weight_prepare = */ cpu_weight_prepare,
+	/* .weight_release = */ cpu_weight_prepare,
+	/* .set_threads = */ cpu_set_threads,
+	/* .gemm = */ cpu_gemm,
+	/* .linear_fwd = */ cpu_linear_fwd,
+	/* .linear_bwd_inp = */ cpu_linear_bwd_inp,
+	/* .rmsnorm_fwd = */ cpu_rmsnorm_fwd,
+	/* .rmsnorm_bwd = */ cpu_rmsnorm_bwd,
+	/* .rope = */ cpu_rope,
+	/* .attn_fwd = */ cpu_attn_fwd,
+	/* .attn_bwd = */ cpu_attn_bwd,
+	/* .attn_decode = */ cpu_attn_decode,
+	/* .swiglu_fwd = */ cpu_swiglu_fwd,
+	/* .swiglu_bwd = */ cpu_swiglu_bwd,
+	/* .xent = */ cpu_xent,
+	/* .add = */ cpu_add,
+	/* .dropout = */ cpu_dropout,
+	/* .dropout_mask = */ cpu_dropout_mask,
+	/* .embed = */ cpu_embed,
+	/* .add_bias = */ cpu_add_bias,
+	/* .gemm_batch = */ cpu_gemm_batch,
+	/* .sumsq = */ ftk_sumsq_array,
+	/* .scale = */ ftk_scale_array,
+	/* .adamw = */ ftk_adamw_array,
+	/* .set_precision = */ cpu_set_precision,
+	/* .attn_fwd_flash = */ cpu_attn_fwd_flash,
+	/* .attn_bwd_flash = */ cpu_attn_bwd_flash,
+};
+
+const struct ftk_backend *ftk_backend_get(const char *name)
+{
+	if (!name || !strcmp(name, "cpu"))
+		return &ftk_backend_cpu;
+	return NULL;
+}

@@ -1,0 +1,57 @@
+/*
+ * device.h: choosing the compute device, and loading the CUDA backend.
+ *
+ * The CUDA backend lives in its own shared object (libftkcuda.so, built by
+ * the Makefile when nvcc is found) and is opened with dlopen only when a
+ * program asks for it, so no ftk binary links cudart, cuBLAS or NCCL and
+ * every one of them runs on a machine without a GPU or a driver.  Where the
+ * object is looked for, in order: $FTK_CUDA_LIB; next to the program;
+ * ../build/model/ and ../model/ from the program's directory (the
+ * build tree: O/bin and O/build-san/bin); ../lib/ftk/ (an install).
+ */
+#ifndef FTK_MODEL_DEVICE_H
+#define FTK_MODEL_DEVICE_H
+
+#include <stddef.h>
+#include "lib/err.h"
+#include "model/backend.h"
+#include "model/optim_ops.h"
+
+/* The entry points libftkcuda.so exports (backend_cuda.cu). */
+struct ftk_cuda_api {
+	char path[4200];	/* the object that was opened */
+	int (*probe)(char *why, size_t cap);
+	int (*set_device)(int dev);
+	int (*mem)(size_t *free_b, size_t *total_b);
+	const struct ftk_backend *(*backend)(const float *nf4_code);
+	void (*adamw)(float *w, float *m, float *v, const float *g, size_t n,
+		      const struct ftk_adamw_consts *c);
+	double (*sumsq)(const float *g, size_t n);
+};
+
+/*
+ * Open libftkcuda.so and resolve its entry points (nothing is run on the
+ * device).  Returns 0 and fills *api (kept open for the life of the
+ * process), or FTK_EUNSUPPORTED with a message saying why: the object was
+ * not built (no nvcc at build time), or could not be loaded (the CUDA
+ * libraries missing: dlerror's text).
+ */
+int ftk_cuda_load(struct ftk_cuda_api *api, struct ftk_error *err);
+
+/*
+ * The backend for a --device name: "cpu", or "cuda" (loaded, probed, and
+ * device number local_rank % device count selected).  Returns 0 and *be,
+ * FTK_EUSAGE for another name, or FTK_EUNSUPPORTED saying why CUDA cannot
+ * be used here (not built, libraries missing, no driver, no device).
+ */
+int ftk_device_backend(const char *name, int local_rank, const struct ftk_backend **be,
+		       struct ftk_error *err);
+
+/*
+ * Memory free for a run on device name: "cpu" MemAvailable, "cuda" the
+ * free memory of the selected GPU (0 when CUDA cannot be loaded).  0 means
+ * unknown.
+ */
+size_t ftk_device_free_bytes(const char *name);
+
+#endif

@@ -1,0 +1,255 @@
+/*
+ * infer.c: answering chat and completion requests with a loaded model
+ * (see infer.h).
+ *
+ * The generation loop is written out here rather than calling
+ * ftk_generate(), because a server needs each token's text as soon as it is
+ * final (streaming) and must stop at stop strings, which are text, not ids.
+ * It uses the same ftk_model_decode and ftk_sample, so greedy output is the
+ * same token for token.
+ *
+ * Stop strings and streaming: text that could still turn out to be the
+ * start of a stop string is held back until the next token decides, so a
+ * streaming client never receives part of a stop string.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include "lib/chat.h"
+#include "lib/tokenizer.h"
+#include "model/adapter.h"
+#include "model/device.h"
+#include "model/infer.h"
+#include "model/model.h"
+
+struct ftk_infer {
+	struct ftk_model *model;
+	struct ftk_tokenizer *tok;
+	struct ftk_chat *chat;	/* NULL when the tokenizer has no template */
+	int ctx;
+	int eos[FTK_MAX_EOS + 1];
+	int n_eos;
+	float *logits;		/* (V) */
+	int vocab;
+	struct ftk_tokens toks;
+};
+
+int ftk_infer_open(struct ftk_infer **out, const struct ftk_infer_opts *o, struct ftk_error *err)
+{
+	struct ftk_load_opts lo;
+	struct ftk_infer *e = xcalloc(1, sizeof(*e));
+	int rc;
+	struct ftk_tokens init = FTK_TOKENS_INIT;
+	*out = NULL;
+	e->toks = init;
+	memset(&lo, 0, sizeof(lo));
+	lo.quant = o->quant_nf4 ? FTK_QUANT_NF4 : FTK_QUANT_NONE;
+	lo.threads = 1;
+	lo.max_seq = o->max_seq;
+	if (o->device && (rc = ftk_device_backend(o->device, 0, &lo.backend, err)) < 0)
+		goto fail;
+	if ((rc = ftk_model_load(&e->model, o->model_dir, &lo, err)) < 0)
+		goto fail;
+	if (o->adapter_dir) {
+		struct ftk_adapter *a;
+		if ((rc = ftk_adapter_load(o->adapter_dir, &a, err)) < 0)
+			goto fail;
+		rc = ftk_adapter_apply(e->model, a, NULL, err);
+		ftk_adapter_free(a);
+		if (rc < 0)
+			goto fail;
+	}
+	if ((rc = ftk_tokenizer_load(&e->tok, o->model_dir, err)) < 0)
+		goto fail;
+	if (ftk_tokenizer_chat_template(e->tok) &&
+	    (rc = ftk_chat_open(&e->chat, e->tok, NULL, NULL, err)) < 0)
+		goto fail;
+	const struct ftk_model_config *cfg = ftk_model_config(e->model);
+	e->ctx = o->max_seq > 0 && o->max_seq < cfg->max_pos ? o->max_seq : cfg->max_pos;
+	e->vocab = cfg->vocab_size;
+	for (int i = 0; i < cfg->n_eos; i++)
+		e->eos[e->n_eos++] = cfg->eos_ids[i];
+	long tid = ftk_tokenizer_special_id(e->tok, "eos");
+	int have = 0;
+	for (int i = 0; i < e->n_eos; i++)
+		have |= e->eos[i] == tid;
+	if (tid >= 0 && !have && e->n_eos < FTK_MAX_EOS + 1)
+		e->eos[e->n_eos++] = (int)tid;
+	e->logits = xmalloc((size_t)e->vocab * sizeof(float));
+	*out = e;
+	return 0;
+fail:
+	ftk_infer_free(e);
+	return rc;
+}
+
+void ftk_infer_free(struct ftk_infer *e)
+{
+	if (!e)
+		return;
+	ftk_chat_free(e->chat);
+	ftk_tokenizer_free(e->tok);
+	ftk_model_free(e->model);
+	ftk_tokens_release(&e->toks);
+	free(e->logits);
+	free(e);
+}
+
+int ftk_infer_context(const struct ftk_infer *e)
+{
+	return e->ctx;
+}
+
+int ftk_infer_has_chat(const struct ftk_infer *e)
+{
+	return e->chat != NULL;
+}
+
+void ftk_infer_result_release(struct ftk_infer_result *r)
+{
+	strbuf_release(&r->text);
+}
+
+/* The earliest stop string in text[from..], as an offset, or -1. */
+static long find_stop(const struct strbuf *text, size_t from, const char *const *stop, int n_stop)
+{
+	long best = -1;
+	for (int i = 0; i < n_stop; i++) {
+		size_t l = strlen(stop[i]);
+		if (!l)
+			continue;
+		size_t s = from > l ? from - l : 0;
+		const char *p = memmem(text->buf + s, text->len - s, stop[i], l);
+		if (p && (best < 0 || p - text->buf < best))
+			best = p - text->buf;
+	}
+	return best;
+}
+
+/* How much of text's tail could still grow into a stop string. */
+static size_t held_back(const struct strbuf *text, const char *const *stop, int n_stop)
+{
+	size_t keep = 0;
+	for (int i = 0; i < n_stop; i++) {
+		size_t l = strlen(stop[i]);
+		for (size_t k = l > 1 ? l - 1 : 0; k > keep; k--) {
+			if (k <= text->len && !memcmp(text->buf + text->len - k, stop[i], k)) {
+				keep = k;
+				break;
+			}
+		}
+	}
+	return keep;
+}
+
+static int run(struct ftk_infer *e, const uint32_t *prompt, int n_prompt,
+	       const struct ftk_gen_opts *g, const char *const *stop, int n_stop,
+	       ftk_infer_piece_fn fn, void *ctx, struct ftk_infer_result *res, struct ftk_error *err)
+{
+	struct ftk_detok dt;
+	struct ftk_rng rng;
+	size_t emitted = 0;
+	int rc, pos = n_prompt, cancelled = 0;
+	strbuf_reset(&res->text);
+	res->prompt_tokens = n_prompt;
+	res->completion_tokens = 0;
+	res->finish_reason = "length";
+	if (n_prompt < 1)
+		return ftk_error_msg(err, FTK_EUSAGE, "the prompt is empty");
+	if (n_prompt >= e->ctx)
+		return ftk_error_msg(err, FTK_ELIMIT, "the prompt is %d tokens, the context %d", n_prompt,
+				     e->ctx);
+	if ((rc = ftk_model_decode(e->model, prompt, n_prompt, 0, e->logits, err)) < 0)
+		return rc;
+	if (fn && fn(NULL, 0, ctx)) {
+		res->finish_reason = "stop";
+		return 0;
+	}
+	ftk_rng_seed(&rng, g->seed);
+	ftk_detok_init(&dt, e->tok, 1);
+	const int *eos = g->eos ? g->eos : e->eos;
+	int n_eos = g->eos ? g->n_eos : e->n_eos;
+	for (int i = 0; i < g->max_tokens; i++) {
+		uint32_t t = ftk_sample(e->logits, e->vocab, g, &rng);
+		int is_eos = 0;
+		for (int k = 0; k < n_eos; k++)
+			is_eos |= (uint32_t)eos[k] == t;
+		if (is_eos) {
+			res->finish_reason = "stop";
+			break;
+		}
+		size_t before = res->text.len;
+		if ((rc = ftk_detok_push(&dt, t, &res->text, err)) < 0)
+			goto out;
+		res->completion_tokens++;
+		long at = n_stop ? find_stop(&res->text, before, stop, n_stop) : -1;
+		if (at >= 0) {
+			strbuf_setlen(&res->text, (size_t)at);
+			res->finish_reason = "stop";
+			break;
+		}
+		if (fn) {
+			size_t upto = res->text.len - held_back(&res->text, stop, n_stop);
+			if (upto > emitted && fn(res->text.buf + emitted, upto - emitted, ctx)) {
+				cancelled = 1;
+				res->finish_reason = "stop";
+				emitted = upto;
+				break;
+			}
+			if (upto > emitted)
+				emitted = upto;
+		}
+		if (pos + 1 >= e->ctx) {
+			res->finish_reason = "length";
+			break;
+		}
+		if ((rc = ftk_model_decode(e->model, &t, 1, pos++, e->logits, err)) < 0)
+			goto out;
+	}
+	if (!cancelled && strcmp(res->finish_reason, "stop") != 0) {
+		size_t l = res->text.len;
+		ftk_detok_finish(&dt, &res->text);
+		long at = n_stop ? find_stop(&res->text, l, stop, n_stop) : -1;
+		if (at >= 0)
+			strbuf_setlen(&res->text, (size_t)at);
+	}
+	if (fn && !cancelled && res->text.len > emitted)
+		fn(res->text.buf + emitted, res->text.len - emitted, ctx);
+	rc = 0;
+out:
+	ftk_detok_release(&dt);
+	return rc;
+}
+
+int ftk_infer_chat(struct ftk_infer *e, const cJSON *messages, const cJSON *tools,
+		   const struct ftk_gen_opts *g, const char *const *stop, int n_stop,
+		   ftk_infer_piece_fn fn, void *ctx, struct ftk_infer_result *res,
+		   struct ftk_error *err)
+{
+	struct ftk_render r = FTK_RENDER_INIT;
+	int rc;
+	if (!e->chat)
+		return ftk_error_msg(err, FTK_EUNSUPPORTED, "the model's tokenizer has no chat template");
+	rc = ftk_chat_render(e->chat, messages, tools, 1, &r, err);
+	if (rc < 0) {
+		ftk_render_release(&r);
+		return rc;
+	}
+	long n = ftk_tokenizer_encode(e->tok, r.text.buf, r.text.len, 0, &e->toks, err);
+	ftk_render_release(&r);
+	if (n < 0)
+		return (int)n;
+	return run(e, e->toks.ids, (int)n, g, stop, n_stop, fn, ctx, res, err);
+}
+
+int ftk_infer_text(struct ftk_infer *e, const char *prompt, const struct ftk_gen_opts *g,
+		   const char *const *stop, int n_stop, ftk_infer_piece_fn fn, void *ctx,
+		   struct ftk_infer_result *res, struct ftk_error *err)
+{
+	long n = ftk_tokenizer_encode(e->tok, prompt, strlen(prompt), FTK_TOK_ADD_SPECIAL,
+				      &e->toks, err);
+	if (n < 0)
+		return (int)n;
+	if (n == 0)
+		return ftk_error_msg(err, FTK_EUSAGE, "the prompt is empty");
+	return run(e, e->toks.ids, (int)n, g, stop, n_stop, fn, ctx, res, err);
+}

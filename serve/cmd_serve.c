@@ -1,0 +1,878 @@
+/*
+ * cmd_serve.c: ftk-serve, an OpenAI-compatible server for a model and its
+ * adapters, so a fresh adapter is evaluated over the same protocol as vLLM
+ * or a hosted API.
+ * summary: serve a model and its adapters over the OpenAI chat completions API
+ *
+ * Design.  libmicrohttpd runs a thread per connection; those threads parse
+ * and check requests and wait.  Inference happens in a fixed pool of
+ * --workers threads that take jobs from one bounded queue, each worker with
+ * its own engines (one per served model name: the base and each adapter), so
+ * requests never share a KV cache.  A full queue answers 503 at once rather
+ * than letting latency grow without bound.
+ *
+ * Streaming.  A worker appends server-sent events to the job's buffer and
+ * signals; the connection thread's content reader waits for them.  When the
+ * client goes away, libmicrohttpd frees the response, which marks the job
+ * cancelled; the worker's token callback sees it and stops, freeing the
+ * worker for the next job.
+ *
+ * Errors follow OpenAI's shape: {"error":{"message","type","param","code"}}
+ * with 400 for malformed or invalid requests (including a prompt longer than
+ * the context: code context_length_exceeded), 401 for a missing or wrong API
+ * key, 404 for an unknown model or path, 405 for a wrong method, 503 when busy.
+ */
+#include <errno.h>
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include "cli/tool.h"
+#include "lib/json.h"
+#include "model/infer.h"
+
+static const char usage[] =
+	"usage: ftk-serve --model DIR [options]\n"
+	"\n"
+	"Serve a model (and adapters) over the OpenAI API: POST /v1/chat/completions,\n"
+	"POST /v1/completions, GET /v1/models, GET /health.\n"
+	"\n"
+	"Options:\n"
+	"      --model DIR          Hugging Face model directory (required)\n"
+	"      --name NAME          the name the base model is served under (default: the\n"
+	"                           directory's name)\n"
+	"      --adapter NAME=DIR   also serve the model with this PEFT adapter as NAME\n"
+	"                           (repeatable); the request's \"model\" picks one\n"
+	"      --host ADDR          address to listen on (default 127.0.0.1)\n"
+	"      --port N             port (default 8000; 0 picks a free one)\n"
+	"      --port-file FILE     write the port there once listening\n"
+	"      --workers N          requests answered at once (default 1); each worker\n"
+	"                           holds its own copy of the model\n"
+	"      --queue N            requests waiting at most (default 64); more get 503\n"
+	"      --quant nf4|none     quantize the base as in training (default none)\n"
+	"      --ctx N              context length (default: the model's)\n"
+	"      --api-key-env NAME   require 'Authorization: Bearer <key>' where the key is\n"
+	"                           in that environment variable\n"
+	"  -q, --quiet              no access log\n"
+	"  -h, --help               show this help\n"
+	"      --version            show the version\n"
+	"Exit status: 0 after a clean shutdown (SIGINT or SIGTERM), 1 when the model\n"
+	"cannot be loaded or the port cannot be bound, 2 bad usage.\n";
+
+enum {
+	OPT_MODEL = FTK_OPT_FIRST_FREE, OPT_NAME, OPT_ADAPTER, OPT_HOST, OPT_PORT, OPT_PORT_FILE,
+	OPT_WORKERS, OPT_QUEUE, OPT_QUANT, OPT_CTX, OPT_API_KEY_ENV,
+};
+
+#define MAX_MODELS 16
+#define MAX_STOP 4
+
+struct served {
+	char *name;
+	const char *adapter;	/* NULL for the base */
+};
+
+struct job {
+	int chat;			/* 1: chat completions, 0: completions */
+	int model;			/* index into served */
+	cJSON *req;			/* owned */
+	int stream;
+	int n;
+	struct ftk_gen_opts g;
+	const char *stop[MAX_STOP];
+	int n_stop;
+	char id[48];
+	long created;
+
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int started;			/* the prompt was accepted (or failed) */
+	int done;
+	int cancelled;
+	int status;			/* HTTP status for an error, 0 for success */
+	struct strbuf out;		/* the response body, or pending SSE bytes */
+	size_t sent;
+	int refs;			/* worker + connection */
+	int prompt_tokens, completion_tokens;
+	double t0;
+
+	struct job *next;
+};
+
+struct server {
+	struct served models[MAX_MODELS];
+	int n_models;
+	const char *model_dir;
+	int quant_nf4, ctx;
+	int n_workers, queue_max;
+	struct ftk_infer ***engines;	/* [worker][model] */
+	const char *api_key;
+	int quiet;
+
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct job *head, *tail;
+	int queued;
+	int stopping;
+	long next_id;
+};
+
+static struct server S;
+static volatile sig_atomic_t got_signal;
+
+static double now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void job_unref(struct job *j)
+{
+	pthread_mutex_lock(&j->mu);
+	int left = --j->refs;
+	pthread_mutex_unlock(&j->mu);
+	if (left)
+		return;
+	cJSON_Delete(j->req);
+	strbuf_release(&j->out);
+	pthread_mutex_destroy(&j->mu);
+	pthread_cond_destroy(&j->cv);
+	free(j);
+}
+
+static void error_body(struct strbuf *sb, const char *msg, const char *type, const char *param,
+		       const char *code)
+{
+	cJSON *o = cJSON_CreateObject(), *e = cJSON_AddObjectToObject(o, "error");
+	cJSON_AddStringToObject(e, "message", msg);
+	cJSON_AddStringToObject(e, "type", type);
+	if (param)
+		cJSON_AddStringToObject(e, "param", param);
+	else
+		cJSON_AddNullToObject(e, "param");
+	if (code)
+		cJSON_AddStringToObject(e, "code", code);
+	else
+		cJSON_AddNullToObject(e, "code");
+	strbuf_reset(sb);
+	ftk_json_print(sb, o);
+	cJSON_Delete(o);
+}
+
+/* ------------------------------------------------------------ workers */
+
+struct piece_ctx {
+	struct job *j;
+	int index;
+};
+
+static void sse_chunk(struct job *j, int index, const char *content, size_t len,
+		      const char *finish, int role)
+{
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "id", j->id);
+	cJSON_AddStringToObject(o, "object", j->chat ? "chat.completion.chunk" : "text_completion");
+	cJSON_AddNumberToObject(o, "created", (double)j->created);
+	cJSON_AddStringToObject(o, "model", S.models[j->model].name);
+	cJSON *choices = cJSON_AddArrayToObject(o, "choices"), *c = cJSON_CreateObject();
+	cJSON_AddNumberToObject(c, "index", index);
+	char *text = xstrndup(content ? content : "", len);
+	if (j->chat) {
+		cJSON *d = cJSON_AddObjectToObject(c, "delta");
+		if (role)
+			cJSON_AddStringToObject(d, "role", "assistant");
+		if (content)
+			cJSON_AddStringToObject(d, "content", text);
+	} else {
+		cJSON_AddStringToObject(c, "text", text);
+	}
+	free(text);
+	if (finish)
+		cJSON_AddStringToObject(c, "finish_reason", finish);
+	else
+		cJSON_AddNullToObject(c, "finish_reason");
+	cJSON_AddItemToArray(choices, c);
+	strbuf_addstr(&j->out, "data: ");
+	ftk_json_print(&j->out, o);
+	strbuf_addstr(&j->out, "\n\n");
+	cJSON_Delete(o);
+}
+
+/*
+ * FTK_TEST_TOKEN_DELAY_MS slows every streamed token down, so that a test can
+ * disconnect in the middle of a stream from a model as fast as stories260K.
+ */
+static long token_delay_ms;
+
+static int on_piece(const char *text, size_t len, void *vctx)
+{
+	struct piece_ctx *pc = vctx;
+	struct job *j = pc->j;
+	if (text && token_delay_ms > 0)
+		usleep((useconds_t)(token_delay_ms * 1000));
+	pthread_mutex_lock(&j->mu);
+	int cancelled = j->cancelled;
+	if (!text) {
+		/* the prompt fits: the connection may now send its headers */
+		if (!cancelled && j->stream)
+			sse_chunk(j, pc->index, j->chat ? "" : NULL, 0, NULL, j->chat);
+		j->started = 1;
+		pthread_cond_broadcast(&j->cv);
+	} else if (!cancelled && j->stream) {
+		sse_chunk(j, pc->index, text, len, NULL, 0);
+		pthread_cond_broadcast(&j->cv);
+	}
+	pthread_mutex_unlock(&j->mu);
+	return cancelled;
+}
+
+static void run_job(struct ftk_infer *e, struct job *j)
+{
+	struct ftk_infer_result res = FTK_INFER_RESULT_INIT;
+	struct ftk_error err;
+	cJSON *choices = cJSON_CreateArray();
+	int rc = 0;
+	const cJSON *msgs = cJSON_GetObjectItemCaseSensitive(j->req, "messages");
+	const cJSON *tools = cJSON_GetObjectItemCaseSensitive(j->req, "tools");
+	const char *prompt = ftk_json_get_str(j->req, "prompt");
+	if (tools && !cJSON_IsArray(tools))
+		tools = NULL;
+	for (int i = 0; i < j->n && rc == 0; i++) {
+		struct piece_ctx pc = { j, i };
+		struct ftk_gen_opts g = j->g;
+		g.seed = j->g.seed + (uint64_t)i;
+		int room = ftk_infer_context(e);
+		if (g.max_tokens <= 0 || g.max_tokens > room)
+			g.max_tokens = room;
+		ftk_error_clear(&err);
+		if (j->chat)
+			rc = ftk_infer_chat(e, msgs, tools, &g, j->stop, j->n_stop, on_piece, &pc,
+					    &res, &err);
+		else
+			rc = ftk_infer_text(e, prompt, &g, j->stop, j->n_stop, on_piece, &pc, &res,
+					    &err);
+		pthread_mutex_lock(&j->mu);
+		if (rc < 0) {
+			j->status = rc == FTK_ELIMIT || rc == FTK_EDATA || rc == FTK_EUSAGE ? 400 : 500;
+			if (!j->started) {
+				error_body(&j->out, err.msg, "invalid_request_error",
+					   j->chat ? "messages" : "prompt",
+					   rc == FTK_ELIMIT ? "context_length_exceeded" : NULL);
+			}
+		} else {
+			j->prompt_tokens = res.prompt_tokens;
+			j->completion_tokens += res.completion_tokens;
+			if (j->stream)
+				sse_chunk(j, i, NULL, 0, res.finish_reason, 0);
+			cJSON *c = cJSON_CreateObject();
+			cJSON_AddNumberToObject(c, "index", i);
+			if (j->chat) {
+				cJSON *m = cJSON_AddObjectToObject(c, "message");
+				cJSON_AddStringToObject(m, "role", "assistant");
+				cJSON_AddStringToObject(m, "content", res.text.buf);
+			} else {
+				cJSON_AddStringToObject(c, "text", res.text.buf);
+			}
+			cJSON_AddStringToObject(c, "finish_reason", res.finish_reason);
+			cJSON_AddItemToArray(choices, c);
+		}
+		j->started = 1;
+		pthread_cond_broadcast(&j->cv);
+		int cancelled = j->cancelled;
+		pthread_mutex_unlock(&j->mu);
+		if (cancelled)
+			break;
+	}
+	pthread_mutex_lock(&j->mu);
+	if (!j->status && !j->stream) {
+		cJSON *o = cJSON_CreateObject();
+		cJSON_AddStringToObject(o, "id", j->id);
+		cJSON_AddStringToObject(o, "object", j->chat ? "chat.completion" : "text_completion");
+		cJSON_AddNumberToObject(o, "created", (double)j->created);
+		cJSON_AddStringToObject(o, "model", S.models[j->model].name);
+		cJSON_AddItemToObject(o, "choices", choices);
+		choices = NULL;
+		cJSON *u = cJSON_AddObjectToObject(o, "usage");
+		cJSON_AddNumberToObject(u, "prompt_tokens", j->prompt_tokens);
+		cJSON_AddNumberToObject(u, "completion_tokens", j->completion_tokens);
+		cJSON_AddNumberToObject(u, "total_tokens", j->prompt_tokens + j->completion_tokens);
+		strbuf_reset(&j->out);
+		ftk_json_print(&j->out, o);
+		cJSON_Delete(o);
+	} else if (!j->status && j->stream) {
+		strbuf_addstr(&j->out, "data: [DONE]\n\n");
+	}
+	j->done = 1;
+	pthread_cond_broadcast(&j->cv);
+	pthread_mutex_unlock(&j->mu);
+	cJSON_Delete(choices);
+	ftk_infer_result_release(&res);
+}
+
+static void *worker_main(void *arg)
+{
+	int w = (int)(long)arg;
+	for (;;) {
+		pthread_mutex_lock(&S.mu);
+		while (!S.head && !S.stopping)
+			pthread_cond_wait(&S.cv, &S.mu);
+		if (!S.head) {
+			pthread_mutex_unlock(&S.mu);
+			return NULL;
+		}
+		struct job *j = S.head;
+		S.head = j->next;
+		if (!S.head)
+			S.tail = NULL;
+		S.queued--;
+		pthread_mutex_unlock(&S.mu);
+		if (j->cancelled) {
+			pthread_mutex_lock(&j->mu);
+			j->done = j->started = 1;
+			pthread_cond_broadcast(&j->cv);
+			pthread_mutex_unlock(&j->mu);
+		} else {
+			run_job(S.engines[w][j->model], j);
+		}
+		job_unref(j);
+	}
+}
+
+/* ------------------------------------------------------------ HTTP side */
+
+struct conn {
+	struct strbuf body;
+	int too_big;
+	double t0;
+};
+
+static void access_log(struct MHD_Connection *c, const char *method, const char *url,
+		       int status, int pt, int ct, double t0)
+{
+	if (S.quiet)
+		return;
+	char addr[64] = "-";
+	const union MHD_ConnectionInfo *ci =
+		MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	if (ci && ci->client_addr && ci->client_addr->sa_family == AF_INET) {
+		const struct sockaddr_in *sin = (const struct sockaddr_in *)ci->client_addr;
+		const unsigned char *b = (const unsigned char *)&sin->sin_addr;
+		snprintf(addr, sizeof(addr), "%u.%u.%u.%u", b[0], b[1], b[2], b[3]);
+	}
+	fprintf(stderr, "ftk-serve: %s %s %s %d tokens=%d+%d %.3fs\n", addr, method, url, status,
+		pt, ct, now() - t0);
+}
+
+static enum MHD_Result reply(struct MHD_Connection *c, int status, const char *body, size_t len,
+			     const char *ctype)
+{
+	struct MHD_Response *r = MHD_create_response_from_buffer(len, (void *)body,
+								 MHD_RESPMEM_MUST_COPY);
+	MHD_add_response_header(r, "Content-Type", ctype);
+	enum MHD_Result rc = MHD_queue_response(c, (unsigned)status, r);
+	MHD_destroy_response(r);
+	return rc;
+}
+
+static enum MHD_Result reply_error(struct MHD_Connection *c, const char *method, const char *url,
+				   double t0, int status, const char *msg, const char *type,
+				   const char *param, const char *code)
+{
+	struct strbuf sb = STRBUF_INIT;
+	error_body(&sb, msg, type, param, code);
+	enum MHD_Result rc = reply(c, status, sb.buf, sb.len, "application/json");
+	strbuf_release(&sb);
+	access_log(c, method, url, status, 0, 0, t0);
+	return rc;
+}
+
+static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	struct job *j = cls;
+	(void)pos;
+	pthread_mutex_lock(&j->mu);
+	while (j->sent == j->out.len && !j->done)
+		pthread_cond_wait(&j->cv, &j->mu);
+	ssize_t n;
+	if (j->sent == j->out.len) {
+		n = MHD_CONTENT_READER_END_OF_STREAM;
+	} else {
+		size_t k = j->out.len - j->sent;
+		if (k > max)
+			k = max;
+		memcpy(buf, j->out.buf + j->sent, k);
+		j->sent += k;
+		n = (ssize_t)k;
+	}
+	pthread_mutex_unlock(&j->mu);
+	return n;
+}
+
+static void stream_free(void *cls)
+{
+	struct job *j = cls;
+	pthread_mutex_lock(&j->mu);
+	if (!j->done)
+		j->cancelled = 1;	/* the client went away: free the worker */
+	pthread_mutex_unlock(&j->mu);
+	if (!S.quiet)
+		fprintf(stderr, "ftk-serve: stream %s %s after %d tokens, %.3fs\n", j->id,
+			j->done ? "finished" : "cancelled", j->completion_tokens, now() - j->t0);
+	job_unref(j);
+}
+
+static int find_model(const char *name)
+{
+	for (int i = 0; i < S.n_models; i++)
+		if (!strcmp(S.models[i].name, name))
+			return i;
+	return -1;
+}
+
+/* Check the request and fill the job's options.  Returns 0 or fills msg/param. */
+static int parse_request(struct job *j, const char **msg, const char **param, const char **code,
+			 int *status)
+{
+	static char buf[256];
+	cJSON *r = j->req;
+	*status = 400;
+	*code = NULL;
+	const cJSON *model = cJSON_GetObjectItemCaseSensitive(r, "model");
+	if (!cJSON_IsString(model)) {
+		*msg = model ? "model must be a string" : "you must provide a model parameter";
+		*param = "model";
+		return -1;
+	}
+	j->model = find_model(model->valuestring);
+	if (j->model < 0) {
+		snprintf(buf, sizeof(buf), "the model '%s' does not exist", model->valuestring);
+		*msg = buf;
+		*param = "model";
+		*code = "model_not_found";
+		*status = 404;
+		return -1;
+	}
+	if (j->chat) {
+		const cJSON *m = cJSON_GetObjectItemCaseSensitive(r, "messages");
+		if (!cJSON_IsArray(m) || !m->child) {
+			*msg = m ? "messages must be a non-empty array" : "you must provide messages";
+			*param = "messages";
+			return -1;
+		}
+		const cJSON *x;
+		cJSON_ArrayForEach(x, m) {
+			if (!cJSON_IsObject(x) || !cJSON_IsString(cJSON_GetObjectItemCaseSensitive(x, "role"))) {
+				*msg = "each message must be an object with a string role";
+				*param = "messages";
+				return -1;
+			}
+		}
+	} else if (!ftk_json_get_str(r, "prompt")) {
+		*msg = "you must provide a string prompt";
+		*param = "prompt";
+		return -1;
+	}
+	ftk_gen_opts_default(&j->g);
+	j->g.temperature = 1.0f;	/* OpenAI's default */
+	j->g.max_tokens = 0;
+	j->n = 1;
+	struct { const char *k; int kind; } nums[] = {
+		{ "temperature", 0 }, { "top_p", 1 }, { "max_tokens", 2 },
+		{ "max_completion_tokens", 2 }, { "seed", 3 }, { "n", 4 }, { "top_k", 5 },
+	};
+	for (size_t i = 0; i < FTK_ARRAY_SIZE(nums); i++) {
+		const cJSON *v = cJSON_GetObjectItemCaseSensitive(r, nums[i].k);
+		if (!v || cJSON_IsNull(v))
+			continue;
+		if (!cJSON_IsNumber(v)) {
+			snprintf(buf, sizeof(buf), "%s must be a number", nums[i].k);
+			*msg = buf;
+			*param = nums[i].k;
+			return -1;
+		}
+		double d = v->valuedouble;
+		int bad = 0;
+		switch (nums[i].kind) {
+		case 0: bad = d < 0 || d > 2; j->g.temperature = (float)d; break;
+		case 1: bad = d <= 0 || d > 1; j->g.top_p = (float)d; break;
+		case 2: bad = d < 1 || d > 1e6; j->g.max_tokens = (int)d; break;
+		case 3: j->g.seed = (uint64_t)(int64_t)d; break;
+		case 4: bad = d < 1 || d > 16; j->n = (int)d; break;
+		case 5: bad = d < 0; j->g.top_k = (int)d; break;
+		}
+		if (bad) {
+			snprintf(buf, sizeof(buf), "%s is out of range", nums[i].k);
+			*msg = buf;
+			*param = nums[i].k;
+			return -1;
+		}
+	}
+	const cJSON *stop = cJSON_GetObjectItemCaseSensitive(r, "stop");
+	if (cJSON_IsString(stop)) {
+		j->stop[j->n_stop++] = stop->valuestring;
+	} else if (cJSON_IsArray(stop)) {
+		const cJSON *s;
+		cJSON_ArrayForEach(s, stop) {
+			if (!cJSON_IsString(s) || j->n_stop == MAX_STOP) {
+				*msg = "stop must be a string or up to 4 strings";
+				*param = "stop";
+				return -1;
+			}
+			j->stop[j->n_stop++] = s->valuestring;
+		}
+	} else if (stop && !cJSON_IsNull(stop)) {
+		*msg = "stop must be a string or up to 4 strings";
+		*param = "stop";
+		return -1;
+	}
+	const cJSON *st = cJSON_GetObjectItemCaseSensitive(r, "stream");
+	j->stream = cJSON_IsTrue(st);
+	return 0;
+}
+
+static int authorized(struct MHD_Connection *c)
+{
+	if (!S.api_key)
+		return 1;
+	const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+	return h && !strncmp(h, "Bearer ", 7) && !strcmp(h + 7, S.api_key);
+}
+
+static enum MHD_Result handle_completion(struct MHD_Connection *c, const char *method,
+					 const char *url, struct conn *cn, int chat)
+{
+	struct ftk_error err;
+	cJSON *req = NULL;
+	if (cn->too_big)
+		return reply_error(c, method, url, cn->t0, 413, "the request body is too large",
+				   "invalid_request_error", NULL, NULL);
+	if (ftk_json_parse_object(cn->body.buf, cn->body.len, &req, &err) < 0) {
+		char m[900];
+		snprintf(m, sizeof(m), "the body is not a JSON object: %s", err.msg);
+		return reply_error(c, method, url, cn->t0, 400, m, "invalid_request_error", NULL, NULL);
+	}
+	struct job *j = xcalloc(1, sizeof(*j));
+	pthread_mutex_init(&j->mu, NULL);
+	pthread_cond_init(&j->cv, NULL);
+	strbuf_init(&j->out, 0);
+	j->req = req;
+	j->chat = chat;
+	j->refs = 2;
+	j->t0 = cn->t0;
+	j->created = (long)time(NULL);
+	const char *msg, *param, *code;
+	int status;
+	if (parse_request(j, &msg, &param, &code, &status) < 0) {
+		enum MHD_Result rc = reply_error(c, method, url, cn->t0, status, msg,
+						 "invalid_request_error", param, code);
+		j->refs = 1;
+		job_unref(j);
+		return rc;
+	}
+	pthread_mutex_lock(&S.mu);
+	if (S.queued >= S.queue_max) {
+		pthread_mutex_unlock(&S.mu);
+		j->refs = 1;
+		job_unref(j);
+		return reply_error(c, method, url, cn->t0, 503, "the server is busy: try again later",
+				   "server_error", NULL, "overloaded");
+	}
+	snprintf(j->id, sizeof(j->id), "%s-%ld", chat ? "chatcmpl" : "cmpl", ++S.next_id);
+	if (S.tail)
+		S.tail->next = j;
+	else
+		S.head = j;
+	S.tail = j;
+	S.queued++;
+	pthread_cond_signal(&S.cv);
+	pthread_mutex_unlock(&S.mu);
+
+	pthread_mutex_lock(&j->mu);
+	while (j->stream ? !j->started && !j->done : !j->done)
+		pthread_cond_wait(&j->cv, &j->mu);
+	int st = j->status;
+	pthread_mutex_unlock(&j->mu);
+	enum MHD_Result rc;
+	if (st) {
+		/* failed before anything was sent: a plain error response */
+		pthread_mutex_lock(&j->mu);
+		while (!j->done)
+			pthread_cond_wait(&j->cv, &j->mu);
+		pthread_mutex_unlock(&j->mu);
+		rc = reply(c, st, j->out.buf, j->out.len, "application/json");
+		access_log(c, method, url, st, 0, 0, cn->t0);
+		job_unref(j);
+	} else if (j->stream) {
+		struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096,
+									   stream_reader, j,
+									   stream_free);
+		MHD_add_response_header(r, "Content-Type", "text/event-stream");
+		MHD_add_response_header(r, "Cache-Control", "no-cache");
+		rc = MHD_queue_response(c, 200, r);
+		MHD_destroy_response(r);
+		access_log(c, method, url, 200, j->prompt_tokens, 0, cn->t0);
+	} else {
+		rc = reply(c, 200, j->out.buf, j->out.len, "application/json");
+		access_log(c, method, url, 200, j->prompt_tokens, j->completion_tokens, cn->t0);
+		job_unref(j);
+	}
+	return rc;
+}
+
+static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *url,
+			       const char *method, const char *version, const char *upload,
+			       size_t *upload_size, void **con_cls)
+{
+	struct conn *cn = *con_cls;
+	(void)cls;
+	(void)version;
+	if (!cn) {
+		cn = xcalloc(1, sizeof(*cn));
+		strbuf_init(&cn->body, 0);
+		cn->t0 = now();
+		*con_cls = cn;
+		return MHD_YES;
+	}
+	if (*upload_size) {
+		if (cn->body.len + *upload_size > (64u << 20))
+			cn->too_big = 1;
+		else
+			strbuf_add(&cn->body, upload, *upload_size);
+		*upload_size = 0;
+		return MHD_YES;
+	}
+	int is_get = !strcmp(method, "GET"), is_post = !strcmp(method, "POST");
+	if (!strcmp(url, "/health")) {
+		if (!is_get)
+			return reply_error(c, method, url, cn->t0, 405, "use GET", "invalid_request_error", NULL, NULL);
+		static const char ok[] = "{\"status\":\"ok\"}";
+		access_log(c, method, url, 200, 0, 0, cn->t0);
+		return reply(c, 200, ok, sizeof(ok) - 1, "application/json");
+	}
+	if (!authorized(c))
+		return reply_error(c, method, url, cn->t0, 401, "missing or wrong API key",
+				   "invalid_request_error", NULL, "invalid_api_key");
+	if (!strcmp(url, "/v1/models")) {
+		if (!is_get)
+			return reply_error(c, method, url, cn->t0, 405, "use GET", "invalid_request_error", NULL, NULL);
+		cJSON *o = cJSON_CreateObject(), *d;
+		cJSON_AddStringToObject(o, "object", "list");
+		d = cJSON_AddArrayToObject(o, "data");
+		for (int i = 0; i < S.n_models; i++) {
+			cJSON *m = cJSON_CreateObject();
+			cJSON_AddStringToObject(m, "id", S.models[i].name);
+			cJSON_AddStringToObject(m, "object", "model");
+			cJSON_AddNumberToObject(m, "created", 0);
+			cJSON_AddStringToObject(m, "owned_by", "ftk");
+			if (S.models[i].adapter)
+				cJSON_AddStringToObject(m, "adapter", S.models[i].adapter);
+			cJSON_AddItemToArray(d, m);
+		}
+		struct strbuf sb = STRBUF_INIT;
+		ftk_json_print(&sb, o);
+		cJSON_Delete(o);
+		enum MHD_Result rc = reply(c, 200, sb.buf, sb.len, "application/json");
+		strbuf_release(&sb);
+		access_log(c, method, url, 200, 0, 0, cn->t0);
+		return rc;
+	}
+	int chat = !strcmp(url, "/v1/chat/completions");
+	if (chat || !strcmp(url, "/v1/completions")) {
+		if (!is_post)
+			return reply_error(c, method, url, cn->t0, 405, "use POST", "invalid_request_error", NULL, NULL);
+		return handle_completion(c, method, url, cn, chat);
+	}
+	char m[600];
+	snprintf(m, sizeof(m), "no such path: %s", url);
+	return reply_error(c, method, url, cn->t0, 404, m, "invalid_request_error", NULL, "not_found");
+}
+
+static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
+		      enum MHD_RequestTerminationCode toe)
+{
+	struct conn *cn = *con_cls;
+	(void)cls;
+	(void)c;
+	(void)toe;
+	if (cn) {
+		strbuf_release(&cn->body);
+		free(cn);
+		*con_cls = NULL;
+	}
+}
+
+static void on_signal(int sig)
+{
+	got_signal = sig;
+}
+
+int cmd_serve(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "quiet", no_argument, NULL, 'q' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, FTK_OPT_VERSION },
+		{ "model", required_argument, NULL, OPT_MODEL },
+		{ "name", required_argument, NULL, OPT_NAME },
+		{ "adapter", required_argument, NULL, OPT_ADAPTER },
+		{ "host", required_argument, NULL, OPT_HOST },
+		{ "port", required_argument, NULL, OPT_PORT },
+		{ "port-file", required_argument, NULL, OPT_PORT_FILE },
+		{ "workers", required_argument, NULL, OPT_WORKERS },
+		{ "queue", required_argument, NULL, OPT_QUEUE },
+		{ "quant", required_argument, NULL, OPT_QUANT },
+		{ "ctx", required_argument, NULL, OPT_CTX },
+		{ "api-key-env", required_argument, NULL, OPT_API_KEY_ENV },
+		{ 0 }
+	};
+	struct ftk_tool t;
+	struct ftk_error err;
+	const char *name = NULL, *host = "127.0.0.1", *port_file = NULL;
+	long port = 8000;
+	int c;
+	ftk_tool_init(&t, "ftk-serve", usage);
+	memset(&S, 0, sizeof(S));
+	S.n_workers = 1;
+	S.queue_max = 64;
+	S.n_models = 1;	/* slot 0 is the base */
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'q': S.quiet = 1; break;
+		case 'h': case FTK_OPT_VERSION: case '?': ftk_tool_opt(&t, c, optarg); break;
+		case OPT_MODEL: S.model_dir = optarg; break;
+		case OPT_NAME: name = optarg; break;
+		case OPT_ADAPTER: {
+			const char *eq = strchr(optarg, '=');
+			if (!eq || eq == optarg || !eq[1])
+				ftk_tool_usage_error(&t, "--adapter needs NAME=DIR, not '%s'", optarg);
+			if (S.n_models == MAX_MODELS)
+				ftk_tool_usage_error(&t, "at most %d adapters", MAX_MODELS - 1);
+			S.models[S.n_models].name = xstrndup(optarg, (size_t)(eq - optarg));
+			S.models[S.n_models].adapter = eq + 1;
+			S.n_models++;
+			break;
+		}
+		case OPT_HOST: host = optarg; break;
+		case OPT_PORT: port = ftk_tool_parse_long(&t, "--port", optarg, 0, 65535); break;
+		case OPT_PORT_FILE: port_file = optarg; break;
+		case OPT_WORKERS: S.n_workers = (int)ftk_tool_parse_long(&t, "--workers", optarg, 1, 64); break;
+		case OPT_QUEUE: S.queue_max = (int)ftk_tool_parse_long(&t, "--queue", optarg, 1, 100000); break;
+		case OPT_QUANT:
+			if (!strcmp(optarg, "nf4"))
+				S.quant_nf4 = 1;
+			else if (strcmp(optarg, "none"))
+				ftk_tool_usage_error(&t, "--quant is nf4 or none, not '%s'", optarg);
+			break;
+		case OPT_CTX: S.ctx = (int)ftk_tool_parse_long(&t, "--ctx", optarg, 1, 1 << 20); break;
+		case OPT_API_KEY_ENV: {
+			const char *k = getenv(optarg);
+			if (!k || !*k)
+				ftk_tool_usage_error(&t, "the environment variable '%s' is not set", optarg);
+			S.api_key = k;
+			break;
+		}
+		default: ftk_tool_usage_error(&t, NULL);
+		}
+	}
+	if (!S.model_dir)
+		ftk_tool_usage_error(&t, "--model DIR is required");
+	if (optind < argc)
+		ftk_tool_usage_error(&t, "unexpected argument '%s'", argv[optind]);
+	if (!name) {
+		const char *s = S.model_dir + strlen(S.model_dir);
+		while (s > S.model_dir && s[-1] == '/')
+			s--;
+		const char *b = s;
+		while (b > S.model_dir && b[-1] != '/')
+			b--;
+		S.models[0].name = xstrndup(b, (size_t)(s - b));
+	} else {
+		S.models[0].name = xstrdup(name);
+	}
+	for (int i = 1; i < S.n_models; i++)
+		if (find_model(S.models[i].name) != i)
+			ftk_tool_usage_error(&t, "the name '%s' is used twice", S.models[i].name);
+
+	const char *delay = getenv("FTK_TEST_TOKEN_DELAY_MS");
+	token_delay_ms = delay ? atol(delay) : 0;
+	S.engines = xcalloc((size_t)S.n_workers, sizeof(*S.engines));
+	for (int w = 0; w < S.n_workers; w++) {
+		S.engines[w] = xcalloc((size_t)S.n_models, sizeof(**S.engines));
+		for (int i = 0; i < S.n_models; i++) {
+			struct ftk_infer_opts io = { S.model_dir, S.models[i].adapter, S.quant_nf4, S.ctx,
+						     NULL };
+			if (ftk_infer_open(&S.engines[w][i], &io, &err) < 0) {
+				char buf[1200];
+				die("cannot load '%s'%s%s: %s", S.model_dir, S.models[i].adapter ? " with " : "",
+				    S.models[i].adapter ? S.models[i].adapter : "",
+				    ftk_error_format(&err, buf, sizeof(buf)));
+			}
+		}
+	}
+	pthread_mutex_init(&S.mu, NULL);
+	pthread_cond_init(&S.cv, NULL);
+	pthread_t *th = xcalloc((size_t)S.n_workers, sizeof(*th));
+	for (int w = 0; w < S.n_workers; w++)
+		pthread_create(&th[w], NULL, worker_main, (void *)(long)w);
+
+	struct sockaddr_in sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sin_family = AF_INET;
+	sa.sin_port = htons((uint16_t)port);
+	if (inet_pton(AF_INET, host, &sa.sin_addr) != 1)
+		ftk_tool_usage_error(&t, "--host must be an IPv4 address, not '%s'", host);
+	signal(SIGPIPE, SIG_IGN);
+	struct MHD_Daemon *d = MHD_start_daemon(
+		MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG,
+		(uint16_t)port, NULL, NULL, handler, NULL,
+		MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+		MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
+		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)600,
+		MHD_OPTION_END);
+	if (!d)
+		die("cannot listen on %s:%ld: %s", host, port, strerror(errno));
+	const union MHD_DaemonInfo *di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
+	unsigned bound = di ? di->port : (unsigned)port;
+	if (port_file) {
+		char tmp[4096];
+		snprintf(tmp, sizeof(tmp), "%s.tmp", port_file);
+		FILE *f = fopen(tmp, "w");
+		if (!f || fprintf(f, "%u\n", bound) < 0 || fclose(f) != 0 || rename(tmp, port_file) < 0)
+			die("cannot write '%s': %s", port_file, strerror(errno));
+	}
+	fprintf(stderr, "ftk-serve: listening on http://%s:%u (%d model%s, %d worker%s)\n", host, bound,
+		S.n_models, S.n_models > 1 ? "s" : "", S.n_workers, S.n_workers > 1 ? "s" : "");
+	struct sigaction act;
+	memset(&act, 0, sizeof(act));
+	act.sa_handler = on_signal;
+	sigaction(SIGINT, &act, NULL);
+	sigaction(SIGTERM, &act, NULL);
+	while (!got_signal)
+		pause();
+	fprintf(stderr, "ftk-serve: shutting down\n");
+	MHD_stop_daemon(d);
+	pthread_mutex_lock(&S.mu);
+	S.stopping = 1;
+	pthread_cond_broadcast(&S.cv);
+	pthread_mutex_unlock(&S.mu);
+	for (int w = 0; w < S.n_workers; w++)
+		pthread_join(th[w], NULL);
+	for (int w = 0; w < S.n_workers; w++) {
+		for (int i = 0; i < S.n_models; i++)
+			ftk_infer_free(S.engines[w][i]);
+		free(S.engines[w]);
+	}
+	free(S.engines);
+	free(th);
+	for (int i = 0; i < S.n_models; i++)
+		free(S.models[i].name);
+	ftk_tool_release(&t);
+	return 0;
+}
