@@ -55,17 +55,17 @@ for i in 0 1 2 3; do
 	rm -f "$DIR/shard.jsonl"
 done
 
-# peak RSS in KB of a command
+# peak RSS in KB, wall seconds and CPU seconds of a command
 rss() {
-	/usr/bin/time -f "%M %e" -o "$DIR/time.txt" sh -c "$*" > /dev/null 2> "$DIR/err.txt" ||
+	/usr/bin/time -f "%M %e %U %S" -o "$DIR/time.txt" sh -c "$*" > /dev/null 2> "$DIR/err.txt" ||
 		{ cat "$DIR/err.txt" >&2; exit 1; }
 	cat "$DIR/time.txt"
 }
 echo "cores: $(nproc); load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 set -- $(rss "'$BIN/ftk-dedupe' -q --merge -o '$DIR/remove-small.jsonl' '$DIR'/n$N-small-[0-3].sig")
-small_kb=$1 small_s=$2
+small_kb=$1 small_s=$2 small_cpu=$(echo "$3 $4" | awk '{ print $1 + $2 }')
 set -- $(rss "'$BIN/ftk-dedupe' -q --merge -o '$DIR/remove.jsonl' '$DIR'/n$N-[0-3].sig")
-big_kb=$1 big_s=$2
+big_kb=$1 big_s=$2 big_cpu=$(echo "$3 $4" | awk '{ print $1 + $2 }')
 # awk on a quarter of the records and on a fortieth: the same growth measure
 head -n $((q / 10)) "$DIR/awk-quarter.jsonl" > "$DIR/awk-small.jsonl"
 set -- $(rss "awk '!seen[\$0]++' '$DIR/awk-quarter.jsonl'")
@@ -74,11 +74,14 @@ set -- $(rss "awk '!seen[\$0]++' '$DIR/awk-small.jsonl'")
 awk_small_kb=$1
 removed=$(wc -l < "$DIR/remove.jsonl")
 awk -v N="$N" -v S="$SMALL" -v b="$big_kb" -v s="$small_kb" -v bs="$big_s" -v ss="$small_s" \
-    -v q="$q" -v a="$awk_kb" -v as="$awk_small_kb" -v rm="$removed" 'BEGIN {
+    -v q="$q" -v a="$awk_kb" -v as="$awk_small_kb" -v rm="$removed" \
+    -v bc="$big_cpu" -v sc="$small_cpu" 'BEGIN {
 	per = (b - s) * 1024 / (N - S)
 	aper = (a - as) * 1024 / (q - q / 10)
-	printf "merge, %d records: %.0f MB peak RSS in %.1f s; %d records: %.0f MB in %.1f s; %d to remove\n",
-		N, b / 1024, bs, S, s / 1024, ss, rm
+	printf "merge, %d records: %.0f MB peak RSS, %.1f s (%.1f CPU-s); %d records: %.0f MB, %.1f s (%.1f CPU-s); %d to remove\n",
+		N, b / 1024, bs, bc, S, s / 1024, ss, sc, rm
+	printf "merge: %.2f CPU-microseconds a record (growth from %d to %d records)\n",
+		(bc - sc) * 1e6 / (N - S), S, N
 	printf "merge: %.0f bytes a record (growth from %d to %d records); the model: 208 (40 + 14 bands x 12)\n",
 		per, S, N
 	printf "merge, measured / model: %.2f\n", per / 208
