@@ -25,7 +25,9 @@
 # The job ids go to $FTK_WORK/jobs.env (split=ID, prep=ID, ...) and standard
 # output; each job's log to $FTK_WORK/logs/; the settings to
 # $FTK_WORK/pipeline.env (resubmit.sh reads them).  ftk must be on PATH on the
-# nodes.  docs/scale.md explains every stage and how to recover from a failure.
+# nodes, and this folder visible to them (the stage scripts source common.sh
+# from it, as FTK_SLURM); paths must not contain spaces.  docs/scale.md
+# explains every stage and how to recover from a failure.
 set -euo pipefail
 : "${FTK_WORK:?}" "${FTK_INPUT:?}" "${FTK_MODEL:?}" "${FTK_SUITE:?}"
 export FTK_SLURM=${FTK_SLURM:-$(cd "$(dirname "$0")" && pwd)}
