@@ -6,7 +6,7 @@
 #   make check SAN=1   the same under AddressSanitizer + UBSan (in $(O)/san)
 #   make demo       run the whole pipeline on the bundled samples
 #   make deps       install the Debian/Ubuntu packages the build needs
-#   make install PREFIX=/usr/local
+#   make install PREFIX=/usr/local   (programs, man pages, bash and zsh completion)
 #   make fuzz       build and run the libFuzzer targets (clang)
 #
 # Layout: every part of the pipeline is a folder.  In each folder, cmd_<verb>.c
@@ -35,7 +35,7 @@ CC ?= cc
 NPROC ?= $(shell nproc 2>/dev/null || echo 2)
 PAR = $(if $(filter -j%,$(MAKEFLAGS)),,-j$(NPROC))
 OPT ?= -O2
-PKGS := libcjson libzstd libpcre2-8 libutf8proc libcurl libxxhash libcrypto
+PKGS := libcjson libzstd libpcre2-8 libutf8proc libcurl libxxhash libcrypto yaml-0.1
 CFLAGS_PKG := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LIBS_PKG := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 BLAS_CFLAGS := $(shell pkg-config --cflags openblas 2>/dev/null)
@@ -114,7 +114,8 @@ cuda: $(CUDA_OBJS)
 $(B)/model/libftkcuda.so: model/backend_cuda.cu model/backend.h model/ops.h \
   model/optim_ops.h model/nf4.h model/flash_kernels.h
 	@mkdir -p $(dir $@)
-	$(NVCC) $(NVCC_FLAGS) -shared -cudart shared -o $@ $< -L$(CUDA_HOME)/lib64 -lcublas
+	$(NVCC) $(NVCC_FLAGS) -shared -cudart shared -o $@ $< -L$(CUDA_HOME)/lib64 -lcublas \
+	  -Xlinker -rpath,$(CUDA_HOME)/lib64 -Xlinker -rpath,'$$ORIGIN'
 
 $(B)/tests/ops_shared_cu.o: tests/unit/ops_shared.cu model/ops.h model/optim_ops.h
 	@mkdir -p $(dir $@)
@@ -186,14 +187,22 @@ check-run: $(PROGRAMS) $(UNIT_BIN) $(CUDA_OBJS)
 	@FTK_BIN=$(abspath $(BIN)) FTK_BUILD=$(abspath $(B)) SAN=$(SAN) T='$(T)' \
 	  sh tests/run.sh $(abspath $(UNIT_BIN))
 
-# The CUDA selftest: every CUDA op and a QLoRA step against the CPU backend.
+# The CUDA selftest: every CUDA op and a QLoRA step against the CPU backend,
+# then the dev/cuda programs' validation (FTK_DEV_QUICK: small sizes, no timing)
+# built for the GPU at hand.
+DEV_CUDA_ARCH ?= -arch=native
+DEV_CUDA_PROGS := rmsnorm_forward nf4_dequant adamw crossentropy nf4_matmul attention rows
 check-gpu: $(PROGRAMS) $(CUDA_OBJS)
 	@$(BIN)/ftk-train --selftest
+	@$(MAKE) --no-print-directory -C dev/cuda O=$(abspath $(B))/dev-cuda ARCH="$(DEV_CUDA_ARCH)"
+	@fail=0; for p in $(DEV_CUDA_PROGS); do echo "== dev/cuda/$$p (quick)"; \
+	  FTK_DEV_QUICK=1 $(abspath $(B))/dev-cuda/$$p || fail=1; done; \
+	  if [ $$fail = 0 ]; then echo "dev/cuda: PASS"; else echo "dev/cuda: FAIL"; exit 1; fi
 
 # ---------------------------------------------------------------- other
 # slurm-wlm and munge: tests/cli/slurm-* start a private one-node Slurm;
 # libpmix-dev: Slurm's mpi_pmix plugin dlopens the unversioned libpmix.so.
-DEB_PKGS := build-essential pkg-config libcjson-dev libzstd-dev zstd libxxhash-dev \
+DEB_PKGS := build-essential pkg-config libcjson-dev libyaml-dev libzstd-dev zstd libxxhash-dev \
   libpcre2-dev libutf8proc-dev libcurl4-openssl-dev libssl-dev check libsubunit-dev \
   libopenblas-dev libmicrohttpd-dev libncurses-dev openmpi-bin libopenmpi-dev \
   jq tmux python3 clang bc curl libstemmer-dev chromium time \
@@ -208,9 +217,20 @@ demo:
 demo-run: all
 	@FTK_BIN=$(abspath $(BIN)) sh tools/demo.sh
 
+# Shell completion, made from the programs' own option tables (cli/completion.c).
+COMPLETIONS := $(B)/completion/ftk.bash $(B)/completion/_ftk
+$(B)/completion/ftk.bash: $(BIN)/ftk
+	@mkdir -p $(dir $@)
+	$(BIN)/ftk --completion bash > $@.tmp && mv $@.tmp $@
+$(B)/completion/_ftk: $(BIN)/ftk
+	@mkdir -p $(dir $@)
+	$(BIN)/ftk --completion zsh > $@.tmp && mv $@.tmp $@
+
 # The CUDA backend goes where the programs look for it (model/device.c:
 # ../lib/ftk/ beside bin/), when this build has it (see CUDA above).
-install: all
+BASHCOMPDIR = $(PREFIX)/share/bash-completion/completions
+ZSHCOMPDIR = $(PREFIX)/share/zsh/site-functions
+install: all $(COMPLETIONS)
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1
 	install -m 755 $(PROGRAMS) $(DESTDIR)$(PREFIX)/bin/
 	@if ls docs/man/*.1 >/dev/null 2>&1; then install -m 644 docs/man/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/; fi
@@ -219,6 +239,11 @@ install: all
 	  install -d $(DESTDIR)$(PREFIX)/lib/ftk && \
 	  install -m 755 $(B)/model/libftkcuda.so $(DESTDIR)$(PREFIX)/lib/ftk/; \
 	else echo "install: no CUDA backend in this build (make cuda, or CUDA=1, builds it)"; fi
+	install -d $(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(ZSHCOMPDIR)
+	install -m 644 $(B)/completion/ftk.bash $(DESTDIR)$(BASHCOMPDIR)/ftk
+	@# bash-completion loads a command's file by its name: ftk-<verb> shares ftk's
+	for v in $(VERBS); do ln -sf ftk $(DESTDIR)$(BASHCOMPDIR)/ftk-$$v; done
+	install -m 644 $(B)/completion/_ftk $(DESTDIR)$(ZSHCOMPDIR)/_ftk
 
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 fuzz:

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "cli/builtins.h"
+#include "cli/completion.h"
 #include "cli/tool.h"
 
 static void usage(FILE *fp)
@@ -27,6 +28,7 @@ static void usage(FILE *fp)
 
 int main(int argc, char **argv)
 {
+	ftk_tool_cleanup_install();
 	if (argc < 2) {
 		usage(stderr);
 		return FTK_EXIT_USAGE;
@@ -42,6 +44,14 @@ int main(int argc, char **argv)
 		}
 		usage(stdout);
 		return 0;
+	}
+	/* hidden: the completion scripts `make install` writes (cli/completion.c) */
+	if (!strcmp(verb, "--completion")) {
+		if (argc != 3 || ftk_completion_script(stdout, argv[2], ftk_builtins) < 0) {
+			fprintf(stderr, "usage: ftk --completion bash|zsh\n");
+			return FTK_EXIT_USAGE;
+		}
+		return fflush(stdout) == 0 ? 0 : FTK_EXIT_DATA;
 	}
 	if (!strcmp(verb, "--version")) {
 		printf("ftk %s\n", FTK_VERSION);
@@ -75,7 +85,16 @@ int main(int argc, char **argv)
 	argv[1] = prog;
 	execvp(prog, argv + 1);
 	if (errno == ENOENT) {
-		fprintf(stderr, "ftk: '%s' is not an ftk command. See 'ftk --help'.\n", verb);
+		const char *names[128];
+		size_t nn = 0, idx[8];
+		for (const struct ftk_builtin *b = ftk_builtins; b->name && nn < FTK_ARRAY_SIZE(names); b++)
+			names[nn++] = b->name;
+		size_t k = ftk_similar(verb, names, nn, idx, FTK_ARRAY_SIZE(idx), FTK_SIMILAR_COMMANDS);
+		fprintf(stderr, "ftk: '%s' is not an ftk command", verb);
+		for (size_t i = 0; i < k; i++)
+			fprintf(stderr, "%s'%s'", i ? ", " : k > 1 ? "; did you mean one of " : "; did you mean ",
+				names[idx[i]]);
+		fprintf(stderr, "%s See 'ftk --help'.\n", k ? "?" : ".");
 		return FTK_EXIT_USAGE;
 	}
 	fprintf(stderr, "ftk: cannot run '%s': %s\n", prog, strerror(errno));

@@ -8,6 +8,7 @@
  * ftk_tool_count and say so in their summary.
  */
 #include <errno.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "cli/tool.h"
+#include "lib/cleanup.h"
 #include "lib/json.h"
 #include "lib/ledger.h"
 
@@ -54,6 +56,39 @@ void warning(const char *fmt, ...)
 	va_end(ap);
 }
 
+static void on_fatal_signal(int sig)
+{
+	ftk_cleanup_run();
+	/* SA_RESETHAND restored the default action: die of the same signal */
+	raise(sig);
+}
+
+static void cleanup_at_exit(void)
+{
+	ftk_cleanup_run();
+}
+
+void ftk_tool_cleanup_install(void)
+{
+	static int done;
+	static const int sigs[] = { SIGINT, SIGTERM, SIGPIPE, SIGHUP };
+	if (done)
+		return;
+	done = 1;
+	atexit(cleanup_at_exit);
+	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
+		struct sigaction old, sa;
+		/* a signal the caller chose to ignore (nohup, a shell's &) stays ignored */
+		if (sigaction(sigs[i], NULL, &old) < 0 || old.sa_handler != SIG_DFL)
+			continue;
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_handler = on_fatal_signal;
+		sa.sa_flags = SA_RESETHAND;
+		sigemptyset(&sa.sa_mask);
+		sigaction(sigs[i], &sa, NULL);
+	}
+}
+
 static double mono_now(void)
 {
 	struct timespec ts;
@@ -72,6 +107,7 @@ void ftk_tool_init(struct ftk_tool *t, const char *name, const char *usage)
 	t->t_start = mono_now();
 	t->is_tty = isatty(2);
 	strbuf_init(&t->scratch, 0);
+	ftk_tool_cleanup_install();
 }
 
 int ftk_tool_opt(struct ftk_tool *t, int c, const char *arg)
@@ -100,35 +136,29 @@ int ftk_tool_opt(struct ftk_tool *t, int c, const char *arg)
 
 void ftk_tool_usage_error(struct ftk_tool *t, const char *fmt, ...)
 {
+	(void)t;
 	if (fmt) {
+		char msg[4096];
 		va_list ap;
 		va_start(ap, fmt);
-		vreport("", fmt, ap);
+		vsnprintf(msg, sizeof(msg), fmt, ap);
 		va_end(ap);
+		ftk_usage_error("%s", msg);
 	}
-	fprintf(stderr, "Try '%s --help' for more information.\n", t->name);
-	exit(FTK_EXIT_USAGE);
+	ftk_usage_error(NULL);
 }
 
 long ftk_tool_parse_long(struct ftk_tool *t, const char *opt, const char *s, long lo, long hi)
 {
-	char *end;
-	errno = 0;
-	long v = strtol(s, &end, 10);
-	if (!*s || *end || errno || v < lo || v > hi)
-		ftk_tool_usage_error(t, "%s needs an integer from %ld to %ld, not '%s'", opt, lo, hi, s);
-	return v;
+	(void)t;
+	return (long)ftk_opt_parse_integer(opt, s, lo, hi);
 }
 
 double ftk_tool_parse_double(struct ftk_tool *t, const char *opt, const char *s, double lo,
 			     double hi)
 {
-	char *end;
-	errno = 0;
-	double v = strtod(s, &end);
-	if (!*s || *end || errno || !(v >= lo && v <= hi))
-		ftk_tool_usage_error(t, "%s needs a number from %g to %g, not '%s'", opt, lo, hi, s);
-	return v;
+	(void)t;
+	return ftk_opt_parse_number(opt, s, lo, hi);
 }
 
 void ftk_tool_start(struct ftk_tool *t, int n_inputs, char **inputs)
@@ -142,6 +172,14 @@ void ftk_tool_start(struct ftk_tool *t, int n_inputs, char **inputs)
 	t->inputs = inputs;
 	t->n_inputs = n_inputs;
 	t->cur_input = -1;
+	/* a person who typed the command without a file would otherwise wait on a silent tool */
+	for (int i = 0; i < n_inputs; i++) {
+		if (!strcmp(inputs[i], "-") && isatty(0)) {
+			fprintf(stderr, "%s: reading records from the terminal (Ctrl-D ends; give a file "
+					"or pipe)\n", t->name);
+			break;
+		}
+	}
 	if (ftk_writer_open(&t->out, t->out_path, 0, &err) < 0)
 		die("%s", err.msg);
 	if (t->rejects_path && ftk_writer_open(&t->rejects, t->rejects_path, 0, &err) < 0)
@@ -256,6 +294,56 @@ int ftk_tool_next(struct ftk_tool *t, struct ftk_line *line)
 	}
 }
 
+void ftk_tool_hint(struct ftk_tool *t, const char *fmt, ...)
+{
+	va_list ap;
+	if (t->hint[0])
+		return;
+	va_start(ap, fmt);
+	vsnprintf(t->hint, sizeof(t->hint), fmt, ap);
+	va_end(ap);
+}
+
+/*
+ * A first line that does not parse as an object may be the start of a file in
+ * another shape: a JSON array ("[" or "[{...},...]") or one pretty-printed
+ * object ("{" alone on its line).  Say what reads it.
+ */
+static void hint_shape(struct ftk_tool *t, const struct ftk_line *line)
+{
+	const char *s = line->data, *e = line->data + line->len;
+	if (line->lineno > 1 || t->hint[0])
+		return;
+	while (s < e && (*s == ' ' || *s == '\t' || *s == '\r'))
+		s++;
+	while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r'))
+		e--;
+	const char *f = line->file;
+	int is_stdin = !strcmp(f, "-");
+	if (s < e && *s == '[') {
+		if (!strcmp(t->name, "ftk-convert"))
+			return;		/* it reads arrays: the array was malformed */
+		if (is_stdin)
+			ftk_tool_hint(t, "the input looks like a JSON array, not JSON Lines (one record "
+					 "per line): put 'ftk convert' first, it reads arrays");
+		else
+			ftk_tool_hint(t, "'%s' looks like a JSON array, not JSON Lines (one record per "
+					 "line): run 'ftk convert %s' first, it reads arrays", f, f);
+	} else if (e - s == 1 && *s == '{') {
+		if (is_stdin)
+			ftk_tool_hint(t, "the input looks like pretty-printed JSON (a record over several "
+					 "lines), not JSON Lines (one record per line): pipe it through "
+					 "'jq -c .' first");
+		else {
+			size_t n = strlen(f);
+			int json = n > 5 && !strcmp(f + n - 5, ".json");
+			ftk_tool_hint(t, "'%s' looks like pretty-printed JSON (a record over several "
+					 "lines), not JSON Lines (one record per line): rewrite it with "
+					 "'jq -c . %s > %.*s.jsonl'", f, f, (int)(json ? n - 5 : n), f);
+		}
+	}
+}
+
 cJSON *ftk_tool_parse(struct ftk_tool *t, const struct ftk_line *line)
 {
 	struct ftk_error err;
@@ -267,6 +355,7 @@ cJSON *ftk_tool_parse(struct ftk_tool *t, const struct ftk_line *line)
 		snprintf(t->last_error, sizeof(t->last_error), "%s", err.msg);
 		ftk_tool_reject(t, line, strstr(err.msg, "not a JSON object") ? "not-an-object"
 									: "invalid-json", x);
+		hint_shape(t, line);
 		return NULL;
 	}
 	return v;
@@ -434,6 +523,11 @@ int ftk_tool_finish(struct ftk_tool *t)
 				    (unsigned long long)t->counts[i].n);
 		fprintf(stderr, "%s\n", sb->buf);
 	}
+	if (t->hint[0])
+		fprintf(stderr, "%s: hint: %s\n", t->name, t->hint);
+	/* records were read and none passed: whatever the tool, that is not success */
+	if (t->n_in && t->n_rejected >= t->n_in)
+		t->failed = 1;
 
 	cJSON *st = cJSON_CreateObject();
 	cJSON_AddStringToObject(st, "tool", t->name);

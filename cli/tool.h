@@ -45,6 +45,7 @@
 #include "lib/err.h"
 #include "lib/stream.h"
 #include "lib/strbuf.h"
+#include "cli/parse-options.h"
 
 #define FTK_VERSION "0.1.0"
 
@@ -88,6 +89,25 @@ enum {
 	"      --version        show the version\n"                                 \
 	"Exit status: 0 success, 1 data problems or failure, 2 bad usage.\n"
 
+/*
+ * The common options as rows of a parse-options table (cli/parse-options.h),
+ * with their help; t is the struct ftk_tool they fill.  Put them last in a
+ * tool's table, before FTK_OPT_END().
+ */
+#define FTK_EXIT_STATUS_HELP "Exit status: 0 success, 1 data problems or failure, 2 bad usage.\n"
+#define FTK_OPT_TOOL_COMMON(t)                                                                  \
+	FTK_OPT_GROUP("Common options"),                                                        \
+	FTK_OPT_STRING('o', "output", &(t)->out_path, "FILE",                                   \
+		       "write records to FILE (.zst compresses) instead of stdout"),           \
+	FTK_OPT_STRING(0, "rejects", &(t)->rejects_path, "FILE",                                \
+		       "write every dropped record there, with its reason"),                   \
+	FTK_OPT_STRING(0, "stats", &(t)->stats_path, "FILE", "write the closing summary as JSON"), \
+	FTK_OPT_STRING(0, "ledger", &(t)->ledger_path, "FILE",                                  \
+		       "append a ledger entry for this run (default $FTK_LEDGER)"),            \
+	FTK_OPT_STRING(0, "run", &(t)->run, "NAME", "the run name for the ledger (default $FTK_RUN)"), \
+	FTK_OPT_FLAG('q', "quiet", &(t)->quiet, "no summary line on stderr"),                   \
+	FTK_OPT_HELP(), FTK_OPT_VERSION(), FTK_OPT_TEXT(FTK_EXIT_STATUS_HELP)
+
 struct ftk_count {
 	char *key;
 	uint64_t n;
@@ -127,6 +147,7 @@ struct ftk_tool {
 	cJSON *extra_stats;		/* tool-specific fields for --stats (owned) */
 
 	char last_error[800];	/* why ftk_tool_parse rejected the last line */
+	char hint[600];		/* what to run instead, said after the summary */
 	int failed;		/* a runtime error happened: exit 1 */
 	int fail_on_reject;	/* exit 1 when any record was rejected (ftk-validate) */
 	double t_start, t_progress;
@@ -143,7 +164,7 @@ void ftk_tool_init(struct ftk_tool *t, const char *name, const char *usage);
  */
 int ftk_tool_opt(struct ftk_tool *t, int c, const char *arg);
 
-/* "ftk-x: <msg>", a hint to run --help, exit 2.  msg may be NULL. */
+/* "ftk-x: <msg>", a hint to run --help, exit 2.  msg may be NULL (ftk_usage_error). */
 void ftk_tool_usage_error(struct ftk_tool *t, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3), noreturn));
 
@@ -187,12 +208,20 @@ void ftk_tool_reject(struct ftk_tool *t, const struct ftk_line *line, const char
 
 /*
  * Parse an integer option value in [lo, hi], or exit 2 with
- * "ftk-x: OPT needs an integer from LO to HI, not 'S'".
+ * "ftk-x: OPT needs an integer from LO to HI, not 'S'" (the wording of
+ * ftk_opt_parse_integer in cli/parse-options.h, which it calls).
  */
 long ftk_tool_parse_long(struct ftk_tool *t, const char *opt, const char *s, long lo, long hi);
 /* The same for a number in [lo, hi] ("OPT needs a number from LO to HI, not 'S'"). */
 double ftk_tool_parse_double(struct ftk_tool *t, const char *opt, const char *s, double lo,
 			     double hi);
+
+/*
+ * Say what to run instead, once, after the closing summary ("ftk-x: hint:
+ * ..."): the first hint given wins.  ftk_tool_parse gives one itself when an
+ * input looks like a JSON array or pretty-printed JSON.
+ */
+void ftk_tool_hint(struct ftk_tool *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Add n to a named counter (shown in the summary and --stats "counts"). */
 void ftk_tool_count(struct ftk_tool *t, const char *key, uint64_t n);
@@ -202,13 +231,24 @@ void ftk_tool_error_at(struct ftk_tool *t, const struct ftk_error *e);
 
 /*
  * Print the closing summary, write --stats and the ledger entry, close the
- * outputs.  Returns the exit code: 1 if a runtime error happened, or if
- * anything was rejected and t->fail_on_reject is set; else 0.
+ * outputs.  Returns the exit code: 1 if a runtime error happened, if records
+ * were read and every one was rejected (nothing passed), or if anything was
+ * rejected and t->fail_on_reject is set; else 0.
  */
 int ftk_tool_finish(struct ftk_tool *t);
 
 /* Free everything; ftk_tool_finish calls it. */
 void ftk_tool_release(struct ftk_tool *t);
+
+/*
+ * Remove registered temporaries (lib/cleanup.h) when the program is killed by
+ * SIGINT, SIGTERM, SIGPIPE or SIGHUP (then die of that signal as before) and
+ * when it exits, die() included.  A signal that is ignored on entry stays
+ * ignored.  Idempotent; every program's main and ftk_tool_init call it, and a
+ * program that installs its own handler afterwards (ftk-train's graceful
+ * stop) replaces it for that signal.
+ */
+void ftk_tool_cleanup_install(void);
 
 /* Print "ftk-x: msg" to stderr.  error() returns -1, die() exits 1. */
 int error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

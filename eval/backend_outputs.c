@@ -45,15 +45,23 @@ int eval_run_outputs(struct ctx *c, struct ftk_error *err)
 		unit_key(key, sizeof(key), k->id, u % c->K);
 		long at = smap_get(&by_key, key, -1);
 		struct answer a;
-		memset(&a, 0, sizeof(a));
-		strbuf_init(&a.text_buf, 0);
-		a.prompt_tokens = a.completion_tokens = -1;
+		answer_init(&a);
 		a.cached = 1;	/* nothing was spent on it now */
 		if (at < 0) {
 			snprintf(msg, sizeof(msg), "no output for this case in '%s'", c->o->outputs_path);
 			a.error = msg;
 		} else {
-			o = cJSON_GetArrayItem(outs, (int)at);
+			cJSON *line = cJSON_GetArrayItem(outs, (int)at);
+			a.invalid_utf8 = answer_repair_utf8(line->child);
+			o = line;
+			/* an ftk result repaired before keeps its defect */
+			const cJSON *d;
+			cJSON_ArrayForEach(d, cJSON_GetObjectItemCaseSensitive(o, "defects"))
+			{
+				const char *dk = ftk_json_get_str(d, "kind");
+				if (dk && !strcmp(dk, "invalid_utf8") && !a.invalid_utf8)
+					a.invalid_utf8 = 1;
+			}
 			const char *e = ftk_json_get_str(o, "error");
 			const cJSON *msgobj = cJSON_GetObjectItemCaseSensitive(o, "message");
 			const cJSON *ch = cJSON_GetObjectItemCaseSensitive(o, "choices");
@@ -74,9 +82,7 @@ int eval_run_outputs(struct ctx *c, struct ftk_error *err)
 						a.text = a.text_buf.buf;
 					}
 				}
-				const cJSON *tc = cJSON_GetObjectItemCaseSensitive(o, "tool_calls");
-				if (cJSON_IsArray(tc) && cJSON_GetArraySize(tc) > 0)
-					a.tool_calls = tc;
+				answer_set_tool_calls(&a, cJSON_GetObjectItemCaseSensitive(o, "tool_calls"));
 				a.finish_reason = ftk_json_get_str(o, "finish_reason");
 				const cJSON *u2 = cJSON_GetObjectItemCaseSensitive(o, "usage");
 				a.prompt_tokens = json_long(u2, "prompt_tokens", -1);
@@ -84,7 +90,7 @@ int eval_run_outputs(struct ctx *c, struct ftk_error *err)
 			}
 		}
 		rc = eval_finish_unit(c, u, &a, err);
-		strbuf_release(&a.text_buf);
+		answer_release(&a);
 	}
 	smap_free(&by_key);
 	cJSON_Delete(outs);

@@ -28,10 +28,12 @@
 #include "eval/suite.h"
 #include "judges/judge.h"
 #include "ledger/cost.h"
+#include "lib/json.h"
 #include "lib/ledger.h"
 
 static const char usage_run[] =
 	"usage: ftk-eval run SUITE -o RUN_DIR BACKEND [options]\n"
+	"       ftk-eval rescore RUN_DIR [SUITE] [--judge-endpoint URL]\n"
 	"       ftk-eval merge SHARD_RUN_DIR... -o RUN_DIR [--json]\n"
 	"       ftk-eval summary RUN_DIR [--reviews FILE] [--json]\n"
 	"       ftk-eval compare RUN_A RUN_B [--alpha P] [--json]\n"
@@ -42,6 +44,9 @@ static const char usage_run[] =
 	"results.jsonl (one line per case and sample, appended as they finish),\n"
 	"summary.json and run.json; running again into the same RUN_DIR resumes,\n"
 	"asking only for what has no result yet (errored cases are asked again).\n"
+	"RUN_DIR belongs to one suite, judges and model configuration (run.json):\n"
+	"another is refused, naming what differs.  rescore (or run --rescore) judges\n"
+	"the stored outputs again with the suite's current judges, asking no model.\n"
 	"\n"
 	"Backends (one):\n"
 	"      --outputs FILE       score answers that exist (an outputs JSONL or a\n"
@@ -72,6 +77,10 @@ static const char usage_run[] =
 	"      --usd-per-mtok-out Y price of a million completion tokens\n"
 	"      --rates FILE         take the model's prices from an ftk-ledger rates file\n"
 	"      --json               print summary.json instead of the table\n"
+	"      --rescore            judge the stored outputs again, accepting a suite or\n"
+	"                           judges that differ from RUN_DIR's (not a model)\n"
+	"      --allow-bad-cases    exit 0 even when the suite has defective cases\n"
+	"                           (they are excluded from every metric either way)\n"
 	"Merge: the shard runs of one suite (any order, all N) into a new RUN_DIR\n"
 	"whose results, summary and run.json are those of one unsharded run.\n"
 	"Summary options:\n"
@@ -91,7 +100,8 @@ static const char usage_run[] =
 	"      --version            show the version\n"
 	"Exit status: 0 success, 1 data problems or failure, 2 bad usage.\n"
 	"ftk-eval compare exits 1 when a semantic metric is significantly worse in\n"
-	"RUN_B; ftk-eval run exits 1 when some cases could not be scored.\n";
+	"RUN_B, and 2 when the runs are of different suites (no case in common);\n"
+	"ftk-eval run exits 1 when some cases could not be scored.\n";
 
 enum {
 	OPT_OUTPUTS = FTK_OPT_FIRST_FREE,
@@ -116,6 +126,8 @@ enum {
 	OPT_JSON,
 	OPT_ALPHA,
 	OPT_REVIEWS,
+	OPT_ALLOW_BAD_CASES,
+	OPT_RESCORE,
 	OPT_SHARD,
 };
 
@@ -145,6 +157,8 @@ static const struct option long_opts[] = {
 	{ "json", no_argument, NULL, OPT_JSON },
 	{ "alpha", required_argument, NULL, OPT_ALPHA },
 	{ "reviews", required_argument, NULL, OPT_REVIEWS },
+	{ "allow-bad-cases", no_argument, NULL, OPT_ALLOW_BAD_CASES },
+	{ "rescore", no_argument, NULL, OPT_RESCORE },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -176,8 +190,21 @@ static int metric_width(const cJSON *metrics)
 
 static void print_summary_table(const cJSON *sum, const char *title)
 {
-	printf("%s: %.0f results, %.0f scored, %.0f errors (not scored)", title,
+	printf("%s: %.0f results, %.0f scored, %.0f without an answer (not scored)", title,
 	       jnum(sum, "results"), jnum(sum, "scored"), jnum(sum, "errors"));
+	if (jnum(sum, "defective") > 0) {
+		printf(", %.0f defective answers (scored wrong:", jnum(sum, "defective"));
+		const cJSON *d;
+		int first = 1;
+		cJSON_ArrayForEach(d, cJSON_GetObjectItemCaseSensitive(sum, "defects"))
+		{
+			printf("%s%s %.0f", first ? " " : ", ", d->string, d->valuedouble);
+			first = 0;
+		}
+		printf(")");
+	}
+	if (jnum(sum, "bad_cases") > 0)
+		printf(", %.0f results of defective cases (excluded)", jnum(sum, "bad_cases"));
 	if (jnum(sum, "judge_errors") > 0)
 		printf(", %.0f judge errors", jnum(sum, "judge_errors"));
 	printf("\n");
@@ -303,6 +330,50 @@ static int fold_reviews(const char *run, const char *path, cJSON *res, cJSON **a
 	return 0;
 }
 
+/* The suite a run directory (or the folder of a results file) was run on,
+ * from its run.json; NULL when there is none.  Caller frees. */
+static char *run_suite(const char *run)
+{
+	struct strbuf p = STRBUF_INIT, sb = STRBUF_INIT;
+	const char *slash = strrchr(run, '/');
+	size_t n = strlen(run);
+	if (n > 6 && !strcmp(run + n - 6, ".jsonl"))
+		strbuf_addf(&p, "%.*s/run.json", slash ? (int)(slash - run) : 1, slash ? run : ".");
+	else
+		strbuf_addf(&p, "%s/run.json", run);
+	char *name = NULL;
+	cJSON *o = NULL;
+	if (strbuf_read_file(&sb, p.buf) >= 0 && ftk_json_parse_object(sb.buf, sb.len, &o, NULL) == 0) {
+		const char *v = ftk_json_get_str(o, "suite");
+		if (v)
+			name = xstrdup(v);
+	}
+	cJSON_Delete(o);
+	strbuf_release(&p);
+	strbuf_release(&sb);
+	return name;
+}
+
+/* Cases of a whose id is in b too. */
+static long paired_cases(const cJSON *a, const cJSON *b)
+{
+	long n = 0;
+	const cJSON *x, *y;
+	cJSON_ArrayForEach(x, a) {
+		const char *id = ftk_json_get_str(x, "id");
+		if (!id)
+			continue;
+		cJSON_ArrayForEach(y, b) {
+			const char *id2 = ftk_json_get_str(y, "id");
+			if (id2 && !strcmp(id, id2)) {
+				n++;
+				break;
+			}
+		}
+	}
+	return n;
+}
+
 /* The shard runs of a sharded eval into one run directory (run.h, ftk_eval_merge). */
 static int do_merge(int argc, char **argv, int json)
 {
@@ -338,12 +409,30 @@ static int do_compare(int argc, char **argv, int json, double alpha)
 {
 	if (argc != 2)
 		ftk_tool_usage_error(&tool, "compare takes two runs (directories or results.jsonl)");
+	/* a paired comparison needs the same cases on both sides */
+	char *sa = run_suite(argv[0]), *sb = run_suite(argv[1]);
+	if (sa && sb && strcmp(sa, sb)) {
+		error("'%s' ran suite '%s' and '%s' ran suite '%s': compare two runs of the same suite",
+		      argv[0], sa, argv[1], sb);
+		free(sa);
+		free(sb);
+		return FTK_EXIT_USAGE;
+	}
+	free(sa);
+	free(sb);
 	cJSON *a, *b;
 	if (load_results(argv[0], &a) < 0)
 		return FTK_EXIT_DATA;
 	if (load_results(argv[1], &b) < 0) {
 		cJSON_Delete(a);
 		return FTK_EXIT_DATA;
+	}
+	if (cJSON_GetArraySize(a) && cJSON_GetArraySize(b) && !paired_cases(a, b)) {
+		error("no case id of '%s' is in '%s': compare two runs of the same suite", argv[0],
+		      argv[1]);
+		cJSON_Delete(a);
+		cJSON_Delete(b);
+		return FTK_EXIT_USAGE;
 	}
 	cJSON *cmp = ftk_eval_compare(a, b, alpha);
 	cJSON_AddStringToObject(cmp, "a", argv[0]);
@@ -478,8 +567,10 @@ static void ledger_entry(const struct ftk_eval_run_opts *o, const struct ftk_eva
 	cJSON_Delete(e);
 }
 
+static int run_and_report(struct ftk_eval_run_opts *o, struct prices *p, int json, int allow_bad);
+
 static int do_run(int argc, char **argv, struct ftk_eval_run_opts *o, struct prices *p,
-		  const char *rates, int json)
+		  const char *rates, int json, int allow_bad)
 {
 	if (argc != 1)
 		ftk_tool_usage_error(&tool, "run takes one suite file");
@@ -497,8 +588,27 @@ static int do_run(int argc, char **argv, struct ftk_eval_run_opts *o, struct pri
 		ftk_tool_usage_error(&tool, "--adapter needs --model-dir");
 	if (o->backend == FTK_EVAL_ENDPOINT)
 		find_prices(p, rates, o->model);
-	o->progress = !tool.quiet && isatty(2);
+	return run_and_report(o, p, json, allow_bad);
+}
 
+/* ftk-eval rescore RUN_DIR [SUITE]: judge the stored outputs again, no model. */
+static int do_rescore(int argc, char **argv, struct ftk_eval_run_opts *o, struct prices *p,
+		      int json, int allow_bad)
+{
+	if (argc < 1 || argc > 2)
+		ftk_tool_usage_error(&tool, "rescore takes a run directory and optionally a suite");
+	if (o->outputs_path || o->endpoint || o->model_dir)
+		ftk_tool_usage_error(&tool, "rescore asks no model: it takes no backend");
+	o->run_dir = argv[0];
+	o->suite_path = argc > 1 ? argv[1] : NULL;
+	o->rescore_only = 1;
+	return run_and_report(o, p, json, allow_bad);
+}
+
+static int run_and_report(struct ftk_eval_run_opts *o, struct prices *p, int json, int allow_bad)
+{
+	int incomplete = 0;
+	o->progress = !tool.quiet && isatty(2);
 	struct ftk_eval_run_stats st;
 	struct ftk_error e;
 	ftk_error_clear(&e);
@@ -513,7 +623,7 @@ static int do_run(int argc, char **argv, struct ftk_eval_run_opts *o, struct pri
 	cJSON *res;
 	if (load_results(o->run_dir, &res) < 0)
 		return FTK_EXIT_DATA;
-	/* a judge that could not score a case is a data problem with a place */
+	/* a judge that could not work (its model down) */
 	long n_jerr = 0;
 	const cJSON *r, *je;
 	cJSON_ArrayForEach(r, res)
@@ -525,6 +635,24 @@ static int do_run(int argc, char **argv, struct ftk_eval_run_opts *o, struct pri
 		error("%ld more judge errors (results.jsonl, \"judge_errors\")", n_jerr - 10);
 	cJSON *sum = ftk_eval_summarize(res);
 	cJSON_Delete(res);
+	/* a broken case is the suite's problem, with its place */
+	double n_bad = jnum(sum, "bad_cases");
+	long shown = 0;
+	cJSON_ArrayForEach(je, cJSON_GetObjectItemCaseSensitive(sum, "bad_case_list"))
+	{
+		const char *field = cJSON_GetStringValue(cJSON_GetObjectItem(je, "field"));
+		if (shown++ >= 10)
+			break;
+		char msg[2400];
+		snprintf(msg, sizeof(msg), "%s: %s%s%s (judge '%s')",
+			 cJSON_GetStringValue(cJSON_GetObjectItem(je, "where")), field ? field : "",
+			 field ? ": " : "", cJSON_GetStringValue(cJSON_GetObjectItem(je, "message")),
+			 cJSON_GetStringValue(cJSON_GetObjectItem(je, "judge")));
+		if (allow_bad)
+			warning("%s", msg);
+		else
+			error("%s", msg);
+	}
 	const char *name = st.suite[0] ? st.suite : o->suite_path;
 	if (json)
 		print_json(sum);
@@ -550,7 +678,17 @@ static int do_run(int argc, char **argv, struct ftk_eval_run_opts *o, struct pri
 		cJSON_free(text);
 		cJSON_Delete(js);
 	}
-	if (!tool.quiet) {
+	if (!tool.quiet && (st.rescored || st.stale || o->rescore_only))
+		fprintf(stderr, "ftk-eval: %ld results judged again from their stored outputs (no model asked)\n",
+			st.rescored);
+	if (st.stale && !o->rescore_only)
+		warning("%ld stored outputs answered a prompt that has changed since: asked again", st.stale);
+	if (o->rescore_only && st.missing) {
+		error("%ld results have no usable stored output (%ld answered a prompt that has changed since): run 'ftk eval run' into this directory to ask for them",
+		      st.missing, st.stale);
+		incomplete = 1;
+	}
+	if (!tool.quiet && !o->rescore_only) {
 		if (o->backend == FTK_EVAL_OUTPUTS)
 			fprintf(stderr, "ftk-eval: %ld results: %ld resumed, %ld scored from '%s', %ld errors",
 				st.units, st.resumed, st.units - st.resumed, o->outputs_path, (long)errors);
@@ -567,7 +705,12 @@ static int do_run(int argc, char **argv, struct ftk_eval_run_opts *o, struct pri
 	}
 	ledger_entry(o, &st, p, name);
 	cJSON_Delete(sum);
-	if (n_jerr > 0)
+	if (n_bad > 0 && !allow_bad) {
+		error("%.0f results of defective cases were excluded from every metric: fix the suite, or pass --allow-bad-cases",
+		      n_bad);
+		return FTK_EXIT_DATA;
+	}
+	if (n_jerr > 0 || incomplete)
 		return FTK_EXIT_DATA;
 	if (errors > 0) {
 		if (!tool.quiet)
@@ -585,7 +728,7 @@ int cmd_eval(int argc, char **argv)
 	struct ftk_eval_run_opts o;
 	ftk_eval_run_opts_init(&o);
 	struct prices p = { 0, 0, 0, NULL };
-	int have_in = 0, have_out = 0, json = 0;
+	int have_in = 0, have_out = 0, json = 0, allow_bad = 0;
 	const char *rates = NULL, *reviews = NULL;
 	double alpha = 0.05;
 	int c;
@@ -626,6 +769,8 @@ int cmd_eval(int argc, char **argv)
 			o.shard_count = (int)n;
 			break;
 		}
+		case OPT_ALLOW_BAD_CASES: allow_bad = 1; break;
+		case OPT_RESCORE: o.rescore = 1; break;
 		default: ftk_tool_usage_error(&tool, NULL);
 		}
 	}
@@ -633,12 +778,14 @@ int cmd_eval(int argc, char **argv)
 		ftk_tool_usage_error(&tool, "give both --usd-per-mtok-in and --usd-per-mtok-out");
 	p.have = have_in && have_out;
 	if (optind >= argc)
-		ftk_tool_usage_error(&tool, "no subcommand: run, merge, summary, compare or judges");
+		ftk_tool_usage_error(&tool, "no subcommand: run, rescore, merge, summary, compare or judges");
 	const char *sub = argv[optind++];
 	int rest = argc - optind;
 	char **rargv = argv + optind;
 	if (!strcmp(sub, "run"))
-		return do_run(rest, rargv, &o, &p, rates, json);
+		return do_run(rest, rargv, &o, &p, rates, json, allow_bad);
+	if (!strcmp(sub, "rescore"))
+		return do_rescore(rest, rargv, &o, &p, json, allow_bad);
 	if (!strcmp(sub, "summary"))
 		return do_summary(rest, rargv, json, reviews);
 	if (!strcmp(sub, "merge"))
@@ -647,5 +794,5 @@ int cmd_eval(int argc, char **argv)
 		return do_compare(rest, rargv, json, alpha);
 	if (!strcmp(sub, "judges"))
 		return do_judges();
-	ftk_tool_usage_error(&tool, "unknown subcommand '%s': run, merge, summary, compare or judges", sub);
+	ftk_tool_usage_error(&tool, "unknown subcommand '%s': run, rescore, merge, summary, compare or judges", sub);
 }

@@ -36,39 +36,6 @@ void ftk_eval_run_opts_init(struct ftk_eval_run_opts *o)
 	o->retry_base_s = -1;
 }
 
-void answer_from_message(struct answer *a, const cJSON *msg)
-{
-	const cJSON *content = cJSON_GetObjectItemCaseSensitive(msg, "content");
-	strbuf_reset(&a->text_buf);
-	if (cJSON_IsString(content)) {
-		strbuf_addstr(&a->text_buf, content->valuestring);
-		a->text = a->text_buf.buf;
-	} else if (cJSON_IsArray(content)) {
-		const cJSON *p;
-		cJSON_ArrayForEach(p, content)
-		{
-			const char *t = ftk_json_get_str(p, "text");
-			if (t)
-				strbuf_addstr(&a->text_buf, t);
-		}
-		a->text = a->text_buf.buf;
-	}
-	const cJSON *tc = cJSON_GetObjectItemCaseSensitive(msg, "tool_calls");
-	if (cJSON_IsArray(tc) && cJSON_GetArraySize(tc) > 0)
-		a->tool_calls = tc;
-}
-
-/* Read a chat completion (validated) into *a; borrowed from resp. */
-void answer_from_chat(struct answer *a, const cJSON *resp)
-{
-	const cJSON *c0 = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(resp, "choices"), 0);
-	answer_from_message(a, cJSON_GetObjectItemCaseSensitive(c0, "message"));
-	a->finish_reason = ftk_json_get_str(c0, "finish_reason");
-	const cJSON *u = cJSON_GetObjectItemCaseSensitive(resp, "usage");
-	a->prompt_tokens = json_long(u, "prompt_tokens", -1);
-	a->completion_tokens = json_long(u, "completion_tokens", -1);
-}
-
 static void add_note(cJSON *arr, const char *kind, const char *reason, const char *judge)
 {
 	cJSON *f = cJSON_CreateObject();
@@ -91,8 +58,113 @@ static void progress(struct ctx *c)
 		fputc('\n', stderr);
 }
 
+/*
+ * A judge's verdict on a defective answer: every metric 0, not passed, the
+ * defect the first failure.  So a defective answer counts, as wrong, in
+ * every denominator, whatever the judge made of what was there.
+ */
+static void defeat(cJSON *jres, struct ftk_judge_result *res, const cJSON *defects)
+{
+	for (size_t m = 0; m < res->nmetrics; m++)
+		res->metrics[m].value = 0;
+	if (cJSON_GetObjectItemCaseSensitive(jres, "pass"))
+		cJSON_ReplaceItemInObjectCaseSensitive(jres, "pass", cJSON_CreateFalse());
+	cJSON *jm;
+	cJSON_ArrayForEach(jm, cJSON_GetObjectItemCaseSensitive(jres, "metrics"))
+		cJSON_ReplaceItemInObjectCaseSensitive(jm, "value", cJSON_CreateNumber(0));
+	cJSON *f = cJSON_GetObjectItemCaseSensitive(jres, "failures");
+	if (!f)
+		f = cJSON_AddArrayToObject(jres, "failures");
+	cJSON_InsertItemInArray(f, 0, cJSON_Duplicate(cJSON_GetArrayItem(defects, 0), 1));
+}
+
+/*
+ * Run every judge on a (well- or ill-formed) answer and add "judges",
+ * "scores", "flags", and when they apply "defects" (a defective answer:
+ * scored wrong), "bad_case" (a judge found the case itself broken: no
+ * scores, excluded from every metric) and "judge_errors" (a judge could not
+ * work: its metrics are missing) to line.
+ */
+static void judge_answer(struct ctx *c, const struct ftk_eval_case *k, const struct answer *a,
+			 cJSON *line)
+{
+	cJSON *defects = answer_defects(a);
+	if (defects)
+		cJSON_AddItemToObject(line, "defects", defects);
+	struct ftk_judge_output out = { a->text, a->tool_calls, a->finish_reason };
+	struct ftk_judge_result *res = xcalloc(c->n_judges, sizeof(*res));
+	const struct ftk_judge_result **ok = xcalloc(c->n_judges, sizeof(*ok));
+	cJSON *judges = cJSON_AddObjectToObject(line, "judges");
+	cJSON *scores = cJSON_AddObjectToObject(line, "scores");
+	cJSON *jerr = NULL, *badcase = NULL;
+	cJSON *flags = cJSON_CreateArray();
+	for (size_t j = 0; j < c->n_judges; j++) {
+		struct ftk_error je;
+		ftk_error_clear(&je);
+		ftk_judge_result_init(&res[j]);
+		int rc = ftk_judge_score(c->judges[j], k->rec, &out, &res[j], &je);
+		c->st->judge_prompt_tokens += res[j].usage.prompt_tokens;
+		c->st->judge_completion_tokens += res[j].usage.completion_tokens;
+		c->st->judge_calls += res[j].usage.calls;
+		if (rc == FTK_EDATA) {
+			/* the case is broken: its place, so that a person can fix it */
+			if (!badcase)
+				badcase = cJSON_AddArrayToObject(line, "bad_case");
+			cJSON *b = cJSON_CreateObject();
+			char where[1100];
+			snprintf(where, sizeof(where), "%s:%ld", c->suite->cases_path, k->line);
+			cJSON_AddStringToObject(b, "judge", c->labels[j]);
+			cJSON_AddStringToObject(b, "where", where);
+			if (je.field[0])
+				cJSON_AddStringToObject(b, "field", je.field);
+			cJSON_AddStringToObject(b, "message", je.msg);
+			cJSON_AddItemToArray(badcase, b);
+			continue;
+		}
+		if (rc < 0) {
+			/* the judge could not work (its model is down): not the case's fault */
+			if (!jerr)
+				jerr = cJSON_AddArrayToObject(line, "judge_errors");
+			add_note(jerr, ftk_strerror(rc), je.msg, c->labels[j]);
+			c->st->judge_errors++;
+			continue;
+		}
+		cJSON *jres;
+		if (defects) {
+			for (size_t m = 0; m < res[j].nmetrics; m++)
+				res[j].metrics[m].value = 0;
+			jres = ftk_judge_result_to_json(&res[j]);
+			defeat(jres, &res[j], defects);
+		} else {
+			jres = ftk_judge_result_to_json(&res[j]);
+		}
+		ok[j] = &res[j];
+		cJSON_AddItemToObject(judges, c->labels[j], jres);
+		for (size_t m = 0; m < res[j].nmetrics; m++)
+			cJSON_AddNumberToObject(scores, res[j].metrics[m].name, res[j].metrics[m].value);
+		for (size_t f = 0; f < res[j].nflags; f++)
+			add_note(flags, res[j].flags[f].kind, res[j].flags[f].reason, c->labels[j]);
+	}
+	struct ftk_judge_result cf;
+	ftk_judge_result_init(&cf);
+	ftk_judge_case_flags(&out, ok, c->labels, c->n_judges, &cf);
+	for (size_t f = 0; f < cf.nflags; f++)
+		add_note(flags, cf.flags[f].kind, cf.flags[f].reason, NULL);
+	ftk_judge_result_release(&cf);
+	cJSON_AddItemToObject(line, "flags", flags);
+	if (badcase) {
+		/* excluded from every metric: no scores at all */
+		cJSON_DeleteItemFromObjectCaseSensitive(line, "scores");
+		c->st->bad_cases++;
+	}
+	for (size_t j = 0; j < c->n_judges; j++)
+		ftk_judge_result_release(&res[j]);
+	free(res);
+	free(ok);
+}
+
 /* Score one unit's answer and append its result line. */
-int eval_finish_unit(struct ctx *c, long unit, struct answer *a, struct ftk_error *err)
+int eval_finish_unit(struct ctx *c, long unit, const struct answer *a, struct ftk_error *err)
 {
 	const struct ftk_eval_case *k = &c->suite->cases[unit / c->K];
 	long sample = unit % c->K;
@@ -101,6 +173,9 @@ int eval_finish_unit(struct ctx *c, long unit, struct answer *a, struct ftk_erro
 	cJSON_AddNumberToObject(line, "sample", (double)sample);
 	if (k->cluster)
 		cJSON_AddStringToObject(line, "cluster", k->cluster);
+	char ph[33];
+	prompt_hash(k, ph);
+	cJSON_AddStringToObject(line, "prompt_hash", ph);
 	if (a->error) {
 		cJSON_AddNullToObject(line, "output");
 		cJSON_AddStringToObject(line, "error", a->error);
@@ -126,57 +201,14 @@ int eval_finish_unit(struct ctx *c, long unit, struct answer *a, struct ftk_erro
 		if (a->attempts)
 			cJSON_AddNumberToObject(line, "attempts", a->attempts);
 		cJSON_AddBoolToObject(line, "cached", a->cached);
-		if (!a->cached) {
+		if (!a->cached && !a->rescored) {
 			if (a->prompt_tokens > 0)
 				c->st->prompt_tokens += a->prompt_tokens;
 			if (a->completion_tokens > 0)
 				c->st->completion_tokens += a->completion_tokens;
 		}
 
-		struct ftk_judge_output out = { a->text, a->tool_calls, a->finish_reason };
-		struct ftk_judge_result *res = xcalloc(c->n_judges, sizeof(*res));
-		const struct ftk_judge_result **ok = xcalloc(c->n_judges, sizeof(*ok));
-		cJSON *judges = cJSON_AddObjectToObject(line, "judges");
-		cJSON *scores = cJSON_AddObjectToObject(line, "scores");
-		cJSON *jerr = NULL;
-		cJSON *flags = cJSON_CreateArray();
-		for (size_t j = 0; j < c->n_judges; j++) {
-			struct ftk_error je;
-			ftk_error_clear(&je);
-			ftk_judge_result_init(&res[j]);
-			int rc = ftk_judge_score(c->judges[j], k->rec, &out, &res[j], &je);
-			c->st->judge_prompt_tokens += res[j].usage.prompt_tokens;
-			c->st->judge_completion_tokens += res[j].usage.completion_tokens;
-			c->st->judge_calls += res[j].usage.calls;
-			if (rc < 0) {
-				if (!jerr)
-					jerr = cJSON_AddArrayToObject(line, "judge_errors");
-				/* the place of the case, so that a person can fix it */
-				char msg[1600];
-				snprintf(msg, sizeof(msg), "%s:%ld: %s%s%s", c->suite->cases_path, k->line,
-					 je.field, je.field[0] ? ": " : "", je.msg);
-				add_note(jerr, ftk_strerror(rc), msg, c->labels[j]);
-				c->st->judge_errors++;
-				continue;
-			}
-			ok[j] = &res[j];
-			cJSON_AddItemToObject(judges, c->labels[j], ftk_judge_result_to_json(&res[j]));
-			for (size_t m = 0; m < res[j].nmetrics; m++)
-				cJSON_AddNumberToObject(scores, res[j].metrics[m].name, res[j].metrics[m].value);
-			for (size_t f = 0; f < res[j].nflags; f++)
-				add_note(flags, res[j].flags[f].kind, res[j].flags[f].reason, c->labels[j]);
-		}
-		struct ftk_judge_result cf;
-		ftk_judge_result_init(&cf);
-		ftk_judge_case_flags(&out, ok, c->labels, c->n_judges, &cf);
-		for (size_t f = 0; f < cf.nflags; f++)
-			add_note(flags, cf.flags[f].kind, cf.flags[f].reason, NULL);
-		ftk_judge_result_release(&cf);
-		cJSON_AddItemToObject(line, "flags", flags);
-		for (size_t j = 0; j < c->n_judges; j++)
-			ftk_judge_result_release(&res[j]);
-		free(res);
-		free(ok);
+		judge_answer(c, k, a, line);
 		c->st->scored++;
 		c->done[unit] = 1;
 	}
@@ -227,14 +259,14 @@ void *score_thread(void *arg)
 			break;
 		if (!failed) {
 			struct answer a;
-			memset(&a, 0, sizeof(a));
-			strbuf_init(&a.text_buf, 0);
+			answer_init(&a);
 			a.latency_s = w->latency_s;
 			a.attempts = w->attempts;
 			a.cached = w->cached;
 			cJSON *resp = NULL;
 			if (w->body) {
 				resp = cJSON_Parse(w->body);
+				a.invalid_utf8 = answer_repair_utf8(resp);
 				answer_from_chat(&a, resp);	/* validated by endpoint_chat_valid */
 			} else {
 				a.error = w->error;
@@ -243,7 +275,7 @@ void *score_thread(void *arg)
 			ftk_error_clear(&e);
 			int rc = eval_finish_unit(q->c, w->unit, &a, &e);
 			cJSON_Delete(resp);
-			strbuf_release(&a.text_buf);
+			answer_release(&a);
 			if (rc < 0) {
 				pthread_mutex_lock(&q->mu);
 				q->rc = rc;
@@ -258,96 +290,59 @@ void *score_thread(void *arg)
 	return NULL;
 }
 
-/* ------------------------------------------------------------ run.json */
-
-static cJSON *run_identity(const struct ftk_eval_run_opts *o, const struct ftk_eval_suite *s,
-			   long first_case, long n_cases)
-{
-	cJSON *id = cJSON_CreateObject();
-	cJSON_AddStringToObject(id, "suite", s->name);
-	static const char *const names[] = { "", "outputs", "endpoint", "local" };
-	cJSON_AddStringToObject(id, "backend", names[o->backend]);
-	if (o->backend == FTK_EVAL_ENDPOINT) {
-		char *u = endpoint_chat_url(o->endpoint);
-		char *q = strchr(u, '?');	/* a query string may hold a key: keep it out */
-		if (q)
-			*q = 0;
-		char *scheme = strstr(u, "://");	/* and so may user:password@ */
-		char *at = scheme ? strchr(scheme + 3, '@') : NULL;
-		char *slash = scheme ? strchr(scheme + 3, '/') : NULL;
-		if (at && (!slash || at < slash))
-			memmove(scheme + 3, at + 1, strlen(at + 1) + 1);
-		cJSON_AddStringToObject(id, "endpoint", u);
-		free(u);
-		cJSON_AddStringToObject(id, "model", o->model ? o->model : "");
-	} else if (o->backend == FTK_EVAL_LOCAL) {
-		cJSON_AddStringToObject(id, "model_dir", o->model_dir);
-		if (o->adapter_dir)
-			cJSON_AddStringToObject(id, "adapter", o->adapter_dir);
-	} else {
-		cJSON_AddStringToObject(id, "outputs", o->outputs_path);
-	}
-	cJSON_AddNumberToObject(id, "samples", o->samples > 0 ? o->samples : 1);
-	cJSON_AddItemToObject(id, "generation", cJSON_Duplicate(s->generation, 1));
-	if (o->shard_count > 0) {	/* last: ftk_eval_merge drops it to get the whole run's */
-		cJSON *sh = cJSON_AddObjectToObject(id, "shard");
-		cJSON_AddNumberToObject(sh, "index", o->shard_index);
-		cJSON_AddNumberToObject(sh, "of", o->shard_count);
-		cJSON_AddNumberToObject(sh, "first_case", (double)first_case);
-		cJSON_AddNumberToObject(sh, "cases", (double)n_cases);
-	}
-	return id;
-}
-
 /*
- * A new run.json is the identity plus "suite_path" (absolute), so that
- * ftk-review can find the cases' prompts and sources without being told.
- * suite_path is not part of the identity: a resume from another directory
- * names the same suite by another relative path.
+ * Take the stored results: a result with an answer is done, unless it is to
+ * be judged again (--rescore, ftk eval rescore, or a judge that could not
+ * work last time), which is done here from the stored output, without the
+ * model, when the case's prompt is the one the output answered.  A result
+ * without an answer, or whose prompt changed, is left to the backend.
  */
-static int check_run_json(const char *dir, cJSON *id, const char *suite_path,
-			  struct ftk_error *err)
+static int take_stored(struct ctx *c, const cJSON *prev, size_t n_cases, struct ftk_error *err)
 {
-	struct strbuf p = STRBUF_INIT, data = STRBUF_INIT;
-	strbuf_addf(&p, "%s/run.json", dir);
-	int rc = 0;
-	if (strbuf_read_file(&data, p.buf) == 0) {
-		cJSON *old = cJSON_ParseWithLength(data.buf, data.len);
-		if (!old) {
-			rc = ftk_error_set(err, FTK_EDATA, p.buf, 0, NULL, "not valid JSON");
-		} else {
-			for (cJSON *m = id->child; m && rc == 0; m = m->next) {
-				cJSON *ov = cJSON_GetObjectItemCaseSensitive(old, m->string);
-				if (!ov || !cJSON_Compare(ov, m, 1)) {
-					char *was = ov ? cJSON_PrintUnformatted(ov) : NULL;
-					char *now = cJSON_PrintUnformatted(m);
-					rc = ftk_error_set(err, FTK_EMISMATCH, p.buf, 0, m->string,
-							   "this run directory holds another run (%s, not %s): use a new directory",
-							   was ? was : "unset", now);
-					cJSON_free(was);
-					cJSON_free(now);
-				}
-			}
-			cJSON_Delete(old);
+	const cJSON *r;
+	cJSON_ArrayForEach(r, prev)
+	{
+		long k = ftk_eval_suite_find(c->suite, ftk_json_get_str(r, "id"));
+		long s = json_long(r, "sample", 0);
+		if (k < c->case_lo || k >= c->case_hi || (size_t)k >= n_cases || s < 0 || s >= c->K)
+			continue;
+		if (cJSON_GetObjectItemCaseSensitive(r, "error"))
+			continue;
+		long unit = k * c->K + s;
+		if (!c->o->rescore && !c->o->rescore_only &&
+		    !cJSON_GetObjectItemCaseSensitive(r, "judge_errors")) {
+			c->done[unit] = 1;
+			c->st->resumed++;
+			continue;
 		}
-	} else {
-		cJSON *w = cJSON_Duplicate(id, 1);
-		char *abs = suite_path ? realpath(suite_path, NULL) : NULL;
-		if (suite_path)
-			cJSON_AddStringToObject(w, "suite_path", abs ? abs : suite_path);
-		free(abs);
-		char *s = cJSON_Print(w);
-		cJSON_Delete(w);
-		FILE *f = fopen(p.buf, "w");
-		if (!f || fputs(s, f) < 0 || fputc('\n', f) < 0)
-			rc = ftk_error_set(err, FTK_EIO, p.buf, 0, NULL, "cannot write: %s", strerror(errno));
-		if (f && fclose(f) != 0 && rc == 0)
-			rc = ftk_error_set(err, FTK_EIO, p.buf, 0, NULL, "cannot write: %s", strerror(errno));
-		cJSON_free(s);
+		char ph[33];
+		prompt_hash(&c->suite->cases[k], ph);
+		const char *was = ftk_json_get_str(r, "prompt_hash");
+		if (!was || strcmp(was, ph)) {
+			c->st->stale++;
+			if (c->o->rescore_only) {
+				/* no model to ask: the old line must not stand as a score */
+				struct answer a;
+				answer_init(&a);
+				a.rescored = 1;
+				a.error = "the stored output answered a prompt that has changed since";
+				int rc = eval_finish_unit(c, unit, &a, err);
+				answer_release(&a);
+				if (rc < 0)
+					return rc;
+			}
+			continue;
+		}
+		struct answer a;
+		answer_init(&a);
+		answer_from_result(&a, r);
+		int rc = eval_finish_unit(c, unit, &a, err);
+		answer_release(&a);
+		if (rc < 0)
+			return rc;
+		c->st->rescored++;
 	}
-	strbuf_release(&p);
-	strbuf_release(&data);
-	return rc;
+	return 0;
 }
 
 int ftk_eval_run(const struct ftk_eval_run_opts *o, struct ftk_eval_run_stats *st,
@@ -361,8 +356,24 @@ int ftk_eval_run(const struct ftk_eval_run_opts *o, struct ftk_eval_run_stats *s
 	c.st = st;
 	c.app.fd = -1;
 	int rc;
+	cJSON *old = NULL;	/* the directory's run.json, when it has one */
 	if (!o->run_dir || !*o->run_dir)
 		return ftk_error_msg(err, FTK_EUSAGE, "no run directory");
+	const char *suite_path = o->suite_path;
+	if (o->rescore_only) {
+		/* ftk eval rescore: the model side and the suite are the stored run's */
+		rc = run_json_read(o->run_dir, &old, err);
+		if (rc < 0)
+			return rc;
+		if (!suite_path)
+			suite_path = ftk_json_get_str(old, "suite_path");
+		if (!suite_path) {
+			cJSON_Delete(old);
+			return ftk_error_set(err, FTK_EDATA, o->run_dir, 0, "suite_path",
+					     "run.json does not say where the suite is: give --suite");
+		}
+		goto checked;
+	}
 	if (o->backend == FTK_EVAL_ENDPOINT && (!o->endpoint || !o->model))
 		return ftk_error_msg(err, FTK_EUSAGE, "--endpoint needs --model");
 	if (o->backend == FTK_EVAL_OUTPUTS && !o->outputs_path)
@@ -377,31 +388,36 @@ int ftk_eval_run(const struct ftk_eval_run_opts *o, struct ftk_eval_run_stats *s
 			return ftk_error_msg(err, FTK_EUSAGE, "environment variable '%s' is not set",
 					     o->api_key_env);
 	}
-	rc = ftk_eval_suite_load(&c.suite, o->suite_path, err);
-	if (rc < 0)
+checked:
+	rc = ftk_eval_suite_load(&c.suite, suite_path, err);
+	if (rc < 0) {
+		cJSON_Delete(old);
 		return rc;
+	}
 	snprintf(st->suite, sizeof(st->suite), "%s", c.suite->name);
 	c.K = o->samples > 0 ? o->samples : 1;
+	if (o->rescore_only)
+		c.K = (int)json_long(old, "samples", 1) > 0 ? (int)json_long(old, "samples", 1) : 1;
 	size_t n_cases = c.suite->n_cases;
 	if (o->limit > 0 && (size_t)o->limit < n_cases)
 		n_cases = (size_t)o->limit;
 	c.n_units = (long)n_cases * c.K;
 	c.done = xcalloc((size_t)c.n_units + 1, 1);
+	cJSON *ident = NULL;
 	/* a shard: the other shards' units count as done, so no backend asks for them */
-	long lo = 0, hi = (long)n_cases;
+	c.case_lo = 0;
+	c.case_hi = (long)n_cases;
 	if (o->shard_count > 0) {
 		if (o->shard_index < 0 || o->shard_index >= o->shard_count) {
-			free(c.done);
-			ftk_eval_suite_free(c.suite);
-			return ftk_error_msg(err, FTK_EUSAGE, "shard %d of %d does not exist",
-					     o->shard_index, o->shard_count);
+			rc = ftk_error_msg(err, FTK_EUSAGE, "shard %d of %d does not exist",
+					   o->shard_index, o->shard_count);
+			goto out;
 		}
-		lo = (long)(n_cases * (size_t)o->shard_index / (size_t)o->shard_count);
-		hi = (long)(n_cases * (size_t)(o->shard_index + 1) / (size_t)o->shard_count);
+		ftk_eval_shard_range(n_cases, o->shard_index, o->shard_count, &c.case_lo, &c.case_hi);
 		for (long u = 0; u < c.n_units; u++)
-			if (u < lo * c.K || u >= hi * c.K)
+			if (u < c.case_lo * c.K || u >= c.case_hi * c.K)
 				c.done[u] = 1;
-		c.n_outside = c.n_units - (hi - lo) * c.K;
+		c.n_outside = c.n_units - (c.case_hi - c.case_lo) * c.K;
 	}
 	st->units = c.n_units - c.n_outside;
 
@@ -455,11 +471,37 @@ int ftk_eval_run(const struct ftk_eval_run_opts *o, struct ftk_eval_run_stats *s
 	rc = eval_mkdir_p(o->run_dir, err);
 	if (rc < 0)
 		goto out;
-	cJSON *ident = run_identity(o, c.suite, lo, hi - lo);
-	rc = check_run_json(o->run_dir, ident, o->suite_path, err);
-	cJSON_Delete(ident);
-	if (rc < 0)
-		goto out;
+	if (!old) {
+		rc = run_json_read(o->run_dir, &old, err);
+		if (rc == FTK_ENOTFOUND) {
+			rc = 0;
+			ftk_error_clear(err);
+		}
+		if (rc < 0)
+			goto out;
+	}
+	ident = run_identity(o, c.suite, o->rescore_only ? old : NULL);
+	int new_identity = !old;
+	if (old) {
+		struct strbuf d = STRBUF_INIT;
+		char where[4200];
+		snprintf(where, sizeof(where), "%s/run.json", o->run_dir);
+		int model_differs;
+		if (identity_diff(old, ident, &d, &model_differs) > 0) {
+			if (model_differs)
+				rc = ftk_error_set(err, FTK_EMISMATCH, where, 0, NULL,
+						   "this run directory holds the outputs of another model configuration: %s: use a new directory",
+						   d.buf);
+			else if (!o->rescore && !o->rescore_only)
+				rc = ftk_error_set(err, FTK_EMISMATCH, where, 0, NULL,
+						   "this run directory was scored with another suite or judges: %s: use a new directory, or --rescore to judge its stored outputs again",
+						   d.buf);
+			new_identity = 1;
+		}
+		strbuf_release(&d);
+		if (rc < 0)
+			goto out;
+	}
 
 	/* what is already done */
 	struct strbuf rp = STRBUF_INIT;
@@ -471,37 +513,35 @@ int ftk_eval_run(const struct ftk_eval_run_opts *o, struct ftk_eval_run_stats *s
 		rc = 0;
 		ftk_error_clear(err);
 	}
-	if (rc < 0) {
-		strbuf_release(&rp);
-		goto out;
-	}
-	const cJSON *r;
-	cJSON_ArrayForEach(r, prev)
-	{
-		long k = ftk_eval_suite_find(c.suite, ftk_json_get_str(r, "id"));
-		long s = json_long(r, "sample", 0);
-		if (k < lo || k >= hi || s < 0 || s >= c.K)
-			continue;
-		if (!cJSON_GetObjectItemCaseSensitive(r, "error")) {
-			c.done[k * c.K + s] = 1;
-			st->resumed++;
-		}
-	}
-	cJSON_Delete(prev);
 	c.app.path = xstrdup(rp.buf);
-	c.app.fd = open(rp.buf, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0644);	/* read: for pread */
 	strbuf_release(&rp);
+	if (rc < 0)
+		goto out;
+	c.app.fd = open(c.app.path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0644);	/* read: for pread */
 	if (c.app.fd < 0) {
+		cJSON_Delete(prev);
 		rc = ftk_error_msg(err, FTK_EIO, "cannot open '%s': %s", c.app.path, strerror(errno));
 		goto out;
 	}
+	rc = take_stored(&c, prev, n_cases, err);
+	cJSON_Delete(prev);
+	if (rc < 0)
+		goto out;
+	/* every stored result now fits the identity: say so (atomically) */
+	if (new_identity && (rc = run_json_write(o->run_dir, ident, suite_path, err)) < 0)
+		goto out;
 
-	if (o->backend == FTK_EVAL_OUTPUTS)
+	if (o->rescore_only) {
+		for (long u = 0; u < c.n_units; u++)
+			st->missing += !c.done[u];
+		rc = 0;
+	} else if (o->backend == FTK_EVAL_OUTPUTS) {
 		rc = eval_run_outputs(&c, err);
-	else if (o->backend == FTK_EVAL_LOCAL)
+	} else if (o->backend == FTK_EVAL_LOCAL) {
 		rc = eval_run_local(&c, err);
-	else
+	} else {
 		rc = eval_run_endpoint(&c, err);
+	}
 	if (rc < 0)
 		goto out;
 	close(c.app.fd);
@@ -523,5 +563,7 @@ out:
 	free(c.judge_url);
 	free(c.cache_dir);
 	ftk_eval_suite_free(c.suite);
+	cJSON_Delete(old);
+	cJSON_Delete(ident);
 	return rc;
 }

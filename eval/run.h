@@ -68,6 +68,10 @@ struct ftk_eval_run_opts {
 	const char *judge_endpoint;	/* for model-graded judges; NULL: endpoint */
 	const char *judge_api_key_env;	/* NULL: api_key_env */
 	int progress;			/* print progress to stderr (a terminal) */
+	int rescore;			/* judge the stored outputs again (a suite or judges
+					   that differ from run.json's are then accepted) */
+	int rescore_only;		/* ftk eval rescore: no backend; the model side, the
+					   samples and (without suite_path) the suite from run.json */
 };
 
 /* Defaults for every field (zeroes and NULLs, samples 1, jobs 0: the backend's default). */
@@ -80,7 +84,11 @@ struct ftk_eval_run_stats {
 	long cache_hits;
 	long errors;			/* pairs that ended in an error this time */
 	long scored;
-	long judge_errors;		/* judge calls that failed (bad case data, judge model down) */
+	long judge_errors;		/* judge calls that failed (the judge model down) */
+	long bad_cases;			/* pairs whose case a judge found broken (excluded) */
+	long rescored;			/* stored outputs judged again, without the model */
+	long stale;			/* stored outputs left out: their case's prompt changed */
+	long missing;			/* rescore only: pairs with no stored output */
 	long prompt_tokens, completion_tokens;		/* the model, this invocation, cache hits excluded */
 	long judge_prompt_tokens, judge_completion_tokens;
 	long judge_calls;

@@ -77,6 +77,7 @@ struct ctx {
 	int K;
 	long n_units;
 	long n_outside;			/* units of other shards (marked done) */
+	long case_lo, case_hi;		/* this run's cases: [lo, hi) (all, unless a shard) */
 	unsigned char *done;		/* per unit: 1 when it has a good result */
 	struct appender app;
 	struct ftk_eval_run_stats *st;
@@ -88,29 +89,51 @@ struct ctx {
 	long finished;
 };
 
-/* One answer to one unit, whatever the backend; strings borrowed. */
+/* One answer to one unit, whatever the backend; strings borrowed (answer.c). */
 struct answer {
 	const char *text;		/* NULL: none */
-	const cJSON *tool_calls;	/* NULL: none */
+	const cJSON *tool_calls;	/* as the answer gave them (a list, or anything
+					   else when defective); NULL: none */
 	const char *finish_reason;
 	long prompt_tokens, completion_tokens;	/* -1 unknown */
 	double latency_s;
 	int attempts;
 	int cached;
-	const char *error;		/* non-NULL: the model could not be reached */
+	long invalid_utf8;		/* strings repaired by answer_repair_utf8 */
+	int rescored;			/* read back from a stored result: nothing spent now */
+	const char *error;		/* non-NULL: no answer (the model could not be reached) */
 	struct strbuf text_buf;
 };
 
+/* An empty answer (tokens unknown); release with answer_release. */
+void answer_init(struct answer *a);
+void answer_release(struct answer *a);
+/*
+ * Repair every string (values and keys) of v, its siblings after it and
+ * their children that is not valid UTF-8, in place (U+FFFD per bad byte).
+ * Returns how many strings were repaired.
+ */
+long answer_repair_utf8(cJSON *v);
 /* Fill a's text and tool calls from a chat message object (borrowed). */
 void answer_from_message(struct answer *a, const cJSON *msg);
 /* Read a chat completion (validated) into *a; borrowed from resp. */
 void answer_from_chat(struct answer *a, const cJSON *resp);
+/* Read a stored result line's answer back (a rescore); borrowed from line. */
+void answer_from_result(struct answer *a, const cJSON *line);
+/* Set a->tool_calls from a "tool_calls" value: NULL for absent, null or []. */
+void answer_set_tool_calls(struct answer *a, const cJSON *tc);
+/*
+ * What makes the answer defective, as a list of {"kind","reason"}
+ * (kinds "invalid_utf8", "malformed_call", "empty_output"), or NULL when
+ * it is well-formed.  Caller frees.
+ */
+cJSON *answer_defects(const struct answer *a);
 
 /*
  * Score one unit's answer, append its result line, count it in c->st.
  * Returns 0, or FTK_EIO when the line cannot be appended.
  */
-int eval_finish_unit(struct ctx *c, long unit, struct answer *a, struct ftk_error *err);
+int eval_finish_unit(struct ctx *c, long unit, const struct answer *a, struct ftk_error *err);
 
 /*
  * Answers go from the transfer loop to a scoring thread through this queue,
@@ -163,6 +186,33 @@ int endpoint_chat_valid(const char *body, size_t len, void *ctx);
 int endpoint_judge_chat(void *vctx, const cJSON *request, cJSON **response, struct ftk_error *err);
 /* The default reply cache directory from the environment, or NULL.  Caller frees. */
 char *endpoint_cache_dir(void);
+
+/* ------------------------------------------------------------ identity.c */
+
+/* Shard index of count's cases of n: [*lo, *hi) = [index*n/count, (index+1)*n/count). */
+void ftk_eval_shard_range(size_t n, int index, int count, long *lo, long *hi);
+
+/*
+ * The identity of a run (what its scores depend on; see identity.c).  With
+ * model_from (a stored run.json), the model side is copied from it instead
+ * of being taken from o.  Caller frees.
+ */
+cJSON *run_identity(const struct ftk_eval_run_opts *o, const struct ftk_eval_suite *s,
+		    const cJSON *model_from);
+/*
+ * Describe where identity now differs from old into out ("judges[0].settings.mode
+ * ("fuzzy", now "exact"), ..."); *model is set when a model-side member differs.
+ * Returns how many leaves differ (0: the same run).
+ */
+int identity_diff(const cJSON *old, const cJSON *now, struct strbuf *out, int *model);
+/* 1 when member (a top-level identity key) describes the model side. */
+int identity_is_model_side(const char *member);
+/* The hash of what the model is shown for case k (messages, tools), as 32 hex digits. */
+void prompt_hash(const struct ftk_eval_case *k, char out[33]);
+/* Read dir/run.json: 0, FTK_ENOTFOUND (none), or FTK_EDATA. Caller frees *out. */
+int run_json_read(const char *dir, cJSON **out, struct ftk_error *err);
+/* Write dir/run.json (atomically): the identity plus the absolute suite_path. */
+int run_json_write(const char *dir, const cJSON *id, const char *suite_path, struct ftk_error *err);
 
 /* ------------------------------------------------------------ results.c */
 

@@ -7,12 +7,14 @@
  * understands (the shape of "expected" for a tool call) is left to the judge,
  * which reports it per case without stopping the run.
  */
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "lib/json.h"
 #include "lib/stream.h"
 #include "lib/strbuf.h"
+#include "lib/yamljson.h"
 #include "suite.h"
 
 static char *dir_join(const char *suite_path, const char *rel)
@@ -236,6 +238,74 @@ static int load_cases(struct ftk_eval_suite *s, struct ftk_error *err)
 	return 0;
 }
 
+/* The first line holds a whole JSON object and another line follows: JSONL. */
+static int looks_like_jsonl(const char *data, size_t len)
+{
+	const char *nl = memchr(data, '\n', len);
+	cJSON *v = NULL;
+	if (!nl || nl == data)
+		return 0;
+	int ok = ftk_json_parse_object(data, (size_t)(nl - data), &v, NULL) == 0;
+	cJSON_Delete(v);
+	return ok && strspn(nl, " \t\r\n") < (size_t)(data + len - nl);
+}
+
+/* The first non-blank, non-comment line is "word:" or "word: value". */
+static int looks_like_yaml(const char *data, size_t len)
+{
+	const char *p = data, *e = data + len;
+	while (p < e) {
+		const char *nl = memchr(p, '\n', (size_t)(e - p));
+		const char *le = nl ? nl : e;
+		while (p < le && (*p == ' ' || *p == '\t' || *p == '\r'))
+			p++;
+		if (p < le && *p != '#') {
+			if (le - p >= 3 && !memcmp(p, "---", 3))
+				return 1;
+			const char *q = p;
+			while (q < le && (isalnum((unsigned char)*q) || *q == '_' || *q == '-'))
+				q++;
+			return q > p && q < le && *q == ':';
+		}
+		p = nl ? nl + 1 : e;
+	}
+	return 0;
+}
+
+/*
+ * A suite file: JSON, or YAML when it is named .yaml/.yml or is not JSON but
+ * reads like YAML.  A cases file given in its place gets a message that says
+ * what a suite is.
+ */
+static int parse_suite(const char *path, const char *data, size_t len, cJSON **root,
+		       struct ftk_error *err)
+{
+	int rc;
+	*root = NULL;
+	if (ftk_yaml_is_yaml_name(path) || (data[strspn(data, " \t\r\n")] != '{' && looks_like_yaml(data, len))) {
+		rc = ftk_yaml_parse(data, len, path, root, err);
+		if (rc == 0 && !cJSON_IsObject(*root)) {
+			rc = ftk_error_set(err, FTK_EDATA, path, 0, NULL,
+					   "a suite is a mapping (cases:, judges:), not %s",
+					   ftk_json_type_name(*root));
+			cJSON_Delete(*root);
+			*root = NULL;
+		}
+		return rc;
+	}
+	if (looks_like_jsonl(data, len))
+		return ftk_error_set(err, FTK_EDATA, path, 0, NULL,
+				     "this is a cases file (JSON Lines, one case per line), not a suite: "
+				     "a suite is one JSON or YAML object that names its cases file and "
+				     "judges, e.g. {\"cases\": \"%s\", \"judges\": [{\"judge\": \"match\"}]} "
+				     "(docs/formats.md, \"Eval suites\")",
+				     strrchr(path, '/') ? strrchr(path, '/') + 1 : path);
+	rc = ftk_json_parse_object(data, len, root, err);
+	if (rc < 0)
+		ftk_error_place(err, path, 0);
+	return rc;
+}
+
 int ftk_eval_suite_load(struct ftk_eval_suite **out, const char *path, struct ftk_error *err)
 {
 	*out = NULL;
@@ -245,12 +315,10 @@ int ftk_eval_suite_load(struct ftk_eval_suite **out, const char *path, struct ft
 	if (rc < 0)
 		return rc;
 	cJSON *root;
-	rc = ftk_json_parse_object(data, len, &root, err);
+	rc = parse_suite(path, data, len, &root, err);
 	free(data);
-	if (rc < 0) {
-		ftk_error_place(err, path, 0);
+	if (rc < 0)
 		return rc;
-	}
 	struct ftk_eval_suite *s = xcalloc(1, sizeof(*s));
 	s->path = xstrdup(path);
 	const char *name = ftk_json_get_str(root, "name");

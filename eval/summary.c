@@ -85,11 +85,46 @@ static void add_num(cJSON *o, const char *k, double v)
 		cJSON_AddNumberToObject(o, k, v);
 }
 
+/* counts[kind] += 1, counts keeping first-seen order (idx maps kind to position). */
+static void count_kind(struct smap *idx, cJSON *counts, const char *kind)
+{
+	if (!kind)
+		return;
+	long at = smap_get(idx, kind, -1);
+	if (at < 0) {
+		smap_put(idx, kind, cJSON_GetArraySize(counts));
+		cJSON_AddNumberToObject(counts, kind, 1);
+	} else {
+		cJSON *cnt = cJSON_GetArrayItem(counts, (int)at);
+		cJSON_SetNumberValue(cnt, cnt->valuedouble + 1);
+	}
+}
+
+static void metric_push(struct metric_acc *a, double x, long cl)
+{
+	if (a->n + 1 > a->alloc) {
+		a->alloc = a->alloc ? a->alloc * 2 : 64;
+		a->x = xrealloc(a->x, a->alloc * sizeof(*a->x));
+		a->cl = xrealloc(a->cl, a->alloc * sizeof(*a->cl));
+	}
+	a->x[a->n] = x;
+	a->cl[a->n] = cl;
+	a->n++;
+}
+
+/* A result that was scored: neither without an answer nor of a broken case. */
+static int is_scored(const cJSON *r)
+{
+	return !cJSON_GetObjectItemCaseSensitive(r, "error") &&
+	       !cJSON_GetObjectItemCaseSensitive(r, "bad_case");
+}
+
 cJSON *ftk_eval_summarize(const cJSON *results)
 {
 	struct metric_set ms = { 0 };
-	struct smap ids = { 0 }, clusters = { 0 }, flags = { 0 };
+	struct smap ids = { 0 }, clusters = { 0 }, flags = { 0 }, dkinds = { 0 }, badids = { 0 };
 	long n = 0, errors = 0, judge_errors = 0, flagged = 0, max_sample = 0, ptok = 0, ctok = 0;
+	long defective = 0, bad = 0;
 	int any_cluster = 0;
 	const cJSON *r;
 	cJSON_ArrayForEach(r, results)
@@ -98,9 +133,20 @@ cJSON *ftk_eval_summarize(const cJSON *results)
 			any_cluster = 1;
 		if (json_long(r, "sample", 0) > max_sample)
 			max_sample = json_long(r, "sample", 0);
+		/* every metric of the run, in first-seen order, so that a defective
+		   answer counts 0 even in a metric its judges did not report */
+		if (!is_scored(r))
+			continue;
+		note_kinds(&ms, r);
+		const cJSON *s;
+		cJSON_ArrayForEach(s, cJSON_GetObjectItemCaseSensitive(r, "scores"))
+			if (cJSON_IsNumber(s))
+				metric_get(&ms, s->string);
 	}
 	int use_clusters = any_cluster || max_sample > 0;
 	cJSON *flag_counts = cJSON_CreateObject();
+	cJSON *defect_counts = cJSON_CreateObject();
+	cJSON *bad_list = cJSON_CreateArray();
 	cJSON_ArrayForEach(r, results)
 	{
 		n++;
@@ -113,50 +159,59 @@ cJSON *ftk_eval_summarize(const cJSON *results)
 		const cJSON *u = cJSON_GetObjectItemCaseSensitive(r, "usage");
 		ptok += json_long(u, "prompt_tokens", 0);
 		ctok += json_long(u, "completion_tokens", 0);
+		const cJSON *bc = cJSON_GetObjectItemCaseSensitive(r, "bad_case");
+		if (bc) {
+			/* the suite is broken here: excluded from every metric, loudly */
+			bad++;
+			const cJSON *b;
+			cJSON_ArrayForEach(b, bc)
+			{
+				char key[1200];
+				snprintf(key, sizeof(key), "%s\x1f%s", id ? id : "",
+					 ftk_json_get_str(b, "judge") ? ftk_json_get_str(b, "judge") : "");
+				if (smap_get(&badids, key, -1) >= 0 || cJSON_GetArraySize(bad_list) >= 50)
+					continue;
+				smap_put(&badids, key, 1);
+				cJSON *e = cJSON_Duplicate(b, 1);
+				cJSON_AddStringToObject(e, "id", id ? id : "");
+				cJSON_AddItemToArray(bad_list, e);
+			}
+			continue;
+		}
 		judge_errors += cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(r, "judge_errors"));
 		const cJSON *fl = cJSON_GetObjectItemCaseSensitive(r, "flags");
 		if (cJSON_GetArraySize(fl) > 0)
 			flagged++;
 		const cJSON *f;
 		cJSON_ArrayForEach(f, fl)
-		{
-			const char *kind = ftk_json_get_str(f, "kind");
-			if (!kind)
-				continue;
-			long at = smap_get(&flags, kind, -1);
-			if (at < 0) {
-				smap_put(&flags, kind, cJSON_GetArraySize(flag_counts));
-				cJSON_AddNumberToObject(flag_counts, kind, 1);
-			} else {
-				cJSON *cnt = cJSON_GetArrayItem(flag_counts, (int)at);
-				cJSON_SetNumberValue(cnt, cnt->valuedouble + 1);
-			}
-		}
-		note_kinds(&ms, r);
+			count_kind(&flags, flag_counts, ftk_json_get_str(f, "kind"));
+		const cJSON *defects = cJSON_GetObjectItemCaseSensitive(r, "defects");
+		if (cJSON_GetArraySize(defects) > 0)
+			defective++;
+		cJSON_ArrayForEach(f, defects)
+			count_kind(&dkinds, defect_counts, ftk_json_get_str(f, "kind"));
 		const char *cname = ftk_json_get_str(r, "cluster");
 		long cl = use_clusters ? smap_intern(&clusters, cname ? cname : (id ? id : "")) : 0;
+		const cJSON *scores = cJSON_GetObjectItemCaseSensitive(r, "scores");
 		const cJSON *s;
-		cJSON_ArrayForEach(s, cJSON_GetObjectItemCaseSensitive(r, "scores"))
-		{
-			if (!cJSON_IsNumber(s))
-				continue;
-			struct metric_acc *a = metric_get(&ms, s->string);
-			if (a->n + 1 > a->alloc) {
-				a->alloc = a->alloc ? a->alloc * 2 : 64;
-				a->x = xrealloc(a->x, a->alloc * sizeof(*a->x));
-				a->cl = xrealloc(a->cl, a->alloc * sizeof(*a->cl));
-			}
-			a->x[a->n] = s->valuedouble;
-			a->cl[a->n] = cl;
-			a->n++;
-		}
+		cJSON_ArrayForEach(s, scores)
+			if (cJSON_IsNumber(s))
+				metric_push(metric_get(&ms, s->string), s->valuedouble, cl);
+		if (cJSON_GetArraySize(defects) > 0)
+			for (size_t i = 0; i < ms.n; i++)
+				if (!cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(scores, ms.m[i].name)))
+					metric_push(&ms.m[i], 0, cl);
 	}
 	cJSON *out = cJSON_CreateObject();
 	cJSON_AddNumberToObject(out, "results", (double)n);
 	cJSON_AddNumberToObject(out, "cases", (double)ids.n);
 	cJSON_AddNumberToObject(out, "samples", (double)(max_sample + 1));
-	cJSON_AddNumberToObject(out, "scored", (double)(n - errors));
+	cJSON_AddNumberToObject(out, "scored", (double)(n - errors - bad));
 	cJSON_AddNumberToObject(out, "errors", (double)errors);
+	cJSON_AddNumberToObject(out, "defective", (double)defective);
+	cJSON_AddItemToObject(out, "defects", defect_counts);
+	cJSON_AddNumberToObject(out, "bad_cases", (double)bad);
+	cJSON_AddItemToObject(out, "bad_case_list", bad_list);
 	cJSON_AddNumberToObject(out, "judge_errors", (double)judge_errors);
 	cJSON *metrics = cJSON_AddObjectToObject(out, "metrics");
 	for (size_t i = 0; i < ms.n; i++) {
@@ -197,6 +252,8 @@ cJSON *ftk_eval_summarize(const cJSON *results)
 	smap_free(&ids);
 	smap_free(&clusters);
 	smap_free(&flags);
+	smap_free(&dkinds);
+	smap_free(&badids);
 	return out;
 }
 
@@ -217,7 +274,7 @@ static void case_vals_build(struct case_vals *cv, const cJSON *results)
 	cJSON_ArrayForEach(r, results)
 	{
 		const char *id = ftk_json_get_str(r, "id");
-		if (!id || cJSON_GetObjectItemCaseSensitive(r, "error"))
+		if (!id || !is_scored(r))
 			continue;
 		long ci = smap_get(&cv->ids, id, -1);
 		if (ci < 0) {

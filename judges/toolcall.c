@@ -60,6 +60,8 @@
  */
 #include <ctype.h>
 #include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 #include <utf8proc.h>
 #include "judges/jsonschema.h"
@@ -679,31 +681,63 @@ static char *fence_body(const char *t)
 	return e ? xstrndup(b + 1, (size_t)(e - b - 1)) : NULL;
 }
 
+static void malformed(struct ftk_calls *calls, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static void malformed(struct ftk_calls *calls, const char *fmt, ...)
+{
+	if (!calls->malformed++) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(calls->malformed_reason, sizeof(calls->malformed_reason), fmt, ap);
+		va_end(ap);
+	}
+}
+
+static const char *json_type(const cJSON *v)
+{
+	return !v ? "missing" : cJSON_IsNull(v) ? "null" : cJSON_IsString(v) ? "a string"
+	       : cJSON_IsNumber(v) ? "a number" : cJSON_IsBool(v) ? "a boolean"
+	       : cJSON_IsArray(v) ? "a list" : "an object";
+}
+
 int ftk_calls_extract(const struct ftk_judge_output *out, const char *const *tool_names,
 		      size_t ntools, struct ftk_calls *calls, struct ftk_error *err)
 {
+	(void)err;
 	memset(calls, 0, sizeof(*calls));
 	calls->source = "none";
 	const cJSON *tc = out ? out->tool_calls : NULL;
+	if (tc && !cJSON_IsNull(tc) && !cJSON_IsArray(tc)) {
+		malformed(calls, "tool_calls is %s, not a list", json_type(tc));
+		calls->source = "tool_calls";
+		return 0;
+	}
 	if (cJSON_IsArray(tc) && cJSON_GetArraySize(tc) > 0) {
 		int i = 0;
 		const cJSON *e;
 		cJSON_ArrayForEach(e, tc) {
 			const cJSON *fn = cJSON_GetObjectItemCaseSensitive(e, "function");
 			const cJSON *name = cJSON_GetObjectItemCaseSensitive(fn, "name");
-			char field[64];
-			snprintf(field, sizeof(field), "tool_calls[%d].function", i);
-			if (!cJSON_IsString(name)) {
-				ftk_calls_release(calls);
-				return ftk_error_set(err, FTK_EDATA, NULL, 0, field,
-						     "a tool call needs function.name (a string)");
-			}
-			struct ftk_call *c = new_call(calls);
-			c->name = xstrdup(name->valuestring);
-			if (set_args(c, cJSON_GetObjectItemCaseSensitive(fn, "arguments")) < 0) {
-				/* unparseable arguments are the model's fault: keep the call, no args */
-				c->args = cJSON_CreateObject();
-				c->positional = -1;
+			if (!cJSON_IsObject(e)) {
+				malformed(calls, "tool_calls[%d] is %s, not an object", i, json_type(e));
+			} else if (!cJSON_IsObject(fn)) {
+				malformed(calls, "tool_calls[%d].function is %s, not an object", i,
+					  json_type(fn));
+			} else if (!cJSON_IsString(name) || !*name->valuestring) {
+				malformed(calls, "tool_calls[%d].function.name is %s, not a function name", i,
+					  cJSON_IsString(name) ? "empty" : json_type(name));
+			} else {
+				struct ftk_call *c = new_call(calls);
+				c->name = xstrdup(name->valuestring);
+				const cJSON *args = cJSON_GetObjectItemCaseSensitive(fn, "arguments");
+				if (set_args(c, args) < 0) {
+					/* kept, so the detail shows it, with no arguments */
+					c->args = cJSON_CreateObject();
+					c->positional = -1;
+					malformed(calls, "tool_calls[%d].function.arguments of '%s' %s", i,
+						  c->name, cJSON_IsString(args) ? "is not a JSON object"
+										: "is not an object");
+				}
 			}
 			i++;
 		}
@@ -1092,7 +1126,7 @@ static int check_call(const struct ftk_call *c, const char *want, const cJSON *a
 	if (!names_match(want, c->name, dots, tools, ntools))
 		return bad(vd, "wrong_function", "called '%s', expected '%s'", c->name, want);
 	if (c->positional < 0)
-		return bad(vd, "bad_arguments", "the arguments of '%s' are not a JSON object", c->name);
+		return bad(vd, "malformed_call", "the arguments of '%s' are not a JSON object", c->name);
 	if (c->positional > 0)
 		return bad(vd, "positional_arg", "'%s' was given %d positional argument(s); parameters must be named",
 			   c->name, c->positional);
@@ -1375,7 +1409,11 @@ static int score(void *state, const cJSON *kase, const struct ftk_judge_output *
 	int correct = 1;
 	struct verdict first = { "", "" };
 
-	if (calls.n == 0) {
+	if (calls.malformed) {
+		/* the answer breaks the protocol: wrong, whatever else matches */
+		correct = 0;
+		bad(&first, "malformed_call", "%s", calls.malformed_reason);
+	} else if (calls.n == 0) {
 		correct = 0;
 		bad(&first, "no_call", "no function call was found in the output");
 	} else if (calls.n != nexp) {
@@ -1424,7 +1462,7 @@ static int score(void *state, const cJSON *kase, const struct ftk_judge_output *
 		ei++;
 	}
 	/* schema validation of every call against its tool */
-	int schema_valid = calls.n > 0;
+	int schema_valid = calls.n > 0 && !calls.malformed;
 	for (size_t k = 0; t->schema != SCHEMA_OFF && k < calls.n; k++) {
 		const struct tool *tool = find_tool(tools, ntools, calls.v[k].name);
 		if (!tool && t->dots) {
@@ -1463,6 +1501,8 @@ static int score(void *state, const cJSON *kase, const struct ftk_judge_output *
 	}
 
 	cJSON_AddStringToObject(res->detail, "source", calls.source);
+	if (calls.malformed)
+		cJSON_AddNumberToObject(res->detail, "malformed", (double)calls.malformed);
 	cJSON *dc = cJSON_AddArrayToObject(res->detail, "calls");
 	for (size_t k = 0; k < calls.n; k++) {
 		cJSON *o = cJSON_CreateObject();

@@ -29,6 +29,14 @@ struct ftk_calls {
 	struct ftk_call *v;
 	size_t n, alloc;
 	const char *source;	/* "tool_calls", "json", "python" or "none" (static) */
+	/*
+	 * Calls in the tool_calls field that break the protocol: a "tool_calls"
+	 * that is not a list, an entry without a string function.name (left out
+	 * of v), arguments that are not a JSON object (kept in v with empty
+	 * arguments and positional -1).  A defective answer, never an error.
+	 */
+	size_t malformed;
+	char malformed_reason[200];	/* the first one, naming the field */
 };
 
 /*
@@ -36,8 +44,9 @@ struct ftk_calls {
  * whole text (or its first ``` fence) as Python calls; else JSON values in
  * the text that hold calls; else Python calls to the named tools inside
  * prose.  tool_names (may be NULL, ntools names) are the only names looked
- * for in prose (any name when there are none).  Returns 0 (calls->n may be 0: no call found), or FTK_EDATA
- * when tool_calls is malformed (err says which field).  Free with
+ * for in prose (any name when there are none).  Returns 0 (calls->n may be
+ * 0: no call found); a malformed tool_calls field is the model's defect and
+ * is counted in calls->malformed, not returned as an error.  Free with
  * ftk_calls_release.
  */
 int ftk_calls_extract(const struct ftk_judge_output *out, const char *const *tool_names,

@@ -167,6 +167,71 @@ const char *ftk_rate_type_name(enum ftk_rate_type type);
 int ftk_rates_price_entry(const struct ftk_rates *R, const struct ftk_cost_entry *e,
 			  double *usd, struct ftk_error *err);
 
+/*
+ * The rates file for a ledger: explicit (--rates) when given, else
+ * $FTK_RATES when set and not empty, else rates.jsonl beside the ledger
+ * (ledger_path may be NULL: none), which must exist when must_exist is set.
+ * Returns the path (explicit, the environment's, or buf, which holds the made
+ * up one), or NULL for the built-in examples.
+ */
+const char *ftk_cost_rates_path(const char *explicit_path, const char *ledger_path, char *buf,
+				size_t n, int must_exist);
+
+/* ------------------------------------------------------------ totals */
+
+/* What a set of entries adds up to. */
+struct ftk_cost_agg {
+	long n;
+	double human_h;		/* people's hours */
+	double device_h;	/* compute hours x gpus */
+	double hours;		/* human_h + device_h + an api entry's own hours */
+	double api_tok;		/* tokens in + out */
+	double usd;		/* the entry's usd, else its price; 0 when it has neither */
+	long unpriced;		/* entries that had neither */
+	long example_priced;	/* entries priced from the built-in example rates */
+};
+
+struct ftk_cost_run_totals {
+	const char *name;	/* the entry's run, borrowed from the ledger ("" for none) */
+	struct ftk_cost_agg a;
+	struct ftk_cost_agg by[FTK_COST_N_STAGES][FTK_COST_N_KINDS];
+};
+
+struct ftk_cost_totals {
+	struct ftk_cost_run_totals *runs;	/* in the order runs first appear */
+	size_t n_runs, alloc_runs;
+	struct ftk_cost_agg stage[FTK_COST_N_STAGES], kind[FTK_COST_N_KINDS], total;
+	double first_ts, last_ts;		/* +inf / -inf when nothing was kept */
+};
+
+/* Which entries count: ts in [since, until) and, when n_runs > 0, one of runs. */
+struct ftk_cost_filter {
+	double since, until;
+	const char *const *runs;
+	size_t n_runs;
+};
+
+/* Whether f keeps run (any run when f->n_runs is 0). */
+int ftk_cost_filter_run(const struct ftk_cost_filter *f, const char *run);
+
+/*
+ * Total the entries of L that f keeps (f NULL: all), each priced by its own
+ * "usd", else by R at its date (ftk_rates_price_entry).  For an entry that
+ * has neither, unpriced(ctx, entry, why) is called when given, and the entry
+ * counts as 0 USD.  *T borrows run names from L: release T before L.
+ */
+void ftk_cost_totals_compute(struct ftk_cost_totals *T, const struct ftk_cost_ledger *L,
+			     const struct ftk_rates *R, const struct ftk_cost_filter *f,
+			     void (*unpriced)(void *ctx, const struct ftk_cost_entry *e,
+					      const char *why),
+			     void *ctx);
+
+/* The totals of one run, or NULL.  Borrowed from T. */
+struct ftk_cost_run_totals *ftk_cost_totals_run(const struct ftk_cost_totals *T, const char *run);
+
+/* Free what T owns.  NULL allowed. */
+void ftk_cost_totals_release(struct ftk_cost_totals *T);
+
 /* ------------------------------------------------------------ estimate */
 
 struct ftk_cost_model {

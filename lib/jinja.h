@@ -30,6 +30,10 @@
  * extends, raw, recursive loops, loop.cycle, list methods (append...), the
  * divisibleby test, the round and escape filters.
  *
+ * Templates come with model downloads and variables with datasets, so
+ * both are treated as hostile: parsing and rendering have limits (below),
+ * and each one exceeded is an FTK_ELIMIT error whose message names it.
+ *
  * Values follow JavaScript where transformers.js does (numbers print as
  * JavaScript prints them, tojson separators ", " and ": " as Python's
  * json.dumps).
@@ -38,6 +42,7 @@
 #define FTK_JINJA_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <cjson/cJSON.h>
 #include "err.h"
 #include "strbuf.h"
@@ -45,9 +50,46 @@
 struct ftk_jinja;
 
 /*
+ * How deep a template may nest, counted both as the parser recurses
+ * (parentheses, brackets, unary signs and nots, blocks inside blocks, elif
+ * chains) and as the depth of the tree it builds (attribute, filter, test
+ * and operator chains, which the evaluator walks by recursion).  Real chat
+ * templates stay under 30.  "template nested deeper than 200 levels (the
+ * parser's depth limit)".
+ */
+#define FTK_JINJA_MAX_NESTING 200
+
+/*
+ * The render's limits, with their defaults.  A step is one expression
+ * evaluated, statement run, loop iteration, list element made, eight dict
+ * keys compared, or 64 bytes of string made or scanned; on this machine a
+ * million steps take about a tenth of a second (bench: a loop of
+ * concatenations).  The output and memory limits grow with the size of the
+ * variables (bytes taken to hold them): a render may build strings of
+ * max_output + 4x that and allocate max_memory + 8x that beyond it, since
+ * templates print a message's content once and may copy it a few times
+ * (Qwen3's splits its reasoning).
+ */
+#define FTK_JINJA_MAX_DEPTH 1000		/* the evaluator's recursion */
+#define FTK_JINJA_MAX_STEPS 100000000		/* the iteration limit */
+#define FTK_JINJA_MAX_OUTPUT ((size_t)64 << 20)	/* bytes in any one string, the output included */
+#define FTK_JINJA_MAX_MEMORY ((size_t)256 << 20)	/* bytes of values and scratch */
+#define FTK_JINJA_OUTPUT_PER_BYTE 4
+#define FTK_JINJA_MEMORY_PER_BYTE 8
+
+/* Zero fields take the defaults above. */
+struct ftk_jinja_limits {
+	unsigned max_depth;	/* nesting of blocks, expressions, macro calls and values being printed */
+	size_t max_steps;
+	size_t max_output;
+	size_t max_memory;
+};
+
+/*
  * Parse a template.  Returns 0 and *out (free with ftk_jinja_free), or
- * FTK_EDATA (syntax error; err->line is the template line) or
- * FTK_EUNSUPPORTED (a tag, filter or test this interpreter lacks).
+ * FTK_EDATA (syntax error; err->line is the template line),
+ * FTK_EUNSUPPORTED (a tag, filter or test this interpreter lacks) or
+ * FTK_ELIMIT (nested deeper than FTK_JINJA_MAX_NESTING).
  */
 int ftk_jinja_parse(struct ftk_jinja **out, const char *src, size_t len, struct ftk_error *err);
 void ftk_jinja_free(struct ftk_jinja *t);
@@ -69,13 +111,17 @@ struct ftk_jinja_opts {
 	const char *const *taint_keys;	/* NULL-terminated member names that taint (content, ...) */
 	struct ftk_jinja_iter *iters;	/* out: filled by render (xrealloc'd; caller frees) */
 	size_t n_iters, alloc_iters;
+	const struct ftk_jinja_limits *limits;	/* NULL: the defaults */
 };
 
 /*
  * Render t with the variables in vars (a JSON object, borrowed) into out
  * (appended).  opts may be NULL.  Returns 0, or FTK_EDATA (raise_exception's
- * message, a type error, an undefined value used where it cannot be), or
- * FTK_EUNSUPPORTED; err->line is the template line.
+ * message, a type error, an undefined value used where it cannot be),
+ * FTK_EUNSUPPORTED, or FTK_ELIMIT (a limit above, named in the message:
+ * "the evaluator's depth limit", "the iteration limit", "the output size
+ * limit", "the memory limit"); err->line is the template line.  On an error
+ * out may hold part of the render.
  */
 int ftk_jinja_render(const struct ftk_jinja *t, const cJSON *vars, struct ftk_jinja_opts *opts,
 		     struct strbuf *out, struct ftk_error *err);

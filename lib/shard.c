@@ -34,6 +34,7 @@ struct ftk_shard_writer {
 	uint64_t cur_tokens;
 	struct shard_count *counts;
 	size_t n_shards, alloc_shards;
+	int failed;		/* a write failed: no more shards, no manifest */
 };
 
 static void shard_name(char *buf, size_t n, const char *dir, size_t i)
@@ -84,8 +85,30 @@ static int start_shard(struct ftk_shard_writer *w, struct ftk_error *err)
 
 static int finish_shard(struct ftk_shard_writer *w, struct ftk_error *err)
 {
+	if (w->failed)
+		return ftk_error_set(err, FTK_EIO, w->dir, 0, NULL,
+				     "the shards in '%s' are incomplete: a write failed", w->dir);
 	int rc = ftk_writer_close(w->w, err);
 	w->w = NULL;
+	return rc;
+}
+
+/* mkdir -p: the folders above the shard directory are made too. */
+static int make_dirs(const char *dir)
+{
+	char *p = xstrdup(dir);
+	for (char *s = p + 1; *s; s++) {
+		if (*s != '/')
+			continue;
+		*s = '\0';
+		if (mkdir(p, 0755) < 0 && errno != EEXIST) {
+			free(p);
+			return -1;
+		}
+		*s = '/';
+	}
+	int rc = mkdir(p, 0755) < 0 && errno != EEXIST ? -1 : 0;
+	free(p);
 	return rc;
 }
 
@@ -94,7 +117,7 @@ int ftk_shard_writer_open(struct ftk_shard_writer **out, const char *dir,
 			  struct ftk_error *err)
 {
 	*out = NULL;
-	if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+	if (make_dirs(dir) < 0)
 		return ftk_error_set(err, FTK_EIO, dir, 0, NULL, "cannot create '%s': %s", dir,
 				     strerror(errno));
 	struct ftk_shard_writer *w = xcalloc(1, sizeof(*w));
@@ -121,10 +144,14 @@ int ftk_shard_write(struct ftk_shard_writer *w, const uint32_t *ids, const uint8
 		    uint32_t len, struct ftk_error *err)
 {
 	int rc;
+	if (w->failed)
+		return finish_shard(w, err);
 	if (w->cur_tokens && w->cur_tokens + len > w->per_shard &&
 	    !(w->info.kind == FTK_SHARD_PREFERENCE && w->info.sequences % 2)) {
-		if ((rc = finish_shard(w, err)) < 0 || (rc = start_shard(w, err)) < 0)
+		if ((rc = finish_shard(w, err)) < 0 || (rc = start_shard(w, err)) < 0) {
+			w->failed = 1;
 			return rc;
+		}
 	}
 	unsigned char lb[4];
 	put_u32(lb, len);
@@ -141,9 +168,14 @@ int ftk_shard_write(struct ftk_shard_writer *w, const uint32_t *ids, const uint8
 #endif
 	if (!rc)
 		rc = ftk_writer_write(w->w, mask, len);
-	if (rc)
-		return ftk_error_set(err, FTK_EIO, w->dir, 0, NULL, "cannot write shard in '%s'",
-				     w->dir);
+	if (rc) {
+		/* closing gives the cause ("cannot write 'dir/shard-00000.ftks.zst':
+		 * No space left on device") and removes the partial shard */
+		rc = finish_shard(w, err);
+		w->failed = 1;
+		return rc < 0 ? rc : ftk_error_set(err, FTK_EIO, w->dir, 0, NULL,
+						   "cannot write shard in '%s'", w->dir);
+	}
 	uint64_t m = 0;
 	for (uint32_t i = 0; i < len; i++)
 		m += mask[i] != 0;
@@ -414,8 +446,10 @@ int ftk_shard_load_all(const char *dir, struct ftk_shard_info *info, uint32_t **
 		FTK_ALLOC_GROW(I, want, cap_t);
 		if (cap_m != cap_t)
 			M = xrealloc(M, cap_t);
-		memcpy(I + nt, s.ids, (size_t)s.len * 4);
-		memcpy(M + nt, s.mask, s.len);
+		if (s.len) {	/* a zero-length sequence may come with NULL ids (memcpy's arguments must not be NULL) */
+			memcpy(I + nt, s.ids, (size_t)s.len * 4);
+			memcpy(M + nt, s.mask, s.len);
+		}
 		nt = want;
 		FTK_ALLOC_GROW(O, ns + 2, cap_s);
 		O[++ns] = nt;

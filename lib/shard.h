@@ -62,7 +62,8 @@ struct ftk_seq {
 struct ftk_shard_writer;
 
 /*
- * Create dir (if needed) and start writing shards into it.  A new shard is
+ * Create dir (and the folders above it, if needed) and start writing shards
+ * into it.  A new shard is
  * begun after tokens_per_shard tokens (0: one shard).  info's kind,
  * vocab_size, tokenizer_hash and template_name are used.  Returns 0 or an
  * error (FTK_EIO).
@@ -70,7 +71,12 @@ struct ftk_shard_writer;
 int ftk_shard_writer_open(struct ftk_shard_writer **out, const char *dir,
 			  const struct ftk_shard_info *info, uint64_t tokens_per_shard,
 			  struct ftk_error *err);
-/* Append one sequence (ids and mask borrowed).  Returns 0 or FTK_EIO. */
+/*
+ * Append one sequence (ids and mask borrowed).  Returns 0 or FTK_EIO with the
+ * cause (the file and errno, e.g. No space left on device); after a failure
+ * the writer stays failed: later writes and the close fail without writing,
+ * and no manifest is written, so the directory reads as unfinished.
+ */
 int ftk_shard_write(struct ftk_shard_writer *w, const uint32_t *ids, const uint8_t *mask,
 		    uint32_t len, struct ftk_error *err);
 /* Finish the last shard and write manifest.json.  Frees w.  0 or FTK_EIO. */

@@ -189,6 +189,25 @@ size_t strbuf_add_json_str(struct strbuf *sb, const char *str, size_t len)
 	return bad;
 }
 
+size_t strbuf_add_utf8(struct strbuf *sb, const char *str, size_t len)
+{
+	const unsigned char *s = (const unsigned char *)str;
+	size_t bad = 0, i = 0;
+	strbuf_grow(sb, len);
+	while (i < len) {
+		size_t k = utf8_seq(s + i, len - i);
+		if (k) {
+			strbuf_add(sb, s + i, k);
+			i += k;
+		} else {
+			strbuf_addstr(sb, "\xEF\xBF\xBD");
+			bad++;
+			i++;
+		}
+	}
+	return bad;
+}
+
 int strbuf_read_file(struct strbuf *sb, const char *path)
 {
 	FILE *fp = strcmp(path, "-") ? fopen(path, "rb") : stdin;

@@ -44,6 +44,12 @@ void strbuf_vaddf(struct strbuf *sb, const char *fmt, va_list ap);
  */
 size_t strbuf_add_json_str(struct strbuf *sb, const char *s, size_t len);
 
+/*
+ * Append s[0..len) with every byte that does not start a valid UTF-8
+ * sequence written as U+FFFD.  Returns the number of bytes so replaced.
+ */
+size_t strbuf_add_utf8(struct strbuf *sb, const char *s, size_t len);
+
 /* Read a whole file (or stdin for "-") into sb.  0 or -errno. */
 int strbuf_read_file(struct strbuf *sb, const char *path);
 

@@ -21,6 +21,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zstd.h>
+#include "cleanup.h"
 #include "stream.h"
 
 #define READ_CHUNK (1u << 20)
@@ -359,10 +360,17 @@ int ftk_read_all(const char *path, char **data, size_t *len, struct ftk_error *e
 
 #define WBUF (1u << 18)
 
+enum writer_kind {
+	W_STDOUT,	/* fd 1, not ours to close */
+	W_THROUGH,	/* our own fd on a device, pipe, socket or an inherited fd */
+	W_RENAME,	/* a temporary beside a regular file, renamed on close */
+};
+
 struct ftk_writer {
 	int fd;
-	int is_file;
-	char *path, *tmp;
+	enum writer_kind kind;
+	char *path, *tmp;	/* path as given; tmp only for W_RENAME */
+	char *target;		/* W_RENAME: path with symlinks followed */
 	char *buf;
 	size_t len;
 	ZSTD_CCtx *cctx;
@@ -417,32 +425,141 @@ static int drain(struct ftk_writer *w, ZSTD_EndDirective mode)
 	return rc;
 }
 
+/*
+ * The names that mean "a descriptor this process already has": writing to
+ * them must go through that descriptor (its offset, its O_APPEND, the pipe
+ * behind it), never replace what the name points to.  Returns the fd or -1.
+ */
+static int inherited_fd(const char *path)
+{
+	const char *num = NULL;
+	if (!strcmp(path, "/dev/stdout"))
+		return 1;
+	if (!strcmp(path, "/dev/stderr"))
+		return 2;
+	if (!strncmp(path, "/dev/fd/", 8))
+		num = path + 8;
+	else if (!strncmp(path, "/proc/self/fd/", 14))
+		num = path + 14;
+	if (!num || !*num)
+		return -1;
+	char *end;
+	long v = strtol(num, &end, 10);
+	return *end || v < 0 || v > 1 << 20 ? -1 : (int)v;
+}
+
+/*
+ * Follow symlinks in the last component until it names something that is not
+ * a link, or nothing (a dangling link is followed to the file it would
+ * create), or a descriptor name (*fd set to its number, else -1).  Returns a
+ * new string, or NULL with errno set (ELOOP after 40 links).
+ */
+static char *follow_links(const char *path, int *fd)
+{
+	char *cur = xstrdup(path);
+	for (int hops = 0; hops < 40; hops++) {
+		struct stat st;
+		if ((*fd = inherited_fd(cur)) >= 0 || lstat(cur, &st) < 0 || !S_ISLNK(st.st_mode))
+			return cur;
+		char link[4096];
+		ssize_t n = readlink(cur, link, sizeof(link) - 1);
+		if (n < 0) {
+			free(cur);
+			return NULL;
+		}
+		link[n] = '\0';
+		char *next;
+		const char *slash = strrchr(cur, '/');
+		if (link[0] == '/' || !slash) {
+			next = xstrdup(link);
+		} else {
+			size_t d = (size_t)(slash - cur) + 1;
+			next = xmalloc(d + (size_t)n + 1);
+			memcpy(next, cur, d);
+			memcpy(next + d, link, (size_t)n + 1);
+		}
+		free(cur);
+		cur = next;
+	}
+	free(cur);
+	errno = ELOOP;
+	return NULL;
+}
+
+static int open_fail(struct ftk_writer *w, struct ftk_error *err, const char *what,
+		     const char *path, int e)
+{
+	ftk_error_set(err, FTK_EIO, path, 0, NULL, "cannot %s '%s': %s", what, path,
+		      strerror(e));
+	free(w->path);
+	free(w->tmp);
+	free(w->target);
+	free(w->buf);
+	free(w);
+	return FTK_EIO;
+}
+
 int ftk_writer_open(struct ftk_writer **out, const char *path, int level,
 		    struct ftk_error *err)
 {
 	struct ftk_writer *w = xcalloc(1, sizeof(*w));
+	struct stat st;
 	*out = NULL;
 	w->buf = xmalloc(WBUF);
 	if (!path || !strcmp(path, "-")) {
 		w->fd = 1;
-	} else {
-		size_t n = strlen(path);
-		w->path = xstrdup(path);
-		w->tmp = xmalloc(n + 32);
-		snprintf(w->tmp, n + 32, "%s.tmp.%ld", path, (long)getpid());
-		w->fd = open(w->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-		if (w->fd < 0) {
-			int e = errno;
-			ftk_error_set(err, FTK_EIO, path, 0, NULL, "cannot create '%s': %s", path,
-				      strerror(e));
-			free(w->path);
-			free(w->tmp);
-			free(w->buf);
-			free(w);
-			return FTK_EIO;
-		}
-		w->is_file = 1;
-		if (n > 4 && !strcmp(path + n - 4, ".zst")) {
+		w->kind = W_STDOUT;
+		goto done;
+	}
+	w->path = xstrdup(path);
+	int fd;
+	w->target = follow_links(path, &fd);
+	if (!w->target)
+		return open_fail(w, err, "create", path, errno);
+	if (fd >= 0) {
+		w->fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+		if (w->fd < 0)
+			return open_fail(w, err, "write", path, errno);
+		w->kind = W_THROUGH;
+		goto done;
+	}
+	int exists = stat(w->target, &st) == 0;
+	if (exists && S_ISDIR(st.st_mode))
+		return open_fail(w, err, "create", path, EISDIR);
+	if (exists && !S_ISREG(st.st_mode)) {
+		/* a device, a named pipe, a socket: write to it, never replace it */
+		w->fd = open(w->target, O_WRONLY | O_CLOEXEC);
+		if (w->fd < 0)
+			return open_fail(w, err, "write", path, errno);
+		w->kind = W_THROUGH;
+		goto done;
+	}
+	size_t n = strlen(w->target);
+	w->tmp = xmalloc(n + 32);
+	snprintf(w->tmp, n + 32, "%s.tmp.%ld", w->target, (long)getpid());
+	w->fd = open(w->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (w->fd < 0 && exists && (errno == EACCES || errno == EPERM || errno == EROFS) &&
+	    access(w->target, W_OK) == 0) {
+		/* a file we may write in a directory we may not: write it in place */
+		free(w->tmp);
+		w->tmp = NULL;
+		w->fd = open(w->target, O_WRONLY | O_TRUNC | O_CLOEXEC);
+		if (w->fd < 0)
+			return open_fail(w, err, "write", path, errno);
+		w->kind = W_THROUGH;
+		goto done;
+	}
+	if (w->fd < 0)
+		return open_fail(w, err, "create", path, errno);
+	w->kind = W_RENAME;
+	ftk_cleanup_add(w->tmp);
+	/* the replacement keeps the permissions of the file it replaces */
+	if (exists)
+		(void)fchmod(w->fd, st.st_mode & 07777);
+done:
+	if (w->path) {
+		size_t pn = strlen(w->path);
+		if (pn > 4 && !strcmp(w->path + pn - 4, ".zst")) {
 			w->cctx = ZSTD_createCCtx();
 			ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_compressionLevel,
 					       level ? level : ZSTD_CLEVEL_DEFAULT);
@@ -492,6 +609,7 @@ static void writer_free(struct ftk_writer *w)
 	free(w->buf);
 	free(w->path);
 	free(w->tmp);
+	free(w->target);
 	free(w);
 }
 
@@ -501,15 +619,19 @@ int ftk_writer_close(struct ftk_writer *w, struct ftk_error *err)
 	if (!w)
 		return 0;
 	rc = drain(w, w->cctx ? ZSTD_e_end : ZSTD_e_continue);
-	if (w->is_file) {
+	if (w->kind == W_RENAME) {
 		if (!rc && fsync(w->fd) < 0 && errno != EINVAL)
 			w->err = errno, rc = FTK_EIO;
 		if (close(w->fd) < 0 && !rc)
 			w->err = errno, rc = FTK_EIO;
-		if (!rc && rename(w->tmp, w->path) < 0)
+		if (!rc && rename(w->tmp, w->target) < 0)
 			w->err = errno, rc = FTK_EIO;
 		if (rc)
 			unlink(w->tmp);
+		ftk_cleanup_remove(w->tmp);
+	} else if (w->kind == W_THROUGH) {
+		if (close(w->fd) < 0 && !rc)
+			w->err = errno, rc = FTK_EIO;
 	}
 	if (rc || w->err) {
 		const char *name = w->path ? w->path : "standard output";
@@ -524,11 +646,14 @@ void ftk_writer_abort(struct ftk_writer *w)
 {
 	if (!w)
 		return;
-	if (w->is_file) {
+	if (w->kind == W_RENAME) {
 		close(w->fd);
 		unlink(w->tmp);
+		ftk_cleanup_remove(w->tmp);
 	} else {
 		drain(w, ZSTD_e_continue);
+		if (w->kind == W_THROUGH)
+			close(w->fd);
 	}
 	writer_free(w);
 }

@@ -15,9 +15,18 @@
  * data[len] (the line itself may hold NULs; len is the truth).
  *
  * Writer.  Writes to a file, or to standard output for NULL or "-".  A file
- * name ending in ".zst" is written as Zstandard.  Files are written to a
- * temporary name beside the target and renamed on a successful close, so a
- * crash never leaves a half-written output under the real name.
+ * name ending in ".zst" is written as Zstandard.  A regular file (or a name
+ * that does not exist yet) is written to a temporary name beside it and
+ * renamed on a successful close, so a crash never leaves a half-written
+ * output under the real name; the temporary is registered with
+ * lib/cleanup.h so that a killed program can remove it.  Anything else is
+ * written through, never replaced: a device (/dev/null, /dev/full), a named
+ * pipe, a socket, and the names of descriptors the process already holds
+ * (/dev/stdout, /dev/stderr, /dev/fd/N, /proc/self/fd/N, as bash's >(...)
+ * gives them), which are duplicated so their offset and append mode hold.
+ * A symlink is followed: the file it points to is replaced, the link stays.
+ * A regular file that may be written in a directory that may not (no room
+ * for the temporary) is truncated and written in place.
  */
 #ifndef FTK_STREAM_H
 #define FTK_STREAM_H

@@ -221,18 +221,29 @@ struct ftk_backend {
 	void (*attn_bwd_flash)(float *dq, float *dk, float *dv, const float *dout, const float *out,
 			       const float *lse, const float *q, const float *k, const float *v,
 			       const int32_t *doc, int B, int T, int NH, int NKV, int hd);
+
+	/*
+	 * Wait until every op queued so far has finished, so the host may read
+	 * and write alloc_shared memory: the model calls it once at the end of
+	 * a backward pass and when the host asks for the LoRA arrays, not after
+	 * every op (the CUDA ops queue without waiting).  NULL: ops finish
+	 * before they return (the CPU).
+	 */
+	void (*sync)(void);
 };
+
+/*
+ * The CUDA backend's ABI version: libftkcuda.so's ftk_cuda_abi() returns
+ * it with sizeof(struct ftk_backend), and device.c refuses an object whose
+ * pair differs.  Raise it whenever an exported entry point's signature or
+ * the meaning of a table entry changes (a new entry changes the size).
+ */
+#define FTK_CUDA_ABI 3
 
 /* The largest head_dim the flash attention ops take. */
 #define FTK_FLASH_MAX_HD 256
 
 /* The reference CPU backend (OpenBLAS + threads). */
 extern const struct ftk_backend ftk_backend_cpu;
-
-/*
- * Find a backend by name ("cpu"; "cuda" when built with it).  Returns NULL
- * when there is none by that name.
- */
-const struct ftk_backend *ftk_backend_get(const char *name);
 
 #endif

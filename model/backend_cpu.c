@@ -1045,11 +1045,5 @@ const struct ftk_backend ftk_backend_cpu = {
 	/* .set_precision = */ cpu_set_precision,
 	/* .attn_fwd_flash = */ cpu_attn_fwd_flash,
 	/* .attn_bwd_flash = */ cpu_attn_bwd_flash,
+	/* .sync = */ NULL,
 };
-
-const struct ftk_backend *ftk_backend_get(const char *name)
-{
-	if (!name || !strcmp(name, "cpu"))
-		return &ftk_backend_cpu;
-	return NULL;
-}

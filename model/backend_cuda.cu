@@ -11,10 +11,11 @@
  * kernels run the very expressions the CPU backend's unit tests check.
  *
  *   memory      cudaMalloc; alloc_shared is cudaMallocManaged (the LoRA
- *               parameters and gradients, which the host optimizer touches
- *               in place); every op that writes into managed memory
- *               synchronises before returning, so the host never reads a
- *               gradient a kernel is still writing.
+ *               parameters and gradients, which adapters and checkpoints
+ *               read in place).  Ops queue on the default stream and do not
+ *               wait; the model calls sync once before the host reads
+ *               managed memory (after a backward pass), and downloads wait
+ *               for what came before them.
  *   products    cuBLAS, fp32 inputs and fp32 accumulation (cublasGemmEx).
  *               Under set_precision(FTK_PREC_BF16) (--precision bf16) the
  *               two operands are converted to bf16 by a kernel calling
@@ -49,8 +50,7 @@
  *               element), sumsq (the global gradient norm's sum of squares,
  *               a block reduction in double) and scale (clipping), so the
  *               trainer clips and steps on the GPU over the managed LoRA
- *               arrays; adamw and sumsq are also exported as
- *               ftk_cuda_adamw / ftk_cuda_sumsq for the dev/cuda harness.
+ *               arrays.
  *
  * Nothing here has run on a GPU in the session that wrote it: it compiles
  * with -Werror for sm_80, sm_89 and sm_90, and `ftk-train --selftest` on a
@@ -109,14 +109,6 @@ static size_t g_dscore_cap;
 static float *g_flash_D;	/* flash backward: D = dout . out per row (B, NH, T) */
 static size_t g_flash_D_cap;
 
-/* Managed allocations, so ops that write into one can synchronise. */
-struct range {
-	char *p;
-	size_t n;
-};
-static struct range g_shared[4096];
-static int g_n_shared;
-
 static void init_once(void)
 {
 	if (g_ready)
@@ -126,20 +118,16 @@ static void init_once(void)
 	g_ready = 1;
 }
 
-static int is_shared(const void *p)
-{
-	const char *c = (const char *)p;
-	for (int i = 0; i < g_n_shared; i++)
-		if (c >= g_shared[i].p && c < g_shared[i].p + g_shared[i].n)
-			return 1;
-	return 0;
-}
-
-static void sync_if_shared(const void *p)
+/*
+ * After a launch: a bad launch (configuration, resources) shows here, at
+ * its op.  Nothing waits for the kernel: ops queue on the default stream in
+ * order, downloads (cudaMemcpy) wait for what came before them, and the
+ * model calls the table's sync once before the host reads managed memory
+ * (the LoRA gradients after a backward pass), not once per op.
+ */
+static void launched(void)
 {
 	CK(cudaGetLastError());
-	if (is_shared(p))
-		CK(cudaDeviceSynchronize());
 }
 
 /* ---------------------------------------------------------------- memory */
@@ -159,12 +147,7 @@ static void *cu_alloc_shared(size_t n)
 	void *p = NULL;
 	CK(cudaMallocManaged(&p, n ? n : 64, cudaMemAttachGlobal));
 	CK(cudaMemset(p, 0, n ? n : 64));
-	CK(cudaDeviceSynchronize());
-	if (g_n_shared < (int)(sizeof(g_shared) / sizeof(g_shared[0]))) {
-		g_shared[g_n_shared].p = (char *)p;
-		g_shared[g_n_shared].n = n ? n : 64;
-		g_n_shared++;
-	}
+	CK(cudaDeviceSynchronize());	/* the host may write it at once */
 	return p;
 }
 
@@ -172,13 +155,7 @@ static void cu_free(void *p)
 {
 	if (!p)
 		return;
-	for (int i = 0; i < g_n_shared; i++)
-		if (g_shared[i].p == p) {
-			g_shared[i] = g_shared[--g_n_shared];
-			break;
-		}
-	CK(cudaDeviceSynchronize());
-	CK(cudaFree(p));
+	CK(cudaFree(p));	/* waits for the device itself */
 }
 
 static void cu_memcpy(void *dst, const void *src, size_t n)
@@ -188,14 +165,24 @@ static void cu_memcpy(void *dst, const void *src, size_t n)
 
 static void cu_zero(void *p, size_t n)
 {
-	CK(cudaMemset(p, 0, n));
+	CK(cudaMemset(p, 0, n));	/* queued in order with the kernels: no wait */
+}
+
+static void cu_sync(void)
+{
 	CK(cudaDeviceSynchronize());
 }
 
-/* The device copy of an NF4 weight: codes and recovered scales. */
+/*
+ * A weight's device representation (ftk_weight.dev): an NF4 weight's codes
+ * and recovered scales; for a float32 weight under bf16, its bf16 copy
+ * (made by the first bf16 product: frozen weights are converted once, not
+ * per product).
+ */
 struct dev_nf4 {
 	uint8_t *packed;
 	float *absmax;
+	uint16_t *bf16;	/* (N, K), a float32 weight rounded to bf16, or NULL */
 };
 
 static void cu_weight_prepare(struct ftk_weight *w)
@@ -220,8 +207,9 @@ static void cu_weight_release(struct ftk_weight *w)
 	struct dev_nf4 *d = (struct dev_nf4 *)w->dev;
 	if (!d)
 		return;
-	CK(cudaFree(d->packed));
+	CK(cudaFree(d->packed));	/* NULL is fine */
 	CK(cudaFree(d->absmax));
+	CK(cudaFree(d->bf16));
 	free(d);
 	w->dev = NULL;
 }
@@ -257,7 +245,7 @@ static void cu_gemm(int ta, int tb, int M, int N, int K, float alpha, const floa
 	CKB(cublasGemmEx(g_blas, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N, N,
 			 M, K, &alpha, B, CUDA_R_32F, ldb, A, CUDA_R_32F, lda, &beta, C,
 			 CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
-	sync_if_shared(C);
+	launched();
 }
 
 /* Independent products: one cuBLAS call each, in order, on the default stream. */
@@ -399,7 +387,7 @@ static int nf4_fused_fwd(float *out, const float *inp, const struct ftk_weight *
 		dim3 grid((unsigned)((N + FTK_NF4_TN - 1) / FTK_NF4_TN), m_tiles);
 		k_nf4_mm<0><<<grid, FTK_NF4_THREADS>>>(out, inp, bias, v, M);
 	}
-	sync_if_shared(out);
+	launched();
 	return 1;
 }
 
@@ -416,18 +404,32 @@ static int nf4_fused_bwd(float *dinp, const float *dout, const struct ftk_weight
 		return 0;
 	dim3 grid((unsigned)((w->cols + FTK_NF4_TN - 1) / FTK_NF4_TN), m_tiles);
 	k_nf4_mm<1><<<grid, FTK_NF4_THREADS>>>(dinp, dout, NULL, nf4_view(w), M);
-	sync_if_shared(dinp);
+	launched();
 	return 1;
 }
 
 /* ---------------------------------------------------------------- NF4 linear */
 
+/*
+ * The code table in shared memory, as the fused kernels keep it: neighbouring
+ * threads decode different codes, and a constant-memory read with a
+ * different address per thread is serialized across the warp.
+ */
+__device__ __forceinline__ void stage_code(float *code)
+{
+	if (threadIdx.x < 16)
+		code[threadIdx.x] = d_nf4_code[threadIdx.x];
+	__syncthreads();
+}
+
 __global__ void k_nf4_dequant(float *out, const uint8_t *packed, const float *absmax,
 			      size_t start, size_t count)
 {
+	__shared__ float code[16];
+	stage_code(code);	/* before any thread leaves: every thread reaches the barrier */
 	size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
 	if (i < count)
-		out[i] = ftk_nf4_decode(packed, absmax, d_nf4_code, start + i);
+		out[i] = ftk_nf4_decode(packed, absmax, code, start + i);
 }
 
 /* Dequantize rows [r0, r0 + r) of an NF4 weight (N, K) into the tile. */
@@ -463,7 +465,7 @@ __global__ void k_add_bias(float *out, const float *bias, int M, int N)
 static void cu_add_bias(float *out, const float *bias, int M, int N)
 {
 	k_add_bias<<<blocks_for((size_t)M * N), THREADS>>>(out, bias, M, N);
-	sync_if_shared(out);
+	launched();
 }
 
 static void cu_linear_fwd(float *out, const float *inp, const struct ftk_weight *w,
@@ -553,7 +555,7 @@ static void cu_rmsnorm_fwd(float *out, float *rstd, const float *inp, const floa
 {
 	if (M > 0)
 		k_rmsnorm_fwd<<<row_blocks(M), THREADS>>>(out, rstd, inp, weight, M, C, eps);
-	sync_if_shared(out);
+	launched();
 }
 
 __global__ void k_rmsnorm_bwd(float *dinp, const float *dout, const float *inp,
@@ -572,7 +574,7 @@ static void cu_rmsnorm_bwd(float *dinp, const float *dout, const float *inp, con
 {
 	if (M > 0)
 		k_rmsnorm_bwd<<<row_blocks(M), THREADS>>>(dinp, dout, inp, weight, rstd, M, C);
-	sync_if_shared(dinp);
+	launched();
 }
 
 /* One thread per rotated pair: a warp covers 32 consecutive pairs of a head. */
@@ -591,7 +593,7 @@ static void cu_rope(float *x, const int32_t *pos, const float *inv_freq, int M, 
 		    int sign)
 {
 	k_rope<<<blocks_for((size_t)M * nh * (hd / 2)), THREADS>>>(x, pos, inv_freq, M, nh, hd, sign);
-	sync_if_shared(x);
+	launched();
 }
 
 /* ---------------------------------------------------------------- attention */
@@ -646,7 +648,7 @@ static void cu_attn_fwd(float *out, float *att, const float *q, const float *k, 
 {
 	size_t n = (size_t)B * NH * T;
 	k_attn_fwd<<<blocks_for(n), THREADS>>>(out, att, q, k, v, doc, B, T, NH, NKV, hd);
-	sync_if_shared(out);
+	launched();
 }
 
 /* Per query row: dP = dO V^T over [0, t], dS = softmax backward, dQ = scale dS K. */
@@ -727,7 +729,7 @@ static void cu_attn_bwd(float *dq, float *dk, float *dv, const float *dout, cons
 	k_attn_bwd_q<<<blocks_for(nq), THREADS>>>(dq, g_dscore, dout, att, k, v, B, T, NH, NKV, hd);
 	k_attn_bwd_kv<<<blocks_for(nk), THREADS>>>(dk, dv, g_dscore, att, q, dout, B, T, NH, NKV,
 						   hd);
-	sync_if_shared(dq);
+	launched();
 }
 
 /*
@@ -807,7 +809,7 @@ static void cu_attn_fwd_flash(float *out, float *lse, const float *q, const floa
 	size_t smem = ftk_flash_smem_floats(&d) * sizeof(float);
 	k_flash_fwd<<<(unsigned)ftk_flash_q_blocks(&d), FTK_FLASH_ROWS, smem>>>(d, out, lse, q, k,
 									    v, doc);
-	sync_if_shared(out);
+	launched();
 }
 
 static void cu_attn_bwd_flash(float *dq, float *dk, float *dv, const float *dout,
@@ -828,7 +830,7 @@ static void cu_attn_bwd_flash(float *dq, float *dk, float *dv, const float *dout
 		d, dq, g_flash_D, dout, out, lse, q, k, v, doc);
 	k_flash_dkv<<<(unsigned)ftk_flash_kv_blocks(&d), FTK_FLASH_ROWS, smem>>>(
 		d, dk, dv, g_flash_D, dout, lse, q, k, v, doc);
-	sync_if_shared(dq);
+	launched();
 }
 
 /* Generation: one block per query head, scores in the caller's scratch row per head. */
@@ -875,7 +877,7 @@ static void cu_attn_decode(float *out, const float *q, const float *kc, const fl
 		k_attn_decode_out<<<blocks_for((size_t)hd), THREADS>>>(out, scratch, vc, n, h, NH,
 								       NKV, hd);
 	}
-	sync_if_shared(out);
+	launched();
 }
 
 /* ---------------------------------------------------------------- elementwise */
@@ -890,7 +892,7 @@ __global__ void k_swiglu_fwd(float *out, const float *gate, const float *up, siz
 static void cu_swiglu_fwd(float *out, const float *gate, const float *up, size_t n)
 {
 	k_swiglu_fwd<<<blocks_for(n), THREADS>>>(out, gate, up, n);
-	sync_if_shared(out);
+	launched();
 }
 
 __global__ void k_swiglu_bwd(float *dgate, float *dup, const float *dout, const float *gate,
@@ -905,7 +907,7 @@ static void cu_swiglu_bwd(float *dgate, float *dup, const float *dout, const flo
 			  const float *up, size_t n)
 {
 	k_swiglu_bwd<<<blocks_for(n), THREADS>>>(dgate, dup, dout, gate, up, n);
-	sync_if_shared(dgate);
+	launched();
 }
 
 /*
@@ -959,7 +961,7 @@ static void cu_xent(float *loss, float *logits, const int32_t *target, int M, in
 {
 	if (M > 0)
 		k_xent<<<M, XENT_THREADS>>>(loss, logits, target, M, V, gs);
-	sync_if_shared(loss);
+	launched();
 }
 
 __global__ void k_add(float *y, const float *x, size_t n)
@@ -972,7 +974,7 @@ __global__ void k_add(float *y, const float *x, size_t n)
 static void cu_add(float *y, const float *x, size_t n)
 {
 	k_add<<<blocks_for(n), THREADS>>>(y, x, n);
-	sync_if_shared(y);
+	launched();
 }
 
 __global__ void k_dropout(float *y, const float *x, const uint8_t *keep, float scale, size_t n)
@@ -985,7 +987,7 @@ __global__ void k_dropout(float *y, const float *x, const uint8_t *keep, float s
 static void cu_dropout(float *y, const float *x, const uint8_t *keep, float scale, size_t n)
 {
 	k_dropout<<<blocks_for(n), THREADS>>>(y, x, keep, scale, n);
-	sync_if_shared(y);
+	launched();
 }
 
 __global__ void k_dropout_mask(uint8_t *keep, uint64_t stream, float p, size_t n)
@@ -998,7 +1000,7 @@ __global__ void k_dropout_mask(uint8_t *keep, uint64_t stream, float p, size_t n
 static void cu_dropout_mask(uint8_t *keep, uint64_t stream, float p, size_t n)
 {
 	k_dropout_mask<<<blocks_for(n), THREADS>>>(keep, stream, p, n);
-	sync_if_shared(keep);
+	launched();
 }
 
 __global__ void k_embed(float *out, const float *table, const uint32_t *ids, int M, int C)
@@ -1011,7 +1013,7 @@ __global__ void k_embed(float *out, const float *table, const uint32_t *ids, int
 static void cu_embed(float *out, const float *table, const uint32_t *ids, int M, int C)
 {
 	k_embed<<<blocks_for((size_t)M * C), THREADS>>>(out, table, ids, M, C);
-	sync_if_shared(out);
+	launched();
 }
 
 /* ---------------------------------------------------------------- optimizer */
@@ -1091,7 +1093,8 @@ static void cu_adamw(float *w, float *m, float *v, const float *g, size_t n,
  * a LoRA weight or second activation into g_bf[1]) just before the call.
  * NF4 weights are decoded straight into bf16 tiles (g_tile16, at most
  * TILE_ELEMS values: 32 MiB instead of the fp32 tile's 64 MiB); a float32
- * weight (the head, --quant none) is converted tile by tile the same way.
+ * weight (the head, --quant none) is frozen and converted once into a bf16
+ * copy (bf16_copy) that every later product reads whole.
  */
 static uint16_t *g_bf[2];	/* converted operands */
 static size_t g_bf_cap[2];
@@ -1127,23 +1130,47 @@ static void to_bf16(uint16_t *dst, const float *src, int rows, int cols, int ld)
 __global__ void k_nf4_dequant_bf16(uint16_t *out, const uint8_t *packed, const float *absmax,
 				   size_t start, size_t count)
 {
+	__shared__ float code[16];
+	stage_code(code);
 	size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
 	if (i < count)
-		out[i] = ftk_bf16_rne(ftk_nf4_decode(packed, absmax, d_nf4_code, start + i));
+		out[i] = ftk_bf16_rne(ftk_nf4_decode(packed, absmax, code, start + i));
+}
+
+/*
+ * The bf16 copy of a float32 weight (the head, --quant none weights), made
+ * once: these weights are frozen (only LoRA trains), and converting the
+ * 128256 x 4096 head of Llama 3 for every 64-row chunk moved about 1.6 TB
+ * per 16k-token micro-batch.  Held in w->dev until weight_release;
+ * --plan counts it (V x C x 2 bytes for the head).
+ */
+static uint16_t *bf16_copy(const struct ftk_weight *w)
+{
+	struct ftk_weight *mw = (struct ftk_weight *)w;	/* the backend's own field */
+	struct dev_nf4 *d = (struct dev_nf4 *)mw->dev;
+	if (!d) {
+		d = (struct dev_nf4 *)calloc(1, sizeof(*d));
+		if (!d)
+			abort();
+		mw->dev = d;
+	}
+	if (!d->bf16) {
+		size_t n = (size_t)w->rows * w->cols;
+		CK(cudaMalloc((void **)&d->bf16, (n ? n : 1) * sizeof(uint16_t)));
+		to_bf16(d->bf16, w->f32, w->rows, w->cols, w->cols);
+	}
+	return d->bf16;
 }
 
 /* Rows [r0, r0 + r) of W (N, K) as bf16, NF4 or float32. */
 static uint16_t *bf16_tile(const struct ftk_weight *w, size_t r0, size_t r)
 {
+	if (w->quant != FTK_QUANT_NF4)
+		return bf16_copy(w) + r0 * w->cols;
 	size_t n = r * (size_t)w->cols;
 	uint16_t *t = bf_buf(&g_tile16, &g_tile16_cap, n);
-	if (w->quant == FTK_QUANT_NF4) {
-		const struct dev_nf4 *d = (const struct dev_nf4 *)w->dev;
-		k_nf4_dequant_bf16<<<blocks_for(n), THREADS>>>(t, d->packed, d->absmax,
-							       r0 * w->cols, n);
-	} else {
-		to_bf16(t, w->f32 + r0 * w->cols, (int)r, w->cols, w->cols);
-	}
+	const struct dev_nf4 *d = (const struct dev_nf4 *)w->dev;
+	k_nf4_dequant_bf16<<<blocks_for(n), THREADS>>>(t, d->packed, d->absmax, r0 * w->cols, n);
 	return t;
 }
 
@@ -1154,7 +1181,7 @@ static void gemm_bf16_raw(int ta, int tb, int M, int N, int K, float alpha, cons
 	CKB(cublasGemmEx(g_blas, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N, N,
 			 M, K, &alpha, B, CUDA_R_16BF, ldb, A, CUDA_R_16BF, lda, &beta, C,
 			 CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
-	sync_if_shared(C);
+	launched();
 }
 
 static void bf16_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
@@ -1182,7 +1209,7 @@ static void bf16_linear(float *y, const float *x, const struct ftk_weight *w, co
 		return;
 	uint16_t *xb = bf_buf(&g_bf[0], &g_bf_cap[0], (size_t)M * in);
 	to_bf16(xb, x, M, in, in);
-	size_t R = tile_rows(w);
+	size_t R = w->quant == FTK_QUANT_NF4 ? tile_rows(w) : (size_t)N;	/* f32: its bf16 copy */
 	for (size_t r0 = 0; r0 < (size_t)N; r0 += R) {
 		size_t r = (size_t)N - r0 < R ? (size_t)N - r0 : R;
 		uint16_t *tile = bf16_tile(w, r0, r);
@@ -1239,6 +1266,7 @@ static const struct ftk_backend cuda_table = {
 	/* .set_precision = */ cu_set_precision,
 	/* .attn_fwd_flash = */ cu_attn_fwd_flash,
 	/* .attn_bwd_flash = */ cu_attn_bwd_flash,
+	/* .sync = */ cu_sync,
 };
 
 /* ---------------------------------------------------------------- exports (device.h) */
@@ -1291,18 +1319,22 @@ ftk_cuda_backend(const float *nf4_code)
 	return &cuda_table;
 }
 
-/* AdamW over n device (or managed) floats with optim_ops.h's update. */
-__attribute__((visibility("default"))) void ftk_cuda_adamw(float *w, float *m, float *v,
-							   const float *g, size_t n,
-							   const struct ftk_adamw_consts *c)
+/* The ABI this object was built for (device.c refuses a mismatch): FTK_CUDA_ABI and the table's size. */
+__attribute__((visibility("default"))) unsigned ftk_cuda_abi(size_t *table_bytes)
 {
-	cu_adamw(w, m, v, g, n, c);
+	*table_bytes = sizeof(struct ftk_backend);
+	return FTK_CUDA_ABI;
 }
 
-/* Sum of squares of n device floats, accumulated in double (the global grad norm squared). */
-__attribute__((visibility("default"))) double ftk_cuda_sumsq(const float *g, size_t n)
+/* Wait for every queued kernel: 0, or -1 when one failed, with cudart's words in why. */
+__attribute__((visibility("default"))) int ftk_cuda_sync(char *why, size_t cap)
 {
-	return cu_sumsq(g, n);
+	cudaError_t e = cudaDeviceSynchronize();
+	if (e != cudaSuccess) {
+		snprintf(why, cap, "%s", cudaGetErrorString(e));
+		return -1;
+	}
+	return 0;
 }
 
 }

@@ -112,10 +112,26 @@ int ftk_config_load(const char *path, struct ftk_model_config *cfg, struct ftk_e
 	struct ftk_error je;
 	int rc = ftk_json_parse_object(sb.buf, sb.len, &o, &je);
 	strbuf_release(&sb);
+	/* a model is a directory; a .json given in its place is most often not
+	 * a config at all (a dataset, a tokenizer): say what --model takes */
+	int given_file = strcmp(file, path) == 0;
+	if (rc < 0 && given_file)
+		return ftk_error_set(err, FTK_EDATA, file, 0, NULL,
+				     "not a model config (%s): give the model's directory, the "
+				     "Hugging Face folder with config.json, model.safetensors and "
+				     "tokenizer.json", je.msg);
 	if (rc < 0)
-		return ftk_error_set(err, FTK_EDATA, file, 0, NULL, "%s (at byte %ld)", je.msg, je.offset);
+		return ftk_error_set(err, FTK_EDATA, file, 0, NULL, je.offset >= 0 ? "%s (at byte %ld)" : "%s",
+				     je.msg, je.offset);
 
 	const char *mt = ftk_json_get_str(o, "model_type");
+	if (!mt && given_file) {
+		rc = ftk_error_set(err, FTK_EDATA, file, 0, "model_type",
+				   "not a model config (no 'model_type'): give the model's directory, "
+				   "the Hugging Face folder with config.json, model.safetensors and "
+				   "tokenizer.json");
+		goto out;
+	}
 	if (!mt) {
 		rc = ftk_error_set(err, FTK_EDATA, file, 0, "model_type", "missing field 'model_type'");
 		goto out;

@@ -16,21 +16,61 @@
 #include <unistd.h>
 #include "model/nf4.h"
 
+/*
+ * dlopen path; on failure keep why in last.  A dependency the loader cannot
+ * find (cudart, cuBLAS) is named as such: dlerror says "libX.so.N: cannot
+ * open shared object file", which reads as if the backend itself were
+ * missing.
+ */
 static void *try_open(const char *path, char *last, size_t cap)
 {
 	if (access(path, R_OK) != 0)
 		return NULL;
 	void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-	if (!h)
-		snprintf(last, cap, "%s", dlerror());
-	return h;
+	if (h)
+		return h;
+	const char *e = dlerror();
+	const char *miss = strstr(e, ": cannot open shared object file");
+	if (miss) {
+		int n = (int)(miss - e);
+		snprintf(last, cap,
+			 "'%s' needs %.*s, which the loader cannot find (looked in the run path "
+			 "recorded at build time, LD_LIBRARY_PATH and ld.so.cache): install the "
+			 "CUDA runtime and cuBLAS of the CUDA version it was built with, or add "
+			 "their folder to LD_LIBRARY_PATH",
+			 path, n, e);
+	} else {
+		snprintf(last, cap, "%s", e);
+	}
+	return NULL;
+}
+
+/* The table size and ABI version the object was built with, against ours. */
+static int check_abi(void *h, const char *path, struct ftk_error *err)
+{
+	unsigned (*abi)(size_t *table_bytes);
+	*(void **)&abi = dlsym(h, "ftk_cuda_abi");
+	if (!abi)
+		return ftk_error_msg(err, FTK_EUNSUPPORTED,
+				     "'%s' is a CUDA backend from before ftk_cuda_abi (a stale "
+				     "build): rebuild it (make cuda)",
+				     path);
+	size_t bytes = 0;
+	unsigned v = abi(&bytes);
+	if (v != FTK_CUDA_ABI || bytes != sizeof(struct ftk_backend))
+		return ftk_error_msg(err, FTK_EUNSUPPORTED,
+				     "'%s' is CUDA backend ABI %u with a %zu-byte table, this ftk "
+				     "needs ABI %u with %zu bytes (a stale build?): rebuild it "
+				     "(make cuda) or point FTK_CUDA_LIB at the matching one",
+				     path, v, bytes, (unsigned)FTK_CUDA_ABI, sizeof(struct ftk_backend));
+	return 0;
 }
 
 int ftk_cuda_load(struct ftk_cuda_api *api, struct ftk_error *err)
 {
 	static const char *rel[] = { "libftkcuda.so", "../build/model/libftkcuda.so",
 				     "../model/libftkcuda.so", "../lib/ftk/libftkcuda.so" };
-	char exe[PATH_MAX], dir[PATH_MAX], path[PATH_MAX + 64], last[1024] = "";
+	char exe[PATH_MAX], dir[PATH_MAX], path[PATH_MAX + 64], last[2048] = "";
 	void *h = NULL;
 	memset(api, 0, sizeof(*api));
 	const char *env = getenv("FTK_CUDA_LIB");
@@ -61,15 +101,18 @@ int ftk_cuda_load(struct ftk_cuda_api *api, struct ftk_error *err)
 				     "this ftk was built without the CUDA backend (no nvcc at build "
 				     "time: libftkcuda.so not found)");
 	}
+	int rc = check_abi(h, path, err);
+	if (rc < 0) {
+		dlclose(h);
+		return rc;
+	}
 	snprintf(api->path, sizeof(api->path), "%s", path);
 	*(void **)&api->probe = dlsym(h, "ftk_cuda_probe");
 	*(void **)&api->set_device = dlsym(h, "ftk_cuda_set_device");
 	*(void **)&api->mem = dlsym(h, "ftk_cuda_mem");
 	*(void **)&api->backend = dlsym(h, "ftk_cuda_backend");
-	*(void **)&api->adamw = dlsym(h, "ftk_cuda_adamw");
-	*(void **)&api->sumsq = dlsym(h, "ftk_cuda_sumsq");
-	if (!api->probe || !api->set_device || !api->mem || !api->backend || !api->adamw ||
-	    !api->sumsq)
+	*(void **)&api->sync = dlsym(h, "ftk_cuda_sync");
+	if (!api->probe || !api->set_device || !api->mem || !api->backend || !api->sync)
 		return ftk_error_msg(err, FTK_EUNSUPPORTED,
 				     "'%s' lacks an entry point of the CUDA backend (stale build?)",
 				     path);
@@ -135,4 +178,12 @@ int ftk_device_backend(const char *name, int local_rank, const struct ftk_backen
 				     local_rank % n);
 	*be = a->backend(ftk_nf4_code);
 	return 0;
+}
+
+int ftk_device_sync(const char *name, struct ftk_error *err)
+{
+	char why[512] = "";
+	if (!name || !strcmp(name, "cpu") || !g_api_loaded || g_api.sync(why, sizeof(why)) == 0)
+		return 0;
+	return ftk_error_msg(err, FTK_EIO, "the GPU failed: %s", why);
 }

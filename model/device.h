@@ -24,17 +24,17 @@ struct ftk_cuda_api {
 	int (*set_device)(int dev);
 	int (*mem)(size_t *free_b, size_t *total_b);
 	const struct ftk_backend *(*backend)(const float *nf4_code);
-	void (*adamw)(float *w, float *m, float *v, const float *g, size_t n,
-		      const struct ftk_adamw_consts *c);
-	double (*sumsq)(const float *g, size_t n);
+	int (*sync)(char *why, size_t cap);	/* cudaDeviceSynchronize: 0, or -1 and why */
 };
 
 /*
  * Open libftkcuda.so and resolve its entry points (nothing is run on the
- * device).  Returns 0 and fills *api (kept open for the life of the
+ * device).  Its ftk_cuda_abi() must return FTK_CUDA_ABI and the size of
+ * this build's struct ftk_backend, so a stale object is refused before its
+ * table is read.  Returns 0 and fills *api (kept open for the life of the
  * process), or FTK_EUNSUPPORTED with a message saying why: the object was
- * not built (no nvcc at build time), or could not be loaded (the CUDA
- * libraries missing: dlerror's text).
+ * not built (no nvcc at build time), could not be loaded (naming the CUDA
+ * library the loader could not find), or is of another ABI (naming both).
  */
 int ftk_cuda_load(struct ftk_cuda_api *api, struct ftk_error *err);
 
@@ -53,5 +53,12 @@ int ftk_device_backend(const char *name, int local_rank, const struct ftk_backen
  * unknown.
  */
 size_t ftk_device_free_bytes(const char *name);
+
+/*
+ * Wait for the device's queued work (after ftk_device_backend chose it):
+ * 0, or FTK_EIO when a kernel failed (cudart's words in err).  A no-op
+ * returning 0 on "cpu".
+ */
+int ftk_device_sync(const char *name, struct ftk_error *err);
 
 #endif

@@ -129,13 +129,17 @@ struct ftk_model {
 	int kv_pos;
 };
 
-/* Rows of logits at a time: about 16 MiB of them, at least 64 rows. */
-static int head_chunk(int V, int M)
+int ftk_model_head_chunk(int V, int M, int gpu)
 {
-	int ch = (1 << 22) / V;
+	int ch = (gpu ? 1 << 26 : 1 << 22) / V;
 	if (ch < 64)
 		ch = 64;
 	return ch < M ? ch : M;
+}
+
+static int head_chunk(const struct ftk_model *m, int V, int M)
+{
+	return ftk_model_head_chunk(V, M, strcmp(m->be->name, "cpu") != 0);
 }
 
 const char *ftk_lora_target_name(enum ftk_lora_target t)
@@ -377,6 +381,8 @@ void ftk_model_free(struct ftk_model *m)
 				ftk_nf4_free(&m->layers[l].w[t].nf4);
 			}
 	free(m->layers);
+	if (m->be->weight_release)	/* a backend's own copy of the head (CUDA bf16) */
+		m->be->weight_release(&m->head);
 	m->be->free(m->base_mem);
 	m->be->free(m->lora_mem);
 	m->be->free(m->grad_mem);
@@ -529,6 +535,8 @@ const struct ftk_lora_tensor *ftk_model_lora_find(const struct ftk_model *m, con
 
 float *ftk_model_lora_flat(struct ftk_model *m, size_t *n)
 {
+	if (m->be->sync)
+		m->be->sync();
 	if (n)
 		*n = m->n_lora;
 	return m->lora_mem;
@@ -536,6 +544,8 @@ float *ftk_model_lora_flat(struct ftk_model *m, size_t *n)
 
 float *ftk_model_lora_grad_flat(struct ftk_model *m, size_t *n)
 {
+	if (m->be->sync)
+		m->be->sync();
 	if (n)
 		*n = m->n_lora;
 	return m->grad_mem;
@@ -735,8 +745,8 @@ static void ensure_buffers(struct ftk_model *m, int B, int T)
 		(size_t)M * kv * 2,	/* dk, dv */
 		(size_t)M * r,		/* du */
 		(size_t)M * wide,	/* dx */
-		(size_t)head_chunk(c->vocab_size, M) * c->vocab_size,	/* logits */
-		(size_t)head_chunk(c->vocab_size, M),			/* loss */
+		(size_t)head_chunk(m, c->vocab_size, M) * c->vocab_size,	/* logits */
+		(size_t)head_chunk(m, c->vocab_size, M),			/* loss */
 	};
 	for (size_t i = 0; i < FTK_ARRAY_SIZE(sizes); i++)
 		n += sizes[i];
@@ -759,7 +769,7 @@ static void ensure_buffers(struct ftk_model *m, int B, int T)
 	m->cap_M = M;
 	m->cap_T = T;
 	m->cap_saved = saved;
-	m->ch = m->ch_user > 0 && m->ch_user < M ? m->ch_user : head_chunk(c->vocab_size, M);
+	m->ch = m->ch_user > 0 && m->ch_user < M ? m->ch_user : head_chunk(m, c->vocab_size, M);
 }
 
 /* ---------------------------------------------------------------- projections */
@@ -1084,6 +1094,8 @@ int ftk_model_forward_backward(struct ftk_model *m, const struct ftk_batch *b, d
 		}
 		layer_bwd(m, l, x, a, b->B, b->T);
 	}
+	if (m->be->sync)	/* once, before the host reads the gradients it shares */
+		m->be->sync();
 	m->rng.counter++;
 	if (loss_sum)
 		*loss_sum = s;

@@ -145,6 +145,13 @@ float *ftk_model_lora_flat(struct ftk_model *m, size_t *n);	/* n floats */
 float *ftk_model_lora_grad_flat(struct ftk_model *m, size_t *n);	/* n floats, same layout */
 void ftk_model_zero_grad(struct ftk_model *m);
 
+/*
+ * Rows of logits the head computes at a time for vocabulary V and M rows:
+ * about 16 MiB of logits on the CPU, 256 MiB on a GPU (gpu != 0: fewer,
+ * larger products), at least 64 rows, at most M.  plan.c counts the same.
+ */
+int ftk_model_head_chunk(int V, int M, int gpu);
+
 /* Dropout generator state (two integers), to save with a checkpoint. */
 struct ftk_model_rng {
 	uint64_t seed;

@@ -139,11 +139,17 @@ static int st_add_file(struct ftk_st *st, const char *path, struct ftk_error *er
 				break;
 			}
 			t.shape[d] = (int64_t)x->valuedouble;
-			t.numel *= t.shape[d];
+			/* each dimension is under 1e15 but their product may not be: checked */
+			if (__builtin_mul_overflow(t.numel, t.shape[d], &t.numel) || t.numel > (int64_t)1e15) {
+				bad = 1;
+				break;
+			}
 		}
-		double ob = cJSON_GetArrayItem(off, 0)->valuedouble;
-		double oe = cJSON_GetArrayItem(off, 1)->valuedouble;
-		if (bad || t.numel > (int64_t)1e15 || ob < 0 || oe < ob || oe > (double)data_size) {
+		const cJSON *jb = cJSON_GetArrayItem(off, 0), *jend = cJSON_GetArrayItem(off, 1);
+		double ob = jb->valuedouble, oe = jend->valuedouble;
+		if (!cJSON_IsNumber(jb) || !cJSON_IsNumber(jend) || ob != floor(ob) || oe != floor(oe))
+			bad = 1;
+		if (bad || ob < 0 || oe < ob || oe > (double)data_size) {
 			rc = ftk_error_set(err, FTK_EDATA, path, 0, it->string,
 					   "tensor '%s' has a bad shape or data_offsets [%.0f, %.0f] outside the %zu data bytes",
 					   it->string, ob, oe, data_size);

@@ -31,6 +31,17 @@ int ftk_selftest_ops(const struct ftk_backend *dev, FILE *out);
 int ftk_selftest_step(const struct ftk_backend *dev, const char *model_dir, FILE *out,
 		      struct ftk_error *err);
 
+struct ftk_model;
+/*
+ * One line per LoRA gradient tensor ("grad L<layer> <target> A|B"), each
+ * compared on its own scale (largest |difference| over largest |ref|
+ * value of that tensor) against tol.  Both models must have the same LoRA
+ * layout (same model and options) and host-readable gradients.  Returns
+ * the number of tensors beyond tol.
+ */
+int ftk_selftest_lora_grads(const struct ftk_model *ref, const struct ftk_model *dev, double tol,
+			    FILE *out);
+
 /*
  * The whole selftest on device ("cuda", or "cpu" to check the harness
  * against itself).  Returns the exit status: 0 everything within

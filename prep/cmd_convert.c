@@ -21,18 +21,20 @@
 #include "lib/json.h"
 #include "prep/convert.h"
 
-static const char usage[] =
-	"usage: ftk-convert [options] [FILE...]\n"
-	"\n"
-	"Convert records to the canonical chat or preference format. Files may be JSONL\n"
-	"or JSON arrays (zstd detected).\n"
-	"\n"
-	"Options:\n"
-	"      --from FMT       auto (default, per record), alpaca, sharegpt, openai (also\n"
-	"                       LLaMA-Factory v1 messages), prompt-completion, text, preference\n"
-	"\n" FTK_TOOL_COMMON_HELP;
+static const char *const usage[] = {
+	"ftk-convert [options] [FILE...]", "",
+	"Convert records to the canonical chat or preference format. Files may be JSONL",
+	"or JSON arrays (zstd detected).", NULL,
+};
 
-enum { OPT_FROM = FTK_OPT_FIRST_FREE };
+static void from_cb(const struct ftk_option *opt, const char *arg)
+{
+	int from = ftk_conv_from_parse(arg);
+	if (from < 0)
+		ftk_usage_error("--%s needs one of auto|alpaca|sharegpt|openai|prompt-completion|text|"
+				"preference, not '%s'", opt->long_name, arg);
+	*(int *)opt->value = from;
+}
 
 /* Integers that a double cannot hold exactly, outside strings. */
 static int has_imprecise_number(const char *s, size_t n)
@@ -143,32 +145,24 @@ static void convert_array(struct ftk_tool *t, const char *file, struct strbuf *a
 
 int cmd_convert(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		FTK_TOOL_LONGOPTS,
-		{ "from", required_argument, NULL, OPT_FROM },
-		{ 0 }
-	};
 	struct ftk_tool t;
 	struct strbuf sb = STRBUF_INIT, all = STRBUF_INIT;
 	struct ftk_error err;
-	int from = FTK_FROM_AUTO, c;
+	int from = FTK_FROM_AUTO;
 	static char *stdin_only[] = { "-" };
 
-	ftk_tool_init(&t, "ftk-convert", usage);
-	optind = 1;
-	while ((c = getopt_long(argc, argv, FTK_TOOL_SHORTOPTS, opts, NULL)) != -1) {
-		if (ftk_tool_opt(&t, c, optarg))
-			continue;
-		if (c == OPT_FROM) {
-			from = ftk_conv_from_parse(optarg);
-			if (from < 0)
-				ftk_tool_usage_error(&t, "unknown --from format '%s'", optarg);
-		} else {
-			ftk_tool_usage_error(&t, NULL);
-		}
-	}
-	char **inputs = argv + optind;
-	int n_inputs = argc - optind;
+	ftk_tool_init(&t, "ftk-convert", NULL);
+	struct ftk_option opts[] = {
+		FTK_OPT_GROUP("Options"),
+		FTK_OPT_CALLBACK(0, "from", &from, "FMT", from_cb,
+				 "auto (default, per record), alpaca, sharegpt, openai (also\n"
+				 "LLaMA-Factory v1 messages), prompt-completion, text, preference"),
+		FTK_OPT_TOOL_COMMON(&t),
+		FTK_OPT_END(),
+	};
+	argc = ftk_parse_options(argc, argv, "ftk-convert", opts, usage);
+	char **inputs = argv;
+	int n_inputs = argc;
 	if (n_inputs == 0) {
 		inputs = stdin_only;
 		n_inputs = 1;

@@ -46,7 +46,8 @@ static const char usage[] =
 	"Remove duplicate records.  Several FILEs are deduplicated together; the\n"
 	"survivors go out in input order as their original bytes, and each removed\n"
 	"record goes to --rejects with \"of\" (the file and line of the kept record)\n"
-	"and its similarity to it.\n"
+	"and its similarity to it.  The reason is \"duplicate\" for an exact copy (after\n"
+	"--normalize; with --near, similarity 1) and \"near-duplicate\" otherwise.\n"
 	"\n"
 	"What is compared:\n"
 	"      --key SPEC        comma-separated items joined by newlines: @text (the\n"
@@ -397,6 +398,17 @@ static void count_drop(struct ctx *c, int input, const char *src, size_t srclen)
 		tally_get(&c->by_source, src, srclen)->dropped++;
 }
 
+/*
+ * The reason for a removed record: in near mode a copy whose word n-grams are
+ * all the same as its survivor's (similarity 1, after normalization) is an
+ * exact copy and is called what exact mode calls it, "duplicate"; the rest
+ * are "near-duplicate".
+ */
+static const char *drop_reason(const struct ctx *c, double sim)
+{
+	return c->p.near && round(sim * 1e4) < 1e4 ? "near-duplicate" : "duplicate";
+}
+
 static cJSON *of_json(const char *file, uint32_t line, double sim)
 {
 	cJSON *x = cJSON_CreateObject();
@@ -625,7 +637,6 @@ static void apply_index(struct ctx *c)
 {
 	struct ftk_dd_index *ix = c->ix;
 	uint32_t n = ftk_dd_index_count(ix), next = 0;
-	const char *reason = c->p.near ? "near-duplicate" : "duplicate";
 	while (next < n && ftk_dd_index_is_ref(ix, next))
 		next++;
 	for (int i = 0; i < c->t.n_inputs; i++) {
@@ -655,7 +666,7 @@ static void apply_index(struct ctx *c)
 						const char *src = ftk_dd_index_source_name(ix, next);
 						uint32_t ol;
 						ftk_dd_index_place(ix, of, &f, &ol, NULL);
-						ftk_tool_reject(&c->t, &line, reason, of_json(f, ol, s));
+						ftk_tool_reject(&c->t, &line, drop_reason(c, s), of_json(f, ol, s));
 						count_drop(c, i, src ? src : "", src ? strlen(src) : 0);
 					}
 					next++;
@@ -780,7 +791,6 @@ static void merge(struct ctx *c)
 	}
 	resolve(c);
 	uint32_t nr = ftk_dd_index_count(c->ix);
-	const char *reason = c->p.near ? "near-duplicate" : "duplicate";
 	struct strbuf sb = STRBUF_INIT;
 	/* the counts per shard file and source, as a single run would give them */
 	tallies_release(&c->by_file);
@@ -809,7 +819,7 @@ static void merge(struct ctx *c)
 		strbuf_reset(&sb);
 		strbuf_addstr(&sb, "{\"file\":");
 		strbuf_add_json_str(&sb, f, strlen(f));
-		strbuf_addf(&sb, ",\"line\":%u,\"reason\":\"%s\",\"of\":{\"file\":", line, reason);
+		strbuf_addf(&sb, ",\"line\":%u,\"reason\":\"%s\",\"of\":{\"file\":", line, drop_reason(c, s));
 		strbuf_add_json_str(&sb, of_f, strlen(of_f));
 		strbuf_addf(&sb, ",\"line\":%u},\"similarity\":%.4g}", of_line, round(s * 1e4) / 1e4);
 		ftk_tool_emit_raw(&c->t, sb.buf, sb.len);

@@ -26,51 +26,10 @@
 #include "prep/fields.h"
 #include "prep/quality.h"
 
-static const char usage[] =
-	"usage: ftk-filter [options] [FILE...]\n"
-	"Keep the records that pass every check; the rest go to --rejects with the\n"
-	"rule that failed and the value measured.\n"
-	"\n"
-	"Field checks (FIELD is a path such as meta.source or messages[*].content, or\n"
-	"@text for the record's text; REGEX is PCRE2 with UTF and Unicode properties):\n"
-	"      --match FIELD=REGEX     keep only records where a string at FIELD matches\n"
-	"      --exclude FIELD=REGEX   drop records where a string at FIELD matches\n"
-	"Text checks (on the record's text, or one role's messages):\n"
-	"      --role ROLE             check only the content of ROLE's messages\n"
-	"      --min-chars N, --max-chars N   bounds in characters (code points)\n"
-	"      --min-words N, --max-words N   bounds in words (runs of non-space)\n"
-	"      --min-tokens N, --max-tokens N bounds in tokens of --tokenizer\n"
-	"      --tokenizer PATH        a model directory or tokenizer.json (no special\n"
-	"                              tokens are added: the text's own tokens)\n"
-	"Quality rules (published thresholds; see --list-rules):\n"
-	"      --gopher                Gopher quality and repetition rules\n"
-	"      --c4                    C4 (TensorFlow Datasets) cleaning rules\n"
-	"      --fineweb               FineWeb's own rules\n"
-	"      --rule NAME             switch a rule (a set, or a pattern like 'gopher.*gram') on\n"
-	"      --no-rule NAME          switch it off\n"
-	"      --threshold NAME=BOUND  change a bound: NUMBER, or LO:HI\n"
-	"      --list-rules            print the rules and their bounds, and exit\n"
-	"\n"
-	FTK_TOOL_COMMON_HELP;
-
-enum {
-	OPT_MATCH = FTK_OPT_FIRST_FREE,
-	OPT_EXCLUDE,
-	OPT_ROLE,
-	OPT_MIN_CHARS,
-	OPT_MAX_CHARS,
-	OPT_MIN_WORDS,
-	OPT_MAX_WORDS,
-	OPT_MIN_TOKENS,
-	OPT_MAX_TOKENS,
-	OPT_TOKENIZER,
-	OPT_GOPHER,
-	OPT_C4,
-	OPT_FINEWEB,
-	OPT_RULE,
-	OPT_NO_RULE,
-	OPT_THRESHOLD,
-	OPT_LIST_RULES,
+static const char *const usage[] = {
+	"ftk-filter [options] [FILE...]",
+	"Keep the records that pass every check; the rest go to --rejects with the",
+	"rule that failed and the value measured.", NULL,
 };
 
 struct field_re {
@@ -120,15 +79,6 @@ static void add_re(struct filter *f, const char *arg, int exclude)
 	r->exclude = exclude;
 	if (!strcmp(r->field, "@text"))
 		f->need_text = 1;
-}
-
-static double parse_count(struct ftk_tool *t, const char *opt, const char *arg)
-{
-	char *end;
-	double v = strtod(arg, &end);
-	if (*end || end == arg || v < 0 || isnan(v))
-		ftk_tool_usage_error(t, "%s wants a number >= 0, got '%s'", opt, arg);
-	return v;
 }
 
 static int re_hit(struct field_re *r, const char *s, size_t n)
@@ -311,34 +261,43 @@ static void list_rules(void)
 	strbuf_release(&sb);
 }
 
+static void match_cb(const struct ftk_option *opt, const char *arg)
+{
+	add_re(opt->value, arg, !strcmp(opt->long_name, "exclude"));
+}
+
+static void set_cb(const struct ftk_option *opt, const char *arg)
+{
+	ftk_quality_enable(opt->value, opt->long_name, 1, NULL);
+}
+
+static void rule_cb(const struct ftk_option *opt, const char *arg)
+{
+	struct ftk_error err;
+	if (ftk_quality_enable(opt->value, arg, !strcmp(opt->long_name, "rule"), &err) < 0)
+		ftk_usage_error("%s", err.msg);
+}
+
+static void threshold_cb(const struct ftk_option *opt, const char *arg)
+{
+	struct ftk_error err;
+	const char *eq = strchr(arg, '=');
+	if (!eq)
+		ftk_usage_error("--threshold needs NAME=BOUND, not '%s'", arg);
+	char *name = xstrndup(arg, (size_t)(eq - arg));
+	int rc = ftk_quality_set_bounds(opt->value, name, eq + 1, &err);
+	free(name);
+	if (rc < 0)
+		ftk_usage_error("%s", err.msg);
+}
+
 int cmd_filter(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		FTK_TOOL_LONGOPTS,
-		{ "match", required_argument, NULL, OPT_MATCH },
-		{ "exclude", required_argument, NULL, OPT_EXCLUDE },
-		{ "role", required_argument, NULL, OPT_ROLE },
-		{ "min-chars", required_argument, NULL, OPT_MIN_CHARS },
-		{ "max-chars", required_argument, NULL, OPT_MAX_CHARS },
-		{ "min-words", required_argument, NULL, OPT_MIN_WORDS },
-		{ "max-words", required_argument, NULL, OPT_MAX_WORDS },
-		{ "min-tokens", required_argument, NULL, OPT_MIN_TOKENS },
-		{ "max-tokens", required_argument, NULL, OPT_MAX_TOKENS },
-		{ "tokenizer", required_argument, NULL, OPT_TOKENIZER },
-		{ "gopher", no_argument, NULL, OPT_GOPHER },
-		{ "c4", no_argument, NULL, OPT_C4 },
-		{ "fineweb", no_argument, NULL, OPT_FINEWEB },
-		{ "rule", required_argument, NULL, OPT_RULE },
-		{ "no-rule", required_argument, NULL, OPT_NO_RULE },
-		{ "threshold", required_argument, NULL, OPT_THRESHOLD },
-		{ "list-rules", no_argument, NULL, OPT_LIST_RULES },
-		{ 0 },
-	};
 	struct ftk_tool t;
 	struct ftk_line line;
 	struct filter f;
 	struct ftk_error err;
-	int c;
+	int list = 0;
 
 	memset(&f, 0, sizeof(f));
 	f.t = &t;
@@ -347,48 +306,43 @@ int cmd_filter(int argc, char **argv)
 	f.q = ftk_quality_new();
 	strbuf_init(&f.text, 0);
 	strbuf_init(&f.detail, 0);
-	ftk_tool_init(&t, "ftk-filter", usage);
-	optind = 1;
-	while ((c = getopt_long(argc, argv, FTK_TOOL_SHORTOPTS, opts, NULL)) != -1) {
-		if (ftk_tool_opt(&t, c, optarg))
-			continue;
-		switch (c) {
-		case OPT_MATCH: add_re(&f, optarg, 0); break;
-		case OPT_EXCLUDE: add_re(&f, optarg, 1); break;
-		case OPT_ROLE: f.role = optarg; break;
-		case OPT_MIN_CHARS: f.min_chars = parse_count(&t, "--min-chars", optarg); break;
-		case OPT_MAX_CHARS: f.max_chars = parse_count(&t, "--max-chars", optarg); break;
-		case OPT_MIN_WORDS: f.min_words = parse_count(&t, "--min-words", optarg); break;
-		case OPT_MAX_WORDS: f.max_words = parse_count(&t, "--max-words", optarg); break;
-		case OPT_MIN_TOKENS: f.min_tokens = parse_count(&t, "--min-tokens", optarg); break;
-		case OPT_MAX_TOKENS: f.max_tokens = parse_count(&t, "--max-tokens", optarg); break;
-		case OPT_TOKENIZER: tok_path = optarg; break;
-		case OPT_GOPHER: ftk_quality_enable(f.q, "gopher", 1, NULL); break;
-		case OPT_C4: ftk_quality_enable(f.q, "c4", 1, NULL); break;
-		case OPT_FINEWEB: ftk_quality_enable(f.q, "fineweb", 1, NULL); break;
-		case OPT_RULE:
-		case OPT_NO_RULE:
-			if (ftk_quality_enable(f.q, optarg, c == OPT_RULE, &err) < 0)
-				ftk_tool_usage_error(&t, "%s", err.msg);
-			break;
-		case OPT_THRESHOLD: {
-			const char *eq = strchr(optarg, '=');
-			if (!eq)
-				ftk_tool_usage_error(&t, "--threshold wants NAME=BOUND, got '%s'", optarg);
-			char *name = xstrndup(optarg, (size_t)(eq - optarg));
-			int rc = ftk_quality_set_bounds(f.q, name, eq + 1, &err);
-			free(name);
-			if (rc < 0)
-				ftk_tool_usage_error(&t, "%s", err.msg);
-			break;
-		}
-		case OPT_LIST_RULES:
-			list_rules();
-			ftk_quality_free(f.q);
-			exit(0);
-		default:
-			ftk_tool_usage_error(&t, NULL);
-		}
+	ftk_tool_init(&t, "ftk-filter", NULL);
+	struct ftk_option opts[] = {
+		FTK_OPT_TEXT("\nField checks (FIELD is a path such as meta.source or messages[*].content, or\n"
+			     "@text for the record's text; REGEX is PCRE2 with UTF and Unicode properties):\n"),
+		FTK_OPT_CALLBACK(0, "match", &f, "FIELD=REGEX", match_cb,
+				 "keep only records where a string at FIELD matches"),
+		FTK_OPT_CALLBACK(0, "exclude", &f, "FIELD=REGEX", match_cb,
+				 "drop records where a string at FIELD matches"),
+		FTK_OPT_TEXT("Text checks (on the record's text, or one role's messages):\n"),
+		FTK_OPT_STRING(0, "role", &f.role, "ROLE", "check only the content of ROLE's messages"),
+		FTK_OPT_DOUBLE(0, "min-chars", &f.min_chars, "N", 0, HUGE_VAL, "at least N characters (code points)"),
+		FTK_OPT_DOUBLE(0, "max-chars", &f.max_chars, "N", 0, HUGE_VAL, "at most N characters"),
+		FTK_OPT_DOUBLE(0, "min-words", &f.min_words, "N", 0, HUGE_VAL, "at least N words (runs of non-space)"),
+		FTK_OPT_DOUBLE(0, "max-words", &f.max_words, "N", 0, HUGE_VAL, "at most N words"),
+		FTK_OPT_DOUBLE(0, "min-tokens", &f.min_tokens, "N", 0, HUGE_VAL, "at least N tokens of --tokenizer"),
+		FTK_OPT_DOUBLE(0, "max-tokens", &f.max_tokens, "N", 0, HUGE_VAL, "at most N tokens of --tokenizer"),
+		FTK_OPT_STRING(0, "tokenizer", &tok_path, "PATH",
+			       "a model directory or tokenizer.json (no special\n"
+			       "tokens are added: the text's own tokens)"),
+		FTK_OPT_TEXT("Quality rules (published thresholds; see --list-rules):\n"),
+		FTK_OPT_CALLBACK_NOARG(0, "gopher", f.q, set_cb, "Gopher quality and repetition rules"),
+		FTK_OPT_CALLBACK_NOARG(0, "c4", f.q, set_cb, "C4 (TensorFlow Datasets) cleaning rules"),
+		FTK_OPT_CALLBACK_NOARG(0, "fineweb", f.q, set_cb, "FineWeb's own rules"),
+		FTK_OPT_CALLBACK(0, "rule", f.q, "NAME", rule_cb,
+				 "switch a rule (a set, or a pattern like 'gopher.*gram') on"),
+		FTK_OPT_CALLBACK(0, "no-rule", f.q, "NAME", rule_cb, "switch it off"),
+		FTK_OPT_CALLBACK(0, "threshold", f.q, "NAME=BOUND", threshold_cb,
+				 "change a bound: NUMBER, or LO:HI"),
+		FTK_OPT_FLAG(0, "list-rules", &list, "print the rules and their bounds, and exit"),
+		FTK_OPT_TOOL_COMMON(&t),
+		FTK_OPT_END(),
+	};
+	argc = ftk_parse_options(argc, argv, "ftk-filter", opts, usage);
+	if (list) {
+		list_rules();
+		ftk_quality_free(f.q);
+		exit(0);
 	}
 	if ((!isnan(f.min_tokens) || !isnan(f.max_tokens)) && !tok_path)
 		ftk_tool_usage_error(&t, "--min-tokens and --max-tokens need --tokenizer");
@@ -401,7 +355,7 @@ int cmd_filter(int argc, char **argv)
 	    ftk_quality_enabled(f.q))
 		f.need_text = 1;
 
-	ftk_tool_start(&t, argc - optind, argv + optind);
+	ftk_tool_start(&t, argc, argv);
 	while (ftk_tool_next(&t, &line)) {
 		cJSON *rec = ftk_tool_parse(&t, &line);
 		if (!rec)

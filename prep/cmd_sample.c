@@ -24,21 +24,9 @@
 #include "lib/json.h"
 #include "lib/record.h"
 
-static const char usage[] =
-	"usage: ftk-sample [options] [FILE...]\n"
-	"Pick N records at random, the same ones for the same seed.\n"
-	"\n"
-	"  -n, --count N       how many records (default 10)\n"
-	"      --seed N        seed of the choice (default 0)\n"
-	"      --pretty        lay records out for reading (roles, turns, tool calls)\n"
-	"      --width N       wrap --pretty text at N columns (default: the terminal's, or 100)\n"
-	"\n"
-	FTK_TOOL_COMMON_HELP;
-
-enum {
-	OPT_SEED = FTK_OPT_FIRST_FREE,
-	OPT_PRETTY,
-	OPT_WIDTH,
+static const char *const usage[] = {
+	"ftk-sample [options] [FILE...]",
+	"Pick N records at random, the same ones for the same seed.", NULL,
 };
 
 struct pick {
@@ -280,48 +268,25 @@ static void pretty_record(struct pretty *p, const struct pick *pk, const cJSON *
 
 int cmd_sample(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		FTK_TOOL_LONGOPTS,
-		{ "count", required_argument, NULL, 'n' },
-		{ "seed", required_argument, NULL, OPT_SEED },
-		{ "pretty", no_argument, NULL, OPT_PRETTY },
-		{ "width", required_argument, NULL, OPT_WIDTH },
-		{ 0 },
-	};
 	struct ftk_tool t;
 	struct ftk_line line;
 	struct pretty p = { 100, 0, STRBUF_INIT };
 	long count = 10, width = 0;
 	uint64_t seed = 0, order = 0;
-	int c, pretty = 0;
+	int pretty = 0;
 
-	ftk_tool_init(&t, "ftk-sample", usage);
-	optind = 1;
-	while ((c = getopt_long(argc, argv, FTK_TOOL_SHORTOPTS "n:", opts, NULL)) != -1) {
-		if (ftk_tool_opt(&t, c, optarg))
-			continue;
-		char *end;
-		switch (c) {
-		case 'n':
-			count = strtol(optarg, &end, 10);
-			if (*end || end == optarg || count < 0)
-				ftk_tool_usage_error(&t, "-n wants a count >= 0, got '%s'", optarg);
-			break;
-		case OPT_SEED:
-			seed = strtoull(optarg, &end, 10);
-			if (*end || end == optarg || optarg[0] == '-')
-				ftk_tool_usage_error(&t, "--seed wants a non-negative integer, got '%s'",
-						     optarg);
-			break;
-		case OPT_PRETTY: pretty = 1; break;
-		case OPT_WIDTH:
-			width = strtol(optarg, &end, 10);
-			if (*end || end == optarg || width < 30 || width > 1000)
-				ftk_tool_usage_error(&t, "--width wants 30..1000, got '%s'", optarg);
-			break;
-		default: ftk_tool_usage_error(&t, NULL);
-		}
-	}
+	ftk_tool_init(&t, "ftk-sample", NULL);
+	struct ftk_option opts[] = {
+		FTK_OPT_GROUP("Options"),
+		FTK_OPT_LONG('n', "count", &count, "N", 0, LONG_MAX, "how many records (default 10)"),
+		FTK_OPT_UINT64(0, "seed", &seed, "N", "seed of the choice (default 0)"),
+		FTK_OPT_FLAG(0, "pretty", &pretty, "lay records out for reading (roles, turns, tool calls)"),
+		FTK_OPT_LONG(0, "width", &width, "N", 30, 1000,
+			     "wrap --pretty text at N columns (default: the terminal's, or 100)"),
+		FTK_OPT_TOOL_COMMON(&t),
+		FTK_OPT_END(),
+	};
+	argc = ftk_parse_options(argc, argv, "ftk-sample", opts, usage);
 	if (pretty) {
 		int to_tty = !t.out_path && isatty(1);
 		struct winsize ws;
@@ -334,7 +299,7 @@ int cmd_sample(int argc, char **argv)
 
 	struct pick *heap = xcalloc((size_t)count + 1, sizeof(*heap));
 	size_t n = 0;
-	ftk_tool_start(&t, argc - optind, argv + optind);
+	ftk_tool_start(&t, argc, argv);
 	while (ftk_tool_next(&t, &line)) {
 		cJSON *rec = ftk_tool_parse(&t, &line);
 		if (!rec)

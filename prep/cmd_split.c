@@ -33,36 +33,25 @@
 #include "cli/tool.h"
 #include "prep/fields.h"
 
-static const char usage[] =
-	"usage: ftk-split [options] [FILE...]\n"
-	"Write each record to one of several files, chosen by a hash of its key.\n"
-	"\n"
-	"      --ratios LIST      fractions that sum to 1 (default 0.9,0.05,0.05)\n"
-	"      --shards N         N equal parts named 00000, 00001, ... (up to %d)\n"
-	"      --names LIST       file names for the splits (default train,validation,test;\n"
-	"                         train,test for two ratios; split0,split1,... otherwise)\n"
-	"      --seed N           hash seed (default 0): another seed, another split\n"
-	"      --key FIELD        hash this field instead of the whole record\n"
-	"      --group FIELD      keep records with the same FIELD value in one split\n"
-	"                         (records without it are rejected)\n"
-	"      --outdir DIR       where to write NAME.jsonl (default .)\n"
-	"      --prefix P         name the files P.NAME.jsonl (P may hold a directory)\n"
-	"      --suffix SUF       file suffix (default .jsonl; .jsonl.zst compresses)\n"
-	"\n"
-	FTK_TOOL_COMMON_HELP
-	"(-o is not used: each split has its own file.)\n";
-
-enum {
-	OPT_RATIOS = FTK_OPT_FIRST_FREE,
-	OPT_NAMES,
-	OPT_SEED,
-	OPT_KEY,
-	OPT_GROUP,
-	OPT_OUTDIR,
-	OPT_SUFFIX,
-	OPT_PREFIX,
-	OPT_SHARDS,
+static const char *const usage[] = {
+	"ftk-split [options] [FILE...]",
+	"Write each record to one of several files, chosen by a hash of its key.", NULL,
 };
+
+/* --key and --group fill one struct: one of them, once */
+struct split_key {
+	const char *key;
+	int group;
+};
+
+static void key_cb(const struct ftk_option *opt, const char *arg)
+{
+	struct split_key *k = opt->value;
+	if (k->key)
+		ftk_usage_error("give one of --key and --group, once");
+	k->key = arg;
+	k->group = !strcmp(opt->long_name, "group");
+}
 
 #define MAX_SPLITS 16
 #define MAX_SHARDS 65536
@@ -163,7 +152,7 @@ static int split_shards(struct ftk_tool *t, uint32_t n, const char *key, int gro
 		if (ftk_writer_open(&w[i], path.buf, 0, &err) < 0)
 			die("%s (shard %u of %u)", err.msg, i, n);
 	}
-	ftk_tool_start(t, argc - optind, argv + optind);
+	ftk_tool_start(t, argc, argv);
 	while (ftk_tool_next(t, &line)) {
 		uint64_t h;
 		if (record_hash(t, &line, key, group, seed, &kbuf, &h) < 0)
@@ -194,72 +183,41 @@ static int split_shards(struct ftk_tool *t, uint32_t n, const char *key, int gro
 
 int cmd_split(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		FTK_TOOL_LONGOPTS,
-		{ "ratios", required_argument, NULL, OPT_RATIOS },
-		{ "names", required_argument, NULL, OPT_NAMES },
-		{ "seed", required_argument, NULL, OPT_SEED },
-		{ "key", required_argument, NULL, OPT_KEY },
-		{ "group", required_argument, NULL, OPT_GROUP },
-		{ "outdir", required_argument, NULL, OPT_OUTDIR },
-		{ "suffix", required_argument, NULL, OPT_SUFFIX },
-		{ "prefix", required_argument, NULL, OPT_PREFIX },
-		{ "shards", required_argument, NULL, OPT_SHARDS },
-		{ 0 },
-	};
 	struct ftk_tool t;
 	struct ftk_line line;
 	struct ftk_error err;
-	char *ratios_arg = NULL, *names_arg = NULL;
-	const char *key = NULL, *outdir = ".", *suffix = ".jsonl", *prefix = NULL;
-	int group = 0, c;
-	long shards = 0;
+	const char *ratios_arg = NULL, *names_arg = NULL;
+	const char *outdir = ".", *suffix = ".jsonl", *prefix = NULL;
+	struct split_key sk = { NULL, 0 };
 	uint64_t seed = 0;
-	char usage_buf[sizeof(usage) + 16];
+	long shards = 0;
 
-	snprintf(usage_buf, sizeof(usage_buf), usage, MAX_SHARDS);
-	ftk_tool_init(&t, "ftk-split", usage_buf);
-	optind = 1;
-	while ((c = getopt_long(argc, argv, FTK_TOOL_SHORTOPTS, opts, NULL)) != -1) {
-		if (ftk_tool_opt(&t, c, optarg))
-			continue;
-		switch (c) {
-		case OPT_RATIOS: ratios_arg = optarg; break;
-		case OPT_NAMES: names_arg = optarg; break;
-		case OPT_SEED: {
-			char *end;
-			errno = 0;
-			seed = strtoull(optarg, &end, 10);
-			if (*end || end == optarg || errno || optarg[0] == '-')
-				ftk_tool_usage_error(&t, "--seed wants a non-negative integer, got '%s'",
-						     optarg);
-			break;
-		}
-		case OPT_KEY:
-		case OPT_GROUP:
-			if (key)
-				ftk_tool_usage_error(&t, "give one of --key and --group, once");
-			key = optarg;
-			group = c == OPT_GROUP;
-			break;
-		case OPT_OUTDIR: outdir = optarg; break;
-		case OPT_SUFFIX: suffix = optarg; break;
-		case OPT_PREFIX: prefix = optarg; break;
-		case OPT_SHARDS: {
-			char *end;
-			errno = 0;
-			shards = strtol(optarg, &end, 10);
-			if (*end || end == optarg || errno || shards < 1 || shards > MAX_SHARDS)
-				ftk_tool_usage_error(&t, "--shards wants a number from 1 to %d, got '%s'",
-						     MAX_SHARDS, optarg);
-			break;
-		}
-		default: ftk_tool_usage_error(&t, NULL);
-		}
-	}
+	ftk_tool_init(&t, "ftk-split", NULL);
+	struct ftk_option opts[] = {
+		FTK_OPT_GROUP("Options"),
+		FTK_OPT_STRING(0, "ratios", &ratios_arg, "LIST", "fractions that sum to 1 (default 0.9,0.05,0.05)"),
+		FTK_OPT_LONG(0, "shards", &shards, "N", 1, MAX_SHARDS,
+			     "N equal parts named 00000, 00001, ... (up to 65536)"),
+		FTK_OPT_STRING(0, "names", &names_arg, "LIST",
+			       "file names for the splits (default train,validation,test;\n"
+			       "train,test for two ratios; split0,split1,... otherwise)"),
+		FTK_OPT_UINT64(0, "seed", &seed, "N", "hash seed (default 0): another seed, another split"),
+		FTK_OPT_CALLBACK(0, "key", &sk, "FIELD", key_cb, "hash this field instead of the whole record"),
+		FTK_OPT_CALLBACK(0, "group", &sk, "FIELD", key_cb,
+				 "keep records with the same FIELD value in one split\n"
+				 "(records without it are rejected)"),
+		FTK_OPT_STRING(0, "outdir", &outdir, "DIR", "where to write NAME.jsonl (default .)"),
+		FTK_OPT_STRING(0, "prefix", &prefix, "P", "name the files P.NAME.jsonl (P may hold a directory)"),
+		FTK_OPT_STRING(0, "suffix", &suffix, "SUF", "file suffix (default .jsonl; .jsonl.zst compresses)"),
+		FTK_OPT_TOOL_COMMON(&t),
+		FTK_OPT_TEXT("(-o is not used: each split has its own file.)\n"),
+		FTK_OPT_END(),
+	};
+	argc = ftk_parse_options(argc, argv, "ftk-split", opts, usage);
+	const char *key = sk.key;
+	int group = sk.group;
 	if (t.out_path)
 		ftk_tool_usage_error(&t, "-o has no use here: each split has its own file (--outdir)");
-
 	if (shards && (ratios_arg || names_arg))
 		ftk_tool_usage_error(&t, "--shards makes equal parts: give it without --ratios and --names");
 	if (shards)
@@ -315,7 +273,7 @@ int cmd_split(int argc, char **argv)
 			die("%s", err.msg);
 	}
 
-	ftk_tool_start(&t, argc - optind, argv + optind);
+	ftk_tool_start(&t, argc, argv);
 	while (ftk_tool_next(&t, &line)) {
 		uint64_t h;
 		if (record_hash(&t, &line, key, group, seed, &kbuf, &h) < 0)

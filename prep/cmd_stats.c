@@ -25,27 +25,18 @@
 #include "lib/tokenizer.h"
 #include "prep/hll.h"
 
-static const char usage[] =
-	"usage: ftk-stats [options] [FILE...]\n"
-	"Count records, formats, roles and turns; show length distributions in\n"
-	"characters (and tokens with --tokenizer); estimate the duplicate rate.\n"
-	"\n"
-	"      --json             write the report as JSON instead of a table\n"
-	"      --tokenizer PATH   also count tokens (a model directory or tokenizer.json)\n"
-	"      --role ROLE        lengths of ROLE's messages only\n"
-	"      --normalize LIST   how texts are compared for duplicates (default\n"
-	"                         nfc,case,space; see ftk-dedupe)\n"
-	"      --precision P      HyperLogLog registers 2^P, 4..18 (default 14: 0.8%)\n"
-	"\n"
-	FTK_TOOL_COMMON_HELP;
-
-enum {
-	OPT_JSON = FTK_OPT_FIRST_FREE,
-	OPT_TOKENIZER,
-	OPT_ROLE,
-	OPT_NORMALIZE,
-	OPT_PRECISION,
+static const char *const usage[] = {
+	"ftk-stats [options] [FILE...]",
+	"Count records, formats, roles and turns; show length distributions in",
+	"characters (and tokens with --tokenizer); estimate the duplicate rate.", NULL,
 };
+
+static void normalize_cb(const struct ftk_option *opt, const char *arg)
+{
+	struct ftk_error err;
+	if (ftk_normalize_parse(arg, opt->value, &err) < 0)
+		ftk_usage_error("%s", err.msg);
+}
 
 struct dist {
 	uint32_t *v;
@@ -402,48 +393,30 @@ static void report(struct stats *st, int json, struct strbuf *sb)
 
 int cmd_stats(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		FTK_TOOL_LONGOPTS,
-		{ "json", no_argument, NULL, OPT_JSON },
-		{ "tokenizer", required_argument, NULL, OPT_TOKENIZER },
-		{ "role", required_argument, NULL, OPT_ROLE },
-		{ "normalize", required_argument, NULL, OPT_NORMALIZE },
-		{ "precision", required_argument, NULL, OPT_PRECISION },
-		{ 0 },
-	};
 	struct ftk_tool t;
 	struct ftk_line line;
 	struct stats st;
 	struct ftk_error err;
 	const char *tok_path = NULL;
-	int c, json = 0, p = 14;
+	int json = 0, p = 14;
 
 	memset(&st, 0, sizeof(st));
 	st.norm = FTK_NORM_NFC | FTK_NORM_CASE | FTK_NORM_SPACE;
-	ftk_tool_init(&t, "ftk-stats", usage);
-	optind = 1;
-	while ((c = getopt_long(argc, argv, FTK_TOOL_SHORTOPTS, opts, NULL)) != -1) {
-		if (ftk_tool_opt(&t, c, optarg))
-			continue;
-		switch (c) {
-		case OPT_JSON: json = 1; break;
-		case OPT_TOKENIZER: tok_path = optarg; break;
-		case OPT_ROLE: st.role = optarg; break;
-		case OPT_NORMALIZE:
-			if (ftk_normalize_parse(optarg, &st.norm, &err) < 0)
-				ftk_tool_usage_error(&t, "%s", err.msg);
-			break;
-		case OPT_PRECISION: {
-			char *end;
-			long v = strtol(optarg, &end, 10);
-			if (*end || v < 4 || v > 18)
-				ftk_tool_usage_error(&t, "--precision wants 4..18, got '%s'", optarg);
-			p = (int)v;
-			break;
-		}
-		default: ftk_tool_usage_error(&t, NULL);
-		}
-	}
+	ftk_tool_init(&t, "ftk-stats", NULL);
+	struct ftk_option opts[] = {
+		FTK_OPT_GROUP("Options"),
+		FTK_OPT_FLAG(0, "json", &json, "write the report as JSON instead of a table"),
+		FTK_OPT_STRING(0, "tokenizer", &tok_path, "PATH",
+			       "also count tokens (a model directory or tokenizer.json)"),
+		FTK_OPT_STRING(0, "role", &st.role, "ROLE", "lengths of ROLE's messages only"),
+		FTK_OPT_CALLBACK(0, "normalize", &st.norm, "LIST", normalize_cb,
+				 "how texts are compared for duplicates (default\n"
+				 "nfc,case,space; see ftk-dedupe)"),
+		FTK_OPT_INT(0, "precision", &p, "P", 4, 18, "HyperLogLog registers 2^P, 4..18 (default 14: 0.8%)"),
+		FTK_OPT_TOOL_COMMON(&t),
+		FTK_OPT_END(),
+	};
+	argc = ftk_parse_options(argc, argv, "ftk-stats", opts, usage);
 	if (tok_path && ftk_tokenizer_load(&st.tok, tok_path, &err) < 0) {
 		char buf[1400];
 		die("cannot load tokenizer: %s", ftk_error_format(&err, buf, sizeof(buf)));
@@ -452,7 +425,7 @@ int cmd_stats(int argc, char **argv)
 	strbuf_init(&st.text, 0);
 	strbuf_init(&st.normed, 0);
 
-	ftk_tool_start(&t, argc - optind, argv + optind);
+	ftk_tool_start(&t, argc, argv);
 	while (ftk_tool_next(&t, &line)) {
 		cJSON *rec = ftk_tool_parse(&t, &line);
 		if (!rec)

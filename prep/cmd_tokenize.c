@@ -53,7 +53,9 @@ static const char usage[] =
 	"      --train-on WHAT     loss mask for chats: assistant (default), last, all\n"
 	"      --preference        preference shards for DPO: per record prompt+chosen, then\n"
 	"                          prompt+rejected, each learned on its answer only\n"
-	"      --max-tokens N      records longer than N tokens are dropped or truncated\n"
+	"      --max-tokens N      records longer than N tokens are dropped or truncated; without\n"
+	"                          it, records past the model's model_max_length are counted\n"
+	"                          (training will cut them), with a warning above 5% of tokens\n"
 	"      --overflow HOW      drop (default, to --rejects) or truncate\n"
 	"      --tokens-per-shard N  start a new shard after N tokens (default 100000000)\n"
 	"  -j, --threads N         tokenize with N threads (output order is input order)\n"
@@ -85,7 +87,8 @@ enum {
 
 struct conf {
 	const struct ftk_tokenizer *tok;
-	const struct ftk_chat *chat;
+	const struct ftk_chat *chat;	/* NULL when the tokenizer has none and no --template */
+	const char *tok_path;
 	int ids, decode, count, shards, chat_mode, add_special, truncate, preference;
 	const char *field;
 	enum ftk_train_on train_on;
@@ -109,6 +112,8 @@ struct item {
 	long n_tokens;
 	int truncated;
 	int to_shard;
+	int chat_as_text;	/* a chat record met a text-only mode (no --chat) */
+	long cut;		/* tokens dropped by --overflow truncate */
 };
 
 struct worker {
@@ -128,6 +133,18 @@ static void fail_item(struct item *it, const char *reason, const char *msg)
 	it->reason = reason;
 	free(it->msg);
 	it->msg = msg ? xstrdup(msg) : NULL;
+}
+
+/* A chat to render and no template to render it with: the same words as
+ * --chat gives at the start.  Returns 1 (and fails the item) when so. */
+static int no_template(const struct conf *cf, struct item *it)
+{
+	char m[1200];
+	if (cf->chat)
+		return 0;
+	snprintf(m, sizeof(m), "'%s' has no chat_template: give one with --template FILE", cf->tok_path);
+	fail_item(it, "no-chat-template", m);
+	return 1;
 }
 
 /* Splice ,"key":value before the closing brace of the original line; when the
@@ -198,6 +215,10 @@ static int preference_side(struct worker *w, struct item *it, const cJSON *rec, 
 		fail_item(it, "not-preference", m);
 		return -1;
 	}
+	if (no_template(cf, it)) {
+		cJSON_Delete(ans);
+		return -1;
+	}
 	cJSON *all = cJSON_Duplicate(prompt, 1), *x;
 	while ((x = cJSON_DetachItemFromArray(ans, 0))) cJSON_AddItemToArray(all, x);
 	cJSON_Delete(ans);
@@ -220,6 +241,7 @@ static int preference_side(struct worker *w, struct item *it, const cJSON *rec, 
 			fail_item(it, "too-long", m);
 			return -1;
 		}
+		it->cut += len - cf->max_tokens;
 		len = cf->max_tokens;
 		it->truncated = 1;
 		long learned = 0;
@@ -255,6 +277,34 @@ static void process_preference(struct worker *w, struct item *it, const cJSON *r
 	    !preference_side(w, it, rec, prompt, np, "rejected", &it->ids2, &it->mask2, &it->n2))
 		it->to_shard = 1;
 	cJSON_Delete(prompt);
+}
+
+/*
+ * The model's context length from tokenizer_config.json's model_max_length
+ * (Hugging Face writes 1e30 when it has none: ignored).  0 when unknown.
+ */
+static long model_context(const char *tok_path)
+{
+	struct strbuf p = STRBUF_INIT, sb = STRBUF_INIT;
+	size_t n = strlen(tok_path);
+	if (n > 5 && !strcmp(tok_path + n - 5, ".json")) {
+		const char *slash = strrchr(tok_path, '/');
+		strbuf_addf(&p, "%.*s/tokenizer_config.json", slash ? (int)(slash - tok_path) : 1,
+			    slash ? tok_path : ".");
+	} else {
+		strbuf_addf(&p, "%s/tokenizer_config.json", tok_path);
+	}
+	long ctx = 0;
+	cJSON *o = NULL;
+	if (strbuf_read_file(&sb, p.buf) >= 0 && ftk_json_parse_object(sb.buf, sb.len, &o, NULL) == 0) {
+		const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, "model_max_length");
+		if (cJSON_IsNumber(v) && v->valuedouble >= 1 && v->valuedouble <= 1e8)
+			ctx = (long)v->valuedouble;
+	}
+	cJSON_Delete(o);
+	strbuf_release(&p);
+	strbuf_release(&sb);
+	return ctx;
 }
 
 static void process(struct worker *w, struct item *it)
@@ -303,6 +353,10 @@ static void process(struct worker *w, struct item *it)
 		int owned;
 		const cJSON *msgs = ftk_chat_messages(rec, &owned);
 		if (!msgs) { fail_item(it, "no-messages", "the record has no messages (nor prompt and completion) to render"); goto done; }
+		if (no_template(cf, it)) {
+			if (owned) cJSON_Delete((cJSON *)msgs);
+			goto done;
+		}
 		int rc = ftk_chat_render(cf->chat, msgs, cJSON_GetObjectItemCaseSensitive(rec, "tools"), 0, &w->r, &e);
 		if (owned) cJSON_Delete((cJSON *)msgs);
 		if (rc) { fail_item(it, "template-error", e.msg); goto done; }
@@ -318,6 +372,10 @@ static void process(struct worker *w, struct item *it)
 			char m[300];
 			snprintf(m, sizeof(m), "the record has no string \"%s\" (use --chat for messages)", cf->field);
 			fail_item(it, "no-text", m);
+			int owned;
+			const cJSON *msgs = ftk_chat_messages(rec, &owned);
+			it->chat_as_text = msgs != NULL;
+			if (owned) cJSON_Delete((cJSON *)msgs);
 			goto done;
 		}
 		n = ftk_tokenizer_encode(cf->tok, text->valuestring, strlen(text->valuestring),
@@ -338,6 +396,7 @@ static void process(struct worker *w, struct item *it)
 			it->n_tokens = n;
 			goto done;
 		}
+		it->cut += n - cf->max_tokens;
 		n = cf->max_tokens;
 		it->truncated = 1;
 		if (mask && chat && cf->train_on != FTK_TRAIN_ALL) {
@@ -485,6 +544,7 @@ int cmd_tokenize(int argc, char **argv)
 		return err.code == FTK_EUNSUPPORTED || err.code == FTK_EDATA || err.code == FTK_ENOTFOUND ? FTK_EXIT_DATA : FTK_EXIT_DATA;
 	}
 	cf.tok = tok;
+	cf.tok_path = tok_path;
 	struct ftk_chat *chat = NULL;
 	int need_chat = cf.chat_mode || cf.shards;
 	if (need_chat) {
@@ -554,6 +614,12 @@ int cmd_tokenize(int argc, char **argv)
 		ws[k].r = (struct ftk_render)FTK_RENDER_INIT;
 	}
 	uint64_t tokens = 0, masked = 0, truncated = 0;
+	int told_no_template = 0, write_failed = 0;
+	/* the length training will cut at: --max-tokens, else the model's own */
+	long ctx_limit = cf.max_tokens > 0 ? cf.max_tokens : model_context(tok_path);
+	const char *ctx_source = cf.max_tokens > 0 ? "--max-tokens" : "model_max_length";
+	uint64_t over_records = 0, over_tokens = 0;
+	uint64_t not_written = 0;	/* read, tokenized, and lost to a write error */
 	long lo = 0, hi = 0;	/* shortest and longest sequence */
 	char *cur_file = NULL;
 	struct ftk_line line;
@@ -588,25 +654,56 @@ int cmd_tokenize(int argc, char **argv)
 				cJSON *rec = ftk_tool_parse(&t, &it->line);	/* rejects it with the usual message */
 				cJSON_Delete(rec);
 			} else if (it->status == 1) {
+				if (!strcmp(it->reason, "no-chat-template") && !told_no_template++)
+					error("%s:%ld: a chat record, but %s", it->line.file, it->line.lineno, it->msg);
+				if (it->chat_as_text)
+					ftk_tool_hint(&t, "%s:%ld holds a chat (messages), and without --chat only "
+						      "\"%s\" is read: add --chat to render chats through the "
+						      "template", it->line.file, it->line.lineno, cf.field);
 				cJSON *extra = cJSON_CreateObject();
 				if (it->msg) cJSON_AddStringToObject(extra, "error", it->msg);
 				if (it->n_tokens) cJSON_AddNumberToObject(extra, "n_tokens", (double)it->n_tokens);
 				ftk_tool_reject(&t, &it->line, it->reason, extra);
 			} else {
-				tokens += (uint64_t)it->n_tokens;
-				if (it->truncated) truncated++;
-				if (!lo || it->n_tokens < lo) lo = it->n_tokens;
-				if (it->n_tokens > hi) hi = it->n_tokens;
+				if (it->to_shard && write_failed) {
+					/* the disk is full (or the like): said once; the rest
+					 * of the batch is read but not written, and counted so */
+					not_written++;
+					goto next;
+				}
 				if (it->to_shard) {
-					for (uint32_t k = 0; k < it->n; k++) masked += it->mask[k];
-					for (uint32_t k = 0; k < it->n2; k++) masked += it->mask2[k];
 					if (ftk_shard_write(sw, it->ids, it->mask, it->n, &err) < 0 ||
 					    (it->ids2 && ftk_shard_write(sw, it->ids2, it->mask2, it->n2, &err) < 0)) {
 						error("%s", err.msg);
 						t.failed = 1;
 						eof = 1;
+						write_failed = 1;
+						not_written++;
+						goto next;
 					}
+					for (uint32_t k = 0; k < it->n; k++) masked += it->mask[k];
+					for (uint32_t k = 0; k < it->n2; k++) masked += it->mask2[k];
 				}
+				tokens += (uint64_t)it->n_tokens;
+				if (it->truncated) truncated++;
+				if (cf.max_tokens > 0) {
+					/* cut here, by --overflow truncate */
+					over_records += it->cut > 0;
+					over_tokens += (uint64_t)it->cut;
+				} else if (ctx_limit > 0) {
+					/* what training at the model's length will cut */
+					long side[2] = { it->to_shard ? (long)it->n : it->n_tokens,
+							 it->to_shard ? (long)it->n2 : 0 };
+					int over = 0;
+					for (int k = 0; k < 2; k++)
+						if (side[k] > ctx_limit) {
+							over = 1;
+							over_tokens += (uint64_t)(side[k] - ctx_limit);
+						}
+					over_records += over;
+				}
+				if (!lo || it->n_tokens < lo) lo = it->n_tokens;
+				if (it->n_tokens > hi) hi = it->n_tokens;
 				if (emit_records) {
 					if (it->changed) ftk_tool_emit_raw(&t, it->out.buf, it->out.len);
 					else ftk_tool_emit(&t, &it->line);
@@ -614,6 +711,7 @@ int cmd_tokenize(int argc, char **argv)
 					t.n_out++;
 				}
 			}
+		next:
 			free(it->line.data);
 			free((char *)it->line.file);
 			free(it->msg);
@@ -633,16 +731,54 @@ int cmd_tokenize(int argc, char **argv)
 	free(ws);
 	free(items);
 	if (sw && ftk_shard_writer_close(sw, &err) < 0) {
-		error("%s", err.msg);
+		if (!write_failed)	/* else said once already */
+			error("%s", err.msg);
 		t.failed = 1;
+		write_failed = 1;
+	}
+	if (write_failed && !emit_records) {
+		/* no manifest: none of the shards is usable, so nothing went out */
+		not_written += t.n_out;
+		t.n_out = 0;
 	}
 	ftk_tool_count(&t, "tokens", tokens);
 	if (cf.shards) ftk_tool_count(&t, "masked_tokens", masked);
 	if (truncated) ftk_tool_count(&t, "truncated", truncated);
+	if (not_written) ftk_tool_count(&t, "not-written", not_written);
+	/* tokens before any cut: those kept plus those cut (or to be cut) */
+	uint64_t all_tokens = cf.max_tokens > 0 ? tokens + over_tokens : tokens;
+	if (over_records) {
+		ftk_tool_count(&t, cf.max_tokens > 0 ? "tokens-truncated" : "tokens-past-context", over_tokens);
+		if (cf.max_tokens <= 0) ftk_tool_count(&t, "records-past-context", over_records);
+	}
+	if (ctx_limit > 0 && all_tokens && over_tokens * 20 > all_tokens) {
+		uint64_t n_ok = t.n_in - t.n_rejected;
+		if (cf.max_tokens > 0)
+			warning("%llu of %llu records were longer than --max-tokens %ld and were cut "
+				"there: %.0f%% of all the tokens are gone",
+				(unsigned long long)over_records, (unsigned long long)n_ok, ctx_limit,
+				100.0 * (double)over_tokens / (double)all_tokens);
+		else
+			warning("%llu of %llu records are longer than the model's %ld tokens "
+				"(model_max_length); training will cut them there and lose %.0f%% of "
+				"the tokens (longest %ld): split or filter them (--max-tokens %ld), "
+				"or train with a longer --seq-len if the model allows it",
+				(unsigned long long)over_records, (unsigned long long)n_ok, ctx_limit,
+				100.0 * (double)over_tokens / (double)all_tokens, hi, ctx_limit);
+	}
 	if (!t.extra_stats) t.extra_stats = cJSON_CreateObject();
 	cJSON_AddNumberToObject(t.extra_stats, "tokens", (double)tokens);
 	cJSON_AddNumberToObject(t.extra_stats, "min_tokens", (double)lo);
 	cJSON_AddNumberToObject(t.extra_stats, "max_tokens", (double)hi);
+	if (ctx_limit > 0) {
+		cJSON *cx = cJSON_AddObjectToObject(t.extra_stats, "context");
+		cJSON_AddNumberToObject(cx, "limit", (double)ctx_limit);
+		cJSON_AddStringToObject(cx, "from", ctx_source);
+		cJSON_AddNumberToObject(cx, "records_over", (double)over_records);
+		cJSON_AddNumberToObject(cx, "tokens_over", (double)over_tokens);
+		cJSON_AddNumberToObject(cx, "tokens_over_fraction",
+					all_tokens ? (double)over_tokens / (double)all_tokens : 0.0);
+	}
 	cJSON_AddStringToObject(t.extra_stats, "tokenizer_hash", ftk_tokenizer_hash(tok));
 	if (chat) cJSON_AddStringToObject(t.extra_stats, "template", ftk_chat_name(chat));
 	ftk_chat_free(chat);

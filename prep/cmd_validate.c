@@ -17,77 +17,48 @@
 #include "lib/record.h"
 #include "prep/validate.h"
 
-static const char usage[] =
-	"usage: ftk-validate [options] [FILE...]\n"
-	"\n"
-	"Check each record against its format and pass the valid ones through unchanged.\n"
-	"\n"
-	"Options:\n"
-	"  -f, --format FMT     chat, preference, prompt-completion, text, or auto (default:\n"
-	"                       detected per record)\n"
-	"      --roles LIST     allowed roles (default system,user,assistant,tool)\n"
-	"      --any-order      do not require user and assistant turns to alternate\n"
-	"      --any-last       do not require the last turn to be the assistant's\n"
-	"      --no-parts       require string content, not lists of content parts\n"
-	"      --max-chars N    reject records with more than N characters of text\n"
-	"      --show N         print the first N errors (default 10, 0 for none)\n"
-	"\n" FTK_TOOL_COMMON_HELP;
-
-enum {
-	OPT_ROLES = FTK_OPT_FIRST_FREE,
-	OPT_ANY_ORDER,
-	OPT_ANY_LAST,
-	OPT_NO_PARTS,
-	OPT_MAX_CHARS,
-	OPT_SHOW,
+static const char *const usage[] = {
+	"ftk-validate [options] [FILE...]", "",
+	"Check each record against its format and pass the valid ones through unchanged.", NULL,
 };
+
+static void format_cb(const struct ftk_option *opt, const char *arg)
+{
+	int f = ftk_format_parse(arg);
+	if (f < 0 || f == FTK_FMT_ALPACA || f == FTK_FMT_SHAREGPT)
+		ftk_usage_error("--%s needs one of chat|preference|prompt-completion|text|auto, not '%s'",
+				opt->long_name, arg);
+	*(int *)opt->value = f;
+}
 
 int cmd_validate(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		FTK_TOOL_LONGOPTS,
-		{ "format", required_argument, NULL, 'f' },
-		{ "roles", required_argument, NULL, OPT_ROLES },
-		{ "any-order", no_argument, NULL, OPT_ANY_ORDER },
-		{ "any-last", no_argument, NULL, OPT_ANY_LAST },
-		{ "no-parts", no_argument, NULL, OPT_NO_PARTS },
-		{ "max-chars", required_argument, NULL, OPT_MAX_CHARS },
-		{ "show", required_argument, NULL, OPT_SHOW },
-		{ 0 }
-	};
 	struct ftk_tool t;
 	struct ftk_validate_opts vo;
 	struct ftk_verrors errs = { 0 };
 	struct ftk_line line;
 	long show = 10, shown = 0;
-	int c;
 
-	ftk_tool_init(&t, "ftk-validate", usage);
+	ftk_tool_init(&t, "ftk-validate", NULL);
 	t.fail_on_reject = 1;
 	ftk_validate_opts_init(&vo);
-	optind = 1;
-	while ((c = getopt_long(argc, argv, FTK_TOOL_SHORTOPTS "f:", opts, NULL)) != -1) {
-		if (ftk_tool_opt(&t, c, optarg))
-			continue;
-		switch (c) {
-		case 'f': {
-			int f = ftk_format_parse(optarg);
-			if (f < 0 || f == FTK_FMT_ALPACA || f == FTK_FMT_SHAREGPT)
-				ftk_tool_usage_error(&t, "unknown format '%s' (chat, preference, prompt-completion, text, auto)",
-						     optarg);
-			vo.format = f;
-			break;
-		}
-		case OPT_ROLES: vo.roles = optarg; break;
-		case OPT_ANY_ORDER: vo.order = 0; break;
-		case OPT_ANY_LAST: vo.last_assistant = 0; break;
-		case OPT_NO_PARTS: vo.allow_parts = 0; break;
-		case OPT_MAX_CHARS: vo.max_chars = ftk_tool_parse_long(&t, "--max-chars", optarg, 0, LONG_MAX); break;
-		case OPT_SHOW: show = ftk_tool_parse_long(&t, "--show", optarg, 0, LONG_MAX); break;
-		default: ftk_tool_usage_error(&t, NULL);
-		}
-	}
-	ftk_tool_start(&t, argc - optind, argv + optind);
+	struct ftk_option opts[] = {
+		FTK_OPT_GROUP("Options"),
+		FTK_OPT_CALLBACK('f', "format", &vo.format, "FMT", format_cb,
+				 "chat, preference, prompt-completion, text, or auto (default:\n"
+				 "detected per record)"),
+		FTK_OPT_STRING(0, "roles", &vo.roles, "LIST", "allowed roles (default system,user,assistant,tool)"),
+		FTK_OPT_SET_INT(0, "any-order", &vo.order, 0, "do not require user and assistant turns to alternate"),
+		FTK_OPT_SET_INT(0, "any-last", &vo.last_assistant, 0, "do not require the last turn to be the assistant's"),
+		FTK_OPT_SET_INT(0, "no-parts", &vo.allow_parts, 0, "require string content, not lists of content parts"),
+		FTK_OPT_LONG(0, "max-chars", &vo.max_chars, "N", 0, LONG_MAX,
+			     "reject records with more than N characters of text"),
+		FTK_OPT_LONG(0, "show", &show, "N", 0, LONG_MAX, "print the first N errors (default 10, 0 for none)"),
+		FTK_OPT_TOOL_COMMON(&t),
+		FTK_OPT_END(),
+	};
+	argc = ftk_parse_options(argc, argv, "ftk-validate", opts, usage);
+	ftk_tool_start(&t, argc, argv);
 	while (ftk_tool_next(&t, &line)) {
 		cJSON *rec = ftk_tool_parse(&t, &line);
 		if (!rec) {

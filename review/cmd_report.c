@@ -30,56 +30,29 @@
  * names the project, the eval runs are directories), a run's cost is the
  * whole ledger, and the page says so.
  */
-#include <getopt.h>
-#include <libgen.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include "cli/tool.h"
+#include "lib/stream.h"
 #include "eval/reviews.h"
 #include "ledger/cost.h"
 #include "lib/ledger.h"
 #include "lib/strbuf.h"
 #include "review/review.h"
 
-static const char usage[] =
-	"usage: ftk-report [--out FILE] [--ledger FILE] [--reviews FILE] [--text] RUN_DIR...\n"
-	"\n"
-	"Write one self-contained HTML page (inline SVG charts; no script, font or image\n"
-	"fetched) about one or more eval runs: each metric with its 95% interval per run,\n"
-	"surface metrics beside their semantic twins, the trend from run to run, people's\n"
-	"verdicts and judge-versus-human agreement, the ledger's costs by category as a\n"
-	"stacked bar, cost per quality point over the first run, and the flagged cases\n"
-	"with their reasons and verdicts, each with a link anchor.\n"
-	"\n"
-	"Options:\n"
-	"  -o, --out FILE       write the report there (default standard output)\n"
-	"      --text           plain text instead of HTML\n"
-	"      --ledger FILE    the cost ledger (default $FTK_LEDGER)\n"
-	"      --rates FILE     prices for ledger entries without usd (default $FTK_RATES,\n"
-	"                       else rates.jsonl beside the ledger, else the examples)\n"
-	"      --reviews FILE   more reviews (besides each RUN_DIR/reviews.jsonl); a line\n"
-	"                       goes to the run its \"run\" names, or to every run\n"
-	"      --title TEXT     the page title (default \"ftk report\")\n"
-	"  -h, --help           show this help\n"
-	"      --version        show the version\n"
-	"Exit status: 0 success, 1 a run or the ledger cannot be read, 2 bad usage.\n";
-
-enum { OPT_TEXT = FTK_OPT_FIRST_FREE, OPT_RATES, OPT_REVIEWS, OPT_TITLE };
-
-static const struct option long_opts[] = {
-	{ "out", required_argument, NULL, 'o' },
-	{ "output", required_argument, NULL, 'o' },
-	{ "help", no_argument, NULL, 'h' },
-	{ "version", no_argument, NULL, FTK_OPT_VERSION },
-	{ "ledger", required_argument, NULL, FTK_OPT_LEDGER },
-	{ "text", no_argument, NULL, OPT_TEXT },
-	{ "rates", required_argument, NULL, OPT_RATES },
-	{ "reviews", required_argument, NULL, OPT_REVIEWS },
-	{ "title", required_argument, NULL, OPT_TITLE },
-	{ NULL, 0, NULL, 0 },
+static const char *const usage[] = {
+	"ftk-report [--out FILE] [--ledger FILE] [--reviews FILE] [--text] RUN_DIR...",
+	"",
+	"Write one self-contained HTML page (inline SVG charts; no script, font or image",
+	"fetched) about one or more eval runs: each metric with its 95% interval per run,",
+	"surface metrics beside their semantic twins, the trend from run to run, people's",
+	"verdicts and judge-versus-human agreement, the ledger's costs by category as a",
+	"stacked bar, cost per quality point over the first run, and the flagged cases",
+	"with their reasons and verdicts, each with a link anchor.",
+	NULL,
 };
 
 /* ------------------------------------------------------------ costs */
@@ -109,9 +82,10 @@ struct costs {
 	int examples;		/* some price came from an example rate */
 };
 
-static int category(const struct ftk_cost_entry *e)
+/* The report's cost category of an entry's stage and kind. */
+static int category(int stage, int kind)
 {
-	const char *st = ftk_cost_stages[e->stage], *k = ftk_cost_kinds[e->kind];
+	const char *st = ftk_cost_stages[stage], *k = ftk_cost_kinds[kind];
 	if (!strcmp(st, "prep"))
 		return strcmp(k, "human") ? CAT_PREP_COMPUTE : CAT_PREP_PEOPLE;
 	if (!strcmp(st, "review"))
@@ -123,6 +97,7 @@ static int category(const struct ftk_cost_entry *e)
 	return CAT_OTHER;
 }
 
+/* The ledger's totals (ledger/cost.h, as ftk-ledger makes them), folded into the categories. */
 static int load_costs(struct costs *C, const char *ledger, const char *rates_path)
 {
 	memset(C, 0, sizeof(*C));
@@ -140,55 +115,38 @@ static int load_costs(struct costs *C, const char *ledger, const char *rates_pat
 		warning("%s:%ld: skipped: %s", ledger, L.bad[i].line, L.bad[i].msg);
 	C->bad_lines = (long)L.n_bad;
 	char rbuf[4096];
-	if (!rates_path)
-		rates_path = getenv("FTK_RATES");
-	if (!rates_path) {
-		char *copy = xstrdup(ledger);
-		snprintf(rbuf, sizeof(rbuf), "%s/rates.jsonl", dirname(copy));
-		free(copy);
-		if (access(rbuf, F_OK) == 0)
-			rates_path = rbuf;
-	}
+	rates_path = ftk_cost_rates_path(rates_path, ledger, rbuf, sizeof(rbuf), 1);
 	struct ftk_rates R;
 	memset(&R, 0, sizeof(R));
 	if (ftk_rates_load(rates_path, &R, &e) < 0) {
 		ftk_cost_ledger_release(&L);
 		return error("%s", ftk_error_format(&e, b, sizeof(b)));
 	}
+	struct ftk_cost_totals T;
+	ftk_cost_totals_compute(&T, &L, &R, NULL, NULL, NULL);
 	C->have = 1;
 	C->path = xstrdup(ledger);
-	for (size_t i = 0; i < L.n; i++) {
-		const struct ftk_cost_entry *x = &L.e[i];
-		double usd = x->usd;
-		if (isnan(usd)) {
-			struct ftk_error pe;
-			if (ftk_rates_price_entry(&R, x, &usd, &pe) < 0) {
-				usd = 0;
-				C->unpriced++;
-			} else if (!R.path) {
-				C->examples = 1;
+	C->entries = T.total.n;
+	C->unpriced = T.total.unpriced;
+	C->examples = T.total.example_priced > 0;
+	C->total = T.total.usd;
+	C->r = xcalloc(T.n_runs ? T.n_runs : 1, sizeof(*C->r));
+	C->n = C->alloc = T.n_runs;
+	for (size_t j = 0; j < T.n_runs; j++) {
+		struct cost_run *r = &C->r[j];
+		r->name = xstrdup(T.runs[j].name);
+		r->total = T.runs[j].a.usd;
+		for (int st = 0; st < FTK_COST_N_STAGES; st++)
+			for (int k = 0; k < FTK_COST_N_KINDS; k++) {
+				const struct ftk_cost_agg *a = &T.runs[j].by[st][k];
+				int c = category(st, k);
+				r->usd[c] += a->usd;
+				r->hours[c] += a->hours;
+				C->usd[c] += a->usd;
+				C->hours[c] += a->hours;
 			}
-		}
-		int c = category(x);
-		double hours = x->hours * (x->kind == ftk_cost_kind_index("compute") ? x->gpus : 1);
-		struct cost_run *r = NULL;
-		for (size_t j = 0; j < C->n; j++)
-			if (!strcmp(C->r[j].name, x->run))
-				r = &C->r[j];
-		if (!r) {
-			FTK_ALLOC_GROW(C->r, C->n + 1, C->alloc);
-			r = &C->r[C->n++];
-			memset(r, 0, sizeof(*r));
-			r->name = xstrdup(x->run);
-		}
-		r->usd[c] += usd;
-		r->hours[c] += hours;
-		r->total += usd;
-		C->usd[c] += usd;
-		C->hours[c] += hours;
-		C->total += usd;
-		C->entries++;
 	}
+	ftk_cost_totals_release(&T);
 	ftk_rates_release(&R);
 	ftk_cost_ledger_release(&L);
 	return 0;
@@ -227,6 +185,13 @@ static double jnum(const cJSON *o, const char *k)
 {
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
 	return cJSON_IsNumber(v) ? v->valuedouble : NAN;
+}
+
+/* A count a summary may lack (written before it was counted): 0. */
+static double count(const cJSON *o, const char *k)
+{
+	double v = jnum(o, k);
+	return isnan(v) ? 0 : v;
 }
 
 static const cJSON *metric(size_t i, const char *name)
@@ -829,7 +794,8 @@ static void write_html(struct strbuf *sb, const char *title, const struct costs 
 		    FTK_VERSION, ts, n_runs > 1 ? " &middot; <a href=\"#trend\">trend</a>" : "");
 
 	strbuf_addstr(sb, "<h2 id=\"runs\">Runs</h2><table><tr><th>run</th><th>suite</th><th>model</th>"
-			  "<th>results</th><th>scored</th><th>errors</th><th>flagged</th><th>reviewed</th></tr>");
+			  "<th>results</th><th>scored</th><th>defective answers</th><th>no answer</th>"
+			  "<th>defective cases</th><th>flagged</th><th>reviewed</th></tr>");
 	for (size_t i = 0; i < n_runs; i++) {
 		const cJSON *ri = runs[i].runinfo, *s = runs[i].summary;
 		const char *model = jstr(ri, "model") ? jstr(ri, "model")
@@ -850,8 +816,10 @@ static void write_html(struct strbuf *sb, const char *title, const struct costs 
 			esc(sb, jstr(ri, "adapter"));
 		}
 		strbuf_addf(sb, "</td><td class=\"num\">%.0f</td><td class=\"num\">%.0f</td><td class=\"num\">%.0f</td>"
+			    "<td class=\"num\">%.0f</td><td class=\"num\">%.0f</td>"
 			    "<td class=\"num\">%.0f</td><td class=\"num\">%ld</td></tr>",
-			    jnum(s, "results"), jnum(s, "scored"), jnum(s, "errors"), jnum(s, "flagged"), reviewed);
+			    jnum(s, "results"), jnum(s, "scored"), count(s, "defective"), jnum(s, "errors"),
+			    count(s, "bad_cases"), jnum(s, "flagged"), reviewed);
 	}
 	strbuf_addstr(sb, "</table>\n");
 
@@ -890,9 +858,10 @@ static void write_text(struct strbuf *sb, const char *title, const struct costs 
 	strbuf_addf(sb, "%s\n\nRuns\n", title);
 	for (size_t i = 0; i < n_runs; i++) {
 		const cJSON *s = runs[i].summary;
-		strbuf_addf(sb, "  %s: suite %s, %.0f results, %.0f scored, %.0f errors, %.0f flagged\n", runs[i].name,
+		strbuf_addf(sb, "  %s: suite %s, %.0f results, %.0f scored (%.0f defective answers), %.0f without an answer, "
+			    "%.0f of defective cases, %.0f flagged\n", runs[i].name,
 			    runs[i].suite ? runs[i].suite : "-", jnum(s, "results"), jnum(s, "scored"),
-			    jnum(s, "errors"), jnum(s, "flagged"));
+			    count(s, "defective"), jnum(s, "errors"), count(s, "bad_cases"), jnum(s, "flagged"));
 	}
 	strbuf_addstr(sb, "\nMetrics (mean [95% interval] n); a surface metric is listed under its semantic twin\n");
 	for (size_t k = 0; k < n_names; k++) {
@@ -1048,63 +1017,49 @@ static int extra_reviews(const char *path)
 	return 0;
 }
 
+/* Through lib/stream's writer: a temporary renamed over a regular file, a
+ * device or pipe written through, the temporary removed if we are killed. */
 static int write_out(const char *path, const struct strbuf *sb)
 {
-	if (!path || !strcmp(path, "-")) {
-		if (fwrite(sb->buf, 1, sb->len, stdout) != sb->len || fflush(stdout))
-			return error("cannot write the report to standard output");
-		return 0;
-	}
-	struct strbuf tmp = STRBUF_INIT;
-	strbuf_addf(&tmp, "%s.tmp.%d", path, (int)getpid());
-	FILE *f = fopen(tmp.buf, "w");
-	int rc = 0;
-	if (!f) {
-		rc = error("cannot create '%s': %m", tmp.buf);
-	} else {
-		if (fwrite(sb->buf, 1, sb->len, f) != sb->len)
-			rc = error("cannot write '%s': %m", tmp.buf);
-		if (fclose(f) && !rc)
-			rc = error("cannot write '%s': %m", tmp.buf);
-		if (!rc && rename(tmp.buf, path))
-			rc = error("cannot rename '%s' to '%s': %m", tmp.buf, path);
-		if (rc)
-			unlink(tmp.buf);
-	}
-	strbuf_release(&tmp);
-	return rc;
+	struct ftk_writer *w;
+	struct ftk_error err;
+	if (ftk_writer_open(&w, path, 0, &err) < 0)
+		return error("%s", err.msg);
+	ftk_writer_write(w, sb->buf, sb->len);
+	if (ftk_writer_close(w, &err) < 0)
+		return error("%s", err.msg);
+	return 0;
 }
 
 int cmd_report(int argc, char **argv)
 {
 	ftk_progname = "ftk-report";
 	const char *out = NULL, *ledger = NULL, *rates = NULL, *title = "ftk report";
-	const char **reviews = NULL;
-	size_t n_reviews = 0, a_reviews = 0;
-	int text = 0, c;
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "o:h", long_opts, NULL)) != -1) {
-		switch (c) {
-		case 'o': out = optarg; break;
-		case 'h': fputs(usage, stdout); return FTK_EXIT_OK;
-		case FTK_OPT_VERSION: printf("ftk-report %s\n", FTK_VERSION); return FTK_EXIT_OK;
-		case FTK_OPT_LEDGER: ledger = optarg; break;
-		case OPT_TEXT: text = 1; break;
-		case OPT_RATES: rates = optarg; break;
-		case OPT_TITLE: title = optarg; break;
-		case OPT_REVIEWS:
-			FTK_ALLOC_GROW(reviews, n_reviews + 1, a_reviews);
-			reviews[n_reviews++] = optarg;
-			break;
-		default: fprintf(stderr, "try 'ftk-report --help'\n"); free(reviews); return FTK_EXIT_USAGE;
-		}
-	}
-	if (optind >= argc) {
-		error("give one run directory or more (try 'ftk-report --help')");
-		free(reviews);
-		return FTK_EXIT_USAGE;
-	}
-	n_runs = (size_t)(argc - optind);
+	struct ftk_strlist reviews = { 0 };
+	int text = 0;
+	struct ftk_option opts[] = {
+		FTK_OPT_GROUP("Options"),
+		FTK_OPT_STRING('o', "out", &out, "FILE", "write the report there (default standard output)"),
+		{ .kind = FTK_OPTION_STRING, .long_name = "output", .value = &out, .argh = "FILE",
+		  .flags = FTK_OPTF_HIDDEN },	/* the name the other tools use */
+		FTK_OPT_FLAG(0, "text", &text, "plain text instead of HTML"),
+		FTK_OPT_STRING(0, "ledger", &ledger, "FILE", "the cost ledger (default $FTK_LEDGER)"),
+		FTK_OPT_STRING(0, "rates", &rates, "FILE",
+			       "prices for ledger entries without usd (default $FTK_RATES,\n"
+			       "else rates.jsonl beside the ledger, else the examples)"),
+		FTK_OPT_STRING_LIST(0, "reviews", &reviews, "FILE",
+				    "more reviews (besides each RUN_DIR/reviews.jsonl); a line\n"
+				    "goes to the run its \"run\" names, or to every run"),
+		FTK_OPT_STRING(0, "title", &title, "TEXT", "the page title (default \"ftk report\")"),
+		FTK_OPT_HELP(),
+		FTK_OPT_VERSION(),
+		FTK_OPT_TEXT("Exit status: 0 success, 1 a run or the ledger cannot be read, 2 bad usage.\n"),
+		FTK_OPT_END(),
+	};
+	argc = ftk_parse_options(argc, argv, "ftk-report", opts, usage);
+	if (argc < 1)
+		ftk_usage_error("give one run directory or more");
+	n_runs = (size_t)argc;
 	runs = xcalloc(n_runs, sizeof(*runs));
 	int rc = FTK_EXIT_OK;
 	struct costs C;
@@ -1114,7 +1069,7 @@ int cmd_report(int argc, char **argv)
 	for (size_t i = 0; i < n_runs; i++) {
 		struct ftk_error e;
 		ftk_error_clear(&e);
-		if (ftk_review_run_load(&runs[i], argv[optind + (int)i], NULL, &e) < 0) {
+		if (ftk_review_run_load(&runs[i], argv[i], NULL, &e) < 0) {
 			error("%s", ftk_error_format(&e, b, sizeof(b)));
 			rc = FTK_EXIT_DATA;
 			goto out;
@@ -1125,8 +1080,8 @@ int cmd_report(int argc, char **argv)
 			warning("%s (%ld unreadable review lines skipped)", ftk_error_format(&e, b, sizeof(b)),
 				runs[i].bad_reviews);
 	}
-	for (size_t k = 0; k < n_reviews; k++)
-		if (extra_reviews(reviews[k]) < 0) {
+	for (size_t k = 0; k < reviews.n; k++)
+		if (extra_reviews(reviews.v[k]) < 0) {
 			rc = FTK_EXIT_DATA;
 			goto out;
 		}
@@ -1150,6 +1105,6 @@ out:
 	for (size_t i = 0; i < n_runs; i++)
 		ftk_review_run_release(&runs[i]);
 	free(runs);
-	free(reviews);
+	ftk_strlist_release(&reviews);
 	return rc;
 }

@@ -27,7 +27,6 @@
  */
 #define NCURSES_WIDECHAR 1
 #include <curses.h>
-#include <getopt.h>
 #include <locale.h>
 #include <signal.h>
 #include <stdio.h>
@@ -42,46 +41,15 @@
 #include "lib/strbuf.h"
 #include "review/review.h"
 
-static const char usage[] =
-	"usage: ftk-review RUN_DIR [--suite FILE] [--all | --filter WORD] [--reviewer NAME]\n"
-	"\n"
-	"Read an eval run's flagged cases on a full screen and mark each pass, fail\n"
-	"or unsure, with a note.  Every decision is appended to the reviews file as it\n"
-	"is made (default RUN_DIR/reviews.jsonl, shared by all reviewers); a new session\n"
-	"starts at your first undecided case.  The time spent (idle gaps over 5 minutes\n"
-	"left out) goes to the ledger as human hours, stage review.\n"
-	"\n"
-	"Options:\n"
-	"      --suite FILE      the eval suite, to show each case's prompt and sources\n"
-	"                        (default: the one run.json names, if it is still there)\n"
-	"                        (the run's results do not hold them)\n"
-	"      --all             every case, not only the flagged ones\n"
-	"      --filter WORD     only cases whose id, flag, failure or failing judge\n"
-	"                        contains WORD, flagged or not\n"
-	"      --reviewer NAME   who is reviewing (default $USER)\n"
-	"      --reviews FILE    the reviews file (default RUN_DIR/reviews.jsonl)\n"
-	"      --ledger FILE     append the session's hours (default $FTK_LEDGER)\n"
-	"      --run NAME        the run name for the ledger (default $FTK_RUN)\n"
-	"  -h, --help            show this help\n"
-	"      --version         show the version\n"
-	"\n"
-	"Keys: p pass, f fail, u unsure, n note, right/l next case, left/h previous,\n"
-	"Tab next undecided, up/down/PgUp/PgDn/space scroll, / search, ? help, q quit.\n"
-	"Exit status: 0 success, 1 the run cannot be read, 2 bad usage.\n";
-
-enum { OPT_SUITE = FTK_OPT_FIRST_FREE, OPT_ALL, OPT_FILTER, OPT_REVIEWER, OPT_REVIEWS };
-
-static const struct option long_opts[] = {
-	{ "help", no_argument, NULL, 'h' },
-	{ "version", no_argument, NULL, FTK_OPT_VERSION },
-	{ "ledger", required_argument, NULL, FTK_OPT_LEDGER },
-	{ "run", required_argument, NULL, FTK_OPT_RUN },
-	{ "suite", required_argument, NULL, OPT_SUITE },
-	{ "all", no_argument, NULL, OPT_ALL },
-	{ "filter", required_argument, NULL, OPT_FILTER },
-	{ "reviewer", required_argument, NULL, OPT_REVIEWER },
-	{ "reviews", required_argument, NULL, OPT_REVIEWS },
-	{ NULL, 0, NULL, 0 },
+static const char *const usage[] = {
+	"ftk-review RUN_DIR [--suite FILE] [--all | --filter WORD] [--reviewer NAME]",
+	"",
+	"Read an eval run's flagged cases on a full screen and mark each pass, fail",
+	"or unsure, with a note.  Every decision is appended to the reviews file as it",
+	"is made (default RUN_DIR/reviews.jsonl, shared by all reviewers); a new session",
+	"starts at your first undecided case.  The time spent (idle gaps over 5 minutes",
+	"left out) goes to the ledger as human hours, stage review.",
+	NULL,
 };
 
 enum { C_PASS = 1, C_FAIL, C_WARN, C_HEAD, C_CITED_OK, C_CITED_BAD, C_DIM };
@@ -825,26 +793,32 @@ int cmd_review(int argc, char **argv)
 	ftk_progname = "ftk-review";
 	const char *suite_path = NULL, *filter = NULL, *reviewer = NULL, *reviews = NULL;
 	const char *ledger = NULL, *run = NULL;
-	int all = 0, c;
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "h", long_opts, NULL)) != -1) {
-		switch (c) {
-		case 'h': fputs(usage, stdout); return FTK_EXIT_OK;
-		case FTK_OPT_VERSION: printf("ftk-review %s\n", FTK_VERSION); return FTK_EXIT_OK;
-		case FTK_OPT_LEDGER: ledger = optarg; break;
-		case FTK_OPT_RUN: run = optarg; break;
-		case OPT_SUITE: suite_path = optarg; break;
-		case OPT_ALL: all = 1; break;
-		case OPT_FILTER: filter = optarg; break;
-		case OPT_REVIEWER: reviewer = optarg; break;
-		case OPT_REVIEWS: reviews = optarg; break;
-		default: fprintf(stderr, "try 'ftk-review --help'\n"); return FTK_EXIT_USAGE;
-		}
-	}
-	if (argc - optind != 1) {
-		error("give one run directory (try 'ftk-review --help')");
-		return FTK_EXIT_USAGE;
-	}
+	int all = 0;
+	struct ftk_option opts[] = {
+		FTK_OPT_GROUP("Options"),
+		FTK_OPT_STRING(0, "suite", &suite_path, "FILE",
+			       "the eval suite, to show each case's prompt and sources\n"
+			       "(default: the one run.json names, if it is still there)\n"
+			       "(the run's results do not hold them)"),
+		FTK_OPT_FLAG(0, "all", &all, "every case, not only the flagged ones"),
+		FTK_OPT_STRING(0, "filter", &filter, "WORD",
+			       "only cases whose id, flag, failure or failing judge\n"
+			       "contains WORD, flagged or not"),
+		FTK_OPT_STRING(0, "reviewer", &reviewer, "NAME", "who is reviewing (default $USER)"),
+		FTK_OPT_STRING(0, "reviews", &reviews, "FILE", "the reviews file (default RUN_DIR/reviews.jsonl)"),
+		FTK_OPT_STRING(0, "ledger", &ledger, "FILE", "append the session's hours (default $FTK_LEDGER)"),
+		FTK_OPT_STRING(0, "run", &run, "NAME", "the run name for the ledger (default $FTK_RUN)"),
+		FTK_OPT_HELP(),
+		FTK_OPT_VERSION(),
+		FTK_OPT_TEXT("\n"
+			     "Keys: p pass, f fail, u unsure, n note, right/l next case, left/h previous,\n"
+			     "Tab next undecided, up/down/PgUp/PgDn/space scroll, / search, ? help, q quit.\n"
+			     "Exit status: 0 success, 1 the run cannot be read, 2 bad usage.\n"),
+		FTK_OPT_END(),
+	};
+	argc = ftk_parse_options(argc, argv, "ftk-review", opts, usage);
+	if (argc != 1)
+		ftk_usage_error("give one run directory");
 	if (!reviewer)
 		reviewer = getenv("USER");
 	if (!reviewer || !*reviewer) {
@@ -870,7 +844,7 @@ int cmd_review(int argc, char **argv)
 	struct ftk_error e;
 	ftk_error_clear(&e);
 	char b[1400];
-	if (ftk_review_run_load(&u.run, argv[optind], reviews, &e) < 0) {
+	if (ftk_review_run_load(&u.run, argv[0], reviews, &e) < 0) {
 		error("%s", ftk_error_format(&e, b, sizeof(b)));
 		return FTK_EXIT_DATA;
 	}

@@ -160,6 +160,12 @@ int ftk_data_open(struct ftk_data **out, const struct ftk_data_opts *o, struct f
 			d->truncated += seq_len(d, s) > (uint32_t)o->seq_len;
 		}
 	}
+	if (!d->n_seqs) {
+		rc = ftk_error_set(err, FTK_EDATA, o->dir, 0, NULL,
+				   "the shards hold no sequence: ftk-tokenize wrote none (every record "
+				   "rejected, or an empty input); its summary line and --rejects say why");
+		goto fail;
+	}
 	if (!d->n_units) {
 		if (o->kind == FTK_SHARD_PREFERENCE)
 			rc = ftk_error_set(err, FTK_EDATA, o->dir, 0, NULL,
@@ -168,8 +174,11 @@ int ftk_data_open(struct ftk_data **out, const struct ftk_data_opts *o, struct f
 					   "--seq-len", o->seq_len);
 		else
 			rc = ftk_error_set(err, FTK_EDATA, o->dir, 0, NULL,
-					   "no sequence has a token to learn within the first %d "
-					   "tokens (every loss mask is 0 there)", o->seq_len);
+					   "none of the %llu sequences has a token to learn within "
+					   "the first %d tokens (its loss mask is 0 there: no "
+					   "assistant turn, or the answer comes later): raise --seq-len, "
+					   "or tokenize with --train-on all to learn every token",
+					   (unsigned long long)d->n_seqs, o->seq_len);
 		goto fail;
 	}
 	d->perm = xmalloc(d->n_units * sizeof(uint64_t));

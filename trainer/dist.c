@@ -11,8 +11,11 @@
  *
  * The NCCL transport is written against nccl.h's ABI (ncclUniqueId is 128
  * bytes, ncclFloat32 = 7, ncclFloat64 = 8, ncclInt32 = 2, ncclSum = 0,
- * ncclMax = 2) and resolves its functions from libnccl.so.2; the scalars
- * it reduces go through a small managed buffer from libcudart.  It has
+ * ncclMax = 2) and resolves its functions from libnccl.so.2 (found as
+ * ftk_dist_nccl_open says); the device, its memory and its copies are the
+ * CUDA backend's (device.h), so NCCL and the kernels share one cudart and
+ * one current GPU, and the scalars it reduces go through a small device
+ * buffer of the backend's.  It has
  * not run in the session that wrote it (no GPU): docs/gpu.md says how to
  * check it.
  */
@@ -26,7 +29,10 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/stat.h>
 #include "lib/err.h"
+#include "lib/strbuf.h"
+#include "model/device.h"
 #include "trainer/train.h"
 
 #ifdef FTK_HAVE_MPI
@@ -46,19 +52,16 @@ struct nccl_api {
 			  void *stream);
 	const char *(*error_string)(int rc);
 	int (*destroy)(void *comm);
-	int (*malloc_managed)(void **p, size_t n, unsigned flags);
-	int (*sync)(void);
-	int (*cuda_free)(void *p);
-	int (*set_device)(int dev);
-	int (*device_count)(int *n);
 	void *comm;
-	void *scratch;	/* 64 bytes of managed memory for scalars */
+	const struct ftk_backend *be;	/* the CUDA backend: device memory, copies */
+	void *scratch;	/* 64 bytes of device memory for the scalars */
 };
 
 struct ftk_dist {
 	enum transport t;
 	int rank, world, local_rank;
 	int mpi_started;
+	int by_mpi;	/* ranks from MPI (the NCCL id goes by MPI_Bcast), else from the environment */
 	struct nccl_api nc;
 };
 
@@ -70,9 +73,80 @@ static const char *env(const char *a, const char *b)
 	return v && *v ? v : NULL;
 }
 
-static int launched_by_mpirun(void)
+/* The launcher that started this process, from its variables: "mpirun", "pmix", or NULL. */
+static const char *launcher(void)
 {
-	return env("OMPI_COMM_WORLD_SIZE", "PMIX_RANK") != NULL;
+	if (env("OMPI_COMM_WORLD_SIZE", NULL))
+		return "mpirun";
+	if (env("PMIX_RANK", NULL))
+		return "pmix";
+	return NULL;
+}
+
+/* The world size the launcher announces without MPI (1 when it says none). */
+static int launcher_world(void)
+{
+	const char *w = env("OMPI_COMM_WORLD_SIZE", "SLURM_NTASKS");
+	return w ? atoi(w) : 1;
+}
+
+#ifdef FTK_HAVE_MPI
+#define HAVE_MPI 1
+#else
+#define HAVE_MPI 0
+#endif
+
+int ftk_dist_route(const char *transport, const char *device, int have_mpi,
+		   struct ftk_dist_route *r, struct ftk_error *err)
+{
+	int cuda = device && !strcmp(device, "cuda");
+	const char *by = launcher();
+	memset(r, 0, sizeof(*r));
+	r->transport = "none";
+	r->ranks = FTK_DIST_ALONE;
+	r->launcher = by ? by : "";
+	if (!transport || !strcmp(transport, "auto")) {
+		if (by && have_mpi) {
+			r->transport = cuda ? "nccl" : "mpi";
+			r->ranks = FTK_DIST_BY_MPI;
+		} else if (by && cuda) {
+			/* no MPI to start: the launcher's rank variables and the shared file */
+			r->transport = "nccl";
+			r->ranks = FTK_DIST_BY_ENV;
+		} else if (by && launcher_world() > 1) {
+			return ftk_error_msg(err, FTK_EUNSUPPORTED,
+					     "started by %s (%s is set) as one of %d processes, but "
+					     "this ftk was built without MPI, which the CPU's "
+					     "data-parallel training needs: rebuild with OpenMPI "
+					     "(make deps) or start one process",
+					     by, !strcmp(by, "pmix") ? "PMIX_RANK" : "OMPI_COMM_WORLD_SIZE",
+					     launcher_world());
+		} else if (cuda && env("FTK_DIST_FILE", NULL)) {
+			r->transport = "nccl";
+			r->ranks = FTK_DIST_BY_ENV;
+		}
+		return 0;
+	}
+	if (!strcmp(transport, "none"))
+		return 0;
+	if (!strcmp(transport, "mpi")) {
+		if (!have_mpi)
+			return ftk_error_msg(err, FTK_EUNSUPPORTED, "this ftk was built without MPI "
+					     "(install OpenMPI: make deps)");
+		r->transport = "mpi";
+		r->ranks = FTK_DIST_BY_MPI;
+		return 0;
+	}
+	if (!strcmp(transport, "nccl")) {
+		if (!cuda)
+			return ftk_error_msg(err, FTK_EUSAGE, "--dist nccl needs --device cuda (on "
+					     "the CPU use --dist mpi)");
+		r->transport = "nccl";
+		r->ranks = by && have_mpi ? FTK_DIST_BY_MPI : FTK_DIST_BY_ENV;
+		return 0;
+	}
+	return ftk_error_msg(err, FTK_EUSAGE, "--dist must be auto, none, mpi or nccl, not '%s'",
+			     transport);
 }
 
 #ifdef FTK_HAVE_MPI
@@ -96,6 +170,7 @@ static int start_mpi(struct ftk_dist *d, struct ftk_error *err)
 			return mpi_fail(rc, "MPI_Init", err);
 		d->mpi_started = 1;
 	}
+	d->by_mpi = 1;
 	MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
 	MPI_Comm_rank(MPI_COMM_WORLD, &d->rank);
 	MPI_Comm_size(MPI_COMM_WORLD, &d->world);
@@ -109,11 +184,31 @@ static int start_mpi(struct ftk_dist *d, struct ftk_error *err)
 #endif
 }
 
-/* Rank, world and local rank from FTK_* or Slurm's variables (no MPI). */
+/* The first of names[] that is set and not empty, or NULL. */
+static const char *env_any(const char *const *names)
+{
+	for (; *names; names++) {
+		const char *v = getenv(*names);
+		if (v && *v)
+			return v;
+	}
+	return NULL;
+}
+
+/*
+ * Rank, world and local rank without MPI: ftk's own variables, else
+ * Slurm's, else those OpenMPI's launcher or PMIx set (srun --mpi=pmix sets
+ * Slurm's too).
+ */
 static int ranks_from_env(struct ftk_dist *d, struct ftk_error *err)
 {
-	const char *r = env("FTK_RANK", "SLURM_PROCID"), *w = env("FTK_WORLD_SIZE", "SLURM_NTASKS");
-	const char *l = env("FTK_LOCAL_RANK", "SLURM_LOCALID");
+	static const char *const rn[] = { "FTK_RANK", "SLURM_PROCID", "OMPI_COMM_WORLD_RANK",
+					   "PMIX_RANK", NULL };
+	static const char *const wn[] = { "FTK_WORLD_SIZE", "SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE",
+					   NULL };
+	static const char *const ln[] = { "FTK_LOCAL_RANK", "SLURM_LOCALID",
+					   "OMPI_COMM_WORLD_LOCAL_RANK", NULL };
+	const char *r = env_any(rn), *w = env_any(wn), *l = env_any(ln);
 	if (!r || !w)
 		return ftk_error_msg(err, FTK_EUSAGE,
 				     "nccl without mpirun needs FTK_RANK and FTK_WORLD_SIZE (or "
@@ -183,44 +278,127 @@ int ftk_dist_file_id(const char *path, int rank, const char *key, char *id, size
 			     timeout_ms / 1000);
 }
 
+/*
+ * The folders a python3 on PATH imports from (sys.path), one per line, into
+ * *dirs (caller frees); the count, 0 when there is no python3 or it fails.
+ * NVIDIA's NCCL wheel (nvidia-nccl-cu12/cu13, a dependency of PyTorch's
+ * CUDA builds) puts libnccl.so.2 in <site-packages>/nvidia/nccl/lib.
+ */
+static size_t python_paths(struct strbuf *dirs)
+{
+	FILE *p = popen("python3 -c 'import sys; print(\"\\n\".join(sys.path))' 2>/dev/null", "r");
+	if (!p)
+		return 0;
+	char line[4096];
+	size_t n = 0;
+	while (fgets(line, sizeof(line), p)) {
+		line[strcspn(line, "\n")] = 0;
+		if (!line[0] || line[0] != '/')
+			continue;
+		strbuf_addstr(dirs, line);
+		strbuf_addch(dirs, '\n');
+		n++;
+	}
+	pclose(p);
+	return n;
+}
+
+int ftk_dist_nccl_wheel(char *path, size_t cap, struct strbuf *looked)
+{
+	static const char *const sub[] = { "nvidia/nccl/lib/libnccl.so.2",
+					   "nvidia/cu13/lib/libnccl.so.2" };
+	struct strbuf dirs = STRBUF_INIT;
+	size_t nd = python_paths(&dirs);
+	int found = 0, listed = 0;
+	for (char *dir = dirs.buf, *nl; !found && nd && *dir; dir = nl + 1) {
+		nl = strchr(dir, '\n');
+		*nl = 0;
+		for (size_t i = 0; !found && i < sizeof(sub) / sizeof(sub[0]); i++) {
+			snprintf(path, cap, "%s/%s", dir, sub[i]);
+			found = access(path, R_OK) == 0;
+		}
+		if (!found && strstr(dir, "-packages")) {
+			strbuf_addstr(looked, listed ? ", " : "nvidia/nccl/lib in python3's ");
+			strbuf_addstr(looked, dir);
+			listed = 1;
+		}
+	}
+	if (!found && !nd)
+		strbuf_addstr(looked, "no python3 on PATH to ask for its wheels");
+	else if (!found && !listed)
+		strbuf_addstr(looked, "python3 on PATH has no site-packages");
+	strbuf_release(&dirs);
+	return found;
+}
+
+void *ftk_dist_nccl_open(char *path, size_t cap, struct ftk_error *err)
+{
+	char first[1024] = "";
+	void *h = NULL;
+	const char *e = env("FTK_NCCL_LIB", NULL);
+	if (e) {
+		struct stat st;
+		if (stat(e, &st) == 0 && S_ISDIR(st.st_mode))
+			snprintf(path, cap, "%s/libnccl.so.2", e);
+		else
+			snprintf(path, cap, "%s", e);
+		if (!(h = dlopen(path, RTLD_NOW | RTLD_LOCAL)))
+			ftk_error_msg(err, FTK_EUNSUPPORTED, "nccl: FTK_NCCL_LIB='%s': %s", e,
+				      dlerror());
+		return h;
+	}
+	snprintf(path, cap, "libnccl.so.2");
+	if ((h = dlopen(path, RTLD_NOW | RTLD_LOCAL)))
+		return h;
+	snprintf(first, sizeof(first), "%s", dlerror());
+	struct strbuf looked = STRBUF_INIT;
+	strbuf_addstr(&looked, "FTK_NCCL_LIB (unset), the loader's path (LD_LIBRARY_PATH, "
+			       "ld.so.cache), ");
+	if (ftk_dist_nccl_wheel(path, cap, &looked)) {
+		if ((h = dlopen(path, RTLD_NOW | RTLD_LOCAL)))
+			goto done;
+		ftk_error_msg(err, FTK_EUNSUPPORTED, "nccl: cannot load '%s': %s", path, dlerror());
+		goto done;
+	}
+	ftk_error_msg(err, FTK_EUNSUPPORTED,
+		      "nccl: cannot load libnccl.so.2 (%s); looked in %s: install NCCL (Debian's "
+		      "libnccl2, or pip's nvidia-nccl-cu13) or set FTK_NCCL_LIB to its path",
+		      first, looked.buf);
+done:
+	strbuf_release(&looked);
+	return h;
+}
+
 static int start_nccl(struct ftk_dist *d, struct ftk_error *err)
 {
 	struct nccl_api *n = &d->nc;
-	void *h = dlopen("libnccl.so.2", RTLD_NOW | RTLD_LOCAL);
+	char where[4200];
+	void *h = ftk_dist_nccl_open(where, sizeof(where), err);
 	if (!h)
-		h = dlopen("libnccl.so", RTLD_NOW | RTLD_LOCAL);
-	void *c = dlopen("libcudart.so.13", RTLD_NOW | RTLD_LOCAL);
-	if (!c)
-		c = dlopen("libcudart.so", RTLD_NOW | RTLD_LOCAL);
-	if (!h || !c)
-		return ftk_error_msg(err, FTK_EUNSUPPORTED, "nccl: cannot load %s: %s",
-				     !h ? "libnccl.so.2" : "libcudart", dlerror());
+		return FTK_EUNSUPPORTED;
 	*(void **)&n->get_id = dlsym(h, "ncclGetUniqueId");
 	*(void **)&n->init_rank = dlsym(h, "ncclCommInitRank");
 	*(void **)&n->all_reduce = dlsym(h, "ncclAllReduce");
 	*(void **)&n->error_string = dlsym(h, "ncclGetErrorString");
 	*(void **)&n->destroy = dlsym(h, "ncclCommDestroy");
-	*(void **)&n->malloc_managed = dlsym(c, "cudaMallocManaged");
-	*(void **)&n->sync = dlsym(c, "cudaDeviceSynchronize");
-	*(void **)&n->cuda_free = dlsym(c, "cudaFree");
-	*(void **)&n->set_device = dlsym(c, "cudaSetDevice");
-	*(void **)&n->device_count = dlsym(c, "cudaGetDeviceCount");
-	if (!n->get_id || !n->init_rank || !n->all_reduce || !n->error_string || !n->destroy ||
-	    !n->malloc_managed || !n->sync || !n->cuda_free || !n->set_device || !n->device_count)
-		return ftk_error_msg(err, FTK_EUNSUPPORTED, "nccl: missing entry points");
-	/* the communicator belongs to the GPU current now: this process's one (the CUDA
-	 * backend, built with the shared cudart, sees the same choice) */
-	int ndev = 0;
-	if (n->device_count(&ndev) != 0 || ndev < 1 || n->set_device(d->local_rank % ndev) != 0)
-		return ftk_error_msg(err, FTK_EUNSUPPORTED, "nccl: no usable CUDA device for rank %d",
-				     d->rank);
+	if (!n->get_id || !n->init_rank || !n->all_reduce || !n->error_string || !n->destroy)
+		return ftk_error_msg(err, FTK_EUNSUPPORTED, "nccl: '%s' lacks NCCL's entry points "
+				     "(not libnccl.so.2?)", where);
+	/*
+	 * The communicator belongs to the GPU current when it is made: the
+	 * backend's choice for this rank (local rank modulo the device count),
+	 * through the same cudart the backend's kernels use.
+	 */
+	struct ftk_error de;
+	int rc = ftk_device_backend("cuda", d->local_rank, &n->be, &de);
+	if (rc < 0)
+		return ftk_error_msg(err, rc, "nccl: %s", de.msg);
 
 	struct nccl_id_s id;
 	memset(&id, 0, sizeof(id));
-	int rc;
 	if (d->rank == 0 && (rc = n->get_id(&id)) != 0)
 		return ftk_error_msg(err, FTK_ENET, "ncclGetUniqueId: %s", n->error_string(rc));
-	if (d->t == T_NCCL && d->mpi_started + launched_by_mpirun() > 0) {
+	if (d->by_mpi) {
 #ifdef FTK_HAVE_MPI
 		if ((rc = MPI_Bcast(id.b, 128, MPI_BYTE, 0, MPI_COMM_WORLD)) != MPI_SUCCESS)
 			return mpi_fail(rc, "MPI_Bcast of the NCCL id", err);
@@ -237,8 +415,7 @@ static int start_nccl(struct ftk_dist *d, struct ftk_error *err)
 	}
 	if ((rc = n->init_rank(&n->comm, d->world, id, d->rank)) != 0)
 		return ftk_error_msg(err, FTK_ENET, "ncclCommInitRank: %s", n->error_string(rc));
-	if (n->malloc_managed(&n->scratch, 64, 1) != 0)
-		return ftk_error_msg(err, FTK_ENOMEM, "nccl: cudaMallocManaged failed");
+	n->scratch = n->be->alloc(64);
 	return 0;
 }
 
@@ -246,51 +423,35 @@ int ftk_dist_start(struct ftk_dist **out, const char *transport, const char *dev
 		   struct ftk_error *err)
 {
 	struct ftk_dist *d = xcalloc(1, sizeof(*d));
-	int cuda = device && !strcmp(device, "cuda"), rc = 0;
+	struct ftk_dist_route r;
 	d->world = 1;
 	*out = d;
-	if (!transport || !strcmp(transport, "auto")) {
-		if (launched_by_mpirun())
-			d->t = cuda ? T_NCCL : T_MPI;
-		else if (cuda && env("FTK_DIST_FILE", NULL))
-			d->t = T_NCCL;
-		else
-			d->t = T_NONE;
-	} else if (!strcmp(transport, "none")) {
-		d->t = T_NONE;
-	} else if (!strcmp(transport, "mpi")) {
-		d->t = T_MPI;
-	} else if (!strcmp(transport, "nccl")) {
-		d->t = T_NCCL;
-	} else {
-		return ftk_error_msg(err, FTK_EUSAGE, "--dist must be auto, none, mpi or nccl, not '%s'",
-				     transport);
-	}
-	if (d->t == T_NCCL && !cuda)
-		return ftk_error_msg(err, FTK_EUSAGE, "--dist nccl needs --device cuda (on the CPU "
-				     "use --dist mpi)");
-	if (d->t == T_MPI)
+	int rc = ftk_dist_route(transport, device, HAVE_MPI, &r, err);
+	if (rc < 0)
+		return rc;
+	d->t = !strcmp(r.transport, "mpi") ? T_MPI : !strcmp(r.transport, "nccl") ? T_NCCL : T_NONE;
+	if (r.ranks == FTK_DIST_BY_MPI)
 		rc = start_mpi(d, err);
-	else if (d->t == T_NCCL) {
-		rc = launched_by_mpirun() ? start_mpi(d, err) : ranks_from_env(d, err);
-		if (rc == 0)
-			rc = start_nccl(d, err);
-	}
+	else if (r.ranks == FTK_DIST_BY_ENV)
+		rc = ranks_from_env(d, err);
+	if (rc == 0 && d->t == T_NCCL)
+		rc = start_nccl(d, err);
 	return rc;
 }
 
 void ftk_dist_abort(struct ftk_dist *d, int code)
 {
-	fflush(stdout);
-	fflush(stderr);
 #ifdef FTK_HAVE_MPI
 	int inited = 0;
-	if (d && d->world > 1 && MPI_Initialized(&inited) == MPI_SUCCESS && inited)
+	if (d && d->world > 1 && d->by_mpi && MPI_Initialized(&inited) == MPI_SUCCESS && inited) {
+		fflush(stdout);
+		fflush(stderr);
 		MPI_Abort(MPI_COMM_WORLD, code);
+	}
 #else
 	(void)d;
 #endif
-	exit(code);
+	(void)code;
 }
 
 void ftk_dist_end(struct ftk_dist *d)
@@ -300,7 +461,7 @@ void ftk_dist_end(struct ftk_dist *d)
 	if (d->t == T_NCCL && d->nc.comm)
 		d->nc.destroy(d->nc.comm);
 	if (d->nc.scratch)
-		d->nc.cuda_free(d->nc.scratch);
+		d->nc.be->free(d->nc.scratch);
 #ifdef FTK_HAVE_MPI
 	if (d->mpi_started) {
 		int fin = 0;
@@ -337,25 +498,26 @@ static int nccl_reduce(struct ftk_dist *d, void *x, size_t n, int type, int op,
 		       struct ftk_error *err)
 {
 	int rc = d->nc.all_reduce(x, x, n, type, op, d->nc.comm, NULL);
-	if (rc == 0 && d->nc.sync() != 0)
-		rc = -1;
 	if (rc != 0)
-		return ftk_error_msg(err, FTK_ENET, "ncclAllReduce: %s",
-				     rc > 0 ? d->nc.error_string(rc) : "device synchronize failed");
+		return ftk_error_msg(err, FTK_ENET, "ncclAllReduce: %s", d->nc.error_string(rc));
+	/* the default stream orders it before the kernels and copies after; this surfaces a failure */
+	struct ftk_error se;
+	if (ftk_device_sync("cuda", &se) < 0)
+		return ftk_error_msg(err, FTK_ENET, "ncclAllReduce: %s", se.msg);
 	return 0;
 }
 
-/* Scalars live in host memory: through the managed scratch buffer. */
+/* Scalars live in host memory: through the device scratch buffer. */
 static int nccl_reduce_host(struct ftk_dist *d, void *x, size_t bytes, size_t n, int type, int op,
 			    struct ftk_error *err)
 {
 	for (size_t off = 0; off < n * bytes; off += 64) {
 		size_t len = n * bytes - off < 64 ? n * bytes - off : 64;
-		memcpy(d->nc.scratch, (char *)x + off, len);
+		d->nc.be->upload(d->nc.scratch, (char *)x + off, len);
 		int rc = nccl_reduce(d, d->nc.scratch, len / bytes, type, op, err);
 		if (rc < 0)
 			return rc;
-		memcpy((char *)x + off, d->nc.scratch, len);
+		d->nc.be->download((char *)x + off, d->nc.scratch, len);
 	}
 	return 0;
 }

@@ -22,9 +22,14 @@
  *         and FTK_LOCAL_RANK (or Slurm's SLURM_PROCID, SLURM_NTASKS,
  *         SLURM_LOCALID) giving each process its place.
  *
- * A process started by mpirun is recognised by OMPI_COMM_WORLD_SIZE (or
- * PMIX_RANK); a process started alone is world 1 and never calls MPI_Init,
- * so the programs run as before without mpirun.
+ * The route (ftk_dist_route) is chosen by what the build has and what the
+ * environment gives.  A process started by mpirun (OMPI_COMM_WORLD_SIZE) or
+ * by a PMIx launcher (PMIX_RANK: srun --mpi=pmix) takes its rank from MPI
+ * when the build has MPI; without MPI a GPU run takes it from the
+ * launcher's variables and exchanges NCCL's id through FTK_DIST_FILE, and a
+ * CPU run of several processes is refused by name.  A process started
+ * alone is world 1 and never calls MPI_Init, so the programs run as before
+ * without mpirun.
  */
 #ifndef FTK_TRAINER_DIST_H
 #define FTK_TRAINER_DIST_H
@@ -34,6 +39,50 @@
 
 struct ftk_train_opts;
 struct ftk_dist;
+
+/* Where a process's rank and world size come from. */
+enum ftk_dist_ranks {
+	FTK_DIST_ALONE = 0,	/* one process */
+	FTK_DIST_BY_MPI,	/* MPI_Init under mpirun or PMIx; NCCL's id by MPI_Bcast */
+	FTK_DIST_BY_ENV,	/* FTK_RANK/FTK_WORLD_SIZE, Slurm's or the launcher's variables;
+				 * NCCL's id through FTK_DIST_FILE */
+};
+
+struct ftk_dist_route {
+	const char *transport;	/* "none", "mpi", "nccl" (static strings) */
+	enum ftk_dist_ranks ranks;
+	const char *launcher;	/* "mpirun", "pmix" or "" (none seen) */
+};
+
+/*
+ * Decide the route for --dist transport on device, given whether this
+ * build has MPI (have_mpi; a parameter so both builds' decisions can be
+ * tested in one) and the launcher's variables in the environment.  Starts
+ * nothing.  Returns 0 and *r; FTK_EUSAGE for an unknown transport or nccl
+ * off the GPU; FTK_EUNSUPPORTED when the route needs MPI and the build has
+ * none (--dist mpi, or a CPU run started as several processes by mpirun or
+ * PMIx), the message naming the launcher's variable.
+ */
+int ftk_dist_route(const char *transport, const char *device, int have_mpi,
+		   struct ftk_dist_route *r, struct ftk_error *err);
+
+/*
+ * Open libnccl.so.2, looking in order at $FTK_NCCL_LIB (the library, or a
+ * folder holding it), the loader's path, and the nvidia/nccl/lib folders
+ * of the python3 on PATH (its sys.path: the NCCL wheel PyTorch installs).
+ * Returns the dlopen handle and the path it took in path (cap bytes), or
+ * NULL with FTK_EUNSUPPORTED in err, saying where it looked.
+ */
+void *ftk_dist_nccl_open(char *path, size_t cap, struct ftk_error *err);
+
+struct strbuf;
+/*
+ * The wheel part of that search: asks the python3 on PATH for its sys.path
+ * and looks for nvidia/nccl/lib/libnccl.so.2 (or nvidia/cu13/lib/) in each
+ * folder.  Returns 1 with the file's path in path, or 0 with the folders it
+ * looked in appended to looked (or why it could look nowhere).
+ */
+int ftk_dist_nccl_wheel(char *path, size_t cap, struct strbuf *looked);
 
 /*
  * Start the data-parallel layer.  transport: "auto" (mpi when launched by
@@ -46,9 +95,12 @@ struct ftk_dist;
 int ftk_dist_start(struct ftk_dist **out, const char *transport, const char *device,
 		   struct ftk_error *err);
 /*
- * End every process of the job with status code (MPI_Abort; exit on one
- * process).  A rank that fails alone must call this: the others would wait
- * in their next collective for ever.
+ * A rank that fails alone calls this before it returns its error, or the
+ * others would wait in their next collective for ever: with ranks from MPI
+ * and a world above 1 it ends every process of the job with status code
+ * (MPI_Abort, which does not return).  Otherwise it returns, and the
+ * program exits as usual (over NCCL without MPI nothing can end the others
+ * from here: the launcher must, as srun --kill-on-bad-exit=1 does).
  */
 void ftk_dist_abort(struct ftk_dist *d, int code);
 /* Finish (MPI_Finalize when it was started); NULL is fine. */

@@ -36,10 +36,12 @@
 #include "trainer/plan.h"
 
 #include <dirent.h>
+#include <limits.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/stat.h>
 #include "lib/strbuf.h"
+#include "model/model.h"
 #include "model/nf4.h"
 
 #define MIB (1024.0 * 1024.0)
@@ -109,6 +111,7 @@ int ftk_plan_make(struct ftk_plan *p, const struct ftk_model_config *c,
 
 	/* base */
 	size_t floats = V * C + C + (c->tie_embeddings ? 0 : V * C), nf4 = 0, nk_max = 0, n_lora = 0;
+	size_t proj = 0;	/* projection weights */
 	long long n_base = (long long)(V * C + C + (c->tie_embeddings ? 0 : V * C));
 	for (size_t l = 0; l < L; l++) {
 		floats += 2 * C + (c->qkv_bias ? q + 2 * kv : 0) + (c->qk_norm ? 2 * hd : 0);
@@ -116,6 +119,7 @@ int ftk_plan_make(struct ftk_plan *p, const struct ftk_model_config *c,
 			size_t out, in;
 			shape(c, t, &out, &in);
 			n_base += (long long)(out * in);
+			proj += out * in;
 			if (o->quant == FTK_QUANT_NONE)
 				floats += out * in;
 			else
@@ -146,9 +150,7 @@ int ftk_plan_make(struct ftk_plan *p, const struct ftk_model_config *c,
 	/* work buffers (model.c's ensure_buffers) */
 	size_t wide = C > H ? C : H;
 	wide = wide > q ? wide : q;
-	size_t chunk = (size_t)(1 << 22) / V;
-	chunk = chunk < 64 ? 64 : chunk;
-	chunk = chunk < M ? chunk : M;
+	size_t chunk = (size_t)ftk_model_head_chunk((int)V, (int)(M < INT_MAX ? M : INT_MAX), cuda);
 	size_t scratch = M * C + M + 4 * M + 2 * M * C + 5 * M * wide + 2 * M * kv + M * r +
 			 chunk * V + chunk;
 	size_t work = (L + 1) * M * C * f + scratch * f + 4 * M * sizeof(int32_t);
@@ -158,12 +160,18 @@ int ftk_plan_make(struct ftk_plan *p, const struct ftk_model_config *c,
 	 * are bf16 on CUDA; the two converted operands of a product beside them */
 	int bf16 = o->precision == FTK_PREC_BF16;
 	size_t ops = bf16 ? (M * wide > chunk * V ? M * wide : chunk * V) + M * wide : 0;
-	if (bf16)
+	if (bf16 && !cuda)	/* the CPU rounds float32 weights (the head) into its tile too */
 		tile = nk_max > V * C ? nk_max : V * C;
+	/* CUDA converts each frozen float32 weight it multiplies under bf16 once
+	 * and keeps the copy (backend_cuda.cu's bf16_copy): the head, and with
+	 * --quant none every projection, which then needs no tile */
+	size_t bf16_copies = V * C + (o->quant == FTK_QUANT_NONE ? proj : 0);
 	if (cuda) {
 		work += p->flash ? B * c->n_heads * T * f : B * c->n_heads * T * T * f;
 		work += (tile < ((size_t)1 << 24) ? tile : ((size_t)1 << 24)) * (bf16 ? 2 : f);
 		work += ops * 2;
+		if (bf16)
+			work += bf16_copies * 2;
 	} else {
 		/* flash: backend_cpu.c's per-task starts, two FLASH_BQ x FLASH_BK (64 x 128)
 		 * tiles (backward) or one and FLASH_BQ output rows (forward): at most both */

@@ -47,6 +47,8 @@ int main(int argc, char **argv)
 	int Ts[16], nT = 0;
 	for (int i = 1; i < argc && nT < 16; i++)
 		Ts[nT++] = atoi(argv[i]);
+	if (!nT && dev_quick())
+		Ts[0] = 512, nT = 1;
 	if (!nT)
 		Ts[0] = 512, Ts[1] = 2048, Ts[2] = 4096, nT = 3;
 	for (int ti = 0; ti < nT; ti++) {

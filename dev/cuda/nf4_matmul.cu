@@ -48,7 +48,8 @@ int main(int argc, char **argv)
 	static const char *paths[] = { "gemv", "fused", "cublas" };
 	int ok = 1, R = 2;	/* output rows checked on the CPU */
 	printf("W %d x %d NF4; ms per product (TFLOP/s); forward then backward-input\n", N, K);
-	for (size_t mi = 0; mi < sizeof(Ms) / sizeof(Ms[0]); mi++) {
+	size_t nM = dev_quick() ? 3 : sizeof(Ms) / sizeof(Ms[0]);	/* quick: M = 1, 8, 64 */
+	for (size_t mi = 0; mi < nM; mi++) {
 		int M = Ms[mi], r = M < R ? M : R;
 		float *x = rand_host((size_t)M * K, 1.0f, 3), *dy = rand_host((size_t)M * N, 1.0f, 4);
 		float *ref = (float *)calloc((size_t)r * N, sizeof(float));

@@ -16,6 +16,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include "testutil.h"
+#include "lib/err.h"
+#include "lib/strbuf.h"
 #include "trainer/dist.h"
 
 enum { ID = 128 };
@@ -156,6 +158,139 @@ START_TEST(nccl_start_checks_the_rank_variables)
 }
 END_TEST
 
+
+static void clear_launchers(void)
+{
+	const char *v[] = { "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK", "PMIX_RANK",
+			    "SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID", "FTK_RANK",
+			    "FTK_WORLD_SIZE", "FTK_DIST_FILE" };
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++)
+		unsetenv(v[i]);
+}
+
+/*
+ * The route follows what the build has: srun --mpi=pmix (PMIX_RANK and
+ * Slurm's variables, no OMPI_*) takes MPI only when the build has it; a
+ * GPU run without MPI takes the launcher's ranks and the shared file, and
+ * a CPU run of several processes without MPI is refused by name.
+ */
+START_TEST(route_follows_the_build_and_the_launcher)
+{
+	struct ftk_dist_route r;
+	struct ftk_error e;
+	clear_launchers();
+	/* alone */
+	ck_assert_int_eq(ftk_dist_route("auto", "cuda", 1, &r, &e), 0);
+	ck_assert_str_eq(r.transport, "none");
+	ck_assert_int_eq(r.ranks, FTK_DIST_ALONE);
+	/* srun --mpi=pmix -n 2 */
+	setenv("PMIX_RANK", "1", 1);
+	setenv("SLURM_PROCID", "1", 1);
+	setenv("SLURM_NTASKS", "2", 1);
+	ck_assert_int_eq(ftk_dist_route("auto", "cuda", 1, &r, &e), 0);
+	ck_assert_str_eq(r.transport, "nccl");
+	ck_assert_int_eq(r.ranks, FTK_DIST_BY_MPI);
+	ck_assert_str_eq(r.launcher, "pmix");
+	ck_assert_int_eq(ftk_dist_route("auto", "cuda", 0, &r, &e), 0);
+	ck_assert_str_eq(r.transport, "nccl");
+	ck_assert_int_eq(r.ranks, FTK_DIST_BY_ENV);
+	ck_assert_int_eq(ftk_dist_route("nccl", "cuda", 0, &r, &e), 0);
+	ck_assert_int_eq(r.ranks, FTK_DIST_BY_ENV);
+	ck_assert_int_eq(ftk_dist_route("auto", "cpu", 1, &r, &e), 0);
+	ck_assert_str_eq(r.transport, "mpi");
+	ck_assert_int_eq(ftk_dist_route("auto", "cpu", 0, &r, &e), FTK_EUNSUPPORTED);
+	ck_assert_str_eq(e.msg, "started by pmix (PMIX_RANK is set) as one of 2 processes, but "
+				"this ftk was built without MPI, which the CPU's data-parallel "
+				"training needs: rebuild with OpenMPI (make deps) or start one "
+				"process");
+	ck_assert_int_eq(ftk_dist_route("mpi", "cuda", 0, &r, &e), FTK_EUNSUPPORTED);
+	ck_assert_ptr_nonnull(strstr(e.msg, "built without MPI"));
+	/* one task under PMIx without MPI: nothing to share, train alone */
+	setenv("SLURM_NTASKS", "1", 1);
+	ck_assert_int_eq(ftk_dist_route("auto", "cpu", 0, &r, &e), 0);
+	ck_assert_str_eq(r.transport, "none");
+	/* mpirun */
+	clear_launchers();
+	setenv("OMPI_COMM_WORLD_SIZE", "2", 1);
+	ck_assert_int_eq(ftk_dist_route("auto", "cpu", 1, &r, &e), 0);
+	ck_assert_str_eq(r.transport, "mpi");
+	ck_assert_str_eq(r.launcher, "mpirun");
+	ck_assert_int_eq(ftk_dist_route("auto", "cpu", 0, &r, &e), FTK_EUNSUPPORTED);
+	ck_assert_ptr_nonnull(strstr(e.msg, "started by mpirun (OMPI_COMM_WORLD_SIZE is set)"));
+	/* no launcher: nccl with a rendezvous file, else none */
+	clear_launchers();
+	setenv("FTK_DIST_FILE", "x", 1);
+	ck_assert_int_eq(ftk_dist_route("auto", "cuda", 0, &r, &e), 0);
+	ck_assert_str_eq(r.transport, "nccl");
+	ck_assert_int_eq(ftk_dist_route("auto", "cpu", 0, &r, &e), 0);
+	ck_assert_str_eq(r.transport, "none");
+	ck_assert_int_eq(ftk_dist_route("nccl", "cpu", 1, &r, &e), FTK_EUSAGE);
+	ck_assert_int_eq(ftk_dist_route("tcp", "cpu", 1, &r, &e), FTK_EUSAGE);
+	ck_assert_str_eq(e.msg, "--dist must be auto, none, mpi or nccl, not 'tcp'");
+	clear_launchers();
+}
+END_TEST
+
+/* A python3 on PATH that prints the folders given, as sys.path would. */
+static void fake_python(const char *bindir, const char *paths)
+{
+	char f[8192];
+	snprintf(f, sizeof(f), "mkdir -p %s && printf '#!/bin/sh\\nprintf \"%s\"\\n' > "
+			       "%s/python3 && chmod +x %s/python3",
+		 bindir, paths, bindir, bindir);
+	ck_assert_int_eq(system(f), 0);
+}
+
+/*
+ * NCCL from a PyTorch wheel: the python3 on PATH says where its packages
+ * are, and nvidia/nccl/lib/libnccl.so.2 under one of them is found; where
+ * none holds it, the folders looked in are named.
+ */
+START_TEST(nccl_is_found_in_a_wheel_folder)
+{
+	char cwd[1024], bin[1100], site[1100], site2[1100], paths[4096], path[4200], cmd[4096];
+	ck_assert_ptr_nonnull(getcwd(cwd, sizeof(cwd)));
+	snprintf(bin, sizeof(bin), "%s/fakebin", cwd);
+	snprintf(site, sizeof(site), "%s/venv/lib/python3.11/site-packages", cwd);
+	snprintf(site2, sizeof(site2), "%s/usr/lib/python3/dist-packages", cwd);
+	snprintf(paths, sizeof(paths), "%s/lib/python311.zip\\n%s\\n%s", cwd, site2, site);
+	fake_python(bin, paths);
+	char *old = getenv("PATH") ? strdup(getenv("PATH")) : strdup("/usr/bin:/bin");
+	char np[8192];
+	snprintf(np, sizeof(np), "%s:%s", bin, old);
+	setenv("PATH", np, 1);
+	struct strbuf looked = STRBUF_INIT;
+	ck_assert_int_eq(ftk_dist_nccl_wheel(path, sizeof(path), &looked), 0);
+	char want[8192];
+	snprintf(want, sizeof(want), "nvidia/nccl/lib in python3's %s, %s", site2, site);
+	ck_assert_str_eq(looked.buf, want);
+	strbuf_release(&looked);
+	snprintf(cmd, sizeof(cmd), "mkdir -p %s/nvidia/nccl/lib && : > %s/nvidia/nccl/lib/libnccl.so.2",
+		 site, site);
+	ck_assert_int_eq(system(cmd), 0);
+	ck_assert_int_eq(ftk_dist_nccl_wheel(path, sizeof(path), &looked), 1);
+	snprintf(want, sizeof(want), "%s/nvidia/nccl/lib/libnccl.so.2", site);
+	ck_assert_str_eq(path, want);
+	strbuf_release(&looked);
+	/* no python3 at all */
+	setenv("PATH", "/nonexistent", 1);
+	ck_assert_int_eq(ftk_dist_nccl_wheel(path, sizeof(path), &looked), 0);
+	ck_assert_str_eq(looked.buf, "no python3 on PATH to ask for its wheels");
+	strbuf_release(&looked);
+	setenv("PATH", old, 1);
+	free(old);
+	/* FTK_NCCL_LIB names the library: its failure is its own */
+	setenv("FTK_NCCL_LIB", cwd, 1);
+	struct ftk_error e;
+	ck_assert_ptr_null(ftk_dist_nccl_open(path, sizeof(path), &e));
+	ck_assert_int_eq(e.code, FTK_EUNSUPPORTED);
+	ck_assert_ptr_nonnull(strstr(e.msg, "nccl: FTK_NCCL_LIB='"));
+	snprintf(want, sizeof(want), "%s/libnccl.so.2", cwd);
+	ck_assert_str_eq(path, want);
+	unsetenv("FTK_NCCL_LIB");
+}
+END_TEST
+
 static Suite *dist_suite(void)
 {
 	Suite *s = suite_create("dist");
@@ -165,6 +300,8 @@ static Suite *dist_suite(void)
 	tcase_add_test(tc, a_file_from_another_job_is_not_taken);
 	tcase_add_test(tc, rank_0_reports_a_path_it_cannot_write);
 	tcase_add_test(tc, nccl_start_checks_the_rank_variables);
+	tcase_add_test(tc, route_follows_the_build_and_the_launcher);
+	tcase_add_test(tc, nccl_is_found_in_a_wheel_folder);
 	suite_add_tcase(s, tc);
 	return s;
 }

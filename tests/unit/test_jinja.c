@@ -133,6 +133,156 @@ START_TEST(test_tracking)
 }
 END_TEST
 
+/*
+ * Limits.  Templates come with model downloads, so each attack a probe
+ * found (issue 18) must end in an FTK_ELIMIT error naming its limit, not a
+ * stack overflow, gigabytes, or a loop that never ends.  On the code before
+ * the limits, the deep cases died of SIGSEGV (stack overflow in
+ * parse_primary, eval and to_json) and the growth cases ran for minutes.
+ */
+static char *repeat(const char *pre, const char *unit, size_t n, const char *post)
+{
+	struct strbuf sb = STRBUF_INIT;
+	strbuf_addstr(&sb, pre);
+	for (size_t i = 0; i < n; i++) strbuf_addstr(&sb, unit);
+	strbuf_addstr(&sb, post);
+	return strbuf_detach(&sb, NULL);
+}
+
+static void expect_limit_with(const char *tpl, const char *vars, const struct ftk_jinja_limits *lim, const char *msg)
+{
+	struct ftk_jinja *t = NULL;
+	struct ftk_error e = { 0 };
+	struct strbuf out = STRBUF_INIT;
+	int rc = ftk_jinja_parse(&t, tpl, strlen(tpl), &e);
+	if (!rc) {
+		cJSON *v = cJSON_Parse(vars ? vars : "{}");
+		struct ftk_jinja_opts o = { 0 };
+		o.limits = lim;
+		rc = ftk_jinja_render(t, v, &o, &out, &e);
+		cJSON_Delete(v);
+	}
+	ck_assert_msg(rc == FTK_ELIMIT, "%.60s...: rc %d, want FTK_ELIMIT (%s)", tpl, rc, e.msg);
+	ck_assert_msg(strstr(e.msg, msg), "%.60s...: message '%s' lacks '%s'", tpl, e.msg, msg);
+	strbuf_release(&out);
+	ftk_jinja_free(t);
+}
+
+static void expect_limit(const char *tpl, const char *msg) { expect_limit_with(tpl, NULL, NULL, msg); }
+
+static void expect_render(const char *tpl, const char *want)
+{
+	struct strbuf out = STRBUF_INIT;
+	struct ftk_error e = { 0 };
+	int rc = render(tpl, NULL, &out, &e);
+	ck_assert_msg(rc == 0, "%.60s...: rc %d (%s)", tpl, rc, e.msg);
+	ck_assert_str_eq(out.buf, want);
+	strbuf_release(&out);
+}
+
+START_TEST(test_limit_parser_depth)
+{
+	static const char *const msg = "nested deeper than 200 levels (the parser's depth limit)";
+	struct { const char *pre, *unit, *post; } deep[] = {
+		{ "{{ ", "(", "1" },		/* parentheses: parse_primary recursion (post unbalanced: fails first) */
+		{ "{{ ", "[", "1" },
+		{ "{{ ", "-", "1 }}" },		/* unary signs */
+		{ "{{ ", "not ", "1 }}" },
+		{ "{{ x", ".a", " }}" },		/* an attribute chain, parsed by a loop */
+		{ "{{ x", "|first", " }}" },		/* a filter chain */
+		{ "{{ 1", "+1", " }}" },		/* an operator chain */
+		{ "{{ 1", " is number", " }}" },	/* a test chain */
+		{ "", "{% if 1 %}", "" },		/* blocks inside blocks */
+	};
+	for (size_t i = 0; i < sizeof(deep) / sizeof(deep[0]); i++) {
+		char *t = repeat(deep[i].pre, deep[i].unit, 20000, deep[i].post);
+		expect_limit(t, msg);
+		free(t);
+	}
+	char *elif = repeat("{% if 0 %}", "{% elif 0 %}", 1000, "{% endif %}");
+	expect_limit(elif, msg);
+	free(elif);
+	/* well inside the limit, the same shapes still render */
+	char *a = repeat("{{ ", "(", 150, "7");
+	char *b = repeat(a, ")", 150, " }}");
+	expect_render(b, "7");
+	free(a);
+	free(b);
+	char *c = repeat("{{ 1", "+1", 150, " }}");
+	expect_render(c, "151");
+	free(c);
+}
+END_TEST
+
+START_TEST(test_limit_eval_depth)
+{
+	static const char *const msg = "(the evaluator's depth limit)";
+	expect_limit("{% macro m(n) %}{{ m(n) }}{% endmacro %}{{ m(1) }}", msg);
+	/* a value nested by a loop, then printed: to_json's recursion */
+	expect_limit("{% set x = namespace(v=[]) %}{% for i in range(5000) %}{% set x.v = [x.v] %}{% endfor %}"
+		     "{{ x.v|tojson }}", msg);
+	expect_limit("{% set x = namespace(v=[]) %}{% for i in range(5000) %}{% set x.v = [x.v] %}{% endfor %}"
+		     "{{ x.v ~ '' }}", msg);
+	/* a lowered limit is honoured, and shallow recursion is fine */
+	struct ftk_jinja_limits lim = { .max_depth = 30 };
+	expect_limit_with("{% macro m(n) %}{% if n > 0 %}{{ m(n - 1) }}{% endif %}{% endmacro %}{{ m(20) }}", NULL, &lim, msg);
+	expect_render("{% macro m(n) %}{% if n > 0 %}{{ n }}{{ m(n - 1) }}{% endif %}{% endmacro %}{{ m(5) }}", "54321");
+}
+END_TEST
+
+START_TEST(test_limit_iterations)
+{
+	expect_limit("{{ range(100000000000)|length }}", "(the iteration limit)");
+	expect_limit("{{ range(100000000000000000, 100000000000000010)|length }}", "would never end");
+	struct ftk_jinja_limits lim = { .max_steps = 200000 };
+	/* twice per level: 2^40 calls, with no growth for the memory limit to see */
+	expect_limit_with("{% macro m(n) %}{% if n > 0 %}{{ m(n - 1) }}{{ m(n - 1) }}{% endif %}{% endmacro %}{{ m(40) }}",
+			  NULL, &lim, "render took more than 200000 steps (the iteration limit)");
+	/* quadratic filters count their comparisons */
+	expect_limit_with("{{ range(3000)|reverse|sort|first }}", NULL, &lim, "(the iteration limit)");
+	expect_limit_with("{{ range(3000)|unique|length }}", NULL, &lim, "(the iteration limit)");
+	/* scanning a long string over and over */
+	expect_limit_with("{% set ns = namespace(s='ab') %}{% for i in range(20) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}"
+			  "{% for i in range(1000) %}{% if 'zz' in ns.s %}x{% endif %}{% endfor %}", NULL, &lim, "(the iteration limit)");
+}
+END_TEST
+
+START_TEST(test_limit_output_and_memory)
+{
+	struct ftk_jinja_limits lim = { .max_output = 256 << 10, .max_memory = 2 << 20 };
+	expect_limit_with("{% set s = 'xx' %}{% for i in range(40) %}{% set s = s ~ s %}{% endfor %}{{ s|length }}",
+			  NULL, &lim, "render built a string over 262144 bytes (the output size limit)");
+	struct ftk_jinja_limits out_only = { .max_output = 256 << 10 };
+	expect_limit_with("{% for i in range(20000) %}{{ 'abcdefghijklmnopqrstuvwxyz' }}{% endfor %}", NULL, &out_only,
+			  "(the output size limit)");
+	expect_limit("{{ [1, 2]|tojson(indent=1000000000) }}", "(the output size limit)");
+	expect_limit_with("{{ 'ab'|replace('a', 'aaaaaaaaaaaaaaaa')|replace('a', 'aaaaaaaaaaaaaaaa')|replace('a', "
+			  "'aaaaaaaaaaaaaaaa')|replace('a', 'aaaaaaaaaaaaaaaa')|replace('a', 'aaaaaaaaaaaaaaaa')|length }}",
+			  NULL, &lim, "(the output size limit)");
+	expect_limit_with("{{ range(1000000)|join(',')|length }}", NULL, &lim,
+			  "render used more than 2097152 bytes of memory (the memory limit)");
+	/* the limits grow with the variables: a 1 MB content prints under a 256 KiB floor */
+	struct strbuf vars = STRBUF_INIT;
+	strbuf_addstr(&vars, "{\"c\":\"");
+	for (int i = 0; i < 1 << 20; i++) strbuf_addch(&vars, 'a' + i % 26);
+	strbuf_addstr(&vars, "\"}");
+	struct ftk_jinja *t;
+	const char *tpl = "{{ c }}{{ c.split('!')[0]|length }}";
+	ck_assert_int_eq(ftk_jinja_parse(&t, tpl, strlen(tpl), NULL), 0);
+	cJSON *v = cJSON_Parse(vars.buf);
+	struct ftk_jinja_opts o = { 0 };
+	o.limits = &lim;
+	struct strbuf out = STRBUF_INIT;
+	struct ftk_error e = { 0 };
+	ck_assert_msg(ftk_jinja_render(t, v, &o, &out, &e) == 0, "%s", e.msg);
+	ck_assert_uint_eq(out.len, (1 << 20) + 7);
+	strbuf_release(&out);
+	strbuf_release(&vars);
+	cJSON_Delete(v);
+	ftk_jinja_free(t);
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
 	Suite *s = suite_create("jinja");
@@ -142,6 +292,14 @@ static Suite *make_suite(void)
 	tcase_add_test(tc, test_syntax_errors);
 	tcase_add_test(tc, test_tracking);
 	suite_add_tcase(s, tc);
+	/* each of these runs until a limit stops it: seconds under ASan on a busy machine */
+	TCase *lt = tcase_create("limits");
+	tcase_set_timeout(lt, 60);
+	tcase_add_test(lt, test_limit_parser_depth);
+	tcase_add_test(lt, test_limit_eval_depth);
+	tcase_add_test(lt, test_limit_iterations);
+	tcase_add_test(lt, test_limit_output_and_memory);
+	suite_add_tcase(s, lt);
 	return s;
 }
 

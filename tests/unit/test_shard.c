@@ -81,6 +81,33 @@ START_TEST(roundtrip_many_shards)
 }
 END_TEST
 
+/* An empty sequence (a probe put one first) loads: UBSan saw memcpy(NULL, NULL, 0) here. */
+START_TEST(empty_first_sequence)
+{
+	struct ftk_shard_writer *w;
+	struct ftk_error e;
+	struct ftk_shard_info in = info();
+	ck_assert_int_eq(ftk_shard_writer_open(&w, "em", &in, 0, &e), 0);
+	uint32_t ids[2] = { 5, 6 };
+	uint8_t mask[2] = { 0, 1 };
+	ck_assert_int_eq(ftk_shard_write(w, ids, mask, 0, &e), 0);
+	ck_assert_int_eq(ftk_shard_write(w, ids, mask, 2, &e), 0);
+	ck_assert_int_eq(ftk_shard_writer_close(w, &e), 0);
+	uint32_t *I;
+	uint8_t *M;
+	uint64_t *off, ns;
+	ck_assert_int_eq(ftk_shard_load_all("em", NULL, &I, &M, &off, &ns, &e), 0);
+	ck_assert_uint_eq(ns, 2);
+	ck_assert_uint_eq(off[1], 0);
+	ck_assert_uint_eq(off[2], 2);
+	ck_assert_uint_eq(I[1], 6);
+	ck_assert_uint_eq(M[1], 1);
+	free(I);
+	free(M);
+	free(off);
+}
+END_TEST
+
 START_TEST(missing_manifest_and_corruption)
 {
 	struct ftk_shard_reader *r;
@@ -117,6 +144,7 @@ static Suite *suite(void)
 	TCase *tc = tcase_create("core");
 	tcase_add_test(tc, roundtrip_many_shards);
 	tcase_add_test(tc, missing_manifest_and_corruption);
+	tcase_add_test(tc, empty_first_sequence);
 	tcase_add_test(tc, file_hash_is_xxh3_128);
 	suite_add_tcase(s, tc);
 	return s;

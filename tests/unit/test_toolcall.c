@@ -716,11 +716,60 @@ START_TEST(extract_forms)
 	ck_assert_uint_eq(c.n, 0);
 	ck_assert_str_eq(c.source, "none");
 	ftk_calls_release(&c);
+	/* a malformed tool_calls field is the model's defect, not an error */
 	cJSON *bad = cJSON_Parse("[{\"function\":{}}]");
 	o.tool_calls = bad;
-	ck_assert_int_eq(ftk_calls_extract(&o, names, 1, &c, &e), FTK_EDATA);
-	ck_assert_str_eq(e.field, "tool_calls[0].function");
+	ck_assert_int_eq(ftk_calls_extract(&o, names, 1, &c, &e), 0);
+	ck_assert_uint_eq(c.malformed, 1);
+	ck_assert_str_eq(c.malformed_reason, "tool_calls[0].function.name is missing, not a function name");
+	ftk_calls_release(&c);
 	cJSON_Delete(bad);
+}
+END_TEST
+
+/*
+ * Issue 17.1: a server answered with calls whose name is null.  Each such
+ * answer is scored wrong as "malformed_call" (before, the judge returned an
+ * error and the case dropped out of the denominator), and so is every other
+ * break of the protocol, even next to a call that would match.
+ */
+START_TEST(malformed_calls_are_wrong)
+{
+	cJSON *kase = cJSON_Parse(
+		"{\"id\":\"m\",\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\","
+		"\"parameters\":{\"type\":\"object\",\"properties\":{\"x\":{\"type\":\"integer\"}},"
+		"\"required\":[\"x\"]}}}],\"expected\":{\"tool_calls\":[{\"f\":{\"x\":[1]}}]}}");
+	struct ftk_judge *j = new_judge(NULL);
+	static const struct {
+		const char *calls, *reason;
+	} bad[] = {
+		{ "[{\"type\":\"function\",\"function\":{\"name\":null,\"arguments\":\"{\\\"x\\\":1}\"}}]",
+		  "tool_calls[0].function.name is null, not a function name" },
+		{ "[{\"type\":\"function\",\"function\":{\"name\":\"f\",\"arguments\":\"{\\\"x\\\":1}\"}},"
+		  "{\"type\":\"function\",\"function\":{\"name\":7}}]",
+		  "tool_calls[1].function.name is a number, not a function name" },
+		{ "[{\"type\":\"function\",\"function\":{\"name\":\"f\",\"arguments\":\"x=1\"}}]",
+		  "tool_calls[0].function.arguments of 'f' is not a JSON object" },
+		{ "[{\"type\":\"function\",\"function\":{\"name\":\"f\",\"arguments\":[1]}}]",
+		  "tool_calls[0].function.arguments of 'f' is not an object" },
+		{ "[\"f(x=1)\"]", "tool_calls[0] is a string, not an object" },
+		{ "{\"name\":\"f\"}", "tool_calls is an object, not a list" },
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		cJSON *tc = cJSON_Parse(bad[i].calls);
+		ck_assert_ptr_nonnull(tc);
+		struct verdict v = judge(j, kase, NULL, tc);
+		ck_assert_msg(!v.correct, "case %zu scored correct", i);
+		ck_assert_str_eq(v.kind, "malformed_call");
+		ck_assert_str_eq(v.reason, bad[i].reason);
+		cJSON_Delete(tc);
+	}
+	/* and the well-formed call next to them is right */
+	cJSON *ok = cJSON_Parse("[{\"type\":\"function\",\"function\":{\"name\":\"f\",\"arguments\":\"{\\\"x\\\":1}\"}}]");
+	ck_assert(judge(j, kase, NULL, ok).correct);
+	cJSON_Delete(ok);
+	ftk_judge_destroy(j);
+	cJSON_Delete(kase);
 }
 END_TEST
 
@@ -780,6 +829,7 @@ static Suite *suite(void)
 	tcase_add_test(t, bfcl_type_rules);
 	tcase_add_test(t, python_syntax);
 	tcase_add_test(t, extract_forms);
+	tcase_add_test(t, malformed_calls_are_wrong);
 	tcase_add_test(t, schema_checked);
 	suite_add_tcase(s, t);
 	return s;

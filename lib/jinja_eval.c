@@ -1,12 +1,8 @@
 /*
- * jinja.c: a Jinja interpreter for chat templates, with transformers.js's
- * semantics (@huggingface/jinja, which apply_chat_template uses).
+ * jinja_eval.c: a parsed template run against the caller's variables.
  *
- * Shape: a preprocessing pass (the trailing newline, lstrip_blocks and
- * trim_blocks as transformers configures them, and the {% generation %}
- * markers dropped), a lexer, a recursive-descent parser to a tree, and a
- * tree-walking evaluator.  Values live in an arena that is freed when a render
- * ends, so evaluation never frees anything and errors can unwind with
+ * A tree-walking evaluator.  Values live in an arena that is freed when a
+ * render ends, so evaluation never frees anything and errors can unwind with
  * longjmp.  Output is written straight into the caller's buffer, which is
  * what lets the renderer say where each iteration over a tracked array (the
  * messages) went, and where the first byte derived from a tracked field (the
@@ -22,51 +18,12 @@
  */
 #include <ctype.h>
 #include <math.h>
-#include <setjmp.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 #include <time.h>
 #include <utf8proc.h>
-#include "jinja.h"
-
-/* ------------------------------------------------------------ arena */
-
-struct arena_blk { struct arena_blk *next; size_t used, cap; char data[]; };
-struct arena { struct arena_blk *head; };
-
-static void *aalloc(struct arena *a, size_t n)
-{
-	n = (n + 15) & ~(size_t)15;
-	if (!a->head || a->head->used + n > a->head->cap) {
-		size_t cap = n > 65536 ? n : 65536;
-		struct arena_blk *b = xmalloc(sizeof(*b) + cap);
-		b->next = a->head;
-		b->used = 0;
-		b->cap = cap;
-		a->head = b;
-	}
-	void *p = a->head->data + a->head->used;
-	a->head->used += n;
-	return p;
-}
-
-static void arena_free(struct arena *a)
-{
-	while (a->head) {
-		struct arena_blk *n = a->head->next;
-		free(a->head);
-		a->head = n;
-	}
-}
-
-static char *astrndup(struct arena *a, const char *s, size_t n)
-{
-	char *p = aalloc(a, n + 1);
-	memcpy(p, s, n);
-	p[n] = 0;
-	return p;
-}
+#include "jinja_int.h"
 
 /* ------------------------------------------------------------ values */
 
@@ -92,1015 +49,6 @@ struct val {
 	} u;
 };
 
-/* ------------------------------------------------------------ AST */
-
-enum nt {
-	N_TEXT, N_OUT, N_IF, N_FOR, N_SET, N_MACRO, N_BREAK, N_CONTINUE, N_CALLBLOCK, N_FILTERBLOCK,
-	/* expressions */
-	N_STR, N_NUM, N_LIST, N_TUPLE, N_DICT, N_NAME, N_ATTR, N_INDEX, N_SLICE, N_CALL, N_FILTER,
-	N_TEST, N_NOT, N_NEG, N_POS, N_BIN, N_AND, N_OR, N_TERN, N_KWARG,
-};
-
-struct node {
-	enum nt t;
-	int line;
-	const char *s;		/* text, name, operator, attr */
-	size_t sl;
-	double num;
-	int is_float;
-	int negate;		/* test: is not */
-	struct node *a, *b, *c, *d;	/* children by role */
-	struct node **kids;	/* bodies, list items, args */
-	size_t nkids;
-	struct node **kids2;	/* else bodies, dict values, params */
-	size_t nkids2;
-};
-
-struct ftk_jinja {
-	struct arena ar;
-	struct node *root;	/* N_LIST of statements (kids) */
-};
-
-/* ------------------------------------------------------------ lexer */
-
-enum tk { T_TEXT, T_OPEN_STMT, T_CLOSE_STMT, T_OPEN_EXPR, T_CLOSE_EXPR, T_NAME, T_STR, T_NUM, T_OP, T_END };
-
-struct tok { enum tk t; const char *s; size_t n; int line; };
-
-struct lexer {
-	struct arena *ar;
-	struct tok *v;
-	size_t n, cap;
-	struct ftk_error *err;
-	jmp_buf jb;
-};
-
-static void lex_push(struct lexer *L, enum tk t, const char *s, size_t n, int line)
-{
-	if (L->n == L->cap) {
-		L->cap = L->cap ? L->cap * 2 : 256;
-		L->v = xrealloc(L->v, L->cap * sizeof(*L->v));
-	}
-	L->v[L->n++] = (struct tok){ t, s, n, line };
-}
-
-static int js_space(const char *s, size_t n, size_t i, size_t *len)
-{
-	/* JavaScript's \s: ASCII white space, NBSP, U+FEFF, line/para separators, Zs */
-	unsigned char c = (unsigned char)s[i];
-	if (c == ' ' || (c >= 9 && c <= 13)) { *len = 1; return 1; }
-	if (c < 0x80) return 0;
-	utf8proc_int32_t cp;
-	utf8proc_ssize_t k = utf8proc_iterate((const uint8_t *)s + i, n - i, &cp);
-	if (k <= 0) return 0;
-	*len = k;
-	return cp == 0xA0 || cp == 0xFEFF || cp == 0x2028 || cp == 0x2029 || cp == 0x1680 ||
-	       (cp >= 0x2000 && cp <= 0x200A) || cp == 0x202F || cp == 0x205F || cp == 0x3000;
-}
-
-static void lex_fail(struct lexer *L, int line, const char *fmt, const char *arg)
-{
-	ftk_error_set(L->err, FTK_EDATA, NULL, line, NULL, fmt, arg);
-	longjmp(L->jb, 1);
-}
-
-/* Preprocess as @huggingface/jinja does for transformers (see the top). */
-static char *preprocess(const char *src, size_t len, size_t *outlen)
-{
-	struct strbuf a = STRBUF_INIT, b = STRBUF_INIT;
-	if (len && src[len - 1] == '\n') len--;
-	/* lstrip_blocks: spaces and tabs at a line start before {# {% {- */
-	size_t i = 0;
-	while (i < len) {
-		size_t j = i;
-		while (j < len && (src[j] == ' ' || src[j] == '\t')) j++;
-		if (j + 1 < len && src[j] == '{' && (src[j + 1] == '#' || src[j + 1] == '%' || src[j + 1] == '-'))
-			i = j;
-		/* copy to the end of the line */
-		while (i < len && src[i] != '\n') strbuf_addch(&a, src[i++]);
-		if (i < len) strbuf_addch(&a, src[i++]);
-	}
-	/* trim_blocks: the newline right after %} #} -} */
-	for (size_t k = 0; k < a.len; k++) {
-		strbuf_addch(&b, a.buf[k]);
-		if (a.buf[k] == '}' && k > 0 && (a.buf[k - 1] == '%' || a.buf[k - 1] == '#' || a.buf[k - 1] == '-') &&
-		    k + 1 < a.len && a.buf[k + 1] == '\n')
-			k++;
-	}
-	strbuf_release(&a);
-	/* drop {% generation %} / {% endgeneration %} with their whitespace rules */
-	struct strbuf c = STRBUF_INIT;
-	size_t k = 0;
-	while (k < b.len) {
-		size_t ws = k;
-		while (ws < b.len && isspace((unsigned char)b.buf[ws])) ws++;
-		if (ws + 1 < b.len && b.buf[ws] == '{' && b.buf[ws + 1] == '%') {
-			size_t p = ws + 2;
-			int lstrip = 0, rstrip = 0;
-			if (p < b.len && b.buf[p] == '-') { lstrip = 1; p++; }
-			while (p < b.len && isspace((unsigned char)b.buf[p])) p++;
-			if (p + 3 <= b.len && !memcmp(b.buf + p, "end", 3)) p += 3;
-			if (p + 10 <= b.len && !memcmp(b.buf + p, "generation", 10)) {
-				p += 10;
-				while (p < b.len && isspace((unsigned char)b.buf[p])) p++;
-				if (p < b.len && b.buf[p] == '-') { rstrip = 1; p++; }
-				if (p + 1 < b.len && b.buf[p] == '%' && b.buf[p + 1] == '}') {
-					p += 2;
-					size_t after = p;
-					while (after < b.len && isspace((unsigned char)b.buf[after])) after++;
-					if (!lstrip) strbuf_add(&c, b.buf + k, ws - k);
-					if (!rstrip) strbuf_add(&c, b.buf + p, after - p);
-					k = after;
-					continue;
-				}
-			}
-		}
-		strbuf_add(&c, b.buf + k, ws - k);
-		if (ws < b.len) strbuf_addch(&c, b.buf[ws]);
-		k = ws + 1;
-	}
-	strbuf_release(&b);
-	return strbuf_detach(&c, outlen);
-}
-
-static int is_word(unsigned char c) { return isalnum(c) || c == '_'; }
-
-/* Bytes in the UTF-8 character at s (1 for a stray byte). */
-static size_t utf8_len(const char *s, size_t n)
-{
-	utf8proc_int32_t cp;
-	utf8proc_ssize_t k = utf8proc_iterate((const uint8_t *)s, n, &cp);
-	return k > 0 ? (size_t)k : 1;
-}
-
-static void lex(struct lexer *L, const char *src, size_t n)
-{
-	size_t i = 0;
-	int line = 1;
-	int in_tag = 0;		/* 0 text, 1 statement, 2 expression */
-	int curly = 0;
-	while (i < n) {
-		if (!in_tag) {
-			size_t st = i;
-			while (i < n && !(src[i] == '{' && i + 1 < n && (src[i + 1] == '%' || src[i + 1] == '{' || src[i + 1] == '#'))) {
-				if (src[i] == '\n') line++;
-				i++;
-			}
-			if (i > st) lex_push(L, T_TEXT, src + st, i - st, line);
-			if (i >= n) break;
-			if (src[i + 1] == '#') {
-				size_t p = i + 2;
-				int strip_before = p < n && src[p] == '-';
-				while (p + 1 < n && !(src[p] == '#' && src[p + 1] == '}')) { if (src[p] == '\n') line++; p++; }
-				if (p + 1 >= n) lex_fail(L, line, "%s", "missing end of comment tag");
-				int strip_after = p > i + 2 && src[p - 1] == '-';
-				if (strip_before && L->n && L->v[L->n - 1].t == T_TEXT) {
-					struct tok *t = &L->v[L->n - 1];
-					size_t sl;
-					while (t->n) {
-						size_t k = t->n - 1;
-						while (k > 0 && ((unsigned char)t->s[k] & 0xC0) == 0x80) k--;
-						if (!js_space(t->s, t->n, k, &sl)) break;
-						t->n = k;
-					}
-					if (!t->n) L->n--;
-				}
-				i = p + 2;
-				if (strip_after) { size_t sl; while (i < n && js_space(src, n, i, &sl)) { if (src[i] == '\n') line++; i += sl; } }
-				continue;
-			}
-			int is_stmt = src[i + 1] == '%';
-			if (i + 2 < n && src[i + 2] == '-') {
-				if (L->n && L->v[L->n - 1].t == T_TEXT) {
-					struct tok *t = &L->v[L->n - 1];
-					size_t sl;
-					while (t->n) {
-						size_t k = t->n - 1;
-						while (k > 0 && ((unsigned char)t->s[k] & 0xC0) == 0x80) k--;
-						if (!js_space(t->s, t->n, k, &sl)) break;
-						t->n = k;
-					}
-					if (!t->n) L->n--;
-				}
-				i += 3;
-			} else {
-				i += 2;
-			}
-			lex_push(L, is_stmt ? T_OPEN_STMT : T_OPEN_EXPR, NULL, 0, line);
-			in_tag = is_stmt ? 1 : 2;
-			curly = 0;
-			continue;
-		}
-		/* inside a tag */
-		size_t sl;
-		if (js_space(src, n, i, &sl)) { if (src[i] == '\n') line++; i += sl; continue; }
-		if (src[i] == '-' && i + 2 < n && src[i + 2] == '}' && ((in_tag == 1 && src[i + 1] == '%') || (in_tag == 2 && src[i + 1] == '}'))) {
-			lex_push(L, in_tag == 1 ? T_CLOSE_STMT : T_CLOSE_EXPR, NULL, 0, line);
-			i += 3;
-			while (i < n && js_space(src, n, i, &sl)) { if (src[i] == '\n') line++; i += sl; }
-			in_tag = 0;
-			continue;
-		}
-		if (in_tag == 1 && src[i] == '%' && i + 1 < n && src[i + 1] == '}') {
-			lex_push(L, T_CLOSE_STMT, NULL, 0, line);
-			i += 2;
-			in_tag = 0;
-			continue;
-		}
-		if (in_tag == 2 && curly == 0 && src[i] == '}' && i + 1 < n && src[i + 1] == '}') {
-			lex_push(L, T_CLOSE_EXPR, NULL, 0, line);
-			i += 2;
-			in_tag = 0;
-			continue;
-		}
-		unsigned char c = (unsigned char)src[i];
-		if (c == '\'' || c == '"') {
-			struct strbuf sb = STRBUF_INIT;
-			i++;
-			while (i < n && (unsigned char)src[i] != c) {
-				if (src[i] == '\\') {
-					i++;
-					if (i >= n) { strbuf_release(&sb); lex_fail(L, line, "%s", "unexpected end of input"); }
-					char e = src[i++];
-					switch (e) {
-					case 'n': strbuf_addch(&sb, '\n'); break;
-					case 't': strbuf_addch(&sb, '\t'); break;
-					case 'r': strbuf_addch(&sb, '\r'); break;
-					case 'b': strbuf_addch(&sb, '\b'); break;
-					case 'f': strbuf_addch(&sb, '\f'); break;
-					case 'v': strbuf_addch(&sb, '\v'); break;
-					case '\'': case '"': case '\\': strbuf_addch(&sb, e); break;
-					case 'x': case 'u': {
-						int len = e == 'x' ? 2 : 4;
-						unsigned cp = 0;
-						for (int k = 0; k < len; k++, i++) {
-							if (i >= n || !isxdigit((unsigned char)src[i])) { strbuf_release(&sb); lex_fail(L, line, "%s", "invalid hexadecimal escape sequence"); }
-							cp = cp * 16 + (isdigit((unsigned char)src[i]) ? src[i] - '0' : (tolower((unsigned char)src[i]) - 'a' + 10));
-						}
-						uint8_t buf[4];
-						utf8proc_ssize_t bl = utf8proc_encode_char((utf8proc_int32_t)cp, buf);
-						strbuf_add(&sb, buf, bl);
-						break;
-					}
-					default: {
-						char m[2] = { e, 0 };
-						strbuf_release(&sb);
-						lex_fail(L, line, "unexpected escaped character: %s", m);
-					}
-					}
-					continue;
-				}
-				if (src[i] == '\n') line++;
-				strbuf_addch(&sb, src[i++]);
-			}
-			if (i >= n) { strbuf_release(&sb); lex_fail(L, line, "%s", "unterminated string literal"); }
-			i++;
-			lex_push(L, T_STR, astrndup(L->ar, sb.buf, sb.len), sb.len, line);
-			strbuf_release(&sb);
-			continue;
-		}
-		if (isdigit(c)) {
-			size_t st = i;
-			while (i < n && isdigit((unsigned char)src[i])) i++;
-			if (i + 1 < n && src[i] == '.' && isdigit((unsigned char)src[i + 1]) &&
-			    !(L->n && L->v[L->n - 1].t == T_OP && L->v[L->n - 1].n == 1 && L->v[L->n - 1].s[0] == '.')) {
-				i++;
-				while (i < n && isdigit((unsigned char)src[i])) i++;
-			}
-			lex_push(L, T_NUM, src + st, i - st, line);
-			continue;
-		}
-		if (is_word(c)) {
-			size_t st = i;
-			while (i < n && is_word((unsigned char)src[i])) i++;
-			lex_push(L, T_NAME, src + st, i - st, line);
-			continue;
-		}
-		static const char *const ops[] = { "**", "//", "==", "!=", "<=", ">=", "+", "-", "*", "/", "%", "~", "<", ">",
-						   "(", ")", "[", "]", "{", "}", ",", ".", ":", "|", "=", NULL };
-		int found = 0;
-		for (int k = 0; ops[k]; k++) {
-			size_t ol = strlen(ops[k]);
-			if (i + ol <= n && !memcmp(src + i, ops[k], ol)) {
-				if (ops[k][0] == '{') curly++;
-				if (ops[k][0] == '}') curly--;
-				lex_push(L, T_OP, ops[k], ol, line);
-				i += ol;
-				found = 1;
-				break;
-			}
-		}
-		if (!found) {
-			char m[8] = { 0 };
-			memcpy(m, src + i, c < 0x80 ? 1 : 1);
-			lex_fail(L, line, "unexpected character '%s'", m);
-		}
-	}
-	lex_push(L, T_END, NULL, 0, line);
-}
-
-/* ------------------------------------------------------------ parser */
-
-struct parser {
-	struct lexer *L;
-	size_t p;
-	struct arena *ar;
-	struct ftk_error *err;
-	jmp_buf *jb;
-};
-
-static const struct tok *peek(struct parser *P) { return &P->L->v[P->p]; }
-static const struct tok *peekn(struct parser *P, size_t k)
-{
-	size_t i = P->p + k;
-	return i < P->L->n ? &P->L->v[i] : &P->L->v[P->L->n - 1];
-}
-static const struct tok *next(struct parser *P)
-{
-	const struct tok *t = &P->L->v[P->p];
-	if (t->t != T_END) P->p++;
-	return t;
-}
-
-static void pfail(struct parser *P, int code, const char *fmt, const char *a, size_t al)
-{
-	char buf[200];
-	snprintf(buf, sizeof(buf), "%.*s", (int)(al > 150 ? 150 : al), a ? a : "");
-	ftk_error_set(P->err, code, NULL, peek(P)->line, NULL, fmt, buf);
-	longjmp(*P->jb, 1);
-}
-
-static int is_op(const struct tok *t, const char *op)
-{
-	return t->t == T_OP && t->n == strlen(op) && !memcmp(t->s, op, t->n);
-}
-static int is_name(const struct tok *t, const char *nm)
-{
-	return t->t == T_NAME && t->n == strlen(nm) && !memcmp(t->s, nm, t->n);
-}
-
-static void expect_op(struct parser *P, const char *op)
-{
-	if (!is_op(peek(P), op)) {
-		const struct tok *t = peek(P);
-		char m[64];
-		snprintf(m, sizeof(m), "expected '%s'", op);
-		pfail(P, FTK_EDATA, "%s", m, strlen(m));
-		(void)t;
-	}
-	next(P);
-}
-
-static struct node *mk(struct parser *P, enum nt t)
-{
-	struct node *n = aalloc(P->ar, sizeof(*n));
-	memset(n, 0, sizeof(*n));
-	n->t = t;
-	n->line = peek(P)->line;
-	return n;
-}
-
-struct nvec { struct node **v; size_t n, cap; };
-static void nv_push(struct parser *P, struct nvec *v, struct node *x)
-{
-	if (v->n == v->cap) {
-		size_t nc = v->cap ? v->cap * 2 : 4;
-		struct node **nv = aalloc(P->ar, nc * sizeof(*nv));
-		if (v->n) memcpy(nv, v->v, v->n * sizeof(*nv));
-		v->v = nv;
-		v->cap = nc;
-	}
-	v->v[v->n++] = x;
-}
-
-static struct node *parse_expr(struct parser *P);
-static struct node *parse_or(struct parser *P);
-
-static const char *const FILTERS[] = { "length", "count", "tojson", "trim", "upper", "lower", "title", "capitalize",
-	"first", "last", "join", "default", "d", "string", "int", "float", "list", "items", "reverse", "sort", "unique",
-	"replace", "indent", "map", "selectattr", "rejectattr", "abs", "safe", "bool", "keys", "values", NULL };
-static const char *const TESTS[] = { "defined", "undefined", "none", "string", "number", "integer", "boolean",
-	"true", "false", "mapping", "iterable", "sequence", "odd", "even", "callable", "lower", "upper", "equalto",
-	"eq", "in", NULL };
-
-static int in_list(const char *const *l, const char *s, size_t n)
-{
-	for (int i = 0; l[i]; i++) if (strlen(l[i]) == n && !memcmp(l[i], s, n)) return 1;
-	return 0;
-}
-
-/* Call arguments after '(' up to ')': positional in kids, keyword args as N_KWARG. */
-static void parse_args(struct parser *P, struct node *call)
-{
-	struct nvec v = { 0 };
-	while (!is_op(peek(P), ")")) {
-		if (peek(P)->t == T_NAME && is_op(peekn(P, 1), "=")) {
-			struct node *kw = mk(P, N_KWARG);
-			kw->s = peek(P)->s;
-			kw->sl = peek(P)->n;
-			next(P);
-			next(P);
-			kw->a = parse_expr(P);
-			nv_push(P, &v, kw);
-		} else {
-			if (is_op(peek(P), "*")) pfail(P, FTK_EUNSUPPORTED, "unsupported %s", "argument unpacking (*args)", 24);
-			nv_push(P, &v, parse_expr(P));
-		}
-		if (!is_op(peek(P), ",")) break;
-		next(P);
-	}
-	expect_op(P, ")");
-	call->kids = v.v;
-	call->nkids = v.n;
-}
-
-static struct node *parse_primary(struct parser *P)
-{
-	const struct tok *t = peek(P);
-	struct node *n;
-	if (t->t == T_STR) {
-		n = mk(P, N_STR);
-		n->s = t->s;
-		n->sl = t->n;
-		next(P);
-		/* adjacent string literals concatenate */
-		while (peek(P)->t == T_STR) {
-			const struct tok *u = next(P);
-			char *s = aalloc(P->ar, n->sl + u->n + 1);
-			memcpy(s, n->s, n->sl);
-			memcpy(s + n->sl, u->s, u->n);
-			s[n->sl + u->n] = 0;
-			n->s = s;
-			n->sl += u->n;
-		}
-		return n;
-	}
-	if (t->t == T_NUM) {
-		n = mk(P, N_NUM);
-		char buf[64];
-		snprintf(buf, sizeof(buf), "%.*s", (int)(t->n < 60 ? t->n : 60), t->s);
-		n->num = strtod(buf, NULL);
-		n->is_float = memchr(t->s, '.', t->n) != NULL;
-		next(P);
-		return n;
-	}
-	if (t->t == T_NAME) {
-		n = mk(P, N_NAME);
-		n->s = t->s;
-		n->sl = t->n;
-		next(P);
-		return n;
-	}
-	if (is_op(t, "(")) {
-		next(P);
-		struct node *e = parse_expr(P);
-		if (is_op(peek(P), ",")) {	/* tuple */
-			struct nvec v = { 0 };
-			nv_push(P, &v, e);
-			while (is_op(peek(P), ",")) {
-				next(P);
-				if (is_op(peek(P), ")")) break;
-				nv_push(P, &v, parse_expr(P));
-			}
-			e = mk(P, N_TUPLE);
-			e->kids = v.v;
-			e->nkids = v.n;
-		}
-		expect_op(P, ")");
-		return e;
-	}
-	if (is_op(t, "[")) {
-		next(P);
-		struct nvec v = { 0 };
-		while (!is_op(peek(P), "]")) {
-			nv_push(P, &v, parse_expr(P));
-			if (!is_op(peek(P), ",")) break;
-			next(P);
-		}
-		expect_op(P, "]");
-		n = mk(P, N_LIST);
-		n->kids = v.v;
-		n->nkids = v.n;
-		return n;
-	}
-	if (is_op(t, "{")) {
-		next(P);
-		struct nvec k = { 0 }, v = { 0 };
-		while (!is_op(peek(P), "}")) {
-			nv_push(P, &k, parse_expr(P));
-			expect_op(P, ":");
-			nv_push(P, &v, parse_expr(P));
-			if (!is_op(peek(P), ",")) break;
-			next(P);
-		}
-		expect_op(P, "}");
-		n = mk(P, N_DICT);
-		n->kids = k.v;
-		n->nkids = k.n;
-		n->kids2 = v.v;
-		n->nkids2 = v.n;
-		return n;
-	}
-	if (t->t == T_END || t->t == T_CLOSE_EXPR || t->t == T_CLOSE_STMT)
-		pfail(P, FTK_EDATA, "%s", "unexpected end of expression", 29);
-	pfail(P, FTK_EDATA, "unexpected token '%s'", t->s, t->n);
-	return NULL;
-}
-
-static struct node *parse_postfix(struct parser *P)
-{
-	struct node *e = parse_primary(P);
-	for (;;) {
-		const struct tok *t = peek(P);
-		if (is_op(t, ".")) {
-			next(P);
-			const struct tok *nm = next(P);
-			if (nm->t != T_NAME && nm->t != T_NUM) pfail(P, FTK_EDATA, "%s", "expected a name after '.'", 25);
-			struct node *a = mk(P, nm->t == T_NUM ? N_INDEX : N_ATTR);
-			a->a = e;
-			if (nm->t == T_NUM) {
-				struct node *num = mk(P, N_NUM);
-				num->num = strtod(nm->s, NULL);
-				a->b = num;
-			} else {
-				a->s = nm->s;
-				a->sl = nm->n;
-			}
-			e = a;
-		} else if (is_op(t, "[")) {
-			next(P);
-			struct node *idx[3] = { NULL, NULL, NULL };
-			int colons = 0;
-			for (;;) {
-				if (is_op(peek(P), ":")) { next(P); colons++; if (colons > 2) pfail(P, FTK_EDATA, "%s", "bad slice", 9); continue; }
-				if (is_op(peek(P), "]")) break;
-				idx[colons] = parse_expr(P);
-			}
-			expect_op(P, "]");
-			struct node *s;
-			if (colons) {
-				s = mk(P, N_SLICE);
-				s->a = e;
-				s->b = idx[0];
-				s->c = idx[1];
-				s->d = idx[2];
-			} else {
-				if (!idx[0]) pfail(P, FTK_EDATA, "%s", "empty subscript", 15);
-				s = mk(P, N_INDEX);
-				s->a = e;
-				s->b = idx[0];
-			}
-			e = s;
-		} else if (is_op(t, "(")) {
-			next(P);
-			struct node *c = mk(P, N_CALL);
-			c->a = e;
-			parse_args(P, c);
-			e = c;
-		} else {
-			return e;
-		}
-	}
-}
-
-static struct node *parse_filter_chain(struct parser *P, struct node *e)
-{
-	while (is_op(peek(P), "|")) {
-		next(P);
-		const struct tok *nm = next(P);
-		if (nm->t != T_NAME) pfail(P, FTK_EDATA, "%s", "expected a filter name after '|'", 32);
-		if (!in_list(FILTERS, nm->s, nm->n)) pfail(P, FTK_EUNSUPPORTED, "unsupported filter '%s'", nm->s, nm->n);
-		struct node *f = mk(P, N_FILTER);
-		f->a = e;
-		f->s = nm->s;
-		f->sl = nm->n;
-		if (is_op(peek(P), "(")) {
-			next(P);
-			parse_args(P, f);
-			f->is_float = 1;	/* marks "called with parentheses" */
-		}
-		e = f;
-	}
-	return e;
-}
-
-/* Unary minus and plus bind tighter than filters and tests: -3|abs is 3. */
-static struct node *parse_unary(struct parser *P);
-static struct node *parse_sign(struct parser *P)
-{
-	if (is_op(peek(P), "-") || is_op(peek(P), "+")) {
-		int neg = is_op(peek(P), "-");
-		next(P);
-		struct node *n = mk(P, neg ? N_NEG : N_POS);
-		n->a = parse_sign(P);
-		return n;
-	}
-	return parse_postfix(P);
-}
-
-static struct node *parse_unary(struct parser *P)
-{
-	struct node *e = parse_sign(P);
-	e = parse_filter_chain(P, e);
-	while (is_name(peek(P), "is")) {
-		next(P);
-		struct node *t = mk(P, N_TEST);
-		t->a = e;
-		if (is_name(peek(P), "not")) { next(P); t->negate = 1; }
-		const struct tok *nm = next(P);
-		if (nm->t != T_NAME) pfail(P, FTK_EDATA, "%s", "expected a test name after 'is'", 31);
-		if (!in_list(TESTS, nm->s, nm->n)) pfail(P, FTK_EUNSUPPORTED, "unsupported test '%s'", nm->s, nm->n);
-		t->s = nm->s;
-		t->sl = nm->n;
-		if (is_op(peek(P), "(")) {
-			next(P);
-			parse_args(P, t);
-		} else if (peek(P)->t == T_STR || peek(P)->t == T_NUM || (peek(P)->t == T_NAME && !is_name(peek(P), "and") &&
-			   !is_name(peek(P), "or") && !is_name(peek(P), "else") && !is_name(peek(P), "if") && !is_name(peek(P), "is"))) {
-			/* "is sameas x" style single argument */
-			struct node *arg = parse_postfix(P);
-			t->kids = aalloc(P->ar, sizeof(struct node *));
-			t->kids[0] = arg;
-			t->nkids = 1;
-		}
-		e = parse_filter_chain(P, t);
-	}
-	return e;
-}
-
-static struct node *bin(struct parser *P, const char *op, struct node *a, struct node *b)
-{
-	struct node *n = mk(P, N_BIN);
-	n->s = op;
-	n->a = a;
-	n->b = b;
-	return n;
-}
-
-static struct node *parse_pow(struct parser *P)
-{
-	struct node *e = parse_unary(P);
-	while (is_op(peek(P), "**")) { next(P); e = bin(P, "**", e, parse_unary(P)); }
-	return e;
-}
-
-static struct node *parse_mul(struct parser *P)
-{
-	struct node *e = parse_pow(P);
-	for (;;) {
-		const struct tok *t = peek(P);
-		const char *op = is_op(t, "*") ? "*" : is_op(t, "/") ? "/" : is_op(t, "//") ? "//" : is_op(t, "%") ? "%" : NULL;
-		if (!op) return e;
-		next(P);
-		e = bin(P, op, e, parse_pow(P));
-	}
-}
-
-static struct node *parse_add(struct parser *P)
-{
-	struct node *e = parse_mul(P);
-	for (;;) {
-		const struct tok *t = peek(P);
-		const char *op = is_op(t, "+") ? "+" : is_op(t, "-") ? "-" : is_op(t, "~") ? "~" : NULL;
-		if (!op) return e;
-		next(P);
-		e = bin(P, op, e, parse_mul(P));
-	}
-}
-
-static struct node *parse_cmp(struct parser *P)
-{
-	struct node *e = parse_add(P);
-	for (;;) {
-		const struct tok *t = peek(P);
-		const char *op = NULL;
-		if (is_op(t, "==")) op = "==";
-		else if (is_op(t, "!=")) op = "!=";
-		else if (is_op(t, "<")) op = "<";
-		else if (is_op(t, ">")) op = ">";
-		else if (is_op(t, "<=")) op = "<=";
-		else if (is_op(t, ">=")) op = ">=";
-		else if (is_name(t, "in")) op = "in";
-		else if (is_name(t, "not") && is_name(peekn(P, 1), "in")) { next(P); op = "not in"; }
-		if (!op) return e;
-		next(P);
-		e = bin(P, op, e, parse_add(P));
-	}
-}
-
-static struct node *parse_not(struct parser *P)
-{
-	if (is_name(peek(P), "not")) {
-		next(P);
-		struct node *n = mk(P, N_NOT);
-		n->a = parse_not(P);
-		return n;
-	}
-	return parse_cmp(P);
-}
-
-static struct node *parse_and(struct parser *P)
-{
-	struct node *e = parse_not(P);
-	while (is_name(peek(P), "and")) {
-		next(P);
-		struct node *n = mk(P, N_AND);
-		n->a = e;
-		n->b = parse_not(P);
-		e = n;
-	}
-	return e;
-}
-
-static struct node *parse_or(struct parser *P)
-{
-	struct node *e = parse_and(P);
-	while (is_name(peek(P), "or")) {
-		next(P);
-		struct node *n = mk(P, N_OR);
-		n->a = e;
-		n->b = parse_and(P);
-		e = n;
-	}
-	return e;
-}
-
-static struct node *parse_expr(struct parser *P)
-{
-	struct node *e = parse_or(P);
-	while (is_name(peek(P), "if")) {
-		next(P);
-		struct node *t = mk(P, N_TERN);
-		t->b = e;
-		t->a = parse_or(P);
-		if (is_name(peek(P), "else")) {
-			next(P);
-			t->c = parse_expr(P);
-		}
-		e = t;
-	}
-	return e;
-}
-
-/* Statements up to one of the end tags (names); returns which one (index) and consumes it. */
-static int parse_body(struct parser *P, struct nvec *out, const char *const *ends);
-
-static void expect_close(struct parser *P)
-{
-	if (peek(P)->t != T_CLOSE_STMT) pfail(P, FTK_EDATA, "%s", "expected '%}'", 13);
-	next(P);
-}
-
-static struct node *parse_target(struct parser *P)
-{
-	struct node *e = parse_postfix(P);
-	if (is_op(peek(P), ",")) {
-		struct nvec v = { 0 };
-		nv_push(P, &v, e);
-		while (is_op(peek(P), ",")) { next(P); nv_push(P, &v, parse_postfix(P)); }
-		struct node *t = mk(P, N_TUPLE);
-		t->kids = v.v;
-		t->nkids = v.n;
-		return t;
-	}
-	return e;
-}
-
-static struct node *parse_stmt(struct parser *P)
-{
-	const struct tok *t = next(P);	/* the keyword */
-	if (t->t != T_NAME) pfail(P, FTK_EDATA, "%s", "expected a statement name after '{%'", 36);
-	struct node *n;
-	if (is_name(t, "if")) {
-		n = mk(P, N_IF);
-		n->a = parse_expr(P);
-		expect_close(P);
-		struct nvec body = { 0 }, alt = { 0 };
-		static const char *const ends[] = { "elif", "else", "endif", NULL };
-		int e = parse_body(P, &body, ends);
-		n->kids = body.v;
-		n->nkids = body.n;
-		if (e == 0) {	/* elif: a nested if in the else branch */
-			P->p--;	/* parse_stmt reads "elif" as "if" */
-			struct node *sub = parse_stmt(P);
-			nv_push(P, &alt, sub);
-			n->kids2 = alt.v;
-			n->nkids2 = alt.n;
-			return n;	/* the nested if consumed endif */
-		}
-		if (e == 1) {
-			expect_close(P);
-			static const char *const ends2[] = { "endif", NULL };
-			parse_body(P, &alt, ends2);
-			n->kids2 = alt.v;
-			n->nkids2 = alt.n;
-		}
-		expect_close(P);
-		return n;
-	}
-	if (is_name(t, "elif")) {	/* reached only through the rewind above */
-		n = mk(P, N_IF);
-		n->a = parse_expr(P);
-		expect_close(P);
-		struct nvec body = { 0 }, alt = { 0 };
-		static const char *const ends[] = { "elif", "else", "endif", NULL };
-		int e = parse_body(P, &body, ends);
-		n->kids = body.v;
-		n->nkids = body.n;
-		if (e == 0) {
-			P->p--;
-			nv_push(P, &alt, parse_stmt(P));
-			n->kids2 = alt.v;
-			n->nkids2 = alt.n;
-			return n;
-		}
-		if (e == 1) {
-			expect_close(P);
-			static const char *const ends2[] = { "endif", NULL };
-			parse_body(P, &alt, ends2);
-			n->kids2 = alt.v;
-			n->nkids2 = alt.n;
-		}
-		expect_close(P);
-		return n;
-	}
-	if (is_name(t, "for")) {
-		n = mk(P, N_FOR);
-		n->b = parse_target(P);
-		if (!is_name(peek(P), "in")) pfail(P, FTK_EDATA, "%s", "expected 'in' in for", 20);
-		next(P);
-		n->a = parse_or(P);	/* the iterable */
-		if (is_name(peek(P), "if")) { next(P); n->c = parse_expr(P); }
-		if (is_name(peek(P), "recursive")) pfail(P, FTK_EUNSUPPORTED, "unsupported %s", "recursive for loop", 18);
-		expect_close(P);
-		struct nvec body = { 0 }, alt = { 0 };
-		static const char *const ends[] = { "else", "endfor", NULL };
-		int e = parse_body(P, &body, ends);
-		n->kids = body.v;
-		n->nkids = body.n;
-		if (e == 0) {
-			expect_close(P);
-			static const char *const ends2[] = { "endfor", NULL };
-			parse_body(P, &alt, ends2);
-			n->kids2 = alt.v;
-			n->nkids2 = alt.n;
-		}
-		expect_close(P);
-		return n;
-	}
-	if (is_name(t, "set")) {
-		n = mk(P, N_SET);
-		n->b = parse_target(P);
-		if (is_op(peek(P), "=")) {
-			next(P);
-			n->a = parse_expr(P);
-			if (is_op(peek(P), ",")) {	/* set a = 1, 2 */
-				struct nvec v = { 0 };
-				nv_push(P, &v, n->a);
-				while (is_op(peek(P), ",")) { next(P); nv_push(P, &v, parse_expr(P)); }
-				struct node *tu = mk(P, N_TUPLE);
-				tu->kids = v.v;
-				tu->nkids = v.n;
-				n->a = tu;
-			}
-			expect_close(P);
-		} else {
-			n->b = parse_filter_chain(P, n->b);	/* block set with a filter is unusual */
-			if (n->b->t == N_FILTER) pfail(P, FTK_EUNSUPPORTED, "unsupported %s", "filtered block set", 18);
-			expect_close(P);
-			struct nvec body = { 0 };
-			static const char *const ends[] = { "endset", NULL };
-			parse_body(P, &body, ends);
-			n->kids = body.v;
-			n->nkids = body.n;
-			expect_close(P);
-		}
-		return n;
-	}
-	if (is_name(t, "macro")) {
-		n = mk(P, N_MACRO);
-		const struct tok *nm = next(P);
-		if (nm->t != T_NAME) pfail(P, FTK_EDATA, "%s", "expected a macro name", 21);
-		n->s = nm->s;
-		n->sl = nm->n;
-		expect_op(P, "(");
-		struct nvec params = { 0 };
-		while (!is_op(peek(P), ")")) {
-			const struct tok *pn = next(P);
-			if (pn->t != T_NAME) pfail(P, FTK_EDATA, "%s", "expected a parameter name", 25);
-			struct node *p = mk(P, N_KWARG);
-			p->s = pn->s;
-			p->sl = pn->n;
-			if (is_op(peek(P), "=")) { next(P); p->a = parse_expr(P); }
-			nv_push(P, &params, p);
-			if (!is_op(peek(P), ",")) break;
-			next(P);
-		}
-		expect_op(P, ")");
-		expect_close(P);
-		struct nvec body = { 0 };
-		static const char *const ends[] = { "endmacro", NULL };
-		parse_body(P, &body, ends);
-		n->kids = body.v;
-		n->nkids = body.n;
-		n->kids2 = params.v;
-		n->nkids2 = params.n;
-		expect_close(P);
-		return n;
-	}
-	if (is_name(t, "break") || is_name(t, "continue")) {
-		n = mk(P, is_name(t, "break") ? N_BREAK : N_CONTINUE);
-		expect_close(P);
-		return n;
-	}
-	pfail(P, FTK_EUNSUPPORTED, "unsupported statement '%s'", t->s, t->n);
-	return NULL;
-}
-
-static int parse_body(struct parser *P, struct nvec *out, const char *const *ends)
-{
-	for (;;) {
-		const struct tok *t = peek(P);
-		if (t->t == T_END) {
-			if (ends) {
-				char m[64];
-				int k = 0;
-				while (ends[k + 1]) k++;	/* the closing tag is the last one */
-				snprintf(m, sizeof(m), "missing '{%% %s %%}'", ends[k]);
-				pfail(P, FTK_EDATA, "%s", m, strlen(m));
-			}
-			return -1;
-		}
-		if (t->t == T_TEXT) {
-			struct node *n = mk(P, N_TEXT);
-			n->s = t->s;
-			n->sl = t->n;
-			next(P);
-			nv_push(P, out, n);
-			continue;
-		}
-		if (t->t == T_OPEN_EXPR) {
-			next(P);
-			struct node *n = mk(P, N_OUT);
-			n->a = parse_expr(P);
-			if (peek(P)->t == T_END) pfail(P, FTK_EDATA, "%s", "unexpected end of template: '}}' missing", 40);
-			if (peek(P)->t != T_CLOSE_EXPR) pfail(P, FTK_EDATA, "unexpected '%s' in expression", peek(P)->s, peek(P)->n);
-			next(P);
-			nv_push(P, out, n);
-			continue;
-		}
-		if (t->t == T_OPEN_STMT) {
-			const struct tok *kw = peekn(P, 1);
-			if (ends && kw->t == T_NAME)
-				for (int i = 0; ends[i]; i++)
-					if (is_name(kw, ends[i])) { next(P); next(P); return i; }
-			if (kw->t == T_NAME && (is_name(kw, "endif") || is_name(kw, "endfor") || is_name(kw, "else") ||
-						 is_name(kw, "elif") || is_name(kw, "endset") || is_name(kw, "endmacro")))
-				pfail(P, FTK_EDATA, "unexpected '%s'", kw->s, kw->n);
-			next(P);
-			nv_push(P, out, parse_stmt(P));
-			continue;
-		}
-		pfail(P, FTK_EDATA, "unexpected token '%s'", t->s, t->n);
-	}
-}
-
-int ftk_jinja_parse(struct ftk_jinja **out, const char *src, size_t len, struct ftk_error *err)
-{
-	struct ftk_jinja *J = xcalloc(1, sizeof(*J));
-	size_t pl;
-	char *pre = preprocess(src, len, &pl);
-	char *text = astrndup(&J->ar, pre, pl);
-	free(pre);
-	struct lexer L = { 0 };
-	L.ar = &J->ar;
-	L.err = err;
-	*out = NULL;
-	if (setjmp(L.jb)) {
-		free(L.v);
-		ftk_jinja_free(J);
-		return err ? err->code : FTK_EDATA;
-	}
-	lex(&L, text, pl);
-	struct parser P = { &L, 0, &J->ar, err, &L.jb };
-	struct nvec body = { 0 };
-	parse_body(&P, &body, NULL);
-	J->root = aalloc(&J->ar, sizeof(struct node));
-	memset(J->root, 0, sizeof(struct node));
-	J->root->kids = body.v;
-	J->root->nkids = body.n;
-	free(L.v);
-	*out = J;
-	return 0;
-}
-
-void ftk_jinja_free(struct ftk_jinja *t)
-{
-	if (!t) return;
-	arena_free(&t->ar);
-	free(t);
-}
-
 /* ------------------------------------------------------------ evaluation */
 
 struct scope {
@@ -1112,6 +60,8 @@ struct scope {
 };
 
 enum { FLOW_NONE, FLOW_BREAK, FLOW_CONTINUE };
+
+struct scratch { void *p; int is_sb; };
 
 struct ctx {
 	struct arena ar;
@@ -1125,9 +75,13 @@ struct ctx {
 	long cur_iter;			/* index into opts->iters of the innermost tracked iteration, -1 */
 	int line;
 	int flow;
-	int depth;
-	struct strbuf **tmp;		/* temporary buffers to free */
-	size_t ntmp, captmp;
+	unsigned depth, max_depth;	/* evaluator recursion and its limit */
+	size_t steps, max_steps;	/* units of work done and the limit */
+	size_t max_output;		/* bytes in any string built, the output included */
+	size_t mem_limit;		/* the memory limit beyond the variables, for the message */
+	size_t var_bytes;		/* the size of the variables, which widens the last two */
+	struct scratch *scr;		/* scratch memory to free (see scr_push) */
+	size_t nscr, capscr;
 };
 
 static struct val V_UNDEF_S = { V_UNDEF, 0, { 0 } }, V_NONE_S = { V_NONE, 0, { 0 } };
@@ -1143,6 +97,88 @@ static void rfail(struct ctx *c, int code, const char *fmt, ...)
 	va_end(ap);
 	ftk_error_set(c->err, code, NULL, c->line, NULL, "%s", buf);
 	longjmp(c->jb, 1);
+}
+
+/*
+ * The limits.  Each failure names its limit, so that a template that hits
+ * one says which and a caller can tell a hostile template from a broken one.
+ */
+static void tick(struct ctx *c, size_t k)
+{
+	c->steps += k;
+	if (c->steps > c->max_steps)
+		rfail(c, FTK_ELIMIT, "render took more than %zu steps (the iteration limit)", c->max_steps);
+}
+
+static void enter(struct ctx *c)
+{
+	if (++c->depth > c->max_depth)
+		rfail(c, FTK_ELIMIT, "render nested deeper than %u levels (the evaluator's depth limit)", c->max_depth);
+}
+
+/* A string of len bytes is about to get more. */
+static void check_size(struct ctx *c, size_t len, size_t more)
+{
+	if (more > c->max_output || len > c->max_output - more)
+		rfail(c, FTK_ELIMIT, "render built a string over %zu bytes (the output size limit)", c->max_output);
+	tick(c, more >> 6);
+}
+
+static void mem_over(void *ctx)
+{
+	struct ctx *c = ctx;
+	rfail(c, FTK_ELIMIT, "render used more than %zu bytes of memory (the memory limit)", c->mem_limit);
+}
+
+/* Scratch memory outside the arena (bytes) counts against the memory limit too. */
+static void check_scratch(struct ctx *c, size_t bytes)
+{
+	if (c->ar.limit && (bytes > c->ar.limit || c->ar.total > c->ar.limit - bytes)) mem_over(c);
+}
+
+/*
+ * Scratch memory (string buffers and arrays outside the arena) is
+ * registered with the render, so that an error's longjmp, which skips the
+ * frees on the way out, leaks nothing: the render frees what is still
+ * registered.
+ */
+static void scr_push(struct ctx *c, void *p, int is_sb)
+{
+	FTK_ALLOC_GROW(c->scr, c->nscr + 1, c->capscr);
+	c->scr[c->nscr++] = (struct scratch){ p, is_sb };
+}
+
+static struct strbuf *sb_new(struct ctx *c)
+{
+	struct strbuf *sb = xmalloc(sizeof(*sb));
+	strbuf_init(sb, 0);
+	scr_push(c, sb, 1);
+	return sb;
+}
+
+static void *scr_alloc(struct ctx *c, size_t bytes)
+{
+	check_scratch(c, bytes);
+	void *p = xmalloc(bytes);
+	scr_push(c, p, 0);
+	return p;
+}
+
+static void scr_release(struct scratch *x)
+{
+	if (x->is_sb) strbuf_release(x->p);
+	free(x->p);
+}
+
+/* Free one registered block (the newest are searched first). */
+static void scr_free(struct ctx *c, void *p)
+{
+	for (size_t i = c->nscr; i > 0; i--)
+		if (c->scr[i - 1].p == p) {
+			scr_release(&c->scr[i - 1]);
+			c->scr[i - 1] = c->scr[--c->nscr];
+			return;
+		}
 }
 
 static struct val *mkval(struct ctx *c, enum vt t)
@@ -1164,6 +200,7 @@ static struct val *mknum(struct ctx *c, double d, int is_float)
 
 static struct val *mkstr(struct ctx *c, const char *s, size_t n, long toff)
 {
+	tick(c, 1 + (n >> 6));
 	struct val *v = mkval(c, V_STR);
 	v->u.str.s = astrndup(&c->ar, s, n);
 	v->u.str.n = n;
@@ -1172,10 +209,11 @@ static struct val *mkstr(struct ctx *c, const char *s, size_t n, long toff)
 	return v;
 }
 
+/* A string made from a scratch buffer, which is freed. */
 static struct val *mkstr_sb(struct ctx *c, struct strbuf *sb, long toff)
 {
 	struct val *v = mkstr(c, sb->buf, sb->len, toff);
-	strbuf_release(sb);
+	scr_free(c, sb);
 	return v;
 }
 
@@ -1188,6 +226,7 @@ static struct list *mklist(struct ctx *c)
 
 static void list_push(struct ctx *c, struct list *l, struct val *x)
 {
+	tick(c, 1);
 	if (l->n == l->cap) {
 		size_t nc = l->cap ? l->cap * 2 : 8;
 		struct val **nv = aalloc(&c->ar, nc * sizeof(*nv));
@@ -1212,8 +251,10 @@ static struct dict *mkdict(struct ctx *c)
 	return d;
 }
 
-static long dict_find(const struct dict *d, const char *k, size_t kl)
+/* c NULL: not counted (keyword arguments, which the template text bounds) */
+static long dict_find(struct ctx *c, const struct dict *d, const char *k, size_t kl)
 {
+	if (c) tick(c, 1 + (d->n >> 3));
 	for (size_t i = 0; i < d->n; i++)
 		if (d->kl[i] == kl && !memcmp(d->k[i], k, kl)) return (long)i;
 	return -1;
@@ -1221,7 +262,7 @@ static long dict_find(const struct dict *d, const char *k, size_t kl)
 
 static void dict_set(struct ctx *c, struct dict *d, const char *k, size_t kl, struct val *v)
 {
-	long i = dict_find(d, k, kl);
+	long i = dict_find(c, d, k, kl);
 	if (i >= 0) { d->v[i] = v; return; }
 	if (d->n == d->cap) {
 		size_t nc = d->cap ? d->cap * 2 : 8;
@@ -1241,9 +282,9 @@ static void dict_set(struct ctx *c, struct dict *d, const char *k, size_t kl, st
 	d->n++;
 }
 
-static struct val *dict_get(const struct dict *d, const char *k, size_t kl)
+static struct val *dict_get(struct ctx *c, const struct dict *d, const char *k, size_t kl)
 {
-	long i = dict_find(d, k, kl);
+	long i = dict_find(c, d, k, kl);
 	return i >= 0 ? d->v[i] : NULL;
 }
 
@@ -1251,6 +292,8 @@ static struct val *dict_get(const struct dict *d, const char *k, size_t kl)
 static struct val *from_json(struct ctx *c, const cJSON *j, int taint)
 {
 	struct val *v;
+	enter(c);
+	c->var_bytes += sizeof(*v) + (cJSON_IsString(j) ? strlen(j->valuestring) : 0);
 	if (cJSON_IsString(j)) {
 		v = mkstr(c, j->valuestring, strlen(j->valuestring), taint ? 0 : -1);
 	} else if (cJSON_IsNumber(j)) {
@@ -1274,6 +317,7 @@ static struct val *from_json(struct ctx *c, const cJSON *j, int taint)
 		v = mkval(c, V_UNDEF);
 	}
 	v->taint = taint;
+	c->depth--;
 	return v;
 }
 
@@ -1414,7 +458,16 @@ static void json_str(struct strbuf *sb, const char *s, size_t n, int ascii)
 
 struct json_opts { int indent; int ascii; int sort; const char *isep, *ksep; int undef_null; };
 
+static void to_json_r(struct ctx *c, struct strbuf *sb, const struct val *v, const struct json_opts *o, int depth);
+
 static void to_json(struct ctx *c, struct strbuf *sb, const struct val *v, const struct json_opts *o, int depth)
+{
+	enter(c);
+	to_json_r(c, sb, v, o, depth);
+	c->depth--;
+}
+
+static void to_json_r(struct ctx *c, struct strbuf *sb, const struct val *v, const struct json_opts *o, int depth)
 {
 	switch (v->t) {
 	case V_NONE: strbuf_addstr(sb, "null"); return;
@@ -1423,7 +476,10 @@ static void to_json(struct ctx *c, struct strbuf *sb, const struct val *v, const
 	case V_INT: case V_FLOAT:
 		if (!isfinite(v->u.num)) strbuf_addstr(sb, "null"); else js_number(sb, v->u.num);
 		return;
-	case V_STR: json_str(sb, v->u.str.s, v->u.str.n, o->ascii); return;
+	case V_STR:
+		check_size(c, sb->len, 6 * v->u.str.n + 2);	/* at most \\u00XX per byte */
+		json_str(sb, v->u.str.s, v->u.str.n, o->ascii);
+		return;
 	case V_LIST: case V_DICT: case V_NS: case V_KW: {
 		int is_list = v->t == V_LIST;
 		size_t n = is_list ? v->u.list->n : v->u.dict->n;
@@ -1431,7 +487,8 @@ static void to_json(struct ctx *c, struct strbuf *sb, const struct val *v, const
 		strbuf_addch(sb, open);
 		size_t *order = NULL;
 		if (!is_list && o->sort && n) {
-			order = xmalloc(n * sizeof(*order));
+			tick(c, n / 2 * n);	/* the insertion sort's comparisons, at most */
+			order = scr_alloc(c, n * sizeof(*order));
 			for (size_t i = 0; i < n; i++) order[i] = i;
 			for (size_t i = 1; i < n; i++)	/* insertion sort by key bytes */
 				for (size_t j = i; j > 0; j--) {
@@ -1443,6 +500,8 @@ static void to_json(struct ctx *c, struct strbuf *sb, const struct val *v, const
 				}
 		}
 		for (size_t i = 0; i < n; i++) {
+			check_size(c, sb->len, strlen(o->isep) + strlen(o->ksep) + 1 +
+				   (o->indent > 0 ? (size_t)o->indent * (size_t)(depth + 1) : 0));
 			if (i) strbuf_addstr(sb, o->isep);
 			if (o->indent > 0) {
 				strbuf_addch(sb, '\n');
@@ -1452,12 +511,14 @@ static void to_json(struct ctx *c, struct strbuf *sb, const struct val *v, const
 				to_json(c, sb, v->u.list->v[i], o, depth + 1);
 			} else {
 				size_t k = order ? order[i] : i;
+				check_size(c, sb->len, 6 * v->u.dict->kl[k] + 2);
 				json_str(sb, v->u.dict->k[k], v->u.dict->kl[k], o->ascii);
 				strbuf_addstr(sb, o->ksep);
 				to_json(c, sb, v->u.dict->v[k], o, depth + 1);
 			}
 		}
-		free(order);
+		scr_free(c, order);
+		check_size(c, sb->len, 2 + (o->indent > 0 ? (size_t)o->indent * (size_t)depth : 0));
 		if (o->indent > 0 && n) {
 			strbuf_addch(sb, '\n');
 			for (int k = 0; k < o->indent * depth; k++) strbuf_addch(sb, ' ');
@@ -1490,7 +551,17 @@ static void to_text(struct ctx *c, struct strbuf *sb, const struct val *v)
 }
 
 /* The raw JavaScript value's toString (used by + and ~ concatenation). */
+static void to_raw_text_r(struct ctx *c, struct strbuf *sb, const struct val *v);
+
 static void to_raw_text(struct ctx *c, struct strbuf *sb, const struct val *v)
+{
+	enter(c);
+	to_raw_text_r(c, sb, v);
+	c->depth--;
+	check_size(c, sb->len, 0);
+}
+
+static void to_raw_text_r(struct ctx *c, struct strbuf *sb, const struct val *v)
 {
 	switch (v->t) {
 	case V_INT: case V_FLOAT: js_number(sb, v->u.num); return;
@@ -1513,6 +584,7 @@ static void to_raw_text(struct ctx *c, struct strbuf *sb, const struct val *v)
 
 static void emit_str(struct ctx *c, const char *s, size_t n, long toff)
 {
+	check_size(c, c->out->len, n);
 	if (c->out == c->main && toff >= 0 && c->cur_iter >= 0) {
 		struct ftk_jinja_iter *it = &c->opts->iters[c->cur_iter];
 		if (it->first_taint < 0) it->first_taint = (long)(c->out->len + toff);
@@ -1523,22 +595,10 @@ static void emit_str(struct ctx *c, const char *s, size_t n, long toff)
 static void emit_val(struct ctx *c, const struct val *v)
 {
 	if (v->t == V_STR) { emit_str(c, v->u.str.s, v->u.str.n, v->u.str.toff); return; }
-	struct strbuf sb = STRBUF_INIT;
-	to_text(c, &sb, v);
-	emit_str(c, sb.buf, sb.len, v->taint ? 0 : -1);
-	strbuf_release(&sb);
-}
-
-static struct strbuf *tmpbuf(struct ctx *c)
-{
-	struct strbuf *sb = xmalloc(sizeof(*sb));
-	strbuf_init(sb, 0);
-	if (c->ntmp == c->captmp) {
-		c->captmp = c->captmp ? c->captmp * 2 : 8;
-		c->tmp = xrealloc(c->tmp, c->captmp * sizeof(*c->tmp));
-	}
-	c->tmp[c->ntmp++] = sb;
-	return sb;
+	struct strbuf *sb = sb_new(c);
+	to_text(c, sb, v);
+	emit_str(c, sb->buf, sb->len, v->taint ? 0 : -1);
+	scr_free(c, sb);
 }
 
 /* ---- evaluation */
@@ -1605,16 +665,17 @@ static int is_num(const struct val *v) { return v->t == V_INT || v->t == V_FLOAT
 
 static struct val *concat(struct ctx *c, struct val *a, struct val *b)
 {
-	struct strbuf sb = STRBUF_INIT;
-	to_raw_text(c, &sb, a);
-	size_t al = sb.len;
-	to_raw_text(c, &sb, b);
+	struct strbuf *sb = sb_new(c);
+	if (a->t == V_STR && b->t == V_STR) check_size(c, a->u.str.n, b->u.str.n);
+	to_raw_text(c, sb, a);
+	size_t al = sb->len;
+	to_raw_text(c, sb, b);
 	long toff = -1;
 	if (a->t == V_STR && a->u.str.toff >= 0) toff = a->u.str.toff;
 	else if (a->t != V_STR && a->taint) toff = 0;
 	else if (b->t == V_STR && b->u.str.toff >= 0) toff = (long)al + b->u.str.toff;
 	else if (b->t != V_STR && b->taint) toff = (long)al;
-	return mkstr_sb(c, &sb, toff);
+	return mkstr_sb(c, sb, toff);
 }
 
 static struct val *binop(struct ctx *c, const char *op, struct val *a, struct val *b)
@@ -1661,11 +722,12 @@ static struct val *binop(struct ctx *c, const char *op, struct val *a, struct va
 	}
 	if ((a->t == V_STR || b->t == V_STR) && !strcmp(op, "+")) return concat(c, a, b);
 	if (a->t == V_STR && b->t == V_STR && (in || notin)) {
+		tick(c, b->u.str.n >> 6);
 		int m = a->u.str.n == 0 || memmem(b->u.str.s, b->u.str.n, a->u.str.s, a->u.str.n) != NULL;
 		return mkbool(in ? m : !m);
 	}
 	if (a->t == V_STR && (b->t == V_DICT || b->t == V_KW) && (in || notin)) {
-		int m = dict_find(b->u.dict, a->u.str.s, a->u.str.n) >= 0;
+		int m = dict_find(c, b->u.dict, a->u.str.s, a->u.str.n) >= 0;
 		return mkbool(in ? m : !m);
 	}
 	rfail(c, FTK_EDATA, "unknown operator \"%s\" between %s and %s", op, type_name(a), type_name(b));
@@ -1675,12 +737,12 @@ static struct val *binop(struct ctx *c, const char *op, struct val *a, struct va
 static void js_trim(const char *s, size_t n, int left, int right, size_t *a, size_t *b)
 {
 	size_t i = 0, j = n, sl;
-	if (left) while (i < n && js_space(s, n, i, &sl)) i += sl;
+	if (left) while (i < n && ftk_jinja_js_space(s, n, i, &sl)) i += sl;
 	if (right)
 		while (j > i) {
 			size_t k = j - 1;
 			while (k > i && ((unsigned char)s[k] & 0xC0) == 0x80) k--;
-			if (!js_space(s, j, k, &sl) || k + sl != j) break;
+			if (!ftk_jinja_js_space(s, j, k, &sl) || k + sl != j) break;
 			j = k;
 		}
 	*a = i;
@@ -1715,7 +777,7 @@ static size_t cp_len(const char *s, size_t n)
 
 static struct val *kwarg(struct dict *kw, const char *k)
 {
-	return kw ? dict_get(kw, k, strlen(k)) : NULL;
+	return kw ? dict_get(NULL, kw, k, strlen(k)) : NULL;
 }
 
 static struct val *str_method(struct ctx *c, struct val *self, const char *m, struct val **args, size_t na, struct dict *kw)
@@ -1723,26 +785,27 @@ static struct val *str_method(struct ctx *c, struct val *self, const char *m, st
 	const char *s = self->u.str.s;
 	size_t n = self->u.str.n, a, b;
 	long t0 = self->u.str.toff >= 0 ? 0 : -1;
+	tick(c, n >> 6);
 	if (!strcmp(m, "strip") || !strcmp(m, "lstrip") || !strcmp(m, "rstrip")) {
 		js_trim(s, n, m[0] != 'r', m[0] != 'l', &a, &b);
 		return str_sub(c, self, a, b);
 	}
 	if (!strcmp(m, "upper") || !strcmp(m, "lower")) {
-		struct strbuf sb = STRBUF_INIT;
-		case_map(&sb, s, n, m[0] == 'u');
-		return mkstr_sb(c, &sb, t0);
+		struct strbuf *sb = sb_new(c);
+		case_map(sb, s, n, m[0] == 'u');
+		return mkstr_sb(c, sb, t0);
 	}
 	if (!strcmp(m, "title") || !strcmp(m, "capitalize")) {
-		struct strbuf sb = STRBUF_INIT;
+		struct strbuf *sb = sb_new(c);
 		int start = 1;
 		for (size_t i = 0; i < n; i++) {
 			unsigned char ch = (unsigned char)s[i];
 			int w = isalnum(ch) || ch == '_';
-			if (m[0] == 't') strbuf_addch(&sb, start && w ? toupper(ch) : ch);
-			else strbuf_addch(&sb, i == 0 ? toupper(ch) : ch);
+			if (m[0] == 't') strbuf_addch(sb, start && w ? toupper(ch) : ch);
+			else strbuf_addch(sb, i == 0 ? toupper(ch) : ch);
 			start = !w;
 		}
-		return mkstr_sb(c, &sb, t0);
+		return mkstr_sb(c, sb, t0);
 	}
 	if (!strcmp(m, "startswith") || !strcmp(m, "endswith")) {
 		if (!na) rfail(c, FTK_EDATA, "%s() requires at least one argument", m);
@@ -1768,10 +831,10 @@ static struct val *str_method(struct ctx *c, struct val *self, const char *m, st
 			size_t i = a, sl;
 			while (i < n) {
 				size_t st = i;
-				while (i < n && !js_space(s, n, i, &sl)) i++;
+				while (i < n && !ftk_jinja_js_space(s, n, i, &sl)) i++;
 				if (maxsplit >= 0 && (double)l->n >= maxsplit) { list_push(c, l, mkstr(c, s + st, n - st, t0)); break; }
 				list_push(c, l, mkstr(c, s + st, i - st, t0));
-				while (i < n && js_space(s, n, i, &sl)) i += sl;
+				while (i < n && ftk_jinja_js_space(s, n, i, &sl)) i += sl;
 			}
 			return mklistval(c, l);
 		}
@@ -1793,19 +856,21 @@ static struct val *str_method(struct ctx *c, struct val *self, const char *m, st
 		double count = cnt && cnt->t == V_INT ? cnt->u.num : -1;
 		const char *old = args[0]->u.str.s, *nw = args[1]->u.str.s;
 		size_t ol = args[0]->u.str.n, nl = args[1]->u.str.n;
-		struct strbuf sb = STRBUF_INIT;
+		struct strbuf *sb = sb_new(c);
 		size_t i = 0;
 		double done = 0;
 		if (!ol) rfail(c, FTK_EUNSUPPORTED, "unsupported %s", "replace() with an empty old string");
 		while (i <= n) {
 			const char *hit = (count < 0 || done < count) ? memmem(s + i, n - i, old, ol) : NULL;
-			if (!hit) { strbuf_add(&sb, s + i, n - i); break; }
-			strbuf_add(&sb, s + i, hit - (s + i));
-			strbuf_add(&sb, nw, nl);
+			if (!hit) { check_size(c, sb->len, n - i); strbuf_add(sb, s + i, n - i); break; }
+			check_size(c, sb->len, (size_t)(hit - (s + i)) + nl);
+			tick(c, 1);
+			strbuf_add(sb, s + i, hit - (s + i));
+			strbuf_add(sb, nw, nl);
 			i = hit - s + ol;
 			done++;
 		}
-		return mkstr_sb(c, &sb, t0);
+		return mkstr_sb(c, sb, t0);
 	}
 	rfail(c, FTK_EUNSUPPORTED, "unsupported string method '%s'", m);
 }
@@ -1817,11 +882,11 @@ static struct val *member(struct ctx *c, struct val *o, struct val *prop)
 {
 	if (o->t == V_DICT || o->t == V_NS || o->t == V_KW) {
 		if (prop->t != V_STR) rfail(c, FTK_EDATA, "cannot access property with non-string: got %s", type_name(prop));
-		struct val *v = dict_get(o->u.dict, prop->u.str.s, prop->u.str.n);
+		struct val *v = dict_get(c, o->u.dict, prop->u.str.s, prop->u.str.n);
 		if (v) return v;
 		if (o->t == V_DICT) {
 			static const char *const bi[] = { "get", "items", "keys", "values", NULL };
-			if (in_list(bi, prop->u.str.s, prop->u.str.n)) {
+			if (ftk_jinja_in_list(bi, prop->u.str.s, prop->u.str.n)) {
 				struct val *f = mkval(c, V_FUNC);
 				f->u.fn = aalloc(&c->ar, sizeof(struct func));
 				memset(f->u.fn, 0, sizeof(struct func));
@@ -1846,8 +911,8 @@ static struct val *member(struct ctx *c, struct val *o, struct val *prop)
 			if (i < 0) i += n;
 			if (i < 0 || i >= n) return &V_UNDEF_S;
 			size_t p = 0;
-			for (long k = 0; k < i; k++) p += utf8_len(o->u.str.s + p, o->u.str.n - p);
-			return str_sub(c, o, p, p + utf8_len(o->u.str.s + p, o->u.str.n - p));
+			for (long k = 0; k < i; k++) p += ftk_jinja_utf8_len(o->u.str.s + p, o->u.str.n - p);
+			return str_sub(c, o, p, p + ftk_jinja_utf8_len(o->u.str.s + p, o->u.str.n - p));
 		}
 		if (prop->t == V_STR) {
 			if (prop->u.str.n == 6 && !memcmp(prop->u.str.s, "length", 6))
@@ -1892,9 +957,9 @@ static struct val *do_slice(struct ctx *c, struct val *o, struct node *n, struct
 	if (o->t == V_LIST) len = o->u.list->n;
 	else {
 		len = cp_len(o->u.str.s, o->u.str.n);
-		cpo = xmalloc((len + 1) * sizeof(*cpo));
+		cpo = scr_alloc(c, (len + 1) * sizeof(*cpo));
 		size_t p = 0;
-		for (size_t k = 0; k < len; k++) { cpo[k] = p; p += utf8_len(o->u.str.s + p, o->u.str.n - p); }
+		for (size_t k = 0; k < len; k++) { cpo[k] = p; p += ftk_jinja_utf8_len(o->u.str.s + p, o->u.str.n - p); }
 		cpo[len] = o->u.str.n;
 	}
 	long L = (long)len;
@@ -1912,12 +977,12 @@ static struct val *do_slice(struct ctx *c, struct val *o, struct node *n, struct
 		r = mklistval(c, l);
 		r->taint = o->taint;
 	} else {
-		struct strbuf sb = STRBUF_INIT;
+		struct strbuf *sb = sb_new(c);
 		for (long i = start; step > 0 ? i < stop : i > stop; i += step)
-			strbuf_add(&sb, o->u.str.s + cpo[i], cpo[i + 1] - cpo[i]);
-		r = mkstr_sb(c, &sb, o->u.str.toff >= 0 ? 0 : -1);
+			strbuf_add(sb, o->u.str.s + cpo[i], cpo[i + 1] - cpo[i]);
+		r = mkstr_sb(c, sb, o->u.str.toff >= 0 ? 0 : -1);
 	}
-	free(cpo);
+	scr_free(c, cpo);
 	return r;
 }
 
@@ -1943,10 +1008,10 @@ static int run_test(struct ctx *c, const char *name, struct val *v, struct val *
 	}
 	if (T("lower") || T("upper")) {
 		if (v->t != V_STR) return 0;
-		struct strbuf sb = STRBUF_INIT;
-		case_map(&sb, v->u.str.s, v->u.str.n, name[0] == 'u');
-		int r = sb.len == v->u.str.n && !memcmp(sb.buf, v->u.str.s, sb.len);
-		strbuf_release(&sb);
+		struct strbuf *sb = sb_new(c);
+		case_map(sb, v->u.str.s, v->u.str.n, name[0] == 'u');
+		int r = sb->len == v->u.str.n && !memcmp(sb->buf, v->u.str.s, sb->len);
+		scr_free(c, sb);
 		return r;
 	}
 	if (T("equalto") || T("eq")) return na ? strict_eq(v, args[0]) : v->t == V_UNDEF;
@@ -2032,9 +1097,9 @@ static struct val *apply_filter(struct ctx *c, struct node *f, struct val *v, st
 			o.isep = sep->u.list->v[0]->u.str.s;
 			o.ksep = sep->u.list->v[1]->u.str.s;
 		}
-		struct strbuf sb = STRBUF_INIT;
-		to_json(c, &sb, v, &o, 0);
-		return mkstr_sb(c, &sb, t0);
+		struct strbuf *sb = sb_new(c);
+		to_json(c, sb, v, &o, 0);
+		return mkstr_sb(c, sb, t0);
 	}
 	if (F("default") || F("d")) {
 		struct val *dv = na > 0 ? args[0] : mkstr(c, "", 0, -1);
@@ -2046,27 +1111,29 @@ static struct val *apply_filter(struct ctx *c, struct node *f, struct val *v, st
 		struct val *sep = na > 0 ? args[0] : kwarg(kw, "separator");
 		const char *sp = sep && sep->t == V_STR ? sep->u.str.s : "";
 		size_t sl = sep && sep->t == V_STR ? sep->u.str.n : 0;
-		struct strbuf sb = STRBUF_INIT;
+		struct strbuf *sb = sb_new(c);
 		if (v->t == V_LIST) {
 			struct val *ma = kwarg(kw, "attribute");
 			for (size_t i = 0; i < v->u.list->n; i++) {
-				if (i) strbuf_add(&sb, sp, sl);
+				check_size(c, sb->len, sl + 1);
+				if (i) strbuf_add(sb, sp, sl);
 				struct val *x = v->u.list->v[i];
 				if (ma && ma->t == V_STR) x = attr_path(c, x, ma->u.str.s);
 				if (x->t == V_NONE || x->t == V_UNDEF) continue;
-				if (x->t == V_DICT) strbuf_addstr(&sb, "[object Map]");
-				else to_raw_text(c, &sb, x);
+				if (x->t == V_DICT) strbuf_addstr(sb, "[object Map]");
+				else to_raw_text(c, sb, x);
 			}
 		} else if (v->t == V_STR) {
 			size_t p = 0;
 			while (p < v->u.str.n) {
-				size_t k = utf8_len(v->u.str.s + p, v->u.str.n - p);
-				if (p) strbuf_add(&sb, sp, sl);
-				strbuf_add(&sb, v->u.str.s + p, k);
+				size_t k = ftk_jinja_utf8_len(v->u.str.s + p, v->u.str.n - p);
+				check_size(c, sb->len, sl + k);
+				if (p) strbuf_add(sb, sp, sl);
+				strbuf_add(sb, v->u.str.s + p, k);
 				p += k;
 			}
 		} else rfail(c, FTK_EDATA, "cannot apply filter \"join\" to type: %s", type_name(v));
-		return mkstr_sb(c, &sb, t0);
+		return mkstr_sb(c, sb, t0);
 	}
 	if (F("length") || F("count")) {
 		if (v->t == V_LIST) return mknum(c, (double)v->u.list->n, 0);
@@ -2084,14 +1151,14 @@ static struct val *apply_filter(struct ctx *c, struct node *f, struct val *v, st
 	}
 	if (F("string")) {
 		if (v->t == V_STR) return v;
-		struct strbuf sb = STRBUF_INIT;
-		if (v->t == V_BOOL) strbuf_addstr(&sb, v->u.b ? "true" : "false");
+		struct strbuf *sb = sb_new(c);
+		if (v->t == V_BOOL) strbuf_addstr(sb, v->u.b ? "true" : "false");
 		else if (v->t == V_LIST || v->t == V_DICT) {
 			struct json_opts o = { 0, 0, 0, ", ", ": ", 0 };
-			to_json(c, &sb, v, &o, 0);
-		} else if (is_num(v)) to_text(c, &sb, v);
+			to_json(c, sb, v, &o, 0);
+		} else if (is_num(v)) to_text(c, sb, v);
 		else rfail(c, FTK_EDATA, "cannot apply filter \"string\" to type: %s", type_name(v));
-		return mkstr_sb(c, &sb, t0);
+		return mkstr_sb(c, sb, t0);
 	}
 	if (F("int") || F("float")) {
 		int fl = name[0] == 'f';
@@ -2137,7 +1204,7 @@ static struct val *apply_filter(struct ctx *c, struct node *f, struct val *v, st
 		struct val *first = na > 1 ? args[1] : kwarg(kw, "first");
 		struct val *blank = na > 2 ? args[2] : kwarg(kw, "blank");
 		int width = w && w->t == V_INT ? (int)w->u.num : 4;
-		struct strbuf sb = STRBUF_INIT;
+		struct strbuf *sb = sb_new(c);
 		size_t i = 0, lineno = 0;
 		const char *str = v->u.str.s;
 		size_t n = v->u.str.n;
@@ -2145,14 +1212,15 @@ static struct val *apply_filter(struct ctx *c, struct node *f, struct val *v, st
 			const char *nl = memchr(str + i, '\n', n - i);
 			size_t e = nl ? (size_t)(nl - str) : n;
 			int skip = (lineno == 0 && !(first && truthy(first))) || (e == i && !(blank && truthy(blank)));
-			if (!skip) for (int k = 0; k < width; k++) strbuf_addch(&sb, ' ');
-			strbuf_add(&sb, str + i, e - i);
+			check_size(c, sb->len, (skip || width < 0 ? 0 : (size_t)width) + e - i + 1);
+			if (!skip) for (int k = 0; k < width; k++) strbuf_addch(sb, ' ');
+			strbuf_add(sb, str + i, e - i);
 			if (!nl) break;
-			strbuf_addch(&sb, '\n');
+			strbuf_addch(sb, '\n');
 			i = e + 1;
 			lineno++;
 		}
-		return mkstr_sb(c, &sb, t0);
+		return mkstr_sb(c, sb, t0);
 	}
 	if (v->t != V_LIST) rfail(c, FTK_EDATA, "cannot apply filter \"%s\" to type: %s", name, type_name(v));
 	struct list *src = v->u.list;
@@ -2168,6 +1236,7 @@ static struct val *apply_filter(struct ctx *c, struct node *f, struct val *v, st
 		struct list *l = mklist(c);
 		for (size_t i = 0; i < src->n; i++) {
 			int seen = 0;
+			tick(c, l->n);
 			for (size_t k = 0; k < l->n && !seen; k++) seen = strict_eq(l->v[k], src->v[i]);
 			if (!seen) list_push(c, l, src->v[i]);
 		}
@@ -2181,6 +1250,7 @@ static struct val *apply_filter(struct ctx *c, struct node *f, struct val *v, st
 		for (size_t i = 0; i < src->n; i++) list_push(c, l, src->v[i]);
 		for (size_t i = 1; i < l->n; i++)	/* stable insertion sort */
 			for (size_t j = i; j > 0; j--) {
+				tick(c, 1);
 				struct val *a = l->v[j - 1], *b = l->v[j];
 				struct val *ka = at && at->t == V_STR ? attr_path(c, a, at->u.str.s) : a;
 				struct val *kb = at && at->t == V_STR ? attr_path(c, b, at->u.str.s) : b;
@@ -2209,13 +1279,13 @@ static struct val *apply_filter(struct ctx *c, struct node *f, struct val *v, st
 		if (na > 1) {
 			if (args[1]->t != V_STR) rfail(c, FTK_EDATA, "arguments of `%s` must be strings", name);
 			snprintf(tname, sizeof(tname), "%.*s", (int)(args[1]->u.str.n < 31 ? args[1]->u.str.n : 31), args[1]->u.str.s);
-			if (!in_list(TESTS, tname, strlen(tname))) rfail(c, FTK_EUNSUPPORTED, "unsupported test '%s'", tname);
+			if (!ftk_jinja_in_list(ftk_jinja_tests, tname, strlen(tname))) rfail(c, FTK_EUNSUPPORTED, "unsupported test '%s'", tname);
 		}
 		struct list *l = mklist(c);
 		for (size_t i = 0; i < src->n; i++) {
 			struct val *it = src->v[i];
 			if (it->t != V_DICT && it->t != V_NS) rfail(c, FTK_EDATA, "`%s` can only be applied to array of objects", name);
-			struct val *a = dict_get(it->u.dict, args[0]->u.str.s, args[0]->u.str.n);
+			struct val *a = dict_get(c, it->u.dict, args[0]->u.str.s, args[0]->u.str.n);
 			/* a JavaScript truthiness check on the raw value guards the test */
 			int present = a && !(a->t == V_UNDEF || a->t == V_NONE);
 			int r = present ? (tname[0] ? run_test(c, tname, a, args + 2, na > 2 ? 1 : 0) : truthy(a)) : 0;
@@ -2236,6 +1306,14 @@ static struct val *g_range(struct ctx *c, struct val **a, size_t n)
 	else if (n >= 2 && is_num(a[0]) && is_num(a[1])) { start = a[0]->u.num; stop = a[1]->u.num; if (n > 2 && is_num(a[2])) step = a[2]->u.num; }
 	else rfail(c, FTK_EDATA, "%s", "range() needs integer arguments");
 	if (step == 0) rfail(c, FTK_EDATA, "%s", "range() step must not be zero");
+	/* refuse up front what the iteration limit would stop anyway, and a
+	 * range whose step is lost in its start's rounding (JavaScript's
+	 * range(1e17, 1e17 + 10) never ends) */
+	double count = ceil((stop - start) / step);
+	if (count > 0 && start + step == start)
+		rfail(c, FTK_ELIMIT, "range() would never end: its step is lost in the rounding of %.17g (the iteration limit)", start);
+	if (count > (double)(c->max_steps - c->steps))
+		rfail(c, FTK_ELIMIT, "range() of %.17g items goes past %zu steps (the iteration limit)", count, c->max_steps);
 	struct list *l = mklist(c);
 	for (double i = start; step > 0 ? i < stop : i > stop; i += step) list_push(c, l, mknum(c, i, 0));
 	return mklistval(c, l);
@@ -2275,19 +1353,19 @@ static struct val *call_macro(struct ctx *c, struct func *f, struct val **args, 
 	for (size_t i = 0; i < m->nkids2; i++) {
 		struct node *p = m->kids2[i];
 		struct val *v = i < na ? args[i] : NULL;
-		if (!v && kw) v = dict_get(kw, p->s, p->sl);
+		if (!v && kw) v = dict_get(NULL, kw, p->s, p->sl);
 		scope_set(c, s, p->s, p->sl, v ? v : &V_UNDEF_S);
 	}
 	for (size_t i = 0; i < m->nkids2; i++) {
 		struct node *p = m->kids2[i];
-		if ((i >= na && !(kw && dict_get(kw, p->s, p->sl))) && p->a) scope_set(c, s, p->s, p->sl, eval(c, p->a, s));
+		if ((i >= na && !(kw && dict_get(NULL, kw, p->s, p->sl))) && p->a) scope_set(c, s, p->s, p->sl, eval(c, p->a, s));
 	}
-	struct strbuf *saved = c->out, *buf = tmpbuf(c);
+	struct strbuf *saved = c->out, *buf = sb_new(c);
 	c->out = buf;
 	exec_body(c, m->kids, m->nkids, s);
 	c->out = saved;
 	c->flow = FLOW_NONE;
-	return mkstr(c, buf->buf, buf->len, -1);
+	return mkstr_sb(c, buf, -1);
 }
 
 static struct val *call_value(struct ctx *c, struct val *fn, struct val **args, size_t na, struct dict *kw)
@@ -2300,7 +1378,7 @@ static struct val *call_value(struct ctx *c, struct val *fn, struct val **args, 
 		struct dict *d = f->self->u.dict;
 		if (!strcmp(f->name, "get")) {
 			if (!na || args[0]->t != V_STR) rfail(c, FTK_EDATA, "%s", "get() needs a string key");
-			struct val *v = dict_get(d, args[0]->u.str.s, args[0]->u.str.n);
+			struct val *v = dict_get(c, d, args[0]->u.str.s, args[0]->u.str.n);
 			return v ? v : na > 1 ? args[1] : &V_NONE_S;
 		}
 		struct val tmp = *f->self;
@@ -2314,17 +1392,28 @@ static struct val *call_value(struct ctx *c, struct val *fn, struct val **args, 
 	if (!strcmp(f->name, "strftime_now")) return g_strftime(c, args, na);
 	if (!strcmp(f->name, "namespace")) return g_namespace(c, args, na, kw);
 	if (!strcmp(f->name, "raise_exception")) {
-		struct strbuf sb = STRBUF_INIT;
-		for (size_t i = 0; i < na; i++) { if (i) strbuf_addch(&sb, ','); to_raw_text(c, &sb, args[i]); }
+		struct strbuf *sb = sb_new(c);
+		for (size_t i = 0; i < na; i++) { if (i) strbuf_addch(sb, ','); to_raw_text(c, sb, args[i]); }
 		char msg[600];
-		snprintf(msg, sizeof(msg), "%s", sb.buf);
-		strbuf_release(&sb);
+		snprintf(msg, sizeof(msg), "%s", sb->buf);
+		scr_free(c, sb);
 		rfail(c, FTK_EDATA, "%s", msg);
 	}
 	rfail(c, FTK_EUNSUPPORTED, "unsupported function '%s'", f->name);
 }
 
+static struct val *eval_node(struct ctx *c, struct node *n, struct scope *s);
+
 static struct val *eval(struct ctx *c, struct node *n, struct scope *s)
+{
+	enter(c);
+	tick(c, 1);
+	struct val *v = eval_node(c, n, s);
+	c->depth--;
+	return v;
+}
+
+static struct val *eval_node(struct ctx *c, struct node *n, struct scope *s)
 {
 	c->line = n->line;
 	switch (n->t) {
@@ -2471,6 +1560,7 @@ static void exec_for(struct ctx *c, struct node *n, struct scope *outer)
 	size_t N = items->n;
 	int any = 0;
 	for (size_t i = 0; i < N; i++) {
+		tick(c, 1);
 		struct val *loop = mkval(c, V_DICT);
 		loop->u.dict = mkdict(c);
 		dict_set(c, loop->u.dict, "index", 5, mknum(c, (double)i + 1, 0));
@@ -2506,9 +1596,10 @@ static void exec_for(struct ctx *c, struct node *n, struct scope *outer)
 
 static void exec_body(struct ctx *c, struct node **kids, size_t nk, struct scope *s)
 {
-	if (++c->depth > 200) rfail(c, FTK_ELIMIT, "%s", "template nesting deeper than 200 levels");
+	enter(c);
 	for (size_t i = 0; i < nk && c->flow == FLOW_NONE; i++) {
 		struct node *n = kids[i];
+		tick(c, 1);
 		c->line = n->line;
 		switch (n->t) {
 		case N_TEXT: emit_str(c, n->s, n->sl, -1); break;
@@ -2521,11 +1612,11 @@ static void exec_body(struct ctx *c, struct node **kids, size_t nk, struct scope
 		case N_SET:
 			if (n->a) assign(c, n->b, eval(c, n->a, s), s);
 			else {
-				struct strbuf *saved = c->out, *buf = tmpbuf(c);
+				struct strbuf *saved = c->out, *buf = sb_new(c);
 				c->out = buf;
 				exec_body(c, n->kids, n->nkids, s);
 				c->out = saved;
-				assign(c, n->b, mkstr(c, buf->buf, buf->len, -1), s);
+				assign(c, n->b, mkstr_sb(c, buf, -1), s);
 			}
 			break;
 		case N_MACRO: {
@@ -2546,6 +1637,9 @@ static void exec_body(struct ctx *c, struct node **kids, size_t nk, struct scope
 	c->depth--;
 }
 
+static size_t sat_add(size_t a, size_t b) { return a > SIZE_MAX - b ? SIZE_MAX : a + b; }
+static size_t sat_mul(size_t a, size_t b) { return b && a > SIZE_MAX / b ? SIZE_MAX : a * b; }
+
 static struct val *mkbuiltin(struct ctx *c, const char *name)
 {
 	struct val *f = mkval(c, V_FUNC);
@@ -2565,6 +1659,16 @@ int ftk_jinja_render(const struct ftk_jinja *t, const cJSON *vars, struct ftk_ji
 	c->opts = opts;
 	c->cur_iter = -1;
 	if (opts) opts->n_iters = 0;
+	const struct ftk_jinja_limits *lim = opts ? opts->limits : NULL;
+	c->max_depth = lim && lim->max_depth ? lim->max_depth : FTK_JINJA_MAX_DEPTH;
+	c->max_steps = lim && lim->max_steps ? lim->max_steps : FTK_JINJA_MAX_STEPS;
+	/* the variables load under the fixed limits; their size then widens them */
+	size_t max_output = lim && lim->max_output ? lim->max_output : FTK_JINJA_MAX_OUTPUT;
+	size_t max_memory = lim && lim->max_memory ? lim->max_memory : FTK_JINJA_MAX_MEMORY;
+	c->max_output = max_output;
+	c->mem_limit = c->ar.limit = max_memory;
+	c->ar.over = mem_over;
+	c->ar.ctx = c;
 	if (setjmp(c->jb)) {
 		rc = err ? err->code : FTK_EDATA;
 		if (!rc) rc = FTK_EDATA;
@@ -2606,11 +1710,14 @@ int ftk_jinja_render(const struct ftk_jinja *t, const cJSON *vars, struct ftk_ji
 		}
 		scope_set(c, g, it->string, strlen(it->string), v);
 	}
+	c->max_output = sat_add(max_output, sat_mul(FTK_JINJA_OUTPUT_PER_BYTE, c->var_bytes));
+	c->mem_limit = sat_add(max_memory, sat_mul(FTK_JINJA_MEMORY_PER_BYTE, c->var_bytes));
+	c->ar.limit = sat_add(c->ar.total, c->mem_limit);
 	struct scope *top = scope_new(c, g);
 	exec_body(c, t->root->kids, t->root->nkids, top);
 done:
-	for (size_t i = 0; i < c->ntmp; i++) { strbuf_release(c->tmp[i]); free(c->tmp[i]); }
-	free(c->tmp);
+	for (size_t i = 0; i < c->nscr; i++) scr_release(&c->scr[i]);
+	free(c->scr);
 	arena_free(&c->ar);
 	free(c);
 	return rc;

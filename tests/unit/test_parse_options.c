@@ -1,0 +1,348 @@
+/*
+ * test_parse_options.c: the option table of cli/parse-options.h.
+ *
+ * Parsing ends in exit() on errors, --help and --version, so each case runs
+ * the parser in a child process with stdout and stderr in a file, and checks
+ * the exit status and the exact text: the parsed values (printed by the
+ * child), the usage errors' one wording, the suggestions and the help.
+ */
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include "testutil.h"
+#include "cli/parse-options.h"
+#include "cli/tool.h"
+
+static int sub_called;
+static int sub_a(int argc, char **argv) { (void)argc; (void)argv; return 11; }
+static int sub_b(int argc, char **argv) { (void)argc; (void)argv; return 12; }
+
+static struct ftk_strlist seen_cb;
+static void note_cb(const struct ftk_option *o, const char *arg)
+{
+	(void)o;
+	FTK_ALLOC_GROW(seen_cb.v, seen_cb.n + 1, seen_cb.alloc);
+	seen_cb.v[seen_cb.n++] = arg ? arg : "(none)";
+}
+
+/* The table every parse case uses; prints what it parsed. */
+static void parse_and_print(int argc, char **argv)
+{
+	int quiet = 0, verbose = 0, quant = 0, n = 5;
+	long big = 0;
+	double temp = 1.0;
+	const char *format = "auto", *output = NULL;
+	struct ftk_strlist runs = { 0 };
+	struct ftk_option opts[] = {
+		FTK_OPT_GROUP("Options"),
+		FTK_OPT_STRING('f', "format", &format, "FMT", "the format"),
+		FTK_OPT_STRING(0, "format-version", &output, "V", "a longer name the short one begins"),
+		FTK_OPT_INT('n', "count", &n, "N", 1, 100, "how many\n(second line)"),
+		FTK_OPT_LONG(0, "big", &big, "N", 0, LONG_MAX, "a long"),
+		FTK_OPT_DOUBLE('t', "temperature", &temp, "T", 0, 2, "sampling temperature"),
+		FTK_OPT_CHOICE(0, "quant", &quant, NULL, "nf4|none", "quantization"),
+		FTK_OPT_STRING_LIST(0, "run", &runs, "NAME", "a run (repeatable)"),
+		FTK_OPT_CALLBACK(0, "note", NULL, "TEXT", note_cb, "a callback"),
+		FTK_OPT_CALLBACK_NOARG(0, "ping", NULL, note_cb, "a callback without a value"),
+		FTK_OPT_FLAG('q', "quiet", &quiet, "no summary"),
+		FTK_OPT_FLAG('v', "verbose", &verbose, "more"),
+		FTK_OPT_HIDDEN_FLAG("secret", &verbose),
+		FTK_OPT_HELP(),
+		FTK_OPT_VERSION(),
+		FTK_OPT_TEXT("Exit status: 0, 1, 2.\n"),
+		FTK_OPT_END(),
+	};
+	static const char *const usage[] = { "ftk-x [options] [FILE...]", "", "Frob records.", NULL };
+	ftk_progname = "ftk-x";
+	int left = ftk_parse_options(argc, argv, "ftk-x", opts, usage);
+	printf("format=%s fv=%s n=%d big=%ld temp=%g quant=%d quiet=%d verbose=%d", format,
+	       output ? output : "-", n, big, temp, quant, quiet, verbose);
+	for (size_t i = 0; i < runs.n; i++)
+		printf(" run=%s", runs.v[i]);
+	for (size_t i = 0; i < seen_cb.n; i++)
+		printf(" cb=%s", seen_cb.v[i]);
+	printf(" args=%d:", left);
+	for (int i = 0; i < left; i++)
+		printf(" [%s]", argv[i]);
+	if (argv[left] != NULL)
+		printf(" NOT-NULL-TERMINATED");
+	printf("\n");
+	ftk_strlist_release(&runs);
+}
+
+static void parse_sub(int argc, char **argv)
+{
+	ftk_subcommand_fn fn = NULL;
+	struct ftk_option opts[] = {
+		FTK_OPT_GROUP("Commands"),
+		FTK_OPT_SUBCOMMAND("estimate", &fn, sub_a, "predict"),
+		FTK_OPT_SUBCOMMAND("report", &fn, sub_b, "totals"),
+		FTK_OPT_HELP(),
+		FTK_OPT_END(),
+	};
+	ftk_progname = "ftk-y";
+	int left = ftk_parse_options(argc, argv, "ftk-y", opts, NULL);
+	printf("fn=%d args=%d:", fn ? fn(0, NULL) : 0, left);
+	for (int i = 0; i < left; i++)
+		printf(" [%s]", argv[i]);
+	printf("\n");
+}
+
+struct result {
+	int rc;
+	char text[8192];	/* stdout then stderr, as written */
+};
+
+/* Run fn on the NULL-terminated words in a child; collect its exit status and output. */
+static void run(void (*fn)(int, char **), struct result *r, ...)
+{
+	char *argv[32];
+	int argc = 0;
+	va_list ap;
+	va_start(ap, r);
+	argv[argc++] = "ftk-x";
+	for (char *w; (w = va_arg(ap, char *));)
+		argv[argc++] = w;
+	va_end(ap);
+	argv[argc] = NULL;
+	FILE *tmp = tmpfile();
+	ck_assert_ptr_nonnull(tmp);
+	fflush(NULL);
+	pid_t pid = fork();
+	if (pid == 0) {
+		dup2(fileno(tmp), 1);
+		dup2(fileno(tmp), 2);
+		setvbuf(stdout, NULL, _IONBF, 0);
+		fn(argc, argv);
+		exit(0);
+	}
+	int st;
+	waitpid(pid, &st, 0);
+	r->rc = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+	rewind(tmp);
+	size_t n = fread(r->text, 1, sizeof(r->text) - 1, tmp);
+	r->text[n] = '\0';
+	fclose(tmp);
+	(void)sub_called;
+}
+
+#define EXPECT(r, code, txt)                                                     \
+	do {                                                                     \
+		ck_assert_msg((r).rc == (code), "exit %d, not %d: %s", (r).rc, code, (r).text); \
+		ck_assert_str_eq((r).text, txt);                                 \
+	} while (0)
+
+START_TEST(forms_getopt_users_expect)
+{
+	struct result r;
+	run(parse_and_print, &r, "--format=chat", "a", "-n", "7", "b", "--big", "9", NULL);
+	EXPECT(r, 0, "format=chat fv=- n=7 big=9 temp=1 quant=0 quiet=0 verbose=0 args=2: [a] [b]\n");
+	/* -xVAL, bundled flags, a lone '-' is an argument, '--' ends the options */
+	run(parse_and_print, &r, "-fjson", "-qv", "-", "--", "-n", "--big", NULL);
+	EXPECT(r, 0, "format=json fv=- n=5 big=0 temp=1 quant=0 quiet=1 verbose=1 args=3: [-] [-n] [--big]\n");
+	/* bundled flags ending in one that takes a value, which is the next word */
+	run(parse_and_print, &r, "-qn", "3", NULL);
+	EXPECT(r, 0, "format=auto fv=- n=3 big=0 temp=1 quant=0 quiet=1 verbose=0 args=0:\n");
+	/* a unique prefix; an exact name wins over a longer one it begins */
+	run(parse_and_print, &r, "--temp", "0.5", "--format", "x", "--format-v=2", NULL);
+	EXPECT(r, 0, "format=x fv=2 n=5 big=0 temp=0.5 quant=0 quiet=0 verbose=0 args=0:\n");
+	/* a value that starts with '-' is still the value */
+	run(parse_and_print, &r, "--format", "-q", NULL);
+	EXPECT(r, 0, "format=-q fv=- n=5 big=0 temp=1 quant=0 quiet=0 verbose=0 args=0:\n");
+	/* repeatable strings in order, callbacks, choices, a hidden flag */
+	run(parse_and_print, &r, "--run", "a", "--note=x", "--run=b", "--ping", "--quant", "none",
+	    "--secret", NULL);
+	EXPECT(r, 0, "format=auto fv=- n=5 big=0 temp=1 quant=1 quiet=0 verbose=1 run=a run=b cb=x "
+		     "cb=(none) args=0:\n");
+}
+END_TEST
+
+START_TEST(one_wording_for_errors)
+{
+	struct result r;
+	const char *hint = "Try 'ftk-x --help' for more information.\n";
+	char want[1024];
+#define ERR(msg) (snprintf(want, sizeof(want), "ftk-x: %s\n%s", msg, hint), want)
+	run(parse_and_print, &r, "-n", "0", NULL);
+	EXPECT(r, 2, ERR("--count needs an integer from 1 to 100, not '0'"));
+	run(parse_and_print, &r, "--count=7x", NULL);
+	EXPECT(r, 2, ERR("--count needs an integer from 1 to 100, not '7x'"));
+	run(parse_and_print, &r, "--big", "-1", NULL);
+	EXPECT(r, 2, ERR("--big needs an integer of at least 0, not '-1'"));
+	run(parse_and_print, &r, "--big", "99999999999999999999", NULL);
+	EXPECT(r, 2, ERR("--big needs an integer of at least 0, not '99999999999999999999'"));
+	run(parse_and_print, &r, "-t", "nan", NULL);
+	EXPECT(r, 2, ERR("--temperature needs a number from 0 to 2, not 'nan'"));
+	run(parse_and_print, &r, "--temperature=", NULL);
+	EXPECT(r, 2, ERR("--temperature needs a number from 0 to 2, not ''"));
+	run(parse_and_print, &r, "--quant", "nf5", NULL);
+	EXPECT(r, 2, ERR("--quant needs one of nf4|none, not 'nf5'"));
+	run(parse_and_print, &r, "--format", NULL);
+	EXPECT(r, 2, ERR("option '--format' needs a value"));
+	run(parse_and_print, &r, "-n", NULL);
+	EXPECT(r, 2, ERR("option '--count' needs a value"));
+	run(parse_and_print, &r, "--quiet=yes", NULL);
+	EXPECT(r, 2, ERR("option '--quiet' takes no value"));
+	run(parse_and_print, &r, "--form", "x", NULL);
+	EXPECT(r, 2, ERR("ambiguous option '--form' (could be '--format', '--format-version')"));
+	run(parse_and_print, &r, "-z", NULL);
+	EXPECT(r, 2, ERR("unknown option '-z'"));
+	/* hidden options are parsed but never suggested */
+	run(parse_and_print, &r, "--secrets", NULL);
+	EXPECT(r, 2, ERR("unknown option '--secrets'"));
+#undef ERR
+}
+END_TEST
+
+START_TEST(did_you_mean)
+{
+	struct result r;
+	const char *hint = "Try 'ftk-x --help' for more information.\n";
+	char want[1024];
+#define ERR(msg) (snprintf(want, sizeof(want), "ftk-x: %s\n%s", msg, hint), want)
+	/* two letters swapped */
+	run(parse_and_print, &r, "--fromat", "x", NULL);
+	EXPECT(r, 2, ERR("unknown option '--fromat'; did you mean '--format'?"));
+	/* a letter missing, a letter wrong */
+	run(parse_and_print, &r, "--verbse", NULL);
+	EXPECT(r, 2, ERR("unknown option '--verbse'; did you mean '--verbose'?"));
+	run(parse_and_print, &r, "--quiat", NULL);
+	EXPECT(r, 2, ERR("unknown option '--quiat'; did you mean '--quiet'?"));
+	/* two letters wrong is a guess, not a slip */
+	run(parse_and_print, &r, "--qoiat", NULL);
+	EXPECT(r, 2, ERR("unknown option '--qoiat'"));
+	/* nothing near */
+	run(parse_and_print, &r, "--xyzzy-plugh", NULL);
+	EXPECT(r, 2, ERR("unknown option '--xyzzy-plugh'"));
+	/* a long name with one dash: parsed as short options until one is unknown */
+	run(parse_and_print, &r, "-verbose", NULL);
+	EXPECT(r, 2, ERR("unknown option '-e'; did you mean '--verbose'?"));
+	run(parse_and_print, &r, "-ping", NULL);
+	EXPECT(r, 2, ERR("unknown option '-p'; did you mean '--ping'?"));
+	/* ... or that takes the rest as its value, as getopt does */
+	run(parse_and_print, &r, "-format", NULL);
+	EXPECT(r, 0, "format=ormat fv=- n=5 big=0 temp=1 quant=0 quiet=0 verbose=0 args=0:\n");
+	run(parse_and_print, &r, "-note", NULL);
+	EXPECT(r, 2, ERR("--count needs an integer from 1 to 100, not 'ote'"));
+#undef ERR
+}
+END_TEST
+
+START_TEST(subcommands)
+{
+	struct result r;
+	run(parse_sub, &r, "report", "--json", "x", NULL);
+	EXPECT(r, 0, "fn=12 args=3: [report] [--json] [x]\n");
+	run(parse_sub, &r, "--", "estimate", NULL);
+	EXPECT(r, 0, "fn=11 args=1: [estimate]\n");
+	run(parse_sub, &r, "estimat", NULL);
+	EXPECT(r, 2, "ftk-y: unknown command 'estimat'; did you mean 'estimate'?\n"
+		     "Try 'ftk-y --help' for more information.\n");
+	run(parse_sub, &r, "frobnicate", NULL);
+	EXPECT(r, 2, "ftk-y: unknown command 'frobnicate'\nTry 'ftk-y --help' for more information.\n");
+	run(parse_sub, &r, NULL);
+	EXPECT(r, 2, "ftk-y: a command is required (estimate, report)\n"
+		     "Try 'ftk-y --help' for more information.\n");
+	run(parse_sub, &r, "--help", NULL);
+	EXPECT(r, 0, "usage: ftk-y [options]\n\nCommands:\n"
+		     "  estimate             predict\n"
+		     "  report               totals\n"
+		     "  -h, --help           show this help\n");
+}
+END_TEST
+
+START_TEST(help_from_the_table)
+{
+	struct result r;
+	run(parse_and_print, &r, "--count", "3", "-h", "--bogus", NULL);
+	EXPECT(r, 0,
+	       "usage: ftk-x [options] [FILE...]\n"
+	       "\n"
+	       "Frob records.\n"
+	       "\n"
+	       "Options:\n"
+	       "  -f, --format FMT     the format\n"
+	       "      --format-version V  a longer name the short one begins\n"
+	       "  -n, --count N        how many\n"
+	       "                       (second line)\n"
+	       "      --big N          a long\n"
+	       "  -t, --temperature T  sampling temperature\n"
+	       "      --quant nf4|none  quantization\n"
+	       "      --run NAME       a run (repeatable)\n"
+	       "      --note TEXT      a callback\n"
+	       "      --ping           a callback without a value\n"
+	       "  -q, --quiet          no summary\n"
+	       "  -v, --verbose        more\n"
+	       "  -h, --help           show this help\n"
+	       "      --version        show the version\n"
+	       "Exit status: 0, 1, 2.\n");
+	run(parse_and_print, &r, "--version", NULL);
+	EXPECT(r, 0, "ftk-x " FTK_VERSION "\n");
+	run(parse_and_print, &r, "--ftk-completion-helper", NULL);
+	EXPECT(r, 0,
+	       "opt\t--format\t-f\t1\t\tthe format\n"
+	       "opt\t--format-version\t\t1\t\ta longer name the short one begins\n"
+	       "opt\t--count\t-n\t1\t\thow many\n"
+	       "opt\t--big\t\t1\t\ta long\n"
+	       "opt\t--temperature\t-t\t1\t\tsampling temperature\n"
+	       "opt\t--quant\t\t1\tnf4|none\tquantization\n"
+	       "opt\t--run\t\t1\t\ta run (repeatable)\n"
+	       "opt\t--note\t\t1\t\ta callback\n"
+	       "opt\t--ping\t\t0\t\ta callback without a value\n"
+	       "opt\t--quiet\t-q\t0\t\tno summary\n"
+	       "opt\t--verbose\t-v\t0\t\tmore\n"
+	       "opt\t--help\t-h\t0\t\tshow this help\n"
+	       "opt\t--version\t\t0\t\tshow the version\n");
+}
+END_TEST
+
+START_TEST(distances_as_git)
+{
+	/* the textbook pair, unit weights: 3 edits */
+	ck_assert_int_eq(ftk_levenshtein("kitten", "sitting", 1, 1, 1, 1), 3);
+	/* a swap of neighbours is one edit with w = 1, free with git's w = 0 */
+	ck_assert_int_eq(ftk_levenshtein("ab", "ba", 1, 1, 1, 1), 1);
+	ck_assert_int_eq(ftk_levenshtein("fromat", "format", 0, 2, 1, 3), 0);
+	/* insertions cost a, deletions d: direction matters */
+	ck_assert_int_eq(ftk_levenshtein("dedup", "dedupe", 0, 2, 1, 3), 1);
+	ck_assert_int_eq(ftk_levenshtein("dedupe", "dedup", 0, 2, 1, 3), 3);
+	ck_assert_int_eq(ftk_levenshtein("", "abc", 0, 2, 1, 3), 3);
+	ck_assert_int_eq(ftk_levenshtein("abc", "", 0, 2, 1, 3), 9);
+
+	const char *verbs[] = { "convert", "decontam", "dedupe", "filter", "sample", "scrub",
+				"split", "stats", "tokenize", "train", "validate" };
+	size_t idx[8];
+	size_t k = ftk_similar("dedup", verbs, FTK_ARRAY_SIZE(verbs), idx, 8, FTK_SIMILAR_COMMANDS);
+	ck_assert_uint_eq(k, 1);
+	ck_assert_str_eq(verbs[idx[0]], "dedupe");
+	k = ftk_similar("spilt", verbs, FTK_ARRAY_SIZE(verbs), idx, 8, FTK_SIMILAR_COMMANDS);
+	ck_assert_uint_eq(k, 1);
+	ck_assert_str_eq(verbs[idx[0]], "split");
+	/* "s" begins four verbs: all are offered */
+	k = ftk_similar("s", verbs, FTK_ARRAY_SIZE(verbs), idx, 8, FTK_SIMILAR_COMMANDS);
+	ck_assert_uint_eq(k, 4);
+	k = ftk_similar("kubernetes", verbs, FTK_ARRAY_SIZE(verbs), idx, 8, FTK_SIMILAR_COMMANDS);
+	ck_assert_uint_eq(k, 0);
+	/* options and subcommands take a slip only: two substitutions are a guess */
+	const char *opts[] = { "roles", "format", "show" };
+	ck_assert_uint_eq(ftk_similar("bogus", opts, 3, idx, 8, FTK_SIMILAR_COMMANDS), 1);
+	ck_assert_uint_eq(ftk_similar("bogus", opts, 3, idx, 8, FTK_SIMILAR_OPTIONS), 0);
+	ck_assert_uint_eq(ftk_similar("rolse", opts, 3, idx, 8, FTK_SIMILAR_OPTIONS), 1);
+}
+END_TEST
+
+static Suite *parse_options_suite(void)
+{
+	Suite *s = suite_create("parse_options");
+	TCase *tc = tcase_create("core");
+	tcase_add_test(tc, forms_getopt_users_expect);
+	tcase_add_test(tc, one_wording_for_errors);
+	tcase_add_test(tc, did_you_mean);
+	tcase_add_test(tc, subcommands);
+	tcase_add_test(tc, help_from_the_table);
+	tcase_add_test(tc, distances_as_git);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+FTK_TEST_MAIN(parse_options_suite)
