@@ -70,6 +70,7 @@ CMD_OBJ := $(patsubst %.c,$(B)/%.o,$(CMD_SRC))
 
 PROGRAMS := $(BIN)/ftk $(addprefix $(BIN)/ftk-,$(VERBS))
 
+CUDA_LIB := $(B)/model/libftkcuda.so
 # CUDA: built whenever nvcc is found (see model/).
 NVCC ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
 # The CUDA backend is a shared object the programs dlopen for --device cuda
@@ -81,7 +82,7 @@ ifneq ($(NVCC),)
     -gencode arch=compute_90,code=[sm_90,compute_90]
   NVCC_FLAGS := -O2 -std=c++17 -I. -Ilib $(NVCC_ARCH) -Werror all-warnings \
     -Xcompiler -fPIC,-Wall,-Wextra,-Wno-unused-parameter,-Werror
-  CUDA_OBJS := $(B)/model/libftkcuda.so $(B)/tests/ops_shared_cu.o
+  CUDA_OBJS := $(CUDA_LIB) $(B)/tests/ops_shared_cu.o
 else
   CUDA_OBJS :=
   $(info ftk: nvcc not found: the CUDA backend (libftkcuda.so) is left out; --device cuda will say so)
@@ -107,11 +108,11 @@ ifneq ($(MPI_LIBS),)
   LDLIBS += $(MPI_LIBS)
 endif
 
-.PHONY: all cuda check check-run check-gpu unit cli deps demo demo-run install fuzz clean
+.PHONY: all cuda check check-run check-gpu check-gpu-full unit cli deps demo demo-run install fuzz clean
 all: $(PROGRAMS) $(ALL_CUDA)
 cuda: $(CUDA_OBJS)
 
-$(B)/model/libftkcuda.so: model/backend_cuda.cu model/backend.h model/ops.h \
+$(CUDA_LIB): model/backend_cuda.cu model/backend.h model/ops.h \
   model/optim_ops.h model/nf4.h model/flash_kernels.h
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCC_FLAGS) -shared -cudart shared -o $@ $< -L$(CUDA_HOME)/lib64 -lcublas \
@@ -173,7 +174,7 @@ $(B)/tests/test_nf4_kernels: model/nf4_kernels.h
 
 unit: $(UNIT_BIN)
 # the fused NF4 kernels' bodies, compiled into both
-$(B)/model/libftkcuda.so $(B)/tests/test_nf4_kernels: model/nf4_kernels.h
+$(CUDA_LIB) $(B)/tests/test_nf4_kernels: model/nf4_kernels.h
 cli: $(PROGRAMS)
 
 # `make check` first makes sure the packages are there (a no-op when they are),
@@ -198,6 +199,12 @@ check-gpu: $(PROGRAMS) $(CUDA_OBJS)
 	@fail=0; for p in $(DEV_CUDA_PROGS); do echo "== dev/cuda/$$p (quick)"; \
 	  FTK_DEV_QUICK=1 $(abspath $(B))/dev-cuda/$$p || fail=1; done; \
 	  if [ $$fail = 0 ]; then echo "dev/cuda: PASS"; else echo "dev/cuda: FAIL"; exit 1; fi
+
+# The first run on a GPU machine, one command: build, check-gpu, training
+# against the CPU, timings and the plan against nvidia-smi, all into OUT
+# (default gpu-out/; docs/gpu.md "One command for a first GPU").
+check-gpu-full:
+	@OUT="$${OUT:-$(abspath gpu-out)}" sh tools/gpu-check.sh
 
 # ---------------------------------------------------------------- other
 # slurm-wlm and munge: tests/cli/slurm-* start a private one-node Slurm;
@@ -226,18 +233,16 @@ $(B)/completion/_ftk: $(BIN)/ftk
 	@mkdir -p $(dir $@)
 	$(BIN)/ftk --completion zsh > $@.tmp && mv $@.tmp $@
 
-# The CUDA backend goes where the programs look for it (model/device.c:
-# ../lib/ftk/ beside bin/), when this build has it (see CUDA above).
 BASHCOMPDIR = $(PREFIX)/share/bash-completion/completions
 ZSHCOMPDIR = $(PREFIX)/share/zsh/site-functions
+# The CUDA backend goes where the programs look for it (model/device.c:
+# ../lib/ftk/ beside bin/), when this build has it (see CUDA above).
 install: all $(COMPLETIONS)
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1
 	install -m 755 $(PROGRAMS) $(DESTDIR)$(PREFIX)/bin/
 	@if ls docs/man/*.1 >/dev/null 2>&1; then install -m 644 docs/man/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/; fi
-	@if [ -f $(B)/model/libftkcuda.so ]; then \
-	  echo "install -m 755 $(B)/model/libftkcuda.so $(DESTDIR)$(PREFIX)/lib/ftk/"; \
-	  install -d $(DESTDIR)$(PREFIX)/lib/ftk && \
-	  install -m 755 $(B)/model/libftkcuda.so $(DESTDIR)$(PREFIX)/lib/ftk/; \
+	@if [ -f $(CUDA_LIB) ]; then set -x; \
+	  install -d $(DESTDIR)$(PREFIX)/lib/ftk && install -m 755 $(CUDA_LIB) $(DESTDIR)$(PREFIX)/lib/ftk/; \
 	else echo "install: no CUDA backend in this build (make cuda, or CUDA=1, builds it)"; fi
 	install -d $(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(ZSHCOMPDIR)
 	install -m 644 $(B)/completion/ftk.bash $(DESTDIR)$(BASHCOMPDIR)/ftk

@@ -56,6 +56,16 @@ void warning(const char *fmt, ...)
 	va_end(ap);
 }
 
+int error_at(const struct ftk_error *e)
+{
+	return error("%s", FTK_ERROR_TEXT(e));
+}
+
+void die_at(const struct ftk_error *e)
+{
+	die("%s", FTK_ERROR_TEXT(e));
+}
+
 static void on_fatal_signal(int sig)
 {
 	ftk_cleanup_run();
@@ -65,7 +75,7 @@ static void on_fatal_signal(int sig)
 
 static void cleanup_at_exit(void)
 {
-	ftk_cleanup_run();
+	ftk_cleanup_run_at_exit();
 }
 
 void ftk_tool_cleanup_install(void)
@@ -265,8 +275,7 @@ int ftk_tool_next(struct ftk_tool *t, struct ftk_line *line)
 		int rc = ftk_reader_next(t->reader, line, &err);
 		if (rc <= 0) {
 			if (rc < 0) {
-				char buf[1200];
-				error("%s", ftk_error_format(&err, buf, sizeof(buf)));
+				error_at(&err);
 				t->failed = 1;
 				ftk_tool_count(t, rc == FTK_ETRUNC ? "truncated-input" : "read-error", 1);
 			}
@@ -467,9 +476,8 @@ void ftk_tool_reject(struct ftk_tool *t, const struct ftk_line *line, const char
 
 void ftk_tool_error_at(struct ftk_tool *t, const struct ftk_error *e)
 {
-	char buf[1400];
 	(void)t;
-	error("%s", ftk_error_format(e, buf, sizeof(buf)));
+	error_at(e);
 }
 
 static int cmp_count(const void *a, const void *b)

@@ -254,6 +254,14 @@ void ftk_tool_cleanup_install(void);
 int error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 void warning(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/*
+ * Print a library's error as "ftk-x: file:line: field: msg" (the parts it
+ * has, ftk_error_format) to stderr, never cut short.  error_at() returns -1,
+ * die_at() exits 1.  With more words around it: FTK_ERROR_TEXT (lib/err.h).
+ */
+int error_at(const struct ftk_error *e);
+void die_at(const struct ftk_error *e) __attribute__((noreturn));
 /* The program name used by error/die/warning ("ftk-validate"). */
 extern const char *ftk_progname;
 

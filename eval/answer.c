@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "lib/json.h"
+#include "lib/openai.h"
 #include "lib/stream.h"
 #include "lib/strbuf.h"
 #include "run_int.h"
@@ -68,24 +69,35 @@ long answer_repair_utf8(cJSON *v)
 	return n;
 }
 
-void answer_from_message(struct answer *a, const cJSON *msg)
+/* Copy what a protocol reply says into a (text copied, the rest borrowed). */
+static void from_reply(struct answer *a, const struct ftk_openai_reply *r)
 {
-	const cJSON *content = cJSON_GetObjectItemCaseSensitive(msg, "content");
 	strbuf_reset(&a->text_buf);
-	if (cJSON_IsString(content)) {
-		strbuf_addstr(&a->text_buf, content->valuestring);
-		a->text = a->text_buf.buf;
-	} else if (cJSON_IsArray(content)) {
-		const cJSON *p;
-		cJSON_ArrayForEach(p, content)
-		{
-			const char *t = ftk_json_get_str(p, "text");
-			if (t)
-				strbuf_addstr(&a->text_buf, t);
-		}
+	a->text = NULL;
+	if (r->text) {
+		strbuf_addstr(&a->text_buf, r->text);
 		a->text = a->text_buf.buf;
 	}
-	answer_set_tool_calls(a, cJSON_GetObjectItemCaseSensitive(msg, "tool_calls"));
+	answer_set_tool_calls(a, r->tool_calls);
+}
+
+void answer_from_message(struct answer *a, const cJSON *msg)
+{
+	struct ftk_openai_reply r;
+	ftk_openai_reply_from_message(msg, &r);
+	from_reply(a, &r);
+	ftk_openai_reply_release(&r);
+}
+
+void answer_from_chat(struct answer *a, const cJSON *resp)
+{
+	struct ftk_openai_reply r;
+	ftk_openai_reply_read(resp, &r);
+	from_reply(a, &r);
+	a->finish_reason = r.finish_reason;
+	a->prompt_tokens = r.prompt_tokens;
+	a->completion_tokens = r.completion_tokens;
+	ftk_openai_reply_release(&r);
 }
 
 void answer_from_result(struct answer *a, const cJSON *line)
@@ -122,16 +134,6 @@ void answer_set_tool_calls(struct answer *a, const cJSON *tc)
 		a->tool_calls = NULL;
 	else
 		a->tool_calls = tc;
-}
-
-void answer_from_chat(struct answer *a, const cJSON *resp)
-{
-	const cJSON *c0 = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(resp, "choices"), 0);
-	answer_from_message(a, cJSON_GetObjectItemCaseSensitive(c0, "message"));
-	a->finish_reason = ftk_json_get_str(c0, "finish_reason");
-	const cJSON *u = cJSON_GetObjectItemCaseSensitive(resp, "usage");
-	a->prompt_tokens = json_long(u, "prompt_tokens", -1);
-	a->completion_tokens = json_long(u, "completion_tokens", -1);
 }
 
 static void defect(cJSON **arr, const char *kind, const char *fmt, ...)

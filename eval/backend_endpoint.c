@@ -6,9 +6,9 @@
  * scoring thread (run_int.h, struct score_queue), so that judges that take
  * their time (a judge model's votes) never stop the transfers; the results
  * file grows in completion order, and the final compaction puts it back in
- * suite order.  Replies are cached on disk under the hash of (URL, request
- * body, sample index).  This file also holds the judges' door to a judge
- * model, which speaks the same protocol.
+ * suite order.  The protocol (request bodies, replies, the reply cache keyed
+ * by URL, request body and sample index) is lib/openai.h's.  This file also
+ * holds the judges' door to a judge model, which speaks the same protocol.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -19,10 +19,10 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <xxhash.h>
 #include "judges/judge.h"
 #include "lib/http.h"
 #include "lib/json.h"
+#include "lib/openai.h"
 #include "lib/strbuf.h"
 #include "run_int.h"
 
@@ -30,37 +30,6 @@ struct pending {
 	long unit;
 	char *body;
 };
-
-char *endpoint_chat_url(const char *endpoint)
-{
-	struct strbuf sb = STRBUF_INIT;
-	const char *query = strchr(endpoint, '?');	/* kept at the end */
-	strbuf_add(&sb, endpoint, query ? (size_t)(query - endpoint) : strlen(endpoint));
-	while (sb.len && sb.buf[sb.len - 1] == '/')
-		strbuf_setlen(&sb, sb.len - 1);
-	size_t n = sb.len;
-	if (n >= 17 && !strcmp(sb.buf + n - 17, "/chat/completions"))
-		;
-	else if (n >= 3 && !strcmp(sb.buf + n - 3, "/v1"))
-		strbuf_addstr(&sb, "/chat/completions");
-	else
-		strbuf_addstr(&sb, "/v1/chat/completions");
-	if (query)
-		strbuf_addstr(&sb, query);
-	return strbuf_detach(&sb, NULL);
-}
-
-/* An OpenAI chat completion with at least one choice holding a message. */
-int endpoint_chat_valid(const char *body, size_t len, void *ctx)
-{
-	(void)ctx;
-	cJSON *v = cJSON_ParseWithLength(body, len);
-	const cJSON *ch = v ? cJSON_GetObjectItemCaseSensitive(v, "choices") : NULL;
-	const cJSON *c0 = cJSON_IsArray(ch) ? cJSON_GetArrayItem(ch, 0) : NULL;
-	int ok = c0 && cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(c0, "message"));
-	cJSON_Delete(v);
-	return !ok;
-}
 
 /* The judges' door to a judge model (struct ftk_judge_env.chat). */
 int endpoint_judge_chat(void *vctx, const cJSON *request, cJSON **response, struct ftk_error *err)
@@ -104,79 +73,97 @@ char *endpoint_cache_dir(void)
 	return strbuf_detach(&sb, NULL);
 }
 
-static void cache_path(struct ctx *c, const char *body, long sample, struct strbuf *out)
+/*
+ * A failed request as a work item: the error with the server's own words
+ * (the first 2 KiB of its message: "HTTP 400: the prompt is 2560 tokens, the
+ * context 512"), its cause ("http_400", "timeout", "connect", "connection",
+ * "invalid_response", "other") and whether asking again may help.
+ */
+static void failed_work(struct work *w, const struct ftk_http_result *res)
 {
-	struct strbuf key = STRBUF_INIT;
-	strbuf_addf(&key, "%s\n%s\n%ld", c->chat_url, body, sample);
-	XXH128_hash_t h = XXH3_128bits(key.buf, key.len);
-	strbuf_release(&key);
-	char hex[40];
-	snprintf(hex, sizeof(hex), "%016llx%016llx", (unsigned long long)h.high64,
-		 (unsigned long long)h.low64);
-	strbuf_reset(out);
-	strbuf_addf(out, "%s/%.2s/%s.json", c->cache_dir, hex, hex + 2);
-}
-
-static char *cache_get(struct ctx *c, const char *body, long sample)
-{
-	if (!c->cache_dir)
-		return NULL;
-	struct strbuf p = STRBUF_INIT, data = STRBUF_INIT;
-	cache_path(c, body, sample, &p);
-	char *ret = NULL;
-	if (strbuf_read_file(&data, p.buf) == 0 && !endpoint_chat_valid(data.buf, data.len, NULL))
-		ret = strbuf_detach(&data, NULL);
-	strbuf_release(&data);
-	strbuf_release(&p);
-	return ret;
-}
-
-static void cache_put(struct ctx *c, const char *body, long sample, const char *resp, size_t len)
-{
-	if (!c->cache_dir)
-		return;
-	struct strbuf p = STRBUF_INIT, tmp = STRBUF_INIT;
-	cache_path(c, body, sample, &p);
-	char *slash = strrchr(p.buf, '/');
-	*slash = 0;
-	if (eval_mkdir_p(p.buf, NULL) == 0) {
-		*slash = '/';
-		strbuf_addf(&tmp, "%s.%d.tmp", p.buf, (int)getpid());
-		FILE *f = fopen(tmp.buf, "wb");
-		if (f) {
-			int ok = fwrite(resp, 1, len, f) == len;
-			ok = (fclose(f) == 0) && ok;
-			if (!ok || rename(tmp.buf, p.buf) < 0)
-				unlink(tmp.buf);
-		}
+	struct strbuf sb = STRBUF_INIT;
+	strbuf_addstr(&sb, res->error);
+	if (res->outcome == FTK_HTTP_STATUS && res->body && res->body_len) {
+		struct strbuf m = STRBUF_INIT;
+		ftk_openai_error_message(res->body, res->body_len, 2048, &m);
+		if (m.len)
+			strbuf_addf(&sb, ": %s", m.buf);
+		strbuf_release(&m);
 	}
-	strbuf_release(&tmp);
-	strbuf_release(&p);
+	w->error = strbuf_detach(&sb, NULL);
+	char kind[32];
+	switch (res->outcome) {
+	case FTK_HTTP_STATUS:
+		snprintf(kind, sizeof(kind), "http_%ld", res->status);
+		w->transient = res->status == 408 || res->status == 429 || res->status >= 500;
+		break;
+	case FTK_HTTP_TIMEOUT: snprintf(kind, sizeof(kind), "timeout"); w->transient = 1; break;
+	case FTK_HTTP_CONNECT: snprintf(kind, sizeof(kind), "connect"); w->transient = 1; break;
+	case FTK_HTTP_CONN: snprintf(kind, sizeof(kind), "connection"); w->transient = 1; break;
+	case FTK_HTTP_INVALID: snprintf(kind, sizeof(kind), "invalid_response"); w->transient = 1; break;
+	default: snprintf(kind, sizeof(kind), "other"); w->transient = 0; break;
+	}
+	w->error_kind = xstrdup(kind);
 }
 
-/* The request body for one unit. */
-static char *request_body(struct ctx *c, const struct ftk_eval_case *k, long sample)
+/*
+ * Fail fast: the first question goes alone, once.  An endpoint nobody
+ * answers at, a key it refuses (401, 403) or a model or URL it does not
+ * know (404) stops the run at once, before a suite's worth of retries;
+ * another final answer (a 400 for this one prompt) is that case's result;
+ * a transient failure is left to the ordinary queue and its retries.
+ * Returns 1 when the probe's answer is final (w filled), 0 to queue it, or
+ * a negative code to stop.
+ */
+static int probe(struct ctx *c, const char *body, struct work *w, struct ftk_error *err)
 {
-	cJSON *req = cJSON_CreateObject();
-	cJSON_AddStringToObject(req, "model", c->o->model ? c->o->model : "");
-	cJSON_AddItemToObject(req, "messages", cJSON_Duplicate(k->messages, 1));
-	if (k->tools && cJSON_GetArraySize(k->tools) > 0)
-		cJSON_AddItemToObject(req, "tools", cJSON_Duplicate(k->tools, 1));
-	for (const cJSON *g = c->suite->generation->child; g; g = g->next) {
-		cJSON *v = cJSON_Duplicate(g, 1);
-		if (!strcmp(g->string, "seed") && cJSON_IsNumber(g))
-			cJSON_SetNumberValue(v, g->valuedouble + (double)sample);
-		cJSON_AddItemToObject(req, g->string, v);
+	struct ftk_http_opts o = c->http;
+	o.max_attempts = 1;
+	o.max_in_flight = 1;
+	struct ftk_http_result res;
+	int rc = ftk_http_post(&o, c->chat_url, body, strlen(body), &res, err);
+	if (rc < 0)
+		return rc;
+	char *url = ftk_openai_public_url(c->o->endpoint);
+	struct work tmp;
+	memset(&tmp, 0, sizeof(tmp));
+	if (res.code)
+		failed_work(&tmp, &res);
+	if (res.code == 0) {
+		w->body = res.body;
+		res.body = NULL;
+		rc = 1;
+	} else if (res.outcome == FTK_HTTP_CONNECT) {
+		rc = ftk_error_msg(err, FTK_ENET, "cannot reach the endpoint '%s': %s", url, tmp.error);
+	} else if (res.outcome == FTK_HTTP_STATUS && (res.status == 401 || res.status == 403)) {
+		rc = ftk_error_msg(err, FTK_ENET, "the endpoint '%s' refused the request (%.1500s): check the key (--api-key-env)",
+				   url, tmp.error);
+	} else if (res.outcome == FTK_HTTP_STATUS && res.status == 404) {
+		rc = ftk_error_msg(err, FTK_ENET, "the endpoint '%s' answered %.1500s: is the model '%s' served there, and the URL right?",
+				   url, tmp.error, c->o->model);
+	} else if (!tmp.transient) {
+		w->error = tmp.error;
+		w->error_kind = tmp.error_kind;
+		tmp.error = tmp.error_kind = NULL;
+		rc = 1;
+	} else {
+		rc = 0;
 	}
-	char *s = cJSON_PrintUnformatted(req);
-	cJSON_Delete(req);
-	char *r = xstrdup(s);
-	cJSON_free(s);
-	return r;
+	if (rc == 1) {
+		w->latency_s = res.seconds;
+		w->attempts = res.attempts;
+		c->st->asked++;
+	}
+	free(tmp.error);
+	free(tmp.error_kind);
+	free(url);
+	ftk_http_result_release(&res);
+	return rc;
 }
 
 int eval_run_endpoint(struct ctx *c, struct ftk_error *err)
 {
+	int probed = 0;
 	struct ftk_http_client *cl;
 	int rc = ftk_http_client_new(&cl, &c->http, err);
 	if (rc < 0)
@@ -196,8 +183,10 @@ int eval_run_endpoint(struct ctx *c, struct ftk_error *err)
 		if (c->done[u])
 			continue;
 		const struct ftk_eval_case *k = &c->suite->cases[u / c->K];
-		char *body = request_body(c, k, u % c->K);
-		char *hit = c->o->no_cache ? NULL : cache_get(c, body, u % c->K);
+		char *body = ftk_openai_chat_request(c->o->model, k->messages, k->tools,
+						     c->suite->generation, u % c->K);
+		char *hit = c->o->no_cache ? NULL : ftk_openai_cache_get(c->cache_dir, c->chat_url, body,
+									  u % c->K);
 		if (hit) {
 			struct work *w = xcalloc(1, sizeof(*w));
 			w->unit = u;
@@ -207,6 +196,27 @@ int eval_run_endpoint(struct ctx *c, struct ftk_error *err)
 			score_queue_push(&q, w);
 			free(body);
 			continue;
+		}
+		if (!probed) {
+			probed = 1;
+			struct work *w = xcalloc(1, sizeof(*w));
+			w->unit = u;
+			int pr = probe(c, body, w, err);
+			if (pr < 0) {
+				free(w);
+				free(body);
+				rc = pr;
+				break;
+			}
+			if (pr == 1) {
+				if (w->body && !c->o->no_cache)
+					ftk_openai_cache_put(c->cache_dir, c->chat_url, body, u % c->K, w->body,
+							     strlen(w->body));
+				score_queue_push(&q, w);
+				free(body);
+				continue;
+			}
+			free(w);
 		}
 		pend[u].unit = u;
 		pend[u].body = body;
@@ -222,11 +232,12 @@ int eval_run_endpoint(struct ctx *c, struct ftk_error *err)
 		c->st->asked++;
 		if (res.code == 0) {
 			if (!c->o->no_cache)
-				cache_put(c, p->body, p->unit % c->K, res.body, res.body_len);
+				ftk_openai_cache_put(c->cache_dir, c->chat_url, p->body, p->unit % c->K,
+						     res.body, res.body_len);
 			w->body = res.body;	/* NUL-terminated by lib/http */
 			res.body = NULL;
 		} else {
-			w->error = xstrdup(res.error);
+			failed_work(w, &res);
 		}
 		score_queue_push(&q, w);
 		ftk_http_result_release(&res);

@@ -19,15 +19,11 @@
 #include "lib/json.h"
 #include "lib/ledger.h"
 #include "lib/record.h"
+#include "lib/openai.h"
 #include "lib/strbuf.h"
+#include "model/generate.h"
 #include "model/infer.h"
 #include "run_int.h"
-
-static double gen_num(const cJSON *g, const char *k, double dflt)
-{
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(g, k);
-	return cJSON_IsNumber(v) ? v->valuedouble : dflt;
-}
 
 /* What every local worker shares: the units to take, the sampler settings. */
 struct local_job {
@@ -35,36 +31,13 @@ struct local_job {
 	struct score_queue *q;
 	struct ftk_infer_opts io;
 	struct ftk_gen_opts go;
-	double seed;
-	const char *stop[16];
-	int n_stop;
+	struct ftk_openai_gen g;	/* the suite's settings; g.stop borrowed from it */
 	pthread_mutex_t mu;
 	long next_unit;		/* the next unit a worker takes */
 	int rc;			/* the first engine that could not be opened */
 	struct ftk_error err;
 	long asked;
 };
-
-/* The answer as a chat completion, so the scorer reads every backend alike. */
-static char *local_completion(const struct ftk_infer_result *res)
-{
-	cJSON *o = cJSON_CreateObject();
-	cJSON *ch = cJSON_AddArrayToObject(o, "choices");
-	cJSON *c0 = cJSON_CreateObject();
-	cJSON *msg = cJSON_AddObjectToObject(c0, "message");
-	cJSON_AddStringToObject(msg, "role", "assistant");
-	cJSON_AddStringToObject(msg, "content", res->text.buf);
-	cJSON_AddStringToObject(c0, "finish_reason", res->finish_reason ? res->finish_reason : "stop");
-	cJSON_AddItemToArray(ch, c0);
-	cJSON *u = cJSON_AddObjectToObject(o, "usage");
-	cJSON_AddNumberToObject(u, "prompt_tokens", res->prompt_tokens);
-	cJSON_AddNumberToObject(u, "completion_tokens", res->completion_tokens);
-	char *s = cJSON_PrintUnformatted(o);
-	cJSON_Delete(o);
-	char *r = xstrdup(s);
-	cJSON_free(s);
-	return r;
-}
 
 static void *local_worker(void *arg)
 {
@@ -96,14 +69,14 @@ static void *local_worker(void *arg)
 		if (u >= c->n_units || stop_now)
 			break;
 		const struct ftk_eval_case *k = &c->suite->cases[u / c->K];
-		go.seed = (uint64_t)(J->seed + (double)(u % c->K));	/* whoever runs it */
+		go.seed = J->g.seed + (uint64_t)(u % c->K);	/* whoever runs it */
 		struct ftk_infer_result res = FTK_INFER_RESULT_INIT;
 		struct ftk_error ie;
 		ftk_error_clear(&ie);
 		double t0 = ftk_now();
 		int irc;
 		if (chat) {
-			irc = ftk_infer_chat(eng, k->messages, k->tools, &go, J->stop, J->n_stop, NULL,
+			irc = ftk_infer_chat(eng, k->messages, k->tools, &go, J->g.stop, J->g.n_stop, NULL,
 					     NULL, &res, &ie);
 		} else {
 			struct strbuf prompt = STRBUF_INIT;
@@ -116,7 +89,7 @@ static void *local_worker(void *arg)
 					ftk_content_text(cJSON_GetObjectItemCaseSensitive(m, "content"), &prompt);
 				}
 			}
-			irc = ftk_infer_text(eng, prompt.buf, &go, J->stop, J->n_stop, NULL, NULL, &res, &ie);
+			irc = ftk_infer_text(eng, prompt.buf, &go, J->g.stop, J->g.n_stop, NULL, NULL, &res, &ie);
 			strbuf_release(&prompt);
 		}
 		struct work *w = xcalloc(1, sizeof(*w));
@@ -128,8 +101,14 @@ static void *local_worker(void *arg)
 			struct strbuf m = STRBUF_INIT;
 			strbuf_addf(&m, "local model: %s", ie.msg);
 			w->error = strbuf_detach(&m, NULL);
+			w->error_kind = xstrdup("local_model");
 		} else {
-			w->body = local_completion(&res);
+			/* handed over as it is: no JSON for the scorer to parse back */
+			w->text = strbuf_detach(&res.text, NULL);
+			w->finish_reason = res.finish_reason ? res.finish_reason : "stop";
+			w->prompt_tokens = res.prompt_tokens;
+			w->completion_tokens = res.completion_tokens;
+			w->local = 1;
 			pthread_mutex_lock(&J->mu);
 			J->asked++;
 			pthread_mutex_unlock(&J->mu);
@@ -152,22 +131,22 @@ int eval_run_local(struct ctx *c, struct ftk_error *err)
 	memset(&J, 0, sizeof(J));
 	J.c = c;
 	J.io = (struct ftk_infer_opts){ c->o->model_dir, c->o->adapter_dir, 0, 0, NULL };
-	const cJSON *g = c->suite->generation;
 	ftk_gen_opts_default(&J.go);
-	J.go.temperature = (float)gen_num(g, "temperature", J.go.temperature);
-	J.go.top_p = (float)gen_num(g, "top_p", J.go.top_p);
-	J.go.top_k = (int)gen_num(g, "top_k", J.go.top_k);
-	J.go.max_tokens = (int)gen_num(g, "max_tokens", J.go.max_tokens);
-	J.seed = gen_num(g, "seed", 0);
-	const cJSON *st = cJSON_GetObjectItemCaseSensitive(g, "stop");
-	if (cJSON_IsString(st))
-		J.stop[J.n_stop++] = st->valuestring;
-	else if (cJSON_IsArray(st)) {
-		const cJSON *x;
-		cJSON_ArrayForEach(x, st)
-			if (cJSON_IsString(x) && J.n_stop < 16)
-				J.stop[J.n_stop++] = x->valuestring;
+	J.g.temperature = J.go.temperature;	/* greedy unless the suite says otherwise */
+	J.g.top_p = J.go.top_p;
+	J.g.top_k = J.go.top_k;
+	J.g.max_tokens = J.go.max_tokens;
+	int rc = ftk_openai_gen_read(c->suite->generation, &J.g, err);
+	if (rc < 0) {
+		if (err) {
+			char f[sizeof(err->field)];
+			snprintf(f, sizeof(f), "generation.%.200s", err->field);
+			snprintf(err->field, sizeof(err->field), "%s", f);
+			ftk_error_place(err, c->suite->path, 0);
+		}
+		return rc;
 	}
+	ftk_gen_opts_from_openai(&J.go, &J.g);
 	pthread_mutex_init(&J.mu, NULL);
 
 	struct score_queue q;
@@ -177,7 +156,6 @@ int eval_run_local(struct ctx *c, struct ftk_error *err)
 	q.c = c;
 	J.q = &q;
 	pthread_t sth;
-	int rc = 0;
 	if (pthread_create(&sth, NULL, score_thread, &q) != 0)
 		rc = ftk_error_msg(err, FTK_EIO, "cannot start the scoring thread");
 	int n = c->o->jobs > 0 ? c->o->jobs : 1;

@@ -20,6 +20,22 @@
 #include "lib/strbuf.h"
 #include "run_int.h"
 
+int outputs_samples(const char *path, const struct ftk_eval_suite *s, int *K, struct ftk_error *err)
+{
+	cJSON *outs;
+	int rc = ftk_eval_results_load(path, &outs, NULL, err);
+	if (rc < 0)
+		return rc;
+	long most = 0;
+	const cJSON *o;
+	cJSON_ArrayForEach(o, outs)
+		if (ftk_eval_suite_find(s, ftk_json_get_str(o, "id")) >= 0 && json_long(o, "sample", 0) + 1 > most)
+			most = json_long(o, "sample", 0) + 1;
+	cJSON_Delete(outs);
+	*K = most > 0 ? (int)(most < 10000 ? most : 10000) : 1;
+	return 0;
+}
+
 int eval_run_outputs(struct ctx *c, struct ftk_error *err)
 {
 	cJSON *outs;
@@ -50,6 +66,7 @@ int eval_run_outputs(struct ctx *c, struct ftk_error *err)
 		if (at < 0) {
 			snprintf(msg, sizeof(msg), "no output for this case in '%s'", c->o->outputs_path);
 			a.error = msg;
+			a.error_kind = "no_output";
 		} else {
 			cJSON *line = cJSON_GetArrayItem(outs, (int)at);
 			a.invalid_utf8 = answer_repair_utf8(line->child);
@@ -67,6 +84,8 @@ int eval_run_outputs(struct ctx *c, struct ftk_error *err)
 			const cJSON *ch = cJSON_GetObjectItemCaseSensitive(o, "choices");
 			if (e) {
 				a.error = e;
+				a.error_kind = ftk_json_get_str(o, "error_kind");
+				a.transient = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "transient"));
 			} else if (cJSON_IsArray(ch)) {
 				answer_from_chat(&a, o);	/* a whole chat completion */
 			} else if (cJSON_IsObject(msgobj)) {

@@ -7,6 +7,7 @@
  *   ftk-eval summary RUN_DIR [--json]
  *   ftk-eval compare RUN_A RUN_B [--alpha P] [--json]
  *   ftk-eval judges
+ *   ftk-eval import FORMAT FILE -o SUITE [--num-fewshot K] [--fewshot-split FILE]
  *
  * The table on standard output is the data of this command (the scores);
  * progress and the closing line go to standard error.  compare exits 1 when
@@ -23,6 +24,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "cli/tool.h"
+#include "eval/import.h"
 #include "eval/reviews.h"
 #include "eval/run.h"
 #include "eval/suite.h"
@@ -38,6 +40,7 @@ static const char usage_run[] =
 	"       ftk-eval summary RUN_DIR [--reviews FILE] [--json]\n"
 	"       ftk-eval compare RUN_A RUN_B [--alpha P] [--json]\n"
 	"       ftk-eval judges\n"
+	"       ftk-eval import FORMAT FILE -o SUITE [--num-fewshot K] [options]\n"
 	"\n"
 	"Run an eval suite, score every answer with the suite's judges, and report\n"
 	"each metric with its standard error and 95% interval.  RUN_DIR receives\n"
@@ -57,9 +60,13 @@ static const char usage_run[] =
 	"      --model-dir DIR      a local Hugging Face model, run with ftk's own\n"
 	"                           inference engine (-j engines, default 1)\n"
 	"      --adapter DIR        a PEFT adapter for --model-dir\n"
+	"      --tokenizer DIR      with --endpoint, for log-likelihood suites: the\n"
+	"                           model's tokenizer (scored through /v1/completions\n"
+	"                           with echo and logprobs)\n"
 	"Run options:\n"
 	"  -j, --jobs N             requests in flight (default 4), or local engines\n"
-	"      --samples K          K independent samples per case (default 1)\n"
+	"      --samples K          K independent samples per case (default 1; with\n"
+	"                           --outputs, as many as the file holds for a case)\n"
 	"      --limit N            only the first N cases\n"
 	"      --shard I/N          only slice I (0..N-1) of N contiguous slices of the\n"
 	"                           cases; `ftk-eval merge` joins the N runs into one\n"
@@ -87,6 +94,13 @@ static const char usage_run[] =
 	"      --reviews FILE       fold people's verdicts (ftk-review) into the results\n"
 	"                           and report judge-versus-human agreement (default\n"
 	"                           RUN_DIR/reviews.jsonl when it exists)\n"
+	"Import options (FORMAT: gsm8k, arc, hellaswag, mmlu, truthfulqa_mc1,\n"
+	"truthfulqa_mc2; the prompt is lm-evaluation-harness's default template):\n"
+	"      --num-fewshot K      K examples before each question (default 0)\n"
+	"      --fewshot-split FILE draw them from FILE (same format; default: FILE,\n"
+	"                           never the question itself)\n"
+	"      --fewshot-seed N     the seed of that choice (default 1234)\n"
+	"      --name NAME          the suite's name (default the task's)\n"
 	"Compare options:\n"
 	"      --alpha P            significance level (default 0.05)\n"
 	"Common options:\n"
@@ -126,6 +140,11 @@ enum {
 	OPT_JSON,
 	OPT_ALPHA,
 	OPT_REVIEWS,
+	OPT_NUM_FEWSHOT,
+	OPT_FEWSHOT_SPLIT,
+	OPT_FEWSHOT_SEED,
+	OPT_NAME,
+	OPT_TOKENIZER,
 	OPT_ALLOW_BAD_CASES,
 	OPT_RESCORE,
 	OPT_SHARD,
@@ -157,6 +176,11 @@ static const struct option long_opts[] = {
 	{ "json", no_argument, NULL, OPT_JSON },
 	{ "alpha", required_argument, NULL, OPT_ALPHA },
 	{ "reviews", required_argument, NULL, OPT_REVIEWS },
+	{ "num-fewshot", required_argument, NULL, OPT_NUM_FEWSHOT },
+	{ "fewshot-split", required_argument, NULL, OPT_FEWSHOT_SPLIT },
+	{ "fewshot-seed", required_argument, NULL, OPT_FEWSHOT_SEED },
+	{ "name", required_argument, NULL, OPT_NAME },
+	{ "tokenizer", required_argument, NULL, OPT_TOKENIZER },
 	{ "allow-bad-cases", no_argument, NULL, OPT_ALLOW_BAD_CASES },
 	{ "rescore", no_argument, NULL, OPT_RESCORE },
 	{ NULL, 0, NULL, 0 },
@@ -186,6 +210,49 @@ static int metric_width(const cJSON *metrics)
 		if ((int)strlen(m->string) > w)
 			w = (int)strlen(m->string);
 	return w;
+}
+
+/*
+ * Method sensitivity: each pair of methods that scored the same cases, side
+ * by side, the paired difference and its interval, and the cases they
+ * disagree on (the first ten; summary.json has them all).
+ */
+static void print_methods(const cJSON *sum)
+{
+	const cJSON *ms = cJSON_GetObjectItemCaseSensitive(sum, "methods");
+	if (!cJSON_GetArraySize(ms))
+		return;
+	printf("methods compared (same cases, paired):%s\n",
+	       cJSON_IsTrue(cJSON_GetObjectItem(sum, "method_sensitive")) ? " METHOD SENSITIVE" : "");
+	const cJSON *e;
+	cJSON_ArrayForEach(e, ms)
+	{
+		char ma[32], mb[32], d[32], lo[32], hi[32];
+		fmt_num(ma, sizeof(ma), jnum(e, "mean_a"), 0);
+		fmt_num(mb, sizeof(mb), jnum(e, "mean_b"), 0);
+		fmt_num(d, sizeof(d), jnum(e, "diff"), 1);
+		fmt_num(lo, sizeof(lo), jnum(e, "lo"), 1);
+		fmt_num(hi, sizeof(hi), jnum(e, "hi"), 1);
+		const cJSON *dis = cJSON_GetObjectItem(e, "disagree");
+		printf("  %s %s vs %s %s: diff %s [%s, %s], %s p=%.3g, %d of %.0f cases disagree%s\n",
+		       ftk_json_get_str(e, "a"), ma, ftk_json_get_str(e, "b"), mb, d, lo, hi,
+		       ftk_json_get_str(e, "test"), jnum(e, "p"), cJSON_GetArraySize(dis), jnum(e, "n"),
+		       cJSON_IsTrue(cJSON_GetObjectItem(e, "method_sensitive")) ? "  method_sensitive" : "");
+		if (cJSON_GetArraySize(dis)) {
+			printf("    disagree:");
+			int k = 0;
+			const cJSON *x;
+			cJSON_ArrayForEach(x, dis)
+			{
+				if (k++ == 10) {
+					printf(" ... (%d more)", cJSON_GetArraySize(dis) - 10);
+					break;
+				}
+				printf(" %s", x->valuestring);
+			}
+			printf("\n");
+		}
+	}
 }
 
 static void print_summary_table(const cJSON *sum, const char *title)
@@ -244,6 +311,7 @@ static void print_summary_table(const cJSON *sum, const char *title)
 		first = 0;
 	}
 	printf("%s\n", first ? "" : ")");
+	print_methods(sum);
 }
 
 static void print_json(const cJSON *v)
@@ -260,8 +328,7 @@ static int load_results(const char *run, cJSON **out)
 	long bad = 0;
 	int rc = ftk_eval_results_load(run, out, &bad, &e);
 	if (rc < 0) {
-		char buf[1400];
-		error("%s", ftk_error_format(&e, buf, sizeof(buf)));
+		error_at(&e);
 		return rc;
 	}
 	if (bad)
@@ -318,11 +385,10 @@ static int fold_reviews(const char *run, const char *path, cJSON *res, cJSON **a
 	ftk_error_clear(&e);
 	long bad = 0;
 	cJSON *rv;
-	char buf[1400];
 	if (ftk_reviews_load(path, &rv, &bad, &e) < 0)
-		return error("%s", ftk_error_format(&e, buf, sizeof(buf)));
+		return error_at(&e);
 	if (bad)
-		warning("%s (%ld unreadable review lines skipped)", ftk_error_format(&e, buf, sizeof(buf)),
+		warning("%s (%ld unreadable review lines skipped)", FTK_ERROR_TEXT(&e),
 			bad);
 	ftk_reviews_fold(res, rv);
 	*ag = ftk_reviews_agreement(res);
@@ -514,10 +580,8 @@ static void find_prices(struct prices *p, const char *rates_path, const char *mo
 	memset(&R, 0, sizeof(R));
 	struct ftk_error e;
 	ftk_error_clear(&e);
-	if (ftk_rates_load(rates_path, &R, &e) < 0) {
-		char buf[1400];
-		die("%s", ftk_error_format(&e, buf, sizeof(buf)));
-	}
+	if (ftk_rates_load(rates_path, &R, &e) < 0)
+		die_at(&e);
 	const struct ftk_rate *r = ftk_rates_find(&R, FTK_RATE_API, model, ftk_now());
 	if (!r || isnan(r->usd_per_mtok_in) || isnan(r->usd_per_mtok_out)) {
 		warning("%s: no api prices for model '%s': spend not priced", rates_path, model);
@@ -560,14 +624,21 @@ static void ledger_entry(const struct ftk_eval_run_opts *o, const struct ftk_eva
 		cJSON_AddNumberToObject(e, "judge_tokens_out", (double)st->judge_completion_tokens);
 	}
 	struct ftk_error err;
-	if (ftk_ledger_append_entry(path, e, &err) < 0) {
-		char buf[1400];
-		error("%s", ftk_error_format(&err, buf, sizeof(buf)));
-	}
+	if (ftk_ledger_append_entry(path, e, &err) < 0)
+		error_at(&err);
 	cJSON_Delete(e);
 }
 
 static int run_and_report(struct ftk_eval_run_opts *o, struct prices *p, int json, int allow_bad);
+
+/* Progress on a terminal: one line, rewritten. */
+static void show_progress(void *ctx, long done, long total, long errors)
+{
+	(void)ctx;
+	fprintf(stderr, "\rftk-eval: %ld/%ld done, %ld errors ", done, total, errors);
+	if (done >= total)
+		fputc('\n', stderr);
+}
 
 static int do_run(int argc, char **argv, struct ftk_eval_run_opts *o, struct prices *p,
 		  const char *rates, int json, int allow_bad)
@@ -608,14 +679,14 @@ static int do_rescore(int argc, char **argv, struct ftk_eval_run_opts *o, struct
 static int run_and_report(struct ftk_eval_run_opts *o, struct prices *p, int json, int allow_bad)
 {
 	int incomplete = 0;
-	o->progress = !tool.quiet && isatty(2);
+	if (!tool.quiet && isatty(2))
+		o->on_progress = show_progress;
 	struct ftk_eval_run_stats st;
 	struct ftk_error e;
 	ftk_error_clear(&e);
 	int rc = ftk_eval_run(o, &st, &e);
 	if (rc < 0) {
-		char buf[1400];
-		error("%s", ftk_error_format(&e, buf, sizeof(buf)));
+		error_at(&e);
 		return rc == FTK_EUSAGE ? FTK_EXIT_USAGE : FTK_EXIT_DATA;
 	}
 	if (st.outputs_skipped)
@@ -659,6 +730,13 @@ static int run_and_report(struct ftk_eval_run_opts *o, struct prices *p, int jso
 	else
 		print_summary_table(sum, o->run_dir);
 	double errors = jnum(sum, "errors");
+	/* the causes of the errors, for the last words */
+	double transient = jnum(sum, "transient_errors");
+	char causes[512] = "";
+	const cJSON *ec;
+	cJSON_ArrayForEach(ec, cJSON_GetObjectItemCaseSensitive(sum, "errors_by_cause"))
+		snprintf(causes + strlen(causes), sizeof(causes) - strlen(causes), "%s%s %.0f",
+			 causes[0] ? ", " : "", ec->string, ec->valuedouble);
 	if (tool.stats_path) {
 		/* --stats: the summary and this invocation's counts, as JSON */
 		cJSON *js = cJSON_Duplicate(sum, 1);
@@ -713,11 +791,42 @@ static int run_and_report(struct ftk_eval_run_opts *o, struct prices *p, int jso
 	if (n_jerr > 0 || incomplete)
 		return FTK_EXIT_DATA;
 	if (errors > 0) {
-		if (!tool.quiet)
-			fprintf(stderr, "ftk-eval: %.0f results are errors (never scored): run the same command again to retry them\n",
-				errors);
+		if (!tool.quiet) {
+			fprintf(stderr, "ftk-eval: %.0f results have no answer (never scored; %s)\n", errors,
+				causes);
+			if (transient > 0)
+				fprintf(stderr, "ftk-eval: %.0f of them failed for a passing reason: run the same command again to retry them\n",
+					transient);
+			if (errors - transient > 0)
+				fprintf(stderr, "ftk-eval: %.0f of them failed for good (the same request would fail again): see \"error\" in results.jsonl\n",
+					errors - transient);
+		}
 		return FTK_EXIT_DATA;
 	}
+	return FTK_EXIT_OK;
+}
+
+static int do_import(int argc, char **argv, struct ftk_eval_import_opts *io, long limit)
+{
+	if (argc != 2)
+		ftk_tool_usage_error(&tool, "import takes a format and a file");
+	io->format = argv[0];
+	io->input = argv[1];
+	io->suite_path = tool.out_path;
+	io->limit = limit;
+	if (!io->suite_path)
+		ftk_tool_usage_error(&tool, "import needs -o SUITE");
+	struct ftk_error e;
+	ftk_error_clear(&e);
+	long n = ftk_eval_import(io, &e);
+	if (n < 0) {
+		char buf[1400];
+		error("%s", ftk_error_format(&e, buf, sizeof(buf)));
+		return n == FTK_EUSAGE ? FTK_EXIT_USAGE : FTK_EXIT_DATA;
+	}
+	if (!tool.quiet)
+		fprintf(stderr, "ftk-eval: %ld cases from '%s' (%s, %d-shot) into '%s'\n", n, io->input,
+			io->format, io->num_fewshot, io->suite_path);
 	return FTK_EXIT_OK;
 }
 
@@ -731,6 +840,8 @@ int cmd_eval(int argc, char **argv)
 	int have_in = 0, have_out = 0, json = 0, allow_bad = 0;
 	const char *rates = NULL, *reviews = NULL;
 	double alpha = 0.05;
+	struct ftk_eval_import_opts io;
+	ftk_eval_import_opts_init(&io);
 	int c;
 	while ((c = getopt_long(argc, argv, FTK_TOOL_SHORTOPTS "j:", long_opts, NULL)) != -1) {
 		if (ftk_tool_opt(&tool, c, optarg))
@@ -769,6 +880,11 @@ int cmd_eval(int argc, char **argv)
 			o.shard_count = (int)n;
 			break;
 		}
+		case OPT_NUM_FEWSHOT: io.num_fewshot = (int)ftk_tool_parse_long(&tool, "--num-fewshot", optarg, 0, 1000); break;
+		case OPT_FEWSHOT_SPLIT: io.fewshot_split = optarg; break;
+		case OPT_FEWSHOT_SEED: io.seed = (uint64_t)ftk_tool_parse_long(&tool, "--fewshot-seed", optarg, 0, 4000000000000000000L); break;
+		case OPT_NAME: io.name = optarg; break;
+		case OPT_TOKENIZER: o.tokenizer_dir = optarg; break;
 		case OPT_ALLOW_BAD_CASES: allow_bad = 1; break;
 		case OPT_RESCORE: o.rescore = 1; break;
 		default: ftk_tool_usage_error(&tool, NULL);
@@ -778,7 +894,7 @@ int cmd_eval(int argc, char **argv)
 		ftk_tool_usage_error(&tool, "give both --usd-per-mtok-in and --usd-per-mtok-out");
 	p.have = have_in && have_out;
 	if (optind >= argc)
-		ftk_tool_usage_error(&tool, "no subcommand: run, rescore, merge, summary, compare or judges");
+		ftk_tool_usage_error(&tool, "no subcommand: run, rescore, merge, summary, compare, judges or import");
 	const char *sub = argv[optind++];
 	int rest = argc - optind;
 	char **rargv = argv + optind;
@@ -794,5 +910,7 @@ int cmd_eval(int argc, char **argv)
 		return do_compare(rest, rargv, json, alpha);
 	if (!strcmp(sub, "judges"))
 		return do_judges();
-	ftk_tool_usage_error(&tool, "unknown subcommand '%s': run, rescore, merge, summary, compare or judges", sub);
+	if (!strcmp(sub, "import"))
+		return do_import(rest, rargv, &io, o.limit);
+	ftk_tool_usage_error(&tool, "unknown subcommand '%s': run, rescore, merge, summary, compare, judges or import", sub);
 }

@@ -30,6 +30,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <xxhash.h>
+#include "lib/openai.h"
 #include "lib/strbuf.h"
 #include "run_int.h"
 
@@ -69,21 +70,6 @@ void prompt_hash(const struct ftk_eval_case *k, char out[33])
 	XXH3_freeState(st);
 }
 
-/* Scrub what may hold a secret from an endpoint URL: query and user:password@. */
-static char *public_url(const char *endpoint)
-{
-	char *u = endpoint_chat_url(endpoint);
-	char *q = strchr(u, '?');
-	if (q)
-		*q = 0;
-	char *scheme = strstr(u, "://");
-	char *at = scheme ? strchr(scheme + 3, '@') : NULL;
-	char *slash = scheme ? strchr(scheme + 3, '/') : NULL;
-	if (at && (!slash || at < slash))
-		memmove(scheme + 3, at + 1, strlen(at + 1) + 1);
-	return u;
-}
-
 void ftk_eval_shard_range(size_t n, int index, int count, long *lo, long *hi)
 {
 	*lo = (long)(n * (size_t)index / (size_t)count);
@@ -114,7 +100,7 @@ static void add_shard(cJSON *id, const struct ftk_eval_run_opts *o, const struct
 	cJSON_AddNumberToObject(sh, "cases", (double)(hi - lo));
 }
 
-cJSON *run_identity(const struct ftk_eval_run_opts *o, const struct ftk_eval_suite *s,
+cJSON *run_identity(const struct ftk_eval_run_opts *o, const struct ftk_eval_suite *s, int K,
 		    const cJSON *model_from)
 {
 	cJSON *id = cJSON_CreateObject();
@@ -139,7 +125,7 @@ cJSON *run_identity(const struct ftk_eval_run_opts *o, const struct ftk_eval_sui
 		cJSON_AddItemToArray(js, e);
 	}
 	if (o->judge_endpoint) {
-		char *u = public_url(o->judge_endpoint);
+		char *u = ftk_openai_public_url(o->judge_endpoint);
 		cJSON_AddStringToObject(id, "judge_endpoint", u);
 		free(u);
 	}
@@ -156,7 +142,7 @@ cJSON *run_identity(const struct ftk_eval_run_opts *o, const struct ftk_eval_sui
 	static const char *const names[] = { "", "outputs", "endpoint", "local" };
 	cJSON_AddStringToObject(id, "backend", names[o->backend]);
 	if (o->backend == FTK_EVAL_ENDPOINT) {
-		char *u = public_url(o->endpoint);
+		char *u = ftk_openai_public_url(o->endpoint);
 		cJSON_AddStringToObject(id, "endpoint", u);
 		free(u);
 		cJSON_AddStringToObject(id, "model", o->model ? o->model : "");
@@ -167,7 +153,7 @@ cJSON *run_identity(const struct ftk_eval_run_opts *o, const struct ftk_eval_sui
 	} else {
 		cJSON_AddStringToObject(id, "outputs", o->outputs_path);
 	}
-	cJSON_AddNumberToObject(id, "samples", o->samples > 0 ? o->samples : 1);
+	cJSON_AddNumberToObject(id, "samples", K);
 	cJSON_AddItemToObject(id, "generation", cJSON_Duplicate(s->generation, 1));
 	add_shard(id, o, s, NULL);
 	return id;

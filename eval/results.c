@@ -47,13 +47,29 @@ int ftk_eval_results_load(const char *run, cJSON **out, long *n_bad, struct ftk_
 	}
 	cJSON **lines = NULL;
 	size_t n = 0, alloc = 0;
-	struct smap last = { 0 };
+	struct smap last = { 0 }, implicit = { 0 };
 	struct ftk_line line;
 	while ((rc = ftk_reader_next(r, &line, err)) == 1) {
 		if (line.len == 0)
 			continue;
 		cJSON *o = cJSON_ParseWithLength(line.data, line.len);
+		/* an integer id is its decimal text, as in a suite */
+		const cJSON *nid = cJSON_GetObjectItemCaseSensitive(o, "id");
+		if (cJSON_IsNumber(nid) && nid->valuedouble == floor(nid->valuedouble) &&
+		    fabs(nid->valuedouble) < 1e15) {
+			char txt[32];
+			snprintf(txt, sizeof(txt), "%.0f", nid->valuedouble);
+			cJSON_ReplaceItemInObjectCaseSensitive(o, "id", cJSON_CreateString(txt));
+		}
 		const char *id = o ? ftk_json_get_str(o, "id") : NULL;
+		if (id && !cJSON_GetObjectItemCaseSensitive(o, "sample")) {
+			/* several outputs of one case without "sample": in file order */
+			char key[1024];
+			snprintf(key, sizeof(key), "%s", id);
+			long next = smap_get(&implicit, key, 0);
+			smap_put(&implicit, key, next + 1);
+			cJSON_AddNumberToObject(o, "sample", (double)next);
+		}
 		if (!id) {
 			cJSON_Delete(o);
 			if (n_bad)
@@ -69,6 +85,7 @@ int ftk_eval_results_load(const char *run, cJSON **out, long *n_bad, struct ftk_
 	}
 	ftk_reader_close(r);
 	free(path);
+	smap_free(&implicit);
 	if (rc < 0) {
 		for (size_t i = 0; i < n; i++)
 			cJSON_Delete(lines[i]);

@@ -23,16 +23,18 @@
 #include "lib/http.h"
 #include "lib/json.h"
 #include "lib/ledger.h"
+#include "lib/openai.h"
 #include "lib/record.h"
 #include "lib/stream.h"
 #include "lib/strbuf.h"
+#include "loglik.h"
 #include "run_int.h"
 
 void ftk_eval_run_opts_init(struct ftk_eval_run_opts *o)
 {
 	memset(o, 0, sizeof(*o));
 	o->jobs = 0;	/* 4 requests for an endpoint, 1 engine for a local model */
-	o->samples = 1;
+	o->samples = 0;
 	o->retry_base_s = -1;
 }
 
@@ -50,12 +52,10 @@ static void add_note(cJSON *arr, const char *kind, const char *reason, const cha
 static void progress(struct ctx *c)
 {
 	c->finished++;
-	if (!c->o->progress)
-		return;
-	fprintf(stderr, "\rftk-eval: %ld/%ld done, %ld errors ", c->finished + c->st->resumed,
-		c->n_units - c->n_outside, c->st->errors);
-	if (c->finished + c->st->resumed >= c->n_units - c->n_outside)
-		fputc('\n', stderr);
+	if (c->o->on_progress)
+		c->o->on_progress(c->o->progress_ctx, c->finished + c->st->resumed,
+				  c->n_units - c->n_outside,
+				  c->st->errors);
 }
 
 /*
@@ -179,6 +179,8 @@ int eval_finish_unit(struct ctx *c, long unit, const struct answer *a, struct ft
 	if (a->error) {
 		cJSON_AddNullToObject(line, "output");
 		cJSON_AddStringToObject(line, "error", a->error);
+		cJSON_AddStringToObject(line, "error_kind", a->error_kind ? a->error_kind : "other");
+		cJSON_AddBoolToObject(line, "transient", a->transient);
 		if (a->attempts)
 			cJSON_AddNumberToObject(line, "attempts", a->attempts);
 		cJSON_AddNumberToObject(line, "latency_s", round(a->latency_s * 1000) / 1000);
@@ -264,12 +266,25 @@ void *score_thread(void *arg)
 			a.attempts = w->attempts;
 			a.cached = w->cached;
 			cJSON *resp = NULL;
-			if (w->body) {
+			if (w->local) {
+				if (ftk_utf8_check(w->text, strlen(w->text)) >= 0) {
+					strbuf_add_utf8(&a.text_buf, w->text, strlen(w->text));
+					a.invalid_utf8 = 1;
+				} else {
+					strbuf_addstr(&a.text_buf, w->text);
+				}
+				a.text = a.text_buf.buf;
+				a.finish_reason = w->finish_reason;
+				a.prompt_tokens = w->prompt_tokens;
+				a.completion_tokens = w->completion_tokens;
+			} else if (w->body) {
 				resp = cJSON_Parse(w->body);
 				a.invalid_utf8 = answer_repair_utf8(resp);
-				answer_from_chat(&a, resp);	/* validated by endpoint_chat_valid */
+				answer_from_chat(&a, resp);	/* validated by ftk_openai_chat_valid */
 			} else {
 				a.error = w->error;
+				a.error_kind = w->error_kind;
+				a.transient = w->transient;
 			}
 			struct ftk_error e;
 			ftk_error_clear(&e);
@@ -284,7 +299,9 @@ void *score_thread(void *arg)
 			}
 		}
 		free(w->body);
+		free(w->text);
 		free(w->error);
+		free(w->error_kind);
 		free(w);
 	}
 	return NULL;
@@ -326,6 +343,7 @@ static int take_stored(struct ctx *c, const cJSON *prev, size_t n_cases, struct 
 				answer_init(&a);
 				a.rescored = 1;
 				a.error = "the stored output answered a prompt that has changed since";
+				a.error_kind = "stale_output";
 				int rc = eval_finish_unit(c, unit, &a, err);
 				answer_release(&a);
 				if (rc < 0)
@@ -395,7 +413,25 @@ checked:
 		return rc;
 	}
 	snprintf(st->suite, sizeof(st->suite), "%s", c.suite->name);
+	if (c.suite->output_type != FTK_EVAL_GENERATE) {	/* scored by log-likelihood: eval/loglik.c */
+		if (o->shard_count > 0)	/* loglik.c slices work by engine, not by shard; merge would mislead */
+			rc = ftk_error_msg(err, FTK_EUSAGE,
+					   "--shard: suite '%s' is scored by log-likelihood, which is not sharded yet; "
+					   "run it whole (-j N uses N local engines)", c.suite->name);
+		else
+			rc = ftk_eval_loglik_run(o, c.suite, st, err);
+		ftk_eval_suite_free(c.suite);
+		return rc;
+	}
 	c.K = o->samples > 0 ? o->samples : 1;
+	if (o->backend == FTK_EVAL_OUTPUTS && o->samples <= 0 && !o->rescore_only) {
+		rc = outputs_samples(o->outputs_path, c.suite, &c.K, err);
+		if (rc < 0) {
+			ftk_eval_suite_free(c.suite);
+			cJSON_Delete(old);
+			return rc;
+		}
+	}
 	if (o->rescore_only)
 		c.K = (int)json_long(old, "samples", 1) > 0 ? (int)json_long(old, "samples", 1) : 1;
 	size_t n_cases = c.suite->n_cases;
@@ -422,10 +458,10 @@ checked:
 	st->units = c.n_units - c.n_outside;
 
 	if (o->backend == FTK_EVAL_ENDPOINT)
-		c.chat_url = endpoint_chat_url(o->endpoint);
+		c.chat_url = ftk_openai_chat_url(o->endpoint);
 	const char *jep = o->judge_endpoint ? o->judge_endpoint : o->endpoint;
 	if (jep)
-		c.judge_url = endpoint_chat_url(jep);
+		c.judge_url = ftk_openai_chat_url(jep);
 	ftk_http_opts_init(&c.http);
 	c.http.max_in_flight = o->jobs > 0 ? o->jobs : 4;
 	if (o->timeout_s > 0)
@@ -437,7 +473,7 @@ checked:
 	if (o->retry_max_wait_s > 0)
 		c.http.max_wait_s = o->retry_max_wait_s;
 	c.http.api_key_env = o->api_key_env;
-	c.http.validate = endpoint_chat_valid;
+	c.http.validate = ftk_openai_chat_valid;
 	c.judge_http = c.http;
 	c.judge_http.max_in_flight = 1;
 	c.judge_http.api_key_env = o->judge_api_key_env ? o->judge_api_key_env : o->api_key_env;
@@ -445,7 +481,7 @@ checked:
 		c.cache_dir = o->cache_dir ? xstrdup(o->cache_dir) : endpoint_cache_dir();
 
 	/* judges */
-	struct ftk_judge_env env = { endpoint_judge_chat, &c, c.cache_dir };
+	struct ftk_judge_env env = { endpoint_judge_chat, &c, c.cache_dir, c.judge_url };
 	c.n_judges = c.suite->n_judges;
 	c.judges = xcalloc(c.n_judges, sizeof(*c.judges));
 	c.labels = xcalloc(c.n_judges, sizeof(*c.labels));
@@ -480,7 +516,7 @@ checked:
 		if (rc < 0)
 			goto out;
 	}
-	ident = run_identity(o, c.suite, o->rescore_only ? old : NULL);
+	ident = run_identity(o, c.suite, c.K, o->rescore_only ? old : NULL);
 	int new_identity = !old;
 	if (old) {
 		struct strbuf d = STRBUF_INIT;

@@ -54,8 +54,10 @@ struct ftk_eval_run_opts {
 	const char *api_key_env;	/* variable holding the key, or NULL */
 	const char *model_dir;		/* FTK_EVAL_LOCAL */
 	const char *adapter_dir;	/* FTK_EVAL_LOCAL, may be NULL */
+	const char *tokenizer_dir;	/* FTK_EVAL_ENDPOINT with log-likelihood suites: the model's tokenizer */
 	int jobs;			/* requests in flight (<= 0: 4), or local engines (<= 0: 1) */
-	int samples;			/* <= 0: 1 */
+	int samples;			/* <= 0: 1, or with outputs as many as the file holds
+					   for a case */
 	long limit;			/* only the first N cases; <= 0: all */
 	int shard_index, shard_count;	/* shard_count > 0: only the cases of slice
 					   shard_index of shard_count (see below) */
@@ -67,7 +69,10 @@ struct ftk_eval_run_opts {
 	int no_cache;
 	const char *judge_endpoint;	/* for model-graded judges; NULL: endpoint */
 	const char *judge_api_key_env;	/* NULL: api_key_env */
-	int progress;			/* print progress to stderr (a terminal) */
+	/* called after each result (from the scoring thread): done of total
+	   (resumed included), errors this invocation; NULL: nothing */
+	void (*on_progress)(void *ctx, long done, long total, long errors);
+	void *progress_ctx;
 	int rescore;			/* judge the stored outputs again (a suite or judges
 					   that differ from run.json's are then accepted) */
 	int rescore_only;		/* ftk eval rescore: no backend; the model side, the
@@ -127,7 +132,9 @@ int ftk_eval_merge(const char *const *dirs, int n, const char *out_dir, long *n_
 /*
  * Read a run's results (a run directory, or a results.jsonl path): the last
  * line for each (id, sample) wins; a torn or invalid line is skipped and
- * counted in *n_bad (may be NULL).  Returns 0 and *out, a JSON array of the
+ * counted in *n_bad (may be NULL).  An integer "id" becomes its decimal text;
+ * lines of one id without "sample" get samples 0, 1, 2... in file order (an
+ * outputs file with several answers per case).  Returns 0 and *out, a JSON array of the
  * result objects in file order (caller frees), or FTK_ENOTFOUND / FTK_EIO.
  */
 int ftk_eval_results_load(const char *run, cJSON **out, long *n_bad, struct ftk_error *err);

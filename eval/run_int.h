@@ -102,6 +102,8 @@ struct answer {
 	long invalid_utf8;		/* strings repaired by answer_repair_utf8 */
 	int rescored;			/* read back from a stored result: nothing spent now */
 	const char *error;		/* non-NULL: no answer (the model could not be reached) */
+	const char *error_kind;		/* its cause: "http_400", "timeout", "local_model"... */
+	int transient;			/* asking again may help */
 	struct strbuf text_buf;
 };
 
@@ -145,8 +147,14 @@ int eval_finish_unit(struct ctx *c, long unit, const struct answer *a, struct ft
 struct work {
 	struct work *next;
 	long unit;
-	char *body;		/* the chat completion, or NULL with error */
+	char *body;		/* endpoint: the chat completion, or NULL with error */
+	int local;		/* local: the answer itself, below */
+	char *text;
+	const char *finish_reason;	/* static */
+	long prompt_tokens, completion_tokens;
 	char *error;
+	char *error_kind;	/* with error: its cause ("http_400", "timeout"...) */
+	int transient;		/* with error: asking again may help */
 	double latency_s;
 	int attempts;
 	int cached;
@@ -171,6 +179,11 @@ void *score_thread(void *arg);
 
 /* ------------------------------------------------------------ backends */
 
+/*
+ * The samples per case an outputs file holds: the most lines of one case
+ * in the suite (1 when none).  0 or the reader's error.
+ */
+int outputs_samples(const char *path, const struct ftk_eval_suite *s, int *K, struct ftk_error *err);
 /* Score the answers of opts->outputs_path for every unit not done. */
 int eval_run_outputs(struct ctx *c, struct ftk_error *err);
 /* Ask an OpenAI-compatible endpoint for every unit not done (cache first). */
@@ -178,10 +191,6 @@ int eval_run_endpoint(struct ctx *c, struct ftk_error *err);
 /* Generate with local engines for every unit not done. */
 int eval_run_local(struct ctx *c, struct ftk_error *err);
 
-/* The .../chat/completions URL of an endpoint given as a base URL.  Caller frees. */
-char *endpoint_chat_url(const char *endpoint);
-/* lib/http's validate callback: 0 when body is a chat completion with a message. */
-int endpoint_chat_valid(const char *body, size_t len, void *ctx);
 /* The judges' door to a judge model (struct ftk_judge_env.chat); vctx is the ctx. */
 int endpoint_judge_chat(void *vctx, const cJSON *request, cJSON **response, struct ftk_error *err);
 /* The default reply cache directory from the environment, or NULL.  Caller frees. */
@@ -197,7 +206,7 @@ void ftk_eval_shard_range(size_t n, int index, int count, long *lo, long *hi);
  * model_from (a stored run.json), the model side is copied from it instead
  * of being taken from o.  Caller frees.
  */
-cJSON *run_identity(const struct ftk_eval_run_opts *o, const struct ftk_eval_suite *s,
+cJSON *run_identity(const struct ftk_eval_run_opts *o, const struct ftk_eval_suite *s, int K,
 		    const cJSON *model_from);
 /*
  * Describe where identity now differs from old into out ("judges[0].settings.mode

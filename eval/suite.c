@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "lib/json.h"
+#include "lib/openai.h"
 #include "lib/stream.h"
 #include "lib/strbuf.h"
 #include "lib/yamljson.h"
@@ -42,6 +43,9 @@ static char *base_name(const char *path)
 
 static int parse_judges(struct ftk_eval_suite *s, const cJSON *arr, struct ftk_error *err)
 {
+	/* a log-likelihood suite is scored by its metrics, judges are optional */
+	if (s->output_type != FTK_EVAL_GENERATE && (!arr || (cJSON_IsArray(arr) && !arr->child)))
+		return 0;
 	if (!cJSON_IsArray(arr) || cJSON_GetArraySize(arr) == 0)
 		return ftk_error_set(err, FTK_EDATA, s->path, 0, "judges",
 				     arr ? "must be a non-empty array" : "missing: a suite names at least one judge");
@@ -118,6 +122,50 @@ static int cmp_id(const void *a, const void *b)
 		      sort_suite->cases[*(const size_t *)b].id);
 }
 
+static int check_loglik_case(struct ftk_eval_suite *s, struct ftk_eval_case *c, const cJSON *rec,
+			     const char *file, long line, struct ftk_error *err)
+{
+	if (s->output_type == FTK_EVAL_ROLLING) {
+		c->text = ftk_json_get_str(rec, "text");
+		if (!c->text)
+			return ftk_error_set(err, FTK_EDATA, file, line, "text",
+					     "missing or not a string: the text to score");
+		return 0;
+	}
+	c->context = ftk_json_get_str(rec, "context");
+	if (!c->context)
+		return ftk_error_set(err, FTK_EDATA, file, line, "context",
+				     "missing or not a string: what precedes each choice");
+	const cJSON *ch = cJSON_GetObjectItemCaseSensitive(rec, "choices");
+	if (!cJSON_IsArray(ch) || cJSON_GetArraySize(ch) < 1)
+		return ftk_error_set(err, FTK_EDATA, file, line, "choices",
+				     "must be a non-empty array of strings");
+	int rc = ftk_json_all_strings(ch, "choices", file, line, err);
+	if (rc < 0)
+		return rc;
+	int n = cJSON_GetArraySize(ch);
+	const cJSON *x;
+	c->choices = ch;
+	const cJSON *a = cJSON_GetObjectItemCaseSensitive(rec, "answer");
+	if (!cJSON_IsNumber(a) || a->valuedouble != (double)(int)a->valuedouble || a->valuedouble < 0 ||
+	    a->valuedouble >= n)
+		return ftk_error_set(err, FTK_EDATA, file, line, "answer",
+				     "must be the index of the right choice (0-%d)", n - 1);
+	c->answer = (int)a->valuedouble;
+	const cJSON *lb = cJSON_GetObjectItemCaseSensitive(rec, "labels");
+	if (lb) {
+		if (!cJSON_IsArray(lb) || cJSON_GetArraySize(lb) != n)
+			return ftk_error_set(err, FTK_EDATA, file, line, "labels",
+					     "must be an array of 1/0, one per choice");
+		cJSON_ArrayForEach(x, lb)
+			if (!cJSON_IsNumber(x) || (x->valuedouble != 0 && x->valuedouble != 1))
+				return ftk_error_set(err, FTK_EDATA, file, line, "labels",
+						     "must be an array of 1/0, one per choice");
+		c->labels = lb;
+	}
+	return 0;
+}
+
 static int check_case(struct ftk_eval_suite *s, struct ftk_eval_case *c, cJSON *rec,
 		      const char *file, long line, struct ftk_error *err)
 {
@@ -134,6 +182,13 @@ static int check_case(struct ftk_eval_suite *s, struct ftk_eval_case *c, cJSON *
 					: "missing: every case needs an id%s",
 				     id ? ftk_json_type_name(id) : "");
 	const cJSON *msgs = cJSON_GetObjectItemCaseSensitive(rec, "messages");
+	if (s->output_type != FTK_EVAL_GENERATE) {
+		int rc = check_loglik_case(s, c, rec, file, line, err);
+		if (rc < 0)
+			return rc;
+		if (!msgs)
+			goto rest;
+	}
 	if (!cJSON_IsArray(msgs) || cJSON_GetArraySize(msgs) == 0)
 		return ftk_error_set(err, FTK_EDATA, file, line, "messages",
 				     msgs ? "must be a non-empty array of messages"
@@ -155,6 +210,7 @@ static int check_case(struct ftk_eval_suite *s, struct ftk_eval_case *c, cJSON *
 		k++;
 	}
 	c->messages = msgs;
+rest:;
 	const cJSON *cl = cJSON_GetObjectItemCaseSensitive(rec, "cluster");
 	if (cJSON_IsString(cl))
 		c->cluster = xstrdup(cl->valuestring);
@@ -345,6 +401,41 @@ int ftk_eval_suite_load(struct ftk_eval_suite **out, const char *path, struct ft
 					   "is set by ftk-eval itself, not by the suite");
 			goto fail;
 		}
+	const char *ot = ftk_json_get_str(root, "output_type");
+	if (!ot || !strcmp(ot, "generate_until"))
+		s->output_type = FTK_EVAL_GENERATE;
+	else if (!strcmp(ot, "multiple_choice"))
+		s->output_type = FTK_EVAL_MULTIPLE_CHOICE;
+	else if (!strcmp(ot, "loglikelihood_rolling"))
+		s->output_type = FTK_EVAL_ROLLING;
+	else {
+		rc = ftk_error_set(err, FTK_EDATA, path, 0, "output_type",
+				   "'%s' is not one of generate_until, multiple_choice, loglikelihood_rolling",
+				   ot);
+		goto fail;
+	}
+	const cJSON *mets = cJSON_GetObjectItemCaseSensitive(root, "metrics");
+	if (mets) {
+		const cJSON *x;
+		int ok = cJSON_IsArray(mets);
+		cJSON_ArrayForEach(x, mets)
+			ok &= cJSON_IsString(x);
+		if (!ok) {
+			rc = ftk_error_set(err, FTK_EDATA, path, 0, "metrics", "must be an array of metric names");
+			goto fail;
+		}
+		s->metrics = cJSON_Duplicate(mets, 1);
+	}
+	/* the settings every backend reads (lib/openai.h), checked now, not mid-run */
+	struct ftk_openai_gen g;
+	memset(&g, 0, sizeof(g));
+	struct ftk_error ge;
+	if (ftk_openai_gen_read(s->generation, &g, &ge) < 0) {
+		char field[300];
+		snprintf(field, sizeof(field), "generation.%.200s", ge.field);
+		rc = ftk_error_set(err, FTK_EDATA, path, 0, field, "%s", ge.msg);
+		goto fail;
+	}
 	rc = parse_judges(s, cJSON_GetObjectItemCaseSensitive(root, "judges"), err);
 	if (rc < 0)
 		goto fail;
@@ -397,5 +488,6 @@ void ftk_eval_suite_free(struct ftk_eval_suite *s)
 	free(s->name);
 	free(s->cases_path);
 	cJSON_Delete(s->generation);
+	cJSON_Delete(s->metrics);
 	free(s);
 }

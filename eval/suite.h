@@ -35,6 +35,21 @@
 #include <cjson/cJSON.h>
 #include "lib/err.h"
 
+/*
+ * What a case asks of the model ("output_type", lm-evaluation-harness's
+ * names): a generated answer for the judges (the default), the
+ * log-likelihood of each of its choices, or the log-likelihood of a whole
+ * text (perplexity).  A multiple_choice case holds "context" (string),
+ * "choices" (non-empty array of strings), "answer" (an index into choices)
+ * and optionally "labels" (1/0 per choice, for truthfulqa_mc2's metric); a
+ * loglikelihood_rolling case holds "text".  Neither needs "messages".
+ */
+enum ftk_eval_output_type {
+	FTK_EVAL_GENERATE = 0,
+	FTK_EVAL_MULTIPLE_CHOICE,
+	FTK_EVAL_ROLLING,
+};
+
 struct ftk_eval_judge_spec {
 	char *kind;		/* the judge's registry name: "toolcall" */
 	char *label;		/* settings' "label" (or the spec's), else NULL */
@@ -48,6 +63,12 @@ struct ftk_eval_case {
 	cJSON *rec;		/* the whole case object, owned */
 	const cJSON *messages;	/* borrowed from rec */
 	const cJSON *tools;	/* borrowed from rec, or NULL */
+	/* log-likelihood suites (borrowed from rec, NULL otherwise) */
+	const char *context;	/* multiple_choice: what precedes each choice */
+	const cJSON *choices;	/* multiple_choice: array of strings */
+	int answer;		/* multiple_choice: index of the right choice */
+	const cJSON *labels;	/* multiple_choice, optional: 1/0 per choice (mc2) */
+	const char *text;	/* loglikelihood_rolling: the text to score */
 };
 
 struct ftk_eval_suite {
@@ -57,6 +78,8 @@ struct ftk_eval_suite {
 	struct ftk_eval_judge_spec *judges;
 	size_t n_judges;
 	cJSON *generation;	/* an object (possibly empty), owned */
+	int output_type;	/* enum ftk_eval_output_type */
+	cJSON *metrics;		/* "metrics": array of names, or NULL (owned) */
 	struct ftk_eval_case *cases;
 	size_t n_cases;
 	size_t *by_id;		/* case indices sorted by id, for lookups */

@@ -19,6 +19,7 @@ struct metric_acc {
 	char *name;
 	const char *kind;	/* "semantic" / "surface" */
 	char *twin;
+	char *group;		/* "compare_as": its method group, or NULL */
 	double *x;
 	long *cl;
 	size_t n, alloc;
@@ -50,6 +51,7 @@ static void metric_set_free(struct metric_set *ms)
 	for (size_t i = 0; i < ms->n; i++) {
 		free(ms->m[i].name);
 		free(ms->m[i].twin);
+		free(ms->m[i].group);
 		free(ms->m[i].x);
 		free(ms->m[i].cl);
 	}
@@ -70,6 +72,9 @@ static void note_kinds(struct metric_set *ms, const cJSON *line)
 			const char *kind = ftk_json_get_str(m, "kind");
 			if (kind && !strcmp(kind, "surface"))
 				a->kind = "surface";
+			const char *grp = ftk_json_get_str(m, "compare_as");
+			if (grp && !a->group)
+				a->group = xstrdup(grp);
 			const char *twin = ftk_json_get_str(m, "twin");
 			if (twin && !a->twin)
 				a->twin = xstrdup(twin);
@@ -85,6 +90,7 @@ static void add_num(cJSON *o, const char *k, double v)
 		cJSON_AddNumberToObject(o, k, v);
 }
 
+static cJSON *methods(const cJSON *results, double alpha, int *sensitive);
 /* counts[kind] += 1, counts keeping first-seen order (idx maps kind to position). */
 static void count_kind(struct smap *idx, cJSON *counts, const char *kind)
 {
@@ -123,6 +129,8 @@ cJSON *ftk_eval_summarize(const cJSON *results)
 {
 	struct metric_set ms = { 0 };
 	struct smap ids = { 0 }, clusters = { 0 }, flags = { 0 }, dkinds = { 0 }, badids = { 0 };
+	struct smap causes = { 0 };
+	long transient = 0;
 	long n = 0, errors = 0, judge_errors = 0, flagged = 0, max_sample = 0, ptok = 0, ctok = 0;
 	long defective = 0, bad = 0;
 	int any_cluster = 0;
@@ -147,6 +155,7 @@ cJSON *ftk_eval_summarize(const cJSON *results)
 	cJSON *flag_counts = cJSON_CreateObject();
 	cJSON *defect_counts = cJSON_CreateObject();
 	cJSON *bad_list = cJSON_CreateArray();
+	cJSON *cause_counts = cJSON_CreateObject();
 	cJSON_ArrayForEach(r, results)
 	{
 		n++;
@@ -154,6 +163,9 @@ cJSON *ftk_eval_summarize(const cJSON *results)
 		smap_intern(&ids, id ? id : "");
 		if (cJSON_GetObjectItemCaseSensitive(r, "error")) {
 			errors++;
+			const char *cause = ftk_json_get_str(r, "error_kind");
+			count_kind(&causes, cause_counts, cause ? cause : "other");
+			transient += cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "transient"));
 			continue;
 		}
 		const cJSON *u = cJSON_GetObjectItemCaseSensitive(r, "usage");
@@ -208,6 +220,8 @@ cJSON *ftk_eval_summarize(const cJSON *results)
 	cJSON_AddNumberToObject(out, "samples", (double)(max_sample + 1));
 	cJSON_AddNumberToObject(out, "scored", (double)(n - errors - bad));
 	cJSON_AddNumberToObject(out, "errors", (double)errors);
+	cJSON_AddItemToObject(out, "errors_by_cause", cause_counts);
+	cJSON_AddNumberToObject(out, "transient_errors", (double)transient);
 	cJSON_AddNumberToObject(out, "defective", (double)defective);
 	cJSON_AddItemToObject(out, "defects", defect_counts);
 	cJSON_AddNumberToObject(out, "bad_cases", (double)bad);
@@ -243,6 +257,12 @@ cJSON *ftk_eval_summarize(const cJSON *results)
 		add_num(m, "hi", s.hi);
 		cJSON_AddStringToObject(m, "interval", s.interval);
 	}
+	int sensitive = 0;
+	cJSON *meth = methods(results, 0.05, &sensitive);
+	if (meth) {
+		cJSON_AddItemToObject(out, "methods", meth);
+		cJSON_AddBoolToObject(out, "method_sensitive", sensitive);
+	}
 	cJSON_AddItemToObject(out, "flags", flag_counts);
 	cJSON_AddNumberToObject(out, "flagged", (double)flagged);
 	cJSON *us = cJSON_AddObjectToObject(out, "usage");
@@ -254,6 +274,7 @@ cJSON *ftk_eval_summarize(const cJSON *results)
 	smap_free(&flags);
 	smap_free(&dkinds);
 	smap_free(&badids);
+	smap_free(&causes);
 	return out;
 }
 
@@ -415,5 +436,110 @@ cJSON *ftk_eval_compare(const cJSON *ra, const cJSON *rb, double alpha)
 	cJSON_AddItemToObject(out, "regressed", regressed);
 	case_vals_free(&A);
 	case_vals_free(&B);
+	return out;
+}
+
+/* ------------------------------------------------------------ method sensitivity */
+
+/*
+ * Every pair of metrics that share a "compare_as" group scored the same
+ * cases by two methods (strict and flexible extraction, a regex and an LLM
+ * judge).  They are paired case by case, as compare pairs two runs: McNemar
+ * for pass/fail with one sample per case, else the paired t interval.  A pair
+ * whose difference is significant at alpha (the interval of the difference
+ * excludes 0) is method_sensitive: the method, not the model, moved the
+ * number.  The cases where the two disagree are listed by id.  NULL when no
+ * metric has a group.
+ */
+static cJSON *methods(const cJSON *results, double alpha, int *sensitive)
+{
+	struct case_vals cv;
+	case_vals_build(&cv, results);
+	cJSON *out = NULL;
+	int any_cluster = 0;
+	for (size_t i = 0; i < cv.n_cases; i++)
+		if (cv.cluster[i])
+			any_cluster = 1;
+	char **id_of = xcalloc(cv.n_cases + 1, sizeof(*id_of));
+	for (size_t i = 0; i < cv.ids.cap; i++)
+		if (cv.ids.keys[i])
+			id_of[cv.ids.vals[i]] = cv.ids.keys[i];
+	for (size_t ai = 0; ai < cv.ms.n; ai++) {
+		const struct metric_acc *ma = &cv.ms.m[ai];
+		if (!ma->group)
+			continue;
+		for (size_t bi = ai + 1; bi < cv.ms.n; bi++) {
+			const struct metric_acc *mb = &cv.ms.m[bi];
+			if (!mb->group || strcmp(ma->group, mb->group))
+				continue;
+			if (!out)
+				out = cJSON_CreateArray();
+			double *xa = xmalloc((cv.n_cases + 1) * sizeof(double));
+			double *xb = xmalloc((cv.n_cases + 1) * sizeof(double));
+			long *cl = xmalloc((cv.n_cases + 1) * sizeof(long));
+			struct smap cmap = { 0 };
+			cJSON *dis = cJSON_CreateArray();
+			size_t n = 0;
+			int binary = 1;
+			long a_only = 0, b_only = 0;
+			for (size_t ci = 0; ci < cv.n_cases; ci++) {
+				double va, vb;
+				long ka, kb;
+				if (!case_val(ma, (long)ci, &va, &ka) || !case_val(mb, (long)ci, &vb, &kb))
+					continue;
+				if (ka != 1 || kb != 1 || (va != 0 && va != 1) || (vb != 0 && vb != 1))
+					binary = 0;
+				a_only += va == 1 && vb == 0;
+				b_only += va == 0 && vb == 1;
+				if (va != vb)
+					cJSON_AddItemToArray(dis, cJSON_CreateString(id_of[ci]));
+				xa[n] = va;
+				xb[n] = vb;
+				cl[n] = smap_intern(&cmap, cv.cluster[ci] ? cv.cluster[ci] : id_of[ci]);
+				n++;
+			}
+			struct ftk_paired p;
+			ftk_stats_paired(xa, xb, any_cluster ? cl : NULL, n, &p);
+			double pv = p.p;
+			const char *test = "paired-t";
+			if (binary && n > 0) {
+				struct ftk_mcnemar mc;
+				ftk_stats_mcnemar(a_only, b_only, &mc);
+				pv = mc.p;
+				test = mc.method[0] == 'e' ? "mcnemar-exact" : "mcnemar-chi2";
+			}
+			if (p.lo < -1)	/* both lie in [0, 1] for judges' metrics: so does the difference */
+				p.lo = -1;
+			if (p.hi > 1)
+				p.hi = 1;
+			int sig = n > 0 && !isnan(pv) && pv < alpha;
+			*sensitive |= sig;
+			cJSON *e = cJSON_CreateObject();
+			cJSON_AddStringToObject(e, "group", ma->group);
+			cJSON_AddStringToObject(e, "a", ma->name);
+			cJSON_AddStringToObject(e, "b", mb->name);
+			cJSON_AddNumberToObject(e, "n", (double)n);
+			add_num(e, "mean_a", p.mean_a);
+			add_num(e, "mean_b", p.mean_b);
+			add_num(e, "diff", p.diff);
+			add_num(e, "lo", p.lo);
+			add_num(e, "hi", p.hi);
+			cJSON_AddStringToObject(e, "test", test);
+			add_num(e, "p", pv);
+			if (binary && n > 0) {
+				cJSON_AddNumberToObject(e, "a_only", (double)a_only);
+				cJSON_AddNumberToObject(e, "b_only", (double)b_only);
+			}
+			cJSON_AddBoolToObject(e, "method_sensitive", sig);
+			cJSON_AddItemToObject(e, "disagree", dis);
+			cJSON_AddItemToArray(out, e);
+			smap_free(&cmap);
+			free(xa);
+			free(xb);
+			free(cl);
+		}
+	}
+	free(id_of);
+	case_vals_free(&cv);
 	return out;
 }

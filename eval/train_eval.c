@@ -8,12 +8,18 @@
  * the base evaluation and the checkpoints already evaluated and does not
  * redo them (eval's own resume asks nothing twice).
  */
+#include <errno.h>
+#include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <string.h>
 #include "eval/run.h"
 #include "eval/train_eval.h"
 #include "lib/json.h"
 #include "lib/ledger.h"
+#include "lib/stream.h"
 
 /* Run (or resume) one evaluation; *seconds is 0 when nothing was asked. */
 static int eval_into(struct ftk_train_eval *te, const char *dir, const char *adapter,
@@ -53,6 +59,69 @@ static void ledger_entry(struct ftk_train_eval *te, long step, double seconds)
 	cJSON_Delete(e);
 }
 
+/*
+ * The number a checkpoint is ranked by: the named metric's mean, else the
+ * mean of the semantic metrics' means.  NaN when there is none.
+ */
+static double score_of(const cJSON *sum, const char *metric)
+{
+	const cJSON *ms = cJSON_GetObjectItemCaseSensitive(sum, "metrics");
+	if (metric) {
+		const cJSON *v = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(ms, metric), "mean");
+		return cJSON_IsNumber(v) ? v->valuedouble : NAN;
+	}
+	double t = 0;
+	int n = 0;
+	const cJSON *m;
+	cJSON_ArrayForEach(m, ms)
+	{
+		const char *k = ftk_json_get_str(m, "kind");
+		const cJSON *v = cJSON_GetObjectItemCaseSensitive(m, "mean");
+		if (k && !strcmp(k, "semantic") && cJSON_IsNumber(v)) {
+			t += v->valuedouble;
+			n++;
+		}
+	}
+	return n ? t / n : NAN;
+}
+
+/* Copy a checkpoint's adapter files into dir (created), each replaced atomically. */
+static int copy_adapter(const char *from, const char *dir, struct ftk_error *err)
+{
+	static const char *const files[] = { "adapter_config.json", "adapter_model.safetensors" };
+	if (mkdir(dir, 0777) < 0 && errno != EEXIST)
+		return ftk_error_set(err, FTK_EIO, dir, 0, NULL, "cannot create: %s", strerror(errno));
+	for (size_t i = 0; i < FTK_ARRAY_SIZE(files); i++) {
+		char src[4400], dst[4400], tmp[4410];
+		snprintf(src, sizeof(src), "%s/%s", from, files[i]);
+		snprintf(dst, sizeof(dst), "%s/%s", dir, files[i]);
+		snprintf(tmp, sizeof(tmp), "%s.tmp", dst);
+		char *data;
+		size_t len;
+		int rc = ftk_read_all(src, &data, &len, err);
+		if (rc < 0)
+			return rc;
+		FILE *f = fopen(tmp, "wb");
+		int ok = f && fwrite(data, 1, len, f) == len;
+		if (f && fclose(f) != 0)
+			ok = 0;
+		free(data);
+		if (!ok || rename(tmp, dst) < 0) {
+			unlink(tmp);
+			return ftk_error_set(err, FTK_EIO, dst, 0, NULL, "cannot write: %s", strerror(errno));
+		}
+	}
+	return 0;
+}
+
+void ftk_train_eval_release(struct ftk_train_eval *te)
+{
+	if (!te)
+		return;
+	cJSON_Delete(te->best_results);
+	te->best_results = NULL;
+}
+
 int ftk_train_eval_checkpoint(void *ctx, long step, const char *adapter_dir, struct strbuf *line,
 			      struct ftk_error *err)
 {
@@ -64,7 +133,7 @@ int ftk_train_eval_checkpoint(void *ctx, long step, const char *adapter_dir, str
 
 	snprintf(base_dir, sizeof(base_dir), "%s/evals/base", te->run_dir);
 	snprintf(step_dir, sizeof(step_dir), "%s/evals/step-%ld", te->run_dir, step);
-	if ((rc = eval_into(te, base_dir, NULL, &base, &base_secs, err)) < 0)
+	if ((rc = eval_into(te, base_dir, te->base_adapter, &base, &base_secs, err)) < 0)
 		goto out;
 	if (base_secs > 0)
 		ledger_entry(te, 0, base_secs);
@@ -108,23 +177,82 @@ int ftk_train_eval_checkpoint(void *ctx, long step, const char *adapter_dir, str
 	cJSON_AddItemToObject(ev, "regressed", reg ? cJSON_Duplicate(reg, 1) : cJSON_CreateArray());
 	if (cJSON_GetArraySize(reg) > 0)
 		te->n_regressed++;
+	/* against the best checkpoint so far */
+	cJSON *vs_best = te->best_results ? ftk_eval_compare(te->best_results, cur, 0.05) : NULL;
+	const cJSON *reg_best = cJSON_GetObjectItemCaseSensitive(vs_best, "regressed");
+	int n_reg_best = cJSON_GetArraySize(reg_best);	/* vs_best is freed before the report */
+	if (vs_best) {
+		cJSON *b = cJSON_AddObjectToObject(ev, "vs_best");
+		cJSON_AddNumberToObject(b, "step", (double)te->best_step);
+		cJSON_AddItemToObject(b, "regressed", cJSON_Duplicate(reg_best, 1));
+	}
+	double value = score_of(sum, te->keep_best);
+	{
+		cJSON *bs = ftk_eval_summarize(base);
+		double bv = score_of(bs, te->keep_best);
+		cJSON_Delete(bs);
+		te->base_value_known = !isnan(bv);
+		te->base_value = bv;
+	}
+	int better = !isnan(value) && (te->best_step == 0 || value > te->best_value);
+	if (te->stop_on_regression && te->stop && !te->stopped_at &&
+	    (cJSON_GetArraySize(reg) > 0 || cJSON_GetArraySize(reg_best) > 0)) {
+		int vb = cJSON_GetArraySize(reg) == 0;
+		const cJSON *which = cJSON_GetArrayItem(vb ? reg_best : reg, 0);
+		const cJSON *cm = cJSON_GetObjectItemCaseSensitive(
+			cJSON_GetObjectItemCaseSensitive(vb ? vs_best : cmp, "metrics"), which->valuestring);
+		snprintf(te->stop_reason, sizeof(te->stop_reason),
+			 "%s fell from %.3f (%s) to %.3f, p = %.3g", which->valuestring,
+			 cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(cm, "mean_a")),
+			 vb ? "the best checkpoint" : "the base",
+			 cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(cm, "mean_b")),
+			 cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(cm, "p")));
+		if (vb) {
+			char tail[64];
+			snprintf(tail, sizeof(tail), " (step %ld)", te->best_step);
+			strncat(te->stop_reason, tail, sizeof(te->stop_reason) - strlen(te->stop_reason) - 1);
+		}
+		te->stopped_at = step;
+		*te->stop = 1;
+		cJSON_AddStringToObject(ev, "stopped", te->stop_reason);
+	}
+	if (better) {
+		/* checkpoints are pruned as the run goes: keep the best adapter apart */
+		snprintf(te->best_dir, sizeof(te->best_dir), "%s/evals/best", te->run_dir);
+		if (te->keep_best && (rc = copy_adapter(adapter_dir, te->best_dir, err)) < 0) {
+			cJSON_Delete(vs_best);
+			cJSON_Delete(o);
+			goto out;
+		}
+		te->best_step = step;
+		te->best_value = value;
+		cJSON_Delete(te->best_results);
+		te->best_results = cur;
+		cur = NULL;
+	}
+	cJSON_AddNumberToObject(ev, "best_step", (double)te->best_step);
+	cJSON_Delete(vs_best);
 	ftk_json_print(line, o);
 
-	if (!te->quiet) {
-		fprintf(stderr, "\nftk-train: step %ld eval (%s):", step, rel);
+	if (te->report) {
+		struct strbuf say = STRBUF_INIT;
+		strbuf_addf(&say, "step %ld eval (%s):", step, rel);
 		cJSON_ArrayForEach(m, ms) {
 			const cJSON *k = cJSON_GetObjectItemCaseSensitive(m, "kind");
 			const cJSON *mean = cJSON_GetObjectItemCaseSensitive(m, "mean");
 			const cJSON *d = cJSON_GetObjectItemCaseSensitive(m, "diff");
 			if (!cJSON_IsString(k) || strcmp(k->valuestring, "semantic") || !cJSON_IsNumber(mean))
 				continue;
-			fprintf(stderr, " %s %.3f", m->string, mean->valuedouble);
+			strbuf_addf(&say, " %s %.3f", m->string, mean->valuedouble);
 			if (cJSON_IsNumber(d))
-				fprintf(stderr, " (%+.3f vs base)", d->valuedouble);
+				strbuf_addf(&say, " (%+.3f vs base)", d->valuedouble);
 		}
 		if (cJSON_GetArraySize(reg) > 0)
-			fprintf(stderr, "; REGRESSED against the base");
-		fputc('\n', stderr);
+			strbuf_addstr(&say, "; REGRESSED against the base");
+		if (n_reg_best > 0)
+			strbuf_addf(&say, "; REGRESSED against step %ld", te->best_step);
+		te->report(te->report_ctx, say.buf);
+		strbuf_release(&say);
 	}
 	cJSON_Delete(o);
 	rc = 0;

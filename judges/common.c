@@ -3,23 +3,23 @@
  * name the setting, the case id, the answer text without a reasoning block,
  * and the judge-model request (jmodel_ask).
  *
- * jmodel_ask sends an OpenAI chat request through the env's chat function
- * with response_format {"type":"json_object"}, takes the first choice's
- * content, strips a ``` fence if the model wrapped its JSON in one, and
- * parses it.  Replies are cached as files named by the XXH64 of the request
- * body (which holds the model, prompts, temperature and the vote index as
- * "seed"), so re-scoring a run costs nothing and k votes stay k distinct
- * requests.  A cached reply is written to a temporary file and renamed, so
- * an interrupted run never leaves half a reply behind.
+ * jmodel_ask sends an OpenAI chat request (lib/openai.h builds it) through
+ * the env's chat function with response_format {"type":"json_object"},
+ * takes the first choice's content, strips a ``` fence if the model wrapped
+ * its JSON in one, and parses it.  Replies go to lib/openai's reply cache,
+ * keyed by the env's endpoint and the request body (which holds the model,
+ * prompts, temperature and the vote index as "seed"), so re-scoring a run
+ * costs nothing, k votes stay k distinct requests, and the same question to
+ * another judge server or model is never answered from another's reply.
  */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <xxhash.h>
 #include "judges/judges_int.h"
 #include "lib/json.h"
+#include "lib/openai.h"
 #include "lib/strbuf.h"
 
 static const cJSON *get(const cJSON *settings, const char *key)
@@ -79,7 +79,7 @@ int jset_known(const cJSON *settings, const char *const *known, struct ftk_error
 	if (!settings)
 		return 0;
 	cJSON_ArrayForEach(e, settings) {
-		int ok = !strcmp(e->string, "label");
+		int ok = !strcmp(e->string, "label") || !strcmp(e->string, "compare_as");
 		for (size_t i = 0; !ok && known[i]; i++)
 			ok = !strcmp(e->string, known[i]);
 		if (!ok) {
@@ -171,26 +171,13 @@ static cJSON *parse_content(const char *s)
 	return v;
 }
 
-static long num_field(const cJSON *o, const char *k)
-{
-	const cJSON *v = o ? cJSON_GetObjectItemCaseSensitive(o, k) : NULL;
-	return cJSON_IsNumber(v) ? (long)v->valuedouble : 0;
-}
-
-static void cache_path(struct strbuf *sb, const char *dir, unsigned long long h)
-{
-	strbuf_addf(sb, "%s/judge-%016llx.json", dir, h);
-}
-
 int jmodel_ask(struct jmodel *m, const char *system, const char *user, int sample,
 	       cJSON **reply, struct ftk_judge_usage *u, struct ftk_error *err)
 {
 	*reply = NULL;
 	if (!m->env || !m->env->chat)
 		return ftk_error_msg(err, FTK_EUSAGE, "no HTTP client for the judge model");
-	cJSON *req = cJSON_CreateObject();
-	cJSON_AddStringToObject(req, "model", m->model);
-	cJSON *msgs = cJSON_AddArrayToObject(req, "messages");
+	cJSON *msgs = cJSON_CreateArray();
 	cJSON *sm = cJSON_CreateObject();
 	cJSON_AddStringToObject(sm, "role", "system");
 	cJSON_AddStringToObject(sm, "content", system);
@@ -199,74 +186,54 @@ int jmodel_ask(struct jmodel *m, const char *system, const char *user, int sampl
 	cJSON_AddStringToObject(um, "role", "user");
 	cJSON_AddStringToObject(um, "content", user);
 	cJSON_AddItemToArray(msgs, um);
-	cJSON_AddNumberToObject(req, "temperature", m->temperature);
-	cJSON_AddNumberToObject(req, "max_tokens", m->max_tokens);
-	cJSON_AddNumberToObject(req, "seed", sample);
-	cJSON *rf = cJSON_AddObjectToObject(req, "response_format");
+	cJSON *params = cJSON_CreateObject();
+	cJSON_AddNumberToObject(params, "temperature", m->temperature);
+	cJSON_AddNumberToObject(params, "max_tokens", m->max_tokens);
+	cJSON_AddNumberToObject(params, "seed", sample);
+	cJSON *rf = cJSON_AddObjectToObject(params, "response_format");
 	cJSON_AddStringToObject(rf, "type", "json_object");
+	char *body = ftk_openai_chat_request(m->model, msgs, NULL, params, 0);
+	cJSON_Delete(msgs);
+	cJSON_Delete(params);
 
-	char *body = cJSON_PrintUnformatted(req);
-	unsigned long long h = XXH64(body, strlen(body), 0);
-	free(body);
-	struct strbuf path = STRBUF_INIT;
+	const char *where = m->env->endpoint ? m->env->endpoint : "";
 	int rc = 0;
-	if (m->cache_dir) {
-		cache_path(&path, m->cache_dir, h);
-		struct strbuf sb = STRBUF_INIT;
-		if (strbuf_read_file(&sb, path.buf) == 0) {
-			cJSON *c = NULL;
-			if (ftk_json_parse_object(sb.buf, sb.len, &c, NULL) == 0 &&
-			    cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(c, "reply"))) {
-				*reply = cJSON_DetachItemFromObjectCaseSensitive(c, "reply");
-				u->calls++;
-				u->cache_hits++;
-			}
-			cJSON_Delete(c);
-		}
-		strbuf_release(&sb);
-		if (*reply)
-			goto out;
-	}
-
 	cJSON *resp = NULL;
-	rc = m->env->chat(m->env->chat_ctx, req, &resp, err);
-	if (rc < 0)
-		goto out;
-	const cJSON *choice = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(resp, "choices"), 0);
-	const cJSON *msg = cJSON_GetObjectItemCaseSensitive(choice, "message");
-	const char *content = ftk_json_get_str(msg, "content");
-	const cJSON *usage = cJSON_GetObjectItemCaseSensitive(resp, "usage");
-	u->calls++;
-	u->prompt_tokens += num_field(usage, "prompt_tokens");
-	u->completion_tokens += num_field(usage, "completion_tokens");
-	*reply = content ? parse_content(content) : NULL;
+	char *hit = ftk_openai_cache_get(m->cache_dir, where, body, 0);
+	if (hit) {
+		resp = cJSON_Parse(hit);
+		free(hit);
+		u->calls++;
+		u->cache_hits++;
+	} else {
+		cJSON *req = cJSON_Parse(body);
+		rc = m->env->chat(m->env->chat_ctx, req, &resp, err);
+		cJSON_Delete(req);
+		if (rc < 0)
+			goto out;
+		u->calls++;
+	}
+	struct ftk_openai_reply r;
+	int bad_reply = ftk_openai_reply_read(resp, &r) < 0;
+	if (!hit) {
+		if (r.prompt_tokens > 0)
+			u->prompt_tokens += r.prompt_tokens;
+		if (r.completion_tokens > 0)
+			u->completion_tokens += r.completion_tokens;
+	}
+	*reply = !bad_reply && r.text ? parse_content(r.text) : NULL;
 	if (!*reply) {
-		rc = ftk_error_msg(err, FTK_EDATA, "the judge model's reply is not a JSON object: '%.120s'",
-				   content ? content : "(no content)");
-		cJSON_Delete(resp);
-		goto out;
+		/* the judge model's fault, not the case's: a network-side failure */
+		rc = ftk_error_msg(err, FTK_ENET, "the judge model's reply is not a JSON object: '%.120s'",
+				   r.text ? r.text : "(no content)");
+	} else if (!hit && m->cache_dir) {
+		char *s = cJSON_PrintUnformatted(resp);
+		ftk_openai_cache_put(m->cache_dir, where, body, 0, s, strlen(s));
+		cJSON_free(s);
 	}
-	cJSON_Delete(resp);
-	if (m->cache_dir) {
-		mkdir(m->cache_dir, 0777);
-		cJSON *c = cJSON_CreateObject();
-		cJSON_AddItemToObject(c, "reply", cJSON_Duplicate(*reply, 1));
-		char *txt = cJSON_PrintUnformatted(c);
-		cJSON_Delete(c);
-		struct strbuf tmp = STRBUF_INIT;
-		strbuf_addf(&tmp, "%s.tmp.%ld", path.buf, (long)getpid());
-		FILE *f = fopen(tmp.buf, "wb");
-		if (f) {
-			int ok = fputs(txt, f) >= 0;
-			ok &= fclose(f) == 0;
-			if (!ok || rename(tmp.buf, path.buf) != 0)
-				unlink(tmp.buf);
-		}
-		free(txt);
-		strbuf_release(&tmp);
-	}
+	ftk_openai_reply_release(&r);
 out:
-	strbuf_release(&path);
-	cJSON_Delete(req);
+	cJSON_Delete(resp);
+	free(body);
 	return rc;
 }

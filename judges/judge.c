@@ -20,6 +20,7 @@ struct ftk_judge {
 	const struct ftk_judge_ops *ops;
 	void *state;
 	char *label;
+	char *compare_as;	/* settings "compare_as", or NULL */
 };
 
 static const struct ftk_judge_ops *const registry[] = {
@@ -29,6 +30,7 @@ static const struct ftk_judge_ops *const registry[] = {
 	&ftk_judge_json_ops,
 	&ftk_judge_regex_ops,
 	&ftk_judge_llm_ops,
+	&ftk_judge_extract_ops,
 };
 
 const struct ftk_judge_ops *ftk_judge_registry(size_t i)
@@ -69,6 +71,7 @@ void ftk_judge_result_release(struct ftk_judge_result *r)
 	for (size_t i = 0; i < r->nmetrics; i++) {
 		free(r->metrics[i].name);
 		free(r->metrics[i].twin);
+		free(r->metrics[i].compare_as);
 	}
 	free(r->metrics);
 	note_free(r->failures, r->nfailures);
@@ -92,6 +95,7 @@ size_t ftk_judge_add_metric(struct ftk_judge_result *r, const char *name, double
 	m->kind = kind;
 	m->binary = binary;
 	m->twin = twin ? xstrdup(twin) : NULL;
+	m->compare_as = NULL;
 	return r->nmetrics++;
 }
 
@@ -157,6 +161,8 @@ cJSON *ftk_judge_result_to_json(const struct ftk_judge_result *r)
 			cJSON_AddTrueToObject(e, "binary");
 		if (x->twin)
 			cJSON_AddStringToObject(e, "twin", x->twin);
+		if (x->compare_as)
+			cJSON_AddStringToObject(e, "compare_as", x->compare_as);
 		cJSON_AddItemToObject(m, x->name, e);
 	}
 	if (r->primary >= 0 && (size_t)r->primary < r->nmetrics)
@@ -197,6 +203,10 @@ int ftk_judge_create(struct ftk_judge **out, const char *name, const cJSON *sett
 					     "label must be a non-empty string without '.'");
 		label = l->valuestring;
 	}
+	const cJSON *ca = settings ? cJSON_GetObjectItemCaseSensitive(settings, "compare_as") : NULL;
+	if (ca && (!cJSON_IsString(ca) || !ca->valuestring[0]))
+		return ftk_error_set(err, FTK_EDATA, NULL, 0, "settings.compare_as",
+				     "compare_as must be a non-empty string (a method group)");
 	void *state = NULL;
 	int rc = ops->create(&state, settings, env, err);
 	if (rc < 0)
@@ -205,6 +215,7 @@ int ftk_judge_create(struct ftk_judge **out, const char *name, const cJSON *sett
 	j->ops = ops;
 	j->state = state;
 	j->label = xstrdup(label);
+	j->compare_as = ca ? xstrdup(ca->valuestring) : NULL;
 	*out = j;
 	return 0;
 }
@@ -224,6 +235,9 @@ int ftk_judge_score(struct ftk_judge *j, const cJSON *kase, const struct ftk_jud
 	if (!out)
 		out = &none;
 	int rc = j->ops->score(j->state, kase, out, result, err);
+	if (j->compare_as && result->primary >= (int)first && (size_t)result->primary < result->nmetrics &&
+	    !result->metrics[result->primary].compare_as)
+		result->metrics[result->primary].compare_as = xstrdup(j->compare_as);
 	for (size_t i = first; i < result->nmetrics; i++) {
 		struct ftk_metric *m = &result->metrics[i];
 		char *n = prefixed(j->label, m->name);
@@ -244,6 +258,7 @@ void ftk_judge_destroy(struct ftk_judge *j)
 		return;
 	j->ops->destroy(j->state);
 	free(j->label);
+	free(j->compare_as);
 	free(j);
 }
 

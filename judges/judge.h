@@ -29,7 +29,11 @@
  *   - usage: tokens and calls a model-graded judge spent, for the ledger.
  *
  * Metric names are "<label>.<metric>" where label is the judge's name unless
- * the settings give "label" (so a suite can run two match judges).
+ * the settings give "label" (so a suite can run two match judges).  Every
+ * judge also accepts "compare_as": a group name put on its primary metric,
+ * so that a summary can compare the methods that scored the same cases
+ * (strict against flexible extraction, a regex against an LLM judge) and
+ * say when the method moved the number (method sensitivity).
  *
  * Model-graded judges (llm, and the citation judge's "llm" entailment) need
  * to send chat completion requests.  They do it through struct ftk_judge_env,
@@ -54,7 +58,9 @@
 /* The model's answer to one case. */
 struct ftk_judge_output {
 	const char *text;		/* the assistant text; NULL or "" when none */
-	const cJSON *tool_calls;	/* OpenAI "tool_calls" array, or NULL */
+	const cJSON *tool_calls;	/* OpenAI "tool_calls" as the model gave them:
+					   an array, or (a defective answer) any JSON;
+					   NULL: none */
 	const char *finish_reason;	/* "stop", "length", "tool_calls", or NULL */
 };
 
@@ -74,6 +80,9 @@ struct ftk_judge_env {
 	void *chat_ctx;			/* passed to chat */
 	const char *cache_dir;		/* where model-graded judges cache replies;
 					   NULL: settings "cache" or no cache */
+	const char *endpoint;		/* where chat sends requests (a URL, or any
+					   name): part of the reply cache's key, so
+					   that another server's reply is never reused */
 };
 
 /* ----------------------------------------------------------------- results */
@@ -89,6 +98,9 @@ struct ftk_metric {
 	int kind;		/* enum ftk_metric_kind */
 	int binary;		/* 1 when value is 0 or 1 (pass/fail) */
 	char *twin;		/* surface metric: its semantic twin's name; else NULL */
+	char *compare_as;	/* the method group of a primary verdict (settings
+				   "compare_as"): metrics of one group score the same
+				   cases by different methods and are compared; else NULL */
 };
 
 struct ftk_judge_note {
@@ -137,7 +149,7 @@ const struct ftk_metric *ftk_judge_find_metric(const struct ftk_judge_result *r,
 
 /*
  * The result as JSON (caller frees):
- *   {"metrics":{"citation.recall":{"value":0.5,"kind":"semantic"},
+ *   {"metrics":{"citation.recall":{"value":0.5,"kind":"semantic"[,"compare_as":"g"]},
  *               "citation.marker_rate":{"value":1,"kind":"surface","twin":"citation.recall"}},
  *    "pass":true, "failures":[{"kind":..,"reason":..}], "flags":[..],
  *    "detail":{..}, "usage":{"calls":..,"cache_hits":..,"prompt_tokens":..,"completion_tokens":..}}

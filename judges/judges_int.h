@@ -22,6 +22,7 @@ extern const struct ftk_judge_ops ftk_judge_match_ops;
 extern const struct ftk_judge_ops ftk_judge_json_ops;
 extern const struct ftk_judge_ops ftk_judge_regex_ops;
 extern const struct ftk_judge_ops ftk_judge_llm_ops;
+extern const struct ftk_judge_ops ftk_judge_extract_ops;
 
 /*
  * Settings readers.  Each looks up key in settings (NULL settings: absent),

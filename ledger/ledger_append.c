@@ -52,7 +52,14 @@ int ftk_ledger_append_cmd(int argc, char **argv)
 				continue;
 			}
 			cJSON_Delete(e.json);
-			if (ftk_ledger_append(lp, line.data, line.len, &err) < 0) {
+			int arc = ftk_ledger_append(lp, line.data, line.len, &err);
+			if (arc == FTK_ELIMIT) {	/* this line only: the others still go in */
+				ftk_error_place(&err, files[i], line.lineno);
+				error("%s", ftk_error_format(&err, m, sizeof(m)));
+				bad++;
+				continue;
+			}
+			if (arc < 0) {
 				ftk_reader_close(r);
 				die("%s", err.msg);
 			}

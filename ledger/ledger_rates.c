@@ -141,9 +141,11 @@ int ftk_ledger_rates(int argc, char **argv)
 	struct ledger_common c = { 0 };
 	int json = 0;
 	struct ftk_rates R;
-	if (argc > 1 && !strcmp(argv[1], "add"))
-		return rates_add(argc - 1, argv + 1);
+	ftk_subcommand_fn add = NULL;
 	struct ftk_option opts[] = {
+		FTK_OPT_GROUP("Commands"),
+		FTK_OPT_SUBCOMMAND_OPTIONAL("add", &add, rates_add,
+					    "add a row (see 'ftk-ledger rates add --help')"),
 		FTK_OPT_GROUP("Options"),
 		FTK_OPT_FLAG(0, "json", &json, "the rows as JSON lines"),
 		LEDGER_OPTS_COMMON(&c),
@@ -152,9 +154,11 @@ int ftk_ledger_rates(int argc, char **argv)
 	static const char *const usage[] = {
 		"ftk-ledger rates [--json] [options]",
 		"ftk-ledger rates add --type T --name N [options]", "",
-		"Show the rates in force (a file, or the built-in examples), or add a row", "(see 'ftk-ledger rates add --help').", NULL,
+		"Show the rates in force (a file, or the built-in examples), or add a row.", NULL,
 	};
 	argc = ftk_parse_options(argc, argv, "ftk-ledger rates", opts, usage);
+	if (add)
+		return add(argc, argv);
 	ledger_no_args("rates", argc, argv);
 	ledger_load_rates(&c, &R);
 	print_rates(&R, json);

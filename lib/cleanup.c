@@ -61,3 +61,14 @@ void ftk_cleanup_run(void)
 			unlink(e->path);
 	}
 }
+
+void ftk_cleanup_run_at_exit(void)
+{
+	pid_t self = getpid();
+	for (int i = 0; i < SLOTS; i++) {
+		struct entry *e = atomic_exchange(&slots[i], NULL);
+		if (e && e->pid == self)
+			unlink(e->path);
+		free(e);
+	}
+}

@@ -34,4 +34,7 @@ void ftk_cleanup_remove(const char *path);
  */
 void ftk_cleanup_run(void);
 
+/* The same, outside a signal handler (at exit): the entries are freed too. */
+void ftk_cleanup_run_at_exit(void);
+
 #endif

@@ -71,6 +71,19 @@ const char *ftk_strerror(int code);
  */
 char *ftk_error_format(const struct ftk_error *e, char *buf, size_t n);
 
+/* Room for any ftk_error_format text: file, line, field and message at their caps. */
+#define FTK_ERROR_TEXT_MAX                                                                  \
+	(sizeof(((struct ftk_error *)0)->file) + sizeof(((struct ftk_error *)0)->field) +    \
+	 sizeof(((struct ftk_error *)0)->msg) + 32)
+
+/*
+ * *e formatted by ftk_error_format into a buffer of FTK_ERROR_TEXT_MAX that
+ * lives until the end of the enclosing block (a compound literal), for a
+ * message with more around it:  die("cannot load: %s", FTK_ERROR_TEXT(&e)).
+ * Programs that print the error alone use error_at()/die_at() (cli/tool.h).
+ */
+#define FTK_ERROR_TEXT(e) ftk_error_format((e), (char[FTK_ERROR_TEXT_MAX]){ 0 }, FTK_ERROR_TEXT_MAX)
+
 /* Allocation that cannot fail: on out-of-memory print one line and abort(). */
 void *xmalloc(size_t n);
 void *xcalloc(size_t n, size_t size);

@@ -350,22 +350,86 @@ static void unlink_req(struct req **list, struct req *r)
 		}
 }
 
-/* Replace every occurrence of the key in the body with "***". */
+static int hexval(int ch)
+{
+	return ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10
+	       : ch >= 'A' && ch <= 'F' ? ch - 'A' + 10 : -1;
+}
+
+/*
+ * One character of the key, at s[0..n), in any form a body can carry it:
+ * itself, "%XX", "\uXXXX" (with any number of backslashes: an escape
+ * inside an escaped string), "\/" for '/'.  Returns the bytes it took, or 0.
+ */
+static size_t key_char_at(const unsigned char *s, size_t n, unsigned char want)
+{
+	if (n >= 1 && s[0] == want)
+		return 1;
+	if (n >= 3 && s[0] == '%' && hexval(s[1]) >= 0 && hexval(s[2]) >= 0 &&
+	    hexval(s[1]) * 16 + hexval(s[2]) == want)
+		return 3;
+	size_t b = 0;
+	while (b < n && s[b] == '\\')
+		b++;
+	if (b == 0)
+		return 0;
+	if (want == '/' && b < n && s[b] == '/')
+		return b + 1;
+	if (b + 5 <= n && s[b] == 'u') {
+		int v = 0;
+		for (int k = 1; k <= 4; k++) {
+			int h = hexval(s[b + k]);
+			if (h < 0)
+				return 0;
+			v = v * 16 + h;
+		}
+		return v == want ? b + 5 : 0;
+	}
+	return 0;
+}
+
+/* The length of the key in some form at s[0..n), or 0. */
+static size_t key_at(const unsigned char *s, size_t n, const unsigned char *key, size_t kl)
+{
+	size_t at = 0;
+	for (size_t i = 0; i < kl; i++) {
+		size_t k = key_char_at(s + at, n - at, key[i]);
+		if (!k)
+			return 0;
+		at += k;
+	}
+	return at;
+}
+
+/* Replace every echo of the key in the body (every form) with "***". */
 static void scrub_key(struct ftk_http_client *c, struct strbuf *sb)
 {
 	if (!c->key_copy || !*c->key_copy || !sb->len)
 		return;
+	const unsigned char *key = (const unsigned char *)c->key_copy;
 	size_t kl = strlen(c->key_copy);
-	char *hit;
-	while ((hit = memmem(sb->buf, sb->len, c->key_copy, kl))) {
-		size_t at = (size_t)(hit - sb->buf);
-		struct strbuf t = STRBUF_INIT;
-		strbuf_add(&t, sb->buf, at);
-		strbuf_addstr(&t, "***");
-		strbuf_add(&t, sb->buf + at + kl, sb->len - at - kl);
+	const unsigned char *s = (const unsigned char *)sb->buf;
+	struct strbuf t = STRBUF_INIT;
+	int hits = 0;
+	for (size_t i = 0; i < sb->len;) {
+		/* an echo starts with the key's first character in some form */
+		size_t m = (s[i] == key[0] || s[i] == '%' || s[i] == '\\')
+				   ? key_at(s + i, sb->len - i, key, kl) : 0;
+		if (m) {
+			strbuf_addstr(&t, "***");
+			i += m;
+			hits++;
+		} else {
+			strbuf_addch(&t, s[i]);
+			i++;
+		}
+	}
+	if (hits) {
 		explicit_bzero(sb->buf, sb->len);
 		strbuf_release(sb);
 		*sb = t;
+	} else {
+		strbuf_release(&t);
 	}
 }
 
@@ -434,14 +498,17 @@ static void finished(struct ftk_http_client *c, struct req *r, CURLcode rc)
 			if (c->o.validate && c->o.validate(r->resp.buf, r->resp.len, c->o.validate_ctx)) {
 				retry = 1;
 				r->res.retries_invalid++;
+				r->res.outcome = FTK_HTTP_INVALID;
 				snprintf(why, sizeof(why), "invalid response (HTTP %ld)", status);
 			} else {
 				r->res.error[0] = 0;
+				r->res.outcome = FTK_HTTP_OK;
 				finish_done(c, r, 0);
 				return;
 			}
 		} else if (status == 408 || status == 429 || status >= 500) {
 			retry = 1;
+			r->res.outcome = FTK_HTTP_STATUS;
 			if (status == 429)
 				r->res.retries_429++;
 			else
@@ -449,24 +516,31 @@ static void finished(struct ftk_http_client *c, struct req *r, CURLcode rc)
 			snprintf(why, sizeof(why), "HTTP %ld", status);
 		} else {
 			snprintf(r->res.error, sizeof(r->res.error), "HTTP %ld", status);
+			r->res.outcome = FTK_HTTP_STATUS;
 			finish_done(c, r, FTK_ENET);
 			return;
 		}
 	} else if (rc == CURLE_OPERATION_TIMEDOUT) {
 		retry = 1;
 		r->res.retries_timeout++;
+		r->res.outcome = FTK_HTTP_TIMEOUT;
 		snprintf(why, sizeof(why), "timeout after %g s", c->o.timeout_s);
 	} else if (conn_error(rc)) {
 		retry = 1;
 		r->res.retries_conn++;
+		r->res.outcome = rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST ||
+					 rc == CURLE_COULDNT_RESOLVE_PROXY
+				 ? FTK_HTTP_CONNECT : FTK_HTTP_CONN;
 		snprintf(why, sizeof(why), "connection error: %s", curl_easy_strerror(rc));
 	} else if (r->too_big) {
 		snprintf(r->res.error, sizeof(r->res.error), "response larger than %u MiB",
 			 RESPONSE_LIMIT >> 20);
+		r->res.outcome = FTK_HTTP_OTHER;
 		finish_done(c, r, FTK_ENET);
 		return;
 	} else {
 		snprintf(r->res.error, sizeof(r->res.error), "%s", curl_easy_strerror(rc));
+		r->res.outcome = FTK_HTTP_OTHER;
 		finish_done(c, r, FTK_ENET);
 		return;
 	}

@@ -32,7 +32,10 @@
  * value is read when the client is made and sent as "Authorization: Bearer
  * <key>".  The key is never copied into an error message, a result, a log or
  * a file, and the header buffers that held it are wiped before they are
- * freed.  Messages name the variable, never its value.
+ * freed.  Messages name the variable, never its value.  A server that echoes
+ * the key back has every echo replaced by "***" in the body handed over, in
+ * each form a body can carry it: raw, JSON-escaped (any character as \uXXXX,
+ * / as \/, the backslash itself doubled), and URL-encoded (%XX, either case).
  *
  * Ownership.  The client owns its queue and the copies of submitted bodies.
  * A result returned by ftk_http_next() belongs to the caller, who releases it
@@ -69,8 +72,20 @@ struct ftk_http_opts {
 /* Fill *o with the defaults described above (all fields). */
 void ftk_http_opts_init(struct ftk_http_opts *o);
 
+/* What ended a request (its last attempt). */
+enum ftk_http_outcome {
+	FTK_HTTP_OK = 0,
+	FTK_HTTP_STATUS,	/* an HTTP status that is not 2xx: see status */
+	FTK_HTTP_TIMEOUT,
+	FTK_HTTP_CONNECT,	/* could not connect at all (refused, unknown host) */
+	FTK_HTTP_CONN,		/* the connection broke (reset, dropped, nothing back) */
+	FTK_HTTP_INVALID,	/* a 2xx body the validator rejected */
+	FTK_HTTP_OTHER,		/* too large, or another libcurl failure */
+};
+
 struct ftk_http_result {
 	void *tag;		/* the caller's, from ftk_http_submit */
+	int outcome;		/* enum ftk_http_outcome */
 	int code;		/* 0 on success, FTK_ENET on failure */
 	long status;		/* the last HTTP status seen, 0 when none arrived */
 	char *body;		/* the last body received (NUL-terminated), or NULL; owned */

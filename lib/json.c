@@ -122,6 +122,24 @@ void ftk_json_path_index(char *buf, size_t n, const char *path, int i)
 	snprintf(buf, n, "%s[%d]", path ? path : "", i);
 }
 
+int ftk_json_all_strings(const cJSON *arr, const char *name, const char *file, long line,
+			 struct ftk_error *err)
+{
+	int i = 0;
+	const cJSON *x;
+	cJSON_ArrayForEach(x, arr)
+	{
+		if (!cJSON_IsString(x)) {
+			char field[128];
+			ftk_json_path_index(field, sizeof(field), name, i);
+			return ftk_error_set(err, FTK_EDATA, file, line, field, "must be a string, not %s",
+					     ftk_json_type_name(x));
+		}
+		i++;
+	}
+	return 0;
+}
+
 static int cmp(const void *x, const void *y)
 {
 	return strcmp(*(const char *const *)x, *(const char *const *)y);

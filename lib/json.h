@@ -54,4 +54,12 @@ void ftk_json_print(struct strbuf *sb, const cJSON *v);
 void ftk_json_path_key(char *buf, size_t n, const char *path, const char *key);
 void ftk_json_path_index(char *buf, size_t n, const char *path, int i);
 
+/*
+ * Every item of the array arr is a string.  Returns 0, or FTK_EDATA in *err
+ * naming the first item that is not as field "name[i]", with its JSON type
+ * (file and line are the record's, for the message).  arr is borrowed.
+ */
+int ftk_json_all_strings(const cJSON *arr, const char *name, const char *file, long line,
+			 struct ftk_error *err);
+
 #endif

@@ -47,6 +47,10 @@ int ftk_ledger_append(const char *path, const char *line, size_t len, struct ftk
 {
 	if (memchr(line, '\n', len))
 		return ftk_error_msg(err, FTK_EUSAGE, "a ledger entry must be one line");
+	if (len > FTK_LEDGER_MAX_ENTRY)
+		return ftk_error_set(err, FTK_ELIMIT, path, 0, NULL,
+				     "a ledger entry of %zu bytes is over the %d-byte limit (a write that long can be torn)",
+				     len, FTK_LEDGER_MAX_ENTRY);
 	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
 	if (fd < 0)
 		return ftk_error_set(err, FTK_EIO, path, 0, NULL, "cannot open ledger '%s': %s", path,

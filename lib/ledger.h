@@ -19,8 +19,18 @@
 #include "err.h"
 
 /*
+ * The longest entry appended, in bytes.  An entry goes in with one write
+ * under the lock, and a long write can be cut by a kill -9 (a probe tore a
+ * 200 MB entry three times out of three); real entries are a few hundred
+ * bytes.
+ */
+#define FTK_LEDGER_MAX_ENTRY 65536
+
+/*
  * Append one JSON object (one line, without the newline) to the ledger at
- * path.  Returns 0, FTK_EUSAGE when line is not a single line, or FTK_EIO.
+ * path.  Returns 0, FTK_EUSAGE when line is not a single line, FTK_ELIMIT
+ * when it is longer than FTK_LEDGER_MAX_ENTRY (nothing is written), or
+ * FTK_EIO.
  */
 int ftk_ledger_append(const char *path, const char *line, size_t len, struct ftk_error *err);
 

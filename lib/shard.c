@@ -394,8 +394,14 @@ int ftk_shard_next(struct ftk_shard_reader *r, struct ftk_seq *seq, struct ftk_e
 					     "sequence %llu: token id %u is outside the vocabulary of %u",
 					     (unsigned long long)r->index, r->ids[i], r->info.vocab_size);
 	}
+	const unsigned char *mask = r->buf + r->pos + 4 * (size_t)n;
+	for (uint32_t i = 0; i < n; i++)	/* the trainer sums the mask to count its targets */
+		if (mask[i] > 1)
+			return ftk_error_set(err, FTK_EDATA, path, 0, NULL,
+					     "sequence %llu: loss mask byte %u is %u, not 0 or 1",
+					     (unsigned long long)r->index, i, mask[i]);
 	seq->ids = r->ids;
-	seq->mask = r->buf + r->pos + 4 * (size_t)n;
+	seq->mask = mask;
 	seq->len = n;
 	seq->index = r->index++;
 	r->pos += 5 * (size_t)n;

@@ -141,6 +141,20 @@ static size_t utf8_seq(const unsigned char *s, size_t n)
 	return 0;
 }
 
+/* The UTF-8 character at s (n bytes left), or U+FFFD for a byte that starts
+ * none (counted in *bad).  Returns the bytes consumed. */
+static size_t add_char(struct strbuf *sb, const unsigned char *s, size_t n, size_t *bad)
+{
+	size_t k = utf8_seq(s, n);
+	if (k) {
+		strbuf_add(sb, s, k);
+		return k;
+	}
+	strbuf_addstr(sb, "\xEF\xBF\xBD");
+	(*bad)++;
+	return 1;
+}
+
 size_t strbuf_add_json_str(struct strbuf *sb, const char *str, size_t len)
 {
 	static const char hex[] = "0123456789abcdef";
@@ -175,15 +189,7 @@ size_t strbuf_add_json_str(struct strbuf *sb, const char *str, size_t len)
 			i++;
 			continue;
 		}
-		size_t k = utf8_seq(s + i, len - i);
-		if (k) {
-			strbuf_add(sb, s + i, k);
-			i += k;
-		} else {
-			strbuf_addstr(sb, "\xEF\xBF\xBD");
-			bad++;
-			i++;
-		}
+		i += add_char(sb, s + i, len - i, &bad);
 	}
 	strbuf_addch(sb, '"');
 	return bad;
@@ -194,17 +200,8 @@ size_t strbuf_add_utf8(struct strbuf *sb, const char *str, size_t len)
 	const unsigned char *s = (const unsigned char *)str;
 	size_t bad = 0, i = 0;
 	strbuf_grow(sb, len);
-	while (i < len) {
-		size_t k = utf8_seq(s + i, len - i);
-		if (k) {
-			strbuf_add(sb, s + i, k);
-			i += k;
-		} else {
-			strbuf_addstr(sb, "\xEF\xBF\xBD");
-			bad++;
-			i++;
-		}
-	}
+	while (i < len)
+		i += add_char(sb, s + i, len - i, &bad);
 	return bad;
 }
 

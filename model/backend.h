@@ -44,7 +44,14 @@ enum ftk_quant { FTK_QUANT_NONE = 0, FTK_QUANT_NF4 = 1 };
  * attention, softmax, SwiGLU, cross-entropy, the optimizer) and every
  * buffer stays float32 under both.
  */
-enum ftk_precision { FTK_PREC_FP32 = 0, FTK_PREC_BF16 = 1 };
+enum ftk_precision { FTK_PREC_FP32 = 0, FTK_PREC_BF16 = 1, FTK_PREC_TF32 = 2 };
+/*
+ * FTK_PREC_TF32 (CUDA only, opt-in): fp32 operands and output, and cuBLAS
+ * may run the products on tensor cores with TF32 inputs (10-bit mantissa,
+ * CUBLAS_COMPUTE_32F_FAST_TF32), so they are only as exact as that; the
+ * NF4 GEMV and fused kernels and everything else stay fp32.  The CPU has
+ * no such mode (set_precision refuses it).
+ */
 
 /* A frozen base weight (N, K), full precision or NF4. */
 struct ftk_weight {
@@ -238,7 +245,7 @@ struct ftk_backend {
  * pair differs.  Raise it whenever an exported entry point's signature or
  * the meaning of a table entry changes (a new entry changes the size).
  */
-#define FTK_CUDA_ABI 3
+#define FTK_CUDA_ABI 4
 
 /* The largest head_dim the flash attention ops take. */
 #define FTK_FLASH_MAX_HD 256

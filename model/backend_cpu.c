@@ -222,18 +222,53 @@ struct nf4_lin_ctx {
 	int M, k;
 };
 
-static __thread float *lin_tiles[64];
-static __thread size_t lin_cap[64];
+/*
+ * Scratch kept per calling thread between calls (grown, never shrunk), so two
+ * models in one process never share it: the NF4/bf16 tiles of each worker,
+ * attention's (T, T) scratch, the two bf16-rounded operands.  Freed when the
+ * thread exits, which ftk-serve's worker threads do; the main thread's stays
+ * reachable until exit.
+ */
+enum { TLS_TILES = 0, TLS_ATTN = 64, TLS_BF16 = 65, TLS_N = 67 };
+static __thread float *tls_ptr[TLS_N];
+static __thread size_t tls_cap[TLS_N];
+static pthread_key_t tls_key;
+static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
 
+static void tls_release(void *unused)
+{
+	(void)unused;
+	for (int i = 0; i < TLS_N; i++) {
+		free(tls_ptr[i]);
+		tls_ptr[i] = NULL;
+		tls_cap[i] = 0;
+	}
+}
+
+static void tls_key_make(void)
+{
+	pthread_key_create(&tls_key, tls_release);
+}
+
+/* This thread's buffer `slot`, at least n floats. */
+static float *tls_buf(int slot, size_t n)
+{
+	if (tls_cap[slot] < n) {
+		pthread_once(&tls_once, tls_key_make);
+		pthread_setspecific(tls_key, &tls_key);	/* non-NULL: release at thread exit */
+		free(tls_ptr[slot]);
+		tls_ptr[slot] = xmalloc(n * sizeof(float));
+		tls_cap[slot] = n;
+	}
+	return tls_ptr[slot];
+}
+
+/* k tiles of elems floats, one per worker of a par_run from this thread */
 static float **worker_tiles(int k, size_t elems)
 {
 	for (int i = 0; i < k; i++)
-		if (lin_cap[i] < elems) {
-			free(lin_tiles[i]);
-			lin_tiles[i] = xmalloc(elems * sizeof(float));
-			lin_cap[i] = elems;
-		}
-	return lin_tiles;
+		tls_buf(TLS_TILES + i, elems);
+	return &tls_ptr[TLS_TILES];
 }
 
 static void tiled_fwd_task(void *vctx, int t)
@@ -574,16 +609,8 @@ static void cpu_attn_bwd(float *dq, float *dk, float *dv, const float *dout, con
 			 const float *q, const float *k, const float *v, int B, int T, int NH,
 			 int NKV, int hd)
 {
-	/* one (T, T) scratch per worker, kept between calls (grown, never
-	 * shrunk) and per calling thread, so two trainers in one process do not share it */
-	static __thread float *scratch;
-	static __thread size_t scratch_n;
-	size_t need = (size_t)(n_threads < 64 ? n_threads : 64) * T * T;
-	if (need > scratch_n) {
-		free(scratch);
-		scratch = xmalloc(need * sizeof(float));
-		scratch_n = need;
-	}
+	/* one (T, T) scratch per worker */
+	float *scratch = tls_buf(TLS_ATTN, (size_t)(n_threads < 64 ? n_threads : 64) * T * T);
 	struct attn_ctx c = { .dq = dq, .dk = dk, .dv = dv, .dout = dout, .catt = att, .q = q,
 			      .k = k, .v = v, .B = B, .T = T, .NH = NH, .NKV = NKV, .hd = hd,
 			      .scratch = scratch };
@@ -928,17 +955,10 @@ static void cpu_gemm_batch(int n, const struct ftk_gemm_args *g)
  * stay float32, and so do biases.
  */
 
-static __thread float *bf_buf[2];	/* the two rounded operands, calling thread's */
-static __thread size_t bf_cap[2];
-
+/* the two rounded operands, the calling thread's */
 static float *bf_scratch(int i, size_t n)
 {
-	if (bf_cap[i] < n) {
-		free(bf_buf[i]);
-		bf_buf[i] = xmalloc(n * sizeof(float));
-		bf_cap[i] = n;
-	}
-	return bf_buf[i];
+	return tls_buf(TLS_BF16 + i, n);
 }
 
 /* dst (rows, cols), packed = src's rows (stride ld) rounded to bf16. */

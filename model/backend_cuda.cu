@@ -242,9 +242,12 @@ static void cu_gemm(int ta, int tb, int M, int N, int K, float alpha, const floa
 		bf16_gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 		return;
 	}
+	/* --precision tf32: the same call, tensor cores allowed to round the operands to TF32 */
+	cublasComputeType_t ct = g_prec == FTK_PREC_TF32 ? CUBLAS_COMPUTE_32F_FAST_TF32
+							 : CUBLAS_COMPUTE_32F;
 	CKB(cublasGemmEx(g_blas, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N, N,
 			 M, K, &alpha, B, CUDA_R_32F, ldb, A, CUDA_R_32F, lda, &beta, C,
-			 CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+			 CUDA_R_32F, ldc, ct, CUBLAS_GEMM_DEFAULT));
 	launched();
 }
 
@@ -848,10 +851,35 @@ __global__ void k_attn_decode_scores(float *sc, const float *q, const float *kc,
 	sc[s] = d * (1.0f / sqrtf((float)hd));
 }
 
-__global__ void k_softmax_one(float *x, int n)
+/*
+ * One block over the row of scores (it was one thread: a serial pass over
+ * up to the whole context per head and token): ops.h's ftk_softmax_part_*
+ * pieces with a start and a stride, the parts' maxima and sums combined by
+ * a tree in shared memory (test_ops_shared emulates this order).
+ */
+enum { SOFTMAX_THREADS = 256 };
+
+__global__ void __launch_bounds__(SOFTMAX_THREADS) k_softmax_block(float *x, int n)
 {
-	if (blockIdx.x == 0 && threadIdx.x == 0)
-		ftk_softmax_row(x, n);
+	__shared__ float red[SOFTMAX_THREADS];
+	int tid = threadIdx.x, nt = blockDim.x;
+	red[tid] = ftk_softmax_part_max(x, n, tid, nt);
+	__syncthreads();
+	for (int s = nt / 2; s > 0; s >>= 1) {
+		if (tid < s && red[tid + s] > red[tid])
+			red[tid] = red[tid + s];
+		__syncthreads();
+	}
+	float mx = red[0];
+	__syncthreads();	/* everyone has read the maximum before red is reused */
+	red[tid] = ftk_softmax_part_exp(x, n, mx, tid, nt);
+	__syncthreads();
+	for (int s = nt / 2; s > 0; s >>= 1) {
+		if (tid < s)
+			red[tid] += red[tid + s];
+		__syncthreads();
+	}
+	ftk_softmax_part_scale(x, n, 1.0f / red[0], tid, nt);
 }
 
 __global__ void k_attn_decode_out(float *out, const float *sc, const float *vc, int n, int h,
@@ -873,7 +901,7 @@ static void cu_attn_decode(float *out, const float *q, const float *kc, const fl
 	for (int h = 0; h < NH; h++) {
 		k_attn_decode_scores<<<blocks_for((size_t)n), THREADS>>>(scratch, q, kc, n, h, NH,
 									 NKV, hd);
-		k_softmax_one<<<1, 1>>>(scratch, n);
+		k_softmax_block<<<1, SOFTMAX_THREADS>>>(scratch, n);
 		k_attn_decode_out<<<blocks_for((size_t)hd), THREADS>>>(out, scratch, vc, n, h, NH,
 								       NKV, hd);
 	}
@@ -1224,7 +1252,7 @@ static void bf16_linear(float *y, const float *x, const struct ftk_weight *w, co
 
 static int cu_set_precision(int p)
 {
-	if (p != FTK_PREC_FP32 && p != FTK_PREC_BF16)
+	if (p != FTK_PREC_FP32 && p != FTK_PREC_BF16 && p != FTK_PREC_TF32)
 		return -1;
 	g_prec = p;
 	return 0;
@@ -1324,6 +1352,29 @@ __attribute__((visibility("default"))) unsigned ftk_cuda_abi(size_t *table_bytes
 {
 	*table_bytes = sizeof(struct ftk_backend);
 	return FTK_CUDA_ABI;
+}
+
+/*
+ * The local memory the driver reserves for the flash kernels: the largest
+ * per-thread local size of the three (cudaFuncGetAttributes; their row
+ * state lives there) times the threads the current GPU holds at once
+ * (SMs x max threads per SM).  0, or -1 when the GPU cannot be asked.
+ */
+__attribute__((visibility("default"))) int ftk_cuda_local_reserve(size_t *bytes)
+{
+	cudaFuncAttributes a[3];
+	int dev = 0;
+	cudaDeviceProp p;
+	if (cudaFuncGetAttributes(&a[0], k_flash_fwd) != cudaSuccess ||
+	    cudaFuncGetAttributes(&a[1], k_flash_dq) != cudaSuccess ||
+	    cudaFuncGetAttributes(&a[2], k_flash_dkv) != cudaSuccess ||
+	    cudaGetDevice(&dev) != cudaSuccess || cudaGetDeviceProperties(&p, dev) != cudaSuccess)
+		return -1;
+	size_t local = 0;
+	for (int i = 0; i < 3; i++)
+		local = a[i].localSizeBytes > local ? a[i].localSizeBytes : local;
+	*bytes = local * (size_t)p.multiProcessorCount * (size_t)p.maxThreadsPerMultiProcessor;
+	return 0;
 }
 
 /* Wait for every queued kernel: 0, or -1 when one failed, with cudart's words in why. */

@@ -112,7 +112,9 @@ int ftk_cuda_load(struct ftk_cuda_api *api, struct ftk_error *err)
 	*(void **)&api->mem = dlsym(h, "ftk_cuda_mem");
 	*(void **)&api->backend = dlsym(h, "ftk_cuda_backend");
 	*(void **)&api->sync = dlsym(h, "ftk_cuda_sync");
-	if (!api->probe || !api->set_device || !api->mem || !api->backend || !api->sync)
+	*(void **)&api->local_reserve = dlsym(h, "ftk_cuda_local_reserve");
+	if (!api->probe || !api->set_device || !api->mem || !api->backend || !api->sync ||
+	    !api->local_reserve)
 		return ftk_error_msg(err, FTK_EUNSUPPORTED,
 				     "'%s' lacks an entry point of the CUDA backend (stale build?)",
 				     path);
@@ -186,4 +188,16 @@ int ftk_device_sync(const char *name, struct ftk_error *err)
 	if (!name || !strcmp(name, "cpu") || !g_api_loaded || g_api.sync(why, sizeof(why)) == 0)
 		return 0;
 	return ftk_error_msg(err, FTK_EIO, "the GPU failed: %s", why);
+}
+
+int ftk_device_local_reserve(size_t *bytes)
+{
+	struct ftk_error e;
+	char why[256];
+	if (!g_api_loaded && ftk_cuda_load(&g_api, &e) < 0)
+		return -1;
+	g_api_loaded = 1;
+	if (g_api.probe(why, sizeof(why)) <= 0)
+		return -1;
+	return g_api.local_reserve(bytes);
 }

@@ -25,6 +25,7 @@ struct ftk_cuda_api {
 	int (*mem)(size_t *free_b, size_t *total_b);
 	const struct ftk_backend *(*backend)(const float *nf4_code);
 	int (*sync)(char *why, size_t cap);	/* cudaDeviceSynchronize: 0, or -1 and why */
+	int (*local_reserve)(size_t *bytes);	/* the flash kernels' local memory: 0 or -1 */
 };
 
 /*
@@ -53,6 +54,14 @@ int ftk_device_backend(const char *name, int local_rank, const struct ftk_backen
  * unknown.
  */
 size_t ftk_device_free_bytes(const char *name);
+
+/*
+ * The local memory the driver reserves for the CUDA flash kernels on the
+ * GPU local_rank would use (per-thread local bytes from
+ * cudaFuncGetAttributes times the threads the GPU holds at once).  0 and
+ * *bytes, or -1 when CUDA cannot be loaded or has no device.
+ */
+int ftk_device_local_reserve(size_t *bytes);
 
 /*
  * Wait for the device's queued work (after ftk_device_backend chose it):

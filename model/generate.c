@@ -10,12 +10,23 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include "lib/openai.h"
 
 void ftk_gen_opts_default(struct ftk_gen_opts *o)
 {
 	memset(o, 0, sizeof(*o));
 	o->top_p = 1.0f;
 	o->max_tokens = 256;
+}
+
+void ftk_gen_opts_from_openai(struct ftk_gen_opts *o, const struct ftk_openai_gen *g)
+{
+	o->temperature = (float)g->temperature;
+	o->top_p = (float)g->top_p;
+	o->top_k = g->top_k;
+	o->max_tokens = (int)g->max_tokens;
+	if (g->has_seed)
+		o->seed = g->seed;
 }
 
 struct cand {

@@ -32,6 +32,14 @@ struct ftk_gen_opts {
 /* Defaults: greedy, top_k 0, top_p 1, seed 0, max_tokens 256, config eos. */
 void ftk_gen_opts_default(struct ftk_gen_opts *o);
 
+struct ftk_openai_gen;
+/*
+ * o's sampler settings from an OpenAI request's (lib/openai.h): temperature,
+ * top_p, top_k, max_tokens, and seed when the request has one.  Stop strings,
+ * n and stream are the caller's business.
+ */
+void ftk_gen_opts_from_openai(struct ftk_gen_opts *o, const struct ftk_openai_gen *g);
+
 enum ftk_gen_stop { FTK_STOP_EOS = 0, FTK_STOP_LENGTH = 1, FTK_STOP_CONTEXT = 2 };
 
 /*

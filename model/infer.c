@@ -12,6 +12,7 @@
  * start of a stop string is held back until the next token decides, so a
  * streaming client never receives part of a stop string.
  */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include "lib/chat.h"
@@ -31,6 +32,12 @@ struct ftk_infer {
 	float *logits;		/* (V) */
 	int vocab;
 	struct ftk_tokens toks;
+	/* ftk_infer_score's context, read into the KV cache: its ids and the
+	 * logits after its last token; n_cached 0 when the cache holds
+	 * something else (a generation ran since) */
+	uint32_t *cached;
+	int n_cached;
+	float *ctx_logits;	/* (V) */
 };
 
 int ftk_infer_open(struct ftk_infer **out, const struct ftk_infer_opts *o, struct ftk_error *err)
@@ -75,6 +82,8 @@ int ftk_infer_open(struct ftk_infer **out, const struct ftk_infer_opts *o, struc
 	if (tid >= 0 && !have && e->n_eos < FTK_MAX_EOS + 1)
 		e->eos[e->n_eos++] = (int)tid;
 	e->logits = xmalloc((size_t)e->vocab * sizeof(float));
+	e->ctx_logits = xmalloc((size_t)e->vocab * sizeof(float));
+	e->cached = xmalloc((size_t)e->ctx * sizeof(*e->cached));
 	*out = e;
 	return 0;
 fail:
@@ -91,6 +100,8 @@ void ftk_infer_free(struct ftk_infer *e)
 	ftk_model_free(e->model);
 	ftk_tokens_release(&e->toks);
 	free(e->logits);
+	free(e->ctx_logits);
+	free(e->cached);
 	free(e);
 }
 
@@ -107,6 +118,9 @@ int ftk_infer_has_chat(const struct ftk_infer *e)
 void ftk_infer_result_release(struct ftk_infer_result *r)
 {
 	strbuf_release(&r->text);
+	free(r->tokens);
+	r->tokens = NULL;
+	r->n_tokens = r->alloc_tokens = 0;
 }
 
 /* The earliest stop string in text[from..], as an offset, or -1. */
@@ -141,6 +155,8 @@ static size_t held_back(const struct strbuf *text, const char *const *stop, int 
 	return keep;
 }
 
+static double log_prob(const float *logits, int V, uint32_t t, uint32_t *argmax);
+
 static int run(struct ftk_infer *e, const uint32_t *prompt, int n_prompt,
 	       const struct ftk_gen_opts *g, const char *const *stop, int n_stop,
 	       ftk_infer_piece_fn fn, void *ctx, struct ftk_infer_result *res, struct ftk_error *err)
@@ -150,6 +166,7 @@ static int run(struct ftk_infer *e, const uint32_t *prompt, int n_prompt,
 	size_t emitted = 0;
 	int rc, pos = n_prompt, cancelled = 0;
 	strbuf_reset(&res->text);
+	res->n_tokens = 0;
 	res->prompt_tokens = n_prompt;
 	res->completion_tokens = 0;
 	res->finish_reason = "length";
@@ -158,7 +175,11 @@ static int run(struct ftk_infer *e, const uint32_t *prompt, int n_prompt,
 	if (n_prompt >= e->ctx)
 		return ftk_error_msg(err, FTK_ELIMIT, "the prompt is %d tokens, the context %d", n_prompt,
 				     e->ctx);
-	if ((rc = ftk_model_decode(e->model, prompt, n_prompt, 0, e->logits, err)) < 0)
+	/* the cache this request can need: its prompt and max_tokens, within the context */
+	long want = (long)n_prompt + (g->max_tokens > 0 ? g->max_tokens : 0);
+	e->n_cached = 0;	/* the cache is about to hold this prompt */
+	if ((rc = ftk_model_kv_reserve(e->model, want < e->ctx ? (int)want : e->ctx, err)) < 0 ||
+	    (rc = ftk_model_decode(e->model, prompt, n_prompt, 0, e->logits, err)) < 0)
 		return rc;
 	if (fn && fn(NULL, 0, ctx)) {
 		res->finish_reason = "stop";
@@ -169,7 +190,18 @@ static int run(struct ftk_infer *e, const uint32_t *prompt, int n_prompt,
 	const int *eos = g->eos ? g->eos : e->eos;
 	int n_eos = g->eos ? g->n_eos : e->n_eos;
 	for (int i = 0; i < g->max_tokens; i++) {
+		struct ftk_infer_token rec;
+		if (res->logprobs >= 0) {	/* before sampling, which rewrites the logits */
+			rec.n_top = res->logprobs < FTK_INFER_MAX_TOP ? res->logprobs : FTK_INFER_MAX_TOP;
+			ftk_infer_top(e->logits, e->vocab, rec.n_top, rec.top_id, rec.top_logprob);
+			memcpy(e->ctx_logits, e->logits, (size_t)e->vocab * sizeof(float));
+			e->n_cached = 0;	/* ctx_logits is scratch here */
+		}
 		uint32_t t = ftk_sample(e->logits, e->vocab, g, &rng);
+		if (res->logprobs >= 0) {
+			rec.id = t;
+			rec.logprob = log_prob(e->ctx_logits, e->vocab, t, NULL);
+		}
 		int is_eos = 0;
 		for (int k = 0; k < n_eos; k++)
 			is_eos |= (uint32_t)eos[k] == t;
@@ -181,6 +213,10 @@ static int run(struct ftk_infer *e, const uint32_t *prompt, int n_prompt,
 		if ((rc = ftk_detok_push(&dt, t, &res->text, err)) < 0)
 			goto out;
 		res->completion_tokens++;
+		if (res->logprobs >= 0) {
+			FTK_ALLOC_GROW(res->tokens, (size_t)res->n_tokens + 1, res->alloc_tokens);
+			res->tokens[res->n_tokens++] = rec;
+		}
 		long at = n_stop ? find_stop(&res->text, before, stop, n_stop) : -1;
 		if (at >= 0) {
 			strbuf_setlen(&res->text, (size_t)at);
@@ -252,4 +288,99 @@ int ftk_infer_text(struct ftk_infer *e, const char *prompt, const struct ftk_gen
 	if (n == 0)
 		return ftk_error_msg(err, FTK_EUSAGE, "the prompt is empty");
 	return run(e, e->toks.ids, (int)n, g, stop, n_stop, fn, ctx, res, err);
+}
+
+const struct ftk_tokenizer *ftk_infer_tokenizer(const struct ftk_infer *e)
+{
+	return e->tok;
+}
+
+/*
+ * log_softmax(logits)[t] in double, and the argmax (lowest id on ties).
+ * Float32 logits summed in double: the only rounding left is the model's.
+ */
+static double log_prob(const float *logits, int V, uint32_t t, uint32_t *argmax)
+{
+	int best = 0;
+	for (int i = 1; i < V; i++)
+		if (logits[i] > logits[best])
+			best = i;
+	double mx = logits[best], sum = 0;
+	for (int i = 0; i < V; i++)
+		sum += exp((double)logits[i] - mx);
+	if (argmax)
+		*argmax = (uint32_t)best;
+	return (double)logits[t] - mx - log(sum);
+}
+
+int ftk_infer_score(struct ftk_infer *e, const uint32_t *ids, int n, int n_ctx, double *lp,
+		    uint32_t *top_id, double *top_lp, struct ftk_error *err)
+{
+	int rc;
+	if (n_ctx < 1 || n_ctx > n)
+		return ftk_error_msg(err, FTK_EUSAGE, "scoring needs a context of at least one token");
+	if (n - 1 > e->ctx)
+		return ftk_error_msg(err, FTK_ELIMIT, "%d tokens to score, the context is %d", n, e->ctx);
+	for (int i = 0; i < n; i++)
+		if (ids[i] >= (uint32_t)e->vocab)
+			return ftk_error_msg(err, FTK_EUSAGE, "token id %u outside the vocabulary", ids[i]);
+	if (e->n_cached != n_ctx || memcmp(e->cached, ids, (size_t)n_ctx * sizeof(*ids))) {
+		e->n_cached = 0;
+		if ((rc = ftk_model_decode(e->model, ids, n_ctx, 0, e->ctx_logits, err)) < 0)
+			return rc;
+		memcpy(e->cached, ids, (size_t)n_ctx * sizeof(*ids));
+		e->n_cached = n_ctx;
+	}
+	const float *lg = e->ctx_logits;
+	for (int j = n_ctx; j < n; j++) {
+		uint32_t am;
+		lp[j - n_ctx] = log_prob(lg, e->vocab, ids[j], &am);
+		if (top_id)
+			top_id[j - n_ctx] = am;
+		if (top_lp)
+			top_lp[j - n_ctx] = log_prob(lg, e->vocab, am, NULL);
+		if (j + 1 < n) {	/* the next position's logits; the context stays cached */
+			if ((rc = ftk_model_decode(e->model, &ids[j], 1, j, e->logits, err)) < 0) {
+				e->n_cached = 0;
+				return rc;
+			}
+			lg = e->logits;
+		}
+	}
+	return 0;
+}
+
+void ftk_infer_top(const float *logits, int V, int k, uint32_t *top_id, double *top_lp)
+{
+	int n = 0;
+	for (int i = 0; i < V && k > 0; i++) {
+		/* insertion into the sorted top list (k <= 20: cheaper than a heap) */
+		if (n == k && logits[i] <= logits[top_id[n - 1]])
+			continue;
+		int at = n < k ? n++ : k - 1;
+		while (at > 0 && logits[top_id[at - 1]] < logits[i]) {
+			top_id[at] = top_id[at - 1];
+			at--;
+		}
+		top_id[at] = (uint32_t)i;
+	}
+	for (int j = 0; j < n; j++)
+		top_lp[j] = log_prob(logits, V, top_id[j], NULL);
+}
+
+int ftk_infer_ids(struct ftk_infer *e, const uint32_t *ids, int n, const struct ftk_gen_opts *g,
+		  const char *const *stop, int n_stop, ftk_infer_piece_fn fn, void *ctx,
+		  struct ftk_infer_result *res, struct ftk_error *err)
+{
+	for (int i = 0; i < n; i++)
+		if (ids[i] >= (uint32_t)e->vocab)
+			return ftk_error_msg(err, FTK_EUSAGE, "token id %u outside the vocabulary (%d)", ids[i],
+					     e->vocab);
+	return run(e, ids, n, g, stop, n_stop, fn, ctx, res, err);
+}
+
+long ftk_infer_encode_prompt(struct ftk_infer *e, const char *prompt, struct ftk_tokens *out,
+			     struct ftk_error *err)
+{
+	return ftk_tokenizer_encode(e->tok, prompt, strlen(prompt), FTK_TOK_ADD_SPECIAL, out, err);
 }

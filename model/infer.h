@@ -20,6 +20,7 @@
 #include <cjson/cJSON.h>
 #include "lib/err.h"
 #include "lib/strbuf.h"
+#include "lib/tokenizer.h"
 #include "model/generate.h"
 
 struct ftk_infer;
@@ -45,13 +46,30 @@ int ftk_infer_context(const struct ftk_infer *e);
 /* 1 when the tokenizer has a chat template. */
 int ftk_infer_has_chat(const struct ftk_infer *e);
 
+#define FTK_INFER_MAX_TOP 20
+
+/* One generated token with its log-probability and the most likely alternatives. */
+struct ftk_infer_token {
+	uint32_t id;
+	double logprob;			/* natural log, before temperature and truncation */
+	int n_top;
+	uint32_t top_id[FTK_INFER_MAX_TOP];	/* most likely first */
+	double top_logprob[FTK_INFER_MAX_TOP];
+};
+
 struct ftk_infer_result {
 	struct strbuf text;		/* the generated text */
 	int prompt_tokens;
 	int completion_tokens;
 	const char *finish_reason;	/* "stop" (EOS or a stop string) or "length" */
+	/* set logprobs >= 0 (at most FTK_INFER_MAX_TOP) before the call to have
+	 * every generated token recorded with that many alternatives (OpenAI's
+	 * logprobs / top_logprobs); -1 (the default) records nothing */
+	int logprobs;
+	struct ftk_infer_token *tokens;	/* n_tokens of them, owned */
+	int n_tokens, alloc_tokens;
 };
-#define FTK_INFER_RESULT_INIT { STRBUF_INIT, 0, 0, NULL }
+#define FTK_INFER_RESULT_INIT { STRBUF_INIT, 0, 0, NULL, -1, NULL, 0, 0 }
 void ftk_infer_result_release(struct ftk_infer_result *r);
 
 /*
@@ -81,5 +99,46 @@ int ftk_infer_chat(struct ftk_infer *e, const cJSON *messages, const cJSON *tool
 int ftk_infer_text(struct ftk_infer *e, const char *prompt, const struct ftk_gen_opts *g,
 		   const char *const *stop, int n_stop, ftk_infer_piece_fn fn, void *ctx,
 		   struct ftk_infer_result *res, struct ftk_error *err);
+
+/*
+ * Complete a prompt given as token ids (used as they are: nothing is added),
+ * as an OpenAI completions request whose prompt is an array of ids.  n >= 1.
+ * g->max_tokens may be 0 (score the prompt only: finish_reason "length").
+ * Otherwise as ftk_infer_chat.
+ */
+int ftk_infer_ids(struct ftk_infer *e, const uint32_t *ids, int n, const struct ftk_gen_opts *g,
+		  const char *const *stop, int n_stop, ftk_infer_piece_fn fn, void *ctx,
+		  struct ftk_infer_result *res, struct ftk_error *err);
+
+/*
+ * The ids ftk_infer_text reads for prompt (BOS first when the tokenizer adds
+ * one), into out (reset first).  Returns the count or the tokenizer's error.
+ */
+long ftk_infer_encode_prompt(struct ftk_infer *e, const char *prompt, struct ftk_tokens *out,
+			     struct ftk_error *err);
+
+/*
+ * The k most likely tokens of a distribution, from logits (V floats): ids
+ * and log-probabilities into top_id/top_lp (k <= FTK_INFER_MAX_TOP), most
+ * likely first (lowest id on ties).
+ */
+void ftk_infer_top(const float *logits, int V, int k, uint32_t *top_id, double *top_lp);
+
+/* The engine's tokenizer (borrowed, lives as long as the engine). */
+const struct ftk_tokenizer *ftk_infer_tokenizer(const struct ftk_infer *e);
+
+/*
+ * Score tokens: for j in [n_ctx, n), lp[j - n_ctx] = log p(ids[j] | ids[0..j)),
+ * natural log, computed in double from the model's float logits.  top_id and
+ * top_lp (may be NULL) get the most likely token at each of those positions
+ * and its log-probability (greedy iff top_id[k] == ids[n_ctx + k]).  The
+ * context ids[0..n_ctx) is read once into the KV cache and kept: a next call
+ * with the same context (the other choices of a multiple-choice question)
+ * reads only its own continuation.  n_ctx >= 1 (the first token is never
+ * scored: give a BOS).  Returns 0, FTK_ELIMIT (n - 1 over the context),
+ * FTK_EUSAGE (bad id, no context).
+ */
+int ftk_infer_score(struct ftk_infer *e, const uint32_t *ids, int n, int n_ctx, double *lp,
+		    uint32_t *top_id, double *top_lp, struct ftk_error *err);
 
 #endif

@@ -124,9 +124,10 @@ struct ftk_model {
 	void *scratch_mem;
 
 	/* KV cache */
-	float *kc, *vc;		/* (L, max_seq, NKV*hd) */
-	float *dec_scratch;	/* (max_seq) attention scores of one query */
+	float *kc, *vc;		/* (L, kv_cap, NKV*hd) */
+	float *dec_scratch;	/* (kv_cap) attention scores of one query */
 	int kv_pos;
+	int kv_cap;		/* positions allocated: grown as asked, at most max_seq */
 };
 
 int ftk_model_head_chunk(int V, int M, int gpu)
@@ -600,12 +601,18 @@ int ftk_model_set_precision(struct ftk_model *m, int precision, struct ftk_error
 
 const char *ftk_precision_name(int precision)
 {
-	return precision == FTK_PREC_FP32 ? "fp32" : precision == FTK_PREC_BF16 ? "bf16" : NULL;
+	return precision == FTK_PREC_FP32   ? "fp32"
+	       : precision == FTK_PREC_BF16 ? "bf16"
+	       : precision == FTK_PREC_TF32 ? "tf32"
+					    : NULL;
 }
 
 int ftk_precision_parse(const char *s)
 {
-	return !strcmp(s, "fp32") ? FTK_PREC_FP32 : !strcmp(s, "bf16") ? FTK_PREC_BF16 : -1;
+	return !strcmp(s, "fp32")   ? FTK_PREC_FP32
+	       : !strcmp(s, "bf16") ? FTK_PREC_BF16
+	       : !strcmp(s, "tf32") ? FTK_PREC_TF32
+				    : -1;
 }
 
 const char *ftk_attention_name(enum ftk_attention a)
@@ -1106,6 +1113,50 @@ int ftk_model_forward_backward(struct ftk_model *m, const struct ftk_batch *b, d
 
 /* ---------------------------------------------------------------- decoding */
 
+/*
+ * The KV cache holds what is asked of it, not the model's whole context:
+ * Llama 3.1's 131072 positions are about 34 GB of cache, while a request
+ * needs its prompt and max_tokens.  Growing keeps the cached positions
+ * (each layer's first kv_pos rows copied into the larger cache) and at
+ * least doubles, so token-by-token decoding grows O(log n) times.
+ */
+int ftk_model_kv_reserve(struct ftk_model *m, int n, struct ftk_error *err)
+{
+	if (n > m->max_seq)
+		return ftk_error_msg(err, FTK_EUSAGE, "a KV cache of %d positions is beyond the "
+				     "model's context of %d", n, m->max_seq);
+	if (n <= m->kv_cap)
+		return 0;
+	const struct ftk_backend *be = m->be;
+	size_t kv = (size_t)m->cfg.n_kv_heads * m->cfg.head_dim, L = (size_t)m->cfg.n_layers;
+	int cap = m->kv_cap * 2 > n ? m->kv_cap * 2 : n;
+	cap = (cap + 15) / 16 * 16;
+	if (cap > m->max_seq)
+		cap = m->max_seq;
+	float *kc = be->alloc(L * cap * kv * sizeof(float));
+	float *vc = be->alloc(L * cap * kv * sizeof(float));
+	if (m->kc && m->kv_pos > 0)
+		for (size_t l = 0; l < L; l++) {
+			be->copy(kc + l * cap * kv, m->kc + l * m->kv_cap * kv,
+				 (size_t)m->kv_pos * kv * sizeof(float));
+			be->copy(vc + l * cap * kv, m->vc + l * m->kv_cap * kv,
+				 (size_t)m->kv_pos * kv * sizeof(float));
+		}
+	be->free(m->kc);
+	be->free(m->vc);
+	be->free(m->dec_scratch);
+	m->kc = kc;
+	m->vc = vc;
+	m->dec_scratch = be->alloc((size_t)cap * sizeof(float));
+	m->kv_cap = cap;
+	return 0;
+}
+
+int ftk_model_kv_capacity(const struct ftk_model *m)
+{
+	return m->kv_cap;
+}
+
 int ftk_model_decode(struct ftk_model *m, const uint32_t *ids, int n, int pos, float *logits,
 		     struct ftk_error *err)
 {
@@ -1124,11 +1175,11 @@ int ftk_model_decode(struct ftk_model *m, const uint32_t *ids, int n, int pos, f
 	int L = c->n_layers, C = c->dim, H = c->hidden_dim, NH = c->n_heads, NKV = c->n_kv_heads,
 	    hd = c->head_dim;
 	size_t q = (size_t)NH * hd, kv = (size_t)NKV * hd;
-	if (!m->kc) {
-		m->kc = be->alloc((size_t)L * m->max_seq * kv * sizeof(float));
-		m->vc = be->alloc((size_t)L * m->max_seq * kv * sizeof(float));
-		m->dec_scratch = be->alloc((size_t)m->max_seq * sizeof(float));
-	}
+	if (pos == 0)
+		m->kv_pos = 0;	/* a restart: nothing cached is kept when growing */
+	int rc = ftk_model_kv_reserve(m, pos + n, err);
+	if (rc < 0)
+		return rc;
 	/* a (B=1, T=n) activation set with no attention matrix */
 	ensure_buffers(m, 1, n);
 	struct acts *a = &m->acts[0];
@@ -1141,7 +1192,7 @@ int ftk_model_decode(struct ftk_model *m, const uint32_t *ids, int n, int pos, f
 	be->embed(x, m->embed, m->ids, n, C);
 	for (int l = 0; l < L; l++) {
 		struct layer_w *lw = &m->layers[l];
-		float *kc = m->kc + (size_t)l * m->max_seq * kv, *vc = m->vc + (size_t)l * m->max_seq * kv;
+		float *kc = m->kc + (size_t)l * m->kv_cap * kv, *vc = m->vc + (size_t)l * m->kv_cap * kv;
 		be->rmsnorm_fwd(a->ln1, a->rstd1, x, lw->ln1, n, C, c->norm_eps);
 		float *qq = c->qk_norm ? a->qraw : a->q, *kk = c->qk_norm ? a->kraw : a->k;
 		proj_fwd(m, l, FTK_LORA_Q, a->ln1, qq, n, a, 0);

@@ -255,13 +255,23 @@ int ftk_model_forward(struct ftk_model *m, const struct ftk_batch *b, float *log
 
 /*
  * KV cache for generation of one sequence; owned by the model (one per
- * model), sized for max_seq positions.  ftk_model_decode() feeds n tokens
- * at positions [pos, pos+n) (pos = number already cached) and writes the
- * last position's logits (V) into logits.  Returns 0 or FTK_EUSAGE (past
- * max_seq, bad id).  pos = 0 restarts the cache.
+ * model), holding the positions asked for so far (grown as needed, at least
+ * doubling, at most max_seq), not max_seq from the start.
+ * ftk_model_decode() feeds n tokens at positions [pos, pos+n) (pos = number
+ * already cached) and writes the last position's logits (V) into logits.
+ * Returns 0 or FTK_EUSAGE (past max_seq, bad id).  pos = 0 restarts the
+ * cache.
  */
 int ftk_model_decode(struct ftk_model *m, const uint32_t *ids, int n, int pos, float *logits,
 		     struct ftk_error *err);
+
+/*
+ * Make room for n positions in the KV cache now (a request's prompt plus
+ * its max_tokens), keeping what is cached.  0, or FTK_EUSAGE when n is
+ * beyond max_seq.  ftk_model_kv_capacity: positions allocated now.
+ */
+int ftk_model_kv_reserve(struct ftk_model *m, int n, struct ftk_error *err);
+int ftk_model_kv_capacity(const struct ftk_model *m);
 
 /* ---------------------------------------------------------------- weights */
 

@@ -208,19 +208,42 @@ FTK_HD float ftk_rope_inv_freq(int j, int hd, float theta, float factor, float l
 /* ---------------------------------------------------------------- softmax */
 
 /* In place over n values: x = softmax(x).  Returns the max (for logsumexp). */
-FTK_HD float ftk_softmax_row(float *x, int n)
+/*
+ * Softmax of a row split among threads (the CUDA decode kernel: a block
+ * over one row of scores), thread t taking elements t, t + stride, ...:
+ * the parts' maximum, then each part exponentiated in place with its sum,
+ * then each part scaled by 1 / (the sum of the sums).  ftk_softmax_row is
+ * the one-part case, so the CPU runs the same expressions.
+ */
+FTK_HD float ftk_softmax_part_max(const float *x, int n, int start, int stride)
 {
 	float mx = -INFINITY;
-	for (int i = 0; i < n; i++)
+	for (int i = start; i < n; i += stride)
 		mx = x[i] > mx ? x[i] : mx;
+	return mx;
+}
+
+FTK_HD float ftk_softmax_part_exp(float *x, int n, float mx, int start, int stride)
+{
 	float sum = 0.0f;
-	for (int i = 0; i < n; i++) {
+	for (int i = start; i < n; i += stride) {
 		x[i] = expf(x[i] - mx);
 		sum += x[i];
 	}
-	float inv = 1.0f / sum;
-	for (int i = 0; i < n; i++)
+	return sum;
+}
+
+FTK_HD void ftk_softmax_part_scale(float *x, int n, float inv, int start, int stride)
+{
+	for (int i = start; i < n; i += stride)
 		x[i] *= inv;
+}
+
+FTK_HD float ftk_softmax_row(float *x, int n)
+{
+	float mx = ftk_softmax_part_max(x, n, 0, 1);
+	float inv = 1.0f / ftk_softmax_part_exp(x, n, mx, 0, 1);
+	ftk_softmax_part_scale(x, n, inv, 0, 1);
 	return mx;
 }
 

@@ -108,7 +108,19 @@ static int report(FILE *out, const char *op, const struct diff *d, double tol)
 }
 
 #define TOL_EW 1e-5
-#define TOL_MM 1e-4
+#define TOL_MM_FP32 1e-4
+/*
+ * TF32 products against the CPU's fp32 ones: TF32 keeps 10 of fp32's 23
+ * mantissa bits, so each operand is off by up to 2^-11 relative (rounded)
+ * or 2^-10 (truncated: cuBLAS does not say which, and truncation's bias
+ * grows with the length of the sum).  test_selftest.c runs these lines
+ * with a CPU table truncating every operand to TF32 and measures 7e-4 on
+ * the short products and 1.3e-3 on the two-tile weight's (K = 4099); the
+ * same table cutting to bf16's 7 bits gives 5.5e-3 and more, and must
+ * fail.  4e-3 sits between.
+ */
+#define TOL_TF32 4e-3
+static double tol_mm = TOL_MM_FP32;	/* products: TOL_TF32 in the tf32 lines */
 
 /* Both backends' copies of one input. */
 struct pair {
@@ -176,7 +188,7 @@ static int t_gemm(const struct ftk_backend *dev, FILE *out)
 			cmp_f(dev, &d, c.c, c.d, (size_t)M * N);
 			char name[32];
 			snprintf(name, sizeof(name), "gemm %c%c", ta ? 'T' : 'N', tb ? 'T' : 'N');
-			fails += report(out, name, &d, TOL_MM);
+			fails += report(out, name, &d, tol_mm);
 			drop(dev, &a), drop(dev, &b), drop(dev, &c);
 			free(A), free(B), free(C);
 		}
@@ -202,7 +214,7 @@ static int t_gemm(const struct ftk_backend *dev, FILE *out)
 	}
 	struct diff d = { 0, 0 };
 	cmp_f(dev, &d, c.c, c.d, (size_t)2 * M * N);
-	fails += report(out, "gemm_batch", &d, TOL_MM);
+	fails += report(out, "gemm_batch", &d, tol_mm);
 	drop(dev, &a), drop(dev, &b), drop(dev, &c);
 	free(A), free(B), free(C);
 	return fails;
@@ -223,12 +235,12 @@ static int t_linear(const struct ftk_backend *dev, FILE *out)
 		dev->linear_fwd(o.d, x.d, &w.d, w.bias.d, M);
 		struct diff d = { 0, 0 };
 		cmp_f(dev, &d, o.c, o.d, (size_t)M * N);
-		fails += report(out, i ? "linear_fwd nf4 M=3" : "linear_fwd nf4", &d, TOL_MM);
+		fails += report(out, i ? "linear_fwd nf4 M=3" : "linear_fwd nf4", &d, tol_mm);
 		ftk_backend_cpu.linear_bwd_inp(dx.c, y.c, &w.c, M);
 		dev->linear_bwd_inp(dx.d, y.d, &w.d, M);
 		struct diff e = { 0, 0 };
 		cmp_f(dev, &e, dx.c, dx.d, (size_t)M * K);
-		fails += report(out, i ? "linear_bwd_inp nf4 M=3" : "linear_bwd_inp nf4", &e, TOL_MM);
+		fails += report(out, i ? "linear_bwd_inp nf4 M=3" : "linear_bwd_inp nf4", &e, tol_mm);
 		drop(dev, &x), drop(dev, &y), drop(dev, &o), drop(dev, &dx);
 		free(X), free(dY), free(dX);
 	}
@@ -244,7 +256,7 @@ static int t_linear(const struct ftk_backend *dev, FILE *out)
 		dev->linear_fwd(o.d, x.d, &fd, NULL, M);
 		struct diff d = { 0, 0 };
 		cmp_f(dev, &d, o.c, o.d, (size_t)M * N);
-		fails += report(out, "linear_fwd f32", &d, TOL_MM);
+		fails += report(out, "linear_fwd f32", &d, tol_mm);
 		drop(dev, &x), drop(dev, &o), drop(dev, &wf);
 		free(X), free(O);
 	}
@@ -292,7 +304,7 @@ static int t_linear_paths(const struct ftk_backend *dev, FILE *out)
 		}
 		struct diff d = { 0, 0 };
 		cmp_f(dev, &d, y.c, y.d, ny);
-		fails += report(out, cases[i].name, &d, TOL_MM);
+		fails += report(out, cases[i].name, &d, tol_mm);
 		drop(dev, &x), drop(dev, &y);
 		free(X), free(Y);
 	}
@@ -325,12 +337,12 @@ static int t_linear_tiles(const struct ftk_backend *dev, FILE *out)
 	dev->linear_fwd(y.d, x.d, &w.d, w.bias.d, M);
 	struct diff d = { 0, 0 };
 	cmp_f(dev, &d, y.c, y.d, (size_t)M * N);
-	fails += report(out, "linear_fwd nf4 2 tiles", &d, TOL_MM);
+	fails += report(out, "linear_fwd nf4 2 tiles", &d, tol_mm);
 	ftk_backend_cpu.linear_bwd_inp(dx.c, y.c, &w.c, M);
 	dev->linear_bwd_inp(dx.d, y.d, &w.d, M);
 	struct diff e = { 0, 0 };
 	cmp_f(dev, &e, dx.c, dx.d, (size_t)M * K);
-	fails += report(out, "linear_bwd_inp nf4 2 tiles", &e, TOL_MM);
+	fails += report(out, "linear_bwd_inp nf4 2 tiles", &e, tol_mm);
 	drop(dev, &x), drop(dev, &y), drop(dev, &dx);
 	free(X), free(Y);
 	nf4_pair_drop(dev, &w);
@@ -402,17 +414,17 @@ static int t_attn(const struct ftk_backend *dev, FILE *out)
 	struct diff d = { 0, 0 }, p = { 0, 0 };
 	cmp_f(dev, &d, o.c, o.d, nq);
 	cmp_f(dev, &p, a.c, a.d, na);
-	fails += report(out, "attn_fwd out", &d, TOL_MM);
-	fails += report(out, "attn_fwd probabilities", &p, TOL_MM);
+	fails += report(out, "attn_fwd out", &d, tol_mm);
+	fails += report(out, "attn_fwd probabilities", &p, tol_mm);
 	ftk_backend_cpu.attn_bwd(dq.c, dk.c, dv.c, dout.c, a.c, q.c, k.c, v.c, B, T, NH, NKV, hd);
 	dev->attn_bwd(dq.d, dk.d, dv.d, dout.d, a.d, q.d, k.d, v.d, B, T, NH, NKV, hd);
 	struct diff gq = { 0, 0 }, gk = { 0, 0 }, gv = { 0, 0 };
 	cmp_f(dev, &gq, dq.c, dq.d, nq);
 	cmp_f(dev, &gk, dk.c, dk.d, nk);
 	cmp_f(dev, &gv, dv.c, dv.d, nk);
-	fails += report(out, "attn_bwd dq", &gq, TOL_MM);
-	fails += report(out, "attn_bwd dk", &gk, TOL_MM);
-	fails += report(out, "attn_bwd dv", &gv, TOL_MM);
+	fails += report(out, "attn_bwd dq", &gq, tol_mm);
+	fails += report(out, "attn_bwd dk", &gk, tol_mm);
+	fails += report(out, "attn_bwd dv", &gv, tol_mm);
 	/* decoding one query against a cache of n positions */
 	int n = 29;
 	float *q1 = host_rand((size_t)NH * hd, 1), *kc = host_rand((size_t)n * NKV * hd, 1);
@@ -424,7 +436,7 @@ static int t_attn(const struct ftk_backend *dev, FILE *out)
 	dev->attn_decode(o1.d, q1p.d, kcp.d, vcp.d, n, NH, NKV, hd, sc.d);
 	struct diff h = { 0, 0 };
 	cmp_f(dev, &h, o1.c, o1.d, (size_t)NH * hd);
-	fails += report(out, "attn_decode", &h, TOL_MM);
+	fails += report(out, "attn_decode", &h, tol_mm);
 	struct pair *all[] = { &q, &k, &v, &dd, &o, &a, &dout, &dq, &dk, &dv, &q1p, &kcp, &vcp, &o1, &sc };
 	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
 		drop(dev, all[i]);
@@ -467,9 +479,9 @@ static int t_attn_flash(const struct ftk_backend *dev, FILE *out)
 		cmp_f(dev, &d, o.c, o.d, nq);
 		cmp_f(dev, &e, l.c, l.d, nl);
 		snprintf(name, sizeof(name), "flash fwd out hd=%d", hd);
-		fails += report(out, name, &d, TOL_MM);
+		fails += report(out, name, &d, tol_mm);
 		snprintf(name, sizeof(name), "flash fwd lse hd=%d", hd);
-		fails += report(out, name, &e, TOL_MM);
+		fails += report(out, name, &e, tol_mm);
 		/* both backward passes from the CPU's forward, so only the backward differs */
 		dev->upload(o.d, o.c, nq * 4);
 		dev->upload(l.d, l.c, nl * 4);
@@ -483,7 +495,7 @@ static int t_attn_flash(const struct ftk_backend *dev, FILE *out)
 		for (int gi = 0; gi < 3; gi++) {
 			snprintf(name, sizeof(name), "flash bwd %s hd=%d", gi == 0 ? "dq" : gi == 1 ? "dk" : "dv",
 				 hd);
-			fails += report(out, name, &g[gi], TOL_MM);
+			fails += report(out, name, &g[gi], tol_mm);
 		}
 		struct pair *all[] = { &q, &k, &v, &dd, &o, &l, &dout, &dq, &dk, &dv };
 		for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
@@ -614,6 +626,27 @@ int ftk_selftest_ops_bf16(const struct ftk_backend *dev, FILE *out)
 	suffix = "";
 	rng = saved;
 	ftk_backend_cpu.set_precision(FTK_PREC_FP32);
+	dev->set_precision(FTK_PREC_FP32);
+	return fails;
+}
+
+int ftk_selftest_ops_tf32(const struct ftk_backend *dev, FILE *out)
+{
+	if (!dev->set_precision || dev->set_precision(FTK_PREC_TF32) < 0) {
+		fprintf(out, "ops tf32: not run (the %s backend has no tf32 mode)\n", dev->name);
+		return 0;
+	}
+	uint64_t saved = rng;
+	rng = 0x9e3779b97f4a7c15ull;
+	fprintf(out, "ops tf32: %s against cpu fp32 (products on TF32 tensor cores, tolerance "
+		     "%.1e)\n",
+		dev->name, TOL_TF32);
+	suffix = " tf32";
+	tol_mm = TOL_TF32;
+	int fails = t_gemm(dev, out) + t_linear(dev, out) + t_linear_tiles(dev, out);
+	tol_mm = TOL_MM_FP32;
+	suffix = "";
+	rng = saved;
 	dev->set_precision(FTK_PREC_FP32);
 	return fails;
 }
@@ -809,7 +842,9 @@ int ftk_selftest_main(const char *device, const char *model_dir, FILE *out)
 
 int ftk_selftest_run(const char *device, const char *model_dir, int precision, FILE *out)
 {
-	int fp32 = precision != FTK_PREC_BF16, bf16 = precision != FTK_PREC_FP32;
+	int fp32 = precision < 0 || precision == FTK_PREC_FP32;
+	int bf16 = precision < 0 || precision == FTK_PREC_BF16;
+	int tf32 = precision < 0 || precision == FTK_PREC_TF32;
 	const struct ftk_backend *dev = NULL;
 	struct ftk_error err;
 	int cuda = strcmp(device, "cpu") != 0;
@@ -832,6 +867,8 @@ int ftk_selftest_run(const char *device, const char *model_dir, int precision, F
 		fails += ftk_selftest_ops(dev, out);
 	if (bf16)
 		fails += ftk_selftest_ops_bf16(dev, out);
+	if (tf32)
+		fails += ftk_selftest_ops_tf32(dev, out);
 	struct stat sb;
 	const char *md = model_dir ? model_dir : "datasets/models/stories260K";
 	if (stat(md, &sb) == 0) {

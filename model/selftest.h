@@ -69,6 +69,14 @@ int ftk_selftest_ops_bf16(const struct ftk_backend *dev, FILE *out);
 int ftk_selftest_step_bf16(const struct ftk_backend *dev, const char *model_dir, FILE *out,
 			   struct ftk_error *err);
 /*
+ * The tf32 lines: gemm, gemm_batch and the linear ops with dev set to
+ * FTK_PREC_TF32 (the CPU stays fp32; set back to fp32 after), within the
+ * TF32 tolerance.  A backend without a tf32 mode (the CPU) prints that the
+ * lines were not run and counts no failure.  Returns the failures.
+ */
+int ftk_selftest_ops_tf32(const struct ftk_backend *dev, FILE *out);
+
+/*
  * The fp32 step again with --attention flash on both backends (the flash
  * ops through the whole model: forward, backward, GQA, two documents per
  * row), on inputs of its own so its numbers do not depend on which steps

@@ -209,8 +209,7 @@ int cmd_convert(int argc, char **argv)
 			convert_one(&t, &line, from, &sb);
 		}
 		if (rc < 0) {
-			char buf[1200];
-			error("%s", ftk_error_format(&err, buf, sizeof(buf)));
+			error_at(&err);
 			t.failed = 1;
 		}
 		if (array)

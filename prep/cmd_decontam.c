@@ -193,10 +193,8 @@ static void load_eval(struct decon *d, const char *path)
 			d->short_cases++;
 		cJSON_Delete(c);
 	}
-	if (rc < 0) {
-		char b[1200];
-		die("%s", ftk_error_format(&err, b, sizeof(b)));
-	}
+	if (rc < 0)
+		die_at(&err);
 	ftk_reader_close(r);
 }
 

@@ -339,10 +339,8 @@ static int next_ref(struct ctx *c, struct ftk_line *line, int *input)
 	for (;;) {
 		ftk_error_clear(&err);
 		int rc = ftk_reader_next(ref_reader, line, &err);
-		if (rc < 0) {
-			char b[1200];
-			die("%s", ftk_error_format(&err, b, sizeof(b)));
-		}
+		if (rc < 0)
+			die_at(&err);
 		if (rc == 0)
 			return 0;
 		if (strspn(line->data, " \t\r") == line->len)
@@ -682,8 +680,7 @@ static void apply_index(struct ctx *c)
 			cJSON_Delete(v);
 		}
 		if (rc < 0) {
-			char b[1200];
-			error("%s", ftk_error_format(&err, b, sizeof(b)));
+			error_at(&err);
 			c->t.failed = 1;
 		}
 		ftk_reader_close(r);
@@ -771,10 +768,8 @@ static void merge(struct ctx *c)
 		if (i == 0) {
 			/* the signing parameters come from the files; --keep and --threshold from here */
 			const char *want_field = c->keep == FTK_DD_KEEP_FIELD ? c->p.keep_field : NULL;
-			if (ftk_dd_sigfile_params(fds[0], c->t.inputs[0], &c->p, &err) < 0) {
-				char b[1200];
-				die("%s", ftk_error_format(&err, b, sizeof(b)));
-			}
+			if (ftk_dd_sigfile_params(fds[0], c->t.inputs[0], &c->p, &err) < 0)
+				die_at(&err);
 			if (want_field && (!c->p.keep_field || strcmp(want_field, c->p.keep_field)))
 				die("--keep %s needs signatures made with --keep %s", want_field, want_field);
 			if (!c->p.near && c->threshold_given)
@@ -783,10 +778,8 @@ static void merge(struct ctx *c)
 		}
 		ftk_error_clear(&err);
 		int64_t k = ftk_dd_index_load(c->ix, fds[i], c->t.inputs[i], &err);
-		if (k < 0) {
-			char b[1200];
-			die("%s", ftk_error_format(&err, b, sizeof(b)));
-		}
+		if (k < 0)
+			die_at(&err);
 		c->t.n_in += (uint64_t)k;
 	}
 	resolve(c);
@@ -885,10 +878,8 @@ static void apply_list(struct ctx *c)
 		n++;
 		cJSON_Delete(o);
 	}
-	if (rc < 0) {
-		char b[1200];
-		die("%s", ftk_error_format(&err, b, sizeof(b)));
-	}
+	if (rc < 0)
+		die_at(&err);
 	ftk_reader_close(r);
 	if (n)
 		qsort(v, n, sizeof(*v), cmp_listent);
@@ -971,15 +962,12 @@ int cmd_dedupe(int argc, char **argv)
 	static struct ctx cx;
 	struct ctx *c = &cx;
 	struct ftk_error err;
-	int opt, bands = 0, rows = 0, have_threshold = 0;
-	const char *norm = "all";
+	struct ftk_dd_settings s;
+	int opt;
 
 	memset(c, 0, sizeof(*c));
 	ftk_tool_init(&c->t, "ftk-dedupe", usage);
-	c->p.ngram = 5;
-	c->p.seed = 1;
-	c->p.key = "@text";
-	c->threshold = 0.8;
+	ftk_dd_settings_init(&s);
 	c->mem_cap = (size_t)4 << 30;
 	c->spool_fd = -1;
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
@@ -989,50 +977,41 @@ int cmd_dedupe(int argc, char **argv)
 		if (ftk_tool_opt(&c->t, opt, optarg))
 			continue;
 		switch (opt) {
-		case OPT_KEY: c->p.key = optarg; break;
-		case OPT_NORMALIZE: norm = optarg; break;
+		case OPT_KEY: s.p.key = optarg; break;
+		case OPT_NORMALIZE: s.normalize = optarg; break;
 		case OPT_MODE:
 			if (!strcmp(optarg, "exact"))
-				c->p.near = 0;
+				s.p.near = 0;
 			else if (!strcmp(optarg, "near"))
-				c->p.near = 1;
+				s.p.near = 1;
 			else
 				ftk_tool_usage_error(&c->t, "unknown mode '%s' (exact or near)", optarg);
 			break;
-		case OPT_NEAR: c->p.near = 1; break;
-		case OPT_NGRAM: c->p.ngram = (int)ftk_tool_parse_long(&c->t, "--ngram", optarg, 1, 1000); break;
+		case OPT_NEAR: s.p.near = 1; break;
+		case OPT_NGRAM: s.p.ngram = (int)ftk_tool_parse_long(&c->t, "--ngram", optarg, 1, 1000); break;
 		case OPT_THRESHOLD: {
 			char *end;
-			c->threshold = strtod(optarg, &end);
-			if (*end || end == optarg || !(c->threshold > 0 && c->threshold < 1))
+			s.threshold = strtod(optarg, &end);
+			if (*end || end == optarg || !(s.threshold > 0 && s.threshold < 1))
 				ftk_tool_usage_error(&c->t, "--threshold must be a number between 0 and 1, not '%s'", optarg);
-			have_threshold = 1;
+			s.threshold_given = 1;
 			break;
 		}
-		case OPT_BANDS: bands = (int)ftk_tool_parse_long(&c->t, "--bands", optarg, 1, FTK_MINHASH_MAX_PERM); break;
-		case OPT_ROWS: rows = (int)ftk_tool_parse_long(&c->t, "--rows", optarg, 1, FTK_MINHASH_MAX_PERM); break;
-		case OPT_FAST: c->p.fast = 1; break;
+		case OPT_BANDS: s.bands = (int)ftk_tool_parse_long(&c->t, "--bands", optarg, 1, FTK_MINHASH_MAX_PERM); break;
+		case OPT_ROWS: s.rows = (int)ftk_tool_parse_long(&c->t, "--rows", optarg, 1, FTK_MINHASH_MAX_PERM); break;
+		case OPT_FAST: s.p.fast = 1; break;
 		case OPT_SEED: {
 			char *end;
 			errno = 0;
-			c->p.seed = strtoull(optarg, &end, 10);
+			s.p.seed = strtoull(optarg, &end, 10);
 			if (errno || *end || end == optarg)
 				ftk_tool_usage_error(&c->t, "--seed must be a non-negative integer, not '%s'", optarg);
 			break;
 		}
-		case OPT_KEEP:
-			if (!strcmp(optarg, "first")) {
-				c->keep = FTK_DD_KEEP_FIRST;
-			} else if (!strcmp(optarg, "longest")) {
-				c->keep = FTK_DD_KEEP_LONGEST;
-			} else {
-				c->keep = FTK_DD_KEEP_FIELD;
-				c->p.keep_field = optarg;
-			}
-			break;
-		case OPT_CLUSTERS: c->clusters_path = optarg; break;
-		case OPT_SOURCE: c->p.source_field = optarg; break;
-		case OPT_AGAINST: c->against = optarg; c->against_mode = 1; break;
+		case OPT_KEEP: ftk_dd_settings_keep(&s, optarg); break;
+		case OPT_CLUSTERS: s.clusters = optarg; break;
+		case OPT_SOURCE: s.p.source_field = optarg; break;
+		case OPT_AGAINST: s.against = optarg; break;
 		case 'j': c->threads = (int)ftk_tool_parse_long(&c->t, "-j", optarg, 1, 64); break;
 		case OPT_MEMCAP: c->mem_cap = parse_size(&c->t, optarg); break;
 		case OPT_SIGNATURES:
@@ -1051,35 +1030,20 @@ int cmd_dedupe(int argc, char **argv)
 			ftk_tool_usage_error(&c->t, NULL);
 		}
 	}
-	if (ftk_normalize_parse(norm, &c->p.norm, &err) < 0)
+	s.stage = c->sharded == OPT_SIGNATURES ? FTK_DD_SIGNATURES
+		  : c->sharded == OPT_MERGE    ? FTK_DD_MERGE
+		  : c->sharded == OPT_APPLY    ? FTK_DD_APPLY
+					       : FTK_DD_WHOLE;
+	s.out = c->t.out_path;
+	if (ftk_dd_settings_check(&s, &c->key, &c->mh, &err) < 0)
 		ftk_tool_usage_error(&c->t, "%s", err.msg);
-	if (ftk_dd_key_parse(c->p.key, &c->key, &err) < 0)
-		ftk_tool_usage_error(&c->t, "%s", err.msg);
-	c->threshold_given = have_threshold;
-	if (!c->p.near && c->sharded != OPT_MERGE && (bands || rows || c->p.fast || have_threshold))
-		ftk_tool_usage_error(&c->t, "--threshold, --bands, --rows and --fast need --mode near");
-	if (c->p.near) {
-		c->p.bands = 14;
-		c->p.rows = 8;
-		if (have_threshold && !bands && !rows &&
-		    ftk_minhash_lsh_params(c->threshold, 112, &c->p.bands, &c->p.rows, &err) < 0)
-			ftk_tool_usage_error(&c->t, "%s", err.msg);
-		if (bands)
-			c->p.bands = bands;
-		if (rows)
-			c->p.rows = rows;
-		if (ftk_minhash_init(&c->mh, c->p.ngram, c->p.bands, c->p.rows, c->p.seed, &err) < 0)
-			ftk_tool_usage_error(&c->t, "%s", err.msg);
-	}
-	if (c->sharded && c->against)
-		ftk_tool_usage_error(&c->t, "--against does not combine with the sharded mode");
-	if (c->sharded == OPT_SIGNATURES && (!c->t.out_path || !strcmp(c->t.out_path, "-")))
-		ftk_tool_usage_error(&c->t, "--signatures needs -o FILE");
-	if (c->sharded == OPT_SIGNATURES && strlen(c->t.out_path) > 4 &&
-	    !strcmp(c->t.out_path + strlen(c->t.out_path) - 4, ".zst"))
-		ftk_tool_usage_error(&c->t, "signature files cannot be compressed");
-	if (c->sharded == OPT_SIGNATURES && c->clusters_path)
-		ftk_tool_usage_error(&c->t, "--clusters belongs to --merge");
+	c->p = s.p;
+	c->keep = s.keep;
+	c->threshold = s.threshold;
+	c->threshold_given = s.threshold_given;
+	c->clusters_path = s.clusters;
+	c->against = s.against;
+	c->against_mode = s.against != NULL;
 
 	int n_inputs = argc - optind;
 	char **inputs = argv + optind;
@@ -1126,7 +1090,7 @@ int cmd_dedupe(int argc, char **argv)
 			c->t.failed = 1;
 		}
 		c->sigtmp = NULL;
-	} else if (!c->p.near && c->keep == FTK_DD_KEEP_FIRST && !c->clusters_path) {
+	} else if (ftk_dd_settings_streaming(&s)) {
 		/* exact, first survives: one streaming pass */
 		c->tab_files = xmalloc(sizeof(char *) * (c->t.n_inputs + 1));
 		for (int i = 0; i < c->t.n_inputs; i++)

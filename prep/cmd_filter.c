@@ -346,10 +346,8 @@ int cmd_filter(int argc, char **argv)
 	}
 	if ((!isnan(f.min_tokens) || !isnan(f.max_tokens)) && !tok_path)
 		ftk_tool_usage_error(&t, "--min-tokens and --max-tokens need --tokenizer");
-	if (tok_path && ftk_tokenizer_load(&f.tok, tok_path, &err) < 0) {
-		char buf[1400];
-		die("cannot load tokenizer: %s", ftk_error_format(&err, buf, sizeof(buf)));
-	}
+	if (tok_path && ftk_tokenizer_load(&f.tok, tok_path, &err) < 0)
+		die("cannot load tokenizer: %s", FTK_ERROR_TEXT(&err));
 	if (!isnan(f.min_chars) || !isnan(f.max_chars) || !isnan(f.min_words) ||
 	    !isnan(f.max_words) || !isnan(f.min_tokens) || !isnan(f.max_tokens) ||
 	    ftk_quality_enabled(f.q))

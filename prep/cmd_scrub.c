@@ -20,9 +20,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include "cli/tool.h"
 #include "prep/fields.h"
 #include "prep/pii.h"
+#include "lib/stream.h"
 
 static const char usage[] =
 	"usage: ftk-scrub [options] [FILE...]\n"
@@ -33,7 +35,18 @@ static const char usage[] =
 	"                            JWT AWS_KEY GITHUB_TOKEN SLACK_TOKEN URL_CREDENTIALS\n"
 	"      --field PATTERN       look only in these fields (repeatable), e.g.\n"
 	"                            messages[*].content; default every string value\n"
-	"      --skip-field PATTERN  never look in these fields (repeatable)\n"
+	"      --skip-field PATTERN  never look in these fields (repeatable); added to the\n"
+	"                            defaults: id, meta, tools (tool definitions)\n"
+	"      --no-default-skip     look in id, meta and tools too\n"
+	"      --allow FILE          leave these values alone: one per line, compared\n"
+	"                            without case; a line @DOMAIN allows every e-mail\n"
+	"                            address at DOMAIN and its subdomains (repeatable)\n"
+	"      --no-allowlist        mask documentation placeholders too: by default\n"
+	"                            e-mail at example.com/.org/.net, .example, .test,\n"
+	"                            .invalid and yourdomain-style domains, IPs in\n"
+	"                            192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24 and\n"
+	"                            2001:db8::/32, and phone numbers 555-0100 to 555-0199\n"
+	"                            are left as they are\n"
 	"      --private-ip          also mask private, loopback and link-local addresses\n"
 	"      --pseudonymize SALT   replace with <TYPE_hash> tokens (HMAC-SHA256 with SALT)\n"
 	"                            instead of <TYPE>; the same value gets the same token\n"
@@ -49,7 +62,13 @@ enum {
 	OPT_PRIVATE_IP,
 	OPT_PSEUDO,
 	OPT_REPORT,
+	OPT_ALLOW,
+	OPT_NO_ALLOWLIST,
+	OPT_NO_DEFAULT_SKIP,
 };
+
+/* Fields that hold no person's text by default: ids, metadata, tool schemas. */
+static const char *const default_skip[] = { "id", "meta", "tools", NULL };
 
 struct scrub {
 	struct ftk_tool *t;
@@ -60,8 +79,57 @@ struct scrub {
 	int report;
 	const struct ftk_line *line;
 	uint64_t found[FTK_PII_NTYPES];
+	int builtin_allow;	/* leave documentation placeholders alone */
+	char **allow;		/* --allow values, lowercased; "@domain" for a domain */
+	size_t n_allow, alloc_allow;
+	uint64_t kept;		/* spans left alone as allowed */
 	struct strbuf rep;
 };
+
+static int allowed(const struct scrub *sc, int type, const char *s, size_t n)
+{
+	if (sc->builtin_allow && ftk_pii_is_placeholder(type, s, n))
+		return 1;
+	for (size_t i = 0; i < sc->n_allow; i++) {
+		const char *a = sc->allow[i];
+		if (a[0] == '@' && type == FTK_PII_EMAIL) {
+			const char *at = memchr(s, '@', n);
+			size_t al = strlen(a + 1);
+			const char *end = s + n;
+			if (at && (size_t)(end - at - 1) >= al && !strncasecmp(end - al, a + 1, al) &&
+			    ((size_t)(end - at - 1) == al || end[-(long)al - 1] == '.'))
+				return 1;
+		} else if (strlen(a) == n && !strncasecmp(a, s, n)) {
+			return 1;
+		}
+	}
+	return 0;
+}
+
+static void load_allow(struct scrub *sc, const char *path)
+{
+	struct ftk_reader *r;
+	struct ftk_line line;
+	struct ftk_error err;
+	int rc;
+	if (ftk_reader_open(&r, path, &err) < 0)
+		die("--allow: %s", err.msg);
+	while ((rc = ftk_reader_next(r, &line, &err)) > 0) {
+		char *v = line.data;
+		size_t n = line.len;
+		while (n && (*v == ' ' || *v == '\t'))
+			v++, n--;
+		while (n && (v[n - 1] == ' ' || v[n - 1] == '\t' || v[n - 1] == '\r'))
+			n--;
+		if (!n || *v == '#')
+			continue;
+		FTK_ALLOC_GROW(sc->allow, sc->n_allow + 1, sc->alloc_allow);
+		sc->allow[sc->n_allow++] = xstrndup(v, n);
+	}
+	if (rc < 0)
+		die("--allow: %s", err.msg);
+	ftk_reader_close(r);
+}
 
 static int wanted(const struct scrub *sc, const char *path)
 {
@@ -117,7 +185,13 @@ static int visit(void *ctx, const char *path, const char *val, size_t len, struc
 	if (!n)
 		return 0;
 	size_t at = 0;
+	int any = 0;
 	for (size_t i = 0; i < n; i++) {
+		if (allowed(sc, sp[i].type, val + sp[i].start, sp[i].end - sp[i].start)) {
+			sc->kept++;
+			continue;
+		}
+		any = 1;
 		sc->found[sp[i].type]++;
 		if (sc->report) {
 			report_span(sc, path, val, len, &sp[i]);
@@ -131,7 +205,7 @@ static int visit(void *ctx, const char *path, const char *val, size_t len, struc
 			strbuf_addf(repl, "<%s>", ftk_pii_type_name(sp[i].type));
 		at = sp[i].end;
 	}
-	if (sc->report)
+	if (sc->report || !any)
 		return 0;
 	strbuf_add(repl, val + at, len - at);
 	return 1;
@@ -161,6 +235,9 @@ int cmd_scrub(int argc, char **argv)
 		{ "field", required_argument, NULL, OPT_FIELD },
 		{ "skip-field", required_argument, NULL, OPT_SKIP_FIELD },
 		{ "private-ip", no_argument, NULL, OPT_PRIVATE_IP },
+		{ "allow", required_argument, NULL, OPT_ALLOW },
+		{ "no-allowlist", no_argument, NULL, OPT_NO_ALLOWLIST },
+		{ "no-default-skip", no_argument, NULL, OPT_NO_DEFAULT_SKIP },
 		{ "pseudonymize", required_argument, NULL, OPT_PSEUDO },
 		{ "report", no_argument, NULL, OPT_REPORT },
 		{ 0 },
@@ -173,8 +250,10 @@ int cmd_scrub(int argc, char **argv)
 	struct strbuf out = STRBUF_INIT;
 	int c;
 
+	int default_skip_on = 1;
 	memset(&sc, 0, sizeof(sc));
 	sc.t = &t;
+	sc.builtin_allow = 1;
 	strbuf_init(&sc.rep, 0);
 	ftk_tool_init(&t, "ftk-scrub", usage);
 	optind = 1;
@@ -198,8 +277,15 @@ int cmd_scrub(int argc, char **argv)
 			sc.salt = optarg;
 			break;
 		case OPT_REPORT: sc.report = 1; break;
+		case OPT_ALLOW: load_allow(&sc, optarg); break;
+		case OPT_NO_ALLOWLIST: sc.builtin_allow = 0; break;
+		case OPT_NO_DEFAULT_SKIP: default_skip_on = 0; break;
 		default: ftk_tool_usage_error(&t, NULL);
 		}
+	}
+	for (int i = 0; default_skip_on && default_skip[i]; i++) {
+		FTK_ALLOC_GROW(sc.skip, sc.n_skip + 1, sc.alloc_skip);
+		sc.skip[sc.n_skip++] = (char *)default_skip[i];
 	}
 	if (sc.report && sc.salt)
 		ftk_tool_usage_error(&t, "--report changes nothing: --pseudonymize has no use with it");
@@ -244,7 +330,12 @@ int cmd_scrub(int argc, char **argv)
 	for (int i = 0; i < FTK_PII_NTYPES; i++)
 		if (sc.found[i])
 			ftk_tool_count(&t, ftk_pii_type_name(i), sc.found[i]);
+	if (sc.kept)
+		ftk_tool_count(&t, "allowed-kept", sc.kept);
 	int ret = ftk_tool_finish(&t);
+	for (size_t i = 0; i < sc.n_allow; i++)
+		free(sc.allow[i]);
+	free(sc.allow);
 	ftk_pii_free(sc.pii);
 	free(sc.fields);
 	free(sc.skip);

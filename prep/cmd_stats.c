@@ -417,10 +417,8 @@ int cmd_stats(int argc, char **argv)
 		FTK_OPT_END(),
 	};
 	argc = ftk_parse_options(argc, argv, "ftk-stats", opts, usage);
-	if (tok_path && ftk_tokenizer_load(&st.tok, tok_path, &err) < 0) {
-		char buf[1400];
-		die("cannot load tokenizer: %s", ftk_error_format(&err, buf, sizeof(buf)));
-	}
+	if (tok_path && ftk_tokenizer_load(&st.tok, tok_path, &err) < 0)
+		die("cannot load tokenizer: %s", FTK_ERROR_TEXT(&err));
 	ftk_hll_init(&st.hll, p);
 	strbuf_init(&st.text, 0);
 	strbuf_init(&st.normed, 0);

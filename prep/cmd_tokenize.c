@@ -539,8 +539,7 @@ int cmd_tokenize(int argc, char **argv)
 
 	struct ftk_tokenizer *tok;
 	if (ftk_tokenizer_load(&tok, tok_path, &err) < 0) {
-		char b[1200];
-		error("%s", ftk_error_format(&err, b, sizeof(b)));
+		error_at(&err);
 		return err.code == FTK_EUNSUPPORTED || err.code == FTK_EDATA || err.code == FTK_ENOTFOUND ? FTK_EXIT_DATA : FTK_EXIT_DATA;
 	}
 	cf.tok = tok;

@@ -1099,3 +1099,86 @@ const char *ftk_dd_index_file_name(const struct ftk_dd_index *x, uint32_t i)
 {
 	return x->files[i];
 }
+
+/* ---------------------------------------------------------------- a run's settings */
+
+void ftk_dd_settings_init(struct ftk_dd_settings *s)
+{
+	memset(s, 0, sizeof(*s));
+	s->p.ngram = 5;
+	s->p.seed = 1;
+	s->p.key = "@text";
+	s->normalize = "all";
+	s->keep = FTK_DD_KEEP_FIRST;
+	s->threshold = 0.8;
+}
+
+void ftk_dd_settings_keep(struct ftk_dd_settings *s, const char *arg)
+{
+	s->p.keep_field = NULL;
+	if (!strcmp(arg, "first")) {
+		s->keep = FTK_DD_KEEP_FIRST;
+	} else if (!strcmp(arg, "longest")) {
+		s->keep = FTK_DD_KEEP_LONGEST;
+	} else {
+		s->keep = FTK_DD_KEEP_FIELD;
+		s->p.keep_field = arg;
+	}
+}
+
+int ftk_dd_settings_check(struct ftk_dd_settings *s, struct ftk_dd_key **key,
+			  struct ftk_minhash *mh, struct ftk_error *err)
+{
+	*key = NULL;
+	memset(mh, 0, sizeof(*mh));
+	if (ftk_normalize_parse(s->normalize, &s->p.norm, err) < 0 ||
+	    ftk_dd_key_parse(s->p.key, key, err) < 0)
+		goto usage;
+	if (!s->p.near && s->stage != FTK_DD_MERGE &&
+	    (s->bands || s->rows || s->p.fast || s->threshold_given)) {
+		ftk_error_msg(err, FTK_EUSAGE, "--threshold, --bands, --rows and --fast need --mode near");
+		goto usage;
+	}
+	if (s->p.near) {
+		s->p.bands = 14;
+		s->p.rows = 8;
+		if (s->threshold_given && !s->bands && !s->rows &&
+		    ftk_minhash_lsh_params(s->threshold, 112, &s->p.bands, &s->p.rows, err) < 0)
+			goto usage;
+		if (s->bands)
+			s->p.bands = s->bands;
+		if (s->rows)
+			s->p.rows = s->rows;
+		if (ftk_minhash_init(mh, s->p.ngram, s->p.bands, s->p.rows, s->p.seed, err) < 0)
+			goto usage;
+	}
+	const char *msg = NULL;
+	size_t ol = s->out ? strlen(s->out) : 0;
+	if (s->stage != FTK_DD_WHOLE && s->against)
+		msg = "--against does not combine with the sharded mode";
+	else if (s->stage == FTK_DD_SIGNATURES && (!s->out || !strcmp(s->out, "-")))
+		msg = "--signatures needs -o FILE";
+	else if (s->stage == FTK_DD_SIGNATURES && ol > 4 && !strcmp(s->out + ol - 4, ".zst"))
+		msg = "signature files cannot be compressed";
+	else if (s->stage == FTK_DD_SIGNATURES && s->clusters)
+		msg = "--clusters belongs to --merge";
+	if (msg) {
+		ftk_error_msg(err, FTK_EUSAGE, "%s", msg);
+		goto usage;
+	}
+	return 0;
+usage:
+	ftk_dd_key_free(*key);
+	*key = NULL;
+	ftk_minhash_release(mh);
+	memset(mh, 0, sizeof(*mh));
+	if (err)
+		err->code = FTK_EUSAGE;
+	return FTK_EUSAGE;
+}
+
+int ftk_dd_settings_streaming(const struct ftk_dd_settings *s)
+{
+	return s->stage == FTK_DD_WHOLE && !s->p.near && s->keep == FTK_DD_KEEP_FIRST &&
+	       !s->clusters;
+}

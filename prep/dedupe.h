@@ -86,6 +86,54 @@ struct ftk_dd_params {
 	const char *source_field;	/* --source-field, or NULL */
 };
 
+/* ---------------------------------------------------------------- a run's settings */
+
+/* Which part of a dedupe one command runs: all of it, or one sharded step. */
+enum ftk_dd_stage { FTK_DD_WHOLE = 0, FTK_DD_SIGNATURES, FTK_DD_MERGE, FTK_DD_APPLY };
+
+/*
+ * A run's settings as ftk-dedupe's options give them.  ftk_dd_settings_init
+ * sets the defaults; the options overwrite what they name; then
+ * ftk_dd_settings_check refuses contradictions and works out the rest.
+ */
+struct ftk_dd_settings {
+	struct ftk_dd_params p;	/* ngram 5, seed 1, key "@text"; exact; the rest as given */
+	const char *normalize;	/* --normalize, "all" */
+	enum ftk_dd_keep keep;	/* --keep (ftk_dd_settings_keep), first */
+	double threshold;	/* --threshold, 0.8 */
+	int threshold_given;
+	int bands, rows;	/* --bands, --rows; 0: from the threshold (given) or 14 x 8 */
+	enum ftk_dd_stage stage;	/* --signatures, --merge, --apply */
+	const char *against;	/* --against FILE or NULL */
+	const char *clusters;	/* --clusters FILE or NULL */
+	const char *out;	/* -o FILE, NULL or "-" for standard output */
+};
+
+void ftk_dd_settings_init(struct ftk_dd_settings *s);
+
+/* --keep ARG: "first", "longest", or a numeric field whose largest value survives. */
+void ftk_dd_settings_keep(struct ftk_dd_settings *s, const char *arg);
+
+/*
+ * Check s and complete it: p.norm from normalize, and in near mode p.bands
+ * and p.rows (--bands/--rows, else the LSH split whose S-curve crosses the
+ * threshold, else 14 x 8).  Returns 0 with *key (ftk_dd_key_free) and, in
+ * near mode, *mh (ftk_minhash_release; zeroed otherwise) made, or
+ * FTK_EUSAGE saying what contradicts what: near-only options without near
+ * mode (a merge takes them from its signature files), --against in a
+ * sharded step, --signatures without -o FILE or to a .zst file, --clusters
+ * with --signatures, a bad normalize list or key.
+ */
+int ftk_dd_settings_check(struct ftk_dd_settings *s, struct ftk_dd_key **key,
+			  struct ftk_minhash *mh, struct ftk_error *err);
+
+/*
+ * Whether a whole run can be one streaming pass (exact mode, the first
+ * record survives, no --clusters): a hash table of the keys seen, no index
+ * and no second pass.
+ */
+int ftk_dd_settings_streaming(const struct ftk_dd_settings *s);
+
 /* Everything one worker needs to sign records; one per thread. */
 struct ftk_dd_signer {
 	const struct ftk_dd_params *p;

@@ -22,6 +22,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include "prep/pii.h"
 
 static const char *const type_names[FTK_PII_NTYPES] = {
@@ -714,4 +715,92 @@ void ftk_pii_pseudonym(const char *salt, int type, const char *s, size_t n, stru
 		strbuf_addf(out, "%02x", md[i]);
 	strbuf_addch(out, '>');
 	strbuf_release(&norm);
+}
+
+/* ------------------------------------------------------------ placeholders */
+
+static int label_is_placeholder(const char *s, size_t n)
+{
+	/* yourdomain, your-domain, mydomain, yourcompany, example, domain ... */
+	static const char *const heads[] = { "your", "my", "some", "the", "" };
+	static const char *const tails[] = { "domain", "company", "site", "website", "email",
+					     "mail", "org", "business", "server", "host", NULL };
+	char low[64];
+	if (n == 0 || n >= sizeof(low))
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		low[i] = (char)tolower((unsigned char)s[i]);
+	low[n] = '\0';
+	if (!strcmp(low, "example") || !strcmp(low, "domain"))
+		return 1;
+	for (size_t h = 0; h < sizeof(heads) / sizeof(heads[0]); h++) {
+		size_t hl = strlen(heads[h]);
+		if (strncmp(low, heads[h], hl))
+			continue;
+		const char *r = low + hl;
+		if (*r == '-' || *r == '_')
+			r++;
+		for (size_t t = 0; tails[t]; t++)
+			if (hl && !strcmp(r, tails[t]))
+				return 1;
+	}
+	return 0;
+}
+
+int ftk_pii_is_placeholder(int type, const char *s, size_t n)
+{
+	char buf[128];
+	if (n >= sizeof(buf))
+		return 0;
+	memcpy(buf, s, n);
+	buf[n] = '\0';
+	if (type == FTK_PII_EMAIL) {
+		const char *at = strrchr(buf, '@');
+		if (!at)
+			return 0;
+		const char *dom = at + 1, *end = dom + strlen(dom);
+		/* RFC 2606 / 6761: example.com/.net/.org and the reserved TLDs */
+		static const char *const reserved[] = { "example.com", "example.net", "example.org",
+							"localhost", NULL };
+		static const char *const tlds[] = { ".example", ".test", ".invalid", ".localhost", NULL };
+		for (int i = 0; reserved[i]; i++) {
+			size_t rl = strlen(reserved[i]), dl = (size_t)(end - dom);
+			if (dl >= rl && !strcasecmp(end - rl, reserved[i]) &&
+			    (dl == rl || end[-(long)rl - 1] == '.'))
+				return 1;
+		}
+		for (int i = 0; tlds[i]; i++) {
+			size_t tl = strlen(tlds[i]);
+			if ((size_t)(end - dom) > tl && !strcasecmp(end - tl, tlds[i]))
+				return 1;
+		}
+		/* yourdomain.com and the like: the label before the TLD */
+		const char *dot = strrchr(dom, '.');
+		if (!dot)
+			return 0;
+		const char *lab = dot;
+		while (lab > dom && lab[-1] != '.')
+			lab--;
+		return label_is_placeholder(lab, (size_t)(dot - lab));
+	}
+	if (type == FTK_PII_IPV4) {
+		/* RFC 5737 documentation ranges */
+		return !strncmp(buf, "192.0.2.", 8) || !strncmp(buf, "198.51.100.", 11) ||
+		       !strncmp(buf, "203.0.113.", 10);
+	}
+	if (type == FTK_PII_IPV6) {
+		/* RFC 3849: 2001:db8::/32 */
+		return !strncasecmp(buf, "2001:db8:", 9) || !strncasecmp(buf, "2001:0db8:", 10);
+	}
+	if (type == FTK_PII_PHONE) {
+		/* the North American fictional range 555-0100 to 555-0199 */
+		char d[32];
+		size_t k = 0;
+		for (size_t i = 0; i < n && k < sizeof(d) - 1; i++)
+			if (isdigit((unsigned char)buf[i]))
+				d[k++] = buf[i];
+		d[k] = '\0';
+		return k >= 7 && !strncmp(d + k - 7, "55501", 5);
+	}
+	return 0;
 }

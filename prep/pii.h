@@ -88,6 +88,18 @@ void ftk_pii_free(struct ftk_pii *p);
  */
 size_t ftk_pii_find(struct ftk_pii *p, const char *s, size_t n, const struct ftk_pii_span **spans);
 
+/*
+ * Is s[0..n), found as type, a documentation placeholder rather than
+ * anyone's data?  E-mail at example.com/.net/.org (and subdomains), the
+ * reserved TLDs .example .test .invalid .localhost, or a "yourdomain"-style
+ * domain (your/my + domain, company, site, email...: yourdomain.com,
+ * my-company.org); IPv4 in the RFC 5737 ranges (192.0.2.0/24,
+ * 198.51.100.0/24, 203.0.113.0/24); IPv6 in 2001:db8::/32 (RFC 3849); phone
+ * numbers ending in 555-01XX, the North American fictional range.
+ * Returns 1 or 0.
+ */
+int ftk_pii_is_placeholder(int type, const char *s, size_t n);
+
 /* Luhn check over the digits of s[0..n) (other bytes skipped): 1 when valid. */
 int ftk_pii_luhn(const char *s, size_t n);
 

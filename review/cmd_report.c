@@ -39,6 +39,7 @@
 #include "lib/stream.h"
 #include "eval/reviews.h"
 #include "ledger/cost.h"
+#include "lib/json.h"
 #include "lib/ledger.h"
 #include "lib/strbuf.h"
 #include "review/review.h"
@@ -48,7 +49,8 @@ static const char *const usage[] = {
 	"",
 	"Write one self-contained HTML page (inline SVG charts; no script, font or image",
 	"fetched) about one or more eval runs: each metric with its 95% interval per run,",
-	"surface metrics beside their semantic twins, the trend from run to run, people's",
+	"surface metrics beside their semantic twins, methods that scored the same cases",
+	"side by side (method sensitivity), the trend from run to run, people's",
 	"verdicts and judge-versus-human agreement, the ledger's costs by category as a",
 	"stacked bar, cost per quality point over the first run, and the flagged cases",
 	"with their reasons and verdicts, each with a link anchor.",
@@ -107,10 +109,9 @@ static int load_costs(struct costs *C, const char *ledger, const char *rates_pat
 	memset(&L, 0, sizeof(L));
 	struct ftk_error e;
 	ftk_error_clear(&e);
-	char b[1400];
 	int rc = ftk_cost_ledger_load(ledger, &L, &e);
 	if (rc < 0)
-		return error("%s", ftk_error_format(&e, b, sizeof(b)));
+		return error_at(&e);
 	for (size_t i = 0; i < L.n_bad; i++)
 		warning("%s:%ld: skipped: %s", ledger, L.bad[i].line, L.bad[i].msg);
 	C->bad_lines = (long)L.n_bad;
@@ -120,7 +121,7 @@ static int load_costs(struct costs *C, const char *ledger, const char *rates_pat
 	memset(&R, 0, sizeof(R));
 	if (ftk_rates_load(rates_path, &R, &e) < 0) {
 		ftk_cost_ledger_release(&L);
-		return error("%s", ftk_error_format(&e, b, sizeof(b)));
+		return error_at(&e);
 	}
 	struct ftk_cost_totals T;
 	ftk_cost_totals_compute(&T, &L, &R, NULL, NULL, NULL);
@@ -630,6 +631,71 @@ static void html_metrics(struct strbuf *sb, char **names, size_t n_names)
 	free(done);
 }
 
+/*
+ * Method sensitivity, as a panel per run: each pair of methods that scored
+ * the same cases (summary.json "methods"), their means side by side, the
+ * paired difference with its interval, and the cases they disagree on,
+ * linked.  Drawn only when some run compares methods.
+ */
+static void html_methods(struct strbuf *sb)
+{
+	int any = 0;
+	for (size_t i = 0; i < n_runs; i++)
+		any |= cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(runs[i].summary, "methods")) > 0;
+	if (!any)
+		return;
+	strbuf_addstr(sb, "<h2 id=\"methods\">Method sensitivity</h2>"
+			  "<p class=\"note\">The same answers scored by different methods (strict and flexible "
+			  "extraction, a pattern and a judge). When two methods differ beyond their paired 95% "
+			  "interval, the method, not the model, moved the number: read the cases they disagree on "
+			  "before quoting either.</p><div class=\"pair\">");
+	for (size_t i = 0; i < n_runs; i++) {
+		const cJSON *e;
+		cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(runs[i].summary, "methods"))
+		{
+			int sens = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "method_sensitive"));
+			char ma[32], mb[32], d[32], lo[32], hi[32];
+			fnum(ma, sizeof(ma), jnum(e, "mean_a"));
+			fnum(mb, sizeof(mb), jnum(e, "mean_b"));
+			fnum(d, sizeof(d), jnum(e, "diff"));
+			fnum(lo, sizeof(lo), jnum(e, "lo"));
+			fnum(hi, sizeof(hi), jnum(e, "hi"));
+			strbuf_addstr(sb, "<div class=\"panel\"><h3>");
+			esc(sb, runs[i].name);
+			strbuf_addstr(sb, ": ");
+			esc(sb, ftk_json_get_str(e, "group"));
+			strbuf_addf(sb, " <span class=\"badge %s\">%s</span></h3><table><tr><th>method</th>"
+				    "<th>mean</th></tr><tr><td>", sens ? "fail" : "pass",
+				    sens ? "method-sensitive" : "methods agree");
+			esc(sb, ftk_json_get_str(e, "a"));
+			strbuf_addf(sb, "</td><td class=\"num\">%s</td></tr><tr><td>", ma);
+			esc(sb, ftk_json_get_str(e, "b"));
+			strbuf_addf(sb, "</td><td class=\"num\">%s</td></tr></table><p>difference %s [%s, %s], "
+				    "%s p = %.3g, n = %.0f</p>", mb, d, lo, hi,
+				    ftk_json_get_str(e, "test") ? ftk_json_get_str(e, "test") : "", jnum(e, "p"),
+				    jnum(e, "n"));
+			const cJSON *dis = cJSON_GetObjectItemCaseSensitive(e, "disagree");
+			if (cJSON_GetArraySize(dis)) {
+				strbuf_addf(sb, "<p class=\"note\">%d cases disagree:", cJSON_GetArraySize(dis));
+				const cJSON *x;
+				int k = 0;
+				cJSON_ArrayForEach(x, dis)
+				{
+					if (k++ == 30) {
+						strbuf_addstr(sb, " ...");
+						break;
+					}
+					strbuf_addstr(sb, " ");
+					esc(sb, x->valuestring);
+				}
+				strbuf_addstr(sb, "</p>");
+			}
+			strbuf_addstr(sb, "</div>");
+		}
+	}
+	strbuf_addstr(sb, "</div>");
+}
+
 static void html_people(struct strbuf *sb)
 {
 	strbuf_addstr(sb, "<h2 id=\"people\">People's verdicts and judge agreement</h2>");
@@ -824,6 +890,7 @@ static void write_html(struct strbuf *sb, const char *title, const struct costs 
 	strbuf_addstr(sb, "</table>\n");
 
 	html_metrics(sb, names, n_names);
+	html_methods(sb);
 	if (n_runs > 1) {
 		strbuf_addstr(sb, "<h2 id=\"trend\">Trend from run to run</h2><p class=\"note\">Semantic metrics, "
 				  "runs in the order given, with their 95% intervals.</p>");
@@ -891,6 +958,24 @@ static void write_text(struct strbuf *sb, const char *title, const struct costs 
 						    lo, hi, isnan(jnum(m, "n")) ? 0 : jnum(m, "n"));
 				}
 			}
+		}
+	}
+	for (size_t i = 0; i < n_runs; i++) {
+		const cJSON *e;
+		cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(runs[i].summary, "methods"))
+		{
+			char ma[32], mb[32], d[32], lo[32], hi[32];
+			fnum(ma, sizeof(ma), jnum(e, "mean_a"));
+			fnum(mb, sizeof(mb), jnum(e, "mean_b"));
+			fnum(d, sizeof(d), jnum(e, "diff"));
+			fnum(lo, sizeof(lo), jnum(e, "lo"));
+			fnum(hi, sizeof(hi), jnum(e, "hi"));
+			strbuf_addf(sb, "\nMethods (%s, %s): %s %s vs %s %s, diff %s [%s, %s], %d cases disagree%s\n",
+				    runs[i].name, ftk_json_get_str(e, "group"), ftk_json_get_str(e, "a"), ma,
+				    ftk_json_get_str(e, "b"), mb, d, lo, hi,
+				    cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(e, "disagree")),
+				    cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "method_sensitive"))
+					    ? ": METHOD SENSITIVE" : "");
 		}
 	}
 	strbuf_addstr(sb, "\nPeople\n");
@@ -998,11 +1083,10 @@ static int extra_reviews(const char *path)
 	long bad = 0;
 	struct ftk_error e;
 	ftk_error_clear(&e);
-	char b[1400];
 	if (ftk_reviews_load(path, &rv, &bad, &e) < 0)
-		return error("%s", ftk_error_format(&e, b, sizeof(b)));
+		return error_at(&e);
 	if (bad)
-		warning("%s (%ld unreadable review lines skipped)", ftk_error_format(&e, b, sizeof(b)), bad);
+		warning("%s (%ld unreadable review lines skipped)", FTK_ERROR_TEXT(&e), bad);
 	for (size_t i = 0; i < n_runs; i++) {
 		const cJSON *d;
 		cJSON_ArrayForEach(d, rv)
@@ -1065,19 +1149,18 @@ int cmd_report(int argc, char **argv)
 	struct costs C;
 	memset(&C, 0, sizeof(C));
 	struct strbuf sb = STRBUF_INIT;
-	char b[1400];
 	for (size_t i = 0; i < n_runs; i++) {
 		struct ftk_error e;
 		ftk_error_clear(&e);
 		if (ftk_review_run_load(&runs[i], argv[i], NULL, &e) < 0) {
-			error("%s", ftk_error_format(&e, b, sizeof(b)));
+			error_at(&e);
 			rc = FTK_EXIT_DATA;
 			goto out;
 		}
 		if (runs[i].bad_results)
 			warning("%s: %ld unreadable result lines skipped", runs[i].dir, runs[i].bad_results);
 		if (runs[i].bad_reviews)
-			warning("%s (%ld unreadable review lines skipped)", ftk_error_format(&e, b, sizeof(b)),
+			warning("%s (%ld unreadable review lines skipped)", FTK_ERROR_TEXT(&e),
 				runs[i].bad_reviews);
 	}
 	for (size_t k = 0; k < reviews.n; k++)

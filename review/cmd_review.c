@@ -490,6 +490,7 @@ static void help(void)
 		"ftk-review keys",
 		"",
 		"p  pass          f  fail          u  unsure",
+		"   (each saved at once; then on to the next undecided case)",
 		"n  add or edit a note on this case",
 		"right, l, ]   next case     left, h, [   previous",
 		"Tab  next case you have not decided",
@@ -615,8 +616,7 @@ static void save(struct ui *u, struct item *it)
 	struct ftk_error e;
 	ftk_error_clear(&e);
 	if (ftk_ledger_append_entry(u->run.reviews_path, o, &e) < 0) {
-		char b[1400];
-		snprintf(u->status, sizeof(u->status), "NOT SAVED: %s", ftk_error_format(&e, b, sizeof(b)));
+		snprintf(u->status, sizeof(u->status), "NOT SAVED: %s", FTK_ERROR_TEXT(&e));
 		u->write_failed = 1;
 	} else {
 		u->decided++;
@@ -656,6 +656,23 @@ static int next_undecided(struct ui *u, size_t from)
 		}
 	}
 	return 0;
+}
+
+/*
+ * A verdict key: record it, then go on to the next undecided case (after
+ * this one, wrapping), as a reviewer working through a queue expects.  When
+ * the save failed, stay, so the message is seen on the case it is about;
+ * when every case is decided, stay and say so.
+ */
+static void decide(struct ui *u, const char *verdict)
+{
+	mark(u, verdict);
+	if (u->write_failed)
+		return;
+	char saved[sizeof(u->status)];
+	snprintf(saved, sizeof(saved), "%s", u->status);
+	if (!next_undecided(u, u->cur + 1))
+		snprintf(u->status, sizeof(u->status), "%.200s; every case is decided", saved);
 }
 
 static int item_has(const struct item *it, const char *q)
@@ -774,12 +791,11 @@ static int ledger_flush(struct ui *u, int final)
 	int rc = ftk_ledger_append_entry(u->ledger, e, &err);
 	cJSON_Delete(e);
 	if (rc < 0) {
-		char b[1400];
 		if (final)
-			error("%s", ftk_error_format(&err, b, sizeof(b)));
+			error_at(&err);
 		else
 			snprintf(u->status, sizeof(u->status), "ledger NOT written: %s",
-				 ftk_error_format(&err, b, sizeof(b)));
+				 FTK_ERROR_TEXT(&err));
 		return -1;
 	}
 	u->ev_logged = u->nev - 1;	/* the last event opens the next stretch */
@@ -811,7 +827,8 @@ int cmd_review(int argc, char **argv)
 		FTK_OPT_HELP(),
 		FTK_OPT_VERSION(),
 		FTK_OPT_TEXT("\n"
-			     "Keys: p pass, f fail, u unsure, n note, right/l next case, left/h previous,\n"
+			     "Keys: p pass, f fail, u unsure (each then moves to the next undecided case),\n"
+			     "n note, right/l next case, left/h previous,\n"
 			     "Tab next undecided, up/down/PgUp/PgDn/space scroll, / search, ? help, q quit.\n"
 			     "Exit status: 0 success, 1 the run cannot be read, 2 bad usage.\n"),
 		FTK_OPT_END(),
@@ -843,13 +860,12 @@ int cmd_review(int argc, char **argv)
 	}
 	struct ftk_error e;
 	ftk_error_clear(&e);
-	char b[1400];
 	if (ftk_review_run_load(&u.run, argv[0], reviews, &e) < 0) {
-		error("%s", ftk_error_format(&e, b, sizeof(b)));
+		error_at(&e);
 		return FTK_EXIT_DATA;
 	}
 	if (u.run.bad_reviews)
-		warning("%s (%ld unreadable review lines skipped)", ftk_error_format(&e, b, sizeof(b)),
+		warning("%s (%ld unreadable review lines skipped)", FTK_ERROR_TEXT(&e),
 			u.run.bad_reviews);
 	/* without --suite, the suite the run was made from (run.json's suite_path) */
 	const char *recorded = cJSON_GetStringValue(
@@ -857,7 +873,7 @@ int cmd_review(int argc, char **argv)
 	if (!suite_path && recorded && access(recorded, R_OK) == 0)
 		suite_path = recorded;
 	if (suite_path && ftk_eval_suite_load(&u.suite, suite_path, &e) < 0) {
-		error("%s", ftk_error_format(&e, b, sizeof(b)));
+		error_at(&e);
 		ftk_review_run_release(&u.run);
 		return FTK_EXIT_DATA;
 	}
@@ -956,9 +972,9 @@ int cmd_review(int argc, char **argv)
 			u.status[0] = 0;
 		switch (ch) {
 		case 'q': case 3: goto quit;
-		case 'p': mark(&u, "pass"); break;
-		case 'f': mark(&u, "fail"); break;
-		case 'u': mark(&u, "unsure"); break;
+		case 'p': decide(&u, "pass"); break;
+		case 'f': decide(&u, "fail"); break;
+		case 'u': decide(&u, "unsure"); break;
 		case 'n': do_note(&u); break;
 		case 'l': case ']': go(&u, u.cur + 1); break;
 		case 'h': case '[': if (u.cur) go(&u, u.cur - 1); break;

@@ -99,8 +99,7 @@ int cmd_merge(int argc, char **argv)
 	ftk_error_clear(&e);
 	int n = 0;
 	if (ftk_merge(&o, &n, &e) < 0) {
-		char buf[1400];
-		error("%s", ftk_error_format(&e, buf, sizeof(buf)));
+		error_at(&e);
 		return 1;
 	}
 	if (!quiet)

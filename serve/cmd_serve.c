@@ -17,6 +17,27 @@
  * cancelled; the worker's token callback sees it and stops, freeing the
  * worker for the next job.
  *
+ * Log-probabilities, in OpenAI's shapes: /v1/completions takes "logprobs"
+ * (0-20 alternatives per token) and "echo" (the prompt comes back before the
+ * completion, with its tokens' log-probabilities, the first null), and a
+ * prompt given as an array of token ids (used as given); "max_tokens": 0
+ * with echo scores the prompt without generating, which is how
+ * lm-evaluation-harness's local-completions backend asks for a
+ * log-likelihood.  Chat completions take "logprobs": true and
+ * "top_logprobs" (0-20) for the generated tokens.  An echoed prompt
+ * token's top_logprobs hold the most likely token and the prompt's own;
+ * logprobs are not streamed (a streamed request asking for them gets 400).
+ *
+ * Tool calls.  When a chat request has tools, the model's text is read for
+ * calls in the served template's format (lib/toolparse.h: Hermes/Qwen
+ * <tool_call>, Llama 3 JSON, Mistral [TOOL_CALLS]; --tool-parser names one
+ * when the template does not say): found calls become message.tool_calls
+ * with finish_reason "tool_calls", as vLLM's tool parsers give them.  A
+ * stream holds back text from where a call may begin, then sends each call as
+ * tool_calls deltas (the name first, then the arguments).  A request with
+ * tools for a template that does not render them gets a "warnings" entry in
+ * the response and a line in the log.
+ *
  * Errors follow OpenAI's shape: {"error":{"message","type","param","code"}}
  * with 400 for malformed or invalid requests (including a prompt longer than
  * the context: code context_length_exceeded), 401 for a missing or wrong API
@@ -34,7 +55,10 @@
 #include <unistd.h>
 #include "cli/tool.h"
 #include "lib/json.h"
+#include "lib/toolparse.h"
+#include "lib/openai.h"
 #include "model/infer.h"
+#include "model/generate.h"
 
 static const char usage[] =
 	"usage: ftk-serve --model DIR [options]\n"
@@ -54,8 +78,12 @@ static const char usage[] =
 	"      --workers N          requests answered at once (default 1); each worker\n"
 	"                           holds its own copy of the model\n"
 	"      --queue N            requests waiting at most (default 64); more get 503\n"
-	"      --quant nf4|none     quantize the base as in training (default none)\n"
+	"      --quant nf4|none     the base as QLoRA trained on it, NF4 (default, as ftk\n"
+	"                           train and ftk generate), or none (full precision)\n"
 	"      --ctx N              context length (default: the model's)\n"
+	"      --tool-parser FMT    read tool calls in the model's text as hermes (Qwen),\n"
+	"                           llama3_json or mistral, or none (default: the chat\n"
+	"                           template's format)\n"
 	"      --api-key-env NAME   require 'Authorization: Bearer <key>' where the key is\n"
 	"                           in that environment variable\n"
 	"  -q, --quiet              no access log\n"
@@ -66,11 +94,11 @@ static const char usage[] =
 
 enum {
 	OPT_MODEL = FTK_OPT_FIRST_FREE, OPT_NAME, OPT_ADAPTER, OPT_HOST, OPT_PORT, OPT_PORT_FILE,
-	OPT_WORKERS, OPT_QUEUE, OPT_QUANT, OPT_CTX, OPT_API_KEY_ENV,
+	OPT_WORKERS, OPT_QUEUE, OPT_QUANT, OPT_CTX, OPT_API_KEY_ENV, OPT_TOOL_PARSER,
 };
 
 #define MAX_MODELS 16
-#define MAX_STOP 4
+#define MAX_STOP FTK_OPENAI_MAX_STOP
 
 struct served {
 	char *name;
@@ -86,6 +114,13 @@ struct job {
 	struct ftk_gen_opts g;
 	const char *stop[MAX_STOP];
 	int n_stop;
+	int logprobs;			/* alternatives per token; -1: no logprobs */
+	int echo;			/* completions: the prompt comes back first */
+	int zero_tokens;		/* completions: max_tokens 0 (with echo) */
+	int toolfmt;			/* chat with tools: the calls' format (lib/toolparse.h), else 0 */
+	char *warning;			/* for the response's "warnings", or NULL (owned) */
+	uint32_t *prompt_ids;		/* completions given token ids (owned), else NULL */
+	int n_prompt_ids;
 	char id[48];
 	long created;
 
@@ -113,6 +148,8 @@ struct server {
 	struct ftk_infer ***engines;	/* [worker][model] */
 	const char *api_key;
 	int quiet;
+	int toolfmt;			/* --tool-parser, or the template's; -1: not given */
+	int template_has_tools;		/* the chat template reads "tools" */
 
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
@@ -140,6 +177,8 @@ static void job_unref(struct job *j)
 	if (left)
 		return;
 	cJSON_Delete(j->req);
+	free(j->prompt_ids);
+	free(j->warning);
 	strbuf_release(&j->out);
 	pthread_mutex_destroy(&j->mu);
 	pthread_cond_destroy(&j->cv);
@@ -170,7 +209,31 @@ static void error_body(struct strbuf *sb, const char *msg, const char *type, con
 struct piece_ctx {
 	struct job *j;
 	int index;
+	struct strbuf acc;	/* tool calls in a stream: the text so far */
+	size_t shown;		/* of which this much was sent as content */
 };
+
+/* One chunk with an arbitrary delta (consumed) for choice index. */
+static void sse_delta(struct job *j, int index, cJSON *delta, const char *finish)
+{
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "id", j->id);
+	cJSON_AddStringToObject(o, "object", "chat.completion.chunk");
+	cJSON_AddNumberToObject(o, "created", (double)j->created);
+	cJSON_AddStringToObject(o, "model", S.models[j->model].name);
+	cJSON *c = cJSON_CreateObject();
+	cJSON_AddNumberToObject(c, "index", index);
+	cJSON_AddItemToObject(c, "delta", delta);
+	if (finish)
+		cJSON_AddStringToObject(c, "finish_reason", finish);
+	else
+		cJSON_AddNullToObject(c, "finish_reason");
+	cJSON_AddItemToArray(cJSON_AddArrayToObject(o, "choices"), c);
+	strbuf_addstr(&j->out, "data: ");
+	ftk_json_print(&j->out, o);
+	strbuf_addstr(&j->out, "\n\n");
+	cJSON_Delete(o);
+}
 
 static void sse_chunk(struct job *j, int index, const char *content, size_t len,
 		      const char *finish, int role)
@@ -209,6 +272,8 @@ static void sse_chunk(struct job *j, int index, const char *content, size_t len,
  * disconnect in the middle of a stream from a model as fast as stories260K.
  */
 static long token_delay_ms;
+/* FTK_TEST_SERVE_REPLY: every chat answer is this text (tests of tool-call parsing) */
+static const char *test_reply;
 
 static int on_piece(const char *text, size_t len, void *vctx)
 {
@@ -224,12 +289,146 @@ static int on_piece(const char *text, size_t len, void *vctx)
 			sse_chunk(j, pc->index, j->chat ? "" : NULL, 0, NULL, j->chat);
 		j->started = 1;
 		pthread_cond_broadcast(&j->cv);
+	} else if (!cancelled && j->stream && j->toolfmt) {
+		/* hold back whatever may be the start of a tool call */
+		strbuf_add(&pc->acc, text, len);
+		size_t vis = ftk_toolparse_visible(j->toolfmt, pc->acc.buf, pc->acc.len);
+		if (vis > pc->shown) {
+			sse_chunk(j, pc->index, pc->acc.buf + pc->shown, vis - pc->shown, NULL, 0);
+			pc->shown = vis;
+			pthread_cond_broadcast(&j->cv);
+		}
 	} else if (!cancelled && j->stream) {
 		sse_chunk(j, pc->index, text, len, NULL, 0);
 		pthread_cond_broadcast(&j->cv);
 	}
 	pthread_mutex_unlock(&j->mu);
 	return cancelled;
+}
+
+/* One token's text as the tokenizer decodes it alone (special tokens kept). */
+static void token_text(struct ftk_infer *e, uint32_t id, struct strbuf *sb)
+{
+	strbuf_reset(sb);
+	if (ftk_tokenizer_decode(ftk_infer_tokenizer(e), &id, 1, 0, sb, NULL) < 0 || !sb->buf)
+		strbuf_addstr(sb, "");
+}
+
+/* {"token","logprob","bytes"} as chat completions give them. */
+static cJSON *chat_lp(struct ftk_infer *e, uint32_t id, double lp, struct strbuf *sb)
+{
+	token_text(e, id, sb);
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "token", sb->buf);
+	cJSON_AddNumberToObject(o, "logprob", lp);
+	cJSON *b = cJSON_AddArrayToObject(o, "bytes");
+	for (size_t k = 0; k < sb->len; k++)
+		cJSON_AddItemToArray(b, cJSON_CreateNumber((unsigned char)sb->buf[k]));
+	return o;
+}
+
+static cJSON *chat_logprobs(struct ftk_infer *e, const struct ftk_infer_result *res)
+{
+	struct strbuf sb = STRBUF_INIT;
+	cJSON *o = cJSON_CreateObject();
+	cJSON *content = cJSON_AddArrayToObject(o, "content");
+	for (int t = 0; t < res->n_tokens; t++) {
+		const struct ftk_infer_token *k = &res->tokens[t];
+		cJSON *x = chat_lp(e, k->id, k->logprob, &sb);
+		cJSON *top = cJSON_AddArrayToObject(x, "top_logprobs");
+		for (int q = 0; q < k->n_top; q++)
+			cJSON_AddItemToArray(top, chat_lp(e, k->top_id[q], k->top_logprob[q], &sb));
+		cJSON_AddItemToArray(content, x);
+	}
+	strbuf_release(&sb);
+	return o;
+}
+
+/*
+ * The completions "logprobs" object: tokens, token_logprobs, top_logprobs
+ * (token text -> log-probability) and text_offset, over the echoed prompt
+ * (when echo) and the generated tokens.
+ */
+static int completion_logprobs(struct ftk_infer *e, const uint32_t *ids, int n, int echo,
+			       const struct ftk_infer_result *res, size_t gen_offset, cJSON **out,
+			       struct ftk_error *err)
+{
+	struct strbuf sb = STRBUF_INIT;
+	cJSON *o = cJSON_CreateObject();
+	cJSON *toks = cJSON_AddArrayToObject(o, "tokens");
+	cJSON *tlp = cJSON_AddArrayToObject(o, "token_logprobs");
+	cJSON *top = cJSON_AddArrayToObject(o, "top_logprobs");
+	cJSON *off = cJSON_AddArrayToObject(o, "text_offset");
+	size_t at = 0;
+	int rc = 0;
+	/* token texts from one streaming decode of prompt + completion, so that
+	 * spaces land where a whole decode puts them */
+	struct ftk_detok dt;
+	ftk_detok_init(&dt, ftk_infer_tokenizer(e), 0);
+	struct strbuf piece = STRBUF_INIT;
+	if (echo && n > 0) {
+		double *lp = xmalloc((size_t)n * sizeof(*lp));
+		double *tl = xmalloc((size_t)n * sizeof(*tl));
+		uint32_t *ti = xmalloc((size_t)n * sizeof(*ti));
+		if (n > 1)
+			rc = ftk_infer_score(e, ids, n, 1, lp, ti, tl, err);
+		for (int i = 0; rc == 0 && i < n; i++) {
+			strbuf_reset(&piece);
+			ftk_detok_push(&dt, ids[i], &piece, NULL);
+			token_text(e, ids[i], &sb);
+			cJSON_AddItemToArray(toks, cJSON_CreateString(piece.buf ? piece.buf : ""));
+			cJSON_AddItemToArray(off, cJSON_CreateNumber((double)at));
+			at += piece.len;
+			if (i == 0) {
+				cJSON_AddItemToArray(tlp, cJSON_CreateNull());
+				cJSON_AddItemToArray(top, cJSON_CreateNull());
+				continue;
+			}
+			cJSON_AddItemToArray(tlp, cJSON_CreateNumber(lp[i - 1]));
+			cJSON *d = cJSON_CreateObject();
+			struct strbuf tb = STRBUF_INIT;
+			token_text(e, ti[i - 1], &tb);
+			cJSON_AddNumberToObject(d, tb.buf, tl[i - 1]);
+			if (ti[i - 1] != ids[i] && !cJSON_GetObjectItemCaseSensitive(d, sb.buf))
+				cJSON_AddNumberToObject(d, sb.buf, lp[i - 1]);
+			strbuf_release(&tb);
+			cJSON_AddItemToArray(top, d);
+		}
+		free(lp);
+		free(tl);
+		free(ti);
+	}
+	if (!echo) {	/* the completion's first token continues the prompt's text */
+		for (int i = 0; i < n; i++)
+			ftk_detok_push(&dt, ids[i], &piece, NULL);
+		at = 0;
+	}
+	(void)gen_offset;
+	for (int t = 0; rc == 0 && t < res->n_tokens; t++) {
+		const struct ftk_infer_token *k = &res->tokens[t];
+		strbuf_reset(&piece);
+		ftk_detok_push(&dt, k->id, &piece, NULL);
+		cJSON_AddItemToArray(toks, cJSON_CreateString(piece.buf ? piece.buf : ""));
+		cJSON_AddItemToArray(off, cJSON_CreateNumber((double)at));
+		at += piece.len;
+		cJSON_AddItemToArray(tlp, cJSON_CreateNumber(k->logprob));
+		cJSON *d = cJSON_CreateObject();
+		for (int q = 0; q < k->n_top; q++) {
+			token_text(e, k->top_id[q], &sb);
+			if (!cJSON_GetObjectItemCaseSensitive(d, sb.buf))
+				cJSON_AddNumberToObject(d, sb.buf, k->top_logprob[q]);
+		}
+		cJSON_AddItemToArray(top, d);
+	}
+	strbuf_release(&sb);
+	strbuf_release(&piece);
+	ftk_detok_release(&dt);
+	if (rc < 0) {
+		cJSON_Delete(o);
+		return rc;
+	}
+	*out = o;
+	return 0;
 }
 
 static void run_job(struct ftk_infer *e, struct job *j)
@@ -244,19 +443,73 @@ static void run_job(struct ftk_infer *e, struct job *j)
 	if (tools && !cJSON_IsArray(tools))
 		tools = NULL;
 	for (int i = 0; i < j->n && rc == 0; i++) {
-		struct piece_ctx pc = { j, i };
+		struct piece_ctx pc = { j, i, STRBUF_INIT, 0 };
 		struct ftk_gen_opts g = j->g;
 		g.seed = j->g.seed + (uint64_t)i;
 		int room = ftk_infer_context(e);
 		if (g.max_tokens <= 0 || g.max_tokens > room)
 			g.max_tokens = room;
 		ftk_error_clear(&err);
-		if (j->chat)
+		res.logprobs = j->echo && j->logprobs < 0 ? 0 : j->logprobs;	/* echo needs the ids */
+		struct ftk_tokens pt = FTK_TOKENS_INIT;
+		const uint32_t *ids = j->prompt_ids;
+		int n_ids = j->n_prompt_ids;
+		cJSON *lpo = NULL;
+		if (j->chat && test_reply) {
+			/* FTK_TEST_SERVE_REPLY: a canned answer in 3-byte pieces, for the tool-call tests */
+			strbuf_reset(&res.text);
+			strbuf_addstr(&res.text, test_reply);
+			res.prompt_tokens = 1;
+			res.completion_tokens = (int)(strlen(test_reply) + 2) / 3;
+			res.finish_reason = "stop";
+			on_piece(NULL, 0, &pc);
+			for (size_t at = 0; at < res.text.len; at += 3)
+				on_piece(test_reply + at, res.text.len - at < 3 ? res.text.len - at : 3, &pc);
+		} else if (j->chat)
 			rc = ftk_infer_chat(e, msgs, tools, &g, j->stop, j->n_stop, on_piece, &pc,
 					    &res, &err);
-		else
-			rc = ftk_infer_text(e, prompt, &g, j->stop, j->n_stop, on_piece, &pc, &res,
-					    &err);
+		else {
+			if (!ids) {
+				long np = ftk_infer_encode_prompt(e, prompt, &pt, &err);
+				rc = np < 0 ? (int)np : 0;
+				if (np == 0)
+					rc = ftk_error_msg(&err, FTK_EUSAGE, "the prompt is empty");
+				ids = pt.ids;
+				n_ids = (int)np;
+			}
+			/* scoring only (max_tokens 0) never reads the last id: it may be ctx + 1 long */
+			if (rc == 0 && n_ids > ftk_infer_context(e) + j->zero_tokens)
+				rc = ftk_error_msg(&err, FTK_ELIMIT, "the prompt is %d tokens, the context %d",
+						   n_ids, ftk_infer_context(e));
+			if (rc == 0 && j->zero_tokens) {	/* echo only: score the prompt */
+				strbuf_reset(&res.text);
+				res.n_tokens = 0;
+				res.prompt_tokens = n_ids;
+				res.completion_tokens = 0;
+				res.finish_reason = "length";
+			} else if (rc == 0)
+				rc = ftk_infer_ids(e, ids, n_ids, &g, j->stop, j->n_stop, on_piece, &pc, &res,
+						   &err);
+			if (rc == 0 && j->logprobs >= 0)
+				rc = completion_logprobs(e, ids, n_ids, j->echo, &res, 0, &lpo, &err);
+			if (rc == 0 && j->zero_tokens)	/* accepted: only now, so an error still has its body */
+				on_piece(NULL, 0, &pc);
+			if (rc == 0 && j->echo) {
+				/* the prompt's text and the completion's, decoded together */
+				struct strbuf full = STRBUF_INIT;
+				uint32_t *all = xmalloc(((size_t)n_ids + (size_t)res.n_tokens + 1) * sizeof(*all));
+				memcpy(all, ids, (size_t)n_ids * sizeof(*all));
+				for (int t = 0; t < res.n_tokens; t++)
+					all[n_ids + t] = res.tokens[t].id;
+				ftk_tokenizer_decode(ftk_infer_tokenizer(e), all, (size_t)n_ids + (size_t)res.n_tokens,
+						     1, &full, NULL);
+				free(all);
+				strbuf_reset(&res.text);
+				strbuf_add(&res.text, full.buf ? full.buf : "", full.len);
+				strbuf_release(&full);
+			}
+		}
+		ftk_tokens_release(&pt);
 		pthread_mutex_lock(&j->mu);
 		if (rc < 0) {
 			j->status = rc == FTK_ELIMIT || rc == FTK_EDATA || rc == FTK_EUSAGE ? 400 : 500;
@@ -268,20 +521,80 @@ static void run_job(struct ftk_infer *e, struct job *j)
 		} else {
 			j->prompt_tokens = res.prompt_tokens;
 			j->completion_tokens += res.completion_tokens;
+			cJSON *calls = NULL;
+			char *content = NULL;
+			char idp[80];
+			snprintf(idp, sizeof(idp), "call_%s_%d_", j->id + (strncmp(j->id, "chatcmpl-", 9) ? 0 : 9), i);
+			const char *finish = res.finish_reason;
+			if (j->toolfmt && ftk_toolparse(j->toolfmt, res.text.buf ? res.text.buf : "", idp, &calls,
+							&content) > 0)
+				finish = "tool_calls";
+			if (j->stream && calls) {
+				/* the held-back content before the calls, then each call: name, then arguments */
+				size_t clen = content ? strlen(content) : 0;
+				if (clen > pc.shown)
+					sse_chunk(j, i, content + pc.shown, clen - pc.shown, NULL, 0);
+				int k = 0;
+				const cJSON *call;
+				cJSON_ArrayForEach(call, calls)
+				{
+					const cJSON *fn = cJSON_GetObjectItemCaseSensitive(call, "function");
+					cJSON *d = cJSON_CreateObject(), *tc = cJSON_AddArrayToObject(d, "tool_calls");
+					cJSON *x = cJSON_CreateObject();
+					cJSON_AddNumberToObject(x, "index", k);
+					cJSON_AddStringToObject(x, "id", ftk_json_get_str(call, "id"));
+					cJSON_AddStringToObject(x, "type", "function");
+					cJSON *f = cJSON_AddObjectToObject(x, "function");
+					cJSON_AddStringToObject(f, "name", ftk_json_get_str(fn, "name"));
+					cJSON_AddStringToObject(f, "arguments", "");
+					cJSON_AddItemToArray(tc, x);
+					sse_delta(j, i, d, NULL);
+					d = cJSON_CreateObject();
+					tc = cJSON_AddArrayToObject(d, "tool_calls");
+					x = cJSON_CreateObject();
+					cJSON_AddNumberToObject(x, "index", k);
+					f = cJSON_AddObjectToObject(x, "function");
+					cJSON_AddStringToObject(f, "arguments", ftk_json_get_str(fn, "arguments"));
+					cJSON_AddItemToArray(tc, x);
+					sse_delta(j, i, d, NULL);
+					k++;
+				}
+			} else if (j->stream && j->toolfmt && pc.acc.len > pc.shown) {
+				/* no call after all: the held-back text is content */
+				sse_chunk(j, i, pc.acc.buf + pc.shown, pc.acc.len - pc.shown, NULL, 0);
+			}
 			if (j->stream)
-				sse_chunk(j, i, NULL, 0, res.finish_reason, 0);
+				sse_chunk(j, i, NULL, 0, finish, 0);
 			cJSON *c = cJSON_CreateObject();
 			cJSON_AddNumberToObject(c, "index", i);
 			if (j->chat) {
 				cJSON *m = cJSON_AddObjectToObject(c, "message");
 				cJSON_AddStringToObject(m, "role", "assistant");
-				cJSON_AddStringToObject(m, "content", res.text.buf);
+				if (calls && !content)
+					cJSON_AddNullToObject(m, "content");
+				else
+					cJSON_AddStringToObject(m, "content",
+								calls ? content : res.text.buf ? res.text.buf : "");
+				if (calls) {
+					cJSON_AddItemToObject(m, "tool_calls", calls);
+					calls = NULL;
+				}
+				if (j->logprobs >= 0)
+					cJSON_AddItemToObject(c, "logprobs", chat_logprobs(e, &res));
 			} else {
-				cJSON_AddStringToObject(c, "text", res.text.buf);
+				cJSON_AddStringToObject(c, "text", res.text.buf ? res.text.buf : "");
+				if (lpo) {
+					cJSON_AddItemToObject(c, "logprobs", lpo);
+					lpo = NULL;
+				}
 			}
-			cJSON_AddStringToObject(c, "finish_reason", res.finish_reason);
+			cJSON_AddStringToObject(c, "finish_reason", finish);
 			cJSON_AddItemToArray(choices, c);
+			cJSON_Delete(calls);
+			free(content);
 		}
+		cJSON_Delete(lpo);
+		strbuf_release(&pc.acc);
 		j->started = 1;
 		pthread_cond_broadcast(&j->cv);
 		int cancelled = j->cancelled;
@@ -298,6 +611,8 @@ static void run_job(struct ftk_infer *e, struct job *j)
 		cJSON_AddStringToObject(o, "model", S.models[j->model].name);
 		cJSON_AddItemToObject(o, "choices", choices);
 		choices = NULL;
+		if (j->warning)
+			cJSON_AddItemToArray(cJSON_AddArrayToObject(o, "warnings"), cJSON_CreateString(j->warning));
 		cJSON *u = cJSON_AddObjectToObject(o, "usage");
 		cJSON_AddNumberToObject(u, "prompt_tokens", j->prompt_tokens);
 		cJSON_AddNumberToObject(u, "completion_tokens", j->completion_tokens);
@@ -474,65 +789,117 @@ static int parse_request(struct job *j, const char **msg, const char **param, co
 			}
 		}
 	} else if (!ftk_json_get_str(r, "prompt")) {
-		*msg = "you must provide a string prompt";
-		*param = "prompt";
+		/* a prompt of token ids: [1, 2, 3] (or [[1, 2, 3]], one prompt) */
+		const cJSON *p = cJSON_GetObjectItemCaseSensitive(r, "prompt");
+		if (cJSON_IsArray(p) && cJSON_GetArraySize(p) == 1 && cJSON_IsArray(p->child))
+			p = p->child;
+		int n = cJSON_GetArraySize(p), ok = cJSON_IsArray(p) && n > 0;
+		const cJSON *x;
+		cJSON_ArrayForEach(x, p)
+			ok &= cJSON_IsNumber(x) && x->valuedouble >= 0 && x->valuedouble < 4294967296.0 &&
+			      x->valuedouble == (double)(uint32_t)x->valuedouble;
+		if (!ok) {
+			*msg = "you must provide a prompt: a string or an array of token ids";
+			*param = "prompt";
+			return -1;
+		}
+		j->prompt_ids = xmalloc((size_t)n * sizeof(*j->prompt_ids));
+		j->n_prompt_ids = 0;
+		cJSON_ArrayForEach(x, p)
+			j->prompt_ids[j->n_prompt_ids++] = (uint32_t)x->valuedouble;
+	}
+	/* OpenAI's defaults: temperature 1, max_tokens up to the room left */
+	struct ftk_openai_gen g = { .temperature = 1, .top_p = 1, .top_k = 0, .max_tokens = 0, .n = 1 };
+	struct ftk_error e;
+	/* completions with echo may ask for 0 new tokens (score the prompt): read it as 1, checked below */
+	cJSON *mt0 = cJSON_GetObjectItemCaseSensitive(r, "max_tokens");
+	int zero = !j->chat && cJSON_IsNumber(mt0) && mt0->valuedouble == 0;
+	if (zero)
+		cJSON_SetNumberValue(mt0, 1);
+	int grc = ftk_openai_gen_read(r, &g, &e);
+	if (zero)
+		cJSON_SetNumberValue(mt0, 0);
+	if (grc < 0) {
+		static char field[64];
+		snprintf(buf, sizeof(buf), "%.200s", e.msg);
+		snprintf(field, sizeof(field), "%.60s", e.field);
+		*msg = buf;
+		*param = field;
 		return -1;
 	}
 	ftk_gen_opts_default(&j->g);
-	j->g.temperature = 1.0f;	/* OpenAI's default */
-	j->g.max_tokens = 0;
-	j->n = 1;
-	struct { const char *k; int kind; } nums[] = {
-		{ "temperature", 0 }, { "top_p", 1 }, { "max_tokens", 2 },
-		{ "max_completion_tokens", 2 }, { "seed", 3 }, { "n", 4 }, { "top_k", 5 },
-	};
-	for (size_t i = 0; i < FTK_ARRAY_SIZE(nums); i++) {
-		const cJSON *v = cJSON_GetObjectItemCaseSensitive(r, nums[i].k);
-		if (!v || cJSON_IsNull(v))
-			continue;
-		if (!cJSON_IsNumber(v)) {
-			snprintf(buf, sizeof(buf), "%s must be a number", nums[i].k);
-			*msg = buf;
-			*param = nums[i].k;
-			return -1;
+	ftk_gen_opts_from_openai(&j->g, &g);
+	j->n = g.n;
+	j->n_stop = g.n_stop;
+	for (int i = 0; i < g.n_stop; i++)
+		j->stop[i] = g.stop[i];
+	j->stream = g.stream;
+	const cJSON *tools = cJSON_GetObjectItemCaseSensitive(r, "tools");
+	if (j->chat && cJSON_IsArray(tools) && tools->child) {
+		if (!S.template_has_tools) {
+			j->warning = xstrdup("the model's chat template does not render tools: the model "
+					     "was not shown them");
+			if (!S.quiet)
+				fprintf(stderr, "ftk-serve: %s: %s\n", j->id[0] ? j->id : "request", j->warning);
 		}
-		double d = v->valuedouble;
-		int bad = 0;
-		switch (nums[i].kind) {
-		case 0: bad = d < 0 || d > 2; j->g.temperature = (float)d; break;
-		case 1: bad = d <= 0 || d > 1; j->g.top_p = (float)d; break;
-		case 2: bad = d < 1 || d > 1e6; j->g.max_tokens = (int)d; break;
-		case 3: j->g.seed = (uint64_t)(int64_t)d; break;
-		case 4: bad = d < 1 || d > 16; j->n = (int)d; break;
-		case 5: bad = d < 0; j->g.top_k = (int)d; break;
-		}
-		if (bad) {
-			snprintf(buf, sizeof(buf), "%s is out of range", nums[i].k);
-			*msg = buf;
-			*param = nums[i].k;
-			return -1;
-		}
+		j->toolfmt = S.toolfmt > 0 ? S.toolfmt : 0;
 	}
-	const cJSON *stop = cJSON_GetObjectItemCaseSensitive(r, "stop");
-	if (cJSON_IsString(stop)) {
-		j->stop[j->n_stop++] = stop->valuestring;
-	} else if (cJSON_IsArray(stop)) {
-		const cJSON *s;
-		cJSON_ArrayForEach(s, stop) {
-			if (!cJSON_IsString(s) || j->n_stop == MAX_STOP) {
-				*msg = "stop must be a string or up to 4 strings";
-				*param = "stop";
-				return -1;
-			}
-			j->stop[j->n_stop++] = s->valuestring;
+	j->logprobs = -1;
+	const cJSON *lp = cJSON_GetObjectItemCaseSensitive(r, "logprobs");
+	const cJSON *tlp = cJSON_GetObjectItemCaseSensitive(r, "top_logprobs");
+	const cJSON *echo = cJSON_GetObjectItemCaseSensitive(r, "echo");
+	if (j->chat) {
+		if (lp && !cJSON_IsBool(lp) && !cJSON_IsNull(lp)) {
+			*msg = "logprobs must be a boolean";
+			*param = "logprobs";
+			return -1;
 		}
-	} else if (stop && !cJSON_IsNull(stop)) {
-		*msg = "stop must be a string or up to 4 strings";
-		*param = "stop";
+		if (tlp && !cJSON_IsNull(tlp) &&
+		    (!cJSON_IsNumber(tlp) || tlp->valuedouble < 0 || tlp->valuedouble > FTK_INFER_MAX_TOP ||
+		     tlp->valuedouble != (int)tlp->valuedouble)) {
+			*msg = "top_logprobs must be an integer from 0 to 20";
+			*param = "top_logprobs";
+			return -1;
+		}
+		if (cJSON_IsNumber(tlp) && !cJSON_IsTrue(lp)) {
+			*msg = "top_logprobs needs logprobs: true";
+			*param = "top_logprobs";
+			return -1;
+		}
+		if (cJSON_IsTrue(lp))
+			j->logprobs = cJSON_IsNumber(tlp) ? (int)tlp->valuedouble : 0;
+	} else {
+		if (lp && !cJSON_IsNull(lp) &&
+		    (!cJSON_IsNumber(lp) || lp->valuedouble < 0 || lp->valuedouble > FTK_INFER_MAX_TOP ||
+		     lp->valuedouble != (int)lp->valuedouble)) {
+			*msg = "logprobs must be an integer from 0 to 20";
+			*param = "logprobs";
+			return -1;
+		}
+		if (cJSON_IsNumber(lp))
+			j->logprobs = (int)lp->valuedouble;
+		if (echo && !cJSON_IsBool(echo) && !cJSON_IsNull(echo)) {
+			*msg = "echo must be a boolean";
+			*param = "echo";
+			return -1;
+		}
+		j->echo = cJSON_IsTrue(echo);
+	}
+	if (j->logprobs >= 0 && j->stream) {
+		*msg = "logprobs are not streamed: ask without stream";
+		*param = "logprobs";
 		return -1;
 	}
-	const cJSON *st = cJSON_GetObjectItemCaseSensitive(r, "stream");
-	j->stream = cJSON_IsTrue(st);
+	const cJSON *mt = cJSON_GetObjectItemCaseSensitive(r, "max_tokens");
+	if (cJSON_IsNumber(mt) && mt->valuedouble == 0) {
+		if (!j->echo) {
+			*msg = "max_tokens 0 needs echo: true (the prompt's log-probabilities)";
+			*param = "max_tokens";
+			return -1;
+		}
+		j->g.max_tokens = 0;
+		j->zero_tokens = 1;
+	}
 	return 0;
 }
 
@@ -712,6 +1079,29 @@ static void on_signal(int sig)
 	got_signal = sig;
 }
 
+/*
+ * An adapter made by ftk train sits in a run directory whose
+ * train_config.json says how the base was held while it learned ("quant").
+ * Served over a base held differently, its answers are not the ones its
+ * evals measured: say so.  An adapter from elsewhere has no such file.
+ */
+static void warn_quant_mismatch(const char *name, const char *adapter, int nf4)
+{
+	struct strbuf p = STRBUF_INIT, sb = STRBUF_INIT;
+	strbuf_addf(&p, "%s/../train_config.json", adapter);
+	cJSON *o = NULL;
+	if (strbuf_read_file(&sb, p.buf) >= 0 && ftk_json_parse_object(sb.buf, sb.len, &o, NULL) == 0) {
+		const char *q = ftk_json_get_str(o, "quant");
+		if (q && strcmp(q, nf4 ? "nf4" : "none"))
+			warning("adapter '%s' was trained on a base held as %s and is served over "
+				"--quant %s: its answers will differ from the trained model's; "
+				"serve with --quant %s", name, q, nf4 ? "nf4" : "none", q);
+	}
+	cJSON_Delete(o);
+	strbuf_release(&p);
+	strbuf_release(&sb);
+}
+
 int cmd_serve(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -729,6 +1119,7 @@ int cmd_serve(int argc, char **argv)
 		{ "quant", required_argument, NULL, OPT_QUANT },
 		{ "ctx", required_argument, NULL, OPT_CTX },
 		{ "api-key-env", required_argument, NULL, OPT_API_KEY_ENV },
+		{ "tool-parser", required_argument, NULL, OPT_TOOL_PARSER },
 		{ 0 }
 	};
 	struct ftk_tool t;
@@ -739,8 +1130,10 @@ int cmd_serve(int argc, char **argv)
 	ftk_tool_init(&t, "ftk-serve", usage);
 	memset(&S, 0, sizeof(S));
 	S.n_workers = 1;
+	S.toolfmt = -1;
 	S.queue_max = 64;
 	S.n_models = 1;	/* slot 0 is the base */
+	S.quant_nf4 = 1;	/* serve what was trained: the NF4 base */
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
 		switch (c) {
@@ -767,10 +1160,18 @@ int cmd_serve(int argc, char **argv)
 		case OPT_QUANT:
 			if (!strcmp(optarg, "nf4"))
 				S.quant_nf4 = 1;
-			else if (strcmp(optarg, "none"))
+			else if (!strcmp(optarg, "none"))
+				S.quant_nf4 = 0;
+			else
 				ftk_tool_usage_error(&t, "--quant is nf4 or none, not '%s'", optarg);
 			break;
 		case OPT_CTX: S.ctx = (int)ftk_tool_parse_long(&t, "--ctx", optarg, 1, 1 << 20); break;
+		case OPT_TOOL_PARSER:
+			S.toolfmt = ftk_toolfmt_by_name(optarg);
+			if (S.toolfmt < 0)
+				ftk_tool_usage_error(&t, "--tool-parser is hermes, llama3_json, mistral or none, not '%s'",
+						     optarg);
+			break;
 		case OPT_API_KEY_ENV: {
 			const char *k = getenv(optarg);
 			if (!k || !*k)
@@ -800,8 +1201,12 @@ int cmd_serve(int argc, char **argv)
 		if (find_model(S.models[i].name) != i)
 			ftk_tool_usage_error(&t, "the name '%s' is used twice", S.models[i].name);
 
+	for (int i = 1; i < S.n_models; i++)
+		warn_quant_mismatch(S.models[i].name, S.models[i].adapter, S.quant_nf4);
+
 	const char *delay = getenv("FTK_TEST_TOKEN_DELAY_MS");
 	token_delay_ms = delay ? atol(delay) : 0;
+	test_reply = getenv("FTK_TEST_SERVE_REPLY");
 	S.engines = xcalloc((size_t)S.n_workers, sizeof(*S.engines));
 	for (int w = 0; w < S.n_workers; w++) {
 		S.engines[w] = xcalloc((size_t)S.n_models, sizeof(**S.engines));
@@ -809,12 +1214,17 @@ int cmd_serve(int argc, char **argv)
 			struct ftk_infer_opts io = { S.model_dir, S.models[i].adapter, S.quant_nf4, S.ctx,
 						     NULL };
 			if (ftk_infer_open(&S.engines[w][i], &io, &err) < 0) {
-				char buf[1200];
 				die("cannot load '%s'%s%s: %s", S.model_dir, S.models[i].adapter ? " with " : "",
 				    S.models[i].adapter ? S.models[i].adapter : "",
-				    ftk_error_format(&err, buf, sizeof(buf)));
+				    FTK_ERROR_TEXT(&err));
 			}
 		}
+	}
+	{	/* the template's tool-call format, unless --tool-parser named one */
+		const char *tmpl = ftk_tokenizer_chat_template(ftk_infer_tokenizer(S.engines[0][0]));
+		if (S.toolfmt < 0)
+			S.toolfmt = ftk_toolfmt_from_template(tmpl);
+		S.template_has_tools = tmpl && strstr(tmpl, "tools") != NULL;
 	}
 	pthread_mutex_init(&S.mu, NULL);
 	pthread_cond_init(&S.cv, NULL);

@@ -19,8 +19,12 @@ Answers: --answers FILE (JSONL of {"equals": "<the last user message>" or
 "match": "<text in it>", "content": "...", "tool_calls": [...],
 "finish_reason": "..."}); the first entry that fits the last user message wins.
 "contents": [...] instead of "content" picks one by the request's "seed";
-"delay": S makes that answer take S seconds.  Without a match the
-reply is "echo: <last user message>".
+"delay": S makes that answer take S seconds.  "status": N (with
+"error_message") answers that HTTP status with an OpenAI error body instead;
+"content_raw_hex" puts those bytes verbatim between the quotes of the
+content string in the body (invalid UTF-8, escapes a JSON writer would not
+make).  Without a match the reply is "echo: <last user message>".  With
+--models, a request for another model is answered 404.
 
 Every request is logged to --log as one JSON line ({"n", "body_sha", "seen",
 "fault", "auth", "tag", "inflight"}, tag being the body's own "tag" member if
@@ -55,6 +59,7 @@ def parse_args():
     p.add_argument("--retry-after", default="1")
     p.add_argument("--delay", type=float, default=0.0, help="seconds every answer waits")
     p.add_argument("--require-key-env")
+    p.add_argument("--models", help="comma-separated model names served (default: any)")
     p.add_argument("--idle", type=float, default=20.0)
     p.add_argument("--lifetime", type=float, default=120.0)
     return p.parse_args()
@@ -98,6 +103,15 @@ def last_user(req):
                 c = "".join(p.get("text", "") for p in c if isinstance(p, dict))
             return c if isinstance(c, str) else ""
     return ""
+
+
+def scripted(req):
+    """The answers-file entry for this request, or None."""
+    q = last_user(req)
+    for a in ANSWERS:
+        if ("equals" in a and a["equals"] == q) or ("equals" not in a and a.get("match", "") in q):
+            return a
+    return None
 
 
 def answer(req):
@@ -186,6 +200,21 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return
         if req is None:
             self.send_json(400, {"error": {"message": "request is not JSON"}})
+            return
+        if ARGS.models and req.get("model") not in ARGS.models.split(","):
+            self.send_json(404, {"error": {"message": "the model '%s' does not exist" % req.get("model"),
+                                           "type": "invalid_request_error", "code": "model_not_found"}})
+            return
+        entry = scripted(req)
+        if entry and entry.get("status"):
+            self.send_json(int(entry["status"]), {"error": {"message": entry.get("error_message", ""),
+                                                            "type": "invalid_request_error"}})
+            return
+        if entry and "content_raw_hex" in entry:
+            resp = answer(req)
+            resp["choices"][0]["message"]["content"] = "@@RAW@@"
+            data = json.dumps(resp).encode().replace(b"@@RAW@@", bytes.fromhex(entry["content_raw_hex"]))
+            self.send_json(200, data)
             return
         if fault == "timeout":
             time.sleep(ARGS.sleep)

@@ -32,6 +32,8 @@ t0=$(date +%s)
 say() { printf '\n== %s\n' "$*"; }
 
 say "1. prep: convert | validate | dedupe | decontam | scrub | filter, then split and tokenize"
+# (scrub --no-allowlist: the planted personal data uses example.com addresses and
+# Ofcom's drama numbers, documentation forms ftk-scrub otherwise leaves alone)
 ftk ledger log --hours 0.5 --stage prep --who "demo author" \
 	--note "wrote the task generator and chose the held-out pairs" >/dev/null
 ftk convert datasets/llama_factory/identity.json "$D/calls_train.json" \
@@ -40,7 +42,7 @@ ftk convert datasets/llama_factory/identity.json "$D/calls_train.json" \
 	| ftk dedupe --near --threshold 0.8 --rejects "$P/rej-dedupe.jsonl" --stats "$P/dedupe.json" \
 	| ftk decontam --eval "$D/calls_eval.jsonl" --ngram 7 --rejects "$P/rej-decontam.jsonl" \
 		--stats "$P/decontam.json" \
-	| ftk scrub --rejects "$P/rej-scrub.jsonl" --stats "$P/scrub.json" \
+	| ftk scrub --no-allowlist --rejects "$P/rej-scrub.jsonl" --stats "$P/scrub.json" \
 	| ftk filter --max-chars 400 --rejects "$P/rej-filter.jsonl" --stats "$P/filter.json" \
 	> "$P/clean.jsonl" || true
 ftk split --ratios 0.95,0.05 --names train,val --seed 1 --outdir "$P" "$P/clean.jsonl"

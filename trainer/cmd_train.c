@@ -16,16 +16,23 @@
 #include <limits.h>
 #include <math.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
+#include <sys/stat.h>
 
 #include "cli/tool.h"
 #include "eval/train_eval.h"
+#include "lib/json.h"
 #include "lib/ledger.h"
+#include "lib/stream.h"
 #include "lib/strbuf.h"
+#include "lib/yamljson.h"
 #include "model/device.h"
+#include "trainer/data.h"
 #include "trainer/dist.h"
 #include "trainer/plan.h"
 #include "model/selftest.h"
@@ -37,7 +44,8 @@ static const char usage[] =
 	"\n"
 	"Fine-tune a Hugging Face model directory with LoRA adapters (QLoRA: the base\n"
 	"quantized to NF4) on token shards from ftk-tokenize.  The run directory gets\n"
-	"train_config.json, metrics.jsonl, checkpoints/step-N/ with checkpoints/latest,\n"
+	"train_config.json (and the same as train_config.yaml), metrics.jsonl,\n"
+	"checkpoints/step-N/ with checkpoints/latest,\n"
 	"and the final PEFT adapter in adapter/.\n"
 	"\n"
 	"Run:\n"
@@ -84,10 +92,12 @@ static const char usage[] =
 	"                           kernel: it says so)\n"
 	"      --checkpoint-activations  recompute each layer in the backward pass to save\n"
 	"                           memory\n"
-	"      --precision P        fp32 or bf16 (default fp32): bf16 rounds the two operands\n"
-	"                           of every matrix product to bfloat16 and accumulates in\n"
-	"                           fp32; LoRA weights, gradients and AdamW stay fp32; with\n"
-	"                           --selftest, check only that precision's lines\n"
+	"      --precision P        fp32, bf16 or tf32 (default fp32): bf16 rounds the two\n"
+	"                           operands of every matrix product to bfloat16 and\n"
+	"                           accumulates in fp32; tf32 (CUDA only) lets cuBLAS use\n"
+	"                           TF32 tensor cores for fp32 products; LoRA weights,\n"
+	"                           gradients and AdamW stay fp32; with --selftest, check\n"
+	"                           only that precision's lines\n"
 	"      --attention A        auto, full or flash (default auto): flash keeps one\n"
 	"                           log-sum-exp per query instead of the T x T softmax\n"
 	"                           probabilities and recomputes them in the backward\n"
@@ -107,11 +117,23 @@ static const char usage[] =
 	"                           (default cuda) and on the CPU and print the largest\n"
 	"                           difference per op; exit 0 all within tolerance, 1 not,\n"
 	"                           77 when there is no usable GPU (nothing was checked)\n"
+	"Config and rehearsal:\n"
+	"      --config FILE        read options from a YAML (or JSON) file: every option\n"
+	"                           above is a key (seq_len or seq-len), a flag is true or\n"
+	"                           false, a list is a comma list; the command line wins\n"
+	"      --dry-run            print the plan, the data (sequences, tokens, what\n"
+	"                           --seq-len cuts) and the cost estimate, and exit\n"
 	"Evals after every checkpoint:\n"
 	"      --eval SUITE         run this eval suite on the base model once and on every\n"
 	"                           checkpoint (RUN/evals/), compare each with the base, and\n"
 	"                           put the metrics in metrics.jsonl; allowed with --resume\n"
 	"      --eval-limit N       only the suite's first N cases\n"
+	"      --stop-on-regression end the run (its checkpoint kept, exit status 3) when a\n"
+	"                           semantic metric of --eval falls significantly below the\n"
+	"                           base's (the --init-adapter when given) or the best\n"
+	"                           checkpoint's so far (the paired test of ftk eval compare)\n"
+	"      --keep-best METRIC   RUN/adapter is the checkpoint with the highest METRIC\n"
+	"                           of --eval (RUN/best.json says which)\n"
 	"Cost:\n"
 	"      --usd-per-hour X     machine price for the ledger entry (default 0)\n"
 	"Common options:\n"
@@ -123,7 +145,7 @@ static const char usage[] =
 	"\n"
 	"SIGINT, SIGTERM and SIGHUP save a checkpoint at the next step boundary and exit 0.\n"
 	"Exit status: 0 success (or stopped by a signal with a checkpoint saved), 1 data\n"
-	"problems or failure, 2 bad usage.\n";
+	"problems or failure, 2 bad usage, 3 stopped by --stop-on-regression.\n";
 
 enum {
 	OPT_MODEL = FTK_OPT_FIRST_FREE, OPT_DATA, OPT_VAL, OPT_OUT, OPT_RESUME, OPT_INIT,
@@ -132,7 +154,8 @@ enum {
 	OPT_EPS, OPT_WD, OPT_CLIP, OPT_BATCH, OPT_ACCUM, OPT_SEQ, OPT_EPOCHS, OPT_MAX_STEPS,
 	OPT_EVAL_EVERY, OPT_CKPT_EVERY, OPT_KEEP, OPT_SEED, OPT_THREADS, OPT_CKPT_ACT,
 	OPT_USD, OPT_DEVICE, OPT_DIST, OPT_PLAN, OPT_GPUS, OPT_DEVMEM, OPT_SELFTEST,
-	OPT_EVAL_SUITE, OPT_EVAL_LIMIT, OPT_PRECISION, OPT_ATTENTION,
+	OPT_EVAL_SUITE, OPT_EVAL_LIMIT, OPT_STOP_ON_REGRESSION, OPT_KEEP_BEST, OPT_PRECISION, OPT_ATTENTION,
+	OPT_CONFIG, OPT_DRY_RUN,
 };
 
 static volatile sig_atomic_t stop_flag;
@@ -154,16 +177,363 @@ static void set_path(struct ftk_tool *t, char *dst, const char *opt, const char 
 	strcpy(dst, buf);
 }
 
-static void progress(void *ctx, const char *line)
+/* ftk-train --eval: each checkpoint's eval, one line. */
+static void eval_report(void *ctx, const char *line)
 {
 	(void)ctx;
-	fprintf(stderr, "\r\033[K%s", line);
+	fprintf(stderr, "\nftk-train: %s\n", line);
+}
+
+/*
+ * On a terminal, one line a person can read, rewritten in place: step N of
+ * M, epoch, loss, learning rate, tokens/s, ETA and the last eval score (like
+ * the prep tools' progress line).  metrics.jsonl keeps the JSON lines for
+ * pipes and files.
+ */
+struct progress_state {
+	char eval[96];		/* "toolcall.correct 0.45" from the last eval line */
+	double val_loss;
+};
+
+static void fmt_secs(char *buf, size_t n, double s)
+{
+	if (!(s >= 0) || s > 1e7)
+		snprintf(buf, n, "?");
+	else if (s >= 3600)
+		snprintf(buf, n, "%dh%02dm", (int)(s / 3600), (int)(s / 60) % 60);
+	else if (s >= 60)
+		snprintf(buf, n, "%dm%02ds", (int)(s / 60), (int)s % 60);
+	else
+		snprintf(buf, n, "%.0fs", s);
+}
+
+static void progress(void *ctx, const char *line)
+{
+	struct progress_state *ps = ctx;
+	cJSON *o = cJSON_Parse(line);
+	if (!o)
+		return;
+	const cJSON *ev = cJSON_GetObjectItemCaseSensitive(o, "eval");
+	const cJSON *vl = cJSON_GetObjectItemCaseSensitive(o, "val_loss");
+	if (cJSON_IsNumber(vl))
+		ps->val_loss = vl->valuedouble;
+	if (cJSON_IsObject(ev)) {
+		const cJSON *ms = cJSON_GetObjectItemCaseSensitive(ev, "metrics");
+		const cJSON *m = ms ? ms->child : NULL;
+		const cJSON *mean = m ? cJSON_GetObjectItemCaseSensitive(m, "mean") : NULL;
+		if (m && cJSON_IsNumber(mean))
+			snprintf(ps->eval, sizeof(ps->eval), "%.60s %.3f", m->string, mean->valuedouble);
+	}
+	const cJSON *loss = cJSON_GetObjectItemCaseSensitive(o, "loss");
+	if (cJSON_IsNumber(loss)) {
+		double step = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(o, "step"));
+		double of = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(o, "of"));
+		double epoch = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(o, "epoch"));
+		double lr = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(o, "lr"));
+		double tps = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(o, "tokens_per_s"));
+		double el = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(o, "elapsed"));
+		char eta[32], tail[160] = "";
+		fmt_secs(eta, sizeof(eta), step > 0 ? (of - step) * el / step : -1);
+		if (!isnan(ps->val_loss))
+			snprintf(tail, sizeof(tail), ", val %.4f", ps->val_loss);
+		if (ps->eval[0])
+			snprintf(tail + strlen(tail), sizeof(tail) - strlen(tail), ", eval %s", ps->eval);
+		fprintf(stderr, "\r\033[Kftk-train: step %.0f/%.0f (%.0f%%), epoch %.2f, loss %.4f, "
+				"lr %.2e, %.0f tok/s, ETA %s%s",
+			step, of, of > 0 ? 100 * step / of : 0, epoch, loss->valuedouble, lr, tps, eta,
+			tail);
+	}
+	cJSON_Delete(o);
+}
+
+/*
+ * --config FILE: the file's keys become options placed before the command
+ * line's, so the command line wins (getopt keeps the last value).  A key is
+ * an option's long name, with _ for - allowed (seq_len: 512, as axolotl and
+ * LLaMA-Factory write them); true gives a flag, false leaves it out; a list
+ * is joined with commas (targets: [q, v]).  An unknown key is an error that
+ * names the file and the key.  The new argv is allocated and kept in
+ * config_argv: it lives as long as the program.
+ */
+static char **volatile config_argv;	/* volatile: the store is kept, so LSan sees it */
+
+static char **expand_config(struct ftk_tool *t, const struct option *opts, int *argc, char **argv)
+{
+	const char *file = NULL;
+	for (int i = 1; i < *argc; i++) {
+		if (!strcmp(argv[i], "--"))
+			break;
+		if (!strcmp(argv[i], "--config") && i + 1 < *argc)
+			file = argv[i + 1];
+		else if (!strncmp(argv[i], "--config=", 9))
+			file = argv[i] + 9;
+	}
+	if (!file)
+		return argv;
+	char *data;
+	size_t len;
+	struct ftk_error err;
+	cJSON *root = NULL;
+	if (ftk_read_all(file, &data, &len, &err) < 0)
+		die("--config: %s", err.msg);
+	if (ftk_yaml_parse(data, len, file, &root, &err) < 0) {
+		char buf[1400];
+		free(data);
+		ftk_tool_usage_error(t, "--config: %s", ftk_error_format(&err, buf, sizeof(buf)));
+	}
+	free(data);
+	if (!cJSON_IsObject(root))
+		ftk_tool_usage_error(t, "--config: '%s' must be a mapping of option: value", file);
+	char **av = xcalloc((size_t)*argc + 2 * (size_t)cJSON_GetArraySize(root) + 1, sizeof(*av));
+	int n = 0;
+	av[n++] = argv[0];
+	const cJSON *m;
+	cJSON_ArrayForEach(m, root) {
+		char name[128];
+		snprintf(name, sizeof(name), "%s", m->string);
+		for (char *q = name; *q; q++)
+			if (*q == '_')
+				*q = '-';
+		const struct option *op = NULL;
+		for (const struct option *x = opts; x->name; x++)
+			if (!strcmp(x->name, name))
+				op = x;
+		if (!op || !strcmp(name, "config") || !strcmp(name, "help") || !strcmp(name, "version"))
+			ftk_tool_usage_error(t, "--config: %s: '%s' is not an ftk train option "
+						"(see ftk train --help)", file, m->string);
+		struct strbuf arg = STRBUF_INIT;
+		if (op->has_arg == no_argument) {
+			if (!cJSON_IsBool(m))
+				ftk_tool_usage_error(t, "--config: %s: '%s' is a flag: true or false",
+						     file, m->string);
+			if (cJSON_IsFalse(m))
+				continue;
+		} else if (cJSON_IsString(m)) {
+			strbuf_addstr(&arg, m->valuestring);
+		} else if (cJSON_IsNumber(m)) {
+			strbuf_addf(&arg, "%.17g", m->valuedouble);
+		} else if (cJSON_IsArray(m)) {
+			const cJSON *x;
+			cJSON_ArrayForEach(x, m) {
+				if (arg.len)
+					strbuf_addch(&arg, ',');
+				if (cJSON_IsString(x))
+					strbuf_addstr(&arg, x->valuestring);
+				else if (cJSON_IsNumber(x))
+					strbuf_addf(&arg, "%.17g", x->valuedouble);
+			}
+		} else {
+			ftk_tool_usage_error(t, "--config: %s: '%s' needs a value, not %s", file,
+					     m->string, ftk_json_type_name(m));
+		}
+		char *opt = xmalloc(strlen(name) + 3);
+		sprintf(opt, "--%s", name);
+		av[n++] = opt;
+		if (op->has_arg != no_argument)
+			av[n++] = strbuf_detach(&arg, NULL);
+		else
+			strbuf_release(&arg);
+	}
+	cJSON_Delete(root);
+	for (int i = 1; i < *argc; i++)
+		av[n++] = argv[i];
+	av[n] = NULL;
+	*argc = n;
+	config_argv = av;
+	return av;
+}
+
+/*
+ * ftk-ledger estimate for this run (it lives in another program): beside
+ * this executable first, then on PATH.  Returns its exit status, or -1 when
+ * it could not be run.
+ */
+static int run_estimate(const struct ftk_train_opts *o, const char *device, double epochs)
+{
+	char self[PATH_MAX], prog[PATH_MAX + 16];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	snprintf(prog, sizeof(prog), "ftk-ledger");
+	if (n > 0) {
+		self[n] = '\0';
+		char *slash = strrchr(self, '/');
+		if (slash) {
+			*slash = '\0';
+			snprintf(prog, sizeof(prog), "%s/ftk-ledger", self);
+			if (access(prog, X_OK) != 0)
+				snprintf(prog, sizeof(prog), "ftk-ledger");
+		}
+	}
+	char seq[32], rank[32], ep[64], targets[128] = "";
+	for (int k = 0; k < FTK_LORA_N_TARGETS; k++)
+		if (o->lora.targets & (1u << k))
+			snprintf(targets + strlen(targets), sizeof(targets) - strlen(targets), "%s%s",
+				 targets[0] ? "," : "", ftk_lora_target_name((enum ftk_lora_target)k));
+	if (o->lora.targets == FTK_LORA_ALL)
+		snprintf(targets, sizeof(targets), "all-linear");
+	snprintf(seq, sizeof(seq), "%d", o->seq_len);
+	snprintf(rank, sizeof(rank), "%d", o->lora.rank);
+	snprintf(ep, sizeof(ep), "%.6g", epochs);
+	char *av[] = { prog, "estimate", "--model", (char *)o->model, "--token-stats", (char *)o->data,
+		       "--seq-len", seq, "--rank", rank, "--epochs", ep, "--device", (char *)device,
+		       "--targets", targets, NULL };
+	fflush(stdout);
+	pid_t pid;
+	if (posix_spawnp(&pid, prog, NULL, NULL, av, environ) != 0)
+		return -1;
+	int st;
+	if (waitpid(pid, &st, 0) < 0)
+		return -1;
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/*
+ * --dry-run: what the run would do, without doing it: the memory plan, the
+ * data as training will see it, and the cost.  Returns the exit code.
+ */
+static int dry_run(struct ftk_train_opts *o, const char *device, int threads, size_t avail)
+{
+	struct ftk_error err;
+	struct ftk_plan plan;
+	char buf[1400];
+	printf("plan:\n");
+	if (ftk_plan_for_dir(&plan, o, device, 1, threads, &err) < 0) {
+		error("%s", ftk_error_format(&err, buf, sizeof(buf)));
+		return FTK_EXIT_DATA;
+	}
+	ftk_plan_print(&plan, o, avail, stdout);
+	int fits = ftk_plan_fits(&plan, o, avail, &err) == 0;
+	if (!fits)
+		printf("  does not fit: %s\n", err.msg);
+	struct strbuf tj = STRBUF_INIT;
+	strbuf_addf(&tj, "%s/tokenizer.json", o->model);
+	int kind = o->objective == FTK_OBJ_DPO ? FTK_SHARD_PREFERENCE : FTK_SHARD_SFT;
+	const char *dirs[2] = { o->data, o->val[0] ? o->val : NULL };
+	double epochs = o->epochs;
+	for (int k = 0; k < 2 && dirs[k]; k++) {
+		struct ftk_data_opts dop = { dirs[k], tj.buf, 0, kind, o->seq_len, o->batch, o->seed,
+					     k == 0 };
+		struct ftk_data *d;
+		if (ftk_data_open(&d, &dop, &err) < 0) {
+			error("%s", ftk_error_format(&err, buf, sizeof(buf)));
+			strbuf_release(&tj);
+			return FTK_EXIT_DATA;
+		}
+		const struct ftk_shard_info *in = ftk_data_info(d);
+		uint64_t rows = ftk_data_rows_per_epoch(d);
+		printf("%s data: %s\n", k ? "validation" : "training", dirs[k]);
+		printf("  sequences      %llu (%llu tokens, %llu to learn)\n",
+		       (unsigned long long)in->sequences, (unsigned long long)in->tokens,
+		       (unsigned long long)in->masked_tokens);
+		printf("  cut at --seq-len %d: %llu sequences; skipped (nothing to learn within it): %llu\n",
+		       o->seq_len, (unsigned long long)ftk_data_truncated(d),
+		       (unsigned long long)ftk_data_skipped(d));
+		if (k == 0) {
+			long per_step = (long)o->batch * o->grad_accum;
+			long steps_epoch = (long)((rows + (uint64_t)per_step - 1) / (uint64_t)per_step);
+			long steps = o->max_steps > 0 ? o->max_steps : steps_epoch * o->epochs;
+			if (o->max_steps > 0 && steps_epoch > 0)
+				epochs = (double)o->max_steps / (double)steps_epoch;
+			printf("  rows of %d     %llu per epoch; %ld per step (--batch %d x --grad-accum %d)\n",
+			       o->seq_len, (unsigned long long)rows, per_step, o->batch, o->grad_accum);
+			printf("  steps          %ld (%s)\n", steps,
+			       o->max_steps > 0 ? "--max-steps" : "--epochs x steps per epoch");
+		}
+		ftk_data_free(d);
+	}
+	strbuf_release(&tj);
+	printf("cost:\n");
+	int rc = strcmp(device, "cpu") ? -2 : run_estimate(o, device, epochs);
+	if (rc == -2)
+		printf("  ftk ledger estimate --device NAME (your GPU's rates row) --model %s "
+		       "--token-stats %s --seq-len %d --rank %d --epochs %.6g\n",
+		       o->model, o->data, o->seq_len, o->lora.rank, epochs);
+	else if (rc < 0)
+		warning("cannot run ftk-ledger for the cost estimate");
+	return fits && rc <= 0 ? FTK_EXIT_OK : FTK_EXIT_DATA;
+}
+
+/* On CUDA, the flash kernels' local memory as this GPU reports it (else the plan's estimate). */
+static void plan_local(struct ftk_plan *plan, const char *device)
+{
+	size_t lb;
+	if (device && !strcmp(device, "cuda") && ftk_device_local_reserve(&lb) == 0)
+		ftk_plan_set_local(plan, lb);
 }
 
 static void note(void *ctx, const char *msg)
 {
 	(void)ctx;
 	fprintf(stderr, "ftk-train: note: %s\n", msg);
+}
+
+/* --stop-on-regression ended the run: the checkpoints are kept */
+#define FTK_EXIT_REGRESSION 3
+
+static int copy_file(const char *from, const char *to)
+{
+	char *data;
+	size_t len;
+	struct ftk_error e;
+	if (ftk_read_all(from, &data, &len, &e) < 0)
+		return error("cannot read '%s': %s", from, e.msg);
+	char tmp[4400];
+	snprintf(tmp, sizeof(tmp), "%s.tmp", to);
+	FILE *f = fopen(tmp, "wb");
+	int ok = f && fwrite(data, 1, len, f) == len;
+	if (f && fclose(f) != 0)
+		ok = 0;
+	free(data);
+	if (!ok || rename(tmp, to) < 0) {
+		unlink(tmp);
+		return error("cannot write '%s': %s", to, strerror(errno));
+	}
+	return 0;
+}
+
+/*
+ * --keep-best: RUN/adapter becomes the best checkpoint's adapter, and
+ * RUN/best.json says which ({"metric","step","value","checkpoint"}).
+ */
+static int keep_best_adapter(const struct ftk_train_eval *te, const char *metric, const char *out)
+{
+	if (!te->best_step) {
+		warning("--keep-best %s: no checkpoint had it; %s/adapter is left as it is", metric, out);
+		return 0;
+	}
+	char dir[FTK_TRAIN_PATH + 16], from[4400], to[4300];
+	snprintf(dir, sizeof(dir), "%s/adapter", out);
+	if (mkdir(dir, 0777) < 0 && errno != EEXIST)
+		return error("cannot create '%s': %s", dir, strerror(errno));
+	static const char *const files[] = { "adapter_config.json", "adapter_model.safetensors" };
+	for (size_t i = 0; i < FTK_ARRAY_SIZE(files); i++) {
+		snprintf(from, sizeof(from), "%s/%s", te->best_dir, files[i]);
+		snprintf(to, sizeof(to), "%s/%s", dir, files[i]);
+		if (copy_file(from, to) < 0)
+			return -1;
+	}
+	cJSON *b = cJSON_CreateObject();
+	cJSON_AddStringToObject(b, "metric", metric);
+	cJSON_AddNumberToObject(b, "step", (double)te->best_step);
+	cJSON_AddNumberToObject(b, "value", te->best_value);
+	char rel[64];
+	snprintf(rel, sizeof(rel), "checkpoints/step-%ld", te->best_step);
+	cJSON_AddStringToObject(b, "checkpoint", rel);
+	char *txt = cJSON_PrintUnformatted(b);
+	cJSON_Delete(b);
+	snprintf(to, sizeof(to), "%s/best.json", out);
+	FILE *f = fopen(to, "w");
+	int ok = f && fprintf(f, "%s\n", txt) > 0;
+	if (f && fclose(f) != 0)
+		ok = 0;
+	cJSON_free(txt);
+	if (!ok)
+		return error("cannot write '%s': %s", to, strerror(errno));
+	fprintf(stderr, "ftk-train: %s/adapter is step %ld's, the best by %s (%.3f)\n", out,
+		te->best_step, metric, te->best_value);
+	if (te->base_value_known && te->best_value < te->base_value)
+		warning("every checkpoint scored below the base on %s (%.3f < %.3f)", metric,
+			te->best_value, te->base_value);
+	return 0;
 }
 
 int cmd_train(int argc, char **argv)
@@ -218,7 +588,11 @@ int cmd_train(int argc, char **argv)
 		{ "selftest", no_argument, NULL, OPT_SELFTEST },
 		{ "eval", required_argument, NULL, OPT_EVAL_SUITE },
 		{ "eval-limit", required_argument, NULL, OPT_EVAL_LIMIT },
+		{ "stop-on-regression", no_argument, NULL, OPT_STOP_ON_REGRESSION },
+		{ "keep-best", required_argument, NULL, OPT_KEEP_BEST },
 		{ "precision", required_argument, NULL, OPT_PRECISION },
+		{ "config", required_argument, NULL, OPT_CONFIG },
+		{ "dry-run", no_argument, NULL, OPT_DRY_RUN },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct ftk_tool t;
@@ -231,20 +605,30 @@ int cmd_train(int argc, char **argv)
 	int n_train_opts = 0, c, threads = -1;
 	char eval_suite[FTK_TRAIN_PATH] = "";
 	long eval_limit = 0;
+	int stop_on_regression = 0;
+	const char *keep_best = NULL;
 
 	ftk_tool_init(&t, "ftk-train", usage);
 	t.stage = "train";
 	ftk_train_opts_default(&o);
+	argv = expand_config(&t, opts, &argc, argv);
+	int dry = 0;
 	while ((c = getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
 		if (ftk_tool_opt(&t, c, optarg))
 			continue;
 		n_train_opts += c != OPT_RESUME && c != OPT_USD && c != OPT_DEVICE && c != OPT_DIST &&
 				c != OPT_PLAN && c != OPT_GPUS && c != OPT_DEVMEM && c != OPT_SELFTEST &&
-				c != OPT_EVAL_SUITE && c != OPT_EVAL_LIMIT && c != OPT_THREADS;
+				c != OPT_EVAL_SUITE && c != OPT_EVAL_LIMIT && c != OPT_THREADS &&
+				c != OPT_STOP_ON_REGRESSION && c != OPT_KEEP_BEST && c != OPT_CONFIG &&
+				c != OPT_DRY_RUN;
 		switch (c) {
+		case OPT_CONFIG: break;	/* read by expand_config */
+		case OPT_DRY_RUN: dry = 1; break;
 		case OPT_MODEL: set_path(&t, o.model, "--model", optarg); break;
 		case OPT_EVAL_SUITE: set_path(&t, eval_suite, "--eval", optarg); break;
 		case OPT_EVAL_LIMIT: eval_limit = ftk_tool_parse_long(&t, "--eval-limit", optarg, 1, LONG_MAX); break;
+		case OPT_STOP_ON_REGRESSION: stop_on_regression = 1; break;
+		case OPT_KEEP_BEST: keep_best = optarg; break;
 		case OPT_DATA: set_path(&t, o.data, "--data", optarg); break;
 		case OPT_VAL: set_path(&t, o.val, "--val", optarg); break;
 		case OPT_INIT: set_path(&t, o.init_adapter, "--init-adapter", optarg); break;
@@ -311,7 +695,8 @@ int cmd_train(int argc, char **argv)
 		case OPT_CKPT_ACT: o.checkpoint_activations = 1; break;
 		case OPT_PRECISION:
 			if (ftk_precision_parse(optarg) < 0)
-				ftk_tool_usage_error(&t, "--precision must be fp32 or bf16, not '%s'", optarg);
+				ftk_tool_usage_error(&t, "--precision must be fp32, bf16 or tf32, not '%s'",
+						     optarg);
 			o.precision = ftk_precision_parse(optarg);
 			precision_given = 1;
 			break;
@@ -369,6 +754,8 @@ int cmd_train(int argc, char **argv)
 			ftk_tool_usage_error(&t, "--resume: path too long");
 		strcpy(o.out, resume);
 	} else {
+		if (dry && !o.out[0])	/* a rehearsal writes nothing */
+			strcpy(o.out, ".");
 		if (!o.model[0] || (!plan_only && (!o.data[0] || !o.out[0])))
 			ftk_tool_usage_error(&t, "--model, --data and --out are required (or --resume)");
 		if (plan_only && !o.data[0])	/* the plan reads no data */
@@ -377,6 +764,15 @@ int cmd_train(int argc, char **argv)
 			strcpy(o.out, ".");
 		if (ftk_train_opts_check(&o, &err) < 0)
 			ftk_tool_usage_error(&t, "%s", err.msg);
+	}
+
+	if (dry) {
+		if (resume)
+			ftk_tool_usage_error(&t, "--dry-run is for a new run, not --resume");
+		int th = o.threads > 0 ? o.threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
+		size_t avail = devmem_gib > 0 ? (size_t)(devmem_gib * 1073741824.0)
+					      : ftk_device_free_bytes(device);
+		return dry_run(&o, device, th, avail);
 	}
 
 	struct sigaction sa;
@@ -389,8 +785,11 @@ int cmd_train(int argc, char **argv)
 	sigaction(SIGHUP, &sa, NULL);
 	o.stop = &stop_flag;
 	o.on_note = note;	/* even with -q: it says what a resumed run is */
-	if (t.is_tty && !t.quiet)
+	struct progress_state ps = { "", NAN };
+	if (t.is_tty && !t.quiet) {
 		o.on_step = progress;
+		o.on_step_ctx = &ps;
+	}
 
 	/* the memory plan (issue 9): printed with --plan, checked before every run */
 	struct ftk_plan plan;
@@ -402,6 +801,7 @@ int cmd_train(int argc, char **argv)
 			char buf[1400];
 			die("%s", ftk_error_format(&err, buf, sizeof(buf)));
 		}
+		plan_local(&plan, device);
 		ftk_plan_print(&plan, &o, avail, stdout);
 		if (ftk_plan_fits(&plan, &o, avail, &err) < 0) {
 			error("%s", err.msg);
@@ -438,8 +838,10 @@ int cmd_train(int argc, char **argv)
 	{
 		size_t avail = devmem_gib > 0 ? (size_t)(devmem_gib * 1073741824.0)
 					      : ftk_device_free_bytes(device);
-		if (ftk_plan_for_dir(&plan, &o, device, o.world, plan_threads, &err) == 0 &&
-		    ftk_plan_fits(&plan, &o, avail, &err) < 0) {
+		int prc = ftk_plan_for_dir(&plan, &o, device, o.world, plan_threads, &err);
+		if (prc == 0)
+			plan_local(&plan, device);
+		if (prc == 0 && ftk_plan_fits(&plan, &o, avail, &err) < 0) {
 			error("%s (ftk-train --plan shows the whole plan)", err.msg);
 			if (o.world > 1)
 				ftk_dist_abort(dist, FTK_EXIT_DATA);
@@ -454,6 +856,9 @@ int cmd_train(int argc, char **argv)
 	/* evals after every checkpoint (eval/train_eval.h), on rank 0 */
 	struct ftk_train_eval te;
 	memset(&te, 0, sizeof(te));
+	if ((stop_on_regression || keep_best) && !eval_suite[0])
+		ftk_tool_usage_error(&t, "%s needs --eval SUITE",
+				     stop_on_regression ? "--stop-on-regression" : "--keep-best");
 	if (eval_suite[0] && o.rank == 0) {
 		te.suite = eval_suite;
 		te.model_dir = o.model;
@@ -461,7 +866,12 @@ int cmd_train(int argc, char **argv)
 		te.ledger = t.ledger_path;
 		te.run_name = t.run;
 		te.limit = eval_limit;
-		te.quiet = t.quiet;
+		te.base_adapter = o.init_adapter[0] ? o.init_adapter : NULL;
+		te.stop_on_regression = stop_on_regression;
+		te.keep_best = keep_best;
+		te.stop = &stop_flag;
+		if (!t.quiet)
+			te.report = eval_report;
 		o.on_checkpoint = ftk_train_eval_checkpoint;
 		o.on_checkpoint_ctx = &te;
 	}
@@ -482,6 +892,10 @@ int cmd_train(int argc, char **argv)
 		exit_code = rc == FTK_EUSAGE ? FTK_EXIT_USAGE : FTK_EXIT_DATA;
 		if (o.world > 1)	/* the other ranks would wait for this one for ever */
 			ftk_dist_abort(dist, exit_code);
+	} else if (res.interrupted && te.stopped_at) {
+		fprintf(stderr, "ftk-train: stopped at step %ld: %s; checkpoints kept in %s/checkpoints\n",
+			res.steps, te.stop_reason, o.out);
+		exit_code = FTK_EXIT_REGRESSION;
 	} else if (res.interrupted) {
 		if (o.rank == 0)	/* every rank stopped at this step; one says so */
 			fprintf(stderr,
@@ -496,6 +910,10 @@ int cmd_train(int argc, char **argv)
 				res.last_val_loss);
 		fprintf(stderr, "; adapter in %s/adapter\n", o.out);
 	}
+
+	if (rc == 0 && keep_best && o.rank == 0 && keep_best_adapter(&te, keep_best, o.out) < 0)
+		exit_code = FTK_EXIT_DATA;
+	ftk_train_eval_release(&te);
 
 	const char *lp = o.rank == 0 ? ftk_ledger_path(t.ledger_path) : NULL;
 	if (lp) {

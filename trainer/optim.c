@@ -38,10 +38,12 @@ int ftk_adamw_init_on(struct ftk_adamw *opt, size_t n, const struct ftk_adamw_op
 				     o->weight_decay);
 	opt->o = *o;
 	opt->n = n;
-	if (be && be->adamw && be->alloc_shared) {
+	if (be && be->adamw) {
+		/* backend memory (device memory on CUDA, not managed): only the
+		 * backend's adamw touches the moments; checkpoints copy them */
 		opt->be = be;
-		opt->m = be->alloc_shared((n ? n : 1) * sizeof(float));
-		opt->v = be->alloc_shared((n ? n : 1) * sizeof(float));
+		opt->m = be->alloc((n ? n : 1) * sizeof(float));
+		opt->v = be->alloc((n ? n : 1) * sizeof(float));
 	} else {
 		opt->m = xcalloc(n ? n : 1, sizeof(float));
 		opt->v = xcalloc(n ? n : 1, sizeof(float));
@@ -115,8 +117,15 @@ int ftk_adamw_save(const struct ftk_adamw *opt, const char *path, struct ftk_err
 	struct ftk_st_writer *w = ftk_st_writer_new();
 	int64_t shape[1] = { (int64_t)opt->n };
 	char buf[64];
-	ftk_st_writer_add(w, "exp_avg", FTK_F32, 1, shape, opt->m);
-	ftk_st_writer_add(w, "exp_avg_sq", FTK_F32, 1, shape, opt->v);
+	float *hm = opt->m, *hv = opt->v;
+	if (opt->be) {	/* host copies of the backend's moments */
+		hm = xmalloc((opt->n ? opt->n : 1) * sizeof(float));
+		hv = xmalloc((opt->n ? opt->n : 1) * sizeof(float));
+		opt->be->download(hm, opt->m, opt->n * sizeof(float));
+		opt->be->download(hv, opt->v, opt->n * sizeof(float));
+	}
+	ftk_st_writer_add(w, "exp_avg", FTK_F32, 1, shape, hm);
+	ftk_st_writer_add(w, "exp_avg_sq", FTK_F32, 1, shape, hv);
 	ftk_st_writer_meta(w, "format", "ftk-adamw");
 	snprintf(buf, sizeof(buf), "%ld", opt->t);
 	ftk_st_writer_meta(w, "step", buf);
@@ -130,6 +139,10 @@ int ftk_adamw_save(const struct ftk_adamw *opt, const char *path, struct ftk_err
 	ftk_st_writer_meta(w, "weight_decay", buf);
 	int rc = ftk_st_writer_save(w, path, err);
 	ftk_st_writer_free(w);
+	if (opt->be) {
+		free(hm);
+		free(hv);
+	}
 	return rc;
 }
 
@@ -154,8 +167,13 @@ int ftk_adamw_load(struct ftk_adamw *opt, const char *path, struct ftk_error *er
 				   (long long)m->numel, opt->n);
 		goto out;
 	}
-	memcpy(opt->m, m->data, opt->n * sizeof(float));
-	memcpy(opt->v, v->data, opt->n * sizeof(float));
+	if (opt->be) {
+		opt->be->upload(opt->m, m->data, opt->n * sizeof(float));
+		opt->be->upload(opt->v, v->data, opt->n * sizeof(float));
+	} else {
+		memcpy(opt->m, m->data, opt->n * sizeof(float));
+		memcpy(opt->v, v->data, opt->n * sizeof(float));
+	}
 	opt->t = t;
 	rc = 0;
 out:

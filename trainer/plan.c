@@ -46,6 +46,13 @@
 
 #define MIB (1024.0 * 1024.0)
 #define CUDA_RESERVE ((size_t)1 << 30)	/* context + cuBLAS + NCCL, an estimate */
+/*
+ * The flash kernels keep each thread's row state in local memory (ptxas:
+ * up to 4.1 KiB per thread), which the driver reserves for every thread the
+ * GPU can hold at once: on an H100 (132 SMs x 2048 threads) about 1.1 GB.
+ * The estimate when the GPU cannot be asked (ftk_plan_set_local).
+ */
+#define FLASH_LOCAL_ESTIMATE ((size_t)4200 * 132 * 2048)
 
 static size_t al64(size_t b)
 {
@@ -186,6 +193,7 @@ int ftk_plan_make(struct ftk_plan *p, const struct ftk_model_config *c,
 		work += n_lora * f;	/* the pairs' scratch gradient */
 	p->item[FTK_PLAN_WORK] = work;
 	p->item[FTK_PLAN_RUNTIME] = cuda ? CUDA_RESERVE : 0;
+	p->item[FTK_PLAN_LOCAL] = cuda && p->flash ? FLASH_LOCAL_ESTIMATE : 0;
 
 	size_t train = 0;
 	for (int i = 0; i < FTK_PLAN_N; i++)
@@ -236,6 +244,15 @@ static void row(FILE *out, const char *what, size_t b)
 	fprintf(out, "  %-44s %10.1f MiB  %14zu\n", what, (double)b / MIB, b);
 }
 
+void ftk_plan_set_local(struct ftk_plan *p, size_t bytes)
+{
+	if (!p->item[FTK_PLAN_LOCAL])
+		return;	/* no flash kernels on this run */
+	p->total = p->total - p->item[FTK_PLAN_LOCAL] + bytes;
+	p->item[FTK_PLAN_LOCAL] = bytes;
+	p->local_measured = 1;
+}
+
 void ftk_plan_print(const struct ftk_plan *p, const struct ftk_train_opts *o, size_t available,
 		    FILE *out)
 {
@@ -257,6 +274,10 @@ void ftk_plan_print(const struct ftk_plan *p, const struct ftk_train_opts *o, si
 					   : "activations (all layers saved)",
 	    p->item[FTK_PLAN_ACTS]);
 	row(out, "work buffers (residuals, logits, scratch)", p->item[FTK_PLAN_WORK]);
+	if (p->item[FTK_PLAN_LOCAL])
+		row(out, p->local_measured ? "flash kernels' local memory (this GPU)"
+					   : "flash kernels' local memory (H100 estimate)",
+		    p->item[FTK_PLAN_LOCAL]);
 	if (p->item[FTK_PLAN_RUNTIME])
 		row(out, "CUDA context, cuBLAS, NCCL (estimate)", p->item[FTK_PLAN_RUNTIME]);
 	if (!strcmp(p->device, "cpu"))

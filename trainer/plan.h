@@ -25,6 +25,8 @@ enum ftk_plan_item {
 	FTK_PLAN_OPTIM,		/* AdamW m and v */
 	FTK_PLAN_ACTS,		/* activations saved for backward */
 	FTK_PLAN_WORK,		/* residual stream, logits chunk, per-op scratch */
+	FTK_PLAN_LOCAL,		/* CUDA flash kernels' local memory, reserved per resident
+				 * thread by the driver; 0 on CPU or without flash */
 	FTK_PLAN_RUNTIME,	/* CUDA context + cuBLAS + NCCL (a reserve), 0 on CPU */
 	FTK_PLAN_N
 };
@@ -41,6 +43,7 @@ struct ftk_plan {
 	long long n_base;		/* base parameters */
 	int flash;			/* the run uses flash attention (--attention, model.h's rule) */
 	size_t att_full, att_flash;	/* per saved layer: T x T probabilities, or log-sum-exps */
+	int local_measured;		/* FTK_PLAN_LOCAL came from the GPU, not the estimate */
 };
 
 /*
@@ -56,6 +59,15 @@ int ftk_plan_make(struct ftk_plan *p, const struct ftk_model_config *cfg,
 /* Read model_dir's config.json and the size of its safetensors files, then ftk_plan_make. */
 int ftk_plan_for_dir(struct ftk_plan *p, const struct ftk_train_opts *o, const char *device,
 		     int world, int threads, struct ftk_error *err);
+
+/*
+ * The flash kernels' local memory as the GPU reports it (device.h's
+ * ftk_device_local_reserve: cudaFuncGetAttributes' local bytes per thread
+ * times the threads the GPU can hold at once), replacing the plan's
+ * estimate (4.1 KiB per thread on an H100's 132 x 2048 threads); counted
+ * only when the run uses flash attention on CUDA.  Updates the total.
+ */
+void ftk_plan_set_local(struct ftk_plan *p, size_t bytes);
 
 /* Print the plan as a table (MiB and bytes) to out; available is 0 when unknown. */
 void ftk_plan_print(const struct ftk_plan *p, const struct ftk_train_opts *o, size_t available,

@@ -43,6 +43,7 @@
 #include "lib/json.h"
 #include "lib/ledger.h"
 #include "lib/strbuf.h"
+#include "lib/yamljson.h"
 
 void ftk_train_opts_default(struct ftk_train_opts *o)
 {
@@ -343,8 +344,10 @@ static int write_metrics(struct run *r, const struct strbuf *line, struct ftk_er
 		off += (size_t)w;
 	}
 	if (r->o->on_step) {
+		/* the line as written, with the run's step count for a progress display */
 		struct strbuf s = STRBUF_INIT;
-		strbuf_add(&s, line->buf, line->len - 1);
+		strbuf_add(&s, line->buf, line->len - 2);
+		strbuf_addf(&s, ",\"of\":%ld}", r->total);
 		r->o->on_step(r->o->on_step_ctx, s.buf);
 		strbuf_release(&s);
 	}
@@ -885,6 +888,28 @@ int ftk_train_run(const struct ftk_train_opts *o, int resume, struct ftk_train_r
 	if (!resume && r->writer &&
 	    (rc = ftk_write_file_atomic(p.buf, r->config_json, strlen(r->config_json), err)) < 0)
 		goto out;
+	if (!resume && r->writer) {
+		/* the same, as the YAML a --config file takes: what this run really used */
+		cJSON *cj = cJSON_Parse(r->config_json);
+		/* as options: the process count comes from the launch, and an empty
+		 * path is an option not given */
+		cJSON_DeleteItemFromObjectCaseSensitive(cj, "world");
+		for (cJSON *m = cj ? cj->child : NULL, *next; m; m = next) {
+			next = m->next;
+			if (cJSON_IsString(m) && !*m->valuestring)
+				cJSON_Delete(cJSON_DetachItemViaPointer(cj, m));
+		}
+		struct strbuf y = STRBUF_INIT;
+		strbuf_addstr(&y, "# the effective options of this run (ftk train --config takes this file)\n");
+		ftk_yaml_write(cj, &y);
+		cJSON_Delete(cj);
+		strbuf_reset(&p);
+		strbuf_addf(&p, "%s/train_config.yaml", o->out);
+		rc = ftk_write_file_atomic(p.buf, y.buf, y.len, err);
+		strbuf_release(&y);
+		if (rc < 0)
+			goto out;
+	}
 
 	/* DPO's reference: the model as initialised, before any checkpoint is loaded */
 	if (o->objective == FTK_OBJ_DPO) {

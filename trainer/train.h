@@ -101,6 +101,7 @@ struct ftk_train_opts {
 	/* The compute backend (--device; issue 9); NULL: the CPU backend. */
 	const struct ftk_backend *backend;
 	/* Progress for the program to print (NULL: none).  line is one metrics line. */
+	/* each metrics.jsonl line as written, plus "of": the run's total steps */
 	void (*on_step)(void *ctx, const char *line);
 	void *on_step_ctx;
 	/*

@@ -30,6 +30,7 @@ static void build_fake(const char *so, const char *abi_line, const char *extra_l
 		   "int ftk_cuda_mem(size_t *a, size_t *b) { *a = *b = 0; return 0; }\n"
 		   "const void *ftk_cuda_backend(const float *c) { (void)c; return 0; }\n"
 		   "int ftk_cuda_sync(char *w, size_t c) { (void)w; (void)c; return 0; }\n"
+		   "int ftk_cuda_local_reserve(size_t *b) { *b = 0; return -1; }\n"
 		   "%s\n",
 		abi_line);
 	fclose(f);

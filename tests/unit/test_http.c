@@ -414,6 +414,20 @@ START_TEST(api_key_from_environment_never_leaks)
 	ck_assert_ptr_null(strstr(r.body, key));
 	ck_assert_ptr_nonnull(strstr(r.body, "echo: say ***"));
 	ftk_http_result_release(&r);
+	/*
+	 * Issue 17.7: the echo in other forms.  The user's text holds the key
+	 * JSON-escaped (\u0073k-..., \u002D in upper case) and URL-encoded
+	 * (%73k%2d...); the server echoes the text, JSON-escaping its
+	 * backslashes, so the body holds "\\u0073k-..." and "%73k%2d...": a
+	 * JSON reader decoding twice, or a URL decoder, would get the key back.
+	 */
+	snprintf(body, sizeof(body),
+		 "{\"messages\":[{\"role\":\"user\",\"content\":\"a \\\\u0073k\\\\u002Dtest-0123456789abcdef "
+		 "b %%73k%%2dtest-0123456789ABCDEF c %%73k%%2dtest-0123456789abcdef\"}]}");
+	ck_assert_int_eq(ftk_http_post(&o, ks.url, body, strlen(body), &r, &e), 0);
+	ck_assert_msg(r.code == 0, "error: %s", r.error);
+	ck_assert_msg(strstr(r.body, "echo: a *** b %73k%2dtest-0123456789ABCDEF c ***"), "%s", r.body);
+	ftk_http_result_release(&r);
 
 	/* a wrong key: 401, final, and the message holds no key */
 	setenv("FTK_TEST_HTTP_KEY2", "sk-wrong-key-value", 1);

@@ -77,7 +77,7 @@ START_TEST(llm_votes_cache_usage)
 {
 	struct fake f = { 0, 2, 0, "" };
 	char dir[] = "judge-cache";
-	struct ftk_judge_env env = { fake_chat, &f, NULL };
+	struct ftk_judge_env env = { fake_chat, &f, NULL, "http://judge-a/v1/chat/completions" };
 	cJSON *s = cJSON_Parse("{\"model\":\"judge-1\",\"votes\":3,\"cache\":\"judge-cache\"}");
 	struct ftk_judge *j;
 	struct ftk_error e;
@@ -105,10 +105,21 @@ START_TEST(llm_votes_cache_usage)
 	ck_assert(has_flag(&r, "split_vote"));
 	ftk_judge_result_release(&r);
 	ftk_judge_destroy(j);
+	/* the same request to another judge server is asked there, never answered
+	   from the first server's replies (issue 17.8) */
+	env.endpoint = "http://judge-b/v1/chat/completions";
+	ck_assert_int_eq(ftk_judge_create(&j, "llm", s, &env, &e), 0);
+	score_llm(j, kase, &r);
+	ck_assert_int_eq(f.calls, 6);
+	ck_assert_int_eq(r.usage.cache_hits, 0);
+	ftk_judge_result_release(&r);
+	ftk_judge_destroy(j);
 	cJSON_Delete(s);
 	ck_assert_int_eq(access(dir, F_OK), 0);
 
-	/* unanimous: no flag; a reply that is not JSON is an error, not a verdict */
+	/* unanimous: no flag; a reply that is not JSON is the judge model's
+	   failure (FTK_ENET: a judge error), not a verdict and not the case's
+	   fault (FTK_EDATA would make eval call the case defective) */
 	struct fake g = { 0, -1, 0, "" };
 	env.chat_ctx = &g;
 	s = cJSON_Parse("{\"model\":\"judge-1\",\"votes\":1}");
@@ -119,7 +130,7 @@ START_TEST(llm_votes_cache_usage)
 	g.broken = 1;
 	struct ftk_judge_output out = { "x", NULL, NULL };
 	ftk_judge_result_init(&r);
-	ck_assert_int_eq(ftk_judge_score(j, kase, &out, &r, &e), FTK_EDATA);
+	ck_assert_int_eq(ftk_judge_score(j, kase, &out, &r, &e), FTK_ENET);
 	ftk_judge_result_release(&r);
 	ftk_judge_destroy(j);
 	cJSON_Delete(s);
@@ -130,7 +141,7 @@ END_TEST
 START_TEST(citation_llm_entailment)
 {
 	struct fake f = { 0, -1, 0, "" };
-	struct ftk_judge_env env = { fake_chat, &f, NULL };
+	struct ftk_judge_env env = { fake_chat, &f, NULL, NULL };
 	cJSON *s = cJSON_Parse("{\"entailment\":\"llm\",\"model\":\"nli\"}");
 	struct ftk_judge *j;
 	struct ftk_error e;

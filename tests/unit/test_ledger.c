@@ -92,6 +92,25 @@ START_TEST(entry_fields_checked)
 END_TEST
 
 /* A power cut mid-write: the torn line is a problem with its number, nothing else is lost. */
+/* An entry over 64 KiB is refused whole, and the ledger is left as it was. */
+START_TEST(long_entry_refused)
+{
+	struct ftk_error e = { 0 };
+	char *big = malloc(FTK_LEDGER_MAX_ENTRY + 2);
+	memset(big, 'x', FTK_LEDGER_MAX_ENTRY + 1);
+	memcpy(big, "{\"note\":\"", 9);
+	memcpy(big + FTK_LEDGER_MAX_ENTRY - 2, "\"}", 2);	/* exactly the limit: accepted */
+	ck_assert_int_eq(ftk_ledger_append("big.jsonl", big, FTK_LEDGER_MAX_ENTRY, &e), 0);
+	memcpy(big + FTK_LEDGER_MAX_ENTRY - 2, "x\"}", 3);	/* one byte more: refused */
+	ck_assert_int_eq(ftk_ledger_append("big.jsonl", big, FTK_LEDGER_MAX_ENTRY + 1, &e), FTK_ELIMIT);
+	ck_assert_ptr_nonnull(strstr(e.msg, "over the 65536-byte limit"));
+	struct stat st;
+	ck_assert_int_eq(stat("big.jsonl", &st), 0);
+	ck_assert_int_eq(st.st_size, FTK_LEDGER_MAX_ENTRY + 1);	/* the first entry and its newline only */
+	free(big);
+}
+END_TEST
+
 START_TEST(torn_last_line_then_append)
 {
 	write_file("l.jsonl",
@@ -468,6 +487,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, entry_fields_checked);
 	tcase_add_test(tc, torn_last_line_then_append);
 	tcase_add_test(tc, slurm_ids_when_set);
+	tcase_add_test(tc, long_entry_refused);
 	tcase_add_test(tc, parallel_appends_through_lib);
 	tcase_add_test(tc, rates_apply_from_their_date);
 	tcase_add_test(tc, builtin_examples_parse_and_say_so);

@@ -192,7 +192,7 @@ START_TEST(bad_settings_and_cases)
 	size_t n = 0;
 	for (const struct ftk_judge_ops *o; (o = ftk_judge_registry(n)); n++)
 		ck_assert(o->name[0] && o->summary[0]);
-	ck_assert_uint_eq(n, 6);
+	ck_assert_uint_eq(n, 7);	/* match regex json toolcall citation llm extract */
 }
 END_TEST
 

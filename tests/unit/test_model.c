@@ -835,9 +835,11 @@ START_TEST(kv_cache_equals_full_forward)
 	ck_assert_int_eq(ftk_model_forward(m, &b, full, NULL, NULL, NULL), 0);
 	double md = 0;
 	ck_assert_int_eq(ftk_model_decode(m, ids, 6, 0, step, NULL), 0);	/* a prompt of 6 */
+	/* the cache holds what was asked (16 positions), not the model's 512 */
+	ck_assert_int_eq(ftk_model_kv_capacity(m), 16);
 	for (int v = 0; v < 512; v++)
 		md = fmax(md, fabs(step[v] - full[5 * 512 + v]));
-	for (int t = 6; t < 20; t++) {
+	for (int t = 6; t < 20; t++) {	/* grows to 32 at t = 16, keeping what is cached */
 		ck_assert_int_eq(ftk_model_decode(m, ids + t, 1, t, step, NULL), 0);
 		for (int v = 0; v < 512; v++)
 			md = fmax(md, fabs(step[v] - full[t * 512 + v]));
@@ -847,6 +849,9 @@ START_TEST(kv_cache_equals_full_forward)
 	struct ftk_error e;
 	ck_assert_int_eq(ftk_model_decode(m, ids, 1, 25, step, &e), FTK_EUSAGE);
 	ck_assert_str_eq(e.msg, "decoding at position 25, but only 20 are cached");
+	ck_assert_int_eq(ftk_model_kv_capacity(m), 32);
+	ck_assert_int_eq(ftk_model_kv_reserve(m, 513, &e), FTK_EUSAGE);
+	ck_assert_str_eq(e.msg, "a KV cache of 513 positions is beyond the model's context of 512");
 	free(full);
 	ftk_model_free(m);
 }

@@ -237,6 +237,60 @@ START_TEST(xent_block_parts_match_row)
 }
 END_TEST
 
+/*
+ * The CUDA decode softmax: a block over one row of scores, thread t over
+ * elements t, t + nt, ..., maxima and sums combined by the kernel's tree
+ * (k_softmax_block).  Emulated here for 1 to 256 threads on rows shorter
+ * and longer than the block, with the maximum in the last thread's last
+ * element: every probability must match the one-thread ftk_softmax_row
+ * within rounding, and the row must sum to 1.  (Planted: a tree that skips
+ * its last level leaves half the sum out and fails at once.)
+ */
+START_TEST(softmax_block_parts_match_row)
+{
+	static const int lens[] = { 1, 7, 255, 256, 1037 };
+	for (size_t li = 0; li < sizeof(lens) / sizeof(lens[0]); li++) {
+		int n = lens[li];
+		float *x = malloc(sizeof(float) * n), *a = malloc(sizeof(float) * n),
+		      *b = malloc(sizeof(float) * n);
+		uint64_t z = 11 + (uint64_t)n;
+		for (int i = 0; i < n; i++) {
+			z = ftk_mix64(z + (uint64_t)i);
+			x[i] = (float)((z >> 40) & 0xffff) / 4096.0f - 8.0f;
+		}
+		x[n - 1] = 30.0f;
+		for (int nt = 1; nt <= 256; nt *= 2) {
+			float red[256];
+			memcpy(a, x, sizeof(float) * n);
+			memcpy(b, x, sizeof(float) * n);
+			ftk_softmax_row(a, n);
+			for (int t = 0; t < nt; t++)
+				red[t] = ftk_softmax_part_max(b, n, t, nt);
+			for (int s = nt / 2; s > 0; s >>= 1)
+				for (int t = 0; t < s; t++)
+					if (red[t + s] > red[t])
+						red[t] = red[t + s];
+			float mx = red[0];
+			for (int t = 0; t < nt; t++)
+				red[t] = ftk_softmax_part_exp(b, n, mx, t, nt);
+			for (int s = nt / 2; s > 0; s >>= 1)
+				for (int t = 0; t < s; t++)
+					red[t] += red[t + s];
+			for (int t = 0; t < nt; t++)
+				ftk_softmax_part_scale(b, n, 1.0f / red[0], t, nt);
+			double worst = 0, sum = 0;
+			for (int i = 0; i < n; i++) {
+				worst = fmax(worst, fabs((double)a[i] - b[i]));
+				sum += b[i];
+			}
+			ck_assert_double_le(worst, 1e-6);
+			ck_assert_double_le(fabs(sum - 1.0), 1e-5);
+		}
+		free(x), free(a), free(b);
+	}
+}
+END_TEST
+
 START_TEST(rope_matches_hf)
 {
 	load_ref();
@@ -358,6 +412,7 @@ static Suite *ops_shared_suite(void)
 	tcase_add_test(tc, swiglu_matches_torch);
 	tcase_add_test(tc, xent_matches_torch);
 	tcase_add_test(tc, xent_block_parts_match_row);
+	tcase_add_test(tc, softmax_block_parts_match_row);
 	tcase_add_test(tc, rope_matches_hf);
 	tcase_add_test(tc, adamw_both_headers_match_torch);
 	tcase_add_test(tc, dropout_keep_rate);

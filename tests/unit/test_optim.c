@@ -139,7 +139,7 @@ static void count_adamw(float *w, float *m, float *v, const float *g, size_t n,
 static void *count_alloc(size_t bytes)
 {
 	n_alloc++;
-	return ftk_backend_cpu.alloc_shared(bytes);
+	return ftk_backend_cpu.alloc(bytes);
 }
 
 START_TEST(backend_entries_run_the_step)
@@ -147,7 +147,7 @@ START_TEST(backend_entries_run_the_step)
 	enum { N = 37 };
 	struct ftk_backend be = ftk_backend_cpu;
 	be.sumsq = count_sumsq, be.scale = count_scale, be.adamw = count_adamw;
-	be.alloc_shared = count_alloc;
+	be.alloc = count_alloc;	/* the moments are backend memory (device memory on CUDA) */
 	float w1[N], w2[N], g1[N], g2[N];
 	for (int i = 0; i < N; i++)
 		w1[i] = w2[i] = (float)cos(i * 0.3);

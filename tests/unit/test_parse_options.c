@@ -335,6 +335,8 @@ static Suite *parse_options_suite(void)
 {
 	Suite *s = suite_create("parse_options");
 	TCase *tc = tcase_create("core");
+	/* each case forks a child per parse: slow under sanitizers on a loaded machine */
+	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, forms_getopt_users_expect);
 	tcase_add_test(tc, one_wording_for_errors);
 	tcase_add_test(tc, did_you_mean);

@@ -241,12 +241,45 @@ START_TEST(bf16_by_hand)
 }
 END_TEST
 
+
+/*
+ * The flash kernels' local memory (issue 23): counted on CUDA only when the
+ * run uses flash, as the H100 estimate until the GPU's own figure replaces
+ * it, the total following; nothing on the CPU or with full attention.
+ */
+START_TEST(flash_local_memory_on_cuda)
+{
+	struct ftk_model_config c;
+	struct ftk_train_opts o;
+	struct ftk_plan p;
+	struct ftk_error err;
+	tiny(&c);
+	opts(&o);
+	o.attention = FTK_ATTN_FLASH;
+	ck_assert_int_eq(ftk_plan_make(&p, &c, &o, "cuda", 1, 1, 0, &err), 0);
+	ck_assert_uint_eq(p.item[FTK_PLAN_LOCAL], (size_t)4200 * 132 * 2048);
+	size_t total = p.total;
+	ftk_plan_set_local(&p, 1000);
+	ck_assert_uint_eq(p.item[FTK_PLAN_LOCAL], 1000);
+	ck_assert_uint_eq(p.total, total - (size_t)4200 * 132 * 2048 + 1000);
+	ck_assert_int_eq(ftk_plan_make(&p, &c, &o, "cpu", 1, 1, 0, &err), 0);
+	ck_assert_uint_eq(p.item[FTK_PLAN_LOCAL], 0);
+	o.attention = FTK_ATTN_FULL;
+	ck_assert_int_eq(ftk_plan_make(&p, &c, &o, "cuda", 1, 1, 0, &err), 0);
+	ck_assert_uint_eq(p.item[FTK_PLAN_LOCAL], 0);
+	total = p.total;
+	ftk_plan_set_local(&p, 1000);	/* no flash kernels run: nothing to count */
+	ck_assert_uint_eq(p.total, total);
+}
+END_TEST
+
 static Suite *plan_suite(void)
 {
 	Suite *s = suite_create("plan");
 	TCase *tc = tcase_create("core");
 	tcase_add_test(tc, counted_by_hand);
 	tcase_add_test(tc, bf16_by_hand);
+	tcase_add_test(tc, flash_local_memory_on_cuda);
 	tcase_add_test(tc, flash_attention_terms);
 	tcase_add_test(tc, scaling);
 	tcase_add_test(tc, matches_the_loaded_model);

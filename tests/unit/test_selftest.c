@@ -7,11 +7,13 @@
  */
 #include <check.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "testutil.h"
 #include "model/model.h"
+#include "model/nf4.h"
 #include "model/selftest.h"
 
 static float bias_by;
@@ -440,6 +442,141 @@ START_TEST(one_lora_gradient_off_by_1e3_fails_its_line)
 }
 END_TEST
 
+
+/* ---------------------------------------------------------------- tf32 */
+
+/*
+ * A CPU stand-in for TF32 tensor cores: set_precision accepts tf32, and
+ * then gemm and the linear ops multiply operands cut to keep_bits mantissa
+ * bits (truncated, the worse of the two roundings cuBLAS may use; 10 bits
+ * for TF32, 7 for bf16), accumulating in fp32.
+ */
+static int tf_mode, keep_bits = 10;
+
+static float cut(float x)
+{
+	uint32_t u;
+	memcpy(&u, &x, 4);
+	u &= ~((1u << (23 - keep_bits)) - 1u);
+	memcpy(&x, &u, 4);
+	return x;
+}
+
+static float *cut_copy(const float *x, int rows, int cols, int ld)
+{
+	float *y = malloc(sizeof(float) * (size_t)rows * cols + 1);
+	for (int i = 0; i < rows; i++)
+		for (int j = 0; j < cols; j++)
+			y[(size_t)i * cols + j] = cut(x[(size_t)i * ld + j]);
+	return y;
+}
+
+static int tf_set_precision(int p)
+{
+	tf_mode = p == FTK_PREC_TF32;
+	return p == FTK_PREC_TF32 ? 0 : ftk_backend_cpu.set_precision(p);
+}
+
+static void tf_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
+		    const float *B, int ldb, float beta, float *C, int ldc)
+{
+	if (!tf_mode) {
+		ftk_backend_cpu.gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+		return;
+	}
+	int ar = ta ? K : M, ac = ta ? M : K, br = tb ? N : K, bc = tb ? K : N;
+	float *a = cut_copy(A, ar, ac, lda), *b = cut_copy(B, br, bc, ldb);
+	ftk_backend_cpu.gemm(ta, tb, M, N, K, alpha, a, ac, b, bc, beta, C, ldc);
+	free(a), free(b);
+}
+
+/* W as float32 (N, K): dequantized NF4 or the weight itself */
+static float *weight_f32(const struct ftk_weight *w)
+{
+	size_t n = (size_t)w->rows * w->cols;
+	float *f = malloc(n * sizeof(float) + 1);
+	if (w->quant == FTK_QUANT_NF4)
+		ftk_nf4_dequant(&w->nf4, 0, n, f);
+	else
+		memcpy(f, w->f32, n * sizeof(float));
+	return f;
+}
+
+static void tf_linear_fwd(float *out, const float *inp, const struct ftk_weight *w,
+			  const float *bias, int M)
+{
+	if (!tf_mode || M <= 8) {	/* the GEMV (M <= 8 on NF4) computes in fp32 */
+		ftk_backend_cpu.linear_fwd(out, inp, w, bias, M);
+		return;
+	}
+	float *W = weight_f32(w);
+	tf_gemm(0, 1, M, w->rows, w->cols, 1.0f, inp, w->cols, W, w->cols, 0.0f, out, w->rows);
+	if (bias)
+		ftk_backend_cpu.add_bias(out, bias, M, w->rows);
+	free(W);
+}
+
+static void tf_linear_bwd_inp(float *dinp, const float *dout, const struct ftk_weight *w, int M)
+{
+	if (!tf_mode) {
+		ftk_backend_cpu.linear_bwd_inp(dinp, dout, w, M);
+		return;
+	}
+	float *W = weight_f32(w);
+	tf_gemm(0, 0, M, w->cols, w->rows, 1.0f, dout, w->rows, W, w->cols, 1.0f, dinp, w->cols);
+	free(W);
+}
+
+/*
+ * The tf32 lines' tolerance: TF32 truncation passes every line with room to
+ * spare, and the same table cutting to bf16's 7 bits fails the products;
+ * the CPU itself (no tf32 mode) runs nothing and fails nothing.
+ */
+START_TEST(tf32_lines_tolerance)
+{
+	struct ftk_backend tf = ftk_backend_cpu;
+	char *t;
+	size_t len;
+	tf.name = "tf32-emulated";
+	tf.set_precision = tf_set_precision;
+	tf.gemm = tf_gemm;
+	tf.gemm_batch = NULL;
+	tf.linear_fwd = tf_linear_fwd;
+	tf.linear_bwd_inp = tf_linear_bwd_inp;
+	keep_bits = 10;
+	FILE *f = open_memstream(&t, &len);
+	int fails = ftk_selftest_ops_tf32(&tf, f);
+	fclose(f);
+	printf("%s", t);
+	double worst = 0;
+	const char *names[] = { "gemm NN tf32", "gemm TT tf32", "gemm_batch tf32",
+				"linear_fwd nf4 tf32", "linear_bwd_inp nf4 tf32",
+				"linear_fwd f32 tf32", "linear_fwd nf4 2 tiles tf32",
+				"linear_bwd_inp nf4 2 tiles tf32" };
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		worst = fmax(worst, max_rel_of(t, names[i]));
+	printf("tf32 (truncated) worst line: %.2e\n", worst);
+	ck_assert_int_eq(fails, 0);
+	ck_assert(worst > 1e-4);	/* TF32 is visible: fp32's tolerance would fail it */
+	ck_assert(worst < 0.5 * 4e-3);
+	free(t);
+	keep_bits = 7;	/* bf16's mantissa: must fail the products */
+	f = open_memstream(&t, &len);
+	fails = ftk_selftest_ops_tf32(&tf, f);
+	fclose(f);
+	printf("%s", t);
+	ck_assert_int_ge(fails, 5);
+	ck_assert(line_has(t, "gemm NN tf32", "FAIL"));
+	free(t);
+	keep_bits = 10;
+	f = open_memstream(&t, &len);
+	ck_assert_int_eq(ftk_selftest_ops_tf32(&ftk_backend_cpu, f), 0);
+	fclose(f);
+	ck_assert_str_eq(t, "ops tf32: not run (the cpu backend has no tf32 mode)\n");
+	free(t);
+}
+END_TEST
+
 static Suite *selftest_suite(void)
 {
 	Suite *s = suite_create("selftest");
@@ -454,6 +591,7 @@ static Suite *selftest_suite(void)
 	tcase_add_test(tc, one_lora_gradient_off_by_1e3_fails_its_line);
 	tcase_add_test(tc, bf16_lines_catch_fp32_products);
 	tcase_add_test(tc, bf16_tolerances_cover_reordering);
+	tcase_add_test(tc, tf32_lines_tolerance);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -108,6 +108,26 @@ START_TEST(empty_first_sequence)
 }
 END_TEST
 
+/* A mask byte other than 0 or 1 (the trainer sums them to count targets) is refused. */
+START_TEST(mask_bytes_checked)
+{
+	struct ftk_shard_writer *w;
+	struct ftk_error e;
+	struct ftk_shard_info in = info();
+	ck_assert_int_eq(ftk_shard_writer_open(&w, "mk", &in, 0, &e), 0);
+	uint32_t ids[2] = { 5, 6 };
+	uint8_t mask[2] = { 0, 7 };
+	ck_assert_int_eq(ftk_shard_write(w, ids, mask, 2, &e), 0);
+	ck_assert_int_eq(ftk_shard_writer_close(w, &e), 0);
+	struct ftk_shard_reader *r;
+	struct ftk_seq s;
+	ck_assert_int_eq(ftk_shard_open(&r, "mk", &e), 0);
+	ck_assert_int_eq(ftk_shard_next(r, &s, &e), FTK_EDATA);
+	ck_assert_ptr_nonnull(strstr(e.msg, "sequence 0: loss mask byte 1 is 7, not 0 or 1"));
+	ftk_shard_close(r);
+}
+END_TEST
+
 START_TEST(missing_manifest_and_corruption)
 {
 	struct ftk_shard_reader *r;
@@ -145,6 +165,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, roundtrip_many_shards);
 	tcase_add_test(tc, missing_manifest_and_corruption);
 	tcase_add_test(tc, empty_first_sequence);
+	tcase_add_test(tc, mask_bytes_checked);
 	tcase_add_test(tc, file_hash_is_xxh3_128);
 	suite_add_tcase(s, tc);
 	return s;

@@ -279,6 +279,66 @@ START_TEST(test_errors)
 }
 END_TEST
 
+/*
+ * tokenizer.json comes with model downloads.  What a probe found accepted
+ * (duplicate and fractional vocabulary ids, leaking the first token of a
+ * duplicate), slow (an added token with id 99,999,999: 33 s to load) or
+ * exhausting memory (eight stacked Replace normalizers, each 4-fold) is
+ * refused with the field and the reason.
+ */
+static int load_json(const char *json, struct ftk_error *e)
+{
+	struct ftk_tokenizer *t = NULL;
+	FILE *f = fopen("tokenizer.json", "w");
+	fputs(json, f);
+	fclose(f);
+	int rc = ftk_tokenizer_load(&t, "tokenizer.json", e);
+	ftk_tokenizer_free(t);
+	return rc;
+}
+
+static void expect_refused(const char *json, const char *field, const char *msg)
+{
+	struct ftk_error e = { 0 };
+	int rc = load_json(json, &e);
+	ck_assert_msg(rc == FTK_EDATA, "%s: rc %d (%s)", json, rc, e.msg);
+	ck_assert_str_eq(e.field, field);
+	ck_assert_msg(strstr(e.msg, msg), "'%s' lacks '%s'", e.msg, msg);
+}
+
+#define BPE(vocab) "{\"model\":{\"type\":\"BPE\",\"vocab\":" vocab ",\"merges\":[]}"
+#define REPL4 "{\"type\":\"Replace\",\"pattern\":{\"String\":\"a\"},\"content\":\"aaaa\"}"
+
+START_TEST(test_hostile_files)
+{
+	expect_refused(BPE("{\"a\":0,\"b\":0}") "}", "model.vocab", "id 0 is given to both 'a' and 'b'");
+	expect_refused(BPE("{\"a\":0.5}") "}", "model.vocab", "bad id for token 'a'");
+	expect_refused(BPE("{\"a\":0}") ",\"added_tokens\":[{\"id\":1.5,\"content\":\"<x>\"}]}", "added_tokens",
+		       "needs id and content");
+	expect_refused(BPE("{\"a\":0}") ",\"added_tokens\":[{\"id\":99999999,\"content\":\"<x>\"}]}", "added_tokens",
+		       "ids go up to 99999999 for 2 tokens");
+	expect_refused(BPE("{\"a\":0}") ",\"normalizer\":{\"type\":\"Sequence\",\"normalizers\":[" REPL4 "," REPL4 ","
+		       REPL4 "," REPL4 "," REPL4 "," REPL4 "," REPL4 "," REPL4 "]}}", "normalizer", "65536 times longer");
+	/* an empty match grows at every position */
+	expect_refused(BPE("{\"a\":0}") ",\"normalizer\":{\"type\":\"Replace\",\"pattern\":{\"Regex\":\"x*\"},"
+		       "\"content\":\"" "0123456789012345678901234567890123456789012345678901234567890123456789\"}}",
+		       "normalizer", "times longer");
+	/* the fuzzer's first find (tests/fuzz/fuzz_tokenizer.c): stories260K's file with a vocabulary
+	 * key copied, so two entries "a" share id 412; before, the first one's string leaked */
+	struct ftk_tokenizer *t = NULL;
+	struct ftk_error fe = { 0 };
+	ck_assert_int_eq(ftk_tokenizer_load(&t, src_path("tests/fixtures/fuzz/tokenizer-leak-dup-id.json"), &fe), FTK_EDATA);
+	ck_assert_str_eq(fe.field, "model.vocab");
+	ck_assert_msg(strstr(fe.msg, "id 412 is given to both 'a' and 'a'"), "%s", fe.msg);
+	/* what real tokenizers do still loads: Llama 2's ' ' to U+2581 (3-fold), ids with a few holes */
+	struct ftk_error e = { 0 };
+	ck_assert_int_eq(load_json(BPE("{\"a\":0,\"b\":5}") ",\"added_tokens\":[{\"id\":9,\"content\":\"<x>\"}],"
+				   "\"normalizer\":{\"type\":\"Sequence\",\"normalizers\":[{\"type\":\"Prepend\",\"prepend\":"
+				   "\"\u2581\"},{\"type\":\"Replace\",\"pattern\":{\"String\":\" \"},\"content\":\"\u2581\"}]}}",
+				   &e), 0);
+}
+END_TEST
+
 /* Long pre-tokens: 1 MB without a space is one pre-token for every model
  * here (SentencePiece-style models have no pre-tokenizer at all).  A
  * quadratic merge loop would not finish within the test's timeout; this
@@ -439,6 +499,7 @@ static Suite *make_suite(void)
 	tcase_add_test(tc, test_accessors);
 	tcase_add_test(tc, test_offsets);
 	tcase_add_test(tc, test_errors);
+	tcase_add_test(tc, test_hostile_files);
 	tcase_add_test(tc, test_long_pretoken);
 	tcase_add_test(tc, test_synthetic);
 	tcase_add_test(tc, test_single_word);
