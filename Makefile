@@ -213,10 +213,13 @@ check-gpu-full:
 	@OUT="$${OUT:-$(abspath gpu-out)}" sh tools/gpu-check.sh
 
 # ---------------------------------------------------------------- other
+# slurm-wlm and munge: tests/cli/slurm-* start a private one-node Slurm;
+# libpmix-dev: Slurm's mpi_pmix plugin dlopens the unversioned libpmix.so.
 DEB_PKGS := build-essential pkg-config libcjson-dev libyaml-dev libzstd-dev zstd libxxhash-dev \
   libpcre2-dev libutf8proc-dev libcurl4-openssl-dev libssl-dev check libsubunit-dev \
   libopenblas-dev libmicrohttpd-dev libncurses-dev openmpi-bin libopenmpi-dev \
-  jq tmux python3 clang bc curl libstemmer-dev chromium time
+  jq tmux python3 clang bc curl libstemmer-dev chromium time \
+  slurm-wlm munge libpmix-dev
 deps:
 	@sh tools/deps.sh $(DEB_PKGS)
 

@@ -3,6 +3,7 @@
  * summary: run an eval suite against a model, score it with judges, compare runs
  *
  *   ftk-eval run SUITE -o RUN_DIR (--outputs FILE | --endpoint URL --model NAME) [options]
+ *   ftk-eval merge SHARD_RUN_DIR... -o RUN_DIR
  *   ftk-eval summary RUN_DIR [--json]
  *   ftk-eval compare RUN_A RUN_B [--alpha P] [--json]
  *   ftk-eval judges
@@ -35,6 +36,7 @@
 static const char usage_run[] =
 	"usage: ftk-eval run SUITE -o RUN_DIR BACKEND [options]\n"
 	"       ftk-eval rescore RUN_DIR [SUITE] [--judge-endpoint URL]\n"
+	"       ftk-eval merge SHARD_RUN_DIR... -o RUN_DIR [--json]\n"
 	"       ftk-eval summary RUN_DIR [--reviews FILE] [--json]\n"
 	"       ftk-eval compare RUN_A RUN_B [--alpha P] [--json]\n"
 	"       ftk-eval judges\n"
@@ -66,6 +68,8 @@ static const char usage_run[] =
 	"      --samples K          K independent samples per case (default 1; with\n"
 	"                           --outputs, as many as the file holds for a case)\n"
 	"      --limit N            only the first N cases\n"
+	"      --shard I/N          only slice I (0..N-1) of N contiguous slices of the\n"
+	"                           cases; `ftk-eval merge` joins the N runs into one\n"
 	"      --api-key-env VAR    send the key held in environment variable VAR\n"
 	"      --timeout S          seconds per attempt (default 120)\n"
 	"      --retries N          attempts per request, first included (default 6)\n"
@@ -84,6 +88,8 @@ static const char usage_run[] =
 	"                           judges that differ from RUN_DIR's (not a model)\n"
 	"      --allow-bad-cases    exit 0 even when the suite has defective cases\n"
 	"                           (they are excluded from every metric either way)\n"
+	"Merge: the shard runs of one suite (any order, all N) into a new RUN_DIR\n"
+	"whose results, summary and run.json are those of one unsharded run.\n"
 	"Summary options:\n"
 	"      --reviews FILE       fold people's verdicts (ftk-review) into the results\n"
 	"                           and report judge-versus-human agreement (default\n"
@@ -141,6 +147,7 @@ enum {
 	OPT_TOKENIZER,
 	OPT_ALLOW_BAD_CASES,
 	OPT_RESCORE,
+	OPT_SHARD,
 };
 
 static const struct option long_opts[] = {
@@ -153,6 +160,7 @@ static const struct option long_opts[] = {
 	{ "jobs", required_argument, NULL, 'j' },
 	{ "samples", required_argument, NULL, OPT_SAMPLES },
 	{ "limit", required_argument, NULL, OPT_LIMIT },
+	{ "shard", required_argument, NULL, OPT_SHARD },
 	{ "api-key-env", required_argument, NULL, OPT_API_KEY_ENV },
 	{ "timeout", required_argument, NULL, OPT_TIMEOUT },
 	{ "retries", required_argument, NULL, OPT_RETRIES },
@@ -430,6 +438,37 @@ static long paired_cases(const cJSON *a, const cJSON *b)
 		}
 	}
 	return n;
+}
+
+/* The shard runs of a sharded eval into one run directory (run.h, ftk_eval_merge). */
+static int do_merge(int argc, char **argv, int json)
+{
+	if (argc < 1)
+		ftk_tool_usage_error(&tool, "merge takes the shard run directories");
+	if (!tool.out_path)
+		ftk_tool_usage_error(&tool, "merge needs -o RUN_DIR");
+	struct ftk_error e;
+	ftk_error_clear(&e);
+	long n = 0;
+	if (ftk_eval_merge((const char *const *)argv, argc, tool.out_path, &n, &e) < 0) {
+		char buf[1400];
+		error("%s", ftk_error_format(&e, buf, sizeof(buf)));
+		return FTK_EXIT_DATA;
+	}
+	cJSON *res;
+	if (load_results(tool.out_path, &res) < 0)
+		return FTK_EXIT_DATA;
+	cJSON *sum = ftk_eval_summarize(res);
+	cJSON_Delete(res);
+	if (json)
+		print_json(sum);
+	else
+		print_summary_table(sum, tool.out_path);
+	cJSON_Delete(sum);
+	if (!tool.quiet)
+		fprintf(stderr, "ftk-eval: %d shards merged into '%s': %ld results\n", argc,
+			tool.out_path, n);
+	return FTK_EXIT_OK;
 }
 
 static int do_compare(int argc, char **argv, int json, double alpha)
@@ -831,6 +870,16 @@ int cmd_eval(int argc, char **argv)
 		case OPT_JSON: json = 1; break;
 		case OPT_ALPHA: alpha = ftk_tool_parse_double(&tool, "--alpha", optarg, 1e-12, 0.5); break;
 		case OPT_REVIEWS: reviews = optarg; break;
+		case OPT_SHARD: {
+			long i, n;
+			char tail;
+			if (sscanf(optarg, "%ld/%ld%c", &i, &n, &tail) != 2 || n < 1 || n > 1000000 ||
+			    i < 0 || i >= n)
+				ftk_tool_usage_error(&tool, "--shard wants I/N with 0 <= I < N, got '%s'", optarg);
+			o.shard_index = (int)i;
+			o.shard_count = (int)n;
+			break;
+		}
 		case OPT_NUM_FEWSHOT: io.num_fewshot = (int)ftk_tool_parse_long(&tool, "--num-fewshot", optarg, 0, 1000); break;
 		case OPT_FEWSHOT_SPLIT: io.fewshot_split = optarg; break;
 		case OPT_FEWSHOT_SEED: io.seed = (uint64_t)ftk_tool_parse_long(&tool, "--fewshot-seed", optarg, 0, 4000000000000000000L); break;
@@ -845,7 +894,7 @@ int cmd_eval(int argc, char **argv)
 		ftk_tool_usage_error(&tool, "give both --usd-per-mtok-in and --usd-per-mtok-out");
 	p.have = have_in && have_out;
 	if (optind >= argc)
-		ftk_tool_usage_error(&tool, "no subcommand: run, rescore, summary, compare, judges or import");
+		ftk_tool_usage_error(&tool, "no subcommand: run, rescore, merge, summary, compare, judges or import");
 	const char *sub = argv[optind++];
 	int rest = argc - optind;
 	char **rargv = argv + optind;
@@ -855,11 +904,13 @@ int cmd_eval(int argc, char **argv)
 		return do_rescore(rest, rargv, &o, &p, json, allow_bad);
 	if (!strcmp(sub, "summary"))
 		return do_summary(rest, rargv, json, reviews);
+	if (!strcmp(sub, "merge"))
+		return do_merge(rest, rargv, json);
 	if (!strcmp(sub, "compare"))
 		return do_compare(rest, rargv, json, alpha);
 	if (!strcmp(sub, "judges"))
 		return do_judges();
 	if (!strcmp(sub, "import"))
 		return do_import(rest, rargv, &io, o.limit);
-	ftk_tool_usage_error(&tool, "unknown subcommand '%s': run, rescore, summary, compare, judges or import", sub);
+	ftk_tool_usage_error(&tool, "unknown subcommand '%s': run, rescore, merge, summary, compare, judges or import", sub);
 }

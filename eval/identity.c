@@ -70,6 +70,36 @@ void prompt_hash(const struct ftk_eval_case *k, char out[33])
 	XXH3_freeState(st);
 }
 
+void ftk_eval_shard_range(size_t n, int index, int count, long *lo, long *hi)
+{
+	*lo = (long)(n * (size_t)index / (size_t)count);
+	*hi = (long)(n * (size_t)(index + 1) / (size_t)count);
+}
+
+/* A slice of a sharded run says which, last: ftk_eval_merge drops it for the whole run's. */
+static void add_shard(cJSON *id, const struct ftk_eval_run_opts *o, const struct ftk_eval_suite *s,
+		      const cJSON *model_from)
+{
+	if (model_from) {
+		const cJSON *sh = cJSON_GetObjectItemCaseSensitive(model_from, "shard");
+		if (sh)
+			cJSON_AddItemToObject(id, "shard", cJSON_Duplicate(sh, 1));
+		return;
+	}
+	if (o->shard_count <= 0)
+		return;
+	size_t n = s->n_cases;
+	if (o->limit > 0 && (size_t)o->limit < n)
+		n = (size_t)o->limit;
+	long lo, hi;
+	ftk_eval_shard_range(n, o->shard_index, o->shard_count, &lo, &hi);
+	cJSON *sh = cJSON_AddObjectToObject(id, "shard");
+	cJSON_AddNumberToObject(sh, "index", o->shard_index);
+	cJSON_AddNumberToObject(sh, "of", o->shard_count);
+	cJSON_AddNumberToObject(sh, "first_case", (double)lo);
+	cJSON_AddNumberToObject(sh, "cases", (double)(hi - lo));
+}
+
 cJSON *run_identity(const struct ftk_eval_run_opts *o, const struct ftk_eval_suite *s, int K,
 		    const cJSON *model_from)
 {
@@ -106,6 +136,7 @@ cJSON *run_identity(const struct ftk_eval_run_opts *o, const struct ftk_eval_sui
 			if (v)
 				cJSON_AddItemToObject(id, model_side[i], cJSON_Duplicate(v, 1));
 		}
+		add_shard(id, o, s, model_from);
 		return id;
 	}
 	static const char *const names[] = { "", "outputs", "endpoint", "local" };
@@ -124,6 +155,7 @@ cJSON *run_identity(const struct ftk_eval_run_opts *o, const struct ftk_eval_sui
 	}
 	cJSON_AddNumberToObject(id, "samples", K);
 	cJSON_AddItemToObject(id, "generation", cJSON_Duplicate(s->generation, 1));
+	add_shard(id, o, s, NULL);
 	return id;
 }
 

@@ -53,7 +53,8 @@ static void progress(struct ctx *c)
 {
 	c->finished++;
 	if (c->o->on_progress)
-		c->o->on_progress(c->o->progress_ctx, c->finished + c->st->resumed, c->n_units,
+		c->o->on_progress(c->o->progress_ctx, c->finished + c->st->resumed,
+				  c->n_units - c->n_outside,
 				  c->st->errors);
 }
 
@@ -320,7 +321,7 @@ static int take_stored(struct ctx *c, const cJSON *prev, size_t n_cases, struct 
 	{
 		long k = ftk_eval_suite_find(c->suite, ftk_json_get_str(r, "id"));
 		long s = json_long(r, "sample", 0);
-		if (k < 0 || (size_t)k >= n_cases || s < 0 || s >= c->K)
+		if (k < c->case_lo || k >= c->case_hi || (size_t)k >= n_cases || s < 0 || s >= c->K)
 			continue;
 		if (cJSON_GetObjectItemCaseSensitive(r, "error"))
 			continue;
@@ -413,7 +414,12 @@ checked:
 	}
 	snprintf(st->suite, sizeof(st->suite), "%s", c.suite->name);
 	if (c.suite->output_type != FTK_EVAL_GENERATE) {	/* scored by log-likelihood: eval/loglik.c */
-		rc = ftk_eval_loglik_run(o, c.suite, st, err);
+		if (o->shard_count > 0)	/* loglik.c slices work by engine, not by shard; merge would mislead */
+			rc = ftk_error_msg(err, FTK_EUSAGE,
+					   "--shard: suite '%s' is scored by log-likelihood, which is not sharded yet; "
+					   "run it whole (-j N uses N local engines)", c.suite->name);
+		else
+			rc = ftk_eval_loglik_run(o, c.suite, st, err);
 		ftk_eval_suite_free(c.suite);
 		return rc;
 	}
@@ -432,9 +438,24 @@ checked:
 	if (o->limit > 0 && (size_t)o->limit < n_cases)
 		n_cases = (size_t)o->limit;
 	c.n_units = (long)n_cases * c.K;
-	st->units = c.n_units;
 	c.done = xcalloc((size_t)c.n_units + 1, 1);
 	cJSON *ident = NULL;
+	/* a shard: the other shards' units count as done, so no backend asks for them */
+	c.case_lo = 0;
+	c.case_hi = (long)n_cases;
+	if (o->shard_count > 0) {
+		if (o->shard_index < 0 || o->shard_index >= o->shard_count) {
+			rc = ftk_error_msg(err, FTK_EUSAGE, "shard %d of %d does not exist",
+					   o->shard_index, o->shard_count);
+			goto out;
+		}
+		ftk_eval_shard_range(n_cases, o->shard_index, o->shard_count, &c.case_lo, &c.case_hi);
+		for (long u = 0; u < c.n_units; u++)
+			if (u < c.case_lo * c.K || u >= c.case_hi * c.K)
+				c.done[u] = 1;
+		c.n_outside = c.n_units - (c.case_hi - c.case_lo) * c.K;
+	}
+	st->units = c.n_units - c.n_outside;
 
 	if (o->backend == FTK_EVAL_ENDPOINT)
 		c.chat_url = ftk_openai_chat_url(o->endpoint);

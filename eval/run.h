@@ -59,6 +59,8 @@ struct ftk_eval_run_opts {
 	int samples;			/* <= 0: 1, or with outputs as many as the file holds
 					   for a case */
 	long limit;			/* only the first N cases; <= 0: all */
+	int shard_index, shard_count;	/* shard_count > 0: only the cases of slice
+					   shard_index of shard_count (see below) */
 	double timeout_s;		/* per attempt; <= 0: 120 */
 	int max_attempts;		/* <= 0: 6 */
 	double retry_base_s;		/* < 0: 1 */
@@ -108,6 +110,24 @@ struct ftk_eval_run_stats {
  */
 int ftk_eval_run(const struct ftk_eval_run_opts *opts, struct ftk_eval_run_stats *st,
 		 struct ftk_error *err);
+
+/*
+ * Sharded runs.  With shard_count N > 0, a run covers slice I = shard_index
+ * of the (limited) suite's n cases: cases [I*n/N, (I+1)*n/N), a contiguous
+ * block, so the shards in index order are the suite in order.  Its run.json
+ * says so: "shard": {"index": I, "of": N, "first_case": lo, "cases": m}.
+ *
+ * ftk_eval_merge joins the shard runs dirs[0..n) (any order) into out_dir,
+ * which must not hold a run yet: results.jsonl in suite order, summary.json,
+ * and run.json without "shard", each byte for byte what one unsharded run
+ * over the same answers writes.  It refuses (FTK_EDATA, naming the run) a
+ * run that is not a shard, shards of different runs or counts, a shard
+ * missing or given twice, and a shard that did not finish (no summary.json,
+ * or fewer results than its cases x samples).  Returns 0 and the number of
+ * results in *n_results, or the error.
+ */
+int ftk_eval_merge(const char *const *dirs, int n, const char *out_dir, long *n_results,
+		   struct ftk_error *err);
 
 /*
  * Read a run's results (a run directory, or a results.jsonl path): the last

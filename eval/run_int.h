@@ -76,6 +76,8 @@ struct ctx {
 	size_t n_judges;
 	int K;
 	long n_units;
+	long n_outside;			/* units of other shards (marked done) */
+	long case_lo, case_hi;		/* this run's cases: [lo, hi) (all, unless a shard) */
 	unsigned char *done;		/* per unit: 1 when it has a good result */
 	struct appender app;
 	struct ftk_eval_run_stats *st;
@@ -195,6 +197,9 @@ int endpoint_judge_chat(void *vctx, const cJSON *request, cJSON **response, stru
 char *endpoint_cache_dir(void);
 
 /* ------------------------------------------------------------ identity.c */
+
+/* Shard index of count's cases of n: [*lo, *hi) = [index*n/count, (index+1)*n/count). */
+void ftk_eval_shard_range(size_t n, int index, int count, long *lo, long *hi);
 
 /*
  * The identity of a run (what its scores depend on; see identity.c).  With

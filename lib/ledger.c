@@ -96,6 +96,31 @@ int ftk_ledger_append(const char *path, const char *line, size_t len, struct ftk
 	return rc;
 }
 
+/*
+ * Under Slurm, which job (and which element of a job array) did the work, so
+ * that one ledger shared by a whole pipeline of array jobs can be read back
+ * job by job and checked against sacct.  The ids are kept as the strings
+ * Slurm gives (they are names, not quantities); a variable that is unset or
+ * empty is left out, and no "slurm" member is added outside Slurm.
+ */
+static void add_slurm_ids(cJSON *e)
+{
+	static const char *const vars[][2] = {
+		{ "SLURM_JOB_ID", "job_id" },
+		{ "SLURM_ARRAY_JOB_ID", "array_job_id" },
+		{ "SLURM_ARRAY_TASK_ID", "array_task_id" },
+	};
+	cJSON *o = NULL;
+	for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++) {
+		const char *v = getenv(vars[i][0]);
+		if (!v || !*v)
+			continue;
+		if (!o)
+			o = cJSON_AddObjectToObject(e, "slurm");
+		cJSON_AddStringToObject(o, vars[i][1], v);
+	}
+}
+
 cJSON *ftk_ledger_entry_new(const char *run, const char *stage, const char *kind)
 {
 	char ts[32];
@@ -110,6 +135,7 @@ cJSON *ftk_ledger_entry_new(const char *run, const char *stage, const char *kind
 		cJSON_AddStringToObject(e, "stage", stage);
 	if (kind)
 		cJSON_AddStringToObject(e, "kind", kind);
+	add_slurm_ids(e);
 	return e;
 }
 

@@ -36,7 +36,10 @@ int ftk_ledger_append(const char *path, const char *line, size_t len, struct ftk
 
 /*
  * A new entry with ts (now, UTC, RFC 3339), run (from $FTK_RUN when run is
- * NULL; omitted if neither), stage and kind.  Caller owns the result.
+ * NULL; omitted if neither), stage and kind, and under Slurm a "slurm" object
+ * with job_id, array_job_id and array_task_id (strings, from SLURM_JOB_ID,
+ * SLURM_ARRAY_JOB_ID and SLURM_ARRAY_TASK_ID; each only when set).  Caller
+ * owns the result.
  */
 cJSON *ftk_ledger_entry_new(const char *run, const char *stage, const char *kind);
 

@@ -82,6 +82,19 @@ int ftk_shard_write(struct ftk_shard_writer *w, const uint32_t *ids, const uint8
 /* Finish the last shard and write manifest.json.  Frees w.  0 or FTK_EIO. */
 int ftk_shard_writer_close(struct ftk_shard_writer *w, struct ftk_error *err);
 
+/*
+ * Join the shard directories dirs[0..n) into out_dir (created; it must not
+ * hold a manifest yet): their shard files hard-linked (copied across file
+ * systems) under consecutive names, in the order given, and one manifest, so
+ * the sequences are numbered as if one writer had written the parts one
+ * after the other.  The parts must agree on format, version, kind,
+ * vocab_size, tokenizer_hash and template (FTK_EMISMATCH names the field);
+ * parts without sequences add nothing.  Returns 0, FTK_ENOTFOUND (a part
+ * without manifest.json), FTK_EDATA, FTK_EUSAGE (out_dir holds a set) or
+ * FTK_EIO.
+ */
+int ftk_shard_join(const char *out_dir, const char *const *dirs, int n, struct ftk_error *err);
+
 struct ftk_shard_reader;
 
 /*

@@ -32,6 +32,7 @@
 
 static const char usage[] =
 	"usage: ftk-tokenize --tokenizer DIR (--ids | --decode | --count | --shards DIR) [options] [FILE...]\n"
+	"       ftk-tokenize --join --shards DIR PART_DIR...\n"
 	"Tokenize records with a Hugging Face tokenizer.json and the model's chat template.\n"
 	"\n"
 	"      --tokenizer PATH    model directory (tokenizer.json, tokenizer_config.json) or a tokenizer.json\n"
@@ -39,6 +40,9 @@ static const char usage[] =
 	"      --decode            add \"text\": the decoded \"ids\" of the record\n"
 	"      --count             add \"n_tokens\" (totals in the summary and --stats)\n"
 	"      --shards DIR        write token shards and manifest.json for ftk-train\n"
+	"      --join              make --shards DIR one set of the shard directories given\n"
+	"                          (in order; linked, not re-tokenized): the parts of a\n"
+	"                          cluster job's tasks\n"
 	"      --chat              tokenize the record's messages rendered through the chat template\n"
 	"                          (the default for --shards when a record has messages)\n"
 	"      --field NAME        the text field without --chat (default text)\n"
@@ -67,6 +71,7 @@ enum {
 	OPT_DECODE,
 	OPT_COUNT,
 	OPT_SHARDS,
+	OPT_JOIN,
 	OPT_CHAT,
 	OPT_FIELD,
 	OPT_ADD_SPECIAL,
@@ -444,6 +449,7 @@ int cmd_tokenize(int argc, char **argv)
 		{ "decode", no_argument, NULL, OPT_DECODE },
 		{ "count", no_argument, NULL, OPT_COUNT },
 		{ "shards", required_argument, NULL, OPT_SHARDS },
+		{ "join", no_argument, NULL, OPT_JOIN },
 		{ "chat", no_argument, NULL, OPT_CHAT },
 		{ "field", required_argument, NULL, OPT_FIELD },
 		{ "add-special", no_argument, NULL, OPT_ADD_SPECIAL },
@@ -465,7 +471,7 @@ int cmd_tokenize(int argc, char **argv)
 	long threads = 1, tokens_per_shard = 100000000;
 	const char **tvars = NULL;
 	size_t n_tvars = 0, alloc_tvars = 0;
-	int c;
+	int c, join = 0;
 
 	memset(&cf, 0, sizeof(cf));
 	cf.field = "text";
@@ -480,6 +486,7 @@ int cmd_tokenize(int argc, char **argv)
 		case OPT_DECODE: cf.decode = 1; break;
 		case OPT_COUNT: cf.count = 1; break;
 		case OPT_SHARDS: shard_dir = optarg; cf.shards = 1; break;
+		case OPT_JOIN: join = 1; break;
 		case OPT_CHAT: cf.chat_mode = 1; break;
 		case OPT_FIELD: cf.field = optarg; break;
 		case OPT_ADD_SPECIAL: cf.add_special = 1; break;
@@ -508,6 +515,18 @@ int cmd_tokenize(int argc, char **argv)
 		case 'j': threads = ftk_tool_parse_long(&t, "-j", optarg, 1, LONG_MAX); break;
 		default: ftk_tool_usage_error(&t, NULL);
 		}
+	}
+	if (join) {
+		if (!shard_dir || tok_path || cf.ids || cf.decode || cf.count || cf.preference)
+			ftk_tool_usage_error(&t, "--join goes with --shards DIR and the part directories only");
+		if (optind >= argc)
+			ftk_tool_usage_error(&t, "--join needs the part directories");
+		if (ftk_shard_join(shard_dir, (const char *const *)argv + optind, argc - optind, &err) < 0) {
+			char b[1200];
+			error("%s", ftk_error_format(&err, b, sizeof(b)));
+			return err.code == FTK_EUSAGE ? FTK_EXIT_USAGE : FTK_EXIT_DATA;
+		}
+		return FTK_EXIT_OK;
 	}
 	if (!tok_path) ftk_tool_usage_error(&t, "--tokenizer is required");
 	if (!cf.ids && !cf.decode && !cf.count && !cf.shards)

@@ -35,6 +35,8 @@ export CK_FORK=yes
 export CK_TIMEOUT_MULTIPLIER=${CK_TIMEOUT_MULTIPLIER:-4}
 export LC_ALL=C.UTF-8
 unset FTK_LEDGER FTK_RUN
+# make check inside a Slurm job: ledger entries would carry its ids (lib/ledger.c)
+unset SLURM_JOB_ID SLURM_ARRAY_JOB_ID SLURM_ARRAY_TASK_ID
 if [ "$SAN" = 1 ]; then
 	export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:halt_on_error=1
 	export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1

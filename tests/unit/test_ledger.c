@@ -162,6 +162,40 @@ START_TEST(torn_last_line_then_append)
 END_TEST
 
 /* Forked writers through lib/ledger.h: every entry present and whole. */
+/* Under Slurm an entry says which job and array element wrote it; outside, nothing. */
+START_TEST(slurm_ids_when_set)
+{
+	unsetenv("SLURM_JOB_ID");
+	unsetenv("SLURM_ARRAY_JOB_ID");
+	unsetenv("SLURM_ARRAY_TASK_ID");
+	cJSON *e = ftk_ledger_entry_new("r", "prep", "compute");
+	ck_assert_ptr_null(cJSON_GetObjectItemCaseSensitive(e, "slurm"));
+	cJSON_Delete(e);
+
+	/* a plain job: no array ids; an empty variable counts as unset */
+	setenv("SLURM_JOB_ID", "41", 1);
+	setenv("SLURM_ARRAY_TASK_ID", "", 1);
+	e = ftk_ledger_entry_new("r", "train", "compute");
+	char *s = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(e, "slurm"));
+	ck_assert_str_eq(s, "{\"job_id\":\"41\"}");
+	cJSON_free(s);
+	cJSON_Delete(e);
+
+	/* element 3 of array job 40 runs as job 44 */
+	setenv("SLURM_JOB_ID", "44", 1);
+	setenv("SLURM_ARRAY_JOB_ID", "40", 1);
+	setenv("SLURM_ARRAY_TASK_ID", "3", 1);
+	e = ftk_ledger_entry_new("r", "prep", "compute");
+	s = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(e, "slurm"));
+	ck_assert_str_eq(s, "{\"job_id\":\"44\",\"array_job_id\":\"40\",\"array_task_id\":\"3\"}");
+	cJSON_free(s);
+	cJSON_Delete(e);
+	unsetenv("SLURM_JOB_ID");
+	unsetenv("SLURM_ARRAY_JOB_ID");
+	unsetenv("SLURM_ARRAY_TASK_ID");
+}
+END_TEST
+
 START_TEST(parallel_appends_through_lib)
 {
 	enum { PROCS = 4, EACH = 500 };
@@ -452,6 +486,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, time_parsing);
 	tcase_add_test(tc, entry_fields_checked);
 	tcase_add_test(tc, torn_last_line_then_append);
+	tcase_add_test(tc, slurm_ids_when_set);
 	tcase_add_test(tc, long_entry_refused);
 	tcase_add_test(tc, parallel_appends_through_lib);
 	tcase_add_test(tc, rates_apply_from_their_date);
