@@ -238,6 +238,7 @@ static int open_next_input(struct ftk_tool *t)
 			t->failed = 1;
 			continue;
 		}
+		ftk_reader_keep_partial(t->reader);
 		if (t->cur_input == 0) {
 			int64_t total = 0;
 			for (int i = 0; i < t->n_inputs; i++) {
@@ -277,8 +278,11 @@ int ftk_tool_next(struct ftk_tool *t, struct ftk_line *line)
 			if (rc < 0) {
 				error_at(&err);
 				t->failed = 1;
-				ftk_tool_count(t, rc == FTK_ETRUNC ? "truncated-input" : "read-error", 1);
+				/* a cut record went to the rejects already: it is the count */
+				if (!(rc == FTK_ETRUNC && t->cut_rejected))
+					ftk_tool_count(t, rc == FTK_ETRUNC ? "truncated-input" : "read-error", 1);
 			}
+			t->cut_rejected = 0;
 			t->bytes_done += ftk_reader_bytes_in(t->reader);
 			ftk_reader_close(t->reader);
 			t->reader = NULL;
@@ -291,6 +295,10 @@ int ftk_tool_next(struct ftk_tool *t, struct ftk_line *line)
 		t->n_in++;
 		if ((t->n_in & 1023) == 0)
 			progress(t, 0);
+		if (line->truncated) {
+			ftk_tool_reject_truncated(t, line);
+			continue;
+		}
 		if (line->utf8_error >= 0) {
 			cJSON *x = cJSON_CreateObject();
 			char msg[128];
@@ -301,6 +309,17 @@ int ftk_tool_next(struct ftk_tool *t, struct ftk_line *line)
 		}
 		return 1;
 	}
+}
+
+void ftk_tool_reject_truncated(struct ftk_tool *t, const struct ftk_line *line)
+{
+	cJSON *x = cJSON_CreateObject();
+	char msg[160];
+	snprintf(msg, sizeof(msg), "the input ends in the middle of this record (%zu bytes read): "
+		 "it was cut short", line->len);
+	cJSON_AddStringToObject(x, "error", msg);
+	ftk_tool_reject(t, line, "truncated-input", x);
+	t->cut_rejected = 1;
 }
 
 void ftk_tool_hint(struct ftk_tool *t, const char *fmt, ...)
@@ -358,13 +377,19 @@ cJSON *ftk_tool_parse(struct ftk_tool *t, const struct ftk_line *line)
 	struct ftk_error err;
 	cJSON *v = NULL;
 	ftk_error_clear(&err);
-	if (ftk_json_parse_object(line->data, line->len, &v, &err) < 0) {
+	const char *kind = NULL;
+	int rc = t->own_record_checks ? ftk_json_parse_object(line->data, line->len, &v, &err)
+				      : ftk_json_parse_record(line->data, line->len, &v, &err, &kind);
+	if (rc < 0 && !kind)
+		kind = strstr(err.msg, "not a JSON object") ? "not-an-object" : "invalid-json";
+	if (rc < 0) {
 		cJSON *x = cJSON_CreateObject();
-		cJSON_AddStringToObject(x, "error", err.msg);
-		snprintf(t->last_error, sizeof(t->last_error), "%s", err.msg);
-		ftk_tool_reject(t, line, strstr(err.msg, "not a JSON object") ? "not-an-object"
-									: "invalid-json", x);
-		hint_shape(t, line);
+		/* the field, when the problem has one: "messages[0].role: key appears..." */
+		ftk_error_format(&err, t->last_error, sizeof(t->last_error));
+		cJSON_AddStringToObject(x, "error", t->last_error);
+		ftk_tool_reject(t, line, kind, x);
+		if (!strcmp(kind, "invalid-json") || !strcmp(kind, "not-an-object"))
+			hint_shape(t, line);
 		return NULL;
 	}
 	return v;

@@ -150,6 +150,10 @@ struct ftk_tool {
 	char hint[600];		/* what to run instead, said after the summary */
 	int failed;		/* a runtime error happened: exit 1 */
 	int fail_on_reject;	/* exit 1 when any record was rejected (ftk-validate) */
+	int cut_rejected;	/* the current input's cut last record was rejected */
+	int own_record_checks;	/* ftk_tool_parse leaves NULs, out-of-range numbers and
+				 * repeated keys to the tool (ftk-validate lists them
+				 * with a record's other errors) */
 	double t_start, t_progress;
 	int progress_shown;
 	int is_tty;
@@ -177,7 +181,8 @@ void ftk_tool_start(struct ftk_tool *t, int n_inputs, char **inputs);
 /*
  * Next input line across all inputs.  Returns 1 and fills *line, or 0 at the
  * end.  A line with invalid UTF-8 is rejected here ("invalid-utf8", with the
- * byte offset) and skipped.  Empty lines (whitespace only) are skipped and
+ * byte offset) and skipped; so is the partial last record of a zstd stream
+ * that was cut short ("truncated-input").  Empty lines (whitespace only) are skipped and
  * counted as "blank" in counts, not as records.  A read error (missing file,
  * truncated zstd) is reported, sets the exit code to 1, and moves on to the
  * next file.  Counts n_in.
@@ -185,9 +190,11 @@ void ftk_tool_start(struct ftk_tool *t, int n_inputs, char **inputs);
 int ftk_tool_next(struct ftk_tool *t, struct ftk_line *line);
 
 /*
- * Parse the line as a JSON object.  Returns the tree (caller frees) or NULL
- * after rejecting the line ("invalid-json" or "not-an-object", with a message
- * that gives the column).
+ * Parse the line as a record (ftk_json_parse_record, lib/json.h).  Returns
+ * the tree (caller frees) or NULL after rejecting the line ("invalid-json"
+ * or "not-an-object", with a message that gives the column; or what cJSON
+ * would change silently: "nul-in-string", "number-out-of-range",
+ * "duplicate-key", unless t->own_record_checks).
  */
 cJSON *ftk_tool_parse(struct ftk_tool *t, const struct ftk_line *line);
 
@@ -205,6 +212,14 @@ void ftk_tool_emit_raw(struct ftk_tool *t, const char *data, size_t len);
  */
 void ftk_tool_reject(struct ftk_tool *t, const struct ftk_line *line, const char *reason,
 		     cJSON *extra);
+
+/*
+ * Reject the last record of an input that was cut short (line->truncated,
+ * lib/stream.h) as "truncated-input", with its size; the read error that
+ * follows it is then not counted a second time.  ftk_tool_next does this for
+ * the tools that read through it.
+ */
+void ftk_tool_reject_truncated(struct ftk_tool *t, const struct ftk_line *line);
 
 /*
  * Parse an integer option value in [lo, hi], or exit 2 with

@@ -110,7 +110,7 @@ static void convert_array(struct ftk_tool *t, const char *file, struct strbuf *a
 	while ((rc = ftk_json_array_next(all->buf, all->len, &pos, &start, &elen)) == 1) {
 		for (; counted < start; counted++)
 			lineno += all->buf[counted] == '\n';
-		struct ftk_line l = { all->buf + start, elen, lineno, file, -1, 0 };
+		struct ftk_line l = { all->buf + start, elen, lineno, file, -1, 0, 0 };
 		char saved = all->buf[start + elen];
 		all->buf[start + elen] = '\0';
 		t->n_in++;
@@ -178,6 +178,7 @@ int cmd_convert(int argc, char **argv)
 			t.failed = 1;
 			continue;
 		}
+		ftk_reader_keep_partial(r);
 		strbuf_reset(&all);
 		while ((rc = ftk_reader_next(r, &line, &err)) == 1) {
 			if (array) {
@@ -198,6 +199,10 @@ int cmd_convert(int argc, char **argv)
 			}
 			first_line = line.lineno;
 			t.n_in++;
+			if (line.truncated) {
+				ftk_tool_reject_truncated(&t, &line);
+				continue;
+			}
 			if (line.utf8_error >= 0) {
 				cJSON *x = cJSON_CreateObject();
 				char m[96];
@@ -211,7 +216,10 @@ int cmd_convert(int argc, char **argv)
 		if (rc < 0) {
 			error_at(&err);
 			t.failed = 1;
+			if (rc == FTK_ETRUNC && !t.cut_rejected)
+				ftk_tool_count(&t, "truncated-input", 1);
 		}
+		t.cut_rejected = 0;
 		if (array)
 			convert_array(&t, inputs[i], &all, first_line, from, &sb);
 		t.bytes_done += ftk_reader_bytes_in(r);

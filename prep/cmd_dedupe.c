@@ -249,7 +249,7 @@ static void *work(void *arg)
 	for (size_t i = j->lo; i < j->hi; i++) {
 		struct item *it = &j->c->items[i];
 		cJSON *rec = NULL;
-		it->parsed = ftk_json_parse_object(it->line.data, it->line.len, &rec, NULL) == 0;
+		it->parsed = ftk_json_parse_record(it->line.data, it->line.len, &rec, NULL, NULL) == 0;
 		it->sig.status = 0;
 		if (it->parsed)
 			ftk_dd_sign(j->s, rec, &it->sig);
@@ -675,11 +675,12 @@ static void apply_index(struct ctx *c)
 			if (is_blank(&line) || line.utf8_error >= 0)
 				continue;
 			cJSON *v = NULL;
-			if (ftk_json_parse_object(line.data, line.len, &v, NULL) == 0)
+			if (ftk_json_parse_record(line.data, line.len, &v, NULL, NULL) == 0)
 				ftk_tool_emit(&c->t, &line);
 			cJSON_Delete(v);
 		}
-		if (rc < 0) {
+		/* a cut stream was reported, and its last record rejected, by the first pass */
+		if (rc < 0 && rc != FTK_ETRUNC) {
 			error_at(&err);
 			c->t.failed = 1;
 		}

@@ -2,6 +2,7 @@
  * test_stream.c: the JSONL reader and writer.
  */
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zstd.h>
 #include "testutil.h"
@@ -121,6 +122,38 @@ START_TEST(zstd_by_magic_and_truncation)
 		;
 	ck_assert_int_eq(rc, FTK_ETRUNC);
 	ck_assert_ptr_nonnull(strstr(e.msg, "truncated zstd"));
+	ftk_reader_close(r);
+
+	/* told to keep it, the reader hands out the cut record, then the error
+	 * (cut after the first blocks, so that some lines decode) */
+	struct stat st;
+	ck_assert_int_eq(stat("data.bin", &st), 0);
+	write_zstd("cut2.zst", sb.buf, sb.len, (size_t)st.st_size * 6 / 10);
+	ck_assert_int_eq(ftk_reader_open(&r, "cut2.zst", &e), 0);
+	ftk_reader_keep_partial(r);
+	long last = 0;
+	int cut = 0;
+	n = 0;
+	while ((rc = ftk_reader_next(r, &l, &e)) == 1) {
+		char want[64];
+		snprintf(want, sizeof(want), "{\"i\":%d,\"pad\":\"%08d\"}", n, n * 7);
+		if (l.truncated) {
+			/* a proper prefix of the record that was cut */
+			ck_assert_int_lt(l.len, strlen(want));
+			ck_assert_int_eq(memcmp(l.data, want, l.len), 0);
+			cut++;
+		} else {
+			ck_assert_int_eq(cut, 0);
+			ck_assert_str_eq(l.data, want);
+		}
+		last = l.lineno;
+		n++;
+	}
+	ck_assert_int_eq(cut, 1);
+	ck_assert_int_eq(rc, FTK_ETRUNC);
+	ck_assert_int_eq(e.line, last);
+	ck_assert_ptr_nonnull(strstr(e.msg, "truncated zstd"));
+	ck_assert_int_eq(ftk_reader_next(r, &l, &e), 0);
 	ftk_reader_close(r);
 	strbuf_release(&sb);
 }
