@@ -19,6 +19,7 @@
 #include "cli/tool.h"
 #include "lib/cleanup.h"
 #include "lib/json.h"
+#include "lib/record.h"
 #include "lib/ledger.h"
 
 const char *ftk_progname = "ftk";
@@ -464,6 +465,7 @@ void ftk_tool_reject(struct ftk_tool *t, const struct ftk_line *line, const char
 	strbuf_add_json_str(sb, t->name, strlen(t->name));
 	strbuf_addstr(sb, ",\"reason\":");
 	strbuf_add_json_str(sb, reason, strlen(reason));
+	int own_origin = extra && cJSON_GetObjectItemCaseSensitive(extra, "origin");
 	if (extra) {
 		for (cJSON *m = extra->child; m; m = m->next) {
 			strbuf_addch(sb, ',');
@@ -477,10 +479,17 @@ void ftk_tool_reject(struct ftk_tool *t, const struct ftk_line *line, const char
 	}
 	/* the record itself, whole: as JSON when it is an object or any valid JSON */
 	int valid = 0;
-	if (line->utf8_error < 0 && strcmp(reason, "invalid-json") != 0) {
+	if (line->utf8_error < 0 && strcmp(reason, "invalid-json") != 0 && !line->truncated) {
 		cJSON *v = NULL;
 		if (ftk_json_parse(line->data, line->len, &v, NULL) == 0) {
 			valid = 1;
+			/* where it came from, when an earlier stage wrote it down */
+			if (cJSON_IsObject(v) && !own_origin) {
+				size_t at = sb->len;
+				strbuf_addstr(sb, ",\"origin\":");
+				if (!ftk_record_origin(v, sb))
+					strbuf_setlen(sb, at);
+			}
 			cJSON_Delete(v);
 		}
 	}

@@ -20,6 +20,7 @@
 #include "cli/tool.h"
 #include "lib/json.h"
 #include "prep/convert.h"
+#include "prep/provenance.h"
 
 static const char *const usage[] = {
 	"ftk-convert [options] [FILE...]", "",
@@ -70,6 +71,9 @@ static int has_imprecise_number(const char *s, size_t n)
 	return 0;
 }
 
+/* --no-provenance clears it */
+static int provenance = 1;
+
 static void convert_one(struct ftk_tool *t, struct ftk_line *line, int from, struct strbuf *sb)
 {
 	cJSON *rec = ftk_tool_parse(t, line);
@@ -80,7 +84,11 @@ static void convert_one(struct ftk_tool *t, struct ftk_line *line, int from, str
 	cJSON *out = ftk_convert_record(rec, from, &kind, msg, sizeof(msg));
 	if (out == rec) {
 		ftk_tool_count(t, "passed-through", 1);
-		ftk_tool_emit(t, line);
+		if (provenance && ftk_provenance_add(line->data, line->len, rec, line->file,
+						     line->lineno, sb))
+			ftk_tool_emit_raw(t, sb->buf, sb->len);
+		else
+			ftk_tool_emit(t, line);
 	} else if (!out) {
 		cJSON *x = cJSON_CreateObject();
 		cJSON_AddStringToObject(x, "error", msg);
@@ -92,6 +100,8 @@ static void convert_one(struct ftk_tool *t, struct ftk_line *line, int from, str
 		ftk_tool_reject(t, line, "number-precision", x);
 		cJSON_Delete(out);
 	} else {
+		if (provenance && ftk_provenance_wanted(out, line->file))
+			ftk_provenance_add_tree(out, line->file, line->lineno);
 		strbuf_reset(sb);
 		ftk_json_print(sb, out);
 		ftk_tool_emit_raw(t, sb->buf, sb->len);
@@ -157,6 +167,9 @@ int cmd_convert(int argc, char **argv)
 		FTK_OPT_CALLBACK(0, "from", &from, "FMT", from_cb,
 				 "auto (default, per record), alpaca, sharegpt, openai (also\n"
 				 "LLaMA-Factory v1 messages), prompt-completion, text, preference"),
+		FTK_OPT_SET_INT(0, "no-provenance", &provenance, 0,
+				"do not write meta.source and meta.line (the file and line a\n"
+				"record was read from) into records that have neither"),
 		FTK_OPT_TOOL_COMMON(&t),
 		FTK_OPT_END(),
 	};
