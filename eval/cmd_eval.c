@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include "cli/parse-options.h"
 #include "cli/tool.h"
 #include "eval/import.h"
 #include "eval/reviews.h"
@@ -843,7 +844,7 @@ int cmd_eval(int argc, char **argv)
 	struct ftk_eval_import_opts io;
 	ftk_eval_import_opts_init(&io);
 	int c;
-	while ((c = getopt_long(argc, argv, FTK_TOOL_SHORTOPTS "j:", long_opts, NULL)) != -1) {
+	while ((c = ftk_getopt_long(argc, argv, FTK_TOOL_SHORTOPTS "j:", long_opts, NULL)) != -1) {
 		if (ftk_tool_opt(&tool, c, optarg))
 			continue;
 		switch (c) {
