@@ -114,6 +114,7 @@ void ftk_tool_init(struct ftk_tool *t, const char *name, const char *usage)
 	t->usage = usage;
 	t->stage = "prep";
 	t->bytes_total = -1;
+	t->max_record_bytes = FTK_TOOL_MAX_RECORD;
 	ftk_progname = name;
 	t->t_start = mono_now();
 	t->is_tty = isatty(2);
@@ -133,6 +134,11 @@ int ftk_tool_opt(struct ftk_tool *t, int c, const char *arg)
 	case FTK_OPT_STATS: t->stats_path = arg; return 1;
 	case FTK_OPT_LEDGER: t->ledger_path = arg; return 1;
 	case FTK_OPT_RUN: t->run = arg; return 1;
+	case FTK_OPT_MAX_RECORD: {
+		struct ftk_option o = { .long_name = "max-record-bytes", .value = &t->max_record_bytes };
+		ftk_tool_size_cb(&o, arg);
+		return 1;
+	}
 	case FTK_OPT_VERSION:
 		printf("%s %s\n", t->name, FTK_VERSION);
 		exit(0);
@@ -240,6 +246,7 @@ static int open_next_input(struct ftk_tool *t)
 			continue;
 		}
 		ftk_reader_keep_partial(t->reader);
+		ftk_reader_set_max_line(t->reader, t->max_record_bytes);
 		if (t->cur_input == 0) {
 			int64_t total = 0;
 			for (int i = 0; i < t->n_inputs; i++) {
@@ -300,6 +307,8 @@ int ftk_tool_next(struct ftk_tool *t, struct ftk_line *line)
 			ftk_tool_reject_truncated(t, line);
 			continue;
 		}
+		if (ftk_tool_reject_oversize(t, line))
+			continue;
 		if (line->utf8_error >= 0) {
 			cJSON *x = cJSON_CreateObject();
 			char msg[128];
@@ -310,6 +319,44 @@ int ftk_tool_next(struct ftk_tool *t, struct ftk_line *line)
 		}
 		return 1;
 	}
+}
+
+void ftk_tool_size_cb(const struct ftk_option *opt, const char *arg)
+{
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(arg, &end, 10);
+	uint64_t mul = 1;
+	if (*end == 'k' || *end == 'K')
+		mul = 1024, end++;
+	else if (*end == 'm' || *end == 'M')
+		mul = 1024 * 1024, end++;
+	else if (*end == 'g' || *end == 'G')
+		mul = 1024 * 1024 * 1024, end++;
+	if (errno || end == arg || *end || arg[0] == '-' || v == 0 || v > UINT64_MAX / mul)
+		ftk_usage_error("--%s needs a positive number of bytes (K, M or G may follow), not '%s'",
+				opt->long_name, arg);
+	*(uint64_t *)opt->value = v * mul;
+}
+
+int ftk_tool_reject_oversize(struct ftk_tool *t, const struct ftk_line *line)
+{
+	uint64_t size = line->oversize ? line->oversize : line->len;
+	if (size <= t->max_record_bytes)
+		return 0;
+	cJSON *x = cJSON_CreateObject();
+	char msg[200];
+	snprintf(msg, sizeof(msg), "record of %llu bytes is larger than --max-record-bytes %llu: "
+		 "not read (\"raw\" holds its first bytes)", (unsigned long long)size,
+		 (unsigned long long)t->max_record_bytes);
+	cJSON_AddStringToObject(x, "error", msg);
+	cJSON_AddNumberToObject(x, "size", (double)size);
+	struct ftk_line head = *line;
+	if (head.len > FTK_LINE_PREFIX)
+		head.len = FTK_LINE_PREFIX;
+	head.truncated = 1;	/* never parsed or written whole */
+	ftk_tool_reject(t, &head, "record-too-large", x);
+	return 1;
 }
 
 void ftk_tool_reject_truncated(struct ftk_tool *t, const struct ftk_line *line)

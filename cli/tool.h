@@ -62,6 +62,7 @@ enum {
 	FTK_OPT_LEDGER,
 	FTK_OPT_RUN,
 	FTK_OPT_VERSION,
+	FTK_OPT_MAX_RECORD,
 	FTK_OPT_FIRST_FREE = 0x1100,	/* tools number their own long-only options from here */
 };
 
@@ -74,7 +75,8 @@ enum {
 	{ "stats", required_argument, NULL, FTK_OPT_STATS },       \
 	{ "ledger", required_argument, NULL, FTK_OPT_LEDGER },     \
 	{ "run", required_argument, NULL, FTK_OPT_RUN },           \
-	{ "version", no_argument, NULL, FTK_OPT_VERSION }
+	{ "version", no_argument, NULL, FTK_OPT_VERSION },         \
+	{ "max-record-bytes", required_argument, NULL, FTK_OPT_MAX_RECORD }
 
 /* Text for --help, after a tool's own options. */
 #define FTK_TOOL_COMMON_HELP                                                         \
@@ -84,6 +86,8 @@ enum {
 	"      --stats FILE     write the closing summary as JSON\n"                 \
 	"      --ledger FILE    append a ledger entry for this run (default $FTK_LEDGER)\n" \
 	"      --run NAME       the run name for the ledger (default $FTK_RUN)\n"     \
+	"      --max-record-bytes N  reject records longer than N bytes (K, M, G\n"  \
+	"                       suffixes; default 256M) without holding them\n"     \
 	"  -q, --quiet          no summary line on stderr\n"                        \
 	"  -h, --help           show this help\n"                                   \
 	"      --version        show the version\n"                                 \
@@ -105,6 +109,9 @@ enum {
 	FTK_OPT_STRING(0, "ledger", &(t)->ledger_path, "FILE",                                  \
 		       "append a ledger entry for this run (default $FTK_LEDGER)"),            \
 	FTK_OPT_STRING(0, "run", &(t)->run, "NAME", "the run name for the ledger (default $FTK_RUN)"), \
+	FTK_OPT_CALLBACK(0, "max-record-bytes", &(t)->max_record_bytes, "N", ftk_tool_size_cb,     \
+			 "reject records longer than N bytes (K, M, G suffixes;\n"                    \
+			 "default 256M) without holding them in memory"),                              \
 	FTK_OPT_FLAG('q', "quiet", &(t)->quiet, "no summary line on stderr"),                   \
 	FTK_OPT_HELP(), FTK_OPT_VERSION(), FTK_OPT_TEXT(FTK_EXIT_STATUS_HELP)
 
@@ -125,6 +132,7 @@ struct ftk_tool {
 	const char *ledger_path;
 	const char *run;
 	int quiet;
+	uint64_t max_record_bytes;	/* --max-record-bytes, FTK_TOOL_MAX_RECORD by default */
 
 	/* inputs */
 	char **inputs;
@@ -160,7 +168,20 @@ struct ftk_tool {
 	struct strbuf scratch;
 };
 
+/* The default of --max-record-bytes: 256 MiB. */
+#define FTK_TOOL_MAX_RECORD ((uint64_t)256 << 20)
+
 void ftk_tool_init(struct ftk_tool *t, const char *name, const char *usage);
+
+/* --max-record-bytes's parser: a byte count with an optional K, M or G (1024s). */
+void ftk_tool_size_cb(const struct ftk_option *opt, const char *arg);
+
+/*
+ * Whether a line is over --max-record-bytes (held or not); if so, reject it
+ * as "record-too-large" with its size and return 1.  ftk_tool_next does
+ * this; a tool with its own reader calls it (after ftk_reader_set_max_line).
+ */
+int ftk_tool_reject_oversize(struct ftk_tool *t, const struct ftk_line *line);
 
 /*
  * Handle a common option from getopt_long.  Returns 1 when c was one (or

@@ -45,7 +45,12 @@ struct ftk_line {
 	long utf8_error;	/* byte offset of the first invalid UTF-8 byte, or -1 */
 	int had_cr;		/* the line ended in \r\n */
 	int truncated;		/* the stream was cut inside this line (keep_partial only) */
+	uint64_t oversize;	/* 0, or the length of a line longer than the reader's
+				 * max_line: data then holds only its first bytes */
 };
+
+/* How much of an oversize line is kept for the rejects (ftk_reader_set_max_line). */
+#define FTK_LINE_PREFIX 1024
 
 struct ftk_reader;
 
@@ -76,6 +81,15 @@ int ftk_reader_next(struct ftk_reader *r, struct ftk_line *line, struct ftk_erro
  * at truncated never sees a partial line.
  */
 void ftk_reader_keep_partial(struct ftk_reader *r);
+
+/*
+ * Bound the memory a line may take: a line longer than max bytes is not
+ * held; it is read through and handed out as its first FTK_LINE_PREFIX
+ * bytes with oversize set to its length (the line terminator not counted,
+ * and the UTF-8 check not made: utf8_error is -1).  0 (the default) means
+ * no bound.
+ */
+void ftk_reader_set_max_line(struct ftk_reader *r, uint64_t max);
 
 /* Bytes consumed from the underlying file so far (compressed bytes for zstd). */
 uint64_t ftk_reader_bytes_in(const struct ftk_reader *r);

@@ -120,7 +120,7 @@ static void convert_array(struct ftk_tool *t, const char *file, struct strbuf *a
 	while ((rc = ftk_json_array_next(all->buf, all->len, &pos, &start, &elen)) == 1) {
 		for (; counted < start; counted++)
 			lineno += all->buf[counted] == '\n';
-		struct ftk_line l = { all->buf + start, elen, lineno, file, -1, 0, 0 };
+		struct ftk_line l = { all->buf + start, elen, lineno, file, -1, 0, 0, 0 };
 		char saved = all->buf[start + elen];
 		all->buf[start + elen] = '\0';
 		t->n_in++;
@@ -192,6 +192,7 @@ int cmd_convert(int argc, char **argv)
 			continue;
 		}
 		ftk_reader_keep_partial(r);
+		ftk_reader_set_max_line(r, t.max_record_bytes);
 		strbuf_reset(&all);
 		while ((rc = ftk_reader_next(r, &line, &err)) == 1) {
 			if (array) {
@@ -216,6 +217,8 @@ int cmd_convert(int argc, char **argv)
 				ftk_tool_reject_truncated(&t, &line);
 				continue;
 			}
+			if (ftk_tool_reject_oversize(&t, &line))
+				continue;
 			if (line.utf8_error >= 0) {
 				cJSON *x = cJSON_CreateObject();
 				char m[96];

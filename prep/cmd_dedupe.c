@@ -695,6 +695,7 @@ static void apply_index(struct ctx *c)
 			c->t.failed = 1;
 			continue;
 		}
+		ftk_reader_set_max_line(r, c->t.max_record_bytes);
 		while ((rc = ftk_reader_next(r, &line, &err)) > 0) {
 			const char *f;
 			uint32_t ln, fi;
@@ -719,7 +720,8 @@ static void apply_index(struct ctx *c)
 				}
 			}
 			/* not indexed: blank or bad (already handled) or without a key (kept) */
-			if (is_blank(&line) || line.utf8_error >= 0)
+			if (is_blank(&line) || line.utf8_error >= 0 || line.oversize ||
+			    line.len > c->t.max_record_bytes)
 				continue;
 			cJSON *v = NULL;
 			if (ftk_json_parse_record(line.data, line.len, &v, NULL, NULL) == 0)

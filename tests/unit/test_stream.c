@@ -159,6 +159,42 @@ START_TEST(zstd_by_magic_and_truncation)
 }
 END_TEST
 
+/* A line over max_line is read through, not held: its first bytes and its
+ * length come out, and the lines after it are intact, plain and zstd. */
+START_TEST(oversize_line_is_not_held)
+{
+	struct strbuf sb = STRBUF_INIT;
+	strbuf_addstr(&sb, "first\n");
+	for (int i = 0; i < 3000000; i++)
+		strbuf_addch(&sb, (char)('a' + i % 26));
+	strbuf_addstr(&sb, "\r\nlast\n");
+	write_file("long.txt", sb.buf, sb.len);
+	write_zstd("long.zst", sb.buf, sb.len, 0);
+	const char *files[] = { "long.txt", "long.zst" };
+	for (int f = 0; f < 2; f++) {
+		struct ftk_reader *r;
+		struct ftk_line l;
+		struct ftk_error e;
+		ck_assert_int_eq(ftk_reader_open(&r, files[f], &e), 0);
+		ftk_reader_set_max_line(r, 100000);
+		ck_assert_int_eq(ftk_reader_next(r, &l, &e), 1);
+		ck_assert_str_eq(l.data, "first");
+		ck_assert_int_eq(l.oversize, 0);
+		ck_assert_int_eq(ftk_reader_next(r, &l, &e), 1);
+		ck_assert_int_eq(l.lineno, 2);
+		ck_assert_int_eq(l.oversize, 3000000);
+		ck_assert_int_eq(l.len, FTK_LINE_PREFIX);
+		ck_assert_int_eq(memcmp(l.data, "abcdefghijklmnopqrstuvwxyzabc", 29), 0);
+		ck_assert_int_eq(ftk_reader_next(r, &l, &e), 1);
+		ck_assert_str_eq(l.data, "last");
+		ck_assert_int_eq(l.lineno, 3);
+		ck_assert_int_eq(ftk_reader_next(r, &l, &e), 0);
+		ftk_reader_close(r);
+	}
+	strbuf_release(&sb);
+}
+END_TEST
+
 START_TEST(writer_zst_roundtrip)
 {
 	struct ftk_writer *w;
@@ -217,6 +253,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, invalid_utf8_offset);
 	tcase_add_test(tc, line_of_64_mib);
 	tcase_add_test(tc, zstd_by_magic_and_truncation);
+	tcase_add_test(tc, oversize_line_is_not_held);
 	tcase_add_test(tc, writer_zst_roundtrip);
 	tcase_add_test(tc, missing_file_message);
 	tcase_add_test(tc, json_string_escaping);
