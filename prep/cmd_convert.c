@@ -82,6 +82,11 @@ static void convert_one(struct ftk_tool *t, struct ftk_line *line, int from, str
 	const char *kind = NULL;
 	char msg[512];
 	cJSON *out = ftk_convert_record(rec, from, &kind, msg, sizeof(msg));
+	/* an element of a pretty-printed array spans lines: its bytes cannot be
+	 * one JSONL line, so it is written anew like a converted record */
+	int multiline = out == rec && memchr(line->data, '\n', line->len) != NULL;
+	if (multiline)
+		out = cJSON_Duplicate(rec, 1);
 	if (out == rec) {
 		ftk_tool_count(t, "passed-through", 1);
 		if (provenance && ftk_provenance_add(line->data, line->len, rec, line->file,
@@ -206,8 +211,19 @@ int cmd_convert(int argc, char **argv)
 				continue;
 			}
 			if (line.data[k] == '[' && !first_line) {
+				if (line.oversize) {
+					/* an array is read whole: its first line was not kept */
+					error("%s:%ld: a JSON array whose first line is %llu bytes, more than "
+					      "--max-record-bytes %llu: give a larger --max-record-bytes to "
+					      "read it", inputs[i], line.lineno,
+					      (unsigned long long)line.oversize,
+					      (unsigned long long)t.max_record_bytes);
+					t.failed = 1;
+					break;
+				}
 				array = 1;
 				first_line = line.lineno;
+				ftk_reader_set_max_line(r, 0);
 				strbuf_add(&all, line.data, line.len);
 				continue;
 			}
