@@ -284,19 +284,45 @@ static long underflow_at(const char *s, size_t len)
 }
 
 /*
- * Walk the tree for the first number that is not finite.  Sets *zero when a
- * number is 0 (it may be an underflow, which only the text shows).  Returns
- * 1 with the field path in path, else 0.
+ * One walk over the tree, building no paths (this runs on every record):
+ * *bad_num when a number is not finite, *zero when one is 0 (it may be an
+ * underflow, which only the text shows), *dup when an object repeats a key.
+ * Stops at the first non-finite number or repeated key.
  */
-static int walk_numbers(const cJSON *v, struct strbuf *path, int *zero)
+static void walk_fast(const cJSON *v, int *bad_num, int *zero, int *dup)
 {
 	if (cJSON_IsNumber(v)) {
 		if (!isfinite(v->valuedouble))
-			return 1;
-		if (v->valuedouble == 0.0)
+			*bad_num = 1;
+		else if (v->valuedouble == 0.0)
 			*zero = 1;
-		return 0;
+		return;
 	}
+	if (!cJSON_IsObject(v) && !cJSON_IsArray(v))
+		return;
+	int obj = cJSON_IsObject(v), n = 0;
+	for (const cJSON *a = v->child; a && !*bad_num && !*dup; a = a->next, n++) {
+		/* small objects: compare with the keys before; large ones are left to
+		 * ftk_json_find_duplicate_key, which sorts */
+		if (obj && n < 64)
+			for (const cJSON *b = v->child; b != a; b = b->next)
+				if (a->string && b->string && !strcmp(a->string, b->string)) {
+					*dup = 1;
+					return;
+				}
+		walk_fast(a, bad_num, zero, dup);
+	}
+	if (obj && n >= 64 && !*dup) {
+		char path[8];
+		*dup = ftk_json_find_duplicate_key(v, path, sizeof(path));
+	}
+}
+
+/* The path of the first non-finite number, into path.  Returns 1 when found. */
+static int walk_numbers(const cJSON *v, struct strbuf *path)
+{
+	if (cJSON_IsNumber(v))
+		return !isfinite(v->valuedouble);
 	if (!cJSON_IsObject(v) && !cJSON_IsArray(v))
 		return 0;
 	size_t base = path->len;
@@ -306,7 +332,7 @@ static int walk_numbers(const cJSON *v, struct strbuf *path, int *zero)
 			strbuf_addf(path, "[%d]", i);
 		else
 			strbuf_addf(path, "%s%s", base ? "." : "", a->string ? a->string : "");
-		if (walk_numbers(a, path, zero))
+		if (walk_numbers(a, path))
 			return 1;
 		strbuf_setlen(path, base);
 	}
@@ -320,12 +346,14 @@ const char *ftk_json_record_check(const char *s, size_t len, const cJSON *v,
 	char path[512] = "";
 	struct strbuf np = STRBUF_INIT;
 	long at = nul_at(s, len);
-	int zero = 0;
+	int zero = 0, bad_num = 0, dup = 0;
+	if (at < 0)
+		walk_fast(v, &bad_num, &zero, &dup);
 	if (at >= 0) {
 		k = "nul-in-string";
 		ftk_error_msg(err, FTK_EDATA, "a string holds a NUL character (U+0000) at byte %ld, "
 			      "which would cut it short: remove it from the data", at + 1);
-	} else if (walk_numbers(v, &np, &zero)) {
+	} else if (bad_num && walk_numbers(v, &np)) {
 		k = "number-out-of-range";
 		ftk_error_msg(err, FTK_EDATA, "number too large for a double (it would read as "
 			      "infinity and be written as null)");
@@ -334,7 +362,7 @@ const char *ftk_json_record_check(const char *s, size_t len, const cJSON *v,
 		k = "number-out-of-range";
 		ftk_error_msg(err, FTK_EDATA, "nonzero number at byte %ld too small for a double "
 			      "(it would read as 0)", at + 1);
-	} else if (ftk_json_find_duplicate_key(v, path, sizeof(path))) {
+	} else if (dup && ftk_json_find_duplicate_key(v, path, sizeof(path))) {
 		k = "duplicate-key";
 		ftk_error_msg(err, FTK_EDATA, "key appears more than once in the same object "
 			      "(readers disagree on which value counts)");
