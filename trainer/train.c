@@ -697,16 +697,15 @@ static int pick_notes(struct run *r, const struct ftk_ckpt_pick *p, struct ftk_e
 	struct strbuf sb = STRBUF_INIT;
 	for (int i = 0; i < p->n_damaged; i++) {
 		strbuf_reset(&sb);
-		strbuf_addf(&sb, "checkpoint step-%ld is damaged: %s: %s", p->damaged[i].step,
+		strbuf_addf(&sb, "checkpoint step-%ld is damaged (kept as checkpoints/damaged-step-%ld): "
+				 "%s: %s", p->damaged[i].step, p->damaged[i].step,
 			    p->damaged[i].err.file, p->damaged[i].err.msg);
 		if (r->o->on_note)
 			r->o->on_note(r->o->on_note_ctx, sb.buf);
 	}
 	if (p->n_damaged) {
 		strbuf_reset(&sb);
-		strbuf_addf(&sb, "resuming from step-%ld, the newest intact checkpoint; the damaged "
-				 "one%s moved to checkpoints/damaged-step-N",
-			    p->step, p->n_damaged > 1 ? "s are" : " is");
+		strbuf_addf(&sb, "resuming from step-%ld, the newest intact checkpoint", p->step);
 		if (r->o->on_note)
 			r->o->on_note(r->o->on_note_ctx, sb.buf);
 	}
