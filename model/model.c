@@ -25,6 +25,7 @@
 #include "model/model.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,12 +75,24 @@ struct acts {
 	void *mem;
 };
 
+/*
+ * How many models use one set of weights (ftk_model_share).  The weights
+ * are the base tensors (base_mem, the NF4 blocks and any backend copies in
+ * layers[] and head, inv_freq) and the LoRA arrays (lora_mem, grad_mem,
+ * slots, lt): every model that shares them holds the same pointers, and the
+ * last one freed frees them.  Everything below "activations" is per model.
+ */
+struct weights_ref {
+	atomic_int refs;
+};
+
 struct ftk_model {
 	struct ftk_model_config cfg;
 	const struct ftk_backend *be;
 	char *dir;
 	enum ftk_quant quant;
 	int max_seq;
+	struct weights_ref *wref;	/* never NULL */
 
 	/* base weights */
 	float *base_mem;
@@ -244,6 +257,8 @@ int ftk_model_load(struct ftk_model **out, const char *dir, const struct ftk_loa
 		return rc;
 
 	struct ftk_model *m = xcalloc(1, sizeof(*m));
+	m->wref = xmalloc(sizeof(*m->wref));
+	atomic_init(&m->wref->refs, 1);
 	m->cfg = cfg;
 	m->be = opts->backend ? opts->backend : &ftk_backend_cpu;
 	m->dir = xstrdup(dir);
@@ -369,11 +384,9 @@ static void free_acts(struct ftk_model *m)
 	m->cap_M = m->cap_T = m->cap_saved = 0;
 }
 
-void ftk_model_free(struct ftk_model *m)
+/* The weights, freed by the last model that shares them. */
+static void free_weights(struct ftk_model *m)
 {
-	if (!m)
-		return;
-	free_acts(m);
 	if (m->layers)
 		for (int l = 0; l < m->cfg.n_layers; l++)
 			for (int t = 0; t < NT; t++) {
@@ -387,15 +400,70 @@ void ftk_model_free(struct ftk_model *m)
 	m->be->free(m->base_mem);
 	m->be->free(m->lora_mem);
 	m->be->free(m->grad_mem);
-	m->be->free(m->kc);
-	m->be->free(m->vc);
-	m->be->free(m->dec_scratch);
 	free(m->slots);
 	free(m->lt);
 	m->be->free(m->inv_freq);
+	free(m->wref);
+}
+
+void ftk_model_free(struct ftk_model *m)
+{
+	if (!m)
+		return;
+	free_acts(m);
+	m->be->free(m->kc);
+	m->be->free(m->vc);
+	m->be->free(m->dec_scratch);
 	free(m->h_idx);
 	free(m->dir);
+	if (atomic_fetch_sub(&m->wref->refs, 1) == 1)
+		free_weights(m);
 	free(m);
+}
+
+int ftk_model_share(struct ftk_model **out, struct ftk_model *src, struct ftk_error *err)
+{
+	struct ftk_model *m = xmalloc(sizeof(*m));
+	*m = *src;	/* the configuration, the settings and every weight pointer */
+	/* ... and none of src's own buffers: activations, scratch, KV cache */
+	m->dir = xstrdup(src->dir);
+	m->flash = 0;
+	m->cap_M = m->cap_T = m->cap_saved = 0;
+	m->acts = NULL;
+	m->res = m->lnf = m->rstdf = NULL;
+	m->pos = m->doc = m->target = NULL;
+	m->ids = NULL;
+	m->h_idx = NULL;
+	m->dres = m->dln = m->tmp = m->dh1 = m->dh2 = m->dh3 = m->dk = m->dv = NULL;
+	m->du = m->dx = m->logits = m->loss = NULL;
+	m->ch = 0;
+	m->scratch_mem = NULL;
+	m->kc = m->vc = m->dec_scratch = NULL;
+	m->kv_pos = m->kv_cap = 0;
+	atomic_fetch_add(&m->wref->refs, 1);
+	*out = m;
+	(void)err;
+	return 0;
+}
+
+int ftk_model_shared_count(const struct ftk_model *m)
+{
+	return atomic_load(&m->wref->refs);
+}
+
+const void *ftk_model_weights_id(const struct ftk_model *m)
+{
+	return m->wref;
+}
+
+/* Training writes the LoRA arrays (and lora_init replaces them): not while shared. */
+static int refuse_shared(const struct ftk_model *m, const char *what, struct ftk_error *err)
+{
+	int n = atomic_load(&m->wref->refs);
+	if (n > 1)
+		return ftk_error_msg(err, FTK_EUSAGE, "%s: the weights are shared by %d models "
+				     "(inference only)", what, n);
+	return 0;
 }
 
 const struct ftk_model_config *ftk_model_config(const struct ftk_model *m)
@@ -444,6 +512,9 @@ int ftk_model_lora_init(struct ftk_model *m, const struct ftk_lora_opts *o, stru
 	if (!(o->dropout >= 0.0f && o->dropout < 1.0f))
 		return ftk_error_msg(err, FTK_EUSAGE, "LoRA dropout must be in [0, 1), not %g",
 				     (double)o->dropout);
+	int rc = refuse_shared(m, "cannot create LoRA parameters", err);
+	if (rc < 0)
+		return rc;
 	free_acts(m);	/* buffer sizes depend on the rank */
 	m->be->free(m->lora_mem);
 	m->be->free(m->grad_mem);
@@ -1079,9 +1150,12 @@ int ftk_model_forward_backward(struct ftk_model *m, const struct ftk_batch *b, d
 {
 	if (!m->has_lora)
 		return ftk_error_msg(err, FTK_EUSAGE, "no LoRA parameters to train");
+	int rc = refuse_shared(m, "cannot train", err);
+	if (rc < 0)
+		return rc;
 	if (!(norm > 0.0))
 		return ftk_error_msg(err, FTK_EUSAGE, "the loss normaliser must be positive, not %g", norm);
-	int rc = check_batch(m, b, err);
+	rc = check_batch(m, b, err);
 	if (rc < 0)
 		return rc;
 	ensure_buffers(m, b->B, b->T);
