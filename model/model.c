@@ -118,6 +118,7 @@ struct ftk_model {
 	int checkpointing;
 	enum ftk_attention attention;	/* --attention */
 	int flash;			/* the current buffers hold lse, not att */
+	int dec_bufs;			/* the current buffers are decoding's (ensure_buffers) */
 	int cap_M, cap_T, cap_saved;	/* allocated for M rows, T columns of att, saved layers */
 	struct acts *acts;		/* (cap_saved) */
 	float *res;			/* (L+1, M, C) */
@@ -427,7 +428,7 @@ int ftk_model_share(struct ftk_model **out, struct ftk_model *src, struct ftk_er
 	*m = *src;	/* the configuration, the settings and every weight pointer */
 	/* ... and none of src's own buffers: activations, scratch, KV cache */
 	m->dir = xstrdup(src->dir);
-	m->flash = 0;
+	m->flash = m->dec_bufs = 0;
 	m->cap_M = m->cap_T = m->cap_saved = 0;
 	m->acts = NULL;
 	m->res = m->lnf = m->rstdf = NULL;
@@ -789,16 +790,24 @@ static size_t acts_layout(const struct ftk_model *m, struct acts *a, char *mem, 
 	return off;
 }
 
-static void ensure_buffers(struct ftk_model *m, int B, int T)
+/*
+ * Activations and scratch for a (B, T) batch.  decode != 0: for
+ * ftk_model_decode, which runs one layer at a time through acts[0] and so
+ * needs one saved layer, not L (an engine's memory is then O(1) layers of
+ * activations, not O(L): what each of ftk eval -j N's engines holds).
+ */
+static void ensure_buffers(struct ftk_model *m, int B, int T, int decode)
 {
 	int M = B * T;
-	int saved = m->checkpointing ? 1 : m->cfg.n_layers;
+	int saved = decode || m->checkpointing ? 1 : m->cfg.n_layers;
 	int flash = use_flash(m, B, T);
 	if (M <= m->cap_M && T <= m->cap_T && B * T * T <= m->cap_M * m->cap_T &&
-	    saved == m->cap_saved && flash == m->flash)
+	    (decode ? m->cap_saved >= 1 : saved == m->cap_saved && !m->dec_bufs) &&
+	    flash == m->flash)
 		return;
 	free_acts(m);
 	m->flash = flash;
+	m->dec_bufs = decode;
 	const struct ftk_model_config *c = &m->cfg;
 	int C = c->dim, H = c->hidden_dim, q = c->n_heads * c->head_dim,
 	    kv = c->n_kv_heads * c->head_dim, r = m->has_lora ? m->lo.rank : 1;
@@ -812,19 +821,21 @@ static void ensure_buffers(struct ftk_model *m, int B, int T)
 	m->res = m->be->alloc((size_t)(c->n_layers + 1) * M * C * sizeof(float));
 	size_t wide = (size_t)max3(C, H, q);
 	size_t n = 0;
+	/* decoding uses no backward buffers and one row of logits */
+	size_t bwd = decode ? 0 : (size_t)M, ch = decode ? 1 : (size_t)head_chunk(m, c->vocab_size, M);
 	size_t sizes[] = {
 		(size_t)M * C,		/* lnf */
 		(size_t)M,		/* rstdf */
 		(size_t)M * 4,		/* pos, doc, target, ids (32-bit each) */
-		(size_t)M * C,		/* dres */
-		(size_t)M * C,		/* dln */
+		bwd * C,		/* dres */
+		bwd * C,		/* dln */
 		(size_t)M * wide,	/* tmp */
-		(size_t)M * wide * 3,	/* dh1..3 */
-		(size_t)M * kv * 2,	/* dk, dv */
-		(size_t)M * r,		/* du */
-		(size_t)M * wide,	/* dx */
-		(size_t)head_chunk(m, c->vocab_size, M) * c->vocab_size,	/* logits */
-		(size_t)head_chunk(m, c->vocab_size, M),			/* loss */
+		bwd * wide * 3,		/* dh1..3 */
+		bwd * kv * 2,		/* dk, dv */
+		bwd * r,		/* du */
+		bwd * wide,		/* dx */
+		ch * c->vocab_size,	/* logits */
+		ch,			/* loss */
 	};
 	for (size_t i = 0; i < FTK_ARRAY_SIZE(sizes); i++)
 		n += sizes[i];
@@ -847,7 +858,8 @@ static void ensure_buffers(struct ftk_model *m, int B, int T)
 	m->cap_M = M;
 	m->cap_T = T;
 	m->cap_saved = saved;
-	m->ch = m->ch_user > 0 && m->ch_user < M ? m->ch_user : head_chunk(m, c->vocab_size, M);
+	m->ch = decode ? 1 : m->ch_user > 0 && m->ch_user < M ? m->ch_user
+							   : head_chunk(m, c->vocab_size, M);
 }
 
 /* ---------------------------------------------------------------- projections */
@@ -1134,7 +1146,7 @@ int ftk_model_forward(struct ftk_model *m, const struct ftk_batch *b, float *log
 	int rc = check_batch(m, b, err);
 	if (rc < 0)
 		return rc;
-	ensure_buffers(m, b->B, b->T);
+	ensure_buffers(m, b->B, b->T, 0);
 	long n = prepare(m, b);
 	forward_layers(m, b, 0);
 	double s = head_loss(m, b->B * b->T, 0.0f, logits);
@@ -1158,7 +1170,7 @@ int ftk_model_forward_backward(struct ftk_model *m, const struct ftk_batch *b, d
 	rc = check_batch(m, b, err);
 	if (rc < 0)
 		return rc;
-	ensure_buffers(m, b->B, b->T);
+	ensure_buffers(m, b->B, b->T, 0);
 	long n = prepare(m, b);
 	int M = b->B * b->T, C = m->cfg.dim, L = m->cfg.n_layers;
 	forward_layers(m, b, 1);
@@ -1255,7 +1267,7 @@ int ftk_model_decode(struct ftk_model *m, const uint32_t *ids, int n, int pos, f
 	if (rc < 0)
 		return rc;
 	/* a (B=1, T=n) activation set with no attention matrix */
-	ensure_buffers(m, 1, n);
+	ensure_buffers(m, 1, n, 1);
 	struct acts *a = &m->acts[0];
 	int32_t *hp = m->h_idx;
 	for (int i = 0; i < n; i++)
