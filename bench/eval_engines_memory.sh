@@ -7,13 +7,12 @@
 # log-likelihood (4 choices each).  Peak RSS from /usr/bin/time -v.
 #
 # Printed for each model: the weights' bytes (model.safetensors, float32 as
-# loaded), peak RSS of -j 1 and -j 4 and their ratio; the per-engine memory
-# (-j 4 minus -j 1, over 3: each engine's KV cache, activations, scratch and
-# logits buffers, which grow with the longest context it scored); the ratio
-# with that per-engine part taken out ((j4 - 3 x per-engine) / j1, 1.0 when
-# nothing else grows); and what 4 unshared copies of the weights would have
-# needed (j1 + 3 x weights, an estimate: what -j 4 cost before sharing) as the
-# ratio to compare against.
+# loaded), peak RSS of -j 1 and -j 4 and their ratio, and the memory each
+# extra engine adds, (j4 - j1) / 3: what is genuinely per engine (its KV
+# cache, one layer of activations, logits, and its thread's OpenBLAS buffer
+# and malloc arena), to set beside the weights it no longer copies.  With
+# FTK_BIN_BEFORE (the binaries of an ftk before the sharing, e.g. main built
+# in another O=) the same two runs of that build are measured in this run too.
 #
 #   bench/eval_engines_memory.sh     (FTK_BIN=dir of the ftk binaries, default bin)
 set -e
@@ -28,24 +27,26 @@ big="$work/model20m"
 cp $S/tokenizer.json $S/tokenizer_config.json "$big/"
 export OPENBLAS_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE
 
-# peak RSS in kB of an eval run with -j $2 on model dir $1
+# peak RSS in kB of an eval run by the binaries in $1 with -j $3 on model dir $2
 peak() {
-	/usr/bin/time -v "$BIN/ftk-eval" run "$work/hs.json" -o "$work/run-$$-$2" --model-dir "$1" \
-		-j "$2" -q > /dev/null 2> "$work/time.txt"
-	rm -rf "$work/run-$$-$2"
+	/usr/bin/time -v "$1/ftk-eval" run "$work/hs.json" -o "$work/run" --model-dir "$2" \
+		-j "$3" -q > /dev/null 2> "$work/time.txt"
+	rm -rf "$work/run"
 	sed -n 's/.*Maximum resident set size (kbytes): //p' "$work/time.txt"
 }
 
-printf '%-28s %10s %10s %10s %7s %12s %13s %15s\n' model "weights kB" "j1 kB" "j4 kB" j4/j1 \
-	"per-engine" "j4/j1 excl." "unshared j4/j1"
+row() {	# name weights j1 j4
+	awk -v name="$1" -v w="$2" -v j1="$3" -v j4="$4" 'BEGIN {
+		printf "%-34s %10d %10d %10d %7.2f %12d\n", name, w, j1, j4, j4 / j1, (j4 - j1) / 3 }'
+}
+printf '%-34s %10s %10s %10s %7s %12s\n' "model (peak RSS)" "weights kB" "-j 1 kB" "-j 4 kB" \
+	"ratio" "kB/engine"
 for m in "$S" "$big"; do
 	w=$(( $(stat -c %s "$m/model.safetensors") / 1024 ))
-	j1=$(peak "$m" 1)
-	j4=$(peak "$m" 4)
 	name=stories260K
 	[ "$m" = "$big" ] && name="random Llama 20M (f32)"
-	awk -v name="$name" -v w="$w" -v j1="$j1" -v j4="$j4" 'BEGIN {
-		per = (j4 - j1) / 3; if (per < 0) per = 0
-		printf "%-28s %10d %10d %10d %7.2f %12d %13.2f %15.2f\n", name, w, j1, j4, j4 / j1,
-			per, (j4 - 3 * per) / j1, (j1 + 3 * w) / j1 }'
+	row "$name" "$w" "$(peak "$BIN" "$m" 1)" "$(peak "$BIN" "$m" 4)"
+	[ -n "$FTK_BIN_BEFORE" ] &&
+		row "  before sharing" "$w" "$(peak "$FTK_BIN_BEFORE" "$m" 1)" "$(peak "$FTK_BIN_BEFORE" "$m" 4)"
 done
+exit 0
