@@ -763,7 +763,9 @@ static size_t acts_layout(const struct ftk_model *m, struct acts *a, char *mem, 
 	TAKE(a->q, M * q, float);
 	TAKE(a->k, M * kv, float);
 	TAKE(a->v, M * kv, float);
-	if (m->flash)
+	if (m->dec_bufs)
+		;	/* decoding attends over the KV cache: no (B, NH, T, T) matrix */
+	else if (m->flash)
 		TAKE(a->lse, (size_t)B * c->n_heads * T, float);
 	else
 		TAKE(a->att, (size_t)B * c->n_heads * T * T, float);
@@ -781,7 +783,7 @@ static size_t acts_layout(const struct ftk_model *m, struct acts *a, char *mem, 
 			int rows, in;
 			ftk_model_base_shape(m, (enum ftk_lora_target)t, &rows, &in);
 			TAKE(a->lu[t], M * r, float);
-			if (m->lo.dropout > 0.0f) {
+			if (m->lo.dropout > 0.0f && !m->dec_bufs) {	/* no dropout in decoding */
 				TAKE(a->lx[t], M * (size_t)in, float);
 				TAKE(a->keep[t], M * (size_t)in, uint8_t);
 			}
@@ -793,8 +795,10 @@ static size_t acts_layout(const struct ftk_model *m, struct acts *a, char *mem, 
 /*
  * Activations and scratch for a (B, T) batch.  decode != 0: for
  * ftk_model_decode, which runs one layer at a time through acts[0] and so
- * needs one saved layer, not L (an engine's memory is then O(1) layers of
- * activations, not O(L): what each of ftk eval -j N's engines holds).
+ * needs one saved layer, not L, attends over the KV cache (no T x T
+ * attention matrix), applies no dropout and reads one row of logits (an
+ * engine's memory is then O(1) layers of activations, not O(L) plus
+ * O(NH T^2): what each of ftk eval -j N's engines holds).
  */
 static void ensure_buffers(struct ftk_model *m, int B, int T, int decode)
 {
