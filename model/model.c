@@ -119,6 +119,7 @@ struct ftk_model {
 	enum ftk_attention attention;	/* --attention */
 	int flash;			/* the current buffers hold lse, not att */
 	int dec_bufs;			/* the current buffers are decoding's (ensure_buffers) */
+	size_t buf_bytes;		/* of acts, res and scratch_mem */
 	int cap_M, cap_T, cap_saved;	/* allocated for M rows, T columns of att, saved layers */
 	struct acts *acts;		/* (cap_saved) */
 	float *res;			/* (L+1, M, C) */
@@ -859,6 +860,9 @@ static void ensure_buffers(struct ftk_model *m, int B, int T, int decode)
 	m->dx = p, p += sizes[9];
 	m->logits = p, p += sizes[10];
 	m->loss = p;
+	m->buf_bytes = n * sizeof(float) + (size_t)(c->n_layers + 1) * M * C * sizeof(float);
+	for (int i = 0; i < saved; i++)
+		m->buf_bytes += acts_layout(m, &m->acts[i], NULL, B, T);
 	m->cap_M = M;
 	m->cap_T = T;
 	m->cap_saved = saved;
@@ -1245,6 +1249,13 @@ int ftk_model_kv_reserve(struct ftk_model *m, int n, struct ftk_error *err)
 int ftk_model_kv_capacity(const struct ftk_model *m)
 {
 	return m->kv_cap;
+}
+
+size_t ftk_model_buffer_bytes(const struct ftk_model *m)
+{
+	size_t kv = (size_t)m->cfg.n_kv_heads * m->cfg.head_dim * m->cfg.n_layers;
+	return (m->cap_M ? m->buf_bytes : 0) +
+	       (size_t)m->kv_cap * (2 * kv + 1) * sizeof(float) + (size_t)4 * m->cap_M * sizeof(int32_t);
 }
 
 int ftk_model_decode(struct ftk_model *m, const uint32_t *ids, int n, int pos, float *logits,

@@ -294,6 +294,12 @@ int ftk_model_decode(struct ftk_model *m, const uint32_t *ids, int n, int pos, f
 int ftk_model_kv_reserve(struct ftk_model *m, int n, struct ftk_error *err);
 int ftk_model_kv_capacity(const struct ftk_model *m);
 
+/*
+ * Bytes of m's own buffers now: activations, scratch, KV cache (not the
+ * weights, which ftk_model_share shares).  What each extra engine costs.
+ */
+size_t ftk_model_buffer_bytes(const struct ftk_model *m);
+
 /* ---------------------------------------------------------------- weights */
 
 /*

@@ -82,6 +82,40 @@ START_TEST(model_share_counts_and_outlives_the_original)
 }
 END_TEST
 
+/*
+ * What an engine holds of its own grows linearly with the prompt it decodes
+ * (KV cache, one layer of activations), with no (NH, T, T) attention matrix
+ * and not L layers: 4x the prompt costs at most 5x the bytes (the KV cache
+ * is rounded up to 16 positions).  With the matrix, stories260K's 8 heads
+ * make it 8 T^2 floats, about 9x from 100 to 400 tokens.  A share costs
+ * nothing until it runs.
+ */
+START_TEST(decode_buffers_grow_linearly)
+{
+	struct ftk_error e;
+	struct ftk_model *m, *c;
+	struct ftk_load_opts lo = { FTK_QUANT_NONE, NULL, 1, 0 };
+	ck_assert_msg(ftk_model_load(&m, src_path(STORIES), &lo, &e) == 0, "%s", e.msg);
+	ck_assert_int_eq(ftk_model_share(&c, m, &e), 0);
+	ck_assert_uint_eq(ftk_model_buffer_bytes(c), 0);
+	uint32_t ids[400];
+	for (int i = 0; i < 400; i++)
+		ids[i] = (uint32_t)(1 + (i * 7) % 500);
+	int V = ftk_model_config(m)->vocab_size;
+	float *logits = malloc((size_t)V * sizeof(float));
+	ck_assert_int_eq(ftk_model_decode(m, ids, 100, 0, logits, &e), 0);
+	ck_assert_int_eq(ftk_model_decode(c, ids, 400, 0, logits, &e), 0);
+	size_t b1 = ftk_model_buffer_bytes(m), b4 = ftk_model_buffer_bytes(c);
+	printf("engine buffers: %zu bytes for 100 tokens, %zu for 400 (x%.2f)\n", b1, b4,
+	       (double)b4 / (double)b1);
+	ck_assert_uint_gt(b1, 0);
+	ck_assert_msg(b4 < 5 * b1, "%zu bytes for 400 tokens, %zu for 100", b4, b1);
+	free(logits);
+	ftk_model_free(c);
+	ftk_model_free(m);
+}
+END_TEST
+
 struct worker {
 	struct ftk_infer *e;
 	double lp[N_PROMPT];
@@ -161,6 +195,7 @@ static Suite *share_suite(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, model_share_counts_and_outlives_the_original);
 	tcase_add_test(tc, engines_share_weights_and_answer_at_once);
+	tcase_add_test(tc, decode_buffers_grow_linearly);
 	tcase_add_test(tc, open_n_failure_leaves_nothing_open);
 	suite_add_tcase(s, tc);
 	return s;
