@@ -55,7 +55,11 @@ static const char usage[] =
 	"      --val DIR            validation shards (default: none)\n"
 	"      --out DIR            the run directory (must not hold a run yet)\n"
 	"      --resume DIR         continue the run in DIR from its latest checkpoint, with\n"
-	"                           its saved options; no other training option is allowed\n"
+	"                           its saved options; no other training option is allowed.\n"
+	"                           A checkpoint whose files fail their checksums is said\n"
+	"                           and skipped for the newest intact one\n"
+	"      --strict             with --resume: refuse (exit 1) when the latest checkpoint\n"
+	"                           is damaged, rather than resume from an older one\n"
 	"      --init-adapter DIR   start from this PEFT adapter (its rank, alpha, targets)\n"
 	"      --objective OBJ      sft or dpo (default sft); dpo needs preference shards\n"
 	"      --beta X             DPO beta (default 0.1)\n"
@@ -156,7 +160,7 @@ enum {
 	OPT_EVAL_EVERY, OPT_CKPT_EVERY, OPT_KEEP, OPT_SEED, OPT_THREADS, OPT_CKPT_ACT,
 	OPT_USD, OPT_DEVICE, OPT_DIST, OPT_PLAN, OPT_GPUS, OPT_DEVMEM, OPT_SELFTEST,
 	OPT_EVAL_SUITE, OPT_EVAL_LIMIT, OPT_STOP_ON_REGRESSION, OPT_KEEP_BEST, OPT_PRECISION, OPT_ATTENTION,
-	OPT_CONFIG, OPT_DRY_RUN,
+	OPT_CONFIG, OPT_DRY_RUN, OPT_STRICT,
 };
 
 static volatile sig_atomic_t stop_flag;
@@ -594,6 +598,7 @@ int cmd_train(int argc, char **argv)
 		{ "precision", required_argument, NULL, OPT_PRECISION },
 		{ "config", required_argument, NULL, OPT_CONFIG },
 		{ "dry-run", no_argument, NULL, OPT_DRY_RUN },
+		{ "strict", no_argument, NULL, OPT_STRICT },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct ftk_tool t;
@@ -613,7 +618,7 @@ int cmd_train(int argc, char **argv)
 	t.stage = "train";
 	ftk_train_opts_default(&o);
 	argv = expand_config(&t, opts, &argc, argv);
-	int dry = 0;
+	int dry = 0, strict = 0;
 	while ((c = ftk_getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
 		if (ftk_tool_opt(&t, c, optarg))
 			continue;
@@ -621,10 +626,11 @@ int cmd_train(int argc, char **argv)
 				c != OPT_PLAN && c != OPT_GPUS && c != OPT_DEVMEM && c != OPT_SELFTEST &&
 				c != OPT_EVAL_SUITE && c != OPT_EVAL_LIMIT && c != OPT_THREADS &&
 				c != OPT_STOP_ON_REGRESSION && c != OPT_KEEP_BEST && c != OPT_CONFIG &&
-				c != OPT_DRY_RUN;
+				c != OPT_DRY_RUN && c != OPT_STRICT;
 		switch (c) {
 		case OPT_CONFIG: break;	/* read by expand_config */
 		case OPT_DRY_RUN: dry = 1; break;
+		case OPT_STRICT: strict = 1; break;
 		case OPT_MODEL: set_path(&t, o.model, "--model", optarg); break;
 		case OPT_EVAL_SUITE: set_path(&t, eval_suite, "--eval", optarg); break;
 		case OPT_EVAL_LIMIT: eval_limit = ftk_tool_parse_long(&t, "--eval-limit", optarg, 1, LONG_MAX); break;
@@ -754,7 +760,10 @@ int cmd_train(int argc, char **argv)
 		if (strlen(resume) >= FTK_TRAIN_PATH)
 			ftk_tool_usage_error(&t, "--resume: path too long");
 		strcpy(o.out, resume);
+		o.strict_resume = strict;
 	} else {
+		if (strict)
+			ftk_tool_usage_error(&t, "--strict is for --resume");
 		if (dry && !o.out[0])	/* a rehearsal writes nothing */
 			strcpy(o.out, ".");
 		if (!o.model[0] || (!plan_only && (!o.data[0] || !o.out[0])))
