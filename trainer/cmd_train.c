@@ -282,9 +282,8 @@ static char **expand_config(struct ftk_tool *t, const struct option *opts, int *
 	if (ftk_read_all(file, &data, &len, &err) < 0)
 		die("--config: %s", err.msg);
 	if (ftk_yaml_parse(data, len, file, &root, &err) < 0) {
-		char buf[1400];
 		free(data);
-		ftk_tool_usage_error(t, "--config: %s", ftk_error_format(&err, buf, sizeof(buf)));
+		ftk_tool_usage_error(t, "--config: %s", FTK_ERROR_TEXT(&err));
 	}
 	free(data);
 	if (!cJSON_IsObject(root))
@@ -399,10 +398,9 @@ static int dry_run(struct ftk_train_opts *o, const char *device, int threads, si
 {
 	struct ftk_error err;
 	struct ftk_plan plan;
-	char buf[1400];
 	printf("plan:\n");
 	if (ftk_plan_for_dir(&plan, o, device, 1, threads, &err) < 0) {
-		error("%s", ftk_error_format(&err, buf, sizeof(buf)));
+		error_at(&err);
 		return FTK_EXIT_DATA;
 	}
 	ftk_plan_print(&plan, o, avail, stdout);
@@ -419,7 +417,7 @@ static int dry_run(struct ftk_train_opts *o, const char *device, int threads, si
 					     k == 0 };
 		struct ftk_data *d;
 		if (ftk_data_open(&d, &dop, &err) < 0) {
-			error("%s", ftk_error_format(&err, buf, sizeof(buf)));
+			error_at(&err);
 			strbuf_release(&tj);
 			return FTK_EXIT_DATA;
 		}
@@ -750,8 +748,7 @@ int cmd_train(int argc, char **argv)
 			die("cannot read '%s': %s (is '%s' a run directory?)", path.buf, strerror(-rc),
 			    resume);
 		if (ftk_train_opts_parse(sb.buf, sb.len, path.buf, &o, &err) < 0) {
-			char buf[1400];
-			die("%s", ftk_error_format(&err, buf, sizeof(buf)));
+			die_at(&err);
 		}
 		strbuf_release(&sb);
 		strbuf_release(&path);
@@ -808,8 +805,7 @@ int cmd_train(int argc, char **argv)
 		size_t avail = devmem_gib > 0 ? (size_t)(devmem_gib * 1073741824.0)
 					      : ftk_device_free_bytes(device);
 		if (ftk_plan_for_dir(&plan, &o, device, gpus ? gpus : 1, plan_threads, &err) < 0) {
-			char buf[1400];
-			die("%s", ftk_error_format(&err, buf, sizeof(buf)));
+			die_at(&err);
 		}
 		plan_local(&plan, device);
 		ftk_plan_print(&plan, &o, avail, stdout);
@@ -824,8 +820,7 @@ int cmd_train(int argc, char **argv)
 	struct ftk_dist *dist = NULL;
 	if (ftk_dist_start(&dist, dist_mode, device, &err) < 0 ||
 	    ftk_device_backend(device, ftk_dist_local_rank(dist), &o.backend, &err) < 0) {
-		char buf[1400];
-		error("%s", ftk_error_format(&err, buf, sizeof(buf)));
+		error_at(&err);
 		ftk_dist_end(dist);
 		return err.code == FTK_EUSAGE ? FTK_EXIT_USAGE : FTK_EXIT_DATA;
 	}
@@ -897,8 +892,7 @@ int cmd_train(int argc, char **argv)
 			(unsigned long long)res.truncated, o.seq_len,
 			(unsigned long long)res.skipped);
 	if (rc < 0) {
-		char buf[1400];
-		error("%s", ftk_error_format(&err, buf, sizeof(buf)));
+		error_at(&err);
 		exit_code = rc == FTK_EUSAGE ? FTK_EXIT_USAGE : FTK_EXIT_DATA;
 		if (o.world > 1)	/* the other ranks would wait for this one for ever */
 			ftk_dist_abort(dist, exit_code);
