@@ -523,8 +523,7 @@ int cmd_tokenize(int argc, char **argv)
 		if (optind >= argc)
 			ftk_tool_usage_error(&t, "--join needs the part directories");
 		if (ftk_shard_join(shard_dir, (const char *const *)argv + optind, argc - optind, &err) < 0) {
-			char b[1200];
-			error("%s", ftk_error_format(&err, b, sizeof(b)));
+			error_at(&err);
 			return err.code == FTK_EUSAGE ? FTK_EXIT_USAGE : FTK_EXIT_DATA;
 		}
 		return FTK_EXIT_OK;
