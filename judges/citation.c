@@ -722,4 +722,5 @@ const struct ftk_judge_ops ftk_judge_citation_ops = {
 	/* .create  = */ create,
 	/* .score   = */ score,
 	/* .destroy = */ destroy,
+	/* .check   = */ NULL,
 };
