@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <xxhash.h>
+#include "cli/parse-options.h"
 #include "cli/tool.h"
 #include "lib/json.h"
 #include "lib/normalize.h"
@@ -221,7 +222,7 @@ int cmd_decontam(int argc, char **argv)
 	memset(d, 0, sizeof(*d));
 	ftk_tool_init(&d->t, "ftk-decontam", usage);
 	d->ngram = 13;
-	while ((c = getopt_long(argc, argv, FTK_TOOL_SHORTOPTS "e:", opts, NULL)) != -1) {
+	while ((c = ftk_getopt_long(argc, argv, FTK_TOOL_SHORTOPTS "e:", opts, NULL)) != -1) {
 		if (ftk_tool_opt(&d->t, c, optarg))
 			continue;
 		switch (c) {

@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "cli/parse-options.h"
 #include "cli/tool.h"
 #include "model/infer.h"
 
@@ -107,7 +108,7 @@ int cmd_generate(int argc, char **argv)
 	t.stage = "eval";
 	t.fail_on_reject = 1;	/* a prompt left unanswered is a data problem: exit 1 */
 	optind = 1;
-	while ((c = getopt_long(argc, argv, FTK_TOOL_SHORTOPTS, opts, NULL)) != -1) {
+	while ((c = ftk_getopt_long(argc, argv, FTK_TOOL_SHORTOPTS, opts, NULL)) != -1) {
 		if (ftk_tool_opt(&t, c, optarg))
 			continue;
 		switch (c) {

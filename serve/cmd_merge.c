@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
+#include "cli/parse-options.h"
 #include "cli/tool.h"
 #include "model/merge.h"
 
@@ -60,7 +61,7 @@ int cmd_merge(int argc, char **argv)
 	int quiet = 0, c;
 	ftk_progname = "ftk-merge";
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "o:qh", opts, NULL)) != -1) {
+	while ((c = ftk_getopt_long(argc, argv, "o:qh", opts, NULL)) != -1) {
 		switch (c) {
 		case OPT_MODEL: o.model_dir = optarg; break;
 		case OPT_ADAPTER: o.adapter_dir = optarg; break;
@@ -86,7 +87,9 @@ int cmd_merge(int argc, char **argv)
 			else
 				usage_error("--dtype must be f32, bf16 or f16, not '%s'", optarg);
 			break;
-		default: usage_error("%s", "unknown option");
+		default:	/* getopt has said what was wrong */
+			fputs("Try 'ftk-merge --help' for more information.\n", stderr);
+			exit(2);
 		}
 	}
 	if (optind < argc)

@@ -53,6 +53,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include "cli/parse-options.h"
 #include "cli/tool.h"
 #include "lib/json.h"
 #include "lib/toolparse.h"
@@ -1135,7 +1136,7 @@ int cmd_serve(int argc, char **argv)
 	S.n_models = 1;	/* slot 0 is the base */
 	S.quant_nf4 = 1;	/* serve what was trained: the NF4 base */
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
+	while ((c = ftk_getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'q': S.quiet = 1; break;
 		case 'h': case FTK_OPT_VERSION: case '?': ftk_tool_opt(&t, c, optarg); break;
