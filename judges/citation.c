@@ -44,10 +44,15 @@
  * the fraction of sentences carrying a marker; twin of "recall").
  * Flags: "fabricated_citation" (a marker past the source list),
  * "marker_unsupported" (a sentence has markers, but its sources do not
- * support it).  Detail: {"entailment", "sentences": [{"text", "citations",
- * "supported", "fabricated", "irrelevant", "why"}]}.
+ * support it).  Detail: {"entailment", "sentences": [{"text", "start", "end",
+ * "citations", "cited": [{"source", "start", "end", "verdict", "relevant",
+ * "counted", "reason"}], "supported", "fabricated", "irrelevant", "why"}]}:
+ * offsets are code points of the output as given (Python's str indexes), so
+ * a reviewer or a script sees which citation failed and why without
+ * re-deriving it; docs/judges.md has the verdicts.
  */
 #include <ctype.h>
+#include <stdarg.h>
 #include <string.h>
 #include <xxhash.h>
 #include "judges/citation.h"
@@ -58,8 +63,11 @@
 
 /* ================================================================ markers */
 
-/* "[...]" at s: numbers, ranges, "^n", "Doc n".  Returns bytes used or 0. */
-static size_t bracket_marker(const char *s, int **nums, size_t *n, size_t *alloc)
+/*
+ * "[...]" at s: numbers, ranges, "^n", "Doc n".  Returns bytes used (0: not
+ * a marker), the numbers read in got[0..*k) (at most 64).
+ */
+static size_t bracket_marker(const char *s, int *got, size_t *k_out)
 {
 	const char *p = s + 1;
 	if (*p == '^')
@@ -74,7 +82,6 @@ static size_t bracket_marker(const char *s, int **nums, size_t *n, size_t *alloc
 			break;
 		}
 	}
-	int got[64];
 	size_t k = 0;
 	for (;;) {
 		while (*p == ' ')
@@ -117,15 +124,7 @@ static size_t bracket_marker(const char *s, int **nums, size_t *n, size_t *alloc
 			break;
 		return 0;
 	}
-	for (size_t i = 0; i < k; i++) {
-		int dup = 0;
-		for (size_t j = 0; j < *n; j++)
-			dup |= (*nums)[j] == got[i];
-		if (!dup) {
-			FTK_ALLOC_GROW(*nums, *n + 1, *alloc);
-			(*nums)[(*n)++] = got[i];
-		}
-	}
+	*k_out = k;
 	return (size_t)(p + 1 - s);
 }
 
@@ -146,28 +145,48 @@ static int superscript(const char *s, size_t *len)
 	return -1;
 }
 
-size_t ftk_citation_markers(const char *s, int **nums, struct strbuf *clean)
+/* Add v to nums unless there; a new one's marker span is [b, e). */
+static void add_cited(int v, size_t b, size_t e, struct ftk_cited *c)
 {
-	size_t n = 0, alloc = 0;
-	*nums = NULL;
+	for (size_t j = 0; j < c->n; j++)
+		if (c->nums[j] == v)
+			return;
+	FTK_ALLOC_GROW(c->nums, c->n + 1, c->alloc);
+	c->starts = xrealloc(c->starts, c->alloc * sizeof(*c->starts));
+	c->ends = xrealloc(c->ends, c->alloc * sizeof(*c->ends));
+	c->nums[c->n] = v;
+	c->starts[c->n] = b;
+	c->ends[c->n] = e;
+	c->n++;
+}
+
+void ftk_cited_release(struct ftk_cited *c)
+{
+	free(c->nums);
+	free(c->starts);
+	free(c->ends);
+	memset(c, 0, sizeof(*c));
+}
+
+void ftk_citation_find(const char *s, struct ftk_cited *c, struct strbuf *clean)
+{
+	memset(c, 0, sizeof(*c));
 	size_t i = 0, len = strlen(s);
 	while (i < len) {
 		size_t used = 0;
 		if (s[i] == '[') {
-			used = bracket_marker(s + i, nums, &n, &alloc);
+			int got[64];
+			size_t k = 0;
+			used = bracket_marker(s + i, got, &k);
+			for (size_t j = 0; used && j < k; j++)
+				add_cited(got[j], i, i + used, c);
 		} else if (!strncmp(s + i, "\xe3\x80\x90", 3)) {	/* 【n】 */
 			const char *p = s + i + 3;
 			if (isdigit((unsigned char)*p)) {
 				long a = strtol(p, (char **)&p, 10);
 				if (!strncmp(p, "\xe3\x80\x91", 3) && a < 100000) {
-					int dup = 0;
-					for (size_t j = 0; j < n; j++)
-						dup |= (*nums)[j] == (int)a;
-					if (!dup) {
-						FTK_ALLOC_GROW(*nums, n + 1, alloc);
-						(*nums)[n++] = (int)a;
-					}
 					used = (size_t)(p + 3 - (s + i));
+					add_cited((int)a, i, i + used, c);
 				}
 			}
 		} else {
@@ -180,14 +199,8 @@ size_t ftk_citation_markers(const char *s, int **nums, struct strbuf *clean)
 					v = v * 10 + d;
 					j += l;
 				}
-				int dup = 0;
-				for (size_t k = 0; k < n; k++)
-					dup |= (*nums)[k] == (int)v;
-				if (!dup) {
-					FTK_ALLOC_GROW(*nums, n + 1, alloc);
-					(*nums)[n++] = (int)v;
-				}
 				used = j - i;
+				add_cited((int)v, i, j, c);
 			}
 		}
 		if (used) {
@@ -205,7 +218,16 @@ size_t ftk_citation_markers(const char *s, int **nums, struct strbuf *clean)
 		strbuf_addch(clean, s[i]);
 		i++;
 	}
-	return n;
+}
+
+size_t ftk_citation_markers(const char *s, int **nums, struct strbuf *clean)
+{
+	struct ftk_cited c;
+	ftk_citation_find(s, &c, clean);
+	*nums = c.nums;
+	free(c.starts);
+	free(c.ends);
+	return c.n;
 }
 
 /* ============================================================ entailment */
@@ -764,6 +786,7 @@ static const char *question_of(const cJSON *kase)
 
 struct unit {
 	char *text;	/* as written, markers included */
+	size_t start;	/* its byte offset in the answer */
 };
 
 /* The answer's units: sentences, or comma-separated list items. */
@@ -793,7 +816,8 @@ static size_t split_units(const char *t, int list, struct unit **out)
 				e--;
 			if (e > a) {
 				FTK_ALLOC_GROW(v, n + 1, alloc);
-				v[n++].text = xstrndup(t + a, e - a);
+				v[n].text = xstrndup(t + a, e - a);
+				v[n++].start = a;
 			}
 			b = i + 1;
 		}
@@ -802,7 +826,8 @@ static size_t split_units(const char *t, int list, struct unit **out)
 		size_t k = ftk_text_sentences(t, &ss, &se);
 		for (size_t i = 0; i < k; i++) {
 			FTK_ALLOC_GROW(v, n + 1, alloc);
-			v[n++].text = xstrndup(t + ss[i], se[i] - ss[i]);
+			v[n].text = xstrndup(t + ss[i], se[i] - ss[i]);
+			v[n++].start = ss[i];
 		}
 		free(ss);
 		free(se);
@@ -812,8 +837,10 @@ static size_t split_units(const char *t, int list, struct unit **out)
 }
 
 /*
- * The answer without Markdown footnote definitions ("[^1]: Source title"):
- * they say where a marker points, they are not claims.  Caller frees.
+ * The answer with Markdown footnote definitions ("[^1]: Source title")
+ * blanked out: they say where a marker points, they are not claims.  Blanks,
+ * not removal, so that every offset still points into the answer as written.
+ * Caller frees.
  */
 static char *strip_footnote_defs(const char *t)
 {
@@ -831,11 +858,47 @@ static char *strip_footnote_defs(const char *t)
 				p++;
 			def = p[0] == ']' && p[1] == ':';
 		}
-		if (!def)
+		if (!def) {
 			strbuf_add(&sb, line, len);
+		} else {
+			for (size_t i = 0; i < len; i++)
+				strbuf_addch(&sb, line[i] == '\n' ? '\n' : ' ');
+		}
 		line += len;
 	}
 	return strbuf_detach(&sb, NULL);
+}
+
+/* The code point offset of byte b of s (what Python's str indexes). */
+static size_t cp_offset(const char *s, size_t b)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < b && s[i]; i++)
+		n += ((unsigned char)s[i] & 0xC0) != 0x80;
+	return n;
+}
+
+/*
+ * Set a citation's verdict: "relevant" or "irrelevant" (ALCE's precision
+ * rule), "unsupported" (its sentence is not supported: not precise),
+ * "fabricated" (no such source), "not_checked" (past max_citations).
+ * counted: whether it is in precision's denominator.
+ */
+static void cite_verdict(cJSON *cv, const char *verdict, int relevant, int counted,
+			 const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+static void cite_verdict(cJSON *cv, const char *verdict, int relevant, int counted,
+			 const char *fmt, ...)
+{
+	struct strbuf sb = STRBUF_INIT;
+	va_list ap;
+	va_start(ap, fmt);
+	strbuf_vaddf(&sb, fmt, ap);
+	va_end(ap);
+	cJSON_AddStringToObject(cv, "verdict", verdict);
+	cJSON_AddBoolToObject(cv, "relevant", relevant);
+	cJSON_AddBoolToObject(cv, "counted", counted);
+	cJSON_AddStringToObject(cv, "reason", sb.buf);
+	strbuf_release(&sb);
 }
 
 static int has_words(const char *s)
@@ -867,7 +930,10 @@ static int score(void *state, const cJSON *kase, const struct ftk_judge_output *
 		}
 	}
 	struct unit *units;
-	char *answer = strip_footnote_defs(jtext_answer(out));
+	const char *text = out && out->text ? out->text : "";
+	const char *ans = jtext_answer(out);
+	size_t base = ans >= text && ans <= text + strlen(text) ? (size_t)(ans - text) : 0;
+	char *answer = strip_footnote_defs(ans);
 	size_t nu = split_units(answer, c->list, &units);
 	free(answer);
 	const char *question = c->list ? question_of(kase) : NULL;
@@ -877,11 +943,13 @@ static int score(void *state, const cJSON *kase, const struct ftk_judge_output *
 	size_t total_cit = 0, precise = 0, fabricated = 0;
 	int rc = 0;
 	for (size_t u = 0; u < nu && rc >= 0; u++) {
-		int *nums;
+		struct ftk_cited ct;
 		struct strbuf clean = STRBUF_INIT, claim = STRBUF_INIT;
-		size_t nn = ftk_citation_markers(units[u].text, &nums, &clean);
+		ftk_citation_find(units[u].text, &ct, &clean);
+		size_t nn = ct.n;
+		const int *nums = ct.nums;
 		if (!has_words(clean.buf)) {	/* a lone marker or a stray bracket */
-			free(nums);
+			ftk_cited_release(&ct);
 			strbuf_release(&clean);
 			continue;
 		}
@@ -890,16 +958,27 @@ static int score(void *state, const cJSON *kase, const struct ftk_judge_output *
 		else
 			strbuf_addstr(&claim, clean.buf);
 		counted++;
+		/* offsets in code points of the output as stored ("output" in the results) */
+		size_t ub = base + units[u].start;
 		cJSON *d = cJSON_CreateObject();
 		cJSON_AddStringToObject(d, "text", clean.buf);
+		cJSON_AddNumberToObject(d, "start", (double)cp_offset(text, ub));
+		cJSON_AddNumberToObject(d, "end", (double)cp_offset(text, ub + strlen(units[u].text)));
 		cJSON *dc = cJSON_AddArrayToObject(d, "citations");
 		cJSON *df = cJSON_CreateArray();
+		/* one verdict per citation, by ALCE's precision rule */
+		cJSON **cv = xcalloc(nn + 1, sizeof(*cv));
 		for (size_t i = 0; i < nn; i++) {
 			cJSON_AddItemToArray(dc, cJSON_CreateNumber(nums[i]));
 			if (nums[i] < 1 || nums[i] > nsrc)
 				cJSON_AddItemToArray(df, cJSON_CreateNumber(nums[i]));
+			cv[i] = cJSON_CreateObject();
+			cJSON_AddNumberToObject(cv[i], "source", nums[i]);
+			cJSON_AddNumberToObject(cv[i], "start", (double)cp_offset(text, ub + ct.starts[i]));
+			cJSON_AddNumberToObject(cv[i], "end", (double)cp_offset(text, ub + ct.ends[i]));
 		}
 		int sup = 0;
+		size_t use = c->max_citations && nn > (size_t)c->max_citations ? (size_t)c->max_citations : nn;
 		if (nn)
 			with_marker++;
 		if (cJSON_GetArraySize(df) > 0) {
@@ -909,9 +988,15 @@ static int score(void *state, const cJSON *kase, const struct ftk_judge_output *
 					   "sentence %zu cites a source past the list of %d: '%.80s'",
 					   counted, nsrc, clean.buf);
 			df = NULL;
+			for (size_t i = 0; i < nn; i++) {
+				if (nums[i] < 1 || nums[i] > nsrc)
+					cite_verdict(cv[i], "fabricated", 0, 0,
+						     "there is no such source (the list has %d)", nsrc);
+				else
+					cite_verdict(cv[i], "unsupported", 0, 0,
+						     "the sentence also cites a source that does not exist: it is unsupported and its citations are not counted (ALCE)");
+			}
 		} else if (nn) {
-			size_t use = c->max_citations && nn > (size_t)c->max_citations
-					     ? (size_t)c->max_citations : nn;
 			total_cit += use;
 			struct strbuf prem = STRBUF_INIT;
 			for (size_t i = 0; i < use; i++)
@@ -921,8 +1006,14 @@ static int score(void *state, const cJSON *kase, const struct ftk_judge_output *
 			strbuf_release(&prem);
 			cJSON_AddItemToObject(d, "why", why);
 			sup = rc > 0;
-			if (sup && use == 1)
+			if (sup && use == 1) {
 				precise++;
+				cite_verdict(cv[0], "relevant", 1, 1, "it supports the sentence, its only citation");
+			} else if (!sup) {
+				for (size_t i = 0; i < use; i++)
+					cite_verdict(cv[i], "unsupported", 0, 1,
+						     "the sentence's citations together do not support it");
+			}
 			cJSON *irr = cJSON_CreateArray();
 			for (size_t i = 0; sup && use > 1 && i < use && rc >= 0; i++) {
 				struct strbuf one = STRBUF_INIT, rest = STRBUF_INIT;
@@ -933,12 +1024,18 @@ static int score(void *state, const cJSON *kase, const struct ftk_judge_output *
 						if (k != i)
 							add_source(&rest, cJSON_GetArrayItem(sources, nums[k] - 1));
 					rc = entail(c, &mm, rest.buf, claim.buf, NULL, &res->usage, err);
-					if (rc > 0)
+					if (rc > 0) {
 						cJSON_AddItemToArray(irr, cJSON_CreateNumber(nums[i]));
-					else if (rc == 0)
+						cite_verdict(cv[i], "irrelevant", 0, 1,
+							     "it does not support the sentence alone, and the other citations support it without it");
+					} else if (rc == 0) {
 						precise++;
+						cite_verdict(cv[i], "relevant", 1, 1,
+							     "needed: it does not support the sentence alone, but the other citations do not without it");
+					}
 				} else if (rc > 0) {
 					precise++;
+					cite_verdict(cv[i], "relevant", 1, 1, "it supports the sentence alone");
 				}
 				strbuf_release(&one);
 				strbuf_release(&rest);
@@ -946,12 +1043,20 @@ static int score(void *state, const cJSON *kase, const struct ftk_judge_output *
 			cJSON_AddItemToObject(d, "irrelevant", irr);
 			if (!sup)
 				marker_unsup++;
+			for (size_t i = use; i < nn; i++)
+				cite_verdict(cv[i], "not_checked", 0, 0,
+					     "past the first %d citations of the sentence (max_citations): not checked, not counted",
+					     c->max_citations);
 		}
+		cJSON *dv = cJSON_AddArrayToObject(d, "cited");
+		for (size_t i = 0; i < nn; i++)
+			cJSON_AddItemToArray(dv, cv[i]);
+		free(cv);
 		cJSON_Delete(df);
 		supported += (size_t)sup;
 		cJSON_AddBoolToObject(d, "supported", sup);
 		cJSON_AddItemToArray(dsent, d);
-		free(nums);
+		ftk_cited_release(&ct);
 		strbuf_release(&clean);
 		strbuf_release(&claim);
 	}

@@ -21,6 +21,22 @@
  */
 size_t ftk_citation_markers(const char *s, int **nums, struct strbuf *clean);
 
+/* The sources a sentence cites, each with the marker that first cites it. */
+struct ftk_cited {
+	int *nums;		/* cited numbers, in order of appearance, no duplicates */
+	size_t *starts, *ends;	/* byte span in the sentence of the marker ("[1, 2]",
+				   "[^3]", "¹") where nums[i] first appears */
+	size_t n, alloc;
+};
+
+/*
+ * ftk_citation_markers with the markers' places: fills *c (release with
+ * ftk_cited_release; nums is NULL when none) and appends s without markers
+ * to clean.
+ */
+void ftk_citation_find(const char *s, struct ftk_cited *c, struct strbuf *clean);
+void ftk_cited_release(struct ftk_cited *c);
+
 /* The settings of the offline entailment test. */
 struct ftk_entail_opts {
 	double min_coverage;	/* fraction of the claim's content words the premise

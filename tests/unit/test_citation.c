@@ -364,6 +364,94 @@ START_TEST(alce_precision_definition)
 }
 END_TEST
 
+
+/*
+ * Issue 17.11: each sentence and each citation marker carry their place in
+ * the output, in code points (what Python's str indexes: output[start:end]),
+ * and each citation its verdict by ALCE's precision rule.  The offsets below
+ * were computed with Python's str.index on the same text; the em dashes and
+ * 【】 are 3 bytes but one code point each, so byte offsets would differ.
+ */
+static const cJSON *cited_of(const cJSON *sent, int source)
+{
+	const cJSON *c;
+	cJSON_ArrayForEach(c, cJSON_GetObjectItem(sent, "cited"))
+		if (cJSON_GetObjectItem(c, "source")->valueint == source)
+			return c;
+	return NULL;
+}
+
+static void cite_is(const cJSON *sent, int source, long start, long end, const char *verdict,
+		    int relevant, int counted)
+{
+	const cJSON *c = cited_of(sent, source);
+	ck_assert_msg(c != NULL, "no citation of %d", source);
+	ck_assert_int_eq(cJSON_GetObjectItem(c, "start")->valueint, start);
+	ck_assert_int_eq(cJSON_GetObjectItem(c, "end")->valueint, end);
+	ck_assert_str_eq(cJSON_GetObjectItem(c, "verdict")->valuestring, verdict);
+	ck_assert_int_eq(cJSON_IsTrue(cJSON_GetObjectItem(c, "relevant")), relevant);
+	ck_assert_int_eq(cJSON_IsTrue(cJSON_GetObjectItem(c, "counted")), counted);
+	ck_assert(strlen(cJSON_GetObjectItem(c, "reason")->valuestring) > 10);
+}
+
+START_TEST(sentence_detail_offsets_and_verdicts)
+{
+	cJSON *kase = cJSON_Parse(
+		"{\"id\":\"o\",\"sources\":["
+		"{\"title\":\"Eiffel Tower\",\"text\":\"The Eiffel Tower in Paris was completed in 1889.\"},"
+		"{\"title\":\"Bagels\",\"text\":\"Bagels are boiled before they are baked.\"},"
+		"{\"title\":\"Gustave Eiffel\",\"text\":\"Gustave Eiffel's company built the tower.\"}]}");
+	struct ftk_judge *j = new_judge(NULL);
+	const char *text = "<think>x</think>The Eiffel Tower \xe2\x80\x94 in Paris \xe2\x80\x94 was completed in 1889 [1][2]. "
+			   "Bagels are boiled before they are baked\xe3\x80\x90" "2\xe3\x80\x91. "
+			   "Gustave Eiffel's company built the tower [3][9].";
+	struct ftk_judge_output out = { text, NULL, "stop" };
+	struct ftk_judge_result r;
+	struct ftk_error e;
+	ftk_judge_result_init(&r);
+	ck_assert_int_eq(ftk_judge_score(j, kase, &out, &r, &e), 0);
+	const cJSON *sents = cJSON_GetObjectItem(r.detail, "sentences");
+	ck_assert_int_eq(cJSON_GetArraySize(sents), 3);
+	const cJSON *s0 = cJSON_GetArrayItem(sents, 0), *s1 = cJSON_GetArrayItem(sents, 1),
+		    *s2 = cJSON_GetArrayItem(sents, 2);
+	ck_assert_int_eq(cJSON_GetObjectItem(s0, "start")->valueint, 16);
+	ck_assert_int_eq(cJSON_GetObjectItem(s0, "end")->valueint, 75);
+	ck_assert_int_eq(cJSON_GetObjectItem(s1, "start")->valueint, 76);
+	ck_assert_int_eq(cJSON_GetObjectItem(s1, "end")->valueint, 119);
+	ck_assert_int_eq(cJSON_GetObjectItem(s2, "start")->valueint, 120);
+	ck_assert_int_eq(cJSON_GetObjectItem(s2, "end")->valueint, 168);
+	/* [1] supports the sentence alone; [2] does not, and [1] does without it */
+	cite_is(s0, 1, 68, 71, "relevant", 1, 1);
+	cite_is(s0, 2, 71, 74, "irrelevant", 0, 1);
+	cite_is(s1, 2, 115, 118, "relevant", 1, 1);
+	/* a source past the list: the sentence is unsupported, nothing counted (ALCE) */
+	cite_is(s2, 3, 161, 164, "unsupported", 0, 0);
+	cite_is(s2, 9, 164, 167, "fabricated", 0, 0);
+	/* precision is what the verdicts say: relevant / counted = 2 / 3 */
+	ck_assert_double_eq_tol(ftk_judge_find_metric(&r, "citation.precision")->value, 2.0 / 3, 1e-12);
+	ftk_judge_result_release(&r);
+
+	/* needed together; the wrong source; past max_citations */
+	ftk_judge_destroy(j);
+	j = new_judge("{\"max_citations\":2}");
+	out.text = "The Eiffel Tower in Paris, built by Gustave Eiffel's company, was completed in 1889 [1][3][2]. "
+		   "The Eiffel Tower was completed in 1889 [2].";
+	ftk_judge_result_init(&r);
+	ck_assert_int_eq(ftk_judge_score(j, kase, &out, &r, &e), 0);
+	sents = cJSON_GetObjectItem(r.detail, "sentences");
+	s0 = cJSON_GetArrayItem(sents, 0);
+	s1 = cJSON_GetArrayItem(sents, 1);
+	cite_is(s0, 1, 84, 87, "relevant", 1, 1);
+	cite_is(s0, 3, 87, 90, "relevant", 1, 1);
+	cite_is(s0, 2, 90, 93, "not_checked", 0, 0);
+	ck_assert_int_eq(cJSON_GetObjectItem(s1, "start")->valueint, 95);
+	cite_is(s1, 2, 134, 137, "unsupported", 0, 1);
+	ftk_judge_result_release(&r);
+	ftk_judge_destroy(j);
+	cJSON_Delete(kase);
+}
+END_TEST
+
 /* Rewrite every [n] in s through map (n -> map(n)). */
 static char *remap(const char *s, int shift, int ndocs, int past)
 {
@@ -466,6 +554,7 @@ static Suite *suite(void)
 	tcase_add_test(t, entail_name_variants);
 	tcase_add_test(t, entail_number_of_another_fact);
 	tcase_add_test(t, alce_precision_definition);
+	tcase_add_test(t, sentence_detail_offsets_and_verdicts);
 	tcase_add_test(t, alce_demonstrations);
 	suite_add_tcase(s, t);
 	return s;
