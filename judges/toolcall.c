@@ -26,8 +26,18 @@
  *   - an accepted-answer list holding "" marks the parameter optional; a
  *     parameter whose list lacks "" must be given ("missing_optional");
  *   - the number of calls must be the expected number ("wrong_count"), and
- *     parallel calls are matched regardless of order (each expected call
- *     takes the first unmatched model call that passes).
+ *     parallel calls are matched regardless of order.
+ *
+ * Pairing parallel calls is where this judge departs from BFCL by default.
+ * BFCL pairs greedily: each expected call takes the first unmatched model
+ * call that passes, which rejects valid answers when an early expected call
+ * with an optional parameter takes the model call a later one needs.  Here
+ * the pairing is a maximum bipartite matching over the table of which model
+ * call satisfies which expected call, grown from the greedy pairing so the
+ * two agree wherever greedy succeeds; "matching": "bfcl" keeps the greedy
+ * verdict, and a case the two score differently is flagged
+ * "order_dependent".  The judge's check op warns, before a run, about ground
+ * truth no output can satisfy.
  *
  * Where this judge is more lenient than BFCL, and why: integers are accepted
  * for floats inside lists too (BFCL only converts at the top level, which
