@@ -943,6 +943,102 @@ START_TEST(parallel_matching)
 }
 END_TEST
 
+
+/*
+ * The pairing against naive references: random parallel cases of up to four
+ * calls to one tool, f(a), each expected call accepting a random subset of
+ * {1, 2, 3} and maybe "" (a optional), each model call giving a value or
+ * leaving a out.  The default verdict must be "some permutation pairs every
+ * call", found by trying them all; "matching": "bfcl" must be BFCL's greedy
+ * loop, written out here; order_dependent must be set exactly when the two
+ * differ.  A fixed seed keeps it reproducible.
+ */
+static int accepts(unsigned acc, int given)
+{
+	return given == 0 ? (acc & 1) != 0 : (acc >> given & 1) != 0;	/* bit 0: "" */
+}
+
+static int any_permutation(const unsigned *acc, const int *given, int n, int k, unsigned used)
+{
+	if (k == n)
+		return 1;
+	for (int m = 0; m < n; m++)
+		if (!(used >> m & 1) && accepts(acc[k], given[m]) &&
+		    any_permutation(acc, given, n, k + 1, used | 1u << m))
+			return 1;
+	return 0;
+}
+
+START_TEST(pairing_against_references)
+{
+	struct ftk_judge *jm = new_judge(NULL), *jb = new_judge("{\"matching\":\"bfcl\"}");
+	unsigned long long x = 0x9E3779B97F4A7C15ull;
+	size_t n_dep = 0, n_ok = 0, trials = 600;
+	for (size_t t = 0; t < trials; t++) {
+		x = x * 6364136223846793005ull + 1442695040888963407ull;
+		int n = 2 + (int)(x >> 60) % 3;
+		unsigned acc[4];
+		int given[4];
+		struct strbuf c = STRBUF_INIT, py = STRBUF_INIT;
+		strbuf_addstr(&c, "{\"id\":\"r\",\"tools\":[{\"name\":\"f\",\"parameters\":{\"type\":\"dict\","
+				  "\"properties\":{\"a\":{\"type\":\"integer\"}},\"required\":[]}}],"
+				  "\"expected\":{\"tool_calls\":[");
+		strbuf_addch(&py, '[');
+		for (int i = 0; i < n; i++) {
+			x = x * 6364136223846793005ull + 1442695040888963407ull;
+			acc[i] = (unsigned)(x >> 40) & 15;
+			if (!acc[i])
+				acc[i] = 2;
+			given[i] = (int)((x >> 20) % 4);	/* 0: left out */
+			strbuf_addf(&c, "%s{\"f\":{\"a\":[", i ? "," : "");
+			int first = 1;
+			for (int v = 0; v < 4; v++)
+				if (acc[i] >> v & 1) {
+					strbuf_addf(&c, first ? "%s" : ",%s", v == 0 ? "\"\"" : v == 1 ? "1" : v == 2 ? "2" : "3");
+					first = 0;
+				}
+			strbuf_addstr(&c, "]}}");
+			if (given[i])
+				strbuf_addf(&py, "%sf(a=%d)", i ? ", " : "", given[i]);
+			else
+				strbuf_addf(&py, "%sf()", i ? ", " : "");
+		}
+		strbuf_addstr(&c, "]}}");
+		strbuf_addch(&py, ']');
+		int perm = any_permutation(acc, given, n, 0, 0);
+		int greedy = 1;
+		unsigned used = 0;
+		for (int e = 0; e < n && greedy; e++) {
+			int got = -1;
+			for (int m = 0; m < n && got < 0; m++)
+				if (!(used >> m & 1) && accepts(acc[e], given[m]))
+					got = m;
+			if (got < 0)
+				greedy = 0;
+			else
+				used |= 1u << got;
+		}
+		cJSON *kase = cJSON_Parse(c.buf);
+		ck_assert_ptr_nonnull(kase);
+		struct scored sm = score_calls(jm, kase, py.buf), sb = score_calls(jb, kase, py.buf);
+		ck_assert_msg(sm.correct == perm, "%s on %s: max %d, permutations %d", py.buf, c.buf, sm.correct, perm);
+		ck_assert_msg(sb.correct == greedy, "%s on %s: bfcl %d, greedy %d", py.buf, c.buf, sb.correct, greedy);
+		ck_assert_int_eq(sm.order_dependent, perm != greedy);
+		ck_assert_int_eq(sb.order_dependent, perm != greedy);
+		n_dep += perm != greedy;
+		n_ok += perm;
+		cJSON_Delete(kase);
+		strbuf_release(&c);
+		strbuf_release(&py);
+	}
+	printf("pairing: %zu random parallel cases, %zu answerable, %zu where greedy and one-to-one differ\n",
+	       trials, n_ok, n_dep);
+	ck_assert_uint_ge(n_dep, 10);	/* the test reaches the cases it is about */
+	ftk_judge_destroy(jm);
+	ftk_judge_destroy(jb);
+}
+END_TEST
+
 /* Warnings, at load, about ground truth no output can satisfy. */
 static size_t warnings_of(struct ftk_judge *j, const cJSON *kase, const char *kind, const char *needle)
 {
@@ -1053,6 +1149,7 @@ static Suite *suite(void)
 	tcase_add_test(t, malformed_calls_are_wrong);
 	tcase_add_test(t, schema_checked);
 	tcase_add_test(t, parallel_matching);
+	tcase_add_test(t, pairing_against_references);
 	tcase_add_test(t, ground_truth_warnings);
 	suite_add_tcase(s, t);
 	return s;
