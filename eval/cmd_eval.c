@@ -702,6 +702,14 @@ static void show_progress(void *ctx, long done, long total, long errors)
 		fputc('\n', stderr);
 }
 
+/* Ground truth no output can satisfy: the first 20 shown, the rest counted after the run. */
+static void show_warning(void *ctx, const char *msg)
+{
+	long *n = ctx;
+	if ((*n)++ < 20)
+		warning("%s", msg);
+}
+
 static int do_run(int argc, char **argv, struct ftk_eval_run_opts *o, struct prices *p,
 		  const char *rates, int json, int allow_bad)
 {
@@ -743,10 +751,15 @@ static int run_and_report(struct ftk_eval_run_opts *o, struct prices *p, int jso
 	int incomplete = 0;
 	if (!tool.quiet && isatty(2))
 		o->on_progress = show_progress;
+	long n_warnings = 0;
+	o->on_warning = show_warning;
+	o->warning_ctx = &n_warnings;
 	struct ftk_eval_run_stats st;
 	struct ftk_error e;
 	ftk_error_clear(&e);
 	int rc = ftk_eval_run(o, &st, &e);
+	if (n_warnings > 20)
+		warning("%ld more warnings about ground truth no output can satisfy", n_warnings - 20);
 	if (rc < 0) {
 		error_at(&e);
 		return rc == FTK_EUSAGE ? FTK_EXIT_USAGE : FTK_EXIT_DATA;

@@ -163,6 +163,32 @@ static void judge_answer(struct ctx *c, const struct ftk_eval_case *k, const str
 	free(ok);
 }
 
+/*
+ * Before anything is asked: each judge's warnings about ground truth that
+ * no output can satisfy, in this run's cases, told through on_warning.
+ */
+static void check_cases(struct ctx *c)
+{
+	for (long i = c->case_lo; i < c->case_hi; i++) {
+		const struct ftk_eval_case *k = &c->suite->cases[i];
+		for (size_t j = 0; j < c->n_judges; j++) {
+			struct ftk_judge_result notes;
+			ftk_judge_result_init(&notes);
+			ftk_judge_check_case(c->judges[j], k->rec, &notes);
+			for (size_t f = 0; f < notes.nflags; f++) {
+				struct strbuf m = STRBUF_INIT;
+				strbuf_addf(&m, "%s: case '%s' (%s:%ld): %s (judge '%s', %s)", c->suite->path, k->id, c->suite->cases_path,
+					    k->line, notes.flags[f].reason, c->labels[j], notes.flags[f].kind);
+				c->st->suite_warnings++;
+				if (c->o->on_warning)
+					c->o->on_warning(c->o->warning_ctx, m.buf);
+				strbuf_release(&m);
+			}
+			ftk_judge_result_release(&notes);
+		}
+	}
+}
+
 /* Score one unit's answer and append its result line. */
 int eval_finish_unit(struct ctx *c, long unit, const struct answer *a, struct ftk_error *err)
 {
@@ -503,6 +529,7 @@ checked:
 		}
 		c.labels[j] = ftk_judge_label(c.judges[j]);
 	}
+	check_cases(&c);
 
 	rc = eval_mkdir_p(o->run_dir, err);
 	if (rc < 0)

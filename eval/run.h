@@ -73,6 +73,11 @@ struct ftk_eval_run_opts {
 	   (resumed included), errors this invocation; NULL: nothing */
 	void (*on_progress)(void *ctx, long done, long total, long errors);
 	void *progress_ctx;
+	/* called once per warning about the suite's ground truth (a judge's
+	   ftk_judge_check_case, when the run starts): msg names the suite file,
+	   the case (its id, cases file and line) and the field; NULL: nothing */
+	void (*on_warning)(void *ctx, const char *msg);
+	void *warning_ctx;
 	int rescore;			/* judge the stored outputs again (a suite or judges
 					   that differ from run.json's are then accepted) */
 	int rescore_only;		/* ftk eval rescore: no backend; the model side, the
@@ -91,6 +96,7 @@ struct ftk_eval_run_stats {
 	long scored;
 	long judge_errors;		/* judge calls that failed (the judge model down) */
 	long bad_cases;			/* pairs whose case a judge found broken (excluded) */
+	long suite_warnings;		/* ground truth no output can satisfy (on_warning) */
 	long rescored;			/* stored outputs judged again, without the model */
 	long stale;			/* stored outputs left out: their case's prompt changed */
 	long missing;			/* rescore only: pairs with no stored output */

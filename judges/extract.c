@@ -205,4 +205,5 @@ const struct ftk_judge_ops ftk_judge_extract_ops = {
 	/* .create  = */ create,
 	/* .score   = */ score,
 	/* .destroy = */ destroy,
+	/* .check   = */ NULL,
 };

@@ -164,4 +164,5 @@ const struct ftk_judge_ops ftk_judge_json_ops = {
 	/* .create  = */ create,
 	/* .score   = */ score,
 	/* .destroy = */ destroy,
+	/* .check   = */ NULL,
 };

@@ -252,6 +252,11 @@ int ftk_judge_score(struct ftk_judge *j, const cJSON *kase, const struct ftk_jud
 	return rc;
 }
 
+int ftk_judge_check_case(struct ftk_judge *j, const cJSON *kase, struct ftk_judge_result *notes)
+{
+	return j->ops->check ? j->ops->check(j->state, kase, notes) : 0;
+}
+
 void ftk_judge_destroy(struct ftk_judge *j)
 {
 	if (!j)

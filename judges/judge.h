@@ -181,6 +181,14 @@ struct ftk_judge_ops {
 	int (*score)(void *state, const cJSON *kase, const struct ftk_judge_output *out,
 		     struct ftk_judge_result *result, struct ftk_error *err);
 	void (*destroy)(void *state);
+	/*
+	 * Optional (NULL: nothing to check).  Look at a case's ground truth
+	 * before any output is judged and append, as flags of notes, what no
+	 * output could satisfy (kind and reason, the reason naming the field
+	 * and parameter).  Returns how many were appended.  A case the judge
+	 * cannot read is left to score, which reports it.
+	 */
+	int (*check)(void *state, const cJSON *kase, struct ftk_judge_result *notes);
 };
 
 /*
@@ -203,6 +211,15 @@ int ftk_judge_create(struct ftk_judge **out, const char *name, const cJSON *sett
  */
 int ftk_judge_score(struct ftk_judge *j, const cJSON *kase, const struct ftk_judge_output *out,
 		    struct ftk_judge_result *result, struct ftk_error *err);
+
+/*
+ * Warnings about a case's ground truth that no output can satisfy (an
+ * expected parameter with no accepted value, one the tool does not declare),
+ * for a suite's loader to show before a run spends anything.  Appends them
+ * as flags of notes (an initialised result) and returns how many; 0 for
+ * judges that check nothing.  kase is borrowed.
+ */
+int ftk_judge_check_case(struct ftk_judge *j, const cJSON *kase, struct ftk_judge_result *notes);
 
 /* Free a judge.  NULL is allowed. */
 void ftk_judge_destroy(struct ftk_judge *j);

@@ -169,4 +169,5 @@ const struct ftk_judge_ops ftk_judge_llm_ops = {
 	/* .create  = */ create,
 	/* .score   = */ score,
 	/* .destroy = */ destroy,
+	/* .check   = */ NULL,
 };

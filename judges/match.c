@@ -304,4 +304,5 @@ const struct ftk_judge_ops ftk_judge_match_ops = {
 	/* .create  = */ create,
 	/* .score   = */ score,
 	/* .destroy = */ destroy,
+	/* .check   = */ NULL,
 };

@@ -151,4 +151,5 @@ const struct ftk_judge_ops ftk_judge_regex_ops = {
 	/* .create  = */ create,
 	/* .score   = */ score,
 	/* .destroy = */ destroy,
+	/* .check   = */ NULL,
 };

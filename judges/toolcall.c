@@ -26,8 +26,18 @@
  *   - an accepted-answer list holding "" marks the parameter optional; a
  *     parameter whose list lacks "" must be given ("missing_optional");
  *   - the number of calls must be the expected number ("wrong_count"), and
- *     parallel calls are matched regardless of order (each expected call
- *     takes the first unmatched model call that passes).
+ *     parallel calls are matched regardless of order.
+ *
+ * Pairing parallel calls is where this judge departs from BFCL by default.
+ * BFCL pairs greedily: each expected call takes the first unmatched model
+ * call that passes, which rejects valid answers when an early expected call
+ * with an optional parameter takes the model call a later one needs.  Here
+ * the pairing is a maximum bipartite matching over the table of which model
+ * call satisfies which expected call, grown from the greedy pairing so the
+ * two agree wherever greedy succeeds; "matching": "bfcl" keeps the greedy
+ * verdict, and a case the two score differently is flagged
+ * "order_dependent".  The judge's check op warns, before a run, about ground
+ * truth no output can satisfy.
  *
  * Where this judge is more lenient than BFCL, and why: integers are accepted
  * for floats inside lists too (BFCL only converts at the top level, which
@@ -1230,25 +1240,35 @@ static int check_call(const struct ftk_call *c, const char *want, const cJSON *a
 /* ================================================================= judge */
 
 enum { SCHEMA_OFF, SCHEMA_REPORT, SCHEMA_REQUIRE };
+enum { MATCH_MAX, MATCH_BFCL };
 
 struct tc {
 	int strict_order;
 	int schema;		/* SCHEMA_* */
 	int dots;
+	int matching;		/* MATCH_*: how parallel calls are paired */
 };
 
 static int create(void **state, const cJSON *s, const struct ftk_judge_env *env,
 		  struct ftk_error *err)
 {
-	static const char *const known[] = { "order", "schema", "dots", NULL };
-	const char *order, *schema;
+	static const char *const known[] = { "order", "schema", "dots", "matching", NULL };
+	const char *order, *schema, *matching;
 	struct tc t;
 	int rc;
 	if ((rc = jset_known(s, known, err)) < 0 ||
 	    (rc = jset_str(s, "order", "any", &order, err)) < 0 ||
 	    (rc = jset_str(s, "schema", "report", &schema, err)) < 0 ||
-	    (rc = jset_bool(s, "dots", 1, &t.dots, err)) < 0)
+	    (rc = jset_bool(s, "dots", 1, &t.dots, err)) < 0 ||
+	    (rc = jset_str(s, "matching", "max", &matching, err)) < 0)
 		return rc;
+	if (!strcmp(matching, "max"))
+		t.matching = MATCH_MAX;
+	else if (!strcmp(matching, "bfcl"))
+		t.matching = MATCH_BFCL;
+	else
+		return ftk_error_set(err, FTK_EDATA, NULL, 0, "settings.matching",
+				     "'matching' must be \"max\" or \"bfcl\", not '%s'", matching);
 	if (!strcmp(schema, "off"))
 		t.schema = SCHEMA_OFF;
 	else if (!strcmp(schema, "report"))
@@ -1378,6 +1398,162 @@ static const struct tool *find_tool(const struct tool *tools, size_t n, const ch
 	return NULL;
 }
 
+/* ============================================================== matching */
+
+/*
+ * Every (expected call, model call) pair checked once: whether the model
+ * call satisfies the expected one, and if not, why.  Both matchings and
+ * every failure message are read from this table.
+ */
+struct pairs {
+	size_t ne, nc;
+	unsigned char *ok;	/* (ne, nc): 1 when model call c satisfies expected call e */
+	struct verdict *why;	/* (ne, nc): the failure when not ok (kind "" when not tried) */
+};
+
+static void pairs_check(struct pairs *pr, const cJSON *gt, const struct ftk_calls *calls,
+			const struct tool *tools, size_t ntools, const struct tc *t)
+{
+	pr->ne = (size_t)cJSON_GetArraySize(gt);
+	pr->nc = calls->n;
+	pr->ok = xcalloc(pr->ne * pr->nc + 1, 1);
+	pr->why = xcalloc(pr->ne * pr->nc + 1, sizeof(*pr->why));
+	size_t e = 0;
+	const cJSON *x;
+	cJSON_ArrayForEach(x, gt) {
+		const char *want = x->child->string;
+		const struct tool *tool = find_tool(tools, ntools, want);
+		for (size_t k = 0; k < pr->nc; k++) {
+			if (t->strict_order && k != e)
+				continue;
+			pr->ok[e * pr->nc + k] = (unsigned char)check_call(&calls->v[k], want, x->child, tool,
+									  t->dots, tools, ntools,
+									  &pr->why[e * pr->nc + k]);
+		}
+		e++;
+	}
+}
+
+static void pairs_release(struct pairs *pr)
+{
+	free(pr->ok);
+	free(pr->why);
+}
+
+/*
+ * BFCL's matching (parallel_function_checker_no_order): each expected call,
+ * in order, takes the first model call not yet taken that satisfies it.
+ * Fills m[e] (model call or -1) and returns how many expected calls matched.
+ */
+static size_t match_greedy(const struct pairs *pr, long *m)
+{
+	unsigned char *taken = xcalloc(pr->nc + 1, 1);
+	size_t n = 0;
+	for (size_t e = 0; e < pr->ne; e++) {
+		m[e] = -1;
+		for (size_t k = 0; k < pr->nc; k++)
+			if (!taken[k] && pr->ok[e * pr->nc + k]) {
+				m[e] = (long)k;
+				taken[k] = 1;
+				n++;
+				break;
+			}
+	}
+	free(taken);
+	return n;
+}
+
+/* Kuhn's augmenting path from expected call e; owner[k] is k's expected call or -1. */
+static int augment(const struct pairs *pr, size_t e, long *m, long *owner, unsigned char *seen)
+{
+	for (size_t k = 0; k < pr->nc; k++) {
+		if (!pr->ok[e * pr->nc + k] || seen[k])
+			continue;
+		seen[k] = 1;
+		if (owner[k] < 0 || augment(pr, (size_t)owner[k], m, owner, seen)) {
+			owner[k] = (long)e;
+			m[e] = (long)k;
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/*
+ * A maximum one-to-one matching, grown from BFCL's greedy one by augmenting
+ * paths, so that where greedy matches every call the two agree call for
+ * call.  Fills m[e] and returns its size.
+ */
+static size_t match_max(const struct pairs *pr, const long *greedy, long *m)
+{
+	long *owner = xmalloc((pr->nc + 1) * sizeof(long));
+	unsigned char *seen = xmalloc(pr->nc + 1);
+	size_t n = 0;
+	for (size_t k = 0; k < pr->nc; k++)
+		owner[k] = -1;
+	for (size_t e = 0; e < pr->ne; e++) {
+		m[e] = greedy[e];
+		if (m[e] >= 0) {
+			owner[m[e]] = (long)e;
+			n++;
+		}
+	}
+	for (size_t e = 0; e < pr->ne; e++) {
+		if (m[e] >= 0)
+			continue;
+		memset(seen, 0, pr->nc + 1);
+		n += (size_t)augment(pr, e, m, owner, seen);
+	}
+	free(owner);
+	free(seen);
+	return n;
+}
+
+/* The most telling failure: one with the right function name beats a wrong name. */
+static int better(const struct verdict *cand, const struct verdict *best)
+{
+	if (!cand->kind[0])
+		return 0;
+	if (!best->kind[0])
+		return 1;
+	return !strcmp(best->kind, "wrong_function") && strcmp(cand->kind, "wrong_function");
+}
+
+/*
+ * Why the first unmatched expected call found no model call: its most
+ * telling failure against the model calls left unmatched.
+ */
+static void first_failure(const struct pairs *pr, const long *m, const int *matched,
+			  const cJSON *gt, struct verdict *out)
+{
+	for (size_t e = 0; e < pr->ne; e++) {
+		if (m[e] >= 0)
+			continue;
+		struct verdict best = { "", "" };
+		for (size_t k = 0; k < pr->nc; k++)
+			if (!matched[k] && better(&pr->why[e * pr->nc + k], &best))
+				best = pr->why[e * pr->nc + k];
+		if (best.kind[0])
+			*out = best;
+		else
+			bad(out, "wrong_count", "no model call left for expected call '%s'",
+			    cJSON_GetArrayItem(gt, (int)e)->child->string);
+		return;
+	}
+}
+
+/* Why model call k matched nothing: against the unmatched expected calls first. */
+static void model_call_failure(const struct pairs *pr, size_t k, const long *m, struct verdict *out)
+{
+	struct verdict best = { "", "" };
+	for (int pass = 0; pass < 2 && !best.kind[0]; pass++)
+		for (size_t e = 0; e < pr->ne; e++)
+			if ((pass == 1 || m[e] < 0) && better(&pr->why[e * pr->nc + k], &best))
+				best = pr->why[e * pr->nc + k];
+	if (best.kind[0])
+		*out = best;
+}
+
 static int score(void *state, const cJSON *kase, const struct ftk_judge_output *out,
 		 struct ftk_judge_result *res, struct ftk_error *err)
 {
@@ -1420,47 +1596,35 @@ static int score(void *state, const cJSON *kase, const struct ftk_judge_output *
 		correct = 0;
 		bad(&first, "wrong_count", "%zu call(s), expected %zu", calls.n, nexp);
 	}
-	/* match each expected call to a model call (any order, or strict order) */
-	size_t ei = 0;
-	const cJSON *e;
-	cJSON_ArrayForEach(e, gt) {
-		const char *want = e->child->string;
-		const cJSON *answers = e->child;
-		const struct tool *tool = find_tool(tools, ntools, want);
-		int got = -1;
-		struct verdict best = { "", "" };
-		int best_rank = -1;
-		for (size_t k = 0; k < calls.n; k++) {
-			if (matched[k] || (t->strict_order && k != ei))
-				continue;
-			struct verdict vd = { "", "" };
-			if (check_call(&calls.v[k], want, answers, tool, t->dots, tools, ntools, &vd)) {
-				got = (int)k;
-				break;
-			}
-			/* the most telling failure: one with the right name beats a wrong name */
-			int rank = strcmp(vd.kind, "wrong_function") ? 1 : 0;
-			if (rank > best_rank) {
-				best = vd;
-				best_rank = rank;
-			}
-			if (!vds[k].kind[0] || rank > 0)
-				vds[k] = vd;
-		}
-		if (got >= 0) {
-			matched[got] = (int)ei + 1;
-		} else {
-			correct = 0;
-			if (!first.kind[0]) {
-				if (best.kind[0])
-					first = best;
-				else
-					bad(&first, "wrong_count", "no model call left for expected call '%s'",
-					    want);
-			}
-		}
-		ei++;
+	struct pairs pr;
+	pairs_check(&pr, gt, &calls, tools, ntools, t);
+	long *greedy = xcalloc(nexp + 1, sizeof(long));
+	long *onetoone = xcalloc(nexp + 1, sizeof(long));
+	size_t n_greedy = match_greedy(&pr, greedy);
+	size_t n_onetoone = match_max(&pr, greedy, onetoone);
+	const long *use = t->matching == MATCH_BFCL ? greedy : onetoone;
+	for (size_t e = 0; e < nexp; e++)
+		if (use[e] >= 0)
+			matched[use[e]] = (int)e + 1;
+	if ((t->matching == MATCH_BFCL ? n_greedy : n_onetoone) < nexp) {
+		correct = 0;
+		if (!first.kind[0])
+			first_failure(&pr, use, matched, gt, &first);
 	}
+	/* the two matchings disagree only when the order of the calls decides */
+	if (!calls.malformed && calls.n == nexp && n_greedy != n_onetoone && n_onetoone == nexp) {
+		ftk_judge_add_flag(res, "order_dependent",
+				   "BFCL's greedy matching %s these calls (an expected call takes a model call that a later one needs); "
+				   "a one-to-one matching %s them",
+				   t->matching == MATCH_BFCL ? "rejects (the verdict here)" : "would reject",
+				   t->matching == MATCH_BFCL ? "would accept" : "accepts (the verdict here)");
+	}
+	for (size_t k = 0; k < calls.n; k++)
+		if (!matched[k])
+			model_call_failure(&pr, k, use, &vds[k]);
+	pairs_release(&pr);
+	free(greedy);
+	free(onetoone);
 	/* schema validation of every call against its tool */
 	int schema_valid = calls.n > 0 && !calls.malformed;
 	for (size_t k = 0; t->schema != SCHEMA_OFF && k < calls.n; k++) {
@@ -1531,10 +1695,82 @@ static int score(void *state, const cJSON *kase, const struct ftk_judge_output *
 	return 0;
 }
 
+/*
+ * Ground truth that no output can satisfy, found before any output is
+ * judged, parameter by parameter: check_call refuses a parameter that is
+ * given unless the tool declares it and the answers list the value, and one
+ * left out unless the tool does not require it and the answers hold "".  So
+ * a parameter is unsatisfiable when its accepted list is empty, when the tool
+ * does not declare it and the answers do not let it be left out, when the
+ * tool requires it and "" is its only answer, or when the tool requires it
+ * and the answers do not list it.  A contradiction that leaves a way to pass
+ * (BFCL's simple_python_17: "formatted" required, answers [true, ""]) is not
+ * warned about: the case can be answered right.  A case the scorer refuses
+ * outright (no expected calls) is left to it.
+ */
+static int check(void *state, const cJSON *kase, struct ftk_judge_result *notes)
+{
+	(void)state;
+	struct tool *tools = NULL;
+	size_t ntools = 0;
+	cJSON *gt = NULL;
+	struct ftk_error e;
+	if (read_tools(kase, &tools, &ntools, &e) < 0)
+		return 0;
+	if (read_expected(kase, &gt, &e) < 0) {
+		free(tools);
+		return 0;
+	}
+	size_t before = notes->nflags;
+	int i = 0;
+	const cJSON *x;
+	cJSON_ArrayForEach(x, gt) {
+		const char *want = x->child->string;
+		const struct tool *tool = find_tool(tools, ntools, want);
+		const cJSON *props = tool ? cJSON_GetObjectItemCaseSensitive(tool->params, "properties") : NULL;
+		const cJSON *req = tool ? cJSON_GetObjectItemCaseSensitive(tool->params, "required") : NULL;
+		const cJSON *p;
+		cJSON_ArrayForEach(p, x->child) {
+			int opt = 0, values = 0, required = 0;
+			const cJSON *a;
+			cJSON_ArrayForEach(a, p) {
+				opt |= is_empty_marker(a);
+				values += !is_empty_marker(a);
+			}
+			cJSON_ArrayForEach(a, req) required |= cJSON_IsString(a) && !strcmp(a->valuestring, p->string);
+			if (cJSON_GetArraySize(p) == 0)
+				ftk_judge_add_flag(notes, "no_accepted_value",
+						   "expected.tool_calls[%d] '%s': parameter '%s' has an empty list of accepted values: giving it and leaving it out are both wrong",
+						   i, want, p->string);
+			else if (tool && !opt && !(props && cJSON_GetObjectItemCaseSensitive(props, p->string)))
+				ftk_judge_add_flag(notes, "undeclared_param",
+						   "expected.tool_calls[%d] '%s': parameter '%s' is not declared by the tool, and the answers need it: giving it and leaving it out are both wrong",
+						   i, want, p->string);
+			else if (required && !values)
+				ftk_judge_add_flag(notes, "required_marked_optional",
+						   "expected.tool_calls[%d] '%s': parameter '%s' is required by the tool but its only accepted answer is \"\" (optional): giving it and leaving it out are both wrong",
+						   i, want, p->string);
+		}
+		/* a parameter the tool requires that the answers do not list */
+		const cJSON *r;
+		cJSON_ArrayForEach(r, req) {
+			if (cJSON_IsString(r) && !cJSON_GetObjectItemCaseSensitive(x->child, r->valuestring))
+				ftk_judge_add_flag(notes, "required_not_expected",
+						   "expected.tool_calls[%d] '%s': parameter '%s' is required by the tool but not in the accepted answers: giving it and leaving it out are both wrong",
+						   i, want, r->valuestring);
+		}
+		i++;
+	}
+	cJSON_Delete(gt);
+	free(tools);
+	return (int)(notes->nflags - before);
+}
+
 const struct ftk_judge_ops ftk_judge_toolcall_ops = {
 	/* .name    = */ "toolcall",
 	/* .summary = */ "function calls match the expected ones by BFCL's rules and the tools' JSON Schemas",
 	/* .create  = */ create,
 	/* .score   = */ score,
 	/* .destroy = */ destroy,
+	/* .check   = */ check,
 };

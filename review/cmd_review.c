@@ -234,6 +234,20 @@ static void build_citations(struct ui *u, const struct item *it, const cJSON *de
 			add_text(u, pre, sb.buf, COLOR_PAIR(bad ? C_CITED_BAD : C_CITED_OK));
 			strbuf_release(&sb);
 			free(t);
+			/* the judge's verdict on this citation, when it is not a good one */
+			const cJSON *v;
+			cJSON_ArrayForEach(v, cJSON_GetObjectItemCaseSensitive(s, "cited"))
+			{
+				const cJSON *src = cJSON_GetObjectItemCaseSensitive(v, "source");
+				const char *verdict = jstr(v, "verdict");
+				if (!cJSON_IsNumber(src) || (int)src->valuedouble != n || !verdict ||
+				    !strcmp(verdict, "relevant"))
+					continue;
+				struct strbuf r = STRBUF_INIT;
+				strbuf_addf(&r, "%s: %s", verdict, jstr(v, "reason") ? jstr(v, "reason") : "");
+				add_text(u, "        ", r.buf, COLOR_PAIR(C_DIM));
+				strbuf_release(&r);
+			}
 		}
 		const cJSON *why = cJSON_GetObjectItemCaseSensitive(s, "why");
 		if (!sup && why) {

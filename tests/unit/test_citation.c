@@ -149,6 +149,143 @@ START_TEST(entailment_offline)
 }
 END_TEST
 
+
+/*
+ * Issue 17.10: the classes of the offline judge's misses against ALCE's
+ * human labels, each a few sentence/passage pairs in the manner of ALCE's
+ * answers (the demonstrations in datasets/alce/prompts), with the verdict a
+ * person gives.  The pairs marked 1 were refused before the fix (classes
+ * 1-4) and those marked 0 accepted (class 5); the others guard the fix
+ * against reaching too far and held before and after.
+ */
+struct pair {
+	const char *premise, *claim;
+	int want;
+};
+
+static void verdicts_are(const char *cls, const struct pair *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		cJSON *why = cJSON_CreateObject();
+		int got = ftk_entail_offline(v[i].premise, v[i].claim, NULL, why);
+		char *w = cJSON_PrintUnformatted(why);
+		ck_assert_msg(got == v[i].want, "%s: '%s' judged %s by '%.60s...' (%s)", cls, v[i].claim,
+			      got ? "supported" : "unsupported", v[i].premise, w);
+		free(w);
+		cJSON_Delete(why);
+	}
+}
+
+/* 1. A capitalized ordinary word opening a sentence is not a name. */
+START_TEST(entail_sentence_opener)
+{
+	static const struct pair v[] = {
+		{ "Title: Sunni and Shia Islam\nSunni and Shia identities (the 2 main branches of Islam) first formed around a dispute over leadership succession.",
+		  "Nowadays, Sunni and Shia are the main branches of Islam.", 1 },
+		{ "The Treaty of Paris was signed September 3, 1783, formally ending the conflict.",
+		  "Later, the Treaty of Paris was signed on September 3, 1783.", 1 },
+		{ "In New York City, Mayor Bloomberg has banned citizens from donating food directly to homeless shelters.",
+		  "Additionally, Bloomberg banned citizens from donating food directly to homeless shelters.", 1 },
+		{ "Mawsynram receives one of the highest rainfalls in India.",
+		  "Reportedly, Mawsynram receives one of the highest rainfalls in India.", 1 },
+		{ "Gong Li won the Volpi Cup for Best Actress at Venice for The Story of Qiu Ju.",
+		  "According to critics, Gong Li won the Volpi Cup for Best Actress at Venice.", 1 },
+		/* a name that opens a sentence still has to be in the passage */
+		{ "Mawsynram receives one of the highest rainfalls in India.",
+		  "Cherrapunji receives one of the highest rainfalls in India.", 0 },
+		{ "The Treaty of Paris was signed September 3, 1783, formally ending the conflict.",
+		  "Versailles was signed September 3, 1783, formally ending the conflict.", 0 },
+	};
+	verdicts_are("sentence opener", v, sizeof(v) / sizeof(v[0]));
+}
+END_TEST
+
+/* 2. Ordinals and digits: "16th" and "16", "first" and "1". */
+START_TEST(entail_ordinals)
+{
+	static const struct pair v[] = {
+		{ "The series was renewed for season 16 in May 2019.",
+		  "The series was renewed for a 16th season in May 2019.", 1 },
+		{ "The first season premiered on March 3, 2005.",
+		  "Season 1 premiered on March 3, 2005.", 1 },
+		{ "She finished second in the 2012 Boston Marathon.",
+		  "She finished 2nd in the 2012 Boston Marathon.", 1 },
+		{ "Louis XIV was 4 when he became king in 1643, the third Bourbon king.",
+		  "Louis XIV was the 3rd Bourbon king.", 1 },
+		/* another number is still another number */
+		{ "The series was renewed for season 15 in May 2019.",
+		  "The series was renewed for a 16th season in May 2019.", 0 },
+		{ "The first season premiered on March 3, 2005.",
+		  "Season 2 premiered on March 3, 2005.", 0 },
+	};
+	verdicts_are("ordinals", v, sizeof(v) / sizeof(v[0]));
+}
+END_TEST
+
+/* 3. A negation refutes only a claim that covers what it negates. */
+START_TEST(entail_negation_scope)
+{
+	static const struct pair v[] = {
+		{ "The film was not released in theaters but was shown on television in 1995.",
+		  "The film was released on television in 1995.", 1 },
+		{ "Shute did not publish Marazan under his full name; the novel appeared in 1926.",
+		  "Shute published Marazan in 1926.", 1 },
+		{ "Gong Li never worked with Chen Kaige before Farewell My Concubine, which won the Palme d'Or in 1993.",
+		  "Gong Li worked on Farewell My Concubine, which won the Palme d'Or in 1993.", 1 },
+		/* a negation of what the claim says still refutes it */
+		{ "The film was not released in theaters.", "The film was released in theaters.", 0 },
+		{ "Gong Li was not awarded the Oscar for Best Actress in 1993.",
+		  "Gong Li was awarded the Oscar for Best Actress.", 0 },
+		{ "Mawsynram is not the capital of Meghalaya.", "Mawsynram is the capital of Meghalaya.", 0 },
+	};
+	verdicts_are("negation scope", v, sizeof(v) / sizeof(v[0]));
+}
+END_TEST
+
+/* 4. One-letter spelling variants of long names. */
+START_TEST(entail_name_variants)
+{
+	static const struct pair v[] = {
+		{ "The ideological practice of the Sunni branch strictly follows Prophet Muhammad and his teachings.",
+		  "The Sunni branch strictly follows Prophet Mohammad and his teachings.", 1 },
+		{ "Fyodor Dostoevsky wrote Crime and Punishment in 1866.",
+		  "Crime and Punishment was written by Fyodor Dostoyevsky in 1866.", 1 },
+		{ "Libya was ruled by Muammar Gaddafi from 1969 until 2011.",
+		  "Muammar Qaddafi ruled Libya from 1969 until 2011.", 1 },
+		/* two letters, a short name, a number: not variants */
+		{ "Sydney is the largest city in Australia.", "Sydney is the largest city in Austria.", 0 },
+		{ "Mali is a country in West Africa.", "Bali is a country in West Africa.", 0 },
+		{ "The Treaty of Paris was signed in 1783.", "The Treaty of Paris was signed in 1784.", 0 },
+	};
+	verdicts_are("name variants", v, sizeof(v) / sizeof(v[0]));
+}
+END_TEST
+
+/* 5. A number in the passage that belongs to another fact. */
+START_TEST(entail_number_of_another_fact)
+{
+	static const struct pair v[] = {
+		{ "Lloró, Colombia reported an average annual rainfall of 12,717 mm between 1952 and 1989. "
+		  "Mawsynram, India has an average annual rainfall of 11,872 mm.",
+		  "Mawsynram has an average annual rainfall of 12,717 mm.", 0 },
+		{ "Gong Li won the Volpi Cup in 1992. In 1993, Zhang Yimou's film won the Golden Bear.",
+		  "Gong Li won the Volpi Cup in 1993.", 0 },
+		{ "The Treaty of Paris was signed on September 3, 1783. The Battle of Yorktown ended in 1781.",
+		  "The Treaty of Paris was signed in 1781.", 0 },
+		/* the number's own fact, named or referred to by a pronoun */
+		{ "Lloró, Colombia reported an average annual rainfall of 12,717 mm between 1952 and 1989. "
+		  "Mawsynram, India has an average annual rainfall of 11,872 mm.",
+		  "Lloró, Colombia reported an average annual rainfall of 12,717 mm.", 1 },
+		{ "Title: Mawsynram\nMawsynram is a village in Meghalaya, India. It receives an average annual "
+		  "rainfall of 11,872 millimetres.",
+		  "Mawsynram has an average annual rainfall of 11,872 millimetres.", 1 },
+		{ "Gong Li won the Volpi Cup in 1992. In 1993, Zhang Yimou's film won the Golden Bear.",
+		  "Gong Li won the Volpi Cup in 1992.", 1 },
+	};
+	verdicts_are("number of another fact", v, sizeof(v) / sizeof(v[0]));
+}
+END_TEST
+
 /* ---------------------------------------------------------------- judging */
 
 struct scores {
@@ -222,6 +359,94 @@ START_TEST(alce_precision_definition)
 	s = judge_text(j, kase, "The Eiffel Tower was completed in 1889 [7].");
 	ck_assert_double_eq(s.recall, 0);
 	ck_assert_uint_eq(s.fabricated_flags, 1);
+	ftk_judge_destroy(j);
+	cJSON_Delete(kase);
+}
+END_TEST
+
+
+/*
+ * Issue 17.11: each sentence and each citation marker carry their place in
+ * the output, in code points (what Python's str indexes: output[start:end]),
+ * and each citation its verdict by ALCE's precision rule.  The offsets below
+ * were computed with Python's str.index on the same text; the em dashes and
+ * 【】 are 3 bytes but one code point each, so byte offsets would differ.
+ */
+static const cJSON *cited_of(const cJSON *sent, int source)
+{
+	const cJSON *c;
+	cJSON_ArrayForEach(c, cJSON_GetObjectItem(sent, "cited"))
+		if (cJSON_GetObjectItem(c, "source")->valueint == source)
+			return c;
+	return NULL;
+}
+
+static void cite_is(const cJSON *sent, int source, long start, long end, const char *verdict,
+		    int relevant, int counted)
+{
+	const cJSON *c = cited_of(sent, source);
+	ck_assert_msg(c != NULL, "no citation of %d", source);
+	ck_assert_int_eq(cJSON_GetObjectItem(c, "start")->valueint, start);
+	ck_assert_int_eq(cJSON_GetObjectItem(c, "end")->valueint, end);
+	ck_assert_str_eq(cJSON_GetObjectItem(c, "verdict")->valuestring, verdict);
+	ck_assert_int_eq(cJSON_IsTrue(cJSON_GetObjectItem(c, "relevant")), relevant);
+	ck_assert_int_eq(cJSON_IsTrue(cJSON_GetObjectItem(c, "counted")), counted);
+	ck_assert(strlen(cJSON_GetObjectItem(c, "reason")->valuestring) > 10);
+}
+
+START_TEST(sentence_detail_offsets_and_verdicts)
+{
+	cJSON *kase = cJSON_Parse(
+		"{\"id\":\"o\",\"sources\":["
+		"{\"title\":\"Eiffel Tower\",\"text\":\"The Eiffel Tower in Paris was completed in 1889.\"},"
+		"{\"title\":\"Bagels\",\"text\":\"Bagels are boiled before they are baked.\"},"
+		"{\"title\":\"Gustave Eiffel\",\"text\":\"Gustave Eiffel's company built the tower.\"}]}");
+	struct ftk_judge *j = new_judge(NULL);
+	const char *text = "<think>x</think>The Eiffel Tower \xe2\x80\x94 in Paris \xe2\x80\x94 was completed in 1889 [1][2]. "
+			   "Bagels are boiled before they are baked\xe3\x80\x90" "2\xe3\x80\x91. "
+			   "Gustave Eiffel's company built the tower [3][9].";
+	struct ftk_judge_output out = { text, NULL, "stop" };
+	struct ftk_judge_result r;
+	struct ftk_error e;
+	ftk_judge_result_init(&r);
+	ck_assert_int_eq(ftk_judge_score(j, kase, &out, &r, &e), 0);
+	const cJSON *sents = cJSON_GetObjectItem(r.detail, "sentences");
+	ck_assert_int_eq(cJSON_GetArraySize(sents), 3);
+	const cJSON *s0 = cJSON_GetArrayItem(sents, 0), *s1 = cJSON_GetArrayItem(sents, 1),
+		    *s2 = cJSON_GetArrayItem(sents, 2);
+	ck_assert_int_eq(cJSON_GetObjectItem(s0, "start")->valueint, 16);
+	ck_assert_int_eq(cJSON_GetObjectItem(s0, "end")->valueint, 75);
+	ck_assert_int_eq(cJSON_GetObjectItem(s1, "start")->valueint, 76);
+	ck_assert_int_eq(cJSON_GetObjectItem(s1, "end")->valueint, 119);
+	ck_assert_int_eq(cJSON_GetObjectItem(s2, "start")->valueint, 120);
+	ck_assert_int_eq(cJSON_GetObjectItem(s2, "end")->valueint, 168);
+	/* [1] supports the sentence alone; [2] does not, and [1] does without it */
+	cite_is(s0, 1, 68, 71, "relevant", 1, 1);
+	cite_is(s0, 2, 71, 74, "irrelevant", 0, 1);
+	cite_is(s1, 2, 115, 118, "relevant", 1, 1);
+	/* a source past the list: the sentence is unsupported, nothing counted (ALCE) */
+	cite_is(s2, 3, 161, 164, "unsupported", 0, 0);
+	cite_is(s2, 9, 164, 167, "fabricated", 0, 0);
+	/* precision is what the verdicts say: relevant / counted = 2 / 3 */
+	ck_assert_double_eq_tol(ftk_judge_find_metric(&r, "citation.precision")->value, 2.0 / 3, 1e-12);
+	ftk_judge_result_release(&r);
+
+	/* needed together; the wrong source; past max_citations */
+	ftk_judge_destroy(j);
+	j = new_judge("{\"max_citations\":2}");
+	out.text = "The Eiffel Tower in Paris, built by Gustave Eiffel's company, was completed in 1889 [1][3][2]. "
+		   "The Eiffel Tower was completed in 1889 [2].";
+	ftk_judge_result_init(&r);
+	ck_assert_int_eq(ftk_judge_score(j, kase, &out, &r, &e), 0);
+	sents = cJSON_GetObjectItem(r.detail, "sentences");
+	s0 = cJSON_GetArrayItem(sents, 0);
+	s1 = cJSON_GetArrayItem(sents, 1);
+	cite_is(s0, 1, 84, 87, "relevant", 1, 1);
+	cite_is(s0, 3, 87, 90, "relevant", 1, 1);
+	cite_is(s0, 2, 90, 93, "not_checked", 0, 0);
+	ck_assert_int_eq(cJSON_GetObjectItem(s1, "start")->valueint, 95);
+	cite_is(s1, 2, 134, 137, "unsupported", 0, 1);
+	ftk_judge_result_release(&r);
 	ftk_judge_destroy(j);
 	cJSON_Delete(kase);
 }
@@ -323,7 +548,13 @@ static Suite *suite(void)
 	tcase_add_test(t, sentence_splitting);
 	tcase_add_test(t, stemmer);
 	tcase_add_test(t, entailment_offline);
+	tcase_add_test(t, entail_sentence_opener);
+	tcase_add_test(t, entail_ordinals);
+	tcase_add_test(t, entail_negation_scope);
+	tcase_add_test(t, entail_name_variants);
+	tcase_add_test(t, entail_number_of_another_fact);
 	tcase_add_test(t, alce_precision_definition);
+	tcase_add_test(t, sentence_detail_offsets_and_verdicts);
 	tcase_add_test(t, alce_demonstrations);
 	suite_add_tcase(s, t);
 	return s;

@@ -815,6 +815,323 @@ START_TEST(schema_checked)
 }
 END_TEST
 
+/*
+ * Issue 17.9: BFCL's greedy pairing of parallel calls.  Built on the shape
+ * of BFCL's simple_python_0 (calculate_triangle_area, "unit" optional): the
+ * first expected call accepts a call with or without "unit", the second
+ * needs "unit".  A model that writes the call with "unit" first has it
+ * taken by the first expected call, and BFCL then rejects the pair; a
+ * one-to-one matching pairs them the other way and accepts.
+ */
+static cJSON *triangle_case(const char *second_unit)
+{
+	char buf[1400];
+	snprintf(buf, sizeof(buf),
+		 "{\"id\":\"parallel_tri\",\"tools\":[{\"name\":\"calculate_triangle_area\","
+		 "\"description\":\"Calculate the area of a triangle given its base and height.\","
+		 "\"parameters\":{\"type\":\"dict\",\"properties\":{\"base\":{\"type\":\"integer\"},"
+		 "\"height\":{\"type\":\"integer\"},\"unit\":{\"type\":\"string\"}},"
+		 "\"required\":[\"base\",\"height\"]}}],"
+		 "\"expected\":{\"tool_calls\":["
+		 "{\"calculate_triangle_area\":{\"base\":[10],\"height\":[5],\"unit\":[\"units\",\"\"]}},"
+		 "{\"calculate_triangle_area\":{\"base\":[10],\"height\":[5],\"unit\":[%s]}}]}}",
+		 second_unit);
+	cJSON *c = cJSON_Parse(buf);
+	ck_assert_ptr_nonnull(c);
+	return c;
+}
+
+struct scored {
+	int correct;
+	char kind[64];
+	int order_dependent;
+	int matched[4];		/* detail calls[i].matched, -1 for null */
+};
+
+static struct scored score_calls(struct ftk_judge *j, const cJSON *kase, const char *text)
+{
+	struct ftk_judge_output out = { text, NULL, "stop" };
+	struct ftk_judge_result r;
+	struct ftk_error e;
+	struct scored s = { 0, "", 0, { -1, -1, -1, -1 } };
+	ftk_judge_result_init(&r);
+	ck_assert_msg(ftk_judge_score(j, kase, &out, &r, &e) == 0, "%s", e.msg);
+	s.correct = ftk_judge_find_metric(&r, "toolcall.correct")->value == 1;
+	if (r.nfailures)
+		snprintf(s.kind, sizeof(s.kind), "%s", r.failures[0].kind);
+	for (size_t i = 0; i < r.nflags; i++)
+		s.order_dependent += !strcmp(r.flags[i].kind, "order_dependent");
+	int i = 0;
+	const cJSON *c;
+	cJSON_ArrayForEach(c, cJSON_GetObjectItem(r.detail, "calls")) {
+		const cJSON *m = cJSON_GetObjectItem(c, "matched");
+		if (i < 4)
+			s.matched[i++] = cJSON_IsNumber(m) ? m->valueint : -1;
+	}
+	ftk_judge_result_release(&r);
+	return s;
+}
+
+START_TEST(parallel_matching)
+{
+	cJSON *kase = triangle_case("\"units\"");
+	struct ftk_judge *jm = new_judge(NULL);
+	struct ftk_judge *jb = new_judge("{\"matching\":\"bfcl\"}");
+	const char *with_first = "[calculate_triangle_area(base=10, height=5, unit='units'), "
+				 "calculate_triangle_area(base=10, height=5)]";
+	const char *without_first = "[calculate_triangle_area(base=10, height=5), "
+				    "calculate_triangle_area(base=10, height=5, unit='units')]";
+	/* the order greedy rejects: accepted by default, flagged */
+	struct scored s = score_calls(jm, kase, with_first);
+	ck_assert_msg(s.correct, "one-to-one matching rejected a valid order: %s", s.kind);
+	ck_assert_int_eq(s.order_dependent, 1);
+	ck_assert_int_eq(s.matched[0], 1);	/* the call with "unit" is the second expected one */
+	ck_assert_int_eq(s.matched[1], 0);
+	/* "matching": "bfcl" keeps BFCL's verdict, and flags it too */
+	s = score_calls(jb, kase, with_first);
+	ck_assert(!s.correct);
+	ck_assert_str_eq(s.kind, "missing_optional");
+	ck_assert_int_eq(s.order_dependent, 1);
+	ck_assert_int_eq(s.matched[0], 0);
+	ck_assert_int_eq(s.matched[1], -1);
+	/* the order greedy accepts: both agree, nothing to flag */
+	s = score_calls(jm, kase, without_first);
+	ck_assert(s.correct);
+	ck_assert_int_eq(s.order_dependent, 0);
+	s = score_calls(jb, kase, without_first);
+	ck_assert(s.correct);
+	ck_assert_int_eq(s.order_dependent, 0);
+	/* no pairing can work (neither call gives "unit"): both reject, no flag */
+	s = score_calls(jm, kase, "[calculate_triangle_area(base=10, height=5), calculate_triangle_area(base=10, height=5)]");
+	ck_assert(!s.correct);
+	ck_assert_str_eq(s.kind, "missing_optional");
+	ck_assert_int_eq(s.order_dependent, 0);
+	/* a wrong count is wrong whatever the pairing */
+	s = score_calls(jm, kase, "[calculate_triangle_area(base=10, height=5, unit='units')]");
+	ck_assert(!s.correct);
+	ck_assert_str_eq(s.kind, "wrong_count");
+	ck_assert_int_eq(s.order_dependent, 0);
+	ftk_judge_destroy(jm);
+	ftk_judge_destroy(jb);
+	cJSON_Delete(kase);
+
+	/* a longer chain: three calls, each expected call but the last accepts two */
+	kase = cJSON_Parse("{\"id\":\"chain\",\"tools\":[{\"name\":\"f\",\"parameters\":{\"type\":\"dict\","
+			   "\"properties\":{\"a\":{\"type\":\"integer\"}},\"required\":[]}}],"
+			   "\"expected\":{\"tool_calls\":[{\"f\":{\"a\":[1,2]}},{\"f\":{\"a\":[2,3]}},{\"f\":{\"a\":[1]}}]}}");
+	jm = new_judge(NULL);
+	jb = new_judge("{\"matching\":\"bfcl\"}");
+	s = score_calls(jm, kase, "[f(a=1), f(a=2), f(a=3)]");
+	ck_assert(s.correct);
+	ck_assert_int_eq(s.order_dependent, 1);
+	ck_assert_int_eq(s.matched[0], 2);
+	ck_assert_int_eq(s.matched[1], 0);
+	ck_assert_int_eq(s.matched[2], 1);
+	s = score_calls(jb, kase, "[f(a=1), f(a=2), f(a=3)]");
+	ck_assert(!s.correct);
+	ck_assert_str_eq(s.kind, "value_error:integer");
+	ftk_judge_destroy(jm);
+	ftk_judge_destroy(jb);
+	cJSON_Delete(kase);
+
+	struct ftk_judge *bad;
+	struct ftk_error e;
+	cJSON *set = cJSON_Parse("{\"matching\":\"greedy\"}");
+	ck_assert_int_eq(ftk_judge_create(&bad, "toolcall", set, NULL, &e), FTK_EDATA);
+	ck_assert_str_eq(e.field, "settings.matching");
+	cJSON_Delete(set);
+}
+END_TEST
+
+
+/*
+ * The pairing against naive references: random parallel cases of up to four
+ * calls to one tool, f(a), each expected call accepting a random subset of
+ * {1, 2, 3} and maybe "" (a optional), each model call giving a value or
+ * leaving a out.  The default verdict must be "some permutation pairs every
+ * call", found by trying them all; "matching": "bfcl" must be BFCL's greedy
+ * loop, written out here; order_dependent must be set exactly when the two
+ * differ.  A fixed seed keeps it reproducible.
+ */
+static int accepts(unsigned acc, int given)
+{
+	return given == 0 ? (acc & 1) != 0 : (acc >> given & 1) != 0;	/* bit 0: "" */
+}
+
+static int any_permutation(const unsigned *acc, const int *given, int n, int k, unsigned used)
+{
+	if (k == n)
+		return 1;
+	for (int m = 0; m < n; m++)
+		if (!(used >> m & 1) && accepts(acc[k], given[m]) &&
+		    any_permutation(acc, given, n, k + 1, used | 1u << m))
+			return 1;
+	return 0;
+}
+
+START_TEST(pairing_against_references)
+{
+	struct ftk_judge *jm = new_judge(NULL), *jb = new_judge("{\"matching\":\"bfcl\"}");
+	unsigned long long x = 0x9E3779B97F4A7C15ull;
+	size_t n_dep = 0, n_ok = 0, trials = 600;
+	for (size_t t = 0; t < trials; t++) {
+		x = x * 6364136223846793005ull + 1442695040888963407ull;
+		int n = 2 + (int)(x >> 60) % 3;
+		unsigned acc[4];
+		int given[4];
+		struct strbuf c = STRBUF_INIT, py = STRBUF_INIT;
+		strbuf_addstr(&c, "{\"id\":\"r\",\"tools\":[{\"name\":\"f\",\"parameters\":{\"type\":\"dict\","
+				  "\"properties\":{\"a\":{\"type\":\"integer\"}},\"required\":[]}}],"
+				  "\"expected\":{\"tool_calls\":[");
+		strbuf_addch(&py, '[');
+		for (int i = 0; i < n; i++) {
+			x = x * 6364136223846793005ull + 1442695040888963407ull;
+			acc[i] = (unsigned)(x >> 40) & 15;
+			if (!acc[i])
+				acc[i] = 2;
+			given[i] = (int)((x >> 20) % 4);	/* 0: left out */
+			strbuf_addf(&c, "%s{\"f\":{\"a\":[", i ? "," : "");
+			int first = 1;
+			for (int v = 0; v < 4; v++)
+				if (acc[i] >> v & 1) {
+					strbuf_addf(&c, first ? "%s" : ",%s", v == 0 ? "\"\"" : v == 1 ? "1" : v == 2 ? "2" : "3");
+					first = 0;
+				}
+			strbuf_addstr(&c, "]}}");
+			if (given[i])
+				strbuf_addf(&py, "%sf(a=%d)", i ? ", " : "", given[i]);
+			else
+				strbuf_addf(&py, "%sf()", i ? ", " : "");
+		}
+		strbuf_addstr(&c, "]}}");
+		strbuf_addch(&py, ']');
+		int perm = any_permutation(acc, given, n, 0, 0);
+		int greedy = 1;
+		unsigned used = 0;
+		for (int e = 0; e < n && greedy; e++) {
+			int got = -1;
+			for (int m = 0; m < n && got < 0; m++)
+				if (!(used >> m & 1) && accepts(acc[e], given[m]))
+					got = m;
+			if (got < 0)
+				greedy = 0;
+			else
+				used |= 1u << got;
+		}
+		cJSON *kase = cJSON_Parse(c.buf);
+		ck_assert_ptr_nonnull(kase);
+		struct scored sm = score_calls(jm, kase, py.buf), sb = score_calls(jb, kase, py.buf);
+		ck_assert_msg(sm.correct == perm, "%s on %s: max %d, permutations %d", py.buf, c.buf, sm.correct, perm);
+		ck_assert_msg(sb.correct == greedy, "%s on %s: bfcl %d, greedy %d", py.buf, c.buf, sb.correct, greedy);
+		ck_assert_int_eq(sm.order_dependent, perm != greedy);
+		ck_assert_int_eq(sb.order_dependent, perm != greedy);
+		n_dep += perm != greedy;
+		n_ok += perm;
+		cJSON_Delete(kase);
+		strbuf_release(&c);
+		strbuf_release(&py);
+	}
+	printf("pairing: %zu random parallel cases, %zu answerable, %zu where greedy and one-to-one differ\n",
+	       trials, n_ok, n_dep);
+	ck_assert_uint_ge(n_dep, 10);	/* the test reaches the cases it is about */
+	ftk_judge_destroy(jm);
+	ftk_judge_destroy(jb);
+}
+END_TEST
+
+/* Warnings, at load, about ground truth no output can satisfy. */
+static size_t warnings_of(struct ftk_judge *j, const cJSON *kase, const char *kind, const char *needle)
+{
+	struct ftk_judge_result notes;
+	ftk_judge_result_init(&notes);
+	int n = ftk_judge_check_case(j, kase, &notes);
+	ck_assert_int_eq(n, (int)notes.nflags);
+	size_t hits = 0;
+	for (size_t i = 0; i < notes.nflags; i++) {
+		if (kind && !strcmp(notes.flags[i].kind, kind)) {
+			ck_assert_msg(strstr(notes.flags[i].reason, needle), "'%s' does not name '%s'",
+				      notes.flags[i].reason, needle);
+			hits++;
+		}
+	}
+	if (!kind)
+		hits = notes.nflags;
+	ftk_judge_result_release(&notes);
+	return hits;
+}
+
+START_TEST(ground_truth_warnings)
+{
+	struct ftk_judge *j = new_judge(NULL);
+	/* each defect alone, on simple_python_0's tool */
+	cJSON *kase = triangle_case("\"units\"");
+	ck_assert_uint_eq(warnings_of(j, kase, NULL, NULL), 0);
+	cJSON_Delete(kase);
+	kase = triangle_case("");	/* "unit": [] */
+	ck_assert_uint_eq(warnings_of(j, kase, "no_accepted_value", "expected.tool_calls[1] 'calculate_triangle_area': parameter 'unit'"), 1);
+	ck_assert_uint_eq(warnings_of(j, kase, NULL, NULL), 1);
+	/* and no output can pass it, which is what the warning claims */
+	ck_assert(!score_calls(j, kase, "[calculate_triangle_area(base=10, height=5), calculate_triangle_area(base=10, height=5, unit='units')]").correct);
+	ck_assert(!score_calls(j, kase, "[calculate_triangle_area(base=10, height=5), calculate_triangle_area(base=10, height=5)]").correct);
+	cJSON_Delete(kase);
+	kase = cJSON_Parse("{\"id\":\"w\",\"tools\":[{\"name\":\"f\",\"parameters\":{\"type\":\"dict\","
+			   "\"properties\":{\"a\":{\"type\":\"integer\"},\"b\":{\"type\":\"string\"},\"d\":{\"type\":\"integer\"}},"
+			   "\"required\":[\"a\",\"d\"]}}],"
+			   "\"expected\":{\"tool_calls\":[{\"f\":{\"a\":[\"\"],\"b\":[\"x\",\"\"],\"c\":[1]}}]}}");
+	ck_assert_uint_eq(warnings_of(j, kase, "required_marked_optional", "parameter 'a' is required by the tool"), 1);
+	ck_assert_uint_eq(warnings_of(j, kase, "undeclared_param", "parameter 'c' is not declared"), 1);
+	ck_assert_uint_eq(warnings_of(j, kase, "required_not_expected", "parameter 'd' is required"), 1);
+	ck_assert_uint_eq(warnings_of(j, kase, NULL, NULL), 3);
+	/* what the warnings claim: every way of giving or leaving out fails */
+	static const char *const tries[] = { "f(a=1, b='x', c=1, d=1)", "f(b='x', c=1, d=1)", "f(a=1, d=1)",
+					     "f(a=1, c=1)", "f(a=1, b='x', c=1)" };
+	for (size_t i = 0; i < sizeof(tries) / sizeof(tries[0]); i++)
+		ck_assert_msg(!score_calls(j, kase, tries[i]).correct, "%s passed", tries[i]);
+	cJSON_Delete(kase);
+	/* contradictions that leave a way to pass are not warned about */
+	kase = cJSON_Parse("{\"id\":\"v\",\"tools\":[{\"name\":\"f\",\"parameters\":{\"type\":\"dict\","
+			   "\"properties\":{\"a\":{\"type\":\"integer\"}},\"required\":[\"a\"]}}],"
+			   "\"expected\":{\"tool_calls\":[{\"f\":{\"a\":[\"\",1],\"c\":[\"\",2]}}]}}");
+	ck_assert_uint_eq(warnings_of(j, kase, NULL, NULL), 0);
+	ck_assert(score_calls(j, kase, "f(a=1)").correct);
+	cJSON_Delete(kase);
+	/* OpenAI-form expectations name the same parameters */
+	kase = cJSON_Parse("{\"id\":\"o\",\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\",\"parameters\":"
+			   "{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"integer\"}}}}}],"
+			   "\"expected\":{\"tool_calls\":[{\"type\":\"function\",\"function\":{\"name\":\"f\",\"arguments\":\"{\\\"a\\\":1,\\\"zz\\\":2}\"}}]}}");
+	ck_assert_uint_eq(warnings_of(j, kase, "undeclared_param", "parameter 'zz'"), 1);
+	cJSON_Delete(kase);
+	/* a case the scorer refuses is not warned about twice */
+	kase = cJSON_Parse("{\"id\":\"x\",\"expected\":{}}");
+	ck_assert_uint_eq(warnings_of(j, kase, NULL, NULL), 0);
+	cJSON_Delete(kase);
+	/* BFCL's own ground truth: every question of simple_python and multiple */
+	static const char *const files[] = { "BFCL_v4_simple_python.json", "BFCL_v4_multiple.json" };
+	size_t warned = 0, n = 0;
+	for (int f = 0; f < 2; f++) {
+		struct bfcl b;
+		load(&b, files[f]);
+		for (size_t i = 0; i < b.n; i++) {
+			kase = make_case(b.q[i], b.a[i]);
+			struct ftk_judge_result notes;
+			ftk_judge_result_init(&notes);
+			if (ftk_judge_check_case(j, kase, &notes) > 0) {
+				warned++;
+				printf("%s: %s: %s\n", ftk_json_get_str(kase, "id"), notes.flags[0].kind, notes.flags[0].reason);
+			}
+			ftk_judge_result_release(&notes);
+			cJSON_Delete(kase);
+			n++;
+		}
+		unload(&b);
+	}
+	printf("ground truth warnings: %zu of %zu BFCL questions\n", warned, n);
+	/* every BFCL question can be answered right (test bfcl_*_accepted) */
+	ck_assert_uint_eq(warned, 0);
+	ftk_judge_destroy(j);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("toolcall");
@@ -831,6 +1148,9 @@ static Suite *suite(void)
 	tcase_add_test(t, extract_forms);
 	tcase_add_test(t, malformed_calls_are_wrong);
 	tcase_add_test(t, schema_checked);
+	tcase_add_test(t, parallel_matching);
+	tcase_add_test(t, pairing_against_references);
+	tcase_add_test(t, ground_truth_warnings);
 	suite_add_tcase(s, t);
 	return s;
 }
