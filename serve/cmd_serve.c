@@ -57,8 +57,10 @@
 #include "lib/json.h"
 #include "lib/toolparse.h"
 #include "lib/openai.h"
+#include "lib/stream.h"
 #include "model/infer.h"
 #include "model/generate.h"
+#include "serve/request.h"
 
 static const char usage[] =
 	"usage: ftk-serve --model DIR [options]\n"
@@ -188,20 +190,8 @@ static void job_unref(struct job *j)
 static void error_body(struct strbuf *sb, const char *msg, const char *type, const char *param,
 		       const char *code)
 {
-	cJSON *o = cJSON_CreateObject(), *e = cJSON_AddObjectToObject(o, "error");
-	cJSON_AddStringToObject(e, "message", msg);
-	cJSON_AddStringToObject(e, "type", type);
-	if (param)
-		cJSON_AddStringToObject(e, "param", param);
-	else
-		cJSON_AddNullToObject(e, "param");
-	if (code)
-		cJSON_AddStringToObject(e, "code", code);
-	else
-		cJSON_AddNullToObject(e, "code");
 	strbuf_reset(sb);
-	ftk_json_print(sb, o);
-	cJSON_Delete(o);
+	ftk_serve_error_body(sb, msg, strlen(msg), type, param, code);
 }
 
 /* ------------------------------------------------------------ workers */
@@ -750,92 +740,29 @@ static int find_model(const char *name)
 	return -1;
 }
 
-/* Check the request and fill the job's options.  Returns 0 or fills msg/param. */
-static int parse_request(struct job *j, const char **msg, const char **param, const char **code,
-			 int *status)
+/* Check the request (serve/request.h) and fill the job's options.  Returns 0 or fills *e. */
+static int parse_request(struct job *j, struct ftk_serve_error *e)
 {
-	static char buf[256];
-	cJSON *r = j->req;
-	*status = 400;
-	*code = NULL;
-	const cJSON *model = cJSON_GetObjectItemCaseSensitive(r, "model");
-	if (!cJSON_IsString(model)) {
-		*msg = model ? "model must be a string" : "you must provide a model parameter";
-		*param = "model";
+	const char *names[MAX_MODELS];
+	struct ftk_serve_request rq;
+	for (int i = 0; i < S.n_models; i++)
+		names[i] = S.models[i].name;
+	if (ftk_serve_request_parse(j->req, j->chat, names, S.n_models, &rq, e) < 0)
 		return -1;
-	}
-	j->model = find_model(model->valuestring);
-	if (j->model < 0) {
-		snprintf(buf, sizeof(buf), "the model '%s' does not exist", model->valuestring);
-		*msg = buf;
-		*param = "model";
-		*code = "model_not_found";
-		*status = 404;
-		return -1;
-	}
-	if (j->chat) {
-		const cJSON *m = cJSON_GetObjectItemCaseSensitive(r, "messages");
-		if (!cJSON_IsArray(m) || !m->child) {
-			*msg = m ? "messages must be a non-empty array" : "you must provide messages";
-			*param = "messages";
-			return -1;
-		}
-		const cJSON *x;
-		cJSON_ArrayForEach(x, m) {
-			if (!cJSON_IsObject(x) || !cJSON_IsString(cJSON_GetObjectItemCaseSensitive(x, "role"))) {
-				*msg = "each message must be an object with a string role";
-				*param = "messages";
-				return -1;
-			}
-		}
-	} else if (!ftk_json_get_str(r, "prompt")) {
-		/* a prompt of token ids: [1, 2, 3] (or [[1, 2, 3]], one prompt) */
-		const cJSON *p = cJSON_GetObjectItemCaseSensitive(r, "prompt");
-		if (cJSON_IsArray(p) && cJSON_GetArraySize(p) == 1 && cJSON_IsArray(p->child))
-			p = p->child;
-		int n = cJSON_GetArraySize(p), ok = cJSON_IsArray(p) && n > 0;
-		const cJSON *x;
-		cJSON_ArrayForEach(x, p)
-			ok &= cJSON_IsNumber(x) && x->valuedouble >= 0 && x->valuedouble < 4294967296.0 &&
-			      x->valuedouble == (double)(uint32_t)x->valuedouble;
-		if (!ok) {
-			*msg = "you must provide a prompt: a string or an array of token ids";
-			*param = "prompt";
-			return -1;
-		}
-		j->prompt_ids = xmalloc((size_t)n * sizeof(*j->prompt_ids));
-		j->n_prompt_ids = 0;
-		cJSON_ArrayForEach(x, p)
-			j->prompt_ids[j->n_prompt_ids++] = (uint32_t)x->valuedouble;
-	}
-	/* OpenAI's defaults: temperature 1, max_tokens up to the room left */
-	struct ftk_openai_gen g = { .temperature = 1, .top_p = 1, .top_k = 0, .max_tokens = 0, .n = 1 };
-	struct ftk_error e;
-	/* completions with echo may ask for 0 new tokens (score the prompt): read it as 1, checked below */
-	cJSON *mt0 = cJSON_GetObjectItemCaseSensitive(r, "max_tokens");
-	int zero = !j->chat && cJSON_IsNumber(mt0) && mt0->valuedouble == 0;
-	if (zero)
-		cJSON_SetNumberValue(mt0, 1);
-	int grc = ftk_openai_gen_read(r, &g, &e);
-	if (zero)
-		cJSON_SetNumberValue(mt0, 0);
-	if (grc < 0) {
-		static char field[64];
-		snprintf(buf, sizeof(buf), "%.200s", e.msg);
-		snprintf(field, sizeof(field), "%.60s", e.field);
-		*msg = buf;
-		*param = field;
-		return -1;
-	}
+	j->model = rq.model;
+	j->prompt_ids = rq.prompt_ids;	/* the job owns them now */
+	j->n_prompt_ids = rq.n_prompt_ids;
 	ftk_gen_opts_default(&j->g);
-	ftk_gen_opts_from_openai(&j->g, &g);
-	j->n = g.n;
-	j->n_stop = g.n_stop;
-	for (int i = 0; i < g.n_stop; i++)
-		j->stop[i] = g.stop[i];
-	j->stream = g.stream;
-	const cJSON *tools = cJSON_GetObjectItemCaseSensitive(r, "tools");
-	if (j->chat && cJSON_IsArray(tools) && tools->child) {
+	ftk_gen_opts_from_openai(&j->g, &rq.gen);
+	j->n = rq.gen.n;
+	j->n_stop = rq.gen.n_stop;
+	for (int i = 0; i < rq.gen.n_stop; i++)
+		j->stop[i] = rq.gen.stop[i];
+	j->stream = rq.gen.stream;
+	j->logprobs = rq.logprobs;
+	j->echo = rq.echo;
+	j->zero_tokens = rq.zero_tokens;
+	if (rq.tools) {
 		if (!S.template_has_tools) {
 			j->warning = xstrdup("the model's chat template does not render tools: the model "
 					     "was not shown them");
@@ -843,62 +770,6 @@ static int parse_request(struct job *j, const char **msg, const char **param, co
 				fprintf(stderr, "ftk-serve: %s: %s\n", j->id[0] ? j->id : "request", j->warning);
 		}
 		j->toolfmt = S.toolfmt > 0 ? S.toolfmt : 0;
-	}
-	j->logprobs = -1;
-	const cJSON *lp = cJSON_GetObjectItemCaseSensitive(r, "logprobs");
-	const cJSON *tlp = cJSON_GetObjectItemCaseSensitive(r, "top_logprobs");
-	const cJSON *echo = cJSON_GetObjectItemCaseSensitive(r, "echo");
-	if (j->chat) {
-		if (lp && !cJSON_IsBool(lp) && !cJSON_IsNull(lp)) {
-			*msg = "logprobs must be a boolean";
-			*param = "logprobs";
-			return -1;
-		}
-		if (tlp && !cJSON_IsNull(tlp) &&
-		    (!cJSON_IsNumber(tlp) || tlp->valuedouble < 0 || tlp->valuedouble > FTK_INFER_MAX_TOP ||
-		     tlp->valuedouble != (int)tlp->valuedouble)) {
-			*msg = "top_logprobs must be an integer from 0 to 20";
-			*param = "top_logprobs";
-			return -1;
-		}
-		if (cJSON_IsNumber(tlp) && !cJSON_IsTrue(lp)) {
-			*msg = "top_logprobs needs logprobs: true";
-			*param = "top_logprobs";
-			return -1;
-		}
-		if (cJSON_IsTrue(lp))
-			j->logprobs = cJSON_IsNumber(tlp) ? (int)tlp->valuedouble : 0;
-	} else {
-		if (lp && !cJSON_IsNull(lp) &&
-		    (!cJSON_IsNumber(lp) || lp->valuedouble < 0 || lp->valuedouble > FTK_INFER_MAX_TOP ||
-		     lp->valuedouble != (int)lp->valuedouble)) {
-			*msg = "logprobs must be an integer from 0 to 20";
-			*param = "logprobs";
-			return -1;
-		}
-		if (cJSON_IsNumber(lp))
-			j->logprobs = (int)lp->valuedouble;
-		if (echo && !cJSON_IsBool(echo) && !cJSON_IsNull(echo)) {
-			*msg = "echo must be a boolean";
-			*param = "echo";
-			return -1;
-		}
-		j->echo = cJSON_IsTrue(echo);
-	}
-	if (j->logprobs >= 0 && j->stream) {
-		*msg = "logprobs are not streamed: ask without stream";
-		*param = "logprobs";
-		return -1;
-	}
-	const cJSON *mt = cJSON_GetObjectItemCaseSensitive(r, "max_tokens");
-	if (cJSON_IsNumber(mt) && mt->valuedouble == 0) {
-		if (!j->echo) {
-			*msg = "max_tokens 0 needs echo: true (the prompt's log-probabilities)";
-			*param = "max_tokens";
-			return -1;
-		}
-		j->g.max_tokens = 0;
-		j->zero_tokens = 1;
 	}
 	return 0;
 }
@@ -919,10 +790,22 @@ static enum MHD_Result handle_completion(struct MHD_Connection *c, const char *m
 	if (cn->too_big)
 		return reply_error(c, method, url, cn->t0, 413, "the request body is too large",
 				   "invalid_request_error", NULL, NULL);
+	long bad = ftk_utf8_check(cn->body.buf, cn->body.len);
+	if (bad >= 0) {
+		struct strbuf m = STRBUF_INIT;
+		strbuf_addf(&m, "the body is not valid UTF-8 (byte %ld)", bad);
+		enum MHD_Result rc = reply_error(c, method, url, cn->t0, 400, m.buf, "invalid_request_error",
+						 NULL, NULL);
+		strbuf_release(&m);
+		return rc;
+	}
 	if (ftk_json_parse_object(cn->body.buf, cn->body.len, &req, &err) < 0) {
-		char m[900];
-		snprintf(m, sizeof(m), "the body is not a JSON object: %s", err.msg);
-		return reply_error(c, method, url, cn->t0, 400, m, "invalid_request_error", NULL, NULL);
+		struct strbuf m = STRBUF_INIT;
+		strbuf_addf(&m, "the body is not a JSON object: %s", err.msg);
+		enum MHD_Result rc = reply_error(c, method, url, cn->t0, 400, m.buf, "invalid_request_error",
+						 NULL, NULL);
+		strbuf_release(&m);
+		return rc;
 	}
 	struct job *j = xcalloc(1, sizeof(*j));
 	pthread_mutex_init(&j->mu, NULL);
@@ -933,15 +816,17 @@ static enum MHD_Result handle_completion(struct MHD_Connection *c, const char *m
 	j->refs = 2;
 	j->t0 = cn->t0;
 	j->created = (long)time(NULL);
-	const char *msg, *param, *code;
-	int status;
-	if (parse_request(j, &msg, &param, &code, &status) < 0) {
-		enum MHD_Result rc = reply_error(c, method, url, cn->t0, status, msg,
-						 "invalid_request_error", param, code);
+	struct ftk_serve_error pe;
+	ftk_serve_error_init(&pe);
+	if (parse_request(j, &pe) < 0) {
+		enum MHD_Result rc = reply_error(c, method, url, cn->t0, pe.status, pe.msg.buf,
+						 "invalid_request_error", pe.param, pe.code);
+		ftk_serve_error_release(&pe);
 		j->refs = 1;
 		job_unref(j);
 		return rc;
 	}
+	ftk_serve_error_release(&pe);
 	pthread_mutex_lock(&S.mu);
 	if (S.queued >= S.queue_max) {
 		pthread_mutex_unlock(&S.mu);
@@ -1055,9 +940,13 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
 			return reply_error(c, method, url, cn->t0, 405, "use POST", "invalid_request_error", NULL, NULL);
 		return handle_completion(c, method, url, cn, chat);
 	}
-	char m[600];
-	snprintf(m, sizeof(m), "no such path: %s", url);
-	return reply_error(c, method, url, cn->t0, 404, m, "invalid_request_error", NULL, "not_found");
+	struct strbuf m = STRBUF_INIT;
+	strbuf_addstr(&m, "no such path: ");
+	ftk_serve_quote(&m, url, FTK_SERVE_QUOTE_MAX);
+	enum MHD_Result rc = reply_error(c, method, url, cn->t0, 404, m.buf, "invalid_request_error", NULL,
+					 "not_found");
+	strbuf_release(&m);
+	return rc;
 }
 
 static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
