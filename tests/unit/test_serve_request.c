@@ -239,6 +239,24 @@ START_TEST(quote)
 }
 END_TEST
 
+/*
+ * Found by fuzz_serve_request: a body of nothing but whitespace, not
+ * NUL-terminated, was scanned past its end by strspn in ftk_json_parse
+ * (ASan: heap-buffer-overflow; only SAN=1 sees the read).
+ */
+START_TEST(whitespace_body_not_terminated)
+{
+	static const char crash[] = "\r\r\r\r\r\r\r\r\r\r\r\r\r\r\r\r\r\r\r\r\r\r\r\r\r";
+	char *body = malloc(sizeof(crash) - 1);
+	memcpy(body, crash, sizeof(crash) - 1);
+	cJSON *r = NULL;
+	struct ftk_error e;
+	ck_assert_int_eq(ftk_json_parse_object(body, sizeof(crash) - 1, &r, &e), FTK_EDATA);
+	ck_assert_str_eq(e.msg, "empty line where a JSON value was expected");
+	free(body);
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
 	Suite *s = suite_create("serve_request");
@@ -248,6 +266,7 @@ static Suite *make_suite(void)
 	tcase_add_test(tc, error_body_utf8);
 	tcase_add_test(tc, threads_never_share);
 	tcase_add_test(tc, quote);
+	tcase_add_test(tc, whitespace_body_not_terminated);
 	suite_add_tcase(s, tc);
 	return s;
 }
