@@ -15,6 +15,7 @@
  */
 #include <errno.h>
 #include <float.h>
+#include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -143,6 +144,33 @@ size_t ftk_similar(const char *word, const char *const *names, size_t n, size_t 
 			out[k++] = i;
 	}
 	return k;
+}
+
+int ftk_getopt_long(int argc, char **argv, const char *shortopts, const struct option *longopts,
+		    int *longindex)
+{
+	int c = getopt_long(argc, argv, shortopts, longopts, longindex);
+	if (c != '?' || optopt || optind < 1 || optind > argc || strncmp(argv[optind - 1], "--", 2))
+		return c;
+	/* an unknown long option: getopt said so; offer the nearest names */
+	char word[128];
+	snprintf(word, sizeof(word), "%s", argv[optind - 1] + 2);
+	word[strcspn(word, "=")] = '\0';
+	const char *names[256];
+	size_t n = 0, idx[8];
+	for (const struct option *o = longopts; o->name && n < FTK_ARRAY_SIZE(names); o++)
+		names[n++] = o->name;
+	for (size_t i = 0; i < n; i++)
+		if (*word && !strncmp(names[i], word, strlen(word)))
+			return c;	/* a prefix of several: getopt listed them */
+	size_t k = ftk_similar(word, names, n, idx, FTK_ARRAY_SIZE(idx), FTK_SIMILAR_OPTIONS);
+	if (!k)
+		return c;
+	fprintf(stderr, "%s: did you mean %s", argv[0], k > 1 ? "one of " : "");
+	for (size_t i = 0; i < k; i++)
+		fprintf(stderr, "%s'--%s'", i ? ", " : "", names[idx[i]]);
+	fputs("?\n", stderr);
+	return c;
 }
 
 /* ------------------------------------------------------------ the table */

@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include "cli/parse-options.h"
 #include "cli/tool.h"
 #include "eval/import.h"
 #include "eval/reviews.h"
@@ -33,89 +34,151 @@
 #include "lib/json.h"
 #include "lib/ledger.h"
 
-static const char usage_run[] =
-	"usage: ftk-eval run SUITE -o RUN_DIR BACKEND [options]\n"
-	"       ftk-eval rescore RUN_DIR [SUITE] [--judge-endpoint URL]\n"
-	"       ftk-eval merge SHARD_RUN_DIR... -o RUN_DIR [--json]\n"
-	"       ftk-eval summary RUN_DIR [--reviews FILE] [--json]\n"
-	"       ftk-eval compare RUN_A RUN_B [--alpha P] [--json]\n"
-	"       ftk-eval judges\n"
+/* The help, in parts, so that `ftk eval SUB --help` shows SUB's own. */
+#define U_HEAD \
+	"usage: ftk-eval run SUITE -o RUN_DIR BACKEND [options]\n" \
+	"       ftk-eval rescore RUN_DIR [SUITE] [--judge-endpoint URL]\n" \
+	"       ftk-eval merge SHARD_RUN_DIR... -o RUN_DIR [--json]\n" \
+	"       ftk-eval summary RUN_DIR [--reviews FILE] [--json]\n" \
+	"       ftk-eval compare RUN_A RUN_B [--alpha P] [--json]\n" \
+	"       ftk-eval judges\n" \
 	"       ftk-eval import FORMAT FILE -o SUITE [--num-fewshot K] [options]\n"
+#define U_INTRO \
+	"\n" \
+	"Run an eval suite, score every answer with the suite's judges, and report\n" \
+	"each metric with its standard error and 95% interval.  RUN_DIR receives\n" \
+	"results.jsonl (one line per case and sample, appended as they finish),\n" \
+	"summary.json and run.json; running again into the same RUN_DIR resumes,\n" \
+	"asking only for what has no result yet (errored cases are asked again).\n" \
+	"RUN_DIR belongs to one suite, judges and model configuration (run.json):\n" \
+	"another is refused, naming what differs.  rescore (or run --rescore) judges\n" \
+	"the stored outputs again with the suite's current judges, asking no model.\n" \
 	"\n"
-	"Run an eval suite, score every answer with the suite's judges, and report\n"
-	"each metric with its standard error and 95% interval.  RUN_DIR receives\n"
-	"results.jsonl (one line per case and sample, appended as they finish),\n"
-	"summary.json and run.json; running again into the same RUN_DIR resumes,\n"
-	"asking only for what has no result yet (errored cases are asked again).\n"
-	"RUN_DIR belongs to one suite, judges and model configuration (run.json):\n"
-	"another is refused, naming what differs.  rescore (or run --rescore) judges\n"
-	"the stored outputs again with the suite's current judges, asking no model.\n"
-	"\n"
-	"Backends (one):\n"
-	"      --outputs FILE       score answers that exist (an outputs JSONL or a\n"
-	"                           results.jsonl); never queries a model\n"
-	"      --endpoint URL       an OpenAI-compatible server (base URL, .../v1, or\n"
-	"                           the full .../chat/completions URL)\n"
-	"      --model NAME         the model name sent to the endpoint\n"
-	"      --model-dir DIR      a local Hugging Face model, run with ftk's own\n"
-	"                           inference engine (-j engines, default 1)\n"
-	"      --adapter DIR        a PEFT adapter for --model-dir\n"
-	"      --tokenizer DIR      with --endpoint, for log-likelihood suites: the\n"
-	"                           model's tokenizer (scored through /v1/completions\n"
+#define U_BACKENDS \
+	"Backends (one):\n" \
+	"      --outputs FILE       score answers that exist (an outputs JSONL or a\n" \
+	"                           results.jsonl); never queries a model\n" \
+	"      --endpoint URL       an OpenAI-compatible server (base URL, .../v1, or\n" \
+	"                           the full .../chat/completions URL)\n" \
+	"      --model NAME         the model name sent to the endpoint\n" \
+	"      --model-dir DIR      a local Hugging Face model, run with ftk's own\n" \
+	"                           inference engine (-j engines, default 1)\n" \
+	"      --adapter DIR        a PEFT adapter for --model-dir\n" \
+	"      --tokenizer DIR      with --endpoint, for log-likelihood suites: the\n" \
+	"                           model's tokenizer (scored through /v1/completions\n" \
 	"                           with echo and logprobs)\n"
-	"Run options:\n"
-	"  -j, --jobs N             requests in flight (default 4), or local engines\n"
-	"      --samples K          K independent samples per case (default 1; with\n"
-	"                           --outputs, as many as the file holds for a case)\n"
-	"      --limit N            only the first N cases\n"
-	"      --shard I/N          only slice I (0..N-1) of N contiguous slices of the\n"
-	"                           cases; `ftk-eval merge` joins the N runs into one\n"
-	"      --api-key-env VAR    send the key held in environment variable VAR\n"
-	"      --timeout S          seconds per attempt (default 120)\n"
-	"      --retries N          attempts per request, first included (default 6)\n"
-	"      --retry-base S       first backoff wait before jitter (default 1)\n"
-	"      --retry-max-wait S   cap on one wait, Retry-After included (default 60)\n"
-	"      --cache DIR          response cache (default $FTK_CACHE_DIR/eval or\n"
-	"                           ~/.cache/ftk/eval)\n"
-	"      --no-cache           neither read nor write the cache\n"
-	"      --judge-endpoint URL server for model-graded judges (default --endpoint)\n"
-	"      --judge-api-key-env VAR  its key (default --api-key-env)\n"
-	"      --usd-per-mtok-in X  price of a million prompt tokens\n"
-	"      --usd-per-mtok-out Y price of a million completion tokens\n"
+#define U_RUN \
+	"Run options:\n" \
+	"  -j, --jobs N             requests in flight (default 4), or local engines\n" \
+	"      --samples K          K independent samples per case (default 1; with\n" \
+	"                           --outputs, as many as the file holds for a case)\n" \
+	"      --limit N            only the first N cases\n" \
+	"      --shard I/N          only slice I (0..N-1) of N contiguous slices of the\n" \
+	"                           cases; `ftk-eval merge` joins the N runs into one\n" \
+	"      --api-key-env VAR    send the key held in environment variable VAR\n" \
+	"      --timeout S          seconds per attempt (default 120)\n" \
+	"      --retries N          attempts per request, first included (default 6)\n" \
+	"      --retry-base S       first backoff wait before jitter (default 1)\n" \
+	"      --retry-max-wait S   cap on one wait, Retry-After included (default 60)\n" \
+	"      --cache DIR          response cache (default $FTK_CACHE_DIR/eval or\n" \
+	"                           ~/.cache/ftk/eval)\n" \
+	"      --no-cache           neither read nor write the cache\n" \
+	"      --judge-endpoint URL server for model-graded judges (default --endpoint)\n" \
+	"      --judge-api-key-env VAR  its key (default --api-key-env)\n" \
+	"      --usd-per-mtok-in X  price of a million prompt tokens\n" \
+	"      --usd-per-mtok-out Y price of a million completion tokens\n" \
 	"      --rates FILE         take the model's prices from an ftk-ledger rates file\n"
+#define U_JSON \
 	"      --json               print summary.json instead of the table\n"
-	"      --rescore            judge the stored outputs again, accepting a suite or\n"
-	"                           judges that differ from RUN_DIR's (not a model)\n"
-	"      --allow-bad-cases    exit 0 even when the suite has defective cases\n"
+#define U_RESCORE \
+	"      --rescore            judge the stored outputs again, accepting a suite or\n" \
+	"                           judges that differ from RUN_DIR's (not a model)\n" \
+	"      --allow-bad-cases    exit 0 even when the suite has defective cases\n" \
 	"                           (they are excluded from every metric either way)\n"
-	"Merge: the shard runs of one suite (any order, all N) into a new RUN_DIR\n"
+#define U_MERGE \
+	"Merge: the shard runs of one suite (any order, all N) into a new RUN_DIR\n" \
 	"whose results, summary and run.json are those of one unsharded run.\n"
-	"Summary options:\n"
-	"      --reviews FILE       fold people's verdicts (ftk-review) into the results\n"
-	"                           and report judge-versus-human agreement (default\n"
+#define U_SUMMARY \
+	"Summary options:\n" \
+	"      --reviews FILE       fold people's verdicts (ftk-review) into the results\n" \
+	"                           and report judge-versus-human agreement (default\n" \
 	"                           RUN_DIR/reviews.jsonl when it exists)\n"
-	"Import options (FORMAT: gsm8k, arc, hellaswag, mmlu, truthfulqa_mc1,\n"
-	"truthfulqa_mc2; the prompt is lm-evaluation-harness's default template):\n"
-	"      --num-fewshot K      K examples before each question (default 0)\n"
-	"      --fewshot-split FILE draw them from FILE (same format; default: FILE,\n"
-	"                           never the question itself)\n"
-	"      --fewshot-seed N     the seed of that choice (default 1234)\n"
+#define U_IMPORT \
+	"Import options (FORMAT: gsm8k, arc, hellaswag, mmlu, truthfulqa_mc1,\n" \
+	"truthfulqa_mc2; the prompt is lm-evaluation-harness's default template):\n" \
+	"      --num-fewshot K      K examples before each question (default 0)\n" \
+	"      --fewshot-split FILE draw them from FILE (same format; default: FILE,\n" \
+	"                           never the question itself)\n" \
+	"      --fewshot-seed N     the seed of that choice (default 1234)\n" \
 	"      --name NAME          the suite's name (default the task's)\n"
-	"Compare options:\n"
+#define U_COMPARE \
+	"Compare options:\n" \
 	"      --alpha P            significance level (default 0.05)\n"
-	"Common options:\n"
-	"  -o, --output RUN_DIR     the run directory (run)\n"
-	"      --stats FILE         write the summary and this invocation's counts as JSON\n"
-	"      --ledger FILE        append the run's ledger entry (default $FTK_LEDGER)\n"
-	"      --run NAME           the run name for the ledger (default $FTK_RUN)\n"
-	"      --rejects FILE       accepted for uniformity; ftk-eval drops no records\n"
-	"  -q, --quiet              no closing line on stderr\n"
-	"  -h, --help               show this help\n"
+#define U_COMMON \
+	"Common options:\n" \
+	"  -o, --output RUN_DIR     the run directory (run)\n" \
+	"      --stats FILE         write the summary and this invocation's counts as JSON\n" \
+	"      --ledger FILE        append the run's ledger entry (default $FTK_LEDGER)\n" \
+	"      --run NAME           the run name for the ledger (default $FTK_RUN)\n" \
+	"      --rejects FILE       accepted for uniformity; ftk-eval drops no records\n" \
+	"  -q, --quiet              no closing line on stderr\n" \
+	"  -h, --help               show this help\n" \
 	"      --version            show the version\n"
-	"Exit status: 0 success, 1 data problems or failure, 2 bad usage.\n"
-	"ftk-eval compare exits 1 when a semantic metric is significantly worse in\n"
-	"RUN_B, and 2 when the runs are of different suites (no case in common);\n"
-	"ftk-eval run exits 1 when some cases could not be scored.\n";
+#define U_EXIT \
+	"Exit status: 0 success, 1 data problems or failure, 2 bad usage.\n" \
+	"ftk-eval compare exits 1 when a semantic metric is significantly worse in\n" \
+	"RUN_B, and 2 when the runs are of different suites (no case in common);\n" \
+	"ftk-eval run exits 1 when some cases could not be scored.\n"
+
+static const char usage_run[] = U_HEAD U_INTRO U_BACKENDS U_RUN U_JSON U_RESCORE U_MERGE U_SUMMARY
+	U_IMPORT U_COMPARE U_COMMON U_EXIT;
+
+static const struct { const char *name, *usage; } sub_usage[] = {
+	{ "run", "usage: ftk-eval run SUITE -o RUN_DIR BACKEND [options]\n"
+		U_INTRO
+		U_BACKENDS
+		U_RUN
+		U_JSON
+		U_RESCORE
+		U_COMMON
+		U_EXIT },
+	{ "rescore", "usage: ftk-eval rescore RUN_DIR [SUITE] [--judge-endpoint URL]\n"
+		"\nJudge the outputs stored in RUN_DIR again with the suite's current judges\n"
+		"(SUITE, default the one RUN_DIR was run with), asking no model.\n"
+		"Options:\n"
+		"      --judge-endpoint URL server for model-graded judges\n"
+		"      --judge-api-key-env VAR  its key\n"
+		U_JSON
+		U_COMMON
+		U_EXIT },
+	{ "merge", "usage: ftk-eval merge SHARD_RUN_DIR... -o RUN_DIR [--json]\n"
+		"\n"
+		U_MERGE
+		U_JSON
+		U_COMMON
+		U_EXIT },
+	{ "summary", "usage: ftk-eval summary RUN_DIR [--reviews FILE] [--json]\n"
+		"\nPrint a run's metrics with their intervals.\n"
+		U_SUMMARY
+		U_JSON
+		U_COMMON
+		U_EXIT },
+	{ "compare", "usage: ftk-eval compare RUN_A RUN_B [--alpha P] [--json]\n"
+		"\nCompare two runs of one suite case by case (paired statistics).\n"
+		U_COMPARE
+		U_JSON
+		U_COMMON
+		U_EXIT },
+	{ "judges", "usage: ftk-eval judges\n"
+		"\nList the judges a suite can name, with what each checks.\n"
+		U_COMMON
+		U_EXIT },
+	{ "import", "usage: ftk-eval import FORMAT FILE -o SUITE [--num-fewshot K] [options]\n"
+		"\nTurn a standard eval task's file into a suite.\n"
+		U_IMPORT
+		U_COMMON
+		U_EXIT },
+};
 
 enum {
 	OPT_OUTPUTS = FTK_OPT_FIRST_FREE,
@@ -830,9 +893,42 @@ static int do_import(int argc, char **argv, struct ftk_eval_import_opts *io, lon
 	return FTK_EXIT_OK;
 }
 
+/*
+ * The subcommand word, found before getopt runs so that `ftk eval compare
+ * --help` can show compare's help: the first argument that is neither an
+ * option nor an option's value.
+ */
+static const char *find_subcommand(int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		if (!strcmp(a, "--"))
+			return i + 1 < argc ? argv[i + 1] : NULL;
+		if (a[0] != '-' || !a[1])
+			return a;
+		if (a[1] == '-') {
+			if (strchr(a, '='))
+				continue;
+			for (const struct option *o = long_opts; o->name; o++)
+				if (!strcmp(o->name, a + 2) && o->has_arg == required_argument) {
+					i++;
+					break;
+				}
+		} else if (!a[2] && strchr("oj", a[1])) {
+			i++;	/* -o DIR, -j N */
+		}
+	}
+	return NULL;
+}
+
 int cmd_eval(int argc, char **argv)
 {
-	ftk_tool_init(&tool, "ftk-eval", usage_run);
+	const char *usage = usage_run;
+	const char *sub0 = find_subcommand(argc, argv);
+	for (size_t i = 0; sub0 && i < FTK_ARRAY_SIZE(sub_usage); i++)
+		if (!strcmp(sub0, sub_usage[i].name))
+			usage = sub_usage[i].usage;
+	ftk_tool_init(&tool, "ftk-eval", usage);
 	tool.stage = "eval";
 	struct ftk_eval_run_opts o;
 	ftk_eval_run_opts_init(&o);
@@ -843,7 +939,7 @@ int cmd_eval(int argc, char **argv)
 	struct ftk_eval_import_opts io;
 	ftk_eval_import_opts_init(&io);
 	int c;
-	while ((c = getopt_long(argc, argv, FTK_TOOL_SHORTOPTS "j:", long_opts, NULL)) != -1) {
+	while ((c = ftk_getopt_long(argc, argv, FTK_TOOL_SHORTOPTS "j:", long_opts, NULL)) != -1) {
 		if (ftk_tool_opt(&tool, c, optarg))
 			continue;
 		switch (c) {

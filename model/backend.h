@@ -34,6 +34,12 @@
 #include "model/optim_ops.h"
 
 enum ftk_quant { FTK_QUANT_NONE = 0, FTK_QUANT_NF4 = 1 };
+/*
+ * The values of every program's --quant, as a parse-options choice list
+ * (cli/parse-options.h): the index of a word is its enum ftk_quant, so the
+ * option is parsed in one place with one wording.
+ */
+#define FTK_QUANT_CHOICES "none|nf4"
 
 /*
  * How matrix products compute (set_precision).  FTK_PREC_BF16: every

@@ -23,34 +23,17 @@
 #include <stdlib.h>
 #include <string.h>
 #include <xxhash.h>
+#include "cli/parse-options.h"
 #include "cli/tool.h"
 #include "lib/json.h"
 #include "lib/normalize.h"
 #include "lib/record.h"
 #include "dedupe.h"
 
-static const char usage[] =
-	"usage: ftk-decontam --eval CASES [options] [FILE...]\n"
-	"Remove training records that share a word n-gram with an eval set.  The\n"
-	"rejects line of each removed record names the eval case and the n-gram.\n"
-	"\n"
-	"  -e, --eval FILE       eval cases (JSONL: id, messages, expected.answer),\n"
-	"                        or any JSONL with text; may be given more than once\n"
-	"      --against FILE    the same as --eval\n"
-	"      --ngram N         words per n-gram (default 13)\n"
-	"      --key SPEC        what of a training record to check (default @text;\n"
-	"                        see ftk-dedupe --key)\n"
-	"      --normalize LIST  nfc,case,punct,space (default all), or none\n"
-	"      --report          remove nothing: write one JSON line per\n"
-	"                        contaminated record (file, line, case, ngram) to\n"
-	"                        the output instead of the records\n"
-	"\n" FTK_TOOL_COMMON_HELP;
-
-enum {
-	OPT_NGRAM = FTK_OPT_FIRST_FREE,
-	OPT_KEY,
-	OPT_NORMALIZE,
-	OPT_REPORT,
+static const char *const usage[] = {
+	"ftk-decontam --eval CASES [options] [FILE...]",
+	"Remove training records that share a word n-gram with an eval set.  The",
+	"rejects line of each removed record names the eval case and the n-gram.", NULL,
 };
 
 struct slot {
@@ -200,45 +183,35 @@ static void load_eval(struct decon *d, const char *path)
 
 int cmd_decontam(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		FTK_TOOL_LONGOPTS,
-		{ "eval", required_argument, NULL, 'e' },
-		{ "against", required_argument, NULL, 'e' },
-		{ "ngram", required_argument, NULL, OPT_NGRAM },
-		{ "key", required_argument, NULL, OPT_KEY },
-		{ "normalize", required_argument, NULL, OPT_NORMALIZE },
-		{ "report", no_argument, NULL, OPT_REPORT },
-		{ 0 },
-	};
 	static struct decon dd;
 	struct decon *d = &dd;
 	struct ftk_error err;
 	struct ftk_line line;
-	const char *evals[64];
-	int n_evals = 0, c;
+	struct ftk_strlist evals = { 0 };
 	const char *key = "@text", *norm = "all";
 
 	memset(d, 0, sizeof(*d));
-	ftk_tool_init(&d->t, "ftk-decontam", usage);
+	ftk_tool_init(&d->t, "ftk-decontam", NULL);
 	d->ngram = 13;
-	while ((c = getopt_long(argc, argv, FTK_TOOL_SHORTOPTS "e:", opts, NULL)) != -1) {
-		if (ftk_tool_opt(&d->t, c, optarg))
-			continue;
-		switch (c) {
-		case 'e':
-			if (n_evals == (int)FTK_ARRAY_SIZE(evals))
-				ftk_tool_usage_error(&d->t, "too many --eval files");
-			evals[n_evals++] = optarg;
-			break;
-		case OPT_NGRAM:
-			d->ngram = (int)ftk_tool_parse_long(&d->t, "--ngram", optarg, 1, 1000);
-			break;
-		case OPT_KEY: key = optarg; break;
-		case OPT_NORMALIZE: norm = optarg; break;
-		case OPT_REPORT: d->report = 1; break;
-		default: ftk_tool_usage_error(&d->t, NULL);
-		}
-	}
+	struct ftk_option opts[] = {
+		FTK_OPT_GROUP("Options"),
+		FTK_OPT_STRING_LIST('e', "eval", &evals, "FILE",
+				    "eval cases (JSONL: id, messages, expected.answer),\n"
+				    "or any JSONL with text; may be given more than once"),
+		FTK_OPT_STRING_LIST(0, "against", &evals, "FILE", "the same as --eval"),
+		FTK_OPT_INT(0, "ngram", &d->ngram, "N", 1, 1000, "words per n-gram (default 13)"),
+		FTK_OPT_STRING(0, "key", &key, "SPEC",
+			       "what of a training record to check (default @text;\n"
+			       "see ftk-dedupe --key)"),
+		FTK_OPT_STRING(0, "normalize", &norm, "LIST", "nfc,case,punct,space (default all), or none"),
+		FTK_OPT_FLAG(0, "report", &d->report, "remove nothing: write one JSON line per\n"
+						       "contaminated record (file, line, case, ngram) to\n"
+						       "the output instead of the records"),
+		FTK_OPT_TOOL_COMMON(&d->t),
+		FTK_OPT_END(),
+	};
+	argc = ftk_parse_options(argc, argv, "ftk-decontam", opts, usage);
+	int n_evals = (int)evals.n;
 	if (!n_evals)
 		ftk_tool_usage_error(&d->t, "--eval CASES is required");
 	if (ftk_normalize_parse(norm, &d->norm, &err) < 0)
@@ -249,9 +222,9 @@ int cmd_decontam(int argc, char **argv)
 	strbuf_init(&d->nb, 0);
 	ftk_words_init(&d->ws);
 	grow(d);
-	ftk_tool_start(&d->t, argc - optind, argv + optind);
+	ftk_tool_start(&d->t, argc, argv);
 	for (int i = 0; i < n_evals; i++)
-		load_eval(d, evals[i]);
+		load_eval(d, evals.v[i]);
 	if (d->short_cases)
 		warning("%llu of %zu eval cases have fewer than %d words and cannot match",
 			(unsigned long long)d->short_cases, d->n_cases, d->ngram);
@@ -322,5 +295,6 @@ int cmd_decontam(int argc, char **argv)
 	strbuf_release(&d->nb);
 	ftk_words_release(&d->ws);
 	ftk_dd_key_free(d->key);
+	ftk_strlist_release(&evals);
 	return ftk_tool_finish(&d->t);
 }

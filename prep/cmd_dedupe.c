@@ -32,6 +32,7 @@
 #include <unistd.h>
 #include <fcntl.h>
 #include <xxhash.h>
+#include "cli/parse-options.h"
 #include "cli/tool.h"
 #include "lib/json.h"
 #include "lib/normalize.h"
@@ -973,7 +974,7 @@ int cmd_dedupe(int argc, char **argv)
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	c->threads = ncpu > 0 ? (int)(ncpu > 64 ? 64 : ncpu) : 1;
 
-	while ((opt = getopt_long(argc, argv, FTK_TOOL_SHORTOPTS "j:", opts, NULL)) != -1) {
+	while ((opt = ftk_getopt_long(argc, argv, FTK_TOOL_SHORTOPTS "j:", opts, NULL)) != -1) {
 		if (ftk_tool_opt(&c->t, opt, optarg))
 			continue;
 		switch (opt) {

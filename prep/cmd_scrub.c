@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include "cli/parse-options.h"
 #include "cli/tool.h"
 #include "prep/fields.h"
 #include "prep/pii.h"
@@ -257,7 +258,7 @@ int cmd_scrub(int argc, char **argv)
 	strbuf_init(&sc.rep, 0);
 	ftk_tool_init(&t, "ftk-scrub", usage);
 	optind = 1;
-	while ((c = getopt_long(argc, argv, FTK_TOOL_SHORTOPTS, opts, NULL)) != -1) {
+	while ((c = ftk_getopt_long(argc, argv, FTK_TOOL_SHORTOPTS, opts, NULL)) != -1) {
 		if (ftk_tool_opt(&t, c, optarg))
 			continue;
 		switch (c) {

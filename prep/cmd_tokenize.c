@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "cli/parse-options.h"
 #include "cli/tool.h"
 #include "lib/chat.h"
 #include "lib/json.h"
@@ -477,7 +478,7 @@ int cmd_tokenize(int argc, char **argv)
 	cf.field = "text";
 	ftk_tool_init(&t, "ftk-tokenize", usage);
 	optind = 1;
-	while ((c = getopt_long(argc, argv, FTK_TOOL_SHORTOPTS "j:", opts, NULL)) != -1) {
+	while ((c = ftk_getopt_long(argc, argv, FTK_TOOL_SHORTOPTS "j:", opts, NULL)) != -1) {
 		if (ftk_tool_opt(&t, c, optarg))
 			continue;
 		switch (c) {

@@ -20,41 +20,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "cli/parse-options.h"
 #include "cli/tool.h"
 #include "model/infer.h"
 
-static const char usage[] =
-	"usage: ftk-generate --model DIR [--adapter DIR] [options] [FILE...]\n"
-	"\n"
-	"Generate an answer for every prompt record and write the record with \"output\",\n"
-	"\"prompt_tokens\", \"completion_tokens\" and \"finish_reason\" added.\n"
-	"\n"
-	"Options:\n"
-	"      --model DIR        the model (Hugging Face directory with tokenizer files)\n"
-	"      --adapter DIR      a PEFT LoRA adapter to apply\n"
-	"      --raw              records hold plain \"text\" prompts (BOS + text), not chats\n"
-	"      --quant Q          nf4 (default, the base QLoRA trains on) or none (full precision)\n"
-	"      --max-tokens N     new tokens at most per record (default 256)\n"
-	"      --temperature T    0 (default) is greedy; otherwise sample\n"
-	"      --top-k K          sample among the K most likely tokens (default 0: all)\n"
-	"      --top-p P          sample within probability mass P (default 1: all)\n"
-	"      --seed N           the sampling seed (default 0); each record restarts from it\n"
-	"      --max-seq N        the context to allocate (default: the model's)\n"
-	"      --device D         cpu (default) or cuda (the CUDA backend, docs/gpu.md)\n"
-	"\n" FTK_TOOL_COMMON_HELP;
-
-enum {
-	OPT_MODEL = FTK_OPT_FIRST_FREE,
-	OPT_ADAPTER,
-	OPT_RAW,
-	OPT_QUANT,
-	OPT_MAX_TOKENS,
-	OPT_TEMPERATURE,
-	OPT_TOP_K,
-	OPT_TOP_P,
-	OPT_SEED,
-	OPT_MAX_SEQ,
-	OPT_DEVICE,
+static const char *const usage[] = {
+	"ftk-generate --model DIR [--adapter DIR] [options] [FILE...]", "",
+	"Generate an answer for every prompt record and write the record with \"output\",",
+	"\"prompt_tokens\", \"completion_tokens\" and \"finish_reason\" added.", NULL,
 };
 
 /* The record's bytes with the new members spliced in before its closing brace. */
@@ -83,59 +56,48 @@ static void emit_with_output(struct ftk_tool *t, const struct ftk_line *line,
 
 int cmd_generate(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		FTK_TOOL_LONGOPTS,
-		{ "model", required_argument, NULL, OPT_MODEL },
-		{ "adapter", required_argument, NULL, OPT_ADAPTER },
-		{ "raw", no_argument, NULL, OPT_RAW },
-		{ "quant", required_argument, NULL, OPT_QUANT },
-		{ "max-tokens", required_argument, NULL, OPT_MAX_TOKENS },
-		{ "temperature", required_argument, NULL, OPT_TEMPERATURE },
-		{ "top-k", required_argument, NULL, OPT_TOP_K },
-		{ "top-p", required_argument, NULL, OPT_TOP_P },
-		{ "seed", required_argument, NULL, OPT_SEED },
-		{ "max-seq", required_argument, NULL, OPT_MAX_SEQ },
-		{ "device", required_argument, NULL, OPT_DEVICE },
-		{ 0 }
-	};
 	struct ftk_tool t;
 	struct ftk_infer_opts io = { NULL, NULL, 1, 0, NULL };
 	struct ftk_gen_opts g;
-	int raw = 0, c;
+	int raw = 0, device = 0;
+	double temperature, top_p;
+	static const char *const devices[] = { "cpu", "cuda" };
 	ftk_gen_opts_default(&g);
-	ftk_tool_init(&t, "ftk-generate", usage);
+	temperature = g.temperature;
+	top_p = g.top_p;
+	ftk_tool_init(&t, "ftk-generate", NULL);
 	t.stage = "eval";
 	t.fail_on_reject = 1;	/* a prompt left unanswered is a data problem: exit 1 */
-	optind = 1;
-	while ((c = getopt_long(argc, argv, FTK_TOOL_SHORTOPTS, opts, NULL)) != -1) {
-		if (ftk_tool_opt(&t, c, optarg))
-			continue;
-		switch (c) {
-		case OPT_MODEL: io.model_dir = optarg; break;
-		case OPT_ADAPTER: io.adapter_dir = optarg; break;
-		case OPT_RAW: raw = 1; break;
-		case OPT_QUANT:
-			if (!strcmp(optarg, "nf4"))
-				io.quant_nf4 = 1;
-			else if (!strcmp(optarg, "none"))
-				io.quant_nf4 = 0;
-			else
-				ftk_tool_usage_error(&t, "--quant must be nf4 or none, not '%s'", optarg);
-			break;
-		case OPT_MAX_TOKENS: g.max_tokens = (int)ftk_tool_parse_long(&t, "--max-tokens", optarg, 0, 10000000); break;
-		case OPT_TEMPERATURE: g.temperature = (float)ftk_tool_parse_double(&t, "--temperature", optarg, 0, 100); break;
-		case OPT_TOP_K: g.top_k = (int)ftk_tool_parse_long(&t, "--top-k", optarg, 0, 1000000000); break;
-		case OPT_TOP_P: g.top_p = (float)ftk_tool_parse_double(&t, "--top-p", optarg, 1e-6, 1); break;
-		case OPT_SEED: g.seed = (uint64_t)ftk_tool_parse_long(&t, "--seed", optarg, 0, LONG_MAX); break;
-		case OPT_MAX_SEQ: io.max_seq = (int)ftk_tool_parse_long(&t, "--max-seq", optarg, 1, 10000000); break;
-		case OPT_DEVICE:
-			if (strcmp(optarg, "cpu") && strcmp(optarg, "cuda"))
-				ftk_tool_usage_error(&t, "--device must be cpu or cuda, not '%s'", optarg);
-			io.device = optarg;
-			break;
-		default: ftk_tool_usage_error(&t, NULL);
-		}
-	}
+	struct ftk_option opts[] = {
+		FTK_OPT_GROUP("Options"),
+		FTK_OPT_STRING(0, "model", &io.model_dir, "DIR",
+			       "the model (Hugging Face directory with tokenizer files)"),
+		FTK_OPT_STRING(0, "adapter", &io.adapter_dir, "DIR", "a PEFT LoRA adapter to apply"),
+		FTK_OPT_FLAG(0, "raw", &raw, "records hold plain \"text\" prompts (BOS + text), not chats"),
+		FTK_OPT_CHOICE(0, "quant", &io.quant_nf4, "Q", FTK_QUANT_CHOICES,
+			       "nf4 (default, the base QLoRA trains on) or none (full precision)"),
+		FTK_OPT_INT(0, "max-tokens", &g.max_tokens, "N", 0, 10000000,
+			    "new tokens at most per record (default 256)"),
+		FTK_OPT_DOUBLE(0, "temperature", &temperature, "T", 0, 100,
+			       "0 (default) is greedy; otherwise sample"),
+		FTK_OPT_INT(0, "top-k", &g.top_k, "K", 0, 1000000000,
+			    "sample among the K most likely tokens (default 0: all)"),
+		FTK_OPT_DOUBLE(0, "top-p", &top_p, "P", 1e-6, 1,
+			       "sample within probability mass P (default 1: all)"),
+		FTK_OPT_UINT64(0, "seed", &g.seed, "N",
+			       "the sampling seed (default 0); each record restarts from it"),
+		FTK_OPT_INT(0, "max-seq", &io.max_seq, "N", 1, 10000000,
+			    "the context to allocate (default: the model's)"),
+		FTK_OPT_CHOICE(0, "device", &device, "D", "cpu|cuda",
+			       "cpu (default) or cuda (the CUDA backend, docs/gpu.md)"),
+		FTK_OPT_TOOL_COMMON(&t),
+		FTK_OPT_END(),
+	};
+	argc = ftk_parse_options(argc, argv, "ftk-generate", opts, usage);
+	g.temperature = (float)temperature;
+	g.top_p = (float)top_p;
+	if (device)
+		io.device = devices[device];
 	if (!io.model_dir)
 		ftk_tool_usage_error(&t, "--model DIR is required");
 	struct ftk_infer *e;
@@ -149,7 +111,7 @@ int cmd_generate(int argc, char **argv)
 		ftk_infer_free(e);
 		die("the model's tokenizer has no chat_template: use --raw for plain text prompts");
 	}
-	ftk_tool_start(&t, argc - optind, argv + optind);
+	ftk_tool_start(&t, argc, argv);
 	struct ftk_line line;
 	struct strbuf sb = STRBUF_INIT;
 	uint64_t prompt_tokens = 0, completion_tokens = 0;

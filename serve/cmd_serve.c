@@ -55,6 +55,7 @@
 #include <unistd.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include "cli/parse-options.h"
 #include "cli/tool.h"
 #include "lib/json.h"
 #include "lib/toolparse.h"
@@ -1276,7 +1277,7 @@ int cmd_serve(int argc, char **argv)
 	S.read_timeout = 30;
 	S.deadline = 60;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
+	while ((c = ftk_getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'q': S.quiet = 1; break;
 		case 'h': case FTK_OPT_VERSION: case '?': ftk_tool_opt(&t, c, optarg); break;

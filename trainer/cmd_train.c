@@ -24,6 +24,7 @@
 #include <unistd.h>
 #include <sys/stat.h>
 
+#include "cli/parse-options.h"
 #include "cli/tool.h"
 #include "eval/train_eval.h"
 #include "lib/json.h"
@@ -613,7 +614,7 @@ int cmd_train(int argc, char **argv)
 	ftk_train_opts_default(&o);
 	argv = expand_config(&t, opts, &argc, argv);
 	int dry = 0;
-	while ((c = getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
+	while ((c = ftk_getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
 		if (ftk_tool_opt(&t, c, optarg))
 			continue;
 		n_train_opts += c != OPT_RESUME && c != OPT_USD && c != OPT_DEVICE && c != OPT_DIST &&

@@ -316,6 +316,8 @@ static Suite *adapter_suite(void)
 {
 	Suite *s = suite_create("adapter");
 	TCase *tc = tcase_create("core");
+	/* loads real tokenizers or the model: 6-9 s under ASan on a loaded 2-core machine */
+	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, peft_adapter_gives_torch_logits);
 	tcase_add_test(tc, ftk_adapter_gives_torch_logits);
 	tcase_add_test(tc, save_round_trip_with_peft_names_and_keys);

@@ -224,6 +224,8 @@ static Suite *bf16_suite(void)
 {
 	Suite *s = suite_create("bf16");
 	TCase *tc = tcase_create("core");
+	/* loads real tokenizers or the model: 6-9 s under ASan on a loaded 2-core machine */
+	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, fp32_matches_torch_fp32);
 	tcase_add_test(tc, bf16_matches_torch_bf16);
 	tcase_add_test(tc, nf4_linear_bf16_matches_loops);

@@ -277,6 +277,8 @@ static Suite *plan_suite(void)
 {
 	Suite *s = suite_create("plan");
 	TCase *tc = tcase_create("core");
+	/* loads real tokenizers or the model: 6-9 s under ASan on a loaded 2-core machine */
+	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, counted_by_hand);
 	tcase_add_test(tc, bf16_by_hand);
 	tcase_add_test(tc, flash_local_memory_on_cuda);

@@ -133,6 +133,8 @@ static Suite *toolparse_suite(void)
 {
 	Suite *s = suite_create("toolparse");
 	TCase *t = tcase_create("core");
+	/* loads real tokenizers or the model: 6-9 s under ASan on a loaded 2-core machine */
+	tcase_set_timeout(t, 60);
 	tcase_add_test(t, hermes);
 	tcase_add_test(t, llama3_json);
 	tcase_add_test(t, mistral);
