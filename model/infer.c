@@ -16,6 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include "lib/chat.h"
+#include "lib/json.h"
+#include "lib/stream.h"
 #include "lib/tokenizer.h"
 #include "model/adapter.h"
 #include "model/device.h"
@@ -38,7 +40,125 @@ struct ftk_infer {
 	uint32_t *cached;
 	int n_cached;
 	float *ctx_logits;	/* (V) */
+	/* no tokenization of a text longer than bytes_per_token * (tokens + 1)
+	 * bytes has fewer than tokens ids; 0 when the tokenizer can make one
+	 * token of any number of bytes (a normalizer that deletes text) */
+	size_t bytes_per_token;
 };
+
+/*
+ * How many input bytes a normalizer may turn into one byte at most, or 0
+ * when there is no bound (it may delete text).  Unicode normalization and
+ * lowercasing shrink by 3 at most (a Hangul syllable composed from three
+ * jamo, the Kelvin sign lowercased to "k"); Replace by its pattern's
+ * length over its content's.
+ */
+static double norm_shrink(const cJSON *n)
+{
+	const char *type = ftk_json_get_str(n, "type");
+	if (!n || cJSON_IsNull(n))
+		return 1;
+	if (!type)
+		return 0;
+	if (!strcmp(type, "Sequence")) {
+		double f = 1;
+		const cJSON *x;
+		cJSON_ArrayForEach(x, cJSON_GetObjectItemCaseSensitive(n, "normalizers")) f *= norm_shrink(x);
+		return f;
+	}
+	if (!strcmp(type, "NFC") || !strcmp(type, "NFD") || !strcmp(type, "NFKC") || !strcmp(type, "NFKD") ||
+	    !strcmp(type, "Lowercase"))
+		return 3;
+	if (!strcmp(type, "Prepend"))
+		return 1;
+	if (!strcmp(type, "Replace")) {
+		const char *pat = ftk_json_get_str(cJSON_GetObjectItemCaseSensitive(n, "pattern"), "String");
+		const char *to = ftk_json_get_str(n, "content");
+		if (!pat || !to || !*to)
+			return 0;
+		double f = (double)strlen(pat) / (double)strlen(to);
+		return f > 1 ? f : 1;
+	}
+	return 0;	/* Strip, StripAccents, ...: may delete any amount */
+}
+
+/* 1 when a pre-tokenizer keeps every byte (none drops what it splits on). */
+static int pre_keeps(const cJSON *p)
+{
+	const char *type = ftk_json_get_str(p, "type");
+	if (!p || cJSON_IsNull(p))
+		return 1;
+	if (!type)
+		return 0;
+	if (!strcmp(type, "Sequence")) {
+		const cJSON *x;
+		cJSON_ArrayForEach(x, cJSON_GetObjectItemCaseSensitive(p, "pretokenizers"))
+			if (!pre_keeps(x))
+				return 0;
+		return 1;
+	}
+	if (!strcmp(type, "Split")) {
+		const char *b = ftk_json_get_str(p, "behavior");
+		return b && strcmp(b, "Removed");
+	}
+	return !strcmp(type, "ByteLevel") || !strcmp(type, "Metaspace") || !strcmp(type, "Digits");
+}
+
+/*
+ * bytes_per_token for the tokenizer in dir (see struct ftk_infer): a token
+ * covers at most as many input bytes as its vocabulary string has (byte-level
+ * and Metaspace strings are longer than the bytes they stand for, byte
+ * fallback's "<0x41>" much longer), times what the normalizer may shrink.
+ */
+static size_t bytes_per_token(const struct ftk_tokenizer *tok, const char *dir)
+{
+	struct strbuf path = STRBUF_INIT;
+	char *data = NULL;
+	size_t len = 0, longest = 1;
+	cJSON *j = NULL;
+	double shrink = 0;
+	strbuf_addf(&path, "%s/tokenizer.json", dir);
+	if (ftk_read_all(path.buf, &data, &len, NULL) == 0 && ftk_json_parse_object(data, len, &j, NULL) == 0) {
+		const cJSON *model = cJSON_GetObjectItemCaseSensitive(j, "model");
+		/* fused unknowns: one unk token for a run of any length */
+		int fuse = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(model, "fuse_unk")) &&
+			   !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(model, "byte_fallback"));
+		if (!fuse && pre_keeps(cJSON_GetObjectItemCaseSensitive(j, "pre_tokenizer")))
+			shrink = norm_shrink(cJSON_GetObjectItemCaseSensitive(j, "normalizer"));
+		const cJSON *a;
+		cJSON_ArrayForEach(a, cJSON_GetObjectItemCaseSensitive(j, "added_tokens")) {
+			const char *c = ftk_json_get_str(a, "content");
+			if (c && strlen(c) > longest)
+				longest = strlen(c);
+		}
+	}
+	for (uint32_t id = 0, n = ftk_tokenizer_vocab_size(tok); id < n; id++) {
+		const char *str = ftk_tokenizer_token_str(tok, id);
+		if (str && strlen(str) > longest)
+			longest = strlen(str);
+	}
+	cJSON_Delete(j);
+	free(data);
+	strbuf_release(&path);
+	return shrink > 0 ? (size_t)ceil((double)longest * shrink) : 0;
+}
+
+/*
+ * Refuse a text that no tokenization could fit in the context from its
+ * length alone, before tokenizing it: the work and memory of a request then
+ * grow with the context, not with what a client sends (a 60 MB prompt to a
+ * 512-token context was tokenized whole: 11 s, 1.7 GB).  max_ids is the
+ * most ids the caller accepts.
+ */
+static int check_bytes(const struct ftk_infer *e, size_t len, long max_ids, struct ftk_error *err)
+{
+	if (!e->bytes_per_token || len / e->bytes_per_token <= (size_t)max_ids)
+		return 0;
+	return ftk_error_msg(err, FTK_ELIMIT,
+			     "the prompt is %zu bytes, and %ld tokens of this tokenizer hold at most %zu: it "
+			     "cannot fit in the context of %d tokens",
+			     len, max_ids, e->bytes_per_token * (size_t)max_ids, e->ctx);
+}
 
 int ftk_infer_open(struct ftk_infer **out, const struct ftk_infer_opts *o, struct ftk_error *err)
 {
@@ -72,6 +192,7 @@ int ftk_infer_open(struct ftk_infer **out, const struct ftk_infer_opts *o, struc
 		goto fail;
 	const struct ftk_model_config *cfg = ftk_model_config(e->model);
 	e->ctx = o->max_seq > 0 && o->max_seq < cfg->max_pos ? o->max_seq : cfg->max_pos;
+	e->bytes_per_token = bytes_per_token(e->tok, o->model_dir);
 	e->vocab = cfg->vocab_size;
 	for (int i = 0; i < cfg->n_eos; i++)
 		e->eos[e->n_eos++] = cfg->eos_ids[i];
@@ -270,6 +391,10 @@ int ftk_infer_chat(struct ftk_infer *e, const cJSON *messages, const cJSON *tool
 		ftk_render_release(&r);
 		return rc;
 	}
+	if ((rc = check_bytes(e, r.text.len, e->ctx, err)) < 0) {
+		ftk_render_release(&r);
+		return rc;
+	}
 	long n = ftk_tokenizer_encode(e->tok, r.text.buf, r.text.len, 0, &e->toks, err);
 	ftk_render_release(&r);
 	if (n < 0)
@@ -281,8 +406,11 @@ int ftk_infer_text(struct ftk_infer *e, const char *prompt, const struct ftk_gen
 		   const char *const *stop, int n_stop, ftk_infer_piece_fn fn, void *ctx,
 		   struct ftk_infer_result *res, struct ftk_error *err)
 {
-	long n = ftk_tokenizer_encode(e->tok, prompt, strlen(prompt), FTK_TOK_ADD_SPECIAL,
-				      &e->toks, err);
+	size_t len = strlen(prompt);
+	int rc = check_bytes(e, len, e->ctx, err);
+	if (rc < 0)
+		return rc;
+	long n = ftk_tokenizer_encode(e->tok, prompt, len, FTK_TOK_ADD_SPECIAL, &e->toks, err);
 	if (n < 0)
 		return (int)n;
 	if (n == 0)
@@ -382,5 +510,10 @@ int ftk_infer_ids(struct ftk_infer *e, const uint32_t *ids, int n, const struct 
 long ftk_infer_encode_prompt(struct ftk_infer *e, const char *prompt, struct ftk_tokens *out,
 			     struct ftk_error *err)
 {
-	return ftk_tokenizer_encode(e->tok, prompt, strlen(prompt), FTK_TOK_ADD_SPECIAL, out, err);
+	size_t len = strlen(prompt);
+	/* scoring reads one id more than the context (its last is never fed) */
+	int rc = check_bytes(e, len, (long)e->ctx + 1, err);
+	if (rc < 0)
+		return rc;
+	return ftk_tokenizer_encode(e->tok, prompt, len, FTK_TOK_ADD_SPECIAL, out, err);
 }

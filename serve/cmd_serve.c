@@ -992,6 +992,7 @@ static enum MHD_Result handle_completion(struct MHD_Connection *c, const char *m
 		strbuf_release(&m);
 		return rc;
 	}
+	strbuf_release(&cn->body);	/* parsed: a large body is not held twice while it waits */
 	struct job *j = xcalloc(1, sizeof(*j));
 	pthread_mutex_init(&j->mu, NULL);
 	pthread_cond_init(&j->cv, NULL);
