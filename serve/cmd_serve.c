@@ -1100,7 +1100,10 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
 			return reply_error(c, method, url, t0, 401, "missing or wrong API key",
 					   "invalid_request_error", NULL, "invalid_api_key");
 		const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
-		if (cl && strtod(cl, NULL) > (double)S.max_body) {
+		double announced = cl ? strtod(cl, NULL) : 0;	/* libmicrohttpd has checked its syntax */
+		if (!(announced >= 0))
+			announced = 0;
+		if (announced > (double)S.max_body) {
 			struct strbuf m = STRBUF_INIT;
 			strbuf_addf(&m, "the request body is too large: %s bytes, more than --max-body %zu", cl,
 				    S.max_body);
@@ -1110,7 +1113,8 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
 			return rc;
 		}
 		cn = xcalloc(1, sizeof(*cn));
-		strbuf_init(&cn->body, 0);
+		/* the announced size at once: no copies while a large body grows */
+		strbuf_init(&cn->body, (size_t)announced);
 		cn->t0 = t0;
 		*con_cls = cn;
 		return MHD_YES;
