@@ -144,10 +144,12 @@ static int is_trailing_ws(char ch) { return ch == ' ' || ch == '\n' || ch == '\t
 
 /*
  * Messages whose content is a list of parts, rendered as the text of those
- * parts joined by "\n" (record.h's ftk_content_text), so that ftk-tokenize,
- * ftk-generate and ftk-serve give a template the same string for the same
- * message: a template that prints content as it is would otherwise print a
- * list as a Python value.  Content that is neither a string, null, nor a
+ * parts joined by one space, as transformers' own server does for a
+ * text-only model (transformers serve, commands/serving.py: the "text" of
+ * each text part, " ".join), so that ftk-tokenize, ftk-generate and
+ * ftk-serve give a template the same string for the same message: a
+ * template that prints content as it is would otherwise print a list as a
+ * Python value.  Content that is neither a string, null, nor a
  * list of text parts is refused, never printed.  *flat is a new array when
  * some content was a list (caller frees), else NULL.
  */
@@ -195,7 +197,16 @@ static int flatten_content(const cJSON *messages, cJSON **flat, struct ftk_error
 		if (!cJSON_IsArray(ct))
 			continue;
 		struct strbuf sb = STRBUF_INIT;
-		ftk_content_text(ct, &sb);
+		const cJSON *p;
+		int k = 0;
+		cJSON_ArrayForEach(p, ct) {
+			const cJSON *t = cJSON_IsString(p) ? p : cJSON_GetObjectItemCaseSensitive(p, "text");
+			if (!cJSON_IsString(t))
+				t = cJSON_GetObjectItemCaseSensitive(p, "value");	/* LLaMA-Factory's */
+			if (k++)
+				strbuf_addch(&sb, ' ');
+			strbuf_addstr(&sb, t->valuestring);
+		}
 		cJSON_ReplaceItemInObjectCaseSensitive(cm, "content", cJSON_CreateString(sb.buf));
 		strbuf_release(&sb);
 	}

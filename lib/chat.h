@@ -79,7 +79,8 @@ const char *ftk_chat_name(const struct ftk_chat *c);
  * Render messages (a JSON array of {"role","content",...}, borrowed) with
  * tools (an array or NULL) through the template into out (reset first).
  * Fills out->spans with every assistant turn.  A content given as a list of
- * parts reaches the template as the text of its parts joined by "\n" (the
+ * parts reaches the template as the text of its parts joined by " ", as
+ * transformers' server joins them (the
  * same string whoever renders it: ftk-tokenize, ftk-generate, ftk-serve);
  * a content that is not a string, null, or a list of text parts is
  * FTK_EDATA with err->field "messages[i].content".  Returns 0, or FTK_EDATA with

@@ -340,7 +340,7 @@ END_TEST
 
 /*
  * Issue 18.7: content in parts reaches the template as the parts' text
- * joined by "\n", whoever renders (tokenize, generate and serve all call
+ * joined by " " (transformers serve's join), whoever renders (tokenize, generate and serve all call
  * ftk_chat_render), and content that is not text is refused, never printed
  * as a Python value.
  */
@@ -350,7 +350,7 @@ START_TEST(test_content_parts)
 	struct ftk_chat *c = open_chat(0, &tok);
 	struct ftk_render a = FTK_RENDER_INIT, b = FTK_RENDER_INIT;
 	struct ftk_error e;
-	cJSON *str = cJSON_Parse("[{\"role\":\"user\",\"content\":\"hi\\nthere\"},"
+	cJSON *str = cJSON_Parse("[{\"role\":\"user\",\"content\":\"hi there\"},"
 				 "{\"role\":\"assistant\",\"content\":\"ok\"}]");
 	cJSON *parts = cJSON_Parse("[{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"hi\"},"
 				   "\"there\"]},{\"role\":\"assistant\",\"content\":[{\"type\":\"text\",\"text\":\"ok\"}]}]");
