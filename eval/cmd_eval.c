@@ -514,8 +514,7 @@ static int do_merge(int argc, char **argv, int json)
 	ftk_error_clear(&e);
 	long n = 0;
 	if (ftk_eval_merge((const char *const *)argv, argc, tool.out_path, &n, &e) < 0) {
-		char buf[1400];
-		error("%s", ftk_error_format(&e, buf, sizeof(buf)));
+		error_at(&e);
 		return FTK_EXIT_DATA;
 	}
 	cJSON *res;
@@ -883,8 +882,7 @@ static int do_import(int argc, char **argv, struct ftk_eval_import_opts *io, lon
 	ftk_error_clear(&e);
 	long n = ftk_eval_import(io, &e);
 	if (n < 0) {
-		char buf[1400];
-		error("%s", ftk_error_format(&e, buf, sizeof(buf)));
+		error_at(&e);
 		return n == FTK_EUSAGE ? FTK_EXIT_USAGE : FTK_EXIT_DATA;
 	}
 	if (!tool.quiet)

@@ -413,9 +413,8 @@ static cJSON *score_case(struct scorer *sc, const struct ftk_eval_suite *s,
 		free(ll);
 	}
 	if (rc < 0) {
-		char buf[1200];
 		cJSON_Delete(scores);
-		cJSON_AddStringToObject(out, "error", ftk_error_format(err, buf, sizeof(buf)));
+		cJSON_AddStringToObject(out, "error", FTK_ERROR_TEXT(err));
 		return out;
 	}
 	keep_metrics(s, scores);

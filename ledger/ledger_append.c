@@ -28,7 +28,6 @@ int ftk_ledger_append_cmd(int argc, char **argv)
 		struct ftk_reader *r;
 		struct ftk_line line;
 		struct ftk_error err;
-		char m[2048];
 		if (ftk_reader_open(&r, files[i], &err) < 0) {
 			error("%s", err.msg);
 			bad++;
@@ -47,7 +46,7 @@ int ftk_ledger_append_cmd(int argc, char **argv)
 			}
 			if (ftk_cost_entry_parse(line.data, line.len, &e, &err) < 0) {
 				ftk_error_place(&err, files[i], line.lineno);
-				error("%s", ftk_error_format(&err, m, sizeof(m)));
+				error_at(&err);
 				bad++;
 				continue;
 			}
@@ -55,7 +54,7 @@ int ftk_ledger_append_cmd(int argc, char **argv)
 			int arc = ftk_ledger_append(lp, line.data, line.len, &err);
 			if (arc == FTK_ELIMIT) {	/* this line only: the others still go in */
 				ftk_error_place(&err, files[i], line.lineno);
-				error("%s", ftk_error_format(&err, m, sizeof(m)));
+				error_at(&err);
 				bad++;
 				continue;
 			}
@@ -66,7 +65,7 @@ int ftk_ledger_append_cmd(int argc, char **argv)
 			added++;
 		}
 		if (rc < 0) {
-			error("%s", ftk_error_format(&err, m, sizeof(m)));
+			error_at(&err);
 			bad++;
 		}
 		ftk_reader_close(r);

@@ -43,8 +43,7 @@ void ledger_load_rates(const struct ledger_common *c, struct ftk_rates *R)
 	struct ftk_error err;
 	const char *p = ftk_cost_rates_path(c->rates, ftk_ledger_path(c->ledger), buf, sizeof(buf), 1);
 	if (ftk_rates_load(p, R, &err) < 0) {
-		char m[2048];
-		die("%s", ftk_error_format(&err, m, sizeof(m)));
+		die_at(&err);
 	}
 }
 
@@ -129,11 +128,10 @@ int ledger_load_totals(const struct ledger_common *c, const struct ftk_rates *R,
 		       const struct ftk_cost_filter *f)
 {
 	struct ftk_error err;
-	char m[2048];
 	const char *lp = ledger_need(c);
 	int bad = ftk_cost_ledger_load(lp, L, &err);
 	if (bad < 0)
-		die("%s", ftk_error_format(&err, m, sizeof(m)));
+		die_at(&err);
 	for (size_t i = 0; i < L->n_bad; i++)
 		error("%s:%ld: skipped: %s", lp, L->bad[i].line, L->bad[i].msg);
 	ftk_cost_totals_compute(T, L, R, f, warn_unpriced, (void *)lp);

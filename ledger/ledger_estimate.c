@@ -23,7 +23,7 @@ static double stats_tokens(const char *arg)
 	char *data;
 	size_t len;
 	struct ftk_error err;
-	char m[2048], path[4096];
+	char path[4096];
 	cJSON *o;
 	struct stat st;
 	if (stat(arg, &st) == 0 && S_ISDIR(st.st_mode))
@@ -31,12 +31,12 @@ static double stats_tokens(const char *arg)
 	else
 		snprintf(path, sizeof(path), "%s", arg);
 	if (ftk_read_all(path, &data, &len, &err) < 0)
-		die("%s", ftk_error_format(&err, m, sizeof(m)));
+		die_at(&err);
 	int rc = ftk_json_parse_object(data, len, &o, &err);
 	free(data);
 	if (rc < 0) {
 		ftk_error_place(&err, path, 0);
-		die("%s", ftk_error_format(&err, m, sizeof(m)));
+		die_at(&err);
 	}
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, "tokens");
 	if (!cJSON_IsNumber(v))
@@ -124,7 +124,6 @@ int ftk_ledger_estimate(int argc, char **argv)
 	struct ftk_rates R;
 	struct ftk_cost_model M;
 	struct ftk_error err;
-	char m[2048];
 	struct ftk_option opts[] = {
 		FTK_OPT_GROUP("Options"),
 		FTK_OPT_DOUBLE(0, "tokens", &o.tokens, "N", 1, HUGE_VAL, "tokens per epoch"),
@@ -188,13 +187,13 @@ int ftk_ledger_estimate(int argc, char **argv)
 	long n_cut = -1;	/* -1: unknown */
 	if (o.token_stats && shard_dir_of(o.token_stats, shard_dir, sizeof(shard_dir))) {
 		if (ftk_cost_shard_tokens(shard_dir, seq_len, &tokens_all, &tokens, &n_cut, &err) < 0)
-			die("%s", ftk_error_format(&err, m, sizeof(m)));
+			die_at(&err);
 	} else {
 		tokens = o.token_stats ? stats_tokens(o.token_stats) : o.tokens;
 		n_cut = seq_len > 0 ? -1 : 0;
 	}
 	if (ftk_cost_model_load(o.model, &M, &err) < 0)
-		die("%s", ftk_error_format(&err, m, sizeof(m)));
+		die_at(&err);
 	long long n_lora = full ? 0 : ftk_cost_lora_params(&M, rank, targets);
 	if (n_lora < 0)
 		ftk_usage_error("--targets: unknown module in '%s' (q_proj, k_proj, v_proj, o_proj, gate_proj, "
@@ -218,7 +217,7 @@ int ftk_ledger_estimate(int argc, char **argv)
 	const char *mfu_src;
 	if (o.calibrate) {
 		if (ftk_cost_calibrate_tps(o.calibrate, &tps, &steps, &err) < 0)
-			die("%s", ftk_error_format(&err, m, sizeof(m)));
+			die_at(&err);
 		seconds = D / tps;	/* tokens/s of the smoke run, on the same devices */
 		if (!isnan(dev->peak_flops))
 			implied_mfu = tps * flops_per_token / (dev->peak_flops * gpus);

@@ -101,11 +101,10 @@ static int rates_add(int argc, char **argv)
 	cJSON_Delete(row);
 	struct ftk_rate parsed;
 	struct ftk_error err;
-	char m[2048];
 	int rc = 0;
 	if (ftk_rate_parse(s, strlen(s), &parsed, &err) < 0) {
 		cJSON_free(s);
-		ftk_usage_error("rates add: %s", ftk_error_format(&err, m, sizeof(m)));
+		ftk_usage_error("rates add: %s", FTK_ERROR_TEXT(&err));
 	}
 	cJSON_Delete(parsed.json);
 	struct stat st;
@@ -124,7 +123,7 @@ static int rates_add(int argc, char **argv)
 		/* refuse to add to a file that does not parse: the error would surface later */
 		if (ftk_rates_load(path, &R, &err) < 0) {
 			cJSON_free(s);
-			die("%s", ftk_error_format(&err, m, sizeof(m)));
+			die_at(&err);
 		}
 		ftk_rates_release(&R);
 	}

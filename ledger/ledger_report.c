@@ -59,18 +59,17 @@ static int load_summary(const char *run, const char *path, struct summary *s)
 	char *data;
 	size_t len;
 	struct ftk_error err;
-	char m[2048];
 	cJSON *o;
 	memset(s, 0, sizeof(*s));
 	s->run = xstrdup(run);
 	s->path = path;
 	if (ftk_read_all(path, &data, &len, &err) < 0)
-		return error("%s", ftk_error_format(&err, m, sizeof(m)));
+		return error_at(&err);
 	int rc = ftk_json_parse_object(data, len, &o, &err);
 	free(data);
 	if (rc < 0) {
 		ftk_error_place(&err, path, 0);
-		return error("%s", ftk_error_format(&err, m, sizeof(m)));
+		return error_at(&err);
 	}
 	const cJSON *map = cJSON_GetObjectItemCaseSensitive(o, "metrics");
 	if (!cJSON_IsObject(map))

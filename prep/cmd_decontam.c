@@ -31,7 +31,7 @@
 #include "dedupe.h"
 
 static const char *const usage[] = {
-	"ftk-decontam --eval CASES [options] [FILE...]",
+	"ftk-decontam --eval CASES [options] [FILE...]", "",
 	"Remove training records that share a word n-gram with an eval set.  The",
 	"rejects line of each removed record names the eval case and the n-gram.", NULL,
 };

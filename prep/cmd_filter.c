@@ -27,7 +27,7 @@
 #include "prep/quality.h"
 
 static const char *const usage[] = {
-	"ftk-filter [options] [FILE...]",
+	"ftk-filter [options] [FILE...]", "",
 	"Keep the records that pass every check; the rest go to --rejects with the",
 	"rule that failed and the value measured.", NULL,
 };

@@ -25,7 +25,7 @@
 #include "lib/record.h"
 
 static const char *const usage[] = {
-	"ftk-sample [options] [FILE...]",
+	"ftk-sample [options] [FILE...]", "",
 	"Pick N records at random, the same ones for the same seed.", NULL,
 };
 

@@ -27,45 +27,9 @@
 #include "prep/pii.h"
 #include "lib/stream.h"
 
-static const char usage[] =
-	"usage: ftk-scrub [options] [FILE...]\n"
-	"Mask personal data and secrets found in string values.\n"
-	"\n"
-	"      --types LIST          kinds to look for, comma-separated (default all):\n"
-	"                            EMAIL PHONE IPV4 IPV6 CREDIT_CARD IBAN SSN PRIVATE_KEY\n"
-	"                            JWT AWS_KEY GITHUB_TOKEN SLACK_TOKEN URL_CREDENTIALS\n"
-	"      --field PATTERN       look only in these fields (repeatable), e.g.\n"
-	"                            messages[*].content; default every string value\n"
-	"      --skip-field PATTERN  never look in these fields (repeatable); added to the\n"
-	"                            defaults: id, meta, tools (tool definitions)\n"
-	"      --no-default-skip     look in id, meta and tools too\n"
-	"      --allow FILE          leave these values alone: one per line, compared\n"
-	"                            without case; a line @DOMAIN allows every e-mail\n"
-	"                            address at DOMAIN and its subdomains (repeatable)\n"
-	"      --no-allowlist        mask documentation placeholders too: by default\n"
-	"                            e-mail at example.com/.org/.net, .example, .test,\n"
-	"                            .invalid and yourdomain-style domains, IPs in\n"
-	"                            192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24 and\n"
-	"                            2001:db8::/32, and phone numbers 555-0100 to 555-0199\n"
-	"                            are left as they are\n"
-	"      --private-ip          also mask private, loopback and link-local addresses\n"
-	"      --pseudonymize SALT   replace with <TYPE_hash> tokens (HMAC-SHA256 with SALT)\n"
-	"                            instead of <TYPE>; the same value gets the same token\n"
-	"      --report              change nothing: write one JSON line per span found\n"
-	"                            (file, line, field, type, byte offsets, text, context)\n"
-	"\n"
-	FTK_TOOL_COMMON_HELP;
-
-enum {
-	OPT_TYPES = FTK_OPT_FIRST_FREE,
-	OPT_FIELD,
-	OPT_SKIP_FIELD,
-	OPT_PRIVATE_IP,
-	OPT_PSEUDO,
-	OPT_REPORT,
-	OPT_ALLOW,
-	OPT_NO_ALLOWLIST,
-	OPT_NO_DEFAULT_SKIP,
+static const char *const usage[] = {
+	"ftk-scrub [options] [FILE...]", "",
+	"Mask personal data and secrets found in string values.", NULL,
 };
 
 /* Fields that hold no person's text by default: ids, metadata, tool schemas. */
@@ -212,78 +176,99 @@ static int visit(void *ctx, const char *path, const char *val, size_t len, struc
 	return 1;
 }
 
-static unsigned parse_types(struct ftk_tool *t, const char *arg)
+/* --types LIST */
+static void types_cb(const struct ftk_option *opt, const char *arg)
 {
 	unsigned mask = 0;
 	char *dup = xstrdup(arg), *save = NULL;
 	for (char *tok = strtok_r(dup, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
 		int ty = ftk_pii_type_parse(tok);
 		if (ty < 0)
-			ftk_tool_usage_error(t, "unknown type '%s' for --types", tok); /* exits */
+			ftk_usage_error("unknown type '%s' for --types", tok); /* exits */
 		mask |= 1u << ty;
 	}
 	free(dup);
 	if (!mask)
-		ftk_tool_usage_error(t, "--types wants at least one type");
-	return mask;
+		ftk_usage_error("--types wants at least one type");
+	*(unsigned *)opt->value = mask;
+}
+
+/* --field and --skip-field, repeatable */
+static void field_cb(const struct ftk_option *opt, const char *arg)
+{
+	struct scrub *sc = opt->value;
+	if (!strcmp(opt->long_name, "field")) {
+		FTK_ALLOC_GROW(sc->fields, sc->n_fields + 1, sc->alloc_fields);
+		sc->fields[sc->n_fields++] = (char *)arg;
+	} else {
+		FTK_ALLOC_GROW(sc->skip, sc->n_skip + 1, sc->alloc_skip);
+		sc->skip[sc->n_skip++] = (char *)arg;
+	}
+}
+
+static void salt_cb(const struct ftk_option *opt, const char *arg)
+{
+	if (!*arg)
+		ftk_usage_error("--pseudonymize wants a non-empty salt");
+	*(const char **)opt->value = arg;
+}
+
+static void allow_cb(const struct ftk_option *opt, const char *arg)
+{
+	load_allow(opt->value, arg);
 }
 
 int cmd_scrub(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		FTK_TOOL_LONGOPTS,
-		{ "types", required_argument, NULL, OPT_TYPES },
-		{ "field", required_argument, NULL, OPT_FIELD },
-		{ "skip-field", required_argument, NULL, OPT_SKIP_FIELD },
-		{ "private-ip", no_argument, NULL, OPT_PRIVATE_IP },
-		{ "allow", required_argument, NULL, OPT_ALLOW },
-		{ "no-allowlist", no_argument, NULL, OPT_NO_ALLOWLIST },
-		{ "no-default-skip", no_argument, NULL, OPT_NO_DEFAULT_SKIP },
-		{ "pseudonymize", required_argument, NULL, OPT_PSEUDO },
-		{ "report", no_argument, NULL, OPT_REPORT },
-		{ 0 },
-	};
 	struct ftk_tool t;
 	struct ftk_line line;
 	struct scrub sc;
 	struct ftk_pii_opts po = { 0, 0 };
 	struct ftk_error err;
 	struct strbuf out = STRBUF_INIT;
-	int c;
 
 	int default_skip_on = 1;
 	memset(&sc, 0, sizeof(sc));
 	sc.t = &t;
 	sc.builtin_allow = 1;
 	strbuf_init(&sc.rep, 0);
-	ftk_tool_init(&t, "ftk-scrub", usage);
-	optind = 1;
-	while ((c = ftk_getopt_long(argc, argv, FTK_TOOL_SHORTOPTS, opts, NULL)) != -1) {
-		if (ftk_tool_opt(&t, c, optarg))
-			continue;
-		switch (c) {
-		case OPT_TYPES: po.types = parse_types(&t, optarg); break;
-		case OPT_FIELD:
-			FTK_ALLOC_GROW(sc.fields, sc.n_fields + 1, sc.alloc_fields);
-			sc.fields[sc.n_fields++] = optarg;
-			break;
-		case OPT_SKIP_FIELD:
-			FTK_ALLOC_GROW(sc.skip, sc.n_skip + 1, sc.alloc_skip);
-			sc.skip[sc.n_skip++] = optarg;
-			break;
-		case OPT_PRIVATE_IP: po.private_ip = 1; break;
-		case OPT_PSEUDO:
-			if (!*optarg)
-				ftk_tool_usage_error(&t, "--pseudonymize wants a non-empty salt");
-			sc.salt = optarg;
-			break;
-		case OPT_REPORT: sc.report = 1; break;
-		case OPT_ALLOW: load_allow(&sc, optarg); break;
-		case OPT_NO_ALLOWLIST: sc.builtin_allow = 0; break;
-		case OPT_NO_DEFAULT_SKIP: default_skip_on = 0; break;
-		default: ftk_tool_usage_error(&t, NULL);
-		}
-	}
+	ftk_tool_init(&t, "ftk-scrub", NULL);
+	struct ftk_option opts[] = {
+		FTK_OPT_GROUP("Options"),
+		FTK_OPT_CALLBACK(0, "types", &po.types, "LIST", types_cb,
+				 "kinds to look for, comma-separated (default all):\n"
+				 "EMAIL PHONE IPV4 IPV6 CREDIT_CARD IBAN SSN PRIVATE_KEY\n"
+				 "JWT AWS_KEY GITHUB_TOKEN SLACK_TOKEN URL_CREDENTIALS"),
+		FTK_OPT_CALLBACK(0, "field", &sc, "PATTERN", field_cb,
+				 "look only in these fields (repeatable), e.g.\n"
+				 "messages[*].content; default every string value"),
+		FTK_OPT_CALLBACK(0, "skip-field", &sc, "PATTERN", field_cb,
+				 "never look in these fields (repeatable); added to the\n"
+				 "defaults: id, meta, tools (tool definitions)"),
+		FTK_OPT_SET_INT(0, "no-default-skip", &default_skip_on, 0, "look in id, meta and tools too"),
+		FTK_OPT_CALLBACK(0, "allow", &sc, "FILE", allow_cb,
+				 "leave these values alone: one per line, compared\n"
+				 "without case; a line @DOMAIN allows every e-mail\n"
+				 "address at DOMAIN and its subdomains (repeatable)"),
+		FTK_OPT_SET_INT(0, "no-allowlist", &sc.builtin_allow, 0,
+				"mask documentation placeholders too: by default\n"
+				"e-mail at example.com/.org/.net, .example, .test,\n"
+				".invalid and yourdomain-style domains, IPs in\n"
+				"192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24 and\n"
+				"2001:db8::/32, and phone numbers 555-0100 to 555-0199\n"
+				"are left as they are"),
+		FTK_OPT_FLAG(0, "private-ip", &po.private_ip,
+			     "also mask private, loopback and link-local addresses"),
+		FTK_OPT_CALLBACK(0, "pseudonymize", &sc.salt, "SALT", salt_cb,
+				 "replace with <TYPE_hash> tokens (HMAC-SHA256 with SALT)\n"
+				 "instead of <TYPE>; the same value gets the same token"),
+		FTK_OPT_FLAG(0, "report", &sc.report,
+			     "change nothing: write one JSON line per span found\n"
+			     "(file, line, field, type, byte offsets, text, context)"),
+		FTK_OPT_TOOL_COMMON(&t),
+		FTK_OPT_END(),
+	};
+	argc = ftk_parse_options(argc, argv, "ftk-scrub", opts, usage);
 	for (int i = 0; default_skip_on && default_skip[i]; i++) {
 		FTK_ALLOC_GROW(sc.skip, sc.n_skip + 1, sc.alloc_skip);
 		sc.skip[sc.n_skip++] = (char *)default_skip[i];
@@ -293,7 +278,7 @@ int cmd_scrub(int argc, char **argv)
 	if (ftk_pii_new(&sc.pii, &po, &err) < 0)
 		die("%s", err.msg);
 
-	ftk_tool_start(&t, argc - optind, argv + optind);
+	ftk_tool_start(&t, argc, argv);
 	uint64_t changed = 0;
 	while (ftk_tool_next(&t, &line)) {
 		cJSON *rec = ftk_tool_parse(&t, &line);

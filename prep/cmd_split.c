@@ -34,7 +34,7 @@
 #include "prep/fields.h"
 
 static const char *const usage[] = {
-	"ftk-split [options] [FILE...]",
+	"ftk-split [options] [FILE...]", "",
 	"Write each record to one of several files, chosen by a hash of its key.", NULL,
 };
 

@@ -26,7 +26,7 @@
 #include "prep/hll.h"
 
 static const char *const usage[] = {
-	"ftk-stats [options] [FILE...]",
+	"ftk-stats [options] [FILE...]", "",
 	"Count records, formats, roles and turns; show length distributions in",
 	"characters (and tokens with --tokenizer); estimate the duplicate rate.", NULL,
 };
