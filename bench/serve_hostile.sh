@@ -112,6 +112,7 @@ sts = []
 for _ in range(8):
     st, _ = request(port, "POST", "/v1/completions", big)
     sts.append(st)
+time.sleep(0.3)
 r2 = rss(p)
 print("upload: eight keyless 63 MB bodies: statuses %s, RSS %.1f -> %.1f MB (growth %.1f MB, peak %.1f MB); "
       "eight keyed 1 KB requests grew it %.1f MB" % (",".join(sorted(set(sts))), r1, r2, r2 - r1,
@@ -131,6 +132,7 @@ c0 = cpu(p)
 st, resp = request(port, "POST", "/v1/completions", body)
 t = time.time() - t0
 c1 = cpu(p)
+time.sleep(0.3)	# the worker drops the request just after the answer is sent
 r1 = rss(p)
 code = json.loads(resp)["error"]["code"] if st != "200" else "-"
 print("prompt: %.0f MB prompt, 512-token context: %s %s in %.3f s (server CPU %.2f s), RSS %.1f -> %.1f MB "
