@@ -390,6 +390,49 @@ START_TEST(test_content_parts)
 }
 END_TEST
 
+/*
+ * The renders of chats in parts against @huggingface/jinja's renders of
+ * what transformers serve hands the template (tests/fixtures/tokref/
+ * parts.jsonl, tools/ref/gen-parts.mjs), byte for byte.
+ */
+START_TEST(test_content_parts_reference)
+{
+	static const int K[] = { 0, 1, 4 };	/* qwen3, llama3, stories260K */
+	char *data;
+	size_t len, pos = 0;
+	int n = 0;
+	ck_assert_int_eq(ftk_read_all(src_path("tests/fixtures/tokref/parts.jsonl"), &data, &len, NULL), 0);
+	while (pos < len) {
+		char *nl = memchr(data + pos, '\n', len - pos);
+		size_t end = nl ? (size_t)(nl - data) : len;
+		cJSON *row = cJSON_ParseWithLength(data + pos, end - pos);
+		pos = end + 1;
+		ck_assert_ptr_nonnull(row);
+		const char *name = ftk_json_get_str(row, "tokenizer");
+		int k = -1;
+		for (size_t i = 0; i < sizeof(K) / sizeof(K[0]); i++)
+			if (!strcmp(TPL[K[i]].name, name))
+				k = K[i];
+		ck_assert_int_ge(k, 0);
+		struct ftk_tokenizer *tok;
+		struct ftk_chat *c = open_chat(k, &tok);
+		struct ftk_render r = FTK_RENDER_INIT;
+		ck_assert_int_eq(ftk_chat_render(c, cJSON_GetObjectItem(row, "messages"), NULL, 1, &r, NULL), 0);
+		const char *want = ftk_json_get_str(row, "output");
+		if (strcmp(want, r.text.buf))
+			show_diff(want, r.text.buf);
+		ck_assert_str_eq(r.text.buf, want);
+		ftk_render_release(&r);
+		ftk_chat_free(c);
+		ftk_tokenizer_free(tok);
+		cJSON_Delete(row);
+		n++;
+	}
+	free(data);
+	ck_assert_int_eq(n, 6);
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
 	Suite *s = suite_create("chat");
@@ -405,6 +448,7 @@ static Suite *make_suite(void)
 	tcase_add_test(tc, test_mask_flags);
 	tcase_add_test(tc, test_template_var);
 	tcase_add_test(tc, test_content_parts);
+	tcase_add_test(tc, test_content_parts_reference);
 	suite_add_tcase(s, tc);
 	return s;
 }
