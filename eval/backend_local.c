@@ -34,28 +34,20 @@ struct local_job {
 	struct ftk_openai_gen g;	/* the suite's settings; g.stop borrowed from it */
 	pthread_mutex_t mu;
 	long next_unit;		/* the next unit a worker takes */
-	int rc;			/* the first engine that could not be opened */
-	struct ftk_error err;
 	long asked;
+};
+
+/* One worker: the job and its own engine (the weights shared with the others'). */
+struct local_worker_arg {
+	struct local_job *J;
+	struct ftk_infer *eng;
 };
 
 static void *local_worker(void *arg)
 {
-	struct local_job *J = arg;
+	struct local_job *J = ((struct local_worker_arg *)arg)->J;
+	struct ftk_infer *eng = ((struct local_worker_arg *)arg)->eng;
 	struct ctx *c = J->c;
-	struct ftk_infer *eng;
-	struct ftk_error oe;
-	ftk_error_clear(&oe);
-	int rc = ftk_infer_open(&eng, &J->io, &oe);
-	if (rc < 0) {
-		pthread_mutex_lock(&J->mu);
-		if (J->rc == 0) {
-			J->rc = rc;
-			J->err = oe;
-		}
-		pthread_mutex_unlock(&J->mu);
-		return NULL;
-	}
 	int chat = ftk_infer_has_chat(eng);
 	struct ftk_gen_opts go = J->go;
 	for (;;) {
@@ -64,7 +56,7 @@ static void *local_worker(void *arg)
 		while (u < c->n_units && c->done[u])
 			u++;
 		J->next_unit = u + 1;
-		int stop_now = J->rc < 0 || score_queue_failed(J->q) < 0;
+		int stop_now = score_queue_failed(J->q) < 0;
 		pthread_mutex_unlock(&J->mu);
 		if (u >= c->n_units || stop_now)
 			break;
@@ -116,14 +108,14 @@ static void *local_worker(void *arg)
 		ftk_infer_result_release(&res);
 		score_queue_push(J->q, w);
 	}
-	ftk_infer_free(eng);
 	return NULL;
 }
 
 /*
- * -j N opens N engines (N copies of the model: memory grows with N), each on
- * its own thread, taking units in order; the seed of a unit depends on the
- * unit only, so the answers are the same whatever N is.
+ * -j N opens N engines on one copy of the weights (ftk_infer_open_n: each
+ * engine adds only its KV cache, activations and scratch), each on its own
+ * thread, taking units in order; the seed of a unit depends on the unit
+ * only, so the answers are the same whatever N is.
  */
 int eval_run_local(struct ctx *c, struct ftk_error *err)
 {
@@ -147,6 +139,13 @@ int eval_run_local(struct ctx *c, struct ftk_error *err)
 		return rc;
 	}
 	ftk_gen_opts_from_openai(&J.go, &J.g);
+	int n = c->o->jobs > 0 ? c->o->jobs : 1;
+	struct ftk_infer **engs = xcalloc((size_t)n, sizeof(*engs));
+	if ((rc = ftk_infer_open_n(engs, n, &J.io, err)) < 0) {
+		free(engs);
+		return rc;
+	}
+	struct local_worker_arg *args = xcalloc((size_t)n, sizeof(*args));
 	pthread_mutex_init(&J.mu, NULL);
 
 	struct score_queue q;
@@ -158,11 +157,11 @@ int eval_run_local(struct ctx *c, struct ftk_error *err)
 	pthread_t sth;
 	if (pthread_create(&sth, NULL, score_thread, &q) != 0)
 		rc = ftk_error_msg(err, FTK_EIO, "cannot start the scoring thread");
-	int n = c->o->jobs > 0 ? c->o->jobs : 1;
 	pthread_t *th = xcalloc((size_t)n, sizeof(*th));
 	int started = 0;
 	for (int i = 0; rc == 0 && i < n; i++) {
-		if (pthread_create(&th[i], NULL, local_worker, &J) != 0)
+		args[i] = (struct local_worker_arg){ &J, engs[i] };
+		if (pthread_create(&th[i], NULL, local_worker, &args[i]) != 0)
 			break;
 		started++;
 	}
@@ -171,6 +170,10 @@ int eval_run_local(struct ctx *c, struct ftk_error *err)
 	for (int i = 0; i < started; i++)
 		pthread_join(th[i], NULL);
 	free(th);
+	for (int i = 0; i < n; i++)
+		ftk_infer_free(engs[i]);
+	free(engs);
+	free(args);
 	if (rc == 0 || started > 0) {
 		pthread_mutex_lock(&q.mu);
 		q.closed = 1;
@@ -179,11 +182,6 @@ int eval_run_local(struct ctx *c, struct ftk_error *err)
 		pthread_join(sth, NULL);
 	}
 	c->st->asked += J.asked;
-	if (rc == 0 && J.rc < 0) {
-		rc = J.rc;
-		if (err)
-			*err = J.err;
-	}
 	if (rc == 0 && q.rc < 0) {
 		rc = q.rc;
 		if (err)

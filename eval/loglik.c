@@ -5,9 +5,10 @@
  * A run holds every case's result in memory and writes results.jsonl in
  * suite order at the end: scoring is deterministic and needs no resume
  * (nothing is asked of a paid endpoint), so a killed run is simply run
- * again.  -j N opens N engines on their own threads and deals the cases
- * out round-robin; each engine keeps the last context in its KV cache, so
- * the choices of one question read the context once.
+ * again.  -j N opens N engines on one copy of the weights
+ * (ftk_infer_open_n), runs each on its own thread and deals the cases out
+ * round-robin; each engine keeps the last context in its KV cache, so the
+ * choices of one question read the context once.
  */
 #include <math.h>
 #include <pthread.h>
@@ -217,9 +218,6 @@ struct lrun {
 	size_t n_cases;
 	cJSON **res;		/* (n_cases) one result per case */
 	int jobs;
-	pthread_mutex_t mu;
-	int failed;
-	struct ftk_error err;	/* the first failure */
 	struct remote *remote;	/* the endpoint backend, or NULL (local) */
 };
 
@@ -227,6 +225,7 @@ struct lworker {
 	struct lrun *r;
 	int w;
 	pthread_t th;
+	struct ftk_infer *e;	/* local: this worker's engine (weights shared), owned */
 };
 
 /* Keep only the metrics the suite names (all when it names none). */
@@ -446,24 +445,12 @@ static void *lworker_main(void *arg)
 {
 	struct lworker *w = arg;
 	struct lrun *r = w->r;
-	struct ftk_infer_opts io = { r->o->model_dir, r->o->adapter_dir, 0, 0, NULL };
-	struct ftk_infer *e = NULL;
 	struct ftk_error err;
-	ftk_error_clear(&err);
-	struct scorer sc = { NULL, r->remote };
-	if (!r->remote && ftk_infer_open(&e, &io, &err) < 0) {
-		pthread_mutex_lock(&r->mu);
-		if (!r->failed++)
-			r->err = err;
-		pthread_mutex_unlock(&r->mu);
-		return NULL;
-	}
+	struct scorer sc = { w->e, r->remote };
 	for (size_t i = (size_t)w->w; i < r->n_cases; i += (size_t)r->jobs) {
 		ftk_error_clear(&err);
-		sc.e = e;
 		r->res[i] = score_case(&sc, r->s, &r->s->cases[i], &err);
 	}
-	ftk_infer_free(e);
 	return NULL;
 }
 
@@ -536,24 +523,28 @@ int ftk_eval_loglik_run(const struct ftk_eval_run_opts *o, const struct ftk_eval
 		rem.http.api_key_env = o->api_key_env;
 		r.remote = &rem;
 	}
-	pthread_mutex_init(&r.mu, NULL);
 	struct lworker *ws = xcalloc((size_t)r.jobs, sizeof(*ws));
-	for (int w = 0; w < r.jobs; w++) {
+	int rc = 0;
+	if (!r.remote) {	/* one model in memory, one engine (KV cache) per worker */
+		struct ftk_infer **es = xcalloc((size_t)r.jobs, sizeof(*es));
+		struct ftk_infer_opts io = { o->model_dir, o->adapter_dir, 0, 0, NULL };
+		rc = ftk_infer_open_n(es, r.jobs, &io, err);
+		for (int w = 0; w < r.jobs; w++)
+			ws[w].e = es[w];
+		free(es);
+	}
+	for (int w = 0; rc == 0 && w < r.jobs; w++) {
 		ws[w].r = &r;
 		ws[w].w = w;
 		pthread_create(&ws[w].th, NULL, lworker_main, &ws[w]);
 	}
-	for (int w = 0; w < r.jobs; w++)
+	for (int w = 0; rc == 0 && w < r.jobs; w++)
 		pthread_join(ws[w].th, NULL);
+	for (int w = 0; w < r.jobs; w++)
+		ftk_infer_free(ws[w].e);
 	free(ws);
-	pthread_mutex_destroy(&r.mu);
-	int rc = 0;
-	if (r.failed) {
-		if (err)
-			*err = r.err;
-		rc = r.err.code ? r.err.code : FTK_EIO;
+	if (rc < 0)
 		goto out;
-	}
 	if (mkdir(o->run_dir, 0777) < 0 && errno != EEXIST) {
 		rc = ftk_error_set(err, FTK_EIO, o->run_dir, 0, NULL, "cannot create: %s", strerror(errno));
 		goto out;

@@ -13,6 +13,7 @@
  * streaming client never receives part of a stop string.
  */
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include "lib/chat.h"
@@ -23,9 +24,16 @@
 #include "model/infer.h"
 #include "model/model.h"
 
-struct ftk_infer {
-	struct ftk_model *model;
+/* The tokenizer, shared by the engines opened with ftk_infer_open_shared. */
+struct tok_ref {
+	atomic_int refs;
 	struct ftk_tokenizer *tok;
+};
+
+struct ftk_infer {
+	struct ftk_model *model;	/* its weights shared with the other engines' */
+	struct tok_ref *tref;
+	struct ftk_tokenizer *tok;	/* tref->tok, immutable (lib/tokenizer.h) */
 	struct ftk_chat *chat;	/* NULL when the tokenizer has no template */
 	int ctx;
 	int eos[FTK_MAX_EOS + 1];
@@ -43,6 +51,7 @@ struct ftk_infer {
 	 * bytes has fewer than tokens ids; 0 when the tokenizer can make one
 	 * token of any number of bytes (a normalizer that deletes text) */
 	size_t bytes_per_token;
+	int max_seq;		/* as opened (ftk_infer_opts) */
 };
 
 /*
@@ -61,6 +70,8 @@ static int check_bytes(const struct ftk_infer *e, size_t len, long max_ids, stru
 			     "cannot fit in the context of %d tokens",
 			     len, max_ids, e->bytes_per_token * (size_t)max_ids, e->ctx);
 }
+
+static int finish_open(struct ftk_infer *e, int max_seq, struct ftk_error *err);
 
 int ftk_infer_open(struct ftk_infer **out, const struct ftk_infer_opts *o, struct ftk_error *err)
 {
@@ -87,13 +98,72 @@ int ftk_infer_open(struct ftk_infer **out, const struct ftk_infer_opts *o, struc
 		if (rc < 0)
 			goto fail;
 	}
-	if ((rc = ftk_tokenizer_load(&e->tok, o->model_dir, err)) < 0)
+	e->tref = xcalloc(1, sizeof(*e->tref));
+	atomic_init(&e->tref->refs, 1);
+	if ((rc = ftk_tokenizer_load(&e->tref->tok, o->model_dir, err)) < 0)
 		goto fail;
+	e->tok = e->tref->tok;
+	if ((rc = finish_open(e, o->max_seq, err)) < 0)
+		goto fail;
+	*out = e;
+	return 0;
+fail:
+	ftk_infer_free(e);
+	return rc;
+}
+
+int ftk_infer_open_shared(struct ftk_infer **out, struct ftk_infer *base, struct ftk_error *err)
+{
+	struct ftk_infer *e = xcalloc(1, sizeof(*e));
+	struct ftk_tokens init = FTK_TOKENS_INIT;
+	int rc;
+	*out = NULL;
+	e->toks = init;
+	if ((rc = ftk_model_share(&e->model, base->model, err)) < 0)
+		goto fail;
+	e->tref = base->tref;
+	atomic_fetch_add(&e->tref->refs, 1);
+	e->tok = e->tref->tok;
+	if ((rc = finish_open(e, base->max_seq, err)) < 0)
+		goto fail;
+	*out = e;
+	return 0;
+fail:
+	ftk_infer_free(e);
+	return rc;
+}
+
+int ftk_infer_open_n(struct ftk_infer **out, int n, const struct ftk_infer_opts *o,
+		     struct ftk_error *err)
+{
+	for (int i = 0; i < n; i++)
+		out[i] = NULL;
+	int rc = n > 0 ? ftk_infer_open(&out[0], o, err) : 0;
+	for (int i = 1; rc == 0 && i < n; i++)
+		rc = ftk_infer_open_shared(&out[i], out[0], err);
+	if (rc < 0)
+		for (int i = 0; i < n; i++) {
+			ftk_infer_free(out[i]);
+			out[i] = NULL;
+		}
+	return rc;
+}
+
+const void *ftk_infer_weights_id(const struct ftk_infer *e)
+{
+	return ftk_model_weights_id(e->model);
+}
+
+/* The engine's own parts, once its model and tokenizer are there. */
+static int finish_open(struct ftk_infer *e, int max_seq, struct ftk_error *err)
+{
+	int rc;
 	if (ftk_tokenizer_chat_template(e->tok) &&
 	    (rc = ftk_chat_open(&e->chat, e->tok, NULL, NULL, err)) < 0)
-		goto fail;
+		return rc;
+	e->max_seq = max_seq;
 	const struct ftk_model_config *cfg = ftk_model_config(e->model);
-	e->ctx = o->max_seq > 0 && o->max_seq < cfg->max_pos ? o->max_seq : cfg->max_pos;
+	e->ctx = max_seq > 0 && max_seq < cfg->max_pos ? max_seq : cfg->max_pos;
 	e->bytes_per_token = ftk_tokenizer_bytes_per_token(e->tok);
 	e->vocab = cfg->vocab_size;
 	for (int i = 0; i < cfg->n_eos; i++)
@@ -107,11 +177,7 @@ int ftk_infer_open(struct ftk_infer **out, const struct ftk_infer_opts *o, struc
 	e->logits = xmalloc((size_t)e->vocab * sizeof(float));
 	e->ctx_logits = xmalloc((size_t)e->vocab * sizeof(float));
 	e->cached = xmalloc((size_t)e->ctx * sizeof(*e->cached));
-	*out = e;
 	return 0;
-fail:
-	ftk_infer_free(e);
-	return rc;
 }
 
 void ftk_infer_free(struct ftk_infer *e)
@@ -119,7 +185,10 @@ void ftk_infer_free(struct ftk_infer *e)
 	if (!e)
 		return;
 	ftk_chat_free(e->chat);
-	ftk_tokenizer_free(e->tok);
+	if (e->tref && atomic_fetch_sub(&e->tref->refs, 1) == 1) {
+		ftk_tokenizer_free(e->tref->tok);
+		free(e->tref);
+	}
 	ftk_model_free(e->model);
 	ftk_tokens_release(&e->toks);
 	free(e->logits);

@@ -11,8 +11,11 @@
  * streamed to a callback as their text becomes final.
  *
  * Concurrency: an engine holds one KV cache (the model's), so it answers one
- * request at a time.  A server that answers several at once opens one engine
- * per worker; they share nothing mutable.
+ * request at a time.  A server or an eval that answers several at once opens
+ * one engine and then one more per extra worker with ftk_infer_open_shared:
+ * those share the weights (base model and adapter) and the tokenizer, all
+ * read-only, and each holds only its own KV cache, activations, scratch and
+ * chat template; they share nothing mutable.
  */
 #ifndef FTK_MODEL_INFER_H
 #define FTK_MODEL_INFER_H
@@ -40,6 +43,25 @@ struct ftk_infer_opts {
  */
 int ftk_infer_open(struct ftk_infer **out, const struct ftk_infer_opts *o, struct ftk_error *err);
 void ftk_infer_free(struct ftk_infer *e);
+
+/*
+ * Another engine on base's model: the weights (ftk_model_share: base, NF4 or
+ * float32, and the adapter) and the tokenizer are shared with base, not
+ * loaded again; the KV cache, activations, scratch and chat template are
+ * its own.  The engines may then run on different threads at once, one
+ * request each.  Free each with ftk_infer_free, in any order: the shared
+ * parts go with the last.  Returns 0 and *out, or the template's error.
+ */
+int ftk_infer_open_shared(struct ftk_infer **out, struct ftk_infer *base, struct ftk_error *err);
+/*
+ * n engines on one model: out[0] opened with ftk_infer_open, the others
+ * shared from it.  Returns 0 with out[0..n) set (free each), or the error
+ * with none left open.
+ */
+int ftk_infer_open_n(struct ftk_infer **out, int n, const struct ftk_infer_opts *o,
+		     struct ftk_error *err);
+/* The identity of e's weights: equal for two engines exactly when they share them. */
+const void *ftk_infer_weights_id(const struct ftk_infer *e);
 
 /* The model's context length in tokens. */
 int ftk_infer_context(const struct ftk_infer *e);

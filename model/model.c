@@ -25,6 +25,7 @@
 #include "model/model.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,12 +75,24 @@ struct acts {
 	void *mem;
 };
 
+/*
+ * How many models use one set of weights (ftk_model_share).  The weights
+ * are the base tensors (base_mem, the NF4 blocks and any backend copies in
+ * layers[] and head, inv_freq) and the LoRA arrays (lora_mem, grad_mem,
+ * slots, lt): every model that shares them holds the same pointers, and the
+ * last one freed frees them.  Everything below "activations" is per model.
+ */
+struct weights_ref {
+	atomic_int refs;
+};
+
 struct ftk_model {
 	struct ftk_model_config cfg;
 	const struct ftk_backend *be;
 	char *dir;
 	enum ftk_quant quant;
 	int max_seq;
+	struct weights_ref *wref;	/* never NULL */
 
 	/* base weights */
 	float *base_mem;
@@ -105,6 +118,8 @@ struct ftk_model {
 	int checkpointing;
 	enum ftk_attention attention;	/* --attention */
 	int flash;			/* the current buffers hold lse, not att */
+	int dec_bufs;			/* the current buffers are decoding's (ensure_buffers) */
+	size_t buf_bytes;		/* of acts, res and scratch_mem */
 	int cap_M, cap_T, cap_saved;	/* allocated for M rows, T columns of att, saved layers */
 	struct acts *acts;		/* (cap_saved) */
 	float *res;			/* (L+1, M, C) */
@@ -244,6 +259,8 @@ int ftk_model_load(struct ftk_model **out, const char *dir, const struct ftk_loa
 		return rc;
 
 	struct ftk_model *m = xcalloc(1, sizeof(*m));
+	m->wref = xmalloc(sizeof(*m->wref));
+	atomic_init(&m->wref->refs, 1);
 	m->cfg = cfg;
 	m->be = opts->backend ? opts->backend : &ftk_backend_cpu;
 	m->dir = xstrdup(dir);
@@ -369,11 +386,9 @@ static void free_acts(struct ftk_model *m)
 	m->cap_M = m->cap_T = m->cap_saved = 0;
 }
 
-void ftk_model_free(struct ftk_model *m)
+/* The weights, freed by the last model that shares them. */
+static void free_weights(struct ftk_model *m)
 {
-	if (!m)
-		return;
-	free_acts(m);
 	if (m->layers)
 		for (int l = 0; l < m->cfg.n_layers; l++)
 			for (int t = 0; t < NT; t++) {
@@ -387,15 +402,70 @@ void ftk_model_free(struct ftk_model *m)
 	m->be->free(m->base_mem);
 	m->be->free(m->lora_mem);
 	m->be->free(m->grad_mem);
-	m->be->free(m->kc);
-	m->be->free(m->vc);
-	m->be->free(m->dec_scratch);
 	free(m->slots);
 	free(m->lt);
 	m->be->free(m->inv_freq);
+	free(m->wref);
+}
+
+void ftk_model_free(struct ftk_model *m)
+{
+	if (!m)
+		return;
+	free_acts(m);
+	m->be->free(m->kc);
+	m->be->free(m->vc);
+	m->be->free(m->dec_scratch);
 	free(m->h_idx);
 	free(m->dir);
+	if (atomic_fetch_sub(&m->wref->refs, 1) == 1)
+		free_weights(m);
 	free(m);
+}
+
+int ftk_model_share(struct ftk_model **out, struct ftk_model *src, struct ftk_error *err)
+{
+	struct ftk_model *m = xmalloc(sizeof(*m));
+	*m = *src;	/* the configuration, the settings and every weight pointer */
+	/* ... and none of src's own buffers: activations, scratch, KV cache */
+	m->dir = xstrdup(src->dir);
+	m->flash = m->dec_bufs = 0;
+	m->cap_M = m->cap_T = m->cap_saved = 0;
+	m->acts = NULL;
+	m->res = m->lnf = m->rstdf = NULL;
+	m->pos = m->doc = m->target = NULL;
+	m->ids = NULL;
+	m->h_idx = NULL;
+	m->dres = m->dln = m->tmp = m->dh1 = m->dh2 = m->dh3 = m->dk = m->dv = NULL;
+	m->du = m->dx = m->logits = m->loss = NULL;
+	m->ch = 0;
+	m->scratch_mem = NULL;
+	m->kc = m->vc = m->dec_scratch = NULL;
+	m->kv_pos = m->kv_cap = 0;
+	atomic_fetch_add(&m->wref->refs, 1);
+	*out = m;
+	(void)err;
+	return 0;
+}
+
+int ftk_model_shared_count(const struct ftk_model *m)
+{
+	return atomic_load(&m->wref->refs);
+}
+
+const void *ftk_model_weights_id(const struct ftk_model *m)
+{
+	return m->wref;
+}
+
+/* Training writes the LoRA arrays (and lora_init replaces them): not while shared. */
+static int refuse_shared(const struct ftk_model *m, const char *what, struct ftk_error *err)
+{
+	int n = atomic_load(&m->wref->refs);
+	if (n > 1)
+		return ftk_error_msg(err, FTK_EUSAGE, "%s: the weights are shared by %d models "
+				     "(inference only)", what, n);
+	return 0;
 }
 
 const struct ftk_model_config *ftk_model_config(const struct ftk_model *m)
@@ -444,6 +514,9 @@ int ftk_model_lora_init(struct ftk_model *m, const struct ftk_lora_opts *o, stru
 	if (!(o->dropout >= 0.0f && o->dropout < 1.0f))
 		return ftk_error_msg(err, FTK_EUSAGE, "LoRA dropout must be in [0, 1), not %g",
 				     (double)o->dropout);
+	int rc = refuse_shared(m, "cannot create LoRA parameters", err);
+	if (rc < 0)
+		return rc;
 	free_acts(m);	/* buffer sizes depend on the rank */
 	m->be->free(m->lora_mem);
 	m->be->free(m->grad_mem);
@@ -691,7 +764,9 @@ static size_t acts_layout(const struct ftk_model *m, struct acts *a, char *mem, 
 	TAKE(a->q, M * q, float);
 	TAKE(a->k, M * kv, float);
 	TAKE(a->v, M * kv, float);
-	if (m->flash)
+	if (m->dec_bufs)
+		;	/* decoding attends over the KV cache: no (B, NH, T, T) matrix */
+	else if (m->flash)
 		TAKE(a->lse, (size_t)B * c->n_heads * T, float);
 	else
 		TAKE(a->att, (size_t)B * c->n_heads * T * T, float);
@@ -709,7 +784,7 @@ static size_t acts_layout(const struct ftk_model *m, struct acts *a, char *mem, 
 			int rows, in;
 			ftk_model_base_shape(m, (enum ftk_lora_target)t, &rows, &in);
 			TAKE(a->lu[t], M * r, float);
-			if (m->lo.dropout > 0.0f) {
+			if (m->lo.dropout > 0.0f && !m->dec_bufs) {	/* no dropout in decoding */
 				TAKE(a->lx[t], M * (size_t)in, float);
 				TAKE(a->keep[t], M * (size_t)in, uint8_t);
 			}
@@ -718,16 +793,26 @@ static size_t acts_layout(const struct ftk_model *m, struct acts *a, char *mem, 
 	return off;
 }
 
-static void ensure_buffers(struct ftk_model *m, int B, int T)
+/*
+ * Activations and scratch for a (B, T) batch.  decode != 0: for
+ * ftk_model_decode, which runs one layer at a time through acts[0] and so
+ * needs one saved layer, not L, attends over the KV cache (no T x T
+ * attention matrix), applies no dropout and reads one row of logits (an
+ * engine's memory is then O(1) layers of activations, not O(L) plus
+ * O(NH T^2): what each of ftk eval -j N's engines holds).
+ */
+static void ensure_buffers(struct ftk_model *m, int B, int T, int decode)
 {
 	int M = B * T;
-	int saved = m->checkpointing ? 1 : m->cfg.n_layers;
+	int saved = decode || m->checkpointing ? 1 : m->cfg.n_layers;
 	int flash = use_flash(m, B, T);
 	if (M <= m->cap_M && T <= m->cap_T && B * T * T <= m->cap_M * m->cap_T &&
-	    saved == m->cap_saved && flash == m->flash)
+	    (decode ? m->cap_saved >= 1 : saved == m->cap_saved && !m->dec_bufs) &&
+	    flash == m->flash)
 		return;
 	free_acts(m);
 	m->flash = flash;
+	m->dec_bufs = decode;
 	const struct ftk_model_config *c = &m->cfg;
 	int C = c->dim, H = c->hidden_dim, q = c->n_heads * c->head_dim,
 	    kv = c->n_kv_heads * c->head_dim, r = m->has_lora ? m->lo.rank : 1;
@@ -741,19 +826,21 @@ static void ensure_buffers(struct ftk_model *m, int B, int T)
 	m->res = m->be->alloc((size_t)(c->n_layers + 1) * M * C * sizeof(float));
 	size_t wide = (size_t)max3(C, H, q);
 	size_t n = 0;
+	/* decoding uses no backward buffers and one row of logits */
+	size_t bwd = decode ? 0 : (size_t)M, ch = decode ? 1 : (size_t)head_chunk(m, c->vocab_size, M);
 	size_t sizes[] = {
 		(size_t)M * C,		/* lnf */
 		(size_t)M,		/* rstdf */
 		(size_t)M * 4,		/* pos, doc, target, ids (32-bit each) */
-		(size_t)M * C,		/* dres */
-		(size_t)M * C,		/* dln */
+		bwd * C,		/* dres */
+		bwd * C,		/* dln */
 		(size_t)M * wide,	/* tmp */
-		(size_t)M * wide * 3,	/* dh1..3 */
-		(size_t)M * kv * 2,	/* dk, dv */
-		(size_t)M * r,		/* du */
-		(size_t)M * wide,	/* dx */
-		(size_t)head_chunk(m, c->vocab_size, M) * c->vocab_size,	/* logits */
-		(size_t)head_chunk(m, c->vocab_size, M),			/* loss */
+		bwd * wide * 3,		/* dh1..3 */
+		bwd * kv * 2,		/* dk, dv */
+		bwd * r,		/* du */
+		bwd * wide,		/* dx */
+		ch * c->vocab_size,	/* logits */
+		ch,			/* loss */
 	};
 	for (size_t i = 0; i < FTK_ARRAY_SIZE(sizes); i++)
 		n += sizes[i];
@@ -773,10 +860,14 @@ static void ensure_buffers(struct ftk_model *m, int B, int T)
 	m->dx = p, p += sizes[9];
 	m->logits = p, p += sizes[10];
 	m->loss = p;
+	m->buf_bytes = n * sizeof(float) + (size_t)(c->n_layers + 1) * M * C * sizeof(float);
+	for (int i = 0; i < saved; i++)
+		m->buf_bytes += acts_layout(m, &m->acts[i], NULL, B, T);
 	m->cap_M = M;
 	m->cap_T = T;
 	m->cap_saved = saved;
-	m->ch = m->ch_user > 0 && m->ch_user < M ? m->ch_user : head_chunk(m, c->vocab_size, M);
+	m->ch = decode ? 1 : m->ch_user > 0 && m->ch_user < M ? m->ch_user
+							   : head_chunk(m, c->vocab_size, M);
 }
 
 /* ---------------------------------------------------------------- projections */
@@ -1063,7 +1154,7 @@ int ftk_model_forward(struct ftk_model *m, const struct ftk_batch *b, float *log
 	int rc = check_batch(m, b, err);
 	if (rc < 0)
 		return rc;
-	ensure_buffers(m, b->B, b->T);
+	ensure_buffers(m, b->B, b->T, 0);
 	long n = prepare(m, b);
 	forward_layers(m, b, 0);
 	double s = head_loss(m, b->B * b->T, 0.0f, logits);
@@ -1079,12 +1170,15 @@ int ftk_model_forward_backward(struct ftk_model *m, const struct ftk_batch *b, d
 {
 	if (!m->has_lora)
 		return ftk_error_msg(err, FTK_EUSAGE, "no LoRA parameters to train");
-	if (!(norm > 0.0))
-		return ftk_error_msg(err, FTK_EUSAGE, "the loss normaliser must be positive, not %g", norm);
-	int rc = check_batch(m, b, err);
+	int rc = refuse_shared(m, "cannot train", err);
 	if (rc < 0)
 		return rc;
-	ensure_buffers(m, b->B, b->T);
+	if (!(norm > 0.0))
+		return ftk_error_msg(err, FTK_EUSAGE, "the loss normaliser must be positive, not %g", norm);
+	rc = check_batch(m, b, err);
+	if (rc < 0)
+		return rc;
+	ensure_buffers(m, b->B, b->T, 0);
 	long n = prepare(m, b);
 	int M = b->B * b->T, C = m->cfg.dim, L = m->cfg.n_layers;
 	forward_layers(m, b, 1);
@@ -1157,6 +1251,13 @@ int ftk_model_kv_capacity(const struct ftk_model *m)
 	return m->kv_cap;
 }
 
+size_t ftk_model_buffer_bytes(const struct ftk_model *m)
+{
+	size_t kv = (size_t)m->cfg.n_kv_heads * m->cfg.head_dim * m->cfg.n_layers;
+	return (m->cap_M ? m->buf_bytes : 0) +
+	       (size_t)m->kv_cap * (2 * kv + 1) * sizeof(float) + (size_t)4 * m->cap_M * sizeof(int32_t);
+}
+
 int ftk_model_decode(struct ftk_model *m, const uint32_t *ids, int n, int pos, float *logits,
 		     struct ftk_error *err)
 {
@@ -1181,7 +1282,7 @@ int ftk_model_decode(struct ftk_model *m, const uint32_t *ids, int n, int pos, f
 	if (rc < 0)
 		return rc;
 	/* a (B=1, T=n) activation set with no attention matrix */
-	ensure_buffers(m, 1, n);
+	ensure_buffers(m, 1, n, 1);
 	struct acts *a = &m->acts[0];
 	int32_t *hp = m->h_idx;
 	for (int i = 0; i < n; i++)

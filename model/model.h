@@ -72,6 +72,27 @@ int ftk_model_load(struct ftk_model **out, const char *dir, const struct ftk_loa
 		   struct ftk_error *err);
 void ftk_model_free(struct ftk_model *m);
 
+/*
+ * Another model on src's weights, for serving several requests at once (one
+ * model per worker thread): the base tensors (NF4 or float32, with any
+ * backend copies) and the LoRA parameters are shared, not copied, and freed
+ * with the last model that uses them; the new model's activations, scratch
+ * buffers and KV cache are its own (allocated as it first runs).  Settings
+ * (attention, checkpointing, head chunk, max_seq) are copied.  Models that
+ * share weights may run ftk_model_forward and ftk_model_decode on different
+ * threads at once: those read the weights only.  While shared, neither may
+ * train or change its LoRA parameters (forward_backward, lora_init and so
+ * ftk_adapter_apply refuse with FTK_EUSAGE); writing through
+ * ftk_model_lora_flat then would change every sharer's answers.
+ * Returns 0 and *out (free with ftk_model_free; src stays usable and may be
+ * freed first).
+ */
+int ftk_model_share(struct ftk_model **out, struct ftk_model *src, struct ftk_error *err);
+/* How many models use m's weights now (1: m alone). */
+int ftk_model_shared_count(const struct ftk_model *m);
+/* The identity of m's weights: equal for two models exactly when they share them. */
+const void *ftk_model_weights_id(const struct ftk_model *m);
+
 const struct ftk_model_config *ftk_model_config(const struct ftk_model *m);
 const char *ftk_model_dir(const struct ftk_model *m);	/* borrowed */
 /* The backend the model computes on (never NULL). */
@@ -272,6 +293,12 @@ int ftk_model_decode(struct ftk_model *m, const uint32_t *ids, int n, int pos, f
  */
 int ftk_model_kv_reserve(struct ftk_model *m, int n, struct ftk_error *err);
 int ftk_model_kv_capacity(const struct ftk_model *m);
+
+/*
+ * Bytes of m's own buffers now: activations, scratch, KV cache (not the
+ * weights, which ftk_model_share shares).  What each extra engine costs.
+ */
+size_t ftk_model_buffer_bytes(const struct ftk_model *m);
 
 /* ---------------------------------------------------------------- weights */
 

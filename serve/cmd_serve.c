@@ -8,7 +8,8 @@
  * and check requests and wait.  Inference happens in a fixed pool of
  * --workers threads that take jobs from one bounded queue, each worker with
  * its own engines (one per served model name: the base and each adapter), so
- * requests never share a KV cache.  A full queue answers 503 at once rather
+ * requests never share a KV cache; a model's weights are loaded once and
+ * shared by every worker's engine for it (ftk_infer_open_shared).  A full queue answers 503 at once rather
  * than letting latency grow without bound.
  *
  * Streaming.  A worker appends server-sent events to the job's buffer and
@@ -1370,7 +1371,9 @@ int cmd_serve(int argc, char **argv)
 		for (int i = 0; i < S.n_models; i++) {
 			struct ftk_infer_opts io = { S.model_dir, S.models[i].adapter, S.quant_nf4, S.ctx,
 						     NULL };
-			if (ftk_infer_open(&S.engines[w][i], &io, &err) < 0) {
+			/* worker 0 loads each model; the others share its weights */
+			if ((w == 0 ? ftk_infer_open(&S.engines[w][i], &io, &err)
+				    : ftk_infer_open_shared(&S.engines[w][i], S.engines[0][i], &err)) < 0) {
 				die("cannot load '%s'%s%s: %s", S.model_dir, S.models[i].adapter ? " with " : "",
 				    S.models[i].adapter ? S.models[i].adapter : "",
 				    FTK_ERROR_TEXT(&err));

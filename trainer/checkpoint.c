@@ -14,10 +14,18 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <xxhash.h>
+
 #include "model/adapter.h"
 #include "trainer/checkpoint.h"
 #include "lib/json.h"
+#include "lib/shard.h"
 #include "lib/strbuf.h"
+
+/* the two keys of state.json this module owns (the rest is the trainer's) */
+#define KEY_FILES "files"
+#define KEY_SELF "state_xxh3"
+#define HASH_ZERO "00000000000000000000000000000000"	/* 32: xxh3-128 in hex */
 
 int ftk_fsync_dir(const char *dir, struct ftk_error *err)
 {
@@ -172,6 +180,310 @@ long ftk_ckpt_latest(const char *run_dir, char *buf, size_t n, struct ftk_error 
 	return step;
 }
 
+/* latest -> step-N, by renaming a fresh symlink over it; then fsync ck. */
+static int point_latest(const char *ck, long step, struct ftk_error *err)
+{
+	struct strbuf tmp = STRBUF_INIT, latest = STRBUF_INIT;
+	char target[64];
+	int rc = 0;
+	strbuf_addf(&tmp, "%s/.latest.tmp", ck);
+	strbuf_addf(&latest, "%s/latest", ck);
+	unlink(tmp.buf);
+	snprintf(target, sizeof(target), "step-%ld", step);
+	if (symlink(target, tmp.buf) < 0 || rename(tmp.buf, latest.buf) < 0)
+		rc = ftk_error_set(err, FTK_EIO, latest.buf, 0, NULL, "cannot update: %s",
+				   strerror(errno));
+	else
+		rc = ftk_fsync_dir(ck, err);
+	strbuf_release(&tmp);
+	strbuf_release(&latest);
+	return rc;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/*
+ * Where state.json's own checksum sits in its text: the 32 characters of
+ * the value of the last "state_xxh3" key (save adds it last, so it is the
+ * last in the text too), or NULL when the text has no such place.  The
+ * checksum covers the whole file with those 32 characters as zeros, so
+ * every byte of the file is covered, whatever JSON library formats it.
+ */
+static char *self_slot(char *text, size_t len)
+{
+	static const char key[] = "\"" KEY_SELF "\"";
+	char *hit = NULL;
+	for (char *p = text; (p = memmem(p, len - (size_t)(p - text), key, sizeof(key) - 1));
+	     p++)
+		hit = p;
+	if (!hit)
+		return NULL;
+	char *p = hit + sizeof(key) - 1, *end = text + len;
+	while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+		p++;
+	if (p >= end || *p++ != ':')
+		return NULL;
+	while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+		p++;
+	if (end - p < 34 || p[0] != '"' || p[33] != '"')
+		return NULL;
+	return p + 1;
+}
+
+static void hash_hex(const void *data, size_t len, char out[33])
+{
+	XXH128_hash_t h = XXH3_128bits(data, len);
+	snprintf(out, 33, "%016llx%016llx", (unsigned long long)h.high64,
+		 (unsigned long long)h.low64);
+}
+
+/*
+ * The text of state.json for checkpoint directory dir: the trainer's state
+ * plus "files" (the size and xxh3-128 of every other file in dir, which
+ * are all written and fsynced by now) and "state_xxh3" (its own checksum).
+ * *out: caller frees.  0 or FTK_EIO naming the file.
+ */
+static int state_text(const char *dir, const cJSON *state, char **out, struct ftk_error *err)
+{
+	cJSON *st = cJSON_Duplicate(state, 1);
+	cJSON_DeleteItemFromObjectCaseSensitive(st, KEY_FILES);
+	cJSON_DeleteItemFromObjectCaseSensitive(st, KEY_SELF);
+	cJSON *files = cJSON_AddObjectToObject(st, KEY_FILES);
+	struct strbuf p = STRBUF_INIT, text = STRBUF_INIT;
+	char **names = NULL;
+	size_t n = 0, alloc = 0;
+	int rc = 0;
+	*out = NULL;
+	DIR *d = opendir(dir);
+	if (!d) {
+		rc = ftk_error_set(err, FTK_EIO, dir, 0, NULL, "cannot read directory: %s",
+				   strerror(errno));
+		goto out;
+	}
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		if (de->d_name[0] == '.' || !strcmp(de->d_name, "state.json"))
+			continue;
+		FTK_ALLOC_GROW(names, n + 1, alloc);
+		names[n++] = xstrdup(de->d_name);
+	}
+	closedir(d);
+	if (n)
+		qsort(names, n, sizeof(*names), cmp_str);
+	for (size_t i = 0; i < n; i++) {
+		char hex[33];
+		struct stat sb;
+		strbuf_reset(&p);
+		strbuf_addf(&p, "%s/%s", dir, names[i]);
+		if (stat(p.buf, &sb) < 0) {
+			rc = ftk_error_set(err, FTK_EIO, p.buf, 0, NULL, "cannot stat: %s",
+					   strerror(errno));
+			goto out;
+		}
+		if (!S_ISREG(sb.st_mode))
+			continue;
+		if ((rc = ftk_file_hash(p.buf, hex, err)) < 0)
+			goto out;
+		cJSON *f = cJSON_AddObjectToObject(files, names[i]);
+		cJSON_AddNumberToObject(f, "bytes", (double)sb.st_size);
+		cJSON_AddStringToObject(f, "xxh3", hex);
+	}
+	cJSON_AddStringToObject(st, KEY_SELF, HASH_ZERO);
+	char *js = cJSON_Print(st);
+	strbuf_addstr(&text, js);
+	strbuf_addch(&text, '\n');
+	free(js);
+	char *slot = self_slot(text.buf, text.len);
+	char hex[33];
+	hash_hex(text.buf, text.len, hex);	/* with the slot still zeros */
+	memcpy(slot, hex, 32);
+	*out = strbuf_detach(&text, NULL);
+out:
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+	cJSON_Delete(st);
+	strbuf_release(&p);
+	strbuf_release(&text);
+	return rc;
+}
+
+/* A damaged checkpoint file: FTK_EDATA naming it. */
+#define DAMAGED(path, ...) ftk_error_set(err, FTK_EDATA, (path), 0, NULL, __VA_ARGS__)
+
+int ftk_ckpt_verify(const char *ckpt_dir, struct ftk_error *err)
+{
+	struct strbuf p = STRBUF_INIT, text = STRBUF_INIT;
+	cJSON *st = NULL;
+	int rc;
+	strbuf_addf(&p, "%s/state.json", ckpt_dir);
+	rc = strbuf_read_file(&text, p.buf);
+	if (rc < 0) {
+		rc = rc == -ENOENT ? DAMAGED(p.buf, "missing")
+				   : ftk_error_set(err, FTK_EIO, p.buf, 0, NULL, "cannot read: %s",
+						   strerror(-rc));
+		goto out;
+	}
+	st = cJSON_ParseWithLength(text.buf, text.len);
+	if (!cJSON_IsObject(st)) {
+		rc = DAMAGED(p.buf, "not a JSON object: damaged since it was written");
+		goto out;
+	}
+	const cJSON *files = cJSON_GetObjectItemCaseSensitive(st, KEY_FILES);
+	const cJSON *self = cJSON_GetObjectItemCaseSensitive(st, KEY_SELF);
+	if (!files && !self) {	/* written before checkpoints had checksums */
+		rc = 1;
+		goto out;
+	}
+	if (!cJSON_IsObject(files) || !cJSON_IsString(self) || strlen(self->valuestring) != 32) {
+		rc = DAMAGED(p.buf, "the checksums it holds are incomplete: damaged since it "
+				    "was written");
+		goto out;
+	}
+	char *slot = self_slot(text.buf, text.len);
+	char hex[33];
+	if (!slot || memcmp(slot, self->valuestring, 32)) {
+		rc = DAMAGED(p.buf, "its own checksum is not where it was written: damaged");
+		goto out;
+	}
+	memcpy(slot, HASH_ZERO, 32);
+	hash_hex(text.buf, text.len, hex);
+	if (strcmp(hex, self->valuestring)) {
+		rc = DAMAGED(p.buf, "checksum mismatch (xxh3 %s, written as %s): damaged since "
+				    "it was written", hex, self->valuestring);
+		goto out;
+	}
+	for (const cJSON *f = files->child; f; f = f->next) {
+		const cJSON *bytes = cJSON_GetObjectItemCaseSensitive(f, "bytes");
+		const cJSON *sum = cJSON_GetObjectItemCaseSensitive(f, "xxh3");
+		strbuf_reset(&p);
+		strbuf_addf(&p, "%s/%s", ckpt_dir, f->string);
+		/* the self checksum matched, so these were written this way */
+		if (!*f->string || strchr(f->string, '/') || f->string[0] == '.' ||
+		    !cJSON_IsNumber(bytes) || !cJSON_IsString(sum)) {
+			rc = DAMAGED(p.buf, "state.json lists it oddly");
+			goto out;
+		}
+		struct stat sb;
+		if (stat(p.buf, &sb) < 0) {
+			rc = errno == ENOENT ? DAMAGED(p.buf, "missing")
+					     : ftk_error_set(err, FTK_EIO, p.buf, 0, NULL,
+							     "cannot stat: %s", strerror(errno));
+			goto out;
+		}
+		if ((double)sb.st_size != bytes->valuedouble) {
+			rc = DAMAGED(p.buf, "%lld bytes, written as %.0f: damaged since it was written",
+				     (long long)sb.st_size, bytes->valuedouble);
+			goto out;
+		}
+		if ((rc = ftk_file_hash(p.buf, hex, err)) < 0)
+			goto out;
+		if (strcmp(hex, sum->valuestring)) {
+			rc = DAMAGED(p.buf, "checksum mismatch (xxh3 %s, written as %s): damaged since "
+					    "it was written", hex, sum->valuestring);
+			goto out;
+		}
+	}
+	rc = 0;
+out:
+	cJSON_Delete(st);
+	strbuf_release(&p);
+	strbuf_release(&text);
+	return rc;
+}
+
+void ftk_ckpt_pick_release(struct ftk_ckpt_pick *p)
+{
+	if (!p)
+		return;
+	free(p->damaged);
+	p->damaged = NULL;
+	p->n_damaged = p->alloc_damaged = 0;
+}
+
+int ftk_ckpt_pick(const char *run_dir, int strict, struct ftk_ckpt_pick *p,
+		  struct ftk_error *err)
+{
+	char dir[sizeof(p->dir)];
+	long *steps = NULL;
+	memset(p, 0, sizeof(*p));
+	p->step = -1;
+	long latest = ftk_ckpt_latest(run_dir, dir, sizeof(dir), err);
+	if (latest < 0)
+		return (int)latest;
+	int n = ftk_ckpt_list(run_dir, &steps, err);
+	if (n < 0)
+		return n;
+	/* latest first, then the older ones, newest first */
+	int rc = 0;
+	for (int i = n; i >= 0; i--) {
+		long s = i == n ? latest : steps[i];
+		if (i < n && s >= latest)
+			continue;
+		snprintf(dir, sizeof(dir), "%s/checkpoints/step-%ld", run_dir, s);
+		struct ftk_error e;
+		ftk_error_clear(&e);
+		int v = ftk_ckpt_verify(dir, &e);
+		if (v >= 0) {
+			p->step = s;
+			p->unverified = v == 1;
+			memcpy(p->dir, dir, sizeof(dir));
+			goto out;
+		}
+		if (v != FTK_EDATA) {
+			if (err)
+				*err = e;
+			rc = v;
+			goto out;
+		}
+		FTK_ALLOC_GROW(p->damaged, (size_t)p->n_damaged + 1, p->alloc_damaged);
+		p->damaged[p->n_damaged].step = s;
+		p->damaged[p->n_damaged++].err = e;
+		if (strict) {
+			rc = ftk_error_set(err, FTK_EDATA, e.file, 0, NULL,
+					   "checkpoint step-%ld is damaged: %s (--strict: not "
+					   "falling back to an older checkpoint)", s, e.msg);
+			goto out;
+		}
+	}
+	rc = ftk_error_set(err, FTK_EDATA, p->damaged[0].err.file, 0, NULL,
+			   "checkpoint step-%ld is damaged: %s; and no older checkpoint of '%s' "
+			   "is intact", p->damaged[0].step, p->damaged[0].err.msg, run_dir);
+out:
+	free(steps);
+	return rc;
+}
+
+int ftk_ckpt_set_aside(const char *run_dir, const struct ftk_ckpt_pick *p,
+		       struct ftk_error *err)
+{
+	struct strbuf ck = STRBUF_INIT, from = STRBUF_INIT, to = STRBUF_INIT;
+	int rc = 0;
+	strbuf_addf(&ck, "%s/checkpoints", run_dir);
+	for (int i = 0; i < p->n_damaged; i++) {
+		strbuf_reset(&from);
+		strbuf_reset(&to);
+		strbuf_addf(&from, "%s/step-%ld", ck.buf, p->damaged[i].step);
+		strbuf_addf(&to, "%s/damaged-step-%ld", ck.buf, p->damaged[i].step);
+		remove_tree(to.buf);
+		if (rename(from.buf, to.buf) < 0 && errno != ENOENT) {
+			rc = ftk_error_set(err, FTK_EIO, from.buf, 0, NULL, "cannot rename: %s",
+					   strerror(errno));
+			goto out;
+		}
+	}
+	if (p->n_damaged)
+		rc = point_latest(ck.buf, p->step, err);
+out:
+	strbuf_release(&ck);
+	strbuf_release(&from);
+	strbuf_release(&to);
+	return rc;
+}
+
 int ftk_ckpt_save(const char *run_dir, long step, const struct ftk_model *m,
 		  const char *base_model, const struct ftk_adamw *opt, const cJSON *state,
 		  const char *config_json, int keep, struct ftk_error *err)
@@ -203,17 +515,17 @@ int ftk_ckpt_save(const char *run_dir, long step, const struct ftk_model *m,
 	rc = ftk_adamw_save(opt, p.buf, err);
 	if (rc < 0)
 		goto out;
-	js = cJSON_Print(state);
-	strbuf_reset(&p);
-	strbuf_addf(&p, "%s/state.json", tmp.buf);
-	size_t jl = strlen(js);
-	js[jl] = '\n';	/* cJSON's buffer has room: we replace the NUL */
-	rc = ftk_write_file_atomic(p.buf, js, jl + 1, err);
-	if (rc < 0)
-		goto out;
 	strbuf_reset(&p);
 	strbuf_addf(&p, "%s/train_config.json", tmp.buf);
 	rc = ftk_write_file_atomic(p.buf, config_json, strlen(config_json), err);
+	if (rc < 0)
+		goto out;
+	/* state.json last: it holds the checksums of everything above, and its own */
+	if ((rc = state_text(tmp.buf, state, &js, err)) < 0)
+		goto out;
+	strbuf_reset(&p);
+	strbuf_addf(&p, "%s/state.json", tmp.buf);
+	rc = ftk_write_file_atomic(p.buf, js, strlen(js), err);
 	if (rc < 0)
 		goto out;
 	if ((rc = ftk_fsync_dir(tmp.buf, err)) < 0)
@@ -237,22 +549,7 @@ int ftk_ckpt_save(const char *run_dir, long step, const struct ftk_model *m,
 	}
 	if ((rc = ftk_fsync_dir(ck.buf, err)) < 0)
 		goto out;
-	/* latest -> step-N, by renaming a fresh symlink over it */
-	strbuf_reset(&p);
-	strbuf_addf(&p, "%s/.latest.tmp", ck.buf);
-	unlink(p.buf);
-	char target[64];
-	snprintf(target, sizeof(target), "step-%ld", step);
-	struct strbuf latest = STRBUF_INIT;
-	strbuf_addf(&latest, "%s/latest", ck.buf);
-	if (symlink(target, p.buf) < 0 || rename(p.buf, latest.buf) < 0) {
-		rc = ftk_error_set(err, FTK_EIO, latest.buf, 0, NULL, "cannot update: %s",
-				   strerror(errno));
-		strbuf_release(&latest);
-		goto out;
-	}
-	strbuf_release(&latest);
-	if ((rc = ftk_fsync_dir(ck.buf, err)) < 0)
+	if ((rc = point_latest(ck.buf, step, err)) < 0)
 		goto out;
 	strbuf_reset(&p);
 	strbuf_addf(&p, "%s/.old-step-%ld", ck.buf, step);
@@ -309,8 +606,13 @@ int ftk_ckpt_load(const char *ckpt_dir, struct ftk_model *m, const struct ftk_lo
 	}
 	rc = ftk_json_parse_object(sb.buf, sb.len, state, err);
 	strbuf_release(&sb);
-	if (rc < 0)
+	if (rc < 0) {
 		ftk_error_place(err, p.buf, 0);
+		goto out;
+	}
+	/* the caller gets back the state it saved, without this module's keys */
+	cJSON_DeleteItemFromObjectCaseSensitive(*state, KEY_FILES);
+	cJSON_DeleteItemFromObjectCaseSensitive(*state, KEY_SELF);
 out:
 	ftk_adapter_free(a);
 	strbuf_release(&p);

@@ -23,7 +23,14 @@
  * leaves at worst a .tmp-* directory, which the next save removes.
  *
  * state.json is the one place that says where the run stands; the trainer
- * (train.c) decides what goes in it, this module only stores it.
+ * (train.c) decides what goes in it, this module only stores it, adding two
+ * keys of its own: "files" (the size and xxh3-128 of every other file of
+ * the checkpoint) and "state_xxh3" (the checksum of state.json itself, taken
+ * with those 32 hex digits as zeros).  It is written last, so the checksums
+ * cover the files as they were fsynced.  A resume verifies them
+ * (ftk_ckpt_pick): a checkpoint whose bytes changed since they were written
+ * (a flipped bit, a truncated or missing file) is skipped for the newest
+ * intact one, or refused, and is never loaded.
  */
 #ifndef FTK_TRAINER_CHECKPOINT_H
 #define FTK_TRAINER_CHECKPOINT_H
@@ -54,11 +61,61 @@ long ftk_ckpt_latest(const char *run_dir, char *buf, size_t n, struct ftk_error 
 /*
  * Load a checkpoint directory into the model (LoRA from the adapter, with
  * the dropout and seed of `lora`), the optimizer (already initialised for
- * the model's parameter count) and *state (caller frees with cJSON_Delete).
+ * the model's parameter count) and *state (caller frees with cJSON_Delete;
+ * the state as saved, without the checksum keys).  It does not verify:
+ * ftk_ckpt_pick does, before.
  * Returns 0 or the error of the part that failed, naming the file.
  */
 int ftk_ckpt_load(const char *ckpt_dir, struct ftk_model *m, const struct ftk_lora_opts *lora,
 		  struct ftk_adamw *opt, cJSON **state, struct ftk_error *err);
+
+/*
+ * Check every file of a checkpoint directory against the checksums in its
+ * state.json.  Returns 0 when all match, 1 when the checkpoint has no
+ * checksums (written by an ftk before they existed: nothing to verify),
+ * FTK_EDATA when it is damaged (err names the file: missing, another size,
+ * checksum mismatch, state.json unreadable), FTK_EIO when a file cannot be
+ * read.
+ */
+int ftk_ckpt_verify(const char *ckpt_dir, struct ftk_error *err);
+
+/* A checkpoint found damaged. */
+struct ftk_ckpt_damage {
+	long step;
+	struct ftk_error err;	/* what is wrong, naming the file */
+};
+
+/* What a resume continues from (ftk_ckpt_pick). */
+struct ftk_ckpt_pick {
+	long step;				/* the checkpoint chosen, -1 when none */
+	char dir[4160];				/* RUN/checkpoints/step-N */
+	int unverified;				/* 1: it has no checksums (an older ftk) */
+	struct ftk_ckpt_damage *damaged;	/* newer ones skipped, newest first */
+	int n_damaged, alloc_damaged;
+};
+
+/*
+ * Choose the checkpoint to resume run_dir from: the one `latest` names when
+ * it verifies (ftk_ckpt_verify), else, unless strict, the newest older one
+ * that does; every damaged one passed over is listed in p->damaged.
+ * Returns 0 with p filled, FTK_ENOTFOUND (no checkpoint yet), FTK_EDATA
+ * (strict and `latest` is damaged, or no checkpoint is intact: err names
+ * the checkpoint and the file; or `latest` points somewhere odd), FTK_EIO.
+ * Release p with ftk_ckpt_pick_release whatever the return.
+ */
+int ftk_ckpt_pick(const char *run_dir, int strict, struct ftk_ckpt_pick *p,
+		  struct ftk_error *err);
+void ftk_ckpt_pick_release(struct ftk_ckpt_pick *p);
+
+/*
+ * After a pick that passed over damaged checkpoints: rename each to
+ * checkpoints/damaged-step-N (kept for inspection, never listed, loaded or
+ * removed by ftk) and point `latest` at the chosen one, so that keeping the
+ * newest K never counts a damaged one and a crash before the next save
+ * resumes from the same place.  0 or FTK_EIO.
+ */
+int ftk_ckpt_set_aside(const char *run_dir, const struct ftk_ckpt_pick *p,
+		       struct ftk_error *err);
 
 /*
  * The step numbers of run_dir's complete checkpoints, ascending, into

@@ -55,7 +55,11 @@ static const char usage[] =
 	"      --val DIR            validation shards (default: none)\n"
 	"      --out DIR            the run directory (must not hold a run yet)\n"
 	"      --resume DIR         continue the run in DIR from its latest checkpoint, with\n"
-	"                           its saved options; no other training option is allowed\n"
+	"                           its saved options; no other training option is allowed.\n"
+	"                           A checkpoint whose files fail their checksums is said\n"
+	"                           and skipped for the newest intact one\n"
+	"      --strict             with --resume: refuse (exit 1) when the latest checkpoint\n"
+	"                           is damaged, rather than resume from an older one\n"
 	"      --init-adapter DIR   start from this PEFT adapter (its rank, alpha, targets)\n"
 	"      --objective OBJ      sft or dpo (default sft); dpo needs preference shards\n"
 	"      --beta X             DPO beta (default 0.1)\n"
@@ -156,7 +160,7 @@ enum {
 	OPT_EVAL_EVERY, OPT_CKPT_EVERY, OPT_KEEP, OPT_SEED, OPT_THREADS, OPT_CKPT_ACT,
 	OPT_USD, OPT_DEVICE, OPT_DIST, OPT_PLAN, OPT_GPUS, OPT_DEVMEM, OPT_SELFTEST,
 	OPT_EVAL_SUITE, OPT_EVAL_LIMIT, OPT_STOP_ON_REGRESSION, OPT_KEEP_BEST, OPT_PRECISION, OPT_ATTENTION,
-	OPT_CONFIG, OPT_DRY_RUN,
+	OPT_CONFIG, OPT_DRY_RUN, OPT_STRICT,
 };
 
 static volatile sig_atomic_t stop_flag;
@@ -278,9 +282,8 @@ static char **expand_config(struct ftk_tool *t, const struct option *opts, int *
 	if (ftk_read_all(file, &data, &len, &err) < 0)
 		die("--config: %s", err.msg);
 	if (ftk_yaml_parse(data, len, file, &root, &err) < 0) {
-		char buf[1400];
 		free(data);
-		ftk_tool_usage_error(t, "--config: %s", ftk_error_format(&err, buf, sizeof(buf)));
+		ftk_tool_usage_error(t, "--config: %s", FTK_ERROR_TEXT(&err));
 	}
 	free(data);
 	if (!cJSON_IsObject(root))
@@ -395,10 +398,9 @@ static int dry_run(struct ftk_train_opts *o, const char *device, int threads, si
 {
 	struct ftk_error err;
 	struct ftk_plan plan;
-	char buf[1400];
 	printf("plan:\n");
 	if (ftk_plan_for_dir(&plan, o, device, 1, threads, &err) < 0) {
-		error("%s", ftk_error_format(&err, buf, sizeof(buf)));
+		error_at(&err);
 		return FTK_EXIT_DATA;
 	}
 	ftk_plan_print(&plan, o, avail, stdout);
@@ -415,7 +417,7 @@ static int dry_run(struct ftk_train_opts *o, const char *device, int threads, si
 					     k == 0 };
 		struct ftk_data *d;
 		if (ftk_data_open(&d, &dop, &err) < 0) {
-			error("%s", ftk_error_format(&err, buf, sizeof(buf)));
+			error_at(&err);
 			strbuf_release(&tj);
 			return FTK_EXIT_DATA;
 		}
@@ -594,6 +596,7 @@ int cmd_train(int argc, char **argv)
 		{ "precision", required_argument, NULL, OPT_PRECISION },
 		{ "config", required_argument, NULL, OPT_CONFIG },
 		{ "dry-run", no_argument, NULL, OPT_DRY_RUN },
+		{ "strict", no_argument, NULL, OPT_STRICT },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct ftk_tool t;
@@ -613,7 +616,7 @@ int cmd_train(int argc, char **argv)
 	t.stage = "train";
 	ftk_train_opts_default(&o);
 	argv = expand_config(&t, opts, &argc, argv);
-	int dry = 0;
+	int dry = 0, strict = 0;
 	while ((c = ftk_getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
 		if (ftk_tool_opt(&t, c, optarg))
 			continue;
@@ -621,10 +624,11 @@ int cmd_train(int argc, char **argv)
 				c != OPT_PLAN && c != OPT_GPUS && c != OPT_DEVMEM && c != OPT_SELFTEST &&
 				c != OPT_EVAL_SUITE && c != OPT_EVAL_LIMIT && c != OPT_THREADS &&
 				c != OPT_STOP_ON_REGRESSION && c != OPT_KEEP_BEST && c != OPT_CONFIG &&
-				c != OPT_DRY_RUN;
+				c != OPT_DRY_RUN && c != OPT_STRICT;
 		switch (c) {
 		case OPT_CONFIG: break;	/* read by expand_config */
 		case OPT_DRY_RUN: dry = 1; break;
+		case OPT_STRICT: strict = 1; break;
 		case OPT_MODEL: set_path(&t, o.model, "--model", optarg); break;
 		case OPT_EVAL_SUITE: set_path(&t, eval_suite, "--eval", optarg); break;
 		case OPT_EVAL_LIMIT: eval_limit = ftk_tool_parse_long(&t, "--eval-limit", optarg, 1, LONG_MAX); break;
@@ -744,8 +748,7 @@ int cmd_train(int argc, char **argv)
 			die("cannot read '%s': %s (is '%s' a run directory?)", path.buf, strerror(-rc),
 			    resume);
 		if (ftk_train_opts_parse(sb.buf, sb.len, path.buf, &o, &err) < 0) {
-			char buf[1400];
-			die("%s", ftk_error_format(&err, buf, sizeof(buf)));
+			die_at(&err);
 		}
 		strbuf_release(&sb);
 		strbuf_release(&path);
@@ -754,7 +757,10 @@ int cmd_train(int argc, char **argv)
 		if (strlen(resume) >= FTK_TRAIN_PATH)
 			ftk_tool_usage_error(&t, "--resume: path too long");
 		strcpy(o.out, resume);
+		o.strict_resume = strict;
 	} else {
+		if (strict)
+			ftk_tool_usage_error(&t, "--strict is for --resume");
 		if (dry && !o.out[0])	/* a rehearsal writes nothing */
 			strcpy(o.out, ".");
 		if (!o.model[0] || (!plan_only && (!o.data[0] || !o.out[0])))
@@ -799,8 +805,7 @@ int cmd_train(int argc, char **argv)
 		size_t avail = devmem_gib > 0 ? (size_t)(devmem_gib * 1073741824.0)
 					      : ftk_device_free_bytes(device);
 		if (ftk_plan_for_dir(&plan, &o, device, gpus ? gpus : 1, plan_threads, &err) < 0) {
-			char buf[1400];
-			die("%s", ftk_error_format(&err, buf, sizeof(buf)));
+			die_at(&err);
 		}
 		plan_local(&plan, device);
 		ftk_plan_print(&plan, &o, avail, stdout);
@@ -815,8 +820,7 @@ int cmd_train(int argc, char **argv)
 	struct ftk_dist *dist = NULL;
 	if (ftk_dist_start(&dist, dist_mode, device, &err) < 0 ||
 	    ftk_device_backend(device, ftk_dist_local_rank(dist), &o.backend, &err) < 0) {
-		char buf[1400];
-		error("%s", ftk_error_format(&err, buf, sizeof(buf)));
+		error_at(&err);
 		ftk_dist_end(dist);
 		return err.code == FTK_EUSAGE ? FTK_EXIT_USAGE : FTK_EXIT_DATA;
 	}
@@ -888,8 +892,7 @@ int cmd_train(int argc, char **argv)
 			(unsigned long long)res.truncated, o.seq_len,
 			(unsigned long long)res.skipped);
 	if (rc < 0) {
-		char buf[1400];
-		error("%s", ftk_error_format(&err, buf, sizeof(buf)));
+		error_at(&err);
 		exit_code = rc == FTK_EUSAGE ? FTK_EXIT_USAGE : FTK_EXIT_DATA;
 		if (o.world > 1)	/* the other ranks would wait for this one for ever */
 			ftk_dist_abort(dist, exit_code);

@@ -685,6 +685,40 @@ static void compute_note(struct run *r, const cJSON *was)
 	strbuf_release(&sb);
 }
 
+/*
+ * Say what the pick passed over and what it resumes from unverified, and
+ * set the damaged checkpoints aside (rank 0 only: the others pick the same
+ * way from the same files, or find `latest` already moved).
+ */
+static int pick_notes(struct run *r, const struct ftk_ckpt_pick *p, struct ftk_error *err)
+{
+	if (!r->writer)
+		return 0;
+	struct strbuf sb = STRBUF_INIT;
+	for (int i = 0; i < p->n_damaged; i++) {
+		strbuf_reset(&sb);
+		strbuf_addf(&sb, "checkpoint step-%ld is damaged (kept as checkpoints/damaged-step-%ld): "
+				 "%s: %s", p->damaged[i].step, p->damaged[i].step,
+			    p->damaged[i].err.file, p->damaged[i].err.msg);
+		if (r->o->on_note)
+			r->o->on_note(r->o->on_note_ctx, sb.buf);
+	}
+	if (p->n_damaged) {
+		strbuf_reset(&sb);
+		strbuf_addf(&sb, "resuming from step-%ld, the newest intact checkpoint", p->step);
+		if (r->o->on_note)
+			r->o->on_note(r->o->on_note_ctx, sb.buf);
+	}
+	if (p->unverified && r->o->on_note) {
+		strbuf_reset(&sb);
+		strbuf_addf(&sb, "checkpoint step-%ld has no checksums (an older ftk wrote it): "
+				 "resuming from it unverified", p->step);
+		r->o->on_note(r->o->on_note_ctx, sb.buf);
+	}
+	strbuf_release(&sb);
+	return ftk_ckpt_set_aside(r->o->out, p, err);
+}
+
 static int restore(struct run *r, const char *ckpt, struct ftk_error *err)
 {
 	cJSON *st;
@@ -782,7 +816,6 @@ int ftk_train_run(const struct ftk_train_opts *o, int resume, struct ftk_train_r
 {
 	struct run R, *r = &R;
 	struct strbuf p = STRBUF_INIT;
-	char ckpt[FTK_TRAIN_PATH + 64];
 	int rc;
 
 	memset(r, 0, sizeof(*r));
@@ -920,14 +953,21 @@ int ftk_train_run(const struct ftk_train_opts *o, int resume, struct ftk_train_r
 			goto out;
 	}
 
-	/* where to start */
-	long have = resume ? ftk_ckpt_latest(o->out, ckpt, sizeof(ckpt), err) : FTK_ENOTFOUND;
-	if (have >= 0) {
-		if ((rc = restore(r, ckpt, err)) < 0)
+	/* where to start: the newest checkpoint whose files verify */
+	struct ftk_ckpt_pick pick = { .step = -1 };
+	int have = FTK_ENOTFOUND;
+	if (resume) {
+		have = ftk_ckpt_pick(o->out, o->strict_resume, &pick, err);
+		if (have == 0)
+			have = pick_notes(r, &pick, err);
+		ftk_ckpt_pick_release(&pick);
+	}
+	if (have == 0) {
+		if ((rc = restore(r, pick.dir, err)) < 0)
 			goto out;
 		res->resumed = 1;
 	} else if (have != FTK_ENOTFOUND) {
-		rc = (int)have;
+		rc = have;
 		goto out;
 	} else if (r->writer && (rc = open_metrics(r, 0, err)) < 0) {
 		goto out;

@@ -72,6 +72,8 @@ struct ftk_train_opts {
 	enum ftk_attention attention;	/* auto (model.h: flash when the T x T probabilities are large) */
 
 	/* not saved in train_config.json */
+	int strict_resume;	/* --strict: refuse a damaged latest checkpoint rather than
+				 * resume from an older intact one */
 	volatile sig_atomic_t *stop;	/* set non-zero to stop at the next step boundary */
 	/*
 	 * Data-parallel hooks (issue 9); NULL on one process.  Each rank draws

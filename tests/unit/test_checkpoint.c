@@ -1,7 +1,10 @@
 /*
  * test_checkpoint.c: checkpoints save everything, keep the last K, and
- * survive SIGKILL at any instant of a save.
+ * survive SIGKILL at any instant of a save; a damaged one (a flipped byte in
+ * any of its files, a truncated or missing file) is found by its checksums,
+ * and a resume picks the newest intact one.
  */
+#include <errno.h>
 #include <math.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -139,6 +142,193 @@ START_TEST(keeps_last_k_and_moves_latest)
 }
 END_TEST
 
+/* Flip one bit of the byte at offset `at` (-1: the middle) of a file. */
+static void flip_byte(const char *path, long at)
+{
+	struct strbuf sb = STRBUF_INIT;
+	ck_assert_int_eq(strbuf_read_file(&sb, path), 0);
+	ck_assert_uint_gt(sb.len, 0);
+	size_t i = at < 0 ? sb.len / 2 : (size_t)at;
+	sb.buf[i] ^= 0x04;
+	FILE *f = fopen(path, "wb");
+	ck_assert_ptr_nonnull(f);
+	ck_assert_uint_eq(fwrite(sb.buf, 1, sb.len, f), sb.len);
+	fclose(f);
+	strbuf_release(&sb);
+}
+
+/* Save checkpoints `from`..`to` of run (all kept). */
+static void save_steps(const char *run, long from, long to)
+{
+	struct ftk_error e;
+	struct ftk_model *m = model_with_lora(3);
+	size_t n;
+	ftk_model_lora_flat(m, &n);
+	struct ftk_adamw_opts ao = FTK_ADAMW_DEFAULTS;
+	struct ftk_adamw opt;
+	ck_assert_int_eq(ftk_adamw_init(&opt, n, &ao, &e), 0);
+	for (long s = from; s <= to; s++) {
+		cJSON *st = state(s);
+		ck_assert_msg(ftk_ckpt_save(run, s, m, NULL, &opt, st, config, 0, &e) == 0, "%s",
+			      e.msg);
+		cJSON_Delete(st);
+	}
+	ftk_adamw_release(&opt);
+	ftk_model_free(m);
+}
+
+/* Every file of a checkpoint is checked: a flipped byte in each is damage, named. */
+START_TEST(verify_finds_a_flipped_byte_in_every_file)
+{
+	static const char *const files[] = { "adapter_model.safetensors", "adapter_config.json",
+					     "optimizer.safetensors", "train_config.json",
+					     "state.json" };
+	struct ftk_error e;
+	char run[64], dir[128], path[256];
+	for (size_t i = 0; i < sizeof(files) / sizeof(*files); i++) {
+		snprintf(run, sizeof(run), "flip%zu", i);
+		save_steps(run, 4, 4);
+		snprintf(dir, sizeof(dir), "%s/checkpoints/step-4", run);
+		ck_assert_msg(ftk_ckpt_verify(dir, &e) == 0, "%s", e.msg);
+		snprintf(path, sizeof(path), "%s/%s", dir, files[i]);
+		flip_byte(path, -1);
+		ck_assert_int_eq(ftk_ckpt_verify(dir, &e), FTK_EDATA);
+		ck_assert_str_eq(e.file, path);
+		printf("%s: %s\n", files[i], e.msg);
+	}
+	/* a change that leaves state.json valid JSON, and a sensible one: step 4 -> 5 */
+	save_steps("flipstate", 4, 4);
+	struct strbuf sb = STRBUF_INIT;
+	ck_assert_int_eq(strbuf_read_file(&sb, "flipstate/checkpoints/step-4/state.json"), 0);
+	char *at = strstr(sb.buf, "\"step\":\t4");
+	ck_assert_ptr_nonnull(at);
+	flip_byte("flipstate/checkpoints/step-4/state.json", at - sb.buf + 8);	/* '4' ^ 4 = '0' */
+	strbuf_release(&sb);
+	ck_assert_int_eq(ftk_ckpt_verify("flipstate/checkpoints/step-4", &e), FTK_EDATA);
+	ck_assert_str_eq(e.file, "flipstate/checkpoints/step-4/state.json");
+	ck_assert_msg(strstr(e.msg, "checksum mismatch"), "%s", e.msg);
+}
+END_TEST
+
+START_TEST(verify_finds_truncated_and_missing_files)
+{
+	struct ftk_error e;
+	save_steps("cut", 2, 2);
+	const char *opt = "cut/checkpoints/step-2/optimizer.safetensors";
+	struct stat st;
+	ck_assert_int_eq(stat(opt, &st), 0);
+	ck_assert_int_eq(truncate(opt, st.st_size - 1), 0);
+	ck_assert_int_eq(ftk_ckpt_verify("cut/checkpoints/step-2", &e), FTK_EDATA);
+	ck_assert_str_eq(e.file, opt);
+	char want[128];
+	snprintf(want, sizeof(want), "%lld bytes, written as %lld: damaged since it was written",
+		 (long long)st.st_size - 1, (long long)st.st_size);
+	ck_assert_str_eq(e.msg, want);
+
+	save_steps("gone", 2, 2);
+	ck_assert_int_eq(unlink("gone/checkpoints/step-2/adapter_model.safetensors"), 0);
+	ck_assert_int_eq(ftk_ckpt_verify("gone/checkpoints/step-2", &e), FTK_EDATA);
+	ck_assert_str_eq(e.file, "gone/checkpoints/step-2/adapter_model.safetensors");
+	ck_assert_str_eq(e.msg, "missing");
+	ck_assert_int_eq(unlink("gone/checkpoints/step-2/state.json"), 0);
+	ck_assert_int_eq(ftk_ckpt_verify("gone/checkpoints/step-2", &e), FTK_EDATA);
+	ck_assert_str_eq(e.file, "gone/checkpoints/step-2/state.json");
+	ck_assert_str_eq(e.msg, "missing");
+}
+END_TEST
+
+/* A checkpoint written before checksums existed: nothing to verify, said as 1. */
+START_TEST(verify_older_checkpoint_without_checksums)
+{
+	struct ftk_error e;
+	save_steps("old", 1, 1);
+	const char *p = "old/checkpoints/step-1/state.json";
+	struct strbuf sb = STRBUF_INIT;
+	ck_assert_int_eq(strbuf_read_file(&sb, p), 0);
+	cJSON *st = cJSON_Parse(sb.buf);
+	cJSON_DeleteItemFromObject(st, "files");
+	cJSON_DeleteItemFromObject(st, "state_xxh3");
+	char *js = cJSON_Print(st);
+	FILE *f = fopen(p, "w");
+	fputs(js, f);
+	fclose(f);
+	ck_assert_int_eq(ftk_ckpt_verify("old/checkpoints/step-1", &e), 1);
+	struct ftk_ckpt_pick pk;
+	ck_assert_int_eq(ftk_ckpt_pick("old", 1, &pk, &e), 0);
+	ck_assert_int_eq(pk.step, 1);
+	ck_assert_int_eq(pk.unverified, 1);
+	ftk_ckpt_pick_release(&pk);
+	/* but one with only half of the checksum keys is damage, not age */
+	cJSON_AddStringToObject(st, "state_xxh3", "0123456789abcdef0123456789abcdef");
+	free(js);
+	js = cJSON_Print(st);
+	f = fopen(p, "w");
+	fputs(js, f);
+	fclose(f);
+	ck_assert_int_eq(ftk_ckpt_verify("old/checkpoints/step-1", &e), FTK_EDATA);
+	free(js);
+	cJSON_Delete(st);
+	strbuf_release(&sb);
+}
+END_TEST
+
+/* A resume skips damaged checkpoints for the newest intact one, or refuses when strict. */
+START_TEST(pick_falls_back_to_the_newest_intact)
+{
+	struct ftk_error e;
+	struct ftk_ckpt_pick pk;
+	save_steps("fb", 1, 3);
+	ck_assert_int_eq(ftk_ckpt_pick("fb", 0, &pk, &e), 0);
+	ck_assert_int_eq(pk.step, 3);
+	ck_assert_int_eq(pk.n_damaged, 0);
+	ck_assert_int_eq(pk.unverified, 0);
+	ck_assert_str_eq(pk.dir, "fb/checkpoints/step-3");
+	ftk_ckpt_pick_release(&pk);
+
+	flip_byte("fb/checkpoints/step-3/optimizer.safetensors", -1);
+	ck_assert_int_eq(ftk_ckpt_pick("fb", 1, &pk, &e), FTK_EDATA);
+	ck_assert_str_eq(e.file, "fb/checkpoints/step-3/optimizer.safetensors");
+	ck_assert_msg(!strncmp(e.msg, "checkpoint step-3 is damaged: checksum mismatch", 47), "%s",
+		      e.msg);
+	ck_assert_msg(strstr(e.msg, "--strict"), "%s", e.msg);
+	ftk_ckpt_pick_release(&pk);
+
+	flip_byte("fb/checkpoints/step-2/adapter_model.safetensors", 100);
+	ck_assert_int_eq(ftk_ckpt_pick("fb", 0, &pk, &e), 0);
+	ck_assert_int_eq(pk.step, 1);
+	ck_assert_str_eq(pk.dir, "fb/checkpoints/step-1");
+	ck_assert_int_eq(pk.n_damaged, 2);
+	ck_assert_int_eq(pk.damaged[0].step, 3);
+	ck_assert_int_eq(pk.damaged[1].step, 2);
+	ck_assert_str_eq(pk.damaged[1].err.file, "fb/checkpoints/step-2/adapter_model.safetensors");
+
+	/* set aside: renamed, latest moved, no longer listed */
+	ck_assert_int_eq(ftk_ckpt_set_aside("fb", &pk, &e), 0);
+	ftk_ckpt_pick_release(&pk);
+	char dir[512];
+	ck_assert_int_eq(ftk_ckpt_latest("fb", dir, sizeof(dir), &e), 1);
+	struct stat st;
+	ck_assert_int_eq(stat("fb/checkpoints/damaged-step-3/optimizer.safetensors", &st), 0);
+	ck_assert_int_eq(stat("fb/checkpoints/damaged-step-2/state.json", &st), 0);
+	long *steps;
+	ck_assert_int_eq(ftk_ckpt_list("fb", &steps, &e), 1);
+	free(steps);
+	ck_assert_int_eq(ftk_ckpt_pick("fb", 1, &pk, &e), 0);	/* now latest is intact */
+	ck_assert_int_eq(pk.step, 1);
+	ftk_ckpt_pick_release(&pk);
+
+	/* nothing intact: an error naming the newest damage */
+	ck_assert_int_eq(unlink("fb/checkpoints/step-1/train_config.json"), 0);
+	ck_assert_int_eq(ftk_ckpt_pick("fb", 0, &pk, &e), FTK_EDATA);
+	ck_assert_str_eq(e.msg, "checkpoint step-1 is damaged: missing; and no older checkpoint "
+				"of 'fb' is intact");
+	ck_assert_str_eq(e.file, "fb/checkpoints/step-1/train_config.json");
+	ftk_ckpt_pick_release(&pk);
+	ck_assert_int_eq(ftk_ckpt_pick("nothing-here", 0, &pk, &e), FTK_ENOTFOUND);
+	ftk_ckpt_pick_release(&pk);
+}
+END_TEST
+
 /*
  * A child saves checkpoints in a loop and is killed with SIGKILL at a random
  * moment, five times over; each time `latest` must name a checkpoint that
@@ -182,6 +372,8 @@ START_TEST(survives_sigkill_during_save)
 		struct ftk_error e;
 		long s = ftk_ckpt_latest("run3", dir, sizeof(dir), &e);
 		ck_assert_msg(s >= 1, "round %d: no checkpoint (%s)", round, e.msg);
+		/* what latest names verifies: the checksums were written with it, atomically */
+		ck_assert_msg(ftk_ckpt_verify(dir, &e) == 0, "round %d: %s: %s", round, e.file, e.msg);
 		struct ftk_model *m = model_with_lora(9);
 		size_t n;
 		ftk_model_lora_flat(m, &n);
@@ -209,6 +401,10 @@ static Suite *checkpoint_suite(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, save_and_load_restores_everything);
 	tcase_add_test(tc, keeps_last_k_and_moves_latest);
+	tcase_add_test(tc, verify_finds_a_flipped_byte_in_every_file);
+	tcase_add_test(tc, verify_finds_truncated_and_missing_files);
+	tcase_add_test(tc, verify_older_checkpoint_without_checksums);
+	tcase_add_test(tc, pick_falls_back_to_the_newest_intact);
 	tcase_add_test(tc, survives_sigkill_during_save);
 	suite_add_tcase(s, tc);
 	return s;
