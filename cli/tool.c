@@ -19,6 +19,7 @@
 #include "cli/tool.h"
 #include "lib/cleanup.h"
 #include "lib/json.h"
+#include "lib/record.h"
 #include "lib/ledger.h"
 
 const char *ftk_progname = "ftk";
@@ -113,6 +114,7 @@ void ftk_tool_init(struct ftk_tool *t, const char *name, const char *usage)
 	t->usage = usage;
 	t->stage = "prep";
 	t->bytes_total = -1;
+	t->max_record_bytes = FTK_TOOL_MAX_RECORD;
 	ftk_progname = name;
 	t->t_start = mono_now();
 	t->is_tty = isatty(2);
@@ -132,6 +134,11 @@ int ftk_tool_opt(struct ftk_tool *t, int c, const char *arg)
 	case FTK_OPT_STATS: t->stats_path = arg; return 1;
 	case FTK_OPT_LEDGER: t->ledger_path = arg; return 1;
 	case FTK_OPT_RUN: t->run = arg; return 1;
+	case FTK_OPT_MAX_RECORD: {
+		struct ftk_option o = { .long_name = "max-record-bytes", .value = &t->max_record_bytes };
+		ftk_tool_size_cb(&o, arg);
+		return 1;
+	}
 	case FTK_OPT_VERSION:
 		printf("%s %s\n", t->name, FTK_VERSION);
 		exit(0);
@@ -238,6 +245,8 @@ static int open_next_input(struct ftk_tool *t)
 			t->failed = 1;
 			continue;
 		}
+		ftk_reader_keep_partial(t->reader);
+		ftk_reader_set_max_line(t->reader, t->max_record_bytes);
 		if (t->cur_input == 0) {
 			int64_t total = 0;
 			for (int i = 0; i < t->n_inputs; i++) {
@@ -277,8 +286,11 @@ int ftk_tool_next(struct ftk_tool *t, struct ftk_line *line)
 			if (rc < 0) {
 				error_at(&err);
 				t->failed = 1;
-				ftk_tool_count(t, rc == FTK_ETRUNC ? "truncated-input" : "read-error", 1);
+				/* a cut record went to the rejects already: it is the count */
+				if (!(rc == FTK_ETRUNC && t->cut_rejected))
+					ftk_tool_count(t, rc == FTK_ETRUNC ? "truncated-input" : "read-error", 1);
 			}
+			t->cut_rejected = 0;
 			t->bytes_done += ftk_reader_bytes_in(t->reader);
 			ftk_reader_close(t->reader);
 			t->reader = NULL;
@@ -291,6 +303,12 @@ int ftk_tool_next(struct ftk_tool *t, struct ftk_line *line)
 		t->n_in++;
 		if ((t->n_in & 1023) == 0)
 			progress(t, 0);
+		if (line->truncated) {
+			ftk_tool_reject_truncated(t, line);
+			continue;
+		}
+		if (ftk_tool_reject_oversize(t, line))
+			continue;
 		if (line->utf8_error >= 0) {
 			cJSON *x = cJSON_CreateObject();
 			char msg[128];
@@ -301,6 +319,55 @@ int ftk_tool_next(struct ftk_tool *t, struct ftk_line *line)
 		}
 		return 1;
 	}
+}
+
+void ftk_tool_size_cb(const struct ftk_option *opt, const char *arg)
+{
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(arg, &end, 10);
+	uint64_t mul = 1;
+	if (*end == 'k' || *end == 'K')
+		mul = 1024, end++;
+	else if (*end == 'm' || *end == 'M')
+		mul = 1024 * 1024, end++;
+	else if (*end == 'g' || *end == 'G')
+		mul = 1024 * 1024 * 1024, end++;
+	if (errno || end == arg || *end || arg[0] == '-' || v == 0 || v > UINT64_MAX / mul)
+		ftk_usage_error("--%s needs a positive number of bytes (K, M or G may follow), not '%s'",
+				opt->long_name, arg);
+	*(uint64_t *)opt->value = v * mul;
+}
+
+int ftk_tool_reject_oversize(struct ftk_tool *t, const struct ftk_line *line)
+{
+	uint64_t size = line->oversize ? line->oversize : line->len;
+	if (size <= t->max_record_bytes)
+		return 0;
+	cJSON *x = cJSON_CreateObject();
+	char msg[200];
+	snprintf(msg, sizeof(msg), "record of %llu bytes is larger than --max-record-bytes %llu: "
+		 "not read (\"raw\" holds its first bytes)", (unsigned long long)size,
+		 (unsigned long long)t->max_record_bytes);
+	cJSON_AddStringToObject(x, "error", msg);
+	cJSON_AddNumberToObject(x, "size", (double)size);
+	struct ftk_line head = *line;
+	if (head.len > FTK_LINE_PREFIX)
+		head.len = FTK_LINE_PREFIX;
+	head.truncated = 1;	/* never parsed or written whole */
+	ftk_tool_reject(t, &head, "record-too-large", x);
+	return 1;
+}
+
+void ftk_tool_reject_truncated(struct ftk_tool *t, const struct ftk_line *line)
+{
+	cJSON *x = cJSON_CreateObject();
+	char msg[160];
+	snprintf(msg, sizeof(msg), "the input ends in the middle of this record (%zu bytes read): "
+		 "it was cut short", line->len);
+	cJSON_AddStringToObject(x, "error", msg);
+	ftk_tool_reject(t, line, "truncated-input", x);
+	t->cut_rejected = 1;
 }
 
 void ftk_tool_hint(struct ftk_tool *t, const char *fmt, ...)
@@ -358,13 +425,19 @@ cJSON *ftk_tool_parse(struct ftk_tool *t, const struct ftk_line *line)
 	struct ftk_error err;
 	cJSON *v = NULL;
 	ftk_error_clear(&err);
-	if (ftk_json_parse_object(line->data, line->len, &v, &err) < 0) {
+	const char *kind = NULL;
+	int rc = t->own_record_checks ? ftk_json_parse_object(line->data, line->len, &v, &err)
+				      : ftk_json_parse_record(line->data, line->len, &v, &err, &kind);
+	if (rc < 0 && !kind)
+		kind = strstr(err.msg, "not a JSON object") ? "not-an-object" : "invalid-json";
+	if (rc < 0) {
 		cJSON *x = cJSON_CreateObject();
-		cJSON_AddStringToObject(x, "error", err.msg);
-		snprintf(t->last_error, sizeof(t->last_error), "%s", err.msg);
-		ftk_tool_reject(t, line, strstr(err.msg, "not a JSON object") ? "not-an-object"
-									: "invalid-json", x);
-		hint_shape(t, line);
+		/* the field, when the problem has one: "messages[0].role: key appears..." */
+		ftk_error_format(&err, t->last_error, sizeof(t->last_error));
+		cJSON_AddStringToObject(x, "error", t->last_error);
+		ftk_tool_reject(t, line, kind, x);
+		if (!strcmp(kind, "invalid-json") || !strcmp(kind, "not-an-object"))
+			hint_shape(t, line);
 		return NULL;
 	}
 	return v;
@@ -439,6 +512,7 @@ void ftk_tool_reject(struct ftk_tool *t, const struct ftk_line *line, const char
 	strbuf_add_json_str(sb, t->name, strlen(t->name));
 	strbuf_addstr(sb, ",\"reason\":");
 	strbuf_add_json_str(sb, reason, strlen(reason));
+	int own_origin = extra && cJSON_GetObjectItemCaseSensitive(extra, "origin");
 	if (extra) {
 		for (cJSON *m = extra->child; m; m = m->next) {
 			strbuf_addch(sb, ',');
@@ -452,10 +526,17 @@ void ftk_tool_reject(struct ftk_tool *t, const struct ftk_line *line, const char
 	}
 	/* the record itself, whole: as JSON when it is an object or any valid JSON */
 	int valid = 0;
-	if (line->utf8_error < 0 && strcmp(reason, "invalid-json") != 0) {
+	if (line->utf8_error < 0 && strcmp(reason, "invalid-json") != 0 && !line->truncated) {
 		cJSON *v = NULL;
 		if (ftk_json_parse(line->data, line->len, &v, NULL) == 0) {
 			valid = 1;
+			/* where it came from, when an earlier stage wrote it down */
+			if (cJSON_IsObject(v) && !own_origin) {
+				size_t at = sb->len;
+				strbuf_addstr(sb, ",\"origin\":");
+				if (!ftk_record_origin(v, sb))
+					strbuf_setlen(sb, at);
+			}
 			cJSON_Delete(v);
 		}
 	}

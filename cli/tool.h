@@ -62,6 +62,7 @@ enum {
 	FTK_OPT_LEDGER,
 	FTK_OPT_RUN,
 	FTK_OPT_VERSION,
+	FTK_OPT_MAX_RECORD,
 	FTK_OPT_FIRST_FREE = 0x1100,	/* tools number their own long-only options from here */
 };
 
@@ -74,7 +75,8 @@ enum {
 	{ "stats", required_argument, NULL, FTK_OPT_STATS },       \
 	{ "ledger", required_argument, NULL, FTK_OPT_LEDGER },     \
 	{ "run", required_argument, NULL, FTK_OPT_RUN },           \
-	{ "version", no_argument, NULL, FTK_OPT_VERSION }
+	{ "version", no_argument, NULL, FTK_OPT_VERSION },         \
+	{ "max-record-bytes", required_argument, NULL, FTK_OPT_MAX_RECORD }
 
 /* Text for --help, after a tool's own options. */
 #define FTK_TOOL_COMMON_HELP                                                         \
@@ -84,6 +86,8 @@ enum {
 	"      --stats FILE     write the closing summary as JSON\n"                 \
 	"      --ledger FILE    append a ledger entry for this run (default $FTK_LEDGER)\n" \
 	"      --run NAME       the run name for the ledger (default $FTK_RUN)\n"     \
+	"      --max-record-bytes N  reject records longer than N bytes (K, M, G\n"  \
+	"                       suffixes; default 256M) without holding them\n"     \
 	"  -q, --quiet          no summary line on stderr\n"                        \
 	"  -h, --help           show this help\n"                                   \
 	"      --version        show the version\n"                                 \
@@ -105,6 +109,9 @@ enum {
 	FTK_OPT_STRING(0, "ledger", &(t)->ledger_path, "FILE",                                  \
 		       "append a ledger entry for this run (default $FTK_LEDGER)"),            \
 	FTK_OPT_STRING(0, "run", &(t)->run, "NAME", "the run name for the ledger (default $FTK_RUN)"), \
+	FTK_OPT_CALLBACK(0, "max-record-bytes", &(t)->max_record_bytes, "N", ftk_tool_size_cb,     \
+			 "reject records longer than N bytes (K, M, G suffixes;\n"                    \
+			 "default 256M) without holding them in memory"),                              \
 	FTK_OPT_FLAG('q', "quiet", &(t)->quiet, "no summary line on stderr"),                   \
 	FTK_OPT_HELP(), FTK_OPT_VERSION(), FTK_OPT_TEXT(FTK_EXIT_STATUS_HELP)
 
@@ -125,6 +132,7 @@ struct ftk_tool {
 	const char *ledger_path;
 	const char *run;
 	int quiet;
+	uint64_t max_record_bytes;	/* --max-record-bytes, FTK_TOOL_MAX_RECORD by default */
 
 	/* inputs */
 	char **inputs;
@@ -150,13 +158,30 @@ struct ftk_tool {
 	char hint[600];		/* what to run instead, said after the summary */
 	int failed;		/* a runtime error happened: exit 1 */
 	int fail_on_reject;	/* exit 1 when any record was rejected (ftk-validate) */
+	int cut_rejected;	/* the current input's cut last record was rejected */
+	int own_record_checks;	/* ftk_tool_parse leaves NULs, out-of-range numbers and
+				 * repeated keys to the tool (ftk-validate lists them
+				 * with a record's other errors) */
 	double t_start, t_progress;
 	int progress_shown;
 	int is_tty;
 	struct strbuf scratch;
 };
 
+/* The default of --max-record-bytes: 256 MiB. */
+#define FTK_TOOL_MAX_RECORD ((uint64_t)256 << 20)
+
 void ftk_tool_init(struct ftk_tool *t, const char *name, const char *usage);
+
+/* --max-record-bytes's parser: a byte count with an optional K, M or G (1024s). */
+void ftk_tool_size_cb(const struct ftk_option *opt, const char *arg);
+
+/*
+ * Whether a line is over --max-record-bytes (held or not); if so, reject it
+ * as "record-too-large" with its size and return 1.  ftk_tool_next does
+ * this; a tool with its own reader calls it (after ftk_reader_set_max_line).
+ */
+int ftk_tool_reject_oversize(struct ftk_tool *t, const struct ftk_line *line);
 
 /*
  * Handle a common option from getopt_long.  Returns 1 when c was one (or
@@ -177,7 +202,8 @@ void ftk_tool_start(struct ftk_tool *t, int n_inputs, char **inputs);
 /*
  * Next input line across all inputs.  Returns 1 and fills *line, or 0 at the
  * end.  A line with invalid UTF-8 is rejected here ("invalid-utf8", with the
- * byte offset) and skipped.  Empty lines (whitespace only) are skipped and
+ * byte offset) and skipped; so is the partial last record of a zstd stream
+ * that was cut short ("truncated-input").  Empty lines (whitespace only) are skipped and
  * counted as "blank" in counts, not as records.  A read error (missing file,
  * truncated zstd) is reported, sets the exit code to 1, and moves on to the
  * next file.  Counts n_in.
@@ -185,9 +211,11 @@ void ftk_tool_start(struct ftk_tool *t, int n_inputs, char **inputs);
 int ftk_tool_next(struct ftk_tool *t, struct ftk_line *line);
 
 /*
- * Parse the line as a JSON object.  Returns the tree (caller frees) or NULL
- * after rejecting the line ("invalid-json" or "not-an-object", with a message
- * that gives the column).
+ * Parse the line as a record (ftk_json_parse_record, lib/json.h).  Returns
+ * the tree (caller frees) or NULL after rejecting the line ("invalid-json"
+ * or "not-an-object", with a message that gives the column; or what cJSON
+ * would change silently: "nul-in-string", "number-out-of-range",
+ * "duplicate-key", unless t->own_record_checks).
  */
 cJSON *ftk_tool_parse(struct ftk_tool *t, const struct ftk_line *line);
 
@@ -205,6 +233,14 @@ void ftk_tool_emit_raw(struct ftk_tool *t, const char *data, size_t len);
  */
 void ftk_tool_reject(struct ftk_tool *t, const struct ftk_line *line, const char *reason,
 		     cJSON *extra);
+
+/*
+ * Reject the last record of an input that was cut short (line->truncated,
+ * lib/stream.h) as "truncated-input", with its size; the read error that
+ * follows it is then not counted a second time.  ftk_tool_next does this for
+ * the tools that read through it.
+ */
+void ftk_tool_reject_truncated(struct ftk_tool *t, const struct ftk_line *line);
 
 /*
  * Parse an integer option value in [lo, hi], or exit 2 with

@@ -1,6 +1,8 @@
 /*
  * json.c: cJSON with the checks hostile input needs and places in errors.
  */
+#include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -220,6 +222,184 @@ int ftk_json_find_duplicate_key(const cJSON *v, char *path, size_t n)
 		return 0;
 	path[0] = '\0';
 	return dup_walk(v, path, n);
+}
+
+/*
+ * Offset of the first U+0000 in a string of the JSON text s (a raw NUL byte,
+ * or a \u0000 escape whose backslash is not itself escaped), or -1.  Called
+ * on text that parsed, so a backslash is always inside a string.
+ */
+static long nul_at(const char *s, size_t len)
+{
+	const char *raw = memchr(s, '\0', len);
+	const char *p = s, *end = s + len;
+	while ((p = memmem(p, (size_t)(end - p), "\\u0000", 6)) != NULL) {
+		size_t k = 0;
+		while (p - k > s && p[-(long)k - 1] == '\\')
+			k++;
+		if (k % 2 == 0)
+			break;
+		p++;
+	}
+	if (raw && (!p || raw < p))
+		return (long)(raw - s);
+	return p ? (long)(p - s) : -1;
+}
+
+/*
+ * Offset of the first number token in s that is nonzero but reads as 0 (its
+ * exponent is below what a double holds), or -1.  Strings are skipped.
+ */
+static long underflow_at(const char *s, size_t len)
+{
+	int in_str = 0;
+	for (size_t i = 0; i < len; i++) {
+		char c = s[i];
+		if (in_str) {
+			if (c == '\\')
+				i++;
+			else if (c == '"')
+				in_str = 0;
+			continue;
+		}
+		if (c == '"') {
+			in_str = 1;
+		} else if (c == '-' || (c >= '0' && c <= '9')) {
+			size_t b = i;
+			int nonzero = 0;
+			while (i < len && s[i] && strchr("+-0123456789.", s[i])) {
+				nonzero |= s[i] >= '1' && s[i] <= '9';
+				i++;
+			}
+			while (i < len && s[i] && strchr("+-0123456789eE", s[i]))
+				i++;
+			if (nonzero) {
+				char tmp[512];
+				size_t n = i - b < sizeof(tmp) - 1 ? i - b : sizeof(tmp) - 1;
+				memcpy(tmp, s + b, n);
+				tmp[n] = '\0';
+				if (strtod(tmp, NULL) == 0.0)
+					return (long)b;
+			}
+			i--;
+		}
+	}
+	return -1;
+}
+
+/*
+ * One walk over the tree, building no paths (this runs on every record):
+ * *bad_num when a number is not finite, *zero when one is 0 (it may be an
+ * underflow, which only the text shows), *dup when an object repeats a key.
+ * Stops at the first non-finite number or repeated key.
+ */
+static void walk_fast(const cJSON *v, int *bad_num, int *zero, int *dup)
+{
+	if (cJSON_IsNumber(v)) {
+		if (!isfinite(v->valuedouble))
+			*bad_num = 1;
+		else if (v->valuedouble == 0.0)
+			*zero = 1;
+		return;
+	}
+	if (!cJSON_IsObject(v) && !cJSON_IsArray(v))
+		return;
+	int obj = cJSON_IsObject(v), n = 0;
+	for (const cJSON *a = v->child; a && !*bad_num && !*dup; a = a->next, n++) {
+		/* small objects: compare with the keys before; large ones are left to
+		 * ftk_json_find_duplicate_key, which sorts */
+		if (obj && n < 64)
+			for (const cJSON *b = v->child; b != a; b = b->next)
+				if (a->string && b->string && !strcmp(a->string, b->string)) {
+					*dup = 1;
+					return;
+				}
+		walk_fast(a, bad_num, zero, dup);
+	}
+	if (obj && n >= 64 && !*dup) {
+		char path[8];
+		*dup = ftk_json_find_duplicate_key(v, path, sizeof(path));
+	}
+}
+
+/* The path of the first non-finite number, into path.  Returns 1 when found. */
+static int walk_numbers(const cJSON *v, struct strbuf *path)
+{
+	if (cJSON_IsNumber(v))
+		return !isfinite(v->valuedouble);
+	if (!cJSON_IsObject(v) && !cJSON_IsArray(v))
+		return 0;
+	size_t base = path->len;
+	int i = 0;
+	for (const cJSON *a = v->child; a; a = a->next, i++) {
+		if (cJSON_IsArray(v))
+			strbuf_addf(path, "[%d]", i);
+		else
+			strbuf_addf(path, "%s%s", base ? "." : "", a->string ? a->string : "");
+		if (walk_numbers(a, path))
+			return 1;
+		strbuf_setlen(path, base);
+	}
+	return 0;
+}
+
+const char *ftk_json_record_check(const char *s, size_t len, const cJSON *v,
+				  struct ftk_error *err)
+{
+	const char *k = NULL;
+	char path[512] = "";
+	struct strbuf np = STRBUF_INIT;
+	long at = nul_at(s, len);
+	int zero = 0, bad_num = 0, dup = 0;
+	if (at < 0)
+		walk_fast(v, &bad_num, &zero, &dup);
+	if (at >= 0) {
+		k = "nul-in-string";
+		ftk_error_msg(err, FTK_EDATA, "a string holds a NUL character (U+0000) at byte %ld, "
+			      "which would cut it short: remove it from the data", at + 1);
+	} else if (bad_num && walk_numbers(v, &np)) {
+		k = "number-out-of-range";
+		ftk_error_msg(err, FTK_EDATA, "number too large for a double (it would read as "
+			      "infinity and be written as null)");
+		snprintf(path, sizeof(path), "%s", np.buf);
+	} else if (zero && (at = underflow_at(s, len)) >= 0) {
+		k = "number-out-of-range";
+		ftk_error_msg(err, FTK_EDATA, "nonzero number at byte %ld too small for a double "
+			      "(it would read as 0)", at + 1);
+	} else if (dup && ftk_json_find_duplicate_key(v, path, sizeof(path))) {
+		k = "duplicate-key";
+		ftk_error_msg(err, FTK_EDATA, "key appears more than once in the same object "
+			      "(readers disagree on which value counts)");
+	}
+	strbuf_release(&np);
+	if (k && err) {
+		err->offset = at;
+		snprintf(err->field, sizeof(err->field), "%s", path);
+	}
+	return k;
+}
+
+int ftk_json_parse_record(const char *s, size_t len, cJSON **out, struct ftk_error *err,
+			  const char **kind)
+{
+	cJSON *v = NULL;
+	*out = NULL;
+	int rc = ftk_json_parse_object(s, len, &v, err);
+	if (rc < 0) {
+		if (kind)
+			*kind = err && strstr(err->msg, "not a JSON object") ? "not-an-object"
+									   : "invalid-json";
+		return rc;
+	}
+	const char *k = ftk_json_record_check(s, len, v, err);
+	if (kind)
+		*kind = k;
+	if (k) {
+		cJSON_Delete(v);
+		return FTK_EDATA;
+	}
+	*out = v;
+	return 0;
 }
 
 const char *ftk_json_get_str(const cJSON *obj, const char *key)

@@ -33,6 +33,36 @@ int ftk_json_parse(const char *s, size_t len, cJSON **out, struct ftk_error *err
 int ftk_json_parse_object(const char *s, size_t len, cJSON **out, struct ftk_error *err);
 
 /*
+ * Parse a dataset record: ftk_json_parse_object, and then refuse what cJSON
+ * would change silently, so that no tool reads something other than what
+ * the file says (a tool that passes the record on writes its original
+ * bytes, but every decision it takes is made on the tree):
+ *   "nul-in-string"        a string or key holds U+0000, written raw or as
+ *                          \u0000 (cJSON's strings end at the first NUL,
+ *                          so the rest of the text would be invisible);
+ *   "number-out-of-range"  a number too large for a double (1e999 would
+ *                          read as infinity and print as null) or a nonzero
+ *                          number too small for one (1e-999 would read as 0);
+ *   "duplicate-key"        an object repeats a key (cJSON finds the first
+ *                          value, Python's json the last).
+ * Returns 0 with *out (caller frees), or FTK_EDATA with err filled (the
+ * field path in err->field where known, the byte in err->offset) and *kind
+ * set to the reason above, or to "invalid-json" / "not-an-object" when the
+ * line does not parse as an object.  kind may be NULL.
+ */
+int ftk_json_parse_record(const char *s, size_t len, cJSON **out, struct ftk_error *err,
+			  const char **kind);
+
+/*
+ * The checks of ftk_json_parse_record on a tree v already parsed from
+ * s[0..len) (borrowed).  Returns NULL when the record is whole, else the
+ * reason ("nul-in-string", "number-out-of-range", "duplicate-key", in that
+ * order of precedence) with err filled.
+ */
+const char *ftk_json_record_check(const char *s, size_t len, const cJSON *v,
+				  struct ftk_error *err);
+
+/*
  * Find the first object in the tree with a repeated key.  Returns 1 and
  * writes the field path of the second occurrence ("messages[0].role") into
  * path (size n), or 0 when every key is unique.

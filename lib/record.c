@@ -254,3 +254,38 @@ int ftk_record_strings(cJSON *rec, ftk_string_fn fn, void *ctx)
 	char path[1024] = "";
 	return walk(rec, path, sizeof(path), fn, ctx);
 }
+
+int ftk_record_origin(const cJSON *rec, struct strbuf *out)
+{
+	const cJSON *meta = cJSON_GetObjectItemCaseSensitive(rec, "meta");
+	const cJSON *src = cJSON_IsObject(meta) ? cJSON_GetObjectItemCaseSensitive(meta, "source") : NULL;
+	const cJSON *line = cJSON_IsObject(meta) ? cJSON_GetObjectItemCaseSensitive(meta, "line") : NULL;
+	const cJSON *id = cJSON_GetObjectItemCaseSensitive(rec, "id");
+	int n = 0;
+	if (!cJSON_IsString(src))
+		src = NULL;
+	if (!cJSON_IsNumber(line))
+		line = NULL;
+	if (!cJSON_IsString(id) && !cJSON_IsNumber(id))
+		id = NULL;
+	if (!src && !line && !id)
+		return 0;
+	strbuf_addch(out, '{');
+	if (src) {
+		strbuf_addstr(out, "\"source\":");
+		strbuf_add_json_str(out, src->valuestring, strlen(src->valuestring));
+		n++;
+	}
+	if (line) {
+		strbuf_addf(out, "%s\"line\":%.17g", n++ ? "," : "", line->valuedouble);
+	}
+	if (id) {
+		strbuf_addstr(out, n++ ? ",\"id\":" : "\"id\":");
+		if (cJSON_IsString(id))
+			strbuf_add_json_str(out, id->valuestring, strlen(id->valuestring));
+		else
+			strbuf_addf(out, "%.17g", id->valuedouble);
+	}
+	strbuf_addch(out, '}');
+	return 1;
+}

@@ -66,4 +66,18 @@ int ftk_record_text(const cJSON *rec, const char *role, struct strbuf *out);
 typedef int (*ftk_string_fn)(cJSON *str, const char *path, void *ctx);
 int ftk_record_strings(cJSON *rec, ftk_string_fn fn, void *ctx);
 
+/*
+ * Provenance (docs/formats.md, "Provenance").  The first stage of a pipeline
+ * (ftk-convert) writes where a record came from into it, as meta.source (the
+ * file) and meta.line; a record may also carry an "id".  A tool later in the
+ * pipeline reads only "-", line N of its own input, so its rejects and its
+ * "of" members name the record's origin from these.
+ *
+ * Append the origin of rec to out as a compact JSON object with the members
+ * it has: {"source":..., "line":..., "id":...} (source a string, line a
+ * number, id a string or a number, copied as they are).  Returns 1 when it
+ * appended one, 0 (out unchanged) when rec carries none of them.
+ */
+int ftk_record_origin(const cJSON *rec, struct strbuf *out);
+
 #endif

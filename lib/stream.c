@@ -42,6 +42,11 @@ struct ftk_reader {
 	int started;		/* detection done */
 	int eof;		/* underlying file exhausted */
 	int failed;
+	int keep_partial;	/* hand out a cut line before FTK_ETRUNC */
+	uint64_t max_line;	/* 0, or the longest line held in memory */
+	char prefix[FTK_LINE_PREFIX + 1];	/* an oversize line's first bytes */
+	int pending;		/* an error to return on the next call (after a cut line) */
+	struct ftk_error pending_err;
 	long lineno;
 	uint64_t bytes_in;
 	int64_t size;
@@ -242,8 +247,95 @@ static ssize_t fill(struct ftk_reader *r, struct ftk_error *err)
 	}
 }
 
+/* Hand out buf[start..start+len) as the next line. */
+static void hand_out(struct ftk_reader *r, struct ftk_line *line, char *start, size_t len)
+{
+	r->lineno++;
+	line->had_cr = 0;
+	line->truncated = 0;
+	line->oversize = 0;
+	if (len && start[len - 1] == '\r') {
+		len--;
+		line->had_cr = 1;
+	}
+	start[len] = '\0';	/* buf has one spare byte past cap */
+	if (r->lineno == 1 && len >= 3 && (unsigned char)start[0] == 0xEF &&
+	    (unsigned char)start[1] == 0xBB && (unsigned char)start[2] == 0xBF) {
+		start += 3;
+		len -= 3;
+	}
+	line->data = start;
+	line->len = len;
+	line->lineno = r->lineno;
+	line->file = r->name;
+	line->utf8_error = ftk_utf8_check(start, len);
+}
+
+void ftk_reader_keep_partial(struct ftk_reader *r)
+{
+	r->keep_partial = 1;
+}
+
+void ftk_reader_set_max_line(struct ftk_reader *r, uint64_t max)
+{
+	r->max_line = max;
+}
+
+/*
+ * The line at buf[pos..end) has no newline yet and is longer than max_line:
+ * keep its first bytes aside, then read and drop the rest up to its newline
+ * (or the end of the input), so that the buffer never grows past what it
+ * has.  Returns 1 with the line handed out, or an error (the line is lost).
+ */
+static int skip_long(struct ftk_reader *r, struct ftk_line *line, struct ftk_error *err)
+{
+	size_t have = r->end - r->pos;
+	size_t keep = have < FTK_LINE_PREFIX ? have : FTK_LINE_PREFIX;
+	uint64_t total = have;
+	int cr = 0;
+	memcpy(r->prefix, r->buf + r->pos, keep);
+	r->prefix[keep] = '\0';
+	cr = have && r->buf[r->end - 1] == '\r';
+	r->pos = r->end = 0;
+	for (;;) {
+		ssize_t k = fill(r, err);
+		if (k < 0)
+			return (int)k;
+		if (k == 0)
+			break;	/* the line ends at the end of the input */
+		char *nl = memchr(r->buf, '\n', r->end);
+		if (nl) {
+			size_t n = (size_t)(nl - r->buf);
+			total += n;
+			cr = n ? nl[-1] == '\r' : cr;
+			r->pos = n + 1;
+			break;
+		}
+		total += r->end;
+		cr = r->buf[r->end - 1] == '\r';
+		r->end = 0;
+	}
+	r->lineno++;
+	line->data = r->prefix;
+	line->len = keep;
+	line->lineno = r->lineno;
+	line->file = r->name;
+	line->utf8_error = -1;
+	line->had_cr = cr;
+	line->truncated = 0;
+	line->oversize = total - (uint64_t)cr;
+	return 1;
+}
+
 int ftk_reader_next(struct ftk_reader *r, struct ftk_line *line, struct ftk_error *err)
 {
+	if (r->pending) {
+		int rc = r->pending;
+		r->pending = 0;
+		if (err)
+			*err = r->pending_err;
+		return rc;
+	}
 	if (r->failed)
 		return 0;
 	if (!r->started) {
@@ -258,27 +350,13 @@ int ftk_reader_next(struct ftk_reader *r, struct ftk_line *line, struct ftk_erro
 			char *start = r->buf + r->pos;
 			size_t len = nl ? (size_t)(nl - start) : r->end - r->pos;
 			r->pos = nl ? (size_t)(nl - r->buf) + 1 : r->end;
-			r->lineno++;
-			line->had_cr = 0;
-			if (len && start[len - 1] == '\r') {
-				len--;
-				line->had_cr = 1;
-			}
-			start[len] = '\0';	/* buf has one spare byte past cap */
-			if (r->lineno == 1 && len >= 3 && (unsigned char)start[0] == 0xEF &&
-			    (unsigned char)start[1] == 0xBB && (unsigned char)start[2] == 0xBF) {
-				start += 3;
-				len -= 3;
-			}
-			line->data = start;
-			line->len = len;
-			line->lineno = r->lineno;
-			line->file = r->name;
-			line->utf8_error = ftk_utf8_check(start, len);
+			hand_out(r, line, start, len);
 			return 1;
 		}
 		if (r->eof)
 			return 0;
+		if (r->max_line && r->end - r->pos > r->max_line)
+			return skip_long(r, line, err);
 		/* no full line: make room, then read more */
 		if (r->pos > 0) {
 			memmove(r->buf, r->buf + r->pos, r->end - r->pos);
@@ -291,6 +369,21 @@ int ftk_reader_next(struct ftk_reader *r, struct ftk_line *line, struct ftk_erro
 			r->buf = xrealloc(r->buf, r->cap + 1);
 		}
 		ssize_t k = fill(r, err);
+		if (k == FTK_ETRUNC && r->keep_partial && r->end > r->pos) {
+			/* the cut record, then the error (its line is this line's) */
+			struct ftk_error tmp;
+			ftk_error_clear(&tmp);
+			ftk_error_set(&tmp, FTK_ETRUNC, r->name, r->lineno + 1, NULL, "%s",
+				      err ? err->msg : "truncated zstd frame");
+			r->pending = FTK_ETRUNC;
+			r->pending_err = tmp;
+			char *start = r->buf + r->pos;
+			size_t len = r->end - r->pos;
+			r->pos = r->end;
+			hand_out(r, line, start, len);
+			line->truncated = 1;
+			return 1;
+		}
 		if (k < 0)
 			return (int)k;
 	}

@@ -8,7 +8,9 @@
  * stream.  Each line is checked for UTF-8: an invalid line is still returned
  * (so that the tool can send it to its rejects, nothing lost) with
  * utf8_error set to the byte offset of the first bad byte.  A zstd stream that
- * ends in the middle of a frame is an error (FTK_ETRUNC), not a short file.
+ * ends in the middle of a frame is an error (FTK_ETRUNC), not a short file;
+ * a reader told so (ftk_reader_keep_partial) first hands out the bytes of the
+ * record that was cut, marked truncated, so that they can go to the rejects.
  *
  * The line returned is borrowed: it stays valid until the next call to
  * ftk_reader_next() or ftk_reader_close().  Its data is NUL-terminated at
@@ -42,7 +44,13 @@ struct ftk_line {
 	const char *file;	/* the name given to open ("-" for stdin), borrowed */
 	long utf8_error;	/* byte offset of the first invalid UTF-8 byte, or -1 */
 	int had_cr;		/* the line ended in \r\n */
+	int truncated;		/* the stream was cut inside this line (keep_partial only) */
+	uint64_t oversize;	/* 0, or the length of a line longer than the reader's
+				 * max_line: data then holds only its first bytes */
 };
+
+/* How much of an oversize line is kept for the rejects (ftk_reader_set_max_line). */
+#define FTK_LINE_PREFIX 1024
 
 struct ftk_reader;
 
@@ -64,6 +72,24 @@ int ftk_reader_open_fp(struct ftk_reader **out, FILE *fp, const char *name,
  * returned too (len 0): skipping them is the tool's decision.
  */
 int ftk_reader_next(struct ftk_reader *r, struct ftk_line *line, struct ftk_error *err);
+
+/*
+ * When a zstd stream turns out to be cut short and decoded bytes of an
+ * unfinished line are left, hand them out as one more line with truncated
+ * set (the next call then returns FTK_ETRUNC with the error), instead of
+ * losing them with the error.  Off by default: a reader that does not look
+ * at truncated never sees a partial line.
+ */
+void ftk_reader_keep_partial(struct ftk_reader *r);
+
+/*
+ * Bound the memory a line may take: a line longer than max bytes is not
+ * held; it is read through and handed out as its first FTK_LINE_PREFIX
+ * bytes with oversize set to its length (the line terminator not counted,
+ * and the UTF-8 check not made: utf8_error is -1).  0 (the default) means
+ * no bound.
+ */
+void ftk_reader_set_max_line(struct ftk_reader *r, uint64_t max);
 
 /* Bytes consumed from the underlying file so far (compressed bytes for zstd). */
 uint64_t ftk_reader_bytes_in(const struct ftk_reader *r);

@@ -20,6 +20,7 @@
 #include "cli/tool.h"
 #include "lib/json.h"
 #include "prep/convert.h"
+#include "prep/provenance.h"
 
 static const char *const usage[] = {
 	"ftk-convert [options] [FILE...]", "",
@@ -70,6 +71,9 @@ static int has_imprecise_number(const char *s, size_t n)
 	return 0;
 }
 
+/* --no-provenance clears it */
+static int provenance = 1;
+
 static void convert_one(struct ftk_tool *t, struct ftk_line *line, int from, struct strbuf *sb)
 {
 	cJSON *rec = ftk_tool_parse(t, line);
@@ -78,9 +82,18 @@ static void convert_one(struct ftk_tool *t, struct ftk_line *line, int from, str
 	const char *kind = NULL;
 	char msg[512];
 	cJSON *out = ftk_convert_record(rec, from, &kind, msg, sizeof(msg));
+	/* an element of a pretty-printed array spans lines: its bytes cannot be
+	 * one JSONL line, so it is written anew like a converted record */
+	int multiline = out == rec && memchr(line->data, '\n', line->len) != NULL;
+	if (multiline)
+		out = cJSON_Duplicate(rec, 1);
 	if (out == rec) {
 		ftk_tool_count(t, "passed-through", 1);
-		ftk_tool_emit(t, line);
+		if (provenance && ftk_provenance_add(line->data, line->len, rec, line->file,
+						     line->lineno, sb))
+			ftk_tool_emit_raw(t, sb->buf, sb->len);
+		else
+			ftk_tool_emit(t, line);
 	} else if (!out) {
 		cJSON *x = cJSON_CreateObject();
 		cJSON_AddStringToObject(x, "error", msg);
@@ -92,6 +105,8 @@ static void convert_one(struct ftk_tool *t, struct ftk_line *line, int from, str
 		ftk_tool_reject(t, line, "number-precision", x);
 		cJSON_Delete(out);
 	} else {
+		if (provenance && ftk_provenance_wanted(out, line->file))
+			ftk_provenance_add_tree(out, line->file, line->lineno);
 		strbuf_reset(sb);
 		ftk_json_print(sb, out);
 		ftk_tool_emit_raw(t, sb->buf, sb->len);
@@ -110,7 +125,7 @@ static void convert_array(struct ftk_tool *t, const char *file, struct strbuf *a
 	while ((rc = ftk_json_array_next(all->buf, all->len, &pos, &start, &elen)) == 1) {
 		for (; counted < start; counted++)
 			lineno += all->buf[counted] == '\n';
-		struct ftk_line l = { all->buf + start, elen, lineno, file, -1, 0 };
+		struct ftk_line l = { all->buf + start, elen, lineno, file, -1, 0, 0, 0 };
 		char saved = all->buf[start + elen];
 		all->buf[start + elen] = '\0';
 		t->n_in++;
@@ -157,6 +172,9 @@ int cmd_convert(int argc, char **argv)
 		FTK_OPT_CALLBACK(0, "from", &from, "FMT", from_cb,
 				 "auto (default, per record), alpaca, sharegpt, openai (also\n"
 				 "LLaMA-Factory v1 messages), prompt-completion, text, preference"),
+		FTK_OPT_SET_INT(0, "no-provenance", &provenance, 0,
+				"do not write meta.source and meta.line (the file and line a\n"
+				"record was read from) into records that have neither"),
 		FTK_OPT_TOOL_COMMON(&t),
 		FTK_OPT_END(),
 	};
@@ -178,6 +196,8 @@ int cmd_convert(int argc, char **argv)
 			t.failed = 1;
 			continue;
 		}
+		ftk_reader_keep_partial(r);
+		ftk_reader_set_max_line(r, t.max_record_bytes);
 		strbuf_reset(&all);
 		while ((rc = ftk_reader_next(r, &line, &err)) == 1) {
 			if (array) {
@@ -191,13 +211,30 @@ int cmd_convert(int argc, char **argv)
 				continue;
 			}
 			if (line.data[k] == '[' && !first_line) {
+				if (line.oversize) {
+					/* an array is read whole: its first line was not kept */
+					error("%s:%ld: a JSON array whose first line is %llu bytes, more than "
+					      "--max-record-bytes %llu: give a larger --max-record-bytes to "
+					      "read it", inputs[i], line.lineno,
+					      (unsigned long long)line.oversize,
+					      (unsigned long long)t.max_record_bytes);
+					t.failed = 1;
+					break;
+				}
 				array = 1;
 				first_line = line.lineno;
+				ftk_reader_set_max_line(r, 0);
 				strbuf_add(&all, line.data, line.len);
 				continue;
 			}
 			first_line = line.lineno;
 			t.n_in++;
+			if (line.truncated) {
+				ftk_tool_reject_truncated(&t, &line);
+				continue;
+			}
+			if (ftk_tool_reject_oversize(&t, &line))
+				continue;
 			if (line.utf8_error >= 0) {
 				cJSON *x = cJSON_CreateObject();
 				char m[96];
@@ -211,7 +248,10 @@ int cmd_convert(int argc, char **argv)
 		if (rc < 0) {
 			error_at(&err);
 			t.failed = 1;
+			if (rc == FTK_ETRUNC && !t.cut_rejected)
+				ftk_tool_count(&t, "truncated-input", 1);
 		}
+		t.cut_rejected = 0;
 		if (array)
 			convert_array(&t, inputs[i], &all, first_line, from, &sb);
 		t.bytes_done += ftk_reader_bytes_in(r);

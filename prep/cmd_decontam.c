@@ -160,7 +160,7 @@ static void load_eval(struct decon *d, const char *path)
 			continue;
 		if (line.utf8_error >= 0)
 			die("%s:%ld: invalid UTF-8 at byte %ld", path, line.lineno, line.utf8_error + 1);
-		if (ftk_json_parse_object(line.data, line.len, &c, &err) < 0)
+		if (ftk_json_parse_record(line.data, line.len, &c, &err, NULL) < 0)
 			die("%s:%ld: %s", path, line.lineno, err.msg);
 		const cJSON *id = cJSON_GetObjectItemCaseSensitive(c, "id");
 		char name[512];

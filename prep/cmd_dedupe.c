@@ -35,6 +35,7 @@
 #include "cli/parse-options.h"
 #include "cli/tool.h"
 #include "lib/json.h"
+#include "lib/record.h"
 #include "lib/normalize.h"
 #include "dedupe.h"
 #include "minhash.h"
@@ -164,6 +165,7 @@ struct item {
 	int input;		/* input index */
 	int parsed;		/* 1 a JSON object, 0 not (the main thread rejects it) */
 	struct ftk_dd_sig sig;
+	struct strbuf origin;	/* ftk_record_origin's JSON, "" when none */
 };
 
 struct ctx {
@@ -202,6 +204,13 @@ struct ctx {
 	uint32_t *input_file_ix;	/* input index -> index file id */
 	uint32_t against_file_ix;
 
+	/* where records came from (lib/record.h ftk_record_origin), for "of":
+	 * NUL-terminated texts in one arena, found by offset + 1 (0: none) */
+	struct strbuf origins;
+	uint64_t *origin_of;	/* the general path: by index id */
+	size_t n_origin_of;
+	int source_default;	/* per-source counts by meta.source, not asked for */
+
 	/* exact streaming */
 	struct xslot *tab;
 	size_t tab_size, tab_n;
@@ -211,6 +220,7 @@ struct ctx {
 struct xslot {
 	uint64_t lo, hi;
 	uint32_t file, line;	/* file UINT32_MAX: empty */
+	uint64_t origin;	/* offset + 1 in ctx.origins, 0: none */
 };
 
 /* ---------------------------------------------------------------- options */
@@ -250,10 +260,13 @@ static void *work(void *arg)
 	for (size_t i = j->lo; i < j->hi; i++) {
 		struct item *it = &j->c->items[i];
 		cJSON *rec = NULL;
-		it->parsed = ftk_json_parse_object(it->line.data, it->line.len, &rec, NULL) == 0;
+		it->parsed = ftk_json_parse_record(it->line.data, it->line.len, &rec, NULL, NULL) == 0;
 		it->sig.status = 0;
-		if (it->parsed)
+		strbuf_reset(&it->origin);
+		if (it->parsed) {
 			ftk_dd_sign(j->s, rec, &it->sig);
+			ftk_record_origin(rec, &it->origin);
+		}
 		cJSON_Delete(rec);
 	}
 	return NULL;
@@ -302,8 +315,10 @@ static void sign_all(struct ctx *c, next_fn next, item_fn fn)
 			if (c->n_items == c->cap_items) {
 				size_t na = c->cap_items ? c->cap_items * 2 : 256;
 				c->items = xrealloc(c->items, sizeof(*c->items) * na);
-				for (size_t i = c->cap_items; i < na; i++)
+				for (size_t i = c->cap_items; i < na; i++) {
 					ftk_dd_sig_init(&c->items[i].sig, ftk_dd_nbands(&c->p));
+					strbuf_init(&c->items[i].origin, 0);
+				}
 				c->cap_items = na;
 			}
 			struct item *it = &c->items[c->n_items++];
@@ -408,12 +423,28 @@ static const char *drop_reason(const struct ctx *c, double sim)
 	return c->p.near && round(sim * 1e4) < 1e4 ? "near-duplicate" : "duplicate";
 }
 
-static cJSON *of_json(const char *file, uint32_t line, double sim)
+/* Keep an item's origin; returns its handle (0 when it has none). */
+static uint64_t origin_keep(struct ctx *c, const struct item *it)
+{
+	if (!it->origin.len)
+		return 0;
+	uint64_t h = c->origins.len + 1;
+	strbuf_add(&c->origins, it->origin.buf, it->origin.len);
+	strbuf_addch(&c->origins, '\0');
+	return h;
+}
+
+static cJSON *of_json(struct ctx *c, const char *file, uint32_t line, double sim, uint64_t origin)
 {
 	cJSON *x = cJSON_CreateObject();
 	cJSON *of = cJSON_AddObjectToObject(x, "of");
 	cJSON_AddStringToObject(of, "file", file);
 	cJSON_AddNumberToObject(of, "line", line);
+	if (origin) {
+		cJSON *o = cJSON_Parse(c->origins.buf + origin - 1);
+		if (o)
+			cJSON_AddItemToObject(of, "origin", o);
+	}
 	cJSON_AddNumberToObject(x, "similarity", round(sim * 1e4) / 1e4);
 	return x;
 }
@@ -459,19 +490,21 @@ static void exact_item(struct ctx *c, struct item *it)
 	uint32_t file = it->input >= 0 ? (uint32_t)it->input : (uint32_t)c->t.n_inputs;
 	if (it->input < 0) {	/* a reference record */
 		if (s->file == UINT32_MAX) {
-			*s = (struct xslot){ it->sig.band[0], it->sig.band[1], file, (uint32_t)it->line.lineno };
+			*s = (struct xslot){ it->sig.band[0], it->sig.band[1], file,
+					     (uint32_t)it->line.lineno, origin_keep(c, it) };
 			c->tab_n++;
 		}
 		return;
 	}
 	if (s->file != UINT32_MAX) {
 		ftk_tool_reject(&c->t, &it->line, "duplicate",
-				of_json(c->tab_files[s->file], s->line, 1.0));
+				of_json(c, c->tab_files[s->file], s->line, 1.0, s->origin));
 		count_drop(c, it->input, it->sig.source.buf, it->sig.source.len);
 		return;
 	}
 	if (!c->against_mode) {
-		*s = (struct xslot){ it->sig.band[0], it->sig.band[1], file, (uint32_t)it->line.lineno };
+		*s = (struct xslot){ it->sig.band[0], it->sig.band[1], file,
+				     (uint32_t)it->line.lineno, origin_keep(c, it) };
 		c->tab_n++;
 	}
 	ftk_tool_emit(&c->t, &it->line);
@@ -496,6 +529,17 @@ static void index_item(struct ctx *c, struct item *it)
 				      it->sig.band, fileno(c->sigtmp), c->sigoff);
 	if (id < 0)
 		die("too many records (at most %u)", UINT32_MAX - 1);
+	if (it->origin.len || c->origin_of) {
+		if ((size_t)id >= c->n_origin_of) {
+			size_t n = c->n_origin_of ? c->n_origin_of * 2 : 1024;
+			while (n <= (size_t)id)
+				n *= 2;
+			c->origin_of = xrealloc(c->origin_of, n * sizeof(*c->origin_of));
+			memset(c->origin_of + c->n_origin_of, 0, (n - c->n_origin_of) * sizeof(*c->origin_of));
+			c->n_origin_of = n;
+		}
+		c->origin_of[id] = origin_keep(c, it);
+	}
 	if (ftk_dd_sigfile_write(c->sigtmp, &c->p, fix, (uint32_t)it->line.lineno, &it->sig, &err) < 0)
 		die("%s", err.msg);
 	c->sigoff += sizeof(struct ftk_dd_sighdr) + sizeof(uint64_t) * ftk_dd_nbands(&c->p) +
@@ -651,6 +695,7 @@ static void apply_index(struct ctx *c)
 			c->t.failed = 1;
 			continue;
 		}
+		ftk_reader_set_max_line(r, c->t.max_record_bytes);
 		while ((rc = ftk_reader_next(r, &line, &err)) > 0) {
 			const char *f;
 			uint32_t ln, fi;
@@ -665,7 +710,9 @@ static void apply_index(struct ctx *c)
 						const char *src = ftk_dd_index_source_name(ix, next);
 						uint32_t ol;
 						ftk_dd_index_place(ix, of, &f, &ol, NULL);
-						ftk_tool_reject(&c->t, &line, drop_reason(c, s), of_json(f, ol, s));
+						ftk_tool_reject(&c->t, &line, drop_reason(c, s),
+								of_json(c, f, ol, s,
+									of < c->n_origin_of ? c->origin_of[of] : 0));
 						count_drop(c, i, src ? src : "", src ? strlen(src) : 0);
 					}
 					next++;
@@ -673,14 +720,16 @@ static void apply_index(struct ctx *c)
 				}
 			}
 			/* not indexed: blank or bad (already handled) or without a key (kept) */
-			if (is_blank(&line) || line.utf8_error >= 0)
+			if (is_blank(&line) || line.utf8_error >= 0 || line.oversize ||
+			    line.len > c->t.max_record_bytes)
 				continue;
 			cJSON *v = NULL;
-			if (ftk_json_parse_object(line.data, line.len, &v, NULL) == 0)
+			if (ftk_json_parse_record(line.data, line.len, &v, NULL, NULL) == 0)
 				ftk_tool_emit(&c->t, &line);
 			cJSON_Delete(v);
 		}
-		if (rc < 0) {
+		/* a cut stream was reported, and its last record rejected, by the first pass */
+		if (rc < 0 && rc != FTK_ETRUNC) {
 			error_at(&err);
 			c->t.failed = 1;
 		}
@@ -745,8 +794,10 @@ static void release_batches(struct ctx *c)
 		ftk_dd_signer_release(&c->signers[k]);
 	free(c->signers);
 	c->signers = NULL;
-	for (size_t i = 0; i < c->cap_items; i++)
+	for (size_t i = 0; i < c->cap_items; i++) {
 		ftk_dd_sig_release(&c->items[i].sig);
+		strbuf_release(&c->items[i].origin);
+	}
 	free(c->items);
 	c->items = NULL;
 	c->cap_items = c->n_items = 0;
@@ -910,13 +961,28 @@ static void apply_list(struct ctx *c)
 
 /* ---------------------------------------------------------------- summary */
 
-static void report_tallies(struct ctx *c, struct tallies *ts, const char *what, int list)
+/*
+ * skip_none: the counts are by meta.source without --source-field, so the
+ * records without one are not a source (and with no source at all there is
+ * nothing to report).
+ */
+static void report_tallies(struct ctx *c, struct tallies *ts, const char *what, int list,
+			   int skip_none)
 {
 	cJSON *o = NULL;
+	if (skip_none) {
+		size_t named = 0;
+		for (size_t i = 0; i < ts->n; i++)
+			named += ts->v[i].name[0] != '\0';
+		if (!named)
+			return;
+	}
 	if (c->t.extra_stats)
 		o = cJSON_AddObjectToObject(c->t.extra_stats, what);
 	for (size_t i = 0; i < ts->n; i++) {
 		struct tally *t = &ts->v[i];
+		if (skip_none && !t->name[0])
+			continue;
 		if (o) {
 			cJSON *e = cJSON_AddObjectToObject(o, t->name);
 			cJSON_AddNumberToObject(e, "in", (double)t->in);
@@ -971,6 +1037,7 @@ int cmd_dedupe(int argc, char **argv)
 	ftk_dd_settings_init(&s);
 	c->mem_cap = (size_t)4 << 30;
 	c->spool_fd = -1;
+	strbuf_init(&c->origins, 0);
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	c->threads = ncpu > 0 ? (int)(ncpu > 64 ? 64 : ncpu) : 1;
 
@@ -1036,6 +1103,13 @@ int cmd_dedupe(int argc, char **argv)
 		  : c->sharded == OPT_APPLY    ? FTK_DD_APPLY
 					       : FTK_DD_WHOLE;
 	s.out = c->t.out_path;
+	/* a single run counts drops per meta.source (the first stage's provenance,
+	 * or the data's own labels) unless told another field; the sharded steps
+	 * only when told, as their signature files must agree */
+	if (!s.p.source_field && s.stage == FTK_DD_WHOLE) {
+		s.p.source_field = "meta.source";
+		c->source_default = 1;
+	}
 	if (ftk_dd_settings_check(&s, &c->key, &c->mh, &err) < 0)
 		ftk_tool_usage_error(&c->t, "%s", err.msg);
 	c->p = s.p;
@@ -1138,13 +1212,15 @@ int cmd_dedupe(int argc, char **argv)
 	release_batches(c);
 finish:
 	if (c->sharded == OPT_MERGE)
-		report_tallies(c, &c->by_file, "by_file", c->by_file.n > 1);
+		report_tallies(c, &c->by_file, "by_file", c->by_file.n > 1, 0);
 	else if (c->sharded != OPT_SIGNATURES)
-		report_tallies(c, &c->by_file, "by_file", c->t.n_inputs > 1);
+		report_tallies(c, &c->by_file, "by_file", c->t.n_inputs > 1, 0);
 	if (c->p.source_field && c->sharded != OPT_SIGNATURES)
-		report_tallies(c, &c->by_source, "by_source", 1);
+		report_tallies(c, &c->by_source, "by_source", 1, c->source_default);
 	tallies_release(&c->by_file);
 	tallies_release(&c->by_source);
+	strbuf_release(&c->origins);
+	free(c->origin_of);
 	ftk_dd_key_free(c->key);
 	ftk_minhash_release(&c->mh);
 	if (c->spool_fd >= 0)

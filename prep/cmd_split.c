@@ -31,6 +31,7 @@
 #include <sys/stat.h>
 #include <xxhash.h>
 #include "cli/tool.h"
+#include "prep/provenance.h"
 #include "prep/fields.h"
 
 static const char *const usage[] = {
@@ -83,6 +84,18 @@ static int split_list(char *s, char **out, int max)
  * field (a string as its decoded text).  Returns 0, or -1 when the record
  * went to the rejects (bad JSON, no such field).
  */
+/* --provenance: a split that reads the raw data first (a cluster's shards)
+ * is the pipeline's first stage; a split of finished data is not, and
+ * passes records on byte for byte */
+static int provenance;
+
+/*
+ * The record as it is written: its own bytes, or with meta.source and
+ * meta.line added when it is read from a file and has neither
+ * (prep/provenance.h).  The hash is always of the original bytes.
+ */
+static struct strbuf prov = STRBUF_INIT;
+
 static int record_hash(struct ftk_tool *t, struct ftk_line *line, const char *key, int group,
 		       uint64_t seed, struct strbuf *kbuf, uint64_t *h)
 {
@@ -90,6 +103,9 @@ static int record_hash(struct ftk_tool *t, struct ftk_line *line, const char *ke
 	cJSON *rec = ftk_tool_parse(t, line);
 	if (!rec)
 		return -1;
+	strbuf_reset(&prov);
+	if (provenance)
+		ftk_provenance_add(line->data, line->len, rec, line->file, line->lineno, &prov);
 	cJSON_Delete(rec);
 	const char *k = line->data;
 	size_t kn = line->len;
@@ -158,7 +174,8 @@ static int split_shards(struct ftk_tool *t, uint32_t n, const char *key, int gro
 		if (record_hash(t, &line, key, group, seed, &kbuf, &h) < 0)
 			continue;
 		uint32_t s = (uint32_t)(((unsigned __int128)h * n) >> 64);
-		if (ftk_writer_line(w[s], line.data, line.len) < 0)
+		if (prov.len ? ftk_writer_line(w[s], prov.buf, prov.len) < 0
+			     : ftk_writer_line(w[s], line.data, line.len) < 0)
 			t->failed = 1;
 		counts[s]++;
 		t->n_out++;
@@ -176,6 +193,7 @@ static int split_shards(struct ftk_tool *t, uint32_t n, const char *key, int gro
 	}
 	strbuf_release(&path);
 	strbuf_release(&kbuf);
+	strbuf_release(&prov);
 	free(w);
 	free(counts);
 	return ftk_tool_finish(t);
@@ -198,6 +216,10 @@ int cmd_split(int argc, char **argv)
 		FTK_OPT_STRING(0, "ratios", &ratios_arg, "LIST", "fractions that sum to 1 (default 0.9,0.05,0.05)"),
 		FTK_OPT_LONG(0, "shards", &shards, "N", 1, MAX_SHARDS,
 			     "N equal parts named 00000, 00001, ... (up to 65536)"),
+		FTK_OPT_FLAG(0, "provenance", &provenance,
+			     "write meta.source and meta.line (the file and line a record\n"
+			     "was read from) into records that have neither, as the first\n"
+			     "stage of a pipeline does (ftk-convert does it by default)"),
 		FTK_OPT_STRING(0, "names", &names_arg, "LIST",
 			       "file names for the splits (default train,validation,test;\n"
 			       "train,test for two ratios; split0,split1,... otherwise)"),
@@ -282,7 +304,8 @@ int cmd_split(int argc, char **argv)
 		int s = 0;
 		while (s < n - 1 && u >= cum[s])
 			s++;
-		if (ftk_writer_line(w[s], line.data, line.len) < 0)
+		if (prov.len ? ftk_writer_line(w[s], prov.buf, prov.len) < 0
+			     : ftk_writer_line(w[s], line.data, line.len) < 0)
 			t.failed = 1;
 		counts[s]++;
 		t.n_out++;
@@ -296,6 +319,7 @@ int cmd_split(int argc, char **argv)
 	}
 	strbuf_release(&path);
 	strbuf_release(&kbuf);
+	strbuf_release(&prov);
 	free(rbuf);
 	free(nbuf);
 	return ftk_tool_finish(&t);

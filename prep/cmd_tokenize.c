@@ -314,7 +314,7 @@ static void process(struct worker *w, struct item *it)
 	struct ftk_error e;
 	cJSON *rec = NULL;
 	ftk_error_clear(&e);
-	if (ftk_json_parse_object(it->line.data, it->line.len, &rec, &e)) { it->status = 2; return; }
+	if (ftk_json_parse_record(it->line.data, it->line.len, &rec, &e, NULL)) { it->status = 2; return; }
 
 	if (cf->preference) {
 		process_preference(w, it, rec);

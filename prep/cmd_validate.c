@@ -40,6 +40,8 @@ int cmd_validate(int argc, char **argv)
 	long show = 10, shown = 0;
 
 	ftk_tool_init(&t, "ftk-validate", NULL);
+	/* NULs and repeated keys are listed with a record's other errors */
+	t.own_record_checks = 1;
 	t.fail_on_reject = 1;
 	ftk_validate_opts_init(&vo);
 	struct ftk_option opts[] = {
@@ -70,6 +72,7 @@ int cmd_validate(int argc, char **argv)
 		}
 		errs.n = 0;
 		ftk_validate_raw(line.data, line.len, &errs);
+		ftk_validate_numbers(line.data, line.len, rec, &errs);
 		ftk_validate_record(rec, &vo, &errs);
 		cJSON_Delete(rec);
 		if (!errs.n) {

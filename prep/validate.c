@@ -413,6 +413,17 @@ int ftk_validate_raw(const char *raw, size_t len, struct ftk_verrors *e)
 	return (int)(e->n - before);
 }
 
+int ftk_validate_numbers(const char *raw, size_t len, const cJSON *rec, struct ftk_verrors *e)
+{
+	struct ftk_error err;
+	ftk_error_clear(&err);
+	const char *k = ftk_json_record_check(raw, len, rec, &err);
+	if (!k || strcmp(k, "number-out-of-range"))
+		return 0;
+	add(e, "number-out-of-range", err.field, "%s", err.msg);
+	return 1;
+}
+
 static void check_preference_side(const cJSON *v, const char *name, const cJSON *tools,
 				  const struct ftk_validate_opts *o, struct ftk_verrors *e,
 				  long *total)

@@ -51,6 +51,14 @@ int ftk_validate_record(const cJSON *rec, const struct ftk_validate_opts *o,
  */
 int ftk_validate_raw(const char *raw, size_t len, struct ftk_verrors *errs);
 
+/*
+ * Numbers that a double cannot hold (1e999, 1e-999): every tool but
+ * ftk-validate rejects them in ftk_tool_parse.  rec is raw[0..len) parsed.
+ * Returns the number of errors appended (0 or 1).
+ */
+int ftk_validate_numbers(const char *raw, size_t len, const cJSON *rec,
+			 struct ftk_verrors *errs);
+
 void ftk_verrors_release(struct ftk_verrors *errs);
 
 #endif

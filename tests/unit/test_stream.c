@@ -2,6 +2,7 @@
  * test_stream.c: the JSONL reader and writer.
  */
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zstd.h>
 #include "testutil.h"
@@ -122,6 +123,74 @@ START_TEST(zstd_by_magic_and_truncation)
 	ck_assert_int_eq(rc, FTK_ETRUNC);
 	ck_assert_ptr_nonnull(strstr(e.msg, "truncated zstd"));
 	ftk_reader_close(r);
+
+	/* told to keep it, the reader hands out the cut record, then the error
+	 * (cut after the first blocks, so that some lines decode) */
+	struct stat st;
+	ck_assert_int_eq(stat("data.bin", &st), 0);
+	write_zstd("cut2.zst", sb.buf, sb.len, (size_t)st.st_size * 6 / 10);
+	ck_assert_int_eq(ftk_reader_open(&r, "cut2.zst", &e), 0);
+	ftk_reader_keep_partial(r);
+	long last = 0;
+	int cut = 0;
+	n = 0;
+	while ((rc = ftk_reader_next(r, &l, &e)) == 1) {
+		char want[64];
+		snprintf(want, sizeof(want), "{\"i\":%d,\"pad\":\"%08d\"}", n, n * 7);
+		if (l.truncated) {
+			/* a proper prefix of the record that was cut */
+			ck_assert_int_lt(l.len, strlen(want));
+			ck_assert_int_eq(memcmp(l.data, want, l.len), 0);
+			cut++;
+		} else {
+			ck_assert_int_eq(cut, 0);
+			ck_assert_str_eq(l.data, want);
+		}
+		last = l.lineno;
+		n++;
+	}
+	ck_assert_int_eq(cut, 1);
+	ck_assert_int_eq(rc, FTK_ETRUNC);
+	ck_assert_int_eq(e.line, last);
+	ck_assert_ptr_nonnull(strstr(e.msg, "truncated zstd"));
+	ck_assert_int_eq(ftk_reader_next(r, &l, &e), 0);
+	ftk_reader_close(r);
+	strbuf_release(&sb);
+}
+END_TEST
+
+/* A line over max_line is read through, not held: its first bytes and its
+ * length come out, and the lines after it are intact, plain and zstd. */
+START_TEST(oversize_line_is_not_held)
+{
+	struct strbuf sb = STRBUF_INIT;
+	strbuf_addstr(&sb, "first\n");
+	for (int i = 0; i < 3000000; i++)
+		strbuf_addch(&sb, (char)('a' + i % 26));
+	strbuf_addstr(&sb, "\r\nlast\n");
+	write_file("long.txt", sb.buf, sb.len);
+	write_zstd("long.zst", sb.buf, sb.len, 0);
+	const char *files[] = { "long.txt", "long.zst" };
+	for (int f = 0; f < 2; f++) {
+		struct ftk_reader *r;
+		struct ftk_line l;
+		struct ftk_error e;
+		ck_assert_int_eq(ftk_reader_open(&r, files[f], &e), 0);
+		ftk_reader_set_max_line(r, 100000);
+		ck_assert_int_eq(ftk_reader_next(r, &l, &e), 1);
+		ck_assert_str_eq(l.data, "first");
+		ck_assert_int_eq(l.oversize, 0);
+		ck_assert_int_eq(ftk_reader_next(r, &l, &e), 1);
+		ck_assert_int_eq(l.lineno, 2);
+		ck_assert_int_eq(l.oversize, 3000000);
+		ck_assert_int_eq(l.len, FTK_LINE_PREFIX);
+		ck_assert_int_eq(memcmp(l.data, "abcdefghijklmnopqrstuvwxyzabc", 29), 0);
+		ck_assert_int_eq(ftk_reader_next(r, &l, &e), 1);
+		ck_assert_str_eq(l.data, "last");
+		ck_assert_int_eq(l.lineno, 3);
+		ck_assert_int_eq(ftk_reader_next(r, &l, &e), 0);
+		ftk_reader_close(r);
+	}
 	strbuf_release(&sb);
 }
 END_TEST
@@ -184,6 +253,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, invalid_utf8_offset);
 	tcase_add_test(tc, line_of_64_mib);
 	tcase_add_test(tc, zstd_by_magic_and_truncation);
+	tcase_add_test(tc, oversize_line_is_not_held);
 	tcase_add_test(tc, writer_zst_roundtrip);
 	tcase_add_test(tc, missing_file_message);
 	tcase_add_test(tc, json_string_escaping);

@@ -1,0 +1,93 @@
+/*
+ * test_json.c: ftk_json_parse_record, the record reader every prep tool
+ * shares, refuses exactly what cJSON would change silently (a NUL cuts a
+ * string, an overflowing number becomes null, an underflowing one 0, a
+ * repeated key hides a value) and accepts everything that only looks close
+ * to it (an escaped backslash before u0000, the largest and smallest
+ * doubles, zeros written with huge exponents).
+ */
+#include <string.h>
+#include "testutil.h"
+#include "lib/json.h"
+
+struct rcase {
+	const char *json;
+	size_t len;		/* 0: strlen(json) */
+	const char *kind;	/* NULL: accepted */
+	const char *field;	/* expected err.field when rejected, or NULL */
+};
+
+static const struct rcase cases[] = {
+	{ "{\"text\":\"a\\u0000b\"}", 0, "nul-in-string", NULL },
+	{ "{\"a\\u0000\":1}", 0, "nul-in-string", NULL },
+	{ "{\"text\":\"a\0b\"}", 14, "nul-in-string", NULL },
+	/* an escaped backslash, then the letters u0000: no NUL */
+	{ "{\"text\":\"a\\\\u0000b\"}", 0, NULL, NULL },
+	/* three backslashes: an escaped one, then a real \u0000 */
+	{ "{\"text\":\"a\\\\\\u0000b\"}", 0, "nul-in-string", NULL },
+	{ "{\"text\":\"\\u0001 is a control character, kept\"}", 0, NULL, NULL },
+	{ "{\"n\":1e999}", 0, "number-out-of-range", "n" },
+	{ "{\"x\":[1,{\"y\":-1e400}]}", 0, "number-out-of-range", "x[1].y" },
+	{ "{\"n\":1.7976931348623157e308}", 0, NULL, NULL },
+	{ "{\"n\":1e-999}", 0, "number-out-of-range", NULL },
+	{ "{\"n\":-2.5e-400,\"m\":0}", 0, "number-out-of-range", NULL },
+	{ "{\"n\":4.9e-324}", 0, NULL, NULL },	/* the smallest subnormal */
+	{ "{\"n\":0e-999,\"m\":-0.0,\"k\":0.000}", 0, NULL, NULL },
+	{ "{\"s\":\"1e-999 in a string is text\",\"z\":0}", 0, NULL, NULL },
+	{ "{\"a\":1,\"a\":2}", 0, "duplicate-key", "a" },
+	{ "{\"m\":[{\"role\":\"user\",\"role\":\"assistant\"}]}", 0, "duplicate-key", "m[0].role" },
+	{ "{\"a\":{\"b\":1},\"c\":{\"b\":2}}", 0, NULL, NULL },	/* the same key in two objects */
+	{ "[1,2]", 0, "not-an-object", NULL },
+	{ "{\"a\":", 0, "invalid-json", NULL },
+};
+
+START_TEST(record_reader_refuses_silent_changes)
+{
+	const struct rcase *c = &cases[_i];
+	size_t len = c->len ? c->len : strlen(c->json);
+	struct ftk_error err;
+	cJSON *v = (cJSON *)1;
+	const char *kind = "unset";
+	ftk_error_clear(&err);
+	int rc = ftk_json_parse_record(c->json, len, &v, &err, &kind);
+	printf("case %d: %s -> rc %d kind %s field '%s' msg '%s'\n", _i, c->json, rc,
+	       kind ? kind : "(none)", err.field, err.msg);
+	if (!c->kind) {
+		ck_assert_int_eq(rc, 0);
+		ck_assert_ptr_null(kind);
+		ck_assert_ptr_nonnull(v);
+		cJSON_Delete(v);
+		return;
+	}
+	ck_assert_int_eq(rc, FTK_EDATA);
+	ck_assert_ptr_null(v);
+	ck_assert_str_eq(kind, c->kind);
+	ck_assert(err.msg[0] != '\0');
+	if (c->field)
+		ck_assert_str_eq(err.field, c->field);
+}
+END_TEST
+
+/* The text a record carries after parsing is all of it, NULs aside. */
+START_TEST(accepted_strings_are_whole)
+{
+	const char *s = "{\"text\":\"a\\\\u0000b \\u00e9\\t\"}";
+	cJSON *v;
+	ck_assert_int_eq(ftk_json_parse_record(s, strlen(s), &v, NULL, NULL), 0);
+	ck_assert_str_eq(ftk_json_get_str(v, "text"), "a\\u0000b \xc3\xa9\t");
+	cJSON_Delete(v);
+}
+END_TEST
+
+static Suite *json_suite(void)
+{
+	Suite *s = suite_create("json");
+	TCase *tc = tcase_create("core");
+	tcase_add_loop_test(tc, record_reader_refuses_silent_changes, 0,
+			    (int)(sizeof(cases) / sizeof(cases[0])));
+	tcase_add_test(tc, accepted_strings_are_whole);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+FTK_TEST_MAIN(json_suite)
