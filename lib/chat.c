@@ -142,6 +142,78 @@ int ftk_chat_set_var(struct ftk_chat *c, const char *name, cJSON *value, struct 
 
 static int is_trailing_ws(char ch) { return ch == ' ' || ch == '\n' || ch == '\t' || ch == '\r'; }
 
+/*
+ * Messages whose content is a list of parts, rendered as the text of those
+ * parts joined by one space, as transformers' own server does for a
+ * text-only model (transformers serve, commands/serving.py: the "text" of
+ * each text part, " ".join), so that ftk-tokenize, ftk-generate and
+ * ftk-serve give a template the same string for the same message: a
+ * template that prints content as it is would otherwise print a list as a
+ * Python value.  Content that is neither a string, null, nor a
+ * list of text parts is refused, never printed.  *flat is a new array when
+ * some content was a list (caller frees), else NULL.
+ */
+static int flatten_content(const cJSON *messages, cJSON **flat, struct ftk_error *err)
+{
+	*flat = NULL;
+	const cJSON *m;
+	int i = 0, lists = 0;
+	cJSON_ArrayForEach(m, messages) {
+		const cJSON *ct = cJSON_GetObjectItemCaseSensitive(m, "content");
+		char field[64];
+		snprintf(field, sizeof(field), "messages[%d].content", i);
+		if (cJSON_IsArray(ct)) {
+			int k = 0;
+			const cJSON *p;
+			cJSON_ArrayForEach(p, ct) {
+				const char *type = ftk_json_get_str(p, "type");
+				int text = cJSON_IsString(p) ||
+					   (cJSON_IsObject(p) && (!type || !strcmp(type, "text")) &&
+					    (cJSON_IsString(cJSON_GetObjectItemCaseSensitive(p, "text")) ||
+					     cJSON_IsString(cJSON_GetObjectItemCaseSensitive(p, "value"))));
+				if (!text) {
+					snprintf(field, sizeof(field), "messages[%d].content[%d]", i, k);
+					return ftk_error_set(err, FTK_EDATA, NULL, 0, field,
+							     "%s is %s%.40s%s: only text parts can be rendered (ftk convert "
+							     "turns reasoning and tool_call parts into fields)",
+							     field, type ? "a part of type '" : "a JSON ",
+							     type ? type : ftk_json_type_name(p), type ? "'" : "");
+				}
+				k++;
+			}
+			lists = 1;
+		} else if (ct && !cJSON_IsString(ct) && !cJSON_IsNull(ct)) {
+			return ftk_error_set(err, FTK_EDATA, NULL, 0, field,
+					     "%s must be a string or a list of text parts, not a JSON %s", field,
+					     ftk_json_type_name(ct));
+		}
+		i++;
+	}
+	if (!lists)
+		return 0;
+	cJSON *copy = cJSON_Duplicate(messages, 1), *cm;
+	cJSON_ArrayForEach(cm, copy) {
+		cJSON *ct = cJSON_GetObjectItemCaseSensitive(cm, "content");
+		if (!cJSON_IsArray(ct))
+			continue;
+		struct strbuf sb = STRBUF_INIT;
+		const cJSON *p;
+		int k = 0;
+		cJSON_ArrayForEach(p, ct) {
+			const cJSON *t = cJSON_IsString(p) ? p : cJSON_GetObjectItemCaseSensitive(p, "text");
+			if (!cJSON_IsString(t))
+				t = cJSON_GetObjectItemCaseSensitive(p, "value");	/* LLaMA-Factory's */
+			if (k++)
+				strbuf_addch(&sb, ' ');
+			strbuf_addstr(&sb, t->valuestring);
+		}
+		cJSON_ReplaceItemInObjectCaseSensitive(cm, "content", cJSON_CreateString(sb.buf));
+		strbuf_release(&sb);
+	}
+	*flat = copy;
+	return 0;
+}
+
 int ftk_chat_render(const struct ftk_chat *c, const cJSON *messages, const cJSON *tools,
 		    int add_generation_prompt, struct ftk_render *out, struct ftk_error *err)
 {
@@ -149,6 +221,12 @@ int ftk_chat_render(const struct ftk_chat *c, const cJSON *messages, const cJSON
 	out->n_spans = 0;
 	if (!cJSON_IsArray(messages))
 		return ftk_error_set(err, FTK_EDATA, NULL, 0, "messages", "not an array");
+	cJSON *flat;
+	int rc = flatten_content(messages, &flat, err);
+	if (rc < 0)
+		return rc;
+	if (flat)
+		messages = flat;
 	cJSON *vars = cJSON_CreateObject();
 	cJSON *mref = cJSON_CreateArrayReference(messages->child);
 	cJSON_AddItemToObject(vars, "messages", mref);
@@ -165,9 +243,10 @@ int ftk_chat_render(const struct ftk_chat *c, const cJSON *messages, const cJSON
 	struct ftk_jinja_opts opts = { 0 };
 	opts.track = mref;
 	opts.taint_keys = TAINT_KEYS;
-	int rc = ftk_jinja_render(c->tpl, vars, &opts, &out->text, err);
+	rc = ftk_jinja_render(c->tpl, vars, &opts, &out->text, err);
 	cJSON_Delete(vars);
 	if (rc) {
+		cJSON_Delete(flat);
 		if (err) {
 			char m[sizeof(err->msg)];
 			snprintf(m, sizeof(m), "chat template line %ld: %.700s", err->line, err->msg);
@@ -205,6 +284,7 @@ int ftk_chat_render(const struct ftk_chat *c, const cJSON *messages, const cJSON
 	}
 	free(best);
 	free(opts.iters);
+	cJSON_Delete(flat);
 	/* text order (insertion sort: a handful of spans) */
 	for (size_t i = 1; i < out->n_spans; i++)
 		for (size_t j = i; j > 0 && out->spans[j - 1].start > out->spans[j].start; j--) {
@@ -269,25 +349,8 @@ const cJSON *ftk_chat_messages(const cJSON *rec, int *owned)
 {
 	*owned = 0;
 	const cJSON *msgs = cJSON_GetObjectItemCaseSensitive(rec, "messages");
-	if (cJSON_IsArray(msgs)) {
-		/* content given as a list of parts becomes its text, as the canonical format has it */
-		const cJSON *m;
-		int parts = 0;
-		cJSON_ArrayForEach(m, msgs) if (cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(m, "content"))) parts = 1;
-		if (!parts) return msgs;
-		cJSON *copy = cJSON_Duplicate(msgs, 1);
-		cJSON *cm;
-		cJSON_ArrayForEach(cm, copy) {
-			cJSON *ct = cJSON_GetObjectItemCaseSensitive(cm, "content");
-			if (!cJSON_IsArray(ct)) continue;
-			struct strbuf sb = STRBUF_INIT;
-			ftk_content_text(ct, &sb);
-			cJSON_ReplaceItemInObjectCaseSensitive(cm, "content", cJSON_CreateString(sb.buf));
-			strbuf_release(&sb);
-		}
-		*owned = 1;
-		return copy;
-	}
+	if (cJSON_IsArray(msgs))
+		return msgs;	/* content in parts is joined by ftk_chat_render */
 	const char *p = ftk_json_get_str(rec, "prompt"), *comp = ftk_json_get_str(rec, "completion");
 	if (p && comp) {
 		cJSON *a = cJSON_CreateArray();

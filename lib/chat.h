@@ -78,7 +78,12 @@ const char *ftk_chat_name(const struct ftk_chat *c);
 /*
  * Render messages (a JSON array of {"role","content",...}, borrowed) with
  * tools (an array or NULL) through the template into out (reset first).
- * Fills out->spans with every assistant turn.  Returns 0, or FTK_EDATA with
+ * Fills out->spans with every assistant turn.  A content given as a list of
+ * parts reaches the template as the text of its parts joined by " ", as
+ * transformers' server joins them (the
+ * same string whoever renders it: ftk-tokenize, ftk-generate, ftk-serve);
+ * a content that is not a string, null, or a list of text parts is
+ * FTK_EDATA with err->field "messages[i].content".  Returns 0, or FTK_EDATA with
  * the template's raise_exception message or a runtime error ("'x' is
  * undefined" where the template needs it), FTK_EUNSUPPORTED naming a Jinja
  * feature the interpreter lacks.
@@ -107,7 +112,8 @@ long ftk_chat_encode(const struct ftk_chat *c, const struct ftk_render *r,
 		     size_t *mask_alloc, const char **reason, struct ftk_error *err);
 
 /*
- * Turn a record into messages for rendering: a chat record's messages, a
+ * Turn a record into messages for rendering: a chat record's messages (as
+ * they are: ftk_chat_render joins content given in parts), a
  * prompt/completion pair (user, assistant), or plain text (NULL: not a chat).
  * Returns a borrowed or new array; *owned is set to 1 when the caller must
  * cJSON_Delete it.  NULL when the record has nothing to render.

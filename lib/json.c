@@ -54,7 +54,11 @@ int ftk_json_parse(const char *s, size_t len, cJSON **out, struct ftk_error *err
 			if (e && e >= s && e <= s + len)
 				off = (long)(e - s);
 		}
-		if (len == 0 || strspn(s, " \t\r\n") == len)
+		/* s need not be NUL-terminated: count the whitespace within len */
+		size_t ws = 0;
+		while (ws < len && (s[ws] == ' ' || s[ws] == '\t' || s[ws] == '\r' || s[ws] == '\n'))
+			ws++;
+		if (ws == len)
 			ftk_error_msg(err, FTK_EDATA, "empty line where a JSON value was expected");
 		else if (off >= 0 && (size_t)off >= len)
 			ftk_error_msg(err, FTK_EDATA, "invalid JSON: unexpected end of line");

@@ -6,6 +6,7 @@
  * read and check what goes over the wire.
  */
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -191,19 +192,36 @@ int ftk_openai_gen_read(const cJSON *req, struct ftk_openai_gen *g, struct ftk_e
 		if (!cJSON_IsNumber(v))
 			return ftk_error_set(err, FTK_EDATA, NULL, 0, nums[i].k, "%s must be a number",
 					     nums[i].k);
+		/* every range is checked before a conversion: a double outside the
+		 * target type (1e300, inf) converted to an integer is undefined */
 		double d = v->valuedouble;
-		int bad = 0;
-		switch (nums[i].kind) {
-		case 0: bad = d < 0 || d > 2; g->temperature = d; break;
-		case 1: bad = d <= 0 || d > 1; g->top_p = d; break;
-		case 2: bad = d < 1 || d > 1e6; g->max_tokens = (long)d; break;
-		case 3: g->seed = (uint64_t)(int64_t)d; g->has_seed = 1; break;
-		case 4: bad = d < 1 || d > 16; g->n = (int)d; break;
-		case 5: bad = d < 0 || d > 1e9; g->top_k = (int)d; break;
+		int integral = d == floor(d);
+		int bad = d != d;
+		if (!bad) {
+			switch (nums[i].kind) {
+			case 0: bad = d < 0 || d > 2; break;
+			case 1: bad = d <= 0 || d > 1; break;
+			case 2: bad = !integral || d < 1 || d > 1e6; break;
+			/* a seed is any 64-bit integer, negative ones wrapping as numpy's do */
+			case 3: bad = !integral || d < -9223372036854775808.0 || d >= 18446744073709551616.0; break;
+			case 4: bad = !integral || d < 1 || d > 16; break;
+			case 5: bad = !integral || d < 0 || d > 1e9; break;
+			}
 		}
 		if (bad)
 			return ftk_error_set(err, FTK_EDATA, NULL, 0, nums[i].k, "%s is out of range",
 					     nums[i].k);
+		switch (nums[i].kind) {
+		case 0: g->temperature = d; break;
+		case 1: g->top_p = d; break;
+		case 2: g->max_tokens = (long)d; break;
+		case 3:
+			g->seed = d < 0 ? (uint64_t)(int64_t)d : (uint64_t)d;
+			g->has_seed = 1;
+			break;
+		case 4: g->n = (int)d; break;
+		case 5: g->top_k = (int)d; break;
+		}
 	}
 	const cJSON *stop = cJSON_GetObjectItemCaseSensitive(req, "stop");
 	if (cJSON_IsString(stop)) {

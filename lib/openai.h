@@ -119,7 +119,10 @@ struct ftk_openai_gen {
  * "generation" object) into *g.  Absent or null members leave g alone.
  * Returns 0, or FTK_EDATA with err->field the parameter's name and a
  * message in OpenAI's words ("temperature must be a number", "top_p is out
- * of range", "stop must be a string or up to 4 strings").
+ * of range", "stop must be a string or up to 4 strings").  Every range is
+ * checked on the double before it is converted: max_tokens, n, top_k and
+ * seed must be integers (a seed any 64-bit one, negative ones wrapping),
+ * and NaN, infinities or 1e300 are "out of range", never converted.
  */
 int ftk_openai_gen_read(const cJSON *req, struct ftk_openai_gen *g, struct ftk_error *err);
 

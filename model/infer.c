@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "lib/chat.h"
+#include "lib/tokbound.h"
 #include "lib/tokenizer.h"
 #include "model/adapter.h"
 #include "model/device.h"
@@ -46,8 +47,29 @@ struct ftk_infer {
 	uint32_t *cached;
 	int n_cached;
 	float *ctx_logits;	/* (V) */
+	/* no tokenization of a text longer than bytes_per_token * (tokens + 1)
+	 * bytes has fewer than tokens ids; 0 when the tokenizer can make one
+	 * token of any number of bytes (a normalizer that deletes text) */
+	size_t bytes_per_token;
 	int max_seq;		/* as opened (ftk_infer_opts) */
 };
+
+/*
+ * Refuse a text that no tokenization could fit in the context from its
+ * length alone, before tokenizing it: the work and memory of a request then
+ * grow with the context, not with what a client sends (a 60 MB prompt to a
+ * 512-token context was tokenized whole: 11 s, 1.7 GB).  max_ids is the
+ * most ids the caller accepts.
+ */
+static int check_bytes(const struct ftk_infer *e, size_t len, long max_ids, struct ftk_error *err)
+{
+	if (!e->bytes_per_token || len / e->bytes_per_token <= (size_t)max_ids)
+		return 0;
+	return ftk_error_msg(err, FTK_ELIMIT,
+			     "the prompt is %zu bytes, and %ld tokens of this tokenizer hold at most %zu: it "
+			     "cannot fit in the context of %d tokens",
+			     len, max_ids, e->bytes_per_token * (size_t)max_ids, e->ctx);
+}
 
 static int finish_open(struct ftk_infer *e, int max_seq, struct ftk_error *err);
 
@@ -142,6 +164,7 @@ static int finish_open(struct ftk_infer *e, int max_seq, struct ftk_error *err)
 	e->max_seq = max_seq;
 	const struct ftk_model_config *cfg = ftk_model_config(e->model);
 	e->ctx = max_seq > 0 && max_seq < cfg->max_pos ? max_seq : cfg->max_pos;
+	e->bytes_per_token = ftk_tokenizer_bytes_per_token(e->tok);
 	e->vocab = cfg->vocab_size;
 	for (int i = 0; i < cfg->n_eos; i++)
 		e->eos[e->n_eos++] = cfg->eos_ids[i];
@@ -339,6 +362,10 @@ int ftk_infer_chat(struct ftk_infer *e, const cJSON *messages, const cJSON *tool
 		ftk_render_release(&r);
 		return rc;
 	}
+	if ((rc = check_bytes(e, r.text.len, e->ctx, err)) < 0) {
+		ftk_render_release(&r);
+		return rc;
+	}
 	long n = ftk_tokenizer_encode(e->tok, r.text.buf, r.text.len, 0, &e->toks, err);
 	ftk_render_release(&r);
 	if (n < 0)
@@ -350,8 +377,11 @@ int ftk_infer_text(struct ftk_infer *e, const char *prompt, const struct ftk_gen
 		   const char *const *stop, int n_stop, ftk_infer_piece_fn fn, void *ctx,
 		   struct ftk_infer_result *res, struct ftk_error *err)
 {
-	long n = ftk_tokenizer_encode(e->tok, prompt, strlen(prompt), FTK_TOK_ADD_SPECIAL,
-				      &e->toks, err);
+	size_t len = strlen(prompt);
+	int rc = check_bytes(e, len, e->ctx, err);
+	if (rc < 0)
+		return rc;
+	long n = ftk_tokenizer_encode(e->tok, prompt, len, FTK_TOK_ADD_SPECIAL, &e->toks, err);
 	if (n < 0)
 		return (int)n;
 	if (n == 0)
@@ -451,5 +481,10 @@ int ftk_infer_ids(struct ftk_infer *e, const uint32_t *ids, int n, const struct 
 long ftk_infer_encode_prompt(struct ftk_infer *e, const char *prompt, struct ftk_tokens *out,
 			     struct ftk_error *err)
 {
-	return ftk_tokenizer_encode(e->tok, prompt, strlen(prompt), FTK_TOK_ADD_SPECIAL, out, err);
+	size_t len = strlen(prompt);
+	/* scoring reads one id more than the context (its last is never fed) */
+	int rc = check_bytes(e, len, (long)e->ctx + 1, err);
+	if (rc < 0)
+		return rc;
+	return ftk_tokenizer_encode(e->tok, prompt, len, FTK_TOK_ADD_SPECIAL, out, err);
 }

@@ -106,7 +106,10 @@ typedef int (*ftk_infer_piece_fn)(const char *text, size_t len, void *ctx);
  * Answer a chat: messages (array, borrowed), tools (array or NULL).  stop:
  * n_stop strings that end generation (not included in the text).  res is
  * filled (res->text reset first).  Returns 0, FTK_EUNSUPPORTED (no chat
- * template), FTK_ELIMIT ("the prompt is 700 tokens, the context 512"), or a
+ * template), FTK_ELIMIT ("the prompt is 700 tokens, the context 512"; or,
+ * for a text so long that no tokenization of it could fit, "the prompt is
+ * 60000000 bytes, and 512 tokens of this tokenizer hold at most 4608: ...",
+ * found from its length before any tokenizing), or a
  * template error (FTK_EDATA).
  */
 int ftk_infer_chat(struct ftk_infer *e, const cJSON *messages, const cJSON *tools,

@@ -54,13 +54,17 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include "cli/parse-options.h"
 #include "cli/tool.h"
 #include "lib/json.h"
 #include "lib/toolparse.h"
 #include "lib/openai.h"
+#include "lib/stream.h"
 #include "model/infer.h"
 #include "model/generate.h"
+#include "serve/request.h"
 
 static const char usage[] =
 	"usage: ftk-serve --model DIR [options]\n"
@@ -87,7 +91,16 @@ static const char usage[] =
 	"                           llama3_json or mistral, or none (default: the chat\n"
 	"                           template's format)\n"
 	"      --api-key-env NAME   require 'Authorization: Bearer <key>' where the key is\n"
-	"                           in that environment variable\n"
+	"                           in that environment variable (checked before the body\n"
+	"                           is read)\n"
+	"      --max-connections N  connections open at once (default 64); beyond it an idle\n"
+	"                           one is closed, or the new one gets 503 at once\n"
+	"      --max-body SIZE      largest request body (default 8M; K, M, G suffixes);\n"
+	"                           a larger one gets 413 before it is read\n"
+	"      --read-timeout SECS  a connection silent this long is closed (default 30)\n"
+	"      --request-deadline SECS\n"
+	"                           a request's headers and body must arrive within this\n"
+	"                           many seconds (default 60), else the connection is closed\n"
 	"  -q, --quiet              no access log\n"
 	"  -h, --help               show this help\n"
 	"      --version            show the version\n"
@@ -97,6 +110,7 @@ static const char usage[] =
 enum {
 	OPT_MODEL = FTK_OPT_FIRST_FREE, OPT_NAME, OPT_ADAPTER, OPT_HOST, OPT_PORT, OPT_PORT_FILE,
 	OPT_WORKERS, OPT_QUEUE, OPT_QUANT, OPT_CTX, OPT_API_KEY_ENV, OPT_TOOL_PARSER,
+	OPT_MAX_CONN, OPT_MAX_BODY, OPT_READ_TIMEOUT, OPT_DEADLINE,
 };
 
 #define MAX_MODELS 16
@@ -152,6 +166,10 @@ struct server {
 	int quiet;
 	int toolfmt;			/* --tool-parser, or the template's; -1: not given */
 	int template_has_tools;		/* the chat template reads "tools" */
+	int max_conn;			/* --max-connections */
+	size_t max_body;		/* --max-body */
+	unsigned read_timeout;		/* --read-timeout, seconds */
+	double deadline;		/* --request-deadline, seconds */
 
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
@@ -190,20 +208,8 @@ static void job_unref(struct job *j)
 static void error_body(struct strbuf *sb, const char *msg, const char *type, const char *param,
 		       const char *code)
 {
-	cJSON *o = cJSON_CreateObject(), *e = cJSON_AddObjectToObject(o, "error");
-	cJSON_AddStringToObject(e, "message", msg);
-	cJSON_AddStringToObject(e, "type", type);
-	if (param)
-		cJSON_AddStringToObject(e, "param", param);
-	else
-		cJSON_AddNullToObject(e, "param");
-	if (code)
-		cJSON_AddStringToObject(e, "code", code);
-	else
-		cJSON_AddNullToObject(e, "code");
 	strbuf_reset(sb);
-	ftk_json_print(sb, o);
-	cJSON_Delete(o);
+	ftk_serve_error_body(sb, msg, strlen(msg), type, param, code);
 }
 
 /* ------------------------------------------------------------ workers */
@@ -625,6 +631,9 @@ static void run_job(struct ftk_infer *e, struct job *j)
 	} else if (!j->status && j->stream) {
 		strbuf_addstr(&j->out, "data: [DONE]\n\n");
 	}
+	if (j->cancelled && !j->stream && !S.quiet)
+		fprintf(stderr, "ftk-serve: request %s cancelled after %d tokens, %.3fs\n", j->id,
+			j->completion_tokens, now() - j->t0);
 	j->done = 1;
 	pthread_cond_broadcast(&j->cv);
 	pthread_mutex_unlock(&j->mu);
@@ -650,6 +659,8 @@ static void *worker_main(void *arg)
 		S.queued--;
 		pthread_mutex_unlock(&S.mu);
 		if (j->cancelled) {
+			if (!S.quiet)
+				fprintf(stderr, "ftk-serve: request %s cancelled before it started\n", j->id);
 			pthread_mutex_lock(&j->mu);
 			j->done = j->started = 1;
 			pthread_cond_broadcast(&j->cv);
@@ -665,9 +676,175 @@ static void *worker_main(void *arg)
 
 struct conn {
 	struct strbuf body;
-	int too_big;
 	double t0;
 };
+
+/*
+ * Connections.  libmicrohttpd gives each connection a thread, so a client
+ * that opens connections and sends nothing (or a byte now and then) would
+ * hold threads until the server cannot answer anyone.  Every connection
+ * has a slot here, from accept to close, that says whether it is still
+ * waiting for a request to arrive (READING: headers not complete, or
+ * idle between keep-alive requests) or has one (ACTIVE).
+ *
+ * A new connection beyond --max-connections closes the oldest READING
+ * one (the cheapest to lose: nothing was asked yet) and takes its place;
+ * when every connection is ACTIVE it is answered 503 at once, before it
+ * sends anything.  A sweeper thread closes READING connections whose
+ * request has not arrived within --request-deadline (an idle timeout alone
+ * lets a client that sends a byte every few seconds stay forever), and
+ * libmicrohttpd closes one silent for --read-timeout.  Closing is
+ * shutdown(2) on the socket, under slots_mu; libmicrohttpd reports the
+ * close (NOTIFY_CLOSED, which takes slots_mu) before it closes the fd, so
+ * the fd is never one reused by another connection.
+ */
+enum { SLOT_READING, SLOT_ACTIVE, SLOT_DROPPED };
+
+struct slot {
+	int fd;
+	int state;
+	double t0;		/* the connection opened, or its last request ended */
+	struct slot *prev, *next;	/* oldest first */
+};
+
+static pthread_mutex_t slots_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t slots_cv = PTHREAD_COND_INITIALIZER;
+static struct slot *slots_head, *slots_tail;
+static int slots_live;		/* slots not DROPPED */
+static long slots_evicted, slots_refused, slots_expired;
+static int slots_stopping;
+
+static void slot_drop(struct slot *sl)
+{
+	shutdown(sl->fd, SHUT_RDWR);
+	sl->state = SLOT_DROPPED;
+	slots_live--;
+}
+
+/* The 503 a connection beyond the limit gets before it is closed. */
+static void refuse(int fd)
+{
+	static const char body[] = "{\"error\":{\"message\":\"the server has too many connections: try "
+				   "again later\",\"type\":\"server_error\",\"param\":null,\"code\":"
+				   "\"overloaded\"}}";
+	char head[256];
+	int n = snprintf(head, sizeof(head),
+			 "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+			 "Content-Length: %zu\r\nConnection: close\r\nRetry-After: 1\r\n\r\n",
+			 sizeof(body) - 1);
+	if (send(fd, head, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) == n)
+		send(fd, body, sizeof(body) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+	/* read what the client already sent, so the close is a FIN, not a reset
+	 * that could destroy the 503 before the client reads it */
+	char sink[4096];
+	while (recv(fd, sink, sizeof(sink), MSG_DONTWAIT) > 0)
+		;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+			  enum MHD_ConnectionNotificationCode toe)
+{
+	(void)cls;
+	if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+		const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+		struct slot *sl = xcalloc(1, sizeof(*sl));
+		sl->fd = ci ? ci->connect_fd : -1;
+		sl->t0 = now();
+		sl->state = SLOT_READING;
+		pthread_mutex_lock(&slots_mu);
+		if (slots_live >= S.max_conn) {
+			struct slot *v = slots_head;
+			while (v && v->state != SLOT_READING)
+				v = v->next;
+			if (v) {
+				slot_drop(v);
+				slots_evicted++;
+			}
+		}
+		if (slots_live >= S.max_conn) {
+			refuse(sl->fd);
+			slot_drop(sl);
+			slots_live++;	/* it was never counted */
+			slots_refused++;
+		} else {
+			slots_live++;
+		}
+		sl->prev = slots_tail;
+		if (slots_tail)
+			slots_tail->next = sl;
+		else
+			slots_head = sl;
+		slots_tail = sl;
+		pthread_mutex_unlock(&slots_mu);
+		*socket_context = sl;
+	} else if (toe == MHD_CONNECTION_NOTIFY_CLOSED && *socket_context) {
+		struct slot *sl = *socket_context;
+		pthread_mutex_lock(&slots_mu);
+		if (sl->state != SLOT_DROPPED)
+			slots_live--;
+		if (sl->prev)
+			sl->prev->next = sl->next;
+		else
+			slots_head = sl->next;
+		if (sl->next)
+			sl->next->prev = sl->prev;
+		else
+			slots_tail = sl->prev;
+		pthread_mutex_unlock(&slots_mu);
+		free(sl);
+		*socket_context = NULL;
+	}
+}
+
+/* Mark the connection's slot (READING or ACTIVE).  Returns 0, or -1 when it was dropped. */
+static int slot_set(struct MHD_Connection *c, int state)
+{
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	struct slot *sl = ci ? ci->socket_context : NULL;
+	int rc = 0;
+	if (!sl)
+		return 0;
+	pthread_mutex_lock(&slots_mu);
+	if (sl->state == SLOT_DROPPED) {
+		rc = -1;
+	} else {
+		sl->state = state;
+		sl->t0 = now();
+	}
+	pthread_mutex_unlock(&slots_mu);
+	return rc;
+}
+
+/* Close connections whose request has not arrived within --request-deadline. */
+static void *sweeper_main(void *arg)
+{
+	(void)arg;
+	pthread_mutex_lock(&slots_mu);
+	while (!slots_stopping) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += 1;
+		pthread_cond_timedwait(&slots_cv, &slots_mu, &ts);
+		double t = now();
+		for (struct slot *sl = slots_head; sl; sl = sl->next)
+			if (sl->state == SLOT_READING && t - sl->t0 > S.deadline) {
+				slot_drop(sl);
+				slots_expired++;
+			}
+	}
+	pthread_mutex_unlock(&slots_mu);
+	return NULL;
+}
+
+/* 1 when the client has closed its side of the connection, or it broke. */
+static int client_gone(struct MHD_Connection *c)
+{
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+	if (!ci)
+		return 0;
+	struct pollfd p = { ci->connect_fd, POLLRDHUP, 0 };
+	return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
+}
 
 static void access_log(struct MHD_Connection *c, const char *method, const char *url,
 		       int status, int pt, int ct, double t0)
@@ -752,92 +929,29 @@ static int find_model(const char *name)
 	return -1;
 }
 
-/* Check the request and fill the job's options.  Returns 0 or fills msg/param. */
-static int parse_request(struct job *j, const char **msg, const char **param, const char **code,
-			 int *status)
+/* Check the request (serve/request.h) and fill the job's options.  Returns 0 or fills *e. */
+static int parse_request(struct job *j, struct ftk_serve_error *e)
 {
-	static char buf[256];
-	cJSON *r = j->req;
-	*status = 400;
-	*code = NULL;
-	const cJSON *model = cJSON_GetObjectItemCaseSensitive(r, "model");
-	if (!cJSON_IsString(model)) {
-		*msg = model ? "model must be a string" : "you must provide a model parameter";
-		*param = "model";
+	const char *names[MAX_MODELS];
+	struct ftk_serve_request rq;
+	for (int i = 0; i < S.n_models; i++)
+		names[i] = S.models[i].name;
+	if (ftk_serve_request_parse(j->req, j->chat, names, S.n_models, &rq, e) < 0)
 		return -1;
-	}
-	j->model = find_model(model->valuestring);
-	if (j->model < 0) {
-		snprintf(buf, sizeof(buf), "the model '%s' does not exist", model->valuestring);
-		*msg = buf;
-		*param = "model";
-		*code = "model_not_found";
-		*status = 404;
-		return -1;
-	}
-	if (j->chat) {
-		const cJSON *m = cJSON_GetObjectItemCaseSensitive(r, "messages");
-		if (!cJSON_IsArray(m) || !m->child) {
-			*msg = m ? "messages must be a non-empty array" : "you must provide messages";
-			*param = "messages";
-			return -1;
-		}
-		const cJSON *x;
-		cJSON_ArrayForEach(x, m) {
-			if (!cJSON_IsObject(x) || !cJSON_IsString(cJSON_GetObjectItemCaseSensitive(x, "role"))) {
-				*msg = "each message must be an object with a string role";
-				*param = "messages";
-				return -1;
-			}
-		}
-	} else if (!ftk_json_get_str(r, "prompt")) {
-		/* a prompt of token ids: [1, 2, 3] (or [[1, 2, 3]], one prompt) */
-		const cJSON *p = cJSON_GetObjectItemCaseSensitive(r, "prompt");
-		if (cJSON_IsArray(p) && cJSON_GetArraySize(p) == 1 && cJSON_IsArray(p->child))
-			p = p->child;
-		int n = cJSON_GetArraySize(p), ok = cJSON_IsArray(p) && n > 0;
-		const cJSON *x;
-		cJSON_ArrayForEach(x, p)
-			ok &= cJSON_IsNumber(x) && x->valuedouble >= 0 && x->valuedouble < 4294967296.0 &&
-			      x->valuedouble == (double)(uint32_t)x->valuedouble;
-		if (!ok) {
-			*msg = "you must provide a prompt: a string or an array of token ids";
-			*param = "prompt";
-			return -1;
-		}
-		j->prompt_ids = xmalloc((size_t)n * sizeof(*j->prompt_ids));
-		j->n_prompt_ids = 0;
-		cJSON_ArrayForEach(x, p)
-			j->prompt_ids[j->n_prompt_ids++] = (uint32_t)x->valuedouble;
-	}
-	/* OpenAI's defaults: temperature 1, max_tokens up to the room left */
-	struct ftk_openai_gen g = { .temperature = 1, .top_p = 1, .top_k = 0, .max_tokens = 0, .n = 1 };
-	struct ftk_error e;
-	/* completions with echo may ask for 0 new tokens (score the prompt): read it as 1, checked below */
-	cJSON *mt0 = cJSON_GetObjectItemCaseSensitive(r, "max_tokens");
-	int zero = !j->chat && cJSON_IsNumber(mt0) && mt0->valuedouble == 0;
-	if (zero)
-		cJSON_SetNumberValue(mt0, 1);
-	int grc = ftk_openai_gen_read(r, &g, &e);
-	if (zero)
-		cJSON_SetNumberValue(mt0, 0);
-	if (grc < 0) {
-		static char field[64];
-		snprintf(buf, sizeof(buf), "%.200s", e.msg);
-		snprintf(field, sizeof(field), "%.60s", e.field);
-		*msg = buf;
-		*param = field;
-		return -1;
-	}
+	j->model = rq.model;
+	j->prompt_ids = rq.prompt_ids;	/* the job owns them now */
+	j->n_prompt_ids = rq.n_prompt_ids;
 	ftk_gen_opts_default(&j->g);
-	ftk_gen_opts_from_openai(&j->g, &g);
-	j->n = g.n;
-	j->n_stop = g.n_stop;
-	for (int i = 0; i < g.n_stop; i++)
-		j->stop[i] = g.stop[i];
-	j->stream = g.stream;
-	const cJSON *tools = cJSON_GetObjectItemCaseSensitive(r, "tools");
-	if (j->chat && cJSON_IsArray(tools) && tools->child) {
+	ftk_gen_opts_from_openai(&j->g, &rq.gen);
+	j->n = rq.gen.n;
+	j->n_stop = rq.gen.n_stop;
+	for (int i = 0; i < rq.gen.n_stop; i++)
+		j->stop[i] = rq.gen.stop[i];
+	j->stream = rq.gen.stream;
+	j->logprobs = rq.logprobs;
+	j->echo = rq.echo;
+	j->zero_tokens = rq.zero_tokens;
+	if (rq.tools) {
 		if (!S.template_has_tools) {
 			j->warning = xstrdup("the model's chat template does not render tools: the model "
 					     "was not shown them");
@@ -845,62 +959,6 @@ static int parse_request(struct job *j, const char **msg, const char **param, co
 				fprintf(stderr, "ftk-serve: %s: %s\n", j->id[0] ? j->id : "request", j->warning);
 		}
 		j->toolfmt = S.toolfmt > 0 ? S.toolfmt : 0;
-	}
-	j->logprobs = -1;
-	const cJSON *lp = cJSON_GetObjectItemCaseSensitive(r, "logprobs");
-	const cJSON *tlp = cJSON_GetObjectItemCaseSensitive(r, "top_logprobs");
-	const cJSON *echo = cJSON_GetObjectItemCaseSensitive(r, "echo");
-	if (j->chat) {
-		if (lp && !cJSON_IsBool(lp) && !cJSON_IsNull(lp)) {
-			*msg = "logprobs must be a boolean";
-			*param = "logprobs";
-			return -1;
-		}
-		if (tlp && !cJSON_IsNull(tlp) &&
-		    (!cJSON_IsNumber(tlp) || tlp->valuedouble < 0 || tlp->valuedouble > FTK_INFER_MAX_TOP ||
-		     tlp->valuedouble != (int)tlp->valuedouble)) {
-			*msg = "top_logprobs must be an integer from 0 to 20";
-			*param = "top_logprobs";
-			return -1;
-		}
-		if (cJSON_IsNumber(tlp) && !cJSON_IsTrue(lp)) {
-			*msg = "top_logprobs needs logprobs: true";
-			*param = "top_logprobs";
-			return -1;
-		}
-		if (cJSON_IsTrue(lp))
-			j->logprobs = cJSON_IsNumber(tlp) ? (int)tlp->valuedouble : 0;
-	} else {
-		if (lp && !cJSON_IsNull(lp) &&
-		    (!cJSON_IsNumber(lp) || lp->valuedouble < 0 || lp->valuedouble > FTK_INFER_MAX_TOP ||
-		     lp->valuedouble != (int)lp->valuedouble)) {
-			*msg = "logprobs must be an integer from 0 to 20";
-			*param = "logprobs";
-			return -1;
-		}
-		if (cJSON_IsNumber(lp))
-			j->logprobs = (int)lp->valuedouble;
-		if (echo && !cJSON_IsBool(echo) && !cJSON_IsNull(echo)) {
-			*msg = "echo must be a boolean";
-			*param = "echo";
-			return -1;
-		}
-		j->echo = cJSON_IsTrue(echo);
-	}
-	if (j->logprobs >= 0 && j->stream) {
-		*msg = "logprobs are not streamed: ask without stream";
-		*param = "logprobs";
-		return -1;
-	}
-	const cJSON *mt = cJSON_GetObjectItemCaseSensitive(r, "max_tokens");
-	if (cJSON_IsNumber(mt) && mt->valuedouble == 0) {
-		if (!j->echo) {
-			*msg = "max_tokens 0 needs echo: true (the prompt's log-probabilities)";
-			*param = "max_tokens";
-			return -1;
-		}
-		j->g.max_tokens = 0;
-		j->zero_tokens = 1;
 	}
 	return 0;
 }
@@ -918,14 +976,24 @@ static enum MHD_Result handle_completion(struct MHD_Connection *c, const char *m
 {
 	struct ftk_error err;
 	cJSON *req = NULL;
-	if (cn->too_big)
-		return reply_error(c, method, url, cn->t0, 413, "the request body is too large",
-				   "invalid_request_error", NULL, NULL);
-	if (ftk_json_parse_object(cn->body.buf, cn->body.len, &req, &err) < 0) {
-		char m[900];
-		snprintf(m, sizeof(m), "the body is not a JSON object: %s", err.msg);
-		return reply_error(c, method, url, cn->t0, 400, m, "invalid_request_error", NULL, NULL);
+	long bad = ftk_utf8_check(cn->body.buf, cn->body.len);
+	if (bad >= 0) {
+		struct strbuf m = STRBUF_INIT;
+		strbuf_addf(&m, "the body is not valid UTF-8 (byte %ld)", bad);
+		enum MHD_Result rc = reply_error(c, method, url, cn->t0, 400, m.buf, "invalid_request_error",
+						 NULL, NULL);
+		strbuf_release(&m);
+		return rc;
 	}
+	if (ftk_json_parse_object(cn->body.buf, cn->body.len, &req, &err) < 0) {
+		struct strbuf m = STRBUF_INIT;
+		strbuf_addf(&m, "the body is not a JSON object: %s", err.msg);
+		enum MHD_Result rc = reply_error(c, method, url, cn->t0, 400, m.buf, "invalid_request_error",
+						 NULL, NULL);
+		strbuf_release(&m);
+		return rc;
+	}
+	strbuf_release(&cn->body);	/* parsed: a large body is not held twice while it waits */
 	struct job *j = xcalloc(1, sizeof(*j));
 	pthread_mutex_init(&j->mu, NULL);
 	pthread_cond_init(&j->cv, NULL);
@@ -935,15 +1003,17 @@ static enum MHD_Result handle_completion(struct MHD_Connection *c, const char *m
 	j->refs = 2;
 	j->t0 = cn->t0;
 	j->created = (long)time(NULL);
-	const char *msg, *param, *code;
-	int status;
-	if (parse_request(j, &msg, &param, &code, &status) < 0) {
-		enum MHD_Result rc = reply_error(c, method, url, cn->t0, status, msg,
-						 "invalid_request_error", param, code);
+	struct ftk_serve_error pe;
+	ftk_serve_error_init(&pe);
+	if (parse_request(j, &pe) < 0) {
+		enum MHD_Result rc = reply_error(c, method, url, cn->t0, pe.status, pe.msg.buf,
+						 "invalid_request_error", pe.param, pe.code);
+		ftk_serve_error_release(&pe);
 		j->refs = 1;
 		job_unref(j);
 		return rc;
 	}
+	ftk_serve_error_release(&pe);
 	pthread_mutex_lock(&S.mu);
 	if (S.queued >= S.queue_max) {
 		pthread_mutex_unlock(&S.mu);
@@ -962,9 +1032,29 @@ static enum MHD_Result handle_completion(struct MHD_Connection *c, const char *m
 	pthread_cond_signal(&S.cv);
 	pthread_mutex_unlock(&S.mu);
 
+	/*
+	 * Wait for the answer (a stream: for its start), looking at the socket
+	 * every 100 ms: a client that went away cancels the job as a stream's
+	 * does, so an abandoned request stops at its next token instead of
+	 * holding a worker to the end (issue 18.4).
+	 */
 	pthread_mutex_lock(&j->mu);
-	while (j->stream ? !j->started && !j->done : !j->done)
-		pthread_cond_wait(&j->cv, &j->mu);
+	while (j->stream ? !j->started && !j->done : !j->done) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 100 * 1000 * 1000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		if (pthread_cond_timedwait(&j->cv, &j->mu, &ts) == ETIMEDOUT && client_gone(c)) {
+			j->cancelled = 1;
+			pthread_mutex_unlock(&j->mu);
+			access_log(c, method, url, 499, 0, 0, cn->t0);
+			job_unref(j);
+			return MHD_NO;
+		}
+	}
 	int st = j->status;
 	pthread_mutex_unlock(&j->mu);
 	enum MHD_Result rc;
@@ -1002,17 +1092,45 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
 	(void)cls;
 	(void)version;
 	if (!cn) {
+		/* the headers are in, the body is not read yet: refuse what can be
+		 * refused from the headers before reading a byte of it */
+		if (slot_set(c, SLOT_ACTIVE) < 0)
+			return MHD_NO;
+		double t0 = now();
+		if (strcmp(url, "/health") && !authorized(c))
+			return reply_error(c, method, url, t0, 401, "missing or wrong API key",
+					   "invalid_request_error", NULL, "invalid_api_key");
+		const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
+		double announced = cl ? strtod(cl, NULL) : 0;	/* libmicrohttpd has checked its syntax */
+		if (!(announced >= 0))
+			announced = 0;
+		if (announced > (double)S.max_body) {
+			struct strbuf m = STRBUF_INIT;
+			strbuf_addf(&m, "the request body is too large: %s bytes, more than --max-body %zu", cl,
+				    S.max_body);
+			enum MHD_Result rc = reply_error(c, method, url, t0, 413, m.buf, "invalid_request_error",
+							 NULL, NULL);
+			strbuf_release(&m);
+			return rc;
+		}
 		cn = xcalloc(1, sizeof(*cn));
-		strbuf_init(&cn->body, 0);
-		cn->t0 = now();
+		/* the announced size at once: no copies while a large body grows */
+		strbuf_init(&cn->body, (size_t)announced);
+		cn->t0 = t0;
 		*con_cls = cn;
 		return MHD_YES;
 	}
 	if (*upload_size) {
-		if (cn->body.len + *upload_size > (64u << 20))
-			cn->too_big = 1;
-		else
-			strbuf_add(&cn->body, upload, *upload_size);
+		/* a body without Content-Length (chunked) that grows past the limit, or
+		 * one trickling in past the deadline, ends the connection */
+		if (cn->body.len + *upload_size > S.max_body || now() - cn->t0 > S.deadline) {
+			if (!S.quiet)
+				fprintf(stderr, "ftk-serve: %s %s: %s: connection closed\n", method, url,
+					now() - cn->t0 > S.deadline ? "the body did not arrive within --request-deadline"
+								    : "the body is larger than --max-body");
+			return MHD_NO;
+		}
+		strbuf_add(&cn->body, upload, *upload_size);
 		*upload_size = 0;
 		return MHD_YES;
 	}
@@ -1024,9 +1142,6 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
 		access_log(c, method, url, 200, 0, 0, cn->t0);
 		return reply(c, 200, ok, sizeof(ok) - 1, "application/json");
 	}
-	if (!authorized(c))
-		return reply_error(c, method, url, cn->t0, 401, "missing or wrong API key",
-				   "invalid_request_error", NULL, "invalid_api_key");
 	if (!strcmp(url, "/v1/models")) {
 		if (!is_get)
 			return reply_error(c, method, url, cn->t0, 405, "use GET", "invalid_request_error", NULL, NULL);
@@ -1057,9 +1172,13 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
 			return reply_error(c, method, url, cn->t0, 405, "use POST", "invalid_request_error", NULL, NULL);
 		return handle_completion(c, method, url, cn, chat);
 	}
-	char m[600];
-	snprintf(m, sizeof(m), "no such path: %s", url);
-	return reply_error(c, method, url, cn->t0, 404, m, "invalid_request_error", NULL, "not_found");
+	struct strbuf m = STRBUF_INIT;
+	strbuf_addstr(&m, "no such path: ");
+	ftk_serve_quote(&m, url, FTK_SERVE_QUOTE_MAX);
+	enum MHD_Result rc = reply_error(c, method, url, cn->t0, 404, m.buf, "invalid_request_error", NULL,
+					 "not_found");
+	strbuf_release(&m);
+	return rc;
 }
 
 static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
@@ -1067,8 +1186,8 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
 {
 	struct conn *cn = *con_cls;
 	(void)cls;
-	(void)c;
 	(void)toe;
+	slot_set(c, SLOT_READING);
 	if (cn) {
 		strbuf_release(&cn->body);
 		free(cn);
@@ -1104,6 +1223,25 @@ static void warn_quant_mismatch(const char *name, const char *adapter, int nf4)
 	strbuf_release(&sb);
 }
 
+/* A size in bytes, with an optional K, M or G (binary) suffix. */
+static size_t parse_size(struct ftk_tool *t, const char *opt, const char *s)
+{
+	char *end;
+	errno = 0;
+	double v = strtod(s, &end);
+	double mul = 1;
+	if (*end == 'k' || *end == 'K')
+		mul = 1024.0, end++;
+	else if (*end == 'm' || *end == 'M')
+		mul = 1048576.0, end++;
+	else if (*end == 'g' || *end == 'G')
+		mul = 1073741824.0, end++;
+	if (end == s || *end || errno || !(v >= 1) || v * mul > 1099511627776.0)
+		ftk_tool_usage_error(t, "%s takes a size from 1 byte to 1T (such as 65536, 512K or 8M), not '%s'",
+				     opt, s);
+	return (size_t)(v * mul);
+}
+
 int cmd_serve(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -1122,6 +1260,10 @@ int cmd_serve(int argc, char **argv)
 		{ "ctx", required_argument, NULL, OPT_CTX },
 		{ "api-key-env", required_argument, NULL, OPT_API_KEY_ENV },
 		{ "tool-parser", required_argument, NULL, OPT_TOOL_PARSER },
+		{ "max-connections", required_argument, NULL, OPT_MAX_CONN },
+		{ "max-body", required_argument, NULL, OPT_MAX_BODY },
+		{ "read-timeout", required_argument, NULL, OPT_READ_TIMEOUT },
+		{ "request-deadline", required_argument, NULL, OPT_DEADLINE },
 		{ 0 }
 	};
 	struct ftk_tool t;
@@ -1136,6 +1278,10 @@ int cmd_serve(int argc, char **argv)
 	S.queue_max = 64;
 	S.n_models = 1;	/* slot 0 is the base */
 	S.quant_nf4 = 1;	/* serve what was trained: the NF4 base */
+	S.max_conn = 64;
+	S.max_body = 8u << 20;
+	S.read_timeout = 30;
+	S.deadline = 60;
 	optind = 1;
 	while ((c = ftk_getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
 		switch (c) {
@@ -1168,6 +1314,16 @@ int cmd_serve(int argc, char **argv)
 				ftk_tool_usage_error(&t, "--quant is nf4 or none, not '%s'", optarg);
 			break;
 		case OPT_CTX: S.ctx = (int)ftk_tool_parse_long(&t, "--ctx", optarg, 1, 1 << 20); break;
+		case OPT_MAX_CONN:
+			S.max_conn = (int)ftk_tool_parse_long(&t, "--max-connections", optarg, 1, 100000);
+			break;
+		case OPT_MAX_BODY: S.max_body = parse_size(&t, "--max-body", optarg); break;
+		case OPT_READ_TIMEOUT:
+			S.read_timeout = (unsigned)ftk_tool_parse_long(&t, "--read-timeout", optarg, 1, 86400);
+			break;
+		case OPT_DEADLINE:
+			S.deadline = ftk_tool_parse_double(&t, "--request-deadline", optarg, 0.1, 86400);
+			break;
 		case OPT_TOOL_PARSER:
 			S.toolfmt = ftk_toolfmt_by_name(optarg);
 			if (S.toolfmt < 0)
@@ -1243,12 +1399,25 @@ int cmd_serve(int argc, char **argv)
 	if (inet_pton(AF_INET, host, &sa.sin_addr) != 1)
 		ftk_tool_usage_error(&t, "--host must be an IPv4 address, not '%s'", host);
 	signal(SIGPIPE, SIG_IGN);
+	/*
+	 * poll(), not select(): with select a connection whose fd is over 1023
+	 * cannot be served at all.  libmicrohttpd's own limit is a backstop
+	 * above ours: connections being closed still hold a thread for a moment,
+	 * and over its limit libmicrohttpd closes new ones without an answer.
+	 */
+	pthread_t sweeper;
+	pthread_create(&sweeper, NULL, sweeper_main, NULL);
+	unsigned mhd_limit = (unsigned)S.max_conn * 4 + 256;
 	struct MHD_Daemon *d = MHD_start_daemon(
-		MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG,
+		MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL |
+			MHD_USE_ERROR_LOG,
 		(uint16_t)port, NULL, NULL, handler, NULL,
 		MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
 		MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
-		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)600,
+		MHD_OPTION_NOTIFY_CONNECTION, on_connection, NULL,
+		MHD_OPTION_CONNECTION_TIMEOUT, S.read_timeout,
+		MHD_OPTION_CONNECTION_LIMIT, mhd_limit,
+		MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024,
 		MHD_OPTION_END);
 	if (!d)
 		die("cannot listen on %s:%ld: %s", host, port, strerror(errno));
@@ -1272,6 +1441,14 @@ int cmd_serve(int argc, char **argv)
 		pause();
 	fprintf(stderr, "ftk-serve: shutting down\n");
 	MHD_stop_daemon(d);
+	pthread_mutex_lock(&slots_mu);
+	slots_stopping = 1;
+	pthread_cond_broadcast(&slots_cv);
+	pthread_mutex_unlock(&slots_mu);
+	pthread_join(sweeper, NULL);
+	if (!S.quiet && (slots_evicted || slots_refused || slots_expired))
+		fprintf(stderr, "ftk-serve: connections: %ld idle ones closed for new ones, %ld refused with 503, "
+			"%ld closed at --request-deadline\n", slots_evicted, slots_refused, slots_expired);
 	pthread_mutex_lock(&S.mu);
 	S.stopping = 1;
 	pthread_cond_broadcast(&S.cv);

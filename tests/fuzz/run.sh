@@ -16,7 +16,7 @@ command -v $CC >/dev/null || { echo "fuzz: clang is needed (make deps installs i
 out=${FUZZ_OUT:-/tmp/ftk-fuzz}
 mkdir -p "$out" tests/fuzz/crashes
 flags="-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -std=c11 -D_GNU_SOURCE -I. -Ilib $(pkg-config --cflags libcjson)"
-libs="$(pkg-config --libs libcjson libzstd libxxhash libutf8proc libpcre2-8 libcurl) -lm -pthread"
+libs="$(pkg-config --libs libcjson libzstd libxxhash libutf8proc libpcre2-8 libcurl yaml-0.1) -lm -pthread"
 lib_src="$(ls lib/*.c) prep/validate.c prep/convert.c"
 status=0
 for t in "$@"; do

@@ -338,6 +338,101 @@ START_TEST(test_template_var)
 }
 END_TEST
 
+/*
+ * Issue 18.7: content in parts reaches the template as the parts' text
+ * joined by " " (transformers serve's join), whoever renders (tokenize, generate and serve all call
+ * ftk_chat_render), and content that is not text is refused, never printed
+ * as a Python value.
+ */
+START_TEST(test_content_parts)
+{
+	struct ftk_tokenizer *tok;
+	struct ftk_chat *c = open_chat(0, &tok);
+	struct ftk_render a = FTK_RENDER_INIT, b = FTK_RENDER_INIT;
+	struct ftk_error e;
+	cJSON *str = cJSON_Parse("[{\"role\":\"user\",\"content\":\"hi there\"},"
+				 "{\"role\":\"assistant\",\"content\":\"ok\"}]");
+	cJSON *parts = cJSON_Parse("[{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"hi\"},"
+				   "\"there\"]},{\"role\":\"assistant\",\"content\":[{\"type\":\"text\",\"text\":\"ok\"}]}]");
+	ck_assert_int_eq(ftk_chat_render(c, str, NULL, 0, &a, NULL), 0);
+	ck_assert_int_eq(ftk_chat_render(c, parts, NULL, 0, &b, NULL), 0);
+	ck_assert_str_eq(a.text.buf, b.text.buf);
+	ck_assert_int_eq(b.n_spans, 1);
+	ck_assert(a.spans[0].start == b.spans[0].start && a.spans[0].end == b.spans[0].end);
+	static const struct {
+		const char *msgs, *field, *msg;
+	} bad[] = {
+		{ "[{\"role\":\"user\",\"content\":5}]", "messages[0].content",
+		  "messages[0].content must be a string or a list of text parts, not a JSON number" },
+		{ "[{\"role\":\"user\",\"content\":{\"a\":1}}]", "messages[0].content",
+		  "messages[0].content must be a string or a list of text parts, not a JSON object" },
+		{ "[{\"role\":\"user\",\"content\":[{\"type\":\"image_url\",\"image_url\":{}}]}]",
+		  "messages[0].content[0]",
+		  "messages[0].content[0] is a part of type 'image_url': only text parts can be rendered "
+		  "(ftk convert turns reasoning and tool_call parts into fields)" },
+		{ "[{\"role\":\"user\",\"content\":\"x\"},{\"role\":\"user\",\"content\":[7]}]", "messages[1].content[0]",
+		  "messages[1].content[0] is a JSON number: only text parts can be rendered "
+		  "(ftk convert turns reasoning and tool_call parts into fields)" },
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		cJSON *m = cJSON_Parse(bad[i].msgs);
+		ck_assert_int_eq(ftk_chat_render(c, m, NULL, 0, &a, &e), FTK_EDATA);
+		ck_assert_str_eq(e.field, bad[i].field);
+		ck_assert_str_eq(e.msg, bad[i].msg);
+		cJSON_Delete(m);
+	}
+	cJSON_Delete(str);
+	cJSON_Delete(parts);
+	ftk_render_release(&a);
+	ftk_render_release(&b);
+	ftk_chat_free(c);
+	ftk_tokenizer_free(tok);
+}
+END_TEST
+
+/*
+ * The renders of chats in parts against @huggingface/jinja's renders of
+ * what transformers serve hands the template (tests/fixtures/tokref/
+ * parts.jsonl, tools/ref/gen-parts.mjs), byte for byte.
+ */
+START_TEST(test_content_parts_reference)
+{
+	static const int K[] = { 0, 1, 4 };	/* qwen3, llama3, stories260K */
+	char *data;
+	size_t len, pos = 0;
+	int n = 0;
+	ck_assert_int_eq(ftk_read_all(src_path("tests/fixtures/tokref/parts.jsonl"), &data, &len, NULL), 0);
+	while (pos < len) {
+		char *nl = memchr(data + pos, '\n', len - pos);
+		size_t end = nl ? (size_t)(nl - data) : len;
+		cJSON *row = cJSON_ParseWithLength(data + pos, end - pos);
+		pos = end + 1;
+		ck_assert_ptr_nonnull(row);
+		const char *name = ftk_json_get_str(row, "tokenizer");
+		int k = -1;
+		for (size_t i = 0; i < sizeof(K) / sizeof(K[0]); i++)
+			if (!strcmp(TPL[K[i]].name, name))
+				k = K[i];
+		ck_assert_int_ge(k, 0);
+		struct ftk_tokenizer *tok;
+		struct ftk_chat *c = open_chat(k, &tok);
+		struct ftk_render r = FTK_RENDER_INIT;
+		ck_assert_int_eq(ftk_chat_render(c, cJSON_GetObjectItem(row, "messages"), NULL, 1, &r, NULL), 0);
+		const char *want = ftk_json_get_str(row, "output");
+		if (strcmp(want, r.text.buf))
+			show_diff(want, r.text.buf);
+		ck_assert_str_eq(r.text.buf, want);
+		ftk_render_release(&r);
+		ftk_chat_free(c);
+		ftk_tokenizer_free(tok);
+		cJSON_Delete(row);
+		n++;
+	}
+	free(data);
+	ck_assert_int_eq(n, 6);
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
 	Suite *s = suite_create("chat");
@@ -352,6 +447,8 @@ static Suite *make_suite(void)
 	tcase_add_test(tc, test_qwen3_mask_turns);
 	tcase_add_test(tc, test_mask_flags);
 	tcase_add_test(tc, test_template_var);
+	tcase_add_test(tc, test_content_parts);
+	tcase_add_test(tc, test_content_parts_reference);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -102,6 +102,15 @@ START_TEST(generation_settings)
 	ck_assert(g.has_seed && g.seed == 4 && g.n_stop == 2 && g.stream);
 	ck_assert_str_eq(g.stop[1], "b");
 	cJSON_Delete(v);
+	/* the extremes a seed may take: a negative one wraps as a 64-bit integer */
+	v = cJSON_Parse("{\"seed\":-1,\"max_tokens\":1e6,\"n\":16}");
+	ck_assert_int_eq(ftk_openai_gen_read(v, &g, &e), 0);
+	ck_assert(g.seed == UINT64_MAX && g.max_tokens == 1000000 && g.n == 16);
+	cJSON_Delete(v);
+	v = cJSON_Parse("{\"seed\":1e19}");
+	ck_assert_int_eq(ftk_openai_gen_read(v, &g, &e), 0);
+	ck_assert(g.seed == 10000000000000000000ull);
+	cJSON_Delete(v);
 	static const struct {
 		const char *req, *field, *msg;
 	} bad[] = {
@@ -111,6 +120,19 @@ START_TEST(generation_settings)
 		{ "{\"n\":17}", "n", "n is out of range" },
 		{ "{\"stop\":[\"a\",\"b\",\"c\",\"d\",\"e\"]}", "stop", "stop must be a string or up to 4 strings" },
 		{ "{\"stop\":7}", "stop", "stop must be a string or up to 4 strings" },
+		/* issue 18.7: ranges are checked before any float-to-int conversion
+		 * (UBSan reports the conversion of 1e300 to long) */
+		{ "{\"max_tokens\":1e300}", "max_tokens", "max_tokens is out of range" },
+		{ "{\"max_tokens\":2.5}", "max_tokens", "max_tokens is out of range" },
+		{ "{\"seed\":1e300}", "seed", "seed is out of range" },
+		{ "{\"seed\":-1e19}", "seed", "seed is out of range" },
+		{ "{\"seed\":0.5}", "seed", "seed is out of range" },
+		{ "{\"n\":1e999}", "n", "n is out of range" },
+		{ "{\"n\":-1e999}", "n", "n is out of range" },
+		{ "{\"n\":1.5}", "n", "n is out of range" },
+		{ "{\"top_k\":1e10}", "top_k", "top_k is out of range" },
+		{ "{\"top_k\":-3}", "top_k", "top_k is out of range" },
+		{ "{\"temperature\":1e999}", "temperature", "temperature is out of range" },
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		v = cJSON_Parse(bad[i].req);
