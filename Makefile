@@ -218,7 +218,7 @@ check-gpu-full:
 DEB_PKGS := build-essential pkg-config libcjson-dev libyaml-dev libzstd-dev zstd libxxhash-dev \
   libpcre2-dev libutf8proc-dev libcurl4-openssl-dev libssl-dev check libsubunit-dev \
   libopenblas-dev libmicrohttpd-dev libncurses-dev openmpi-bin libopenmpi-dev \
-  jq tmux python3 clang bc curl libstemmer-dev chromium time \
+  jq tmux python3 clang libclang-rt-dev bc curl libstemmer-dev chromium time \
   slurm-wlm munge libpmix-dev
 deps:
 	@sh tools/deps.sh $(DEB_PKGS)
