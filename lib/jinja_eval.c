@@ -24,6 +24,7 @@
 #include <time.h>
 #include <utf8proc.h>
 #include "jinja_int.h"
+#include "json.h"
 
 /* ------------------------------------------------------------ values */
 
@@ -1652,6 +1653,10 @@ static struct val *mkbuiltin(struct ctx *c, const char *name)
 int ftk_jinja_render(const struct ftk_jinja *t, const cJSON *vars, struct ftk_jinja_opts *opts,
 		     struct strbuf *out, struct ftk_error *err)
 {
+	/* the variables are names with values: a JSON object (or none) */
+	if (vars && !cJSON_IsObject(vars))
+		return ftk_error_msg(err, FTK_EUSAGE, "template variables must be a JSON object, not %s",
+				     ftk_json_type_name(vars));
 	struct ctx *c = xcalloc(1, sizeof(*c));
 	int rc = 0;
 	c->err = err;

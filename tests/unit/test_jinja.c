@@ -282,6 +282,38 @@ START_TEST(test_limit_output_and_memory)
 	ftk_jinja_free(t);
 }
 END_TEST
+/*
+ * Found by fuzz_jinja (CI's 60 s run): variables given as a JSON array reached
+ * strlen(NULL) on the nameless items.  The render refuses anything but an
+ * object, before it starts.
+ */
+START_TEST(test_vars_must_be_object)
+{
+	struct ftk_jinja *t = NULL;
+	struct ftk_error e;
+	const char *src = "{% for i in range(3) %}{{ i }}{% endfor %}";
+	ck_assert_int_eq(ftk_jinja_parse(&t, src, strlen(src), &e), 0);
+	const char *bad[] = { "[7, 1, 2]", "3", "\"s\"", "null" };
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		cJSON *v = cJSON_Parse(bad[i]);
+		struct strbuf out = STRBUF_INIT;
+		ck_assert_int_eq(ftk_jinja_render(t, v, NULL, &out, &e), FTK_EUSAGE);
+		ck_assert_msg(strstr(e.msg, "template variables must be a JSON object"), "%s", e.msg);
+		strbuf_release(&out);
+		cJSON_Delete(v);
+	}
+	cJSON *obj = cJSON_Parse("{}");
+	struct strbuf out = STRBUF_INIT;
+	ck_assert_int_eq(ftk_jinja_render(t, obj, NULL, &out, &e), 0);
+	ck_assert_str_eq(out.buf, "012");
+	strbuf_release(&out);
+	ck_assert_int_eq(ftk_jinja_render(t, NULL, NULL, &out, &e), 0);
+	ck_assert_str_eq(out.buf, "012");
+	strbuf_release(&out);
+	cJSON_Delete(obj);
+	ftk_jinja_free(t);
+}
+END_TEST
 
 static Suite *make_suite(void)
 {
@@ -291,6 +323,7 @@ static Suite *make_suite(void)
 	tcase_add_test(tc, test_unsupported_named);
 	tcase_add_test(tc, test_syntax_errors);
 	tcase_add_test(tc, test_tracking);
+	tcase_add_test(tc, test_vars_must_be_object);
 	suite_add_tcase(s, tc);
 	/* each of these runs until a limit stops it: seconds under ASan on a busy machine */
 	TCase *lt = tcase_create("limits");
