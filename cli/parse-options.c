@@ -146,9 +146,26 @@ size_t ftk_similar(const char *word, const char *const *names, size_t n, size_t 
 	return k;
 }
 
+/* completion_helper's rows for a getopt list (no help texts: they live in the usage string) */
+static void getopt_completion_helper(const char *shortopts, const struct option *longopts)
+{
+	for (const struct option *o = longopts; o->name; o++) {
+		char sh[3] = "";
+		const char *at = o->val > 0 && o->val < 128 && o->val != ':' ? strchr(shortopts, o->val) : NULL;
+		if (at && !o->flag)
+			snprintf(sh, sizeof(sh), "-%c", o->val);
+		printf("opt\t--%s\t%s\t%d\t\t\n", o->name, sh, o->has_arg == required_argument);
+	}
+	exit(0);
+}
+
 int ftk_getopt_long(int argc, char **argv, const char *shortopts, const struct option *longopts,
 		    int *longindex)
 {
+	if (optind <= 1)	/* first call: shell completion asks for the list (cli/completion.c) */
+		for (int i = 1; i < argc; i++)
+			if (!strcmp(argv[i], "--ftk-completion-helper"))
+				getopt_completion_helper(shortopts, longopts);
 	int c = getopt_long(argc, argv, shortopts, longopts, longindex);
 	if (c != '?' || optopt || optind < 1 || optind > argc || strncmp(argv[optind - 1], "--", 2))
 		return c;

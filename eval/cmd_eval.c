@@ -121,6 +121,7 @@
 	"      --ledger FILE        append the run's ledger entry (default $FTK_LEDGER)\n" \
 	"      --run NAME           the run name for the ledger (default $FTK_RUN)\n" \
 	"      --rejects FILE       accepted for uniformity; ftk-eval drops no records\n" \
+	"      --max-record-bytes N the same\n" \
 	"  -q, --quiet              no closing line on stderr\n" \
 	"  -h, --help               show this help\n" \
 	"      --version            show the version\n"
