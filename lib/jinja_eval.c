@@ -26,6 +26,9 @@
 #include "jinja_int.h"
 #include "json.h"
 
+static long num_long(double d);
+static int num_count(double d, int hi);
+
 /* ------------------------------------------------------------ values */
 
 enum vt { V_UNDEF, V_NONE, V_BOOL, V_INT, V_FLOAT, V_STR, V_LIST, V_DICT, V_NS, V_FUNC, V_KW };
@@ -901,7 +904,7 @@ static struct val *member(struct ctx *c, struct val *o, struct val *prop)
 	}
 	if (o->t == V_LIST || o->t == V_STR) {
 		if (is_num(prop)) {
-			long i = (long)prop->u.num;
+			long i = num_long(prop->u.num);
 			if (o->t == V_LIST) {
 				long n = (long)o->u.list->n;
 				if (i < 0) i += n;
@@ -934,6 +937,27 @@ static struct val *member(struct ctx *c, struct val *o, struct val *prop)
 	return &V_UNDEF_S;
 }
 
+/*
+ * A number's value as a long without undefined conversion: integers are held
+ * as doubles, and a template may write one of any size.  Beyond +-2^53 every
+ * index and slice bound is past any string or list anyway.
+ */
+static long num_long(double d)
+{
+	const double lim = 9007199254740992.0;	/* 2^53 */
+	if (!(d == d)) return 0;
+	if (d > lim) return (long)lim;
+	if (d < -lim) return -(long)lim;
+	return (long)d;
+}
+
+/* A count for a filter (tojson's indent, indent's width), kept within [0, hi]. */
+static int num_count(double d, int hi)
+{
+	long v = num_long(d);
+	return v < 0 ? 0 : v > hi ? hi : (int)v;
+}
+
 static long slice_idx(struct ctx *c, struct node *n, struct scope *s, int *given)
 {
 	*given = 0;
@@ -942,7 +966,7 @@ static long slice_idx(struct ctx *c, struct node *n, struct scope *s, int *given
 	if (v->t == V_UNDEF) return 0;
 	if (v->t != V_INT) rfail(c, FTK_EDATA, "%s", "slice indices must be integers");
 	*given = 1;
-	return (long)v->u.num;
+	return num_long(v->u.num);
 }
 
 static struct val *do_slice(struct ctx *c, struct val *o, struct node *n, struct scope *s)
@@ -1087,7 +1111,7 @@ static struct val *apply_filter(struct ctx *c, struct node *f, struct val *v, st
 	if (F("tojson")) {
 		struct json_opts o = { 0, 0, 0, ", ", ": ", 1 };
 		struct val *ind = kwarg(kw, "indent");
-		if (ind && ind->t == V_INT) { o.indent = (int)ind->u.num; o.isep = ","; }
+		if (ind && ind->t == V_INT) { o.indent = num_count(ind->u.num, 1 << 30); o.isep = ","; }
 		else if (ind && ind->t != V_NONE) rfail(c, FTK_EDATA, "%s", "if set, indent must be a number");
 		struct val *ea = kwarg(kw, "ensure_ascii");
 		if (ea) o.ascii = truthy(ea);
@@ -1204,7 +1228,7 @@ static struct val *apply_filter(struct ctx *c, struct node *f, struct val *v, st
 		struct val *w = na > 0 ? args[0] : kwarg(kw, "width");
 		struct val *first = na > 1 ? args[1] : kwarg(kw, "first");
 		struct val *blank = na > 2 ? args[2] : kwarg(kw, "blank");
-		int width = w && w->t == V_INT ? (int)w->u.num : 4;
+		int width = w && w->t == V_INT ? num_count(w->u.num, 1 << 30) : 4;
 		struct strbuf *sb = sb_new(c);
 		size_t i = 0, lineno = 0;
 		const char *str = v->u.str.s;

@@ -315,6 +315,20 @@ START_TEST(test_vars_must_be_object)
 }
 END_TEST
 
+/*
+ * Found by fuzz_jinja: a slice bound or index written with 17+ digits reached
+ * a double-to-long conversion out of range (UBSan).  Bounds past +-2^53 act
+ * as Python's do, clamped to the sequence.
+ */
+START_TEST(test_huge_indices)
+{
+	expect_render("{{ 'abcdef'[-25555555555555555:] }}", "abcdef");
+	expect_render("{{ 'abcdef'[:99999999999999999999999] }}", "abcdef");
+	expect_render("{{ 'abcdef'[2:-99999999999999999999999] }}", "");
+	expect_render("{{ [1, 2, 3][::99999999999999999999999] }}", "[1]");
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
 	Suite *s = suite_create("jinja");
@@ -324,6 +338,7 @@ static Suite *make_suite(void)
 	tcase_add_test(tc, test_syntax_errors);
 	tcase_add_test(tc, test_tracking);
 	tcase_add_test(tc, test_vars_must_be_object);
+	tcase_add_test(tc, test_huge_indices);
 	suite_add_tcase(s, tc);
 	/* each of these runs until a limit stops it: seconds under ASan on a busy machine */
 	TCase *lt = tcase_create("limits");
