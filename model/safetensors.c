@@ -178,7 +178,8 @@ static int st_add_file(struct ftk_st *st, const char *path, struct ftk_error *er
 
 static int st_finish(struct ftk_st *st, struct ftk_error *err)
 {
-	qsort(st->t, st->n, sizeof(*st->t), cmp_tensor);
+	if (st->n > 1)	/* a file may hold no tensor: st->t is NULL then, and qsort wants a pointer */
+		qsort(st->t, st->n, sizeof(*st->t), cmp_tensor);
 	for (size_t i = 1; i < st->n; i++)
 		if (!strcmp(st->t[i].name, st->t[i - 1].name))
 			return ftk_error_set(err, FTK_EDATA, st->t[i].file, 0, st->t[i].name,
