@@ -27,10 +27,13 @@
  * product's output is rounded again as the next product's input, so an
  * fp32 difference of one ulp occasionally moves a value across a bf16
  * rounding boundary (a 2^-8 relative jump of one element); the step's
- * tolerances, 1e-3 for the loss and 1e-2 for the gradients, allow for
+ * tolerances, 1e-3 for the loss and 3e-2 for the gradients, allow for
  * that: test_selftest.c perturbs every product of a CPU table by up to 8
  * fp32 ulps (2^-21 relative), which moves the bf16 step's loss by 1.1e-4
- * and its gradients by 1.8e-3 (the fp32 step's by 8e-8 and 1.4e-6).  The
+ * and its gradients by up to 8.8e-3 under OpenBLAS's Haswell kernels and
+ * 1.24e-2 under its SkylakeX ones (the flips land on other elements; the
+ * fp32 step moves by 8e-8 and 1.4e-6).  1e-2 was under that; 3e-2 keeps a
+ * 2.4x margin over the worst seen, still far below a wrong gradient.  The
  * step is therefore no test of whether bf16 is applied (fp32 products
  * differ from bf16 ones there by only 5e-5 and 5e-3); the op lines are.
  *
@@ -769,7 +772,7 @@ static int step_at(const struct ftk_backend *dev, const char *model_dir, int pre
 		   FILE *out, struct ftk_error *err)
 {
 	int bf = prec == FTK_PREC_BF16;
-	double tol_loss = bf ? 1e-3 : 1e-4, tol_grad = bf ? 1e-2 : 1e-4;
+	double tol_loss = bf ? 1e-3 : 1e-4, tol_grad = bf ? 3e-2 : 1e-4;
 	struct ftk_model *mc = NULL, *md = NULL;
 	struct ftk_load_opts lc = { FTK_QUANT_NF4, &ftk_backend_cpu, 1, 64 };
 	struct ftk_load_opts ld = { FTK_QUANT_NF4, dev, 1, 64 };

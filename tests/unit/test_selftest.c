@@ -345,7 +345,7 @@ END_TEST
  * The bf16 step's tolerances against fp32 addition-order noise: every
  * product output of the "device" moved by up to 2^-21 relative (8 fp32
  * ulps, more than cuBLAS's reordering of these short sums gives) must pass
- * both the op lines (1e-4) and the step (1e-3 loss, 1e-2 gradients), and
+ * both the op lines (1e-4) and the step (1e-3 loss, 3e-2 gradients), and
  * the margin is printed.  The same noise with fp32 products in the step
  * stays within the fp32 tolerances, for comparison.
  */
