@@ -173,7 +173,7 @@ UNIT_BIN := $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRC))
 
 $(B)/tests/%: tests/unit/%.c $(wildcard tests/unit/*.h) $(ARCHIVES)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) $(CHECK_CFLAGS) -Itests/unit -o $@ $< $(ARCHIVES) $(CHECK_LIBS) $(LDLIBS)
+	$(CC) $(ALL_CFLAGS) $(CHECK_CFLAGS) -Itests/unit -DFTK_SRC_DIR='"$(CURDIR)"' -DFTK_BIN_DIR='"$(abspath $(BIN))"' -o $@ $< $(ARCHIVES) $(CHECK_LIBS) $(LDLIBS)
 # test_flash runs the kernel bodies of this header, which no archive depends on
 $(B)/tests/test_flash: model/flash_kernels.h
 $(B)/tests/test_nf4_kernels: model/nf4_kernels.h

@@ -10,21 +10,49 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-/* The source tree (tests run from a temporary directory). */
+/*
+ * The source tree: $SRC when set (tests/run.sh sets it and runs each suite in
+ * a temporary directory), else the tree the binary was built from (the
+ * Makefile passes FTK_SRC_DIR), so build/tests/test_x runs from any folder.
+ */
+#ifndef FTK_SRC_DIR
+#define FTK_SRC_DIR "."
+#endif
 static inline const char *src_path(const char *rel)
 {
 	static char buf[8][4096];
 	static int k;
 	const char *src = getenv("SRC");
 	char *b = buf[k++ & 7];
-	snprintf(b, 4096, "%s/%s", src ? src : ".", rel);
+	snprintf(b, 4096, "%s/%s", src && *src ? src : FTK_SRC_DIR, rel);
 	return b;
 }
+
+/*
+ * The programs a suite runs (ftk-train in test_train) are the build's own:
+ * its bin folder goes first on PATH, as tests/run.sh puts it, so a suite run
+ * by hand from any folder runs the same binaries.
+ */
+#ifdef FTK_BIN_DIR
+#include <string.h>
+static inline void ftk_test_path(void)
+{
+	const char *old = getenv("PATH");
+	size_t n = strlen(FTK_BIN_DIR) + (old ? strlen(old) : 0) + 2;
+	char *p = malloc(n);
+	snprintf(p, n, "%s%s%s", FTK_BIN_DIR, old ? ":" : "", old ? old : "");
+	setenv("PATH", p, 1);
+	free(p);
+}
+#else
+static inline void ftk_test_path(void) {}
+#endif
 
 /* Define main() for a suite made by make_suite(). */
 #define FTK_TEST_MAIN(make_suite)                                   \
 	int main(void)                                              \
 	{                                                           \
+		ftk_test_path();                                    \
 		/* a failing check's figures, printed just before its  \
 		 * assertion, must reach the log before the fork dies */ \
 		setvbuf(stdout, NULL, _IOLBF, 0);                   \
