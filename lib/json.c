@@ -8,6 +8,17 @@
 #include <string.h>
 #include "json.h"
 
+size_t ftk_json_string_end(const char *s, size_t len, size_t i)
+{
+	for (i++; i < len; i++) {
+		if (s[i] == '\\')
+			i++;
+		else if (s[i] == '"')
+			return i;
+	}
+	return len;
+}
+
 /*
  * Byte offset where nesting first goes deeper than cJSON's limit, or -1.
  * Only called after a failed parse, to say why (cJSON fails quietly there),
@@ -15,16 +26,11 @@
  */
 static long too_deep_at(const char *s, size_t len)
 {
-	int depth = 0, in_str = 0;
+	int depth = 0;
 	for (size_t i = 0; i < len; i++) {
 		char c = s[i];
-		if (in_str) {
-			if (c == '\\')
-				i++;
-			else if (c == '"')
-				in_str = 0;
-		} else if (c == '"') {
-			in_str = 1;
+		if (c == '"') {
+			i = ftk_json_string_end(s, len, i);
 		} else if (c == '[' || c == '{') {
 			if (++depth > CJSON_NESTING_LIMIT)
 				return (long)i;
@@ -252,18 +258,10 @@ static long nul_at(const char *s, size_t len)
  */
 static long underflow_at(const char *s, size_t len)
 {
-	int in_str = 0;
 	for (size_t i = 0; i < len; i++) {
 		char c = s[i];
-		if (in_str) {
-			if (c == '\\')
-				i++;
-			else if (c == '"')
-				in_str = 0;
-			continue;
-		}
 		if (c == '"') {
-			in_str = 1;
+			i = ftk_json_string_end(s, len, i);
 		} else if (c == '-' || (c >= '0' && c <= '9')) {
 			size_t b = i;
 			int nonzero = 0;

@@ -72,6 +72,10 @@ int ftk_json_find_duplicate_key(const cJSON *v, char *path, size_t n);
 /* The type's name as a user reads it: "string", "number", "object", ... */
 const char *ftk_json_type_name(const cJSON *v);
 
+/* In JSON text s, the index of the '"' closing the string whose opening
+ * quote is at i (escapes skipped), or len when it is not closed. */
+size_t ftk_json_string_end(const char *s, size_t len, size_t i);
+
 /* Object member's string value, or NULL when missing or not a string. Borrowed. */
 const char *ftk_json_get_str(const cJSON *obj, const char *key);
 

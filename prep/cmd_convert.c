@@ -40,18 +40,10 @@ static void from_cb(const struct ftk_option *opt, const char *arg)
 /* Integers that a double cannot hold exactly, outside strings. */
 static int has_imprecise_number(const char *s, size_t n)
 {
-	int in_str = 0;
 	for (size_t i = 0; i < n; i++) {
 		char c = s[i];
-		if (in_str) {
-			if (c == '\\')
-				i++;
-			else if (c == '"')
-				in_str = 0;
-			continue;
-		}
 		if (c == '"') {
-			in_str = 1;
+			i = ftk_json_string_end(s, n, i);
 		} else if (c >= '0' && c <= '9') {
 			size_t b = i, digits = 0;
 			while (i < n && ((s[i] >= '0' && s[i] <= '9') || s[i] == '.'))
