@@ -37,13 +37,14 @@ static int n_threads = 1;
 static int precision;	/* enum ftk_precision, from set_precision */
 
 /* bf16 products (the end of this file): operands rounded to bf16, then sgemm */
-static void bf16_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
-		      const float *B, int ldb, float beta, float *C, int ldc);
-static void bf16_gemm_batch(int n, const struct ftk_gemm_args *g);
-static void bf16_linear(float *y, const float *x, const struct ftk_weight *w, const float *bias,
-			int M, int bwd);
+static void bf16_gemm(struct ftk_backend *be, int ta, int tb, int M, int N, int K, float alpha,
+		      const float *A, int lda, const float *B, int ldb, float beta, float *C,
+		      int ldc);
+static void bf16_gemm_batch(struct ftk_backend *be, int n, const struct ftk_gemm_args *g);
+static void bf16_linear(struct ftk_backend *be, float *y, const float *x,
+			const struct ftk_weight *w, const float *bias, int M, int bwd);
 
-static void cpu_set_threads(int n)
+static void cpu_set_threads(struct ftk_backend *be, int n)
 {
 	if (n <= 0) {
 		long c = sysconf(_SC_NPROCESSORS_ONLN);
@@ -108,7 +109,7 @@ static void par_run(int n_tasks, void (*fn)(void *ctx, int task), void *ctx)
 
 /* ---------------------------------------------------------------- memory */
 
-static void *cpu_alloc(size_t n)
+static void *cpu_alloc(struct ftk_backend *be, size_t n)
 {
 	void *p = NULL;
 	if (posix_memalign(&p, 64, n ? n : 64))
@@ -117,22 +118,22 @@ static void *cpu_alloc(size_t n)
 	return p;
 }
 
-static void cpu_free(void *p)
+static void cpu_free(struct ftk_backend *be, void *p)
 {
 	free(p);
 }
 
-static void cpu_copy(void *dst, const void *src, size_t n)
+static void cpu_copy(struct ftk_backend *be, void *dst, const void *src, size_t n)
 {
 	memcpy(dst, src, n);
 }
 
-static void cpu_zero(void *p, size_t n)
+static void cpu_zero(struct ftk_backend *be, void *p, size_t n)
 {
 	memset(p, 0, n);
 }
 
-static void cpu_weight_prepare(struct ftk_weight *w)
+static void cpu_weight_prepare(struct ftk_backend *be, struct ftk_weight *w)
 {
 	(void)w;
 }
@@ -176,11 +177,12 @@ static void gemm_task(void *vctx, int t)
  * sgemm.  OpenBLAS's own threads spin (sched_yield) between calls, which
  * burns the other core while ours do element-wise work.
  */
-static void cpu_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
-		     const float *B, int ldb, float beta, float *C, int ldc)
+static void cpu_gemm(struct ftk_backend *be, int ta, int tb, int M, int N, int K, float alpha,
+		     const float *A, int lda, const float *B, int ldb, float beta, float *C,
+		     int ldc)
 {
 	if (precision == FTK_PREC_BF16) {
-		bf16_gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+		bf16_gemm(be, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 		return;
 	}
 	struct gemm_ctx c = { ta, tb, M, N, K, lda, ldb, ldc, 1, M >= N, alpha, beta, A, B, C };
@@ -380,23 +382,23 @@ static void gemv_task(void *vctx, int t)
 	}
 }
 
-static void cpu_add_bias(float *out, const float *bias, int M, int N)
+static void cpu_add_bias(struct ftk_backend *be, float *out, const float *bias, int M, int N)
 {
 	for (int m = 0; m < M; m++)
 		for (int n = 0; n < N; n++)
 			out[(size_t)m * N + n] += bias[n];
 }
 
-static void cpu_linear_fwd(float *out, const float *inp, const struct ftk_weight *w,
-			   const float *bias, int M)
+static void cpu_linear_fwd(struct ftk_backend *be, float *out, const float *inp,
+			   const struct ftk_weight *w, const float *bias, int M)
 {
 	if (precision == FTK_PREC_BF16) {
-		bf16_linear(out, inp, w, bias, M, 0);
+		bf16_linear(be, out, inp, w, bias, M, 0);
 		return;
 	}
 	int N = w->rows, K = w->cols;
 	if (w->quant == FTK_QUANT_NONE) {
-		cpu_gemm(0, 1, M, N, K, 1.0f, inp, K, w->f32, K, 0.0f, out, N);
+		cpu_gemm(be, 0, 1, M, N, K, 1.0f, inp, K, w->f32, K, 0.0f, out, N);
 	} else if (M == 1) {	/* tiles + sgemm are faster from M = 2 (bench/nf4_gemv.sh) */
 		struct gemv_ctx c = { out, inp, w, bias, M, CHUNKS(N) };
 		par_run(c.k, gemv_task, &c);
@@ -405,18 +407,19 @@ static void cpu_linear_fwd(float *out, const float *inp, const struct ftk_weight
 		tiled_linear(out, inp, w, M, 0, nf4_load);
 	}
 	if (bias)
-		cpu_add_bias(out, bias, M, N);
+		cpu_add_bias(be, out, bias, M, N);
 }
 
-static void cpu_linear_bwd_inp(float *dinp, const float *dout, const struct ftk_weight *w, int M)
+static void cpu_linear_bwd_inp(struct ftk_backend *be, float *dinp, const float *dout,
+			       const struct ftk_weight *w, int M)
 {
 	if (precision == FTK_PREC_BF16) {
-		bf16_linear(dinp, dout, w, NULL, M, 1);
+		bf16_linear(be, dinp, dout, w, NULL, M, 1);
 		return;
 	}
 	int N = w->rows, K = w->cols;
 	if (w->quant == FTK_QUANT_NONE)
-		cpu_gemm(0, 0, M, K, N, 1.0f, dout, N, w->f32, K, 1.0f, dinp, K);
+		cpu_gemm(be, 0, 0, M, K, N, 1.0f, dout, N, w->f32, K, 1.0f, dinp, K);
 	else
 		tiled_linear(dinp, dout, w, M, 1, nf4_load);
 }
@@ -441,8 +444,8 @@ static void rms_fwd_task(void *vctx, int t)
 	}
 }
 
-static void cpu_rmsnorm_fwd(float *out, float *rstd, const float *inp, const float *weight, int M,
-			    int C, float eps)
+static void cpu_rmsnorm_fwd(struct ftk_backend *be, float *out, float *rstd, const float *inp,
+			    const float *weight, int M, int C, float eps)
 {
 	struct rms_ctx c = { .out = out, .rstd = rstd, .inp = inp, .weight = weight, .M = M, .C = C,
 			     .eps = eps };
@@ -459,8 +462,8 @@ static void rms_bwd_task(void *vctx, int t)
 				    c->weight, c->crstd[m], c->C);
 }
 
-static void cpu_rmsnorm_bwd(float *dinp, const float *dout, const float *inp, const float *weight,
-			    const float *rstd, int M, int C)
+static void cpu_rmsnorm_bwd(struct ftk_backend *be, float *dinp, const float *dout,
+			    const float *inp, const float *weight, const float *rstd, int M, int C)
 {
 	struct rms_ctx c = { .dinp = dinp, .dout = dout, .inp = inp, .weight = weight, .crstd = rstd,
 			     .M = M, .C = C };
@@ -487,8 +490,8 @@ static void rope_task(void *vctx, int t)
 				      c->sign);
 }
 
-static void cpu_rope(float *x, const int32_t *pos, const float *inv_freq, int M, int nh, int hd,
-		     int sign)
+static void cpu_rope(struct ftk_backend *be, float *x, const int32_t *pos, const float *inv_freq,
+		     int M, int nh, int hd, int sign)
 {
 	struct rope_ctx c = { x, pos, inv_freq, M, nh, hd, sign, 1 };
 	c.k = (size_t)M * nh * hd < 65536 ? 1 : n_threads;
@@ -551,8 +554,9 @@ static void attn_fwd_task(void *vctx, int task)
 	}
 }
 
-static void cpu_attn_fwd(float *out, float *att, const float *q, const float *k, const float *v,
-			 const int32_t *doc, int B, int T, int NH, int NKV, int hd)
+static void cpu_attn_fwd(struct ftk_backend *be, float *out, float *att, const float *q,
+			 const float *k, const float *v, const int32_t *doc, int B, int T, int NH,
+			 int NKV, int hd)
 {
 	struct attn_ctx c = { .out = out, .att = att, .q = q, .k = k, .v = v, .doc = doc, .B = B,
 			      .T = T, .NH = NH, .NKV = NKV, .hd = hd };
@@ -605,9 +609,9 @@ static void attn_bwd_task(void *vctx, int task)
 	}
 }
 
-static void cpu_attn_bwd(float *dq, float *dk, float *dv, const float *dout, const float *att,
-			 const float *q, const float *k, const float *v, int B, int T, int NH,
-			 int NKV, int hd)
+static void cpu_attn_bwd(struct ftk_backend *be, float *dq, float *dk, float *dv, const float *dout,
+			 const float *att, const float *q, const float *k, const float *v, int B,
+			 int T, int NH, int NKV, int hd)
 {
 	/* one (T, T) scratch per worker */
 	float *scratch = tls_buf(TLS_ATTN, (size_t)(n_threads < 64 ? n_threads : 64) * T * T);
@@ -617,8 +621,8 @@ static void cpu_attn_bwd(float *dq, float *dk, float *dv, const float *dout, con
 	par_run(B * NKV, attn_bwd_task, &c);
 }
 
-static void cpu_attn_decode(float *out, const float *q, const float *kc, const float *vc, int n,
-			    int NH, int NKV, int hd, float *scratch)
+static void cpu_attn_decode(struct ftk_backend *be, float *out, const float *q, const float *kc,
+			    const float *vc, int n, int NH, int NKV, int hd, float *scratch)
 {
 	int g = NH / NKV;
 	float scale = 1.0f / sqrtf((float)hd);
@@ -726,9 +730,9 @@ static void flash_fwd_task(void *vctx, int task)
 	free(start);
 }
 
-static void cpu_attn_fwd_flash(float *out, float *lse, const float *q, const float *k,
-			       const float *v, const int32_t *doc, int B, int T, int NH, int NKV,
-			       int hd)
+static void cpu_attn_fwd_flash(struct ftk_backend *be, float *out, float *lse, const float *q,
+			       const float *k, const float *v, const int32_t *doc, int B, int T,
+			       int NH, int NKV, int hd)
 {
 	struct flash_ctx c = { .out = out, .lse = lse, .q = q, .k = k, .v = v, .doc = doc, .B = B,
 			       .T = T, .NH = NH, .NKV = NKV, .hd = hd };
@@ -803,10 +807,10 @@ static void flash_bwd_task(void *vctx, int task)
 	free(start);
 }
 
-static void cpu_attn_bwd_flash(float *dq, float *dk, float *dv, const float *dout,
-			       const float *out, const float *lse, const float *q, const float *k,
-			       const float *v, const int32_t *doc, int B, int T, int NH, int NKV,
-			       int hd)
+static void cpu_attn_bwd_flash(struct ftk_backend *be, float *dq, float *dk, float *dv,
+			       const float *dout, const float *out, const float *lse,
+			       const float *q, const float *k, const float *v, const int32_t *doc,
+			       int B, int T, int NH, int NKV, int hd)
 {
 	struct flash_ctx c = { .dq = dq, .dk = dk, .dv = dv, .dout = dout, .cout = out,
 			       .clse = lse, .q = q, .k = k, .v = v, .doc = doc, .B = B, .T = T,
@@ -833,7 +837,8 @@ static void swiglu_fwd_task(void *vctx, int t)
 		c->a[i] = ftk_swiglu(c->x[i], c->y[i]);
 }
 
-static void cpu_swiglu_fwd(float *out, const float *gate, const float *up, size_t n)
+static void cpu_swiglu_fwd(struct ftk_backend *be, float *out, const float *gate, const float *up,
+			   size_t n)
 {
 	struct ew_ctx c = { .a = out, .x = gate, .y = up, .n = n, .k = n < 65536 ? 1 : n_threads };
 	par_run(c.k, swiglu_fwd_task, &c);
@@ -847,8 +852,8 @@ static void swiglu_bwd_task(void *vctx, int t)
 		ftk_swiglu_bwd(c->x[i], c->y[i], c->z[i], &c->a[i], &c->b[i]);
 }
 
-static void cpu_swiglu_bwd(float *dgate, float *dup, const float *dout, const float *gate,
-			   const float *up, size_t n)
+static void cpu_swiglu_bwd(struct ftk_backend *be, float *dgate, float *dup, const float *dout,
+			   const float *gate, const float *up, size_t n)
 {
 	struct ew_ctx c = { .a = dgate, .b = dup, .x = gate, .y = up, .z = dout, .n = n,
 			    .k = n < 65536 ? 1 : n_threads };
@@ -878,7 +883,8 @@ static void xent_task(void *vctx, int t)
 	}
 }
 
-static void cpu_xent(float *loss, float *logits, const int32_t *target, int M, int V, float gs)
+static void cpu_xent(struct ftk_backend *be, float *loss, float *logits, const int32_t *target,
+		     int M, int V, float gs)
 {
 	struct xent_ctx c = { loss, logits, target, M, V, (size_t)M * V < 65536 ? 1 : CHUNKS(M), gs };
 	par_run(c.k, xent_task, &c);
@@ -892,25 +898,28 @@ static void add_task(void *vctx, int t)
 		c->a[i] += c->x[i];
 }
 
-static void cpu_add(float *y, const float *x, size_t n)
+static void cpu_add(struct ftk_backend *be, float *y, const float *x, size_t n)
 {
 	struct ew_ctx c = { .a = y, .x = x, .n = n, .k = n < 262144 ? 1 : n_threads };
 	par_run(c.k, add_task, &c);
 }
 
-static void cpu_dropout(float *y, const float *x, const uint8_t *keep, float scale, size_t n)
+static void cpu_dropout(struct ftk_backend *be, float *y, const float *x, const uint8_t *keep,
+			float scale, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
 		y[i] = keep[i] ? x[i] * scale : 0.0f;
 }
 
-static void cpu_dropout_mask(uint8_t *keep, uint64_t stream, float p, size_t n)
+static void cpu_dropout_mask(struct ftk_backend *be, uint8_t *keep, uint64_t stream, float p,
+			     size_t n)
 {
 	for (size_t i = 0; i < n; i++)
 		keep[i] = (uint8_t)ftk_dropout_keep(stream, i, p);
 }
 
-static void cpu_embed(float *out, const float *table, const uint32_t *ids, int M, int C)
+static void cpu_embed(struct ftk_backend *be, float *out, const float *table, const uint32_t *ids,
+		      int M, int C)
 {
 	for (int m = 0; m < M; m++)
 		memcpy(out + (size_t)m * C, table + (size_t)ids[m] * C, (size_t)C * sizeof(float));
@@ -928,10 +937,10 @@ static void gbatch_task(void *vctx, int t)
 		    a->ldb, a->beta, a->C, a->ldc);
 }
 
-static void cpu_gemm_batch(int n, const struct ftk_gemm_args *g)
+static void cpu_gemm_batch(struct ftk_backend *be, int n, const struct ftk_gemm_args *g)
 {
 	if (precision == FTK_PREC_BF16) {
-		bf16_gemm_batch(n, g);
+		bf16_gemm_batch(be, n, g);
 		return;
 	}
 	struct gbatch_ctx c = { g };
@@ -969,8 +978,9 @@ static void bf16_rows(float *dst, const float *src, int rows, int cols, int ld)
 			dst[(size_t)r * cols + c] = ftk_bf16_round(src[(size_t)r * ld + c]);
 }
 
-static void bf16_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
-		      const float *B, int ldb, float beta, float *C, int ldc)
+static void bf16_gemm(struct ftk_backend *be, int ta, int tb, int M, int N, int K, float alpha,
+		      const float *A, int lda, const float *B, int ldb, float beta, float *C,
+		      int ldc)
 {
 	if (M <= 0 || N <= 0)
 		return;
@@ -990,11 +1000,11 @@ static void bf16_gemm(int ta, int tb, int M, int N, int K, float alpha, const fl
 }
 
 /* One after another: each product's rounded operands use the same scratch. */
-static void bf16_gemm_batch(int n, const struct ftk_gemm_args *g)
+static void bf16_gemm_batch(struct ftk_backend *be, int n, const struct ftk_gemm_args *g)
 {
 	for (int i = 0; i < n; i++)
-		bf16_gemm(g[i].ta, g[i].tb, g[i].M, g[i].N, g[i].K, g[i].alpha, g[i].A, g[i].lda,
-			  g[i].B, g[i].ldb, g[i].beta, g[i].C, g[i].ldc);
+		bf16_gemm(be, g[i].ta, g[i].tb, g[i].M, g[i].N, g[i].K, g[i].alpha, g[i].A,
+			  g[i].lda, g[i].B, g[i].ldb, g[i].beta, g[i].C, g[i].ldc);
 }
 
 /* tile = elements [start, start + n) of W (row-major), rounded to bf16 */
@@ -1008,8 +1018,8 @@ static void bf16_weight(const struct ftk_weight *w, size_t start, size_t n, floa
 		tile[i] = ftk_bf16_round(tile[i]);
 }
 
-static void bf16_linear(float *y, const float *x, const struct ftk_weight *w, const float *bias,
-			int M, int bwd)
+static void bf16_linear(struct ftk_backend *be, float *y, const float *x,
+			const struct ftk_weight *w, const float *bias, int M, int bwd)
 {
 	int N = w->rows, K = w->cols, in = bwd ? N : K;
 	if (M <= 0)
@@ -1018,10 +1028,10 @@ static void bf16_linear(float *y, const float *x, const struct ftk_weight *w, co
 	bf16_rows(xr, x, M, in, in);
 	tiled_linear(y, xr, w, M, bwd, bf16_weight);
 	if (bias)
-		cpu_add_bias(y, bias, M, N);
+		cpu_add_bias(be, y, bias, M, N);
 }
 
-static int cpu_set_precision(int p)
+static int cpu_set_precision(struct ftk_backend *be, int p)
 {
 	if (p != FTK_PREC_FP32 && p != FTK_PREC_BF16)
 		return -1;
@@ -1029,8 +1039,31 @@ static int cpu_set_precision(int p)
 	return 0;
 }
 
-const struct ftk_backend ftk_backend_cpu = {
+/* The optimizer entries: optim_ops.h's loops over host memory. */
+static double cpu_sumsq(struct ftk_backend *be, const float *x, size_t n)
+{
+	return ftk_sumsq_array(x, n);
+}
+
+static void cpu_scale(struct ftk_backend *be, float *x, float s, size_t n)
+{
+	ftk_scale_array(x, s, n);
+}
+
+static void cpu_adamw(struct ftk_backend *be, float *w, float *m, float *v, const float *g,
+		      size_t n, const struct ftk_adamw_consts *c)
+{
+	ftk_adamw_array(w, m, v, g, n, c);
+}
+
+static void cpu_destroy(struct ftk_backend *be)
+{
+	free(be);
+}
+
+static const struct ftk_backend_ops cpu_ops = {
 	/* .name = */ "cpu",
+	/* .destroy = */ cpu_destroy,
 	/* .alloc = */ cpu_alloc,
 	/* .free = */ cpu_free,
 	/* .upload = */ cpu_copy,
@@ -1059,11 +1092,18 @@ const struct ftk_backend ftk_backend_cpu = {
 	/* .embed = */ cpu_embed,
 	/* .add_bias = */ cpu_add_bias,
 	/* .gemm_batch = */ cpu_gemm_batch,
-	/* .sumsq = */ ftk_sumsq_array,
-	/* .scale = */ ftk_scale_array,
-	/* .adamw = */ ftk_adamw_array,
+	/* .sumsq = */ cpu_sumsq,
+	/* .scale = */ cpu_scale,
+	/* .adamw = */ cpu_adamw,
 	/* .set_precision = */ cpu_set_precision,
 	/* .attn_fwd_flash = */ cpu_attn_fwd_flash,
 	/* .attn_bwd_flash = */ cpu_attn_bwd_flash,
 	/* .sync = */ NULL,
 };
+
+struct ftk_backend *ftk_backend_cpu_new(void)
+{
+	struct ftk_backend *be = xcalloc(1, sizeof(*be));
+	be->ops = &cpu_ops;
+	return be;
+}

@@ -132,7 +132,7 @@ static void launched(void)
 
 /* ---------------------------------------------------------------- memory */
 
-static void *cu_alloc(size_t n)
+static void *cu_alloc(struct ftk_backend *, size_t n)
 {
 	init_once();
 	void *p = NULL;
@@ -141,7 +141,7 @@ static void *cu_alloc(size_t n)
 	return p;
 }
 
-static void *cu_alloc_shared(size_t n)
+static void *cu_alloc_shared(struct ftk_backend *, size_t n)
 {
 	init_once();
 	void *p = NULL;
@@ -151,24 +151,24 @@ static void *cu_alloc_shared(size_t n)
 	return p;
 }
 
-static void cu_free(void *p)
+static void cu_free(struct ftk_backend *, void *p)
 {
 	if (!p)
 		return;
 	CK(cudaFree(p));	/* waits for the device itself */
 }
 
-static void cu_memcpy(void *dst, const void *src, size_t n)
+static void cu_memcpy(struct ftk_backend *, void *dst, const void *src, size_t n)
 {
 	CK(cudaMemcpy(dst, src, n, cudaMemcpyDefault));
 }
 
-static void cu_zero(void *p, size_t n)
+static void cu_zero(struct ftk_backend *, void *p, size_t n)
 {
 	CK(cudaMemset(p, 0, n));	/* queued in order with the kernels: no wait */
 }
 
-static void cu_sync(void)
+static void cu_sync(struct ftk_backend *)
 {
 	CK(cudaDeviceSynchronize());
 }
@@ -185,7 +185,7 @@ struct dev_nf4 {
 	uint16_t *bf16;	/* (N, K), a float32 weight rounded to bf16, or NULL */
 };
 
-static void cu_weight_prepare(struct ftk_weight *w)
+static void cu_weight_prepare(struct ftk_backend *, struct ftk_weight *w)
 {
 	init_once();
 	if (w->quant != FTK_QUANT_NF4 || w->dev)
@@ -202,7 +202,7 @@ static void cu_weight_prepare(struct ftk_weight *w)
 	w->dev = d;
 }
 
-static void cu_weight_release(struct ftk_weight *w)
+static void cu_weight_release(struct ftk_backend *, struct ftk_weight *w)
 {
 	struct dev_nf4 *d = (struct dev_nf4 *)w->dev;
 	if (!d)
@@ -214,17 +214,18 @@ static void cu_weight_release(struct ftk_weight *w)
 	w->dev = NULL;
 }
 
-static void cu_set_threads(int n)
+static void cu_set_threads(struct ftk_backend *, int n)
 {
 	(void)n;
 }
 
 /* bf16 products (after the fp32 ones): operands converted, then cuBLAS */
-static void bf16_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
-		      const float *B, int ldb, float beta, float *C, int ldc);
-static void bf16_linear(float *y, const float *x, const struct ftk_weight *w, const float *bias,
-			int M, int bwd);
-static void cu_add_bias(float *out, const float *bias, int M, int N);
+static void bf16_gemm(struct ftk_backend *be, int ta, int tb, int M, int N, int K, float alpha,
+		      const float *A, int lda, const float *B, int ldb, float beta, float *C,
+		      int ldc);
+static void bf16_linear(struct ftk_backend *be, float *y, const float *x,
+			const struct ftk_weight *w, const float *bias, int M, int bwd);
+static void cu_add_bias(struct ftk_backend *be, float *out, const float *bias, int M, int N);
 
 /* ---------------------------------------------------------------- gemm */
 
@@ -232,14 +233,14 @@ static void cu_add_bias(float *out, const float *bias, int M, int N);
  * Row-major C (M, N) = op(A) op(B) is column-major C^T = op(B)^T op(A)^T:
  * the same buffers passed to cuBLAS with the operands swapped.
  */
-static void cu_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
-		    const float *B, int ldb, float beta, float *C, int ldc)
+static void cu_gemm(struct ftk_backend *be, int ta, int tb, int M, int N, int K, float alpha,
+		    const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc)
 {
 	init_once();
 	if (M <= 0 || N <= 0)
 		return;
 	if (g_prec == FTK_PREC_BF16) {
-		bf16_gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+		bf16_gemm(be, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 		return;
 	}
 	/* --precision tf32: the same call, tensor cores allowed to round the operands to TF32 */
@@ -252,11 +253,11 @@ static void cu_gemm(int ta, int tb, int M, int N, int K, float alpha, const floa
 }
 
 /* Independent products: one cuBLAS call each, in order, on the default stream. */
-static void cu_gemm_batch(int n, const struct ftk_gemm_args *g)
+static void cu_gemm_batch(struct ftk_backend *be, int n, const struct ftk_gemm_args *g)
 {
 	for (int i = 0; i < n; i++)
-		cu_gemm(g[i].ta, g[i].tb, g[i].M, g[i].N, g[i].K, g[i].alpha, g[i].A, g[i].lda, g[i].B,
-			g[i].ldb, g[i].beta, g[i].C, g[i].ldc);
+		cu_gemm(be, g[i].ta, g[i].tb, g[i].M, g[i].N, g[i].K, g[i].alpha, g[i].A, g[i].lda,
+			g[i].B, g[i].ldb, g[i].beta, g[i].C, g[i].ldc);
 }
 
 /* ---------------------------------------------------------------- NF4 fused kernels */
@@ -465,22 +466,22 @@ __global__ void k_add_bias(float *out, const float *bias, int M, int N)
 		out[i] += bias[i % N];
 }
 
-static void cu_add_bias(float *out, const float *bias, int M, int N)
+static void cu_add_bias(struct ftk_backend *, float *out, const float *bias, int M, int N)
 {
 	k_add_bias<<<blocks_for((size_t)M * N), THREADS>>>(out, bias, M, N);
 	launched();
 }
 
-static void cu_linear_fwd(float *out, const float *inp, const struct ftk_weight *w,
-			  const float *bias, int M)
+static void cu_linear_fwd(struct ftk_backend *be, float *out, const float *inp,
+			  const struct ftk_weight *w, const float *bias, int M)
 {
 	if (g_prec == FTK_PREC_BF16) {
-		bf16_linear(out, inp, w, bias, M, 0);
+		bf16_linear(be, out, inp, w, bias, M, 0);
 		return;
 	}
 	int N = w->rows, K = w->cols;
 	if (w->quant == FTK_QUANT_NONE) {
-		cu_gemm(0, 1, M, N, K, 1.0f, inp, K, w->f32, K, 0.0f, out, N);
+		cu_gemm(be, 0, 1, M, N, K, 1.0f, inp, K, w->f32, K, 0.0f, out, N);
 	} else {
 		if (nf4_fused_fwd(out, inp, w, bias, M))
 			return;	/* bias added in the kernel */
@@ -489,22 +490,23 @@ static void cu_linear_fwd(float *out, const float *inp, const struct ftk_weight 
 			size_t r = (size_t)N - r0 < R ? (size_t)N - r0 : R;
 			float *tile = nf4_tile(w, r0, r);
 			/* out[:, r0:r0+r] = inp (M, K) @ tile^T */
-			cu_gemm(0, 1, M, (int)r, K, 1.0f, inp, K, tile, K, 0.0f, out + r0, N);
+			cu_gemm(be, 0, 1, M, (int)r, K, 1.0f, inp, K, tile, K, 0.0f, out + r0, N);
 		}
 	}
 	if (bias)
-		cu_add_bias(out, bias, M, N);
+		cu_add_bias(be, out, bias, M, N);
 }
 
-static void cu_linear_bwd_inp(float *dinp, const float *dout, const struct ftk_weight *w, int M)
+static void cu_linear_bwd_inp(struct ftk_backend *be, float *dinp, const float *dout,
+			      const struct ftk_weight *w, int M)
 {
 	if (g_prec == FTK_PREC_BF16) {
-		bf16_linear(dinp, dout, w, NULL, M, 1);
+		bf16_linear(be, dinp, dout, w, NULL, M, 1);
 		return;
 	}
 	int N = w->rows, K = w->cols;
 	if (w->quant == FTK_QUANT_NONE) {
-		cu_gemm(0, 0, M, K, N, 1.0f, dout, N, w->f32, K, 1.0f, dinp, K);
+		cu_gemm(be, 0, 0, M, K, N, 1.0f, dout, N, w->f32, K, 1.0f, dinp, K);
 		return;
 	}
 	if (nf4_fused_bwd(dinp, dout, w, M))
@@ -514,7 +516,7 @@ static void cu_linear_bwd_inp(float *dinp, const float *dout, const struct ftk_w
 		size_t r = (size_t)N - r0 < R ? (size_t)N - r0 : R;
 		float *tile = nf4_tile(w, r0, r);
 		/* dinp (M, K) += dout[:, r0:r0+r] (M, r) @ tile (r, K) */
-		cu_gemm(0, 0, M, K, (int)r, 1.0f, dout + r0, N, tile, K, 1.0f, dinp, K);
+		cu_gemm(be, 0, 0, M, K, (int)r, 1.0f, dout + r0, N, tile, K, 1.0f, dinp, K);
 	}
 }
 
@@ -553,8 +555,8 @@ static unsigned row_blocks(int M)
 	return (unsigned)((M + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK);
 }
 
-static void cu_rmsnorm_fwd(float *out, float *rstd, const float *inp, const float *weight, int M,
-			   int C, float eps)
+static void cu_rmsnorm_fwd(struct ftk_backend *, float *out, float *rstd, const float *inp,
+			   const float *weight, int M, int C, float eps)
 {
 	if (M > 0)
 		k_rmsnorm_fwd<<<row_blocks(M), THREADS>>>(out, rstd, inp, weight, M, C, eps);
@@ -572,8 +574,8 @@ __global__ void k_rmsnorm_bwd(float *dinp, const float *dout, const float *inp,
 	ftk_rmsnorm_part_dx(dinp + (size_t)m * C, dy, x, weight, rstd[m], dot, C, lane, 32);
 }
 
-static void cu_rmsnorm_bwd(float *dinp, const float *dout, const float *inp, const float *weight,
-			   const float *rstd, int M, int C)
+static void cu_rmsnorm_bwd(struct ftk_backend *, float *dinp, const float *dout, const float *inp,
+			   const float *weight, const float *rstd, int M, int C)
 {
 	if (M > 0)
 		k_rmsnorm_bwd<<<row_blocks(M), THREADS>>>(dinp, dout, inp, weight, rstd, M, C);
@@ -592,8 +594,8 @@ __global__ void k_rope(float *x, const int32_t *pos, const float *inv_freq, int 
 	ftk_rope_pair(x + head * hd, (int)(i % h), h, pos[head / nh], inv_freq, sign);
 }
 
-static void cu_rope(float *x, const int32_t *pos, const float *inv_freq, int M, int nh, int hd,
-		    int sign)
+static void cu_rope(struct ftk_backend *, float *x, const int32_t *pos, const float *inv_freq,
+		    int M, int nh, int hd, int sign)
 {
 	k_rope<<<blocks_for((size_t)M * nh * (hd / 2)), THREADS>>>(x, pos, inv_freq, M, nh, hd, sign);
 	launched();
@@ -646,8 +648,9 @@ __global__ void k_attn_fwd(float *out, float *att, const float *q, const float *
 	}
 }
 
-static void cu_attn_fwd(float *out, float *att, const float *q, const float *k, const float *v,
-			const int32_t *doc, int B, int T, int NH, int NKV, int hd)
+static void cu_attn_fwd(struct ftk_backend *, float *out, float *att, const float *q,
+			const float *k, const float *v, const int32_t *doc, int B, int T, int NH,
+			int NKV, int hd)
 {
 	size_t n = (size_t)B * NH * T;
 	k_attn_fwd<<<blocks_for(n), THREADS>>>(out, att, q, k, v, doc, B, T, NH, NKV, hd);
@@ -717,9 +720,9 @@ __global__ void k_attn_bwd_kv(float *dk, float *dv, const float *dS, const float
 	}
 }
 
-static void cu_attn_bwd(float *dq, float *dk, float *dv, const float *dout, const float *att,
-			const float *q, const float *k, const float *v, int B, int T, int NH,
-			int NKV, int hd)
+static void cu_attn_bwd(struct ftk_backend *, float *dq, float *dk, float *dv, const float *dout,
+			const float *att, const float *q, const float *k, const float *v, int B,
+			int T, int NH, int NKV, int hd)
 {
 	size_t need = (size_t)B * NH * T * T;
 	if (need > g_dscore_cap) {
@@ -804,9 +807,9 @@ __global__ void k_flash_dkv(struct ftk_flash_dims d, float *dk, float *dv, const
 	ftk_flash_kv_end(&d, blk, &st, dk, dv);
 }
 
-static void cu_attn_fwd_flash(float *out, float *lse, const float *q, const float *k,
-			      const float *v, const int32_t *doc, int B, int T, int NH, int NKV,
-			      int hd)
+static void cu_attn_fwd_flash(struct ftk_backend *, float *out, float *lse, const float *q,
+			      const float *k, const float *v, const int32_t *doc, int B, int T,
+			      int NH, int NKV, int hd)
 {
 	struct ftk_flash_dims d = ftk_flash_dims_make(B, T, NH, NKV, hd);
 	size_t smem = ftk_flash_smem_floats(&d) * sizeof(float);
@@ -815,10 +818,10 @@ static void cu_attn_fwd_flash(float *out, float *lse, const float *q, const floa
 	launched();
 }
 
-static void cu_attn_bwd_flash(float *dq, float *dk, float *dv, const float *dout,
-			      const float *out, const float *lse, const float *q, const float *k,
-			      const float *v, const int32_t *doc, int B, int T, int NH, int NKV,
-			      int hd)
+static void cu_attn_bwd_flash(struct ftk_backend *, float *dq, float *dk, float *dv,
+			      const float *dout, const float *out, const float *lse, const float *q,
+			      const float *k, const float *v, const int32_t *doc, int B, int T,
+			      int NH, int NKV, int hd)
 {
 	size_t need = (size_t)B * NH * T;
 	if (need > g_flash_D_cap) {
@@ -895,8 +898,8 @@ __global__ void k_attn_decode_out(float *out, const float *sc, const float *vc, 
 	out[(size_t)h * hd + i] = acc;
 }
 
-static void cu_attn_decode(float *out, const float *q, const float *kc, const float *vc, int n,
-			   int NH, int NKV, int hd, float *scratch)
+static void cu_attn_decode(struct ftk_backend *, float *out, const float *q, const float *kc,
+			   const float *vc, int n, int NH, int NKV, int hd, float *scratch)
 {
 	for (int h = 0; h < NH; h++) {
 		k_attn_decode_scores<<<blocks_for((size_t)n), THREADS>>>(scratch, q, kc, n, h, NH,
@@ -917,7 +920,8 @@ __global__ void k_swiglu_fwd(float *out, const float *gate, const float *up, siz
 		out[i] = ftk_swiglu(gate[i], up[i]);
 }
 
-static void cu_swiglu_fwd(float *out, const float *gate, const float *up, size_t n)
+static void cu_swiglu_fwd(struct ftk_backend *, float *out, const float *gate, const float *up,
+			  size_t n)
 {
 	k_swiglu_fwd<<<blocks_for(n), THREADS>>>(out, gate, up, n);
 	launched();
@@ -931,8 +935,8 @@ __global__ void k_swiglu_bwd(float *dgate, float *dup, const float *dout, const 
 		ftk_swiglu_bwd(gate[i], up[i], dout[i], &dgate[i], &dup[i]);
 }
 
-static void cu_swiglu_bwd(float *dgate, float *dup, const float *dout, const float *gate,
-			  const float *up, size_t n)
+static void cu_swiglu_bwd(struct ftk_backend *, float *dgate, float *dup, const float *dout,
+			  const float *gate, const float *up, size_t n)
 {
 	k_swiglu_bwd<<<blocks_for(n), THREADS>>>(dgate, dup, dout, gate, up, n);
 	launched();
@@ -985,7 +989,8 @@ __global__ void k_xent(float *loss, float *logits, const int32_t *target, int M,
 		loss[m] = ftk_xent_loss(mx, sum, xt);
 }
 
-static void cu_xent(float *loss, float *logits, const int32_t *target, int M, int V, float gs)
+static void cu_xent(struct ftk_backend *, float *loss, float *logits, const int32_t *target, int M,
+		    int V, float gs)
 {
 	if (M > 0)
 		k_xent<<<M, XENT_THREADS>>>(loss, logits, target, M, V, gs);
@@ -999,7 +1004,7 @@ __global__ void k_add(float *y, const float *x, size_t n)
 		y[i] += x[i];
 }
 
-static void cu_add(float *y, const float *x, size_t n)
+static void cu_add(struct ftk_backend *, float *y, const float *x, size_t n)
 {
 	k_add<<<blocks_for(n), THREADS>>>(y, x, n);
 	launched();
@@ -1012,7 +1017,8 @@ __global__ void k_dropout(float *y, const float *x, const uint8_t *keep, float s
 		y[i] = keep[i] ? x[i] * scale : 0.0f;
 }
 
-static void cu_dropout(float *y, const float *x, const uint8_t *keep, float scale, size_t n)
+static void cu_dropout(struct ftk_backend *, float *y, const float *x, const uint8_t *keep,
+		       float scale, size_t n)
 {
 	k_dropout<<<blocks_for(n), THREADS>>>(y, x, keep, scale, n);
 	launched();
@@ -1025,7 +1031,7 @@ __global__ void k_dropout_mask(uint8_t *keep, uint64_t stream, float p, size_t n
 		keep[i] = (uint8_t)ftk_dropout_keep(stream, i, p);
 }
 
-static void cu_dropout_mask(uint8_t *keep, uint64_t stream, float p, size_t n)
+static void cu_dropout_mask(struct ftk_backend *, uint8_t *keep, uint64_t stream, float p, size_t n)
 {
 	k_dropout_mask<<<blocks_for(n), THREADS>>>(keep, stream, p, n);
 	launched();
@@ -1038,7 +1044,8 @@ __global__ void k_embed(float *out, const float *table, const uint32_t *ids, int
 		out[i] = table[(size_t)ids[i / C] * C + i % C];
 }
 
-static void cu_embed(float *out, const float *table, const uint32_t *ids, int M, int C)
+static void cu_embed(struct ftk_backend *, float *out, const float *table, const uint32_t *ids,
+		     int M, int C)
 {
 	k_embed<<<blocks_for((size_t)M * C), THREADS>>>(out, table, ids, M, C);
 	launched();
@@ -1080,7 +1087,7 @@ __global__ void k_scale(float *x, float s, size_t n)
 }
 
 /* The optimizer entries: the LoRA arrays are managed memory, so each waits for its kernel. */
-static double cu_sumsq(const float *x, size_t n)
+static double cu_sumsq(struct ftk_backend *, const float *x, size_t n)
 {
 	enum { NB = 256 };
 	double *d, h[NB], s = 0;
@@ -1094,14 +1101,14 @@ static double cu_sumsq(const float *x, size_t n)
 	return s;
 }
 
-static void cu_scale(float *x, float s, size_t n)
+static void cu_scale(struct ftk_backend *, float *x, float s, size_t n)
 {
 	k_scale<<<blocks_for(n), THREADS>>>(x, s, n);
 	CK(cudaGetLastError());
 	CK(cudaDeviceSynchronize());
 }
 
-static void cu_adamw(float *w, float *m, float *v, const float *g, size_t n,
+static void cu_adamw(struct ftk_backend *, float *w, float *m, float *v, const float *g, size_t n,
 		     const struct ftk_adamw_consts *c)
 {
 	k_adamw<<<blocks_for(n), THREADS>>>(w, m, v, g, n, *c);
@@ -1212,8 +1219,9 @@ static void gemm_bf16_raw(int ta, int tb, int M, int N, int K, float alpha, cons
 	launched();
 }
 
-static void bf16_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
-		      const float *B, int ldb, float beta, float *C, int ldc)
+static void bf16_gemm(struct ftk_backend *, int ta, int tb, int M, int N, int K, float alpha,
+		      const float *A, int lda, const float *B, int ldb, float beta, float *C,
+		      int ldc)
 {
 	/* as stored: A is (ta ? K : M) rows of (ta ? M : K), B (tb ? N : K) of (tb ? K : N) */
 	int ar = ta ? K : M, ac = ta ? M : K, br = tb ? N : K, bc = tb ? K : N;
@@ -1228,8 +1236,8 @@ static void bf16_gemm(int ta, int tb, int M, int N, int K, float alpha, const fl
  * Forward: y (M, N) = bf16(x) (M, K) @ bf16(W)^T + bias; backward (bwd):
  * y (M, K) += bf16(x) (M, N) @ bf16(W).
  */
-static void bf16_linear(float *y, const float *x, const struct ftk_weight *w, const float *bias,
-			int M, int bwd)
+static void bf16_linear(struct ftk_backend *be, float *y, const float *x,
+			const struct ftk_weight *w, const float *bias, int M, int bwd)
 {
 	init_once();
 	int N = w->rows, K = w->cols, in = bwd ? N : K;
@@ -1247,10 +1255,10 @@ static void bf16_linear(float *y, const float *x, const struct ftk_weight *w, co
 			gemm_bf16_raw(0, 1, M, (int)r, K, 1.0f, xb, K, tile, K, 0.0f, y + r0, N);
 	}
 	if (bias)
-		cu_add_bias(y, bias, M, N);
+		cu_add_bias(be, y, bias, M, N);
 }
 
-static int cu_set_precision(int p)
+static int cu_set_precision(struct ftk_backend *, int p)
 {
 	if (p != FTK_PREC_FP32 && p != FTK_PREC_BF16 && p != FTK_PREC_TF32)
 		return -1;
@@ -1258,8 +1266,14 @@ static int cu_set_precision(int p)
 	return 0;
 }
 
-static const struct ftk_backend cuda_table = {
+static void cu_destroy(struct ftk_backend *be)
+{
+	free(be);
+}
+
+static const struct ftk_backend_ops cuda_ops = {
 	/* .name = */ "cuda",
+	/* .destroy = */ cu_destroy,
 	/* .alloc = */ cu_alloc,
 	/* .free = */ cu_free,
 	/* .upload = */ cu_memcpy,
@@ -1337,20 +1351,26 @@ __attribute__((visibility("default"))) int ftk_cuda_mem(size_t *free_b, size_t *
 }
 
 /*
- * The backend table.  nf4_code: the 16 NF4 values (ftk_nf4_code), passed in
- * because the shared object does not link the trainer's archive.
+ * A new backend instance on the current device (free it with its destroy
+ * op, ftk_backend_free); NULL when out of host memory.  nf4_code: the 16
+ * NF4 values (ftk_nf4_code), passed in because the shared object does not
+ * link the model's archive.
  */
-__attribute__((visibility("default"))) const struct ftk_backend *
-ftk_cuda_backend(const float *nf4_code)
+__attribute__((visibility("default"))) struct ftk_backend *ftk_cuda_backend_new(
+	const float *nf4_code)
 {
+	struct ftk_backend *be = (struct ftk_backend *)calloc(1, sizeof(*be));
+	if (!be)
+		return NULL;
 	memcpy(g_code, nf4_code, sizeof(g_code));
-	return &cuda_table;
+	be->ops = &cuda_ops;
+	return be;
 }
 
-/* The ABI this object was built for (device.c refuses a mismatch): FTK_CUDA_ABI and the table's size. */
+/* The ABI this object was built for (device.c refuses a mismatch): FTK_CUDA_ABI and the ops table's size. */
 __attribute__((visibility("default"))) unsigned ftk_cuda_abi(size_t *table_bytes)
 {
-	*table_bytes = sizeof(struct ftk_backend);
+	*table_bytes = sizeof(struct ftk_backend_ops);
 	return FTK_CUDA_ABI;
 }
 

@@ -835,6 +835,7 @@ int cmd_train(int argc, char **argv)
 			      resume, saved_world, o.grad_accum, global);
 			if (o.world > 1)
 				ftk_dist_abort(dist, FTK_EXIT_USAGE);
+			ftk_backend_free(o.backend);
 			ftk_dist_end(dist);
 			return FTK_EXIT_USAGE;
 		}
@@ -850,6 +851,7 @@ int cmd_train(int argc, char **argv)
 			error("%s (ftk-train --plan shows the whole plan)", err.msg);
 			if (o.world > 1)
 				ftk_dist_abort(dist, FTK_EXIT_DATA);
+			ftk_backend_free(o.backend);
 			ftk_dist_end(dist);
 			return FTK_EXIT_DATA;
 		}
@@ -940,6 +942,7 @@ int cmd_train(int argc, char **argv)
 		}
 		cJSON_Delete(e);
 	}
+	ftk_backend_free(o.backend);
 	ftk_dist_end(dist);
 	return exit_code;
 }
