@@ -110,7 +110,7 @@ struct ftk_backend_ops {
 	/* Prepare a weight for this backend (CUDA uploads the NF4 bytes). */
 	void (*weight_prepare)(struct ftk_backend *be, struct ftk_weight *w);
 	void (*weight_release)(struct ftk_backend *be, struct ftk_weight *w);
-	/* Number of threads the backend uses (CPU); settable. */
+	/* Number of threads this instance's ops use (CPU; 0: all cores). */
 	void (*set_threads)(struct ftk_backend *be, int n);
 
 	/*
@@ -220,13 +220,14 @@ struct ftk_backend_ops {
 
 	/*
 	 * Precision of the matrix products from now on (enum ftk_precision),
-	 * for every later call in this process: a mode, like set_threads,
-	 * because it is a property of the whole run and every product must
-	 * follow it, and a flag per call would change the signature of gemm
-	 * and both linear ops.  The model sets it (ftk_model_set_precision,
-	 * which ftk-train calls after loading).  Returns 0, or -1 when the backend cannot
-	 * compute that way (the mode is then unchanged).  May be NULL: the
-	 * backend computes in fp32 only, and the model refuses bf16.
+	 * for every later call on this instance: a mode, like set_threads,
+	 * because it is a property of a model's whole run and every product
+	 * must follow it, and a flag per call would change the signature of
+	 * gemm and both linear ops.  Other instances keep their own.  The
+	 * model sets it (ftk_model_set_precision, which ftk-train calls after
+	 * loading).  Returns 0, or -1 when the backend cannot compute that way
+	 * (the mode is then unchanged).  May be NULL: the backend computes in
+	 * fp32 only, and the model refuses bf16.
 	 */
 	int (*set_precision)(struct ftk_backend *be, int precision);
 
