@@ -98,24 +98,43 @@ static unsigned blocks_for(size_t n)
 
 __constant__ float d_nf4_code[16];
 
-static cublasHandle_t g_blas;
-static int g_ready;
-static float g_code[16];	/* the NF4 code table, given by the loader (nf4.c owns it) */
-static int g_prec;		/* enum ftk_precision (set_precision) */
-static float *g_tile;		/* NF4 dequantization tile */
-static size_t g_tile_cap;
-static float *g_dscore;		/* attention backward scratch (B, NH, T, T) */
-static size_t g_dscore_cap;
-static float *g_flash_D;	/* flash backward: D = dout . out per row (B, NH, T) */
-static size_t g_flash_D_cap;
+/*
+ * An instance's state (be->ctx): its cuBLAS handle, precision and scratch
+ * buffers, so instances on one device run side by side with their own
+ * precision and never share a buffer.  The NF4 code table in constant
+ * memory (d_nf4_code) is the device's: every instance writes the same 16
+ * values there.
+ */
+struct cu_state {
+	cublasHandle_t blas;	/* made by init_once, the first op that needs it */
+	int ready;
+	float code[16];		/* the NF4 code table, given by the loader (nf4.c owns it) */
+	int prec;		/* enum ftk_precision (set_precision) */
+	float *tile;		/* NF4 dequantization tile */
+	size_t tile_cap;
+	float *dscore;		/* attention backward scratch (B, NH, T, T) */
+	size_t dscore_cap;
+	float *flash_D;		/* flash backward: D = dout . out per row (B, NH, T) */
+	size_t flash_D_cap;
+	uint16_t *bf[2];	/* bf16: converted operands (see the bf16 section) */
+	size_t bf_cap[2];
+	uint16_t *tile16;	/* bf16 weight tile */
+	size_t tile16_cap;
+};
 
-static void init_once(void)
+static struct cu_state *st_of(struct ftk_backend *be)
 {
-	if (g_ready)
+	return (struct cu_state *)be->ctx;
+}
+
+static void init_once(struct ftk_backend *be)
+{
+	struct cu_state *st = st_of(be);
+	if (st->ready)
 		return;
-	CKB(cublasCreate(&g_blas));
-	CK(cudaMemcpyToSymbol(d_nf4_code, g_code, sizeof(float) * 16));
-	g_ready = 1;
+	CKB(cublasCreate(&st->blas));
+	CK(cudaMemcpyToSymbol(d_nf4_code, st->code, sizeof(float) * 16));
+	st->ready = 1;
 }
 
 /*
@@ -132,18 +151,18 @@ static void launched(void)
 
 /* ---------------------------------------------------------------- memory */
 
-static void *cu_alloc(struct ftk_backend *, size_t n)
+static void *cu_alloc(struct ftk_backend *be, size_t n)
 {
-	init_once();
+	init_once(be);
 	void *p = NULL;
 	CK(cudaMalloc(&p, n ? n : 64));
 	CK(cudaMemset(p, 0, n ? n : 64));
 	return p;
 }
 
-static void *cu_alloc_shared(struct ftk_backend *, size_t n)
+static void *cu_alloc_shared(struct ftk_backend *be, size_t n)
 {
-	init_once();
+	init_once(be);
 	void *p = NULL;
 	CK(cudaMallocManaged(&p, n ? n : 64, cudaMemAttachGlobal));
 	CK(cudaMemset(p, 0, n ? n : 64));
@@ -185,9 +204,9 @@ struct dev_nf4 {
 	uint16_t *bf16;	/* (N, K), a float32 weight rounded to bf16, or NULL */
 };
 
-static void cu_weight_prepare(struct ftk_backend *, struct ftk_weight *w)
+static void cu_weight_prepare(struct ftk_backend *be, struct ftk_weight *w)
 {
-	init_once();
+	init_once(be);
 	if (w->quant != FTK_QUANT_NF4 || w->dev)
 		return;
 	struct dev_nf4 *d = (struct dev_nf4 *)calloc(1, sizeof(*d));
@@ -236,18 +255,19 @@ static void cu_add_bias(struct ftk_backend *be, float *out, const float *bias, i
 static void cu_gemm(struct ftk_backend *be, int ta, int tb, int M, int N, int K, float alpha,
 		    const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc)
 {
-	init_once();
+	struct cu_state *st = st_of(be);
+	init_once(be);
 	if (M <= 0 || N <= 0)
 		return;
-	if (g_prec == FTK_PREC_BF16) {
+	if (st->prec == FTK_PREC_BF16) {
 		bf16_gemm(be, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 		return;
 	}
 	/* --precision tf32: the same call, tensor cores allowed to round the operands to TF32 */
-	cublasComputeType_t ct = g_prec == FTK_PREC_TF32 ? CUBLAS_COMPUTE_32F_FAST_TF32
+	cublasComputeType_t ct = st->prec == FTK_PREC_TF32 ? CUBLAS_COMPUTE_32F_FAST_TF32
 							 : CUBLAS_COMPUTE_32F;
-	CKB(cublasGemmEx(g_blas, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N, N,
-			 M, K, &alpha, B, CUDA_R_32F, ldb, A, CUDA_R_32F, lda, &beta, C,
+	CKB(cublasGemmEx(st->blas, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N,
+			 N, M, K, &alpha, B, CUDA_R_32F, ldb, A, CUDA_R_32F, lda, &beta, C,
 			 CUDA_R_32F, ldc, ct, CUBLAS_GEMM_DEFAULT));
 	launched();
 }
@@ -437,18 +457,19 @@ __global__ void k_nf4_dequant(float *out, const uint8_t *packed, const float *ab
 }
 
 /* Dequantize rows [r0, r0 + r) of an NF4 weight (N, K) into the tile. */
-static float *nf4_tile(const struct ftk_weight *w, size_t r0, size_t r)
+static float *nf4_tile(struct ftk_backend *be, const struct ftk_weight *w, size_t r0, size_t r)
 {
+	struct cu_state *st = st_of(be);
 	const struct dev_nf4 *d = (const struct dev_nf4 *)w->dev;
 	size_t n = r * (size_t)w->cols;
-	if (n > g_tile_cap) {
-		if (g_tile)
-			CK(cudaFree(g_tile));
-		CK(cudaMalloc((void **)&g_tile, n * sizeof(float)));
-		g_tile_cap = n;
+	if (n > st->tile_cap) {
+		if (st->tile)
+			CK(cudaFree(st->tile));
+		CK(cudaMalloc((void **)&st->tile, n * sizeof(float)));
+		st->tile_cap = n;
 	}
-	k_nf4_dequant<<<blocks_for(n), THREADS>>>(g_tile, d->packed, d->absmax, r0 * w->cols, n);
-	return g_tile;
+	k_nf4_dequant<<<blocks_for(n), THREADS>>>(st->tile, d->packed, d->absmax, r0 * w->cols, n);
+	return st->tile;
 }
 
 #define TILE_ELEMS ((size_t)1 << 24)
@@ -475,7 +496,8 @@ static void cu_add_bias(struct ftk_backend *, float *out, const float *bias, int
 static void cu_linear_fwd(struct ftk_backend *be, float *out, const float *inp,
 			  const struct ftk_weight *w, const float *bias, int M)
 {
-	if (g_prec == FTK_PREC_BF16) {
+	struct cu_state *st = st_of(be);
+	if (st->prec == FTK_PREC_BF16) {
 		bf16_linear(be, out, inp, w, bias, M, 0);
 		return;
 	}
@@ -488,7 +510,7 @@ static void cu_linear_fwd(struct ftk_backend *be, float *out, const float *inp,
 		size_t R = tile_rows(w);
 		for (size_t r0 = 0; r0 < (size_t)N; r0 += R) {
 			size_t r = (size_t)N - r0 < R ? (size_t)N - r0 : R;
-			float *tile = nf4_tile(w, r0, r);
+			float *tile = nf4_tile(be, w, r0, r);
 			/* out[:, r0:r0+r] = inp (M, K) @ tile^T */
 			cu_gemm(be, 0, 1, M, (int)r, K, 1.0f, inp, K, tile, K, 0.0f, out + r0, N);
 		}
@@ -500,7 +522,8 @@ static void cu_linear_fwd(struct ftk_backend *be, float *out, const float *inp,
 static void cu_linear_bwd_inp(struct ftk_backend *be, float *dinp, const float *dout,
 			      const struct ftk_weight *w, int M)
 {
-	if (g_prec == FTK_PREC_BF16) {
+	struct cu_state *st = st_of(be);
+	if (st->prec == FTK_PREC_BF16) {
 		bf16_linear(be, dinp, dout, w, NULL, M, 1);
 		return;
 	}
@@ -514,7 +537,7 @@ static void cu_linear_bwd_inp(struct ftk_backend *be, float *dinp, const float *
 	size_t R = tile_rows(w);
 	for (size_t r0 = 0; r0 < (size_t)N; r0 += R) {
 		size_t r = (size_t)N - r0 < R ? (size_t)N - r0 : R;
-		float *tile = nf4_tile(w, r0, r);
+		float *tile = nf4_tile(be, w, r0, r);
 		/* dinp (M, K) += dout[:, r0:r0+r] (M, r) @ tile (r, K) */
 		cu_gemm(be, 0, 0, M, K, (int)r, 1.0f, dout + r0, N, tile, K, 1.0f, dinp, K);
 	}
@@ -720,20 +743,22 @@ __global__ void k_attn_bwd_kv(float *dk, float *dv, const float *dS, const float
 	}
 }
 
-static void cu_attn_bwd(struct ftk_backend *, float *dq, float *dk, float *dv, const float *dout,
+static void cu_attn_bwd(struct ftk_backend *be, float *dq, float *dk, float *dv, const float *dout,
 			const float *att, const float *q, const float *k, const float *v, int B,
 			int T, int NH, int NKV, int hd)
 {
+	struct cu_state *st = st_of(be);
 	size_t need = (size_t)B * NH * T * T;
-	if (need > g_dscore_cap) {
-		if (g_dscore)
-			CK(cudaFree(g_dscore));
-		CK(cudaMalloc((void **)&g_dscore, need * sizeof(float)));
-		g_dscore_cap = need;
+	if (need > st->dscore_cap) {
+		if (st->dscore)
+			CK(cudaFree(st->dscore));
+		CK(cudaMalloc((void **)&st->dscore, need * sizeof(float)));
+		st->dscore_cap = need;
 	}
 	size_t nq = (size_t)B * NH * T, nk = (size_t)B * NKV * T;
-	k_attn_bwd_q<<<blocks_for(nq), THREADS>>>(dq, g_dscore, dout, att, k, v, B, T, NH, NKV, hd);
-	k_attn_bwd_kv<<<blocks_for(nk), THREADS>>>(dk, dv, g_dscore, att, q, dout, B, T, NH, NKV,
+	k_attn_bwd_q<<<blocks_for(nq), THREADS>>>(dq, st->dscore, dout, att, k, v, B, T, NH, NKV,
+						  hd);
+	k_attn_bwd_kv<<<blocks_for(nk), THREADS>>>(dk, dv, st->dscore, att, q, dout, B, T, NH, NKV,
 						   hd);
 	launched();
 }
@@ -818,24 +843,25 @@ static void cu_attn_fwd_flash(struct ftk_backend *, float *out, float *lse, cons
 	launched();
 }
 
-static void cu_attn_bwd_flash(struct ftk_backend *, float *dq, float *dk, float *dv,
+static void cu_attn_bwd_flash(struct ftk_backend *be, float *dq, float *dk, float *dv,
 			      const float *dout, const float *out, const float *lse, const float *q,
 			      const float *k, const float *v, const int32_t *doc, int B, int T,
 			      int NH, int NKV, int hd)
 {
+	struct cu_state *st = st_of(be);
 	size_t need = (size_t)B * NH * T;
-	if (need > g_flash_D_cap) {
-		if (g_flash_D)
-			CK(cudaFree(g_flash_D));
-		CK(cudaMalloc((void **)&g_flash_D, need * sizeof(float)));
-		g_flash_D_cap = need;
+	if (need > st->flash_D_cap) {
+		if (st->flash_D)
+			CK(cudaFree(st->flash_D));
+		CK(cudaMalloc((void **)&st->flash_D, need * sizeof(float)));
+		st->flash_D_cap = need;
 	}
 	struct ftk_flash_dims d = ftk_flash_dims_make(B, T, NH, NKV, hd);
 	size_t smem = ftk_flash_smem_floats(&d) * sizeof(float);
 	k_flash_dq<<<(unsigned)ftk_flash_q_blocks(&d), FTK_FLASH_ROWS, smem>>>(
-		d, dq, g_flash_D, dout, out, lse, q, k, v, doc);
+		d, dq, st->flash_D, dout, out, lse, q, k, v, doc);
 	k_flash_dkv<<<(unsigned)ftk_flash_kv_blocks(&d), FTK_FLASH_ROWS, smem>>>(
-		d, dk, dv, g_flash_D, dout, lse, q, k, v, doc);
+		d, dk, dv, st->flash_D, dout, lse, q, k, v, doc);
 	launched();
 }
 
@@ -1124,18 +1150,13 @@ static void cu_adamw(struct ftk_backend *, float *w, float *m, float *v, const f
  * rounding is the CPU emulation's to the bit; cuBLAS reads them as
  * CUDA_R_16BF, multiplies (exactly: a bf16 product fits in fp32) and adds
  * in fp32 (CUBLAS_COMPUTE_32F) into an fp32 C.  Activations stay fp32 in
- * memory: each product converts its activation operand into g_bf[0] (and
- * a LoRA weight or second activation into g_bf[1]) just before the call.
- * NF4 weights are decoded straight into bf16 tiles (g_tile16, at most
+ * memory: each product converts its activation operand into the instance's
+ * bf[0] (and a LoRA weight or second activation into bf[1]) just before the
+ * call.  NF4 weights are decoded straight into bf16 tiles (tile16, at most
  * TILE_ELEMS values: 32 MiB instead of the fp32 tile's 64 MiB); a float32
  * weight (the head, --quant none) is frozen and converted once into a bf16
  * copy (bf16_copy) that every later product reads whole.
  */
-static uint16_t *g_bf[2];	/* converted operands */
-static size_t g_bf_cap[2];
-static uint16_t *g_tile16;	/* bf16 weight tile */
-static size_t g_tile16_cap;
-
 static uint16_t *bf_buf(uint16_t **p, size_t *cap, size_t n)
 {
 	if (n > *cap) {
@@ -1198,38 +1219,43 @@ static uint16_t *bf16_copy(const struct ftk_weight *w)
 }
 
 /* Rows [r0, r0 + r) of W (N, K) as bf16, NF4 or float32. */
-static uint16_t *bf16_tile(const struct ftk_weight *w, size_t r0, size_t r)
+static uint16_t *bf16_tile(struct ftk_backend *be, const struct ftk_weight *w, size_t r0, size_t r)
 {
+	struct cu_state *st = st_of(be);
 	if (w->quant != FTK_QUANT_NF4)
 		return bf16_copy(w) + r0 * w->cols;
 	size_t n = r * (size_t)w->cols;
-	uint16_t *t = bf_buf(&g_tile16, &g_tile16_cap, n);
+	uint16_t *t = bf_buf(&st->tile16, &st->tile16_cap, n);
 	const struct dev_nf4 *d = (const struct dev_nf4 *)w->dev;
 	k_nf4_dequant_bf16<<<blocks_for(n), THREADS>>>(t, d->packed, d->absmax, r0 * w->cols, n);
 	return t;
 }
 
 /* Row-major C (M, N) = alpha op(A) op(B) + beta C over bf16 operands (see cu_gemm). */
-static void gemm_bf16_raw(int ta, int tb, int M, int N, int K, float alpha, const uint16_t *A,
-			  int lda, const uint16_t *B, int ldb, float beta, float *C, int ldc)
+static void gemm_bf16_raw(struct ftk_backend *be, int ta, int tb, int M, int N, int K,
+			  float alpha, const uint16_t *A, int lda, const uint16_t *B, int ldb,
+			  float beta, float *C, int ldc)
 {
-	CKB(cublasGemmEx(g_blas, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N, N,
-			 M, K, &alpha, B, CUDA_R_16BF, ldb, A, CUDA_R_16BF, lda, &beta, C,
+	struct cu_state *st = st_of(be);
+	CKB(cublasGemmEx(st->blas, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N,
+			 N, M, K, &alpha, B, CUDA_R_16BF, ldb, A, CUDA_R_16BF, lda, &beta, C,
 			 CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 	launched();
 }
 
-static void bf16_gemm(struct ftk_backend *, int ta, int tb, int M, int N, int K, float alpha,
+static void bf16_gemm(struct ftk_backend *be, int ta, int tb, int M, int N, int K, float alpha,
 		      const float *A, int lda, const float *B, int ldb, float beta, float *C,
 		      int ldc)
 {
+	struct cu_state *st = st_of(be);
 	/* as stored: A is (ta ? K : M) rows of (ta ? M : K), B (tb ? N : K) of (tb ? K : N) */
 	int ar = ta ? K : M, ac = ta ? M : K, br = tb ? N : K, bc = tb ? K : N;
-	uint16_t *a = bf_buf(&g_bf[0], &g_bf_cap[0], (size_t)ar * ac);
-	uint16_t *b = bf_buf(&g_bf[1], &g_bf_cap[1], (size_t)br * bc);
+	uint16_t *a = bf_buf(&st->bf[0], &st->bf_cap[0], (size_t)ar * ac);
+	uint16_t *b = bf_buf(&st->bf[1], &st->bf_cap[1], (size_t)br * bc);
 	to_bf16(a, A, ar, ac, lda);
 	to_bf16(b, B, br, bc, ldb);
-	gemm_bf16_raw(ta, tb, M, N, K, alpha, a, ac > 0 ? ac : 1, b, bc > 0 ? bc : 1, beta, C, ldc);
+	gemm_bf16_raw(be, ta, tb, M, N, K, alpha, a, ac > 0 ? ac : 1, b, bc > 0 ? bc : 1, beta, C,
+		      ldc);
 }
 
 /*
@@ -1239,35 +1265,49 @@ static void bf16_gemm(struct ftk_backend *, int ta, int tb, int M, int N, int K,
 static void bf16_linear(struct ftk_backend *be, float *y, const float *x,
 			const struct ftk_weight *w, const float *bias, int M, int bwd)
 {
-	init_once();
+	struct cu_state *st = st_of(be);
+	init_once(be);
 	int N = w->rows, K = w->cols, in = bwd ? N : K;
 	if (M <= 0)
 		return;
-	uint16_t *xb = bf_buf(&g_bf[0], &g_bf_cap[0], (size_t)M * in);
+	uint16_t *xb = bf_buf(&st->bf[0], &st->bf_cap[0], (size_t)M * in);
 	to_bf16(xb, x, M, in, in);
 	size_t R = w->quant == FTK_QUANT_NF4 ? tile_rows(w) : (size_t)N;	/* f32: its bf16 copy */
 	for (size_t r0 = 0; r0 < (size_t)N; r0 += R) {
 		size_t r = (size_t)N - r0 < R ? (size_t)N - r0 : R;
-		uint16_t *tile = bf16_tile(w, r0, r);
+		uint16_t *tile = bf16_tile(be, w, r0, r);
 		if (bwd)	/* y (M, K) += x[:, r0:r0+r] (M, r) @ tile (r, K) */
-			gemm_bf16_raw(0, 0, M, K, (int)r, 1.0f, xb + r0, N, tile, K, 1.0f, y, K);
+			gemm_bf16_raw(be, 0, 0, M, K, (int)r, 1.0f, xb + r0, N, tile, K, 1.0f, y,
+				      K);
 		else		/* y[:, r0:r0+r] (M, r) = x (M, K) @ tile^T */
-			gemm_bf16_raw(0, 1, M, (int)r, K, 1.0f, xb, K, tile, K, 0.0f, y + r0, N);
+			gemm_bf16_raw(be, 0, 1, M, (int)r, K, 1.0f, xb, K, tile, K, 0.0f, y + r0,
+				      N);
 	}
 	if (bias)
 		cu_add_bias(be, y, bias, M, N);
 }
 
-static int cu_set_precision(struct ftk_backend *, int p)
+static int cu_set_precision(struct ftk_backend *be, int p)
 {
+	struct cu_state *st = st_of(be);
 	if (p != FTK_PREC_FP32 && p != FTK_PREC_BF16 && p != FTK_PREC_TF32)
 		return -1;
-	g_prec = p;
+	st->prec = p;
 	return 0;
 }
 
 static void cu_destroy(struct ftk_backend *be)
 {
+	struct cu_state *st = st_of(be);
+	float *f[] = { st->tile, st->dscore, st->flash_D };
+	uint16_t *h[] = { st->bf[0], st->bf[1], st->tile16 };
+	for (int i = 0; i < 3; i++) {
+		CK(cudaFree(f[i]));	/* NULL is fine */
+		CK(cudaFree(h[i]));
+	}
+	if (st->ready)
+		CKB(cublasDestroy(st->blas));
+	free(st);
 	free(be);
 }
 
@@ -1356,14 +1396,20 @@ __attribute__((visibility("default"))) int ftk_cuda_mem(size_t *free_b, size_t *
  * NF4 values (ftk_nf4_code), passed in because the shared object does not
  * link the model's archive.
  */
-__attribute__((visibility("default"))) struct ftk_backend *ftk_cuda_backend_new(
-	const float *nf4_code)
+__attribute__((visibility("default"))) struct ftk_backend *
+ftk_cuda_backend_new(const float *nf4_code)
 {
 	struct ftk_backend *be = (struct ftk_backend *)calloc(1, sizeof(*be));
-	if (!be)
+	struct cu_state *st = (struct cu_state *)calloc(1, sizeof(*st));
+	if (!be || !st) {
+		free(be);
+		free(st);
 		return NULL;
-	memcpy(g_code, nf4_code, sizeof(g_code));
+	}
+	memcpy(st->code, nf4_code, sizeof(st->code));
+	st->prec = FTK_PREC_FP32;
 	be->ops = &cuda_ops;
+	be->ctx = st;
 	return be;
 }
 
