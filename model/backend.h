@@ -192,8 +192,6 @@ struct ftk_backend_ops {
 	/* out (M, C) = table[ids[m]] rows (table is (V, C)); ids in backend memory */
 	void (*embed)(struct ftk_backend *be, float *out, const float *table, const uint32_t *ids,
 		      int M, int C);
-	/* out (M, N) += bias (N) broadcast; db (N) += column sums of dout (unused when frozen) */
-	void (*add_bias)(struct ftk_backend *be, float *out, const float *bias, int M, int N);
 
 	/*
 	 * Independent dense products, in any order or at once (their outputs
@@ -270,7 +268,7 @@ struct ftk_backend_ops {
  * pair differs.  Raise it whenever an exported entry point's signature or
  * the meaning of a table entry changes (a new entry changes the size).
  */
-#define FTK_CUDA_ABI 5
+#define FTK_CUDA_ABI 6
 
 /* The largest head_dim the flash attention ops take. */
 #define FTK_FLASH_MAX_HD 256

@@ -405,7 +405,7 @@ static void gemv_task(void *vctx, int t)
 	}
 }
 
-static void cpu_add_bias(struct ftk_backend *be, float *out, const float *bias, int M, int N)
+static void cpu_add_bias(float *out, const float *bias, int M, int N)
 {
 	for (int m = 0; m < M; m++)
 		for (int n = 0; n < N; n++)
@@ -431,7 +431,7 @@ static void cpu_linear_fwd(struct ftk_backend *be, float *out, const float *inp,
 		tiled_linear(be, out, inp, w, M, 0, nf4_load);
 	}
 	if (bias)
-		cpu_add_bias(be, out, bias, M, N);
+		cpu_add_bias(out, bias, M, N);
 }
 
 static void cpu_linear_bwd_inp(struct ftk_backend *be, float *dinp, const float *dout,
@@ -1062,7 +1062,7 @@ static void bf16_linear(struct ftk_backend *be, float *y, const float *x,
 	bf16_rows(xr, x, M, in, in);
 	tiled_linear(be, y, xr, w, M, bwd, bf16_weight);
 	if (bias)
-		cpu_add_bias(be, y, bias, M, N);
+		cpu_add_bias(y, bias, M, N);
 }
 
 static int cpu_set_precision(struct ftk_backend *be, int p)
@@ -1125,7 +1125,6 @@ static const struct ftk_backend_ops cpu_ops = {
 	/* .dropout = */ cpu_dropout,
 	/* .dropout_mask = */ cpu_dropout_mask,
 	/* .embed = */ cpu_embed,
-	/* .add_bias = */ cpu_add_bias,
 	/* .gemm_batch = */ cpu_gemm_batch,
 	/* .sumsq = */ cpu_sumsq,
 	/* .scale = */ cpu_scale,

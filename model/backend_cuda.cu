@@ -244,7 +244,7 @@ static void bf16_gemm(struct ftk_backend *be, int ta, int tb, int M, int N, int 
 		      int ldc);
 static void bf16_linear(struct ftk_backend *be, float *y, const float *x,
 			const struct ftk_weight *w, const float *bias, int M, int bwd);
-static void cu_add_bias(struct ftk_backend *be, float *out, const float *bias, int M, int N);
+static void cu_add_bias(float *out, const float *bias, int M, int N);
 
 /* ---------------------------------------------------------------- gemm */
 
@@ -487,7 +487,7 @@ __global__ void k_add_bias(float *out, const float *bias, int M, int N)
 		out[i] += bias[i % N];
 }
 
-static void cu_add_bias(struct ftk_backend *, float *out, const float *bias, int M, int N)
+static void cu_add_bias(float *out, const float *bias, int M, int N)
 {
 	k_add_bias<<<blocks_for((size_t)M * N), THREADS>>>(out, bias, M, N);
 	launched();
@@ -516,7 +516,7 @@ static void cu_linear_fwd(struct ftk_backend *be, float *out, const float *inp,
 		}
 	}
 	if (bias)
-		cu_add_bias(be, out, bias, M, N);
+		cu_add_bias(out, bias, M, N);
 }
 
 static void cu_linear_bwd_inp(struct ftk_backend *be, float *dinp, const float *dout,
@@ -1284,7 +1284,7 @@ static void bf16_linear(struct ftk_backend *be, float *y, const float *x,
 				      N);
 	}
 	if (bias)
-		cu_add_bias(be, y, bias, M, N);
+		cu_add_bias(y, bias, M, N);
 }
 
 static int cu_set_precision(struct ftk_backend *be, int p)
@@ -1340,7 +1340,6 @@ static const struct ftk_backend_ops cuda_ops = {
 	/* .dropout = */ cu_dropout,
 	/* .dropout_mask = */ cu_dropout_mask,
 	/* .embed = */ cu_embed,
-	/* .add_bias = */ cu_add_bias,
 	/* .gemm_batch = */ cu_gemm_batch,
 	/* .sumsq = */ cu_sumsq,
 	/* .scale = */ cu_scale,

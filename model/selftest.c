@@ -605,11 +605,6 @@ static int t_elementwise(struct ftk_backend *dev, FILE *out)
 	struct diff z = { 0, 0 };
 	cmp_f(dev, &z, em.c, em.d, (size_t)Me * C);
 	fails += report(out, "embed", &z, 0.0);
-	cpu->ops->add_bias(cpu, em.c, tb.c, Me, C);
-	dev->ops->add_bias(dev, em.d, tb.d, Me, C);
-	struct diff zb = { 0, 0 };
-	cmp_f(dev, &zb, em.c, em.d, (size_t)Me * C);
-	fails += report(out, "add_bias", &zb, TOL_EW);
 	struct pair *all[] = { &g, &u, &dd, &o, &o2, &keep, &lg, &t, &ls, &tb, &id, &em };
 	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
 		drop(dev, all[i]);

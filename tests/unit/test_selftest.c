@@ -547,8 +547,9 @@ static void tf_linear_fwd(struct ftk_backend *be, float *out, const float *inp,
 	}
 	float *W = weight_f32(w);
 	tf_gemm(be, 0, 1, M, w->rows, w->cols, 1.0f, inp, w->cols, W, w->cols, 0.0f, out, w->rows);
-	if (bias)
-		cpu->ops->add_bias(cpu, out, bias, M, w->rows);
+	for (int m = 0; bias && m < M; m++)
+		for (int n = 0; n < w->rows; n++)
+			out[(size_t)m * w->rows + n] += bias[n];
 	free(W);
 }
 
