@@ -1,18 +1,27 @@
 /*
  * backend.h: the operations the model is made of, as a table of function
- * pointers (ggml's pattern), so a CUDA backend can sit beside the CPU one.
+ * pointers (ggml's pattern), so a CUDA backend can sit beside the CPU one,
+ * and backend instances that carry them.
+ *
+ * An instance (struct ftk_backend, as ggml's ggml_backend_t) is its kind's
+ * ops table and its own state: precision, thread count, the CUDA
+ * backend's cuBLAS handle and scratch buffers.  Every op takes the
+ * instance first, so two models in one process may compute on instances
+ * of their own with different precisions or thread counts at once
+ * (tests/unit/test_backend.c).  A backend keeps no state in globals.
  *
  * model.c never touches backend memory itself: it allocates buffers with
- * be->alloc, fills them with be->upload (token ids, positions, document ids
- * and targets are prepared on the host and uploaded), and runs every step
- * of the forward and backward pass through an op below.  The exceptions are
- * the LoRA parameters and gradients, which live in be->alloc_shared memory
- * that host code (the optimizer, adapter files) reads and writes in place.  The CPU backend (backend_cpu.c) is
- * the reference: plain loops over the per-element and per-row arithmetic of
- * ops.h, OpenBLAS for matrix products, a small thread pool for the rest.  A
- * CUDA backend implements the same table over device pointers, using the
- * same ops.h functions inside its kernels, and is checked op by op against
- * the CPU one (`ftk-train --selftest`, issue 9).
+ * alloc, fills them with upload (token ids, positions, document ids and
+ * targets are prepared on the host and uploaded), and runs every step of
+ * the forward and backward pass through an op below.  The exceptions are
+ * the LoRA parameters and gradients, which live in alloc_shared memory
+ * that host code (the optimizer, adapter files) reads and writes in
+ * place.  The CPU backend (backend_cpu.c) is the reference: plain loops
+ * over the per-element and per-row arithmetic of ops.h, OpenBLAS for
+ * matrix products, short-lived threads for the rest.  A CUDA backend
+ * implements the same table over device pointers, using the same ops.h
+ * functions inside its kernels, and is checked op by op against the CPU
+ * one (`ftk-train --selftest`, issue 9).
  *
  * Conventions for every op:
  *   - Row-major.  Shapes are written beside each argument as in llm.c:
