@@ -89,7 +89,7 @@ start() {
 	chown munge:munge "$m/munge.key" && chmod 400 "$m/munge.key"
 	if ! setpriv --reuid=munge --regid=munge --clear-groups munged \
 		--key-file="$m/munge.key" --socket="$m/sock" --pid-file="$m/munged.pid" \
-		--log-file="$m/log" --seed-file="$m/seed"; then
+		--log-file="$m/log" --seed-file="$m/seed" --origin=127.0.0.1; then
 		log "munged did not start: $(tail -n 1 "$m/log" 2>/dev/null)"
 		stop
 		return 1
