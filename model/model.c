@@ -632,16 +632,16 @@ float *ftk_model_lora_grad_flat(struct ftk_model *m, size_t *n)
 
 void ftk_model_lora_download(const struct ftk_model *m, float *host)
 {
-	if (m->be->sync)
-		m->be->sync();
-	m->be->download(host, m->lora_mem, m->n_lora * sizeof(float));
+	if (m->be->ops->sync)
+		m->be->ops->sync(m->be);
+	m->be->ops->download(m->be, host, m->lora_mem, m->n_lora * sizeof(float));
 }
 
 void ftk_model_lora_upload(struct ftk_model *m, const float *host)
 {
-	if (m->be->sync)
-		m->be->sync();
-	m->be->upload(m->lora_mem, host, m->n_lora * sizeof(float));
+	if (m->be->ops->sync)
+		m->be->ops->sync(m->be);
+	m->be->ops->upload(m->be, m->lora_mem, host, m->n_lora * sizeof(float));
 }
 
 void ftk_model_zero_grad(struct ftk_model *m)
