@@ -546,6 +546,7 @@ int ftk_model_lora_init(struct ftk_model *m, const struct ftk_lora_opts *o, stru
 	m->n_lt = nlt;
 	struct ftk_rng rng;
 	ftk_rng_seed(&rng, o->seed);
+	float *host = xcalloc(n ? n : 1, sizeof(float));	/* A drawn here, then one upload */
 	size_t off = 0, k = 0;
 	for (int l = 0; l < L; l++)
 		for (int t = 0; t < NT; t++) {
@@ -570,7 +571,7 @@ int ftk_model_lora_init(struct ftk_model *m, const struct ftk_lora_opts *o, stru
 					/* kaiming_uniform_(a=sqrt(5)): bound = 1/sqrt(fan_in) */
 					float bound = 1.0f / sqrtf((float)s->in);
 					for (int i = 0; i < x->rows * x->cols; i++)
-						x->data[i] = (float)((2.0 * ftk_rng_uniform(&rng) - 1.0) * bound);
+						host[off + i] = (float)((2.0 * ftk_rng_uniform(&rng) - 1.0) * bound);
 					s->A = x->data;
 					s->dA = x->grad;
 				} else {
@@ -580,6 +581,8 @@ int ftk_model_lora_init(struct ftk_model *m, const struct ftk_lora_opts *o, stru
 				off += (size_t)x->rows * x->cols;
 			}
 		}
+	ftk_model_lora_upload(m, host);
+	free(host);
 	m->has_lora = 1;
 	m->rng.seed = o->seed;
 	m->rng.counter = 0;
@@ -625,6 +628,20 @@ float *ftk_model_lora_grad_flat(struct ftk_model *m, size_t *n)
 	if (n)
 		*n = m->n_lora;
 	return m->grad_mem;
+}
+
+void ftk_model_lora_download(const struct ftk_model *m, float *host)
+{
+	if (m->be->ops->sync)
+		m->be->ops->sync(m->be);
+	m->be->ops->download(m->be, host, m->lora_mem, m->n_lora * sizeof(float));
+}
+
+void ftk_model_lora_upload(struct ftk_model *m, const float *host)
+{
+	if (m->be->ops->sync)
+		m->be->ops->sync(m->be);
+	m->be->ops->upload(m->be, m->lora_mem, host, m->n_lora * sizeof(float));
 }
 
 void ftk_model_zero_grad(struct ftk_model *m)

@@ -154,8 +154,8 @@ struct ftk_lora_tensor {
 	enum ftk_lora_target target;
 	int is_b;	/* 0: lora_A (rank, in); 1: lora_B (out, rank) */
 	int rows, cols;
-	float *data;	/* (rows, cols), host memory */
-	float *grad;	/* (rows, cols), host memory */
+	float *data;	/* (rows, cols), backend memory (host memory on the CPU) */
+	float *grad;	/* (rows, cols), backend memory */
 	size_t offset;	/* index of data[0] in the flat parameter array */
 };
 
@@ -171,6 +171,15 @@ const struct ftk_lora_tensor *ftk_model_lora_tensor(const struct ftk_model *m, s
 const struct ftk_lora_tensor *ftk_model_lora_find(const struct ftk_model *m, const char *name);
 float *ftk_model_lora_flat(struct ftk_model *m, size_t *n);	/* n floats */
 float *ftk_model_lora_grad_flat(struct ftk_model *m, size_t *n);	/* n floats, same layout */
+/*
+ * The flat LoRA parameters (ftk_model_lora_flat's n floats; tensor i at
+ * ftk_model_lora_tensor(m, i)->offset) copied to or from host memory, after
+ * every queued op: how code outside the backend ops reads and writes them
+ * (adapter files, checkpoints, initialisation), so that the arrays can live
+ * in device memory (docs/gpu.md, issue 23.9).  On the CPU a memcpy.
+ */
+void ftk_model_lora_download(const struct ftk_model *m, float *host);
+void ftk_model_lora_upload(struct ftk_model *m, const float *host);
 void ftk_model_zero_grad(struct ftk_model *m);
 
 /*
