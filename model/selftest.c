@@ -925,5 +925,6 @@ int ftk_selftest_run(const char *device, const char *model_dir, int precision, F
 	}
 	fprintf(out, "%s: %d check%s beyond tolerance\n", fails ? "FAIL" : "PASS", fails,
 		fails == 1 ? "" : "s");
+	ftk_backend_free(dev);
 	return fails ? 1 : 0;
 }
