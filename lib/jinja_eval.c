@@ -213,6 +213,19 @@ static struct val *mkstr(struct ctx *c, const char *s, size_t n, long toff)
 	return v;
 }
 
+/* A string that stays where it is (a variable's text in the caller's cJSON,
+ * which outlives the render): the same value as mkstr's, without a copy. */
+static struct val *mkstr_ref(struct ctx *c, const char *s, size_t n, long toff)
+{
+	tick(c, 1 + (n >> 6));
+	struct val *v = mkval(c, V_STR);
+	v->u.str.s = s;
+	v->u.str.n = n;
+	v->u.str.toff = toff;
+	v->taint = toff >= 0;
+	return v;
+}
+
 /* A string made from a scratch buffer, which is freed. */
 static struct val *mkstr_sb(struct ctx *c, struct strbuf *sb, long toff)
 {
@@ -299,7 +312,7 @@ static struct val *from_json(struct ctx *c, const cJSON *j, int taint)
 	enter(c);
 	c->var_bytes += sizeof(*v) + (cJSON_IsString(j) ? strlen(j->valuestring) : 0);
 	if (cJSON_IsString(j)) {
-		v = mkstr(c, j->valuestring, strlen(j->valuestring), taint ? 0 : -1);
+		v = mkstr_ref(c, j->valuestring, strlen(j->valuestring), taint ? 0 : -1);
 	} else if (cJSON_IsNumber(j)) {
 		double d = j->valuedouble;
 		v = mknum(c, d, !(d == floor(d) && fabs(d) < 9.007199254740992e15));
