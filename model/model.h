@@ -55,7 +55,14 @@ struct ftk_model;
 
 struct ftk_load_opts {
 	enum ftk_quant quant;			/* FTK_QUANT_NF4 (QLoRA) or FTK_QUANT_NONE */
-	const struct ftk_backend *backend;	/* NULL: the CPU backend */
+	/*
+	 * The instance to compute on, borrowed (free it after the model); NULL:
+	 * a CPU instance of the model's own, freed with its weights.  The
+	 * model sets its thread count (threads) and precision
+	 * (ftk_model_set_precision), so models that are to differ in either
+	 * need instances of their own.
+	 */
+	struct ftk_backend *backend;
 	int threads;				/* 0: all cores */
 	int max_seq;				/* 0: config's max_pos; longer batches are refused */
 };
@@ -95,8 +102,8 @@ const void *ftk_model_weights_id(const struct ftk_model *m);
 
 const struct ftk_model_config *ftk_model_config(const struct ftk_model *m);
 const char *ftk_model_dir(const struct ftk_model *m);	/* borrowed */
-/* The backend the model computes on (never NULL). */
-const struct ftk_backend *ftk_model_backend(const struct ftk_model *m);
+/* The backend instance the model computes on (never NULL; borrowed). */
+struct ftk_backend *ftk_model_backend(const struct ftk_model *m);
 /* Bytes of the base weights as loaded (NF4 or float32). */
 size_t ftk_model_base_bytes(const struct ftk_model *m);
 
@@ -207,9 +214,10 @@ void ftk_model_set_checkpointing(struct ftk_model *m, int on);
  * Precision of the matrix products (enum ftk_precision, backend.h): fp32
  * (the default) or bf16 operands with fp32 accumulation.  Weights, LoRA
  * parameters, gradients and activations stay float32 either way.  It is the
- * backend's mode (set_precision), so it holds for every model on that
- * backend in this process.  Returns 0, or FTK_EUNSUPPORTED when the
- * backend cannot compute that way.
+ * backend instance's mode (set_precision), so it holds for every model on
+ * that instance (and those sharing m's weights), not for models on other
+ * instances.  Returns 0, or FTK_EUNSUPPORTED when the backend cannot
+ * compute that way.
  */
 int ftk_model_set_precision(struct ftk_model *m, int precision, struct ftk_error *err);
 
