@@ -12,6 +12,8 @@
 # each tool with --max-record-bytes below S: the record is rejected
 # (record-too-large) and the peak stays near the baseline.
 #
+# The last column says whether a tool meets the target of 4x.
+#
 #   sh bench/record_memory.sh                   bin/ (make), S = 16 and 64 MiB
 #   FTK_BIN=/tmp/o/bin RECORD_MIB="32 200" sh bench/record_memory.sh
 set -eu
@@ -48,7 +50,9 @@ TOOLS="filter|$BIN/ftk-filter --max-chars 1000000000
 dedupe-near|$BIN/ftk-dedupe --near
 tokenize-chat|$BIN/ftk-tokenize --tokenizer $TOK --chat --count
 convert|$BIN/ftk-convert"
-printf '%-14s %8s %10s %10s %8s\n' tool MiB base_KB peak_KB ratio
+# the target (issue 18 item 13): at most 4x; python-json is the reference
+verdict() { echo "$1" | awk '{ print ($1 <= 4.0) ? "ok" : "over 4x" }'; }
+printf '%-14s %8s %10s %10s %8s  %s\n' tool MiB base_KB peak_KB ratio target
 for s in $SIZES; do
 	{ cat "$DIR/small.jsonl"; big "$s"; } > "$DIR/big.jsonl"
 	bytes=$(($(wc -c < "$DIR/big.jsonl") - $(wc -c < "$DIR/small.jsonl")))
@@ -59,8 +63,8 @@ for s in $SIZES; do
 	echo "$TOOLS" | while IFS='|' read -r name cmd; do
 		base=$(peak $cmd --max-record-bytes 1G "$DIR/small.jsonl")
 		p=$(peak $cmd --max-record-bytes 1G "$DIR/big.jsonl")
-		printf '%-14s %8s %10s %10s %8.2f\n' "$name" "$s" "$base" "$p" \
-			"$(echo "($p - $base) * 1024 / $bytes" | bc -l)"
+		r=$(echo "($p - $base) * 1024 / $bytes" | bc -l)
+		printf '%-14s %8s %10s %10s %8.2f  %s\n' "$name" "$s" "$base" "$p" "$r" "$(verdict "$r")"
 	done
 	echo "$TOOLS" | while IFS='|' read -r name cmd; do
 		p=$(peak $cmd --max-record-bytes 1M --rejects "$DIR/rej.jsonl" "$DIR/big.jsonl")

@@ -318,7 +318,10 @@ long ftk_chat_encode(const struct ftk_chat *c, const struct ftk_render *r, enum 
 		     struct ftk_error *err)
 {
 	*reason = NULL;
-	long n = ftk_tokenizer_encode(c->tok, r->text.buf, r->text.len, FTK_TOK_OFFSETS, toks, err);
+	/* offsets (8 bytes a token, and 8 a byte inside the tokenizer) only
+	 * when there is a mask to build from them */
+	long n = ftk_tokenizer_encode(c->tok, r->text.buf, r->text.len,
+				      policy == FTK_TRAIN_ALL ? 0 : FTK_TOK_OFFSETS, toks, err);
 	if (n < 0) { *reason = "encode-failed"; return n; }
 	if ((size_t)n + 1 > *mask_alloc) {
 		*mask_alloc = (size_t)n + 64;

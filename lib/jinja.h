@@ -115,7 +115,8 @@ struct ftk_jinja_opts {
 };
 
 /*
- * Render t with the variables in vars (a JSON object, borrowed) into out
+ * Render t with the variables in vars (a JSON object, borrowed: its strings are
+ * read in place, so it must not change during the call) into out
  * (appended).  opts may be NULL.  Returns 0, or FTK_EDATA (raise_exception's
  * message, a type error, an undefined value used where it cannot be),
  * FTK_EUNSUPPORTED, or FTK_ELIMIT (a limit above, named in the message:

@@ -213,6 +213,19 @@ static struct val *mkstr(struct ctx *c, const char *s, size_t n, long toff)
 	return v;
 }
 
+/* A string that stays where it is (a variable's text in the caller's cJSON,
+ * which outlives the render): the same value as mkstr's, without a copy. */
+static struct val *mkstr_ref(struct ctx *c, const char *s, size_t n, long toff)
+{
+	tick(c, 1 + (n >> 6));
+	struct val *v = mkval(c, V_STR);
+	v->u.str.s = s;
+	v->u.str.n = n;
+	v->u.str.toff = toff;
+	v->taint = toff >= 0;
+	return v;
+}
+
 /* A string made from a scratch buffer, which is freed. */
 static struct val *mkstr_sb(struct ctx *c, struct strbuf *sb, long toff)
 {
@@ -299,7 +312,7 @@ static struct val *from_json(struct ctx *c, const cJSON *j, int taint)
 	enter(c);
 	c->var_bytes += sizeof(*v) + (cJSON_IsString(j) ? strlen(j->valuestring) : 0);
 	if (cJSON_IsString(j)) {
-		v = mkstr(c, j->valuestring, strlen(j->valuestring), taint ? 0 : -1);
+		v = mkstr_ref(c, j->valuestring, strlen(j->valuestring), taint ? 0 : -1);
 	} else if (cJSON_IsNumber(j)) {
 		double d = j->valuedouble;
 		v = mknum(c, d, !(d == floor(d) && fabs(d) < 9.007199254740992e15));
@@ -609,6 +622,71 @@ static void emit_val(struct ctx *c, const struct val *v)
 
 static struct val *eval(struct ctx *c, struct node *n, struct scope *s);
 static void exec_body(struct ctx *c, struct node **kids, size_t nk, struct scope *s);
+static struct val *binop(struct ctx *c, const char *op, struct val *a, struct val *b);
+
+#define MAX_CHAIN 32
+
+/*
+ * {{ a + b + c ... }} (or ~): emit_val(eval(...)) without making the string.
+ * Chat templates print '<|im_start|>' + role + '\n' + content + ... : each
+ * + made a new string holding the content, all kept in the arena until the
+ * render ends, so a long message cost several copies of itself.  Here the
+ * operands are evaluated in the same order, at the same depths and with
+ * the same steps counted; once the left side is a string, every + or ~
+ * would be concat() (a string plus anything but undefined or none), so the
+ * operands are kept as strings and written out one after the other, each
+ * with its taint offset, which is where concat() would have put it.  The
+ * size checks are concat's.  Returns 0 (nothing done) when n is not such a
+ * chain or a longer one than MAX_CHAIN (whose depth the evaluator limits).
+ */
+static int emit_chain(struct ctx *c, struct node *n, struct scope *s)
+{
+	struct node *ops[MAX_CHAIN];
+	size_t k = 0;
+	struct node *x = n;
+	while (x->t == N_BIN && (!strcmp(x->s, "+") || !strcmp(x->s, "~"))) {
+		if (k == MAX_CHAIN) return 0;
+		ops[k++] = x;
+		x = x->a;
+	}
+	if (!k) return 0;
+	for (size_t i = 0; i < k; i++) {	/* eval() of each + node, the outermost first */
+		enter(c);
+		tick(c, 1);
+	}
+	struct val *parts[MAX_CHAIN + 1];
+	size_t np = 0, len = 0;
+	struct val *acc = eval(c, x, s);
+	for (size_t i = k; i-- > 0;) {
+		struct node *op = ops[i];
+		struct val *v = eval(c, op->b, s);
+		c->line = op->line;
+		if (!np && acc->t != V_STR) {
+			acc = binop(c, op->s, acc, v);
+		} else {
+			if (!np) {
+				parts[np++] = acc;
+				len = acc->u.str.n;
+			}
+			if (v->t == V_UNDEF || v->t == V_NONE)
+				binop(c, op->s, parts[0], v);	/* fails, as the whole would */
+			if (v->t != V_STR) {	/* its text, tainted from its start (concat) */
+				struct strbuf *sb = sb_new(c);
+				to_raw_text(c, sb, v);
+				v = mkstr_sb(c, sb, v->taint ? 0 : -1);
+			}
+			check_size(c, len, v->u.str.n);
+			tick(c, 1 + ((len + v->u.str.n) >> 6));	/* concat's mkstr */
+			parts[np++] = v;
+			len += v->u.str.n;
+		}
+		c->depth--;
+	}
+	if (!np) emit_val(c, acc);
+	for (size_t i = 0; i < np; i++)
+		emit_str(c, parts[i]->u.str.s, parts[i]->u.str.n, parts[i]->u.str.toff);
+	return 1;
+}
 
 static void js_trim(const char *s, size_t n, int left, int right, size_t *a, size_t *b);
 
@@ -1628,7 +1706,7 @@ static void exec_body(struct ctx *c, struct node **kids, size_t nk, struct scope
 		c->line = n->line;
 		switch (n->t) {
 		case N_TEXT: emit_str(c, n->s, n->sl, -1); break;
-		case N_OUT: emit_val(c, eval(c, n->a, s)); break;
+		case N_OUT: if (!emit_chain(c, n->a, s)) emit_val(c, eval(c, n->a, s)); break;
 		case N_IF:
 			if (truthy(eval(c, n->a, s))) exec_body(c, n->kids, n->nkids, s);
 			else exec_body(c, n->kids2, n->nkids2, s);

@@ -413,6 +413,56 @@ void ftk_json_print(struct strbuf *sb, const cJSON *v)
 		fprintf(stderr, "fatal: out of memory printing JSON\n");
 		abort();
 	}
-	strbuf_addstr(sb, s);
-	cJSON_free(s);
+	if (sb->len) {
+		strbuf_addstr(sb, s);
+		cJSON_free(s);
+		return;
+	}
+	/* cJSON allocates with malloc (ftk sets no hooks) and trims its buffer
+	 * to the text: take it over rather than copy it */
+	size_t n = strlen(s);
+	strbuf_release(sb);
+	sb->buf = s;
+	sb->len = n;
+	sb->alloc = n + 1;
+}
+
+cJSON *ftk_json_share(const cJSON *v)
+{
+	if (!v)
+		return NULL;
+	cJSON *c;
+	if (cJSON_IsObject(v) || cJSON_IsArray(v)) {
+		c = cJSON_IsObject(v) ? cJSON_CreateObject() : cJSON_CreateArray();
+		cJSON *last = NULL;
+		for (const cJSON *k = v->child; k; k = k->next) {
+			cJSON *x = ftk_json_share(k);
+			/* linked by hand: cJSON_AddItemToArray walks the list each time */
+			if (last) {
+				last->next = x;
+				x->prev = last;
+			} else {
+				c->child = x;
+			}
+			c->child->prev = x;
+			last = x;
+		}
+	} else if (cJSON_IsString(v) || cJSON_IsRaw(v)) {
+		c = cJSON_CreateStringReference(v->valuestring);
+		c->type = (v->type & 0xFF) | cJSON_IsReference;
+	} else {
+		c = cJSON_CreateNull();
+		c->type = v->type & 0xFF;
+		c->valueint = v->valueint;
+		c->valuedouble = v->valuedouble;
+	}
+	if (!c) {
+		fprintf(stderr, "fatal: out of memory copying JSON\n");
+		abort();
+	}
+	if (v->string) {
+		c->string = v->string;
+		c->type |= cJSON_StringIsConst;
+	}
+	return c;
 }

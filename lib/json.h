@@ -79,8 +79,22 @@ size_t ftk_json_string_end(const char *s, size_t len, size_t i);
 /* Object member's string value, or NULL when missing or not a string. Borrowed. */
 const char *ftk_json_get_str(const cJSON *obj, const char *key);
 
-/* Append cJSON's compact rendering of v to sb. */
+/*
+ * Append cJSON's compact rendering of v to sb.  When sb is empty, cJSON's
+ * own buffer becomes sb's (no second copy of a long record is made).
+ */
 void ftk_json_print(struct strbuf *sb, const cJSON *v);
+
+/*
+ * A copy of v whose objects and arrays are new but whose strings (values
+ * and keys) are v's own, borrowed as cJSON references: a record rebuilt
+ * from the parts of another costs its structure, not its text again.  The
+ * copy may be changed (items added, replaced, deleted); its borrowed
+ * strings may not be (cJSON_SetValuestring refuses a reference).  Returns
+ * the copy (cJSON_Delete it before v: it frees none of v's strings), or
+ * NULL for NULL.
+ */
+cJSON *ftk_json_share(const cJSON *v);
 
 /*
  * Append path + "." + key or path + "[i]" to make field paths.  buf has size n.

@@ -128,12 +128,15 @@ static void messages_text(const cJSON *msgs, const char *role, struct strbuf *ou
 		const char *r = ftk_json_role(m);
 		if (role && (!r || strcmp(r, role)))
 			continue;
-		struct strbuf tmp = STRBUF_INIT;
-		if (ftk_content_text(get(m, "content"), &tmp) > 0 && tmp.len) {
-			sep(out, n);
-			strbuf_add(out, tmp.buf, tmp.len);
+		/* the content goes straight into out after its separator, which is
+		 * taken back when there was no text: no copy of a long content */
+		size_t before = out->len;
+		sep(out, n);
+		size_t mark = out->len;
+		if (ftk_content_text(get(m, "content"), out) <= 0 || out->len == mark) {
+			strbuf_setlen(out, before);
+			(*n)--;
 		}
-		strbuf_release(&tmp);
 		const cJSON *calls = get(m, "tool_calls"), *c;
 		if (!role || !strcmp(role, "assistant")) {
 			cJSON_ArrayForEach(c, calls) {

@@ -86,6 +86,7 @@ struct pre {
 	int prepend;		/* Metaspace: 0 never, 1 first, 2 always */
 	int split;		/* Metaspace */
 	int individual;		/* Digits */
+	int local;		/* Split/ByteLevel: a pattern known to cut before " word" (encode_chunked) */
 	struct pre *sub;
 	int nsub;
 };
@@ -401,6 +402,29 @@ static int parse_behavior(const char *b)
 static const char GPT2_RE[] =
 	"'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
 
+/*
+ * Split patterns of the GPT-2 family (GPT-2's own, Llama 3's, Qwen2/3's)
+ * for which encode_chunked may cut a long text: in each, a letter is only
+ * ever matched by a fixed contraction ending in it or by a greedy run of
+ * letters, nothing looks behind, and the only look-ahead follows a run of
+ * white space.  So the match holding a letter followed by a space ends
+ * right there, whatever comes after, and matching from the space on does
+ * not depend on what came before: the pieces of text[..p) and text[p..)
+ * are the pieces of the whole.
+ */
+static const char *const LOCAL_RES[] = {
+	GPT2_RE,
+	"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
+	"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
+};
+
+static int local_re(const char *re)
+{
+	for (size_t i = 0; re && i < sizeof(LOCAL_RES) / sizeof(LOCAL_RES[0]); i++)
+		if (!strcmp(re, LOCAL_RES[i])) return 1;
+	return 0;
+}
+
 static int parse_pre(struct pre *p, const cJSON *j, const char *file, const char *field,
 		     struct ftk_error *err)
 {
@@ -418,9 +442,11 @@ static int parse_pre(struct pre *p, const cJSON *j, const char *file, const char
 		p->invert = jbool(j, "invert", 0);
 		p->re = pattern_re(pat, file, field, err, NULL, NULL);
 		if (!p->re) return FTK_EDATA;
+		p->local = p->behavior == BEH_ISOLATED && !p->invert && local_re(jstr(pat, "Regex"));
 	} else if (!strcmp(ty, "ByteLevel")) {
 		p->type = PRE_BYTELEVEL;
 		p->add_prefix_space = jbool(j, "add_prefix_space", 1);
+		p->local = !p->add_prefix_space;
 		if (jbool(j, "use_regex", 1)) {
 			p->re = compile_re(GPT2_RE, sizeof(GPT2_RE) - 1, 0, emsg, sizeof(emsg));
 			p->behavior = BEH_ISOLATED;
@@ -1741,6 +1767,73 @@ static const struct added *next_added(const struct ftk_tokenizer *t, const char 
 	return NULL;
 }
 
+/* Normalizers that act on each character by itself and never join one
+ * across an ASCII byte (unicode_norm cuts there itself). */
+static int norm_local(const struct norm *n)
+{
+	if (!n) return 1;
+	switch (n->type) {
+	case NORM_NFC: case NORM_NFKC: case NORM_NFD: case NORM_NFKD: case NORM_LOWER:
+		return 1;
+	case NORM_SEQ:
+		for (int i = 0; i < n->nsub; i++)
+			if (!norm_local(&n->sub[i])) return 0;
+		return 1;
+	}
+	return 0;
+}
+
+/* A pre-tokenizer made only of local Splits and plain ByteLevels, at least one Split. */
+static int pre_local(const struct pre *p, int *splits)
+{
+	if (!p) return 0;
+	if (p->type == PRE_SEQ) {
+		for (int i = 0; i < p->nsub; i++)
+			if (!pre_local(&p->sub[i], splits)) return 0;
+		return 1;
+	}
+	if ((p->type != PRE_SPLIT && p->type != PRE_BYTELEVEL) || !p->local) return 0;
+	*splits += p->re != NULL;
+	return 1;
+}
+
+static int is_ascii_letter(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
+
+/* Where a segment may be cut: an ASCII letter, then ' ', then an ASCII letter. */
+static int cut_ok(const char *s, size_t i) { return s[i] == ' ' && is_ascii_letter(s[i - 1]) && is_ascii_letter(s[i + 1]); }
+
+#define ENCODE_CHUNK ((size_t)1 << 20)
+
+/*
+ * encode_segment over text[s0..s1), in pieces of about ENCODE_CHUNK bytes
+ * when the tokenizer allows it, so that the scratch buffers (the segment's
+ * bytes, 8 bytes of offsets per byte, the pieces and their spans) are those
+ * of a chunk, not of a record of hundreds of megabytes.  A cut goes before
+ * " word" after a letter (all ASCII), where the pieces of the whole end
+ * (LOCAL_RES), with per-character normalizers only and no Metaspace or
+ * prefix space (whose "first piece" would move), so the ids and offsets
+ * are the whole segment's.  Without such a place, the segment is one piece.
+ */
+static int encode_chunked(struct ws *w, const struct ftk_tokenizer *t, const char *text, size_t s0, size_t s1,
+			  int seg_first, int offs, struct ftk_tokens *out)
+{
+	int splits = 0;
+	if (s1 - s0 > ENCODE_CHUNK && !t->sp_split && norm_local(t->norm) && pre_local(t->pre, &splits) && splits) {
+		while (s1 - s0 > ENCODE_CHUNK) {
+			size_t p = s0 + ENCODE_CHUNK - 1;	/* p + 1 < s1 */
+			while (p > s0 + 1 && !cut_ok(text, p)) p--;
+			if (p == s0 + 1)
+				for (p = s0 + ENCODE_CHUNK; p + 1 < s1 && !cut_ok(text, p); p++) ;
+			if (p + 1 >= s1) break;
+			int rc = encode_segment(w, t, text, s0, p, seg_first, offs, out);
+			if (rc) return rc;
+			seg_first = 0;
+			s0 = p;
+		}
+	}
+	return encode_segment(w, t, text, s0, s1, seg_first, offs, out);
+}
+
 long ftk_tokenizer_encode(const struct ftk_tokenizer *t, const char *text, size_t len, unsigned flags,
 			  struct ftk_tokens *out, struct ftk_error *err)
 {
@@ -1763,7 +1856,7 @@ long ftk_tokenizer_encode(const struct ftk_tokenizer *t, const char *text, size_
 		size_t ms = len, me = len;
 		const struct added *a = t->n_added ?
 			next_added(t, text, len, pos, !!(flags & FTK_TOK_SPLIT_NO_SPECIAL), &ms, &me) : NULL;
-		int rc = encode_segment(w, t, text, pos, a ? ms : len, seg_first, offs, out);
+		int rc = encode_chunked(w, t, text, pos, a ? ms : len, seg_first, offs, out);
 		if (rc) {
 			ftk_error_msg(err, rc, "text holds bytes the tokenizer cannot represent (no byte fallback or unk)");
 			return rc;

@@ -78,7 +78,7 @@ static void convert_one(struct ftk_tool *t, struct ftk_line *line, int from, str
 	 * one JSONL line, so it is written anew like a converted record */
 	int multiline = out == rec && memchr(line->data, '\n', line->len) != NULL;
 	if (multiline)
-		out = cJSON_Duplicate(rec, 1);
+		out = ftk_json_share(rec);
 	if (out == rec) {
 		ftk_tool_count(t, "passed-through", 1);
 		if (provenance && ftk_provenance_add(line->data, line->len, rec, line->file,

@@ -107,9 +107,11 @@ static void tallies_release(struct tallies *ts)
 }
 
 /* One line of a batch, and what a worker made of it. */
+#define BORROWED SIZE_MAX	/* item.off of a line used where the reader holds it */
+
 struct item {
 	struct ftk_line line;
-	size_t off;		/* data offset in the batch buffer */
+	size_t off;		/* data offset in the batch buffer, or BORROWED */
 	int input;		/* input index */
 	int parsed;		/* 1 a JSON object, 0 not (the main thread rejects it) */
 	struct ftk_dd_sig sig;	/* with the record's origin (ftk_record_origin's JSON) */
@@ -242,9 +244,13 @@ static void *work(void *arg)
 		it->parsed = ftk_json_parse_record(it->line.data, it->line.len, &rec, NULL, NULL) == 0;
 		it->sig.status = 0;
 		strbuf_reset(&it->sig.origin);
+		int keyed = 0;
 		if (it->parsed)
-			ftk_dd_sign(j->s, rec, &it->sig);
+			keyed = ftk_dd_sign_key(j->s, rec, &it->sig);
+		/* the tree goes before the key text is normalized and shingled */
 		cJSON_Delete(rec);
+		if (keyed)
+			ftk_dd_sign_text(j->s, &it->sig);
 	}
 	return NULL;
 }
@@ -256,7 +262,8 @@ static void sign_batch(struct ctx *c)
 	if (n < 64 || nt < 2)
 		nt = 1;
 	for (size_t i = 0; i < n; i++)
-		c->items[i].line.data = c->buf.buf + c->items[i].off;
+		if (c->items[i].off != BORROWED)
+			c->items[i].line.data = c->buf.buf + c->items[i].off;
 	struct job jobs[64];
 	pthread_t tid[64];
 	for (int k = 0; k < nt; k++)
@@ -300,16 +307,29 @@ static void sign_all(struct ctx *c, next_fn next, item_fn fn)
 			it->line = line;
 			/* the reader (and its copy of the name) may be closed before the batch is handled */
 			it->line.file = input >= 0 ? c->t.inputs[input] : c->against;
-			it->off = c->buf.len;
 			it->input = input;
+			if (line.len >= BATCH_BYTES) {
+				/*
+				 * A long line ends the batch and is not copied: the
+				 * reader's line stays valid until the next read, which
+				 * comes after the batch is handled.
+				 */
+				it->off = BORROWED;
+				break;
+			}
+			it->off = c->buf.len;
 			strbuf_add(&c->buf, line.data, line.len);
 			strbuf_addch(&c->buf, 0);
 		}
 		if (!c->n_items)
 			break;
 		sign_batch(c);
-		for (size_t i = 0; i < c->n_items; i++)
+		for (size_t i = 0; i < c->n_items; i++) {
 			fn(c, &c->items[i]);
+			/* a long record's shingles are on disk now: not kept for the next batch */
+			if (c->items[i].sig.payload.alloc > BATCH_BYTES / sizeof(uint64_t))
+				ftk_u64vec_release(&c->items[i].sig.payload);
+		}
 	}
 }
 

@@ -50,7 +50,8 @@ struct conf {
 
 /* One record of a batch and what became of it. */
 struct item {
-	struct ftk_line line;	/* data owned */
+	struct ftk_line line;	/* data owned, unless borrowed */
+	int borrowed;		/* line.data is the reader's (a long line ends its batch) */
 	int status;		/* 0 emit out, 1 reject, 2 re-parse in the main thread (bad JSON) */
 	const char *reason;
 	char *msg;
@@ -101,13 +102,13 @@ static int no_template(const struct conf *cf, struct item *it)
 }
 
 /* Splice ,"key":value before the closing brace of the original line; when the
- * record already has key, replace it through cJSON instead (rare). */
-static void splice(struct item *it, cJSON *rec, const char *key, const char *json_value)
+ * record already has key (has_key), replace it through cJSON instead (rare). */
+static void splice(struct item *it, int has_key, const char *key, const char *json_value)
 {
 	const char *src = it->changed ? it->out.buf : it->line.data;
 	size_t len = it->changed ? it->out.len : it->line.len;
 	struct strbuf sb = STRBUF_INIT;
-	if (cJSON_GetObjectItemCaseSensitive(rec, key)) {
+	if (has_key) {
 		cJSON *copy = NULL;
 		ftk_json_parse(src, len, &copy, NULL);
 		cJSON_ReplaceItemInObjectCaseSensitive(copy, key, cJSON_Parse(json_value));
@@ -260,6 +261,21 @@ static long model_context(const char *tok_path)
 	return ctx;
 }
 
+/* A line at least this long is borrowed from the reader, not copied into its batch. */
+#define LONG_LINE ((size_t)1 << 20)
+
+/* The render and the token buffers of a long record are given back after it,
+ * not kept for the next. */
+static void done_with_long(struct worker *w)
+{
+	if (w->r.text.alloc > LONG_LINE) {
+		ftk_render_release(&w->r);
+		w->r = (struct ftk_render)FTK_RENDER_INIT;
+	}
+	if (w->tk.alloc > LONG_LINE / sizeof(uint32_t)) ftk_tokens_release(&w->tk);
+	if (w->mask_alloc > LONG_LINE) { free(w->mask); w->mask = NULL; w->mask_alloc = 0; }
+}
+
 static void process(struct worker *w, struct item *it)
 {
 	const struct conf *cf = w->cf;
@@ -291,7 +307,7 @@ static void process(struct worker *w, struct item *it)
 			fail_item(it, "bad-ids", e.msg);
 		} else {
 			strbuf_add_json_str(&js, text.buf, text.len);
-			splice(it, rec, "text", js.buf);
+			splice(it, cJSON_GetObjectItemCaseSensitive(rec, "text") != NULL, "text", js.buf);
 		}
 		free(v);
 		strbuf_release(&text);
@@ -300,6 +316,8 @@ static void process(struct worker *w, struct item *it)
 	}
 
 	int chat = cf->chat_mode || (cf->shards && cJSON_GetObjectItemCaseSensitive(rec, "messages"));
+	int has_ids = cJSON_GetObjectItemCaseSensitive(rec, "ids") != NULL;
+	int has_count = cJSON_GetObjectItemCaseSensitive(rec, "n_tokens") != NULL;
 	long n;
 	const uint8_t *mask = NULL;
 	if (chat) {
@@ -313,10 +331,21 @@ static void process(struct worker *w, struct item *it)
 		int rc = ftk_chat_render(cf->chat, msgs, cJSON_GetObjectItemCaseSensitive(rec, "tools"), 0, &w->r, &e);
 		if (owned) cJSON_Delete((cJSON *)msgs);
 		if (rc) { fail_item(it, "template-error", e.msg); goto done; }
+		/* the render is all that is tokenized: the tree goes before the
+		 * tokenizer's buffers are made (a long record's text is in both) */
+		has_ids = cJSON_GetObjectItemCaseSensitive(rec, "ids") != NULL;
+		has_count = cJSON_GetObjectItemCaseSensitive(rec, "n_tokens") != NULL;
+		cJSON_Delete(rec);
+		rec = NULL;
 		const char *reason;
 		/* the mask matters for shards; ids and counts only refuse a double BOS */
 		n = ftk_chat_encode(cf->chat, &w->r, cf->shards ? cf->train_on : FTK_TRAIN_ALL, &w->tk, &w->mask,
 				    &w->mask_alloc, &reason, &e);
+		/* the render of a long record is not needed past its ids */
+		if (w->r.text.alloc > LONG_LINE) {
+			ftk_render_release(&w->r);
+			w->r = (struct ftk_render)FTK_RENDER_INIT;
+		}
 		if (n < 0) { fail_item(it, reason, e.msg); goto done; }
 		mask = w->mask;
 	} else {
@@ -365,13 +394,13 @@ static void process(struct worker *w, struct item *it)
 	if (cf->ids) {
 		struct strbuf js = STRBUF_INIT;
 		add_ids_json(&js, w->tk.ids, (size_t)n);
-		splice(it, rec, "ids", js.buf);
+		splice(it, has_ids, "ids", js.buf);
 		strbuf_release(&js);
 	}
 	if (cf->count) {
 		char b[32];
 		snprintf(b, sizeof(b), "%ld", n);
-		splice(it, rec, "n_tokens", b);
+		splice(it, has_count, "n_tokens", b);
 	}
 	if (cf->shards) {
 		it->to_shard = 1;
@@ -384,6 +413,7 @@ static void process(struct worker *w, struct item *it)
 	}
 done:
 	cJSON_Delete(rec);
+	done_with_long(w);
 }
 
 static void *worker_run(void *arg)
@@ -576,10 +606,13 @@ int cmd_tokenize(int argc, char **argv)
 			struct item *it = &items[n++];
 			memset(it, 0, sizeof(*it));
 			it->line = line;
-			it->line.data = xstrndup(line.data, line.len);
 			if (!cur_file || strcmp(cur_file, line.file)) { free(cur_file); cur_file = xstrdup(line.file); }
 			it->line.file = xstrdup(cur_file);
 			strbuf_init(&it->out, 0);
+			/* a long line is not copied: it ends the batch, and the reader
+			 * keeps it until the next read, after the batch is written */
+			if (line.len >= LONG_LINE) { it->borrowed = 1; break; }
+			it->line.data = xstrndup(line.data, line.len);
 		}
 		if (!n) break;
 		long nt = threads < (long)n ? threads : (long)n;
@@ -657,7 +690,7 @@ int cmd_tokenize(int argc, char **argv)
 				}
 			}
 		next:
-			free(it->line.data);
+			if (!it->borrowed) free(it->line.data);
 			free((char *)it->line.file);
 			free(it->msg);
 			free(it->ids);

@@ -144,8 +144,13 @@ static void copy_unknown(cJSON *dst, const cJSON *src, const char *const *known)
 			if (f->string && !strcmp(f->string, known[i]))
 				skip = 1;
 		if (!skip && f->string && !get(dst, f->string))
-			cJSON_AddItemToObject(dst, f->string, cJSON_Duplicate(f, 1));
+			cJSON_AddItemToObject(dst, f->string, ftk_json_share(f));
 	}
+}
+
+static cJSON *dup_tree(const cJSON *v)
+{
+	return cJSON_Duplicate(v, 1);
 }
 
 /* tools: a JSON string or list; bare functions wrapped as {"type":"function","function":...} */
@@ -168,13 +173,15 @@ static cJSON *convert_tools(struct conv *c, const cJSON *tools)
 	}
 	out = cJSON_CreateArray();
 	const cJSON *t;
+	/* tools parsed here die below: copy them; the record's own are shared */
+	cJSON *(*copy)(const cJSON *) = parsed ? dup_tree : ftk_json_share;
 	cJSON_ArrayForEach(t, tools) {
 		if (cJSON_IsObject(t) && get(t, "function")) {
-			cJSON_AddItemToArray(out, cJSON_Duplicate(t, 1));
+			cJSON_AddItemToArray(out, copy(t));
 		} else if (cJSON_IsObject(t) && cJSON_IsString(get(t, "name"))) {
 			cJSON *w = cJSON_CreateObject();
 			cJSON_AddStringToObject(w, "type", "function");
-			cJSON_AddItemToObject(w, "function", cJSON_Duplicate(t, 1));
+			cJSON_AddItemToObject(w, "function", copy(t));
 			cJSON_AddItemToArray(out, w);
 		} else {
 			fail(c, "bad-tools", "a tool must be a function with a \"name\"");
@@ -256,7 +263,7 @@ static cJSON *convert_message(struct conv *c, const cJSON *m, int turn)
 		}
 		if (other) {
 			/* images and the like: keep the parts as they are */
-			cJSON_AddItemToObject(out, "content", cJSON_Duplicate(content, 1));
+			cJSON_AddItemToObject(out, "content", ftk_json_share(content));
 		} else if (text.len || !cJSON_GetArraySize(calls)) {
 			cJSON_AddStringToObject(out, "content", text.buf);
 		} else {
@@ -268,7 +275,7 @@ static cJSON *convert_message(struct conv *c, const cJSON *m, int turn)
 		strbuf_release(&reason);
 		(void)k;
 	} else if (content) {
-		cJSON_AddItemToObject(out, "content", cJSON_Duplicate(content, 1));
+		cJSON_AddItemToObject(out, "content", ftk_json_share(content));
 	} else {
 		cJSON_AddStringToObject(out, "content", "");
 	}
@@ -276,7 +283,7 @@ static cJSON *convert_message(struct conv *c, const cJSON *m, int turn)
 	if (cJSON_IsArray(tc)) {
 		const cJSON *x;
 		cJSON_ArrayForEach(x, tc) {
-			cJSON *y = cJSON_Duplicate(x, 1);
+			cJSON *y = ftk_json_share(x);
 			cJSON *f = get(y, "function");
 			cJSON *a = f ? get(f, "arguments") : NULL;
 			if (a && !cJSON_IsString(a))

@@ -35,7 +35,8 @@ enum ftk_conv_from {
 int ftk_conv_from_parse(const char *name);
 
 /*
- * Convert rec.  On success returns a new canonical record (caller frees), or
+ * Convert rec.  On success returns a new canonical record (caller frees; it
+ * borrows rec's strings, ftk_json_share, so free it before rec), or
  * rec itself (not a copy: check with ==) when the record is canonical text and
  * must pass through as its original bytes.  On failure returns NULL and
  * writes a reason kind (static string, "unknown-format", "bad-field"...) to

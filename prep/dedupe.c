@@ -230,7 +230,7 @@ void ftk_dd_sig_release(struct ftk_dd_sig *g)
 
 static int near_sig(struct ftk_dd_signer *s, struct ftk_dd_sig *g);
 
-int ftk_dd_sign(struct ftk_dd_signer *s, const cJSON *rec, struct ftk_dd_sig *g)
+int ftk_dd_sign_key(struct ftk_dd_signer *s, const cJSON *rec, struct ftk_dd_sig *g)
 {
 	const struct ftk_dd_params *p = s->p;
 	g->status = 0;
@@ -254,23 +254,65 @@ int ftk_dd_sign(struct ftk_dd_signer *s, const cJSON *rec, struct ftk_dd_sig *g)
 	if (ftk_dd_key_text(s->key, rec, &s->raw) <= 0)
 		return 0;
 	g->len = (double)s->raw.len;
+	return 1;
+}
+
+/* A buffer that held a long record's text is given back, not kept for the next. */
+#define KEEP_BYTES ((size_t)1 << 20)
+static void done_with(struct strbuf *sb)
+{
+	if (sb->alloc > KEEP_BYTES)
+		strbuf_release(sb);
+	else
+		strbuf_reset(sb);
+}
+
+int ftk_dd_sign_text(struct ftk_dd_signer *s, struct ftk_dd_sig *g)
+{
+	const struct ftk_dd_params *p = s->p;
 	if (p->near) {
-		/* cJSON strings are valid UTF-8 after the reader's check */
-		if (ftk_normalize_words(s->raw.buf, s->raw.len, p->norm, &s->words, NULL) < 0)
-			ftk_words_split(&s->words, s->raw.buf, s->raw.len);
-		if (!ftk_minhash_shingles(&s->words, p->ngram, p->seed, &s->shingles))
+		/*
+		 * With space normalization the normalized text is the joined form
+		 * of its words, and the shingles are read from it in one pass:
+		 * the key text, then the normalized text, then the shingles, each
+		 * freed before the next but one is made.  Otherwise (or for
+		 * invalid UTF-8, which cJSON strings never hold) through the
+		 * array of words.
+		 */
+		if ((p->norm & FTK_NORM_SPACE) &&
+		    ftk_normalize(s->raw.buf, s->raw.len, p->norm, &s->norm, NULL) == 0) {
+			done_with(&s->raw);
+			ftk_minhash_shingles_joined(s->norm.buf, s->norm.len, p->ngram, p->seed,
+						    &s->shingles);
+			done_with(&s->norm);
+		} else {
+			if (ftk_normalize_words(s->raw.buf, s->raw.len, p->norm, &s->words, NULL) < 0)
+				ftk_words_split(&s->words, s->raw.buf, s->raw.len);
+			done_with(&s->raw);
+			ftk_minhash_shingles(&s->words, p->ngram, p->seed, &s->shingles);
+		}
+		if (!s->shingles.n)
 			return 0;
 		return near_sig(s, g);
 	}
 	if (ftk_normalize(s->raw.buf, s->raw.len, p->norm, &s->norm, NULL) < 0)
 		strbuf_add(&s->norm, s->raw.buf, s->raw.len);
+	done_with(&s->raw);
 	if (!s->norm.len)
 		return 0;
 	XXH128_hash_t h = XXH3_128bits(s->norm.buf, s->norm.len);
+	done_with(&s->norm);
 	g->band[0] = h.low64;
 	g->band[1] = h.high64;
 	g->status = 1;
 	return 1;
+}
+
+int ftk_dd_sign(struct ftk_dd_signer *s, const cJSON *rec, struct ftk_dd_sig *g)
+{
+	if (!ftk_dd_sign_key(s, rec, g))
+		return 0;
+	return ftk_dd_sign_text(s, g);
 }
 
 /* The near-mode half of signing: signature, bands, payload. */
@@ -284,9 +326,11 @@ static int near_sig(struct ftk_dd_signer *s, struct ftk_dd_sig *g)
 		memcpy(g->payload.v, s->sig, sizeof(uint64_t) * s->mh->k);
 		g->payload.n = s->mh->k;
 	} else {
-		FTK_ALLOC_GROW(g->payload.v, s->shingles.n, g->payload.alloc);
-		memcpy(g->payload.v, s->shingles.v, sizeof(uint64_t) * s->shingles.n);
-		g->payload.n = s->shingles.n;
+		/* the shingles become the payload: swapped, not copied */
+		struct ftk_u64vec t = g->payload;
+		g->payload = s->shingles;
+		s->shingles = t;
+		s->shingles.n = 0;
 	}
 	g->status = 1;
 	return 1;

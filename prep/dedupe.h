@@ -177,6 +177,18 @@ void ftk_dd_sig_release(struct ftk_dd_sig *g);
  */
 int ftk_dd_sign(struct ftk_dd_signer *s, const cJSON *rec, struct ftk_dd_sig *g);
 
+/*
+ * ftk_dd_sign in two halves, so that a caller can free the record between
+ * them and a long record's tree is not alive while its text is normalized
+ * and shingled: ftk_dd_sign_key takes what signing needs from rec (the key
+ * text, kept in s; --source-field and --keep FIELD values, in g) and
+ * returns 1, or 0 when there is no key text (then g->status is 0 and
+ * ftk_dd_sign_text is not called); ftk_dd_sign_text signs that text into g
+ * (1, or 0 when it has no words).  rec is borrowed only during the first.
+ */
+int ftk_dd_sign_key(struct ftk_dd_signer *s, const cJSON *rec, struct ftk_dd_sig *g);
+int ftk_dd_sign_text(struct ftk_dd_signer *s, struct ftk_dd_sig *g);
+
 /* Number of band values a signature carries: bands (near) or 2 (exact). */
 int ftk_dd_nbands(const struct ftk_dd_params *p);
 

@@ -131,6 +131,45 @@ size_t ftk_minhash_shingles(const struct ftk_words *ws, int ngram, uint64_t seed
 	return ns;
 }
 
+size_t ftk_minhash_shingles_joined(const char *s, size_t len, int ngram, uint64_t seed,
+				   struct ftk_u64vec *out)
+{
+	out->n = 0;
+	if (!len)
+		return 0;
+	/* words = spaces + 1; sized from that bound, never doubled */
+	size_t words = 1;
+	for (const char *p = s, *e = s + len; (p = memchr(p, ' ', (size_t)(e - p))) != NULL; p++)
+		words++;
+	size_t ns = words >= (size_t)ngram ? words - (size_t)ngram + 1 : 1;
+	FTK_ALLOC_GROW(out->v, ns, out->alloc);
+	if (words < (size_t)ngram) {	/* all the words are one shingle */
+		out->v[0] = ftk_minhash_shingle_hash(s, len, seed);
+		out->n = 1;
+		return 1;
+	}
+	/* ring of the starts of the last ngram words */
+	size_t ring[64], *start = ngram <= 64 ? ring : xmalloc(sizeof(size_t) * (size_t)ngram);
+	size_t w = 0, pos = 0, n = 0;
+	for (;;) {
+		const char *sp = memchr(s + pos, ' ', len - pos);
+		size_t end = sp ? (size_t)(sp - s) : len;	/* this word is [pos, end) */
+		start[w % (size_t)ngram] = pos;
+		w++;
+		if (w >= (size_t)ngram) {
+			size_t first = start[(w - (size_t)ngram) % (size_t)ngram];
+			out->v[n++] = ftk_minhash_shingle_hash(s + first, end - first, seed);
+		}
+		if (!sp)
+			break;
+		pos = end + 1;
+	}
+	if (start != ring)
+		free(start);
+	out->n = n;
+	return n;
+}
+
 size_t ftk_minhash_set(struct ftk_u64vec *v)
 {
 	if (!v->n)

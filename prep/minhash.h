@@ -68,6 +68,17 @@ void ftk_u64vec_release(struct ftk_u64vec *v);
 size_t ftk_minhash_shingles(const struct ftk_words *ws, int ngram, uint64_t seed,
 			    struct ftk_u64vec *out);
 
+/*
+ * The same shingles from a text in the joined form (words separated by
+ * single spaces, no space at either end: what ftk_words_split builds, and
+ * what ftk_normalize writes when its flags include FTK_NORM_SPACE), read
+ * in one pass that keeps only the last n word starts: no array of words is
+ * built, so a long text costs its shingles and nothing more.  Returns
+ * their number (0 for an empty text).
+ */
+size_t ftk_minhash_shingles_joined(const char *joined, size_t len, int ngram, uint64_t seed,
+				   struct ftk_u64vec *out);
+
 /* Make v a set: sort and drop repeats in place.  Returns the new size. */
 size_t ftk_minhash_set(struct ftk_u64vec *v);
 

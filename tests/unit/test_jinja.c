@@ -329,6 +329,76 @@ START_TEST(test_huge_indices)
 }
 END_TEST
 
+/*
+ * {{ a + b + ... }} is written out operand by operand (emit_chain) instead
+ * of as one new string.  The reference is the same expression evaluated
+ * whole by {% set x = ... %}{{ x }}: the output, the error (message and
+ * line) and the iteration report (where the first byte of a message's
+ * content landed, which masks are made from) must be the same, for strings,
+ * numbers, lists, a dict, an undefined value, none, nesting on the right,
+ * and a chain that does not start with a string.
+ */
+START_TEST(test_concat_chain_emitted_in_place)
+{
+	static const char *const exprs[] = {
+		"'<|im_start|>' + m.role + '\\n' + m.content + '<|im_end|>' + '\\n'",
+		"m.role ~ 1 ~ m.content ~ 2.5",
+		"1 + 2 + m.content + m.n",
+		"m.n + 1 + 'x' + m.content",
+		"m.content + [1, 2] + 'z'",
+		"'a' + m.content ~ {'k': 1}",
+		"[1] + [2] ~ m.content",
+		"m.content + m.content + m.content",
+		"'p' + (m.content + 'q') + 'r'",
+		"'x' + m.nothing + m.content",
+		"m.content ~ none",
+		"'only' ~ 'strings'",
+	};
+	static const char *const keys[] = { "content", NULL };
+	cJSON *vars = cJSON_Parse("{\"messages\":[{\"role\":\"user\",\"content\":\"hi\",\"n\":3},"
+				  "{\"role\":\"assistant\",\"content\":\"yo\",\"n\":1.5}]}");
+	for (size_t i = 0; i < FTK_ARRAY_SIZE(exprs); i++) {
+		struct strbuf tpl[2] = { STRBUF_INIT, STRBUF_INIT }, out[2] = { STRBUF_INIT, STRBUF_INIT };
+		strbuf_addf(&tpl[0], "{%% for m in messages %%}[{{ %s }}]{%% endfor %%}", exprs[i]);
+		strbuf_addf(&tpl[1], "{%% for m in messages %%}[{%% set x = %s %%}{{ x }}]{%% endfor %%}", exprs[i]);
+		struct ftk_jinja_opts o[2] = { { 0 }, { 0 } };
+		struct ftk_error e[2];
+		int rc[2];
+		for (int k = 0; k < 2; k++) {
+			struct ftk_jinja *t;
+			ck_assert_int_eq(ftk_jinja_parse(&t, tpl[k].buf, tpl[k].len, NULL), 0);
+			o[k].track = cJSON_GetObjectItem(vars, "messages");
+			o[k].taint_keys = keys;
+			ftk_error_clear(&e[k]);
+			rc[k] = ftk_jinja_render(t, vars, &o[k], &out[k], &e[k]);
+			ftk_jinja_free(t);
+		}
+		ck_assert_msg(rc[0] == rc[1], "%s: rc %d, whole %d", exprs[i], rc[0], rc[1]);
+		if (rc[0]) {
+			ck_assert_str_eq(e[0].msg, e[1].msg);
+			ck_assert_int_eq(e[0].line, e[1].line);
+		} else {
+			ck_assert_str_eq(out[0].buf, out[1].buf);
+			ck_assert_uint_eq(o[0].n_iters, 2);
+			ck_assert_uint_eq(o[0].n_iters, o[1].n_iters);
+			for (size_t j = 0; j < o[0].n_iters; j++) {
+				ck_assert_uint_eq(o[0].iters[j].start, o[1].iters[j].start);
+				ck_assert_uint_eq(o[0].iters[j].end, o[1].iters[j].end);
+				ck_assert_msg(o[0].iters[j].first_taint == o[1].iters[j].first_taint,
+					      "%s: message %zu: content at %ld, whole %ld", exprs[i], j,
+					      o[0].iters[j].first_taint, o[1].iters[j].first_taint);
+			}
+		}
+		for (int k = 0; k < 2; k++) {
+			free(o[k].iters);
+			strbuf_release(&tpl[k]);
+			strbuf_release(&out[k]);
+		}
+	}
+	cJSON_Delete(vars);
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
 	Suite *s = suite_create("jinja");
@@ -337,6 +407,7 @@ static Suite *make_suite(void)
 	tcase_add_test(tc, test_unsupported_named);
 	tcase_add_test(tc, test_syntax_errors);
 	tcase_add_test(tc, test_tracking);
+	tcase_add_test(tc, test_concat_chain_emitted_in_place);
 	tcase_add_test(tc, test_vars_must_be_object);
 	tcase_add_test(tc, test_huge_indices);
 	suite_add_tcase(s, tc);

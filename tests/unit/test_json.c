@@ -79,6 +79,72 @@ START_TEST(accepted_strings_are_whole)
 }
 END_TEST
 
+/*
+ * ftk_json_share: the copy prints as the original (cJSON_Duplicate is the
+ * reference), holds the original's very strings, can be edited and freed
+ * first without touching them (under SAN=1 a freed or double-freed string
+ * is an error), and the original still prints the same afterwards.
+ */
+START_TEST(share_borrows_strings)
+{
+	const char *s = "{\"messages\":[{\"role\":\"user\",\"content\":\"hi \\u00e9\"},"
+			"{\"role\":\"assistant\",\"content\":null,\"n\":[1,2.5,-3e10,true,false]}],"
+			"\"meta\":{\"k\":{}},\"e\":[]}";
+	cJSON *v;
+	ck_assert_int_eq(ftk_json_parse_record(s, strlen(s), &v, NULL, NULL), 0);
+	char *want = cJSON_PrintUnformatted(v);
+	cJSON *dup = cJSON_Duplicate(v, 1);
+	cJSON *c = ftk_json_share(v);
+	char *got = cJSON_PrintUnformatted(c), *ref = cJSON_PrintUnformatted(dup);
+	ck_assert_str_eq(got, ref);
+	ck_assert_str_eq(got, want);
+	cJSON *m0 = cJSON_GetArrayItem(cJSON_GetObjectItem(v, "messages"), 0);
+	cJSON *c0 = cJSON_GetArrayItem(cJSON_GetObjectItem(c, "messages"), 0);
+	ck_assert_ptr_ne(m0, c0);
+	ck_assert_ptr_eq(cJSON_GetObjectItem(m0, "content")->valuestring,
+			 cJSON_GetObjectItem(c0, "content")->valuestring);
+	/* the last child is found from the first (cJSON appends through prev) */
+	cJSON_AddStringToObject(c0, "name", "x");
+	cJSON_ReplaceItemInObjectCaseSensitive(c0, "content", cJSON_CreateString("new"));
+	cJSON_DeleteItemFromObjectCaseSensitive(c0, "role");
+	cJSON_AddItemToObject(cJSON_GetObjectItem(c, "meta"), "source", cJSON_CreateString("f"));
+	char *edited = cJSON_PrintUnformatted(c);
+	ck_assert(strstr(edited, "{\"content\":\"new\",\"name\":\"x\"}") != NULL);
+	ck_assert(strstr(edited, "\"meta\":{\"k\":{},\"source\":\"f\"}") != NULL);
+	cJSON_Delete(c);
+	char *after = cJSON_PrintUnformatted(v);
+	ck_assert_str_eq(after, want);
+	ck_assert_ptr_null(ftk_json_share(NULL));
+	cJSON_free(want);
+	cJSON_free(got);
+	cJSON_free(ref);
+	cJSON_free(edited);
+	cJSON_free(after);
+	cJSON_Delete(dup);
+	cJSON_Delete(v);
+}
+END_TEST
+
+/* ftk_json_print into an empty strbuf takes cJSON's buffer, into a
+ * non-empty one appends: the same text either way, and a usable strbuf. */
+START_TEST(print_adopts_or_appends)
+{
+	cJSON *v = cJSON_Parse("{\"a\":[1,\"x\"]}");
+	struct strbuf sb = STRBUF_INIT;
+	ftk_json_print(&sb, v);
+	ck_assert_str_eq(sb.buf, "{\"a\":[1,\"x\"]}");
+	ck_assert_uint_eq(sb.len, strlen(sb.buf));
+	strbuf_addch(&sb, ' ');
+	ftk_json_print(&sb, v);
+	ck_assert_str_eq(sb.buf, "{\"a\":[1,\"x\"]} {\"a\":[1,\"x\"]}");
+	strbuf_reset(&sb);
+	ftk_json_print(&sb, v);
+	ck_assert_str_eq(sb.buf, "{\"a\":[1,\"x\"]}");
+	strbuf_release(&sb);
+	cJSON_Delete(v);
+}
+END_TEST
+
 static Suite *json_suite(void)
 {
 	Suite *s = suite_create("json");
@@ -86,6 +152,8 @@ static Suite *json_suite(void)
 	tcase_add_loop_test(tc, record_reader_refuses_silent_changes, 0,
 			    (int)(sizeof(cases) / sizeof(cases[0])));
 	tcase_add_test(tc, accepted_strings_are_whole);
+	tcase_add_test(tc, share_borrows_strings);
+	tcase_add_test(tc, print_adopts_or_appends);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -93,6 +93,57 @@ START_TEST(shingles_match_naive)
 }
 END_TEST
 
+/*
+ * ftk_minhash_shingles_joined over ftk_normalize's text (space
+ * normalization on) gives exactly ftk_minhash_shingles over
+ * ftk_normalize_words' word array, in order and with repeats: ftk-dedupe
+ * --near signs long records the first way and short ones used to be signed
+ * the second.  Texts mix the random words with Unicode spaces (NBSP,
+ * ideographic space), controls, punctuation, case and a decomposed accent;
+ * n runs past the word count and past the 64-word ring.
+ */
+START_TEST(shingles_joined_match_word_array)
+{
+	static const char *extra[] = { "\xc2\xa0", "\xe3\x80\x80", "\x01", "\n", "!", "...",
+				       "Cat", "CAF\x45\xcc\x81", "\xc3\xa9t\xc3\xa9", " ", "" };
+	static const unsigned flags[] = { FTK_NORM_ALL, FTK_NORM_SPACE,
+					  FTK_NORM_SPACE | FTK_NORM_CASE,
+					  FTK_NORM_SPACE | FTK_NORM_PUNCT, FTK_NORM_SPACE | FTK_NORM_NFC };
+	static char text[65536];
+	struct ftk_words ws;
+	struct ftk_u64vec a = { 0 }, b = { 0 };
+	struct strbuf norm = STRBUF_INIT;
+	ftk_words_init(&ws);
+	for (int trial = 0; trial < 400; trial++) {
+		size_t nw = rnd() % 90;
+		text[0] = 0;
+		for (size_t i = 0; i < nw; i++) {
+			strcat(text, (rnd() & 3) ? " " : extra[rnd() % FTK_ARRAY_SIZE(extra)]);
+			strcat(text, (rnd() & 3) ? vocab[rnd() % FTK_ARRAY_SIZE(vocab)]
+						 : extra[rnd() % FTK_ARRAY_SIZE(extra)]);
+		}
+		int n = trial % 10 == 9 ? 70 : 1 + (int)(rnd() % 6);
+		unsigned f = flags[rnd() % FTK_ARRAY_SIZE(flags)];
+		strbuf_reset(&norm);
+		ck_assert_int_eq(ftk_normalize(text, strlen(text), f, &norm, NULL), 0);
+		ck_assert_int_ge(ftk_normalize_words(text, strlen(text), f, &ws, NULL), 0);
+		ck_assert_uint_eq(norm.len, ws.joined.len);
+		ck_assert_int_eq(memcmp(norm.buf, ws.joined.buf, norm.len), 0);
+		size_t got = ftk_minhash_shingles_joined(norm.buf, norm.len, n, 7, &a);
+		size_t want = ftk_minhash_shingles(&ws, n, 7, &b);
+		ck_assert_uint_eq(got, want);
+		ck_assert_uint_eq(a.n, got);
+		if (got)
+			ck_assert_int_eq(memcmp(a.v, b.v, got * sizeof(uint64_t)), 0);
+	}
+	ck_assert_uint_eq(ftk_minhash_shingles_joined("", 0, 5, 7, &a), 0);
+	ftk_words_release(&ws);
+	ftk_u64vec_release(&a);
+	ftk_u64vec_release(&b);
+	strbuf_release(&norm);
+}
+END_TEST
+
 START_TEST(signature_matches_definition)
 {
 	struct ftk_minhash m;
@@ -310,6 +361,7 @@ static Suite *make_suite(void)
 	TCase *tc = tcase_create("minhash");
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, shingles_match_naive);
+	tcase_add_test(tc, shingles_joined_match_word_array);
 	tcase_add_test(tc, signature_matches_definition);
 	tcase_add_test(tc, estimate_is_unbiased);
 	tcase_add_test(tc, banding_follows_the_s_curve);

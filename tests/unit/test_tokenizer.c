@@ -486,6 +486,88 @@ START_TEST(test_single_word)
 }
 END_TEST
 
+/*
+ * A text of a few MiB is encoded in chunks cut before " word"
+ * (encode_chunked).  The reference is the same tokenizer with its Split
+ * regex wrapped in "(?:...)": the same pattern to PCRE2, but not one the
+ * chunker knows, so that text goes through encode_segment whole.  Ids and
+ * offsets must be the same, for Qwen3 (NFC, one digit a piece) and Llama 3
+ * (no normalizer, three digits), over words, contractions in both cases,
+ * digits, punctuation, runs of spaces, tabs and newlines, precomposed and
+ * decomposed accents, CJK and emoji.
+ */
+static size_t chunk_text(char *buf, size_t n)
+{
+	static const char *const bits[] = { "word", "Cat", "it's", "I'LL", "they've", "12345", "7", ",", ".",
+					    "!?", "--", "   ", "\t", "\n", "\r\n", "\n\n  ", "caf\xc3\xa9",
+					    "cafe\xcc\x81", "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e",
+					    "\xf0\x9f\x98\x80", "x", "Hello", "world", "a" };
+	uint64_t st = 12345;
+	size_t len = 0;
+	while (len + 64 < n) {
+		st = st * 6364136223846793005ull + 1442695040888963407ull;
+		const char *b = bits[(st >> 33) % FTK_ARRAY_SIZE(bits)];
+		size_t bl = strlen(b);
+		memcpy(buf + len, b, bl);
+		len += bl;
+		if ((st >> 20) % 4)
+			buf[len++] = ' ';
+	}
+	return len;
+}
+
+START_TEST(test_chunked_encode)
+{
+	static const char *const which[] = { "tests/fixtures/tokenizers/qwen3/tokenizer.json",
+					     "tests/fixtures/tokenizers/llama3/tokenizer.json" };
+	size_t cap = (size_t)5 << 19;	/* 2.5 MiB: two cuts at 1 MiB chunks */
+	char *text = xmalloc(cap);
+	size_t tlen = chunk_text(text, cap);
+	for (size_t k = 0; k < FTK_ARRAY_SIZE(which); k++) {
+		char *data;
+		size_t len;
+		cJSON *tj;
+		ck_assert_int_eq(ftk_read_all(src_path(which[k]), &data, &len, NULL), 0);
+		ck_assert_int_eq(ftk_json_parse(data, len, &tj, NULL), 0);
+		free(data);
+		cJSON *pat = cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(
+			cJSON_GetObjectItem(tj, "pre_tokenizer"), "pretokenizers"), 0), "pattern");
+		cJSON *re = cJSON_GetObjectItem(pat, "Regex");
+		ck_assert_ptr_nonnull(re);
+		struct strbuf w = STRBUF_INIT;
+		strbuf_addf(&w, "(?:%s)", re->valuestring);
+		cJSON_ReplaceItemInObject(pat, "Regex", cJSON_CreateString(w.buf));
+		strbuf_release(&w);
+		char *out = cJSON_PrintUnformatted(tj);
+		write_file("whole.json", out, strlen(out));
+		cJSON_free(out);
+		cJSON_Delete(tj);
+		struct ftk_tokenizer *t, *ref;
+		ck_assert_int_eq(ftk_tokenizer_load(&t, src_path(which[k]), NULL), 0);
+		ck_assert_int_eq(ftk_tokenizer_load(&ref, "whole.json", NULL), 0);
+		for (unsigned flags = 0; flags <= FTK_TOK_OFFSETS; flags += FTK_TOK_OFFSETS) {
+			struct ftk_tokens a = FTK_TOKENS_INIT, b = FTK_TOKENS_INIT;
+			long na = ftk_tokenizer_encode(t, text, tlen, flags, &a, NULL);
+			long nb = ftk_tokenizer_encode(ref, text, tlen, flags, &b, NULL);
+			ck_assert_int_gt(nb, 100000);
+			ck_assert_int_eq(na, nb);
+			for (long i = 0; i < na; i++) {
+				ck_assert_msg(a.ids[i] == b.ids[i], "%s: id %ld: %u, whole %u", which[k], i, a.ids[i], b.ids[i]);
+				if (flags)
+					ck_assert_msg(a.start[i] == b.start[i] && a.end[i] == b.end[i],
+						      "%s: token %ld at %u..%u, whole %u..%u", which[k], i,
+						      a.start[i], a.end[i], b.start[i], b.end[i]);
+			}
+			ftk_tokens_release(&a);
+			ftk_tokens_release(&b);
+		}
+		ftk_tokenizer_free(t);
+		ftk_tokenizer_free(ref);
+	}
+	free(text);
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
 	Suite *s = suite_create("tokenizer");
@@ -503,6 +585,7 @@ static Suite *make_suite(void)
 	tcase_add_test(tc, test_long_pretoken);
 	tcase_add_test(tc, test_synthetic);
 	tcase_add_test(tc, test_single_word);
+	tcase_add_test(tc, test_chunked_encode);
 	suite_add_tcase(s, tc);
 	return s;
 }
