@@ -76,6 +76,18 @@ double ftk_opt_parse_number(const char *name, const char *s, double lo, double h
 	ftk_usage_error("%s needs a number from %g to %g, not '%s'", name, lo, hi, s);
 }
 
+double ftk_opt_parse_number_open(const char *name, const char *s, double lo, double hi)
+{
+	char *end;
+	errno = 0;
+	double v = strtod(s, &end);
+	if (*s && !*end && !errno && isfinite(v) && v > lo && v < hi)
+		return v;
+	if (hi >= DBL_MAX)
+		ftk_usage_error("%s needs a number above %g, not '%s'", name, lo, s);
+	ftk_usage_error("%s needs a number above %g and below %g, not '%s'", name, lo, hi, s);
+}
+
 int ftk_opt_parse_choice(const char *name, const char *s, const char *choices)
 {
 	size_t n = strlen(s);
@@ -342,7 +354,9 @@ static void apply(const struct ftk_option *o, const char *arg, const char *name,
 		*(long *)o->value = (long)ftk_opt_parse_integer(name, arg, o->ilo, o->ihi);
 		break;
 	case FTK_OPTION_DOUBLE:
-		*(double *)o->value = ftk_opt_parse_number(name, arg, o->dlo, o->dhi);
+		*(double *)o->value = o->flags & FTK_OPTF_OPEN
+					      ? ftk_opt_parse_number_open(name, arg, o->dlo, o->dhi)
+					      : ftk_opt_parse_number(name, arg, o->dlo, o->dhi);
 		break;
 	case FTK_OPTION_UINT64: {
 		char *end;

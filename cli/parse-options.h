@@ -73,6 +73,7 @@ enum {
 	FTK_OPTF_NOARG = 1,	/* a callback that takes no argument */
 	FTK_OPTF_HIDDEN = 2,	/* parsed, but not in --help nor completion */
 	FTK_OPTF_SUB_OPTIONAL = 4,	/* on a subcommand row: the command runs without one too */
+	FTK_OPTF_OPEN = 8,	/* FTK_OPTION_DOUBLE: the range's ends are excluded */
 };
 
 struct ftk_option;
@@ -119,6 +120,10 @@ void ftk_strlist_release(struct ftk_strlist *l);
 #define FTK_OPT_DOUBLE(s, l, v, a, lo, hi, h)                                                  \
 	{ .kind = FTK_OPTION_DOUBLE, .short_name = (s), .long_name = (l), .value = (v), .argh = (a), \
 	  .help = (h), .dlo = (lo), .dhi = (hi) }
+/* a number strictly between lo and hi (a Jaccard threshold in (0, 1)) */
+#define FTK_OPT_DOUBLE_OPEN(s, l, v, a, lo, hi, h)                                             \
+	{ .kind = FTK_OPTION_DOUBLE, .short_name = (s), .long_name = (l), .value = (v), .argh = (a), \
+	  .help = (h), .dlo = (lo), .dhi = (hi), .flags = FTK_OPTF_OPEN }
 #define FTK_OPT_UINT64(s, l, v, a, h) \
 	{ .kind = FTK_OPTION_UINT64, .short_name = (s), .long_name = (l), .value = (v), .argh = (a), .help = (h) }
 #define FTK_OPT_STRING(s, l, v, a, h) \
@@ -183,6 +188,11 @@ void ftk_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2), 
  */
 long long ftk_opt_parse_integer(const char *name, const char *s, long long lo, long long hi);
 double ftk_opt_parse_number(const char *name, const char *s, double lo, double hi);
+/*
+ * The same for a range without its ends (FTK_OPTF_OPEN):
+ *   "--x needs a number above LO and below HI, not 'S'" / "... above LO, not 'S'"
+ */
+double ftk_opt_parse_number_open(const char *name, const char *s, double lo, double hi);
 
 /*
  * The index of s in choices ("nf4|none"), or exit 2 with

@@ -17,7 +17,6 @@
  * file, appended to the ledger as one api entry (stage eval).
  */
 #include <errno.h>
-#include <getopt.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,223 +33,71 @@
 #include "lib/json.h"
 #include "lib/ledger.h"
 
-/* The help, in parts, so that `ftk eval SUB --help` shows SUB's own. */
-#define U_HEAD \
-	"usage: ftk-eval run SUITE -o RUN_DIR BACKEND [options]\n" \
-	"       ftk-eval rescore RUN_DIR [SUITE] [--judge-endpoint URL]\n" \
-	"       ftk-eval merge SHARD_RUN_DIR... -o RUN_DIR [--json]\n" \
-	"       ftk-eval summary RUN_DIR [--reviews FILE] [--json]\n" \
-	"       ftk-eval compare RUN_A RUN_B [--alpha P] [--json]\n" \
-	"       ftk-eval judges\n" \
-	"       ftk-eval import FORMAT FILE -o SUITE [--num-fewshot K] [options]\n"
+/* The synopses and the description; each subcommand's table gives its options. */
+static const char *const usage_top[] = {
+	"ftk-eval run SUITE -o RUN_DIR BACKEND [options]",
+	"ftk-eval rescore RUN_DIR [SUITE] [--judge-endpoint URL]",
+	"ftk-eval merge SHARD_RUN_DIR... -o RUN_DIR [--json]",
+	"ftk-eval summary RUN_DIR [--reviews FILE] [--json]",
+	"ftk-eval compare RUN_A RUN_B [--alpha P] [--json]",
+	"ftk-eval judges",
+	"ftk-eval import FORMAT FILE -o SUITE [--num-fewshot K] [options]",
+	"",
 #define U_INTRO \
-	"\n" \
-	"Run an eval suite, score every answer with the suite's judges, and report\n" \
-	"each metric with its standard error and 95% interval.  RUN_DIR receives\n" \
-	"results.jsonl (one line per case and sample, appended as they finish),\n" \
-	"summary.json and run.json; running again into the same RUN_DIR resumes,\n" \
-	"asking only for what has no result yet (errored cases are asked again).\n" \
-	"RUN_DIR belongs to one suite, judges and model configuration (run.json):\n" \
-	"another is refused, naming what differs.  rescore (or run --rescore) judges\n" \
-	"the stored outputs again with the suite's current judges, asking no model.\n" \
-	"\n"
-#define U_BACKENDS \
-	"Backends (one):\n" \
-	"      --outputs FILE       score answers that exist (an outputs JSONL or a\n" \
-	"                           results.jsonl); never queries a model\n" \
-	"      --endpoint URL       an OpenAI-compatible server (base URL, .../v1, or\n" \
-	"                           the full .../chat/completions URL)\n" \
-	"      --model NAME         the model name sent to the endpoint\n" \
-	"      --model-dir DIR      a local Hugging Face model, run with ftk's own\n" \
-	"                           inference engine (-j engines, default 1)\n" \
-	"      --adapter DIR        a PEFT adapter for --model-dir\n" \
-	"      --tokenizer DIR      with --endpoint, for log-likelihood suites: the\n" \
-	"                           model's tokenizer (scored through /v1/completions\n" \
-	"                           with echo and logprobs)\n"
-#define U_RUN \
-	"Run options:\n" \
-	"  -j, --jobs N             requests in flight (default 4), or local engines\n" \
-	"      --samples K          K independent samples per case (default 1; with\n" \
-	"                           --outputs, as many as the file holds for a case)\n" \
-	"      --limit N            only the first N cases\n" \
-	"      --shard I/N          only slice I (0..N-1) of N contiguous slices of the\n" \
-	"                           cases; `ftk-eval merge` joins the N runs into one\n" \
-	"      --api-key-env VAR    send the key held in environment variable VAR\n" \
-	"      --timeout S          seconds per attempt (default 120)\n" \
-	"      --retries N          attempts per request, first included (default 6)\n" \
-	"      --retry-base S       first backoff wait before jitter (default 1)\n" \
-	"      --retry-max-wait S   cap on one wait, Retry-After included (default 60)\n" \
-	"      --cache DIR          response cache (default $FTK_CACHE_DIR/eval or\n" \
-	"                           ~/.cache/ftk/eval)\n" \
-	"      --no-cache           neither read nor write the cache\n" \
-	"      --judge-endpoint URL server for model-graded judges (default --endpoint)\n" \
-	"      --judge-api-key-env VAR  its key (default --api-key-env)\n" \
-	"      --usd-per-mtok-in X  price of a million prompt tokens\n" \
-	"      --usd-per-mtok-out Y price of a million completion tokens\n" \
-	"      --rates FILE         take the model's prices from an ftk-ledger rates file\n"
-#define U_JSON \
-	"      --json               print summary.json instead of the table\n"
-#define U_RESCORE \
-	"      --rescore            judge the stored outputs again, accepting a suite or\n" \
-	"                           judges that differ from RUN_DIR's (not a model)\n" \
-	"      --allow-bad-cases    exit 0 even when the suite has defective cases\n" \
-	"                           (they are excluded from every metric either way)\n"
-#define U_MERGE \
-	"Merge: the shard runs of one suite (any order, all N) into a new RUN_DIR\n" \
-	"whose results, summary and run.json are those of one unsharded run.\n"
-#define U_SUMMARY \
-	"Summary options:\n" \
-	"      --reviews FILE       fold people's verdicts (ftk-review) into the results\n" \
-	"                           and report judge-versus-human agreement (default\n" \
-	"                           RUN_DIR/reviews.jsonl when it exists)\n"
-#define U_IMPORT \
-	"Import options (FORMAT: gsm8k, arc, hellaswag, mmlu, truthfulqa_mc1,\n" \
-	"truthfulqa_mc2; the prompt is lm-evaluation-harness's default template):\n" \
-	"      --num-fewshot K      K examples before each question (default 0)\n" \
-	"      --fewshot-split FILE draw them from FILE (same format; default: FILE,\n" \
-	"                           never the question itself)\n" \
-	"      --fewshot-seed N     the seed of that choice (default 1234)\n" \
-	"      --name NAME          the suite's name (default the task's)\n"
-#define U_COMPARE \
-	"Compare options:\n" \
-	"      --alpha P            significance level (default 0.05)\n"
-#define U_COMMON \
-	"Common options:\n" \
-	"  -o, --output RUN_DIR     the run directory (run)\n" \
-	"      --stats FILE         write the summary and this invocation's counts as JSON\n" \
-	"      --ledger FILE        append the run's ledger entry (default $FTK_LEDGER)\n" \
-	"      --run NAME           the run name for the ledger (default $FTK_RUN)\n" \
-	"      --rejects FILE       accepted for uniformity; ftk-eval drops no records\n" \
-	"      --max-record-bytes N the same\n" \
-	"  -q, --quiet              no closing line on stderr\n" \
-	"  -h, --help               show this help\n" \
-	"      --version            show the version\n"
+	"Run an eval suite, score every answer with the suite's judges, and report", \
+	"each metric with its standard error and 95% interval.  RUN_DIR receives", \
+	"results.jsonl (one line per case and sample, appended as they finish),", \
+	"summary.json and run.json; running again into the same RUN_DIR resumes,", \
+	"asking only for what has no result yet (errored cases are asked again).", \
+	"RUN_DIR belongs to one suite, judges and model configuration (run.json):", \
+	"another is refused, naming what differs.  rescore (or run --rescore) judges", \
+	"the stored outputs again with the suite's current judges, asking no model."
+	U_INTRO, NULL,
+};
+
 #define U_EXIT \
 	"Exit status: 0 success, 1 data problems or failure, 2 bad usage.\n" \
 	"ftk-eval compare exits 1 when a semantic metric is significantly worse in\n" \
 	"RUN_B, and 2 when the runs are of different suites (no case in common);\n" \
 	"ftk-eval run exits 1 when some cases could not be scored.\n"
 
-static const char usage_run[] = U_HEAD U_INTRO U_BACKENDS U_RUN U_JSON U_RESCORE U_MERGE U_SUMMARY
-	U_IMPORT U_COMPARE U_COMMON U_EXIT;
-
-static const struct { const char *name, *usage; } sub_usage[] = {
-	{ "run", "usage: ftk-eval run SUITE -o RUN_DIR BACKEND [options]\n"
-		U_INTRO
-		U_BACKENDS
-		U_RUN
-		U_JSON
-		U_RESCORE
-		U_COMMON
-		U_EXIT },
-	{ "rescore", "usage: ftk-eval rescore RUN_DIR [SUITE] [--judge-endpoint URL]\n"
-		"\nJudge the outputs stored in RUN_DIR again with the suite's current judges\n"
-		"(SUITE, default the one RUN_DIR was run with), asking no model.\n"
-		"Options:\n"
-		"      --judge-endpoint URL server for model-graded judges\n"
-		"      --judge-api-key-env VAR  its key\n"
-		U_JSON
-		U_COMMON
-		U_EXIT },
-	{ "merge", "usage: ftk-eval merge SHARD_RUN_DIR... -o RUN_DIR [--json]\n"
-		"\n"
-		U_MERGE
-		U_JSON
-		U_COMMON
-		U_EXIT },
-	{ "summary", "usage: ftk-eval summary RUN_DIR [--reviews FILE] [--json]\n"
-		"\nPrint a run's metrics with their intervals.\n"
-		U_SUMMARY
-		U_JSON
-		U_COMMON
-		U_EXIT },
-	{ "compare", "usage: ftk-eval compare RUN_A RUN_B [--alpha P] [--json]\n"
-		"\nCompare two runs of one suite case by case (paired statistics).\n"
-		U_COMPARE
-		U_JSON
-		U_COMMON
-		U_EXIT },
-	{ "judges", "usage: ftk-eval judges\n"
-		"\nList the judges a suite can name, with what each checks.\n"
-		U_COMMON
-		U_EXIT },
-	{ "import", "usage: ftk-eval import FORMAT FILE -o SUITE [--num-fewshot K] [options]\n"
-		"\nTurn a standard eval task's file into a suite.\n"
-		U_IMPORT
-		U_COMMON
-		U_EXIT },
-};
-
-enum {
-	OPT_OUTPUTS = FTK_OPT_FIRST_FREE,
-	OPT_ENDPOINT,
-	OPT_MODEL,
-	OPT_MODEL_DIR,
-	OPT_ADAPTER,
-	OPT_SAMPLES,
-	OPT_LIMIT,
-	OPT_API_KEY_ENV,
-	OPT_TIMEOUT,
-	OPT_RETRIES,
-	OPT_RETRY_BASE,
-	OPT_RETRY_MAX,
-	OPT_CACHE,
-	OPT_NO_CACHE,
-	OPT_JUDGE_ENDPOINT,
-	OPT_JUDGE_KEY,
-	OPT_USD_IN,
-	OPT_USD_OUT,
-	OPT_RATES,
-	OPT_JSON,
-	OPT_ALPHA,
-	OPT_REVIEWS,
-	OPT_NUM_FEWSHOT,
-	OPT_FEWSHOT_SPLIT,
-	OPT_FEWSHOT_SEED,
-	OPT_NAME,
-	OPT_TOKENIZER,
-	OPT_ALLOW_BAD_CASES,
-	OPT_RESCORE,
-	OPT_SHARD,
-};
-
-static const struct option long_opts[] = {
-	FTK_TOOL_LONGOPTS,
-	{ "outputs", required_argument, NULL, OPT_OUTPUTS },
-	{ "endpoint", required_argument, NULL, OPT_ENDPOINT },
-	{ "model", required_argument, NULL, OPT_MODEL },
-	{ "model-dir", required_argument, NULL, OPT_MODEL_DIR },
-	{ "adapter", required_argument, NULL, OPT_ADAPTER },
-	{ "jobs", required_argument, NULL, 'j' },
-	{ "samples", required_argument, NULL, OPT_SAMPLES },
-	{ "limit", required_argument, NULL, OPT_LIMIT },
-	{ "shard", required_argument, NULL, OPT_SHARD },
-	{ "api-key-env", required_argument, NULL, OPT_API_KEY_ENV },
-	{ "timeout", required_argument, NULL, OPT_TIMEOUT },
-	{ "retries", required_argument, NULL, OPT_RETRIES },
-	{ "retry-base", required_argument, NULL, OPT_RETRY_BASE },
-	{ "retry-max-wait", required_argument, NULL, OPT_RETRY_MAX },
-	{ "cache", required_argument, NULL, OPT_CACHE },
-	{ "no-cache", no_argument, NULL, OPT_NO_CACHE },
-	{ "judge-endpoint", required_argument, NULL, OPT_JUDGE_ENDPOINT },
-	{ "judge-api-key-env", required_argument, NULL, OPT_JUDGE_KEY },
-	{ "usd-per-mtok-in", required_argument, NULL, OPT_USD_IN },
-	{ "usd-per-mtok-out", required_argument, NULL, OPT_USD_OUT },
-	{ "rates", required_argument, NULL, OPT_RATES },
-	{ "json", no_argument, NULL, OPT_JSON },
-	{ "alpha", required_argument, NULL, OPT_ALPHA },
-	{ "reviews", required_argument, NULL, OPT_REVIEWS },
-	{ "num-fewshot", required_argument, NULL, OPT_NUM_FEWSHOT },
-	{ "fewshot-split", required_argument, NULL, OPT_FEWSHOT_SPLIT },
-	{ "fewshot-seed", required_argument, NULL, OPT_FEWSHOT_SEED },
-	{ "name", required_argument, NULL, OPT_NAME },
-	{ "tokenizer", required_argument, NULL, OPT_TOKENIZER },
-	{ "allow-bad-cases", no_argument, NULL, OPT_ALLOW_BAD_CASES },
-	{ "rescore", no_argument, NULL, OPT_RESCORE },
-	{ NULL, 0, NULL, 0 },
-};
-
 static struct ftk_tool tool;
+
+/*
+ * The common options, in eval's words: -o names the run directory (the
+ * suite for import), and the options of a record tool are taken for
+ * uniformity.  They are rows of every subcommand's table and of the
+ * command's own, so that they may come before the subcommand too.
+ */
+#define EVAL_COMMON(out_argh, out_help)                                                      \
+	FTK_OPT_GROUP("Common options"),                                                     \
+	FTK_OPT_STRING('o', "output", &tool.out_path, out_argh, out_help),                  \
+	FTK_OPT_STRING(0, "stats", &tool.stats_path, "FILE",                                 \
+		       "write the summary and this invocation's counts as JSON"),           \
+	FTK_OPT_STRING(0, "ledger", &tool.ledger_path, "FILE",                               \
+		       "append the run's ledger entry (default $FTK_LEDGER)"),              \
+	FTK_OPT_STRING(0, "run", &tool.run, "NAME", "the run name for the ledger (default $FTK_RUN)"), \
+	FTK_OPT_STRING(0, "rejects", &tool.rejects_path, "FILE",                             \
+		       "accepted for uniformity; ftk-eval drops no records"),               \
+	FTK_OPT_CALLBACK(0, "max-record-bytes", &tool.max_record_bytes, "N", ftk_tool_size_cb, \
+			 "the same"),                                                         \
+	FTK_OPT_FLAG('q', "quiet", &tool.quiet, "no closing line on stderr"),               \
+	FTK_OPT_HELP(), FTK_OPT_VERSION(), FTK_OPT_TEXT(U_EXIT)
+
+/* What the options set, for the subcommands */
+static struct ftk_eval_run_opts o;
+static struct ftk_eval_import_opts io;
+static struct prices {
+	double in, out;
+	int have;
+	const char *source;
+} p;
+static int json, allow_bad;
+static const char *rates, *reviews;
+static double alpha = 0.05;
+static long fewshot_seed;
+
+#define OPT_JSON_ROW FTK_OPT_FLAG(0, "json", &json, "print summary.json instead of the table")
 
 static double jnum(const cJSON *o, const char *k)
 {
@@ -629,11 +476,6 @@ static int do_judges(void)
 	return FTK_EXIT_OK;
 }
 
-struct prices {
-	double in, out;
-	int have;
-	const char *source;
-};
 
 static void find_prices(struct prices *p, const char *rates_path, const char *model)
 {
@@ -905,120 +747,249 @@ static int do_import(int argc, char **argv, struct ftk_eval_import_opts *io, lon
 	return FTK_EXIT_OK;
 }
 
-/*
- * The subcommand word, found before getopt runs so that `ftk eval compare
- * --help` can show compare's help: the first argument that is neither an
- * option nor an option's value.
- */
-static const char *find_subcommand(int argc, char **argv)
+/* --shard I/N */
+static void shard_cb(const struct ftk_option *opt, const char *arg)
 {
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i];
-		if (!strcmp(a, "--"))
-			return i + 1 < argc ? argv[i + 1] : NULL;
-		if (a[0] != '-' || !a[1])
-			return a;
-		if (a[1] == '-') {
-			if (strchr(a, '='))
-				continue;
-			for (const struct option *o = long_opts; o->name; o++)
-				if (!strcmp(o->name, a + 2) && o->has_arg == required_argument) {
-					i++;
-					break;
-				}
-		} else if (!a[2] && strchr("oj", a[1])) {
-			i++;	/* -o DIR, -j N */
-		}
-	}
-	return NULL;
+	long i, n;
+	char tail;
+	(void)opt;
+	if (sscanf(arg, "%ld/%ld%c", &i, &n, &tail) != 2 || n < 1 || n > 1000000 || i < 0 || i >= n)
+		ftk_usage_error("--shard wants I/N with 0 <= I < N, got '%s'", arg);
+	o.shard_index = (int)i;
+	o.shard_count = (int)n;
+}
+
+/* The backends' rows: run's, and hidden in rescore's so that it can say it takes none */
+#define BACKEND_ROWS(hidden)                                                                   \
+	{ .kind = FTK_OPTION_STRING, .long_name = "outputs", .value = &o.outputs_path, .argh = "FILE", \
+	  .flags = (hidden),                                                                    \
+	  .help = "score answers that exist (an outputs JSONL or a\n"                          \
+		  "results.jsonl); never queries a model" },                                   \
+	{ .kind = FTK_OPTION_STRING, .long_name = "endpoint", .value = &o.endpoint, .argh = "URL", \
+	  .flags = (hidden),                                                                    \
+	  .help = "an OpenAI-compatible server (base URL, .../v1, or\n"                        \
+		  "the full .../chat/completions URL)" },                                      \
+	{ .kind = FTK_OPTION_STRING, .long_name = "model", .value = &o.model, .argh = "NAME",    \
+	  .flags = (hidden), .help = "the model name sent to the endpoint" },                 \
+	{ .kind = FTK_OPTION_STRING, .long_name = "model-dir", .value = &o.model_dir, .argh = "DIR", \
+	  .flags = (hidden),                                                                    \
+	  .help = "a local Hugging Face model, run with ftk's own\n"                           \
+		  "inference engine (-j engines, default 1)" },                                \
+	{ .kind = FTK_OPTION_STRING, .long_name = "adapter", .value = &o.adapter_dir, .argh = "DIR", \
+	  .flags = (hidden), .help = "a PEFT adapter for --model-dir" },                      \
+	{ .kind = FTK_OPTION_STRING, .long_name = "tokenizer", .value = &o.tokenizer_dir,       \
+	  .argh = "DIR", .flags = (hidden),                                                     \
+	  .help = "with --endpoint, for log-likelihood suites: the\n"                          \
+		  "model's tokenizer (scored through /v1/completions\n"                        \
+		  "with echo and logprobs)" }
+
+/* The requests' rows: run's, and rescore's (its judges ask a model) */
+#define REQUEST_ROWS                                                                           \
+	FTK_OPT_INT('j', "jobs", &o.jobs, "N", 1, 1024,                                         \
+		    "requests in flight (default 4), or local engines"),                       \
+	FTK_OPT_DOUBLE(0, "timeout", &o.timeout_s, "S", 0.001, 1e6, "seconds per attempt (default 120)"), \
+	FTK_OPT_INT(0, "retries", &o.max_attempts, "N", 1, 100,                                 \
+		    "attempts per request, first included (default 6)"),                       \
+	FTK_OPT_DOUBLE(0, "retry-base", &o.retry_base_s, "S", 0, 3600,                          \
+		       "first backoff wait before jitter (default 1)"),                        \
+	FTK_OPT_DOUBLE(0, "retry-max-wait", &o.retry_max_wait_s, "S", 0.001, 86400,             \
+		       "cap on one wait, Retry-After included (default 60)"),                  \
+	FTK_OPT_STRING(0, "cache", &o.cache_dir, "DIR",                                         \
+		       "response cache (default $FTK_CACHE_DIR/eval or\n"                      \
+		       "~/.cache/ftk/eval)"),                                                  \
+	FTK_OPT_FLAG(0, "no-cache", &o.no_cache, "neither read nor write the cache"),          \
+	FTK_OPT_STRING(0, "judge-endpoint", &o.judge_endpoint, "URL",                           \
+		       "server for model-graded judges (default --endpoint)"),                 \
+	FTK_OPT_STRING(0, "judge-api-key-env", &o.judge_api_key_env, "VAR",                     \
+		       "its key (default --api-key-env)")
+
+#define ALLOW_BAD_ROW                                                                          \
+	FTK_OPT_FLAG(0, "allow-bad-cases", &allow_bad,                                          \
+		     "exit 0 even when the suite has defective cases\n"                        \
+		     "(they are excluded from every metric either way)")
+
+/* Both prices or neither; then p.have */
+static void check_prices(void)
+{
+	int have_in = !isnan(p.in), have_out = !isnan(p.out);
+	if (have_in != have_out)
+		ftk_tool_usage_error(&tool, "give both --usd-per-mtok-in and --usd-per-mtok-out");
+	p.have = have_in && have_out;
+	if (!p.have)
+		p.in = p.out = 0;
+}
+
+static int sub_run(int argc, char **argv)
+{
+	static const char *const usage[] = { "ftk-eval run SUITE -o RUN_DIR BACKEND [options]", "",
+					     U_INTRO, NULL };
+	struct ftk_option opts[] = {
+		FTK_OPT_GROUP("Backends (one)"),
+		BACKEND_ROWS(0),
+		FTK_OPT_GROUP("Run options"),
+		FTK_OPT_INT(0, "samples", &o.samples, "K", 1, 10000,
+			    "K independent samples per case (default 1; with\n"
+			    "--outputs, as many as the file holds for a case)"),
+		FTK_OPT_LONG(0, "limit", &o.limit, "N", 1, 1000000000000L, "only the first N cases"),
+		FTK_OPT_CALLBACK(0, "shard", NULL, "I/N", shard_cb,
+				 "only slice I (0..N-1) of N contiguous slices of the\n"
+				 "cases; `ftk-eval merge` joins the N runs into one"),
+		FTK_OPT_STRING(0, "api-key-env", &o.api_key_env, "VAR",
+			       "send the key held in environment variable VAR"),
+		REQUEST_ROWS,
+		FTK_OPT_DOUBLE(0, "usd-per-mtok-in", &p.in, "X", 0, 1e9, "price of a million prompt tokens"),
+		FTK_OPT_DOUBLE(0, "usd-per-mtok-out", &p.out, "Y", 0, 1e9,
+			       "price of a million completion tokens"),
+		FTK_OPT_STRING(0, "rates", &rates, "FILE",
+			       "take the model's prices from an ftk-ledger rates file"),
+		OPT_JSON_ROW,
+		FTK_OPT_FLAG(0, "rescore", &o.rescore,
+			     "judge the stored outputs again, accepting a suite or\n"
+			     "judges that differ from RUN_DIR's (not a model)"),
+		ALLOW_BAD_ROW,
+		EVAL_COMMON("RUN_DIR", "the run directory"),
+		FTK_OPT_END(),
+	};
+	argc = ftk_parse_options(argc, argv, "ftk-eval run", opts, usage);
+	check_prices();
+	return do_run(argc, argv, &o, &p, rates, json, allow_bad);
+}
+
+static int sub_rescore(int argc, char **argv)
+{
+	static const char *const usage[] = {
+		"ftk-eval rescore RUN_DIR [SUITE] [--judge-endpoint URL]", "",
+		"Judge the outputs stored in RUN_DIR again with the suite's current judges",
+		"(SUITE, default the one RUN_DIR was run with), asking no model.", NULL,
+	};
+	struct ftk_option opts[] = {
+		FTK_OPT_GROUP("Options"),
+		REQUEST_ROWS,
+		OPT_JSON_ROW,
+		ALLOW_BAD_ROW,
+		BACKEND_ROWS(FTK_OPTF_HIDDEN),
+		EVAL_COMMON("RUN_DIR", "not used: the run directory is RUN_DIR"),
+		FTK_OPT_END(),
+	};
+	argc = ftk_parse_options(argc, argv, "ftk-eval rescore", opts, usage);
+	check_prices();
+	return do_rescore(argc, argv, &o, &p, json, allow_bad);
+}
+
+static int sub_merge(int argc, char **argv)
+{
+	static const char *const usage[] = {
+		"ftk-eval merge SHARD_RUN_DIR... -o RUN_DIR [--json]", "",
+		"Merge: the shard runs of one suite (any order, all N) into a new RUN_DIR",
+		"whose results, summary and run.json are those of one unsharded run.", NULL,
+	};
+	struct ftk_option opts[] = {
+		FTK_OPT_GROUP("Options"),
+		OPT_JSON_ROW,
+		EVAL_COMMON("RUN_DIR", "the merged run directory (new)"),
+		FTK_OPT_END(),
+	};
+	argc = ftk_parse_options(argc, argv, "ftk-eval merge", opts, usage);
+	return do_merge(argc, argv, json);
+}
+
+static int sub_summary(int argc, char **argv)
+{
+	static const char *const usage[] = { "ftk-eval summary RUN_DIR [--reviews FILE] [--json]", "",
+					     "Print a run's metrics with their intervals.", NULL };
+	struct ftk_option opts[] = {
+		FTK_OPT_GROUP("Summary options"),
+		FTK_OPT_STRING(0, "reviews", &reviews, "FILE",
+			       "fold people's verdicts (ftk-review) into the results\n"
+			       "and report judge-versus-human agreement (default\n"
+			       "RUN_DIR/reviews.jsonl when it exists)"),
+		OPT_JSON_ROW,
+		EVAL_COMMON("RUN_DIR", "not used"),
+		FTK_OPT_END(),
+	};
+	argc = ftk_parse_options(argc, argv, "ftk-eval summary", opts, usage);
+	return do_summary(argc, argv, json, reviews);
+}
+
+static int sub_compare(int argc, char **argv)
+{
+	static const char *const usage[] = {
+		"ftk-eval compare RUN_A RUN_B [--alpha P] [--json]", "",
+		"Compare two runs of one suite case by case (paired statistics).", NULL,
+	};
+	struct ftk_option opts[] = {
+		FTK_OPT_GROUP("Compare options"),
+		FTK_OPT_DOUBLE(0, "alpha", &alpha, "P", 1e-12, 0.5, "significance level (default 0.05)"),
+		OPT_JSON_ROW,
+		EVAL_COMMON("RUN_DIR", "not used"),
+		FTK_OPT_END(),
+	};
+	argc = ftk_parse_options(argc, argv, "ftk-eval compare", opts, usage);
+	return do_compare(argc, argv, json, alpha);
+}
+
+static int sub_judges(int argc, char **argv)
+{
+	static const char *const usage[] = { "ftk-eval judges", "",
+					     "List the judges a suite can name, with what each checks.", NULL };
+	struct ftk_option opts[] = {
+		EVAL_COMMON("RUN_DIR", "not used"),
+		FTK_OPT_END(),
+	};
+	ftk_parse_options(argc, argv, "ftk-eval judges", opts, usage);
+	return do_judges();
+}
+
+static int sub_import(int argc, char **argv)
+{
+	static const char *const usage[] = {
+		"ftk-eval import FORMAT FILE -o SUITE [--num-fewshot K] [options]", "",
+		"Turn a standard eval task's file into a suite.", NULL,
+	};
+	struct ftk_option opts[] = {
+		FTK_OPT_GROUP("Import options (FORMAT: gsm8k, arc, hellaswag, mmlu, truthfulqa_mc1,\n"
+			      "truthfulqa_mc2; the prompt is lm-evaluation-harness's default template)"),
+		FTK_OPT_INT(0, "num-fewshot", &io.num_fewshot, "K", 0, 1000,
+			    "K examples before each question (default 0)"),
+		FTK_OPT_STRING(0, "fewshot-split", &io.fewshot_split, "FILE",
+			       "draw them from FILE (same format; default: FILE,\n"
+			       "never the question itself)"),
+		FTK_OPT_LONG(0, "fewshot-seed", &fewshot_seed, "N", 0, 4000000000000000000L,
+			     "the seed of that choice (default 1234)"),
+		FTK_OPT_STRING(0, "name", &io.name, "NAME", "the suite's name (default the task's)"),
+		FTK_OPT_LONG(0, "limit", &o.limit, "N", 1, 1000000000000L, "only the first N documents"),
+		EVAL_COMMON("SUITE", "the suite to write"),
+		FTK_OPT_END(),
+	};
+	argc = ftk_parse_options(argc, argv, "ftk-eval import", opts, usage);
+	io.seed = (uint64_t)fewshot_seed;
+	return do_import(argc, argv, &io, o.limit);
 }
 
 int cmd_eval(int argc, char **argv)
 {
-	const char *usage = usage_run;
-	const char *sub0 = find_subcommand(argc, argv);
-	for (size_t i = 0; sub0 && i < FTK_ARRAY_SIZE(sub_usage); i++)
-		if (!strcmp(sub0, sub_usage[i].name))
-			usage = sub_usage[i].usage;
-	ftk_tool_init(&tool, "ftk-eval", usage);
+	ftk_subcommand_fn fn = NULL;
+	ftk_tool_init(&tool, "ftk-eval", NULL);
 	tool.stage = "eval";
-	struct ftk_eval_run_opts o;
 	ftk_eval_run_opts_init(&o);
-	struct prices p = { 0, 0, 0, NULL };
-	int have_in = 0, have_out = 0, json = 0, allow_bad = 0;
-	const char *rates = NULL, *reviews = NULL;
-	double alpha = 0.05;
-	struct ftk_eval_import_opts io;
 	ftk_eval_import_opts_init(&io);
-	int c;
-	while ((c = ftk_getopt_long(argc, argv, FTK_TOOL_SHORTOPTS "j:", long_opts, NULL)) != -1) {
-		if (ftk_tool_opt(&tool, c, optarg))
-			continue;
-		switch (c) {
-		case OPT_OUTPUTS: o.outputs_path = optarg; break;
-		case OPT_ENDPOINT: o.endpoint = optarg; break;
-		case OPT_MODEL: o.model = optarg; break;
-		case OPT_MODEL_DIR: o.model_dir = optarg; break;
-		case OPT_ADAPTER: o.adapter_dir = optarg; break;
-		case 'j': o.jobs = (int)ftk_tool_parse_long(&tool, "--jobs", optarg, 1, 1024); break;
-		case OPT_SAMPLES: o.samples = (int)ftk_tool_parse_long(&tool, "--samples", optarg, 1, 10000); break;
-		case OPT_LIMIT: o.limit = (long)ftk_tool_parse_long(&tool, "--limit", optarg, 1, 1000000000000L); break;
-		case OPT_API_KEY_ENV: o.api_key_env = optarg; break;
-		case OPT_TIMEOUT: o.timeout_s = ftk_tool_parse_double(&tool, "--timeout", optarg, 0.001, 1e6); break;
-		case OPT_RETRIES: o.max_attempts = (int)ftk_tool_parse_long(&tool, "--retries", optarg, 1, 100); break;
-		case OPT_RETRY_BASE: o.retry_base_s = ftk_tool_parse_double(&tool, "--retry-base", optarg, 0, 3600); break;
-		case OPT_RETRY_MAX: o.retry_max_wait_s = ftk_tool_parse_double(&tool, "--retry-max-wait", optarg, 0.001, 86400); break;
-		case OPT_CACHE: o.cache_dir = optarg; break;
-		case OPT_NO_CACHE: o.no_cache = 1; break;
-		case OPT_JUDGE_ENDPOINT: o.judge_endpoint = optarg; break;
-		case OPT_JUDGE_KEY: o.judge_api_key_env = optarg; break;
-		case OPT_USD_IN: p.in = ftk_tool_parse_double(&tool, "--usd-per-mtok-in", optarg, 0, 1e9); have_in = 1; break;
-		case OPT_USD_OUT: p.out = ftk_tool_parse_double(&tool, "--usd-per-mtok-out", optarg, 0, 1e9); have_out = 1; break;
-		case OPT_RATES: rates = optarg; break;
-		case OPT_JSON: json = 1; break;
-		case OPT_ALPHA: alpha = ftk_tool_parse_double(&tool, "--alpha", optarg, 1e-12, 0.5); break;
-		case OPT_REVIEWS: reviews = optarg; break;
-		case OPT_SHARD: {
-			long i, n;
-			char tail;
-			if (sscanf(optarg, "%ld/%ld%c", &i, &n, &tail) != 2 || n < 1 || n > 1000000 ||
-			    i < 0 || i >= n)
-				ftk_tool_usage_error(&tool, "--shard wants I/N with 0 <= I < N, got '%s'", optarg);
-			o.shard_index = (int)i;
-			o.shard_count = (int)n;
-			break;
-		}
-		case OPT_NUM_FEWSHOT: io.num_fewshot = (int)ftk_tool_parse_long(&tool, "--num-fewshot", optarg, 0, 1000); break;
-		case OPT_FEWSHOT_SPLIT: io.fewshot_split = optarg; break;
-		case OPT_FEWSHOT_SEED: io.seed = (uint64_t)ftk_tool_parse_long(&tool, "--fewshot-seed", optarg, 0, 4000000000000000000L); break;
-		case OPT_NAME: io.name = optarg; break;
-		case OPT_TOKENIZER: o.tokenizer_dir = optarg; break;
-		case OPT_ALLOW_BAD_CASES: allow_bad = 1; break;
-		case OPT_RESCORE: o.rescore = 1; break;
-		default: ftk_tool_usage_error(&tool, NULL);
-		}
-	}
-	if (have_in != have_out)
-		ftk_tool_usage_error(&tool, "give both --usd-per-mtok-in and --usd-per-mtok-out");
-	p.have = have_in && have_out;
-	if (optind >= argc)
-		ftk_tool_usage_error(&tool, "no subcommand: run, rescore, merge, summary, compare, judges or import");
-	const char *sub = argv[optind++];
-	int rest = argc - optind;
-	char **rargv = argv + optind;
-	if (!strcmp(sub, "run"))
-		return do_run(rest, rargv, &o, &p, rates, json, allow_bad);
-	if (!strcmp(sub, "rescore"))
-		return do_rescore(rest, rargv, &o, &p, json, allow_bad);
-	if (!strcmp(sub, "summary"))
-		return do_summary(rest, rargv, json, reviews);
-	if (!strcmp(sub, "merge"))
-		return do_merge(rest, rargv, json);
-	if (!strcmp(sub, "compare"))
-		return do_compare(rest, rargv, json, alpha);
-	if (!strcmp(sub, "judges"))
-		return do_judges();
-	if (!strcmp(sub, "import"))
-		return do_import(rest, rargv, &io, o.limit);
-	ftk_tool_usage_error(&tool, "unknown subcommand '%s': run, rescore, merge, summary, compare, judges or import", sub);
+	fewshot_seed = (long)io.seed;
+	p.in = p.out = NAN;	/* not given */
+	struct ftk_option opts[] = {
+		FTK_OPT_GROUP("Commands"),
+		FTK_OPT_SUBCOMMAND("run", &fn, sub_run, "ask a model (or read answers) and score a suite"),
+		FTK_OPT_SUBCOMMAND("rescore", &fn, sub_rescore,
+				   "judge a run's stored outputs again, asking no model"),
+		FTK_OPT_SUBCOMMAND("merge", &fn, sub_merge, "join the shard runs of one suite into one run"),
+		FTK_OPT_SUBCOMMAND("summary", &fn, sub_summary, "print a run's metrics with their intervals"),
+		FTK_OPT_SUBCOMMAND("compare", &fn, sub_compare, "compare two runs of one suite case by case"),
+		FTK_OPT_SUBCOMMAND("judges", &fn, sub_judges, "list the judges a suite can name"),
+		FTK_OPT_SUBCOMMAND("import", &fn, sub_import,
+				   "turn a standard eval task's file into a suite"),
+		FTK_OPT_TEXT("\n'ftk-eval COMMAND --help' shows the options of a command.\n"),
+		EVAL_COMMON("RUN_DIR", "the run directory (run), the suite (import)"),
+		FTK_OPT_END(),
+	};
+	argc = ftk_parse_options(argc, argv, "ftk-eval", opts, usage_top);
+	return fn(argc, argv);
 }

@@ -96,6 +96,8 @@ enum ftk_train_on {
 	FTK_TRAIN_ALL,			/* every token */
 	FTK_TRAIN_LAST,			/* the last assistant turn only */
 };
+/* The values' names in enum order, for an option table's choice row */
+#define FTK_TRAIN_ON_CHOICES "assistant|all|last"
 /* Parse "all", "assistant", "last".  Returns the value or -1. */
 int ftk_train_on_parse(const char *s);
 

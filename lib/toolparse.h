@@ -33,6 +33,9 @@ enum ftk_toolfmt {
 	FTK_TOOLFMT_MISTRAL,
 };
 
+/* The formats' names in enum order, for an option table's choice row */
+#define FTK_TOOLFMT_CHOICES "none|hermes|llama3_json|mistral"
+
 /* The format called name ("hermes", "llama3_json", "mistral", "none"), or -1. */
 int ftk_toolfmt_by_name(const char *name);
 /* The format's name (static). */

@@ -40,73 +40,21 @@
 #include "dedupe.h"
 #include "minhash.h"
 
-static const char usage[] =
-	"usage: ftk-dedupe [options] [FILE...]\n"
-	"       ftk-dedupe --signatures -o SIGFILE [options] SHARD...\n"
-	"       ftk-dedupe --merge [-o LIST] [--clusters FILE] SIGFILE...\n"
-	"       ftk-dedupe --apply LIST [options] SHARD...\n"
-	"Remove duplicate records.  Several FILEs are deduplicated together; the\n"
-	"survivors go out in input order as their original bytes, and each removed\n"
-	"record goes to --rejects with \"of\" (the file and line of the kept record)\n"
-	"and its similarity to it.  The reason is \"duplicate\" for an exact copy (after\n"
-	"--normalize; with --near, similarity 1) and \"near-duplicate\" otherwise.\n"
-	"\n"
-	"What is compared:\n"
-	"      --key SPEC        comma-separated items joined by newlines: @text (the\n"
-	"                        record's text, default), @user, @assistant, @system,\n"
-	"                        or field paths (instruction, messages[0].content)\n"
-	"      --normalize LIST  nfc,case,punct,space (default all), or none\n"
-	"Modes:\n"
-	"      --mode exact|near exact: XXH3-128 of the normalized key (default);\n"
-	"                        near: MinHash of word n-gram shingles with LSH\n"
-	"      --near            the same as --mode near\n"
-	"      --ngram N         words per shingle (default 5)\n"
-	"      --threshold J     Jaccard similarity that makes a near-duplicate\n"
-	"                        (default 0.8); also chooses bands and rows unless\n"
-	"                        they are given\n"
-	"      --bands B, --rows R  LSH banding (default 14 x 8, as datatrove)\n"
-	"      --fast            verify candidates by the signature estimate instead\n"
-	"                        of the true Jaccard of the shingle sets\n"
-	"      --seed N          hash seed (default 1)\n"
-	"Which record survives, and reports:\n"
-	"      --keep first|longest|FIELD  the first in input order (default), the\n"
-	"                        longest key, or the largest number in FIELD\n"
-	"      --clusters FILE   write each cluster (kept and removed) as a JSON line\n"
-	"      --source-field F  count drops per value of field F (e.g. meta.source)\n"
-	"      --against FILE    remove records that duplicate a record of FILE (the\n"
-	"                        reference set is not deduplicated nor written, and\n"
-	"                        the inputs are not deduplicated among themselves)\n"
-	"Resources:\n"
-	"  -j, --threads N       threads that sign records (default: all cores)\n"
-	"      --mem-cap SIZE    band hashes held in memory before spilling to\n"
-	"                        temporary files (default 4G; K, M, G suffixes)\n"
-	"Sharded mode:\n"
-	"      --signatures      write the inputs' signatures to -o FILE\n"
-	"      --merge           read signature files, write the list of records to\n"
-	"                        remove (JSON lines) to -o\n"
-	"      --apply LIST      filter the inputs by a list from --merge\n"
-	"\n" FTK_TOOL_COMMON_HELP;
-
-enum {
-	OPT_KEY = FTK_OPT_FIRST_FREE,
-	OPT_NORMALIZE,
-	OPT_MODE,
-	OPT_NGRAM,
-	OPT_THRESHOLD,
-	OPT_BANDS,
-	OPT_ROWS,
-	OPT_FAST,
-	OPT_SEED,
-	OPT_KEEP,
-	OPT_CLUSTERS,
-	OPT_SOURCE,
-	OPT_AGAINST,
-	OPT_MEMCAP,
-	OPT_SIGNATURES,
-	OPT_MERGE,
-	OPT_APPLY,
-	OPT_NEAR,
+static const char *const usage[] = {
+	"ftk-dedupe [options] [FILE...]",
+	"ftk-dedupe --signatures -o SIGFILE [options] SHARD...",
+	"ftk-dedupe --merge [-o LIST] [--clusters FILE] SIGFILE...",
+	"ftk-dedupe --apply LIST [options] SHARD...",
+	"",
+	"Remove duplicate records.  Several FILEs are deduplicated together; the",
+	"survivors go out in input order as their original bytes, and each removed",
+	"record goes to --rejects with \"of\" (the file and line of the kept record)",
+	"and its similarity to it.  The reason is \"duplicate\" for an exact copy (after",
+	"--normalize; with --near, similarity 1) and \"near-duplicate\" otherwise.", NULL,
 };
+
+/* the sharded steps (ctx.sharded) */
+enum { SHARD_SIGNATURES = 1, SHARD_MERGE, SHARD_APPLY };
 
 /* Drop counts for one file or one source value. */
 struct tally {
@@ -181,7 +129,7 @@ struct ctx {
 	const char *against;
 	int against_mode;
 	size_t mem_cap;
-	int sharded;		/* 0, OPT_SIGNATURES, OPT_MERGE, OPT_APPLY */
+	int sharded;		/* 0, SHARD_SIGNATURES, SHARD_MERGE, SHARD_APPLY */
 	const char *apply_list;
 
 	/* batches */
@@ -244,6 +192,38 @@ static size_t parse_size(struct ftk_tool *t, const char *s)
 	if (*end)
 		ftk_tool_usage_error(t, "bad size '%s'", s);
 	return (size_t)v;
+}
+
+static void mem_cap_cb(const struct ftk_option *opt, const char *arg)
+{
+	struct ctx *c = opt->value;
+	c->mem_cap = parse_size(&c->t, arg);
+}
+
+static void keep_cb(const struct ftk_option *opt, const char *arg)
+{
+	ftk_dd_settings_keep(opt->value, arg);
+}
+
+static void threshold_cb(const struct ftk_option *opt, const char *arg)
+{
+	struct ftk_dd_settings *s = opt->value;
+	s->threshold = ftk_opt_parse_number_open("--threshold", arg, 0, 1);
+	s->threshold_given = 1;
+}
+
+/* --signatures, --merge and --apply LIST: one of them */
+static void sharded_cb(const struct ftk_option *opt, const char *arg)
+{
+	struct ctx *c = opt->value;
+	int mode = !strcmp(opt->long_name, "signatures") ? SHARD_SIGNATURES
+		   : !strcmp(opt->long_name, "merge")    ? SHARD_MERGE
+							  : SHARD_APPLY;
+	if (c->sharded && c->sharded != mode)
+		ftk_usage_error("--signatures, --merge and --apply exclude each other");
+	c->sharded = mode;
+	if (arg)
+		c->apply_list = arg;
 }
 
 /* ---------------------------------------------------------------- signing in batches */
@@ -1003,37 +983,13 @@ static void report_tallies(struct ctx *c, struct tallies *ts, const char *what, 
 
 int cmd_dedupe(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		FTK_TOOL_LONGOPTS,
-		{ "key", required_argument, NULL, OPT_KEY },
-		{ "normalize", required_argument, NULL, OPT_NORMALIZE },
-		{ "mode", required_argument, NULL, OPT_MODE },
-		{ "ngram", required_argument, NULL, OPT_NGRAM },
-		{ "threshold", required_argument, NULL, OPT_THRESHOLD },
-		{ "bands", required_argument, NULL, OPT_BANDS },
-		{ "rows", required_argument, NULL, OPT_ROWS },
-		{ "fast", no_argument, NULL, OPT_FAST },
-		{ "seed", required_argument, NULL, OPT_SEED },
-		{ "keep", required_argument, NULL, OPT_KEEP },
-		{ "clusters", required_argument, NULL, OPT_CLUSTERS },
-		{ "source-field", required_argument, NULL, OPT_SOURCE },
-		{ "against", required_argument, NULL, OPT_AGAINST },
-		{ "threads", required_argument, NULL, 'j' },
-		{ "mem-cap", required_argument, NULL, OPT_MEMCAP },
-		{ "signatures", no_argument, NULL, OPT_SIGNATURES },
-		{ "merge", no_argument, NULL, OPT_MERGE },
-		{ "apply", required_argument, NULL, OPT_APPLY },
-		{ "near", no_argument, NULL, OPT_NEAR },
-		{ 0 },
-	};
 	static struct ctx cx;
 	struct ctx *c = &cx;
 	struct ftk_error err;
 	struct ftk_dd_settings s;
-	int opt;
 
 	memset(c, 0, sizeof(*c));
-	ftk_tool_init(&c->t, "ftk-dedupe", usage);
+	ftk_tool_init(&c->t, "ftk-dedupe", NULL);
 	ftk_dd_settings_init(&s);
 	c->mem_cap = (size_t)4 << 30;
 	c->spool_fd = -1;
@@ -1041,66 +997,61 @@ int cmd_dedupe(int argc, char **argv)
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	c->threads = ncpu > 0 ? (int)(ncpu > 64 ? 64 : ncpu) : 1;
 
-	while ((opt = ftk_getopt_long(argc, argv, FTK_TOOL_SHORTOPTS "j:", opts, NULL)) != -1) {
-		if (ftk_tool_opt(&c->t, opt, optarg))
-			continue;
-		switch (opt) {
-		case OPT_KEY: s.p.key = optarg; break;
-		case OPT_NORMALIZE: s.normalize = optarg; break;
-		case OPT_MODE:
-			if (!strcmp(optarg, "exact"))
-				s.p.near = 0;
-			else if (!strcmp(optarg, "near"))
-				s.p.near = 1;
-			else
-				ftk_tool_usage_error(&c->t, "unknown mode '%s' (exact or near)", optarg);
-			break;
-		case OPT_NEAR: s.p.near = 1; break;
-		case OPT_NGRAM: s.p.ngram = (int)ftk_tool_parse_long(&c->t, "--ngram", optarg, 1, 1000); break;
-		case OPT_THRESHOLD: {
-			char *end;
-			s.threshold = strtod(optarg, &end);
-			if (*end || end == optarg || !(s.threshold > 0 && s.threshold < 1))
-				ftk_tool_usage_error(&c->t, "--threshold must be a number between 0 and 1, not '%s'", optarg);
-			s.threshold_given = 1;
-			break;
-		}
-		case OPT_BANDS: s.bands = (int)ftk_tool_parse_long(&c->t, "--bands", optarg, 1, FTK_MINHASH_MAX_PERM); break;
-		case OPT_ROWS: s.rows = (int)ftk_tool_parse_long(&c->t, "--rows", optarg, 1, FTK_MINHASH_MAX_PERM); break;
-		case OPT_FAST: s.p.fast = 1; break;
-		case OPT_SEED: {
-			char *end;
-			errno = 0;
-			s.p.seed = strtoull(optarg, &end, 10);
-			if (errno || *end || end == optarg)
-				ftk_tool_usage_error(&c->t, "--seed must be a non-negative integer, not '%s'", optarg);
-			break;
-		}
-		case OPT_KEEP: ftk_dd_settings_keep(&s, optarg); break;
-		case OPT_CLUSTERS: s.clusters = optarg; break;
-		case OPT_SOURCE: s.p.source_field = optarg; break;
-		case OPT_AGAINST: s.against = optarg; break;
-		case 'j': c->threads = (int)ftk_tool_parse_long(&c->t, "-j", optarg, 1, 64); break;
-		case OPT_MEMCAP: c->mem_cap = parse_size(&c->t, optarg); break;
-		case OPT_SIGNATURES:
-		case OPT_MERGE:
-			if (c->sharded && c->sharded != opt)
-				ftk_tool_usage_error(&c->t, "--signatures, --merge and --apply exclude each other");
-			c->sharded = opt;
-			break;
-		case OPT_APPLY:
-			if (c->sharded && c->sharded != opt)
-				ftk_tool_usage_error(&c->t, "--signatures, --merge and --apply exclude each other");
-			c->sharded = opt;
-			c->apply_list = optarg;
-			break;
-		default:
-			ftk_tool_usage_error(&c->t, NULL);
-		}
-	}
-	s.stage = c->sharded == OPT_SIGNATURES ? FTK_DD_SIGNATURES
-		  : c->sharded == OPT_MERGE    ? FTK_DD_MERGE
-		  : c->sharded == OPT_APPLY    ? FTK_DD_APPLY
+	struct ftk_option opts[] = {
+		FTK_OPT_GROUP("What is compared"),
+		FTK_OPT_STRING(0, "key", &s.p.key, "SPEC",
+			       "comma-separated items joined by newlines: @text (the\n"
+			       "record's text, default), @user, @assistant, @system,\n"
+			       "or field paths (instruction, messages[0].content)"),
+		FTK_OPT_STRING(0, "normalize", &s.normalize, "LIST", "nfc,case,punct,space (default all), or none"),
+		FTK_OPT_GROUP("Modes"),
+		FTK_OPT_CHOICE(0, "mode", &s.p.near, NULL, "exact|near",
+			       "exact: XXH3-128 of the normalized key (default);\n"
+			       "near: MinHash of word n-gram shingles with LSH"),
+		FTK_OPT_FLAG(0, "near", &s.p.near, "the same as --mode near"),
+		FTK_OPT_INT(0, "ngram", &s.p.ngram, "N", 1, 1000, "words per shingle (default 5)"),
+		FTK_OPT_CALLBACK(0, "threshold", &s, "J", threshold_cb,
+				 "Jaccard similarity that makes a near-duplicate,\n"
+				 "above 0 and below 1 (default 0.8); also chooses\n"
+				 "bands and rows unless they are given"),
+		FTK_OPT_INT(0, "bands", &s.bands, "B", 1, FTK_MINHASH_MAX_PERM,
+			    "LSH bands (default 14 x 8 rows, as datatrove)"),
+		FTK_OPT_INT(0, "rows", &s.rows, "R", 1, FTK_MINHASH_MAX_PERM, "LSH rows per band"),
+		FTK_OPT_FLAG(0, "fast", &s.p.fast, "verify candidates by the signature estimate instead\n"
+						  "of the true Jaccard of the shingle sets"),
+		FTK_OPT_UINT64(0, "seed", &s.p.seed, "N", "hash seed (default 1)"),
+		FTK_OPT_GROUP("Which record survives, and reports"),
+		FTK_OPT_CALLBACK(0, "keep", &s, "first|longest|FIELD", keep_cb,
+				 "the first in input order (default), the\n"
+				 "longest key, or the largest number in FIELD"),
+		FTK_OPT_STRING(0, "clusters", &s.clusters, "FILE",
+			       "write each cluster (kept and removed) as a JSON line"),
+		FTK_OPT_STRING(0, "source-field", &s.p.source_field, "F",
+			       "count drops per value of field F (e.g. meta.source)"),
+		FTK_OPT_STRING(0, "against", &s.against, "FILE",
+			       "remove records that duplicate a record of FILE (the\n"
+			       "reference set is not deduplicated nor written, and\n"
+			       "the inputs are not deduplicated among themselves)"),
+		FTK_OPT_GROUP("Resources"),
+		FTK_OPT_INT('j', "threads", &c->threads, "N", 1, 64,
+			    "threads that sign records (default: all cores)"),
+		FTK_OPT_CALLBACK(0, "mem-cap", c, "SIZE", mem_cap_cb,
+				 "band hashes held in memory before spilling to\n"
+				 "temporary files (default 4G; K, M, G suffixes)"),
+		FTK_OPT_GROUP("Sharded mode"),
+		FTK_OPT_CALLBACK_NOARG(0, "signatures", c, sharded_cb,
+				       "write the inputs' signatures to -o FILE"),
+		FTK_OPT_CALLBACK_NOARG(0, "merge", c, sharded_cb,
+				       "read signature files, write the list of records to\n"
+				       "remove (JSON lines) to -o"),
+		FTK_OPT_CALLBACK(0, "apply", c, "LIST", sharded_cb, "filter the inputs by a list from --merge"),
+		FTK_OPT_TOOL_COMMON(&c->t),
+		FTK_OPT_END(),
+	};
+	argc = ftk_parse_options(argc, argv, "ftk-dedupe", opts, usage);
+	s.stage = c->sharded == SHARD_SIGNATURES ? FTK_DD_SIGNATURES
+		  : c->sharded == SHARD_MERGE    ? FTK_DD_MERGE
+		  : c->sharded == SHARD_APPLY    ? FTK_DD_APPLY
 					       : FTK_DD_WHOLE;
 	s.out = c->t.out_path;
 	/* a single run counts drops per meta.source (the first stage's provenance,
@@ -1120,9 +1071,9 @@ int cmd_dedupe(int argc, char **argv)
 	c->against = s.against;
 	c->against_mode = s.against != NULL;
 
-	int n_inputs = argc - optind;
-	char **inputs = argv + optind;
-	if (c->sharded == OPT_SIGNATURES) {
+	int n_inputs = argc;
+	char **inputs = argv;
+	if (c->sharded == SHARD_SIGNATURES) {
 		/* the signatures go to -o; the tool's output stays closed */
 		const char *sigpath = c->t.out_path;
 		c->t.out_path = NULL;
@@ -1144,11 +1095,11 @@ int cmd_dedupe(int argc, char **argv)
 		tally_get(&c->by_file, c->t.inputs[i], strlen(c->t.inputs[i]));
 	}
 
-	if (c->sharded == OPT_MERGE) {
+	if (c->sharded == SHARD_MERGE) {
 		merge(c);
 		goto finish;
 	}
-	if (c->sharded == OPT_APPLY) {
+	if (c->sharded == SHARD_APPLY) {
 		apply_list(c);
 		goto finish;
 	}
@@ -1158,7 +1109,7 @@ int cmd_dedupe(int argc, char **argv)
 		ftk_dd_signer_init(&c->signers[k], &c->p, c->key, c->p.near ? &c->mh : NULL);
 	strbuf_init(&c->buf, 0);
 
-	if (c->sharded == OPT_SIGNATURES) {
+	if (c->sharded == SHARD_SIGNATURES) {
 		sign_all(c, next_input, signatures_item);
 		if (fclose(c->sigtmp) != 0) {
 			error("cannot write signatures: %s", strerror(errno));
@@ -1211,11 +1162,11 @@ int cmd_dedupe(int argc, char **argv)
 		ftk_tool_count(&c->t, "no-key (kept)", c->no_key);
 	release_batches(c);
 finish:
-	if (c->sharded == OPT_MERGE)
+	if (c->sharded == SHARD_MERGE)
 		report_tallies(c, &c->by_file, "by_file", c->by_file.n > 1, 0);
-	else if (c->sharded != OPT_SIGNATURES)
+	else if (c->sharded != SHARD_SIGNATURES)
 		report_tallies(c, &c->by_file, "by_file", c->t.n_inputs > 1, 0);
-	if (c->p.source_field && c->sharded != OPT_SIGNATURES)
+	if (c->p.source_field && c->sharded != SHARD_SIGNATURES)
 		report_tallies(c, &c->by_source, "by_source", 1, c->source_default);
 	tallies_release(&c->by_file);
 	tallies_release(&c->by_source);

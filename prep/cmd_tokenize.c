@@ -31,59 +31,11 @@
 #include "lib/shard.h"
 #include "lib/tokenizer.h"
 
-static const char usage[] =
-	"usage: ftk-tokenize --tokenizer DIR (--ids | --decode | --count | --shards DIR) [options] [FILE...]\n"
-	"       ftk-tokenize --join --shards DIR PART_DIR...\n"
-	"Tokenize records with a Hugging Face tokenizer.json and the model's chat template.\n"
-	"\n"
-	"      --tokenizer PATH    model directory (tokenizer.json, tokenizer_config.json) or a tokenizer.json\n"
-	"      --ids               add \"ids\": the token ids of the record's text (or rendered chat)\n"
-	"      --decode            add \"text\": the decoded \"ids\" of the record\n"
-	"      --count             add \"n_tokens\" (totals in the summary and --stats)\n"
-	"      --shards DIR        write token shards and manifest.json for ftk-train\n"
-	"      --join              make --shards DIR one set of the shard directories given\n"
-	"                          (in order; linked, not re-tokenized): the parts of a\n"
-	"                          cluster job's tasks\n"
-	"      --chat              tokenize the record's messages rendered through the chat template\n"
-	"                          (the default for --shards when a record has messages)\n"
-	"      --field NAME        the text field without --chat (default text)\n"
-	"      --add-special       add the tokenizer's special tokens (BOS...) to plain text\n"
-	"      --template FILE     use this chat template instead of tokenizer_config.json's\n"
-	"      --template-name S   the template's name in shard headers (default derived)\n"
-	"      --template-var NAME=JSON  one more template variable (enable_thinking=false)\n"
-	"      --train-on WHAT     loss mask for chats: assistant (default), last, all\n"
-	"      --preference        preference shards for DPO: per record prompt+chosen, then\n"
-	"                          prompt+rejected, each learned on its answer only\n"
-	"      --max-tokens N      records longer than N tokens are dropped or truncated; without\n"
-	"                          it, records past the model's model_max_length are counted\n"
-	"                          (training will cut them), with a warning above 5% of tokens\n"
-	"      --overflow HOW      drop (default, to --rejects) or truncate\n"
-	"      --tokens-per-shard N  start a new shard after N tokens (default 100000000)\n"
-	"  -j, --threads N         tokenize with N threads (output order is input order)\n"
-	"\n"
-	"Reject reasons: invalid-json, no-text, no-messages, not-preference, no-ids, bad-ids, template-error,\n"
-	"empty-mask, mask-splits-token, double-bos, encode-failed, too-long.\n"
-	"\n"
-	FTK_TOOL_COMMON_HELP;
-
-enum {
-	OPT_TOKENIZER = FTK_OPT_FIRST_FREE,
-	OPT_IDS,
-	OPT_DECODE,
-	OPT_COUNT,
-	OPT_SHARDS,
-	OPT_JOIN,
-	OPT_CHAT,
-	OPT_FIELD,
-	OPT_ADD_SPECIAL,
-	OPT_TEMPLATE,
-	OPT_TEMPLATE_NAME,
-	OPT_TRAIN_ON,
-	OPT_MAX_TOKENS,
-	OPT_OVERFLOW,
-	OPT_TOKENS_PER_SHARD,
-	OPT_PREFERENCE,
-	OPT_TEMPLATE_VAR,
+static const char *const usage[] = {
+	"ftk-tokenize --tokenizer DIR (--ids | --decode | --count | --shards DIR) [options] [FILE...]",
+	"ftk-tokenize --join --shards DIR PART_DIR...",
+	"",
+	"Tokenize records with a Hugging Face tokenizer.json and the model's chat template.", NULL,
 };
 
 struct conf {
@@ -441,88 +393,82 @@ static void *worker_run(void *arg)
 	return NULL;
 }
 
+/* --template-var NAME=JSON, repeatable */
+static void template_var_cb(const struct ftk_option *opt, const char *arg)
+{
+	struct ftk_strlist *l = opt->value;
+	if (!strchr(arg, '=') || arg[0] == '=')
+		ftk_usage_error("--template-var wants NAME=JSON, got '%s'", arg);
+	FTK_ALLOC_GROW(l->v, l->n + 1, l->alloc);
+	l->v[l->n++] = arg;
+}
+
 int cmd_tokenize(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		FTK_TOOL_LONGOPTS,
-		{ "tokenizer", required_argument, NULL, OPT_TOKENIZER },
-		{ "ids", no_argument, NULL, OPT_IDS },
-		{ "decode", no_argument, NULL, OPT_DECODE },
-		{ "count", no_argument, NULL, OPT_COUNT },
-		{ "shards", required_argument, NULL, OPT_SHARDS },
-		{ "join", no_argument, NULL, OPT_JOIN },
-		{ "chat", no_argument, NULL, OPT_CHAT },
-		{ "field", required_argument, NULL, OPT_FIELD },
-		{ "add-special", no_argument, NULL, OPT_ADD_SPECIAL },
-		{ "template", required_argument, NULL, OPT_TEMPLATE },
-		{ "template-name", required_argument, NULL, OPT_TEMPLATE_NAME },
-		{ "train-on", required_argument, NULL, OPT_TRAIN_ON },
-		{ "max-tokens", required_argument, NULL, OPT_MAX_TOKENS },
-		{ "overflow", required_argument, NULL, OPT_OVERFLOW },
-		{ "tokens-per-shard", required_argument, NULL, OPT_TOKENS_PER_SHARD },
-		{ "preference", no_argument, NULL, OPT_PREFERENCE },
-		{ "template-var", required_argument, NULL, OPT_TEMPLATE_VAR },
-		{ "threads", required_argument, NULL, 'j' },
-		{ 0 },
-	};
 	struct ftk_tool t;
 	struct conf cf;
 	struct ftk_error err;
 	const char *tok_path = NULL, *shard_dir = NULL, *tpl_file = NULL, *tpl_name = NULL;
 	long threads = 1, tokens_per_shard = 100000000;
-	const char **tvars = NULL;
-	size_t n_tvars = 0, alloc_tvars = 0;
-	int c, join = 0;
+	struct ftk_strlist tvars = { 0 };
+	int join = 0, train_on = FTK_TRAIN_ASSISTANT;
 
 	memset(&cf, 0, sizeof(cf));
 	cf.field = "text";
-	ftk_tool_init(&t, "ftk-tokenize", usage);
-	optind = 1;
-	while ((c = ftk_getopt_long(argc, argv, FTK_TOOL_SHORTOPTS "j:", opts, NULL)) != -1) {
-		if (ftk_tool_opt(&t, c, optarg))
-			continue;
-		switch (c) {
-		case OPT_TOKENIZER: tok_path = optarg; break;
-		case OPT_IDS: cf.ids = 1; break;
-		case OPT_DECODE: cf.decode = 1; break;
-		case OPT_COUNT: cf.count = 1; break;
-		case OPT_SHARDS: shard_dir = optarg; cf.shards = 1; break;
-		case OPT_JOIN: join = 1; break;
-		case OPT_CHAT: cf.chat_mode = 1; break;
-		case OPT_FIELD: cf.field = optarg; break;
-		case OPT_ADD_SPECIAL: cf.add_special = 1; break;
-		case OPT_TEMPLATE: tpl_file = optarg; break;
-		case OPT_TEMPLATE_NAME: tpl_name = optarg; break;
-		case OPT_TRAIN_ON: {
-			int v = ftk_train_on_parse(optarg);
-			if (v < 0) ftk_tool_usage_error(&t, "--train-on wants all, assistant or last, got '%s'", optarg);
-			cf.train_on = (enum ftk_train_on)v;
-			break;
-		}
-		case OPT_MAX_TOKENS: cf.max_tokens = ftk_tool_parse_long(&t, "--max-tokens", optarg, 1, LONG_MAX); break;
-		case OPT_OVERFLOW:
-			if (!strcmp(optarg, "truncate")) cf.truncate = 1;
-			else if (!strcmp(optarg, "drop")) cf.truncate = 0;
-			else ftk_tool_usage_error(&t, "--overflow wants drop or truncate, got '%s'", optarg);
-			break;
-		case OPT_TOKENS_PER_SHARD: tokens_per_shard = ftk_tool_parse_long(&t, "--tokens-per-shard", optarg, 1, LONG_MAX); break;
-		case OPT_PREFERENCE: cf.preference = 1; break;
-		case OPT_TEMPLATE_VAR:
-			if (!strchr(optarg, '=') || optarg[0] == '=')
-				ftk_tool_usage_error(&t, "--template-var wants NAME=JSON, got '%s'", optarg);
-			FTK_ALLOC_GROW(tvars, n_tvars + 1, alloc_tvars);
-			tvars[n_tvars++] = optarg;
-			break;
-		case 'j': threads = ftk_tool_parse_long(&t, "-j", optarg, 1, LONG_MAX); break;
-		default: ftk_tool_usage_error(&t, NULL);
-		}
-	}
+	ftk_tool_init(&t, "ftk-tokenize", NULL);
+	struct ftk_option opts[] = {
+		FTK_OPT_GROUP("Options"),
+		FTK_OPT_STRING(0, "tokenizer", &tok_path, "PATH",
+			       "model directory (tokenizer.json, tokenizer_config.json) or a tokenizer.json"),
+		FTK_OPT_FLAG(0, "ids", &cf.ids, "add \"ids\": the token ids of the record's text (or rendered chat)"),
+		FTK_OPT_FLAG(0, "decode", &cf.decode, "add \"text\": the decoded \"ids\" of the record"),
+		FTK_OPT_FLAG(0, "count", &cf.count, "add \"n_tokens\" (totals in the summary and --stats)"),
+		FTK_OPT_STRING(0, "shards", &shard_dir, "DIR", "write token shards and manifest.json for ftk-train"),
+		FTK_OPT_FLAG(0, "join", &join,
+			     "make --shards DIR one set of the shard directories given\n"
+			     "(in order; linked, not re-tokenized): the parts of a\n"
+			     "cluster job's tasks"),
+		FTK_OPT_FLAG(0, "chat", &cf.chat_mode,
+			     "tokenize the record's messages rendered through the chat template\n"
+			     "(the default for --shards when a record has messages)"),
+		FTK_OPT_STRING(0, "field", &cf.field, "NAME", "the text field without --chat (default text)"),
+		FTK_OPT_FLAG(0, "add-special", &cf.add_special,
+			     "add the tokenizer's special tokens (BOS...) to plain text"),
+		FTK_OPT_STRING(0, "template", &tpl_file, "FILE",
+			       "use this chat template instead of tokenizer_config.json's"),
+		FTK_OPT_STRING(0, "template-name", &tpl_name, "S",
+			       "the template's name in shard headers (default derived)"),
+		FTK_OPT_CALLBACK(0, "template-var", &tvars, "NAME=JSON", template_var_cb,
+				 "one more template variable (enable_thinking=false)"),
+		FTK_OPT_CHOICE(0, "train-on", &train_on, "WHAT", FTK_TRAIN_ON_CHOICES,
+			       "loss mask for chats: assistant (default), last, all"),
+		FTK_OPT_FLAG(0, "preference", &cf.preference,
+			     "preference shards for DPO: per record prompt+chosen, then\n"
+			     "prompt+rejected, each learned on its answer only"),
+		FTK_OPT_LONG(0, "max-tokens", &cf.max_tokens, "N", 1, LONG_MAX,
+			     "records longer than N tokens are dropped or truncated; without\n"
+			     "it, records past the model's model_max_length are counted\n"
+			     "(training will cut them), with a warning above 5% of tokens"),
+		FTK_OPT_CHOICE(0, "overflow", &cf.truncate, "HOW", "drop|truncate",
+			       "drop (default, to --rejects) or truncate"),
+		FTK_OPT_LONG(0, "tokens-per-shard", &tokens_per_shard, "N", 1, LONG_MAX,
+			     "start a new shard after N tokens (default 100000000)"),
+		FTK_OPT_LONG('j', "threads", &threads, "N", 1, LONG_MAX,
+			     "tokenize with N threads (output order is input order)"),
+		FTK_OPT_TEXT("\nReject reasons: invalid-json, no-text, no-messages, not-preference, no-ids, bad-ids,\n"
+			     "template-error, empty-mask, mask-splits-token, double-bos, encode-failed, too-long.\n"),
+		FTK_OPT_TOOL_COMMON(&t),
+		FTK_OPT_END(),
+	};
+	argc = ftk_parse_options(argc, argv, "ftk-tokenize", opts, usage);
+	cf.train_on = (enum ftk_train_on)train_on;
+	cf.shards = shard_dir != NULL;
 	if (join) {
 		if (!shard_dir || tok_path || cf.ids || cf.decode || cf.count || cf.preference)
 			ftk_tool_usage_error(&t, "--join goes with --shards DIR and the part directories only");
-		if (optind >= argc)
+		if (argc < 1)
 			ftk_tool_usage_error(&t, "--join needs the part directories");
-		if (ftk_shard_join(shard_dir, (const char *const *)argv + optind, argc - optind, &err) < 0) {
+		if (ftk_shard_join(shard_dir, (const char *const *)argv, argc, &err) < 0) {
 			error_at(&err);
 			return err.code == FTK_EUSAGE ? FTK_EXIT_USAGE : FTK_EXIT_DATA;
 		}
@@ -562,9 +508,9 @@ int cmd_tokenize(int argc, char **argv)
 			ftk_tokenizer_free(tok);
 			return FTK_EXIT_DATA;
 		}
-		for (size_t i = 0; chat && i < n_tvars; i++) {
-			const char *eq = strchr(tvars[i], '=');
-			char *name = xstrndup(tvars[i], (size_t)(eq - tvars[i]));
+		for (size_t i = 0; chat && i < tvars.n; i++) {
+			const char *eq = strchr(tvars.v[i], '=');
+			char *name = xstrndup(tvars.v[i], (size_t)(eq - tvars.v[i]));
 			cJSON *v = cJSON_Parse(eq + 1);
 			if (!v) v = cJSON_CreateString(eq + 1);	/* a bare word is a string */
 			if (ftk_chat_set_var(chat, name, v, &err) < 0) {
@@ -575,7 +521,7 @@ int cmd_tokenize(int argc, char **argv)
 		}
 		cf.chat = chat;
 	}
-	free(tvars);
+	ftk_strlist_release(&tvars);
 
 	struct ftk_shard_writer *sw = NULL;
 	if (cf.shards) {
@@ -601,7 +547,7 @@ int cmd_tokenize(int argc, char **argv)
 		}
 	}
 
-	ftk_tool_start(&t, argc - optind, argv + optind);
+	ftk_tool_start(&t, argc, argv);
 	int emit_records = cf.ids || cf.count || cf.decode;
 	size_t batch = threads > 1 ? 2048 : 256;
 	struct item *items = xcalloc(batch, sizeof(*items));

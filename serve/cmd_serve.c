@@ -66,51 +66,10 @@
 #include "model/generate.h"
 #include "serve/request.h"
 
-static const char usage[] =
-	"usage: ftk-serve --model DIR [options]\n"
-	"\n"
-	"Serve a model (and adapters) over the OpenAI API: POST /v1/chat/completions,\n"
-	"POST /v1/completions, GET /v1/models, GET /health.\n"
-	"\n"
-	"Options:\n"
-	"      --model DIR          Hugging Face model directory (required)\n"
-	"      --name NAME          the name the base model is served under (default: the\n"
-	"                           directory's name)\n"
-	"      --adapter NAME=DIR   also serve the model with this PEFT adapter as NAME\n"
-	"                           (repeatable); the request's \"model\" picks one\n"
-	"      --host ADDR          address to listen on (default 127.0.0.1)\n"
-	"      --port N             port (default 8000; 0 picks a free one)\n"
-	"      --port-file FILE     write the port there once listening\n"
-	"      --workers N          requests answered at once (default 1); each worker\n"
-	"                           holds its own copy of the model\n"
-	"      --queue N            requests waiting at most (default 64); more get 503\n"
-	"      --quant nf4|none     the base as QLoRA trained on it, NF4 (default, as ftk\n"
-	"                           train and ftk generate), or none (full precision)\n"
-	"      --ctx N              context length (default: the model's)\n"
-	"      --tool-parser FMT    read tool calls in the model's text as hermes (Qwen),\n"
-	"                           llama3_json or mistral, or none (default: the chat\n"
-	"                           template's format)\n"
-	"      --api-key-env NAME   require 'Authorization: Bearer <key>' where the key is\n"
-	"                           in that environment variable (checked before the body\n"
-	"                           is read)\n"
-	"      --max-connections N  connections open at once (default 64); beyond it an idle\n"
-	"                           one is closed, or the new one gets 503 at once\n"
-	"      --max-body SIZE      largest request body (default 8M; K, M, G suffixes);\n"
-	"                           a larger one gets 413 before it is read\n"
-	"      --read-timeout SECS  a connection silent this long is closed (default 30)\n"
-	"      --request-deadline SECS\n"
-	"                           a request's headers and body must arrive within this\n"
-	"                           many seconds (default 60), else the connection is closed\n"
-	"  -q, --quiet              no access log\n"
-	"  -h, --help               show this help\n"
-	"      --version            show the version\n"
-	"Exit status: 0 after a clean shutdown (SIGINT or SIGTERM), 1 when the model\n"
-	"cannot be loaded or the port cannot be bound, 2 bad usage.\n";
-
-enum {
-	OPT_MODEL = FTK_OPT_FIRST_FREE, OPT_NAME, OPT_ADAPTER, OPT_HOST, OPT_PORT, OPT_PORT_FILE,
-	OPT_WORKERS, OPT_QUEUE, OPT_QUANT, OPT_CTX, OPT_API_KEY_ENV, OPT_TOOL_PARSER,
-	OPT_MAX_CONN, OPT_MAX_BODY, OPT_READ_TIMEOUT, OPT_DEADLINE,
+static const char *const usage[] = {
+	"ftk-serve --model DIR [options]", "",
+	"Serve a model (and adapters) over the OpenAI API: POST /v1/chat/completions,",
+	"POST /v1/completions, GET /v1/models, GET /health.", NULL,
 };
 
 #define MAX_MODELS 16
@@ -1224,7 +1183,7 @@ static void warn_quant_mismatch(const char *name, const char *adapter, int nf4)
 }
 
 /* A size in bytes, with an optional K, M or G (binary) suffix. */
-static size_t parse_size(struct ftk_tool *t, const char *opt, const char *s)
+static size_t parse_size(const char *opt, const char *s)
 {
 	char *end;
 	errno = 0;
@@ -1237,41 +1196,46 @@ static size_t parse_size(struct ftk_tool *t, const char *opt, const char *s)
 	else if (*end == 'g' || *end == 'G')
 		mul = 1073741824.0, end++;
 	if (end == s || *end || errno || !(v >= 1) || v * mul > 1099511627776.0)
-		ftk_tool_usage_error(t, "%s takes a size from 1 byte to 1T (such as 65536, 512K or 8M), not '%s'",
+		ftk_usage_error("%s takes a size from 1 byte to 1T (such as 65536, 512K or 8M), not '%s'",
 				     opt, s);
 	return (size_t)(v * mul);
 }
 
+/* --adapter NAME=DIR, repeatable */
+static void adapter_cb(const struct ftk_option *opt, const char *arg)
+{
+	const char *eq = strchr(arg, '=');
+	(void)opt;
+	if (!eq || eq == arg || !eq[1])
+		ftk_usage_error("--adapter needs NAME=DIR, not '%s'", arg);
+	if (S.n_models == MAX_MODELS)
+		ftk_usage_error("at most %d adapters", MAX_MODELS - 1);
+	S.models[S.n_models].name = xstrndup(arg, (size_t)(eq - arg));
+	S.models[S.n_models].adapter = eq + 1;
+	S.n_models++;
+}
+
+static void max_body_cb(const struct ftk_option *opt, const char *arg)
+{
+	*(size_t *)opt->value = parse_size("--max-body", arg);
+}
+
+static void api_key_env_cb(const struct ftk_option *opt, const char *arg)
+{
+	const char *k = getenv(arg);
+	if (!k || !*k)
+		ftk_usage_error("the environment variable '%s' is not set", arg);
+	*(const char **)opt->value = k;
+}
+
 int cmd_serve(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "quiet", no_argument, NULL, 'q' },
-		{ "help", no_argument, NULL, 'h' },
-		{ "version", no_argument, NULL, FTK_OPT_VERSION },
-		{ "model", required_argument, NULL, OPT_MODEL },
-		{ "name", required_argument, NULL, OPT_NAME },
-		{ "adapter", required_argument, NULL, OPT_ADAPTER },
-		{ "host", required_argument, NULL, OPT_HOST },
-		{ "port", required_argument, NULL, OPT_PORT },
-		{ "port-file", required_argument, NULL, OPT_PORT_FILE },
-		{ "workers", required_argument, NULL, OPT_WORKERS },
-		{ "queue", required_argument, NULL, OPT_QUEUE },
-		{ "quant", required_argument, NULL, OPT_QUANT },
-		{ "ctx", required_argument, NULL, OPT_CTX },
-		{ "api-key-env", required_argument, NULL, OPT_API_KEY_ENV },
-		{ "tool-parser", required_argument, NULL, OPT_TOOL_PARSER },
-		{ "max-connections", required_argument, NULL, OPT_MAX_CONN },
-		{ "max-body", required_argument, NULL, OPT_MAX_BODY },
-		{ "read-timeout", required_argument, NULL, OPT_READ_TIMEOUT },
-		{ "request-deadline", required_argument, NULL, OPT_DEADLINE },
-		{ 0 }
-	};
 	struct ftk_tool t;
 	struct ftk_error err;
 	const char *name = NULL, *host = "127.0.0.1", *port_file = NULL;
 	long port = 8000;
-	int c;
-	ftk_tool_init(&t, "ftk-serve", usage);
+	int read_timeout = 30;
+	ftk_tool_init(&t, "ftk-serve", NULL);
 	memset(&S, 0, sizeof(S));
 	S.n_workers = 1;
 	S.toolfmt = -1;
@@ -1280,70 +1244,60 @@ int cmd_serve(int argc, char **argv)
 	S.quant_nf4 = 1;	/* serve what was trained: the NF4 base */
 	S.max_conn = 64;
 	S.max_body = 8u << 20;
-	S.read_timeout = 30;
 	S.deadline = 60;
-	optind = 1;
-	while ((c = ftk_getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
-		switch (c) {
-		case 'q': S.quiet = 1; break;
-		case 'h': case FTK_OPT_VERSION: case '?': ftk_tool_opt(&t, c, optarg); break;
-		case OPT_MODEL: S.model_dir = optarg; break;
-		case OPT_NAME: name = optarg; break;
-		case OPT_ADAPTER: {
-			const char *eq = strchr(optarg, '=');
-			if (!eq || eq == optarg || !eq[1])
-				ftk_tool_usage_error(&t, "--adapter needs NAME=DIR, not '%s'", optarg);
-			if (S.n_models == MAX_MODELS)
-				ftk_tool_usage_error(&t, "at most %d adapters", MAX_MODELS - 1);
-			S.models[S.n_models].name = xstrndup(optarg, (size_t)(eq - optarg));
-			S.models[S.n_models].adapter = eq + 1;
-			S.n_models++;
-			break;
-		}
-		case OPT_HOST: host = optarg; break;
-		case OPT_PORT: port = ftk_tool_parse_long(&t, "--port", optarg, 0, 65535); break;
-		case OPT_PORT_FILE: port_file = optarg; break;
-		case OPT_WORKERS: S.n_workers = (int)ftk_tool_parse_long(&t, "--workers", optarg, 1, 64); break;
-		case OPT_QUEUE: S.queue_max = (int)ftk_tool_parse_long(&t, "--queue", optarg, 1, 100000); break;
-		case OPT_QUANT:
-			if (!strcmp(optarg, "nf4"))
-				S.quant_nf4 = 1;
-			else if (!strcmp(optarg, "none"))
-				S.quant_nf4 = 0;
-			else
-				ftk_tool_usage_error(&t, "--quant is nf4 or none, not '%s'", optarg);
-			break;
-		case OPT_CTX: S.ctx = (int)ftk_tool_parse_long(&t, "--ctx", optarg, 1, 1 << 20); break;
-		case OPT_MAX_CONN:
-			S.max_conn = (int)ftk_tool_parse_long(&t, "--max-connections", optarg, 1, 100000);
-			break;
-		case OPT_MAX_BODY: S.max_body = parse_size(&t, "--max-body", optarg); break;
-		case OPT_READ_TIMEOUT:
-			S.read_timeout = (unsigned)ftk_tool_parse_long(&t, "--read-timeout", optarg, 1, 86400);
-			break;
-		case OPT_DEADLINE:
-			S.deadline = ftk_tool_parse_double(&t, "--request-deadline", optarg, 0.1, 86400);
-			break;
-		case OPT_TOOL_PARSER:
-			S.toolfmt = ftk_toolfmt_by_name(optarg);
-			if (S.toolfmt < 0)
-				ftk_tool_usage_error(&t, "--tool-parser is hermes, llama3_json, mistral or none, not '%s'",
-						     optarg);
-			break;
-		case OPT_API_KEY_ENV: {
-			const char *k = getenv(optarg);
-			if (!k || !*k)
-				ftk_tool_usage_error(&t, "the environment variable '%s' is not set", optarg);
-			S.api_key = k;
-			break;
-		}
-		default: ftk_tool_usage_error(&t, NULL);
-		}
-	}
+	struct ftk_option opts[] = {
+		FTK_OPT_GROUP("Options"),
+		FTK_OPT_STRING(0, "model", &S.model_dir, "DIR", "Hugging Face model directory (required)"),
+		FTK_OPT_STRING(0, "name", &name, "NAME",
+			       "the name the base model is served under (default: the\n"
+			       "directory's name)"),
+		FTK_OPT_CALLBACK(0, "adapter", NULL, "NAME=DIR", adapter_cb,
+				 "also serve the model with this PEFT adapter as NAME\n"
+				 "(repeatable); the request's \"model\" picks one"),
+		FTK_OPT_STRING(0, "host", &host, "ADDR", "address to listen on (default 127.0.0.1)"),
+		FTK_OPT_LONG(0, "port", &port, "N", 0, 65535, "port (default 8000; 0 picks a free one)"),
+		FTK_OPT_STRING(0, "port-file", &port_file, "FILE", "write the port there once listening"),
+		FTK_OPT_INT(0, "workers", &S.n_workers, "N", 1, 64,
+			    "requests answered at once (default 1); each worker\n"
+			    "holds its own copy of the model"),
+		FTK_OPT_INT(0, "queue", &S.queue_max, "N", 1, 100000,
+			    "requests waiting at most (default 64); more get 503"),
+		FTK_OPT_CHOICE(0, "quant", &S.quant_nf4, NULL, FTK_QUANT_CHOICES,
+			       "the base as QLoRA trained on it, NF4 (default, as ftk\n"
+			       "train and ftk generate), or none (full precision)"),
+		FTK_OPT_INT(0, "ctx", &S.ctx, "N", 1, 1 << 20, "context length (default: the model's)"),
+		FTK_OPT_CHOICE(0, "tool-parser", &S.toolfmt, "FMT", FTK_TOOLFMT_CHOICES,
+			       "read tool calls in the model's text as hermes (Qwen),\n"
+			       "llama3_json or mistral, or none (default: the chat\n"
+			       "template's format)"),
+		FTK_OPT_CALLBACK(0, "api-key-env", &S.api_key, "NAME", api_key_env_cb,
+				 "require 'Authorization: Bearer <key>' where the key is\n"
+				 "in that environment variable (checked before the body\n"
+				 "is read)"),
+		FTK_OPT_INT(0, "max-connections", &S.max_conn, "N", 1, 100000,
+			    "connections open at once (default 64); beyond it an idle\n"
+			    "one is closed, or the new one gets 503 at once"),
+		FTK_OPT_CALLBACK(0, "max-body", &S.max_body, "SIZE", max_body_cb,
+				 "largest request body (default 8M; K, M, G suffixes);\n"
+				 "a larger one gets 413 before it is read"),
+		FTK_OPT_INT(0, "read-timeout", &read_timeout, "SECS", 1, 86400,
+			    "a connection silent this long is closed (default 30)"),
+		FTK_OPT_DOUBLE(0, "request-deadline", &S.deadline, "SECS", 0.1, 86400,
+			       "a request's headers and body must arrive within this\n"
+			       "many seconds (default 60), else the connection is closed"),
+		FTK_OPT_FLAG('q', "quiet", &S.quiet, "no access log"),
+		FTK_OPT_HELP(),
+		FTK_OPT_VERSION(),
+		FTK_OPT_TEXT("Exit status: 0 after a clean shutdown (SIGINT or SIGTERM), 1 when the model\n"
+			     "cannot be loaded or the port cannot be bound, 2 bad usage.\n"),
+		FTK_OPT_END(),
+	};
+	argc = ftk_parse_options(argc, argv, "ftk-serve", opts, usage);
+	S.read_timeout = (unsigned)read_timeout;
 	if (!S.model_dir)
 		ftk_tool_usage_error(&t, "--model DIR is required");
-	if (optind < argc)
-		ftk_tool_usage_error(&t, "unexpected argument '%s'", argv[optind]);
+	if (argc > 0)
+		ftk_tool_usage_error(&t, "unexpected argument '%s'", argv[0]);
 	if (!name) {
 		const char *s = S.model_dir + strlen(S.model_dir);
 		while (s > S.model_dir && s[-1] == '/')

@@ -88,6 +88,20 @@ static void parse_sub(int argc, char **argv)
 	printf("\n");
 }
 
+/* A range without its ends: (0, 1), and (0, inf) */
+static void parse_open(int argc, char **argv)
+{
+	double j = 0.5, lr = 1;
+	struct ftk_option opts[] = {
+		FTK_OPT_DOUBLE_OPEN(0, "threshold", &j, "J", 0, 1, "similarity"),
+		FTK_OPT_DOUBLE_OPEN(0, "lr", &lr, "X", 0, HUGE_VAL, "a rate above 0"),
+		FTK_OPT_END(),
+	};
+	ftk_progname = "ftk-x";
+	ftk_parse_options(argc, argv, "ftk-x", opts, NULL);
+	printf("threshold=%g lr=%g\n", j, lr);
+}
+
 struct result {
 	int rc;
 	char text[8192];	/* stdout then stderr, as written */
@@ -190,6 +204,15 @@ START_TEST(one_wording_for_errors)
 	/* hidden options are parsed but never suggested */
 	run(parse_and_print, &r, "--secrets", NULL);
 	EXPECT(r, 2, ERR("unknown option '--secrets'"));
+	/* an open range: its ends are refused, what lies between is not */
+	run(parse_open, &r, "--threshold", "0.999", "--lr", "1e-9", NULL);
+	EXPECT(r, 0, "threshold=0.999 lr=1e-09\n");
+	run(parse_open, &r, "--threshold", "1", NULL);
+	EXPECT(r, 2, ERR("--threshold needs a number above 0 and below 1, not '1'"));
+	run(parse_open, &r, "--threshold=0", NULL);
+	EXPECT(r, 2, ERR("--threshold needs a number above 0 and below 1, not '0'"));
+	run(parse_open, &r, "--lr", "0", NULL);
+	EXPECT(r, 2, ERR("--lr needs a number above 0, not '0'"));
 #undef ERR
 }
 END_TEST

@@ -48,11 +48,34 @@ static inline void ftk_test_path(void)
 static inline void ftk_test_path(void) {}
 #endif
 
+/*
+ * Suites write their scratch files (short.safetensors, my-config, merged/)
+ * into the current folder.  tests/run.sh gives each suite a fresh one and
+ * sets $SRC; run by hand (no $SRC), a suite makes its own under $TMPDIR and
+ * says where, so it never litters the folder it was started from.
+ */
+#include <unistd.h>
+static inline void ftk_test_scratch(void)
+{
+	const char *src = getenv("SRC");
+	if (src && *src)
+		return;
+	const char *tmp = getenv("TMPDIR");
+	char dir[4096];
+	snprintf(dir, sizeof dir, "%s/ftk-unit.XXXXXX", tmp && *tmp ? tmp : "/tmp");
+	if (!mkdtemp(dir) || chdir(dir) != 0) {
+		perror("unit test scratch folder");
+		exit(EXIT_FAILURE);
+	}
+	fprintf(stderr, "scratch files in %s\n", dir);
+}
+
 /* Define main() for a suite made by make_suite(). */
 #define FTK_TEST_MAIN(make_suite)                                   \
 	int main(void)                                              \
 	{                                                           \
 		ftk_test_path();                                    \
+		ftk_test_scratch();                                 \
 		/* a failing check's figures, printed just before its  \
 		 * assertion, must reach the log before the fork dies */ \
 		setvbuf(stdout, NULL, _IOLBF, 0);                   \
