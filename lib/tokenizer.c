@@ -995,7 +995,12 @@ struct cache_ent {
 	uint32_t ioff, ilen;	/* ids in ipool */
 };
 
+/* The cache starts at 2^CACHE_MIN_BITS entries and doubles as it fills, up
+ * to 2^CACHE_BITS (1.5 MB), where it is cleared when 70% full: a caller
+ * that encodes a few prompts (an eval or serve engine, one per thread)
+ * holds kilobytes, not the 1.5 MB a whole corpus earns. */
 #define CACHE_BITS 16
+#define CACHE_MIN_BITS 10
 #define CACHE_MAX_KEY 48
 
 struct sym { uint32_t id, start, len; int32_t prev, next; };
@@ -1021,6 +1026,7 @@ struct ws {
 	/* cache */
 	struct cache_ent *ce;
 	size_t ce_n;
+	unsigned ce_bits;	/* ce has 2^ce_bits entries */
 	char *kpool; size_t klen, kalloc;
 	uint32_t *ipool; size_t ilen, ialloc;
 };
@@ -1039,9 +1045,26 @@ static void ws_free(struct ws *w)
 
 static void cache_clear(struct ws *w)
 {
-	memset(w->ce, 0, sizeof(*w->ce) << CACHE_BITS);
+	if (w->ce_n)
+		memset(w->ce, 0, sizeof(*w->ce) << w->ce_bits);
 	w->ce_n = 0;
 	w->klen = w->ilen = 0;
+}
+
+/* Double the cache table, rehashing its entries (the pools stay). */
+static void cache_grow(struct ws *w)
+{
+	size_t old = (size_t)1 << w->ce_bits, mask = old * 2 - 1;
+	struct cache_ent *ce = xcalloc(old * 2, sizeof(*ce));
+	for (size_t k = 0; k < old; k++) {
+		if (!w->ce[k].h) continue;
+		size_t i = w->ce[k].h & mask;
+		while (ce[i].h) i = (i + 1) & mask;
+		ce[i] = w->ce[k];
+	}
+	free(w->ce);
+	w->ce = ce;
+	w->ce_bits++;
 }
 
 static struct ws *ws_get(struct ftk_tokens *out, const struct ftk_tokenizer *tok)
@@ -1053,7 +1076,8 @@ static struct ws *ws_get(struct ftk_tokens *out, const struct ftk_tokenizer *tok
 		w->mctx = pcre2_match_context_create(NULL);
 		w->jstack = pcre2_jit_stack_create(32 * 1024, 8 * 1024 * 1024, NULL);
 		pcre2_jit_stack_assign(w->mctx, NULL, w->jstack);
-		w->ce = xcalloc((size_t)1 << CACHE_BITS, sizeof(*w->ce));
+		w->ce_bits = CACHE_MIN_BITS;
+		w->ce = xcalloc((size_t)1 << w->ce_bits, sizeof(*w->ce));
 		out->ws = w;
 	}
 	if (w->tok != tok) {
@@ -1070,7 +1094,7 @@ size_t ftk_tokens_bytes(const struct ftk_tokens *t)
 	if (w)
 		n += sizeof(*w) + w->salloc + w->aalloc * 8 + w->s2alloc + w->a2alloc * 8 +
 		     (w->pcalloc + w->pc2alloc) * sizeof(struct piece) + w->syalloc * sizeof(struct sym) +
-		     w->hpalloc * sizeof(struct heap_ent) + (w->ce ? sizeof(*w->ce) << CACHE_BITS : 0) + w->kalloc +
+		     w->hpalloc * sizeof(struct heap_ent) + (w->ce ? sizeof(*w->ce) << w->ce_bits : 0) + w->kalloc +
 		     w->ialloc * 4;
 	return n;
 }
@@ -1663,7 +1687,7 @@ static int encode_piece(struct ws *w, const struct ftk_tokenizer *t, uint32_t of
 	uint64_t h = 0;
 	if (!offs && len <= CACHE_MAX_KEY) {
 		h = hbytes(p, len) | 1;
-		size_t i = h & (((size_t)1 << CACHE_BITS) - 1);
+		size_t mask = ((size_t)1 << w->ce_bits) - 1, i = h & mask;
 		for (;;) {
 			ce = &w->ce[i];
 			if (!ce->h) break;
@@ -1677,7 +1701,7 @@ static int encode_piece(struct ws *w, const struct ftk_tokenizer *t, uint32_t of
 				out->n += ce->ilen;
 				return 0;
 			}
-			i = (i + 1) & (((size_t)1 << CACHE_BITS) - 1);
+			i = (i + 1) & mask;
 		}
 	}
 	size_t first = out->n;
@@ -1694,7 +1718,11 @@ static int encode_piece(struct ws *w, const struct ftk_tokenizer *t, uint32_t of
 		}
 	}
 	if (ce) {
-		if (w->ce_n * 10 > ((size_t)7 << CACHE_BITS)) { cache_clear(w); return 0; }
+		if (w->ce_n * 10 > ((size_t)7 << w->ce_bits)) {
+			if (w->ce_bits == CACHE_BITS) { cache_clear(w); return 0; }
+			cache_grow(w);
+			return 0;	/* cached next time: ce points into the old table */
+		}
 		size_t nid = out->n - first;
 		if (w->klen + len > w->kalloc) { w->kalloc = (w->klen + len) * 2 + 4096; w->kpool = xrealloc(w->kpool, w->kalloc); }
 		if (w->ilen + nid > w->ialloc) { w->ialloc = (w->ilen + nid) * 2 + 1024; w->ipool = xrealloc(w->ipool, w->ialloc * 4); }
