@@ -223,6 +223,11 @@ static int takes_arg(const struct ftk_option *o)
 	}
 }
 
+int ftk_option_takes_arg(const struct ftk_option *o)
+{
+	return takes_arg(o);
+}
+
 static void print_help_line(FILE *fp, const char *left, const char *help)
 {
 	int len = (int)strlen(left);
@@ -343,6 +348,8 @@ static const char *suggest(const char *word, const struct ftk_option *opts, int 
 static void apply(const struct ftk_option *o, const char *arg, const char *name, const char *prog,
 		  const struct ftk_option *opts, const char *const *usage)
 {
+	if (o->given)
+		(*o->given)++;
 	switch (o->kind) {
 	case FTK_OPTION_FLAG:
 		*(int *)o->value = (int)o->defval;

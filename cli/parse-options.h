@@ -94,6 +94,9 @@ struct ftk_option {
 	ftk_option_cb cb;	/* FTK_OPTION_CALLBACK */
 	ftk_subcommand_fn fn;	/* FTK_OPTION_SUBCOMMAND */
 	int flags;		/* FTK_OPTF_* */
+	int *given;		/* NULL, or counts the times the option is given: a program
+				   that must know which were (ftk-train --resume allows
+				   no training option) points the rows it asks about here */
 };
 
 /* The values of a repeatable option (FTK_OPTION_STRING_LIST), borrowed from argv. */
@@ -168,6 +171,9 @@ void ftk_strlist_release(struct ftk_strlist *l);
  */
 int ftk_parse_options(int argc, char **argv, const char *prog, const struct ftk_option *opts,
 		      const char *const *usage);
+
+/* Whether the option's row takes a value (--opt VAL), as the parser decides. */
+int ftk_option_takes_arg(const struct ftk_option *o);
 
 /* Print the help that --help prints to fp. */
 void ftk_parse_options_help(FILE *fp, const char *prog, const struct ftk_option *opts,

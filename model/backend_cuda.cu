@@ -42,10 +42,11 @@
  *               query row (dP, softmax backward, dQ) and one per key row
  *               (dK, dV summed over the query heads of its group), so no
  *               atomics are needed.  Flash attention (attn_fwd_flash /
- *               attn_bwd_flash): tiles of 64 query or key rows per block,
+ *               attn_bwd_flash): a warp per query or key row, 8 rows
+ *               per block, the row split across lanes by head dimension,
  *               K/V or Q/dout tiles in shared memory, the online softmax
- *               of ops.h per thread, only the log-sum-exp saved; the
- *               kernel bodies are flash_kernels.h's phase functions.
+ *               per warp, only the log-sum-exp saved; the kernel bodies
+ *               are flash_kernels.h's phase functions.
  *   optimizer   the table's adamw (optim_ops.h's ftk_adamw_update per
  *               element), sumsq (the global gradient norm's sum of squares,
  *               a block reduction in double) and scale (clipping), so the
@@ -738,70 +739,83 @@ static void cu_attn_bwd(float *dq, float *dk, float *dv, const float *dout, cons
 /*
  * Flash attention (flash_kernels.h holds the kernel bodies as phase
  * functions, which tests/unit/test_flash.c runs on the host): a block of
- * FTK_FLASH_ROWS threads per tile of query rows (forward, dQ) or key rows
- * (dK, dV); K/V or Q/dout tiles go through dynamic shared memory.  The
- * loops' bounds are the block's, so every barrier is reached by all threads.
+ * FTK_FLASH_ROWS warps, one per query row (forward, dQ) or key row (dK,
+ * dV), the row's vectors split across the warp's lanes by head dimension;
+ * K/V or Q/dout tiles go through dynamic shared memory.  The tile loops'
+ * bounds are the block's, so every barrier is reached by all threads, and
+ * the warp phases' key loops are the warp's, so every shuffle in them has
+ * all 32 lanes.
  */
 static_assert(FTK_FLASH_HD_MAX == FTK_FLASH_MAX_HD, "flash head_dim limits differ");
 
-__global__ void k_flash_fwd(struct ftk_flash_dims d, float *out, float *lse, const float *q,
-			    const float *k, const float *v, const int32_t *doc)
+__global__ void __launch_bounds__(FTK_FLASH_THREADS)
+	k_flash_fwd(struct ftk_flash_dims d, float *out, float *lse, const float *q,
+		    const float *k, const float *v, const int32_t *doc)
 {
 	extern __shared__ float sm[];
-	struct ftk_flash_fwd_thread st;
-	int blk = (int)blockIdx.x, tid = (int)threadIdx.x, kb, ke;
-	ftk_flash_fwd_begin(&d, blk, tid, sm, &st, q, doc);
+	struct ftk_flash_fwd_lane st;
+	int blk = (int)blockIdx.x, tid = (int)threadIdx.x, w = tid / FTK_FLASH_WARP, kb, ke;
+	if (tid == 0)
+		ftk_flash_q_starts(&d, blk, sm, doc);
+	ftk_flash_fwd_begin(&d, blk, w, &st, q);
 	__syncthreads();
 	ftk_flash_q_keys(&d, blk, sm, &kb, &ke);
 	for (int k0 = kb; k0 < ke; k0 += d.tile) {
-		ftk_flash_load_kv(&d, blk, tid, (int)blockDim.x, k0, ke, sm, k, v);
+		ftk_flash_load_kv(&d, blk, tid, FTK_FLASH_THREADS, k0, ke, sm, k, v);
 		__syncthreads();
-		ftk_flash_fwd_update(&d, tid, k0, ke, sm, &st);
+		ftk_flash_fwd_tile(&d, w, k0, ke, sm, &st);
 		__syncthreads();
 	}
-	ftk_flash_fwd_end(&d, blk, &st, out, lse);
+	ftk_flash_fwd_end(&d, blk, w, &st, out, lse);
 }
 
-__global__ void k_flash_dq(struct ftk_flash_dims d, float *dq, float *Dbuf, const float *dout,
-			   const float *out, const float *lse, const float *q, const float *k,
-			   const float *v, const int32_t *doc)
+__global__ void __launch_bounds__(FTK_FLASH_THREADS)
+	k_flash_dq(struct ftk_flash_dims d, float *dq, float *Dbuf, const float *dout,
+		   const float *out, const float *lse, const float *q, const float *k,
+		   const float *v, const int32_t *doc)
 {
 	extern __shared__ float sm[];
-	struct ftk_flash_dq_thread st;
-	int blk = (int)blockIdx.x, tid = (int)threadIdx.x, kb, ke;
-	ftk_flash_dq_begin(&d, blk, tid, sm, &st, q, dout, out, lse, Dbuf, doc);
+	struct ftk_flash_dq_lane st;
+	int blk = (int)blockIdx.x, tid = (int)threadIdx.x, w = tid / FTK_FLASH_WARP, kb, ke;
+	if (tid == 0)
+		ftk_flash_q_starts(&d, blk, sm, doc);
+	ftk_flash_dq_begin(&d, blk, w, &st, q, dout, out, lse, Dbuf);
 	__syncthreads();
 	ftk_flash_q_keys(&d, blk, sm, &kb, &ke);
 	for (int k0 = kb; k0 < ke; k0 += d.tile) {
-		ftk_flash_load_kv(&d, blk, tid, (int)blockDim.x, k0, ke, sm, k, v);
+		ftk_flash_load_kv(&d, blk, tid, FTK_FLASH_THREADS, k0, ke, sm, k, v);
 		__syncthreads();
-		ftk_flash_dq_update(&d, tid, k0, ke, sm, &st);
+		ftk_flash_dq_tile(&d, w, k0, ke, sm, &st);
 		__syncthreads();
 	}
-	ftk_flash_dq_end(&d, blk, &st, dq);
+	ftk_flash_dq_end(&d, blk, w, &st, dq);
 }
 
-__global__ void k_flash_dkv(struct ftk_flash_dims d, float *dk, float *dv, const float *Dbuf,
-			    const float *dout, const float *lse, const float *q, const float *k,
-			    const float *v, const int32_t *doc)
+__global__ void __launch_bounds__(FTK_FLASH_THREADS)
+	k_flash_dkv(struct ftk_flash_dims d, float *dk, float *dv, const float *Dbuf,
+		    const float *dout, const float *lse, const float *q, const float *k,
+		    const float *v, const int32_t *doc)
 {
 	extern __shared__ float sm[];
-	struct ftk_flash_kv_thread st;
-	int blk = (int)blockIdx.x, tid = (int)threadIdx.x, qb, qe, b, kh, s0;
-	ftk_flash_kv_begin(&d, blk, tid, sm, &st, k, v, doc);
+	struct ftk_flash_kv_lane st;
+	int blk = (int)blockIdx.x, tid = (int)threadIdx.x, w = tid / FTK_FLASH_WARP, qb, qe, b, kh,
+	    s0;
+	if (tid == 0)
+		ftk_flash_kv_ends(&d, blk, sm, doc);
+	ftk_flash_kv_begin(&d, blk, w, &st, k, v);
 	__syncthreads();
 	ftk_flash_kv_queries(&d, blk, sm, &qb, &qe);
 	ftk_flash_kvblock(&d, blk, &b, &kh, &s0);
 	int g = d.NH / d.NKV;
 	for (int h = kh * g; h < (kh + 1) * g; h++)
 		for (int q0 = qb; q0 < qe; q0 += d.tile) {
-			ftk_flash_load_qo(&d, blk, tid, (int)blockDim.x, h, q0, qe, sm, q, dout, lse,
+			ftk_flash_load_qo(&d, blk, tid, FTK_FLASH_THREADS, h, q0, qe, sm, q, dout, lse,
 					  Dbuf);
 			__syncthreads();
-			ftk_flash_kv_update(&d, tid, q0, qe, sm, &st);
+			ftk_flash_kv_tile(&d, w, q0, qe, sm, &st);
 			__syncthreads();
 		}
-	ftk_flash_kv_end(&d, blk, &st, dk, dv);
+	ftk_flash_kv_end(&d, blk, w, &st, dk, dv);
 }
 
 static void cu_attn_fwd_flash(float *out, float *lse, const float *q, const float *k,
@@ -810,7 +824,7 @@ static void cu_attn_fwd_flash(float *out, float *lse, const float *q, const floa
 {
 	struct ftk_flash_dims d = ftk_flash_dims_make(B, T, NH, NKV, hd);
 	size_t smem = ftk_flash_smem_floats(&d) * sizeof(float);
-	k_flash_fwd<<<(unsigned)ftk_flash_q_blocks(&d), FTK_FLASH_ROWS, smem>>>(d, out, lse, q, k,
+	k_flash_fwd<<<(unsigned)ftk_flash_q_blocks(&d), FTK_FLASH_THREADS, smem>>>(d, out, lse, q, k,
 									    v, doc);
 	launched();
 }
@@ -829,9 +843,9 @@ static void cu_attn_bwd_flash(float *dq, float *dk, float *dv, const float *dout
 	}
 	struct ftk_flash_dims d = ftk_flash_dims_make(B, T, NH, NKV, hd);
 	size_t smem = ftk_flash_smem_floats(&d) * sizeof(float);
-	k_flash_dq<<<(unsigned)ftk_flash_q_blocks(&d), FTK_FLASH_ROWS, smem>>>(
+	k_flash_dq<<<(unsigned)ftk_flash_q_blocks(&d), FTK_FLASH_THREADS, smem>>>(
 		d, dq, g_flash_D, dout, out, lse, q, k, v, doc);
-	k_flash_dkv<<<(unsigned)ftk_flash_kv_blocks(&d), FTK_FLASH_ROWS, smem>>>(
+	k_flash_dkv<<<(unsigned)ftk_flash_kv_blocks(&d), FTK_FLASH_THREADS, smem>>>(
 		d, dk, dv, g_flash_D, dout, lse, q, k, v, doc);
 	launched();
 }

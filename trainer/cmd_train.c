@@ -39,128 +39,22 @@
 #include "model/selftest.h"
 #include "trainer/train.h"
 
-static const char usage[] =
-	"usage: ftk-train --model DIR --data SHARD_DIR --out RUN_DIR [options]\n"
-	"       ftk-train --resume RUN_DIR\n"
-	"\n"
-	"Fine-tune a Hugging Face model directory with LoRA adapters (QLoRA: the base\n"
-	"quantized to NF4) on token shards from ftk-tokenize.  The run directory gets\n"
-	"train_config.json (and the same as train_config.yaml), metrics.jsonl,\n"
-	"checkpoints/step-N/ with checkpoints/latest,\n"
-	"and the final PEFT adapter in adapter/.\n"
-	"\n"
-	"Run:\n"
-	"      --model DIR          the base model (config.json, model.safetensors, tokenizer.json)\n"
-	"      --data DIR           training shards (their tokenizer must be the model's)\n"
-	"      --val DIR            validation shards (default: none)\n"
-	"      --out DIR            the run directory (must not hold a run yet)\n"
-	"      --resume DIR         continue the run in DIR from its latest checkpoint, with\n"
-	"                           its saved options; no other training option is allowed.\n"
-	"                           A checkpoint whose files fail their checksums is said\n"
-	"                           and skipped for the newest intact one\n"
-	"      --strict             with --resume: refuse (exit 1) when the latest checkpoint\n"
-	"                           is damaged, rather than resume from an older one\n"
-	"      --init-adapter DIR   start from this PEFT adapter (its rank, alpha, targets)\n"
-	"      --objective OBJ      sft or dpo (default sft); dpo needs preference shards\n"
-	"      --beta X             DPO beta (default 0.1)\n"
-	"LoRA:\n"
-	"      --quant Q            nf4 or none (default nf4)\n"
-	"      --targets LIST       q,k,v,o,gate,up,down, attn, mlp or all (default all)\n"
-	"      --rank N             LoRA rank r (default 8)\n"
-	"      --alpha X            lora_alpha (default 16)\n"
-	"      --rslora             scale by alpha/sqrt(r) instead of alpha/r\n"
-	"      --dropout P          LoRA dropout (default 0)\n"
-	"Optimizer:\n"
-	"      --lr X               peak learning rate (default 2e-4)\n"
-	"      --schedule S         constant, linear or cosine (default cosine)\n"
-	"      --warmup N           linear warmup steps (default 0)\n"
-	"      --min-lr-ratio X     floor of linear/cosine decay, fraction of --lr (default 0)\n"
-	"      --beta1 X            AdamW beta1 (default 0.9)\n"
-	"      --beta2 X            AdamW beta2 (default 0.999)\n"
-	"      --eps X              AdamW eps (default 1e-8)\n"
-	"      --weight-decay X     decoupled weight decay (default 0)\n"
-	"      --max-grad-norm X    clip gradients to this global norm, 0 for none (default 1)\n"
-	"Batches and length:\n"
-	"      --batch N            rows per micro-batch; pairs for dpo (default 4)\n"
-	"      --grad-accum N       micro-batches per optimizer step (default 1)\n"
-	"      --seq-len N          tokens per row; sequences are packed (default 512)\n"
-	"      --epochs N           passes over the data (default 1)\n"
-	"      --max-steps N        stop after N optimizer steps instead (default 0: epochs)\n"
-	"      --eval-every N       validation loss every N steps and at the end (default 0:\n"
-	"                           at the end only)\n"
-	"      --ckpt-every N       checkpoint every N steps (default 0: at the end and on a\n"
-	"                           signal only)\n"
-	"      --keep K             checkpoints kept, 0 for all (default 3)\n"
-	"      --seed N             seed of LoRA init, data order and dropout (default 42)\n"
-	"      --threads N          CPU threads, 0 for all cores (default 0); --resume may\n"
-	"                           change it (bit-exact only with the same number and BLAS\n"
-	"                           kernel: it says so)\n"
-	"      --checkpoint-activations  recompute each layer in the backward pass to save\n"
-	"                           memory\n"
-	"      --precision P        fp32, bf16 or tf32 (default fp32): bf16 rounds the two\n"
-	"                           operands of every matrix product to bfloat16 and\n"
-	"                           accumulates in fp32; tf32 (CUDA only) lets cuBLAS use\n"
-	"                           TF32 tensor cores for fp32 products; LoRA weights,\n"
-	"                           gradients and AdamW stay fp32; with --selftest, check\n"
-	"                           only that precision's lines\n"
-	"      --attention A        auto, full or flash (default auto): flash keeps one\n"
-	"                           log-sum-exp per query instead of the T x T softmax\n"
-	"                           probabilities and recomputes them in the backward\n"
-	"                           pass; auto uses flash when one layer's probabilities\n"
-	"                           would exceed 64 MiB\n"
-	"Devices and processes (docs/gpu.md):\n"
-	"      --device D           cpu or cuda (default cpu); cuda loads libftkcuda.so\n"
-	"      --dist T             auto, none, mpi or nccl (default auto: mpi under mpirun,\n"
-	"                           nccl with --device cuda); see docs/gpu.md for launching\n"
-	"      --plan               print the memory the run needs per process (from\n"
-	"                           config.json and the options, nothing loaded) and exit:\n"
-	"                           0 when it fits, 1 when it does not (saying what to change)\n"
-	"      --gpus N             processes (GPUs) the plan is for (default: this job's)\n"
-	"      --device-memory GIB  memory of one device for the plan and the check every\n"
-	"                           run makes before loading (default: what is free now)\n"
-	"      --selftest           run every backend op and one QLoRA step on --device\n"
-	"                           (default cuda) and on the CPU and print the largest\n"
-	"                           difference per op; exit 0 all within tolerance, 1 not,\n"
-	"                           77 when there is no usable GPU (nothing was checked)\n"
-	"Config and rehearsal:\n"
-	"      --config FILE        read options from a YAML (or JSON) file: every option\n"
-	"                           above is a key (seq_len or seq-len), a flag is true or\n"
-	"                           false, a list is a comma list; the command line wins\n"
-	"      --dry-run            print the plan, the data (sequences, tokens, what\n"
-	"                           --seq-len cuts) and the cost estimate, and exit\n"
-	"Evals after every checkpoint:\n"
-	"      --eval SUITE         run this eval suite on the base model once and on every\n"
-	"                           checkpoint (RUN/evals/), compare each with the base, and\n"
-	"                           put the metrics in metrics.jsonl; allowed with --resume\n"
-	"      --eval-limit N       only the suite's first N cases\n"
-	"      --stop-on-regression end the run (its checkpoint kept, exit status 3) when a\n"
-	"                           semantic metric of --eval falls significantly below the\n"
-	"                           base's (the --init-adapter when given) or the best\n"
-	"                           checkpoint's so far (the paired test of ftk eval compare)\n"
-	"      --keep-best METRIC   RUN/adapter is the checkpoint with the highest METRIC\n"
-	"                           of --eval (RUN/best.json says which)\n"
-	"Cost:\n"
-	"      --usd-per-hour X     machine price for the ledger entry (default 0)\n"
-	"Common options:\n"
-	"      --ledger FILE        append a ledger entry for this run (default $FTK_LEDGER)\n"
-	"      --run NAME           the run name for the ledger (default $FTK_RUN)\n"
-	"  -q, --quiet              no summary line on stderr\n"
-	"  -h, --help               show this help\n"
-	"      --version            show the version\n"
-	"\n"
-	"SIGINT, SIGTERM and SIGHUP save a checkpoint at the next step boundary and exit 0.\n"
-	"Exit status: 0 success (or stopped by a signal with a checkpoint saved), 1 data\n"
-	"problems or failure, 2 bad usage, 3 stopped by --stop-on-regression.\n";
+static const char *const usage[] = {
+	"ftk-train --model DIR --data SHARD_DIR --out RUN_DIR [options]",
+	"ftk-train --resume RUN_DIR",
+	"",
+	"Fine-tune a Hugging Face model directory with LoRA adapters (QLoRA: the base",
+	"quantized to NF4) on token shards from ftk-tokenize.  The run directory gets",
+	"train_config.json (and the same as train_config.yaml), metrics.jsonl,",
+	"checkpoints/step-N/ with checkpoints/latest,",
+	"and the final PEFT adapter in adapter/.", NULL,
+};
 
-enum {
-	OPT_MODEL = FTK_OPT_FIRST_FREE, OPT_DATA, OPT_VAL, OPT_OUT, OPT_RESUME, OPT_INIT,
-	OPT_OBJECTIVE, OPT_BETA, OPT_QUANT, OPT_TARGETS, OPT_RANK, OPT_ALPHA, OPT_RSLORA,
-	OPT_DROPOUT, OPT_LR, OPT_SCHEDULE, OPT_WARMUP, OPT_MIN_LR, OPT_BETA1, OPT_BETA2,
-	OPT_EPS, OPT_WD, OPT_CLIP, OPT_BATCH, OPT_ACCUM, OPT_SEQ, OPT_EPOCHS, OPT_MAX_STEPS,
-	OPT_EVAL_EVERY, OPT_CKPT_EVERY, OPT_KEEP, OPT_SEED, OPT_THREADS, OPT_CKPT_ACT,
-	OPT_USD, OPT_DEVICE, OPT_DIST, OPT_PLAN, OPT_GPUS, OPT_DEVMEM, OPT_SELFTEST,
-	OPT_EVAL_SUITE, OPT_EVAL_LIMIT, OPT_STOP_ON_REGRESSION, OPT_KEEP_BEST, OPT_PRECISION, OPT_ATTENTION,
-	OPT_CONFIG, OPT_DRY_RUN, OPT_STRICT,
+/* The options --resume allows: the rest are training options, saved with the run. */
+static const char *const not_training[] = {
+	"resume", "strict", "usd-per-hour", "device", "dist", "plan", "gpus", "device-memory",
+	"selftest", "eval", "eval-limit", "threads", "stop-on-regression", "keep-best", "config",
+	"dry-run", "ledger", "run", "quiet", "help", "version", NULL,
 };
 
 static volatile sig_atomic_t stop_flag;
@@ -172,14 +66,43 @@ static void on_signal(int sig)
 }
 
 /* An absolute path, so that --resume works from any directory. */
-static void set_path(struct ftk_tool *t, char *dst, const char *opt, const char *arg)
+static void set_path(char *dst, const char *opt, const char *arg)
 {
 	char buf[PATH_MAX];
 	if (!realpath(arg, buf))
 		die("%s '%s': %s", opt, arg, strerror(errno));
 	if (strlen(buf) >= FTK_TRAIN_PATH)
-		ftk_tool_usage_error(t, "%s: path too long", opt);
+		ftk_usage_error("%s: path too long", opt);
 	strcpy(dst, buf);
+}
+
+/* --model, --data, --val, --init-adapter, --eval: an absolute path into a FTK_TRAIN_PATH buffer */
+static void path_cb(const struct ftk_option *opt, const char *arg)
+{
+	char name[64];
+	snprintf(name, sizeof(name), "--%s", opt->long_name);
+	set_path(opt->value, name, arg);
+}
+
+static void out_cb(const struct ftk_option *opt, const char *arg)
+{
+	if (strlen(arg) >= FTK_TRAIN_PATH)
+		ftk_usage_error("--out: path too long");
+	strcpy(opt->value, arg);
+}
+
+static void targets_cb(const struct ftk_option *opt, const char *arg)
+{
+	struct ftk_error err;
+	if (ftk_lora_parse_targets(arg, opt->value, &err) < 0)
+		ftk_usage_error("--targets: %s", err.msg);
+}
+
+static void schedule_cb(const struct ftk_option *opt, const char *arg)
+{
+	struct ftk_error err;
+	if (ftk_sched_parse(arg, opt->value, &err) < 0)
+		ftk_usage_error("--schedule: %s", err.msg);
 }
 
 /* ftk-train --eval: each checkpoint's eval, one line. */
@@ -253,8 +176,8 @@ static void progress(void *ctx, const char *line)
 
 /*
  * --config FILE: the file's keys become options placed before the command
- * line's, so the command line wins (getopt keeps the last value).  A key is
- * an option's long name, with _ for - allowed (seq_len: 512, as axolotl and
+ * line's, so the command line wins (the parser keeps the last value).  A key is
+ * a long name of the option table, with _ for - allowed (seq_len: 512, as axolotl and
  * LLaMA-Factory write them); true gives a flag, false leaves it out; a list
  * is joined with commas (targets: [q, v]).  An unknown key is an error that
  * names the file and the key.  The new argv is allocated and kept in
@@ -262,7 +185,7 @@ static void progress(void *ctx, const char *line)
  */
 static char **volatile config_argv;	/* volatile: the store is kept, so LSan sees it */
 
-static char **expand_config(struct ftk_tool *t, const struct option *opts, int *argc, char **argv)
+static char **expand_config(struct ftk_tool *t, const struct ftk_option *opts, int *argc, char **argv)
 {
 	const char *file = NULL;
 	for (int i = 1; i < *argc; i++) {
@@ -298,15 +221,15 @@ static char **expand_config(struct ftk_tool *t, const struct option *opts, int *
 		for (char *q = name; *q; q++)
 			if (*q == '_')
 				*q = '-';
-		const struct option *op = NULL;
-		for (const struct option *x = opts; x->name; x++)
-			if (!strcmp(x->name, name))
+		const struct ftk_option *op = NULL;
+		for (const struct ftk_option *x = opts; x->kind != FTK_OPTION_END; x++)
+			if (x->long_name && x->kind != FTK_OPTION_SUBCOMMAND && !strcmp(x->long_name, name))
 				op = x;
 		if (!op || !strcmp(name, "config") || !strcmp(name, "help") || !strcmp(name, "version"))
 			ftk_tool_usage_error(t, "--config: %s: '%s' is not an ftk train option "
 						"(see ftk train --help)", file, m->string);
 		struct strbuf arg = STRBUF_INIT;
-		if (op->has_arg == no_argument) {
+		if (!ftk_option_takes_arg(op)) {
 			if (!cJSON_IsBool(m))
 				ftk_tool_usage_error(t, "--config: %s: '%s' is a flag: true or false",
 						     file, m->string);
@@ -333,7 +256,7 @@ static char **expand_config(struct ftk_tool *t, const struct option *opts, int *
 		char *opt = xmalloc(strlen(name) + 3);
 		sprintf(opt, "--%s", name);
 		av[n++] = opt;
-		if (op->has_arg != no_argument)
+		if (ftk_option_takes_arg(op))
 			av[n++] = strbuf_detach(&arg, NULL);
 		else
 			strbuf_release(&arg);
@@ -541,191 +464,195 @@ static int keep_best_adapter(const struct ftk_train_eval *te, const char *metric
 
 int cmd_train(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "quiet", no_argument, NULL, 'q' },
-		{ "help", no_argument, NULL, 'h' },
-		{ "ledger", required_argument, NULL, FTK_OPT_LEDGER },
-		{ "run", required_argument, NULL, FTK_OPT_RUN },
-		{ "version", no_argument, NULL, FTK_OPT_VERSION },
-		{ "model", required_argument, NULL, OPT_MODEL },
-		{ "data", required_argument, NULL, OPT_DATA },
-		{ "val", required_argument, NULL, OPT_VAL },
-		{ "out", required_argument, NULL, OPT_OUT },
-		{ "resume", required_argument, NULL, OPT_RESUME },
-		{ "init-adapter", required_argument, NULL, OPT_INIT },
-		{ "objective", required_argument, NULL, OPT_OBJECTIVE },
-		{ "beta", required_argument, NULL, OPT_BETA },
-		{ "quant", required_argument, NULL, OPT_QUANT },
-		{ "targets", required_argument, NULL, OPT_TARGETS },
-		{ "rank", required_argument, NULL, OPT_RANK },
-		{ "alpha", required_argument, NULL, OPT_ALPHA },
-		{ "rslora", no_argument, NULL, OPT_RSLORA },
-		{ "dropout", required_argument, NULL, OPT_DROPOUT },
-		{ "lr", required_argument, NULL, OPT_LR },
-		{ "schedule", required_argument, NULL, OPT_SCHEDULE },
-		{ "warmup", required_argument, NULL, OPT_WARMUP },
-		{ "min-lr-ratio", required_argument, NULL, OPT_MIN_LR },
-		{ "beta1", required_argument, NULL, OPT_BETA1 },
-		{ "beta2", required_argument, NULL, OPT_BETA2 },
-		{ "eps", required_argument, NULL, OPT_EPS },
-		{ "weight-decay", required_argument, NULL, OPT_WD },
-		{ "max-grad-norm", required_argument, NULL, OPT_CLIP },
-		{ "batch", required_argument, NULL, OPT_BATCH },
-		{ "grad-accum", required_argument, NULL, OPT_ACCUM },
-		{ "seq-len", required_argument, NULL, OPT_SEQ },
-		{ "epochs", required_argument, NULL, OPT_EPOCHS },
-		{ "max-steps", required_argument, NULL, OPT_MAX_STEPS },
-		{ "eval-every", required_argument, NULL, OPT_EVAL_EVERY },
-		{ "ckpt-every", required_argument, NULL, OPT_CKPT_EVERY },
-		{ "keep", required_argument, NULL, OPT_KEEP },
-		{ "seed", required_argument, NULL, OPT_SEED },
-		{ "threads", required_argument, NULL, OPT_THREADS },
-		{ "checkpoint-activations", no_argument, NULL, OPT_CKPT_ACT },
-		{ "attention", required_argument, NULL, OPT_ATTENTION },
-		{ "usd-per-hour", required_argument, NULL, OPT_USD },
-		{ "device", required_argument, NULL, OPT_DEVICE },
-		{ "dist", required_argument, NULL, OPT_DIST },
-		{ "plan", no_argument, NULL, OPT_PLAN },
-		{ "gpus", required_argument, NULL, OPT_GPUS },
-		{ "device-memory", required_argument, NULL, OPT_DEVMEM },
-		{ "selftest", no_argument, NULL, OPT_SELFTEST },
-		{ "eval", required_argument, NULL, OPT_EVAL_SUITE },
-		{ "eval-limit", required_argument, NULL, OPT_EVAL_LIMIT },
-		{ "stop-on-regression", no_argument, NULL, OPT_STOP_ON_REGRESSION },
-		{ "keep-best", required_argument, NULL, OPT_KEEP_BEST },
-		{ "precision", required_argument, NULL, OPT_PRECISION },
-		{ "config", required_argument, NULL, OPT_CONFIG },
-		{ "dry-run", no_argument, NULL, OPT_DRY_RUN },
-		{ "strict", no_argument, NULL, OPT_STRICT },
-		{ NULL, 0, NULL, 0 },
-	};
 	struct ftk_tool t;
 	struct ftk_train_opts o;
 	struct ftk_error err;
-	const char *resume = NULL, *device = NULL, *dist_mode = "auto";
+	const char *resume = NULL, *device = NULL, *dist_mode = "auto", *config = NULL;
 	int plan_only = 0, gpus = 0, selftest = 0, precision_given = 0;
 	double devmem_gib = 0;
 	double usd_per_hour = 0;
-	int n_train_opts = 0, c, threads = -1;
+	int n_train_opts = 0, threads = -1;
 	char eval_suite[FTK_TRAIN_PATH] = "";
 	long eval_limit = 0;
 	int stop_on_regression = 0;
 	const char *keep_best = NULL;
+	static const char *const devices[] = { "cpu", "cuda" };
 
-	ftk_tool_init(&t, "ftk-train", usage);
+	ftk_tool_init(&t, "ftk-train", NULL);
 	t.stage = "train";
 	ftk_train_opts_default(&o);
-	argv = expand_config(&t, opts, &argc, argv);
 	int dry = 0, strict = 0;
-	while ((c = ftk_getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
-		if (ftk_tool_opt(&t, c, optarg))
-			continue;
-		n_train_opts += c != OPT_RESUME && c != OPT_USD && c != OPT_DEVICE && c != OPT_DIST &&
-				c != OPT_PLAN && c != OPT_GPUS && c != OPT_DEVMEM && c != OPT_SELFTEST &&
-				c != OPT_EVAL_SUITE && c != OPT_EVAL_LIMIT && c != OPT_THREADS &&
-				c != OPT_STOP_ON_REGRESSION && c != OPT_KEEP_BEST && c != OPT_CONFIG &&
-				c != OPT_DRY_RUN && c != OPT_STRICT;
-		switch (c) {
-		case OPT_CONFIG: break;	/* read by expand_config */
-		case OPT_DRY_RUN: dry = 1; break;
-		case OPT_STRICT: strict = 1; break;
-		case OPT_MODEL: set_path(&t, o.model, "--model", optarg); break;
-		case OPT_EVAL_SUITE: set_path(&t, eval_suite, "--eval", optarg); break;
-		case OPT_EVAL_LIMIT: eval_limit = ftk_tool_parse_long(&t, "--eval-limit", optarg, 1, LONG_MAX); break;
-		case OPT_STOP_ON_REGRESSION: stop_on_regression = 1; break;
-		case OPT_KEEP_BEST: keep_best = optarg; break;
-		case OPT_DATA: set_path(&t, o.data, "--data", optarg); break;
-		case OPT_VAL: set_path(&t, o.val, "--val", optarg); break;
-		case OPT_INIT: set_path(&t, o.init_adapter, "--init-adapter", optarg); break;
-		case OPT_OUT:
-			if (strlen(optarg) >= FTK_TRAIN_PATH)
-				ftk_tool_usage_error(&t, "--out: path too long");
-			strcpy(o.out, optarg);
-			break;
-		case OPT_RESUME: resume = optarg; break;
-		case OPT_OBJECTIVE:
-			if (!strcmp(optarg, "sft"))
-				o.objective = FTK_OBJ_SFT;
-			else if (!strcmp(optarg, "dpo"))
-				o.objective = FTK_OBJ_DPO;
-			else
-				ftk_tool_usage_error(&t, "--objective must be sft or dpo, not '%s'", optarg);
-			break;
-		case OPT_BETA: o.beta = ftk_tool_parse_double(&t, "--beta", optarg, 1e-9, 1e6); break;
-		case OPT_QUANT:
-			if (!strcmp(optarg, "nf4"))
-				o.quant = FTK_QUANT_NF4;
-			else if (!strcmp(optarg, "none"))
-				o.quant = FTK_QUANT_NONE;
-			else
-				ftk_tool_usage_error(&t, "--quant must be nf4 or none, not '%s'", optarg);
-			break;
-		case OPT_TARGETS:
-			if (ftk_lora_parse_targets(optarg, &o.lora.targets, &err) < 0)
-				ftk_tool_usage_error(&t, "--targets: %s", err.msg);
-			break;
-		case OPT_RANK: o.lora.rank = (int)ftk_tool_parse_long(&t, "--rank", optarg, 1, 65536); break;
-		case OPT_ALPHA: o.lora.alpha = (float)ftk_tool_parse_double(&t, "--alpha", optarg, -1e9, 1e9); break;
-		case OPT_RSLORA: o.lora.rslora = 1; break;
-		case OPT_DROPOUT:
-			o.lora.dropout = (float)ftk_tool_parse_double(&t, "--dropout", optarg, 0, 0.999);
-			break;
-		case OPT_LR: o.lr = ftk_tool_parse_double(&t, "--lr", optarg, 1e-12, 1e3); break;
-		case OPT_SCHEDULE:
-			if (ftk_sched_parse(optarg, &o.sched.kind, &err) < 0)
-				ftk_tool_usage_error(&t, "--schedule: %s", err.msg);
-			break;
-		case OPT_WARMUP: o.sched.warmup = ftk_tool_parse_long(&t, "--warmup", optarg, 0, LONG_MAX); break;
-		case OPT_MIN_LR: o.sched.min_ratio = ftk_tool_parse_double(&t, "--min-lr-ratio", optarg, 0, 1); break;
-		case OPT_BETA1: o.adamw.beta1 = ftk_tool_parse_double(&t, "--beta1", optarg, 0, 0.999999999); break;
-		case OPT_BETA2: o.adamw.beta2 = ftk_tool_parse_double(&t, "--beta2", optarg, 0, 0.999999999); break;
-		case OPT_EPS: o.adamw.eps = ftk_tool_parse_double(&t, "--eps", optarg, 1e-30, 1); break;
-		case OPT_WD: o.adamw.weight_decay = ftk_tool_parse_double(&t, "--weight-decay", optarg, 0, 1e3); break;
-		case OPT_CLIP: o.max_grad_norm = ftk_tool_parse_double(&t, "--max-grad-norm", optarg, 0, 1e30); break;
-		case OPT_BATCH: o.batch = (int)ftk_tool_parse_long(&t, "--batch", optarg, 1, 1 << 20); break;
-		case OPT_ACCUM: o.grad_accum = (int)ftk_tool_parse_long(&t, "--grad-accum", optarg, 1, 1 << 20); break;
-		case OPT_SEQ: o.seq_len = (int)ftk_tool_parse_long(&t, "--seq-len", optarg, 2, 1 << 24); break;
-		case OPT_EPOCHS: o.epochs = (int)ftk_tool_parse_long(&t, "--epochs", optarg, 1, 1 << 20); break;
-		case OPT_MAX_STEPS: o.max_steps = ftk_tool_parse_long(&t, "--max-steps", optarg, 0, LONG_MAX); break;
-		case OPT_EVAL_EVERY: o.eval_every = ftk_tool_parse_long(&t, "--eval-every", optarg, 0, LONG_MAX); break;
-		case OPT_CKPT_EVERY: o.ckpt_every = ftk_tool_parse_long(&t, "--ckpt-every", optarg, 0, LONG_MAX); break;
-		case OPT_KEEP: o.keep = (int)ftk_tool_parse_long(&t, "--keep", optarg, 0, 1 << 20); break;
-		case OPT_SEED:
-			o.seed = (uint64_t)ftk_tool_parse_long(&t, "--seed", optarg, 0, (1L << 53) - 1);
-			break;
-		case OPT_THREADS:	/* how to compute, not what: --resume may change it */
-			threads = (int)ftk_tool_parse_long(&t, "--threads", optarg, 0, 4096);
-			o.threads = threads;
-			break;
-		case OPT_CKPT_ACT: o.checkpoint_activations = 1; break;
-		case OPT_PRECISION:
-			if (ftk_precision_parse(optarg) < 0)
-				ftk_tool_usage_error(&t, "--precision must be fp32, bf16 or tf32, not '%s'",
-						     optarg);
-			o.precision = ftk_precision_parse(optarg);
-			precision_given = 1;
-			break;
-		case OPT_ATTENTION:
-			if (ftk_attention_parse(optarg, &o.attention, &err) < 0)
-				ftk_tool_usage_error(&t, "--attention must be auto, full or flash, not '%s'",
-						     optarg);
-			break;
-		case OPT_USD: usd_per_hour = ftk_tool_parse_double(&t, "--usd-per-hour", optarg, 0, 1e9); break;
-		case OPT_DEVICE:
-			if (strcmp(optarg, "cpu") && strcmp(optarg, "cuda"))
-				ftk_tool_usage_error(&t, "--device must be cpu or cuda, not '%s'", optarg);
-			device = optarg;
-			break;
-		case OPT_DIST: dist_mode = optarg; break;
-		case OPT_PLAN: plan_only = 1; break;
-		case OPT_GPUS: gpus = (int)ftk_tool_parse_long(&t, "--gpus", optarg, 1, 65536); break;
-		case OPT_DEVMEM: devmem_gib = ftk_tool_parse_double(&t, "--device-memory", optarg, 1e-6, 1e6); break;
-		case OPT_SELFTEST: selftest = 1; break;
-		default: ftk_tool_usage_error(&t, NULL);
-		}
+	/* rows whose targets are not of o's types: copied into o after the parse */
+	int objective = (int)o.objective, quant = (int)o.quant, precision = -1, attention = (int)o.attention;
+	int dev = -1;
+	double alpha = o.lora.alpha, dropout = o.lora.dropout;
+	long seed = (long)o.seed;
+	struct ftk_option opts[] = {
+		FTK_OPT_GROUP("Run"),
+		FTK_OPT_CALLBACK(0, "model", o.model, "DIR", path_cb,
+				 "the base model (config.json, model.safetensors, tokenizer.json)"),
+		FTK_OPT_CALLBACK(0, "data", o.data, "DIR", path_cb,
+				 "training shards (their tokenizer must be the model's)"),
+		FTK_OPT_CALLBACK(0, "val", o.val, "DIR", path_cb, "validation shards (default: none)"),
+		FTK_OPT_CALLBACK(0, "out", o.out, "DIR", out_cb, "the run directory (must not hold a run yet)"),
+		FTK_OPT_STRING(0, "resume", &resume, "DIR",
+			       "continue the run in DIR from its latest checkpoint, with\n"
+			       "its saved options; no other training option is allowed.\n"
+			       "A checkpoint whose files fail their checksums is said\n"
+			       "and skipped for the newest intact one"),
+		FTK_OPT_FLAG(0, "strict", &strict,
+			     "with --resume: refuse (exit 1) when the latest checkpoint\n"
+			     "is damaged, rather than resume from an older one"),
+		FTK_OPT_CALLBACK(0, "init-adapter", o.init_adapter, "DIR", path_cb,
+				 "start from this PEFT adapter (its rank, alpha, targets)"),
+		FTK_OPT_CHOICE(0, "objective", &objective, "OBJ", "sft|dpo",
+			       "sft or dpo (default sft); dpo needs preference shards"),
+		FTK_OPT_DOUBLE(0, "beta", &o.beta, "X", 1e-9, 1e6, "DPO beta (default 0.1)"),
+		FTK_OPT_GROUP("LoRA"),
+		FTK_OPT_CHOICE(0, "quant", &quant, "Q", FTK_QUANT_CHOICES, "nf4 or none (default nf4)"),
+		FTK_OPT_CALLBACK(0, "targets", &o.lora.targets, "LIST", targets_cb,
+				 "q,k,v,o,gate,up,down, attn, mlp or all (default all)"),
+		FTK_OPT_INT(0, "rank", &o.lora.rank, "N", 1, 65536, "LoRA rank r (default 8)"),
+		FTK_OPT_DOUBLE(0, "alpha", &alpha, "X", -1e9, 1e9, "lora_alpha (default 16)"),
+		FTK_OPT_FLAG(0, "rslora", &o.lora.rslora, "scale by alpha/sqrt(r) instead of alpha/r"),
+		FTK_OPT_DOUBLE(0, "dropout", &dropout, "P", 0, 0.999, "LoRA dropout (default 0)"),
+		FTK_OPT_GROUP("Optimizer"),
+		FTK_OPT_DOUBLE(0, "lr", &o.lr, "X", 1e-12, 1e3, "peak learning rate (default 2e-4)"),
+		FTK_OPT_CALLBACK(0, "schedule", &o.sched.kind, "S", schedule_cb,
+				 "constant, linear or cosine (default cosine)"),
+		FTK_OPT_LONG(0, "warmup", &o.sched.warmup, "N", 0, LONG_MAX, "linear warmup steps (default 0)"),
+		FTK_OPT_DOUBLE(0, "min-lr-ratio", &o.sched.min_ratio, "X", 0, 1,
+			       "floor of linear/cosine decay, fraction of --lr (default 0)"),
+		FTK_OPT_DOUBLE(0, "beta1", &o.adamw.beta1, "X", 0, 0.999999999, "AdamW beta1 (default 0.9)"),
+		FTK_OPT_DOUBLE(0, "beta2", &o.adamw.beta2, "X", 0, 0.999999999, "AdamW beta2 (default 0.999)"),
+		FTK_OPT_DOUBLE(0, "eps", &o.adamw.eps, "X", 1e-30, 1, "AdamW eps (default 1e-8)"),
+		FTK_OPT_DOUBLE(0, "weight-decay", &o.adamw.weight_decay, "X", 0, 1e3,
+			       "decoupled weight decay (default 0)"),
+		FTK_OPT_DOUBLE(0, "max-grad-norm", &o.max_grad_norm, "X", 0, 1e30,
+			       "clip gradients to this global norm, 0 for none (default 1)"),
+		FTK_OPT_GROUP("Batches and length"),
+		FTK_OPT_INT(0, "batch", &o.batch, "N", 1, 1 << 20, "rows per micro-batch; pairs for dpo (default 4)"),
+		FTK_OPT_INT(0, "grad-accum", &o.grad_accum, "N", 1, 1 << 20,
+			    "micro-batches per optimizer step (default 1)"),
+		FTK_OPT_INT(0, "seq-len", &o.seq_len, "N", 2, 1 << 24,
+			    "tokens per row; sequences are packed (default 512)"),
+		FTK_OPT_INT(0, "epochs", &o.epochs, "N", 1, 1 << 20, "passes over the data (default 1)"),
+		FTK_OPT_LONG(0, "max-steps", &o.max_steps, "N", 0, LONG_MAX,
+			     "stop after N optimizer steps instead (default 0: epochs)"),
+		FTK_OPT_LONG(0, "eval-every", &o.eval_every, "N", 0, LONG_MAX,
+			     "validation loss every N steps and at the end (default 0:\n"
+			     "at the end only)"),
+		FTK_OPT_LONG(0, "ckpt-every", &o.ckpt_every, "N", 0, LONG_MAX,
+			     "checkpoint every N steps (default 0: at the end and on a\n"
+			     "signal only)"),
+		FTK_OPT_INT(0, "keep", &o.keep, "K", 0, 1 << 20, "checkpoints kept, 0 for all (default 3)"),
+		FTK_OPT_LONG(0, "seed", &seed, "N", 0, (1L << 53) - 1,
+			     "seed of LoRA init, data order and dropout (default 42)"),
+		FTK_OPT_INT(0, "threads", &threads, "N", 0, 4096,
+			    "CPU threads, 0 for all cores (default 0); --resume may\n"
+			    "change it (bit-exact only with the same number and BLAS\n"
+			    "kernel: it says so)"),
+		FTK_OPT_FLAG(0, "checkpoint-activations", &o.checkpoint_activations,
+			     "recompute each layer in the backward pass to save\n"
+			     "memory"),
+		FTK_OPT_CHOICE(0, "precision", &precision, "P", "fp32|bf16|tf32",
+			       "fp32, bf16 or tf32 (default fp32): bf16 rounds the two\n"
+			       "operands of every matrix product to bfloat16 and\n"
+			       "accumulates in fp32; tf32 (CUDA only) lets cuBLAS use\n"
+			       "TF32 tensor cores for fp32 products; LoRA weights,\n"
+			       "gradients and AdamW stay fp32; with --selftest, check\n"
+			       "only that precision's lines"),
+		FTK_OPT_CHOICE(0, "attention", &attention, "A", "auto|full|flash",
+			       "auto, full or flash (default auto): flash keeps one\n"
+			       "log-sum-exp per query instead of the T x T softmax\n"
+			       "probabilities and recomputes them in the backward\n"
+			       "pass; auto uses flash when one layer's probabilities\n"
+			       "would exceed 64 MiB"),
+		FTK_OPT_GROUP("Devices and processes (docs/gpu.md)"),
+		FTK_OPT_CHOICE(0, "device", &dev, "D", "cpu|cuda",
+			       "cpu or cuda (default cpu); cuda loads libftkcuda.so"),
+		FTK_OPT_STRING(0, "dist", &dist_mode, "T",
+			       "auto, none, mpi or nccl (default auto: mpi under mpirun,\n"
+			       "nccl with --device cuda); see docs/gpu.md for launching"),
+		FTK_OPT_FLAG(0, "plan", &plan_only,
+			     "print the memory the run needs per process (from\n"
+			     "config.json and the options, nothing loaded) and exit:\n"
+			     "0 when it fits, 1 when it does not (saying what to change)"),
+		FTK_OPT_INT(0, "gpus", &gpus, "N", 1, 65536,
+			    "processes (GPUs) the plan is for (default: this job's)"),
+		FTK_OPT_DOUBLE(0, "device-memory", &devmem_gib, "GIB", 1e-6, 1e6,
+			       "memory of one device for the plan and the check every\n"
+			       "run makes before loading (default: what is free now)"),
+		FTK_OPT_FLAG(0, "selftest", &selftest,
+			     "run every backend op and one QLoRA step on --device\n"
+			     "(default cuda) and on the CPU and print the largest\n"
+			     "difference per op; exit 0 all within tolerance, 1 not,\n"
+			     "77 when there is no usable GPU (nothing was checked)"),
+		FTK_OPT_GROUP("Config and rehearsal"),
+		FTK_OPT_STRING(0, "config", &config, "FILE",
+			       "read options from a YAML (or JSON) file: every option\n"
+			       "above is a key (seq_len or seq-len), a flag is true or\n"
+			       "false, a list is a comma list; the command line wins"),
+		FTK_OPT_FLAG(0, "dry-run", &dry,
+			     "print the plan, the data (sequences, tokens, what\n"
+			     "--seq-len cuts) and the cost estimate, and exit"),
+		FTK_OPT_GROUP("Evals after every checkpoint"),
+		FTK_OPT_CALLBACK(0, "eval", eval_suite, "SUITE", path_cb,
+				 "run this eval suite on the base model once and on every\n"
+				 "checkpoint (RUN/evals/), compare each with the base, and\n"
+				 "put the metrics in metrics.jsonl; allowed with --resume"),
+		FTK_OPT_LONG(0, "eval-limit", &eval_limit, "N", 1, LONG_MAX, "only the suite's first N cases"),
+		FTK_OPT_FLAG(0, "stop-on-regression", &stop_on_regression,
+			     "end the run (its checkpoint kept, exit status 3) when a\n"
+			     "semantic metric of --eval falls significantly below the\n"
+			     "base's (the --init-adapter when given) or the best\n"
+			     "checkpoint's so far (the paired test of ftk eval compare)"),
+		FTK_OPT_STRING(0, "keep-best", &keep_best, "METRIC",
+			       "RUN/adapter is the checkpoint with the highest METRIC\n"
+			       "of --eval (RUN/best.json says which)"),
+		FTK_OPT_GROUP("Cost"),
+		FTK_OPT_DOUBLE(0, "usd-per-hour", &usd_per_hour, "X", 0, 1e9,
+			       "machine price for the ledger entry (default 0)"),
+		FTK_OPT_GROUP("Common options"),
+		FTK_OPT_STRING(0, "ledger", &t.ledger_path, "FILE",
+			       "append a ledger entry for this run (default $FTK_LEDGER)"),
+		FTK_OPT_STRING(0, "run", &t.run, "NAME", "the run name for the ledger (default $FTK_RUN)"),
+		FTK_OPT_FLAG('q', "quiet", &t.quiet, "no summary line on stderr"),
+		FTK_OPT_HELP(),
+		FTK_OPT_VERSION(),
+		FTK_OPT_TEXT("\nSIGINT, SIGTERM and SIGHUP save a checkpoint at the next step boundary and exit 0.\n"
+			     "Exit status: 0 success (or stopped by a signal with a checkpoint saved), 1 data\n"
+			     "problems or failure, 2 bad usage, 3 stopped by --stop-on-regression.\n"),
+		FTK_OPT_END(),
+	};
+	/* count the training options given, for --resume */
+	for (struct ftk_option *x = opts; x->kind != FTK_OPTION_END; x++) {
+		int training = x->long_name != NULL;
+		for (size_t i = 0; training && not_training[i]; i++)
+			if (!strcmp(x->long_name, not_training[i]))
+				training = 0;
+		if (training)
+			x->given = &n_train_opts;
 	}
-	if (optind < argc)
-		ftk_tool_usage_error(&t, "unexpected argument '%s'", argv[optind]);
+	argv = expand_config(&t, opts, &argc, argv);
+	argc = ftk_parse_options(argc, argv, "ftk-train", opts, usage);
+	(void)config;	/* read by expand_config */
+	o.objective = (enum ftk_objective)objective;
+	o.quant = (enum ftk_quant)quant;
+	o.attention = (enum ftk_attention)attention;
+	o.lora.alpha = (float)alpha;
+	o.lora.dropout = (float)dropout;
+	o.seed = (uint64_t)seed;
+	if (precision >= 0) {
+		o.precision = precision;
+		precision_given = 1;
+	}
+	if (threads >= 0)	/* how to compute, not what: --resume may change it */
+		o.threads = threads;
+	if (dev >= 0)
+		device = devices[dev];
+	if (argc > 0)
+		ftk_tool_usage_error(&t, "unexpected argument '%s'", argv[0]);
 	if (selftest)	/* issue 9: the first thing to run on a GPU machine */
 		return ftk_selftest_run(device ? device : "cuda", o.model[0] ? o.model : NULL,
 					precision_given ? o.precision : -1, stdout);

@@ -47,12 +47,15 @@
 #define MIB (1024.0 * 1024.0)
 #define CUDA_RESERVE ((size_t)1 << 30)	/* context + cuBLAS + NCCL, an estimate */
 /*
- * The flash kernels keep each thread's row state in local memory (ptxas:
- * up to 4.1 KiB per thread), which the driver reserves for every thread the
- * GPU can hold at once: on an H100 (132 SMs x 2048 threads) about 1.1 GB.
- * The estimate when the GPU cannot be asked (ftk_plan_set_local).
+ * The local memory the driver reserves for the flash kernels, for every
+ * thread the GPU can hold at once.  Since the kernels keep a row's state in
+ * a warp's registers (issue 23), ptxas gives all three no stack at all
+ * (sm_80, sm_89, sm_90: 0 bytes stack frame, no spills; it was up to 4.1
+ * KiB per thread, 1.1 GB on an H100), so the estimate when the GPU cannot
+ * be asked is 0; on a GPU cudaFuncGetAttributes' figure replaces it
+ * (ftk_plan_set_local), so a build whose kernels do spill is still counted.
  */
-#define FLASH_LOCAL_ESTIMATE ((size_t)4200 * 132 * 2048)
+#define FLASH_LOCAL_ESTIMATE ((size_t)0)
 
 static size_t al64(size_t b)
 {
@@ -246,8 +249,8 @@ static void row(FILE *out, const char *what, size_t b)
 
 void ftk_plan_set_local(struct ftk_plan *p, size_t bytes)
 {
-	if (!p->item[FTK_PLAN_LOCAL])
-		return;	/* no flash kernels on this run */
+	if (!p->flash || !p->item[FTK_PLAN_RUNTIME])
+		return;	/* no flash kernels on this run, or not on CUDA */
 	p->total = p->total - p->item[FTK_PLAN_LOCAL] + bytes;
 	p->item[FTK_PLAN_LOCAL] = bytes;
 	p->local_measured = 1;
@@ -274,7 +277,7 @@ void ftk_plan_print(const struct ftk_plan *p, const struct ftk_train_opts *o, si
 					   : "activations (all layers saved)",
 	    p->item[FTK_PLAN_ACTS]);
 	row(out, "work buffers (residuals, logits, scratch)", p->item[FTK_PLAN_WORK]);
-	if (p->item[FTK_PLAN_LOCAL])
+	if (p->item[FTK_PLAN_LOCAL] || p->local_measured)
 		row(out, p->local_measured ? "flash kernels' local memory (this GPU)"
 					   : "flash kernels' local memory (H100 estimate)",
 		    p->item[FTK_PLAN_LOCAL]);

@@ -64,7 +64,7 @@ int ftk_plan_for_dir(struct ftk_plan *p, const struct ftk_train_opts *o, const c
  * The flash kernels' local memory as the GPU reports it (device.h's
  * ftk_device_local_reserve: cudaFuncGetAttributes' local bytes per thread
  * times the threads the GPU can hold at once), replacing the plan's
- * estimate (4.1 KiB per thread on an H100's 132 x 2048 threads); counted
+ * estimate (0: ptxas gives the kernels no stack); counted
  * only when the run uses flash attention on CUDA.  Updates the total.
  */
 void ftk_plan_set_local(struct ftk_plan *p, size_t bytes);

@@ -11,13 +11,21 @@
  *   2. Both against PyTorch 1.13 (tests/fixtures/trainer/flash_attn_ref.json
  *      from tools/ref/flash_attn_ref.py: the masked softmax attention
  *      written out, autograd for the gradients).
- *   3. The CUDA kernels' bodies (model/flash_kernels.h) emulated on the
- *      host: every block, every phase run for every thread number between
- *      the barriers, shared memory a malloc of exactly the launch's size
- *      (AddressSanitizer under SAN=1), the threads once in order and once
- *      reversed (identical bits required: no phase may depend on another
- *      thread's writes of the same phase), against the CPU flash ops, up to
- *      head_dim 256.
+ *   3. The CUDA kernels' bodies (model/flash_kernels.h: a warp per row,
+ *      the row's vectors split across 32 lanes by head dimension, dot
+ *      products summed by a shuffle butterfly) emulated on the host: every
+ *      block, every block phase for every thread number between the
+ *      barriers, every warp phase for every warp (its 32 lanes a loop in
+ *      the header, the shuffle the same butterfly over an array), shared
+ *      memory a malloc of exactly the launch's size (AddressSanitizer under
+ *      SAN=1) filled with NaN before each tile load, threads and warps once
+ *      in order and once reversed (identical bits required: no phase may
+ *      depend on another thread's writes of the same phase), against
+ *      attention computed exactly in double here, within a tolerance taken
+ *      from the CPU backend's own error in the same run (emu_tol); head_dim
+ *      8 to 256, including 48 and 100 (not multiples of 32), T not a
+ *      multiple of the tile, fewer rows than a block's warps, GQA.  The
+ *      butterfly itself: every lane ends with the same bits, the sum.
  *
  * Each comparison prints its maximum difference relative to the largest
  * reference value and the tolerance.
@@ -56,7 +64,7 @@ static double cmp(const char *what, const float *a, const float *b, size_t n, do
 		mb = fabs(b[i]) > mb ? fabs(b[i]) : mb;
 	}
 	double rel = md / (mb > 0 ? mb : 1);
-	printf("  %-40s max_rel %.2e  tol %.0e\n", what, rel, tol);
+	printf("  %-40s max_rel %.2e  tol %.1e\n", what, rel, tol);
 	ck_assert_msg(rel <= tol, "%s: %g beyond %g", what, rel, tol);
 	ck_assert(mb > 0);
 	return rel;
@@ -288,97 +296,240 @@ END_TEST
 
 /* ---------------------------------------------------------------- kernel emulation */
 
-/* Thread number of position i in the order a launch is emulated in. */
-static int tid_at(int i, int reverse)
+/* Position i (of n) in the order a launch is emulated in. */
+static int at(int i, int n, int reverse)
 {
-	return reverse ? FTK_FLASH_ROWS - 1 - i : i;
+	return reverse ? n - 1 - i : i;
 }
 
-/* The three kernels of backend_cuda.cu, one block at a time, phase by phase. */
+/* NaN over the tiles before each load, so a read of a slot the load did not fill shows. */
+static void poison(float *sm, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		sm[i] = NAN;
+}
+
+/*
+ * The three kernels of backend_cuda.cu, one block at a time, phase by
+ * phase: a block phase for every thread number, a warp phase for every
+ * warp (the 32 lanes inside it, as flash_kernels.h runs them on the host).
+ * reverse runs the threads and the warps backwards.
+ */
 static void emulate(struct grads *g, const struct inputs *in, int reverse)
 {
 	struct shape s = in->s;
 	struct ftk_flash_dims d = ftk_flash_dims_make(s.B, s.T, s.NH, s.NKV, s.hd);
-	size_t nsm = ftk_flash_smem_floats(&d);
+	size_t nsm = ftk_flash_smem_floats(&d), ntile = (size_t)2 * d.tile * d.hd + 2 * d.tile;
 	float *Dbuf = malloc((size_t)s.B * s.NH * s.T * sizeof(float));
-	int R = FTK_FLASH_ROWS;
+	int R = FTK_FLASH_ROWS, NT = FTK_FLASH_THREADS, L = FTK_FLASH_LANES;
+	ck_assert_int_eq(L, FTK_FLASH_WARP);
 	/* k_flash_fwd */
-	struct ftk_flash_fwd_thread *ft = malloc(R * sizeof(*ft));
+	struct ftk_flash_fwd_lane *ft = malloc((size_t)R * L * sizeof(*ft));
 	for (int blk = 0; blk < (int)ftk_flash_q_blocks(&d); blk++) {
 		float *sm = malloc(nsm * sizeof(float));
 		int kb, ke;
+		poison(sm, nsm);
+		ftk_flash_q_starts(&d, blk, sm, in->doc);
 		for (int i = 0; i < R; i++)
-			ftk_flash_fwd_begin(&d, blk, tid_at(i, reverse), sm, &ft[tid_at(i, reverse)],
-					    in->q, in->doc);
+			ftk_flash_fwd_begin(&d, blk, at(i, R, reverse), ft + at(i, R, reverse) * L, in->q);
 		ftk_flash_q_keys(&d, blk, sm, &kb, &ke);
 		for (int k0 = kb; k0 < ke; k0 += d.tile) {
+			poison(sm, ntile);
+			for (int i = 0; i < NT; i++)
+				ftk_flash_load_kv(&d, blk, at(i, NT, reverse), NT, k0, ke, sm, in->k, in->v);
 			for (int i = 0; i < R; i++)
-				ftk_flash_load_kv(&d, blk, tid_at(i, reverse), R, k0, ke, sm, in->k,
-						  in->v);
-			for (int i = 0; i < R; i++)
-				ftk_flash_fwd_update(&d, tid_at(i, reverse), k0, ke, sm,
-						     &ft[tid_at(i, reverse)]);
+				ftk_flash_fwd_tile(&d, at(i, R, reverse), k0, ke, sm,
+						   ft + at(i, R, reverse) * L);
 		}
 		for (int i = 0; i < R; i++)
-			ftk_flash_fwd_end(&d, blk, &ft[tid_at(i, reverse)], g->out, g->lse);
+			ftk_flash_fwd_end(&d, blk, at(i, R, reverse), ft + at(i, R, reverse) * L, g->out,
+					  g->lse);
 		free(sm);
 	}
 	free(ft);
 	/* k_flash_dq */
-	struct ftk_flash_dq_thread *qt = malloc(R * sizeof(*qt));
+	struct ftk_flash_dq_lane *qt = malloc((size_t)R * L * sizeof(*qt));
 	for (int blk = 0; blk < (int)ftk_flash_q_blocks(&d); blk++) {
 		float *sm = malloc(nsm * sizeof(float));
 		int kb, ke;
+		poison(sm, nsm);
+		ftk_flash_q_starts(&d, blk, sm, in->doc);
 		for (int i = 0; i < R; i++)
-			ftk_flash_dq_begin(&d, blk, tid_at(i, reverse), sm, &qt[tid_at(i, reverse)],
-					   in->q, in->dout, g->out, g->lse, Dbuf, in->doc);
+			ftk_flash_dq_begin(&d, blk, at(i, R, reverse), qt + at(i, R, reverse) * L, in->q,
+					   in->dout, g->out, g->lse, Dbuf);
 		ftk_flash_q_keys(&d, blk, sm, &kb, &ke);
 		for (int k0 = kb; k0 < ke; k0 += d.tile) {
+			poison(sm, ntile);
+			for (int i = 0; i < NT; i++)
+				ftk_flash_load_kv(&d, blk, at(i, NT, reverse), NT, k0, ke, sm, in->k, in->v);
 			for (int i = 0; i < R; i++)
-				ftk_flash_load_kv(&d, blk, tid_at(i, reverse), R, k0, ke, sm, in->k,
-						  in->v);
-			for (int i = 0; i < R; i++)
-				ftk_flash_dq_update(&d, tid_at(i, reverse), k0, ke, sm,
-						    &qt[tid_at(i, reverse)]);
+				ftk_flash_dq_tile(&d, at(i, R, reverse), k0, ke, sm,
+						  qt + at(i, R, reverse) * L);
 		}
 		for (int i = 0; i < R; i++)
-			ftk_flash_dq_end(&d, blk, &qt[tid_at(i, reverse)], g->dq);
+			ftk_flash_dq_end(&d, blk, at(i, R, reverse), qt + at(i, R, reverse) * L, g->dq);
 		free(sm);
 	}
 	free(qt);
 	/* k_flash_dkv */
-	struct ftk_flash_kv_thread *kt = malloc(R * sizeof(*kt));
+	struct ftk_flash_kv_lane *kt = malloc((size_t)R * L * sizeof(*kt));
 	for (int blk = 0; blk < (int)ftk_flash_kv_blocks(&d); blk++) {
 		float *sm = malloc(nsm * sizeof(float));
 		int qb, qe, b, kh, s0, gq = s.NH / s.NKV;
+		poison(sm, nsm);
+		ftk_flash_kv_ends(&d, blk, sm, in->doc);
 		for (int i = 0; i < R; i++)
-			ftk_flash_kv_begin(&d, blk, tid_at(i, reverse), sm, &kt[tid_at(i, reverse)],
-					   in->k, in->v, in->doc);
+			ftk_flash_kv_begin(&d, blk, at(i, R, reverse), kt + at(i, R, reverse) * L, in->k,
+					   in->v);
 		ftk_flash_kv_queries(&d, blk, sm, &qb, &qe);
 		ftk_flash_kvblock(&d, blk, &b, &kh, &s0);
 		for (int h = kh * gq; h < (kh + 1) * gq; h++)
 			for (int q0 = qb; q0 < qe; q0 += d.tile) {
-				for (int i = 0; i < R; i++)
-					ftk_flash_load_qo(&d, blk, tid_at(i, reverse), R, h, q0, qe, sm,
+				poison(sm, ntile);
+				for (int i = 0; i < NT; i++)
+					ftk_flash_load_qo(&d, blk, at(i, NT, reverse), NT, h, q0, qe, sm,
 							  in->q, in->dout, g->lse, Dbuf);
 				for (int i = 0; i < R; i++)
-					ftk_flash_kv_update(&d, tid_at(i, reverse), q0, qe, sm,
-							    &kt[tid_at(i, reverse)]);
+					ftk_flash_kv_tile(&d, at(i, R, reverse), q0, qe, sm,
+							  kt + at(i, R, reverse) * L);
 			}
 		for (int i = 0; i < R; i++)
-			ftk_flash_kv_end(&d, blk, &kt[tid_at(i, reverse)], g->dk, g->dv);
+			ftk_flash_kv_end(&d, blk, at(i, R, reverse), kt + at(i, R, reverse) * L, g->dk,
+					 g->dv);
 		free(sm);
 	}
 	free(kt);
 	free(Dbuf);
 }
 
+/* The butterfly leaves the same bits in every lane, and they are the sum. */
+START_TEST(flash_warp_sum)
+{
+	float x[FTK_FLASH_WARP];
+	double want = 0;
+	ftk_rng_seed(&rng, 7);
+	for (int l = 0; l < FTK_FLASH_WARP; l++) {
+		x[l] = (float)(ftk_rng_uniform(&rng) - 0.5) * (float)(1 << (l % 7));
+		want += x[l];
+	}
+	float got = ftk_flash_warp_sum(x);
+	for (int l = 0; l < FTK_FLASH_WARP; l++)
+		ck_assert_msg(memcmp(&x[l], &got, sizeof(float)) == 0, "lane %d holds %.9g, lane 0 %.9g",
+			      l, x[l], got);
+	/* 31 additions of terms at most 32 in size: |error| <= 31 * 2^-24 * sum |x| < 1e-4 */
+	ck_assert_msg(fabs(got - want) < 1e-4, "warp sum %.9g, want %.9g", got, want);
+}
+END_TEST
+
+/*
+ * The exact attention in double, straight from the definitions (the mask:
+ * query t sees keys [ftk_doc_start(t), t]), rounded to float at the end:
+ * the forward out, and for dout the gradients dq, dk, dv.
+ */
+static void attn_double(struct grads *g, const struct inputs *in)
+{
+	struct shape s = in->s;
+	int hd = s.hd, gq = s.NH / s.NKV;
+	double scale = 1.0 / sqrt((double)hd);
+	double *dk = calloc(in->nk, sizeof(double)), *dv = calloc(in->nk, sizeof(double));
+	double *p = malloc((size_t)s.T * sizeof(double)), *o = malloc((size_t)hd * sizeof(double));
+	double *dq = malloc((size_t)hd * sizeof(double));
+	for (int b = 0; b < s.B; b++)
+		for (int h = 0; h < s.NH; h++)
+			for (int t = 0; t < s.T; t++) {
+				int kh = h / gq, s0 = ftk_doc_start(in->doc + (size_t)b * s.T, t);
+				size_t qrow = (((size_t)b * s.T + t) * s.NH + h) * hd;
+				const float *qr = in->q + qrow, *dr = in->dout + qrow;
+				double mx = -INFINITY, l = 0, D = 0;
+				for (int j = s0; j <= t; j++) {
+					const float *kr = in->k + (((size_t)b * s.T + j) * s.NKV + kh) * hd;
+					double d = 0;
+					for (int i = 0; i < hd; i++)
+						d += (double)qr[i] * kr[i];
+					p[j] = d * scale;
+					mx = p[j] > mx ? p[j] : mx;
+				}
+				for (int j = s0; j <= t; j++)
+					l += p[j] = exp(p[j] - mx);
+				for (int i = 0; i < hd; i++)
+					o[i] = dq[i] = 0;
+				for (int j = s0; j <= t; j++) {
+					const float *vr = in->v + (((size_t)b * s.T + j) * s.NKV + kh) * hd;
+					p[j] /= l;
+					for (int i = 0; i < hd; i++)
+						o[i] += p[j] * vr[i];
+				}
+				for (int i = 0; i < hd; i++) {
+					g->out[qrow + i] = (float)o[i];
+					D += dr[i] * o[i];
+				}
+				for (int j = s0; j <= t; j++) {
+					size_t krow = (((size_t)b * s.T + j) * s.NKV + kh) * hd;
+					const float *kr = in->k + krow, *vr = in->v + krow;
+					double dp = 0;
+					for (int i = 0; i < hd; i++)
+						dp += (double)dr[i] * vr[i];
+					double ds = p[j] * (dp - D);
+					for (int i = 0; i < hd; i++) {
+						dq[i] += ds * kr[i] * scale;
+						dk[krow + i] += ds * qr[i] * scale;
+						dv[krow + i] += p[j] * dr[i];
+					}
+				}
+				for (int i = 0; i < hd; i++)
+					g->dq[qrow + i] = (float)dq[i];
+			}
+	for (size_t i = 0; i < in->nk; i++)
+		g->dk[i] = (float)dk[i], g->dv[i] = (float)dv[i];
+	free(dk), free(dv), free(p), free(o), free(dq);
+}
+
+/* max |a - b| / max |b| over n */
+static double rel_err(const float *a, const float *b, size_t n)
+{
+	double md = 0, mb = 0;
+	for (size_t i = 0; i < n; i++) {
+		double d = fabs((double)a[i] - b[i]);
+		md = d > md || d != d ? d : md;
+		mb = fabs(b[i]) > mb ? fabs(b[i]) : mb;
+	}
+	return md / (mb > 0 ? mb : 1);
+}
+
+/*
+ * The tolerance for the emulated kernels' error against the exact values:
+ * the kernels compute the same fp32 formulas as the CPU backend in another
+ * order, so their rounding errors have the same sources and the same size
+ * as the CPU's, which this run measures (err_cpu, the CPU backend's (T, T)
+ * attention against the exact values).  Per score the kernel rounds in
+ * fewer steps (8 products per lane and a 5-level butterfly, against the
+ * CPU's hd-long dot); per key it may round once more than the CPU (the
+ * online rescale is per key, not per tile), at most doubling the rounding
+ * count of each accumulated sum.  So the kernels' error may be twice the
+ * CPU's, and twice that again for the spread between two maxima of such
+ * errors: 4 err_cpu, plus 16 u (u = 2^-24, fp32's unit roundoff) for the
+ * final float roundings of both and for err_cpu being small by chance.  A
+ * fault in the thread logic (a lane's dimensions left out of a dot product,
+ * a wrong reduction, a missed key or rescale) moves values by a sizeable
+ * fraction of themselves: orders of magnitude beyond.
+ */
+static double emu_tol(const float *cpu, const float *exact, size_t n, const char *what)
+{
+	double e = rel_err(cpu, exact, n), u = 1.0 / (1 << 24);
+	printf("  %-40s max_rel %.2e\n", what, e);
+	/* the CPU backend agrees with PyTorch to 3e-6 (flash_matches_torch): else this reference is wrong */
+	ck_assert_msg(e <= 1e-5, "%s: %g: the exact reference is not", what, e);
+	return 4 * e + 16 * u;
+}
+
 static const struct shape emu_shapes[] = {
-	{ 2, 77, 4, 2, 8 },
-	{ 1, 150, 6, 2, 16 },
-	{ 1, 131, 4, 1, 64 },
-	{ 1, 70, 2, 1, 256 },	/* the largest head_dim: 16-row tiles */
-	{ 1, 5, 2, 2, 32 },	/* fewer rows than threads */
+	{ 2, 77, 4, 2, 8 },	/* GQA 2:1; lanes 8..31 hold no dimension */
+	{ 1, 150, 6, 2, 16 },	/* GQA 3:1 */
+	{ 2, 45, 2, 1, 48 },	/* 48 = 32 + 16: lanes 16..31 hold one dimension, 0..15 two */
+	{ 1, 131, 4, 1, 64 },	/* T = 2 tiles + 3 */
+	{ 1, 61, 4, 2, 100 },	/* 100 dims: 40-key tiles, 3 or 4 dims per lane */
+	{ 1, 70, 2, 1, 256 },	/* the largest head_dim: 16-key tiles, 8 dims per lane */
+	{ 1, 5, 2, 2, 32 },	/* fewer rows than warps */
 };
 
 START_TEST(flash_kernels_emulated)
@@ -386,28 +537,41 @@ START_TEST(flash_kernels_emulated)
 	be->set_threads(2);
 	for (size_t i = 0; i < FTK_ARRAY_SIZE(emu_shapes); i++) {
 		struct inputs in;
-		struct grads x, e, r;
+		struct grads x, f, e, r;
 		inputs_make(&in, emu_shapes[i], 200 + i);
 		grads_alloc(&x, &in);
+		grads_alloc(&f, &in);
 		grads_alloc(&e, &in);
 		grads_alloc(&r, &in);
 		run_flash(&x, &in);
+		run_full(&f, &in);
 		emulate(&e, &in, 0);
 		emulate(&r, &in, 1);
 		struct shape s = in.s;
 		size_t nl = (size_t)s.B * s.NH * s.T;
+		float *lse = lse_double(&in);
 		printf("emulated kernels: B %d T %d NH %d NKV %d hd %d (tile %d)\n", s.B, s.T, s.NH,
 		       s.NKV, s.hd, ftk_flash_dims_make(s.B, s.T, s.NH, s.NKV, s.hd).tile);
-		cmp("out (kernels vs cpu flash)", e.out, x.out, in.nq, 2e-6);
-		cmp("lse", e.lse, x.lse, nl, 2e-6);
-		cmp("dq", e.dq, x.dq, in.nq, 3e-6);
-		cmp("dk", e.dk, x.dk, in.nk, 3e-6);
-		cmp("dv", e.dv, x.dv, in.nk, 3e-6);
+		struct grads z;
+		grads_alloc(&z, &in);
+		attn_double(&z, &in);
+		cmp("out (kernels vs exact)", e.out, z.out, in.nq,
+		    emu_tol(f.out, z.out, in.nq, "out (cpu full vs exact)"));
+		cmp("lse (kernels vs exact)", e.lse, lse, nl,
+		    emu_tol(x.lse, lse, nl, "lse (cpu flash vs exact)"));
+		cmp("dq (kernels vs exact)", e.dq, z.dq, in.nq,
+		    emu_tol(f.dq, z.dq, in.nq, "dq (cpu full vs exact)"));
+		cmp("dk (kernels vs exact)", e.dk, z.dk, in.nk,
+		    emu_tol(f.dk, z.dk, in.nk, "dk (cpu full vs exact)"));
+		cmp("dv (kernels vs exact)", e.dv, z.dv, in.nk,
+		    emu_tol(f.dv, z.dv, in.nk, "dv (cpu full vs exact)"));
+		grads_free(&z);
 		ck_assert_msg(!memcmp(e.out, r.out, in.nq * 4) && !memcmp(e.lse, r.lse, nl * 4) &&
 				      !memcmp(e.dq, r.dq, in.nq * 4) && !memcmp(e.dk, r.dk, in.nk * 4) &&
 				      !memcmp(e.dv, r.dv, in.nk * 4),
 			      "threads in reverse order give other bits");
-		grads_free(&x), grads_free(&e), grads_free(&r);
+		free(lse);
+		grads_free(&x), grads_free(&f), grads_free(&e), grads_free(&r);
 		inputs_free(&in);
 	}
 }
@@ -420,6 +584,7 @@ static Suite *make_suite(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, flash_cpu_matches_full);
 	tcase_add_test(tc, flash_matches_torch);
+	tcase_add_test(tc, flash_warp_sum);
 	tcase_add_test(tc, flash_kernels_emulated);
 	suite_add_tcase(s, tc);
 	return s;

@@ -243,9 +243,10 @@ END_TEST
 
 
 /*
- * The flash kernels' local memory (issue 23): counted on CUDA only when the
- * run uses flash, as the H100 estimate until the GPU's own figure replaces
- * it, the total following; nothing on the CPU or with full attention.
+ * The flash kernels' local memory (issue 23): ptxas gives the warp-per-row
+ * kernels no stack, so the estimate is 0 and no row is printed; the GPU's
+ * own figure still counts on CUDA runs with flash (a build that spills),
+ * the total following; never on the CPU or with full attention.
  */
 START_TEST(flash_local_memory_on_cuda)
 {
@@ -257,18 +258,22 @@ START_TEST(flash_local_memory_on_cuda)
 	opts(&o);
 	o.attention = FTK_ATTN_FLASH;
 	ck_assert_int_eq(ftk_plan_make(&p, &c, &o, "cuda", 1, 1, 0, &err), 0);
-	ck_assert_uint_eq(p.item[FTK_PLAN_LOCAL], (size_t)4200 * 132 * 2048);
+	ck_assert_uint_eq(p.item[FTK_PLAN_LOCAL], 0);
 	size_t total = p.total;
 	ftk_plan_set_local(&p, 1000);
 	ck_assert_uint_eq(p.item[FTK_PLAN_LOCAL], 1000);
-	ck_assert_uint_eq(p.total, total - (size_t)4200 * 132 * 2048 + 1000);
+	ck_assert_uint_eq(p.total, total + 1000);
 	ck_assert_int_eq(ftk_plan_make(&p, &c, &o, "cpu", 1, 1, 0, &err), 0);
+	total = p.total;
+	ftk_plan_set_local(&p, 1000);	/* the CPU backend has no such kernels */
 	ck_assert_uint_eq(p.item[FTK_PLAN_LOCAL], 0);
+	ck_assert_uint_eq(p.total, total);
 	o.attention = FTK_ATTN_FULL;
 	ck_assert_int_eq(ftk_plan_make(&p, &c, &o, "cuda", 1, 1, 0, &err), 0);
 	ck_assert_uint_eq(p.item[FTK_PLAN_LOCAL], 0);
 	total = p.total;
 	ftk_plan_set_local(&p, 1000);	/* no flash kernels run: nothing to count */
+	ck_assert_uint_eq(p.item[FTK_PLAN_LOCAL], 0);
 	ck_assert_uint_eq(p.total, total);
 }
 END_TEST
