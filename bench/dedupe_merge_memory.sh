@@ -18,6 +18,11 @@
 # 4 array tasks would.  Signing 10 M records takes a few minutes on 2 cores;
 # the signature files are kept in $DIR for another run.
 #
+# MERGE_BENCH_META=1 gives each record the provenance ftk-convert writes
+# (meta.source and meta.line), which the signatures carry as the record's
+# origin: the merge must not hold it per record (prep/dedupe.h), so the
+# bytes a record should come out the same with and without it.
+#
 #   sh bench/dedupe_merge_memory.sh            uses bin/ (make), 10 M records
 #   FTK_BIN=/tmp/o/bin MERGE_BENCH_RECORDS=2000000 sh bench/dedupe_merge_memory.sh
 set -eu
@@ -25,18 +30,20 @@ SRC=$(cd "$(dirname "$0")/.." && pwd)
 BIN=${FTK_BIN:-$SRC/bin}
 DIR=${MERGE_BENCH_DIR:-/tmp/ftk-bench-merge}
 N=${MERGE_BENCH_RECORDS:-10000000}
+META=${MERGE_BENCH_META:-0}
 SMALL=$((N / 10))
 mkdir -p "$DIR"
 
 # gen FILE FIRST COUNT: COUNT records numbered from FIRST
 gen() {
-	awk -v first="$2" -v n="$3" 'BEGIN {
+	awk -v first="$2" -v n="$3" -v meta="$META" 'BEGIN {
 		srand(first + 1)
 		for (i = 0; i < n; i++) {
 			s = ""
 			for (w = 0; w < 8; w++)
 				s = s sprintf("w%d ", int(rand() * 4096))
-			printf "{\"messages\":[{\"role\":\"user\",\"content\":\"%s%d\"},{\"role\":\"assistant\",\"content\":\"ok\"}]}\n", s, first + i
+			m = meta == "1" ? sprintf(",\"meta\":{\"source\":\"raw/part-%05d.jsonl\",\"line\":%d}", int((first + i) / 100000), (first + i) % 100000 + 1) : ""
+			printf "{\"messages\":[{\"role\":\"user\",\"content\":\"%s%d\"},{\"role\":\"assistant\",\"content\":\"ok\"}]%s}\n", s, first + i, m
 		}
 	}' > "$1"
 }
@@ -44,13 +51,13 @@ gen() {
 # four shards of N/4 records; the first tenth of each shard makes the small set
 q=$((N / 4))
 for i in 0 1 2 3; do
-	sig=$DIR/n$N-$i.sig
+	sig=$DIR/n$N-m$META-$i.sig
 	[ -s "$sig" ] && continue
 	echo "signing shard $i of 4 ($q records) ..."
 	gen "$DIR/shard.jsonl" $((i * q)) "$q"
 	"$BIN/ftk-dedupe" -q --mode near --signatures -o "$sig" "$DIR/shard.jsonl"
 	head -n $((q / 10)) "$DIR/shard.jsonl" > "$DIR/small-$i.jsonl"
-	"$BIN/ftk-dedupe" -q --mode near --signatures -o "$DIR/n$N-small-$i.sig" "$DIR/small-$i.jsonl"
+	"$BIN/ftk-dedupe" -q --mode near --signatures -o "$DIR/n$N-m$META-small-$i.sig" "$DIR/small-$i.jsonl"
 	[ "$i" = 0 ] && cp "$DIR/shard.jsonl" "$DIR/awk-quarter.jsonl"
 	rm -f "$DIR/shard.jsonl"
 done
@@ -62,9 +69,9 @@ rss() {
 	cat "$DIR/time.txt"
 }
 echo "cores: $(nproc); load before: $(cut -d' ' -f1-3 /proc/loadavg)"
-set -- $(rss "'$BIN/ftk-dedupe' -q --merge -o '$DIR/remove-small.jsonl' '$DIR'/n$N-small-[0-3].sig")
+set -- $(rss "'$BIN/ftk-dedupe' -q --merge -o '$DIR/remove-small.jsonl' '$DIR'/n$N-m$META-small-[0-3].sig")
 small_kb=$1 small_s=$2 small_cpu=$(echo "$3 $4" | awk '{ print $1 + $2 }')
-set -- $(rss "'$BIN/ftk-dedupe' -q --merge -o '$DIR/remove.jsonl' '$DIR'/n$N-[0-3].sig")
+set -- $(rss "'$BIN/ftk-dedupe' -q --merge -o '$DIR/remove.jsonl' '$DIR'/n$N-m$META-[0-3].sig")
 big_kb=$1 big_s=$2 big_cpu=$(echo "$3 $4" | awk '{ print $1 + $2 }')
 # awk on a quarter of the records and on a fortieth: the same growth measure
 head -n $((q / 10)) "$DIR/awk-quarter.jsonl" > "$DIR/awk-small.jsonl"

@@ -10,7 +10,7 @@
  *                  fused GEMV work of issue 9 (every weight decoded with
  *                  ftk_nf4_decode inside the dot, once per input row),
  *                  copied here as the baseline;
- *         backend  ftk_backend_cpu.linear_fwd as it is now (for M = 1 the
+ *         backend  the CPU backend's linear_fwd as it is now (for M = 1 the
  *                  fused loop that decodes each 64-block once, then the
  *                  dots; tiles and sgemm above);
  *         tiles    dequantize to a 1M-value tile, then sgemm (what the
@@ -86,8 +86,8 @@ int main(int argc, char **argv)
 		W[i] = ((float)rand() / (float)RAND_MAX - 0.5f) * 0.1f;
 	struct ftk_weight w = { N, K, FTK_QUANT_NF4, NULL, { 0 }, NULL };
 	ftk_nf4_quantize(&w.nf4, W, nk, NULL);
-	ftk_backend_cpu.set_threads(1);
-	ftk_backend_cpu.weight_prepare(&w);
+	struct ftk_backend *cpu = ftk_backend_cpu_new();	/* one thread */
+	cpu->ops->weight_prepare(cpu, &w);
 	size_t tile_n = (size_t)K > ((size_t)1 << 20) ? (size_t)K : (size_t)1 << 20;
 	float *x = malloc((size_t)8 * K * sizeof(float)), *tile = malloc(tile_n * sizeof(float));
 	float *o[3];
@@ -103,7 +103,7 @@ int main(int argc, char **argv)
 			double t0 = now();
 			before(&w.nf4, x, o[0], M, N, K);
 			double t1 = now();
-			ftk_backend_cpu.linear_fwd(o[1], x, &w, NULL, M);
+			cpu->ops->linear_fwd(cpu, o[1], x, &w, NULL, M);
 			double t2 = now();
 			tiles(&w.nf4, x, o[2], M, N, K, tile);
 			double t3 = now();
@@ -118,6 +118,7 @@ int main(int argc, char **argv)
 		       best[2] / best[1], d);
 	}
 	ftk_nf4_free(&w.nf4);
+	ftk_backend_free(cpu);
 	free(W), free(x), free(tile);
 	for (int i = 0; i < 3; i++)
 		free(o[i]);

@@ -83,7 +83,12 @@ static double flops(const struct ftk_model_config *c, int B, int T, int r)
 	return f;
 }
 
-/* ---- optional per-op timing (FTK_BENCH_PROFILE=1): a backend that wraps the CPU one */
+/*
+ * ---- optional per-op timing (FTK_BENCH_PROFILE=1): an instance whose ops
+ * time the CPU ones around them, on the CPU instance's own state (ctx)
+ */
+static const struct ftk_backend_ops *base;	/* the CPU backend's ops */
+static struct ftk_backend_ops prof_ops;
 static struct ftk_backend prof;
 static double t_op[8];
 static const char *op_names[8] = { "gemm (LoRA)", "linear fwd", "linear bwd", "attention fwd",
@@ -94,67 +99,78 @@ static const char *op_names[8] = { "gemm (LoRA)", "linear fwd", "linear bwd", "a
 		call;                  \
 		t_op[i] += now() - t_; \
 	} while (0)
-static void p_gemm(int ta, int tb, int M, int N, int K, float al, const float *A, int lda, const float *B,
-		   int ldb, float be, float *C, int ldc)
+static void p_gemm(struct ftk_backend *be, int ta, int tb, int M, int N, int K, float al,
+		   const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc)
 {
-	WRAP(0, ftk_backend_cpu.gemm(ta, tb, M, N, K, al, A, lda, B, ldb, be, C, ldc));
+	WRAP(0, base->gemm(be, ta, tb, M, N, K, al, A, lda, B, ldb, beta, C, ldc));
 }
-static void p_lf(float *o, const float *i, const struct ftk_weight *w, const float *b, int M)
+static void p_lf(struct ftk_backend *be, float *o, const float *i, const struct ftk_weight *w,
+		 const float *b, int M)
 {
-	WRAP(1, ftk_backend_cpu.linear_fwd(o, i, w, b, M));
+	WRAP(1, base->linear_fwd(be, o, i, w, b, M));
 }
-static void p_lb(float *d, const float *o, const struct ftk_weight *w, int M)
+static void p_lb(struct ftk_backend *be, float *d, const float *o, const struct ftk_weight *w,
+		 int M)
 {
-	WRAP(2, ftk_backend_cpu.linear_bwd_inp(d, o, w, M));
+	WRAP(2, base->linear_bwd_inp(be, d, o, w, M));
 }
-static void p_af(float *o, float *a, const float *q, const float *k, const float *v, const int32_t *d,
-		 int B, int T, int NH, int NKV, int hd)
+static void p_af(struct ftk_backend *be, float *o, float *a, const float *q, const float *k,
+		 const float *v, const int32_t *d, int B, int T, int NH, int NKV, int hd)
 {
-	WRAP(3, ftk_backend_cpu.attn_fwd(o, a, q, k, v, d, B, T, NH, NKV, hd));
+	WRAP(3, base->attn_fwd(be, o, a, q, k, v, d, B, T, NH, NKV, hd));
 }
-static void p_ab(float *dq, float *dk, float *dv, const float *d, const float *a, const float *q,
-		 const float *k, const float *v, int B, int T, int NH, int NKV, int hd)
+static void p_ab(struct ftk_backend *be, float *dq, float *dk, float *dv, const float *d,
+		 const float *a, const float *q, const float *k, const float *v, int B, int T,
+		 int NH, int NKV, int hd)
 {
-	WRAP(4, ftk_backend_cpu.attn_bwd(dq, dk, dv, d, a, q, k, v, B, T, NH, NKV, hd));
+	WRAP(4, base->attn_bwd(be, dq, dk, dv, d, a, q, k, v, B, T, NH, NKV, hd));
 }
-static void p_xe(float *l, float *x, const int32_t *t, int M, int V, float g)
+static void p_xe(struct ftk_backend *be, float *l, float *x, const int32_t *t, int M, int V,
+		 float g)
 {
-	WRAP(5, ftk_backend_cpu.xent(l, x, t, M, V, g));
+	WRAP(5, base->xent(be, l, x, t, M, V, g));
 }
-static void p_rf(float *o, float *r, const float *i, const float *w, int M, int C, float e)
+static void p_rf(struct ftk_backend *be, float *o, float *r, const float *i, const float *w, int M,
+		 int C, float e)
 {
-	WRAP(6, ftk_backend_cpu.rmsnorm_fwd(o, r, i, w, M, C, e));
+	WRAP(6, base->rmsnorm_fwd(be, o, r, i, w, M, C, e));
 }
-static void p_rb(float *d, const float *o, const float *i, const float *w, const float *r, int M, int C)
+static void p_rb(struct ftk_backend *be, float *d, const float *o, const float *i, const float *w,
+		 const float *r, int M, int C)
 {
-	WRAP(6, ftk_backend_cpu.rmsnorm_bwd(d, o, i, w, r, M, C));
+	WRAP(6, base->rmsnorm_bwd(be, d, o, i, w, r, M, C));
 }
-static void p_sf(float *o, const float *g, const float *u, size_t n)
+static void p_sf(struct ftk_backend *be, float *o, const float *g, const float *u, size_t n)
 {
-	WRAP(7, ftk_backend_cpu.swiglu_fwd(o, g, u, n));
+	WRAP(7, base->swiglu_fwd(be, o, g, u, n));
 }
-static void p_sb(float *dg, float *du, const float *d, const float *g, const float *u, size_t n)
+static void p_sb(struct ftk_backend *be, float *dg, float *du, const float *d, const float *g,
+		 const float *u, size_t n)
 {
-	WRAP(7, ftk_backend_cpu.swiglu_bwd(dg, du, d, g, u, n));
+	WRAP(7, base->swiglu_bwd(be, dg, du, d, g, u, n));
 }
-static void p_gb(int n, const struct ftk_gemm_args *g)
+static void p_gb(struct ftk_backend *be, int n, const struct ftk_gemm_args *g)
 {
-	WRAP(0, ftk_backend_cpu.gemm_batch(n, g));
+	WRAP(0, base->gemm_batch(be, n, g));
 }
-static const struct ftk_backend *profiling_backend(void)
+/* cpu's ops timed, on cpu's state; valid while cpu is */
+static struct ftk_backend *profiling_backend(struct ftk_backend *cpu)
 {
-	prof = ftk_backend_cpu;
-	prof.gemm = p_gemm;
-	prof.gemm_batch = p_gb;
-	prof.linear_fwd = p_lf;
-	prof.linear_bwd_inp = p_lb;
-	prof.attn_fwd = p_af;
-	prof.attn_bwd = p_ab;
-	prof.xent = p_xe;
-	prof.rmsnorm_fwd = p_rf;
-	prof.rmsnorm_bwd = p_rb;
-	prof.swiglu_fwd = p_sf;
-	prof.swiglu_bwd = p_sb;
+	base = cpu->ops;
+	prof_ops = *cpu->ops;
+	prof_ops.gemm = p_gemm;
+	prof_ops.gemm_batch = p_gb;
+	prof_ops.linear_fwd = p_lf;
+	prof_ops.linear_bwd_inp = p_lb;
+	prof_ops.attn_fwd = p_af;
+	prof_ops.attn_bwd = p_ab;
+	prof_ops.xent = p_xe;
+	prof_ops.rmsnorm_fwd = p_rf;
+	prof_ops.rmsnorm_bwd = p_rb;
+	prof_ops.swiglu_fwd = p_sf;
+	prof_ops.swiglu_bwd = p_sb;
+	prof.ops = &prof_ops;
+	prof.ctx = cpu->ctx;
 	return &prof;
 }
 
@@ -175,8 +191,8 @@ int main(int argc, char **argv)
 	struct ftk_load_opts lo = { strcmp(argv[7], "none") ? FTK_QUANT_NF4 : FTK_QUANT_NONE, NULL,
 				    threads, T };
 	int profile = getenv("FTK_BENCH_PROFILE") != NULL;
-	if (profile)
-		lo.backend = profiling_backend();
+	struct ftk_backend *cpu = ftk_backend_cpu_new();
+	lo.backend = profile ? profiling_backend(cpu) : cpu;
 	struct ftk_model *m;
 	struct ftk_error e;
 	if (ftk_model_load(&m, argv[1], &lo, &e) < 0) {
@@ -232,5 +248,6 @@ int main(int argc, char **argv)
 			fprintf(stderr, "  %-14s %.3f s/step\n", op_names[i], t_op[i] / steps);
 	free(ids), free(mom), free(var);
 	ftk_model_free(m);
+	ftk_backend_free(cpu);
 	return 0;
 }

@@ -150,14 +150,23 @@ static int is_trailing_ws(char ch) { return ch == ' ' || ch == '\n' || ch == '\t
  * ftk-serve give a template the same string for the same message: a
  * template that prints content as it is would otherwise print a list as a
  * Python value.  Content that is neither a string, null, nor a
- * list of text parts is refused, never printed.  *flat is a new array when
- * some content was a list (caller frees), else NULL.
+ * list of text parts is refused, never printed.
+ *
+ * A null or missing content (an assistant turn that only calls tools, as
+ * OpenAI writes it and docs/formats.md keeps it) reaches the template as "",
+ * as vLLM hands it over (entrypoints/chat_utils.py: no content is no parts,
+ * joined to "").  Templates concatenate content as a string: given null,
+ * @huggingface/jinja fails on Qwen3's and Llama 3's templates, Python's
+ * Jinja2 fails on Qwen3's and prints "None" into Llama 3's; given "", both
+ * render the same text (tools/ref/gen-toolcall.mjs, toolcall_ref.py).
+ *
+ * *flat is a new array when some content was changed (caller frees), else NULL.
  */
 static int flatten_content(const cJSON *messages, cJSON **flat, struct ftk_error *err)
 {
 	*flat = NULL;
 	const cJSON *m;
-	int i = 0, lists = 0;
+	int i = 0, change = 0;
 	cJSON_ArrayForEach(m, messages) {
 		const cJSON *ct = cJSON_GetObjectItemCaseSensitive(m, "content");
 		char field[64];
@@ -181,19 +190,28 @@ static int flatten_content(const cJSON *messages, cJSON **flat, struct ftk_error
 				}
 				k++;
 			}
-			lists = 1;
+			change = 1;
 		} else if (ct && !cJSON_IsString(ct) && !cJSON_IsNull(ct)) {
 			return ftk_error_set(err, FTK_EDATA, NULL, 0, field,
 					     "%s must be a string or a list of text parts, not a JSON %s", field,
 					     ftk_json_type_name(ct));
+		} else if (!ct || cJSON_IsNull(ct)) {
+			change = change || cJSON_IsObject(m);
 		}
 		i++;
 	}
-	if (!lists)
+	if (!change)
 		return 0;
 	cJSON *copy = cJSON_Duplicate(messages, 1), *cm;
 	cJSON_ArrayForEach(cm, copy) {
 		cJSON *ct = cJSON_GetObjectItemCaseSensitive(cm, "content");
+		if (cJSON_IsObject(cm) && (!ct || cJSON_IsNull(ct))) {
+			if (ct)
+				cJSON_ReplaceItemInObjectCaseSensitive(cm, "content", cJSON_CreateString(""));
+			else
+				cJSON_AddStringToObject(cm, "content", "");
+			continue;
+		}
 		if (!cJSON_IsArray(ct))
 			continue;
 		struct strbuf sb = STRBUF_INIT;

@@ -82,8 +82,9 @@ const char *ftk_chat_name(const struct ftk_chat *c);
  * parts reaches the template as the text of its parts joined by " ", as
  * transformers' server joins them (the
  * same string whoever renders it: ftk-tokenize, ftk-generate, ftk-serve);
- * a content that is not a string, null, or a list of text parts is
- * FTK_EDATA with err->field "messages[i].content".  Returns 0, or FTK_EDATA with
+ * a null or missing content (a turn that only calls tools) reaches it as "",
+ * as vLLM passes it; a content that is not a string, null, or a list of
+ * text parts is FTK_EDATA with err->field "messages[i].content".  Returns 0, or FTK_EDATA with
  * the template's raise_exception message or a runtime error ("'x' is
  * undefined" where the template needs it), FTK_EUNSUPPORTED naming a Jinja
  * feature the interpreter lacks.

@@ -191,13 +191,17 @@ int ftk_adapter_save_model(const struct ftk_model *m, const char *base_model, co
 	char name[160];
 	int rc;
 	ftk_st_writer_meta(w, "format", "pt");
+	/* the parameters may be device memory: one copy to the host, written from there */
+	const struct ftk_lora_tensor *last = ftk_model_lora_tensor(m, n - 1);
+	float *host = xmalloc((last->offset + (size_t)last->rows * last->cols) * sizeof(float));
+	ftk_model_lora_download(m, host);
 	for (size_t i = 0; i < n; i++) {
 		const struct ftk_lora_tensor *t = ftk_model_lora_tensor(m, i);
 		int64_t shape[2] = { t->rows, t->cols };
 		/* Our own name, not the model's: the file format is this module's
 		 * promise, and the unit test checks the two agree. */
 		ftk_adapter_tensor_name(name, sizeof(name), t->layer, t->target, t->is_b);
-		ftk_st_writer_add(w, name, FTK_F32, 2, shape, t->data);
+		ftk_st_writer_add(w, name, FTK_F32, 2, shape, host + t->offset);
 	}
 	strbuf_addf(&path, "%s/adapter_model.safetensors", dir);
 	rc = ftk_st_writer_save(w, path.buf, err);
@@ -209,6 +213,7 @@ int ftk_adapter_save_model(const struct ftk_model *m, const char *base_model, co
 	rc = write_file_atomic(path.buf, js.buf, js.len, err);
 out:
 	ftk_st_writer_free(w);
+	free(host);
 	strbuf_release(&path);
 	strbuf_release(&js);
 	return rc;
@@ -460,15 +465,23 @@ int ftk_adapter_apply(struct ftk_model *m, const struct ftk_adapter *a,
 	if (ftk_model_lora_count(m) != a->n_tensors)
 		return ftk_error_msg(err, FTK_EMISMATCH, "adapter has %zu tensors, model made %zu",
 				     a->n_tensors, ftk_model_lora_count(m));
+	/* the parameters may be device memory: assembled on the host, one upload */
+	size_t n;
+	ftk_model_lora_flat(m, &n);
+	float *host = xcalloc(n ? n : 1, sizeof(float));
 	for (size_t i = 0; i < a->n_tensors; i++) {
 		const struct ftk_lora_tensor *mt = ftk_model_lora_tensor(m, i);
 		const struct ftk_adapter_tensor *t = &a->t[i];
 		if (mt->layer != t->layer || mt->target != t->target || mt->is_b != t->is_b ||
-		    mt->rows != t->rows || mt->cols != t->cols)
+		    mt->rows != t->rows || mt->cols != t->cols) {
+			free(host);
 			return ftk_error_msg(err, FTK_EMISMATCH,
 					     "LoRA tensor %zu: the model's '%s' is not the adapter's", i,
 					     mt->name);
-		memcpy(mt->data, t->data, (size_t)t->rows * t->cols * sizeof(float));
+		}
+		memcpy(host + mt->offset, t->data, (size_t)t->rows * t->cols * sizeof(float));
 	}
+	ftk_model_lora_upload(m, host);
+	free(host);
 	return 0;
 }

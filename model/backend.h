@@ -1,18 +1,27 @@
 /*
  * backend.h: the operations the model is made of, as a table of function
- * pointers (ggml's pattern), so a CUDA backend can sit beside the CPU one.
+ * pointers (ggml's pattern), so a CUDA backend can sit beside the CPU one,
+ * and backend instances that carry them.
+ *
+ * An instance (struct ftk_backend, as ggml's ggml_backend_t) is its kind's
+ * ops table and its own state: precision, thread count, the CUDA
+ * backend's cuBLAS handle and scratch buffers.  Every op takes the
+ * instance first, so two models in one process may compute on instances
+ * of their own with different precisions or thread counts at once
+ * (tests/unit/test_backend.c).  A backend keeps no state in globals.
  *
  * model.c never touches backend memory itself: it allocates buffers with
- * be->alloc, fills them with be->upload (token ids, positions, document ids
- * and targets are prepared on the host and uploaded), and runs every step
- * of the forward and backward pass through an op below.  The exceptions are
- * the LoRA parameters and gradients, which live in be->alloc_shared memory
- * that host code (the optimizer, adapter files) reads and writes in place.  The CPU backend (backend_cpu.c) is
- * the reference: plain loops over the per-element and per-row arithmetic of
- * ops.h, OpenBLAS for matrix products, a small thread pool for the rest.  A
- * CUDA backend implements the same table over device pointers, using the
- * same ops.h functions inside its kernels, and is checked op by op against
- * the CPU one (`ftk-train --selftest`, issue 9).
+ * alloc, fills them with upload (token ids, positions, document ids and
+ * targets are prepared on the host and uploaded), and runs every step of
+ * the forward and backward pass through an op below.  The exceptions are
+ * the LoRA parameters and gradients, which live in alloc_shared memory
+ * that host code (the optimizer, adapter files) reads and writes in
+ * place.  The CPU backend (backend_cpu.c) is the reference: plain loops
+ * over the per-element and per-row arithmetic of ops.h, OpenBLAS for
+ * matrix products, short-lived threads for the rest.  A CUDA backend
+ * implements the same table over device pointers, using the same ops.h
+ * functions inside its kernels, and is checked op by op against the CPU
+ * one (`ftk-train --selftest`, issue 9).
  *
  * Conventions for every op:
  *   - Row-major.  Shapes are written beside each argument as in llm.c:
@@ -81,27 +90,37 @@ struct ftk_gemm_args {
 	int ldc;
 };
 
-struct ftk_backend {
+struct ftk_backend;	/* an instance of a backend (below) */
+
+/*
+ * A backend's operations.  Each takes the instance it runs on first: its
+ * state (precision, threads, handles, scratch) is the instance's ctx.
+ */
+struct ftk_backend_ops {
 	const char *name;	/* "cpu", "cuda" */
 
+	/* Free the instance and its state (not memory from alloc: free that first). */
+	void (*destroy)(struct ftk_backend *be);
+
 	/* memory */
-	void *(*alloc)(size_t bytes);			/* zeroed; aborts on OOM */
-	void (*free)(void *p);
-	void (*upload)(void *dst, const void *src, size_t bytes);	/* host -> backend */
-	void (*download)(void *dst, const void *src, size_t bytes);	/* backend -> host */
-	void (*copy)(void *dst, const void *src, size_t bytes);	/* backend -> backend */
+	void *(*alloc)(struct ftk_backend *be, size_t bytes);			/* zeroed; aborts on OOM */
+	void (*free)(struct ftk_backend *be, void *p);
+	/* host -> backend, backend -> host, backend -> backend */
+	void (*upload)(struct ftk_backend *be, void *dst, const void *src, size_t bytes);
+	void (*download)(struct ftk_backend *be, void *dst, const void *src, size_t bytes);
+	void (*copy)(struct ftk_backend *be, void *dst, const void *src, size_t bytes);
 	/*
 	 * Memory that both the host and the backend address directly (CUDA:
 	 * managed memory), zeroed: the LoRA parameters and gradients, which the
 	 * optimizer, checkpoints and adapter files read and write in place.
 	 */
-	void *(*alloc_shared)(size_t bytes);
-	void (*zero)(void *p, size_t bytes);
+	void *(*alloc_shared)(struct ftk_backend *be, size_t bytes);
+	void (*zero)(struct ftk_backend *be, void *p, size_t bytes);
 	/* Prepare a weight for this backend (CUDA uploads the NF4 bytes). */
-	void (*weight_prepare)(struct ftk_weight *w);
-	void (*weight_release)(struct ftk_weight *w);
-	/* Number of threads the backend uses (CPU); settable. */
-	void (*set_threads)(int n);
+	void (*weight_prepare)(struct ftk_backend *be, struct ftk_weight *w);
+	void (*weight_release)(struct ftk_backend *be, struct ftk_weight *w);
+	/* Number of threads this instance's ops use (CPU; 0: all cores). */
+	void (*set_threads)(struct ftk_backend *be, int n);
 
 	/*
 	 * Dense product: C = alpha * op(A) @ op(B) + beta * C, op(X) = X or X^T
@@ -109,29 +128,31 @@ struct ftk_backend {
 	 * row strides.  Small products (a LoRA rank on one side) may run on one
 	 * thread.
 	 */
-	void (*gemm)(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
-		     const float *B, int ldb, float beta, float *C, int ldc);
+	void (*gemm)(struct ftk_backend *be, int ta, int tb, int M, int N, int K, float alpha,
+		     const float *A, int lda, const float *B, int ldb, float beta, float *C,
+		     int ldc);
 
 	/* out (M, N) = inp (M, K) @ W^T + bias (N, or NULL); NF4 W is dequantized tile by tile */
-	void (*linear_fwd)(float *out, const float *inp, const struct ftk_weight *w,
-			   const float *bias, int M);
+	void (*linear_fwd)(struct ftk_backend *be, float *out, const float *inp,
+			   const struct ftk_weight *w, const float *bias, int M);
 	/* dinp (M, K) += dout (M, N) @ W */
-	void (*linear_bwd_inp)(float *dinp, const float *dout, const struct ftk_weight *w, int M);
+	void (*linear_bwd_inp)(struct ftk_backend *be, float *dinp, const float *dout,
+			       const struct ftk_weight *w, int M);
 
 	/* out (M, C) = x / rms(x) * weight; rstd (M) saved for backward */
-	void (*rmsnorm_fwd)(float *out, float *rstd, const float *inp, const float *weight,
-			    int M, int C, float eps);
+	void (*rmsnorm_fwd)(struct ftk_backend *be, float *out, float *rstd, const float *inp,
+			    const float *weight, int M, int C, float eps);
 	/* dinp (M, C) += d/dinp of rmsnorm given dout (M, C), the saved rstd; weight frozen */
-	void (*rmsnorm_bwd)(float *dinp, const float *dout, const float *inp, const float *weight,
-			    const float *rstd, int M, int C);
+	void (*rmsnorm_bwd)(struct ftk_backend *be, float *dinp, const float *dout,
+			    const float *inp, const float *weight, const float *rstd, int M, int C);
 
 	/*
 	 * RoPE in HF layout on x (M, nh, hd) in place: pairs (j, j + hd/2) at
 	 * position pos[m] rotated by angle pos * inv_freq[j] (inv_freq (hd/2)).
 	 * sign = +1 forward, -1 for the backward pass (the inverse rotation).
 	 */
-	void (*rope)(float *x, const int32_t *pos, const float *inv_freq, int M, int nh, int hd,
-		     int sign);
+	void (*rope)(struct ftk_backend *be, float *x, const int32_t *pos, const float *inv_freq,
+		     int M, int nh, int hd, int sign);
 
 	/*
 	 * Causal attention with document masks.  q (B, T, NH, hd), k, v (B, T,
@@ -139,24 +160,26 @@ struct ftk_backend {
 	 * positions with the same id).  out (B, T, NH, hd) =; att (B, NH, T, T)
 	 * = softmax probabilities, saved for backward (row t holds [0, t]).
 	 */
-	void (*attn_fwd)(float *out, float *att, const float *q, const float *k, const float *v,
-			 const int32_t *doc, int B, int T, int NH, int NKV, int hd);
-	/* dq = ; dk, dv = (overwritten) from dout and the saved att. */
-	void (*attn_bwd)(float *dq, float *dk, float *dv, const float *dout, const float *att,
-			 const float *q, const float *k, const float *v, int B, int T, int NH,
+	void (*attn_fwd)(struct ftk_backend *be, float *out, float *att, const float *q,
+			 const float *k, const float *v, const int32_t *doc, int B, int T, int NH,
 			 int NKV, int hd);
+	/* dq = ; dk, dv = (overwritten) from dout and the saved att. */
+	void (*attn_bwd)(struct ftk_backend *be, float *dq, float *dk, float *dv, const float *dout,
+			 const float *att, const float *q, const float *k, const float *v, int B,
+			 int T, int NH, int NKV, int hd);
 	/*
 	 * One query row against a KV cache (generation): q (NH, hd), kc/vc
 	 * (n, NKV, hd) the first n cached positions; out (NH, hd) =; scratch (n).
 	 */
-	void (*attn_decode)(float *out, const float *q, const float *kc, const float *vc, int n,
-			    int NH, int NKV, int hd, float *scratch);
+	void (*attn_decode)(struct ftk_backend *be, float *out, const float *q, const float *kc,
+			    const float *vc, int n, int NH, int NKV, int hd, float *scratch);
 
 	/* out (n) = silu(gate) * up */
-	void (*swiglu_fwd)(float *out, const float *gate, const float *up, size_t n);
+	void (*swiglu_fwd)(struct ftk_backend *be, float *out, const float *gate, const float *up,
+			   size_t n);
 	/* dgate, dup (n) = from dout */
-	void (*swiglu_bwd)(float *dgate, float *dup, const float *dout, const float *gate,
-			   const float *up, size_t n);
+	void (*swiglu_bwd)(struct ftk_backend *be, float *dgate, float *dup, const float *dout,
+			   const float *gate, const float *up, size_t n);
 
 	/*
 	 * Cross-entropy over rows of logits (M, V): for row m with target[m] >= 0,
@@ -164,19 +187,20 @@ struct ftk_backend {
 	 * grad_scale != 0, logits are overwritten with grad_scale * (softmax -
 	 * onehot) (rows without a target become 0).
 	 */
-	void (*xent)(float *loss, float *logits, const int32_t *target, int M, int V,
-		     float grad_scale);
+	void (*xent)(struct ftk_backend *be, float *loss, float *logits, const int32_t *target,
+		     int M, int V, float grad_scale);
 
 	/* y (n) += x */
-	void (*add)(float *y, const float *x, size_t n);
+	void (*add)(struct ftk_backend *be, float *y, const float *x, size_t n);
 	/* y (n) = x * scale where keep says so (dropout mask bits), else 0 */
-	void (*dropout)(float *y, const float *x, const uint8_t *keep, float scale, size_t n);
+	void (*dropout)(struct ftk_backend *be, float *y, const float *x, const uint8_t *keep,
+			float scale, size_t n);
 	/* keep (n) = ftk_dropout_keep(stream, i, p) for each i (ops.h), so every backend draws the same masks */
-	void (*dropout_mask)(uint8_t *keep, uint64_t stream, float p, size_t n);
+	void (*dropout_mask)(struct ftk_backend *be, uint8_t *keep, uint64_t stream, float p,
+			     size_t n);
 	/* out (M, C) = table[ids[m]] rows (table is (V, C)); ids in backend memory */
-	void (*embed)(float *out, const float *table, const uint32_t *ids, int M, int C);
-	/* out (M, N) += bias (N) broadcast; db (N) += column sums of dout (unused when frozen) */
-	void (*add_bias)(float *out, const float *bias, int M, int N);
+	void (*embed)(struct ftk_backend *be, float *out, const float *table, const uint32_t *ids,
+		      int M, int C);
 
 	/*
 	 * Independent dense products, in any order or at once (their outputs
@@ -184,7 +208,7 @@ struct ftk_backend {
 	 * side.  May be NULL; the model then calls gemm for each.  Last in the
 	 * table so that tables written before it need not mention it.
 	 */
-	void (*gemm_batch)(int n, const struct ftk_gemm_args *g);
+	void (*gemm_batch)(struct ftk_backend *be, int n, const struct ftk_gemm_args *g);
 
 	/*
 	 * The optimizer over the flat LoRA arrays (alloc_shared memory), so
@@ -196,22 +220,23 @@ struct ftk_backend {
 	 * they return.  May be NULL: optim.c then runs optim_ops.h's host
 	 * loops over the shared memory.
 	 */
-	double (*sumsq)(const float *x, size_t n);
-	void (*scale)(float *x, float s, size_t n);
-	void (*adamw)(float *w, float *m, float *v, const float *g, size_t n,
-		      const struct ftk_adamw_consts *c);
+	double (*sumsq)(struct ftk_backend *be, const float *x, size_t n);
+	void (*scale)(struct ftk_backend *be, float *x, float s, size_t n);
+	void (*adamw)(struct ftk_backend *be, float *w, float *m, float *v, const float *g,
+		      size_t n, const struct ftk_adamw_consts *c);
 
 	/*
 	 * Precision of the matrix products from now on (enum ftk_precision),
-	 * for every later call in this process: a mode, like set_threads,
-	 * because it is a property of the whole run and every product must
-	 * follow it, and a flag per call would change the signature of gemm
-	 * and both linear ops.  The model sets it (ftk_model_set_precision,
-	 * which ftk-train calls after loading).  Returns 0, or -1 when the backend cannot
-	 * compute that way (the mode is then unchanged).  May be NULL: the
-	 * backend computes in fp32 only, and the model refuses bf16.
+	 * for every later call on this instance: a mode, like set_threads,
+	 * because it is a property of a model's whole run and every product
+	 * must follow it, and a flag per call would change the signature of
+	 * gemm and both linear ops.  Other instances keep their own.  The
+	 * model sets it (ftk_model_set_precision, which ftk-train calls after
+	 * loading).  Returns 0, or -1 when the backend cannot compute that way
+	 * (the mode is then unchanged).  May be NULL: the backend computes in
+	 * fp32 only, and the model refuses bf16.
 	 */
-	int (*set_precision)(int precision);
+	int (*set_precision)(struct ftk_backend *be, int precision);
 
 	/*
 	 * Flash attention: the same attention as attn_fwd (causal, document
@@ -223,17 +248,18 @@ struct ftk_backend {
 	 * NULL (a table that predates it): the model then uses attn_fwd/attn_bwd
 	 * and refuses --attention flash.
 	 */
-	void (*attn_fwd_flash)(float *out, float *lse, const float *q, const float *k,
-			       const float *v, const int32_t *doc, int B, int T, int NH, int NKV,
-			       int hd);
+	void (*attn_fwd_flash)(struct ftk_backend *be, float *out, float *lse, const float *q,
+			       const float *k, const float *v, const int32_t *doc, int B, int T,
+			       int NH, int NKV, int hd);
 	/*
 	 * dq = ; dk, dv = (overwritten), from dout, the forward's out and lse,
 	 * recomputing the probabilities tile by tile.  Shapes as attn_fwd_flash.
 	 * NULL exactly when attn_fwd_flash is.
 	 */
-	void (*attn_bwd_flash)(float *dq, float *dk, float *dv, const float *dout, const float *out,
-			       const float *lse, const float *q, const float *k, const float *v,
-			       const int32_t *doc, int B, int T, int NH, int NKV, int hd);
+	void (*attn_bwd_flash)(struct ftk_backend *be, float *dq, float *dk, float *dv,
+			       const float *dout, const float *out, const float *lse,
+			       const float *q, const float *k, const float *v, const int32_t *doc,
+			       int B, int T, int NH, int NKV, int hd);
 
 	/*
 	 * Wait until every op queued so far has finished, so the host may read
@@ -242,21 +268,45 @@ struct ftk_backend {
 	 * every op (the CUDA ops queue without waiting).  NULL: ops finish
 	 * before they return (the CPU).
 	 */
-	void (*sync)(void);
+	void (*sync)(struct ftk_backend *be);
 };
 
 /*
  * The CUDA backend's ABI version: libftkcuda.so's ftk_cuda_abi() returns
- * it with sizeof(struct ftk_backend), and device.c refuses an object whose
+ * it with sizeof(struct ftk_backend_ops), and device.c refuses an object whose
  * pair differs.  Raise it whenever an exported entry point's signature or
  * the meaning of a table entry changes (a new entry changes the size).
  */
-#define FTK_CUDA_ABI 4
+#define FTK_CUDA_ABI 6
 
 /* The largest head_dim the flash attention ops take. */
 #define FTK_FLASH_MAX_HD 256
 
-/* The reference CPU backend (OpenBLAS + threads). */
-extern const struct ftk_backend ftk_backend_cpu;
+/*
+ * A backend instance, as ggml's ggml_backend_t: the ops of its kind and its
+ * own state (ctx: the precision and thread count it computes with, the
+ * CUDA backend's cuBLAS handle and scratch buffers), so two models in one
+ * process may compute in different precisions or on different thread
+ * counts at once.  Every op takes the instance first and reads its state
+ * from it; nothing an op reads is a global.  Memory an instance allocates
+ * is the backend's (CUDA: the device's), not the instance's: any instance
+ * of the same kind may use or free it.
+ */
+struct ftk_backend {
+	const struct ftk_backend_ops *ops;
+	void *ctx;	/* the backend's own state, opaque to callers */
+};
+
+/*
+ * A new instance of the reference CPU backend (OpenBLAS + threads): one
+ * thread, fp32 products, until set_threads and set_precision say
+ * otherwise.  Never NULL (aborts on OOM); free with ftk_backend_free.
+ * Ops of one instance may run from several threads at once (their scratch
+ * is per thread); set_threads and set_precision may not run beside them.
+ */
+struct ftk_backend *ftk_backend_cpu_new(void);
+
+/* Free an instance (be->ops->destroy); NULL is fine.  Free its memory first. */
+void ftk_backend_free(struct ftk_backend *be);
 
 #endif

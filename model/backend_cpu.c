@@ -21,6 +21,13 @@
  * functions at the end of the file instead: operands rounded to bf16 into
  * scratch, then the same sgemm, the exact reference for the CUDA backend's
  * bf16 tensor-core products.
+ *
+ * State.  What set_threads and set_precision set belongs to the instance
+ * (struct cpu_state, be->ctx), so two instances compute side by side with
+ * their own thread counts and precisions.  Scratch (dequantized tiles,
+ * bf16 operands, the attention backward's buffer) belongs to the calling
+ * thread (tls_buf), not to an instance: ops of one instance may run on
+ * several threads at once, and instances never share a buffer mid-op.
  */
 #include "model/backend.h"
 
@@ -33,23 +40,37 @@
 #include "lib/err.h"
 #include "model/ops.h"
 
-static int n_threads = 1;
-static int precision;	/* enum ftk_precision, from set_precision */
+/* An instance's state (be->ctx): what set_threads and set_precision set. */
+struct cpu_state {
+	int threads;	/* par_run's workers, at least 1 */
+	int precision;	/* enum ftk_precision */
+};
+
+static int threads_of(const struct ftk_backend *be)
+{
+	return ((const struct cpu_state *)be->ctx)->threads;
+}
+
+static int precision_of(const struct ftk_backend *be)
+{
+	return ((const struct cpu_state *)be->ctx)->precision;
+}
 
 /* bf16 products (the end of this file): operands rounded to bf16, then sgemm */
-static void bf16_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
-		      const float *B, int ldb, float beta, float *C, int ldc);
-static void bf16_gemm_batch(int n, const struct ftk_gemm_args *g);
-static void bf16_linear(float *y, const float *x, const struct ftk_weight *w, const float *bias,
-			int M, int bwd);
+static void bf16_gemm(struct ftk_backend *be, int ta, int tb, int M, int N, int K, float alpha,
+		      const float *A, int lda, const float *B, int ldb, float beta, float *C,
+		      int ldc);
+static void bf16_gemm_batch(struct ftk_backend *be, int n, const struct ftk_gemm_args *g);
+static void bf16_linear(struct ftk_backend *be, float *y, const float *x,
+			const struct ftk_weight *w, const float *bias, int M, int bwd);
 
-static void cpu_set_threads(int n)
+static void cpu_set_threads(struct ftk_backend *be, int n)
 {
 	if (n <= 0) {
 		long c = sysconf(_SC_NPROCESSORS_ONLN);
 		n = c > 0 ? (int)c : 1;
 	}
-	n_threads = n;
+	((struct cpu_state *)be->ctx)->threads = n;
 	openblas_set_num_threads(1);	/* every product is sliced over our threads */
 }
 
@@ -63,7 +84,7 @@ struct par {
 	int workers;	/* atomic: hands out worker numbers */
 };
 
-/* The number (0 .. n_threads-1) of the par_run worker running the current task. */
+/* The number (0 .. threads-1) of the par_run worker running the current task. */
 static __thread int worker_id;
 
 static void *par_worker(void *arg)
@@ -76,10 +97,10 @@ static void *par_worker(void *arg)
 	return NULL;
 }
 
-/* Run fn(ctx, 0..n_tasks-1) on up to n_threads threads; OpenBLAS single-threaded inside. */
-static void par_run(int n_tasks, void (*fn)(void *ctx, int task), void *ctx)
+/* Run fn(ctx, 0..n_tasks-1) on up to threads threads; OpenBLAS single-threaded inside. */
+static void par_run(int threads, int n_tasks, void (*fn)(void *ctx, int task), void *ctx)
 {
-	int nt = n_threads < n_tasks ? n_threads : n_tasks;
+	int nt = threads < n_tasks ? threads : n_tasks;
 	struct par p = { fn, ctx, n_tasks, 0, 0 };
 	if (nt <= 1) {
 		worker_id = 0;
@@ -101,14 +122,14 @@ static void par_run(int n_tasks, void (*fn)(void *ctx, int task), void *ctx)
 }
 
 /* Split [0, n) into chunks for par_run: task t covers [t*n/k, (t+1)*n/k). */
-#define CHUNKS(n) ((n) < 2 ? 1 : n_threads * 4 < (int)(n) ? n_threads * 4 : (int)(n))
+#define CHUNKS(threads, n) ((n) < 2 ? 1 : (threads) * 4 < (int)(n) ? (threads) * 4 : (int)(n))
 #define RANGE(t, k, n, s, e)                          \
 	size_t s = (size_t)(t) * (size_t)(n) / (size_t)(k); \
 	size_t e = (size_t)((t) + 1) * (size_t)(n) / (size_t)(k)
 
 /* ---------------------------------------------------------------- memory */
 
-static void *cpu_alloc(size_t n)
+static void *cpu_alloc(struct ftk_backend *be, size_t n)
 {
 	void *p = NULL;
 	if (posix_memalign(&p, 64, n ? n : 64))
@@ -117,22 +138,22 @@ static void *cpu_alloc(size_t n)
 	return p;
 }
 
-static void cpu_free(void *p)
+static void cpu_free(struct ftk_backend *be, void *p)
 {
 	free(p);
 }
 
-static void cpu_copy(void *dst, const void *src, size_t n)
+static void cpu_copy(struct ftk_backend *be, void *dst, const void *src, size_t n)
 {
 	memcpy(dst, src, n);
 }
 
-static void cpu_zero(void *p, size_t n)
+static void cpu_zero(struct ftk_backend *be, void *p, size_t n)
 {
 	memset(p, 0, n);
 }
 
-static void cpu_weight_prepare(struct ftk_weight *w)
+static void cpu_weight_prepare(struct ftk_backend *be, struct ftk_weight *w)
 {
 	(void)w;
 }
@@ -176,11 +197,13 @@ static void gemm_task(void *vctx, int t)
  * sgemm.  OpenBLAS's own threads spin (sched_yield) between calls, which
  * burns the other core while ours do element-wise work.
  */
-static void cpu_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
-		     const float *B, int ldb, float beta, float *C, int ldc)
+static void cpu_gemm(struct ftk_backend *be, int ta, int tb, int M, int N, int K, float alpha,
+		     const float *A, int lda, const float *B, int ldb, float beta, float *C,
+		     int ldc)
 {
-	if (precision == FTK_PREC_BF16) {
-		bf16_gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+	int nt = threads_of(be);
+	if (precision_of(be) == FTK_PREC_BF16) {
+		bf16_gemm(be, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 		return;
 	}
 	struct gemm_ctx c = { ta, tb, M, N, K, lda, ldb, ldc, 1, M >= N, alpha, beta, A, B, C };
@@ -189,14 +212,14 @@ static void cpu_gemm(int ta, int tb, int M, int N, int K, float alpha, const flo
 	/* thin products (a LoRA rank on one side) stay on one thread, as do
 	 * small ones: their slices would cost more in thread start-up and
 	 * waiting than they save (BENCH.md) */
-	c.k = n_threads == 1 || work < 4e6 || (thin && work < 2e8) ? 1 : n_threads;
+	c.k = nt == 1 || work < 4e6 || (thin && work < 2e8) ? 1 : nt;
 	if (c.k == 1) {
 		cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans,
 			    tb ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda, B, ldb, beta, C,
 			    ldc);
 		return;
 	}
-	par_run(c.k, gemm_task, &c);
+	par_run(nt, c.k, gemm_task, &c);
 }
 
 /* ---------------------------------------------------------------- linear */
@@ -320,19 +343,21 @@ static void nf4_load(const struct ftk_weight *w, size_t start, size_t n, float *
 }
 
 /* y = x @ W^T (forward) or y += x @ W (bwd), W loaded tile by tile by load. */
-static void tiled_linear(float *y, const float *x, const struct ftk_weight *w, int M, int bwd,
+static void tiled_linear(struct ftk_backend *be, float *y, const float *x,
+			 const struct ftk_weight *w, int M, int bwd,
 			 void (*load)(const struct ftk_weight *, size_t, size_t, float *))
 {
+	int nt = threads_of(be);
 	size_t NK = (size_t)w->rows * w->cols;
 	struct nf4_lin_ctx c = { w, load, x, y, NULL, NK < TILE_ELEMS ? NK : TILE_ELEMS, M, 1 };
 	double work = 2.0 * M * (double)NK;
-	c.k = n_threads > 1 && work >= 4e6 ? n_threads : 1;
+	c.k = nt > 1 && work >= 4e6 ? nt : 1;
 	if (bwd && c.k > (w->cols + 63) / 64)
 		c.k = (w->cols + 63) / 64;
 	if (c.k > 64)
 		c.k = 64;
 	c.tiles = worker_tiles(c.k, c.tile_elems);
-	par_run(c.k, bwd ? tiled_bwd_task : tiled_fwd_task, &c);
+	par_run(nt, c.k, bwd ? tiled_bwd_task : tiled_fwd_task, &c);
 }
 
 struct gemv_ctx {
@@ -387,38 +412,40 @@ static void cpu_add_bias(float *out, const float *bias, int M, int N)
 			out[(size_t)m * N + n] += bias[n];
 }
 
-static void cpu_linear_fwd(float *out, const float *inp, const struct ftk_weight *w,
-			   const float *bias, int M)
+static void cpu_linear_fwd(struct ftk_backend *be, float *out, const float *inp,
+			   const struct ftk_weight *w, const float *bias, int M)
 {
-	if (precision == FTK_PREC_BF16) {
-		bf16_linear(out, inp, w, bias, M, 0);
+	int nt = threads_of(be);
+	if (precision_of(be) == FTK_PREC_BF16) {
+		bf16_linear(be, out, inp, w, bias, M, 0);
 		return;
 	}
 	int N = w->rows, K = w->cols;
 	if (w->quant == FTK_QUANT_NONE) {
-		cpu_gemm(0, 1, M, N, K, 1.0f, inp, K, w->f32, K, 0.0f, out, N);
+		cpu_gemm(be, 0, 1, M, N, K, 1.0f, inp, K, w->f32, K, 0.0f, out, N);
 	} else if (M == 1) {	/* tiles + sgemm are faster from M = 2 (bench/nf4_gemv.sh) */
-		struct gemv_ctx c = { out, inp, w, bias, M, CHUNKS(N) };
-		par_run(c.k, gemv_task, &c);
+		struct gemv_ctx c = { out, inp, w, bias, M, CHUNKS(nt, N) };
+		par_run(nt, c.k, gemv_task, &c);
 		return;
 	} else {
-		tiled_linear(out, inp, w, M, 0, nf4_load);
+		tiled_linear(be, out, inp, w, M, 0, nf4_load);
 	}
 	if (bias)
 		cpu_add_bias(out, bias, M, N);
 }
 
-static void cpu_linear_bwd_inp(float *dinp, const float *dout, const struct ftk_weight *w, int M)
+static void cpu_linear_bwd_inp(struct ftk_backend *be, float *dinp, const float *dout,
+			       const struct ftk_weight *w, int M)
 {
-	if (precision == FTK_PREC_BF16) {
-		bf16_linear(dinp, dout, w, NULL, M, 1);
+	if (precision_of(be) == FTK_PREC_BF16) {
+		bf16_linear(be, dinp, dout, w, NULL, M, 1);
 		return;
 	}
 	int N = w->rows, K = w->cols;
 	if (w->quant == FTK_QUANT_NONE)
-		cpu_gemm(0, 0, M, K, N, 1.0f, dout, N, w->f32, K, 1.0f, dinp, K);
+		cpu_gemm(be, 0, 0, M, K, N, 1.0f, dout, N, w->f32, K, 1.0f, dinp, K);
 	else
-		tiled_linear(dinp, dout, w, M, 1, nf4_load);
+		tiled_linear(be, dinp, dout, w, M, 1, nf4_load);
 }
 
 /* ---------------------------------------------------------------- rmsnorm */
@@ -441,13 +468,14 @@ static void rms_fwd_task(void *vctx, int t)
 	}
 }
 
-static void cpu_rmsnorm_fwd(float *out, float *rstd, const float *inp, const float *weight, int M,
-			    int C, float eps)
+static void cpu_rmsnorm_fwd(struct ftk_backend *be, float *out, float *rstd, const float *inp,
+			    const float *weight, int M, int C, float eps)
 {
+	int nt = threads_of(be);
 	struct rms_ctx c = { .out = out, .rstd = rstd, .inp = inp, .weight = weight, .M = M, .C = C,
 			     .eps = eps };
-	c.k = (size_t)M * C < 32768 ? 1 : CHUNKS(M);
-	par_run(c.k, rms_fwd_task, &c);
+	c.k = (size_t)M * C < 32768 ? 1 : CHUNKS(nt, M);
+	par_run(nt, c.k, rms_fwd_task, &c);
 }
 
 static void rms_bwd_task(void *vctx, int t)
@@ -459,13 +487,14 @@ static void rms_bwd_task(void *vctx, int t)
 				    c->weight, c->crstd[m], c->C);
 }
 
-static void cpu_rmsnorm_bwd(float *dinp, const float *dout, const float *inp, const float *weight,
-			    const float *rstd, int M, int C)
+static void cpu_rmsnorm_bwd(struct ftk_backend *be, float *dinp, const float *dout,
+			    const float *inp, const float *weight, const float *rstd, int M, int C)
 {
+	int nt = threads_of(be);
 	struct rms_ctx c = { .dinp = dinp, .dout = dout, .inp = inp, .weight = weight, .crstd = rstd,
 			     .M = M, .C = C };
-	c.k = (size_t)M * C < 32768 ? 1 : CHUNKS(M);
-	par_run(c.k, rms_bwd_task, &c);
+	c.k = (size_t)M * C < 32768 ? 1 : CHUNKS(nt, M);
+	par_run(nt, c.k, rms_bwd_task, &c);
 }
 
 /* ---------------------------------------------------------------- rope */
@@ -487,12 +516,13 @@ static void rope_task(void *vctx, int t)
 				      c->sign);
 }
 
-static void cpu_rope(float *x, const int32_t *pos, const float *inv_freq, int M, int nh, int hd,
-		     int sign)
+static void cpu_rope(struct ftk_backend *be, float *x, const int32_t *pos, const float *inv_freq,
+		     int M, int nh, int hd, int sign)
 {
+	int nt = threads_of(be);
 	struct rope_ctx c = { x, pos, inv_freq, M, nh, hd, sign, 1 };
-	c.k = (size_t)M * nh * hd < 65536 ? 1 : n_threads;
-	par_run(c.k, rope_task, &c);
+	c.k = (size_t)M * nh * hd < 65536 ? 1 : nt;
+	par_run(nt, c.k, rope_task, &c);
 }
 
 /* ---------------------------------------------------------------- attention */
@@ -551,12 +581,13 @@ static void attn_fwd_task(void *vctx, int task)
 	}
 }
 
-static void cpu_attn_fwd(float *out, float *att, const float *q, const float *k, const float *v,
-			 const int32_t *doc, int B, int T, int NH, int NKV, int hd)
+static void cpu_attn_fwd(struct ftk_backend *be, float *out, float *att, const float *q,
+			 const float *k, const float *v, const int32_t *doc, int B, int T, int NH,
+			 int NKV, int hd)
 {
 	struct attn_ctx c = { .out = out, .att = att, .q = q, .k = k, .v = v, .doc = doc, .B = B,
 			      .T = T, .NH = NH, .NKV = NKV, .hd = hd };
-	par_run(B * NKV, attn_fwd_task, &c);
+	par_run(threads_of(be), B * NKV, attn_fwd_task, &c);
 }
 
 static void attn_bwd_task(void *vctx, int task)
@@ -605,20 +636,21 @@ static void attn_bwd_task(void *vctx, int task)
 	}
 }
 
-static void cpu_attn_bwd(float *dq, float *dk, float *dv, const float *dout, const float *att,
-			 const float *q, const float *k, const float *v, int B, int T, int NH,
-			 int NKV, int hd)
+static void cpu_attn_bwd(struct ftk_backend *be, float *dq, float *dk, float *dv, const float *dout,
+			 const float *att, const float *q, const float *k, const float *v, int B,
+			 int T, int NH, int NKV, int hd)
 {
+	int nt = threads_of(be);
 	/* one (T, T) scratch per worker */
-	float *scratch = tls_buf(TLS_ATTN, (size_t)(n_threads < 64 ? n_threads : 64) * T * T);
+	float *scratch = tls_buf(TLS_ATTN, (size_t)(nt < 64 ? nt : 64) * T * T);
 	struct attn_ctx c = { .dq = dq, .dk = dk, .dv = dv, .dout = dout, .catt = att, .q = q,
 			      .k = k, .v = v, .B = B, .T = T, .NH = NH, .NKV = NKV, .hd = hd,
 			      .scratch = scratch };
-	par_run(B * NKV, attn_bwd_task, &c);
+	par_run(nt, B * NKV, attn_bwd_task, &c);
 }
 
-static void cpu_attn_decode(float *out, const float *q, const float *kc, const float *vc, int n,
-			    int NH, int NKV, int hd, float *scratch)
+static void cpu_attn_decode(struct ftk_backend *be, float *out, const float *q, const float *kc,
+			    const float *vc, int n, int NH, int NKV, int hd, float *scratch)
 {
 	int g = NH / NKV;
 	float scale = 1.0f / sqrtf((float)hd);
@@ -726,13 +758,13 @@ static void flash_fwd_task(void *vctx, int task)
 	free(start);
 }
 
-static void cpu_attn_fwd_flash(float *out, float *lse, const float *q, const float *k,
-			       const float *v, const int32_t *doc, int B, int T, int NH, int NKV,
-			       int hd)
+static void cpu_attn_fwd_flash(struct ftk_backend *be, float *out, float *lse, const float *q,
+			       const float *k, const float *v, const int32_t *doc, int B, int T,
+			       int NH, int NKV, int hd)
 {
 	struct flash_ctx c = { .out = out, .lse = lse, .q = q, .k = k, .v = v, .doc = doc, .B = B,
 			       .T = T, .NH = NH, .NKV = NKV, .hd = hd };
-	par_run(B * NKV, flash_fwd_task, &c);
+	par_run(threads_of(be), B * NKV, flash_fwd_task, &c);
 }
 
 static void flash_bwd_task(void *vctx, int task)
@@ -803,15 +835,15 @@ static void flash_bwd_task(void *vctx, int task)
 	free(start);
 }
 
-static void cpu_attn_bwd_flash(float *dq, float *dk, float *dv, const float *dout,
-			       const float *out, const float *lse, const float *q, const float *k,
-			       const float *v, const int32_t *doc, int B, int T, int NH, int NKV,
-			       int hd)
+static void cpu_attn_bwd_flash(struct ftk_backend *be, float *dq, float *dk, float *dv,
+			       const float *dout, const float *out, const float *lse,
+			       const float *q, const float *k, const float *v, const int32_t *doc,
+			       int B, int T, int NH, int NKV, int hd)
 {
 	struct flash_ctx c = { .dq = dq, .dk = dk, .dv = dv, .dout = dout, .cout = out,
 			       .clse = lse, .q = q, .k = k, .v = v, .doc = doc, .B = B, .T = T,
 			       .NH = NH, .NKV = NKV, .hd = hd };
-	par_run(B * NKV, flash_bwd_task, &c);
+	par_run(threads_of(be), B * NKV, flash_bwd_task, &c);
 }
 
 /* ---------------------------------------------------------------- elementwise */
@@ -833,10 +865,12 @@ static void swiglu_fwd_task(void *vctx, int t)
 		c->a[i] = ftk_swiglu(c->x[i], c->y[i]);
 }
 
-static void cpu_swiglu_fwd(float *out, const float *gate, const float *up, size_t n)
+static void cpu_swiglu_fwd(struct ftk_backend *be, float *out, const float *gate, const float *up,
+			   size_t n)
 {
-	struct ew_ctx c = { .a = out, .x = gate, .y = up, .n = n, .k = n < 65536 ? 1 : n_threads };
-	par_run(c.k, swiglu_fwd_task, &c);
+	int nt = threads_of(be);
+	struct ew_ctx c = { .a = out, .x = gate, .y = up, .n = n, .k = n < 65536 ? 1 : nt };
+	par_run(nt, c.k, swiglu_fwd_task, &c);
 }
 
 static void swiglu_bwd_task(void *vctx, int t)
@@ -847,12 +881,13 @@ static void swiglu_bwd_task(void *vctx, int t)
 		ftk_swiglu_bwd(c->x[i], c->y[i], c->z[i], &c->a[i], &c->b[i]);
 }
 
-static void cpu_swiglu_bwd(float *dgate, float *dup, const float *dout, const float *gate,
-			   const float *up, size_t n)
+static void cpu_swiglu_bwd(struct ftk_backend *be, float *dgate, float *dup, const float *dout,
+			   const float *gate, const float *up, size_t n)
 {
+	int nt = threads_of(be);
 	struct ew_ctx c = { .a = dgate, .b = dup, .x = gate, .y = up, .z = dout, .n = n,
-			    .k = n < 65536 ? 1 : n_threads };
-	par_run(c.k, swiglu_bwd_task, &c);
+			    .k = n < 65536 ? 1 : nt };
+	par_run(nt, c.k, swiglu_bwd_task, &c);
 }
 
 struct xent_ctx {
@@ -878,10 +913,13 @@ static void xent_task(void *vctx, int t)
 	}
 }
 
-static void cpu_xent(float *loss, float *logits, const int32_t *target, int M, int V, float gs)
+static void cpu_xent(struct ftk_backend *be, float *loss, float *logits, const int32_t *target,
+		     int M, int V, float gs)
 {
-	struct xent_ctx c = { loss, logits, target, M, V, (size_t)M * V < 65536 ? 1 : CHUNKS(M), gs };
-	par_run(c.k, xent_task, &c);
+	int nt = threads_of(be);
+	int k = (size_t)M * V < 65536 ? 1 : CHUNKS(nt, M);
+	struct xent_ctx c = { loss, logits, target, M, V, k, gs };
+	par_run(nt, c.k, xent_task, &c);
 }
 
 static void add_task(void *vctx, int t)
@@ -892,25 +930,29 @@ static void add_task(void *vctx, int t)
 		c->a[i] += c->x[i];
 }
 
-static void cpu_add(float *y, const float *x, size_t n)
+static void cpu_add(struct ftk_backend *be, float *y, const float *x, size_t n)
 {
-	struct ew_ctx c = { .a = y, .x = x, .n = n, .k = n < 262144 ? 1 : n_threads };
-	par_run(c.k, add_task, &c);
+	int nt = threads_of(be);
+	struct ew_ctx c = { .a = y, .x = x, .n = n, .k = n < 262144 ? 1 : nt };
+	par_run(nt, c.k, add_task, &c);
 }
 
-static void cpu_dropout(float *y, const float *x, const uint8_t *keep, float scale, size_t n)
+static void cpu_dropout(struct ftk_backend *be, float *y, const float *x, const uint8_t *keep,
+			float scale, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
 		y[i] = keep[i] ? x[i] * scale : 0.0f;
 }
 
-static void cpu_dropout_mask(uint8_t *keep, uint64_t stream, float p, size_t n)
+static void cpu_dropout_mask(struct ftk_backend *be, uint8_t *keep, uint64_t stream, float p,
+			     size_t n)
 {
 	for (size_t i = 0; i < n; i++)
 		keep[i] = (uint8_t)ftk_dropout_keep(stream, i, p);
 }
 
-static void cpu_embed(float *out, const float *table, const uint32_t *ids, int M, int C)
+static void cpu_embed(struct ftk_backend *be, float *out, const float *table, const uint32_t *ids,
+		      int M, int C)
 {
 	for (int m = 0; m < M; m++)
 		memcpy(out + (size_t)m * C, table + (size_t)ids[m] * C, (size_t)C * sizeof(float));
@@ -928,14 +970,14 @@ static void gbatch_task(void *vctx, int t)
 		    a->ldb, a->beta, a->C, a->ldc);
 }
 
-static void cpu_gemm_batch(int n, const struct ftk_gemm_args *g)
+static void cpu_gemm_batch(struct ftk_backend *be, int n, const struct ftk_gemm_args *g)
 {
-	if (precision == FTK_PREC_BF16) {
-		bf16_gemm_batch(n, g);
+	if (precision_of(be) == FTK_PREC_BF16) {
+		bf16_gemm_batch(be, n, g);
 		return;
 	}
 	struct gbatch_ctx c = { g };
-	par_run(n, gbatch_task, &c);
+	par_run(threads_of(be), n, gbatch_task, &c);
 }
 
 /* ---------------------------------------------------------------- bf16 */
@@ -969,9 +1011,11 @@ static void bf16_rows(float *dst, const float *src, int rows, int cols, int ld)
 			dst[(size_t)r * cols + c] = ftk_bf16_round(src[(size_t)r * ld + c]);
 }
 
-static void bf16_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
-		      const float *B, int ldb, float beta, float *C, int ldc)
+static void bf16_gemm(struct ftk_backend *be, int ta, int tb, int M, int N, int K, float alpha,
+		      const float *A, int lda, const float *B, int ldb, float beta, float *C,
+		      int ldc)
 {
+	int nt = threads_of(be);
 	if (M <= 0 || N <= 0)
 		return;
 	/* as stored: A is (ta ? K : M) rows of (ta ? M : K), B (tb ? N : K) of (tb ? K : N) */
@@ -985,16 +1029,16 @@ static void bf16_gemm(int ta, int tb, int M, int N, int K, float alpha, const fl
 	struct gemm_ctx c = { ta, tb, M, N, K, lda, ldb, ldc, 1, M >= N, alpha, beta, a, b, C };
 	double work = 2.0 * M * N * K;
 	int thin = M < 64 || N < 64 || K < 64;
-	c.k = n_threads == 1 || work < 4e6 || (thin && work < 2e8) ? 1 : n_threads;
-	par_run(c.k, gemm_task, &c);
+	c.k = nt == 1 || work < 4e6 || (thin && work < 2e8) ? 1 : nt;
+	par_run(nt, c.k, gemm_task, &c);
 }
 
 /* One after another: each product's rounded operands use the same scratch. */
-static void bf16_gemm_batch(int n, const struct ftk_gemm_args *g)
+static void bf16_gemm_batch(struct ftk_backend *be, int n, const struct ftk_gemm_args *g)
 {
 	for (int i = 0; i < n; i++)
-		bf16_gemm(g[i].ta, g[i].tb, g[i].M, g[i].N, g[i].K, g[i].alpha, g[i].A, g[i].lda,
-			  g[i].B, g[i].ldb, g[i].beta, g[i].C, g[i].ldc);
+		bf16_gemm(be, g[i].ta, g[i].tb, g[i].M, g[i].N, g[i].K, g[i].alpha, g[i].A,
+			  g[i].lda, g[i].B, g[i].ldb, g[i].beta, g[i].C, g[i].ldc);
 }
 
 /* tile = elements [start, start + n) of W (row-major), rounded to bf16 */
@@ -1008,29 +1052,53 @@ static void bf16_weight(const struct ftk_weight *w, size_t start, size_t n, floa
 		tile[i] = ftk_bf16_round(tile[i]);
 }
 
-static void bf16_linear(float *y, const float *x, const struct ftk_weight *w, const float *bias,
-			int M, int bwd)
+static void bf16_linear(struct ftk_backend *be, float *y, const float *x,
+			const struct ftk_weight *w, const float *bias, int M, int bwd)
 {
 	int N = w->rows, K = w->cols, in = bwd ? N : K;
 	if (M <= 0)
 		return;
 	float *xr = bf_scratch(0, (size_t)M * in);
 	bf16_rows(xr, x, M, in, in);
-	tiled_linear(y, xr, w, M, bwd, bf16_weight);
+	tiled_linear(be, y, xr, w, M, bwd, bf16_weight);
 	if (bias)
 		cpu_add_bias(y, bias, M, N);
 }
 
-static int cpu_set_precision(int p)
+static int cpu_set_precision(struct ftk_backend *be, int p)
 {
 	if (p != FTK_PREC_FP32 && p != FTK_PREC_BF16)
 		return -1;
-	precision = p;
+	((struct cpu_state *)be->ctx)->precision = p;
 	return 0;
 }
 
-const struct ftk_backend ftk_backend_cpu = {
+/* The optimizer entries: optim_ops.h's loops over host memory. */
+static double cpu_sumsq(struct ftk_backend *be, const float *x, size_t n)
+{
+	return ftk_sumsq_array(x, n);
+}
+
+static void cpu_scale(struct ftk_backend *be, float *x, float s, size_t n)
+{
+	ftk_scale_array(x, s, n);
+}
+
+static void cpu_adamw(struct ftk_backend *be, float *w, float *m, float *v, const float *g,
+		      size_t n, const struct ftk_adamw_consts *c)
+{
+	ftk_adamw_array(w, m, v, g, n, c);
+}
+
+static void cpu_destroy(struct ftk_backend *be)
+{
+	free(be->ctx);
+	free(be);
+}
+
+static const struct ftk_backend_ops cpu_ops = {
 	/* .name = */ "cpu",
+	/* .destroy = */ cpu_destroy,
 	/* .alloc = */ cpu_alloc,
 	/* .free = */ cpu_free,
 	/* .upload = */ cpu_copy,
@@ -1057,13 +1125,23 @@ const struct ftk_backend ftk_backend_cpu = {
 	/* .dropout = */ cpu_dropout,
 	/* .dropout_mask = */ cpu_dropout_mask,
 	/* .embed = */ cpu_embed,
-	/* .add_bias = */ cpu_add_bias,
 	/* .gemm_batch = */ cpu_gemm_batch,
-	/* .sumsq = */ ftk_sumsq_array,
-	/* .scale = */ ftk_scale_array,
-	/* .adamw = */ ftk_adamw_array,
+	/* .sumsq = */ cpu_sumsq,
+	/* .scale = */ cpu_scale,
+	/* .adamw = */ cpu_adamw,
 	/* .set_precision = */ cpu_set_precision,
 	/* .attn_fwd_flash = */ cpu_attn_fwd_flash,
 	/* .attn_bwd_flash = */ cpu_attn_bwd_flash,
 	/* .sync = */ NULL,
 };
+
+struct ftk_backend *ftk_backend_cpu_new(void)
+{
+	struct ftk_backend *be = xcalloc(1, sizeof(*be));
+	struct cpu_state *st = xcalloc(1, sizeof(*st));
+	st->threads = 1;
+	st->precision = FTK_PREC_FP32;
+	be->ops = &cpu_ops;
+	be->ctx = st;
+	return be;
+}

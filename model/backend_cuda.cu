@@ -99,24 +99,43 @@ static unsigned blocks_for(size_t n)
 
 __constant__ float d_nf4_code[16];
 
-static cublasHandle_t g_blas;
-static int g_ready;
-static float g_code[16];	/* the NF4 code table, given by the loader (nf4.c owns it) */
-static int g_prec;		/* enum ftk_precision (set_precision) */
-static float *g_tile;		/* NF4 dequantization tile */
-static size_t g_tile_cap;
-static float *g_dscore;		/* attention backward scratch (B, NH, T, T) */
-static size_t g_dscore_cap;
-static float *g_flash_D;	/* flash backward: D = dout . out per row (B, NH, T) */
-static size_t g_flash_D_cap;
+/*
+ * An instance's state (be->ctx): its cuBLAS handle, precision and scratch
+ * buffers, so instances on one device run side by side with their own
+ * precision and never share a buffer.  The NF4 code table in constant
+ * memory (d_nf4_code) is the device's: every instance writes the same 16
+ * values there.
+ */
+struct cu_state {
+	cublasHandle_t blas;	/* made by init_once, the first op that needs it */
+	int ready;
+	float code[16];		/* the NF4 code table, given by the loader (nf4.c owns it) */
+	int prec;		/* enum ftk_precision (set_precision) */
+	float *tile;		/* NF4 dequantization tile */
+	size_t tile_cap;
+	float *dscore;		/* attention backward scratch (B, NH, T, T) */
+	size_t dscore_cap;
+	float *flash_D;		/* flash backward: D = dout . out per row (B, NH, T) */
+	size_t flash_D_cap;
+	uint16_t *bf[2];	/* bf16: converted operands (see the bf16 section) */
+	size_t bf_cap[2];
+	uint16_t *tile16;	/* bf16 weight tile */
+	size_t tile16_cap;
+};
 
-static void init_once(void)
+static struct cu_state *st_of(struct ftk_backend *be)
 {
-	if (g_ready)
+	return (struct cu_state *)be->ctx;
+}
+
+static void init_once(struct ftk_backend *be)
+{
+	struct cu_state *st = st_of(be);
+	if (st->ready)
 		return;
-	CKB(cublasCreate(&g_blas));
-	CK(cudaMemcpyToSymbol(d_nf4_code, g_code, sizeof(float) * 16));
-	g_ready = 1;
+	CKB(cublasCreate(&st->blas));
+	CK(cudaMemcpyToSymbol(d_nf4_code, st->code, sizeof(float) * 16));
+	st->ready = 1;
 }
 
 /*
@@ -133,18 +152,18 @@ static void launched(void)
 
 /* ---------------------------------------------------------------- memory */
 
-static void *cu_alloc(size_t n)
+static void *cu_alloc(struct ftk_backend *be, size_t n)
 {
-	init_once();
+	init_once(be);
 	void *p = NULL;
 	CK(cudaMalloc(&p, n ? n : 64));
 	CK(cudaMemset(p, 0, n ? n : 64));
 	return p;
 }
 
-static void *cu_alloc_shared(size_t n)
+static void *cu_alloc_shared(struct ftk_backend *be, size_t n)
 {
-	init_once();
+	init_once(be);
 	void *p = NULL;
 	CK(cudaMallocManaged(&p, n ? n : 64, cudaMemAttachGlobal));
 	CK(cudaMemset(p, 0, n ? n : 64));
@@ -152,24 +171,24 @@ static void *cu_alloc_shared(size_t n)
 	return p;
 }
 
-static void cu_free(void *p)
+static void cu_free(struct ftk_backend *, void *p)
 {
 	if (!p)
 		return;
 	CK(cudaFree(p));	/* waits for the device itself */
 }
 
-static void cu_memcpy(void *dst, const void *src, size_t n)
+static void cu_memcpy(struct ftk_backend *, void *dst, const void *src, size_t n)
 {
 	CK(cudaMemcpy(dst, src, n, cudaMemcpyDefault));
 }
 
-static void cu_zero(void *p, size_t n)
+static void cu_zero(struct ftk_backend *, void *p, size_t n)
 {
 	CK(cudaMemset(p, 0, n));	/* queued in order with the kernels: no wait */
 }
 
-static void cu_sync(void)
+static void cu_sync(struct ftk_backend *)
 {
 	CK(cudaDeviceSynchronize());
 }
@@ -186,9 +205,9 @@ struct dev_nf4 {
 	uint16_t *bf16;	/* (N, K), a float32 weight rounded to bf16, or NULL */
 };
 
-static void cu_weight_prepare(struct ftk_weight *w)
+static void cu_weight_prepare(struct ftk_backend *be, struct ftk_weight *w)
 {
-	init_once();
+	init_once(be);
 	if (w->quant != FTK_QUANT_NF4 || w->dev)
 		return;
 	struct dev_nf4 *d = (struct dev_nf4 *)calloc(1, sizeof(*d));
@@ -203,7 +222,7 @@ static void cu_weight_prepare(struct ftk_weight *w)
 	w->dev = d;
 }
 
-static void cu_weight_release(struct ftk_weight *w)
+static void cu_weight_release(struct ftk_backend *, struct ftk_weight *w)
 {
 	struct dev_nf4 *d = (struct dev_nf4 *)w->dev;
 	if (!d)
@@ -215,16 +234,17 @@ static void cu_weight_release(struct ftk_weight *w)
 	w->dev = NULL;
 }
 
-static void cu_set_threads(int n)
+static void cu_set_threads(struct ftk_backend *, int n)
 {
 	(void)n;
 }
 
 /* bf16 products (after the fp32 ones): operands converted, then cuBLAS */
-static void bf16_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
-		      const float *B, int ldb, float beta, float *C, int ldc);
-static void bf16_linear(float *y, const float *x, const struct ftk_weight *w, const float *bias,
-			int M, int bwd);
+static void bf16_gemm(struct ftk_backend *be, int ta, int tb, int M, int N, int K, float alpha,
+		      const float *A, int lda, const float *B, int ldb, float beta, float *C,
+		      int ldc);
+static void bf16_linear(struct ftk_backend *be, float *y, const float *x,
+			const struct ftk_weight *w, const float *bias, int M, int bwd);
 static void cu_add_bias(float *out, const float *bias, int M, int N);
 
 /* ---------------------------------------------------------------- gemm */
@@ -233,31 +253,32 @@ static void cu_add_bias(float *out, const float *bias, int M, int N);
  * Row-major C (M, N) = op(A) op(B) is column-major C^T = op(B)^T op(A)^T:
  * the same buffers passed to cuBLAS with the operands swapped.
  */
-static void cu_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
-		    const float *B, int ldb, float beta, float *C, int ldc)
+static void cu_gemm(struct ftk_backend *be, int ta, int tb, int M, int N, int K, float alpha,
+		    const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc)
 {
-	init_once();
+	struct cu_state *st = st_of(be);
+	init_once(be);
 	if (M <= 0 || N <= 0)
 		return;
-	if (g_prec == FTK_PREC_BF16) {
-		bf16_gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+	if (st->prec == FTK_PREC_BF16) {
+		bf16_gemm(be, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 		return;
 	}
 	/* --precision tf32: the same call, tensor cores allowed to round the operands to TF32 */
-	cublasComputeType_t ct = g_prec == FTK_PREC_TF32 ? CUBLAS_COMPUTE_32F_FAST_TF32
+	cublasComputeType_t ct = st->prec == FTK_PREC_TF32 ? CUBLAS_COMPUTE_32F_FAST_TF32
 							 : CUBLAS_COMPUTE_32F;
-	CKB(cublasGemmEx(g_blas, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N, N,
-			 M, K, &alpha, B, CUDA_R_32F, ldb, A, CUDA_R_32F, lda, &beta, C,
+	CKB(cublasGemmEx(st->blas, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N,
+			 N, M, K, &alpha, B, CUDA_R_32F, ldb, A, CUDA_R_32F, lda, &beta, C,
 			 CUDA_R_32F, ldc, ct, CUBLAS_GEMM_DEFAULT));
 	launched();
 }
 
 /* Independent products: one cuBLAS call each, in order, on the default stream. */
-static void cu_gemm_batch(int n, const struct ftk_gemm_args *g)
+static void cu_gemm_batch(struct ftk_backend *be, int n, const struct ftk_gemm_args *g)
 {
 	for (int i = 0; i < n; i++)
-		cu_gemm(g[i].ta, g[i].tb, g[i].M, g[i].N, g[i].K, g[i].alpha, g[i].A, g[i].lda, g[i].B,
-			g[i].ldb, g[i].beta, g[i].C, g[i].ldc);
+		cu_gemm(be, g[i].ta, g[i].tb, g[i].M, g[i].N, g[i].K, g[i].alpha, g[i].A, g[i].lda,
+			g[i].B, g[i].ldb, g[i].beta, g[i].C, g[i].ldc);
 }
 
 /* ---------------------------------------------------------------- NF4 fused kernels */
@@ -437,18 +458,19 @@ __global__ void k_nf4_dequant(float *out, const uint8_t *packed, const float *ab
 }
 
 /* Dequantize rows [r0, r0 + r) of an NF4 weight (N, K) into the tile. */
-static float *nf4_tile(const struct ftk_weight *w, size_t r0, size_t r)
+static float *nf4_tile(struct ftk_backend *be, const struct ftk_weight *w, size_t r0, size_t r)
 {
+	struct cu_state *st = st_of(be);
 	const struct dev_nf4 *d = (const struct dev_nf4 *)w->dev;
 	size_t n = r * (size_t)w->cols;
-	if (n > g_tile_cap) {
-		if (g_tile)
-			CK(cudaFree(g_tile));
-		CK(cudaMalloc((void **)&g_tile, n * sizeof(float)));
-		g_tile_cap = n;
+	if (n > st->tile_cap) {
+		if (st->tile)
+			CK(cudaFree(st->tile));
+		CK(cudaMalloc((void **)&st->tile, n * sizeof(float)));
+		st->tile_cap = n;
 	}
-	k_nf4_dequant<<<blocks_for(n), THREADS>>>(g_tile, d->packed, d->absmax, r0 * w->cols, n);
-	return g_tile;
+	k_nf4_dequant<<<blocks_for(n), THREADS>>>(st->tile, d->packed, d->absmax, r0 * w->cols, n);
+	return st->tile;
 }
 
 #define TILE_ELEMS ((size_t)1 << 24)
@@ -472,40 +494,43 @@ static void cu_add_bias(float *out, const float *bias, int M, int N)
 	launched();
 }
 
-static void cu_linear_fwd(float *out, const float *inp, const struct ftk_weight *w,
-			  const float *bias, int M)
+static void cu_linear_fwd(struct ftk_backend *be, float *out, const float *inp,
+			  const struct ftk_weight *w, const float *bias, int M)
 {
-	if (g_prec == FTK_PREC_BF16) {
-		bf16_linear(out, inp, w, bias, M, 0);
+	struct cu_state *st = st_of(be);
+	if (st->prec == FTK_PREC_BF16) {
+		bf16_linear(be, out, inp, w, bias, M, 0);
 		return;
 	}
 	int N = w->rows, K = w->cols;
 	if (w->quant == FTK_QUANT_NONE) {
-		cu_gemm(0, 1, M, N, K, 1.0f, inp, K, w->f32, K, 0.0f, out, N);
+		cu_gemm(be, 0, 1, M, N, K, 1.0f, inp, K, w->f32, K, 0.0f, out, N);
 	} else {
 		if (nf4_fused_fwd(out, inp, w, bias, M))
 			return;	/* bias added in the kernel */
 		size_t R = tile_rows(w);
 		for (size_t r0 = 0; r0 < (size_t)N; r0 += R) {
 			size_t r = (size_t)N - r0 < R ? (size_t)N - r0 : R;
-			float *tile = nf4_tile(w, r0, r);
+			float *tile = nf4_tile(be, w, r0, r);
 			/* out[:, r0:r0+r] = inp (M, K) @ tile^T */
-			cu_gemm(0, 1, M, (int)r, K, 1.0f, inp, K, tile, K, 0.0f, out + r0, N);
+			cu_gemm(be, 0, 1, M, (int)r, K, 1.0f, inp, K, tile, K, 0.0f, out + r0, N);
 		}
 	}
 	if (bias)
 		cu_add_bias(out, bias, M, N);
 }
 
-static void cu_linear_bwd_inp(float *dinp, const float *dout, const struct ftk_weight *w, int M)
+static void cu_linear_bwd_inp(struct ftk_backend *be, float *dinp, const float *dout,
+			      const struct ftk_weight *w, int M)
 {
-	if (g_prec == FTK_PREC_BF16) {
-		bf16_linear(dinp, dout, w, NULL, M, 1);
+	struct cu_state *st = st_of(be);
+	if (st->prec == FTK_PREC_BF16) {
+		bf16_linear(be, dinp, dout, w, NULL, M, 1);
 		return;
 	}
 	int N = w->rows, K = w->cols;
 	if (w->quant == FTK_QUANT_NONE) {
-		cu_gemm(0, 0, M, K, N, 1.0f, dout, N, w->f32, K, 1.0f, dinp, K);
+		cu_gemm(be, 0, 0, M, K, N, 1.0f, dout, N, w->f32, K, 1.0f, dinp, K);
 		return;
 	}
 	if (nf4_fused_bwd(dinp, dout, w, M))
@@ -513,9 +538,9 @@ static void cu_linear_bwd_inp(float *dinp, const float *dout, const struct ftk_w
 	size_t R = tile_rows(w);
 	for (size_t r0 = 0; r0 < (size_t)N; r0 += R) {
 		size_t r = (size_t)N - r0 < R ? (size_t)N - r0 : R;
-		float *tile = nf4_tile(w, r0, r);
+		float *tile = nf4_tile(be, w, r0, r);
 		/* dinp (M, K) += dout[:, r0:r0+r] (M, r) @ tile (r, K) */
-		cu_gemm(0, 0, M, K, (int)r, 1.0f, dout + r0, N, tile, K, 1.0f, dinp, K);
+		cu_gemm(be, 0, 0, M, K, (int)r, 1.0f, dout + r0, N, tile, K, 1.0f, dinp, K);
 	}
 }
 
@@ -554,8 +579,8 @@ static unsigned row_blocks(int M)
 	return (unsigned)((M + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK);
 }
 
-static void cu_rmsnorm_fwd(float *out, float *rstd, const float *inp, const float *weight, int M,
-			   int C, float eps)
+static void cu_rmsnorm_fwd(struct ftk_backend *, float *out, float *rstd, const float *inp,
+			   const float *weight, int M, int C, float eps)
 {
 	if (M > 0)
 		k_rmsnorm_fwd<<<row_blocks(M), THREADS>>>(out, rstd, inp, weight, M, C, eps);
@@ -573,8 +598,8 @@ __global__ void k_rmsnorm_bwd(float *dinp, const float *dout, const float *inp,
 	ftk_rmsnorm_part_dx(dinp + (size_t)m * C, dy, x, weight, rstd[m], dot, C, lane, 32);
 }
 
-static void cu_rmsnorm_bwd(float *dinp, const float *dout, const float *inp, const float *weight,
-			   const float *rstd, int M, int C)
+static void cu_rmsnorm_bwd(struct ftk_backend *, float *dinp, const float *dout, const float *inp,
+			   const float *weight, const float *rstd, int M, int C)
 {
 	if (M > 0)
 		k_rmsnorm_bwd<<<row_blocks(M), THREADS>>>(dinp, dout, inp, weight, rstd, M, C);
@@ -593,8 +618,8 @@ __global__ void k_rope(float *x, const int32_t *pos, const float *inv_freq, int 
 	ftk_rope_pair(x + head * hd, (int)(i % h), h, pos[head / nh], inv_freq, sign);
 }
 
-static void cu_rope(float *x, const int32_t *pos, const float *inv_freq, int M, int nh, int hd,
-		    int sign)
+static void cu_rope(struct ftk_backend *, float *x, const int32_t *pos, const float *inv_freq,
+		    int M, int nh, int hd, int sign)
 {
 	k_rope<<<blocks_for((size_t)M * nh * (hd / 2)), THREADS>>>(x, pos, inv_freq, M, nh, hd, sign);
 	launched();
@@ -647,8 +672,9 @@ __global__ void k_attn_fwd(float *out, float *att, const float *q, const float *
 	}
 }
 
-static void cu_attn_fwd(float *out, float *att, const float *q, const float *k, const float *v,
-			const int32_t *doc, int B, int T, int NH, int NKV, int hd)
+static void cu_attn_fwd(struct ftk_backend *, float *out, float *att, const float *q,
+			const float *k, const float *v, const int32_t *doc, int B, int T, int NH,
+			int NKV, int hd)
 {
 	size_t n = (size_t)B * NH * T;
 	k_attn_fwd<<<blocks_for(n), THREADS>>>(out, att, q, k, v, doc, B, T, NH, NKV, hd);
@@ -718,20 +744,22 @@ __global__ void k_attn_bwd_kv(float *dk, float *dv, const float *dS, const float
 	}
 }
 
-static void cu_attn_bwd(float *dq, float *dk, float *dv, const float *dout, const float *att,
-			const float *q, const float *k, const float *v, int B, int T, int NH,
-			int NKV, int hd)
+static void cu_attn_bwd(struct ftk_backend *be, float *dq, float *dk, float *dv, const float *dout,
+			const float *att, const float *q, const float *k, const float *v, int B,
+			int T, int NH, int NKV, int hd)
 {
+	struct cu_state *st = st_of(be);
 	size_t need = (size_t)B * NH * T * T;
-	if (need > g_dscore_cap) {
-		if (g_dscore)
-			CK(cudaFree(g_dscore));
-		CK(cudaMalloc((void **)&g_dscore, need * sizeof(float)));
-		g_dscore_cap = need;
+	if (need > st->dscore_cap) {
+		if (st->dscore)
+			CK(cudaFree(st->dscore));
+		CK(cudaMalloc((void **)&st->dscore, need * sizeof(float)));
+		st->dscore_cap = need;
 	}
 	size_t nq = (size_t)B * NH * T, nk = (size_t)B * NKV * T;
-	k_attn_bwd_q<<<blocks_for(nq), THREADS>>>(dq, g_dscore, dout, att, k, v, B, T, NH, NKV, hd);
-	k_attn_bwd_kv<<<blocks_for(nk), THREADS>>>(dk, dv, g_dscore, att, q, dout, B, T, NH, NKV,
+	k_attn_bwd_q<<<blocks_for(nq), THREADS>>>(dq, st->dscore, dout, att, k, v, B, T, NH, NKV,
+						  hd);
+	k_attn_bwd_kv<<<blocks_for(nk), THREADS>>>(dk, dv, st->dscore, att, q, dout, B, T, NH, NKV,
 						   hd);
 	launched();
 }
@@ -818,9 +846,9 @@ __global__ void __launch_bounds__(FTK_FLASH_THREADS)
 	ftk_flash_kv_end(&d, blk, w, &st, dk, dv);
 }
 
-static void cu_attn_fwd_flash(float *out, float *lse, const float *q, const float *k,
-			      const float *v, const int32_t *doc, int B, int T, int NH, int NKV,
-			      int hd)
+static void cu_attn_fwd_flash(struct ftk_backend *, float *out, float *lse, const float *q,
+			      const float *k, const float *v, const int32_t *doc, int B, int T,
+			      int NH, int NKV, int hd)
 {
 	struct ftk_flash_dims d = ftk_flash_dims_make(B, T, NH, NKV, hd);
 	size_t smem = ftk_flash_smem_floats(&d) * sizeof(float);
@@ -829,24 +857,25 @@ static void cu_attn_fwd_flash(float *out, float *lse, const float *q, const floa
 	launched();
 }
 
-static void cu_attn_bwd_flash(float *dq, float *dk, float *dv, const float *dout,
-			      const float *out, const float *lse, const float *q, const float *k,
-			      const float *v, const int32_t *doc, int B, int T, int NH, int NKV,
-			      int hd)
+static void cu_attn_bwd_flash(struct ftk_backend *be, float *dq, float *dk, float *dv,
+			      const float *dout, const float *out, const float *lse, const float *q,
+			      const float *k, const float *v, const int32_t *doc, int B, int T,
+			      int NH, int NKV, int hd)
 {
+	struct cu_state *st = st_of(be);
 	size_t need = (size_t)B * NH * T;
-	if (need > g_flash_D_cap) {
-		if (g_flash_D)
-			CK(cudaFree(g_flash_D));
-		CK(cudaMalloc((void **)&g_flash_D, need * sizeof(float)));
-		g_flash_D_cap = need;
+	if (need > st->flash_D_cap) {
+		if (st->flash_D)
+			CK(cudaFree(st->flash_D));
+		CK(cudaMalloc((void **)&st->flash_D, need * sizeof(float)));
+		st->flash_D_cap = need;
 	}
 	struct ftk_flash_dims d = ftk_flash_dims_make(B, T, NH, NKV, hd);
 	size_t smem = ftk_flash_smem_floats(&d) * sizeof(float);
 	k_flash_dq<<<(unsigned)ftk_flash_q_blocks(&d), FTK_FLASH_THREADS, smem>>>(
-		d, dq, g_flash_D, dout, out, lse, q, k, v, doc);
+		d, dq, st->flash_D, dout, out, lse, q, k, v, doc);
 	k_flash_dkv<<<(unsigned)ftk_flash_kv_blocks(&d), FTK_FLASH_THREADS, smem>>>(
-		d, dk, dv, g_flash_D, dout, lse, q, k, v, doc);
+		d, dk, dv, st->flash_D, dout, lse, q, k, v, doc);
 	launched();
 }
 
@@ -909,8 +938,8 @@ __global__ void k_attn_decode_out(float *out, const float *sc, const float *vc, 
 	out[(size_t)h * hd + i] = acc;
 }
 
-static void cu_attn_decode(float *out, const float *q, const float *kc, const float *vc, int n,
-			   int NH, int NKV, int hd, float *scratch)
+static void cu_attn_decode(struct ftk_backend *, float *out, const float *q, const float *kc,
+			   const float *vc, int n, int NH, int NKV, int hd, float *scratch)
 {
 	for (int h = 0; h < NH; h++) {
 		k_attn_decode_scores<<<blocks_for((size_t)n), THREADS>>>(scratch, q, kc, n, h, NH,
@@ -931,7 +960,8 @@ __global__ void k_swiglu_fwd(float *out, const float *gate, const float *up, siz
 		out[i] = ftk_swiglu(gate[i], up[i]);
 }
 
-static void cu_swiglu_fwd(float *out, const float *gate, const float *up, size_t n)
+static void cu_swiglu_fwd(struct ftk_backend *, float *out, const float *gate, const float *up,
+			  size_t n)
 {
 	k_swiglu_fwd<<<blocks_for(n), THREADS>>>(out, gate, up, n);
 	launched();
@@ -945,8 +975,8 @@ __global__ void k_swiglu_bwd(float *dgate, float *dup, const float *dout, const 
 		ftk_swiglu_bwd(gate[i], up[i], dout[i], &dgate[i], &dup[i]);
 }
 
-static void cu_swiglu_bwd(float *dgate, float *dup, const float *dout, const float *gate,
-			  const float *up, size_t n)
+static void cu_swiglu_bwd(struct ftk_backend *, float *dgate, float *dup, const float *dout,
+			  const float *gate, const float *up, size_t n)
 {
 	k_swiglu_bwd<<<blocks_for(n), THREADS>>>(dgate, dup, dout, gate, up, n);
 	launched();
@@ -999,7 +1029,8 @@ __global__ void k_xent(float *loss, float *logits, const int32_t *target, int M,
 		loss[m] = ftk_xent_loss(mx, sum, xt);
 }
 
-static void cu_xent(float *loss, float *logits, const int32_t *target, int M, int V, float gs)
+static void cu_xent(struct ftk_backend *, float *loss, float *logits, const int32_t *target, int M,
+		    int V, float gs)
 {
 	if (M > 0)
 		k_xent<<<M, XENT_THREADS>>>(loss, logits, target, M, V, gs);
@@ -1013,7 +1044,7 @@ __global__ void k_add(float *y, const float *x, size_t n)
 		y[i] += x[i];
 }
 
-static void cu_add(float *y, const float *x, size_t n)
+static void cu_add(struct ftk_backend *, float *y, const float *x, size_t n)
 {
 	k_add<<<blocks_for(n), THREADS>>>(y, x, n);
 	launched();
@@ -1026,7 +1057,8 @@ __global__ void k_dropout(float *y, const float *x, const uint8_t *keep, float s
 		y[i] = keep[i] ? x[i] * scale : 0.0f;
 }
 
-static void cu_dropout(float *y, const float *x, const uint8_t *keep, float scale, size_t n)
+static void cu_dropout(struct ftk_backend *, float *y, const float *x, const uint8_t *keep,
+		       float scale, size_t n)
 {
 	k_dropout<<<blocks_for(n), THREADS>>>(y, x, keep, scale, n);
 	launched();
@@ -1039,7 +1071,7 @@ __global__ void k_dropout_mask(uint8_t *keep, uint64_t stream, float p, size_t n
 		keep[i] = (uint8_t)ftk_dropout_keep(stream, i, p);
 }
 
-static void cu_dropout_mask(uint8_t *keep, uint64_t stream, float p, size_t n)
+static void cu_dropout_mask(struct ftk_backend *, uint8_t *keep, uint64_t stream, float p, size_t n)
 {
 	k_dropout_mask<<<blocks_for(n), THREADS>>>(keep, stream, p, n);
 	launched();
@@ -1052,7 +1084,8 @@ __global__ void k_embed(float *out, const float *table, const uint32_t *ids, int
 		out[i] = table[(size_t)ids[i / C] * C + i % C];
 }
 
-static void cu_embed(float *out, const float *table, const uint32_t *ids, int M, int C)
+static void cu_embed(struct ftk_backend *, float *out, const float *table, const uint32_t *ids,
+		     int M, int C)
 {
 	k_embed<<<blocks_for((size_t)M * C), THREADS>>>(out, table, ids, M, C);
 	launched();
@@ -1094,7 +1127,7 @@ __global__ void k_scale(float *x, float s, size_t n)
 }
 
 /* The optimizer entries: the LoRA arrays are managed memory, so each waits for its kernel. */
-static double cu_sumsq(const float *x, size_t n)
+static double cu_sumsq(struct ftk_backend *, const float *x, size_t n)
 {
 	enum { NB = 256 };
 	double *d, h[NB], s = 0;
@@ -1108,14 +1141,14 @@ static double cu_sumsq(const float *x, size_t n)
 	return s;
 }
 
-static void cu_scale(float *x, float s, size_t n)
+static void cu_scale(struct ftk_backend *, float *x, float s, size_t n)
 {
 	k_scale<<<blocks_for(n), THREADS>>>(x, s, n);
 	CK(cudaGetLastError());
 	CK(cudaDeviceSynchronize());
 }
 
-static void cu_adamw(float *w, float *m, float *v, const float *g, size_t n,
+static void cu_adamw(struct ftk_backend *, float *w, float *m, float *v, const float *g, size_t n,
 		     const struct ftk_adamw_consts *c)
 {
 	k_adamw<<<blocks_for(n), THREADS>>>(w, m, v, g, n, *c);
@@ -1131,18 +1164,13 @@ static void cu_adamw(float *w, float *m, float *v, const float *g, size_t n,
  * rounding is the CPU emulation's to the bit; cuBLAS reads them as
  * CUDA_R_16BF, multiplies (exactly: a bf16 product fits in fp32) and adds
  * in fp32 (CUBLAS_COMPUTE_32F) into an fp32 C.  Activations stay fp32 in
- * memory: each product converts its activation operand into g_bf[0] (and
- * a LoRA weight or second activation into g_bf[1]) just before the call.
- * NF4 weights are decoded straight into bf16 tiles (g_tile16, at most
+ * memory: each product converts its activation operand into the instance's
+ * bf[0] (and a LoRA weight or second activation into bf[1]) just before the
+ * call.  NF4 weights are decoded straight into bf16 tiles (tile16, at most
  * TILE_ELEMS values: 32 MiB instead of the fp32 tile's 64 MiB); a float32
  * weight (the head, --quant none) is frozen and converted once into a bf16
  * copy (bf16_copy) that every later product reads whole.
  */
-static uint16_t *g_bf[2];	/* converted operands */
-static size_t g_bf_cap[2];
-static uint16_t *g_tile16;	/* bf16 weight tile */
-static size_t g_tile16_cap;
-
 static uint16_t *bf_buf(uint16_t **p, size_t *cap, size_t n)
 {
 	if (n > *cap) {
@@ -1205,75 +1233,101 @@ static uint16_t *bf16_copy(const struct ftk_weight *w)
 }
 
 /* Rows [r0, r0 + r) of W (N, K) as bf16, NF4 or float32. */
-static uint16_t *bf16_tile(const struct ftk_weight *w, size_t r0, size_t r)
+static uint16_t *bf16_tile(struct ftk_backend *be, const struct ftk_weight *w, size_t r0, size_t r)
 {
+	struct cu_state *st = st_of(be);
 	if (w->quant != FTK_QUANT_NF4)
 		return bf16_copy(w) + r0 * w->cols;
 	size_t n = r * (size_t)w->cols;
-	uint16_t *t = bf_buf(&g_tile16, &g_tile16_cap, n);
+	uint16_t *t = bf_buf(&st->tile16, &st->tile16_cap, n);
 	const struct dev_nf4 *d = (const struct dev_nf4 *)w->dev;
 	k_nf4_dequant_bf16<<<blocks_for(n), THREADS>>>(t, d->packed, d->absmax, r0 * w->cols, n);
 	return t;
 }
 
 /* Row-major C (M, N) = alpha op(A) op(B) + beta C over bf16 operands (see cu_gemm). */
-static void gemm_bf16_raw(int ta, int tb, int M, int N, int K, float alpha, const uint16_t *A,
-			  int lda, const uint16_t *B, int ldb, float beta, float *C, int ldc)
+static void gemm_bf16_raw(struct ftk_backend *be, int ta, int tb, int M, int N, int K,
+			  float alpha, const uint16_t *A, int lda, const uint16_t *B, int ldb,
+			  float beta, float *C, int ldc)
 {
-	CKB(cublasGemmEx(g_blas, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N, N,
-			 M, K, &alpha, B, CUDA_R_16BF, ldb, A, CUDA_R_16BF, lda, &beta, C,
+	struct cu_state *st = st_of(be);
+	CKB(cublasGemmEx(st->blas, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N,
+			 N, M, K, &alpha, B, CUDA_R_16BF, ldb, A, CUDA_R_16BF, lda, &beta, C,
 			 CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 	launched();
 }
 
-static void bf16_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
-		      const float *B, int ldb, float beta, float *C, int ldc)
+static void bf16_gemm(struct ftk_backend *be, int ta, int tb, int M, int N, int K, float alpha,
+		      const float *A, int lda, const float *B, int ldb, float beta, float *C,
+		      int ldc)
 {
+	struct cu_state *st = st_of(be);
 	/* as stored: A is (ta ? K : M) rows of (ta ? M : K), B (tb ? N : K) of (tb ? K : N) */
 	int ar = ta ? K : M, ac = ta ? M : K, br = tb ? N : K, bc = tb ? K : N;
-	uint16_t *a = bf_buf(&g_bf[0], &g_bf_cap[0], (size_t)ar * ac);
-	uint16_t *b = bf_buf(&g_bf[1], &g_bf_cap[1], (size_t)br * bc);
+	uint16_t *a = bf_buf(&st->bf[0], &st->bf_cap[0], (size_t)ar * ac);
+	uint16_t *b = bf_buf(&st->bf[1], &st->bf_cap[1], (size_t)br * bc);
 	to_bf16(a, A, ar, ac, lda);
 	to_bf16(b, B, br, bc, ldb);
-	gemm_bf16_raw(ta, tb, M, N, K, alpha, a, ac > 0 ? ac : 1, b, bc > 0 ? bc : 1, beta, C, ldc);
+	gemm_bf16_raw(be, ta, tb, M, N, K, alpha, a, ac > 0 ? ac : 1, b, bc > 0 ? bc : 1, beta, C,
+		      ldc);
 }
 
 /*
  * Forward: y (M, N) = bf16(x) (M, K) @ bf16(W)^T + bias; backward (bwd):
  * y (M, K) += bf16(x) (M, N) @ bf16(W).
  */
-static void bf16_linear(float *y, const float *x, const struct ftk_weight *w, const float *bias,
-			int M, int bwd)
+static void bf16_linear(struct ftk_backend *be, float *y, const float *x,
+			const struct ftk_weight *w, const float *bias, int M, int bwd)
 {
-	init_once();
+	struct cu_state *st = st_of(be);
+	init_once(be);
 	int N = w->rows, K = w->cols, in = bwd ? N : K;
 	if (M <= 0)
 		return;
-	uint16_t *xb = bf_buf(&g_bf[0], &g_bf_cap[0], (size_t)M * in);
+	uint16_t *xb = bf_buf(&st->bf[0], &st->bf_cap[0], (size_t)M * in);
 	to_bf16(xb, x, M, in, in);
 	size_t R = w->quant == FTK_QUANT_NF4 ? tile_rows(w) : (size_t)N;	/* f32: its bf16 copy */
 	for (size_t r0 = 0; r0 < (size_t)N; r0 += R) {
 		size_t r = (size_t)N - r0 < R ? (size_t)N - r0 : R;
-		uint16_t *tile = bf16_tile(w, r0, r);
+		uint16_t *tile = bf16_tile(be, w, r0, r);
 		if (bwd)	/* y (M, K) += x[:, r0:r0+r] (M, r) @ tile (r, K) */
-			gemm_bf16_raw(0, 0, M, K, (int)r, 1.0f, xb + r0, N, tile, K, 1.0f, y, K);
+			gemm_bf16_raw(be, 0, 0, M, K, (int)r, 1.0f, xb + r0, N, tile, K, 1.0f, y,
+				      K);
 		else		/* y[:, r0:r0+r] (M, r) = x (M, K) @ tile^T */
-			gemm_bf16_raw(0, 1, M, (int)r, K, 1.0f, xb, K, tile, K, 0.0f, y + r0, N);
+			gemm_bf16_raw(be, 0, 1, M, (int)r, K, 1.0f, xb, K, tile, K, 0.0f, y + r0,
+				      N);
 	}
 	if (bias)
 		cu_add_bias(y, bias, M, N);
 }
 
-static int cu_set_precision(int p)
+static int cu_set_precision(struct ftk_backend *be, int p)
 {
+	struct cu_state *st = st_of(be);
 	if (p != FTK_PREC_FP32 && p != FTK_PREC_BF16 && p != FTK_PREC_TF32)
 		return -1;
-	g_prec = p;
+	st->prec = p;
 	return 0;
 }
 
-static const struct ftk_backend cuda_table = {
+static void cu_destroy(struct ftk_backend *be)
+{
+	struct cu_state *st = st_of(be);
+	float *f[] = { st->tile, st->dscore, st->flash_D };
+	uint16_t *h[] = { st->bf[0], st->bf[1], st->tile16 };
+	for (int i = 0; i < 3; i++) {
+		CK(cudaFree(f[i]));	/* NULL is fine */
+		CK(cudaFree(h[i]));
+	}
+	if (st->ready)
+		CKB(cublasDestroy(st->blas));
+	free(st);
+	free(be);
+}
+
+static const struct ftk_backend_ops cuda_ops = {
 	/* .name = */ "cuda",
+	/* .destroy = */ cu_destroy,
 	/* .alloc = */ cu_alloc,
 	/* .free = */ cu_free,
 	/* .upload = */ cu_memcpy,
@@ -1300,7 +1354,6 @@ static const struct ftk_backend cuda_table = {
 	/* .dropout = */ cu_dropout,
 	/* .dropout_mask = */ cu_dropout_mask,
 	/* .embed = */ cu_embed,
-	/* .add_bias = */ cu_add_bias,
 	/* .gemm_batch = */ cu_gemm_batch,
 	/* .sumsq = */ cu_sumsq,
 	/* .scale = */ cu_scale,
@@ -1351,20 +1404,32 @@ __attribute__((visibility("default"))) int ftk_cuda_mem(size_t *free_b, size_t *
 }
 
 /*
- * The backend table.  nf4_code: the 16 NF4 values (ftk_nf4_code), passed in
- * because the shared object does not link the trainer's archive.
+ * A new backend instance on the current device (free it with its destroy
+ * op, ftk_backend_free); NULL when out of host memory.  nf4_code: the 16
+ * NF4 values (ftk_nf4_code), passed in because the shared object does not
+ * link the model's archive.
  */
-__attribute__((visibility("default"))) const struct ftk_backend *
-ftk_cuda_backend(const float *nf4_code)
+__attribute__((visibility("default"))) struct ftk_backend *
+ftk_cuda_backend_new(const float *nf4_code)
 {
-	memcpy(g_code, nf4_code, sizeof(g_code));
-	return &cuda_table;
+	struct ftk_backend *be = (struct ftk_backend *)calloc(1, sizeof(*be));
+	struct cu_state *st = (struct cu_state *)calloc(1, sizeof(*st));
+	if (!be || !st) {
+		free(be);
+		free(st);
+		return NULL;
+	}
+	memcpy(st->code, nf4_code, sizeof(st->code));
+	st->prec = FTK_PREC_FP32;
+	be->ops = &cuda_ops;
+	be->ctx = st;
+	return be;
 }
 
-/* The ABI this object was built for (device.c refuses a mismatch): FTK_CUDA_ABI and the table's size. */
+/* The ABI this object was built for (device.c refuses a mismatch): FTK_CUDA_ABI and the ops table's size. */
 __attribute__((visibility("default"))) unsigned ftk_cuda_abi(size_t *table_bytes)
 {
-	*table_bytes = sizeof(struct ftk_backend);
+	*table_bytes = sizeof(struct ftk_backend_ops);
 	return FTK_CUDA_ABI;
 }
 

@@ -57,12 +57,13 @@ static int check_abi(void *h, const char *path, struct ftk_error *err)
 				     path);
 	size_t bytes = 0;
 	unsigned v = abi(&bytes);
-	if (v != FTK_CUDA_ABI || bytes != sizeof(struct ftk_backend))
+	if (v != FTK_CUDA_ABI || bytes != sizeof(struct ftk_backend_ops))
 		return ftk_error_msg(err, FTK_EUNSUPPORTED,
 				     "'%s' is CUDA backend ABI %u with a %zu-byte table, this ftk "
 				     "needs ABI %u with %zu bytes (a stale build?): rebuild it "
 				     "(make cuda) or point FTK_CUDA_LIB at the matching one",
-				     path, v, bytes, (unsigned)FTK_CUDA_ABI, sizeof(struct ftk_backend));
+				     path, v, bytes, (unsigned)FTK_CUDA_ABI,
+				     sizeof(struct ftk_backend_ops));
 	return 0;
 }
 
@@ -110,10 +111,10 @@ int ftk_cuda_load(struct ftk_cuda_api *api, struct ftk_error *err)
 	*(void **)&api->probe = dlsym(h, "ftk_cuda_probe");
 	*(void **)&api->set_device = dlsym(h, "ftk_cuda_set_device");
 	*(void **)&api->mem = dlsym(h, "ftk_cuda_mem");
-	*(void **)&api->backend = dlsym(h, "ftk_cuda_backend");
+	*(void **)&api->backend_new = dlsym(h, "ftk_cuda_backend_new");
 	*(void **)&api->sync = dlsym(h, "ftk_cuda_sync");
 	*(void **)&api->local_reserve = dlsym(h, "ftk_cuda_local_reserve");
-	if (!api->probe || !api->set_device || !api->mem || !api->backend || !api->sync ||
+	if (!api->probe || !api->set_device || !api->mem || !api->backend_new || !api->sync ||
 	    !api->local_reserve)
 		return ftk_error_msg(err, FTK_EUNSUPPORTED,
 				     "'%s' lacks an entry point of the CUDA backend (stale build?)",
@@ -154,11 +155,11 @@ size_t ftk_device_free_bytes(const char *name)
 	return fb;
 }
 
-int ftk_device_backend(const char *name, int local_rank, const struct ftk_backend **be,
+int ftk_device_backend(const char *name, int local_rank, struct ftk_backend **be,
 		       struct ftk_error *err)
 {
 	if (!name || !strcmp(name, "cpu")) {
-		*be = &ftk_backend_cpu;
+		*be = ftk_backend_cpu_new();
 		return 0;
 	}
 	if (strcmp(name, "cuda") != 0)
@@ -178,7 +179,8 @@ int ftk_device_backend(const char *name, int local_rank, const struct ftk_backen
 	if (a->set_device(local_rank % n) < 0)
 		return ftk_error_msg(err, FTK_EUNSUPPORTED, "cannot select CUDA device %d",
 				     local_rank % n);
-	*be = a->backend(ftk_nf4_code);
+	if (!(*be = a->backend_new(ftk_nf4_code)))
+		return ftk_error_msg(err, FTK_ENOMEM, "out of memory for a CUDA backend instance");
 	return 0;
 }
 

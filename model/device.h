@@ -23,7 +23,7 @@ struct ftk_cuda_api {
 	int (*probe)(char *why, size_t cap);
 	int (*set_device)(int dev);
 	int (*mem)(size_t *free_b, size_t *total_b);
-	const struct ftk_backend *(*backend)(const float *nf4_code);
+	struct ftk_backend *(*backend_new)(const float *nf4_code);	/* an instance, or NULL */
 	int (*sync)(char *why, size_t cap);	/* cudaDeviceSynchronize: 0, or -1 and why */
 	int (*local_reserve)(size_t *bytes);	/* the flash kernels' local memory: 0 or -1 */
 };
@@ -31,7 +31,7 @@ struct ftk_cuda_api {
 /*
  * Open libftkcuda.so and resolve its entry points (nothing is run on the
  * device).  Its ftk_cuda_abi() must return FTK_CUDA_ABI and the size of
- * this build's struct ftk_backend, so a stale object is refused before its
+ * this build's struct ftk_backend_ops, so a stale object is refused before its
  * table is read.  Returns 0 and fills *api (kept open for the life of the
  * process), or FTK_EUNSUPPORTED with a message saying why: the object was
  * not built (no nvcc at build time), could not be loaded (naming the CUDA
@@ -40,12 +40,14 @@ struct ftk_cuda_api {
 int ftk_cuda_load(struct ftk_cuda_api *api, struct ftk_error *err);
 
 /*
- * The backend for a --device name: "cpu", or "cuda" (loaded, probed, and
- * device number local_rank % device count selected).  Returns 0 and *be,
- * FTK_EUSAGE for another name, or FTK_EUNSUPPORTED saying why CUDA cannot
- * be used here (not built, libraries missing, no driver, no device).
+ * A new backend instance for a --device name: "cpu", or "cuda" (loaded,
+ * probed, and device number local_rank % device count selected).  Returns
+ * 0 and *be (the caller frees it with ftk_backend_free, after the models
+ * and memory that use it), FTK_EUSAGE for another name, or
+ * FTK_EUNSUPPORTED saying why CUDA cannot be used here (not built,
+ * libraries missing, no driver, no device).
  */
-int ftk_device_backend(const char *name, int local_rank, const struct ftk_backend **be,
+int ftk_device_backend(const char *name, int local_rank, struct ftk_backend **be,
 		       struct ftk_error *err);
 
 /*

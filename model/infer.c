@@ -28,6 +28,7 @@
 struct tok_ref {
 	atomic_int refs;
 	struct ftk_tokenizer *tok;
+	struct ftk_backend *be;	/* --device's instance, freed after the last model (NULL: CPU) */
 };
 
 struct ftk_infer {
@@ -102,8 +103,11 @@ int ftk_infer_open(struct ftk_infer **out, const struct ftk_infer_opts *o, struc
 	lo.quant = o->quant_nf4 ? FTK_QUANT_NF4 : FTK_QUANT_NONE;
 	lo.threads = 1;
 	lo.max_seq = o->max_seq;
-	if (o->device && (rc = ftk_device_backend(o->device, 0, &lo.backend, err)) < 0)
+	e->tref = xcalloc(1, sizeof(*e->tref));
+	atomic_init(&e->tref->refs, 1);
+	if (o->device && (rc = ftk_device_backend(o->device, 0, &e->tref->be, err)) < 0)
 		goto fail;
+	lo.backend = e->tref->be;
 	if ((rc = ftk_model_load(&e->model, o->model_dir, &lo, err)) < 0)
 		goto fail;
 	if (o->adapter_dir) {
@@ -115,8 +119,6 @@ int ftk_infer_open(struct ftk_infer **out, const struct ftk_infer_opts *o, struc
 		if (rc < 0)
 			goto fail;
 	}
-	e->tref = xcalloc(1, sizeof(*e->tref));
-	atomic_init(&e->tref->refs, 1);
 	if ((rc = ftk_tokenizer_load(&e->tref->tok, o->model_dir, err)) < 0)
 		goto fail;
 	e->tok = e->tref->tok;
@@ -201,12 +203,15 @@ void ftk_infer_free(struct ftk_infer *e)
 {
 	if (!e)
 		return;
+	struct ftk_backend *be = NULL;	/* freed after the last model that computes on it */
 	ftk_chat_free(e->chat);
 	if (e->tref && atomic_fetch_sub(&e->tref->refs, 1) == 1) {
 		ftk_tokenizer_free(e->tref->tok);
+		be = e->tref->be;
 		free(e->tref);
 	}
 	ftk_model_free(e->model);
+	ftk_backend_free(be);
 	ftk_tokens_release(&e->toks);
 	free(e->logits);
 	free(e->ctx_logits);

@@ -84,11 +84,12 @@ struct acts {
  */
 struct weights_ref {
 	atomic_int refs;
+	struct ftk_backend *own_be;	/* the CPU instance made when the caller gave none */
 };
 
 struct ftk_model {
 	struct ftk_model_config cfg;
-	const struct ftk_backend *be;
+	struct ftk_backend *be;
 	char *dir;
 	enum ftk_quant quant;
 	int max_seq;
@@ -155,7 +156,7 @@ int ftk_model_head_chunk(int V, int M, int gpu)
 
 static int head_chunk(const struct ftk_model *m, int V, int M)
 {
-	return ftk_model_head_chunk(V, M, strcmp(m->be->name, "cpu") != 0);
+	return ftk_model_head_chunk(V, M, strcmp(m->be->ops->name, "cpu") != 0);
 }
 
 const char *ftk_lora_target_name(enum ftk_lora_target t)
@@ -259,14 +260,14 @@ int ftk_model_load(struct ftk_model **out, const char *dir, const struct ftk_loa
 		return rc;
 
 	struct ftk_model *m = xcalloc(1, sizeof(*m));
-	m->wref = xmalloc(sizeof(*m->wref));
+	m->wref = xcalloc(1, sizeof(*m->wref));
 	atomic_init(&m->wref->refs, 1);
 	m->cfg = cfg;
-	m->be = opts->backend ? opts->backend : &ftk_backend_cpu;
+	m->be = opts->backend ? opts->backend : (m->wref->own_be = ftk_backend_cpu_new());
 	m->dir = xstrdup(dir);
 	m->quant = opts->quant;
 	m->max_seq = opts->max_seq > 0 ? opts->max_seq : cfg.max_pos;
-	m->be->set_threads(opts->threads);
+	m->be->ops->set_threads(m->be, opts->threads);
 	int L = cfg.n_layers, C = cfg.dim, V = cfg.vocab_size, hd = cfg.head_dim;
 	m->layers = xcalloc((size_t)L, sizeof(*m->layers));
 
@@ -318,7 +319,7 @@ int ftk_model_load(struct ftk_model **out, const char *dir, const struct ftk_loa
 
 	/* one arena for the float32 tensors, then NF4 projections one by one */
 	m->base_floats = floats;
-	m->base_mem = m->be->alloc(floats * sizeof(float));
+	m->base_mem = m->be->ops->alloc(m->be, floats * sizeof(float));
 	size_t off = 0;
 	float *tmp = NULL;
 	size_t tmp_cap = 0;
@@ -335,14 +336,14 @@ int ftk_model_load(struct ftk_model **out, const char *dir, const struct ftk_loa
 		}
 		if (ws[i].dst) {
 			*ws[i].dst = m->base_mem + off;
-			m->be->upload(m->base_mem + off, tmp, n * sizeof(float));
+			m->be->ops->upload(m->be, m->base_mem + off, tmp, n * sizeof(float));
 			off += n;
 		} else {
 			ftk_nf4_quantize(&ws[i].w->nf4, tmp, n, NULL);
 		}
 		if (ws[i].w) {
 			ws[i].w->quant = m->quant;
-			m->be->weight_prepare(ws[i].w);
+			m->be->ops->weight_prepare(m->be, ws[i].w);
 		}
 	}
 	free(tmp);
@@ -357,8 +358,8 @@ int ftk_model_load(struct ftk_model **out, const char *dir, const struct ftk_loa
 		inv[j] = ftk_rope_inv_freq(j, hd, cfg.rope_theta,
 					   cfg.rope_llama3 ? cfg.rope_factor : 0.0f, cfg.rope_low_freq,
 					   cfg.rope_high_freq, cfg.rope_orig_max_pos);
-	m->inv_freq = m->be->alloc((size_t)(hd / 2) * sizeof(float));
-	m->be->upload(m->inv_freq, inv, (size_t)(hd / 2) * sizeof(float));
+	m->inv_freq = m->be->ops->alloc(m->be, (size_t)(hd / 2) * sizeof(float));
+	m->be->ops->upload(m->be, m->inv_freq, inv, (size_t)(hd / 2) * sizeof(float));
 	free(inv);
 	free(tens);
 	free(ws);
@@ -376,11 +377,11 @@ fail:
 static void free_acts(struct ftk_model *m)
 {
 	for (int i = 0; i < m->cap_saved; i++)
-		m->be->free(m->acts[i].mem);
+		m->be->ops->free(m->be, m->acts[i].mem);
 	free(m->acts);
 	m->acts = NULL;
-	m->be->free(m->res);
-	m->be->free(m->scratch_mem);
+	m->be->ops->free(m->be, m->res);
+	m->be->ops->free(m->be, m->scratch_mem);
 	m->res = NULL;
 	m->scratch_mem = NULL;
 	m->cap_M = m->cap_T = m->cap_saved = 0;
@@ -392,19 +393,20 @@ static void free_weights(struct ftk_model *m)
 	if (m->layers)
 		for (int l = 0; l < m->cfg.n_layers; l++)
 			for (int t = 0; t < NT; t++) {
-				if (m->be->weight_release)
-					m->be->weight_release(&m->layers[l].w[t]);
+				if (m->be->ops->weight_release)
+					m->be->ops->weight_release(m->be, &m->layers[l].w[t]);
 				ftk_nf4_free(&m->layers[l].w[t].nf4);
 			}
 	free(m->layers);
-	if (m->be->weight_release)	/* a backend's own copy of the head (CUDA bf16) */
-		m->be->weight_release(&m->head);
-	m->be->free(m->base_mem);
-	m->be->free(m->lora_mem);
-	m->be->free(m->grad_mem);
+	if (m->be->ops->weight_release)	/* a backend's own copy of the head (CUDA bf16) */
+		m->be->ops->weight_release(m->be, &m->head);
+	m->be->ops->free(m->be, m->base_mem);
+	m->be->ops->free(m->be, m->lora_mem);
+	m->be->ops->free(m->be, m->grad_mem);
 	free(m->slots);
 	free(m->lt);
-	m->be->free(m->inv_freq);
+	m->be->ops->free(m->be, m->inv_freq);
+	ftk_backend_free(m->wref->own_be);
 	free(m->wref);
 }
 
@@ -413,9 +415,9 @@ void ftk_model_free(struct ftk_model *m)
 	if (!m)
 		return;
 	free_acts(m);
-	m->be->free(m->kc);
-	m->be->free(m->vc);
-	m->be->free(m->dec_scratch);
+	m->be->ops->free(m->be, m->kc);
+	m->be->ops->free(m->be, m->vc);
+	m->be->ops->free(m->be, m->dec_scratch);
 	free(m->h_idx);
 	free(m->dir);
 	if (atomic_fetch_sub(&m->wref->refs, 1) == 1)
@@ -478,7 +480,7 @@ const char *ftk_model_dir(const struct ftk_model *m)
 	return m->dir;
 }
 
-const struct ftk_backend *ftk_model_backend(const struct ftk_model *m)
+struct ftk_backend *ftk_model_backend(const struct ftk_model *m)
 {
 	return m->be;
 }
@@ -498,7 +500,7 @@ void ftk_model_base_weight(const struct ftk_model *m, int layer, enum ftk_lora_t
 	const struct ftk_weight *w = &m->layers[layer].w[t];
 	size_t n = (size_t)w->rows * w->cols;
 	if (w->quant == FTK_QUANT_NONE)
-		m->be->download(dst, w->f32, n * sizeof(float));
+		m->be->ops->download(m->be, dst, w->f32, n * sizeof(float));
 	else
 		ftk_nf4_dequant(&w->nf4, 0, n, dst);
 }
@@ -518,8 +520,8 @@ int ftk_model_lora_init(struct ftk_model *m, const struct ftk_lora_opts *o, stru
 	if (rc < 0)
 		return rc;
 	free_acts(m);	/* buffer sizes depend on the rank */
-	m->be->free(m->lora_mem);
-	m->be->free(m->grad_mem);
+	m->be->ops->free(m->be, m->lora_mem);
+	m->be->ops->free(m->be, m->grad_mem);
 	free(m->slots);
 	free(m->lt);
 	int L = m->cfg.n_layers, r = o->rank;
@@ -538,12 +540,13 @@ int ftk_model_lora_init(struct ftk_model *m, const struct ftk_lora_opts *o, stru
 			nlt += 2;
 		}
 	m->n_lora = n;
-	m->lora_mem = m->be->alloc_shared(n * sizeof(float));
-	m->grad_mem = m->be->alloc_shared(n * sizeof(float));
+	m->lora_mem = m->be->ops->alloc_shared(m->be, n * sizeof(float));
+	m->grad_mem = m->be->ops->alloc_shared(m->be, n * sizeof(float));
 	m->lt = xcalloc(nlt, sizeof(*m->lt));
 	m->n_lt = nlt;
 	struct ftk_rng rng;
 	ftk_rng_seed(&rng, o->seed);
+	float *host = xcalloc(n ? n : 1, sizeof(float));	/* A drawn here, then one upload */
 	size_t off = 0, k = 0;
 	for (int l = 0; l < L; l++)
 		for (int t = 0; t < NT; t++) {
@@ -568,7 +571,7 @@ int ftk_model_lora_init(struct ftk_model *m, const struct ftk_lora_opts *o, stru
 					/* kaiming_uniform_(a=sqrt(5)): bound = 1/sqrt(fan_in) */
 					float bound = 1.0f / sqrtf((float)s->in);
 					for (int i = 0; i < x->rows * x->cols; i++)
-						x->data[i] = (float)((2.0 * ftk_rng_uniform(&rng) - 1.0) * bound);
+						host[off + i] = (float)((2.0 * ftk_rng_uniform(&rng) - 1.0) * bound);
 					s->A = x->data;
 					s->dA = x->grad;
 				} else {
@@ -578,6 +581,8 @@ int ftk_model_lora_init(struct ftk_model *m, const struct ftk_lora_opts *o, stru
 				off += (size_t)x->rows * x->cols;
 			}
 		}
+	ftk_model_lora_upload(m, host);
+	free(host);
 	m->has_lora = 1;
 	m->rng.seed = o->seed;
 	m->rng.counter = 0;
@@ -609,8 +614,8 @@ const struct ftk_lora_tensor *ftk_model_lora_find(const struct ftk_model *m, con
 
 float *ftk_model_lora_flat(struct ftk_model *m, size_t *n)
 {
-	if (m->be->sync)
-		m->be->sync();
+	if (m->be->ops->sync)
+		m->be->ops->sync(m->be);
 	if (n)
 		*n = m->n_lora;
 	return m->lora_mem;
@@ -618,17 +623,31 @@ float *ftk_model_lora_flat(struct ftk_model *m, size_t *n)
 
 float *ftk_model_lora_grad_flat(struct ftk_model *m, size_t *n)
 {
-	if (m->be->sync)
-		m->be->sync();
+	if (m->be->ops->sync)
+		m->be->ops->sync(m->be);
 	if (n)
 		*n = m->n_lora;
 	return m->grad_mem;
 }
 
+void ftk_model_lora_download(const struct ftk_model *m, float *host)
+{
+	if (m->be->ops->sync)
+		m->be->ops->sync(m->be);
+	m->be->ops->download(m->be, host, m->lora_mem, m->n_lora * sizeof(float));
+}
+
+void ftk_model_lora_upload(struct ftk_model *m, const float *host)
+{
+	if (m->be->ops->sync)
+		m->be->ops->sync(m->be);
+	m->be->ops->upload(m->be, m->lora_mem, host, m->n_lora * sizeof(float));
+}
+
 void ftk_model_zero_grad(struct ftk_model *m)
 {
 	if (m->grad_mem)
-		m->be->zero(m->grad_mem, m->n_lora * sizeof(float));
+		m->be->ops->zero(m->be, m->grad_mem, m->n_lora * sizeof(float));
 }
 
 void ftk_model_rng_get(const struct ftk_model *m, struct ftk_model_rng *r)
@@ -659,16 +678,16 @@ int ftk_model_set_precision(struct ftk_model *m, int precision, struct ftk_error
 	const char *name = ftk_precision_name(precision);
 	if (!name)
 		return ftk_error_msg(err, FTK_EUSAGE, "unknown precision %d", precision);
-	if (!m->be->set_precision) {
+	if (!m->be->ops->set_precision) {
 		if (precision == FTK_PREC_FP32)
 			return 0;
 		return ftk_error_msg(err, FTK_EUNSUPPORTED,
-				     "the %s backend computes in fp32 only, not %s", m->be->name,
-				     name);
+				     "the %s backend computes in fp32 only, not %s",
+				     m->be->ops->name, name);
 	}
-	if (m->be->set_precision(precision) < 0)
+	if (m->be->ops->set_precision(m->be, precision) < 0)
 		return ftk_error_msg(err, FTK_EUNSUPPORTED, "the %s backend cannot compute in %s",
-				     m->be->name, name);
+				     m->be->ops->name, name);
 	return 0;
 }
 
@@ -714,9 +733,9 @@ int ftk_attention_flash(enum ftk_attention a, int B, int T, int NH, int hd)
 
 int ftk_model_set_attention(struct ftk_model *m, enum ftk_attention a, struct ftk_error *err)
 {
-	if (a == FTK_ATTN_FLASH && (!m->be->attn_fwd_flash || !m->be->attn_bwd_flash))
+	if (a == FTK_ATTN_FLASH && (!m->be->ops->attn_fwd_flash || !m->be->ops->attn_bwd_flash))
 		return ftk_error_msg(err, FTK_EUSAGE, "the %s backend has no flash attention",
-				     m->be->name);
+				     m->be->ops->name);
 	if (a == FTK_ATTN_FLASH && m->cfg.head_dim > FTK_FLASH_MAX_HD)
 		return ftk_error_msg(err, FTK_EUSAGE,
 				     "flash attention takes head_dim up to %d, the model has %d",
@@ -728,7 +747,7 @@ int ftk_model_set_attention(struct ftk_model *m, enum ftk_attention a, struct ft
 /* Whether the forward and backward of B rows of T positions run flash attention. */
 static int use_flash(const struct ftk_model *m, int B, int T)
 {
-	return m->be->attn_fwd_flash && m->be->attn_bwd_flash &&
+	return m->be->ops->attn_fwd_flash && m->be->ops->attn_bwd_flash &&
 	       ftk_attention_flash(m->attention, B, T, m->cfg.n_heads, m->cfg.head_dim);
 }
 
@@ -820,10 +839,10 @@ static void ensure_buffers(struct ftk_model *m, int B, int T, int decode)
 	m->acts = xcalloc((size_t)saved, sizeof(*m->acts));
 	for (int i = 0; i < saved; i++) {
 		size_t bytes = acts_layout(m, &m->acts[i], NULL, B, T);
-		m->acts[i].mem = m->be->alloc(bytes);
+		m->acts[i].mem = m->be->ops->alloc(m->be, bytes);
 		acts_layout(m, &m->acts[i], m->acts[i].mem, B, T);
 	}
-	m->res = m->be->alloc((size_t)(c->n_layers + 1) * M * C * sizeof(float));
+	m->res = m->be->ops->alloc(m->be, (size_t)(c->n_layers + 1) * M * C * sizeof(float));
 	size_t wide = (size_t)max3(C, H, q);
 	size_t n = 0;
 	/* decoding uses no backward buffers and one row of logits */
@@ -844,7 +863,7 @@ static void ensure_buffers(struct ftk_model *m, int B, int T, int decode)
 	};
 	for (size_t i = 0; i < FTK_ARRAY_SIZE(sizes); i++)
 		n += sizes[i];
-	float *p = m->scratch_mem = m->be->alloc(n * sizeof(float));
+	float *p = m->scratch_mem = m->be->ops->alloc(m->be, n * sizeof(float));
 	m->lnf = p, p += sizes[0];
 	m->rstdf = p, p += sizes[1];
 	m->pos = (int32_t *)p, m->doc = m->pos + M, m->target = m->doc + M;
@@ -876,10 +895,11 @@ static void ensure_buffers(struct ftk_model *m, int B, int T, int decode)
 static void proj_fwd(struct ftk_model *m, int l, int t, const float *X, float *Y, int M,
 		     struct acts *a, int train)
 {
-	const struct ftk_backend *be = m->be;
+	struct ftk_backend *be = m->be;
+	const struct ftk_backend_ops *op = be->ops;
 	struct layer_w *lw = &m->layers[l];
 	const float *bias = t < 3 ? lw->bias[t] : NULL;
-	be->linear_fwd(Y, X, &lw->w[t], bias, M);
+	op->linear_fwd(be, Y, X, &lw->w[t], bias, M);
 	struct lora_slot *s = m->has_lora ? &m->slots[l * NT + t] : NULL;
 	if (!s || !s->on)
 		return;
@@ -889,25 +909,25 @@ static void proj_fwd(struct ftk_model *m, int l, int t, const float *X, float *Y
 		size_t n = (size_t)M * s->in;
 		uint64_t stream = ftk_mix64(m->rng.seed ^ ftk_mix64(m->rng.counter * 1000003u +
 								    (uint64_t)(l * NT + t)));
-		be->dropout_mask(a->keep[t], stream, m->lo.dropout, n);
-		be->dropout(a->lx[t], X, a->keep[t], 1.0f / (1.0f - m->lo.dropout), n);
+		op->dropout_mask(be, a->keep[t], stream, m->lo.dropout, n);
+		op->dropout(be, a->lx[t], X, a->keep[t], 1.0f / (1.0f - m->lo.dropout), n);
 		Xd = a->lx[t];
 	}
 	float *U = a->lu[t];
-	be->gemm(0, 1, M, r, s->in, 1.0f, Xd, s->in, s->A, s->in, 0.0f, U, r);
-	be->gemm(0, 1, M, s->out, r, m->scaling, U, r, s->B, r, 1.0f, Y, s->out);
+	op->gemm(be, 0, 1, M, r, s->in, 1.0f, Xd, s->in, s->A, s->in, 0.0f, U, r);
+	op->gemm(be, 0, 1, M, s->out, r, m->scaling, U, r, s->B, r, 1.0f, Y, s->out);
 }
 
 /* Run n independent products: together when the backend can, else one by one. */
-static void lora_gemms(const struct ftk_backend *be, int n, const struct ftk_gemm_args *g)
+static void lora_gemms(struct ftk_backend *be, int n, const struct ftk_gemm_args *g)
 {
-	if (be->gemm_batch && n > 1) {
-		be->gemm_batch(n, g);
+	if (be->ops->gemm_batch && n > 1) {
+		be->ops->gemm_batch(be, n, g);
 		return;
 	}
 	for (int i = 0; i < n; i++)
-		be->gemm(g[i].ta, g[i].tb, g[i].M, g[i].N, g[i].K, g[i].alpha, g[i].A, g[i].lda,
-			 g[i].B, g[i].ldb, g[i].beta, g[i].C, g[i].ldc);
+		be->ops->gemm(be, g[i].ta, g[i].tb, g[i].M, g[i].N, g[i].K, g[i].alpha, g[i].A,
+			      g[i].lda, g[i].B, g[i].ldb, g[i].beta, g[i].C, g[i].ldc);
 }
 
 /*
@@ -917,9 +937,10 @@ static void lora_gemms(const struct ftk_backend *be, int n, const struct ftk_gem
 static void proj_bwd(struct ftk_model *m, int l, int t, const float *X, const float *dY, float *dX,
 		     int M, struct acts *a)
 {
-	const struct ftk_backend *be = m->be;
+	struct ftk_backend *be = m->be;
+	const struct ftk_backend_ops *op = be->ops;
 	if (dX)
-		be->linear_bwd_inp(dX, dY, &m->layers[l].w[t], M);
+		op->linear_bwd_inp(be, dX, dY, &m->layers[l].w[t], M);
 	struct lora_slot *s = m->has_lora ? &m->slots[l * NT + t] : NULL;
 	if (!s || !s->on)
 		return;
@@ -945,8 +966,8 @@ static void proj_bwd(struct ftk_model *m, int l, int t, const float *X, const fl
 	lora_gemms(be, dX ? 2 : 1, h);
 	if (dX && drop) {
 		size_t n = (size_t)M * s->in;
-		be->dropout(m->dx, m->dx, a->keep[t], 1.0f / (1.0f - m->lo.dropout), n);
-		be->add(dX, m->dx, n);
+		op->dropout(be, m->dx, m->dx, a->keep[t], 1.0f / (1.0f - m->lo.dropout), n);
+		op->add(be, dX, m->dx, n);
 	}
 }
 
@@ -956,42 +977,45 @@ static void proj_bwd(struct ftk_model *m, int l, int t, const float *X, const fl
 static void layer_fwd(struct ftk_model *m, int l, const float *x, float *xout, struct acts *a,
 		      int B, int T, int train)
 {
-	const struct ftk_backend *be = m->be;
+	struct ftk_backend *be = m->be;
+	const struct ftk_backend_ops *op = be->ops;
 	const struct ftk_model_config *c = &m->cfg;
 	struct layer_w *lw = &m->layers[l];
 	int M = B * T, C = c->dim, H = c->hidden_dim, NH = c->n_heads, NKV = c->n_kv_heads,
 	    hd = c->head_dim;
-	be->rmsnorm_fwd(a->ln1, a->rstd1, x, lw->ln1, M, C, c->norm_eps);
+	op->rmsnorm_fwd(be, a->ln1, a->rstd1, x, lw->ln1, M, C, c->norm_eps);
 	float *q = c->qk_norm ? a->qraw : a->q, *k = c->qk_norm ? a->kraw : a->k;
 	proj_fwd(m, l, FTK_LORA_Q, a->ln1, q, M, a, train);
 	proj_fwd(m, l, FTK_LORA_K, a->ln1, k, M, a, train);
 	proj_fwd(m, l, FTK_LORA_V, a->ln1, a->v, M, a, train);
 	if (c->qk_norm) {
-		be->rmsnorm_fwd(a->q, a->rstdq, a->qraw, lw->qn, M * NH, hd, c->norm_eps);
-		be->rmsnorm_fwd(a->k, a->rstdk, a->kraw, lw->kn, M * NKV, hd, c->norm_eps);
+		op->rmsnorm_fwd(be, a->q, a->rstdq, a->qraw, lw->qn, M * NH, hd, c->norm_eps);
+		op->rmsnorm_fwd(be, a->k, a->rstdk, a->kraw, lw->kn, M * NKV, hd, c->norm_eps);
 	}
-	be->rope(a->q, m->pos, m->inv_freq, M, NH, hd, 1);
-	be->rope(a->k, m->pos, m->inv_freq, M, NKV, hd, 1);
+	op->rope(be, a->q, m->pos, m->inv_freq, M, NH, hd, 1);
+	op->rope(be, a->k, m->pos, m->inv_freq, M, NKV, hd, 1);
 	if (m->flash)
-		be->attn_fwd_flash(a->atty, a->lse, a->q, a->k, a->v, m->doc, B, T, NH, NKV, hd);
+		op->attn_fwd_flash(be, a->atty, a->lse, a->q, a->k, a->v, m->doc, B, T, NH, NKV,
+				   hd);
 	else
-		be->attn_fwd(a->atty, a->att, a->q, a->k, a->v, m->doc, B, T, NH, NKV, hd);
+		op->attn_fwd(be, a->atty, a->att, a->q, a->k, a->v, m->doc, B, T, NH, NKV, hd);
 	proj_fwd(m, l, FTK_LORA_O, a->atty, m->tmp, M, a, train);
-	be->copy(a->xmid, x, (size_t)M * C * sizeof(float));
-	be->add(a->xmid, m->tmp, (size_t)M * C);
-	be->rmsnorm_fwd(a->ln2, a->rstd2, a->xmid, lw->ln2, M, C, c->norm_eps);
+	op->copy(be, a->xmid, x, (size_t)M * C * sizeof(float));
+	op->add(be, a->xmid, m->tmp, (size_t)M * C);
+	op->rmsnorm_fwd(be, a->ln2, a->rstd2, a->xmid, lw->ln2, M, C, c->norm_eps);
 	proj_fwd(m, l, FTK_LORA_GATE, a->ln2, a->gate, M, a, train);
 	proj_fwd(m, l, FTK_LORA_UP, a->ln2, a->up, M, a, train);
-	be->swiglu_fwd(a->act, a->gate, a->up, (size_t)M * H);
+	op->swiglu_fwd(be, a->act, a->gate, a->up, (size_t)M * H);
 	proj_fwd(m, l, FTK_LORA_DOWN, a->act, m->tmp, M, a, train);
-	be->copy(xout, a->xmid, (size_t)M * C * sizeof(float));
-	be->add(xout, m->tmp, (size_t)M * C);
+	op->copy(be, xout, a->xmid, (size_t)M * C * sizeof(float));
+	op->add(be, xout, m->tmp, (size_t)M * C);
 }
 
 /* Backward of layer l: dres holds d(xout) on entry and d(x) on return. */
 static void layer_bwd(struct ftk_model *m, int l, const float *x, struct acts *a, int B, int T)
 {
-	const struct ftk_backend *be = m->be;
+	struct ftk_backend *be = m->be;
+	const struct ftk_backend_ops *op = be->ops;
 	const struct ftk_model_config *c = &m->cfg;
 	struct layer_w *lw = &m->layers[l];
 	int M = B * T, C = c->dim, H = c->hidden_dim, NH = c->n_heads, NKV = c->n_kv_heads,
@@ -999,44 +1023,45 @@ static void layer_bwd(struct ftk_model *m, int l, const float *x, struct acts *a
 	size_t q = (size_t)NH * hd, kv = (size_t)NKV * hd;
 	/* MLP */
 	float *dact = m->dh1, *dgate = m->dh2, *dup = m->dh3;
-	be->zero(dact, (size_t)M * H * sizeof(float));
+	op->zero(be, dact, (size_t)M * H * sizeof(float));
 	proj_bwd(m, l, FTK_LORA_DOWN, a->act, m->dres, dact, M, a);
-	be->swiglu_bwd(dgate, dup, dact, a->gate, a->up, (size_t)M * H);
-	be->zero(m->dln, (size_t)M * C * sizeof(float));
+	op->swiglu_bwd(be, dgate, dup, dact, a->gate, a->up, (size_t)M * H);
+	op->zero(be, m->dln, (size_t)M * C * sizeof(float));
 	proj_bwd(m, l, FTK_LORA_GATE, a->ln2, dgate, m->dln, M, a);
 	proj_bwd(m, l, FTK_LORA_UP, a->ln2, dup, m->dln, M, a);
-	be->rmsnorm_bwd(m->dres, m->dln, a->xmid, lw->ln2, a->rstd2, M, C);
+	op->rmsnorm_bwd(be, m->dres, m->dln, a->xmid, lw->ln2, a->rstd2, M, C);
 	/* attention */
 	float *datty = m->dh1, *dq = m->dh2, *dqraw = m->dh3;
-	be->zero(datty, (size_t)M * q * sizeof(float));
+	op->zero(be, datty, (size_t)M * q * sizeof(float));
 	proj_bwd(m, l, FTK_LORA_O, a->atty, m->dres, datty, M, a);
 	if (m->flash)
-		be->attn_bwd_flash(dq, m->dk, m->dv, datty, a->atty, a->lse, a->q, a->k, a->v, m->doc,
-				   B, T, NH, NKV, hd);
+		op->attn_bwd_flash(be, dq, m->dk, m->dv, datty, a->atty, a->lse, a->q, a->k, a->v,
+				   m->doc, B, T, NH, NKV, hd);
 	else
-		be->attn_bwd(dq, m->dk, m->dv, datty, a->att, a->q, a->k, a->v, B, T, NH, NKV, hd);
-	be->rope(dq, m->pos, m->inv_freq, M, NH, hd, -1);
-	be->rope(m->dk, m->pos, m->inv_freq, M, NKV, hd, -1);
+		op->attn_bwd(be, dq, m->dk, m->dv, datty, a->att, a->q, a->k, a->v, B, T, NH, NKV,
+			     hd);
+	op->rope(be, dq, m->pos, m->inv_freq, M, NH, hd, -1);
+	op->rope(be, m->dk, m->pos, m->inv_freq, M, NKV, hd, -1);
 	float *dk = m->dk;
 	if (c->qk_norm) {
-		be->zero(dqraw, (size_t)M * q * sizeof(float));
-		be->rmsnorm_bwd(dqraw, dq, a->qraw, lw->qn, a->rstdq, M * NH, hd);
+		op->zero(be, dqraw, (size_t)M * q * sizeof(float));
+		op->rmsnorm_bwd(be, dqraw, dq, a->qraw, lw->qn, a->rstdq, M * NH, hd);
 		dq = dqraw;
 		float *dkraw = m->tmp;
-		be->zero(dkraw, (size_t)M * kv * sizeof(float));
-		be->rmsnorm_bwd(dkraw, m->dk, a->kraw, lw->kn, a->rstdk, M * NKV, hd);
+		op->zero(be, dkraw, (size_t)M * kv * sizeof(float));
+		op->rmsnorm_bwd(be, dkraw, m->dk, a->kraw, lw->kn, a->rstdk, M * NKV, hd);
 		dk = dkraw;
 	}
 	/* layer 0's input is the frozen embedding: its gradient is never used, so
 	 * only the LoRA gradients of q, k, v are computed there (dX = NULL) */
 	float *dln = l > 0 ? m->dln : NULL;
 	if (dln)
-		be->zero(dln, (size_t)M * C * sizeof(float));
+		op->zero(be, dln, (size_t)M * C * sizeof(float));
 	proj_bwd(m, l, FTK_LORA_Q, a->ln1, dq, dln, M, a);
 	proj_bwd(m, l, FTK_LORA_K, a->ln1, dk, dln, M, a);
 	proj_bwd(m, l, FTK_LORA_V, a->ln1, m->dv, dln, M, a);
 	if (dln)
-		be->rmsnorm_bwd(m->dres, dln, x, lw->ln1, a->rstd1, M, C);
+		op->rmsnorm_bwd(be, m->dres, dln, x, lw->ln1, a->rstd1, M, C);
 }
 
 /* ---------------------------------------------------------------- batches */
@@ -1098,10 +1123,10 @@ static long prepare(struct ftk_model *m, const struct ftk_batch *b)
 			}
 		}
 	}
-	m->be->upload(m->pos, pos, (size_t)M * sizeof(int32_t));
-	m->be->upload(m->doc, doc, (size_t)M * sizeof(int32_t));
-	m->be->upload(m->target, target, (size_t)M * sizeof(int32_t));
-	m->be->upload(m->ids, b->ids, (size_t)M * sizeof(uint32_t));
+	m->be->ops->upload(m->be, m->pos, pos, (size_t)M * sizeof(int32_t));
+	m->be->ops->upload(m->be, m->doc, doc, (size_t)M * sizeof(int32_t));
+	m->be->ops->upload(m->be, m->target, target, (size_t)M * sizeof(int32_t));
+	m->be->ops->upload(m->be, m->ids, b->ids, (size_t)M * sizeof(uint32_t));
 	return n;
 }
 
@@ -1111,23 +1136,25 @@ static long prepare(struct ftk_model *m, const struct ftk_batch *b)
  */
 static double head_loss(struct ftk_model *m, int M, float grad_scale, float *logits_out)
 {
-	const struct ftk_backend *be = m->be;
+	struct ftk_backend *be = m->be;
+	const struct ftk_backend_ops *op = be->ops;
 	int V = m->cfg.vocab_size, C = m->cfg.dim;
 	double sum = 0.0;
 	int CH = m->ch;
 	float *lh = xmalloc((size_t)CH * sizeof(float));
 	for (int r0 = 0; r0 < M; r0 += CH) {
 		int n = M - r0 < CH ? M - r0 : CH;
-		be->linear_fwd(m->logits, m->lnf + (size_t)r0 * C, &m->head, NULL, n);
+		op->linear_fwd(be, m->logits, m->lnf + (size_t)r0 * C, &m->head, NULL, n);
 		if (logits_out)
-			be->download(logits_out + (size_t)r0 * V, m->logits, (size_t)n * V * sizeof(float));
-		be->xent(m->loss, m->logits, m->target + r0, n, V, grad_scale);
-		be->download(lh, m->loss, (size_t)n * sizeof(float));
+			op->download(be, logits_out + (size_t)r0 * V, m->logits,
+				     (size_t)n * V * sizeof(float));
+		op->xent(be, m->loss, m->logits, m->target + r0, n, V, grad_scale);
+		op->download(be, lh, m->loss, (size_t)n * sizeof(float));
 		for (int i = 0; i < n; i++)
 			sum += lh[i];
 		if (grad_scale != 0.0f) {
-			be->zero(m->dln + (size_t)r0 * C, (size_t)n * C * sizeof(float));
-			be->linear_bwd_inp(m->dln + (size_t)r0 * C, m->logits, &m->head, n);
+			op->zero(be, m->dln + (size_t)r0 * C, (size_t)n * C * sizeof(float));
+			op->linear_bwd_inp(be, m->dln + (size_t)r0 * C, m->logits, &m->head, n);
 		}
 	}
 	free(lh);
@@ -1136,16 +1163,17 @@ static double head_loss(struct ftk_model *m, int M, float grad_scale, float *log
 
 static void forward_layers(struct ftk_model *m, const struct ftk_batch *b, int train)
 {
-	const struct ftk_backend *be = m->be;
+	struct ftk_backend *be = m->be;
+	const struct ftk_backend_ops *op = be->ops;
 	int M = b->B * b->T, C = m->cfg.dim;
-	be->embed(m->res, m->embed, m->ids, M, C);
+	op->embed(be, m->res, m->embed, m->ids, M, C);
 	for (int l = 0; l < m->cfg.n_layers; l++) {
 		struct acts *a = &m->acts[m->cap_saved == 1 ? 0 : l];
 		layer_fwd(m, l, m->res + (size_t)l * M * C, m->res + (size_t)(l + 1) * M * C, a, b->B,
 			  b->T, train);
 	}
-	be->rmsnorm_fwd(m->lnf, m->rstdf, m->res + (size_t)m->cfg.n_layers * M * C, m->norm_f, M, C,
-			m->cfg.norm_eps);
+	op->rmsnorm_fwd(be, m->lnf, m->rstdf, m->res + (size_t)m->cfg.n_layers * M * C, m->norm_f,
+			M, C, m->cfg.norm_eps);
 }
 
 int ftk_model_forward(struct ftk_model *m, const struct ftk_batch *b, float *logits,
@@ -1184,8 +1212,9 @@ int ftk_model_forward_backward(struct ftk_model *m, const struct ftk_batch *b, d
 	forward_layers(m, b, 1);
 	double s = head_loss(m, M, (float)(1.0 / norm), NULL);
 	/* final norm backward into dres */
-	m->be->zero(m->dres, (size_t)M * C * sizeof(float));
-	m->be->rmsnorm_bwd(m->dres, m->dln, m->res + (size_t)L * M * C, m->norm_f, m->rstdf, M, C);
+	m->be->ops->zero(m->be, m->dres, (size_t)M * C * sizeof(float));
+	m->be->ops->rmsnorm_bwd(m->be, m->dres, m->dln, m->res + (size_t)L * M * C, m->norm_f,
+				m->rstdf, M, C);
 	for (int l = L - 1; l >= 0; l--) {
 		const float *x = m->res + (size_t)l * M * C;
 		struct acts *a = &m->acts[m->cap_saved == 1 ? 0 : l];
@@ -1195,8 +1224,8 @@ int ftk_model_forward_backward(struct ftk_model *m, const struct ftk_batch *b, d
 		}
 		layer_bwd(m, l, x, a, b->B, b->T);
 	}
-	if (m->be->sync)	/* once, before the host reads the gradients it shares */
-		m->be->sync();
+	if (m->be->ops->sync)	/* once, before the host reads the gradients it shares */
+		m->be->ops->sync(m->be);
 	m->rng.counter++;
 	if (loss_sum)
 		*loss_sum = s;
@@ -1221,27 +1250,28 @@ int ftk_model_kv_reserve(struct ftk_model *m, int n, struct ftk_error *err)
 				     "model's context of %d", n, m->max_seq);
 	if (n <= m->kv_cap)
 		return 0;
-	const struct ftk_backend *be = m->be;
+	struct ftk_backend *be = m->be;
+	const struct ftk_backend_ops *op = be->ops;
 	size_t kv = (size_t)m->cfg.n_kv_heads * m->cfg.head_dim, L = (size_t)m->cfg.n_layers;
 	int cap = m->kv_cap * 2 > n ? m->kv_cap * 2 : n;
 	cap = (cap + 15) / 16 * 16;
 	if (cap > m->max_seq)
 		cap = m->max_seq;
-	float *kc = be->alloc(L * cap * kv * sizeof(float));
-	float *vc = be->alloc(L * cap * kv * sizeof(float));
+	float *kc = op->alloc(be, L * cap * kv * sizeof(float));
+	float *vc = op->alloc(be, L * cap * kv * sizeof(float));
 	if (m->kc && m->kv_pos > 0)
 		for (size_t l = 0; l < L; l++) {
-			be->copy(kc + l * cap * kv, m->kc + l * m->kv_cap * kv,
+			op->copy(be, kc + l * cap * kv, m->kc + l * m->kv_cap * kv,
 				 (size_t)m->kv_pos * kv * sizeof(float));
-			be->copy(vc + l * cap * kv, m->vc + l * m->kv_cap * kv,
+			op->copy(be, vc + l * cap * kv, m->vc + l * m->kv_cap * kv,
 				 (size_t)m->kv_pos * kv * sizeof(float));
 		}
-	be->free(m->kc);
-	be->free(m->vc);
-	be->free(m->dec_scratch);
+	op->free(be, m->kc);
+	op->free(be, m->vc);
+	op->free(be, m->dec_scratch);
 	m->kc = kc;
 	m->vc = vc;
-	m->dec_scratch = be->alloc((size_t)cap * sizeof(float));
+	m->dec_scratch = op->alloc(be, (size_t)cap * sizeof(float));
 	m->kv_cap = cap;
 	return 0;
 }
@@ -1261,7 +1291,8 @@ size_t ftk_model_buffer_bytes(const struct ftk_model *m)
 int ftk_model_decode(struct ftk_model *m, const uint32_t *ids, int n, int pos, float *logits,
 		     struct ftk_error *err)
 {
-	const struct ftk_backend *be = m->be;
+	struct ftk_backend *be = m->be;
+	const struct ftk_backend_ops *op = be->ops;
 	const struct ftk_model_config *c = &m->cfg;
 	if (n < 1 || pos < 0 || pos + n > m->max_seq)
 		return ftk_error_msg(err, FTK_EUSAGE, "decoding positions [%d, %d) outside [0, %d)", pos,
@@ -1287,42 +1318,44 @@ int ftk_model_decode(struct ftk_model *m, const uint32_t *ids, int n, int pos, f
 	int32_t *hp = m->h_idx;
 	for (int i = 0; i < n; i++)
 		hp[i] = pos + i;
-	be->upload(m->pos, hp, (size_t)n * sizeof(int32_t));
-	be->upload(m->ids, ids, (size_t)n * sizeof(uint32_t));
+	op->upload(be, m->pos, hp, (size_t)n * sizeof(int32_t));
+	op->upload(be, m->ids, ids, (size_t)n * sizeof(uint32_t));
 	float *x = m->res, *scratch = m->dec_scratch;
-	be->embed(x, m->embed, m->ids, n, C);
+	op->embed(be, x, m->embed, m->ids, n, C);
 	for (int l = 0; l < L; l++) {
 		struct layer_w *lw = &m->layers[l];
 		float *kc = m->kc + (size_t)l * m->kv_cap * kv, *vc = m->vc + (size_t)l * m->kv_cap * kv;
-		be->rmsnorm_fwd(a->ln1, a->rstd1, x, lw->ln1, n, C, c->norm_eps);
+		op->rmsnorm_fwd(be, a->ln1, a->rstd1, x, lw->ln1, n, C, c->norm_eps);
 		float *qq = c->qk_norm ? a->qraw : a->q, *kk = c->qk_norm ? a->kraw : a->k;
 		proj_fwd(m, l, FTK_LORA_Q, a->ln1, qq, n, a, 0);
 		proj_fwd(m, l, FTK_LORA_K, a->ln1, kk, n, a, 0);
 		proj_fwd(m, l, FTK_LORA_V, a->ln1, a->v, n, a, 0);
 		if (c->qk_norm) {
-			be->rmsnorm_fwd(a->q, a->rstdq, a->qraw, lw->qn, n * NH, hd, c->norm_eps);
-			be->rmsnorm_fwd(a->k, a->rstdk, a->kraw, lw->kn, n * NKV, hd, c->norm_eps);
+			op->rmsnorm_fwd(be, a->q, a->rstdq, a->qraw, lw->qn, n * NH, hd,
+					c->norm_eps);
+			op->rmsnorm_fwd(be, a->k, a->rstdk, a->kraw, lw->kn, n * NKV, hd,
+					c->norm_eps);
 		}
-		be->rope(a->q, m->pos, m->inv_freq, n, NH, hd, 1);
-		be->rope(a->k, m->pos, m->inv_freq, n, NKV, hd, 1);
-		be->copy(kc + (size_t)pos * kv, a->k, (size_t)n * kv * sizeof(float));
-		be->copy(vc + (size_t)pos * kv, a->v, (size_t)n * kv * sizeof(float));
+		op->rope(be, a->q, m->pos, m->inv_freq, n, NH, hd, 1);
+		op->rope(be, a->k, m->pos, m->inv_freq, n, NKV, hd, 1);
+		op->copy(be, kc + (size_t)pos * kv, a->k, (size_t)n * kv * sizeof(float));
+		op->copy(be, vc + (size_t)pos * kv, a->v, (size_t)n * kv * sizeof(float));
 		for (int i = 0; i < n; i++)
-			be->attn_decode(a->atty + (size_t)i * q, a->q + (size_t)i * q, kc, vc, pos + i + 1,
-					NH, NKV, hd, scratch);
+			op->attn_decode(be, a->atty + (size_t)i * q, a->q + (size_t)i * q, kc, vc,
+					pos + i + 1, NH, NKV, hd, scratch);
 		proj_fwd(m, l, FTK_LORA_O, a->atty, m->tmp, n, a, 0);
-		be->add(x, m->tmp, (size_t)n * C);
-		be->rmsnorm_fwd(a->ln2, a->rstd2, x, lw->ln2, n, C, c->norm_eps);
+		op->add(be, x, m->tmp, (size_t)n * C);
+		op->rmsnorm_fwd(be, a->ln2, a->rstd2, x, lw->ln2, n, C, c->norm_eps);
 		proj_fwd(m, l, FTK_LORA_GATE, a->ln2, a->gate, n, a, 0);
 		proj_fwd(m, l, FTK_LORA_UP, a->ln2, a->up, n, a, 0);
-		be->swiglu_fwd(a->act, a->gate, a->up, (size_t)n * H);
+		op->swiglu_fwd(be, a->act, a->gate, a->up, (size_t)n * H);
 		proj_fwd(m, l, FTK_LORA_DOWN, a->act, m->tmp, n, a, 0);
-		be->add(x, m->tmp, (size_t)n * C);
+		op->add(be, x, m->tmp, (size_t)n * C);
 	}
 	m->kv_pos = pos + n;
 	float *last = x + (size_t)(n - 1) * C;
-	be->rmsnorm_fwd(m->lnf, m->rstdf, last, m->norm_f, 1, C, c->norm_eps);
-	be->linear_fwd(m->logits, m->lnf, &m->head, NULL, 1);
-	be->download(logits, m->logits, (size_t)c->vocab_size * sizeof(float));
+	op->rmsnorm_fwd(be, m->lnf, m->rstdf, last, m->norm_f, 1, C, c->norm_eps);
+	op->linear_fwd(be, m->logits, m->lnf, &m->head, NULL, 1);
+	op->download(be, logits, m->logits, (size_t)c->vocab_size * sizeof(float));
 	return 0;
 }

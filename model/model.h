@@ -55,7 +55,14 @@ struct ftk_model;
 
 struct ftk_load_opts {
 	enum ftk_quant quant;			/* FTK_QUANT_NF4 (QLoRA) or FTK_QUANT_NONE */
-	const struct ftk_backend *backend;	/* NULL: the CPU backend */
+	/*
+	 * The instance to compute on, borrowed (free it after the model); NULL:
+	 * a CPU instance of the model's own, freed with its weights.  The
+	 * model sets its thread count (threads) and precision
+	 * (ftk_model_set_precision), so models that are to differ in either
+	 * need instances of their own.
+	 */
+	struct ftk_backend *backend;
 	int threads;				/* 0: all cores */
 	int max_seq;				/* 0: config's max_pos; longer batches are refused */
 };
@@ -95,8 +102,8 @@ const void *ftk_model_weights_id(const struct ftk_model *m);
 
 const struct ftk_model_config *ftk_model_config(const struct ftk_model *m);
 const char *ftk_model_dir(const struct ftk_model *m);	/* borrowed */
-/* The backend the model computes on (never NULL). */
-const struct ftk_backend *ftk_model_backend(const struct ftk_model *m);
+/* The backend instance the model computes on (never NULL; borrowed). */
+struct ftk_backend *ftk_model_backend(const struct ftk_model *m);
 /* Bytes of the base weights as loaded (NF4 or float32). */
 size_t ftk_model_base_bytes(const struct ftk_model *m);
 
@@ -147,8 +154,8 @@ struct ftk_lora_tensor {
 	enum ftk_lora_target target;
 	int is_b;	/* 0: lora_A (rank, in); 1: lora_B (out, rank) */
 	int rows, cols;
-	float *data;	/* (rows, cols), host memory */
-	float *grad;	/* (rows, cols), host memory */
+	float *data;	/* (rows, cols), backend memory (host memory on the CPU) */
+	float *grad;	/* (rows, cols), backend memory */
 	size_t offset;	/* index of data[0] in the flat parameter array */
 };
 
@@ -164,6 +171,15 @@ const struct ftk_lora_tensor *ftk_model_lora_tensor(const struct ftk_model *m, s
 const struct ftk_lora_tensor *ftk_model_lora_find(const struct ftk_model *m, const char *name);
 float *ftk_model_lora_flat(struct ftk_model *m, size_t *n);	/* n floats */
 float *ftk_model_lora_grad_flat(struct ftk_model *m, size_t *n);	/* n floats, same layout */
+/*
+ * The flat LoRA parameters (ftk_model_lora_flat's n floats; tensor i at
+ * ftk_model_lora_tensor(m, i)->offset) copied to or from host memory, after
+ * every queued op: how code outside the backend ops reads and writes them
+ * (adapter files, checkpoints, initialisation), so that the arrays can live
+ * in device memory (docs/gpu.md, issue 23.9).  On the CPU a memcpy.
+ */
+void ftk_model_lora_download(const struct ftk_model *m, float *host);
+void ftk_model_lora_upload(struct ftk_model *m, const float *host);
 void ftk_model_zero_grad(struct ftk_model *m);
 
 /*
@@ -207,9 +223,10 @@ void ftk_model_set_checkpointing(struct ftk_model *m, int on);
  * Precision of the matrix products (enum ftk_precision, backend.h): fp32
  * (the default) or bf16 operands with fp32 accumulation.  Weights, LoRA
  * parameters, gradients and activations stay float32 either way.  It is the
- * backend's mode (set_precision), so it holds for every model on that
- * backend in this process.  Returns 0, or FTK_EUNSUPPORTED when the
- * backend cannot compute that way.
+ * backend instance's mode (set_precision), so it holds for every model on
+ * that instance (and those sharing m's weights), not for models on other
+ * instances.  Returns 0, or FTK_EUNSUPPORTED when the backend cannot
+ * compute that way.
  */
 int ftk_model_set_precision(struct ftk_model *m, int precision, struct ftk_error *err);
 

@@ -70,11 +70,25 @@ static float *host_rand(size_t n, float scale)
 	return h;
 }
 
-/* A buffer on a backend holding a copy of host data (n bytes). */
-static void *put(const struct ftk_backend *be, const void *h, size_t bytes)
+/*
+ * The reference every check compares with: a CPU instance of the
+ * selftest's own, made by the first entry point called (ref_init) and kept
+ * for the process, so setting its precision never touches a caller's
+ * instance.  Entry points leave it in fp32.
+ */
+static struct ftk_backend *cpu;
+
+static void ref_init(void)
 {
-	void *p = be->alloc(bytes);
-	be->upload(p, h, bytes);
+	if (!cpu)
+		cpu = ftk_backend_cpu_new();
+}
+
+/* A buffer on a backend holding a copy of host data (n bytes). */
+static void *put(struct ftk_backend *be, const void *h, size_t bytes)
+{
+	void *p = be->ops->alloc(be, bytes);
+	be->ops->upload(be, p, h, bytes);
 	return p;
 }
 
@@ -82,11 +96,11 @@ struct diff {
 	double abs, ref;	/* largest |dev - cpu|, largest |cpu| */
 };
 
-static void cmp_f(const struct ftk_backend *dev, struct diff *d, const float *cpu,
-		  const float *devbuf, size_t n)
+static void cmp_f(struct ftk_backend *dev, struct diff *d, const float *cpu, const float *devbuf,
+		  size_t n)
 {
 	float *h = xmalloc(n * sizeof(float) + 1);
-	dev->download(h, devbuf, n * sizeof(float));
+	dev->ops->download(dev, h, devbuf, n * sizeof(float));
 	for (size_t i = 0; i < n; i++) {
 		double a = fabs((double)h[i] - (double)cpu[i]);
 		if (a > d->abs || isnan(a))
@@ -130,16 +144,16 @@ struct pair {
 	void *c, *d;
 };
 
-static struct pair both(const struct ftk_backend *dev, const void *h, size_t bytes)
+static struct pair both(struct ftk_backend *dev, const void *h, size_t bytes)
 {
-	struct pair p = { put(&ftk_backend_cpu, h, bytes), put(dev, h, bytes) };
+	struct pair p = { put(cpu, h, bytes), put(dev, h, bytes) };
 	return p;
 }
 
-static void drop(const struct ftk_backend *dev, struct pair *p)
+static void drop(struct ftk_backend *dev, struct pair *p)
 {
-	ftk_backend_cpu.free(p->c);
-	dev->free(p->d);
+	cpu->ops->free(cpu, p->c);
+	dev->ops->free(dev, p->d);
 }
 
 /*
@@ -152,7 +166,7 @@ struct nf4_pair {
 	struct pair bias;
 };
 
-static struct nf4_pair nf4_pair_make(const struct ftk_backend *dev, int N, int K)
+static struct nf4_pair nf4_pair_make(struct ftk_backend *dev, int N, int K)
 {
 	struct nf4_pair p;
 	p.W = host_rand((size_t)N * K, 0.1f);
@@ -160,22 +174,22 @@ static struct nf4_pair nf4_pair_make(const struct ftk_backend *dev, int N, int K
 	struct ftk_weight w = { N, K, FTK_QUANT_NF4, NULL, { 0 }, NULL };
 	ftk_nf4_quantize(&w.nf4, p.W, (size_t)N * K, NULL);
 	p.c = p.d = w;
-	ftk_backend_cpu.weight_prepare(&p.c);
-	dev->weight_prepare(&p.d);
+	cpu->ops->weight_prepare(cpu, &p.c);
+	dev->ops->weight_prepare(dev, &p.d);
 	p.bias = both(dev, p.bias_h, (size_t)N * 4);
 	return p;
 }
 
-static void nf4_pair_drop(const struct ftk_backend *dev, struct nf4_pair *p)
+static void nf4_pair_drop(struct ftk_backend *dev, struct nf4_pair *p)
 {
-	if (dev->weight_release)
-		dev->weight_release(&p->d);
+	if (dev->ops->weight_release)
+		dev->ops->weight_release(dev, &p->d);
 	ftk_nf4_free(&p->c.nf4);
 	drop(dev, &p->bias);
 	free(p->W), free(p->bias_h);
 }
 
-static int t_gemm(const struct ftk_backend *dev, FILE *out)
+static int t_gemm(struct ftk_backend *dev, FILE *out)
 {
 	int M = 37, N = 45, K = 70, fails = 0;
 	for (int ta = 0; ta < 2; ta++)
@@ -185,8 +199,10 @@ static int t_gemm(const struct ftk_backend *dev, FILE *out)
 			struct pair a = both(dev, A, (size_t)M * K * 4), b = both(dev, B, (size_t)K * N * 4);
 			struct pair c = both(dev, C, (size_t)M * N * 4);
 			int lda = ta ? M : K, ldb = tb ? K : N;
-			ftk_backend_cpu.gemm(ta, tb, M, N, K, 0.7f, a.c, lda, b.c, ldb, 0.5f, c.c, N);
-			dev->gemm(ta, tb, M, N, K, 0.7f, a.d, lda, b.d, ldb, 0.5f, c.d, N);
+			cpu->ops->gemm(cpu, ta, tb, M, N, K, 0.7f, a.c, lda, b.c, ldb, 0.5f, c.c,
+				       N);
+			dev->ops->gemm(dev, ta, tb, M, N, K, 0.7f, a.d, lda, b.d, ldb, 0.5f, c.d,
+				       N);
 			struct diff d = { 0, 0 };
 			cmp_f(dev, &d, c.c, c.d, (size_t)M * N);
 			char name[32];
@@ -201,19 +217,20 @@ static int t_gemm(const struct ftk_backend *dev, FILE *out)
 	struct pair a = both(dev, A, (size_t)M * K * 4), b = both(dev, B, (size_t)K * N * 4);
 	struct pair c = both(dev, C, (size_t)2 * M * N * 4);
 	for (int side = 0; side < 2; side++) {
-		const struct ftk_backend *be = side ? dev : &ftk_backend_cpu;
+		struct ftk_backend *be = side ? dev : cpu;
 		float *cb = side ? c.d : c.c;
 		const float *ab = side ? a.d : a.c, *bb = side ? b.d : b.c;
 		struct ftk_gemm_args g[2] = {
 			{ 0, 0, M, N, K, 1.0f, ab, K, bb, N, 0.0f, cb, N },
 			{ 0, 0, M, N, K, -2.0f, ab, K, bb, N, 1.0f, cb + (size_t)M * N, N },
 		};
-		if (be->gemm_batch)
-			be->gemm_batch(2, g);
+		if (be->ops->gemm_batch)
+			be->ops->gemm_batch(be, 2, g);
 		else
 			for (int i = 0; i < 2; i++)
-				be->gemm(g[i].ta, g[i].tb, g[i].M, g[i].N, g[i].K, g[i].alpha, g[i].A,
-					 g[i].lda, g[i].B, g[i].ldb, g[i].beta, g[i].C, g[i].ldc);
+				be->ops->gemm(be, g[i].ta, g[i].tb, g[i].M, g[i].N, g[i].K,
+					      g[i].alpha, g[i].A, g[i].lda, g[i].B, g[i].ldb,
+					      g[i].beta, g[i].C, g[i].ldc);
 	}
 	struct diff d = { 0, 0 };
 	cmp_f(dev, &d, c.c, c.d, (size_t)2 * M * N);
@@ -223,7 +240,7 @@ static int t_gemm(const struct ftk_backend *dev, FILE *out)
 	return fails;
 }
 
-static int t_linear(const struct ftk_backend *dev, FILE *out)
+static int t_linear(struct ftk_backend *dev, FILE *out)
 {
 	int N = 128, K = 192, fails = 0;
 	struct nf4_pair w = nf4_pair_make(dev, N, K);
@@ -234,13 +251,13 @@ static int t_linear(const struct ftk_backend *dev, FILE *out)
 		float *dX = host_rand((size_t)M * K, 1);
 		struct pair x = both(dev, X, (size_t)M * K * 4), y = both(dev, dY, (size_t)M * N * 4);
 		struct pair o = both(dev, dY, (size_t)M * N * 4), dx = both(dev, dX, (size_t)M * K * 4);
-		ftk_backend_cpu.linear_fwd(o.c, x.c, &w.c, w.bias.c, M);
-		dev->linear_fwd(o.d, x.d, &w.d, w.bias.d, M);
+		cpu->ops->linear_fwd(cpu, o.c, x.c, &w.c, w.bias.c, M);
+		dev->ops->linear_fwd(dev, o.d, x.d, &w.d, w.bias.d, M);
 		struct diff d = { 0, 0 };
 		cmp_f(dev, &d, o.c, o.d, (size_t)M * N);
 		fails += report(out, i ? "linear_fwd nf4 M=3" : "linear_fwd nf4", &d, tol_mm);
-		ftk_backend_cpu.linear_bwd_inp(dx.c, y.c, &w.c, M);
-		dev->linear_bwd_inp(dx.d, y.d, &w.d, M);
+		cpu->ops->linear_bwd_inp(cpu, dx.c, y.c, &w.c, M);
+		dev->ops->linear_bwd_inp(dev, dx.d, y.d, &w.d, M);
 		struct diff e = { 0, 0 };
 		cmp_f(dev, &e, dx.c, dx.d, (size_t)M * K);
 		fails += report(out, i ? "linear_bwd_inp nf4 M=3" : "linear_bwd_inp nf4", &e, tol_mm);
@@ -255,8 +272,8 @@ static int t_linear(const struct ftk_backend *dev, FILE *out)
 		struct ftk_weight fd = { N, K, FTK_QUANT_NONE, wf.d, { 0 }, NULL };
 		float *X = host_rand((size_t)M * K, 1), *O = host_rand((size_t)M * N, 1);
 		struct pair x = both(dev, X, (size_t)M * K * 4), o = both(dev, O, (size_t)M * N * 4);
-		ftk_backend_cpu.linear_fwd(o.c, x.c, &fc, NULL, M);
-		dev->linear_fwd(o.d, x.d, &fd, NULL, M);
+		cpu->ops->linear_fwd(cpu, o.c, x.c, &fc, NULL, M);
+		dev->ops->linear_fwd(dev, o.d, x.d, &fd, NULL, M);
 		struct diff d = { 0, 0 };
 		cmp_f(dev, &d, o.c, o.d, (size_t)M * N);
 		fails += report(out, "linear_fwd f32", &d, tol_mm);
@@ -276,7 +293,7 @@ static int t_linear(const struct ftk_backend *dev, FILE *out)
  * and so is the random stream, so that the checks after these see the
  * inputs they saw before these lines were added.
  */
-static int t_linear_paths(const struct ftk_backend *dev, FILE *out)
+static int t_linear_paths(struct ftk_backend *dev, FILE *out)
 {
 	static const struct {
 		const char *path, *name;
@@ -299,11 +316,11 @@ static int t_linear_paths(const struct ftk_backend *dev, FILE *out)
 		struct pair x = both(dev, X, nx * 4), y = both(dev, Y, ny * 4);
 		setenv("FTK_CUDA_NF4", cases[i].path, 1);
 		if (cases[i].bwd) {
-			ftk_backend_cpu.linear_bwd_inp(y.c, x.c, &w.c, M);
-			dev->linear_bwd_inp(y.d, x.d, &w.d, M);
+			cpu->ops->linear_bwd_inp(cpu, y.c, x.c, &w.c, M);
+			dev->ops->linear_bwd_inp(dev, y.d, x.d, &w.d, M);
 		} else {
-			ftk_backend_cpu.linear_fwd(y.c, x.c, &w.c, w.bias.c, M);
-			dev->linear_fwd(y.d, x.d, &w.d, w.bias.d, M);
+			cpu->ops->linear_fwd(cpu, y.c, x.c, &w.c, w.bias.c, M);
+			dev->ops->linear_fwd(dev, y.d, x.d, &w.d, w.bias.d, M);
 		}
 		struct diff d = { 0, 0 };
 		cmp_f(dev, &d, y.c, y.d, ny);
@@ -328,7 +345,7 @@ static int t_linear_paths(const struct ftk_backend *dev, FILE *out)
  * M = 9 is the default (cuBLAS on tiles) path, forward and backward-input.
  * The random stream is restored after, as in t_linear_paths.
  */
-static int t_linear_tiles(const struct ftk_backend *dev, FILE *out)
+static int t_linear_tiles(struct ftk_backend *dev, FILE *out)
 {
 	int N = 4099, K = 4100, M = 9, fails = 0;
 	uint64_t rng_was = rng;
@@ -336,13 +353,13 @@ static int t_linear_tiles(const struct ftk_backend *dev, FILE *out)
 	float *X = host_rand((size_t)M * K, 1), *Y = host_rand((size_t)M * N, 1);
 	struct pair x = both(dev, X, (size_t)M * K * 4), y = both(dev, Y, (size_t)M * N * 4);
 	struct pair dx = both(dev, X, (size_t)M * K * 4);
-	ftk_backend_cpu.linear_fwd(y.c, x.c, &w.c, w.bias.c, M);
-	dev->linear_fwd(y.d, x.d, &w.d, w.bias.d, M);
+	cpu->ops->linear_fwd(cpu, y.c, x.c, &w.c, w.bias.c, M);
+	dev->ops->linear_fwd(dev, y.d, x.d, &w.d, w.bias.d, M);
 	struct diff d = { 0, 0 };
 	cmp_f(dev, &d, y.c, y.d, (size_t)M * N);
 	fails += report(out, "linear_fwd nf4 2 tiles", &d, tol_mm);
-	ftk_backend_cpu.linear_bwd_inp(dx.c, y.c, &w.c, M);
-	dev->linear_bwd_inp(dx.d, y.d, &w.d, M);
+	cpu->ops->linear_bwd_inp(cpu, dx.c, y.c, &w.c, M);
+	dev->ops->linear_bwd_inp(dev, dx.d, y.d, &w.d, M);
 	struct diff e = { 0, 0 };
 	cmp_f(dev, &e, dx.c, dx.d, (size_t)M * K);
 	fails += report(out, "linear_bwd_inp nf4 2 tiles", &e, tol_mm);
@@ -353,7 +370,7 @@ static int t_linear_tiles(const struct ftk_backend *dev, FILE *out)
 	return fails;
 }
 
-static int t_rows(const struct ftk_backend *dev, FILE *out)
+static int t_rows(struct ftk_backend *dev, FILE *out)
 {
 	int fails = 0, M = 33, C = 96;
 	float *X = host_rand((size_t)M * C, 2), *w = host_rand((size_t)C, 1);
@@ -361,16 +378,16 @@ static int t_rows(const struct ftk_backend *dev, FILE *out)
 	struct pair x = both(dev, X, (size_t)M * C * 4), ww = both(dev, w, (size_t)C * 4);
 	struct pair o = both(dev, dY, (size_t)M * C * 4), r = both(dev, dY, (size_t)M * 4);
 	struct pair dy = both(dev, dY, (size_t)M * C * 4), dx = both(dev, dX, (size_t)M * C * 4);
-	ftk_backend_cpu.rmsnorm_fwd(o.c, r.c, x.c, ww.c, M, C, 1e-5f);
-	dev->rmsnorm_fwd(o.d, r.d, x.d, ww.d, M, C, 1e-5f);
+	cpu->ops->rmsnorm_fwd(cpu, o.c, r.c, x.c, ww.c, M, C, 1e-5f);
+	dev->ops->rmsnorm_fwd(dev, o.d, r.d, x.d, ww.d, M, C, 1e-5f);
 	struct diff d = { 0, 0 };
 	struct diff dr = { 0, 0 };
 	cmp_f(dev, &d, o.c, o.d, (size_t)M * C);
 	cmp_f(dev, &dr, r.c, r.d, (size_t)M);
 	fails += report(out, "rmsnorm_fwd out", &d, TOL_EW);
 	fails += report(out, "rmsnorm_fwd rstd", &dr, TOL_EW);
-	ftk_backend_cpu.rmsnorm_bwd(dx.c, dy.c, x.c, ww.c, r.c, M, C);
-	dev->rmsnorm_bwd(dx.d, dy.d, x.d, ww.d, r.c == NULL ? NULL : r.d, M, C);
+	cpu->ops->rmsnorm_bwd(cpu, dx.c, dy.c, x.c, ww.c, r.c, M, C);
+	dev->ops->rmsnorm_bwd(dev, dx.d, dy.d, x.d, ww.d, r.c == NULL ? NULL : r.d, M, C);
 	struct diff e = { 0, 0 };
 	cmp_f(dev, &e, dx.c, dx.d, (size_t)M * C);
 	fails += report(out, "rmsnorm_bwd", &e, TOL_EW);
@@ -388,8 +405,8 @@ static int t_rows(const struct ftk_backend *dev, FILE *out)
 	struct pair q = both(dev, Q, (size_t)Mr * nh * hd * 4), iv = both(dev, inv, sizeof(inv));
 	struct pair ps = both(dev, pos, sizeof(pos));
 	for (int sign = 1; sign >= -1; sign -= 2) {
-		ftk_backend_cpu.rope(q.c, ps.c, iv.c, Mr, nh, hd, sign);
-		dev->rope(q.d, ps.d, iv.d, Mr, nh, hd, sign);
+		cpu->ops->rope(cpu, q.c, ps.c, iv.c, Mr, nh, hd, sign);
+		dev->ops->rope(dev, q.d, ps.d, iv.d, Mr, nh, hd, sign);
 		struct diff f = { 0, 0 };
 		cmp_f(dev, &f, q.c, q.d, (size_t)Mr * nh * hd);
 		fails += report(out, sign > 0 ? "rope" : "rope (backward)", &f, TOL_EW);
@@ -399,7 +416,7 @@ static int t_rows(const struct ftk_backend *dev, FILE *out)
 	return fails;
 }
 
-static int t_attn(const struct ftk_backend *dev, FILE *out)
+static int t_attn(struct ftk_backend *dev, FILE *out)
 {
 	int B = 2, T = 23, NH = 4, NKV = 2, hd = 16, fails = 0;
 	size_t nq = (size_t)B * T * NH * hd, nk = (size_t)B * T * NKV * hd, na = (size_t)B * NH * T * T;
@@ -412,15 +429,15 @@ static int t_attn(const struct ftk_backend *dev, FILE *out)
 	struct pair dd = both(dev, doc, sizeof(doc)), o = both(dev, zero, nq * 4);
 	struct pair a = both(dev, zero, na * 4), dout = both(dev, dO, nq * 4);
 	struct pair dq = both(dev, zero, nq * 4), dk = both(dev, zero, nk * 4), dv = both(dev, zero, nk * 4);
-	ftk_backend_cpu.attn_fwd(o.c, a.c, q.c, k.c, v.c, dd.c, B, T, NH, NKV, hd);
-	dev->attn_fwd(o.d, a.d, q.d, k.d, v.d, dd.d, B, T, NH, NKV, hd);
+	cpu->ops->attn_fwd(cpu, o.c, a.c, q.c, k.c, v.c, dd.c, B, T, NH, NKV, hd);
+	dev->ops->attn_fwd(dev, o.d, a.d, q.d, k.d, v.d, dd.d, B, T, NH, NKV, hd);
 	struct diff d = { 0, 0 }, p = { 0, 0 };
 	cmp_f(dev, &d, o.c, o.d, nq);
 	cmp_f(dev, &p, a.c, a.d, na);
 	fails += report(out, "attn_fwd out", &d, tol_mm);
 	fails += report(out, "attn_fwd probabilities", &p, tol_mm);
-	ftk_backend_cpu.attn_bwd(dq.c, dk.c, dv.c, dout.c, a.c, q.c, k.c, v.c, B, T, NH, NKV, hd);
-	dev->attn_bwd(dq.d, dk.d, dv.d, dout.d, a.d, q.d, k.d, v.d, B, T, NH, NKV, hd);
+	cpu->ops->attn_bwd(cpu, dq.c, dk.c, dv.c, dout.c, a.c, q.c, k.c, v.c, B, T, NH, NKV, hd);
+	dev->ops->attn_bwd(dev, dq.d, dk.d, dv.d, dout.d, a.d, q.d, k.d, v.d, B, T, NH, NKV, hd);
 	struct diff gq = { 0, 0 }, gk = { 0, 0 }, gv = { 0, 0 };
 	cmp_f(dev, &gq, dq.c, dq.d, nq);
 	cmp_f(dev, &gk, dk.c, dk.d, nk);
@@ -435,8 +452,8 @@ static int t_attn(const struct ftk_backend *dev, FILE *out)
 	struct pair q1p = both(dev, q1, (size_t)NH * hd * 4), kcp = both(dev, kc, (size_t)n * NKV * hd * 4);
 	struct pair vcp = both(dev, vc, (size_t)n * NKV * hd * 4), o1 = both(dev, zero, (size_t)NH * hd * 4);
 	struct pair sc = both(dev, zero, (size_t)n * 4);
-	ftk_backend_cpu.attn_decode(o1.c, q1p.c, kcp.c, vcp.c, n, NH, NKV, hd, sc.c);
-	dev->attn_decode(o1.d, q1p.d, kcp.d, vcp.d, n, NH, NKV, hd, sc.d);
+	cpu->ops->attn_decode(cpu, o1.c, q1p.c, kcp.c, vcp.c, n, NH, NKV, hd, sc.c);
+	dev->ops->attn_decode(dev, o1.d, q1p.d, kcp.d, vcp.d, n, NH, NKV, hd, sc.d);
 	struct diff h = { 0, 0 };
 	cmp_f(dev, &h, o1.c, o1.d, (size_t)NH * hd);
 	fails += report(out, "attn_decode", &h, tol_mm);
@@ -452,11 +469,11 @@ static int t_attn(const struct ftk_backend *dev, FILE *out)
  * ops: several documents per row, GQA, T = 150 (two full 64-row blocks and
  * a partial one) at head_dim 16, and T = 70 at head_dim 256 (16-row tiles).
  */
-static int t_attn_flash(const struct ftk_backend *dev, FILE *out)
+static int t_attn_flash(struct ftk_backend *dev, FILE *out)
 {
 	static const int shapes[2][5] = { { 2, 150, 4, 2, 16 }, { 1, 70, 2, 1, 256 } };
 	int fails = 0;
-	if (!dev->attn_fwd_flash || !dev->attn_bwd_flash) {
+	if (!dev->ops->attn_fwd_flash || !dev->ops->attn_bwd_flash) {
 		fprintf(out, "  flash attention        not in this backend's table  FAIL\n");
 		return 1;
 	}
@@ -475,8 +492,8 @@ static int t_attn_flash(const struct ftk_backend *dev, FILE *out)
 		struct pair l = both(dev, zero, nl * 4), dout = both(dev, dO, nq * 4);
 		struct pair dq = both(dev, zero, nq * 4), dk = both(dev, zero, nk * 4);
 		struct pair dv = both(dev, zero, nk * 4);
-		ftk_backend_cpu.attn_fwd_flash(o.c, l.c, q.c, k.c, v.c, dd.c, B, T, NH, NKV, hd);
-		dev->attn_fwd_flash(o.d, l.d, q.d, k.d, v.d, dd.d, B, T, NH, NKV, hd);
+		cpu->ops->attn_fwd_flash(cpu, o.c, l.c, q.c, k.c, v.c, dd.c, B, T, NH, NKV, hd);
+		dev->ops->attn_fwd_flash(dev, o.d, l.d, q.d, k.d, v.d, dd.d, B, T, NH, NKV, hd);
 		struct diff d = { 0, 0 }, e = { 0, 0 }, g[3] = { { 0, 0 }, { 0, 0 }, { 0, 0 } };
 		char name[32];
 		cmp_f(dev, &d, o.c, o.d, nq);
@@ -486,12 +503,12 @@ static int t_attn_flash(const struct ftk_backend *dev, FILE *out)
 		snprintf(name, sizeof(name), "flash fwd lse hd=%d", hd);
 		fails += report(out, name, &e, tol_mm);
 		/* both backward passes from the CPU's forward, so only the backward differs */
-		dev->upload(o.d, o.c, nq * 4);
-		dev->upload(l.d, l.c, nl * 4);
-		ftk_backend_cpu.attn_bwd_flash(dq.c, dk.c, dv.c, dout.c, o.c, l.c, q.c, k.c, v.c, dd.c,
-					       B, T, NH, NKV, hd);
-		dev->attn_bwd_flash(dq.d, dk.d, dv.d, dout.d, o.d, l.d, q.d, k.d, v.d, dd.d, B, T, NH,
-				    NKV, hd);
+		dev->ops->upload(dev, o.d, o.c, nq * 4);
+		dev->ops->upload(dev, l.d, l.c, nl * 4);
+		cpu->ops->attn_bwd_flash(cpu, dq.c, dk.c, dv.c, dout.c, o.c, l.c, q.c, k.c, v.c,
+					 dd.c, B, T, NH, NKV, hd);
+		dev->ops->attn_bwd_flash(dev, dq.d, dk.d, dv.d, dout.d, o.d, l.d, q.d, k.d, v.d,
+					 dd.d, B, T, NH, NKV, hd);
 		cmp_f(dev, &g[0], dq.c, dq.d, nq);
 		cmp_f(dev, &g[1], dk.c, dk.d, nk);
 		cmp_f(dev, &g[2], dv.c, dv.d, nk);
@@ -508,27 +525,27 @@ static int t_attn_flash(const struct ftk_backend *dev, FILE *out)
 	return fails;
 }
 
-static int t_elementwise(const struct ftk_backend *dev, FILE *out)
+static int t_elementwise(struct ftk_backend *dev, FILE *out)
 {
 	int fails = 0;
 	size_t n = 1000;
 	float *G = host_rand(n, 4), *U = host_rand(n, 2), *D = host_rand(n, 1);
 	struct pair g = both(dev, G, n * 4), u = both(dev, U, n * 4), dd = both(dev, D, n * 4);
 	struct pair o = both(dev, D, n * 4), o2 = both(dev, D, n * 4);
-	ftk_backend_cpu.swiglu_fwd(o.c, g.c, u.c, n);
-	dev->swiglu_fwd(o.d, g.d, u.d, n);
+	cpu->ops->swiglu_fwd(cpu, o.c, g.c, u.c, n);
+	dev->ops->swiglu_fwd(dev, o.d, g.d, u.d, n);
 	struct diff d = { 0, 0 };
 	cmp_f(dev, &d, o.c, o.d, n);
 	fails += report(out, "swiglu_fwd", &d, TOL_EW);
-	ftk_backend_cpu.swiglu_bwd(o.c, o2.c, dd.c, g.c, u.c, n);
-	dev->swiglu_bwd(o.d, o2.d, dd.d, g.d, u.d, n);
+	cpu->ops->swiglu_bwd(cpu, o.c, o2.c, dd.c, g.c, u.c, n);
+	dev->ops->swiglu_bwd(dev, o.d, o2.d, dd.d, g.d, u.d, n);
 	struct diff e = { 0, 0 }, e2 = { 0, 0 };
 	cmp_f(dev, &e, o.c, o.d, n);
 	cmp_f(dev, &e2, o2.c, o2.d, n);
 	fails += report(out, "swiglu_bwd dgate", &e, TOL_EW);
 	fails += report(out, "swiglu_bwd dup", &e2, TOL_EW);
-	ftk_backend_cpu.add(o.c, g.c, n);
-	dev->add(o.d, g.d, n);
+	cpu->ops->add(cpu, o.c, g.c, n);
+	dev->ops->add(dev, o.d, g.d, n);
 	struct diff f = { 0, 0 };
 	cmp_f(dev, &f, o.c, o.d, n);
 	fails += report(out, "add", &f, TOL_EW);
@@ -536,17 +553,17 @@ static int t_elementwise(const struct ftk_backend *dev, FILE *out)
 	/* dropout masks must be identical bit for bit */
 	uint8_t *kz = xcalloc(n, 1), *kh = xmalloc(n);
 	struct pair keep = both(dev, kz, n);
-	ftk_backend_cpu.dropout_mask(keep.c, 12345, 0.3f, n);
-	dev->dropout_mask(keep.d, 12345, 0.3f, n);
-	dev->download(kh, keep.d, n);
+	cpu->ops->dropout_mask(cpu, keep.c, 12345, 0.3f, n);
+	dev->ops->dropout_mask(dev, keep.d, 12345, 0.3f, n);
+	dev->ops->download(dev, kh, keep.d, n);
 	size_t differ = 0;
 	for (size_t i = 0; i < n; i++)
 		differ += kh[i] != ((uint8_t *)keep.c)[i];
 	fprintf(out, "  %-26s %zu of %zu mask bytes differ  %s\n", "dropout_mask", differ, n,
 		differ ? "FAIL" : "ok");
 	fails += differ != 0;
-	ftk_backend_cpu.dropout(o2.c, g.c, keep.c, 1.0f / 0.7f, n);
-	dev->dropout(o2.d, g.d, keep.d, 1.0f / 0.7f, n);
+	cpu->ops->dropout(cpu, o2.c, g.c, keep.c, 1.0f / 0.7f, n);
+	dev->ops->dropout(dev, o2.d, g.d, keep.d, 1.0f / 0.7f, n);
 	struct diff h = { 0, 0 };
 	cmp_f(dev, &h, o2.c, o2.d, n);
 	fails += report(out, "dropout", &h, TOL_EW);
@@ -559,13 +576,13 @@ static int t_elementwise(const struct ftk_backend *dev, FILE *out)
 		tg[m] = m == 3 || m == 7 ? -1 : (m * 53) % V;
 	struct pair lg = both(dev, L, (size_t)M * V * 4), t = both(dev, tg, sizeof(tg));
 	struct pair ls = both(dev, zl, (size_t)M * 4);
-	ftk_backend_cpu.xent(ls.c, lg.c, t.c, M, V, 0.0f);
-	dev->xent(ls.d, lg.d, t.d, M, V, 0.0f);
+	cpu->ops->xent(cpu, ls.c, lg.c, t.c, M, V, 0.0f);
+	dev->ops->xent(dev, ls.d, lg.d, t.d, M, V, 0.0f);
 	struct diff x = { 0, 0 };
 	cmp_f(dev, &x, ls.c, ls.d, (size_t)M);
 	fails += report(out, "xent loss", &x, TOL_EW);
-	ftk_backend_cpu.xent(ls.c, lg.c, t.c, M, V, 1.0f / 7.0f);
-	dev->xent(ls.d, lg.d, t.d, M, V, 1.0f / 7.0f);
+	cpu->ops->xent(cpu, ls.c, lg.c, t.c, M, V, 1.0f / 7.0f);
+	dev->ops->xent(dev, ls.d, lg.d, t.d, M, V, 1.0f / 7.0f);
 	struct diff y = { 0, 0 }, y2 = { 0, 0 };
 	cmp_f(dev, &y, ls.c, ls.d, (size_t)M);
 	cmp_f(dev, &y2, lg.c, lg.d, (size_t)M * V);
@@ -583,16 +600,11 @@ static int t_elementwise(const struct ftk_backend *dev, FILE *out)
 	drop(dev, &eo);
 	float *EZ = xcalloc((size_t)Me * C, sizeof(float));
 	struct pair em = both(dev, EZ, (size_t)Me * C * 4);
-	ftk_backend_cpu.embed(em.c, tb.c, id.c, Me, C);
-	dev->embed(em.d, tb.d, id.d, Me, C);
+	cpu->ops->embed(cpu, em.c, tb.c, id.c, Me, C);
+	dev->ops->embed(dev, em.d, tb.d, id.d, Me, C);
 	struct diff z = { 0, 0 };
 	cmp_f(dev, &z, em.c, em.d, (size_t)Me * C);
 	fails += report(out, "embed", &z, 0.0);
-	ftk_backend_cpu.add_bias(em.c, tb.c, Me, C);
-	dev->add_bias(em.d, tb.d, Me, C);
-	struct diff zb = { 0, 0 };
-	cmp_f(dev, &zb, em.c, em.d, (size_t)Me * C);
-	fails += report(out, "add_bias", &zb, TOL_EW);
 	struct pair *all[] = { &g, &u, &dd, &o, &o2, &keep, &lg, &t, &ls, &tb, &id, &em };
 	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
 		drop(dev, all[i]);
@@ -601,25 +613,26 @@ static int t_elementwise(const struct ftk_backend *dev, FILE *out)
 }
 
 /* Both backends to precision p; 0, or -1 when dev cannot (said on out). */
-static int set_both(const struct ftk_backend *dev, int p, FILE *out)
+static int set_both(struct ftk_backend *dev, int p, FILE *out)
 {
-	ftk_backend_cpu.set_precision(p);
-	if (!dev->set_precision || dev->set_precision(p) < 0) {
+	cpu->ops->set_precision(cpu, p);
+	if (!dev->ops->set_precision || dev->ops->set_precision(dev, p) < 0) {
 		fprintf(out, "  %-26s the %s backend has no %s mode  FAIL\n", "set_precision",
-			dev->name, ftk_precision_name(p));
+			dev->ops->name, ftk_precision_name(p));
 		return -1;
 	}
 	return 0;
 }
 
-int ftk_selftest_ops_bf16(const struct ftk_backend *dev, FILE *out)
+int ftk_selftest_ops_bf16(struct ftk_backend *dev, FILE *out)
 {
+	ref_init();
 	uint64_t saved = rng;	/* the QLoRA step after it draws what it drew before */
 	rng = 0x9e3779b97f4a7c15ull;
 	fprintf(out, "ops bf16: %s against cpu (operands rounded to bf16, fp32 accumulation)\n",
-		dev->name);
+		dev->ops->name);
 	if (set_both(dev, FTK_PREC_BF16, out) < 0) {
-		ftk_backend_cpu.set_precision(FTK_PREC_FP32);
+		cpu->ops->set_precision(cpu, FTK_PREC_FP32);
 		rng = saved;
 		return 1;
 	}
@@ -628,36 +641,40 @@ int ftk_selftest_ops_bf16(const struct ftk_backend *dev, FILE *out)
 	int fails = t_gemm(dev, out) + t_linear(dev, out) + t_linear_tiles(dev, out);
 	suffix = "";
 	rng = saved;
-	ftk_backend_cpu.set_precision(FTK_PREC_FP32);
-	dev->set_precision(FTK_PREC_FP32);
+	cpu->ops->set_precision(cpu, FTK_PREC_FP32);
+	dev->ops->set_precision(dev, FTK_PREC_FP32);
 	return fails;
 }
 
-int ftk_selftest_ops_tf32(const struct ftk_backend *dev, FILE *out)
+int ftk_selftest_ops_tf32(struct ftk_backend *dev, FILE *out)
 {
-	if (!dev->set_precision || dev->set_precision(FTK_PREC_TF32) < 0) {
-		fprintf(out, "ops tf32: not run (the %s backend has no tf32 mode)\n", dev->name);
+	ref_init();
+	if (!dev->ops->set_precision || dev->ops->set_precision(dev, FTK_PREC_TF32) < 0) {
+		fprintf(out, "ops tf32: not run (the %s backend has no tf32 mode)\n",
+			dev->ops->name);
 		return 0;
 	}
 	uint64_t saved = rng;
 	rng = 0x9e3779b97f4a7c15ull;
-	fprintf(out, "ops tf32: %s against cpu fp32 (products on TF32 tensor cores, tolerance "
-		     "%.1e)\n",
-		dev->name, TOL_TF32);
+	fprintf(out,
+		"ops tf32: %s against cpu fp32 (products on TF32 tensor cores, tolerance "
+		"%.1e)\n",
+		dev->ops->name, TOL_TF32);
 	suffix = " tf32";
 	tol_mm = TOL_TF32;
 	int fails = t_gemm(dev, out) + t_linear(dev, out) + t_linear_tiles(dev, out);
 	tol_mm = TOL_MM_FP32;
 	suffix = "";
 	rng = saved;
-	dev->set_precision(FTK_PREC_FP32);
+	dev->ops->set_precision(dev, FTK_PREC_FP32);
 	return fails;
 }
 
-int ftk_selftest_ops(const struct ftk_backend *dev, FILE *out)
+int ftk_selftest_ops(struct ftk_backend *dev, FILE *out)
 {
+	ref_init();
 	rng = 0x9e3779b97f4a7c15ull;
-	fprintf(out, "ops: %s against cpu\n", dev->name);
+	fprintf(out, "ops: %s against cpu\n", dev->ops->name);
 	int fails = t_gemm(dev, out) + t_linear(dev, out) + t_rows(dev, out) + t_attn(dev, out) +
 		    t_elementwise(dev, out);
 	fails += t_linear_paths(dev, out) + t_linear_tiles(dev, out);
@@ -671,7 +688,7 @@ int ftk_selftest_ops(const struct ftk_backend *dev, FILE *out)
  * The optimizer entries (sumsq, scale, adamw) over shared memory, as the
  * trainer calls them, against optim_ops.h's host loops.
  */
-static int t_optim(const struct ftk_backend *dev, FILE *out)
+static int t_optim(struct ftk_backend *dev, FILE *out)
 {
 	size_t n = 4099;
 	float *w = host_rand(n, 1), *m = host_rand(n, 0.1f), *v = host_rand(n, 0.1f);
@@ -680,10 +697,10 @@ static int t_optim(const struct ftk_backend *dev, FILE *out)
 		v[i] = fabsf(v[i]);
 	struct ftk_adamw_consts c = { 0.9f, 0.1f, 0.999f, 0.001f, 1e-8f, 1.0f - 1e-3f * 0.01f,
 				      -1e-3f / 0.1f, sqrtf(0.001f) };
-	float *dw = dev->alloc_shared(n * 4), *dm = dev->alloc_shared(n * 4);
-	float *dv = dev->alloc_shared(n * 4), *dg = dev->alloc_shared(n * 4);
+	float *dw = dev->ops->alloc_shared(dev, n * 4), *dm = dev->ops->alloc_shared(dev, n * 4);
+	float *dv = dev->ops->alloc_shared(dev, n * 4), *dg = dev->ops->alloc_shared(dev, n * 4);
 	memcpy(dw, w, n * 4), memcpy(dm, m, n * 4), memcpy(dv, v, n * 4), memcpy(dg, g, n * 4);
-	dev->adamw(dw, dm, dv, dg, n, &c);
+	dev->ops->adamw(dev, dw, dm, dv, dg, n, &c);
 	ftk_adamw_array(w, m, v, g, n, &c);
 	struct diff d[3] = { { 0, 0 }, { 0, 0 }, { 0, 0 } };
 	cmp_f(dev, &d[0], w, dw, n);
@@ -692,21 +709,22 @@ static int t_optim(const struct ftk_backend *dev, FILE *out)
 	int fails = report(out, "adamw w", &d[0], TOL_EW);
 	fails += report(out, "adamw m", &d[1], TOL_EW);
 	fails += report(out, "adamw v", &d[2], TOL_EW);
-	double ss = ftk_sumsq_array(g, n), s2 = dev->sumsq(dg, n);
+	double ss = ftk_sumsq_array(g, n), s2 = dev->ops->sumsq(dev, dg, n);
 	struct diff e = { fabs(s2 - ss), ss };
 	fails += report(out, "grad norm (sum sq)", &e, 1e-12);
-	dev->scale(dg, 0.37f, n);
+	dev->ops->scale(dev, dg, 0.37f, n);
 	ftk_scale_array(g, 0.37f, n);
 	struct diff f = { 0, 0 };
 	cmp_f(dev, &f, g, dg, n);
 	fails += report(out, "clip (scale)", &f, TOL_EW);
-	dev->free(dw), dev->free(dm), dev->free(dv), dev->free(dg);
+	dev->ops->free(dev, dw), dev->ops->free(dev, dm), dev->ops->free(dev, dv),
+		dev->ops->free(dev, dg);
 	free(w), free(m), free(v), free(g);
 	return fails;
 }
 
-static int step_at(const struct ftk_backend *dev, const char *model_dir, int prec, int flash,
-		   FILE *out, struct ftk_error *err);
+static int step_at(struct ftk_backend *dev, const char *model_dir, int prec, int flash, FILE *out,
+		   struct ftk_error *err);
 
 /*
  * Every LoRA gradient tensor on its own scale, one line each: a layer's
@@ -741,25 +759,28 @@ int ftk_selftest_lora_grads(const struct ftk_model *ref, const struct ftk_model 
 	return fails;
 }
 
-int ftk_selftest_step(const struct ftk_backend *dev, const char *model_dir, FILE *out,
+int ftk_selftest_step(struct ftk_backend *dev, const char *model_dir, FILE *out,
 		      struct ftk_error *err)
 {
+	ref_init();
 	return step_at(dev, model_dir, FTK_PREC_FP32, 0, out, err);
 }
 
-int ftk_selftest_step_bf16(const struct ftk_backend *dev, const char *model_dir, FILE *out,
+int ftk_selftest_step_bf16(struct ftk_backend *dev, const char *model_dir, FILE *out,
 			   struct ftk_error *err)
 {
+	ref_init();
 	int rc = step_at(dev, model_dir, FTK_PREC_BF16, 0, out, err);
-	ftk_backend_cpu.set_precision(FTK_PREC_FP32);
-	if (dev->set_precision)
-		dev->set_precision(FTK_PREC_FP32);
+	cpu->ops->set_precision(cpu, FTK_PREC_FP32);
+	if (dev->ops->set_precision)
+		dev->ops->set_precision(dev, FTK_PREC_FP32);
 	return rc;
 }
 
-int ftk_selftest_step_flash(const struct ftk_backend *dev, const char *model_dir, FILE *out,
+int ftk_selftest_step_flash(struct ftk_backend *dev, const char *model_dir, FILE *out,
 			    struct ftk_error *err)
 {
+	ref_init();
 	/* its own inputs, whichever steps ran before it */
 	uint64_t keep = rng;
 	rng = 0x2545f4914f6cdd1dull;
@@ -768,13 +789,13 @@ int ftk_selftest_step_flash(const struct ftk_backend *dev, const char *model_dir
 	return rc;
 }
 
-static int step_at(const struct ftk_backend *dev, const char *model_dir, int prec, int flash,
-		   FILE *out, struct ftk_error *err)
+static int step_at(struct ftk_backend *dev, const char *model_dir, int prec, int flash, FILE *out,
+		   struct ftk_error *err)
 {
 	int bf = prec == FTK_PREC_BF16;
 	double tol_loss = bf ? 1e-3 : 1e-4, tol_grad = bf ? 3e-2 : 1e-4;
 	struct ftk_model *mc = NULL, *md = NULL;
-	struct ftk_load_opts lc = { FTK_QUANT_NF4, &ftk_backend_cpu, 1, 64 };
+	struct ftk_load_opts lc = { FTK_QUANT_NF4, cpu, 1, 64 };
 	struct ftk_load_opts ld = { FTK_QUANT_NF4, dev, 1, 64 };
 	struct ftk_lora_opts lo = { FTK_LORA_ALL, 4, 8.0f, 0, 0.0f, 7 };
 	int rc = ftk_model_load(&mc, model_dir, &lc, err);
@@ -823,11 +844,15 @@ static int step_at(const struct ftk_backend *dev, const char *model_dir, int pre
 		rc = ftk_model_forward_backward(md, &b, norm, &lsd, &ntd, err);
 	int fails = 0;
 	if (rc == 0) {
-		fprintf(out, "qlora step%s: %s against cpu (NF4 base, LoRA rank 4 on all targets, "
-			     "%d x %d tokens, two documents per row)\n",
-			bf ? " bf16" : flash ? " flash" : "", dev->name, Bn, T);
+		fprintf(out,
+			"qlora step%s: %s against cpu (NF4 base, LoRA rank 4 on all targets, "
+			"%d x %d tokens, two documents per row)\n",
+			bf	? " bf16"
+			: flash ? " flash"
+				: "",
+			dev->ops->name, Bn, T);
 		struct diff d = { fabs(lsd - lsc), fabs(lsc) };
-		fprintf(out, "  loss cpu %.7f  %s %.7f\n", lsc / norm, dev->name, lsd / norm);
+		fprintf(out, "  loss cpu %.7f  %s %.7f\n", lsc / norm, dev->ops->name, lsd / norm);
 		fails += report(out, "loss", &d, tol_loss);
 		fails += ftk_selftest_lora_grads(mc, md, tol_grad, out);
 	}
@@ -845,10 +870,11 @@ int ftk_selftest_main(const char *device, const char *model_dir, FILE *out)
 
 int ftk_selftest_run(const char *device, const char *model_dir, int precision, FILE *out)
 {
+	ref_init();
 	int fp32 = precision < 0 || precision == FTK_PREC_FP32;
 	int bf16 = precision < 0 || precision == FTK_PREC_BF16;
 	int tf32 = precision < 0 || precision == FTK_PREC_TF32;
-	const struct ftk_backend *dev = NULL;
+	struct ftk_backend *dev = NULL;
 	struct ftk_error err;
 	int cuda = strcmp(device, "cpu") != 0;
 	if (ftk_device_backend(device, 0, &dev, &err) < 0) {
@@ -893,11 +919,12 @@ int ftk_selftest_run(const char *device, const char *model_dir, int precision, F
 		fprintf(out, "qlora step: NOT RUN (no model at '%s': give --model DIR)\n", md);
 		fails++;
 	}
-	if (fp32 && dev->adamw && dev->sumsq && dev->scale) {
-		fprintf(out, "optimizer: %s against the host loops\n", dev->name);
+	if (fp32 && dev->ops->adamw && dev->ops->sumsq && dev->ops->scale) {
+		fprintf(out, "optimizer: %s against the host loops\n", dev->ops->name);
 		fails += t_optim(dev, out);
 	}
 	fprintf(out, "%s: %d check%s beyond tolerance\n", fails ? "FAIL" : "PASS", fails,
 		fails == 1 ? "" : "s");
+	ftk_backend_free(dev);
 	return fails ? 1 : 0;
 }

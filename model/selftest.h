@@ -20,7 +20,7 @@
  * line per op ("op  max_abs  max_rel  tol  ok|FAIL") to out.  Returns the
  * number of ops beyond tolerance.
  */
-int ftk_selftest_ops(const struct ftk_backend *dev, FILE *out);
+int ftk_selftest_ops(struct ftk_backend *dev, FILE *out);
 
 /*
  * One QLoRA micro-step (NF4 base, LoRA on every target, forward, loss,
@@ -28,7 +28,7 @@ int ftk_selftest_ops(const struct ftk_backend *dev, FILE *out);
  * batch; prints the loss and the largest gradient difference.  Returns the
  * number of comparisons beyond tolerance, or an error loading the model.
  */
-int ftk_selftest_step(const struct ftk_backend *dev, const char *model_dir, FILE *out,
+int ftk_selftest_step(struct ftk_backend *dev, const char *model_dir, FILE *out,
 		      struct ftk_error *err);
 
 struct ftk_model;
@@ -65,8 +65,8 @@ int ftk_selftest_run(const char *device, const char *model_dir, int precision, F
  * same way.  Return as ftk_selftest_ops / ftk_selftest_step; a backend
  * without a bf16 mode counts as one failure.
  */
-int ftk_selftest_ops_bf16(const struct ftk_backend *dev, FILE *out);
-int ftk_selftest_step_bf16(const struct ftk_backend *dev, const char *model_dir, FILE *out,
+int ftk_selftest_ops_bf16(struct ftk_backend *dev, FILE *out);
+int ftk_selftest_step_bf16(struct ftk_backend *dev, const char *model_dir, FILE *out,
 			   struct ftk_error *err);
 /*
  * The tf32 lines: gemm, gemm_batch and the linear ops with dev set to
@@ -74,7 +74,7 @@ int ftk_selftest_step_bf16(const struct ftk_backend *dev, const char *model_dir,
  * TF32 tolerance.  A backend without a tf32 mode (the CPU) prints that the
  * lines were not run and counts no failure.  Returns the failures.
  */
-int ftk_selftest_ops_tf32(const struct ftk_backend *dev, FILE *out);
+int ftk_selftest_ops_tf32(struct ftk_backend *dev, FILE *out);
 
 /*
  * The fp32 step again with --attention flash on both backends (the flash
@@ -82,7 +82,7 @@ int ftk_selftest_ops_tf32(const struct ftk_backend *dev, FILE *out);
  * row), on inputs of its own so its numbers do not depend on which steps
  * ran before.  Return as ftk_selftest_step.
  */
-int ftk_selftest_step_flash(const struct ftk_backend *dev, const char *model_dir, FILE *out,
+int ftk_selftest_step_flash(struct ftk_backend *dev, const char *model_dir, FILE *out,
 			    struct ftk_error *err);
 
 #endif

@@ -112,8 +112,7 @@ struct item {
 	size_t off;		/* data offset in the batch buffer */
 	int input;		/* input index */
 	int parsed;		/* 1 a JSON object, 0 not (the main thread rejects it) */
-	struct ftk_dd_sig sig;
-	struct strbuf origin;	/* ftk_record_origin's JSON, "" when none */
+	struct ftk_dd_sig sig;	/* with the record's origin (ftk_record_origin's JSON) */
 };
 
 struct ctx {
@@ -152,12 +151,12 @@ struct ctx {
 	uint32_t *input_file_ix;	/* input index -> index file id */
 	uint32_t against_file_ix;
 
-	/* where records came from (lib/record.h ftk_record_origin), for "of":
-	 * NUL-terminated texts in one arena, found by offset + 1 (0: none) */
+	/* exact streaming: where the kept records came from (lib/record.h
+	 * ftk_record_origin), for "of": NUL-terminated texts in one arena,
+	 * found by offset + 1 (0: none).  The index keeps them in its
+	 * signature files instead (ftk_dd_index_origin). */
 	struct strbuf origins;
-	uint64_t *origin_of;	/* the general path: by index id */
-	size_t n_origin_of;
-	int source_default;	/* per-source counts by meta.source, not asked for */
+	struct strbuf scratch;	/* an origin read back from the index */
 
 	/* exact streaming */
 	struct xslot *tab;
@@ -242,11 +241,9 @@ static void *work(void *arg)
 		cJSON *rec = NULL;
 		it->parsed = ftk_json_parse_record(it->line.data, it->line.len, &rec, NULL, NULL) == 0;
 		it->sig.status = 0;
-		strbuf_reset(&it->origin);
-		if (it->parsed) {
+		strbuf_reset(&it->sig.origin);
+		if (it->parsed)
 			ftk_dd_sign(j->s, rec, &it->sig);
-			ftk_record_origin(rec, &it->origin);
-		}
 		cJSON_Delete(rec);
 	}
 	return NULL;
@@ -295,10 +292,8 @@ static void sign_all(struct ctx *c, next_fn next, item_fn fn)
 			if (c->n_items == c->cap_items) {
 				size_t na = c->cap_items ? c->cap_items * 2 : 256;
 				c->items = xrealloc(c->items, sizeof(*c->items) * na);
-				for (size_t i = c->cap_items; i < na; i++) {
+				for (size_t i = c->cap_items; i < na; i++)
 					ftk_dd_sig_init(&c->items[i].sig, ftk_dd_nbands(&c->p));
-					strbuf_init(&c->items[i].origin, 0);
-				}
 				c->cap_items = na;
 			}
 			struct item *it = &c->items[c->n_items++];
@@ -403,30 +398,41 @@ static const char *drop_reason(const struct ctx *c, double sim)
 	return c->p.near && round(sim * 1e4) < 1e4 ? "near-duplicate" : "duplicate";
 }
 
-/* Keep an item's origin; returns its handle (0 when it has none). */
+/* Keep an item's origin (exact streaming); returns its handle (0 when it has none). */
 static uint64_t origin_keep(struct ctx *c, const struct item *it)
 {
-	if (!it->origin.len)
+	if (!it->sig.origin.len)
 		return 0;
 	uint64_t h = c->origins.len + 1;
-	strbuf_add(&c->origins, it->origin.buf, it->origin.len);
+	strbuf_add(&c->origins, it->sig.origin.buf, it->sig.origin.len);
 	strbuf_addch(&c->origins, '\0');
 	return h;
 }
 
-static cJSON *of_json(struct ctx *c, const char *file, uint32_t line, double sim, uint64_t origin)
+/* "of" and "similarity" of a removed record; origin: the kept record's, or NULL. */
+static cJSON *of_json(const char *file, uint32_t line, double sim, const char *origin)
 {
 	cJSON *x = cJSON_CreateObject();
 	cJSON *of = cJSON_AddObjectToObject(x, "of");
 	cJSON_AddStringToObject(of, "file", file);
 	cJSON_AddNumberToObject(of, "line", line);
 	if (origin) {
-		cJSON *o = cJSON_Parse(c->origins.buf + origin - 1);
+		cJSON *o = cJSON_Parse(origin);
 		if (o)
 			cJSON_AddItemToObject(of, "origin", o);
 	}
 	cJSON_AddNumberToObject(x, "similarity", round(sim * 1e4) / 1e4);
 	return x;
+}
+
+/* The origin of index record id as a C string in c->scratch, or NULL without one. */
+static const char *index_origin(struct ctx *c, uint32_t id)
+{
+	strbuf_reset(&c->scratch);
+	int rc = ftk_dd_index_origin(c->ix, id, &c->scratch);
+	if (rc < 0)
+		die("cannot read back signatures: %s", strerror(errno));
+	return rc ? c->scratch.buf : NULL;
 }
 
 /* ---------------------------------------------------------------- exact, first survives */
@@ -478,7 +484,8 @@ static void exact_item(struct ctx *c, struct item *it)
 	}
 	if (s->file != UINT32_MAX) {
 		ftk_tool_reject(&c->t, &it->line, "duplicate",
-				of_json(c, c->tab_files[s->file], s->line, 1.0, s->origin));
+				of_json(c->tab_files[s->file], s->line, 1.0,
+					s->origin ? c->origins.buf + s->origin - 1 : NULL));
 		count_drop(c, it->input, it->sig.source.buf, it->sig.source.len);
 		return;
 	}
@@ -509,21 +516,9 @@ static void index_item(struct ctx *c, struct item *it)
 				      it->sig.band, fileno(c->sigtmp), c->sigoff);
 	if (id < 0)
 		die("too many records (at most %u)", UINT32_MAX - 1);
-	if (it->origin.len || c->origin_of) {
-		if ((size_t)id >= c->n_origin_of) {
-			size_t n = c->n_origin_of ? c->n_origin_of * 2 : 1024;
-			while (n <= (size_t)id)
-				n *= 2;
-			c->origin_of = xrealloc(c->origin_of, n * sizeof(*c->origin_of));
-			memset(c->origin_of + c->n_origin_of, 0, (n - c->n_origin_of) * sizeof(*c->origin_of));
-			c->n_origin_of = n;
-		}
-		c->origin_of[id] = origin_keep(c, it);
-	}
 	if (ftk_dd_sigfile_write(c->sigtmp, &c->p, fix, (uint32_t)it->line.lineno, &it->sig, &err) < 0)
 		die("%s", err.msg);
-	c->sigoff += sizeof(struct ftk_dd_sighdr) + sizeof(uint64_t) * ftk_dd_nbands(&c->p) +
-		     (it->sig.source.len + 7) / 8 * 8 + sizeof(uint64_t) * it->sig.payload.n;
+	c->sigoff += ftk_dd_sigfile_reclen(&c->p, &it->sig);
 }
 
 static void signatures_item(struct ctx *c, struct item *it)
@@ -691,8 +686,7 @@ static void apply_index(struct ctx *c)
 						uint32_t ol;
 						ftk_dd_index_place(ix, of, &f, &ol, NULL);
 						ftk_tool_reject(&c->t, &line, drop_reason(c, s),
-								of_json(c, f, ol, s,
-									of < c->n_origin_of ? c->origin_of[of] : 0));
+								of_json(f, ol, s, index_origin(c, of)));
 						count_drop(c, i, src ? src : "", src ? strlen(src) : 0);
 					}
 					next++;
@@ -774,10 +768,8 @@ static void release_batches(struct ctx *c)
 		ftk_dd_signer_release(&c->signers[k]);
 	free(c->signers);
 	c->signers = NULL;
-	for (size_t i = 0; i < c->cap_items; i++) {
+	for (size_t i = 0; i < c->cap_items; i++)
 		ftk_dd_sig_release(&c->items[i].sig);
-		strbuf_release(&c->items[i].origin);
-	}
 	free(c->items);
 	c->items = NULL;
 	c->cap_items = c->n_items = 0;
@@ -846,7 +838,14 @@ static void merge(struct ctx *c)
 		strbuf_add_json_str(&sb, f, strlen(f));
 		strbuf_addf(&sb, ",\"line\":%u,\"reason\":\"%s\",\"of\":{\"file\":", line, drop_reason(c, s));
 		strbuf_add_json_str(&sb, of_f, strlen(of_f));
-		strbuf_addf(&sb, ",\"line\":%u},\"similarity\":%.4g}", of_line, round(s * 1e4) / 1e4);
+		strbuf_addf(&sb, ",\"line\":%u", of_line);
+		/* the kept record's origin, as the single run's "of" carries it */
+		const char *origin = index_origin(c, of);
+		if (origin) {
+			strbuf_addstr(&sb, ",\"origin\":");
+			strbuf_addstr(&sb, origin);
+		}
+		strbuf_addf(&sb, "},\"similarity\":%.4g}", round(s * 1e4) / 1e4);
 		ftk_tool_emit_raw(&c->t, sb.buf, sb.len);
 	}
 	strbuf_release(&sb);
@@ -994,6 +993,7 @@ int cmd_dedupe(int argc, char **argv)
 	c->mem_cap = (size_t)4 << 30;
 	c->spool_fd = -1;
 	strbuf_init(&c->origins, 0);
+	strbuf_init(&c->scratch, 0);
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	c->threads = ncpu > 0 ? (int)(ncpu > 64 ? 64 : ncpu) : 1;
 
@@ -1054,12 +1054,13 @@ int cmd_dedupe(int argc, char **argv)
 		  : c->sharded == SHARD_APPLY    ? FTK_DD_APPLY
 					       : FTK_DD_WHOLE;
 	s.out = c->t.out_path;
-	/* a single run counts drops per meta.source (the first stage's provenance,
-	 * or the data's own labels) unless told another field; the sharded steps
-	 * only when told, as their signature files must agree */
-	if (!s.p.source_field && s.stage == FTK_DD_WHOLE) {
+	/* a run counts drops per meta.source (the first stage's provenance, or
+	 * the data's own labels) unless told another field; the sharded steps
+	 * as the single run does: the signatures carry the source (and that it
+	 * was the default) to the merge, which counts */
+	if (!s.p.source_field && (s.stage == FTK_DD_WHOLE || s.stage == FTK_DD_SIGNATURES)) {
 		s.p.source_field = "meta.source";
-		c->source_default = 1;
+		s.p.source_default = 1;
 	}
 	if (ftk_dd_settings_check(&s, &c->key, &c->mh, &err) < 0)
 		ftk_tool_usage_error(&c->t, "%s", err.msg);
@@ -1167,11 +1168,11 @@ finish:
 	else if (c->sharded != SHARD_SIGNATURES)
 		report_tallies(c, &c->by_file, "by_file", c->t.n_inputs > 1, 0);
 	if (c->p.source_field && c->sharded != SHARD_SIGNATURES)
-		report_tallies(c, &c->by_source, "by_source", 1, c->source_default);
+		report_tallies(c, &c->by_source, "by_source", 1, c->p.source_default);
 	tallies_release(&c->by_file);
 	tallies_release(&c->by_source);
 	strbuf_release(&c->origins);
-	free(c->origin_of);
+	strbuf_release(&c->scratch);
 	ftk_dd_key_free(c->key);
 	ftk_minhash_release(&c->mh);
 	if (c->spool_fd >= 0)

@@ -215,12 +215,14 @@ void ftk_dd_sig_init(struct ftk_dd_sig *g, int nbands)
 	g->len = 0;
 	g->field = -HUGE_VAL;
 	strbuf_init(&g->source, 0);
+	strbuf_init(&g->origin, 0);
 	memset(&g->payload, 0, sizeof(g->payload));
 }
 
 void ftk_dd_sig_release(struct ftk_dd_sig *g)
 {
 	strbuf_release(&g->source);
+	strbuf_release(&g->origin);
 	ftk_u64vec_release(&g->payload);
 	free(g->band);
 	g->band = NULL;
@@ -235,6 +237,8 @@ int ftk_dd_sign(struct ftk_dd_signer *s, const cJSON *rec, struct ftk_dd_sig *g)
 	g->field = -HUGE_VAL;
 	g->payload.n = 0;
 	strbuf_reset(&g->source);
+	strbuf_reset(&g->origin);
+	ftk_record_origin(rec, &g->origin);
 	if (p->source_field) {
 		const cJSON *v = ftk_dd_path(rec, p->source_field);
 		if (v && !cJSON_IsNull(v))
@@ -290,7 +294,7 @@ static int near_sig(struct ftk_dd_signer *s, struct ftk_dd_sig *g)
 
 /* ---------------------------------------------------------------- signature files */
 
-static const char sig_magic[] = "FTKSIG1\n";
+static const char sig_magic[] = "FTKSIG2\n";
 
 static cJSON *params_json(const struct ftk_dd_params *p)
 {
@@ -312,6 +316,8 @@ static cJSON *params_json(const struct ftk_dd_params *p)
 		cJSON_AddStringToObject(o, "keep_field", p->keep_field);
 	if (p->source_field)
 		cJSON_AddStringToObject(o, "source_field", p->source_field);
+	if (p->source_field && p->source_default)
+		cJSON_AddBoolToObject(o, "source_default", 1);
 	return o;
 }
 
@@ -336,15 +342,32 @@ int ftk_dd_sigfile_write(FILE *f, const struct ftk_dd_params *p, uint32_t file, 
 {
 	static const char zeros[8];
 	struct ftk_dd_sighdr h = { file, line, g->len, g->field, (uint32_t)g->source.len,
-				   (uint32_t)g->payload.n };
+				   (uint32_t)g->payload.n, (uint32_t)g->origin.len, 0 };
 	size_t pad = (8 - g->source.len % 8) % 8;
+	size_t opad = (8 - g->origin.len % 8) % 8;
 	int nb = ftk_dd_nbands(p);
 	if (fwrite(&h, sizeof(h), 1, f) != 1 || fwrite(g->band, sizeof(uint64_t), nb, f) != (size_t)nb ||
 	    (g->source.len && fwrite(g->source.buf, 1, g->source.len, f) != g->source.len) ||
 	    (pad && fwrite(zeros, 1, pad, f) != pad) ||
+	    (g->origin.len && fwrite(g->origin.buf, 1, g->origin.len, f) != g->origin.len) ||
+	    (opad && fwrite(zeros, 1, opad, f) != opad) ||
 	    (g->payload.n && fwrite(g->payload.v, sizeof(uint64_t), g->payload.n, f) != g->payload.n))
 		return ftk_error_msg(err, FTK_EIO, "cannot write signatures: %s", strerror(errno));
 	return 0;
+}
+
+uint64_t ftk_dd_sigfile_reclen(const struct ftk_dd_params *p, const struct ftk_dd_sig *g)
+{
+	return sizeof(struct ftk_dd_sighdr) + sizeof(uint64_t) * (uint64_t)ftk_dd_nbands(p) +
+	       (g->source.len + 7) / 8 * 8 + (g->origin.len + 7) / 8 * 8 +
+	       sizeof(uint64_t) * (uint64_t)g->payload.n;
+}
+
+/* Where a record's payload starts, from its start and header. */
+static uint64_t payload_off(const struct ftk_dd_params *p, uint64_t start, const struct ftk_dd_sighdr *h)
+{
+	return start + sizeof(*h) + sizeof(uint64_t) * (uint64_t)ftk_dd_nbands(p) +
+	       ((uint64_t)h->src_len + 7) / 8 * 8 + ((uint64_t)h->origin_len + 7) / 8 * 8;
 }
 
 /* ---------------------------------------------------------------- the index */
@@ -602,8 +625,13 @@ static int read_header(int fd, const char *name, cJSON **out, uint64_t *off,
 {
 	struct strbuf sb = STRBUF_INIT;
 	*off = 0;
-	if (read_line_at(fd, off, &sb) < 0 || strcmp(sb.buf, "FTKSIG1")) {
+	if (read_line_at(fd, off, &sb) < 0 || strcmp(sb.buf, "FTKSIG2")) {
+		int old = sb.buf && !strcmp(sb.buf, "FTKSIG1");
 		strbuf_release(&sb);
+		if (old)
+			return ftk_error_set(err, FTK_EDATA, name, 0, NULL,
+					     "a signature file of an older ftk-dedupe (FTKSIG1, without "
+					     "the records' origins): sign the shard again");
 		return ftk_error_set(err, FTK_EDATA, name, 0, NULL, "not an ftk-dedupe signature file");
 	}
 	cJSON *o = NULL;
@@ -647,6 +675,7 @@ int ftk_dd_sigfile_params(int fd, const char *name, struct ftk_dd_params *p,
 		p->keep_field = xstrdup(s);
 	if ((s = ftk_json_get_str(o, "source_field")))
 		p->source_field = xstrdup(s);
+	p->source_default = p->source_field && cJSON_IsTrue(cJSON_GetObjectItem(o, "source_default"));
 	cJSON_Delete(o);
 	return 0;
 }
@@ -717,7 +746,7 @@ int64_t ftk_dd_index_load(struct ftk_dd_index *x, int fd, const char *name,
 			goto out;
 		}
 		strbuf_setlen(&src, h.src_len);
-		off = start + sizeof(h) + sizeof(uint64_t) * nb + padded + sizeof(uint64_t) * (uint64_t)h.payload_n;
+		off = payload_off(&x->p, start, &h) + sizeof(uint64_t) * (uint64_t)h.payload_n;
 		if (fseeko(fp, (off_t)off, SEEK_SET) < 0) {
 			rc = ftk_error_set(err, FTK_EIO, name, 0, NULL, "cannot read: %s", strerror(errno));
 			goto out;
@@ -790,8 +819,7 @@ static int load_payload(struct ftk_dd_index *x, uint32_t id, struct ftk_u64vec *
 	struct ftk_dd_sighdr h;
 	if (read_full(m->fd, &h, sizeof(h), m->off) < 0)
 		return -1;
-	uint64_t off = m->off + sizeof(h) + sizeof(uint64_t) * ftk_dd_nbands(&x->p) +
-		       (h.src_len + 7) / 8 * 8;
+	uint64_t off = payload_off(&x->p, m->off, &h);
 	FTK_ALLOC_GROW(out->v, h.payload_n ? h.payload_n : 1, out->alloc);
 	out->n = h.payload_n;
 	if (read_full(m->fd, out->v, sizeof(uint64_t) * h.payload_n, off) < 0)
@@ -1077,6 +1105,23 @@ void ftk_dd_index_place(const struct ftk_dd_index *x, uint32_t id, const char **
 		*line = x->m[id].line;
 	if (file_index)
 		*file_index = x->m[id].file;
+}
+
+int ftk_dd_index_origin(const struct ftk_dd_index *x, uint32_t id, struct strbuf *out)
+{
+	const struct meta *m = &x->m[id];
+	struct ftk_dd_sighdr h;
+	if (read_full(m->fd, &h, sizeof(h), m->off) < 0)
+		return FTK_EIO;
+	if (!h.origin_len)
+		return 0;
+	uint64_t off = m->off + sizeof(h) + sizeof(uint64_t) * (uint64_t)ftk_dd_nbands(&x->p) +
+		       ((uint64_t)h.src_len + 7) / 8 * 8;
+	strbuf_grow(out, h.origin_len);
+	if (read_full(m->fd, out->buf + out->len, h.origin_len, off) < 0)
+		return FTK_EIO;
+	strbuf_setlen(out, out->len + h.origin_len);
+	return 1;
 }
 
 const char *ftk_dd_index_source_name(const struct ftk_dd_index *x, uint32_t id)

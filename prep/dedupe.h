@@ -21,11 +21,16 @@
  * the same resolve, so the sharded run and the single run cannot disagree:
  * given the same records in the same order they make the same decisions.
  *
- * Signature file: the line "FTKSIG1", a JSON line with the parameters and
+ * Signature file: the line "FTKSIG2", a JSON line with the parameters and
  * the input file names, then one binary record per signed record (native
  * byte order: written and read on machines of one architecture):
  *	struct ftk_dd_sighdr, bands x uint64 (exact: 2, the 128-bit hash),
- *	the source name padded to 8 bytes, payload_n x uint64.
+ *	the source name padded to 8 bytes, the record's origin (lib/record.h
+ *	ftk_record_origin's JSON, empty when it has none) padded to 8 bytes,
+ *	payload_n x uint64.
+ * The origin is there for the "of" of a removed record: resolve never holds
+ * it in memory, it reads it back (ftk_dd_index_origin) for the survivors
+ * that have a duplicate, as it reads payloads for candidate pairs.
  *
  * Memory: resolve keeps, per record, its metadata (40 bytes) and its band
  * hashes (12 bytes a band: 168 bytes with 14 bands).  When the band hashes
@@ -84,6 +89,8 @@ struct ftk_dd_params {
 	const char *key;	/* key spec, "@text" by default */
 	const char *keep_field;	/* --keep FIELD, or NULL */
 	const char *source_field;	/* --source-field, or NULL */
+	int source_default;	/* source_field is meta.source because none was given:
+				 * records without one are not counted as a source */
 };
 
 /* ---------------------------------------------------------------- a run's settings */
@@ -152,6 +159,7 @@ struct ftk_dd_sig {
 	double field;		/* --keep FIELD value, -HUGE_VAL when missing */
 	uint64_t *band;		/* (ftk_dd_nbands) bands (near) or the 128-bit hash (exact) */
 	struct strbuf source;	/* --source-field value ("" when none) */
+	struct strbuf origin;	/* ftk_record_origin's JSON ("" when none) */
 	struct ftk_u64vec payload;	/* near: shingles, or signature with --fast */
 };
 
@@ -163,8 +171,9 @@ void ftk_dd_sig_init(struct ftk_dd_sig *g, int nbands);
 void ftk_dd_sig_release(struct ftk_dd_sig *g);
 
 /*
- * Sign one parsed record into *g.  Returns 1 when signed, 0 when the
- * record has no key text (g->status 0).
+ * Sign one parsed record into *g (its origin too, whether or not it has key
+ * text).  Returns 1 when signed, 0 when the record has no key text
+ * (g->status 0).
  */
 int ftk_dd_sign(struct ftk_dd_signer *s, const cJSON *rec, struct ftk_dd_sig *g);
 
@@ -177,6 +186,7 @@ struct ftk_dd_sighdr {
 	uint32_t file, line;
 	double len, field;
 	uint32_t src_len, payload_n;
+	uint32_t origin_len, reserved;	/* reserved: 0, keeps the header 8-byte aligned */
 };
 
 /*
@@ -188,6 +198,8 @@ int ftk_dd_sigfile_header(FILE *f, const struct ftk_dd_params *p, char **files, 
 /* Append one record's signature.  Returns 0 or FTK_EIO. */
 int ftk_dd_sigfile_write(FILE *f, const struct ftk_dd_params *p, uint32_t file, uint32_t line,
 			 const struct ftk_dd_sig *g, struct ftk_error *err);
+/* The bytes ftk_dd_sigfile_write writes for g. */
+uint64_t ftk_dd_sigfile_reclen(const struct ftk_dd_params *p, const struct ftk_dd_sig *g);
 
 /*
  * A temporary file, already unlinked, in $TMPDIR (or /tmp), open for
@@ -262,6 +274,12 @@ void ftk_dd_index_place(const struct ftk_dd_index *x, uint32_t id, const char **
 			uint32_t *line, uint32_t *file_index);
 /* A record's source name, or NULL without one. */
 const char *ftk_dd_index_source_name(const struct ftk_dd_index *x, uint32_t id);
+/*
+ * Append a record's origin (the JSON object its signature holds) to out,
+ * read back from its signature file.  Returns 1 when it appended one, 0 when
+ * the record has none, FTK_EIO when the file cannot be read.
+ */
+int ftk_dd_index_origin(const struct ftk_dd_index *x, uint32_t id, struct strbuf *out);
 int ftk_dd_index_is_ref(const struct ftk_dd_index *x, uint32_t id);
 /* File names, in index order. */
 uint32_t ftk_dd_index_nfiles(const struct ftk_dd_index *x);

@@ -21,7 +21,9 @@
 # by the pids they wrote.  The settings are the ones that work in a
 # container (no cgroups, no systemd): proctrack/linuxproc, task/none,
 # cons_tres by core, a partition that oversubscribes so that a 2-core
-# machine can run an array's elements beside a waiting job.
+# machine can run an array's elements beside a waiting job.  The daemons
+# talk over 127.0.0.1 (SlurmctldHost's address, NodeAddr), so the host name
+# need not resolve (a debootstrap chroot has no /etc/hosts).
 set -u
 cmd=${1:-}
 dir=${2:-}
@@ -87,7 +89,7 @@ start() {
 	chown munge:munge "$m/munge.key" && chmod 400 "$m/munge.key"
 	if ! setpriv --reuid=munge --regid=munge --clear-groups munged \
 		--key-file="$m/munge.key" --socket="$m/sock" --pid-file="$m/munged.pid" \
-		--log-file="$m/log" --seed-file="$m/seed"; then
+		--log-file="$m/log" --seed-file="$m/seed" --origin=127.0.0.1; then
 		log "munged did not start: $(tail -n 1 "$m/log" 2>/dev/null)"
 		stop
 		return 1
@@ -104,7 +106,7 @@ print(*[x.getsockname()[1] for x in s])')
 	cat > "$dir/slurm.conf" <<EOF
 # written by tools/slurm-private.sh: a private one-node cluster
 ClusterName=ftkprivate
-SlurmctldHost=$host
+SlurmctldHost=$host(127.0.0.1)
 SlurmctldPort=$1
 SlurmdPort=$2
 AuthType=auth/munge
@@ -132,7 +134,7 @@ AccountingStorageType=accounting_storage/none
 JobAcctGatherType=jobacct_gather/none
 KillWait=5
 MinJobAge=600
-NodeName=$host CPUs=$cpus RealMemory=$mem State=UNKNOWN
+NodeName=$host NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem State=UNKNOWN
 PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP OverSubscribe=FORCE:4
 EOF
 	export SLURM_CONF="$dir/slurm.conf"

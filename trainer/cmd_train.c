@@ -762,6 +762,7 @@ int cmd_train(int argc, char **argv)
 			      resume, saved_world, o.grad_accum, global);
 			if (o.world > 1)
 				ftk_dist_abort(dist, FTK_EXIT_USAGE);
+			ftk_backend_free(o.backend);
 			ftk_dist_end(dist);
 			return FTK_EXIT_USAGE;
 		}
@@ -777,6 +778,7 @@ int cmd_train(int argc, char **argv)
 			error("%s (ftk-train --plan shows the whole plan)", err.msg);
 			if (o.world > 1)
 				ftk_dist_abort(dist, FTK_EXIT_DATA);
+			ftk_backend_free(o.backend);
 			ftk_dist_end(dist);
 			return FTK_EXIT_DATA;
 		}
@@ -867,6 +869,7 @@ int cmd_train(int argc, char **argv)
 		}
 		cJSON_Delete(e);
 	}
+	ftk_backend_free(o.backend);
 	ftk_dist_end(dist);
 	return exit_code;
 }

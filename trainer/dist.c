@@ -53,7 +53,7 @@ struct nccl_api {
 	const char *(*error_string)(int rc);
 	int (*destroy)(void *comm);
 	void *comm;
-	const struct ftk_backend *be;	/* the CUDA backend: device memory, copies */
+	struct ftk_backend *be;	/* a CUDA instance of its own: device memory, copies */
 	void *scratch;	/* 64 bytes of device memory for the scalars */
 };
 
@@ -415,7 +415,7 @@ static int start_nccl(struct ftk_dist *d, struct ftk_error *err)
 	}
 	if ((rc = n->init_rank(&n->comm, d->world, id, d->rank)) != 0)
 		return ftk_error_msg(err, FTK_ENET, "ncclCommInitRank: %s", n->error_string(rc));
-	n->scratch = n->be->alloc(64);
+	n->scratch = n->be->ops->alloc(n->be, 64);
 	return 0;
 }
 
@@ -461,7 +461,8 @@ void ftk_dist_end(struct ftk_dist *d)
 	if (d->t == T_NCCL && d->nc.comm)
 		d->nc.destroy(d->nc.comm);
 	if (d->nc.scratch)
-		d->nc.be->free(d->nc.scratch);
+		d->nc.be->ops->free(d->nc.be, d->nc.scratch);
+	ftk_backend_free(d->nc.be);
 #ifdef FTK_HAVE_MPI
 	if (d->mpi_started) {
 		int fin = 0;
@@ -513,11 +514,11 @@ static int nccl_reduce_host(struct ftk_dist *d, void *x, size_t bytes, size_t n,
 {
 	for (size_t off = 0; off < n * bytes; off += 64) {
 		size_t len = n * bytes - off < 64 ? n * bytes - off : 64;
-		d->nc.be->upload(d->nc.scratch, (char *)x + off, len);
+		d->nc.be->ops->upload(d->nc.be, d->nc.scratch, (char *)x + off, len);
 		int rc = nccl_reduce(d, d->nc.scratch, len / bytes, type, op, err);
 		if (rc < 0)
 			return rc;
-		d->nc.be->download((char *)x + off, d->nc.scratch, len);
+		d->nc.be->ops->download(d->nc.be, (char *)x + off, d->nc.scratch, len);
 	}
 	return 0;
 }

@@ -25,7 +25,7 @@ int ftk_adamw_init(struct ftk_adamw *opt, size_t n, const struct ftk_adamw_opts 
 }
 
 int ftk_adamw_init_on(struct ftk_adamw *opt, size_t n, const struct ftk_adamw_opts *o,
-		      const struct ftk_backend *be, struct ftk_error *err)
+		      struct ftk_backend *be, struct ftk_error *err)
 {
 	memset(opt, 0, sizeof(*opt));
 	if (!(o->beta1 >= 0 && o->beta1 < 1) || !(o->beta2 >= 0 && o->beta2 < 1))
@@ -38,12 +38,12 @@ int ftk_adamw_init_on(struct ftk_adamw *opt, size_t n, const struct ftk_adamw_op
 				     o->weight_decay);
 	opt->o = *o;
 	opt->n = n;
-	if (be && be->adamw) {
+	if (be && be->ops->adamw) {
 		/* backend memory (device memory on CUDA, not managed): only the
 		 * backend's adamw touches the moments; checkpoints copy them */
 		opt->be = be;
-		opt->m = be->alloc((n ? n : 1) * sizeof(float));
-		opt->v = be->alloc((n ? n : 1) * sizeof(float));
+		opt->m = be->ops->alloc(be, (n ? n : 1) * sizeof(float));
+		opt->v = be->ops->alloc(be, (n ? n : 1) * sizeof(float));
 	} else {
 		opt->m = xcalloc(n ? n : 1, sizeof(float));
 		opt->v = xcalloc(n ? n : 1, sizeof(float));
@@ -56,8 +56,8 @@ void ftk_adamw_release(struct ftk_adamw *opt)
 	if (!opt)
 		return;
 	if (opt->be) {
-		opt->be->free(opt->m);
-		opt->be->free(opt->v);
+		opt->be->ops->free(opt->be, opt->m);
+		opt->be->ops->free(opt->be, opt->v);
 	} else {
 		free(opt->m);
 		free(opt->v);
@@ -81,7 +81,7 @@ void ftk_adamw_step(struct ftk_adamw *opt, float *params, const float *grads, do
 		.bc2_sqrt = (float)sqrt(bc2),
 	};
 	if (opt->be)
-		opt->be->adamw(params, opt->m, opt->v, grads, opt->n, &c);
+		opt->be->ops->adamw(opt->be, params, opt->m, opt->v, grads, opt->n, &c);
 	else
 		ftk_adamw_array(params, opt->m, opt->v, grads, opt->n, &c);
 }
@@ -96,15 +96,15 @@ double ftk_clip_grad_norm(float *g, size_t n, double max_norm)
 	return ftk_clip_grad_norm_on(NULL, g, n, max_norm);
 }
 
-double ftk_clip_grad_norm_on(const struct ftk_backend *be, float *g, size_t n, double max_norm)
+double ftk_clip_grad_norm_on(struct ftk_backend *be, float *g, size_t n, double max_norm)
 {
-	int dev = be && be->sumsq && be->scale;
-	double norm = sqrt(dev ? be->sumsq(g, n) : ftk_sumsq_array(g, n));
+	int dev = be && be->ops->sumsq && be->ops->scale;
+	double norm = sqrt(dev ? be->ops->sumsq(be, g, n) : ftk_sumsq_array(g, n));
 	if (max_norm > 0) {
 		double coef = max_norm / (norm + 1e-6);
 		if (coef < 1.0) {
 			if (dev)
-				be->scale(g, (float)coef, n);
+				be->ops->scale(be, g, (float)coef, n);
 			else
 				ftk_scale_array(g, (float)coef, n);
 		}
@@ -121,8 +121,8 @@ int ftk_adamw_save(const struct ftk_adamw *opt, const char *path, struct ftk_err
 	if (opt->be) {	/* host copies of the backend's moments */
 		hm = xmalloc((opt->n ? opt->n : 1) * sizeof(float));
 		hv = xmalloc((opt->n ? opt->n : 1) * sizeof(float));
-		opt->be->download(hm, opt->m, opt->n * sizeof(float));
-		opt->be->download(hv, opt->v, opt->n * sizeof(float));
+		opt->be->ops->download(opt->be, hm, opt->m, opt->n * sizeof(float));
+		opt->be->ops->download(opt->be, hv, opt->v, opt->n * sizeof(float));
 	}
 	ftk_st_writer_add(w, "exp_avg", FTK_F32, 1, shape, hm);
 	ftk_st_writer_add(w, "exp_avg_sq", FTK_F32, 1, shape, hv);
@@ -168,8 +168,8 @@ int ftk_adamw_load(struct ftk_adamw *opt, const char *path, struct ftk_error *er
 		goto out;
 	}
 	if (opt->be) {
-		opt->be->upload(opt->m, m->data, opt->n * sizeof(float));
-		opt->be->upload(opt->v, v->data, opt->n * sizeof(float));
+		opt->be->ops->upload(opt->be, opt->m, m->data, opt->n * sizeof(float));
+		opt->be->ops->upload(opt->be, opt->v, v->data, opt->n * sizeof(float));
 	} else {
 		memcpy(opt->m, m->data, opt->n * sizeof(float));
 		memcpy(opt->v, v->data, opt->n * sizeof(float));

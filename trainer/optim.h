@@ -37,7 +37,7 @@ struct ftk_backend;
 
 struct ftk_adamw {
 	struct ftk_adamw_opts o;
-	const struct ftk_backend *be;	/* where m and v live and the update runs; NULL: host */
+	struct ftk_backend *be;	/* where m and v live and the update runs; NULL: host */
 	size_t n;
 	float *m;	/* (n) first moment, exp_avg */
 	float *v;	/* (n) second moment, exp_avg_sq */
@@ -59,7 +59,7 @@ int ftk_adamw_init(struct ftk_adamw *opt, size_t n, const struct ftk_adamw_opts 
  * load work unchanged.
  */
 int ftk_adamw_init_on(struct ftk_adamw *opt, size_t n, const struct ftk_adamw_opts *o,
-		      const struct ftk_backend *be, struct ftk_error *err);
+		      struct ftk_backend *be, struct ftk_error *err);
 void ftk_adamw_release(struct ftk_adamw *opt);
 
 /*
@@ -93,7 +93,7 @@ double ftk_grad_norm(const float *g, size_t n);
  */
 double ftk_clip_grad_norm(float *g, size_t n, double max_norm);
 /* The same with be's sumsq and scale where it has them (be may be NULL). */
-double ftk_clip_grad_norm_on(const struct ftk_backend *be, float *g, size_t n, double max_norm);
+double ftk_clip_grad_norm_on(struct ftk_backend *be, float *g, size_t n, double max_norm);
 
 /* ---------------------------------------------------------------- schedules */
 

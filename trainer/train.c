@@ -481,7 +481,7 @@ int ftk_dpo_pairs(struct ftk_model *m, const struct ftk_batch *b, const double *
 {
 	size_t n;
 	float *grads = ftk_model_lora_grad_flat(m, &n);
-	const struct ftk_backend *be = ftk_model_backend(m);
+	struct ftk_backend *be = ftk_model_backend(m);
 	size_t T = (size_t)b->T;
 	for (int i = 0; i + 1 < b->B; i += 2) {
 		struct ftk_batch bc = { 1, b->T, b->ids + i * T, b->mask ? b->mask + i * T : NULL,
@@ -505,13 +505,13 @@ int ftk_dpo_pairs(struct ftk_model *m, const struct ftk_batch *b, const double *
 			return rc;
 		/* grads -= w/norm * d Lr, through a scratch copy, on the backend
 		 * (scratch - g is exactly -g + scratch) */
-		be->copy(scratch, grads, n * sizeof(float));
+		be->ops->copy(be, scratch, grads, n * sizeof(float));
 		ftk_model_zero_grad(m);
 		if ((rc = ftk_model_forward_backward(m, &br, norm / w, &ls, &nt, err)) < 0)
 			return rc;
-		if (be->scale) {
-			be->scale(grads, -1.0f, n);
-			be->add(grads, scratch, n);
+		if (be->ops->scale) {
+			be->ops->scale(be, grads, -1.0f, n);
+			be->ops->add(be, grads, scratch, n);
 		} else {
 			for (size_t j = 0; j < n; j++)
 				grads[j] = scratch[j] - grads[j];
@@ -586,7 +586,7 @@ static void add_state(struct run *r, cJSON *st)
 	struct ftk_blas_id bi;
 	ftk_blas_identify(&bi);
 	cJSON *c = cJSON_AddObjectToObject(st, "compute");
-	cJSON_AddStringToObject(c, "device", r->o->backend ? r->o->backend->name : "cpu");
+	cJSON_AddStringToObject(c, "device", r->o->backend ? r->o->backend->ops->name : "cpu");
 	cJSON_AddStringToObject(c, "blas", bi.library);
 	cJSON_AddStringToObject(c, "blas_core", bi.core);
 	cJSON_AddNumberToObject(c, "threads", run_threads(r->o));
@@ -657,7 +657,7 @@ static void compute_note(struct run *r, const cJSON *was)
 	}
 	struct ftk_blas_id bi;
 	ftk_blas_identify(&bi);
-	const char *dev = r->o->backend ? r->o->backend->name : "cpu";
+	const char *dev = r->o->backend ? r->o->backend->ops->name : "cpu";
 	const cJSON *d = cJSON_GetObjectItemCaseSensitive(was, "device");
 	const cJSON *b = cJSON_GetObjectItemCaseSensitive(was, "blas");
 	const cJSON *k = cJSON_GetObjectItemCaseSensitive(was, "blas_core");
@@ -801,8 +801,10 @@ static void release(struct run *r)
 	ftk_data_free(r->train);
 	ftk_data_free(r->val);
 	ftk_adamw_release(&r->opt);
-	if (r->scratch)
-		ftk_model_backend(r->m)->free(r->scratch);
+	if (r->scratch) {
+		struct ftk_backend *be = ftk_model_backend(r->m);
+		be->ops->free(be, r->scratch);
+	}
 	ftk_model_free(r->m);
 	if (r->metrics_fd >= 0)
 		close(r->metrics_fd);
@@ -946,7 +948,8 @@ int ftk_train_run(const struct ftk_train_opts *o, int resume, struct ftk_train_r
 
 	/* DPO's reference: the model as initialised, before any checkpoint is loaded */
 	if (o->objective == FTK_OBJ_DPO) {
-		r->scratch = ftk_model_backend(r->m)->alloc(r->n * sizeof(float) + 1);
+		struct ftk_backend *be = ftk_model_backend(r->m);
+		r->scratch = be->ops->alloc(be, r->n * sizeof(float) + 1);
 		if ((rc = dpo_reference(r, r->train, &r->ref_train, err)) < 0)
 			goto out;
 		if (r->val && (rc = dpo_reference(r, r->val, &r->ref_val, err)) < 0)
@@ -1107,7 +1110,8 @@ int ftk_train_run(const struct ftk_train_opts *o, int resume, struct ftk_train_r
 out:
 	res->seconds = ftk_now() - r->t0;
 	res->threads = run_threads(o);
-	snprintf(res->device, sizeof(res->device), "%s", o->backend ? o->backend->name : "cpu");
+	snprintf(res->device, sizeof(res->device), "%s",
+		 o->backend ? o->backend->ops->name : "cpu");
 	release(r);
 	strbuf_release(&p);
 	return rc;

@@ -101,7 +101,7 @@ struct ftk_train_opts {
 	int (*reduce_max)(void *ctx, int *flag, struct ftk_error *err);
 	void *reduce_ctx;
 	/* The compute backend (--device; issue 9); NULL: the CPU backend. */
-	const struct ftk_backend *backend;
+	struct ftk_backend *backend;
 	/* Progress for the program to print (NULL: none).  line is one metrics line. */
 	/* each metrics.jsonl line as written, plus "of": the run's total steps */
 	void (*on_step)(void *ctx, const char *line);

@@ -42,8 +42,7 @@ int main(int argc, char **argv)
 {
 	int B = 1, NH = 32, NKV = 8, hd = 128, ok = 1;
 	float code[16] = { 0 };
-	ftk_cuda_backend(code);
-	const struct ftk_backend *be = &cuda_table;
+	struct ftk_backend *be = ftk_cuda_backend_new(code);
 	int Ts[16], nT = 0;
 	for (int i = 1; i < argc && nT < 16; i++)
 		Ts[nT++] = atoi(argv[i]);
@@ -72,8 +71,8 @@ int main(int argc, char **argv)
 		CK(cudaMalloc((void **)&lse, lse_bytes));
 		for (int i = 0; i < 6; i++)
 			CK(cudaMalloc((void **)&g[i], (i % 3 == 0 ? nq : nk) * sizeof(float)));
-		be->attn_fwd(o1, att, dq_, dk_, dv_, ddoc, B, T, NH, NKV, hd);
-		be->attn_fwd_flash(o2, lse, dq_, dk_, dv_, ddoc, B, T, NH, NKV, hd);
+		be->ops->attn_fwd(be, o1, att, dq_, dk_, dv_, ddoc, B, T, NH, NKV, hd);
+		be->ops->attn_fwd_flash(be, o2, lse, dq_, dk_, dv_, ddoc, B, T, NH, NKV, hd);
 		/* a few rows on the host, in both documents */
 		float *h1 = (float *)malloc(nq * sizeof(float));
 		CK(cudaMemcpy(h1, o1, nq * sizeof(float), cudaMemcpyDeviceToHost));
@@ -90,8 +89,8 @@ int main(int argc, char **argv)
 		       worst < 1e-4 ? "ok" : "FAIL");
 		ok &= worst < 1e-4;
 		ok &= validate("flash fwd against (T, T)", h1, o2, nq, 1e-4);
-		be->attn_bwd(g[0], g[1], g[2], ddout, att, dq_, dk_, dv_, B, T, NH, NKV, hd);
-		be->attn_bwd_flash(g[3], g[4], g[5], ddout, o2, lse, dq_, dk_, dv_, ddoc, B, T, NH, NKV,
+		be->ops->attn_bwd(be, g[0], g[1], g[2], ddout, att, dq_, dk_, dv_, B, T, NH, NKV, hd);
+		be->ops->attn_bwd_flash(be, g[3], g[4], g[5], ddout, o2, lse, dq_, dk_, dv_, ddoc, B, T, NH, NKV,
 				   hd);
 		for (int i = 0; i < 3; i++) {
 			size_t len = i == 0 ? nq : nk;
@@ -101,10 +100,10 @@ int main(int argc, char **argv)
 				       ref, g[i + 3], len, 1e-4);
 			free(ref);
 		}
-		float tf1 = time_ms([&] { be->attn_fwd(o1, att, dq_, dk_, dv_, ddoc, B, T, NH, NKV, hd); }, 5);
-		float tf2 = time_ms([&] { be->attn_fwd_flash(o2, lse, dq_, dk_, dv_, ddoc, B, T, NH, NKV, hd); }, 5);
-		float tb1 = time_ms([&] { be->attn_bwd(g[0], g[1], g[2], ddout, att, dq_, dk_, dv_, B, T, NH, NKV, hd); }, 5);
-		float tb2 = time_ms([&] { be->attn_bwd_flash(g[3], g[4], g[5], ddout, o2, lse, dq_, dk_, dv_, ddoc, B, T, NH, NKV, hd); }, 5);
+		float tf1 = time_ms([&] { be->ops->attn_fwd(be, o1, att, dq_, dk_, dv_, ddoc, B, T, NH, NKV, hd); }, 5);
+		float tf2 = time_ms([&] { be->ops->attn_fwd_flash(be, o2, lse, dq_, dk_, dv_, ddoc, B, T, NH, NKV, hd); }, 5);
+		float tb1 = time_ms([&] { be->ops->attn_bwd(be, g[0], g[1], g[2], ddout, att, dq_, dk_, dv_, B, T, NH, NKV, hd); }, 5);
+		float tb2 = time_ms([&] { be->ops->attn_bwd_flash(be, g[3], g[4], g[5], ddout, o2, lse, dq_, dk_, dv_, ddoc, B, T, NH, NKV, hd); }, 5);
 		printf("  (T, T): fwd %8.3f ms  bwd %8.3f ms  keeps %8.1f MiB\n", tf1, tb1,
 		       att_bytes / 1048576.0);
 		printf("  flash:  fwd %8.3f ms  bwd %8.3f ms  keeps %8.3f MiB\n", tf2, tb2,

@@ -27,8 +27,7 @@ int main(int argc, char **argv)
 	float code[16];
 	for (int i = 0; i < 16; i++)
 		code[i] = -1.0f + 2.0f * (float)i / 15.0f;
-	ftk_cuda_backend(code);
-	const struct ftk_backend *be = &cuda_table;
+	struct ftk_backend *be = ftk_cuda_backend_new(code);
 	uint8_t *packed = (uint8_t *)malloc((n + 1) / 2);
 	unsigned s = 12345;
 	for (size_t i = 0; i < (n + 1) / 2; i++) {
@@ -42,7 +41,7 @@ int main(int argc, char **argv)
 	memset(&w, 0, sizeof(w));
 	w.rows = N, w.cols = K, w.quant = FTK_QUANT_NF4;
 	w.nf4.n = n, w.nf4.n_blocks = nb, w.nf4.packed = packed, w.nf4.absmax = absmax;
-	be->weight_prepare(&w);
+	be->ops->weight_prepare(be, &w);
 
 	static const int Ms[] = { 1, 8, 64, 512, 4096 };
 	static const char *paths[] = { "gemv", "fused", "cublas" };
@@ -72,17 +71,17 @@ int main(int argc, char **argv)
 		for (int p = 0; p < 3; p++) {
 			char name[64];
 			setenv("FTK_CUDA_NF4", paths[p], 1);
-			be->linear_fwd(dout, dx, &w, NULL, M);
+			be->ops->linear_fwd(be, dout, dx, &w, NULL, M);
 			snprintf(name, sizeof(name), "M=%d %s fwd", M, paths[p]);
 			ok &= validate(name, ref, dout, (size_t)r * N, 1e-4);
-			float tf = time_ms([&] { be->linear_fwd(dout, dx, &w, NULL, M); }, 10);
+			float tf = time_ms([&] { be->ops->linear_fwd(be, dout, dx, &w, NULL, M); }, 10);
 			float tb = -1;
 			if (p > 0) {	/* the GEMV has no backward: "gemv" means cublas there */
 				CK(cudaMemset(ddx, 0, (size_t)M * K * sizeof(float)));
-				be->linear_bwd_inp(ddx, ddy, &w, M);
+				be->ops->linear_bwd_inp(be, ddx, ddy, &w, M);
 				snprintf(name, sizeof(name), "M=%d %s bwd_inp", M, paths[p]);
 				ok &= validate(name, refb, ddx, (size_t)r * K, 1e-4);
-				tb = time_ms([&] { be->linear_bwd_inp(ddx, ddy, &w, M); }, 10);
+				tb = time_ms([&] { be->ops->linear_bwd_inp(be, ddx, ddy, &w, M); }, 10);
 			}
 			printf("  M=%-5d %-7s fwd %9.3f ms (%6.2f)", M, paths[p], tf, flop / tf / 1e9);
 			if (tb >= 0)
@@ -96,6 +95,6 @@ int main(int argc, char **argv)
 		CK(cudaFree(ddx));
 		free(x), free(dy), free(ref), free(refb);
 	}
-	be->weight_release(&w);
+	be->ops->weight_release(be, &w);
 	return ok ? 0 : 1;
 }

@@ -14,8 +14,7 @@ int main(void)
 {
 	int M = 8 * 1024, C = 4096, NH = 32, hd = 128, H = 14336, ok = 1;
 	float code[16] = { 0 };
-	ftk_cuda_backend(code);
-	const struct ftk_backend *be = &cuda_table;
+	struct ftk_backend *be = ftk_cuda_backend_new(code);
 
 	/* RMSNorm backward: dx += from dy, x, w and the forward's rstd */
 	size_t n = (size_t)M * C;
@@ -31,9 +30,9 @@ int main(void)
 	float *d_rstd = to_device(rstd, M), *d_dx;
 	CK(cudaMalloc((void **)&d_dx, n * sizeof(float)));
 	CK(cudaMemset(d_dx, 0, n * sizeof(float)));
-	be->rmsnorm_bwd(d_dx, d_dy, d_x, d_w, d_rstd, M, C);
+	be->ops->rmsnorm_bwd(be, d_dx, d_dy, d_x, d_w, d_rstd, M, C);
 	ok &= validate("rmsnorm_bwd (warp/row)", dx, d_dx, n, 1e-5);
-	float t_rms = time_ms([&] { be->rmsnorm_bwd(d_dx, d_dy, d_x, d_w, d_rstd, M, C); }, 20);
+	float t_rms = time_ms([&] { be->ops->rmsnorm_bwd(be, d_dx, d_dy, d_x, d_w, d_rstd, M, C); }, 20);
 
 	/* RoPE forward on q (M, NH, hd), then back */
 	size_t nq = (size_t)M * NH * hd;
@@ -51,11 +50,11 @@ int main(void)
 	int32_t *d_pos;
 	CK(cudaMalloc((void **)&d_pos, M * sizeof(int32_t)));
 	CK(cudaMemcpy(d_pos, pos, M * sizeof(int32_t), cudaMemcpyHostToDevice));
-	be->rope(d_q, d_pos, d_inv, M, NH, hd, 1);
+	be->ops->rope(be, d_q, d_pos, d_inv, M, NH, hd, 1);
 	ok &= validate("rope (thread/pair)", qr, d_q, nq, 1e-5);
-	be->rope(d_q, d_pos, d_inv, M, NH, hd, -1);
+	be->ops->rope(be, d_q, d_pos, d_inv, M, NH, hd, -1);
 	ok &= validate("rope and back", q, d_q, nq, 1e-5);
-	float t_rope = time_ms([&] { be->rope(d_q, d_pos, d_inv, M, NH, hd, 1); }, 20);
+	float t_rope = time_ms([&] { be->ops->rope(be, d_q, d_pos, d_inv, M, NH, hd, 1); }, 20);
 
 	/* SwiGLU forward and backward over (M, H) */
 	size_t nh = (size_t)M * H;
@@ -71,13 +70,13 @@ int main(void)
 	CK(cudaMalloc((void **)&d_o, nh * sizeof(float)));
 	CK(cudaMalloc((void **)&d_dg, nh * sizeof(float)));
 	CK(cudaMalloc((void **)&d_du, nh * sizeof(float)));
-	be->swiglu_fwd(d_o, d_g, d_u, nh);
+	be->ops->swiglu_fwd(be, d_o, d_g, d_u, nh);
 	ok &= validate("swiglu_fwd", o, d_o, nh, 1e-5);
-	be->swiglu_bwd(d_dg, d_du, d_dout, d_g, d_u, nh);
+	be->ops->swiglu_bwd(be, d_dg, d_du, d_dout, d_g, d_u, nh);
 	ok &= validate("swiglu_bwd dgate", dg, d_dg, nh, 1e-5);
 	ok &= validate("swiglu_bwd dup", du, d_du, nh, 1e-5);
-	float t_sf = time_ms([&] { be->swiglu_fwd(d_o, d_g, d_u, nh); }, 20);
-	float t_sb = time_ms([&] { be->swiglu_bwd(d_dg, d_du, d_dout, d_g, d_u, nh); }, 20);
+	float t_sf = time_ms([&] { be->ops->swiglu_fwd(be, d_o, d_g, d_u, nh); }, 20);
+	float t_sb = time_ms([&] { be->ops->swiglu_bwd(be, d_dg, d_du, d_dout, d_g, d_u, nh); }, 20);
 
 	printf("rmsnorm_bwd %.3f ms (%.0f GB/s)  rope %.3f ms (%.0f GB/s)\n", t_rms,
 	       4.0 * n * 4 / 1e9 / (t_rms / 1e3), t_rope, 2.0 * nq * 4 / 1e9 / (t_rope / 1e3));

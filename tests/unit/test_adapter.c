@@ -211,6 +211,47 @@ START_TEST(save_round_trip_with_peft_names_and_keys)
 }
 END_TEST
 
+/*
+ * The host copies of the LoRA parameters (issue 23.9): what the model holds
+ * after an apply is the adapter's tensors at their offsets; what is uploaded
+ * is what a save writes, tensor by tensor, and a download gives back.
+ */
+START_TEST(host_copies_of_the_parameters)
+{
+	struct ftk_error e;
+	struct ftk_adapter *a, *b;
+	ck_assert_int_eq(ftk_adapter_load(src_path(FIXTURE), &a, &e), 0);
+	struct ftk_model *m = load_model();
+	ck_assert_int_eq(ftk_adapter_apply(m, a, NULL, &e), 0);
+	size_t n;
+	ftk_model_lora_flat(m, &n);
+	ck_assert_uint_eq(n, a->n_params);
+	float *h = malloc(n * sizeof(float)), *h2 = malloc(n * sizeof(float));
+	ftk_model_lora_download(m, h);
+	for (size_t i = 0; i < a->n_tensors; i++) {
+		const struct ftk_lora_tensor *mt = ftk_model_lora_tensor(m, i);
+		ck_assert_mem_eq(h + mt->offset, a->t[i].data,
+				 (size_t)mt->rows * mt->cols * sizeof(float));
+	}
+	for (size_t i = 0; i < n; i++)
+		h[i] = (float)i * 1e-3f - 1.0f;
+	ftk_model_lora_upload(m, h);
+	ftk_model_lora_download(m, h2);
+	ck_assert_mem_eq(h, h2, n * sizeof(float));
+	ck_assert_msg(ftk_adapter_save_model(m, "stories260K", "copies", &e) == 0, "%s", e.msg);
+	ck_assert_msg(ftk_adapter_load("copies", &b, &e) == 0, "%s", e.msg);
+	for (size_t i = 0; i < b->n_tensors; i++) {
+		const struct ftk_lora_tensor *mt = ftk_model_lora_tensor(m, i);
+		ck_assert_mem_eq(b->t[i].data, h + mt->offset,
+				 (size_t)mt->rows * mt->cols * sizeof(float));
+	}
+	free(h), free(h2);
+	ftk_adapter_free(a);
+	ftk_adapter_free(b);
+	ftk_model_free(m);
+}
+END_TEST
+
 static void write_text(const char *path, const char *s)
 {
 	FILE *f = fopen(path, "w");
@@ -321,6 +362,7 @@ static Suite *adapter_suite(void)
 	tcase_add_test(tc, peft_adapter_gives_torch_logits);
 	tcase_add_test(tc, ftk_adapter_gives_torch_logits);
 	tcase_add_test(tc, save_round_trip_with_peft_names_and_keys);
+	tcase_add_test(tc, host_copies_of_the_parameters);
 	tcase_add_test(tc, refuses_what_it_cannot_apply);
 	tcase_add_test(tc, rslora_scaling);
 	suite_add_tcase(s, tc);

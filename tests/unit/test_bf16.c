@@ -178,8 +178,9 @@ START_TEST(nf4_linear_bf16_matches_loops)
 	ftk_nf4_dequant(&wt.nf4, 0, (size_t)N * K, wd);
 	for (size_t i = 0; i < (size_t)N * K; i++)
 		wd[i] = ftk_bf16_round(wd[i]);
-	ftk_backend_cpu.set_threads(2);
-	ck_assert_int_eq(ftk_backend_cpu.set_precision(FTK_PREC_BF16), 0);
+	struct ftk_backend *cpu = ftk_backend_cpu_new();
+	cpu->ops->set_threads(cpu, 2);
+	ck_assert_int_eq(cpu->ops->set_precision(cpu, FTK_PREC_BF16), 0);
 	int Ms[2] = { 9, 3 };
 	for (int mi = 0; mi < 2; mi++) {
 		int M = Ms[mi];
@@ -189,8 +190,8 @@ START_TEST(nf4_linear_bf16_matches_loops)
 			x[i] = sinf(0.37f * (float)i) * 3.0f;
 		for (size_t i = 0; i < (size_t)M * N; i++)
 			dy[i] = cosf(0.11f * (float)i);
-		ftk_backend_cpu.linear_fwd(y, x, &wt, NULL, M);
-		ftk_backend_cpu.linear_bwd_inp(dx, dy, &wt, M);
+		cpu->ops->linear_fwd(cpu, y, x, &wt, NULL, M);
+		cpu->ops->linear_bwd_inp(cpu, dx, dy, &wt, M);
 		double ey = 0, my = 0, ex = 0, mx = 0;
 		for (int m = 0; m < M; m++) {
 			for (int n = 0; n < N; n++) {
@@ -214,7 +215,7 @@ START_TEST(nf4_linear_bf16_matches_loops)
 		ck_assert(ex <= 1e-5 * mx);
 		free(x), free(dy), free(y), free(dx);
 	}
-	ftk_backend_cpu.set_precision(FTK_PREC_FP32);
+	ftk_backend_free(cpu);
 	ftk_nf4_free(&wt.nf4);
 	free(w), free(wd);
 }

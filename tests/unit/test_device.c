@@ -24,14 +24,15 @@ static void build_fake(const char *so, const char *abi_line, const char *extra_l
 {
 	FILE *f = fopen("fake.c", "w");
 	ck_assert_ptr_nonnull(f);
-	fprintf(f, "#include <stddef.h>\n"
-		   "int ftk_cuda_probe(char *w, size_t c) { (void)w; (void)c; return -1; }\n"
-		   "int ftk_cuda_set_device(int d) { (void)d; return -1; }\n"
-		   "int ftk_cuda_mem(size_t *a, size_t *b) { *a = *b = 0; return 0; }\n"
-		   "const void *ftk_cuda_backend(const float *c) { (void)c; return 0; }\n"
-		   "int ftk_cuda_sync(char *w, size_t c) { (void)w; (void)c; return 0; }\n"
-		   "int ftk_cuda_local_reserve(size_t *b) { *b = 0; return -1; }\n"
-		   "%s\n",
+	fprintf(f,
+		"#include <stddef.h>\n"
+		"int ftk_cuda_probe(char *w, size_t c) { (void)w; (void)c; return -1; }\n"
+		"int ftk_cuda_set_device(int d) { (void)d; return -1; }\n"
+		"int ftk_cuda_mem(size_t *a, size_t *b) { *a = *b = 0; return 0; }\n"
+		"void *ftk_cuda_backend_new(const float *c) { (void)c; return 0; }\n"
+		"int ftk_cuda_sync(char *w, size_t c) { (void)w; (void)c; return 0; }\n"
+		"int ftk_cuda_local_reserve(size_t *b) { *b = 0; return -1; }\n"
+		"%s\n",
 		abi_line);
 	fclose(f);
 	char cmd[1024];
@@ -62,30 +63,27 @@ START_TEST(a_stale_object_is_refused_by_name)
 					    "(a stale build): rebuild it (make cuda)"));
 	/* a table one entry shorter: what a build before the last new op returns */
 	char line[256];
-	snprintf(line, sizeof(line),
-		 "unsigned ftk_cuda_abi(size_t *b) { *b = %zu; return %d; }",
-		 sizeof(struct ftk_backend) - sizeof(void *), FTK_CUDA_ABI);
+	snprintf(line, sizeof(line), "unsigned ftk_cuda_abi(size_t *b) { *b = %zu; return %d; }",
+		 sizeof(struct ftk_backend_ops) - sizeof(void *), FTK_CUDA_ABI);
 	build_fake("short.so", line, "");
 	ck_assert_int_eq(load("short.so", &e), FTK_EUNSUPPORTED);
 	snprintf(want, sizeof(want),
 		 "short.so' is CUDA backend ABI %d with a %zu-byte table, this ftk needs ABI %d "
 		 "with %zu bytes (a stale build?)",
-		 FTK_CUDA_ABI, sizeof(struct ftk_backend) - sizeof(void *), FTK_CUDA_ABI,
-		 sizeof(struct ftk_backend));
+		 FTK_CUDA_ABI, sizeof(struct ftk_backend_ops) - sizeof(void *), FTK_CUDA_ABI,
+		 sizeof(struct ftk_backend_ops));
 	ck_assert_msg(strstr(e.msg, want) != NULL, "%s", e.msg);
 	/* the same size under another version */
-	snprintf(line, sizeof(line),
-		 "unsigned ftk_cuda_abi(size_t *b) { *b = %zu; return %d; }",
-		 sizeof(struct ftk_backend), FTK_CUDA_ABI + 1);
+	snprintf(line, sizeof(line), "unsigned ftk_cuda_abi(size_t *b) { *b = %zu; return %d; }",
+		 sizeof(struct ftk_backend_ops), FTK_CUDA_ABI + 1);
 	build_fake("newer.so", line, "");
 	ck_assert_int_eq(load("newer.so", &e), FTK_EUNSUPPORTED);
 	snprintf(want, sizeof(want), "is CUDA backend ABI %d with a %zu-byte table",
-		 FTK_CUDA_ABI + 1, sizeof(struct ftk_backend));
+		 FTK_CUDA_ABI + 1, sizeof(struct ftk_backend_ops));
 	ck_assert_msg(strstr(e.msg, want) != NULL, "%s", e.msg);
 	/* and the matching one loads */
-	snprintf(line, sizeof(line),
-		 "unsigned ftk_cuda_abi(size_t *b) { *b = %zu; return %d; }",
-		 sizeof(struct ftk_backend), FTK_CUDA_ABI);
+	snprintf(line, sizeof(line), "unsigned ftk_cuda_abi(size_t *b) { *b = %zu; return %d; }",
+		 sizeof(struct ftk_backend_ops), FTK_CUDA_ABI);
 	build_fake("good.so", line, "");
 	ck_assert_int_eq(load("good.so", &e), 0);
 }
@@ -105,7 +103,7 @@ START_TEST(a_missing_dependency_is_named)
 	snprintf(line, sizeof(line),
 		 "int ftk_gone(void); int use_gone(void) { return ftk_gone(); }\n"
 		 "unsigned ftk_cuda_abi(size_t *b) { *b = %zu; return %d; }",
-		 sizeof(struct ftk_backend), FTK_CUDA_ABI);
+		 sizeof(struct ftk_backend_ops), FTK_CUDA_ABI);
 	build_fake("needs.so", line, "-L. -lftkgone");
 	ck_assert_int_eq(unlink("libftkgone.so"), 0);
 	ck_assert_int_eq(load("needs.so", &e), FTK_EUNSUPPORTED);

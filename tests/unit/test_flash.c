@@ -42,7 +42,16 @@
 #include "model/ops.h"
 #include "model/rng.h"
 
-static const struct ftk_backend *be = &ftk_backend_cpu;
+/* The CPU instance every test here computes on, made in each test's process. */
+static struct ftk_backend *be;
+static void be_new(void)
+{
+	be = ftk_backend_cpu_new();
+}
+static void be_free(void)
+{
+	ftk_backend_free(be);
+}
 static struct ftk_rng rng;
 
 static float *rnd(size_t n, float scale)
@@ -167,19 +176,20 @@ static void run_full(struct grads *g, const struct inputs *in)
 {
 	struct shape s = in->s;
 	float *att = malloc((size_t)s.B * s.NH * s.T * s.T * sizeof(float));
-	be->attn_fwd(g->out, att, in->q, in->k, in->v, in->doc, s.B, s.T, s.NH, s.NKV, s.hd);
-	be->attn_bwd(g->dq, g->dk, g->dv, in->dout, att, in->q, in->k, in->v, s.B, s.T, s.NH, s.NKV,
-		     s.hd);
+	be->ops->attn_fwd(be, g->out, att, in->q, in->k, in->v, in->doc, s.B, s.T, s.NH, s.NKV,
+			  s.hd);
+	be->ops->attn_bwd(be, g->dq, g->dk, g->dv, in->dout, att, in->q, in->k, in->v, s.B, s.T,
+			  s.NH, s.NKV, s.hd);
 	free(att);
 }
 
 static void run_flash(struct grads *g, const struct inputs *in)
 {
 	struct shape s = in->s;
-	be->attn_fwd_flash(g->out, g->lse, in->q, in->k, in->v, in->doc, s.B, s.T, s.NH, s.NKV,
-			   s.hd);
-	be->attn_bwd_flash(g->dq, g->dk, g->dv, in->dout, g->out, g->lse, in->q, in->k, in->v,
-			   in->doc, s.B, s.T, s.NH, s.NKV, s.hd);
+	be->ops->attn_fwd_flash(be, g->out, g->lse, in->q, in->k, in->v, in->doc, s.B, s.T, s.NH,
+				s.NKV, s.hd);
+	be->ops->attn_bwd_flash(be, g->dq, g->dk, g->dv, in->dout, g->out, g->lse, in->q, in->k,
+				in->v, in->doc, s.B, s.T, s.NH, s.NKV, s.hd);
 }
 
 static const struct shape shapes[] = {
@@ -192,7 +202,7 @@ static const struct shape shapes[] = {
 
 START_TEST(flash_cpu_matches_full)
 {
-	be->set_threads(2);
+	be->ops->set_threads(be, 2);
 	for (size_t i = 0; i < FTK_ARRAY_SIZE(shapes); i++) {
 		struct inputs in;
 		struct grads f, x;
@@ -534,7 +544,7 @@ static const struct shape emu_shapes[] = {
 
 START_TEST(flash_kernels_emulated)
 {
-	be->set_threads(2);
+	be->ops->set_threads(be, 2);
 	for (size_t i = 0; i < FTK_ARRAY_SIZE(emu_shapes); i++) {
 		struct inputs in;
 		struct grads x, f, e, r;
@@ -581,6 +591,7 @@ static Suite *make_suite(void)
 {
 	Suite *s = suite_create("flash");
 	TCase *tc = tcase_create("core");
+	tcase_add_checked_fixture(tc, be_new, be_free);
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, flash_cpu_matches_full);
 	tcase_add_test(tc, flash_matches_torch);

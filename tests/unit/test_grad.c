@@ -28,7 +28,16 @@
 #include "model/rng.h"
 #include "model/safetensors.h"
 
-static const struct ftk_backend *be = &ftk_backend_cpu;
+/* The CPU instance every test here computes on, made in each test's process. */
+static struct ftk_backend *be;
+static void be_new(void)
+{
+	be = ftk_backend_cpu_new();
+}
+static void be_free(void)
+{
+	ftk_backend_free(be);
+}
 static struct ftk_rng rng;
 
 static float frand(void)
@@ -87,7 +96,7 @@ struct rms_t {
 static double rms_loss(void *v)
 {
 	struct rms_t *t = v;
-	be->rmsnorm_fwd(t->y, t->rstd, t->x, t->w, t->M, t->C, 1e-5f);
+	be->ops->rmsnorm_fwd(be, t->y, t->rstd, t->x, t->w, t->M, t->C, 1e-5f);
 	return dot(t->wout, t->y, (size_t)t->M * t->C);
 }
 
@@ -97,7 +106,7 @@ START_TEST(grad_rmsnorm)
 	struct rms_t t = { 3, 7, rnd(21, 1), rnd(7, 1), rnd(21, 1), rnd(21, 1), rnd(3, 1) };
 	rms_loss(&t);
 	float *dx = calloc(21, sizeof(float));
-	be->rmsnorm_bwd(dx, t.wout, t.x, t.w, t.rstd, t.M, t.C);
+	be->ops->rmsnorm_bwd(be, dx, t.wout, t.x, t.w, t.rstd, t.M, t.C);
 	fd_check("rmsnorm", t.x, 21, dx, rms_loss, &t, 1e-2f, 1e-3);
 	free(t.x), free(t.w), free(t.wout), free(t.y), free(t.rstd), free(dx);
 }
@@ -116,7 +125,7 @@ static double rope_loss(void *v)
 	struct rope_t *t = v;
 	size_t n = (size_t)t->M * t->nh * t->hd;
 	memcpy(t->y, t->x, n * sizeof(float));
-	be->rope(t->y, t->pos, t->inv, t->M, t->nh, t->hd, 1);
+	be->ops->rope(be, t->y, t->pos, t->inv, t->M, t->nh, t->hd, 1);
 	return dot(t->wout, t->y, n);
 }
 
@@ -131,7 +140,7 @@ START_TEST(grad_rope)
 	struct rope_t t = { M, nh, hd, rnd(n, 1), rnd(n, 1), rnd(n, 1), inv, pos };
 	float *dx = malloc(n * sizeof(float));
 	memcpy(dx, t.wout, n * sizeof(float));
-	be->rope(dx, pos, inv, M, nh, hd, -1);
+	be->ops->rope(be, dx, pos, inv, M, nh, hd, -1);
 	fd_check("rope (HF rotate_half)", t.x, n, dx, rope_loss, &t, 1e-2f, 1e-3);
 	free(t.x), free(t.y), free(t.wout), free(dx);
 }
@@ -171,7 +180,8 @@ struct att_t {
 static double att_loss(void *vv)
 {
 	struct att_t *t = vv;
-	be->attn_fwd(t->out, t->att, t->q, t->k, t->v, t->doc, t->B, t->T, t->NH, t->NKV, t->hd);
+	be->ops->attn_fwd(be, t->out, t->att, t->q, t->k, t->v, t->doc, t->B, t->T, t->NH, t->NKV,
+			  t->hd);
 	return dot(t->wout, t->out, (size_t)t->B * t->T * t->NH * t->hd);
 }
 
@@ -183,7 +193,7 @@ static void att_case(int B, int T, const int32_t *doc, const char *what)
 			   rnd((size_t)B * NH * T * T, 1), rnd(nq, 1), (int32_t *)doc };
 	att_loss(&t);
 	float *dq = calloc(nq, 4), *dk = calloc(nk, 4), *dv = calloc(nk, 4);
-	be->attn_bwd(dq, dk, dv, t.wout, t.att, t.q, t.k, t.v, B, T, NH, NKV, hd);
+	be->ops->attn_bwd(be, dq, dk, dv, t.wout, t.att, t.q, t.k, t.v, B, T, NH, NKV, hd);
 	char w[96];
 	snprintf(w, sizeof(w), "%s dq", what);
 	fd_check(w, t.q, nq, dq, att_loss, &t, 1e-2f, 1e-3);
@@ -228,7 +238,7 @@ struct sw_t {
 static double sw_loss(void *v)
 {
 	struct sw_t *t = v;
-	be->swiglu_fwd(t->y, t->g, t->u, t->n);
+	be->ops->swiglu_fwd(be, t->y, t->g, t->u, t->n);
 	return dot(t->wout, t->y, t->n);
 }
 
@@ -238,7 +248,7 @@ START_TEST(grad_swiglu)
 	size_t n = 40;
 	struct sw_t t = { n, rnd(n, 3), rnd(n, 1), rnd(n, 1), rnd(n, 1) };
 	float *dg = malloc(n * 4), *du = malloc(n * 4);
-	be->swiglu_bwd(dg, du, t.wout, t.g, t.u, n);
+	be->ops->swiglu_bwd(be, dg, du, t.wout, t.g, t.u, n);
 	fd_check("swiglu d/dgate", t.g, n, dg, sw_loss, &t, 1e-2f, 1e-3);
 	fd_check("swiglu d/dup", t.u, n, du, sw_loss, &t, 1e-2f, 1e-3);
 	free(t.g), free(t.u), free(t.y), free(t.wout), free(dg), free(du);
@@ -255,7 +265,7 @@ static double xe_loss(void *v)
 {
 	struct xe_t *t = v;
 	memcpy(t->tmp, t->x, (size_t)t->M * t->V * 4);
-	be->xent(t->loss, t->tmp, t->target, t->M, t->V, 0.0f);
+	be->ops->xent(be, t->loss, t->tmp, t->target, t->M, t->V, 0.0f);
 	double s = 0;
 	for (int m = 0; m < t->M; m++)
 		s += t->loss[m];
@@ -270,7 +280,7 @@ START_TEST(grad_cross_entropy)
 	struct xe_t t = { M, V, rnd((size_t)M * V, 3), rnd((size_t)M * V, 1), rnd(M, 1), target };
 	float *g = malloc((size_t)M * V * 4);
 	memcpy(g, t.x, (size_t)M * V * 4);
-	be->xent(t.loss, g, target, M, V, 1.0f);
+	be->ops->xent(be, t.loss, g, target, M, V, 1.0f);
 	ck_assert_float_eq(t.loss[1], 0.0f);
 	fd_check("cross-entropy", t.x, (size_t)M * V, g, xe_loss, &t, 1e-2f, 1e-3);
 	free(t.x), free(t.tmp), free(t.loss), free(g);
@@ -286,7 +296,7 @@ struct lin_t {
 static double lin_loss(void *v)
 {
 	struct lin_t *t = v;
-	be->linear_fwd(t->y, t->x, t->w, NULL, t->M);
+	be->ops->linear_fwd(be, t->y, t->x, t->w, NULL, t->M);
 	return dot(t->wout, t->y, (size_t)t->M * t->w->rows);
 }
 
@@ -301,7 +311,7 @@ static void lin_case(enum ftk_quant q, int M)
 		ftk_nf4_quantize(&w.nf4, wf, (size_t)N * K, NULL);
 	struct lin_t t = { M, &w, rnd((size_t)M * K, 1), rnd((size_t)M * N, 1), rnd((size_t)M * N, 1) };
 	float *dx = calloc((size_t)M * K, 4);
-	be->linear_bwd_inp(dx, t.wout, &w, M);
+	be->ops->linear_bwd_inp(be, dx, t.wout, &w, M);
 	char what[64];
 	snprintf(what, sizeof(what), "linear %s M=%d", q ? "nf4" : "f32", M);
 	fd_check(what, t.x, (size_t)M * K, dx, lin_loss, &t, 1e-2f, 1e-3);
@@ -626,7 +636,7 @@ START_TEST(gemm_thin_products_threaded)
 {
 	/* a LoRA shape (one thread) and shapes the CPU backend slices over two threads */
 	ftk_rng_seed(&rng, 9);
-	be->set_threads(2);
+	be->ops->set_threads(be, 2);
 	int shapes[3][3] = { { 1024, 16, 512 }, { 4096, 64, 1024 }, { 600, 300, 200 } };
 	double worst = 0;
 	for (int sh = 0; sh < 3; sh++)
@@ -637,7 +647,8 @@ START_TEST(gemm_thin_products_threaded)
 				float *C = rnd((size_t)M * N, 1), *R = malloc((size_t)M * N * 4);
 				memcpy(R, C, (size_t)M * N * 4);
 				int lda = ta ? M : K, ldb = tb ? K : N;
-				be->gemm(ta, tb, M, N, K, 0.5f, A, lda, B, ldb, 1.0f, C, N);
+				be->ops->gemm(be, ta, tb, M, N, K, 0.5f, A, lda, B, ldb, 1.0f, C,
+					      N);
 				naive_gemm(ta, tb, M, N, K, 0.5f, A, lda, B, ldb, 1.0f, R, N);
 				for (size_t i = 0; i < (size_t)M * N; i++)
 					worst = fmax(worst, fabs(C[i] - R[i]));
@@ -652,14 +663,14 @@ START_TEST(gemm_thin_products_threaded)
 	ftk_nf4_dequant(&w.nf4, 0, (size_t)N * K, wd);
 	for (size_t i = 0; i < (size_t)N * K; i++)	/* the fast dequantizer equals ops.h's decode */
 		ck_assert(wd[i] == ftk_nf4_decode(w.nf4.packed, w.nf4.absmax, ftk_nf4_code, i));
-	be->linear_fwd(y, x, &w, NULL, M);
+	be->ops->linear_fwd(be, y, x, &w, NULL, M);
 	naive_gemm(0, 1, M, N, K, 1.0f, x, K, wd, K, 0.0f, yr, N);
 	double wl = 0;
 	for (size_t i = 0; i < (size_t)M * N; i++)
 		wl = fmax(wl, fabs(y[i] - yr[i]));
 	/* its input gradient, and both directions with K = 200 (blocks straddle rows) */
 	float *dx = calloc((size_t)M * K, 4), *dxr = calloc((size_t)M * K, 4);
-	be->linear_bwd_inp(dx, yr, &w, M);
+	be->ops->linear_bwd_inp(be, dx, yr, &w, M);
 	naive_gemm(0, 0, M, K, N, 1.0f, yr, N, wd, K, 0.0f, dxr, K);
 	for (size_t i = 0; i < (size_t)M * K; i++)
 		wl = fmax(wl, fabs(dx[i] - dxr[i]) / (1.0 + fabs(dxr[i])));
@@ -668,19 +679,19 @@ START_TEST(gemm_thin_products_threaded)
 	struct ftk_weight w2 = { N, K2, FTK_QUANT_NF4, NULL, { 0 }, NULL };
 	ftk_nf4_quantize(&w2.nf4, wf, (size_t)N * K2, NULL);
 	ftk_nf4_dequant(&w2.nf4, 0, (size_t)N * K2, wd);
-	be->linear_fwd(y, x, &w2, NULL, M);
+	be->ops->linear_fwd(be, y, x, &w2, NULL, M);
 	naive_gemm(0, 1, M, N, K2, 1.0f, x, K2, wd, K2, 0.0f, yr, N);
 	for (size_t i = 0; i < (size_t)M * N; i++)
 		wl = fmax(wl, fabs(y[i] - yr[i]));
 	memset(dx, 0, (size_t)M * K * 4);
 	memset(dxr, 0, (size_t)M * K * 4);
-	be->linear_bwd_inp(dx, yr, &w2, M);
+	be->ops->linear_bwd_inp(be, dx, yr, &w2, M);
 	naive_gemm(0, 0, M, K2, N, 1.0f, yr, N, wd, K2, 0.0f, dxr, K2);
 	for (size_t i = 0; i < (size_t)M * K2; i++)
 		wl = fmax(wl, fabs(dx[i] - dxr[i]) / (1.0 + fabs(dxr[i])));
 	ftk_nf4_free(&w2.nf4);
 	free(dx), free(dxr);
-	be->set_threads(1);
+	be->ops->set_threads(be, 1);
 	printf("threaded gemm vs double loops: max |diff| %.3g; NF4 linear forward and input gradient %.3g (relative to 1 + |value|; tolerance 1e-4)\n", worst, wl);
 	ck_assert(worst < 1e-4 && wl < 1e-4);
 	free(wf), free(x), free(y), free(wd), free(yr);
@@ -712,7 +723,7 @@ static double lora_step(int threads, float eps, float **g, size_t *n)
 	*g = malloc(*n * 4);
 	memcpy(*g, ftk_model_lora_grad_flat(m, NULL), *n * 4);
 	ftk_model_free(m);
-	ftk_backend_cpu.set_threads(1);
+	be->ops->set_threads(be, 1);
 	return loss;
 }
 
@@ -770,6 +781,7 @@ static Suite *suite(void)
 {
 	Suite *s = suite_create("grad");
 	TCase *tc = tcase_create("ops");
+	tcase_add_checked_fixture(tc, be_new, be_free);
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, grad_rmsnorm);
 	tcase_add_test(tc, grad_rope);

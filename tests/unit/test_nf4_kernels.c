@@ -360,7 +360,8 @@ START_TEST(cpu_backend_few_rows)
 {
 	static const int Ks[] = { 172, 45, 256 };
 	int N = 97, fails = 0;
-	ftk_backend_cpu.set_threads(2);
+	struct ftk_backend *cpu = ftk_backend_cpu_new();
+	cpu->ops->set_threads(cpu, 2);
 	for (size_t s = 0; s < sizeof(Ks) / sizeof(Ks[0]); s++) {
 		int K = Ks[s];
 		float *W = rand_buf((size_t)N * K, 0.1f), *deq = malloc((size_t)N * K * 4);
@@ -376,7 +377,7 @@ START_TEST(cpu_backend_few_rows)
 				    1.0f, ref, N);
 			for (size_t i = 0; i < (size_t)M * N; i++)
 				got[i] = NAN;
-			ftk_backend_cpu.linear_fwd(got, x, &w, bias, M);
+			cpu->ops->linear_fwd(cpu, got, x, &w, bias, M);
 			char what[64];
 			snprintf(what, sizeof(what), "cpu linear_fwd W %dx%d M=%d", N, K, M);
 			fails += rel_diff(what, got, ref, (size_t)M * N) > TOL;
@@ -385,7 +386,7 @@ START_TEST(cpu_backend_few_rows)
 		ftk_nf4_free(&w.nf4);
 		free(W), free(deq);
 	}
-	ftk_backend_cpu.set_threads(1);
+	ftk_backend_free(cpu);
 	ck_assert_int_eq(fails, 0);
 }
 END_TEST

@@ -116,38 +116,42 @@ END_TEST
  * (a step that silently fell back to the host would leave a count at 0).
  */
 static int n_sumsq, n_scale, n_adamw, n_alloc;
+static const struct ftk_backend_ops *cpu_ops;	/* what count_alloc calls */
 
-static double count_sumsq(const float *x, size_t n)
+static double count_sumsq(struct ftk_backend *be, const float *x, size_t n)
 {
 	n_sumsq++;
 	return ftk_sumsq_array(x, n);
 }
 
-static void count_scale(float *x, float s, size_t n)
+static void count_scale(struct ftk_backend *be, float *x, float s, size_t n)
 {
 	n_scale++;
 	ftk_scale_array(x, s, n);
 }
 
-static void count_adamw(float *w, float *m, float *v, const float *g, size_t n,
-			const struct ftk_adamw_consts *c)
+static void count_adamw(struct ftk_backend *be, float *w, float *m, float *v, const float *g,
+			size_t n, const struct ftk_adamw_consts *c)
 {
 	n_adamw++;
 	ftk_adamw_array(w, m, v, g, n, c);
 }
 
-static void *count_alloc(size_t bytes)
+static void *count_alloc(struct ftk_backend *be, size_t bytes)
 {
 	n_alloc++;
-	return ftk_backend_cpu.alloc(bytes);
+	return cpu_ops->alloc(be, bytes);
 }
 
 START_TEST(backend_entries_run_the_step)
 {
 	enum { N = 37 };
-	struct ftk_backend be = ftk_backend_cpu;
-	be.sumsq = count_sumsq, be.scale = count_scale, be.adamw = count_adamw;
-	be.alloc = count_alloc;	/* the moments are backend memory (device memory on CUDA) */
+	struct ftk_backend *cpu = ftk_backend_cpu_new();
+	struct ftk_backend_ops counted = *cpu->ops;
+	cpu_ops = cpu->ops;
+	counted.sumsq = count_sumsq, counted.scale = count_scale, counted.adamw = count_adamw;
+	counted.alloc = count_alloc;	/* the moments are backend memory (device memory on CUDA) */
+	struct ftk_backend be = { &counted, cpu->ctx };
 	float w1[N], w2[N], g1[N], g2[N];
 	for (int i = 0; i < N; i++)
 		w1[i] = w2[i] = (float)cos(i * 0.3);
@@ -172,14 +176,16 @@ START_TEST(backend_entries_run_the_step)
 	ck_assert_int_eq(n_scale, 5);	/* every step's norm is above 1 */
 	ck_assert_int_eq(n_adamw, 5);
 	/* a backend without the entries is the host path */
-	struct ftk_backend none = ftk_backend_cpu;
-	none.adamw = NULL;
+	struct ftk_backend_ops no_entries = *cpu->ops;
+	no_entries.adamw = NULL;
+	struct ftk_backend none = { &no_entries, cpu->ctx };
 	struct ftk_adamw c;
 	ck_assert_int_eq(ftk_adamw_init_on(&c, N, &o, &none, NULL), 0);
 	ck_assert_ptr_null(c.be);
 	ftk_adamw_release(&a);
 	ftk_adamw_release(&b);
 	ftk_adamw_release(&c);
+	ftk_backend_free(cpu);
 }
 END_TEST
 

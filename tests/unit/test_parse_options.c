@@ -88,18 +88,21 @@ static void parse_sub(int argc, char **argv)
 	printf("\n");
 }
 
-/* A range without its ends: (0, 1), and (0, inf) */
+/* A range without its ends: (0, 1), and (0, inf); and how often rows were given */
 static void parse_open(int argc, char **argv)
 {
 	double j = 0.5, lr = 1;
+	int flag = 0, given = 0;
 	struct ftk_option opts[] = {
 		FTK_OPT_DOUBLE_OPEN(0, "threshold", &j, "J", 0, 1, "similarity"),
 		FTK_OPT_DOUBLE_OPEN(0, "lr", &lr, "X", 0, HUGE_VAL, "a rate above 0"),
+		FTK_OPT_FLAG('f', "flag", &flag, "a flag not counted"),
 		FTK_OPT_END(),
 	};
+	opts[0].given = opts[1].given = &given;	/* as ftk-train counts its training options */
 	ftk_progname = "ftk-x";
 	ftk_parse_options(argc, argv, "ftk-x", opts, NULL);
-	printf("threshold=%g lr=%g\n", j, lr);
+	printf("threshold=%g lr=%g given=%d\n", j, lr, given);
 }
 
 struct result {
@@ -206,7 +209,11 @@ START_TEST(one_wording_for_errors)
 	EXPECT(r, 2, ERR("unknown option '--secrets'"));
 	/* an open range: its ends are refused, what lies between is not */
 	run(parse_open, &r, "--threshold", "0.999", "--lr", "1e-9", NULL);
-	EXPECT(r, 0, "threshold=0.999 lr=1e-09\n");
+	EXPECT(r, 0, "threshold=0.999 lr=1e-09 given=2\n");
+	run(parse_open, &r, "-f", "--thr=0.5", "--flag", "--threshold", "0.25", NULL);
+	EXPECT(r, 0, "threshold=0.25 lr=1 given=2\n");
+	run(parse_open, &r, "--flag", NULL);
+	EXPECT(r, 0, "threshold=0.5 lr=1 given=0\n");
 	run(parse_open, &r, "--threshold", "1", NULL);
 	EXPECT(r, 2, ERR("--threshold needs a number above 0 and below 1, not '1'"));
 	run(parse_open, &r, "--threshold=0", NULL);

@@ -1,6 +1,6 @@
 /*
  * test_selftest.c: the selftest harness (model/selftest.h) catches a
- * faulty backend.  A copy of the CPU table with one op perturbed stands in
+ * faulty backend.  A copy of the CPU's ops with one perturbed stands in
  * for a GPU backend: a perturbation beyond tolerance must fail exactly that
  * op and name it; one far inside tolerance must pass; the CPU against
  * itself must show zero everywhere.
@@ -16,29 +16,54 @@
 #include "model/nf4.h"
 #include "model/selftest.h"
 
+/* The CPU instance each test computes on (made in its process by the fixture). */
+static struct ftk_backend *cpu;
+static void cpu_new(void)
+{
+	cpu = ftk_backend_cpu_new();
+}
+static void cpu_free(void)
+{
+	ftk_backend_free(cpu);
+}
+
+/* A stand-in device: a copy of the CPU's ops (some then replaced) on cpu's state. */
+struct standin {
+	struct ftk_backend_ops ops;
+	struct ftk_backend be;
+};
+
+static struct ftk_backend *standin(struct standin *s)
+{
+	s->ops = *cpu->ops;
+	s->be.ops = &s->ops;
+	s->be.ctx = cpu->ctx;
+	return &s->be;
+}
+
 static float bias_by;
 
-static void bad_rmsnorm_fwd(float *out, float *rstd, const float *inp, const float *w, int M,
-			    int C, float eps)
+static void bad_rmsnorm_fwd(struct ftk_backend *be, float *out, float *rstd, const float *inp,
+			    const float *w, int M, int C, float eps)
 {
-	ftk_backend_cpu.rmsnorm_fwd(out, rstd, inp, w, M, C, eps);
+	cpu->ops->rmsnorm_fwd(cpu, out, rstd, inp, w, M, C, eps);
 	out[(size_t)M * C - 1] *= 1.0f + bias_by;	/* the last element of the last row */
 }
 
-static void bad_attn_bwd(float *dq, float *dk, float *dv, const float *dout, const float *att,
-			 const float *q, const float *k, const float *v, int B, int T, int NH,
-			 int NKV, int hd)
+static void bad_attn_bwd(struct ftk_backend *be, float *dq, float *dk, float *dv, const float *dout,
+			 const float *att, const float *q, const float *k, const float *v, int B,
+			 int T, int NH, int NKV, int hd)
 {
-	ftk_backend_cpu.attn_bwd(dq, dk, dv, dout, att, q, k, v, B, T, NH, NKV, hd);
+	cpu->ops->attn_bwd(cpu, dq, dk, dv, dout, att, q, k, v, B, T, NH, NKV, hd);
 	memset(dv, 0, sizeof(float) * hd);	/* forgets the first key's value gradient */
 }
 
-static void bad_attn_bwd_flash(float *dq, float *dk, float *dv, const float *dout,
-			       const float *out, const float *lse, const float *q, const float *k,
-			       const float *v, const int32_t *doc, int B, int T, int NH, int NKV,
-			       int hd)
+static void bad_attn_bwd_flash(struct ftk_backend *be, float *dq, float *dk, float *dv,
+			       const float *dout, const float *out, const float *lse,
+			       const float *q, const float *k, const float *v, const int32_t *doc,
+			       int B, int T, int NH, int NKV, int hd)
 {
-	ftk_backend_cpu.attn_bwd_flash(dq, dk, dv, dout, out, lse, q, k, v, doc, B, T, NH, NKV, hd);
+	cpu->ops->attn_bwd_flash(cpu, dq, dk, dv, dout, out, lse, q, k, v, doc, B, T, NH, NKV, hd);
 	memset(dk + (size_t)(T - 1) * NKV * hd, 0, sizeof(float) * hd);	/* the last key's dk */
 }
 
@@ -55,7 +80,7 @@ static int line_has(const char *t, const char *name, const char *what)
 	return w && (!e || w < e);
 }
 
-static int run(const struct ftk_backend *be, char **text)
+static int run(struct ftk_backend *be, char **text)
 {
 	size_t len;
 	FILE *f = open_memstream(text, &len);
@@ -67,7 +92,7 @@ static int run(const struct ftk_backend *be, char **text)
 START_TEST(cpu_against_itself_is_exact)
 {
 	char *t;
-	ck_assert_int_eq(run(&ftk_backend_cpu, &t), 0);
+	ck_assert_int_eq(run(cpu, &t), 0);
 	ck_assert_ptr_null(strstr(t, "FAIL"));
 	ck_assert(line_has(t, "attn_bwd dv", "max_abs 0.000e+00"));
 	free(t);
@@ -76,23 +101,24 @@ END_TEST
 
 START_TEST(a_faulty_op_fails_alone)
 {
-	struct ftk_backend bad = ftk_backend_cpu;
+	struct standin bad_s;
+	struct ftk_backend *bad = standin(&bad_s);
 	char *t;
-	bad.name = "faulty";
-	bad.rmsnorm_fwd = bad_rmsnorm_fwd;
+	bad_s.ops.name = "faulty";
+	bad_s.ops.rmsnorm_fwd = bad_rmsnorm_fwd;
 	bias_by = 1e-3f;
-	ck_assert_int_eq(run(&bad, &t), 1);
+	ck_assert_int_eq(run(bad, &t), 1);
 	char *line = strstr(t, "rmsnorm_fwd");
 	ck_assert_ptr_nonnull(line);
 	ck_assert_int_eq(strncmp(strchr(line, '\n') - 4, "FAIL", 4), 0);
 	free(t);
 	/* 1e-7 relative is inside the 1e-5 tolerance */
 	bias_by = 1e-7f;
-	ck_assert_int_eq(run(&bad, &t), 0);
+	ck_assert_int_eq(run(bad, &t), 0);
 	free(t);
-	bad.rmsnorm_fwd = ftk_backend_cpu.rmsnorm_fwd;
-	bad.attn_bwd = bad_attn_bwd;
-	ck_assert_int_eq(run(&bad, &t), 1);
+	bad_s.ops.rmsnorm_fwd = cpu->ops->rmsnorm_fwd;
+	bad_s.ops.attn_bwd = bad_attn_bwd;
+	ck_assert_int_eq(run(bad, &t), 1);
 	ck_assert_ptr_nonnull(strstr(t, "FAIL"));
 	/* the fault is in dv alone, and dv's own line says so */
 	line = strstr(t, "attn_bwd dv");
@@ -103,10 +129,10 @@ START_TEST(a_faulty_op_fails_alone)
 END_TEST
 
 /* A backend whose linear_fwd is wrong only on the path FTK_CUDA_NF4=gemv asks for. */
-static void bad_gemv_linear_fwd(float *out, const float *inp, const struct ftk_weight *w,
-				const float *bias, int M)
+static void bad_gemv_linear_fwd(struct ftk_backend *be, float *out, const float *inp,
+				const struct ftk_weight *w, const float *bias, int M)
 {
-	ftk_backend_cpu.linear_fwd(out, inp, w, bias, M);
+	cpu->ops->linear_fwd(cpu, out, inp, w, bias, M);
 	const char *p = getenv("FTK_CUDA_NF4");
 	if (p && !strcmp(p, "gemv"))
 		out[0] += 1.0f;
@@ -114,13 +140,14 @@ static void bad_gemv_linear_fwd(float *out, const float *inp, const struct ftk_w
 
 START_TEST(each_forced_nf4_path_is_checked)
 {
-	struct ftk_backend bad = ftk_backend_cpu;
+	struct standin bad_s;
+	struct ftk_backend *bad = standin(&bad_s);
 	char *t;
-	bad.name = "faulty";
-	bad.linear_fwd = bad_gemv_linear_fwd;
+	bad_s.ops.name = "faulty";
+	bad_s.ops.linear_fwd = bad_gemv_linear_fwd;
 	unsetenv("FTK_CUDA_NF4");
 	/* exactly the two GEMV lines fail: the selftest set the variable for them alone */
-	ck_assert_int_eq(run(&bad, &t), 2);
+	ck_assert_int_eq(run(bad, &t), 2);
 	const char *names[] = { "nf4 gemv fwd M=1 ", "nf4 gemv fwd M=8 " };
 	for (int i = 0; i < 2; i++) {
 		char *line = strstr(t, names[i]);
@@ -133,7 +160,7 @@ START_TEST(each_forced_nf4_path_is_checked)
 	/* and put it back as it was */
 	ck_assert_ptr_null(getenv("FTK_CUDA_NF4"));
 	setenv("FTK_CUDA_NF4", "cublas", 1);
-	ck_assert_int_eq(run(&bad, &t), 2);
+	ck_assert_int_eq(run(bad, &t), 2);
 	ck_assert_str_eq(getenv("FTK_CUDA_NF4"), "cublas");
 	free(t);
 }
@@ -142,11 +169,12 @@ END_TEST
 /* A faulty flash backward fails its two lines (head_dim 16 and 256) and nothing else. */
 START_TEST(a_faulty_flash_op_fails_its_lines)
 {
-	struct ftk_backend bad = ftk_backend_cpu;
+	struct standin bad_s;
+	struct ftk_backend *bad = standin(&bad_s);
 	char *t;
-	bad.name = "faulty";
-	bad.attn_bwd_flash = bad_attn_bwd_flash;
-	ck_assert_int_eq(run(&bad, &t), 2);
+	bad_s.ops.name = "faulty";
+	bad_s.ops.attn_bwd_flash = bad_attn_bwd_flash;
+	ck_assert_int_eq(run(bad, &t), 2);
 	const char *want[] = { "flash bwd dk hd=16 ", "flash bwd dk hd=256" };
 	for (int i = 0; i < 2; i++) {
 		char *line = strstr(t, want[i]);
@@ -157,8 +185,8 @@ START_TEST(a_faulty_flash_op_fails_its_lines)
 	ck_assert_int_eq(strncmp(strchr(strstr(t, "flash bwd dv hd=256"), '\n') - 2, "ok", 2), 0);
 	free(t);
 	/* a table without flash ops fails one line saying so */
-	bad.attn_bwd_flash = NULL;
-	ck_assert_int_eq(run(&bad, &t), 1);
+	bad_s.ops.attn_bwd_flash = NULL;
+	ck_assert_int_eq(run(bad, &t), 1);
 	ck_assert_ptr_nonnull(strstr(t, "flash attention        not in this backend's table  FAIL"));
 	free(t);
 }
@@ -166,21 +194,22 @@ END_TEST
 
 START_TEST(qlora_step_catches_a_faulty_backend)
 {
-	struct ftk_backend bad = ftk_backend_cpu;
+	struct standin bad_s;
+	struct ftk_backend *bad = standin(&bad_s);
 	struct ftk_error err;
 	char *t;
 	size_t len;
-	bad.name = "faulty";
-	bad.attn_bwd = bad_attn_bwd;
+	bad_s.ops.name = "faulty";
+	bad_s.ops.attn_bwd = bad_attn_bwd;
 	FILE *f = open_memstream(&t, &len);
-	int rc = ftk_selftest_step(&bad, src_path("datasets/models/stories260K"), f, &err);
+	int rc = ftk_selftest_step(bad, src_path("datasets/models/stories260K"), f, &err);
 	fclose(f);
 	ck_assert_int_gt(rc, 1);	/* the loss agrees, the gradients do not */
 	ck_assert(line_has(t, "loss", "max_abs 0.000e+00"));
 	ck_assert_ptr_nonnull(strstr(t, "grad L0 q_proj A"));
 	free(t);
 	f = open_memstream(&t, &len);
-	rc = ftk_selftest_step(&ftk_backend_cpu, src_path("datasets/models/stories260K"), f, &err);
+	rc = ftk_selftest_step(cpu, src_path("datasets/models/stories260K"), f, &err);
 	fclose(f);
 	ck_assert_int_eq(rc, 0);
 	free(t);
@@ -188,12 +217,12 @@ START_TEST(qlora_step_catches_a_faulty_backend)
 END_TEST
 
 /* A flash backward whose dv misses a factor of 2 (a plausible kernel slip). */
-static void half_dv_attn_bwd_flash(float *dq, float *dk, float *dv, const float *dout,
-				   const float *out, const float *lse, const float *q,
-				   const float *k, const float *v, const int32_t *doc, int B, int T,
-				   int NH, int NKV, int hd)
+static void half_dv_attn_bwd_flash(struct ftk_backend *be, float *dq, float *dk, float *dv,
+				   const float *dout, const float *out, const float *lse,
+				   const float *q, const float *k, const float *v,
+				   const int32_t *doc, int B, int T, int NH, int NKV, int hd)
 {
-	ftk_backend_cpu.attn_bwd_flash(dq, dk, dv, dout, out, lse, q, k, v, doc, B, T, NH, NKV, hd);
+	cpu->ops->attn_bwd_flash(cpu, dq, dk, dv, dout, out, lse, q, k, v, doc, B, T, NH, NKV, hd);
 	for (size_t i = 0; i < (size_t)B * T * NKV * hd; i++)
 		dv[i] *= 0.5f;
 }
@@ -205,21 +234,22 @@ static void half_dv_attn_bwd_flash(float *dq, float *dk, float *dv, const float 
  */
 START_TEST(flash_step_catches_a_faulty_flash_backward)
 {
-	struct ftk_backend bad = ftk_backend_cpu;
+	struct standin bad_s;
+	struct ftk_backend *bad = standin(&bad_s);
 	struct ftk_error err;
 	char *t;
 	size_t len;
-	bad.name = "faulty";
-	bad.attn_bwd_flash = half_dv_attn_bwd_flash;
+	bad_s.ops.name = "faulty";
+	bad_s.ops.attn_bwd_flash = half_dv_attn_bwd_flash;
 	FILE *f = open_memstream(&t, &len);
-	int rc = ftk_selftest_step_flash(&bad, src_path("datasets/models/stories260K"), f, &err);
+	int rc = ftk_selftest_step_flash(bad, src_path("datasets/models/stories260K"), f, &err);
 	fclose(f);
 	ck_assert_int_gt(rc, 1);	/* the loss agrees, the gradients do not */
 	ck_assert_ptr_nonnull(strstr(t, "qlora step flash"));
 	ck_assert_int_eq(strncmp(strchr(strstr(t, "grad L4 v_proj B"), '\n') - 4, "FAIL", 4), 0);
 	free(t);
 	f = open_memstream(&t, &len);
-	rc = ftk_selftest_step(&bad, src_path("datasets/models/stories260K"), f, &err);
+	rc = ftk_selftest_step(bad, src_path("datasets/models/stories260K"), f, &err);
 	fclose(f);
 	ck_assert_int_eq(rc, 0);
 	free(t);
@@ -248,46 +278,50 @@ static void nudge(float *c, int M, int N, int ldc)
 		}
 }
 
-static void fp32_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
-		      const float *B, int ldb, float beta, float *C, int ldc)
+static void fp32_gemm(struct ftk_backend *be, int ta, int tb, int M, int N, int K, float alpha,
+		      const float *A, int lda, const float *B, int ldb, float beta, float *C,
+		      int ldc)
 {
-	ftk_backend_cpu.set_precision(FTK_PREC_FP32);
-	ftk_backend_cpu.gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-	ftk_backend_cpu.set_precision(FTK_PREC_BF16);
+	cpu->ops->set_precision(cpu, FTK_PREC_FP32);
+	cpu->ops->gemm(cpu, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+	cpu->ops->set_precision(cpu, FTK_PREC_BF16);
 }
 
-static void fp32_linear_fwd(float *out, const float *inp, const struct ftk_weight *w,
-			    const float *bias, int M)
+static void fp32_linear_fwd(struct ftk_backend *be, float *out, const float *inp,
+			    const struct ftk_weight *w, const float *bias, int M)
 {
-	ftk_backend_cpu.set_precision(FTK_PREC_FP32);
-	ftk_backend_cpu.linear_fwd(out, inp, w, bias, M);
-	ftk_backend_cpu.set_precision(FTK_PREC_BF16);
+	cpu->ops->set_precision(cpu, FTK_PREC_FP32);
+	cpu->ops->linear_fwd(cpu, out, inp, w, bias, M);
+	cpu->ops->set_precision(cpu, FTK_PREC_BF16);
 }
 
-static void fp32_linear_bwd_inp(float *dinp, const float *dout, const struct ftk_weight *w, int M)
+static void fp32_linear_bwd_inp(struct ftk_backend *be, float *dinp, const float *dout,
+				const struct ftk_weight *w, int M)
 {
-	ftk_backend_cpu.set_precision(FTK_PREC_FP32);
-	ftk_backend_cpu.linear_bwd_inp(dinp, dout, w, M);
-	ftk_backend_cpu.set_precision(FTK_PREC_BF16);
+	cpu->ops->set_precision(cpu, FTK_PREC_FP32);
+	cpu->ops->linear_bwd_inp(cpu, dinp, dout, w, M);
+	cpu->ops->set_precision(cpu, FTK_PREC_BF16);
 }
 
-static void ulps_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
-		      const float *B, int ldb, float beta, float *C, int ldc)
+static void ulps_gemm(struct ftk_backend *be, int ta, int tb, int M, int N, int K, float alpha,
+		      const float *A, int lda, const float *B, int ldb, float beta, float *C,
+		      int ldc)
 {
-	ftk_backend_cpu.gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+	cpu->ops->gemm(cpu, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 	nudge(C, M, N, ldc);
 }
 
-static void ulps_linear_fwd(float *out, const float *inp, const struct ftk_weight *w,
-			    const float *bias, int M)
+static void ulps_linear_fwd(struct ftk_backend *be, float *out, const float *inp,
+			    const struct ftk_weight *w, const float *bias, int M)
 {
-	ftk_backend_cpu.linear_fwd(out, inp, w, bias, M);
+	cpu->ops->linear_fwd(cpu, out, inp, w, bias, M);
 	nudge(out, M, w->rows, w->rows);
 }
 
-static void ulps_linear_bwd_inp(float *dinp, const float *dout, const struct ftk_weight *w, int M)
+static void ulps_linear_bwd_inp(struct ftk_backend *be, float *dinp, const float *dout,
+				const struct ftk_weight *w, int M)
 {
-	ftk_backend_cpu.linear_bwd_inp(dinp, dout, w, M);
+	cpu->ops->linear_bwd_inp(cpu, dinp, dout, w, M);
 	nudge(dinp, M, w->cols, w->cols);
 }
 
@@ -303,14 +337,15 @@ static double max_rel_of(const char *t, const char *name)
 
 START_TEST(bf16_lines_catch_fp32_products)
 {
-	struct ftk_backend bad = ftk_backend_cpu;
+	struct standin bad_s;
+	struct ftk_backend *bad = standin(&bad_s);
 	char *t;
 	size_t len;
-	bad.name = "fp32-only";
-	bad.gemm = fp32_gemm;
-	bad.gemm_batch = NULL;
+	bad_s.ops.name = "fp32-only";
+	bad_s.ops.gemm = fp32_gemm;
+	bad_s.ops.gemm_batch = NULL;
 	FILE *f = open_memstream(&t, &len);
-	int fails = ftk_selftest_ops_bf16(&bad, f);
+	int fails = ftk_selftest_ops_bf16(bad, f);
 	fclose(f);
 	printf("%s", t);
 	/* the four gemm lines and gemm_batch (gemm when NULL) fail; linear ops are the CPU's */
@@ -325,16 +360,16 @@ START_TEST(bf16_lines_catch_fp32_products)
 	 * by up to 1e-4 and 2e-3, see below; the op lines separate the two by
 	 * a factor of a thousand.)
 	 */
-	bad.linear_fwd = fp32_linear_fwd;
-	bad.linear_bwd_inp = fp32_linear_bwd_inp;
+	bad_s.ops.linear_fwd = fp32_linear_fwd;
+	bad_s.ops.linear_bwd_inp = fp32_linear_bwd_inp;
 	f = open_memstream(&t, &len);
-	ck_assert_int_eq(ftk_selftest_ops_bf16(&bad, f), 12);
+	ck_assert_int_eq(ftk_selftest_ops_bf16(bad, f), 12);
 	fclose(f);
 	free(t);
 	/* no bf16 mode at all: one failure, said */
-	bad.set_precision = NULL;
+	bad_s.ops.set_precision = NULL;
 	f = open_memstream(&t, &len);
-	ck_assert_int_eq(ftk_selftest_ops_bf16(&bad, f), 1);
+	ck_assert_int_eq(ftk_selftest_ops_bf16(bad, f), 1);
 	fclose(f);
 	ck_assert_ptr_nonnull(strstr(t, "has no bf16 mode  FAIL"));
 	free(t);
@@ -351,20 +386,21 @@ END_TEST
  */
 START_TEST(bf16_tolerances_cover_reordering)
 {
-	struct ftk_backend noisy = ftk_backend_cpu;
+	struct standin noisy_s;
+	struct ftk_backend *noisy = standin(&noisy_s);
 	struct ftk_error err;
 	char *t;
 	size_t len;
-	noisy.name = "noisy";
-	noisy.gemm = ulps_gemm;
-	noisy.gemm_batch = NULL;
-	noisy.linear_fwd = ulps_linear_fwd;
-	noisy.linear_bwd_inp = ulps_linear_bwd_inp;
+	noisy_s.ops.name = "noisy";
+	noisy_s.ops.gemm = ulps_gemm;
+	noisy_s.ops.gemm_batch = NULL;
+	noisy_s.ops.linear_fwd = ulps_linear_fwd;
+	noisy_s.ops.linear_bwd_inp = ulps_linear_bwd_inp;
 	ulps_by = ldexpf(1.0f, -21);
 	FILE *f = open_memstream(&t, &len);
-	int fails = ftk_selftest_ops_bf16(&noisy, f);
-	fails += ftk_selftest_step_bf16(&noisy, src_path("datasets/models/stories260K"), f, &err);
-	fails += ftk_selftest_step(&noisy, src_path("datasets/models/stories260K"), f, &err);
+	int fails = ftk_selftest_ops_bf16(noisy, f);
+	fails += ftk_selftest_step_bf16(noisy, src_path("datasets/models/stories260K"), f, &err);
+	fails += ftk_selftest_step(noisy, src_path("datasets/models/stories260K"), f, &err);
 	fclose(f);
 	printf("%s", t);
 	ck_assert_int_eq(fails, 0);
@@ -384,7 +420,7 @@ START_TEST(one_lora_gradient_off_by_1e3_fails_its_line)
 {
 	struct ftk_model *m[2] = { NULL, NULL };
 	struct ftk_error err;
-	struct ftk_load_opts lo = { FTK_QUANT_NF4, &ftk_backend_cpu, 1, 64 };
+	struct ftk_load_opts lo = { FTK_QUANT_NF4, cpu, 1, 64 };
 	struct ftk_lora_opts lora = { FTK_LORA_ALL, 4, 8.0f, 0, 0.0f, 7 };
 	int V = 0;
 	for (int i = 0; i < 2; i++) {
@@ -471,22 +507,22 @@ static float *cut_copy(const float *x, int rows, int cols, int ld)
 	return y;
 }
 
-static int tf_set_precision(int p)
+static int tf_set_precision(struct ftk_backend *be, int p)
 {
 	tf_mode = p == FTK_PREC_TF32;
-	return p == FTK_PREC_TF32 ? 0 : ftk_backend_cpu.set_precision(p);
+	return p == FTK_PREC_TF32 ? 0 : cpu->ops->set_precision(cpu, p);
 }
 
-static void tf_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
-		    const float *B, int ldb, float beta, float *C, int ldc)
+static void tf_gemm(struct ftk_backend *be, int ta, int tb, int M, int N, int K, float alpha,
+		    const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc)
 {
 	if (!tf_mode) {
-		ftk_backend_cpu.gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+		cpu->ops->gemm(cpu, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 		return;
 	}
 	int ar = ta ? K : M, ac = ta ? M : K, br = tb ? N : K, bc = tb ? K : N;
 	float *a = cut_copy(A, ar, ac, lda), *b = cut_copy(B, br, bc, ldb);
-	ftk_backend_cpu.gemm(ta, tb, M, N, K, alpha, a, ac, b, bc, beta, C, ldc);
+	cpu->ops->gemm(cpu, ta, tb, M, N, K, alpha, a, ac, b, bc, beta, C, ldc);
 	free(a), free(b);
 }
 
@@ -502,28 +538,31 @@ static float *weight_f32(const struct ftk_weight *w)
 	return f;
 }
 
-static void tf_linear_fwd(float *out, const float *inp, const struct ftk_weight *w,
-			  const float *bias, int M)
+static void tf_linear_fwd(struct ftk_backend *be, float *out, const float *inp,
+			  const struct ftk_weight *w, const float *bias, int M)
 {
 	if (!tf_mode || M <= 8) {	/* the GEMV (M <= 8 on NF4) computes in fp32 */
-		ftk_backend_cpu.linear_fwd(out, inp, w, bias, M);
+		cpu->ops->linear_fwd(cpu, out, inp, w, bias, M);
 		return;
 	}
 	float *W = weight_f32(w);
-	tf_gemm(0, 1, M, w->rows, w->cols, 1.0f, inp, w->cols, W, w->cols, 0.0f, out, w->rows);
-	if (bias)
-		ftk_backend_cpu.add_bias(out, bias, M, w->rows);
+	tf_gemm(be, 0, 1, M, w->rows, w->cols, 1.0f, inp, w->cols, W, w->cols, 0.0f, out, w->rows);
+	for (int m = 0; bias && m < M; m++)
+		for (int n = 0; n < w->rows; n++)
+			out[(size_t)m * w->rows + n] += bias[n];
 	free(W);
 }
 
-static void tf_linear_bwd_inp(float *dinp, const float *dout, const struct ftk_weight *w, int M)
+static void tf_linear_bwd_inp(struct ftk_backend *be, float *dinp, const float *dout,
+			      const struct ftk_weight *w, int M)
 {
 	if (!tf_mode) {
-		ftk_backend_cpu.linear_bwd_inp(dinp, dout, w, M);
+		cpu->ops->linear_bwd_inp(cpu, dinp, dout, w, M);
 		return;
 	}
 	float *W = weight_f32(w);
-	tf_gemm(0, 0, M, w->cols, w->rows, 1.0f, dout, w->rows, W, w->cols, 1.0f, dinp, w->cols);
+	tf_gemm(be, 0, 0, M, w->cols, w->rows, 1.0f, dout, w->rows, W, w->cols, 1.0f, dinp,
+		w->cols);
 	free(W);
 }
 
@@ -534,18 +573,19 @@ static void tf_linear_bwd_inp(float *dinp, const float *dout, const struct ftk_w
  */
 START_TEST(tf32_lines_tolerance)
 {
-	struct ftk_backend tf = ftk_backend_cpu;
+	struct standin tf_s;
+	struct ftk_backend *tf = standin(&tf_s);
 	char *t;
 	size_t len;
-	tf.name = "tf32-emulated";
-	tf.set_precision = tf_set_precision;
-	tf.gemm = tf_gemm;
-	tf.gemm_batch = NULL;
-	tf.linear_fwd = tf_linear_fwd;
-	tf.linear_bwd_inp = tf_linear_bwd_inp;
+	tf_s.ops.name = "tf32-emulated";
+	tf_s.ops.set_precision = tf_set_precision;
+	tf_s.ops.gemm = tf_gemm;
+	tf_s.ops.gemm_batch = NULL;
+	tf_s.ops.linear_fwd = tf_linear_fwd;
+	tf_s.ops.linear_bwd_inp = tf_linear_bwd_inp;
 	keep_bits = 10;
 	FILE *f = open_memstream(&t, &len);
-	int fails = ftk_selftest_ops_tf32(&tf, f);
+	int fails = ftk_selftest_ops_tf32(tf, f);
 	fclose(f);
 	printf("%s", t);
 	double worst = 0;
@@ -562,7 +602,7 @@ START_TEST(tf32_lines_tolerance)
 	free(t);
 	keep_bits = 7;	/* bf16's mantissa: must fail the products */
 	f = open_memstream(&t, &len);
-	fails = ftk_selftest_ops_tf32(&tf, f);
+	fails = ftk_selftest_ops_tf32(tf, f);
 	fclose(f);
 	printf("%s", t);
 	ck_assert_int_ge(fails, 5);
@@ -570,7 +610,7 @@ START_TEST(tf32_lines_tolerance)
 	free(t);
 	keep_bits = 10;
 	f = open_memstream(&t, &len);
-	ck_assert_int_eq(ftk_selftest_ops_tf32(&ftk_backend_cpu, f), 0);
+	ck_assert_int_eq(ftk_selftest_ops_tf32(cpu, f), 0);
 	fclose(f);
 	ck_assert_str_eq(t, "ops tf32: not run (the cpu backend has no tf32 mode)\n");
 	free(t);
@@ -582,6 +622,7 @@ static Suite *selftest_suite(void)
 	Suite *s = suite_create("selftest");
 	TCase *tc = tcase_create("core");
 	tcase_set_timeout(tc, 60);
+	tcase_add_checked_fixture(tc, cpu_new, cpu_free);
 	tcase_add_test(tc, cpu_against_itself_is_exact);
 	tcase_add_test(tc, a_faulty_op_fails_alone);
 	tcase_add_test(tc, each_forced_nf4_path_is_checked);

@@ -55,6 +55,13 @@ const CASES = [
 	'{{ "%s" }} {{ "{{" }} {{ "}}" }}',
 	'{{- "   a" }}  {{- " b" -}}   {{ "c" }}',
 	'{% generation %}x{% endgeneration %}y',
+	// null as a tool-calling turn's content: what a template can ask of it
+	'{{ nul is string }} {{ nul is none }} {{ nul is defined }} {{ nul is mapping }} {% if nul %}t{% else %}f{% endif %} {{ not nul }} {{ nul == none }} {{ nul|default("d") }} {{ nul|default("d", true) }} {{ nul is not none and "</think>" in nul }}',
+	'{{ nul|length }}',
+	'{{ nul|trim }}',
+	'{{ "</think>" in nul }}',
+	'{{ "a" + nul }}',
+	'{{ "a" ~ nul }}',
 ];
 const out = CASES.map((template) => {
 	const r = { template, vars: V };
