@@ -1021,7 +1021,12 @@ struct cache_ent {
 	uint32_t ioff, ilen;	/* ids in ipool */
 };
 
+/* The cache starts at 2^CACHE_MIN_BITS entries and doubles as it fills, up
+ * to 2^CACHE_BITS (1.5 MB), where it is cleared when 70% full: a caller
+ * that encodes a few prompts (an eval or serve engine, one per thread)
+ * holds kilobytes, not the 1.5 MB a whole corpus earns. */
 #define CACHE_BITS 16
+#define CACHE_MIN_BITS 10
 #define CACHE_MAX_KEY 48
 
 struct sym { uint32_t id, start, len; int32_t prev, next; };
@@ -1040,9 +1045,14 @@ struct ws {
 	struct piece *pc, *pc2; size_t npc, pcalloc, npc2, pc2alloc;
 	struct sym *sy; size_t syalloc;
 	struct heap_ent *hp; size_t hpalloc;
+	/* with a limit, the pieces that suffice: the segment needs at least one
+	 * id per piece, so once pre-tokenization has this many, the rest of the
+	 * text cannot change whether the limit is passed (0: no limit) */
+	size_t want;
 	/* cache */
 	struct cache_ent *ce;
 	size_t ce_n;
+	unsigned ce_bits;	/* ce has 2^ce_bits entries */
 	char *kpool; size_t klen, kalloc;
 	uint32_t *ipool; size_t ilen, ialloc;
 };
@@ -1061,9 +1071,26 @@ static void ws_free(struct ws *w)
 
 static void cache_clear(struct ws *w)
 {
-	memset(w->ce, 0, sizeof(*w->ce) << CACHE_BITS);
+	if (w->ce_n)
+		memset(w->ce, 0, sizeof(*w->ce) << w->ce_bits);
 	w->ce_n = 0;
 	w->klen = w->ilen = 0;
+}
+
+/* Double the cache table, rehashing its entries (the pools stay). */
+static void cache_grow(struct ws *w)
+{
+	size_t old = (size_t)1 << w->ce_bits, mask = old * 2 - 1;
+	struct cache_ent *ce = xcalloc(old * 2, sizeof(*ce));
+	for (size_t k = 0; k < old; k++) {
+		if (!w->ce[k].h) continue;
+		size_t i = w->ce[k].h & mask;
+		while (ce[i].h) i = (i + 1) & mask;
+		ce[i] = w->ce[k];
+	}
+	free(w->ce);
+	w->ce = ce;
+	w->ce_bits++;
 }
 
 static struct ws *ws_get(struct ftk_tokens *out, const struct ftk_tokenizer *tok)
@@ -1075,7 +1102,8 @@ static struct ws *ws_get(struct ftk_tokens *out, const struct ftk_tokenizer *tok
 		w->mctx = pcre2_match_context_create(NULL);
 		w->jstack = pcre2_jit_stack_create(32 * 1024, 8 * 1024 * 1024, NULL);
 		pcre2_jit_stack_assign(w->mctx, NULL, w->jstack);
-		w->ce = xcalloc((size_t)1 << CACHE_BITS, sizeof(*w->ce));
+		w->ce_bits = CACHE_MIN_BITS;
+		w->ce = xcalloc((size_t)1 << w->ce_bits, sizeof(*w->ce));
 		out->ws = w;
 	}
 	if (w->tok != tok) {
@@ -1083,6 +1111,18 @@ static struct ws *ws_get(struct ftk_tokens *out, const struct ftk_tokenizer *tok
 		w->tok = tok;
 	}
 	return w;
+}
+
+size_t ftk_tokens_bytes(const struct ftk_tokens *t)
+{
+	const struct ws *w = t->ws;
+	size_t n = t->alloc * 4 + t->alloc_off * 8;
+	if (w)
+		n += sizeof(*w) + w->salloc + w->aalloc * 8 + w->s2alloc + w->a2alloc * 8 +
+		     (w->pcalloc + w->pc2alloc) * sizeof(struct piece) + w->syalloc * sizeof(struct sym) +
+		     w->hpalloc * sizeof(struct heap_ent) + (w->ce ? sizeof(*w->ce) << w->ce_bits : 0) + w->kalloc +
+		     w->ialloc * 4;
+	return n;
 }
 
 void ftk_tokens_release(struct ftk_tokens *t)
@@ -1328,17 +1368,81 @@ static void pc_swap(struct ws *w)
 	w->npc2 = 0;
 }
 
-/* Split piece [off, off+len) by re with a behavior, pushing to pc2. */
-static void split_piece(struct ws *w, pcre2_code *re, int behavior, int invert, uint32_t off, uint32_t len)
+/* One span of a piece: [s, e) and whether the regex matched it. */
+struct span { uint32_t s, e; int m; };
+
+/* Push the pieces that spans sp[0..n) make under a behavior, for the piece at off. */
+static void spans_emit(struct ws *w, const struct span *sp, size_t n, int behavior, int invert, uint32_t off)
+{
+	uint32_t pend_s = 0, pend_e = 0;	/* pending merged-with-next match */
+	int have_pend = 0;
+	for (size_t i = 0; i < n; i++) {
+		uint32_t a = sp[i].s, e = sp[i].e;
+		int m = sp[i].m ^ invert, prev_m = i > 0 ? sp[i - 1].m ^ invert : 0;
+		switch (behavior) {
+		case BEH_ISOLATED:
+			pc2_push(w, off + a, e - a);
+			break;
+		case BEH_REMOVED:
+			if (!m) pc2_push(w, off + a, e - a);
+			break;
+		case BEH_MERGED_PREV:
+			if (m && w->npc2 && i > 0 && !prev_m)
+				w->pc2[w->npc2 - 1].len += e - a;
+			else
+				pc2_push(w, off + a, e - a);
+			break;
+		case BEH_MERGED_NEXT:
+			if (m) {
+				if (have_pend) { pc2_push(w, off + pend_s, pend_e - pend_s); }
+				pend_s = a; pend_e = e; have_pend = 1;
+			} else if (have_pend) {
+				pc2_push(w, off + pend_s, e - pend_s);
+				have_pend = 0;
+			} else {
+				pc2_push(w, off + a, e - a);
+			}
+			break;
+		case BEH_CONTIGUOUS:
+			if (m && i > 0 && prev_m && w->npc2)
+				w->pc2[w->npc2 - 1].len += e - a;
+			else
+				pc2_push(w, off + a, e - a);
+			break;
+		}
+	}
+	if (have_pend) pc2_push(w, off + pend_s, pend_e - pend_s);
+}
+
+/* Merge adjacent non-matches (made by empty matches) in place; returns the new count. */
+static size_t spans_merge(struct span *sp, size_t n)
+{
+	size_t m = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (m && !sp[i].m && !sp[m - 1].m && sp[m - 1].e == sp[i].s) { sp[m - 1].e = sp[i].e; continue; }
+		sp[m++] = sp[i];
+	}
+	return m;
+}
+
+/*
+ * Split piece [off, off+len) by re with a behavior, pushing to pc2.  With
+ * want > 0 it may stop early: when the spans matched so far already make
+ * want + 2 pieces, all but the last of them are final (only the last piece
+ * can still grow with the spans after it, and the last span may be a
+ * shorter non-match than in the whole run), so the first want are kept and
+ * 1 is returned without matching the rest.  The check runs when the span
+ * count doubles, so a piece that does not stop costs O(n) more.
+ */
+static int split_piece(struct ws *w, pcre2_code *re, int behavior, int invert, uint32_t off, uint32_t len,
+		       size_t want)
 {
 	size_t pos = 0;
 	const char *s = w->s + off;
-	uint32_t pend_s = 0, pend_e = 0;	/* pending merged-with-next match or contiguous run */
-	int have_pend = 0;
 	/* the (start, end, matched) spans covering the piece, then the behavior */
-	size_t cap = 16, n = 0;
-	struct { uint32_t s, e; int m; } stack_sp[16], *sp = stack_sp;
-	int heap = 0;
+	size_t cap = 16, n = 0, base = w->npc2, check = want ? 2 * want + 16 : SIZE_MAX;
+	struct span stack_sp[16], *sp = stack_sp;
+	int heap = 0, stopped = 0;
 #define PUSH_SPAN(S, E, M) do { \
 	if ((E) > (S)) { \
 		if (n == cap) { \
@@ -1350,6 +1454,17 @@ static void split_piece(struct ws *w, pcre2_code *re, int behavior, int invert, 
 		sp[n].s = (S); sp[n].e = (E); sp[n].m = (M); n++; \
 	} } while (0)
 	while (pos < len) {
+		if (n >= check) {
+			n = spans_merge(sp, n);
+			spans_emit(w, sp, n, behavior, invert, off);
+			if (w->npc2 - base >= want + 2) {
+				w->npc2 = base + want;
+				stopped = 1;
+				break;
+			}
+			w->npc2 = base;
+			check = 2 * n > check ? 2 * n : 2 * check;
+		}
 		int rc = pcre2_jit_match(re, (PCRE2_SPTR)s, len, pos, PCRE2_NO_UTF_CHECK, w->md, w->mctx);
 		if (rc == PCRE2_ERROR_JIT_BADOPTION)	/* no JIT on this machine: the interpreter */
 			rc = pcre2_match(re, (PCRE2_SPTR)s, len, pos, PCRE2_NO_UTF_CHECK, w->md, w->mctx);
@@ -1367,58 +1482,31 @@ static void split_piece(struct ws *w, pcre2_code *re, int behavior, int invert, 
 		PUSH_SPAN(ms, me, 1);
 		pos = me;
 	}
-	PUSH_SPAN(pos, len, 0);
+	if (!stopped) {
+		PUSH_SPAN(pos, len, 0);
+		n = spans_merge(sp, n);
+		spans_emit(w, sp, n, behavior, invert, off);
+	}
 #undef PUSH_SPAN
-	/* merge adjacent non-matches created by empty matches */
-	size_t m = 0;
-	for (size_t i = 0; i < n; i++) {
-		if (m && !sp[i].m && !sp[m - 1].m && sp[m - 1].e == sp[i].s) { sp[m - 1].e = sp[i].e; continue; }
-		sp[m++] = sp[i];
-	}
-	n = m;
-	if (invert) for (size_t i = 0; i < n; i++) sp[i].m = !sp[i].m;
-	for (size_t i = 0; i < n; i++) {
-		uint32_t a = sp[i].s, e = sp[i].e;
-		switch (behavior) {
-		case BEH_ISOLATED:
-			pc2_push(w, off + a, e - a);
-			break;
-		case BEH_REMOVED:
-			if (!sp[i].m) pc2_push(w, off + a, e - a);
-			break;
-		case BEH_MERGED_PREV:
-			if (sp[i].m && w->npc2 && i > 0 && !sp[i - 1].m)
-				w->pc2[w->npc2 - 1].len += e - a;
-			else
-				pc2_push(w, off + a, e - a);
-			break;
-		case BEH_MERGED_NEXT:
-			if (sp[i].m) {
-				if (have_pend) { pc2_push(w, off + pend_s, pend_e - pend_s); }
-				pend_s = a; pend_e = e; have_pend = 1;
-			} else if (have_pend) {
-				pc2_push(w, off + pend_s, e - pend_s);
-				have_pend = 0;
-			} else {
-				pc2_push(w, off + a, e - a);
-			}
-			break;
-		case BEH_CONTIGUOUS:
-			if (sp[i].m && i > 0 && sp[i - 1].m && w->npc2)
-				w->pc2[w->npc2 - 1].len += e - a;
-			else
-				pc2_push(w, off + a, e - a);
-			break;
-		}
-	}
-	if (have_pend) pc2_push(w, off + pend_s, pend_e - pend_s);
 	if (heap) free(sp);
+	return stopped;
+}
+
+/* 1 when a limit is set and pc2 holds the pieces that suffice (then cut to them). */
+static int enough(struct ws *w)
+{
+	if (!w->want || w->npc2 < w->want) return 0;
+	w->npc2 = w->want;
+	return 1;
 }
 
 static void split_all(struct ws *w, pcre2_code *re, int behavior, int invert)
 {
 	w->npc2 = 0;
-	for (size_t i = 0; i < w->npc; i++) split_piece(w, re, behavior, invert, w->pc[i].off, w->pc[i].len);
+	for (size_t i = 0; i < w->npc; i++)
+		if (split_piece(w, re, behavior, invert, w->pc[i].off, w->pc[i].len, w->want ? w->want - w->npc2 : 0) ||
+		    enough(w))
+			break;
 	pc_swap(w);
 }
 
@@ -1457,10 +1545,12 @@ static void split_before(struct ws *w, const char *rep, size_t rl)
 	w->npc2 = 0;
 	for (size_t i = 0; i < w->npc; i++) {
 		uint32_t off = w->pc[i].off, end = off + w->pc[i].len, st = off;
-		for (uint32_t k = off + 1; k + rl <= end; k++) {
+		for (uint32_t k = off + 1; k + rl <= end && !(w->want && w->npc2 >= w->want); k++) {
 			if (!memcmp(w->s + k, rep, rl)) { pc2_push(w, st, k - st); st = k; }
 		}
+		if (enough(w)) break;	/* the pieces pushed are final: each ends where the next begins */
 		pc2_push(w, st, end - st);
+		if (enough(w)) break;
 	}
 	pc_swap(w);
 }
@@ -1623,7 +1713,7 @@ static int encode_piece(struct ws *w, const struct ftk_tokenizer *t, uint32_t of
 	uint64_t h = 0;
 	if (!offs && len <= CACHE_MAX_KEY) {
 		h = hbytes(p, len) | 1;
-		size_t i = h & (((size_t)1 << CACHE_BITS) - 1);
+		size_t mask = ((size_t)1 << w->ce_bits) - 1, i = h & mask;
 		for (;;) {
 			ce = &w->ce[i];
 			if (!ce->h) break;
@@ -1637,7 +1727,7 @@ static int encode_piece(struct ws *w, const struct ftk_tokenizer *t, uint32_t of
 				out->n += ce->ilen;
 				return 0;
 			}
-			i = (i + 1) & (((size_t)1 << CACHE_BITS) - 1);
+			i = (i + 1) & mask;
 		}
 	}
 	size_t first = out->n;
@@ -1654,7 +1744,11 @@ static int encode_piece(struct ws *w, const struct ftk_tokenizer *t, uint32_t of
 		}
 	}
 	if (ce) {
-		if (w->ce_n * 10 > ((size_t)7 << CACHE_BITS)) { cache_clear(w); return 0; }
+		if (w->ce_n * 10 > ((size_t)7 << w->ce_bits)) {
+			if (w->ce_bits == CACHE_BITS) { cache_clear(w); return 0; }
+			cache_grow(w);
+			return 0;	/* cached next time: ce points into the old table */
+		}
 		size_t nid = out->n - first;
 		if (w->klen + len > w->kalloc) { w->kalloc = (w->klen + len) * 2 + 4096; w->kpool = xrealloc(w->kpool, w->kalloc); }
 		if (w->ilen + nid > w->ialloc) { w->ialloc = (w->ilen + nid) * 2 + 1024; w->ipool = xrealloc(w->ipool, w->ialloc * 4); }
@@ -1668,7 +1762,7 @@ static int encode_piece(struct ws *w, const struct ftk_tokenizer *t, uint32_t of
 
 /* Normalize, pre-tokenize and model text[s0..s1) (between added tokens). */
 static int encode_segment(struct ws *w, const struct ftk_tokenizer *t, const char *text, size_t s0, size_t s1,
-			  int seg_first, int offs, struct ftk_tokens *out)
+			  int seg_first, int offs, size_t max, struct ftk_tokens *out)
 {
 	size_t n = s1 - s0;
 	if (!n) return 0;
@@ -1686,6 +1780,8 @@ static int encode_segment(struct ws *w, const struct ftk_tokenizer *t, const cha
 			w->b[i] = (uint32_t)(s0 + i + 1);
 		}
 	}
+	/* more than max ids in all: max + 1 - out->n more pieces suffice */
+	w->want = max < SIZE_MAX ? max + 1 - out->n : 0;
 	if (t->norm) apply_norm(w, t->norm, offs);
 	w->npc = 0;
 	if (w->slen) {
@@ -1704,12 +1800,15 @@ static int encode_segment(struct ws *w, const struct ftk_tokenizer *t, const cha
 				    (k < off + 3 || memcmp(w->s + k - 3, "\xe2\x96\x81", 3))) {
 					pc2_push(w, st, k - st);
 					st = k;
+					if (w->want && w->npc2 >= w->want) break;
 				}
+			if (enough(w)) break;
 			pc2_push(w, st, end - st);
+			if (enough(w)) break;
 		}
 		pc_swap(w);
 	}
-	for (size_t i = 0; i < w->npc; i++) {
+	for (size_t i = 0; i < w->npc && out->n <= max; i++) {
 		int rc = encode_piece(w, t, w->pc[i].off, w->pc[i].len, offs, out);
 		if (rc) return rc;
 	}
@@ -1813,9 +1912,10 @@ static int cut_ok(const char *s, size_t i) { return s[i] == ' ' && is_ascii_lett
  * (LOCAL_RES), with per-character normalizers only and no Metaspace or
  * prefix space (whose "first piece" would move), so the ids and offsets
  * are the whole segment's.  Without such a place, the segment is one piece.
+ * Once out holds more than max ids, the chunks after are not encoded.
  */
 static int encode_chunked(struct ws *w, const struct ftk_tokenizer *t, const char *text, size_t s0, size_t s1,
-			  int seg_first, int offs, struct ftk_tokens *out)
+			  int seg_first, int offs, size_t max, struct ftk_tokens *out)
 {
 	int splits = 0;
 	if (s1 - s0 > ENCODE_CHUNK && !t->sp_split && norm_local(t->norm) && pre_local(t->pre, &splits) && splits) {
@@ -1825,17 +1925,17 @@ static int encode_chunked(struct ws *w, const struct ftk_tokenizer *t, const cha
 			if (p == s0 + 1)
 				for (p = s0 + ENCODE_CHUNK; p + 1 < s1 && !cut_ok(text, p); p++) ;
 			if (p + 1 >= s1) break;
-			int rc = encode_segment(w, t, text, s0, p, seg_first, offs, out);
-			if (rc) return rc;
+			int rc = encode_segment(w, t, text, s0, p, seg_first, offs, max, out);
+			if (rc || out->n > max) return rc;
 			seg_first = 0;
 			s0 = p;
 		}
 	}
-	return encode_segment(w, t, text, s0, s1, seg_first, offs, out);
+	return encode_segment(w, t, text, s0, s1, seg_first, offs, max, out);
 }
 
-long ftk_tokenizer_encode(const struct ftk_tokenizer *t, const char *text, size_t len, unsigned flags,
-			  struct ftk_tokens *out, struct ftk_error *err)
+long ftk_tokenizer_encode_max(const struct ftk_tokenizer *t, const char *text, size_t len, unsigned flags,
+			      size_t max, struct ftk_tokens *out, struct ftk_error *err)
 {
 	int offs = !!(flags & FTK_TOK_OFFSETS);
 	out->n = 0;
@@ -1843,6 +1943,7 @@ long ftk_tokenizer_encode(const struct ftk_tokenizer *t, const char *text, size_
 		ftk_error_msg(err, FTK_ELIMIT, "text of %zu bytes is over the 2 GiB limit", len);
 		return FTK_ELIMIT;
 	}
+	if (max > (size_t)LONG_MAX - 1) max = SIZE_MAX;
 	struct ws *w = ws_get(out, t);
 	size_t pos = 0;
 	int seg_first = 1;
@@ -1852,22 +1953,23 @@ long ftk_tokenizer_encode(const struct ftk_tokenizer *t, const char *text, size_
 			for (size_t k = 0; k < t->post[i].n; k++) emit(out, offs, t->post[i].ids[k], 0, 0);
 		pre_n = out->n;
 	}
-	while (pos < len) {
+	while (pos < len && out->n <= max) {
 		size_t ms = len, me = len;
 		const struct added *a = t->n_added ?
 			next_added(t, text, len, pos, !!(flags & FTK_TOK_SPLIT_NO_SPECIAL), &ms, &me) : NULL;
-		int rc = encode_chunked(w, t, text, pos, a ? ms : len, seg_first, offs, out);
+		int rc = encode_chunked(w, t, text, pos, a ? ms : len, seg_first, offs, max, out);
+		w->want = 0;
 		if (rc) {
 			ftk_error_msg(err, rc, "text holds bytes the tokenizer cannot represent (no byte fallback or unk)");
 			return rc;
 		}
 		seg_first = 0;
-		if (!a) break;
+		if (!a || out->n > max) break;
 		emit(out, offs, a->id, (uint32_t)ms, (uint32_t)me);
 		pos = me;
 	}
-	if (offs && pre_n) for (size_t i = 0; i < pre_n; i++) out->start[i] = out->end[i] = 0;
-	if ((flags & FTK_TOK_ADD_SPECIAL) && t->post) {
+	if (offs && pre_n) for (size_t i = 0; i < pre_n && i < out->n; i++) out->start[i] = out->end[i] = 0;
+	if ((flags & FTK_TOK_ADD_SPECIAL) && t->post && out->n <= max) {
 		size_t i = 0;
 		while (i < t->n_post && !t->post[i].is_seq) i++;
 		for (i = i + 1; i < t->n_post; i++)
@@ -1875,7 +1977,14 @@ long ftk_tokenizer_encode(const struct ftk_tokenizer *t, const char *text, size_
 				for (size_t k = 0; k < t->post[i].n; k++)
 					emit(out, offs, t->post[i].ids[k], (uint32_t)len, (uint32_t)len);
 	}
+	if (out->n > max) out->n = max + 1;
 	return (long)out->n;
+}
+
+long ftk_tokenizer_encode(const struct ftk_tokenizer *t, const char *text, size_t len, unsigned flags,
+			  struct ftk_tokens *out, struct ftk_error *err)
+{
+	return ftk_tokenizer_encode_max(t, text, len, flags, SIZE_MAX, out, err);
 }
 
 /* ------------------------------------------------------------ decoding */

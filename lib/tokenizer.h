@@ -67,6 +67,9 @@ struct ftk_tokens {
 };
 #define FTK_TOKENS_INIT { NULL, NULL, NULL, 0, 0, 0, NULL }
 void ftk_tokens_release(struct ftk_tokens *t);
+/* Bytes of heap t holds: ids, offsets, scratch space and cache (PCRE2's
+ * match data and JIT stack left out). */
+size_t ftk_tokens_bytes(const struct ftk_tokens *t);
 
 /* Flags for ftk_tokenizer_encode. */
 enum {
@@ -96,6 +99,21 @@ void ftk_tokenizer_free(struct ftk_tokenizer *tok);
  */
 long ftk_tokenizer_encode(const struct ftk_tokenizer *tok, const char *text, size_t len,
 			  unsigned flags, struct ftk_tokens *out, struct ftk_error *err);
+
+/*
+ * ftk_tokenizer_encode that stops once the text is known to take more than
+ * max ids, for a caller with a context to fill: the work and memory then
+ * grow with max, not with the text.  Returns the number of ids (<= max, out
+ * as ftk_tokenizer_encode fills it), or max + 1 when the whole encoding
+ * would have more than max ids: out then holds its first max + 1 ids (and
+ * offsets), and the rest of the text is not tokenized.  Errors as for
+ * ftk_tokenizer_encode.  It stops between pre-tokens (each gives at least
+ * one id, so counting them is enough to stop), which leaves the
+ * normalizer's one pass over the text between two added tokens; a
+ * max of SIZE_MAX is no limit.
+ */
+long ftk_tokenizer_encode_max(const struct ftk_tokenizer *tok, const char *text, size_t len,
+			      unsigned flags, size_t max, struct ftk_tokens *out, struct ftk_error *err);
 
 /*
  * Decode ids through the tokenizer's decoder and append the text to out.

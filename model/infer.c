@@ -72,6 +72,23 @@ static int check_bytes(const struct ftk_infer *e, size_t len, long max_ids, stru
 			     len, max_ids, e->bytes_per_token * (size_t)max_ids, e->ctx);
 }
 
+/*
+ * Encode a prompt of which at most max ids are accepted, into out: the
+ * tokenizer stops once it has more (ftk_tokenizer_encode_max), so a prompt
+ * that passes check_bytes, or one a normalizer can shrink without bound,
+ * costs work and memory for max ids, not for its length.  Returns the count
+ * or FTK_ELIMIT (the prompt has more than max ids) or the tokenizer's error.
+ */
+static long encode_limited(const struct ftk_infer *e, const char *text, size_t len, unsigned flags, long max,
+			   struct ftk_tokens *out, struct ftk_error *err)
+{
+	long n = ftk_tokenizer_encode_max(e->tok, text, len, flags, max > 0 ? (size_t)max : 0, out, err);
+	if (n > max)
+		return ftk_error_msg(err, FTK_ELIMIT, "the prompt is more than %ld tokens, the context %d", max,
+				     e->ctx);
+	return n;
+}
+
 static int finish_open(struct ftk_infer *e, int max_seq, struct ftk_error *err);
 
 int ftk_infer_open(struct ftk_infer **out, const struct ftk_infer_opts *o, struct ftk_error *err)
@@ -371,7 +388,8 @@ int ftk_infer_chat(struct ftk_infer *e, const cJSON *messages, const cJSON *tool
 		ftk_render_release(&r);
 		return rc;
 	}
-	long n = ftk_tokenizer_encode(e->tok, r.text.buf, r.text.len, 0, &e->toks, err);
+	/* run() refuses a prompt that fills the context: ctx - 1 ids at most */
+	long n = encode_limited(e, r.text.buf, r.text.len, 0, (long)e->ctx - 1, &e->toks, err);
 	ftk_render_release(&r);
 	if (n < 0)
 		return (int)n;
@@ -386,7 +404,7 @@ int ftk_infer_text(struct ftk_infer *e, const char *prompt, const struct ftk_gen
 	int rc = check_bytes(e, len, e->ctx, err);
 	if (rc < 0)
 		return rc;
-	long n = ftk_tokenizer_encode(e->tok, prompt, len, FTK_TOK_ADD_SPECIAL, &e->toks, err);
+	long n = encode_limited(e, prompt, len, FTK_TOK_ADD_SPECIAL, (long)e->ctx - 1, &e->toks, err);
 	if (n < 0)
 		return (int)n;
 	if (n == 0)
@@ -491,5 +509,5 @@ long ftk_infer_encode_prompt(struct ftk_infer *e, const char *prompt, struct ftk
 	int rc = check_bytes(e, len, (long)e->ctx + 1, err);
 	if (rc < 0)
 		return rc;
-	return ftk_tokenizer_encode(e->tok, prompt, len, FTK_TOK_ADD_SPECIAL, out, err);
+	return encode_limited(e, prompt, len, FTK_TOK_ADD_SPECIAL, (long)e->ctx + 1, out, err);
 }

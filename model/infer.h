@@ -137,7 +137,9 @@ int ftk_infer_ids(struct ftk_infer *e, const uint32_t *ids, int n, const struct 
 
 /*
  * The ids ftk_infer_text reads for prompt (BOS first when the tokenizer adds
- * one), into out (reset first).  Returns the count or the tokenizer's error.
+ * one), into out (reset first).  Returns the count, FTK_ELIMIT when the
+ * prompt has more ids than the context + 1 (the most scoring reads; the
+ * tokenizer stops there), or the tokenizer's error.
  */
 long ftk_infer_encode_prompt(struct ftk_infer *e, const char *prompt, struct ftk_tokens *out,
 			     struct ftk_error *err);

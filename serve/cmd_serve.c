@@ -126,6 +126,7 @@ struct server {
 	int toolfmt;			/* --tool-parser, or the template's; -1: not given */
 	int template_has_tools;		/* the chat template reads "tools" */
 	int max_conn;			/* --max-connections */
+	int max_conn_ip;		/* --max-connections-per-ip; 0: min(16, max_conn) */
 	size_t max_body;		/* --max-body */
 	unsigned read_timeout;		/* --read-timeout, seconds */
 	double deadline;		/* --request-deadline, seconds */
@@ -649,7 +650,10 @@ struct conn {
  * A new connection beyond --max-connections closes the oldest READING
  * one (the cheapest to lose: nothing was asked yet) and takes its place;
  * when every connection is ACTIVE it is answered 503 at once, before it
- * sends anything.  A sweeper thread closes READING connections whose
+ * sends anything.  The same holds per client address under
+ * --max-connections-per-ip, among that address's connections only, so one
+ * client cannot take every slot: its surplus closes its own idle
+ * connections or is refused, and other addresses keep being served.  A sweeper thread closes READING connections whose
  * request has not arrived within --request-deadline (an idle timeout alone
  * lets a client that sends a byte every few seconds stay forever), and
  * libmicrohttpd closes one silent for --read-timeout.  Closing is
@@ -662,6 +666,7 @@ enum { SLOT_READING, SLOT_ACTIVE, SLOT_DROPPED };
 struct slot {
 	int fd;
 	int state;
+	struct sockaddr_storage addr;	/* the client's; port ignored in comparisons */
 	double t0;		/* the connection opened, or its last request ended */
 	struct slot *prev, *next;	/* oldest first */
 };
@@ -680,19 +685,38 @@ static void slot_drop(struct slot *sl)
 	slots_live--;
 }
 
-/* The 503 a connection beyond the limit gets before it is closed. */
-static void refuse(int fd)
+/* 1 when two client addresses are the same host (family and address; not the port). */
+static int same_host(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
 {
-	static const char body[] = "{\"error\":{\"message\":\"the server has too many connections: try "
-				   "again later\",\"type\":\"server_error\",\"param\":null,\"code\":"
-				   "\"overloaded\"}}";
+	if (a->ss_family != b->ss_family)
+		return 0;
+	if (a->ss_family == AF_INET)
+		return ((const struct sockaddr_in *)a)->sin_addr.s_addr ==
+		       ((const struct sockaddr_in *)b)->sin_addr.s_addr;
+	if (a->ss_family == AF_INET6)
+		return !memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
+			       &((const struct sockaddr_in6 *)b)->sin6_addr, sizeof(struct in6_addr));
+	return a->ss_family == AF_UNSPEC;	/* unknown: all one host */
+}
+
+/* The 503 a connection beyond a limit gets before it is closed (per_ip: the address's limit). */
+static void refuse(int fd, int per_ip)
+{
+	static const char body_all[] = "{\"error\":{\"message\":\"the server has too many connections: try "
+				       "again later\",\"type\":\"server_error\",\"param\":null,\"code\":"
+				       "\"overloaded\"}}";
+	static const char body_ip[] = "{\"error\":{\"message\":\"too many connections from your address: "
+				      "try again later\",\"type\":\"server_error\",\"param\":null,\"code\":"
+				      "\"overloaded\"}}";
+	const char *body = per_ip ? body_ip : body_all;
+	size_t blen = per_ip ? sizeof(body_ip) - 1 : sizeof(body_all) - 1;
 	char head[256];
 	int n = snprintf(head, sizeof(head),
 			 "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
 			 "Content-Length: %zu\r\nConnection: close\r\nRetry-After: 1\r\n\r\n",
-			 sizeof(body) - 1);
+			 blen);
 	if (send(fd, head, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) == n)
-		send(fd, body, sizeof(body) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+		send(fd, body, blen, MSG_NOSIGNAL | MSG_DONTWAIT);
 	/* read what the client already sent, so the close is a FIN, not a reset
 	 * that could destroy the 503 before the client reads it */
 	char sink[4096];
@@ -706,12 +730,36 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
 	(void)cls;
 	if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
 		const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+		const union MHD_ConnectionInfo *ca = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
 		struct slot *sl = xcalloc(1, sizeof(*sl));
 		sl->fd = ci ? ci->connect_fd : -1;
 		sl->t0 = now();
 		sl->state = SLOT_READING;
+		if (ca && ca->client_addr) {
+			sa_family_t fam = ca->client_addr->sa_family;
+			memcpy(&sl->addr, ca->client_addr,
+			       fam == AF_INET6 ? sizeof(struct sockaddr_in6) :
+			       fam == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr));
+		}
 		pthread_mutex_lock(&slots_mu);
-		if (slots_live >= S.max_conn) {
+		/* this address's live connections, and its oldest idle one */
+		int mine = 0, refused_ip = 0;
+		struct slot *my_idle = NULL;
+		for (struct slot *v = slots_head; v; v = v->next)
+			if (v->state != SLOT_DROPPED && same_host(&v->addr, &sl->addr)) {
+				mine++;
+				if (!my_idle && v->state == SLOT_READING)
+					my_idle = v;
+			}
+		if (mine >= S.max_conn_ip) {
+			if (my_idle) {
+				slot_drop(my_idle);
+				slots_evicted++;
+			} else {
+				refused_ip = 1;
+			}
+		}
+		if (!refused_ip && slots_live >= S.max_conn) {
 			struct slot *v = slots_head;
 			while (v && v->state != SLOT_READING)
 				v = v->next;
@@ -720,8 +768,8 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
 				slots_evicted++;
 			}
 		}
-		if (slots_live >= S.max_conn) {
-			refuse(sl->fd);
+		if (refused_ip || slots_live >= S.max_conn) {
+			refuse(sl->fd, refused_ip);
 			slot_drop(sl);
 			slots_live++;	/* it was never counted */
 			slots_refused++;
@@ -1277,6 +1325,11 @@ int cmd_serve(int argc, char **argv)
 		FTK_OPT_INT(0, "max-connections", &S.max_conn, "N", 1, 100000,
 			    "connections open at once (default 64); beyond it an idle\n"
 			    "one is closed, or the new one gets 503 at once"),
+		FTK_OPT_INT(0, "max-connections-per-ip", &S.max_conn_ip, "N", 1, 100000,
+			    "connections open at once from one client address\n"
+			    "(default 16, or --max-connections when lower); beyond\n"
+			    "it that address's oldest idle one is closed, or its new\n"
+			    "one gets 503, while other addresses are served"),
 		FTK_OPT_CALLBACK(0, "max-body", &S.max_body, "SIZE", max_body_cb,
 				 "largest request body (default 8M; K, M, G suffixes);\n"
 				 "a larger one gets 413 before it is read"),
@@ -1294,6 +1347,8 @@ int cmd_serve(int argc, char **argv)
 	};
 	argc = ftk_parse_options(argc, argv, "ftk-serve", opts, usage);
 	S.read_timeout = (unsigned)read_timeout;
+	if (!S.max_conn_ip)
+		S.max_conn_ip = S.max_conn < 16 ? S.max_conn : 16;
 	if (!S.model_dir)
 		ftk_tool_usage_error(&t, "--model DIR is required");
 	if (argc > 0)

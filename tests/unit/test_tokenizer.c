@@ -49,6 +49,37 @@ static void print_ids(const char *what, const cJSON *arr, const struct ftk_token
 	fprintf(stderr, "\n");
 }
 
+/*
+ * ftk_tokenizer_encode_max against the whole encoding full of the same
+ * text: for limits below, at and above its length, the count is
+ * min(n, max + 1) and the ids (and offsets) are full's first ones.  Small
+ * limits make split_piece check its spans before the end of most texts, so
+ * its early stop is exercised too.  Returns the number of mismatches.
+ */
+static int check_limits(const struct ftk_tokenizer *t, const char *name, const char *s, size_t len, unsigned flags,
+			const struct ftk_tokens *full)
+{
+	size_t n = full->n, maxes[] = { 0, 1, 2, 3, n / 2, n ? n - 1 : 0, n, n + 1 };
+	struct ftk_tokens lim = FTK_TOKENS_INIT;
+	int bad = 0;
+	for (size_t i = 0; i < sizeof(maxes) / sizeof(maxes[0]); i++) {
+		size_t max = maxes[i], want = n > max ? max + 1 : n;
+		long got = ftk_tokenizer_encode_max(t, s, len, flags, max, &lim, NULL);
+		/* an empty text leaves the arrays NULL: memcmp may not see them */
+		int same = got == (long)want && lim.n == want && (!want || !memcmp(lim.ids, full->ids, want * 4));
+		if (same && want && (flags & FTK_TOK_OFFSETS))
+			same = !memcmp(lim.start, full->start, want * 4) && !memcmp(lim.end, full->end, want * 4);
+		if (!same) {
+			if (bad < 3)
+				fprintf(stderr, "%s: limit %zu on a text of %zu ids: %ld ids, want %zu: '%.60s'\n", name, max,
+					n, got, want, s);
+			bad++;
+		}
+	}
+	ftk_tokens_release(&lim);
+	return bad;
+}
+
 /* Compare every fixture row for tokenizer k; returns the number of mismatches. */
 static int check_texts(int k, int *n_rows, int *n_hard)
 {
@@ -70,6 +101,7 @@ static int check_texts(int k, int *n_rows, int *n_hard)
 		strbuf_add(&sb, text->valuestring, tl);	/* the fixture holds no U+0000 */
 		ftk_tokenizer_encode(t, sb.buf, sb.len, 0, &tk, NULL);
 		(*n_rows)++;
+		bad += check_limits(t, NAMES[k], sb.buf, sb.len, 0, &tk);
 		if (!same_ids(want, &tk)) {
 			if (bad < 5) { fprintf(stderr, "%s: %s: ids differ\n", NAMES[k], src); print_ids("plain", want, &tk); }
 			bad++;
@@ -77,7 +109,8 @@ static int check_texts(int k, int *n_rows, int *n_hard)
 		const cJSON *wadd = cJSON_GetObjectItem(cJSON_GetObjectItem(row, "ids_add"), NAMES[k]);
 		if (wadd) {
 			(*n_hard)++;
-			ftk_tokenizer_encode(t, sb.buf, sb.len, FTK_TOK_ADD_SPECIAL, &tk, NULL);
+			ftk_tokenizer_encode(t, sb.buf, sb.len, FTK_TOK_ADD_SPECIAL | FTK_TOK_OFFSETS, &tk, NULL);
+			bad += check_limits(t, NAMES[k], sb.buf, sb.len, FTK_TOK_ADD_SPECIAL | FTK_TOK_OFFSETS, &tk);
 			if (!same_ids(wadd, &tk)) {
 				if (bad < 5) { fprintf(stderr, "%s: %s: ids with special tokens differ\n", NAMES[k], src); print_ids("add", wadd, &tk); }
 				bad++;
@@ -434,6 +467,7 @@ START_TEST(test_synthetic)
 			for (int add = 0; add < 2; add++) {
 				const cJSON *want = cJSON_GetArrayItem(cJSON_GetObjectItem(row, add ? "ids_add" : "ids"), i);
 				ftk_tokenizer_encode(t, s, strlen(s), add ? FTK_TOK_ADD_SPECIAL : 0, &tk, NULL);
+				bad += check_limits(t, name, s, strlen(s), add ? FTK_TOK_ADD_SPECIAL : 0, &tk);
 				if (!same_ids(want, &tk)) {
 					if (bad < 8) { fprintf(stderr, "%s: '%s'%s\n", name, s, add ? " (special tokens added)" : ""); print_ids("ids", want, &tk); }
 					bad++;
@@ -450,6 +484,98 @@ START_TEST(test_synthetic)
 	fprintf(stderr, "synthetic: %d variants, %d texts, %d mismatches\n", variants, texts, bad);
 	ck_assert_int_ge(variants, 9);
 	ck_assert_int_eq(bad, 0);
+}
+END_TEST
+
+/*
+ * The limited encode under every Split behavior, which the four real
+ * tokenizers (all Isolated) do not reach: stories260K with a Split on
+ * spaces, on a text of runs of one to three spaces, so that split_piece
+ * stops mid-piece with pieces still open (MergedWithNext's pending space,
+ * Contiguous's run).  The whole encode is the reference here; the test
+ * is that stopping early changes nothing before the stop.
+ */
+START_TEST(test_limit_behaviors)
+{
+	static const char *const beh[] = { "Isolated", "Removed", "MergedWithPrevious", "MergedWithNext", "Contiguous" };
+	char *data;
+	size_t len;
+	cJSON *tj;
+	ck_assert_int_eq(ftk_read_all(src_path("datasets/models/stories260K/tokenizer.json"), &data, &len, NULL), 0);
+	ck_assert_int_eq(ftk_json_parse(data, len, &tj, NULL), 0);
+	free(data);
+	struct strbuf text = STRBUF_INIT;
+	for (int i = 0; i < 300; i++)
+		strbuf_addf(&text, "%s%.*s", i % 7 ? "once" : "upon", 1 + i % 3, "   ");
+	int bad = 0, runs = 0;
+	mkdir("limit-split", 0777);
+	for (size_t b = 0; b < sizeof(beh) / sizeof(beh[0]); b++)
+		for (int inv = 0; inv < 2; inv++) {
+			char pre[300];
+			snprintf(pre, sizeof(pre), "{\"type\":\"Split\",\"pattern\":{\"String\":\" \"},\"behavior\":\"%s\","
+				 "\"invert\":%s}", beh[b], inv ? "true" : "false");
+			cJSON_ReplaceItemInObject(tj, "pre_tokenizer", cJSON_Parse(pre));
+			cJSON_ReplaceItemInObject(tj, "normalizer", cJSON_CreateNull());
+			char *out = cJSON_PrintUnformatted(tj);
+			write_file("limit-split/tokenizer.json", out, strlen(out));
+			cJSON_free(out);
+			struct ftk_tokenizer *t;
+			struct ftk_error e;
+			ck_assert_int_eq(ftk_tokenizer_load(&t, "limit-split/tokenizer.json", &e), 0);
+			struct ftk_tokens full = FTK_TOKENS_INIT;
+			for (size_t cut = 40; cut <= text.len; cut += text.len / 5) {
+				ck_assert_int_gt(ftk_tokenizer_encode(t, text.buf, cut, FTK_TOK_OFFSETS, &full, NULL), 0);
+				bad += check_limits(t, beh[b], text.buf, cut, FTK_TOK_OFFSETS, &full);
+				for (size_t max = 4; max < full.n; max += 13) {	/* the limits check_limits leaves out */
+					struct ftk_tokens lim = FTK_TOKENS_INIT;
+					long got = ftk_tokenizer_encode_max(t, text.buf, cut, 0, max, &lim, NULL);
+					if (got != (long)max + 1 || memcmp(lim.ids, full.ids, (max + 1) * 4)) {
+						if (bad < 3) fprintf(stderr, "%s%s: limit %zu of %zu: %ld\n", beh[b], inv ? " inverted" : "", max, full.n, got);
+						bad++;
+					}
+					ftk_tokens_release(&lim);
+					runs++;
+				}
+			}
+			ftk_tokens_release(&full);
+			ftk_tokenizer_free(t);
+		}
+	fprintf(stderr, "limits under Split behaviors: %d limited encodes, %d mismatches\n", runs, bad);
+	ck_assert_int_gt(runs, 500);
+	ck_assert_int_eq(bad, 0);
+	cJSON_Delete(tj);
+	strbuf_release(&text);
+}
+END_TEST
+
+/*
+ * A limited encode stops early: 4 MB of prose with a limit of 100 ids gives
+ * 101 ids and holds only what the normalizer's copy of the text and the
+ * cache need, while the whole encode holds its ids and pre-tokens too
+ * (about one id and one 8-byte piece per 4 bytes of this text, so at least
+ * 3 bytes more per input byte).  Counted in ftk_tokens_bytes, not timed.
+ */
+START_TEST(test_limit_stops_early)
+{
+	struct strbuf text = STRBUF_INIT;
+	while (text.len < (4u << 20)) strbuf_addstr(&text, "Once upon a time, there was a little girl. ");
+	for (int k = 0; k < 4; k++) {
+		struct ftk_tokenizer *t = load(k);
+		struct ftk_tokens full = FTK_TOKENS_INIT, lim = FTK_TOKENS_INIT;
+		long n = ftk_tokenizer_encode(t, text.buf, text.len, 0, &full, NULL);
+		long m = ftk_tokenizer_encode_max(t, text.buf, text.len, 0, 100, &lim, NULL);
+		size_t bf = ftk_tokens_bytes(&full), bl = ftk_tokens_bytes(&lim);
+		fprintf(stderr, "%s: %zu bytes of text: %ld ids, %zu bytes held; limit 100: %ld ids, %zu bytes held\n",
+			NAMES[k], text.len, n, bf, m, bl);
+		ck_assert_int_gt(n, (long)(text.len / 8));
+		ck_assert_int_eq(m, 101);
+		ck_assert(!memcmp(lim.ids, full.ids, 101 * 4));
+		ck_assert_uint_lt(bl + 3 * text.len, bf);
+		ftk_tokens_release(&full);
+		ftk_tokens_release(&lim);
+		ftk_tokenizer_free(t);
+	}
+	strbuf_release(&text);
 }
 END_TEST
 
@@ -586,6 +712,8 @@ static Suite *make_suite(void)
 	tcase_add_test(tc, test_synthetic);
 	tcase_add_test(tc, test_single_word);
 	tcase_add_test(tc, test_chunked_encode);
+	tcase_add_test(tc, test_limit_behaviors);
+	tcase_add_test(tc, test_limit_stops_early);
 	suite_add_tcase(s, tc);
 	return s;
 }
