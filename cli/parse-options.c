@@ -15,7 +15,6 @@
  */
 #include <errno.h>
 #include <float.h>
-#include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -156,50 +155,6 @@ size_t ftk_similar(const char *word, const char *const *names, size_t n, size_t 
 			out[k++] = i;
 	}
 	return k;
-}
-
-/* completion_helper's rows for a getopt list (no help texts: they live in the usage string) */
-static void getopt_completion_helper(const char *shortopts, const struct option *longopts)
-{
-	for (const struct option *o = longopts; o->name; o++) {
-		char sh[3] = "";
-		const char *at = o->val > 0 && o->val < 128 && o->val != ':' ? strchr(shortopts, o->val) : NULL;
-		if (at && !o->flag)
-			snprintf(sh, sizeof(sh), "-%c", o->val);
-		printf("opt\t--%s\t%s\t%d\t\t\n", o->name, sh, o->has_arg == required_argument);
-	}
-	exit(0);
-}
-
-int ftk_getopt_long(int argc, char **argv, const char *shortopts, const struct option *longopts,
-		    int *longindex)
-{
-	if (optind <= 1)	/* first call: shell completion asks for the list (cli/completion.c) */
-		for (int i = 1; i < argc; i++)
-			if (!strcmp(argv[i], "--ftk-completion-helper"))
-				getopt_completion_helper(shortopts, longopts);
-	int c = getopt_long(argc, argv, shortopts, longopts, longindex);
-	if (c != '?' || optopt || optind < 1 || optind > argc || strncmp(argv[optind - 1], "--", 2))
-		return c;
-	/* an unknown long option: getopt said so; offer the nearest names */
-	char word[128];
-	snprintf(word, sizeof(word), "%s", argv[optind - 1] + 2);
-	word[strcspn(word, "=")] = '\0';
-	const char *names[256];
-	size_t n = 0, idx[8];
-	for (const struct option *o = longopts; o->name && n < FTK_ARRAY_SIZE(names); o++)
-		names[n++] = o->name;
-	for (size_t i = 0; i < n; i++)
-		if (*word && !strncmp(names[i], word, strlen(word)))
-			return c;	/* a prefix of several: getopt listed them */
-	size_t k = ftk_similar(word, names, n, idx, FTK_ARRAY_SIZE(idx), FTK_SIMILAR_OPTIONS);
-	if (!k)
-		return c;
-	fprintf(stderr, "%s: did you mean %s", argv[0], k > 1 ? "one of " : "");
-	for (size_t i = 0; i < k; i++)
-		fprintf(stderr, "%s'--%s'", i ? ", " : "", names[idx[i]]);
-	fputs("?\n", stderr);
-	return c;
 }
 
 /* ------------------------------------------------------------ the table */

@@ -224,13 +224,4 @@ int ftk_levenshtein(const char *s1, const char *s2, int w, int s, int a, int d);
 size_t ftk_similar(const char *word, const char *const *names, size_t n, size_t *out, size_t max,
 		   int floor);
 
-/*
- * getopt_long for the programs not yet on a table: the same, and after
- * getopt's own "unrecognized option '--nera'" a "did you mean '--near'?" line
- * from longopts (an ambiguous prefix, which getopt lists itself, gets none).
- */
-struct option;
-int ftk_getopt_long(int argc, char **argv, const char *shortopts, const struct option *longopts,
-		    int *longindex);
-
 #endif

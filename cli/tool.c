@@ -122,35 +122,6 @@ void ftk_tool_init(struct ftk_tool *t, const char *name, const char *usage)
 	ftk_tool_cleanup_install();
 }
 
-int ftk_tool_opt(struct ftk_tool *t, int c, const char *arg)
-{
-	switch (c) {
-	case 'o': t->out_path = arg; return 1;
-	case 'q': t->quiet = 1; return 1;
-	case 'h':
-		fputs(t->usage, stdout);
-		exit(0);
-	case FTK_OPT_REJECTS: t->rejects_path = arg; return 1;
-	case FTK_OPT_STATS: t->stats_path = arg; return 1;
-	case FTK_OPT_LEDGER: t->ledger_path = arg; return 1;
-	case FTK_OPT_RUN: t->run = arg; return 1;
-	case FTK_OPT_MAX_RECORD: {
-		struct ftk_option o = { .long_name = "max-record-bytes", .value = &t->max_record_bytes };
-		ftk_tool_size_cb(&o, arg);
-		return 1;
-	}
-	case FTK_OPT_VERSION:
-		printf("%s %s\n", t->name, FTK_VERSION);
-		exit(0);
-	case '?':
-	case ':':
-		/* getopt has printed what was wrong */
-		fprintf(stderr, "Try '%s --help' for more information.\n", t->name);
-		exit(FTK_EXIT_USAGE);
-	}
-	return 0;
-}
-
 void ftk_tool_usage_error(struct ftk_tool *t, const char *fmt, ...)
 {
 	(void)t;
@@ -163,19 +134,6 @@ void ftk_tool_usage_error(struct ftk_tool *t, const char *fmt, ...)
 		ftk_usage_error("%s", msg);
 	}
 	ftk_usage_error(NULL);
-}
-
-long ftk_tool_parse_long(struct ftk_tool *t, const char *opt, const char *s, long lo, long hi)
-{
-	(void)t;
-	return (long)ftk_opt_parse_integer(opt, s, lo, hi);
-}
-
-double ftk_tool_parse_double(struct ftk_tool *t, const char *opt, const char *s, double lo,
-			     double hi)
-{
-	(void)t;
-	return ftk_opt_parse_number(opt, s, lo, hi);
 }
 
 void ftk_tool_start(struct ftk_tool *t, int n_inputs, char **inputs)

@@ -5,8 +5,8 @@
  * It gives each tool the same conventions (DESIGN.md, "Commands"):
  *
  *   - the common options -o, --rejects, --stats, --ledger (or FTK_LEDGER),
- *     --run, -q, --help, --version, parsed by ftk_tool_opt() inside the
- *     tool's own getopt_long loop (FTK_TOOL_LONGOPTS, FTK_TOOL_SHORTOPTS);
+ *     --run, --max-record-bytes, -q, --help, --version, as rows of the
+ *     tool's parse-options table (FTK_OPT_TOOL_COMMON, cli/parse-options.h);
  *   - input from file arguments or stdin, line by line, zstd detected, with
  *     invalid UTF-8 and invalid JSON turned into rejects (ftk_tool_next,
  *     ftk_tool_parse);
@@ -19,12 +19,14 @@
  * A typical tool:
  *
  *	struct ftk_tool t;
- *	ftk_tool_init(&t, "ftk-frob", usage);
- *	while ((c = getopt_long(argc, argv, FTK_TOOL_SHORTOPTS "x:", opts, NULL)) != -1) {
- *		if (ftk_tool_opt(&t, c, optarg)) continue;
- *		switch (c) { case 'x': ...; break; default: ftk_tool_usage_error(&t, NULL); }
- *	}
- *	ftk_tool_start(&t, argc - optind, argv + optind);
+ *	ftk_tool_init(&t, "ftk-frob", NULL);
+ *	struct ftk_option opts[] = {
+ *		FTK_OPT_INT('x', "extra", &x, "N", "what -x does", 0, 100),
+ *		FTK_OPT_TOOL_COMMON(&t),
+ *		FTK_OPT_END(),
+ *	};
+ *	argc = ftk_parse_options(argc, argv, "ftk-frob", opts, usage);
+ *	ftk_tool_start(&t, argc, argv);
  *	while (ftk_tool_next(&t, &line)) {
  *		cJSON *rec = ftk_tool_parse(&t, &line);   // rejects bad lines itself
  *		if (!rec) continue;
@@ -39,7 +41,6 @@
 #ifndef FTK_TOOL_H
 #define FTK_TOOL_H
 
-#include <getopt.h>
 #include <stdint.h>
 #include <cjson/cJSON.h>
 #include "lib/err.h"
@@ -54,44 +55,6 @@ enum {
 	FTK_EXIT_DATA = 1,
 	FTK_EXIT_USAGE = 2,
 };
-
-/* Long-only option codes of the common options. */
-enum {
-	FTK_OPT_REJECTS = 0x1000,
-	FTK_OPT_STATS,
-	FTK_OPT_LEDGER,
-	FTK_OPT_RUN,
-	FTK_OPT_VERSION,
-	FTK_OPT_MAX_RECORD,
-	FTK_OPT_FIRST_FREE = 0x1100,	/* tools number their own long-only options from here */
-};
-
-#define FTK_TOOL_SHORTOPTS "o:qh"
-#define FTK_TOOL_LONGOPTS                                          \
-	{ "output", required_argument, NULL, 'o' },                \
-	{ "quiet", no_argument, NULL, 'q' },                       \
-	{ "help", no_argument, NULL, 'h' },                        \
-	{ "rejects", required_argument, NULL, FTK_OPT_REJECTS },   \
-	{ "stats", required_argument, NULL, FTK_OPT_STATS },       \
-	{ "ledger", required_argument, NULL, FTK_OPT_LEDGER },     \
-	{ "run", required_argument, NULL, FTK_OPT_RUN },           \
-	{ "version", no_argument, NULL, FTK_OPT_VERSION },         \
-	{ "max-record-bytes", required_argument, NULL, FTK_OPT_MAX_RECORD }
-
-/* Text for --help, after a tool's own options. */
-#define FTK_TOOL_COMMON_HELP                                                         \
-	"Common options:\n"                                                          \
-	"  -o, --output FILE    write records to FILE (.zst compresses) instead of stdout\n" \
-	"      --rejects FILE   write every dropped record there, with its reason\n"  \
-	"      --stats FILE     write the closing summary as JSON\n"                 \
-	"      --ledger FILE    append a ledger entry for this run (default $FTK_LEDGER)\n" \
-	"      --run NAME       the run name for the ledger (default $FTK_RUN)\n"     \
-	"      --max-record-bytes N  reject records longer than N bytes (K, M, G\n"  \
-	"                       suffixes; default 256M) without holding them\n"     \
-	"  -q, --quiet          no summary line on stderr\n"                        \
-	"  -h, --help           show this help\n"                                   \
-	"      --version        show the version\n"                                 \
-	"Exit status: 0 success, 1 data problems or failure, 2 bad usage.\n"
 
 /*
  * The common options as rows of a parse-options table (cli/parse-options.h),
@@ -183,12 +146,6 @@ void ftk_tool_size_cb(const struct ftk_option *opt, const char *arg);
  */
 int ftk_tool_reject_oversize(struct ftk_tool *t, const struct ftk_line *line);
 
-/*
- * Handle a common option from getopt_long.  Returns 1 when c was one (or
- * exits for --help / --version), 0 when the tool must handle it.
- */
-int ftk_tool_opt(struct ftk_tool *t, int c, const char *arg);
-
 /* "ftk-x: <msg>", a hint to run --help, exit 2.  msg may be NULL (ftk_usage_error). */
 void ftk_tool_usage_error(struct ftk_tool *t, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3), noreturn));
@@ -241,16 +198,6 @@ void ftk_tool_reject(struct ftk_tool *t, const struct ftk_line *line, const char
  * the tools that read through it.
  */
 void ftk_tool_reject_truncated(struct ftk_tool *t, const struct ftk_line *line);
-
-/*
- * Parse an integer option value in [lo, hi], or exit 2 with
- * "ftk-x: OPT needs an integer from LO to HI, not 'S'" (the wording of
- * ftk_opt_parse_integer in cli/parse-options.h, which it calls).
- */
-long ftk_tool_parse_long(struct ftk_tool *t, const char *opt, const char *s, long lo, long hi);
-/* The same for a number in [lo, hi] ("OPT needs a number from LO to HI, not 'S'"). */
-double ftk_tool_parse_double(struct ftk_tool *t, const char *opt, const char *s, double lo,
-			     double hi);
 
 /*
  * Say what to run instead, once, after the closing summary ("ftk-x: hint:

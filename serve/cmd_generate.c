@@ -15,7 +15,6 @@
  * The work is done by the inference engine (model/infer.h): the model with
  * its KV cache, the adapter applied, the tokenizer and the chat template.
  */
-#include <getopt.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
