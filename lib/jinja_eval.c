@@ -1497,9 +1497,26 @@ static struct val *call_value(struct ctx *c, struct val *fn, struct val **args, 
 	if (!strcmp(f->name, "raise_exception")) {
 		struct strbuf *sb = sb_new(c);
 		for (size_t i = 0; i < na; i++) { if (i) strbuf_addch(sb, ','); to_raw_text(c, sb, args[i]); }
+		/*
+		 * The template's own words, so a NUL in them (from a variable
+		 * or the template's text) is written as backslash-zero rather than ending
+		 * the message, and an empty message is still an error that
+		 * says what happened.
+		 */
 		char msg[600];
-		snprintf(msg, sizeof(msg), "%s", sb->buf);
+		size_t k = 0;
+		for (size_t i = 0; i < sb->len && k + 3 < sizeof(msg); i++) {
+			if (sb->buf[i]) {
+				msg[k++] = sb->buf[i];
+			} else {
+				msg[k++] = '\\';
+				msg[k++] = '0';
+			}
+		}
+		msg[k] = '\0';
 		scr_free(c, sb);
+		if (!k)
+			rfail(c, FTK_EDATA, "%s", "raise_exception() with an empty message");
 		rfail(c, FTK_EDATA, "%s", msg);
 	}
 	rfail(c, FTK_EUNSUPPORTED, "unsupported function '%s'", f->name);

@@ -97,6 +97,22 @@ START_TEST(test_syntax_errors)
 	expect_error("{% endfor %}", FTK_EDATA, "unexpected 'endfor'");
 	expect_error("{{ 'unterminated }}", FTK_EDATA, "unterminated string literal");
 	expect_error("{{ raise_exception('bad roles') }}", FTK_EDATA, "bad roles");
+	/* an error always says what: fuzz_jinja found a message that began with NUL */
+	expect_error("{{ raise_exception('') }}", FTK_EDATA, "raise_exception() with an empty message");
+	{
+		/* the fuzzer's input: NULs inside the template's own string */
+		static const char tpl[] = "{{ raise_exception('\0bad\0roles') }}";
+		struct ftk_jinja *t = NULL;
+		struct strbuf out = STRBUF_INIT;
+		struct ftk_error e;
+		ck_assert_int_eq(ftk_jinja_parse(&t, tpl, sizeof(tpl) - 1, &e), 0);
+		cJSON *v = cJSON_CreateObject();
+		ck_assert_int_eq(ftk_jinja_render(t, v, NULL, &out, &e), FTK_EDATA);
+		ck_assert_msg(strstr(e.msg, "\\0bad\\0roles"), "message '%s'", e.msg);
+		cJSON_Delete(v);
+		ftk_jinja_free(t);
+		strbuf_release(&out);
+	}
 	/* the line of the error is reported */
 	struct strbuf out = STRBUF_INIT;
 	struct ftk_error e;
