@@ -699,17 +699,13 @@ static int same_host(const struct sockaddr_storage *a, const struct sockaddr_sto
 	return a->ss_family == AF_UNSPEC;	/* unknown: all one host */
 }
 
-/* The 503 a connection beyond a limit gets before it is closed (per_ip: the address's limit). */
-static void refuse(int fd, int per_ip)
+/* The 503 a connection beyond a limit gets before it is closed; why: which limit. */
+static void refuse(int fd, const char *why)
 {
-	static const char body_all[] = "{\"error\":{\"message\":\"the server has too many connections: try "
-				       "again later\",\"type\":\"server_error\",\"param\":null,\"code\":"
-				       "\"overloaded\"}}";
-	static const char body_ip[] = "{\"error\":{\"message\":\"too many connections from your address: "
-				      "try again later\",\"type\":\"server_error\",\"param\":null,\"code\":"
-				      "\"overloaded\"}}";
-	const char *body = per_ip ? body_ip : body_all;
-	size_t blen = per_ip ? sizeof(body_ip) - 1 : sizeof(body_all) - 1;
+	char body[256];
+	size_t blen = (size_t)snprintf(body, sizeof(body),
+				       "{\"error\":{\"message\":\"%s: try again later\",\"type\":"
+				       "\"server_error\",\"param\":null,\"code\":\"overloaded\"}}", why);
 	char head[256];
 	int n = snprintf(head, sizeof(head),
 			 "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
@@ -722,6 +718,21 @@ static void refuse(int fd, int per_ip)
 	char sink[4096];
 	while (recv(fd, sink, sizeof(sink), MSG_DONTWAIT) > 0)
 		;
+}
+
+/*
+ * Close the oldest connection still reading its request, from host (NULL:
+ * from any address); slots_mu held.  Returns 0 when there is none.
+ */
+static int evict_idle(const struct sockaddr_storage *host)
+{
+	for (struct slot *v = slots_head; v; v = v->next)
+		if (v->state == SLOT_READING && (!host || same_host(&v->addr, host))) {
+			slot_drop(v);
+			slots_evicted++;
+			return 1;
+		}
+	return 0;
 }
 
 static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
@@ -742,34 +753,17 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
 			       fam == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr));
 		}
 		pthread_mutex_lock(&slots_mu);
-		/* this address's live connections, and its oldest idle one */
+		/* this address's live connections; at its limit, its oldest idle one goes */
 		int mine = 0, refused_ip = 0;
-		struct slot *my_idle = NULL;
 		for (struct slot *v = slots_head; v; v = v->next)
-			if (v->state != SLOT_DROPPED && same_host(&v->addr, &sl->addr)) {
-				mine++;
-				if (!my_idle && v->state == SLOT_READING)
-					my_idle = v;
-			}
-		if (mine >= S.max_conn_ip) {
-			if (my_idle) {
-				slot_drop(my_idle);
-				slots_evicted++;
-			} else {
-				refused_ip = 1;
-			}
-		}
-		if (!refused_ip && slots_live >= S.max_conn) {
-			struct slot *v = slots_head;
-			while (v && v->state != SLOT_READING)
-				v = v->next;
-			if (v) {
-				slot_drop(v);
-				slots_evicted++;
-			}
-		}
+			mine += v->state != SLOT_DROPPED && same_host(&v->addr, &sl->addr);
+		if (mine >= S.max_conn_ip)
+			refused_ip = !evict_idle(&sl->addr);
+		if (!refused_ip && slots_live >= S.max_conn)
+			evict_idle(NULL);
 		if (refused_ip || slots_live >= S.max_conn) {
-			refuse(sl->fd, refused_ip);
+			refuse(sl->fd, refused_ip ? "too many connections from your address"
+						  : "the server has too many connections");
 			slot_drop(sl);
 			slots_live++;	/* it was never counted */
 			slots_refused++;
