@@ -431,9 +431,16 @@ cJSON *ftk_json_share(const cJSON *v)
 {
 	if (!v)
 		return NULL;
-	cJSON *c;
-	if (cJSON_IsObject(v) || cJSON_IsArray(v)) {
-		c = cJSON_IsObject(v) ? cJSON_CreateObject() : cJSON_CreateArray();
+	int container = cJSON_IsObject(v) || cJSON_IsArray(v);
+	cJSON *c = cJSON_IsObject(v) ? cJSON_CreateObject()
+		 : cJSON_IsArray(v) ? cJSON_CreateArray()
+		 : cJSON_IsString(v) || cJSON_IsRaw(v) ? cJSON_CreateStringReference(v->valuestring)
+		 : cJSON_CreateNull();
+	if (!c) {
+		fprintf(stderr, "fatal: out of memory copying JSON\n");
+		abort();
+	}
+	if (container) {
 		cJSON *last = NULL;
 		for (const cJSON *k = v->child; k; k = k->next) {
 			cJSON *x = ftk_json_share(k);
@@ -448,17 +455,11 @@ cJSON *ftk_json_share(const cJSON *v)
 			last = x;
 		}
 	} else if (cJSON_IsString(v) || cJSON_IsRaw(v)) {
-		c = cJSON_CreateStringReference(v->valuestring);
 		c->type = (v->type & 0xFF) | cJSON_IsReference;
 	} else {
-		c = cJSON_CreateNull();
 		c->type = v->type & 0xFF;
 		c->valueint = v->valueint;
 		c->valuedouble = v->valuedouble;
-	}
-	if (!c) {
-		fprintf(stderr, "fatal: out of memory copying JSON\n");
-		abort();
 	}
 	if (v->string) {
 		c->string = v->string;
