@@ -23,7 +23,11 @@
 # cons_tres by core, a partition that oversubscribes so that a 2-core
 # machine can run an array's elements beside a waiting job.  The daemons
 # talk over 127.0.0.1 (SlurmctldHost's address, NodeAddr), so the host name
-# need not resolve (a debootstrap chroot has no /etc/hosts).
+# need not resolve (a debootstrap chroot has no /etc/hosts).  Two clusters
+# may run at once (make -j2 check runs slurm-chain beside slurm-faults), so
+# nothing they name may collide: each numbers its jobs from its own port
+# (FirstJobId) and keeps the PMIx client folders that srun --mpi=pmix names
+# by job id (TmpFS/spmix_appdir_UID_JOB.STEP) under its own folder.
 set -u
 cmd=${1:-}
 dir=${2:-}
@@ -77,7 +81,7 @@ stop() {
 
 start() {
 	check || return 1
-	mkdir -p "$dir/state" "$dir/spool" "$dir/log" || return 1
+	mkdir -p "$dir/state" "$dir/spool" "$dir/log" "$dir/tmp" || return 1
 	dir=$(cd "$dir" && pwd)
 	# munged wants every directory above its socket open to all (a test's
 	# temporary directory is not), the socket's own owned by it, and a key
@@ -116,6 +120,8 @@ SlurmUser=root
 SlurmdUser=root
 StateSaveLocation=$dir/state
 SlurmdSpoolDir=$dir/spool
+TmpFS=$dir/tmp
+FirstJobId=$(($1 * 1000))
 SlurmctldPidFile=$dir/slurmctld.pid
 SlurmdPidFile=$dir/slurmd.pid
 SlurmctldLogFile=$dir/log/slurmctld.log
