@@ -306,6 +306,17 @@ struct ftk_backend {
  */
 struct ftk_backend *ftk_backend_cpu_new(void);
 
+/*
+ * Whether new CPU instances run in guard mode: FTK_CPU_GUARD set in the
+ * environment (and not "0") when the instance is made.  A test mode
+ * (docs/HACKING.md): every alloc comes from an arena the host can neither
+ * read nor write except while one of the table's ops runs, so host code
+ * that touches backend memory without upload/download crashes there
+ * instead of passing on the CPU and failing on a GPU.  The numbers are the
+ * plain CPU backend's, bit for bit.
+ */
+int ftk_backend_cpu_guarded(void);
+
 /* Free an instance (be->ops->destroy); NULL is fine.  Free its memory first. */
 void ftk_backend_free(struct ftk_backend *be);
 

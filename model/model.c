@@ -644,6 +644,13 @@ void ftk_model_lora_upload(struct ftk_model *m, const float *host)
 	m->be->ops->upload(m->be, m->lora_mem, host, m->n_lora * sizeof(float));
 }
 
+void ftk_model_lora_grad_download(const struct ftk_model *m, float *host)
+{
+	if (m->be->ops->sync)
+		m->be->ops->sync(m->be);
+	m->be->ops->download(m->be, host, m->grad_mem, m->n_lora * sizeof(float));
+}
+
 void ftk_model_zero_grad(struct ftk_model *m)
 {
 	if (m->grad_mem)
