@@ -1289,6 +1289,78 @@ static void unicode_norm(struct ws *w, int type, int offs)
 	swap_s(w, o);
 }
 
+/* Ensure s can hold n bytes, keeping its contents. */
+static void s_grow(struct ws *w, size_t n)
+{
+	if (n + 1 > w->salloc) { w->salloc = n + n / 2 + 64; w->s = xrealloc(w->s, w->salloc); }
+}
+
+/* The last occurrence of pat[0..m) in s[0..end), or -1. */
+static long last_match(const char *s, size_t end, const char *pat, size_t m)
+{
+	if (end < m) return -1;
+	size_t p = end - m + 1;	/* candidates start below p */
+	while (p > 0) {
+		const char *c = memrchr(s, (unsigned char)pat[0], p);
+		if (!c) return -1;
+		p = (size_t)(c - s);
+		if (!memcmp(c, pat, m)) return (long)p;
+	}
+	return -1;
+}
+
+/*
+ * Replace a String pattern within s itself, without offsets, instead of
+ * writing the result to s2: a long text is then held once, not twice, by
+ * a Replace (and by a Prepend, see apply_norm), as a Llama 2 style
+ * normalizer (Prepend "▁", Replace " " by "▁") would otherwise hold it.
+ * Content no longer than the pattern is written forward over what has been
+ * read.  Longer content is written backward from the end of the grown
+ * text, which finds the matches the forward scan does only when no two
+ * occurrences of the pattern can overlap (no proper prefix of it is also a
+ * suffix: "ab", not "aa" or "aba"); otherwise 0 is returned and nothing is
+ * changed.  Returns 1 when done.
+ */
+static int replace_in_place(struct ws *w, const struct norm *n)
+{
+	const char *a = n->a, *b = n->b;
+	size_t al = n->alen, bl = n->blen;
+	if (bl <= al) {
+		size_t pos = 0, o = 0;
+		while (pos < w->slen) {
+			const char *hit = memmem(w->s + pos, w->slen - pos, a, al);
+			size_t ms = hit ? (size_t)(hit - w->s) : w->slen;
+			memmove(w->s + o, w->s + pos, ms - pos);
+			o += ms - pos;
+			if (!hit) break;
+			memcpy(w->s + o, b, bl);
+			o += bl;
+			pos = ms + al;
+		}
+		w->slen = o;
+		return 1;
+	}
+	for (size_t k = 1; k < al; k++)
+		if (!memcmp(a, a + al - k, k)) return 0;
+	size_t count = 0;
+	for (const char *p = w->s, *e = w->s + w->slen; (p = memmem(p, (size_t)(e - p), a, al)); p += al) count++;
+	if (!count) return 1;
+	size_t r = w->slen, o = w->slen + count * (bl - al);
+	s_grow(w, o);
+	w->slen = o;
+	long ms;
+	while (count && (ms = last_match(w->s, r, a, al)) >= 0) {
+		size_t tail = r - (size_t)ms - al;
+		memmove(w->s + o - tail, w->s + ms + al, tail);
+		o -= tail;
+		memcpy(w->s + o - bl, b, bl);
+		o -= bl;
+		r = (size_t)ms;
+		count--;
+	}
+	return 1;	/* what is left, s[0..r), is where it was (o == r) */
+}
+
 static void apply_norm(struct ws *w, const struct norm *n, int offs)
 {
 	size_t o = 0;
@@ -1298,6 +1370,13 @@ static void apply_norm(struct ws *w, const struct norm *n, int offs)
 		return;
 	case NORM_PREPEND:
 		if (!w->slen) return;	/* HF prepends only to non-empty strings */
+		if (!offs) {	/* in place: s is not held twice */
+			s_grow(w, w->slen + n->alen);
+			memmove(w->s + n->alen, w->s, w->slen);
+			memcpy(w->s, n->a, n->alen);
+			w->slen += n->alen;
+			return;
+		}
 		put2(w, &o, n->a, n->alen, offs, offs ? w->a[0] : 0, offs ? w->a[0] : 0);
 		s2_grow(w, o + w->slen, offs);
 		memcpy(w->s2 + o, w->s, w->slen);
@@ -1306,6 +1385,7 @@ static void apply_norm(struct ws *w, const struct norm *n, int offs)
 		return;
 	case NORM_REPLACE: {
 		size_t pos = 0;
+		if (n->a && n->alen && !offs && replace_in_place(w, n)) return;
 		if (n->a && n->alen) {	/* a String pattern: no regex needed */
 			while (pos < w->slen) {
 				const char *hit = memmem(w->s + pos, w->slen - pos, n->a, n->alen);
@@ -1790,7 +1870,7 @@ static int encode_segment(struct ws *w, const struct ftk_tokenizer *t, const cha
 {
 	size_t n = s1 - s0;
 	if (!n) return 0;
-	if (n + 1 > w->salloc) { w->salloc = n + n / 2 + 64; w->s = xrealloc(w->s, w->salloc); }
+	s_grow(w, n);
 	memcpy(w->s, text + s0, n);
 	w->slen = n;
 	if (offs) {

@@ -792,6 +792,71 @@ START_TEST(test_encode_each)
 }
 END_TEST
 
+/*
+ * Without offsets, Prepend and String Replace rewrite the text in place
+ * (backward when the content is longer than the pattern, which needs a
+ * pattern whose occurrences cannot overlap); with offsets they write a
+ * second buffer as before.  Both must give the same ids, for patterns that
+ * shrink, delete, grow, and overlap themselves ("aa", "aba": forward
+ * matching takes the first of two overlapping occurrences), each alone
+ * after the others in one Sequence, on texts full of overlaps.  The real
+ * tokenizers' references (llama2, stories260K: Prepend, then " " by "▁")
+ * go through the in-place path in the tests above.
+ */
+START_TEST(test_replace_in_place)
+{
+	static const char *const reps[][2] = {
+		{ "aa", "a" }, { "#", "" }, { "ab", "XYZ" }, { "aba", "QQQQ" }, { " ", "\u2581" },
+		{ "b", "bb" }, { "xyz", "x" }, { "\u00e9", "e\u0301!" },
+	};
+	static const char *const texts[] = {
+		"aaaa aaa a b ababab abababa ## #a# b#b", "abaababa aabaa ba ab", "", "#", "##########",
+		"caf\xc3\xa9 xyzxyz xyxyz \xc3\xa9\xc3\xa9", "a", "ab", "aba", " lead and trail ",
+	};
+	char *data;
+	size_t len;
+	cJSON *tj;
+	ck_assert_int_eq(ftk_read_all(src_path("datasets/models/stories260K/tokenizer.json"), &data, &len, NULL), 0);
+	ck_assert_int_eq(ftk_json_parse(data, len, &tj, NULL), 0);
+	free(data);
+	int checked = 0;
+	for (size_t only = 0; only <= FTK_ARRAY_SIZE(reps); only++) {
+		/* one Replace after the model's own Prepend and Replace, or all of them */
+		struct strbuf js = STRBUF_INIT;
+		strbuf_addstr(&js, "{\"type\":\"Sequence\",\"normalizers\":[{\"type\":\"Prepend\",\"prepend\":\"\\u2581\"}");
+		for (size_t i = 0; i < FTK_ARRAY_SIZE(reps); i++)
+			if (only == FTK_ARRAY_SIZE(reps) || i == only)
+				strbuf_addf(&js, ",{\"type\":\"Replace\",\"pattern\":{\"String\":\"%s\"},\"content\":\"%s\"}",
+					    reps[i][0], reps[i][1]);
+		strbuf_addstr(&js, "]}");
+		cJSON *norm = cJSON_Parse(js.buf);
+		ck_assert_ptr_nonnull(norm);
+		strbuf_release(&js);
+		cJSON_ReplaceItemInObject(tj, "normalizer", norm);
+		char *out = cJSON_PrintUnformatted(tj);
+		write_file("inplace.json", out, strlen(out));
+		cJSON_free(out);
+		struct ftk_tokenizer *t;
+		struct ftk_error e;
+		char buf[1200];
+		ck_assert_msg(ftk_tokenizer_load(&t, "inplace.json", &e) == 0, "%s", ftk_error_format(&e, buf, sizeof(buf)));
+		struct ftk_tokens a = FTK_TOKENS_INIT, b = FTK_TOKENS_INIT;
+		for (size_t k = 0; k < FTK_ARRAY_SIZE(texts); k++) {
+			long na = ftk_tokenizer_encode(t, texts[k], strlen(texts[k]), 0, &a, NULL);
+			long nb = ftk_tokenizer_encode(t, texts[k], strlen(texts[k]), FTK_TOK_OFFSETS, &b, NULL);
+			ck_assert_msg(na == nb && (na <= 0 || !memcmp(a.ids, b.ids, na * 4)),
+				      "replace %zu, text '%s': %ld ids in place, %ld with offsets", only, texts[k], na, nb);
+			checked++;
+		}
+		ftk_tokens_release(&a);
+		ftk_tokens_release(&b);
+		ftk_tokenizer_free(t);
+	}
+	cJSON_Delete(tj);
+	ck_assert_int_eq(checked, (int)((FTK_ARRAY_SIZE(reps) + 1) * FTK_ARRAY_SIZE(texts)));
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
 	Suite *s = suite_create("tokenizer");
@@ -811,6 +876,7 @@ static Suite *make_suite(void)
 	tcase_add_test(tc, test_single_word);
 	tcase_add_test(tc, test_chunked_encode);
 	tcase_add_test(tc, test_encode_each);
+	tcase_add_test(tc, test_replace_in_place);
 	tcase_add_test(tc, test_limit_behaviors);
 	tcase_add_test(tc, test_limit_stops_early);
 	suite_add_tcase(s, tc);
