@@ -279,24 +279,6 @@ int ftk_tool_next(struct ftk_tool *t, struct ftk_line *line)
 	}
 }
 
-void ftk_tool_size_cb(const struct ftk_option *opt, const char *arg)
-{
-	char *end;
-	errno = 0;
-	unsigned long long v = strtoull(arg, &end, 10);
-	uint64_t mul = 1;
-	if (*end == 'k' || *end == 'K')
-		mul = 1024, end++;
-	else if (*end == 'm' || *end == 'M')
-		mul = 1024 * 1024, end++;
-	else if (*end == 'g' || *end == 'G')
-		mul = 1024 * 1024 * 1024, end++;
-	if (errno || end == arg || *end || arg[0] == '-' || v == 0 || v > UINT64_MAX / mul)
-		ftk_usage_error("--%s needs a positive number of bytes (K, M or G may follow), not '%s'",
-				opt->long_name, arg);
-	*(uint64_t *)opt->value = v * mul;
-}
-
 int ftk_tool_reject_oversize(struct ftk_tool *t, const struct ftk_line *line)
 {
 	uint64_t size = line->oversize ? line->oversize : line->len;

@@ -361,6 +361,127 @@ START_TEST(distances_as_git)
 }
 END_TEST
 
+/* Size options: a bounded one and one with no upper end */
+static void parse_size(int argc, char **argv)
+{
+	uint64_t body = 8 << 20, cap = 0;
+	struct ftk_option opts[] = {
+		FTK_OPT_SIZE(0, "max-body", &body, "SIZE", 1, (uint64_t)1 << 40, "largest body"),
+		FTK_OPT_SIZE('m', "mem-cap", &cap, "SIZE", 0, UINT64_MAX, "memory"),
+		FTK_OPT_END(),
+	};
+	ftk_progname = "ftk-x";
+	ftk_parse_options(argc, argv, "ftk-x", opts, NULL);
+	printf("max-body=%llu mem-cap=%llu\n", (unsigned long long)body, (unsigned long long)cap);
+}
+
+/* Every form ftk_parse_size takes, and the bytes it makes of each */
+START_TEST(sizes_accepted)
+{
+	static const struct {
+		const char *s;
+		uint64_t v;
+	} ok[] = {
+		{ "0", 0 },
+		{ "1", 1 },
+		{ "007", 7 },
+		{ "65536", 65536 },
+		{ "512B", 512 },	/* bytes, not dd's 512-byte blocks */
+		{ "512b", 512 },
+		{ "1K", 1024 },
+		{ "1k", 1024 },
+		{ "1KB", 1024 },	/* binary, whichever spelling */
+		{ "1kb", 1024 },
+		{ "1KiB", 1024 },
+		{ "1kib", 1024 },
+		{ "1KIB", 1024 },
+		{ "64M", 64ull << 20 },
+		{ "64MiB", 64ull << 20 },
+		{ "2G", 2ull << 30 },
+		{ "2GiB", 2ull << 30 },
+		{ "2gb", 2ull << 30 },
+		{ "3T", 3ull << 40 },
+		{ "3TiB", 3ull << 40 },
+		{ "1.5G", 3ull << 29 },
+		{ "0.5K", 512 },
+		{ "0.1G", 107374182 },	/* 107374182.4, rounded down */
+		{ "1.0000000000000000000009K", 1024 },	/* digits past the 19th are below a byte */
+		{ "0.999999999999999999999T", 1099511627775ull },
+		{ "18446744073709551615", UINT64_MAX },
+		{ "16777215T", 16777215ull << 40 },	/* the largest whole T that fits */
+		{ "16777215.999999999999T", 18446744073709551615ull - 1 },
+		{ "16777215.9999999999999999999T", UINT64_MAX },	/* just below 2^64 */
+	};
+	for (size_t i = 0; i < FTK_ARRAY_SIZE(ok); i++) {
+		uint64_t v = 12345;
+		ck_assert_msg(ftk_parse_size(ok[i].s, &v) == 0, "'%s' refused", ok[i].s);
+		ck_assert_msg(v == ok[i].v, "'%s' is %llu, not %llu", ok[i].s, (unsigned long long)v,
+			      (unsigned long long)ok[i].v);
+	}
+}
+END_TEST
+
+START_TEST(sizes_refused)
+{
+	static const char *const bad[] = {
+		"", "K", "B", "iB", ".5G", "5.G", "1.5", "1.5B", "-1", "+1", " 1", "1 ", "1 K",
+		"1e6", "0x10", "1KK", "1Ki", "1iB", "1KBB", "1KiBB", "1Q", "1P", "1E", "1,5G",
+		"1.5.5G", "nan", "inf",
+		"18446744073709551616",	/* 2^64 */
+		"99999999999999999999999",
+		"16777216T",		/* 2^64 */
+		"99999999999999T",
+		"17179869184G",		/* 2^64 */
+		"18014398509481984K",	/* 2^64 */
+		"16777216.0T",		/* 2^64 */
+	};
+	for (size_t i = 0; i < FTK_ARRAY_SIZE(bad); i++) {
+		uint64_t v = 12345;
+		ck_assert_msg(ftk_parse_size(bad[i], &v) < 0, "'%s' taken as %llu", bad[i],
+			      (unsigned long long)v);
+		ck_assert_msg(v == 12345, "'%s' changed *out", bad[i]);
+	}
+	char b[32];
+	ck_assert_str_eq(ftk_format_size(0, b, sizeof(b)), "0");
+	ck_assert_str_eq(ftk_format_size(1, b, sizeof(b)), "1");
+	ck_assert_str_eq(ftk_format_size(1536, b, sizeof(b)), "1536");
+	ck_assert_str_eq(ftk_format_size(8 << 20, b, sizeof(b)), "8M");
+	ck_assert_str_eq(ftk_format_size((uint64_t)1 << 40, b, sizeof(b)), "1T");
+	ck_assert_str_eq(ftk_format_size((uint64_t)1 << 50, b, sizeof(b)), "1024T");
+	ck_assert_str_eq(ftk_format_size(UINT64_MAX, b, sizeof(b)), "18446744073709551615");
+}
+END_TEST
+
+START_TEST(size_options)
+{
+	struct result r;
+	const char *hint = "Try 'ftk-x --help' for more information.\n";
+	char want[1024];
+#define ERR(msg) (snprintf(want, sizeof(want), "ftk-x: %s\n%s", msg, hint), want)
+	run(parse_size, &r, "--max-body=1K", "-m", "1.5GiB", NULL);
+	EXPECT(r, 0, "max-body=1024 mem-cap=1610612736\n");
+	/* both ends of the range are in it */
+	run(parse_size, &r, "--max-body", "1", "--mem-cap=0", NULL);
+	EXPECT(r, 0, "max-body=1 mem-cap=0\n");
+	run(parse_size, &r, "--max-body", "1TiB", "-m18446744073709551615", NULL);
+	EXPECT(r, 0, "max-body=1099511627776 mem-cap=18446744073709551615\n");
+	/* one wording: the option, the range in units, the value as given */
+	run(parse_size, &r, "--max-body", "0", NULL);
+	EXPECT(r, 2, ERR("--max-body needs a size from 1 to 1T (such as 64M or 1.5G), not '0'"));
+	run(parse_size, &r, "--max-body", "1025G", NULL);
+	EXPECT(r, 2, ERR("--max-body needs a size from 1 to 1T (such as 64M or 1.5G), not '1025G'"));
+	run(parse_size, &r, "--max-body", "8X", NULL);
+	EXPECT(r, 2, ERR("--max-body needs a size from 1 to 1T (such as 64M or 1.5G), not '8X'"));
+	run(parse_size, &r, "-m", "99999999999999T", NULL);
+	EXPECT(r, 2, ERR("--mem-cap needs a size (such as 64M or 1.5G), not '99999999999999T'"));
+	run(parse_size, &r, "--mem-cap=-1", NULL);
+	EXPECT(r, 2, ERR("--mem-cap needs a size (such as 64M or 1.5G), not '-1'"));
+	run(parse_size, &r, "--mem-cap", NULL);
+	EXPECT(r, 2, ERR("option '--mem-cap' needs a value"));
+#undef ERR
+}
+END_TEST
+
 static Suite *parse_options_suite(void)
 {
 	Suite *s = suite_create("parse_options");
@@ -373,6 +494,9 @@ static Suite *parse_options_suite(void)
 	tcase_add_test(tc, subcommands);
 	tcase_add_test(tc, help_from_the_table);
 	tcase_add_test(tc, distances_as_git);
+	tcase_add_test(tc, sizes_accepted);
+	tcase_add_test(tc, sizes_refused);
+	tcase_add_test(tc, size_options);
 	suite_add_tcase(s, tc);
 	return s;
 }
