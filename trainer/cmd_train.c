@@ -467,7 +467,7 @@ int cmd_train(int argc, char **argv)
 	struct ftk_tool t;
 	struct ftk_train_opts o;
 	struct ftk_error err;
-	const char *resume = NULL, *device = NULL, *dist_mode = "auto", *config = NULL;
+	const char *resume = NULL, *device = NULL, *config = NULL;
 	int plan_only = 0, gpus = 0, selftest = 0, precision_given = 0;
 	uint64_t devmem = 0;	/* --device-memory, bytes; 0: what is free now */
 	double usd_per_hour = 0;
@@ -484,7 +484,7 @@ int cmd_train(int argc, char **argv)
 	int dry = 0, strict = 0;
 	/* rows whose targets are not of o's types: copied into o after the parse */
 	int objective = (int)o.objective, quant = (int)o.quant, precision = -1, attention = (int)o.attention;
-	int dev = -1;
+	int dev = -1, dist_mode = FTK_DIST_MODE_AUTO;
 	double alpha = o.lora.alpha, dropout = o.lora.dropout;
 	long seed = (long)o.seed;
 	struct ftk_option opts[] = {
@@ -571,7 +571,7 @@ int cmd_train(int argc, char **argv)
 		FTK_OPT_GROUP("Devices and processes (docs/gpu.md)"),
 		FTK_OPT_CHOICE(0, "device", &dev, "D", "cpu|cuda",
 			       "cpu or cuda (default cpu); cuda loads libftkcuda.so"),
-		FTK_OPT_STRING(0, "dist", &dist_mode, "T",
+		FTK_OPT_CHOICE(0, "dist", &dist_mode, "T", FTK_DIST_MODES,
 			       "auto, none, mpi or nccl (default auto: mpi under mpirun,\n"
 			       "nccl with --device cuda); see docs/gpu.md for launching"),
 		FTK_OPT_FLAG(0, "plan", &plan_only,
@@ -743,7 +743,7 @@ int cmd_train(int argc, char **argv)
 
 	/* data parallelism and the device (issue 9): only rank 0 prints and logs */
 	struct ftk_dist *dist = NULL;
-	if (ftk_dist_start(&dist, dist_mode, device, &err) < 0 ||
+	if (ftk_dist_start(&dist, (enum ftk_dist_mode)dist_mode, device, &err) < 0 ||
 	    ftk_device_backend(device, ftk_dist_local_rank(dist), &o.backend, &err) < 0) {
 		error_at(&err);
 		ftk_dist_end(dist);
