@@ -35,18 +35,22 @@ void ftk_strlist_release(struct ftk_strlist *l)
 	l->n = l->alloc = 0;
 }
 
-void ftk_usage_error(const char *fmt, ...)
+void ftk_usage_verror(const char *fmt, va_list ap)
 {
 	if (fmt) {
 		char msg[4096];
-		va_list ap;
-		va_start(ap, fmt);
 		vsnprintf(msg, sizeof(msg), fmt, ap);
-		va_end(ap);
 		fprintf(stderr, "%s: %s\n", ftk_progname, msg);
 	}
 	fprintf(stderr, "Try '%s --help' for more information.\n", cur_prog ? cur_prog : ftk_progname);
 	exit(FTK_EXIT_USAGE);
+}
+
+void ftk_usage_error(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	ftk_usage_verror(fmt, ap);
 }
 
 /* ------------------------------------------------------------ values */

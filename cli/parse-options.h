@@ -47,6 +47,7 @@
 
 #include <limits.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -190,6 +191,8 @@ void ftk_parse_options_help(FILE *fp, const char *prog, const struct ftk_option 
  * ftk_progname when none is), exit 2.  fmt may be NULL (hint only).
  */
 void ftk_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+/* The same with a va_list, for wrappers (ftk_tool_usage_error). */
+void ftk_usage_verror(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0), noreturn));
 
 /*
  * Parse s as the value of opt (an FTK_OPTION_INT, _LONG or _DOUBLE row) into

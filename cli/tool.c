@@ -124,16 +124,10 @@ void ftk_tool_init(struct ftk_tool *t, const char *name, const char *usage)
 
 void ftk_tool_usage_error(struct ftk_tool *t, const char *fmt, ...)
 {
+	va_list ap;
 	(void)t;
-	if (fmt) {
-		char msg[4096];
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(msg, sizeof(msg), fmt, ap);
-		va_end(ap);
-		ftk_usage_error("%s", msg);
-	}
-	ftk_usage_error(NULL);
+	va_start(ap, fmt);
+	ftk_usage_verror(fmt, ap);
 }
 
 void ftk_tool_start(struct ftk_tool *t, int n_inputs, char **inputs)
