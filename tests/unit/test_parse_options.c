@@ -143,6 +143,23 @@ static void run(void (*fn)(int, char **), struct result *r, ...)
 	(void)sub_called;
 }
 
+/* What ftk-x prints for a usage error: the message, then the hint. */
+static const char *usage_text(const char *msg)
+{
+	static char want[1024];
+	snprintf(want, sizeof(want), "ftk-x: %s\nTry 'ftk-x --help' for more information.\n", msg);
+	return want;
+}
+
+/* fn given the words (a parenthesized list) exits 2 with the usage error msg */
+#define WORDS(...) __VA_ARGS__
+#define REFUSES(fn, words, msg)                         \
+	do {                                            \
+		struct result r_;                       \
+		run(fn, &r_, WORDS words, NULL);        \
+		EXPECT(r_, 2, usage_text(msg));         \
+	} while (0)
+
 #define EXPECT(r, code, txt)                                                     \
 	do {                                                                     \
 		ck_assert_msg((r).rc == (code), "exit %d, not %d: %s", (r).rc, code, (r).text); \
@@ -177,36 +194,25 @@ END_TEST
 START_TEST(one_wording_for_errors)
 {
 	struct result r;
-	const char *hint = "Try 'ftk-x --help' for more information.\n";
-	char want[1024];
-#define ERR(msg) (snprintf(want, sizeof(want), "ftk-x: %s\n%s", msg, hint), want)
-	run(parse_and_print, &r, "-n", "0", NULL);
-	EXPECT(r, 2, ERR("--count needs an integer from 1 to 100, not '0'"));
-	run(parse_and_print, &r, "--count=7x", NULL);
-	EXPECT(r, 2, ERR("--count needs an integer from 1 to 100, not '7x'"));
-	run(parse_and_print, &r, "--big", "-1", NULL);
-	EXPECT(r, 2, ERR("--big needs an integer of at least 0, not '-1'"));
-	run(parse_and_print, &r, "--big", "99999999999999999999", NULL);
-	EXPECT(r, 2, ERR("--big needs an integer of at least 0, not '99999999999999999999'"));
-	run(parse_and_print, &r, "-t", "nan", NULL);
-	EXPECT(r, 2, ERR("--temperature needs a number from 0 to 2, not 'nan'"));
-	run(parse_and_print, &r, "--temperature=", NULL);
-	EXPECT(r, 2, ERR("--temperature needs a number from 0 to 2, not ''"));
-	run(parse_and_print, &r, "--quant", "nf5", NULL);
-	EXPECT(r, 2, ERR("--quant needs one of nf4|none, not 'nf5'"));
-	run(parse_and_print, &r, "--format", NULL);
-	EXPECT(r, 2, ERR("option '--format' needs a value"));
-	run(parse_and_print, &r, "-n", NULL);
-	EXPECT(r, 2, ERR("option '--count' needs a value"));
-	run(parse_and_print, &r, "--quiet=yes", NULL);
-	EXPECT(r, 2, ERR("option '--quiet' takes no value"));
-	run(parse_and_print, &r, "--form", "x", NULL);
-	EXPECT(r, 2, ERR("ambiguous option '--form' (could be '--format', '--format-version')"));
-	run(parse_and_print, &r, "-z", NULL);
-	EXPECT(r, 2, ERR("unknown option '-z'"));
+	REFUSES(parse_and_print, ("-n", "0"), "--count needs an integer from 1 to 100, not '0'");
+	REFUSES(parse_and_print, ("--count=7x"),
+		"--count needs an integer from 1 to 100, not '7x'");
+	REFUSES(parse_and_print, ("--big", "-1"), "--big needs an integer of at least 0, not '-1'");
+	REFUSES(parse_and_print, ("--big", "99999999999999999999"),
+		"--big needs an integer of at least 0, not '99999999999999999999'");
+	REFUSES(parse_and_print, ("-t", "nan"),
+		"--temperature needs a number from 0 to 2, not 'nan'");
+	REFUSES(parse_and_print, ("--temperature="),
+		"--temperature needs a number from 0 to 2, not ''");
+	REFUSES(parse_and_print, ("--quant", "nf5"), "--quant needs one of nf4|none, not 'nf5'");
+	REFUSES(parse_and_print, ("--format"), "option '--format' needs a value");
+	REFUSES(parse_and_print, ("-n"), "option '--count' needs a value");
+	REFUSES(parse_and_print, ("--quiet=yes"), "option '--quiet' takes no value");
+	REFUSES(parse_and_print, ("--form", "x"),
+		"ambiguous option '--form' (could be '--format', '--format-version')");
+	REFUSES(parse_and_print, ("-z"), "unknown option '-z'");
 	/* hidden options are parsed but never suggested */
-	run(parse_and_print, &r, "--secrets", NULL);
-	EXPECT(r, 2, ERR("unknown option '--secrets'"));
+	REFUSES(parse_and_print, ("--secrets"), "unknown option '--secrets'");
 	/* an open range: its ends are refused, what lies between is not */
 	run(parse_open, &r, "--threshold", "0.999", "--lr", "1e-9", NULL);
 	EXPECT(r, 0, "threshold=0.999 lr=1e-09 given=2\n");
@@ -214,47 +220,35 @@ START_TEST(one_wording_for_errors)
 	EXPECT(r, 0, "threshold=0.25 lr=1 given=2\n");
 	run(parse_open, &r, "--flag", NULL);
 	EXPECT(r, 0, "threshold=0.5 lr=1 given=0\n");
-	run(parse_open, &r, "--threshold", "1", NULL);
-	EXPECT(r, 2, ERR("--threshold needs a number above 0 and below 1, not '1'"));
-	run(parse_open, &r, "--threshold=0", NULL);
-	EXPECT(r, 2, ERR("--threshold needs a number above 0 and below 1, not '0'"));
-	run(parse_open, &r, "--lr", "0", NULL);
-	EXPECT(r, 2, ERR("--lr needs a number above 0, not '0'"));
-#undef ERR
+	REFUSES(parse_open, ("--threshold", "1"),
+		"--threshold needs a number above 0 and below 1, not '1'");
+	REFUSES(parse_open, ("--threshold=0"),
+		"--threshold needs a number above 0 and below 1, not '0'");
+	REFUSES(parse_open, ("--lr", "0"), "--lr needs a number above 0, not '0'");
 }
 END_TEST
 
 START_TEST(did_you_mean)
 {
 	struct result r;
-	const char *hint = "Try 'ftk-x --help' for more information.\n";
-	char want[1024];
-#define ERR(msg) (snprintf(want, sizeof(want), "ftk-x: %s\n%s", msg, hint), want)
 	/* two letters swapped */
-	run(parse_and_print, &r, "--fromat", "x", NULL);
-	EXPECT(r, 2, ERR("unknown option '--fromat'; did you mean '--format'?"));
+	REFUSES(parse_and_print, ("--fromat", "x"),
+		"unknown option '--fromat'; did you mean '--format'?");
 	/* a letter missing, a letter wrong */
-	run(parse_and_print, &r, "--verbse", NULL);
-	EXPECT(r, 2, ERR("unknown option '--verbse'; did you mean '--verbose'?"));
-	run(parse_and_print, &r, "--quiat", NULL);
-	EXPECT(r, 2, ERR("unknown option '--quiat'; did you mean '--quiet'?"));
+	REFUSES(parse_and_print, ("--verbse"),
+		"unknown option '--verbse'; did you mean '--verbose'?");
+	REFUSES(parse_and_print, ("--quiat"), "unknown option '--quiat'; did you mean '--quiet'?");
 	/* two letters wrong is a guess, not a slip */
-	run(parse_and_print, &r, "--qoiat", NULL);
-	EXPECT(r, 2, ERR("unknown option '--qoiat'"));
+	REFUSES(parse_and_print, ("--qoiat"), "unknown option '--qoiat'");
 	/* nothing near */
-	run(parse_and_print, &r, "--xyzzy-plugh", NULL);
-	EXPECT(r, 2, ERR("unknown option '--xyzzy-plugh'"));
+	REFUSES(parse_and_print, ("--xyzzy-plugh"), "unknown option '--xyzzy-plugh'");
 	/* a long name with one dash: parsed as short options until one is unknown */
-	run(parse_and_print, &r, "-verbose", NULL);
-	EXPECT(r, 2, ERR("unknown option '-e'; did you mean '--verbose'?"));
-	run(parse_and_print, &r, "-ping", NULL);
-	EXPECT(r, 2, ERR("unknown option '-p'; did you mean '--ping'?"));
+	REFUSES(parse_and_print, ("-verbose"), "unknown option '-e'; did you mean '--verbose'?");
+	REFUSES(parse_and_print, ("-ping"), "unknown option '-p'; did you mean '--ping'?");
 	/* ... or that takes the rest as its value, as getopt does */
 	run(parse_and_print, &r, "-format", NULL);
 	EXPECT(r, 0, "format=ormat fv=- n=5 big=0 temp=1 quant=0 quiet=0 verbose=0 args=0:\n");
-	run(parse_and_print, &r, "-note", NULL);
-	EXPECT(r, 2, ERR("--count needs an integer from 1 to 100, not 'ote'"));
-#undef ERR
+	REFUSES(parse_and_print, ("-note"), "--count needs an integer from 1 to 100, not 'ote'");
 }
 END_TEST
 
@@ -455,9 +449,6 @@ END_TEST
 START_TEST(size_options)
 {
 	struct result r;
-	const char *hint = "Try 'ftk-x --help' for more information.\n";
-	char want[1024];
-#define ERR(msg) (snprintf(want, sizeof(want), "ftk-x: %s\n%s", msg, hint), want)
 	run(parse_size, &r, "--max-body=1K", "-m", "1.5GiB", NULL);
 	EXPECT(r, 0, "max-body=1024 mem-cap=1610612736\n");
 	/* both ends of the range are in it */
@@ -466,19 +457,17 @@ START_TEST(size_options)
 	run(parse_size, &r, "--max-body", "1TiB", "-m18446744073709551615", NULL);
 	EXPECT(r, 0, "max-body=1099511627776 mem-cap=18446744073709551615\n");
 	/* one wording: the option, the range in units, the value as given */
-	run(parse_size, &r, "--max-body", "0", NULL);
-	EXPECT(r, 2, ERR("--max-body needs a size from 1 to 1T (such as 64M or 1.5G), not '0'"));
-	run(parse_size, &r, "--max-body", "1025G", NULL);
-	EXPECT(r, 2, ERR("--max-body needs a size from 1 to 1T (such as 64M or 1.5G), not '1025G'"));
-	run(parse_size, &r, "--max-body", "8X", NULL);
-	EXPECT(r, 2, ERR("--max-body needs a size from 1 to 1T (such as 64M or 1.5G), not '8X'"));
-	run(parse_size, &r, "-m", "99999999999999T", NULL);
-	EXPECT(r, 2, ERR("--mem-cap needs a size (such as 64M or 1.5G), not '99999999999999T'"));
-	run(parse_size, &r, "--mem-cap=-1", NULL);
-	EXPECT(r, 2, ERR("--mem-cap needs a size (such as 64M or 1.5G), not '-1'"));
-	run(parse_size, &r, "--mem-cap", NULL);
-	EXPECT(r, 2, ERR("option '--mem-cap' needs a value"));
-#undef ERR
+	REFUSES(parse_size, ("--max-body", "0"),
+		"--max-body needs a size from 1 to 1T (such as 64M or 1.5G), not '0'");
+	REFUSES(parse_size, ("--max-body", "1025G"),
+		"--max-body needs a size from 1 to 1T (such as 64M or 1.5G), not '1025G'");
+	REFUSES(parse_size, ("--max-body", "8X"),
+		"--max-body needs a size from 1 to 1T (such as 64M or 1.5G), not '8X'");
+	REFUSES(parse_size, ("-m", "99999999999999T"),
+		"--mem-cap needs a size (such as 64M or 1.5G), not '99999999999999T'");
+	REFUSES(parse_size, ("--mem-cap=-1"),
+		"--mem-cap needs a size (such as 64M or 1.5G), not '-1'");
+	REFUSES(parse_size, ("--mem-cap"), "option '--mem-cap' needs a value");
 }
 END_TEST
 
