@@ -13,7 +13,10 @@
 #           does not inflate) and RSS growth, against a prompt of 4 tokens;
 #   unbounded: the same with a copy of stories260K whose normalizer deletes
 #           "#", so no byte bound refuses the prompt first and only stopping
-#           the tokenizer at the context keeps it cheap.
+#           the tokenizer at the context keeps it cheap.  Its peak is the
+#           parsed prompt plus the normalized text (the body is freed once
+#           parsed; the normalizer rewrites the text in place but still
+#           goes over all of it before the context can stop the encoding).
 #
 # Targets (issue 18): /health under 1 s with 1,100 idle connections; under
 # 50 MB of growth for the uploads; 400 in under 1 s with under 100 MB of

@@ -35,18 +35,22 @@ void ftk_strlist_release(struct ftk_strlist *l)
 	l->n = l->alloc = 0;
 }
 
-void ftk_usage_error(const char *fmt, ...)
+void ftk_usage_verror(const char *fmt, va_list ap)
 {
 	if (fmt) {
 		char msg[4096];
-		va_list ap;
-		va_start(ap, fmt);
 		vsnprintf(msg, sizeof(msg), fmt, ap);
-		va_end(ap);
 		fprintf(stderr, "%s: %s\n", ftk_progname, msg);
 	}
 	fprintf(stderr, "Try '%s --help' for more information.\n", cur_prog ? cur_prog : ftk_progname);
 	exit(FTK_EXIT_USAGE);
+}
+
+void ftk_usage_error(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	ftk_usage_verror(fmt, ap);
 }
 
 /* ------------------------------------------------------------ values */
@@ -85,6 +89,103 @@ double ftk_opt_parse_number_open(const char *name, const char *s, double lo, dou
 	if (hi >= DBL_MAX)
 		ftk_usage_error("%s needs a number above %g, not '%s'", name, lo, s);
 	ftk_usage_error("%s needs a number above %g and below %g, not '%s'", name, lo, hi, s);
+}
+
+/* K, M, G, T: the shift of each unit */
+static int unit_shift(int c)
+{
+	switch (c) {
+	case 'k': case 'K': return 10;
+	case 'm': case 'M': return 20;
+	case 'g': case 'G': return 30;
+	case 't': case 'T': return 40;
+	default: return -1;
+	}
+}
+
+int ftk_parse_size(const char *s, uint64_t *out)
+{
+	const char *p = s;
+	uint64_t whole = 0;
+	if (*p < '0' || *p > '9')
+		return -1;	/* no sign, no space, no bare ".5" */
+	for (; *p >= '0' && *p <= '9'; p++) {
+		if (whole > (UINT64_MAX - (uint64_t)(*p - '0')) / 10)
+			return -1;
+		whole = whole * 10 + (uint64_t)(*p - '0');
+	}
+	/* the fraction's first 19 digits, exactly (10^19 - 1 fits 64 bits);
+	   later ones are below a byte even for T */
+	uint64_t frac = 0, scale = 1;
+	int has_frac = 0;
+	if (*p == '.') {
+		p++;
+		if (*p < '0' || *p > '9')
+			return -1;
+		has_frac = 1;
+		for (int k = 0; *p >= '0' && *p <= '9'; p++, k++) {
+			if (k < 19) {
+				frac = frac * 10 + (uint64_t)(*p - '0');
+				scale *= 10;
+			}
+		}
+	}
+	int shift = unit_shift(*p);
+	if (shift > 0) {
+		p++;
+		if ((*p == 'i' || *p == 'I') && (p[1] == 'b' || p[1] == 'B'))
+			p += 2;
+		else if (*p == 'b' || *p == 'B')
+			p++;
+	} else {
+		shift = 0;
+		if (*p == 'b' || *p == 'B')
+			p++;
+		if (has_frac)
+			return -1;	/* a byte count is whole */
+	}
+	if (*p)
+		return -1;
+	if (shift && whole > UINT64_MAX >> shift)
+		return -1;
+	uint64_t v = whole << shift;
+	/* frac / scale of a unit, rounded down: below 1 << shift, so no overflow of
+	   the product in 128 bits (scale <= 10^19 < 2^64, shift <= 40) */
+	uint64_t part = (uint64_t)(((unsigned __int128)frac << shift) / scale);
+	if (v > UINT64_MAX - part)
+		return -1;
+	*out = v + part;
+	return 0;
+}
+
+char *ftk_format_size(uint64_t v, char *buf, size_t n)
+{
+	static const char units[] = "TGMK";
+	for (int i = 0; i < 4; i++) {
+		int shift = 40 - 10 * i;
+		if (v && !(v & (((uint64_t)1 << shift) - 1))) {
+			snprintf(buf, n, "%llu%c", (unsigned long long)(v >> shift), units[i]);
+			return buf;
+		}
+	}
+	snprintf(buf, n, "%llu", (unsigned long long)v);
+	return buf;
+}
+
+uint64_t ftk_opt_parse_size(const char *name, const char *s, uint64_t lo, uint64_t hi)
+{
+	uint64_t v;
+	char a[32], b[32];
+	if (!ftk_parse_size(s, &v) && v >= lo && v <= hi)
+		return v;
+	ftk_format_size(lo, a, sizeof(a));
+	if (hi == UINT64_MAX && !lo)
+		ftk_usage_error("%s needs a size (such as 64M or 1.5G), not '%s'", name, s);
+	if (hi == UINT64_MAX)
+		ftk_usage_error("%s needs a size of at least %s (such as 64M or 1.5G), not '%s'", name,
+				a, s);
+	ftk_usage_error("%s needs a size from %s to %s (such as 64M or 1.5G), not '%s'", name, a,
+			ftk_format_size(hi, b, sizeof(b)), s);
 }
 
 int ftk_opt_parse_choice(const char *name, const char *s, const char *choices)
@@ -169,7 +270,7 @@ static int takes_arg(const struct ftk_option *o)
 {
 	switch (o->kind) {
 	case FTK_OPTION_INT: case FTK_OPTION_LONG: case FTK_OPTION_DOUBLE: case FTK_OPTION_UINT64:
-	case FTK_OPTION_STRING: case FTK_OPTION_STRING_LIST: case FTK_OPTION_CHOICE:
+	case FTK_OPTION_SIZE: case FTK_OPTION_STRING: case FTK_OPTION_STRING_LIST: case FTK_OPTION_CHOICE:
 		return 1;
 	case FTK_OPTION_CALLBACK:
 		return !(o->flags & FTK_OPTF_NOARG);
@@ -329,6 +430,9 @@ static void apply(const struct ftk_option *o, const char *arg, const char *name,
 		*(uint64_t *)o->value = v;
 		break;
 	}
+	case FTK_OPTION_SIZE:
+		*(uint64_t *)o->value = ftk_opt_parse_size(name, arg, o->ulo, o->uhi);
+		break;
 	case FTK_OPTION_STRING:
 		*(const char **)o->value = arg;
 		break;

@@ -47,6 +47,7 @@
 
 #include <limits.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -60,6 +61,7 @@ enum ftk_option_kind {
 	FTK_OPTION_LONG,	/* long *, range [ilo, ihi] */
 	FTK_OPTION_DOUBLE,	/* double *, range [dlo, dhi] */
 	FTK_OPTION_UINT64,	/* uint64_t *: any integer from 0 to 2^64-1 (seeds) */
+	FTK_OPTION_SIZE,	/* uint64_t *: bytes, "64M" or "1.5GiB" (ftk_parse_size), range [ulo, uhi] */
 	FTK_OPTION_STRING,	/* const char **: the argument, borrowed from argv */
 	FTK_OPTION_STRING_LIST,	/* struct ftk_strlist *: every value, in order */
 	FTK_OPTION_CHOICE,	/* int *: index of the argument in choices "a|b|c" */
@@ -89,6 +91,7 @@ struct ftk_option {
 	const char *help;	/* may hold '\n' for more lines */
 	long long ilo, ihi;	/* FTK_OPTION_INT, _LONG */
 	double dlo, dhi;	/* FTK_OPTION_DOUBLE */
+	uint64_t ulo, uhi;	/* FTK_OPTION_SIZE */
 	const char *choices;	/* FTK_OPTION_CHOICE: "nf4|none" */
 	intptr_t defval;	/* FTK_OPTION_FLAG: the value set */
 	ftk_option_cb cb;	/* FTK_OPTION_CALLBACK */
@@ -129,6 +132,10 @@ void ftk_strlist_release(struct ftk_strlist *l);
 	  .help = (h), .dlo = (lo), .dhi = (hi), .flags = FTK_OPTF_OPEN }
 #define FTK_OPT_UINT64(s, l, v, a, h) \
 	{ .kind = FTK_OPTION_UINT64, .short_name = (s), .long_name = (l), .value = (v), .argh = (a), .help = (h) }
+/* a size in bytes from lo to hi (UINT64_MAX: no upper end); see ftk_parse_size */
+#define FTK_OPT_SIZE(s, l, v, a, lo, hi, h)                                                  \
+	{ .kind = FTK_OPTION_SIZE, .short_name = (s), .long_name = (l), .value = (v), .argh = (a), \
+	  .help = (h), .ulo = (lo), .uhi = (hi) }
 #define FTK_OPT_STRING(s, l, v, a, h) \
 	{ .kind = FTK_OPTION_STRING, .short_name = (s), .long_name = (l), .value = (v), .argh = (a), .help = (h) }
 #define FTK_OPT_STRING_LIST(s, l, v, a, h)                                                       \
@@ -184,6 +191,8 @@ void ftk_parse_options_help(FILE *fp, const char *prog, const struct ftk_option 
  * ftk_progname when none is), exit 2.  fmt may be NULL (hint only).
  */
 void ftk_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+/* The same with a va_list, for wrappers (ftk_tool_usage_error). */
+void ftk_usage_verror(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0), noreturn));
 
 /*
  * Parse s as the value of opt (an FTK_OPTION_INT, _LONG or _DOUBLE row) into
@@ -199,6 +208,41 @@ double ftk_opt_parse_number(const char *name, const char *s, double lo, double h
  *   "--x needs a number above LO and below HI, not 'S'" / "... above LO, not 'S'"
  */
 double ftk_opt_parse_number_open(const char *name, const char *s, double lo, double hi);
+
+/*
+ * Sizes, as every ftk option that takes one reads them: a whole number of
+ * bytes, or a number followed by a unit, K, M, G or T, each 1024 times the
+ * one before (binary: memory and buffer limits are powers of two, git's
+ * core.bigFileThreshold reads "512m" the same way, and the parsers this one
+ * replaced read "4GB" as 4 GiB, so no script changes meaning).  Letters may
+ * be of either case, and the unit may be followed by "B" or "iB":
+ * 64M = 64m = 64MB = 64MiB = 67108864.  "B" alone means bytes (512B), not
+ * dd's 512-byte blocks.  A number with a unit may have a decimal fraction
+ * (1.5G), rounded down to a whole byte; one without a unit may not (a byte
+ * count is whole, and "0.5" is more likely a unit forgotten than half a
+ * byte).  Nothing else: no sign, no spaces, no exponent, no hex, no
+ * decimal (1000) units.
+ *
+ * Returns 0 with the bytes in *out, or -1 (s malformed, or over 2^64-1
+ * bytes: 99999999999999T) with *out untouched.  Never prints nor exits.
+ */
+int ftk_parse_size(const char *s, uint64_t *out);
+
+/*
+ * Write v as the shortest exact size (8388608 as "8M", 1536 as "1536") into
+ * buf; returns buf.  The inverse of ftk_parse_size for whole units.
+ */
+char *ftk_format_size(uint64_t v, char *buf, size_t n);
+
+/*
+ * Parse s as the value of an FTK_OPTION_SIZE row into bytes, or exit 2 with
+ * the one wording every program uses:
+ *   "--x needs a size from LO to HI (such as 64M or 1.5G), not 'S'"
+ *   "--x needs a size of at least LO (such as 64M or 1.5G), not 'S'"   (HI UINT64_MAX)
+ *   "--x needs a size (such as 64M or 1.5G), not 'S'"   (and LO 0)
+ * with LO and HI written by ftk_format_size.
+ */
+uint64_t ftk_opt_parse_size(const char *name, const char *s, uint64_t lo, uint64_t hi);
 
 /*
  * The index of s in choices ("nf4|none"), or exit 2 with

@@ -124,16 +124,10 @@ void ftk_tool_init(struct ftk_tool *t, const char *name, const char *usage)
 
 void ftk_tool_usage_error(struct ftk_tool *t, const char *fmt, ...)
 {
+	va_list ap;
 	(void)t;
-	if (fmt) {
-		char msg[4096];
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(msg, sizeof(msg), fmt, ap);
-		va_end(ap);
-		ftk_usage_error("%s", msg);
-	}
-	ftk_usage_error(NULL);
+	va_start(ap, fmt);
+	ftk_usage_verror(fmt, ap);
 }
 
 void ftk_tool_start(struct ftk_tool *t, int n_inputs, char **inputs)
@@ -277,24 +271,6 @@ int ftk_tool_next(struct ftk_tool *t, struct ftk_line *line)
 		}
 		return 1;
 	}
-}
-
-void ftk_tool_size_cb(const struct ftk_option *opt, const char *arg)
-{
-	char *end;
-	errno = 0;
-	unsigned long long v = strtoull(arg, &end, 10);
-	uint64_t mul = 1;
-	if (*end == 'k' || *end == 'K')
-		mul = 1024, end++;
-	else if (*end == 'm' || *end == 'M')
-		mul = 1024 * 1024, end++;
-	else if (*end == 'g' || *end == 'G')
-		mul = 1024 * 1024 * 1024, end++;
-	if (errno || end == arg || *end || arg[0] == '-' || v == 0 || v > UINT64_MAX / mul)
-		ftk_usage_error("--%s needs a positive number of bytes (K, M or G may follow), not '%s'",
-				opt->long_name, arg);
-	*(uint64_t *)opt->value = v * mul;
 }
 
 int ftk_tool_reject_oversize(struct ftk_tool *t, const struct ftk_line *line)

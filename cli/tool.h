@@ -72,9 +72,9 @@ enum {
 	FTK_OPT_STRING(0, "ledger", &(t)->ledger_path, "FILE",                                  \
 		       "append a ledger entry for this run (default $FTK_LEDGER)"),            \
 	FTK_OPT_STRING(0, "run", &(t)->run, "NAME", "the run name for the ledger (default $FTK_RUN)"), \
-	FTK_OPT_CALLBACK(0, "max-record-bytes", &(t)->max_record_bytes, "N", ftk_tool_size_cb,     \
-			 "reject records longer than N bytes (K, M, G suffixes;\n"                    \
-			 "default 256M) without holding them in memory"),                              \
+	FTK_OPT_SIZE(0, "max-record-bytes", &(t)->max_record_bytes, "SIZE", 1, UINT64_MAX,       \
+		     "reject records longer than SIZE (default 256M) without\n"                   \
+		     "holding them in memory"),                                                    \
 	FTK_OPT_FLAG('q', "quiet", &(t)->quiet, "no summary line on stderr"),                   \
 	FTK_OPT_HELP(), FTK_OPT_VERSION(), FTK_OPT_TEXT(FTK_EXIT_STATUS_HELP)
 
@@ -135,9 +135,6 @@ struct ftk_tool {
 #define FTK_TOOL_MAX_RECORD ((uint64_t)256 << 20)
 
 void ftk_tool_init(struct ftk_tool *t, const char *name, const char *usage);
-
-/* --max-record-bytes's parser: a byte count with an optional K, M or G (1024s). */
-void ftk_tool_size_cb(const struct ftk_option *opt, const char *arg);
 
 /*
  * Whether a line is over --max-record-bytes (held or not); if so, reject it

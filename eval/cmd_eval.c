@@ -79,8 +79,8 @@ static struct ftk_tool tool;
 	FTK_OPT_STRING(0, "run", &tool.run, "NAME", "the run name for the ledger (default $FTK_RUN)"), \
 	FTK_OPT_STRING(0, "rejects", &tool.rejects_path, "FILE",                             \
 		       "accepted for uniformity; ftk-eval drops no records"),               \
-	FTK_OPT_CALLBACK(0, "max-record-bytes", &tool.max_record_bytes, "N", ftk_tool_size_cb, \
-			 "the same"),                                                         \
+	FTK_OPT_SIZE(0, "max-record-bytes", &tool.max_record_bytes, "SIZE", 1, UINT64_MAX,  \
+		     "the same"),                                                             \
 	FTK_OPT_FLAG('q', "quiet", &tool.quiet, "no closing line on stderr"),               \
 	FTK_OPT_HELP(), FTK_OPT_VERSION(), FTK_OPT_TEXT(U_EXIT)
 

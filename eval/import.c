@@ -484,22 +484,9 @@ static int read_docs(const char *format, const char *path, long limit, struct do
 	if (rc < 0)
 		return rc;
 	struct ftk_line line;
-	while ((limit <= 0 || (long)ds->n < limit) && (rc = ftk_reader_next(r, &line, err)) == 1) {
-		size_t sp = 0;
-		while (sp < line.len && (line.data[sp] == ' ' || line.data[sp] == '\t' || line.data[sp] == '\r'))
-			sp++;
-		if (sp == line.len)
-			continue;
-		if (line.utf8_error >= 0) {
-			rc = ftk_error_set(err, FTK_EUTF8, path, line.lineno, NULL,
-					   "invalid UTF-8 at byte %ld", line.utf8_error);
-			break;
-		}
-		cJSON *rec;
-		if ((rc = ftk_json_parse_object(line.data, line.len, &rec, err)) < 0) {
-			ftk_error_place(err, path, line.lineno);
-			break;
-		}
+	cJSON *rec;
+	while ((limit <= 0 || (long)ds->n < limit) &&
+	       (rc = ftk_json_next_object(r, path, &line, &rec, err)) == 1) {
 		FTK_ALLOC_GROW(ds->d, ds->n + 1, ds->alloc);
 		struct doc *d = &ds->d[ds->n++];
 		memset(d, 0, sizeof(*d));

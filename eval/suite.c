@@ -243,23 +243,8 @@ static int load_cases(struct ftk_eval_suite *s, struct ftk_error *err)
 	}
 	size_t alloc = 0;
 	struct ftk_line line;
-	while ((rc = ftk_reader_next(r, &line, err)) == 1) {
-		size_t sp = 0;
-		while (sp < line.len && (line.data[sp] == ' ' || line.data[sp] == '\t' || line.data[sp] == '\r'))
-			sp++;
-		if (sp == line.len)
-			continue;
-		if (line.utf8_error >= 0) {
-			rc = ftk_error_set(err, FTK_EUTF8, s->cases_path, line.lineno, NULL,
-					   "invalid UTF-8 at byte %ld", line.utf8_error);
-			break;
-		}
-		cJSON *rec;
-		rc = ftk_json_parse_object(line.data, line.len, &rec, err);
-		if (rc < 0) {
-			ftk_error_place(err, s->cases_path, line.lineno);
-			break;
-		}
+	cJSON *rec;
+	while ((rc = ftk_json_next_object(r, s->cases_path, &line, &rec, err)) == 1) {
 		FTK_ALLOC_GROW(s->cases, s->n_cases + 1, alloc);
 		struct ftk_eval_case *c = &s->cases[s->n_cases];
 		memset(c, 0, sizeof(*c));

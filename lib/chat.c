@@ -313,22 +313,70 @@ int ftk_chat_render(const struct ftk_chat *c, const cJSON *messages, const cJSON
 	return 0;
 }
 
+/* The loss mask built as the tokenizer hands over ids and offsets. */
+struct mask_walk {
+	const struct ftk_render *r;
+	uint8_t **mask;
+	size_t *mask_alloc;
+	size_t k, last;		/* the span the next token is looked for in */
+	long learned;
+	int straddle;		/* a token straddles a turn's boundary: what follows is 0 */
+	size_t bad, bad_s, bad_e, bad_span;
+	uint32_t bad_id;
+};
+
+static int mask_each(void *arg, size_t first, const uint32_t *ids, const uint32_t *start, const uint32_t *end,
+		     size_t n, struct ftk_error *err)
+{
+	struct mask_walk *mw = arg;
+	if (first + n + 1 > *mw->mask_alloc) {
+		size_t na = *mw->mask_alloc * 2;
+		if (na < first + n + 64) na = first + n + 64;
+		*mw->mask = xrealloc(*mw->mask, na);
+		*mw->mask_alloc = na;
+	}
+	uint8_t *m = *mw->mask + first;
+	memset(m, 0, n);
+	for (size_t i = 0; i < n && !mw->straddle; i++) {
+		size_t ts = start[i], te = end[i];
+		while (mw->k < mw->last && mw->r->spans[mw->k].end <= ts) mw->k++;
+		if (mw->k >= mw->last) break;
+		const struct ftk_span *sp = &mw->r->spans[mw->k];
+		if (ts == te) {	/* a token the normalizer made: it belongs where it sits */
+			if (ts >= sp->start && ts < sp->end) { m[i] = 1; mw->learned++; }
+			continue;
+		}
+		if (te <= sp->start) continue;
+		if (ts >= sp->start && te <= sp->end) { m[i] = 1; mw->learned++; continue; }
+		mw->straddle = 1;	/* said once the ids are all made (a double BOS goes first) */
+		mw->bad = first + i;
+		mw->bad_id = ids[i];
+		mw->bad_s = ts;
+		mw->bad_e = te;
+		mw->bad_span = mw->k;
+	}
+	return 0;
+}
+
 long ftk_chat_encode(const struct ftk_chat *c, const struct ftk_render *r, enum ftk_train_on policy,
 		     struct ftk_tokens *toks, uint8_t **mask, size_t *mask_alloc, const char **reason,
 		     struct ftk_error *err)
 {
 	*reason = NULL;
 	/* offsets (8 bytes a token, and 8 a byte inside the tokenizer) only
-	 * when there is a mask to build from them */
-	long n = ftk_tokenizer_encode(c->tok, r->text.buf, r->text.len,
-				      policy == FTK_TRAIN_ALL ? 0 : FTK_TOK_OFFSETS, toks, err);
+	 * when there is a mask to build from them, and then a stretch at a
+	 * time as the tokenizer makes them: a long render's are never all held */
+	struct mask_walk mw = { .r = r, .mask = mask, .mask_alloc = mask_alloc, .last = r->n_spans };
+	if (policy == FTK_TRAIN_LAST && r->n_spans) mw.k = r->n_spans - 1;
+	long n = policy == FTK_TRAIN_ALL ? ftk_tokenizer_encode(c->tok, r->text.buf, r->text.len, 0, toks, err)
+					 : ftk_tokenizer_encode_each(c->tok, r->text.buf, r->text.len, 0, mask_each, &mw,
+								     toks, err);
 	if (n < 0) { *reason = "encode-failed"; return n; }
 	if ((size_t)n + 1 > *mask_alloc) {
 		*mask_alloc = (size_t)n + 64;
 		*mask = xrealloc(*mask, *mask_alloc);
 	}
-	uint8_t *m = *mask;
-	memset(m, policy == FTK_TRAIN_ALL, (size_t)n);
+	if (policy == FTK_TRAIN_ALL) memset(*mask, 1, (size_t)n);
 	long bos = ftk_tokenizer_bos_id(c->tok);
 	if (bos >= 0 && n >= 2 && toks->ids[0] == (uint32_t)bos && toks->ids[1] == (uint32_t)bos) {
 		*reason = "double-bos";
@@ -336,29 +384,15 @@ long ftk_chat_encode(const struct ftk_chat *c, const struct ftk_render *r, enum 
 				     "something added another", bos);
 	}
 	if (policy == FTK_TRAIN_ALL) return n;
-	size_t first = 0, last = r->n_spans;
-	if (policy == FTK_TRAIN_LAST && r->n_spans) first = r->n_spans - 1;
-	size_t k = first;
-	long learned = 0;
-	for (long i = 0; i < n; i++) {
-		size_t ts = toks->start[i], te = toks->end[i];
-		while (k < last && r->spans[k].end <= ts) k++;
-		if (k >= last) break;
-		const struct ftk_span *sp = &r->spans[k];
-		if (ts == te) {	/* a token the normalizer made: it belongs where it sits */
-			if (ts >= sp->start && ts < sp->end) { m[i] = 1; learned++; }
-			continue;
-		}
-		if (te <= sp->start) continue;
-		if (ts >= sp->start && te <= sp->end) { m[i] = 1; learned++; continue; }
-		/* straddles a boundary */
+	if (mw.straddle) {
+		const struct ftk_span *sp = &r->spans[mw.bad_span];
 		*reason = "mask-splits-token";
 		return ftk_error_msg(err, FTK_EDATA,
-				     "token %ld (id %u, bytes %zu..%zu of the render) straddles the boundary of assistant turn "
+				     "token %zu (id %u, bytes %zu..%zu of the render) straddles the boundary of assistant turn "
 				     "messages[%d] (bytes %zu..%zu): the mask cannot follow the turn exactly",
-				     i, toks->ids[i], ts, te, sp->message, sp->start, sp->end);
+				     mw.bad, mw.bad_id, mw.bad_s, mw.bad_e, sp->message, sp->start, sp->end);
 	}
-	if (!learned) {
+	if (!mw.learned) {
 		*reason = "empty-mask";
 		return ftk_error_msg(err, FTK_EDATA, "%s", r->n_spans ? "no token falls inside an assistant turn"
 								  : "the render has no assistant turn to learn");

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "json.h"
+#include "stream.h"
 
 size_t ftk_json_string_end(const char *s, size_t len, size_t i)
 {
@@ -119,6 +120,30 @@ int ftk_json_parse_object(const char *s, size_t len, cJSON **out, struct ftk_err
 		return FTK_EDATA;
 	}
 	return 0;
+}
+
+int ftk_json_next_object(struct ftk_reader *r, const char *path, struct ftk_line *line,
+			 cJSON **out, struct ftk_error *err)
+{
+	int rc;
+	*out = NULL;
+	while ((rc = ftk_reader_next(r, line, err)) == 1) {
+		size_t sp = 0;
+		while (sp < line->len && (line->data[sp] == ' ' || line->data[sp] == '\t' ||
+					  line->data[sp] == '\r'))
+			sp++;
+		if (sp == line->len)
+			continue;
+		if (line->utf8_error >= 0)
+			return ftk_error_set(err, FTK_EUTF8, path, line->lineno, NULL,
+					     "invalid UTF-8 at byte %ld", line->utf8_error + 1);
+		if ((rc = ftk_json_parse_object(line->data, line->len, out, err)) < 0) {
+			ftk_error_place(err, path, line->lineno);
+			return rc;
+		}
+		return 1;
+	}
+	return rc;
 }
 
 void ftk_json_path_key(char *buf, size_t n, const char *path, const char *key)

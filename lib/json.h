@@ -32,6 +32,22 @@ int ftk_json_parse(const char *s, size_t len, cJSON **out, struct ftk_error *err
 /* Like ftk_json_parse, but the value must be an object ("not a JSON object: array"). */
 int ftk_json_parse_object(const char *s, size_t len, cJSON **out, struct ftk_error *err);
 
+struct ftk_reader;
+struct ftk_line;
+/*
+ * The next object of a JSON Lines file, for readers of a whole file of
+ * settings-like records (an eval suite's cases, documents to import) that
+ * stop at the first bad line; prep tools reject line by line instead
+ * (cli/tool.h).  r was opened from path, which the messages name.  Lines of
+ * only spaces, tabs and CRs are skipped.  Returns 1 with *out (caller frees)
+ * and *line (borrowed until the next read, as ftk_reader_next's), 0 at the
+ * end, or a negative code with err placed at path and the line:
+ * FTK_EUTF8 "invalid UTF-8 at byte N" (N from 1, as every tool counts),
+ * FTK_EDATA from ftk_json_parse_object, or the reader's own error.
+ */
+int ftk_json_next_object(struct ftk_reader *r, const char *path, struct ftk_line *line,
+			 cJSON **out, struct ftk_error *err);
+
 /*
  * Parse a dataset record: ftk_json_parse_object, and then refuse what cJSON
  * would change silently, so that no tool reads something other than what

@@ -281,12 +281,11 @@ static int manifest_error(struct ftk_error *err, const char *path, const char *w
 	return ftk_error_set(err, FTK_EDATA, path, 0, what, "missing or wrong type in manifest");
 }
 
-int ftk_shard_open(struct ftk_shard_reader **out, const char *dir, struct ftk_error *err)
+int ftk_shard_read_manifest(const char *dir, cJSON **out, struct ftk_error *err)
 {
 	char path[4096];
 	char *text;
 	size_t len;
-	cJSON *m = NULL;
 	*out = NULL;
 	snprintf(path, sizeof(path), "%s/manifest.json", dir);
 	if (access(path, F_OK) != 0)
@@ -296,12 +295,22 @@ int ftk_shard_open(struct ftk_shard_reader **out, const char *dir, struct ftk_er
 	int rc = ftk_read_all(path, &text, &len, err);
 	if (rc < 0)
 		return rc;
-	rc = ftk_json_parse_object(text, len, &m, err);
+	rc = ftk_json_parse_object(text, len, out, err);
 	free(text);
-	if (rc < 0) {
+	if (rc < 0)
 		ftk_error_place(err, path, 0);
+	return rc;
+}
+
+int ftk_shard_open(struct ftk_shard_reader **out, const char *dir, struct ftk_error *err)
+{
+	char path[4096];
+	cJSON *m = NULL;
+	*out = NULL;
+	int rc = ftk_shard_read_manifest(dir, &m, err);
+	if (rc < 0)
 		return rc;
-	}
+	snprintf(path, sizeof(path), "%s/manifest.json", dir);
 	struct ftk_shard_reader *r = xcalloc(1, sizeof(*r));
 	r->dir = xstrdup(dir);
 	const char *fmt = ftk_json_get_str(m, "format"), *kind = ftk_json_get_str(m, "kind");

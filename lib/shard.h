@@ -95,6 +95,16 @@ int ftk_shard_writer_close(struct ftk_shard_writer *w, struct ftk_error *err);
  */
 int ftk_shard_join(const char *out_dir, const char *const *dirs, int n, struct ftk_error *err);
 
+/*
+ * Read dir/manifest.json as a JSON object, its members not checked (the
+ * reader and the joiner check what each needs).  Returns 0 with *out
+ * (caller frees), FTK_ENOTFOUND when there is none ("not a shard directory,
+ * or ftk-tokenize did not finish"), FTK_EIO, or FTK_EDATA placed at the
+ * manifest's path when it is not a JSON object.
+ */
+struct cJSON;
+int ftk_shard_read_manifest(const char *dir, struct cJSON **out, struct ftk_error *err);
+
 struct ftk_shard_reader;
 
 /*

@@ -54,26 +54,6 @@ static int copy_file(const char *from, const char *to, struct ftk_error *err)
 	return rc;
 }
 
-static int read_manifest(const char *dir, cJSON **out, struct ftk_error *err)
-{
-	char path[4096];
-	char *text;
-	size_t len;
-	snprintf(path, sizeof(path), "%s/manifest.json", dir);
-	if (access(path, F_OK) != 0)
-		return ftk_error_set(err, FTK_ENOTFOUND, dir, 0, NULL,
-				     "'%s' is not a shard directory, or ftk-tokenize did not finish (no manifest.json)",
-				     dir);
-	int rc = ftk_read_all(path, &text, &len, err);
-	if (rc < 0)
-		return rc;
-	rc = ftk_json_parse_object(text, len, out, err);
-	free(text);
-	if (rc < 0)
-		ftk_error_place(err, path, 0);
-	return rc;
-}
-
 /* The manifest members every part must share. */
 static const char *const same_keys[] = { "format", "version", "kind", "vocab_size",
 					 "tokenizer_hash", "template" };
@@ -91,7 +71,7 @@ int ftk_shard_join(const char *out_dir, const char *const *dirs, int n, struct f
 		goto out;
 	}
 	for (int i = 0; i < n && rc == 0; i++) {
-		rc = read_manifest(dirs[i], &m[i], err);
+		rc = ftk_shard_read_manifest(dirs[i], &m[i], err);
 		for (size_t k = 0; rc == 0 && i > 0 && k < sizeof(same_keys) / sizeof(*same_keys); k++) {
 			const cJSON *a = cJSON_GetObjectItemCaseSensitive(m[0], same_keys[k]);
 			const cJSON *b = cJSON_GetObjectItemCaseSensitive(m[i], same_keys[k]);

@@ -1049,6 +1049,13 @@ struct ws {
 	 * id per piece, so once pre-tokenization has this many, the rest of the
 	 * text cannot change whether the limit is passed (0: no limit) */
 	size_t want;
+	/* offsets handed over as they are made (ftk_tokenizer_encode_each):
+	 * out->start/end then hold those of ids[obase..n) only */
+	ftk_tokens_each_fn each;
+	void *each_arg;
+	struct ftk_error *each_err;
+	size_t obase;
+	int each_rc;
 	/* cache */
 	struct cache_ent *ce;
 	size_t ce_n;
@@ -1140,15 +1147,32 @@ static void emit(struct ftk_tokens *o, int offs, uint32_t id, uint32_t s, uint32
 		o->ids = xrealloc(o->ids, na * sizeof(uint32_t));
 		o->alloc = na;
 	}
-	if (offs && o->n + 1 > o->alloc_off) {
-		size_t na = o->alloc;
-		o->start = xrealloc(o->start, na * sizeof(uint32_t));
-		o->end = xrealloc(o->end, na * sizeof(uint32_t));
-		o->alloc_off = na;
+	if (offs) {
+		/* offsets handed over already are not kept (obase, with each) */
+		size_t base = ((const struct ws *)o->ws)->obase, k = o->n - base;
+		if (k + 1 > o->alloc_off) {
+			size_t na = base ? (o->alloc_off ? o->alloc_off * 2 : 256) : o->alloc;
+			o->start = xrealloc(o->start, na * sizeof(uint32_t));
+			o->end = xrealloc(o->end, na * sizeof(uint32_t));
+			o->alloc_off = na;
+		}
+		o->start[k] = s;
+		o->end[k] = e;
 	}
 	o->ids[o->n] = id;
-	if (offs) { o->start[o->n] = s; o->end[o->n] = e; }
 	o->n++;
+}
+
+/* Hand the ids made since the last call, with their offsets, to the
+ * caller's each function (when there is one); the offsets' space is then
+ * reused.  0, or the error each returned (kept: nothing more is handed). */
+static int each_flush(struct ws *w, struct ftk_tokens *out)
+{
+	if (!w->each || w->each_rc || out->n == w->obase) return w->each_rc;
+	w->each_rc = w->each(w->each_arg, w->obase, out->ids + w->obase, out->start, out->end, out->n - w->obase,
+			     w->each_err);
+	w->obase = out->n;
+	return w->each_rc;
 }
 
 /* ------------------------------------------------------------ normalizers */
@@ -1265,6 +1289,78 @@ static void unicode_norm(struct ws *w, int type, int offs)
 	swap_s(w, o);
 }
 
+/* Ensure s can hold n bytes, keeping its contents. */
+static void s_grow(struct ws *w, size_t n)
+{
+	if (n + 1 > w->salloc) { w->salloc = n + n / 2 + 64; w->s = xrealloc(w->s, w->salloc); }
+}
+
+/* The last occurrence of pat[0..m) in s[0..end), or -1. */
+static long last_match(const char *s, size_t end, const char *pat, size_t m)
+{
+	if (end < m) return -1;
+	size_t p = end - m + 1;	/* candidates start below p */
+	while (p > 0) {
+		const char *c = memrchr(s, (unsigned char)pat[0], p);
+		if (!c) return -1;
+		p = (size_t)(c - s);
+		if (!memcmp(c, pat, m)) return (long)p;
+	}
+	return -1;
+}
+
+/*
+ * Replace a String pattern within s itself, without offsets, instead of
+ * writing the result to s2: a long text is then held once, not twice, by
+ * a Replace (and by a Prepend, see apply_norm), as a Llama 2 style
+ * normalizer (Prepend "▁", Replace " " by "▁") would otherwise hold it.
+ * Content no longer than the pattern is written forward over what has been
+ * read.  Longer content is written backward from the end of the grown
+ * text, which finds the matches the forward scan does only when no two
+ * occurrences of the pattern can overlap (no proper prefix of it is also a
+ * suffix: "ab", not "aa" or "aba"); otherwise 0 is returned and nothing is
+ * changed.  Returns 1 when done.
+ */
+static int replace_in_place(struct ws *w, const struct norm *n)
+{
+	const char *a = n->a, *b = n->b;
+	size_t al = n->alen, bl = n->blen;
+	if (bl <= al) {
+		size_t pos = 0, o = 0;
+		while (pos < w->slen) {
+			const char *hit = memmem(w->s + pos, w->slen - pos, a, al);
+			size_t ms = hit ? (size_t)(hit - w->s) : w->slen;
+			memmove(w->s + o, w->s + pos, ms - pos);
+			o += ms - pos;
+			if (!hit) break;
+			memcpy(w->s + o, b, bl);
+			o += bl;
+			pos = ms + al;
+		}
+		w->slen = o;
+		return 1;
+	}
+	for (size_t k = 1; k < al; k++)
+		if (!memcmp(a, a + al - k, k)) return 0;
+	size_t count = 0;
+	for (const char *p = w->s, *e = w->s + w->slen; (p = memmem(p, (size_t)(e - p), a, al)); p += al) count++;
+	if (!count) return 1;
+	size_t r = w->slen, o = w->slen + count * (bl - al);
+	s_grow(w, o);
+	w->slen = o;
+	long ms;
+	while (count && (ms = last_match(w->s, r, a, al)) >= 0) {
+		size_t tail = r - (size_t)ms - al;
+		memmove(w->s + o - tail, w->s + ms + al, tail);
+		o -= tail;
+		memcpy(w->s + o - bl, b, bl);
+		o -= bl;
+		r = (size_t)ms;
+		count--;
+	}
+	return 1;	/* what is left, s[0..r), is where it was (o == r) */
+}
+
 static void apply_norm(struct ws *w, const struct norm *n, int offs)
 {
 	size_t o = 0;
@@ -1274,6 +1370,13 @@ static void apply_norm(struct ws *w, const struct norm *n, int offs)
 		return;
 	case NORM_PREPEND:
 		if (!w->slen) return;	/* HF prepends only to non-empty strings */
+		if (!offs) {	/* in place: s is not held twice */
+			s_grow(w, w->slen + n->alen);
+			memmove(w->s + n->alen, w->s, w->slen);
+			memcpy(w->s, n->a, n->alen);
+			w->slen += n->alen;
+			return;
+		}
 		put2(w, &o, n->a, n->alen, offs, offs ? w->a[0] : 0, offs ? w->a[0] : 0);
 		s2_grow(w, o + w->slen, offs);
 		memcpy(w->s2 + o, w->s, w->slen);
@@ -1282,6 +1385,7 @@ static void apply_norm(struct ws *w, const struct norm *n, int offs)
 		return;
 	case NORM_REPLACE: {
 		size_t pos = 0;
+		if (n->a && n->alen && !offs && replace_in_place(w, n)) return;
 		if (n->a && n->alen) {	/* a String pattern: no regex needed */
 			while (pos < w->slen) {
 				const char *hit = memmem(w->s + pos, w->slen - pos, n->a, n->alen);
@@ -1766,7 +1870,7 @@ static int encode_segment(struct ws *w, const struct ftk_tokenizer *t, const cha
 {
 	size_t n = s1 - s0;
 	if (!n) return 0;
-	if (n + 1 > w->salloc) { w->salloc = n + n / 2 + 64; w->s = xrealloc(w->s, w->salloc); }
+	s_grow(w, n);
 	memcpy(w->s, text + s0, n);
 	w->slen = n;
 	if (offs) {
@@ -1926,7 +2030,7 @@ static int encode_chunked(struct ws *w, const struct ftk_tokenizer *t, const cha
 				for (p = s0 + ENCODE_CHUNK; p + 1 < s1 && !cut_ok(text, p); p++) ;
 			if (p + 1 >= s1) break;
 			int rc = encode_segment(w, t, text, s0, p, seg_first, offs, max, out);
-			if (rc || out->n > max) return rc;
+			if (rc || out->n > max || (rc = each_flush(w, out))) return rc;
 			seg_first = 0;
 			s0 = p;
 		}
@@ -1934,8 +2038,8 @@ static int encode_chunked(struct ws *w, const struct ftk_tokenizer *t, const cha
 	return encode_segment(w, t, text, s0, s1, seg_first, offs, max, out);
 }
 
-long ftk_tokenizer_encode_max(const struct ftk_tokenizer *t, const char *text, size_t len, unsigned flags,
-			      size_t max, struct ftk_tokens *out, struct ftk_error *err)
+static long encode_text(const struct ftk_tokenizer *t, const char *text, size_t len, unsigned flags, size_t max,
+			ftk_tokens_each_fn each, void *arg, struct ftk_tokens *out, struct ftk_error *err)
 {
 	int offs = !!(flags & FTK_TOK_OFFSETS);
 	out->n = 0;
@@ -1945,6 +2049,11 @@ long ftk_tokenizer_encode_max(const struct ftk_tokenizer *t, const char *text, s
 	}
 	if (max > (size_t)LONG_MAX - 1) max = SIZE_MAX;
 	struct ws *w = ws_get(out, t);
+	w->each = each;
+	w->each_arg = arg;
+	w->each_err = err;
+	w->obase = 0;
+	w->each_rc = 0;
 	size_t pos = 0;
 	int seg_first = 1;
 	size_t pre_n = 0;
@@ -1958,9 +2067,11 @@ long ftk_tokenizer_encode_max(const struct ftk_tokenizer *t, const char *text, s
 		const struct added *a = t->n_added ?
 			next_added(t, text, len, pos, !!(flags & FTK_TOK_SPLIT_NO_SPECIAL), &ms, &me) : NULL;
 		int rc = encode_chunked(w, t, text, pos, a ? ms : len, seg_first, offs, max, out);
+		if (!rc) rc = each_flush(w, out);
 		w->want = 0;
 		if (rc) {
-			ftk_error_msg(err, rc, "text holds bytes the tokenizer cannot represent (no byte fallback or unk)");
+			if (!w->each_rc)	/* else each said why */
+				ftk_error_msg(err, rc, "text holds bytes the tokenizer cannot represent (no byte fallback or unk)");
 			return rc;
 		}
 		seg_first = 0;
@@ -1968,7 +2079,8 @@ long ftk_tokenizer_encode_max(const struct ftk_tokenizer *t, const char *text, s
 		emit(out, offs, a->id, (uint32_t)ms, (uint32_t)me);
 		pos = me;
 	}
-	if (offs && pre_n) for (size_t i = 0; i < pre_n && i < out->n; i++) out->start[i] = out->end[i] = 0;
+	if (offs && pre_n)
+		for (size_t i = w->obase; i < pre_n && i < out->n; i++) out->start[i - w->obase] = out->end[i - w->obase] = 0;
 	if ((flags & FTK_TOK_ADD_SPECIAL) && t->post && out->n <= max) {
 		size_t i = 0;
 		while (i < t->n_post && !t->post[i].is_seq) i++;
@@ -1978,13 +2090,35 @@ long ftk_tokenizer_encode_max(const struct ftk_tokenizer *t, const char *text, s
 					emit(out, offs, t->post[i].ids[k], (uint32_t)len, (uint32_t)len);
 	}
 	if (out->n > max) out->n = max + 1;
-	return (long)out->n;
+	int rc = each_flush(w, out);
+	return rc ? rc : (long)out->n;
+}
+
+long ftk_tokenizer_encode_max(const struct ftk_tokenizer *t, const char *text, size_t len, unsigned flags,
+			      size_t max, struct ftk_tokens *out, struct ftk_error *err)
+{
+	return encode_text(t, text, len, flags, max, NULL, NULL, out, err);
 }
 
 long ftk_tokenizer_encode(const struct ftk_tokenizer *t, const char *text, size_t len, unsigned flags,
 			  struct ftk_tokens *out, struct ftk_error *err)
 {
-	return ftk_tokenizer_encode_max(t, text, len, flags, SIZE_MAX, out, err);
+	return encode_text(t, text, len, flags, SIZE_MAX, NULL, NULL, out, err);
+}
+
+long ftk_tokenizer_encode_each(const struct ftk_tokenizer *t, const char *text, size_t len, unsigned flags,
+			       ftk_tokens_each_fn each, void *arg, struct ftk_tokens *out, struct ftk_error *err)
+{
+	return encode_text(t, text, len, flags | FTK_TOK_OFFSETS, SIZE_MAX, each, arg, out, err);
+}
+
+uint32_t *ftk_tokens_take_ids(struct ftk_tokens *t)
+{
+	uint32_t *ids = t->ids;
+	t->ids = NULL;
+	t->alloc = 0;
+	t->n = 0;
+	return ids;
 }
 
 /* ------------------------------------------------------------ decoding */

@@ -116,6 +116,30 @@ long ftk_tokenizer_encode_max(const struct ftk_tokenizer *tok, const char *text,
 			      unsigned flags, size_t max, struct ftk_tokens *out, struct ftk_error *err);
 
 /*
+ * ftk_tokenizer_encode with offsets (FTK_TOK_OFFSETS is implied) that are
+ * handed over as they are made instead of kept, for a caller that needs each
+ * token's range once (a loss mask): the 8 bytes a token of offsets are then
+ * those of one stretch of text (up to an added token, or a chunk of a long
+ * segment), not of the whole text.  each(arg, first, ids, start, end, n, err)
+ * gets tokens [first, first + n): every token once, in order, ids pointing
+ * into out->ids and start/end into out's offsets (valid during the call).
+ * It returns 0 to go on, or a negative error (err set) that stops the
+ * encoding and is returned.  out gets the same ids as ftk_tokenizer_encode
+ * gives; its start/end hold only the last stretch's offsets afterwards.
+ */
+typedef int (*ftk_tokens_each_fn)(void *arg, size_t first, const uint32_t *ids, const uint32_t *start,
+				  const uint32_t *end, size_t n, struct ftk_error *err);
+long ftk_tokenizer_encode_each(const struct ftk_tokenizer *tok, const char *text, size_t len, unsigned flags,
+			       ftk_tokens_each_fn each, void *arg, struct ftk_tokens *out, struct ftk_error *err);
+
+/*
+ * Take t's ids (caller frees; NULL when it has none), leaving t without them
+ * (n is 0; its offsets, scratch space and cache stay): a caller that keeps
+ * the ids of a long text does not need a second copy of them.
+ */
+uint32_t *ftk_tokens_take_ids(struct ftk_tokens *t);
+
+/*
  * Decode ids through the tokenizer's decoder and append the text to out.
  * Special tokens are left out when skip_special is non-zero.  Byte sequences
  * that are not valid UTF-8 become U+FFFD as Hugging Face does.  Returns 0, or

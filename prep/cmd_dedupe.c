@@ -129,7 +129,7 @@ struct ctx {
 	const char *clusters_path;
 	const char *against;
 	int against_mode;
-	size_t mem_cap;
+	uint64_t mem_cap;	/* --mem-cap */
 	int sharded;		/* 0, SHARD_SIGNATURES, SHARD_MERGE, SHARD_APPLY */
 	const char *apply_list;
 
@@ -173,33 +173,6 @@ struct xslot {
 };
 
 /* ---------------------------------------------------------------- options */
-
-static size_t parse_size(struct ftk_tool *t, const char *s)
-{
-	char *end;
-	errno = 0;
-	double v = strtod(s, &end);
-	if (errno || end == s || v < 0)
-		ftk_tool_usage_error(t, "bad size '%s'", s);
-	switch (*end) {
-	case 'k': case 'K': v *= 1024; end++; break;
-	case 'm': case 'M': v *= 1024 * 1024; end++; break;
-	case 'g': case 'G': v *= 1024.0 * 1024 * 1024; end++; break;
-	case 0: break;
-	default: ftk_tool_usage_error(t, "bad size '%s'", s);
-	}
-	if (*end == 'B' || *end == 'b')
-		end++;
-	if (*end)
-		ftk_tool_usage_error(t, "bad size '%s'", s);
-	return (size_t)v;
-}
-
-static void mem_cap_cb(const struct ftk_option *opt, const char *arg)
-{
-	struct ctx *c = opt->value;
-	c->mem_cap = parse_size(&c->t, arg);
-}
 
 static void keep_cb(const struct ftk_option *opt, const char *arg)
 {
@@ -1010,7 +983,7 @@ int cmd_dedupe(int argc, char **argv)
 	memset(c, 0, sizeof(*c));
 	ftk_tool_init(&c->t, "ftk-dedupe", NULL);
 	ftk_dd_settings_init(&s);
-	c->mem_cap = (size_t)4 << 30;
+	c->mem_cap = (uint64_t)4 << 30;
 	c->spool_fd = -1;
 	strbuf_init(&c->origins, 0);
 	strbuf_init(&c->scratch, 0);
@@ -1055,9 +1028,9 @@ int cmd_dedupe(int argc, char **argv)
 		FTK_OPT_GROUP("Resources"),
 		FTK_OPT_INT('j', "threads", &c->threads, "N", 1, 64,
 			    "threads that sign records (default: all cores)"),
-		FTK_OPT_CALLBACK(0, "mem-cap", c, "SIZE", mem_cap_cb,
-				 "band hashes held in memory before spilling to\n"
-				 "temporary files (default 4G; K, M, G suffixes)"),
+		FTK_OPT_SIZE(0, "mem-cap", &c->mem_cap, "SIZE", 0, UINT64_MAX,
+			     "band hashes held in memory before spilling to\n"
+			     "temporary files (default 4G; 0: never spill)"),
 		FTK_OPT_GROUP("Sharded mode"),
 		FTK_OPT_CALLBACK_NOARG(0, "signatures", c, sharded_cb,
 				       "write the inputs' signatures to -o FILE"),

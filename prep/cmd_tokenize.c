@@ -152,6 +152,36 @@ static cJSON *side_messages(const cJSON *v, const char *role)
 	return a;
 }
 
+/* A line at least this long is borrowed from the reader, not copied into its batch. */
+#define LONG_LINE ((size_t)1 << 20)
+
+/*
+ * The first n ids of w->tk and their mask (all 1 when mask is NULL) for an
+ * item to write.  A long sequence's ids and mask are taken from the worker,
+ * not copied (done_with_long would free them next): a second copy is 5
+ * bytes a token, as much as a record of 5 bytes a token again.
+ */
+static void keep_seq(struct worker *w, long n, const uint8_t *mask, uint32_t **ids, uint8_t **mk)
+{
+	int take = w->tk.alloc > LONG_LINE / sizeof(uint32_t);
+	if (take) {
+		*ids = ftk_tokens_take_ids(&w->tk);
+		ftk_tokens_release(&w->tk);	/* the scratch space of a long text, as done_with_long does */
+	} else {
+		*ids = xmalloc((n + 1) * sizeof(uint32_t));
+		memcpy(*ids, w->tk.ids, n * sizeof(uint32_t));
+	}
+	if (take && mask && mask == w->mask) {
+		*mk = w->mask;
+		w->mask = NULL;
+		w->mask_alloc = 0;
+	} else {
+		*mk = xmalloc(n + 1);
+		if (mask) memcpy(*mk, mask, n);
+		else memset(*mk, 1, n);
+	}
+}
+
 /*
  * One side of a preference pair: prompt + answer rendered together, learned
  * only on the answer's assistant turns.  Fills ids, mask and n (owned) or
@@ -206,10 +236,7 @@ static int preference_side(struct worker *w, struct item *it, const cJSON *rec, 
 		}
 	}
 	*n = (uint32_t)len;
-	*ids = xmalloc((len + 1) * sizeof(uint32_t));
-	*mask = xmalloc(len + 1);
-	memcpy(*ids, w->tk.ids, len * sizeof(uint32_t));
-	memcpy(*mask, w->mask, len);
+	keep_seq(w, len, w->mask, ids, mask);
 	it->n_tokens += len;
 	return 0;
 }
@@ -260,9 +287,6 @@ static long model_context(const char *tok_path)
 	strbuf_release(&sb);
 	return ctx;
 }
-
-/* A line at least this long is borrowed from the reader, not copied into its batch. */
-#define LONG_LINE ((size_t)1 << 20)
 
 /* The render and the token buffers of a long record are given back after it,
  * not kept for the next. */
@@ -405,11 +429,7 @@ static void process(struct worker *w, struct item *it)
 	if (cf->shards) {
 		it->to_shard = 1;
 		it->n = (uint32_t)n;
-		it->ids = xmalloc((n + 1) * sizeof(uint32_t));
-		it->mask = xmalloc(n + 1);
-		memcpy(it->ids, w->tk.ids, n * sizeof(uint32_t));
-		if (mask) memcpy(it->mask, mask, n);
-		else memset(it->mask, 1, n);
+		keep_seq(w, n, mask, &it->ids, &it->mask);
 	}
 done:
 	cJSON_Delete(rec);

@@ -127,7 +127,7 @@ struct server {
 	int template_has_tools;		/* the chat template reads "tools" */
 	int max_conn;			/* --max-connections */
 	int max_conn_ip;		/* --max-connections-per-ip; 0: min(16, max_conn) */
-	size_t max_body;		/* --max-body */
+	uint64_t max_body;		/* --max-body */
 	unsigned read_timeout;		/* --read-timeout, seconds */
 	double deadline;		/* --request-deadline, seconds */
 
@@ -1107,8 +1107,8 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
 			announced = 0;
 		if (announced > (double)S.max_body) {
 			struct strbuf m = STRBUF_INIT;
-			strbuf_addf(&m, "the request body is too large: %s bytes, more than --max-body %zu", cl,
-				    S.max_body);
+			strbuf_addf(&m, "the request body is too large: %s bytes, more than --max-body %llu", cl,
+				    (unsigned long long)S.max_body);
 			enum MHD_Result rc = reply_error(c, method, url, t0, 413, m.buf, "invalid_request_error",
 							 NULL, NULL);
 			strbuf_release(&m);
@@ -1225,24 +1225,6 @@ static void warn_quant_mismatch(const char *name, const char *adapter, int nf4)
 }
 
 /* A size in bytes, with an optional K, M or G (binary) suffix. */
-static size_t parse_size(const char *opt, const char *s)
-{
-	char *end;
-	errno = 0;
-	double v = strtod(s, &end);
-	double mul = 1;
-	if (*end == 'k' || *end == 'K')
-		mul = 1024.0, end++;
-	else if (*end == 'm' || *end == 'M')
-		mul = 1048576.0, end++;
-	else if (*end == 'g' || *end == 'G')
-		mul = 1073741824.0, end++;
-	if (end == s || *end || errno || !(v >= 1) || v * mul > 1099511627776.0)
-		ftk_usage_error("%s takes a size from 1 byte to 1T (such as 65536, 512K or 8M), not '%s'",
-				     opt, s);
-	return (size_t)(v * mul);
-}
-
 /* --adapter NAME=DIR, repeatable */
 static void adapter_cb(const struct ftk_option *opt, const char *arg)
 {
@@ -1255,11 +1237,6 @@ static void adapter_cb(const struct ftk_option *opt, const char *arg)
 	S.models[S.n_models].name = xstrndup(arg, (size_t)(eq - arg));
 	S.models[S.n_models].adapter = eq + 1;
 	S.n_models++;
-}
-
-static void max_body_cb(const struct ftk_option *opt, const char *arg)
-{
-	*(size_t *)opt->value = parse_size("--max-body", arg);
 }
 
 static void api_key_env_cb(const struct ftk_option *opt, const char *arg)
@@ -1324,9 +1301,9 @@ int cmd_serve(int argc, char **argv)
 			    "(default 16, or --max-connections when lower); beyond\n"
 			    "it that address's oldest idle one is closed, or its new\n"
 			    "one gets 503, while other addresses are served"),
-		FTK_OPT_CALLBACK(0, "max-body", &S.max_body, "SIZE", max_body_cb,
-				 "largest request body (default 8M; K, M, G suffixes);\n"
-				 "a larger one gets 413 before it is read"),
+		FTK_OPT_SIZE(0, "max-body", &S.max_body, "SIZE", 1, (uint64_t)1 << 40,
+			     "largest request body (default 8M); a larger one gets\n"
+			     "413 before it is read"),
 		FTK_OPT_INT(0, "read-timeout", &read_timeout, "SECS", 1, 86400,
 			    "a connection silent this long is closed (default 30)"),
 		FTK_OPT_DOUBLE(0, "request-deadline", &S.deadline, "SECS", 0.1, 86400,

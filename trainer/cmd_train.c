@@ -467,9 +467,9 @@ int cmd_train(int argc, char **argv)
 	struct ftk_tool t;
 	struct ftk_train_opts o;
 	struct ftk_error err;
-	const char *resume = NULL, *device = NULL, *dist_mode = "auto", *config = NULL;
+	const char *resume = NULL, *device = NULL, *config = NULL;
 	int plan_only = 0, gpus = 0, selftest = 0, precision_given = 0;
-	double devmem_gib = 0;
+	uint64_t devmem = 0;	/* --device-memory, bytes; 0: what is free now */
 	double usd_per_hour = 0;
 	int n_train_opts = 0, threads = -1;
 	char eval_suite[FTK_TRAIN_PATH] = "";
@@ -484,7 +484,7 @@ int cmd_train(int argc, char **argv)
 	int dry = 0, strict = 0;
 	/* rows whose targets are not of o's types: copied into o after the parse */
 	int objective = (int)o.objective, quant = (int)o.quant, precision = -1, attention = (int)o.attention;
-	int dev = -1;
+	int dev = -1, dist_mode = FTK_DIST_MODE_AUTO;
 	double alpha = o.lora.alpha, dropout = o.lora.dropout;
 	long seed = (long)o.seed;
 	struct ftk_option opts[] = {
@@ -571,7 +571,7 @@ int cmd_train(int argc, char **argv)
 		FTK_OPT_GROUP("Devices and processes (docs/gpu.md)"),
 		FTK_OPT_CHOICE(0, "device", &dev, "D", "cpu|cuda",
 			       "cpu or cuda (default cpu); cuda loads libftkcuda.so"),
-		FTK_OPT_STRING(0, "dist", &dist_mode, "T",
+		FTK_OPT_CHOICE(0, "dist", &dist_mode, "T", FTK_DIST_MODES,
 			       "auto, none, mpi or nccl (default auto: mpi under mpirun,\n"
 			       "nccl with --device cuda); see docs/gpu.md for launching"),
 		FTK_OPT_FLAG(0, "plan", &plan_only,
@@ -580,9 +580,9 @@ int cmd_train(int argc, char **argv)
 			     "0 when it fits, 1 when it does not (saying what to change)"),
 		FTK_OPT_INT(0, "gpus", &gpus, "N", 1, 65536,
 			    "processes (GPUs) the plan is for (default: this job's)"),
-		FTK_OPT_DOUBLE(0, "device-memory", &devmem_gib, "GIB", 1e-6, 1e6,
-			       "memory of one device for the plan and the check every\n"
-			       "run makes before loading (default: what is free now)"),
+		FTK_OPT_SIZE(0, "device-memory", &devmem, "SIZE", (uint64_t)1 << 20, UINT64_MAX,
+			     "memory of one device (80G) for the plan and the check\n"
+			     "every run makes before loading (default: what is free now)"),
 		FTK_OPT_FLAG(0, "selftest", &selftest,
 			     "run every backend op and one QLoRA step on --device\n"
 			     "(default cuda) and on the CPU and print the largest\n"
@@ -704,8 +704,7 @@ int cmd_train(int argc, char **argv)
 		if (resume)
 			ftk_tool_usage_error(&t, "--dry-run is for a new run, not --resume");
 		int th = o.threads > 0 ? o.threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
-		size_t avail = devmem_gib > 0 ? (size_t)(devmem_gib * 1073741824.0)
-					      : ftk_device_free_bytes(device);
+		size_t avail = devmem ? (size_t)devmem : ftk_device_free_bytes(device);
 		return dry_run(&o, device, th, avail);
 	}
 
@@ -729,8 +728,7 @@ int cmd_train(int argc, char **argv)
 	struct ftk_plan plan;
 	int plan_threads = o.threads > 0 ? o.threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
 	if (plan_only) {
-		size_t avail = devmem_gib > 0 ? (size_t)(devmem_gib * 1073741824.0)
-					      : ftk_device_free_bytes(device);
+		size_t avail = devmem ? (size_t)devmem : ftk_device_free_bytes(device);
 		if (ftk_plan_for_dir(&plan, &o, device, gpus ? gpus : 1, plan_threads, &err) < 0) {
 			die_at(&err);
 		}
@@ -745,7 +743,7 @@ int cmd_train(int argc, char **argv)
 
 	/* data parallelism and the device (issue 9): only rank 0 prints and logs */
 	struct ftk_dist *dist = NULL;
-	if (ftk_dist_start(&dist, dist_mode, device, &err) < 0 ||
+	if (ftk_dist_start(&dist, (enum ftk_dist_mode)dist_mode, device, &err) < 0 ||
 	    ftk_device_backend(device, ftk_dist_local_rank(dist), &o.backend, &err) < 0) {
 		error_at(&err);
 		ftk_dist_end(dist);
@@ -769,8 +767,7 @@ int cmd_train(int argc, char **argv)
 		o.grad_accum = (int)(global / w);
 	}
 	{
-		size_t avail = devmem_gib > 0 ? (size_t)(devmem_gib * 1073741824.0)
-					      : ftk_device_free_bytes(device);
+		size_t avail = devmem ? (size_t)devmem : ftk_device_free_bytes(device);
 		int prc = ftk_plan_for_dir(&plan, &o, device, o.world, plan_threads, &err);
 		if (prc == 0)
 			plan_local(&plan, device);

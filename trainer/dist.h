@@ -40,6 +40,20 @@
 struct ftk_train_opts;
 struct ftk_dist;
 
+/*
+ * --dist: how the processes talk.  FTK_DIST_MODES lists the words in the
+ * enum's order, so that ftk-train's option table (an FTK_OPT_CHOICE row,
+ * which the --config file's "dist" key goes through too) refuses any other
+ * word with this list, and the index it stores is the mode.
+ */
+#define FTK_DIST_MODES "auto|none|mpi|nccl"
+enum ftk_dist_mode {
+	FTK_DIST_MODE_AUTO = 0,	/* mpi or nccl when a launcher started several processes */
+	FTK_DIST_MODE_NONE,	/* one process, whatever the environment says */
+	FTK_DIST_MODE_MPI,
+	FTK_DIST_MODE_NCCL,
+};
+
 /* Where a process's rank and world size come from. */
 enum ftk_dist_ranks {
 	FTK_DIST_ALONE = 0,	/* one process */
@@ -55,15 +69,15 @@ struct ftk_dist_route {
 };
 
 /*
- * Decide the route for --dist transport on device, given whether this
+ * Decide the route for --dist mode on device, given whether this
  * build has MPI (have_mpi; a parameter so both builds' decisions can be
  * tested in one) and the launcher's variables in the environment.  Starts
- * nothing.  Returns 0 and *r; FTK_EUSAGE for an unknown transport or nccl
- * off the GPU; FTK_EUNSUPPORTED when the route needs MPI and the build has
+ * nothing.  Returns 0 and *r; FTK_EUSAGE for nccl off the GPU (or a mode
+ * outside the enum); FTK_EUNSUPPORTED when the route needs MPI and the build has
  * none (--dist mpi, or a CPU run started as several processes by mpirun or
  * PMIx), the message naming the launcher's variable.
  */
-int ftk_dist_route(const char *transport, const char *device, int have_mpi,
+int ftk_dist_route(enum ftk_dist_mode mode, const char *device, int have_mpi,
 		   struct ftk_dist_route *r, struct ftk_error *err);
 
 /*
@@ -85,14 +99,14 @@ struct strbuf;
 int ftk_dist_nccl_wheel(char *path, size_t cap, struct strbuf *looked);
 
 /*
- * Start the data-parallel layer.  transport: "auto" (mpi when launched by
- * mpirun, else one process; nccl instead of mpi when device is "cuda"),
- * "none", "mpi" or "nccl".  Returns 0 and *out (free with ftk_dist_end),
- * FTK_EUNSUPPORTED when the transport is not available here (built
- * without MPI, NCCL not loadable), FTK_EUSAGE for an unknown transport or
+ * Start the data-parallel layer.  mode: FTK_DIST_MODE_AUTO (mpi when
+ * launched by mpirun, else one process; nccl instead of mpi when device is
+ * "cuda"), _NONE, _MPI or _NCCL.  Returns 0 and *out (free with
+ * ftk_dist_end), FTK_EUNSUPPORTED when the transport is not available here
+ * (built without MPI, NCCL not loadable), FTK_EUSAGE for nccl off the GPU or
  * inconsistent rank variables, FTK_ENET when a collective fails.
  */
-int ftk_dist_start(struct ftk_dist **out, const char *transport, const char *device,
+int ftk_dist_start(struct ftk_dist **out, enum ftk_dist_mode mode, const char *device,
 		   struct ftk_error *err);
 /*
  * A rank that fails alone calls this before it returns its error, or the

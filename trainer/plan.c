@@ -303,7 +303,7 @@ void ftk_plan_print(const struct ftk_plan *p, const struct ftk_train_opts *o, si
 		fprintf(out, "  available: %.1f MiB: %s\n", (double)available / MIB,
 			p->total <= available ? "fits" : "DOES NOT FIT");
 	else
-		fprintf(out, "  available: unknown (give --device-memory GIB to check)\n");
+		fprintf(out, "  available: unknown (give --device-memory SIZE to check)\n");
 }
 
 int ftk_plan_fits(const struct ftk_plan *p, const struct ftk_train_opts *o, size_t available,

@@ -9,6 +9,7 @@
 #include <string.h>
 #include "testutil.h"
 #include "lib/json.h"
+#include "lib/stream.h"
 
 struct rcase {
 	const char *json;
@@ -145,6 +146,50 @@ START_TEST(print_adopts_or_appends)
 }
 END_TEST
 
+/* Read path with ftk_json_next_object: "L:a" for each object (its "a"), then the end or the error. */
+static void read_objects(const char *path, const char *text, size_t len, char *got, size_t n)
+{
+	FILE *f = fopen(path, "wb");
+	ck_assert_ptr_nonnull(f);
+	ck_assert_uint_eq(fwrite(text, 1, len, f), len);
+	fclose(f);
+	struct ftk_reader *r;
+	struct ftk_error e;
+	struct ftk_line line;
+	cJSON *o;
+	int rc;
+	ck_assert_int_eq(ftk_reader_open(&r, path, &e), 0);
+	got[0] = '\0';
+	while ((rc = ftk_json_next_object(r, path, &line, &o, &e)) == 1) {
+		snprintf(got + strlen(got), n - strlen(got), "%ld:%s ", line.lineno,
+			 cJSON_GetStringValue(cJSON_GetObjectItem(o, "a")));
+		cJSON_Delete(o);
+	}
+	ck_assert_ptr_null(o);
+	if (rc == 0)
+		snprintf(got + strlen(got), n - strlen(got), "end");
+	else
+		snprintf(got + strlen(got), n - strlen(got), "%d %s:%ld: %s", rc, e.file, e.line, e.msg);
+	ftk_reader_close(r);
+}
+
+/* The objects of a JSON Lines file of cases: blank lines skipped, the first bad line placed */
+START_TEST(next_object_of_a_file)
+{
+	char got[512];
+	const char ok[] = "{\"a\":\"x\"}\n\n  \t\r\n{\"a\":\"y\"}\r\n";
+	read_objects("ok.jsonl", ok, sizeof(ok) - 1, got, sizeof(got));
+	ck_assert_str_eq(got, "1:x 4:y end");
+	/* bytes counted from 1, as the prep tools count them: the 7th is \xff */
+	const char utf[] = "{\"a\":\"x\"}\n{\"a\":\"\xff\"}\n{\"a\":\"z\"}\n";
+	read_objects("utf.jsonl", utf, sizeof(utf) - 1, got, sizeof(got));
+	ck_assert_str_eq(got, "1:x -4 utf.jsonl:2: invalid UTF-8 at byte 7");
+	const char arr[] = "\n[1]\n";
+	read_objects("arr.jsonl", arr, sizeof(arr) - 1, got, sizeof(got));
+	ck_assert_str_eq(got, "-3 arr.jsonl:2: not a JSON object: array");
+}
+END_TEST
+
 static Suite *json_suite(void)
 {
 	Suite *s = suite_create("json");
@@ -154,6 +199,7 @@ static Suite *json_suite(void)
 	tcase_add_test(tc, accepted_strings_are_whole);
 	tcase_add_test(tc, share_borrows_strings);
 	tcase_add_test(tc, print_adopts_or_appends);
+	tcase_add_test(tc, next_object_of_a_file);
 	suite_add_tcase(s, tc);
 	return s;
 }

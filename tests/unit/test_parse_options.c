@@ -143,6 +143,23 @@ static void run(void (*fn)(int, char **), struct result *r, ...)
 	(void)sub_called;
 }
 
+/* What ftk-x prints for a usage error: the message, then the hint. */
+static const char *usage_text(const char *msg)
+{
+	static char want[1024];
+	snprintf(want, sizeof(want), "ftk-x: %s\nTry 'ftk-x --help' for more information.\n", msg);
+	return want;
+}
+
+/* fn given the words (a parenthesized list) exits 2 with the usage error msg */
+#define WORDS(...) __VA_ARGS__
+#define REFUSES(fn, words, msg)                         \
+	do {                                            \
+		struct result r_;                       \
+		run(fn, &r_, WORDS words, NULL);        \
+		EXPECT(r_, 2, usage_text(msg));         \
+	} while (0)
+
 #define EXPECT(r, code, txt)                                                     \
 	do {                                                                     \
 		ck_assert_msg((r).rc == (code), "exit %d, not %d: %s", (r).rc, code, (r).text); \
@@ -177,36 +194,25 @@ END_TEST
 START_TEST(one_wording_for_errors)
 {
 	struct result r;
-	const char *hint = "Try 'ftk-x --help' for more information.\n";
-	char want[1024];
-#define ERR(msg) (snprintf(want, sizeof(want), "ftk-x: %s\n%s", msg, hint), want)
-	run(parse_and_print, &r, "-n", "0", NULL);
-	EXPECT(r, 2, ERR("--count needs an integer from 1 to 100, not '0'"));
-	run(parse_and_print, &r, "--count=7x", NULL);
-	EXPECT(r, 2, ERR("--count needs an integer from 1 to 100, not '7x'"));
-	run(parse_and_print, &r, "--big", "-1", NULL);
-	EXPECT(r, 2, ERR("--big needs an integer of at least 0, not '-1'"));
-	run(parse_and_print, &r, "--big", "99999999999999999999", NULL);
-	EXPECT(r, 2, ERR("--big needs an integer of at least 0, not '99999999999999999999'"));
-	run(parse_and_print, &r, "-t", "nan", NULL);
-	EXPECT(r, 2, ERR("--temperature needs a number from 0 to 2, not 'nan'"));
-	run(parse_and_print, &r, "--temperature=", NULL);
-	EXPECT(r, 2, ERR("--temperature needs a number from 0 to 2, not ''"));
-	run(parse_and_print, &r, "--quant", "nf5", NULL);
-	EXPECT(r, 2, ERR("--quant needs one of nf4|none, not 'nf5'"));
-	run(parse_and_print, &r, "--format", NULL);
-	EXPECT(r, 2, ERR("option '--format' needs a value"));
-	run(parse_and_print, &r, "-n", NULL);
-	EXPECT(r, 2, ERR("option '--count' needs a value"));
-	run(parse_and_print, &r, "--quiet=yes", NULL);
-	EXPECT(r, 2, ERR("option '--quiet' takes no value"));
-	run(parse_and_print, &r, "--form", "x", NULL);
-	EXPECT(r, 2, ERR("ambiguous option '--form' (could be '--format', '--format-version')"));
-	run(parse_and_print, &r, "-z", NULL);
-	EXPECT(r, 2, ERR("unknown option '-z'"));
+	REFUSES(parse_and_print, ("-n", "0"), "--count needs an integer from 1 to 100, not '0'");
+	REFUSES(parse_and_print, ("--count=7x"),
+		"--count needs an integer from 1 to 100, not '7x'");
+	REFUSES(parse_and_print, ("--big", "-1"), "--big needs an integer of at least 0, not '-1'");
+	REFUSES(parse_and_print, ("--big", "99999999999999999999"),
+		"--big needs an integer of at least 0, not '99999999999999999999'");
+	REFUSES(parse_and_print, ("-t", "nan"),
+		"--temperature needs a number from 0 to 2, not 'nan'");
+	REFUSES(parse_and_print, ("--temperature="),
+		"--temperature needs a number from 0 to 2, not ''");
+	REFUSES(parse_and_print, ("--quant", "nf5"), "--quant needs one of nf4|none, not 'nf5'");
+	REFUSES(parse_and_print, ("--format"), "option '--format' needs a value");
+	REFUSES(parse_and_print, ("-n"), "option '--count' needs a value");
+	REFUSES(parse_and_print, ("--quiet=yes"), "option '--quiet' takes no value");
+	REFUSES(parse_and_print, ("--form", "x"),
+		"ambiguous option '--form' (could be '--format', '--format-version')");
+	REFUSES(parse_and_print, ("-z"), "unknown option '-z'");
 	/* hidden options are parsed but never suggested */
-	run(parse_and_print, &r, "--secrets", NULL);
-	EXPECT(r, 2, ERR("unknown option '--secrets'"));
+	REFUSES(parse_and_print, ("--secrets"), "unknown option '--secrets'");
 	/* an open range: its ends are refused, what lies between is not */
 	run(parse_open, &r, "--threshold", "0.999", "--lr", "1e-9", NULL);
 	EXPECT(r, 0, "threshold=0.999 lr=1e-09 given=2\n");
@@ -214,47 +220,35 @@ START_TEST(one_wording_for_errors)
 	EXPECT(r, 0, "threshold=0.25 lr=1 given=2\n");
 	run(parse_open, &r, "--flag", NULL);
 	EXPECT(r, 0, "threshold=0.5 lr=1 given=0\n");
-	run(parse_open, &r, "--threshold", "1", NULL);
-	EXPECT(r, 2, ERR("--threshold needs a number above 0 and below 1, not '1'"));
-	run(parse_open, &r, "--threshold=0", NULL);
-	EXPECT(r, 2, ERR("--threshold needs a number above 0 and below 1, not '0'"));
-	run(parse_open, &r, "--lr", "0", NULL);
-	EXPECT(r, 2, ERR("--lr needs a number above 0, not '0'"));
-#undef ERR
+	REFUSES(parse_open, ("--threshold", "1"),
+		"--threshold needs a number above 0 and below 1, not '1'");
+	REFUSES(parse_open, ("--threshold=0"),
+		"--threshold needs a number above 0 and below 1, not '0'");
+	REFUSES(parse_open, ("--lr", "0"), "--lr needs a number above 0, not '0'");
 }
 END_TEST
 
 START_TEST(did_you_mean)
 {
 	struct result r;
-	const char *hint = "Try 'ftk-x --help' for more information.\n";
-	char want[1024];
-#define ERR(msg) (snprintf(want, sizeof(want), "ftk-x: %s\n%s", msg, hint), want)
 	/* two letters swapped */
-	run(parse_and_print, &r, "--fromat", "x", NULL);
-	EXPECT(r, 2, ERR("unknown option '--fromat'; did you mean '--format'?"));
+	REFUSES(parse_and_print, ("--fromat", "x"),
+		"unknown option '--fromat'; did you mean '--format'?");
 	/* a letter missing, a letter wrong */
-	run(parse_and_print, &r, "--verbse", NULL);
-	EXPECT(r, 2, ERR("unknown option '--verbse'; did you mean '--verbose'?"));
-	run(parse_and_print, &r, "--quiat", NULL);
-	EXPECT(r, 2, ERR("unknown option '--quiat'; did you mean '--quiet'?"));
+	REFUSES(parse_and_print, ("--verbse"),
+		"unknown option '--verbse'; did you mean '--verbose'?");
+	REFUSES(parse_and_print, ("--quiat"), "unknown option '--quiat'; did you mean '--quiet'?");
 	/* two letters wrong is a guess, not a slip */
-	run(parse_and_print, &r, "--qoiat", NULL);
-	EXPECT(r, 2, ERR("unknown option '--qoiat'"));
+	REFUSES(parse_and_print, ("--qoiat"), "unknown option '--qoiat'");
 	/* nothing near */
-	run(parse_and_print, &r, "--xyzzy-plugh", NULL);
-	EXPECT(r, 2, ERR("unknown option '--xyzzy-plugh'"));
+	REFUSES(parse_and_print, ("--xyzzy-plugh"), "unknown option '--xyzzy-plugh'");
 	/* a long name with one dash: parsed as short options until one is unknown */
-	run(parse_and_print, &r, "-verbose", NULL);
-	EXPECT(r, 2, ERR("unknown option '-e'; did you mean '--verbose'?"));
-	run(parse_and_print, &r, "-ping", NULL);
-	EXPECT(r, 2, ERR("unknown option '-p'; did you mean '--ping'?"));
+	REFUSES(parse_and_print, ("-verbose"), "unknown option '-e'; did you mean '--verbose'?");
+	REFUSES(parse_and_print, ("-ping"), "unknown option '-p'; did you mean '--ping'?");
 	/* ... or that takes the rest as its value, as getopt does */
 	run(parse_and_print, &r, "-format", NULL);
 	EXPECT(r, 0, "format=ormat fv=- n=5 big=0 temp=1 quant=0 quiet=0 verbose=0 args=0:\n");
-	run(parse_and_print, &r, "-note", NULL);
-	EXPECT(r, 2, ERR("--count needs an integer from 1 to 100, not 'ote'"));
-#undef ERR
+	REFUSES(parse_and_print, ("-note"), "--count needs an integer from 1 to 100, not 'ote'");
 }
 END_TEST
 
@@ -361,6 +355,122 @@ START_TEST(distances_as_git)
 }
 END_TEST
 
+/* Size options: a bounded one and one with no upper end */
+static void parse_size(int argc, char **argv)
+{
+	uint64_t body = 8 << 20, cap = 0;
+	struct ftk_option opts[] = {
+		FTK_OPT_SIZE(0, "max-body", &body, "SIZE", 1, (uint64_t)1 << 40, "largest body"),
+		FTK_OPT_SIZE('m', "mem-cap", &cap, "SIZE", 0, UINT64_MAX, "memory"),
+		FTK_OPT_END(),
+	};
+	ftk_progname = "ftk-x";
+	ftk_parse_options(argc, argv, "ftk-x", opts, NULL);
+	printf("max-body=%llu mem-cap=%llu\n", (unsigned long long)body, (unsigned long long)cap);
+}
+
+/* Every form ftk_parse_size takes, and the bytes it makes of each */
+START_TEST(sizes_accepted)
+{
+	static const struct {
+		const char *s;
+		uint64_t v;
+	} ok[] = {
+		{ "0", 0 },
+		{ "1", 1 },
+		{ "007", 7 },
+		{ "65536", 65536 },
+		{ "512B", 512 },	/* bytes, not dd's 512-byte blocks */
+		{ "512b", 512 },
+		{ "1K", 1024 },
+		{ "1k", 1024 },
+		{ "1KB", 1024 },	/* binary, whichever spelling */
+		{ "1kb", 1024 },
+		{ "1KiB", 1024 },
+		{ "1kib", 1024 },
+		{ "1KIB", 1024 },
+		{ "64M", 64ull << 20 },
+		{ "64MiB", 64ull << 20 },
+		{ "2G", 2ull << 30 },
+		{ "2GiB", 2ull << 30 },
+		{ "2gb", 2ull << 30 },
+		{ "3T", 3ull << 40 },
+		{ "3TiB", 3ull << 40 },
+		{ "1.5G", 3ull << 29 },
+		{ "0.5K", 512 },
+		{ "0.1G", 107374182 },	/* 107374182.4, rounded down */
+		{ "1.0000000000000000000009K", 1024 },	/* digits past the 19th are below a byte */
+		{ "0.999999999999999999999T", 1099511627775ull },
+		{ "18446744073709551615", UINT64_MAX },
+		{ "16777215T", 16777215ull << 40 },	/* the largest whole T that fits */
+		{ "16777215.999999999999T", 18446744073709551615ull - 1 },
+		{ "16777215.9999999999999999999T", UINT64_MAX },	/* just below 2^64 */
+	};
+	for (size_t i = 0; i < FTK_ARRAY_SIZE(ok); i++) {
+		uint64_t v = 12345;
+		ck_assert_msg(ftk_parse_size(ok[i].s, &v) == 0, "'%s' refused", ok[i].s);
+		ck_assert_msg(v == ok[i].v, "'%s' is %llu, not %llu", ok[i].s, (unsigned long long)v,
+			      (unsigned long long)ok[i].v);
+	}
+}
+END_TEST
+
+START_TEST(sizes_refused)
+{
+	static const char *const bad[] = {
+		"", "K", "B", "iB", ".5G", "5.G", "1.5", "1.5B", "-1", "+1", " 1", "1 ", "1 K",
+		"1e6", "0x10", "1KK", "1Ki", "1iB", "1KBB", "1KiBB", "1Q", "1P", "1E", "1,5G",
+		"1.5.5G", "nan", "inf",
+		"18446744073709551616",	/* 2^64 */
+		"99999999999999999999999",
+		"16777216T",		/* 2^64 */
+		"99999999999999T",
+		"17179869184G",		/* 2^64 */
+		"18014398509481984K",	/* 2^64 */
+		"16777216.0T",		/* 2^64 */
+	};
+	for (size_t i = 0; i < FTK_ARRAY_SIZE(bad); i++) {
+		uint64_t v = 12345;
+		ck_assert_msg(ftk_parse_size(bad[i], &v) < 0, "'%s' taken as %llu", bad[i],
+			      (unsigned long long)v);
+		ck_assert_msg(v == 12345, "'%s' changed *out", bad[i]);
+	}
+	char b[32];
+	ck_assert_str_eq(ftk_format_size(0, b, sizeof(b)), "0");
+	ck_assert_str_eq(ftk_format_size(1, b, sizeof(b)), "1");
+	ck_assert_str_eq(ftk_format_size(1536, b, sizeof(b)), "1536");
+	ck_assert_str_eq(ftk_format_size(8 << 20, b, sizeof(b)), "8M");
+	ck_assert_str_eq(ftk_format_size((uint64_t)1 << 40, b, sizeof(b)), "1T");
+	ck_assert_str_eq(ftk_format_size((uint64_t)1 << 50, b, sizeof(b)), "1024T");
+	ck_assert_str_eq(ftk_format_size(UINT64_MAX, b, sizeof(b)), "18446744073709551615");
+}
+END_TEST
+
+START_TEST(size_options)
+{
+	struct result r;
+	run(parse_size, &r, "--max-body=1K", "-m", "1.5GiB", NULL);
+	EXPECT(r, 0, "max-body=1024 mem-cap=1610612736\n");
+	/* both ends of the range are in it */
+	run(parse_size, &r, "--max-body", "1", "--mem-cap=0", NULL);
+	EXPECT(r, 0, "max-body=1 mem-cap=0\n");
+	run(parse_size, &r, "--max-body", "1TiB", "-m18446744073709551615", NULL);
+	EXPECT(r, 0, "max-body=1099511627776 mem-cap=18446744073709551615\n");
+	/* one wording: the option, the range in units, the value as given */
+	REFUSES(parse_size, ("--max-body", "0"),
+		"--max-body needs a size from 1 to 1T (such as 64M or 1.5G), not '0'");
+	REFUSES(parse_size, ("--max-body", "1025G"),
+		"--max-body needs a size from 1 to 1T (such as 64M or 1.5G), not '1025G'");
+	REFUSES(parse_size, ("--max-body", "8X"),
+		"--max-body needs a size from 1 to 1T (such as 64M or 1.5G), not '8X'");
+	REFUSES(parse_size, ("-m", "99999999999999T"),
+		"--mem-cap needs a size (such as 64M or 1.5G), not '99999999999999T'");
+	REFUSES(parse_size, ("--mem-cap=-1"),
+		"--mem-cap needs a size (such as 64M or 1.5G), not '-1'");
+	REFUSES(parse_size, ("--mem-cap"), "option '--mem-cap' needs a value");
+}
+END_TEST
+
 static Suite *parse_options_suite(void)
 {
 	Suite *s = suite_create("parse_options");
@@ -373,6 +483,9 @@ static Suite *parse_options_suite(void)
 	tcase_add_test(tc, subcommands);
 	tcase_add_test(tc, help_from_the_table);
 	tcase_add_test(tc, distances_as_git);
+	tcase_add_test(tc, sizes_accepted);
+	tcase_add_test(tc, sizes_refused);
+	tcase_add_test(tc, size_options);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -694,6 +694,169 @@ START_TEST(test_chunked_encode)
 }
 END_TEST
 
+/* What ftk_tokenizer_encode_each handed over, kept whole to compare. */
+struct each_got {
+	uint32_t *ids, *start, *end;
+	size_t n, alloc, calls, biggest;
+	int stop_after;		/* > 0: fail the call after this many */
+};
+
+static int each_keep(void *arg, size_t first, const uint32_t *ids, const uint32_t *start, const uint32_t *end,
+		     size_t n, struct ftk_error *err)
+{
+	struct each_got *g = arg;
+	ck_assert_uint_eq(first, g->n);	/* every token once, in order */
+	ck_assert_uint_gt(n, 0);
+	if (g->stop_after && g->calls == (size_t)g->stop_after)
+		return ftk_error_msg(err, FTK_EDATA, "stopped after %zu calls", g->calls);
+	g->calls++;
+	if (n > g->biggest) g->biggest = n;
+	if (g->n + n > g->alloc) {
+		g->alloc = (g->n + n) * 2;
+		g->ids = xrealloc(g->ids, g->alloc * 4);
+		g->start = xrealloc(g->start, g->alloc * 4);
+		g->end = xrealloc(g->end, g->alloc * 4);
+	}
+	memcpy(g->ids + g->n, ids, n * 4);
+	memcpy(g->start + g->n, start, n * 4);
+	memcpy(g->end + g->n, end, n * 4);
+	g->n += n;
+	return 0;
+}
+
+/*
+ * ftk_tokenizer_encode_each hands over the ids and offsets that
+ * ftk_tokenizer_encode gives with FTK_TOK_OFFSETS, each token once and in
+ * order, and keeps only a stretch of offsets: for a long text that the
+ * tokenizer cuts in 1 MiB chunks (Qwen3, Llama 3), the offsets it holds are
+ * a chunk's, not the text's.  The same ftk_tokens is used with offsets kept
+ * afterwards, which must not see the stretch's bookkeeping.  An error from
+ * the function stops the encoding and is returned with its message.
+ */
+START_TEST(test_encode_each)
+{
+	size_t cap = (size_t)5 << 19;
+	char *big = xmalloc(cap);
+	size_t blen = chunk_text(big, cap);
+	const char *small = "<|im_start|>user\nHello  world<|im_end|>\n<s> caf\xc3\xa9 e\xcc\x81 \xe4\xb8\x96 </s>x";
+	for (int k = 0; k < 4; k++) {
+		struct ftk_tokenizer *t = load(k);
+		for (int which = 0; which < 2; which++) {
+			const char *s = which ? big : small;
+			size_t len = which ? blen : strlen(small);
+			struct ftk_tokens a = FTK_TOKENS_INIT, b = FTK_TOKENS_INIT;
+			struct each_got g = { 0 };
+			long n = ftk_tokenizer_encode(t, s, len, FTK_TOK_OFFSETS, &a, NULL);
+			ck_assert_int_gt(n, 0);
+			ck_assert_int_eq(ftk_tokenizer_encode_each(t, s, len, 0, each_keep, &g, &b, NULL), n);
+			ck_assert_uint_eq(g.n, (size_t)n);
+			ck_assert(!memcmp(b.ids, a.ids, n * 4));
+			ck_assert(!memcmp(g.ids, a.ids, n * 4));
+			for (long i = 0; i < n; i++)
+				ck_assert_msg(g.start[i] == a.start[i] && g.end[i] == a.end[i],
+					      "%s: token %ld at %u..%u, kept %u..%u", NAMES[k], i, g.start[i], g.end[i],
+					      a.start[i], a.end[i]);
+			if (which && k < 2) {	/* chunked: a chunk's offsets at a time */
+				ck_assert_uint_ge(g.calls, 3);
+				ck_assert_msg(g.biggest < (size_t)n / 2 && b.alloc_off <= 2 * g.biggest,
+					      "%s: %zu of %ld offsets held, stretches up to %zu", NAMES[k], b.alloc_off, n,
+					      g.biggest);
+			}
+			/* the same ftk_tokens with offsets kept again */
+			ck_assert_int_eq(ftk_tokenizer_encode(t, s, len, FTK_TOK_OFFSETS, &b, NULL), n);
+			ck_assert(!memcmp(b.start, a.start, n * 4) && !memcmp(b.end, a.end, n * 4));
+			/* a failing function stops the encoding */
+			struct each_got stop = { .stop_after = 1 };
+			struct ftk_error e;
+			ftk_error_clear(&e);
+			if (g.calls > 1) {
+				ck_assert_int_eq(ftk_tokenizer_encode_each(t, s, len, 0, each_keep, &stop, &b, &e), FTK_EDATA);
+				ck_assert_str_eq(e.msg, "stopped after 1 calls");
+				ck_assert_uint_eq(stop.calls, 1);
+			}
+			free(g.ids); free(g.start); free(g.end);
+			free(stop.ids); free(stop.start); free(stop.end);
+			/* ftk_tokens_take_ids: the ids are the caller's, the struct goes on */
+			uint32_t *mine = ftk_tokens_take_ids(&a);
+			ck_assert_ptr_nonnull(mine);
+			ck_assert_ptr_null(a.ids);
+			ck_assert_int_eq(ftk_tokenizer_encode(t, s, len, 0, &a, NULL), n);
+			ck_assert(!memcmp(mine, a.ids, n * 4));
+			free(mine);
+			ftk_tokens_release(&a);
+			ftk_tokens_release(&b);
+		}
+		ftk_tokenizer_free(t);
+	}
+	free(big);
+}
+END_TEST
+
+/*
+ * Without offsets, Prepend and String Replace rewrite the text in place
+ * (backward when the content is longer than the pattern, which needs a
+ * pattern whose occurrences cannot overlap); with offsets they write a
+ * second buffer as before.  Both must give the same ids, for patterns that
+ * shrink, delete, grow, and overlap themselves ("aa", "aba": forward
+ * matching takes the first of two overlapping occurrences), each alone
+ * after the others in one Sequence, on texts full of overlaps.  The real
+ * tokenizers' references (llama2, stories260K: Prepend, then " " by "▁")
+ * go through the in-place path in the tests above.
+ */
+START_TEST(test_replace_in_place)
+{
+	static const char *const reps[][2] = {
+		{ "aa", "a" }, { "#", "" }, { "ab", "XYZ" }, { "aba", "QQQQ" }, { " ", "\u2581" },
+		{ "b", "bb" }, { "xyz", "x" }, { "\u00e9", "e\u0301!" },
+	};
+	static const char *const texts[] = {
+		"aaaa aaa a b ababab abababa ## #a# b#b", "abaababa aabaa ba ab", "", "#", "##########",
+		"caf\xc3\xa9 xyzxyz xyxyz \xc3\xa9\xc3\xa9", "a", "ab", "aba", " lead and trail ",
+	};
+	char *data;
+	size_t len;
+	cJSON *tj;
+	ck_assert_int_eq(ftk_read_all(src_path("datasets/models/stories260K/tokenizer.json"), &data, &len, NULL), 0);
+	ck_assert_int_eq(ftk_json_parse(data, len, &tj, NULL), 0);
+	free(data);
+	int checked = 0;
+	for (size_t only = 0; only <= FTK_ARRAY_SIZE(reps); only++) {
+		/* one Replace after the model's own Prepend and Replace, or all of them */
+		struct strbuf js = STRBUF_INIT;
+		strbuf_addstr(&js, "{\"type\":\"Sequence\",\"normalizers\":[{\"type\":\"Prepend\",\"prepend\":\"\\u2581\"}");
+		for (size_t i = 0; i < FTK_ARRAY_SIZE(reps); i++)
+			if (only == FTK_ARRAY_SIZE(reps) || i == only)
+				strbuf_addf(&js, ",{\"type\":\"Replace\",\"pattern\":{\"String\":\"%s\"},\"content\":\"%s\"}",
+					    reps[i][0], reps[i][1]);
+		strbuf_addstr(&js, "]}");
+		cJSON *norm = cJSON_Parse(js.buf);
+		ck_assert_ptr_nonnull(norm);
+		strbuf_release(&js);
+		cJSON_ReplaceItemInObject(tj, "normalizer", norm);
+		char *out = cJSON_PrintUnformatted(tj);
+		write_file("inplace.json", out, strlen(out));
+		cJSON_free(out);
+		struct ftk_tokenizer *t;
+		struct ftk_error e;
+		char buf[1200];
+		ck_assert_msg(ftk_tokenizer_load(&t, "inplace.json", &e) == 0, "%s", ftk_error_format(&e, buf, sizeof(buf)));
+		struct ftk_tokens a = FTK_TOKENS_INIT, b = FTK_TOKENS_INIT;
+		for (size_t k = 0; k < FTK_ARRAY_SIZE(texts); k++) {
+			long na = ftk_tokenizer_encode(t, texts[k], strlen(texts[k]), 0, &a, NULL);
+			long nb = ftk_tokenizer_encode(t, texts[k], strlen(texts[k]), FTK_TOK_OFFSETS, &b, NULL);
+			ck_assert_msg(na == nb && (na <= 0 || !memcmp(a.ids, b.ids, na * 4)),
+				      "replace %zu, text '%s': %ld ids in place, %ld with offsets", only, texts[k], na, nb);
+			checked++;
+		}
+		ftk_tokens_release(&a);
+		ftk_tokens_release(&b);
+		ftk_tokenizer_free(t);
+	}
+	cJSON_Delete(tj);
+	ck_assert_int_eq(checked, (int)((FTK_ARRAY_SIZE(reps) + 1) * FTK_ARRAY_SIZE(texts)));
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
 	Suite *s = suite_create("tokenizer");
@@ -712,6 +875,8 @@ static Suite *make_suite(void)
 	tcase_add_test(tc, test_synthetic);
 	tcase_add_test(tc, test_single_word);
 	tcase_add_test(tc, test_chunked_encode);
+	tcase_add_test(tc, test_encode_each);
+	tcase_add_test(tc, test_replace_in_place);
 	tcase_add_test(tc, test_limit_behaviors);
 	tcase_add_test(tc, test_limit_stops_early);
 	suite_add_tcase(s, tc);
