@@ -13,10 +13,15 @@
  * model.c never touches backend memory itself: it allocates buffers with
  * alloc, fills them with upload (token ids, positions, document ids and
  * targets are prepared on the host and uploaded), and runs every step of
- * the forward and backward pass through an op below.  The exceptions are
- * the LoRA parameters and gradients, which live in alloc_shared memory
- * that host code (the optimizer, adapter files) reads and writes in
- * place.  The CPU backend (backend_cpu.c) is the reference: plain loops
+ * the forward and backward pass through an op below.  The LoRA parameters
+ * and gradients are no exception: they are alloc memory too (device
+ * memory on CUDA), the optimizer runs on them as ops (sumsq, scale,
+ * adamw), and host code (adapter files, checkpoints, the selftest, MPI's
+ * all-reduce) reads and writes copies (ftk_model_lora_download/upload,
+ * model.h), never the arrays in place.  FTK_CPU_GUARD=1 makes the CPU
+ * backend's memory unreadable by the host between ops, so that a test
+ * catches an in-place access the CPU would otherwise forgive
+ * (ftk_backend_cpu_guarded below).  The CPU backend (backend_cpu.c) is the reference: plain loops
  * over the per-element and per-row arithmetic of ops.h, OpenBLAS for
  * matrix products, short-lived threads for the rest.  A CUDA backend
  * implements the same table over device pointers, using the same ops.h
@@ -109,12 +114,6 @@ struct ftk_backend_ops {
 	void (*upload)(struct ftk_backend *be, void *dst, const void *src, size_t bytes);
 	void (*download)(struct ftk_backend *be, void *dst, const void *src, size_t bytes);
 	void (*copy)(struct ftk_backend *be, void *dst, const void *src, size_t bytes);
-	/*
-	 * Memory that both the host and the backend address directly (CUDA:
-	 * managed memory), zeroed: the LoRA parameters and gradients, which the
-	 * optimizer, checkpoints and adapter files read and write in place.
-	 */
-	void *(*alloc_shared)(struct ftk_backend *be, size_t bytes);
 	void (*zero)(struct ftk_backend *be, void *p, size_t bytes);
 	/* Prepare a weight for this backend (CUDA uploads the NF4 bytes). */
 	void (*weight_prepare)(struct ftk_backend *be, struct ftk_weight *w);
@@ -211,14 +210,14 @@ struct ftk_backend_ops {
 	void (*gemm_batch)(struct ftk_backend *be, int n, const struct ftk_gemm_args *g);
 
 	/*
-	 * The optimizer over the flat LoRA arrays (alloc_shared memory), so
-	 * that clipping and AdamW run where the gradients are and the host
-	 * never walks them (on CUDA that would move every page of managed
-	 * memory to the host and back each step).  sumsq returns the sum of
-	 * x[i]^2 accumulated in double; scale does x[i] *= s; adamw applies
-	 * optim_ops.h's ftk_adamw_update to each i.  All three finish before
-	 * they return.  May be NULL: optim.c then runs optim_ops.h's host
-	 * loops over the shared memory.
+	 * The optimizer over the flat LoRA arrays (alloc memory), so that
+	 * clipping and AdamW run where the gradients are and the host never
+	 * walks them (on CUDA they are device memory, which the host cannot
+	 * read in place).  sumsq returns the sum of x[i]^2 accumulated in
+	 * double; scale does x[i] *= s; adamw applies optim_ops.h's
+	 * ftk_adamw_update to each i.  All three finish before they return.  May be NULL: optim.c then runs optim_ops.h's host
+	 * loops over the arrays, which is right only where alloc memory is
+	 * host memory (the CPU; the CUDA table has all three).
 	 */
 	double (*sumsq)(struct ftk_backend *be, const float *x, size_t n);
 	void (*scale)(struct ftk_backend *be, float *x, float s, size_t n);
@@ -262,10 +261,10 @@ struct ftk_backend_ops {
 			       int B, int T, int NH, int NKV, int hd);
 
 	/*
-	 * Wait until every op queued so far has finished, so the host may read
-	 * and write alloc_shared memory: the model calls it once at the end of
-	 * a backward pass and when the host asks for the LoRA arrays, not after
-	 * every op (the CUDA ops queue without waiting).  NULL: ops finish
+	 * Wait until every op queued so far has finished, so that what the
+	 * host reads back is final: the model calls it once at the end of a
+	 * backward pass and before it copies the LoRA arrays, not after every
+	 * op (the CUDA ops queue without waiting).  NULL: ops finish
 	 * before they return (the CPU).
 	 */
 	void (*sync)(struct ftk_backend *be);
@@ -277,7 +276,7 @@ struct ftk_backend_ops {
  * pair differs.  Raise it whenever an exported entry point's signature or
  * the meaning of a table entry changes (a new entry changes the size).
  */
-#define FTK_CUDA_ABI 6
+#define FTK_CUDA_ABI 7	/* 7: alloc_shared left the table (issue 23.9) */
 
 /* The largest head_dim the flash attention ops take. */
 #define FTK_FLASH_MAX_HD 256
@@ -305,6 +304,17 @@ struct ftk_backend {
  * is per thread); set_threads and set_precision may not run beside them.
  */
 struct ftk_backend *ftk_backend_cpu_new(void);
+
+/*
+ * Whether new CPU instances run in guard mode: FTK_CPU_GUARD set in the
+ * environment (and not "0") when the instance is made.  A test mode
+ * (docs/HACKING.md): every alloc comes from an arena the host can neither
+ * read nor write except while one of the table's ops runs, so host code
+ * that touches backend memory without upload/download crashes there
+ * instead of passing on the CPU and failing on a GPU.  The numbers are the
+ * plain CPU backend's, bit for bit.
+ */
+int ftk_backend_cpu_guarded(void);
 
 /* Free an instance (be->ops->destroy); NULL is fine.  Free its memory first. */
 void ftk_backend_free(struct ftk_backend *be);

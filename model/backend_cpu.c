@@ -36,7 +36,9 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdio.h>
 #include <unistd.h>
+#include <sys/mman.h>
 #include "lib/err.h"
 #include "model/ops.h"
 
@@ -1104,7 +1106,6 @@ static const struct ftk_backend_ops cpu_ops = {
 	/* .upload = */ cpu_copy,
 	/* .download = */ cpu_copy,
 	/* .copy = */ cpu_copy,
-	/* .alloc_shared = */ cpu_alloc,
 	/* .zero = */ cpu_zero,
 	/* .weight_prepare = */ cpu_weight_prepare,
 	/* .weight_release = */ cpu_weight_prepare,
@@ -1135,13 +1136,290 @@ static const struct ftk_backend_ops cpu_ops = {
 	/* .sync = */ NULL,
 };
 
+/* ---------------------------------------------------------------- guard mode */
+
+/*
+ * FTK_CPU_GUARD=1 in the environment (read when an instance is made): a
+ * test mode in which backend memory is not host memory between ops, as on
+ * a GPU.  On the CPU, upload and download are memcpys of the very memory
+ * the ops use, so host code that reads or writes backend memory in place
+ * (a LoRA array without ftk_model_lora_download, say) gives the right
+ * numbers here and wrong ones, or a crash, on CUDA.  In guard mode every
+ * alloc comes from one arena of pages that are PROT_NONE except while an
+ * op of the table runs (each entry below opens the arena, runs the CPU op
+ * and closes it again), so such an access is a SIGSEGV at the line that
+ * does it.  The copies and the arithmetic are the CPU backend's own, so a
+ * guarded run computes the same numbers bit for bit.
+ *
+ * The arena is the process's, not the instance's: memory one instance
+ * allocates may be used by any other (backend.h), so every guarded
+ * instance shares it (the one exception to "no state in globals", for a
+ * test mode).  Ops running on several threads at once keep it open until
+ * the last one returns, so a host access on another thread meanwhile goes
+ * unseen.  Two mprotect calls per op cost time in proportion to the pages
+ * they change, so blocks are whole 2 MiB huge pages (MADV_HUGEPAGE: one
+ * page-table entry each where the kernel gives transparent huge pages,
+ * else slower, not wrong), and a freed block goes back to the kernel
+ * (MADV_DONTNEED) and is reused by a later alloc that fits.  The arena
+ * reserves FTK_GUARD_ARENA bytes of address space, far more than tests
+ * allocate.  Tests only (docs/HACKING.md).
+ */
+#define FTK_GUARD_ARENA ((size_t)1 << 40)	/* address space, not memory */
+#define FTK_GUARD_BLOCK ((size_t)2 << 20)	/* a huge page */
+
+struct guard_block {
+	char *p;
+	size_t len;
+	int live;	/* handed out (else free for reuse) */
+};
+
+static struct {
+	pthread_mutex_t mu;
+	char *base;		/* FTK_GUARD_ARENA bytes, PROT_NONE but while an op runs */
+	size_t used;		/* bytes of it in blocks, FTK_GUARD_BLOCK-aligned */
+	int depth;		/* ops running now: the arena is open while > 0 */
+	struct guard_block *blocks;
+	size_t n_blocks, cap_blocks;
+} guard = { .mu = PTHREAD_MUTEX_INITIALIZER };
+
+static void guard_protect(int open)
+{
+	if (guard.used &&
+	    mprotect(guard.base, guard.used, open ? PROT_READ | PROT_WRITE : PROT_NONE)) {
+		fprintf(stderr, "FTK_CPU_GUARD: mprotect failed\n");
+		abort();
+	}
+}
+
+static void guard_enter(void)
+{
+	pthread_mutex_lock(&guard.mu);
+	if (guard.depth++ == 0)
+		guard_protect(1);
+	pthread_mutex_unlock(&guard.mu);
+}
+
+static void guard_leave(void)
+{
+	pthread_mutex_lock(&guard.mu);
+	if (--guard.depth == 0)
+		guard_protect(0);
+	pthread_mutex_unlock(&guard.mu);
+}
+
+static void *guard_alloc(struct ftk_backend *be, size_t n)
+{
+	size_t len = (n + FTK_GUARD_BLOCK - 1) / FTK_GUARD_BLOCK * FTK_GUARD_BLOCK;
+	if (!len)
+		len = FTK_GUARD_BLOCK;
+	pthread_mutex_lock(&guard.mu);
+	if (!guard.base) {
+		/* one block more, to align the start to a huge page */
+		void *a = mmap(NULL, FTK_GUARD_ARENA + FTK_GUARD_BLOCK, PROT_NONE,
+			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		if (a == MAP_FAILED) {
+			fprintf(stderr, "FTK_CPU_GUARD: cannot reserve the arena\n");
+			abort();
+		}
+		uintptr_t u = ((uintptr_t)a + FTK_GUARD_BLOCK - 1) & ~(uintptr_t)(FTK_GUARD_BLOCK - 1);
+		guard.base = (char *)u;
+		madvise(guard.base, FTK_GUARD_ARENA, MADV_HUGEPAGE);	/* a hint: may fail */
+	}
+	char *p = NULL;
+	for (size_t i = 0; i < guard.n_blocks && !p; i++) {	/* a freed block that fits */
+		struct guard_block *b = &guard.blocks[i];
+		if (b->live || b->len < len)
+			continue;
+		if (b->len > len) {	/* split: the rest stays free */
+			FTK_ALLOC_GROW(guard.blocks, guard.n_blocks + 1, guard.cap_blocks);
+			b = &guard.blocks[i];
+			guard.blocks[guard.n_blocks++] =
+				(struct guard_block){ b->p + len, b->len - len, 0 };
+			b->len = len;
+		}
+		b->live = 1;
+		p = b->p;	/* zero: its pages went back to the kernel when freed */
+	}
+	if (!p) {
+		if (len > FTK_GUARD_ARENA - guard.used) {
+			fprintf(stderr, "FTK_CPU_GUARD: arena spent\n");
+			abort();
+		}
+		p = guard.base + guard.used;	/* fresh pages: zero */
+		guard.used += len;
+		FTK_ALLOC_GROW(guard.blocks, guard.n_blocks + 1, guard.cap_blocks);
+		guard.blocks[guard.n_blocks++] = (struct guard_block){ p, len, 1 };
+	}
+	if (guard.depth > 0 && mprotect(p, len, PROT_READ | PROT_WRITE)) {
+		fprintf(stderr, "FTK_CPU_GUARD: mprotect failed\n");
+		abort();
+	}
+	pthread_mutex_unlock(&guard.mu);
+	return p;
+}
+
+static void guard_free(struct ftk_backend *be, void *p)
+{
+	if (!p)
+		return;
+	pthread_mutex_lock(&guard.mu);
+	for (size_t i = 0; i < guard.n_blocks; i++)
+		if (guard.blocks[i].p == p && guard.blocks[i].live) {
+			madvise(p, guard.blocks[i].len, MADV_DONTNEED);	/* zero when reused */
+			guard.blocks[i].live = 0;
+			pthread_mutex_unlock(&guard.mu);
+			return;
+		}
+	pthread_mutex_unlock(&guard.mu);
+	fprintf(stderr, "FTK_CPU_GUARD: free of %p, not backend memory\n", p);
+	abort();
+}
+
+/* Each op of the table with the arena open while the CPU op runs. */
+#define GUARDED(name, params, args)    \
+	static void guard_##name params \
+	{                               \
+		guard_enter();          \
+		cpu_##name args;        \
+		guard_leave();          \
+	}
+GUARDED(copy, (struct ftk_backend *be, void *dst, const void *src, size_t n), (be, dst, src, n))
+GUARDED(zero, (struct ftk_backend *be, void *p, size_t n), (be, p, n))
+GUARDED(gemm,
+	(struct ftk_backend *be, int ta, int tb, int M, int N, int K, float alpha, const float *A,
+	 int lda, const float *B, int ldb, float beta, float *C, int ldc),
+	(be, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc))
+GUARDED(linear_fwd,
+	(struct ftk_backend *be, float *out, const float *inp, const struct ftk_weight *w,
+	 const float *bias, int M),
+	(be, out, inp, w, bias, M))
+GUARDED(linear_bwd_inp,
+	(struct ftk_backend *be, float *dinp, const float *dout, const struct ftk_weight *w, int M),
+	(be, dinp, dout, w, M))
+GUARDED(rmsnorm_fwd,
+	(struct ftk_backend *be, float *out, float *rstd, const float *inp, const float *weight,
+	 int M, int C, float eps),
+	(be, out, rstd, inp, weight, M, C, eps))
+GUARDED(rmsnorm_bwd,
+	(struct ftk_backend *be, float *dinp, const float *dout, const float *inp,
+	 const float *weight, const float *rstd, int M, int C),
+	(be, dinp, dout, inp, weight, rstd, M, C))
+GUARDED(rope,
+	(struct ftk_backend *be, float *x, const int32_t *pos, const float *inv_freq, int M,
+	 int nh, int hd, int sign),
+	(be, x, pos, inv_freq, M, nh, hd, sign))
+GUARDED(attn_fwd,
+	(struct ftk_backend *be, float *out, float *att, const float *q, const float *k,
+	 const float *v, const int32_t *doc, int B, int T, int NH, int NKV, int hd),
+	(be, out, att, q, k, v, doc, B, T, NH, NKV, hd))
+GUARDED(attn_bwd,
+	(struct ftk_backend *be, float *dq, float *dk, float *dv, const float *dout,
+	 const float *att, const float *q, const float *k, const float *v, int B, int T, int NH,
+	 int NKV, int hd),
+	(be, dq, dk, dv, dout, att, q, k, v, B, T, NH, NKV, hd))
+GUARDED(attn_decode,
+	(struct ftk_backend *be, float *out, const float *q, const float *kc, const float *vc,
+	 int n, int NH, int NKV, int hd, float *scratch),
+	(be, out, q, kc, vc, n, NH, NKV, hd, scratch))
+GUARDED(swiglu_fwd,
+	(struct ftk_backend *be, float *out, const float *gate, const float *up, size_t n),
+	(be, out, gate, up, n))
+GUARDED(swiglu_bwd,
+	(struct ftk_backend *be, float *dgate, float *dup, const float *dout, const float *gate,
+	 const float *up, size_t n),
+	(be, dgate, dup, dout, gate, up, n))
+GUARDED(xent,
+	(struct ftk_backend *be, float *loss, float *logits, const int32_t *target, int M, int V,
+	 float gs),
+	(be, loss, logits, target, M, V, gs))
+GUARDED(add, (struct ftk_backend *be, float *y, const float *x, size_t n), (be, y, x, n))
+GUARDED(dropout,
+	(struct ftk_backend *be, float *y, const float *x, const uint8_t *keep, float scale,
+	 size_t n),
+	(be, y, x, keep, scale, n))
+GUARDED(dropout_mask,
+	(struct ftk_backend *be, uint8_t *keep, uint64_t stream, float p, size_t n),
+	(be, keep, stream, p, n))
+GUARDED(embed,
+	(struct ftk_backend *be, float *out, const float *table, const uint32_t *ids, int M,
+	 int C),
+	(be, out, table, ids, M, C))
+GUARDED(gemm_batch, (struct ftk_backend *be, int n, const struct ftk_gemm_args *g), (be, n, g))
+GUARDED(scale, (struct ftk_backend *be, float *x, float s, size_t n), (be, x, s, n))
+GUARDED(adamw,
+	(struct ftk_backend *be, float *w, float *m, float *v, const float *g, size_t n,
+	 const struct ftk_adamw_consts *c),
+	(be, w, m, v, g, n, c))
+GUARDED(attn_fwd_flash,
+	(struct ftk_backend *be, float *out, float *lse, const float *q, const float *k,
+	 const float *v, const int32_t *doc, int B, int T, int NH, int NKV, int hd),
+	(be, out, lse, q, k, v, doc, B, T, NH, NKV, hd))
+GUARDED(attn_bwd_flash,
+	(struct ftk_backend *be, float *dq, float *dk, float *dv, const float *dout,
+	 const float *out, const float *lse, const float *q, const float *k, const float *v,
+	 const int32_t *doc, int B, int T, int NH, int NKV, int hd),
+	(be, dq, dk, dv, dout, out, lse, q, k, v, doc, B, T, NH, NKV, hd))
+#undef GUARDED
+
+static double guard_sumsq(struct ftk_backend *be, const float *x, size_t n)
+{
+	guard_enter();
+	double s = cpu_sumsq(be, x, n);
+	guard_leave();
+	return s;
+}
+
+static const struct ftk_backend_ops guard_ops = {
+	/* .name = */ "cpu",
+	/* .destroy = */ cpu_destroy,
+	/* .alloc = */ guard_alloc,
+	/* .free = */ guard_free,
+	/* .upload = */ guard_copy,
+	/* .download = */ guard_copy,
+	/* .copy = */ guard_copy,
+	/* .zero = */ guard_zero,
+	/* .weight_prepare = */ cpu_weight_prepare,
+	/* .weight_release = */ cpu_weight_prepare,
+	/* .set_threads = */ cpu_set_threads,
+	/* .gemm = */ guard_gemm,
+	/* .linear_fwd = */ guard_linear_fwd,
+	/* .linear_bwd_inp = */ guard_linear_bwd_inp,
+	/* .rmsnorm_fwd = */ guard_rmsnorm_fwd,
+	/* .rmsnorm_bwd = */ guard_rmsnorm_bwd,
+	/* .rope = */ guard_rope,
+	/* .attn_fwd = */ guard_attn_fwd,
+	/* .attn_bwd = */ guard_attn_bwd,
+	/* .attn_decode = */ guard_attn_decode,
+	/* .swiglu_fwd = */ guard_swiglu_fwd,
+	/* .swiglu_bwd = */ guard_swiglu_bwd,
+	/* .xent = */ guard_xent,
+	/* .add = */ guard_add,
+	/* .dropout = */ guard_dropout,
+	/* .dropout_mask = */ guard_dropout_mask,
+	/* .embed = */ guard_embed,
+	/* .gemm_batch = */ guard_gemm_batch,
+	/* .sumsq = */ guard_sumsq,
+	/* .scale = */ guard_scale,
+	/* .adamw = */ guard_adamw,
+	/* .set_precision = */ cpu_set_precision,
+	/* .attn_fwd_flash = */ guard_attn_fwd_flash,
+	/* .attn_bwd_flash = */ guard_attn_bwd_flash,
+	/* .sync = */ NULL,
+};
+
+int ftk_backend_cpu_guarded(void)
+{
+	const char *g = getenv("FTK_CPU_GUARD");
+	return g && *g && strcmp(g, "0") != 0;
+}
+
 struct ftk_backend *ftk_backend_cpu_new(void)
 {
 	struct ftk_backend *be = xcalloc(1, sizeof(*be));
 	struct cpu_state *st = xcalloc(1, sizeof(*st));
 	st->threads = 1;
 	st->precision = FTK_PREC_FP32;
-	be->ops = &cpu_ops;
+	be->ops = ftk_backend_cpu_guarded() ? &guard_ops : &cpu_ops;
 	be->ctx = st;
 	return be;
 }

@@ -10,12 +10,14 @@
  * ops.h (FTK_HD makes those functions __host__ __device__ here), so the
  * kernels run the very expressions the CPU backend's unit tests check.
  *
- *   memory      cudaMalloc; alloc_shared is cudaMallocManaged (the LoRA
- *               parameters and gradients, which adapters and checkpoints
- *               read in place).  Ops queue on the default stream and do not
- *               wait; the model calls sync once before the host reads
- *               managed memory (after a backward pass), and downloads wait
- *               for what came before them.
+ *   memory      cudaMalloc, for everything the model allocates, the LoRA
+ *               parameters and gradients included (no managed memory:
+ *               over-asking it can hang a GPU others share; the host
+ *               copies the LoRA arrays with download/upload, issue 23.9).
+ *               Ops queue on the default stream and do not wait; the model
+ *               calls sync once at the end of a backward pass and before
+ *               it copies the LoRA arrays, and downloads wait for what came
+ *               before them.
  *   products    cuBLAS, fp32 inputs and fp32 accumulation (cublasGemmEx).
  *               Under set_precision(FTK_PREC_BF16) (--precision bf16) the
  *               two operands are converted to bf16 by a kernel calling
@@ -50,8 +52,8 @@
  *   optimizer   the table's adamw (optim_ops.h's ftk_adamw_update per
  *               element), sumsq (the global gradient norm's sum of squares,
  *               a block reduction in double) and scale (clipping), so the
- *               trainer clips and steps on the GPU over the managed LoRA
- *               arrays.
+ *               trainer clips and steps on the GPU over the LoRA arrays in
+ *               device memory.
  *
  * Nothing here has run on a GPU in the session that wrote it: it compiles
  * with -Werror for sm_80, sm_89 and sm_90, and `ftk-train --selftest` on a
@@ -142,8 +144,8 @@ static void init_once(struct ftk_backend *be)
  * After a launch: a bad launch (configuration, resources) shows here, at
  * its op.  Nothing waits for the kernel: ops queue on the default stream in
  * order, downloads (cudaMemcpy) wait for what came before them, and the
- * model calls the table's sync once before the host reads managed memory
- * (the LoRA gradients after a backward pass), not once per op.
+ * model calls the table's sync once at the end of a backward pass and
+ * before it copies the LoRA arrays to the host, not once per op.
  */
 static void launched(void)
 {
@@ -158,16 +160,6 @@ static void *cu_alloc(struct ftk_backend *be, size_t n)
 	void *p = NULL;
 	CK(cudaMalloc(&p, n ? n : 64));
 	CK(cudaMemset(p, 0, n ? n : 64));
-	return p;
-}
-
-static void *cu_alloc_shared(struct ftk_backend *be, size_t n)
-{
-	init_once(be);
-	void *p = NULL;
-	CK(cudaMallocManaged(&p, n ? n : 64, cudaMemAttachGlobal));
-	CK(cudaMemset(p, 0, n ? n : 64));
-	CK(cudaDeviceSynchronize());	/* the host may write it at once */
 	return p;
 }
 
@@ -1126,7 +1118,12 @@ __global__ void k_scale(float *x, float s, size_t n)
 		x[i] = ftk_clip_scale(x[i], s);
 }
 
-/* The optimizer entries: the LoRA arrays are managed memory, so each waits for its kernel. */
+/*
+ * The optimizer entries.  Each waits for its kernel, as the table's
+ * contract says (written when the LoRA arrays were managed memory that the
+ * host read next); with device memory the wait could go, but the contract
+ * would change with it (left as it is).
+ */
 static double cu_sumsq(struct ftk_backend *, const float *x, size_t n)
 {
 	enum { NB = 256 };
@@ -1333,7 +1330,6 @@ static const struct ftk_backend_ops cuda_ops = {
 	/* .upload = */ cu_memcpy,
 	/* .download = */ cu_memcpy,
 	/* .copy = */ cu_memcpy,
-	/* .alloc_shared = */ cu_alloc_shared,
 	/* .zero = */ cu_zero,
 	/* .weight_prepare = */ cu_weight_prepare,
 	/* .weight_release = */ cu_weight_release,

@@ -105,6 +105,7 @@ int ftk_merge(const struct ftk_merge_opts *o, int *n_merged, struct ftk_error *e
 	struct ftk_st_writer *w = NULL;
 	void **bufs = NULL;
 	size_t nb = 0;
+	float *lora = NULL;	/* host copy of the model's LoRA parameters */
 	struct ftk_load_opts lo = { o->quant, NULL, 0, 0 };
 	int rc = ftk_model_load(&m, o->model_dir, &lo, err);
 	if (rc < 0)
@@ -122,6 +123,12 @@ int ftk_merge(const struct ftk_merge_opts *o, int *n_merged, struct ftk_error *e
 	}
 	const struct ftk_lora_opts *lopt = ftk_model_lora_opts(m);
 	float scaling = lopt ? ftk_lora_scaling(lopt) : 0.0f;
+	if (lopt) {	/* the parameters are backend memory: one host copy */
+		size_t nl;
+		ftk_model_lora_flat(m, &nl);
+		lora = xmalloc(nl * sizeof(float) + 1);
+		ftk_model_lora_download(m, lora);
+	}
 	w = ftk_st_writer_new();
 	ftk_st_writer_meta(w, "format", "pt");
 	size_t n = ftk_st_count(st);
@@ -143,8 +150,8 @@ int ftk_merge(const struct ftk_merge_opts *o, int *n_merged, struct ftk_error *e
 			if (A && B) {
 				/* W (out, in) += scaling * B (out, r) @ A (r, in) */
 				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B->rows, A->cols,
-					    A->rows, scaling, B->data, B->cols, A->data, A->cols, 1.0f, f,
-					    A->cols);
+					    A->rows, scaling, lora + B->offset, B->cols, lora + A->offset,
+					    A->cols, 1.0f, f, A->cols);
 				if (n_merged)
 					(*n_merged)++;
 			}
@@ -184,6 +191,7 @@ out:
 	for (size_t i = 0; i < nb; i++)
 		free(bufs[i]);
 	free(bufs);
+	free(lora);
 	ftk_st_writer_free(w);
 	ftk_st_close(st);
 	ftk_adapter_free(ad);

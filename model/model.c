@@ -7,7 +7,10 @@
  *     the projections under --quant none) share one arena `base_mem`;
  *     each NF4 projection owns its block (struct ftk_nf4);
  *   - LoRA parameters are one array `lora_mem`, their gradients another of
- *     the same layout; struct ftk_lora_tensor entries point into them;
+ *     the same layout, both backend memory (device memory on CUDA: the
+ *     host copies them with ftk_model_lora_download/upload and
+ *     ftk_model_lora_grad_download, never reads them in place); struct
+ *     ftk_lora_tensor entries point into them;
  *   - activations: one block per saved layer (struct acts, all offsets from
  *     one allocation), the residual stream res (L+1, M, C), and one block of
  *     scratch buffers for the backward pass.  Attention saves its (B, NH,
@@ -540,8 +543,8 @@ int ftk_model_lora_init(struct ftk_model *m, const struct ftk_lora_opts *o, stru
 			nlt += 2;
 		}
 	m->n_lora = n;
-	m->lora_mem = m->be->ops->alloc_shared(m->be, n * sizeof(float));
-	m->grad_mem = m->be->ops->alloc_shared(m->be, n * sizeof(float));
+	m->lora_mem = m->be->ops->alloc(m->be, n * sizeof(float));	/* zero: B starts at 0 */
+	m->grad_mem = m->be->ops->alloc(m->be, n * sizeof(float));
 	m->lt = xcalloc(nlt, sizeof(*m->lt));
 	m->n_lt = nlt;
 	struct ftk_rng rng;
@@ -642,6 +645,13 @@ void ftk_model_lora_upload(struct ftk_model *m, const float *host)
 	if (m->be->ops->sync)
 		m->be->ops->sync(m->be);
 	m->be->ops->upload(m->be, m->lora_mem, host, m->n_lora * sizeof(float));
+}
+
+void ftk_model_lora_grad_download(const struct ftk_model *m, float *host)
+{
+	if (m->be->ops->sync)
+		m->be->ops->sync(m->be);
+	m->be->ops->download(m->be, host, m->grad_mem, m->n_lora * sizeof(float));
 }
 
 void ftk_model_zero_grad(struct ftk_model *m)

@@ -90,7 +90,7 @@ void ftk_model_free(struct ftk_model *m);
  * threads at once: those read the weights only.  While shared, neither may
  * train or change its LoRA parameters (forward_backward, lora_init and so
  * ftk_adapter_apply refuse with FTK_EUSAGE); writing through
- * ftk_model_lora_flat then would change every sharer's answers.
+ * ftk_model_lora_upload then would change every sharer's answers.
  * Returns 0 and *out (free with ftk_model_free; src stays usable and may be
  * freed first).
  */
@@ -147,14 +147,18 @@ int ftk_model_lora_init(struct ftk_model *m, const struct ftk_lora_opts *o, stru
 /* The options the adapters were created with, or NULL when there are none. */
 const struct ftk_lora_opts *ftk_model_lora_opts(const struct ftk_model *m);
 
-/* One LoRA tensor; data and grad point into the model's two flat arrays. */
+/*
+ * One LoRA tensor; data and grad point into the model's two flat arrays,
+ * which are backend memory: device memory on CUDA, so host code never
+ * dereferences them (it indexes a downloaded copy with offset).
+ */
 struct ftk_lora_tensor {
 	char name[128];	/* PEFT name: base_model.model.model.layers.N.self_attn.q_proj.lora_A.weight */
 	int layer;
 	enum ftk_lora_target target;
 	int is_b;	/* 0: lora_A (rank, in); 1: lora_B (out, rank) */
 	int rows, cols;
-	float *data;	/* (rows, cols), backend memory (host memory on the CPU) */
+	float *data;	/* (rows, cols), backend memory: for backend ops only */
 	float *grad;	/* (rows, cols), backend memory */
 	size_t offset;	/* index of data[0] in the flat parameter array */
 };
@@ -162,8 +166,9 @@ struct ftk_lora_tensor {
 /*
  * The LoRA tensors in a fixed order (layer, then q,k,v,o,gate,up,down, then
  * A before B), and the flat arrays they point into.  Borrowed from the model;
- * valid until the next ftk_model_lora_init or ftk_model_free.  The caller may
- * write the parameters (optimizer step, loading an adapter) between calls.
+ * valid until the next ftk_model_lora_init or ftk_model_free.  The flat
+ * arrays are backend memory, for the backend's ops (the optimizer's sumsq,
+ * scale, adamw; NCCL): host code copies them with the functions below.
  */
 size_t ftk_model_lora_count(const struct ftk_model *m);
 const struct ftk_lora_tensor *ftk_model_lora_tensor(const struct ftk_model *m, size_t i);
@@ -180,6 +185,8 @@ float *ftk_model_lora_grad_flat(struct ftk_model *m, size_t *n);	/* n floats, sa
  */
 void ftk_model_lora_download(const struct ftk_model *m, float *host);
 void ftk_model_lora_upload(struct ftk_model *m, const float *host);
+/* The flat gradients (same layout) copied to host memory, after every queued op. */
+void ftk_model_lora_grad_download(const struct ftk_model *m, float *host);
 void ftk_model_zero_grad(struct ftk_model *m);
 
 /*

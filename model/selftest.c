@@ -96,19 +96,26 @@ struct diff {
 	double abs, ref;	/* largest |dev - cpu|, largest |cpu| */
 };
 
-static void cmp_f(struct ftk_backend *dev, struct diff *d, const float *cpu, const float *devbuf,
+/*
+ * Both sides downloaded: the reference too is the CPU backend's memory,
+ * which FTK_CPU_GUARD keeps from the host (a host array given as ref is
+ * copied the same way: the CPU's download is a memcpy).
+ */
+static void cmp_f(struct ftk_backend *dev, struct diff *d, const float *ref, const float *devbuf,
 		  size_t n)
 {
-	float *h = xmalloc(n * sizeof(float) + 1);
+	float *h = xmalloc(n * sizeof(float) + 1), *c = xmalloc(n * sizeof(float) + 1);
 	dev->ops->download(dev, h, devbuf, n * sizeof(float));
+	cpu->ops->download(cpu, c, ref, n * sizeof(float));
 	for (size_t i = 0; i < n; i++) {
-		double a = fabs((double)h[i] - (double)cpu[i]);
+		double a = fabs((double)h[i] - (double)c[i]);
 		if (a > d->abs || isnan(a))
 			d->abs = isnan(a) ? INFINITY : a;
-		if (fabs((double)cpu[i]) > d->ref)
-			d->ref = fabs((double)cpu[i]);
+		if (fabs((double)c[i]) > d->ref)
+			d->ref = fabs((double)c[i]);
 	}
 	free(h);
+	free(c);
 }
 
 static const char *suffix = "";	/* after each op's name: " bf16" in the bf16 lines */
@@ -556,9 +563,10 @@ static int t_elementwise(struct ftk_backend *dev, FILE *out)
 	cpu->ops->dropout_mask(cpu, keep.c, 12345, 0.3f, n);
 	dev->ops->dropout_mask(dev, keep.d, 12345, 0.3f, n);
 	dev->ops->download(dev, kh, keep.d, n);
+	cpu->ops->download(cpu, kz, keep.c, n);
 	size_t differ = 0;
 	for (size_t i = 0; i < n; i++)
-		differ += kh[i] != ((uint8_t *)keep.c)[i];
+		differ += kh[i] != kz[i];
 	fprintf(out, "  %-26s %zu of %zu mask bytes differ  %s\n", "dropout_mask", differ, n,
 		differ ? "FAIL" : "ok");
 	fails += differ != 0;
@@ -685,8 +693,8 @@ int ftk_selftest_ops(struct ftk_backend *dev, FILE *out)
 }
 
 /*
- * The optimizer entries (sumsq, scale, adamw) over shared memory, as the
- * trainer calls them, against optim_ops.h's host loops.
+ * The optimizer entries (sumsq, scale, adamw) over backend memory, as the
+ * trainer calls them on the LoRA arrays, against optim_ops.h's host loops.
  */
 static int t_optim(struct ftk_backend *dev, FILE *out)
 {
@@ -697,9 +705,8 @@ static int t_optim(struct ftk_backend *dev, FILE *out)
 		v[i] = fabsf(v[i]);
 	struct ftk_adamw_consts c = { 0.9f, 0.1f, 0.999f, 0.001f, 1e-8f, 1.0f - 1e-3f * 0.01f,
 				      -1e-3f / 0.1f, sqrtf(0.001f) };
-	float *dw = dev->ops->alloc_shared(dev, n * 4), *dm = dev->ops->alloc_shared(dev, n * 4);
-	float *dv = dev->ops->alloc_shared(dev, n * 4), *dg = dev->ops->alloc_shared(dev, n * 4);
-	memcpy(dw, w, n * 4), memcpy(dm, m, n * 4), memcpy(dv, v, n * 4), memcpy(dg, g, n * 4);
+	float *dw = put(dev, w, n * 4), *dm = put(dev, m, n * 4);
+	float *dv = put(dev, v, n * 4), *dg = put(dev, g, n * 4);
 	dev->ops->adamw(dev, dw, dm, dv, dg, n, &c);
 	ftk_adamw_array(w, m, v, g, n, &c);
 	struct diff d[3] = { { 0, 0 }, { 0, 0 }, { 0, 0 } };
@@ -741,21 +748,34 @@ int ftk_selftest_lora_grads(const struct ftk_model *ref, const struct ftk_model 
 			ftk_model_lora_count(dev), nt);
 		return 1;
 	}
+	/* the gradients are backend memory (device memory on a GPU): host copies */
+	size_t n = 0;
+	for (size_t ti = 0; ti < nt; ti++) {
+		const struct ftk_lora_tensor *t = ftk_model_lora_tensor(ref, ti);
+		size_t end = t->offset + (size_t)t->rows * t->cols;
+		n = end > n ? end : n;
+	}
+	float *gc = xmalloc(n * sizeof(float) + 1), *gd = xmalloc(n * sizeof(float) + 1);
+	ftk_model_lora_grad_download(ref, gc);
+	ftk_model_lora_grad_download(dev, gd);
 	for (size_t ti = 0; ti < nt; ti++) {
 		const struct ftk_lora_tensor *tc = ftk_model_lora_tensor(ref, ti);
 		const struct ftk_lora_tensor *td = ftk_model_lora_tensor(dev, ti);
 		size_t cnt = (size_t)tc->rows * tc->cols;
+		const float *c = gc + tc->offset, *d = gd + td->offset;
 		struct diff g = { 0, 0 };
 		for (size_t i = 0; i < cnt; i++) {
-			double a = fabs((double)td->grad[i] - (double)tc->grad[i]);
+			double a = fabs((double)d[i] - (double)c[i]);
 			g.abs = a > g.abs || isnan(a) ? (isnan(a) ? INFINITY : a) : g.abs;
-			g.ref = fabs((double)tc->grad[i]) > g.ref ? fabs((double)tc->grad[i]) : g.ref;
+			g.ref = fabs((double)c[i]) > g.ref ? fabs((double)c[i]) : g.ref;
 		}
 		char name[64];
 		snprintf(name, sizeof(name), "grad L%d %s %s", tc->layer,
 			 ftk_lora_target_name(tc->target), tc->is_b ? "B" : "A");
 		fails += report(out, name, &g, tol);
 	}
+	free(gc);
+	free(gd);
 	return fails;
 }
 
@@ -824,10 +844,14 @@ static int step_at(struct ftk_backend *dev, const char *model_dir, int prec, int
 		return rc;
 	}
 	/* B is zero after init: give every LoRA weight a value so every gradient is non-zero */
-	size_t n = 0, n2 = 0;
-	float *pc = ftk_model_lora_flat(mc, &n), *pd = ftk_model_lora_flat(md, &n2);
+	size_t n = 0;
+	ftk_model_lora_flat(mc, &n);
+	float *p = xmalloc(n * sizeof(float) + 1);
 	for (size_t i = 0; i < n; i++)
-		pc[i] = pd[i] = frand() * 0.05f;
+		p[i] = frand() * 0.05f;
+	ftk_model_lora_upload(mc, p);
+	ftk_model_lora_upload(md, p);
+	free(p);
 	int Bn = 2, T = 48, V = ftk_model_config(mc)->vocab_size;
 	uint32_t *ids = xmalloc((size_t)Bn * T * sizeof(uint32_t));
 	uint32_t *docs = xmalloc((size_t)Bn * T * sizeof(uint32_t));

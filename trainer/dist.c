@@ -2,7 +2,9 @@
  * dist.c: the data-parallel layer of dist.h, over MPI (host memory) or
  * NCCL (device memory, loaded with dlopen).
  *
- * Sums are done in place.  MPI_Allreduce with MPI_SUM on floats is not
+ * Sums are done in place: in host memory under MPI (the trainer hands
+ * it a host copy of the gradients, since Debian's OpenMPI is not built
+ * CUDA-aware), in device memory under NCCL.  MPI_Allreduce with MPI_SUM on floats is not
  * guaranteed to add in rank order, but for two processes a + b == b + a
  * exactly, and OpenMPI's algorithms for small worlds are deterministic run
  * to run, which is what the equality test against one process needs (the
@@ -598,6 +600,8 @@ void ftk_dist_attach(struct ftk_dist *d, struct ftk_train_opts *o)
 	if (o->world > 1) {
 		o->reduce_count = hook_count;
 		o->reduce_grads = hook_grads;
+		/* NCCL sums device memory in place; MPI gets a host copy (train.h) */
+		o->reduce_grads_device = d->t == T_NCCL;
 		o->reduce_max = hook_max;
 		o->reduce_ctx = d;
 	}

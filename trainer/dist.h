@@ -125,7 +125,11 @@ int ftk_dist_world(const struct ftk_dist *d);
 int ftk_dist_local_rank(const struct ftk_dist *d);	/* the GPU to use on this node */
 const char *ftk_dist_transport(const struct ftk_dist *d);	/* "none", "mpi", "nccl" */
 
-/* In-place sums over all processes; 0 or FTK_ENET.  Arrays may be device memory under nccl. */
+/*
+ * In-place sums over all processes; 0 or FTK_ENET.  sum_f32's array is
+ * host memory under mpi (not assumed CUDA-aware) and device memory under
+ * nccl; sum_f64's (and max_int's) is host memory under both.
+ */
 int ftk_dist_sum_f32(struct ftk_dist *d, float *x, size_t n, struct ftk_error *err);
 int ftk_dist_sum_f64(struct ftk_dist *d, double *x, size_t n, struct ftk_error *err);
 /* Maximum of one int over processes (e.g. "any rank was told to stop"). */

@@ -52,11 +52,12 @@ struct ftk_adamw {
 int ftk_adamw_init(struct ftk_adamw *opt, size_t n, const struct ftk_adamw_opts *o,
 		   struct ftk_error *err);
 /*
- * The same, with the moments in be's shared memory and each step run by
- * be->adamw (issue 9: on CUDA the update runs on the GPU where the LoRA
- * parameters and gradients are).  be NULL, or a backend without adamw, is
- * ftk_adamw_init.  The moments stay addressable from the host, so save and
- * load work unchanged.
+ * The same, with the moments in be's memory (device memory on CUDA) and
+ * each step run by be->adamw (issue 9: on CUDA the update runs on the GPU
+ * where the LoRA parameters and gradients are); save and load copy the
+ * moments out and in.  be NULL, or a backend without adamw, is
+ * ftk_adamw_init, whose host loops need params and grads in host memory:
+ * the trainer passes the model's backend, whose arrays are its memory.
  */
 int ftk_adamw_init_on(struct ftk_adamw *opt, size_t n, const struct ftk_adamw_opts *o,
 		      struct ftk_backend *be, struct ftk_error *err);

@@ -304,7 +304,8 @@ struct run {
 	int world, writer;		/* process count; 1 on rank 0 (the one that writes) */
 	struct ftk_adamw opt;
 	struct ftk_sched sched;
-	float *params, *grads, *scratch;
+	float *params, *grads, *scratch;	/* backend memory */
+	float *host_grads;	/* (n) reduce_grads's host copy, when it wants one */
 	size_t n;
 	double *ref_train, *ref_val;	/* DPO reference losses by sequence index */
 	int metrics_fd;
@@ -518,6 +519,29 @@ int ftk_dpo_pairs(struct ftk_model *m, const struct ftk_batch *b, const double *
 		}
 	}
 	return 0;
+}
+
+/*
+ * The data-parallel sum of the gradients (train.h's reduce_grads): in place
+ * when the hook takes backend memory (NCCL), else through a host copy,
+ * downloaded and uploaded whole (MPI_Allreduce reads host memory: Debian's
+ * OpenMPI is not built CUDA-aware, so device pointers are not assumed).
+ * The copies are exact, so the sums are the same bits either way.
+ */
+static int reduce_grads(struct run *r, double *loss_sum, struct ftk_error *err)
+{
+	const struct ftk_train_opts *o = r->o;
+	if (o->reduce_grads_device)
+		return o->reduce_grads(o->reduce_ctx, r->grads, r->n, loss_sum, err);
+	if (!r->host_grads)
+		r->host_grads = xmalloc(r->n * sizeof(float) + 1);
+	ftk_model_lora_grad_download(r->m, r->host_grads);
+	int rc = o->reduce_grads(o->reduce_ctx, r->host_grads, r->n, loss_sum, err);
+	if (rc == 0) {
+		struct ftk_backend *be = ftk_model_backend(r->m);
+		be->ops->upload(be, r->grads, r->host_grads, r->n * sizeof(float));
+	}
+	return rc;
 }
 
 /* One DPO step: loss sum over pairs, pair count in *pairs, margin accuracy. */
@@ -805,6 +829,7 @@ static void release(struct run *r)
 		struct ftk_backend *be = ftk_model_backend(r->m);
 		be->ops->free(be, r->scratch);
 	}
+	free(r->host_grads);
 	ftk_model_free(r->m);
 	if (r->metrics_fd >= 0)
 		close(r->metrics_fd);
@@ -911,7 +936,9 @@ int ftk_train_run(const struct ftk_train_opts *o, int resume, struct ftk_train_r
 	r->sched = o->sched;
 	r->sched.lr = o->lr;
 	r->sched.total = r->total;
-	if ((rc = ftk_adamw_init_on(&r->opt, r->n, &o->adamw, o->backend, err)) < 0)
+	/* the model's own instance (o->backend may be NULL: a CPU one the model
+	 * made), so AdamW and clipping run as its ops on its memory */
+	if ((rc = ftk_adamw_init_on(&r->opt, r->n, &o->adamw, ftk_model_backend(r->m), err)) < 0)
 		goto out;
 
 	/* everything loaded: only now does the run directory get its config, so
@@ -1017,12 +1044,13 @@ int ftk_train_run(const struct ftk_train_opts *o, int resume, struct ftk_train_r
 		else
 			rc = sft_grads(r, &loss_sum, &targets, err);
 		if (rc == 0 && o->reduce_grads)
-			rc = o->reduce_grads(o->reduce_ctx, r->grads, r->n, &loss_sum, err);
+			rc = reduce_grads(r, &loss_sum, err);
 		if (rc < 0) {
 			strbuf_release(&line);
 			goto out;
 		}
-		double gnorm = ftk_clip_grad_norm_on(o->backend, r->grads, r->n, o->max_grad_norm);
+		double gnorm = ftk_clip_grad_norm_on(ftk_model_backend(r->m), r->grads, r->n,
+						     o->max_grad_norm);
 		double lr = ftk_sched_lr(&r->sched, r->step);
 		ftk_adamw_step(&r->opt, r->params, r->grads, lr);
 		r->step++;

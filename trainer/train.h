@@ -82,7 +82,11 @@ struct ftk_train_opts {
 	 * over ranks (the loss normaliser of the global batch); reduce_grads is
 	 * called after the backward passes with the rank's gradients (n floats)
 	 * and loss sum and must leave the sums over ranks in both.  Clipping and
-	 * AdamW then run identically on every rank.
+	 * AdamW then run identically on every rank.  The gradients it gets are
+	 * a host copy (downloaded before, uploaded after: the model's arrays
+	 * are backend memory, device memory on a GPU) unless
+	 * reduce_grads_device says the hook takes the backend's memory itself
+	 * (NCCL's device pointers).
 	 */
 	int rank, world;	/* this process and the process count (0, 1 by default):
 				 * every rank draws the same global stream of world x
@@ -91,6 +95,7 @@ struct ftk_train_opts {
 	int (*reduce_count)(void *ctx, long *count, struct ftk_error *err);
 	int (*reduce_grads)(void *ctx, float *grads, size_t n, double *loss_sum,
 			    struct ftk_error *err);
+	int reduce_grads_device;	/* reduce_grads takes backend memory (0: a host copy) */
 	/*
 	 * Called once per step on every rank with this rank's stop flag (0 or
 	 * 1); must leave the maximum over ranks, so that a signal that reached

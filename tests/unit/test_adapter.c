@@ -369,4 +369,4 @@ static Suite *adapter_suite(void)
 	return s;
 }
 
-FTK_TEST_MAIN(adapter_suite)
+FTK_TEST_MAIN_GUARDED(adapter_suite)

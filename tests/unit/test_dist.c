@@ -308,4 +308,4 @@ static Suite *dist_suite(void)
 	return s;
 }
 
-FTK_TEST_MAIN(dist_suite)
+FTK_TEST_MAIN_GUARDED(dist_suite)

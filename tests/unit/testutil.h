@@ -70,6 +70,21 @@ static inline void ftk_test_scratch(void)
 	fprintf(stderr, "scratch files in %s\n", dir);
 }
 
+/*
+ * FTK_TEST_MAIN with every CPU backend instance in guard mode
+ * (FTK_CPU_GUARD, model/backend.h): backend memory faults when the host
+ * touches it outside the table's ops, as device memory would be wrong to
+ * touch on a GPU.  For suites whose code must reach the LoRA arrays only
+ * through copies (ftk_model_lora_download/upload).
+ */
+#define FTK_TEST_MAIN_GUARDED(make_suite)                  \
+	static Suite *guarded_##make_suite(void)           \
+	{                                                  \
+		setenv("FTK_CPU_GUARD", "1", 1);           \
+		return make_suite();                       \
+	}                                                  \
+	FTK_TEST_MAIN(guarded_##make_suite)
+
 /* Define main() for a suite made by make_suite(). */
 #define FTK_TEST_MAIN(make_suite)                                   \
 	int main(void)                                              \
