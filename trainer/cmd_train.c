@@ -98,13 +98,6 @@ static void targets_cb(const struct ftk_option *opt, const char *arg)
 		ftk_usage_error("--targets: %s", err.msg);
 }
 
-static void schedule_cb(const struct ftk_option *opt, const char *arg)
-{
-	struct ftk_error err;
-	if (ftk_sched_parse(arg, opt->value, &err) < 0)
-		ftk_usage_error("--schedule: %s", err.msg);
-}
-
 /* ftk-train --eval: each checkpoint's eval, one line. */
 static void eval_report(void *ctx, const char *line)
 {
@@ -484,6 +477,7 @@ int cmd_train(int argc, char **argv)
 	int dry = 0, strict = 0;
 	/* rows whose targets are not of o's types: copied into o after the parse */
 	int objective = (int)o.objective, quant = (int)o.quant, precision = -1, attention = (int)o.attention;
+	int sched = (int)o.sched.kind;
 	int dev = -1, dist_mode = FTK_DIST_MODE_AUTO;
 	double alpha = o.lora.alpha, dropout = o.lora.dropout;
 	long seed = (long)o.seed;
@@ -518,8 +512,8 @@ int cmd_train(int argc, char **argv)
 		FTK_OPT_DOUBLE(0, "dropout", &dropout, "P", 0, 0.999, "LoRA dropout (default 0)"),
 		FTK_OPT_GROUP("Optimizer"),
 		FTK_OPT_DOUBLE(0, "lr", &o.lr, "X", 1e-12, 1e3, "peak learning rate (default 2e-4)"),
-		FTK_OPT_CALLBACK(0, "schedule", &o.sched.kind, "S", schedule_cb,
-				 "constant, linear or cosine (default cosine)"),
+		FTK_OPT_CHOICE(0, "schedule", &sched, "S", FTK_SCHED_KINDS,
+			       "constant, linear or cosine (default cosine)"),
 		FTK_OPT_LONG(0, "warmup", &o.sched.warmup, "N", 0, LONG_MAX, "linear warmup steps (default 0)"),
 		FTK_OPT_DOUBLE(0, "min-lr-ratio", &o.sched.min_ratio, "X", 0, 1,
 			       "floor of linear/cosine decay, fraction of --lr (default 0)"),
@@ -640,6 +634,7 @@ int cmd_train(int argc, char **argv)
 	o.objective = (enum ftk_objective)objective;
 	o.quant = (enum ftk_quant)quant;
 	o.attention = (enum ftk_attention)attention;
+	o.sched.kind = (enum ftk_sched_kind)sched;
 	o.lora.alpha = (float)alpha;
 	o.lora.dropout = (float)dropout;
 	o.seed = (uint64_t)seed;

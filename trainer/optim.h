@@ -99,6 +99,8 @@ double ftk_clip_grad_norm_on(struct ftk_backend *be, float *g, size_t n, double 
 /* ---------------------------------------------------------------- schedules */
 
 enum ftk_sched_kind { FTK_SCHED_CONSTANT = 0, FTK_SCHED_LINEAR, FTK_SCHED_COSINE };
+/* the kinds' names, in the enum's order (an option table's choice list) */
+#define FTK_SCHED_KINDS "constant|linear|cosine"
 
 struct ftk_sched {
 	enum ftk_sched_kind kind;
