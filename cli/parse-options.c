@@ -401,6 +401,42 @@ static const char *suggest(const char *word, const struct ftk_option *opts, int 
 	return buf;
 }
 
+static uint64_t parse_uint64(const char *name, const char *arg)
+{
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(arg, &end, 10);
+	if (!*arg || *end || errno || arg[strspn(arg, " \t")] == '-')
+		ftk_usage_error("%s needs an integer of at least 0, not '%s'", name, arg);
+	return v;
+}
+
+void ftk_option_check(const struct ftk_option *o, const char *name, const char *arg)
+{
+	switch (o->kind) {
+	case FTK_OPTION_INT: case FTK_OPTION_LONG:
+		(void)ftk_opt_parse_integer(name, arg, o->ilo, o->ihi);
+		break;
+	case FTK_OPTION_DOUBLE:
+		if (o->flags & FTK_OPTF_OPEN)
+			(void)ftk_opt_parse_number_open(name, arg, o->dlo, o->dhi);
+		else
+			(void)ftk_opt_parse_number(name, arg, o->dlo, o->dhi);
+		break;
+	case FTK_OPTION_UINT64:
+		(void)parse_uint64(name, arg);
+		break;
+	case FTK_OPTION_SIZE:
+		(void)ftk_opt_parse_size(name, arg, o->ulo, o->uhi);
+		break;
+	case FTK_OPTION_CHOICE:
+		(void)ftk_opt_parse_choice(name, arg, o->choices);
+		break;
+	default:	/* strings take anything; a callback checks when it runs */
+		break;
+	}
+}
+
 static void apply(const struct ftk_option *o, const char *arg, const char *name, const char *prog,
 		  const struct ftk_option *opts, const char *const *usage)
 {
@@ -421,15 +457,9 @@ static void apply(const struct ftk_option *o, const char *arg, const char *name,
 					      ? ftk_opt_parse_number_open(name, arg, o->dlo, o->dhi)
 					      : ftk_opt_parse_number(name, arg, o->dlo, o->dhi);
 		break;
-	case FTK_OPTION_UINT64: {
-		char *end;
-		errno = 0;
-		unsigned long long v = strtoull(arg, &end, 10);
-		if (!*arg || *end || errno || arg[strspn(arg, " \t")] == '-')
-			ftk_usage_error("%s needs an integer of at least 0, not '%s'", name, arg);
-		*(uint64_t *)o->value = v;
+	case FTK_OPTION_UINT64:
+		*(uint64_t *)o->value = parse_uint64(name, arg);
 		break;
-	}
 	case FTK_OPTION_SIZE:
 		*(uint64_t *)o->value = ftk_opt_parse_size(name, arg, o->ulo, o->uhi);
 		break;

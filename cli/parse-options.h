@@ -246,9 +246,17 @@ uint64_t ftk_opt_parse_size(const char *name, const char *s, uint64_t lo, uint64
 
 /*
  * The index of s in choices ("nf4|none"), or exit 2 with
- * "--x: unknown value 'S' (nf4 or none)".
+ * "--x needs one of nf4|none, not 'S'".
  */
 int ftk_opt_parse_choice(const char *name, const char *s, const char *choices);
+
+/*
+ * Check ARG as a value of row O, as the parse would, without storing it or
+ * counting it as given; a bad value is a usage error that names NAME, so a
+ * caller that gathered the value elsewhere (ftk-train's --config file) can
+ * say where it came from.  Strings and callbacks are not checked here.
+ */
+void ftk_option_check(const struct ftk_option *o, const char *name, const char *arg);
 
 /*
  * Weighted Damerau-Levenshtein distance, as git's levenshtein(): w for a swap

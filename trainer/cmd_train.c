@@ -246,6 +246,12 @@ static char **expand_config(struct ftk_tool *t, const struct ftk_option *opts, i
 			ftk_tool_usage_error(t, "--config: %s: '%s' needs a value, not %s", file,
 					     m->string, ftk_json_type_name(m));
 		}
+		if (ftk_option_takes_arg(op)) {	/* refused here, the message names the file */
+			struct strbuf where = STRBUF_INIT;
+			strbuf_addf(&where, "--config %s: %s", file, m->string);
+			ftk_option_check(op, where.buf, arg.buf);
+			strbuf_release(&where);
+		}
 		char *opt = xmalloc(strlen(name) + 3);
 		sprintf(opt, "--%s", name);
 		av[n++] = opt;
