@@ -16,6 +16,18 @@
 #include "lib/stream.h"
 #include "lib/tokenizer.h"
 
+/* The parsed JSON of a file in the tree (a tokenizer.json to edit). */
+static cJSON *read_json(const char *path)
+{
+	char *data;
+	size_t len;
+	cJSON *tj;
+	ck_assert_int_eq(ftk_read_all(path, &data, &len, NULL), 0);
+	ck_assert_int_eq(ftk_json_parse(data, len, &tj, NULL), 0);
+	free(data);
+	return tj;
+}
+
 static const char *const NAMES[] = { "qwen3", "llama3", "llama2", "stories260K" };
 static const char *const DIRS[] = { "tests/fixtures/tokenizers/qwen3", "tests/fixtures/tokenizers/llama3",
 				    "tests/fixtures/tokenizers/llama2", "datasets/models/stories260K" };
@@ -423,9 +435,7 @@ START_TEST(test_synthetic)
 		size_t len;
 		cJSON *tj;
 		snprintf(path, sizeof(path), "%s/tokenizer.json", base);
-		ck_assert_int_eq(ftk_read_all(src_path(path), &data, &len, NULL), 0);
-		ck_assert_int_eq(ftk_json_parse(data, len, &tj, NULL), 0);
-		free(data);
+		tj = read_json(src_path(path));
 		cJSON *p;
 		cJSON_ArrayForEach(p, cJSON_GetObjectItem(row, "patch")) {
 			if (!strcmp(p->string, "model")) {
@@ -498,12 +508,8 @@ END_TEST
 START_TEST(test_limit_behaviors)
 {
 	static const char *const beh[] = { "Isolated", "Removed", "MergedWithPrevious", "MergedWithNext", "Contiguous" };
-	char *data;
-	size_t len;
 	cJSON *tj;
-	ck_assert_int_eq(ftk_read_all(src_path("datasets/models/stories260K/tokenizer.json"), &data, &len, NULL), 0);
-	ck_assert_int_eq(ftk_json_parse(data, len, &tj, NULL), 0);
-	free(data);
+	tj = read_json(src_path("datasets/models/stories260K/tokenizer.json"));
 	struct strbuf text = STRBUF_INIT;
 	for (int i = 0; i < 300; i++)
 		strbuf_addf(&text, "%s%.*s", i % 7 ? "once" : "upon", 1 + i % 3, "   ");
@@ -584,12 +590,8 @@ END_TEST
  * matches only where it is not part of a longer word). */
 START_TEST(test_single_word)
 {
-	char *data;
-	size_t len;
 	cJSON *tj;
-	ck_assert_int_eq(ftk_read_all(src_path("tests/fixtures/tokenizers/llama3/tokenizer.json"), &data, &len, NULL), 0);
-	ck_assert_int_eq(ftk_json_parse(data, len, &tj, NULL), 0);
-	free(data);
+	tj = read_json(src_path("tests/fixtures/tokenizers/llama3/tokenizer.json"));
 	cJSON *at = cJSON_GetObjectItem(tj, "added_tokens");
 	cJSON_ReplaceItemInArray(at, 3, cJSON_Parse("{\"id\":128003,\"content\":\"zz\",\"single_word\":true,\"lstrip\":false,"
 						  "\"rstrip\":false,\"normalized\":false,\"special\":false}"));
@@ -650,12 +652,8 @@ START_TEST(test_chunked_encode)
 	char *text = xmalloc(cap);
 	size_t tlen = chunk_text(text, cap);
 	for (size_t k = 0; k < FTK_ARRAY_SIZE(which); k++) {
-		char *data;
-		size_t len;
 		cJSON *tj;
-		ck_assert_int_eq(ftk_read_all(src_path(which[k]), &data, &len, NULL), 0);
-		ck_assert_int_eq(ftk_json_parse(data, len, &tj, NULL), 0);
-		free(data);
+		tj = read_json(src_path(which[k]));
 		cJSON *pat = cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(
 			cJSON_GetObjectItem(tj, "pre_tokenizer"), "pretokenizers"), 0), "pattern");
 		cJSON *re = cJSON_GetObjectItem(pat, "Regex");
@@ -813,12 +811,8 @@ START_TEST(test_replace_in_place)
 		"aaaa aaa a b ababab abababa ## #a# b#b", "abaababa aabaa ba ab", "", "#", "##########",
 		"caf\xc3\xa9 xyzxyz xyxyz \xc3\xa9\xc3\xa9", "a", "ab", "aba", " lead and trail ",
 	};
-	char *data;
-	size_t len;
 	cJSON *tj;
-	ck_assert_int_eq(ftk_read_all(src_path("datasets/models/stories260K/tokenizer.json"), &data, &len, NULL), 0);
-	ck_assert_int_eq(ftk_json_parse(data, len, &tj, NULL), 0);
-	free(data);
+	tj = read_json(src_path("datasets/models/stories260K/tokenizer.json"));
 	int checked = 0;
 	for (size_t only = 0; only <= FTK_ARRAY_SIZE(reps); only++) {
 		/* one Replace after the model's own Prepend and Replace, or all of them */
